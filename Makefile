@@ -1,0 +1,51 @@
+# guestmem: `make demo` runs the main job, `make check` the whole test suite.
+# Both install the Debian packages they need first (scripts/install-deps.sh).
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
+MESON_TEST  = meson test --print-errorlogs --num-processes 2
+
+.PHONY: all deps build demo check check-plain check-asan check-tsan bench clean
+
+all: build
+
+deps:
+	@./scripts/install-deps.sh
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD)
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+demo: build
+	./$(BUILD)/src/cli/guestmem demo
+
+bench: build
+	./$(BUILD)/src/cli/guestmem bench
+
+check: check-plain check-asan check-tsan
+
+check-plain: build
+	$(MESON_TEST) -C $(BUILD)
+
+# AddressSanitizer + UndefinedBehaviorSanitizer, leaks reported as failures.
+check-asan: deps
+	[ -f $(ASAN_BUILD)/build.ninja ] || meson setup $(ASAN_BUILD) \
+		-Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+	ninja -C $(ASAN_BUILD)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		$(MESON_TEST) -C $(ASAN_BUILD) --suite asan
+
+# ThreadSanitizer over the concurrent tests.
+check-tsan: deps
+	[ -f $(TSAN_BUILD)/build.ninja ] || meson setup $(TSAN_BUILD) \
+		-Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug
+	ninja -C $(TSAN_BUILD)
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+		$(MESON_TEST) -C $(TSAN_BUILD) --suite tsan
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

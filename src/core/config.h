@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Kernel profile and Kconfig-like switches.  A VM copies the configuration
+ * in force when it is created; the system scope (/dev/kvm) reads the current
+ * one.  Sources: GUESTMEM_PROFILE, GUESTMEM_CONFIG, GUESTMEM_BACKING in the
+ * environment, or guestmem_config_set() from the C API.
+ */
+#ifndef GM_CORE_CONFIG_H
+#define GM_CORE_CONFIG_H
+
+#include <stdbool.h>
+
+enum gm_profile {
+	GM_PROFILE_LINUX_6_8 = 0,
+	GM_PROFILE_LINUX_6_18,
+};
+
+enum gm_backing_kind {
+	GM_BACKING_MEMFD = 0, /* shmem via memfd_create: sparse, punch frees */
+	GM_BACKING_SECRETMEM, /* memfd_secret: out of the kernel direct map */
+};
+
+struct gm_config {
+	enum gm_profile profile;
+	enum gm_backing_kind backing;
+	/*
+	 * CONFIG_KVM_SW_PROTECTED_VM: selects KVM_GENERIC_PRIVATE_MEM, i.e.
+	 * memory attributes.  In the 6.8 profile it also gates guest_memfd
+	 * (CONFIG_KVM_PRIVATE_MEM); in 6.18 guest_memfd is always built.
+	 */
+	bool sw_protected_vm;
+	bool smm; /* CONFIG_KVM_SMM: two address spaces for default VMs */
+};
+
+/* The configuration in force now (environment on first use). */
+const struct gm_config *gm_config_get(void);
+
+/*
+ * Parse and install a configuration.  NULL arguments keep the current
+ * value.  Returns 0 or -EINVAL (nothing changed) for an unknown profile,
+ * switch or backing.
+ */
+int gm_config_set(const char *profile, const char *kconfig, const char *backing);
+
+const char *gm_profile_name(enum gm_profile p);
+const char *gm_backing_name(enum gm_backing_kind b);
+
+/* Derived Kconfig symbols. */
+static inline bool gm_cfg_private_mem(const struct gm_config *c)
+{
+	/* 6.8: KVM_PRIVATE_MEM only via SW_PROTECTED_VM; 6.18: KVM_GUEST_MEMFD=y */
+	return c->profile == GM_PROFILE_LINUX_6_18 || c->sw_protected_vm;
+}
+
+static inline bool gm_cfg_mem_attributes(const struct gm_config *c)
+{
+	return c->sw_protected_vm;
+}
+
+static inline int gm_cfg_max_address_spaces(const struct gm_config *c)
+{
+	return c->smm ? 2 : 1;
+}
+
+#endif

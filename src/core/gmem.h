@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * guest_memfd: files of guest-private memory (spec §3.3, §3.4, §4.1-§4.3).
+ *
+ * In 6.8 every KVM_CREATE_GUEST_MEMFD makes a new inode with one instance,
+ * so the file, its kvm_gmem instance and the inode are one object here;
+ * comments say which role a field plays.
+ *
+ * References: `refs` counts references to the *file* (open fds, as counted
+ * by the uAPI layer's watcher, and C-API handles).  The file holds one
+ * reference on its VM.  A memslot points at the file without a reference
+ * (slot->gmem.file, weak); release clears those pointers.
+ */
+#ifndef GM_CORE_GMEM_H
+#define GM_CORE_GMEM_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "backing.h"
+#include "kvm_host.h"
+
+struct kvm_gmem {
+	long refs;	 /* file references; last put releases */
+	struct kvm *kvm; /* instance: strong VM reference */
+
+	/*
+	 * instance: page index -> struct kvm_memory_slot * (as uint64_t).
+	 * Written with invalidate_lock held for write; read under RCU.
+	 */
+	struct rangemap bindings;
+
+	/* inode */
+	uint64_t size;	 /* bytes, immutable */
+	uint64_t flags;	 /* creation flags (6.18: MMAP, INIT_SHARED) */
+	uint64_t ino;	 /* distinct per guest_memfd, for fstat */
+	uid_t uid;
+	gid_t gid;
+	struct timespec mtime, ctime;
+	/*
+	 * The inode's invalidate lock: nests inside kvm->slots_lock and outside
+	 * kvm->mmu_lock.  Write: punch hole, bind, unbind, release.  Read:
+	 * allocate, and the fault path while it resolves a page.
+	 */
+	pthread_rwlock_t invalidate_lock;
+	struct gm_backing backing; /* the storage: pages by index */
+};
+
+/*
+ * KVM_CREATE_GUEST_MEMFD checks (§3.3) for @kvm's profile, then creation.
+ * On success *out holds one file reference.
+ */
+struct kvm_create_guest_memfd;
+int kvm_gmem_create(struct kvm *kvm, const struct kvm_create_guest_memfd *args,
+		    struct kvm_gmem **out);
+
+void kvm_gmem_get(struct kvm_gmem *gmem);
+/* Drop a file reference; the last one runs kvm_gmem_release(). */
+void kvm_gmem_put(struct kvm_gmem *gmem);
+/* Take a reference unless the count already reached zero (get_file_active). */
+bool kvm_gmem_tryget(struct kvm_gmem *gmem);
+
+/*
+ * fallocate(2) on the file, with the VFS checks then guest_memfd's (§3.4.1)
+ * for the VM's profile.  Returns 0 or -errno.
+ */
+int kvm_gmem_fallocate(struct kvm_gmem *gmem, int mode, int64_t offset, int64_t len);
+
+/*
+ * Bind [offset, offset + npages pages) to @slot (rules 20-23 of §3.5).
+ * Context: slots_lock held; the slot is not yet visible to readers.
+ */
+int kvm_gmem_bind(struct kvm *kvm, struct kvm_memory_slot *slot, struct kvm_gmem *gmem,
+		  uint64_t offset);
+/* Undo a binding; Context: slots_lock held, slot no longer visible. */
+void kvm_gmem_unbind(struct kvm_memory_slot *slot);
+
+/*
+ * Fault path: the backing page for @gfn of @slot.
+ * Returns 0 and the page's host address in *hva (zeroed on first use),
+ * or -EFAULT (file gone), -EIO (binding is not this slot), -ENOMEM,
+ * -EHWPOISON.  *max_order is always 0 in 6.8.
+ * Context: RCU read lock held.
+ */
+int kvm_gmem_get_pfn(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t gfn, void **hva,
+		     int *max_order);
+
+/* Mark page @index poisoned (memory-failure injection, §4.3). */
+int kvm_gmem_error_page(struct kvm_gmem *gmem, uint64_t index);
+
+/* Pages currently allocated (for tests, demo and `guestmem info`). */
+uint64_t kvm_gmem_nr_allocated(struct kvm_gmem *gmem);
+
+#endif

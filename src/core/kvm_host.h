@@ -1,0 +1,286 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * guestmem's core object model: VM, memslots, memory attributes and the MMU
+ * invalidation state.  Names follow the kernel's so that a reader who knows
+ * KVM finds things where they expect them (spec: kvm-gmem-spec.md §1, §4).
+ *
+ * Every function returns 0 or a negative errno unless it says otherwise.
+ * The uAPI layer (src/uapi) turns those into -1/errno.
+ *
+ * Locks, outermost first (see also docs/locking.md):
+ *
+ *   kvm->slots_lock      mutex   memslot updates, attribute updates, gmem
+ *                                release; everything that changes which
+ *                                memory backs a gfn
+ *   gmem->invalidate_lock rwlock  (src/core/gmem.h) a guest_memfd's bindings
+ *                                and storage: write for punch/bind/unbind/
+ *                                release, read for allocate and faults
+ *   kvm->mmu_lock        rwlock  stage-2 tables and the invalidation state;
+ *                                write to zap or change seq/in_progress,
+ *                                read to install a translation
+ *   kvm->lock            mutex   vCPU creation and VM-wide settings
+ *                                (irqchip, caps); never held with the above
+ *
+ * RCU (urcu-bp) protects: the memslot sets, the attribute map, guest_memfd
+ * binding maps, stage-2 page-table pages.  vCPU memory accesses are read-side
+ * sections; a grace period is the remote TLB flush.
+ */
+#ifndef GM_CORE_KVM_HOST_H
+#define GM_CORE_KVM_HOST_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../lib/compiler.h"
+#include "../lib/rangemap.h"
+#include "config.h"
+
+typedef uint64_t gfn_t;
+typedef uint64_t gpa_t;
+
+#define KVM_MEM_SLOTS_NUM 32767		/* SHRT_MAX */
+#define KVM_INTERNAL_MEM_SLOTS 3	/* x86 */
+#define KVM_USER_MEM_SLOTS (KVM_MEM_SLOTS_NUM - KVM_INTERNAL_MEM_SLOTS)
+#define KVM_MEM_MAX_NR_PAGES ((1ULL << 31) - 1)
+#define KVM_MAX_NR_ADDRESS_SPACES 2
+#define KVM_MEMSLOT_INVALID (1U << 16)	/* kernel-internal flag bit */
+#define KVM_MEMSLOT_GMEM_ONLY (1U << 17) /* 6.18: MMAP-capable guest_memfd */
+#define INVALID_GFN (~0ULL)
+
+#define KVM_API_VERSION_VALUE 12
+#define KVM_MAX_VCPUS 1024
+#define KVM_MAX_VCPU_IDS (4 * KVM_MAX_VCPUS)
+
+/* Huge-page levels tracked per memslot (x86): 2 MiB and 1 GiB. */
+#define KVM_NR_LPAGE_LEVELS 2
+#define KVM_LPAGE_MIXED_FLAG (1U << 31)
+static inline unsigned kvm_lpage_shift(int lvl) /* lvl 0: 2M, 1: 1G */
+{
+	return 9 * (unsigned)(lvl + 1);
+}
+
+struct kvm_gmem;
+struct kvm_mmu;
+struct kvm_vcpu;
+struct kvm_eventfds;
+
+struct kvm_lpage_info {
+	uint32_t disallow_lpage; /* count | KVM_LPAGE_MIXED_FLAG */
+};
+
+/*
+ * A memslot.  Immutable once visible to readers, except gmem.file (cleared
+ * by guest_memfd release) and the lpage mixed flags (changed under
+ * mmu_lock for write, read under mmu_lock).  An update installs a new
+ * struct; the old one is freed after a grace period.
+ */
+struct kvm_memory_slot {
+	gfn_t base_gfn;
+	uint64_t npages;
+	uint64_t userspace_addr;
+	uint32_t flags;
+	uint16_t id;
+	uint16_t as_id;
+	struct {
+		/* Weak: no file reference; RCU-published, see kvm_gmem_bind(). */
+		struct kvm_gmem *file;
+		uint64_t pgoff;
+	} gmem;
+	struct kvm_lpage_info *lpage_info[KVM_NR_LPAGE_LEVELS];
+};
+
+static inline bool kvm_slot_can_be_private(const struct kvm_memory_slot *s)
+{
+	return s && (s->flags & 4 /* KVM_MEM_GUEST_MEMFD */);
+}
+
+/*
+ * One memslot set: slots sorted by base_gfn for O(log n) gfn lookup.
+ * Each address space has two (active, inactive), as in the kernel.
+ */
+struct kvm_memslots {
+	uint64_t generation;
+	uint32_t nr;
+	uint32_t cap;
+	struct kvm_memory_slot **by_gfn;
+};
+
+struct kvm_stat {
+	/* Relaxed counters, for the demo and tests. */
+	uint64_t invalidations;	  /* begin..end pairs */
+	uint64_t attr_updates;	  /* non-no-op KVM_SET_MEMORY_ATTRIBUTES */
+	uint64_t zapped_ranges;
+	uint64_t remote_flushes;
+};
+
+struct kvm {
+	/* Counted references: the VM fd, each guest_memfd file, each vCPU. */
+	long users_count;
+	unsigned long vm_type;
+	pid_t creator_pid; /* stands for kvm->mm: other processes get EIO */
+	bool dead;
+	struct gm_config cfg; /* profile and Kconfig, fixed at creation */
+	int nr_as;	      /* address spaces this VM may use */
+
+	pthread_mutex_t slots_lock; /* see the lock table above */
+	pthread_mutex_t lock;
+	pthread_rwlock_t mmu_lock;
+
+	/* RCU-published active set per address space (points into __memslots). */
+	struct kvm_memslots *memslots[KVM_MAX_NR_ADDRESS_SPACES];
+	struct kvm_memslots __memslots[KVM_MAX_NR_ADDRESS_SPACES][2];
+	/* Slot by (as, id) in the active set; protected by slots_lock. */
+	struct kvm_memory_slot **slot_by_id[KVM_MAX_NR_ADDRESS_SPACES];
+	uint64_t nr_memslot_pages; /* over all slots, under slots_lock */
+
+	/* gfn -> attributes; written under slots_lock, read under RCU. */
+	struct rangemap mem_attr_array;
+
+	/*
+	 * MMU invalidation state (spec §4.4, §4.6).  Written only with
+	 * mmu_lock held for write.  Invariant kept by begin/end: whenever a
+	 * translation might be changed, either in_progress > 0 with the range
+	 * covering it, or seq has moved past any snapshot taken before.  end
+	 * bumps seq with release semantics *before* decrementing in_progress;
+	 * faults snapshot seq with acquire before resolving the page.
+	 */
+	unsigned long mmu_invalidate_seq;
+	long mmu_invalidate_in_progress;
+	gfn_t mmu_invalidate_range_start;
+	gfn_t mmu_invalidate_range_end;
+
+	uint64_t exit_hypercall_mask; /* KVM_CAP_EXIT_HYPERCALL, under lock */
+	uint64_t max_gfn;	      /* from host MAXPHYADDR */
+
+	struct kvm_mmu *mmu; /* src/mmu */
+
+	/* vCPUs (src/vcpu), under kvm->lock. */
+	struct kvm_vcpu **vcpus;
+	uint32_t created_vcpus;
+	uint32_t max_vcpu_ids; /* 0 until latched */
+
+	struct kvm_eventfds *eventfds; /* src/vcpu/eventfd: ioeventfd/irqfd */
+
+	struct kvm_stat stat;
+};
+
+/* ---- VM lifetime (src/core/vm.c) ------------------------------------- */
+
+/*
+ * KVM_CREATE_VM.  Returns 0 and a VM holding one reference, or -EINVAL for
+ * an unsupported type, -ENOMEM.
+ */
+int kvm_create_vm(unsigned long type, struct kvm **out);
+void kvm_get_kvm(struct kvm *kvm);
+/* Drop a reference; the last one destroys the VM.  Context: no VM locks. */
+void kvm_put_kvm(struct kvm *kvm);
+
+static inline bool kvm_arch_has_private_mem(const struct kvm *kvm)
+{
+	return kvm->vm_type != 0;
+}
+
+/* KVM_CHECK_EXTENSION; @kvm NULL for the system scope.  Never fails. */
+long kvm_check_extension(const struct gm_config *cfg, struct kvm *kvm, long cap);
+
+/* KVM_ENABLE_CAP on a VM (the caps this subsystem supports). */
+int kvm_vm_enable_cap(struct kvm *kvm, uint32_t cap, uint32_t flags, const uint64_t args[4]);
+
+/* ---- memslots (src/core/memslots.c) ---------------------------------- */
+
+/* The result of resolving a region2's guest_memfd fd, done by the caller. */
+struct kvm_gmem_ref {
+	int err;		/* -EBADF / -EINVAL if the fd was no guest_memfd */
+	struct kvm_gmem *gmem;	/* a file reference, owned by the caller */
+};
+
+/*
+ * KVM_SET_USER_MEMORY_REGION(2), all checks of spec §3.5 in order.  @v2
+ * selects the v2 flag rules; @gref is consulted only if the request has
+ * KVM_MEM_GUEST_MEMFD.  Context: takes slots_lock.
+ */
+struct kvm_userspace_memory_region2;
+int kvm_set_memory_region(struct kvm *kvm, const struct kvm_userspace_memory_region2 *mem,
+			  bool v2, const struct kvm_gmem_ref *gref);
+
+/* Slot lookup.  Context: gm_rcu_read_lock() held (or slots_lock). */
+struct kvm_memory_slot *kvm_memslots_find(struct kvm_memslots *slots, gfn_t gfn);
+struct kvm_memory_slot *gfn_to_memslot(struct kvm *kvm, int as_id, gfn_t gfn);
+struct kvm_memslots *kvm_memslots(struct kvm *kvm, int as_id);
+
+/*
+ * Iterate slots of every address space intersecting [start, end).
+ * Context: slots_lock held.
+ */
+typedef int (*kvm_slot_fn)(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t start,
+			   gfn_t end, void *ctx);
+int kvm_for_each_slot_in_range(struct kvm *kvm, gfn_t start, gfn_t end, kvm_slot_fn fn,
+			       void *ctx);
+
+/* ---- memory attributes (src/core/attributes.c) ----------------------- */
+
+/* KVM_SET_MEMORY_ATTRIBUTES checks (§3.6) and update (§4.7). */
+struct kvm_memory_attributes;
+int kvm_vm_ioctl_set_mem_attributes(struct kvm *kvm, const struct kvm_memory_attributes *attrs);
+int kvm_vm_set_mem_attributes(struct kvm *kvm, gfn_t start, gfn_t end, uint64_t attributes);
+uint64_t kvm_supported_mem_attributes(const struct kvm *kvm);
+
+/* Attributes of @gfn.  Context: RCU read lock or slots_lock. */
+uint64_t kvm_get_memory_attributes(struct kvm *kvm, gfn_t gfn);
+/* Every gfn in [start, end) has exactly @attrs. */
+bool kvm_range_has_memory_attributes(struct kvm *kvm, gfn_t start, gfn_t end, uint64_t attrs);
+
+static inline bool kvm_mem_is_private(struct kvm *kvm, gfn_t gfn)
+{
+	return kvm->cfg.sw_protected_vm &&
+	       (kvm_get_memory_attributes(kvm, gfn) & (1ULL << 3));
+}
+
+/* ---- invalidation protocol (src/core/invalidate.c) ------------------- */
+
+/* All three: Context: mmu_lock held for write. */
+void kvm_mmu_invalidate_begin(struct kvm *kvm);
+void kvm_mmu_invalidate_range_add(struct kvm *kvm, gfn_t start, gfn_t end);
+void kvm_mmu_invalidate_end(struct kvm *kvm);
+
+/*
+ * Authoritative retry check.  Context: mmu_lock held (read or write).
+ * Returns true if a fault that snapshotted @mmu_seq must retry for @gfn.
+ */
+bool mmu_invalidate_retry_gfn(struct kvm *kvm, unsigned long mmu_seq, gfn_t gfn);
+/* Lockless hint; may be wrong both ways.  Context: any. */
+bool mmu_invalidate_retry_gfn_unsafe(struct kvm *kvm, unsigned long mmu_seq, gfn_t gfn);
+
+/* Snapshot for a fault: acquire, pairs with the release in _end(). */
+static inline unsigned long kvm_mmu_invalidate_seq_snapshot(struct kvm *kvm)
+{
+	return smp_load_acquire(&kvm->mmu_invalidate_seq);
+}
+
+/* Test-only introspection of the invalidation state. */
+struct kvm_invalidate_state {
+	unsigned long seq;
+	long in_progress;
+	gfn_t range_start;
+	gfn_t range_end;
+};
+void kvm_mmu_invalidate_state(struct kvm *kvm, struct kvm_invalidate_state *st);
+
+/*
+ * Unmap [start, end) of @slot from the stage-2 tables after adding it to the
+ * invalidation range.  Returns true if a remote TLB flush is needed.
+ * Context: mmu_lock held for write, inside begin/end.
+ */
+bool kvm_mmu_unmap_gfn_range(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t start,
+			     gfn_t end);
+
+/*
+ * Host-mapping invalidation (the mmu notifier): [hva_start, hva_end) of the
+ * VMM's address space changed (munmap, mremap, MADV_DONTNEED, mprotect).
+ * Zaps every translation derived from it.  Context: no VM locks held.
+ */
+void kvm_mmu_notifier_invalidate_range(struct kvm *kvm, uint64_t hva_start, uint64_t hva_end);
+
+#endif

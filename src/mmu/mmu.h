@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The software stage-2 MMU: a per-VM radix table from gfn to the host
+ * address of the backing page, with 4 KiB, 2 MiB and 1 GiB leaves.
+ *
+ * Readers (vCPU memory accesses) walk it inside gm_rcu_read_lock() with
+ * plain acquire loads: a hit takes no lock and does no atomic RMW.
+ * Installers hold mmu_lock for read and use compare-and-swap.  Zappers hold
+ * mmu_lock for write; table pages they detach are freed after a grace
+ * period, and kvm_flush_remote_tlbs() is a grace period, so when it returns
+ * no vCPU still uses a translation that was zapped before it was called.
+ * vCPUs blocked outside guest mode are not in a read-side section and are
+ * neither waited for nor woken.
+ */
+#ifndef GM_MMU_MMU_H
+#define GM_MMU_MMU_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/kvm_host.h"
+
+/* Stage-2 entry bits (low 12 bits of a page-aligned host address). */
+#define S2_PRESENT (1ULL << 0)
+#define S2_WRITABLE (1ULL << 1)
+#define S2_PRIVATE (1ULL << 2) /* came from guest_memfd */
+#define S2_LEAF (1ULL << 7)    /* maps a page (at level > 1: huge) */
+#define S2_ADDR_MASK (~0xfffULL)
+
+/* Levels: 1 = 4 KiB leaf, 2 = 2 MiB, 3 = 1 GiB; 4 and 5 are tables only. */
+#define S2_LEVELS 5
+#define S2_PG_LEVEL_4K 1
+#define S2_PG_LEVEL_2M 2
+#define S2_PG_LEVEL_1G 3
+
+static inline uint64_t s2_level_pages(int level)
+{
+	return 1ULL << (9 * (level - 1));
+}
+
+int kvm_mmu_create(struct kvm *kvm);
+/* Context: no readers remain (VM destruction). */
+void kvm_mmu_destroy(struct kvm *kvm);
+
+/*
+ * The hit path: the entry mapping @gfn, or 0.  *level receives the leaf's
+ * level.  Context: gm_rcu_read_lock() held; the result may be used only
+ * until the read-side section ends.
+ */
+uint64_t kvm_mmu_lookup(struct kvm *kvm, gfn_t gfn, int *level);
+
+/*
+ * Install a leaf for @gfn (aligned down to @level) pointing at @hva
+ * (aligned to the level's size) with @flags.  Returns 0, or -EAGAIN if a
+ * conflicting entry appeared (the fault retries), -ENOMEM.
+ * Context: mmu_lock held for read, inside gm_rcu_read_lock().
+ */
+int kvm_mmu_install(struct kvm *kvm, gfn_t gfn, int level, uint64_t hva, uint64_t flags);
+
+/*
+ * Clear every translation in [start, end).  A huge leaf that straddles the
+ * range is cleared whole.  Returns true if anything was cleared.
+ * Context: mmu_lock held for write.
+ */
+bool kvm_mmu_zap_gfn_range(struct kvm *kvm, gfn_t start, gfn_t end);
+
+/* The remote TLB flush (spec §4.9).  Context: no RCU read lock held. */
+void kvm_flush_remote_tlbs(struct kvm *kvm);
+
+/* Zap everything of @slot (delete/move).  Context: slots_lock held. */
+void kvm_arch_flush_shadow_memslot(struct kvm *kvm, struct kvm_memory_slot *slot);
+
+/* Number of present leaves (tests and stats).  Context: any. */
+uint64_t kvm_mmu_nr_leaves(struct kvm *kvm);
+
+/* ---- huge-page metadata per memslot (src/mmu/lpage.c, spec §4.8) ----- */
+
+/* Allocate and initialise slot->lpage_info.  Context: slots_lock held. */
+int kvm_alloc_memslot_metadata(struct kvm *kvm, struct kvm_memory_slot *slot);
+void kvm_free_memslot_metadata(struct kvm_memory_slot *slot);
+/* Recompute mixed flags after attributes of [start, end) became @attrs.
+ * Context: mmu_lock held for write. */
+void kvm_arch_post_set_memory_attributes(struct kvm *kvm, struct kvm_memory_slot *slot,
+					 gfn_t start, gfn_t end, uint64_t attrs);
+/* Largest level (1..3) allowed for @gfn in @slot by the metadata, capped at
+ * @max_level.  Context: mmu_lock held (read). */
+int kvm_mmu_max_mapping_level(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t gfn,
+			      int max_level);
+
+#endif
