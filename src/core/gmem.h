@@ -41,10 +41,17 @@ struct kvm_gmem {
 	/*
 	 * The inode's invalidate lock: nests inside kvm->slots_lock and outside
 	 * kvm->mmu_lock.  Write: punch hole, bind, unbind, release.  Read:
-	 * allocate, and the fault path while it resolves a page.
+	 * allocate.  The fault path must NOT take it: faults run inside an RCU
+	 * read-side section, and punch/release wait for grace periods while
+	 * holding this lock; faults rely on the invalidation protocol instead.
 	 */
 	pthread_rwlock_t invalidate_lock;
 	struct gm_backing backing; /* the storage: pages by index */
+	/*
+	 * inode: page index -> 1 for pages hit by a memory failure (§4.3).
+	 * Written with invalidate_lock held for write; read under RCU.
+	 */
+	struct rangemap poisoned;
 };
 
 /*
@@ -56,7 +63,11 @@ int kvm_gmem_create(struct kvm *kvm, const struct kvm_create_guest_memfd *args,
 		    struct kvm_gmem **out);
 
 void kvm_gmem_get(struct kvm_gmem *gmem);
-/* Drop a file reference; the last one runs kvm_gmem_release(). */
+/*
+ * Drop a file reference; the last one releases the file (§4.1), which
+ * takes kvm->slots_lock and may destroy the VM.
+ * Context: none of the VM's locks nor the invalidate lock held.
+ */
 void kvm_gmem_put(struct kvm_gmem *gmem);
 /* Take a reference unless the count already reached zero (get_file_active). */
 bool kvm_gmem_tryget(struct kvm_gmem *gmem);
@@ -86,7 +97,12 @@ void kvm_gmem_unbind(struct kvm_memory_slot *slot);
 int kvm_gmem_get_pfn(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t gfn, void **hva,
 		     int *max_order);
 
-/* Mark page @index poisoned (memory-failure injection, §4.3). */
+/*
+ * Mark page @index poisoned (memory-failure injection, §4.3): the page is
+ * allocated if absent and kept, guest mappings of it are invalidated, and
+ * later faults on it get -EHWPOISON until it is punched.  Returns 0,
+ * -EINVAL (index beyond EOF) or -ENOMEM.
+ */
 int kvm_gmem_error_page(struct kvm_gmem *gmem, uint64_t index);
 
 /* Pages currently allocated (for tests, demo and `guestmem info`). */

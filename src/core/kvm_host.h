@@ -163,6 +163,17 @@ struct kvm {
 
 	struct kvm_eventfds *eventfds; /* src/vcpu/eventfd: ioeventfd/irqfd */
 
+	/*
+	 * Host-mapping invalidations in flight (mmu notifier start..end).  A
+	 * memslot swap waits for zero so that a new slot cannot miss one.
+	 * Protected by mn_lock; mn_cond signals the drop to zero.
+	 */
+	pthread_mutex_t mn_lock;
+	pthread_cond_t mn_cond;
+	long mn_active_invalidate_count;
+
+	struct kvm *vm_list_next; /* global VM list, under gm_vm_list_lock */
+
 	struct kvm_stat stat;
 };
 
@@ -176,6 +187,24 @@ int kvm_create_vm(unsigned long type, struct kvm **out);
 void kvm_get_kvm(struct kvm *kvm);
 /* Drop a reference; the last one destroys the VM.  Context: no VM locks. */
 void kvm_put_kvm(struct kvm *kvm);
+
+/* Walk every live VM (holding a reference during @fn). */
+void kvm_for_each_vm(void (*fn)(struct kvm *kvm, void *ctx), void *ctx);
+long kvm_nr_live_vms(void);
+
+/* Check common to every VM-fd ioctl: another process or a dead VM -> -EIO. */
+int kvm_vm_ioctl_precheck(struct kvm *kvm);
+
+/*
+ * Hooks the vCPU layer provides (weak no-op defaults in vm.c): free every
+ * vCPU and the eventfd state when the VM is destroyed.
+ */
+void kvm_destroy_vcpus(struct kvm *kvm);
+void kvm_eventfds_destroy(struct kvm *kvm);
+/* Fault counters of the vCPU layer (weak zero defaults in api.c). */
+void kvm_mmu_fault_stats(struct kvm *kvm, uint64_t *faults, uint64_t *retries,
+			 uint64_t *lock_acq);
+uint64_t kvm_memory_fault_exits(struct kvm *kvm);
 
 static inline bool kvm_arch_has_private_mem(const struct kvm *kvm)
 {
@@ -282,5 +311,15 @@ bool kvm_mmu_unmap_gfn_range(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_
  * Zaps every translation derived from it.  Context: no VM locks held.
  */
 void kvm_mmu_notifier_invalidate_range(struct kvm *kvm, uint64_t hva_start, uint64_t hva_end);
+
+/*
+ * The same in two halves around the host change, for every live VM, as the
+ * preload does around munmap/mremap/madvise/mprotect: start zaps and holds
+ * the invalidation open (faults on those gfns retry), end closes it.
+ * start returns a token for end (NULL when no VM was affected).
+ */
+struct kvm_mn_token;
+struct kvm_mn_token *kvm_mmu_notifier_start_all(uint64_t hva_start, uint64_t hva_end);
+void kvm_mmu_notifier_end_all(struct kvm_mn_token *token);
 
 #endif

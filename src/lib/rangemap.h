@@ -49,6 +49,15 @@ uint64_t rangemap_lookup(const struct rangemap *map, uint64_t key);
  */
 int rangemap_store(struct rangemap *map, uint64_t start, uint64_t end, uint64_t value);
 
+/*
+ * The same in two steps, for callers that must allocate before a point of
+ * no return: prepare builds the new array (-ENOMEM, nothing changed),
+ * commit publishes it.  The writer's lock must be held across both.
+ */
+int rangemap_prepare(const struct rangemap *map, uint64_t start, uint64_t end,
+		     uint64_t value, struct rangemap_array **out);
+void rangemap_commit(struct rangemap *map, struct rangemap_array *prepared);
+
 /* True if every key in [start, end) maps to exactly @value (0: none mapped). */
 bool rangemap_range_is(const struct rangemap *map, uint64_t start, uint64_t end,
 		       uint64_t value);

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `guestmem bench`: every figure is a ratio against a baseline measured in
+ * the same run, so that noisy machines still give comparable numbers.
+ */
+#ifndef GM_BENCH_BENCH_H
+#define GM_BENCH_BENCH_H
+
+#include <stdint.h>
+#include <time.h>
+
+static inline uint64_t bench_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Median of @n samples (sorts in place). */
+double bench_median(double *v, int n);
+/* Percentile @p (0..100) of @n samples (sorts in place). */
+double bench_percentile(double *v, int n, double p);
+
+/* Print one result row: name, measured, baseline, ratio, goal text. */
+void bench_row(const char *name, double value, double baseline, const char *unit,
+	       const char *goal);
+
+/* The benchmark groups; each returns 0 or a negative errno. */
+int bench_core(void);	/* attributes, memslot lookup, fallocate */
+int bench_vcpu(void);	/* faults, hits, conversions, invalidation storm */
+int bench_eventfd(void); /* ioeventfd doorbells, irqfd latency */
+
+#endif

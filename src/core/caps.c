@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * KVM_CHECK_EXTENSION and KVM_ENABLE_CAP (VM scope).
+ *
+ * Values are those of an x86-64 host with an in-kernel irqchip for the
+ * active profile (spec: gmem §2.2, vCPU §2).  Unknown capabilities read 0.
+ * KVM_CAP_BINARY_STATS_FD reads 0: guestmem has no binary stats fds, and
+ * advertising it would make VMMs call KVM_GET_STATS_FD.
+ */
+#include <errno.h>
+#include <unistd.h>
+
+#include "kvm_host.h"
+
+/* Capabilities whose value depends neither on the VM nor on the profile. */
+static long kvm_cap_fixed(long cap, bool *known)
+{
+	static const struct { int cap; long val; } table[] = {
+		{ 0, 1 },     /* IRQCHIP */	      { 1, 1 },	   /* HLT */
+		{ 3, 1 },     /* USER_MEMORY */	      { 4, 1 },	   /* SET_TSS_ADDR */
+		{ 10, KVM_USER_MEM_SLOTS },	      { 11, 1 },   /* PIT */
+		{ 14, 1 },    /* MP_STATE */	      { 15, 2 },   /* COALESCED_MMIO page */
+		{ 16, 1 },    /* SYNC_MMU */	      { 22, 1 },   /* USER_NMI */
+		{ 25, 4096 }, /* IRQ_ROUTING */	      { 26, 1 },   /* IRQ_INJECT_STATUS */
+		{ 32, 1 },    /* IRQFD */	      { 33, 1 },   /* PIT2 */
+		{ 34, 1 },    /* SET_BOOT_CPU_ID */   { 35, 1 },   /* PIT_STATE2 */
+		{ 36, 1 },    /* IOEVENTFD */	      { 37, 1 },   /* SET_IDENTITY_MAP_ADDR */
+		{ 40, 1 },    /* INTERNAL_ERROR_DATA */ { 41, 1 }, /* VCPU_EVENTS */
+		{ 66, KVM_MAX_VCPUS },		      { 74, 7 },   /* SYNC_REGS */
+		{ 77, 1 },    /* SIGNAL_MSI */	      { 81, 1 },   /* READONLY_MEM */
+		{ 82, 1 },    /* IRQFD_RESAMPLE */    { 89, 1 },   /* DEVICE_CTRL */
+		{ 98, 1 },    /* ENABLE_CAP_VM */     { 100, 1 },  /* IOEVENTFD_NO_LENGTH */
+		{ 105, 1 },   /* CHECK_EXTENSION_VM */ { 121, 1 }, /* SPLIT_IRQCHIP */
+		{ 122, 1 },   /* IOEVENTFD_ANY_LENGTH */
+		{ 128, KVM_MAX_VCPU_IDS },	      { 136, 1 },  /* IMMEDIATE_EXIT */
+		{ 182, 1 },   /* HALT_POLL */	      { 201, 1L << 12 }, /* EXIT_HYPERCALL */
+		{ 231, 1 },   /* USER_MEMORY2 */      { 232, 1 },  /* MEMORY_FAULT_INFO */
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(table); i++) {
+		if (table[i].cap == cap) {
+			*known = true;
+			return table[i].val;
+		}
+	}
+	*known = false;
+	return 0;
+}
+
+static long kvm_cap_nr_vcpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : (n > KVM_MAX_VCPUS ? KVM_MAX_VCPUS : n);
+}
+
+/* KVM_CAP_MULTI_ADDRESS_SPACE: only compiled in with SMM. */
+static long kvm_cap_multi_as(const struct gm_config *cfg, struct kvm *kvm)
+{
+	if (!cfg->smm)
+		return 0;
+	return kvm ? kvm->nr_as : KVM_MAX_NR_ADDRESS_SPACES;
+}
+
+static long kvm_cap_guest_memfd(const struct gm_config *cfg, struct kvm *kvm)
+{
+	if (!gm_cfg_private_mem(cfg))
+		return 0;
+	if (cfg->profile == GM_PROFILE_LINUX_6_18 || !kvm)
+		return 1;
+	return kvm_arch_has_private_mem(kvm);
+}
+
+static long kvm_cap_guest_memfd_flags(const struct gm_config *cfg, struct kvm *kvm)
+{
+	const long mmap = 1, init_shared = 2;
+
+	if (cfg->profile != GM_PROFILE_LINUX_6_18)
+		return 0;
+	/* INIT_SHARED only for VMs without private memory. */
+	if (kvm && kvm_arch_has_private_mem(kvm))
+		return mmap;
+	return mmap | init_shared;
+}
+
+long kvm_check_extension(const struct gm_config *cfg, struct kvm *kvm, long cap)
+{
+	bool known;
+	long v = kvm_cap_fixed(cap, &known);
+
+	if (kvm)
+		cfg = &kvm->cfg;
+	if (known)
+		return v;
+	switch (cap) {
+	case 9: /* NR_VCPUS */
+		return kvm_cap_nr_vcpus();
+	case 117: /* X86_SMM */
+		return cfg->smm;
+	case 118:
+		return kvm_cap_multi_as(cfg, kvm);
+	case 233: /* MEMORY_ATTRIBUTES */
+		if (!gm_cfg_mem_attributes(cfg))
+			return 0;
+		return (!kvm || kvm_arch_has_private_mem(kvm)) ? (long)(1ULL << 3) : 0;
+	case 234:
+		return kvm_cap_guest_memfd(cfg, kvm);
+	case 235: /* VM_TYPES */
+		return 1 | (cfg->sw_protected_vm ? 2 : 0);
+	case 244:
+		return kvm_cap_guest_memfd_flags(cfg, kvm);
+	default:
+		return 0;
+	}
+}
+
+static int kvm_enable_cap_max_vcpu_id(struct kvm *kvm, uint64_t id)
+{
+	int r = 0;
+
+	if (id > KVM_MAX_VCPU_IDS)
+		return -EINVAL;
+	gm_check_pthread(pthread_mutex_lock(&kvm->lock));
+	if (kvm->max_vcpu_ids == id)
+		r = 0;
+	else if (kvm->max_vcpu_ids || kvm->created_vcpus)
+		r = -EINVAL; /* latched by an earlier set or the first vCPU */
+	else
+		kvm->max_vcpu_ids = (uint32_t)id;
+	gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
+	return r;
+}
+
+int kvm_vm_enable_cap(struct kvm *kvm, uint32_t cap, uint32_t flags, const uint64_t args[4])
+{
+	if (flags)
+		return -EINVAL;
+	switch (cap) {
+	case 201: /* EXIT_HYPERCALL: a subset of the forwardable hypercalls */
+		if (args[0] & ~(1ULL << 12))
+			return -EINVAL;
+		gm_check_pthread(pthread_mutex_lock(&kvm->lock));
+		kvm->exit_hypercall_mask = args[0];
+		gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
+		return 0;
+	case 128: /* MAX_VCPU_ID */
+		return kvm_enable_cap_max_vcpu_id(kvm, args[0]);
+	default:
+		return -EINVAL;
+	}
+}

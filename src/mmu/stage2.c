@@ -1,0 +1,259 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Stage-2 tables: a 5-level radix of 512-entry tables indexed by gfn bits
+ * (level 5: gfn bits 36-44, ..., level 1: bits 0-8), enough for a 52-bit
+ * guest-physical space.  See mmu.h for the concurrency rules.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/rcu.h"
+#include "mmu.h"
+
+#define S2_ENTRIES 512
+
+struct s2_table {
+	uint64_t e[S2_ENTRIES];
+};
+
+struct kvm_mmu {
+	struct s2_table root;
+	uint64_t nr_leaves; /* relaxed counter */
+};
+
+/* Tables are page-aligned so that the low 12 bits of an entry are flags. */
+static struct s2_table *s2_alloc_table(void)
+{
+	struct s2_table *t = aligned_alloc(GM_PAGE_SIZE, sizeof(*t));
+
+	if (t)
+		memset(t, 0, sizeof(*t));
+	return t;
+}
+
+static inline unsigned s2_index(gfn_t gfn, int level)
+{
+	return (unsigned)(gfn >> (9 * (level - 1))) & (S2_ENTRIES - 1);
+}
+
+static inline struct s2_table *s2_child(uint64_t pte)
+{
+	return (struct s2_table *)(uintptr_t)(pte & S2_ADDR_MASK);
+}
+
+int kvm_mmu_create(struct kvm *kvm)
+{
+	kvm->mmu = calloc(1, sizeof(*kvm->mmu));
+	return kvm->mmu ? 0 : -ENOMEM;
+}
+
+static void s2_free_table(struct s2_table *t, int level)
+{
+	for (unsigned i = 0; level > 1 && i < S2_ENTRIES; i++) {
+		uint64_t pte = t->e[i];
+
+		if ((pte & S2_PRESENT) && !(pte & S2_LEAF))
+			s2_free_table(s2_child(pte), level - 1);
+	}
+	free(t);
+}
+
+void kvm_mmu_destroy(struct kvm *kvm)
+{
+	if (!kvm->mmu)
+		return;
+	/* Let deferred frees of detached tables finish before we go. */
+	urcu_bp_barrier();
+	for (unsigned i = 0; i < S2_ENTRIES; i++) {
+		uint64_t pte = kvm->mmu->root.e[i];
+
+		if ((pte & S2_PRESENT) && !(pte & S2_LEAF))
+			s2_free_table(s2_child(pte), S2_LEVELS - 1);
+	}
+	free(kvm->mmu);
+	kvm->mmu = NULL;
+}
+
+uint64_t kvm_mmu_lookup(struct kvm *kvm, gfn_t gfn, int *level)
+{
+	struct s2_table *t = &kvm->mmu->root;
+
+	for (int lvl = S2_LEVELS; lvl >= 1; lvl--) {
+		/* Pairs with the release CAS in s2_install_entry(). */
+		uint64_t pte = __atomic_load_n(&t->e[s2_index(gfn, lvl)], __ATOMIC_ACQUIRE);
+
+		if (!(pte & S2_PRESENT))
+			return 0;
+		if (pte & S2_LEAF) {
+			*level = lvl;
+			return pte;
+		}
+		t = s2_child(pte);
+	}
+	return 0;
+}
+
+/* Publish @val in an empty entry; false if someone else filled it first. */
+static bool s2_install_entry(uint64_t *slot, uint64_t val)
+{
+	uint64_t expected = 0;
+
+	return __atomic_compare_exchange_n(slot, &expected, val, false, __ATOMIC_RELEASE,
+					   __ATOMIC_ACQUIRE);
+}
+
+/* The table one level below entry @slot, creating it if empty. */
+static struct s2_table *s2_get_child(uint64_t *slot, int *err)
+{
+	uint64_t pte = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+	struct s2_table *n;
+
+	if (pte & S2_PRESENT)
+		return (pte & S2_LEAF) ? NULL : s2_child(pte);
+	n = s2_alloc_table();
+	if (!n) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	if (s2_install_entry(slot, (uint64_t)(uintptr_t)n | S2_PRESENT))
+		return n;
+	free(n);
+	pte = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+	return (pte & S2_PRESENT) && !(pte & S2_LEAF) ? s2_child(pte) : NULL;
+}
+
+int kvm_mmu_install(struct kvm *kvm, gfn_t gfn, int level, uint64_t hva, uint64_t flags)
+{
+	struct s2_table *t = &kvm->mmu->root;
+	uint64_t *slot;
+	int err = -EAGAIN;
+
+	for (int lvl = S2_LEVELS; lvl > level; lvl--) {
+		t = s2_get_child(&t->e[s2_index(gfn, lvl)], &err);
+		if (!t)
+			return err; /* a leaf above (raced) or no memory */
+	}
+	slot = &t->e[s2_index(gfn, level)];
+	if (level > 1) {
+		uint64_t pte = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+
+		/* Smaller mappings already live here: map just this page. */
+		if ((pte & S2_PRESENT) && !(pte & S2_LEAF)) {
+			uint64_t off = (gfn & (s2_level_pages(level) - 1)) << GM_PAGE_SHIFT;
+
+			return kvm_mmu_install(kvm, gfn, 1, (hva & S2_ADDR_MASK) + off, flags);
+		}
+	}
+	if (!s2_install_entry(slot, (hva & S2_ADDR_MASK) | flags | S2_PRESENT | S2_LEAF))
+		return -EAGAIN;
+	__atomic_fetch_add(&kvm->mmu->nr_leaves, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+struct s2_deferred_free {
+	struct rcu_head head;
+	struct s2_table *table;
+	int level;
+};
+
+static void s2_deferred_free_cb(struct rcu_head *head)
+{
+	struct s2_deferred_free *d = caa_container_of(head, struct s2_deferred_free, head);
+
+	gm_tsan_acquire_gp();
+	s2_free_table(d->table, d->level);
+	free(d);
+}
+
+/* Free a detached subtree once no reader can still be walking it. */
+static void s2_free_subtree_rcu(struct s2_table *t, int level)
+{
+	struct s2_deferred_free *d = malloc(sizeof(*d));
+
+	if (!d) {
+		gm_synchronize_rcu();
+		s2_free_table(t, level);
+		return;
+	}
+	d->table = t;
+	d->level = level;
+	urcu_bp_call_rcu(&d->head, s2_deferred_free_cb);
+}
+
+static uint64_t s2_count_leaves(struct s2_table *t, int level)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < S2_ENTRIES; i++) {
+		uint64_t pte = t->e[i];
+
+		if (!(pte & S2_PRESENT))
+			continue;
+		n += (pte & S2_LEAF) ? 1 : (level > 1 ? s2_count_leaves(s2_child(pte), level - 1) : 0);
+	}
+	return n;
+}
+
+/* Zap [start, end) within table @t at @level whose first gfn is @base. */
+static bool s2_zap(struct kvm_mmu *mmu, struct s2_table *t, int level, gfn_t base, gfn_t start,
+		   gfn_t end)
+{
+	uint64_t span = s2_level_pages(level);
+	bool zapped = false;
+	unsigned first = start > base ? (unsigned)((start - base) / span) : 0;
+
+	for (unsigned i = first; i < S2_ENTRIES; i++) {
+		gfn_t s = base + i * span, e = s + span;
+		uint64_t pte = t->e[i];
+
+		if (s >= end)
+			break;
+		if (!(pte & S2_PRESENT))
+			continue;
+		if ((pte & S2_LEAF) || (start <= s && end >= e)) {
+			__atomic_store_n(&t->e[i], 0, __ATOMIC_RELAXED);
+			if (pte & S2_LEAF) {
+				__atomic_fetch_sub(&mmu->nr_leaves, 1, __ATOMIC_RELAXED);
+			} else {
+				__atomic_fetch_sub(&mmu->nr_leaves,
+						   s2_count_leaves(s2_child(pte), level - 1),
+						   __ATOMIC_RELAXED);
+				s2_free_subtree_rcu(s2_child(pte), level - 1);
+			}
+			zapped = true;
+		} else {
+			zapped |= s2_zap(mmu, s2_child(pte), level - 1, s, start, end);
+		}
+	}
+	return zapped;
+}
+
+bool kvm_mmu_zap_gfn_range(struct kvm *kvm, gfn_t start, gfn_t end)
+{
+	if (start >= end)
+		return false;
+	return s2_zap(kvm->mmu, &kvm->mmu->root, S2_LEVELS, 0, start, end);
+}
+
+void kvm_flush_remote_tlbs(struct kvm *kvm)
+{
+	__atomic_fetch_add(&kvm->stat.remote_flushes, 1, __ATOMIC_RELAXED);
+	gm_synchronize_rcu();
+}
+
+void kvm_arch_flush_shadow_memslot(struct kvm *kvm, struct kvm_memory_slot *slot)
+{
+	bool flush;
+
+	gm_check_pthread(pthread_rwlock_wrlock(&kvm->mmu_lock));
+	flush = kvm_mmu_zap_gfn_range(kvm, slot->base_gfn, slot->base_gfn + slot->npages);
+	gm_check_pthread(pthread_rwlock_unlock(&kvm->mmu_lock));
+	if (flush)
+		kvm_flush_remote_tlbs(kvm);
+}
+
+uint64_t kvm_mmu_nr_leaves(struct kvm *kvm)
+{
+	return __atomic_load_n(&kvm->mmu->nr_leaves, __ATOMIC_RELAXED);
+}

@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Stage-2 tables: install/lookup/zap at every leaf size, and the remote
+ * flush guarantee: after kvm_flush_remote_tlbs() no reader still uses a
+ * translation zapped before it (checked by poisoning the old page).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "core/kvm_host.h"
+#include "lib/rcu.h"
+#include "mmu/mmu.h"
+
+static int setup(void **state)
+{
+	struct kvm *kvm;
+
+	assert_int_equal(kvm_create_vm(0, &kvm), 0);
+	*state = kvm;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	kvm_put_kvm(*state);
+	return 0;
+}
+
+static uint64_t lookup(struct kvm *kvm, gfn_t gfn, int *level)
+{
+	uint64_t pte;
+
+	gm_rcu_read_lock();
+	pte = kvm_mmu_lookup(kvm, gfn, level);
+	gm_rcu_read_unlock();
+	return pte;
+}
+
+static bool zap(struct kvm *kvm, gfn_t s, gfn_t e)
+{
+	bool r;
+
+	pthread_rwlock_wrlock(&kvm->mmu_lock);
+	r = kvm_mmu_zap_gfn_range(kvm, s, e);
+	pthread_rwlock_unlock(&kvm->mmu_lock);
+	return r;
+}
+
+static int install(struct kvm *kvm, gfn_t gfn, int level, uint64_t hva)
+{
+	int r;
+
+	pthread_rwlock_rdlock(&kvm->mmu_lock);
+	gm_rcu_read_lock();
+	r = kvm_mmu_install(kvm, gfn, level, hva, S2_WRITABLE);
+	gm_rcu_read_unlock();
+	pthread_rwlock_unlock(&kvm->mmu_lock);
+	return r;
+}
+
+static void test_levels(void **state)
+{
+	struct kvm *kvm = *state;
+	int level = 0;
+
+	assert_int_equal(install(kvm, 0x12345, 1, 0x7000000000ULL), 0);
+	assert_int_equal(lookup(kvm, 0x12345, &level) & S2_ADDR_MASK, 0x7000000000ULL);
+	assert_int_equal(level, 1);
+	assert_int_equal(lookup(kvm, 0x12346, &level), 0);
+	assert_int_equal(install(kvm, 0x12345, 1, 0x7000001000ULL), -EAGAIN); /* occupied */
+	/* 2 MiB leaf covering gfns 0x400..0x5ff. */
+	assert_int_equal(install(kvm, 0x400, 2, 0x7000200000ULL), 0);
+	assert_int_equal(lookup(kvm, 0x5ff, &level) & S2_ADDR_MASK, 0x7000200000ULL);
+	assert_int_equal(level, 2);
+	/* 1 GiB leaf at gfn 0x80000 (gpa 2 GiB), in the top part of the table. */
+	assert_int_equal(install(kvm, 0x80000, 3, 0x7040000000ULL), 0);
+	assert_int_equal(lookup(kvm, 0xbffff, &level) & S2_ADDR_MASK, 0x7040000000ULL);
+	assert_int_equal(level, 3);
+	assert_int_equal(kvm_mmu_nr_leaves(kvm), 3);
+	/* A zap touching one page of a huge leaf clears the whole leaf. */
+	assert_true(zap(kvm, 0x500, 0x501));
+	assert_int_equal(lookup(kvm, 0x400, &level), 0);
+	assert_false(zap(kvm, 0x500, 0x501));
+	/* Zap everything: tables detached and freed after a grace period. */
+	assert_true(zap(kvm, 0, ~0ULL));
+	assert_int_equal(kvm_mmu_nr_leaves(kvm), 0);
+	assert_int_equal(lookup(kvm, 0x12345, &level), 0);
+	kvm_flush_remote_tlbs(kvm);
+}
+
+static void test_huge_over_table_falls_back(void **state)
+{
+	struct kvm *kvm = *state;
+	int level;
+
+	assert_int_equal(install(kvm, 0x601, 1, 0x7000401000ULL), 0);
+	/* A 2 MiB install where 4 KiB leaves exist maps just the page. */
+	assert_int_equal(install(kvm, 0x600, 2, 0x7000400000ULL), 0);
+	assert_int_equal(lookup(kvm, 0x600, &level) & S2_ADDR_MASK, 0x7000400000ULL);
+	assert_int_equal(level, 1);
+}
+
+#define POISON 0xdeadbeefULL
+
+struct flush_ctx {
+	struct kvm *kvm;
+	int stop;
+	uint64_t bad, hits;
+};
+
+static void *reader(void *arg)
+{
+	struct flush_ctx *c = arg;
+
+	while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
+		int level;
+		uint64_t pte;
+
+		gm_rcu_read_lock();
+		pte = kvm_mmu_lookup(c->kvm, 42, &level);
+		if (pte) {
+			uint64_t *page = (uint64_t *)(uintptr_t)(pte & S2_ADDR_MASK);
+			uint64_t v = __atomic_load_n(page, __ATOMIC_RELAXED);
+
+			c->hits++;
+			if (v == POISON)
+				c->bad++;
+		}
+		gm_rcu_read_unlock();
+	}
+	return NULL;
+}
+
+static void test_flush_guarantee(void **state)
+{
+	struct kvm *kvm = *state;
+	struct flush_ctx c = { kvm, 0, 0, 0 };
+	static uint64_t pages[2][512] __attribute__((aligned(4096)));
+	pthread_t t;
+
+	pthread_create(&t, NULL, reader, &c);
+	for (int i = 0; i < 2000; i++) {
+		uint64_t *p = pages[i & 1];
+
+		__atomic_store_n(&p[0], (uint64_t)i, __ATOMIC_RELAXED);
+		assert_int_equal(install(kvm, 42, 1, (uint64_t)(uintptr_t)p), 0);
+		assert_true(zap(kvm, 42, 43));
+		kvm_flush_remote_tlbs(kvm);
+		/* No reader may still use the translation: poison the page. */
+		__atomic_store_n(&p[0], POISON, __ATOMIC_RELAXED);
+	}
+	__atomic_store_n(&c.stop, 1, __ATOMIC_RELEASE);
+	pthread_join(t, NULL);
+	assert_int_equal(c.bad, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_levels, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_huge_over_table_falls_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flush_guarantee, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
