@@ -75,8 +75,11 @@ void kvm_mmu_invalidate_end(struct kvm *kvm)
 
 bool mmu_invalidate_retry_gfn(struct kvm *kvm, unsigned long mmu_seq, gfn_t gfn)
 {
-	/* Under mmu_lock: every field is stable against writers. */
-	if (unlikely(READ_ONCE(kvm->mmu_invalidate_in_progress))) {
+	/*
+	 * Under mmu_lock every field is stable against writers; the acquire
+	 * on in_progress orders the later seq read as the kernel's rmb does.
+	 */
+	if (unlikely(__atomic_load_n(&kvm->mmu_invalidate_in_progress, __ATOMIC_ACQUIRE))) {
 		gfn_t start = READ_ONCE(kvm->mmu_invalidate_range_start);
 
 		/* Begun but no range: the writer dropped the lock mid-way. */
@@ -84,7 +87,6 @@ bool mmu_invalidate_retry_gfn(struct kvm *kvm, unsigned long mmu_seq, gfn_t gfn)
 		if (gfn >= start && gfn < READ_ONCE(kvm->mmu_invalidate_range_end))
 			return true;
 	}
-	smp_rmb();
 	return READ_ONCE(kvm->mmu_invalidate_seq) != mmu_seq;
 }
 

@@ -27,6 +27,12 @@ void gm_free_rcu(void *ptr)
 
 	if (!ptr)
 		return;
+#ifdef GM_TSAN
+	/* liburcu's callback queue is invisible to TSan: wait instead. */
+	gm_synchronize_rcu();
+	free(ptr);
+	return;
+#endif
 	f = malloc(sizeof(*f));
 	if (!f) {
 		/* No memory for the deferral record: wait for readers instead. */

@@ -59,8 +59,9 @@ static inline void gm_synchronize_rcu(void)
 #define gm_rcu_assign_pointer(p, v) smp_store_release(&(p), (v))
 
 /*
- * Free @ptr with free() after a grace period, without blocking the caller.
- * Context: any; must not be called from a read-side section's hot loop.
+ * Free @ptr with free() after a grace period, without blocking the caller
+ * (under ThreadSanitizer it blocks: liburcu's queue is not instrumented).
+ * Context: not inside a read-side section, no lock a reader may wait for.
  */
 void gm_free_rcu(void *ptr);
 

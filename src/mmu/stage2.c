@@ -17,9 +17,21 @@ struct s2_table {
 	uint64_t e[S2_ENTRIES];
 };
 
+struct s2_detached {
+	struct s2_detached *next;
+	struct s2_table *table;
+	int level;
+};
+
 struct kvm_mmu {
 	struct s2_table root;
 	uint64_t nr_leaves; /* relaxed counter */
+	/*
+	 * Subtrees detached by zaps, freed by the next remote flush (after
+	 * its grace period).  Pushed under mmu_lock (write); taken by
+	 * kvm_flush_remote_tlbs() with an atomic exchange.
+	 */
+	struct s2_detached *detached;
 };
 
 /* Tables are page-aligned so that the low 12 bits of an entry are flags. */
@@ -59,12 +71,22 @@ static void s2_free_table(struct s2_table *t, int level)
 	free(t);
 }
 
+static void s2_free_detached(struct s2_detached *d)
+{
+	while (d) {
+		struct s2_detached *next = d->next;
+
+		s2_free_table(d->table, d->level);
+		free(d);
+		d = next;
+	}
+}
+
 void kvm_mmu_destroy(struct kvm *kvm)
 {
 	if (!kvm->mmu)
 		return;
-	/* Let deferred frees of detached tables finish before we go. */
-	urcu_bp_barrier();
+	s2_free_detached(kvm->mmu->detached);
 	for (unsigned i = 0; i < S2_ENTRIES; i++) {
 		uint64_t pte = kvm->mmu->root.e[i];
 
@@ -151,34 +173,24 @@ int kvm_mmu_install(struct kvm *kvm, gfn_t gfn, int level, uint64_t hva, uint64_
 	return 0;
 }
 
-struct s2_deferred_free {
-	struct rcu_head head;
-	struct s2_table *table;
-	int level;
-};
-
-static void s2_deferred_free_cb(struct rcu_head *head)
+/*
+ * Queue a detached subtree; readers may still walk it until the grace
+ * period of the flush that every zapper issues when a zap reported work.
+ */
+static void s2_defer_free(struct kvm_mmu *mmu, struct s2_table *t, int level)
 {
-	struct s2_deferred_free *d = caa_container_of(head, struct s2_deferred_free, head);
-
-	gm_tsan_acquire_gp();
-	s2_free_table(d->table, d->level);
-	free(d);
-}
-
-/* Free a detached subtree once no reader can still be walking it. */
-static void s2_free_subtree_rcu(struct s2_table *t, int level)
-{
-	struct s2_deferred_free *d = malloc(sizeof(*d));
+	struct s2_detached *d = malloc(sizeof(*d));
 
 	if (!d) {
-		gm_synchronize_rcu();
-		s2_free_table(t, level);
+		/* Cannot queue it: leak rather than free under a reader. */
 		return;
 	}
 	d->table = t;
 	d->level = level;
-	urcu_bp_call_rcu(&d->head, s2_deferred_free_cb);
+	d->next = __atomic_load_n(&mmu->detached, __ATOMIC_RELAXED);
+	while (!__atomic_compare_exchange_n(&mmu->detached, &d->next, d, false, __ATOMIC_RELEASE,
+					    __ATOMIC_RELAXED))
+		;
 }
 
 static uint64_t s2_count_leaves(struct s2_table *t, int level)
@@ -219,7 +231,7 @@ static bool s2_zap(struct kvm_mmu *mmu, struct s2_table *t, int level, gfn_t bas
 				__atomic_fetch_sub(&mmu->nr_leaves,
 						   s2_count_leaves(s2_child(pte), level - 1),
 						   __ATOMIC_RELAXED);
-				s2_free_subtree_rcu(s2_child(pte), level - 1);
+				s2_defer_free(mmu, s2_child(pte), level - 1);
 			}
 			zapped = true;
 		} else {
@@ -238,8 +250,12 @@ bool kvm_mmu_zap_gfn_range(struct kvm *kvm, gfn_t start, gfn_t end)
 
 void kvm_flush_remote_tlbs(struct kvm *kvm)
 {
+	struct s2_detached *d = __atomic_exchange_n(&kvm->mmu->detached, NULL, __ATOMIC_ACQUIRE);
+
 	__atomic_fetch_add(&kvm->stat.remote_flushes, 1, __ATOMIC_RELAXED);
 	gm_synchronize_rcu();
+	/* Tables detached before the grace period: no reader is left in them. */
+	s2_free_detached(d);
 }
 
 void kvm_arch_flush_shadow_memslot(struct kvm *kvm, struct kvm_memory_slot *slot)
