@@ -110,6 +110,51 @@ struct guestmem_vm_stats {
 };
 void guestmem_vm_stats(struct guestmem_vm *vm, struct guestmem_vm_stats *st);
 
+/* ---- vCPUs (src/vcpu) ------------------------------------------------- */
+
+/* The guest program type of <guestmem/guest.h>. */
+struct guestmem_guest;
+typedef void (*guestmem_vcpu_guest_fn)(struct guestmem_guest *g);
+
+/**
+ * guestmem_vcpu_create() - KVM_CREATE_VCPU with id @id.
+ * Return: 0 and a handle holding one VM reference in *@vcpu; -EINVAL for
+ * an id or count beyond the limits, -EEXIST for an id in use, -ENOMEM.
+ */
+int guestmem_vcpu_create(struct guestmem_vm *vm, uint32_t id, struct guestmem_vcpu **vcpu);
+
+/**
+ * guestmem_vcpu_set_guest() - the guest program @fn, which reads @opaque
+ * with guestmem_guest_opaque().  Before the first run only (-EBUSY after).
+ * Without one, the first run loads GUESTMEM_GUEST like `guestmem exec`.
+ */
+int guestmem_vcpu_set_guest(struct guestmem_vcpu *vcpu, guestmem_vcpu_guest_fn fn,
+			    void *opaque);
+
+/**
+ * guestmem_vcpu_run() - KVM_RUN.
+ * Return: 0 with the exit in guestmem_vcpu_run_struct(), or -EINTR,
+ * -EFAULT/-EHWPOISON (KVM_EXIT_MEMORY_FAULT), ... as the ioctl's errno.
+ */
+int guestmem_vcpu_run(struct guestmem_vcpu *vcpu);
+/** guestmem_vcpu_run_struct() - the vCPU's struct kvm_run (page 0 of its mmap). */
+struct kvm_run *guestmem_vcpu_run_struct(struct guestmem_vcpu *vcpu);
+
+/** KVM_GET_REGS / KVM_SET_REGS.  Return: 0. */
+int guestmem_vcpu_get_regs(struct guestmem_vcpu *vcpu, struct kvm_regs *regs);
+int guestmem_vcpu_set_regs(struct guestmem_vcpu *vcpu, const struct kvm_regs *regs);
+
+/** guestmem_vcpu_put() - drop the handle (the vCPU lives as long as its VM). */
+void guestmem_vcpu_put(struct guestmem_vcpu *vcpu);
+
+/**
+ * guestmem_fault_precheck() - the fault path's two lockless pre-checks
+ * (spec §4.6), for measurements: @enable 1 on, 0 off, -1 query only.
+ * Default on, or off with GUESTMEM_NO_PRECHECK=1.  Return: the previous
+ * setting.
+ */
+int guestmem_fault_precheck(int enable);
+
 #ifdef __cplusplus
 }
 #endif

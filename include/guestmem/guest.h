@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * <guestmem/guest.h> - the API of guest programs.
+ *
+ * A guest is ordinary C code that runs on its vCPU's own thread while the
+ * VMM is inside KVM_RUN, and is suspended whenever an exit is handed to the
+ * VMM.  Under `guestmem exec` it is loaded from the shared object named by
+ * GUESTMEM_GUEST=path.so, entry point guestmem_guest_main(); through the C
+ * API (guestmem_vcpu_set_guest()) any function of the same type can be used.
+ *
+ * Every memory accessor takes a guest-physical address (the guest runs with
+ * an identity map, as the KVM selftests do).  An access is split at 4 KiB
+ * page boundaries; each piece goes through guestmem's stage-2 MMU exactly
+ * like a guest load or store through KVM's: a hit costs a table walk and
+ * the access itself, a miss runs the fault path, which may retry, install a
+ * translation, or end KVM_RUN with an exit (KVM_EXIT_MEMORY_FAULT, or
+ * KVM_EXIT_MMIO for a gpa no memslot covers).  After such an exit the
+ * accessor simply waits for the next KVM_RUN and then completes, so guest
+ * code never sees an exit.
+ *
+ * Interruption: a signal that interrupts KVM_RUN takes effect when the
+ * guest next calls any function of this header.  A guest that computes for
+ * a long time without calling one cannot be interrupted meanwhile.
+ *
+ * Context: every function must be called from the guest's own thread, with
+ * the @g it was given.
+ */
+#ifndef GUESTMEM_GUEST_H
+#define GUESTMEM_GUEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <linux/kvm.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Opaque handle of the running guest (one per vCPU). */
+struct guestmem_guest;
+
+/* The entry point of a guest; returning ends the vCPU (KVM_EXIT_SHUTDOWN). */
+typedef void (*guestmem_guest_fn)(struct guestmem_guest *g);
+
+/*
+ * What a guest shared object must export under `guestmem exec`.  Declared
+ * with default visibility so that a definition in a module built with
+ * -fvisibility=hidden is still found by dlsym().
+ */
+__attribute__((visibility("default"))) void guestmem_guest_main(struct guestmem_guest *g);
+
+/**
+ * guestmem_guest_regs() - the vCPU's general-purpose registers.
+ *
+ * What the VMM set with KVM_SET_REGS (or KVM_RUN's sync regs), updated by
+ * the accessors as KVM would update them (RAX after IN and hypercalls, RIP
+ * after completed exits).  Valid until the next call of this API.
+ */
+const struct kvm_regs *guestmem_guest_regs(struct guestmem_guest *g);
+
+/** guestmem_guest_vcpu_id() - the id given to KVM_CREATE_VCPU. */
+uint32_t guestmem_guest_vcpu_id(struct guestmem_guest *g);
+
+/** guestmem_guest_opaque() - the pointer given to guestmem_vcpu_set_guest(). */
+void *guestmem_guest_opaque(struct guestmem_guest *g);
+
+/* Loads and stores of 1, 2, 4 and 8 bytes (little endian, any alignment). */
+uint8_t guestmem_guest_read8(struct guestmem_guest *g, uint64_t gpa);
+uint16_t guestmem_guest_read16(struct guestmem_guest *g, uint64_t gpa);
+uint32_t guestmem_guest_read32(struct guestmem_guest *g, uint64_t gpa);
+uint64_t guestmem_guest_read64(struct guestmem_guest *g, uint64_t gpa);
+void guestmem_guest_write8(struct guestmem_guest *g, uint64_t gpa, uint8_t value);
+void guestmem_guest_write16(struct guestmem_guest *g, uint64_t gpa, uint16_t value);
+void guestmem_guest_write32(struct guestmem_guest *g, uint64_t gpa, uint32_t value);
+void guestmem_guest_write64(struct guestmem_guest *g, uint64_t gpa, uint64_t value);
+
+/* Bulk accesses: ascending addresses, page by page (MMIO: 8 bytes a piece). */
+void guestmem_guest_read(struct guestmem_guest *g, uint64_t gpa, void *buf, size_t len);
+void guestmem_guest_write(struct guestmem_guest *g, uint64_t gpa, const void *buf, size_t len);
+void guestmem_guest_memset(struct guestmem_guest *g, uint64_t gpa, int byte, size_t len);
+
+/**
+ * guestmem_guest_hypercall() - VMCALL with RAX = @nr, RBX, RCX, RDX, RSI =
+ * @a0..@a3.  Return: what the guest then finds in RAX.  KVM_HC_MAP_GPA_RANGE
+ * (12) exits to the VMM when it enabled KVM_CAP_EXIT_HYPERCALL, and the
+ * result is the VMM's hypercall.ret; bad arguments give -KVM_EINVAL (-22)
+ * without an exit; anything else gives -KVM_ENOSYS (-1000).
+ */
+uint64_t guestmem_guest_hypercall(struct guestmem_guest *g, uint64_t nr, uint64_t a0,
+				  uint64_t a1, uint64_t a2, uint64_t a3);
+
+/* Port I/O: each is one KVM_EXIT_IO (the data at kvm_run + 4096). */
+void guestmem_guest_outb(struct guestmem_guest *g, uint16_t port, uint8_t value);
+void guestmem_guest_outw(struct guestmem_guest *g, uint16_t port, uint16_t value);
+void guestmem_guest_outl(struct guestmem_guest *g, uint16_t port, uint32_t value);
+uint8_t guestmem_guest_inb(struct guestmem_guest *g, uint16_t port);
+uint16_t guestmem_guest_inw(struct guestmem_guest *g, uint16_t port);
+uint32_t guestmem_guest_inl(struct guestmem_guest *g, uint16_t port);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

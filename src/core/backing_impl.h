@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private to src/core/backing*.c: the interface each storage kind
+ * implements, and the sparse lock-free radix tree both of them use to find
+ * their per-index state.
+ */
+#ifndef GM_CORE_BACKING_IMPL_H
+#define GM_CORE_BACKING_IMPL_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backing.h"
+
+struct gm_backing_ops {
+	int (*init)(struct gm_backing *b);
+	void (*fini)(struct gm_backing *b);
+	void *(*page)(struct gm_backing *b, uint64_t index, bool alloc, int *err);
+	int (*allocate)(struct gm_backing *b, uint64_t index, uint64_t n,
+			const sigset_t *caller_mask);
+	void (*punch)(struct gm_backing *b, uint64_t index, uint64_t n);
+	uint64_t (*nr_allocated)(struct gm_backing *b);
+	int (*memfd)(struct gm_backing *b);
+	bool (*available)(void);
+};
+
+extern const struct gm_backing_ops gm_backing_memfd_ops;
+extern const struct gm_backing_ops gm_backing_secretmem_ops;
+
+/*
+ * gm_radix: sparse map from a key below a bound fixed at init to a non-NULL
+ * pointer, as a tree of 512-entry nodes (4 KiB each, 9 key bits per level).
+ *
+ * Lookups take no lock: each step is an acquire load that pairs with the
+ * release half of the compare-and-swap that installed the node or leaf, so
+ * a reader that finds a pointer also sees what was written before it was
+ * published.  Interior nodes are installed by CAS and never removed before
+ * gm_radix_fini(); leaf values are owned by the caller, who updates them
+ * with __atomic operations on the slot returned by gm_radix_slot().
+ */
+#define GM_RADIX_BITS 9
+#define GM_RADIX_FANOUT (1u << GM_RADIX_BITS)
+
+struct gm_radix {
+	void **root;	 /* top node, allocated at init */
+	unsigned levels; /* >= 1; a key has levels * 9 significant bits */
+};
+
+/* Size the tree for keys in [0, nr_keys).  Returns 0 or -ENOMEM. */
+int gm_radix_init(struct gm_radix *r, uint64_t nr_keys);
+
+/*
+ * Free every node; @free_leaf (if any) is called for each non-NULL leaf.
+ * Context: no concurrent user of the tree.
+ */
+void gm_radix_fini(struct gm_radix *r, void (*free_leaf)(void *ctx, uint64_t key, void *leaf),
+		   void *ctx);
+
+/* The leaf for @key or NULL.  Context: any. */
+void *gm_radix_lookup(const struct gm_radix *r, uint64_t key);
+
+/*
+ * Address of the leaf slot for @key, creating the interior nodes on the
+ * way; NULL on allocation failure.  Context: any.
+ */
+void **gm_radix_slot(struct gm_radix *r, uint64_t key);
+
+/*
+ * Call @fn for each non-NULL leaf with key in [first, end), ascending;
+ * absent subtrees are skipped whole.  Stops at and returns fn's first
+ * nonzero value.  Context: any (a concurrently installed leaf may or may
+ * not be visited).
+ */
+typedef int (*gm_radix_fn)(void *ctx, uint64_t key, void **slot);
+int gm_radix_for_each(const struct gm_radix *r, uint64_t first, uint64_t end, gm_radix_fn fn,
+		      void *ctx);
+
+/*
+ * Signals during an allocation.  The kernel's fallocate loop stops with
+ * EINTR when a signal the thread does not block is pending, then the
+ * handler runs on the way out of the syscall.  In user space such a signal
+ * would run its handler at once and leave no trace, so gm_backing_allocate()
+ * blocks every signal around ops->allocate() and restores @caller_mask
+ * afterwards (delivering what arrived meanwhile, as a syscall return does);
+ * the implementation polls this between steps.  A signal that the caller
+ * itself blocks does not interrupt, as in the kernel.  (The host's tmpfs
+ * fallocate reacts to fatal signals only, so it cannot do this for us.)
+ */
+bool gm_alloc_interrupted(const sigset_t *caller_mask);
+
+#endif

@@ -1,0 +1,476 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * guest_memfd: creation checks, fallocate, bindings to memslots, the fault
+ * path's page lookup and the release of the last file reference
+ * (spec §3.3, §3.4.1, §3.5 rules 20-23, §4.1-§4.4).
+ *
+ * Locks (outermost first): kvm->slots_lock (release, and the callers of
+ * bind/unbind), gmem->invalidate_lock (see gmem.h), kvm->mmu_lock (taken
+ * here only to drive the invalidation protocol).  Grace periods
+ * (gm_synchronize_rcu, kvm_flush_remote_tlbs) are waited for with the
+ * invalidate lock held but never with mmu_lock held.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gmem.h"
+#include "guestmem/kvm.h"
+#include "lib/rcu.h"
+#include "mmu/mmu.h"
+
+/* fallocate mode bits the system headers may lack. */
+#define GM_FALLOC_FL_WRITE_ZEROES 0x80 /* Linux 6.17+ */
+#define GM_FALLOC_MODES_68                                                          \
+	(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE |    \
+	 FALLOC_FL_ZERO_RANGE | FALLOC_FL_INSERT_RANGE | FALLOC_FL_UNSHARE_RANGE)
+#define GM_FALLOC_MODE_MASK_618                                                     \
+	(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_ZERO_RANGE |   \
+	 FALLOC_FL_INSERT_RANGE | FALLOC_FL_UNSHARE_RANGE | GM_FALLOC_FL_WRITE_ZEROES)
+
+/* Inode numbers: distinct per guest_memfd, like the anonymous-inode fs. */
+static uint64_t gm_gmem_next_ino = 1;
+
+static struct kvm_memory_slot *binding_slot(uint64_t value)
+{
+	return (struct kvm_memory_slot *)(uintptr_t)value;
+}
+
+/*
+ * Inode timestamps.  Each field is an atomic store and fstat reads them
+ * with READ_ONCE, so concurrent fallocates are race-free; a reader may mix
+ * the seconds of one update with the nanoseconds of another, like the
+ * kernel's lockless timestamp reads.
+ */
+static void kvm_gmem_touch(struct kvm_gmem *gmem)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	WRITE_ONCE(gmem->mtime.tv_sec, now.tv_sec);
+	WRITE_ONCE(gmem->mtime.tv_nsec, now.tv_nsec);
+	WRITE_ONCE(gmem->ctime.tv_sec, now.tv_sec);
+	WRITE_ONCE(gmem->ctime.tv_nsec, now.tv_nsec);
+}
+
+/* ---- the invalidation protocol, driven by guest_memfd (§4.4) ---------- */
+
+struct gmem_inval {
+	struct kvm *kvm;
+	bool begun; /* mmu_lock held for write and begin issued */
+	bool flush; /* some zap asks for a remote TLB flush */
+};
+
+/* Zap the gfns of one binding run [start, end) of page indices. */
+static int kvm_gmem_invalidate_binding(void *ctx, uint64_t start, uint64_t end, uint64_t value)
+{
+	struct gmem_inval *iv = ctx;
+	struct kvm_memory_slot *slot = binding_slot(value);
+	uint64_t pgoff = slot->gmem.pgoff;
+	gfn_t gstart = slot->base_gfn + GM_MAX(pgoff, start) - pgoff;
+	gfn_t gend = slot->base_gfn + GM_MIN(pgoff + slot->npages, end) - pgoff;
+
+	if (!iv->begun) {
+		gm_check_pthread(pthread_rwlock_wrlock(&iv->kvm->mmu_lock));
+		kvm_mmu_invalidate_begin(iv->kvm);
+		iv->begun = true;
+	}
+	iv->flush |= kvm_mmu_unmap_gfn_range(iv->kvm, slot, gstart, gend);
+	return 0;
+}
+
+/*
+ * Begin an invalidation of page indices [start, end) if any binding
+ * intersects it, zapping those gfns; returns whether one was begun (and
+ * must be ended).  The remote flush runs after mmu_lock is dropped: it is
+ * a grace period, and a fault in a read-side section may be waiting for
+ * mmu_lock.  Context: invalidate_lock held for write (bindings stable).
+ */
+static bool kvm_gmem_invalidate_begin(struct kvm_gmem *gmem, uint64_t start, uint64_t end)
+{
+	struct gmem_inval iv = { gmem->kvm, false, false };
+
+	rangemap_for_each(&gmem->bindings, start, end, kvm_gmem_invalidate_binding, &iv);
+	if (iv.begun)
+		gm_check_pthread(pthread_rwlock_unlock(&gmem->kvm->mmu_lock));
+	if (iv.flush)
+		kvm_flush_remote_tlbs(gmem->kvm);
+	return iv.begun;
+}
+
+static void kvm_gmem_invalidate_end(struct kvm_gmem *gmem, bool begun)
+{
+	if (!begun)
+		return;
+	gm_check_pthread(pthread_rwlock_wrlock(&gmem->kvm->mmu_lock));
+	kvm_mmu_invalidate_end(gmem->kvm);
+	gm_check_pthread(pthread_rwlock_unlock(&gmem->kvm->mmu_lock));
+}
+
+/* ---- creation and references ------------------------------------------- */
+
+/* §3.3 checks 1-3 for @kvm's profile. */
+static int kvm_gmem_check_create(struct kvm *kvm, const struct kvm_create_guest_memfd *args)
+{
+	/* The supported mask is what KVM_CAP_GUEST_MEMFD_FLAGS reports (0 in 6.8). */
+	uint64_t valid = (uint64_t)kvm_check_extension(&kvm->cfg, kvm, KVM_CAP_GUEST_MEMFD_FLAGS);
+	int64_t size = (int64_t)args->size;
+
+	if (args->flags & ~valid)
+		return -EINVAL;
+	if (size <= 0 || !GM_PAGE_ALIGNED((uint64_t)size))
+		return -EINVAL;
+	return 0; /* reserved[] is never inspected */
+}
+
+static int kvm_gmem_init_lock(struct kvm_gmem *gmem)
+{
+	pthread_rwlockattr_t attr;
+	int ret;
+
+	/* Writer preference: a punch-hole must not starve behind allocations. */
+	gm_check_pthread(pthread_rwlockattr_init(&attr));
+	gm_check_pthread(pthread_rwlockattr_setkind_np(
+		&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP));
+	ret = pthread_rwlock_init(&gmem->invalidate_lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	return -ret;
+}
+
+int kvm_gmem_create(struct kvm *kvm, const struct kvm_create_guest_memfd *args,
+		    struct kvm_gmem **out)
+{
+	struct kvm_gmem *gmem;
+	int ret = kvm_gmem_check_create(kvm, args);
+
+	if (ret)
+		return ret;
+	gmem = calloc(1, sizeof(*gmem));
+	if (!gmem)
+		return -ENOMEM;
+	ret = gm_backing_init(&gmem->backing, kvm->cfg.backing, args->size >> GM_PAGE_SHIFT);
+	if (ret)
+		goto err_free;
+	ret = kvm_gmem_init_lock(gmem);
+	if (ret)
+		goto err_backing;
+	rangemap_init(&gmem->bindings);
+	rangemap_init(&gmem->poisoned);
+	gmem->size = args->size;
+	gmem->flags = args->flags;
+	gmem->ino = __atomic_fetch_add(&gm_gmem_next_ino, 1, __ATOMIC_RELAXED);
+	gmem->uid = geteuid();
+	gmem->gid = getegid();
+	kvm_gmem_touch(gmem);
+	gmem->refs = 1;
+	kvm_get_kvm(kvm); /* the file pins the VM (§4.1) */
+	gmem->kvm = kvm;
+	*out = gmem;
+	return 0;
+
+err_backing:
+	gm_backing_fini(&gmem->backing);
+err_free:
+	free(gmem);
+	return ret;
+}
+
+void kvm_gmem_get(struct kvm_gmem *gmem)
+{
+	__atomic_fetch_add(&gmem->refs, 1, __ATOMIC_RELAXED);
+}
+
+bool kvm_gmem_tryget(struct kvm_gmem *gmem)
+{
+	long c = __atomic_load_n(&gmem->refs, __ATOMIC_RELAXED);
+
+	do {
+		if (c == 0)
+			return false; /* release is running or done */
+	} while (!__atomic_compare_exchange_n(&gmem->refs, &c, c + 1, false, __ATOMIC_ACQUIRE,
+					      __ATOMIC_RELAXED));
+	return true;
+}
+
+static int kvm_gmem_forget_slot(void *ctx, uint64_t start, uint64_t end, uint64_t value)
+{
+	(void)ctx, (void)start, (void)end;
+	/* Pairs with the acquire in kvm_gmem_get_pfn(). */
+	smp_store_release(&binding_slot(value)->gmem.file, NULL);
+	return 0;
+}
+
+/*
+ * The last file reference is gone (§4.1).  slots_lock keeps memslots from
+ * being freed under us and makes unbind wait for (or see) this teardown.
+ */
+static void kvm_gmem_release(struct kvm_gmem *gmem)
+{
+	struct kvm *kvm = gmem->kvm;
+	bool begun;
+
+	gm_check_pthread(pthread_mutex_lock(&kvm->slots_lock));
+	gm_check_pthread(pthread_rwlock_wrlock(&gmem->invalidate_lock));
+	rangemap_for_each(&gmem->bindings, 0, ~0ULL, kvm_gmem_forget_slot, NULL);
+	/* No fault can still be using this file through a slot after this. */
+	gm_synchronize_rcu();
+	begun = kvm_gmem_invalidate_begin(gmem, 0, ~0ULL);
+	kvm_gmem_invalidate_end(gmem, begun);
+	gm_check_pthread(pthread_rwlock_unlock(&gmem->invalidate_lock));
+	gm_check_pthread(pthread_mutex_unlock(&kvm->slots_lock));
+
+	rangemap_fini(&gmem->bindings);
+	rangemap_fini(&gmem->poisoned);
+	gm_backing_fini(&gmem->backing);
+	pthread_rwlock_destroy(&gmem->invalidate_lock);
+	free(gmem);
+	kvm_put_kvm(kvm); /* last: may destroy the VM */
+}
+
+void kvm_gmem_put(struct kvm_gmem *gmem)
+{
+	/* acq_rel: every use before a put happens before the release. */
+	if (__atomic_sub_fetch(&gmem->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		kvm_gmem_release(gmem);
+}
+
+/* ---- fallocate (§3.4.1) ------------------------------------------------ */
+
+/* 6.8 vfs_fallocate: mode checks (steps 2-5). */
+static int vfs_fallocate_mode_68(int mode)
+{
+	if (mode & ~GM_FALLOC_MODES_68)
+		return -EOPNOTSUPP;
+	if ((mode & FALLOC_FL_PUNCH_HOLE) && (mode & FALLOC_FL_ZERO_RANGE))
+		return -EOPNOTSUPP;
+	if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE))
+		return -EOPNOTSUPP;
+	if ((mode & FALLOC_FL_COLLAPSE_RANGE) && (mode & ~FALLOC_FL_COLLAPSE_RANGE))
+		return -EINVAL;
+	if ((mode & FALLOC_FL_INSERT_RANGE) && (mode & ~FALLOC_FL_INSERT_RANGE))
+		return -EINVAL;
+	if ((mode & FALLOC_FL_UNSHARE_RANGE) &&
+	    (mode & ~(FALLOC_FL_UNSHARE_RANGE | FALLOC_FL_KEEP_SIZE)))
+		return -EINVAL;
+	return 0;
+}
+
+/*
+ * 6.18 vfs_fallocate: the operations are exclusive (one mode bit at most,
+ * besides KEEP_SIZE); a combination, or KEEP_SIZE with an operation that
+ * changes the size, is EOPNOTSUPP (probes/probe3.out).
+ */
+static int vfs_fallocate_mode_618(int mode)
+{
+	if (mode & ~(GM_FALLOC_MODE_MASK_618 | FALLOC_FL_KEEP_SIZE))
+		return -EOPNOTSUPP;
+	switch (mode & GM_FALLOC_MODE_MASK_618) {
+	case 0:
+	case FALLOC_FL_UNSHARE_RANGE:
+	case FALLOC_FL_ZERO_RANGE:
+		return 0;
+	case FALLOC_FL_PUNCH_HOLE:
+		return (mode & FALLOC_FL_KEEP_SIZE) ? 0 : -EOPNOTSUPP;
+	case FALLOC_FL_COLLAPSE_RANGE:
+	case FALLOC_FL_INSERT_RANGE:
+	case GM_FALLOC_FL_WRITE_ZEROES:
+		return (mode & FALLOC_FL_KEEP_SIZE) ? -EOPNOTSUPP : 0;
+	default:
+		return -EOPNOTSUPP;
+	}
+}
+
+/* The VFS layer (steps 1-7); both operands are then known non-negative. */
+static int vfs_fallocate_check(const struct kvm_gmem *gmem, int mode, int64_t offset,
+			       int64_t len)
+{
+	int ret;
+
+	if (offset < 0 || len <= 0)
+		return -EINVAL;
+	ret = gmem->kvm->cfg.profile == GM_PROFILE_LINUX_6_18 ? vfs_fallocate_mode_618(mode)
+							       : vfs_fallocate_mode_68(mode);
+	if (ret)
+		return ret;
+	/* The pseudo-fs maximum is 2^63 - 1; the unsigned sum cannot wrap. */
+	if ((uint64_t)offset + (uint64_t)len > (uint64_t)INT64_MAX)
+		return -EFBIG;
+	return 0;
+}
+
+static int kvm_gmem_allocate(struct kvm_gmem *gmem, uint64_t offset, uint64_t len)
+{
+	int ret;
+
+	if (offset + len > gmem->size)
+		return -EINVAL;
+	gm_check_pthread(pthread_rwlock_rdlock(&gmem->invalidate_lock));
+	ret = gm_backing_allocate(&gmem->backing, offset >> GM_PAGE_SHIFT, len >> GM_PAGE_SHIFT);
+	gm_check_pthread(pthread_rwlock_unlock(&gmem->invalidate_lock));
+	return ret;
+}
+
+/* Punch-hole: no bound against the size; nothing beyond EOF is touched. */
+static int kvm_gmem_punch_hole(struct kvm_gmem *gmem, uint64_t offset, uint64_t len)
+{
+	uint64_t start = offset >> GM_PAGE_SHIFT, end = (offset + len) >> GM_PAGE_SHIFT;
+	bool begun;
+
+	gm_check_pthread(pthread_rwlock_wrlock(&gmem->invalidate_lock));
+	begun = kvm_gmem_invalidate_begin(gmem, start, end);
+	gm_backing_punch(&gmem->backing, start, end - start);
+	/*
+	 * A punched page is gone, poisoned or not; the next use gets a fresh
+	 * one.  Erasing can fail only on ENOMEM, which leaves the (harmless,
+	 * conservative) poison in place.
+	 */
+	if (!rangemap_range_is(&gmem->poisoned, start, end, 0))
+		(void)rangemap_store(&gmem->poisoned, start, end, 0);
+	kvm_gmem_invalidate_end(gmem, begun);
+	gm_check_pthread(pthread_rwlock_unlock(&gmem->invalidate_lock));
+	return 0;
+}
+
+int kvm_gmem_fallocate(struct kvm_gmem *gmem, int mode, int64_t offset, int64_t len)
+{
+	int ret = vfs_fallocate_check(gmem, mode, offset, len);
+
+	if (ret)
+		return ret;
+	/* guest_memfd's own checks (steps 8-10). */
+	if (!(mode & FALLOC_FL_KEEP_SIZE))
+		return -EOPNOTSUPP;
+	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE))
+		return -EOPNOTSUPP;
+	if (!GM_PAGE_ALIGNED((uint64_t)offset) || !GM_PAGE_ALIGNED((uint64_t)len))
+		return -EINVAL;
+	if (mode & FALLOC_FL_PUNCH_HOLE)
+		ret = kvm_gmem_punch_hole(gmem, (uint64_t)offset, (uint64_t)len);
+	else
+		ret = kvm_gmem_allocate(gmem, (uint64_t)offset, (uint64_t)len);
+	if (!ret)
+		kvm_gmem_touch(gmem);
+	return ret;
+}
+
+/* ---- bindings (§3.5 rules 20-23, §4.2) --------------------------------- */
+
+int kvm_gmem_bind(struct kvm *kvm, struct kvm_memory_slot *slot, struct kvm_gmem *gmem,
+		  uint64_t offset)
+{
+	uint64_t size = slot->npages << GM_PAGE_SHIFT, start, end;
+	int ret = -EINVAL;
+
+	gm_assert(slot->npages > 0);
+	if (gmem->kvm != kvm)
+		return -EINVAL;
+	/*
+	 * Unsigned, overflow-safe bounds: this also rejects the offsets whose
+	 * signed sum wraps negative, which 6.8 and 6.18 wrongly accept
+	 * (rule 21's quirk, fixed later in mainline).
+	 */
+	if ((int64_t)offset < 0 || !GM_PAGE_ALIGNED(offset) || size > gmem->size ||
+	    offset > gmem->size - size)
+		return -EINVAL;
+	start = offset >> GM_PAGE_SHIFT;
+	end = start + slot->npages;
+
+	gm_check_pthread(pthread_rwlock_wrlock(&gmem->invalidate_lock));
+	/* Rule 22: an index already bound to another slot (EINVAL as of 6.8/6.18). */
+	if (!rangemap_range_is(&gmem->bindings, start, end, 0))
+		goto out;
+	ret = rangemap_store(&gmem->bindings, start, end, (uint64_t)(uintptr_t)slot);
+	if (ret)
+		goto out;
+	slot->gmem.pgoff = start;
+	/* 6.18: an MMAP-capable file serves the slot's shared memory too. */
+	if (kvm->cfg.profile == GM_PROFILE_LINUX_6_18 && (gmem->flags & GUEST_MEMFD_FLAG_MMAP))
+		slot->flags |= KVM_MEMSLOT_GMEM_ONLY;
+	/* Weak pointer, no file reference; pairs with kvm_gmem_get_pfn(). */
+	smp_store_release(&slot->gmem.file, gmem);
+out:
+	gm_check_pthread(pthread_rwlock_unlock(&gmem->invalidate_lock));
+	return ret;
+}
+
+void kvm_gmem_unbind(struct kvm_memory_slot *slot)
+{
+	/*
+	 * With slots_lock held, release (which takes it first) has either
+	 * finished, and cleared this pointer, or not started: a non-NULL file
+	 * is alive here even if its last reference was just dropped (the 6.8
+	 * use-after-free that later kernels fixed).
+	 */
+	struct kvm_gmem *gmem = READ_ONCE(slot->gmem.file);
+	uint64_t start = slot->gmem.pgoff;
+	struct timespec backoff = { 0, 1000000 };
+
+	if (!gmem)
+		return;
+	gm_check_pthread(pthread_rwlock_wrlock(&gmem->invalidate_lock));
+	/* The slot is about to be freed: the erase must not be skipped. */
+	while (rangemap_store(&gmem->bindings, start, start + slot->npages, 0))
+		nanosleep(&backoff, NULL);
+	smp_store_release(&slot->gmem.file, NULL);
+	gm_synchronize_rcu(); /* faults that loaded the pointer are done */
+	gm_check_pthread(pthread_rwlock_unlock(&gmem->invalidate_lock));
+}
+
+/* ---- fault path and memory failure (§4.3) ------------------------------- */
+
+int kvm_gmem_get_pfn(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t gfn, void **hva,
+		     int *max_order)
+{
+	/* Pairs with the release in kvm_gmem_bind(); cleared by unbind/release. */
+	struct kvm_gmem *gmem = smp_load_acquire(&slot->gmem.file);
+	uint64_t index;
+	void *page;
+	int err;
+
+	(void)kvm;
+	*max_order = 0; /* order-0 pages only */
+	/* A file whose last reference is being dropped counts as gone. */
+	if (!gmem || READ_ONCE(gmem->refs) == 0)
+		return -EFAULT;
+	index = gfn - slot->base_gfn + slot->gmem.pgoff;
+	if (rangemap_lookup(&gmem->bindings, index) != (uint64_t)(uintptr_t)slot)
+		return -EIO;
+	if (rangemap_lookup(&gmem->poisoned, index))
+		return -EHWPOISON;
+	page = gm_backing_page(&gmem->backing, index, true, &err);
+	if (!page)
+		return err ? err : -ENOMEM;
+	*hva = page;
+	return 0;
+}
+
+int kvm_gmem_error_page(struct kvm_gmem *gmem, uint64_t index)
+{
+	bool begun;
+	int err = 0;
+
+	if (index >= gmem->backing.nr_pages)
+		return -EINVAL;
+	gm_check_pthread(pthread_rwlock_wrlock(&gmem->invalidate_lock));
+	/* A memory failure hits a page that exists; it stays in the file. */
+	if (!gm_backing_page(&gmem->backing, index, true, &err)) {
+		err = err ? err : -ENOMEM;
+		goto out;
+	}
+	err = rangemap_store(&gmem->poisoned, index, index + 1, 1);
+	if (err)
+		goto out;
+	/* Invalidate guest mappings of the page, without truncating it. */
+	begun = kvm_gmem_invalidate_begin(gmem, index, index + 1);
+	kvm_gmem_invalidate_end(gmem, begun);
+out:
+	gm_check_pthread(pthread_rwlock_unlock(&gmem->invalidate_lock));
+	return err;
+}
+
+uint64_t kvm_gmem_nr_allocated(struct kvm_gmem *gmem)
+{
+	return gm_backing_nr_allocated(&gmem->backing);
+}

@@ -1,0 +1,281 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The stage-2 fault path, step for step as x86's TDP MMU in Linux 6.8
+ * (spec kvm-gmem-spec.md §4.5):
+ *
+ *   1 classify private/shared from the attributes (once)
+ *   2 look up the memslot (address space 0: vCPUs never run in SMM here)
+ *   3 snapshot mmu_invalidate_seq (acquire)
+ *   4 lockless pre-check #1
+ *   5 resolve the page: invalid slot -> retry; attribute re-check;
+ *     private -> guest_memfd; shared -> the slot's host address
+ *   7 lockless pre-check #2
+ *   8 mmu_lock (read) and the authoritative mmu_invalidate_retry_gfn()
+ *   9 choose the level (§4.8) and install
+ *
+ * The whole fault is one RCU read-side section, standing for the kernel's
+ * SRCU section: the memslot, the attribute map and the guest_memfd binding
+ * stay valid until the translation is installed, and a zapper's remote
+ * flush (a grace period) cannot complete while a fault that might install a
+ * stale translation is still running.
+ *
+ * Lock order inside the section: mmu_lock (read) only.  It is taken with a
+ * trylock: a writer that held mmu_lock while waiting for a grace period
+ * would otherwise deadlock with us; on contention we leave the section,
+ * wait for the writer there, and retry the fault.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <guestmem/kvm.h>
+
+#include "core/gmem.h"
+#include "core/kvm_host.h"
+#include "lib/rcu.h"
+#include "mmu/fault.h"
+#include "mmu/mmu.h"
+
+/* Internal outcomes before the public ones are decided. */
+enum {
+	KVM_PF_CONTINUE = 100, /* page resolved, go on to install */
+	KVM_PF_LOCK_BUSY,      /* mmu_lock held for write: wait outside RCU */
+};
+
+/* ---- the pre-check switch --------------------------------------------- */
+
+/* 1: on, 0: off, -1: not yet read from the environment. */
+static int gm_fault_precheck = -1;
+
+static bool precheck_from_env(void)
+{
+	const char *e = getenv("GUESTMEM_NO_PRECHECK");
+
+	return !(e && e[0] && strcmp(e, "0") != 0);
+}
+
+bool kvm_mmu_fault_precheck_enabled(void)
+{
+	int v = READ_ONCE(gm_fault_precheck);
+
+	if (unlikely(v < 0)) {
+		/* Benign race: every thread computes the same value. */
+		v = precheck_from_env();
+		WRITE_ONCE(gm_fault_precheck, v);
+	}
+	return v;
+}
+
+bool kvm_mmu_set_fault_precheck(bool enable)
+{
+	bool old = kvm_mmu_fault_precheck_enabled();
+
+	WRITE_ONCE(gm_fault_precheck, enable ? 1 : 0);
+	return old;
+}
+
+/* ---- host mapping ------------------------------------------------------ */
+
+/*
+ * Whether every page of [hva, hva + len) is mapped in this process (the
+ * kernel's hva_to_pfn would find a VMA).  mincore() fails with ENOMEM for
+ * any unmapped page of the range; it does not fault anything in.
+ */
+static bool hva_range_mapped(uint64_t hva, uint64_t len)
+{
+	unsigned char vec[512];
+	const uint64_t chunk = sizeof(vec) * GM_PAGE_SIZE;
+
+	for (uint64_t off = 0; off < len; off += chunk) {
+		uint64_t n = GM_MIN(chunk, len - off);
+
+		if (mincore((void *)(uintptr_t)(hva + off), n, vec) != 0)
+			return false;
+	}
+	return true;
+}
+
+/* ---- the fault ---------------------------------------------------------- */
+
+/* State of one fault between the steps; lives inside the RCU section. */
+struct fault_ctx {
+	struct kvm *kvm;
+	struct kvm_page_fault *f;
+	struct kvm_fault_stat *st;
+	struct kvm_memory_slot *slot;
+	unsigned long mmu_seq;
+	uint64_t hva;	 /* host address of the faulting page */
+	bool from_gmem;	 /* the page came from guest_memfd */
+};
+
+/* Steps 4 and 7: a hint that an invalidation covers us; may be wrong. */
+static bool fault_precheck_stale(const struct fault_ctx *c)
+{
+	return c->slot && kvm_mmu_fault_precheck_enabled() &&
+	       mmu_invalidate_retry_gfn_unsafe(c->kvm, c->mmu_seq, c->f->gfn);
+}
+
+/* Fill the memory-fault exit for error @err (kvm_prepare_memory_fault_exit). */
+static int fault_memory_exit(struct fault_ctx *c, int err)
+{
+	c->f->error = err;
+	c->f->memory_fault = true;
+	return KVM_PF_EXIT;
+}
+
+/* Step 5d (and 6.18 gmem-only slots): the page from guest_memfd. */
+static int faultin_pfn_gmem(struct fault_ctx *c)
+{
+	void *page = NULL;
+	int max_order = 0, r;
+
+	if (!kvm_slot_can_be_private(c->slot))
+		return fault_memory_exit(c, -EFAULT);
+	r = kvm_gmem_get_pfn(c->kvm, c->slot, c->f->gfn, &page, &max_order);
+	if (r)
+		return fault_memory_exit(c, r);
+	c->hva = (uint64_t)(uintptr_t)page;
+	c->from_gmem = true;
+	return KVM_PF_CONTINUE;
+}
+
+/* Step 5: resolve the backing page (__kvm_faultin_pfn). */
+static int faultin_pfn(struct fault_ctx *c)
+{
+	struct kvm_memory_slot *slot = c->slot;
+	struct kvm_page_fault *f = c->f;
+
+	if (slot && (slot->flags & KVM_MEMSLOT_INVALID))
+		return KVM_PF_RETRY; /* being deleted or moved */
+	/* The attributes changed since step 1: let user space sort it out. */
+	if (f->is_private != kvm_mem_is_private(c->kvm, f->gfn))
+		return fault_memory_exit(c, -EFAULT);
+	if (f->is_private || (slot && (slot->flags & KVM_MEMSLOT_GMEM_ONLY)))
+		return faultin_pfn_gmem(c);
+	if (!slot || (f->write && (slot->flags & KVM_MEM_READONLY)))
+		return KVM_PF_EMULATE;
+	c->hva = slot->userspace_addr + ((f->gfn - slot->base_gfn) << GM_PAGE_SHIFT);
+	/* No VMA behind the page: -EFAULT without memory_fault info, as 6.8. */
+	if (!hva_range_mapped(c->hva, GM_PAGE_SIZE)) {
+		f->error = -EFAULT;
+		f->memory_fault = false;
+		return KVM_PF_EXIT;
+	}
+	return KVM_PF_CONTINUE;
+}
+
+/*
+ * Step 9, level: private pages are 4 KiB (6.8: max_order 0).  A shared
+ * fault takes the largest level the memslot metadata allows (alignment,
+ * gfn/hva congruence, uniform attributes) whose whole aligned host block is
+ * mapped: that is our "host page-table level".
+ * Context: mmu_lock held for read.
+ */
+static int fault_level(struct fault_ctx *c)
+{
+	int level;
+
+	if (c->from_gmem)
+		return S2_PG_LEVEL_4K;
+	level = kvm_mmu_max_mapping_level(c->kvm, c->slot, c->f->gfn, S2_PG_LEVEL_1G);
+	for (; level > S2_PG_LEVEL_4K; level--) {
+		uint64_t pages = s2_level_pages(level);
+		uint64_t off = (c->f->gfn & (pages - 1)) << GM_PAGE_SHIFT;
+
+		/* The metadata checked gfn/hva congruence; be safe anyway. */
+		if (((c->hva - off) & (pages * GM_PAGE_SIZE - 1)) == 0 &&
+		    hva_range_mapped(c->hva - off, pages * GM_PAGE_SIZE))
+			break;
+	}
+	return level;
+}
+
+/* Steps 8 and 9. */
+static int fault_install(struct fault_ctx *c)
+{
+	struct kvm_page_fault *f = c->f;
+	uint64_t flags = S2_PRESENT | S2_LEAF, pages, hva_base;
+	gfn_t gfn_base;
+	int r;
+
+	if (pthread_rwlock_tryrdlock(&c->kvm->mmu_lock))
+		return KVM_PF_LOCK_BUSY;
+	kvm_stat_inc(&c->st->lock_acq);
+	/* The authoritative check: no false negative under the lock. */
+	if (mmu_invalidate_retry_gfn(c->kvm, c->mmu_seq, f->gfn)) {
+		gm_check_pthread(pthread_rwlock_unlock(&c->kvm->mmu_lock));
+		return KVM_PF_RETRY;
+	}
+	f->level = fault_level(c);
+	pages = s2_level_pages(f->level);
+	gfn_base = f->gfn & ~(pages - 1);
+	hva_base = c->hva - ((f->gfn - gfn_base) << GM_PAGE_SHIFT);
+	if (c->from_gmem)
+		flags |= S2_PRIVATE;
+	if (!(c->slot->flags & KVM_MEM_READONLY))
+		flags |= S2_WRITABLE;
+	r = kvm_mmu_install(c->kvm, gfn_base, f->level, hva_base, flags);
+	gm_check_pthread(pthread_rwlock_unlock(&c->kvm->mmu_lock));
+	if (r == -EAGAIN)
+		return KVM_PF_RETRY;
+	if (r) {
+		f->error = r;
+		f->memory_fault = false;
+		return KVM_PF_EXIT;
+	}
+	if (f->level > S2_PG_LEVEL_4K)
+		kvm_stat_inc(&c->st->huge_maps);
+	return KVM_PF_FIXED;
+}
+
+/* Steps 1-9.  Context: inside gm_rcu_read_lock(). */
+static int __kvm_mmu_page_fault(struct fault_ctx *c)
+{
+	struct kvm_page_fault *f = c->f;
+	int r;
+
+	f->is_private = kvm_mem_is_private(c->kvm, f->gfn);
+	c->slot = gfn_to_memslot(c->kvm, 0, f->gfn);
+	/* Acquire; pairs with the release of seq in kvm_mmu_invalidate_end(). */
+	c->mmu_seq = kvm_mmu_invalidate_seq_snapshot(c->kvm);
+	if (fault_precheck_stale(c))
+		return KVM_PF_RETRY;
+	r = faultin_pfn(c);
+	if (r != KVM_PF_CONTINUE)
+		return r;
+	if (fault_precheck_stale(c))
+		return KVM_PF_RETRY;
+	return fault_install(c);
+}
+
+int kvm_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_stat *st,
+		       struct kvm_page_fault *f)
+{
+	struct fault_ctx c = { .kvm = kvm, .f = f, .st = st };
+	int r;
+
+	memset(f, 0, sizeof(*f));
+	f->gpa = gpa;
+	f->gfn = gpa >> GM_PAGE_SHIFT;
+	f->write = write;
+	kvm_stat_inc(&st->faults);
+
+	gm_rcu_read_lock();
+	r = __kvm_mmu_page_fault(&c);
+	gm_rcu_read_unlock();
+
+	if (r == KVM_PF_LOCK_BUSY) {
+		/* A writer holds mmu_lock: wait for it outside the section. */
+		gm_check_pthread(pthread_rwlock_rdlock(&kvm->mmu_lock));
+		kvm_stat_inc(&st->lock_acq);
+		gm_check_pthread(pthread_rwlock_unlock(&kvm->mmu_lock));
+		r = KVM_PF_RETRY;
+	}
+	if (r == KVM_PF_RETRY)
+		kvm_stat_inc(&st->retries);
+	else if (r == KVM_PF_EXIT && f->memory_fault)
+		kvm_stat_inc(&st->memory_fault_exits);
+	return r;
+}

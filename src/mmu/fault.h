@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The stage-2 fault path (spec kvm-gmem-spec.md §4.5, §4.6, §4.8): what a
+ * vCPU access runs when kvm_mmu_lookup() misses.
+ *
+ * One call handles one fault and tells the caller what to do next; it never
+ * loops itself.  Retries are the caller's business (the guest accessor
+ * simply redoes the access), exactly as KVM re-enters the guest after
+ * RET_PF_RETRY.
+ */
+#ifndef GM_MMU_FAULT_H
+#define GM_MMU_FAULT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/kvm_host.h"
+
+enum kvm_pf_result {
+	KVM_PF_FIXED,	/* a translation was installed: redo the access */
+	KVM_PF_RETRY,	/* raced with an invalidation or a slot update: redo it */
+	KVM_PF_EMULATE, /* no memslot, or a write to a read-only one: MMIO exit */
+	KVM_PF_EXIT,	/* KVM_RUN must return f->error (see memory_fault) */
+};
+
+/* One fault, as the kernel's struct kvm_page_fault (only what we need). */
+struct kvm_page_fault {
+	gpa_t gpa;
+	gfn_t gfn;
+	bool write;
+	/* Classified once from the attributes, before anything else. */
+	bool is_private;
+	/* KVM_PF_EXIT: negative errno for KVM_RUN. */
+	int error;
+	/* KVM_PF_EXIT: fill KVM_EXIT_MEMORY_FAULT (false: plain -EFAULT). */
+	bool memory_fault;
+	/* KVM_PF_FIXED: level of the installed leaf (S2_PG_LEVEL_*). */
+	int level;
+};
+
+/*
+ * Counters of one vCPU's faults.  Each is written by one thread at a time
+ * (the vCPU's guest thread, or a unit test) with a relaxed load and store,
+ * never an atomic read-modify-write; readers use READ_ONCE.
+ */
+struct kvm_fault_stat {
+	uint64_t faults;	     /* calls of kvm_mmu_page_fault() */
+	uint64_t retries;	     /* of which ended in KVM_PF_RETRY */
+	uint64_t lock_acq;	     /* mmu_lock acquisitions (read) */
+	uint64_t memory_fault_exits; /* KVM_PF_EXIT with memory_fault */
+	uint64_t huge_maps;	     /* KVM_PF_FIXED at 2 MiB or 1 GiB */
+};
+
+static inline void kvm_stat_inc(uint64_t *c)
+{
+	WRITE_ONCE(*c, READ_ONCE(*c) + 1);
+}
+
+/**
+ * kvm_mmu_page_fault() - resolve a stage-2 miss on @gpa, spec §4.5.
+ * @write: the access is a store.
+ * @st: where to count (not NULL).
+ * @f: receives the classification and, for KVM_PF_EXIT, the error.
+ *
+ * Context: no RCU read-side section, no VM lock held (the function takes
+ * both as needed).  Returns an enum kvm_pf_result.
+ */
+int kvm_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_stat *st,
+		       struct kvm_page_fault *f);
+
+/*
+ * The two lockless pre-checks (steps 4 and 7) can be switched off for
+ * measurements; the locked check always runs.  Default: on, unless the
+ * environment has GUESTMEM_NO_PRECHECK=1.  Returns the previous setting.
+ */
+bool kvm_mmu_set_fault_precheck(bool enable);
+bool kvm_mmu_fault_precheck_enabled(void);
+
+/*
+ * Per-VM totals over the VM's vCPUs (src/vcpu).  Context: any; takes
+ * kvm->lock.
+ */
+void kvm_mmu_fault_stats(struct kvm *kvm, uint64_t *faults, uint64_t *retries,
+			 uint64_t *lock_acq);
+
+#endif

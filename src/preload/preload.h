@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shared by the preload's wrapper files: how to reach the next definition
+ * of a libc symbol.
+ */
+#ifndef GM_PRELOAD_PRELOAD_H
+#define GM_PRELOAD_PRELOAD_H
+
+#include <dlfcn.h>
+
+#include "uapi/entry.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+/* The next definition of a symbol; resolved once (racing resolvers agree). */
+static inline void *gm_next(void **slot, const char *name, const char *version)
+{
+	void *p = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+
+	if (p)
+		return p;
+	p = version ? dlvsym(RTLD_NEXT, name, version) : dlsym(RTLD_NEXT, name);
+	__atomic_store_n(slot, p, __ATOMIC_RELEASE);
+	return p;
+}
+
+#define NEXT(name)                                                   \
+	({                                                           \
+		static void *gm_slot_;                               \
+		(__typeof__(&name))gm_next(&gm_slot_, #name, NULL); \
+	})
+
+/* Variadic open flags carry a mode only for O_CREAT and O_TMPFILE. */
+#define GM_OPEN_MODE(flags, last)                          \
+	({                                                 \
+		mode_t m_ = 0;                             \
+		if ((flags) & (O_CREAT | __O_TMPFILE)) {   \
+			va_list ap_;                       \
+			va_start(ap_, last);               \
+			m_ = va_arg(ap_, mode_t);          \
+			va_end(ap_);                       \
+		}                                          \
+		m_;                                        \
+	})
+
+#define NEXT_VERSIONED(name, type, version)                          \
+	({                                                           \
+		static void *gm_slot_;                               \
+		(type)gm_next(&gm_slot_, name, version);             \
+	})
+
+#endif

@@ -1,0 +1,409 @@
+// SPDX-License-Identifier: MIT
+/*
+ * guestmem file objects: the registry from socket inode to struct gm_file,
+ * their reference counts, and release on the application's last close.
+ *
+ * Life of a file:
+ *   gm_file_create()   socketpair; refs = 1 (the registry's, once installed)
+ *   gm_file_install()  in the registry and the watcher's epoll set
+ *   lookups            refs + 1 for the duration of one operation
+ *   last app close     peer hangs up; gm_file_check_hangup() (closing thread
+ *                      or watcher, whichever sees it first; `hung` elects one)
+ *                      unlinks the file and drops the registry's reference
+ *   last put           ops->release (drops the object's reference), close
+ *                      the peer, free
+ * So an operation in flight keeps the object alive past a concurrent close,
+ * as the kernel's fdget does.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "lib/compiler.h"
+#include "uapi.h"
+
+#define GM_FILE_BUCKETS 1024
+
+/* gm_files_lock: the chains below and gm_nr_files (written under it). */
+static pthread_rwlock_t gm_files_lock = PTHREAD_RWLOCK_INITIALIZER;
+static struct gm_file *gm_file_hash[GM_FILE_BUCKETS];
+/* Read locklessly by the lookup fast path; see gm_file_lookup(). */
+static long gm_nr_files;
+static dev_t gm_sock_dev; /* sockfs st_dev, set before the first install */
+static long gm_live[GM_FILE_NR_TYPES]; /* created, not yet released */
+
+/* gm_watch_lock: the watcher's epoll fd and the `watched` flags. */
+static pthread_mutex_t gm_watch_lock = PTHREAD_MUTEX_INITIALIZER;
+static int gm_epfd = -1;
+static int gm_watch_pending; /* set in a forked child that inherited files */
+static pthread_once_t gm_atfork_once = PTHREAD_ONCE_INIT;
+
+__thread int gm_uapi_in_library __attribute__((tls_model("initial-exec")));
+
+/* Raw system calls: this file must never re-enter the preload's wrappers. */
+static int raw_close(int fd)
+{
+	return (int)syscall(SYS_close, fd);
+}
+
+static int raw_fstat(int fd, struct stat *st)
+{
+	return (int)syscall(SYS_fstat, fd, st);
+}
+
+static struct gm_file **gm_bucket(ino_t ino)
+{
+	return &gm_file_hash[ino % GM_FILE_BUCKETS];
+}
+
+void gm_file_get(struct gm_file *f)
+{
+	__atomic_add_fetch(&f->refs, 1, __ATOMIC_RELAXED);
+}
+
+void gm_file_put(struct gm_file *f)
+{
+	/* acq_rel: the releasing thread sees every write of the other users. */
+	if (__atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL))
+		return;
+	int saved = gm_uapi_in_library;
+	gm_uapi_in_library = 1;
+	if (f->ops->release)
+		f->ops->release(f);
+	gm_uapi_in_library = saved;
+	raw_close(f->peer);
+	__atomic_sub_fetch(&gm_live[f->type], 1, __ATOMIC_RELEASE);
+	free(f);
+}
+
+long gm_uapi_live_objects(int type)
+{
+	if (type < 0 || type >= GM_FILE_NR_TYPES)
+		return -EINVAL;
+	/* acquire: pairs with the release in gm_file_put(). */
+	return __atomic_load_n(&gm_live[type], __ATOMIC_ACQUIRE);
+}
+
+/* Look @ino up and take a reference.  Context: no uapi locks. */
+static struct gm_file *gm_file_find_ino(ino_t ino)
+{
+	struct gm_file *f;
+
+	pthread_rwlock_rdlock(&gm_files_lock);
+	for (f = *gm_bucket(ino); f; f = f->next)
+		if (f->ino == ino)
+			break;
+	if (f)
+		gm_file_get(f);
+	pthread_rwlock_unlock(&gm_files_lock);
+	return f;
+}
+
+static void gm_watcher_restart(void);
+
+struct gm_file *gm_file_lookup(int fd)
+{
+	struct stat st;
+
+	/*
+	 * Fast path for processes with no guestmem object: no system call.
+	 * Relaxed is enough: an fd only becomes a guestmem fd by an install
+	 * that happened-before the caller learned the fd number.
+	 */
+	if (likely(READ_ONCE(gm_nr_files) == 0) || fd < 0)
+		return NULL;
+	if (unlikely(READ_ONCE(gm_watch_pending)))
+		gm_watcher_restart();
+	if (raw_fstat(fd, &st) || !S_ISSOCK(st.st_mode) || st.st_dev != READ_ONCE(gm_sock_dev))
+		return NULL;
+	return gm_file_find_ino(st.st_ino);
+}
+
+/* ---- the watcher ------------------------------------------------------ */
+
+static bool gm_peer_hung_up(int peer)
+{
+	struct pollfd p = { .fd = peer, .events = POLLRDHUP };
+
+	/* shutdown(SHUT_WR) only gives RDHUP; HUP means the end is gone. */
+	return syscall(SYS_poll, &p, 1, 0) == 1 && (p.revents & POLLHUP);
+}
+
+static void *gm_watcher_main(void *arg)
+{
+	int epfd = (int)(intptr_t)arg;
+	struct epoll_event ev[32];
+
+	gm_uapi_in_library = 1;
+	for (;;) {
+		int n = (int)syscall(SYS_epoll_wait, epfd, ev, (int)ARRAY_SIZE(ev), -1);
+
+		if (n < 0 && errno != EINTR)
+			return NULL; /* epfd closed in a forked child's copy: never here */
+		for (int i = 0; i < n; i++) {
+			struct gm_file *f = gm_file_find_ino((ino_t)ev[i].data.u64);
+
+			if (!f)
+				continue; /* another thread released it already */
+			gm_file_check_hangup(f);
+			gm_file_put(f);
+		}
+	}
+}
+
+/* Add @f to the epoll set.  Context: gm_watch_lock held, gm_epfd valid. */
+static void gm_watch_add_locked(struct gm_file *f)
+{
+	struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLET, .data.u64 = f->ino };
+
+	if (f->watched || READ_ONCE(f->hung))
+		return;
+	if (syscall(SYS_epoll_ctl, gm_epfd, EPOLL_CTL_ADD, f->peer, &ev) == 0)
+		f->watched = true;
+}
+
+/*
+ * Start the watcher thread if needed.  Returns false if it cannot run; the
+ * files then still work and are released by guestmem_sys_close().
+ * Context: gm_watch_lock held.
+ */
+static bool gm_watcher_start_locked(void)
+{
+	pthread_t tid;
+	pthread_attr_t attr;
+	sigset_t all, old;
+	int epfd, err;
+
+	if (gm_epfd >= 0)
+		return true;
+	epfd = (int)syscall(SYS_epoll_create1, EPOLL_CLOEXEC);
+	if (epfd < 0)
+		return false;
+	/* The watcher must never take one of the application's signals. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 64 * 1024);
+	err = pthread_create(&tid, &attr, gm_watcher_main, (void *)(intptr_t)epfd);
+	pthread_attr_destroy(&attr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err) {
+		raw_close(epfd);
+		return false;
+	}
+	gm_epfd = epfd;
+	return true;
+}
+
+/* In a forked child: a new watcher for the inherited files. */
+static void gm_watcher_restart(void)
+{
+	pthread_mutex_lock(&gm_watch_lock);
+	if (READ_ONCE(gm_watch_pending) && gm_watcher_start_locked()) {
+		pthread_rwlock_rdlock(&gm_files_lock);
+		for (int b = 0; b < GM_FILE_BUCKETS; b++)
+			for (struct gm_file *f = gm_file_hash[b]; f; f = f->next)
+				gm_watch_add_locked(f);
+		pthread_rwlock_unlock(&gm_files_lock);
+		WRITE_ONCE(gm_watch_pending, 0);
+	}
+	pthread_mutex_unlock(&gm_watch_lock);
+}
+
+/*
+ * fork(): the child has no watcher thread, and the epoll fd it inherited is
+ * the parent's instance.  Make the locks consistent across the fork, then
+ * let the child build its own watcher on first use.
+ */
+static void gm_atfork_prepare(void)
+{
+	pthread_mutex_lock(&gm_watch_lock);
+	pthread_rwlock_wrlock(&gm_files_lock);
+}
+
+static void gm_atfork_parent(void)
+{
+	pthread_rwlock_unlock(&gm_files_lock);
+	pthread_mutex_unlock(&gm_watch_lock);
+}
+
+static void gm_atfork_child(void)
+{
+	pthread_rwlock_t rw = PTHREAD_RWLOCK_INITIALIZER;
+	pthread_mutex_t mx = PTHREAD_MUTEX_INITIALIZER;
+
+	gm_files_lock = rw;
+	gm_watch_lock = mx;
+	if (gm_epfd >= 0)
+		raw_close(gm_epfd);
+	gm_epfd = -1;
+	for (int b = 0; b < GM_FILE_BUCKETS; b++)
+		for (struct gm_file *f = gm_file_hash[b]; f; f = f->next)
+			f->watched = false;
+	WRITE_ONCE(gm_watch_pending, gm_nr_files > 0);
+}
+
+static void gm_atfork_register(void)
+{
+	pthread_atfork(gm_atfork_prepare, gm_atfork_parent, gm_atfork_child);
+}
+
+/* ---- create / install / release --------------------------------------- */
+
+/*
+ * Move the library's end out of the way of the application's fd numbers:
+ * the kernel hands out one fd per object, and VMMs (and tests) see the
+ * numbers.  Best effort; stays low if the limit is small.
+ */
+static int gm_peer_relocate(int peer)
+{
+	struct rlimit rl;
+	long floor = 512;
+	int nfd;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    (long)rl.rlim_cur / 2 < floor)
+		floor = (long)rl.rlim_cur / 2;
+	if (floor <= peer)
+		return peer;
+	nfd = (int)syscall(SYS_fcntl, peer, F_DUPFD_CLOEXEC, floor);
+	if (nfd < 0)
+		return peer;
+	raw_close(peer);
+	return nfd;
+}
+
+int gm_file_create(enum gm_file_type type, const struct gm_file_ops *ops, const char *name,
+		   int f_flags, bool cloexec, struct gm_file **out)
+{
+	struct gm_file *f;
+	struct stat st;
+	int sv[2];
+
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	if (syscall(SYS_socketpair, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+		int err = -errno;
+
+		free(f);
+		return err;
+	}
+	if ((!cloexec && syscall(SYS_fcntl, sv[0], F_SETFD, 0)) || raw_fstat(sv[0], &st)) {
+		int err = -errno;
+
+		raw_close(sv[0]);
+		raw_close(sv[1]);
+		free(f);
+		return err;
+	}
+	f->type = type;
+	f->ops = ops;
+	f->peer = gm_peer_relocate(sv[1]);
+	f->ino = st.st_ino;
+	f->f_flags = f_flags;
+	f->refs = 1;
+	f->app_fd = sv[0];
+	snprintf(f->name, sizeof(f->name), "%s", name);
+	clock_gettime(CLOCK_REALTIME, &f->btime);
+	WRITE_ONCE(gm_sock_dev, st.st_dev);
+	*out = f;
+	return 0;
+}
+
+void gm_file_abort(struct gm_file *f)
+{
+	raw_close(f->app_fd);
+	raw_close(f->peer);
+	free(f);
+}
+
+int gm_file_install(struct gm_file *f)
+{
+	int fd = f->app_fd;
+	struct gm_file **b = gm_bucket(f->ino);
+
+	f->app_fd = -1; /* the application's from here on */
+
+	pthread_once(&gm_atfork_once, gm_atfork_register);
+	__atomic_add_fetch(&gm_live[f->type], 1, __ATOMIC_RELAXED);
+	pthread_rwlock_wrlock(&gm_files_lock);
+	f->next = *b;
+	*b = f;
+	WRITE_ONCE(gm_nr_files, gm_nr_files + 1);
+	pthread_rwlock_unlock(&gm_files_lock);
+
+	pthread_mutex_lock(&gm_watch_lock);
+	if (gm_watcher_start_locked())
+		gm_watch_add_locked(f);
+	pthread_mutex_unlock(&gm_watch_lock);
+	return fd;
+}
+
+void gm_file_check_hangup(struct gm_file *f)
+{
+	struct gm_file **pp;
+	int expected = 0;
+
+	if (READ_ONCE(f->hung) || !gm_peer_hung_up(f->peer))
+		return;
+	if (!__atomic_compare_exchange_n(&f->hung, &expected, 1, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_RELAXED))
+		return; /* the other path (close or watcher) owns the release */
+
+	pthread_rwlock_wrlock(&gm_files_lock);
+	for (pp = gm_bucket(f->ino); *pp && *pp != f; pp = &(*pp)->next)
+		;
+	if (*pp) {
+		*pp = f->next;
+		WRITE_ONCE(gm_nr_files, gm_nr_files - 1);
+	}
+	pthread_rwlock_unlock(&gm_files_lock);
+
+	/* Explicitly: a forked child's copy of the peer keeps the epoll item. */
+	pthread_mutex_lock(&gm_watch_lock);
+	if (f->watched && gm_epfd >= 0)
+		syscall(SYS_epoll_ctl, gm_epfd, EPOLL_CTL_DEL, f->peer, NULL);
+	f->watched = false;
+	pthread_mutex_unlock(&gm_watch_lock);
+
+	gm_file_put(f); /* the registry's reference */
+}
+
+static struct stat gm_anon_st;
+static pthread_once_t gm_anon_once = PTHREAD_ONCE_INIT;
+
+/* The kernel's shared anonymous inode, as an eventfd shows it. */
+static void gm_anon_probe(void)
+{
+	int fd = (int)syscall(SYS_eventfd2, 0, EFD_CLOEXEC);
+
+	if (fd >= 0 && raw_fstat(fd, &gm_anon_st) == 0) {
+		raw_close(fd);
+		return;
+	}
+	if (fd >= 0)
+		raw_close(fd);
+	memset(&gm_anon_st, 0, sizeof(gm_anon_st));
+	gm_anon_st.st_mode = S_IRUSR | S_IWUSR;
+	gm_anon_st.st_nlink = 1;
+	gm_anon_st.st_blksize = 4096;
+}
+
+void gm_anon_inode_stat(struct stat *st)
+{
+	pthread_once(&gm_anon_once, gm_anon_probe);
+	*st = gm_anon_st;
+}

@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The mmu notifier of a user-space KVM.  The kernel learns about changes to
+ * the VMM's address space from the mm itself; we learn from the wrappers of
+ * munmap, mremap, madvise, mprotect and mmap(MAP_FIXED), which bracket the
+ * real system call with gm_uapi_hva_start() and gm_uapi_hva_end(), like
+ * invalidate_range_start/end: translations of the range are zapped before
+ * the host mapping changes, and faults on it retry until it has.
+ *
+ * Those wrappers run for every munmap of the process (malloc's too), and
+ * some of the callers hold their own locks (liburcu grows its arenas with
+ * mremap under its registry lock).  So the hook first checks, under a lock
+ * of its own and without touching any core lock or RCU, whether the range
+ * ever backed a memslot; only then does it walk the VMs.  The set of ranges
+ * is grow-only: a deleted memslot's range stays (a needless invalidation
+ * is harmless; a missed one is not).
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/compiler.h"
+#include "uapi.h"
+
+#define GM_HVA_MAX_RANGES 1024
+
+struct gm_hva_range {
+	uint64_t start, end;
+};
+
+/* gm_hva_lock: the sorted, disjoint, non-adjacent array below. */
+static pthread_rwlock_t gm_hva_lock = PTHREAD_RWLOCK_INITIALIZER;
+static struct gm_hva_range *gm_hva;
+static size_t gm_hva_nr, gm_hva_cap;
+static int gm_hva_any; /* lockless "nothing noted yet" fast path */
+static bool gm_hva_all; /* no memory for the array: every range counts */
+
+/* Index of the first range whose end is >= @start.  Context: lock held. */
+static size_t gm_hva_first(uint64_t start)
+{
+	size_t lo = 0, hi = gm_hva_nr;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (gm_hva[mid].end < start)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Insert [start, end), merging neighbours.  Context: write lock held. */
+static void gm_hva_insert_locked(uint64_t start, uint64_t end)
+{
+	size_t i = gm_hva_first(start), j = i;
+
+	while (j < gm_hva_nr && gm_hva[j].start <= end) {
+		start = GM_MIN(start, gm_hva[j].start);
+		end = GM_MAX(end, gm_hva[j].end);
+		j++;
+	}
+	if (i == j && gm_hva_nr == gm_hva_cap) {
+		size_t cap = gm_hva_cap ? 2 * gm_hva_cap : 16;
+		struct gm_hva_range *n = NULL;
+
+		if (cap <= GM_HVA_MAX_RANGES)
+			n = realloc(gm_hva, cap * sizeof(*n));
+		if (!n && gm_hva_nr == 0) {
+			gm_hva_all = true;
+			return;
+		}
+		if (!n) {
+			/* Out of room: one hull over everything stays correct. */
+			start = GM_MIN(start, gm_hva[0].start);
+			end = GM_MAX(end, gm_hva[gm_hva_nr - 1].end);
+			gm_hva[0] = (struct gm_hva_range){ start, end };
+			gm_hva_nr = 1;
+			return;
+		}
+		gm_hva = n;
+		gm_hva_cap = cap;
+	}
+	/* Replace ranges [i, j) by one. */
+	memmove(&gm_hva[i + 1], &gm_hva[j], (gm_hva_nr - j) * sizeof(*gm_hva));
+	gm_hva_nr = gm_hva_nr - (j - i) + 1;
+	gm_hva[i] = (struct gm_hva_range){ start, end };
+}
+
+void gm_uapi_hva_note(uint64_t start, uint64_t end)
+{
+	if (end <= start)
+		return;
+	pthread_rwlock_wrlock(&gm_hva_lock);
+	gm_hva_insert_locked(start, end);
+	pthread_rwlock_unlock(&gm_hva_lock);
+	WRITE_ONCE(gm_hva_any, 1);
+}
+
+static bool gm_hva_intersects(uint64_t start, uint64_t end)
+{
+	bool hit;
+	size_t i;
+
+	pthread_rwlock_rdlock(&gm_hva_lock);
+	i = gm_hva_first(start + 1);
+	hit = gm_hva_all || (i < gm_hva_nr && gm_hva[i].start < end);
+	pthread_rwlock_unlock(&gm_hva_lock);
+	return hit;
+}
+
+struct kvm_mn_token *gm_uapi_hva_start(uint64_t start, uint64_t end)
+{
+	struct kvm_mn_token *t;
+
+	/* The library's own unmaps (backing windows) never back a memslot. */
+	if (likely(!READ_ONCE(gm_hva_any)) || gm_uapi_in_library || end <= start)
+		return NULL;
+	if (!gm_hva_intersects(start, end))
+		return NULL;
+	gm_uapi_in_library = 1;
+	t = kvm_mmu_notifier_start_all(start, end);
+	gm_uapi_in_library = 0;
+	return t;
+}
+
+void gm_uapi_hva_end(struct kvm_mn_token *t)
+{
+	if (!t)
+		return;
+	gm_uapi_in_library = 1;
+	kvm_mmu_notifier_end_all(t);
+	gm_uapi_in_library = 0;
+}
+
+void gm_uapi_hva_invalidate(uint64_t start, uint64_t end)
+{
+	gm_uapi_hva_end(gm_uapi_hva_start(start, end));
+}

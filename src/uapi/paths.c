@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Paths that name guestmem objects: "/dev/kvm" itself, and the /proc magic
+ * links of our own fds ("/proc/self/fd/N", "/proc/thread-self/fd/N",
+ * "/proc/<our pid>/fd/N", "/proc/<our pid>/task/<tid>/fd/N").
+ *
+ * Only absolute paths are recognised; a VMM that reaches /dev/kvm through
+ * a relative path or a directory fd gets the host's answer.
+ */
+#include <ctype.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "uapi.h"
+
+/* Lexically: "/dev/kvm" with any run of '/' and "." components allowed. */
+bool gm_path_is_dev_kvm(const char *path)
+{
+	static const char *const want[] = { "dev", "kvm" };
+	size_t n = 0;
+
+	if (!path || path[0] != '/' || !strstr(path, "kvm"))
+		return false;
+	while (*path) {
+		size_t len;
+
+		while (*path == '/')
+			path++;
+		len = strcspn(path, "/");
+		if (len == 0)
+			break;
+		if (len == 1 && path[0] == '.') {
+			path += len;
+			continue;
+		}
+		if (n == 2 || len != strlen(want[n]) || strncmp(path, want[n], len))
+			return false;
+		n++;
+		path += len;
+	}
+	return n == 2;
+}
+
+/* Parse a decimal number ending at '/' or '\0'; -1 if none or too big. */
+static long gm_parse_num(const char **p)
+{
+	long v = 0;
+
+	if (!isdigit((unsigned char)**p))
+		return -1;
+	while (isdigit((unsigned char)**p)) {
+		v = v * 10 + (**p - '0');
+		if (v > INT_MAX)
+			return -1;
+		(*p)++;
+	}
+	return v;
+}
+
+/* The fd number N of one of our own /proc fd links, or -1. */
+static int gm_proc_fd_number(const char *path)
+{
+	const char *p;
+	long n;
+
+	if (!path || strncmp(path, "/proc/", 6))
+		return -1;
+	p = path + 6;
+	if (!strncmp(p, "self/", 5)) {
+		p += 5;
+	} else if (!strncmp(p, "thread-self/", 12)) {
+		p += 12;
+	} else {
+		if (gm_parse_num(&p) != getpid() || *p++ != '/')
+			return -1;
+		if (!strncmp(p, "task/", 5)) {
+			p += 5;
+			if (gm_parse_num(&p) < 0 || *p++ != '/')
+				return -1;
+		}
+	}
+	if (strncmp(p, "fd/", 3))
+		return -1;
+	p += 3;
+	n = gm_parse_num(&p);
+	return *p ? -1 : (int)n;
+}
+
+struct gm_file *gm_proc_fd_lookup(const char *path)
+{
+	int fd = gm_proc_fd_number(path);
+
+	return fd < 0 ? NULL : gm_file_lookup(fd);
+}

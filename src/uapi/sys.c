@@ -1,0 +1,614 @@
+// SPDX-License-Identifier: MIT
+/*
+ * <guestmem/sys.h>: libc-shaped entry points.  For a guestmem fd they run
+ * the object's operation and turn the negative errno into -1/errno; for
+ * anything else they are the raw system call (never libc's wrapper, which
+ * the preload library replaces, so there is no recursion).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <guestmem/sys.h>
+
+#include "entry.h"
+#include "lib/compiler.h"
+#include "uapi.h"
+
+#define GM_PAGE_ALIGN_UP(x) (((x) + 4095) & ~(uint64_t)4095)
+
+/* Mark the library as running on this thread (the hva hooks skip). */
+#define GM_ENTER() int gm_saved_in_library_ = gm_uapi_in_library; gm_uapi_in_library = 1
+#define GM_LEAVE() (gm_uapi_in_library = gm_saved_in_library_)
+
+static long gm_ret(long r)
+{
+	if (r < 0) {
+		errno = (int)-r;
+		return -1;
+	}
+	return r;
+}
+
+bool gm_uapi_open(int dirfd, const char *path, int flags, mode_t mode, int *ret)
+{
+	struct gm_file *f;
+	long r;
+
+	(void)mode;
+	if (!path || (flags & O_PATH) || path[0] != '/')
+		return false;
+	(void)dirfd; /* absolute: the directory does not matter */
+	if (gm_path_is_dev_kvm(path)) {
+		GM_ENTER();
+		*ret = (int)gm_ret(gm_dev_open(flags));
+		GM_LEAVE();
+		return true;
+	}
+	f = gm_proc_fd_lookup(path);
+	if (!f)
+		return false;
+	GM_ENTER();
+	/* Reopening: a character device opens again; anonymous files cannot. */
+	r = f->type == GM_FILE_SYSTEM ? gm_dev_open(flags) : -ENXIO;
+	gm_file_put(f);
+	*ret = (int)gm_ret(r);
+	GM_LEAVE();
+	return true;
+}
+
+bool gm_uapi_close(int fd, int *ret)
+{
+	struct gm_file *f = gm_file_lookup(fd);
+
+	if (!f)
+		return false;
+	GM_ENTER();
+	*ret = (int)syscall(SYS_close, fd);
+	/* The kernel's final fput runs ->release before close() returns. */
+	gm_file_check_hangup(f);
+	gm_file_put(f);
+	GM_LEAVE();
+	return true;
+}
+
+bool gm_uapi_ioctl(int fd, unsigned long request, unsigned long arg, int *ret)
+{
+	unsigned int cmd = (unsigned int)request; /* the kernel takes 32 bits */
+	struct gm_file *f;
+
+	/* fd flags: the socket's own answer is the right one. */
+	if (cmd == FIOCLEX || cmd == FIONCLEX || cmd == FIONBIO || cmd == FIOASYNC)
+		return false;
+	f = gm_file_lookup(fd);
+	if (!f)
+		return false;
+	GM_ENTER();
+	*ret = (int)gm_ret(gm_fop_ioctl(f, cmd, arg));
+	gm_file_put(f);
+	GM_LEAVE();
+	return true;
+}
+
+/* One lookup-call-put for the simple operations below. */
+#define GM_FILE_OP(fd, ret, expr)                       \
+	do {                                            \
+		struct gm_file *f = gm_file_lookup(fd); \
+		if (!f)                                 \
+			return false;                   \
+		GM_ENTER();                             \
+		*(ret) = gm_ret(expr);                  \
+		gm_file_put(f);                         \
+		GM_LEAVE();                             \
+		return true;                            \
+	} while (0)
+
+bool gm_uapi_read(int fd, void *buf, size_t n, ssize_t *ret)
+{
+	GM_FILE_OP(fd, ret, gm_fop_read(f, buf, n));
+}
+
+bool gm_uapi_write(int fd, const void *buf, size_t n, ssize_t *ret)
+{
+	GM_FILE_OP(fd, ret, gm_fop_write(f, buf, n));
+}
+
+bool gm_uapi_readv(int fd, const struct iovec *iov, int cnt, bool write, ssize_t *ret)
+{
+	GM_FILE_OP(fd, ret, gm_fop_readv(f, iov, cnt, write));
+}
+
+bool gm_uapi_pread(int fd, off_t off, bool write, ssize_t *ret)
+{
+	GM_FILE_OP(fd, ret, gm_fop_pread(f, off, write));
+}
+
+bool gm_uapi_lseek(int fd, off_t off, int whence, off_t *ret)
+{
+	GM_FILE_OP(fd, ret, gm_fop_lseek(f, off, whence));
+}
+
+bool gm_uapi_fallocate(int fd, int mode, off_t off, off_t len, int *ret)
+{
+	GM_FILE_OP(fd, ret, gm_fop_fallocate(f, mode, off, len));
+}
+
+bool gm_uapi_ftruncate(int fd, off_t len, int *ret)
+{
+	GM_FILE_OP(fd, ret, gm_fop_ftruncate(f, len));
+}
+
+bool gm_uapi_fsync(int fd, int *ret)
+{
+	GM_FILE_OP(fd, ret, gm_fop_fsync(f));
+}
+
+bool gm_uapi_fchmod(int fd, mode_t mode, int *ret)
+{
+	GM_FILE_OP(fd, ret, gm_fop_fchmod(f, mode));
+}
+
+bool gm_uapi_fchown(int fd, uid_t uid, gid_t gid, int *ret)
+{
+	GM_FILE_OP(fd, ret, gm_fop_fchown(f, uid, gid));
+}
+
+bool gm_uapi_shutdown(int fd, int how, int *ret)
+{
+	(void)how;
+	/* Not a socket to the application; and a shutdown would fake a close. */
+	GM_FILE_OP(fd, ret, -ENOTSOCK);
+}
+
+static long gm_stat_out(struct gm_file *f, struct stat *user)
+{
+	struct stat st;
+
+	gm_fop_stat(f, &st);
+	return gm_copy_to_user(user, &st, sizeof(st));
+}
+
+bool gm_uapi_fstat(int fd, struct stat *st, int *ret)
+{
+	GM_FILE_OP(fd, ret, gm_stat_out(f, st));
+}
+
+/*
+ * The file an *at() path names: @dirfd itself for AT_EMPTY_PATH with "",
+ * or the object behind a /proc fd link when the call follows links.
+ */
+static struct gm_file *gm_at_lookup(int dirfd, const char *path, int flags)
+{
+	if ((flags & AT_EMPTY_PATH) && (!path || !path[0]))
+		return gm_file_lookup(dirfd);
+	if (path && path[0] == '/' && !(flags & AT_SYMLINK_NOFOLLOW))
+		return gm_proc_fd_lookup(path);
+	return NULL;
+}
+
+/* stat("/dev/kvm") must work on a host without it, like open() does. */
+static long gm_dev_stat_out(struct stat *user)
+{
+	struct stat st;
+
+	gm_dev_stat(&st);
+	return gm_copy_to_user(user, &st, sizeof(st));
+}
+
+bool gm_uapi_fstatat(int dirfd, const char *path, struct stat *st, int flags, int *ret)
+{
+	struct gm_file *f = gm_at_lookup(dirfd, path, flags);
+
+	if (!f) {
+		if (!gm_path_is_dev_kvm(path))
+			return false;
+		*ret = (int)gm_ret(gm_dev_stat_out(st));
+		return true;
+	}
+	GM_ENTER();
+	*ret = (int)gm_ret(gm_stat_out(f, st));
+	gm_file_put(f);
+	GM_LEAVE();
+	return true;
+}
+
+bool gm_uapi_access(int dirfd, const char *path, int mode, int *ret)
+{
+	(void)dirfd;
+	if (!gm_path_is_dev_kvm(path))
+		return false;
+	/* A character device without execute bits: only X_OK is refused. */
+	*ret = (int)gm_ret((mode & X_OK) ? -EACCES : 0);
+	return true;
+}
+
+static long gm_statx_out(struct gm_file *f, struct statx *user)
+{
+	struct statx stx;
+	struct stat st;
+
+	if (f)
+		gm_fop_stat(f, &st);
+	else
+		gm_dev_stat(&st);
+	memset(&stx, 0, sizeof(stx));
+	stx.stx_mask = STATX_BASIC_STATS;
+	stx.stx_blksize = (uint32_t)st.st_blksize;
+	stx.stx_nlink = (uint32_t)st.st_nlink;
+	stx.stx_uid = st.st_uid;
+	stx.stx_gid = st.st_gid;
+	stx.stx_mode = (uint16_t)st.st_mode;
+	stx.stx_ino = st.st_ino;
+	stx.stx_size = (uint64_t)st.st_size;
+	stx.stx_blocks = (uint64_t)st.st_blocks;
+	stx.stx_atime = (struct statx_timestamp){ st.st_atim.tv_sec, (uint32_t)st.st_atim.tv_nsec };
+	stx.stx_mtime = (struct statx_timestamp){ st.st_mtim.tv_sec, (uint32_t)st.st_mtim.tv_nsec };
+	stx.stx_ctime = (struct statx_timestamp){ st.st_ctim.tv_sec, (uint32_t)st.st_ctim.tv_nsec };
+	stx.stx_rdev_major = major(st.st_rdev);
+	stx.stx_rdev_minor = minor(st.st_rdev);
+	stx.stx_dev_major = major(st.st_dev);
+	stx.stx_dev_minor = minor(st.st_dev);
+	return gm_copy_to_user(user, &stx, sizeof(stx));
+}
+
+bool gm_uapi_statx(int dirfd, const char *path, int flags, unsigned int mask,
+		   struct statx *stx, int *ret)
+{
+	struct gm_file *f = gm_at_lookup(dirfd, path, flags);
+
+	(void)mask; /* the basic stats are always all there */
+	if (!f) {
+		if (!gm_path_is_dev_kvm(path))
+			return false;
+		*ret = (int)gm_ret(gm_statx_out(NULL, stx));
+		return true;
+	}
+	GM_ENTER();
+	*ret = (int)gm_ret(gm_statx_out(f, stx));
+	gm_file_put(f);
+	GM_LEAVE();
+	return true;
+}
+
+bool gm_uapi_fcntl(int fd, int cmd, unsigned long arg, int *ret)
+{
+	struct gm_file *f;
+	bool handled;
+	long r;
+
+	/* The common fd-flag commands are the socket's own: skip the lookup. */
+	if (cmd == F_GETFD || cmd == F_SETFD || cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)
+		return false;
+	f = gm_file_lookup(fd);
+	if (!f)
+		return false;
+	GM_ENTER();
+	r = gm_fop_fcntl(f, fd, cmd, arg, &handled);
+	gm_file_put(f);
+	GM_LEAVE();
+	if (handled)
+		*ret = (int)gm_ret(r);
+	return handled;
+}
+
+bool gm_uapi_readlinkat(int dirfd, const char *path, char *buf, size_t size, ssize_t *ret)
+{
+	struct gm_file *f;
+
+	(void)dirfd;
+	if (!path || path[0] != '/')
+		return false;
+	f = gm_proc_fd_lookup(path);
+	if (!f)
+		return false;
+	GM_ENTER();
+	*ret = gm_ret(gm_fop_readlink(f, buf, size));
+	gm_file_put(f);
+	GM_LEAVE();
+	return true;
+}
+
+static void *gm_hva_start(void *addr, size_t len)
+{
+	uintptr_t a = (uintptr_t)addr;
+
+	return gm_uapi_hva_start(a, a + GM_PAGE_ALIGN_UP(len));
+}
+
+void gm_uapi_mm_post(void *token)
+{
+	int saved = errno;
+
+	gm_uapi_hva_end(token);
+	errno = saved;
+}
+
+bool gm_uapi_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, void **ret,
+		  void **token)
+{
+	struct gm_file *f;
+	void *p = MAP_FAILED;
+	int r;
+
+	/* A fixed mapping replaces whatever was there. */
+	*token = (flags & MAP_FIXED) ? gm_hva_start(addr, len) : NULL;
+	if (flags & MAP_ANONYMOUS)
+		return false;
+	f = gm_file_lookup(fd);
+	if (!f)
+		return false;
+	GM_ENTER();
+	r = gm_fop_mmap(f, addr, len, prot, flags, off, &p);
+	gm_file_put(f);
+	GM_LEAVE();
+	gm_uapi_mm_post(*token);
+	*token = NULL;
+	if (r) {
+		errno = -r;
+		p = MAP_FAILED;
+	}
+	*ret = p;
+	return true;
+}
+
+void *gm_uapi_munmap_pre(void *addr, size_t len)
+{
+	return gm_hva_start(addr, len);
+}
+
+void *gm_uapi_mremap_pre(void *old, size_t old_len, size_t new_len, int flags, void *new_addr)
+{
+	/* The old range moves, shrinks or stays: treat it as changed. */
+	uintptr_t lo = (uintptr_t)old, hi = lo + GM_PAGE_ALIGN_UP(old_len);
+
+	/* A fixed destination is unmapped first: one hull covers both. */
+	if (flags & MREMAP_FIXED) {
+		uintptr_t n = (uintptr_t)new_addr;
+
+		lo = GM_MIN(lo, n);
+		hi = GM_MAX(hi, n + GM_PAGE_ALIGN_UP(new_len));
+	}
+	return gm_uapi_hva_start(lo, hi);
+}
+
+void *gm_uapi_madvise_pre(void *addr, size_t len, int advice)
+{
+	switch (advice) {
+	case MADV_DONTNEED:
+	case MADV_REMOVE:
+	case MADV_FREE:
+	case MADV_PAGEOUT:
+	case 24: /* MADV_DONTNEED_LOCKED */
+		return gm_hva_start(addr, len);
+	}
+	return NULL;
+}
+
+void *gm_uapi_mprotect_pre(void *addr, size_t len)
+{
+	return gm_hva_start(addr, len);
+}
+
+/* ---- <guestmem/sys.h> ------------------------------------------------- */
+
+GM_API int guestmem_sys_openat(int dirfd, const char *path, int flags, ...)
+{
+	mode_t mode = 0;
+	int ret;
+
+	if (flags & (O_CREAT | __O_TMPFILE)) {
+		va_list ap;
+
+		va_start(ap, flags);
+		mode = va_arg(ap, mode_t);
+		va_end(ap);
+	}
+	if (gm_uapi_open(dirfd, path, flags, mode, &ret))
+		return ret;
+	return (int)syscall(SYS_openat, dirfd, path, flags, mode);
+}
+
+GM_API int guestmem_sys_open(const char *path, int flags, ...)
+{
+	mode_t mode = 0;
+
+	if (flags & (O_CREAT | __O_TMPFILE)) {
+		va_list ap;
+
+		va_start(ap, flags);
+		mode = va_arg(ap, mode_t);
+		va_end(ap);
+	}
+	return guestmem_sys_openat(AT_FDCWD, path, flags, mode);
+}
+
+GM_API int guestmem_sys_close(int fd)
+{
+	int ret;
+
+	if (gm_uapi_close(fd, &ret))
+		return ret;
+	return (int)syscall(SYS_close, fd);
+}
+
+GM_API int guestmem_sys_ioctl(int fd, unsigned long request, ...)
+{
+	unsigned long arg;
+	va_list ap;
+	int ret;
+
+	va_start(ap, request);
+	arg = va_arg(ap, unsigned long);
+	va_end(ap);
+	if (gm_uapi_ioctl(fd, request, arg, &ret))
+		return ret;
+	return (int)syscall(SYS_ioctl, fd, request, arg);
+}
+
+GM_API ssize_t guestmem_sys_read(int fd, void *buf, size_t count)
+{
+	ssize_t ret;
+
+	if (gm_uapi_read(fd, buf, count, &ret))
+		return ret;
+	return syscall(SYS_read, fd, buf, count);
+}
+
+GM_API ssize_t guestmem_sys_write(int fd, const void *buf, size_t count)
+{
+	ssize_t ret;
+
+	if (gm_uapi_write(fd, buf, count, &ret))
+		return ret;
+	return syscall(SYS_write, fd, buf, count);
+}
+
+GM_API ssize_t guestmem_sys_pread(int fd, void *buf, size_t count, off_t offset)
+{
+	ssize_t ret;
+
+	if (gm_uapi_pread(fd, offset, false, &ret))
+		return ret;
+	return syscall(SYS_pread64, fd, buf, count, offset);
+}
+
+GM_API ssize_t guestmem_sys_pwrite(int fd, const void *buf, size_t count, off_t offset)
+{
+	ssize_t ret;
+
+	if (gm_uapi_pread(fd, offset, true, &ret))
+		return ret;
+	return syscall(SYS_pwrite64, fd, buf, count, offset);
+}
+
+GM_API off_t guestmem_sys_lseek(int fd, off_t offset, int whence)
+{
+	off_t ret;
+
+	if (gm_uapi_lseek(fd, offset, whence, &ret))
+		return ret;
+	return syscall(SYS_lseek, fd, offset, whence);
+}
+
+GM_API void *guestmem_sys_mmap(void *addr, size_t length, int prot, int flags, int fd,
+			       off_t offset)
+{
+	void *ret, *token;
+
+	if (gm_uapi_mmap(addr, length, prot, flags, fd, offset, &ret, &token))
+		return ret;
+	ret = (void *)syscall(SYS_mmap, addr, length, prot, flags, fd, offset);
+	gm_uapi_mm_post(token);
+	return ret;
+}
+
+GM_API int guestmem_sys_munmap(void *addr, size_t length)
+{
+	void *token = gm_uapi_munmap_pre(addr, length);
+	int ret = (int)syscall(SYS_munmap, addr, length);
+
+	gm_uapi_mm_post(token);
+	return ret;
+}
+
+GM_API int guestmem_sys_fallocate(int fd, int mode, off_t offset, off_t len)
+{
+	int ret;
+
+	if (gm_uapi_fallocate(fd, mode, offset, len, &ret))
+		return ret;
+	return (int)syscall(SYS_fallocate, fd, mode, offset, len);
+}
+
+GM_API int guestmem_sys_ftruncate(int fd, off_t length)
+{
+	int ret;
+
+	if (gm_uapi_ftruncate(fd, length, &ret))
+		return ret;
+	return (int)syscall(SYS_ftruncate, fd, length);
+}
+
+GM_API int guestmem_sys_fsync(int fd)
+{
+	int ret;
+
+	if (gm_uapi_fsync(fd, &ret))
+		return ret;
+	return (int)syscall(SYS_fsync, fd);
+}
+
+GM_API int guestmem_sys_fdatasync(int fd)
+{
+	int ret;
+
+	if (gm_uapi_fsync(fd, &ret))
+		return ret;
+	return (int)syscall(SYS_fdatasync, fd);
+}
+
+GM_API int guestmem_sys_fchmod(int fd, mode_t mode)
+{
+	int ret;
+
+	if (gm_uapi_fchmod(fd, mode, &ret))
+		return ret;
+	return (int)syscall(SYS_fchmod, fd, mode);
+}
+
+GM_API int guestmem_sys_fchown(int fd, uid_t owner, gid_t group)
+{
+	int ret;
+
+	if (gm_uapi_fchown(fd, owner, group, &ret))
+		return ret;
+	return (int)syscall(SYS_fchown, fd, owner, group);
+}
+
+GM_API int guestmem_sys_fstat(int fd, struct stat *st)
+{
+	int ret;
+
+	if (gm_uapi_fstat(fd, st, &ret))
+		return ret;
+	return (int)syscall(SYS_fstat, fd, st);
+}
+
+GM_API int guestmem_sys_fcntl(int fd, int cmd, ...)
+{
+	unsigned long arg;
+	va_list ap;
+	int ret;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, unsigned long);
+	va_end(ap);
+	if (gm_uapi_fcntl(fd, cmd, arg, &ret))
+		return ret;
+	return (int)syscall(SYS_fcntl, fd, cmd, arg);
+}
+
+GM_API ssize_t guestmem_sys_readlink(const char *path, char *buf, size_t size)
+{
+	ssize_t ret;
+
+	if (gm_uapi_readlinkat(AT_FDCWD, path, buf, size, &ret))
+		return ret;
+	return syscall(SYS_readlinkat, AT_FDCWD, path, buf, size);
+}
+
+GM_API bool guestmem_sys_is_guestmem_fd(int fd)
+{
+	struct gm_file *f = gm_file_lookup(fd);
+
+	if (f)
+		gm_file_put(f);
+	return f != NULL;
+}

@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The drop-in /dev/kvm: guestmem objects as real file descriptors.
+ *
+ * Every object the application can hold as an fd (the /dev/kvm handle, a VM,
+ * a guest_memfd, a vCPU) is a struct gm_file.  Its fd is one end of an
+ * AF_UNIX socketpair; the library keeps the other end (the "peer").  The
+ * kernel therefore counts the application's references for us: dup, dup2,
+ * fcntl(F_DUPFD), fork and SCM_RIGHTS need no interception, and when the last
+ * reference goes away the peer sees a hang-up.  A watcher thread (and, for a
+ * close() that goes through guestmem_sys_close, the closing thread itself)
+ * then releases the object, like the kernel's ->release on the final fput.
+ *
+ * Identifying an fd costs one fstat: a socket on sockfs whose inode number
+ * is in the registry is ours.
+ *
+ * Locks, outermost first (all leaves with respect to the core's locks: no
+ * core function is called with one of them held):
+ *
+ *   gm_watch_lock   mutex   the watcher thread's epoll fd and start-up
+ *   gm_files_lock   rwlock  the registry hash (chains, counters); read for
+ *                           lookups, write to insert/unlink
+ *   gm_hva_lock     rwlock  the memslot hva ranges seen (src/uapi/hva.c)
+ */
+#ifndef GM_UAPI_UAPI_H
+#define GM_UAPI_UAPI_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/kvm_host.h"
+
+enum gm_file_type {
+	GM_FILE_SYSTEM = 0, /* open("/dev/kvm") */
+	GM_FILE_VM,	    /* KVM_CREATE_VM */
+	GM_FILE_GMEM,	    /* KVM_CREATE_GUEST_MEMFD */
+	GM_FILE_VCPU,	    /* KVM_CREATE_VCPU (src/uapi/vcpu_*) */
+	GM_FILE_NR_TYPES,
+};
+
+/* The kernel's O_LARGEFILE; glibc defines it as 0 on 64-bit targets. */
+#define GM_O_LARGEFILE 0100000
+
+/* VFS properties of a file type (what the kernel's f_mode/i_mode give). */
+#define GM_FOPS_NOOP_LLSEEK (1U << 0) /* .llseek = noop_llseek: lseek returns 0 */
+#define GM_FOPS_PREAD (1U << 1)	      /* opened through open(2): FMODE_PREAD */
+#define GM_FOPS_REG (1U << 2)	      /* S_IFREG inode (guest_memfd) */
+#define GM_FOPS_ANON_SETATTR (1U << 3) /* shared anon inode: owner-checked setattr */
+
+struct gm_file;
+
+/*
+ * A file type's methods.  Every method is optional; a missing one gives
+ * what the VFS gives for a missing method (read/write EINVAL, mmap ENODEV,
+ * fallocate ENODEV or EOPNOTSUPP, ioctl ENOTTY).  Methods return a value
+ * >= 0 or a negative errno and are called with a reference on the file.
+ */
+struct gm_file_ops {
+	unsigned int fops; /* GM_FOPS_* */
+	long (*ioctl)(struct gm_file *f, unsigned int cmd, unsigned long arg);
+	/* After the generic mmap checks; returns 0 and the mapping in *out. */
+	int (*mmap)(struct gm_file *f, void *addr, size_t len, int prot, int flags,
+		    off_t off, void **out);
+	/* After the generic VFS checks of the profile's kernel are NOT done:
+	 * the method does all of them (guest_memfd: kvm_gmem_fallocate). */
+	int (*fallocate)(struct gm_file *f, int mode, off_t off, off_t len);
+	void (*fill_stat)(struct gm_file *f, struct stat *st);
+	/* Drop the file's reference on its object.  Context: no uapi locks. */
+	void (*release)(struct gm_file *f);
+};
+
+struct gm_file {
+	enum gm_file_type type;
+	const struct gm_file_ops *ops;
+	void *obj;	 /* the object; the file owns one reference on it */
+	struct kvm *kvm; /* the VM this file pins (VM, gmem, vCPU) or NULL */
+	void *priv;	 /* free for the type's own use */
+
+	int peer;	/* library end: O_CLOEXEC, never given out */
+	int app_fd;	/* application end between create and install */
+	ino_t ino;	/* application end's inode: the registry key */
+	int f_flags;	/* F_GETFL without the F_SETFL-able bits */
+	char name[40];	/* readlink("/proc/self/fd/N") */
+	struct timespec btime; /* creation: atime/mtime/ctime of anon files */
+
+	long refs;	  /* 1 for the registry + 1 per operation in flight */
+	int hung;	  /* 0 -> 1 once, by whoever saw the last close */
+	bool watched;	  /* peer is in the watcher's epoll set (gm_watch_lock) */
+	struct gm_file *next; /* hash chain, under gm_files_lock */
+};
+
+/* ---- file objects (src/uapi/file.c) ---------------------------------- */
+
+/*
+ * Make a file that is not yet visible: the socketpair is created here, so
+ * a full fd table fails now with -EMFILE/-ENFILE (the kernel also reserves
+ * the fd before building the object).  @cloexec applies to the
+ * application's end.  Fill obj/kvm/priv, then gm_file_install().
+ */
+int gm_file_create(enum gm_file_type type, const struct gm_file_ops *ops, const char *name,
+		   int f_flags, bool cloexec, struct gm_file **out);
+/* Publish @f; returns the application's fd.  The registry owns @f now. */
+int gm_file_install(struct gm_file *f);
+/* Undo gm_file_create() (no release method is called). */
+void gm_file_abort(struct gm_file *f);
+
+/*
+ * The guestmem file behind @fd with a reference, or NULL if @fd is not a
+ * guestmem fd (including not open).  Cost: one fstat when any guestmem
+ * object exists, nothing otherwise.  Context: any.
+ */
+struct gm_file *gm_file_lookup(int fd);
+void gm_file_get(struct gm_file *f);
+/* Drop a reference; the last one runs ops->release and frees @f. */
+void gm_file_put(struct gm_file *f);
+
+/*
+ * If the application closed its last reference to @f, unregister @f and
+ * drop the registry's reference.  Idempotent; safe to race with itself.
+ */
+void gm_file_check_hangup(struct gm_file *f);
+
+/* Files of @type not yet released (tests: the object was really let go). */
+long gm_uapi_live_objects(int type);
+
+/* The anon_inodefs device and the shared anon inode (fstat of VM fds). */
+void gm_anon_inode_stat(struct stat *st);
+
+/* Per-thread guard: set while the library itself runs (hva hooks skip). */
+extern __thread int gm_uapi_in_library __attribute__((tls_model("initial-exec")));
+
+/* ---- user memory (src/uapi/usercopy.c) ------------------------------- */
+
+/* Copy from/to the caller's memory; -EFAULT instead of a crash. */
+int gm_copy_from_user(void *dst, const void *src, size_t n);
+int gm_copy_to_user(void *dst, const void *src, size_t n);
+
+/* ---- ioctl dispatch (dev_ioctl.c, vm_ioctl.c, gmem_fops.c) ------------ */
+
+extern const struct gm_file_ops gm_dev_fops;
+extern const struct gm_file_ops gm_vm_fops;
+extern const struct gm_file_ops gm_gmem_fops;
+
+/* open("/dev/kvm", @flags): a new system fd or a negative errno. */
+int gm_dev_open(int flags);
+/* stat("/dev/kvm"): the host's node if it has one, else a devtmpfs-like one. */
+void gm_dev_stat(struct stat *st);
+
+/* EIO unless the caller is the VM's creator process and the VM is alive
+ * (spec §3.2): the first check of every VM and vCPU ioctl. */
+static inline int gm_kvm_check_caller(struct kvm *kvm)
+{
+	return kvm_vm_ioctl_precheck(kvm);
+}
+
+/*
+ * VM-fd and /dev/kvm ioctls provided by src/uapi/vcpu_ioctl.c
+ * (KVM_CREATE_VCPU, irqchip, ioeventfd, ...; KVM_GET_SUPPORTED_CPUID, ...).
+ * Called for every command the uapi core does not handle itself, after the
+ * EIO check; set *handled = false to let the caller answer ENOTTY (VM) or
+ * EINVAL (/dev/kvm).  src/uapi/vm_ioctl_hooks.c has the default, built only
+ * while vcpu_ioctl.c does not exist (see src/uapi/meson.build).
+ */
+long gm_vm_ioctl_vcpu(struct gm_file *f, struct kvm *kvm, unsigned long cmd,
+		      unsigned long arg, bool *handled);
+long gm_dev_ioctl_vcpu(struct gm_file *f, unsigned long cmd, unsigned long arg,
+		       bool *handled);
+
+/* ---- file operations (src/uapi/fops.c): value >= 0 or -errno --------- */
+
+long gm_fop_ioctl(struct gm_file *f, unsigned int cmd, unsigned long arg);
+ssize_t gm_fop_read(struct gm_file *f, void *buf, size_t n);
+ssize_t gm_fop_write(struct gm_file *f, const void *buf, size_t n);
+ssize_t gm_fop_readv(struct gm_file *f, const void *iov, int cnt, bool write);
+ssize_t gm_fop_pread(struct gm_file *f, off_t off, bool write);
+off_t gm_fop_lseek(struct gm_file *f, off_t off, int whence);
+int gm_fop_mmap(struct gm_file *f, void *addr, size_t len, int prot, int flags, off_t off,
+		void **out);
+int gm_fop_fallocate(struct gm_file *f, int mode, off_t off, off_t len);
+int gm_fop_ftruncate(struct gm_file *f, off_t len);
+int gm_fop_fsync(struct gm_file *f);
+int gm_fop_fchmod(struct gm_file *f, mode_t mode);
+int gm_fop_fchown(struct gm_file *f, uid_t uid, gid_t gid);
+void gm_fop_stat(struct gm_file *f, struct stat *st);
+/* fcntl: *handled = false means "do the real fcntl on the socket". */
+int gm_fop_fcntl(struct gm_file *f, int fd, int cmd, unsigned long arg, bool *handled);
+
+/* ---- paths (src/uapi/paths.c) ---------------------------------------- */
+
+/* Whether absolute @path names /dev/kvm. */
+bool gm_path_is_dev_kvm(const char *path);
+/*
+ * The guestmem file an absolute /proc/<self>/fd/N path names, with a
+ * reference, or NULL.  Context: any.
+ */
+struct gm_file *gm_proc_fd_lookup(const char *path);
+/* readlink of such a path; >= 0 bytes or -errno. */
+ssize_t gm_fop_readlink(struct gm_file *f, char *buf, size_t size);
+
+/* ---- host-mapping invalidation (src/uapi/hva.c) ---------------------- */
+
+/*
+ * Remember that [start, end) backs a memslot (grow-only), so that the
+ * munmap/mremap/madvise/mprotect hooks skip ranges no VM ever used.
+ */
+void gm_uapi_hva_note(uint64_t start, uint64_t end);
+/*
+ * The VMM is about to change [start, end) of its address space: the mmu
+ * notifier's range_start for every VM; pass the token to gm_uapi_hva_end()
+ * after the change.  NULL (and nothing to end) when the range never backed
+ * a memslot, which is the cheap common case.  Context: no VM locks.
+ */
+struct kvm_mn_token *gm_uapi_hva_start(uint64_t start, uint64_t end);
+void gm_uapi_hva_end(struct kvm_mn_token *token);
+/* Both at once: the change already happened or is atomic to the guest. */
+void gm_uapi_hva_invalidate(uint64_t start, uint64_t end);
+
+#endif

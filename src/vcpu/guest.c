@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The guest thread and <guestmem/guest.h>.
+ *
+ * An accessor splits its access at page boundaries.  Each piece first
+ * tries the hit path: inside an RCU read-side section, walk the stage-2
+ * table and load or store through the host address - no lock, no atomic
+ * read-modify-write (aligned 1/2/4/8-byte pieces use one relaxed atomic
+ * load or store, a plain mov on x86, so that racing vCPUs behave as on
+ * hardware).  A miss runs the fault path (src/mmu/fault.c) outside the
+ * section and then redoes the piece; retries never leave the accessor.
+ *
+ * Exits: the accessor writes the exit into kvm_run and parks (guest_park);
+ * the next KVM_RUN completes it (run.c) and resumes the accessor, which
+ * then returns the data the VMM supplied, or redoes the access after a
+ * memory-fault exit.  Every accessor starts with a stop point: if KVM_RUN
+ * was interrupted by a signal (vcpu->kick), the guest parks there without
+ * an exit.  The guest never parks inside an RCU read-side section.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "lib/rcu.h"
+#include "mmu/mmu.h"
+#include "vcpu/vcpu.h"
+
+/* ---- parking ------------------------------------------------------------ */
+
+void kvm_guest_park(struct kvm_vcpu *v, bool exited, int ret)
+{
+	uint64_t one = 1;
+	bool dying;
+
+	gm_check_pthread(pthread_mutex_lock(&v->hand_lock));
+	v->exited = exited;
+	v->run_ret = ret;
+	v->state = GUEST_OUT;
+	gm_check_pthread(pthread_mutex_unlock(&v->hand_lock));
+	/* Wake KVM_RUN; VM destruction joins us, so the fd is still open. */
+	if (write(v->wake_fd, &one, sizeof(one)) != sizeof(one))
+		gm_assert(!"write of the vCPU eventfd failed");
+
+	gm_check_pthread(pthread_mutex_lock(&v->hand_lock));
+	while (v->state != GUEST_IN && !v->dying)
+		gm_check_pthread(pthread_cond_wait(&v->hand_cv, &v->hand_lock));
+	dying = v->dying;
+	gm_check_pthread(pthread_mutex_unlock(&v->hand_lock));
+	if (dying)
+		pthread_exit(NULL); /* the VM is being destroyed */
+}
+
+/* ---- the thread ------------------------------------------------------------ */
+
+static void *guest_thread_main(void *arg)
+{
+	struct kvm_vcpu *v = arg;
+	uint64_t one = 1;
+
+	v->guest_fn(&v->guest);
+
+	/* Returning ends the vCPU: this and every later KVM_RUN is SHUTDOWN. */
+	v->run->exit_reason = KVM_EXIT_SHUTDOWN;
+	v->pending = VCPU_PENDING_NONE;
+	gm_check_pthread(pthread_mutex_lock(&v->hand_lock));
+	v->exited = true;
+	v->run_ret = 0;
+	v->state = GUEST_DONE;
+	gm_check_pthread(pthread_mutex_unlock(&v->hand_lock));
+	if (write(v->wake_fd, &one, sizeof(one)) != sizeof(one))
+		gm_assert(!"write of the vCPU eventfd failed");
+	return NULL;
+}
+
+int kvm_guest_thread_start(struct kvm_vcpu *v)
+{
+	char name[16];
+	int r;
+
+	if (v->wake_fd < 0) {
+		v->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (v->wake_fd < 0)
+			return -errno;
+	}
+	r = pthread_create(&v->thread, NULL, guest_thread_main, v);
+	if (r)
+		return -r;
+	snprintf(name, sizeof(name), "vcpu%u", v->vcpu_id);
+	pthread_setname_np(v->thread, name);
+	return 0;
+}
+
+void kvm_guest_thread_stop(struct kvm_vcpu *v)
+{
+	bool started;
+
+	gm_check_pthread(pthread_mutex_lock(&v->hand_lock));
+	gm_assert(v->state != GUEST_IN); /* nobody can be in KVM_RUN now */
+	started = v->state != GUEST_NOT_STARTED;
+	v->dying = true;
+	gm_check_pthread(pthread_cond_broadcast(&v->hand_cv));
+	gm_check_pthread(pthread_mutex_unlock(&v->hand_lock));
+	/* A forked child shares the object but has no such thread. */
+	if (started && v->kvm->creator_pid == getpid())
+		gm_check_pthread(pthread_join(v->thread, NULL));
+}
+
+/* ---- GUESTMEM_GUEST ---------------------------------------------------------- */
+
+static pthread_once_t guest_dl_once = PTHREAD_ONCE_INIT;
+static guestmem_guest_fn guest_dl_fn;
+
+static void guest_dl_load(void)
+{
+	const char *path = getenv("GUESTMEM_GUEST");
+	void *h;
+
+	if (!path || !*path) {
+		fprintf(stderr, "guestmem: KVM_RUN: no guest program (set GUESTMEM_GUEST=path.so)\n");
+		return;
+	}
+	h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		fprintf(stderr, "guestmem: GUESTMEM_GUEST: %s\n", dlerror());
+		return;
+	}
+	*(void **)&guest_dl_fn = dlsym(h, "guestmem_guest_main");
+	if (!guest_dl_fn)
+		fprintf(stderr, "guestmem: GUESTMEM_GUEST: %s has no guestmem_guest_main\n", path);
+}
+
+guestmem_guest_fn kvm_guest_default_fn(void)
+{
+	gm_check_pthread(pthread_once(&guest_dl_once, guest_dl_load));
+	return guest_dl_fn;
+}

@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Register state ioctls (spec kvm-vcpu-eventfd-spec.md §6): KVM_GET/SET_REGS,
+ * KVM_GET/SET_SREGS with x86's validity rules, KVM_SET_MP_STATE,
+ * KVM_SET_CPUID2, KVM_SET_SIGNAL_MASK.
+ *
+ * There is no instruction set behind these registers: the guest is C code.
+ * They are stored faithfully, validated as KVM validates them, and the
+ * guest accessors use the general-purpose ones as the instructions they
+ * stand for would (see guest.c).
+ *
+ * Context of everything here: vcpu->mutex held (so the guest is parked).
+ */
+#include <cpuid.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vcpu/vcpu.h"
+
+#define X86_EFLAGS_FIXED 0x2ULL
+#define X86_CR0_PE (1ULL << 0)
+#define X86_CR0_NW (1ULL << 29)
+#define X86_CR0_CD (1ULL << 30)
+#define X86_CR0_PG (1ULL << 31)
+#define X86_CR4_PAE (1ULL << 5)
+#define EFER_LME (1ULL << 8)
+#define EFER_LMA (1ULL << 10)
+#define APIC_BASE_EXTD (1ULL << 10)
+#define APIC_BASE_ENABLE (1ULL << 11)
+
+void kvm_vcpu_get_regs(struct kvm_vcpu *vcpu, struct kvm_regs *regs)
+{
+	*regs = vcpu->regs;
+}
+
+void kvm_vcpu_set_regs(struct kvm_vcpu *vcpu, const struct kvm_regs *regs)
+{
+	vcpu->regs = *regs;
+	vcpu->regs.rflags |= X86_EFLAGS_FIXED; /* bit 1 always reads 1 */
+}
+
+void kvm_vcpu_get_sregs(struct kvm_vcpu *vcpu, struct kvm_sregs *sregs)
+{
+	*sregs = vcpu->sregs;
+}
+
+/* ---- guest CPUID -------------------------------------------------------- */
+
+static const struct kvm_cpuid_entry2 *vcpu_cpuid(struct kvm_vcpu *v, uint32_t fn, uint32_t idx)
+{
+	for (uint32_t i = 0; i < v->cpuid_nent; i++) {
+		const struct kvm_cpuid_entry2 *e = &v->cpuid[i];
+
+		if (e->function == fn &&
+		    (!(e->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) || e->index == idx))
+			return e;
+	}
+	return NULL;
+}
+
+/* @reg: 0 eax, 1 ebx, 2 ecx, 3 edx. */
+static bool guest_cpuid_has(struct kvm_vcpu *v, uint32_t fn, uint32_t idx, int reg, int bit)
+{
+	const struct kvm_cpuid_entry2 *e = vcpu_cpuid(v, fn, idx);
+	uint32_t r[4];
+
+	if (!e)
+		return false;
+	r[0] = e->eax, r[1] = e->ebx, r[2] = e->ecx, r[3] = e->edx;
+	return r[reg] & (1U << bit);
+}
+
+/* Guest MAXPHYADDR: CPUID 0x80000008 if the guest has it, else 36. */
+static int guest_maxphyaddr(struct kvm_vcpu *v)
+{
+	const struct kvm_cpuid_entry2 *e = vcpu_cpuid(v, 0x80000000, 0);
+
+	if (e && e->eax >= 0x80000008 && (e = vcpu_cpuid(v, 0x80000008, 0)))
+		return e->eax & 0xff;
+	return 36;
+}
+
+static uint64_t reserved_gpa_bits(struct kvm_vcpu *v)
+{
+	return ~((1ULL << guest_maxphyaddr(v)) - 1);
+}
+
+/* ---- SET_SREGS validity (kvm_is_valid_sregs and friends) -------------- */
+
+static bool valid_cr0(uint64_t cr0)
+{
+	if (cr0 >> 32)
+		return false;
+	if ((cr0 & X86_CR0_NW) && !(cr0 & X86_CR0_CD))
+		return false;
+	return !((cr0 & X86_CR0_PG) && !(cr0 & X86_CR0_PE));
+}
+
+/*
+ * CR4 bits a guest may set: the architectural ones KVM allows, minus those
+ * whose feature the guest's CPUID lacks (as x86's __cr4_reserved_bits).
+ */
+static bool valid_cr4(struct kvm_vcpu *v, uint64_t cr4)
+{
+	static const struct { int bit, fn, reg, fbit; } gated[] = {
+		{ 18, 1, 2, 26 },	   /* OSXSAVE: XSAVE */
+		{ 20, 7, 1, 7 },	   /* SMEP */
+		{ 21, 7, 1, 20 },	   /* SMAP */
+		{ 16, 7, 1, 0 },	   /* FSGSBASE */
+		{ 22, 7, 2, 3 },	   /* PKE: PKU */
+		{ 12, 7, 2, 16 },	   /* LA57 */
+		{ 11, 7, 2, 2 },	   /* UMIP */
+		{ 13, 1, 2, 5 },	   /* VMXE: VMX */
+		{ 17, 1, 2, 17 },	   /* PCIDE: PCID */
+	};
+	/* VME..OSXMMEXCPT (0-10), UMIP, LA57, VMXE, FSGSBASE, PCIDE, OSXSAVE,
+	 * SMEP, SMAP, PKE, CET (23). */
+	uint64_t allowed = 0x7ffULL | (1ULL << 11) | (1ULL << 12) | (1ULL << 13) | (1ULL << 16) |
+			   (1ULL << 17) | (1ULL << 18) | (1ULL << 20) | (1ULL << 21) |
+			   (1ULL << 22) | (1ULL << 23);
+
+	for (size_t i = 0; i < ARRAY_SIZE(gated); i++)
+		if (!guest_cpuid_has(v, (uint32_t)gated[i].fn, 0, gated[i].reg, gated[i].fbit))
+			allowed &= ~(1ULL << gated[i].bit);
+	return !(cr4 & ~allowed);
+}
+
+static bool valid_sregs(struct kvm_vcpu *v, const struct kvm_sregs *s)
+{
+	if ((s->efer & EFER_LME) && (s->cr0 & X86_CR0_PG)) {
+		/* Long-mode paging needs PAE and LMA, and a CR3 the guest can hold. */
+		if (!(s->cr4 & X86_CR4_PAE) || !(s->efer & EFER_LMA))
+			return false;
+		if (s->cr3 & reserved_gpa_bits(v))
+			return false;
+	} else if ((s->efer & EFER_LMA) || s->cs.l) {
+		return false;
+	}
+	return valid_cr4(v, s->cr4) && valid_cr0(s->cr0);
+}
+
+/* kvm_set_apic_base as host-initiated: reserved bits and the mode only. */
+static bool valid_apic_base(struct kvm_vcpu *v, uint64_t base)
+{
+	uint64_t rsvd = reserved_gpa_bits(v) | 0x2ff;
+
+	if (!guest_cpuid_has(v, 1, 0, 2, 21)) /* x2APIC */
+		rsvd |= APIC_BASE_EXTD;
+	if (base & rsvd)
+		return false;
+	/* x2APIC enabled without xAPIC enabled is not a mode. */
+	return !((base & APIC_BASE_EXTD) && !(base & APIC_BASE_ENABLE));
+}
+
+int kvm_vcpu_set_sregs(struct kvm_vcpu *vcpu, const struct kvm_sregs *sregs)
+{
+	if (!valid_sregs(vcpu, sregs) || !valid_apic_base(vcpu, sregs->apic_base))
+		return -EINVAL;
+	vcpu->sregs = *sregs;
+	return 0;
+}
+
+/* ---- MP state, CPUID, signal mask ---------------------------------------- */
+
+int kvm_vcpu_set_mp_state(struct kvm_vcpu *vcpu, uint32_t mp_state)
+{
+	/* Every other state needs the in-kernel LAPIC, which we do not model. */
+	if (mp_state != KVM_MP_STATE_RUNNABLE)
+		return -EINVAL;
+	vcpu->mp_state = mp_state;
+	return 0;
+}
+
+static bool cpuid_equal(struct kvm_vcpu *v, const struct kvm_cpuid_entry2 *e, uint32_t nent)
+{
+	if (nent != v->cpuid_nent)
+		return false;
+	for (uint32_t i = 0; i < nent; i++) {
+		const struct kvm_cpuid_entry2 *a = &v->cpuid[i], *b = &e[i];
+
+		if (a->function != b->function || a->index != b->index || a->flags != b->flags ||
+		    a->eax != b->eax || a->ebx != b->ebx || a->ecx != b->ecx || a->edx != b->edx)
+			return false;
+	}
+	return true;
+}
+
+int kvm_vcpu_set_cpuid(struct kvm_vcpu *vcpu, const struct kvm_cpuid_entry2 *e, uint32_t nent)
+{
+	struct kvm_cpuid_entry2 *copy = NULL;
+
+	/* After the first run only the very same table is accepted. */
+	if (vcpu->has_run)
+		return cpuid_equal(vcpu, e, nent) ? 0 : -EINVAL;
+	for (uint32_t i = 0; i < nent; i++) {
+		uint32_t vaddr_bits = (e[i].eax >> 8) & 0xff;
+
+		if (e[i].function == 0x80000008 && vaddr_bits != 0 && vaddr_bits != 48 &&
+		    vaddr_bits != 57)
+			return -EINVAL;
+	}
+	if (nent) {
+		copy = malloc(nent * sizeof(*copy));
+		if (!copy)
+			return -ENOMEM;
+		memcpy(copy, e, nent * sizeof(*copy));
+	}
+	free(vcpu->cpuid);
+	vcpu->cpuid = copy;
+	vcpu->cpuid_nent = nent;
+	return 0;
+}
+
+int kvm_vcpu_set_sigmask(struct kvm_vcpu *vcpu, const void *set, uint32_t len)
+{
+	uint64_t k;
+
+	if (!set) {
+		vcpu->sigmask_active = false;
+		return 0;
+	}
+	if (len != sizeof(k)) /* the kernel's sigset_t */
+		return -EINVAL;
+	memcpy(&k, set, sizeof(k));
+	sigemptyset(&vcpu->sigmask);
+	for (int sig = 1; sig <= 64; sig++)
+		if ((k & (1ULL << (sig - 1))) && sig != SIGKILL && sig != SIGSTOP)
+			sigaddset(&vcpu->sigmask, sig);
+	vcpu->sigmask_active = true;
+	return 0;
+}

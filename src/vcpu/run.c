@@ -1,0 +1,314 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * KVM_RUN (spec kvm-vcpu-eventfd-spec.md §5.2, §5.7, §9).
+ *
+ * Order: register-sync bits, dirty sync regs, cr8, completion of the
+ * previous exit, immediate_exit, then the run loop, which sets exit_reason
+ * to 0, resumes the guest thread and waits for it to park.
+ *
+ * Signals.  Every signal is blocked from the start of KVM_RUN; the wait is
+ * a ppoll() on the vCPU's eventfd with the caller's own mask (or the one
+ * from KVM_SET_SIGNAL_MASK).  So a signal that arrives at any point of
+ * KVM_RUN, even before the wait, interrupts the wait when ppoll() unblocks
+ * it, as a pending signal makes the kernel's run loop exit; and ppoll() is
+ * never restarted, whatever SA_RESTART says.  Then KVM_RUN sets the vCPU's
+ * kick flag, which the guest checks in every accessor, waits for the guest
+ * to stop, and returns -EINTR with KVM_EXIT_INTR - unless the guest had
+ * produced an exit meanwhile, which is then returned instead, so that no
+ * exit is ever lost.  A guest that computes without calling an accessor
+ * delays the return until it calls one.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vcpu/vcpu.h"
+
+#define X86_EFLAGS_IF (1ULL << 9)
+#define KVM_SYNC_VALID (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS)
+#define KVM_VCPUEVENT_VALID_BITS 0x3fU /* NMI_PENDING .. TRIPLE_FAULT */
+
+/* Instruction lengths behind the RIP advance on completion. */
+#define INSN_LEN_VMCALL 3 /* 0f 01 c1 */
+
+static unsigned pio_insn_len(unsigned size)
+{
+	return size == 2 ? 2 : 1; /* in/out with DX; 66h prefix for words */
+}
+
+/* ---- step 8: dirty sync regs; step 14: valid sync regs ------------------ */
+
+static int sync_regs(struct kvm_vcpu *v)
+{
+	struct kvm_run *run = v->run;
+
+	if (run->kvm_dirty_regs & KVM_SYNC_X86_REGS) {
+		kvm_vcpu_set_regs(v, &run->s.regs.regs);
+		run->kvm_dirty_regs &= ~(uint64_t)KVM_SYNC_X86_REGS;
+	}
+	if (run->kvm_dirty_regs & KVM_SYNC_X86_SREGS) {
+		struct kvm_sregs sregs = run->s.regs.sregs;
+
+		if (kvm_vcpu_set_sregs(v, &sregs))
+			return -EINVAL;
+		run->kvm_dirty_regs &= ~(uint64_t)KVM_SYNC_X86_SREGS;
+	}
+	if (run->kvm_dirty_regs & KVM_SYNC_X86_EVENTS) {
+		struct kvm_vcpu_events ev = run->s.regs.events;
+
+		if (ev.flags & ~KVM_VCPUEVENT_VALID_BITS)
+			return -EINVAL;
+		v->events = ev;
+		run->kvm_dirty_regs &= ~(uint64_t)KVM_SYNC_X86_EVENTS;
+	}
+	return 0;
+}
+
+static void store_regs(struct kvm_vcpu *v)
+{
+	struct kvm_run *run = v->run;
+
+	if (run->kvm_valid_regs & KVM_SYNC_X86_REGS)
+		run->s.regs.regs = v->regs;
+	if (run->kvm_valid_regs & KVM_SYNC_X86_SREGS)
+		run->s.regs.sregs = v->sregs;
+	if (run->kvm_valid_regs & KVM_SYNC_X86_EVENTS)
+		run->s.regs.events = v->events;
+}
+
+/* post_kvm_run_save: what every return of KVM_RUN fills. */
+static void post_run_save(struct kvm_vcpu *v)
+{
+	struct kvm_run *run = v->run;
+
+	run->if_flag = !!(v->regs.rflags & X86_EFLAGS_IF);
+	run->cr8 = v->sregs.cr8;
+	run->apic_base = v->sregs.apic_base;
+	/* No interrupt controller is modelled: ready whenever IF is set. */
+	run->ready_for_interrupt_injection = run->if_flag;
+}
+
+/* ---- step 10: complete the previous exit ----------------------------------- */
+
+static void complete_pio_in(struct kvm_vcpu *v)
+{
+	const uint8_t *data = (const uint8_t *)v->run + KVM_PIO_DATA_OFFSET;
+	uint32_t val = 0;
+
+	/* A VMM that moved RIP meanwhile gets the completion dropped. */
+	if (v->regs.rip != v->pending_rip)
+		return;
+	memcpy(&val, data, v->pending_size);
+	if (v->pending_size == 4)
+		v->regs.rax = val; /* 32-bit results zero-extend */
+	else if (v->pending_size == 2)
+		v->regs.rax = (v->regs.rax & ~0xffffULL) | val;
+	else
+		v->regs.rax = (v->regs.rax & ~0xffULL) | val;
+	v->regs.rip += pio_insn_len(v->pending_size);
+}
+
+static void complete_userspace_io(struct kvm_vcpu *v)
+{
+	struct kvm_run *run = v->run;
+
+	switch (v->pending) {
+	case VCPU_PENDING_PIO_IN:
+		complete_pio_in(v);
+		break;
+	case VCPU_PENDING_PIO_OUT:
+		if (v->regs.rip == v->pending_rip)
+			v->regs.rip += pio_insn_len(v->pending_size);
+		break;
+	case VCPU_PENDING_MMIO_READ:
+		memcpy(&v->mmio_data, run->mmio.data, v->pending_size);
+		break;
+	case VCPU_PENDING_HYPERCALL:
+		v->regs.rax = run->hypercall.ret;
+		v->regs.rip += INSN_LEN_VMCALL;
+		break;
+	case VCPU_PENDING_MMIO_WRITE:
+	case VCPU_PENDING_NONE:
+		break;
+	}
+	v->pending = VCPU_PENDING_NONE;
+}
+
+/* ---- the run loop ---------------------------------------------------------- */
+
+static bool guest_parked(struct kvm_vcpu *v)
+{
+	bool parked;
+
+	gm_check_pthread(pthread_mutex_lock(&v->hand_lock));
+	parked = v->state != GUEST_IN;
+	gm_check_pthread(pthread_mutex_unlock(&v->hand_lock));
+	return parked;
+}
+
+static void drain_wake_fd(struct kvm_vcpu *v)
+{
+	uint64_t cnt;
+
+	/* Non-blocking; EAGAIN when already drained. */
+	if (read(v->wake_fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
+		gm_assert(!"read of the vCPU eventfd failed");
+}
+
+/*
+ * Wait until the guest parks.  The first signal kicks it; later ones are
+ * just delivered.
+ */
+static void wait_for_guest(struct kvm_vcpu *v, const sigset_t *mask)
+{
+	struct pollfd pfd = { .fd = v->wake_fd, .events = POLLIN };
+	bool kicked = false;
+
+	while (!guest_parked(v)) {
+		int r = ppoll(&pfd, 1, NULL, mask);
+
+		if (r > 0) {
+			drain_wake_fd(v);
+		} else if (r < 0 && errno == EINTR && !kicked) {
+			/* Pairs with the guest's READ_ONCE in its stop points. */
+			WRITE_ONCE(v->kick, true);
+			kicked = true;
+		}
+	}
+	WRITE_ONCE(v->kick, false);
+	drain_wake_fd(v);
+}
+
+/* Resume (or start) the guest thread.  Context: state is not GUEST_IN. */
+static int resume_guest(struct kvm_vcpu *v)
+{
+	bool start;
+	int r = 0;
+
+	gm_check_pthread(pthread_mutex_lock(&v->hand_lock));
+	start = v->state == GUEST_NOT_STARTED;
+	v->state = GUEST_IN;
+	v->exited = false;
+	v->run_ret = 0;
+	if (!start)
+		gm_check_pthread(pthread_cond_signal(&v->hand_cv));
+	gm_check_pthread(pthread_mutex_unlock(&v->hand_lock));
+	if (start) {
+		/* Every signal is blocked now: the thread inherits that mask. */
+		r = kvm_guest_thread_start(v);
+		if (r) {
+			gm_check_pthread(pthread_mutex_lock(&v->hand_lock));
+			v->state = GUEST_NOT_STARTED;
+			gm_check_pthread(pthread_mutex_unlock(&v->hand_lock));
+		}
+	}
+	return r;
+}
+
+/* No guest program: report it like an instruction KVM cannot emulate. */
+static int exit_no_guest(struct kvm_vcpu *v)
+{
+	struct kvm_run *run = v->run;
+
+	run->exit_reason = KVM_EXIT_INTERNAL_ERROR;
+	run->internal.suberror = KVM_INTERNAL_ERROR_EMULATION;
+	run->internal.ndata = 0;
+	return 0;
+}
+
+/* What the guest left when it parked.  Returns false for a stop point. */
+static bool guest_exit_result(struct kvm_vcpu *v, int *ret)
+{
+	bool exited;
+
+	gm_check_pthread(pthread_mutex_lock(&v->hand_lock));
+	exited = v->exited;
+	*ret = v->run_ret;
+	gm_check_pthread(pthread_mutex_unlock(&v->hand_lock));
+	return exited;
+}
+
+static int vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
+{
+	struct kvm_run *run = v->run;
+	int r;
+
+	run->exit_reason = KVM_EXIT_UNKNOWN;
+	kvm_stat_inc(&v->stat.runs);
+	/* The guest is parked (or never ran): state is stable here. */
+	if (v->state == GUEST_DONE) {
+		run->exit_reason = KVM_EXIT_SHUTDOWN; /* the guest has returned */
+		return 0;
+	}
+	if (v->state == GUEST_NOT_STARTED && !v->guest_fn &&
+	    !(v->guest_fn = kvm_guest_default_fn()))
+		return exit_no_guest(v);
+	v->has_run = true;
+	r = resume_guest(v);
+	if (r)
+		return r;
+	wait_for_guest(v, mask);
+	if (!guest_exit_result(v, &r)) {
+		/* Stopped at a stop point for a signal: nothing was produced. */
+		kvm_stat_inc(&v->stat.signal_exits);
+		run->exit_reason = KVM_EXIT_INTR;
+		return -EINTR;
+	}
+	return r;
+}
+
+int kvm_arch_vcpu_ioctl_run(struct kvm_vcpu *v, unsigned long arg)
+{
+	struct kvm_run *run = v->run;
+	sigset_t all, old;
+	const sigset_t *mask;
+	int r;
+
+	if (arg)
+		return -EINVAL;
+	/* Block first: a signal from here on stays pending until the wait. */
+	sigfillset(&all);
+	gm_check_pthread(pthread_sigmask(SIG_BLOCK, &all, &old));
+	mask = v->sigmask_active ? &v->sigmask : &old;
+	run->flags = 0;
+	if ((run->kvm_valid_regs & ~(uint64_t)KVM_SYNC_VALID) ||
+	    (run->kvm_dirty_regs & ~(uint64_t)KVM_SYNC_VALID)) {
+		r = -EINVAL;
+		goto out;
+	}
+	r = sync_regs(v);
+	if (r)
+		goto out;
+	/* No in-kernel LAPIC: cr8 is the TPR, 4 bits. */
+	if (run->cr8 & ~0xfULL) {
+		r = -EINVAL;
+		goto out;
+	}
+	v->sregs.cr8 = run->cr8;
+	complete_userspace_io(v);
+	/* After the completion: a pending IN or MMIO read is never lost. */
+	if (READ_ONCE(run->immediate_exit)) {
+		r = -EINTR;
+		goto out;
+	}
+	r = vcpu_run(v, mask);
+	if (run->exit_reason < KVM_VCPU_NR_EXIT_STATS)
+		kvm_stat_inc(&v->stat.exits[run->exit_reason]);
+out:
+	store_regs(v);
+	post_run_save(v);
+	gm_check_pthread(pthread_sigmask(SIG_SETMASK, &old, NULL));
+	return r;
+}
+
+int kvm_vcpu_set_guest(struct kvm_vcpu *vcpu, guestmem_guest_fn fn, void *opaque)
+{
+	/* Context: vcpu->mutex held, so no KVM_RUN changes state meanwhile. */
+	if (vcpu->state != GUEST_NOT_STARTED)
+		return -EBUSY;
+	vcpu->guest_fn = fn;
+	vcpu->guest_opaque = opaque;
+	return 0;
+}

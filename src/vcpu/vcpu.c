@@ -1,0 +1,346 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vCPU objects: KVM_CREATE_VCPU (spec kvm-vcpu-eventfd-spec.md §3), the
+ * mmap()able kvm_run area (§4), and destruction with the VM.
+ *
+ * References: the vCPU fd (or C API handle) holds one VM reference, as the
+ * kernel's vCPU file does; the vCPU itself is owned by the VM and freed by
+ * kvm_destroy_vcpus() when the VM goes, never on its own (closing a vCPU fd
+ * does not free its id).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "vcpu/vcpu.h"
+
+/* ---- the VM-wide coalesced-MMIO page ---------------------------------- */
+
+static struct kvm_vcpu_shared *vcpu_shared_create(void)
+{
+	struct kvm_vcpu_shared *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->refs = 1;
+	s->fd = memfd_create("kvm-coalesced-mmio", MFD_CLOEXEC);
+	if (s->fd < 0 || ftruncate(s->fd, 4096)) {
+		if (s->fd >= 0)
+			close(s->fd);
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+/* Context: kvm->lock held, or VM destruction (no other user). */
+static void vcpu_shared_put(struct kvm_vcpu_shared *s)
+{
+	if (s && --s->refs == 0) {
+		close(s->fd);
+		free(s);
+	}
+}
+
+/* ---- allocation -------------------------------------------------------- */
+
+/* The x86 reset state (kvm_vcpu_reset) of a vCPU created without CPUID. */
+static void vcpu_reset_state(struct kvm_vcpu *v)
+{
+	struct kvm_segment data = { .limit = 0xffff, .type = 3, .present = 1, .s = 1 };
+
+	memset(&v->regs, 0, sizeof(v->regs));
+	v->regs.rip = 0xfff0;
+	v->regs.rflags = 0x2;
+	v->regs.rdx = 0x600; /* CPUID.1:EAX of the reset processor */
+
+	memset(&v->sregs, 0, sizeof(v->sregs));
+	v->sregs.cs = data;
+	v->sregs.cs.selector = 0xf000;
+	v->sregs.cs.base = 0xffff0000;
+	v->sregs.cs.type = 0xb;
+	v->sregs.ds = v->sregs.es = v->sregs.fs = v->sregs.gs = v->sregs.ss = data;
+	v->sregs.tr = (struct kvm_segment){ .limit = 0xffff, .type = 0xb, .present = 1 };
+	v->sregs.ldt = (struct kvm_segment){ .limit = 0xffff, .type = 2, .present = 1 };
+	v->sregs.gdt.limit = 0xffff;
+	v->sregs.idt.limit = 0xffff;
+	v->sregs.cr0 = 0x60000010; /* ET | NW | CD */
+	/* xAPIC enabled at the default base; BSP flag for the boot vCPU (id 0). */
+	v->sregs.apic_base = 0xfee00000ULL | 0x800 | (v->vcpu_id == 0 ? 0x100 : 0);
+	v->mp_state = KVM_MP_STATE_RUNNABLE;
+}
+
+static int vcpu_init_run_area(struct kvm_vcpu *v)
+{
+	void *p;
+
+	v->run_fd = memfd_create("kvm-vcpu", MFD_CLOEXEC);
+	if (v->run_fd < 0)
+		return -ENOMEM;
+	/* Pages beyond the third SIGBUS on touch, as the kernel's fault handler. */
+	if (ftruncate(v->run_fd, KVM_VCPU_MMAP_SIZE))
+		return -ENOMEM;
+	p = mmap(NULL, 2 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, v->run_fd, 0);
+	if (p == MAP_FAILED)
+		return -ENOMEM;
+	v->run = p;
+	return 0; /* wake_fd comes with the guest thread: fds are scarce */
+}
+
+static void vcpu_free(struct kvm_vcpu *v)
+{
+	kvm_guest_thread_stop(v);
+	if (v->run)
+		munmap(v->run, 2 * 4096);
+	if (v->run_fd >= 0)
+		close(v->run_fd);
+	if (v->wake_fd >= 0)
+		close(v->wake_fd);
+	vcpu_shared_put(v->shared);
+	free(v->cpuid);
+	free(v->msrs);
+	pthread_cond_destroy(&v->hand_cv);
+	pthread_mutex_destroy(&v->hand_lock);
+	pthread_mutex_destroy(&v->mutex);
+	free(v);
+}
+
+static int vcpu_alloc(struct kvm *kvm, uint32_t id, struct kvm_vcpu **out)
+{
+	struct kvm_vcpu *v = calloc(1, sizeof(*v));
+	int r;
+
+	if (!v)
+		return -ENOMEM;
+	v->kvm = kvm;
+	v->vcpu_id = id;
+	v->run_fd = v->wake_fd = -1;
+	v->guest.vcpu = v;
+	v->state = GUEST_NOT_STARTED;
+	gm_check_pthread(pthread_mutex_init(&v->mutex, NULL));
+	gm_check_pthread(pthread_mutex_init(&v->hand_lock, NULL));
+	gm_check_pthread(pthread_cond_init(&v->hand_cv, NULL));
+	vcpu_reset_state(v);
+	r = vcpu_init_run_area(v);
+	if (r) {
+		vcpu_free(v);
+		return r;
+	}
+	*out = v;
+	return 0;
+}
+
+/* ---- lookup ------------------------------------------------------------ */
+
+/* Number of published vCPUs (they fill kvm->vcpus from 0).  kvm->lock held. */
+static uint32_t kvm_online_vcpus(struct kvm *kvm)
+{
+	uint32_t n = 0;
+
+	while (kvm->vcpus && n < KVM_MAX_VCPUS && kvm->vcpus[n])
+		n++;
+	return n;
+}
+
+static struct kvm_vcpu *kvm_find_vcpu_locked(struct kvm *kvm, uint32_t id)
+{
+	uint32_t n = kvm_online_vcpus(kvm);
+
+	for (uint32_t i = 0; i < n; i++)
+		if (kvm->vcpus[i]->vcpu_id == id)
+			return kvm->vcpus[i];
+	return NULL;
+}
+
+struct kvm_vcpu *kvm_get_vcpu_by_id(struct kvm *kvm, uint32_t id)
+{
+	struct kvm_vcpu *v;
+
+	gm_check_pthread(pthread_mutex_lock(&kvm->lock));
+	v = kvm_find_vcpu_locked(kvm, id);
+	gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
+	return v;
+}
+
+/* ---- KVM_CREATE_VCPU ---------------------------------------------------- */
+
+/* Checks 2 and 3 of §3.1 and the reservation.  Context: kvm->lock held. */
+static int kvm_vcpu_precreate(struct kvm *kvm, uint32_t id)
+{
+	if (kvm->created_vcpus >= KVM_MAX_VCPUS)
+		return -EINVAL;
+	/* x86: the id limit is latched by the first creation. */
+	if (!kvm->max_vcpu_ids)
+		kvm->max_vcpu_ids = KVM_MAX_VCPU_IDS;
+	if (id >= kvm->max_vcpu_ids)
+		return -EINVAL;
+	kvm->created_vcpus++;
+	return 0;
+}
+
+/*
+ * Checks 5 and 6, then the fd and publication.  On failure after the VM
+ * reference for the fd was taken, *put_ref tells the caller to drop it
+ * (outside kvm->lock).  Context: kvm->lock held.
+ */
+static int kvm_vcpu_publish(struct kvm *kvm, struct kvm_vcpu *v, kvm_vcpu_install_fn install,
+			    void *ctx, bool *put_ref)
+{
+	int r;
+
+	if (kvm_find_vcpu_locked(kvm, v->vcpu_id))
+		return -EEXIST;
+	if (!kvm->vcpus) {
+		kvm->vcpus = calloc(KVM_MAX_VCPUS, sizeof(*kvm->vcpus));
+		if (!kvm->vcpus)
+			return -ENOMEM;
+	}
+	v->vcpu_idx = kvm_online_vcpus(kvm);
+	if (v->vcpu_idx)
+		(v->shared = kvm->vcpus[0]->shared)->refs++;
+	else if (!(v->shared = vcpu_shared_create()))
+		return -ENOMEM;
+	kvm_get_kvm(kvm); /* for the fd or handle that install makes */
+	r = install(v, ctx);
+	if (r < 0) {
+		*put_ref = true;
+		return r;
+	}
+	/* Release: a reader that finds the pointer sees a built vCPU. */
+	smp_store_release(&kvm->vcpus[v->vcpu_idx], v);
+	return r;
+}
+
+int kvm_vm_ioctl_create_vcpu(struct kvm *kvm, unsigned long arg, kvm_vcpu_install_fn install,
+			     void *ctx)
+{
+	uint32_t id = (uint32_t)arg; /* the kernel takes a u32 */
+	struct kvm_vcpu *v = NULL;
+	bool put_ref = false;
+	int r;
+
+	if (id >= KVM_MAX_VCPU_IDS)
+		return -EINVAL;
+	gm_check_pthread(pthread_mutex_lock(&kvm->lock));
+	r = kvm_vcpu_precreate(kvm, id);
+	gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
+	if (r)
+		return r;
+
+	/* Built outside the lock; the id is checked only afterwards (§3.1). */
+	r = vcpu_alloc(kvm, id, &v);
+	gm_check_pthread(pthread_mutex_lock(&kvm->lock));
+	if (!r)
+		r = kvm_vcpu_publish(kvm, v, install, ctx, &put_ref);
+	if (r < 0) {
+		kvm->created_vcpus--;
+		if (v) {
+			/* shared->refs is protected by kvm->lock. */
+			vcpu_shared_put(v->shared);
+			v->shared = NULL;
+		}
+	}
+	gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
+	if (r < 0 && v) {
+		/* Never published: nobody else can see it. */
+		vcpu_free(v);
+	}
+	if (put_ref)
+		kvm_put_kvm(kvm); /* the caller's own reference keeps the VM */
+	return r;
+}
+
+void kvm_vcpu_release(struct kvm_vcpu *vcpu)
+{
+	kvm_put_kvm(vcpu->kvm);
+}
+
+/* VM destruction (hook called by kvm_destroy_vm): no fd, no handle left. */
+void kvm_destroy_vcpus(struct kvm *kvm)
+{
+	uint32_t n = kvm_online_vcpus(kvm);
+
+	for (uint32_t i = 0; i < n; i++) {
+		vcpu_free(kvm->vcpus[i]);
+		kvm->vcpus[i] = NULL;
+	}
+	/* kvm->vcpus itself is freed by kvm_destroy_vm(). */
+}
+
+/* ---- mmap of the vCPU fd (§4.2) ----------------------------------------- */
+
+void *kvm_vcpu_mmap(struct kvm_vcpu *vcpu, void *addr, size_t len, int prot, int flags,
+		    off_t offset)
+{
+	uint64_t pgoff = (uint64_t)offset >> 12, npages = (len + 4095) >> 12;
+	void *p = mmap(addr, len, prot, flags, vcpu->run_fd, offset);
+	int e;
+
+	if (p == MAP_FAILED || offset < 0)
+		return p;
+	/* Page 2 is the VM's coalesced-MMIO ring: one page for all vCPUs. */
+	if (pgoff <= KVM_VCPU_COALESCED_PGOFF && KVM_VCPU_COALESCED_PGOFF < pgoff + npages) {
+		char *ring = (char *)p + (KVM_VCPU_COALESCED_PGOFF - pgoff) * 4096;
+		int f = (flags & (MAP_TYPE | MAP_POPULATE | MAP_LOCKED | MAP_NORESERVE)) | MAP_FIXED;
+
+		if (mmap(ring, 4096, prot, f, vcpu->shared->fd, 0) == MAP_FAILED) {
+			e = errno;
+			munmap(p, len);
+			errno = e;
+			return MAP_FAILED;
+		}
+	}
+	return p;
+}
+
+/* ---- stats --------------------------------------------------------------- */
+
+static void stat_add(uint64_t *sum, const uint64_t *c)
+{
+	*sum += READ_ONCE(*c);
+}
+
+void kvm_vcpu_stats_sum(struct kvm *kvm, struct kvm_vcpu_stat *sum)
+{
+	uint32_t n;
+
+	memset(sum, 0, sizeof(*sum));
+	gm_check_pthread(pthread_mutex_lock(&kvm->lock));
+	n = kvm_online_vcpus(kvm);
+	for (uint32_t i = 0; i < n; i++) {
+		struct kvm_vcpu_stat *s = &kvm->vcpus[i]->stat;
+
+		stat_add(&sum->fault.faults, &s->fault.faults);
+		stat_add(&sum->fault.retries, &s->fault.retries);
+		stat_add(&sum->fault.lock_acq, &s->fault.lock_acq);
+		stat_add(&sum->fault.memory_fault_exits, &s->fault.memory_fault_exits);
+		stat_add(&sum->fault.huge_maps, &s->fault.huge_maps);
+		stat_add(&sum->accesses, &s->accesses);
+		stat_add(&sum->runs, &s->runs);
+		stat_add(&sum->signal_exits, &s->signal_exits);
+		for (int x = 0; x < KVM_VCPU_NR_EXIT_STATS; x++)
+			stat_add(&sum->exits[x], &s->exits[x]);
+	}
+	gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
+}
+
+void kvm_mmu_fault_stats(struct kvm *kvm, uint64_t *faults, uint64_t *retries,
+			 uint64_t *lock_acq)
+{
+	struct kvm_vcpu_stat s;
+
+	kvm_vcpu_stats_sum(kvm, &s);
+	*faults = s.fault.faults;
+	*retries = s.fault.retries;
+	*lock_acq = s.fault.lock_acq;
+}
+
+uint64_t kvm_memory_fault_exits(struct kvm *kvm)
+{
+	struct kvm_vcpu_stat s;
+
+	kvm_vcpu_stats_sum(kvm, &s);
+	return s.fault.memory_fault_exits;
+}

@@ -1,0 +1,406 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The stage-2 fault path (spec kvm-gmem-spec.md §4.5, §4.6, §4.8) against
+ * VMs built through the core: every outcome (install, retry, MMIO,
+ * memory-fault exit, plain EFAULT), the level choice, the pre-checks and
+ * the mmu_lock accounting.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <guestmem/kvm.h>
+
+#include "core/gmem.h"
+#include "core/kvm_host.h"
+#include "lib/rcu.h"
+#include "mmu/fault.h"
+#include "mmu/mmu.h"
+
+#define MB (1ULL << 20)
+#define SLOT_GPA 0x100000000ULL /* 4 GiB */
+#define SLOT_SIZE (4 * MB)
+#define SLOT_GFN (SLOT_GPA >> 12)
+
+struct fx {
+	struct kvm *kvm;
+	struct kvm_gmem *gmem;
+	uint8_t *mem;	 /* 2 MiB aligned shared backing */
+	void *map;	 /* the whole reservation, for munmap */
+	size_t map_len;
+	struct kvm_fault_stat st;
+};
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static uint8_t *alloc_aligned(struct fx *x, size_t size)
+{
+	x->map_len = size + 2 * MB;
+	x->map = mmap(NULL, x->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(x->map != MAP_FAILED);
+	return (uint8_t *)(((uintptr_t)x->map + 2 * MB - 1) & ~(uintptr_t)(2 * MB - 1));
+}
+
+static int set_region(struct kvm *kvm, uint32_t slot, uint32_t flags, uint64_t gpa,
+		      uint64_t size, void *hva, struct kvm_gmem *gmem)
+{
+	struct kvm_userspace_memory_region2 m = {
+		.slot = slot, .flags = flags, .guest_phys_addr = gpa,
+		.memory_size = size, .userspace_addr = (uint64_t)(uintptr_t)hva,
+	};
+	struct kvm_gmem_ref ref = { .err = gmem ? 0 : -EBADF, .gmem = gmem };
+
+	return kvm_set_memory_region(kvm, &m, true, &ref);
+}
+
+static void set_private(struct kvm *kvm, gfn_t start, gfn_t end, bool priv)
+{
+	assert_int_equal(kvm_vm_set_mem_attributes(kvm, start, end,
+						   priv ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0), 0);
+}
+
+static int fault(struct fx *x, gpa_t gpa, bool write, struct kvm_page_fault *f)
+{
+	return kvm_mmu_page_fault(x->kvm, gpa, write, &x->st, f);
+}
+
+static uint64_t lookup(struct kvm *kvm, gfn_t gfn, int *level)
+{
+	uint64_t e;
+
+	gm_rcu_read_lock();
+	e = kvm_mmu_lookup(kvm, gfn, level);
+	gm_rcu_read_unlock();
+	return e;
+}
+
+/* A SW-protected VM with a 4 MiB guest_memfd slot at 4 GiB (shared view 2M-aligned). */
+static int setup_private(void **state)
+{
+	struct kvm_create_guest_memfd args = { .size = SLOT_SIZE };
+	struct fx *x = calloc(1, sizeof(*x));
+
+	assert_int_equal(gm_config_set("linux-6.8", "KVM_SW_PROTECTED_VM=y", "memfd"), 0);
+	assert_int_equal(kvm_create_vm(KVM_X86_SW_PROTECTED_VM, &x->kvm), 0);
+	assert_int_equal(kvm_gmem_create(x->kvm, &args, &x->gmem), 0);
+	x->mem = alloc_aligned(x, SLOT_SIZE);
+	assert_int_equal(set_region(x->kvm, 10, KVM_MEM_GUEST_MEMFD, SLOT_GPA, SLOT_SIZE,
+				    x->mem, x->gmem), 0);
+	kvm_mmu_set_fault_precheck(true);
+	*state = x;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *x = *state;
+
+	if (x->gmem)
+		kvm_gmem_put(x->gmem);
+	kvm_put_kvm(x->kvm);
+	munmap(x->map, x->map_len);
+	free(x);
+	return 0;
+}
+
+/* ---- shared faults ------------------------------------------------------------ */
+
+static void test_shared_fault_maps_2m(void **state)
+{
+	struct fx *x = *state;
+	struct kvm_page_fault f;
+	int level = 0;
+	uint64_t e;
+
+	assert_int_equal(fault(x, SLOT_GPA + 5 * 4096 + 17, true, &f), KVM_PF_FIXED);
+	assert_false(f.is_private);
+	assert_int_equal(f.level, S2_PG_LEVEL_2M);
+	e = lookup(x->kvm, SLOT_GFN + 300, &level);
+	assert_int_equal(level, S2_PG_LEVEL_2M);
+	assert_int_equal(e & S2_ADDR_MASK, (uint64_t)(uintptr_t)x->mem);
+	assert_true(e & S2_WRITABLE);
+	assert_false(e & S2_PRIVATE);
+	/* The second 2 MiB block is still unmapped. */
+	assert_int_equal(lookup(x->kvm, SLOT_GFN + 512, &level), 0);
+	assert_int_equal(x->st.faults, 1);
+	assert_int_equal(x->st.lock_acq, 1);
+	assert_int_equal(x->st.huge_maps, 1);
+}
+
+static void test_shared_partial_host_block(void **state)
+{
+	struct fx *x = *state;
+	struct kvm_page_fault f;
+
+	/* A hole in the host mapping: 4 KiB there, EFAULT (no info) on the hole. */
+	assert_int_equal(munmap(x->mem + 4096, 4096), 0);
+	assert_int_equal(fault(x, SLOT_GPA, false, &f), KVM_PF_FIXED);
+	assert_int_equal(f.level, S2_PG_LEVEL_4K);
+	assert_int_equal(fault(x, SLOT_GPA + 4096, false, &f), KVM_PF_EXIT);
+	assert_int_equal(f.error, -EFAULT);
+	assert_false(f.memory_fault);
+	assert_int_equal(x->st.memory_fault_exits, 0);
+}
+
+static void test_no_slot_is_mmio(void **state)
+{
+	struct fx *x = *state;
+	struct kvm_page_fault f;
+
+	assert_int_equal(fault(x, 0xd0000000, false, &f), KVM_PF_EMULATE);
+	assert_int_equal(fault(x, 0xd0000000, true, &f), KVM_PF_EMULATE);
+	/* No slot: no lock taken, nothing installed. */
+	assert_int_equal(x->st.lock_acq, 0);
+	assert_int_equal(kvm_mmu_nr_leaves(x->kvm), 0);
+}
+
+static void test_readonly_slot(void **state)
+{
+	struct fx *x = *state;
+	struct kvm_page_fault f;
+	int level;
+
+	assert_int_equal(set_region(x->kvm, 11, KVM_MEM_READONLY, 0x200000, 2 * MB,
+				    x->mem + 2 * MB, NULL), 0);
+	assert_int_equal(fault(x, 0x200000, true, &f), KVM_PF_EMULATE);
+	assert_int_equal(fault(x, 0x200000, false, &f), KVM_PF_FIXED);
+	assert_false(lookup(x->kvm, 0x200, &level) & S2_WRITABLE);
+}
+
+static void test_mixed_block_maps_4k(void **state)
+{
+	struct fx *x = *state;
+	struct kvm_page_fault f;
+
+	set_private(x->kvm, SLOT_GFN + 7, SLOT_GFN + 8, true);
+	assert_int_equal(fault(x, SLOT_GPA, false, &f), KVM_PF_FIXED);
+	assert_int_equal(f.level, S2_PG_LEVEL_4K);
+	/* The other 2 MiB block is uniform: huge again. */
+	assert_int_equal(fault(x, SLOT_GPA + 2 * MB, false, &f), KVM_PF_FIXED);
+	assert_int_equal(f.level, S2_PG_LEVEL_2M);
+}
+
+static void test_misaligned_hva_maps_4k(void **state)
+{
+	struct fx *x = *state;
+	struct kvm_page_fault f;
+
+	/* gfn and hva not congruent modulo 2 MiB: never huge (§4.8). */
+	assert_int_equal(set_region(x->kvm, 11, 0, 0x400000, 2 * MB, x->mem + 4096, NULL), 0);
+	assert_int_equal(fault(x, 0x400000 + 8192, false, &f), KVM_PF_FIXED);
+	assert_int_equal(f.level, S2_PG_LEVEL_4K);
+}
+
+/* ---- private faults ------------------------------------------------------------ */
+
+static void test_private_fault(void **state)
+{
+	struct fx *x = *state;
+	struct kvm_page_fault f;
+	int level = 0;
+	uint64_t e;
+
+	x->mem[3 * 4096] = 0xcc; /* the shared view must not show through */
+	set_private(x->kvm, SLOT_GFN + 3, SLOT_GFN + 4, true);
+	assert_int_equal(fault(x, SLOT_GPA + 3 * 4096, true, &f), KVM_PF_FIXED);
+	assert_true(f.is_private);
+	assert_int_equal(f.level, S2_PG_LEVEL_4K);
+	e = lookup(x->kvm, SLOT_GFN + 3, &level);
+	assert_int_equal(level, S2_PG_LEVEL_4K);
+	assert_true(e & S2_PRIVATE);
+	assert_int_not_equal(e & S2_ADDR_MASK, (uint64_t)(uintptr_t)(x->mem + 3 * 4096));
+	assert_int_equal(*(uint8_t *)(uintptr_t)(e & S2_ADDR_MASK), 0); /* zeroed */
+	assert_int_equal(kvm_gmem_nr_allocated(x->gmem), 1);
+}
+
+static void assert_memory_fault(const struct kvm_page_fault *f, int err, bool priv)
+{
+	assert_true(f->memory_fault);
+	assert_int_equal(f->error, err);
+	assert_int_equal(f->is_private, priv);
+}
+
+static void test_private_without_guest_memfd(void **state)
+{
+	struct fx *x = *state;
+	struct kvm_page_fault f;
+
+	assert_int_equal(set_region(x->kvm, 11, 0, 0xc0000000, 2 * MB, x->mem + 2 * MB, NULL), 0);
+	set_private(x->kvm, 0xc0000, 0xc0001, true);
+	assert_int_equal(fault(x, 0xc0000123, false, &f), KVM_PF_EXIT);
+	assert_memory_fault(&f, -EFAULT, true);
+	assert_int_equal(f.gfn, 0xc0000);
+	assert_int_equal(x->st.memory_fault_exits, 1);
+}
+
+static void test_private_without_slot(void **state)
+{
+	struct fx *x = *state;
+	struct kvm_page_fault f;
+
+	set_private(x->kvm, 0xe0000, 0xe0001, true);
+	assert_int_equal(fault(x, 0xe0000000, true, &f), KVM_PF_EXIT);
+	assert_memory_fault(&f, -EFAULT, true);
+	/* Shared again: an ordinary MMIO access. */
+	set_private(x->kvm, 0xe0000, 0xe0001, false);
+	assert_int_equal(fault(x, 0xe0000000, true, &f), KVM_PF_EMULATE);
+}
+
+static void test_private_gmem_released(void **state)
+{
+	struct fx *x = *state;
+	struct kvm_page_fault f;
+
+	set_private(x->kvm, SLOT_GFN, SLOT_GFN + 1, true);
+	kvm_gmem_put(x->gmem); /* the last file reference: release */
+	x->gmem = NULL;
+	assert_int_equal(fault(x, SLOT_GPA, false, &f), KVM_PF_EXIT);
+	assert_memory_fault(&f, -EFAULT, true);
+}
+
+static void test_private_poisoned(void **state)
+{
+	struct fx *x = *state;
+	struct kvm_page_fault f;
+
+	set_private(x->kvm, SLOT_GFN, SLOT_GFN + 8, true);
+	assert_int_equal(kvm_gmem_error_page(x->gmem, 5), 0);
+	assert_int_equal(fault(x, SLOT_GPA + 5 * 4096, false, &f), KVM_PF_EXIT);
+	assert_memory_fault(&f, -EHWPOISON, true);
+	assert_int_equal(fault(x, SLOT_GPA + 4 * 4096, false, &f), KVM_PF_FIXED);
+}
+
+/* ---- the invalidation protocol ------------------------------------------------------- */
+
+static void invalidate_begin(struct kvm *kvm, gfn_t start, gfn_t end)
+{
+	pthread_rwlock_wrlock(&kvm->mmu_lock);
+	kvm_mmu_invalidate_begin(kvm);
+	kvm_mmu_invalidate_range_add(kvm, start, end);
+	pthread_rwlock_unlock(&kvm->mmu_lock);
+}
+
+static void invalidate_end(struct kvm *kvm)
+{
+	pthread_rwlock_wrlock(&kvm->mmu_lock);
+	kvm_mmu_invalidate_end(kvm);
+	pthread_rwlock_unlock(&kvm->mmu_lock);
+}
+
+static void test_retry_in_range(void **state)
+{
+	struct fx *x = *state;
+	struct kvm_page_fault f;
+
+	invalidate_begin(x->kvm, SLOT_GFN, SLOT_GFN + 1);
+	/* Pre-check on: retried before the lock. */
+	assert_int_equal(fault(x, SLOT_GPA, false, &f), KVM_PF_RETRY);
+	assert_int_equal(x->st.lock_acq, 0);
+	/* Off: the locked check catches it, at the cost of the lock. */
+	kvm_mmu_set_fault_precheck(false);
+	assert_int_equal(fault(x, SLOT_GPA, false, &f), KVM_PF_RETRY);
+	assert_int_equal(x->st.lock_acq, 1);
+	kvm_mmu_set_fault_precheck(true);
+	/* Outside the range nothing stops a fault (4 KiB: gfn 0 is in its block). */
+	assert_int_equal(fault(x, SLOT_GPA + 2 * MB, false, &f), KVM_PF_FIXED);
+	invalidate_end(x->kvm);
+	assert_int_equal(fault(x, SLOT_GPA, false, &f), KVM_PF_FIXED);
+	assert_int_equal(x->st.retries, 2);
+	assert_int_equal(x->st.faults, 4);
+}
+
+struct bg_fault {
+	struct fx *x;
+	gpa_t gpa;
+	int result;
+};
+
+static void *bg_fault_fn(void *arg)
+{
+	struct bg_fault *b = arg;
+	struct kvm_page_fault f;
+
+	b->result = fault(b->x, b->gpa, false, &f);
+	return NULL;
+}
+
+/* A writer holds mmu_lock: the fault waits outside RCU and retries. */
+static void test_lock_busy_waits_and_retries(void **state)
+{
+	struct fx *x = *state;
+	struct bg_fault b = { x, SLOT_GPA, -1 };
+	pthread_t t;
+
+	pthread_rwlock_wrlock(&x->kvm->mmu_lock);
+	assert_int_equal(pthread_create(&t, NULL, bg_fault_fn, &b), 0);
+	while (!READ_ONCE(x->st.faults)) /* it has entered the fault path */
+		usleep(1000);
+	usleep(50 * 1000);
+	/* A whole invalidation while the fault waits: seq moves. */
+	kvm_mmu_invalidate_begin(x->kvm);
+	kvm_mmu_invalidate_range_add(x->kvm, SLOT_GFN + 512, SLOT_GFN + 513);
+	kvm_mmu_invalidate_end(x->kvm);
+	/* A grace period with mmu_lock held must not deadlock with the fault. */
+	gm_synchronize_rcu();
+	pthread_rwlock_unlock(&x->kvm->mmu_lock);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(b.result, KVM_PF_RETRY);
+	assert_int_equal(x->st.retries, 1);
+	assert_int_equal(x->st.lock_acq, 1); /* the wait, not an install */
+	assert_int_equal(kvm_mmu_nr_leaves(x->kvm), 0);
+}
+
+/* The pre-check is a hint: a moved seq alone makes it retry too. */
+static void test_stale_seq(void **state)
+{
+	struct fx *x = *state;
+	struct kvm_invalidate_state st;
+
+	kvm_mmu_invalidate_state(x->kvm, &st);
+	assert_false(mmu_invalidate_retry_gfn_unsafe(x->kvm, st.seq, SLOT_GFN));
+	invalidate_begin(x->kvm, SLOT_GFN + 100, SLOT_GFN + 101);
+	invalidate_end(x->kvm);
+	assert_true(mmu_invalidate_retry_gfn_unsafe(x->kvm, st.seq, SLOT_GFN));
+}
+
+static void test_precheck_switch(void **state)
+{
+	(void)state;
+	assert_true(kvm_mmu_set_fault_precheck(false));
+	assert_false(kvm_mmu_fault_precheck_enabled());
+	assert_false(kvm_mmu_set_fault_precheck(true));
+	assert_true(kvm_mmu_fault_precheck_enabled());
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup_private, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_shared_fault_maps_2m),
+		T(test_shared_partial_host_block),
+		T(test_no_slot_is_mmio),
+		T(test_readonly_slot),
+		T(test_mixed_block_maps_4k),
+		T(test_misaligned_hva_maps_4k),
+		T(test_private_fault),
+		T(test_private_without_guest_memfd),
+		T(test_private_without_slot),
+		T(test_private_gmem_released),
+		T(test_private_poisoned),
+		T(test_retry_in_range),
+		T(test_lock_busy_waits_and_retries),
+		T(test_stale_seq),
+		T(test_precheck_switch),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,579 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vCPUs through the C API (spec kvm-vcpu-eventfd-spec.md §3, §5, §6;
+ * kvm-gmem-spec.md §3.8, §3.9, §4.5): creation limits, registers, the
+ * guest thread, every exit (IO, MMIO, HYPERCALL, MEMORY_FAULT, SHUTDOWN,
+ * INTR), completions on re-entry, immediate_exit and signals.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <guestmem/guest.h>
+#include <guestmem/guestmem.h>
+
+#define MB (1ULL << 20)
+#define MEM_SIZE (2 * MB)
+#define MMIO_GPA 0xd0000000ULL
+#define PORT_REPORT 0x20
+
+struct env {
+	struct guestmem_vm *vm;
+	struct guestmem_vcpu *vcpu;
+	struct kvm_run *run;
+	uint8_t *mem; /* slot 0: gpa [0, 2 MiB) */
+	volatile int stop; /* guest loops until set */
+};
+
+/* ---- helpers ------------------------------------------------------------------ */
+
+static int set_region(struct guestmem_vm *vm, uint32_t slot, uint32_t flags, uint64_t gpa,
+		      uint64_t size, void *hva, struct guestmem_gmem *gmem)
+{
+	struct kvm_userspace_memory_region2 m = {
+		.slot = slot, .flags = flags, .guest_phys_addr = gpa,
+		.memory_size = size, .userspace_addr = (uint64_t)(uintptr_t)hva,
+	};
+
+	return guestmem_set_memory_region(vm, &m, gmem);
+}
+
+static int set_attr(struct guestmem_vm *vm, uint64_t gpa, uint64_t size, uint64_t attr)
+{
+	struct kvm_memory_attributes a = { .address = gpa, .size = size, .attributes = attr };
+
+	return guestmem_set_memory_attributes(vm, &a);
+}
+
+static void enable_hc_exit(struct guestmem_vm *vm)
+{
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_EXIT_HYPERCALL,
+				      .args = { 1ULL << KVM_HC_MAP_GPA_RANGE } };
+
+	assert_int_equal(guestmem_vm_enable_cap(vm, &cap), 0);
+}
+
+static struct env *env_new(unsigned long type, guestmem_vcpu_guest_fn fn)
+{
+	struct env *e = calloc(1, sizeof(*e));
+
+	assert_int_equal(guestmem_vm_create(type, &e->vm), 0);
+	e->mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(e->mem != MAP_FAILED);
+	assert_int_equal(set_region(e->vm, 0, 0, 0, MEM_SIZE, e->mem, NULL), 0);
+	assert_int_equal(guestmem_vcpu_create(e->vm, 0, &e->vcpu), 0);
+	assert_int_equal(guestmem_vcpu_set_guest(e->vcpu, fn, e), 0);
+	e->run = guestmem_vcpu_run_struct(e->vcpu);
+	return e;
+}
+
+static void env_free(struct env *e)
+{
+	guestmem_vcpu_put(e->vcpu);
+	guestmem_vm_put(e->vm);
+	munmap(e->mem, MEM_SIZE);
+	free(e);
+}
+
+static struct env *genv(struct guestmem_guest *g)
+{
+	return guestmem_guest_opaque(g);
+}
+
+static void run_expect(struct env *e, uint32_t reason)
+{
+	assert_int_equal(guestmem_vcpu_run(e->vcpu), 0);
+	assert_int_equal(e->run->exit_reason, reason);
+}
+
+/* Run and expect an OUT of @size bytes at @port; returns the value. */
+static uint32_t run_expect_out(struct env *e, uint16_t port, unsigned size)
+{
+	uint32_t v = 0;
+
+	run_expect(e, KVM_EXIT_IO);
+	assert_int_equal(e->run->io.direction, KVM_EXIT_IO_OUT);
+	assert_int_equal(e->run->io.port, port);
+	assert_int_equal(e->run->io.size, size);
+	assert_int_equal(e->run->io.count, 1);
+	assert_int_equal(e->run->io.data_offset, 4096);
+	memcpy(&v, (uint8_t *)e->run + e->run->io.data_offset, size);
+	return v;
+}
+
+/* ---- creation and registers ------------------------------------------------------ */
+
+static void test_create_limits(void **state)
+{
+	struct guestmem_vm *vm;
+	struct guestmem_vcpu *a, *b, *c;
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_MAX_VCPU_ID, .args = { 8 } };
+
+	(void)state;
+	assert_int_equal(guestmem_vm_create(0, &vm), 0);
+	assert_int_equal(guestmem_vcpu_create(vm, 4096, &a), -EINVAL);
+	assert_int_equal(guestmem_vcpu_create(vm, 4095, &a), 0);
+	assert_int_equal(guestmem_vcpu_create(vm, 4095, &b), -EEXIST);
+	assert_int_equal(guestmem_vcpu_create(vm, 0, &b), 0);
+	/* The id limit is latched by the first vCPU. */
+	assert_int_equal(guestmem_vm_enable_cap(vm, &cap), -EINVAL);
+	guestmem_vcpu_put(a);
+	guestmem_vcpu_put(b);
+	/* A put handle does not free the id. */
+	assert_int_equal(guestmem_vcpu_create(vm, 0, &c), -EEXIST);
+	guestmem_vm_put(vm);
+
+	assert_int_equal(guestmem_vm_create(0, &vm), 0);
+	assert_int_equal(guestmem_vm_enable_cap(vm, &cap), 0);
+	assert_int_equal(guestmem_vcpu_create(vm, 8, &a), -EINVAL);
+	assert_int_equal(guestmem_vcpu_create(vm, 7, &a), 0);
+	guestmem_vcpu_put(a);
+	guestmem_vm_put(vm);
+}
+
+/* KVM_CAP_MAX_VCPUS (1024) vCPUs, and not one more. */
+static void test_create_max_vcpus(void **state)
+{
+	struct guestmem_vcpu **v = calloc(1025, sizeof(*v));
+	struct guestmem_vm *vm;
+	struct rlimit rl;
+
+	(void)state;
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_max < 1200) {
+		free(v);
+		skip();
+	}
+	rl.rlim_cur = rl.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &rl);
+	assert_int_equal(guestmem_check_extension(NULL, KVM_CAP_MAX_VCPUS), 1024);
+	assert_int_equal(guestmem_vm_create(0, &vm), 0);
+	for (uint32_t i = 0; i < 1024; i++)
+		assert_int_equal(guestmem_vcpu_create(vm, i * 4, &v[i]), 0);
+	assert_int_equal(guestmem_vcpu_create(vm, 1, &v[1024]), -EINVAL);
+	for (uint32_t i = 0; i < 1024; i++)
+		guestmem_vcpu_put(v[i]);
+	guestmem_vm_put(vm);
+	free(v);
+}
+
+static void guest_report_regs(struct guestmem_guest *g)
+{
+	const struct kvm_regs *r = guestmem_guest_regs(g);
+
+	guestmem_guest_outl(g, PORT_REPORT, (uint32_t)r->rbx);
+	guestmem_guest_outl(g, PORT_REPORT, guestmem_guest_vcpu_id(g));
+}
+
+static void test_regs(void **state)
+{
+	struct env *e = env_new(0, guest_report_regs);
+	struct kvm_regs r;
+
+	(void)state;
+	assert_int_equal(guestmem_vcpu_get_regs(e->vcpu, &r), 0);
+	assert_int_equal(r.rip, 0xfff0);
+	assert_int_equal(r.rflags, 2);
+	assert_int_equal(r.rdx, 0x600);
+	r.rflags = 0;
+	r.rbx = 0x1234;
+	assert_int_equal(guestmem_vcpu_set_regs(e->vcpu, &r), 0);
+	assert_int_equal(guestmem_vcpu_get_regs(e->vcpu, &r), 0);
+	assert_int_equal(r.rflags, 2); /* bit 1 is forced */
+	assert_int_equal(run_expect_out(e, PORT_REPORT, 4), 0x1234);
+	/* At the exit: RAX holds the value, RDX the port, RIP not yet moved. */
+	assert_int_equal(guestmem_vcpu_get_regs(e->vcpu, &r), 0);
+	assert_int_equal(r.rax & 0xffffffff, 0x1234);
+	assert_int_equal(r.rdx & 0xffff, PORT_REPORT);
+	assert_int_equal(r.rip, 0xfff0);
+	assert_int_equal(run_expect_out(e, PORT_REPORT, 4), 0);
+	assert_int_equal(guestmem_vcpu_get_regs(e->vcpu, &r), 0);
+	assert_int_equal(r.rip, 0xfff1); /* the first OUT completed */
+	run_expect(e, KVM_EXIT_SHUTDOWN);
+	run_expect(e, KVM_EXIT_SHUTDOWN); /* and it stays down */
+	env_free(e);
+}
+
+/* ---- port I/O ---------------------------------------------------------------------- */
+
+static void guest_pio(struct guestmem_guest *g)
+{
+	uint8_t b;
+	uint16_t w;
+	uint32_t l;
+
+	guestmem_guest_outb(g, 0x10, 0x5a);
+	b = guestmem_guest_inb(g, 0x11);
+	w = guestmem_guest_inw(g, 0x12);
+	l = guestmem_guest_inl(g, 0x13);
+	guestmem_guest_outb(g, 0x14, b);
+	guestmem_guest_outw(g, 0x14, w);
+	guestmem_guest_outl(g, 0x14, l);
+}
+
+static void run_expect_in(struct env *e, uint16_t port, unsigned size, uint32_t value)
+{
+	uint8_t *data;
+
+	run_expect(e, KVM_EXIT_IO);
+	assert_int_equal(e->run->io.direction, KVM_EXIT_IO_IN);
+	assert_int_equal(e->run->io.port, port);
+	assert_int_equal(e->run->io.size, size);
+	data = (uint8_t *)e->run + e->run->io.data_offset;
+	for (unsigned i = 0; i < size; i++)
+		assert_int_equal(data[i], 0); /* zeroed before the exit */
+	memcpy(data, &value, size);
+}
+
+static void test_pio(void **state)
+{
+	struct env *e = env_new(0, guest_pio);
+	struct kvm_regs r;
+
+	(void)state;
+	memset((uint8_t *)e->run + 4096, 0xff, 16);
+	assert_int_equal(run_expect_out(e, 0x10, 1), 0x5a);
+	run_expect_in(e, 0x11, 1, 0xa5);
+	run_expect_in(e, 0x12, 2, 0xbeef);
+	/* RAX's upper bytes survive an 8- or 16-bit IN. */
+	assert_int_equal(guestmem_vcpu_get_regs(e->vcpu, &r), 0);
+	r.rax = 0x1111111111111111ULL;
+	assert_int_equal(guestmem_vcpu_set_regs(e->vcpu, &r), 0);
+	run_expect_in(e, 0x13, 4, 0xcafef00d);
+	assert_int_equal(guestmem_vcpu_get_regs(e->vcpu, &r), 0);
+	assert_int_equal(r.rax, 0x111111111111beefULL);
+	assert_int_equal(run_expect_out(e, 0x14, 1), 0xa5);
+	assert_int_equal(run_expect_out(e, 0x14, 2), 0xbeef);
+	assert_int_equal(guestmem_vcpu_get_regs(e->vcpu, &r), 0);
+	assert_int_equal(r.rax, 0xbeef); /* a 32-bit IN zero-extends, then OUTs */
+	assert_int_equal(run_expect_out(e, 0x14, 4), 0xcafef00d);
+	run_expect(e, KVM_EXIT_SHUTDOWN);
+	env_free(e);
+}
+
+/* ---- MMIO --------------------------------------------------------------------------- */
+
+static void guest_mmio(struct guestmem_guest *g)
+{
+	uint8_t buf[12];
+	uint32_t x = guestmem_guest_read32(g, MMIO_GPA + 4);
+
+	guestmem_guest_write64(g, MMIO_GPA + 8, (uint64_t)x * 2);
+	guestmem_guest_read(g, MMIO_GPA + 0x100, buf, sizeof(buf));
+	guestmem_guest_write(g, 0x1000, buf, sizeof(buf)); /* RAM: no exit */
+	guestmem_guest_outb(g, PORT_REPORT, 0);
+}
+
+static void run_expect_mmio(struct env *e, uint64_t gpa, uint32_t len, bool write)
+{
+	run_expect(e, KVM_EXIT_MMIO);
+	assert_int_equal(e->run->mmio.phys_addr, gpa);
+	assert_int_equal(e->run->mmio.len, len);
+	assert_int_equal(e->run->mmio.is_write, write);
+}
+
+static void test_mmio(void **state)
+{
+	struct env *e = env_new(0, guest_mmio);
+	uint64_t v;
+
+	(void)state;
+	run_expect_mmio(e, MMIO_GPA + 4, 4, false);
+	v = 0x12345678;
+	memcpy(e->run->mmio.data, &v, 8);
+	run_expect_mmio(e, MMIO_GPA + 8, 8, true);
+	memcpy(&v, e->run->mmio.data, 8);
+	assert_int_equal(v, 0x2468acf0ULL);
+	/* Wider than 8 bytes: 8-byte fragments, ascending. */
+	run_expect_mmio(e, MMIO_GPA + 0x100, 8, false);
+	memcpy(e->run->mmio.data, "abcdefgh", 8);
+	run_expect_mmio(e, MMIO_GPA + 0x108, 4, false);
+	memcpy(e->run->mmio.data, "ijkl", 4);
+	assert_int_equal(run_expect_out(e, PORT_REPORT, 1), 0);
+	assert_memory_equal(e->mem + 0x1000, "abcdefghijkl", 12);
+	run_expect(e, KVM_EXIT_SHUTDOWN);
+	env_free(e);
+}
+
+/* ---- hypercalls ----------------------------------------------------------------------- */
+
+static void guest_hypercalls(struct guestmem_guest *g)
+{
+	/* Each result goes out as a 32-bit OUT. */
+	guestmem_guest_outl(g, 1, (uint32_t)guestmem_guest_hypercall(g, 12, 0x1000, 1, 0, 0));
+	guestmem_guest_outl(g, 1, (uint32_t)guestmem_guest_hypercall(g, 12, 0x1001, 1, 0, 0));
+	guestmem_guest_outl(g, 1, (uint32_t)guestmem_guest_hypercall(g, 12, 0x1000, 0, 0, 0));
+	guestmem_guest_outl(g, 1, (uint32_t)guestmem_guest_hypercall(g, 12, ~0xfffULL, 2, 0, 0));
+	guestmem_guest_outl(g, 1, (uint32_t)guestmem_guest_hypercall(g, 5, 0, 0, 0, 0));
+	guestmem_guest_outl(g, 1, (uint32_t)guestmem_guest_hypercall(g, 12, 0x2000, 3, 0x19, 7));
+}
+
+static void test_hypercall(void **state)
+{
+	struct env *e = env_new(1, guest_hypercalls);
+	struct kvm_regs r;
+
+	(void)state;
+	/* Not enabled yet: -KVM_ENOSYS, no exit. */
+	assert_int_equal((int32_t)run_expect_out(e, 1, 4), -1000);
+	enable_hc_exit(e->vm);
+	assert_int_equal((int32_t)run_expect_out(e, 1, 4), -22); /* unaligned */
+	assert_int_equal((int32_t)run_expect_out(e, 1, 4), -22); /* npages 0 */
+	assert_int_equal((int32_t)run_expect_out(e, 1, 4), -22); /* wraps */
+	assert_int_equal((int32_t)run_expect_out(e, 1, 4), -1000); /* other nr */
+	run_expect(e, KVM_EXIT_HYPERCALL);
+	assert_int_equal(e->run->hypercall.nr, 12);
+	assert_int_equal(e->run->hypercall.args[0], 0x2000);
+	assert_int_equal(e->run->hypercall.args[1], 3);
+	assert_int_equal(e->run->hypercall.args[2], 0x19);
+	assert_int_equal(*kvm_run_hypercall_flags(e->run), KVM_EXIT_HYPERCALL_LONG_MODE);
+	assert_int_equal(guestmem_vcpu_get_regs(e->vcpu, &r), 0);
+	assert_int_equal(r.rax, 12);
+	assert_int_equal(r.rsi, 7);
+	e->run->hypercall.ret = 0x77;
+	assert_int_equal(run_expect_out(e, 1, 4), 0x77);
+	run_expect(e, KVM_EXIT_SHUTDOWN);
+	env_free(e);
+}
+
+/* ---- memory-fault exits and conversions ----------------------------------------------- */
+
+static void guest_private_on_plain_slot(struct guestmem_guest *g)
+{
+	guestmem_guest_write32(g, 0x3004, 0xabcd);
+	guestmem_guest_outb(g, PORT_REPORT, 1);
+}
+
+static void test_memory_fault_exit(void **state)
+{
+	struct env *e = env_new(1, guest_private_on_plain_slot);
+	struct kvm_run_memory_fault *mf;
+
+	(void)state;
+	assert_int_equal(set_attr(e->vm, 0x3000, 4096, KVM_MEMORY_ATTRIBUTE_PRIVATE), 0);
+	/* Private access, but slot 0 has no guest_memfd: EFAULT + exit 39. */
+	assert_int_equal(guestmem_vcpu_run(e->vcpu), -EFAULT);
+	assert_int_equal(e->run->exit_reason, KVM_EXIT_MEMORY_FAULT);
+	mf = kvm_run_memory_fault(e->run);
+	assert_int_equal(mf->gpa, 0x3000);
+	assert_int_equal(mf->size, 4096);
+	assert_int_equal(mf->flags, KVM_MEMORY_EXIT_FLAG_PRIVATE);
+	/* Again without a change: the same exit. */
+	assert_int_equal(guestmem_vcpu_run(e->vcpu), -EFAULT);
+	/* Convert to shared: the access is retried and lands in the slot. */
+	assert_int_equal(set_attr(e->vm, 0x3000, 4096, 0), 0);
+	assert_int_equal(run_expect_out(e, PORT_REPORT, 1), 1);
+	assert_int_equal(*(uint32_t *)(e->mem + 0x3004), 0xabcd);
+	run_expect(e, KVM_EXIT_SHUTDOWN);
+	env_free(e);
+}
+
+#define CONV_GPA 0x100000000ULL
+
+static void guest_convert(struct guestmem_guest *g)
+{
+	guestmem_guest_memset(g, CONV_GPA, 0x11, 8192);
+	/* To private (the VMM converts on the hypercall). */
+	guestmem_guest_hypercall(g, 12, CONV_GPA, 2, KVM_MAP_GPA_RANGE_ENCRYPTED, 0);
+	guestmem_guest_outb(g, PORT_REPORT, guestmem_guest_read8(g, CONV_GPA)); /* fresh: 0 */
+	guestmem_guest_memset(g, CONV_GPA, 0x22, 8192);
+	guestmem_guest_outb(g, PORT_REPORT, guestmem_guest_read8(g, CONV_GPA + 4097));
+	/* The VMM punches the private pages: zeros. */
+	guestmem_guest_outb(g, PORT_REPORT, guestmem_guest_read8(g, CONV_GPA + 100));
+	/* Back to shared: the old shared data is still there. */
+	guestmem_guest_hypercall(g, 12, CONV_GPA, 2, KVM_MAP_GPA_RANGE_DECRYPTED, 0);
+	guestmem_guest_outb(g, PORT_REPORT, guestmem_guest_read8(g, CONV_GPA + 8191));
+}
+
+static void handle_map_gpa(struct env *e)
+{
+	uint64_t gpa = e->run->hypercall.args[0], size = e->run->hypercall.args[1] * 4096;
+	bool priv = e->run->hypercall.args[2] & KVM_MAP_GPA_RANGE_ENCRYPTED;
+
+	assert_int_equal(set_attr(e->vm, gpa, size, priv ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0), 0);
+	e->run->hypercall.ret = 0;
+}
+
+static void test_private_conversion(void **state)
+{
+	struct env *e = env_new(1, guest_convert);
+	struct kvm_create_guest_memfd args = { .size = MEM_SIZE };
+	struct guestmem_gmem *gmem;
+	uint8_t *shared = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	(void)state;
+	assert_int_equal(guestmem_gmem_create(e->vm, &args, &gmem), 0);
+	assert_int_equal(set_region(e->vm, 1, KVM_MEM_GUEST_MEMFD, CONV_GPA, MEM_SIZE, shared,
+				    gmem), 0);
+	enable_hc_exit(e->vm);
+	run_expect(e, KVM_EXIT_HYPERCALL);
+	assert_int_equal(shared[0], 0x11);
+	handle_map_gpa(e);
+	assert_int_equal(run_expect_out(e, PORT_REPORT, 1), 0);
+	assert_int_equal(run_expect_out(e, PORT_REPORT, 1), 0x22);
+	/* Private writes never reach the shared view. */
+	assert_int_equal(shared[4097], 0x11);
+	assert_int_equal(guestmem_gmem_fallocate(gmem, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE,
+						 0, 8192), 0);
+	assert_int_equal(run_expect_out(e, PORT_REPORT, 1), 0);
+	run_expect(e, KVM_EXIT_HYPERCALL);
+	handle_map_gpa(e);
+	assert_int_equal(run_expect_out(e, PORT_REPORT, 1), 0x11);
+	run_expect(e, KVM_EXIT_SHUTDOWN);
+	guestmem_gmem_put(gmem);
+	env_free(e);
+	munmap(shared, MEM_SIZE);
+}
+
+/* ---- immediate_exit and signals ---------------------------------------------------------- */
+
+static void guest_in_then_out(struct guestmem_guest *g)
+{
+	uint8_t v = guestmem_guest_inb(g, 0x30);
+
+	guestmem_guest_outb(g, 0x31, v);
+}
+
+static void test_immediate_exit(void **state)
+{
+	struct env *e = env_new(0, guest_in_then_out);
+	struct kvm_regs r;
+
+	(void)state;
+	run_expect_in(e, 0x30, 1, 0x42);
+	e->run->immediate_exit = 1;
+	assert_int_equal(guestmem_vcpu_run(e->vcpu), -EINTR);
+	/* exit_reason keeps its value; the IN was completed anyway. */
+	assert_int_equal(e->run->exit_reason, KVM_EXIT_IO);
+	assert_int_equal(guestmem_vcpu_get_regs(e->vcpu, &r), 0);
+	assert_int_equal(r.rax & 0xff, 0x42);
+	assert_int_equal(r.rip, 0xfff1);
+	e->run->immediate_exit = 0;
+	assert_int_equal(run_expect_out(e, 0x31, 1), 0x42);
+	env_free(e);
+}
+
+static void guest_spin(struct guestmem_guest *g)
+{
+	struct env *e = genv(g);
+
+	/* Every read is a stop point where a kick takes effect. */
+	while (!__atomic_load_n(&e->stop, __ATOMIC_RELAXED))
+		guestmem_guest_read8(g, 0x2000);
+	guestmem_guest_outb(g, PORT_REPORT, 9);
+}
+
+static void on_sigusr1(int sig)
+{
+	(void)sig;
+}
+
+struct killer {
+	pthread_t target;
+	int delay_ms;
+};
+
+static void *killer_fn(void *arg)
+{
+	struct killer *k = arg;
+
+	usleep((useconds_t)k->delay_ms * 1000);
+	pthread_kill(k->target, SIGUSR1);
+	return NULL;
+}
+
+static void signal_case(int sa_flags)
+{
+	struct env *e = env_new(0, guest_spin);
+	struct sigaction sa = { .sa_handler = on_sigusr1, .sa_flags = sa_flags };
+	struct killer k = { pthread_self(), 50 };
+	pthread_t t;
+
+	sigaction(SIGUSR1, &sa, NULL);
+	assert_int_equal(pthread_create(&t, NULL, killer_fn, &k), 0);
+	assert_int_equal(guestmem_vcpu_run(e->vcpu), -EINTR);
+	assert_int_equal(e->run->exit_reason, KVM_EXIT_INTR);
+	pthread_join(t, NULL);
+	/* Re-entry resumes the interrupted guest where it stopped. */
+	__atomic_store_n(&e->stop, 1, __ATOMIC_RELAXED);
+	assert_int_equal(run_expect_out(e, PORT_REPORT, 1), 9);
+	signal(SIGUSR1, SIG_DFL);
+	env_free(e);
+}
+
+static void test_signal_interrupts_run(void **state)
+{
+	(void)state;
+	signal_case(0);
+	signal_case(SA_RESTART); /* ppoll is never restarted */
+}
+
+/* A signal that arrives before KVM_RUN waits (here: already pending) still counts. */
+static void test_pending_signal(void **state)
+{
+	struct env *e = env_new(0, guest_spin);
+	struct sigaction sa = { .sa_handler = on_sigusr1 };
+	sigset_t set, old;
+
+	(void)state;
+	sigaction(SIGUSR1, &sa, NULL);
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	pthread_kill(pthread_self(), SIGUSR1); /* pending while blocked */
+	/* The VMM's mask is what KVM_RUN waits with: still blocked, so no EINTR... */
+	__atomic_store_n(&e->stop, 1, __ATOMIC_RELAXED);
+	assert_int_equal(run_expect_out(e, PORT_REPORT, 1), 9);
+	pthread_sigmask(SIG_SETMASK, &old, NULL); /* ...and delivered here */
+	signal(SIGUSR1, SIG_DFL);
+	env_free(e);
+}
+
+static void test_no_guest_program(void **state)
+{
+	struct guestmem_vm *vm;
+	struct guestmem_vcpu *v;
+	struct kvm_run *run;
+
+	(void)state;
+	unsetenv("GUESTMEM_GUEST");
+	assert_int_equal(guestmem_vm_create(0, &vm), 0);
+	assert_int_equal(guestmem_vcpu_create(vm, 0, &v), 0);
+	run = guestmem_vcpu_run_struct(v);
+	assert_int_equal(guestmem_vcpu_run(v), 0);
+	assert_int_equal(run->exit_reason, KVM_EXIT_INTERNAL_ERROR);
+	assert_int_equal(run->internal.suberror, KVM_INTERNAL_ERROR_EMULATION);
+	guestmem_vcpu_put(v);
+	guestmem_vm_put(vm);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_create_limits),
+		cmocka_unit_test(test_create_max_vcpus),
+		cmocka_unit_test(test_regs),
+		cmocka_unit_test(test_pio),
+		cmocka_unit_test(test_mmio),
+		cmocka_unit_test(test_hypercall),
+		cmocka_unit_test(test_memory_fault_exit),
+		cmocka_unit_test(test_private_conversion),
+		cmocka_unit_test(test_immediate_exit),
+		cmocka_unit_test(test_signal_interrupts_run),
+		cmocka_unit_test(test_pending_signal),
+		cmocka_unit_test(test_no_guest_program),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
