@@ -51,6 +51,7 @@ int gm_cli_bench(int argc, char **argv)
 	const char *only = argc > 1 ? argv[1] : NULL;
 	int r = 0;
 
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("guestmem bench: ratios against a baseline measured in the same run\n");
 	printf("  %-46s %18s %18s %9s  %s\n", "measurement", "value", "baseline", "ratio", "goal");
 	if (!only || !strcmp(only, "core"))

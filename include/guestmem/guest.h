@@ -98,6 +98,52 @@ uint8_t guestmem_guest_inb(struct guestmem_guest *g, uint16_t port);
 uint16_t guestmem_guest_inw(struct guestmem_guest *g, uint16_t port);
 uint32_t guestmem_guest_inl(struct guestmem_guest *g, uint16_t port);
 
+/* ---- interrupts (src/vcpu/guest_irq.c) -------------------------------------
+ *
+ * With an in-kernel irqchip (KVM_CREATE_IRQCHIP or the split irqchip) the
+ * VMM raises interrupts with KVM_IRQ_LINE, KVM_SIGNAL_MSI or an irqfd, and
+ * the guest receives them here.  Interrupt numbers: an IOAPIC pin arrives
+ * as its pin number, which is the GSI under the default routing (0-23); an
+ * MSI arrives as GUESTMEM_IRQ_MSI_BASE + its vector.  Pin-based interrupts
+ * go to the boot vCPU (id 0), MSIs to the vCPU named by their destination.
+ */
+#define GUESTMEM_IRQ_MSI_BASE 256u
+
+/* An interrupt handler: runs on the vCPU's thread, never nested. */
+typedef void (*guestmem_irq_handler)(struct guestmem_guest *g, uint32_t gsi);
+
+/**
+ * guestmem_guest_set_irq_handler() - enable interrupts (NULL disables them).
+ *
+ * The handler runs at the next interrupt window: the next call of any
+ * function of this header (or guestmem_guest_halt()) while an interrupt is
+ * pending.  It may use this API, but is not interrupted itself.  As on real
+ * hardware it must acknowledge each interrupt with guestmem_guest_eoi();
+ * until then that interrupt is not delivered again.  On the boot vCPU the
+ * first handler also sets the interrupt controllers up as a guest kernel
+ * does (IOAPIC pins 0-15 edge-triggered, 16-23 level-triggered, PIC masked).
+ */
+void guestmem_guest_set_irq_handler(struct guestmem_guest *g, guestmem_irq_handler fn);
+
+/**
+ * guestmem_guest_halt() - HLT.
+ *
+ * Without an in-kernel irqchip: exits to the VMM with KVM_EXIT_HLT (RIP
+ * already past the instruction) and returns at the next KVM_RUN.  With one:
+ * sleeps until an interrupt can be taken (a handler is set), runs the
+ * handler and returns; a signal still makes KVM_RUN return EINTR meanwhile
+ * (the guest stays halted; KVM_GET_MP_STATE reports KVM_MP_STATE_HALTED,
+ * and KVM_SET_MP_STATE(RUNNABLE) ends the halt).
+ */
+void guestmem_guest_halt(struct guestmem_guest *g);
+
+/**
+ * guestmem_guest_eoi() - end of interrupt @gsi (the number the handler got).
+ * Runs the ack notifiers: a level-triggered irqfd with KVM_IRQFD_FLAG_RESAMPLE
+ * on that GSI is de-asserted and its resamplefd signalled.
+ */
+void guestmem_guest_eoi(struct guestmem_guest *g, uint32_t gsi);
+
 #ifdef __cplusplus
 }
 #endif

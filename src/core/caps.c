@@ -145,6 +145,8 @@ int kvm_vm_enable_cap(struct kvm *kvm, uint32_t cap, uint32_t flags, const uint6
 		return 0;
 	case 128: /* MAX_VCPU_ID */
 		return kvm_enable_cap_max_vcpu_id(kvm, args[0]);
+	case 121: /* SPLIT_IRQCHIP: src/vcpu/irqchip.c */
+		return kvm_vm_enable_split_irqchip(kvm, args[0]);
 	default:
 		return -EINVAL;
 	}

@@ -21,7 +21,7 @@
  *   kvm->lock            mutex   vCPU creation and VM-wide settings
  *                                (irqchip, caps); never held with the above
  *
- * RCU (urcu-bp) protects: the memslot sets, the attribute map, guest_memfd
+ * RCU (urcu-memb) protects: the memslot sets, the attribute map, guest_memfd
  * binding maps, stage-2 page-table pages.  vCPU memory accesses are read-side
  * sections; a grace period is the remote TLB flush.
  */
@@ -201,6 +201,8 @@ int kvm_vm_ioctl_precheck(struct kvm *kvm);
  */
 void kvm_destroy_vcpus(struct kvm *kvm);
 void kvm_eventfds_destroy(struct kvm *kvm);
+/* KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP), in src/vcpu/irqchip.c. */
+int kvm_vm_enable_split_irqchip(struct kvm *kvm, uint64_t nr_reserved_ioapic_pins);
 /* Fault counters of the vCPU layer (weak zero defaults in api.c). */
 void kvm_mmu_fault_stats(struct kvm *kvm, uint64_t *faults, uint64_t *retries,
 			 uint64_t *lock_acq);

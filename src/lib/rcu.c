@@ -1,7 +1,43 @@
 /* SPDX-License-Identifier: MIT */
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "rcu.h"
+
+__thread bool gm_rcu_registered;
+static pthread_key_t gm_rcu_key;
+static pthread_once_t gm_rcu_once = PTHREAD_ONCE_INIT;
+
+/* Thread exit: a registered thread must leave the reader registry. */
+static void gm_rcu_thread_exit(void *unused)
+{
+	(void)unused;
+	if (gm_rcu_registered) {
+		urcu_memb_unregister_thread();
+		gm_rcu_registered = false;
+	}
+}
+
+/*
+ * fork(): liburcu's call_rcu worker must be quiesced around it, and the
+ * child gets a fresh one; registered reader threads other than the forking
+ * one do not exist in the child.
+ */
+static void gm_rcu_init_once(void)
+{
+	gm_check_pthread(pthread_key_create(&gm_rcu_key, gm_rcu_thread_exit));
+	pthread_atfork(urcu_memb_call_rcu_before_fork, urcu_memb_call_rcu_after_fork_parent,
+		       urcu_memb_call_rcu_after_fork_child);
+}
+
+void gm_rcu_register_slow(void)
+{
+	gm_check_pthread(pthread_once(&gm_rcu_once, gm_rcu_init_once));
+	urcu_memb_register_thread();
+	gm_rcu_registered = true;
+	/* Any non-NULL value makes the destructor run at thread exit. */
+	pthread_setspecific(gm_rcu_key, &gm_rcu_registered);
+}
 
 #ifdef GM_TSAN
 char gm_rcu_tsan_token;
@@ -41,5 +77,5 @@ void gm_free_rcu(void *ptr)
 		return;
 	}
 	f->ptr = ptr;
-	urcu_bp_call_rcu(&f->head, gm_rcu_free_cb);
+	urcu_memb_call_rcu(&f->head, gm_rcu_free_cb);
 }

@@ -1,8 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * RCU for guestmem: liburcu's bulletproof flavour (urcu-bp), so that any
- * thread of an unmodified VMM may enter a read-side section without
- * registering first.
+ * RCU for guestmem: liburcu's membarrier flavour (urcu-memb).  Its grace
+ * periods wait for readers with a futex that the last reader wakes, so a
+ * remote flush costs microseconds even while vCPUs are busy (the
+ * bulletproof flavour polls every 10 ms).  Threads of an unmodified VMM
+ * enter read-side sections without knowing about RCU, so registration is
+ * lazy: the first read lock of a thread registers it, and a thread-exit
+ * destructor unregisters it.
  *
  * Pointers are published with smp_store_release and read with
  * smp_load_acquire (instead of liburcu's rcu_assign_pointer/rcu_dereference)
@@ -14,7 +18,7 @@
 #ifndef GM_LIB_RCU_H
 #define GM_LIB_RCU_H
 
-#include <urcu/urcu-bp.h>
+#include <urcu/urcu-memb.h>
 
 #include "compiler.h"
 
@@ -37,21 +41,30 @@ extern char gm_rcu_tsan_token;
 #define gm_tsan_acquire_gp() ((void)0)
 #endif
 
+extern __thread bool gm_rcu_registered;
+/* Register the calling thread with RCU (and arrange its unregistration). */
+void gm_rcu_register_slow(void);
+
 static inline void gm_rcu_read_lock(void)
 {
-	urcu_bp_read_lock();
+	if (unlikely(!gm_rcu_registered))
+		gm_rcu_register_slow();
+	urcu_memb_read_lock();
 }
 
 static inline void gm_rcu_read_unlock(void)
 {
 	gm_tsan_release_gp();
-	urcu_bp_read_unlock();
+	urcu_memb_read_unlock();
 }
 
-/* Wait until every read-side section that began before this call ended. */
+/*
+ * Wait until every read-side section that began before this call ended.
+ * Context: not inside a read-side section.
+ */
 static inline void gm_synchronize_rcu(void)
 {
-	urcu_bp_synchronize_rcu();
+	urcu_memb_synchronize_rcu();
 	gm_tsan_acquire_gp();
 }
 

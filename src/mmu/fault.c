@@ -216,7 +216,13 @@ static int fault_install(struct fault_ctx *c)
 		flags |= S2_PRIVATE;
 	if (!(c->slot->flags & KVM_MEM_READONLY))
 		flags |= S2_WRITABLE;
-	r = kvm_mmu_install(c->kvm, gfn_base, f->level, hva_base, flags);
+	/*
+	 * The faulting gfn, not gfn_base: if smaller leaves already live in
+	 * the block, the stage-2 code maps just this page instead.
+	 */
+	r = kvm_mmu_install(c->kvm, f->gfn, f->level, hva_base, flags);
+	if (!r)
+		kvm_mmu_lookup(c->kvm, f->gfn, &f->level); /* what was really mapped */
 	gm_check_pthread(pthread_rwlock_unlock(&c->kvm->mmu_lock));
 	if (r == -EAGAIN)
 		return KVM_PF_RETRY;

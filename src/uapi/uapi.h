@@ -21,6 +21,7 @@
  *   gm_files_lock   rwlock  the registry hash (chains, counters); read for
  *                           lookups, write to insert/unlink
  *   gm_hva_lock     rwlock  the memslot hva ranges seen (src/uapi/hva.c)
+ *   gm_pipe_lock    mutex   the EFAULT-probe pipe (src/uapi/usercopy.c)
  */
 #ifndef GM_UAPI_UAPI_H
 #define GM_UAPI_UAPI_H
@@ -67,8 +68,8 @@ struct gm_file_ops {
 	/* After the generic mmap checks; returns 0 and the mapping in *out. */
 	int (*mmap)(struct gm_file *f, void *addr, size_t len, int prot, int flags,
 		    off_t off, void **out);
-	/* After the generic VFS checks of the profile's kernel are NOT done:
-	 * the method does all of them (guest_memfd: kvm_gmem_fallocate). */
+	/* Called with no checks done: the method runs the VFS's checks for
+	 * the VM's profile too (guest_memfd: kvm_gmem_fallocate). */
 	int (*fallocate)(struct gm_file *f, int mode, off_t off, off_t len);
 	void (*fill_stat)(struct gm_file *f, struct stat *st);
 	/* Drop the file's reference on its object.  Context: no uapi locks. */
@@ -171,6 +172,12 @@ long gm_vm_ioctl_vcpu(struct gm_file *f, struct kvm *kvm, unsigned long cmd,
 		      unsigned long arg, bool *handled);
 long gm_dev_ioctl_vcpu(struct gm_file *f, unsigned long cmd, unsigned long arg,
 		       bool *handled);
+/*
+ * VM-fd ioctls of src/uapi/vm_ioctl_irq.c (KVM_IOEVENTFD, KVM_IRQFD,
+ * KVM_CREATE_IRQCHIP, KVM_IRQ_LINE(_STATUS), KVM_SET_GSI_ROUTING,
+ * KVM_SIGNAL_MSI), tried before gm_vm_ioctl_vcpu(); same contract.
+ */
+long gm_vm_ioctl_irq(struct kvm *kvm, unsigned int cmd, unsigned long arg, bool *handled);
 
 /* ---- file operations (src/uapi/fops.c): value >= 0 or -errno --------- */
 

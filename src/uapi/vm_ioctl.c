@@ -142,6 +142,9 @@ static long gm_vm_ioctl(struct gm_file *f, unsigned int cmd, unsigned long arg)
 	case KVM_CREATE_GUEST_MEMFD:
 		return gm_vm_create_gmem(kvm, arg);
 	}
+	r = gm_vm_ioctl_irq(kvm, cmd, arg, &handled); /* src/uapi/vm_ioctl_irq.c */
+	if (handled)
+		return r;
 	r = gm_vm_ioctl_vcpu(f, kvm, cmd, arg, &handled);
 	return handled ? r : -ENOTTY;
 }

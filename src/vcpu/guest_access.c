@@ -127,6 +127,10 @@ static void access_mmio(struct kvm_vcpu *v, uint64_t gpa, size_t len, const stru
 			memcpy(run->mmio.data, a->src + off, n);
 		else if (a->op == ACC_MEMSET)
 			memset(run->mmio.data, a->byte, n);
+		/* A matching ioeventfd completes the write inside KVM (eventfd.h). */
+		if (a->op != ACC_READ &&
+		    kvm_ioeventfd_write(v->kvm, false, gpa + off, n, run->mmio.data))
+			continue;
 		v->pending = a->op == ACC_READ ? VCPU_PENDING_MMIO_READ : VCPU_PENDING_MMIO_WRITE;
 		v->pending_size = (uint8_t)n;
 		kvm_guest_park(v, true, 0);

@@ -40,7 +40,11 @@ static uint32_t guest_pio(struct kvm_vcpu *v, uint16_t port, unsigned size, bool
 		v->regs.rax = (v->regs.rax & ~low_mask(size)) | value;
 		memcpy(data, &value, size);
 	}
-	/* An ioeventfd matching an OUT would complete here without an exit. */
+	/* A matching ioeventfd completes an OUT inside KVM (eventfd.h). */
+	if (!in && kvm_ioeventfd_write(v->kvm, true, port, size, &value)) {
+		v->regs.rip += size == 2 ? 2 : 1;
+		return 0;
+	}
 	run->exit_reason = KVM_EXIT_IO;
 	run->io.direction = in ? KVM_EXIT_IO_IN : KVM_EXIT_IO_OUT;
 	run->io.size = (uint8_t)size;

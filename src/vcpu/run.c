@@ -174,6 +174,7 @@ static void wait_for_guest(struct kvm_vcpu *v, const sigset_t *mask)
 		} else if (r < 0 && errno == EINTR && !kicked) {
 			/* Pairs with the guest's READ_ONCE in its stop points. */
 			WRITE_ONCE(v->kick, true);
+			kvm_vcpu_wake_up(v); /* a guest halted in guest_irq.c */
 			kicked = true;
 		}
 	}

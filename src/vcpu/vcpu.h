@@ -37,6 +37,7 @@
 
 #include "core/kvm_host.h"
 #include "mmu/fault.h"
+#include "vcpu/irqchip.h" /* the interrupt window of the stop point */
 
 #define KVM_VCPU_MMAP_PAGES 3
 #define KVM_VCPU_MMAP_SIZE (KVM_VCPU_MMAP_PAGES * 4096)
@@ -201,6 +202,9 @@ static inline void kvm_guest_stop_point(struct kvm_vcpu *v)
 	/* Relaxed: pairs with the WRITE_ONCE in run.c's wait_for_guest(). */
 	if (unlikely(READ_ONCE(v->kick)))
 		kvm_guest_park(v, false, 0);
+	/* The interrupt window (guest_irq.c), for VMs with eventfd state. */
+	if (READ_ONCE(v->kvm->eventfds))
+		kvm_guest_irq_window(v);
 }
 
 /* End a parked or finished guest thread and join it (VM destruction). */

@@ -188,6 +188,27 @@ static void test_mixed_block_maps_4k(void **state)
 	assert_int_equal(f.level, S2_PG_LEVEL_2M);
 }
 
+/* A block that held small leaves once keeps its table: map 4 KiB pages in it. */
+static void test_block_with_table_maps_4k(void **state)
+{
+	struct fx *x = *state;
+	struct kvm_page_fault f;
+	int level;
+
+	set_private(x->kvm, SLOT_GFN, SLOT_GFN + 1, true);
+	assert_int_equal(fault(x, SLOT_GPA, true, &f), KVM_PF_FIXED);
+	set_private(x->kvm, SLOT_GFN, SLOT_GFN + 1, false); /* zaps the leaf only */
+	assert_int_equal(fault(x, SLOT_GPA + 4096, false, &f), KVM_PF_FIXED);
+	assert_int_equal(f.level, S2_PG_LEVEL_4K);
+	assert_int_equal(lookup(x->kvm, SLOT_GFN + 1, &level) & S2_ADDR_MASK,
+			 (uint64_t)(uintptr_t)(x->mem + 4096));
+	assert_int_equal(lookup(x->kvm, SLOT_GFN, &level), 0);
+	assert_int_equal(fault(x, SLOT_GPA, false, &f), KVM_PF_FIXED);
+	assert_int_equal(lookup(x->kvm, SLOT_GFN, &level) & S2_ADDR_MASK,
+			 (uint64_t)(uintptr_t)x->mem);
+	assert_int_equal(x->st.retries, 0);
+}
+
 static void test_misaligned_hva_maps_4k(void **state)
 {
 	struct fx *x = *state;
@@ -390,6 +411,7 @@ int main(void)
 		T(test_no_slot_is_mmio),
 		T(test_readonly_slot),
 		T(test_mixed_block_maps_4k),
+		T(test_block_with_table_maps_4k),
 		T(test_misaligned_hva_maps_4k),
 		T(test_private_fault),
 		T(test_private_without_guest_memfd),

@@ -6,10 +6,12 @@
  * INTR), completions on re-entry, immediate_exit and signals.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -254,8 +256,9 @@ static void test_pio(void **state)
 	assert_int_equal(r.rax, 0x111111111111beefULL);
 	assert_int_equal(run_expect_out(e, 0x14, 1), 0xa5);
 	assert_int_equal(run_expect_out(e, 0x14, 2), 0xbeef);
+	/* The IN of 4 zero-extended RAX; each OUT set only its own width. */
 	assert_int_equal(guestmem_vcpu_get_regs(e->vcpu, &r), 0);
-	assert_int_equal(r.rax, 0xbeef); /* a 32-bit IN zero-extends, then OUTs */
+	assert_int_equal(r.rax, 0xcafebeefULL);
 	assert_int_equal(run_expect_out(e, 0x14, 4), 0xcafef00d);
 	run_expect(e, KVM_EXIT_SHUTDOWN);
 	env_free(e);
@@ -313,7 +316,7 @@ static void guest_hypercalls(struct guestmem_guest *g)
 	guestmem_guest_outl(g, 1, (uint32_t)guestmem_guest_hypercall(g, 12, 0x1000, 1, 0, 0));
 	guestmem_guest_outl(g, 1, (uint32_t)guestmem_guest_hypercall(g, 12, 0x1001, 1, 0, 0));
 	guestmem_guest_outl(g, 1, (uint32_t)guestmem_guest_hypercall(g, 12, 0x1000, 0, 0, 0));
-	guestmem_guest_outl(g, 1, (uint32_t)guestmem_guest_hypercall(g, 12, ~0xfffULL, 2, 0, 0));
+	guestmem_guest_outl(g, 1, (uint32_t)guestmem_guest_hypercall(g, 12, 0x1000, ~0ULL, 0, 0));
 	guestmem_guest_outl(g, 1, (uint32_t)guestmem_guest_hypercall(g, 5, 0, 0, 0, 0));
 	guestmem_guest_outl(g, 1, (uint32_t)guestmem_guest_hypercall(g, 12, 0x2000, 3, 0x19, 7));
 }
@@ -519,8 +522,8 @@ static void test_signal_interrupts_run(void **state)
 	signal_case(SA_RESTART); /* ppoll is never restarted */
 }
 
-/* A signal that arrives before KVM_RUN waits (here: already pending) still counts. */
-static void test_pending_signal(void **state)
+/* KVM_RUN waits with the caller's signal mask: a blocked signal stays pending. */
+static void test_blocked_signal_not_seen(void **state)
 {
 	struct env *e = env_new(0, guest_spin);
 	struct sigaction sa = { .sa_handler = on_sigusr1 };
@@ -532,7 +535,7 @@ static void test_pending_signal(void **state)
 	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &set, &old);
 	pthread_kill(pthread_self(), SIGUSR1); /* pending while blocked */
-	/* The VMM's mask is what KVM_RUN waits with: still blocked, so no EINTR... */
+	/* Still blocked while KVM_RUN waits, so no EINTR... */
 	__atomic_store_n(&e->stop, 1, __ATOMIC_RELAXED);
 	assert_int_equal(run_expect_out(e, PORT_REPORT, 1), 9);
 	pthread_sigmask(SIG_SETMASK, &old, NULL); /* ...and delivered here */
@@ -571,7 +574,7 @@ int main(void)
 		cmocka_unit_test(test_private_conversion),
 		cmocka_unit_test(test_immediate_exit),
 		cmocka_unit_test(test_signal_interrupts_run),
-		cmocka_unit_test(test_pending_signal),
+		cmocka_unit_test(test_blocked_signal_not_seen),
 		cmocka_unit_test(test_no_guest_program),
 	};
 

@@ -1,0 +1,406 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vCPU and fault-path benchmarks (issue #4), each a ratio against a
+ * baseline measured in the same run:
+ *  - first-touch private fault per 4 KiB vs writing fresh anonymous memory;
+ *  - a guest access that hits vs a plain load;
+ *  - a MAP_GPA_RANGE conversion round trip (exit, KVM_SET_MEMORY_ATTRIBUTES,
+ *    re-entry) per 4 KiB vs a plain port-I/O exit, and per 2 MiB vs 4 KiB;
+ *  - an invalidation storm (fault threads vs a thread zapping ranges through
+ *    the mmu notifier) with the lockless pre-check on vs off: fault latency
+ *    p50/p99 and mmu_lock acquisitions per fault.
+ * The guests are C functions reporting their timings through the opaque
+ * pointer (they run in this process).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <guestmem/guest.h>
+#include <guestmem/guestmem.h>
+
+#include "bench.h"
+#include "core/kvm_host.h"
+#include "lib/rcu.h"
+#include "mmu/fault.h"
+#include "mmu/mmu.h"
+
+#define GPA 0x100000000ULL
+#define PG 4096ULL
+#define MIB (1ULL << 20)
+
+struct bvm {
+	struct guestmem_vm *vm;
+	struct guestmem_gmem *gmem;
+	struct guestmem_vcpu *vcpu;
+	void *shared;
+	uint64_t size;
+};
+
+struct bguest {
+	uint64_t size, iters, ns, ns2;
+	volatile uint64_t sink;
+};
+
+static int bvm_create(struct bvm *b, uint64_t size, bool private)
+{
+	struct kvm_userspace_memory_region2 mr = { 0 };
+	struct kvm_create_guest_memfd cg = { .size = size };
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_EXIT_HYPERCALL };
+	struct kvm_memory_attributes ma = { GPA, size, KVM_MEMORY_ATTRIBUTE_PRIVATE, 0 };
+	int r;
+
+	memset(b, 0, sizeof(*b));
+	b->size = size;
+	cap.args[0] = 1ULL << KVM_HC_MAP_GPA_RANGE;
+	r = guestmem_vm_create(KVM_X86_SW_PROTECTED_VM, &b->vm);
+	if (!r)
+		r = guestmem_vm_enable_cap(b->vm, &cap);
+	if (!r)
+		r = guestmem_gmem_create(b->vm, &cg, &b->gmem);
+	if (r)
+		return r;
+	b->shared = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (b->shared == MAP_FAILED)
+		return -errno;
+	mr.flags = KVM_MEM_GUEST_MEMFD;
+	mr.guest_phys_addr = GPA;
+	mr.memory_size = size;
+	mr.userspace_addr = (uint64_t)(uintptr_t)b->shared;
+	r = guestmem_set_memory_region(b->vm, &mr, b->gmem);
+	if (!r && private)
+		r = guestmem_set_memory_attributes(b->vm, &ma);
+	if (!r)
+		r = guestmem_vcpu_create(b->vm, 0, &b->vcpu);
+	return r;
+}
+
+static void bvm_destroy(struct bvm *b)
+{
+	guestmem_vcpu_put(b->vcpu);
+	guestmem_gmem_put(b->gmem);
+	guestmem_vm_put(b->vm);
+	if (b->shared && b->shared != MAP_FAILED)
+		munmap(b->shared, b->size);
+}
+
+/* Run until shutdown, answering MAP_GPA_RANGE with attribute changes. */
+static int bvm_run(struct bvm *b)
+{
+	struct kvm_run *run = guestmem_vcpu_run_struct(b->vcpu);
+
+	for (;;) {
+		int r = guestmem_vcpu_run(b->vcpu);
+
+		if (r == -EINTR)
+			continue;
+		if (r)
+			return r;
+		if (run->exit_reason == KVM_EXIT_SHUTDOWN)
+			return 0;
+		if (run->exit_reason == KVM_EXIT_HYPERCALL) {
+			struct kvm_memory_attributes ma = {
+				run->hypercall.args[0], run->hypercall.args[1] * PG,
+				(run->hypercall.args[2] & KVM_MAP_GPA_RANGE_ENCRYPTED)
+					? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0, 0 };
+
+			run->hypercall.ret = (uint64_t)guestmem_set_memory_attributes(b->vm, &ma);
+		} else if (run->exit_reason != KVM_EXIT_IO) {
+			return -EPROTO;
+		}
+	}
+}
+
+/* ---- first touch and hits --------------------------------------------- */
+
+static void guest_first_touch(struct guestmem_guest *g)
+{
+	struct bguest *bg = guestmem_guest_opaque(g);
+	uint64_t t0 = bench_now_ns();
+
+	for (uint64_t off = 0; off < bg->size; off += PG)
+		guestmem_guest_write8(g, GPA + off, 1);
+	bg->ns = bench_now_ns() - t0;
+	/* Now every page hits: time loads of one mapped word. */
+	t0 = bench_now_ns();
+	for (uint64_t i = 0; i < bg->iters; i++)
+		bg->sink += guestmem_guest_read64(g, GPA + ((i * 64) & (bg->size - 1)));
+	bg->ns2 = bench_now_ns() - t0;
+}
+
+static double anon_first_touch_ns(uint64_t size)
+{
+	char *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint64_t t0;
+	double ns;
+
+	if (p == MAP_FAILED)
+		return -1;
+	t0 = bench_now_ns();
+	for (uint64_t off = 0; off < size; off += PG)
+		p[off] = 1;
+	ns = (double)(bench_now_ns() - t0);
+	munmap(p, size);
+	return ns;
+}
+
+static double plain_load_ns(uint64_t iters, uint64_t size)
+{
+	uint64_t *buf = calloc(1, size), t0, sum = 0;
+	volatile uint64_t *vb = buf;
+	double ns;
+
+	if (!buf)
+		return -1;
+	t0 = bench_now_ns();
+	for (uint64_t i = 0; i < iters; i++)
+		sum += vb[((i * 64) & (size - 1)) / 8];
+	ns = (double)(bench_now_ns() - t0);
+	free(buf);
+	return sum == 1 ? -1 : ns;
+}
+
+static int bench_touch_and_hit(void)
+{
+	const uint64_t size = 64 * MIB, iters = 4000000;
+	double ft[3], an[3], hit[3], ld[3];
+	int r = 0;
+
+	for (int i = 0; i < 3 && !r; i++) {
+		struct bguest bg = { .size = size, .iters = iters };
+		struct bvm b;
+
+		r = bvm_create(&b, size, true);
+		if (!r)
+			r = guestmem_vcpu_set_guest(b.vcpu, guest_first_touch, &bg);
+		if (!r)
+			r = bvm_run(&b);
+		bvm_destroy(&b);
+		ft[i] = (double)bg.ns / (double)(size / PG);
+		hit[i] = (double)bg.ns2 / (double)iters;
+		an[i] = anon_first_touch_ns(size) / (double)(size / PG);
+		ld[i] = plain_load_ns(iters, size) / (double)iters;
+	}
+	if (r)
+		return r;
+	bench_row("first-touch private fault vs anon write (ns/4K)", bench_median(ft, 3),
+		  bench_median(an, 3), "ns", "within 2x");
+	bench_row("guest access that hits vs plain load (ns)", bench_median(hit, 3),
+		  bench_median(ld, 3), "ns", "no lock, no RMW");
+	return 0;
+}
+
+/* ---- conversion round trips -------------------------------------------- */
+
+static void guest_convert(struct guestmem_guest *g)
+{
+	struct bguest *bg = guestmem_guest_opaque(g);
+	uint64_t t0, pages = bg->size / PG;
+
+	/* Baseline: a plain port-I/O exit and re-entry. */
+	t0 = bench_now_ns();
+	for (uint64_t i = 0; i < bg->iters; i++)
+		guestmem_guest_outb(g, 0x80, 0);
+	bg->ns2 = bench_now_ns() - t0;
+	/* Conversion round trips: private, then shared again (two per pair). */
+	t0 = bench_now_ns();
+	for (uint64_t i = 0; i < bg->iters / 2; i++) {
+		guestmem_guest_hypercall(g, KVM_HC_MAP_GPA_RANGE, GPA, pages,
+					 KVM_MAP_GPA_RANGE_ENCRYPTED, 0);
+		guestmem_guest_hypercall(g, KVM_HC_MAP_GPA_RANGE, GPA, pages,
+					 KVM_MAP_GPA_RANGE_DECRYPTED, 0);
+	}
+	bg->ns = bench_now_ns() - t0;
+}
+
+static int time_convert(uint64_t size, double *conv_ns, double *io_ns)
+{
+	struct bguest bg = { .size = size, .iters = 2000 };
+	struct bvm b;
+	int r = bvm_create(&b, 2 * MIB, false);
+
+	if (!r)
+		r = guestmem_vcpu_set_guest(b.vcpu, guest_convert, &bg);
+	if (!r)
+		r = bvm_run(&b);
+	bvm_destroy(&b);
+	*conv_ns = (double)bg.ns / (double)(bg.iters / 2 * 2);
+	*io_ns = (double)bg.ns2 / (double)bg.iters;
+	return r;
+}
+
+static int bench_conversions(void)
+{
+	double c4k, c2m, io, io2;
+	int r = time_convert(PG, &c4k, &io);
+
+	if (!r)
+		r = time_convert(2 * MIB, &c2m, &io2);
+	if (r)
+		return r;
+	bench_row("MAP_GPA_RANGE round trip 4 KiB vs PIO exit (us)", c4k / 1e3, io / 1e3, "us",
+		  "exit + attributes + re-entry");
+	bench_row("MAP_GPA_RANGE round trip 2 MiB vs 4 KiB (us)", c2m / 1e3, c4k / 1e3, "us",
+		  "cost not per page");
+	return 0;
+}
+
+/* ---- invalidation storm ------------------------------------------------ */
+
+#define STORM_FAULTERS 2
+#define STORM_FAULTS 100000 /* per faulter */
+
+struct storm {
+	struct kvm *kvm;
+	uint64_t hva, size;
+	int stop;
+};
+
+struct storm_faulter {
+	struct storm *s;
+	uint64_t first, size; /* this faulter's part of the region */
+	uint64_t *lat;	      /* ns per fault, until fixed */
+	uint64_t nlat;
+	struct kvm_fault_stat st;
+	bool failed;
+};
+
+/* A vCPU stand-in: sweep its part, time every fault until it is fixed. */
+static void *storm_faulter(void *arg)
+{
+	struct storm_faulter *f = arg;
+	struct storm *s = f->s;
+
+	while (f->nlat < STORM_FAULTS) {
+		for (uint64_t off = f->first; off < f->first + f->size && f->nlat < STORM_FAULTS;
+		     off += PG) {
+			struct kvm_page_fault pf;
+			uint64_t t0;
+			int level, r;
+
+			gm_rcu_read_lock();
+			r = kvm_mmu_lookup(s->kvm, (GPA + off) >> 12, &level) != 0;
+			gm_rcu_read_unlock();
+			if (r)
+				continue;
+			t0 = bench_now_ns();
+			do
+				r = kvm_mmu_page_fault(s->kvm, GPA + off, false, &f->st, &pf);
+			while (r == KVM_PF_RETRY);
+			if (r != KVM_PF_FIXED) {
+				f->failed = true;
+				return NULL;
+			}
+			f->lat[f->nlat++] = bench_now_ns() - t0;
+		}
+	}
+	return NULL;
+}
+
+/* Host-side invalidations sweeping 64-page windows over the region. */
+static void *storm_zapper(void *arg)
+{
+	struct storm *s = arg;
+	uint64_t off = 0;
+
+	while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
+		kvm_mmu_notifier_invalidate_range(s->kvm, s->hva + off, s->hva + off + 64 * PG);
+		off = (off + 64 * PG) % s->size;
+	}
+	return NULL;
+}
+
+struct storm_result {
+	double p50, p99, locks;
+};
+
+static int storm_collect(struct storm_faulter *f, struct storm_result *res)
+{
+	uint64_t n = 0, locks = 0;
+	double *v = calloc(STORM_FAULTERS * STORM_FAULTS, sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	for (int i = 0; i < STORM_FAULTERS; i++) {
+		if (f[i].failed) {
+			free(v);
+			return -EPROTO;
+		}
+		for (uint64_t k = 0; k < f[i].nlat; k++)
+			v[n++] = (double)f[i].lat[k];
+		locks += f[i].st.lock_acq;
+	}
+	res->p50 = bench_percentile(v, (int)n, 50);
+	res->p99 = bench_percentile(v, (int)n, 99);
+	res->locks = (double)locks / (double)n;
+	free(v);
+	return 0;
+}
+
+static int storm_run(bool precheck, struct storm_result *res)
+{
+	struct storm_faulter f[STORM_FAULTERS] = { 0 };
+	pthread_t ft[STORM_FAULTERS], z;
+	struct storm s = { 0 };
+	struct bvm b;
+	bool old;
+	int r = bvm_create(&b, 16 * MIB, false);
+
+	for (int i = 0; i < STORM_FAULTERS && !r; i++) {
+		f[i] = (struct storm_faulter){ .s = &s, .first = i * (b.size / STORM_FAULTERS),
+					       .size = b.size / STORM_FAULTERS };
+		f[i].lat = calloc(STORM_FAULTS, sizeof(*f[i].lat));
+		if (!f[i].lat)
+			r = -ENOMEM;
+	}
+	if (!r) {
+		memset(b.shared, 1, b.size); /* host pages present: faults resolve */
+		s = (struct storm){ (struct kvm *)b.vm, (uint64_t)(uintptr_t)b.shared, b.size, 0 };
+		old = kvm_mmu_set_fault_precheck(precheck);
+		pthread_create(&z, NULL, storm_zapper, &s);
+		for (int i = 0; i < STORM_FAULTERS; i++)
+			pthread_create(&ft[i], NULL, storm_faulter, &f[i]);
+		for (int i = 0; i < STORM_FAULTERS; i++)
+			pthread_join(ft[i], NULL);
+		__atomic_store_n(&s.stop, 1, __ATOMIC_RELEASE);
+		pthread_join(z, NULL);
+		kvm_mmu_set_fault_precheck(old);
+		r = storm_collect(f, res);
+	}
+	for (int i = 0; i < STORM_FAULTERS; i++)
+		free(f[i].lat);
+	bvm_destroy(&b);
+	return r;
+}
+
+static int bench_storm(void)
+{
+	struct storm_result on, off;
+	int r = storm_run(true, &on);
+
+	if (!r)
+		r = storm_run(false, &off);
+	if (r)
+		return r;
+	bench_row("storm: fault p50, pre-check on vs off (us)", on.p50 / 1e3, off.p50 / 1e3, "us",
+		  "");
+	bench_row("storm: fault p99, pre-check on vs off (us)", on.p99 / 1e3, off.p99 / 1e3, "us",
+		  "lower with pre-check");
+	bench_row("storm: mmu_lock per fault, on vs off", on.locks, off.locks, "",
+		  "fewer with pre-check");
+	return 0;
+}
+
+int bench_vcpu(void)
+{
+	int r = 0;
+
+	printf("vcpu\n");
+	r |= bench_touch_and_hit();
+	r |= bench_conversions();
+	r |= bench_storm();
+	return r;
+}

@@ -1,0 +1,13 @@
+/* SPDX-License-Identifier: MIT */
+/* What set_memory_region_vcpu_test's guest and VMM agree on (spec §5.4). */
+#ifndef GM_TESTS_GUESTS_SET_MEMORY_REGION_H
+#define GM_TESTS_GUESTS_SET_MEMORY_REGION_H
+
+#define MEM_REGION_GPA 0xc0000000ULL
+#define MEM_REGION_SIZE (2ULL << 20)
+#define MEM_REGION_SLOT 10
+#define MMIO_VAL 0xbeefULL
+/* The guest's "code": a word in memslot 0, below the ucall pages. */
+#define CODE_GPA 0x1000ULL
+
+#endif

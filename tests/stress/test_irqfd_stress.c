@@ -1,0 +1,324 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_irqfd_stress: irqfd and ioeventfd lifetimes under concurrency, for
+ * ThreadSanitizer and ASan (spec kvm-vcpu-eventfd-spec.md §8.6-§8.7, §7.3):
+ *
+ *  - no interrupt is lost while another thread deassigns and reassigns the
+ *    irqfd: a device thread signals, waits for the guest to count the
+ *    interrupt (ping-pong), N times; the guest must count exactly N;
+ *  - every doorbell is either signalled or exits, never both or neither,
+ *    while another thread assigns and deassigns its ioeventfd;
+ *  - VMs are destroyed while threads keep signalling their eventfds and the
+ *    VMM closes its own fds: nothing leaks (fd count back to the start).
+ *
+ * Direct build (guestmem_sys_* through tests/uapi/sysmap.h) with the guest
+ * tests/guests/eventfd_guest.c from GUESTMEM_GUEST.  TAP.
+ */
+#include <dirent.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "../uapi/sysmap.h"
+#include "../uapi/test_eventfd.h"
+#include "../guests/eventfd_guest.h"
+
+#define PINGS 2000
+#define DOORBELLS 200000
+#define DESTROY_ROUNDS 40
+
+struct vm {
+	int kvm, fd, vcpu;
+	struct kvm_run *run;
+	uint8_t *ram;
+};
+
+static void vm_setup(struct vm *m, uint64_t scenario, uint64_t a)
+{
+	struct kvm_userspace_memory_region r = { .slot = 0, .guest_phys_addr = EG_RAM_GPA,
+						   .memory_size = EG_RAM_SIZE };
+	struct kvm_regs regs;
+
+	m->kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	REQUIRE(m->kvm >= 0);
+	m->fd = ioctl(m->kvm, KVM_CREATE_VM, 0);
+	REQUIRE(m->fd >= 0);
+	REQUIRE(ioctl(m->fd, KVM_CREATE_IRQCHIP, 0) == 0);
+	m->ram = mmap(NULL, EG_RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	REQUIRE(m->ram != MAP_FAILED);
+	r.userspace_addr = (uint64_t)(uintptr_t)m->ram;
+	REQUIRE(ioctl(m->fd, KVM_SET_USER_MEMORY_REGION, &r) == 0);
+	m->vcpu = ioctl(m->fd, KVM_CREATE_VCPU, 0);
+	REQUIRE(m->vcpu >= 0);
+	m->run = mmap(NULL, 3 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, m->vcpu, 0);
+	REQUIRE(m->run != MAP_FAILED);
+	REQUIRE(ioctl(m->vcpu, KVM_GET_REGS, &regs) == 0);
+	regs.rdi = scenario;
+	regs.rsi = a;
+	REQUIRE(ioctl(m->vcpu, KVM_SET_REGS, &regs) == 0);
+}
+
+static void vm_teardown(struct vm *m)
+{
+	munmap(m->run, 3 * 4096);
+	close(m->vcpu);
+	close(m->fd);
+	close(m->kvm);
+	munmap(m->ram, EG_RAM_SIZE);
+}
+
+static int irqfd(int vm, int fd, uint32_t gsi, uint32_t flags, int resamplefd)
+{
+	struct kvm_irqfd a = { .fd = (uint32_t)fd, .gsi = gsi, .flags = flags,
+			       .resamplefd = (uint32_t)resamplefd };
+
+	return ioctl(vm, KVM_IRQFD, &a);
+}
+
+static int ioev(int vm, uint64_t addr, uint32_t len, int fd, uint32_t flags)
+{
+	struct kvm_ioeventfd a = { .addr = addr, .len = len, .fd = fd, .flags = flags };
+
+	return ioctl(vm, KVM_IOEVENTFD, &a);
+}
+
+static uint64_t guest_count(struct vm *m)
+{
+	return __atomic_load_n((uint64_t *)(m->ram + (EG_CNT_GPA - EG_RAM_GPA)), __ATOMIC_RELAXED);
+}
+
+static int open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	REQUIRE(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+static void on_sigusr1(int sig)
+{
+	(void)sig;
+}
+
+/* ---- no interrupt lost across deassign/reassign ------------------------------- */
+
+struct ping {
+	struct vm *m;
+	int efd;
+	pthread_t runner;
+	bool done;	/* atomic */
+	long lost;	/* signals whose interrupt never came */
+	long churns;
+};
+
+static void *ping_device(void *arg)
+{
+	struct ping *p = arg;
+
+	for (uint64_t i = 1; i <= PINGS; i++) {
+		struct timespec t0, t;
+
+		efd_signal(p->efd, 1);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		while (guest_count(p->m) < i) {
+			clock_gettime(CLOCK_MONOTONIC, &t);
+			if (t.tv_sec - t0.tv_sec > 5) {
+				p->lost++;
+				break;
+			}
+			sched_yield();
+		}
+	}
+	__atomic_store_n(&p->done, true, __ATOMIC_RELEASE);
+	/* End the KVM_RUN loop: immediate_exit if it is between runs, else the signal. */
+	__atomic_store_n(&p->m->run->immediate_exit, 1, __ATOMIC_RELAXED);
+	pthread_kill(p->runner, SIGUSR1);
+	return NULL;
+}
+
+static void *ping_churn(void *arg)
+{
+	struct ping *p = arg;
+
+	while (!__atomic_load_n(&p->done, __ATOMIC_ACQUIRE)) {
+		CHECK_RET(irqfd(p->m->fd, p->efd, 5, KVM_IRQFD_FLAG_DEASSIGN, 0), 0);
+		if (p->churns % 3 == 0)
+			sched_yield(); /* let signals land while deassigned */
+		CHECK_RET(irqfd(p->m->fd, p->efd, 5, 0, 0), 0);
+		p->churns++;
+	}
+	return NULL;
+}
+
+static void test_no_lost_interrupts(void)
+{
+	struct sigaction sa = { .sa_handler = on_sigusr1 };
+	struct vm m;
+	struct ping p = { .m = &m, .runner = pthread_self() };
+	pthread_t dev, churn;
+
+	sigaction(SIGUSR1, &sa, NULL);
+	vm_setup(&m, EG_PINGPONG, 0);
+	p.efd = eventfd(0, EFD_CLOEXEC);
+	REQUIRE(p.efd >= 0);
+	CHECK_RET(irqfd(m.fd, p.efd, 5, 0, 0), 0);
+	REQUIRE(ioctl(m.vcpu, KVM_RUN, 0) == 0 && m.run->exit_reason == KVM_EXIT_IO);
+	REQUIRE(pthread_create(&dev, NULL, ping_device, &p) == 0);
+	REQUIRE(pthread_create(&churn, NULL, ping_churn, &p) == 0);
+	while (!__atomic_load_n(&p.done, __ATOMIC_ACQUIRE)) {
+		int r = ioctl(m.vcpu, KVM_RUN, 0);
+
+		/* Each exit reports one interrupt; EINTR is the end signal. */
+		if (r && errno != EINTR)
+			REQUIRE(!"KVM_RUN failed");
+	}
+	pthread_join(dev, NULL);
+	pthread_join(churn, NULL);
+	CHECK_EQ(p.lost, 0);
+	CHECK_EQ(guest_count(&m), PINGS); /* one interrupt per signal */
+	printf("#   %ld deassign/reassign pairs during %d signals\n", p.churns, PINGS);
+	vm_teardown(&m);
+	close(p.efd);
+}
+
+/* ---- doorbells: signalled xor exited ------------------------------------------ */
+
+struct bell {
+	struct vm *m;
+	int efd;
+	bool done;
+	long churns;
+};
+
+static void *bell_churn(void *arg)
+{
+	struct bell *b = arg;
+
+	while (!__atomic_load_n(&b->done, __ATOMIC_ACQUIRE)) {
+		/* Sleep in both states: the guest must run during each of them. */
+		CHECK_RET(ioev(b->m->fd, EG_DOORBELL_GPA, 4, b->efd, 0), 0);
+		usleep(20);
+		CHECK_RET(ioev(b->m->fd, EG_DOORBELL_GPA, 4, b->efd, KVM_IOEVENTFD_FLAG_DEASSIGN), 0);
+		usleep(20);
+		b->churns++;
+	}
+	return NULL;
+}
+
+static void test_doorbell_xor_exit(void)
+{
+	struct vm m;
+	struct bell b = { .m = &m };
+	long exits = 0;
+	pthread_t t;
+
+	vm_setup(&m, EG_DOORBELL_MMIO_EXIT, DOORBELLS);
+	b.efd = eventfd(0, EFD_CLOEXEC);
+	REQUIRE(b.efd >= 0);
+	REQUIRE(pthread_create(&t, NULL, bell_churn, &b) == 0);
+	for (;;) {
+		REQUIRE(ioctl(m.vcpu, KVM_RUN, 0) == 0);
+		if (m.run->exit_reason != KVM_EXIT_MMIO)
+			break;
+		CHECK_EQ(m.run->mmio.phys_addr, EG_DOORBELL_GPA);
+		exits++;
+	}
+	CHECK_EQ(m.run->exit_reason, KVM_EXIT_IO); /* the guest's result */
+	__atomic_store_n(&b.done, true, __ATOMIC_RELEASE);
+	pthread_join(t, NULL);
+	long signalled = (long)efd_take(b.efd);
+
+	printf("#   %ld exits, %ld signalled, %ld assign/deassign pairs\n", exits, signalled,
+	       b.churns);
+	CHECK_EQ(exits + signalled, DOORBELLS);
+	/* The race was really run: both outcomes happened. */
+	CHECK(exits > 0);
+	CHECK(signalled > 0);
+	vm_teardown(&m);
+	close(b.efd);
+}
+
+/* ---- VM destruction while signalling ------------------------------------------ */
+
+struct storm {
+	int fds[4];
+	bool done;
+};
+
+static void *storm_main(void *arg)
+{
+	struct storm *s = arg;
+	uint64_t one = 1;
+
+	while (!__atomic_load_n(&s->done, __ATOMIC_ACQUIRE))
+		for (int i = 0; i < 4; i++)
+			if (write(s->fds[i], &one, sizeof(one)) < 0)
+				CHECK(!"eventfd write failed");
+	return NULL;
+}
+
+static void test_destroy_while_signalling(void)
+{
+	struct storm s = { .done = false };
+	int base;
+	pthread_t t[2];
+
+	for (int i = 0; i < 4; i++)
+		s.fds[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	base = -1;
+	for (int i = 0; i < 2; i++)
+		REQUIRE(pthread_create(&t[i], NULL, storm_main, &s) == 0);
+	for (int round = 0; round < DESTROY_ROUNDS; round++) {
+		/* After round 0: the library's own long-lived fds exist by then. */
+		if (round == 1)
+			base = open_fds();
+		int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), vm;
+		int mine = eventfd(0, EFD_CLOEXEC), r = eventfd(0, EFD_CLOEXEC);
+
+		REQUIRE(kvm >= 0 && mine >= 0 && r >= 0);
+		vm = ioctl(kvm, KVM_CREATE_VM, 0);
+		REQUIRE(vm >= 0 && ioctl(vm, KVM_CREATE_IRQCHIP, 0) == 0);
+		CHECK_RET(irqfd(vm, s.fds[0], 4, 0, 0), 0);
+		CHECK_RET(irqfd(vm, s.fds[1], 10, KVM_IRQFD_FLAG_RESAMPLE, r), 0);
+		CHECK_RET(irqfd(vm, s.fds[2], 10, KVM_IRQFD_FLAG_RESAMPLE, r), 0);
+		CHECK_RET(irqfd(vm, mine, 11, 0, 0), 0);
+		CHECK_RET(ioev(vm, EG_DOORBELL_GPA, 0, s.fds[3], 0), 0);
+		efd_signal(mine, 1);
+		close(mine); /* the VMM lets go of its fd; the irqfd stays */
+		close(r);
+		if (round % 2)
+			CHECK_RET(irqfd(vm, s.fds[1], 10, KVM_IRQFD_FLAG_DEASSIGN, 0), 0);
+		usleep(round % 4 * 500);
+		close(vm); /* destroyed while the storm goes on */
+		close(kvm);
+	}
+	__atomic_store_n(&s.done, true, __ATOMIC_RELEASE);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	CHECK_EQ(open_fds(), base); /* every dup and watcher fd was closed */
+}
+
+int main(void)
+{
+	static const struct tap_case cases[] = {
+		{ "no interrupt lost across deassign/reassign", test_no_lost_interrupts },
+		{ "doorbell signalled xor exited across (de)assign", test_doorbell_xor_exit },
+		{ "VM destruction while signalling", test_destroy_while_signalling },
+	};
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("# test_irqfd_stress (%s)\n", GM_MODE_NAME);
+	if (!getenv("GUESTMEM_GUEST")) {
+		printf("1..0 # SKIP GUESTMEM_GUEST is not set\n");
+		return 0;
+	}
+	return tap_run(cases, sizeof(cases) / sizeof(cases[0]), 110);
+}

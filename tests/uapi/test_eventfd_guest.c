@@ -1,0 +1,511 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_eventfd_guest: ioeventfd, irqfd and the irqchip with a running guest
+ * (tests/guests/eventfd_guest.c, loaded through GUESTMEM_GUEST):
+ *
+ *  - a virtio-style doorbell: the guest writes a queue index to an MMIO
+ *    address, a device thread reads the ioeventfd, answers in guest RAM and
+ *    signals an irqfd, the guest's handler sees it - and no MMIO exit;
+ *  - datamatch, length, PIO and CCW cases: what completes inside KVM and
+ *    what exits, one by one, with the eventfd counters;
+ *  - resample round trips on an edge and a level IOAPIC pin;
+ *  - HLT: an exit without irqchip; with one, a sleep that interrupts end
+ *    and that a signal turns into EINTR with mp_state HALTED;
+ *  - MSI through a routed irqfd and KVM_SIGNAL_MSI;
+ *  - KVM_IRQ_LINE_STATUS once the guest is set up, level re-delivery.
+ *
+ * Built twice like test_eventfd.c.  TAP; each case in its own process.
+ */
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "sysmap.h"
+#include "test_eventfd.h"
+#include <guestmem/guest.h> /* GUESTMEM_IRQ_MSI_BASE */
+
+#include "../guests/eventfd_guest.h"
+
+#define ROUNDS 200
+
+struct vm {
+	int kvm, fd, vcpu;
+	struct kvm_run *run;
+	uint8_t *ram;
+};
+
+static void vm_setup(struct vm *m, bool irqchip, uint64_t scenario, uint64_t a, uint64_t b)
+{
+	struct kvm_userspace_memory_region r = { .slot = 0, .guest_phys_addr = EG_RAM_GPA,
+						   .memory_size = EG_RAM_SIZE };
+	struct kvm_regs regs;
+	long sz;
+
+	m->kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	REQUIRE(m->kvm >= 0);
+	m->fd = ioctl(m->kvm, KVM_CREATE_VM, 0);
+	REQUIRE(m->fd >= 0);
+	if (irqchip)
+		REQUIRE(ioctl(m->fd, KVM_CREATE_IRQCHIP, 0) == 0);
+	m->ram = mmap(NULL, EG_RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	REQUIRE(m->ram != MAP_FAILED);
+	r.userspace_addr = (uint64_t)(uintptr_t)m->ram;
+	REQUIRE(ioctl(m->fd, KVM_SET_USER_MEMORY_REGION, &r) == 0);
+	m->vcpu = ioctl(m->fd, KVM_CREATE_VCPU, 0);
+	REQUIRE(m->vcpu >= 0);
+	sz = ioctl(m->kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+	REQUIRE(sz >= (long)sizeof(struct kvm_run));
+	m->run = mmap(NULL, (size_t)sz, PROT_READ | PROT_WRITE, MAP_SHARED, m->vcpu, 0);
+	REQUIRE(m->run != MAP_FAILED);
+	REQUIRE(ioctl(m->vcpu, KVM_GET_REGS, &regs) == 0);
+	regs.rdi = scenario;
+	regs.rsi = a;
+	regs.rdx = b;
+	REQUIRE(ioctl(m->vcpu, KVM_SET_REGS, &regs) == 0);
+}
+
+/* Close everything: the VM is destroyed and its guest thread joined. */
+static void vm_teardown(struct vm *m)
+{
+	munmap(m->run, 3 * 4096);
+	close(m->vcpu);
+	close(m->fd);
+	close(m->kvm);
+	munmap(m->ram, EG_RAM_SIZE);
+}
+
+static const char *exit_name(uint32_t r)
+{
+	static char buf[16];
+
+	switch (r) {
+	case KVM_EXIT_IO: return "IO";
+	case KVM_EXIT_MMIO: return "MMIO";
+	case KVM_EXIT_HLT: return "HLT";
+	case KVM_EXIT_SHUTDOWN: return "SHUTDOWN";
+	case KVM_EXIT_INTR: return "INTR";
+	}
+	snprintf(buf, sizeof(buf), "%u", r);
+	return buf;
+}
+
+/* KVM_RUN (retrying EINTR) that must end with exit @reason. */
+static void run_expect(struct vm *m, uint32_t reason)
+{
+	int r;
+
+	do
+		r = ioctl(m->vcpu, KVM_RUN, 0);
+	while (r < 0 && errno == EINTR);
+	if (r != 0 || m->run->exit_reason != reason) {
+		printf("#   KVM_RUN: %d (%s), exit %s; expected exit %s", r, strerror(errno),
+		       exit_name(m->run->exit_reason), exit_name(reason));
+		if (m->run->exit_reason == KVM_EXIT_IO)
+			printf(" (port 0x%x)", m->run->io.port);
+		if (m->run->exit_reason == KVM_EXIT_MMIO)
+			printf(" (gpa 0x%llx)", (unsigned long long)m->run->mmio.phys_addr);
+		printf("\n");
+		fflush(stdout);
+		_exit(1);
+	}
+}
+
+/* Expect an IO exit at @port in direction @out; returns its data. */
+static uint32_t run_io(struct vm *m, uint16_t port, bool out, uint8_t size)
+{
+	uint32_t v = 0;
+
+	run_expect(m, KVM_EXIT_IO);
+	CHECK_EQ(m->run->io.port, port);
+	CHECK_EQ(m->run->io.direction, out ? KVM_EXIT_IO_OUT : KVM_EXIT_IO_IN);
+	CHECK_EQ(m->run->io.size, size);
+	memcpy(&v, (uint8_t *)m->run + m->run->io.data_offset, m->run->io.size);
+	if (m->run->io.port != port)
+		_exit(1); /* out of step with the guest: nothing more makes sense */
+	return v;
+}
+
+static uint32_t run_result(struct vm *m)
+{
+	return run_io(m, EG_PORT_RESULT, true, 4);
+}
+
+static uint64_t run_mmio(struct vm *m, uint64_t gpa, uint32_t len, bool write)
+{
+	uint64_t v = 0;
+
+	run_expect(m, KVM_EXIT_MMIO);
+	CHECK_EQ(m->run->mmio.phys_addr, gpa);
+	CHECK_EQ(m->run->mmio.len, len);
+	CHECK_EQ(m->run->mmio.is_write, write);
+	memcpy(&v, m->run->mmio.data, len);
+	return v;
+}
+
+static int ioev(int vm, uint64_t addr, uint32_t len, int fd, uint32_t flags, uint64_t dm)
+{
+	struct kvm_ioeventfd a = { .datamatch = dm, .addr = addr, .len = len, .fd = fd,
+				   .flags = flags };
+
+	return ioctl(vm, KVM_IOEVENTFD, &a);
+}
+
+static int irqfd(int vm, int fd, uint32_t gsi, uint32_t flags, int resamplefd)
+{
+	struct kvm_irqfd a = { .fd = (uint32_t)fd, .gsi = gsi, .flags = flags,
+			       .resamplefd = (uint32_t)resamplefd };
+
+	return ioctl(vm, KVM_IRQFD, &a);
+}
+
+static int line_status(int vm, uint32_t irq, uint32_t level)
+{
+	struct kvm_irq_level l = { .irq = irq, .level = level };
+
+	REQUIRE(ioctl(vm, KVM_IRQ_LINE_STATUS, &l) == 0);
+	return l.status;
+}
+
+static int new_efd(void)
+{
+	int fd = eventfd(0, EFD_CLOEXEC);
+
+	REQUIRE(fd >= 0);
+	return fd;
+}
+
+/* A blocking read of an eventfd, with a timeout so that a failure ends. */
+static uint64_t efd_wait(int fd, int ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	if (poll(&p, 1, ms) != 1)
+		return 0;
+	return efd_take(fd);
+}
+
+static uint32_t ram_load32(struct vm *m, uint64_t gpa)
+{
+	return __atomic_load_n((uint32_t *)(m->ram + (gpa - EG_RAM_GPA)), __ATOMIC_RELAXED);
+}
+
+static void ram_store32(struct vm *m, uint64_t gpa, uint32_t v)
+{
+	__atomic_store_n((uint32_t *)(m->ram + (gpa - EG_RAM_GPA)), v, __ATOMIC_RELAXED);
+}
+
+/* ---- the doorbell ------------------------------------------------------------ */
+
+struct device {
+	struct vm *m;
+	int door, irq, rounds;
+	int served;
+};
+
+/* The VMM's device thread: one request per doorbell, one interrupt each. */
+static void *device_main(void *arg)
+{
+	struct device *d = arg;
+
+	for (int i = 0; i < d->rounds; i++) {
+		uint32_t req;
+
+		if (efd_wait(d->door, 10000) != 1)
+			break; /* each ring waits for its interrupt: never coalesced */
+		req = ram_load32(d->m, EG_REQ_GPA + 4 * (uint64_t)(i % 1024));
+		ram_store32(d->m, EG_ANS_GPA + 4 * (uint64_t)(i % 1024), EG_ANSWER(req));
+		efd_signal(d->irq, 1);
+		d->served++;
+	}
+	return NULL;
+}
+
+static void doorbell(uint32_t gsi)
+{
+	struct vm m;
+	struct device d = { .m = &m, .rounds = ROUNDS };
+	pthread_t t;
+
+	vm_setup(&m, true, EG_DOORBELL, ROUNDS, gsi);
+	d.door = new_efd();
+	d.irq = new_efd();
+	CHECK_RET(ioev(m.fd, EG_DOORBELL_GPA, 4, d.door, 0, 0), 0);
+	CHECK_RET(irqfd(m.fd, d.irq, gsi, 0, 0), 0);
+	REQUIRE(pthread_create(&t, NULL, device_main, &d) == 0);
+	CHECK_EQ(run_result(&m), 0);	   /* answers that did not match */
+	CHECK_EQ(run_result(&m), ROUNDS); /* interrupts the handler saw */
+	run_expect(&m, KVM_EXIT_SHUTDOWN);
+	pthread_join(t, NULL);
+	CHECK_EQ(d.served, ROUNDS);
+	vm_teardown(&m);
+}
+
+static void test_doorbell_edge(void)
+{
+	doorbell(5);
+}
+
+static void test_doorbell_level(void)
+{
+	doorbell(20);
+}
+
+/* ---- matching rules ---------------------------------------------------------------- */
+
+static void test_matching(void)
+{
+	const uint32_t DM = KVM_IOEVENTFD_FLAG_DATAMATCH, PIO = KVM_IOEVENTFD_FLAG_PIO;
+	int a = new_efd(), b = new_efd(), c = new_efd(), w = new_efd(), p = new_efd();
+	int d = new_efd();
+	struct vm m;
+
+	vm_setup(&m, false, EG_MATCHING, 0, 0);
+	CHECK_RET(ioev(m.fd, EG_MMIO_A, 4, a, DM, 0x42), 0);
+	CHECK_RET(ioev(m.fd, EG_MMIO_B, 8, b, DM, 0x1122334455667788ULL), 0);
+	CHECK_RET(ioev(m.fd, EG_MMIO_C, 0, c, 0, 0), 0);
+	CHECK_RET(ioev(m.fd, EG_PIO_W, 2, w, PIO, 0), 0);
+	CHECK_RET(ioev(m.fd, EG_PIO_ANY, 0, p, PIO, 0), 0);
+	CHECK_RET(ioev(m.fd, EG_MMIO_D, 4, d, KVM_IOEVENTFD_FLAG_VIRTIO_CCW_NOTIFY, 0), 0);
+	/* The written value is zero-extended and compared with all 64 bits. */
+	CHECK_RET(ioev(m.fd, EG_MMIO_E, 4, d, DM, 0x100000042ULL), 0);
+
+	CHECK_EQ(run_mmio(&m, EG_MMIO_A, 4, true), 0x43);
+	CHECK_EQ(run_mmio(&m, EG_MMIO_A, 2, true), 0x42);
+	CHECK_EQ(run_mmio(&m, EG_MMIO_C + 4, 4, true), 5);
+	CHECK_EQ(run_mmio(&m, EG_MMIO_E, 4, true), 0x42);
+	CHECK_EQ(run_io(&m, EG_PORT_MARK, true, 1), 1);
+	CHECK_EQ(efd_take(a), 1);
+	CHECK_EQ(efd_take(b), 1);
+	CHECK_EQ(efd_take(c), 4); /* widths 1, 2, 4 and 8 */
+	run_mmio(&m, EG_MMIO_A, 4, false);
+	memcpy(m.run->mmio.data, &(uint32_t){ 0x99 }, 4);
+	CHECK_EQ(run_io(&m, EG_PIO_W, true, 1), 1);
+	run_io(&m, EG_PIO_W, false, 2);
+	memcpy((uint8_t *)m.run + m.run->io.data_offset, &(uint16_t){ 0x1234 }, 2);
+	CHECK_EQ(efd_take(w), 1);
+	CHECK_EQ(efd_take(p), 1);
+	CHECK_RET(ioev(m.fd, EG_MMIO_A, 4, a, DM | KVM_IOEVENTFD_FLAG_DEASSIGN, 0x42), 0);
+	CHECK_EQ(run_mmio(&m, EG_MMIO_D, 4, true), 7);
+	CHECK_EQ(run_mmio(&m, EG_MMIO_A, 4, true), 0x42);
+	CHECK_EQ(run_result(&m), 0); /* the guest's own checks */
+	CHECK_EQ(efd_take(a), 0);
+	CHECK_EQ(efd_take(d), 0); /* the CCW bus never fires on x86 */
+	vm_teardown(&m);
+}
+
+/* The VMM closes its eventfd: the registration still signals (our dup). */
+static void test_doorbell_after_close(void)
+{
+	struct vm m;
+	int door = new_efd(), keep = dup(door);
+
+	vm_setup(&m, false, EG_DOORBELL_MMIO_EXIT, 3, 0);
+	CHECK_RET(ioev(m.fd, EG_DOORBELL_GPA, 4, door, 0, 0), 0);
+	close(door);
+	CHECK_EQ(run_result(&m), 0);
+	CHECK_EQ(efd_take(keep), 3);
+	vm_teardown(&m);
+}
+
+/* ---- resample ------------------------------------------------------------------------ */
+
+struct resampler {
+	int efd, rfd, rounds, acked;
+};
+
+/* Signal, wait for the guest's EOI through the resamplefd, again. */
+static void *resampler_main(void *arg)
+{
+	struct resampler *r = arg;
+
+	for (int i = 0; i < r->rounds; i++) {
+		efd_signal(r->efd, 1);
+		if (efd_wait(r->rfd, 10000) != 1)
+			break;
+		r->acked++;
+	}
+	return NULL;
+}
+
+static void resample(uint32_t gsi)
+{
+	struct resampler rs = { .efd = new_efd(), .rfd = new_efd(), .rounds = ROUNDS };
+	struct vm m;
+	pthread_t t;
+
+	vm_setup(&m, true, EG_RESAMPLE, gsi, ROUNDS);
+	CHECK_RET(irqfd(m.fd, rs.efd, gsi, KVM_IRQFD_FLAG_RESAMPLE, rs.rfd), 0);
+	run_io(&m, EG_PORT_READY, true, 1);
+	REQUIRE(pthread_create(&t, NULL, resampler_main, &rs) == 0);
+	CHECK_EQ(run_result(&m), ROUNDS);
+	CHECK_EQ(run_result(&m), gsi);
+	pthread_join(t, NULL);
+	CHECK_EQ(rs.acked, ROUNDS);
+	/* The line is low after the last EOI: a user assert is delivered. */
+	CHECK_EQ(line_status(m.fd, gsi, 1), 1);
+	vm_teardown(&m);
+}
+
+static void test_resample_edge_pin(void)
+{
+	resample(10);
+}
+
+static void test_resample_level_pin(void)
+{
+	resample(17);
+}
+
+/* ---- HLT ------------------------------------------------------------------------------------ */
+
+static void test_hlt_exit(void)
+{
+	struct kvm_regs regs;
+	struct vm m;
+
+	vm_setup(&m, false, EG_HLT, 0, 0);
+	run_expect(&m, KVM_EXIT_HLT);
+	REQUIRE(ioctl(m.vcpu, KVM_GET_REGS, &regs) == 0);
+	CHECK_EQ(regs.rip, 0xfff0 + 1); /* past the instruction at the exit */
+	CHECK_EQ(run_result(&m), 1);
+	run_expect(&m, KVM_EXIT_SHUTDOWN);
+	vm_teardown(&m);
+}
+
+static void on_sigusr1(int sig)
+{
+	(void)sig;
+}
+
+struct kicker {
+	pthread_t target;
+	int ms;
+};
+
+static void *kicker_main(void *arg)
+{
+	struct kicker *k = arg;
+
+	usleep((useconds_t)k->ms * 1000);
+	pthread_kill(k->target, SIGUSR1);
+	return NULL;
+}
+
+/* KVM_RUN until a signal ends it with the guest halted (-EINTR, INTR). */
+static void run_until_halted_eintr(struct vm *m)
+{
+	struct kvm_mp_state mp = { 0 };
+
+	for (int i = 0; i < 20 && mp.mp_state != KVM_MP_STATE_HALTED; i++) {
+		struct kicker k = { .target = pthread_self(), .ms = 50 };
+		pthread_t t;
+
+		REQUIRE(pthread_create(&t, NULL, kicker_main, &k) == 0);
+		CHECK_ERR(ioctl(m->vcpu, KVM_RUN, 0), EINTR);
+		CHECK_EQ(m->run->exit_reason, KVM_EXIT_INTR);
+		pthread_join(t, NULL);
+		REQUIRE(ioctl(m->vcpu, KVM_GET_MP_STATE, &mp) == 0);
+	}
+	CHECK_EQ(mp.mp_state, KVM_MP_STATE_HALTED);
+}
+
+static void test_halt_wake(void)
+{
+	struct sigaction sa = { .sa_handler = on_sigusr1 };
+	struct kvm_mp_state runnable = { KVM_MP_STATE_RUNNABLE };
+	struct vm m;
+
+	sigaction(SIGUSR1, &sa, NULL);
+	vm_setup(&m, true, EG_HALT_WAKE, 0, 0);
+	run_io(&m, EG_PORT_READY, true, 1);
+	run_until_halted_eintr(&m);
+	/* The guest set up its IOAPIC: pin 7 is edge, unmasked, delivered. */
+	CHECK_EQ(line_status(m.fd, 7, 1), 1);
+	CHECK_EQ(line_status(m.fd, 7, 0), 1);
+	CHECK_EQ(run_result(&m), 7);
+	/* Halted again, with nothing pending: KVM_SET_MP_STATE ends it. */
+	run_until_halted_eintr(&m);
+	CHECK_RET(ioctl(m.vcpu, KVM_SET_MP_STATE, &runnable), 0);
+	CHECK_EQ(run_result(&m), 1);
+	run_expect(&m, KVM_EXIT_SHUTDOWN);
+	vm_teardown(&m);
+}
+
+/* ---- MSI ------------------------------------------------------------------------------- */
+
+static void test_msi(void)
+{
+	struct {
+		struct kvm_irq_routing hdr;
+		struct kvm_irq_routing_entry e[1];
+	} rt = { .hdr = { .nr = 1 } };
+	struct kvm_msi msi = { .address_lo = 0xfee00000u, .data = 0x46 };
+	int efd = new_efd();
+	struct vm m;
+
+	rt.e[0].gsi = 40;
+	rt.e[0].type = KVM_IRQ_ROUTING_MSI;
+	rt.e[0].u.msi.address_lo = 0xfee00000u; /* destination APIC id 0 */
+	rt.e[0].u.msi.data = 0x45;
+	vm_setup(&m, true, EG_MSI, 0, 0);
+	CHECK_RET(ioctl(m.fd, KVM_SET_GSI_ROUTING, &rt), 0);
+	CHECK_RET(irqfd(m.fd, efd, 40, 0, 0), 0);
+	run_io(&m, EG_PORT_READY, true, 1);
+	efd_signal(efd, 1);
+	CHECK_EQ(run_result(&m), GUESTMEM_IRQ_MSI_BASE + 0x45);
+	CHECK_RET(ioctl(m.fd, KVM_SIGNAL_MSI, &msi), 1);
+	CHECK_EQ(run_result(&m), GUESTMEM_IRQ_MSI_BASE + 0x46);
+	run_expect(&m, KVM_EXIT_SHUTDOWN);
+	vm_teardown(&m);
+}
+
+/* ---- KVM_IRQ_LINE after set-up, level re-delivery --------------------------------- */
+
+static void test_line_delivery(void)
+{
+	struct vm m;
+
+	vm_setup(&m, true, EG_LINE, 0, 0);
+	run_io(&m, EG_PORT_READY, true, 1);
+	CHECK_EQ(line_status(m.fd, 5, 1), 1);	/* PIC masked (-1) + IOAPIC 1 */
+	CHECK_EQ(line_status(m.fd, 5, 1), 1);	/* edge pins serve every assert */
+	CHECK_EQ(line_status(m.fd, 5, 0), 1);
+	CHECK_EQ(line_status(m.fd, 17, 1), 1);	/* level: delivered, remote IRR */
+	CHECK_EQ(line_status(m.fd, 17, 1), -1); /* awaiting EOI */
+	CHECK_EQ(run_io(&m, EG_PORT_IRQ, true, 4), 5); /* lowest number first */
+	CHECK_EQ(run_io(&m, EG_PORT_IRQ, true, 4), 17);
+	/* EOI with the line still high: delivered again. */
+	CHECK_EQ(run_io(&m, EG_PORT_IRQ, true, 4), 17);
+	CHECK_EQ(line_status(m.fd, 17, 0), 1);
+	CHECK_EQ(run_result(&m), 3);
+	run_expect(&m, KVM_EXIT_SHUTDOWN);
+	vm_teardown(&m);
+}
+
+int main(void)
+{
+	static const struct tap_case cases[] = {
+		{ "doorbell, edge pin", test_doorbell_edge },
+		{ "doorbell, level pin", test_doorbell_level },
+		{ "datamatch, length, PIO, CCW", test_matching },
+		{ "doorbell after the VMM closed its fd", test_doorbell_after_close },
+		{ "resample round trips, edge pin", test_resample_edge_pin },
+		{ "resample round trips, level pin", test_resample_level_pin },
+		{ "HLT exit without irqchip", test_hlt_exit },
+		{ "halt: interrupt, signal, mp_state", test_halt_wake },
+		{ "MSI: routed irqfd, KVM_SIGNAL_MSI", test_msi },
+		{ "irq line delivery, level re-delivery", test_line_delivery },
+	};
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("# test_eventfd_guest (%s)\n", GM_MODE_NAME);
+	if (!getenv("GUESTMEM_GUEST")) {
+		printf("1..0 # SKIP GUESTMEM_GUEST is not set\n");
+		return 0;
+	}
+	return tap_run(cases, sizeof(cases) / sizeof(cases[0]), 60);
+}
