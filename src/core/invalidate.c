@@ -127,31 +127,46 @@ bool kvm_mmu_unmap_gfn_range(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_
 
 struct mn_walk {
 	uint64_t hva_start, hva_end;
-	bool begun, flush;
+	gfn_t (*ranges)[2];
+	size_t nr, cap;
+	bool oom;
 };
 
-/* Clip [hva_start, hva_end) to @slot's host range and unmap those gfns. */
-static void mn_unmap_slot(struct kvm *kvm, struct kvm_memory_slot *slot, struct mn_walk *w)
+/* Record the gfns of @slot whose host pages lie in [hva_start, hva_end). */
+static void mn_collect_slot(struct kvm_memory_slot *slot, struct mn_walk *w)
 {
 	uint64_t s = slot->userspace_addr, e = s + slot->npages * GM_PAGE_SIZE;
 	uint64_t hs = GM_MAX(w->hva_start, s), he = GM_MIN(w->hva_end, e);
 
 	if (hs >= he || (slot->flags & KVM_MEMSLOT_INVALID))
 		return;
-	if (!w->begun) {
-		gm_check_pthread(pthread_rwlock_wrlock(&kvm->mmu_lock));
-		kvm_mmu_invalidate_begin(kvm);
-		w->begun = true;
+	if (w->nr == w->cap) {
+		size_t cap = w->cap ? 2 * w->cap : 8;
+		void *n = realloc(w->ranges, cap * sizeof(*w->ranges));
+
+		if (!n) {
+			w->oom = true;
+			return;
+		}
+		w->ranges = n;
+		w->cap = cap;
 	}
-	w->flush |= kvm_mmu_unmap_gfn_range(kvm, slot,
-					    slot->base_gfn + ((hs - s) >> GM_PAGE_SHIFT),
-					    slot->base_gfn + ((he - s + GM_PAGE_SIZE - 1) >> GM_PAGE_SHIFT));
+	w->ranges[w->nr][0] = slot->base_gfn + ((hs - s) >> GM_PAGE_SHIFT);
+	w->ranges[w->nr][1] = slot->base_gfn + ((he - s + GM_PAGE_SIZE - 1) >> GM_PAGE_SHIFT);
+	w->nr++;
 }
 
-/* Returns whether an invalidation was begun (and must be ended). */
+/*
+ * Returns whether an invalidation was begun (and must be ended).  The
+ * memslots are read under RCU, but mmu_lock is taken outside the read-side
+ * section: a writer may wait for a grace period while holding mmu_lock.
+ * A slot created meanwhile cannot be missed: memslot swaps wait for
+ * mn_active_invalidate_count to drop to zero.
+ */
 static bool kvm_mn_invalidate_start(struct kvm *kvm, uint64_t hva_start, uint64_t hva_end)
 {
-	struct mn_walk w = { hva_start, hva_end, false, false };
+	struct mn_walk w = { hva_start, hva_end, NULL, 0, 0, false };
+	bool flush = false;
 
 	gm_check_pthread(pthread_mutex_lock(&kvm->mn_lock));
 	kvm->mn_active_invalidate_count++;
@@ -162,14 +177,23 @@ static bool kvm_mn_invalidate_start(struct kvm *kvm, uint64_t hva_start, uint64_
 		struct kvm_memslots *slots = kvm_memslots(kvm, as);
 
 		for (uint32_t i = 0; i < slots->nr; i++)
-			mn_unmap_slot(kvm, slots->by_gfn[i], &w);
+			mn_collect_slot(slots->by_gfn[i], &w);
 	}
 	gm_rcu_read_unlock();
-	if (w.begun)
-		gm_check_pthread(pthread_rwlock_unlock(&kvm->mmu_lock));
-	if (w.flush)
+	if (!w.nr && !w.oom)
+		goto out;
+	gm_check_pthread(pthread_rwlock_wrlock(&kvm->mmu_lock));
+	kvm_mmu_invalidate_begin(kvm);
+	if (w.oom) /* could not list the hits: invalidate the whole guest */
+		flush = kvm_mmu_unmap_gfn_range(kvm, NULL, 0, kvm->max_gfn + 1);
+	for (size_t i = 0; !w.oom && i < w.nr; i++)
+		flush |= kvm_mmu_unmap_gfn_range(kvm, NULL, w.ranges[i][0], w.ranges[i][1]);
+	gm_check_pthread(pthread_rwlock_unlock(&kvm->mmu_lock));
+	if (flush)
 		kvm_flush_remote_tlbs(kvm);
-	return w.begun;
+out:
+	free(w.ranges);
+	return w.nr || w.oom;
 }
 
 static void kvm_mn_invalidate_end(struct kvm *kvm, bool begun)

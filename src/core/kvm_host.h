@@ -67,7 +67,7 @@ struct kvm_vcpu;
 struct kvm_eventfds;
 
 struct kvm_lpage_info {
-	uint32_t disallow_lpage; /* count | KVM_LPAGE_MIXED_FLAG */
+	uint32_t disallow_lpage; /* count; the mixed bit lives in lpage_mixed */
 };
 
 /*
@@ -89,6 +89,13 @@ struct kvm_memory_slot {
 		uint64_t pgoff;
 	} gmem;
 	struct kvm_lpage_info *lpage_info[KVM_NR_LPAGE_LEVELS];
+	/*
+	 * Blocks whose attributes are not uniform (the kernel's
+	 * KVM_LPAGE_MIXED_FLAG), per level, as runs of block numbers
+	 * (gfn >> shift) -> 1, so an attribute update costs O(runs), not
+	 * O(blocks).  Written under mmu_lock (write), read under RCU.
+	 */
+	struct rangemap lpage_mixed[KVM_NR_LPAGE_LEVELS];
 };
 
 static inline bool kvm_slot_can_be_private(const struct kvm_memory_slot *s)
@@ -105,6 +112,8 @@ struct kvm_memslots {
 	uint32_t nr;
 	uint32_t cap;
 	struct kvm_memory_slot **by_gfn;
+	/* by_gfn[i]->base_gfn + npages, so the search touches one array only. */
+	gfn_t *end_gfn;
 };
 
 struct kvm_stat {

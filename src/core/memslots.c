@@ -47,9 +47,8 @@ static uint32_t memslots_first_ending_after(struct kvm_memslots *slots, gfn_t gf
 
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
-		struct kvm_memory_slot *s = slots->by_gfn[mid];
 
-		if (s->base_gfn + s->npages <= gfn)
+		if (slots->end_gfn[mid] <= gfn)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -99,6 +98,7 @@ int kvm_for_each_slot_in_range(struct kvm *kvm, gfn_t start, gfn_t end, kvm_slot
 static int memslots_reserve(struct kvm_memslots *slots, uint32_t nr)
 {
 	struct kvm_memory_slot **n;
+	gfn_t *e;
 	uint32_t cap;
 
 	if (nr <= slots->cap)
@@ -110,6 +110,10 @@ static int memslots_reserve(struct kvm_memslots *slots, uint32_t nr)
 	if (!n)
 		return -ENOMEM;
 	slots->by_gfn = n;
+	e = realloc(slots->end_gfn, cap * sizeof(*e));
+	if (!e)
+		return -ENOMEM; /* by_gfn merely grew: still consistent */
+	slots->end_gfn = e;
 	slots->cap = cap;
 	return 0;
 }
@@ -121,6 +125,8 @@ static void memslots_remove(struct kvm_memslots *slots, struct kvm_memory_slot *
 	gm_assert(i < slots->nr && slots->by_gfn[i] == old);
 	memmove(&slots->by_gfn[i], &slots->by_gfn[i + 1],
 		(slots->nr - i - 1) * sizeof(slots->by_gfn[0]));
+	memmove(&slots->end_gfn[i], &slots->end_gfn[i + 1],
+		(slots->nr - i - 1) * sizeof(slots->end_gfn[0]));
 	slots->nr--;
 }
 
@@ -131,7 +137,10 @@ static void memslots_insert(struct kvm_memslots *slots, struct kvm_memory_slot *
 	gm_assert(slots->nr < slots->cap);
 	memmove(&slots->by_gfn[i + 1], &slots->by_gfn[i],
 		(slots->nr - i) * sizeof(slots->by_gfn[0]));
+	memmove(&slots->end_gfn[i + 1], &slots->end_gfn[i],
+		(slots->nr - i) * sizeof(slots->end_gfn[0]));
 	slots->by_gfn[i] = new;
+	slots->end_gfn[i] = new->base_gfn + new->npages;
 	slots->nr++;
 }
 

@@ -73,8 +73,10 @@ static void kvm_free_memslots(struct kvm *kvm)
 			kvm_free_memslot_metadata(slot);
 			free(slot);
 		}
-		free(kvm->__memslots[as][0].by_gfn);
-		free(kvm->__memslots[as][1].by_gfn);
+		for (int i = 0; i < 2; i++) {
+			free(kvm->__memslots[as][i].by_gfn);
+			free(kvm->__memslots[as][i].end_gfn);
+		}
 		free(kvm->slot_by_id[as]);
 	}
 }

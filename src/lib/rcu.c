@@ -41,6 +41,46 @@ void gm_rcu_register_slow(void)
 
 #ifdef GM_TSAN
 char gm_rcu_tsan_token;
+
+/* Pointers waiting for a grace period (TSan builds only); leaf lock. */
+static pthread_mutex_t gm_tsan_defer_lock = PTHREAD_MUTEX_INITIALIZER;
+struct gm_tsan_deferred {
+	struct gm_tsan_deferred *next;
+	void *ptr;
+};
+static struct gm_tsan_deferred *gm_tsan_deferred;
+
+static void gm_tsan_defer_free(void *ptr)
+{
+	struct gm_tsan_deferred *d = malloc(sizeof(*d));
+
+	if (!d)
+		return; /* leak rather than free under a reader */
+	d->ptr = ptr;
+	pthread_mutex_lock(&gm_tsan_defer_lock);
+	d->next = gm_tsan_deferred;
+	gm_tsan_deferred = d;
+	pthread_mutex_unlock(&gm_tsan_defer_lock);
+}
+
+void gm_synchronize_rcu(void)
+{
+	struct gm_tsan_deferred *d;
+
+	pthread_mutex_lock(&gm_tsan_defer_lock);
+	d = gm_tsan_deferred;
+	gm_tsan_deferred = NULL;
+	pthread_mutex_unlock(&gm_tsan_defer_lock);
+	urcu_memb_synchronize_rcu();
+	gm_tsan_acquire_gp();
+	while (d) { /* queued before the grace period began */
+		struct gm_tsan_deferred *next = d->next;
+
+		free(d->ptr);
+		free(d);
+		d = next;
+	}
+}
 #endif
 
 struct gm_rcu_free {
@@ -64,9 +104,11 @@ void gm_free_rcu(void *ptr)
 	if (!ptr)
 		return;
 #ifdef GM_TSAN
-	/* liburcu's callback queue is invisible to TSan: wait instead. */
-	gm_synchronize_rcu();
-	free(ptr);
+	/*
+	 * liburcu's callback queue is invisible to TSan: queue the pointer
+	 * for the next gm_synchronize_rcu() of any thread instead.
+	 */
+	gm_tsan_defer_free(ptr);
 	return;
 #endif
 	f = malloc(sizeof(*f));

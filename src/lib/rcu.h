@@ -62,19 +62,21 @@ static inline void gm_rcu_read_unlock(void)
  * Wait until every read-side section that began before this call ended.
  * Context: not inside a read-side section.
  */
+#ifdef GM_TSAN
+void gm_synchronize_rcu(void); /* also frees what gm_free_rcu() queued */
+#else
 static inline void gm_synchronize_rcu(void)
 {
 	urcu_memb_synchronize_rcu();
-	gm_tsan_acquire_gp();
 }
+#endif
 
 #define gm_rcu_dereference(p) smp_load_acquire(&(p))
 #define gm_rcu_assign_pointer(p, v) smp_store_release(&(p), (v))
 
 /*
- * Free @ptr with free() after a grace period, without blocking the caller
- * (under ThreadSanitizer it blocks: liburcu's queue is not instrumented).
- * Context: not inside a read-side section, no lock a reader may wait for.
+ * Free @ptr with free() after a grace period, without blocking the caller.
+ * Context: any, except inside a read-side section.
  */
 void gm_free_rcu(void *ptr);
 

@@ -166,6 +166,13 @@ static uint32_t lpage(struct kvm *kvm, int lvl, gfn_t gfn)
 	return s->lpage_info[lvl][(gfn >> shift) - (s->base_gfn >> shift)].disallow_lpage;
 }
 
+static bool mixed(struct kvm *kvm, int lvl, gfn_t gfn)
+{
+	struct kvm_memory_slot *s = kvm->slot_by_id[0][0];
+
+	return rangemap_lookup(&s->lpage_mixed[lvl], gfn >> kvm_lpage_shift(lvl)) != 0;
+}
+
 static void test_mixed_flags(void **state)
 {
 	struct kvm *kvm = *state;
@@ -178,18 +185,34 @@ static void test_mixed_flags(void **state)
 	assert_int_equal(kvm_mmu_max_mapping_level(kvm, slot, 0x40000, 3), 3);
 	/* One private page makes its 2 MiB and 1 GiB blocks mixed. */
 	assert_int_equal(attrs(kvm, (1ULL << 30) + 4096, 4096, P, 0), 0);
-	assert_int_equal(lpage(kvm, 0, 0x40000), KVM_LPAGE_MIXED_FLAG);
-	assert_int_equal(lpage(kvm, 1, 0x40000), KVM_LPAGE_MIXED_FLAG);
-	assert_int_equal(lpage(kvm, 0, 0x40200), 0);
+	assert_true(mixed(kvm, 0, 0x40000));
+	assert_true(mixed(kvm, 1, 0x40000));
+	assert_false(mixed(kvm, 0, 0x40200));
+	assert_int_equal(lpage(kvm, 0, 0x40000), 0); /* the count is separate */
 	assert_int_equal(kvm_mmu_max_mapping_level(kvm, slot, 0x40000, 3), 1);
 	assert_int_equal(kvm_mmu_max_mapping_level(kvm, slot, 0x40200, 3), 2);
 	/* Converting the whole first 2 MiB makes it uniform again (private). */
 	assert_int_equal(attrs(kvm, 1ULL << 30, 2 * MB, P, 0), 0);
-	assert_int_equal(lpage(kvm, 0, 0x40000), 0);
-	assert_int_equal(lpage(kvm, 1, 0x40000), KVM_LPAGE_MIXED_FLAG);
+	assert_false(mixed(kvm, 0, 0x40000));
+	assert_true(mixed(kvm, 1, 0x40000));
 	assert_int_equal(attrs(kvm, 1ULL << 30, 1ULL << 30, P, 0), 0);
-	assert_int_equal(lpage(kvm, 1, 0x40000), 0);
+	assert_false(mixed(kvm, 1, 0x40000));
 	assert_int_equal(kvm_mmu_max_mapping_level(kvm, slot, 0x40000, 3), 3);
+	/* A slot created over mixed attributes starts with the right blocks. */
+	assert_int_equal(attrs(kvm, (1ULL << 30) + 8192, 4096, 0, 0), 0); /* hole */
+	assert_int_equal(attrs(kvm, (2ULL << 30) + 6 * MB, 4096, P, 0), 0); /* island */
+	assert_int_equal(add_slot(kvm, 0, 0, 0, 0), 0);
+	assert_int_equal(add_slot(kvm, 0, 1ULL << 30, 2ULL << 30, 1ULL << 40), 0);
+	slot = kvm->slot_by_id[0][0];
+	assert_true(mixed(kvm, 0, 0x40002));
+	assert_true(mixed(kvm, 1, 0x40002));
+	assert_false(mixed(kvm, 0, 0x40200));
+	assert_true(mixed(kvm, 0, 0x80600));
+	assert_true(mixed(kvm, 1, 0x80000));
+	assert_false(mixed(kvm, 0, 0x80800));
+	assert_int_equal(kvm_mmu_max_mapping_level(kvm, slot, 0x40002, 3), 1);
+	assert_int_equal(kvm_mmu_max_mapping_level(kvm, slot, 0x40200, 3), 2);
+	assert_int_equal(kvm_mmu_max_mapping_level(kvm, slot, 0x80800, 3), 2);
 }
 
 static void test_unaligned_slot_edges(void **state)
