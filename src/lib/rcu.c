@@ -4,7 +4,7 @@
 
 #include "rcu.h"
 
-__thread bool gm_rcu_registered;
+__thread bool gm_rcu_registered __attribute__((tls_model("initial-exec")));
 static pthread_key_t gm_rcu_key;
 static pthread_once_t gm_rcu_once = PTHREAD_ONCE_INIT;
 

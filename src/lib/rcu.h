@@ -41,7 +41,7 @@ extern char gm_rcu_tsan_token;
 #define gm_tsan_acquire_gp() ((void)0)
 #endif
 
-extern __thread bool gm_rcu_registered;
+extern __thread bool gm_rcu_registered __attribute__((tls_model("initial-exec")));
 /* Register the calling thread with RCU (and arrange its unregistration). */
 void gm_rcu_register_slow(void);
 
