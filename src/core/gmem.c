@@ -17,18 +17,12 @@
 #include <unistd.h>
 
 #include "gmem.h"
+#include "vfs.h"
 #include "guestmem/kvm.h"
 #include "lib/rcu.h"
 #include "mmu/mmu.h"
 
 /* fallocate mode bits the system headers may lack. */
-#define GM_FALLOC_FL_WRITE_ZEROES 0x80 /* Linux 6.17+ */
-#define GM_FALLOC_MODES_68                                                          \
-	(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE |    \
-	 FALLOC_FL_ZERO_RANGE | FALLOC_FL_INSERT_RANGE | FALLOC_FL_UNSHARE_RANGE)
-#define GM_FALLOC_MODE_MASK_618                                                     \
-	(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_ZERO_RANGE |   \
-	 FALLOC_FL_INSERT_RANGE | FALLOC_FL_UNSHARE_RANGE | GM_FALLOC_FL_WRITE_ZEROES)
 
 /* Inode numbers: distinct per guest_memfd, like the anonymous-inode fs. */
 static uint64_t gm_gmem_next_ino = 1;
@@ -238,63 +232,15 @@ void kvm_gmem_put(struct kvm_gmem *gmem)
 
 /* ---- fallocate (§3.4.1) ------------------------------------------------ */
 
-/* 6.8 vfs_fallocate: mode checks (steps 2-5). */
-static int vfs_fallocate_mode_68(int mode)
-{
-	if (mode & ~GM_FALLOC_MODES_68)
-		return -EOPNOTSUPP;
-	if ((mode & FALLOC_FL_PUNCH_HOLE) && (mode & FALLOC_FL_ZERO_RANGE))
-		return -EOPNOTSUPP;
-	if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE))
-		return -EOPNOTSUPP;
-	if ((mode & FALLOC_FL_COLLAPSE_RANGE) && (mode & ~FALLOC_FL_COLLAPSE_RANGE))
-		return -EINVAL;
-	if ((mode & FALLOC_FL_INSERT_RANGE) && (mode & ~FALLOC_FL_INSERT_RANGE))
-		return -EINVAL;
-	if ((mode & FALLOC_FL_UNSHARE_RANGE) &&
-	    (mode & ~(FALLOC_FL_UNSHARE_RANGE | FALLOC_FL_KEEP_SIZE)))
-		return -EINVAL;
-	return 0;
-}
-
-/*
- * 6.18 vfs_fallocate: the operations are exclusive (one mode bit at most,
- * besides KEEP_SIZE); a combination, or KEEP_SIZE with an operation that
- * changes the size, is EOPNOTSUPP (probes/probe3.out).
- */
-static int vfs_fallocate_mode_618(int mode)
-{
-	if (mode & ~(GM_FALLOC_MODE_MASK_618 | FALLOC_FL_KEEP_SIZE))
-		return -EOPNOTSUPP;
-	switch (mode & GM_FALLOC_MODE_MASK_618) {
-	case 0:
-	case FALLOC_FL_UNSHARE_RANGE:
-	case FALLOC_FL_ZERO_RANGE:
-		return 0;
-	case FALLOC_FL_PUNCH_HOLE:
-		return (mode & FALLOC_FL_KEEP_SIZE) ? 0 : -EOPNOTSUPP;
-	case FALLOC_FL_COLLAPSE_RANGE:
-	case FALLOC_FL_INSERT_RANGE:
-	case GM_FALLOC_FL_WRITE_ZEROES:
-		return (mode & FALLOC_FL_KEEP_SIZE) ? -EOPNOTSUPP : 0;
-	default:
-		return -EOPNOTSUPP;
-	}
-}
-
 /* The VFS layer (steps 1-7); both operands are then known non-negative. */
 static int vfs_fallocate_check(const struct kvm_gmem *gmem, int mode, int64_t offset,
 			       int64_t len)
 {
-	int ret;
+	int ret = vfs_fallocate_args(gmem->kvm->cfg.profile, mode, offset, len);
 
-	if (offset < 0 || len <= 0)
-		return -EINVAL;
-	ret = gmem->kvm->cfg.profile == GM_PROFILE_LINUX_6_18 ? vfs_fallocate_mode_618(mode)
-							       : vfs_fallocate_mode_68(mode);
 	if (ret)
 		return ret;
-	/* The pseudo-fs maximum is 2^63 - 1; the unsigned sum cannot wrap. */
+	/* A regular file: the pseudo-fs maximum is 2^63 - 1 (no wrap). */
 	if ((uint64_t)offset + (uint64_t)len > (uint64_t)INT64_MAX)
 		return -EFBIG;
 	return 0;

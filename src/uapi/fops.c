@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "core/vfs.h"
 #include "uapi.h"
 
 #define GM_TASK_SIZE 0x7ffffffff000ULL /* x86-64, 4-level paging */
@@ -181,48 +182,6 @@ int gm_fop_mmap(struct gm_file *f, void *addr, size_t len, int prot, int flags, 
 	return f->ops->mmap(f, addr, len, prot, flags, off, out);
 }
 
-/*
- * vfs_fallocate()'s argument checks for @profile's kernel (spec §3.4.1:
- * 6.18 reorganised them, answering EOPNOTSUPP where 6.8 said EINVAL).
- */
-static int gm_vfs_fallocate_args(enum gm_profile profile, int mode, off_t off, off_t len)
-{
-	const int modes = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE |
-			  FALLOC_FL_ZERO_RANGE | FALLOC_FL_INSERT_RANGE | FALLOC_FL_UNSHARE_RANGE;
-
-	if (off < 0 || len <= 0)
-		return -EINVAL;
-	if (mode & ~(modes | FALLOC_FL_KEEP_SIZE))
-		return -EOPNOTSUPP;
-	if (profile == GM_PROFILE_LINUX_6_18) {
-		switch (mode & modes) {
-		case 0:
-		case FALLOC_FL_UNSHARE_RANGE:
-		case FALLOC_FL_ZERO_RANGE:
-			return 0;
-		case FALLOC_FL_PUNCH_HOLE:
-			return (mode & FALLOC_FL_KEEP_SIZE) ? 0 : -EOPNOTSUPP;
-		case FALLOC_FL_COLLAPSE_RANGE:
-		case FALLOC_FL_INSERT_RANGE:
-			return (mode & FALLOC_FL_KEEP_SIZE) ? -EOPNOTSUPP : 0;
-		default:
-			return -EOPNOTSUPP;
-		}
-	}
-	if ((mode & FALLOC_FL_PUNCH_HOLE) && (mode & FALLOC_FL_ZERO_RANGE))
-		return -EOPNOTSUPP;
-	if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE))
-		return -EOPNOTSUPP;
-	if ((mode & FALLOC_FL_COLLAPSE_RANGE) && (mode & ~FALLOC_FL_COLLAPSE_RANGE))
-		return -EINVAL;
-	if ((mode & FALLOC_FL_INSERT_RANGE) && (mode & ~FALLOC_FL_INSERT_RANGE))
-		return -EINVAL;
-	if ((mode & FALLOC_FL_UNSHARE_RANGE) &&
-	    (mode & ~(FALLOC_FL_UNSHARE_RANGE | FALLOC_FL_KEEP_SIZE)))
-		return -EINVAL;
-	return 0;
-}
-
 int gm_fop_fallocate(struct gm_file *f, int mode, off_t off, off_t len)
 {
 	const struct gm_config *cfg = f->kvm ? &f->kvm->cfg : gm_config_get();
@@ -231,7 +190,7 @@ int gm_fop_fallocate(struct gm_file *f, int mode, off_t off, off_t len)
 	/* guest_memfd's method runs the VFS checks itself, per VM profile. */
 	if (f->ops->fallocate)
 		return f->ops->fallocate(f, mode, off, len);
-	ret = gm_vfs_fallocate_args(cfg->profile, mode, off, len);
+	ret = vfs_fallocate_args(cfg->profile, mode, off, len);
 	if (ret)
 		return ret;
 	if (!gm_can_write(f))
