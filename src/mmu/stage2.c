@@ -32,6 +32,16 @@ struct kvm_mmu {
 	 * kvm_flush_remote_tlbs() with an atomic exchange.
 	 */
 	struct s2_detached *detached;
+	/*
+	 * Zaps not yet covered by a remote flush.  A zapper that clears
+	 * nothing must still flush while another zapper's clear is unflushed:
+	 * a vCPU may be using that translation, and the second zapper is
+	 * about to free what it points at.  zap_gen is bumped (under mmu_lock
+	 * for write) by every zap that clears something; a flush records the
+	 * zap_gen it read before its grace period in flushed_gen.
+	 */
+	uint64_t zap_gen;
+	uint64_t flushed_gen;
 };
 
 /* Tables are page-aligned so that the low 12 bits of an entry are flags. */
@@ -243,17 +253,35 @@ static bool s2_zap(struct kvm_mmu *mmu, struct s2_table *t, int level, gfn_t bas
 
 bool kvm_mmu_zap_gfn_range(struct kvm *kvm, gfn_t start, gfn_t end)
 {
-	if (start >= end)
-		return false;
-	return s2_zap(kvm->mmu, &kvm->mmu->root, S2_LEVELS, 0, start, end);
+	struct kvm_mmu *mmu = kvm->mmu;
+
+	if (start < end && s2_zap(mmu, &mmu->root, S2_LEVELS, 0, start, end))
+		__atomic_add_fetch(&mmu->zap_gen, 1, __ATOMIC_RELEASE);
+	/* Flush if anything, ours or an earlier zapper's, is unflushed. */
+	return __atomic_load_n(&mmu->flushed_gen, __ATOMIC_ACQUIRE) !=
+	       __atomic_load_n(&mmu->zap_gen, __ATOMIC_ACQUIRE);
+}
+
+/* flushed_gen = max(flushed_gen, gen): flushes may finish out of order. */
+static void s2_note_flushed(struct kvm_mmu *mmu, uint64_t gen)
+{
+	uint64_t cur = __atomic_load_n(&mmu->flushed_gen, __ATOMIC_RELAXED);
+
+	while (cur < gen && !__atomic_compare_exchange_n(&mmu->flushed_gen, &cur, gen, false,
+							 __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+		;
 }
 
 void kvm_flush_remote_tlbs(struct kvm *kvm)
 {
-	struct s2_detached *d = __atomic_exchange_n(&kvm->mmu->detached, NULL, __ATOMIC_ACQUIRE);
+	struct kvm_mmu *mmu = kvm->mmu;
+	/* Every zap counted so far happened before this grace period starts. */
+	uint64_t gen = __atomic_load_n(&mmu->zap_gen, __ATOMIC_ACQUIRE);
+	struct s2_detached *d = __atomic_exchange_n(&mmu->detached, NULL, __ATOMIC_ACQUIRE);
 
 	__atomic_fetch_add(&kvm->stat.remote_flushes, 1, __ATOMIC_RELAXED);
 	gm_synchronize_rcu();
+	s2_note_flushed(mmu, gen);
 	/* Tables detached before the grace period: no reader is left in them. */
 	s2_free_detached(d);
 }

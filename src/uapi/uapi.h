@@ -175,7 +175,8 @@ long gm_dev_ioctl_vcpu(struct gm_file *f, unsigned long cmd, unsigned long arg,
 /*
  * VM-fd ioctls of src/uapi/vm_ioctl_irq.c (KVM_IOEVENTFD, KVM_IRQFD,
  * KVM_CREATE_IRQCHIP, KVM_IRQ_LINE(_STATUS), KVM_SET_GSI_ROUTING,
- * KVM_SIGNAL_MSI), tried before gm_vm_ioctl_vcpu(); same contract.
+ * KVM_SIGNAL_MSI, KVM_CREATE_PIT(2)), tried before gm_vm_ioctl_vcpu();
+ * same contract.
  */
 long gm_vm_ioctl_irq(struct kvm *kvm, unsigned int cmd, unsigned long arg, bool *handled);
 

@@ -72,6 +72,15 @@ static long gm_vm_set_gsi_routing(struct kvm *kvm, unsigned long arg)
 	return r;
 }
 
+/* KVM_CREATE_PIT is KVM_CREATE_PIT2 with flags = KVM_PIT_SPEAKER_DUMMY. */
+static long gm_vm_create_pit(struct kvm *kvm, unsigned long arg, bool v2)
+{
+	struct kvm_pit_config cfg = { .flags = KVM_PIT_SPEAKER_DUMMY };
+	int r = v2 ? gm_copy_from_user(&cfg, (const void *)arg, sizeof(cfg)) : 0;
+
+	return r ? r : kvm_vm_ioctl_create_pit(kvm, cfg.flags);
+}
+
 static long gm_vm_signal_msi(struct kvm *kvm, unsigned long arg)
 {
 	struct kvm_msi msi;
@@ -99,6 +108,10 @@ long gm_vm_ioctl_irq(struct kvm *kvm, unsigned int cmd, unsigned long arg, bool 
 		return gm_vm_set_gsi_routing(kvm, arg);
 	case KVM_SIGNAL_MSI:
 		return gm_vm_signal_msi(kvm, arg);
+	case KVM_CREATE_PIT2:
+		return gm_vm_create_pit(kvm, arg, true);
+	case KVM_CREATE_PIT:
+		return gm_vm_create_pit(kvm, arg, false);
 	}
 	*handled = false;
 	return 0;

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -59,6 +60,43 @@ static long eventfd_fdinfo_id(int fd)
 	return id;
 }
 
+/*
+ * The lowest fd number for our own fds: the kernel takes no fd from the
+ * VMM for an ioeventfd or irqfd, so ours stay clear of the numbers a VMM
+ * sees (and of its dup2() targets).  Same floor as src/uapi/file.c.
+ */
+static long fd_floor(void)
+{
+	struct rlimit rl;
+	long floor = 512;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    (long)rl.rlim_cur / 2 < floor)
+		floor = (long)rl.rlim_cur / 2;
+	return floor;
+}
+
+/* A close-on-exec dup of @fd at or above the floor (or anywhere if full). */
+static int fd_dup_high(int fd)
+{
+	int nfd = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, fd_floor());
+
+	if (nfd < 0 && errno != EBADF)
+		nfd = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 0);
+	return nfd;
+}
+
+/* Move a new fd of ours above the floor; returns the fd to use. */
+static int fd_relocate(int fd)
+{
+	int nfd = fd >= 0 ? fd_dup_high(fd) : -1;
+
+	if (nfd < 0)
+		return fd;
+	sys_close(fd);
+	return nfd;
+}
+
 static bool fd_is_eventfd(int fd)
 {
 	static const char want[] = "anon_inode:[eventfd]";
@@ -80,7 +118,7 @@ int gm_eventfd_get(int ufd, struct gm_eventfd *out)
 	if (ufd < 0)
 		return -EBADF;
 	/* Dup first, then inspect the dup: the VMM may reuse ufd meanwhile. */
-	fd = (int)syscall(SYS_fcntl, ufd, F_DUPFD_CLOEXEC, 0);
+	fd = fd_dup_high(ufd);
 	if (fd < 0)
 		return errno == EBADF ? -EBADF : -errno;
 	fl = syscall(SYS_fcntl, fd, F_GETFL);
@@ -460,6 +498,7 @@ static void io_bus_free_all(struct kvm_eventfds *ev)
 
 struct kvm_kernel_irqfd {
 	struct kvm_kernel_irqfd *next;
+	struct kvm_kernel_irqfd *all_next, **all_pprev; /* gm_irqfd_all */
 	uint64_t id; /* epoll cookie, never reused */
 	uint32_t gsi;
 	bool resample;
@@ -469,15 +508,53 @@ struct kvm_kernel_irqfd {
 
 #define IRQFD_STOP_COOKIE 0 /* ids start at 1 */
 
+/*
+ * Every irqfd of every VM.  Since 6.17 (spec §11) an eventfd may drive one
+ * irqfd in the whole system, not one per VM: the 6.18 profile checks here.
+ * A leaf lock, taken under a VM's irqfds_lock.
+ */
+static pthread_mutex_t gm_irqfd_all_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct kvm_kernel_irqfd *gm_irqfd_all;
+
+/* Add @irqfd unless (@global) another VM's irqfd uses its eventfd: -EBUSY. */
+static int irqfd_all_add(struct kvm_kernel_irqfd *irqfd, bool global)
+{
+	int r = 0;
+
+	gm_check_pthread(pthread_mutex_lock(&gm_irqfd_all_lock));
+	for (struct kvm_kernel_irqfd *i = gm_irqfd_all; global && i && !r; i = i->all_next)
+		if (gm_eventfd_same(&i->efd, &irqfd->efd))
+			r = -EBUSY;
+	if (!r) {
+		irqfd->all_next = gm_irqfd_all;
+		irqfd->all_pprev = &gm_irqfd_all;
+		if (gm_irqfd_all)
+			gm_irqfd_all->all_pprev = &irqfd->all_next;
+		gm_irqfd_all = irqfd;
+	}
+	gm_check_pthread(pthread_mutex_unlock(&gm_irqfd_all_lock));
+	return r;
+}
+
+static void irqfd_all_del(struct kvm_kernel_irqfd *irqfd)
+{
+	if (!irqfd->all_pprev)
+		return; /* never added */
+	gm_check_pthread(pthread_mutex_lock(&gm_irqfd_all_lock));
+	*irqfd->all_pprev = irqfd->all_next;
+	if (irqfd->all_next)
+		irqfd->all_next->all_pprev = irqfd->all_pprev;
+	gm_check_pthread(pthread_mutex_unlock(&gm_irqfd_all_lock));
+	irqfd->all_pprev = NULL;
+}
+
 /* irqfd_inject(): a pulse as source 0, or assert as the resampler. */
 static void irqfd_inject(struct kvm *kvm, const struct kvm_kernel_irqfd *irqfd)
 {
-	if (irqfd->resample) {
+	if (irqfd->resample)
 		kvm_set_irq(kvm, KVM_IRQFD_RESAMPLE_IRQ_SOURCE_ID, irqfd->gsi, 1);
-	} else {
-		kvm_set_irq(kvm, KVM_USERSPACE_IRQ_SOURCE_ID, irqfd->gsi, 1);
-		kvm_set_irq(kvm, KVM_USERSPACE_IRQ_SOURCE_ID, irqfd->gsi, 0);
-	}
+	else
+		kvm_set_irq_pulse(kvm, KVM_USERSPACE_IRQ_SOURCE_ID, irqfd->gsi);
 }
 
 /* The wakeup callback: consume the counter, inject once.  irqfds_lock held. */
@@ -525,10 +602,10 @@ static int irqfd_watcher_start(struct kvm_eventfds *ev)
 
 	if (ev->watcher_started)
 		return 0;
-	if (ev->epfd < 0 && (ev->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
+	if (ev->epfd < 0 && (ev->epfd = fd_relocate(epoll_create1(EPOLL_CLOEXEC))) < 0)
 		return -errno;
 	if (ev->stop_fd < 0) {
-		ev->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		ev->stop_fd = fd_relocate(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
 		if (ev->stop_fd < 0)
 			return -errno;
 		if (epoll_ctl(ev->epfd, EPOLL_CTL_ADD, ev->stop_fd, &e))
@@ -566,6 +643,7 @@ static void irqfd_watcher_stop(struct kvm_eventfds *ev)
 
 static void irqfd_free(struct kvm_kernel_irqfd *irqfd)
 {
+	irqfd_all_del(irqfd);
 	gm_eventfd_put(&irqfd->efd);
 	gm_eventfd_put(&irqfd->resamplefd);
 	free(irqfd);
@@ -605,6 +683,10 @@ static int irqfd_install(struct kvm_eventfds *ev, struct kvm_kernel_irqfd *irqfd
 			goto out;
 		}
 	}
+	/* On a later failure the caller's irqfd_free() takes it out again. */
+	r = irqfd_all_add(irqfd, ev->kvm->cfg.profile >= GM_PROFILE_LINUX_6_18);
+	if (r)
+		goto out;
 	r = irqfd_watcher_start(ev);
 	if (r)
 		goto out;
@@ -722,18 +804,4 @@ void kvm_irqfd_notify_acked(struct kvm *kvm, uint32_t gsi)
 		gm_eventfd_signal(&i->resamplefd);
 	}
 	gm_check_pthread(pthread_mutex_unlock(&ev->irqfds_lock));
-}
-
-long kvm_irqfd_count(struct kvm *kvm)
-{
-	struct kvm_eventfds *ev = smp_load_acquire(&kvm->eventfds);
-	long n = 0;
-
-	if (!ev)
-		return 0;
-	gm_check_pthread(pthread_mutex_lock(&ev->irqfds_lock));
-	for (struct kvm_kernel_irqfd *i = ev->irqfds; i; i = i->next)
-		n++;
-	gm_check_pthread(pthread_mutex_unlock(&ev->irqfds_lock));
-	return n;
 }

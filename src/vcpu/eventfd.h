@@ -108,6 +108,9 @@ struct kvm_eventfds {
 	 * published with release, never freed before the VM). */
 	struct kvm_lapic *lapic[KVM_MAX_VCPUS];
 	uint32_t nr_lapics; /* lapic[0..nr) exist; written under irq_lock */
+	/* KVM_CREATE_PIT2: recorded only (no timer is modelled); kvm->lock. */
+	bool pit;
+	uint32_t pit_flags;
 
 	/* irqfds, all under irqfds_lock. */
 	pthread_mutex_t irqfds_lock;
@@ -175,8 +178,5 @@ int kvm_irqfd(struct kvm *kvm, const struct kvm_irqfd *args);
  * @gsi.  Context: no eventfd lock held (takes irqfds_lock, then irq_lock).
  */
 void kvm_irqfd_notify_acked(struct kvm *kvm, uint32_t gsi);
-
-/* Test and diagnostics: irqfds currently assigned in @kvm. */
-long kvm_irqfd_count(struct kvm *kvm);
 
 #endif

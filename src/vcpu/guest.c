@@ -33,20 +33,43 @@
 
 /* ---- parking ------------------------------------------------------------ */
 
-void kvm_guest_park(struct kvm_vcpu *v, bool exited, int ret)
+/*
+ * Publish the guest's half of the handoff: @state with what KVM_RUN must
+ * return, then wake KVM_RUN if it went to sleep.  Dekker with
+ * wait_for_guest(): we store state then load waiter_sleeping, it stores
+ * waiter_sleeping then loads state, all four sequentially consistent, so
+ * at least one of us sees the other and KVM_RUN cannot sleep through it.
+ */
+static void guest_publish(struct kvm_vcpu *v, enum kvm_guest_state state, bool exited, int ret)
 {
 	uint64_t one = 1;
-	bool dying;
 
 	gm_check_pthread(pthread_mutex_lock(&v->hand_lock));
 	v->exited = exited;
 	v->run_ret = ret;
-	v->state = GUEST_OUT;
+	/*
+	 * Sequentially consistent (hence also a release: a lockless reader of
+	 * state sees exited and run_ret): with the load below and the two
+	 * seq_cst accesses of wait_for_guest() it forms the Dekker pattern.
+	 */
+	__atomic_store_n(&v->state, state, __ATOMIC_SEQ_CST);
 	gm_check_pthread(pthread_mutex_unlock(&v->hand_lock));
-	/* Wake KVM_RUN; VM destruction joins us, so the fd is still open. */
-	if (write(v->wake_fd, &one, sizeof(one)) != sizeof(one))
+	/* VM destruction joins us, so the fd is still open. */
+	if (__atomic_load_n(&v->waiter_sleeping, __ATOMIC_SEQ_CST) &&
+	    write(v->wake_fd, &one, sizeof(one)) != sizeof(one))
 		gm_assert(!"write of the vCPU eventfd failed");
+}
 
+void kvm_guest_park(struct kvm_vcpu *v, bool exited, int ret)
+{
+	bool dying;
+
+	guest_publish(v, GUEST_OUT, exited, ret);
+	/*
+	 * Most exits are handled in microseconds: spin a little before
+	 * sleeping.  Acquire: pairs with the release in resume_guest().
+	 */
+	kvm_vcpu_spin_until(smp_load_acquire(&v->state) == GUEST_IN || READ_ONCE(v->dying));
 	gm_check_pthread(pthread_mutex_lock(&v->hand_lock));
 	while (v->state != GUEST_IN && !v->dying)
 		gm_check_pthread(pthread_cond_wait(&v->hand_cv, &v->hand_lock));
@@ -61,20 +84,13 @@ void kvm_guest_park(struct kvm_vcpu *v, bool exited, int ret)
 static void *guest_thread_main(void *arg)
 {
 	struct kvm_vcpu *v = arg;
-	uint64_t one = 1;
 
 	v->guest_fn(&v->guest);
 
 	/* Returning ends the vCPU: this and every later KVM_RUN is SHUTDOWN. */
 	v->run->exit_reason = KVM_EXIT_SHUTDOWN;
 	v->pending = VCPU_PENDING_NONE;
-	gm_check_pthread(pthread_mutex_lock(&v->hand_lock));
-	v->exited = true;
-	v->run_ret = 0;
-	v->state = GUEST_DONE;
-	gm_check_pthread(pthread_mutex_unlock(&v->hand_lock));
-	if (write(v->wake_fd, &one, sizeof(one)) != sizeof(one))
-		gm_assert(!"write of the vCPU eventfd failed");
+	guest_publish(v, GUEST_DONE, true, 0);
 	return NULL;
 }
 
@@ -103,7 +119,7 @@ void kvm_guest_thread_stop(struct kvm_vcpu *v)
 	gm_check_pthread(pthread_mutex_lock(&v->hand_lock));
 	gm_assert(v->state != GUEST_IN); /* nobody can be in KVM_RUN now */
 	started = v->state != GUEST_NOT_STARTED;
-	v->dying = true;
+	WRITE_ONCE(v->dying, true);
 	gm_check_pthread(pthread_cond_broadcast(&v->hand_cv));
 	gm_check_pthread(pthread_mutex_unlock(&v->hand_lock));
 	/* A forked child shares the object but has no such thread. */

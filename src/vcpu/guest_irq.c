@@ -21,6 +21,7 @@
 #include "vcpu/vcpu.h"
 
 #define INSN_LEN_HLT 1 /* f4 */
+#define X86_EFLAGS_IF (1ULL << 9)
 
 /* The window is open: a handler, not inside it, something pending. */
 static bool irq_window_open(const struct kvm_lapic *apic)
@@ -36,20 +37,30 @@ static struct kvm_lapic *guest_lapic(struct kvm_vcpu *v)
 	return ev ? smp_load_acquire(&ev->lapic[v->vcpu_idx]) : NULL;
 }
 
-/* Deliver every pending interrupt, one handler call each. */
+/*
+ * Deliver every pending interrupt, one handler call each.  Like interrupt
+ * entry and IRET, the interrupted context's registers are saved before
+ * and restored after (the handler's own port I/O and hypercalls change
+ * RAX, RDX, RIP...), and the handler runs with RFLAGS.IF clear.
+ */
 static void irq_run_handlers(struct kvm_vcpu *v, struct kvm_lapic *apic)
 {
+	struct kvm_regs saved = v->regs;
+
 	apic->in_handler = true;
 	while (apic->handler) {
 		int irq = kvm_cpu_get_interrupt(v);
 
 		if (irq < 0)
 			break;
+		v->regs = saved;
+		v->regs.rflags &= ~X86_EFLAGS_IF;
 		apic->handler(&v->guest, (uint32_t)irq);
 		/* Between two interrupts, as between two instructions. */
 		if (unlikely(READ_ONCE(v->kick)))
 			kvm_guest_park(v, false, 0);
 	}
+	v->regs = saved;
 	apic->in_handler = false;
 }
 
@@ -71,6 +82,11 @@ GM_API void guestmem_guest_set_irq_handler(struct guestmem_guest *g, guestmem_ir
 	if (!apic)
 		return; /* ENOMEM: interrupts stay disabled */
 	apic->handler = fn;
+	/* STI / CLI: KVM_RUN reports it in kvm_run->if_flag. */
+	if (fn)
+		v->regs.rflags |= X86_EFLAGS_IF;
+	else
+		v->regs.rflags &= ~X86_EFLAGS_IF;
 	if (fn)
 		kvm_irqchip_guest_setup(v);
 }

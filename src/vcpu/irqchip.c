@@ -253,7 +253,7 @@ static void irq_sync_vcpus(struct kvm_eventfds *ev)
 {
 	struct kvm *kvm = ev->kvm;
 	struct kvm_vcpu *batch[16];
-	uint32_t seen, n;
+	uint32_t seen, n, added;
 
 	do {
 		/* Stale is fine: the loop below re-checks under irq_lock. */
@@ -266,22 +266,26 @@ static void irq_sync_vcpus(struct kvm_eventfds *ev)
 			n++;
 		}
 		gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
+		added = 0;
 		gm_check_pthread(pthread_mutex_lock(&ev->irq_lock));
 		for (uint32_t i = 0; i < n; i++) {
 			uint32_t idx = batch[i]->vcpu_idx;
 			struct kvm_lapic *apic;
 
-			if (idx != ev->nr_lapics)
-				continue; /* another thread added it meanwhile */
+			if (idx < ev->nr_lapics) {
+				added++; /* another thread added it meanwhile */
+				continue;
+			}
 			apic = lapic_create(batch[i]);
 			if (!apic)
 				break; /* ENOMEM: that vCPU gets no interrupts yet */
 			/* Pairs with the acquire in kvm_vcpu_lapic_peek(). */
 			smp_store_release(&ev->lapic[idx], apic);
 			WRITE_ONCE(ev->nr_lapics, idx + 1);
+			added++;
 		}
 		gm_check_pthread(pthread_mutex_unlock(&ev->irq_lock));
-	} while (n == ARRAY_SIZE(batch));
+	} while (n == ARRAY_SIZE(batch) && added == n);
 }
 
 /* Deliver to the vCPU with @id.  Returns 1, or -1 if there is none. */
@@ -423,17 +427,12 @@ static int route_set(struct kvm_eventfds *ev, const struct kvm_kernel_irq_routin
 
 /* ---- VM-level entry points ------------------------------------------------------- */
 
-int kvm_set_irq(struct kvm *kvm, int irq_source_id, uint32_t gsi, int level)
+/* kvm_set_irq() proper: every route of @gsi, summing.  irq_lock held. */
+static int set_irq_locked(struct kvm_eventfds *ev, int irq_source_id, uint32_t gsi, int level)
 {
-	struct kvm_eventfds *ev = smp_load_acquire(&kvm->eventfds);
-	struct kvm_irq_routing_table *rt;
+	struct kvm_irq_routing_table *rt = ev->routing;
 	int ret = -1;
 
-	if (!ev || smp_load_acquire(&ev->irqchip_mode) == KVM_IRQCHIP_NONE)
-		return -1;
-	irq_sync_vcpus(ev);
-	gm_check_pthread(pthread_mutex_lock(&ev->irq_lock));
-	rt = ev->routing;
 	for (int i = 0; gsi < rt->nr_rt_entries && i < KVM_ROUTES_PER_GSI; i++) {
 		int16_t x = rt->map[gsi][i];
 		int r;
@@ -444,8 +443,35 @@ int kvm_set_irq(struct kvm *kvm, int irq_source_id, uint32_t gsi, int level)
 		if (r >= 0)
 			ret = r + (ret < 0 ? 0 : ret);
 	}
+	return ret;
+}
+
+int kvm_set_irq(struct kvm *kvm, int irq_source_id, uint32_t gsi, int level)
+{
+	struct kvm_eventfds *ev = smp_load_acquire(&kvm->eventfds);
+	int ret;
+
+	if (!ev || smp_load_acquire(&ev->irqchip_mode) == KVM_IRQCHIP_NONE)
+		return -1;
+	irq_sync_vcpus(ev);
+	gm_check_pthread(pthread_mutex_lock(&ev->irq_lock));
+	ret = set_irq_locked(ev, irq_source_id, gsi, level);
 	gm_check_pthread(pthread_mutex_unlock(&ev->irq_lock));
 	return ret;
+}
+
+void kvm_set_irq_pulse(struct kvm *kvm, int irq_source_id, uint32_t gsi)
+{
+	struct kvm_eventfds *ev = smp_load_acquire(&kvm->eventfds);
+
+	if (!ev || smp_load_acquire(&ev->irqchip_mode) == KVM_IRQCHIP_NONE)
+		return;
+	irq_sync_vcpus(ev);
+	/* One critical section: the woken guest does not wait for the 0. */
+	gm_check_pthread(pthread_mutex_lock(&ev->irq_lock));
+	set_irq_locked(ev, irq_source_id, gsi, 1);
+	set_irq_locked(ev, irq_source_id, gsi, 0);
+	gm_check_pthread(pthread_mutex_unlock(&ev->irq_lock));
 }
 
 int kvm_vm_ioctl_irq_line(struct kvm *kvm, struct kvm_irq_level *irq_event)
@@ -521,6 +547,25 @@ int kvm_vm_enable_split_irqchip(struct kvm *kvm, uint64_t nr_reserved_ioapic_pin
 	if (!r)
 		irqchip_publish(ev, NULL, rt, KVM_IRQCHIP_SPLIT);
 out:
+	gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
+	return r;
+}
+
+int kvm_vm_ioctl_create_pit(struct kvm *kvm, uint32_t flags)
+{
+	struct kvm_eventfds *ev;
+	int r = 0;
+
+	gm_check_pthread(pthread_mutex_lock(&kvm->lock));
+	ev = __kvm_eventfds_get_locked(kvm);
+	if (!ev) {
+		r = -ENOMEM;
+	} else if (ev->pit) {
+		r = -EEXIST;
+	} else {
+		ev->pit = true;
+		ev->pit_flags = flags;
+	}
 	gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
 	return r;
 }

@@ -111,6 +111,11 @@ static inline bool irqchip_split(struct kvm *kvm)
 
 /* KVM_CREATE_IRQCHIP (§6.3): -EEXIST, -EINVAL once a vCPU exists, -ENOMEM. */
 int kvm_vm_ioctl_create_irqchip(struct kvm *kvm);
+/*
+ * KVM_CREATE_PIT2 / KVM_CREATE_PIT after the copy-in (§6.3): -EEXIST for a
+ * second one, no irqchip needed.  The PIT is recorded, not modelled.
+ */
+int kvm_vm_ioctl_create_pit(struct kvm *kvm, uint32_t flags);
 /* KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP) (§8.1): -EINVAL, -EEXIST, -ENOMEM. */
 int kvm_vm_enable_split_irqchip(struct kvm *kvm, uint64_t nr_reserved_ioapic_pins);
 
@@ -120,6 +125,9 @@ int kvm_vm_enable_split_irqchip(struct kvm *kvm, uint64_t nr_reserved_ioapic_pin
  * > 0 delivered.  Context: no irq_lock held (irqfds_lock may be).
  */
 int kvm_set_irq(struct kvm *kvm, int irq_source_id, uint32_t gsi, int level);
+
+/* kvm_set_irq(@gsi, 1) then (@gsi, 0), as one step (the irqfd's edge). */
+void kvm_set_irq_pulse(struct kvm *kvm, int irq_source_id, uint32_t gsi);
 
 /* KVM_IRQ_LINE(_STATUS) after the copy-in: -ENXIO, or 0 with ->status set. */
 int kvm_vm_ioctl_irq_line(struct kvm *kvm, struct kvm_irq_level *irq_event);

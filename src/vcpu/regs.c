@@ -165,9 +165,24 @@ int kvm_vcpu_set_sregs(struct kvm_vcpu *vcpu, const struct kvm_sregs *sregs)
 
 int kvm_vcpu_set_mp_state(struct kvm_vcpu *vcpu, uint32_t mp_state)
 {
-	/* Every other state needs the in-kernel LAPIC, which we do not model. */
-	if (mp_state != KVM_MP_STATE_RUNNABLE)
+	switch (mp_state) {
+	case KVM_MP_STATE_RUNNABLE:
+		break;
+	case KVM_MP_STATE_UNINITIALIZED:
+	case KVM_MP_STATE_INIT_RECEIVED:
+	case KVM_MP_STATE_HALTED:
+	case KVM_MP_STATE_SIPI_RECEIVED:
+	case KVM_MP_STATE_AP_RESET_HOLD:
+		/* These need the in-kernel LAPIC (irqchip.h). */
+		if (!irqchip_in_kernel(vcpu->kvm))
+			return -EINVAL;
+		/* A SIPI is latched: the vCPU reads as INIT_RECEIVED. */
+		if (mp_state == KVM_MP_STATE_SIPI_RECEIVED)
+			mp_state = KVM_MP_STATE_INIT_RECEIVED;
+		break;
+	default:
 		return -EINVAL;
+	}
 	vcpu->mp_state = mp_state;
 	return 0;
 }

@@ -6,9 +6,15 @@
  * previous exit, immediate_exit, then the run loop, which sets exit_reason
  * to 0, resumes the guest thread and waits for it to park.
  *
- * Signals.  Every signal is blocked from the start of KVM_RUN; the wait is
+ * Waiting.  KVM_RUN may first spin (GUESTMEM_VCPU_SPIN_US, off by
+ * default), then sleeps.  The guest side does the same while the VMM
+ * handles its exit.
+ *
+ * Signals.  Every signal is blocked from the start of KVM_RUN; the sleep is
  * a ppoll() on the vCPU's eventfd with the caller's own mask (or the one
- * from KVM_SET_SIGNAL_MASK).  So a signal that arrives at any point of
+ * from KVM_SET_SIGNAL_MASK), and the run loop starts with a zero-timeout
+ * ppoll() under that mask, so a signal already pending ends KVM_RUN before
+ * the guest runs.  So a signal that arrives at any point of
  * KVM_RUN, even before the wait, interrupts the wait when ppoll() unblocks
  * it, as a pending signal makes the kernel's run loop exit; and ppoll() is
  * never restarted, whatever SA_RESTART says.  Then KVM_RUN sets the vCPU's
@@ -22,6 +28,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vcpu/vcpu.h"
@@ -86,8 +93,8 @@ static void post_run_save(struct kvm_vcpu *v)
 	run->if_flag = !!(v->regs.rflags & X86_EFLAGS_IF);
 	run->cr8 = v->sregs.cr8;
 	run->apic_base = v->sregs.apic_base;
-	/* No interrupt controller is modelled: ready whenever IF is set. */
-	run->ready_for_interrupt_injection = run->if_flag;
+	/* Always 1 with the PIC in the kernel (irqchip.h); else IF. */
+	run->ready_for_interrupt_injection = irqchip_kernel(v->kvm) || run->if_flag;
 }
 
 /* ---- step 10: complete the previous exit ----------------------------------- */
@@ -138,14 +145,10 @@ static void complete_userspace_io(struct kvm_vcpu *v)
 
 /* ---- the run loop ---------------------------------------------------------- */
 
+/* Acquire: pairs with the release in guest_publish(). */
 static bool guest_parked(struct kvm_vcpu *v)
 {
-	bool parked;
-
-	gm_check_pthread(pthread_mutex_lock(&v->hand_lock));
-	parked = v->state != GUEST_IN;
-	gm_check_pthread(pthread_mutex_unlock(&v->hand_lock));
-	return parked;
+	return smp_load_acquire(&v->state) != GUEST_IN;
 }
 
 static void drain_wake_fd(struct kvm_vcpu *v)
@@ -158,15 +161,19 @@ static void drain_wake_fd(struct kvm_vcpu *v)
 }
 
 /*
- * Wait until the guest parks.  The first signal kicks it; later ones are
- * just delivered.
+ * Wait until the guest parks: spin if configured, then sleep in ppoll().
+ * The first signal kicks the guest; later ones are just delivered.
  */
 static void wait_for_guest(struct kvm_vcpu *v, const sigset_t *mask)
 {
 	struct pollfd pfd = { .fd = v->wake_fd, .events = POLLIN };
 	bool kicked = false;
 
-	while (!guest_parked(v)) {
+	if (kvm_vcpu_spin_until(guest_parked(v)))
+		return;
+	/* Dekker with guest_publish(): announce the sleep, then look again. */
+	__atomic_store_n(&v->waiter_sleeping, true, __ATOMIC_SEQ_CST);
+	while (__atomic_load_n(&v->state, __ATOMIC_SEQ_CST) == GUEST_IN) {
 		int r = ppoll(&pfd, 1, NULL, mask);
 
 		if (r > 0) {
@@ -178,8 +185,8 @@ static void wait_for_guest(struct kvm_vcpu *v, const sigset_t *mask)
 			kicked = true;
 		}
 	}
+	WRITE_ONCE(v->waiter_sleeping, false);
 	WRITE_ONCE(v->kick, false);
-	drain_wake_fd(v);
 }
 
 /* Resume (or start) the guest thread.  Context: state is not GUEST_IN. */
@@ -190,9 +197,10 @@ static int resume_guest(struct kvm_vcpu *v)
 
 	gm_check_pthread(pthread_mutex_lock(&v->hand_lock));
 	start = v->state == GUEST_NOT_STARTED;
-	v->state = GUEST_IN;
 	v->exited = false;
 	v->run_ret = 0;
+	/* Release: the guest's acquire sees our completion of the last exit. */
+	smp_store_release(&v->state, GUEST_IN);
 	if (!start)
 		gm_check_pthread(pthread_cond_signal(&v->hand_cv));
 	gm_check_pthread(pthread_mutex_unlock(&v->hand_lock));
@@ -201,7 +209,7 @@ static int resume_guest(struct kvm_vcpu *v)
 		r = kvm_guest_thread_start(v);
 		if (r) {
 			gm_check_pthread(pthread_mutex_lock(&v->hand_lock));
-			v->state = GUEST_NOT_STARTED;
+			WRITE_ONCE(v->state, GUEST_NOT_STARTED);
 			gm_check_pthread(pthread_mutex_unlock(&v->hand_lock));
 		}
 	}
@@ -217,6 +225,17 @@ static int exit_no_guest(struct kvm_vcpu *v)
 	run->internal.suberror = KVM_INTERNAL_ERROR_EMULATION;
 	run->internal.ndata = 0;
 	return 0;
+}
+
+/*
+ * Let @mask take effect for an instant: a pending signal it unblocks is
+ * delivered now (its handler runs) and we report it.
+ */
+static bool signal_pending_now(const sigset_t *mask)
+{
+	struct timespec zero = { 0, 0 };
+
+	return ppoll(NULL, 0, &zero, mask) < 0 && errno == EINTR;
 }
 
 /* What the guest left when it parked.  Returns false for a stop point. */
@@ -246,6 +265,12 @@ static int vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 	if (v->state == GUEST_NOT_STARTED && !v->guest_fn &&
 	    !(v->guest_fn = kvm_guest_default_fn()))
 		return exit_no_guest(v);
+	/* A signal already pending: EINTR before the guest runs, as KVM. */
+	if (signal_pending_now(mask)) {
+		kvm_stat_inc(&v->stat.signal_exits);
+		run->exit_reason = KVM_EXIT_INTR;
+		return -EINTR;
+	}
 	v->has_run = true;
 	r = resume_guest(v);
 	if (r)
@@ -282,12 +307,13 @@ int kvm_arch_vcpu_ioctl_run(struct kvm_vcpu *v, unsigned long arg)
 	r = sync_regs(v);
 	if (r)
 		goto out;
-	/* No in-kernel LAPIC: cr8 is the TPR, 4 bits. */
-	if (run->cr8 & ~0xfULL) {
+	/* No in-kernel LAPIC: cr8 is the TPR, 4 bits (with one: ignored). */
+	if (!irqchip_in_kernel(v->kvm) && (run->cr8 & ~0xfULL)) {
 		r = -EINVAL;
 		goto out;
 	}
-	v->sregs.cr8 = run->cr8;
+	if (!irqchip_in_kernel(v->kvm))
+		v->sregs.cr8 = run->cr8;
 	complete_userspace_io(v);
 	/* After the completion: a pending IN or MMIO read is never lost. */
 	if (READ_ONCE(run->immediate_exit)) {

@@ -9,9 +9,11 @@
  * does not free its id).
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vcpu/vcpu.h"
@@ -293,6 +295,42 @@ void *kvm_vcpu_mmap(struct kvm_vcpu *vcpu, void *addr, size_t len, int prot, int
 		}
 	}
 	return p;
+}
+
+/* ---- handoff spinning ----------------------------------------------------------- */
+
+uint64_t kvm_vcpu_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* -1: not computed yet.  Benign race: every thread computes the same. */
+static int64_t gm_vcpu_spin_ns = -1;
+
+uint64_t kvm_vcpu_spin_ns(void)
+{
+	int64_t ns = READ_ONCE(gm_vcpu_spin_ns);
+
+	if (unlikely(ns < 0)) {
+		const char *e = getenv("GUESTMEM_VCPU_SPIN_US");
+
+		cpu_set_t cpus;
+
+		/*
+		 * Off by default: when CPUs are oversubscribed (CI, several
+		 * vCPUs per core) a spinning thread only delays the one it
+		 * waits for.  On an idle multi-core host it saves the two
+		 * cross-CPU wake-ups of an exit round trip.
+		 */
+		ns = e && *e ? atoll(e) * 1000 : 0;
+		if (ns < 0 || sched_getaffinity(0, sizeof(cpus), &cpus) || CPU_COUNT(&cpus) < 2)
+			ns = 0;
+		WRITE_ONCE(gm_vcpu_spin_ns, ns);
+	}
+	return (uint64_t)ns;
 }
 
 /* ---- stats --------------------------------------------------------------- */

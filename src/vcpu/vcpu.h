@@ -128,6 +128,7 @@ struct kvm_vcpu {
 	bool exited;	/* parked at an exit (false: at a stop point) */
 	bool dying;	/* VM destruction: the parked guest thread ends */
 	int wake_fd;	/* eventfd: the guest parked; KVM_RUN ppoll()s it */
+	bool waiter_sleeping; /* KVM_RUN is (about to be) in ppoll: write wake_fd */
 	bool kick;	/* READ_ONCE in every accessor: stop at the next one */
 
 	struct kvm_vcpu_stat stat;
@@ -211,6 +212,31 @@ static inline void kvm_guest_stop_point(struct kvm_vcpu *v)
 void kvm_guest_thread_stop(struct kvm_vcpu *vcpu);
 /* The entry point for `guestmem exec`: GUESTMEM_GUEST's guestmem_guest_main. */
 guestmem_guest_fn kvm_guest_default_fn(void);
+
+/*
+ * The handoff may spin this long before it sleeps: GUESTMEM_VCPU_SPIN_US,
+ * default 0 (see vcpu.c); always 0 with a single usable CPU.
+ */
+uint64_t kvm_vcpu_spin_ns(void);
+
+/* Spin while !@cond for at most kvm_vcpu_spin_ns().  Returns @cond's last value. */
+#define kvm_vcpu_spin_until(cond)                                                  \
+	({                                                                         \
+		uint64_t __budget = kvm_vcpu_spin_ns(), __start = 0;               \
+		bool __done = (cond);                                              \
+		for (unsigned __i = 1; !__done && __budget; __i++) {               \
+			__builtin_ia32_pause();                                    \
+			__done = (cond);                                           \
+			if (__done || (__i & 63))                                  \
+				continue;                                          \
+			if (!__start)                                              \
+				__start = kvm_vcpu_now_ns();                       \
+			else if (kvm_vcpu_now_ns() - __start > __budget)           \
+				break;                                             \
+		}                                                                  \
+		__done;                                                            \
+	})
+uint64_t kvm_vcpu_now_ns(void);
 
 /* ---- stats --------------------------------------------------------------- */
 

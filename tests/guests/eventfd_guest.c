@@ -130,12 +130,20 @@ static void msi(struct guestmem_guest *g)
 	guestmem_guest_outl(g, EG_PORT_RESULT, last_irq);
 }
 
+/* Result: the count, plus 0x100 if the handlers clobbered our registers. */
 static void line(struct guestmem_guest *g)
 {
+	struct kvm_regs before;
+	const struct kvm_regs *after;
+	uint32_t clobbered;
+
 	guestmem_guest_set_irq_handler(g, report_handler);
 	guestmem_guest_outb(g, EG_PORT_READY, 0);
+	before = *guestmem_guest_regs(g);
 	wait_irqs(g, 2);
-	guestmem_guest_outl(g, EG_PORT_RESULT, (uint32_t)irq_count(g));
+	after = guestmem_guest_regs(g);
+	clobbered = after->rax != before.rax || after->rdx != before.rdx;
+	guestmem_guest_outl(g, EG_PORT_RESULT, (uint32_t)irq_count(g) | clobbered << 8);
 }
 
 /* Report every interrupt by its count; never returns (the VMM stops). */

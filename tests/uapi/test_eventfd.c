@@ -335,6 +335,21 @@ static void test_create_irqchip(void)
 	CHECK_ERR(ioctl(vm3, KVM_CREATE_IRQCHIP, 0), EEXIST);
 }
 
+/* KVM_CREATE_PIT2: EFAULT, then EEXIST for a second PIT; no irqchip needed. */
+static void test_create_pit(void)
+{
+	struct kvm_pit_config cfg = { .flags = 0 };
+	int vm = vm_new(), vm2 = vm_with_irqchip();
+
+	CHECK_ERR(ioctl(vm, KVM_CREATE_PIT2, NULL), EFAULT);
+	CHECK_RET(ioctl(vm, KVM_CREATE_PIT2, &cfg), 0);
+	CHECK_ERR(ioctl(vm, KVM_CREATE_PIT2, &cfg), EEXIST);
+	CHECK_ERR(ioctl(vm, KVM_CREATE_PIT, 0), EEXIST);
+	CHECK_ERR(ioctl(vm, KVM_CREATE_PIT2, NULL), EFAULT); /* the copy is first */
+	CHECK_RET(ioctl(vm2, KVM_CREATE_PIT, 0), 0);
+	CHECK_ERR(ioctl(vm2, KVM_CREATE_PIT2, &cfg), EEXIST);
+}
+
 /* ---- KVM_IRQ_LINE(_STATUS) --------------------------------------------------------- */
 
 static void test_irq_line_no_irqchip(void)
@@ -505,7 +520,8 @@ static void test_irqfd_checks(void)
 	CHECK_ERR(irqfd(vm, a, 4, RS, p[0]), EINVAL);
 	CHECK_ERR(irqfd(split, a, 4, RS, b), EINVAL); /* resample needs the full chip */
 	CHECK_ERR(irqfd(split, -1, 4, RS, b), EINVAL);
-	CHECK_RET(irqfd(split, a, 4, 0, 0), 0);
+	CHECK_RET(irqfd(split, b, 4, 0, 0), 0); /* b: 6.18 allows one VM per eventfd */
+	CHECK_RET(irqfd(split, b, 4, KVM_IRQFD_FLAG_DEASSIGN, 0), 0);
 	/* resamplefd is ignored without RESAMPLE; the gsi is not validated. */
 	CHECK_RET(irqfd(vm, a, 100000, 0, -1), 0);
 	CHECK_ERR(irqfd(vm, a, 5, 0, 0), EBUSY);
@@ -524,6 +540,32 @@ static void test_irqfd_checks(void)
 	c = new_efd();
 	REQUIRE(c == num);
 	CHECK_RET(irqfd(vm, c, 7, 0, 0), 0);
+}
+
+/*
+ * Since 6.17 an eventfd drives at most one irqfd in the whole system
+ * (spec §11): the 6.18 profile refuses it in a second VM with EBUSY.
+ */
+static void test_irqfd_other_vm(void)
+{
+	const char *p = getenv("GUESTMEM_PROFILE");
+	bool v618 = p && !strcmp(p, "linux-6.18");
+	int a = vm_with_irqchip(), b = vm_with_irqchip(), efd = new_efd();
+
+	printf("#   profile %s\n", v618 ? "linux-6.18" : "linux-6.8");
+	CHECK_RET(irqfd(a, efd, 4, 0, 0), 0);
+	if (v618)
+		CHECK_ERR(irqfd(b, efd, 4, 0, 0), EBUSY);
+	else
+		CHECK_RET(irqfd(b, efd, 4, 0, 0), 0);
+	/* Once the first binding is gone, the eventfd is free again. */
+	CHECK_RET(irqfd(a, efd, 4, KVM_IRQFD_FLAG_DEASSIGN, 0), 0);
+	CHECK_RET(irqfd(v618 ? b : a, efd, 4, 0, 0), 0);
+	close(a); /* destruction lets go of the eventfd too */
+	if (v618)
+		CHECK_ERR(irqfd(vm_with_irqchip(), efd, 5, 0, 0), EBUSY);
+	CHECK_RET(irqfd(b, efd, 4, KVM_IRQFD_FLAG_DEASSIGN, 0), 0);
+	CHECK_RET(irqfd(vm_with_irqchip(), efd, 5, 0, 0), 0);
 }
 
 /* ---- irqfd injections, seen through the PIC's state ------------------------------------- */
@@ -640,6 +682,63 @@ static void test_signal_msi(void)
 	CHECK_RET(ioctl(chip, KVM_SIGNAL_MSI, &msi), 2); /* broadcast */
 }
 
+/*
+ * What an in-kernel LAPIC changes on the vCPU (spec §5.2 steps 9 and 14,
+ * §6.3 KVM_SET_MP_STATE): the other mp_states, cr8 ignored, and
+ * ready_for_interrupt_injection always 1 with the PIC in the kernel.
+ */
+static void vcpu_lapic_case(bool irqchip)
+{
+	int vm = irqchip ? vm_with_irqchip() : vm_new(), kvm = kvm_fd();
+	int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+	struct kvm_mp_state mp = { KVM_MP_STATE_HALTED };
+	struct kvm_run *run;
+
+	REQUIRE(vcpu >= 0);
+	run = mmap(NULL, (size_t)ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0), PROT_READ | PROT_WRITE,
+		   MAP_SHARED, vcpu, 0);
+	REQUIRE(run != MAP_FAILED);
+	if (irqchip) {
+		CHECK_RET(ioctl(vcpu, KVM_SET_MP_STATE, &mp), 0);
+		REQUIRE(ioctl(vcpu, KVM_GET_MP_STATE, &mp) == 0);
+		CHECK_EQ(mp.mp_state, KVM_MP_STATE_HALTED);
+	} else {
+		CHECK_ERR(ioctl(vcpu, KVM_SET_MP_STATE, &mp), EINVAL);
+	}
+	mp.mp_state = KVM_MP_STATE_STOPPED; /* an s390 state: never on x86 */
+	CHECK_ERR(ioctl(vcpu, KVM_SET_MP_STATE, &mp), EINVAL);
+	mp.mp_state = KVM_MP_STATE_RUNNABLE;
+	CHECK_RET(ioctl(vcpu, KVM_SET_MP_STATE, &mp), 0);
+	run->cr8 = 0x20; /* reserved TPR bits: checked only without a LAPIC */
+	run->immediate_exit = 1;
+	CHECK_ERR(ioctl(vcpu, KVM_RUN, 0), irqchip ? EINTR : EINVAL);
+	CHECK_EQ(run->ready_for_interrupt_injection, irqchip);
+}
+
+static void test_vcpu_with_irqchip(void)
+{
+	vcpu_lapic_case(true);
+}
+
+static void test_vcpu_without_irqchip(void)
+{
+	vcpu_lapic_case(false);
+}
+
+/* Registrations take no fd number the VMM could see (the kernel takes none). */
+static void test_fd_numbers(void)
+{
+	int vm = vm_with_irqchip(), a = new_efd(), b = new_efd(), probe, next;
+
+	probe = dup(a);
+	close(probe);
+	CHECK_RET(ioev(vm, DOORBELL, 4, a, 0, 0), 0);
+	CHECK_RET(irqfd(vm, b, 4, 0, 0), 0); /* starts the irqfd watcher too */
+	CHECK_RET(irqfd(vm, a, 5, KVM_IRQFD_FLAG_RESAMPLE, b), 0);
+	next = dup(a);
+	CHECK_EQ(next, probe);
+}
+
 /* VM destruction with irqfds and ioeventfds registered frees them all. */
 static void test_destroy_with_registrations(void)
 {
@@ -667,6 +766,7 @@ int main(void)
 		{ "ioeventfd deassign", test_ioeventfd_deassign },
 		{ "EFAULT first", test_ioeventfd_efault },
 		{ "create irqchip / split", test_create_irqchip },
+		{ "create pit", test_create_pit },
 		{ "irq line without irqchip", test_irq_line_no_irqchip },
 		{ "irq line status, reset state", test_irq_line_status_reset },
 		{ "irq line, split irqchip", test_irq_line_split },
@@ -675,12 +775,16 @@ int main(void)
 		{ "gsi routing effect", test_routing_effect },
 		{ "irqfd checks without irqchip", test_irqfd_checks_no_irqchip },
 		{ "irqfd checks", test_irqfd_checks },
+		{ "irqfd in two VMs", test_irqfd_other_vm },
 		{ "irqfd edge injection", test_irqfd_inject_edge },
 		{ "irqfd pending at assign", test_irqfd_pending_at_assign },
 		{ "irqfd deassign flushes", test_irqfd_deassign_flushes },
 		{ "irqfd resample line", test_irqfd_resample_line },
 		{ "irqfd follows routing", test_irqfd_follows_routing },
 		{ "signal msi", test_signal_msi },
+		{ "vCPU with an irqchip", test_vcpu_with_irqchip },
+		{ "vCPU without an irqchip", test_vcpu_without_irqchip },
+		{ "fd numbers", test_fd_numbers },
 		{ "destroy with registrations", test_destroy_with_registrations },
 	};
 

@@ -369,6 +369,7 @@ static void test_hlt_exit(void)
 
 	vm_setup(&m, false, EG_HLT, 0, 0);
 	run_expect(&m, KVM_EXIT_HLT);
+	CHECK_EQ(m.run->if_flag, 0);
 	REQUIRE(ioctl(m.vcpu, KVM_GET_REGS, &regs) == 0);
 	CHECK_EQ(regs.rip, 0xfff0 + 1); /* past the instruction at the exit */
 	CHECK_EQ(run_result(&m), 1);
@@ -471,17 +472,20 @@ static void test_line_delivery(void)
 
 	vm_setup(&m, true, EG_LINE, 0, 0);
 	run_io(&m, EG_PORT_READY, true, 1);
+	CHECK_EQ(m.run->if_flag, 1); /* a handler is STI */
 	CHECK_EQ(line_status(m.fd, 5, 1), 1);	/* PIC masked (-1) + IOAPIC 1 */
 	CHECK_EQ(line_status(m.fd, 5, 1), 1);	/* edge pins serve every assert */
 	CHECK_EQ(line_status(m.fd, 5, 0), 1);
 	CHECK_EQ(line_status(m.fd, 17, 1), 1);	/* level: delivered, remote IRR */
 	CHECK_EQ(line_status(m.fd, 17, 1), -1); /* awaiting EOI */
 	CHECK_EQ(run_io(&m, EG_PORT_IRQ, true, 4), 5); /* lowest number first */
+	CHECK_EQ(m.run->if_flag, 0);			 /* inside the handler */
 	CHECK_EQ(run_io(&m, EG_PORT_IRQ, true, 4), 17);
 	/* EOI with the line still high: delivered again. */
 	CHECK_EQ(run_io(&m, EG_PORT_IRQ, true, 4), 17);
 	CHECK_EQ(line_status(m.fd, 17, 0), 1);
-	CHECK_EQ(run_result(&m), 3);
+	CHECK_EQ(run_result(&m), 3); /* and the registers were restored (no 0x100) */
+	CHECK_EQ(m.run->if_flag, 1);
 	run_expect(&m, KVM_EXIT_SHUTDOWN);
 	vm_teardown(&m);
 }

@@ -299,6 +299,36 @@ static void test_private_poisoned(void **state)
 	assert_int_equal(fault(x, SLOT_GPA + 4 * 4096, false, &f), KVM_PF_FIXED);
 }
 
+/* 6.18: a slot bound to an MMAP guest_memfd takes even shared pages from it. */
+static void test_gmem_only_slot_618(void **state)
+{
+	struct kvm_create_guest_memfd args = {
+		.size = 2 * MB, .flags = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
+	};
+	struct kvm_page_fault f;
+	struct kvm_gmem *gmem;
+	struct kvm_fault_stat st = { 0 };
+	struct kvm *kvm;
+	int level;
+	uint64_t e;
+
+	(void)state;
+	assert_int_equal(gm_config_set("linux-6.18", "KVM_SW_PROTECTED_VM=y", "memfd"), 0);
+	assert_int_equal(kvm_create_vm(KVM_X86_DEFAULT_VM, &kvm), 0);
+	assert_int_equal(kvm_gmem_create(kvm, &args, &gmem), 0);
+	assert_int_equal(set_region(kvm, 1, KVM_MEM_GUEST_MEMFD, SLOT_GPA, 2 * MB, NULL, gmem), 0);
+	assert_int_equal(kvm_mmu_page_fault(kvm, SLOT_GPA + 4096, true, &st, &f), KVM_PF_FIXED);
+	assert_false(f.is_private);
+	assert_int_equal(f.level, S2_PG_LEVEL_4K);
+	e = lookup(kvm, SLOT_GFN + 1, &level);
+	assert_true(e & S2_PRIVATE); /* "from guest_memfd" */
+	assert_true(e & S2_WRITABLE);
+	assert_int_equal(kvm_gmem_nr_allocated(gmem), 1);
+	kvm_gmem_put(gmem);
+	kvm_put_kvm(kvm);
+	assert_int_equal(gm_config_set("linux-6.8", NULL, NULL), 0);
+}
+
 /* ---- the invalidation protocol ------------------------------------------------------- */
 
 static void invalidate_begin(struct kvm *kvm, gfn_t start, gfn_t end)
@@ -418,6 +448,7 @@ int main(void)
 		T(test_private_without_slot),
 		T(test_private_gmem_released),
 		T(test_private_poisoned),
+		cmocka_unit_test(test_gmem_only_slot_618),
 		T(test_retry_in_range),
 		T(test_lock_busy_waits_and_retries),
 		T(test_stale_seq),

@@ -87,6 +87,12 @@ static void test_levels(void **state)
 	/* A zap touching one page of a huge leaf clears the whole leaf. */
 	assert_true(zap(kvm, 0x500, 0x501));
 	assert_int_equal(lookup(kvm, 0x400, &level), 0);
+	/*
+	 * Nothing left there, but the clear above is not flushed yet: a
+	 * second zapper must flush too before freeing what it punched.
+	 */
+	assert_true(zap(kvm, 0x500, 0x501));
+	kvm_flush_remote_tlbs(kvm);
 	assert_false(zap(kvm, 0x500, 0x501));
 	/* Zap everything: tables detached and freed after a grace period. */
 	assert_true(zap(kvm, 0, ~0ULL));

@@ -1,0 +1,456 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vCPU file descriptors through <guestmem/sys.h> (spec
+ * kvm-vcpu-eventfd-spec.md §1.1, §3, §4, §5.2, §5.7, §5.8, §6): the fd's
+ * identity, mmap layout, ioctl error order, other-process EIO, KVM_RUN's
+ * checks, sync regs, the signal mask, blocking of concurrent vCPU ioctls,
+ * CPUID and MSR protocols.  The guest program is attached through the
+ * library's internals (the fd API has no such call).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <guestmem/guest.h>
+#include <guestmem/kvm.h>
+#include <guestmem/sys.h>
+
+#include "uapi/uapi.h"
+#include "vcpu/vcpu.h"
+
+#define PAGE 4096
+
+/*
+ * test_other_process_eio forks a process that has threads (the fd
+ * watcher); its child only makes one ioctl, which ThreadSanitizer allows.
+ */
+__attribute__((visibility("default"), used)) const char *__tsan_default_options(void)
+{
+	return "die_after_fork=0";
+}
+
+struct fx {
+	int kvm, vm, vcpu;
+	struct kvm_run *run;
+	int spin; /* relaxed: the spinning guest stops when set */
+};
+
+static int setup(void **state)
+{
+	struct fx *x = calloc(1, sizeof(*x));
+
+	x->kvm = guestmem_sys_open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	assert_true(x->kvm >= 0);
+	x->vm = guestmem_sys_ioctl(x->kvm, KVM_CREATE_VM, 0);
+	assert_true(x->vm >= 0);
+	x->vcpu = guestmem_sys_ioctl(x->vm, KVM_CREATE_VCPU, 0);
+	assert_true(x->vcpu >= 0);
+	x->run = guestmem_sys_mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, x->vcpu, 0);
+	assert_true(x->run != MAP_FAILED);
+	*state = x;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *x = *state;
+
+	guestmem_sys_munmap(x->run, 3 * PAGE);
+	guestmem_sys_close(x->vcpu);
+	guestmem_sys_close(x->vm);
+	guestmem_sys_close(x->kvm);
+	free(x);
+	return 0;
+}
+
+/* -1 with @err, printing both on mismatch. */
+#define assert_errno(expr, err)                 \
+	do {                                    \
+		errno = 0;                      \
+		assert_int_equal((expr), -1);   \
+		assert_int_equal(errno, (err)); \
+	} while (0)
+
+static void attach_guest(struct fx *x, guestmem_guest_fn fn)
+{
+	struct gm_file *f = gm_file_lookup(x->vcpu);
+
+	assert_non_null(f);
+	assert_int_equal(kvm_vcpu_set_guest(f->obj, fn, x), 0);
+	gm_file_put(f);
+}
+
+/* ---- the fd -------------------------------------------------------------------- */
+
+static void test_fd_identity(void **state)
+{
+	struct fx *x = *state;
+	char path[64], link[64];
+	ssize_t n;
+	int fd5;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", x->vcpu);
+	n = guestmem_sys_readlink(path, link, sizeof(link) - 1);
+	assert_true(n > 0);
+	link[n] = '\0';
+	assert_string_equal(link, "anon_inode:kvm-vcpu:0");
+	assert_int_equal(guestmem_sys_fcntl(x->vcpu, F_GETFD), FD_CLOEXEC);
+	assert_int_equal(guestmem_sys_fcntl(x->vcpu, F_GETFL) & O_ACCMODE, O_RDWR);
+	assert_errno(guestmem_sys_read(x->vcpu, link, 8), EINVAL);
+	assert_errno(guestmem_sys_write(x->vcpu, link, 8), EINVAL);
+	assert_int_equal(guestmem_sys_lseek(x->vcpu, 100, SEEK_SET), 0);
+	/* The id is a u32: the upper half of the argument is dropped. */
+	fd5 = guestmem_sys_ioctl(x->vm, KVM_CREATE_VCPU, (1UL << 32) | 5);
+	assert_true(fd5 >= 0);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd5);
+	n = guestmem_sys_readlink(path, link, sizeof(link) - 1);
+	link[n > 0 ? n : 0] = '\0';
+	assert_string_equal(link, "anon_inode:kvm-vcpu:5");
+	assert_errno(guestmem_sys_ioctl(x->vm, KVM_CREATE_VCPU, 5), EEXIST);
+	assert_errno(guestmem_sys_ioctl(x->vm, KVM_CREATE_VCPU, 4096), EINVAL);
+	guestmem_sys_close(fd5);
+	/* Closing the fd does not free the id. */
+	assert_errno(guestmem_sys_ioctl(x->vm, KVM_CREATE_VCPU, 5), EEXIST);
+}
+
+/* Touch @p in a child; returns the signal that killed it (0: none). */
+static int touch_signal(volatile uint8_t *p)
+{
+	int st;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		signal(SIGBUS, SIG_DFL);
+		(void)*p;
+		_exit(0);
+	}
+	waitpid(pid, &st, 0);
+	return WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+}
+
+static void test_mmap_layout(void **state)
+{
+	struct fx *x = *state;
+	int v1 = guestmem_sys_ioctl(x->vm, KVM_CREATE_VCPU, 1);
+	uint8_t *m1, *ring, *beyond, *priv;
+
+	assert_int_equal(guestmem_sys_ioctl(x->kvm, KVM_GET_VCPU_MMAP_SIZE, 0), 3 * PAGE);
+	assert_errno(guestmem_sys_ioctl(x->vm, KVM_GET_VCPU_MMAP_SIZE, 0), ENOTTY);
+	assert_true(v1 >= 0);
+	m1 = guestmem_sys_mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, v1, 0);
+	assert_true(m1 != MAP_FAILED);
+	/* Page 2 is one page for the whole VM; pages 0 and 1 are per vCPU. */
+	((uint8_t *)x->run)[2 * PAGE + 7] = 0x5a;
+	assert_int_equal(m1[2 * PAGE + 7], 0x5a);
+	((uint8_t *)x->run)[PAGE + 7] = 0x11;
+	assert_int_equal(m1[PAGE + 7], 0);
+	/* The ring alone, at its own offset. */
+	ring = guestmem_sys_mmap(NULL, PAGE, PROT_READ, MAP_SHARED, v1, 2 * PAGE);
+	assert_true(ring != MAP_FAILED);
+	assert_int_equal(ring[7], 0x5a);
+	/* Any offset maps; pages beyond the third SIGBUS when touched. */
+	beyond = guestmem_sys_mmap(NULL, 2 * PAGE, PROT_READ, MAP_SHARED, x->vcpu, 3 * PAGE);
+	assert_true(beyond != MAP_FAILED);
+	assert_int_equal(touch_signal(beyond), SIGBUS);
+	/* MAP_PRIVATE works too (copy on write). */
+	priv = guestmem_sys_mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, x->vcpu, 0);
+	assert_true(priv != MAP_FAILED);
+	guestmem_sys_munmap(priv, PAGE);
+	guestmem_sys_munmap(beyond, 2 * PAGE);
+	guestmem_sys_munmap(ring, PAGE);
+	guestmem_sys_munmap(m1, 3 * PAGE);
+	guestmem_sys_close(v1);
+}
+
+static void test_ioctl_errors(void **state)
+{
+	struct fx *x = *state;
+	struct termios t;
+
+	assert_errno(guestmem_sys_ioctl(x->vcpu, _IO(KVMIO, 0xff)), EINVAL);
+	assert_errno(guestmem_sys_ioctl(x->vcpu, TCGETS, &t), EINVAL); /* foreign type */
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 1), EINVAL);
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_GET_REGS, (void *)8), EFAULT);
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_REGS, (void *)8), EFAULT);
+	x->run->kvm_valid_regs = 8;
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), EINVAL);
+	x->run->kvm_valid_regs = 0;
+	x->run->kvm_dirty_regs = 16;
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), EINVAL);
+	x->run->kvm_dirty_regs = 0;
+	x->run->cr8 = 16; /* TPR is 4 bits without an in-kernel LAPIC */
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), EINVAL);
+	x->run->cr8 = 0;
+}
+
+static void test_other_process_eio(void **state)
+{
+	struct fx *x = *state;
+	struct kvm_regs regs;
+	int st;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		errno = 0;
+		int r = guestmem_sys_ioctl(x->vcpu, KVM_GET_REGS, &regs);
+
+		_exit(r == -1 && errno == EIO ? 0 : 1);
+	}
+	waitpid(pid, &st, 0);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+/* ---- KVM_RUN ------------------------------------------------------------------------ */
+
+static void guest_report_rbx(struct guestmem_guest *g)
+{
+	for (;;)
+		guestmem_guest_outl(g, 0x40, (uint32_t)guestmem_guest_regs(g)->rbx);
+}
+
+static void test_sync_regs(void **state)
+{
+	struct fx *x = *state;
+	uint32_t v;
+
+	attach_guest(x, guest_report_rbx);
+	x->run->s.regs.regs.rbx = 0x77;
+	x->run->s.regs.regs.rflags = 0;
+	x->run->kvm_dirty_regs = KVM_SYNC_X86_REGS;
+	x->run->kvm_valid_regs = KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS;
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), 0);
+	assert_int_equal(x->run->exit_reason, KVM_EXIT_IO);
+	memcpy(&v, (uint8_t *)x->run + x->run->io.data_offset, 4);
+	assert_int_equal(v, 0x77);
+	assert_int_equal(x->run->kvm_dirty_regs, 0); /* consumed */
+	/* Stored on the way out: RAX has the OUT's value; rflags bit 1 forced. */
+	assert_int_equal(x->run->s.regs.regs.rax & 0xffffffff, 0x77);
+	assert_int_equal(x->run->s.regs.regs.rflags, 2);
+	assert_int_equal(x->run->s.regs.sregs.cs.selector, 0xf000);
+	assert_int_equal(x->run->apic_base, 0xfee00900);
+}
+
+/* Computes (hypercalls: no exit, but stop points) until told, then OUTs. */
+static void guest_spin(struct guestmem_guest *g)
+{
+	struct fx *x = guestmem_guest_opaque(g);
+
+	for (;;) {
+		while (!__atomic_load_n(&x->spin, __ATOMIC_ACQUIRE))
+			(void)guestmem_guest_hypercall(g, 0, 0, 0, 0, 0);
+		__atomic_store_n(&x->spin, 0, __ATOMIC_RELAXED);
+		guestmem_guest_outb(g, 0x42, 1);
+	}
+}
+
+struct thread_arg {
+	struct fx *x;
+	unsigned long cmd;
+	int result;
+	int done;
+};
+
+static void *ioctl_thread(void *arg)
+{
+	struct thread_arg *a = arg;
+	struct kvm_regs regs;
+
+	a->result = guestmem_sys_ioctl(a->x->vcpu, a->cmd, a->cmd == KVM_RUN ? NULL : &regs);
+	__atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+}
+
+/* KVM_SET_SIGNAL_MASK: the mask in force during KVM_RUN only. */
+static void test_signal_mask(void **state)
+{
+	struct fx *x = *state;
+	struct {
+		struct kvm_signal_mask hdr;
+		uint8_t set[8];
+	} m = { { 8 }, { 0 } };
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigset_t usr1, old;
+
+	attach_guest(x, guest_spin);
+	m.hdr.len = 4;
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_SIGNAL_MASK, &m), EINVAL);
+	m.hdr.len = 8; /* an empty mask: everything unblocked while running */
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_SIGNAL_MASK, &m), 0);
+	sigaction(SIGUSR1, &sa, NULL);
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &usr1, &old);
+	pthread_kill(pthread_self(), SIGUSR1); /* pending: blocked outside KVM_RUN */
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), EINTR);
+	assert_int_equal(x->run->exit_reason, KVM_EXIT_INTR);
+	/* NULL restores the caller's mask: the guest runs to its next exit. */
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_SIGNAL_MASK, NULL), 0);
+	pthread_kill(pthread_self(), SIGUSR1); /* pending again, but blocked */
+	__atomic_store_n(&x->spin, 1, __ATOMIC_RELEASE);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), 0);
+	assert_int_equal(x->run->exit_reason, KVM_EXIT_IO);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	signal(SIGUSR1, SIG_DFL);
+}
+
+/* Another vCPU ioctl (or KVM_RUN) waits while KVM_RUN runs (spec §5.8). */
+static void test_run_blocks_other_ioctls(void **state)
+{
+	struct fx *x = *state;
+	struct thread_arg run = { x, KVM_RUN, -2, 0 }, regs = { x, KVM_GET_REGS, -2, 0 };
+	struct thread_arg run2 = { x, KVM_RUN, -2, 0 };
+	pthread_t t1, t2, t3;
+
+	attach_guest(x, guest_spin);
+	assert_int_equal(pthread_create(&t1, NULL, ioctl_thread, &run), 0);
+	usleep(50 * 1000); /* the guest is spinning inside KVM_RUN */
+	assert_int_equal(pthread_create(&t2, NULL, ioctl_thread, &regs), 0);
+	assert_int_equal(pthread_create(&t3, NULL, ioctl_thread, &run2), 0);
+	usleep(100 * 1000);
+	assert_int_equal(__atomic_load_n(&regs.done, __ATOMIC_ACQUIRE), 0);
+	assert_int_equal(__atomic_load_n(&run2.done, __ATOMIC_ACQUIRE), 0);
+	__atomic_store_n(&x->spin, 1, __ATOMIC_RELEASE); /* first run exits */
+	pthread_join(t1, NULL);
+	assert_int_equal(run.result, 0);
+	/* Whichever waiter comes next, the second KVM_RUN must exit too. */
+	__atomic_store_n(&x->spin, 1, __ATOMIC_RELEASE);
+	pthread_join(t2, NULL);
+	pthread_join(t3, NULL);
+	assert_int_equal(regs.result, 0);
+	assert_int_equal(run2.result, 0);
+	assert_int_equal(x->run->exit_reason, KVM_EXIT_IO);
+}
+
+/* ---- CPUID and MSRs ---------------------------------------------------------------------- */
+
+static void test_cpuid(void **state)
+{
+	struct fx *x = *state;
+	struct {
+		struct kvm_cpuid2 hdr;
+		struct kvm_cpuid_entry2 e[256];
+	} c;
+	bool kvm_leaf = false;
+
+	memset(&c, 0, sizeof(c));
+	c.hdr.nent = 0;
+	assert_errno(guestmem_sys_ioctl(x->kvm, KVM_GET_SUPPORTED_CPUID, &c), E2BIG);
+	c.hdr.nent = 1;
+	assert_errno(guestmem_sys_ioctl(x->kvm, KVM_GET_SUPPORTED_CPUID, &c), E2BIG);
+	c.hdr.nent = 256;
+	assert_int_equal(guestmem_sys_ioctl(x->kvm, KVM_GET_SUPPORTED_CPUID, &c), 0);
+	assert_true(c.hdr.nent > 10 && c.hdr.nent < 100);
+	for (uint32_t i = 0; i < c.hdr.nent; i++)
+		kvm_leaf |= c.e[i].function == 0x40000000 && !memcmp(&c.e[i].ebx, "KVMK", 4);
+	assert_true(kvm_leaf);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_CPUID2, &c), 0);
+	c.hdr.nent = 1;
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_GET_CPUID2, &c), E2BIG);
+	c.hdr.nent = 256;
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_CPUID2, &c), 0);
+	c.hdr.nent = 257;
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_CPUID2, &c), E2BIG);
+}
+
+static void test_cpuid_frozen_after_run(void **state)
+{
+	struct fx *x = *state;
+	struct {
+		struct kvm_cpuid2 hdr;
+		struct kvm_cpuid_entry2 e[2];
+	} c = { { 1 }, { { .function = 0, .eax = 0xd } } };
+
+	attach_guest(x, guest_report_rbx);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_CPUID2, &c), 0);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), 0);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_CPUID2, &c), 0); /* identical */
+	c.e[0].eax = 0xe;
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_CPUID2, &c), EINVAL);
+}
+
+static void test_msr_index_list(void **state)
+{
+	struct fx *x = *state;
+	struct {
+		struct kvm_msr_list hdr;
+		uint32_t idx[256];
+	} l = { { 0 } };
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e[2];
+	} m = { { 2 }, { { .index = 0x174, .data = 0x10 }, { .index = 0x1b } } };
+
+	assert_errno(guestmem_sys_ioctl(x->kvm, KVM_GET_MSR_INDEX_LIST, &l), E2BIG);
+	assert_true(l.hdr.nmsrs > 10); /* written back before E2BIG */
+	assert_int_equal(guestmem_sys_ioctl(x->kvm, KVM_GET_MSR_INDEX_LIST, &l), 0);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_MSRS, &m), 1 /* first only */ + 1);
+	m.e[0].data = 0;
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_MSRS, &m), 2);
+	assert_int_equal(m.e[0].data, 0x10);
+	m.hdr.nmsrs = 256;
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_GET_MSRS, &m), E2BIG);
+}
+
+static void test_sregs_and_mp_state(void **state)
+{
+	struct fx *x = *state;
+	struct kvm_sregs s;
+	struct kvm_mp_state mp = { 3 };
+
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_SREGS, &s), 0);
+	assert_int_equal(s.cs.selector, 0xf000);
+	assert_int_equal(s.cr0, 0x60000010);
+	/* Long mode active without long-mode paging. */
+	s.efer = 1 << 10;
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_SREGS, &s), EINVAL);
+	/* A 64-bit set-up as the selftests make it. */
+	s.efer = (1 << 8) | (1 << 10);
+	s.cr0 = 0x80000011;
+	s.cr4 = 1 << 5;
+	s.cr3 = 0x100000;
+	s.cs.l = 1;
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_SREGS, &s), 0);
+	s.cr3 = 1ULL << 40; /* beyond the default 36-bit MAXPHYADDR */
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_SREGS, &s), EINVAL);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_MP_STATE, &mp), 0);
+	assert_int_equal(mp.mp_state, KVM_MP_STATE_RUNNABLE);
+	mp.mp_state = 99;
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_MP_STATE, &mp), EINVAL);
+	mp.mp_state = KVM_MP_STATE_RUNNABLE;
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_MP_STATE, &mp), 0);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_fd_identity),	 T(test_mmap_layout),	T(test_ioctl_errors),
+		T(test_other_process_eio), T(test_sync_regs),	T(test_signal_mask),
+		T(test_run_blocks_other_ioctls), T(test_cpuid), T(test_cpuid_frozen_after_run),
+		T(test_msr_index_list),	 T(test_sregs_and_mp_state),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
