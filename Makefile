@@ -44,7 +44,7 @@ check-tsan: deps
 	[ -f $(TSAN_BUILD)/build.ninja ] || meson setup $(TSAN_BUILD) \
 		-Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug
 	ninja -C $(TSAN_BUILD)
-	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:die_after_fork=0 \
 		$(MESON_TEST) -C $(TSAN_BUILD) --suite tsan
 
 clean:

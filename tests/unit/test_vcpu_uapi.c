@@ -48,6 +48,7 @@ struct fx {
 	int kvm, vm, vcpu;
 	struct kvm_run *run;
 	int spin; /* relaxed: the spinning guest stops when set */
+	int spinning; /* the guest counts its spins: it runs inside KVM_RUN */
 };
 
 static int setup(void **state)
@@ -252,8 +253,10 @@ static void guest_spin(struct guestmem_guest *g)
 	struct fx *x = guestmem_guest_opaque(g);
 
 	for (;;) {
-		while (!__atomic_load_n(&x->spin, __ATOMIC_ACQUIRE))
+		while (!__atomic_load_n(&x->spin, __ATOMIC_ACQUIRE)) {
+			__atomic_fetch_add(&x->spinning, 1, __ATOMIC_RELEASE);
 			(void)guestmem_guest_hypercall(g, 0, 0, 0, 0, 0);
+		}
 		__atomic_store_n(&x->spin, 0, __ATOMIC_RELAXED);
 		guestmem_guest_outb(g, 0x42, 1);
 	}
@@ -324,7 +327,9 @@ static void test_run_blocks_other_ioctls(void **state)
 
 	attach_guest(x, guest_spin);
 	assert_int_equal(pthread_create(&t1, NULL, ioctl_thread, &run), 0);
-	usleep(50 * 1000); /* the guest is spinning inside KVM_RUN */
+	/* Wait until the guest spins, i.e. t1 is inside KVM_RUN (no timing guess). */
+	while (__atomic_load_n(&x->spinning, __ATOMIC_ACQUIRE) == 0)
+		usleep(1000);
 	assert_int_equal(pthread_create(&t2, NULL, ioctl_thread, &regs), 0);
 	assert_int_equal(pthread_create(&t3, NULL, ioctl_thread, &run2), 0);
 	usleep(100 * 1000);
