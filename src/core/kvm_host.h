@@ -169,6 +169,7 @@ struct kvm {
 	struct kvm_vcpu **vcpus;
 	uint32_t created_vcpus;
 	uint32_t max_vcpu_ids; /* 0 until latched */
+	uint32_t bsp_vcpu_id;  /* KVM_SET_BOOT_CPU_ID, before any vCPU */
 
 	struct kvm_eventfds *eventfds; /* src/vcpu/eventfd: ioeventfd/irqfd */
 

@@ -359,6 +359,26 @@ static int vcpu_install_fd(struct kvm_vcpu *v, void *ctx)
 	return gm_file_install(f);
 }
 
+/*
+ * KVM_SET_BOOT_CPU_ID: only before the first vCPU (EBUSY after); an id
+ * beyond the VM's id limit is EINVAL (x86, as of 6.8; from the source as
+ * remembered, not probed).
+ */
+static long kvm_vm_set_boot_cpu_id(struct kvm *kvm, unsigned long arg)
+{
+	long r = 0;
+
+	gm_check_pthread(pthread_mutex_lock(&kvm->lock));
+	if (kvm->created_vcpus)
+		r = -EBUSY;
+	else if (arg > KVM_MAX_VCPU_IDS || (kvm->max_vcpu_ids && arg > kvm->max_vcpu_ids))
+		r = -EINVAL;
+	else
+		WRITE_ONCE(kvm->bsp_vcpu_id, (uint32_t)arg);
+	gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
+	return r;
+}
+
 long gm_vm_ioctl_vcpu(struct gm_file *f, struct kvm *kvm, unsigned long cmd,
 		      unsigned long arg, bool *handled)
 {
@@ -372,6 +392,8 @@ long gm_vm_ioctl_vcpu(struct gm_file *f, struct kvm *kvm, unsigned long cmd,
 		return arg > 0xfffffffful - 3 * 4096 ? -EINVAL : 0;
 	case KVM_SET_IDENTITY_MAP_ADDR:
 		return kvm_vm_set_identity_map_addr(kvm, arg);
+	case KVM_SET_BOOT_CPU_ID:
+		return kvm_vm_set_boot_cpu_id(kvm, arg);
 	}
 	*handled = false;
 	return 0;

@@ -730,7 +730,8 @@ void kvm_irqchip_guest_setup(struct kvm_vcpu *vcpu)
 	struct kvm_eventfds *ev = smp_load_acquire(&vcpu->kvm->eventfds);
 	struct kvm_irqchip_state *c;
 
-	if (!ev || vcpu->vcpu_id != 0 || kvm_irqchip_mode(vcpu->kvm) != KVM_IRQCHIP_KERNEL)
+	if (!ev || vcpu->vcpu_id != READ_ONCE(vcpu->kvm->bsp_vcpu_id) ||
+	    kvm_irqchip_mode(vcpu->kvm) != KVM_IRQCHIP_KERNEL)
 		return;
 	irq_sync_vcpus(ev);
 	gm_check_pthread(pthread_mutex_lock(&ev->irq_lock));

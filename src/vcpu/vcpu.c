@@ -69,8 +69,9 @@ static void vcpu_reset_state(struct kvm_vcpu *v)
 	v->sregs.gdt.limit = 0xffff;
 	v->sregs.idt.limit = 0xffff;
 	v->sregs.cr0 = 0x60000010; /* ET | NW | CD */
-	/* xAPIC enabled at the default base; BSP flag for the boot vCPU (id 0). */
-	v->sregs.apic_base = 0xfee00000ULL | 0x800 | (v->vcpu_id == 0 ? 0x100 : 0);
+	/* xAPIC enabled at the default base; BSP flag for the boot vCPU. */
+	v->sregs.apic_base = 0xfee00000ULL | 0x800 |
+			     (v->vcpu_id == READ_ONCE(v->kvm->bsp_vcpu_id) ? 0x100 : 0);
 	v->mp_state = KVM_MP_STATE_RUNNABLE;
 }
 

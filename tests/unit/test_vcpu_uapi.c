@@ -446,6 +446,29 @@ static void test_sregs_and_mp_state(void **state)
 	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_MP_STATE, &mp), 0);
 }
 
+/* KVM_SET_BOOT_CPU_ID: before any vCPU only; the BSP flag follows it. */
+static void test_boot_cpu_id(void **state)
+{
+	struct fx *x = *state;
+	struct kvm_sregs sregs;
+	int vm = guestmem_sys_ioctl(x->kvm, KVM_CREATE_VM, 0), v1, v0;
+
+	assert_true(vm >= 0);
+	assert_errno(guestmem_sys_ioctl(vm, KVM_SET_BOOT_CPU_ID, 4097), EINVAL);
+	assert_int_equal(guestmem_sys_ioctl(vm, KVM_SET_BOOT_CPU_ID, 1), 0);
+	v1 = guestmem_sys_ioctl(vm, KVM_CREATE_VCPU, 1);
+	v0 = guestmem_sys_ioctl(vm, KVM_CREATE_VCPU, 0);
+	assert_true(v1 >= 0 && v0 >= 0);
+	assert_errno(guestmem_sys_ioctl(vm, KVM_SET_BOOT_CPU_ID, 0), EBUSY);
+	assert_int_equal(guestmem_sys_ioctl(v1, KVM_GET_SREGS, &sregs), 0);
+	assert_int_equal(sregs.apic_base & 0x100, 0x100);
+	assert_int_equal(guestmem_sys_ioctl(v0, KVM_GET_SREGS, &sregs), 0);
+	assert_int_equal(sregs.apic_base & 0x100, 0);
+	guestmem_sys_close(v0);
+	guestmem_sys_close(v1);
+	guestmem_sys_close(vm);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -453,7 +476,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_fd_identity),	 T(test_mmap_layout),	T(test_ioctl_errors),
 		T(test_other_process_eio), T(test_sync_regs),	T(test_signal_mask),
-		T(test_run_blocks_other_ioctls), T(test_cpuid), T(test_cpuid_frozen_after_run),
+		T(test_run_blocks_other_ioctls),
+		T(test_boot_cpu_id), T(test_cpuid), T(test_cpuid_frozen_after_run),
 		T(test_msr_index_list),	 T(test_sregs_and_mp_state),
 	};
 
