@@ -29,6 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <guestmem/kvm.h>
 
@@ -97,6 +99,59 @@ static bool hva_range_mapped(uint64_t hva, uint64_t len)
 	return true;
 }
 
+/*
+ * What the kernel's hva_to_pfn() decides for one shared page: fault it in
+ * writable if the host mapping allows (KVM maps writable even on a read
+ * fault, breaking COW early), else readable, else fail.  MADV_POPULATE_*
+ * does exactly that and reports a missing VMA or permission as an error
+ * instead of a signal; the raw syscall keeps the preload's madvise hook
+ * out of the fault path.  Returns 1 writable, 0 read-only, -EFAULT.
+ */
+static bool hva_populate_supported(void)
+{
+	static char probe[GM_PAGE_SIZE] __attribute__((aligned(GM_PAGE_SIZE)));
+	static int supported = -1; /* relaxed: every thread computes the same */
+	int s = READ_ONCE(supported);
+
+	if (s < 0) {
+		/* Permission failures are EINVAL too, so ask about a good page. */
+		s = !syscall(SYS_madvise, probe, GM_PAGE_SIZE, MADV_POPULATE_READ);
+		WRITE_ONCE(supported, s);
+	}
+	return s;
+}
+
+static int hva_fault_in(uint64_t hva, bool write)
+{
+	void *p = (void *)(uintptr_t)hva;
+
+	if (!hva_populate_supported()) /* < 5.14: only "is it mapped" is known */
+		return hva_range_mapped(hva, GM_PAGE_SIZE) ? 1 : -EFAULT;
+	if (!syscall(SYS_madvise, p, GM_PAGE_SIZE, MADV_POPULATE_WRITE))
+		return 1;
+	if (write || syscall(SYS_madvise, p, GM_PAGE_SIZE, MADV_POPULATE_READ))
+		return -EFAULT;
+	return 0;
+}
+
+/* Whether every page of [hva, hva + len) is resident (a host THP would be). */
+static bool hva_range_resident(uint64_t hva, uint64_t len)
+{
+	unsigned char vec[512];
+	const uint64_t chunk = sizeof(vec) * GM_PAGE_SIZE;
+
+	for (uint64_t off = 0; off < len; off += chunk) {
+		uint64_t n = GM_MIN(chunk, len - off);
+
+		if (mincore((void *)(uintptr_t)(hva + off), n, vec) != 0)
+			return false;
+		for (uint64_t i = 0; i < n / GM_PAGE_SIZE; i++)
+			if (!(vec[i] & 1))
+				return false;
+	}
+	return true;
+}
+
 /* ---- the fault ---------------------------------------------------------- */
 
 /* State of one fault between the steps; lives inside the RCU section. */
@@ -108,7 +163,42 @@ struct fault_ctx {
 	unsigned long mmu_seq;
 	uint64_t hva;	 /* host address of the faulting page */
 	bool from_gmem;	 /* the page came from guest_memfd */
+	bool host_ro;	 /* the host maps the shared page read-only */
+	int host_level;	 /* the "host page size" around hva (S2_PG_LEVEL_*) */
 };
+
+/*
+ * The host's "page size" around c->hva, which caps a shared mapping as the
+ * host page-table level caps KVM's: a block may be mapped huge only if the
+ * host can back all of it with the access this page has.  2 MiB: the whole
+ * aligned block is faulted in writable, as a THP fault would; 1 GiB: only
+ * a block already wholly resident (never allocate a gigabyte on a touch).
+ * A read-only host page maps at 4 KiB: a writable neighbour under a
+ * read-only huge leaf could never be written.  The memslot metadata is
+ * consulted first (locklessly, as a hint) so that nothing is faulted in
+ * for a block that may not be huge anyway; fault_level() rechecks it under
+ * mmu_lock.
+ */
+static int hva_host_level(struct fault_ctx *c)
+{
+	int level;
+
+	if (c->host_ro)
+		return S2_PG_LEVEL_4K;
+	level = kvm_mmu_max_mapping_level(c->kvm, c->slot, c->f->gfn, S2_PG_LEVEL_1G);
+	for (; level > S2_PG_LEVEL_4K; level--) {
+		uint64_t bytes = s2_level_pages(level) * GM_PAGE_SIZE;
+		uint64_t base = c->hva & ~(bytes - 1);
+		void *p = (void *)(uintptr_t)base;
+
+		if (level == S2_PG_LEVEL_1G && !hva_range_resident(base, bytes))
+			continue;
+		if (!hva_populate_supported() ? hva_range_mapped(base, bytes)
+					      : !syscall(SYS_madvise, p, bytes, MADV_POPULATE_WRITE))
+			break;
+	}
+	return level;
+}
 
 /* Steps 4 and 7: a hint that an invalidation covers us; may be wrong. */
 static bool fault_precheck_stale(const struct fault_ctx *c)
@@ -146,6 +236,7 @@ static int faultin_pfn(struct fault_ctx *c)
 {
 	struct kvm_memory_slot *slot = c->slot;
 	struct kvm_page_fault *f = c->f;
+	int r;
 
 	if (slot && (slot->flags & KVM_MEMSLOT_INVALID))
 		return KVM_PF_RETRY; /* being deleted or moved */
@@ -157,20 +248,26 @@ static int faultin_pfn(struct fault_ctx *c)
 	if (!slot || (f->write && (slot->flags & KVM_MEM_READONLY)))
 		return KVM_PF_EMULATE;
 	c->hva = slot->userspace_addr + ((f->gfn - slot->base_gfn) << GM_PAGE_SHIFT);
-	/* No VMA behind the page: -EFAULT without memory_fault info, as 6.8. */
-	if (!hva_range_mapped(c->hva, GM_PAGE_SIZE)) {
-		f->error = -EFAULT;
+	/*
+	 * No VMA behind the page, or not the access it needs: -EFAULT without
+	 * memory_fault info, as 6.8's shared path.
+	 */
+	r = hva_fault_in(c->hva, f->write);
+	if (r < 0) {
+		f->error = r;
 		f->memory_fault = false;
 		return KVM_PF_EXIT;
 	}
+	c->host_ro = r == 0;
+	c->host_level = hva_host_level(c);
 	return KVM_PF_CONTINUE;
 }
 
 /*
  * Step 9, level: private pages are 4 KiB (6.8: max_order 0).  A shared
  * fault takes the largest level the memslot metadata allows (alignment,
- * gfn/hva congruence, uniform attributes) whose whole aligned host block is
- * mapped: that is our "host page-table level".
+ * gfn/hva congruence, uniform attributes), capped by the host level found
+ * before the lock (hva_host_level()).
  * Context: mmu_lock held for read.
  */
 static int fault_level(struct fault_ctx *c)
@@ -179,14 +276,13 @@ static int fault_level(struct fault_ctx *c)
 
 	if (c->from_gmem)
 		return S2_PG_LEVEL_4K;
-	level = kvm_mmu_max_mapping_level(c->kvm, c->slot, c->f->gfn, S2_PG_LEVEL_1G);
+	level = kvm_mmu_max_mapping_level(c->kvm, c->slot, c->f->gfn, c->host_level);
 	for (; level > S2_PG_LEVEL_4K; level--) {
 		uint64_t pages = s2_level_pages(level);
 		uint64_t off = (c->f->gfn & (pages - 1)) << GM_PAGE_SHIFT;
 
 		/* The metadata checked gfn/hva congruence; be safe anyway. */
-		if (((c->hva - off) & (pages * GM_PAGE_SIZE - 1)) == 0 &&
-		    hva_range_mapped(c->hva - off, pages * GM_PAGE_SIZE))
+		if (((c->hva - off) & (pages * GM_PAGE_SIZE - 1)) == 0)
 			break;
 	}
 	return level;
@@ -214,7 +310,7 @@ static int fault_install(struct fault_ctx *c)
 	hva_base = c->hva - ((f->gfn - gfn_base) << GM_PAGE_SHIFT);
 	if (c->from_gmem)
 		flags |= S2_PRIVATE;
-	if (!(c->slot->flags & KVM_MEM_READONLY))
+	if (!(c->slot->flags & KVM_MEM_READONLY) && !c->host_ro)
 		flags |= S2_WRITABLE;
 	/*
 	 * The faulting gfn, not gfn_base: if smaller leaves already live in

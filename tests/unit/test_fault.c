@@ -150,6 +150,28 @@ static void test_shared_partial_host_block(void **state)
 	assert_int_equal(x->st.memory_fault_exits, 0);
 }
 
+/* The host's protection decides like hva_to_pfn: read-only maps, no write. */
+static void test_shared_host_protection(void **state)
+{
+	struct fx *x = *state;
+	struct kvm_page_fault f;
+	int level;
+
+	assert_int_equal(mprotect(x->mem, 4096, PROT_READ), 0);
+	assert_int_equal(mprotect(x->mem + 4096, 4096, PROT_NONE), 0);
+	assert_int_equal(fault(x, SLOT_GPA, true, &f), KVM_PF_EXIT);
+	assert_int_equal(f.error, -EFAULT);
+	assert_false(f.memory_fault);
+	/* A read maps it, read-only: a later write faults again and fails. */
+	assert_int_equal(fault(x, SLOT_GPA, false, &f), KVM_PF_FIXED);
+	assert_false(lookup(x->kvm, SLOT_GFN, &level) & S2_WRITABLE);
+	assert_int_equal(fault(x, SLOT_GPA + 4096, false, &f), KVM_PF_EXIT);
+	assert_int_equal(f.error, -EFAULT);
+	/* A writable page is mapped writable even for a read (as KVM does). */
+	assert_int_equal(fault(x, SLOT_GPA + 8192, false, &f), KVM_PF_FIXED);
+	assert_true(lookup(x->kvm, SLOT_GFN + 2, &level) & S2_WRITABLE);
+}
+
 static void test_no_slot_is_mmio(void **state)
 {
 	struct fx *x = *state;
@@ -438,6 +460,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_shared_fault_maps_2m),
 		T(test_shared_partial_host_block),
+		T(test_shared_host_protection),
 		T(test_no_slot_is_mmio),
 		T(test_readonly_slot),
 		T(test_mixed_block_maps_4k),
