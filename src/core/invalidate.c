@@ -138,7 +138,11 @@ static void mn_collect_slot(struct kvm_memory_slot *slot, struct mn_walk *w)
 	uint64_t s = slot->userspace_addr, e = s + slot->npages * GM_PAGE_SIZE;
 	uint64_t hs = GM_MAX(w->hva_start, s), he = GM_MIN(w->hva_end, e);
 
-	if (hs >= he || (slot->flags & KVM_MEMSLOT_INVALID))
+	/*
+	 * An INVALID slot (being deleted or moved) still has translations
+	 * until its flush: it must be zapped like any other.
+	 */
+	if (hs >= he)
 		return;
 	if (w->nr == w->cap) {
 		size_t cap = w->cap ? 2 * w->cap : 8;

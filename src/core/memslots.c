@@ -154,13 +154,6 @@ static void memslots_replace(struct kvm_memslots *slots, struct kvm_memory_slot 
 		memslots_insert(slots, new);
 }
 
-static void kvm_wait_no_mn_invalidation(struct kvm *kvm)
-{
-	gm_check_pthread(pthread_mutex_lock(&kvm->mn_lock));
-	while (kvm->mn_active_invalidate_count)
-		gm_check_pthread(pthread_cond_wait(&kvm->mn_cond, &kvm->mn_lock));
-	gm_check_pthread(pthread_mutex_unlock(&kvm->mn_lock));
-}
 
 /*
  * Publish the inactive set of @as_id, wait for readers of the old one, and
@@ -173,9 +166,16 @@ static void kvm_swap_active_memslots(struct kvm *kvm, int as_id)
 	uint64_t gen = old->generation;
 
 	new->generation = gen | KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS;
-	/* A host invalidation in flight must not miss a slot it did not see. */
-	kvm_wait_no_mn_invalidation(kvm);
+	/*
+	 * A host invalidation in flight must not miss a slot it did not see:
+	 * wait until none runs and publish under mn_lock, so that one starting
+	 * now (it counts itself under mn_lock) walks the new set.
+	 */
+	gm_check_pthread(pthread_mutex_lock(&kvm->mn_lock));
+	while (kvm->mn_active_invalidate_count)
+		gm_check_pthread(pthread_cond_wait(&kvm->mn_cond, &kvm->mn_lock));
 	gm_rcu_assign_pointer(kvm->memslots[as_id], new);
+	gm_check_pthread(pthread_mutex_unlock(&kvm->mn_lock));
 	gm_synchronize_rcu();
 	new->generation = (gen & ~KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS) + (uint64_t)kvm->nr_as;
 }

@@ -82,10 +82,11 @@ bool kvm_mmu_set_fault_precheck(bool enable)
 
 /*
  * Whether every page of [hva, hva + len) is mapped in this process (the
- * kernel's hva_to_pfn would find a VMA).  mincore() fails with ENOMEM for
- * any unmapped page of the range; it does not fault anything in.
+ * kernel's hva_to_pfn would find a VMA), and with @resident also present
+ * in memory (as a host THP would be).  mincore() fails with ENOMEM for any
+ * unmapped page of the range; it does not fault anything in.
  */
-static bool hva_range_mapped(uint64_t hva, uint64_t len)
+static bool hva_range_check(uint64_t hva, uint64_t len, bool resident)
 {
 	unsigned char vec[512];
 	const uint64_t chunk = sizeof(vec) * GM_PAGE_SIZE;
@@ -95,6 +96,9 @@ static bool hva_range_mapped(uint64_t hva, uint64_t len)
 
 		if (mincore((void *)(uintptr_t)(hva + off), n, vec) != 0)
 			return false;
+		for (uint64_t i = 0; resident && i < n / GM_PAGE_SIZE; i++)
+			if (!(vec[i] & 1))
+				return false;
 	}
 	return true;
 }
@@ -126,30 +130,12 @@ static int hva_fault_in(uint64_t hva, bool write)
 	void *p = (void *)(uintptr_t)hva;
 
 	if (!hva_populate_supported()) /* < 5.14: only "is it mapped" is known */
-		return hva_range_mapped(hva, GM_PAGE_SIZE) ? 1 : -EFAULT;
+		return hva_range_check(hva, GM_PAGE_SIZE, false) ? 1 : -EFAULT;
 	if (!syscall(SYS_madvise, p, GM_PAGE_SIZE, MADV_POPULATE_WRITE))
 		return 1;
 	if (write || syscall(SYS_madvise, p, GM_PAGE_SIZE, MADV_POPULATE_READ))
 		return -EFAULT;
 	return 0;
-}
-
-/* Whether every page of [hva, hva + len) is resident (a host THP would be). */
-static bool hva_range_resident(uint64_t hva, uint64_t len)
-{
-	unsigned char vec[512];
-	const uint64_t chunk = sizeof(vec) * GM_PAGE_SIZE;
-
-	for (uint64_t off = 0; off < len; off += chunk) {
-		uint64_t n = GM_MIN(chunk, len - off);
-
-		if (mincore((void *)(uintptr_t)(hva + off), n, vec) != 0)
-			return false;
-		for (uint64_t i = 0; i < n / GM_PAGE_SIZE; i++)
-			if (!(vec[i] & 1))
-				return false;
-	}
-	return true;
 }
 
 /* ---- the fault ---------------------------------------------------------- */
@@ -191,9 +177,9 @@ static int hva_host_level(struct fault_ctx *c)
 		uint64_t base = c->hva & ~(bytes - 1);
 		void *p = (void *)(uintptr_t)base;
 
-		if (level == S2_PG_LEVEL_1G && !hva_range_resident(base, bytes))
+		if (level == S2_PG_LEVEL_1G && !hva_range_check(base, bytes, true))
 			continue;
-		if (!hva_populate_supported() ? hva_range_mapped(base, bytes)
+		if (!hva_populate_supported() ? hva_range_check(base, bytes, false)
 					      : !syscall(SYS_madvise, p, bytes, MADV_POPULATE_WRITE))
 			break;
 	}
