@@ -165,7 +165,8 @@ static void kvm_swap_active_memslots(struct kvm *kvm, int as_id)
 	struct kvm_memslots *new = kvm_inactive_memslots(kvm, as_id);
 	uint64_t gen = old->generation;
 
-	new->generation = gen | KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS;
+	/* Read locklessly by faults (READ_ONCE): a change makes them retry. */
+	WRITE_ONCE(new->generation, gen | KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS);
 	/*
 	 * A host invalidation in flight must not miss a slot it did not see:
 	 * wait until none runs and publish under mn_lock, so that one starting
@@ -177,7 +178,8 @@ static void kvm_swap_active_memslots(struct kvm *kvm, int as_id)
 	gm_rcu_assign_pointer(kvm->memslots[as_id], new);
 	gm_check_pthread(pthread_mutex_unlock(&kvm->mn_lock));
 	gm_synchronize_rcu();
-	new->generation = (gen & ~KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS) + (uint64_t)kvm->nr_as;
+	WRITE_ONCE(new->generation,
+		   (gen & ~KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS) + (uint64_t)kvm->nr_as);
 }
 
 /* Apply old -> new to the inactive set, swap, replay on the other set. */

@@ -13,11 +13,16 @@
  *   8 mmu_lock (read) and the authoritative mmu_invalidate_retry_gfn()
  *   9 choose the level (§4.8) and install
  *
- * The whole fault is one RCU read-side section, standing for the kernel's
- * SRCU section: the memslot, the attribute map and the guest_memfd binding
- * stay valid until the translation is installed, and a zapper's remote
- * flush (a grace period) cannot complete while a fault that might install a
- * stale translation is still running.
+ * A fault runs in an RCU read-side section, standing for the kernel's SRCU
+ * section: the memslot, the attribute map and the guest_memfd binding stay
+ * valid until the translation is installed, and a zapper's remote flush (a
+ * grace period) cannot complete while a fault that might install a stale
+ * translation is still running.  A shared page is the exception: asking
+ * the host for it may block (I/O, userfaultfd) on a thread that itself
+ * needs a grace period (munmap), so that step runs between two sections.
+ * seq was snapshotted before it, so any invalidation of the hva afterwards
+ * makes the install retry, and a memslot swap in between (generation
+ * change) does too.
  *
  * Lock order inside the section: mmu_lock (read) only.  It is taken with a
  * trylock: a writer that held mmu_lock while waiting for a grace period
@@ -44,6 +49,7 @@
 enum {
 	KVM_PF_CONTINUE = 100, /* page resolved, go on to install */
 	KVM_PF_LOCK_BUSY,      /* mmu_lock held for write: wait outside RCU */
+	KVM_PF_HOST,	       /* shared page: ask the host outside RCU */
 };
 
 /* ---- the pre-check switch --------------------------------------------- */
@@ -151,6 +157,8 @@ struct fault_ctx {
 	bool from_gmem;	 /* the page came from guest_memfd */
 	bool host_ro;	 /* the host maps the shared page read-only */
 	int host_level;	 /* the "host page size" around hva (S2_PG_LEVEL_*) */
+	int meta_level;	 /* the slot metadata's level, a hint for host_level */
+	uint64_t slots_gen; /* memslot generation when hva was computed */
 };
 
 /*
@@ -167,11 +175,8 @@ struct fault_ctx {
  */
 static int hva_host_level(struct fault_ctx *c)
 {
-	int level;
+	int level = c->host_ro ? S2_PG_LEVEL_4K : c->meta_level;
 
-	if (c->host_ro)
-		return S2_PG_LEVEL_4K;
-	level = kvm_mmu_max_mapping_level(c->kvm, c->slot, c->f->gfn, S2_PG_LEVEL_1G);
 	for (; level > S2_PG_LEVEL_4K; level--) {
 		uint64_t bytes = s2_level_pages(level) * GM_PAGE_SIZE;
 		uint64_t base = c->hva & ~(bytes - 1);
@@ -222,7 +227,6 @@ static int faultin_pfn(struct fault_ctx *c)
 {
 	struct kvm_memory_slot *slot = c->slot;
 	struct kvm_page_fault *f = c->f;
-	int r;
 
 	if (slot && (slot->flags & KVM_MEMSLOT_INVALID))
 		return KVM_PF_RETRY; /* being deleted or moved */
@@ -234,14 +238,27 @@ static int faultin_pfn(struct fault_ctx *c)
 	if (!slot || (f->write && (slot->flags & KVM_MEM_READONLY)))
 		return KVM_PF_EMULATE;
 	c->hva = slot->userspace_addr + ((f->gfn - slot->base_gfn) << GM_PAGE_SHIFT);
-	/*
-	 * No VMA behind the page, or not the access it needs: -EFAULT without
-	 * memory_fault info, as 6.8's shared path.
-	 */
-	r = hva_fault_in(c->hva, f->write);
+	c->meta_level = kvm_mmu_max_mapping_level(c->kvm, slot, f->gfn, S2_PG_LEVEL_1G);
+	c->slots_gen = READ_ONCE(kvm_memslots(c->kvm, 0)->generation);
+	return KVM_PF_HOST;
+}
+
+/*
+ * Step 5e, the host side: fault the shared page in, as hva_to_pfn() does,
+ * outside the RCU section: it may block (I/O, userfaultfd), and whoever
+ * resolves it may need a grace period (munmap's invalidation).  The seq
+ * snapshot was taken before, so an invalidation of this hva from now on
+ * makes the install retry.
+ * No VMA behind the page, or not the access it needs: -EFAULT without
+ * memory_fault info, as 6.8's shared path.
+ */
+static int faultin_pfn_host(struct fault_ctx *c)
+{
+	int r = hva_fault_in(c->hva, c->f->write);
+
 	if (r < 0) {
-		f->error = r;
-		f->memory_fault = false;
+		c->f->error = r;
+		c->f->memory_fault = false;
 		return KVM_PF_EXIT;
 	}
 	c->host_ro = r == 0;
@@ -318,7 +335,7 @@ static int fault_install(struct fault_ctx *c)
 	return KVM_PF_FIXED;
 }
 
-/* Steps 1-9.  Context: inside gm_rcu_read_lock(). */
+/* Steps 1-5 (up to the host side of a shared page).  Context: RCU held. */
 static int __kvm_mmu_page_fault(struct fault_ctx *c)
 {
 	struct kvm_page_fault *f = c->f;
@@ -333,6 +350,22 @@ static int __kvm_mmu_page_fault(struct fault_ctx *c)
 	r = faultin_pfn(c);
 	if (r != KVM_PF_CONTINUE)
 		return r;
+	if (fault_precheck_stale(c))
+		return KVM_PF_RETRY;
+	return fault_install(c);
+}
+
+/*
+ * Steps 7-9 for a shared page, back in an RCU section after the host side:
+ * the memslot must be the one the hva came from (no memslot swap since).
+ */
+static int __kvm_mmu_page_fault_shared(struct fault_ctx *c, int host)
+{
+	if (READ_ONCE(kvm_memslots(c->kvm, 0)->generation) != c->slots_gen)
+		return KVM_PF_RETRY;
+	c->slot = gfn_to_memslot(c->kvm, 0, c->f->gfn);
+	if (host != KVM_PF_CONTINUE)
+		return host;
 	if (fault_precheck_stale(c))
 		return KVM_PF_RETRY;
 	return fault_install(c);
@@ -353,6 +386,13 @@ int kvm_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_
 	gm_rcu_read_lock();
 	r = __kvm_mmu_page_fault(&c);
 	gm_rcu_read_unlock();
+	if (r == KVM_PF_HOST) {
+		int host = faultin_pfn_host(&c);
+
+		gm_rcu_read_lock();
+		r = __kvm_mmu_page_fault_shared(&c, host);
+		gm_rcu_read_unlock();
+	}
 
 	if (r == KVM_PF_LOCK_BUSY) {
 		/* A writer holds mmu_lock: wait for it outside the section. */
