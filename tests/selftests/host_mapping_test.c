@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The drop-in's mmu notifier (issue #4 item 5): changes a VMM makes to the
+ * host memory behind a memslot with munmap, mremap, mprotect and madvise
+ * must invalidate the guest's translations, exactly as the kernel's mmu
+ * notifier does, so that the next guest access faults again and sees the
+ * host's new state: EFAULT from KVM_RUN (no memory_fault info, spec §3.9)
+ * when nothing usable is mapped, the new contents otherwise.  A stale
+ * translation would instead crash this process (the guest thread would
+ * touch an unmapped address) or show old data.
+ *
+ * Runs under `guestmem exec` only: the hooks live in the preload library.
+ * The guest (tests/guests/host_mapping_guest.c) loops: load, OUT.
+ */
+#include <sys/mman.h>
+
+#include "../guests/vcpu_util.h"
+
+#define HOST_MAP_GPA 0x100000ULL
+#define HOST_MAP_PORT 0x80
+#define HOST_MAP_SLOT 1
+
+struct fixture {
+	int vm;
+	struct vcpu *v;
+	uint8_t *hva; /* 2 pages: the slot's shared memory */
+};
+
+/* One KVM_RUN: the value the guest reported, or -errno. */
+static long run_once(struct fixture *x)
+{
+	uint32_t val;
+
+	if (__vcpu_run(x->v))
+		return -errno;
+	TEST_ASSERT_EQ(x->v->run->exit_reason, KVM_EXIT_IO);
+	TEST_ASSERT_EQ(x->v->run->io.port, HOST_MAP_PORT);
+	memcpy(&val, (char *)x->v->run + x->v->run->io.data_offset, sizeof(val));
+	return val;
+}
+
+static void fixture_init(struct fixture *x)
+{
+	require_guest();
+	x->vm = vm_create(KVM_X86_DEFAULT_VM);
+	x->hva = mmap(NULL, 2 * PG_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+		      -1, 0);
+	TEST_ASSERT(x->hva != MAP_FAILED, "mmap: %s", errno_name(errno));
+	*(uint64_t *)x->hva = 0x1111;
+	vm_set_region(x->vm, HOST_MAP_SLOT, 0, HOST_MAP_GPA, 2 * PG_SIZE, x->hva);
+	x->v = vm_vcpu_add(x->vm, 0);
+	TEST_ASSERT_EQ(run_once(x), 0x1111); /* translation installed */
+}
+
+static void test_munmap(void *arg)
+{
+	struct fixture x;
+
+	(void)arg;
+	fixture_init(&x);
+	TEST_ASSERT_EQ(munmap(x.hva, PG_SIZE), 0);
+	TEST_ASSERT_EQ(run_once(&x), -EFAULT);
+	TEST_ASSERT(x.v->run->exit_reason != KVM_EXIT_MEMORY_FAULT, "shared: no memory_fault");
+	/* Map something new there: the retried access sees it. */
+	TEST_ASSERT(mmap(x.hva, PG_SIZE, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == x.hva, "remap");
+	*(uint64_t *)x.hva = 0x2222;
+	TEST_ASSERT_EQ(run_once(&x), 0x2222);
+}
+
+static void test_mprotect(void *arg)
+{
+	struct fixture x;
+
+	(void)arg;
+	fixture_init(&x);
+	TEST_ASSERT_EQ(mprotect(x.hva, PG_SIZE, PROT_NONE), 0);
+	TEST_ASSERT_EQ(run_once(&x), -EFAULT);
+	TEST_ASSERT_EQ(mprotect(x.hva, PG_SIZE, PROT_READ), 0);
+	TEST_ASSERT_EQ(run_once(&x), 0x1111); /* readable again: loads work */
+}
+
+static void test_mremap(void *arg)
+{
+	struct fixture x;
+	uint8_t *moved;
+
+	(void)arg;
+	fixture_init(&x);
+	/* Move the pages away: the slot's hva range is empty now. */
+	moved = mremap(x.hva, 2 * PG_SIZE, 2 * PG_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED,
+		       x.hva + 64 * PG_SIZE);
+	TEST_ASSERT(moved != MAP_FAILED, "mremap: %s", errno_name(errno));
+	TEST_ASSERT_EQ(run_once(&x), -EFAULT);
+	/* And back: the guest sees the same data again. */
+	TEST_ASSERT(mremap(moved, 2 * PG_SIZE, 2 * PG_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED,
+			   x.hva) == x.hva, "mremap back: %s", errno_name(errno));
+	TEST_ASSERT_EQ(run_once(&x), 0x1111);
+}
+
+static void test_madvise_remove(void *arg)
+{
+	struct fixture x;
+
+	(void)arg;
+	fixture_init(&x);
+	/* Shared anonymous memory: MADV_REMOVE frees the page, it reads 0. */
+	TEST_ASSERT_EQ(madvise(x.hva, PG_SIZE, MADV_REMOVE), 0);
+	TEST_ASSERT_EQ(run_once(&x), 0);
+	*(uint64_t *)x.hva = 0x3333;
+	TEST_ASSERT_EQ(run_once(&x), 0x3333);
+}
+
+int main(void)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	tap_run("munmap: EFAULT, then the new mapping", test_munmap, NULL, 60);
+	tap_run("mprotect: PROT_NONE EFAULT, PROT_READ loads", test_mprotect, NULL, 60);
+	tap_run("mremap away and back", test_mremap, NULL, 60);
+	tap_run("madvise(MADV_REMOVE) reads zeros", test_madvise_remove, NULL, 60);
+	return tap_finish();
+}
