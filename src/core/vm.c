@@ -180,31 +180,41 @@ int kvm_vm_ioctl_precheck(struct kvm *kvm)
 	return 0;
 }
 
+/* A reference on @k unless it is already being destroyed (count 0). */
+static bool kvm_get_kvm_safe(struct kvm *k)
+{
+	long c = __atomic_load_n(&k->users_count, __ATOMIC_RELAXED);
+
+	while (c > 0 && !__atomic_compare_exchange_n(&k->users_count, &c, c + 1, false,
+						     __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+		;
+	return c > 0;
+}
+
+/*
+ * Walk the list without allocating (an mmu-notifier walk must not be lost
+ * to ENOMEM): hold a reference on the current VM while @fn runs outside
+ * the lock; a referenced VM stays on the list, so its next pointer, read
+ * again under the lock, is still the right successor.
+ */
 void kvm_for_each_vm(void (*fn)(struct kvm *kvm, void *ctx), void *ctx)
 {
-	struct kvm **vms = NULL;
-	long n = 0;
+	struct kvm *k, *prev = NULL;
 
-	/* Snapshot with references, then call outside the list lock. */
 	gm_check_pthread(pthread_mutex_lock(&gm_vm_list_lock));
-	if (gm_nr_vms)
-		vms = malloc((size_t)gm_nr_vms * sizeof(*vms));
-	for (struct kvm *k = gm_vm_list; vms && k; k = k->vm_list_next) {
-		/* A VM whose count reached zero is being destroyed: skip it. */
-		long c = __atomic_load_n(&k->users_count, __ATOMIC_RELAXED);
-
-		while (c > 0 && !__atomic_compare_exchange_n(&k->users_count, &c, c + 1, false,
-							     __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-			;
-		if (c > 0)
-			vms[n++] = k;
+	for (k = gm_vm_list; k; k = k->vm_list_next) {
+		if (!kvm_get_kvm_safe(k))
+			continue;
+		gm_check_pthread(pthread_mutex_unlock(&gm_vm_list_lock));
+		if (prev)
+			kvm_put_kvm(prev);
+		fn(k, ctx);
+		prev = k;
+		gm_check_pthread(pthread_mutex_lock(&gm_vm_list_lock));
 	}
 	gm_check_pthread(pthread_mutex_unlock(&gm_vm_list_lock));
-	for (long i = 0; i < n; i++) {
-		fn(vms[i], ctx);
-		kvm_put_kvm(vms[i]);
-	}
-	free(vms);
+	if (prev)
+		kvm_put_kvm(prev);
 }
 
 long kvm_nr_live_vms(void)
