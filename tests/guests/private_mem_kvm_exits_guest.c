@@ -12,6 +12,12 @@
 
 void guestmem_guest_main(struct guestmem_guest *g)
 {
+	/*
+	 * Tell the VMM once the page is mapped (our addition: it makes "the
+	 * memslot is deleted under a running guest" certain, not a race).
+	 */
+	(void)guestmem_guest_read64(g, EXITS_TEST_GPA);
+	guestmem_guest_outb(g, 0x80, 1);
 	for (;;)
 		(void)guestmem_guest_read64(g, EXITS_TEST_GPA);
 }

@@ -65,9 +65,11 @@ static void test_private_access_memslot_deleted(void *arg)
 	vm_set_memory_attributes(vm, EXITS_TEST_GPA, EXITS_TEST_SIZE,
 				 KVM_MEMORY_ATTRIBUTE_PRIVATE);
 	v = vm_vcpu_add(vm, 0);
+	/* The guest maps the private page and reports it with an OUT. */
+	TEST_ASSERT_EQ(run_vcpu_get_exit_reason(v), KVM_EXIT_IO);
 	TEST_ASSERT_EQ(pthread_create(&t, NULL, run_vcpu_thread, v), 0);
-	/* Let the guest fault the private page in and spin on it. */
-	usleep(100 * 1000);
+	/* Let it spin on the mapped page; the delete must zap it either way. */
+	usleep(20 * 1000);
 	vm_set_region2(vm, EXITS_TEST_SLOT, KVM_MEM_GUEST_MEMFD, EXITS_TEST_GPA, 0, shared,
 		       gmem, 0);
 	pthread_join(t, &reason);
