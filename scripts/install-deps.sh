@@ -9,6 +9,12 @@ done
 [ -z "$missing" ] && exit 0
 echo "guestmem: installing Debian packages:$missing"
 SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+if [ "$(id -u)" -ne 0 ]; then
+	command -v sudo >/dev/null 2>&1 || {
+		echo "guestmem: need root (or sudo) to install:$missing" >&2
+		exit 1
+	}
+	SUDO="sudo"
+fi
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing

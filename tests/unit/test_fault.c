@@ -394,6 +394,7 @@ struct bg_fault {
 	struct fx *x;
 	gpa_t gpa;
 	int result;
+	pid_t tid;
 };
 
 static void *bg_fault_fn(void *arg)
@@ -401,22 +402,40 @@ static void *bg_fault_fn(void *arg)
 	struct bg_fault *b = arg;
 	struct kvm_page_fault f;
 
+	__atomic_store_n(&b->tid, gettid(), __ATOMIC_RELEASE);
 	b->result = fault(b->x, b->gpa, false, &f);
 	return NULL;
+}
+
+/* Whether thread @tid is blocked (state S: here, waiting for mmu_lock). */
+static bool thread_sleeping(pid_t tid)
+{
+	char path[64], buf[256], *p;
+	FILE *fp;
+	bool s = false;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+	fp = fopen(path, "r");
+	if (fp && fgets(buf, sizeof(buf), fp) && (p = strrchr(buf, ')')))
+		s = p[2] == 'S';
+	if (fp)
+		fclose(fp);
+	return s;
 }
 
 /* A writer holds mmu_lock: the fault waits outside RCU and retries. */
 static void test_lock_busy_waits_and_retries(void **state)
 {
 	struct fx *x = *state;
-	struct bg_fault b = { x, SLOT_GPA, -1 };
+	struct bg_fault b = { x, SLOT_GPA, -1, 0 };
 	pthread_t t;
 
 	pthread_rwlock_wrlock(&x->kvm->mmu_lock);
 	assert_int_equal(pthread_create(&t, NULL, bg_fault_fn, &b), 0);
-	while (!READ_ONCE(x->st.faults)) /* it has entered the fault path */
+	/* Wait until it blocks on mmu_lock (no timing guess). */
+	while (!__atomic_load_n(&b.tid, __ATOMIC_ACQUIRE) || !READ_ONCE(x->st.faults) ||
+	       !thread_sleeping(b.tid))
 		usleep(1000);
-	usleep(50 * 1000);
 	/* A whole invalidation while the fault waits: seq moves. */
 	kvm_mmu_invalidate_begin(x->kvm);
 	kvm_mmu_invalidate_range_add(x->kvm, SLOT_GFN + 512, SLOT_GFN + 513);
