@@ -725,6 +725,12 @@ static void sec_slot_hva_offset(struct ctx *c, int g8)
 	     set2(vm, 0, 0, 0, MSZ, (void *)0xffff800000000000ULL, -1, 0));
 	CASE("3.5.7", "v2 hva=(1<<63)-4096 (range crosses into the kernel half)",
 	     set2(vm, 0, 0, 0, MSZ, (void *)(S63 - PG), -1, 0));
+	/* The user range ends at TASK_SIZE_MAX = 2^47 - 4096 (probed on 6.18.44). */
+	CASE("3.5.7", "v2 hva=2^47-4096 size 4096 (ends past TASK_SIZE_MAX)",
+	     set2(vm, 4, 0, 0x60000000, PG, (void *)((1ULL << 47) - PG), -1, 0));
+	CASE("3.5.7", "v2 slot 4 hva=2^47-8192 size 4096 (last user page)",
+	     set2(vm, 4, 0, 0x60000000, PG, (void *)((1ULL << 47) - 2 * PG), -1, 0));
+	CASE("3.5.7", "  delete slot 4", del2(vm, 4));
 	CASE("3.5.7", "v2 plain slot 3 hva=NULL", set2(vm, 3, 0, 0x50000000, MSZ, NULL, -1, 0));
 	CASE("3.5.7", "  delete slot 3", del2(vm, 3));
 	CASE("3.5.7", "v2 plain slot 3 hva with nothing mapped",
