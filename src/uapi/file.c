@@ -44,6 +44,16 @@ static long gm_nr_files;
 static dev_t gm_sock_dev; /* sockfs st_dev, set before the first install */
 static long gm_live[GM_FILE_NR_TYPES]; /* created, not yet released */
 
+/*
+ * gm_hangup_lock: serialises hang-up handling between the watcher and a
+ * closing thread (outermost of the uapi locks).  The watcher holds its
+ * transient reference on a file only inside it, so once a closing thread
+ * has run its own check under the lock, its own put is the last one (bar
+ * other threads' operations in flight, as with the kernel's fdget) and
+ * close() releases synchronously, like the kernel's final fput.
+ */
+static pthread_mutex_t gm_hangup_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* gm_watch_lock: the watcher's epoll fd and the `watched` flags. */
 static pthread_mutex_t gm_watch_lock = PTHREAD_MUTEX_INITIALIZER;
 static int gm_epfd = -1;
@@ -160,12 +170,15 @@ static void *gm_watcher_main(void *arg)
 		if (n < 0 && errno != EINTR)
 			return NULL; /* epfd closed in a forked child's copy: never here */
 		for (int i = 0; i < n; i++) {
-			struct gm_file *f = gm_file_find_ino((ino_t)ev[i].data.u64);
+			struct gm_file *f;
 
-			if (!f)
-				continue; /* another thread released it already */
-			gm_file_check_hangup(f);
-			gm_file_put(f);
+			pthread_mutex_lock(&gm_hangup_lock);
+			f = gm_file_find_ino((ino_t)ev[i].data.u64);
+			if (f) { /* else another thread released it already */
+				gm_file_check_hangup(f);
+				gm_file_put(f);
+			}
+			pthread_mutex_unlock(&gm_hangup_lock);
 		}
 	}
 }
@@ -369,6 +382,13 @@ int gm_file_install(struct gm_file *f)
 		gm_watch_add_locked(f);
 	pthread_mutex_unlock(&gm_watch_lock);
 	return fd;
+}
+
+void gm_file_check_hangup_closing(struct gm_file *f)
+{
+	pthread_mutex_lock(&gm_hangup_lock);
+	gm_file_check_hangup(f);
+	pthread_mutex_unlock(&gm_hangup_lock);
 }
 
 void gm_file_check_hangup(struct gm_file *f)

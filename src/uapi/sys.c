@@ -73,7 +73,7 @@ bool gm_uapi_close(int fd, int *ret)
 	GM_ENTER();
 	*ret = (int)syscall(SYS_close, fd);
 	/* The kernel's final fput runs ->release before close() returns. */
-	gm_file_check_hangup(f);
+	gm_file_check_hangup_closing(f);
 	gm_file_put(f);
 	GM_LEAVE();
 	return true;

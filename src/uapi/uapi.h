@@ -15,8 +15,13 @@
  * is in the registry is ours.
  *
  * Locks, outermost first (all leaves with respect to the core's locks: no
- * core function is called with one of them held):
+ * core function is called with one of them held, except gm_hangup_lock):
  *
+ *   gm_hangup_lock  mutex   hang-up handling, watcher vs closing thread
+ *                           (file.c); the watcher's final put, and so an
+ *                           object's release into the core, may run under
+ *                           it, so nothing the core calls may close an fd of
+ *                           ours through guestmem_sys_close()
  *   gm_watch_lock   mutex   the watcher thread's epoll fd and start-up
  *   gm_files_lock   rwlock  the registry hash (chains, counters); read for
  *                           lookups, write to insert/unlink
@@ -126,6 +131,8 @@ void gm_file_put(struct gm_file *f);
  * drop the registry's reference.  Idempotent; safe to race with itself.
  */
 void gm_file_check_hangup(struct gm_file *f);
+/* The same from a thread that just closed an fd of @f (it holds a reference). */
+void gm_file_check_hangup_closing(struct gm_file *f);
 
 /* Files of @type not yet released (tests: the object was really let go). */
 long gm_uapi_live_objects(int type);
