@@ -6,8 +6,12 @@
 #ifndef GM_BENCH_BENCH_H
 #define GM_BENCH_BENCH_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
+
+struct guestmem_vcpu;
+struct kvm_run;
 
 static inline uint64_t bench_now_ns(void)
 {
@@ -25,6 +29,16 @@ double bench_percentile(double *v, int n, double p);
 /* Print one result row: name, measured, baseline, ratio, goal text. */
 void bench_row(const char *name, double value, double baseline, const char *unit,
 	       const char *goal);
+
+/* What bench_run_vcpu() does with an exit: 0 to re-enter, else a negative errno. */
+typedef int (*bench_exit_fn)(struct kvm_run *run, void *opaque);
+
+/*
+ * KVM_RUN until the guest shuts down (0), handing every other exit to
+ * @on_exit; EINTR re-enters unless *@stop (may be NULL) is set: -ETIMEDOUT.
+ */
+int bench_run_vcpu(struct guestmem_vcpu *vcpu, const bool *stop, bench_exit_fn on_exit,
+		   void *opaque);
 
 /* The benchmark groups; each returns 0 or a negative errno. */
 int bench_core(void);	/* attributes, memslot lookup, fallocate */

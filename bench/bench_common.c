@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <guestmem/guestmem.h>
 
 #include "bench.h"
 #include "src/cli/cli.h"
@@ -32,6 +35,28 @@ void bench_row(const char *name, double value, double baseline, const char *unit
 {
 	printf("  %-46s %12.3f %-5s %12.3f %-5s %8.2fx  %s\n", name, value, unit, baseline, unit,
 	       baseline > 0 ? value / baseline : 0.0, goal);
+}
+
+int bench_run_vcpu(struct guestmem_vcpu *vcpu, const bool *stop, bench_exit_fn on_exit,
+		   void *opaque)
+{
+	struct kvm_run *run = guestmem_vcpu_run_struct(vcpu);
+
+	for (;;) {
+		int r = guestmem_vcpu_run(vcpu);
+
+		if (r == -EINTR && stop && __atomic_load_n(stop, __ATOMIC_ACQUIRE))
+			return -ETIMEDOUT; /* pairs with the release of whoever set *stop */
+		if (r == -EINTR)
+			continue;
+		if (r)
+			return r;
+		if (run->exit_reason == KVM_EXIT_SHUTDOWN)
+			return 0;
+		r = on_exit(run, opaque);
+		if (r)
+			return r;
+	}
 }
 
 __attribute__((weak)) int bench_vcpu(void)

@@ -87,31 +87,27 @@ static void bvm_destroy(struct bvm *b)
 		munmap(b->shared, b->size);
 }
 
+/* bench_run_vcpu()'s exit handler here: answer MAP_GPA_RANGE, pass port I/O. */
+static int convert_exit(struct kvm_run *run, void *vm)
+{
+	struct kvm_memory_attributes ma = { 0 };
+
+	if (run->exit_reason == KVM_EXIT_IO)
+		return 0;
+	if (run->exit_reason != KVM_EXIT_HYPERCALL)
+		return -EPROTO;
+	ma.address = run->hypercall.args[0];
+	ma.size = run->hypercall.args[1] * PG;
+	if (run->hypercall.args[2] & KVM_MAP_GPA_RANGE_ENCRYPTED)
+		ma.attributes = KVM_MEMORY_ATTRIBUTE_PRIVATE;
+	run->hypercall.ret = (uint64_t)guestmem_set_memory_attributes(vm, &ma);
+	return 0;
+}
+
 /* Run until shutdown, answering MAP_GPA_RANGE with attribute changes. */
 static int bvm_run(struct bvm *b)
 {
-	struct kvm_run *run = guestmem_vcpu_run_struct(b->vcpu);
-
-	for (;;) {
-		int r = guestmem_vcpu_run(b->vcpu);
-
-		if (r == -EINTR)
-			continue;
-		if (r)
-			return r;
-		if (run->exit_reason == KVM_EXIT_SHUTDOWN)
-			return 0;
-		if (run->exit_reason == KVM_EXIT_HYPERCALL) {
-			struct kvm_memory_attributes ma = {
-				run->hypercall.args[0], run->hypercall.args[1] * PG,
-				(run->hypercall.args[2] & KVM_MAP_GPA_RANGE_ENCRYPTED)
-					? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0, 0 };
-
-			run->hypercall.ret = (uint64_t)guestmem_set_memory_attributes(b->vm, &ma);
-		} else if (run->exit_reason != KVM_EXIT_IO) {
-			return -EPROTO;
-		}
-	}
+	return bench_run_vcpu(b->vcpu, NULL, convert_exit, b->vm);
 }
 
 /* ---- first touch and hits --------------------------------------------- */

@@ -25,66 +25,10 @@
 
 #include "../uapi/sysmap.h"
 #include "../uapi/test_eventfd.h"
-#include "../guests/eventfd_guest.h"
 
 #define PINGS 2000
 #define DOORBELLS 200000
 #define DESTROY_ROUNDS 40
-
-struct vm {
-	int kvm, fd, vcpu;
-	struct kvm_run *run;
-	uint8_t *ram;
-};
-
-static void vm_setup(struct vm *m, uint64_t scenario, uint64_t a)
-{
-	struct kvm_userspace_memory_region r = { .slot = 0, .guest_phys_addr = EG_RAM_GPA,
-						   .memory_size = EG_RAM_SIZE };
-	struct kvm_regs regs;
-
-	m->kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	REQUIRE(m->kvm >= 0);
-	m->fd = ioctl(m->kvm, KVM_CREATE_VM, 0);
-	REQUIRE(m->fd >= 0);
-	REQUIRE(ioctl(m->fd, KVM_CREATE_IRQCHIP, 0) == 0);
-	m->ram = mmap(NULL, EG_RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	REQUIRE(m->ram != MAP_FAILED);
-	r.userspace_addr = (uint64_t)(uintptr_t)m->ram;
-	REQUIRE(ioctl(m->fd, KVM_SET_USER_MEMORY_REGION, &r) == 0);
-	m->vcpu = ioctl(m->fd, KVM_CREATE_VCPU, 0);
-	REQUIRE(m->vcpu >= 0);
-	m->run = mmap(NULL, 3 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, m->vcpu, 0);
-	REQUIRE(m->run != MAP_FAILED);
-	REQUIRE(ioctl(m->vcpu, KVM_GET_REGS, &regs) == 0);
-	regs.rdi = scenario;
-	regs.rsi = a;
-	REQUIRE(ioctl(m->vcpu, KVM_SET_REGS, &regs) == 0);
-}
-
-static void vm_teardown(struct vm *m)
-{
-	munmap(m->run, 3 * 4096);
-	close(m->vcpu);
-	close(m->fd);
-	close(m->kvm);
-	munmap(m->ram, EG_RAM_SIZE);
-}
-
-static int irqfd(int vm, int fd, uint32_t gsi, uint32_t flags, int resamplefd)
-{
-	struct kvm_irqfd a = { .fd = (uint32_t)fd, .gsi = gsi, .flags = flags,
-			       .resamplefd = (uint32_t)resamplefd };
-
-	return ioctl(vm, KVM_IRQFD, &a);
-}
-
-static int ioev(int vm, uint64_t addr, uint32_t len, int fd, uint32_t flags)
-{
-	struct kvm_ioeventfd a = { .addr = addr, .len = len, .fd = fd, .flags = flags };
-
-	return ioctl(vm, KVM_IOEVENTFD, &a);
-}
 
 static uint64_t guest_count(struct vm *m)
 {
@@ -101,11 +45,6 @@ static int open_fds(void)
 		n++;
 	closedir(d);
 	return n;
-}
-
-static void on_sigusr1(int sig)
-{
-	(void)sig;
 }
 
 /* ---- no interrupt lost across deassign/reassign ------------------------------- */
@@ -160,13 +99,12 @@ static void *ping_churn(void *arg)
 
 static void test_no_lost_interrupts(void)
 {
-	struct sigaction sa = { .sa_handler = on_sigusr1 };
 	struct vm m;
 	struct ping p = { .m = &m, .runner = pthread_self() };
 	pthread_t dev, churn;
 
-	sigaction(SIGUSR1, &sa, NULL);
-	vm_setup(&m, EG_PINGPONG, 0);
+	sigusr1_interrupts();
+	vm_setup(&m, true, EG_PINGPONG, 0, 0);
 	p.efd = eventfd(0, EFD_CLOEXEC);
 	REQUIRE(p.efd >= 0);
 	CHECK_RET(irqfd(m.fd, p.efd, 5, 0, 0), 0);
@@ -204,9 +142,9 @@ static void *bell_churn(void *arg)
 
 	while (!__atomic_load_n(&b->done, __ATOMIC_ACQUIRE)) {
 		/* Sleep in both states: the guest must run during each of them. */
-		CHECK_RET(ioev(b->m->fd, EG_DOORBELL_GPA, 4, b->efd, 0), 0);
+		CHECK_RET(ioev(b->m->fd, EG_DOORBELL_GPA, 4, b->efd, 0, 0), 0);
 		usleep(20);
-		CHECK_RET(ioev(b->m->fd, EG_DOORBELL_GPA, 4, b->efd, KVM_IOEVENTFD_FLAG_DEASSIGN), 0);
+		CHECK_RET(ioev(b->m->fd, EG_DOORBELL_GPA, 4, b->efd, KVM_IOEVENTFD_FLAG_DEASSIGN, 0), 0);
 		usleep(20);
 		b->churns++;
 	}
@@ -220,7 +158,7 @@ static void test_doorbell_xor_exit(void)
 	long exits = 0;
 	pthread_t t;
 
-	vm_setup(&m, EG_DOORBELL_MMIO_EXIT, DOORBELLS);
+	vm_setup(&m, true, EG_DOORBELL_MMIO_EXIT, DOORBELLS, 0);
 	b.efd = eventfd(0, EFD_CLOEXEC);
 	REQUIRE(b.efd >= 0);
 	REQUIRE(pthread_create(&t, NULL, bell_churn, &b) == 0);
@@ -290,7 +228,7 @@ static void test_destroy_while_signalling(void)
 		CHECK_RET(irqfd(vm, s.fds[1], 10, KVM_IRQFD_FLAG_RESAMPLE, r), 0);
 		CHECK_RET(irqfd(vm, s.fds[2], 10, KVM_IRQFD_FLAG_RESAMPLE, r), 0);
 		CHECK_RET(irqfd(vm, mine, 11, 0, 0), 0);
-		CHECK_RET(ioev(vm, EG_DOORBELL_GPA, 0, s.fds[3], 0), 0);
+		CHECK_RET(ioev(vm, EG_DOORBELL_GPA, 0, s.fds[3], 0, 0), 0);
 		efd_signal(mine, 1);
 		close(mine); /* the VMM lets go of its fd; the irqfd stays */
 		close(r);
@@ -321,11 +259,5 @@ int main(void)
 		{ "VM destruction while signalling", test_destroy_while_signalling },
 	};
 
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	printf("# test_irqfd_stress (%s)\n", GM_MODE_NAME);
-	if (!getenv("GUESTMEM_GUEST")) {
-		printf("1..0 # SKIP GUESTMEM_GUEST is not set\n");
-		return 0;
-	}
-	return tap_run(cases, sizeof(cases) / sizeof(cases[0]), 110);
+	return tap_main_guest("test_irqfd_stress", cases, sizeof(cases) / sizeof(cases[0]), 110);
 }

@@ -58,39 +58,6 @@ static int vm_split(int pins)
 	return vm;
 }
 
-static int new_efd(void)
-{
-	int fd = eventfd(0, EFD_CLOEXEC);
-
-	REQUIRE(fd >= 0);
-	return fd;
-}
-
-static int ioev(int vm, uint64_t addr, uint32_t len, int fd, uint32_t flags, uint64_t dm)
-{
-	struct kvm_ioeventfd a = { .datamatch = dm, .addr = addr, .len = len, .fd = fd,
-				   .flags = flags };
-
-	return ioctl(vm, KVM_IOEVENTFD, &a);
-}
-
-static int irqfd(int vm, int fd, uint32_t gsi, uint32_t flags, int resamplefd)
-{
-	struct kvm_irqfd a = { .fd = (uint32_t)fd, .gsi = gsi, .flags = flags,
-			       .resamplefd = (uint32_t)resamplefd };
-
-	return ioctl(vm, KVM_IRQFD, &a);
-}
-
-/* KVM_IRQ_LINE_STATUS; returns the status (REQUIREs the ioctl to work). */
-static int line_status(int vm, uint32_t irq, uint32_t level)
-{
-	struct kvm_irq_level l = { .irq = irq, .level = level };
-
-	REQUIRE(ioctl(vm, KVM_IRQ_LINE_STATUS, &l) == 0);
-	return l.status;
-}
-
 static int set_routing(int vm, const struct kvm_irq_routing_entry *e, uint32_t nr)
 {
 	struct kvm_irq_routing *r = calloc(1, sizeof(*r) + (nr + 1) * sizeof(*e));

@@ -28,55 +28,7 @@
 #include "test_eventfd.h"
 #include <guestmem/guest.h> /* GUESTMEM_IRQ_MSI_BASE */
 
-#include "../guests/eventfd_guest.h"
-
 #define ROUNDS 200
-
-struct vm {
-	int kvm, fd, vcpu;
-	struct kvm_run *run;
-	uint8_t *ram;
-};
-
-static void vm_setup(struct vm *m, bool irqchip, uint64_t scenario, uint64_t a, uint64_t b)
-{
-	struct kvm_userspace_memory_region r = { .slot = 0, .guest_phys_addr = EG_RAM_GPA,
-						   .memory_size = EG_RAM_SIZE };
-	struct kvm_regs regs;
-	long sz;
-
-	m->kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	REQUIRE(m->kvm >= 0);
-	m->fd = ioctl(m->kvm, KVM_CREATE_VM, 0);
-	REQUIRE(m->fd >= 0);
-	if (irqchip)
-		REQUIRE(ioctl(m->fd, KVM_CREATE_IRQCHIP, 0) == 0);
-	m->ram = mmap(NULL, EG_RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	REQUIRE(m->ram != MAP_FAILED);
-	r.userspace_addr = (uint64_t)(uintptr_t)m->ram;
-	REQUIRE(ioctl(m->fd, KVM_SET_USER_MEMORY_REGION, &r) == 0);
-	m->vcpu = ioctl(m->fd, KVM_CREATE_VCPU, 0);
-	REQUIRE(m->vcpu >= 0);
-	sz = ioctl(m->kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
-	REQUIRE(sz >= (long)sizeof(struct kvm_run));
-	m->run = mmap(NULL, (size_t)sz, PROT_READ | PROT_WRITE, MAP_SHARED, m->vcpu, 0);
-	REQUIRE(m->run != MAP_FAILED);
-	REQUIRE(ioctl(m->vcpu, KVM_GET_REGS, &regs) == 0);
-	regs.rdi = scenario;
-	regs.rsi = a;
-	regs.rdx = b;
-	REQUIRE(ioctl(m->vcpu, KVM_SET_REGS, &regs) == 0);
-}
-
-/* Close everything: the VM is destroyed and its guest thread joined. */
-static void vm_teardown(struct vm *m)
-{
-	munmap(m->run, 3 * 4096);
-	close(m->vcpu);
-	close(m->fd);
-	close(m->kvm);
-	munmap(m->ram, EG_RAM_SIZE);
-}
 
 static const char *exit_name(uint32_t r)
 {
@@ -144,38 +96,6 @@ static uint64_t run_mmio(struct vm *m, uint64_t gpa, uint32_t len, bool write)
 	CHECK_EQ(m->run->mmio.is_write, write);
 	memcpy(&v, m->run->mmio.data, len);
 	return v;
-}
-
-static int ioev(int vm, uint64_t addr, uint32_t len, int fd, uint32_t flags, uint64_t dm)
-{
-	struct kvm_ioeventfd a = { .datamatch = dm, .addr = addr, .len = len, .fd = fd,
-				   .flags = flags };
-
-	return ioctl(vm, KVM_IOEVENTFD, &a);
-}
-
-static int irqfd(int vm, int fd, uint32_t gsi, uint32_t flags, int resamplefd)
-{
-	struct kvm_irqfd a = { .fd = (uint32_t)fd, .gsi = gsi, .flags = flags,
-			       .resamplefd = (uint32_t)resamplefd };
-
-	return ioctl(vm, KVM_IRQFD, &a);
-}
-
-static int line_status(int vm, uint32_t irq, uint32_t level)
-{
-	struct kvm_irq_level l = { .irq = irq, .level = level };
-
-	REQUIRE(ioctl(vm, KVM_IRQ_LINE_STATUS, &l) == 0);
-	return l.status;
-}
-
-static int new_efd(void)
-{
-	int fd = eventfd(0, EFD_CLOEXEC);
-
-	REQUIRE(fd >= 0);
-	return fd;
 }
 
 /* A blocking read of an eventfd, with a timeout so that a failure ends. */
@@ -377,11 +297,6 @@ static void test_hlt_exit(void)
 	vm_teardown(&m);
 }
 
-static void on_sigusr1(int sig)
-{
-	(void)sig;
-}
-
 struct kicker {
 	pthread_t target;
 	int ms;
@@ -416,11 +331,10 @@ static void run_until_halted_eintr(struct vm *m)
 
 static void test_halt_wake(void)
 {
-	struct sigaction sa = { .sa_handler = on_sigusr1 };
 	struct kvm_mp_state runnable = { KVM_MP_STATE_RUNNABLE };
 	struct vm m;
 
-	sigaction(SIGUSR1, &sa, NULL);
+	sigusr1_interrupts();
 	vm_setup(&m, true, EG_HALT_WAKE, 0, 0);
 	run_io(&m, EG_PORT_READY, true, 1);
 	run_until_halted_eintr(&m);
@@ -505,11 +419,5 @@ int main(void)
 		{ "irq line delivery, level re-delivery", test_line_delivery },
 	};
 
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	printf("# test_eventfd_guest (%s)\n", GM_MODE_NAME);
-	if (!getenv("GUESTMEM_GUEST")) {
-		printf("1..0 # SKIP GUESTMEM_GUEST is not set\n");
-		return 0;
-	}
-	return tap_run(cases, sizeof(cases) / sizeof(cases[0]), 60);
+	return tap_main_guest("test_eventfd_guest", cases, sizeof(cases) / sizeof(cases[0]), 60);
 }
