@@ -163,15 +163,16 @@ struct fault_ctx {
 
 /*
  * The host's "page size" around c->hva, which caps a shared mapping as the
- * host page-table level caps KVM's: a block may be mapped huge only if the
- * host can back all of it with the access this page has.  2 MiB: the whole
- * aligned block is faulted in writable, as a THP fault would; 1 GiB: only
- * a block already wholly resident (never allocate a gigabyte on a touch).
- * A read-only host page maps at 4 KiB: a writable neighbour under a
- * read-only huge leaf could never be written.  The memslot metadata is
- * consulted first (locklessly, as a hint) so that nothing is faulted in
- * for a block that may not be huge anyway; fault_level() rechecks it under
- * mmu_lock.
+ * host page-table level caps KVM's.  We cannot see the host's page tables,
+ * so a block counts as backed huge when all of it is resident (as a THP
+ * is), checked with one mincore() call (~1.5 us for 2 MiB; populating the
+ * block to learn its protection costs ~60 us, too much for every fault).
+ * A read-only host page maps at 4 KiB only.  The memslot metadata was
+ * consulted first (as a hint) so that nothing is probed for a block that
+ * may not be huge anyway; fault_level() rechecks it under mmu_lock.
+ * Limit: pages of one resident block whose protection differs (a VMM that
+ * mprotects part of it before the fault) are not told apart; protection
+ * changed later through libc is seen by the mmu-notifier hooks.
  */
 static int hva_host_level(struct fault_ctx *c)
 {
@@ -179,13 +180,8 @@ static int hva_host_level(struct fault_ctx *c)
 
 	for (; level > S2_PG_LEVEL_4K; level--) {
 		uint64_t bytes = s2_level_pages(level) * GM_PAGE_SIZE;
-		uint64_t base = c->hva & ~(bytes - 1);
-		void *p = (void *)(uintptr_t)base;
 
-		if (level == S2_PG_LEVEL_1G && !hva_range_check(base, bytes, true))
-			continue;
-		if (!hva_populate_supported() ? hva_range_check(base, bytes, false)
-					      : !syscall(SYS_madvise, p, bytes, MADV_POPULATE_WRITE))
+		if (hva_range_check(c->hva & ~(bytes - 1), bytes, true))
 			break;
 	}
 	return level;

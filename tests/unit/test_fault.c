@@ -120,6 +120,8 @@ static void test_shared_fault_maps_2m(void **state)
 	int level = 0;
 	uint64_t e;
 
+	/* The host backs the first block wholly (resident, as a THP would be). */
+	memset(x->mem, 0x5a, 2 * MB);
 	assert_int_equal(fault(x, SLOT_GPA + 5 * 4096 + 17, true, &f), KVM_PF_FIXED);
 	assert_false(f.is_private);
 	assert_int_equal(f.level, S2_PG_LEVEL_2M);
@@ -133,6 +135,9 @@ static void test_shared_fault_maps_2m(void **state)
 	assert_int_equal(x->st.faults, 1);
 	assert_int_equal(x->st.lock_acq, 1);
 	assert_int_equal(x->st.huge_maps, 1);
+	/* Untouched host memory is not backed huge: 4 KiB there. */
+	assert_int_equal(fault(x, SLOT_GPA + 2 * MB, false, &f), KVM_PF_FIXED);
+	assert_int_equal(f.level, S2_PG_LEVEL_4K);
 }
 
 static void test_shared_partial_host_block(void **state)
@@ -202,6 +207,7 @@ static void test_mixed_block_maps_4k(void **state)
 	struct fx *x = *state;
 	struct kvm_page_fault f;
 
+	memset(x->mem, 0, SLOT_SIZE); /* host-resident: only the attributes decide */
 	set_private(x->kvm, SLOT_GFN + 7, SLOT_GFN + 8, true);
 	assert_int_equal(fault(x, SLOT_GPA, false, &f), KVM_PF_FIXED);
 	assert_int_equal(f.level, S2_PG_LEVEL_4K);
