@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "backing_impl.h"
@@ -82,6 +83,16 @@ static void known_update(struct memfd_window *win, unsigned first, unsigned end,
 static bool known_test(struct memfd_window *win, unsigned bit)
 {
 	return __atomic_load_n(&win->known[bit / 64], __ATOMIC_ACQUIRE) & (1ULL << (bit % 64));
+}
+
+/*
+ * fallocate(2) on our own memfd, as the raw system call: under `guestmem
+ * exec` the preload interposes libc's fallocate and would fstat the fd to
+ * see whether it is a guestmem object, on every first touch of a page.
+ */
+static int memfd_fallocate(int fd, int mode, off_t offset, off_t len)
+{
+	return (int)syscall(SYS_fallocate, fd, mode, offset, len);
 }
 
 /* ---- windows ------------------------------------------------------------ */
@@ -139,7 +150,7 @@ static int memfd_fallocate_known(struct gm_memfd *m, struct memfd_window *win, u
 			sched_yield(); /* a punch is running; it does not block */
 			continue;
 		}
-		if (fallocate(m->fd, FALLOC_FL_KEEP_SIZE, (off_t)(index << GM_PAGE_SHIFT),
+		if (memfd_fallocate(m->fd, FALLOC_FL_KEEP_SIZE, (off_t)(index << GM_PAGE_SHIFT),
 			      (off_t)(n << GM_PAGE_SHIFT)))
 			return memfd_errno(errno);
 		known_update(win, first, first + (unsigned)n, true);
@@ -308,7 +319,7 @@ static void memfd_punch(struct gm_backing *b, uint64_t index, uint64_t n)
 
 	__atomic_fetch_add(&m->punch_seq, 1, __ATOMIC_SEQ_CST); /* odd: punch running */
 	do {
-		ret = fallocate(m->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		ret = memfd_fallocate(m->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 				(off_t)(index << GM_PAGE_SHIFT), (off_t)(n << GM_PAGE_SHIFT));
 	} while (ret && errno == EINTR);
 	/* tmpfs punch fails only on a sealed file, and this one is never sealed. */
