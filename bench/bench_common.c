@@ -59,18 +59,6 @@ int bench_run_vcpu(struct guestmem_vcpu *vcpu, const bool *stop, bench_exit_fn o
 	}
 }
 
-__attribute__((weak)) int bench_vcpu(void)
-{
-	printf("  (vCPU benchmarks not built)\n");
-	return 0;
-}
-
-__attribute__((weak)) int bench_eventfd(void)
-{
-	printf("  (eventfd benchmarks not built)\n");
-	return 0;
-}
-
 int gm_cli_bench(int argc, char **argv)
 {
 	const char *only = argc > 1 ? argv[1] : NULL;

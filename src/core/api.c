@@ -115,20 +115,6 @@ GM_API void guestmem_vm_invalidate_state(struct guestmem_vm *vm,
 	st->range_end = s.range_end;
 }
 
-/* The vCPU layer's fault counters; zero until it is linked in. */
-__attribute__((weak)) void kvm_mmu_fault_stats(struct kvm *kvm, uint64_t *faults,
-					       uint64_t *retries, uint64_t *lock_acq)
-{
-	(void)kvm;
-	*faults = *retries = *lock_acq = 0;
-}
-
-__attribute__((weak)) uint64_t kvm_memory_fault_exits(struct kvm *kvm)
-{
-	(void)kvm;
-	return 0;
-}
-
 GM_API void guestmem_vm_stats(struct guestmem_vm *vm, struct guestmem_vm_stats *st)
 {
 	struct kvm *kvm = to_kvm(vm);

@@ -206,14 +206,14 @@ long kvm_nr_live_vms(void);
 int kvm_vm_ioctl_precheck(struct kvm *kvm);
 
 /*
- * Hooks the vCPU layer provides (weak no-op defaults in vm.c): free every
- * vCPU and the eventfd state when the VM is destroyed.
+ * Provided by the vCPU layer (src/vcpu): free every vCPU and the eventfd
+ * state when the VM is destroyed.
  */
 void kvm_destroy_vcpus(struct kvm *kvm);
 void kvm_eventfds_destroy(struct kvm *kvm);
 /* KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP), in src/vcpu/irqchip.c. */
 int kvm_vm_enable_split_irqchip(struct kvm *kvm, uint64_t nr_reserved_ioapic_pins);
-/* Fault counters of the vCPU layer (weak zero defaults in api.c). */
+/* Fault counters of the vCPU layer (src/vcpu), summed over its vCPUs. */
 void kvm_mmu_fault_stats(struct kvm *kvm, uint64_t *faults, uint64_t *retries,
 			 uint64_t *lock_acq);
 uint64_t kvm_memory_fault_exits(struct kvm *kvm);

@@ -18,16 +18,6 @@ static pthread_mutex_t gm_vm_list_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct kvm *gm_vm_list;
 static long gm_nr_vms;
 
-__attribute__((weak)) void kvm_destroy_vcpus(struct kvm *kvm)
-{
-	(void)kvm;
-}
-
-__attribute__((weak)) void kvm_eventfds_destroy(struct kvm *kvm)
-{
-	(void)kvm;
-}
-
 /* Highest gfn the guest may use, from the host's MAXPHYADDR like x86 KVM. */
 static uint64_t host_max_gfn(void)
 {

@@ -172,8 +172,7 @@ static inline int gm_kvm_check_caller(struct kvm *kvm)
  * (KVM_CREATE_VCPU, irqchip, ioeventfd, ...; KVM_GET_SUPPORTED_CPUID, ...).
  * Called for every command the uapi core does not handle itself, after the
  * EIO check; set *handled = false to let the caller answer ENOTTY (VM) or
- * EINVAL (/dev/kvm).  src/uapi/vm_ioctl_hooks.c has the default, built only
- * while vcpu_ioctl.c does not exist (see src/uapi/meson.build).
+ * EINVAL (/dev/kvm).
  */
 long gm_vm_ioctl_vcpu(struct gm_file *f, struct kvm *kvm, unsigned long cmd,
 		      unsigned long arg, bool *handled);

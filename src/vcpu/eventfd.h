@@ -130,7 +130,7 @@ struct kvm_eventfds {
 struct kvm_eventfds *kvm_eventfds_get(struct kvm *kvm);
 struct kvm_eventfds *__kvm_eventfds_get_locked(struct kvm *kvm);
 
-/* VM destruction hook (overrides the weak one in core/vm.c). */
+/* VM destruction hook, called by core/vm.c. */
 void kvm_eventfds_destroy(struct kvm *kvm);
 
 /* ---- ioeventfd --------------------------------------------------------------- */
