@@ -315,9 +315,7 @@ static int fault_install(struct fault_ctx *c)
 	 * The faulting gfn, not gfn_base: if smaller leaves already live in
 	 * the block, the stage-2 code maps just this page instead.
 	 */
-	r = kvm_mmu_install(c->kvm, f->gfn, f->level, hva_base, flags);
-	if (!r)
-		kvm_mmu_lookup(c->kvm, f->gfn, &f->level); /* what was really mapped */
+	r = kvm_mmu_install(c->kvm, f->gfn, &f->level, hva_base, flags);
 	gm_check_pthread(pthread_rwlock_unlock(&c->kvm->mmu_lock));
 	if (r == -EAGAIN)
 		return KVM_PF_RETRY;

@@ -50,12 +50,14 @@ void kvm_mmu_destroy(struct kvm *kvm);
 uint64_t kvm_mmu_lookup(struct kvm *kvm, gfn_t gfn, int *level);
 
 /*
- * Install a leaf for @gfn (aligned down to @level) pointing at @hva
- * (aligned to the level's size) with @flags.  Returns 0, or -EAGAIN if a
- * conflicting entry appeared (the fault retries), -ENOMEM.
- * Context: mmu_lock held for read, inside gm_rcu_read_lock().
+ * Install a leaf for @gfn (aligned down to *@level) pointing at @hva
+ * (aligned to the level's size) with @flags.  If smaller leaves already
+ * live in that block, only @gfn's page is mapped and *@level becomes
+ * S2_PG_LEVEL_4K: on success *@level is what was really mapped.  Returns
+ * 0, or -EAGAIN if a conflicting entry appeared (the fault retries),
+ * -ENOMEM.  Context: mmu_lock held for read, inside gm_rcu_read_lock().
  */
-int kvm_mmu_install(struct kvm *kvm, gfn_t gfn, int level, uint64_t hva, uint64_t flags);
+int kvm_mmu_install(struct kvm *kvm, gfn_t gfn, int *level, uint64_t hva, uint64_t flags);
 
 /*
  * Clear every translation in [start, end).  A huge leaf that straddles the

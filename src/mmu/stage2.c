@@ -155,11 +155,11 @@ static struct s2_table *s2_get_child(uint64_t *slot, int *err)
 	return (pte & S2_PRESENT) && !(pte & S2_LEAF) ? s2_child(pte) : NULL;
 }
 
-int kvm_mmu_install(struct kvm *kvm, gfn_t gfn, int level, uint64_t hva, uint64_t flags)
+int kvm_mmu_install(struct kvm *kvm, gfn_t gfn, int *levelp, uint64_t hva, uint64_t flags)
 {
 	struct s2_table *t = &kvm->mmu->root;
+	int level = *levelp, err = -EAGAIN;
 	uint64_t *slot;
-	int err = -EAGAIN;
 
 	for (int lvl = S2_LEVELS; lvl > level; lvl--) {
 		t = s2_get_child(&t->e[s2_index(gfn, lvl)], &err);
@@ -174,7 +174,8 @@ int kvm_mmu_install(struct kvm *kvm, gfn_t gfn, int level, uint64_t hva, uint64_
 		if ((pte & S2_PRESENT) && !(pte & S2_LEAF)) {
 			uint64_t off = (gfn & (s2_level_pages(level) - 1)) << GM_PAGE_SHIFT;
 
-			return kvm_mmu_install(kvm, gfn, 1, (hva & S2_ADDR_MASK) + off, flags);
+			*levelp = S2_PG_LEVEL_4K;
+			return kvm_mmu_install(kvm, gfn, levelp, (hva & S2_ADDR_MASK) + off, flags);
 		}
 	}
 	if (!s2_install_entry(slot, (hva & S2_ADDR_MASK) | flags | S2_PRESENT | S2_LEAF))

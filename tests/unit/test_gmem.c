@@ -114,12 +114,13 @@ static int get_pfn(struct kvm *kvm, struct kvm_memory_slot *s, gfn_t gfn, char *
 /* Map @gfn of @s in stage 2 as a fault would (Context: none). */
 static void map_gfn(struct kvm *kvm, struct kvm_memory_slot *s, gfn_t gfn)
 {
+	int level = S2_PG_LEVEL_4K;
 	char *hva;
 
 	assert_int_equal(get_pfn(kvm, s, gfn, &hva), 0);
 	pthread_rwlock_rdlock(&kvm->mmu_lock);
 	gm_rcu_read_lock();
-	assert_int_equal(kvm_mmu_install(kvm, gfn, S2_PG_LEVEL_4K, (uint64_t)(uintptr_t)hva,
+	assert_int_equal(kvm_mmu_install(kvm, gfn, &level, (uint64_t)(uintptr_t)hva,
 					 S2_WRITABLE | S2_PRIVATE),
 			 0);
 	gm_rcu_read_unlock();

@@ -53,16 +53,24 @@ static bool zap(struct kvm *kvm, gfn_t s, gfn_t e)
 	return r;
 }
 
-static int install(struct kvm *kvm, gfn_t gfn, int level, uint64_t hva)
+/* Install at @level; *@mapped (if given) gets the level really mapped. */
+static int install_as(struct kvm *kvm, gfn_t gfn, int level, uint64_t hva, int *mapped)
 {
 	int r;
 
 	pthread_rwlock_rdlock(&kvm->mmu_lock);
 	gm_rcu_read_lock();
-	r = kvm_mmu_install(kvm, gfn, level, hva, S2_WRITABLE);
+	r = kvm_mmu_install(kvm, gfn, &level, hva, S2_WRITABLE);
 	gm_rcu_read_unlock();
 	pthread_rwlock_unlock(&kvm->mmu_lock);
+	if (mapped)
+		*mapped = level;
 	return r;
+}
+
+static int install(struct kvm *kvm, gfn_t gfn, int level, uint64_t hva)
+{
+	return install_as(kvm, gfn, level, hva, NULL);
 }
 
 static void test_levels(void **state)
@@ -108,7 +116,8 @@ static void test_huge_over_table_falls_back(void **state)
 
 	assert_int_equal(install(kvm, 0x601, 1, 0x7000401000ULL), 0);
 	/* A 2 MiB install where 4 KiB leaves exist maps just the page. */
-	assert_int_equal(install(kvm, 0x600, 2, 0x7000400000ULL), 0);
+	assert_int_equal(install_as(kvm, 0x600, 2, 0x7000400000ULL, &level), 0);
+	assert_int_equal(level, 1);
 	assert_int_equal(lookup(kvm, 0x600, &level) & S2_ADDR_MASK, 0x7000400000ULL);
 	assert_int_equal(level, 1);
 }
