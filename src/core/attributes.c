@@ -33,47 +33,18 @@ bool kvm_range_has_memory_attributes(struct kvm *kvm, gfn_t start, gfn_t end, ui
 	return rangemap_range_is(&kvm->mem_attr_array, start, end, attrs);
 }
 
-struct attr_walk {
-	uint64_t attrs;
-	bool locked;
-	bool flush;
-};
-
-/* Pre walk: begin on the first hit; every hit adds its range and zaps. */
-static int attr_pre(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t start, gfn_t end,
-		    void *ctx)
-{
-	struct attr_walk *w = ctx;
-
-	if (!w->locked) {
-		gm_check_pthread(pthread_rwlock_wrlock(&kvm->mmu_lock));
-		kvm_mmu_invalidate_begin(kvm);
-		w->locked = true;
-	}
-	/* Even a slot without guest_memfd: private must stop shared access. */
-	w->flush |= kvm_mmu_unmap_gfn_range(kvm, slot, start, end);
-	return 0;
-}
-
-/* Post walk: end on the first hit (same slots: slots_lock is held). */
+/* x86 post hook for every hit, in end's mmu_lock section (spec §4.7 step 5). */
 static int attr_post(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t start, gfn_t end,
 		     void *ctx)
 {
-	struct attr_walk *w = ctx;
-
-	if (!w->locked) {
-		gm_check_pthread(pthread_rwlock_wrlock(&kvm->mmu_lock));
-		kvm_mmu_invalidate_end(kvm);
-		w->locked = true;
-	}
-	/* Same critical section as end: no fault sees new seq + stale flags. */
-	kvm_arch_post_set_memory_attributes(kvm, slot, start, end, w->attrs);
+	kvm_arch_post_set_memory_attributes(kvm, slot, start, end, *(uint64_t *)ctx);
 	return 0;
 }
 
 int kvm_vm_set_mem_attributes(struct kvm *kvm, gfn_t start, gfn_t end, uint64_t attributes)
 {
-	struct attr_walk w = { attributes, false, false };
+	struct kvm_invalidation inv = { .source = KVM_INVAL_GFN, .start = start, .end = end,
+					.post = attr_post, .post_ctx = &attributes };
 	struct rangemap_array *next;
 	int r = 0;
 
@@ -84,19 +55,10 @@ int kvm_vm_set_mem_attributes(struct kvm *kvm, gfn_t start, gfn_t end, uint64_t 
 	if (r)
 		goto out_unlock;
 
-	kvm_for_each_slot_in_range(kvm, start, end, attr_pre, &w);
-	if (w.locked)
-		gm_check_pthread(pthread_rwlock_unlock(&kvm->mmu_lock));
-	if (w.flush)
-		kvm_flush_remote_tlbs(kvm);
-
+	kvm_invalidation_begin(kvm, &inv); /* pre walk: begin, zap, flush */
 	rangemap_commit(&kvm->mem_attr_array, next);
 	__atomic_fetch_add(&kvm->stat.attr_updates, 1, __ATOMIC_RELAXED);
-
-	w.locked = false;
-	kvm_for_each_slot_in_range(kvm, start, end, attr_post, &w);
-	if (w.locked)
-		gm_check_pthread(pthread_rwlock_unlock(&kvm->mmu_lock));
+	kvm_invalidation_end(kvm, &inv); /* post walk: end, post hook */
 out_unlock:
 	gm_check_pthread(pthread_mutex_unlock(&kvm->slots_lock));
 	return r;

@@ -49,58 +49,16 @@ static void kvm_gmem_touch(struct kvm_gmem *gmem)
 	WRITE_ONCE(gmem->ctime.tv_nsec, now.tv_nsec);
 }
 
-/* ---- the invalidation protocol, driven by guest_memfd (§4.4) ---------- */
-
-struct gmem_inval {
-	struct kvm *kvm;
-	bool begun; /* mmu_lock held for write and begin issued */
-	bool flush; /* some zap asks for a remote TLB flush */
-};
-
-/* Zap the gfns of one binding run [start, end) of page indices. */
-static int kvm_gmem_invalidate_binding(void *ctx, uint64_t start, uint64_t end, uint64_t value)
-{
-	struct gmem_inval *iv = ctx;
-	struct kvm_memory_slot *slot = binding_slot(value);
-	uint64_t pgoff = slot->gmem.pgoff;
-	gfn_t gstart = slot->base_gfn + GM_MAX(pgoff, start) - pgoff;
-	gfn_t gend = slot->base_gfn + GM_MIN(pgoff + slot->npages, end) - pgoff;
-
-	if (!iv->begun) {
-		gm_check_pthread(pthread_rwlock_wrlock(&iv->kvm->mmu_lock));
-		kvm_mmu_invalidate_begin(iv->kvm);
-		iv->begun = true;
-	}
-	iv->flush |= kvm_mmu_unmap_gfn_range(iv->kvm, slot, gstart, gend);
-	return 0;
-}
-
 /*
- * Begin an invalidation of page indices [start, end) if any binding
- * intersects it, zapping those gfns; returns whether one was begun (and
- * must be ended).  The remote flush runs after mmu_lock is dropped: it is
- * a grace period, and a fault in a read-side section may be waiting for
- * mmu_lock.  Context: invalidate_lock held for write (bindings stable).
+ * The invalidation protocol over the bindings of page indices [start, end)
+ * (§4.4); begin and end only if a binding intersects it.  Context:
+ * invalidate_lock held for write (bindings stable).
  */
-static bool kvm_gmem_invalidate_begin(struct kvm_gmem *gmem, uint64_t start, uint64_t end)
+static struct kvm_invalidation kvm_gmem_invalidation(struct kvm_gmem *gmem, uint64_t start,
+						     uint64_t end)
 {
-	struct gmem_inval iv = { gmem->kvm, false, false };
-
-	rangemap_for_each(&gmem->bindings, start, end, kvm_gmem_invalidate_binding, &iv);
-	if (iv.begun)
-		gm_check_pthread(pthread_rwlock_unlock(&gmem->kvm->mmu_lock));
-	if (iv.flush)
-		kvm_flush_remote_tlbs(gmem->kvm);
-	return iv.begun;
-}
-
-static void kvm_gmem_invalidate_end(struct kvm_gmem *gmem, bool begun)
-{
-	if (!begun)
-		return;
-	gm_check_pthread(pthread_rwlock_wrlock(&gmem->kvm->mmu_lock));
-	kvm_mmu_invalidate_end(gmem->kvm);
-	gm_check_pthread(pthread_rwlock_unlock(&gmem->kvm->mmu_lock));
+	return (struct kvm_invalidation){ .source = KVM_INVAL_GMEM, .gmem = gmem,
+					  .start = start, .end = end };
 }
 
 /* ---- creation and references ------------------------------------------- */
@@ -203,15 +161,15 @@ static int kvm_gmem_forget_slot(void *ctx, uint64_t start, uint64_t end, uint64_
 static void kvm_gmem_release(struct kvm_gmem *gmem)
 {
 	struct kvm *kvm = gmem->kvm;
-	bool begun;
+	struct kvm_invalidation inv = kvm_gmem_invalidation(gmem, 0, ~0ULL);
 
 	gm_check_pthread(pthread_mutex_lock(&kvm->slots_lock));
 	gm_check_pthread(pthread_rwlock_wrlock(&gmem->invalidate_lock));
 	rangemap_for_each(&gmem->bindings, 0, ~0ULL, kvm_gmem_forget_slot, NULL);
 	/* No fault can still be using this file through a slot after this. */
 	gm_synchronize_rcu();
-	begun = kvm_gmem_invalidate_begin(gmem, 0, ~0ULL);
-	kvm_gmem_invalidate_end(gmem, begun);
+	kvm_invalidation_begin(kvm, &inv);
+	kvm_invalidation_end(kvm, &inv);
 	gm_check_pthread(pthread_rwlock_unlock(&gmem->invalidate_lock));
 	gm_check_pthread(pthread_mutex_unlock(&kvm->slots_lock));
 
@@ -262,10 +220,10 @@ static int kvm_gmem_allocate(struct kvm_gmem *gmem, uint64_t offset, uint64_t le
 static int kvm_gmem_punch_hole(struct kvm_gmem *gmem, uint64_t offset, uint64_t len)
 {
 	uint64_t start = offset >> GM_PAGE_SHIFT, end = (offset + len) >> GM_PAGE_SHIFT;
-	bool begun;
+	struct kvm_invalidation inv = kvm_gmem_invalidation(gmem, start, end);
 
 	gm_check_pthread(pthread_rwlock_wrlock(&gmem->invalidate_lock));
-	begun = kvm_gmem_invalidate_begin(gmem, start, end);
+	kvm_invalidation_begin(gmem->kvm, &inv);
 	gm_backing_punch(&gmem->backing, start, end - start);
 	/*
 	 * A punched page is gone, poisoned or not; the next use gets a fresh
@@ -274,7 +232,7 @@ static int kvm_gmem_punch_hole(struct kvm_gmem *gmem, uint64_t offset, uint64_t 
 	 */
 	if (!rangemap_range_is(&gmem->poisoned, start, end, 0))
 		(void)rangemap_store(&gmem->poisoned, start, end, 0);
-	kvm_gmem_invalidate_end(gmem, begun);
+	kvm_invalidation_end(gmem->kvm, &inv);
 	gm_check_pthread(pthread_rwlock_unlock(&gmem->invalidate_lock));
 	return 0;
 }
@@ -304,12 +262,14 @@ int kvm_gmem_fallocate(struct kvm_gmem *gmem, int mode, int64_t offset, int64_t 
 /* ---- bindings (§3.5 rules 20-23, §4.2) --------------------------------- */
 
 int kvm_gmem_bind(struct kvm *kvm, struct kvm_memory_slot *slot, struct kvm_gmem *gmem,
-		  uint64_t offset)
+		  uint64_t offset, struct kvm_gmem_unbind *undo)
 {
 	uint64_t size = slot->npages << GM_PAGE_SHIFT, start, end;
+	struct rangemap_array *next;
 	int ret = -EINVAL;
 
 	gm_assert(slot->npages > 0);
+	*undo = (struct kvm_gmem_unbind){ NULL, NULL };
 	if (gmem->kvm != kvm)
 		return -EINVAL;
 	/*
@@ -327,9 +287,20 @@ int kvm_gmem_bind(struct kvm *kvm, struct kvm_memory_slot *slot, struct kvm_gmem
 	/* Rule 22: an index already bound to another slot (EINVAL as of 6.8/6.18). */
 	if (!rangemap_range_is(&gmem->bindings, start, end, 0))
 		goto out;
-	ret = rangemap_store(&gmem->bindings, start, end, (uint64_t)(uintptr_t)slot);
+	/*
+	 * Both maps before the point of no return: the bound one, and the
+	 * unbound one (today's, as the range is free) that undoes it.
+	 */
+	ret = rangemap_prepare(&gmem->bindings, start, end, (uint64_t)(uintptr_t)slot, &next);
 	if (ret)
 		goto out;
+	ret = rangemap_prepare(&gmem->bindings, start, end, 0, &undo->next);
+	if (ret) {
+		rangemap_discard(next);
+		goto out;
+	}
+	rangemap_commit(&gmem->bindings, next);
+	undo->gmem = gmem;
 	slot->gmem.pgoff = start;
 	/* 6.18: an MMAP-capable file serves the slot's shared memory too. */
 	if (kvm->cfg.profile == GM_PROFILE_LINUX_6_18 && (gmem->flags & GUEST_MEMFD_FLAG_MMAP))
@@ -341,7 +312,7 @@ out:
 	return ret;
 }
 
-void kvm_gmem_unbind(struct kvm_memory_slot *slot)
+int kvm_gmem_unbind_prepare(struct kvm_memory_slot *slot, struct kvm_gmem_unbind *u)
 {
 	/*
 	 * With slots_lock held, release (which takes it first) has either
@@ -351,17 +322,40 @@ void kvm_gmem_unbind(struct kvm_memory_slot *slot)
 	 */
 	struct kvm_gmem *gmem = READ_ONCE(slot->gmem.file);
 	uint64_t start = slot->gmem.pgoff;
-	struct timespec backoff = { 0, 1000000 };
+	int ret;
+
+	*u = (struct kvm_gmem_unbind){ NULL, NULL };
+	if (!gmem)
+		return 0;
+	/* Bindings change only under slots_lock too: this stays current. */
+	gm_check_pthread(pthread_rwlock_rdlock(&gmem->invalidate_lock));
+	ret = rangemap_prepare(&gmem->bindings, start, start + slot->npages, 0, &u->next);
+	gm_check_pthread(pthread_rwlock_unlock(&gmem->invalidate_lock));
+	if (!ret)
+		u->gmem = gmem;
+	return ret;
+}
+
+void kvm_gmem_unbind_commit(struct kvm_memory_slot *slot, struct kvm_gmem_unbind *u)
+{
+	struct kvm_gmem *gmem = u->gmem;
 
 	if (!gmem)
 		return;
+	gm_assert(READ_ONCE(slot->gmem.file) == gmem);
 	gm_check_pthread(pthread_rwlock_wrlock(&gmem->invalidate_lock));
-	/* The slot is about to be freed: the erase must not be skipped. */
-	while (rangemap_store(&gmem->bindings, start, start + slot->npages, 0))
-		nanosleep(&backoff, NULL);
+	rangemap_commit(&gmem->bindings, u->next);
 	smp_store_release(&slot->gmem.file, NULL);
 	gm_synchronize_rcu(); /* faults that loaded the pointer are done */
 	gm_check_pthread(pthread_rwlock_unlock(&gmem->invalidate_lock));
+	*u = (struct kvm_gmem_unbind){ NULL, NULL };
+}
+
+void kvm_gmem_unbind_abort(struct kvm_gmem_unbind *u)
+{
+	if (u->gmem)
+		rangemap_discard(u->next);
+	*u = (struct kvm_gmem_unbind){ NULL, NULL };
 }
 
 /* ---- fault path and memory failure (§4.3) ------------------------------- */
@@ -394,7 +388,7 @@ int kvm_gmem_get_pfn(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t gfn, v
 
 int kvm_gmem_error_page(struct kvm_gmem *gmem, uint64_t index)
 {
-	bool begun;
+	struct kvm_invalidation inv = kvm_gmem_invalidation(gmem, index, index + 1);
 	int err = 0;
 
 	if (index >= gmem->backing.nr_pages)
@@ -409,8 +403,8 @@ int kvm_gmem_error_page(struct kvm_gmem *gmem, uint64_t index)
 	if (err)
 		goto out;
 	/* Invalidate guest mappings of the page, without truncating it. */
-	begun = kvm_gmem_invalidate_begin(gmem, index, index + 1);
-	kvm_gmem_invalidate_end(gmem, begun);
+	kvm_invalidation_begin(gmem->kvm, &inv);
+	kvm_invalidation_end(gmem->kvm, &inv);
 out:
 	gm_check_pthread(pthread_rwlock_unlock(&gmem->invalidate_lock));
 	return err;

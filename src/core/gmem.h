@@ -27,7 +27,8 @@ struct kvm_gmem {
 
 	/*
 	 * instance: page index -> struct kvm_memory_slot * (as uint64_t).
-	 * Written with invalidate_lock held for write; read under RCU.
+	 * Written with kvm->slots_lock and invalidate_lock (write) held, so
+	 * either lock keeps it stable; read under RCU.
 	 */
 	struct rangemap bindings;
 
@@ -79,13 +80,33 @@ bool kvm_gmem_tryget(struct kvm_gmem *gmem);
 int kvm_gmem_fallocate(struct kvm_gmem *gmem, int mode, int64_t offset, int64_t len);
 
 /*
+ * Undoing a binding, prepared before a point of no return so that the
+ * undo itself cannot fail.  @gmem NULL: nothing to undo (no guest_memfd,
+ * or the file was released meanwhile).
+ */
+struct kvm_gmem_unbind {
+	struct kvm_gmem *gmem;
+	struct rangemap_array *next; /* the bindings without the slot */
+};
+
+/*
  * Bind [offset, offset + npages pages) to @slot (rules 20-23 of §3.5).
+ * On success *@undo is ready to take the binding back (unbind_commit) or
+ * to be dropped (unbind_abort).
  * Context: slots_lock held; the slot is not yet visible to readers.
  */
 int kvm_gmem_bind(struct kvm *kvm, struct kvm_memory_slot *slot, struct kvm_gmem *gmem,
-		  uint64_t offset);
-/* Undo a binding; Context: slots_lock held, slot no longer visible. */
-void kvm_gmem_unbind(struct kvm_memory_slot *slot);
+		  uint64_t offset, struct kvm_gmem_unbind *undo);
+/*
+ * Undo @slot's binding in two steps: prepare allocates (0 or -ENOMEM,
+ * nothing changed), commit cannot fail, abort drops what prepare made.
+ * Context: slots_lock held from prepare to commit/abort (bindings change
+ * only under it, so the prepared map stays current); the slot is no longer
+ * visible at commit.
+ */
+int kvm_gmem_unbind_prepare(struct kvm_memory_slot *slot, struct kvm_gmem_unbind *u);
+void kvm_gmem_unbind_commit(struct kvm_memory_slot *slot, struct kvm_gmem_unbind *u);
+void kvm_gmem_unbind_abort(struct kvm_gmem_unbind *u);
 
 /*
  * Fault path: the backing page for @gfn of @slot.

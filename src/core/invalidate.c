@@ -12,6 +12,7 @@
  */
 #include <stdlib.h>
 
+#include "gmem.h"
 #include "kvm_host.h"
 #include "lib/rcu.h"
 #include "mmu/mmu.h"
@@ -123,9 +124,47 @@ bool kvm_mmu_unmap_gfn_range(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_
 	return kvm_mmu_zap_gfn_range(kvm, start, end);
 }
 
-/* ---- host-mapping invalidation (the mmu notifier) --------------------- */
+/* ---- the one invalidation walker (spec §4.4 table) -------------------- */
 
-struct mn_walk {
+struct inval_walk {
+	struct kvm *kvm;
+	bool begun; /* mmu_lock held for write and begin issued */
+	bool flush; /* some zap asks for a remote TLB flush */
+};
+
+/* One intersecting slot: the first hit takes mmu_lock and begins. */
+static void inval_hit(struct inval_walk *w, struct kvm_memory_slot *slot, gfn_t start,
+		      gfn_t end)
+{
+	if (!w->begun) {
+		gm_check_pthread(pthread_rwlock_wrlock(&w->kvm->mmu_lock));
+		kvm_mmu_invalidate_begin(w->kvm);
+		w->begun = true;
+	}
+	/* Even a slot without guest_memfd: private must stop shared access. */
+	w->flush |= kvm_mmu_unmap_gfn_range(w->kvm, slot, start, end);
+}
+
+static int inval_gfn_hit(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t start, gfn_t end,
+			 void *ctx)
+{
+	(void)kvm;
+	inval_hit(ctx, slot, start, end);
+	return 0;
+}
+
+/* One binding run [start, end) of page indices -> the gfns of its slot. */
+static int inval_gmem_hit(void *ctx, uint64_t start, uint64_t end, uint64_t value)
+{
+	struct kvm_memory_slot *slot = (struct kvm_memory_slot *)(uintptr_t)value;
+	uint64_t pgoff = slot->gmem.pgoff;
+
+	inval_hit(ctx, slot, slot->base_gfn + GM_MAX(pgoff, start) - pgoff,
+		  slot->base_gfn + GM_MIN(pgoff + slot->npages, end) - pgoff);
+	return 0;
+}
+
+struct hva_hits {
 	uint64_t hva_start, hva_end;
 	gfn_t (*ranges)[2];
 	size_t nr, cap;
@@ -133,10 +172,10 @@ struct mn_walk {
 };
 
 /* Record the gfns of @slot whose host pages lie in [hva_start, hva_end). */
-static void mn_collect_slot(struct kvm_memory_slot *slot, struct mn_walk *w)
+static void hva_collect_slot(struct kvm_memory_slot *slot, struct hva_hits *h)
 {
 	uint64_t s = slot->userspace_addr, e = s + slot->npages * GM_PAGE_SIZE;
-	uint64_t hs = GM_MAX(w->hva_start, s), he = GM_MIN(w->hva_end, e);
+	uint64_t hs = GM_MAX(h->hva_start, s), he = GM_MIN(h->hva_end, e);
 
 	/*
 	 * An INVALID slot (being deleted or moved) still has translations
@@ -144,69 +183,109 @@ static void mn_collect_slot(struct kvm_memory_slot *slot, struct mn_walk *w)
 	 */
 	if (hs >= he)
 		return;
-	if (w->nr == w->cap) {
-		size_t cap = w->cap ? 2 * w->cap : 8;
-		void *n = realloc(w->ranges, cap * sizeof(*w->ranges));
+	if (h->nr == h->cap) {
+		size_t cap = h->cap ? 2 * h->cap : 8;
+		void *n = realloc(h->ranges, cap * sizeof(*h->ranges));
 
 		if (!n) {
-			w->oom = true;
+			h->oom = true;
 			return;
 		}
-		w->ranges = n;
-		w->cap = cap;
+		h->ranges = n;
+		h->cap = cap;
 	}
-	w->ranges[w->nr][0] = slot->base_gfn + ((hs - s) >> GM_PAGE_SHIFT);
-	w->ranges[w->nr][1] = slot->base_gfn + ((he - s + GM_PAGE_SIZE - 1) >> GM_PAGE_SHIFT);
-	w->nr++;
+	h->ranges[h->nr][0] = slot->base_gfn + ((hs - s) >> GM_PAGE_SHIFT);
+	h->ranges[h->nr][1] = slot->base_gfn + ((he - s + GM_PAGE_SIZE - 1) >> GM_PAGE_SHIFT);
+	h->nr++;
 }
 
 /*
- * Returns whether an invalidation was begun (and must be ended).  The
- * memslots are read under RCU, but mmu_lock is taken outside the read-side
- * section: a writer may wait for a grace period while holding mmu_lock.
- * A slot created meanwhile cannot be missed: memslot swaps wait for
- * mn_active_invalidate_count to drop to zero.
+ * The memslots are read under RCU, but mmu_lock is taken outside the
+ * read-side section: a writer may wait for a grace period while holding
+ * mmu_lock.  So the hits are listed first, then zapped.
  */
-static bool kvm_mn_invalidate_start(struct kvm *kvm, uint64_t hva_start, uint64_t hva_end)
+static void inval_hva_walk(struct kvm *kvm, struct kvm_invalidation *inv, struct inval_walk *w)
 {
-	struct mn_walk w = { hva_start, hva_end, NULL, 0, 0, false };
-	bool flush = false;
-
-	gm_check_pthread(pthread_mutex_lock(&kvm->mn_lock));
-	kvm->mn_active_invalidate_count++;
-	gm_check_pthread(pthread_mutex_unlock(&kvm->mn_lock));
+	struct hva_hits h = { inv->start, inv->end, NULL, 0, 0, false };
 
 	gm_rcu_read_lock();
 	for (int as = 0; as < kvm->nr_as; as++) {
 		struct kvm_memslots *slots = kvm_memslots(kvm, as);
 
 		for (uint32_t i = 0; i < slots->nr; i++)
-			mn_collect_slot(slots->by_gfn[i], &w);
+			hva_collect_slot(slots->by_gfn[i], &h);
 	}
 	gm_rcu_read_unlock();
-	if (!w.nr && !w.oom)
-		goto out;
-	gm_check_pthread(pthread_rwlock_wrlock(&kvm->mmu_lock));
-	kvm_mmu_invalidate_begin(kvm);
-	if (w.oom) /* could not list the hits: invalidate the whole guest */
-		flush = kvm_mmu_unmap_gfn_range(kvm, NULL, 0, kvm->max_gfn + 1);
-	for (size_t i = 0; !w.oom && i < w.nr; i++)
-		flush |= kvm_mmu_unmap_gfn_range(kvm, NULL, w.ranges[i][0], w.ranges[i][1]);
-	gm_check_pthread(pthread_rwlock_unlock(&kvm->mmu_lock));
-	if (flush)
+	if (h.oom) /* could not list the hits: invalidate the whole guest */
+		inval_hit(w, NULL, 0, kvm->max_gfn + 1);
+	for (size_t i = 0; !h.oom && i < h.nr; i++)
+		inval_hit(w, NULL, h.ranges[i][0], h.ranges[i][1]);
+	free(h.ranges);
+}
+
+bool kvm_invalidation_begin(struct kvm *kvm, struct kvm_invalidation *inv)
+{
+	struct inval_walk w = { kvm, false, false };
+
+	switch (inv->source) {
+	case KVM_INVAL_GFN:
+		kvm_for_each_slot_in_range(kvm, inv->start, inv->end, inval_gfn_hit, &w);
+		break;
+	case KVM_INVAL_GMEM:
+		rangemap_for_each(&inv->gmem->bindings, inv->start, inv->end, inval_gmem_hit, &w);
+		break;
+	case KVM_INVAL_HVA:
+		inval_hva_walk(kvm, inv, &w);
+		break;
+	}
+	if (w.begun)
+		gm_check_pthread(pthread_rwlock_unlock(&kvm->mmu_lock));
+	/* A grace period: never with mmu_lock held (a fault may wait for it). */
+	if (w.flush)
 		kvm_flush_remote_tlbs(kvm);
-out:
-	free(w.ranges);
-	return w.nr || w.oom;
+	inv->begun = w.begun;
+	return w.begun;
+}
+
+void kvm_invalidation_end(struct kvm *kvm, struct kvm_invalidation *inv)
+{
+	/* Nothing intersected at begin: nothing did since (the source's lock). */
+	if (!inv->begun)
+		return;
+	gm_check_pthread(pthread_rwlock_wrlock(&kvm->mmu_lock));
+	kvm_mmu_invalidate_end(kvm);
+	/* Same critical section as end: no fault sees new seq + stale metadata. */
+	if (inv->post) {
+		gm_assert(inv->source == KVM_INVAL_GFN);
+		kvm_for_each_slot_in_range(kvm, inv->start, inv->end, inv->post, inv->post_ctx);
+	}
+	gm_check_pthread(pthread_rwlock_unlock(&kvm->mmu_lock));
+	inv->begun = false;
+}
+
+/* ---- host-mapping invalidation (the mmu notifier) --------------------- */
+
+/*
+ * Returns whether an invalidation was begun (and must be ended).  A slot
+ * created meanwhile cannot be missed: memslot swaps wait for
+ * mn_active_invalidate_count to drop to zero.
+ */
+static bool kvm_mn_invalidate_start(struct kvm *kvm, uint64_t hva_start, uint64_t hva_end)
+{
+	struct kvm_invalidation inv = { .source = KVM_INVAL_HVA,
+					.start = hva_start, .end = hva_end };
+
+	gm_check_pthread(pthread_mutex_lock(&kvm->mn_lock));
+	kvm->mn_active_invalidate_count++;
+	gm_check_pthread(pthread_mutex_unlock(&kvm->mn_lock));
+	return kvm_invalidation_begin(kvm, &inv);
 }
 
 static void kvm_mn_invalidate_end(struct kvm *kvm, bool begun)
 {
-	if (begun) {
-		gm_check_pthread(pthread_rwlock_wrlock(&kvm->mmu_lock));
-		kvm_mmu_invalidate_end(kvm);
-		gm_check_pthread(pthread_rwlock_unlock(&kvm->mmu_lock));
-	}
+	struct kvm_invalidation inv = { .source = KVM_INVAL_HVA, .begun = begun };
+
+	kvm_invalidation_end(kvm, &inv);
 	gm_check_pthread(pthread_mutex_lock(&kvm->mn_lock));
 	if (--kvm->mn_active_invalidate_count == 0)
 		gm_check_pthread(pthread_cond_broadcast(&kvm->mn_cond));

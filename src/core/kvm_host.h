@@ -318,6 +318,35 @@ bool kvm_mmu_unmap_gfn_range(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_
 			     gfn_t end);
 
 /*
+ * One invalidation (spec §4.4 table), whatever drives it: the range in its
+ * source's unit, converted per slot.  begin finds the intersecting slots;
+ * on the first hit it takes mmu_lock for write and begins, then zaps every
+ * hit; it drops mmu_lock and, if a zap asks for it, flushes.  end, only if
+ * begin hit something, ends under mmu_lock and runs @post for every hit in
+ * that same critical section.  With no hit neither begin nor end is called.
+ */
+enum kvm_invalidation_source {
+	KVM_INVAL_GFN,	/* gfns, every address space (attributes); slots_lock held */
+	KVM_INVAL_GMEM, /* page indices of @gmem's bindings; its invalidate_lock
+			   held for write */
+	KVM_INVAL_HVA,	/* host addresses (the mmu notifier); no VM lock held */
+};
+
+struct kvm_invalidation {
+	enum kvm_invalidation_source source;
+	uint64_t start, end; /* [start, end) in the source's unit */
+	struct kvm_gmem *gmem; /* KVM_INVAL_GMEM */
+	kvm_slot_fn post;      /* KVM_INVAL_GFN only; NULL: none */
+	void *post_ctx;
+	bool begun; /* set by begin: end has work to do */
+};
+
+/* Returns inv->begun.  Context: the source's lock (above), no mmu_lock. */
+bool kvm_invalidation_begin(struct kvm *kvm, struct kvm_invalidation *inv);
+/* Context: the same locks as at begin, which must not have been dropped. */
+void kvm_invalidation_end(struct kvm *kvm, struct kvm_invalidation *inv);
+
+/*
  * Host-mapping invalidation (the mmu notifier): [hva_start, hva_end) of the
  * VMM's address space changed (munmap, mremap, MADV_DONTNEED, mprotect).
  * Zaps every translation derived from it.  Context: no VM locks held.

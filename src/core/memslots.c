@@ -202,10 +202,10 @@ static struct kvm_memory_slot *kvm_dup_memslot(const struct kvm_memory_slot *s)
 	return n;
 }
 
-static void kvm_free_memslot(struct kvm_memory_slot *slot, bool free_metadata)
+static void kvm_free_memslot(struct kvm_memory_slot *slot, bool free_metadata,
+			     struct kvm_gmem_unbind *unbind)
 {
-	if (slot->flags & KVM_MEM_GUEST_MEMFD)
-		kvm_gmem_unbind(slot);
+	kvm_gmem_unbind_commit(slot, unbind);
 	if (free_metadata)
 		kvm_free_memslot_metadata(slot);
 	free(slot);
@@ -257,18 +257,25 @@ static int kvm_set_memslot(struct kvm *kvm, struct kvm_memory_slot *old,
 			   struct kvm_memory_slot *new, enum kvm_mr_change change)
 {
 	struct kvm_memory_slot *invalid = NULL;
+	struct kvm_gmem_unbind unbind = { NULL, NULL };
 	int as_id = (old ? old : new)->as_id, r;
 
 	r = kvm_reserve_sets(kvm, as_id);
+	/* guest_memfd slots are only ever deleted (never moved or changed). */
+	if (!r && change == KVM_MR_DELETE && (old->flags & KVM_MEM_GUEST_MEMFD))
+		r = kvm_gmem_unbind_prepare(old, &unbind);
 	if (r)
 		return r;
 	if (change == KVM_MR_DELETE || change == KVM_MR_MOVE) {
 		invalid = kvm_invalidate_memslot(kvm, old);
-		if (!invalid)
+		if (!invalid) {
+			kvm_gmem_unbind_abort(&unbind);
 			return -ENOMEM;
+		}
 	}
 	r = new ? kvm_prepare_memory_region(kvm, new, change) : 0;
 	if (r) {
+		kvm_gmem_unbind_abort(&unbind);
 		if (invalid) { /* put the old slot back */
 			kvm_replace_memslot_everywhere(kvm, as_id, invalid, old);
 			free(invalid);
@@ -283,7 +290,7 @@ static int kvm_set_memslot(struct kvm *kvm, struct kvm_memory_slot *old,
 	/* Commit: no reader can see old or invalid any more. */
 	free(invalid);
 	if (old)
-		kvm_free_memslot(old, change != KVM_MR_FLAGS_ONLY);
+		kvm_free_memslot(old, change != KVM_MR_FLAGS_ONLY, &unbind);
 	return 0;
 }
 
@@ -400,13 +407,14 @@ static int kvm_delete_region(struct kvm *kvm, struct kvm_memory_slot *old)
 
 static int kvm_bind_new_slot(struct kvm *kvm, struct kvm_memory_slot *new,
 			     const struct kvm_userspace_memory_region2 *mem,
-			     const struct kvm_gmem_ref *gref)
+			     const struct kvm_gmem_ref *gref, struct kvm_gmem_unbind *undo)
 {
+	*undo = (struct kvm_gmem_unbind){ NULL, NULL };
 	if (!(mem->flags & KVM_MEM_GUEST_MEMFD))
 		return 0;
 	if (!gref || gref->err || !gref->gmem)
 		return gref && gref->err ? gref->err : -EBADF;
-	return kvm_gmem_bind(kvm, new, gref->gmem, mem->guest_memfd_offset);
+	return kvm_gmem_bind(kvm, new, gref->gmem, mem->guest_memfd_offset, undo);
 }
 
 static int __kvm_set_memory_region(struct kvm *kvm,
@@ -415,6 +423,7 @@ static int __kvm_set_memory_region(struct kvm *kvm,
 {
 	uint32_t as_id = mem->slot >> 16, id = mem->slot & 0xffff;
 	enum kvm_mr_change change = KVM_MR_CREATE;
+	struct kvm_gmem_unbind undo;
 	struct kvm_memory_slot *old, *new;
 	uint64_t npages = mem->memory_size >> GM_PAGE_SHIFT;
 	int r;
@@ -442,11 +451,13 @@ static int __kvm_set_memory_region(struct kvm *kvm,
 	new = kvm_new_memslot(mem, change == KVM_MR_FLAGS_ONLY ? old : NULL);
 	if (!new)
 		return -ENOMEM;
-	r = kvm_bind_new_slot(kvm, new, mem, gref);
+	r = kvm_bind_new_slot(kvm, new, mem, gref, &undo);
 	if (!r) {
 		r = kvm_set_memslot(kvm, old, new, change);
-		if (r && (new->flags & KVM_MEM_GUEST_MEMFD))
-			kvm_gmem_unbind(new);
+		if (r)
+			kvm_gmem_unbind_commit(new, &undo);
+		else
+			kvm_gmem_unbind_abort(&undo);
 	}
 	if (r)
 		free(new);

@@ -58,8 +58,11 @@ static void kvm_free_memslots(struct kvm *kvm)
 		for (uint32_t i = 0; slots && i < slots->nr; i++) {
 			struct kvm_memory_slot *slot = slots->by_gfn[i];
 
-			if (slot->flags & 4 /* KVM_MEM_GUEST_MEMFD */)
-				kvm_gmem_unbind(slot);
+			/*
+			 * Every guest_memfd pins its VM and forgets its slots
+			 * at release: none can still point at this slot.
+			 */
+			gm_assert(!READ_ONCE(slot->gmem.file));
 			kvm_free_memslot_metadata(slot);
 			free(slot);
 		}

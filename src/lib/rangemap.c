@@ -118,6 +118,11 @@ void rangemap_commit(struct rangemap *map, struct rangemap_array *prepared)
 	rangemap_publish(map, prepared);
 }
 
+void rangemap_discard(struct rangemap_array *prepared)
+{
+	free(prepared);
+}
+
 int rangemap_store(struct rangemap *map, uint64_t start, uint64_t end, uint64_t value)
 {
 	struct rangemap_array *n;

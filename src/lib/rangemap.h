@@ -57,6 +57,8 @@ int rangemap_store(struct rangemap *map, uint64_t start, uint64_t end, uint64_t 
 int rangemap_prepare(const struct rangemap *map, uint64_t start, uint64_t end,
 		     uint64_t value, struct rangemap_array **out);
 void rangemap_commit(struct rangemap *map, struct rangemap_array *prepared);
+/* Drop a prepared array that will not be committed. */
+void rangemap_discard(struct rangemap_array *prepared);
 
 /* True if every key in [start, end) maps to exactly @value (0: none mapped). */
 bool rangemap_range_is(const struct rangemap *map, uint64_t start, uint64_t end,

@@ -83,18 +83,23 @@ static struct kvm_memory_slot *slot_new(gfn_t base, uint64_t npages)
 
 static int bind(struct kvm *kvm, struct kvm_memory_slot *s, struct kvm_gmem *g, uint64_t off)
 {
+	struct kvm_gmem_unbind undo;
 	int r;
 
 	pthread_mutex_lock(&kvm->slots_lock);
-	r = kvm_gmem_bind(kvm, s, g, off);
+	r = kvm_gmem_bind(kvm, s, g, off, &undo);
+	kvm_gmem_unbind_abort(&undo); /* the binding stays */
 	pthread_mutex_unlock(&kvm->slots_lock);
 	return r;
 }
 
 static void unbind(struct kvm *kvm, struct kvm_memory_slot *s)
 {
+	struct kvm_gmem_unbind u;
+
 	pthread_mutex_lock(&kvm->slots_lock);
-	kvm_gmem_unbind(s);
+	assert_int_equal(kvm_gmem_unbind_prepare(s, &u), 0);
+	kvm_gmem_unbind_commit(s, &u);
 	pthread_mutex_unlock(&kvm->slots_lock);
 }
 
