@@ -12,7 +12,7 @@
 
 #include "kvm_host.h"
 #include "lib/rcu.h"
-#include "mmu/mmu.h"
+#include "kvm_arch.h"
 
 #define KVM_MEMORY_ATTRIBUTE_PRIVATE (1ULL << 3)
 

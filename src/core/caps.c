@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <unistd.h>
 
+#include "kvm_arch.h"
 #include "kvm_host.h"
 
 /* Capabilities whose value depends neither on the VM nor on the profile. */
@@ -146,7 +147,7 @@ int kvm_vm_enable_cap(struct kvm *kvm, uint32_t cap, uint32_t flags, const uint6
 	case 128: /* MAX_VCPU_ID */
 		return kvm_enable_cap_max_vcpu_id(kvm, args[0]);
 	case 121: /* SPLIT_IRQCHIP: src/vcpu/irqchip.c */
-		return kvm_vm_enable_split_irqchip(kvm, args[0]);
+		return kvm_arch_enable_split_irqchip(kvm, args[0]);
 	default:
 		return -EINVAL;
 	}

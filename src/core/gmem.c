@@ -20,7 +20,7 @@
 #include "vfs.h"
 #include "guestmem/kvm.h"
 #include "lib/rcu.h"
-#include "mmu/mmu.h"
+#include "kvm_arch.h"
 
 /* fallocate mode bits the system headers may lack. */
 

@@ -15,7 +15,7 @@
 #include "gmem.h"
 #include "kvm_host.h"
 #include "lib/rcu.h"
-#include "mmu/mmu.h"
+#include "kvm_arch.h"
 
 static inline void assert_mmu_lock_write(struct kvm *kvm)
 {
@@ -118,10 +118,15 @@ void kvm_mmu_invalidate_state(struct kvm *kvm, struct kvm_invalidate_state *st)
 bool kvm_mmu_unmap_gfn_range(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t start,
 			     gfn_t end)
 {
-	(void)slot; /* 6.8 x86 zaps private and shared alike (spec §4.4) */
 	kvm_mmu_invalidate_range_add(kvm, start, end);
 	__atomic_fetch_add(&kvm->stat.zapped_ranges, 1, __ATOMIC_RELAXED);
-	return kvm_mmu_zap_gfn_range(kvm, start, end);
+	return kvm_arch_unmap_gfn_range(kvm, slot, start, end);
+}
+
+void kvm_flush_remote_tlbs(struct kvm *kvm)
+{
+	__atomic_fetch_add(&kvm->stat.remote_flushes, 1, __ATOMIC_RELAXED);
+	kvm_arch_flush_remote_tlbs(kvm);
 }
 
 /* ---- the one invalidation walker (spec §4.4 table) -------------------- */

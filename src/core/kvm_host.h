@@ -205,19 +205,6 @@ long kvm_nr_live_vms(void);
 /* Check common to every VM-fd ioctl: another process or a dead VM -> -EIO. */
 int kvm_vm_ioctl_precheck(struct kvm *kvm);
 
-/*
- * Provided by the vCPU layer (src/vcpu): free every vCPU and the eventfd
- * state when the VM is destroyed.
- */
-void kvm_destroy_vcpus(struct kvm *kvm);
-void kvm_eventfds_destroy(struct kvm *kvm);
-/* KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP), in src/vcpu/irqchip.c. */
-int kvm_vm_enable_split_irqchip(struct kvm *kvm, uint64_t nr_reserved_ioapic_pins);
-/* Fault counters of the vCPU layer (src/vcpu), summed over its vCPUs. */
-void kvm_mmu_fault_stats(struct kvm *kvm, uint64_t *faults, uint64_t *retries,
-			 uint64_t *lock_acq);
-uint64_t kvm_memory_fault_exits(struct kvm *kvm);
-
 static inline bool kvm_arch_has_private_mem(const struct kvm *kvm)
 {
 	return kvm->vm_type != 0;
@@ -316,6 +303,13 @@ void kvm_mmu_invalidate_state(struct kvm *kvm, struct kvm_invalidate_state *st);
  */
 bool kvm_mmu_unmap_gfn_range(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t start,
 			     gfn_t end);
+
+/*
+ * The remote TLB flush (spec §4.9): when it returns, no vCPU still uses a
+ * translation zapped before it was called.  Context: no RCU read lock, no
+ * mmu_lock held.
+ */
+void kvm_flush_remote_tlbs(struct kvm *kvm);
 
 /*
  * One invalidation (spec §4.4 table), whatever drives it: the range in its

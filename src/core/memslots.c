@@ -19,7 +19,7 @@
 #include "gmem.h"
 #include "kvm_host.h"
 #include "lib/rcu.h"
-#include "mmu/mmu.h"
+#include "kvm_arch.h"
 
 #define KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS (1ULL << 63)
 /* x86-64 TASK_SIZE_MAX with 4-level paging: the top of the user range. */
@@ -207,7 +207,7 @@ static void kvm_free_memslot(struct kvm_memory_slot *slot, bool free_metadata,
 {
 	kvm_gmem_unbind_commit(slot, unbind);
 	if (free_metadata)
-		kvm_free_memslot_metadata(slot);
+		kvm_arch_free_memslot_metadata(slot);
 	free(slot);
 }
 
@@ -237,7 +237,7 @@ static int kvm_prepare_memory_region(struct kvm *kvm, struct kvm_memory_slot *ne
 	if (change == KVM_MR_CREATE || change == KVM_MR_MOVE) {
 		if (new->base_gfn + new->npages - 1 > kvm->max_gfn)
 			return -EINVAL;
-		return kvm_alloc_memslot_metadata(kvm, new);
+		return kvm_arch_alloc_memslot_metadata(kvm, new);
 	}
 	/* FLAGS_ONLY: the copy shares the old slot's huge-page metadata. */
 	return 0;

@@ -11,7 +11,7 @@
 #include "kvm_host.h"
 #include "gmem.h"
 #include "lib/rcu.h"
-#include "mmu/mmu.h"
+#include "kvm_arch.h"
 
 /* The global VM list; a leaf lock (nothing is taken inside it). */
 static pthread_mutex_t gm_vm_list_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -63,7 +63,7 @@ static void kvm_free_memslots(struct kvm *kvm)
 			 * at release: none can still point at this slot.
 			 */
 			gm_assert(!READ_ONCE(slot->gmem.file));
-			kvm_free_memslot_metadata(slot);
+			kvm_arch_free_memslot_metadata(slot);
 			free(slot);
 		}
 		for (int i = 0; i < 2; i++) {
@@ -99,10 +99,10 @@ static void kvm_vm_list_del(struct kvm *kvm)
 static void kvm_destroy_vm(struct kvm *kvm)
 {
 	kvm_vm_list_del(kvm);
-	kvm_eventfds_destroy(kvm);
-	kvm_destroy_vcpus(kvm);
+	kvm_arch_eventfds_destroy(kvm);
+	kvm_arch_destroy_vcpus(kvm);
 	kvm_free_memslots(kvm);
-	kvm_mmu_destroy(kvm);
+	kvm_arch_mmu_destroy(kvm);
 	/* Readers of the attribute map are gone with the vCPUs. */
 	gm_synchronize_rcu();
 	rangemap_fini(&kvm->mem_attr_array);
@@ -145,7 +145,7 @@ int kvm_create_vm(unsigned long type, struct kvm **out)
 	kvm->mmu_invalidate_range_end = INVALID_GFN;
 	rangemap_init(&kvm->mem_attr_array);
 	kvm_init_locks(kvm);
-	if (kvm_init_memslots(kvm) || kvm_mmu_create(kvm)) {
+	if (kvm_init_memslots(kvm) || kvm_arch_mmu_create(kvm)) {
 		kvm_destroy_vm(kvm);
 		return -ENOMEM;
 	}

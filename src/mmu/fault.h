@@ -76,11 +76,4 @@ int kvm_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_
 bool kvm_mmu_set_fault_precheck(bool enable);
 bool kvm_mmu_fault_precheck_enabled(void);
 
-/*
- * Per-VM totals over the VM's vCPUs (src/vcpu).  Context: any; takes
- * kvm->lock.
- */
-void kvm_mmu_fault_stats(struct kvm *kvm, uint64_t *faults, uint64_t *retries,
-			 uint64_t *lock_acq);
-
 #endif

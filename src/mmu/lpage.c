@@ -108,14 +108,14 @@ static int lpage_alloc_counts(struct kvm_memory_slot *slot, int lvl)
 	return 0;
 }
 
-int kvm_alloc_memslot_metadata(struct kvm *kvm, struct kvm_memory_slot *slot)
+int kvm_arch_alloc_memslot_metadata(struct kvm *kvm, struct kvm_memory_slot *slot)
 {
 	struct lpage_init_ctx c = { kvm, slot, 0 };
 
 	for (int lvl = 0; lvl < KVM_NR_LPAGE_LEVELS; lvl++) {
 		rangemap_init(&slot->lpage_mixed[lvl]);
 		if (lpage_alloc_counts(slot, lvl)) {
-			kvm_free_memslot_metadata(slot);
+			kvm_arch_free_memslot_metadata(slot);
 			return -ENOMEM;
 		}
 	}
@@ -124,11 +124,11 @@ int kvm_alloc_memslot_metadata(struct kvm *kvm, struct kvm_memory_slot *slot)
 		rangemap_for_each(&kvm->mem_attr_array, slot->base_gfn,
 				  slot->base_gfn + slot->npages, lpage_init_run, &c);
 	if (c.r)
-		kvm_free_memslot_metadata(slot);
+		kvm_arch_free_memslot_metadata(slot);
 	return c.r;
 }
 
-void kvm_free_memslot_metadata(struct kvm_memory_slot *slot)
+void kvm_arch_free_memslot_metadata(struct kvm_memory_slot *slot)
 {
 	for (int lvl = 0; lvl < KVM_NR_LPAGE_LEVELS; lvl++) {
 		free(slot->lpage_info[lvl]);

@@ -11,6 +11,10 @@
  * no vCPU still uses a translation that was zapped before it was called.
  * vCPUs blocked outside guest mode are not in a read-side section and are
  * neither waited for nor woken.
+ *
+ * This header is the MMU's inside, for the MMU itself, the vCPU layer and
+ * tests.  What core calls (creation, zap, flush, memslot metadata) are the
+ * kvm_arch_* hooks of core/kvm_arch.h, which the MMU implements.
  */
 #ifndef GM_MMU_MMU_H
 #define GM_MMU_MMU_H
@@ -18,6 +22,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/kvm_arch.h"
 #include "core/kvm_host.h"
 
 /* Stage-2 entry bits (low 12 bits of a page-aligned host address). */
@@ -37,10 +42,6 @@ static inline uint64_t s2_level_pages(int level)
 {
 	return 1ULL << (9 * (level - 1));
 }
-
-int kvm_mmu_create(struct kvm *kvm);
-/* Context: no readers remain (VM destruction). */
-void kvm_mmu_destroy(struct kvm *kvm);
 
 /*
  * The hit path: the entry mapping @gfn, or 0.  *level receives the leaf's
@@ -66,24 +67,11 @@ int kvm_mmu_install(struct kvm *kvm, gfn_t gfn, int *level, uint64_t hva, uint64
  */
 bool kvm_mmu_zap_gfn_range(struct kvm *kvm, gfn_t start, gfn_t end);
 
-/* The remote TLB flush (spec §4.9).  Context: no RCU read lock held. */
-void kvm_flush_remote_tlbs(struct kvm *kvm);
-
-/* Zap everything of @slot (delete/move).  Context: slots_lock held. */
-void kvm_arch_flush_shadow_memslot(struct kvm *kvm, struct kvm_memory_slot *slot);
-
 /* Number of present leaves (tests and stats).  Context: any. */
 uint64_t kvm_mmu_nr_leaves(struct kvm *kvm);
 
 /* ---- huge-page metadata per memslot (src/mmu/lpage.c, spec §4.8) ----- */
 
-/* Allocate and initialise slot->lpage_info.  Context: slots_lock held. */
-int kvm_alloc_memslot_metadata(struct kvm *kvm, struct kvm_memory_slot *slot);
-void kvm_free_memslot_metadata(struct kvm_memory_slot *slot);
-/* Recompute mixed flags after attributes of [start, end) became @attrs.
- * Context: mmu_lock held for write. */
-void kvm_arch_post_set_memory_attributes(struct kvm *kvm, struct kvm_memory_slot *slot,
-					 gfn_t start, gfn_t end, uint64_t attrs);
 /* Largest level (1..3) allowed for @gfn in @slot by the metadata, capped at
  * @max_level.  Context: mmu_lock held (read). */
 int kvm_mmu_max_mapping_level(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t gfn,

@@ -64,7 +64,7 @@ static inline struct s2_table *s2_child(uint64_t pte)
 	return (struct s2_table *)(uintptr_t)(pte & S2_ADDR_MASK);
 }
 
-int kvm_mmu_create(struct kvm *kvm)
+int kvm_arch_mmu_create(struct kvm *kvm)
 {
 	kvm->mmu = calloc(1, sizeof(*kvm->mmu));
 	return kvm->mmu ? 0 : -ENOMEM;
@@ -92,7 +92,7 @@ static void s2_free_detached(struct s2_detached *d)
 	}
 }
 
-void kvm_mmu_destroy(struct kvm *kvm)
+void kvm_arch_mmu_destroy(struct kvm *kvm)
 {
 	if (!kvm->mmu)
 		return;
@@ -273,14 +273,20 @@ static void s2_note_flushed(struct kvm_mmu *mmu, uint64_t gen)
 		;
 }
 
-void kvm_flush_remote_tlbs(struct kvm *kvm)
+bool kvm_arch_unmap_gfn_range(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t start,
+			      gfn_t end)
+{
+	(void)slot; /* 6.8 x86 zaps private and shared alike (spec §4.4) */
+	return kvm_mmu_zap_gfn_range(kvm, start, end);
+}
+
+void kvm_arch_flush_remote_tlbs(struct kvm *kvm)
 {
 	struct kvm_mmu *mmu = kvm->mmu;
 	/* Every zap counted so far happened before this grace period starts. */
 	uint64_t gen = __atomic_load_n(&mmu->zap_gen, __ATOMIC_ACQUIRE);
 	struct s2_detached *d = __atomic_exchange_n(&mmu->detached, NULL, __ATOMIC_ACQUIRE);
 
-	__atomic_fetch_add(&kvm->stat.remote_flushes, 1, __ATOMIC_RELAXED);
 	gm_synchronize_rcu();
 	s2_note_flushed(mmu, gen);
 	/* Tables detached before the grace period: no reader is left in them. */

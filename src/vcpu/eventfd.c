@@ -22,6 +22,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "core/kvm_arch.h"
 #include "lib/rcu.h"
 #include "vcpu/eventfd.h"
 #include "vcpu/irqchip.h"
@@ -227,7 +228,7 @@ static void io_bus_free_all(struct kvm_eventfds *ev);
  * reference), so no guest is inside kvm_ioeventfd_write() and no interrupt
  * is taken.  The watcher, the only other user, is stopped first.
  */
-void kvm_eventfds_destroy(struct kvm *kvm)
+void kvm_arch_eventfds_destroy(struct kvm *kvm)
 {
 	struct kvm_eventfds *ev = kvm->eventfds;
 

@@ -6,7 +6,7 @@
  * struct kvm_eventfds is created on first use (kvm->eventfds, published
  * with smp_store_release under kvm->lock; readers use smp_load_acquire and
  * treat NULL as "nothing registered, no irqchip") and freed by
- * kvm_eventfds_destroy() when the VM goes.
+ * kvm_arch_eventfds_destroy() when the VM goes.
  *
  * Eventfds.  Every eventfd we are given is dup()ed (close-on-exec) and the
  * dup is what we signal, read and poll: the VMM may close its own fd and the
@@ -130,8 +130,7 @@ struct kvm_eventfds {
 struct kvm_eventfds *kvm_eventfds_get(struct kvm *kvm);
 struct kvm_eventfds *__kvm_eventfds_get_locked(struct kvm *kvm);
 
-/* VM destruction hook, called by core/vm.c. */
-void kvm_eventfds_destroy(struct kvm *kvm);
+/* VM destruction: kvm_arch_eventfds_destroy() of core/kvm_arch.h. */
 
 /* ---- ioeventfd --------------------------------------------------------------- */
 

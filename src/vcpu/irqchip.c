@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/kvm_arch.h"
 #include "vcpu/irqchip.h"
 #include "vcpu/vcpu.h"
 
@@ -526,7 +527,7 @@ out:
 	return r;
 }
 
-int kvm_vm_enable_split_irqchip(struct kvm *kvm, uint64_t nr_reserved_ioapic_pins)
+int kvm_arch_enable_split_irqchip(struct kvm *kvm, uint64_t nr_reserved_ioapic_pins)
 {
 	struct kvm_irq_routing_table *rt = NULL;
 	struct kvm_eventfds *ev;

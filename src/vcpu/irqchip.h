@@ -116,8 +116,8 @@ int kvm_vm_ioctl_create_irqchip(struct kvm *kvm);
  * second one, no irqchip needed.  The PIT is recorded, not modelled.
  */
 int kvm_vm_ioctl_create_pit(struct kvm *kvm, uint32_t flags);
-/* KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP) (§8.1): -EINVAL, -EEXIST, -ENOMEM. */
-int kvm_vm_enable_split_irqchip(struct kvm *kvm, uint64_t nr_reserved_ioapic_pins);
+/* KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP) (§8.1): kvm_arch_enable_split_irqchip()
+ * of core/kvm_arch.h. */
 
 /*
  * Drive @gsi to @level as @irq_source_id through every route of @gsi.

@@ -5,7 +5,7 @@
  *
  * References: the vCPU fd (or C API handle) holds one VM reference, as the
  * kernel's vCPU file does; the vCPU itself is owned by the VM and freed by
- * kvm_destroy_vcpus() when the VM goes, never on its own (closing a vCPU fd
+ * kvm_arch_destroy_vcpus() when the VM goes, never on its own (closing a vCPU fd
  * does not free its id).
  */
 #include <errno.h>
@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/kvm_arch.h"
 #include "vcpu/vcpu.h"
 
 /* ---- the VM-wide coalesced-MMIO page ---------------------------------- */
@@ -261,7 +262,7 @@ void kvm_vcpu_release(struct kvm_vcpu *vcpu)
 }
 
 /* VM destruction (hook called by kvm_destroy_vm): no fd, no handle left. */
-void kvm_destroy_vcpus(struct kvm *kvm)
+void kvm_arch_destroy_vcpus(struct kvm *kvm)
 {
 	uint32_t n = kvm_online_vcpus(kvm);
 
@@ -363,23 +364,4 @@ void kvm_vcpu_stats_sum(struct kvm *kvm, struct kvm_vcpu_stat *sum)
 			stat_add(&sum->exits[x], &s->exits[x]);
 	}
 	gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
-}
-
-void kvm_mmu_fault_stats(struct kvm *kvm, uint64_t *faults, uint64_t *retries,
-			 uint64_t *lock_acq)
-{
-	struct kvm_vcpu_stat s;
-
-	kvm_vcpu_stats_sum(kvm, &s);
-	*faults = s.fault.faults;
-	*retries = s.fault.retries;
-	*lock_acq = s.fault.lock_acq;
-}
-
-uint64_t kvm_memory_fault_exits(struct kvm *kvm)
-{
-	struct kvm_vcpu_stat s;
-
-	kvm_vcpu_stats_sum(kvm, &s);
-	return s.fault.memory_fault_exits;
 }

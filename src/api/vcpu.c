@@ -2,13 +2,14 @@
 /*
  * The vCPU part of the public C API (<guestmem/guestmem.h>).  A handle is a
  * small struct that owns one VM reference, like a vCPU fd; struct
- * guestmem_vm is struct kvm (src/core/api.c).
+ * guestmem_vm is struct kvm (src/api/vm.c).
  */
 #include <errno.h>
 #include <stdlib.h>
 
 #include <guestmem/guestmem.h>
 
+#include "mmu/fault.h"
 #include "vcpu/vcpu.h"
 
 struct guestmem_vcpu {

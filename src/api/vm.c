@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The public C API (<guestmem/guestmem.h>): thin, typed entry points onto
- * the core.  struct guestmem_vm is struct kvm and struct guestmem_gmem is
- * struct kvm_gmem; the public names keep them opaque.
+ * The public C API (<guestmem/guestmem.h>), VMs and guest_memfd: thin,
+ * typed entry points onto the core.  struct guestmem_vm is struct kvm and
+ * struct guestmem_gmem is struct kvm_gmem; the public names keep them
+ * opaque.  This layer sits on top of core, mmu and vcpu (its statistics
+ * read the vCPUs' counters); nothing below calls into it.
  */
 #include <errno.h>
 
 #include <guestmem/guestmem.h>
 
-#include "gmem.h"
-#include "kvm_host.h"
+#include "core/gmem.h"
+#include "core/kvm_host.h"
+#include "vcpu/vcpu.h"
 
 static inline struct kvm *to_kvm(struct guestmem_vm *vm)
 {
@@ -118,11 +121,15 @@ GM_API void guestmem_vm_invalidate_state(struct guestmem_vm *vm,
 GM_API void guestmem_vm_stats(struct guestmem_vm *vm, struct guestmem_vm_stats *st)
 {
 	struct kvm *kvm = to_kvm(vm);
+	struct kvm_vcpu_stat vs;
 
 	st->invalidations = __atomic_load_n(&kvm->stat.invalidations, __ATOMIC_RELAXED);
 	st->attr_updates = __atomic_load_n(&kvm->stat.attr_updates, __ATOMIC_RELAXED);
 	st->zapped_ranges = __atomic_load_n(&kvm->stat.zapped_ranges, __ATOMIC_RELAXED);
 	st->remote_flushes = __atomic_load_n(&kvm->stat.remote_flushes, __ATOMIC_RELAXED);
-	kvm_mmu_fault_stats(kvm, &st->faults, &st->fault_retries, &st->mmu_lock_acquisitions);
-	st->memory_fault_exits = kvm_memory_fault_exits(kvm);
+	kvm_vcpu_stats_sum(kvm, &vs);
+	st->faults = vs.fault.faults;
+	st->fault_retries = vs.fault.retries;
+	st->mmu_lock_acquisitions = vs.fault.lock_acq;
+	st->memory_fault_exits = vs.fault.memory_fault_exits;
 }

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The hooks core calls into the layers above it, as Linux's generic KVM
+ * code calls its kvm_arch_* functions: declared here by core, defined by
+ * the software stage-2 MMU (src/mmu) and the vCPU layer (src/vcpu).  Core
+ * includes no header of those layers and calls nothing else of theirs.
+ *
+ * Every function returns 0 or a negative errno unless it says otherwise.
+ */
+#ifndef GM_CORE_KVM_ARCH_H
+#define GM_CORE_KVM_ARCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kvm_host.h"
+
+/* ---- the MMU (src/mmu) ------------------------------------------------ */
+
+/* Per-VM stage-2 tables: at VM creation (-ENOMEM) and destruction. */
+int kvm_arch_mmu_create(struct kvm *kvm);
+/* Context: no readers remain (VM destruction). */
+void kvm_arch_mmu_destroy(struct kvm *kvm);
+
+/*
+ * Clear every translation of [start, end) in @slot (NULL: whatever maps
+ * those gfns).  Returns true if a remote TLB flush is needed.
+ * Context: mmu_lock held for write, inside an invalidation.
+ */
+bool kvm_arch_unmap_gfn_range(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t start,
+			      gfn_t end);
+/*
+ * The MMU's part of kvm_flush_remote_tlbs(): a grace period, after which
+ * no vCPU uses a translation zapped before the call.
+ * Context: no RCU read lock, no mmu_lock held.
+ */
+void kvm_arch_flush_remote_tlbs(struct kvm *kvm);
+/* Zap everything of @slot (delete/move).  Context: slots_lock held. */
+void kvm_arch_flush_shadow_memslot(struct kvm *kvm, struct kvm_memory_slot *slot);
+
+/* Huge-page metadata of a new slot (-ENOMEM).  Context: slots_lock held. */
+int kvm_arch_alloc_memslot_metadata(struct kvm *kvm, struct kvm_memory_slot *slot);
+void kvm_arch_free_memslot_metadata(struct kvm_memory_slot *slot);
+/*
+ * Attributes of [start, end) in @slot became @attrs: recompute the
+ * huge-page mixed flags (spec §4.8).  Context: mmu_lock held for write.
+ */
+void kvm_arch_post_set_memory_attributes(struct kvm *kvm, struct kvm_memory_slot *slot,
+					 gfn_t start, gfn_t end, uint64_t attrs);
+
+/* ---- vCPUs, eventfds and the irqchip (src/vcpu) ----------------------- */
+
+/* VM destruction: free every vCPU.  Context: no fd or handle left. */
+void kvm_arch_destroy_vcpus(struct kvm *kvm);
+/* VM destruction: stop the eventfd watcher, free irqfds, ioeventfds and
+ * the irqchip.  Context: no vCPU runs any more. */
+void kvm_arch_eventfds_destroy(struct kvm *kvm);
+/* KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP): -EINVAL, -EEXIST, -ENOMEM. */
+int kvm_arch_enable_split_irqchip(struct kvm *kvm, uint64_t nr_reserved_ioapic_pins);
+
+#endif
