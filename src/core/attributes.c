@@ -14,8 +14,6 @@
 #include "lib/rcu.h"
 #include "kvm_arch.h"
 
-#define KVM_MEMORY_ATTRIBUTE_PRIVATE (1ULL << 3)
-
 uint64_t kvm_supported_mem_attributes(const struct kvm *kvm)
 {
 	if (!gm_cfg_mem_attributes(&kvm->cfg) || !kvm_arch_has_private_mem(kvm))

@@ -10,32 +10,56 @@
 #include <errno.h>
 #include <unistd.h>
 
+#include <guestmem/kvm.h>
+
 #include "kvm_arch.h"
 #include "kvm_host.h"
+
+/* The hypercalls KVM_CAP_EXIT_HYPERCALL can forward to user space (x86). */
+#define BIT(n) (1ULL << (n))
+#define KVM_EXIT_HYPERCALL_VALID_MASK BIT(KVM_HC_MAP_GPA_RANGE)
 
 /* Capabilities whose value depends neither on the VM nor on the profile. */
 static long kvm_cap_fixed(long cap, bool *known)
 {
 	static const struct { int cap; long val; } table[] = {
-		{ 0, 1 },     /* IRQCHIP */	      { 1, 1 },	   /* HLT */
-		{ 3, 1 },     /* USER_MEMORY */	      { 4, 1 },	   /* SET_TSS_ADDR */
-		{ 10, KVM_USER_MEM_SLOTS },	      { 11, 1 },   /* PIT */
-		{ 14, 1 },    /* MP_STATE */	      { 15, 2 },   /* COALESCED_MMIO page */
-		{ 16, 1 },    /* SYNC_MMU */	      { 22, 1 },   /* USER_NMI */
-		{ 25, 4096 }, /* IRQ_ROUTING */	      { 26, 1 },   /* IRQ_INJECT_STATUS */
-		{ 32, 1 },    /* IRQFD */	      { 33, 1 },   /* PIT2 */
-		{ 34, 1 },    /* SET_BOOT_CPU_ID */   { 35, 1 },   /* PIT_STATE2 */
-		{ 36, 1 },    /* IOEVENTFD */	      { 37, 1 },   /* SET_IDENTITY_MAP_ADDR */
-		{ 40, 1 },    /* INTERNAL_ERROR_DATA */ { 41, 1 }, /* VCPU_EVENTS */
-		{ 66, KVM_MAX_VCPUS },		      { 74, 7 },   /* SYNC_REGS */
-		{ 77, 1 },    /* SIGNAL_MSI */	      { 81, 1 },   /* READONLY_MEM */
-		{ 82, 1 },    /* IRQFD_RESAMPLE */    { 89, 1 },   /* DEVICE_CTRL */
-		{ 98, 1 },    /* ENABLE_CAP_VM */     { 100, 1 },  /* IOEVENTFD_NO_LENGTH */
-		{ 105, 1 },   /* CHECK_EXTENSION_VM */ { 121, 1 }, /* SPLIT_IRQCHIP */
-		{ 122, 1 },   /* IOEVENTFD_ANY_LENGTH */
-		{ 128, KVM_MAX_VCPU_IDS },	      { 136, 1 },  /* IMMEDIATE_EXIT */
-		{ 182, 1 },   /* HALT_POLL */	      { 201, 1L << 12 }, /* EXIT_HYPERCALL */
-		{ 231, 1 },   /* USER_MEMORY2 */      { 232, 1 },  /* MEMORY_FAULT_INFO */
+		{ KVM_CAP_IRQCHIP, 1 },
+		{ KVM_CAP_HLT, 1 },
+		{ KVM_CAP_USER_MEMORY, 1 },
+		{ KVM_CAP_SET_TSS_ADDR, 1 },
+		{ KVM_CAP_NR_MEMSLOTS, KVM_USER_MEM_SLOTS },
+		{ KVM_CAP_PIT, 1 },
+		{ KVM_CAP_MP_STATE, 1 },
+		{ KVM_CAP_COALESCED_MMIO, 2 }, /* the page offset in the vCPU mmap */
+		{ KVM_CAP_SYNC_MMU, 1 },
+		{ KVM_CAP_USER_NMI, 1 },
+		{ KVM_CAP_IRQ_ROUTING, 4096 }, /* KVM_MAX_IRQ_ROUTES */
+		{ KVM_CAP_IRQ_INJECT_STATUS, 1 },
+		{ KVM_CAP_IRQFD, 1 },
+		{ KVM_CAP_PIT2, 1 },
+		{ KVM_CAP_SET_BOOT_CPU_ID, 1 },
+		{ KVM_CAP_PIT_STATE2, 1 },
+		{ KVM_CAP_IOEVENTFD, 1 },
+		{ KVM_CAP_SET_IDENTITY_MAP_ADDR, 1 },
+		{ KVM_CAP_INTERNAL_ERROR_DATA, 1 },
+		{ KVM_CAP_VCPU_EVENTS, 1 },
+		{ KVM_CAP_MAX_VCPUS, KVM_MAX_VCPUS },
+		{ KVM_CAP_SYNC_REGS, KVM_SYNC_X86_VALID_FIELDS },
+		{ KVM_CAP_SIGNAL_MSI, 1 },
+		{ KVM_CAP_READONLY_MEM, 1 },
+		{ KVM_CAP_IRQFD_RESAMPLE, 1 },
+		{ KVM_CAP_DEVICE_CTRL, 1 },
+		{ KVM_CAP_ENABLE_CAP_VM, 1 },
+		{ KVM_CAP_IOEVENTFD_NO_LENGTH, 1 },
+		{ KVM_CAP_CHECK_EXTENSION_VM, 1 },
+		{ KVM_CAP_SPLIT_IRQCHIP, 1 },
+		{ KVM_CAP_IOEVENTFD_ANY_LENGTH, 1 },
+		{ KVM_CAP_MAX_VCPU_ID, KVM_MAX_VCPU_IDS },
+		{ KVM_CAP_IMMEDIATE_EXIT, 1 },
+		{ KVM_CAP_HALT_POLL, 1 },
+		{ KVM_CAP_EXIT_HYPERCALL, KVM_EXIT_HYPERCALL_VALID_MASK },
+		{ KVM_CAP_USER_MEMORY2, 1 },
+		{ KVM_CAP_MEMORY_FAULT_INFO, 1 },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(table); i++) {
@@ -74,7 +98,7 @@ static long kvm_cap_guest_memfd(const struct gm_config *cfg, struct kvm *kvm)
 
 static long kvm_cap_guest_memfd_flags(const struct gm_config *cfg, struct kvm *kvm)
 {
-	const long mmap = 1, init_shared = 2;
+	const long mmap = GUEST_MEMFD_FLAG_MMAP, init_shared = GUEST_MEMFD_FLAG_INIT_SHARED;
 
 	if (cfg->profile != GM_PROFILE_LINUX_6_18)
 		return 0;
@@ -94,21 +118,22 @@ long kvm_check_extension(const struct gm_config *cfg, struct kvm *kvm, long cap)
 	if (known)
 		return v;
 	switch (cap) {
-	case 9: /* NR_VCPUS */
+	case KVM_CAP_NR_VCPUS:
 		return kvm_cap_nr_vcpus();
-	case 117: /* X86_SMM */
+	case KVM_CAP_X86_SMM:
 		return cfg->smm;
-	case 118:
+	case KVM_CAP_MULTI_ADDRESS_SPACE:
 		return kvm_cap_multi_as(cfg, kvm);
-	case 233: /* MEMORY_ATTRIBUTES */
+	case KVM_CAP_MEMORY_ATTRIBUTES:
 		if (!gm_cfg_mem_attributes(cfg))
 			return 0;
-		return (!kvm || kvm_arch_has_private_mem(kvm)) ? (long)(1ULL << 3) : 0;
-	case 234:
+		return (!kvm || kvm_arch_has_private_mem(kvm)) ? (long)KVM_MEMORY_ATTRIBUTE_PRIVATE : 0;
+	case KVM_CAP_GUEST_MEMFD:
 		return kvm_cap_guest_memfd(cfg, kvm);
-	case 235: /* VM_TYPES */
-		return 1 | (cfg->sw_protected_vm ? 2 : 0);
-	case 244:
+	case KVM_CAP_VM_TYPES:
+		return BIT(KVM_X86_DEFAULT_VM) |
+		       (cfg->sw_protected_vm ? BIT(KVM_X86_SW_PROTECTED_VM) : 0);
+	case KVM_CAP_GUEST_MEMFD_FLAGS:
 		return kvm_cap_guest_memfd_flags(cfg, kvm);
 	default:
 		return 0;
@@ -137,16 +162,16 @@ int kvm_vm_enable_cap(struct kvm *kvm, uint32_t cap, uint32_t flags, const uint6
 	if (flags)
 		return -EINVAL;
 	switch (cap) {
-	case 201: /* EXIT_HYPERCALL: a subset of the forwardable hypercalls */
-		if (args[0] & ~(1ULL << 12))
+	case KVM_CAP_EXIT_HYPERCALL: /* a subset of the forwardable hypercalls */
+		if (args[0] & ~KVM_EXIT_HYPERCALL_VALID_MASK)
 			return -EINVAL;
 		gm_check_pthread(pthread_mutex_lock(&kvm->lock));
 		kvm->exit_hypercall_mask = args[0];
 		gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
 		return 0;
-	case 128: /* MAX_VCPU_ID */
+	case KVM_CAP_MAX_VCPU_ID:
 		return kvm_enable_cap_max_vcpu_id(kvm, args[0]);
-	case 121: /* SPLIT_IRQCHIP: src/vcpu/irqchip.c */
+	case KVM_CAP_SPLIT_IRQCHIP: /* src/vcpu/irqchip.c */
 		return kvm_arch_enable_split_irqchip(kvm, args[0]);
 	default:
 		return -EINVAL;

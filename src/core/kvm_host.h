@@ -33,6 +33,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <guestmem/kvm.h>
+
 #include "../lib/compiler.h"
 #include "../lib/rangemap.h"
 #include "config.h"
@@ -100,7 +102,7 @@ struct kvm_memory_slot {
 
 static inline bool kvm_slot_can_be_private(const struct kvm_memory_slot *s)
 {
-	return s && (s->flags & 4 /* KVM_MEM_GUEST_MEMFD */);
+	return s && (s->flags & KVM_MEM_GUEST_MEMFD);
 }
 
 /*
@@ -263,7 +265,7 @@ bool kvm_range_has_memory_attributes(struct kvm *kvm, gfn_t start, gfn_t end, ui
 static inline bool kvm_mem_is_private(struct kvm *kvm, gfn_t gfn)
 {
 	return kvm->cfg.sw_protected_vm &&
-	       (kvm_get_memory_attributes(kvm, gfn) & (1ULL << 3));
+	       (kvm_get_memory_attributes(kvm, gfn) & KVM_MEMORY_ATTRIBUTE_PRIVATE);
 }
 
 /* ---- invalidation protocol (src/core/invalidate.c) ------------------- */

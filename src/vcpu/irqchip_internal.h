@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The irqchip model's inside, shared by its files only (the kernel's split):
+ *   irqchip.c   VM-level entry points: KVM_CREATE_IRQCHIP, the split
+ *               irqchip, KVM_IRQ_LINE, KVM_SET_GSI_ROUTING, kvm_set_irq()
+ *   irq_comm.c  the GSI routing table and its entries (irq_comm.c)
+ *   i8259.c     the PIC pair
+ *   ioapic.c    the IOAPIC
+ *   lapic.c     the vCPUs' LAPIC models, interrupt acceptance and EOI
+ *   msi.c       MSI delivery and KVM_SIGNAL_MSI
+ * Everything here runs with ev->irq_lock held unless it says otherwise.
+ *
+ * Status values follow the kernel's chip code: kvm_set_irq() sums the
+ * non-negative results of every route of a GSI (-1 if none is), the PIC
+ * answers 1 for a new edge, 0 when the pin's IRR bit was already set and -1
+ * when the pin is masked, the IOAPIC answers 1 for a de-assertion, 0 for an
+ * edge already pending, and otherwise the number of vCPUs it delivered to
+ * (-1 masked, level pin awaiting EOI, or no target).
+ */
+#ifndef GM_VCPU_IRQCHIP_INTERNAL_H
+#define GM_VCPU_IRQCHIP_INTERNAL_H
+
+#include "vcpu/irqchip.h"
+
+struct kvm_kpic_state {
+	uint8_t last_irr; /* edge detection: the line level last seen */
+	uint8_t irr;
+	uint8_t imr;
+	uint8_t isr;
+	uint8_t elcr; /* level-triggered pins; 0 after reset */
+};
+
+struct kvm_ioapic_pin {
+	bool masked;
+	bool level; /* trigger mode */
+	bool remote_irr;
+};
+
+struct kvm_irqchip_state {
+	struct kvm_kpic_state pics[2];
+	unsigned long pic_line[KVM_PIC_NUM_PINS]; /* a bit per IRQ source id */
+	uint32_t ioapic_irr;
+	struct kvm_ioapic_pin ioapic[KVM_IOAPIC_NUM_PINS];
+	unsigned long ioapic_line[KVM_IOAPIC_NUM_PINS];
+	bool guest_ready; /* kvm_irqchip_guest_setup() ran */
+};
+
+/* A route; for PIC routes pin is 0-15 (slave pins + 8), as the kernel's. */
+struct kvm_kernel_irq_routing_entry {
+	uint32_t gsi;
+	uint32_t type;
+	uint32_t irqchip;
+	uint32_t pin;
+	uint32_t msi_lo, msi_hi, msi_data;
+};
+
+#define KVM_ROUTES_PER_GSI 3 /* at most one per irqchip */
+
+struct kvm_irq_routing_table {
+	/* The GSI an irqchip pin acks as (last route to it wins), or -1. */
+	int chip[KVM_NR_IRQCHIPS][KVM_IOAPIC_NUM_PINS];
+	uint32_t nr_rt_entries; /* highest GSI + 1 */
+	int16_t (*map)[KVM_ROUTES_PER_GSI]; /* per GSI: indices into e[] or -1 */
+	uint32_t nr;
+	struct kvm_kernel_irq_routing_entry e[];
+};
+
+/* ---- irq_comm.c: routing ------------------------------------------------ */
+
+/* Each IRQ source id keeps its level on @line; returns the OR of them. */
+int __kvm_irq_line_state(unsigned long *line, int source, int level);
+/* A whole table from @nr user entries, or -EINVAL/-ENOMEM (no lock needed). */
+int kvm_irq_routing_build(const struct kvm_irq_routing_entry *ue, uint32_t nr, bool split,
+			  struct kvm_irq_routing_table **out);
+/* The x86 default table: GSI 0-15 to IOAPIC and PIC, 16-23 to the IOAPIC. */
+int kvm_setup_default_irq_routing(struct kvm_irq_routing_table **out);
+void kvm_irq_routing_free(struct kvm_irq_routing_table *rt);
+/* Drive one route's chip pin or MSI; the chip's status (see above). */
+int kvm_irq_route_set(struct kvm_eventfds *ev, const struct kvm_kernel_irq_routing_entry *e,
+		      int source, int level);
+
+/* ---- i8259.c: the PIC pair ---------------------------------------------- */
+
+/* Pin 0-15 (slave pins + 8): 1 new request, 0 already requested, -1 masked. */
+int kvm_pic_set_irq(struct kvm_irqchip_state *c, uint32_t pin, int source, int level);
+
+/* ---- ioapic.c ------------------------------------------------------------ */
+
+int kvm_ioapic_set_irq(struct kvm_eventfds *ev, uint32_t pin, int source, int level);
+/* Deliver @pin to the boot vCPU unless masked or awaiting EOI. */
+int kvm_ioapic_service(struct kvm_eventfds *ev, uint32_t pin);
+/* The EOI of @pin: a level pin may fire again. */
+void kvm_ioapic_update_eoi(struct kvm_eventfds *ev, uint32_t pin);
+
+/* ---- lapic.c ------------------------------------------------------------- */
+
+/* Accept @irq into @apic's IRR and wake its guest; always 1. */
+int kvm_apic_set_irq(struct kvm_lapic *apic, uint32_t irq);
+/* Deliver to the vCPU with @id.  Returns 1, or -1 if there is none. */
+int kvm_apic_deliver_id(struct kvm_eventfds *ev, uint32_t id, uint32_t irq);
+/*
+ * Give every published vCPU its LAPIC model.  Context: no eventfd lock but
+ * irqfds_lock held (takes kvm->lock, then irq_lock, never both).
+ */
+void kvm_irq_sync_vcpus(struct kvm_eventfds *ev);
+
+/* ---- msi.c --------------------------------------------------------------- */
+
+/* Deliver an MSI; the number of vCPUs reached, or -1. */
+int kvm_set_msi(struct kvm_eventfds *ev, uint32_t lo, uint32_t data, int level);
+
+#endif
