@@ -11,6 +11,7 @@
 
 #include "mmu/fault.h"
 #include "vcpu/vcpu.h"
+#include "lib/lockdep.h"
 
 struct guestmem_vcpu {
 	struct kvm_vcpu *vcpu;
@@ -43,9 +44,9 @@ GM_API int guestmem_vcpu_set_guest(struct guestmem_vcpu *h, guestmem_vcpu_guest_
 {
 	int r;
 
-	gm_check_pthread(pthread_mutex_lock(&h->vcpu->mutex));
+	gm_mutex_lock(&h->vcpu->mutex, GM_LOCK_VCPU);
 	r = kvm_vcpu_set_guest(h->vcpu, fn, opaque);
-	gm_check_pthread(pthread_mutex_unlock(&h->vcpu->mutex));
+	gm_mutex_unlock(&h->vcpu->mutex);
 	return r;
 }
 
@@ -56,9 +57,9 @@ GM_API int guestmem_vcpu_run(struct guestmem_vcpu *h)
 
 	if (kvm_vm_ioctl_precheck(v->kvm))
 		return -EIO;
-	gm_check_pthread(pthread_mutex_lock(&v->mutex));
+	gm_mutex_lock(&v->mutex, GM_LOCK_VCPU);
 	r = kvm_arch_vcpu_ioctl_run(v, 0);
-	gm_check_pthread(pthread_mutex_unlock(&v->mutex));
+	gm_mutex_unlock(&v->mutex);
 	return r;
 }
 
@@ -69,17 +70,17 @@ GM_API struct kvm_run *guestmem_vcpu_run_struct(struct guestmem_vcpu *h)
 
 GM_API int guestmem_vcpu_get_regs(struct guestmem_vcpu *h, struct kvm_regs *regs)
 {
-	gm_check_pthread(pthread_mutex_lock(&h->vcpu->mutex));
+	gm_mutex_lock(&h->vcpu->mutex, GM_LOCK_VCPU);
 	kvm_vcpu_get_regs(h->vcpu, regs);
-	gm_check_pthread(pthread_mutex_unlock(&h->vcpu->mutex));
+	gm_mutex_unlock(&h->vcpu->mutex);
 	return 0;
 }
 
 GM_API int guestmem_vcpu_set_regs(struct guestmem_vcpu *h, const struct kvm_regs *regs)
 {
-	gm_check_pthread(pthread_mutex_lock(&h->vcpu->mutex));
+	gm_mutex_lock(&h->vcpu->mutex, GM_LOCK_VCPU);
 	kvm_vcpu_set_regs(h->vcpu, regs);
-	gm_check_pthread(pthread_mutex_unlock(&h->vcpu->mutex));
+	gm_mutex_unlock(&h->vcpu->mutex);
 	return 0;
 }
 

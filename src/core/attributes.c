@@ -13,6 +13,7 @@
 #include "kvm_host.h"
 #include "lib/rcu.h"
 #include "kvm_arch.h"
+#include "lib/lockdep.h"
 
 uint64_t kvm_supported_mem_attributes(const struct kvm *kvm)
 {
@@ -46,7 +47,7 @@ int kvm_vm_set_mem_attributes(struct kvm *kvm, gfn_t start, gfn_t end, uint64_t 
 	struct rangemap_array *next;
 	int r = 0;
 
-	gm_check_pthread(pthread_mutex_lock(&kvm->slots_lock));
+	gm_mutex_lock(&kvm->slots_lock, GM_LOCK_SLOTS);
 	if (kvm_range_has_memory_attributes(kvm, start, end, attributes))
 		goto out_unlock;
 	r = rangemap_prepare(&kvm->mem_attr_array, start, end, attributes, &next);
@@ -58,7 +59,7 @@ int kvm_vm_set_mem_attributes(struct kvm *kvm, gfn_t start, gfn_t end, uint64_t 
 	__atomic_fetch_add(&kvm->stat.attr_updates, 1, __ATOMIC_RELAXED);
 	kvm_invalidation_end(kvm, &inv); /* post walk: end, post hook */
 out_unlock:
-	gm_check_pthread(pthread_mutex_unlock(&kvm->slots_lock));
+	gm_mutex_unlock(&kvm->slots_lock);
 	return r;
 }
 

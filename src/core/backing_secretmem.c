@@ -37,6 +37,7 @@
 
 #include "backing_impl.h"
 #include "lib/compiler.h"
+#include "lib/lockdep.h"
 
 #ifndef SYS_memfd_secret
 #define SYS_memfd_secret 447 /* x86-64 */
@@ -120,7 +121,7 @@ static char *sm_pool_get(struct gm_secretmem *sm, bool *fresh, int *err)
 {
 	char *page = NULL;
 
-	gm_check_pthread(pthread_mutex_lock(&sm->lock));
+	gm_mutex_lock(&sm->lock, GM_LOCK_BACKING);
 	if (sm->nr_free) {
 		page = sm->free_pages[--sm->nr_free];
 		*fresh = false;
@@ -130,28 +131,28 @@ static char *sm_pool_get(struct gm_secretmem *sm, bool *fresh, int *err)
 		sm->bump_left--;
 		*fresh = true;
 	}
-	gm_check_pthread(pthread_mutex_unlock(&sm->lock));
+	gm_mutex_unlock(&sm->lock);
 	return page;
 }
 
 /* Return a zeroed page.  The free list holds at most pool_pages entries. */
 static void sm_pool_put(struct gm_secretmem *sm, char *page)
 {
-	gm_check_pthread(pthread_mutex_lock(&sm->lock));
+	gm_mutex_lock(&sm->lock, GM_LOCK_BACKING);
 	if (sm->nr_free == sm->cap_free) {
 		size_t cap = sm->cap_free ? 2 * sm->cap_free : 64;
 		char **f = realloc(sm->free_pages, cap * sizeof(*f));
 
 		if (!f) {
 			/* Keep going: the page is leaked to the pool, not lost. */
-			gm_check_pthread(pthread_mutex_unlock(&sm->lock));
+			gm_mutex_unlock(&sm->lock);
 			return;
 		}
 		sm->free_pages = f;
 		sm->cap_free = cap;
 	}
 	sm->free_pages[sm->nr_free++] = page;
-	gm_check_pthread(pthread_mutex_unlock(&sm->lock));
+	gm_mutex_unlock(&sm->lock);
 }
 
 /* ---- operations ------------------------------------------------------- */

@@ -14,6 +14,7 @@
 
 #include "kvm_arch.h"
 #include "kvm_host.h"
+#include "lib/lockdep.h"
 
 /* The hypercalls KVM_CAP_EXIT_HYPERCALL can forward to user space (x86). */
 #define BIT(n) (1ULL << (n))
@@ -146,14 +147,14 @@ static int kvm_enable_cap_max_vcpu_id(struct kvm *kvm, uint64_t id)
 
 	if (id > KVM_MAX_VCPU_IDS)
 		return -EINVAL;
-	gm_check_pthread(pthread_mutex_lock(&kvm->lock));
+	gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
 	if (kvm->max_vcpu_ids == id)
 		r = 0;
 	else if (kvm->max_vcpu_ids || kvm->created_vcpus)
 		r = -EINVAL; /* latched by an earlier set or the first vCPU */
 	else
 		kvm->max_vcpu_ids = (uint32_t)id;
-	gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
+	gm_mutex_unlock(&kvm->lock);
 	return r;
 }
 
@@ -165,9 +166,9 @@ int kvm_vm_enable_cap(struct kvm *kvm, uint32_t cap, uint32_t flags, const uint6
 	case KVM_CAP_EXIT_HYPERCALL: /* a subset of the forwardable hypercalls */
 		if (args[0] & ~KVM_EXIT_HYPERCALL_VALID_MASK)
 			return -EINVAL;
-		gm_check_pthread(pthread_mutex_lock(&kvm->lock));
+		gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
 		kvm->exit_hypercall_mask = args[0];
-		gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
+		gm_mutex_unlock(&kvm->lock);
 		return 0;
 	case KVM_CAP_MAX_VCPU_ID:
 		return kvm_enable_cap_max_vcpu_id(kvm, args[0]);

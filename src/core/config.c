@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "lib/compiler.h"
+#include "lib/lockdep.h"
 
 static pthread_mutex_t gm_config_mutex = PTHREAD_MUTEX_INITIALIZER; /* writers */
 static const struct gm_config *gm_config_current;		     /* acquire/release */
@@ -142,7 +143,7 @@ const struct gm_config *gm_config_get(void)
 
 	if (likely(c))
 		return c;
-	gm_check_pthread(pthread_mutex_lock(&gm_config_mutex));
+	gm_mutex_lock(&gm_config_mutex, GM_LOCK_CONFIG);
 	if (!gm_config_current &&
 	    config_install(&gm_config_default, getenv("GUESTMEM_PROFILE"),
 			   getenv("GUESTMEM_CONFIG"), getenv("GUESTMEM_BACKING"))) {
@@ -152,7 +153,7 @@ const struct gm_config *gm_config_get(void)
 		};
 		smp_store_release(&gm_config_current, &fallback);
 	}
-	gm_check_pthread(pthread_mutex_unlock(&gm_config_mutex));
+	gm_mutex_unlock(&gm_config_mutex);
 	return smp_load_acquire(&gm_config_current);
 }
 
@@ -161,8 +162,8 @@ int gm_config_set(const char *profile, const char *kconfig, const char *backing)
 	const struct gm_config *base = gm_config_get();
 	int r;
 
-	gm_check_pthread(pthread_mutex_lock(&gm_config_mutex));
+	gm_mutex_lock(&gm_config_mutex, GM_LOCK_CONFIG);
 	r = config_install(base, profile, kconfig, backing);
-	gm_check_pthread(pthread_mutex_unlock(&gm_config_mutex));
+	gm_mutex_unlock(&gm_config_mutex);
 	return r;
 }

@@ -21,6 +21,7 @@
 #include "guestmem/kvm.h"
 #include "lib/rcu.h"
 #include "kvm_arch.h"
+#include "lib/lockdep.h"
 
 /* fallocate mode bits the system headers may lack. */
 
@@ -163,15 +164,15 @@ static void kvm_gmem_release(struct kvm_gmem *gmem)
 	struct kvm *kvm = gmem->kvm;
 	struct kvm_invalidation inv = kvm_gmem_invalidation(gmem, 0, ~0ULL);
 
-	gm_check_pthread(pthread_mutex_lock(&kvm->slots_lock));
-	gm_check_pthread(pthread_rwlock_wrlock(&gmem->invalidate_lock));
+	gm_mutex_lock(&kvm->slots_lock, GM_LOCK_SLOTS);
+	gm_rwlock_wrlock(&gmem->invalidate_lock, GM_LOCK_GMEM_INVALIDATE);
 	rangemap_for_each(&gmem->bindings, 0, ~0ULL, kvm_gmem_forget_slot, NULL);
 	/* No fault can still be using this file through a slot after this. */
 	gm_synchronize_rcu();
 	kvm_invalidation_begin(kvm, &inv);
 	kvm_invalidation_end(kvm, &inv);
-	gm_check_pthread(pthread_rwlock_unlock(&gmem->invalidate_lock));
-	gm_check_pthread(pthread_mutex_unlock(&kvm->slots_lock));
+	gm_rwlock_unlock(&gmem->invalidate_lock);
+	gm_mutex_unlock(&kvm->slots_lock);
 
 	rangemap_fini(&gmem->bindings);
 	rangemap_fini(&gmem->poisoned);
@@ -210,9 +211,9 @@ static int kvm_gmem_allocate(struct kvm_gmem *gmem, uint64_t offset, uint64_t le
 
 	if (offset + len > gmem->size)
 		return -EINVAL;
-	gm_check_pthread(pthread_rwlock_rdlock(&gmem->invalidate_lock));
+	gm_rwlock_rdlock(&gmem->invalidate_lock, GM_LOCK_GMEM_INVALIDATE);
 	ret = gm_backing_allocate(&gmem->backing, offset >> GM_PAGE_SHIFT, len >> GM_PAGE_SHIFT);
-	gm_check_pthread(pthread_rwlock_unlock(&gmem->invalidate_lock));
+	gm_rwlock_unlock(&gmem->invalidate_lock);
 	return ret;
 }
 
@@ -222,7 +223,7 @@ static int kvm_gmem_punch_hole(struct kvm_gmem *gmem, uint64_t offset, uint64_t 
 	uint64_t start = offset >> GM_PAGE_SHIFT, end = (offset + len) >> GM_PAGE_SHIFT;
 	struct kvm_invalidation inv = kvm_gmem_invalidation(gmem, start, end);
 
-	gm_check_pthread(pthread_rwlock_wrlock(&gmem->invalidate_lock));
+	gm_rwlock_wrlock(&gmem->invalidate_lock, GM_LOCK_GMEM_INVALIDATE);
 	kvm_invalidation_begin(gmem->kvm, &inv);
 	gm_backing_punch(&gmem->backing, start, end - start);
 	/*
@@ -233,7 +234,7 @@ static int kvm_gmem_punch_hole(struct kvm_gmem *gmem, uint64_t offset, uint64_t 
 	if (!rangemap_range_is(&gmem->poisoned, start, end, 0))
 		(void)rangemap_store(&gmem->poisoned, start, end, 0);
 	kvm_invalidation_end(gmem->kvm, &inv);
-	gm_check_pthread(pthread_rwlock_unlock(&gmem->invalidate_lock));
+	gm_rwlock_unlock(&gmem->invalidate_lock);
 	return 0;
 }
 
@@ -268,6 +269,7 @@ int kvm_gmem_bind(struct kvm *kvm, struct kvm_memory_slot *slot, struct kvm_gmem
 	struct rangemap_array *next;
 	int ret = -EINVAL;
 
+	lockdep_assert_held(&kvm->slots_lock);
 	gm_assert(slot->npages > 0);
 	*undo = (struct kvm_gmem_unbind){ NULL, NULL };
 	if (gmem->kvm != kvm)
@@ -283,7 +285,7 @@ int kvm_gmem_bind(struct kvm *kvm, struct kvm_memory_slot *slot, struct kvm_gmem
 	start = offset >> GM_PAGE_SHIFT;
 	end = start + slot->npages;
 
-	gm_check_pthread(pthread_rwlock_wrlock(&gmem->invalidate_lock));
+	gm_rwlock_wrlock(&gmem->invalidate_lock, GM_LOCK_GMEM_INVALIDATE);
 	/* Rule 22: an index already bound to another slot (EINVAL as of 6.8/6.18). */
 	if (!rangemap_range_is(&gmem->bindings, start, end, 0))
 		goto out;
@@ -308,7 +310,7 @@ int kvm_gmem_bind(struct kvm *kvm, struct kvm_memory_slot *slot, struct kvm_gmem
 	/* Weak pointer, no file reference; pairs with kvm_gmem_get_pfn(). */
 	smp_store_release(&slot->gmem.file, gmem);
 out:
-	gm_check_pthread(pthread_rwlock_unlock(&gmem->invalidate_lock));
+	gm_rwlock_unlock(&gmem->invalidate_lock);
 	return ret;
 }
 
@@ -327,10 +329,11 @@ int kvm_gmem_unbind_prepare(struct kvm_memory_slot *slot, struct kvm_gmem_unbind
 	*u = (struct kvm_gmem_unbind){ NULL, NULL };
 	if (!gmem)
 		return 0;
+	lockdep_assert_held(&gmem->kvm->slots_lock);
 	/* Bindings change only under slots_lock too: this stays current. */
-	gm_check_pthread(pthread_rwlock_rdlock(&gmem->invalidate_lock));
+	gm_rwlock_rdlock(&gmem->invalidate_lock, GM_LOCK_GMEM_INVALIDATE);
 	ret = rangemap_prepare(&gmem->bindings, start, start + slot->npages, 0, &u->next);
-	gm_check_pthread(pthread_rwlock_unlock(&gmem->invalidate_lock));
+	gm_rwlock_unlock(&gmem->invalidate_lock);
 	if (!ret)
 		u->gmem = gmem;
 	return ret;
@@ -342,12 +345,13 @@ void kvm_gmem_unbind_commit(struct kvm_memory_slot *slot, struct kvm_gmem_unbind
 
 	if (!gmem)
 		return;
+	lockdep_assert_held(&gmem->kvm->slots_lock);
 	gm_assert(READ_ONCE(slot->gmem.file) == gmem);
-	gm_check_pthread(pthread_rwlock_wrlock(&gmem->invalidate_lock));
+	gm_rwlock_wrlock(&gmem->invalidate_lock, GM_LOCK_GMEM_INVALIDATE);
 	rangemap_commit(&gmem->bindings, u->next);
 	smp_store_release(&slot->gmem.file, NULL);
 	gm_synchronize_rcu(); /* faults that loaded the pointer are done */
-	gm_check_pthread(pthread_rwlock_unlock(&gmem->invalidate_lock));
+	gm_rwlock_unlock(&gmem->invalidate_lock);
 	*u = (struct kvm_gmem_unbind){ NULL, NULL };
 }
 
@@ -393,7 +397,7 @@ int kvm_gmem_error_page(struct kvm_gmem *gmem, uint64_t index)
 
 	if (index >= gmem->backing.nr_pages)
 		return -EINVAL;
-	gm_check_pthread(pthread_rwlock_wrlock(&gmem->invalidate_lock));
+	gm_rwlock_wrlock(&gmem->invalidate_lock, GM_LOCK_GMEM_INVALIDATE);
 	/* A memory failure hits a page that exists; it stays in the file. */
 	if (!gm_backing_page(&gmem->backing, index, true, &err)) {
 		err = err ? err : -ENOMEM;
@@ -406,7 +410,7 @@ int kvm_gmem_error_page(struct kvm_gmem *gmem, uint64_t index)
 	kvm_invalidation_begin(gmem->kvm, &inv);
 	kvm_invalidation_end(gmem->kvm, &inv);
 out:
-	gm_check_pthread(pthread_rwlock_unlock(&gmem->invalidate_lock));
+	gm_rwlock_unlock(&gmem->invalidate_lock);
 	return err;
 }
 

@@ -16,23 +16,11 @@
 #include "kvm_host.h"
 #include "lib/rcu.h"
 #include "kvm_arch.h"
-
-static inline void assert_mmu_lock_write(struct kvm *kvm)
-{
-#ifndef NDEBUG
-	/* A write-held rwlock cannot be read-locked again. */
-	if (pthread_rwlock_tryrdlock(&kvm->mmu_lock) == 0) {
-		pthread_rwlock_unlock(&kvm->mmu_lock);
-		gm_assert(!"mmu_lock must be held for write");
-	}
-#else
-	(void)kvm;
-#endif
-}
+#include "lib/lockdep.h"
 
 void kvm_mmu_invalidate_begin(struct kvm *kvm)
 {
-	assert_mmu_lock_write(kvm);
+	lockdep_assert_held_write(&kvm->mmu_lock);
 	/*
 	 * The range is reset only when a first invalidation starts, never at
 	 * end: concurrent invalidations accumulate one conservative hull.
@@ -46,6 +34,7 @@ void kvm_mmu_invalidate_begin(struct kvm *kvm)
 
 void kvm_mmu_invalidate_range_add(struct kvm *kvm, gfn_t start, gfn_t end)
 {
+	lockdep_assert_held_write(&kvm->mmu_lock);
 	gm_assert(READ_ONCE(kvm->mmu_invalidate_in_progress) > 0);
 	if (READ_ONCE(kvm->mmu_invalidate_range_start) == INVALID_GFN) {
 		WRITE_ONCE(kvm->mmu_invalidate_range_start, start);
@@ -60,7 +49,7 @@ void kvm_mmu_invalidate_range_add(struct kvm *kvm, gfn_t start, gfn_t end)
 
 void kvm_mmu_invalidate_end(struct kvm *kvm)
 {
-	assert_mmu_lock_write(kvm);
+	lockdep_assert_held_write(&kvm->mmu_lock);
 	/* A begin without any range_add is a bug of the caller. */
 	gm_assert(READ_ONCE(kvm->mmu_invalidate_range_start) != INVALID_GFN);
 	/*
@@ -76,6 +65,7 @@ void kvm_mmu_invalidate_end(struct kvm *kvm)
 
 bool mmu_invalidate_retry_gfn(struct kvm *kvm, unsigned long mmu_seq, gfn_t gfn)
 {
+	lockdep_assert_held(&kvm->mmu_lock);
 	/*
 	 * Under mmu_lock every field is stable against writers; the acquire
 	 * on in_progress orders the later seq read as the kernel's rmb does.
@@ -107,17 +97,18 @@ bool mmu_invalidate_retry_gfn_unsafe(struct kvm *kvm, unsigned long mmu_seq, gfn
 
 void kvm_mmu_invalidate_state(struct kvm *kvm, struct kvm_invalidate_state *st)
 {
-	gm_check_pthread(pthread_rwlock_rdlock(&kvm->mmu_lock));
+	gm_rwlock_rdlock(&kvm->mmu_lock, GM_LOCK_MMU);
 	st->seq = READ_ONCE(kvm->mmu_invalidate_seq);
 	st->in_progress = READ_ONCE(kvm->mmu_invalidate_in_progress);
 	st->range_start = READ_ONCE(kvm->mmu_invalidate_range_start);
 	st->range_end = READ_ONCE(kvm->mmu_invalidate_range_end);
-	gm_check_pthread(pthread_rwlock_unlock(&kvm->mmu_lock));
+	gm_rwlock_unlock(&kvm->mmu_lock);
 }
 
 bool kvm_mmu_unmap_gfn_range(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t start,
 			     gfn_t end)
 {
+	lockdep_assert_held_write(&kvm->mmu_lock);
 	kvm_mmu_invalidate_range_add(kvm, start, end);
 	__atomic_fetch_add(&kvm->stat.zapped_ranges, 1, __ATOMIC_RELAXED);
 	return kvm_arch_unmap_gfn_range(kvm, slot, start, end);
@@ -142,7 +133,7 @@ static void inval_hit(struct inval_walk *w, struct kvm_memory_slot *slot, gfn_t 
 		      gfn_t end)
 {
 	if (!w->begun) {
-		gm_check_pthread(pthread_rwlock_wrlock(&w->kvm->mmu_lock));
+		gm_rwlock_wrlock(&w->kvm->mmu_lock, GM_LOCK_MMU);
 		kvm_mmu_invalidate_begin(w->kvm);
 		w->begun = true;
 	}
@@ -234,9 +225,11 @@ bool kvm_invalidation_begin(struct kvm *kvm, struct kvm_invalidation *inv)
 
 	switch (inv->source) {
 	case KVM_INVAL_GFN:
+		lockdep_assert_held(&kvm->slots_lock);
 		kvm_for_each_slot_in_range(kvm, inv->start, inv->end, inval_gfn_hit, &w);
 		break;
 	case KVM_INVAL_GMEM:
+		lockdep_assert_held_write(&inv->gmem->invalidate_lock);
 		rangemap_for_each(&inv->gmem->bindings, inv->start, inv->end, inval_gmem_hit, &w);
 		break;
 	case KVM_INVAL_HVA:
@@ -244,7 +237,7 @@ bool kvm_invalidation_begin(struct kvm *kvm, struct kvm_invalidation *inv)
 		break;
 	}
 	if (w.begun)
-		gm_check_pthread(pthread_rwlock_unlock(&kvm->mmu_lock));
+		gm_rwlock_unlock(&kvm->mmu_lock);
 	/* A grace period: never with mmu_lock held (a fault may wait for it). */
 	if (w.flush)
 		kvm_flush_remote_tlbs(kvm);
@@ -257,14 +250,14 @@ void kvm_invalidation_end(struct kvm *kvm, struct kvm_invalidation *inv)
 	/* Nothing intersected at begin: nothing did since (the source's lock). */
 	if (!inv->begun)
 		return;
-	gm_check_pthread(pthread_rwlock_wrlock(&kvm->mmu_lock));
+	gm_rwlock_wrlock(&kvm->mmu_lock, GM_LOCK_MMU);
 	kvm_mmu_invalidate_end(kvm);
 	/* Same critical section as end: no fault sees new seq + stale metadata. */
 	if (inv->post) {
 		gm_assert(inv->source == KVM_INVAL_GFN);
 		kvm_for_each_slot_in_range(kvm, inv->start, inv->end, inv->post, inv->post_ctx);
 	}
-	gm_check_pthread(pthread_rwlock_unlock(&kvm->mmu_lock));
+	gm_rwlock_unlock(&kvm->mmu_lock);
 	inv->begun = false;
 }
 
@@ -280,9 +273,9 @@ static bool kvm_mn_invalidate_start(struct kvm *kvm, uint64_t hva_start, uint64_
 	struct kvm_invalidation inv = { .source = KVM_INVAL_HVA,
 					.start = hva_start, .end = hva_end };
 
-	gm_check_pthread(pthread_mutex_lock(&kvm->mn_lock));
+	gm_mutex_lock(&kvm->mn_lock, GM_LOCK_MN);
 	kvm->mn_active_invalidate_count++;
-	gm_check_pthread(pthread_mutex_unlock(&kvm->mn_lock));
+	gm_mutex_unlock(&kvm->mn_lock);
 	return kvm_invalidation_begin(kvm, &inv);
 }
 
@@ -291,10 +284,10 @@ static void kvm_mn_invalidate_end(struct kvm *kvm, bool begun)
 	struct kvm_invalidation inv = { .source = KVM_INVAL_HVA, .begun = begun };
 
 	kvm_invalidation_end(kvm, &inv);
-	gm_check_pthread(pthread_mutex_lock(&kvm->mn_lock));
+	gm_mutex_lock(&kvm->mn_lock, GM_LOCK_MN);
 	if (--kvm->mn_active_invalidate_count == 0)
 		gm_check_pthread(pthread_cond_broadcast(&kvm->mn_cond));
-	gm_check_pthread(pthread_mutex_unlock(&kvm->mn_lock));
+	gm_mutex_unlock(&kvm->mn_lock);
 }
 
 void kvm_mmu_notifier_invalidate_range(struct kvm *kvm, uint64_t hva_start, uint64_t hva_end)

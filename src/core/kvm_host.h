@@ -7,19 +7,7 @@
  * Every function returns 0 or a negative errno unless it says otherwise.
  * The uAPI layer (src/uapi) turns those into -1/errno.
  *
- * Locks, outermost first (see also docs/locking.md):
- *
- *   kvm->slots_lock      mutex   memslot updates, attribute updates, gmem
- *                                release; everything that changes which
- *                                memory backs a gfn
- *   gmem->invalidate_lock rwlock  (src/core/gmem.h) a guest_memfd's bindings
- *                                and storage: write for punch/bind/unbind/
- *                                release, read for allocate and faults
- *   kvm->mmu_lock        rwlock  stage-2 tables and the invalidation state;
- *                                write to zap or change seq/in_progress,
- *                                read to install a translation
- *   kvm->lock            mutex   vCPU creation and VM-wide settings
- *                                (irqchip, caps); never held with the above
+ * Locks: docs/locking.md lists every lock, what it protects and the order.
  *
  * RCU (urcu-memb) protects: the memslot sets, the attribute map, guest_memfd
  * binding maps, stage-2 page-table pages.  vCPU memory accesses are read-side
@@ -135,7 +123,7 @@ struct kvm {
 	struct gm_config cfg; /* profile and Kconfig, fixed at creation */
 	int nr_as;	      /* address spaces this VM may use */
 
-	pthread_mutex_t slots_lock; /* see the lock table above */
+	pthread_mutex_t slots_lock; /* what each protects: docs/locking.md */
 	pthread_mutex_t lock;
 	pthread_rwlock_t mmu_lock;
 

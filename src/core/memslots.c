@@ -20,6 +20,7 @@
 #include "kvm_host.h"
 #include "lib/rcu.h"
 #include "kvm_arch.h"
+#include "lib/lockdep.h"
 
 #define KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS (1ULL << 63)
 /* x86-64 TASK_SIZE_MAX with 4-level paging: the top of the user range. */
@@ -75,6 +76,7 @@ struct kvm_memory_slot *gfn_to_memslot(struct kvm *kvm, int as_id, gfn_t gfn)
 int kvm_for_each_slot_in_range(struct kvm *kvm, gfn_t start, gfn_t end, kvm_slot_fn fn,
 			       void *ctx)
 {
+	lockdep_assert_held(&kvm->slots_lock);
 	for (int as = 0; as < kvm->nr_as; as++) {
 		struct kvm_memslots *slots = kvm->memslots[as]; /* slots_lock: stable */
 
@@ -172,11 +174,11 @@ static void kvm_swap_active_memslots(struct kvm *kvm, int as_id)
 	 * wait until none runs and publish under mn_lock, so that one starting
 	 * now (it counts itself under mn_lock) walks the new set.
 	 */
-	gm_check_pthread(pthread_mutex_lock(&kvm->mn_lock));
+	gm_mutex_lock(&kvm->mn_lock, GM_LOCK_MN);
 	while (kvm->mn_active_invalidate_count)
 		gm_check_pthread(pthread_cond_wait(&kvm->mn_cond, &kvm->mn_lock));
 	gm_rcu_assign_pointer(kvm->memslots[as_id], new);
-	gm_check_pthread(pthread_mutex_unlock(&kvm->mn_lock));
+	gm_mutex_unlock(&kvm->mn_lock);
 	gm_synchronize_rcu();
 	WRITE_ONCE(new->generation,
 		   (gen & ~KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS) + (uint64_t)kvm->nr_as);
@@ -260,6 +262,7 @@ static int kvm_set_memslot(struct kvm *kvm, struct kvm_memory_slot *old,
 	struct kvm_gmem_unbind unbind = { NULL, NULL };
 	int as_id = (old ? old : new)->as_id, r;
 
+	lockdep_assert_held(&kvm->slots_lock);
 	r = kvm_reserve_sets(kvm, as_id);
 	/* guest_memfd slots are only ever deleted (never moved or changed). */
 	if (!r && change == KVM_MR_DELETE && (old->flags & KVM_MEM_GUEST_MEMFD))
@@ -473,8 +476,8 @@ int kvm_set_memory_region(struct kvm *kvm, const struct kvm_userspace_memory_reg
 		return -EINVAL;
 	if ((mem->slot & 0xffff) >= KVM_USER_MEM_SLOTS)
 		return -EINVAL;
-	gm_check_pthread(pthread_mutex_lock(&kvm->slots_lock));
+	gm_mutex_lock(&kvm->slots_lock, GM_LOCK_SLOTS);
 	r = __kvm_set_memory_region(kvm, mem, gref);
-	gm_check_pthread(pthread_mutex_unlock(&kvm->slots_lock));
+	gm_mutex_unlock(&kvm->slots_lock);
 	return r;
 }

@@ -12,6 +12,7 @@
 #include "gmem.h"
 #include "lib/rcu.h"
 #include "kvm_arch.h"
+#include "lib/lockdep.h"
 
 /* The global VM list; a leaf lock (nothing is taken inside it). */
 static pthread_mutex_t gm_vm_list_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -76,16 +77,16 @@ static void kvm_free_memslots(struct kvm *kvm)
 
 static void kvm_vm_list_add(struct kvm *kvm)
 {
-	gm_check_pthread(pthread_mutex_lock(&gm_vm_list_lock));
+	gm_mutex_lock(&gm_vm_list_lock, GM_LOCK_VM_LIST);
 	kvm->vm_list_next = gm_vm_list;
 	gm_vm_list = kvm;
 	gm_nr_vms++;
-	gm_check_pthread(pthread_mutex_unlock(&gm_vm_list_lock));
+	gm_mutex_unlock(&gm_vm_list_lock);
 }
 
 static void kvm_vm_list_del(struct kvm *kvm)
 {
-	gm_check_pthread(pthread_mutex_lock(&gm_vm_list_lock));
+	gm_mutex_lock(&gm_vm_list_lock, GM_LOCK_VM_LIST);
 	for (struct kvm **p = &gm_vm_list; *p; p = &(*p)->vm_list_next) {
 		if (*p == kvm) {
 			*p = kvm->vm_list_next;
@@ -93,7 +94,7 @@ static void kvm_vm_list_del(struct kvm *kvm)
 			break;
 		}
 	}
-	gm_check_pthread(pthread_mutex_unlock(&gm_vm_list_lock));
+	gm_mutex_unlock(&gm_vm_list_lock);
 }
 
 static void kvm_destroy_vm(struct kvm *kvm)
@@ -194,18 +195,18 @@ void kvm_for_each_vm(void (*fn)(struct kvm *kvm, void *ctx), void *ctx)
 {
 	struct kvm *k, *prev = NULL;
 
-	gm_check_pthread(pthread_mutex_lock(&gm_vm_list_lock));
+	gm_mutex_lock(&gm_vm_list_lock, GM_LOCK_VM_LIST);
 	for (k = gm_vm_list; k; k = k->vm_list_next) {
 		if (!kvm_get_kvm_safe(k))
 			continue;
-		gm_check_pthread(pthread_mutex_unlock(&gm_vm_list_lock));
+		gm_mutex_unlock(&gm_vm_list_lock);
 		if (prev)
 			kvm_put_kvm(prev);
 		fn(k, ctx);
 		prev = k;
-		gm_check_pthread(pthread_mutex_lock(&gm_vm_list_lock));
+		gm_mutex_lock(&gm_vm_list_lock, GM_LOCK_VM_LIST);
 	}
-	gm_check_pthread(pthread_mutex_unlock(&gm_vm_list_lock));
+	gm_mutex_unlock(&gm_vm_list_lock);
 	if (prev)
 		kvm_put_kvm(prev);
 }
@@ -214,8 +215,8 @@ long kvm_nr_live_vms(void)
 {
 	long n;
 
-	gm_check_pthread(pthread_mutex_lock(&gm_vm_list_lock));
+	gm_mutex_lock(&gm_vm_list_lock, GM_LOCK_VM_LIST);
 	n = gm_nr_vms;
-	gm_check_pthread(pthread_mutex_unlock(&gm_vm_list_lock));
+	gm_mutex_unlock(&gm_vm_list_lock);
 	return n;
 }

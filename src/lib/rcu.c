@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "rcu.h"
+#include "lockdep.h"
 
 __thread bool gm_rcu_registered __attribute__((tls_model("initial-exec")));
 static pthread_key_t gm_rcu_key;
@@ -57,20 +58,20 @@ static void gm_tsan_defer_free(void *ptr)
 	if (!d)
 		return; /* leak rather than free under a reader */
 	d->ptr = ptr;
-	pthread_mutex_lock(&gm_tsan_defer_lock);
+	gm_mutex_lock(&gm_tsan_defer_lock, GM_LOCK_RCU_DEFER);
 	d->next = gm_tsan_deferred;
 	gm_tsan_deferred = d;
-	pthread_mutex_unlock(&gm_tsan_defer_lock);
+	gm_mutex_unlock(&gm_tsan_defer_lock);
 }
 
 void gm_synchronize_rcu(void)
 {
 	struct gm_tsan_deferred *d;
 
-	pthread_mutex_lock(&gm_tsan_defer_lock);
+	gm_mutex_lock(&gm_tsan_defer_lock, GM_LOCK_RCU_DEFER);
 	d = gm_tsan_deferred;
 	gm_tsan_deferred = NULL;
-	pthread_mutex_unlock(&gm_tsan_defer_lock);
+	gm_mutex_unlock(&gm_tsan_defer_lock);
 	urcu_memb_synchronize_rcu();
 	gm_tsan_acquire_gp();
 	while (d) { /* queued before the grace period began */

@@ -44,6 +44,7 @@
 #include "lib/rcu.h"
 #include "mmu/fault.h"
 #include "mmu/mmu.h"
+#include "lib/lockdep.h"
 
 /* Internal outcomes before the public ones are decided. */
 enum {
@@ -273,6 +274,7 @@ static int fault_level(struct fault_ctx *c)
 {
 	int level;
 
+	lockdep_assert_held(&c->kvm->mmu_lock);
 	if (c->from_gmem)
 		return S2_PG_LEVEL_4K;
 	level = kvm_mmu_max_mapping_level(c->kvm, c->slot, c->f->gfn, c->host_level);
@@ -295,12 +297,12 @@ static int fault_install(struct fault_ctx *c)
 	gfn_t gfn_base;
 	int r;
 
-	if (pthread_rwlock_tryrdlock(&c->kvm->mmu_lock))
+	if (gm_rwlock_tryrdlock(&c->kvm->mmu_lock, GM_LOCK_MMU))
 		return KVM_PF_LOCK_BUSY;
 	kvm_stat_inc(&c->st->lock_acq);
 	/* The authoritative check: no false negative under the lock. */
 	if (mmu_invalidate_retry_gfn(c->kvm, c->mmu_seq, f->gfn)) {
-		gm_check_pthread(pthread_rwlock_unlock(&c->kvm->mmu_lock));
+		gm_rwlock_unlock(&c->kvm->mmu_lock);
 		return KVM_PF_RETRY;
 	}
 	f->level = fault_level(c);
@@ -316,7 +318,7 @@ static int fault_install(struct fault_ctx *c)
 	 * the block, the stage-2 code maps just this page instead.
 	 */
 	r = kvm_mmu_install(c->kvm, f->gfn, &f->level, hva_base, flags);
-	gm_check_pthread(pthread_rwlock_unlock(&c->kvm->mmu_lock));
+	gm_rwlock_unlock(&c->kvm->mmu_lock);
 	if (r == -EAGAIN)
 		return KVM_PF_RETRY;
 	if (r) {
@@ -390,9 +392,9 @@ int kvm_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_
 
 	if (r == KVM_PF_LOCK_BUSY) {
 		/* A writer holds mmu_lock: wait for it outside the section. */
-		gm_check_pthread(pthread_rwlock_rdlock(&kvm->mmu_lock));
+		gm_rwlock_rdlock(&kvm->mmu_lock, GM_LOCK_MMU);
 		kvm_stat_inc(&st->lock_acq);
-		gm_check_pthread(pthread_rwlock_unlock(&kvm->mmu_lock));
+		gm_rwlock_unlock(&kvm->mmu_lock);
 		r = KVM_PF_RETRY;
 	}
 	if (r == KVM_PF_RETRY)

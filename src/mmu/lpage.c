@@ -19,6 +19,7 @@
 
 #include "lib/rcu.h"
 #include "mmu.h"
+#include "lib/lockdep.h"
 
 static uint64_t lpage_nr_blocks(const struct kvm_memory_slot *slot, unsigned shift)
 {
@@ -112,6 +113,7 @@ int kvm_arch_alloc_memslot_metadata(struct kvm *kvm, struct kvm_memory_slot *slo
 {
 	struct lpage_init_ctx c = { kvm, slot, 0 };
 
+	lockdep_assert_held(&kvm->slots_lock);
 	for (int lvl = 0; lvl < KVM_NR_LPAGE_LEVELS; lvl++) {
 		rangemap_init(&slot->lpage_mixed[lvl]);
 		if (lpage_alloc_counts(slot, lvl)) {
@@ -148,6 +150,7 @@ void kvm_arch_free_memslot_metadata(struct kvm_memory_slot *slot)
 void kvm_arch_post_set_memory_attributes(struct kvm *kvm, struct kvm_memory_slot *slot,
 					 gfn_t start, gfn_t end, uint64_t attrs)
 {
+	lockdep_assert_held_write(&kvm->mmu_lock);
 	(void)attrs;
 	if (!lpage_tracks_attributes(kvm) || !slot->lpage_info[0])
 		return;

@@ -73,7 +73,9 @@ uint64_t kvm_mmu_nr_leaves(struct kvm *kvm);
 /* ---- huge-page metadata per memslot (src/mmu/lpage.c, spec §4.8) ----- */
 
 /* Largest level (1..3) allowed for @gfn in @slot by the metadata, capped at
- * @max_level.  Context: mmu_lock held (read). */
+ * @max_level.  Context: mmu_lock held (read) for an answer that holds until
+ * it is dropped; under RCU alone the answer is a hint (the fault path's
+ * first look, rechecked under the lock). */
 int kvm_mmu_max_mapping_level(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t gfn,
 			      int max_level);
 

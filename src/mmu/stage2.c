@@ -10,6 +10,7 @@
 
 #include "lib/rcu.h"
 #include "mmu.h"
+#include "lib/lockdep.h"
 
 #define S2_ENTRIES 512
 
@@ -161,6 +162,7 @@ int kvm_mmu_install(struct kvm *kvm, gfn_t gfn, int *levelp, uint64_t hva, uint6
 	int level = *levelp, err = -EAGAIN;
 	uint64_t *slot;
 
+	lockdep_assert_held(&kvm->mmu_lock);
 	for (int lvl = S2_LEVELS; lvl > level; lvl--) {
 		t = s2_get_child(&t->e[s2_index(gfn, lvl)], &err);
 		if (!t)
@@ -256,6 +258,7 @@ bool kvm_mmu_zap_gfn_range(struct kvm *kvm, gfn_t start, gfn_t end)
 {
 	struct kvm_mmu *mmu = kvm->mmu;
 
+	lockdep_assert_held_write(&kvm->mmu_lock);
 	if (start < end && s2_zap(mmu, &mmu->root, S2_LEVELS, 0, start, end))
 		__atomic_add_fetch(&mmu->zap_gen, 1, __ATOMIC_RELEASE);
 	/* Flush if anything, ours or an earlier zapper's, is unflushed. */
@@ -276,6 +279,7 @@ static void s2_note_flushed(struct kvm_mmu *mmu, uint64_t gen)
 bool kvm_arch_unmap_gfn_range(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t start,
 			      gfn_t end)
 {
+	lockdep_assert_held_write(&kvm->mmu_lock);
 	(void)slot; /* 6.8 x86 zaps private and shared alike (spec §4.4) */
 	return kvm_mmu_zap_gfn_range(kvm, start, end);
 }
@@ -297,9 +301,10 @@ void kvm_arch_flush_shadow_memslot(struct kvm *kvm, struct kvm_memory_slot *slot
 {
 	bool flush;
 
-	gm_check_pthread(pthread_rwlock_wrlock(&kvm->mmu_lock));
+	lockdep_assert_held(&kvm->slots_lock);
+	gm_rwlock_wrlock(&kvm->mmu_lock, GM_LOCK_MMU);
 	flush = kvm_mmu_zap_gfn_range(kvm, slot->base_gfn, slot->base_gfn + slot->npages);
-	gm_check_pthread(pthread_rwlock_unlock(&kvm->mmu_lock));
+	gm_rwlock_unlock(&kvm->mmu_lock);
 	if (flush)
 		kvm_flush_remote_tlbs(kvm);
 }

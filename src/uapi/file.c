@@ -33,6 +33,7 @@
 
 #include "lib/compiler.h"
 #include "uapi.h"
+#include "lib/lockdep.h"
 
 #define GM_FILE_BUCKETS 1024
 
@@ -111,13 +112,13 @@ static struct gm_file *gm_file_find_ino(ino_t ino)
 {
 	struct gm_file *f;
 
-	pthread_rwlock_rdlock(&gm_files_lock);
+	gm_rwlock_rdlock(&gm_files_lock, GM_LOCK_FILES);
 	for (f = *gm_bucket(ino); f; f = f->next)
 		if (f->ino == ino)
 			break;
 	if (f)
 		gm_file_get(f);
-	pthread_rwlock_unlock(&gm_files_lock);
+	gm_rwlock_unlock(&gm_files_lock);
 	return f;
 }
 
@@ -172,13 +173,13 @@ static void *gm_watcher_main(void *arg)
 		for (int i = 0; i < n; i++) {
 			struct gm_file *f;
 
-			pthread_mutex_lock(&gm_hangup_lock);
+			gm_mutex_lock(&gm_hangup_lock, GM_LOCK_HANGUP);
 			f = gm_file_find_ino((ino_t)ev[i].data.u64);
 			if (f) { /* else another thread released it already */
 				gm_file_check_hangup(f);
 				gm_file_put(f);
 			}
-			pthread_mutex_unlock(&gm_hangup_lock);
+			gm_mutex_unlock(&gm_hangup_lock);
 		}
 	}
 }
@@ -188,6 +189,7 @@ static void gm_watch_add_locked(struct gm_file *f)
 {
 	struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLET, .data.u64 = f->ino };
 
+	lockdep_assert_held(&gm_watch_lock);
 	if (f->watched || READ_ONCE(f->hung))
 		return;
 	if (syscall(SYS_epoll_ctl, gm_epfd, EPOLL_CTL_ADD, f->peer, &ev) == 0)
@@ -207,6 +209,7 @@ static bool gm_watcher_start_locked(void)
 	sigset_t all, old;
 	int err;
 
+	lockdep_assert_held(&gm_watch_lock);
 	if (gm_epfd >= 0)
 		return true;
 	start.epfd = (int)syscall(SYS_epoll_create1, EPOLL_CLOEXEC);
@@ -242,16 +245,16 @@ static bool gm_watcher_start_locked(void)
 /* In a forked child: a new watcher for the inherited files. */
 static void gm_watcher_restart(void)
 {
-	pthread_mutex_lock(&gm_watch_lock);
+	gm_mutex_lock(&gm_watch_lock, GM_LOCK_WATCH);
 	if (READ_ONCE(gm_watch_pending) && gm_watcher_start_locked()) {
-		pthread_rwlock_rdlock(&gm_files_lock);
+		gm_rwlock_rdlock(&gm_files_lock, GM_LOCK_FILES);
 		for (int b = 0; b < GM_FILE_BUCKETS; b++)
 			for (struct gm_file *f = gm_file_hash[b]; f; f = f->next)
 				gm_watch_add_locked(f);
-		pthread_rwlock_unlock(&gm_files_lock);
+		gm_rwlock_unlock(&gm_files_lock);
 		WRITE_ONCE(gm_watch_pending, 0);
 	}
-	pthread_mutex_unlock(&gm_watch_lock);
+	gm_mutex_unlock(&gm_watch_lock);
 }
 
 /*
@@ -371,24 +374,24 @@ int gm_file_install(struct gm_file *f)
 
 	pthread_once(&gm_atfork_once, gm_atfork_register);
 	__atomic_add_fetch(&gm_live[f->type], 1, __ATOMIC_RELAXED);
-	pthread_rwlock_wrlock(&gm_files_lock);
+	gm_rwlock_wrlock(&gm_files_lock, GM_LOCK_FILES);
 	f->next = *b;
 	*b = f;
 	WRITE_ONCE(gm_nr_files, gm_nr_files + 1);
-	pthread_rwlock_unlock(&gm_files_lock);
+	gm_rwlock_unlock(&gm_files_lock);
 
-	pthread_mutex_lock(&gm_watch_lock);
+	gm_mutex_lock(&gm_watch_lock, GM_LOCK_WATCH);
 	if (gm_watcher_start_locked())
 		gm_watch_add_locked(f);
-	pthread_mutex_unlock(&gm_watch_lock);
+	gm_mutex_unlock(&gm_watch_lock);
 	return fd;
 }
 
 void gm_file_check_hangup_closing(struct gm_file *f)
 {
-	pthread_mutex_lock(&gm_hangup_lock);
+	gm_mutex_lock(&gm_hangup_lock, GM_LOCK_HANGUP);
 	gm_file_check_hangup(f);
-	pthread_mutex_unlock(&gm_hangup_lock);
+	gm_mutex_unlock(&gm_hangup_lock);
 }
 
 void gm_file_check_hangup(struct gm_file *f)
@@ -402,21 +405,21 @@ void gm_file_check_hangup(struct gm_file *f)
 					 __ATOMIC_RELAXED))
 		return; /* the other path (close or watcher) owns the release */
 
-	pthread_rwlock_wrlock(&gm_files_lock);
+	gm_rwlock_wrlock(&gm_files_lock, GM_LOCK_FILES);
 	for (pp = gm_bucket(f->ino); *pp && *pp != f; pp = &(*pp)->next)
 		;
 	if (*pp) {
 		*pp = f->next;
 		WRITE_ONCE(gm_nr_files, gm_nr_files - 1);
 	}
-	pthread_rwlock_unlock(&gm_files_lock);
+	gm_rwlock_unlock(&gm_files_lock);
 
 	/* Explicitly: a forked child's copy of the peer keeps the epoll item. */
-	pthread_mutex_lock(&gm_watch_lock);
+	gm_mutex_lock(&gm_watch_lock, GM_LOCK_WATCH);
 	if (f->watched && gm_epfd >= 0)
 		syscall(SYS_epoll_ctl, gm_epfd, EPOLL_CTL_DEL, f->peer, NULL);
 	f->watched = false;
-	pthread_mutex_unlock(&gm_watch_lock);
+	gm_mutex_unlock(&gm_watch_lock);
 
 	gm_file_put(f); /* the registry's reference */
 }

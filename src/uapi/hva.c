@@ -21,6 +21,7 @@
 
 #include "lib/compiler.h"
 #include "uapi.h"
+#include "lib/lockdep.h"
 
 #define GM_HVA_MAX_RANGES 1024
 
@@ -40,6 +41,7 @@ static size_t gm_hva_first(uint64_t start)
 {
 	size_t lo = 0, hi = gm_hva_nr;
 
+	lockdep_assert_held(&gm_hva_lock);
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
@@ -56,6 +58,7 @@ static void gm_hva_insert_locked(uint64_t start, uint64_t end)
 {
 	size_t i = gm_hva_first(start), j = i;
 
+	lockdep_assert_held_write(&gm_hva_lock);
 	while (j < gm_hva_nr && gm_hva[j].start <= end) {
 		start = GM_MIN(start, gm_hva[j].start);
 		end = GM_MAX(end, gm_hva[j].end);
@@ -92,9 +95,9 @@ void gm_uapi_hva_note(uint64_t start, uint64_t end)
 {
 	if (end <= start)
 		return;
-	pthread_rwlock_wrlock(&gm_hva_lock);
+	gm_rwlock_wrlock(&gm_hva_lock, GM_LOCK_HVA);
 	gm_hva_insert_locked(start, end);
-	pthread_rwlock_unlock(&gm_hva_lock);
+	gm_rwlock_unlock(&gm_hva_lock);
 	WRITE_ONCE(gm_hva_any, 1);
 }
 
@@ -103,10 +106,10 @@ static bool gm_hva_intersects(uint64_t start, uint64_t end)
 	bool hit;
 	size_t i;
 
-	pthread_rwlock_rdlock(&gm_hva_lock);
+	gm_rwlock_rdlock(&gm_hva_lock, GM_LOCK_HVA);
 	i = gm_hva_first(start + 1);
 	hit = gm_hva_all || (i < gm_hva_nr && gm_hva[i].start < end);
-	pthread_rwlock_unlock(&gm_hva_lock);
+	gm_rwlock_unlock(&gm_hva_lock);
 	return hit;
 }
 

@@ -14,19 +14,7 @@
  * Identifying an fd costs one fstat: a socket on sockfs whose inode number
  * is in the registry is ours.
  *
- * Locks, outermost first (all leaves with respect to the core's locks: no
- * core function is called with one of them held, except gm_hangup_lock):
- *
- *   gm_hangup_lock  mutex   hang-up handling, watcher vs closing thread
- *                           (file.c); the watcher's final put, and so an
- *                           object's release into the core, may run under
- *                           it, so nothing the core calls may close an fd of
- *                           ours through guestmem_sys_close()
- *   gm_watch_lock   mutex   the watcher thread's epoll fd and start-up
- *   gm_files_lock   rwlock  the registry hash (chains, counters); read for
- *                           lookups, write to insert/unlink
- *   gm_hva_lock     rwlock  the memslot hva ranges seen (src/uapi/hva.c)
- *   gm_pipe_lock    mutex   the EFAULT-probe pipe (src/uapi/usercopy.c)
+ * Locks: docs/locking.md lists every lock, what it protects and the order.
  */
 #ifndef GM_UAPI_UAPI_H
 #define GM_UAPI_UAPI_H

@@ -21,6 +21,7 @@
 
 #include "lib/compiler.h"
 #include "uapi.h"
+#include "lib/lockdep.h"
 
 /* 0: unknown, 1: process_vm_* works, -1: use the pipe. */
 static int gm_pvm_state;
@@ -38,7 +39,7 @@ static int gm_copy_pipe(void *dst, const void *src, size_t n)
 {
 	int ret = 0;
 
-	pthread_mutex_lock(&gm_pipe_lock);
+	gm_mutex_lock(&gm_pipe_lock, GM_LOCK_PIPE);
 	if (gm_pipe[0] < 0 && syscall(SYS_pipe2, gm_pipe, O_CLOEXEC | O_NONBLOCK)) {
 		ret = -errno;
 		goto out;
@@ -67,7 +68,7 @@ static int gm_copy_pipe(void *dst, const void *src, size_t n)
 		n -= (size_t)w;
 	}
 out:
-	pthread_mutex_unlock(&gm_pipe_lock);
+	gm_mutex_unlock(&gm_pipe_lock);
 	return ret == -EFAULT || ret == 0 ? ret : -EFAULT;
 }
 

@@ -23,6 +23,7 @@
 #include "uapi.h"
 #include "vcpu/cpuid.h"
 #include "vcpu/vcpu.h"
+#include "lib/lockdep.h"
 
 static struct kvm_vcpu *file_vcpu(struct gm_file *f)
 {
@@ -234,9 +235,9 @@ static long gm_vcpu_ioctl(struct gm_file *f, unsigned int cmd, unsigned long arg
 		return r;
 	if (_IOC_TYPE(cmd) != KVMIO)
 		return -EINVAL;
-	gm_check_pthread(pthread_mutex_lock(&v->mutex));
+	gm_mutex_lock(&v->mutex, GM_LOCK_VCPU);
 	r = vcpu_ioctl_locked(v, cmd, arg);
-	gm_check_pthread(pthread_mutex_unlock(&v->mutex));
+	gm_mutex_unlock(&v->mutex);
 	return r;
 }
 
@@ -330,12 +331,12 @@ static long kvm_vm_set_identity_map_addr(struct kvm *kvm, unsigned long arg)
 	uint64_t addr;
 	int r = 0;
 
-	gm_check_pthread(pthread_mutex_lock(&kvm->lock));
+	gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
 	if (kvm->created_vcpus)
 		r = -EINVAL;
 	else
 		r = gm_copy_from_user(&addr, (const void *)arg, sizeof(addr));
-	gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
+	gm_mutex_unlock(&kvm->lock);
 	/* Nothing uses the address: there is no real-mode TSS to emulate. */
 	return r;
 }
@@ -368,14 +369,14 @@ static long kvm_vm_set_boot_cpu_id(struct kvm *kvm, unsigned long arg)
 {
 	long r = 0;
 
-	gm_check_pthread(pthread_mutex_lock(&kvm->lock));
+	gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
 	if (kvm->created_vcpus)
 		r = -EBUSY;
 	else if (arg > KVM_MAX_VCPU_IDS || (kvm->max_vcpu_ids && arg > kvm->max_vcpu_ids))
 		r = -EINVAL;
 	else
 		WRITE_ONCE(kvm->bsp_vcpu_id, (uint32_t)arg);
-	gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
+	gm_mutex_unlock(&kvm->lock);
 	return r;
 }
 

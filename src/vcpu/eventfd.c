@@ -26,6 +26,7 @@
 #include "lib/rcu.h"
 #include "vcpu/eventfd.h"
 #include "vcpu/irqchip.h"
+#include "lib/lockdep.h"
 
 #ifndef KCMP_FILE
 #define KCMP_FILE 0
@@ -192,6 +193,7 @@ struct kvm_eventfds *__kvm_eventfds_get_locked(struct kvm *kvm)
 {
 	struct kvm_eventfds *ev = kvm->eventfds;
 
+	lockdep_assert_held(&kvm->lock);
 	if (ev)
 		return ev;
 	ev = calloc(1, sizeof(*ev));
@@ -213,9 +215,9 @@ struct kvm_eventfds *kvm_eventfds_get(struct kvm *kvm)
 
 	if (likely(ev))
 		return ev;
-	gm_check_pthread(pthread_mutex_lock(&kvm->lock));
+	gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
 	ev = __kvm_eventfds_get_locked(kvm);
-	gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
+	gm_mutex_unlock(&kvm->lock);
 	return ev;
 }
 
@@ -393,7 +395,7 @@ static int ioeventfd_assign(struct kvm *kvm, const struct kvm_ioeventfd *args)
 	r = -ENOMEM;
 	if (!ev)
 		goto fail;
-	gm_check_pthread(pthread_mutex_lock(&ev->io_lock));
+	gm_mutex_lock(&ev->io_lock, GM_LOCK_IOEVENTFD);
 	old = ev->buses[idx];
 	for (uint32_t i = 0; old && i < old->nr; i++) {
 		if (ioeventfd_collides(old->dev[i], p)) {
@@ -406,11 +408,11 @@ static int ioeventfd_assign(struct kvm *kvm, const struct kvm_ioeventfd *args)
 		goto unlock;
 	/* Pairs with gm_rcu_dereference() in kvm_ioeventfd_write(). */
 	gm_rcu_assign_pointer(ev->buses[idx], bus);
-	gm_check_pthread(pthread_mutex_unlock(&ev->io_lock));
+	gm_mutex_unlock(&ev->io_lock);
 	gm_free_rcu(old);
 	return 0;
 unlock:
-	gm_check_pthread(pthread_mutex_unlock(&ev->io_lock));
+	gm_mutex_unlock(&ev->io_lock);
 fail:
 	gm_eventfd_put(&p->efd);
 	free(p);
@@ -433,7 +435,7 @@ static int ioeventfd_deassign(struct kvm *kvm, const struct kvm_ioeventfd *args)
 	r = -ENOENT;
 	if (!ev)
 		goto out;
-	gm_check_pthread(pthread_mutex_lock(&ev->io_lock));
+	gm_mutex_lock(&ev->io_lock, GM_LOCK_IOEVENTFD);
 	old = ev->buses[idx];
 	for (uint32_t i = 0; old && i < old->nr && !victim; i++) {
 		struct kvm_ioeventfd_dev *p = old->dev[i];
@@ -449,7 +451,7 @@ static int ioeventfd_deassign(struct kvm *kvm, const struct kvm_ioeventfd *args)
 		if (bus)
 			gm_rcu_assign_pointer(ev->buses[idx], bus);
 	}
-	gm_check_pthread(pthread_mutex_unlock(&ev->io_lock));
+	gm_mutex_unlock(&ev->io_lock);
 	if (!r) {
 		/* After this no vCPU can still be signalling the victim's dup. */
 		gm_synchronize_rcu();
@@ -522,7 +524,7 @@ static int irqfd_all_add(struct kvm_kernel_irqfd *irqfd, bool global)
 {
 	int r = 0;
 
-	gm_check_pthread(pthread_mutex_lock(&gm_irqfd_all_lock));
+	gm_mutex_lock(&gm_irqfd_all_lock, GM_LOCK_IRQFD_ALL);
 	for (struct kvm_kernel_irqfd *i = gm_irqfd_all; global && i && !r; i = i->all_next)
 		if (gm_eventfd_same(&i->efd, &irqfd->efd))
 			r = -EBUSY;
@@ -533,7 +535,7 @@ static int irqfd_all_add(struct kvm_kernel_irqfd *irqfd, bool global)
 			gm_irqfd_all->all_pprev = &irqfd->all_next;
 		gm_irqfd_all = irqfd;
 	}
-	gm_check_pthread(pthread_mutex_unlock(&gm_irqfd_all_lock));
+	gm_mutex_unlock(&gm_irqfd_all_lock);
 	return r;
 }
 
@@ -541,11 +543,11 @@ static void irqfd_all_del(struct kvm_kernel_irqfd *irqfd)
 {
 	if (!irqfd->all_pprev)
 		return; /* never added */
-	gm_check_pthread(pthread_mutex_lock(&gm_irqfd_all_lock));
+	gm_mutex_lock(&gm_irqfd_all_lock, GM_LOCK_IRQFD_ALL);
 	*irqfd->all_pprev = irqfd->all_next;
 	if (irqfd->all_next)
 		irqfd->all_next->all_pprev = irqfd->all_pprev;
-	gm_check_pthread(pthread_mutex_unlock(&gm_irqfd_all_lock));
+	gm_mutex_unlock(&gm_irqfd_all_lock);
 	irqfd->all_pprev = NULL;
 }
 
@@ -561,6 +563,7 @@ static void irqfd_inject(struct kvm *kvm, const struct kvm_kernel_irqfd *irqfd)
 /* The wakeup callback: consume the counter, inject once.  irqfds_lock held. */
 static void irqfd_wakeup(struct kvm_eventfds *ev, uint64_t id)
 {
+	lockdep_assert_held(&ev->irqfds_lock);
 	for (struct kvm_kernel_irqfd *i = ev->irqfds; i; i = i->next) {
 		if (i->id == id) {
 			if (gm_eventfd_consume(&i->efd))
@@ -582,15 +585,15 @@ static void *irqfd_watcher(void *arg)
 		if (n < 0 && errno == EINTR)
 			continue;
 		gm_assert(n >= 0);
-		gm_check_pthread(pthread_mutex_lock(&ev->irqfds_lock));
+		gm_mutex_lock(&ev->irqfds_lock, GM_LOCK_IRQFDS);
 		for (int i = 0; i < n; i++) {
 			if (events[i].data.u64 == IRQFD_STOP_COOKIE) {
-				gm_check_pthread(pthread_mutex_unlock(&ev->irqfds_lock));
+				gm_mutex_unlock(&ev->irqfds_lock);
 				return NULL;
 			}
 			irqfd_wakeup(ev, events[i].data.u64);
 		}
-		gm_check_pthread(pthread_mutex_unlock(&ev->irqfds_lock));
+		gm_mutex_unlock(&ev->irqfds_lock);
 	}
 }
 
@@ -601,6 +604,7 @@ static int irqfd_watcher_start(struct kvm_eventfds *ev)
 	sigset_t all, old;
 	int r;
 
+	lockdep_assert_held(&ev->irqfds_lock);
 	if (ev->watcher_started)
 		return 0;
 	if (ev->epfd < 0 && (ev->epfd = fd_relocate(epoll_create1(EPOLL_CLOEXEC))) < 0)
@@ -664,6 +668,7 @@ static void irqfd_free_all(struct kvm_eventfds *ev)
 static bool irqfd_gsi_has_resampler(struct kvm_eventfds *ev, uint32_t gsi,
 				    const struct kvm_kernel_irqfd *except)
 {
+	lockdep_assert_held(&ev->irqfds_lock);
 	for (struct kvm_kernel_irqfd *i = ev->irqfds; i; i = i->next)
 		if (i != except && i->resample && i->gsi == gsi)
 			return true;
@@ -677,7 +682,7 @@ static int irqfd_install(struct kvm_eventfds *ev, struct kvm_kernel_irqfd *irqfd
 	struct kvm_kernel_irqfd **tail;
 	int r;
 
-	gm_check_pthread(pthread_mutex_lock(&ev->irqfds_lock));
+	gm_mutex_lock(&ev->irqfds_lock, GM_LOCK_IRQFDS);
 	for (tail = &ev->irqfds; *tail; tail = &(*tail)->next) {
 		if (gm_eventfd_same(&(*tail)->efd, &irqfd->efd)) {
 			r = -EBUSY; /* this eventfd already drives an irqfd here */
@@ -704,7 +709,7 @@ static int irqfd_install(struct kvm_eventfds *ev, struct kvm_kernel_irqfd *irqfd
 	}
 	*tail = irqfd;
 out:
-	gm_check_pthread(pthread_mutex_unlock(&ev->irqfds_lock));
+	gm_mutex_unlock(&ev->irqfds_lock);
 	return r;
 }
 
@@ -748,7 +753,7 @@ static int irqfd_deassign(struct kvm *kvm, const struct kvm_irqfd *args)
 
 	if (r || !ev)
 		goto out;
-	gm_check_pthread(pthread_mutex_lock(&ev->irqfds_lock));
+	gm_mutex_lock(&ev->irqfds_lock, GM_LOCK_IRQFDS);
 	for (pp = &ev->irqfds; *pp;) {
 		struct kvm_kernel_irqfd *i = *pp;
 
@@ -766,7 +771,7 @@ static int irqfd_deassign(struct kvm *kvm, const struct kvm_irqfd *args)
 		i->next = dead;
 		dead = i;
 	}
-	gm_check_pthread(pthread_mutex_unlock(&ev->irqfds_lock));
+	gm_mutex_unlock(&ev->irqfds_lock);
 	while (dead) {
 		struct kvm_kernel_irqfd *i = dead;
 
@@ -794,7 +799,7 @@ void kvm_irqfd_notify_acked(struct kvm *kvm, uint32_t gsi)
 
 	if (!ev)
 		return;
-	gm_check_pthread(pthread_mutex_lock(&ev->irqfds_lock));
+	gm_mutex_lock(&ev->irqfds_lock, GM_LOCK_IRQFDS);
 	for (struct kvm_kernel_irqfd *i = ev->irqfds; i; i = i->next) {
 		if (!i->resample || i->gsi != gsi)
 			continue;
@@ -804,5 +809,5 @@ void kvm_irqfd_notify_acked(struct kvm *kvm, uint32_t gsi)
 		lowered = true;
 		gm_eventfd_signal(&i->resamplefd);
 	}
-	gm_check_pthread(pthread_mutex_unlock(&ev->irqfds_lock));
+	gm_mutex_unlock(&ev->irqfds_lock);
 }

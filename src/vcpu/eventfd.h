@@ -20,20 +20,7 @@
  * destruction, and a new eventfd that reuses the fd number is a different
  * eventfd (no EBUSY).
  *
- * Locks, outermost first (all below kvm->lock's users: none of these is
- * taken while holding kvm->lock, and kvm->lock is taken under them only to
- * read the vCPU array):
- *
- *   ev->irqfds_lock  mutex  the irqfd list, resample sets, the watcher's
- *                           epoll set; injections from irqfds run under it,
- *                           so deassign is a barrier against them
- *   ev->irq_lock     mutex  irqchip state, routing table, LAPIC models
- *                           (src/vcpu/irqchip.c)
- *   kvm->lock        mutex  read kvm->vcpus only (irqchip.c)
- *   apic->halt_lock  mutex  a halted guest's sleep (guest_irq.c); leaf
- *
- *   ev->io_lock      mutex  ioeventfd registrations (writers only); leaf.
- *                           Readers, the vCPUs' write paths, use RCU.
+ * Locks: docs/locking.md lists every lock, what it protects and the order.
  */
 #ifndef GM_VCPU_EVENTFD_H
 #define GM_VCPU_EVENTFD_H

@@ -30,6 +30,7 @@
 #include "lib/rcu.h"
 #include "mmu/mmu.h"
 #include "vcpu/vcpu.h"
+#include "lib/lockdep.h"
 
 /* ---- parking ------------------------------------------------------------ */
 
@@ -44,7 +45,7 @@ static void guest_publish(struct kvm_vcpu *v, enum kvm_guest_state state, bool e
 {
 	uint64_t one = 1;
 
-	gm_check_pthread(pthread_mutex_lock(&v->hand_lock));
+	gm_mutex_lock(&v->hand_lock, GM_LOCK_VCPU_HAND);
 	v->exited = exited;
 	v->run_ret = ret;
 	/*
@@ -53,7 +54,7 @@ static void guest_publish(struct kvm_vcpu *v, enum kvm_guest_state state, bool e
 	 * seq_cst accesses of wait_for_guest() it forms the Dekker pattern.
 	 */
 	__atomic_store_n(&v->state, state, __ATOMIC_SEQ_CST);
-	gm_check_pthread(pthread_mutex_unlock(&v->hand_lock));
+	gm_mutex_unlock(&v->hand_lock);
 	/* VM destruction joins us, so the fd is still open. */
 	if (__atomic_load_n(&v->waiter_sleeping, __ATOMIC_SEQ_CST) &&
 	    write(v->wake_fd, &one, sizeof(one)) != sizeof(one))
@@ -70,11 +71,11 @@ void kvm_guest_park(struct kvm_vcpu *v, bool exited, int ret)
 	 * sleeping.  Acquire: pairs with the release in resume_guest().
 	 */
 	kvm_vcpu_spin_until(smp_load_acquire(&v->state) == GUEST_IN || READ_ONCE(v->dying));
-	gm_check_pthread(pthread_mutex_lock(&v->hand_lock));
+	gm_mutex_lock(&v->hand_lock, GM_LOCK_VCPU_HAND);
 	while (v->state != GUEST_IN && !v->dying)
 		gm_check_pthread(pthread_cond_wait(&v->hand_cv, &v->hand_lock));
 	dying = v->dying;
-	gm_check_pthread(pthread_mutex_unlock(&v->hand_lock));
+	gm_mutex_unlock(&v->hand_lock);
 	if (dying)
 		pthread_exit(NULL); /* the VM is being destroyed */
 }
@@ -116,12 +117,12 @@ void kvm_guest_thread_stop(struct kvm_vcpu *v)
 {
 	bool started;
 
-	gm_check_pthread(pthread_mutex_lock(&v->hand_lock));
+	gm_mutex_lock(&v->hand_lock, GM_LOCK_VCPU_HAND);
 	gm_assert(v->state != GUEST_IN); /* nobody can be in KVM_RUN now */
 	started = v->state != GUEST_NOT_STARTED;
 	WRITE_ONCE(v->dying, true);
 	gm_check_pthread(pthread_cond_broadcast(&v->hand_cv));
-	gm_check_pthread(pthread_mutex_unlock(&v->hand_lock));
+	gm_mutex_unlock(&v->hand_lock);
 	/* A forked child shares the object but has no such thread. */
 	if (started && v->kvm->creator_pid == getpid())
 		gm_check_pthread(pthread_join(v->thread, NULL));

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "vcpu/vcpu.h"
+#include "lib/lockdep.h"
 
 #define KVM_ENOSYS 1000
 #define KVM_PIO_PORT_0X7E 0x7e
@@ -100,9 +101,9 @@ static bool exit_hypercall_enabled(struct kvm *kvm, uint64_t nr)
 	uint64_t mask;
 
 	/* Written under kvm->lock by KVM_ENABLE_CAP. */
-	gm_check_pthread(pthread_mutex_lock(&kvm->lock));
+	gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
 	mask = kvm->exit_hypercall_mask;
-	gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
+	gm_mutex_unlock(&kvm->lock);
 	return nr < 64 && (mask & (1ULL << nr));
 }
 

@@ -19,6 +19,7 @@
  */
 #include "vcpu/irqchip.h"
 #include "vcpu/vcpu.h"
+#include "lib/lockdep.h"
 
 #define INSN_LEN_HLT 1 /* f4 */
 #define X86_EFLAGS_IF (1ULL << 9)
@@ -111,10 +112,10 @@ static void halt_exit(struct kvm_vcpu *v)
 /* Sleep until the window opens or KVM_RUN kicks us (kvm_vcpu_wake_up()). */
 static void halt_wait(struct kvm_vcpu *v, struct kvm_lapic *apic)
 {
-	gm_check_pthread(pthread_mutex_lock(&apic->halt_lock));
+	gm_mutex_lock(&apic->halt_lock, GM_LOCK_HALT);
 	while (!irq_window_open(apic) && !READ_ONCE(v->kick))
 		gm_check_pthread(pthread_cond_wait(&apic->halt_cv, &apic->halt_lock));
-	gm_check_pthread(pthread_mutex_unlock(&apic->halt_lock));
+	gm_mutex_unlock(&apic->halt_lock);
 }
 
 GM_API void guestmem_guest_halt(struct guestmem_guest *g)

@@ -5,6 +5,7 @@
  */
 #include "vcpu/irqchip_internal.h"
 #include "vcpu/vcpu.h"
+#include "lib/lockdep.h"
 
 /* kvm_ioapic_service(): deliver a pin to the boot vCPU. */
 int kvm_ioapic_service(struct kvm_eventfds *ev, uint32_t pin)
@@ -12,6 +13,7 @@ int kvm_ioapic_service(struct kvm_eventfds *ev, uint32_t pin)
 	struct kvm_ioapic_pin *p = &ev->chip->ioapic[pin];
 	int ret;
 
+	lockdep_assert_held(&ev->irq_lock);
 	if (p->masked || (p->level && p->remote_irr))
 		return -1;
 	if (!p->level)
@@ -27,6 +29,7 @@ int kvm_ioapic_set_irq(struct kvm_eventfds *ev, uint32_t pin, int source, int le
 	struct kvm_irqchip_state *c = ev->chip;
 	uint32_t mask = 1u << pin, old = c->ioapic_irr;
 
+	lockdep_assert_held(&ev->irq_lock);
 	if (!__kvm_irq_line_state(&c->ioapic_line[pin], source, level)) {
 		c->ioapic_irr &= ~mask;
 		return 1;
@@ -42,6 +45,7 @@ void kvm_ioapic_update_eoi(struct kvm_eventfds *ev, uint32_t pin)
 {
 	struct kvm_ioapic_pin *p = &ev->chip->ioapic[pin];
 
+	lockdep_assert_held(&ev->irq_lock);
 	if (!p->level)
 		return;
 	p->remote_irr = false;

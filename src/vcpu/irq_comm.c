@@ -10,6 +10,7 @@
 
 #include "vcpu/irqchip_internal.h"
 #include "vcpu/vcpu.h"
+#include "lib/lockdep.h"
 
 /* __kvm_irq_line_state(): each source id keeps its level; the line ORs them. */
 int __kvm_irq_line_state(unsigned long *line, int source, int level)
@@ -156,6 +157,7 @@ int kvm_setup_default_irq_routing(struct kvm_irq_routing_table **out)
 int kvm_irq_route_set(struct kvm_eventfds *ev, const struct kvm_kernel_irq_routing_entry *e,
 		     int source, int level)
 {
+	lockdep_assert_held(&ev->irq_lock);
 	switch (e->type) {
 	case KVM_IRQ_ROUTING_IRQCHIP:
 		if (e->irqchip == KVM_IRQCHIP_IOAPIC)

@@ -11,6 +11,7 @@
 #include "core/kvm_arch.h"
 #include "vcpu/irqchip_internal.h"
 #include "vcpu/vcpu.h"
+#include "lib/lockdep.h"
 
 /* kvm_set_irq() proper: every route of @gsi, summing.  irq_lock held. */
 static int set_irq_locked(struct kvm_eventfds *ev, int irq_source_id, uint32_t gsi, int level)
@@ -18,6 +19,7 @@ static int set_irq_locked(struct kvm_eventfds *ev, int irq_source_id, uint32_t g
 	struct kvm_irq_routing_table *rt = ev->routing;
 	int ret = -1;
 
+	lockdep_assert_held(&ev->irq_lock);
 	for (int i = 0; gsi < rt->nr_rt_entries && i < KVM_ROUTES_PER_GSI; i++) {
 		int16_t x = rt->map[gsi][i];
 		int r;
@@ -39,9 +41,9 @@ int kvm_set_irq(struct kvm *kvm, int irq_source_id, uint32_t gsi, int level)
 	if (!ev || smp_load_acquire(&ev->irqchip_mode) == KVM_IRQCHIP_NONE)
 		return -1;
 	kvm_irq_sync_vcpus(ev);
-	gm_check_pthread(pthread_mutex_lock(&ev->irq_lock));
+	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
 	ret = set_irq_locked(ev, irq_source_id, gsi, level);
-	gm_check_pthread(pthread_mutex_unlock(&ev->irq_lock));
+	gm_mutex_unlock(&ev->irq_lock);
 	return ret;
 }
 
@@ -53,10 +55,10 @@ void kvm_set_irq_pulse(struct kvm *kvm, int irq_source_id, uint32_t gsi)
 		return;
 	kvm_irq_sync_vcpus(ev);
 	/* One critical section: the woken guest does not wait for the 0. */
-	gm_check_pthread(pthread_mutex_lock(&ev->irq_lock));
+	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
 	set_irq_locked(ev, irq_source_id, gsi, 1);
 	set_irq_locked(ev, irq_source_id, gsi, 0);
-	gm_check_pthread(pthread_mutex_unlock(&ev->irq_lock));
+	gm_mutex_unlock(&ev->irq_lock);
 }
 
 int kvm_vm_ioctl_irq_line(struct kvm *kvm, struct kvm_irq_level *irq_event)
@@ -85,7 +87,7 @@ int kvm_vm_ioctl_create_irqchip(struct kvm *kvm)
 	struct kvm_eventfds *ev;
 	int r;
 
-	gm_check_pthread(pthread_mutex_lock(&kvm->lock));
+	gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
 	r = -EEXIST;
 	if (irqchip_in_kernel(kvm))
 		goto out;
@@ -106,7 +108,7 @@ int kvm_vm_ioctl_create_irqchip(struct kvm *kvm)
 	irqchip_publish(ev, chip, rt, KVM_IRQCHIP_KERNEL);
 	chip = NULL;
 out:
-	gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
+	gm_mutex_unlock(&kvm->lock);
 	free(chip);
 	return r;
 }
@@ -117,7 +119,7 @@ int kvm_arch_enable_split_irqchip(struct kvm *kvm, uint64_t nr_reserved_ioapic_p
 	struct kvm_eventfds *ev;
 	int r;
 
-	gm_check_pthread(pthread_mutex_lock(&kvm->lock));
+	gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
 	r = -EINVAL;
 	if (nr_reserved_ioapic_pins > KVM_MAX_RESERVED_IOAPIC_PINS)
 		goto out;
@@ -132,7 +134,7 @@ int kvm_arch_enable_split_irqchip(struct kvm *kvm, uint64_t nr_reserved_ioapic_p
 	if (!r)
 		irqchip_publish(ev, NULL, rt, KVM_IRQCHIP_SPLIT);
 out:
-	gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
+	gm_mutex_unlock(&kvm->lock);
 	return r;
 }
 
@@ -141,7 +143,7 @@ int kvm_vm_ioctl_create_pit(struct kvm *kvm, uint32_t flags)
 	struct kvm_eventfds *ev;
 	int r = 0;
 
-	gm_check_pthread(pthread_mutex_lock(&kvm->lock));
+	gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
 	ev = __kvm_eventfds_get_locked(kvm);
 	if (!ev) {
 		r = -ENOMEM;
@@ -151,7 +153,7 @@ int kvm_vm_ioctl_create_pit(struct kvm *kvm, uint32_t flags)
 		ev->pit = true;
 		ev->pit_flags = flags;
 	}
-	gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
+	gm_mutex_unlock(&kvm->lock);
 	return r;
 }
 
@@ -174,10 +176,10 @@ int kvm_set_irq_routing(struct kvm *kvm, const struct kvm_irq_routing_entry *ue,
 	if (r)
 		return r;
 	/* Every reader holds irq_lock: irqfds resolve their GSI at injection. */
-	gm_check_pthread(pthread_mutex_lock(&ev->irq_lock));
+	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
 	old = ev->routing;
 	ev->routing = rt;
-	gm_check_pthread(pthread_mutex_unlock(&ev->irq_lock));
+	gm_mutex_unlock(&ev->irq_lock);
 	kvm_irq_routing_free(old);
 	return 0;
 }
@@ -205,7 +207,7 @@ void kvm_irqchip_guest_setup(struct kvm_vcpu *vcpu)
 	    kvm_irqchip_mode(vcpu->kvm) != KVM_IRQCHIP_KERNEL)
 		return;
 	kvm_irq_sync_vcpus(ev);
-	gm_check_pthread(pthread_mutex_lock(&ev->irq_lock));
+	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
 	c = ev->chip;
 	if (!c->guest_ready) {
 		c->guest_ready = true;
@@ -218,5 +220,5 @@ void kvm_irqchip_guest_setup(struct kvm_vcpu *vcpu)
 				kvm_ioapic_service(ev, pin);
 		}
 	}
-	gm_check_pthread(pthread_mutex_unlock(&ev->irq_lock));
+	gm_mutex_unlock(&ev->irq_lock);
 }

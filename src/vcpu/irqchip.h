@@ -26,7 +26,7 @@
  *    delivered again until the guest's EOI, which also runs the ack
  *    notifiers (irqfd resample) and re-delivers a level pin still asserted.
  *
- * Locks: ev->irq_lock protects everything here (see eventfd.h for the
+ * Locks: ev->irq_lock protects everything here (docs/locking.md has the
  * order).  The vCPU side's lockless check reads only apic->pending.
  */
 #ifndef GM_VCPU_IRQCHIP_H

@@ -8,6 +8,7 @@
 
 #include "vcpu/irqchip_internal.h"
 #include "vcpu/vcpu.h"
+#include "lib/lockdep.h"
 
 static bool lapic_test(const uint64_t *set, uint32_t irq)
 {
@@ -26,14 +27,15 @@ static void lapic_update_pending(struct kvm_lapic *apic)
 
 static void lapic_wake(struct kvm_lapic *apic)
 {
-	gm_check_pthread(pthread_mutex_lock(&apic->halt_lock));
+	gm_mutex_lock(&apic->halt_lock, GM_LOCK_HALT);
 	gm_check_pthread(pthread_cond_broadcast(&apic->halt_cv));
-	gm_check_pthread(pthread_mutex_unlock(&apic->halt_lock));
+	gm_mutex_unlock(&apic->halt_lock);
 }
 
 /* Accept @irq into @apic's IRR: kvm_apic_set_irq(), always 1.  irq_lock held. */
 int kvm_apic_set_irq(struct kvm_lapic *apic, uint32_t irq)
 {
+	lockdep_assert_held(&apic->vcpu->kvm->eventfds->irq_lock);
 	apic->irr[irq / 64] |= 1ULL << (irq % 64);
 	lapic_update_pending(apic);
 	if (apic->pending)
@@ -71,15 +73,15 @@ void kvm_irq_sync_vcpus(struct kvm_eventfds *ev)
 		/* Stale is fine: the loop below re-checks under irq_lock. */
 		seen = READ_ONCE(ev->nr_lapics);
 		n = 0;
-		gm_check_pthread(pthread_mutex_lock(&kvm->lock));
+		gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
 		while (kvm->vcpus && seen + n < KVM_MAX_VCPUS && n < ARRAY_SIZE(batch) &&
 		       kvm->vcpus[seen + n]) {
 			batch[n] = kvm->vcpus[seen + n];
 			n++;
 		}
-		gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
+		gm_mutex_unlock(&kvm->lock);
 		added = 0;
-		gm_check_pthread(pthread_mutex_lock(&ev->irq_lock));
+		gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
 		for (uint32_t i = 0; i < n; i++) {
 			uint32_t idx = batch[i]->vcpu_idx;
 			struct kvm_lapic *apic;
@@ -96,13 +98,14 @@ void kvm_irq_sync_vcpus(struct kvm_eventfds *ev)
 			WRITE_ONCE(ev->nr_lapics, idx + 1);
 			added++;
 		}
-		gm_check_pthread(pthread_mutex_unlock(&ev->irq_lock));
+		gm_mutex_unlock(&ev->irq_lock);
 	} while (n == ARRAY_SIZE(batch) && added == n);
 }
 
 /* Deliver to the vCPU with @id.  Returns 1, or -1 if there is none. */
 int kvm_apic_deliver_id(struct kvm_eventfds *ev, uint32_t id, uint32_t irq)
 {
+	lockdep_assert_held(&ev->irq_lock);
 	for (uint32_t i = 0; i < ev->nr_lapics; i++)
 		if (ev->lapic[i]->vcpu_id == id)
 			return kvm_apic_set_irq(ev->lapic[i], irq);
@@ -146,7 +149,7 @@ int kvm_cpu_get_interrupt(struct kvm_vcpu *vcpu)
 
 	if (!apic)
 		return -1;
-	gm_check_pthread(pthread_mutex_lock(&ev->irq_lock));
+	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
 	for (int i = 0; i < KVM_LAPIC_WORDS && irq < 0; i++) {
 		uint64_t ready = apic->irr[i] & ~apic->isr[i];
 
@@ -160,7 +163,7 @@ int kvm_cpu_get_interrupt(struct kvm_vcpu *vcpu)
 		}
 	}
 	lapic_update_pending(apic);
-	gm_check_pthread(pthread_mutex_unlock(&ev->irq_lock));
+	gm_mutex_unlock(&ev->irq_lock);
 	return irq;
 }
 
@@ -173,9 +176,9 @@ void kvm_irqchip_eoi(struct kvm_vcpu *vcpu, uint32_t irq)
 
 	if (!apic || irq >= KVM_LAPIC_NR_IRQS)
 		return;
-	gm_check_pthread(pthread_mutex_lock(&ev->irq_lock));
+	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
 	if (!lapic_test(apic->isr, irq)) {
-		gm_check_pthread(pthread_mutex_unlock(&ev->irq_lock));
+		gm_mutex_unlock(&ev->irq_lock);
 		return; /* not in service: nothing to end */
 	}
 	apic->isr[irq / 64] &= ~(1ULL << (irq % 64));
@@ -183,15 +186,15 @@ void kvm_irqchip_eoi(struct kvm_vcpu *vcpu, uint32_t irq)
 	ioapic = ev->chip && irq < KVM_IOAPIC_NUM_PINS;
 	if (ioapic)
 		gsi = ev->routing->chip[KVM_IRQCHIP_IOAPIC][irq];
-	gm_check_pthread(pthread_mutex_unlock(&ev->irq_lock));
+	gm_mutex_unlock(&ev->irq_lock);
 
 	/* Ack notifiers run before remote IRR clears, as in the kernel. */
 	if (gsi >= 0)
 		kvm_irqfd_notify_acked(vcpu->kvm, (uint32_t)gsi);
 	if (ioapic) {
-		gm_check_pthread(pthread_mutex_lock(&ev->irq_lock));
+		gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
 		kvm_ioapic_update_eoi(ev, irq);
-		gm_check_pthread(pthread_mutex_unlock(&ev->irq_lock));
+		gm_mutex_unlock(&ev->irq_lock);
 	}
 }
 
@@ -206,9 +209,9 @@ void kvm_vcpu_wake_up(struct kvm_vcpu *vcpu)
 	 * Under irq_lock, so that a guest creating its LAPIC model right now
 	 * (also under irq_lock) either is seen here or sees vcpu->kick.
 	 */
-	gm_check_pthread(pthread_mutex_lock(&ev->irq_lock));
+	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
 	apic = ev->lapic[vcpu->vcpu_idx];
-	gm_check_pthread(pthread_mutex_unlock(&ev->irq_lock));
+	gm_mutex_unlock(&ev->irq_lock);
 	if (apic)
 		lapic_wake(apic);
 }

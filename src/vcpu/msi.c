@@ -7,6 +7,7 @@
 
 #include "vcpu/irqchip_internal.h"
 #include "vcpu/vcpu.h"
+#include "lib/lockdep.h"
 
 /* The x86 MSI address and data fields this model decodes. */
 #define MSI_ADDR_DEST_MODE_LOGICAL (1u << 2)
@@ -27,6 +28,7 @@ int kvm_set_msi(struct kvm_eventfds *ev, uint32_t lo, uint32_t data, int level)
 	bool logical = lo & MSI_ADDR_DEST_MODE_LOGICAL;
 	int r = -1;
 
+	lockdep_assert_held(&ev->irq_lock);
 	if (!level)
 		return -1;
 	for (uint32_t i = 0; i < ev->nr_lapics; i++) {
@@ -47,8 +49,8 @@ int kvm_send_userspace_msi(struct kvm *kvm, const struct kvm_msi *msi)
 	if (!irqchip_in_kernel(kvm) || msi->flags)
 		return -EINVAL;
 	kvm_irq_sync_vcpus(ev);
-	gm_check_pthread(pthread_mutex_lock(&ev->irq_lock));
+	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
 	r = kvm_set_msi(ev, msi->address_lo, msi->data, 1);
-	gm_check_pthread(pthread_mutex_unlock(&ev->irq_lock));
+	gm_mutex_unlock(&ev->irq_lock);
 	return r;
 }

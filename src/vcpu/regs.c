@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "vcpu/vcpu.h"
+#include "lib/lockdep.h"
 
 #define X86_EFLAGS_FIXED 0x2ULL
 #define X86_CR0_PE (1ULL << 0)
@@ -31,17 +32,20 @@
 
 void kvm_vcpu_get_regs(struct kvm_vcpu *vcpu, struct kvm_regs *regs)
 {
+	lockdep_assert_held(&vcpu->mutex);
 	*regs = vcpu->regs;
 }
 
 void kvm_vcpu_set_regs(struct kvm_vcpu *vcpu, const struct kvm_regs *regs)
 {
+	lockdep_assert_held(&vcpu->mutex);
 	vcpu->regs = *regs;
 	vcpu->regs.rflags |= X86_EFLAGS_FIXED; /* bit 1 always reads 1 */
 }
 
 void kvm_vcpu_get_sregs(struct kvm_vcpu *vcpu, struct kvm_sregs *sregs)
 {
+	lockdep_assert_held(&vcpu->mutex);
 	*sregs = vcpu->sregs;
 }
 
@@ -155,6 +159,7 @@ static bool valid_apic_base(struct kvm_vcpu *v, uint64_t base)
 
 int kvm_vcpu_set_sregs(struct kvm_vcpu *vcpu, const struct kvm_sregs *sregs)
 {
+	lockdep_assert_held(&vcpu->mutex);
 	if (!valid_sregs(vcpu, sregs) || !valid_apic_base(vcpu, sregs->apic_base))
 		return -EINVAL;
 	vcpu->sregs = *sregs;
@@ -165,6 +170,7 @@ int kvm_vcpu_set_sregs(struct kvm_vcpu *vcpu, const struct kvm_sregs *sregs)
 
 int kvm_vcpu_set_mp_state(struct kvm_vcpu *vcpu, uint32_t mp_state)
 {
+	lockdep_assert_held(&vcpu->mutex);
 	switch (mp_state) {
 	case KVM_MP_STATE_RUNNABLE:
 		break;
@@ -205,6 +211,7 @@ int kvm_vcpu_set_cpuid(struct kvm_vcpu *vcpu, const struct kvm_cpuid_entry2 *e, 
 {
 	struct kvm_cpuid_entry2 *copy = NULL;
 
+	lockdep_assert_held(&vcpu->mutex);
 	/* After the first run only the very same table is accepted. */
 	if (vcpu->has_run)
 		return cpuid_equal(vcpu, e, nent) ? 0 : -EINVAL;
@@ -231,6 +238,7 @@ int kvm_vcpu_set_sigmask(struct kvm_vcpu *vcpu, const void *set, uint32_t len)
 {
 	uint64_t k;
 
+	lockdep_assert_held(&vcpu->mutex);
 	if (!set) {
 		vcpu->sigmask_active = false;
 		return 0;

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "vcpu/vcpu.h"
+#include "lib/lockdep.h"
 
 #define X86_EFLAGS_IF (1ULL << 9)
 #define KVM_SYNC_VALID (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS)
@@ -195,7 +196,7 @@ static int resume_guest(struct kvm_vcpu *v)
 	bool start;
 	int r = 0;
 
-	gm_check_pthread(pthread_mutex_lock(&v->hand_lock));
+	gm_mutex_lock(&v->hand_lock, GM_LOCK_VCPU_HAND);
 	start = v->state == GUEST_NOT_STARTED;
 	v->exited = false;
 	v->run_ret = 0;
@@ -203,14 +204,14 @@ static int resume_guest(struct kvm_vcpu *v)
 	smp_store_release(&v->state, GUEST_IN);
 	if (!start)
 		gm_check_pthread(pthread_cond_signal(&v->hand_cv));
-	gm_check_pthread(pthread_mutex_unlock(&v->hand_lock));
+	gm_mutex_unlock(&v->hand_lock);
 	if (start) {
 		/* Every signal is blocked now: the thread inherits that mask. */
 		r = kvm_guest_thread_start(v);
 		if (r) {
-			gm_check_pthread(pthread_mutex_lock(&v->hand_lock));
+			gm_mutex_lock(&v->hand_lock, GM_LOCK_VCPU_HAND);
 			WRITE_ONCE(v->state, GUEST_NOT_STARTED);
-			gm_check_pthread(pthread_mutex_unlock(&v->hand_lock));
+			gm_mutex_unlock(&v->hand_lock);
 		}
 	}
 	return r;
@@ -243,10 +244,10 @@ static bool guest_exit_result(struct kvm_vcpu *v, int *ret)
 {
 	bool exited;
 
-	gm_check_pthread(pthread_mutex_lock(&v->hand_lock));
+	gm_mutex_lock(&v->hand_lock, GM_LOCK_VCPU_HAND);
 	exited = v->exited;
 	*ret = v->run_ret;
-	gm_check_pthread(pthread_mutex_unlock(&v->hand_lock));
+	gm_mutex_unlock(&v->hand_lock);
 	return exited;
 }
 
@@ -292,6 +293,7 @@ int kvm_arch_vcpu_ioctl_run(struct kvm_vcpu *v, unsigned long arg)
 	const sigset_t *mask;
 	int r;
 
+	lockdep_assert_held(&v->mutex);
 	if (arg)
 		return -EINVAL;
 	/* Block first: a signal from here on stays pending until the wait. */
@@ -332,6 +334,7 @@ out:
 
 int kvm_vcpu_set_guest(struct kvm_vcpu *vcpu, guestmem_guest_fn fn, void *opaque)
 {
+	lockdep_assert_held(&vcpu->mutex);
 	/* Context: vcpu->mutex held, so no KVM_RUN changes state meanwhile. */
 	if (vcpu->state != GUEST_NOT_STARTED)
 		return -EBUSY;

@@ -18,6 +18,7 @@
 
 #include "core/kvm_arch.h"
 #include "vcpu/vcpu.h"
+#include "lib/lockdep.h"
 
 /* ---- the VM-wide coalesced-MMIO page ---------------------------------- */
 
@@ -143,6 +144,7 @@ static uint32_t kvm_online_vcpus(struct kvm *kvm)
 {
 	uint32_t n = 0;
 
+	lockdep_assert_held(&kvm->lock);
 	while (kvm->vcpus && n < KVM_MAX_VCPUS && kvm->vcpus[n])
 		n++;
 	return n;
@@ -162,9 +164,9 @@ struct kvm_vcpu *kvm_get_vcpu_by_id(struct kvm *kvm, uint32_t id)
 {
 	struct kvm_vcpu *v;
 
-	gm_check_pthread(pthread_mutex_lock(&kvm->lock));
+	gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
 	v = kvm_find_vcpu_locked(kvm, id);
-	gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
+	gm_mutex_unlock(&kvm->lock);
 	return v;
 }
 
@@ -173,6 +175,7 @@ struct kvm_vcpu *kvm_get_vcpu_by_id(struct kvm *kvm, uint32_t id)
 /* Checks 2 and 3 of §3.1 and the reservation.  Context: kvm->lock held. */
 static int kvm_vcpu_precreate(struct kvm *kvm, uint32_t id)
 {
+	lockdep_assert_held(&kvm->lock);
 	if (kvm->created_vcpus >= KVM_MAX_VCPUS)
 		return -EINVAL;
 	/* x86: the id limit is latched by the first creation. */
@@ -194,6 +197,7 @@ static int kvm_vcpu_publish(struct kvm *kvm, struct kvm_vcpu *v, kvm_vcpu_instal
 {
 	int r;
 
+	lockdep_assert_held(&kvm->lock);
 	if (kvm_find_vcpu_locked(kvm, v->vcpu_id))
 		return -EEXIST;
 	if (!kvm->vcpus) {
@@ -227,15 +231,15 @@ int kvm_vm_ioctl_create_vcpu(struct kvm *kvm, unsigned long arg, kvm_vcpu_instal
 
 	if (id >= KVM_MAX_VCPU_IDS)
 		return -EINVAL;
-	gm_check_pthread(pthread_mutex_lock(&kvm->lock));
+	gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
 	r = kvm_vcpu_precreate(kvm, id);
-	gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
+	gm_mutex_unlock(&kvm->lock);
 	if (r)
 		return r;
 
 	/* Built outside the lock; the id is checked only afterwards (§3.1). */
 	r = vcpu_alloc(kvm, id, &v);
-	gm_check_pthread(pthread_mutex_lock(&kvm->lock));
+	gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
 	if (!r)
 		r = kvm_vcpu_publish(kvm, v, install, ctx, &put_ref);
 	if (r < 0) {
@@ -246,7 +250,7 @@ int kvm_vm_ioctl_create_vcpu(struct kvm *kvm, unsigned long arg, kvm_vcpu_instal
 			v->shared = NULL;
 		}
 	}
-	gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
+	gm_mutex_unlock(&kvm->lock);
 	if (r < 0 && v) {
 		/* Never published: nobody else can see it. */
 		vcpu_free(v);
@@ -264,7 +268,12 @@ void kvm_vcpu_release(struct kvm_vcpu *vcpu)
 /* VM destruction (hook called by kvm_destroy_vm): no fd, no handle left. */
 void kvm_arch_destroy_vcpus(struct kvm *kvm)
 {
-	uint32_t n = kvm_online_vcpus(kvm);
+	uint32_t n;
+
+	/* Uncontended (no other user), but kvm->vcpus is kvm->lock's. */
+	gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
+	n = kvm_online_vcpus(kvm);
+	gm_mutex_unlock(&kvm->lock);
 
 	for (uint32_t i = 0; i < n; i++) {
 		vcpu_free(kvm->vcpus[i]);
@@ -347,7 +356,7 @@ void kvm_vcpu_stats_sum(struct kvm *kvm, struct kvm_vcpu_stat *sum)
 	uint32_t n;
 
 	memset(sum, 0, sizeof(*sum));
-	gm_check_pthread(pthread_mutex_lock(&kvm->lock));
+	gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
 	n = kvm_online_vcpus(kvm);
 	for (uint32_t i = 0; i < n; i++) {
 		struct kvm_vcpu_stat *s = &kvm->vcpus[i]->stat;
@@ -363,5 +372,5 @@ void kvm_vcpu_stats_sum(struct kvm *kvm, struct kvm_vcpu_stat *sum)
 		for (int x = 0; x < KVM_VCPU_NR_EXIT_STATS; x++)
 			stat_add(&sum->exits[x], &s->exits[x]);
 	}
-	gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
+	gm_mutex_unlock(&kvm->lock);
 }

@@ -13,13 +13,7 @@
  * kvm_run area and the pending-completion state; the handoff (hand_lock)
  * orders every access of one side before the other side's.
  *
- * Locks, outermost first:
- *   vcpu->mutex     every vCPU ioctl, KVM_RUN included (spec §5.8): a second
- *                   KVM_RUN or a KVM_GET_REGS waits while the vCPU runs.
- *   kvm->lock       vCPU creation (ids, counts, kvm->vcpus).
- *   vcpu->hand_lock the handoff state below; a leaf lock, never held while
- *                   running guest code or waiting for the other side
- *                   (except inside pthread_cond_wait).
+ * Locks: docs/locking.md lists every lock, what it protects and the order.
  * The guest thread holds none of them while it runs guest code; it takes
  * RCU and mmu_lock (read) inside the fault path only, and never parks
  * inside an RCU read-side section.

@@ -15,6 +15,7 @@
 
 #include "core/kvm_host.h"
 #include "mmu/mmu.h"
+#include "lib/lockdep.h"
 
 #define P KVM_MEMORY_ATTRIBUTE_PRIVATE
 #define MB (1ULL << 20)
@@ -136,7 +137,7 @@ static void test_hull_accumulates(void **state)
 {
 	struct kvm *kvm = *state;
 
-	pthread_rwlock_wrlock(&kvm->mmu_lock);
+	gm_rwlock_wrlock(&kvm->mmu_lock, GM_LOCK_MMU);
 	kvm_mmu_invalidate_begin(kvm);
 	kvm_mmu_invalidate_range_add(kvm, 100, 200);
 	kvm_mmu_invalidate_begin(kvm);
@@ -151,7 +152,7 @@ static void test_hull_accumulates(void **state)
 	/* Still inside the hull while the second invalidation runs. */
 	assert_true(mmu_invalidate_retry_gfn(kvm, kvm->mmu_invalidate_seq, 150));
 	kvm_mmu_invalidate_end(kvm);
-	pthread_rwlock_unlock(&kvm->mmu_lock);
+	gm_rwlock_unlock(&kvm->mmu_lock);
 	/* Range kept after end; a snapshot from before the ends retries. */
 	assert_int_equal(kvm->mmu_invalidate_range_start, 50);
 	assert_true(mmu_invalidate_retry_gfn_unsafe(kvm, kvm->mmu_invalidate_seq - 2, 999));

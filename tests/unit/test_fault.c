@@ -24,6 +24,7 @@
 #include "lib/rcu.h"
 #include "mmu/fault.h"
 #include "mmu/mmu.h"
+#include "lib/lockdep.h"
 
 #define MB (1ULL << 20)
 #define SLOT_GPA 0x100000000ULL /* 4 GiB */
@@ -361,17 +362,17 @@ static void test_gmem_only_slot_618(void **state)
 
 static void invalidate_begin(struct kvm *kvm, gfn_t start, gfn_t end)
 {
-	pthread_rwlock_wrlock(&kvm->mmu_lock);
+	gm_rwlock_wrlock(&kvm->mmu_lock, GM_LOCK_MMU);
 	kvm_mmu_invalidate_begin(kvm);
 	kvm_mmu_invalidate_range_add(kvm, start, end);
-	pthread_rwlock_unlock(&kvm->mmu_lock);
+	gm_rwlock_unlock(&kvm->mmu_lock);
 }
 
 static void invalidate_end(struct kvm *kvm)
 {
-	pthread_rwlock_wrlock(&kvm->mmu_lock);
+	gm_rwlock_wrlock(&kvm->mmu_lock, GM_LOCK_MMU);
 	kvm_mmu_invalidate_end(kvm);
-	pthread_rwlock_unlock(&kvm->mmu_lock);
+	gm_rwlock_unlock(&kvm->mmu_lock);
 }
 
 static void test_retry_in_range(void **state)
@@ -436,7 +437,7 @@ static void test_lock_busy_waits_and_retries(void **state)
 	struct bg_fault b = { x, SLOT_GPA, -1, 0 };
 	pthread_t t;
 
-	pthread_rwlock_wrlock(&x->kvm->mmu_lock);
+	gm_rwlock_wrlock(&x->kvm->mmu_lock, GM_LOCK_MMU);
 	assert_int_equal(pthread_create(&t, NULL, bg_fault_fn, &b), 0);
 	/* Wait until it blocks on mmu_lock (no timing guess). */
 	while (!__atomic_load_n(&b.tid, __ATOMIC_ACQUIRE) || !READ_ONCE(x->st.faults) ||
@@ -448,7 +449,7 @@ static void test_lock_busy_waits_and_retries(void **state)
 	kvm_mmu_invalidate_end(x->kvm);
 	/* A grace period with mmu_lock held must not deadlock with the fault. */
 	gm_synchronize_rcu();
-	pthread_rwlock_unlock(&x->kvm->mmu_lock);
+	gm_rwlock_unlock(&x->kvm->mmu_lock);
 	assert_int_equal(pthread_join(t, NULL), 0);
 	assert_int_equal(b.result, KVM_PF_RETRY);
 	assert_int_equal(x->st.retries, 1);

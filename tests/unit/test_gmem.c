@@ -28,6 +28,7 @@
 #include "core/kvm_host.h"
 #include "lib/rcu.h"
 #include "mmu/mmu.h"
+#include "lib/lockdep.h"
 
 #define PS 4096LL
 #define MB (1ULL << 20)
@@ -86,10 +87,10 @@ static int bind(struct kvm *kvm, struct kvm_memory_slot *s, struct kvm_gmem *g, 
 	struct kvm_gmem_unbind undo;
 	int r;
 
-	pthread_mutex_lock(&kvm->slots_lock);
+	gm_mutex_lock(&kvm->slots_lock, GM_LOCK_SLOTS);
 	r = kvm_gmem_bind(kvm, s, g, off, &undo);
 	kvm_gmem_unbind_abort(&undo); /* the binding stays */
-	pthread_mutex_unlock(&kvm->slots_lock);
+	gm_mutex_unlock(&kvm->slots_lock);
 	return r;
 }
 
@@ -97,10 +98,10 @@ static void unbind(struct kvm *kvm, struct kvm_memory_slot *s)
 {
 	struct kvm_gmem_unbind u;
 
-	pthread_mutex_lock(&kvm->slots_lock);
+	gm_mutex_lock(&kvm->slots_lock, GM_LOCK_SLOTS);
 	assert_int_equal(kvm_gmem_unbind_prepare(s, &u), 0);
 	kvm_gmem_unbind_commit(s, &u);
-	pthread_mutex_unlock(&kvm->slots_lock);
+	gm_mutex_unlock(&kvm->slots_lock);
 }
 
 static int get_pfn(struct kvm *kvm, struct kvm_memory_slot *s, gfn_t gfn, char **hva)
@@ -123,13 +124,13 @@ static void map_gfn(struct kvm *kvm, struct kvm_memory_slot *s, gfn_t gfn)
 	char *hva;
 
 	assert_int_equal(get_pfn(kvm, s, gfn, &hva), 0);
-	pthread_rwlock_rdlock(&kvm->mmu_lock);
+	gm_rwlock_rdlock(&kvm->mmu_lock, GM_LOCK_MMU);
 	gm_rcu_read_lock();
 	assert_int_equal(kvm_mmu_install(kvm, gfn, &level, (uint64_t)(uintptr_t)hva,
 					 S2_WRITABLE | S2_PRIVATE),
 			 0);
 	gm_rcu_read_unlock();
-	pthread_rwlock_unlock(&kvm->mmu_lock);
+	gm_rwlock_unlock(&kvm->mmu_lock);
 }
 
 static bool mapped(struct kvm *kvm, gfn_t gfn)

@@ -17,6 +17,7 @@
 #include "core/kvm_host.h"
 #include "lib/rcu.h"
 #include "mmu/mmu.h"
+#include "lib/lockdep.h"
 
 static int setup(void **state)
 {
@@ -47,9 +48,9 @@ static bool zap(struct kvm *kvm, gfn_t s, gfn_t e)
 {
 	bool r;
 
-	pthread_rwlock_wrlock(&kvm->mmu_lock);
+	gm_rwlock_wrlock(&kvm->mmu_lock, GM_LOCK_MMU);
 	r = kvm_mmu_zap_gfn_range(kvm, s, e);
-	pthread_rwlock_unlock(&kvm->mmu_lock);
+	gm_rwlock_unlock(&kvm->mmu_lock);
 	return r;
 }
 
@@ -58,11 +59,11 @@ static int install_as(struct kvm *kvm, gfn_t gfn, int level, uint64_t hva, int *
 {
 	int r;
 
-	pthread_rwlock_rdlock(&kvm->mmu_lock);
+	gm_rwlock_rdlock(&kvm->mmu_lock, GM_LOCK_MMU);
 	gm_rcu_read_lock();
 	r = kvm_mmu_install(kvm, gfn, &level, hva, S2_WRITABLE);
 	gm_rcu_read_unlock();
-	pthread_rwlock_unlock(&kvm->mmu_lock);
+	gm_rwlock_unlock(&kvm->mmu_lock);
 	if (mapped)
 		*mapped = level;
 	return r;

@@ -32,6 +32,7 @@
 
 #include "uapi/uapi.h"
 #include "vcpu/vcpu.h"
+#include "lib/lockdep.h"
 
 #define PAGE 4096
 
@@ -90,9 +91,13 @@ static int teardown(void **state)
 static void attach_guest(struct fx *x, guestmem_guest_fn fn)
 {
 	struct gm_file *f = gm_file_lookup(x->vcpu);
+	struct kvm_vcpu *v;
 
 	assert_non_null(f);
-	assert_int_equal(kvm_vcpu_set_guest(f->obj, fn, x), 0);
+	v = f->obj;
+	gm_mutex_lock(&v->mutex, GM_LOCK_VCPU);
+	assert_int_equal(kvm_vcpu_set_guest(v, fn, x), 0);
+	gm_mutex_unlock(&v->mutex);
 	gm_file_put(f);
 }
 
