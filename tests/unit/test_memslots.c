@@ -1,12 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* Memslot rules (spec §3.5) and the active/inactive sets, through the core. */
 #include <errno.h>
-#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <cmocka.h>
+#include "harness.h"
 
 #include <guestmem/kvm.h>
 
@@ -41,8 +40,8 @@ static int setup(void **state)
 {
 	struct kvm *kvm;
 
-	assert_int_equal(gm_config_set("linux-6.8", "KVM_SW_PROTECTED_VM=y KVM_SMM=y", NULL), 0);
-	assert_int_equal(kvm_create_vm(0, &kvm), 0);
+	ASSERT_EQ(gm_config_set("linux-6.8", "KVM_SW_PROTECTED_VM=y KVM_SMM=y", NULL), 0);
+	ASSERT_EQ(kvm_create_vm(0, &kvm), 0);
 	*state = kvm;
 	return 0;
 }
@@ -65,116 +64,107 @@ static uint16_t slot_at(struct kvm *kvm, int as, gfn_t gfn)
 	return id;
 }
 
-static void test_create_lookup_delete(void **state)
+TEST_F(test_create_lookup_delete, setup, teardown)
 {
 	struct kvm *kvm = *state;
 
-	assert_int_equal(set(kvm, 3, 0, 16 * MB, 2 * MB, 0x100000000ULL), 0);
-	assert_int_equal(slot_at(kvm, 0, (16 * MB) >> 12), 3);
-	assert_int_equal(slot_at(kvm, 0, (18 * MB >> 12) - 1), 3);
-	assert_int_equal(slot_at(kvm, 0, 18 * MB >> 12), 0xffff);
-	assert_int_equal(slot_at(kvm, 0, (16 * MB >> 12) - 1), 0xffff);
+	ASSERT_EQ(set(kvm, 3, 0, 16 * MB, 2 * MB, 0x100000000ULL), 0);
+	ASSERT_EQ(slot_at(kvm, 0, (16 * MB) >> 12), 3);
+	ASSERT_EQ(slot_at(kvm, 0, (18 * MB >> 12) - 1), 3);
+	ASSERT_EQ(slot_at(kvm, 0, 18 * MB >> 12), 0xffff);
+	ASSERT_EQ(slot_at(kvm, 0, (16 * MB >> 12) - 1), 0xffff);
 	/* Delete, delete again, re-create. */
-	assert_int_equal(set(kvm, 3, 0, 0, 0, 0), 0);
-	assert_int_equal(slot_at(kvm, 0, 16 * MB >> 12), 0xffff);
-	assert_int_equal(set(kvm, 3, 0, 0, 0, 0), -EINVAL);
-	assert_int_equal(set(kvm, 3, 0, 16 * MB, 2 * MB, 0x100000000ULL), 0);
+	ASSERT_EQ(set(kvm, 3, 0, 0, 0, 0), 0);
+	ASSERT_EQ(slot_at(kvm, 0, 16 * MB >> 12), 0xffff);
+	ASSERT_EQ(set(kvm, 3, 0, 0, 0, 0), -EINVAL);
+	ASSERT_EQ(set(kvm, 3, 0, 16 * MB, 2 * MB, 0x100000000ULL), 0);
 }
 
-static void test_overlap_and_address_spaces(void **state)
+TEST_F(test_overlap_and_address_spaces, setup, teardown)
 {
 	struct kvm *kvm = *state;
 
-	assert_int_equal(set(kvm, 1, 0, 0, 4 * MB, 0), 0);
-	assert_int_equal(set(kvm, 2, 0, 2 * MB, 4 * MB, 0), -EEXIST);
-	assert_int_equal(set(kvm, 2, 0, 4 * MB, 4 * MB, 0), 0);
+	ASSERT_EQ(set(kvm, 1, 0, 0, 4 * MB, 0), 0);
+	ASSERT_EQ(set(kvm, 2, 0, 2 * MB, 4 * MB, 0), -EEXIST);
+	ASSERT_EQ(set(kvm, 2, 0, 4 * MB, 4 * MB, 0), 0);
 	/* Address space 1 (SMM) never conflicts with address space 0. */
-	assert_int_equal(set(kvm, (1u << 16) | 2, 0, 0, 4 * MB, 0), 0);
-	assert_int_equal(slot_at(kvm, 1, 0), 2);
-	assert_int_equal(set(kvm, (2u << 16) | 2, 0, 0, 4 * MB, 0), -EINVAL);
+	ASSERT_EQ(set(kvm, (1u << 16) | 2, 0, 0, 4 * MB, 0), 0);
+	ASSERT_EQ(slot_at(kvm, 1, 0), 2);
+	ASSERT_EQ(set(kvm, (2u << 16) | 2, 0, 0, 4 * MB, 0), -EINVAL);
 	/* 6.8: a default VM cannot carry guest_memfd slots (flag check). */
-	assert_int_equal(set(kvm, 5, 4 /* GUEST_MEMFD */, 64 * MB, 4 * MB, 0), -EINVAL);
+	ASSERT_EQ(set(kvm, 5, 4 /* GUEST_MEMFD */, 64 * MB, 4 * MB, 0), -EINVAL);
 }
 
-static void test_modify_rules(void **state)
+TEST_F(test_modify_rules, setup, teardown)
 {
 	struct kvm *kvm = *state;
 	const uint64_t hva = 0x200000000ULL;
 
-	assert_int_equal(set(kvm, 7, 0, 64 * MB, 2 * MB, hva), 0);
-	assert_int_equal(set(kvm, 7, 0, 64 * MB, 2 * MB, hva), 0);	 /* no-op */
-	assert_int_equal(set(kvm, 7, 0, 64 * MB, 4 * MB, hva), -EINVAL); /* resize */
-	assert_int_equal(set(kvm, 7, 0, 64 * MB, 2 * MB, hva + 4096), -EINVAL);
-	assert_int_equal(set(kvm, 7, 2 /* READONLY */, 64 * MB, 2 * MB, hva), -EINVAL);
-	assert_int_equal(set(kvm, 7, 1 /* LOG_DIRTY */, 64 * MB, 2 * MB, hva), 0);
+	ASSERT_EQ(set(kvm, 7, 0, 64 * MB, 2 * MB, hva), 0);
+	ASSERT_EQ(set(kvm, 7, 0, 64 * MB, 2 * MB, hva), 0);	 /* no-op */
+	ASSERT_EQ(set(kvm, 7, 0, 64 * MB, 4 * MB, hva), -EINVAL); /* resize */
+	ASSERT_EQ(set(kvm, 7, 0, 64 * MB, 2 * MB, hva + 4096), -EINVAL);
+	ASSERT_EQ(set(kvm, 7, 2 /* READONLY */, 64 * MB, 2 * MB, hva), -EINVAL);
+	ASSERT_EQ(set(kvm, 7, 1 /* LOG_DIRTY */, 64 * MB, 2 * MB, hva), 0);
 	/* Move: the old gfns are gone, the new ones resolve. */
-	assert_int_equal(set(kvm, 7, 1, 128 * MB, 2 * MB, hva), 0);
-	assert_int_equal(slot_at(kvm, 0, 64 * MB >> 12), 0xffff);
-	assert_int_equal(slot_at(kvm, 0, 128 * MB >> 12), 7);
+	ASSERT_EQ(set(kvm, 7, 1, 128 * MB, 2 * MB, hva), 0);
+	ASSERT_EQ(slot_at(kvm, 0, 64 * MB >> 12), 0xffff);
+	ASSERT_EQ(slot_at(kvm, 0, 128 * MB >> 12), 7);
 }
 
-static void test_sanity_checks(void **state)
+TEST_F(test_sanity_checks, setup, teardown)
 {
 	struct kvm *kvm = *state;
 	struct kvm_userspace_memory_region2 r = region(1, 4, 0, 2 * MB, 0);
 
-	assert_int_equal(kvm_set_memory_region(kvm, &r, false, NULL), -EINVAL); /* v1 + gmem */
-	assert_int_equal(set(kvm, 32764, 0, 0, 2 * MB, 0), -EINVAL);
-	assert_int_equal(set(kvm, 32763, 0, 0, 2 * MB, 0), 0);
-	assert_int_equal(set(kvm, 1, 1u << 3, 0x40000000, 2 * MB, 0), -EINVAL);
-	assert_int_equal(set(kvm, 1, 1u << 16, 0x40000000, 2 * MB, 0), -EINVAL);
-	assert_int_equal(set(kvm, 1, 0, 0x40000000, 4095, 0), -EINVAL);
-	assert_int_equal(set(kvm, 1, 0, 0x40000001, 4096, 0), -EINVAL);
-	assert_int_equal(set(kvm, 1, 0, 0x40000000, 4096, 1), -EINVAL);
-	assert_int_equal(set(kvm, 1, 0, 0x40000000, 4096, 0xffff800000000000ULL), -EINVAL);
-	assert_int_equal(set(kvm, 1, 0, ~0xfffULL, 2 * 4096, 0), -EINVAL);  /* gpa wrap */
-	assert_int_equal(set(kvm, 1, 0, 1ULL << 60, 4096, 0), -EINVAL);	   /* > MAXPHYADDR */
-	assert_int_equal(set(kvm, 1, 0, 0, 1ULL << 44, 0), -EINVAL);	   /* > 2^31-1 pages */
+	ASSERT_EQ(kvm_set_memory_region(kvm, &r, false, NULL), -EINVAL); /* v1 + gmem */
+	ASSERT_EQ(set(kvm, 32764, 0, 0, 2 * MB, 0), -EINVAL);
+	ASSERT_EQ(set(kvm, 32763, 0, 0, 2 * MB, 0), 0);
+	ASSERT_EQ(set(kvm, 1, 1u << 3, 0x40000000, 2 * MB, 0), -EINVAL);
+	ASSERT_EQ(set(kvm, 1, 1u << 16, 0x40000000, 2 * MB, 0), -EINVAL);
+	ASSERT_EQ(set(kvm, 1, 0, 0x40000000, 4095, 0), -EINVAL);
+	ASSERT_EQ(set(kvm, 1, 0, 0x40000001, 4096, 0), -EINVAL);
+	ASSERT_EQ(set(kvm, 1, 0, 0x40000000, 4096, 1), -EINVAL);
+	ASSERT_EQ(set(kvm, 1, 0, 0x40000000, 4096, 0xffff800000000000ULL), -EINVAL);
+	ASSERT_EQ(set(kvm, 1, 0, ~0xfffULL, 2 * 4096, 0), -EINVAL);  /* gpa wrap */
+	ASSERT_EQ(set(kvm, 1, 0, 1ULL << 60, 4096, 0), -EINVAL);	   /* > MAXPHYADDR */
+	ASSERT_EQ(set(kvm, 1, 0, 0, 1ULL << 44, 0), -EINVAL);	   /* > 2^31-1 pages */
 }
 
-static void test_private_vm_has_one_address_space(void **state)
+TEST(test_private_vm_has_one_address_space)
 {
 	struct kvm *kvm;
 
-	(void)state;
-	assert_int_equal(kvm_create_vm(1, &kvm), 0);
-	assert_int_equal(set(kvm, (1u << 16) | 1, 0, 0, 2 * MB, 0), -EINVAL);
-	assert_int_equal(set(kvm, 1, 0, 0, 2 * MB, 0), 0);
+	ASSERT_EQ(kvm_create_vm(1, &kvm), 0);
+	ASSERT_EQ(set(kvm, (1u << 16) | 1, 0, 0, 2 * MB, 0), -EINVAL);
+	ASSERT_EQ(set(kvm, 1, 0, 0, 2 * MB, 0), 0);
 	/* Overlap (rule 17) is decided before the fd is looked at (rule 18). */
-	assert_int_equal(set(kvm, 5, 4 /* GUEST_MEMFD */, 0, 4 * MB, 0), -EEXIST);
-	assert_int_equal(set(kvm, 5, 4, 64 * MB, 4 * MB, 0), -EBADF);
+	ASSERT_EQ(set(kvm, 5, 4 /* GUEST_MEMFD */, 0, 4 * MB, 0), -EEXIST);
+	ASSERT_EQ(set(kvm, 5, 4, 64 * MB, 4 * MB, 0), -EBADF);
 	/* ... but after the flag rules: GUEST_MEMFD|LOG_DIRTY is EINVAL. */
-	assert_int_equal(set(kvm, 5, 4 | 1, 0, 4 * MB, 0), -EINVAL);
+	ASSERT_EQ(set(kvm, 5, 4 | 1, 0, 4 * MB, 0), -EINVAL);
 	kvm_put_kvm(kvm);
-	assert_int_equal(kvm_create_vm(2, &kvm), -EINVAL);
+	ASSERT_EQ(kvm_create_vm(2, &kvm), -EINVAL);
 }
 
-static void test_many_slots_and_generations(void **state)
+TEST_F(test_many_slots_and_generations, setup, teardown)
 {
 	struct kvm *kvm = *state;
 	uint64_t gen0 = kvm_memslots(kvm, 0)->generation;
 
 	for (uint32_t id = 0; id < KVM_USER_MEM_SLOTS; id++)
-		assert_int_equal(set(kvm, id, 0, (uint64_t)id * 2 * 4096, 4096, 0), 0);
-	assert_int_equal(kvm_memslots(kvm, 0)->nr, KVM_USER_MEM_SLOTS);
+		ASSERT_EQ(set(kvm, id, 0, (uint64_t)id * 2 * 4096, 4096, 0), 0);
+	ASSERT_EQ(kvm_memslots(kvm, 0)->nr, KVM_USER_MEM_SLOTS);
 	for (uint32_t id = 0; id < KVM_USER_MEM_SLOTS; id += 997) {
-		assert_int_equal(slot_at(kvm, 0, (uint64_t)id * 2), id);
-		assert_int_equal(slot_at(kvm, 0, (uint64_t)id * 2 + 1), 0xffff);
+		ASSERT_EQ(slot_at(kvm, 0, (uint64_t)id * 2), id);
+		ASSERT_EQ(slot_at(kvm, 0, (uint64_t)id * 2 + 1), 0xffff);
 	}
 	/* Generations of address space 0 advance by the number of spaces. */
-	assert_int_equal(kvm_memslots(kvm, 0)->generation,
+	ASSERT_EQ(kvm_memslots(kvm, 0)->generation,
 			 gen0 + (uint64_t)kvm->nr_as * KVM_USER_MEM_SLOTS);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_create_lookup_delete, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_overlap_and_address_spaces, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_modify_rules, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sanity_checks, setup, teardown),
-		cmocka_unit_test(test_private_vm_has_one_address_space),
-		cmocka_unit_test_setup_teardown(test_many_slots_and_generations, setup, teardown),
-	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return test_main(argc, argv);
 }
