@@ -9,5 +9,7 @@
 #define MMIO_VAL 0xbeefULL
 /* The guest's "code": a word in memslot 0, below the ucall pages. */
 #define CODE_GPA 0x1000ULL
+/* The guest's spin count, next to it: the VMM waits for spins, not for time. */
+#define HEARTBEAT_GPA 0x1008ULL
 
 #endif

@@ -124,6 +124,18 @@ void test_fail(bool fatal, const char *file, int line, const char *fmt, ...)
 	_exit(1);
 }
 
+void test_fail_expr(bool fatal, const char *file, int line, const char *expr, const char *fmt,
+		    ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	test_fail(fatal, file, line, "%s: %s", expr, msg);
+}
+
 void test_skip(const char *fmt, ...)
 {
 	va_list ap;

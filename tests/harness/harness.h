@@ -20,6 +20,7 @@
  *		EXPECT_EQ(read_byte(fd, 0), 0);                  // continues
  *		ASSERT_ERRNO(fallocate(fd, 0, 1, 1), EINVAL);    // -1 and errno
  *		ASSERT_WAIT(atomic_load(&worker_ready), 5000);   // bounded poll
+ *		ASSERT_MSG(p != MAP_FAILED, "mmap: %s", test_errno_name(errno));
  *	}
  *
  *	TEST_TIMEOUT(big_stress, 240) { ... }              // own timeout
@@ -84,6 +85,8 @@ const char *test_current(void);
 __attribute__((format(printf, 1, 2))) void test_diag(const char *fmt, ...);
 __attribute__((format(printf, 4, 5))) void test_fail(bool fatal, const char *file, int line,
 						     const char *fmt, ...);
+__attribute__((format(printf, 5, 6))) void test_fail_expr(bool fatal, const char *file, int line,
+							  const char *expr, const char *fmt, ...);
 __attribute__((format(printf, 1, 2), noreturn)) void test_skip(const char *fmt, ...);
 const char *test_errno_name(int e);
 /* Monotonic milliseconds, and one growing nap (100 us .. 10 ms) of a poll. */
@@ -141,6 +144,13 @@ bool test_thread_blocked(pid_t tid);
 	do {                                                                             \
 		if (!(cond))                                                             \
 			test_fail(fatal, __FILE__, __LINE__, __VA_ARGS__);               \
+	} while (0)
+
+/* @cond, with a message of the caller's (printf format and arguments). */
+#define GM_MSG_(fatal, cond, ...)                                                        \
+	do {                                                                             \
+		if (!(cond))                                                             \
+			test_fail_expr(fatal, __FILE__, __LINE__, #cond, __VA_ARGS__);   \
 	} while (0)
 
 #define GM_TRUE_(fatal, c) GM_CHECK_(fatal, (c), "%s is false", #c)
@@ -226,6 +236,7 @@ bool test_thread_blocked(pid_t tid);
 		GM_CHECK_(fatal, ok_, "%s still false after %d ms", #cond, (int)(ms));   \
 	} while (0)
 
+#define ASSERT_MSG(cond, ...) GM_MSG_(true, cond, __VA_ARGS__)
 #define ASSERT_TRUE(c) GM_TRUE_(true, c)
 #define ASSERT_FALSE(c) GM_FALSE_(true, c)
 #define ASSERT_EQ(a, b) GM_CMP_(true, a, ==, b)
@@ -247,6 +258,7 @@ bool test_thread_blocked(pid_t tid);
 /* A library call returning 0 or a negative errno must return -@err. */
 #define ASSERT_NEG_ERRNO(call, err) GM_CMP_(true, call, ==, -(err))
 
+#define EXPECT_MSG(cond, ...) GM_MSG_(false, cond, __VA_ARGS__)
 #define EXPECT_TRUE(c) GM_TRUE_(false, c)
 #define EXPECT_FALSE(c) GM_FALSE_(false, c)
 #define EXPECT_EQ(a, b) GM_CMP_(false, a, ==, b)
