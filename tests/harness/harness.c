@@ -47,7 +47,7 @@ void test_register(struct test_case *c)
 	cases_tail = &c->next;
 }
 
-void test_add(const char *name, void (*fn)(void *arg), void *arg, unsigned timeout_s)
+static struct test_case *add_case(const char *name, unsigned timeout_s)
 {
 	struct test_case *c = calloc(1, sizeof(*c));
 
@@ -55,10 +55,22 @@ void test_add(const char *name, void (*fn)(void *arg), void *arg, unsigned timeo
 		perror("test_add");
 		exit(2);
 	}
-	c->fn = fn;
-	c->arg = arg;
 	c->timeout_s = timeout_s;
 	test_register(c);
+	return c;
+}
+
+void test_add(const char *name, void (*fn)(void *arg), void *arg, unsigned timeout_s)
+{
+	struct test_case *c = add_case(name, timeout_s);
+
+	c->fn = fn;
+	c->arg = arg;
+}
+
+void test_add_fn(const char *name, void (*fn)(void), unsigned timeout_s)
+{
+	add_case(name, timeout_s)->plain = fn;
 }
 
 void test_skip_all(const char *why)
@@ -191,6 +203,14 @@ bool test_thread_blocked(pid_t tid)
 	return blocked;
 }
 
+static void run_case(const struct test_case *c)
+{
+	if (c->plain)
+		c->plain();
+	else
+		c->fn(c->arg);
+}
+
 static unsigned timeout_of(const struct test_case *c)
 {
 	const char *env = getenv("GM_TEST_TIMEOUT");
@@ -254,7 +274,7 @@ static bool run_forked(const struct test_case *c, int n)
 		setpgid(0, 0); /* a timeout kills whatever the case forked too */
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGINT, SIG_DFL);
-		c->fn(c->arg);
+		run_case(c);
 		fflush(stdout);
 		/* exit(), not _exit(): LeakSanitizer checks at exit. */
 		exit(atomic_load(&result->failed) ? 1 : 0);
@@ -289,7 +309,7 @@ static bool run_forked(const struct test_case *c, int n)
 static bool run_inline(const struct test_case *c, int n)
 {
 	if (sigsetjmp(nofork_jmp, 1) == 0)
-		c->fn(c->arg);
+		run_case(c);
 	fflush(stdout);
 	if (atomic_load(&result->failed)) {
 		printf("not ok %d %s\n", n, c->name);

@@ -32,6 +32,7 @@
  *	int main(int argc, char **argv)
  *	{
  *		test_add("param/one", fn, arg, 0);  // run-time cases (optional)
+ *		test_add_fn("a named case", fn0, 30); // void fn0(void)
  *		return test_main(argc, argv);
  *	}
  *
@@ -65,6 +66,7 @@ struct test_case {
 	const char *name;
 	void (*fn)(void *arg);
 	void *arg;
+	void (*plain)(void); /* instead of fn(arg), if set */
 	unsigned timeout_s; /* 0: TEST_DEFAULT_TIMEOUT */
 	struct test_case *next;
 };
@@ -73,6 +75,8 @@ struct test_case {
 void test_register(struct test_case *c);
 /* A run-time case; @name is copied.  Call before test_main(). */
 void test_add(const char *name, void (*fn)(void *arg), void *arg, unsigned timeout_s);
+/* The same for a case without an argument (a table of named cases). */
+void test_add_fn(const char *name, void (*fn)(void), unsigned timeout_s);
 /* Every case of the run reports "# SKIP @why" (a program whose prerequisite,
  * e.g. its guest module, is missing); the plan stays complete. */
 void test_skip_all(const char *why);
@@ -153,7 +157,8 @@ bool test_thread_blocked(pid_t tid);
 			test_fail_expr(fatal, __FILE__, __LINE__, #cond, __VA_ARGS__);   \
 	} while (0)
 
-#define GM_TRUE_(fatal, c) GM_CHECK_(fatal, (c), "%s is false", #c)
+#define GM_TRUE_(fatal, c)                                                               \
+	GM_CHECK_(fatal, (c), "%s is false (errno %s)", #c, test_errno_name(errno))
 #define GM_FALSE_(fatal, c) GM_CHECK_(fatal, !(c), "%s is true", #c)
 
 /* Integers, compared as 64-bit values (signed for the orderings). */
