@@ -40,7 +40,11 @@
  * test_add() ones).  ASSERT_* ends the case on failure, EXPECT_* records the
  * failure and goes on; both print the expression and both values.  SKIP()
  * ends the case as a skip (a real TAP skip, counted in the plan).  A failing
- * check in any thread of the case fails the case.
+ * check in any thread of the case fails the case.  Print nothing on stdout
+ * before test_main(): TAP's version line must come first.  A case that forks
+ * ends its children with _exit().
+ *
+ * In meson: dependencies : [harness_dep], protocol : 'tap'.
  *
  * Running a program by hand:
  *	./test_x                 all cases
