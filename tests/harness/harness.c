@@ -83,6 +83,11 @@ const char *test_current(void)
 	return current ? current : "(none)";
 }
 
+bool test_failed(void)
+{
+	return atomic_load(&result->failed);
+}
+
 const char *test_errno_name(int e)
 {
 	const char *n = e ? strerrorname_np(e) : "0";
@@ -232,13 +237,12 @@ static void forward_signal(int sig)
 /* Wait for @pid at most @timeout_s seconds; false on timeout (and kills it). */
 static bool wait_bounded(pid_t pid, unsigned timeout_s, int *status)
 {
-	struct timespec start, now, nap = { 0, 100 * 1000 };
+	long long end = test_now_ms() + timeout_s * 1000LL;
+	struct timespec nap = { 0, 100 * 1000 };
 	pid_t r;
 
-	clock_gettime(CLOCK_MONOTONIC, &start);
 	while ((r = waitpid(pid, status, WNOHANG)) == 0) {
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (now.tv_sec - start.tv_sec >= (time_t)timeout_s) {
+		if (test_now_ms() >= end) {
 			kill(-pid, SIGKILL); /* the case's process group */
 			kill(pid, SIGKILL);
 			waitpid(pid, status, 0);

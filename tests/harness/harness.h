@@ -89,6 +89,8 @@ int test_main(int argc, char **argv);
 
 /* The name of the running case (for diagnostics). */
 const char *test_current(void);
+/* Whether a check of the running case failed so far (for extra diagnostics). */
+bool test_failed(void);
 
 __attribute__((format(printf, 1, 2))) void test_diag(const char *fmt, ...);
 __attribute__((format(printf, 4, 5))) void test_fail(bool fatal, const char *file, int line,
