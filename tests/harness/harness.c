@@ -238,7 +238,7 @@ static void forward_signal(int sig)
 static bool wait_bounded(pid_t pid, unsigned timeout_s, int *status)
 {
 	long long end = test_now_ms() + timeout_s * 1000LL;
-	struct timespec nap = { 0, 100 * 1000 };
+	unsigned step = 0;
 	pid_t r;
 
 	while ((r = waitpid(pid, status, WNOHANG)) == 0) {
@@ -248,9 +248,7 @@ static bool wait_bounded(pid_t pid, unsigned timeout_s, int *status)
 			waitpid(pid, status, 0);
 			return false;
 		}
-		nanosleep(&nap, NULL);
-		if (nap.tv_nsec < 10 * 1000 * 1000)
-			nap.tv_nsec *= 2;
+		test_nap(&step);
 	}
 	if (r < 0) {
 		test_diag("waitpid: %s", test_errno_name(errno));

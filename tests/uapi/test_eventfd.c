@@ -97,9 +97,10 @@ static struct kvm_irq_routing_entry route_msi(uint32_t gsi, uint32_t dest, uint3
 static void irqfd_settle(int vm, int fd)
 {
 	char path[64], buf[512];
+	unsigned step = 0;
 
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	for (int i = 0; i < 5000; i++) {
+	for (long long end = test_now_ms() + 5000; test_now_ms() < end; test_nap(&step)) {
 		FILE *f = fopen(path, "r");
 		size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
 		unsigned long long cnt = 1;
@@ -111,7 +112,6 @@ static void irqfd_settle(int vm, int fd)
 		p = strstr(buf, "eventfd-count:");
 		if (p && sscanf(p + 14, "%llx", &cnt) == 1 && cnt == 0)
 			break;
-		usleep(1000);
 	}
 	ASSERT_TRUE(irqfd(vm, fd, 0xfffffff0u, KVM_IRQFD_FLAG_DEASSIGN, 0) == 0);
 }
