@@ -30,6 +30,7 @@
 struct srm {
 	int vm;
 	uint8_t *slot0;
+	uint8_t *heartbeat; /* HEARTBEAT_SLOT's memory */
 	uint8_t *region;
 	struct vcpu *v;
 	sem_t ready;
@@ -66,10 +67,10 @@ static void *vcpu_worker(void *arg)
 	return NULL;
 }
 
-/* The guest's spin count (HEARTBEAT_GPA in memslot 0). */
+/* The guest's spin count (HEARTBEAT_GPA, in HEARTBEAT_SLOT). */
 static uint64_t beats(struct srm *s)
 {
-	return __atomic_load_n((uint64_t *)(s->slot0 + HEARTBEAT_GPA), __ATOMIC_RELAXED);
+	return __atomic_load_n((uint64_t *)s->heartbeat, __ATOMIC_RELAXED);
 }
 
 /* Wait until the guest has spun @n more times - it runs, and it has read the
@@ -108,7 +109,8 @@ static void region_delete(struct srm *s, uint32_t slot)
 	vm_set_region(s->vm, slot, 0, 0, 0, NULL);
 }
 
-/* A default VM, slot 0 (ucalls, "code"), slot 10, one vCPU running @scenario. */
+/* A default VM, slot 0 (ucalls, "code"), slot 1 (heartbeat), slot 10, one vCPU running
+ * @scenario. */
 static void spawn_vm(struct srm *s, uint64_t scenario)
 {
 	require_guest();
@@ -117,6 +119,8 @@ static void spawn_vm(struct srm *s, uint64_t scenario)
 	s->vm = vm_create(0);
 	s->slot0 = backing_alloc(BACKING_ANON, UCALL_SLOT0_SIZE);
 	vm_set_region(s->vm, 0, 0, 0, UCALL_SLOT0_SIZE, s->slot0);
+	s->heartbeat = backing_alloc(BACKING_ANON, HEARTBEAT_SIZE);
+	vm_set_region(s->vm, HEARTBEAT_SLOT, 0, HEARTBEAT_GPA, HEARTBEAT_SIZE, s->heartbeat);
 	region_add(s);
 	s->v = vm_vcpu_add(s->vm, 0);
 	vcpu_set_arg(s->v, scenario);
