@@ -45,6 +45,7 @@ void *gm_backing_page(struct gm_backing *b, uint64_t index, bool alloc, int *err
 
 int gm_backing_allocate(struct gm_backing *b, uint64_t index, uint64_t n)
 {
+	const struct gm_backing_ops *ops = gm_backing_ops(b->kind);
 	sigset_t all, caller;
 	int ret;
 
@@ -52,9 +53,11 @@ int gm_backing_allocate(struct gm_backing *b, uint64_t index, uint64_t n)
 	if (!n)
 		return 0;
 	/* See gm_alloc_interrupted(). */
+	if (ops->one_step(index, n))
+		return ops->allocate(b, index, n, NULL);
 	sigfillset(&all);
 	gm_check_pthread(pthread_sigmask(SIG_BLOCK, &all, &caller));
-	ret = gm_backing_ops(b->kind)->allocate(b, index, n, &caller);
+	ret = ops->allocate(b, index, n, &caller);
 	gm_check_pthread(pthread_sigmask(SIG_SETMASK, &caller, NULL));
 	return ret;
 }
@@ -92,7 +95,7 @@ bool gm_alloc_interrupted(const sigset_t *caller_mask)
 {
 	sigset_t pending;
 
-	if (sigpending(&pending))
+	if (!caller_mask || sigpending(&pending))
 		return false;
 	for (int sig = 1; sig < NSIG; sig++) {
 		if (sigismember(&pending, sig) == 1 && sigismember(caller_mask, sig) != 1)

@@ -17,8 +17,12 @@ struct gm_backing_ops {
 	int (*init)(struct gm_backing *b);
 	void (*fini)(struct gm_backing *b);
 	void *(*page)(struct gm_backing *b, uint64_t index, bool alloc, int *err);
+	/* @caller_mask is NULL when one_step() said the range is one step. */
 	int (*allocate)(struct gm_backing *b, uint64_t index, uint64_t n,
 			const sigset_t *caller_mask);
+	/* Whether allocate() does [index, index + n) with no signal check
+	 * after the first (see gm_alloc_interrupted()). */
+	bool (*one_step)(uint64_t index, uint64_t n);
 	void (*punch)(struct gm_backing *b, uint64_t index, uint64_t n);
 	uint64_t (*nr_allocated)(struct gm_backing *b);
 	int (*memfd)(struct gm_backing *b);
@@ -86,6 +90,12 @@ int gm_radix_for_each(const struct gm_radix *r, uint64_t first, uint64_t end, gm
  * the implementation polls this between steps.  A signal that the caller
  * itself blocks does not interrupt, as in the kernel.  (The host's tmpfs
  * fallocate reacts to fatal signals only, so it cannot do this for us.)
+ *
+ * An allocation done in one step skips all of that (three system calls
+ * per call, a third of a scattered 4 KiB fallocate): the only check would be the one
+ * before the first step, and a signal it could see arrived the instant
+ * before, which the caller cannot tell from one that arrived before the
+ * call and ran its handler then.  @caller_mask NULL means "never".
  */
 bool gm_alloc_interrupted(const sigset_t *caller_mask);
 

@@ -296,6 +296,12 @@ static int memfd_allocate(struct gm_backing *b, uint64_t index, uint64_t n,
 	return 0;
 }
 
+/* memfd_allocate() checks for signals once per window. */
+static bool memfd_one_step(uint64_t index, uint64_t n)
+{
+	return index / WIN_PAGES == (index + n - 1) / WIN_PAGES;
+}
+
 struct memfd_punch_range {
 	uint64_t first, end; /* page indices */
 };
@@ -365,6 +371,7 @@ const struct gm_backing_ops gm_backing_memfd_ops = {
 	.fini = memfd_fini,
 	.page = memfd_page,
 	.allocate = memfd_allocate,
+	.one_step = memfd_one_step,
 	.punch = memfd_punch,
 	.nr_allocated = memfd_nr_allocated,
 	.memfd = memfd_fd,

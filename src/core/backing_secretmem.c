@@ -255,6 +255,12 @@ static int secretmem_allocate(struct gm_backing *b, uint64_t index, uint64_t n,
 	return 0;
 }
 
+static bool secretmem_one_step(uint64_t index, uint64_t n)
+{
+	(void)index;
+	return n <= SM_SIGNAL_CHECK;
+}
+
 static int secretmem_drop(void *ctx, uint64_t index, void **slot)
 {
 	struct gm_secretmem *sm = ctx;
@@ -311,6 +317,7 @@ const struct gm_backing_ops gm_backing_secretmem_ops = {
 	.fini = secretmem_fini,
 	.page = secretmem_page,
 	.allocate = secretmem_allocate,
+	.one_step = secretmem_one_step,
 	.punch = secretmem_punch,
 	.nr_allocated = secretmem_nr_allocated,
 	.memfd = secretmem_fd,
