@@ -9,7 +9,8 @@
  * translation would instead crash this process (the guest thread would
  * touch an unmapped address) or show old data.
  *
- * Runs under `guestmem exec` only: the hooks live in the preload library.
+ * Runs under `guestmem exec` (the preload's wrappers) and direct (through
+ * guestmem_sys_*, which have the same hooks).
  * The guest (tests/guests/host_mapping_guest.c) loops: load, OUT.
  */
 #include <sys/mman.h>
@@ -83,13 +84,15 @@ static void test_mprotect(void *arg)
 static void test_mremap(void *arg)
 {
 	struct fixture x;
-	uint8_t *moved;
+	uint8_t *moved, *dst;
 
 	(void)arg;
 	fixture_init(&x);
+	/* A destination of our own: MREMAP_FIXED replaces whatever is there. */
+	dst = mmap(NULL, 2 * PG_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	TEST_ASSERT(dst != MAP_FAILED, "mmap: %s", errno_name(errno));
 	/* Move the pages away: the slot's hva range is empty now. */
-	moved = mremap(x.hva, 2 * PG_SIZE, 2 * PG_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED,
-		       x.hva + 64 * PG_SIZE);
+	moved = mremap(x.hva, 2 * PG_SIZE, 2 * PG_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
 	TEST_ASSERT(moved != MAP_FAILED, "mremap: %s", errno_name(errno));
 	TEST_ASSERT_EQ(run_once(&x), -EFAULT);
 	/* And back: the guest sees the same data again. */
