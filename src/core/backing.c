@@ -7,9 +7,11 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "backing_impl.h"
 #include "lib/compiler.h"
+#include "lib/sys_raw.h"
 
 static const struct gm_backing_ops *gm_backing_ops(enum gm_backing_kind kind)
 {
@@ -102,6 +104,30 @@ bool gm_alloc_interrupted(const sigset_t *caller_mask)
 			return true;
 	}
 	return false;
+}
+
+/* ---- file size ---------------------------------------------------------- */
+
+int gm_backing_set_size(int fd, uint64_t size)
+{
+	const struct timespec zero = { 0, 0 };
+	sigset_t xfsz, caller;
+	int ret, err;
+
+	sigemptyset(&xfsz);
+	sigaddset(&xfsz, SIGXFSZ);
+	gm_check_pthread(pthread_sigmask(SIG_BLOCK, &xfsz, &caller));
+	ret = gm_raw_ftruncate(fd, (off_t)size);
+	err = errno;
+	/*
+	 * The host sends it to this thread; if the caller did not block it,
+	 * nothing else of it can be pending here, so the one taken is ours.
+	 */
+	if (ret && err == EFBIG && !sigismember(&caller, SIGXFSZ))
+		(void)sigtimedwait(&xfsz, NULL, &zero);
+	gm_check_pthread(pthread_sigmask(SIG_SETMASK, &caller, NULL));
+	errno = err;
+	return ret;
 }
 
 /* ---- gm_radix ---------------------------------------------------------- */

@@ -99,4 +99,14 @@ int gm_radix_for_each(const struct gm_radix *r, uint64_t first, uint64_t end, gm
  */
 bool gm_alloc_interrupted(const sigset_t *caller_mask);
 
+/*
+ * ftruncate(2) of a kind's own file to the guest_memfd's size, without
+ * SIGXFSZ.  The kernel sets a guest_memfd's size directly, with no
+ * RLIMIT_FSIZE check; the host's ftruncate checks the VMM's limit and
+ * raises SIGXFSZ, whose default action kills the VMM.  The limit cannot be
+ * bypassed (the call then fails, -1 with EFBIG), but the signal is not the
+ * VMM's to see.  Returns like ftruncate(2).
+ */
+int gm_backing_set_size(int fd, uint64_t size);
+
 #endif

@@ -168,7 +168,7 @@ static int memfd_init(struct gm_backing *b)
 		ret = -errno;
 		goto err_radix;
 	}
-	if (gm_raw_ftruncate(m->fd, (off_t)m->size)) {
+	if (gm_backing_set_size(m->fd, m->size)) {
 		ret = memfd_errno(errno);
 		goto err_close;
 	}

@@ -174,7 +174,7 @@ static int secretmem_init(struct gm_backing *b)
 		goto err_radix;
 	}
 	/* Sparse: only touched pages use memory. */
-	if (gm_raw_ftruncate(sm->fd, (off_t)(b->nr_pages << GM_PAGE_SHIFT))) {
+	if (gm_backing_set_size(sm->fd, b->nr_pages << GM_PAGE_SHIFT)) {
 		ret = -ENOMEM;
 		goto err_close;
 	}
@@ -302,7 +302,7 @@ static bool secretmem_available(void)
 
 	if (fd < 0)
 		return false;
-	if (!gm_raw_ftruncate(fd, GM_PAGE_SIZE)) {
+	if (!gm_backing_set_size(fd, GM_PAGE_SIZE)) {
 		p = gm_raw_mmap(NULL, GM_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 		if (p != MAP_FAILED) {
 			ok = true;
