@@ -34,7 +34,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <guestmem/kvm.h>
@@ -42,6 +41,7 @@
 #include "core/gmem.h"
 #include "core/kvm_host.h"
 #include "lib/rcu.h"
+#include "lib/sys_raw.h"
 #include "mmu/fault.h"
 #include "mmu/mmu.h"
 
@@ -125,7 +125,7 @@ static bool hva_populate_supported(void)
 
 	if (s < 0) {
 		/* Permission failures are EINVAL too, so ask about a good page. */
-		s = !syscall(SYS_madvise, probe, GM_PAGE_SIZE, MADV_POPULATE_READ);
+		s = !gm_raw_madvise(probe, GM_PAGE_SIZE, MADV_POPULATE_READ);
 		WRITE_ONCE(supported, s);
 	}
 	return s;
@@ -137,9 +137,9 @@ static int hva_fault_in(uint64_t hva, bool write)
 
 	if (!hva_populate_supported()) /* < 5.14: only "is it mapped" is known */
 		return hva_range_check(hva, GM_PAGE_SIZE, false) ? 1 : -EFAULT;
-	if (!syscall(SYS_madvise, p, GM_PAGE_SIZE, MADV_POPULATE_WRITE))
+	if (!gm_raw_madvise(p, GM_PAGE_SIZE, MADV_POPULATE_WRITE))
 		return 1;
-	if (write || syscall(SYS_madvise, p, GM_PAGE_SIZE, MADV_POPULATE_READ))
+	if (write || gm_raw_madvise(p, GM_PAGE_SIZE, MADV_POPULATE_READ))
 		return -EFAULT;
 	return 0;
 }

@@ -19,6 +19,7 @@
 
 #include "core/config.h"
 #include "core/kvm_host.h"
+#include "lib/sys_raw.h"
 #include "uapi.h"
 
 #define GM_PAGE 4096L
@@ -78,7 +79,7 @@ void gm_dev_stat(struct stat *st)
 {
 	static struct timespec boot;
 
-	if (syscall(SYS_newfstatat, AT_FDCWD, "/dev/kvm", st, 0) == 0 && S_ISCHR(st->st_mode))
+	if (gm_raw_fstatat(AT_FDCWD, "/dev/kvm", st, 0) == 0 && S_ISCHR(st->st_mode))
 		return;
 	if (!READ_ONCE(boot.tv_sec)) {
 		struct timespec now;
@@ -132,7 +133,7 @@ int gm_dev_open(int flags)
 		return ret;
 	/* The settable status bits live on the socket, where F_SETFL puts them. */
 	if (flags & (O_NONBLOCK | O_APPEND))
-		syscall(SYS_fcntl, f->app_fd, F_SETFL, flags & (O_NONBLOCK | O_APPEND));
+		gm_raw_fcntl(f->app_fd, F_SETFL, flags & (O_NONBLOCK | O_APPEND));
 	fd = gm_file_install(f);
 	return fd;
 }

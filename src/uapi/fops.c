@@ -21,6 +21,7 @@
 
 #include "core/config.h"
 #include "core/vfs.h"
+#include "lib/sys_raw.h"
 #include "uapi.h"
 
 #define GM_TASK_SIZE 0x7ffffffff000ULL /* x86-64, 4-level paging */
@@ -251,7 +252,7 @@ int gm_fop_fcntl(struct gm_file *f, int fd, int cmd, unsigned long arg, bool *ha
 	*handled = true;
 	switch (cmd) {
 	case F_GETFL:
-		live = syscall(SYS_fcntl, fd, F_GETFL);
+		live = gm_raw_fcntl(fd, F_GETFL, 0);
 		if (live < 0)
 			return -errno;
 		return (f->f_flags & ~GM_SETFL_MASK) | ((int)live & GM_SETFL_MASK);

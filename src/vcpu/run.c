@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "vcpu/vcpu.h"
+#include "lib/sys_raw.h"
 
 #define X86_EFLAGS_IF (1ULL << 9)
 #define KVM_SYNC_VALID (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS)
@@ -156,7 +157,7 @@ static void drain_wake_fd(struct kvm_vcpu *v)
 	uint64_t cnt;
 
 	/* Non-blocking; EAGAIN when already drained. */
-	if (read(v->wake_fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
+	if (gm_raw_read(v->wake_fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
 		gm_assert(!"read of the vCPU eventfd failed");
 }
 

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "vcpu/vcpu.h"
+#include "lib/sys_raw.h"
 
 /* ---- the VM-wide coalesced-MMIO page ---------------------------------- */
 
@@ -28,9 +29,9 @@ static struct kvm_vcpu_shared *vcpu_shared_create(void)
 		return NULL;
 	s->refs = 1;
 	s->fd = memfd_create("kvm-coalesced-mmio", MFD_CLOEXEC);
-	if (s->fd < 0 || ftruncate(s->fd, 4096)) {
+	if (s->fd < 0 || gm_raw_ftruncate(s->fd, 4096)) {
 		if (s->fd >= 0)
-			close(s->fd);
+			gm_raw_close(s->fd);
 		free(s);
 		return NULL;
 	}
@@ -41,7 +42,7 @@ static struct kvm_vcpu_shared *vcpu_shared_create(void)
 static void vcpu_shared_put(struct kvm_vcpu_shared *s)
 {
 	if (s && --s->refs == 0) {
-		close(s->fd);
+		gm_raw_close(s->fd);
 		free(s);
 	}
 }
@@ -83,9 +84,9 @@ static int vcpu_init_run_area(struct kvm_vcpu *v)
 	if (v->run_fd < 0)
 		return -ENOMEM;
 	/* Pages beyond the third SIGBUS on touch, as the kernel's fault handler. */
-	if (ftruncate(v->run_fd, KVM_VCPU_MMAP_SIZE))
+	if (gm_raw_ftruncate(v->run_fd, KVM_VCPU_MMAP_SIZE))
 		return -ENOMEM;
-	p = mmap(NULL, 2 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, v->run_fd, 0);
+	p = gm_raw_mmap(NULL, 2 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, v->run_fd, 0);
 	if (p == MAP_FAILED)
 		return -ENOMEM;
 	v->run = p;
@@ -96,11 +97,11 @@ static void vcpu_free(struct kvm_vcpu *v)
 {
 	kvm_guest_thread_stop(v);
 	if (v->run)
-		munmap(v->run, 2 * 4096);
+		gm_raw_munmap(v->run, 2 * 4096);
 	if (v->run_fd >= 0)
-		close(v->run_fd);
+		gm_raw_close(v->run_fd);
 	if (v->wake_fd >= 0)
-		close(v->wake_fd);
+		gm_raw_close(v->wake_fd);
 	vcpu_shared_put(v->shared);
 	free(v->cpuid);
 	free(v->msrs);
@@ -278,7 +279,7 @@ void *kvm_vcpu_mmap(struct kvm_vcpu *vcpu, void *addr, size_t len, int prot, int
 		    off_t offset)
 {
 	uint64_t pgoff = (uint64_t)offset >> 12, npages = (len + 4095) >> 12;
-	void *p = mmap(addr, len, prot, flags, vcpu->run_fd, offset);
+	void *p = gm_raw_mmap(addr, len, prot, flags, vcpu->run_fd, offset);
 	int e;
 
 	if (p == MAP_FAILED || offset < 0)
@@ -288,9 +289,9 @@ void *kvm_vcpu_mmap(struct kvm_vcpu *vcpu, void *addr, size_t len, int prot, int
 		char *ring = (char *)p + (KVM_VCPU_COALESCED_PGOFF - pgoff) * 4096;
 		int f = (flags & (MAP_TYPE | MAP_POPULATE | MAP_LOCKED | MAP_NORESERVE)) | MAP_FIXED;
 
-		if (mmap(ring, 4096, prot, f, vcpu->shared->fd, 0) == MAP_FAILED) {
+		if (gm_raw_mmap(ring, 4096, prot, f, vcpu->shared->fd, 0) == MAP_FAILED) {
 			e = errno;
-			munmap(p, len);
+			gm_raw_munmap(p, len);
 			errno = e;
 			return MAP_FAILED;
 		}

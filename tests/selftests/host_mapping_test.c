@@ -9,7 +9,8 @@
  * translation would instead crash this process (the guest thread would
  * touch an unmapped address) or show old data.
  *
- * Runs under `guestmem exec` only: the hooks live in the preload library.
+ * Runs under `guestmem exec` (the preload's wrappers) and direct (through
+ * guestmem_sys_*, which have the same hooks).
  * The guest (tests/guests/host_mapping_guest.c) loops: load, OUT.
  */
 #include <sys/mman.h>

@@ -458,6 +458,48 @@ static void t_fstat(void)
 	ASSERT_ERRNO(fstat(g, (struct stat *)8), EFAULT);
 }
 
+#ifdef GM_DIRECT
+/*
+ * The guestmem_sys_* calls sys.h gained from src/uapi/syscalls.h, which the
+ * exec build reaches through libc: the raw call on fds and paths that are
+ * not ours (same answers as libc), the object's answer on ours.
+ */
+static void sys_calls_from_the_table(const int p[2], const int s[2], int vm)
+{
+	char c = 'v', link[64], path[64];
+	struct iovec iov = { &c, 1 };
+	struct stat a, b;
+	struct statx sx;
+
+	EXPECT_EQ(guestmem_sys_writev(p[1], &iov, 1), 1);
+	c = 0;
+	EXPECT_EQ(guestmem_sys_readv(p[0], &iov, 1), 1);
+	EXPECT_EQ(c, 'v');
+	EXPECT_EQ(guestmem_sys_stat("/", &a), 0);
+	EXPECT_EQ(stat("/", &b), 0);
+	EXPECT_EQ(a.st_ino, b.st_ino);
+	EXPECT_EQ(guestmem_sys_fstatat(AT_FDCWD, "/", &a, 0), 0);
+	EXPECT_EQ(a.st_ino, b.st_ino);
+	EXPECT_EQ(guestmem_sys_statx(AT_FDCWD, "/", 0, STATX_BASIC_STATS, &sx), 0);
+	EXPECT_EQ(sx.stx_ino, b.st_ino);
+	EXPECT_EQ(guestmem_sys_access("/", R_OK), 0);
+	EXPECT_ERRNO(guestmem_sys_access("/nonexistent-guestmem", F_OK), ENOENT);
+	EXPECT_EQ(guestmem_sys_faccessat(AT_FDCWD, "/", R_OK, AT_EACCESS), 0);
+	EXPECT_EQ(guestmem_sys_euidaccess("/", R_OK), 0);
+	EXPECT_EQ(guestmem_sys_shutdown(s[1], SHUT_WR), 0);
+	EXPECT_ERRNO(guestmem_sys_shutdown(p[0], SHUT_WR), ENOTSOCK);
+	/* Ours: /dev/kvm, the VM's fd and its /proc link. */
+	EXPECT_EQ(guestmem_sys_stat("/dev/kvm", &a), 0);
+	EXPECT_TRUE(S_ISCHR(a.st_mode));
+	EXPECT_ERRNO(guestmem_sys_access("/dev/kvm", X_OK), EACCES);
+	EXPECT_ERRNO(guestmem_sys_shutdown(vm, SHUT_WR), ENOTSOCK);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", vm);
+	EXPECT_EQ(guestmem_sys_readlinkat(AT_FDCWD, path, link, sizeof(link)),
+		  strlen("anon_inode:kvm-vm"));
+	EXPECT_EQ(memcmp(link, "anon_inode:kvm-vm", strlen("anon_inode:kvm-vm")), 0);
+}
+#endif
+
 static void t_passthrough(void)
 {
 	int p[2], s[2];
@@ -485,6 +527,7 @@ static void t_passthrough(void)
 	ASSERT_TRUE(!guestmem_sys_is_guestmem_fd(s[0]));
 	ASSERT_TRUE(!guestmem_sys_is_guestmem_fd(p[0]));
 	ASSERT_TRUE(guestmem_sys_is_guestmem_fd(vm));
+	sys_calls_from_the_table(p, s, vm);
 #endif
 	ASSERT_EQ(close(s[0]), 0);
 	ASSERT_EQ(close(p[0]), 0);

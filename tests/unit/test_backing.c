@@ -404,8 +404,26 @@ static void test_secretmem_reuse(void *arg)
 	gm_backing_fini(&b);
 }
 
+/*
+ * Run @child(@kind) in a process of its own (for process-wide limits) and
+ * return its exit status; dying by a signal fails the case.
+ */
+static int in_child(int (*child)(enum gm_backing_kind), enum gm_backing_kind kind)
+{
+	int status;
+	pid_t pid = fork();
+
+	ASSERT_TRUE(pid >= 0);
+	if (pid == 0)
+		_exit(child(kind));
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_FALSE(WIFSIGNALED(status));
+	ASSERT_TRUE(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
 /* Child of test_secretmem_enomem: 0 pass, 77 cannot test, else failure. */
-static int secretmem_enomem_child(void)
+static int secretmem_enomem_child(enum gm_backing_kind kind)
 {
 	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
 	struct __user_cap_data_struct data[2];
@@ -420,7 +438,7 @@ static int secretmem_enomem_child(void)
 	data[CAP_IPC_LOCK / 32].effective &= ~(1u << (CAP_IPC_LOCK % 32));
 	if (syscall(SYS_capset, &hdr, data) || setrlimit(RLIMIT_MEMLOCK, &rl))
 		return 77;
-	if (gm_backing_init(&b, GM_BACKING_SECRETMEM, 4096))
+	if (gm_backing_init(&b, kind, 4096))
 		return 77;
 	ret = gm_backing_allocate(&b, 0, 4096); /* 16 MiB of locked memory */
 	n = gm_backing_nr_allocated(&b);
@@ -446,18 +464,49 @@ static int secretmem_enomem_child(void)
 static void test_secretmem_enomem(void *arg)
 {
 	KIND(arg);
-	int status;
-	pid_t pid;
+	int status = in_child(secretmem_enomem_child, kind);
 
-	pid = fork();
-	ASSERT_TRUE(pid >= 0);
-	if (pid == 0)
-		_exit(secretmem_enomem_child());
-	ASSERT_EQ(waitpid(pid, &status, 0), pid);
-	ASSERT_TRUE(WIFEXITED(status));
-	if (WEXITSTATUS(status) == 77)
+	if (status == 77)
 		SKIP("%s: cannot limit secretmem via RLIMIT_MEMLOCK here", gm_backing_name(kind));
-	ASSERT_EQ(WEXITSTATUS(status), 0);
+	ASSERT_EQ(status, 0);
+}
+
+/*
+ * Child of test_fsize_limit: 0 pass, else failure.  SIGXFSZ keeps its
+ * default action, so a leaked one kills the child.
+ */
+static int fsize_limit_child(enum gm_backing_kind kind)
+{
+	struct rlimit rl = { 1 << 20, 1 << 20 };
+	struct gm_backing b;
+	sigset_t mask;
+	int ret;
+
+	signal(SIGXFSZ, SIG_DFL);
+	if (setrlimit(RLIMIT_FSIZE, &rl))
+		return 1;
+	/* Over the limit: the host refuses the size (the kernel would not). */
+	ret = gm_backing_init(&b, kind, (4 << 20) / PAGE);
+	if (ret != -ENOMEM) {
+		fprintf(stderr, "init over RLIMIT_FSIZE: %d (want %d)\n", ret, -ENOMEM);
+		return 2;
+	}
+	if (pthread_sigmask(SIG_SETMASK, NULL, &mask) || sigismember(&mask, SIGXFSZ))
+		return 3;
+	/* Within it: the whole file works. */
+	if (gm_backing_init(&b, kind, (1 << 20) / PAGE))
+		return 4;
+	ret = gm_backing_allocate(&b, 0, (1 << 20) / PAGE);
+	gm_backing_fini(&b);
+	return ret ? 5 : 0;
+}
+
+/* The VMM's RLIMIT_FSIZE never raises SIGXFSZ from our own files. */
+static void test_fsize_limit(void *arg)
+{
+	KIND(arg);
+
+	ASSERT_EQ(in_child(fsize_limit_child, kind), 0);
 }
 
 TEST(test_kinds)
@@ -486,6 +535,7 @@ int main(int argc, char **argv)
 	BOTH(test_memfd_file);
 	BOTH(test_blocked_signal);
 	BOTH(test_eintr_no_rollback);
+	BOTH(test_fsize_limit);
 	test_add("test_secretmem_reuse", test_secretmem_reuse, &kind_secretmem, 0);
 	test_add("test_secretmem_enomem", test_secretmem_enomem, &kind_secretmem, 0);
 	/* memfd has no ENOMEM case: host tmpfs exhaustion cannot be induced safely. */
