@@ -43,6 +43,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -1395,48 +1396,113 @@ static double rt_spin(void)
 	return m ? rt_mbox_once(m, SPIN_N) : -1;
 }
 
-static int design_roundtrips(double *efd)
+/*
+ * CPU seconds (user + system) used so far by this process and its reaped
+ * children. Per operation it is the work a round trip costs, which a busy
+ * machine leaves almost unchanged while it stretches the wall-clock latency.
+ */
+static double cpu_total_s(void)
 {
+	struct rusage a, b;
+
+	getrusage(RUSAGE_SELF, &a);
+	getrusage(RUSAGE_CHILDREN, &b);
+	return (double)(a.ru_utime.tv_sec + a.ru_stime.tv_sec + b.ru_utime.tv_sec +
+			b.ru_stime.tv_sec) +
+	       (double)(a.ru_utime.tv_usec + a.ru_stime.tv_usec + b.ru_utime.tv_usec +
+			b.ru_stime.tv_usec) / 1e6;
+}
+
+/* ns of CPU per operation since @t0 (a cpu_total_s() reading) over @ops. */
+static double cpu_per_op(double t0, double ops)
+{
+	return (cpu_total_s() - t0) * 1e9 / ops;
+}
+
+static int design_roundtrips(double *efd, double *efd_cpu)
+{
+	double c0 = cpu_total_s(), futex, futex_cpu, spin, spin_cpu, ops = RUNS * (RT_N + 1000.0);
+
 	*efd = median_of(rt_eventfd_once);
+	*efd_cpu = cpu_per_op(c0, ops);
+	c0 = cpu_total_s();
+	futex = median_of(rt_futex);
+	futex_cpu = cpu_per_op(c0, ops);
+	c0 = cpu_total_s();
+	spin = median_of(rt_spin);
+	spin_cpu = cpu_per_op(c0, ops);
 	printf("  -- a. two-process round trips (median of %d runs of %d)\n", RUNS, RT_N);
 	bench_row("eventfd round trip (baseline of issue 10)", *efd, *efd, "ns", "");
-	bench_row("shared-memory futex mailbox round trip", median_of(rt_futex), *efd, "ns",
-		  "");
-	bench_row("mailbox, spin 5000 loads then futex", median_of(rt_spin), *efd, "ns", "");
+	bench_row("shared-memory futex mailbox round trip", futex, *efd, "ns", "");
+	bench_row("mailbox, spin 5000 loads then futex", spin, *efd, "ns", "");
+	bench_row("cpu/op: eventfd round trip", *efd_cpu, *efd_cpu, "ns", "both sides");
+	bench_row("cpu/op: futex mailbox round trip", futex_cpu, *efd_cpu, "ns", "");
+	bench_row("cpu/op: mailbox, spin then futex", spin_cpu, *efd_cpu, "ns", "");
 	return *efd > 0 ? 0 : -EIO;
 }
 
-static int design_traps(double efd)
+enum trap_kind { TK_LOCAL, TK_FWD, TK_FWD_SPIN, TK_PTRACE, TK_CHAIN_NOTIF, TK_CHAIN_FUTEX, TK_MAX };
+
+static int design_traps(double efd, double efd_cpu)
 {
-	double *res = shared_alloc(4096), local, fwd, fwd_spin, pt, chain, chain_f, v[RUNS];
+	static const char *const name[TK_MAX] = {
+		"trap emulated in-process (SIGSEGV handler)",
+		"PIO exit, guest->VMM mailbox (preload path)",
+		"PIO exit, guest->VMM, spin then futex",
+		"trap via ptrace supervisor",
+		"PIO exit via guestmemd, VMM by notification",
+		"PIO exit via guestmemd, VMM by futex",
+	};
+	static const char *const cpu_name[TK_MAX] = {
+		"cpu/op: trap emulated in-process",
+		"cpu/op: PIO exit, guest->VMM mailbox",
+		"cpu/op: PIO exit, guest->VMM, spin",
+		"cpu/op: trap via ptrace supervisor",
+		"cpu/op: PIO exit via guestmemd, notification",
+		"cpu/op: PIO exit via guestmemd, futex",
+	};
+	static const char *const goal[TK_MAX] = { "", "issue 10: <= 3x", "", "", "issue 10: <= 3x",
+						  "issue 10: <= 3x" };
+	double *res = shared_alloc(4096), wall[TK_MAX], cpu[TK_MAX], v[RUNS], c0;
+	double traps = 500.0 + RUNS * TRAP_N, chain_traps = 500.0 + RUNS * CHAIN_N;
 	struct mbox *m = shared_alloc(4096), *m2 = shared_alloc(4096);
+	int r = 0;
 
 	if (!res || !m || !m2)
 		return -ENOMEM;
 	printf("  -- b. trapped guest `in` at CPL3 (median of %d runs of %d)\n", RUNS, TRAP_N);
-	local = trap_inprocess(res, NULL);
-	fwd = trap_forwarded(res, m, 0);
-	fwd_spin = trap_forwarded(res, m, SPIN_N);
-	for (int r = 0; r < RUNS; r++)
-		v[r] = trap_ptrace_once();
-	pt = med(v, RUNS);
-	chain = chain_once(res, m);
-	chain_f = chain_futex_once(res, m, m2);
-	bench_row("trap emulated in-process (SIGSEGV handler)", local, efd, "ns",
-		  "vs eventfd RT");
-	bench_row("trap forwarded to guestmemd (futex mailbox)", fwd, efd, "ns",
-		  "issue 10: PIO <= 3x");
-	bench_row("trap forwarded (spin then futex)", fwd_spin, efd, "ns", "");
-	bench_row("trap via ptrace supervisor", pt, efd, "ns", "");
-	bench_row("ptrace vs forwarded trap", pt, fwd, "ns", "");
-	bench_row("PIO exit: guest->guestmemd->VMM KVM_RUN->back", chain, efd, "ns",
-		  "issue 10: <= 3x");
-	bench_row("PIO exit, VMM side by futex (preload path)", chain_f, efd, "ns",
-		  "issue 10: <= 3x");
+	c0 = cpu_total_s();
+	wall[TK_LOCAL] = trap_inprocess(res, NULL);
+	cpu[TK_LOCAL] = cpu_per_op(c0, traps);
+	c0 = cpu_total_s();
+	wall[TK_FWD] = trap_forwarded(res, m, 0);
+	cpu[TK_FWD] = cpu_per_op(c0, traps);
+	c0 = cpu_total_s();
+	wall[TK_FWD_SPIN] = trap_forwarded(res, m, SPIN_N);
+	cpu[TK_FWD_SPIN] = cpu_per_op(c0, traps);
+	c0 = cpu_total_s();
+	for (int k = 0; k < RUNS; k++)
+		v[k] = trap_ptrace_once();
+	wall[TK_PTRACE] = med(v, RUNS);
+	cpu[TK_PTRACE] = cpu_per_op(c0, RUNS * (TRAP_N / 4.0));
+	c0 = cpu_total_s();
+	wall[TK_CHAIN_NOTIF] = chain_once(res, m);
+	cpu[TK_CHAIN_NOTIF] = cpu_per_op(c0, chain_traps);
+	c0 = cpu_total_s();
+	wall[TK_CHAIN_FUTEX] = chain_futex_once(res, m, m2);
+	cpu[TK_CHAIN_FUTEX] = cpu_per_op(c0, chain_traps);
+	for (int k = 0; k < TK_MAX; k++) {
+		bench_row(name[k], wall[k], efd, "ns", goal[k]);
+		if (wall[k] <= 0)
+			r = -EIO;
+	}
+	bench_row("ptrace vs forwarded trap", wall[TK_PTRACE], wall[TK_FWD], "ns", "");
+	for (int k = 0; k < TK_MAX; k++)
+		bench_row(cpu_name[k], cpu[k], efd_cpu, "ns", "vs cpu/op eventfd RT");
 	munmap(res, 4096);
 	munmap(m, 4096);
 	munmap(m2, 4096);
-	return local > 0 && fwd > 0 && pt > 0 && chain > 0 && chain_f > 0 ? 0 : -EIO;
+	return r;
 }
 
 static int design_seccomp(double efd)
@@ -1687,14 +1753,14 @@ static int design_readv(void)
 
 int bench_design(void)
 {
-	double efd = 0;
+	double efd = 0, efd_cpu = 0;
 	int r = 0;
 
 	printf("design (issues 9 and 10): host primitives\n");
 	fflush(stdout);
 	design_facts();
-	r |= design_roundtrips(&efd);
-	r |= design_traps(efd);
+	r |= design_roundtrips(&efd, &efd_cpu);
+	r |= design_traps(efd, efd_cpu);
 	r |= design_seccomp(efd);
 	r |= design_paging();
 	r |= design_compute();
