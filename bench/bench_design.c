@@ -73,7 +73,6 @@
 #define PAGES 4096	  /* pages per paging run (16 MiB) */
 #define LOOP_N 100000000ULL /* compute loop iterations */
 #define GUEST_VA 0x400000UL /* where guest code sits, as in the selftests */
-#define SHADOW_VA 0x100000000UL /* a free window for shadow mappings */
 #define SPIN_N 5000		/* mailbox: loads before sleeping (no PAUSE: see mb_wait) */
 
 /* KVM-numbered ioctls (type 0xAE) the seccomp filter routes to the supervisor. */
@@ -926,6 +925,20 @@ static double first_touch_fd(int secret)
 	return r;
 }
 
+/*
+ * The window shadow mappings go to: reserved PROT_NONE by design_paging()
+ * so that MAP_FIXED never lands on someone else's mapping (a sanitizer's
+ * shadow memory, say); released ranges are re-reserved, never left as holes.
+ */
+#define SHADOW_LEN ((size_t)30002 * 8192)
+static uintptr_t shadow_va;
+#define SHADOW_VA shadow_va
+
+static void shadow_reserve(void *addr, size_t len)
+{
+	mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+}
+
 struct shadow_times {
 	double map_touch, map_populate, mprotect2, unmap, run64;
 };
@@ -960,13 +973,14 @@ static int shadow_once(int fd, struct shadow_times *t)
 	for (int i = 0; i < PAGES; i++)
 		munmap(w + (size_t)i * 4096, 4096);
 	t->unmap = (double)(bench_now_ns() - t0) / PAGES;
+	shadow_reserve(w, (size_t)PAGES * 4096);
 	t0 = bench_now_ns();
 	for (int i = 0; i < PAGES; i++)
 		if (mmap(w + (size_t)i * 4096, 4096, PROT_READ | PROT_WRITE,
 			 MAP_SHARED | MAP_FIXED | MAP_POPULATE, fd, SHADOW_OFF(i)) == MAP_FAILED)
 			return -1;
 	t->map_populate = (double)(bench_now_ns() - t0) / PAGES;
-	munmap(w, (size_t)PAGES * 4096);
+	shadow_reserve(w, (size_t)PAGES * 4096);
 	/* A contiguous gfn run of 64 pages: one mapping, populated at once. */
 	t0 = bench_now_ns();
 	for (int i = 0; i < PAGES; i += 64)
@@ -974,7 +988,7 @@ static int shadow_once(int fd, struct shadow_times *t)
 			 MAP_SHARED | MAP_FIXED | MAP_POPULATE, fd, (off_t)i * 4096) == MAP_FAILED)
 			return -1;
 	t->run64 = (double)(bench_now_ns() - t0) / PAGES;
-	munmap(w, (size_t)PAGES * 4096);
+	shadow_reserve(w, (size_t)PAGES * 4096);
 	return 0;
 }
 
@@ -1048,7 +1062,7 @@ static double map_cost_with(int fd, int nvmas)
 		munmap(p, 4096);
 	}
 	r = (double)(bench_now_ns() - t0) / 2000;
-	munmap(w, (size_t)(nvmas + 2) * 8192);
+	shadow_reserve(w, (size_t)(nvmas + 2) * 8192);
 	return r;
 }
 
@@ -1109,6 +1123,34 @@ static double compute_run(compute_fn fn, uint64_t *counter, int threads, uint64_
 }
 
 /*
+ * RDTSC/RDTSCP trapped by PR_SET_TSC (#GP at CPL3): answered from the
+ * monotonic clock by system call, as the stub will; the vDSO's clock and
+ * anything using it (a sanitizer's allocator) run RDTSC in this process.
+ */
+static void rdtsc_emulate(int sig, siginfo_t *si, void *ucv)
+{
+	ucontext_t *uc = ucv;
+	greg_t *g = uc->uc_mcontext.gregs;
+	const uint8_t *ip = (const uint8_t *)g[REG_RIP];
+	struct timespec ts;
+	uint64_t t;
+	int len = ip[0] == 0x0f && ip[1] == 0x31				 ? 2 :
+		  ip[0] == 0x0f && ip[1] == 0x01 && ip[2] == 0xf9 ? 3 :
+								    0;
+
+	(void)sig;
+	if (si->si_code != SI_KERNEL || !len)
+		_exit(3);
+	syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &ts);
+	t = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	g[REG_RAX] = (greg_t)(t & 0xffffffffULL);
+	g[REG_RDX] = (greg_t)(t >> 32);
+	if (len == 3)
+		g[REG_RCX] = 0; /* TSC_AUX */
+	g[REG_RIP] += len;
+}
+
+/*
  * The guest process as the design has it: code from a memfd at GUEST_VA,
  * no new privileges, guest SYSCALL trapped, RDTSC trapping, CPUID faulting
  * where the CPU has it.
@@ -1124,9 +1166,11 @@ static void compute_child(struct compute_shared *s, int r)
 		RET(SECCOMP_RET_ALLOW),
 		RET(SECCOMP_RET_TRAP),
 	};
+	struct sigaction tsc = { .sa_sigaction = rdtsc_emulate, .sa_flags = SA_SIGINFO };
 	compute_fn fn = (compute_fn)(GUEST_VA + OFF_COMPUTE);
 
 	if (map_guest_code(GUEST_VA) || sigaction(SIGSYS, &sa, NULL) ||
+	    sigaction(SIGSEGV, &tsc, NULL) ||
 	    install_filter(f, sizeof(f) / sizeof(f[0]), 0))
 		_exit(2);
 	prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0);
@@ -1571,11 +1615,16 @@ static int design_paging(void)
 	double *flt = shared_alloc(4096), few, many, a;
 	struct shadow_times t = { 0 };
 	int fd = memfd_create("shadow", MFD_CLOEXEC), merged, r = 0;
+	void *win = mmap(NULL, SHADOW_LEN, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+			 -1, 0);
 	pid_t pid;
 
-	if (fd < 0 || !flt || ftruncate(fd, (off_t)PAGES * 4096) ||
-	    fallocate(fd, 0, 0, (off_t)PAGES * 4096))
-		return -EIO;
+	if (fd < 0 || !flt || win == MAP_FAILED || ftruncate(fd, (off_t)PAGES * 4096) ||
+	    fallocate(fd, 0, 0, (off_t)PAGES * 4096)) {
+		r = -EIO;
+		goto out;
+	}
+	shadow_va = (uintptr_t)win;
 	printf("  -- d. shadow paging primitives (%d pages, median of %d runs)\n", PAGES, RUNS);
 	for (int i = 0; i < RUNS; i++) {
 		anon[i] = first_touch_anon();
@@ -1615,11 +1664,16 @@ static int design_paging(void)
 		mmap((uint8_t *)SHADOW_VA + (size_t)i * 4096, 4096, PROT_READ,
 		     MAP_SHARED | MAP_FIXED, fd, (off_t)i * 4096);
 	merged = count_vmas(SHADOW_VA, 64 * 4096);
-	munmap((void *)SHADOW_VA, 64 * 4096);
+	shadow_reserve((void *)SHADOW_VA, 64 * 4096);
 	printf("  fact: 64 single-page mmaps of consecutive file pages at consecutive VAs "
 	       "leave %d VMA(s)\n", merged);
-	close(fd);
-	munmap(flt, 4096);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (flt)
+		munmap(flt, 4096);
+	if (win != MAP_FAILED)
+		munmap(win, SHADOW_LEN);
 	return r;
 }
 
