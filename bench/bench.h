@@ -44,5 +44,6 @@ int bench_run_vcpu(struct guestmem_vcpu *vcpu, const bool *stop, bench_exit_fn o
 int bench_core(void);	/* attributes, memslot lookup, fallocate */
 int bench_vcpu(void);	/* faults, hits, conversions, invalidation storm */
 int bench_eventfd(void); /* ioeventfd doorbells, irqfd latency */
+int bench_design(void);	 /* host primitives of the issue 9/10 design */
 
 #endif
