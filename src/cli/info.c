@@ -51,7 +51,10 @@ static const struct gm_cap_name gm_caps[] = {
 
 static void gm_info_config(const struct gm_config *cfg)
 {
-	printf("profile:  %s\n", gm_profile_name(cfg->profile));
+	printf("profile:  %s (profiles:", gm_profile_name(cfg->profile));
+	for (int p = GM_PROFILE_LINUX_6_8; p <= GM_PROFILE_LINUX_6_18; p++)
+		printf(" %s", gm_profile_name(p));
+	printf(")\n");
 	printf("kconfig:  KVM_SW_PROTECTED_VM=%c KVM_SMM=%c\n", cfg->sw_protected_vm ? 'y' : 'n',
 	       cfg->smm ? 'y' : 'n');
 	printf("derived:  KVM_PRIVATE_MEM=%c KVM_GENERIC_MEMORY_ATTRIBUTES=%c "

@@ -114,6 +114,10 @@ long kvm_check_extension(const struct gm_config *cfg, struct kvm *kvm, long cap)
 	}
 }
 
+/*
+ * KVM_CAP_MAX_VCPU_ID.  From 6.12 on (not in 6.8) a limit that would leave
+ * the boot vCPU's id (KVM_SET_BOOT_CPU_ID) out of range is refused first.
+ */
 static int kvm_enable_cap_max_vcpu_id(struct kvm *kvm, uint64_t id)
 {
 	int r = 0;
@@ -121,7 +125,9 @@ static int kvm_enable_cap_max_vcpu_id(struct kvm *kvm, uint64_t id)
 	if (id > KVM_MAX_VCPU_IDS)
 		return -EINVAL;
 	gm_check_pthread(pthread_mutex_lock(&kvm->lock));
-	if (kvm->max_vcpu_ids == id)
+	if (kvm->cfg.profile >= GM_PROFILE_LINUX_6_12 && kvm->bsp_vcpu_id > id)
+		r = -EINVAL;
+	else if (kvm->max_vcpu_ids == id)
 		r = 0;
 	else if (kvm->max_vcpu_ids || kvm->created_vcpus)
 		r = -EINVAL; /* latched by an earlier set or the first vCPU */
