@@ -166,6 +166,12 @@ static void test_bad_input_68(void **state)
 	run_profile("linux-6.8");
 }
 
+static void test_bad_input_612(void **state)
+{
+	(void)state;
+	run_profile("linux-6.12");
+}
+
 static void test_bad_input_618(void **state)
 {
 	(void)state;
@@ -176,6 +182,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_input_68),
+		cmocka_unit_test(test_bad_input_612),
 		cmocka_unit_test(test_bad_input_618),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
