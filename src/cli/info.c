@@ -47,6 +47,16 @@ static const struct gm_cap_name gm_caps[] = {
 	{ 232, "MEMORY_FAULT_INFO" }, { 233, "MEMORY_ATTRIBUTES" },
 	{ 234, "GUEST_MEMFD" },	     { 235, "VM_TYPES" },
 	{ 236, "PRE_FAULT_MEMORY" }, { 244, "GUEST_MEMFD_FLAGS" },
+	/* x86 state ioctls */
+	{ 23, "SET_GUEST_DEBUG" },   { 31, "MCE" },
+	{ 50, "DEBUGREGS" },	     { 55, "XSAVE" },
+	{ 56, "XCRS" },		     { 60, "TSC_CONTROL" },
+	{ 61, "GET_TSC_KHZ" },	     { 127, "VCPU_ATTRIBUTES" },
+	{ 153, "GET_MSR_FEATURES" }, { 164, "EXCEPTION_PAYLOAD" },
+	{ 188, "X86_USER_SPACE_MSR" }, { 189, "X86_MSR_FILTER" },
+	{ 195, "SET_GUEST_DEBUG2" }, { 208, "XSAVE2" },
+	{ 209, "SYS_ATTRIBUTES" },   { 214, "VM_TSC_CONTROL" },
+	{ 218, "X86_TRIPLE_FAULT_EVENT" },
 };
 
 static void gm_info_config(const struct gm_config *cfg)

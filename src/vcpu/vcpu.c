@@ -103,7 +103,7 @@ static void vcpu_free(struct kvm_vcpu *v)
 		close(v->wake_fd);
 	vcpu_shared_put(v->shared);
 	free(v->cpuid);
-	free(v->msrs);
+	kvm_vcpu_arch_free(v);
 	pthread_cond_destroy(&v->hand_cv);
 	pthread_mutex_destroy(&v->hand_lock);
 	pthread_mutex_destroy(&v->mutex);
@@ -126,7 +126,9 @@ static int vcpu_alloc(struct kvm *kvm, uint32_t id, struct kvm_vcpu **out)
 	gm_check_pthread(pthread_mutex_init(&v->hand_lock, NULL));
 	gm_check_pthread(pthread_cond_init(&v->hand_cv, NULL));
 	vcpu_reset_state(v);
-	r = vcpu_init_run_area(v);
+	r = kvm_vcpu_arch_init(v);
+	if (!r)
+		r = vcpu_init_run_area(v);
 	if (r) {
 		vcpu_free(v);
 		return r;

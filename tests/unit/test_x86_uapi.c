@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <cmocka.h>
 
 #include <guestmem/guestmem.h>
@@ -23,6 +22,7 @@
 #include <guestmem/sys.h>
 
 #define PAGE 4096
+#define PAT_OK 0x0007040600070406ULL
 
 /* -1 with @err, printing both on mismatch. */
 #define assert_errno(expr, err)                 \
@@ -82,6 +82,63 @@ static int teardown(void **state)
 	return 0;
 }
 
+/* ---- helpers ------------------------------------------------------------------- */
+
+struct cpuid_buf {
+	struct kvm_cpuid2 hdr;
+	struct kvm_cpuid_entry2 e[256];
+};
+
+static void supported_cpuid(int kvm, struct cpuid_buf *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->hdr.nent = 256;
+	assert_int_equal(guestmem_sys_ioctl(kvm, KVM_GET_SUPPORTED_CPUID, c), 0);
+}
+
+static struct kvm_cpuid_entry2 *leaf(struct cpuid_buf *c, uint32_t fn, uint32_t idx)
+{
+	for (uint32_t i = 0; i < c->hdr.nent; i++)
+		if (c->e[i].function == fn && c->e[i].index == idx)
+			return &c->e[i];
+	return NULL;
+}
+
+struct msrs1 {
+	struct kvm_msrs hdr;
+	struct kvm_msr_entry e[4];
+};
+
+/* KVM_SET_MSRS of one MSR: the count processed (1 or 0). */
+static long set_msr(int vcpu, uint32_t index, uint64_t data)
+{
+	struct msrs1 m = { { .nmsrs = 1 }, { { .index = index, .data = data } } };
+
+	return guestmem_sys_ioctl(vcpu, KVM_SET_MSRS, &m);
+}
+
+/* KVM_GET_MSRS of one MSR; *data receives the value. */
+static long get_msr(int vcpu, uint32_t index, uint64_t *data)
+{
+	struct msrs1 m = { { .nmsrs = 1 }, { { .index = index, .data = 0x5a5a } } };
+	long r = guestmem_sys_ioctl(vcpu, KVM_GET_MSRS, &m);
+
+	*data = m.e[0].data;
+	return r;
+}
+
+static long cap(int fd, long c)
+{
+	return guestmem_sys_ioctl(fd, KVM_CHECK_EXTENSION, c);
+}
+
+static int enable_cap(int vm, uint32_t c, uint64_t arg0)
+{
+	struct kvm_enable_cap e = { .cap = c, .args = { arg0 } };
+
+	return guestmem_sys_ioctl(vm, KVM_ENABLE_CAP, &e);
+}
+
 /* ---- profile ------------------------------------------------------------------- */
 
 /* KVM_CAP_MAX_VCPU_ID below the boot vCPU's id: 6.12 and later refuse it. */
@@ -91,17 +148,679 @@ static void test_max_vcpu_id_below_bsp(void **state)
 
 	(void)state;
 	for (unsigned p = 0; p < 3; p++) {
-		struct kvm_enable_cap cap = { .cap = KVM_CAP_MAX_VCPU_ID, .args = { 4 } };
+		struct kvm_enable_cap c = { .cap = KVM_CAP_MAX_VCPU_ID, .args = { 4 } };
 		int vm = vm_of(kvm, profiles[p]);
 
 		assert_int_equal(guestmem_sys_ioctl(vm, KVM_SET_BOOT_CPU_ID, 5), 0);
 		if (p == 0) {
-			assert_int_equal(guestmem_sys_ioctl(vm, KVM_ENABLE_CAP, &cap), 0);
+			assert_int_equal(guestmem_sys_ioctl(vm, KVM_ENABLE_CAP, &c), 0);
 		} else {
-			assert_errno(guestmem_sys_ioctl(vm, KVM_ENABLE_CAP, &cap), EINVAL);
-			cap.args[0] = 5; /* equal is allowed */
-			assert_int_equal(guestmem_sys_ioctl(vm, KVM_ENABLE_CAP, &cap), 0);
+			assert_errno(guestmem_sys_ioctl(vm, KVM_ENABLE_CAP, &c), EINVAL);
+			c.args[0] = 5; /* equal is allowed */
+			assert_int_equal(guestmem_sys_ioctl(vm, KVM_ENABLE_CAP, &c), 0);
 		}
+		guestmem_sys_close(vm);
+	}
+	guestmem_sys_close(kvm);
+}
+
+/* The x86 capabilities, the same in every profile. */
+static void test_caps(void **state)
+{
+	static const struct { long cap, val; } t[] = {
+		{ KVM_CAP_GET_TSC_KHZ, 1 },	    { KVM_CAP_TSC_CONTROL, 0 },
+		{ KVM_CAP_VM_TSC_CONTROL, 0 },	    { KVM_CAP_MCE, 32 },
+		{ KVM_CAP_DEBUGREGS, 1 },	    { KVM_CAP_XSAVE, 1 },
+		{ KVM_CAP_XCRS, 1 },		    { KVM_CAP_SET_GUEST_DEBUG, 1 },
+		{ KVM_CAP_SET_GUEST_DEBUG2, 0x1f0003 }, { KVM_CAP_X86_USER_SPACE_MSR, 1 },
+		{ KVM_CAP_X86_MSR_FILTER, 1 },	    { KVM_CAP_EXCEPTION_PAYLOAD, 1 },
+		{ KVM_CAP_X86_TRIPLE_FAULT_EVENT, 1 }, { KVM_CAP_GET_MSR_FEATURES, 1 },
+		{ KVM_CAP_SYS_ATTRIBUTES, 1 },	    { KVM_CAP_VCPU_ATTRIBUTES, 1 },
+	};
+	struct fx *x = *state;
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		assert_int_equal(cap(x->kvm, t[i].cap), t[i].val);
+		assert_int_equal(cap(x->vm, t[i].cap), t[i].val);
+	}
+	assert_true(cap(x->kvm, KVM_CAP_XSAVE2) >= 4096);
+}
+
+/* ---- TSC frequency ----------------------------------------------------------------- */
+
+static void test_tsc_khz(void **state)
+{
+	struct fx *x = *state;
+	long host = guestmem_sys_ioctl(x->vm, KVM_GET_TSC_KHZ, 0);
+	int vcpu1;
+
+	assert_true(host > 100000); /* > 100 MHz */
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_TSC_KHZ, 0), host);
+	/* vCPU: within 250 ppm or faster is fine; slower is refused, but kept. */
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_TSC_KHZ, host * 2), 0);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_TSC_KHZ, 0), host * 2);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_TSC_KHZ, host - host / 10000), 0);
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_TSC_KHZ, host / 2), EINVAL);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_TSC_KHZ, 0), host / 2);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_TSC_KHZ, 0), 0); /* host */
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_TSC_KHZ, 0), host);
+	/* VM default: any value without TSC scaling; new vCPUs start with it. */
+	assert_int_equal(guestmem_sys_ioctl(x->vm, KVM_SET_TSC_KHZ, 1000000), 0);
+	assert_int_equal(guestmem_sys_ioctl(x->vm, KVM_GET_TSC_KHZ, 0), 1000000);
+	vcpu1 = guestmem_sys_ioctl(x->vm, KVM_CREATE_VCPU, 1);
+	assert_true(vcpu1 >= 0);
+	assert_int_equal(guestmem_sys_ioctl(vcpu1, KVM_GET_TSC_KHZ, 0), 1000000);
+	assert_int_equal(guestmem_sys_ioctl(x->vm, KVM_SET_TSC_KHZ, 0), 0);
+	assert_int_equal(guestmem_sys_ioctl(x->vm, KVM_GET_TSC_KHZ, 0), host);
+	guestmem_sys_close(vcpu1);
+}
+
+/* ---- NR_MMU_PAGES ------------------------------------------------------------------ */
+
+static void test_nr_mmu_pages(void **state)
+{
+	struct fx *x = *state;
+
+	assert_errno(guestmem_sys_ioctl(x->vm, KVM_SET_NR_MMU_PAGES, 0), EINVAL);
+	assert_errno(guestmem_sys_ioctl(x->vm, KVM_SET_NR_MMU_PAGES, 63), EINVAL);
+	assert_int_equal(guestmem_sys_ioctl(x->vm, KVM_SET_NR_MMU_PAGES, 64), 0);
+	assert_int_equal(guestmem_sys_ioctl(x->vm, KVM_SET_NR_MMU_PAGES, 1UL << 40), 0);
+	/* 6.12 dropped the deprecated getter: the VM fd's default. */
+	assert_errno(guestmem_sys_ioctl(x->vm, KVM_GET_NR_MMU_PAGES, 0), ENOTTY);
+}
+
+/* ---- CPU model ---------------------------------------------------------------------- */
+
+static void test_cpu_model(void **state)
+{
+	struct fx *x = *state;
+	struct cpuid_buf c;
+	struct kvm_cpuid_entry2 *e;
+	struct kvm_device_attr a = { .group = 0, .attr = KVM_X86_XCOMP_GUEST_SUPP };
+	uint64_t xcr0 = 0;
+
+	supported_cpuid(x->kvm, &c);
+	e = leaf(&c, 1, 0);
+	assert_non_null(e);
+	assert_true(e->ecx & (1U << 31));  /* hypervisor */
+	assert_true(e->ecx & (1U << 21));  /* x2APIC, emulated */
+	assert_false(e->ecx & (1U << 5));  /* no VMX */
+	assert_false(e->ecx & (1U << 15)); /* no PDCM: no PMU */
+	assert_false(e->ecx & (1U << 3));  /* no MONITOR */
+	assert_false(e->edx & (1U << 12)); /* no MTRR */
+	e = leaf(&c, 0x80000001, 0);
+	assert_non_null(e);
+	assert_false(e->ecx & (1U << 2));  /* no SVM */
+	assert_false(e->ecx & (1U << 23)); /* no PERFCTR_CORE */
+	assert_false(e->edx & (1U << 27)); /* no RDTSCP */
+	assert_true(e->edx & (1U << 29));  /* long mode */
+	e = leaf(&c, 7, 0);
+	assert_non_null(e);
+	assert_true(e->ebx & (1U << 1));   /* TSC_ADJUST, emulated */
+	assert_true(e->edx & (1U << 29));  /* ARCH_CAPABILITIES, emulated */
+	assert_false(e->ecx & ((1U << 2) | (1U << 3) | (1U << 22))); /* UMIP PKU RDPID */
+	e = leaf(&c, 0xa, 0);
+	if (e)
+		assert_true(!e->eax && !e->ebx && !e->ecx && !e->edx);
+	e = leaf(&c, 0x40000000, 0);
+	assert_non_null(e);
+	assert_memory_equal(&e->ebx, "KVMKVMKVM\0\0\0", 12);
+	assert_int_equal(e->eax, 0x40000001);
+	e = leaf(&c, 0x40000001, 0);
+	assert_non_null(e);
+	assert_int_equal(e->eax, (1U << 1) | (1U << 16)); /* NOP_IO_DELAY, MAP_GPA_RANGE */
+	/* Leaf 0xD agrees with the system attribute. */
+	a.addr = (uint64_t)(uintptr_t)&xcr0;
+	assert_int_equal(guestmem_sys_ioctl(x->kvm, KVM_GET_DEVICE_ATTR, &a), 0);
+	e = leaf(&c, 0xd, 0);
+	assert_non_null(e);
+	assert_int_equal(e->eax, (uint32_t)xcr0);
+	assert_int_equal(xcr0 & 3, 3);
+	e = leaf(&c, 0xd, 1);
+	assert_non_null(e);
+	assert_false(e->eax & (1U << 3)); /* no XSAVES */
+}
+
+/* ---- device attributes ----------------------------------------------------------- */
+
+static void test_device_attr(void **state)
+{
+	static const struct { uint32_t group; uint64_t attr; int err; } t[] = {
+		{ 0, 0, 0 }, { 0, 1, ENXIO }, { 1, 0, 0 }, { 1, 1, ENXIO }, { 2, 0, ENXIO },
+	};
+	struct fx *x = *state;
+	uint64_t val = 0, off = 0;
+	struct kvm_device_attr a = { .addr = (uint64_t)(uintptr_t)&val };
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		a.group = t[i].group;
+		a.attr = t[i].attr;
+		if (t[i].err) {
+			assert_errno(guestmem_sys_ioctl(x->kvm, KVM_HAS_DEVICE_ATTR, &a), t[i].err);
+			assert_errno(guestmem_sys_ioctl(x->kvm, KVM_GET_DEVICE_ATTR, &a), t[i].err);
+		} else {
+			assert_int_equal(guestmem_sys_ioctl(x->kvm, KVM_HAS_DEVICE_ATTR, &a), 0);
+			assert_int_equal(guestmem_sys_ioctl(x->kvm, KVM_GET_DEVICE_ATTR, &a), 0);
+		}
+	}
+	assert_errno(guestmem_sys_ioctl(x->kvm, KVM_HAS_DEVICE_ATTR, NULL), EFAULT);
+	a.group = 0, a.attr = 0, a.addr = 0;
+	assert_errno(guestmem_sys_ioctl(x->kvm, KVM_GET_DEVICE_ATTR, &a), EFAULT);
+	assert_errno(guestmem_sys_ioctl(x->kvm, KVM_SET_DEVICE_ATTR, &a), EINVAL);
+	/* The vCPU's TSC offset (KVM_VCPU_TSC_CTRL / KVM_VCPU_TSC_OFFSET). */
+	a.addr = (uint64_t)(uintptr_t)&off;
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_HAS_DEVICE_ATTR, &a), 0);
+	off = 12345;
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_DEVICE_ATTR, &a), 0);
+	off = 0;
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_DEVICE_ATTR, &a), 0);
+	assert_int_equal(off, 12345);
+	a.attr = 1;
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_HAS_DEVICE_ATTR, &a), ENXIO);
+	a.attr = 0, a.group = 1;
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_GET_DEVICE_ATTR, &a), ENXIO);
+}
+
+/* ---- MSR lists and feature MSRs ----------------------------------------------------- */
+
+static void test_msr_feature_lists(void **state)
+{
+	struct fx *x = *state;
+	struct {
+		struct kvm_msr_list hdr;
+		uint32_t idx[300];
+	} l = { { 1 } };
+	struct msrs1 m = { { .nmsrs = 3 },
+			   { { .index = 0x10a }, { .index = 0x10 }, { .index = 0xdead } } };
+	bool pat = false, efer = false;
+
+	assert_errno(guestmem_sys_ioctl(x->kvm, KVM_GET_MSR_FEATURE_INDEX_LIST, &l), E2BIG);
+	assert_int_equal(l.hdr.nmsrs, 4); /* written back before E2BIG */
+	assert_int_equal(guestmem_sys_ioctl(x->kvm, KVM_GET_MSR_FEATURE_INDEX_LIST, &l), 0);
+	assert_errno(guestmem_sys_ioctl(x->kvm, KVM_GET_MSR_FEATURE_INDEX_LIST, NULL), EFAULT);
+	l.hdr.nmsrs = 300;
+	assert_int_equal(guestmem_sys_ioctl(x->kvm, KVM_GET_MSR_INDEX_LIST, &l), 0);
+	for (uint32_t i = 0; i < l.hdr.nmsrs; i++) {
+		pat |= l.idx[i] == 0x277;
+		efer |= l.idx[i] == 0xc0000080;
+	}
+	assert_true(pat);
+	assert_false(efer); /* EFER travels in the sregs */
+	/* /dev/kvm KVM_GET_MSRS: a feature MSR, an advertised one (reads 0),
+	 * then an unknown one stops the array. */
+	assert_int_equal(guestmem_sys_ioctl(x->kvm, KVM_GET_MSRS, &m), 2);
+	assert_true(m.e[0].data & (1ULL << 6)); /* PSCHANGE_MC_NO */
+	assert_int_equal(m.e[1].data, 0);
+	m.hdr.nmsrs = 256;
+	assert_errno(guestmem_sys_ioctl(x->kvm, KVM_GET_MSRS, &m), E2BIG);
+	assert_errno(guestmem_sys_ioctl(x->kvm, KVM_GET_MSRS, NULL), EFAULT);
+	uint64_t cap_supp = 0;
+	assert_int_equal(guestmem_sys_ioctl(x->kvm, KVM_X86_GET_MCE_CAP_SUPPORTED, &cap_supp), 0);
+	assert_int_equal(cap_supp, (1ULL << 8) | (1ULL << 24));
+	assert_errno(guestmem_sys_ioctl(x->kvm, KVM_X86_GET_MCE_CAP_SUPPORTED, NULL), EFAULT);
+}
+
+/* ---- vCPU MSR values ------------------------------------------------------------------ */
+
+static void test_msr_values(void **state)
+{
+	static const struct { uint32_t index; uint64_t data; long processed; } t[] = {
+		{ 0xc0000080, 1, 1 },			/* EFER.SCE */
+		{ 0xc0000080, 1ULL << 1, 0 },		/* EFER reserved bit */
+		{ 0xc0000080, 1ULL << 12, 0 },		/* SVME: no nesting */
+		{ 0x277, 0x0007040600070406ULL, 1 },	/* PAT power-on value */
+		{ 0x277, 0x02, 0 },			/* PAT type 2 */
+		{ 0x277, 0x08, 0 },			/* PAT reserved bit */
+		{ 0xc0000100, 0xffff800000000000ULL, 1 }, /* FS_BASE canonical */
+		{ 0xc0000100, 0x0000800000000000ULL, 0 }, /* non-canonical */
+		{ 0xc0000102, 0x8000000000000000ULL, 0 }, /* KERNEL_GS_BASE */
+		{ 0xc0000082, 0x0001000000000000ULL, 0 }, /* LSTAR */
+		{ 0x176, 0x0000800000000000ULL, 1 },	/* SYSENTER_EIP: made canonical */
+		{ 0x1b, 0xfee00900ULL, 1 },		/* APIC_BASE enabled, BSP */
+		{ 0x1b, 0xfee00a00ULL, 0 },		/* reserved bit 9 */
+		{ 0x1b, 0xfee00400ULL, 0 },		/* x2APIC without xAPIC enable */
+		{ 0x1a0, ~0ULL, 1 },			/* MISC_ENABLE: any host value */
+		{ 0x17b, 5, 0 },			/* MCG_CTL: 0 or all ones */
+		{ 0x400, 5, 0 },			/* MC0_CTL likewise */
+		{ 0x400, ~0ULL & ~(1ULL << 10), 1 },	/* bit 10 may be clear */
+		{ 0x400 + 4 * 32, 0, 0 },		/* beyond the banks */
+		{ 0x345, 1, 0 },			/* PERF_CAPABILITIES: no PMU */
+		{ 0x4b564d05, 2, 0 },			/* POLL_CONTROL reserved bit */
+		{ 0x4b564d03, 0x2, 0 },			/* STEAL_TIME reserved bits */
+		{ 0xdeadbeef, 0, 0 },			/* unknown */
+		{ 0xdeadbeef, 1, 0 },
+		{ 0x140, 1, 0 },			/* CPUID faulting not offered */
+	};
+	struct fx *x = *state;
+	struct msrs1 m = { { .nmsrs = 3 },
+			   { { .index = 0x277, .data = PAT_OK }, { .index = 0x277, .data = 0x02 },
+			     { .index = 0x277, .data = PAT_OK } } };
+	uint64_t v, t0;
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		print_message("msr %#x data %#llx\n", t[i].index, (unsigned long long)t[i].data);
+		assert_int_equal(set_msr(x->vcpu, t[i].index, t[i].data), t[i].processed);
+	}
+	/* The array stops at the first refused entry. */
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_MSRS, &m), 1);
+	assert_int_equal(get_msr(x->vcpu, 0x176, &v), 1);
+	assert_int_equal(v, 0xffff800000000000ULL);
+	assert_int_equal(get_msr(x->vcpu, 0x1a0, &v), 1);
+	assert_int_equal(v, ~0ULL);
+	assert_int_equal(get_msr(x->vcpu, 0xdeadbeef, &v), 0);
+	assert_int_equal(v, 0); /* a failed read is zeroed */
+	assert_int_equal(get_msr(x->vcpu, 0x179, &v), 1); /* MCG_CAP */
+	assert_int_equal(v, 32);
+	/* TSC: a host write sets the guest's count, which then ticks. */
+	assert_int_equal(set_msr(x->vcpu, 0x10, 1ULL << 40), 1);
+	assert_int_equal(get_msr(x->vcpu, 0x10, &t0), 1);
+	assert_true(t0 >= (1ULL << 40) && t0 < (1ULL << 40) + (1ULL << 36));
+	/* EFER through the MSR is the sregs' EFER, LMA kept. */
+	assert_int_equal(set_msr(x->vcpu, 0xc0000080, 0x501), 1); /* SCE|LME|LMA(ignored)|NX */
+	assert_int_equal(get_msr(x->vcpu, 0xc0000080, &v), 1);
+	assert_int_equal(v, 0x101);
+}
+
+static void test_msr_reset_values(void **state)
+{
+	struct fx *x = *state;
+	uint64_t v;
+
+	assert_int_equal(get_msr(x->vcpu, 0x277, &v), 1);
+	assert_int_equal(v, PAT_OK);
+	assert_int_equal(get_msr(x->vcpu, 0x1a0, &v), 1);
+	assert_int_equal(v, 0x1800); /* BTS and PEBS unavailable */
+	assert_int_equal(get_msr(x->vcpu, 0x1b, &v), 1);
+	assert_int_equal(v, 0xfee00900);
+	assert_int_equal(get_msr(x->vcpu, 0x4b564d05, &v), 1);
+	assert_int_equal(v, 1); /* poll control */
+	assert_int_equal(get_msr(x->vcpu, 0x10a, &v), 1);
+	assert_true(v & (1ULL << 6));
+}
+
+/* ---- MSR filter and user-space MSR exits --------------------------------------------- */
+
+static void test_msr_filter(void **state)
+{
+	struct fx *x = *state;
+	uint8_t bitmap[0x600];
+	struct kvm_msr_filter f;
+
+	memset(bitmap, 0xff, sizeof(bitmap));
+	memset(&f, 0, sizeof(f));
+	f.flags = 2;
+	assert_errno(guestmem_sys_ioctl(x->vm, KVM_X86_SET_MSR_FILTER, &f), EINVAL);
+	f.flags = KVM_MSR_FILTER_DEFAULT_DENY; /* deny everything: refused */
+	assert_errno(guestmem_sys_ioctl(x->vm, KVM_X86_SET_MSR_FILTER, &f), EINVAL);
+	f.flags = 0; /* allow everything: an empty filter is fine */
+	assert_int_equal(guestmem_sys_ioctl(x->vm, KVM_X86_SET_MSR_FILTER, &f), 0);
+	f.ranges[0] = (struct kvm_msr_filter_range){ .flags = 4, .nmsrs = 1, .bitmap = bitmap };
+	assert_errno(guestmem_sys_ioctl(x->vm, KVM_X86_SET_MSR_FILTER, &f), EINVAL);
+	f.ranges[0].flags = 0;
+	assert_errno(guestmem_sys_ioctl(x->vm, KVM_X86_SET_MSR_FILTER, &f), EINVAL);
+	f.ranges[0].flags = KVM_MSR_FILTER_READ;
+	f.ranges[0].nmsrs = 0x600 * 8 + 1;
+	assert_errno(guestmem_sys_ioctl(x->vm, KVM_X86_SET_MSR_FILTER, &f), EINVAL);
+	f.ranges[0].nmsrs = 0x600 * 8;
+	f.ranges[0].bitmap = NULL;
+	assert_errno(guestmem_sys_ioctl(x->vm, KVM_X86_SET_MSR_FILTER, &f), EFAULT);
+	f.ranges[0].bitmap = bitmap;
+	f.ranges[1] = (struct kvm_msr_filter_range){ .flags = 7, .nmsrs = 0 }; /* skipped */
+	f.flags = KVM_MSR_FILTER_DEFAULT_DENY;
+	assert_int_equal(guestmem_sys_ioctl(x->vm, KVM_X86_SET_MSR_FILTER, &f), 0);
+	assert_errno(guestmem_sys_ioctl(x->vm, KVM_X86_SET_MSR_FILTER, NULL), EFAULT);
+	/* KVM_CAP_X86_USER_SPACE_MSR: INVAL | UNKNOWN | FILTER only. */
+	assert_errno(enable_cap(x->vm, KVM_CAP_X86_USER_SPACE_MSR, 8), EINVAL);
+	assert_int_equal(enable_cap(x->vm, KVM_CAP_X86_USER_SPACE_MSR, 7), 0);
+}
+
+/* ---- LAPIC ------------------------------------------------------------------------- */
+
+static uint32_t apic_reg(const struct kvm_lapic_state *s, unsigned off)
+{
+	uint32_t v;
+
+	memcpy(&v, s->regs + off, 4);
+	return v;
+}
+
+static void apic_set(struct kvm_lapic_state *s, unsigned off, uint32_t v)
+{
+	memcpy(s->regs + off, &v, 4);
+}
+
+static void test_lapic_needs_irqchip(void **state)
+{
+	struct fx *x = *state;
+	struct kvm_lapic_state s;
+
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_GET_LAPIC, &s), EINVAL);
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_LAPIC, &s), EINVAL);
+	/* The LAPIC check comes before the copy. */
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_GET_LAPIC, NULL), EINVAL);
+}
+
+static void test_lapic(void **state)
+{
+	struct fx *x = *state;
+	struct kvm_lapic_state s;
+	struct cpuid_buf c;
+	uint32_t left;
+
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_LAPIC, &s), 0);
+	assert_int_equal(apic_reg(&s, 0x20), 0);	  /* ID of vCPU 0 */
+	assert_int_equal(apic_reg(&s, 0x30), 0x50014);	  /* version, 6 LVTs */
+	assert_int_equal(apic_reg(&s, 0xf0), 0xff);	  /* SPIV */
+	assert_int_equal(apic_reg(&s, 0xe0), 0xffffffff); /* DFR */
+	assert_int_equal(apic_reg(&s, 0x320), 0x10000);  /* LVTT masked */
+	assert_int_equal(apic_reg(&s, 0x350), 0x700);	  /* LINT0 ExtINT on the BSP */
+	assert_int_equal(apic_reg(&s, 0x370), 0x10000);  /* LVTERR masked */
+	/* TPR and ISR give the PPR; LVR is KVM's whatever is written. */
+	apic_set(&s, 0x80, 0x20);
+	apic_set(&s, 0x100 + 0x10 * 2, 1U << 16); /* vector 80 in service */
+	apic_set(&s, 0x30, 0x12345678);
+	/* A running one-shot count: TMICT, the current count, divide by 1. */
+	apic_set(&s, 0x380, 2000000000U);
+	apic_set(&s, 0x390, 2000000000U);
+	apic_set(&s, 0x3e0, 0xb);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_LAPIC, &s), 0);
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_LAPIC, &s), 0);
+	assert_int_equal(apic_reg(&s, 0x80), 0x20);
+	assert_int_equal(apic_reg(&s, 0xa0), 0x50);
+	assert_int_equal(apic_reg(&s, 0x30), 0x50014);
+	left = apic_reg(&s, 0x390);
+	assert_true(left > 0 && left < 2000000000U);
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_LAPIC, NULL), EFAULT);
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_GET_LAPIC, NULL), EFAULT);
+	/* x2APIC needs it in the guest CPUID (else EXTD is a reserved bit). */
+	assert_int_equal(set_msr(x->vcpu, 0x1b, 0xfee00d00ULL), 0);
+	supported_cpuid(x->kvm, &c);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_CPUID2, &c), 0);
+	/* x2APIC mode: the ID reads as vcpu_id << 24, a written one is ignored. */
+	assert_int_equal(set_msr(x->vcpu, 0x1b, 0xfee00d00ULL), 1);
+	apic_set(&s, 0x20, 0x77);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_LAPIC, &s), 0);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_LAPIC, &s), 0);
+	assert_int_equal(apic_reg(&s, 0x20), 0);
+	assert_int_equal(apic_reg(&s, 0xd0), 1); /* x2APIC LDR of ID 0 */
+}
+
+/* ---- XSAVE and FPU ---------------------------------------------------------------------- */
+
+static void test_xsave(void **state)
+{
+	struct fx *x = *state;
+	static uint8_t b[4096], b2[4096];
+	struct kvm_fpu fpu;
+	uint64_t xfeat, supp = 0;
+	struct kvm_device_attr a = { .addr = (uint64_t)(uintptr_t)&supp };
+	uint16_t fcw;
+	uint32_t mxcsr;
+
+	assert_int_equal(guestmem_sys_ioctl(x->kvm, KVM_GET_DEVICE_ATTR, &a), 0);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_XSAVE, b), 0);
+	memcpy(&fcw, b, 2);
+	memcpy(&mxcsr, b + 24, 4);
+	assert_int_equal(fcw, 0x37f);
+	assert_int_equal(mxcsr, 0x1f80);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_XSAVE2, b2), 0);
+	assert_memory_equal(b, b2, sizeof(b));
+	/* Header checks, each on an otherwise valid area. */
+	for (int c = 0; c < 4; c++) {
+		memcpy(b2, b, sizeof(b));
+		xfeat = 3;
+		if (c == 0)
+			xfeat = supp | (1ULL << 62); /* beyond XCR0 */
+		memcpy(b2 + 512, &xfeat, 8);
+		if (c == 1)
+			b2[512 + 8] = 1; /* xcomp_bv: compacted */
+		if (c == 2)
+			b2[512 + 40] = 1; /* reserved header byte */
+		if (c == 3)
+			b2[24 + 3] = 0x80; /* MXCSR bit 31 */
+		assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_XSAVE, b2), EINVAL);
+	}
+	/* MXCSR is not looked at when no FP/SSE/AVX state is given. */
+	memcpy(b2, b, sizeof(b));
+	xfeat = 0;
+	memcpy(b2 + 512, &xfeat, 8);
+	b2[24 + 3] = 0x80;
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_XSAVE, b2), 0);
+	/* SSE state round-trips, and KVM_GET_FPU sees the same registers. */
+	memcpy(b2, b, sizeof(b));
+	xfeat = 3;
+	memcpy(b2 + 512, &xfeat, 8);
+	memset(b2 + 160, 0xa5, 16); /* XMM0 */
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_XSAVE, b2), 0);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_FPU, &fpu), 0);
+	assert_int_equal(fpu.xmm[0][0], 0xa5);
+	assert_int_equal(fpu.fcw, 0x37f);
+	fpu.fcw = 0x27f;
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_FPU, &fpu), 0);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_XSAVE, b2), 0);
+	memcpy(&fcw, b2, 2);
+	assert_int_equal(fcw, 0x27f);
+	assert_int_equal(b2[160], 0xa5);
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_XSAVE, NULL), EFAULT);
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_GET_XSAVE2, NULL), EFAULT);
+}
+
+/* ---- events ------------------------------------------------------------------------------ */
+
+static void test_vcpu_events(void **state)
+{
+	struct fx *x = *state;
+	struct kvm_vcpu_events e;
+	struct kvm_mp_state mp = { KVM_MP_STATE_INIT_RECEIVED };
+	static const struct { uint32_t flags; uint8_t inj, nr; int err; } t[] = {
+		{ 0x40, 0, 0, EINVAL },				/* unknown flag */
+		{ KVM_VCPUEVENT_VALID_PAYLOAD, 0, 0, EINVAL },	/* cap not enabled */
+		{ 0, 1, 2, EINVAL },				/* NMI as an exception */
+		{ 0, 1, 32, EINVAL },				/* not an exception */
+		{ KVM_VCPUEVENT_VALID_TRIPLE_FAULT, 0, 0, EINVAL }, /* cap not enabled */
+		{ 0, 1, 13, 0 },
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		memset(&e, 0, sizeof(e));
+		e.flags = t[i].flags;
+		e.exception.injected = t[i].inj;
+		e.exception.nr = t[i].nr;
+		if (t[i].err)
+			assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_VCPU_EVENTS, &e), t[i].err);
+		else
+			assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_VCPU_EVENTS, &e), 0);
+	}
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_VCPU_EVENTS, &e), 0);
+	assert_int_equal(e.flags, KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SHADOW |
+					  KVM_VCPUEVENT_VALID_SMM);
+	assert_int_equal(e.exception.injected, 1);
+	assert_int_equal(e.exception.nr, 13);
+	/* NMIs: at most two queued, one while masked; AMD's single shadow bit. */
+	memset(&e, 0, sizeof(e));
+	e.flags = KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SHADOW;
+	e.nmi.pending = 5;
+	e.interrupt.shadow = 1;
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_VCPU_EVENTS, &e), 0);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_VCPU_EVENTS, &e), 0);
+	assert_int_equal(e.nmi.pending, 2);
+	assert_int_equal(e.interrupt.shadow, 3);
+	e.nmi.masked = 1;
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_VCPU_EVENTS, &e), 0);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_VCPU_EVENTS, &e), 0);
+	assert_int_equal(e.nmi.pending, 1);
+	/* #BP is a software exception: not reported as injected. */
+	memset(&e, 0, sizeof(e));
+	e.exception.injected = 1;
+	e.exception.nr = 3;
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_VCPU_EVENTS, &e), 0);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_VCPU_EVENTS, &e), 0);
+	assert_int_equal(e.exception.injected, 0);
+	assert_int_equal(e.exception.nr, 3);
+	/* With the payload ABI and triple-fault events enabled. */
+	assert_int_equal(enable_cap(x->vm, KVM_CAP_EXCEPTION_PAYLOAD, 1), 0);
+	assert_int_equal(enable_cap(x->vm, KVM_CAP_X86_TRIPLE_FAULT_EVENT, 1), 0);
+	memset(&e, 0, sizeof(e));
+	e.flags = KVM_VCPUEVENT_VALID_PAYLOAD | KVM_VCPUEVENT_VALID_TRIPLE_FAULT;
+	e.exception.pending = 1;
+	e.exception.nr = 14;
+	e.exception_has_payload = 1;
+	e.exception_payload = 0x1000;
+	e.triple_fault.pending = 1;
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_VCPU_EVENTS, &e), 0);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_VCPU_EVENTS, &e), 0);
+	assert_true(e.flags & KVM_VCPUEVENT_VALID_PAYLOAD);
+	assert_int_equal(e.exception.pending, 1);
+	assert_int_equal(e.exception.injected, 0);
+	assert_int_equal(e.exception_payload, 0x1000);
+	assert_int_equal(e.triple_fault.pending, 1);
+	/* SMIs are refused while an INIT is latched. */
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_MP_STATE, &mp), 0);
+	memset(&e, 0, sizeof(e));
+	e.flags = KVM_VCPUEVENT_VALID_SMM;
+	e.smi.pending = 1;
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_VCPU_EVENTS, &e), EINVAL);
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_VCPU_EVENTS, NULL), EFAULT);
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_GET_VCPU_EVENTS, NULL), EFAULT);
+}
+
+/* SMM state without CONFIG_KVM_SMM is refused. */
+static void test_vcpu_events_nosmm(void **state)
+{
+	int kvm = guestmem_sys_open("/dev/kvm", O_RDWR), vm, vcpu;
+	struct kvm_vcpu_events e = { .flags = KVM_VCPUEVENT_VALID_SMM, .smi = { .smm = 1 } };
+
+	(void)state;
+	assert_int_equal(guestmem_config_set("linux-6.12", "KVM_SMM=n", NULL), 0);
+	vm = guestmem_sys_ioctl(kvm, KVM_CREATE_VM, 0);
+	vcpu = guestmem_sys_ioctl(vm, KVM_CREATE_VCPU, 0);
+	assert_errno(guestmem_sys_ioctl(vcpu, KVM_SET_VCPU_EVENTS, &e), EINVAL);
+	e.smi.smm = 0;
+	assert_int_equal(guestmem_sys_ioctl(vcpu, KVM_SET_VCPU_EVENTS, &e), 0);
+	assert_int_equal(guestmem_config_set(NULL, "KVM_SMM=y", NULL), 0);
+	guestmem_sys_close(vcpu);
+	guestmem_sys_close(vm);
+	guestmem_sys_close(kvm);
+}
+
+/* ---- debug registers, guest debug, MCE ------------------------------------------------ */
+
+static void test_debugregs(void **state)
+{
+	struct fx *x = *state;
+	struct kvm_debugregs d;
+
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_DEBUGREGS, &d), 0);
+	assert_int_equal(d.dr6, 0xffff0ff0);
+	assert_int_equal(d.dr7, 0x400);
+	d.flags = 1;
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_DEBUGREGS, &d), EINVAL);
+	d.flags = 0;
+	d.dr6 = 1ULL << 32;
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_DEBUGREGS, &d), EINVAL);
+	d.dr6 = 0xffff0ff1;
+	d.dr7 = 1ULL << 32;
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_DEBUGREGS, &d), EINVAL);
+	d.dr7 = 0x401;
+	d.db[2] = 0x1234;
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_DEBUGREGS, &d), 0);
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_DEBUGREGS, &d), 0);
+	assert_int_equal(d.db[2], 0x1234);
+	assert_int_equal(d.dr6, 0xffff0ff1);
+	assert_int_equal(d.dr7, 0x401);
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_DEBUGREGS, NULL), EFAULT);
+}
+
+static void test_guest_debug(void **state)
+{
+	struct fx *x = *state;
+	struct kvm_guest_debug g = { .control = KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP };
+	struct kvm_vcpu_events e;
+
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_GUEST_DEBUG, &g), 0);
+	g.control = KVM_GUESTDBG_ENABLE | (1U << 30); /* unknown bits are kept */
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_GUEST_DEBUG, &g), 0);
+	/* Injecting #DB queues it; a second one while it is pending is EBUSY. */
+	g.control = KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_INJECT_DB;
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_GUEST_DEBUG, &g), 0);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_VCPU_EVENTS, &e), 0);
+	assert_int_equal(e.exception.injected, 1); /* pending, reported so without payloads */
+	assert_int_equal(e.exception.nr, 1);
+	g.control = KVM_GUESTDBG_INJECT_BP;
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_GUEST_DEBUG, &g), EBUSY);
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_GUEST_DEBUG, NULL), EFAULT);
+}
+
+static void test_setup_mce(void **state)
+{
+	static const struct { uint64_t cap; int err; } t[] = {
+		{ 0, EINVAL },			   /* no banks */
+		{ 33, EINVAL },			   /* more than KVM_MAX_MCE_BANKS */
+		{ 10 | (1ULL << 10), EINVAL },	   /* CMCI: not on AMD */
+		{ 10 | (1ULL << 9), EINVAL },	   /* reserved */
+		{ 10 | (1ULL << 8) | (1ULL << 24) | 0x30000, 0 },
+	};
+	struct fx *x = *state;
+	uint64_t v;
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		if (t[i].err)
+			assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_X86_SETUP_MCE, &t[i].cap),
+				     t[i].err);
+		else
+			assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_X86_SETUP_MCE, &t[i].cap), 0);
+	}
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_X86_SETUP_MCE, NULL), EFAULT);
+	assert_int_equal(get_msr(x->vcpu, 0x179, &v), 1);
+	assert_int_equal(v, t[4].cap);
+	assert_int_equal(get_msr(x->vcpu, 0x17b, &v), 1); /* MCG_CTL all ones */
+	assert_int_equal(v, ~0ULL);
+	assert_int_equal(get_msr(x->vcpu, 0x400 + 4 * 9, &v), 1); /* MC9_CTL */
+	assert_int_equal(v, ~0ULL);
+	assert_int_equal(get_msr(x->vcpu, 0x400 + 4 * 10, &v), 0); /* bank 10: none */
+}
+
+/* ---- SET_SREGS: CR4 and EFER checks in 6.12's order --------------------------------- */
+
+static void test_sregs_cr4_order(void **state)
+{
+	int kvm = guestmem_sys_open("/dev/kvm", O_RDWR);
+	struct cpuid_buf c;
+
+	(void)state;
+	supported_cpuid(kvm, &c);
+	for (unsigned p = 0; p < 3; p++) {
+		int vm = vm_of(kvm, profiles[p]), vcpu = guestmem_sys_ioctl(vm, KVM_CREATE_VCPU, 0);
+		struct kvm_cpuid_entry2 *e1;
+		struct kvm_sregs s;
+
+		assert_int_equal(guestmem_sys_ioctl(vcpu, KVM_GET_SREGS, &s), 0);
+		/* Before KVM_SET_CPUID2 only the CPU model limits CR4. */
+		s.cr4 = (1ULL << 18) | (1ULL << 9); /* OSXSAVE, OSFXSR */
+		assert_int_equal(guestmem_sys_ioctl(vcpu, KVM_SET_SREGS, &s), 0);
+		s.cr4 = 1ULL << 13; /* VMXE: not in the model */
+		assert_errno(guestmem_sys_ioctl(vcpu, KVM_SET_SREGS, &s), EINVAL);
+		s.cr4 = 1ULL << 23; /* CET: never offered */
+		assert_errno(guestmem_sys_ioctl(vcpu, KVM_SET_SREGS, &s), EINVAL);
+		/* 6.12 checks EFER against the guest CPUID, which is empty yet. */
+		s.cr4 = 0;
+		s.efer = 1ULL << 11; /* NX */
+		if (p == 0)
+			assert_int_equal(guestmem_sys_ioctl(vcpu, KVM_SET_SREGS, &s), 0);
+		else
+			assert_errno(guestmem_sys_ioctl(vcpu, KVM_SET_SREGS, &s), EINVAL);
+		/* After a CPUID without XSAVE, OSXSAVE is reserved. */
+		e1 = leaf(&c, 1, 0);
+		e1->ecx &= ~(1U << 26);
+		assert_int_equal(guestmem_sys_ioctl(vcpu, KVM_SET_CPUID2, &c), 0);
+		e1->ecx |= 1U << 26;
+		s.cr4 = 1ULL << 18;
+		assert_errno(guestmem_sys_ioctl(vcpu, KVM_SET_SREGS, &s), EINVAL);
+		s.cr4 = 0; /* NX now in the guest CPUID */
+		assert_int_equal(guestmem_sys_ioctl(vcpu, KVM_SET_SREGS, &s), 0);
+		guestmem_sys_close(vcpu);
 		guestmem_sys_close(vm);
 	}
 	guestmem_sys_close(kvm);
@@ -111,10 +830,25 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_max_vcpu_id_below_bsp),
+		cmocka_unit_test_setup_teardown(test_caps, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tsc_khz, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_nr_mmu_pages, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cpu_model, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_attr, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_msr_feature_lists, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_msr_values, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_msr_reset_values, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_msr_filter, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lapic_needs_irqchip, setup_noirqchip, teardown),
+		cmocka_unit_test_setup_teardown(test_lapic, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_xsave, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_vcpu_events, setup, teardown),
+		cmocka_unit_test(test_vcpu_events_nosmm),
+		cmocka_unit_test_setup_teardown(test_debugregs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_guest_debug, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_setup_mce, setup, teardown),
+		cmocka_unit_test(test_sregs_cr4_order),
 	};
 
-	(void)setup;
-	(void)setup_noirqchip;
-	(void)teardown;
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
