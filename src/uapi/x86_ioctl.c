@@ -7,7 +7,8 @@
  *
  *  vCPU:  KVM_GET/SET_LAPIC, KVM_X86_SETUP_MCE, KVM_GET/SET_VCPU_EVENTS,
  *         KVM_GET/SET_DEBUGREGS, KVM_GET/SET_XSAVE, KVM_GET_XSAVE2,
- *         KVM_GET/SET_FPU, KVM_GET/SET_TSC_KHZ, KVM_SET_GUEST_DEBUG, KVM_HAS/GET/SET_DEVICE_ATTR (TSC offset)
+ *         KVM_GET/SET_FPU, KVM_GET/SET_TSC_KHZ, KVM_TRANSLATE,
+ *         KVM_SET_GUEST_DEBUG, KVM_HAS/GET/SET_DEVICE_ATTR (TSC offset)
  *  VM:    KVM_GET/SET_TSC_KHZ, KVM_SET_NR_MMU_PAGES, KVM_X86_SET_MSR_FILTER
  *  /dev/kvm: KVM_GET_MSR_FEATURE_INDEX_LIST, KVM_GET_MSRS (feature MSRs),
  *         KVM_X86_GET_MCE_CAP_SUPPORTED, KVM_HAS/GET_DEVICE_ATTR
@@ -115,6 +116,16 @@ static long vcpu_fpu(struct kvm_vcpu *v, unsigned long arg, bool set)
 	return r;
 }
 
+static long vcpu_translate(struct kvm_vcpu *v, unsigned long arg)
+{
+	struct kvm_translation tr;
+	long r = gm_copy_from_user(&tr, (const void *)arg, sizeof(tr));
+
+	if (!r)
+		r = kvm_vcpu_translate(v, &tr);
+	return r ? r : gm_copy_to_user((void *)arg, &tr, sizeof(tr));
+}
+
 static long vcpu_guest_debug(struct kvm_vcpu *v, unsigned long arg)
 {
 	struct kvm_guest_debug dbg;
@@ -195,6 +206,8 @@ long gm_vcpu_ioctl_x86(struct kvm_vcpu *v, unsigned int cmd, unsigned long arg, 
 		return kvm_vcpu_set_tsc_khz(v, (uint32_t)arg);
 	case KVM_GET_TSC_KHZ:
 		return v->arch.virtual_tsc_khz;
+	case KVM_TRANSLATE:
+		return vcpu_translate(v, arg);
 	case KVM_SET_GUEST_DEBUG:
 		return vcpu_guest_debug(v, arg);
 	case KVM_HAS_DEVICE_ATTR:

@@ -157,6 +157,14 @@ void kvm_lapic_reset(struct kvm_vcpu *v);
 int kvm_vcpu_get_lapic(struct kvm_vcpu *v, struct kvm_lapic_state *s);
 int kvm_vcpu_set_lapic(struct kvm_vcpu *v, struct kvm_lapic_state *s);
 
+/* ---- KVM_TRANSLATE (x86_walk.c) ------------------------------------------------ */
+
+struct x86_walk_mode;
+/* The vCPU's paging state for x86_walk(). */
+void kvm_vcpu_walk_mode(struct kvm_vcpu *v, struct x86_walk_mode *m);
+/* Fills tr's outputs; 0 (an untranslatable address is valid = 0). */
+int kvm_vcpu_translate(struct kvm_vcpu *v, struct kvm_translation *tr);
+
 /* ---- MSRs (msr.c) ------------------------------------------------------------ */
 
 /*

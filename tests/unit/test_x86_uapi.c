@@ -15,11 +15,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <cmocka.h>
 
 #include <guestmem/guestmem.h>
 #include <guestmem/kvm.h>
 #include <guestmem/sys.h>
+
+#include "vcpu/x86_walk.h"
 
 #define PAGE 4096
 #define PAT_OK 0x0007040600070406ULL
@@ -826,6 +829,207 @@ static void test_sregs_cr4_order(void **state)
 	guestmem_sys_close(kvm);
 }
 
+/* ---- KVM_TRANSLATE and the page-table walker ---------------------------------------- */
+
+#define PTE_P 1ULL
+#define PTE_RW 2ULL
+#define PTE_US 4ULL
+#define PTE_A 0x20ULL
+#define PTE_D 0x40ULL
+#define PTE_PS 0x80ULL
+#define PTE_XD (1ULL << 63)
+
+/* 4-level tables at gpa 0x1000..0x4000: 0x400000 -> 0x10000 (4 KiB),
+ * 0x600000 -> 0x200000 (2 MiB page). */
+static void build_tables(uint64_t *mem /* indexed by gpa / 8 */, uint64_t leaf_flags)
+{
+	mem[0x1000 / 8] = 0x2000 | PTE_P | PTE_RW | PTE_US;
+	mem[0x2000 / 8] = 0x3000 | PTE_P | PTE_RW | PTE_US;
+	mem[0x3000 / 8 + 2] = 0x4000 | PTE_P | PTE_RW | PTE_US;
+	mem[0x3000 / 8 + 3] = 0x200000 | PTE_P | PTE_RW | PTE_PS;
+	mem[0x4000 / 8] = 0x10000 | leaf_flags;
+}
+
+static void test_translate(void **state)
+{
+	struct fx *x = *state;
+	size_t size = 4 << 20;
+	uint64_t *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct kvm_userspace_memory_region r = { .slot = 0, .memory_size = size,
+						 .userspace_addr = (uint64_t)(uintptr_t)mem };
+	struct kvm_translation tr = { .linear_address = 0x400123 };
+	struct cpuid_buf c;
+	struct kvm_sregs s;
+
+	assert_true(mem != MAP_FAILED);
+	build_tables(mem, PTE_P | PTE_RW);
+	assert_int_equal(guestmem_sys_ioctl(x->vm, KVM_SET_USER_MEMORY_REGION, &r), 0);
+	/* Paging off: the linear address is the physical one. */
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_TRANSLATE, &tr), 0);
+	assert_int_equal(tr.valid, 1);
+	assert_int_equal(tr.physical_address, 0x400123);
+	/* Long mode with our tables (6.12 wants LM in the guest CPUID first). */
+	supported_cpuid(x->kvm, &c);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_CPUID2, &c), 0);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_SREGS, &s), 0);
+	s.cr0 = 0x80000011; /* PG | ET | PE */
+	s.cr4 = 0x20;	    /* PAE */
+	s.efer = 0x500;	    /* LME | LMA */
+	s.cr3 = 0x1000;
+	s.cs.l = 1;
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_SREGS, &s), 0);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_TRANSLATE, &tr), 0);
+	assert_int_equal(tr.valid, 1);
+	assert_int_equal(tr.physical_address, 0x10123);
+	assert_int_equal(tr.writeable, 1);
+	assert_int_equal(tr.usermode, 0);
+	/* The walk set the accessed bits (a read: no dirty bit). */
+	assert_true(mem[0x1000 / 8] & PTE_A);
+	assert_true(mem[0x4000 / 8] & PTE_A);
+	assert_false(mem[0x4000 / 8] & PTE_D);
+	tr.linear_address = 0x601234; /* the 2 MiB page */
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_TRANSLATE, &tr), 0);
+	assert_int_equal(tr.physical_address, 0x201234);
+	tr.linear_address = 0x800000; /* not present */
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_TRANSLATE, &tr), 0);
+	assert_int_equal(tr.valid, 0);
+	assert_int_equal(tr.physical_address, ~0ULL);
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_TRANSLATE, NULL), EFAULT);
+	r.memory_size = 0;
+	assert_int_equal(guestmem_sys_ioctl(x->vm, KVM_SET_USER_MEMORY_REGION, &r), 0);
+	munmap(mem, size);
+}
+
+/* Walker cases on a flat array standing in for guest memory. */
+static uint64_t walk_mem[0x20000 / 8];
+
+static int fake_read(void *ctx, uint64_t gpa, unsigned size, uint64_t *val)
+{
+	(void)ctx;
+	if (gpa + size > sizeof(walk_mem))
+		return -EFAULT;
+	*val = 0;
+	memcpy(val, (uint8_t *)walk_mem + gpa, size);
+	return 0;
+}
+
+static int fake_cmpxchg(void *ctx, uint64_t gpa, unsigned size, uint64_t old, uint64_t nv)
+{
+	uint64_t cur;
+
+	if (fake_read(ctx, gpa, size, &cur))
+		return -EFAULT;
+	if (cur != old)
+		return 1;
+	memcpy((uint8_t *)walk_mem + gpa, &nv, size);
+	return 0;
+}
+
+static void test_walker(void **state)
+{
+	static const struct {
+		const char *what;
+		uint64_t leaf;	/* flags of the 4 KiB PTE */
+		uint64_t cr0, cr4, efer, rflags;
+		uint32_t access;
+		int ret;
+		uint32_t ec;
+	} t[] = {
+		{ "read", PTE_P, 0, 0, 0, 0, 0, 0, 0 },
+		{ "not present", 0, 0, 0, 0, 0, 0, 1, 0 },
+		{ "write, read-only, WP", PTE_P, 1 << 16, 0, 0, 0, X86_PF_WRITE, 1, 3 },
+		{ "supervisor write, read-only, no WP", PTE_P, 0, 0, 0, 0, X86_PF_WRITE, 0, 0 },
+		{ "user read of a supervisor page", PTE_P, 0, 0, 0, 0, X86_PF_USER, 1, 5 },
+		{ "user write, read-only, no WP", PTE_P | PTE_US, 0, 0, 0, 0,
+		  X86_PF_USER | X86_PF_WRITE, 1, 7 },
+		{ "fetch from XD with NXE", PTE_P | PTE_XD, 0, 0, 1 << 11, 0, X86_PF_FETCH, 1, 0x11 },
+		{ "XD without NXE is reserved", PTE_P | PTE_XD, 0, 0, 0, 0, 0, 1, 9 },
+		{ "bit 51 above MAXPHYADDR", PTE_P | (1ULL << 51), 0, 0, 0, 0, 0, 1, 9 },
+		{ "SMEP: supervisor fetch of a user page", PTE_P | PTE_US, 0, 1 << 20, 1 << 11, 0,
+		  X86_PF_FETCH, 1, 0x11 },
+		{ "SMAP: supervisor read of a user page", PTE_P | PTE_US, 0, 1 << 21, 0, 0, 0, 1, 1 },
+		{ "SMAP with RFLAGS.AC", PTE_P | PTE_US, 0, 1 << 21, 0, 1 << 18, 0, 0, 0 },
+		{ "SMAP implicit access ignores AC", PTE_P | PTE_US, 0, 1 << 21, 0, 1 << 18,
+		  X86_PF_IMPLICIT, 1, 1 },
+	};
+	const struct x86_walk_ops ops = { fake_read, fake_cmpxchg, NULL };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct x86_walk_mode m = { .cr0 = (1ULL << 31) | 1 | t[i].cr0, .cr3 = 0x1000,
+					   .cr4 = (1 << 5) | t[i].cr4, .efer = 0x500 | t[i].efer,
+					   .rflags = t[i].rflags, .maxphyaddr = 48, .gbpages = true };
+		struct x86_walk_result res;
+
+		print_message("walk: %s\n", t[i].what);
+		memset(walk_mem, 0, sizeof(walk_mem));
+		build_tables(walk_mem, t[i].leaf);
+		assert_int_equal(x86_walk(&m, 0x400abc, t[i].access, &ops, &res), t[i].ret);
+		if (t[i].ret) {
+			assert_int_equal(res.error_code, t[i].ec);
+			assert_false(walk_mem[0x4000 / 8] & PTE_A); /* faults set nothing */
+		} else {
+			assert_int_equal(res.gpa, 0x10abc);
+			assert_true(walk_mem[0x4000 / 8] & PTE_A);
+		}
+	}
+}
+
+static void test_walker_modes(void **state)
+{
+	const struct x86_walk_ops ops = { fake_read, fake_cmpxchg, NULL };
+	struct x86_walk_mode m = { .cr0 = (1ULL << 31) | 1 | (1 << 16), .cr3 = 0x1000,
+				   .cr4 = 1 << 5, .efer = 0x500, .maxphyaddr = 48, .gbpages = true };
+	struct x86_walk_result res;
+	uint32_t *m32 = (uint32_t *)walk_mem;
+
+	(void)state;
+	/* A write sets D on the leaf only. */
+	memset(walk_mem, 0, sizeof(walk_mem));
+	build_tables(walk_mem, PTE_P | PTE_RW);
+	assert_int_equal(x86_walk(&m, 0x400000, X86_PF_WRITE, &ops, &res), 0);
+	assert_true(walk_mem[0x4000 / 8] & PTE_D);
+	assert_false(walk_mem[0x3000 / 8 + 2] & PTE_D);
+	/* 2 MiB page; its low frame bits are reserved. */
+	assert_int_equal(x86_walk(&m, 0x6abcde, 0, &ops, &res), 0);
+	assert_int_equal(res.gpa, 0x2abcde);
+	assert_int_equal(res.level, 2);
+	walk_mem[0x3000 / 8 + 3] |= 1ULL << 13;
+	assert_int_equal(x86_walk(&m, 0x6abcde, 0, &ops, &res), 1);
+	assert_int_equal(res.error_code, X86_PF_PRESENT | X86_PF_RSVD);
+	/* PS in a PML4E is reserved. */
+	walk_mem[0x1000 / 8] |= PTE_PS;
+	assert_int_equal(x86_walk(&m, 0x400000, 0, &ops, &res), 1);
+	assert_int_equal(res.error_code, X86_PF_PRESENT | X86_PF_RSVD);
+	/* 32-bit paging with a 4 MiB page (CR4.PSE). */
+	memset(walk_mem, 0, sizeof(walk_mem));
+	m.efer = 0;
+	m.cr4 = 1 << 4;
+	m32[0x1000 / 4 + 1] = 0x800000 | PTE_P | PTE_PS; /* 0x400000 -> 0x800000 */
+	m32[0x1000 / 4 + 2] = 0x5000 | PTE_P;
+	m32[0x5000 / 4 + 3] = 0x9000 | PTE_P;	  /* 0x803000 -> 0x9000 */
+	assert_int_equal(x86_walk(&m, 0x412345, 0, &ops, &res), 0);
+	assert_int_equal(res.gpa, 0x812345);
+	assert_int_equal(x86_walk(&m, 0x803456, 0, &ops, &res), 0);
+	assert_int_equal(res.gpa, 0x9456);
+	/* PAE: four PDPTEs at CR3, bits 1-2 reserved there. */
+	memset(walk_mem, 0, sizeof(walk_mem));
+	m.cr4 = 1 << 5;
+	m.cr3 = 0x1020;
+	walk_mem[0x1020 / 8 + 1] = 0x3000 | PTE_P; /* 1 GiB..2 GiB */
+	walk_mem[0x3000 / 8] = 0x4000 | PTE_P | PTE_RW;
+	walk_mem[0x4000 / 8 + 1] = 0x7000 | PTE_P | PTE_RW;
+	assert_int_equal(x86_walk(&m, 0x40001234, 0, &ops, &res), 0);
+	assert_int_equal(res.gpa, 0x7234);
+	walk_mem[0x1020 / 8 + 1] |= PTE_RW;
+	assert_int_equal(x86_walk(&m, 0x40001234, 0, &ops, &res), 1);
+	assert_int_equal(res.error_code, X86_PF_PRESENT | X86_PF_RSVD);
+	/* Paging off. */
+	m.cr0 = 1;
+	assert_int_equal(x86_walk(&m, 0x123456789ULL, 0, &ops, &res), 0);
+	assert_int_equal(res.gpa, 0x23456789);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -848,6 +1052,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_guest_debug, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_setup_mce, setup, teardown),
 		cmocka_unit_test(test_sregs_cr4_order),
+		cmocka_unit_test_setup_teardown(test_translate, setup_noirqchip, teardown),
+		cmocka_unit_test(test_walker),
+		cmocka_unit_test(test_walker_modes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
