@@ -56,7 +56,7 @@ static const struct gm_cap_name gm_caps[] = {
 	{ 188, "X86_USER_SPACE_MSR" }, { 189, "X86_MSR_FILTER" },
 	{ 195, "SET_GUEST_DEBUG2" }, { 208, "XSAVE2" },
 	{ 209, "SYS_ATTRIBUTES" },   { 214, "VM_TSC_CONTROL" },
-	{ 218, "X86_TRIPLE_FAULT_EVENT" },
+	{ 218, "X86_TRIPLE_FAULT_EVENT" }, { 162, "COALESCED_PIO" },
 };
 
 static void gm_info_config(const struct gm_config *cfg)

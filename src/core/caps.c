@@ -44,6 +44,7 @@ static long kvm_cap_fixed(long cap, bool *known)
 		{ 188, 1 },   /* X86_USER_SPACE_MSR */ { 189, 1 }, /* X86_MSR_FILTER */
 		{ 195, 0x1f0003 }, /* SET_GUEST_DEBUG2: KVM_GUESTDBG_VALID_MASK */
 		{ 209, 1 },   /* SYS_ATTRIBUTES */    { 218, 1 },  /* X86_TRIPLE_FAULT_EVENT */
+		{ 162, 1 },   /* COALESCED_PIO: src/vcpu/coalesced_mmio.c */
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(table); i++) {

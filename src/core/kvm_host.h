@@ -66,6 +66,7 @@ struct kvm_mmu;
 struct kvm_vcpu;
 struct kvm_eventfds;
 struct kvm_x86_msr_filter;
+struct kvm_coalesced;
 
 struct kvm_lpage_info {
 	uint32_t disallow_lpage; /* count; the mixed bit lives in lpage_mixed */
@@ -184,6 +185,9 @@ struct kvm {
 		/* KVM_X86_SET_MSR_FILTER: replaced under lock, old one freed after
 		 * an RCU grace period; readers in an RCU read-side section. */
 		struct kvm_x86_msr_filter *msr_filter;
+		/* Coalesced MMIO/PIO zones (src/vcpu/coalesced_mmio.c): created
+		 * under slots_lock, read with an acquire load. */
+		struct kvm_coalesced *coalesced;
 	} arch;
 
 	/*

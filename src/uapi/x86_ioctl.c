@@ -9,7 +9,8 @@
  *         KVM_GET/SET_DEBUGREGS, KVM_GET/SET_XSAVE, KVM_GET_XSAVE2,
  *         KVM_GET/SET_FPU, KVM_GET/SET_TSC_KHZ, KVM_TRANSLATE,
  *         KVM_SET_GUEST_DEBUG, KVM_HAS/GET/SET_DEVICE_ATTR (TSC offset)
- *  VM:    KVM_GET/SET_TSC_KHZ, KVM_SET_NR_MMU_PAGES, KVM_X86_SET_MSR_FILTER
+ *  VM:    KVM_GET/SET_TSC_KHZ, KVM_SET_NR_MMU_PAGES, KVM_X86_SET_MSR_FILTER,
+ *         KVM_(UN)REGISTER_COALESCED_MMIO (generic in KVM; here for now)
  *  /dev/kvm: KVM_GET_MSR_FEATURE_INDEX_LIST, KVM_GET_MSRS (feature MSRs),
  *         KVM_X86_GET_MCE_CAP_SUPPORTED, KVM_HAS/GET_DEVICE_ATTR
  *
@@ -240,10 +241,25 @@ static long vm_set_msr_filter(struct kvm *kvm, unsigned long arg)
 	return r ? r : kvm_vm_set_msr_filter(kvm, &f, gm_copy_from_user);
 }
 
+/* KVM_(UN)REGISTER_COALESCED_MMIO: copy-in, then the zone checks. */
+static long vm_coalesced(struct kvm *kvm, unsigned long arg, bool reg)
+{
+	struct kvm_coalesced_mmio_zone z;
+	long r = gm_copy_from_user(&z, (const void *)arg, sizeof(z));
+
+	if (r)
+		return r;
+	return reg ? kvm_vm_register_coalesced_mmio(kvm, &z)
+		   : kvm_vm_unregister_coalesced_mmio(kvm, &z);
+}
+
 long gm_vm_ioctl_x86(struct kvm *kvm, unsigned int cmd, unsigned long arg, bool *handled)
 {
 	*handled = true;
 	switch (cmd) {
+	case KVM_REGISTER_COALESCED_MMIO:
+	case KVM_UNREGISTER_COALESCED_MMIO:
+		return vm_coalesced(kvm, arg, cmd == KVM_REGISTER_COALESCED_MMIO);
 	case KVM_SET_TSC_KHZ:
 		return kvm_vm_set_tsc_khz(kvm, (uint32_t)arg);
 	case KVM_GET_TSC_KHZ:

@@ -694,4 +694,5 @@ void kvm_arch_destroy_vm(struct kvm *kvm)
 {
 	msr_filter_free(kvm->arch.msr_filter);
 	kvm->arch.msr_filter = NULL;
+	kvm_coalesced_destroy(kvm);
 }

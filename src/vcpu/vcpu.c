@@ -28,19 +28,25 @@ static struct kvm_vcpu_shared *vcpu_shared_create(void)
 		return NULL;
 	s->refs = 1;
 	s->fd = memfd_create("kvm-coalesced-mmio", MFD_CLOEXEC);
-	if (s->fd < 0 || ftruncate(s->fd, 4096)) {
-		if (s->fd >= 0)
-			close(s->fd);
-		free(s);
-		return NULL;
-	}
+	if (s->fd < 0 || ftruncate(s->fd, 4096))
+		goto fail;
+	/* Coalesced writes land here (coalesced_mmio.c); the VMM maps it too. */
+	s->ring = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
+	if (s->ring == MAP_FAILED)
+		goto fail;
 	return s;
+fail:
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s);
+	return NULL;
 }
 
 /* Context: kvm->lock held, or VM destruction (no other user). */
 static void vcpu_shared_put(struct kvm_vcpu_shared *s)
 {
 	if (s && --s->refs == 0) {
+		munmap(s->ring, 4096);
 		close(s->fd);
 		free(s);
 	}

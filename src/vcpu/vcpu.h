@@ -81,6 +81,7 @@ struct guestmem_guest {
 struct kvm_vcpu_shared {
 	long refs; /* one per vCPU; vCPUs are destroyed together, under no lock */
 	int fd;	   /* memfd of one page */
+	struct kvm_coalesced_mmio_ring *ring; /* our mapping of it */
 };
 
 struct kvm_vcpu {

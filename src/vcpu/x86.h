@@ -186,6 +186,20 @@ bool kvm_guest_cpuid_is_intel(struct kvm_vcpu *v);
 /* Guest CPUID bit: @reg 0 eax, 1 ebx, 2 ecx, 3 edx.  False without CPUID. */
 bool kvm_guest_cpuid_has(struct kvm_vcpu *v, uint32_t fn, uint32_t idx, int reg, int bit);
 
+/* ---- coalesced MMIO/PIO (coalesced_mmio.c) ---------------------------------- */
+
+/* KVM_(UN)REGISTER_COALESCED_MMIO after the copy-in.  Context: no VM lock. */
+int kvm_vm_register_coalesced_mmio(struct kvm *kvm, const struct kvm_coalesced_mmio_zone *zone);
+int kvm_vm_unregister_coalesced_mmio(struct kvm *kvm,
+				     const struct kvm_coalesced_mmio_zone *zone);
+/*
+ * A guest write of @len <= 8 bytes: true if a zone of that bus took it into
+ * the ring (no exit).  Context: the vCPU's guest thread, no lock held.
+ */
+bool kvm_coalesced_write(struct kvm_vcpu *v, bool pio, uint64_t addr, uint32_t len,
+			 const void *data);
+void kvm_coalesced_destroy(struct kvm *kvm);
+
 /* ---- VM scope (msr.c) ------------------------------------------------------ */
 
 /* Copies from the VMM's memory: 0 or -EFAULT (the uAPI layer's copy). */

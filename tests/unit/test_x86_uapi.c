@@ -18,10 +18,13 @@
 #include <sys/mman.h>
 #include <cmocka.h>
 
+#include <guestmem/guest.h>
 #include <guestmem/guestmem.h>
 #include <guestmem/kvm.h>
 #include <guestmem/sys.h>
 
+#include "uapi/uapi.h"
+#include "vcpu/vcpu.h"
 #include "vcpu/x86_walk.h"
 
 #define PAGE 4096
@@ -1030,6 +1033,75 @@ static void test_walker_modes(void **state)
 	assert_int_equal(res.gpa, 0x23456789);
 }
 
+/* ---- coalesced MMIO and PIO ---------------------------------------------------------- */
+
+#define COAL_MMIO 0x10000000ULL
+#define COAL_PORT 0x200
+
+static void guest_coalesced(struct guestmem_guest *g)
+{
+	guestmem_guest_write32(g, COAL_MMIO, 0x11223344);
+	guestmem_guest_write16(g, COAL_MMIO + 8, 0x5566);
+	guestmem_guest_write8(g, COAL_MMIO + 0xfff, 0x77);
+	guestmem_guest_outb(g, COAL_PORT + 7, 0x88);
+	guestmem_guest_outl(g, 0x40, 1); /* not coalesced: an exit */
+	guestmem_guest_write32(g, COAL_MMIO, 0x99); /* the ring is full now */
+	for (;;)
+		guestmem_guest_outl(g, 0x40, 2);
+}
+
+static void test_coalesced(void **state)
+{
+	struct fx *x = *state;
+	struct kvm_coalesced_mmio_zone mmio = { .addr = COAL_MMIO, .size = 0x1000 };
+	struct kvm_coalesced_mmio_zone pio = { .addr = COAL_PORT, .size = 8, .pio = 1 };
+	struct kvm_coalesced_mmio_zone bad = { .addr = COAL_PORT, .size = 8, .pio = 2 };
+	struct kvm_coalesced_mmio_ring *ring;
+	struct kvm_run *run;
+	struct gm_file *f;
+	uint32_t max = (4096 - 8) / 24;
+
+	assert_int_equal(cap(x->kvm, KVM_CAP_COALESCED_PIO), 1);
+	assert_int_equal(cap(x->kvm, KVM_CAP_COALESCED_MMIO), 2); /* the ring's page */
+	assert_errno(guestmem_sys_ioctl(x->vm, KVM_REGISTER_COALESCED_MMIO, &bad), EINVAL);
+	assert_errno(guestmem_sys_ioctl(x->vm, KVM_UNREGISTER_COALESCED_MMIO, &bad), EINVAL);
+	assert_errno(guestmem_sys_ioctl(x->vm, KVM_REGISTER_COALESCED_MMIO, NULL), EFAULT);
+	/* Unregistering what does not exist is not an error. */
+	assert_int_equal(guestmem_sys_ioctl(x->vm, KVM_UNREGISTER_COALESCED_MMIO, &pio), 0);
+	assert_int_equal(guestmem_sys_ioctl(x->vm, KVM_REGISTER_COALESCED_MMIO, &mmio), 0);
+	assert_int_equal(guestmem_sys_ioctl(x->vm, KVM_REGISTER_COALESCED_MMIO, &pio), 0);
+	run = guestmem_sys_mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, x->vcpu, 0);
+	assert_true(run != MAP_FAILED);
+	ring = (struct kvm_coalesced_mmio_ring *)((uint8_t *)run + 2 * PAGE);
+	f = gm_file_lookup(x->vcpu);
+	assert_non_null(f);
+	assert_int_equal(kvm_vcpu_set_guest(f->obj, guest_coalesced, x), 0);
+	gm_file_put(f);
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), 0);
+	assert_int_equal(run->exit_reason, KVM_EXIT_IO);
+	assert_int_equal(run->io.port, 0x40);
+	assert_int_equal(ring->first, 0);
+	assert_int_equal(ring->last, 4);
+	assert_int_equal(ring->coalesced_mmio[0].phys_addr, COAL_MMIO);
+	assert_int_equal(ring->coalesced_mmio[0].len, 4);
+	assert_int_equal(ring->coalesced_mmio[0].data[0], 0x44);
+	assert_int_equal(ring->coalesced_mmio[0].pio, 0);
+	assert_int_equal(ring->coalesced_mmio[1].phys_addr, COAL_MMIO + 8);
+	assert_int_equal(ring->coalesced_mmio[2].phys_addr, COAL_MMIO + 0xfff);
+	assert_int_equal(ring->coalesced_mmio[3].phys_addr, COAL_PORT + 7);
+	assert_int_equal(ring->coalesced_mmio[3].pio, 1);
+	assert_int_equal(ring->coalesced_mmio[3].data[0], 0x88);
+	/* A full ring (one slot kept free): the write exits as usual. */
+	ring->first = (ring->last + 1) % max;
+	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), 0);
+	assert_int_equal(run->exit_reason, KVM_EXIT_MMIO);
+	assert_int_equal(run->mmio.phys_addr, COAL_MMIO);
+	assert_int_equal(run->mmio.is_write, 1);
+	assert_int_equal(ring->last, 4);
+	assert_int_equal(guestmem_sys_ioctl(x->vm, KVM_UNREGISTER_COALESCED_MMIO, &mmio), 0);
+	guestmem_sys_munmap(run, 3 * PAGE);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1055,6 +1127,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_translate, setup_noirqchip, teardown),
 		cmocka_unit_test(test_walker),
 		cmocka_unit_test(test_walker_modes),
+		cmocka_unit_test_setup_teardown(test_coalesced, setup_noirqchip, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
