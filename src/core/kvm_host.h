@@ -185,6 +185,11 @@ struct kvm {
 		/* KVM_X86_SET_MSR_FILTER: replaced under lock, old one freed after
 		 * an RCU grace period; readers in an RCU read-side section. */
 		struct kvm_x86_msr_filter *msr_filter;
+		/* TSC synchronisation (src/vcpu/tsc.c), under its tsc_write_lock. */
+		int64_t cur_tsc_offset;
+		uint64_t last_tsc_write, last_tsc_nsec;
+		uint32_t last_tsc_khz;
+		bool user_set_tsc;
 		/* Coalesced MMIO/PIO zones (src/vcpu/coalesced_mmio.c): created
 		 * under slots_lock, read with an acquire load. */
 		struct kvm_coalesced *coalesced;

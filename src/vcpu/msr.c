@@ -406,7 +406,7 @@ static int msr_write(struct kvm_vcpu *v, uint32_t index, uint64_t data)
 	case MSR_IA32_CR_PAT:
 		return pat_valid(data) ? msr_store(v, index, data) : 1;
 	case MSR_IA32_TSC:
-		kvm_vcpu_write_tsc(v, data);
+		kvm_vcpu_write_tsc(v, data, true);
 		return 0;
 	case MSR_IA32_TSC_ADJUST:
 		v->arch.tsc_adjust = data; /* host writes do not move the TSC */

@@ -16,6 +16,7 @@
  * constant TSC report the TSC rate there, to the kHz), else the calibration.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,7 +136,44 @@ uint64_t kvm_vcpu_read_tsc(struct kvm_vcpu *v)
 	return __rdtsc() + (uint64_t)v->arch.tsc_offset;
 }
 
-void kvm_vcpu_write_tsc(struct kvm_vcpu *v, uint64_t tsc)
+/*
+ * Writes of the VM's TSC state, in every VM: rare (vCPU creation, host MSR
+ * writes), so one leaf lock is enough.  Nested in vcpu->mutex.
+ */
+static pthread_mutex_t tsc_write_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/*
+ * kvm_synchronize_tsc(): a write of 0 (vCPU creation, or from the VMM), or
+ * a VMM write within a second of where the last one would be now, joins
+ * the VM's current offset when the rates match, so that vCPUs created or
+ * restored together see one TSC; any other value starts a new offset.
+ * The host TSC is constant here (no "unstable TSC" compensation).
+ */
+void kvm_vcpu_write_tsc(struct kvm_vcpu *v, uint64_t tsc, bool from_user)
 {
-	v->arch.tsc_offset = (int64_t)(tsc - __rdtsc());
+	struct kvm *kvm = v->kvm;
+	int64_t offset = (int64_t)(tsc - __rdtsc());
+	uint64_t ns = mono_raw_ns(), khz = v->arch.virtual_tsc_khz;
+	bool sync = false;
+
+	gm_check_pthread(pthread_mutex_lock(&tsc_write_lock));
+	if (khz && tsc == 0) {
+		sync = true;
+	} else if (khz && kvm->arch.user_set_tsc) {
+		uint64_t exp = kvm->arch.last_tsc_write +
+			       (ns - kvm->arch.last_tsc_nsec) * khz / 1000000;
+
+		sync = tsc < exp + khz * 1000 && tsc + khz * 1000 > exp;
+	}
+	if (from_user)
+		kvm->arch.user_set_tsc = true;
+	if (sync && khz == kvm->arch.last_tsc_khz)
+		offset = kvm->arch.cur_tsc_offset;
+	else
+		kvm->arch.cur_tsc_offset = offset;
+	kvm->arch.last_tsc_khz = (uint32_t)khz;
+	kvm->arch.last_tsc_write = tsc;
+	kvm->arch.last_tsc_nsec = ns;
+	v->arch.tsc_offset = offset;
+	gm_check_pthread(pthread_mutex_unlock(&tsc_write_lock));
 }

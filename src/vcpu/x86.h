@@ -129,9 +129,9 @@ int kvm_vcpu_set_tsc_khz(struct kvm_vcpu *v, uint32_t khz);
 /* VM KVM_SET_TSC_KHZ / KVM_GET_TSC_KHZ.  Context: any. */
 int kvm_vm_set_tsc_khz(struct kvm *kvm, uint32_t khz);
 uint32_t kvm_vm_get_tsc_khz(struct kvm *kvm);
-/* The guest's TSC now, and setting it (MSR_IA32_TSC). */
+/* The guest's TSC now, and setting it (MSR_IA32_TSC, vCPU creation). */
 uint64_t kvm_vcpu_read_tsc(struct kvm_vcpu *v);
-void kvm_vcpu_write_tsc(struct kvm_vcpu *v, uint64_t tsc);
+void kvm_vcpu_write_tsc(struct kvm_vcpu *v, uint64_t tsc, bool from_user);
 
 /* ---- state ioctls (x86_state.c) ---------------------------------------- */
 

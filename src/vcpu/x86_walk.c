@@ -50,14 +50,29 @@ static uint64_t bits(int lo, int hi) /* inclusive, hi < 64 */
 }
 
 /* Reserved bits of an entry at @level (1 = PTE) that maps or points on. */
+/*
+ * The entry maps a large page: PS below the top level, and in 32-bit
+ * paging only with CR4.PSE (without it PS is ignored).
+ */
+static bool is_large(const struct walk *w, int level, uint64_t pte)
+{
+	if (!(pte & PTE_PS) || level == 1)
+		return false;
+	if (w->size == 4)
+		return level == 2 && (w->m->cr4 & CR4_PSE);
+	return level <= 3 && !(w->levels == 3 && level == 3);
+}
+
 static uint64_t rsvd_bits(const struct walk *w, int level, uint64_t pte)
 {
 	const struct x86_walk_mode *m = w->m;
-	bool large = (pte & PTE_PS) && level > 1;
+	bool large = is_large(w, level, pte);
 	uint64_t r;
 
-	if (w->size == 4) /* 32-bit paging: only the PSE-36 hole of 4 MiB pages */
-		return large ? bits(13 + (m->maxphyaddr > 32 ? m->maxphyaddr - 32 : 0), 21) : 0;
+	/* 32-bit paging: PSE-36 gives 4 MiB pages 4 more address bits, 17-21
+	 * are reserved (KVM's rsvd_bits(17, 21)). */
+	if (w->size == 4)
+		return large ? bits(17, 21) : 0;
 	r = m->maxphyaddr < 52 ? bits(m->maxphyaddr, 51) : 0;
 	if (!(m->efer & EFER_NXE))
 		r |= PTE_XD;
@@ -70,13 +85,14 @@ static uint64_t rsvd_bits(const struct walk *w, int level, uint64_t pte)
 	return r;
 }
 
+/* The physical address of @gva through the leaf @pte at @level. */
 static uint64_t frame_of(const struct walk *w, int level, uint64_t pte, uint64_t gva)
 {
 	uint64_t mask;
 
 	if (w->size == 4) {
-		if (level == 2 && (pte & PTE_PS)) /* 4 MiB, PSE-36 bits 13..20 */
-			return ((pte & bits(22, 31)) | ((pte & bits(13, 20)) << 19)) |
+		if (level == 2) /* 4 MiB, PSE-36 bits 13..16 are address bits 32..35 */
+			return ((pte & bits(22, 31)) | ((pte & bits(13, 16)) << 19)) |
 			       (gva & bits(0, 21));
 		return (pte & bits(12, 31)) | (gva & 0xfff);
 	}
@@ -176,8 +192,7 @@ static int walk_once(struct walk *w, uint64_t gva, uint32_t access,
 			us &= !!(pte & PTE_US);
 			xd |= w->size == 8 && (pte & PTE_XD);
 		}
-		if (level == 1 || ((pte & PTE_PS) && level <= (w->size == 4 ? 2 : 3) &&
-				   !(w->levels == 3 && level == 3))) {
+		if (level == 1 || is_large(w, level, pte)) {
 			if (perm_fault(m, access, rw, us, xd)) {
 				res->error_code = fault_code(m, access, X86_PF_PRESENT);
 				return 1;

@@ -14,8 +14,10 @@
  *  - Reserved bits: physical-address bits at or above the guest's
  *    MAXPHYADDR, the PS bit where no large page exists (PML5E, PML4E, and
  *    PDPTE without 1 GiB pages), the low bits of a large page's frame,
- *    the XD bit when EFER.NXE is clear, PAE PDPTE bits 1-2 and 5-8: a
- *    fault with P and RSVD, found before any permission check.
+ *    the XD bit when EFER.NXE is clear, PAE PDPTE bits 1-2 and 5-8, bits
+ *    17-21 of a 32-bit 4 MiB page (PSE-36): a fault with P and RSVD,
+ *    found before any permission check.  In 32-bit paging PS is ignored
+ *    without CR4.PSE.
  *  - R/W: a write needs R/W at every level, unless it is a supervisor
  *    write with CR0.WP clear.
  *  - U/S: a user access needs U/S at every level.  A supervisor data

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include <guestmem/guest.h>
@@ -218,6 +219,39 @@ static void test_tsc_khz(void **state)
 	assert_int_equal(guestmem_sys_ioctl(vcpu1, KVM_GET_TSC_KHZ, 0), 1000000);
 	assert_int_equal(guestmem_sys_ioctl(x->vm, KVM_SET_TSC_KHZ, 0), 0);
 	assert_int_equal(guestmem_sys_ioctl(x->vm, KVM_GET_TSC_KHZ, 0), host);
+	guestmem_sys_close(vcpu1);
+}
+
+/*
+ * kvm_synchronize_tsc(): vCPUs created apart share one TSC, and a VMM
+ * restoring nearly equal values on each vCPU gets them synchronised too.
+ */
+static void test_tsc_sync(void **state)
+{
+	struct fx *x = *state;
+	struct timespec ms50 = { 0, 50000000 };
+	uint64_t t0, t1, hz = (uint64_t)guestmem_sys_ioctl(x->vcpu, KVM_GET_TSC_KHZ, 0) * 1000;
+	int vcpu1;
+
+	nanosleep(&ms50, NULL);
+	vcpu1 = guestmem_sys_ioctl(x->vm, KVM_CREATE_VCPU, 1);
+	assert_true(vcpu1 >= 0);
+	assert_int_equal(get_msr(vcpu1, 0x10, &t1), 1);
+	assert_int_equal(get_msr(x->vcpu, 0x10, &t0), 1);
+	assert_true(t0 >= t1 && t0 - t1 < hz / 50); /* well under the 50 ms apart */
+	assert_true(t1 >= hz / 25);		    /* vCPU 1 did not start at 0 */
+	/* Restoring a value on each vCPU, a little apart: one offset again. */
+	assert_int_equal(set_msr(x->vcpu, 0x10, 1ULL << 42), 1);
+	nanosleep(&ms50, NULL);
+	assert_int_equal(set_msr(vcpu1, 0x10, 1ULL << 42), 1);
+	assert_int_equal(get_msr(vcpu1, 0x10, &t1), 1);
+	assert_int_equal(get_msr(x->vcpu, 0x10, &t0), 1);
+	assert_true(t0 >= t1 && t0 - t1 < hz / 50);
+	assert_true(t1 - (1ULL << 42) >= hz / 25);
+	/* A value far from the expected one starts over. */
+	assert_int_equal(set_msr(vcpu1, 0x10, 1ULL << 50), 1);
+	assert_int_equal(get_msr(vcpu1, 0x10, &t1), 1);
+	assert_true(t1 >= (1ULL << 50) && t1 - (1ULL << 50) < hz / 50);
 	guestmem_sys_close(vcpu1);
 }
 
@@ -1015,6 +1049,12 @@ static void test_walker_modes(void **state)
 	assert_int_equal(res.gpa, 0x812345);
 	assert_int_equal(x86_walk(&m, 0x803456, 0, &ops, &res), 0);
 	assert_int_equal(res.gpa, 0x9456);
+	m32[0x1000 / 4 + 1] |= 1U << 17; /* above PSE-36's address bits */
+	assert_int_equal(x86_walk(&m, 0x412345, 0, &ops, &res), 1);
+	assert_int_equal(res.error_code, X86_PF_PRESENT | X86_PF_RSVD);
+	m.cr4 = 0; /* without CR4.PSE, PS is ignored: 0x800000 is a table */
+	assert_int_equal(x86_walk(&m, 0x412345, 0, &ops, &res), 1);
+	assert_int_equal(res.error_code, 0); /* unreachable here: not present */
 	/* PAE: four PDPTEs at CR3, bits 1-2 reserved there. */
 	memset(walk_mem, 0, sizeof(walk_mem));
 	m.cr4 = 1 << 5;
@@ -1108,6 +1148,7 @@ int main(void)
 		cmocka_unit_test(test_max_vcpu_id_below_bsp),
 		cmocka_unit_test_setup_teardown(test_caps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tsc_khz, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tsc_sync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nr_mmu_pages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cpu_model, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_attr, setup, teardown),
