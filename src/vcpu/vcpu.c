@@ -227,11 +227,14 @@ static int kvm_vcpu_publish(struct kvm *kvm, struct kvm_vcpu *v, kvm_vcpu_instal
 int kvm_vm_ioctl_create_vcpu(struct kvm *kvm, unsigned long arg, kvm_vcpu_install_fn install,
 			     void *ctx)
 {
-	uint32_t id = (uint32_t)arg; /* the kernel takes a u32 */
+	uint32_t id = (uint32_t)arg; /* 6.8 takes a u32: the upper half is dropped */
 	struct kvm_vcpu *v = NULL;
 	bool put_ref = false;
 	int r;
 
+	/* 6.12 takes the whole unsigned long and refuses what does not fit. */
+	if (kvm->cfg.profile >= GM_PROFILE_LINUX_6_12 && arg >= KVM_MAX_VCPU_IDS)
+		return -EINVAL;
 	if (id >= KVM_MAX_VCPU_IDS)
 		return -EINVAL;
 	gm_check_pthread(pthread_mutex_lock(&kvm->lock));

@@ -171,6 +171,28 @@ static void test_max_vcpu_id_below_bsp(void **state)
 	guestmem_sys_close(kvm);
 }
 
+/* KVM_CREATE_VCPU: 6.8 drops the id's upper half, 6.12 refuses it. */
+static void test_create_vcpu_id_bits(void **state)
+{
+	int kvm = guestmem_sys_open("/dev/kvm", O_RDWR);
+
+	(void)state;
+	for (unsigned p = 0; p < 3; p++) {
+		int vm = vm_of(kvm, profiles[p]), vcpu;
+
+		vcpu = guestmem_sys_ioctl(vm, KVM_CREATE_VCPU, (1UL << 32) | 3);
+		if (p == 0) {
+			assert_true(vcpu >= 0);
+			guestmem_sys_close(vcpu);
+		} else {
+			assert_int_equal(vcpu, -1);
+			assert_int_equal(errno, EINVAL);
+		}
+		guestmem_sys_close(vm);
+	}
+	guestmem_sys_close(kvm);
+}
+
 /* The x86 capabilities, the same in every profile. */
 static void test_caps(void **state)
 {
@@ -1146,6 +1168,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_max_vcpu_id_below_bsp),
+		cmocka_unit_test(test_create_vcpu_id_bits),
 		cmocka_unit_test_setup_teardown(test_caps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tsc_khz, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tsc_sync, setup, teardown),
