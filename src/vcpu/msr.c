@@ -392,8 +392,8 @@ static void seg_base_set(struct kvm_vcpu *v, uint32_t index, uint64_t base)
 		v->sregs.gs.base = base;
 }
 
-/* Writes: 0 done, 1 refused, -1 unknown MSR (KVM_MSR_RET_UNSUPPORTED). */
-static int msr_write(struct kvm_vcpu *v, uint32_t index, uint64_t data)
+/* The architectural MSRs with state elsewhere or address checks.  -2: not one. */
+static int msr_write_arch(struct kvm_vcpu *v, uint32_t index, uint64_t data)
 {
 	switch (index) {
 	case MSR_EFER:
@@ -429,10 +429,18 @@ static int msr_write(struct kvm_vcpu *v, uint32_t index, uint64_t data)
 		if (kvm_guest_cpuid_is_intel(v) && (data >> 32))
 			return 1;
 		return msr_store(v, index, (uint32_t)data);
-	case MSR_IA32_MCG_CAP:
-	case MSR_IA32_MCG_STATUS:
-	case MSR_IA32_MCG_CTL:
-		return mcg_msr(v, index, &data, true);
+	case MSR_IA32_TSC_DEADLINE:
+		/* Ignored unless the LAPIC timer is in TSC-deadline mode. */
+		return lapic_tscdeadline_mode(v) ? msr_store(v, index, data) : 0;
+	default:
+		return -2;
+	}
+}
+
+/* Feature, platform and paravirtual MSRs with value rules.  -2: not one. */
+static int msr_write_checked(struct kvm_vcpu *v, uint32_t index, uint64_t data)
+{
+	switch (index) {
 	case MSR_IA32_PERF_CAPABILITIES:
 		return data ? 1 : msr_store(v, index, 0); /* nothing supported */
 	case MSR_K7_HWCR:
@@ -455,9 +463,25 @@ static int msr_write(struct kvm_vcpu *v, uint32_t index, uint64_t data)
 		return msr_store(v, index, data);
 	case MSR_IA32_SMBASE:
 		return v->kvm->cfg.smm ? msr_store(v, index, data) : -1;
-	case MSR_IA32_TSC_DEADLINE:
-		/* Ignored unless the LAPIC timer is in TSC-deadline mode. */
-		return lapic_tscdeadline_mode(v) ? msr_store(v, index, data) : 0;
+	default:
+		return -2;
+	}
+}
+
+/* Writes: 0 done, 1 refused, -1 unknown MSR (KVM_MSR_RET_UNSUPPORTED). */
+static int msr_write(struct kvm_vcpu *v, uint32_t index, uint64_t data)
+{
+	int r = msr_write_arch(v, index, data);
+
+	if (r == -2)
+		r = msr_write_checked(v, index, data);
+	if (r != -2)
+		return r;
+	switch (index) {
+	case MSR_IA32_MCG_CAP:
+	case MSR_IA32_MCG_STATUS:
+	case MSR_IA32_MCG_CTL:
+		return mcg_msr(v, index, &data, true);
 	case MSR_IA32_SYSENTER_CS:
 	case MSR_STAR:
 	case MSR_SYSCALL_MASK:
