@@ -34,7 +34,7 @@ static void gm_cli_usage(FILE *out)
 	fprintf(out, "usage: guestmem COMMAND [ARGS...]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(gm_cli_cmds) / sizeof(gm_cli_cmds[0]); i++)
 		fprintf(out, "  %s\n", gm_cli_cmds[i].usage);
-	fprintf(out, "\nprofiles: linux-6.8 (default), linux-6.18\n"
+	fprintf(out, "\nprofiles: linux-6.8 (default), linux-6.12, linux-6.18\n"
 		     "config switches: KVM_SW_PROTECTED_VM=y|n KVM_SMM=y|n\n"
 		     "backings: memfd (default), secretmem\n"
 		     "environment: GUESTMEM_PROFILE, GUESTMEM_CONFIG, GUESTMEM_BACKING\n");

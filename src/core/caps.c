@@ -35,6 +35,16 @@ static long kvm_cap_fixed(long cap, bool *known)
 		{ 128, KVM_MAX_VCPU_IDS },	      { 136, 1 },  /* IMMEDIATE_EXIT */
 		{ 182, 1 },   /* HALT_POLL */	      { 201, 1L << 12 }, /* EXIT_HYPERCALL */
 		{ 231, 1 },   /* USER_MEMORY2 */      { 232, 1 },  /* MEMORY_FAULT_INFO */
+		/* x86 state ioctls (src/vcpu/x86.h); TSC_CONTROL (60) and
+		 * VM_TSC_CONTROL (214) stay 0: no TSC scaling (tsc.c). */
+		{ 23, 1 },    /* SET_GUEST_DEBUG */   { 31, 32 },  /* MCE: KVM_MAX_MCE_BANKS */
+		{ 50, 1 },    /* DEBUGREGS */	      { 55, 1 },   /* XSAVE */
+		{ 61, 1 },    /* GET_TSC_KHZ */	      { 127, 1 },  /* VCPU_ATTRIBUTES */
+		{ 153, 1 },   /* GET_MSR_FEATURES */  { 164, 1 },  /* EXCEPTION_PAYLOAD */
+		{ 188, 1 },   /* X86_USER_SPACE_MSR */ { 189, 1 }, /* X86_MSR_FILTER */
+		{ 195, 0x1f0003 }, /* SET_GUEST_DEBUG2: KVM_GUESTDBG_VALID_MASK */
+		{ 209, 1 },   /* SYS_ATTRIBUTES */    { 218, 1 },  /* X86_TRIPLE_FAULT_EVENT */
+		{ 162, 1 },   /* COALESCED_PIO: src/vcpu/coalesced_mmio.c */
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(table); i++) {
@@ -109,11 +119,19 @@ long kvm_check_extension(const struct gm_config *cfg, struct kvm *kvm, long cap)
 		return 1 | (cfg->sw_protected_vm ? 2 : 0);
 	case 244:
 		return kvm_cap_guest_memfd_flags(cfg, kvm);
+	case 56: /* XCRS: the host has XSAVE */
+		return kvm_arch_has_xsave();
+	case 208: /* XSAVE2: the uABI XSAVE size, at least struct kvm_xsave */
+		return kvm_arch_xsave2_size();
 	default:
 		return 0;
 	}
 }
 
+/*
+ * KVM_CAP_MAX_VCPU_ID.  From 6.12 on (not in 6.8) a limit that would leave
+ * the boot vCPU's id (KVM_SET_BOOT_CPU_ID) out of range is refused first.
+ */
 static int kvm_enable_cap_max_vcpu_id(struct kvm *kvm, uint64_t id)
 {
 	int r = 0;
@@ -121,7 +139,9 @@ static int kvm_enable_cap_max_vcpu_id(struct kvm *kvm, uint64_t id)
 	if (id > KVM_MAX_VCPU_IDS)
 		return -EINVAL;
 	gm_check_pthread(pthread_mutex_lock(&kvm->lock));
-	if (kvm->max_vcpu_ids == id)
+	if (kvm->cfg.profile >= GM_PROFILE_LINUX_6_12 && kvm->bsp_vcpu_id > id)
+		r = -EINVAL;
+	else if (kvm->max_vcpu_ids == id)
 		r = 0;
 	else if (kvm->max_vcpu_ids || kvm->created_vcpus)
 		r = -EINVAL; /* latched by an earlier set or the first vCPU */
@@ -131,11 +151,32 @@ static int kvm_enable_cap_max_vcpu_id(struct kvm *kvm, uint64_t id)
 	return r;
 }
 
+/* A VM-wide x86 setting enabled with KVM_ENABLE_CAP, under kvm->lock. */
+static void kvm_enable_cap_flag(struct kvm *kvm, bool *flag, uint64_t arg)
+{
+	gm_check_pthread(pthread_mutex_lock(&kvm->lock));
+	*flag = arg != 0;
+	gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
+}
+
 int kvm_vm_enable_cap(struct kvm *kvm, uint32_t cap, uint32_t flags, const uint64_t args[4])
 {
 	if (flags)
 		return -EINVAL;
 	switch (cap) {
+	case 164: /* EXCEPTION_PAYLOAD */
+		kvm_enable_cap_flag(kvm, &kvm->arch.exception_payload_enabled, args[0]);
+		return 0;
+	case 218: /* X86_TRIPLE_FAULT_EVENT */
+		kvm_enable_cap_flag(kvm, &kvm->arch.triple_fault_event, args[0]);
+		return 0;
+	case 188: /* X86_USER_SPACE_MSR: INVAL | UNKNOWN | FILTER */
+		if (args[0] & ~7ULL)
+			return -EINVAL;
+		gm_check_pthread(pthread_mutex_lock(&kvm->lock));
+		kvm->arch.user_space_msr_mask = (uint32_t)args[0];
+		gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
+		return 0;
 	case 201: /* EXIT_HYPERCALL: a subset of the forwardable hypercalls */
 		if (args[0] & ~(1ULL << 12))
 			return -EINVAL;

@@ -26,7 +26,14 @@ static struct gm_config_node *gm_config_history; /* under gm_config_mutex */
 
 const char *gm_profile_name(enum gm_profile p)
 {
-	return p == GM_PROFILE_LINUX_6_18 ? "linux-6.18" : "linux-6.8";
+	switch (p) {
+	case GM_PROFILE_LINUX_6_12:
+		return "linux-6.12";
+	case GM_PROFILE_LINUX_6_18:
+		return "linux-6.18";
+	default:
+		return "linux-6.8";
+	}
 }
 
 const char *gm_backing_name(enum gm_backing_kind b)
@@ -38,6 +45,8 @@ static int parse_profile(const char *s, enum gm_profile *p)
 {
 	if (!strcmp(s, "linux-6.8") || !strcmp(s, "6.8"))
 		*p = GM_PROFILE_LINUX_6_8;
+	else if (!strcmp(s, "linux-6.12") || !strcmp(s, "6.12"))
+		*p = GM_PROFILE_LINUX_6_12;
 	else if (!strcmp(s, "linux-6.18") || !strcmp(s, "6.18"))
 		*p = GM_PROFILE_LINUX_6_18;
 	else

@@ -11,7 +11,9 @@
 #include <stdbool.h>
 
 enum gm_profile {
+	/* In release order: "at least 6.12" is profile >= GM_PROFILE_LINUX_6_12. */
 	GM_PROFILE_LINUX_6_8 = 0,
+	GM_PROFILE_LINUX_6_12,
 	GM_PROFILE_LINUX_6_18,
 };
 
@@ -25,8 +27,10 @@ struct gm_config {
 	enum gm_backing_kind backing;
 	/*
 	 * CONFIG_KVM_SW_PROTECTED_VM: selects KVM_GENERIC_PRIVATE_MEM, i.e.
-	 * memory attributes.  In the 6.8 profile it also gates guest_memfd
-	 * (CONFIG_KVM_PRIVATE_MEM); in 6.18 guest_memfd is always built.
+	 * memory attributes.  In the 6.8 and 6.12 profiles it also gates
+	 * guest_memfd (CONFIG_KVM_PRIVATE_MEM; 6.12's KVM_AMD_SEV would select
+	 * it too, but the profiles model a host without SEV); in 6.18
+	 * guest_memfd is always built.
 	 */
 	bool sw_protected_vm;
 	bool smm; /* CONFIG_KVM_SMM: two address spaces for default VMs */
@@ -48,7 +52,7 @@ const char *gm_backing_name(enum gm_backing_kind b);
 /* Derived Kconfig symbols. */
 static inline bool gm_cfg_private_mem(const struct gm_config *c)
 {
-	/* 6.8: KVM_PRIVATE_MEM only via SW_PROTECTED_VM; 6.18: KVM_GUEST_MEMFD=y */
+	/* 6.8/6.12: KVM_PRIVATE_MEM only via SW_PROTECTED_VM; 6.18: KVM_GUEST_MEMFD=y */
 	return c->profile == GM_PROFILE_LINUX_6_18 || c->sw_protected_vm;
 }
 

@@ -324,9 +324,16 @@ int kvm_gmem_bind(struct kvm *kvm, struct kvm_memory_slot *slot, struct kvm_gmem
 	end = start + slot->npages;
 
 	gm_check_pthread(pthread_rwlock_wrlock(&gmem->invalidate_lock));
-	/* Rule 22: an index already bound to another slot (EINVAL as of 6.8/6.18). */
-	if (!rangemap_range_is(&gmem->bindings, start, end, 0))
+	/*
+	 * Rule 22: an index already bound to another slot.  EINVAL as of 6.8
+	 * and 6.18.44; 6.12.118 has the later split into prepare and commit
+	 * and answers EEXIST from the commit (see __kvm_set_memory_region()).
+	 */
+	if (!rangemap_range_is(&gmem->bindings, start, end, 0)) {
+		if (kvm->cfg.profile == GM_PROFILE_LINUX_6_12)
+			ret = -EEXIST;
 		goto out;
+	}
 	ret = rangemap_store(&gmem->bindings, start, end, (uint64_t)(uintptr_t)slot);
 	if (ret)
 		goto out;

@@ -65,6 +65,8 @@ struct kvm_gmem;
 struct kvm_mmu;
 struct kvm_vcpu;
 struct kvm_eventfds;
+struct kvm_x86_msr_filter;
+struct kvm_coalesced;
 
 struct kvm_lpage_info {
 	uint32_t disallow_lpage; /* count; the mixed bit lives in lpage_mixed */
@@ -173,6 +175,26 @@ struct kvm {
 
 	struct kvm_eventfds *eventfds; /* src/vcpu/eventfd: ioeventfd/irqfd */
 
+	/* x86 VM settings of issue 9 (src/vcpu/x86.h). */
+	struct {
+		uint32_t default_tsc_khz;	 /* KVM_SET_TSC_KHZ, READ/WRITE_ONCE; 0: host */
+		uint64_t n_requested_mmu_pages;	 /* KVM_SET_NR_MMU_PAGES, slots_lock */
+		uint32_t user_space_msr_mask;	 /* KVM_CAP_X86_USER_SPACE_MSR, lock */
+		bool exception_payload_enabled;	 /* KVM_CAP_EXCEPTION_PAYLOAD, lock */
+		bool triple_fault_event;	 /* KVM_CAP_X86_TRIPLE_FAULT_EVENT, lock */
+		/* KVM_X86_SET_MSR_FILTER: replaced under lock, old one freed after
+		 * an RCU grace period; readers in an RCU read-side section. */
+		struct kvm_x86_msr_filter *msr_filter;
+		/* TSC synchronisation (src/vcpu/tsc.c), under its tsc_write_lock. */
+		int64_t cur_tsc_offset;
+		uint64_t last_tsc_write, last_tsc_nsec;
+		uint32_t last_tsc_khz;
+		bool user_set_tsc;
+		/* Coalesced MMIO/PIO zones (src/vcpu/coalesced_mmio.c): created
+		 * under slots_lock, read with an acquire load. */
+		struct kvm_coalesced *coalesced;
+	} arch;
+
 	/*
 	 * Host-mapping invalidations in flight (mmu notifier start..end).  A
 	 * memslot swap waits for zero so that a new slot cannot miss one.
@@ -211,6 +233,7 @@ int kvm_vm_ioctl_precheck(struct kvm *kvm);
  */
 void kvm_destroy_vcpus(struct kvm *kvm);
 void kvm_eventfds_destroy(struct kvm *kvm);
+void kvm_arch_destroy_vm(struct kvm *kvm);
 /* KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP), in src/vcpu/irqchip.c. */
 int kvm_vm_enable_split_irqchip(struct kvm *kvm, uint64_t nr_reserved_ioapic_pins);
 /* Fault counters of the vCPU layer (src/vcpu), summed over its vCPUs. */
@@ -222,6 +245,10 @@ static inline bool kvm_arch_has_private_mem(const struct kvm *kvm)
 {
 	return kvm->vm_type != 0;
 }
+
+/* Host XSAVE facts for KVM_CAP_XCRS / KVM_CAP_XSAVE2 (src/vcpu/cpuid.c). */
+bool kvm_arch_has_xsave(void);
+long kvm_arch_xsave2_size(void);
 
 /* KVM_CHECK_EXTENSION; @kvm NULL for the system scope.  Never fails. */
 long kvm_check_extension(const struct gm_config *cfg, struct kvm *kvm, long cap);

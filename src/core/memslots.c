@@ -443,6 +443,12 @@ static int __kvm_set_memory_region(struct kvm *kvm,
 	if (!new)
 		return -ENOMEM;
 	r = kvm_bind_new_slot(kvm, new, mem, gref);
+	/*
+	 * 6.12.118 finds an overlapping binding only when it commits, after
+	 * the x86 prepare step: a slot beyond the maximum gfn is EINVAL first.
+	 */
+	if (r == -EEXIST && new->base_gfn + new->npages - 1 > kvm->max_gfn)
+		r = -EINVAL;
 	if (!r) {
 		r = kvm_set_memslot(kvm, old, new, change);
 		if (r && (new->flags & KVM_MEM_GUEST_MEMFD))

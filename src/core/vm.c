@@ -98,6 +98,7 @@ static void kvm_destroy_vm(struct kvm *kvm)
 	kvm_vm_list_del(kvm);
 	kvm_eventfds_destroy(kvm);
 	kvm_destroy_vcpus(kvm);
+	kvm_arch_destroy_vm(kvm); /* src/vcpu: the MSR filter, coalesced zones */
 	kvm_free_memslots(kvm);
 	kvm_mmu_destroy(kvm);
 	/* Readers of the attribute map are gone with the vCPUs. */

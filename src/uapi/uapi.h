@@ -179,6 +179,14 @@ long gm_vm_ioctl_vcpu(struct gm_file *f, struct kvm *kvm, unsigned long cmd,
 long gm_dev_ioctl_vcpu(struct gm_file *f, unsigned long cmd, unsigned long arg,
 		       bool *handled);
 /*
+ * x86 ioctls of src/uapi/x86_ioctl.c (issue 9), same contract: the vCPU
+ * one with vcpu->mutex held, after the vCPU file's own commands.
+ */
+struct kvm_vcpu;
+long gm_vcpu_ioctl_x86(struct kvm_vcpu *v, unsigned int cmd, unsigned long arg, bool *handled);
+long gm_vm_ioctl_x86(struct kvm *kvm, unsigned int cmd, unsigned long arg, bool *handled);
+long gm_dev_ioctl_x86(unsigned int cmd, unsigned long arg, bool *handled);
+/*
  * VM-fd ioctls of src/uapi/vm_ioctl_irq.c (KVM_IOEVENTFD, KVM_IRQFD,
  * KVM_CREATE_IRQCHIP, KVM_IRQ_LINE(_STATUS), KVM_SET_GSI_ROUTING,
  * KVM_SIGNAL_MSI, KVM_CREATE_PIT(2)), tried before gm_vm_ioctl_vcpu();

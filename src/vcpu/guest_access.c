@@ -131,6 +131,10 @@ static void access_mmio(struct kvm_vcpu *v, uint64_t gpa, size_t len, const stru
 		if (a->op != ACC_READ &&
 		    kvm_ioeventfd_write(v->kvm, false, gpa + off, n, run->mmio.data))
 			continue;
+		/* So does a write into a coalesced zone (coalesced_mmio.c). */
+		if (a->op != ACC_READ &&
+		    kvm_coalesced_write(v, false, gpa + off, n, run->mmio.data))
+			continue;
 		v->pending = a->op == ACC_READ ? VCPU_PENDING_MMIO_READ : VCPU_PENDING_MMIO_WRITE;
 		v->pending_size = (uint8_t)n;
 		kvm_guest_park(v, true, 0);

@@ -29,19 +29,25 @@ static struct kvm_vcpu_shared *vcpu_shared_create(void)
 		return NULL;
 	s->refs = 1;
 	s->fd = memfd_create("kvm-coalesced-mmio", MFD_CLOEXEC);
-	if (s->fd < 0 || gm_raw_ftruncate(s->fd, 4096)) {
-		if (s->fd >= 0)
-			gm_raw_close(s->fd);
-		free(s);
-		return NULL;
-	}
+	if (s->fd < 0 || gm_raw_ftruncate(s->fd, 4096))
+		goto fail;
+	/* Coalesced writes land here (coalesced_mmio.c); the VMM maps it too. */
+	s->ring = gm_raw_mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
+	if (s->ring == MAP_FAILED)
+		goto fail;
 	return s;
+fail:
+	if (s->fd >= 0)
+		gm_raw_close(s->fd);
+	free(s);
+	return NULL;
 }
 
 /* Context: kvm->lock held, or VM destruction (no other user). */
 static void vcpu_shared_put(struct kvm_vcpu_shared *s)
 {
 	if (s && --s->refs == 0) {
+		gm_raw_munmap(s->ring, 4096);
 		gm_raw_close(s->fd);
 		free(s);
 	}
@@ -104,7 +110,7 @@ static void vcpu_free(struct kvm_vcpu *v)
 		gm_raw_close(v->wake_fd);
 	vcpu_shared_put(v->shared);
 	free(v->cpuid);
-	free(v->msrs);
+	kvm_vcpu_arch_free(v);
 	pthread_cond_destroy(&v->hand_cv);
 	pthread_mutex_destroy(&v->hand_lock);
 	pthread_mutex_destroy(&v->mutex);
@@ -127,7 +133,9 @@ static int vcpu_alloc(struct kvm *kvm, uint32_t id, struct kvm_vcpu **out)
 	gm_check_pthread(pthread_mutex_init(&v->hand_lock, NULL));
 	gm_check_pthread(pthread_cond_init(&v->hand_cv, NULL));
 	vcpu_reset_state(v);
-	r = vcpu_init_run_area(v);
+	r = kvm_vcpu_arch_init(v);
+	if (!r)
+		r = vcpu_init_run_area(v);
 	if (r) {
 		vcpu_free(v);
 		return r;
@@ -220,11 +228,14 @@ static int kvm_vcpu_publish(struct kvm *kvm, struct kvm_vcpu *v, kvm_vcpu_instal
 int kvm_vm_ioctl_create_vcpu(struct kvm *kvm, unsigned long arg, kvm_vcpu_install_fn install,
 			     void *ctx)
 {
-	uint32_t id = (uint32_t)arg; /* the kernel takes a u32 */
+	uint32_t id = (uint32_t)arg; /* 6.8 takes a u32: the upper half is dropped */
 	struct kvm_vcpu *v = NULL;
 	bool put_ref = false;
 	int r;
 
+	/* 6.12 takes the whole unsigned long and refuses what does not fit. */
+	if (kvm->cfg.profile >= GM_PROFILE_LINUX_6_12 && arg >= KVM_MAX_VCPU_IDS)
+		return -EINVAL;
 	if (id >= KVM_MAX_VCPU_IDS)
 		return -EINVAL;
 	gm_check_pthread(pthread_mutex_lock(&kvm->lock));

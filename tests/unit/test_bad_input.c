@@ -164,6 +164,11 @@ TEST(test_bad_input_68)
 	run_profile("linux-6.8");
 }
 
+TEST(test_bad_input_612)
+{
+	run_profile("linux-6.12");
+}
+
 TEST(test_bad_input_618)
 {
 	run_profile("linux-6.18");
