@@ -28,7 +28,8 @@ static bool gm_try_preload(const char *path, char out[PATH_MAX])
 
 /*
  * The preload library: $GUESTMEM_PRELOAD, else beside this binary in the
- * build tree (src/cli/guestmem -> src/preload/...), else the install libdir.
+ * build tree (src/cli/guestmem -> src/preload/...), else the libdir relative
+ * to this binary (an install moved or under DESTDIR), else the install libdir.
  */
 static int gm_find_preload(char out[PATH_MAX])
 {
@@ -40,9 +41,17 @@ static int gm_find_preload(char out[PATH_MAX])
 		return gm_try_preload(env, out) ? 0 : -ENOENT;
 	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n > 0) {
+		char *dir;
+
 		exe[n] = '\0';
-		snprintf(cand, sizeof(cand), "%s/../preload/%s", dirname(exe), GM_PRELOAD_NAME);
+		dir = dirname(exe);
+		snprintf(cand, sizeof(cand), "%s/../preload/%s", dir, GM_PRELOAD_NAME);
 		if (gm_try_preload(cand, out))
+			return 0;
+		/* Installed: PREFIX/bin/guestmem and PREFIX/LIBDIR (also under a DESTDIR). */
+		snprintf(cand, sizeof(cand), "%s/../%s/%s", dir, GM_INSTALL_LIBDIR_REL,
+			 GM_PRELOAD_NAME);
+		if (GM_INSTALL_LIBDIR_REL[0] != '/' && gm_try_preload(cand, out))
 			return 0;
 	}
 	snprintf(cand, sizeof(cand), "%s/%s", GM_INSTALL_LIBDIR, GM_PRELOAD_NAME);
