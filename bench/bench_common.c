@@ -21,9 +21,8 @@
 #include "src/cli/cli.h"
 
 /*
- * The sections, in the order they run.  @cost is what a full section took
- * in the run recorded in bench/results/ (2-core VM), for --help: the
- * duration and the process's peak resident memory.
+ * The sections, in the order they run.  @cost is what each took in the
+ * run recorded in bench/results/ (2-core VM, load average ~24), for --help.
  */
 struct bench_section {
 	const char *name;
@@ -34,10 +33,10 @@ struct bench_section {
 
 static const struct bench_section bench_sections[] = {
 	{ "core", "attributes (empty map, up to 1,000,000 runs), memslot lookup, fallocate",
-	  "~3 min, ~1.2 GiB", bench_core_items },
-	{ "vcpu", "first touch, hits, conversions, invalidation storm", "~1 min, ~0.2 GiB",
+	  "2.5 min, 1 GiB", bench_core_items },
+	{ "vcpu", "first touch, hits, conversions, invalidation storm", "16 min, 0.1 GiB",
 	  bench_vcpu_items },
-	{ "eventfd", "ioeventfd doorbells, irqfd latency", "~10 s, <50 MiB", bench_eventfd_items },
+	{ "eventfd", "ioeventfd doorbells, irqfd latency", "2 s, <0.1 GiB", bench_eventfd_items },
 };
 #define BENCH_NR_SECTIONS (sizeof(bench_sections) / sizeof(bench_sections[0]))
 
@@ -164,6 +163,7 @@ struct bench_machine {
 	unsigned long long mem_mib;
 	char kernel[128];
 	char date[32]; /* ISO 8601, UTC */
+	double load[3]; /* load averages at the start: how quiet the machine was */
 };
 
 /* The value of the first "@key<spaces>: value" line of a /proc file. */
@@ -203,6 +203,8 @@ static void bench_machine_get(struct bench_machine *m)
 			     ? strtoull(mem, NULL, 10) / 1024 : 0;
 	snprintf(m->kernel, sizeof(m->kernel), "%s", uname(&u) ? "unknown" : u.release);
 	strftime(m->date, sizeof(m->date), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+	if (getloadavg(m->load, 3) != 3)
+		m->load[0] = m->load[1] = m->load[2] = -1;
 }
 
 /* ---- JSON ------------------------------------------------------------------- */
@@ -269,8 +271,8 @@ static int bench_write_json(FILE *f, const struct bench_machine *m, double secs,
 	json_str(f, m->date);
 	fprintf(f, ",\n  \"machine\": {\"cpu\": ");
 	json_str(f, m->cpu);
-	fprintf(f, ", \"cores\": %ld, \"memory_mib\": %llu},\n  \"kernel\": ", m->cores,
-		m->mem_mib);
+	fprintf(f, ", \"cores\": %ld, \"memory_mib\": %llu, \"loadavg\": [%.2f, %.2f, %.2f]},\n"
+		"  \"kernel\": ", m->cores, m->mem_mib, m->load[0], m->load[1], m->load[2]);
 	json_str(f, m->kernel);
 	fprintf(f, ",\n  \"profile\": ");
 	json_str(f, gm_profile_name(cfg->profile));
@@ -307,14 +309,16 @@ static void bench_usage(FILE *out)
 		"  --list             list the sections and their benchmarks\n"
 		"  -h, --help         this text\n"
 		"\n"
-		"sections (duration and peak memory on the recorded 2-core run):\n",
+		"sections (duration, peak memory):\n",
 		bench_fill_seconds);
 	for (size_t s = 0; s < BENCH_NR_SECTIONS; s++)
 		fprintf(out, "  %-8s %-18s %s\n", bench_sections[s].name, bench_sections[s].cost,
 			bench_sections[s].what);
-	fprintf(out, "\nA full run takes about 4-5 minutes and up to ~1.2 GiB of memory on a quiet\n"
-		     "2-core machine; longer on a loaded one.  The environment (GUESTMEM_PROFILE,\n"
-		     "GUESTMEM_CONFIG, GUESTMEM_BACKING) applies as everywhere.\n");
+	fprintf(out, "\nThe recorded full run (bench/results/2026-12-06.txt: 2-core VM, load average\n"
+		     "~24) took 19 minutes, most of it the storm, with a peak of 1 GiB resident\n"
+		     "(the fallocate row).  The attribute rows take --fill-seconds at most.\n"
+		     "The environment (GUESTMEM_PROFILE, GUESTMEM_CONFIG, GUESTMEM_BACKING)\n"
+		     "applies as everywhere.\n");
 }
 
 static void bench_list(void)
@@ -489,8 +493,8 @@ int gm_cli_bench(int argc, char **argv)
 	bench_machine_get(&m);
 	bench_run.t0 = bench_now_ns();
 	printf("guestmem bench: ratios against a baseline measured in the same run\n");
-	printf("machine: %s, %ld cores, %llu MiB; kernel %s; %s\n", m.cpu, m.cores, m.mem_mib,
-	       m.kernel, m.date);
+	printf("machine: %s, %ld cores, %llu MiB, load %.2f %.2f %.2f; kernel %s; %s\n", m.cpu,
+	       m.cores, m.mem_mib, m.load[0], m.load[1], m.load[2], m.kernel, m.date);
 	printf("profile: %s, backing: %s\n", gm_profile_name(cfg->profile),
 	       gm_backing_name(cfg->backing));
 	printf("  %-46s %18s %18s %9s  %s\n", "measurement", "value", "baseline", "ratio", "goal");

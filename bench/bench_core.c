@@ -264,6 +264,7 @@ static int bench_fallocate(void)
 	if (r)
 		return r;
 	for (int i = 0; i < 5; i++) {
+		bench_progress("1 GiB fallocate and 1 GiB anonymous write, %d of 5", i + 1);
 		f[i] = time_fallocate(kvm, GIB);
 		a[i] = time_anon_write(GIB);
 		if (f[i] < 0 || a[i] < 0)

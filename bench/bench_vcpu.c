@@ -421,10 +421,15 @@ static int storm_run(bool precheck, struct storm_result *res)
 static int bench_storm(void)
 {
 	struct storm_result on, off;
-	int r = storm_run(true, &on);
+	int r;
 
-	if (!r)
+	bench_progress("pre-check on: %d faulters x %d faults against the zapper", STORM_FAULTERS,
+		       STORM_FAULTS);
+	r = storm_run(true, &on);
+	if (!r) {
+		bench_progress("pre-check off: the same");
 		r = storm_run(false, &off);
+	}
 	if (r)
 		return r;
 	bench_row("storm: fault p50, pre-check on vs off (us)", on.p50 / 1e3, off.p50 / 1e3, "us",
