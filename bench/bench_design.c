@@ -1805,7 +1805,7 @@ static int design_readv(void)
 	return rc;
 }
 
-int bench_design(void)
+static int bench_design(void)
 {
 	double efd = 0, efd_cpu = 0;
 	int r = 0;
@@ -1821,3 +1821,8 @@ int bench_design(void)
 	r |= design_readv();
 	return r;
 }
+
+const struct bench_item bench_design_items[] = {
+	{ "primitives", bench_design },
+	{ NULL, NULL },
+};

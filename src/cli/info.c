@@ -88,14 +88,17 @@ int gm_cli_info(int argc, char **argv)
 	r = gm_cli_parse_config(argc, argv, &i, &c);
 	if (r)
 		return r;
+	if (c.help) {
+		gm_cli_help("info", stdout);
+		return 0;
+	}
 	if (i < argc) {
 		fprintf(stderr, "guestmem: info: unexpected argument '%s'\n", argv[i]);
 		return 2;
 	}
-	if (gm_config_set(c.profile, c.kconfig, c.backing)) {
-		fprintf(stderr, "guestmem: info: invalid profile, config or backing\n");
-		return 2;
-	}
+	r = gm_cli_apply_config("info", &c); /* the options are now the environment */
+	if (r)
+		return r;
 	cfg = gm_config_get();
 	gm_info_config(cfg);
 	printf("KVM_GET_API_VERSION = %d\n", KVM_API_VERSION_VALUE);

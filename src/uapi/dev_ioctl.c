@@ -120,6 +120,13 @@ int gm_dev_open(int flags)
 
 	if ((flags & O_CREAT) && (flags & O_EXCL))
 		return -EEXIST;
+	/*
+	 * A bad GUESTMEM_* value (reported once on stderr when the
+	 * configuration was read) would otherwise run the VMM on a setting
+	 * it did not ask for: no /dev/kvm rather than a silent default.
+	 */
+	if (gm_config_env_error())
+		return -EINVAL;
 	if (flags & O_DIRECTORY)
 		return -ENOTDIR; /* also O_TMPFILE, which includes it */
 	if (flags & O_DIRECT)
