@@ -6,7 +6,8 @@ ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 MESON_TEST  = meson test --print-errorlogs --num-processes 2
 
-.PHONY: all deps build demo check check-plain check-asan check-tsan bench clean
+.PHONY: all deps build demo check check-plain check-asan check-tsan check-kernel \
+	check-kernel-sweep bench clean
 
 all: build
 
@@ -46,6 +47,16 @@ check-tsan: deps
 	ninja -C $(TSAN_BUILD)
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:die_after_fork=0 \
 		$(MESON_TEST) -C $(TSAN_BUILD) --suite tsan
+
+# Linux 6.12's own KVM selftests, built unmodified from Debian's
+# linux-source-6.12 in a temporary directory, run under guestmem exec
+# (tests/kernel/run-kselftests.sh; known failures in tests/kernel/known-failures).
+check-kernel: build
+	./tests/kernel/run-kselftests.sh
+
+# Every x86_64 selftest binary, not only the list.
+check-kernel-sweep: build
+	./tests/kernel/run-kselftests.sh --sweep
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
