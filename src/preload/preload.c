@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -114,6 +115,79 @@ EXPORT int __openat64_2(int dirfd, const char *path, int flags)
 	if (gm_uapi_open(dirfd, path, flags, 0, &ret))
 		return ret;
 	return NEXT(__openat64_2)(dirfd, path, flags);
+}
+
+/*
+ * fopen() opens through libc's internal open, which no wrapper sees: paths
+ * guestmem answers (/dev/kvm, KVM's module parameters) are opened here and
+ * handed to fdopen().
+ */
+static int gm_fopen_flags(const char *mode)
+{
+	int flags;
+
+	switch (mode[0]) {
+	case 'r':
+		flags = O_RDONLY;
+		break;
+	case 'w':
+		flags = O_WRONLY | O_CREAT | O_TRUNC;
+		break;
+	case 'a':
+		flags = O_WRONLY | O_CREAT | O_APPEND;
+		break;
+	default:
+		return -1;
+	}
+	for (const char *m = mode + 1; *m && *m != ','; m++) {
+		if (*m == '+')
+			flags = (flags & ~O_ACCMODE) | O_RDWR;
+		else if (*m == 'e')
+			flags |= O_CLOEXEC;
+		else if (*m == 'x')
+			flags |= O_EXCL;
+	}
+	return flags;
+}
+
+static bool gm_fopen(const char *path, const char *mode, FILE **out)
+{
+	int flags, fd;
+
+	if (!path || !mode || path[0] != '/')
+		return false;
+	flags = gm_fopen_flags(mode);
+	if (flags < 0 || !gm_uapi_open(AT_FDCWD, path, flags, 0666, &fd))
+		return false;
+	*out = NULL;
+	if (fd >= 0) {
+		*out = fdopen(fd, mode);
+		if (!*out) {
+			int e = errno;
+
+			close(fd);
+			errno = e;
+		}
+	}
+	return true;
+}
+
+EXPORT FILE *fopen(const char *path, const char *mode)
+{
+	FILE *f;
+
+	if (gm_fopen(path, mode, &f))
+		return f;
+	return NEXT(fopen)(path, mode);
+}
+
+EXPORT FILE *fopen64(const char *path, const char *mode)
+{
+	FILE *f;
+
+	if (gm_fopen(path, mode, &f))
+		return f;
+	return NEXT(fopen64)(path, mode);
 }
 
 /* ---- fd operations ------------------------------------------------------ */

@@ -46,6 +46,10 @@ bool gm_uapi_open(int dirfd, const char *path, int flags, mode_t mode, int *ret)
 	if (!path || (flags & O_PATH) || path[0] != '/')
 		return false;
 	(void)dirfd; /* absolute: the directory does not matter */
+	if (gm_path_is_modparam(path)) {
+		*ret = (int)gm_ret(gm_modparam_open(path, flags));
+		return true;
+	}
 	if (gm_path_is_dev_kvm(path)) {
 		GM_ENTER();
 		*ret = (int)gm_ret(gm_dev_open(flags));
@@ -202,11 +206,23 @@ static long gm_dev_stat_out(struct stat *user)
 	return gm_copy_to_user(user, &st, sizeof(st));
 }
 
+static long gm_modparam_stat_out(const char *path, struct stat *user)
+{
+	struct stat st;
+	int r = gm_modparam_stat(path, &st);
+
+	return r ? r : gm_copy_to_user(user, &st, sizeof(st));
+}
+
 bool gm_uapi_fstatat(int dirfd, const char *path, struct stat *st, int flags, int *ret)
 {
 	struct gm_file *f = gm_at_lookup(dirfd, path, flags);
 
 	if (!f) {
+		if (gm_path_is_modparam(path)) {
+			*ret = (int)gm_ret(gm_modparam_stat_out(path, st));
+			return true;
+		}
 		if (!gm_path_is_dev_kvm(path))
 			return false;
 		*ret = (int)gm_ret(gm_dev_stat_out(st));
@@ -222,6 +238,10 @@ bool gm_uapi_fstatat(int dirfd, const char *path, struct stat *st, int flags, in
 bool gm_uapi_access(int dirfd, const char *path, int mode, int *ret)
 {
 	(void)dirfd;
+	if (gm_path_is_modparam(path)) {
+		*ret = (int)gm_ret(gm_modparam_access(path, mode));
+		return true;
+	}
 	if (!gm_path_is_dev_kvm(path))
 		return false;
 	/* A character device without execute bits: only X_OK is refused. */
@@ -229,15 +249,21 @@ bool gm_uapi_access(int dirfd, const char *path, int mode, int *ret)
 	return true;
 }
 
-static long gm_statx_out(struct gm_file *f, struct statx *user)
+static long gm_statx_out(struct gm_file *f, const char *path, struct statx *user)
 {
 	struct statx stx;
 	struct stat st;
 
-	if (f)
+	if (f) {
 		gm_fop_stat(f, &st);
-	else
+	} else if (path && gm_path_is_modparam(path)) {
+		int r = gm_modparam_stat(path, &st);
+
+		if (r)
+			return r;
+	} else {
 		gm_dev_stat(&st);
+	}
 	memset(&stx, 0, sizeof(stx));
 	stx.stx_mask = STATX_BASIC_STATS;
 	stx.stx_blksize = (uint32_t)st.st_blksize;
@@ -265,13 +291,13 @@ bool gm_uapi_statx(int dirfd, const char *path, int flags, unsigned int mask,
 
 	(void)mask; /* the basic stats are always all there */
 	if (!f) {
-		if (!gm_path_is_dev_kvm(path))
+		if (!gm_path_is_dev_kvm(path) && !gm_path_is_modparam(path))
 			return false;
-		*ret = (int)gm_ret(gm_statx_out(NULL, stx));
+		*ret = (int)gm_ret(gm_statx_out(NULL, path, stx));
 		return true;
 	}
 	GM_ENTER();
-	*ret = (int)gm_ret(gm_statx_out(f, stx));
+	*ret = (int)gm_ret(gm_statx_out(f, NULL, stx));
 	gm_file_put(f);
 	GM_LEAVE();
 	return true;

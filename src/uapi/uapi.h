@@ -209,6 +209,16 @@ int gm_fop_fcntl(struct gm_file *f, int fd, int cmd, unsigned long arg, bool *ha
 
 /* Whether absolute @path names /dev/kvm. */
 bool gm_path_is_dev_kvm(const char *path);
+
+/*
+ * KVM's module parameters, /sys/module/{kvm,kvm_intel,kvm_amd}/parameters/NAME
+ * (src/uapi/modparams.c): whether absolute @path is one guestmem answers,
+ * and open (an fd or -errno), stat and access (0 or -errno) of it.
+ */
+bool gm_path_is_modparam(const char *path);
+int gm_modparam_open(const char *path, int flags);
+int gm_modparam_stat(const char *path, struct stat *st);
+int gm_modparam_access(const char *path, int mode);
 /*
  * The guestmem file an absolute /proc/<self>/fd/N path names, with a
  * reference, or NULL.  Context: any.
