@@ -97,6 +97,10 @@ struct kvm_create_guest_memfd {
 #ifndef KVM_CAP_PRE_FAULT_MEMORY
 #define KVM_CAP_PRE_FAULT_MEMORY 236
 #endif
+/* Binary stats: the kernel's name size for every VM and vCPU stat. */
+#ifndef KVM_STATS_NAME_SIZE
+#define KVM_STATS_NAME_SIZE 48
+#endif
 #ifndef KVM_CAP_GUEST_MEMFD_FLAGS
 #define KVM_CAP_GUEST_MEMFD_FLAGS 244
 #endif

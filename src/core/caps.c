@@ -4,8 +4,6 @@
  *
  * Values are those of an x86-64 host with an in-kernel irqchip for the
  * active profile (spec: gmem §2.2, vCPU §2).  Unknown capabilities read 0.
- * KVM_CAP_BINARY_STATS_FD reads 0: guestmem has no binary stats fds, and
- * advertising it would make VMMs call KVM_GET_STATS_FD.
  */
 #include <errno.h>
 #include <unistd.h>
@@ -34,6 +32,7 @@ static long kvm_cap_fixed(long cap, bool *known)
 		{ 122, 1 },   /* IOEVENTFD_ANY_LENGTH */
 		{ 128, KVM_MAX_VCPU_IDS },	      { 136, 1 },  /* IMMEDIATE_EXIT */
 		{ 182, 1 },   /* HALT_POLL */	      { 201, 1L << 12 }, /* EXIT_HYPERCALL */
+		{ 203, 1 },   /* BINARY_STATS_FD */
 		{ 231, 1 },   /* USER_MEMORY2 */      { 232, 1 },  /* MEMORY_FAULT_INFO */
 	};
 

@@ -397,6 +397,10 @@ int kvm_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_
 	}
 	if (r == KVM_PF_RETRY)
 		kvm_stat_inc(&st->retries);
+	else if (r == KVM_PF_FIXED)
+		kvm_stat_inc(&st->fixed);
+	else if (r == KVM_PF_EMULATE)
+		kvm_stat_inc(&st->emulate);
 	else if (r == KVM_PF_EXIT && f->memory_fault)
 		kvm_stat_inc(&st->memory_fault_exits);
 	return r;

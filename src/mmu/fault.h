@@ -49,6 +49,8 @@ struct kvm_fault_stat {
 	uint64_t lock_acq;	     /* mmu_lock acquisitions (read) */
 	uint64_t memory_fault_exits; /* KVM_PF_EXIT with memory_fault */
 	uint64_t huge_maps;	     /* KVM_PF_FIXED at 2 MiB or 1 GiB */
+	uint64_t fixed;		     /* ended in KVM_PF_FIXED */
+	uint64_t emulate;	     /* ended in KVM_PF_EMULATE (MMIO) */
 };
 
 static inline void kvm_stat_inc(uint64_t *c)

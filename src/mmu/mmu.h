@@ -74,6 +74,8 @@ void kvm_arch_flush_shadow_memslot(struct kvm *kvm, struct kvm_memory_slot *slot
 
 /* Number of present leaves (tests and stats).  Context: any. */
 uint64_t kvm_mmu_nr_leaves(struct kvm *kvm);
+/* ... of one level (S2_PG_LEVEL_*): the kernel's pages_4k/2m/1g. */
+uint64_t kvm_mmu_nr_leaves_level(struct kvm *kvm, int level);
 
 /* ---- huge-page metadata per memslot (src/mmu/lpage.c, spec §4.8) ----- */
 

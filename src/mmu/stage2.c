@@ -25,7 +25,8 @@ struct s2_detached {
 
 struct kvm_mmu {
 	struct s2_table root;
-	uint64_t nr_leaves; /* relaxed counter */
+	/* Present leaves per level (4 KiB, 2 MiB, 1 GiB): relaxed counters. */
+	uint64_t nr_leaves[S2_PG_LEVEL_1G];
 	/*
 	 * Subtrees detached by zaps, freed by the next remote flush (after
 	 * its grace period).  Pushed under mmu_lock (write); taken by
@@ -180,7 +181,7 @@ int kvm_mmu_install(struct kvm *kvm, gfn_t gfn, int *levelp, uint64_t hva, uint6
 	}
 	if (!s2_install_entry(slot, (hva & S2_ADDR_MASK) | flags | S2_PRESENT | S2_LEAF))
 		return -EAGAIN;
-	__atomic_fetch_add(&kvm->mmu->nr_leaves, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&kvm->mmu->nr_leaves[level - 1], 1, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -204,7 +205,8 @@ static void s2_defer_free(struct kvm_mmu *mmu, struct s2_table *t, int level)
 		;
 }
 
-static uint64_t s2_count_leaves(struct s2_table *t, int level)
+/* Take the leaves of detached table @t (at @level) off the counters. */
+static void s2_uncount_leaves(struct kvm_mmu *mmu, struct s2_table *t, int level)
 {
 	uint64_t n = 0;
 
@@ -213,9 +215,13 @@ static uint64_t s2_count_leaves(struct s2_table *t, int level)
 
 		if (!(pte & S2_PRESENT))
 			continue;
-		n += (pte & S2_LEAF) ? 1 : (level > 1 ? s2_count_leaves(s2_child(pte), level - 1) : 0);
+		if (pte & S2_LEAF)
+			n++;
+		else if (level > 1)
+			s2_uncount_leaves(mmu, s2_child(pte), level - 1);
 	}
-	return n;
+	if (n && level <= S2_PG_LEVEL_1G)
+		__atomic_fetch_sub(&mmu->nr_leaves[level - 1], n, __ATOMIC_RELAXED);
 }
 
 /* Zap [start, end) within table @t at @level whose first gfn is @base. */
@@ -237,11 +243,9 @@ static bool s2_zap(struct kvm_mmu *mmu, struct s2_table *t, int level, gfn_t bas
 		if ((pte & S2_LEAF) || (start <= s && end >= e)) {
 			__atomic_store_n(&t->e[i], 0, __ATOMIC_RELAXED);
 			if (pte & S2_LEAF) {
-				__atomic_fetch_sub(&mmu->nr_leaves, 1, __ATOMIC_RELAXED);
+				__atomic_fetch_sub(&mmu->nr_leaves[level - 1], 1, __ATOMIC_RELAXED);
 			} else {
-				__atomic_fetch_sub(&mmu->nr_leaves,
-						   s2_count_leaves(s2_child(pte), level - 1),
-						   __ATOMIC_RELAXED);
+				s2_uncount_leaves(mmu, s2_child(pte), level - 1);
 				s2_defer_free(mmu, s2_child(pte), level - 1);
 			}
 			zapped = true;
@@ -298,7 +302,17 @@ void kvm_arch_flush_shadow_memslot(struct kvm *kvm, struct kvm_memory_slot *slot
 		kvm_flush_remote_tlbs(kvm);
 }
 
+uint64_t kvm_mmu_nr_leaves_level(struct kvm *kvm, int level)
+{
+	return __atomic_load_n(&kvm->mmu->nr_leaves[level - 1], __ATOMIC_RELAXED);
+}
+
 uint64_t kvm_mmu_nr_leaves(struct kvm *kvm)
 {
-	return __atomic_load_n(&kvm->mmu->nr_leaves, __ATOMIC_RELAXED);
+	uint64_t n = 0;
+
+	for (int level = S2_PG_LEVEL_4K; level <= S2_PG_LEVEL_1G; level++)
+		n += kvm_mmu_nr_leaves_level(kvm, level);
+	return n;
 }
+

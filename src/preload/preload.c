@@ -255,7 +255,7 @@ EXPORT ssize_t pread(int fd, void *buf, size_t n, off_t off)
 {
 	ssize_t ret;
 
-	if (gm_uapi_pread(fd, off, false, &ret))
+	if (gm_uapi_pread(fd, buf, n, off, false, &ret))
 		return ret;
 	return NEXT(pread)(fd, buf, n, off);
 }
@@ -264,7 +264,7 @@ EXPORT ssize_t pread64(int fd, void *buf, size_t n, off64_t off)
 {
 	ssize_t ret;
 
-	if (gm_uapi_pread(fd, off, false, &ret))
+	if (gm_uapi_pread(fd, buf, n, off, false, &ret))
 		return ret;
 	return NEXT(pread64)(fd, buf, n, off);
 }
@@ -273,7 +273,7 @@ EXPORT ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
 {
 	ssize_t ret;
 
-	if (gm_uapi_pread(fd, off, true, &ret))
+	if (gm_uapi_pread(fd, (void *)buf, n, off, true, &ret))
 		return ret;
 	return NEXT(pwrite)(fd, buf, n, off);
 }
@@ -282,7 +282,7 @@ EXPORT ssize_t pwrite64(int fd, const void *buf, size_t n, off64_t off)
 {
 	ssize_t ret;
 
-	if (gm_uapi_pread(fd, off, true, &ret))
+	if (gm_uapi_pread(fd, (void *)buf, n, off, true, &ret))
 		return ret;
 	return NEXT(pwrite64)(fd, buf, n, off);
 }

@@ -31,7 +31,7 @@ bool gm_uapi_ioctl(int fd, unsigned long request, unsigned long arg, int *ret);
 bool gm_uapi_read(int fd, void *buf, size_t n, ssize_t *ret);
 bool gm_uapi_write(int fd, const void *buf, size_t n, ssize_t *ret);
 bool gm_uapi_readv(int fd, const struct iovec *iov, int cnt, bool write, ssize_t *ret);
-bool gm_uapi_pread(int fd, off_t off, bool write, ssize_t *ret);
+bool gm_uapi_pread(int fd, void *buf, size_t n, off_t off, bool write, ssize_t *ret);
 bool gm_uapi_lseek(int fd, off_t off, int whence, off_t *ret);
 bool gm_uapi_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, void **ret,
 		  void **token);

@@ -95,6 +95,7 @@ void gm_file_put(struct gm_file *f)
 	gm_uapi_in_library = saved;
 	raw_close(f->peer);
 	__atomic_sub_fetch(&gm_live[f->type], 1, __ATOMIC_RELEASE);
+	gm_check_pthread(pthread_mutex_destroy(&f->pos_lock));
 	free(f);
 }
 
@@ -341,6 +342,7 @@ int gm_file_create(enum gm_file_type type, const struct gm_file_ops *ops, const 
 		free(f);
 		return err;
 	}
+	gm_check_pthread(pthread_mutex_init(&f->pos_lock, NULL));
 	f->type = type;
 	f->ops = ops;
 	f->peer = gm_peer_relocate(sv[1]);
@@ -359,6 +361,7 @@ void gm_file_abort(struct gm_file *f)
 {
 	raw_close(f->app_fd);
 	raw_close(f->peer);
+	gm_check_pthread(pthread_mutex_destroy(&f->pos_lock));
 	free(f);
 }
 

@@ -129,9 +129,9 @@ bool gm_uapi_readv(int fd, const struct iovec *iov, int cnt, bool write, ssize_t
 	GM_FILE_OP(fd, ret, gm_fop_readv(f, iov, cnt, write));
 }
 
-bool gm_uapi_pread(int fd, off_t off, bool write, ssize_t *ret)
+bool gm_uapi_pread(int fd, void *buf, size_t n, off_t off, bool write, ssize_t *ret)
 {
-	GM_FILE_OP(fd, ret, gm_fop_pread(f, off, write));
+	GM_FILE_OP(fd, ret, gm_fop_pread(f, buf, n, off, write));
 }
 
 bool gm_uapi_lseek(int fd, off_t off, int whence, off_t *ret)
@@ -500,7 +500,7 @@ GM_API ssize_t guestmem_sys_pread(int fd, void *buf, size_t count, off_t offset)
 {
 	ssize_t ret;
 
-	if (gm_uapi_pread(fd, offset, false, &ret))
+	if (gm_uapi_pread(fd, buf, count, offset, false, &ret))
 		return ret;
 	return syscall(SYS_pread64, fd, buf, count, offset);
 }
@@ -509,7 +509,7 @@ GM_API ssize_t guestmem_sys_pwrite(int fd, const void *buf, size_t count, off_t 
 {
 	ssize_t ret;
 
-	if (gm_uapi_pread(fd, offset, true, &ret))
+	if (gm_uapi_pread(fd, (void *)buf, count, offset, true, &ret))
 		return ret;
 	return syscall(SYS_pwrite64, fd, buf, count, offset);
 }

@@ -220,6 +220,8 @@ static long vcpu_ioctl_locked(struct kvm_vcpu *v, unsigned int cmd, unsigned lon
 	case KVM_GET_MSRS:
 	case KVM_SET_MSRS:
 		return vcpu_msrs(v, arg, cmd == KVM_SET_MSRS);
+	case KVM_GET_STATS_FD:
+		return gm_get_stats_fd(v->kvm, v);
 	default:
 		return -EINVAL; /* kvm_arch_vcpu_ioctl's default */
 	}

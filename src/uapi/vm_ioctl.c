@@ -141,6 +141,8 @@ static long gm_vm_ioctl(struct gm_file *f, unsigned int cmd, unsigned long arg)
 		return gm_vm_set_attributes(kvm, arg);
 	case KVM_CREATE_GUEST_MEMFD:
 		return gm_vm_create_gmem(kvm, arg);
+	case KVM_GET_STATS_FD:
+		return gm_get_stats_fd(kvm, NULL);
 	}
 	r = gm_vm_ioctl_irq(kvm, cmd, arg, &handled); /* src/uapi/vm_ioctl_irq.c */
 	if (handled)
