@@ -31,6 +31,7 @@ static long kvm_cap_fixed(long cap, bool *known)
 		{ 105, 1 },   /* CHECK_EXTENSION_VM */ { 121, 1 }, /* SPLIT_IRQCHIP */
 		{ 122, 1 },   /* IOEVENTFD_ANY_LENGTH */
 		{ 128, KVM_MAX_VCPU_IDS },	      { 136, 1 },  /* IMMEDIATE_EXIT */
+		{ 168, 3 },   /* MANUAL_DIRTY_LOG_PROTECT2: ENABLE | INITIALLY_SET */
 		{ 182, 1 },   /* HALT_POLL */	      { 201, 1L << 12 }, /* EXIT_HYPERCALL */
 		{ 203, 1 },   /* BINARY_STATS_FD */
 		{ 231, 1 },   /* USER_MEMORY2 */      { 232, 1 },  /* MEMORY_FAULT_INFO */
@@ -130,11 +131,25 @@ static int kvm_enable_cap_max_vcpu_id(struct kvm *kvm, uint64_t id)
 	return r;
 }
 
+/* KVM_DIRTY_LOG_INITIALLY_SET only together with MANUAL_PROTECT_ENABLE. */
+static int kvm_enable_cap_manual_dirty_log(struct kvm *kvm, uint64_t options)
+{
+	const uint64_t enable = 1, initially_set = 2;
+	uint64_t allowed = (options & enable) ? enable | initially_set : enable;
+
+	if (options & ~allowed)
+		return -EINVAL;
+	WRITE_ONCE(kvm->manual_dirty_log_protect, options);
+	return 0;
+}
+
 int kvm_vm_enable_cap(struct kvm *kvm, uint32_t cap, uint32_t flags, const uint64_t args[4])
 {
 	if (flags)
 		return -EINVAL;
 	switch (cap) {
+	case 168: /* MANUAL_DIRTY_LOG_PROTECT2 */
+		return kvm_enable_cap_manual_dirty_log(kvm, args[0]);
 	case 201: /* EXIT_HYPERCALL: a subset of the forwardable hypercalls */
 		if (args[0] & ~(1ULL << 12))
 			return -EINVAL;

@@ -273,7 +273,8 @@ static int fault_level(struct fault_ctx *c)
 {
 	int level;
 
-	if (c->from_gmem)
+	/* Dirty logging tracks 4 KiB pages (kvm_mmu_hugepage_adjust). */
+	if (c->from_gmem || kvm_slot_dirty_track_enabled(c->slot))
 		return S2_PG_LEVEL_4K;
 	level = kvm_mmu_max_mapping_level(c->kvm, c->slot, c->f->gfn, c->host_level);
 	for (; level > S2_PG_LEVEL_4K; level--) {
@@ -309,13 +310,25 @@ static int fault_install(struct fault_ctx *c)
 	hva_base = c->hva - ((f->gfn - gfn_base) << GM_PAGE_SHIFT);
 	if (c->from_gmem)
 		flags |= S2_PRIVATE;
-	if (!(c->slot->flags & KVM_MEM_READONLY) && !c->host_ro)
+	/*
+	 * A dirty-logged slot is mapped writable only by a write fault, which
+	 * logs the page: a write through a read-only leaf faults again.
+	 */
+	if (!(c->slot->flags & KVM_MEM_READONLY) && !c->host_ro &&
+	    (f->write || !kvm_slot_dirty_track_enabled(c->slot)))
 		flags |= S2_WRITABLE;
 	/*
 	 * The faulting gfn, not gfn_base: if smaller leaves already live in
 	 * the block, the stage-2 code maps just this page instead.
 	 */
 	r = kvm_mmu_install(c->kvm, f->gfn, &f->level, hva_base, flags);
+	/*
+	 * Logged under mmu_lock: KVM_GET_DIRTY_LOG harvests and write-protects
+	 * under it for write, so it either sees this bit or runs before the
+	 * leaf became writable.
+	 */
+	if (!r && (flags & S2_WRITABLE))
+		mark_page_dirty_in_slot(c->slot, f->gfn);
 	gm_check_pthread(pthread_rwlock_unlock(&c->kvm->mmu_lock));
 	if (r == -EAGAIN)
 		return KVM_PF_RETRY;
@@ -405,3 +418,4 @@ int kvm_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_
 		kvm_stat_inc(&st->memory_fault_exits);
 	return r;
 }
+
