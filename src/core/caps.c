@@ -107,6 +107,8 @@ long kvm_check_extension(const struct gm_config *cfg, struct kvm *kvm, long cap)
 		return kvm_cap_guest_memfd(cfg, kvm);
 	case 235: /* VM_TYPES */
 		return 1 | (cfg->sw_protected_vm ? 2 : 0);
+	case 236: /* PRE_FAULT_MEMORY: Linux 6.10 and later */
+		return cfg->profile != GM_PROFILE_LINUX_6_8;
 	case 244:
 		return kvm_cap_guest_memfd_flags(cfg, kvm);
 	default:

@@ -31,6 +31,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -419,3 +420,67 @@ int kvm_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_
 	return r;
 }
 
+/* ---- KVM_PRE_FAULT_MEMORY --------------------------------------------------- */
+
+/*
+ * Map the page at @gpa (kvm_tdp_map_page): retried until it sticks; *level
+ * is the level of the translation that covers it.  Returns 0 or -errno.
+ */
+static int kvm_tdp_map_page(struct kvm *kvm, struct kvm_fault_stat *st, gpa_t gpa, int *level)
+{
+	struct kvm_page_fault f;
+	uint64_t e;
+
+	for (;;) {
+		gm_rcu_read_lock();
+		e = kvm_mmu_lookup(kvm, gpa >> GM_PAGE_SHIFT, level);
+		gm_rcu_read_unlock();
+		if (e)
+			return 0; /* already mapped: the kernel's spurious fault */
+		switch (kvm_mmu_page_fault(kvm, gpa, false, st, &f)) {
+		case KVM_PF_FIXED:
+			*level = f.level;
+			return 0;
+		case KVM_PF_RETRY:
+			sched_yield();
+			break;
+		case KVM_PF_EMULATE:
+			return -ENOENT;
+		case KVM_PF_EXIT:
+			return f.error;
+		}
+	}
+}
+
+int kvm_vcpu_pre_fault_memory(struct kvm *kvm, struct kvm_fault_stat *st, uint64_t *gpa,
+			      uint64_t *size, uint64_t flags)
+{
+	uint64_t full = *size;
+	int r = 0;
+
+	if (flags)
+		return -EINVAL;
+	if ((*gpa & (GM_PAGE_SIZE - 1)) || (*size & (GM_PAGE_SIZE - 1)) || *gpa + *size <= *gpa)
+		return -EINVAL;
+	/*
+	 * The kernel also stops for a pending signal (-EINTR); a signal that
+	 * is not blocked is delivered at once in user space, so there is no
+	 * such state to see here.
+	 */
+	do {
+		int level = S2_PG_LEVEL_4K;
+		uint64_t bytes, end;
+
+		r = kvm_tdp_map_page(kvm, st, *gpa, &level);
+		if (r < 0)
+			break;
+		/* A huge translation may cover more than the page asked for. */
+		bytes = s2_level_pages(level) << GM_PAGE_SHIFT;
+		end = (*gpa & ~(bytes - 1)) + bytes;
+		bytes = GM_MIN(*size, end - *gpa);
+		*size -= bytes;
+		*gpa += bytes;
+	} while (*size);
+	/* Success if at least one page was mapped. */
+	return full == *size ? r : 0;
+}

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Binary statistics (KVM_GET_STATS_FD, src/uapi/stats.c) through
- * <guestmem/sys.h>: the stats file's layout, read/pread/lseek semantics and
- * lifetime, and counters that move with what a C guest does.
+ * Binary statistics (KVM_GET_STATS_FD, src/uapi/stats.c) and
+ * KVM_PRE_FAULT_MEMORY (src/mmu/fault.c) through <guestmem/sys.h>: the
+ * stats file's layout, read/pread/lseek semantics and lifetime, counters
+ * that move with what a C guest does, and pre-faulting's checks and
+ * partial progress.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -302,6 +304,92 @@ static void test_counters_move(void **state)
 	guestmem_sys_close(vmfd);
 }
 
+/* ---- KVM_PRE_FAULT_MEMORY -------------------------------------------------------- */
+
+static int pre_fault(struct fx *x, uint64_t gpa, uint64_t size, uint64_t flags,
+		     struct kvm_pre_fault_memory *out)
+{
+	struct kvm_pre_fault_memory r = { .gpa = gpa, .size = size, .flags = flags };
+	int ret = guestmem_sys_ioctl(x->vcpu, KVM_PRE_FAULT_MEMORY, &r);
+
+	if (out)
+		*out = r;
+	return ret;
+}
+
+static void test_pre_fault_not_in_6_8(void **state)
+{
+	struct fx *x = *state;
+
+	assert_int_equal(guestmem_sys_ioctl(x->vm, KVM_CHECK_EXTENSION, KVM_CAP_PRE_FAULT_MEMORY),
+			 0);
+	assert_errno(pre_fault(x, BASE_GPA, PAGE, 0, NULL), EINVAL);
+}
+
+static void test_pre_fault(void **state)
+{
+	struct fx *x = *state;
+	struct kvm_pre_fault_memory r;
+	int vcfd;
+
+	teardown(state);
+	x = calloc(1, sizeof(*x));
+	*state = x;
+	fx_create(x, "linux-6.18", 0);
+	vcfd = guestmem_sys_ioctl(x->vcpu, KVM_GET_STATS_FD, 0);
+	assert_int_equal(guestmem_sys_ioctl(x->vm, KVM_CHECK_EXTENSION, KVM_CAP_PRE_FAULT_MEMORY),
+			 1);
+	/* Checks: flags, alignment of both, empty or wrapping range. */
+	assert_errno(pre_fault(x, BASE_GPA, PAGE, 1, NULL), EINVAL);
+	assert_errno(pre_fault(x, BASE_GPA + 1, PAGE, 0, NULL), EINVAL);
+	assert_errno(pre_fault(x, BASE_GPA, PAGE + 1, 0, NULL), EINVAL);
+	assert_errno(pre_fault(x, BASE_GPA, 0, 0, NULL), EINVAL);
+	assert_errno(pre_fault(x, ~0xfffULL, PAGE, 0, NULL), EINVAL);
+	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_PRE_FAULT_MEMORY, (void *)8), EFAULT);
+	/* No memslot: the kernel's RET_PF_EMULATE is ENOENT, nothing done. */
+	assert_errno(pre_fault(x, BASE_GPA - 2 * PAGE, PAGE, 0, &r), ENOENT);
+	assert_int_equal(r.size, PAGE);
+	assert_int_equal(r.gpa, BASE_GPA - 2 * PAGE);
+	/* All mapped: size 0, gpa at the end. */
+	assert_int_equal(pre_fault(x, BASE_GPA, 4 * PAGE, 0, &r), 0);
+	assert_int_equal(r.size, 0);
+	assert_int_equal(r.gpa, BASE_GPA + 4 * PAGE);
+	/* Partial: the part past the slot is left, and the call succeeds. */
+	assert_int_equal(pre_fault(x, BASE_GPA + (NPAGES - 1) * PAGE, 3 * PAGE, 0, &r), 0);
+	assert_int_equal(r.size, 2 * PAGE);
+	assert_int_equal(r.gpa, BASE_GPA + NPAGES * PAGE);
+	/* The guest then finds its pages mapped: no fault on them. */
+	{
+		uint64_t faults = stat_of(vcfd, "pf_taken");
+
+		x->touch = 4;
+		assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), 0);
+		assert_int_equal(stat_of(vcfd, "pf_taken"), faults);
+	}
+	guestmem_sys_close(vcfd);
+}
+
+/* Private memory: without guest_memfd backing, the fault's EFAULT. */
+static void test_pre_fault_private(void **state)
+{
+	struct fx *x = *state;
+	struct kvm_memory_attributes a = {
+		.address = BASE_GPA, .size = 2 * PAGE, .attributes = KVM_MEMORY_ATTRIBUTE_PRIVATE,
+	};
+	struct kvm_pre_fault_memory r;
+
+	teardown(state);
+	x = calloc(1, sizeof(*x));
+	*state = x;
+	fx_create(x, "linux-6.18", KVM_X86_SW_PROTECTED_VM);
+	assert_int_equal(guestmem_sys_ioctl(x->vm, KVM_SET_MEMORY_ATTRIBUTES, &a), 0);
+	assert_errno(pre_fault(x, BASE_GPA, PAGE, 0, &r), EFAULT);
+	assert_int_equal(r.size, PAGE);
+	/* Shared pages after the private ones map; stop at the first error. */
+	assert_int_equal(pre_fault(x, BASE_GPA + 2 * PAGE, 2 * PAGE, 0, &r), 0);
+	assert_int_equal(r.size, 0);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -310,6 +398,9 @@ int main(void)
 		T(test_layout),
 		T(test_read_semantics),
 		T(test_counters_move),
+		T(test_pre_fault_not_in_6_8),
+		T(test_pre_fault),
+		T(test_pre_fault_private),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
