@@ -35,6 +35,12 @@ esac
 
 die() { echo "check-kernel: $*" >&2; exit 1; }
 
+# Run from `make check-kernel`, the parent make's variables would reach the
+# kernel's makefiles: with MAKELEVEL > 0 the selftests' lib.mk leaves
+# OUTPUT empty and writes its objects and binaries under / instead of the
+# build tree.  The kernel build must start as a top-level make.
+unset MAKEFLAGS MFLAGS GNUMAKEFLAGS MAKELEVEL MAKEOVERRIDES
+
 [ -x "$guestmem" ] || die "no guestmem binary at $guestmem (run make build)"
 
 # --- 1. the source package, cached outside the repository -----------------
@@ -84,6 +90,8 @@ build_tree() {   # $1 = directory to hold the tree; prints the source root
 		{ tail -n 30 "$dir/build.log" >&2; die "make headers failed"; }
 	make -C "$src/tools/testing/selftests/kvm" -j"$jobs" >>"$dir/build.log" 2>&1 ||
 		{ tail -n 30 "$dir/build.log" >&2; die "selftests build failed"; }
+	[ -x "$src/tools/testing/selftests/kvm/x86_64/set_sregs_test" ] ||
+		die "the selftests were not built where expected (see $dir/build.log)"
 	touch "$dir/.built"
 	echo "$src"
 }
