@@ -12,6 +12,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,7 +37,7 @@
 #define SLOT 1
 #define PORT_ASK 0x10
 
-enum op { OP_NONE, OP_WRITE, OP_READ, OP_QUIT };
+enum op { OP_NONE, OP_WRITE, OP_READ, OP_QUIT, OP_SPIN };
 
 struct fx {
 	int kvm, vm, vcpu;
@@ -46,6 +48,8 @@ struct fx {
 	unsigned npages;
 	unsigned pages[NPAGES];
 	uint64_t stamp;
+	int stop;	   /* OP_SPIN: atomic; the guest exits once it is set */
+	uint64_t progress; /* OP_SPIN: atomic; writes done so far */
 };
 
 #define assert_errno(expr, err)                 \
@@ -64,7 +68,14 @@ static void guest_script(struct guestmem_guest *g)
 		guestmem_guest_outb(g, PORT_ASK, 0);
 		if (x->op == OP_QUIT)
 			return;
-		for (unsigned i = 0; i < x->npages; i++) {
+		/* Write pages round-robin, each a rising counter, until told. */
+		for (uint64_t n = 1; x->op == OP_SPIN; n++) {
+			guestmem_guest_write64(g, BASE_GPA + (n % NPAGES) * PAGE + 8, n);
+			__atomic_store_n(&x->progress, n, __ATOMIC_RELEASE);
+			if (__atomic_load_n(&x->stop, __ATOMIC_ACQUIRE))
+				break;
+		}
+		for (unsigned i = 0; x->op != OP_SPIN && i < x->npages; i++) {
 			uint64_t gpa = BASE_GPA + (uint64_t)x->pages[i] * PAGE;
 
 			if (x->op == OP_WRITE)
@@ -385,6 +396,61 @@ static void test_move_and_delete(void **state)
 	}
 }
 
+/*
+ * No write is lost while the guest writes and the host harvests at the
+ * same time: a page whose contents changed after a KVM_GET_DIRTY_LOG
+ * returned (seen against a snapshot taken then) must be in a later log.
+ * This is what the write protection and the flush before the return buy.
+ */
+#define ROUNDS 60
+
+static void *run_thread(void *arg)
+{
+	struct fx *x = arg;
+
+	run_to_ask(x);
+	return NULL;
+}
+
+static void test_concurrent_no_lost_writes(void **state)
+{
+	struct fx *x = *state;
+	static uint64_t snap[ROUNDS][NPAGES], logs[ROUNDS + 1][4];
+	pthread_t t;
+
+	assert_int_equal(set_slot(x, KVM_MEM_LOG_DIRTY_PAGES), 0);
+	run_to_ask(x);
+	x->op = OP_SPIN;
+	assert_int_equal(pthread_create(&t, NULL, run_thread, x), 0);
+	for (int k = 0; k < ROUNDS; k++) {
+		/* Let the guest write every page about twice between rounds. */
+		uint64_t until = __atomic_load_n(&x->progress, __ATOMIC_ACQUIRE) + 2 * NPAGES;
+
+		while (__atomic_load_n(&x->progress, __ATOMIC_ACQUIRE) < until)
+			sched_yield();
+		assert_int_equal(get_log(x, logs[k]), 0);
+		for (unsigned p = 0; p < NPAGES; p++)
+			snap[k][p] = __atomic_load_n((uint64_t *)(x->mem + p * PAGE + 8),
+						     __ATOMIC_RELAXED);
+	}
+	__atomic_store_n(&x->stop, 1, __ATOMIC_RELEASE);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(get_log(x, logs[ROUNDS]), 0);
+	for (unsigned p = 0; p < NPAGES; p++) {
+		uint64_t final = *(uint64_t *)(x->mem + p * PAGE + 8);
+		bool logged_later = false;
+
+		/* Walk back: "logged in round j or later" for each snapshot k < j. */
+		for (int k = ROUNDS - 1; k >= 0; k--) {
+			logged_later |= (logs[k + 1][p / 64] >> (p % 64)) & 1;
+			if (snap[k][p] != final && !logged_later)
+				fail_msg("page %u changed after round %d (%lu -> %lu) but was not logged",
+					 p, k, (unsigned long)snap[k][p], (unsigned long)final);
+		}
+	}
+	assert_true(*(uint64_t *)(x->mem + 1 * PAGE + 8) > 0); /* the guest did write */
+}
+
 /* ---- a stat from the VM's binary stats fd ---------------------------------------- */
 
 static uint64_t vm_stat(struct fx *x, const char *name)
@@ -424,6 +490,7 @@ int main(void)
 		T(test_manual_clear),
 		T(test_initially_set),
 		T(test_move_and_delete),
+		T(test_concurrent_no_lost_writes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
