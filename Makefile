@@ -10,8 +10,8 @@ MESON_TEST  = meson test --print-errorlogs --num-processes 2
 PREFIX     ?= /usr/local
 DESTDIR    ?=
 
-.PHONY: all deps build demo check check-plain check-asan check-tsan check-install bench \
-	install clean
+.PHONY: all deps build demo check check-plain check-asan check-tsan check-install \
+	check-kernel check-kernel-sweep bench install clean
 
 all: build
 
@@ -66,6 +66,16 @@ check-install: build
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	$(MAKE) --no-print-directory install DESTDIR="$$tmp" && \
 	./tests/install/check-install.sh "$$tmp" "$(abspath $(PREFIX))"
+
+# Linux 6.12's own KVM selftests, built unmodified from Debian's
+# linux-source-6.12 in a temporary directory, run under guestmem exec
+# (tests/kernel/run-kselftests.sh; known failures in tests/kernel/known-failures).
+check-kernel: build
+	./tests/kernel/run-kselftests.sh
+
+# Every x86_64 selftest binary, not only the list.
+check-kernel-sweep: build
+	./tests/kernel/run-kselftests.sh --sweep
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

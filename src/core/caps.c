@@ -4,8 +4,6 @@
  *
  * Values are those of an x86-64 host with an in-kernel irqchip for the
  * active profile (spec: gmem §2.2, vCPU §2).  Unknown capabilities read 0.
- * KVM_CAP_BINARY_STATS_FD reads 0: guestmem has no binary stats fds, and
- * advertising it would make VMMs call KVM_GET_STATS_FD.
  */
 #include <errno.h>
 #include <unistd.h>
@@ -33,7 +31,9 @@ static long kvm_cap_fixed(long cap, bool *known)
 		{ 105, 1 },   /* CHECK_EXTENSION_VM */ { 121, 1 }, /* SPLIT_IRQCHIP */
 		{ 122, 1 },   /* IOEVENTFD_ANY_LENGTH */
 		{ 128, KVM_MAX_VCPU_IDS },	      { 136, 1 },  /* IMMEDIATE_EXIT */
+		{ 168, 3 },   /* MANUAL_DIRTY_LOG_PROTECT2: ENABLE | INITIALLY_SET */
 		{ 182, 1 },   /* HALT_POLL */	      { 201, 1L << 12 }, /* EXIT_HYPERCALL */
+		{ 203, 1 },   /* BINARY_STATS_FD */
 		{ 231, 1 },   /* USER_MEMORY2 */      { 232, 1 },  /* MEMORY_FAULT_INFO */
 		/* x86 state ioctls (src/vcpu/x86.h); TSC_CONTROL (60) and
 		 * VM_TSC_CONTROL (214) stay 0: no TSC scaling (tsc.c). */
@@ -117,6 +117,8 @@ long kvm_check_extension(const struct gm_config *cfg, struct kvm *kvm, long cap)
 		return kvm_cap_guest_memfd(cfg, kvm);
 	case 235: /* VM_TYPES */
 		return 1 | (cfg->sw_protected_vm ? 2 : 0);
+	case 236: /* PRE_FAULT_MEMORY: Linux 6.10 and later */
+		return cfg->profile != GM_PROFILE_LINUX_6_8;
 	case 244:
 		return kvm_cap_guest_memfd_flags(cfg, kvm);
 	case 56: /* XCRS: the host has XSAVE */
@@ -159,6 +161,18 @@ static void kvm_enable_cap_flag(struct kvm *kvm, bool *flag, uint64_t arg)
 	gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
 }
 
+/* KVM_DIRTY_LOG_INITIALLY_SET only together with MANUAL_PROTECT_ENABLE. */
+static int kvm_enable_cap_manual_dirty_log(struct kvm *kvm, uint64_t options)
+{
+	const uint64_t enable = 1, initially_set = 2;
+	uint64_t allowed = (options & enable) ? enable | initially_set : enable;
+
+	if (options & ~allowed)
+		return -EINVAL;
+	WRITE_ONCE(kvm->manual_dirty_log_protect, options);
+	return 0;
+}
+
 int kvm_vm_enable_cap(struct kvm *kvm, uint32_t cap, uint32_t flags, const uint64_t args[4])
 {
 	if (flags)
@@ -177,6 +191,8 @@ int kvm_vm_enable_cap(struct kvm *kvm, uint32_t cap, uint32_t flags, const uint6
 		kvm->arch.user_space_msr_mask = (uint32_t)args[0];
 		gm_check_pthread(pthread_mutex_unlock(&kvm->lock));
 		return 0;
+	case 168: /* MANUAL_DIRTY_LOG_PROTECT2 */
+		return kvm_enable_cap_manual_dirty_log(kvm, args[0]);
 	case 201: /* EXIT_HYPERCALL: a subset of the forwardable hypercalls */
 		if (args[0] & ~(1ULL << 12))
 			return -EINVAL;

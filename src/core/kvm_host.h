@@ -98,7 +98,19 @@ struct kvm_memory_slot {
 	 * O(blocks).  Written under mmu_lock (write), read under RCU.
 	 */
 	struct rangemap lpage_mixed[KVM_NR_LPAGE_LEVELS];
+	/*
+	 * KVM_MEM_LOG_DIRTY_PAGES: one bit per page, set atomically by write
+	 * faults (under mmu_lock for read), harvested under mmu_lock for
+	 * write.  Shared by the copies a FLAGS_ONLY or MOVE change makes;
+	 * freed with the last slot that has it (src/core/dirty_log.c).
+	 */
+	unsigned long *dirty_bitmap;
 };
+
+static inline bool kvm_slot_dirty_track_enabled(const struct kvm_memory_slot *s)
+{
+	return s->flags & 1 /* KVM_MEM_LOG_DIRTY_PAGES */;
+}
 
 static inline bool kvm_slot_can_be_private(const struct kvm_memory_slot *s)
 {
@@ -163,6 +175,8 @@ struct kvm {
 	gfn_t mmu_invalidate_range_end;
 
 	uint64_t exit_hypercall_mask; /* KVM_CAP_EXIT_HYPERCALL, under lock */
+	/* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 options; READ_ONCE/WRITE_ONCE. */
+	uint64_t manual_dirty_log_protect;
 	uint64_t max_gfn;	      /* from host MAXPHYADDR */
 
 	struct kvm_mmu *mmu; /* src/mmu */
@@ -286,6 +300,39 @@ typedef int (*kvm_slot_fn)(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t 
 			   gfn_t end, void *ctx);
 int kvm_for_each_slot_in_range(struct kvm *kvm, gfn_t start, gfn_t end, kvm_slot_fn fn,
 			       void *ctx);
+
+/* ---- dirty logging (src/core/dirty_log.c) ----------------------------- */
+
+/* Log a write to @gfn of @slot.  Context: RCU or slots_lock; any thread. */
+void mark_page_dirty_in_slot(struct kvm_memory_slot *slot, gfn_t gfn);
+/* Bytes of a slot's bitmap as user space sees it (64-bit words). */
+uint64_t kvm_dirty_bitmap_bytes(const struct kvm_memory_slot *slot);
+/*
+ * Memslot update hooks.  Prepare gives @new its bitmap: none without
+ * logging, @old's if it had one, else a new one (all set with
+ * KVM_DIRTY_LOG_INITIALLY_SET).  Commit write-protects @new when logging
+ * was just switched on, and frees a bitmap no slot uses any more; abort
+ * frees what prepare allocated.  Context: slots_lock held.
+ */
+int kvm_dirty_log_prepare(struct kvm *kvm, const struct kvm_memory_slot *old,
+			  struct kvm_memory_slot *new);
+void kvm_dirty_log_commit(struct kvm *kvm, const struct kvm_memory_slot *old,
+			  const struct kvm_memory_slot *new);
+void kvm_dirty_log_abort(const struct kvm_memory_slot *old, struct kvm_memory_slot *new);
+/*
+ * Copies between a caller's buffer and ours, supplied by the uAPI layer
+ * (0 or -EFAULT): the checks before and after them are the kernel's order.
+ */
+typedef int (*kvm_copy_fn)(void *dst, const void *src, size_t n);
+/*
+ * KVM_GET_DIRTY_LOG of memslot @slot (as_id << 16 | id) into the caller's
+ * @bitmap through @copy_out, and KVM_CLEAR_DIRTY_LOG with the caller's
+ * @bitmap read through @copy_in.  Context: take slots_lock and mmu_lock.
+ */
+int kvm_vm_ioctl_get_dirty_log(struct kvm *kvm, uint32_t slot, void *bitmap,
+			       kvm_copy_fn copy_out);
+int kvm_vm_ioctl_clear_dirty_log(struct kvm *kvm, uint32_t slot, uint64_t first_page,
+				 uint32_t num_pages, const void *bitmap, kvm_copy_fn copy_in);
 
 /* ---- memory attributes (src/core/attributes.c) ----------------------- */
 

@@ -268,6 +268,11 @@ static int kvm_set_memslot(struct kvm *kvm, struct kvm_memory_slot *old,
 			return -ENOMEM;
 	}
 	r = new ? kvm_prepare_memory_region(kvm, new, change) : 0;
+	if (!r && new) {
+		r = kvm_dirty_log_prepare(kvm, old, new);
+		if (r && change != KVM_MR_FLAGS_ONLY)
+			kvm_free_memslot_metadata(new);
+	}
 	if (r) {
 		if (invalid) { /* put the old slot back */
 			kvm_replace_memslot_everywhere(kvm, as_id, invalid, old);
@@ -281,6 +286,7 @@ static int kvm_set_memslot(struct kvm *kvm, struct kvm_memory_slot *old,
 	else if (change == KVM_MR_CREATE)
 		kvm->nr_memslot_pages += new->npages;
 	/* Commit: no reader can see old or invalid any more. */
+	kvm_dirty_log_commit(kvm, old, new);
 	free(invalid);
 	if (old)
 		kvm_free_memslot(old, change != KVM_MR_FLAGS_ONLY);
@@ -453,6 +459,8 @@ static int __kvm_set_memory_region(struct kvm *kvm,
 		r = kvm_set_memslot(kvm, old, new, change);
 		if (r && (new->flags & KVM_MEM_GUEST_MEMFD))
 			kvm_gmem_unbind(new);
+		if (r)
+			kvm_dirty_log_abort(old, new);
 	}
 	if (r)
 		free(new);

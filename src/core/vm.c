@@ -61,6 +61,7 @@ static void kvm_free_memslots(struct kvm *kvm)
 			if (slot->flags & 4 /* KVM_MEM_GUEST_MEMFD */)
 				kvm_gmem_unbind(slot);
 			kvm_free_memslot_metadata(slot);
+			free(slot->dirty_bitmap);
 			free(slot);
 		}
 		for (int i = 0; i < 2; i++) {

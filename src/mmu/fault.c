@@ -31,6 +31,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -273,7 +274,8 @@ static int fault_level(struct fault_ctx *c)
 {
 	int level;
 
-	if (c->from_gmem)
+	/* Dirty logging tracks 4 KiB pages (kvm_mmu_hugepage_adjust). */
+	if (c->from_gmem || kvm_slot_dirty_track_enabled(c->slot))
 		return S2_PG_LEVEL_4K;
 	level = kvm_mmu_max_mapping_level(c->kvm, c->slot, c->f->gfn, c->host_level);
 	for (; level > S2_PG_LEVEL_4K; level--) {
@@ -309,13 +311,25 @@ static int fault_install(struct fault_ctx *c)
 	hva_base = c->hva - ((f->gfn - gfn_base) << GM_PAGE_SHIFT);
 	if (c->from_gmem)
 		flags |= S2_PRIVATE;
-	if (!(c->slot->flags & KVM_MEM_READONLY) && !c->host_ro)
+	/*
+	 * A dirty-logged slot is mapped writable only by a write fault, which
+	 * logs the page: a write through a read-only leaf faults again.
+	 */
+	if (!(c->slot->flags & KVM_MEM_READONLY) && !c->host_ro &&
+	    (f->write || !kvm_slot_dirty_track_enabled(c->slot)))
 		flags |= S2_WRITABLE;
 	/*
 	 * The faulting gfn, not gfn_base: if smaller leaves already live in
 	 * the block, the stage-2 code maps just this page instead.
 	 */
 	r = kvm_mmu_install(c->kvm, f->gfn, &f->level, hva_base, flags);
+	/*
+	 * Logged under mmu_lock: KVM_GET_DIRTY_LOG harvests and write-protects
+	 * under it for write, so it either sees this bit or runs before the
+	 * leaf became writable.
+	 */
+	if (!r && (flags & S2_WRITABLE))
+		mark_page_dirty_in_slot(c->slot, f->gfn);
 	gm_check_pthread(pthread_rwlock_unlock(&c->kvm->mmu_lock));
 	if (r == -EAGAIN)
 		return KVM_PF_RETRY;
@@ -397,7 +411,76 @@ int kvm_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_
 	}
 	if (r == KVM_PF_RETRY)
 		kvm_stat_inc(&st->retries);
+	else if (r == KVM_PF_FIXED)
+		kvm_stat_inc(&st->fixed);
+	else if (r == KVM_PF_EMULATE)
+		kvm_stat_inc(&st->emulate);
 	else if (r == KVM_PF_EXIT && f->memory_fault)
 		kvm_stat_inc(&st->memory_fault_exits);
 	return r;
+}
+
+/* ---- KVM_PRE_FAULT_MEMORY --------------------------------------------------- */
+
+/*
+ * Map the page at @gpa (kvm_tdp_map_page): retried until it sticks; *level
+ * is the level of the translation that covers it.  Returns 0 or -errno.
+ */
+static int kvm_tdp_map_page(struct kvm *kvm, struct kvm_fault_stat *st, gpa_t gpa, int *level)
+{
+	struct kvm_page_fault f;
+	uint64_t e;
+
+	for (;;) {
+		gm_rcu_read_lock();
+		e = kvm_mmu_lookup(kvm, gpa >> GM_PAGE_SHIFT, level);
+		gm_rcu_read_unlock();
+		if (e)
+			return 0; /* already mapped: the kernel's spurious fault */
+		switch (kvm_mmu_page_fault(kvm, gpa, false, st, &f)) {
+		case KVM_PF_FIXED:
+			*level = f.level;
+			return 0;
+		case KVM_PF_RETRY:
+			sched_yield();
+			break;
+		case KVM_PF_EMULATE:
+			return -ENOENT;
+		case KVM_PF_EXIT:
+			return f.error;
+		}
+	}
+}
+
+int kvm_vcpu_pre_fault_memory(struct kvm *kvm, struct kvm_fault_stat *st, uint64_t *gpa,
+			      uint64_t *size, uint64_t flags)
+{
+	uint64_t full = *size;
+	int r = 0;
+
+	if (flags)
+		return -EINVAL;
+	if ((*gpa & (GM_PAGE_SIZE - 1)) || (*size & (GM_PAGE_SIZE - 1)) || *gpa + *size <= *gpa)
+		return -EINVAL;
+	/*
+	 * The kernel also stops for a pending signal (-EINTR); a signal that
+	 * is not blocked is delivered at once in user space, so there is no
+	 * such state to see here.
+	 */
+	do {
+		int level = S2_PG_LEVEL_4K;
+		uint64_t bytes, end;
+
+		r = kvm_tdp_map_page(kvm, st, *gpa, &level);
+		if (r < 0)
+			break;
+		/* A huge translation may cover more than the page asked for. */
+		bytes = s2_level_pages(level) << GM_PAGE_SHIFT;
+		end = (*gpa & ~(bytes - 1)) + bytes;
+		bytes = GM_MIN(*size, end - *gpa);
+		*size -= bytes;
+		*gpa += bytes;
+	} while (*size);
+	/* Success if at least one page was mapped. */
+	return full == *size ? r : 0;
 }

@@ -84,6 +84,7 @@ void gm_file_put(struct gm_file *f)
 	gm_uapi_in_library = saved;
 	gm_raw_close(f->peer);
 	__atomic_sub_fetch(&gm_live[f->type], 1, __ATOMIC_RELEASE);
+	gm_check_pthread(pthread_mutex_destroy(&f->pos_lock));
 	free(f);
 }
 
@@ -330,6 +331,7 @@ int gm_file_create(enum gm_file_type type, const struct gm_file_ops *ops, const 
 		free(f);
 		return err;
 	}
+	gm_check_pthread(pthread_mutex_init(&f->pos_lock, NULL));
 	f->type = type;
 	f->ops = ops;
 	f->peer = gm_peer_relocate(sv[1]);
@@ -348,6 +350,7 @@ void gm_file_abort(struct gm_file *f)
 {
 	gm_raw_close(f->app_fd);
 	gm_raw_close(f->peer);
+	gm_check_pthread(pthread_mutex_destroy(&f->pos_lock));
 	free(f);
 }
 

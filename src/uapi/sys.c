@@ -47,6 +47,10 @@ bool gm_uapi_open(int dirfd, const char *path, int flags, mode_t mode, int *ret)
 	if (!path || (flags & O_PATH) || path[0] != '/')
 		return false;
 	(void)dirfd; /* absolute: the directory does not matter */
+	if (gm_path_is_modparam(path)) {
+		*ret = (int)gm_ret(gm_modparam_open(path, flags));
+		return true;
+	}
 	if (gm_path_is_dev_kvm(path)) {
 		GM_ENTER();
 		*ret = (int)gm_ret(gm_dev_open(flags));
@@ -119,9 +123,9 @@ bool gm_uapi_readv(int fd, const struct iovec *iov, int cnt, bool write, ssize_t
 	GM_FILE_OP(fd, ret, gm_fop_readv(f, iov, cnt, write));
 }
 
-bool gm_uapi_pread(int fd, off_t off, bool write, ssize_t *ret)
+bool gm_uapi_pread(int fd, void *buf, size_t n, off_t off, bool write, ssize_t *ret)
 {
-	GM_FILE_OP(fd, ret, gm_fop_pread(f, off, write));
+	GM_FILE_OP(fd, ret, gm_fop_pread(f, buf, n, off, write));
 }
 
 bool gm_uapi_lseek(int fd, off_t off, int whence, off_t *ret)
@@ -161,22 +165,33 @@ bool gm_uapi_shutdown(int fd, int how, int *ret)
 	GM_FILE_OP(fd, ret, -ENOTSOCK);
 }
 
-/* stat of @f, or of /dev/kvm for NULL (it must work on a host without one,
- * like open() does), copied out to @user. */
-static long gm_stat_out(struct gm_file *f, void *user)
+/*
+ * stat of @f, or for NULL of the path guestmem answers: /dev/kvm (which must
+ * work on a host without one, like open() does) or a module parameter.
+ */
+static int gm_obj_stat(struct gm_file *f, const char *path, struct stat *st)
+{
+	if (f) {
+		gm_fop_stat(f, st);
+		return 0;
+	}
+	if (gm_path_is_modparam(path))
+		return gm_modparam_stat(path, st);
+	gm_dev_stat(st);
+	return 0;
+}
+
+static long gm_stat_out(struct gm_file *f, const char *path, void *user)
 {
 	struct stat st;
+	int r = gm_obj_stat(f, path, &st);
 
-	if (f)
-		gm_fop_stat(f, &st);
-	else
-		gm_dev_stat(&st);
-	return gm_copy_to_user(user, &st, sizeof(st));
+	return r ? r : gm_copy_to_user(user, &st, sizeof(st));
 }
 
 bool gm_uapi_fstat(int fd, struct stat *st, int *ret)
 {
-	GM_FILE_OP(fd, ret, gm_stat_out(f, st));
+	GM_FILE_OP(fd, ret, gm_stat_out(f, NULL, st));
 }
 
 /*
@@ -192,20 +207,21 @@ static struct gm_file *gm_at_lookup(int dirfd, const char *path, int flags)
 	return NULL;
 }
 
-/* An *at() stat call: @out(the file or NULL for /dev/kvm, @user). */
+/* An *at() stat call: @out(the file, or NULL and a path we answer, @user). */
 static bool gm_at_stat(int dirfd, const char *path, int flags,
-		       long (*out)(struct gm_file *f, void *user), void *user, int *ret)
+		       long (*out)(struct gm_file *f, const char *path, void *user), void *user,
+		       int *ret)
 {
 	struct gm_file *f = gm_at_lookup(dirfd, path, flags);
 
 	if (!f) {
-		if (!gm_path_is_dev_kvm(path))
+		if (!gm_path_is_dev_kvm(path) && !gm_path_is_modparam(path))
 			return false;
-		*ret = (int)gm_ret(out(NULL, user));
+		*ret = (int)gm_ret(out(NULL, path, user));
 		return true;
 	}
 	GM_ENTER();
-	*ret = (int)gm_ret(out(f, user));
+	*ret = (int)gm_ret(out(f, NULL, user));
 	gm_file_put(f);
 	GM_LEAVE();
 	return true;
@@ -219,6 +235,10 @@ bool gm_uapi_fstatat(int dirfd, const char *path, struct stat *st, int flags, in
 bool gm_uapi_access(int dirfd, const char *path, int mode, int *ret)
 {
 	(void)dirfd;
+	if (gm_path_is_modparam(path)) {
+		*ret = (int)gm_ret(gm_modparam_access(path, mode));
+		return true;
+	}
 	if (!gm_path_is_dev_kvm(path))
 		return false;
 	/* A character device without execute bits: only X_OK is refused. */
@@ -226,15 +246,14 @@ bool gm_uapi_access(int dirfd, const char *path, int mode, int *ret)
 	return true;
 }
 
-static long gm_statx_out(struct gm_file *f, void *user)
+static long gm_statx_out(struct gm_file *f, const char *path, void *user)
 {
 	struct statx stx;
 	struct stat st;
+	int r = gm_obj_stat(f, path, &st);
 
-	if (f)
-		gm_fop_stat(f, &st);
-	else
-		gm_dev_stat(&st);
+	if (r)
+		return r;
 	memset(&stx, 0, sizeof(stx));
 	stx.stx_mask = STATX_BASIC_STATS;
 	stx.stx_blksize = (uint32_t)st.st_blksize;

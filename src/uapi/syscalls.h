@@ -81,13 +81,13 @@
 	X(both, fd, ssize_t, writev, (int fd, const struct iovec *iov, int cnt),                \
 	  (fd, iov, cnt), readv, (fd, iov, cnt, true))                                           \
 	X(both, fd, ssize_t, pread, (int fd, void *buf, size_t n, off_t off),                   \
-	  (fd, buf, n, off), pread, (fd, off, false))                                            \
+	  (fd, buf, n, off), pread, (fd, buf, n, off, false))                                   \
 	X(libc, fd, ssize_t, pread64, (int fd, void *buf, size_t n, off64_t off),               \
-	  (fd, buf, n, off), pread, (fd, off, false))                                            \
+	  (fd, buf, n, off), pread, (fd, buf, n, off, false))                                   \
 	X(both, fd, ssize_t, pwrite, (int fd, const void *buf, size_t n, off_t off),            \
-	  (fd, buf, n, off), pread, (fd, off, true))                                             \
+	  (fd, buf, n, off), pread, (fd, (void *)buf, n, off, true))                            \
 	X(libc, fd, ssize_t, pwrite64, (int fd, const void *buf, size_t n, off64_t off),        \
-	  (fd, buf, n, off), pread, (fd, off, true))                                             \
+	  (fd, buf, n, off), pread, (fd, (void *)buf, n, off, true))                            \
 	X(both, fd, off_t, lseek, (int fd, off_t off, int whence),                              \
 	  (fd, off, whence), lseek, (fd, off, whence))                                           \
 	X(libc, fd, off64_t, lseek64, (int fd, off64_t off, int whence),                        \
@@ -174,7 +174,7 @@
 	X(ssize_t, read, (int fd, void *buf, size_t n))                                          \
 	X(ssize_t, write, (int fd, const void *buf, size_t n))                                   \
 	X(ssize_t, readv, (int fd, const struct iovec *iov, int cnt, bool write))                \
-	X(ssize_t, pread, (int fd, off_t off, bool write))                                       \
+	X(ssize_t, pread, (int fd, void *buf, size_t n, off_t off, bool write))                 \
 	X(off_t, lseek, (int fd, off_t off, int whence))                                         \
 	X(void *, mmap, (void *addr, size_t len, int prot, int flags, int fd, off_t off,         \
 			 void **token))                                                          \

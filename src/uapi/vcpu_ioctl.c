@@ -20,6 +20,8 @@
 
 #include <guestmem/kvm.h>
 
+#include "core/config.h"
+#include "mmu/fault.h"
 #include "uapi.h"
 #include "vcpu/cpuid.h"
 #include "vcpu/vcpu.h"
@@ -169,6 +171,27 @@ static long vcpu_msrs(struct kvm_vcpu *v, unsigned long arg, bool set)
 	return r;
 }
 
+/* KVM_PRE_FAULT_MEMORY (6.10+): the leftover range is copied back always. */
+static long vcpu_pre_fault_memory(struct kvm_vcpu *v, unsigned long arg)
+{
+	struct kvm_pre_fault_memory range;
+	uint64_t gpa, size;
+	long r;
+
+	if (v->kvm->cfg.profile == GM_PROFILE_LINUX_6_8)
+		return -EINVAL; /* not in 6.8: kvm_arch_vcpu_ioctl's default */
+	if (gm_copy_from_user(&range, (const void *)arg, sizeof(range)))
+		return -EFAULT;
+	gpa = range.gpa;
+	size = range.size;
+	r = kvm_vcpu_pre_fault_memory(v->kvm, &v->stat.fault, &gpa, &size, range.flags);
+	range.gpa = gpa;
+	range.size = size;
+	if (gm_copy_to_user((void *)arg, &range, sizeof(range)))
+		r = -EFAULT;
+	return r;
+}
+
 /* ---- dispatch ---------------------------------------------------------------- */
 
 static long vcpu_ioctl_locked(struct kvm_vcpu *v, unsigned int cmd, unsigned long arg)
@@ -200,6 +223,10 @@ static long vcpu_ioctl_locked(struct kvm_vcpu *v, unsigned int cmd, unsigned lon
 	case KVM_GET_MSRS:
 	case KVM_SET_MSRS:
 		return vcpu_msrs(v, arg, cmd == KVM_SET_MSRS);
+	case KVM_GET_STATS_FD:
+		return gm_get_stats_fd(v->kvm, v);
+	case KVM_PRE_FAULT_MEMORY:
+		return vcpu_pre_fault_memory(v, arg);
 	default: {
 		/* Events, FPU/XSAVE, LAPIC, TSC, debug... (x86_ioctl.c). */
 		bool handled;

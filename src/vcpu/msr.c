@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "core/config.h"
+#include "lib/cpuinfo.h"
 #include "lib/rcu.h"
 #include "vcpu/cpuid.h"
 #include "vcpu/vcpu.h"
@@ -130,27 +131,15 @@ static bool msr_advertised(uint32_t index)
 
 /* ---- host facts -------------------------------------------------------------- */
 
-/* A word of /proc/cpuinfo's first processor, e.g. "bugs" or "microcode". */
+/* A line of /proc/cpuinfo with a space on each side, for word searches. */
 static bool cpuinfo_field(const char *key, char *out, size_t size)
 {
-	FILE *f = fopen("/proc/cpuinfo", "re");
-	char line[1024];
-	size_t k = strlen(key);
-	bool found = false;
+	char v[1000];
 
-	if (!f)
+	if (!gm_cpuinfo_field(key, v, sizeof(v)))
 		return false;
-	while (!found && fgets(line, sizeof(line), f)) {
-		char *colon = strchr(line, ':');
-
-		if (strncmp(line, key, k) || !colon || (line[k] != ' ' && line[k] != '\t'))
-			continue;
-		snprintf(out, size, " %s", colon + 2);
-		out[strcspn(out, "\n")] = ' ';
-		found = true;
-	}
-	fclose(f);
-	return found;
+	snprintf(out, size, " %s ", v);
+	return true;
 }
 
 static bool host_has_bug(const char *bugs, const char *name)

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <x86intrin.h>
 
+#include "lib/cpuinfo.h"
 #include "vcpu/vcpu.h"
 #include "vcpu/x86.h"
 
@@ -51,22 +52,12 @@ static uint32_t tsc_calibrate_khz(void)
 
 static uint32_t cpuinfo_khz(void)
 {
-	FILE *f = fopen("/proc/cpuinfo", "re");
-	char line[256];
 	unsigned mhz = 0, frac = 0;
-	uint32_t khz = 0;
+	char v[64];
 
-	if (!f)
+	if (!gm_cpuinfo_field("cpu MHz", v, sizeof(v)) || sscanf(v, "%u.%3u", &mhz, &frac) < 1)
 		return 0;
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, "cpu MHz", 7) &&
-		    sscanf(line, "cpu MHz : %u.%3u", &mhz, &frac) >= 1) {
-			khz = mhz * 1000 + frac;
-			break;
-		}
-	}
-	fclose(f);
-	return khz;
+	return mhz * 1000 + frac;
 }
 
 uint32_t kvm_host_tsc_khz(void)
