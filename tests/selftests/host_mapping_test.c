@@ -83,13 +83,18 @@ static void test_mprotect(void *arg)
 static void test_mremap(void *arg)
 {
 	struct fixture x;
-	uint8_t *moved;
+	uint8_t *moved, *dest;
 
 	(void)arg;
 	fixture_init(&x);
-	/* Move the pages away: the slot's hva range is empty now. */
-	moved = mremap(x.hva, 2 * PG_SIZE, 2 * PG_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED,
-		       x.hva + 64 * PG_SIZE);
+	/*
+	 * Move the pages away: the slot's hva range is empty now.  The
+	 * destination is reserved first: MREMAP_FIXED unmaps whatever lies
+	 * there, and a guessed address may hold this process's own heap.
+	 */
+	dest = mmap(NULL, 2 * PG_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	TEST_ASSERT(dest != MAP_FAILED, "mmap: %s", errno_name(errno));
+	moved = mremap(x.hva, 2 * PG_SIZE, 2 * PG_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
 	TEST_ASSERT(moved != MAP_FAILED, "mremap: %s", errno_name(errno));
 	TEST_ASSERT_EQ(run_once(&x), -EFAULT);
 	/* And back: the guest sees the same data again. */
