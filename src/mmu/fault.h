@@ -67,6 +67,9 @@ static inline void kvm_stat_inc(uint64_t *c)
  */
 int kvm_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_stat *st,
 		       struct kvm_page_fault *f);
+/* The same for a vCPU: the slot is looked up through its last-used-slot cache. */
+int kvm_vcpu_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_stat *st,
+			    struct kvm_memslot_cache *slot_cache, struct kvm_page_fault *f);
 
 /*
  * The two lockless pre-checks (steps 4 and 7) can be switched off for
