@@ -87,6 +87,7 @@ void rangemap_init(struct rangemap *map)
 	map->nr_nodes = 0;
 	map->pending = NULL;
 	map->nr_pending = 0;
+	map->pending_nodes = 0;
 }
 
 static void rm_free_batch(struct rangemap_update *u);
@@ -654,6 +655,7 @@ static void rm_free_garbage(struct rcu_head *head)
  * a grace period that starts later than needed is still one.
  */
 #define RM_BATCH 32
+#define RM_MIN_PENDING 4 /* nodes a tiny map may keep waiting */
 
 static void rm_flush_batch(struct rangemap *map)
 {
@@ -661,6 +663,7 @@ static void rm_flush_batch(struct rangemap *map)
 		gm_call_rcu(&map->pending->head, rm_free_garbage);
 	map->pending = NULL;
 	map->nr_pending = 0;
+	map->pending_nodes = 0;
 }
 
 void rangemap_commit(struct rangemap *map, struct rangemap_update *u)
@@ -675,8 +678,10 @@ void rangemap_commit(struct rangemap *map, struct rangemap_update *u)
 	}
 	u->next = map->pending;
 	map->pending = u;
-	/* A big erase does not keep its nodes waiting for the batch. */
-	if (++map->nr_pending >= RM_BATCH || u->garbage.nr > RM_INLINE)
+	map->pending_nodes += u->garbage.nr;
+	/* What waits never outweighs the live tree (small maps, big erases). */
+	if (++map->nr_pending >= RM_BATCH ||
+	    map->pending_nodes >= GM_MAX(map->nr_nodes, RM_MIN_PENDING))
 		rm_flush_batch(map);
 }
 

@@ -38,6 +38,7 @@ struct rangemap {
 	/* Committed updates whose replaced nodes await one deferred free. */
 	struct rangemap_update *pending;
 	unsigned nr_pending;
+	uint64_t pending_nodes;
 };
 
 void rangemap_init(struct rangemap *map);
