@@ -144,6 +144,8 @@ struct kvm {
 	pthread_mutex_t slots_lock; /* see the lock table above */
 	pthread_mutex_t lock;
 	pthread_rwlock_t mmu_lock;
+	/* Faults blocked on mmu_lock (relaxed): see kvm_mmu_lock_needbreak(). */
+	long mmu_lock_waiters;
 
 	/* RCU-published active set per address space (points into __memslots). */
 	struct kvm_memslots *memslots[KVM_MAX_NR_ADDRESS_SPACES];
@@ -295,6 +297,15 @@ static inline bool kvm_mem_is_private(struct kvm *kvm, gfn_t gfn)
 }
 
 /* ---- invalidation protocol (src/core/invalidate.c) ------------------- */
+
+/*
+ * The kernel's rwlock_needbreak(&kvm->mmu_lock): a fault waits for the
+ * lock, so a long writer should yield it (cond_resched_rwlock_write).
+ */
+static inline bool kvm_mmu_lock_needbreak(struct kvm *kvm)
+{
+	return __atomic_load_n(&kvm->mmu_lock_waiters, __ATOMIC_RELAXED) != 0;
+}
 
 /* All three: Context: mmu_lock held for write. */
 void kvm_mmu_invalidate_begin(struct kvm *kvm);

@@ -396,8 +396,14 @@ int kvm_vcpu_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_f
 	}
 
 	if (r == KVM_PF_LOCK_BUSY) {
-		/* A writer holds mmu_lock: wait for it outside the section. */
+		/*
+		 * A writer holds mmu_lock: wait for it outside the section,
+		 * counted so that a long writer can yield to us
+		 * (kvm_mmu_lock_needbreak()).
+		 */
+		__atomic_fetch_add(&kvm->mmu_lock_waiters, 1, __ATOMIC_RELAXED);
 		gm_check_pthread(pthread_rwlock_rdlock(&kvm->mmu_lock));
+		__atomic_fetch_sub(&kvm->mmu_lock_waiters, 1, __ATOMIC_RELAXED);
 		kvm_stat_inc(&st->lock_acq);
 		gm_check_pthread(pthread_rwlock_unlock(&kvm->mmu_lock));
 		r = KVM_PF_RETRY;
