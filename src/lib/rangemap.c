@@ -20,6 +20,7 @@
  * nodes and frees O(height + k/RM_LEAF_MAX) ones, after a grace period.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,6 +80,45 @@ struct rangemap_update {
 };
 
 long rangemap_fail_nth_alloc;
+
+/*
+ * Nodes freed after a grace period (by liburcu's callback thread) are kept
+ * in a small pool for the next stores instead of going back to malloc:
+ * a store allocates and a grace period later frees a few 512-byte nodes,
+ * and handing them between threads through malloc costs more than the
+ * store itself.  At most RM_POOL_MAX nodes (256 KiB) wait there.
+ */
+#define RM_POOL_MAX 512
+static pthread_mutex_t rm_pool_lock = PTHREAD_MUTEX_INITIALIZER; /* leaf lock: rm_pool */
+static struct rm_node *rm_pool;	/* linked through child[0] */
+static unsigned rm_pool_nr;
+
+static struct rm_node *rm_node_get(void)
+{
+	struct rm_node *n;
+
+	gm_check_pthread(pthread_mutex_lock(&rm_pool_lock));
+	n = rm_pool;
+	if (n) {
+		rm_pool = n->child[0];
+		rm_pool_nr--;
+	}
+	gm_check_pthread(pthread_mutex_unlock(&rm_pool_lock));
+	return n ? n : malloc(sizeof(*n));
+}
+
+static void rm_node_put(struct rm_node *n)
+{
+	gm_check_pthread(pthread_mutex_lock(&rm_pool_lock));
+	if (rm_pool_nr < RM_POOL_MAX) {
+		n->child[0] = rm_pool;
+		rm_pool = n;
+		rm_pool_nr++;
+		n = NULL;
+	}
+	gm_check_pthread(pthread_mutex_unlock(&rm_pool_lock));
+	free(n);
+}
 
 void rangemap_init(struct rangemap *map)
 {
@@ -333,11 +373,11 @@ static struct rm_node *rm_alloc(struct rangemap_update *u, int level)
 
 	if (rangemap_fail_nth_alloc > 0 && --rangemap_fail_nth_alloc == 0)
 		return NULL;
-	n = malloc(sizeof(*n));
+	n = rm_node_get();
 	if (!n)
 		return NULL;
 	if (rm_list_add(&u->fresh, n)) {
-		free(n);
+		rm_node_put(n);
 		return NULL;
 	}
 	n->level = (uint16_t)level;
@@ -460,7 +500,7 @@ void rangemap_abort(struct rangemap_update *u)
 	if (!u)
 		return;
 	for (size_t i = 0; i < u->fresh.nr; i++)
-		free(u->fresh.v[i]);
+		rm_node_put(u->fresh.v[i]);
 	rm_update_free(u);
 }
 
@@ -571,7 +611,7 @@ static int rm_build(struct rangemap_update *u, const struct rm_node *root, uint6
 		if (i == u->fresh.nr)
 			break; /* published nodes are never freed here */
 		u->fresh.v[i] = u->fresh.v[--u->fresh.nr];
-		free(u->root);
+		rm_node_put(u->root);
 		u->nodes_delta--;
 		u->root = only;
 	}
@@ -638,7 +678,7 @@ static void rm_free_batch(struct rangemap_update *u)
 		struct rangemap_update *next = u->next;
 
 		for (size_t i = 0; i < u->garbage.nr; i++)
-			free(u->garbage.v[i]);
+			rm_node_put(u->garbage.v[i]);
 		rm_update_free(u);
 		u = next;
 	}
