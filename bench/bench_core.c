@@ -8,6 +8,7 @@
  *    confidential guest converts pages one by one);
  *  - gfn -> memslot lookup of random gfns over 32764 slots vs the same
  *    gfns over 1 slot covering the same range;
+ *  - deleting and re-inserting a memslot with 32764 slots vs 1 slot;
  *  - fallocate of 1 GiB of guest_memfd vs writing 1 GiB of fresh anonymous
  *    memory (goal: within 2x);
  *  - scattered 4 KiB fallocate of a guest_memfd vs a plain memfd (issue #11
@@ -163,6 +164,58 @@ static int bench_attr_runs(void)
 out:
 	bench_progress("tearing the map down");
 	kvm_put_kvm(kvm);
+	return r;
+}
+
+/*
+ * Issue 11 item 2: deleting a slot and inserting it again (out of gfn
+ * order: a random one among all) with 32,764 slots vs with 1 slot.  Each
+ * sample is one delete plus one create, halved; both include the set
+ * swaps and grace periods, as in the kernel.
+ */
+#define SLOT_REPS 401
+
+static double time_slot_churn(struct kvm *kvm, uint32_t nslots, unsigned *seed)
+{
+	static double v[SLOT_REPS];
+
+	for (int i = 0; i < SLOT_REPS; i++) {
+		uint32_t id = (uint32_t)rand_r(seed) % nslots;
+		uint64_t t0 = bench_now_ns();
+
+		add_slot(kvm, id, 0, 0); /* size 0: delete */
+		add_slot(kvm, id, (uint64_t)id * 2 * 4096, 4096);
+		v[i] = (double)(bench_now_ns() - t0) / 2.0;
+	}
+	return bench_median(v, SLOT_REPS);
+}
+
+static int bench_memslot_updates(void)
+{
+	struct kvm *one, *many;
+	unsigned seed = 3;
+	double t1, tn;
+	int r;
+
+	r = kvm_create_vm(0, &one);
+	if (r)
+		return r;
+	r = kvm_create_vm(0, &many);
+	if (r) {
+		kvm_put_kvm(one);
+		return r;
+	}
+	r = add_slot(one, 0, 0, 4096);
+	for (uint32_t id = 0; !r && id < KVM_USER_MEM_SLOTS; id++)
+		r = add_slot(many, id, (uint64_t)id * 2 * 4096, 4096);
+	if (!r) {
+		t1 = time_slot_churn(one, 1, &seed);
+		tn = time_slot_churn(many, KVM_USER_MEM_SLOTS, &seed);
+		bench_row("memslot delete+insert, 32764 slots vs 1 (us)", tn / 1e3, t1 / 1e3, "us",
+			  "within 2x");
+	}
+	kvm_put_kvm(one);
+	kvm_put_kvm(many);
 	return r;
 }
 
@@ -352,6 +405,7 @@ static int bench_scattered_fallocate(void)
 const struct bench_item bench_core_items[] = {
 	{ "attr-range", bench_attr_range },
 	{ "attr-runs", bench_attr_runs },
+	{ "memslot-updates", bench_memslot_updates },
 	{ "lookup", bench_lookup },
 	{ "fallocate", bench_fallocate },
 	{ "fallocate-scattered", bench_scattered_fallocate },

@@ -74,7 +74,7 @@ static int attr_post(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t start,
 int kvm_vm_set_mem_attributes(struct kvm *kvm, gfn_t start, gfn_t end, uint64_t attributes)
 {
 	struct attr_walk w = { attributes, false, false };
-	struct rangemap_array *next;
+	struct rangemap_update *next;
 	int r = 0;
 
 	gm_check_pthread(pthread_mutex_lock(&kvm->slots_lock));

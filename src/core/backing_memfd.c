@@ -5,9 +5,16 @@
  * fallocate, free = punch hole) and the storage is a real file the 6.18
  * MMAP flag can hand to mmap().
  *
- * guestmem reaches the pages through MAP_SHARED windows of 2 MiB, mapped on
- * first use and kept until fini (a punched page of a mapped window reads
- * zeros again).  Windows are found through a gm_radix keyed by window
+ * guestmem reaches the pages through one MAP_SHARED mapping of the whole
+ * file, made at init when the file is at most GM_MEMFD_WHOLE_MAX: one host
+ * mapping per guest_memfd however scattered the touched pages are (a
+ * mapping per 2 MiB window hit vm.max_map_count after ~65,500 windows and
+ * cost a VMA per touched window), whose page tables the host allocates
+ * only where pages are touched, and which one munmap tears down.  Larger
+ * files (or when the address space is short) are reached through
+ * MAP_SHARED windows of 2 MiB, mapped on first use and kept until fini (a
+ * punched page of a mapped window reads zeros again).  Either way the
+ * per-window state is found through a gm_radix keyed by window
  * index: lookups are lock-free, a window is installed by CAS (a loser frees
  * or unmaps its copy) and never replaced, so a pointer read from the table
  * stays valid until fini.
@@ -44,9 +51,13 @@ struct memfd_window {
 	uint64_t known[WIN_PAGES / 64]; /* see the file comment; atomic RMW only */
 };
 
+/* A whole-file mapping takes at most 1/8 of the 128 TiB user address space. */
+#define GM_MEMFD_WHOLE_MAX (16ULL << 40)
+
 struct gm_memfd {
 	int fd;
 	uint64_t size; /* bytes */
+	char *whole;   /* the whole file mapped, or NULL: per-window mappings */
 	/*
 	 * Incremented (seq_cst) at the start and at the end of every punch:
 	 * odd while a punch runs.  Read by allocations to detect a punch that
@@ -112,6 +123,8 @@ static char *memfd_window_addr(struct gm_memfd *m, struct memfd_window *win, uin
 	char *addr = __atomic_load_n(&win->addr, __ATOMIC_ACQUIRE), *expected = NULL;
 	uint64_t off = widx << WIN_SHIFT, len;
 
+	if (m->whole)
+		return m->whole + off; /* set at init, before any lookup */
 	if (addr)
 		return addr;
 	len = GM_MIN(WIN_BYTES, m->size - off);
@@ -172,6 +185,13 @@ static int memfd_init(struct gm_backing *b)
 		ret = memfd_errno(errno);
 		goto err_close;
 	}
+	/* Costs no memory until touched; on failure, windows as before. */
+	if (m->size <= GM_MEMFD_WHOLE_MAX) {
+		void *w = gm_raw_mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+			       m->fd, 0);
+
+		m->whole = w == MAP_FAILED ? NULL : w;
+	}
 	b->priv = m;
 	return 0;
 
@@ -189,7 +209,7 @@ static void memfd_free_window(void *ctx, uint64_t widx, void *leaf)
 	struct gm_memfd *m = ctx;
 	struct memfd_window *win = leaf;
 
-	if (win->addr)
+	if (win->addr && !m->whole)
 		gm_raw_munmap(win->addr, GM_MIN(WIN_BYTES, m->size - (widx << WIN_SHIFT)));
 	free(win);
 }
@@ -199,6 +219,8 @@ static void memfd_fini(struct gm_backing *b)
 	struct gm_memfd *m = b->priv;
 
 	gm_radix_fini(&m->windows, memfd_free_window, m);
+	if (m->whole)
+		gm_raw_munmap(m->whole, m->size);
 	gm_raw_close(m->fd);
 	free(m);
 }

@@ -160,6 +160,12 @@ static void mn_collect_slot(struct kvm_memory_slot *slot, struct mn_walk *w)
 	w->nr++;
 }
 
+static int mn_collect_cb(struct kvm_memory_slot *slot, void *w)
+{
+	mn_collect_slot(slot, w);
+	return 0;
+}
+
 /*
  * Returns whether an invalidation was begun (and must be ended).  The
  * memslots are read under RCU, but mmu_lock is taken outside the read-side
@@ -177,12 +183,8 @@ static bool kvm_mn_invalidate_start(struct kvm *kvm, uint64_t hva_start, uint64_
 	gm_check_pthread(pthread_mutex_unlock(&kvm->mn_lock));
 
 	gm_rcu_read_lock();
-	for (int as = 0; as < kvm->nr_as; as++) {
-		struct kvm_memslots *slots = kvm_memslots(kvm, as);
-
-		for (uint32_t i = 0; i < slots->nr; i++)
-			mn_collect_slot(slots->by_gfn[i], &w);
-	}
+	for (int as = 0; as < kvm->nr_as; as++)
+		kvm_memslots_for_each(kvm_memslots(kvm, as), mn_collect_cb, &w);
 	gm_rcu_read_unlock();
 	if (!w.nr && !w.oom)
 		goto out;

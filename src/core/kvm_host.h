@@ -118,16 +118,24 @@ static inline bool kvm_slot_can_be_private(const struct kvm_memory_slot *s)
 }
 
 /*
- * One memslot set: slots sorted by base_gfn for O(log n) gfn lookup.
- * Each address space has two (active, inactive), as in the kernel.
+ * One memslot set: a tree by gfn, [base_gfn, base_gfn + npages) -> slot
+ * (a rangemap: slots are disjoint, so each is one run), for O(log n)
+ * lookup and O(log n) insertion and removal in any order.  Each address
+ * space has two (active, inactive), as in the kernel; slot_by_id is the
+ * kernel's hash by id (of the active set).
  */
 struct kvm_memslots {
 	uint64_t generation;
-	uint32_t nr;
-	uint32_t cap;
-	struct kvm_memory_slot **by_gfn;
-	/* by_gfn[i]->base_gfn + npages, so the search touches one array only. */
-	gfn_t *end_gfn;
+	struct rangemap by_gfn; /* values: struct kvm_memory_slot * */
+};
+
+/*
+ * The kernel's vcpu->last_used_slot: the slot a vCPU found last, valid
+ * while the active set's generation is @gen.  Used by one thread.
+ */
+struct kvm_memslot_cache {
+	struct kvm_memory_slot *slot;
+	uint64_t gen;
 };
 
 struct kvm_stat {
@@ -150,6 +158,8 @@ struct kvm {
 	pthread_mutex_t slots_lock; /* see the lock table above */
 	pthread_mutex_t lock;
 	pthread_rwlock_t mmu_lock;
+	/* Faults blocked on mmu_lock (relaxed): see kvm_mmu_lock_needbreak(). */
+	long mmu_lock_waiters;
 
 	/* RCU-published active set per address space (points into __memslots). */
 	struct kvm_memslots *memslots[KVM_MAX_NR_ADDRESS_SPACES];
@@ -291,6 +301,13 @@ int kvm_set_memory_region(struct kvm *kvm, const struct kvm_userspace_memory_reg
 struct kvm_memory_slot *kvm_memslots_find(struct kvm_memslots *slots, gfn_t gfn);
 struct kvm_memory_slot *gfn_to_memslot(struct kvm *kvm, int as_id, gfn_t gfn);
 struct kvm_memslots *kvm_memslots(struct kvm *kvm, int as_id);
+/* The same through a vCPU's last-used-slot cache (may be NULL). */
+struct kvm_memory_slot *kvm_cached_gfn_to_memslot(struct kvm *kvm, int as_id,
+						  struct kvm_memslot_cache *cache, gfn_t gfn);
+/* Number of slots in @slots, and each of them in gfn order (stops on nonzero). */
+uint64_t kvm_memslots_nr(struct kvm_memslots *slots);
+int kvm_memslots_for_each(struct kvm_memslots *slots,
+			  int (*fn)(struct kvm_memory_slot *slot, void *ctx), void *ctx);
 
 /*
  * Iterate slots of every address space intersecting [start, end).
@@ -354,6 +371,15 @@ static inline bool kvm_mem_is_private(struct kvm *kvm, gfn_t gfn)
 }
 
 /* ---- invalidation protocol (src/core/invalidate.c) ------------------- */
+
+/*
+ * The kernel's rwlock_needbreak(&kvm->mmu_lock): a fault waits for the
+ * lock, so a long writer should yield it (cond_resched_rwlock_write).
+ */
+static inline bool kvm_mmu_lock_needbreak(struct kvm *kvm)
+{
+	return __atomic_load_n(&kvm->mmu_lock_waiters, __ATOMIC_RELAXED) != 0;
+}
 
 /* All three: Context: mmu_lock held for write. */
 void kvm_mmu_invalidate_begin(struct kvm *kvm);

@@ -3,6 +3,7 @@
  * VM objects: creation, references, destruction and the global VM list.
  */
 #include <cpuid.h>
+#include <guestmem/kvm.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,8 +46,21 @@ static int kvm_init_memslots(struct kvm *kvm)
 		/* Address space i uses generations i, i + nr_as, ... (spec §4.10). */
 		kvm->__memslots[as][0].generation = (uint64_t)as;
 		kvm->__memslots[as][1].generation = (uint64_t)as;
+		rangemap_init(&kvm->__memslots[as][0].by_gfn);
+		rangemap_init(&kvm->__memslots[as][1].by_gfn);
 		kvm->memslots[as] = &kvm->__memslots[as][0];
 	}
+	return 0;
+}
+
+static int kvm_free_one_memslot(struct kvm_memory_slot *slot, void *ctx)
+{
+	(void)ctx;
+	if (slot->flags & KVM_MEM_GUEST_MEMFD)
+		kvm_gmem_unbind(slot);
+	kvm_free_memslot_metadata(slot);
+	free(slot->dirty_bitmap);
+	free(slot);
 	return 0;
 }
 
@@ -55,19 +69,11 @@ static void kvm_free_memslots(struct kvm *kvm)
 	for (int as = 0; as < kvm->nr_as; as++) {
 		struct kvm_memslots *slots = kvm->memslots[as];
 
-		for (uint32_t i = 0; slots && i < slots->nr; i++) {
-			struct kvm_memory_slot *slot = slots->by_gfn[i];
-
-			if (slot->flags & 4 /* KVM_MEM_GUEST_MEMFD */)
-				kvm_gmem_unbind(slot);
-			kvm_free_memslot_metadata(slot);
-			free(slot->dirty_bitmap);
-			free(slot);
-		}
-		for (int i = 0; i < 2; i++) {
-			free(kvm->__memslots[as][i].by_gfn);
-			free(kvm->__memslots[as][i].end_gfn);
-		}
+		/* Both sets hold the same slots: free them once. */
+		if (slots)
+			kvm_memslots_for_each(slots, kvm_free_one_memslot, NULL);
+		for (int i = 0; i < 2; i++)
+			rangemap_fini(&kvm->__memslots[as][i].by_gfn);
 		free(kvm->slot_by_id[as]);
 	}
 }

@@ -160,6 +160,7 @@ struct fault_ctx {
 	int host_level;	 /* the "host page size" around hva (S2_PG_LEVEL_*) */
 	int meta_level;	 /* the slot metadata's level, a hint for host_level */
 	uint64_t slots_gen; /* memslot generation when hva was computed */
+	struct kvm_memslot_cache *slot_cache; /* the vCPU's last-used slot, or NULL */
 };
 
 /*
@@ -350,7 +351,7 @@ static int __kvm_mmu_page_fault(struct fault_ctx *c)
 	int r;
 
 	f->is_private = kvm_mem_is_private(c->kvm, f->gfn);
-	c->slot = gfn_to_memslot(c->kvm, 0, f->gfn);
+	c->slot = kvm_cached_gfn_to_memslot(c->kvm, 0, c->slot_cache, f->gfn);
 	/* Acquire; pairs with the release of seq in kvm_mmu_invalidate_end(). */
 	c->mmu_seq = kvm_mmu_invalidate_seq_snapshot(c->kvm);
 	if (fault_precheck_stale(c))
@@ -371,7 +372,7 @@ static int __kvm_mmu_page_fault_shared(struct fault_ctx *c, int host)
 {
 	if (READ_ONCE(kvm_memslots(c->kvm, 0)->generation) != c->slots_gen)
 		return KVM_PF_RETRY;
-	c->slot = gfn_to_memslot(c->kvm, 0, c->f->gfn);
+	c->slot = kvm_cached_gfn_to_memslot(c->kvm, 0, c->slot_cache, c->f->gfn);
 	if (host != KVM_PF_CONTINUE)
 		return host;
 	if (fault_precheck_stale(c))
@@ -382,7 +383,13 @@ static int __kvm_mmu_page_fault_shared(struct fault_ctx *c, int host)
 int kvm_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_stat *st,
 		       struct kvm_page_fault *f)
 {
-	struct fault_ctx c = { .kvm = kvm, .f = f, .st = st };
+	return kvm_vcpu_mmu_page_fault(kvm, gpa, write, st, NULL, f);
+}
+
+int kvm_vcpu_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_stat *st,
+			    struct kvm_memslot_cache *slot_cache, struct kvm_page_fault *f)
+{
+	struct fault_ctx c = { .kvm = kvm, .f = f, .st = st, .slot_cache = slot_cache };
 	int r;
 
 	memset(f, 0, sizeof(*f));
@@ -403,8 +410,14 @@ int kvm_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_
 	}
 
 	if (r == KVM_PF_LOCK_BUSY) {
-		/* A writer holds mmu_lock: wait for it outside the section. */
+		/*
+		 * A writer holds mmu_lock: wait for it outside the section,
+		 * counted so that a long writer can yield to us
+		 * (kvm_mmu_lock_needbreak()).
+		 */
+		__atomic_fetch_add(&kvm->mmu_lock_waiters, 1, __ATOMIC_RELAXED);
 		gm_check_pthread(pthread_rwlock_rdlock(&kvm->mmu_lock));
+		__atomic_fetch_sub(&kvm->mmu_lock_waiters, 1, __ATOMIC_RELAXED);
 		kvm_stat_inc(&st->lock_acq);
 		gm_check_pthread(pthread_rwlock_unlock(&kvm->mmu_lock));
 		r = KVM_PF_RETRY;

@@ -69,6 +69,9 @@ static inline void kvm_stat_inc(uint64_t *c)
  */
 int kvm_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_stat *st,
 		       struct kvm_page_fault *f);
+/* The same for a vCPU: the slot is looked up through its last-used-slot cache. */
+int kvm_vcpu_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_stat *st,
+			    struct kvm_memslot_cache *slot_cache, struct kvm_page_fault *f);
 
 /**
  * kvm_vcpu_pre_fault_memory() - KVM_PRE_FAULT_MEMORY (Linux 6.10+): map

@@ -180,7 +180,8 @@ static void access_page(struct kvm_vcpu *v, uint64_t gpa, size_t len, const stru
 		kvm_guest_stop_point(v);
 		if (access_hit(v, gpa, len, a))
 			return;
-		switch (kvm_mmu_page_fault(v->kvm, gpa, a->op != ACC_READ, &v->stat.fault, &f)) {
+		switch (kvm_vcpu_mmu_page_fault(v->kvm, gpa, a->op != ACC_READ, &v->stat.fault,
+						&v->last_used_slot, &f)) {
 		case KVM_PF_FIXED:
 			break;
 		case KVM_PF_RETRY:

@@ -131,6 +131,8 @@ struct kvm_vcpu {
 	bool kick;	/* READ_ONCE in every accessor: stop at the next one */
 
 	struct kvm_vcpu_stat stat;
+	/* vcpu->last_used_slot: used by the guest thread's faults only. */
+	struct kvm_memslot_cache last_used_slot;
 };
 
 static inline struct kvm_vcpu *guest_to_vcpu(struct guestmem_guest *g)

@@ -53,21 +53,24 @@ static int attr_digest(void *ctx, uint64_t s, uint64_t e, uint64_t v)
 	return 0;
 }
 
+static int slot_digest(struct kvm_memory_slot *m, void *ctx)
+{
+	uint64_t *sig = ctx;
+
+	*sig = *sig * 31 ^ m->base_gfn ^ (m->npages << 3) ^ m->userspace_addr ^
+	       ((uint64_t)m->flags << 40) ^ m->id ^ m->gmem.pgoff;
+	return 0;
+}
+
 static void snap(struct kvm *kvm, struct kvm_gmem *g, struct snapshot *s)
 {
 	struct kvm_memslots *slots;
 
 	gm_rcu_read_lock();
 	slots = kvm_memslots(kvm, 0);
-	s->nr_slots = slots->nr;
+	s->nr_slots = kvm_memslots_nr(slots);
 	s->slot_sig = 0;
-	for (uint32_t i = 0; i < slots->nr; i++) {
-		struct kvm_memory_slot *m = slots->by_gfn[i];
-
-		s->slot_sig = s->slot_sig * 31 ^ m->base_gfn ^ (m->npages << 3) ^
-			      m->userspace_addr ^ ((uint64_t)m->flags << 40) ^ m->id ^
-			      m->gmem.pgoff;
-	}
+	kvm_memslots_for_each(slots, slot_digest, &s->slot_sig);
 	s->attr_runs = rangemap_nr_runs(&kvm->mem_attr_array);
 	s->attr_sig = 0;
 	rangemap_for_each(&kvm->mem_attr_array, 0, ~0ULL, attr_digest, &s->attr_sig);

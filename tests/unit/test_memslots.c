@@ -5,11 +5,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+
 #include "harness.h"
 
 #include <guestmem/kvm.h>
 
 #include "core/kvm_host.h"
+#include "lib/rangemap.h"
 #include "lib/rcu.h"
 
 #define MB (1ULL << 20)
@@ -154,7 +157,7 @@ TEST_F(test_many_slots_and_generations, setup, teardown)
 
 	for (uint32_t id = 0; id < KVM_USER_MEM_SLOTS; id++)
 		ASSERT_EQ(set(kvm, id, 0, (uint64_t)id * 2 * 4096, 4096, 0), 0);
-	ASSERT_EQ(kvm_memslots(kvm, 0)->nr, KVM_USER_MEM_SLOTS);
+	ASSERT_EQ(kvm_memslots_nr(kvm_memslots(kvm, 0)), KVM_USER_MEM_SLOTS);
 	for (uint32_t id = 0; id < KVM_USER_MEM_SLOTS; id += 997) {
 		ASSERT_EQ(slot_at(kvm, 0, (uint64_t)id * 2), id);
 		ASSERT_EQ(slot_at(kvm, 0, (uint64_t)id * 2 + 1), 0xffff);
@@ -162,6 +165,141 @@ TEST_F(test_many_slots_and_generations, setup, teardown)
 	/* Generations of address space 0 advance by the number of spaces. */
 	ASSERT_EQ(kvm_memslots(kvm, 0)->generation,
 			 gen0 + (uint64_t)kvm->nr_as * KVM_USER_MEM_SLOTS);
+}
+
+/*
+ * Random creates, deletes, moves and flag changes in any gfn order against
+ * a brute-force model of the slots; both sets must hold exactly the model
+ * after every call, lookups (plain and through a vCPU's last-used-slot
+ * cache) must agree with it, and an allocation failure inside the set
+ * update must leave everything as it was.
+ */
+#define MODEL_IDS 64
+#define MODEL_GFNS 4096
+
+struct model_slot {
+	bool used;
+	uint64_t base, npages;
+	uint32_t flags;
+};
+
+static struct model_slot model[MODEL_IDS];
+
+static int model_owner(uint64_t gfn)
+{
+	for (int id = 0; id < MODEL_IDS; id++)
+		if (model[id].used && gfn >= model[id].base &&
+		    gfn < model[id].base + model[id].npages)
+			return id;
+	return -1;
+}
+
+static bool model_overlaps(int self, uint64_t base, uint64_t npages)
+{
+	for (int id = 0; id < MODEL_IDS; id++)
+		if (id != self && model[id].used && base < model[id].base + model[id].npages &&
+		    model[id].base < base + npages)
+			return true;
+	return false;
+}
+
+struct set_check {
+	uint64_t nr;
+	gfn_t last_end;
+	bool bad;
+};
+
+static int check_slot(struct kvm_memory_slot *s, void *ctx)
+{
+	struct set_check *c = ctx;
+	const struct model_slot *m = &model[s->id];
+
+	if (!m->used || s->base_gfn != m->base || s->npages != m->npages ||
+	    (s->flags & ~KVM_MEMSLOT_INVALID) != m->flags || (s->flags & KVM_MEMSLOT_INVALID) ||
+	    s->base_gfn < c->last_end)
+		c->bad = true;
+	c->last_end = s->base_gfn + s->npages;
+	c->nr++;
+	return 0;
+}
+
+static void check_sets(struct kvm *kvm, struct kvm_memslot_cache *cache, unsigned *seed)
+{
+	uint64_t used = 0;
+
+	for (int id = 0; id < MODEL_IDS; id++)
+		used += model[id].used;
+	for (int i = 0; i < 2; i++) {
+		struct set_check c = { 0, 0, false };
+
+		kvm_memslots_for_each(&kvm->__memslots[0][i], check_slot, &c);
+		ASSERT_FALSE(c.bad);
+		ASSERT_EQ(c.nr, used);
+		ASSERT_EQ(rangemap_check_invariants(&kvm->__memslots[0][i].by_gfn), 0);
+	}
+	gm_rcu_read_lock();
+	for (int k = 0; k < 64; k++) {
+		uint64_t gfn = (uint64_t)rand_r(seed) % (MODEL_GFNS + 64);
+		int owner = model_owner(gfn);
+		struct kvm_memory_slot *a = gfn_to_memslot(kvm, 0, gfn);
+		struct kvm_memory_slot *b = kvm_cached_gfn_to_memslot(kvm, 0, cache, gfn);
+
+		ASSERT_PTR_EQ(a, b);
+		ASSERT_EQ(a ? a->id : -1, owner);
+		/* Again: now from the cache when it hits. */
+		ASSERT_PTR_EQ(kvm_cached_gfn_to_memslot(kvm, 0, cache, gfn), a);
+	}
+	gm_rcu_read_unlock();
+}
+
+TEST_F(test_random_against_model, setup, teardown)
+{
+	struct kvm *kvm = *state;
+	struct kvm_memslot_cache cache = { NULL, 0 };
+	unsigned seed = 2024;
+	int injected = 0;
+
+	memset(model, 0, sizeof(model));
+	for (int i = 0; i < 3000; i++) {
+		int id = rand_r(&seed) % MODEL_IDS, op = rand_r(&seed) % 4, expect = 0, r;
+		uint64_t base = (uint64_t)rand_r(&seed) % MODEL_GFNS;
+		uint64_t npages = 1 + (uint64_t)rand_r(&seed) % 64;
+		struct model_slot *m = &model[id];
+		struct model_slot next = *m;
+		bool fail = rand_r(&seed) % 5 == 0;
+
+		if (op == 0 || !m->used) { /* create (or EEXIST / no-op rules) */
+			if (m->used)
+				continue;
+			expect = model_overlaps(id, base, npages) ? -EEXIST : 0;
+			next = (struct model_slot){ true, base, npages, 0 };
+		} else if (op == 1) { /* delete */
+			npages = 0;
+			next.used = false;
+		} else if (op == 2) { /* move */
+			npages = m->npages;
+			if (base == m->base)
+				continue;
+			expect = model_overlaps(id, base, npages) ? -EEXIST : 0;
+			next.base = base;
+		} else { /* flags only: toggle dirty logging */
+			base = m->base;
+			npages = m->npages;
+			next.flags ^= 1;
+		}
+		rangemap_fail_nth_alloc = fail ? 1 + rand_r(&seed) % 8 : 0;
+		r = set(kvm, (uint32_t)id, next.flags, base << 12, npages << 12, 0x10000000ULL);
+		rangemap_fail_nth_alloc = 0;
+		if (fail && r == -ENOMEM && expect == 0) {
+			injected++; /* nothing may have changed */
+		} else {
+			ASSERT_EQ(r, expect);
+			if (!r)
+				*m = next;
+		}
+		check_sets(kvm, &cache, &seed);
+	}
+	ASSERT_TRUE(injected > 50);
 }
 
 int main(int argc, char **argv)
