@@ -53,6 +53,13 @@ static void fixture_init(struct fixture *x)
 	ASSERT_EQ(run_once(x), 0x1111); /* translation installed */
 }
 
+/* The VM and its vCPU go; the test's own mappings are left as it made them. */
+static void fixture_fini(struct fixture *x)
+{
+	vcpu_free(x->v);
+	close(x->vm);
+}
+
 TEST_TIMEOUT(test_munmap, 60)
 {
 	struct fixture x;
@@ -66,6 +73,7 @@ TEST_TIMEOUT(test_munmap, 60)
 			 MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == x.hva, "remap");
 	*(uint64_t *)x.hva = 0x2222;
 	ASSERT_EQ(run_once(&x), 0x2222);
+	fixture_fini(&x);
 }
 
 TEST_TIMEOUT(test_mprotect, 60)
@@ -77,6 +85,7 @@ TEST_TIMEOUT(test_mprotect, 60)
 	ASSERT_EQ(run_once(&x), -EFAULT);
 	ASSERT_EQ(mprotect(x.hva, PG_SIZE, PROT_READ), 0);
 	ASSERT_EQ(run_once(&x), 0x1111); /* readable again: loads work */
+	fixture_fini(&x);
 }
 
 TEST_TIMEOUT(test_mremap, 60)
@@ -96,6 +105,7 @@ TEST_TIMEOUT(test_mremap, 60)
 	ASSERT_MSG(mremap(moved, 2 * PG_SIZE, 2 * PG_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED,
 			   x.hva) == x.hva, "mremap back: %s", errno_name(errno));
 	ASSERT_EQ(run_once(&x), 0x1111);
+	fixture_fini(&x);
 }
 
 TEST_TIMEOUT(test_madvise_remove, 60)
@@ -108,6 +118,7 @@ TEST_TIMEOUT(test_madvise_remove, 60)
 	ASSERT_EQ(run_once(&x), 0);
 	*(uint64_t *)x.hva = 0x3333;
 	ASSERT_EQ(run_once(&x), 0x3333);
+	fixture_fini(&x);
 }
 
 int main(int argc, char **argv)
