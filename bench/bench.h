@@ -40,9 +40,32 @@ typedef int (*bench_exit_fn)(struct kvm_run *run, void *opaque);
 int bench_run_vcpu(struct guestmem_vcpu *vcpu, const bool *stop, bench_exit_fn on_exit,
 		   void *opaque);
 
-/* The benchmark groups; each returns 0 or a negative errno. */
-int bench_core(void);	/* attributes, memslot lookup, fallocate */
-int bench_vcpu(void);	/* faults, hits, conversions, invalidation storm */
-int bench_eventfd(void); /* ioeventfd doorbells, irqfd latency */
+/*
+ * Progress on stderr ("[12.3s] core/attributes: ..."), so that stdout stays
+ * the table and a long step is never silent.
+ */
+void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A remark under the table's rows (also kept in the JSON output). */
+void bench_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * One benchmark: prints its rows with bench_row(); returns 0 or a negative
+ * errno.  A section is a NULL-terminated table of these, registered in
+ * bench_sections[] (bench_common.c): adding a benchmark is one line in a
+ * table, and `guestmem bench SECTION[/ITEM]` selects by these names.
+ */
+struct bench_item {
+	const char *name;
+	int (*run)(void);
+};
+
+/* --fill-seconds: the time allowed for building a large attribute map. */
+extern unsigned bench_fill_seconds;
+
+extern const struct bench_item bench_core_items[];    /* bench_core.c */
+extern const struct bench_item bench_vcpu_items[];    /* bench_vcpu.c */
+extern const struct bench_item bench_eventfd_items[]; /* bench_eventfd.c */
+extern const struct bench_item bench_design_items[];  /* bench_design.c */
 
 #endif

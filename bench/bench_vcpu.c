@@ -3,12 +3,13 @@
  * vCPU and fault-path benchmarks (issue #4), each a ratio against a
  * baseline measured in the same run:
  *  - first-touch private fault per 4 KiB vs writing fresh anonymous memory;
- *  - a guest access that hits vs a plain load;
+ *  - a guest access that hits vs a warm plain load of the same addresses;
  *  - a MAP_GPA_RANGE conversion round trip (exit, KVM_SET_MEMORY_ATTRIBUTES,
  *    re-entry) per 4 KiB vs a plain port-I/O exit, and per 2 MiB vs 4 KiB;
- *  - an invalidation storm (fault threads vs a thread zapping ranges through
- *    the mmu notifier) with the lockless pre-check on vs off: fault latency
- *    p50/p99 and mmu_lock acquisitions per fault.
+ *  - an invalidation storm (large invalidations that hold and yield mmu_lock
+ *    while fault threads fault inside and outside their range) with the
+ *    lockless pre-check on vs off: fault latency p50/p99/p99.9, the
+ *    invalidation's own duration and mmu_lock acquisitions per fault.
  * The guests are C functions reporting their timings through the opaque
  * pointer (they run in this process).
  */
@@ -17,6 +18,8 @@
 #include <linux/falloc.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +30,7 @@
 
 #include "bench.h"
 #include "core/kvm_host.h"
+#include "lib/lockdep.h"
 #include "lib/rcu.h"
 #include "mmu/fault.h"
 #include "mmu/mmu.h"
@@ -175,19 +179,30 @@ static double memfd_first_touch_ns(uint64_t size)
 	return ns;
 }
 
+/*
+ * The hit's baseline: the same loads, same addresses modulo the buffer, from
+ * ordinary memory that is already mapped and was just read once (a warm
+ * load: no first-touch fault, the same cache behaviour as the guest's hits,
+ * whose pages the first-touch loop has just written).
+ */
 static double plain_load_ns(uint64_t iters, uint64_t size)
 {
-	uint64_t *buf = calloc(1, size), t0, sum = 0;
+	uint64_t *buf = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			     -1, 0);
 	volatile uint64_t *vb = buf;
+	uint64_t t0, sum = 0;
 	double ns;
 
-	if (!buf)
+	if (buf == MAP_FAILED)
 		return -1;
+	memset(buf, 1, size); /* every page present and dirty, as the guest's are */
+	for (uint64_t off = 0; off < size; off += 64)
+		sum += vb[off / 8];
 	t0 = bench_now_ns();
 	for (uint64_t i = 0; i < iters; i++)
 		sum += vb[((i * 64) & (size - 1)) / 8];
 	ns = (double)(bench_now_ns() - t0);
-	free(buf);
+	munmap(buf, size);
 	return sum == 1 ? -1 : ns;
 }
 
@@ -281,22 +296,42 @@ static int bench_conversions(void)
 
 /* ---- invalidation storm ------------------------------------------------ */
 
+/*
+ * The seed's scenario for the lockless pre-check (spec §4.6): a host
+ * invalidation of a large range that holds mmu_lock for write while it
+ * zaps, yielding the lock between chunks as the kernel's TDP MMU zap does
+ * (cond_resched_rwlock_write), while vCPUs fault both inside the range
+ * (they must retry until the invalidation ends) and outside it (they only
+ * need the lock).  The invalidation is driven with the kernel's steps:
+ * begin and range_add under the lock, the zap in yielding chunks, the
+ * remote flush, then end.  Each invalidation covers one half of the region,
+ * alternating, so every faulter is in turn inside and outside the range.
+ */
 #define STORM_FAULTERS 2
-#define STORM_FAULTS 100000 /* per faulter */
+#define STORM_FAULTS 10000     /* per faulter and run */
+#define STORM_MAX_NS 5000000000ULL /* a run stops after 5 s whatever it measured */
+#define STORM_RUNS 3	       /* per setting, interleaved */
+#define STORM_REGION (32 * MIB)
+#define STORM_CHUNK 512	       /* pages zapped between two yields */
+#define STORM_MAX_INV 100000
 
 struct storm {
 	struct kvm *kvm;
-	uint64_t hva, size;
+	gfn_t gfn, npages;
 	int stop;
+	uint64_t *inv_ns; /* duration of each invalidation, begin to end */
+	uint64_t ninv;
+	uint64_t yields; /* of mmu_lock by the invalidations, to waiting faults */
 };
 
 struct storm_faulter {
 	struct storm *s;
-	uint64_t first, size; /* this faulter's part of the region */
+	uint64_t first, size; /* this faulter's part of the region (bytes) */
 	uint64_t *lat;	      /* ns per fault, until fixed */
 	uint64_t nlat;
 	struct kvm_fault_stat st;
 	bool failed;
+	bool timed_out;
 };
 
 /* A vCPU stand-in: sweep its part, time every fault until it is fixed. */
@@ -305,7 +340,13 @@ static void *storm_faulter(void *arg)
 	struct storm_faulter *f = arg;
 	struct storm *s = f->s;
 
+	uint64_t deadline = bench_now_ns() + STORM_MAX_NS;
+
 	while (f->nlat < STORM_FAULTS) {
+		if (bench_now_ns() > deadline) {
+			f->timed_out = true; /* report what was measured */
+			return NULL;
+		}
 		for (uint64_t off = f->first; off < f->first + f->size && f->nlat < STORM_FAULTS;
 		     off += PG) {
 			struct kvm_page_fault pf;
@@ -318,9 +359,16 @@ static void *storm_faulter(void *arg)
 			if (r)
 				continue;
 			t0 = bench_now_ns();
-			do
+			for (unsigned n = 0;; n++) {
 				r = kvm_mmu_page_fault(s->kvm, GPA + off, false, &f->st, &pf);
-			while (r == KVM_PF_RETRY);
+				if (r != KVM_PF_RETRY)
+					break;
+				/* Re-entry and the next fault, backing off as a vCPU does. */
+				if (n < 16)
+					__builtin_ia32_pause();
+				else
+					sched_yield();
+			}
 			if (r != KVM_PF_FIXED) {
 				f->failed = true;
 				return NULL;
@@ -331,27 +379,58 @@ static void *storm_faulter(void *arg)
 	return NULL;
 }
 
-/* Host-side invalidations sweeping 64-page windows over the region. */
+/* One invalidation of [start, end), as the mmu notifier drives it. */
+static void storm_invalidate(struct storm *s, struct kvm *kvm, gfn_t start, gfn_t end)
+{
+	bool flush = false;
+
+	gm_rwlock_wrlock(&kvm->mmu_lock, GM_LOCK_MMU);
+	kvm_mmu_invalidate_begin(kvm);
+	kvm_mmu_invalidate_range_add(kvm, start, end);
+	for (gfn_t g = start; g < end; g += STORM_CHUNK) {
+		flush |= kvm_mmu_zap_gfn_range(kvm, g, GM_MIN(g + STORM_CHUNK, end));
+		/* cond_resched_rwlock_write(): yield only to waiting faults. */
+		if (kvm_mmu_lock_needbreak(kvm)) {
+			gm_rwlock_unlock(&kvm->mmu_lock);
+			sched_yield();
+			gm_rwlock_wrlock(&kvm->mmu_lock, GM_LOCK_MMU);
+			s->yields++;
+		}
+	}
+	gm_rwlock_unlock(&kvm->mmu_lock);
+	if (flush)
+		kvm_flush_remote_tlbs(kvm);
+	gm_rwlock_wrlock(&kvm->mmu_lock, GM_LOCK_MMU);
+	kvm_mmu_invalidate_end(kvm);
+	gm_rwlock_unlock(&kvm->mmu_lock);
+}
+
 static void *storm_zapper(void *arg)
 {
 	struct storm *s = arg;
-	uint64_t off = 0;
+	gfn_t half = s->npages / 2;
 
-	while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
-		kvm_mmu_notifier_invalidate_range(s->kvm, s->hva + off, s->hva + off + 64 * PG);
-		off = (off + 64 * PG) % s->size;
+	for (uint64_t i = 0; !__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE); i++) {
+		gfn_t start = s->gfn + (i % 2) * half;
+		uint64_t t0 = bench_now_ns();
+
+		storm_invalidate(s, s->kvm, start, start + half);
+		if (s->ninv < STORM_MAX_INV)
+			s->inv_ns[s->ninv++] = bench_now_ns() - t0;
+		usleep(20000); /* the vCPUs fault the range back in meanwhile */
 	}
 	return NULL;
 }
 
 struct storm_result {
-	double p50, p99, locks;
+	double p50, p99, p999, inv, yields, locks;
+	bool timed_out;
 };
 
-static int storm_collect(struct storm_faulter *f, struct storm_result *res)
+static int storm_collect(struct storm *s, struct storm_faulter *f, struct storm_result *res)
 {
 	uint64_t n = 0, locks = 0;
-	double *v = calloc(STORM_FAULTERS * STORM_FAULTS, sizeof(*v));
+	double *v = calloc(STORM_FAULTERS * STORM_FAULTS + STORM_MAX_INV, sizeof(*v));
 
 	if (!v)
 		return -ENOMEM;
@@ -364,9 +443,21 @@ static int storm_collect(struct storm_faulter *f, struct storm_result *res)
 			v[n++] = (double)f[i].lat[k];
 		locks += f[i].st.lock_acq;
 	}
+	if (!n) {
+		free(v);
+		return -ETIMEDOUT;
+	}
+	res->timed_out = false;
+	for (int i = 0; i < STORM_FAULTERS; i++)
+		res->timed_out |= f[i].timed_out;
 	res->p50 = bench_percentile(v, (int)n, 50);
 	res->p99 = bench_percentile(v, (int)n, 99);
+	res->p999 = bench_percentile(v, (int)n, 99.9);
 	res->locks = (double)locks / (double)n;
+	for (uint64_t k = 0; k < s->ninv; k++)
+		v[k] = (double)s->inv_ns[k];
+	res->inv = s->ninv ? bench_median(v, (int)s->ninv) : 0;
+	res->yields = s->ninv ? (double)s->yields / (double)s->ninv : 0;
 	free(v);
 	return 0;
 }
@@ -378,8 +469,14 @@ static int storm_run(bool precheck, struct storm_result *res)
 	struct storm s = { 0 };
 	struct bvm b;
 	bool old;
-	int r = bvm_create(&b, 16 * MIB, false);
+	int r = bvm_create(&b, STORM_REGION, false);
 
+	if (r)
+		return r;
+	s.inv_ns = calloc(STORM_MAX_INV, sizeof(*s.inv_ns));
+	if (!s.inv_ns)
+		r = -ENOMEM;
+	/* Faulter i sweeps its own part of both halves. */
 	for (int i = 0; i < STORM_FAULTERS && !r; i++) {
 		f[i] = (struct storm_faulter){ .s = &s, .first = i * (b.size / STORM_FAULTERS),
 					       .size = b.size / STORM_FAULTERS };
@@ -389,7 +486,9 @@ static int storm_run(bool precheck, struct storm_result *res)
 	}
 	if (!r) {
 		memset(b.shared, 1, b.size); /* host pages present: faults resolve */
-		s = (struct storm){ (struct kvm *)b.vm, (uint64_t)(uintptr_t)b.shared, b.size, 0 };
+		s.kvm = (struct kvm *)b.vm;
+		s.gfn = GPA >> 12;
+		s.npages = b.size / PG;
 		old = kvm_mmu_set_fault_precheck(precheck);
 		pthread_create(&z, NULL, storm_zapper, &s);
 		for (int i = 0; i < STORM_FAULTERS; i++)
@@ -399,39 +498,79 @@ static int storm_run(bool precheck, struct storm_result *res)
 		__atomic_store_n(&s.stop, 1, __ATOMIC_RELEASE);
 		pthread_join(z, NULL);
 		kvm_mmu_set_fault_precheck(old);
-		r = storm_collect(f, res);
+		r = storm_collect(&s, f, res);
 	}
 	for (int i = 0; i < STORM_FAULTERS; i++)
 		free(f[i].lat);
+	free(s.inv_ns);
 	bvm_destroy(&b);
 	return r;
 }
 
+/* Median over the runs of one field (doubles at @off in each result). */
+static double storm_median(struct storm_result *runs, size_t off)
+{
+	double v[STORM_RUNS];
+
+	for (int i = 0; i < STORM_RUNS; i++)
+		v[i] = *(double *)((char *)&runs[i] + off);
+	return bench_median(v, STORM_RUNS);
+}
+
 static int bench_storm(void)
 {
-	struct storm_result on, off;
-	int r = storm_run(true, &on);
+	struct storm_result on[STORM_RUNS], off[STORM_RUNS];
+	static const struct {
+		const char *name;
+		size_t off;
+		double scale;
+		const char *unit;
+	} rows[] = {
+		{ "storm: fault p50, pre-check on vs off (us)", offsetof(struct storm_result, p50),
+		  1e3, "us" },
+		{ "storm: fault p99, pre-check on vs off (us)", offsetof(struct storm_result, p99),
+		  1e3, "us" },
+		{ "storm: fault p99.9, pre-check on vs off (us)",
+		  offsetof(struct storm_result, p999), 1e3, "us" },
+		{ "storm: invalidation, pre-check on vs off (us)",
+		  offsetof(struct storm_result, inv), 1e3, "us" },
+		{ "storm: yields per invalidation, on vs off", offsetof(struct storm_result, yields),
+		  1, "" },
+		{ "storm: mmu_lock per fault, on vs off", offsetof(struct storm_result, locks), 1,
+		  "" },
+	};
+	int r = 0;
 
-	if (!r)
-		r = storm_run(false, &off);
+	/* Interleaved, so that a change in the machine's load hits both. */
+	for (int i = 0; i < STORM_RUNS && !r; i++) {
+		bench_progress("run %d/%d, pre-check on", i + 1, STORM_RUNS);
+		r = storm_run(true, &on[i]);
+		bench_progress("run %d/%d, pre-check off", i + 1, STORM_RUNS);
+		if (!r)
+			r = storm_run(false, &off[i]);
+	}
 	if (r)
 		return r;
-	bench_row("storm: fault p50, pre-check on vs off (us)", on.p50 / 1e3, off.p50 / 1e3, "us",
-		  "");
-	bench_row("storm: fault p99, pre-check on vs off (us)", on.p99 / 1e3, off.p99 / 1e3, "us",
-		  "lower with pre-check");
-	bench_row("storm: mmu_lock per fault, on vs off", on.locks, off.locks, "",
-		  "fewer with pre-check");
+	for (size_t k = 0; k < ARRAY_SIZE(rows); k++) {
+		bench_row(rows[k].name, storm_median(on, rows[k].off) / rows[k].scale,
+			  storm_median(off, rows[k].off) / rows[k].scale, rows[k].unit,
+			  "median of runs");
+		printf("    runs, on/off:");
+		for (int i = 0; i < STORM_RUNS; i++)
+			printf(" %.2f/%.2f", *(double *)((char *)&on[i] + rows[k].off) / rows[k].scale,
+			       *(double *)((char *)&off[i] + rows[k].off) / rows[k].scale);
+		printf("\n");
+	}
+	for (int i = 0; i < STORM_RUNS; i++)
+		if (on[i].timed_out || off[i].timed_out)
+			printf("    run %d stopped after %llu s with fewer faults\n", i,
+			       STORM_MAX_NS / 1000000000ULL);
 	return 0;
 }
 
-int bench_vcpu(void)
-{
-	int r = 0;
-
-	printf("vcpu\n");
-	r |= bench_touch_and_hit();
-	r |= bench_conversions();
-	r |= bench_storm();
-	return r;
-}
+const struct bench_item bench_vcpu_items[] = {
+	{ "touch-hit", bench_touch_and_hit },
+	{ "conversions", bench_conversions },
+	{ "storm", bench_storm },
+	{ NULL, NULL },
+};

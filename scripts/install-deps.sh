@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install the Debian packages guestmem needs to build and test, if missing.
 set -e
-pkgs="meson ninja-build pkg-config gcc liburcu-dev libcmocka-dev"
+pkgs="meson ninja-build pkg-config gcc liburcu-dev"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

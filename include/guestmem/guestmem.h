@@ -31,7 +31,8 @@ struct guestmem_vcpu;
 
 /**
  * guestmem_config_set() - select the kernel profile, Kconfig and backing.
- * @profile: "linux-6.8" (default) or "linux-6.18"; NULL keeps the current.
+ * @profile: "linux-6.8" (default), "linux-6.12" or "linux-6.18"; NULL keeps
+ *            the current.
  * @kconfig: e.g. "KVM_SW_PROTECTED_VM=n KVM_SMM=n"; NULL keeps the current.
  * @backing: "memfd" (default) or "secretmem"; NULL keeps the current.
  *

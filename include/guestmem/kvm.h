@@ -97,6 +97,20 @@ struct kvm_create_guest_memfd {
 #ifndef KVM_CAP_PRE_FAULT_MEMORY
 #define KVM_CAP_PRE_FAULT_MEMORY 236
 #endif
+/* Linux 6.10: KVM_PRE_FAULT_MEMORY (vCPU ioctl). */
+#ifndef KVM_PRE_FAULT_MEMORY
+struct kvm_pre_fault_memory {
+	__u64 gpa;
+	__u64 size;
+	__u64 flags;
+	__u64 padding[5];
+};
+#define KVM_PRE_FAULT_MEMORY _IOWR(KVMIO, 0xd5, struct kvm_pre_fault_memory)
+#endif
+/* Binary stats: the kernel's name size for every VM and vCPU stat. */
+#ifndef KVM_STATS_NAME_SIZE
+#define KVM_STATS_NAME_SIZE 48
+#endif
 #ifndef KVM_CAP_GUEST_MEMFD_FLAGS
 #define KVM_CAP_GUEST_MEMFD_FLAGS 244
 #endif

@@ -405,34 +405,61 @@ static int demo_make_vcpus(struct demo *d, struct demo_vcpu *v)
 	return 0;
 }
 
-static int demo_usage(void)
+static int demo_usage(const char *arg, const char *why)
 {
-	fprintf(stderr, "usage: guestmem demo [--profile P] [--config K=V...] [--backing B]\n"
-			"                     [-n vcpus (1-64)] [-m MiB per vCPU] [-r rounds]\n");
+	fprintf(stderr, "guestmem: demo: '%s': %s (see guestmem demo --help)\n", arg, why);
 	return 2;
+}
+
+/* The value of "-n 4": a whole number in [lo, hi], or -1. */
+static int demo_num(const char *s, int lo, int hi)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+
+	return *s && !*end && v >= lo && v <= hi ? (int)v : -1;
 }
 
 static int demo_parse(int argc, char **argv, struct demo *d, struct gm_cli_config *c)
 {
-	for (int i = 1; i < argc; i++) {
-		if (argv[i][0] == '-' && argv[i][1] == '-') {
-			int r = gm_cli_parse_config(argc, argv, &i, c);
+	static const struct {
+		const char *opt;
+		int lo, hi;
+		const char *why;
+	} nums[] = {
+		{ "-n", 1, 64, "vCPUs: 1 to 64" },
+		{ "-m", 2, 4096, "MiB per vCPU: 2 to 4096" },
+		{ "-r", 1, 1000000, "rounds: 1 to 1000000" },
+	};
 
-			if (r)
-				return r;
-			i--;
-		} else if (i + 1 < argc && !strcmp(argv[i], "-n")) {
-			d->nr_vcpus = atoi(argv[++i]);
-		} else if (i + 1 < argc && !strcmp(argv[i], "-m")) {
-			d->chunk = (uint64_t)atoi(argv[++i]) << 20;
-		} else if (i + 1 < argc && !strcmp(argv[i], "-r")) {
-			d->rounds = atoi(argv[++i]);
-		} else {
-			return demo_usage();
-		}
+	for (int i = 1; i < argc; i++) {
+		size_t k;
+		int v;
+
+		v = gm_cli_parse_config_one(argc, argv, &i, c);
+		if (v == 2)
+			return 2;
+		if (c->help)
+			return 0;
+		if (v)
+			continue;
+		for (k = 0; k < sizeof(nums) / sizeof(nums[0]); k++)
+			if (!strcmp(argv[i], nums[k].opt))
+				break;
+		if (k == sizeof(nums) / sizeof(nums[0]))
+			return demo_usage(argv[i], "unknown argument");
+		if (i + 1 >= argc)
+			return demo_usage(argv[i], "needs a value");
+		v = demo_num(argv[++i], nums[k].lo, nums[k].hi);
+		if (v < 0)
+			return demo_usage(argv[i], nums[k].why);
+		if (k == 0)
+			d->nr_vcpus = v;
+		else if (k == 1)
+			d->chunk = (uint64_t)v << 20;
+		else
+			d->rounds = v;
 	}
-	if (d->nr_vcpus < 1 || d->nr_vcpus > 64 || d->chunk < (2ULL << 20) || d->rounds < 1)
-		return demo_usage();
 	return 0;
 }
 
@@ -456,9 +483,13 @@ int gm_cli_demo(int argc, char **argv)
 
 	if (r)
 		return r;
-	if ((c.profile || c.kconfig || c.backing) &&
-	    guestmem_config_set(c.profile, c.kconfig, c.backing))
-		return demo_usage();
+	if (c.help) {
+		gm_cli_help("demo", stdout);
+		return 0;
+	}
+	r = gm_cli_apply_config("demo", &c);
+	if (r)
+		return r;
 	pthread_mutex_init(&d.lock, NULL);
 	printf("guestmem demo: %d vCPUs x %llu MiB, %d rounds\n", d.nr_vcpus,
 	       (unsigned long long)(d.chunk >> 20), d.rounds);

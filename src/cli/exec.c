@@ -4,8 +4,9 @@
  *
  * Runs PROG with libguestmem-preload.so in front of libc, so that its
  * open("/dev/kvm") and everything after it reach guestmem.  The options
- * become GUESTMEM_PROFILE / GUESTMEM_CONFIG / GUESTMEM_BACKING (checked
- * here first, so a typo fails before PROG starts).
+ * become GUESTMEM_PROFILE / GUESTMEM_CONFIG / GUESTMEM_BACKING.  These, the
+ * other GUESTMEM_* settings and GUESTMEM_GUEST are checked here first, so
+ * a typo fails before PROG starts (exit status 2, one line naming it).
  */
 #include <errno.h>
 #include <libgen.h>
@@ -16,7 +17,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "core/config.h"
 
 #define GM_PRELOAD_NAME "libguestmem-preload.so"
 
@@ -28,7 +28,8 @@ static bool gm_try_preload(const char *path, char out[PATH_MAX])
 
 /*
  * The preload library: $GUESTMEM_PRELOAD, else beside this binary in the
- * build tree (src/cli/guestmem -> src/preload/...), else the install libdir.
+ * build tree (src/cli/guestmem -> src/preload/...), else the libdir relative
+ * to this binary (an install moved or under DESTDIR), else the install libdir.
  */
 static int gm_find_preload(char out[PATH_MAX])
 {
@@ -40,9 +41,17 @@ static int gm_find_preload(char out[PATH_MAX])
 		return gm_try_preload(env, out) ? 0 : -ENOENT;
 	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n > 0) {
+		char *dir;
+
 		exe[n] = '\0';
-		snprintf(cand, sizeof(cand), "%s/../preload/%s", dirname(exe), GM_PRELOAD_NAME);
+		dir = dirname(exe);
+		snprintf(cand, sizeof(cand), "%s/../preload/%s", dir, GM_PRELOAD_NAME);
 		if (gm_try_preload(cand, out))
+			return 0;
+		/* Installed: PREFIX/bin/guestmem and PREFIX/LIBDIR (also under a DESTDIR). */
+		snprintf(cand, sizeof(cand), "%s/../%s/%s", dir, GM_INSTALL_LIBDIR_REL,
+			 GM_PRELOAD_NAME);
+		if (GM_INSTALL_LIBDIR_REL[0] != '/' && gm_try_preload(cand, out))
 			return 0;
 	}
 	snprintf(cand, sizeof(cand), "%s/%s", GM_INSTALL_LIBDIR, GM_PRELOAD_NAME);
@@ -104,19 +113,28 @@ static int gm_exec_env(const struct gm_cli_config *c, const char *preload)
 int gm_cli_exec(int argc, char **argv)
 {
 	struct gm_cli_config c = { 0 };
-	char preload[PATH_MAX];
+	char preload[PATH_MAX], why[256];
 	int i = 1, r;
 
 	r = gm_cli_parse_config(argc, argv, &i, &c);
 	if (r)
 		return r;
+	if (c.help) {
+		gm_cli_help("exec", stdout);
+		return 0;
+	}
 	if (i >= argc) {
 		fprintf(stderr, "usage: guestmem exec [--profile P] [--config \"K=V ...\"] "
 				"[--backing B] -- PROG ARGS...\n");
 		return 2;
 	}
-	if (gm_config_set(c.profile, c.kconfig, c.backing)) {
-		fprintf(stderr, "guestmem: exec: invalid profile, config or backing\n");
+	/* Everything the drop-in would only meet at run time, checked now. */
+	r = gm_cli_apply_config("exec", &c);
+	if (r)
+		return r;
+	if (gm_cli_check_guest(getenv("GUESTMEM_GUEST"), why, sizeof(why))) {
+		fprintf(stderr, "guestmem: exec: GUESTMEM_GUEST=\"%s\": %s\n",
+			getenv("GUESTMEM_GUEST"), why);
 		return 2;
 	}
 	if (gm_find_preload(preload)) {

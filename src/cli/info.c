@@ -47,11 +47,24 @@ static const struct gm_cap_name gm_caps[] = {
 	{ 232, "MEMORY_FAULT_INFO" }, { 233, "MEMORY_ATTRIBUTES" },
 	{ 234, "GUEST_MEMFD" },	     { 235, "VM_TYPES" },
 	{ 236, "PRE_FAULT_MEMORY" }, { 244, "GUEST_MEMFD_FLAGS" },
+	/* x86 state ioctls */
+	{ 23, "SET_GUEST_DEBUG" },   { 31, "MCE" },
+	{ 50, "DEBUGREGS" },	     { 55, "XSAVE" },
+	{ 56, "XCRS" },		     { 60, "TSC_CONTROL" },
+	{ 61, "GET_TSC_KHZ" },	     { 127, "VCPU_ATTRIBUTES" },
+	{ 153, "GET_MSR_FEATURES" }, { 164, "EXCEPTION_PAYLOAD" },
+	{ 188, "X86_USER_SPACE_MSR" }, { 189, "X86_MSR_FILTER" },
+	{ 195, "SET_GUEST_DEBUG2" }, { 208, "XSAVE2" },
+	{ 209, "SYS_ATTRIBUTES" },   { 214, "VM_TSC_CONTROL" },
+	{ 218, "X86_TRIPLE_FAULT_EVENT" }, { 162, "COALESCED_PIO" },
 };
 
 static void gm_info_config(const struct gm_config *cfg)
 {
-	printf("profile:  %s\n", gm_profile_name(cfg->profile));
+	printf("profile:  %s (profiles:", gm_profile_name(cfg->profile));
+	for (int p = GM_PROFILE_LINUX_6_8; p <= GM_PROFILE_LINUX_6_18; p++)
+		printf(" %s", gm_profile_name(p));
+	printf(")\n");
 	printf("kconfig:  KVM_SW_PROTECTED_VM=%c KVM_SMM=%c\n", cfg->sw_protected_vm ? 'y' : 'n',
 	       cfg->smm ? 'y' : 'n');
 	printf("derived:  KVM_PRIVATE_MEM=%c KVM_GENERIC_MEMORY_ATTRIBUTES=%c "
@@ -75,14 +88,17 @@ int gm_cli_info(int argc, char **argv)
 	r = gm_cli_parse_config(argc, argv, &i, &c);
 	if (r)
 		return r;
+	if (c.help) {
+		gm_cli_help("info", stdout);
+		return 0;
+	}
 	if (i < argc) {
 		fprintf(stderr, "guestmem: info: unexpected argument '%s'\n", argv[i]);
 		return 2;
 	}
-	if (gm_config_set(c.profile, c.kconfig, c.backing)) {
-		fprintf(stderr, "guestmem: info: invalid profile, config or backing\n");
-		return 2;
-	}
+	r = gm_cli_apply_config("info", &c); /* the options are now the environment */
+	if (r)
+		return r;
 	cfg = gm_config_get();
 	gm_info_config(cfg);
 	printf("KVM_GET_API_VERSION = %d\n", KVM_API_VERSION_VALUE);

@@ -8,9 +8,11 @@
  *   guestmem bench                            benchmarks
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "core/config.h"
 
 struct gm_cli_cmd {
 	const char *name;
@@ -18,26 +20,65 @@ struct gm_cli_cmd {
 	const char *usage;
 };
 
+#define GM_CLI_CONFIG_OPTS "[--profile P] [--config \"K=V ...\"] [--backing B]"
+
 static const struct gm_cli_cmd gm_cli_cmds[] = {
 	{ "exec", gm_cli_exec,
-	  "exec [--profile P] [--config \"K=V ...\"] [--backing B] -- PROG ARGS...\n"
-	  "      run PROG with guestmem's drop-in /dev/kvm (LD_PRELOAD)" },
+	  "exec " GM_CLI_CONFIG_OPTS " -- PROG ARGS...\n"
+	  "      run PROG with guestmem's drop-in /dev/kvm (LD_PRELOAD); the settings\n"
+	  "      and GUESTMEM_GUEST are checked before PROG starts" },
 	{ "info", gm_cli_info,
-	  "info [--profile P] [--config \"K=V ...\"] [--backing B]\n"
+	  "info " GM_CLI_CONFIG_OPTS "\n"
 	  "      show the profile, Kconfig switches, backings and capabilities" },
-	{ "demo", gm_cli_demo, "demo\n      the confidential-VM memory walk-through" },
-	{ "bench", gm_cli_bench, "bench\n      run the benchmarks" },
+	{ "demo", gm_cli_demo,
+	  "demo " GM_CLI_CONFIG_OPTS " [-n VCPUS] [-m MIB] [-r ROUNDS]\n"
+	  "      the confidential-VM memory walk-through (default 4 vCPUs x 8 MiB, 4 rounds)" },
+	{ "bench", gm_cli_bench,
+	  "bench [--json FILE] [--list] [SECTION[/ITEM]...]\n"
+	  "      the benchmarks (a few minutes; see guestmem bench --help)" },
 };
+
+/* The settings, with the parser's own lists of accepted values. */
+static void gm_cli_settings(FILE *out)
+{
+	static const struct {
+		const char *opt, *var;
+		enum gm_setting which;
+	} settings[] = {
+		{ "--profile", "GUESTMEM_PROFILE", GM_SETTING_PROFILE },
+		{ "--config", "GUESTMEM_CONFIG", GM_SETTING_CONFIG },
+		{ "--backing", "GUESTMEM_BACKING", GM_SETTING_BACKING },
+		{ NULL, "GUESTMEM_NO_PRECHECK", GM_SETTING_NO_PRECHECK },
+		{ NULL, "GUESTMEM_VCPU_SPIN_US", GM_SETTING_VCPU_SPIN_US },
+	};
+	char acc[192];
+
+	fprintf(out, "\nsettings (an option overrides its environment variable):\n");
+	for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
+		gm_config_accepted(settings[i].which, acc, sizeof(acc));
+		fprintf(out, "  %-10s %-22s %s\n", settings[i].opt ? settings[i].opt : "",
+			settings[i].var, acc);
+	}
+	fprintf(out, "  %-10s %-22s %s\n", "", "GUESTMEM_GUEST",
+		"the guest program (a .so path with a '/') of a VMM under exec");
+	fprintf(out, "A bad value stops the command, naming it; defaults: linux-6.8, both\n"
+		     "switches =y, memfd.\n");
+}
 
 static void gm_cli_usage(FILE *out)
 {
-	fprintf(out, "usage: guestmem COMMAND [ARGS...]\n\ncommands:\n");
+	fprintf(out, "usage: guestmem COMMAND [ARGS...]    (guestmem COMMAND --help)\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(gm_cli_cmds) / sizeof(gm_cli_cmds[0]); i++)
 		fprintf(out, "  %s\n", gm_cli_cmds[i].usage);
-	fprintf(out, "\nprofiles: linux-6.8 (default), linux-6.18\n"
-		     "config switches: KVM_SW_PROTECTED_VM=y|n KVM_SMM=y|n\n"
-		     "backings: memfd (default), secretmem\n"
-		     "environment: GUESTMEM_PROFILE, GUESTMEM_CONFIG, GUESTMEM_BACKING\n");
+	gm_cli_settings(out);
+}
+
+void gm_cli_help(const char *cmd, FILE *out)
+{
+	for (size_t i = 0; i < sizeof(gm_cli_cmds) / sizeof(gm_cli_cmds[0]); i++)
+		if (!strcmp(cmd, gm_cli_cmds[i].name))
+			fprintf(out, "usage: guestmem %s\n", gm_cli_cmds[i].usage);
+	gm_cli_settings(out);
 }
 
 int main(int argc, char **argv)
@@ -86,6 +127,22 @@ static int gm_cli_opt(int argc, char **argv, int *i, const char *name, const cha
 	return 1;
 }
 
+int gm_cli_parse_config_one(int argc, char **argv, int *i, struct gm_cli_config *c)
+{
+	int r;
+
+	if (!strcmp(argv[*i], "--help") || !strcmp(argv[*i], "-h")) {
+		c->help = true;
+		return 1;
+	}
+	r = gm_cli_opt(argc, argv, i, "--profile", &c->profile);
+	if (!r)
+		r = gm_cli_opt(argc, argv, i, "--config", &c->kconfig);
+	if (!r)
+		r = gm_cli_opt(argc, argv, i, "--backing", &c->backing);
+	return r < 0 ? 2 : r;
+}
+
 int gm_cli_parse_config(int argc, char **argv, int *i, struct gm_cli_config *c)
 {
 	for (; *i < argc; ++*i) {
@@ -95,12 +152,8 @@ int gm_cli_parse_config(int argc, char **argv, int *i, struct gm_cli_config *c)
 			++*i;
 			return 0;
 		}
-		r = gm_cli_opt(argc, argv, i, "--profile", &c->profile);
-		if (!r)
-			r = gm_cli_opt(argc, argv, i, "--config", &c->kconfig);
-		if (!r)
-			r = gm_cli_opt(argc, argv, i, "--backing", &c->backing);
-		if (r < 0)
+		r = gm_cli_parse_config_one(argc, argv, i, c);
+		if (r == 2)
 			return 2;
 		if (!r) {
 			if (argv[*i][0] == '-') {
@@ -111,4 +164,42 @@ int gm_cli_parse_config(int argc, char **argv, int *i, struct gm_cli_config *c)
 		}
 	}
 	return 0;
+}
+
+/* One option's value, checked; the option then becomes its variable. */
+static int gm_cli_apply_opt(const char *cmd, const char *opt, const char *var,
+			    enum gm_setting which, const char *val)
+{
+	char why[256];
+
+	if (!val)
+		return 0;
+	if (gm_config_check(which, val, why, sizeof(why))) {
+		fprintf(stderr, "guestmem: %s: %s \"%s\": %s\n", cmd, opt, val, why);
+		return 2;
+	}
+	if (setenv(var, val, 1)) {
+		perror("guestmem: setenv");
+		return 1;
+	}
+	return 0;
+}
+
+int gm_cli_apply_config(const char *cmd, const struct gm_cli_config *c)
+{
+	char msg[512];
+	int r;
+
+	r = gm_cli_apply_opt(cmd, "--profile", "GUESTMEM_PROFILE", GM_SETTING_PROFILE, c->profile);
+	if (!r)
+		r = gm_cli_apply_opt(cmd, "--config", "GUESTMEM_CONFIG", GM_SETTING_CONFIG,
+				     c->kconfig);
+	if (!r)
+		r = gm_cli_apply_opt(cmd, "--backing", "GUESTMEM_BACKING", GM_SETTING_BACKING,
+				     c->backing);
+	if (!r && gm_config_env_check(msg, sizeof(msg))) {
+		fprintf(stderr, "guestmem: %s: %s\n", cmd, msg);
+		r = 2;
+	}
+	return r;
 }

@@ -44,7 +44,7 @@ int kvm_vm_set_mem_attributes(struct kvm *kvm, gfn_t start, gfn_t end, uint64_t 
 {
 	struct kvm_invalidation inv = { .source = KVM_INVAL_GFN, .start = start, .end = end,
 					.post = attr_post, .post_ctx = &attributes };
-	struct rangemap_array *next;
+	struct rangemap_update *next;
 	int r = 0;
 
 	gm_mutex_lock(&kvm->slots_lock, GM_LOCK_SLOTS);

@@ -7,9 +7,11 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "backing_impl.h"
 #include "lib/compiler.h"
+#include "lib/sys_raw.h"
 
 static const struct gm_backing_ops *gm_backing_ops(enum gm_backing_kind kind)
 {
@@ -45,6 +47,7 @@ void *gm_backing_page(struct gm_backing *b, uint64_t index, bool alloc, int *err
 
 int gm_backing_allocate(struct gm_backing *b, uint64_t index, uint64_t n)
 {
+	const struct gm_backing_ops *ops = gm_backing_ops(b->kind);
 	sigset_t all, caller;
 	int ret;
 
@@ -52,9 +55,11 @@ int gm_backing_allocate(struct gm_backing *b, uint64_t index, uint64_t n)
 	if (!n)
 		return 0;
 	/* See gm_alloc_interrupted(). */
+	if (ops->one_step(index, n))
+		return ops->allocate(b, index, n, NULL);
 	sigfillset(&all);
 	gm_check_pthread(pthread_sigmask(SIG_BLOCK, &all, &caller));
-	ret = gm_backing_ops(b->kind)->allocate(b, index, n, &caller);
+	ret = ops->allocate(b, index, n, &caller);
 	gm_check_pthread(pthread_sigmask(SIG_SETMASK, &caller, NULL));
 	return ret;
 }
@@ -92,13 +97,37 @@ bool gm_alloc_interrupted(const sigset_t *caller_mask)
 {
 	sigset_t pending;
 
-	if (sigpending(&pending))
+	if (!caller_mask || sigpending(&pending))
 		return false;
 	for (int sig = 1; sig < NSIG; sig++) {
 		if (sigismember(&pending, sig) == 1 && sigismember(caller_mask, sig) != 1)
 			return true;
 	}
 	return false;
+}
+
+/* ---- file size ---------------------------------------------------------- */
+
+int gm_backing_set_size(int fd, uint64_t size)
+{
+	const struct timespec zero = { 0, 0 };
+	sigset_t xfsz, caller;
+	int ret, err;
+
+	sigemptyset(&xfsz);
+	sigaddset(&xfsz, SIGXFSZ);
+	gm_check_pthread(pthread_sigmask(SIG_BLOCK, &xfsz, &caller));
+	ret = gm_raw_ftruncate(fd, (off_t)size);
+	err = errno;
+	/*
+	 * The host sends it to this thread; if the caller did not block it,
+	 * nothing else of it can be pending here, so the one taken is ours.
+	 */
+	if (ret && err == EFBIG && !sigismember(&caller, SIGXFSZ))
+		(void)sigtimedwait(&xfsz, NULL, &zero);
+	gm_check_pthread(pthread_sigmask(SIG_SETMASK, &caller, NULL));
+	errno = err;
+	return ret;
 }
 
 /* ---- gm_radix ---------------------------------------------------------- */

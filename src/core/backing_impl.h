@@ -17,8 +17,12 @@ struct gm_backing_ops {
 	int (*init)(struct gm_backing *b);
 	void (*fini)(struct gm_backing *b);
 	void *(*page)(struct gm_backing *b, uint64_t index, bool alloc, int *err);
+	/* @caller_mask is NULL when one_step() said the range is one step. */
 	int (*allocate)(struct gm_backing *b, uint64_t index, uint64_t n,
 			const sigset_t *caller_mask);
+	/* Whether allocate() does [index, index + n) with no signal check
+	 * after the first (see gm_alloc_interrupted()). */
+	bool (*one_step)(uint64_t index, uint64_t n);
 	void (*punch)(struct gm_backing *b, uint64_t index, uint64_t n);
 	uint64_t (*nr_allocated)(struct gm_backing *b);
 	int (*memfd)(struct gm_backing *b);
@@ -86,7 +90,23 @@ int gm_radix_for_each(const struct gm_radix *r, uint64_t first, uint64_t end, gm
  * the implementation polls this between steps.  A signal that the caller
  * itself blocks does not interrupt, as in the kernel.  (The host's tmpfs
  * fallocate reacts to fatal signals only, so it cannot do this for us.)
+ *
+ * An allocation done in one step skips all of that (three system calls
+ * per call, a third of a scattered 4 KiB fallocate): the only check would be the one
+ * before the first step, and a signal it could see arrived the instant
+ * before, which the caller cannot tell from one that arrived before the
+ * call and ran its handler then.  @caller_mask NULL means "never".
  */
 bool gm_alloc_interrupted(const sigset_t *caller_mask);
+
+/*
+ * ftruncate(2) of a kind's own file to the guest_memfd's size, without
+ * SIGXFSZ.  The kernel sets a guest_memfd's size directly, with no
+ * RLIMIT_FSIZE check; the host's ftruncate checks the VMM's limit and
+ * raises SIGXFSZ, whose default action kills the VMM.  The limit cannot be
+ * bypassed (the call then fails, -1 with EFBIG), but the signal is not the
+ * VMM's to see.  Returns like ftruncate(2).
+ */
+int gm_backing_set_size(int fd, uint64_t size);
 
 #endif

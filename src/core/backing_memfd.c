@@ -5,9 +5,16 @@
  * fallocate, free = punch hole) and the storage is a real file the 6.18
  * MMAP flag can hand to mmap().
  *
- * guestmem reaches the pages through MAP_SHARED windows of 2 MiB, mapped on
- * first use and kept until fini (a punched page of a mapped window reads
- * zeros again).  Windows are found through a gm_radix keyed by window
+ * guestmem reaches the pages through one MAP_SHARED mapping of the whole
+ * file, made at init when the file is at most GM_MEMFD_WHOLE_MAX: one host
+ * mapping per guest_memfd however scattered the touched pages are (a
+ * mapping per 2 MiB window hit vm.max_map_count after ~65,500 windows and
+ * cost a VMA per touched window), whose page tables the host allocates
+ * only where pages are touched, and which one munmap tears down.  Larger
+ * files (or when the address space is short) are reached through
+ * MAP_SHARED windows of 2 MiB, mapped on first use and kept until fini (a
+ * punched page of a mapped window reads zeros again).  Either way the
+ * per-window state is found through a gm_radix keyed by window
  * index: lookups are lock-free, a window is installed by CAS (a loser frees
  * or unmaps its copy) and never replaced, so a pointer read from the table
  * stays valid until fini.
@@ -33,6 +40,7 @@
 
 #include "backing_impl.h"
 #include "lib/compiler.h"
+#include "lib/sys_raw.h"
 
 #define WIN_PAGES GM_RADIX_FANOUT
 #define WIN_SHIFT (GM_PAGE_SHIFT + GM_RADIX_BITS)
@@ -43,9 +51,13 @@ struct memfd_window {
 	uint64_t known[WIN_PAGES / 64]; /* see the file comment; atomic RMW only */
 };
 
+/* A whole-file mapping takes at most 1/8 of the 128 TiB user address space. */
+#define GM_MEMFD_WHOLE_MAX (16ULL << 40)
+
 struct gm_memfd {
 	int fd;
 	uint64_t size; /* bytes */
+	char *whole;   /* the whole file mapped, or NULL: per-window mappings */
 	/*
 	 * Incremented (seq_cst) at the start and at the end of every punch:
 	 * odd while a punch runs.  Read by allocations to detect a punch that
@@ -85,16 +97,6 @@ static bool known_test(struct memfd_window *win, unsigned bit)
 	return __atomic_load_n(&win->known[bit / 64], __ATOMIC_ACQUIRE) & (1ULL << (bit % 64));
 }
 
-/*
- * fallocate(2) on our own memfd, as the raw system call: under `guestmem
- * exec` the preload interposes libc's fallocate and would fstat the fd to
- * see whether it is a guestmem object, on every first touch of a page.
- */
-static int memfd_fallocate(int fd, int mode, off_t offset, off_t len)
-{
-	return (int)syscall(SYS_fallocate, fd, mode, offset, len);
-}
-
 /* ---- windows ------------------------------------------------------------ */
 
 static struct memfd_window *memfd_window(struct gm_memfd *m, uint64_t widx, bool create)
@@ -121,16 +123,18 @@ static char *memfd_window_addr(struct gm_memfd *m, struct memfd_window *win, uin
 	char *addr = __atomic_load_n(&win->addr, __ATOMIC_ACQUIRE), *expected = NULL;
 	uint64_t off = widx << WIN_SHIFT, len;
 
+	if (m->whole)
+		return m->whole + off; /* set at init, before any lookup */
 	if (addr)
 		return addr;
 	len = GM_MIN(WIN_BYTES, m->size - off);
-	addr = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, (off_t)off);
+	addr = gm_raw_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, (off_t)off);
 	if (addr == MAP_FAILED)
 		return NULL;
 	if (__atomic_compare_exchange_n(&win->addr, &expected, addr, false, __ATOMIC_ACQ_REL,
 					__ATOMIC_ACQUIRE))
 		return addr;
-	munmap(addr, len);
+	gm_raw_munmap(addr, len);
 	return expected;
 }
 
@@ -150,8 +154,8 @@ static int memfd_fallocate_known(struct gm_memfd *m, struct memfd_window *win, u
 			sched_yield(); /* a punch is running; it does not block */
 			continue;
 		}
-		if (memfd_fallocate(m->fd, FALLOC_FL_KEEP_SIZE, (off_t)(index << GM_PAGE_SHIFT),
-			      (off_t)(n << GM_PAGE_SHIFT)))
+		if (gm_raw_fallocate(m->fd, FALLOC_FL_KEEP_SIZE, (off_t)(index << GM_PAGE_SHIFT),
+				     (off_t)(n << GM_PAGE_SHIFT)))
 			return memfd_errno(errno);
 		known_update(win, first, first + (unsigned)n, true);
 		if (__atomic_load_n(&m->punch_seq, __ATOMIC_SEQ_CST) == seq)
@@ -177,15 +181,22 @@ static int memfd_init(struct gm_backing *b)
 		ret = -errno;
 		goto err_radix;
 	}
-	if (ftruncate(m->fd, (off_t)m->size)) {
+	if (gm_backing_set_size(m->fd, m->size)) {
 		ret = memfd_errno(errno);
 		goto err_close;
+	}
+	/* Costs no memory until touched; on failure, windows as before. */
+	if (m->size <= GM_MEMFD_WHOLE_MAX) {
+		void *w = gm_raw_mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+			       m->fd, 0);
+
+		m->whole = w == MAP_FAILED ? NULL : w;
 	}
 	b->priv = m;
 	return 0;
 
 err_close:
-	close(m->fd);
+	gm_raw_close(m->fd);
 err_radix:
 	gm_radix_fini(&m->windows, NULL, NULL);
 err_free:
@@ -198,8 +209,8 @@ static void memfd_free_window(void *ctx, uint64_t widx, void *leaf)
 	struct gm_memfd *m = ctx;
 	struct memfd_window *win = leaf;
 
-	if (win->addr)
-		munmap(win->addr, GM_MIN(WIN_BYTES, m->size - (widx << WIN_SHIFT)));
+	if (win->addr && !m->whole)
+		gm_raw_munmap(win->addr, GM_MIN(WIN_BYTES, m->size - (widx << WIN_SHIFT)));
 	free(win);
 }
 
@@ -208,7 +219,9 @@ static void memfd_fini(struct gm_backing *b)
 	struct gm_memfd *m = b->priv;
 
 	gm_radix_fini(&m->windows, memfd_free_window, m);
-	close(m->fd);
+	if (m->whole)
+		gm_raw_munmap(m->whole, m->size);
+	gm_raw_close(m->fd);
 	free(m);
 }
 
@@ -296,6 +309,12 @@ static int memfd_allocate(struct gm_backing *b, uint64_t index, uint64_t n,
 	return 0;
 }
 
+/* memfd_allocate() checks for signals once per window. */
+static bool memfd_one_step(uint64_t index, uint64_t n)
+{
+	return index / WIN_PAGES == (index + n - 1) / WIN_PAGES;
+}
+
 struct memfd_punch_range {
 	uint64_t first, end; /* page indices */
 };
@@ -319,8 +338,8 @@ static void memfd_punch(struct gm_backing *b, uint64_t index, uint64_t n)
 
 	__atomic_fetch_add(&m->punch_seq, 1, __ATOMIC_SEQ_CST); /* odd: punch running */
 	do {
-		ret = memfd_fallocate(m->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				(off_t)(index << GM_PAGE_SHIFT), (off_t)(n << GM_PAGE_SHIFT));
+		ret = gm_raw_fallocate(m->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				       (off_t)(index << GM_PAGE_SHIFT), (off_t)(n << GM_PAGE_SHIFT));
 	} while (ret && errno == EINTR);
 	/* tmpfs punch fails only on a sealed file, and this one is never sealed. */
 	if (ret)
@@ -340,7 +359,7 @@ static uint64_t memfd_nr_allocated(struct gm_backing *b)
 	 * through a 6.18 user mapping.  With tmpfs huge pages enabled
 	 * (shmem_enabled=always/force) it counts whole huge folios.
 	 */
-	if (fstat(m->fd, &st))
+	if (gm_raw_fstat(m->fd, &st))
 		return 0;
 	return (uint64_t)st.st_blocks / (GM_PAGE_SIZE / 512);
 }
@@ -356,7 +375,7 @@ static bool memfd_available(void)
 
 	if (fd < 0)
 		return false;
-	close(fd);
+	gm_raw_close(fd);
 	return true;
 }
 
@@ -365,6 +384,7 @@ const struct gm_backing_ops gm_backing_memfd_ops = {
 	.fini = memfd_fini,
 	.page = memfd_page,
 	.allocate = memfd_allocate,
+	.one_step = memfd_one_step,
 	.punch = memfd_punch,
 	.nr_allocated = memfd_nr_allocated,
 	.memfd = memfd_fd,

@@ -38,6 +38,7 @@
 #include "backing_impl.h"
 #include "lib/compiler.h"
 #include "lib/lockdep.h"
+#include "lib/sys_raw.h"
 
 #ifndef SYS_memfd_secret
 #define SYS_memfd_secret 447 /* x86-64 */
@@ -102,8 +103,8 @@ static int sm_pool_grow(struct gm_secretmem *sm)
 		sm->chunks = c;
 		sm->cap_chunks = cap;
 	}
-	base = mmap(NULL, chunk << GM_PAGE_SHIFT, PROT_READ | PROT_WRITE, MAP_SHARED, sm->fd,
-		    (off_t)(sm->pool_pages << GM_PAGE_SHIFT));
+	base = gm_raw_mmap(NULL, chunk << GM_PAGE_SHIFT, PROT_READ | PROT_WRITE, MAP_SHARED,
+			   sm->fd, (off_t)(sm->pool_pages << GM_PAGE_SHIFT));
 	if (base == MAP_FAILED)
 		return -ENOMEM; /* EAGAIN from mmap: over RLIMIT_MEMLOCK */
 	sm->chunks[sm->nr_chunks++] = (struct sm_chunk){ base, chunk };
@@ -174,7 +175,7 @@ static int secretmem_init(struct gm_backing *b)
 		goto err_radix;
 	}
 	/* Sparse: only touched pages use memory. */
-	if (ftruncate(sm->fd, (off_t)(b->nr_pages << GM_PAGE_SHIFT))) {
+	if (gm_backing_set_size(sm->fd, b->nr_pages << GM_PAGE_SHIFT)) {
 		ret = -ENOMEM;
 		goto err_close;
 	}
@@ -183,7 +184,7 @@ static int secretmem_init(struct gm_backing *b)
 	return 0;
 
 err_close:
-	close(sm->fd);
+	gm_raw_close(sm->fd);
 err_radix:
 	gm_radix_fini(&sm->map, NULL, NULL);
 err_free:
@@ -197,11 +198,11 @@ static void secretmem_fini(struct gm_backing *b)
 
 	gm_radix_fini(&sm->map, NULL, NULL);
 	for (size_t i = 0; i < sm->nr_chunks; i++)
-		munmap(sm->chunks[i].base, sm->chunks[i].npages << GM_PAGE_SHIFT);
+		gm_raw_munmap(sm->chunks[i].base, sm->chunks[i].npages << GM_PAGE_SHIFT);
 	free(sm->chunks);
 	free(sm->free_pages);
 	pthread_mutex_destroy(&sm->lock);
-	close(sm->fd);
+	gm_raw_close(sm->fd);
 	free(sm);
 }
 
@@ -256,6 +257,12 @@ static int secretmem_allocate(struct gm_backing *b, uint64_t index, uint64_t n,
 	return 0;
 }
 
+static bool secretmem_one_step(uint64_t index, uint64_t n)
+{
+	(void)index;
+	return n <= SM_SIGNAL_CHECK;
+}
+
 static int secretmem_drop(void *ctx, uint64_t index, void **slot)
 {
 	struct gm_secretmem *sm = ctx;
@@ -296,14 +303,14 @@ static bool secretmem_available(void)
 
 	if (fd < 0)
 		return false;
-	if (!ftruncate(fd, GM_PAGE_SIZE)) {
-		p = mmap(NULL, GM_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (!gm_backing_set_size(fd, GM_PAGE_SIZE)) {
+		p = gm_raw_mmap(NULL, GM_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 		if (p != MAP_FAILED) {
 			ok = true;
-			munmap(p, GM_PAGE_SIZE);
+			gm_raw_munmap(p, GM_PAGE_SIZE);
 		}
 	}
-	close(fd);
+	gm_raw_close(fd);
 	return ok;
 }
 
@@ -312,6 +319,7 @@ const struct gm_backing_ops gm_backing_secretmem_ops = {
 	.fini = secretmem_fini,
 	.page = secretmem_page,
 	.allocate = secretmem_allocate,
+	.one_step = secretmem_one_step,
 	.punch = secretmem_punch,
 	.nr_allocated = secretmem_nr_allocated,
 	.memfd = secretmem_fd,

@@ -4,8 +4,6 @@
  *
  * Values are those of an x86-64 host with an in-kernel irqchip for the
  * active profile (spec: gmem §2.2, vCPU §2).  Unknown capabilities read 0.
- * KVM_CAP_BINARY_STATS_FD reads 0: guestmem has no binary stats fds, and
- * advertising it would make VMMs call KVM_GET_STATS_FD.
  */
 #include <errno.h>
 #include <unistd.h>
@@ -19,6 +17,14 @@
 /* The hypercalls KVM_CAP_EXIT_HYPERCALL can forward to user space (x86). */
 #define BIT(n) (1ULL << (n))
 #define KVM_EXIT_HYPERCALL_VALID_MASK BIT(KVM_HC_MAP_GPA_RANGE)
+/* The KVM_SET_GUEST_DEBUG control bits x86 accepts. */
+#define KVM_GUESTDBG_VALID_MASK                                                           \
+	(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP | KVM_GUESTDBG_USE_SW_BP |        \
+	 KVM_GUESTDBG_USE_HW_BP | KVM_GUESTDBG_INJECT_DB | KVM_GUESTDBG_INJECT_BP |      \
+	 KVM_GUESTDBG_BLOCKIRQ)
+/* KVM_CAP_X86_USER_SPACE_MSR's reasons: INVAL | UNKNOWN | FILTER. */
+#define KVM_MSR_EXIT_REASON_VALID_MASK                                                    \
+	(KVM_MSR_EXIT_REASON_INVAL | KVM_MSR_EXIT_REASON_UNKNOWN | KVM_MSR_EXIT_REASON_FILTER)
 
 /* Capabilities whose value depends neither on the VM nor on the profile. */
 static long kvm_cap_fixed(long cap, bool *known)
@@ -57,10 +63,29 @@ static long kvm_cap_fixed(long cap, bool *known)
 		{ KVM_CAP_IOEVENTFD_ANY_LENGTH, 1 },
 		{ KVM_CAP_MAX_VCPU_ID, KVM_MAX_VCPU_IDS },
 		{ KVM_CAP_IMMEDIATE_EXIT, 1 },
+		{ KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE |
+						     KVM_DIRTY_LOG_INITIALLY_SET },
 		{ KVM_CAP_HALT_POLL, 1 },
 		{ KVM_CAP_EXIT_HYPERCALL, KVM_EXIT_HYPERCALL_VALID_MASK },
+		{ KVM_CAP_BINARY_STATS_FD, 1 },
 		{ KVM_CAP_USER_MEMORY2, 1 },
 		{ KVM_CAP_MEMORY_FAULT_INFO, 1 },
+		/* x86 state ioctls (src/vcpu/x86.h); KVM_CAP_TSC_CONTROL and
+		 * KVM_CAP_VM_TSC_CONTROL stay 0: no TSC scaling (tsc.c). */
+		{ KVM_CAP_SET_GUEST_DEBUG, 1 },
+		{ KVM_CAP_MCE, KVM_MAX_MCE_BANKS },
+		{ KVM_CAP_DEBUGREGS, 1 },
+		{ KVM_CAP_XSAVE, 1 },
+		{ KVM_CAP_GET_TSC_KHZ, 1 },
+		{ KVM_CAP_VCPU_ATTRIBUTES, 1 },
+		{ KVM_CAP_GET_MSR_FEATURES, 1 },
+		{ KVM_CAP_EXCEPTION_PAYLOAD, 1 },
+		{ KVM_CAP_X86_USER_SPACE_MSR, 1 },
+		{ KVM_CAP_X86_MSR_FILTER, 1 },
+		{ KVM_CAP_SET_GUEST_DEBUG2, KVM_GUESTDBG_VALID_MASK },
+		{ KVM_CAP_SYS_ATTRIBUTES, 1 },
+		{ KVM_CAP_X86_TRIPLE_FAULT_EVENT, 1 },
+		{ KVM_CAP_COALESCED_PIO, 1 }, /* src/vcpu/coalesced_mmio.c */
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(table); i++) {
@@ -134,13 +159,23 @@ long kvm_check_extension(const struct gm_config *cfg, struct kvm *kvm, long cap)
 	case KVM_CAP_VM_TYPES:
 		return BIT(KVM_X86_DEFAULT_VM) |
 		       (cfg->sw_protected_vm ? BIT(KVM_X86_SW_PROTECTED_VM) : 0);
+	case KVM_CAP_PRE_FAULT_MEMORY: /* Linux 6.10 and later */
+		return cfg->profile != GM_PROFILE_LINUX_6_8;
 	case KVM_CAP_GUEST_MEMFD_FLAGS:
 		return kvm_cap_guest_memfd_flags(cfg, kvm);
+	case KVM_CAP_XCRS: /* the host has XSAVE */
+		return kvm_arch_has_xsave();
+	case KVM_CAP_XSAVE2: /* the uABI XSAVE size, at least struct kvm_xsave */
+		return kvm_arch_xsave2_size();
 	default:
 		return 0;
 	}
 }
 
+/*
+ * KVM_CAP_MAX_VCPU_ID.  From 6.12 on (not in 6.8) a limit that would leave
+ * the boot vCPU's id (KVM_SET_BOOT_CPU_ID) out of range is refused first.
+ */
 static int kvm_enable_cap_max_vcpu_id(struct kvm *kvm, uint64_t id)
 {
 	int r = 0;
@@ -148,7 +183,9 @@ static int kvm_enable_cap_max_vcpu_id(struct kvm *kvm, uint64_t id)
 	if (id > KVM_MAX_VCPU_IDS)
 		return -EINVAL;
 	gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
-	if (kvm->max_vcpu_ids == id)
+	if (kvm->cfg.profile >= GM_PROFILE_LINUX_6_12 && kvm->bsp_vcpu_id > id)
+		r = -EINVAL;
+	else if (kvm->max_vcpu_ids == id)
 		r = 0;
 	else if (kvm->max_vcpu_ids || kvm->created_vcpus)
 		r = -EINVAL; /* latched by an earlier set or the first vCPU */
@@ -158,11 +195,46 @@ static int kvm_enable_cap_max_vcpu_id(struct kvm *kvm, uint64_t id)
 	return r;
 }
 
+/* A VM-wide x86 setting enabled with KVM_ENABLE_CAP, under kvm->lock. */
+static void kvm_enable_cap_flag(struct kvm *kvm, bool *flag, uint64_t arg)
+{
+	gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
+	*flag = arg != 0;
+	gm_mutex_unlock(&kvm->lock);
+}
+
+/* KVM_DIRTY_LOG_INITIALLY_SET only together with MANUAL_PROTECT_ENABLE. */
+static int kvm_enable_cap_manual_dirty_log(struct kvm *kvm, uint64_t options)
+{
+	const uint64_t enable = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE;
+	uint64_t allowed = (options & enable) ? enable | KVM_DIRTY_LOG_INITIALLY_SET : enable;
+
+	if (options & ~allowed)
+		return -EINVAL;
+	WRITE_ONCE(kvm->manual_dirty_log_protect, options);
+	return 0;
+}
+
 int kvm_vm_enable_cap(struct kvm *kvm, uint32_t cap, uint32_t flags, const uint64_t args[4])
 {
 	if (flags)
 		return -EINVAL;
 	switch (cap) {
+	case KVM_CAP_EXCEPTION_PAYLOAD:
+		kvm_enable_cap_flag(kvm, &kvm->arch.exception_payload_enabled, args[0]);
+		return 0;
+	case KVM_CAP_X86_TRIPLE_FAULT_EVENT:
+		kvm_enable_cap_flag(kvm, &kvm->arch.triple_fault_event, args[0]);
+		return 0;
+	case KVM_CAP_X86_USER_SPACE_MSR:
+		if (args[0] & ~KVM_MSR_EXIT_REASON_VALID_MASK)
+			return -EINVAL;
+		gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
+		kvm->arch.user_space_msr_mask = (uint32_t)args[0];
+		gm_mutex_unlock(&kvm->lock);
+		return 0;
+	case KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2:
+		return kvm_enable_cap_manual_dirty_log(kvm, args[0]);
 	case KVM_CAP_EXIT_HYPERCALL: /* a subset of the forwardable hypercalls */
 		if (args[0] & ~KVM_EXIT_HYPERCALL_VALID_MASK)
 			return -EINVAL;

@@ -266,7 +266,7 @@ int kvm_gmem_bind(struct kvm *kvm, struct kvm_memory_slot *slot, struct kvm_gmem
 		  uint64_t offset, struct kvm_gmem_unbind *undo)
 {
 	uint64_t size = slot->npages << GM_PAGE_SHIFT, start, end;
-	struct rangemap_array *next;
+	struct rangemap_update *next;
 	int ret = -EINVAL;
 
 	lockdep_assert_held(&kvm->slots_lock);
@@ -286,19 +286,27 @@ int kvm_gmem_bind(struct kvm *kvm, struct kvm_memory_slot *slot, struct kvm_gmem
 	end = start + slot->npages;
 
 	gm_rwlock_wrlock(&gmem->invalidate_lock, GM_LOCK_GMEM_INVALIDATE);
-	/* Rule 22: an index already bound to another slot (EINVAL as of 6.8/6.18). */
-	if (!rangemap_range_is(&gmem->bindings, start, end, 0))
-		goto out;
 	/*
-	 * Both maps before the point of no return: the bound one, and the
-	 * unbound one (today's, as the range is free) that undoes it.
+	 * Rule 22: an index already bound to another slot.  EINVAL as of 6.8
+	 * and 6.18.44; 6.12.118 has the later split into prepare and commit
+	 * and answers EEXIST from the commit (see __kvm_set_memory_region()).
+	 */
+	if (!rangemap_range_is(&gmem->bindings, start, end, 0)) {
+		if (kvm->cfg.profile == GM_PROFILE_LINUX_6_12)
+			ret = -EEXIST;
+		goto out;
+	}
+	/*
+	 * Both updates before the point of no return: the bound tree, and on
+	 * top of it the unbound one that undoes it (the nodes it replaces are
+	 * the bound tree's, not today's, which the first commit retires).
 	 */
 	ret = rangemap_prepare(&gmem->bindings, start, end, (uint64_t)(uintptr_t)slot, &next);
 	if (ret)
 		goto out;
-	ret = rangemap_prepare(&gmem->bindings, start, end, 0, &undo->next);
+	ret = rangemap_prepare_next(next, start, end, 0, &undo->next);
 	if (ret) {
-		rangemap_discard(next);
+		rangemap_abort(next);
 		goto out;
 	}
 	rangemap_commit(&gmem->bindings, next);
@@ -358,7 +366,7 @@ void kvm_gmem_unbind_commit(struct kvm_memory_slot *slot, struct kvm_gmem_unbind
 void kvm_gmem_unbind_abort(struct kvm_gmem_unbind *u)
 {
 	if (u->gmem)
-		rangemap_discard(u->next);
+		rangemap_abort(u->next);
 	*u = (struct kvm_gmem_unbind){ NULL, NULL };
 }
 

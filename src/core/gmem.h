@@ -86,7 +86,7 @@ int kvm_gmem_fallocate(struct kvm_gmem *gmem, int mode, int64_t offset, int64_t 
  */
 struct kvm_gmem_unbind {
 	struct kvm_gmem *gmem;
-	struct rangemap_array *next; /* the bindings without the slot */
+	struct rangemap_update *next; /* the bindings without the slot */
 };
 
 /*

@@ -195,6 +195,12 @@ static void hva_collect_slot(struct kvm_memory_slot *slot, struct hva_hits *h)
 	h->nr++;
 }
 
+static int hva_collect_cb(struct kvm_memory_slot *slot, void *h)
+{
+	hva_collect_slot(slot, h);
+	return 0;
+}
+
 /*
  * The memslots are read under RCU, but mmu_lock is taken outside the
  * read-side section: a writer may wait for a grace period while holding
@@ -205,12 +211,8 @@ static void inval_hva_walk(struct kvm *kvm, struct kvm_invalidation *inv, struct
 	struct hva_hits h = { inv->start, inv->end, NULL, 0, 0, false };
 
 	gm_rcu_read_lock();
-	for (int as = 0; as < kvm->nr_as; as++) {
-		struct kvm_memslots *slots = kvm_memslots(kvm, as);
-
-		for (uint32_t i = 0; i < slots->nr; i++)
-			hva_collect_slot(slots->by_gfn[i], &h);
-	}
+	for (int as = 0; as < kvm->nr_as; as++)
+		kvm_memslots_for_each(kvm_memslots(kvm, as), hva_collect_cb, &h);
 	gm_rcu_read_unlock();
 	if (h.oom) /* could not list the hits: invalidate the whole guest */
 		inval_hit(w, NULL, 0, kvm->max_gfn + 1);

@@ -38,6 +38,18 @@ void kvm_arch_flush_remote_tlbs(struct kvm *kvm);
 /* Zap everything of @slot (delete/move).  Context: slots_lock held. */
 void kvm_arch_flush_shadow_memslot(struct kvm *kvm, struct kvm_memory_slot *slot);
 
+/*
+ * Dirty logging (src/core/dirty_log.c): make every 4 KiB translation in
+ * [start, end) read-only, so that the next write faults and is logged;
+ * huge translations there are zapped.  Not an invalidation: nothing a
+ * fault resolved becomes stale, only its write permission is withdrawn.
+ * Returns true if a remote TLB flush is needed before the caller may rely
+ * on it.  Context: mmu_lock held for write.
+ */
+bool kvm_arch_mmu_write_protect_gfn_range(struct kvm *kvm, gfn_t start, gfn_t end);
+/* Only the huge translations of [start, end) (same contract). */
+bool kvm_arch_mmu_zap_huge_gfn_range(struct kvm *kvm, gfn_t start, gfn_t end);
+
 /* Huge-page metadata of a new slot (-ENOMEM).  Context: slots_lock held. */
 int kvm_arch_alloc_memslot_metadata(struct kvm *kvm, struct kvm_memory_slot *slot);
 void kvm_arch_free_memslot_metadata(struct kvm_memory_slot *slot);
@@ -55,6 +67,9 @@ void kvm_arch_destroy_vcpus(struct kvm *kvm);
 /* VM destruction: stop the eventfd watcher, free irqfds, ioeventfds and
  * the irqchip.  Context: no vCPU runs any more. */
 void kvm_arch_eventfds_destroy(struct kvm *kvm);
+/* VM destruction: the x86 VM state (MSR filter, coalesced MMIO zones).
+ * Context: no vCPU left. */
+void kvm_arch_destroy_vm(struct kvm *kvm);
 /* KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP): -EINVAL, -EEXIST, -ENOMEM. */
 int kvm_arch_enable_split_irqchip(struct kvm *kvm, uint64_t nr_reserved_ioapic_pins);
 

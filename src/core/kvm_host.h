@@ -42,6 +42,8 @@ typedef uint64_t gpa_t;
 #define KVM_API_VERSION_VALUE 12
 #define KVM_MAX_VCPUS 1024
 #define KVM_MAX_VCPU_IDS (4 * KVM_MAX_VCPUS)
+/* Machine-check banks a vCPU offers (KVM_CAP_MCE, KVM_X86_SETUP_MCE). */
+#define KVM_MAX_MCE_BANKS 32
 
 /* Huge-page levels tracked per memslot (x86): 2 MiB and 1 GiB. */
 #define KVM_NR_LPAGE_LEVELS 2
@@ -55,6 +57,8 @@ struct kvm_gmem;
 struct kvm_mmu;
 struct kvm_vcpu;
 struct kvm_eventfds;
+struct kvm_x86_msr_filter;
+struct kvm_coalesced;
 
 struct kvm_lpage_info {
 	uint32_t disallow_lpage; /* count; the mixed bit lives in lpage_mixed */
@@ -86,7 +90,19 @@ struct kvm_memory_slot {
 	 * O(blocks).  Written under mmu_lock (write), read under RCU.
 	 */
 	struct rangemap lpage_mixed[KVM_NR_LPAGE_LEVELS];
+	/*
+	 * KVM_MEM_LOG_DIRTY_PAGES: one bit per page, set atomically by write
+	 * faults (under mmu_lock for read), harvested under mmu_lock for
+	 * write.  Shared by the copies a FLAGS_ONLY or MOVE change makes;
+	 * freed with the last slot that has it (src/core/dirty_log.c).
+	 */
+	unsigned long *dirty_bitmap;
 };
+
+static inline bool kvm_slot_dirty_track_enabled(const struct kvm_memory_slot *s)
+{
+	return s->flags & 1 /* KVM_MEM_LOG_DIRTY_PAGES */;
+}
 
 static inline bool kvm_slot_can_be_private(const struct kvm_memory_slot *s)
 {
@@ -94,16 +110,24 @@ static inline bool kvm_slot_can_be_private(const struct kvm_memory_slot *s)
 }
 
 /*
- * One memslot set: slots sorted by base_gfn for O(log n) gfn lookup.
- * Each address space has two (active, inactive), as in the kernel.
+ * One memslot set: a tree by gfn, [base_gfn, base_gfn + npages) -> slot
+ * (a rangemap: slots are disjoint, so each is one run), for O(log n)
+ * lookup and O(log n) insertion and removal in any order.  Each address
+ * space has two (active, inactive), as in the kernel; slot_by_id is the
+ * kernel's hash by id (of the active set).
  */
 struct kvm_memslots {
 	uint64_t generation;
-	uint32_t nr;
-	uint32_t cap;
-	struct kvm_memory_slot **by_gfn;
-	/* by_gfn[i]->base_gfn + npages, so the search touches one array only. */
-	gfn_t *end_gfn;
+	struct rangemap by_gfn; /* values: struct kvm_memory_slot * */
+};
+
+/*
+ * The kernel's vcpu->last_used_slot: the slot a vCPU found last, valid
+ * while the active set's generation is @gen.  Used by one thread.
+ */
+struct kvm_memslot_cache {
+	struct kvm_memory_slot *slot;
+	uint64_t gen;
 };
 
 struct kvm_stat {
@@ -126,6 +150,8 @@ struct kvm {
 	pthread_mutex_t slots_lock; /* what each protects: docs/locking.md */
 	pthread_mutex_t lock;
 	pthread_rwlock_t mmu_lock;
+	/* Faults blocked on mmu_lock (relaxed): see kvm_mmu_lock_needbreak(). */
+	long mmu_lock_waiters;
 
 	/* RCU-published active set per address space (points into __memslots). */
 	struct kvm_memslots *memslots[KVM_MAX_NR_ADDRESS_SPACES];
@@ -151,6 +177,8 @@ struct kvm {
 	gfn_t mmu_invalidate_range_end;
 
 	uint64_t exit_hypercall_mask; /* KVM_CAP_EXIT_HYPERCALL, under lock */
+	/* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 options; READ_ONCE/WRITE_ONCE. */
+	uint64_t manual_dirty_log_protect;
 	uint64_t max_gfn;	      /* from host MAXPHYADDR */
 
 	struct kvm_mmu *mmu; /* src/mmu */
@@ -162,6 +190,26 @@ struct kvm {
 	uint32_t bsp_vcpu_id;  /* KVM_SET_BOOT_CPU_ID, before any vCPU */
 
 	struct kvm_eventfds *eventfds; /* src/vcpu/eventfd: ioeventfd/irqfd */
+
+	/* x86 VM settings of issue 9 (src/vcpu/x86.h). */
+	struct {
+		uint32_t default_tsc_khz;	 /* KVM_SET_TSC_KHZ, READ/WRITE_ONCE; 0: host */
+		uint64_t n_requested_mmu_pages;	 /* KVM_SET_NR_MMU_PAGES, slots_lock */
+		uint32_t user_space_msr_mask;	 /* KVM_CAP_X86_USER_SPACE_MSR, lock */
+		bool exception_payload_enabled;	 /* KVM_CAP_EXCEPTION_PAYLOAD, lock */
+		bool triple_fault_event;	 /* KVM_CAP_X86_TRIPLE_FAULT_EVENT, lock */
+		/* KVM_X86_SET_MSR_FILTER: replaced under lock, old one freed after
+		 * an RCU grace period; readers in an RCU read-side section. */
+		struct kvm_x86_msr_filter *msr_filter;
+		/* TSC synchronisation (src/vcpu/tsc.c), under its tsc_write_lock. */
+		int64_t cur_tsc_offset;
+		uint64_t last_tsc_write, last_tsc_nsec;
+		uint32_t last_tsc_khz;
+		bool user_set_tsc;
+		/* Coalesced MMIO/PIO zones (src/vcpu/coalesced_mmio.c): created
+		 * under slots_lock, read with an acquire load. */
+		struct kvm_coalesced *coalesced;
+	} arch;
 
 	/*
 	 * Host-mapping invalidations in flight (mmu notifier start..end).  A
@@ -200,6 +248,10 @@ static inline bool kvm_arch_has_private_mem(const struct kvm *kvm)
 	return kvm->vm_type != 0;
 }
 
+/* Host XSAVE facts for KVM_CAP_XCRS / KVM_CAP_XSAVE2 (src/vcpu/cpuid.c). */
+bool kvm_arch_has_xsave(void);
+long kvm_arch_xsave2_size(void);
+
 /* KVM_CHECK_EXTENSION; @kvm NULL for the system scope.  Never fails. */
 long kvm_check_extension(const struct gm_config *cfg, struct kvm *kvm, long cap);
 
@@ -227,6 +279,13 @@ int kvm_set_memory_region(struct kvm *kvm, const struct kvm_userspace_memory_reg
 struct kvm_memory_slot *kvm_memslots_find(struct kvm_memslots *slots, gfn_t gfn);
 struct kvm_memory_slot *gfn_to_memslot(struct kvm *kvm, int as_id, gfn_t gfn);
 struct kvm_memslots *kvm_memslots(struct kvm *kvm, int as_id);
+/* The same through a vCPU's last-used-slot cache (may be NULL). */
+struct kvm_memory_slot *kvm_cached_gfn_to_memslot(struct kvm *kvm, int as_id,
+						  struct kvm_memslot_cache *cache, gfn_t gfn);
+/* Number of slots in @slots, and each of them in gfn order (stops on nonzero). */
+uint64_t kvm_memslots_nr(struct kvm_memslots *slots);
+int kvm_memslots_for_each(struct kvm_memslots *slots,
+			  int (*fn)(struct kvm_memory_slot *slot, void *ctx), void *ctx);
 
 /*
  * Iterate slots of every address space intersecting [start, end).
@@ -236,6 +295,39 @@ typedef int (*kvm_slot_fn)(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t 
 			   gfn_t end, void *ctx);
 int kvm_for_each_slot_in_range(struct kvm *kvm, gfn_t start, gfn_t end, kvm_slot_fn fn,
 			       void *ctx);
+
+/* ---- dirty logging (src/core/dirty_log.c) ----------------------------- */
+
+/* Log a write to @gfn of @slot.  Context: RCU or slots_lock; any thread. */
+void mark_page_dirty_in_slot(struct kvm_memory_slot *slot, gfn_t gfn);
+/* Bytes of a slot's bitmap as user space sees it (64-bit words). */
+uint64_t kvm_dirty_bitmap_bytes(const struct kvm_memory_slot *slot);
+/*
+ * Memslot update hooks.  Prepare gives @new its bitmap: none without
+ * logging, @old's if it had one, else a new one (all set with
+ * KVM_DIRTY_LOG_INITIALLY_SET).  Commit write-protects @new when logging
+ * was just switched on, and frees a bitmap no slot uses any more; abort
+ * frees what prepare allocated.  Context: slots_lock held.
+ */
+int kvm_dirty_log_prepare(struct kvm *kvm, const struct kvm_memory_slot *old,
+			  struct kvm_memory_slot *new);
+void kvm_dirty_log_commit(struct kvm *kvm, const struct kvm_memory_slot *old,
+			  const struct kvm_memory_slot *new);
+void kvm_dirty_log_abort(const struct kvm_memory_slot *old, struct kvm_memory_slot *new);
+/*
+ * Copies between a caller's buffer and ours, supplied by the uAPI layer
+ * (0 or -EFAULT): the checks before and after them are the kernel's order.
+ */
+typedef int (*kvm_copy_fn)(void *dst, const void *src, size_t n);
+/*
+ * KVM_GET_DIRTY_LOG of memslot @slot (as_id << 16 | id) into the caller's
+ * @bitmap through @copy_out, and KVM_CLEAR_DIRTY_LOG with the caller's
+ * @bitmap read through @copy_in.  Context: take slots_lock and mmu_lock.
+ */
+int kvm_vm_ioctl_get_dirty_log(struct kvm *kvm, uint32_t slot, void *bitmap,
+			       kvm_copy_fn copy_out);
+int kvm_vm_ioctl_clear_dirty_log(struct kvm *kvm, uint32_t slot, uint64_t first_page,
+				 uint32_t num_pages, const void *bitmap, kvm_copy_fn copy_in);
 
 /* ---- memory attributes (src/core/attributes.c) ----------------------- */
 
@@ -257,6 +349,15 @@ static inline bool kvm_mem_is_private(struct kvm *kvm, gfn_t gfn)
 }
 
 /* ---- invalidation protocol (src/core/invalidate.c) ------------------- */
+
+/*
+ * The kernel's rwlock_needbreak(&kvm->mmu_lock): a fault waits for the
+ * lock, so a long writer should yield it (cond_resched_rwlock_write).
+ */
+static inline bool kvm_mmu_lock_needbreak(struct kvm *kvm)
+{
+	return __atomic_load_n(&kvm->mmu_lock_waiters, __ATOMIC_RELAXED) != 0;
+}
 
 /* All three: Context: mmu_lock held for write. */
 void kvm_mmu_invalidate_begin(struct kvm *kvm);

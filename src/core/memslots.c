@@ -3,8 +3,10 @@
  * Memslots: KVM_SET_USER_MEMORY_REGION(2) checks and the active/inactive
  * memslot sets (spec §3.5, §4.10, §4.11).
  *
- * Each address space has two sets, arrays of slot pointers sorted by
- * base_gfn.  A change is applied to the inactive set, the sets are swapped
+ * Each address space has two sets, each a tree by gfn (lib/rangemap, a
+ * copy-on-write B-tree), so that a slot is found, inserted or removed in
+ * O(log n) in any order.  A change is applied to the inactive set, the sets
+ * are swapped
  * (release store of the active pointer), a grace period lets every reader
  * of the old set finish, and the change is replayed on the now-inactive set.
  * Readers (faults, the mmu notifier) therefore never lock and always see one
@@ -41,31 +43,9 @@ static struct kvm_memslots *kvm_inactive_memslots(struct kvm *kvm, int as_id)
 						    : &kvm->__memslots[as_id][0];
 }
 
-/* Index of the first slot whose last gfn is >= @gfn (slots are disjoint). */
-static uint32_t memslots_first_ending_after(struct kvm_memslots *slots, gfn_t gfn)
-{
-	uint32_t lo = 0, hi = slots->nr;
-
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-
-		if (slots->end_gfn[mid] <= gfn)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
 struct kvm_memory_slot *kvm_memslots_find(struct kvm_memslots *slots, gfn_t gfn)
 {
-	uint32_t i = memslots_first_ending_after(slots, gfn);
-	struct kvm_memory_slot *s;
-
-	if (i >= slots->nr)
-		return NULL;
-	s = slots->by_gfn[i];
-	return s->base_gfn <= gfn ? s : NULL;
+	return (struct kvm_memory_slot *)(uintptr_t)rangemap_lookup(&slots->by_gfn, gfn);
 }
 
 struct kvm_memory_slot *gfn_to_memslot(struct kvm *kvm, int as_id, gfn_t gfn)
@@ -73,89 +53,158 @@ struct kvm_memory_slot *gfn_to_memslot(struct kvm *kvm, int as_id, gfn_t gfn)
 	return kvm_memslots_find(kvm_memslots(kvm, as_id), gfn);
 }
 
+/*
+ * As the kernel's kvm_vcpu_gfn_to_memslot: a vCPU mostly faults in the
+ * slot it faulted in last.  The cached slot is trusted only while the
+ * active set keeps the generation it was found in; every swap changes it
+ * (to "in progress", then to the next one) before the old set's slots can
+ * be freed, so a cached pointer is never a freed slot.
+ */
+struct kvm_memory_slot *kvm_cached_gfn_to_memslot(struct kvm *kvm, int as_id,
+						  struct kvm_memslot_cache *cache, gfn_t gfn)
+{
+	struct kvm_memslots *slots = kvm_memslots(kvm, as_id);
+	uint64_t gen = READ_ONCE(slots->generation);
+	struct kvm_memory_slot *s;
+
+	if (!cache)
+		return kvm_memslots_find(slots, gfn);
+	if (unlikely(gen != cache->gen)) {
+		cache->slot = NULL;
+		cache->gen = gen;
+	}
+	s = cache->slot;
+	if (s && gfn >= s->base_gfn && gfn < s->base_gfn + s->npages)
+		return s;
+	s = kvm_memslots_find(slots, gfn);
+	if (s)
+		cache->slot = s;
+	return s;
+}
+
+uint64_t kvm_memslots_nr(struct kvm_memslots *slots)
+{
+	return rangemap_nr_runs(&slots->by_gfn);
+}
+
+struct memslots_each {
+	int (*fn)(struct kvm_memory_slot *slot, void *ctx);
+	void *ctx;
+};
+
+static int memslots_each_cb(void *arg, uint64_t start, uint64_t end, uint64_t value)
+{
+	struct memslots_each *e = arg;
+
+	(void)start;
+	(void)end;
+	return e->fn((struct kvm_memory_slot *)(uintptr_t)value, e->ctx);
+}
+
+int kvm_memslots_for_each(struct kvm_memslots *slots,
+			  int (*fn)(struct kvm_memory_slot *slot, void *ctx), void *ctx)
+{
+	struct memslots_each e = { fn, ctx };
+
+	return rangemap_for_each(&slots->by_gfn, 0, ~0ULL, memslots_each_cb, &e);
+}
+
+struct slot_range_walk {
+	struct kvm *kvm;
+	kvm_slot_fn fn;
+	void *ctx;
+};
+
+static int slot_range_cb(void *arg, uint64_t start, uint64_t end, uint64_t value)
+{
+	struct slot_range_walk *w = arg;
+
+	/* rangemap clips each run to the range, as the callers want. */
+	return w->fn(w->kvm, (struct kvm_memory_slot *)(uintptr_t)value, start, end, w->ctx);
+}
+
 int kvm_for_each_slot_in_range(struct kvm *kvm, gfn_t start, gfn_t end, kvm_slot_fn fn,
 			       void *ctx)
 {
+	struct slot_range_walk w = { kvm, fn, ctx };
+
 	lockdep_assert_held(&kvm->slots_lock);
 	for (int as = 0; as < kvm->nr_as; as++) {
-		struct kvm_memslots *slots = kvm->memslots[as]; /* slots_lock: stable */
+		/* slots_lock: the active set is stable. */
+		int r = rangemap_for_each(&kvm->memslots[as]->by_gfn, start, end, slot_range_cb, &w);
 
-		for (uint32_t i = memslots_first_ending_after(slots, start); i < slots->nr; i++) {
-			struct kvm_memory_slot *s = slots->by_gfn[i];
-			int r;
-
-			if (s->base_gfn >= end)
-				break;
-			r = fn(kvm, s, GM_MAX(start, s->base_gfn),
-			       GM_MIN(end, s->base_gfn + s->npages), ctx);
-			if (r)
-				return r;
-		}
+		if (r)
+			return r;
 	}
 	return 0;
 }
 
 /* ---- set editing (inactive set only, slots_lock held) ---------------- */
 
-static int memslots_reserve(struct kvm_memslots *slots, uint32_t nr)
-{
-	struct kvm_memory_slot **n;
-	gfn_t *e;
-	uint32_t cap;
+/*
+ * The change old -> new (either may be NULL) of both sets of one address
+ * space, built beside them before anything is published (so it cannot fail
+ * half way): u[i] are the stores for set __memslots[as][i], u[i][1] on top
+ * of u[i][0].  @base (may be NULL): a change not yet committed that this
+ * one follows.
+ */
+struct memslots_change {
+	struct rangemap_update *u[2][2];
+};
 
-	if (nr <= slots->cap)
-		return 0;
-	cap = slots->cap ? slots->cap * 2 : 16;
-	while (cap < nr)
-		cap *= 2;
-	n = realloc(slots->by_gfn, cap * sizeof(*n));
-	if (!n)
-		return -ENOMEM;
-	slots->by_gfn = n;
-	e = realloc(slots->end_gfn, cap * sizeof(*e));
-	if (!e)
-		return -ENOMEM; /* by_gfn merely grew: still consistent */
-	slots->end_gfn = e;
-	slots->cap = cap;
-	return 0;
+static void memslots_change_abort(struct memslots_change *c)
+{
+	for (int i = 0; i < 2; i++) {
+		rangemap_abort(c->u[i][1]);
+		rangemap_abort(c->u[i][0]);
+		c->u[i][0] = c->u[i][1] = NULL;
+	}
 }
 
-static void memslots_remove(struct kvm_memslots *slots, struct kvm_memory_slot *old)
+static int memslots_prepare_one(const struct rangemap *tree, const struct rangemap_update *base,
+				gfn_t start, gfn_t end, uint64_t value, struct rangemap_update **out)
 {
-	uint32_t i = memslots_first_ending_after(slots, old->base_gfn);
-
-	gm_assert(i < slots->nr && slots->by_gfn[i] == old);
-	memmove(&slots->by_gfn[i], &slots->by_gfn[i + 1],
-		(slots->nr - i - 1) * sizeof(slots->by_gfn[0]));
-	memmove(&slots->end_gfn[i], &slots->end_gfn[i + 1],
-		(slots->nr - i - 1) * sizeof(slots->end_gfn[0]));
-	slots->nr--;
+	return base ? rangemap_prepare_next(base, start, end, value, out)
+		    : rangemap_prepare(tree, start, end, value, out);
 }
 
-static void memslots_insert(struct kvm_memslots *slots, struct kvm_memory_slot *new)
+static int memslots_prepare_change(struct kvm *kvm, int as_id,
+				   const struct memslots_change *base,
+				   const struct kvm_memory_slot *old,
+				   const struct kvm_memory_slot *new, struct memslots_change *c)
 {
-	uint32_t i = memslots_first_ending_after(slots, new->base_gfn);
+	int r = 0;
 
-	gm_assert(slots->nr < slots->cap);
-	memmove(&slots->by_gfn[i + 1], &slots->by_gfn[i],
-		(slots->nr - i) * sizeof(slots->by_gfn[0]));
-	memmove(&slots->end_gfn[i + 1], &slots->end_gfn[i],
-		(slots->nr - i) * sizeof(slots->end_gfn[0]));
-	slots->by_gfn[i] = new;
-	slots->end_gfn[i] = new->base_gfn + new->npages;
-	slots->nr++;
+	memset(c, 0, sizeof(*c));
+	for (int i = 0; i < 2 && !r; i++) {
+		const struct rangemap *tree = &kvm->__memslots[as_id][i].by_gfn;
+		const struct rangemap_update *b = NULL;
+		int n = 0;
+
+		if (base)
+			b = base->u[i][1] ? base->u[i][1] : base->u[i][0];
+		/* Same range: one store replaces the pointer. */
+		if (old && !(new && new->base_gfn == old->base_gfn && new->npages == old->npages)) {
+			r = memslots_prepare_one(tree, b, old->base_gfn, old->base_gfn + old->npages,
+						 0, &c->u[i][n]);
+			if (!r)
+				b = c->u[i][n++];
+		}
+		if (!r && new)
+			r = memslots_prepare_one(tree, b, new->base_gfn, new->base_gfn + new->npages,
+						 (uint64_t)(uintptr_t)new, &c->u[i][n]);
+	}
+	if (r)
+		memslots_change_abort(c);
+	return r;
 }
 
-/* Replace @old by @new (either may be NULL) in one set. */
-static void memslots_replace(struct kvm_memslots *slots, struct kvm_memory_slot *old,
-			     struct kvm_memory_slot *new)
+static void memslots_commit(struct kvm_memslots *slots, struct rangemap_update **u)
 {
-	if (old)
-		memslots_remove(slots, old);
-	if (new)
-		memslots_insert(slots, new);
+	for (int k = 0; k < 2 && u[k]; k++)
+		rangemap_commit(&slots->by_gfn, u[k]);
+	u[0] = u[1] = NULL;
 }
-
 
 /*
  * Publish the inactive set of @as_id, wait for readers of the old one, and
@@ -184,24 +233,19 @@ static void kvm_swap_active_memslots(struct kvm *kvm, int as_id)
 		   (gen & ~KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS) + (uint64_t)kvm->nr_as);
 }
 
-/* Apply old -> new to the inactive set, swap, replay on the other set. */
+/* Apply a prepared old -> new to the inactive set, swap, replay on the other. */
 static void kvm_replace_memslot_everywhere(struct kvm *kvm, int as_id,
 					   struct kvm_memory_slot *old,
-					   struct kvm_memory_slot *new)
+					   struct kvm_memory_slot *new,
+					   struct memslots_change *c)
 {
-	memslots_replace(kvm_inactive_memslots(kvm, as_id), old, new);
+	struct kvm_memslots *inactive = kvm_inactive_memslots(kvm, as_id);
+
+	memslots_commit(inactive, c->u[inactive - kvm->__memslots[as_id]]);
 	kvm_swap_active_memslots(kvm, as_id);
-	memslots_replace(kvm_inactive_memslots(kvm, as_id), old, new);
+	inactive = kvm_inactive_memslots(kvm, as_id);
+	memslots_commit(inactive, c->u[inactive - kvm->__memslots[as_id]]);
 	kvm->slot_by_id[as_id][(new ? new : old)->id] = new;
-}
-
-static struct kvm_memory_slot *kvm_dup_memslot(const struct kvm_memory_slot *s)
-{
-	struct kvm_memory_slot *n = malloc(sizeof(*n));
-
-	if (n)
-		*n = *s;
-	return n;
 }
 
 static void kvm_free_memslot(struct kvm_memory_slot *slot, bool free_metadata,
@@ -214,23 +258,6 @@ static void kvm_free_memslot(struct kvm_memory_slot *slot, bool free_metadata,
 }
 
 /* ---- one change, kernel order (kvm_set_memslot) ----------------------- */
-
-/*
- * DELETE/MOVE: make the old slot invalid for readers (faults on it retry)
- * and zap everything it mapped.  Returns the invalid copy.
- */
-static struct kvm_memory_slot *kvm_invalidate_memslot(struct kvm *kvm,
-						      struct kvm_memory_slot *old)
-{
-	struct kvm_memory_slot *invalid = kvm_dup_memslot(old);
-
-	if (!invalid)
-		return NULL;
-	invalid->flags |= KVM_MEMSLOT_INVALID;
-	kvm_replace_memslot_everywhere(kvm, old->as_id, old, invalid);
-	kvm_arch_flush_shadow_memslot(kvm, old);
-	return invalid;
-}
 
 /* x86 prepare: the slot must lie below the guest's maximum gfn. */
 static int kvm_prepare_memory_region(struct kvm *kvm, struct kvm_memory_slot *new,
@@ -245,56 +272,81 @@ static int kvm_prepare_memory_region(struct kvm *kvm, struct kvm_memory_slot *ne
 	return 0;
 }
 
-static int kvm_reserve_sets(struct kvm *kvm, int as_id)
-{
-	uint32_t need = kvm->memslots[as_id]->nr + 1;
-
-	if (memslots_reserve(&kvm->__memslots[as_id][0], need) ||
-	    memslots_reserve(&kvm->__memslots[as_id][1], need))
-		return -ENOMEM;
-	return 0;
-}
-
+/*
+ * Every set change of this update is built first (O(log n) each), so that
+ * nothing can fail once the first one is published: old -> invalid (DELETE
+ * and MOVE), then from there -> new, or back -> old should preparing the
+ * new slot fail.
+ */
 static int kvm_set_memslot(struct kvm *kvm, struct kvm_memory_slot *old,
 			   struct kvm_memory_slot *new, enum kvm_mr_change change)
 {
+	struct memslots_change inv = { 0 }, fwd = { 0 }, back = { 0 };
 	struct kvm_memory_slot *invalid = NULL;
 	struct kvm_gmem_unbind unbind = { NULL, NULL };
 	int as_id = (old ? old : new)->as_id, r;
 
 	lockdep_assert_held(&kvm->slots_lock);
-	r = kvm_reserve_sets(kvm, as_id);
 	/* guest_memfd slots are only ever deleted (never moved or changed). */
-	if (!r && change == KVM_MR_DELETE && (old->flags & KVM_MEM_GUEST_MEMFD))
+	if (change == KVM_MR_DELETE && (old->flags & KVM_MEM_GUEST_MEMFD)) {
 		r = kvm_gmem_unbind_prepare(old, &unbind);
-	if (r)
-		return r;
+		if (r)
+			return r;
+	}
 	if (change == KVM_MR_DELETE || change == KVM_MR_MOVE) {
-		invalid = kvm_invalidate_memslot(kvm, old);
-		if (!invalid) {
-			kvm_gmem_unbind_abort(&unbind);
-			return -ENOMEM;
-		}
+		r = -ENOMEM;
+		invalid = malloc(sizeof(*invalid));
+		if (!invalid)
+			goto out_abort;
+		*invalid = *old;
+		invalid->flags |= KVM_MEMSLOT_INVALID;
+		r = memslots_prepare_change(kvm, as_id, NULL, old, invalid, &inv);
+		if (!r)
+			r = memslots_prepare_change(kvm, as_id, &inv, invalid, new, &fwd);
+		if (!r && new)
+			r = memslots_prepare_change(kvm, as_id, &inv, invalid, old, &back);
+	} else {
+		r = memslots_prepare_change(kvm, as_id, NULL, old, new, &fwd);
+	}
+	if (r)
+		goto out_abort;
+
+	if (invalid) {
+		/* DELETE/MOVE: faults on the slot retry; zap what it mapped. */
+		kvm_replace_memslot_everywhere(kvm, as_id, old, invalid, &inv);
+		kvm_arch_flush_shadow_memslot(kvm, old);
 	}
 	r = new ? kvm_prepare_memory_region(kvm, new, change) : 0;
-	if (r) {
-		kvm_gmem_unbind_abort(&unbind);
-		if (invalid) { /* put the old slot back */
-			kvm_replace_memslot_everywhere(kvm, as_id, invalid, old);
-			free(invalid);
-		}
-		return r;
+	if (!r && new) {
+		r = kvm_dirty_log_prepare(kvm, old, new);
+		if (r && change != KVM_MR_FLAGS_ONLY)
+			kvm_arch_free_memslot_metadata(new);
 	}
-	kvm_replace_memslot_everywhere(kvm, as_id, invalid ? invalid : old, new);
+	if (r) {
+		if (invalid) /* put the old slot back */
+			kvm_replace_memslot_everywhere(kvm, as_id, invalid, old, &back);
+		goto out_abort;
+	}
+	kvm_replace_memslot_everywhere(kvm, as_id, invalid ? invalid : old, new, &fwd);
+	memslots_change_abort(&back);
 	if (change == KVM_MR_DELETE)
 		kvm->nr_memslot_pages -= old->npages;
 	else if (change == KVM_MR_CREATE)
 		kvm->nr_memslot_pages += new->npages;
 	/* Commit: no reader can see old or invalid any more. */
+	kvm_dirty_log_commit(kvm, old, new);
 	free(invalid);
 	if (old)
 		kvm_free_memslot(old, change != KVM_MR_FLAGS_ONLY, &unbind);
 	return 0;
+
+out_abort: /* later changes before the ones they build on */
+	memslots_change_abort(&back);
+	memslots_change_abort(&fwd);
+	memslots_change_abort(&inv);
+	kvm_gmem_unbind_abort(&unbind);
+	free(invalid);
+	return r;
 }
 
 /* ---- KVM_SET_USER_MEMORY_REGION(2): checks in the kernel's order ------ */
@@ -342,19 +394,18 @@ static int check_memory_region_sanity(struct kvm *kvm,
 	return 0;
 }
 
+static int memslot_other_id(void *ctx, uint64_t start, uint64_t end, uint64_t value)
+{
+	(void)start;
+	(void)end;
+	return ((struct kvm_memory_slot *)(uintptr_t)value)->id != *(uint16_t *)ctx;
+}
+
 /* Rule 17: does [gfn, gfn + npages) hit a slot other than @id? */
 static bool kvm_check_memslot_overlap(struct kvm_memslots *slots, uint16_t id, gfn_t gfn,
 				      uint64_t npages)
 {
-	for (uint32_t i = memslots_first_ending_after(slots, gfn); i < slots->nr; i++) {
-		struct kvm_memory_slot *s = slots->by_gfn[i];
-
-		if (s->base_gfn >= gfn + npages)
-			break;
-		if (s->id != id)
-			return true;
-	}
-	return false;
+	return rangemap_for_each(&slots->by_gfn, gfn, gfn + npages, memslot_other_id, &id) != 0;
 }
 
 /* Rules 14-16: what an existing slot may become. */
@@ -455,12 +506,20 @@ static int __kvm_set_memory_region(struct kvm *kvm,
 	if (!new)
 		return -ENOMEM;
 	r = kvm_bind_new_slot(kvm, new, mem, gref, &undo);
+	/*
+	 * 6.12.118 finds an overlapping binding only when it commits, after
+	 * the x86 prepare step: a slot beyond the maximum gfn is EINVAL first.
+	 */
+	if (r == -EEXIST && new->base_gfn + new->npages - 1 > kvm->max_gfn)
+		r = -EINVAL;
 	if (!r) {
 		r = kvm_set_memslot(kvm, old, new, change);
-		if (r)
+		if (r) {
 			kvm_gmem_unbind_commit(new, &undo);
-		else
+			kvm_dirty_log_abort(old, new);
+		} else {
 			kvm_gmem_unbind_abort(&undo);
+		}
 	}
 	if (r)
 		free(new);

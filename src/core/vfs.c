@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The generic VFS checks guestmem's files share with the kernel's (spec
- * §3.4.1 steps 1-5), per profile: 6.18 reorganised vfs_fallocate().
+ * §3.4.1 steps 1-5), per profile: by 6.12 vfs_fallocate() had become a
+ * switch over exclusive operations; 6.17 added WRITE_ZEROES.
  */
 #include <errno.h>
 #include <linux/falloc.h>
@@ -36,15 +37,16 @@ static int vfs_fallocate_mode_68(int mode)
 }
 
 /*
- * 6.18 vfs_fallocate: the operations are exclusive (one mode bit at most,
- * besides KEEP_SIZE); a combination, or KEEP_SIZE with an operation that
- * changes the size, is EOPNOTSUPP (probes/probe3.out).
+ * 6.12 and 6.18 vfs_fallocate: the operations are exclusive (one mode bit
+ * at most, besides KEEP_SIZE); a combination, or KEEP_SIZE with an
+ * operation that changes the size, is EOPNOTSUPP (probes/probe3.out for
+ * 6.18; fs/open.c of 6.12 has the same switch without WRITE_ZEROES).
  */
-static int vfs_fallocate_mode_618(int mode)
+static int vfs_fallocate_mode_exclusive(int mode, int mode_mask)
 {
-	if (mode & ~(GM_FALLOC_MODE_MASK_618 | FALLOC_FL_KEEP_SIZE))
+	if (mode & ~(mode_mask | FALLOC_FL_KEEP_SIZE))
 		return -EOPNOTSUPP;
-	switch (mode & GM_FALLOC_MODE_MASK_618) {
+	switch (mode & mode_mask) {
 	case 0:
 	case FALLOC_FL_UNSHARE_RANGE:
 	case FALLOC_FL_ZERO_RANGE:
@@ -64,6 +66,13 @@ int vfs_fallocate_args(enum gm_profile profile, int mode, int64_t offset, int64_
 {
 	if (offset < 0 || len <= 0)
 		return -EINVAL;
-	return profile == GM_PROFILE_LINUX_6_18 ? vfs_fallocate_mode_618(mode)
-						: vfs_fallocate_mode_68(mode);
+	switch (profile) {
+	case GM_PROFILE_LINUX_6_8:
+		return vfs_fallocate_mode_68(mode);
+	case GM_PROFILE_LINUX_6_12:
+		return vfs_fallocate_mode_exclusive(mode, GM_FALLOC_MODE_MASK_618 &
+								  ~GM_FALLOC_FL_WRITE_ZEROES);
+	default:
+		return vfs_fallocate_mode_exclusive(mode, GM_FALLOC_MODE_MASK_618);
+	}
 }

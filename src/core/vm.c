@@ -3,6 +3,7 @@
  * VM objects: creation, references, destruction and the global VM list.
  */
 #include <cpuid.h>
+#include <guestmem/kvm.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,8 +47,24 @@ static int kvm_init_memslots(struct kvm *kvm)
 		/* Address space i uses generations i, i + nr_as, ... (spec §4.10). */
 		kvm->__memslots[as][0].generation = (uint64_t)as;
 		kvm->__memslots[as][1].generation = (uint64_t)as;
+		rangemap_init(&kvm->__memslots[as][0].by_gfn);
+		rangemap_init(&kvm->__memslots[as][1].by_gfn);
 		kvm->memslots[as] = &kvm->__memslots[as][0];
 	}
+	return 0;
+}
+
+static int kvm_free_one_memslot(struct kvm_memory_slot *slot, void *ctx)
+{
+	(void)ctx;
+	/*
+	 * Every guest_memfd pins its VM and forgets its slots at release:
+	 * none can still point at this slot.
+	 */
+	gm_assert(!READ_ONCE(slot->gmem.file));
+	kvm_arch_free_memslot_metadata(slot);
+	free(slot->dirty_bitmap);
+	free(slot);
 	return 0;
 }
 
@@ -56,21 +73,11 @@ static void kvm_free_memslots(struct kvm *kvm)
 	for (int as = 0; as < kvm->nr_as; as++) {
 		struct kvm_memslots *slots = kvm->memslots[as];
 
-		for (uint32_t i = 0; slots && i < slots->nr; i++) {
-			struct kvm_memory_slot *slot = slots->by_gfn[i];
-
-			/*
-			 * Every guest_memfd pins its VM and forgets its slots
-			 * at release: none can still point at this slot.
-			 */
-			gm_assert(!READ_ONCE(slot->gmem.file));
-			kvm_arch_free_memslot_metadata(slot);
-			free(slot);
-		}
-		for (int i = 0; i < 2; i++) {
-			free(kvm->__memslots[as][i].by_gfn);
-			free(kvm->__memslots[as][i].end_gfn);
-		}
+		/* Both sets hold the same slots: free them once. */
+		if (slots)
+			kvm_memslots_for_each(slots, kvm_free_one_memslot, NULL);
+		for (int i = 0; i < 2; i++)
+			rangemap_fini(&kvm->__memslots[as][i].by_gfn);
 		free(kvm->slot_by_id[as]);
 	}
 }
@@ -102,6 +109,7 @@ static void kvm_destroy_vm(struct kvm *kvm)
 	kvm_vm_list_del(kvm);
 	kvm_arch_eventfds_destroy(kvm);
 	kvm_arch_destroy_vcpus(kvm);
+	kvm_arch_destroy_vm(kvm); /* src/vcpu: the MSR filter, coalesced zones */
 	kvm_free_memslots(kvm);
 	kvm_arch_mmu_destroy(kvm);
 	/* Readers of the attribute map are gone with the vCPUs. */

@@ -24,6 +24,7 @@
 /* Outermost first (see docs/locking.md for what each protects). */
 enum gm_lock_class {
 	GM_LOCK_NONE = 0,
+	GM_LOCK_FILE_POS,	/* uapi f->pos_lock (read(2) of a stats fd) */
 	GM_LOCK_HANGUP,		/* uapi gm_hangup_lock */
 	GM_LOCK_IRQFDS,		/* ev->irqfds_lock */
 	GM_LOCK_KVM,		/* kvm->lock */
@@ -37,6 +38,8 @@ enum gm_lock_class {
 	GM_LOCK_IRQ,		/* ev->irq_lock */
 	GM_LOCK_VCPU_HAND,	/* vcpu->hand_lock */
 	GM_LOCK_HALT,		/* apic->halt_lock */
+	GM_LOCK_TSC,		/* vcpu tsc_write_lock (TSC synchronisation) */
+	GM_LOCK_COALESCED,	/* kvm->arch.coalesced ring_lock */
 	GM_LOCK_IRQFD_ALL,	/* gm_irqfd_all_lock */
 	GM_LOCK_VM_LIST,	/* gm_vm_list_lock */
 	GM_LOCK_WATCH,		/* uapi gm_watch_lock */
@@ -45,6 +48,7 @@ enum gm_lock_class {
 	GM_LOCK_PIPE,		/* uapi gm_pipe_lock */
 	GM_LOCK_CONFIG,		/* gm_config_mutex */
 	GM_LOCK_RCU_DEFER,	/* gm_tsan_defer_lock (ThreadSanitizer builds) */
+	GM_LOCK_RANGEMAP_POOL,	/* rangemap's rm_pool_lock (free-node pool) */
 	GM_LOCK_NR_CLASSES,
 };
 

@@ -2,13 +2,16 @@
 /*
  * rangemap: a sparse map from 64-bit keys to nonzero 64-bit values, stored
  * as sorted, disjoint, maximal runs [start, end) -> value.  Used for memory
- * attributes (gfn -> attributes) and guest_memfd bindings (index -> slot).
+ * attributes (gfn -> attributes), huge-page "mixed" blocks and guest_memfd
+ * bindings (index -> slot).
  *
- * The runs live in one immutable array published through RCU: readers
- * (lookups on the fault path) take no lock; a writer builds a new array,
- * publishes it, and frees the old one after a grace period.  So the cost of
- * one update grows with the number of runs, never with the number of keys
- * it covers, and an update either happens completely or not at all.
+ * The runs live in a B+tree of immutable nodes published through RCU, as
+ * the kernel's maple tree: readers (lookups on the fault path) take no lock
+ * and see one consistent tree; a writer copies only the nodes on the paths
+ * it changes (O(log n) of them, plus the k runs it removes), publishes the
+ * new root with a release store, and frees the replaced nodes after a grace
+ * period.  An update touching k of n runs costs O(log n + k), never O(keys
+ * covered), and either happens completely or not at all.
  *
  * Writers must be serialised by the caller (the owning object's lock).
  */
@@ -16,6 +19,7 @@
 #define GM_LIB_RANGEMAP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct rangemap_run {
@@ -24,13 +28,17 @@ struct rangemap_run {
 	uint64_t value; /* never 0: 0 means "absent" */
 };
 
-struct rangemap_array {
-	uint64_t nr;
-	struct rangemap_run runs[];
-};
+struct rm_node;
+struct rangemap_update;
 
 struct rangemap {
-	struct rangemap_array *array; /* RCU-published; NULL when empty */
+	struct rm_node *root; /* RCU-published; NULL when empty */
+	uint64_t nr_runs;     /* writer-maintained; READ_ONCE for others */
+	uint64_t nr_nodes;
+	/* Committed updates whose replaced nodes await one deferred free. */
+	struct rangemap_update *pending;
+	unsigned nr_pending;
+	uint64_t pending_nodes;
 };
 
 void rangemap_init(struct rangemap *map);
@@ -51,14 +59,21 @@ int rangemap_store(struct rangemap *map, uint64_t start, uint64_t end, uint64_t 
 
 /*
  * The same in two steps, for callers that must allocate before a point of
- * no return: prepare builds the new array (-ENOMEM, nothing changed),
- * commit publishes it.  The writer's lock must be held across both.
+ * no return: prepare builds the new tree beside the published one (-ENOMEM,
+ * nothing changed), commit publishes it and cannot fail, abort drops it.
+ * The writer's lock must be held from prepare to commit/abort.
  */
 int rangemap_prepare(const struct rangemap *map, uint64_t start, uint64_t end,
-		     uint64_t value, struct rangemap_array **out);
-void rangemap_commit(struct rangemap *map, struct rangemap_array *prepared);
-/* Drop a prepared array that will not be committed. */
-void rangemap_discard(struct rangemap_array *prepared);
+		     uint64_t value, struct rangemap_update **out);
+void rangemap_commit(struct rangemap *map, struct rangemap_update *prepared);
+void rangemap_abort(struct rangemap_update *prepared);
+/*
+ * A store prepared on top of @base's result (not yet committed), for a
+ * sequence of stores that must not fail half way: commit @base first, then
+ * this one; or abort this one before @base.
+ */
+int rangemap_prepare_next(const struct rangemap_update *base, uint64_t start, uint64_t end,
+			  uint64_t value, struct rangemap_update **out);
 
 /* True if every key in [start, end) maps to exactly @value (0: none mapped). */
 bool rangemap_range_is(const struct rangemap *map, uint64_t start, uint64_t end,
@@ -67,6 +82,7 @@ bool rangemap_range_is(const struct rangemap *map, uint64_t start, uint64_t end,
 /*
  * Call @fn for each run intersecting [start, end), clipped to it, in
  * ascending order; stops early and returns fn's value if it is nonzero.
+ * The callback must not store into @map.
  */
 typedef int (*rangemap_fn)(void *ctx, uint64_t start, uint64_t end, uint64_t value);
 int rangemap_for_each(const struct rangemap *map, uint64_t start, uint64_t end,
@@ -74,5 +90,15 @@ int rangemap_for_each(const struct rangemap *map, uint64_t start, uint64_t end,
 
 /* Number of runs (for tests and introspection). */
 uint64_t rangemap_nr_runs(const struct rangemap *map);
+/* Bytes held by the tree's nodes (malloc's own header included). */
+uint64_t rangemap_memory_bytes(const struct rangemap *map);
+
+/*
+ * Tests only: when positive, the n-th following node allocation fails
+ * (1 = the next one).  Not thread-safe; never set outside tests.
+ */
+extern long rangemap_fail_nth_alloc;
+/* Tests only: 0 if the tree's invariants hold, else which one failed (< 0). */
+int rangemap_check_invariants(const struct rangemap *map);
 
 #endif

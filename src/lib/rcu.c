@@ -47,17 +47,21 @@ char gm_rcu_tsan_token;
 static pthread_mutex_t gm_tsan_defer_lock = PTHREAD_MUTEX_INITIALIZER;
 struct gm_tsan_deferred {
 	struct gm_tsan_deferred *next;
-	void *ptr;
+	void *ptr;			      /* free()d, or */
+	void (*fn)(struct rcu_head *head);    /* called on head */
+	struct rcu_head *head;
 };
 static struct gm_tsan_deferred *gm_tsan_deferred;
 
-static void gm_tsan_defer_free(void *ptr)
+static void gm_tsan_defer(void *ptr, void (*fn)(struct rcu_head *), struct rcu_head *head)
 {
 	struct gm_tsan_deferred *d = malloc(sizeof(*d));
 
 	if (!d)
 		return; /* leak rather than free under a reader */
 	d->ptr = ptr;
+	d->fn = fn;
+	d->head = head;
 	gm_mutex_lock(&gm_tsan_defer_lock, GM_LOCK_RCU_DEFER);
 	d->next = gm_tsan_deferred;
 	gm_tsan_deferred = d;
@@ -77,7 +81,10 @@ void gm_synchronize_rcu(void)
 	while (d) { /* queued before the grace period began */
 		struct gm_tsan_deferred *next = d->next;
 
-		free(d->ptr);
+		if (d->fn)
+			d->fn(d->head);
+		else
+			free(d->ptr);
 		free(d);
 		d = next;
 	}
@@ -109,7 +116,7 @@ void gm_free_rcu(void *ptr)
 	 * liburcu's callback queue is invisible to TSan: queue the pointer
 	 * for the next gm_synchronize_rcu() of any thread instead.
 	 */
-	gm_tsan_defer_free(ptr);
+	gm_tsan_defer(ptr, NULL, NULL);
 	return;
 #endif
 	f = malloc(sizeof(*f));
@@ -121,4 +128,13 @@ void gm_free_rcu(void *ptr)
 	}
 	f->ptr = ptr;
 	urcu_memb_call_rcu(&f->head, gm_rcu_free_cb);
+}
+
+void gm_call_rcu(struct rcu_head *head, void (*fn)(struct rcu_head *head))
+{
+#ifdef GM_TSAN
+	gm_tsan_defer(NULL, fn, head); /* see gm_free_rcu() */
+#else
+	urcu_memb_call_rcu(head, fn);
+#endif
 }

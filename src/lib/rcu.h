@@ -80,4 +80,10 @@ static inline void gm_synchronize_rcu(void)
  */
 void gm_free_rcu(void *ptr);
 
+/*
+ * Call @fn(@head) after a grace period, without blocking the caller (for
+ * batches: one deferral for many objects).  Context: as gm_free_rcu().
+ */
+void gm_call_rcu(struct rcu_head *head, void (*fn)(struct rcu_head *head));
+
 #endif

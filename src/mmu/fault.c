@@ -31,10 +31,10 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <guestmem/kvm.h>
@@ -42,6 +42,7 @@
 #include "core/gmem.h"
 #include "core/kvm_host.h"
 #include "lib/rcu.h"
+#include "lib/sys_raw.h"
 #include "mmu/fault.h"
 #include "mmu/mmu.h"
 #include "lib/lockdep.h"
@@ -126,7 +127,7 @@ static bool hva_populate_supported(void)
 
 	if (s < 0) {
 		/* Permission failures are EINVAL too, so ask about a good page. */
-		s = !syscall(SYS_madvise, probe, GM_PAGE_SIZE, MADV_POPULATE_READ);
+		s = !gm_raw_madvise(probe, GM_PAGE_SIZE, MADV_POPULATE_READ);
 		WRITE_ONCE(supported, s);
 	}
 	return s;
@@ -138,9 +139,9 @@ static int hva_fault_in(uint64_t hva, bool write)
 
 	if (!hva_populate_supported()) /* < 5.14: only "is it mapped" is known */
 		return hva_range_check(hva, GM_PAGE_SIZE, false) ? 1 : -EFAULT;
-	if (!syscall(SYS_madvise, p, GM_PAGE_SIZE, MADV_POPULATE_WRITE))
+	if (!gm_raw_madvise(p, GM_PAGE_SIZE, MADV_POPULATE_WRITE))
 		return 1;
-	if (write || syscall(SYS_madvise, p, GM_PAGE_SIZE, MADV_POPULATE_READ))
+	if (write || gm_raw_madvise(p, GM_PAGE_SIZE, MADV_POPULATE_READ))
 		return -EFAULT;
 	return 0;
 }
@@ -160,6 +161,7 @@ struct fault_ctx {
 	int host_level;	 /* the "host page size" around hva (S2_PG_LEVEL_*) */
 	int meta_level;	 /* the slot metadata's level, a hint for host_level */
 	uint64_t slots_gen; /* memslot generation when hva was computed */
+	struct kvm_memslot_cache *slot_cache; /* the vCPU's last-used slot, or NULL */
 };
 
 /*
@@ -275,7 +277,8 @@ static int fault_level(struct fault_ctx *c)
 	int level;
 
 	lockdep_assert_held(&c->kvm->mmu_lock);
-	if (c->from_gmem)
+	/* Dirty logging tracks 4 KiB pages (kvm_mmu_hugepage_adjust). */
+	if (c->from_gmem || kvm_slot_dirty_track_enabled(c->slot))
 		return S2_PG_LEVEL_4K;
 	level = kvm_mmu_max_mapping_level(c->kvm, c->slot, c->f->gfn, c->host_level);
 	for (; level > S2_PG_LEVEL_4K; level--) {
@@ -311,13 +314,25 @@ static int fault_install(struct fault_ctx *c)
 	hva_base = c->hva - ((f->gfn - gfn_base) << GM_PAGE_SHIFT);
 	if (c->from_gmem)
 		flags |= S2_PRIVATE;
-	if (!(c->slot->flags & KVM_MEM_READONLY) && !c->host_ro)
+	/*
+	 * A dirty-logged slot is mapped writable only by a write fault, which
+	 * logs the page: a write through a read-only leaf faults again.
+	 */
+	if (!(c->slot->flags & KVM_MEM_READONLY) && !c->host_ro &&
+	    (f->write || !kvm_slot_dirty_track_enabled(c->slot)))
 		flags |= S2_WRITABLE;
 	/*
 	 * The faulting gfn, not gfn_base: if smaller leaves already live in
 	 * the block, the stage-2 code maps just this page instead.
 	 */
 	r = kvm_mmu_install(c->kvm, f->gfn, &f->level, hva_base, flags);
+	/*
+	 * Logged under mmu_lock: KVM_GET_DIRTY_LOG harvests and write-protects
+	 * under it for write, so it either sees this bit or runs before the
+	 * leaf became writable.
+	 */
+	if (!r && (flags & S2_WRITABLE))
+		mark_page_dirty_in_slot(c->slot, f->gfn);
 	gm_rwlock_unlock(&c->kvm->mmu_lock);
 	if (r == -EAGAIN)
 		return KVM_PF_RETRY;
@@ -338,7 +353,7 @@ static int __kvm_mmu_page_fault(struct fault_ctx *c)
 	int r;
 
 	f->is_private = kvm_mem_is_private(c->kvm, f->gfn);
-	c->slot = gfn_to_memslot(c->kvm, 0, f->gfn);
+	c->slot = kvm_cached_gfn_to_memslot(c->kvm, 0, c->slot_cache, f->gfn);
 	/* Acquire; pairs with the release of seq in kvm_mmu_invalidate_end(). */
 	c->mmu_seq = kvm_mmu_invalidate_seq_snapshot(c->kvm);
 	if (fault_precheck_stale(c))
@@ -359,7 +374,7 @@ static int __kvm_mmu_page_fault_shared(struct fault_ctx *c, int host)
 {
 	if (READ_ONCE(kvm_memslots(c->kvm, 0)->generation) != c->slots_gen)
 		return KVM_PF_RETRY;
-	c->slot = gfn_to_memslot(c->kvm, 0, c->f->gfn);
+	c->slot = kvm_cached_gfn_to_memslot(c->kvm, 0, c->slot_cache, c->f->gfn);
 	if (host != KVM_PF_CONTINUE)
 		return host;
 	if (fault_precheck_stale(c))
@@ -370,7 +385,13 @@ static int __kvm_mmu_page_fault_shared(struct fault_ctx *c, int host)
 int kvm_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_stat *st,
 		       struct kvm_page_fault *f)
 {
-	struct fault_ctx c = { .kvm = kvm, .f = f, .st = st };
+	return kvm_vcpu_mmu_page_fault(kvm, gpa, write, st, NULL, f);
+}
+
+int kvm_vcpu_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_stat *st,
+			    struct kvm_memslot_cache *slot_cache, struct kvm_page_fault *f)
+{
+	struct fault_ctx c = { .kvm = kvm, .f = f, .st = st, .slot_cache = slot_cache };
 	int r;
 
 	memset(f, 0, sizeof(*f));
@@ -391,15 +412,90 @@ int kvm_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_
 	}
 
 	if (r == KVM_PF_LOCK_BUSY) {
-		/* A writer holds mmu_lock: wait for it outside the section. */
+		/*
+		 * A writer holds mmu_lock: wait for it outside the section,
+		 * counted so that a long writer can yield to us
+		 * (kvm_mmu_lock_needbreak()).
+		 */
+		__atomic_fetch_add(&kvm->mmu_lock_waiters, 1, __ATOMIC_RELAXED);
 		gm_rwlock_rdlock(&kvm->mmu_lock, GM_LOCK_MMU);
+		__atomic_fetch_sub(&kvm->mmu_lock_waiters, 1, __ATOMIC_RELAXED);
 		kvm_stat_inc(&st->lock_acq);
 		gm_rwlock_unlock(&kvm->mmu_lock);
 		r = KVM_PF_RETRY;
 	}
 	if (r == KVM_PF_RETRY)
 		kvm_stat_inc(&st->retries);
+	else if (r == KVM_PF_FIXED)
+		kvm_stat_inc(&st->fixed);
+	else if (r == KVM_PF_EMULATE)
+		kvm_stat_inc(&st->emulate);
 	else if (r == KVM_PF_EXIT && f->memory_fault)
 		kvm_stat_inc(&st->memory_fault_exits);
 	return r;
+}
+
+/* ---- KVM_PRE_FAULT_MEMORY --------------------------------------------------- */
+
+/*
+ * Map the page at @gpa (kvm_tdp_map_page): retried until it sticks; *level
+ * is the level of the translation that covers it.  Returns 0 or -errno.
+ */
+static int kvm_tdp_map_page(struct kvm *kvm, struct kvm_fault_stat *st, gpa_t gpa, int *level)
+{
+	struct kvm_page_fault f;
+	uint64_t e;
+
+	for (;;) {
+		gm_rcu_read_lock();
+		e = kvm_mmu_lookup(kvm, gpa >> GM_PAGE_SHIFT, level);
+		gm_rcu_read_unlock();
+		if (e)
+			return 0; /* already mapped: the kernel's spurious fault */
+		switch (kvm_mmu_page_fault(kvm, gpa, false, st, &f)) {
+		case KVM_PF_FIXED:
+			*level = f.level;
+			return 0;
+		case KVM_PF_RETRY:
+			sched_yield();
+			break;
+		case KVM_PF_EMULATE:
+			return -ENOENT;
+		case KVM_PF_EXIT:
+			return f.error;
+		}
+	}
+}
+
+int kvm_vcpu_pre_fault_memory(struct kvm *kvm, struct kvm_fault_stat *st, uint64_t *gpa,
+			      uint64_t *size, uint64_t flags)
+{
+	uint64_t full = *size;
+	int r = 0;
+
+	if (flags)
+		return -EINVAL;
+	if ((*gpa & (GM_PAGE_SIZE - 1)) || (*size & (GM_PAGE_SIZE - 1)) || *gpa + *size <= *gpa)
+		return -EINVAL;
+	/*
+	 * The kernel also stops for a pending signal (-EINTR); a signal that
+	 * is not blocked is delivered at once in user space, so there is no
+	 * such state to see here.
+	 */
+	do {
+		int level = S2_PG_LEVEL_4K;
+		uint64_t bytes, end;
+
+		r = kvm_tdp_map_page(kvm, st, *gpa, &level);
+		if (r < 0)
+			break;
+		/* A huge translation may cover more than the page asked for. */
+		bytes = s2_level_pages(level) << GM_PAGE_SHIFT;
+		end = (*gpa & ~(bytes - 1)) + bytes;
+		bytes = GM_MIN(*size, end - *gpa);
+		*size -= bytes;
+		*gpa += bytes;
+	} while (*size);
+	/* Success if at least one page was mapped. */
+	return full == *size ? r : 0;
 }

@@ -49,6 +49,8 @@ struct kvm_fault_stat {
 	uint64_t lock_acq;	     /* mmu_lock acquisitions (read) */
 	uint64_t memory_fault_exits; /* KVM_PF_EXIT with memory_fault */
 	uint64_t huge_maps;	     /* KVM_PF_FIXED at 2 MiB or 1 GiB */
+	uint64_t fixed;		     /* ended in KVM_PF_FIXED */
+	uint64_t emulate;	     /* ended in KVM_PF_EMULATE (MMIO) */
 };
 
 static inline void kvm_stat_inc(uint64_t *c)
@@ -67,6 +69,26 @@ static inline void kvm_stat_inc(uint64_t *c)
  */
 int kvm_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_stat *st,
 		       struct kvm_page_fault *f);
+/* The same for a vCPU: the slot is looked up through its last-used-slot cache. */
+int kvm_vcpu_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_stat *st,
+			    struct kvm_memslot_cache *slot_cache, struct kvm_page_fault *f);
+
+/**
+ * kvm_vcpu_pre_fault_memory() - KVM_PRE_FAULT_MEMORY (Linux 6.10+): map
+ * [*@gpa, *@gpa + *@size) into stage-2 as read faults would, without
+ * running the guest.
+ * @gpa, @size: the range; advanced past what was mapped, also on failure.
+ * @flags: must be 0.
+ * @st: where the faults count.
+ *
+ * Returns 0 if anything was mapped (the rest is left in *@gpa and *@size),
+ * else -EINVAL (flags, alignment, wrap), -ENOENT (no memslot: the kernel's
+ * RET_PF_EMULATE), or the fault's error (-EFAULT for a private/shared
+ * mismatch or a missing host page, ...).  Context: as kvm_mmu_page_fault();
+ * the vCPU's mutex held.
+ */
+int kvm_vcpu_pre_fault_memory(struct kvm *kvm, struct kvm_fault_stat *st, uint64_t *gpa,
+			      uint64_t *size, uint64_t flags);
 
 /*
  * The two lockless pre-checks (steps 4 and 7) can be switched off for

@@ -66,6 +66,26 @@ static int lpage_recompute_block(struct kvm *kvm, struct kvm_memory_slot *slot, 
 								a));
 }
 
+/*
+ * As lpage_recompute_block, after the attributes changed (cannot fail): if
+ * a block that became mixed cannot be recorded for want of memory, its
+ * disallow count is raised for good instead, so it is never mapped huge
+ * over non-uniform attributes; a block wrongly left mixed only costs huge
+ * mappings.  (The kernel preallocates this tracking and cannot fail.)
+ */
+static void lpage_update_block(struct kvm *kvm, struct kvm_memory_slot *slot, int lvl, gfn_t gfn)
+{
+	unsigned shift = kvm_lpage_shift(lvl);
+	gfn_t blk = gfn >> shift;
+
+	if (lpage_recompute_block(kvm, slot, lvl, gfn) &&
+	    !kvm_range_has_memory_attributes(kvm, blk << shift, (blk + 1) << shift,
+					     kvm_get_memory_attributes(kvm, blk << shift)))
+		__atomic_fetch_add(&slot->lpage_info[lvl][blk - (slot->base_gfn >> shift)]
+					    .disallow_lpage,
+				   1, __ATOMIC_RELAXED);
+}
+
 struct lpage_init_ctx {
 	struct kvm *kvm;
 	struct kvm_memory_slot *slot;
@@ -143,9 +163,8 @@ void kvm_arch_free_memslot_metadata(struct kvm_memory_slot *slot)
 /*
  * After [start, end) became uniformly @attrs: blocks wholly covered are no
  * longer mixed; the (at most two) partially covered blocks are recomputed.
- * An allocation failure leaves a block marked as it was; a block wrongly
- * left mixed only costs huge mappings, so it is tolerated (the kernel
- * cannot fail here; its tracking is preallocated).
+ * An allocation failure leaves a block mixed (costs only huge mappings) or,
+ * for a block that became mixed, forbids it by its count (lpage_update_block).
  */
 void kvm_arch_post_set_memory_attributes(struct kvm *kvm, struct kvm_memory_slot *slot,
 					 gfn_t start, gfn_t end, uint64_t attrs)
@@ -161,9 +180,9 @@ void kvm_arch_post_set_memory_attributes(struct kvm *kvm, struct kvm_memory_slot
 
 		if (first < last && !rangemap_range_is(m, first, last, 0))
 			rangemap_store(m, first, last, 0);
-		lpage_recompute_block(kvm, slot, lvl, start);
+		lpage_update_block(kvm, slot, lvl, start);
 		if (end & ((1ULL << shift) - 1))
-			lpage_recompute_block(kvm, slot, lvl, end);
+			lpage_update_block(kvm, slot, lvl, end);
 	}
 }
 

@@ -54,9 +54,10 @@ uint64_t kvm_mmu_lookup(struct kvm *kvm, gfn_t gfn, int *level);
  * Install a leaf for @gfn (aligned down to *@level) pointing at @hva
  * (aligned to the level's size) with @flags.  If smaller leaves already
  * live in that block, only @gfn's page is mapped and *@level becomes
- * S2_PG_LEVEL_4K: on success *@level is what was really mapped.  Returns
- * 0, or -EAGAIN if a conflicting entry appeared (the fault retries),
- * -ENOMEM.  Context: mmu_lock held for read, inside gm_rcu_read_lock().
+ * S2_PG_LEVEL_4K: on success *@level is what was really mapped.  A
+ * read-only leaf of the same page is made writable in place if @flags has
+ * S2_WRITABLE (a write after dirty-log write protection).  Returns 0, or
+ * -EAGAIN if a conflicting entry appeared (the fault retries), -ENOMEM.  Context: mmu_lock held for read, inside gm_rcu_read_lock().
  */
 int kvm_mmu_install(struct kvm *kvm, gfn_t gfn, int *level, uint64_t hva, uint64_t flags);
 
@@ -69,6 +70,11 @@ bool kvm_mmu_zap_gfn_range(struct kvm *kvm, gfn_t start, gfn_t end);
 
 /* Number of present leaves (tests and stats).  Context: any. */
 uint64_t kvm_mmu_nr_leaves(struct kvm *kvm);
+/* ... of one level (S2_PG_LEVEL_*): the kernel's pages_4k/2m/1g. */
+uint64_t kvm_mmu_nr_leaves_level(struct kvm *kvm, int level);
+
+/* Dirty-logging write protection: kvm_arch_mmu_write_protect_gfn_range()
+ * and kvm_arch_mmu_zap_huge_gfn_range() of core/kvm_arch.h. */
 
 /* ---- huge-page metadata per memslot (src/mmu/lpage.c, spec §4.8) ----- */
 

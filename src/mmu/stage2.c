@@ -26,7 +26,8 @@ struct s2_detached {
 
 struct kvm_mmu {
 	struct s2_table root;
-	uint64_t nr_leaves; /* relaxed counter */
+	/* Present leaves per level (4 KiB, 2 MiB, 1 GiB): relaxed counters. */
+	uint64_t nr_leaves[S2_PG_LEVEL_1G];
 	/*
 	 * Subtrees detached by zaps, freed by the next remote flush (after
 	 * its grace period).  Pushed under mmu_lock (write); taken by
@@ -156,6 +157,27 @@ static struct s2_table *s2_get_child(uint64_t *slot, int *err)
 	return (pte & S2_PRESENT) && !(pte & S2_LEAF) ? s2_child(pte) : NULL;
 }
 
+/*
+ * The entry was not empty.  A write fault on a read-only leaf of the same
+ * page (dirty logging write-protects leaves; the kernel's fast page fault)
+ * makes it writable in place; a leaf that already is was fixed by another
+ * vCPU meanwhile.  Anything else raced with a zap or an install: retry.
+ */
+static int s2_make_writable(uint64_t *slot, uint64_t hva, uint64_t flags)
+{
+	uint64_t pte = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+	uint64_t want = (hva & S2_ADDR_MASK) | flags | S2_PRESENT | S2_LEAF;
+
+	if (!(pte & S2_LEAF) || (pte & S2_ADDR_MASK) != (want & S2_ADDR_MASK) ||
+	    (pte & S2_PRIVATE) != (want & S2_PRIVATE))
+		return -EAGAIN;
+	if (!(want & S2_WRITABLE) || (pte & S2_WRITABLE))
+		return 0; /* spurious: what the fault wanted is there */
+	/* Release: pairs with the acquire loads of kvm_mmu_lookup(). */
+	return __atomic_compare_exchange_n(slot, &pte, want, false, __ATOMIC_RELEASE,
+					   __ATOMIC_RELAXED) ? 0 : -EAGAIN;
+}
+
 int kvm_mmu_install(struct kvm *kvm, gfn_t gfn, int *levelp, uint64_t hva, uint64_t flags)
 {
 	struct s2_table *t = &kvm->mmu->root;
@@ -181,8 +203,8 @@ int kvm_mmu_install(struct kvm *kvm, gfn_t gfn, int *levelp, uint64_t hva, uint6
 		}
 	}
 	if (!s2_install_entry(slot, (hva & S2_ADDR_MASK) | flags | S2_PRESENT | S2_LEAF))
-		return -EAGAIN;
-	__atomic_fetch_add(&kvm->mmu->nr_leaves, 1, __ATOMIC_RELAXED);
+		return s2_make_writable(slot, hva, flags);
+	__atomic_fetch_add(&kvm->mmu->nr_leaves[level - 1], 1, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -206,7 +228,8 @@ static void s2_defer_free(struct kvm_mmu *mmu, struct s2_table *t, int level)
 		;
 }
 
-static uint64_t s2_count_leaves(struct s2_table *t, int level)
+/* Take the leaves of detached table @t (at @level) off the counters. */
+static void s2_uncount_leaves(struct kvm_mmu *mmu, struct s2_table *t, int level)
 {
 	uint64_t n = 0;
 
@@ -215,9 +238,13 @@ static uint64_t s2_count_leaves(struct s2_table *t, int level)
 
 		if (!(pte & S2_PRESENT))
 			continue;
-		n += (pte & S2_LEAF) ? 1 : (level > 1 ? s2_count_leaves(s2_child(pte), level - 1) : 0);
+		if (pte & S2_LEAF)
+			n++;
+		else if (level > 1)
+			s2_uncount_leaves(mmu, s2_child(pte), level - 1);
 	}
-	return n;
+	if (n && level <= S2_PG_LEVEL_1G)
+		__atomic_fetch_sub(&mmu->nr_leaves[level - 1], n, __ATOMIC_RELAXED);
 }
 
 /* Zap [start, end) within table @t at @level whose first gfn is @base. */
@@ -239,11 +266,9 @@ static bool s2_zap(struct kvm_mmu *mmu, struct s2_table *t, int level, gfn_t bas
 		if ((pte & S2_LEAF) || (start <= s && end >= e)) {
 			__atomic_store_n(&t->e[i], 0, __ATOMIC_RELAXED);
 			if (pte & S2_LEAF) {
-				__atomic_fetch_sub(&mmu->nr_leaves, 1, __ATOMIC_RELAXED);
+				__atomic_fetch_sub(&mmu->nr_leaves[level - 1], 1, __ATOMIC_RELAXED);
 			} else {
-				__atomic_fetch_sub(&mmu->nr_leaves,
-						   s2_count_leaves(s2_child(pte), level - 1),
-						   __ATOMIC_RELAXED);
+				s2_uncount_leaves(mmu, s2_child(pte), level - 1);
 				s2_defer_free(mmu, s2_child(pte), level - 1);
 			}
 			zapped = true;
@@ -309,7 +334,74 @@ void kvm_arch_flush_shadow_memslot(struct kvm *kvm, struct kvm_memory_slot *slot
 		kvm_flush_remote_tlbs(kvm);
 }
 
+uint64_t kvm_mmu_nr_leaves_level(struct kvm *kvm, int level)
+{
+	return __atomic_load_n(&kvm->mmu->nr_leaves[level - 1], __ATOMIC_RELAXED);
+}
+
 uint64_t kvm_mmu_nr_leaves(struct kvm *kvm)
 {
-	return __atomic_load_n(&kvm->mmu->nr_leaves, __ATOMIC_RELAXED);
+	uint64_t n = 0;
+
+	for (int level = S2_PG_LEVEL_4K; level <= S2_PG_LEVEL_1G; level++)
+		n += kvm_mmu_nr_leaves_level(kvm, level);
+	return n;
+}
+
+/*
+ * Write-protect [start, end) within table @t at @level whose first gfn is
+ * @base: 4 KiB leaves lose S2_WRITABLE, huge leaves that intersect the
+ * range are zapped (a dirty-logged slot is mapped at 4 KiB only; the
+ * kernel splits them instead, which the next faults do here).
+ */
+static bool s2_wrprot(struct kvm_mmu *mmu, struct s2_table *t, int level, gfn_t base,
+		      gfn_t start, gfn_t end, bool huge_only)
+{
+	uint64_t span = s2_level_pages(level);
+	bool changed = false;
+	unsigned first = start > base ? (unsigned)((start - base) / span) : 0;
+
+	for (unsigned i = first; i < S2_ENTRIES; i++) {
+		gfn_t s = base + i * span;
+		uint64_t pte = t->e[i];
+
+		if (s >= end)
+			break;
+		if (!(pte & S2_PRESENT))
+			continue;
+		if (!(pte & S2_LEAF)) {
+			changed |= s2_wrprot(mmu, s2_child(pte), level - 1, s, start, end, huge_only);
+		} else if (level > S2_PG_LEVEL_4K) {
+			__atomic_store_n(&t->e[i], 0, __ATOMIC_RELAXED);
+			__atomic_fetch_sub(&mmu->nr_leaves[level - 1], 1, __ATOMIC_RELAXED);
+			changed = true;
+		} else if ((pte & S2_WRITABLE) && !huge_only) {
+			/* Readers that loaded the old entry finish before the flush. */
+			__atomic_store_n(&t->e[i], pte & ~S2_WRITABLE, __ATOMIC_RELAXED);
+			changed = true;
+		}
+	}
+	return changed;
+}
+
+static bool __kvm_mmu_write_protect(struct kvm *kvm, gfn_t start, gfn_t end, bool huge_only)
+{
+	struct kvm_mmu *mmu = kvm->mmu;
+
+	lockdep_assert_held_write(&kvm->mmu_lock);
+	if (start < end && s2_wrprot(mmu, &mmu->root, S2_LEVELS, 0, start, end, huge_only))
+		__atomic_add_fetch(&mmu->zap_gen, 1, __ATOMIC_RELEASE);
+	/* As for zaps: another writer's unflushed change is ours to wait for too. */
+	return __atomic_load_n(&mmu->flushed_gen, __ATOMIC_ACQUIRE) !=
+	       __atomic_load_n(&mmu->zap_gen, __ATOMIC_ACQUIRE);
+}
+
+bool kvm_arch_mmu_write_protect_gfn_range(struct kvm *kvm, gfn_t start, gfn_t end)
+{
+	return __kvm_mmu_write_protect(kvm, start, end, false);
+}
+
+bool kvm_arch_mmu_zap_huge_gfn_range(struct kvm *kvm, gfn_t start, gfn_t end)
+{
+	return __kvm_mmu_write_protect(kvm, start, end, true);
 }

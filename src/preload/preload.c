@@ -10,10 +10,14 @@
  *
  * The address-space wrappers (munmap, mremap, madvise, mprotect, mmap with
  * MAP_FIXED) first tell guestmem, so that guest translations of the range
- * are zapped before the host mapping changes: the mmu notifier.
+ * are zapped before the host mapping changes: the mmu notifier.  They
+ * bracket the real call like invalidate_range_start/end: the kernel zaps
+ * secondary MMUs inside the system call, before the old pages can go away,
+ * and keeps faults on the range retrying until the change is complete.
  *
- * Only the wrapped libc names are exported (preload.map); the library
- * inside is linked whole and hidden.
+ * Every wrapper is generated from the table in src/uapi/syscalls.h, which
+ * also generates <guestmem/sys.h>'s functions and the exported names
+ * (preload.map.in); the library inside is linked whole and hidden.
  */
 #undef _FORTIFY_SOURCE
 #undef _FILE_OFFSET_BITS /* define both the plain and the 64 names */
@@ -22,321 +26,106 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "preload.h"
+#include "lib/sys_raw.h"
 
-/* ---- open ------------------------------------------------------------ */
+/* Pre-2.33 glibc ABI of the compat rows (x86-64: version argument 1). */
+#define OLD_GLIBC "GLIBC_2.2.5"
 
-EXPORT int open(const char *path, int flags, ...)
+#define GM_NEXT(name, args) NEXT(name)(GM_UNPAREN args)
+#define GM_NEXT_OLD(name, args) \
+	NEXT_VERSIONED(#name, __typeof__(&name), OLD_GLIBC)(GM_UNPAREN args)
+
+/* The prototype first: it must agree with libc's where libc declares one. */
+#define GM_PRELOAD_both(kind, R, name, params, args, entry, eargs) \
+	R name params;                                            \
+	EXPORT GM_SYSCALL_DEFINE(name, kind, R, name, params, args, entry, eargs, GM_NEXT)
+#define GM_PRELOAD_libc GM_PRELOAD_both
+#define GM_PRELOAD_compat(kind, R, name, params, args, entry, eargs) \
+	R name params;                                              \
+	EXPORT GM_SYSCALL_DEFINE(name, kind, R, name, params, args, entry, eargs, GM_NEXT_OLD)
+#define GM_PRELOAD(surface, ...) GM_PRELOAD_##surface(__VA_ARGS__)
+
+GM_SYSCALLS(GM_PRELOAD)
+
+/*
+ * fopen() opens through libc's internal open, which no wrapper sees: paths
+ * guestmem answers (/dev/kvm, KVM's module parameters) are opened here and
+ * handed to fdopen().
+ */
+static int gm_fopen_flags(const char *mode)
 {
-	mode_t mode = GM_OPEN_MODE(flags, flags);
-	int ret;
+	int flags;
 
-	if (gm_uapi_open(AT_FDCWD, path, flags, mode, &ret))
-		return ret;
-	return NEXT(open)(path, flags, mode);
+	switch (mode[0]) {
+	case 'r':
+		flags = O_RDONLY;
+		break;
+	case 'w':
+		flags = O_WRONLY | O_CREAT | O_TRUNC;
+		break;
+	case 'a':
+		flags = O_WRONLY | O_CREAT | O_APPEND;
+		break;
+	default:
+		return -1;
+	}
+	for (const char *m = mode + 1; *m && *m != ','; m++) {
+		if (*m == '+')
+			flags = (flags & ~O_ACCMODE) | O_RDWR;
+		else if (*m == 'e')
+			flags |= O_CLOEXEC;
+		else if (*m == 'x')
+			flags |= O_EXCL;
+	}
+	return flags;
 }
 
-EXPORT int open64(const char *path, int flags, ...)
+static bool gm_fopen(const char *path, const char *mode, FILE **out)
 {
-	mode_t mode = GM_OPEN_MODE(flags, flags);
-	int ret;
+	int flags, fd;
 
-	if (gm_uapi_open(AT_FDCWD, path, flags, mode, &ret))
-		return ret;
-	return NEXT(open64)(path, flags, mode);
+	if (!path || !mode || path[0] != '/')
+		return false;
+	flags = gm_fopen_flags(mode);
+	if (flags < 0 || !gm_uapi_open(AT_FDCWD, path, flags, 0666, &fd))
+		return false;
+	*out = NULL;
+	if (fd >= 0) {
+		*out = fdopen(fd, mode);
+		if (!*out) {
+			int e = errno;
+
+			gm_raw_close(fd);
+			errno = e;
+		}
+	}
+	return true;
 }
 
-EXPORT int openat(int dirfd, const char *path, int flags, ...)
+EXPORT FILE *fopen(const char *path, const char *mode)
 {
-	mode_t mode = GM_OPEN_MODE(flags, flags);
-	int ret;
+	FILE *f;
 
-	if (gm_uapi_open(dirfd, path, flags, mode, &ret))
-		return ret;
-	return NEXT(openat)(dirfd, path, flags, mode);
+	if (gm_fopen(path, mode, &f))
+		return f;
+	return NEXT(fopen)(path, mode);
 }
 
-EXPORT int openat64(int dirfd, const char *path, int flags, ...)
+EXPORT FILE *fopen64(const char *path, const char *mode)
 {
-	mode_t mode = GM_OPEN_MODE(flags, flags);
-	int ret;
+	FILE *f;
 
-	if (gm_uapi_open(dirfd, path, flags, mode, &ret))
-		return ret;
-	return NEXT(openat64)(dirfd, path, flags, mode);
+	if (gm_fopen(path, mode, &f))
+		return f;
+	return NEXT(fopen64)(path, mode);
 }
 
-/* _FORTIFY_SOURCE variants (no mode argument). */
-int __open_2(const char *path, int flags);
-int __open64_2(const char *path, int flags);
-int __openat_2(int dirfd, const char *path, int flags);
-int __openat64_2(int dirfd, const char *path, int flags);
-
-EXPORT int __open_2(const char *path, int flags)
-{
-	int ret;
-
-	if (gm_uapi_open(AT_FDCWD, path, flags, 0, &ret))
-		return ret;
-	return NEXT(__open_2)(path, flags);
-}
-
-EXPORT int __open64_2(const char *path, int flags)
-{
-	int ret;
-
-	if (gm_uapi_open(AT_FDCWD, path, flags, 0, &ret))
-		return ret;
-	return NEXT(__open64_2)(path, flags);
-}
-
-EXPORT int __openat_2(int dirfd, const char *path, int flags)
-{
-	int ret;
-
-	if (gm_uapi_open(dirfd, path, flags, 0, &ret))
-		return ret;
-	return NEXT(__openat_2)(dirfd, path, flags);
-}
-
-EXPORT int __openat64_2(int dirfd, const char *path, int flags)
-{
-	int ret;
-
-	if (gm_uapi_open(dirfd, path, flags, 0, &ret))
-		return ret;
-	return NEXT(__openat64_2)(dirfd, path, flags);
-}
-
-/* ---- fd operations ------------------------------------------------------ */
-
-EXPORT int close(int fd)
-{
-	int ret;
-
-	if (gm_uapi_close(fd, &ret))
-		return ret;
-	return NEXT(close)(fd);
-}
-
-EXPORT int ioctl(int fd, unsigned long request, ...)
-{
-	unsigned long arg;
-	va_list ap;
-	int ret;
-
-	va_start(ap, request);
-	arg = va_arg(ap, unsigned long);
-	va_end(ap);
-	if (gm_uapi_ioctl(fd, request, arg, &ret))
-		return ret;
-	return NEXT(ioctl)(fd, request, arg);
-}
-
-EXPORT ssize_t read(int fd, void *buf, size_t n)
-{
-	ssize_t ret;
-
-	if (gm_uapi_read(fd, buf, n, &ret))
-		return ret;
-	return NEXT(read)(fd, buf, n);
-}
-
-EXPORT ssize_t write(int fd, const void *buf, size_t n)
-{
-	ssize_t ret;
-
-	if (gm_uapi_write(fd, buf, n, &ret))
-		return ret;
-	return NEXT(write)(fd, buf, n);
-}
-
-EXPORT ssize_t readv(int fd, const struct iovec *iov, int cnt)
-{
-	ssize_t ret;
-
-	if (gm_uapi_readv(fd, iov, cnt, false, &ret))
-		return ret;
-	return NEXT(readv)(fd, iov, cnt);
-}
-
-EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt)
-{
-	ssize_t ret;
-
-	if (gm_uapi_readv(fd, iov, cnt, true, &ret))
-		return ret;
-	return NEXT(writev)(fd, iov, cnt);
-}
-
-EXPORT ssize_t pread(int fd, void *buf, size_t n, off_t off)
-{
-	ssize_t ret;
-
-	if (gm_uapi_pread(fd, off, false, &ret))
-		return ret;
-	return NEXT(pread)(fd, buf, n, off);
-}
-
-EXPORT ssize_t pread64(int fd, void *buf, size_t n, off64_t off)
-{
-	ssize_t ret;
-
-	if (gm_uapi_pread(fd, off, false, &ret))
-		return ret;
-	return NEXT(pread64)(fd, buf, n, off);
-}
-
-EXPORT ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
-{
-	ssize_t ret;
-
-	if (gm_uapi_pread(fd, off, true, &ret))
-		return ret;
-	return NEXT(pwrite)(fd, buf, n, off);
-}
-
-EXPORT ssize_t pwrite64(int fd, const void *buf, size_t n, off64_t off)
-{
-	ssize_t ret;
-
-	if (gm_uapi_pread(fd, off, true, &ret))
-		return ret;
-	return NEXT(pwrite64)(fd, buf, n, off);
-}
-
-EXPORT off_t lseek(int fd, off_t off, int whence)
-{
-	off_t ret;
-
-	if (gm_uapi_lseek(fd, off, whence, &ret))
-		return ret;
-	return NEXT(lseek)(fd, off, whence);
-}
-
-EXPORT off64_t lseek64(int fd, off64_t off, int whence)
-{
-	off_t ret;
-
-	if (gm_uapi_lseek(fd, off, whence, &ret))
-		return ret;
-	return NEXT(lseek64)(fd, off, whence);
-}
-
-EXPORT int fallocate(int fd, int mode, off_t off, off_t len)
-{
-	int ret;
-
-	if (gm_uapi_fallocate(fd, mode, off, len, &ret))
-		return ret;
-	return NEXT(fallocate)(fd, mode, off, len);
-}
-
-EXPORT int fallocate64(int fd, int mode, off64_t off, off64_t len)
-{
-	int ret;
-
-	if (gm_uapi_fallocate(fd, mode, off, len, &ret))
-		return ret;
-	return NEXT(fallocate64)(fd, mode, off, len);
-}
-
-EXPORT int ftruncate(int fd, off_t len)
-{
-	int ret;
-
-	if (gm_uapi_ftruncate(fd, len, &ret))
-		return ret;
-	return NEXT(ftruncate)(fd, len);
-}
-
-EXPORT int ftruncate64(int fd, off64_t len)
-{
-	int ret;
-
-	if (gm_uapi_ftruncate(fd, len, &ret))
-		return ret;
-	return NEXT(ftruncate64)(fd, len);
-}
-
-EXPORT int fsync(int fd)
-{
-	int ret;
-
-	if (gm_uapi_fsync(fd, &ret))
-		return ret;
-	return NEXT(fsync)(fd);
-}
-
-EXPORT int fdatasync(int fd)
-{
-	int ret;
-
-	if (gm_uapi_fsync(fd, &ret))
-		return ret;
-	return NEXT(fdatasync)(fd);
-}
-
-EXPORT int fchmod(int fd, mode_t mode)
-{
-	int ret;
-
-	if (gm_uapi_fchmod(fd, mode, &ret))
-		return ret;
-	return NEXT(fchmod)(fd, mode);
-}
-
-EXPORT int fchown(int fd, uid_t uid, gid_t gid)
-{
-	int ret;
-
-	if (gm_uapi_fchown(fd, uid, gid, &ret))
-		return ret;
-	return NEXT(fchown)(fd, uid, gid);
-}
-
-EXPORT int shutdown(int fd, int how)
-{
-	int ret;
-
-	if (gm_uapi_shutdown(fd, how, &ret))
-		return ret;
-	return NEXT(shutdown)(fd, how);
-}
-
-/* fcntl's third argument is an int or a pointer: pass the register on. */
-EXPORT int fcntl(int fd, int cmd, ...)
-{
-	unsigned long arg;
-	va_list ap;
-	int ret;
-
-	va_start(ap, cmd);
-	arg = va_arg(ap, unsigned long);
-	va_end(ap);
-	if (gm_uapi_fcntl(fd, cmd, arg, &ret))
-		return ret;
-	return NEXT(fcntl)(fd, cmd, arg);
-}
-
-EXPORT int fcntl64(int fd, int cmd, ...)
-{
-	unsigned long arg;
-	va_list ap;
-	int ret;
-
-	va_start(ap, cmd);
-	arg = va_arg(ap, unsigned long);
-	va_end(ap);
-	if (gm_uapi_fcntl(fd, cmd, arg, &ret))
-		return ret;
-	return NEXT(fcntl64)(fd, cmd, arg);
-}

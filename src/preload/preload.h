@@ -30,19 +30,6 @@ static inline void *gm_next(void **slot, const char *name, const char *version)
 		(__typeof__(&name))gm_next(&gm_slot_, #name, NULL); \
 	})
 
-/* Variadic open flags carry a mode only for O_CREAT and O_TMPFILE. */
-#define GM_OPEN_MODE(flags, last)                          \
-	({                                                 \
-		mode_t m_ = 0;                             \
-		if ((flags) & (O_CREAT | __O_TMPFILE)) {   \
-			va_list ap_;                       \
-			va_start(ap_, last);               \
-			m_ = va_arg(ap_, mode_t);          \
-			va_end(ap_);                       \
-		}                                          \
-		m_;                                        \
-	})
-
 #define NEXT_VERSIONED(name, type, version)                          \
 	({                                                           \
 		static void *gm_slot_;                               \

@@ -19,6 +19,7 @@
 
 #include "core/config.h"
 #include "core/kvm_host.h"
+#include "lib/sys_raw.h"
 #include "uapi.h"
 
 #define GM_PAGE 4096L
@@ -78,7 +79,7 @@ void gm_dev_stat(struct stat *st)
 {
 	static struct timespec boot;
 
-	if (syscall(SYS_newfstatat, AT_FDCWD, "/dev/kvm", st, 0) == 0 && S_ISCHR(st->st_mode))
+	if (gm_raw_fstatat(AT_FDCWD, "/dev/kvm", st, 0) == 0 && S_ISCHR(st->st_mode))
 		return;
 	if (!READ_ONCE(boot.tv_sec)) {
 		struct timespec now;
@@ -119,6 +120,13 @@ int gm_dev_open(int flags)
 
 	if ((flags & O_CREAT) && (flags & O_EXCL))
 		return -EEXIST;
+	/*
+	 * A bad GUESTMEM_* value (reported once on stderr when the
+	 * configuration was read) would otherwise run the VMM on a setting
+	 * it did not ask for: no /dev/kvm rather than a silent default.
+	 */
+	if (gm_config_env_error())
+		return -EINVAL;
 	if (flags & O_DIRECTORY)
 		return -ENOTDIR; /* also O_TMPFILE, which includes it */
 	if (flags & O_DIRECT)
@@ -132,7 +140,7 @@ int gm_dev_open(int flags)
 		return ret;
 	/* The settable status bits live on the socket, where F_SETFL puts them. */
 	if (flags & (O_NONBLOCK | O_APPEND))
-		syscall(SYS_fcntl, f->app_fd, F_SETFL, flags & (O_NONBLOCK | O_APPEND));
+		gm_raw_fcntl(f->app_fd, F_SETFL, flags & (O_NONBLOCK | O_APPEND));
 	fd = gm_file_install(f);
 	return fd;
 }

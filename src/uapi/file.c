@@ -28,10 +28,10 @@
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "lib/compiler.h"
+#include "lib/sys_raw.h"
 #include "uapi.h"
 #include "lib/lockdep.h"
 
@@ -63,17 +63,6 @@ static pthread_once_t gm_atfork_once = PTHREAD_ONCE_INIT;
 
 __thread int gm_uapi_in_library __attribute__((tls_model("initial-exec")));
 
-/* Raw system calls: this file must never re-enter the preload's wrappers. */
-static int raw_close(int fd)
-{
-	return (int)syscall(SYS_close, fd);
-}
-
-static int raw_fstat(int fd, struct stat *st)
-{
-	return (int)syscall(SYS_fstat, fd, st);
-}
-
 static struct gm_file **gm_bucket(ino_t ino)
 {
 	return &gm_file_hash[ino % GM_FILE_BUCKETS];
@@ -94,8 +83,13 @@ void gm_file_put(struct gm_file *f)
 	if (f->ops->release)
 		f->ops->release(f);
 	gm_uapi_in_library = saved;
-	raw_close(f->peer);
+	/*
+	 * Released: counted as gone before the peer fd closes, so that a
+	 * thread which sees the fd count drop also sees the object gone.
+	 */
 	__atomic_sub_fetch(&gm_live[f->type], 1, __ATOMIC_RELEASE);
+	gm_raw_close(f->peer);
+	gm_check_pthread(pthread_mutex_destroy(&f->pos_lock));
 	free(f);
 }
 
@@ -137,7 +131,7 @@ struct gm_file *gm_file_lookup(int fd)
 		return NULL;
 	if (unlikely(READ_ONCE(gm_watch_pending)))
 		gm_watcher_restart();
-	if (raw_fstat(fd, &st) || !S_ISSOCK(st.st_mode) || st.st_dev != READ_ONCE(gm_sock_dev))
+	if (gm_raw_fstat(fd, &st) || !S_ISSOCK(st.st_mode) || st.st_dev != READ_ONCE(gm_sock_dev))
 		return NULL;
 	return gm_file_find_ino(st.st_ino);
 }
@@ -149,7 +143,7 @@ static bool gm_peer_hung_up(int peer)
 	struct pollfd p = { .fd = peer, .events = POLLRDHUP };
 
 	/* shutdown(SHUT_WR) only gives RDHUP; HUP means the end is gone. */
-	return syscall(SYS_poll, &p, 1, 0) == 1 && (p.revents & POLLHUP);
+	return gm_raw_poll(&p, 1, 0) == 1 && (p.revents & POLLHUP);
 }
 
 struct gm_watcher_start {
@@ -166,7 +160,7 @@ static void *gm_watcher_main(void *arg)
 	gm_uapi_in_library = 1;
 	sem_post(&start->running); /* *start is gone after this */
 	for (;;) {
-		int n = (int)syscall(SYS_epoll_wait, epfd, ev, (int)ARRAY_SIZE(ev), -1);
+		int n = gm_raw_epoll_wait(epfd, ev, (int)ARRAY_SIZE(ev), -1);
 
 		if (n < 0 && errno != EINTR)
 			return NULL; /* epfd closed in a forked child's copy: never here */
@@ -192,7 +186,7 @@ static void gm_watch_add_locked(struct gm_file *f)
 	lockdep_assert_held(&gm_watch_lock);
 	if (f->watched || READ_ONCE(f->hung))
 		return;
-	if (syscall(SYS_epoll_ctl, gm_epfd, EPOLL_CTL_ADD, f->peer, &ev) == 0)
+	if (gm_raw_epoll_ctl(gm_epfd, EPOLL_CTL_ADD, f->peer, &ev) == 0)
 		f->watched = true;
 }
 
@@ -212,7 +206,7 @@ static bool gm_watcher_start_locked(void)
 	lockdep_assert_held(&gm_watch_lock);
 	if (gm_epfd >= 0)
 		return true;
-	start.epfd = (int)syscall(SYS_epoll_create1, EPOLL_CLOEXEC);
+	start.epfd = gm_raw_epoll_create1(EPOLL_CLOEXEC);
 	if (start.epfd < 0)
 		return false;
 	sem_init(&start.running, 0, 0);
@@ -227,7 +221,7 @@ static bool gm_watcher_start_locked(void)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (err) {
 		sem_destroy(&start.running);
-		raw_close(start.epfd);
+		gm_raw_close(start.epfd);
 		return false;
 	}
 	/*
@@ -282,7 +276,7 @@ static void gm_atfork_child(void)
 	gm_files_lock = rw;
 	gm_watch_lock = mx;
 	if (gm_epfd >= 0)
-		raw_close(gm_epfd);
+		gm_raw_close(gm_epfd);
 	gm_epfd = -1;
 	for (int b = 0; b < GM_FILE_BUCKETS; b++)
 		for (struct gm_file *f = gm_file_hash[b]; f; f = f->next)
@@ -313,10 +307,10 @@ static int gm_peer_relocate(int peer)
 		floor = (long)rl.rlim_cur / 2;
 	if (floor <= peer)
 		return peer;
-	nfd = (int)syscall(SYS_fcntl, peer, F_DUPFD_CLOEXEC, floor);
+	nfd = gm_raw_fcntl(peer, F_DUPFD_CLOEXEC, floor);
 	if (nfd < 0)
 		return peer;
-	raw_close(peer);
+	gm_raw_close(peer);
 	return nfd;
 }
 
@@ -330,20 +324,21 @@ int gm_file_create(enum gm_file_type type, const struct gm_file_ops *ops, const 
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
-	if (syscall(SYS_socketpair, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+	if (gm_raw_socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
 		int err = -errno;
 
 		free(f);
 		return err;
 	}
-	if ((!cloexec && syscall(SYS_fcntl, sv[0], F_SETFD, 0)) || raw_fstat(sv[0], &st)) {
+	if ((!cloexec && gm_raw_fcntl(sv[0], F_SETFD, 0)) || gm_raw_fstat(sv[0], &st)) {
 		int err = -errno;
 
-		raw_close(sv[0]);
-		raw_close(sv[1]);
+		gm_raw_close(sv[0]);
+		gm_raw_close(sv[1]);
 		free(f);
 		return err;
 	}
+	gm_check_pthread(pthread_mutex_init(&f->pos_lock, NULL));
 	f->type = type;
 	f->ops = ops;
 	f->peer = gm_peer_relocate(sv[1]);
@@ -360,8 +355,9 @@ int gm_file_create(enum gm_file_type type, const struct gm_file_ops *ops, const 
 
 void gm_file_abort(struct gm_file *f)
 {
-	raw_close(f->app_fd);
-	raw_close(f->peer);
+	gm_raw_close(f->app_fd);
+	gm_raw_close(f->peer);
+	gm_check_pthread(pthread_mutex_destroy(&f->pos_lock));
 	free(f);
 }
 
@@ -417,7 +413,7 @@ void gm_file_check_hangup(struct gm_file *f)
 	/* Explicitly: a forked child's copy of the peer keeps the epoll item. */
 	gm_mutex_lock(&gm_watch_lock, GM_LOCK_WATCH);
 	if (f->watched && gm_epfd >= 0)
-		syscall(SYS_epoll_ctl, gm_epfd, EPOLL_CTL_DEL, f->peer, NULL);
+		gm_raw_epoll_ctl(gm_epfd, EPOLL_CTL_DEL, f->peer, NULL);
 	f->watched = false;
 	gm_mutex_unlock(&gm_watch_lock);
 
@@ -430,14 +426,14 @@ static pthread_once_t gm_anon_once = PTHREAD_ONCE_INIT;
 /* The kernel's shared anonymous inode, as an eventfd shows it. */
 static void gm_anon_probe(void)
 {
-	int fd = (int)syscall(SYS_eventfd2, 0, EFD_CLOEXEC);
+	int fd = gm_raw_eventfd(0, EFD_CLOEXEC);
 
-	if (fd >= 0 && raw_fstat(fd, &gm_anon_st) == 0) {
-		raw_close(fd);
+	if (fd >= 0 && gm_raw_fstat(fd, &gm_anon_st) == 0) {
+		gm_raw_close(fd);
 		return;
 	}
 	if (fd >= 0)
-		raw_close(fd);
+		gm_raw_close(fd);
 	memset(&gm_anon_st, 0, sizeof(gm_anon_st));
 	gm_anon_st.st_mode = S_IRUSR | S_IWUSR;
 	gm_anon_st.st_nlink = 1;

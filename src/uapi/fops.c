@@ -21,7 +21,9 @@
 
 #include "core/config.h"
 #include "core/vfs.h"
+#include "lib/sys_raw.h"
 #include "uapi.h"
+#include "lib/lockdep.h"
 
 #define GM_TASK_SIZE 0x7ffffffff000ULL /* x86-64, 4-level paging */
 #define GM_SEEK_MAX 4		       /* SEEK_HOLE */
@@ -91,12 +93,23 @@ long gm_fop_ioctl(struct gm_file *f, unsigned int cmd, unsigned long arg)
 	return f->ops->ioctl ? f->ops->ioctl(f, cmd, arg) : -ENOTTY;
 }
 
-/* None of our files has read or write methods (nor read_iter). */
+/*
+ * Only stats files have a read method; the position is the file's own
+ * (shared by dup()ed fds), moved under the file's position lock as
+ * fdget_pos() does.
+ */
 ssize_t gm_fop_read(struct gm_file *f, void *buf, size_t n)
 {
-	(void)buf;
-	(void)n;
-	return gm_can_read(f) ? -EINVAL : -EBADF;
+	ssize_t r;
+
+	if (!gm_can_read(f))
+		return -EBADF;
+	if (!f->ops->read)
+		return -EINVAL;
+	gm_mutex_lock(&f->pos_lock, GM_LOCK_FILE_POS);
+	r = f->ops->read(f, buf, n, &f->pos);
+	gm_mutex_unlock(&f->pos_lock);
+	return r;
 }
 
 ssize_t gm_fop_write(struct gm_file *f, const void *buf, size_t n)
@@ -115,13 +128,15 @@ ssize_t gm_fop_readv(struct gm_file *f, const void *iov, int cnt, bool write)
 }
 
 /* pread/pwrite: only files opened through open(2) have FMODE_PREAD. */
-ssize_t gm_fop_pread(struct gm_file *f, off_t off, bool write)
+ssize_t gm_fop_pread(struct gm_file *f, void *buf, size_t n, off_t off, bool write)
 {
 	if (off < 0)
 		return -EINVAL;
 	if (!(f->ops->fops & GM_FOPS_PREAD))
 		return -ESPIPE;
-	return write ? gm_fop_write(f, NULL, 0) : gm_fop_read(f, NULL, 0);
+	if (!write && gm_can_read(f) && f->ops->read)
+		return f->ops->read(f, buf, n, &off);
+	return write ? gm_fop_write(f, buf, 0) : gm_fop_read(f, buf, 0);
 }
 
 off_t gm_fop_lseek(struct gm_file *f, off_t off, int whence)
@@ -129,8 +144,8 @@ off_t gm_fop_lseek(struct gm_file *f, off_t off, int whence)
 	(void)off;
 	if (whence < 0 || whence > GM_SEEK_MAX)
 		return -EINVAL;
-	/* noop_llseek returns f_pos, which nothing ever moves. */
-	return (f->ops->fops & GM_FOPS_NOOP_LLSEEK) ? 0 : -ESPIPE;
+	/* noop_llseek returns f_pos (only a stats file's read moves it). */
+	return (f->ops->fops & GM_FOPS_NOOP_LLSEEK) ? READ_ONCE(f->pos) : -ESPIPE;
 }
 
 /* Flags a plain MAP_SHARED accepts (the kernel's LEGACY_MAP_MASK). */
@@ -251,7 +266,7 @@ int gm_fop_fcntl(struct gm_file *f, int fd, int cmd, unsigned long arg, bool *ha
 	*handled = true;
 	switch (cmd) {
 	case F_GETFL:
-		live = syscall(SYS_fcntl, fd, F_GETFL);
+		live = gm_raw_fcntl(fd, F_GETFL, 0);
 		if (live < 0)
 			return -errno;
 		return (f->f_flags & ~GM_SETFL_MASK) | ((int)live & GM_SETFL_MASK);

@@ -19,6 +19,7 @@
 #include <guestmem/kvm.h>
 
 #include "core/gmem.h"
+#include "lib/sys_raw.h"
 #include "uapi.h"
 
 static int gm_gmem_fallocate(struct gm_file *f, int mode, off_t off, off_t len)
@@ -35,15 +36,15 @@ static int gm_gmem_map_fd(int fd, void *addr, size_t len, int prot, int flags, o
 
 	if (fd < 0) {
 		/* Private memory: every touch of the mapping must SIGBUS. */
-		own = (int)syscall(SYS_memfd_create, "kvm-gmem-private", MFD_CLOEXEC);
+		own = gm_raw_memfd_create("kvm-gmem-private", MFD_CLOEXEC);
 		if (own < 0)
 			return -errno;
 		fd = own;
 		off = 0;
 	}
-	p = (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+	p = gm_raw_mmap(addr, len, prot, flags, fd, off);
 	if (own >= 0)
-		syscall(SYS_close, own);
+		gm_raw_close(own);
 	if (p == MAP_FAILED)
 		return -errno;
 	*out = p;

@@ -3,7 +3,8 @@
  * <guestmem/sys.h>: libc-shaped entry points.  For a guestmem fd they run
  * the object's operation and turn the negative errno into -1/errno; for
  * anything else they are the raw system call (never libc's wrapper, which
- * the preload library replaces, so there is no recursion).
+ * the preload library replaces, so there is no recursion).  The uapi entry
+ * points (gm_uapi_*) are defined here too; both come from syscalls.h.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,7 +13,6 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -20,6 +20,7 @@
 
 #include "entry.h"
 #include "lib/compiler.h"
+#include "lib/sys_raw.h"
 #include "uapi.h"
 
 #define GM_PAGE_ALIGN_UP(x) (((x) + 4095) & ~(uint64_t)4095)
@@ -46,6 +47,10 @@ bool gm_uapi_open(int dirfd, const char *path, int flags, mode_t mode, int *ret)
 	if (!path || (flags & O_PATH) || path[0] != '/')
 		return false;
 	(void)dirfd; /* absolute: the directory does not matter */
+	if (gm_path_is_modparam(path)) {
+		*ret = (int)gm_ret(gm_modparam_open(path, flags));
+		return true;
+	}
 	if (gm_path_is_dev_kvm(path)) {
 		GM_ENTER();
 		*ret = (int)gm_ret(gm_dev_open(flags));
@@ -71,7 +76,7 @@ bool gm_uapi_close(int fd, int *ret)
 	if (!f)
 		return false;
 	GM_ENTER();
-	*ret = (int)syscall(SYS_close, fd);
+	*ret = gm_raw_close(fd);
 	/* The kernel's final fput runs ->release before close() returns. */
 	gm_file_check_hangup_closing(f);
 	gm_file_put(f);
@@ -79,28 +84,10 @@ bool gm_uapi_close(int fd, int *ret)
 	return true;
 }
 
-bool gm_uapi_ioctl(int fd, unsigned long request, unsigned long arg, int *ret)
-{
-	unsigned int cmd = (unsigned int)request; /* the kernel takes 32 bits */
-	struct gm_file *f;
-
-	/* fd flags: the socket's own answer is the right one. */
-	if (cmd == FIOCLEX || cmd == FIONCLEX || cmd == FIONBIO || cmd == FIOASYNC)
-		return false;
-	f = gm_file_lookup(fd);
-	if (!f)
-		return false;
-	GM_ENTER();
-	*ret = (int)gm_ret(gm_fop_ioctl(f, cmd, arg));
-	gm_file_put(f);
-	GM_LEAVE();
-	return true;
-}
-
-/* One lookup-call-put for the simple operations below. */
-#define GM_FILE_OP(fd, ret, expr)                       \
+/* One lookup-call-put: @lookup gives the file (a reference) or NULL. */
+#define GM_OBJ_OP(lookup, ret, expr)                    \
 	do {                                            \
-		struct gm_file *f = gm_file_lookup(fd); \
+		struct gm_file *f = (lookup);           \
 		if (!f)                                 \
 			return false;                   \
 		GM_ENTER();                             \
@@ -109,6 +96,17 @@ bool gm_uapi_ioctl(int fd, unsigned long request, unsigned long arg, int *ret)
 		GM_LEAVE();                             \
 		return true;                            \
 	} while (0)
+#define GM_FILE_OP(fd, ret, expr) GM_OBJ_OP(gm_file_lookup(fd), ret, expr)
+
+bool gm_uapi_ioctl(int fd, unsigned long request, unsigned long arg, int *ret)
+{
+	unsigned int cmd = (unsigned int)request; /* the kernel takes 32 bits */
+
+	/* fd flags: the socket's own answer is the right one. */
+	if (cmd == FIOCLEX || cmd == FIONCLEX || cmd == FIONBIO || cmd == FIOASYNC)
+		return false;
+	GM_FILE_OP(fd, ret, gm_fop_ioctl(f, cmd, arg));
+}
 
 bool gm_uapi_read(int fd, void *buf, size_t n, ssize_t *ret)
 {
@@ -125,9 +123,9 @@ bool gm_uapi_readv(int fd, const struct iovec *iov, int cnt, bool write, ssize_t
 	GM_FILE_OP(fd, ret, gm_fop_readv(f, iov, cnt, write));
 }
 
-bool gm_uapi_pread(int fd, off_t off, bool write, ssize_t *ret)
+bool gm_uapi_pread(int fd, void *buf, size_t n, off_t off, bool write, ssize_t *ret)
 {
-	GM_FILE_OP(fd, ret, gm_fop_pread(f, off, write));
+	GM_FILE_OP(fd, ret, gm_fop_pread(f, buf, n, off, write));
 }
 
 bool gm_uapi_lseek(int fd, off_t off, int whence, off_t *ret)
@@ -167,17 +165,33 @@ bool gm_uapi_shutdown(int fd, int how, int *ret)
 	GM_FILE_OP(fd, ret, -ENOTSOCK);
 }
 
-static long gm_stat_out(struct gm_file *f, struct stat *user)
+/*
+ * stat of @f, or for NULL of the path guestmem answers: /dev/kvm (which must
+ * work on a host without one, like open() does) or a module parameter.
+ */
+static int gm_obj_stat(struct gm_file *f, const char *path, struct stat *st)
+{
+	if (f) {
+		gm_fop_stat(f, st);
+		return 0;
+	}
+	if (gm_path_is_modparam(path))
+		return gm_modparam_stat(path, st);
+	gm_dev_stat(st);
+	return 0;
+}
+
+static long gm_stat_out(struct gm_file *f, const char *path, void *user)
 {
 	struct stat st;
+	int r = gm_obj_stat(f, path, &st);
 
-	gm_fop_stat(f, &st);
-	return gm_copy_to_user(user, &st, sizeof(st));
+	return r ? r : gm_copy_to_user(user, &st, sizeof(st));
 }
 
 bool gm_uapi_fstat(int fd, struct stat *st, int *ret)
 {
-	GM_FILE_OP(fd, ret, gm_stat_out(f, st));
+	GM_FILE_OP(fd, ret, gm_stat_out(f, NULL, st));
 }
 
 /*
@@ -193,35 +207,38 @@ static struct gm_file *gm_at_lookup(int dirfd, const char *path, int flags)
 	return NULL;
 }
 
-/* stat("/dev/kvm") must work on a host without it, like open() does. */
-static long gm_dev_stat_out(struct stat *user)
-{
-	struct stat st;
-
-	gm_dev_stat(&st);
-	return gm_copy_to_user(user, &st, sizeof(st));
-}
-
-bool gm_uapi_fstatat(int dirfd, const char *path, struct stat *st, int flags, int *ret)
+/* An *at() stat call: @out(the file, or NULL and a path we answer, @user). */
+static bool gm_at_stat(int dirfd, const char *path, int flags,
+		       long (*out)(struct gm_file *f, const char *path, void *user), void *user,
+		       int *ret)
 {
 	struct gm_file *f = gm_at_lookup(dirfd, path, flags);
 
 	if (!f) {
-		if (!gm_path_is_dev_kvm(path))
+		if (!gm_path_is_dev_kvm(path) && !gm_path_is_modparam(path))
 			return false;
-		*ret = (int)gm_ret(gm_dev_stat_out(st));
+		*ret = (int)gm_ret(out(NULL, path, user));
 		return true;
 	}
 	GM_ENTER();
-	*ret = (int)gm_ret(gm_stat_out(f, st));
+	*ret = (int)gm_ret(out(f, NULL, user));
 	gm_file_put(f);
 	GM_LEAVE();
 	return true;
 }
 
+bool gm_uapi_fstatat(int dirfd, const char *path, struct stat *st, int flags, int *ret)
+{
+	return gm_at_stat(dirfd, path, flags, gm_stat_out, st, ret);
+}
+
 bool gm_uapi_access(int dirfd, const char *path, int mode, int *ret)
 {
 	(void)dirfd;
+	if (gm_path_is_modparam(path)) {
+		*ret = (int)gm_ret(gm_modparam_access(path, mode));
+		return true;
+	}
 	if (!gm_path_is_dev_kvm(path))
 		return false;
 	/* A character device without execute bits: only X_OK is refused. */
@@ -229,15 +246,14 @@ bool gm_uapi_access(int dirfd, const char *path, int mode, int *ret)
 	return true;
 }
 
-static long gm_statx_out(struct gm_file *f, struct statx *user)
+static long gm_statx_out(struct gm_file *f, const char *path, void *user)
 {
 	struct statx stx;
 	struct stat st;
+	int r = gm_obj_stat(f, path, &st);
 
-	if (f)
-		gm_fop_stat(f, &st);
-	else
-		gm_dev_stat(&st);
+	if (r)
+		return r;
 	memset(&stx, 0, sizeof(stx));
 	stx.stx_mask = STATX_BASIC_STATS;
 	stx.stx_blksize = (uint32_t)st.st_blksize;
@@ -261,20 +277,8 @@ static long gm_statx_out(struct gm_file *f, struct statx *user)
 bool gm_uapi_statx(int dirfd, const char *path, int flags, unsigned int mask,
 		   struct statx *stx, int *ret)
 {
-	struct gm_file *f = gm_at_lookup(dirfd, path, flags);
-
 	(void)mask; /* the basic stats are always all there */
-	if (!f) {
-		if (!gm_path_is_dev_kvm(path))
-			return false;
-		*ret = (int)gm_ret(gm_statx_out(NULL, stx));
-		return true;
-	}
-	GM_ENTER();
-	*ret = (int)gm_ret(gm_statx_out(f, stx));
-	gm_file_put(f);
-	GM_LEAVE();
-	return true;
+	return gm_at_stat(dirfd, path, flags, gm_statx_out, stx, ret);
 }
 
 bool gm_uapi_fcntl(int fd, int cmd, unsigned long arg, int *ret)
@@ -300,19 +304,10 @@ bool gm_uapi_fcntl(int fd, int cmd, unsigned long arg, int *ret)
 
 bool gm_uapi_readlinkat(int dirfd, const char *path, char *buf, size_t size, ssize_t *ret)
 {
-	struct gm_file *f;
-
 	(void)dirfd;
 	if (!path || path[0] != '/')
 		return false;
-	f = gm_proc_fd_lookup(path);
-	if (!f)
-		return false;
-	GM_ENTER();
-	*ret = gm_ret(gm_fop_readlink(f, buf, size));
-	gm_file_put(f);
-	GM_LEAVE();
-	return true;
+	GM_OBJ_OP(gm_proc_fd_lookup(path), ret, gm_fop_readlink(f, buf, size));
 }
 
 static void *gm_hva_start(void *addr, size_t len)
@@ -330,8 +325,8 @@ void gm_uapi_mm_post(void *token)
 	errno = saved;
 }
 
-bool gm_uapi_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, void **ret,
-		  void **token)
+bool gm_uapi_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, void **token,
+		  void **ret)
 {
 	struct gm_file *f;
 	void *p = MAP_FAILED;
@@ -398,211 +393,21 @@ void *gm_uapi_mprotect_pre(void *addr, size_t len)
 
 /* ---- <guestmem/sys.h> ------------------------------------------------- */
 
-GM_API int guestmem_sys_openat(int dirfd, const char *path, int flags, ...)
-{
-	mode_t mode = 0;
-	int ret;
+/*
+ * One guestmem_sys_<name>() per "both" row of syscalls.h; "not ours" is
+ * the raw system call.  The typeof line refuses a row <guestmem/sys.h>
+ * does not declare; the definition refuses one it declares differently.
+ */
+#define GM_SYS_RAW(name, args) gm_raw_##name(GM_UNPAREN args)
+#define GM_SYS_both(kind, R, name, params, args, entry, eargs)                       \
+	extern __typeof__(guestmem_sys_##name) guestmem_sys_##name;                  \
+	GM_API GM_SYSCALL_DEFINE(guestmem_sys_##name, kind, R, name, params, args, entry, \
+				 eargs, GM_SYS_RAW)
+#define GM_SYS_libc(...)
+#define GM_SYS_compat(...)
+#define GM_SYS(surface, ...) GM_SYS_##surface(__VA_ARGS__)
 
-	if (flags & (O_CREAT | __O_TMPFILE)) {
-		va_list ap;
-
-		va_start(ap, flags);
-		mode = va_arg(ap, mode_t);
-		va_end(ap);
-	}
-	if (gm_uapi_open(dirfd, path, flags, mode, &ret))
-		return ret;
-	return (int)syscall(SYS_openat, dirfd, path, flags, mode);
-}
-
-GM_API int guestmem_sys_open(const char *path, int flags, ...)
-{
-	mode_t mode = 0;
-
-	if (flags & (O_CREAT | __O_TMPFILE)) {
-		va_list ap;
-
-		va_start(ap, flags);
-		mode = va_arg(ap, mode_t);
-		va_end(ap);
-	}
-	return guestmem_sys_openat(AT_FDCWD, path, flags, mode);
-}
-
-GM_API int guestmem_sys_close(int fd)
-{
-	int ret;
-
-	if (gm_uapi_close(fd, &ret))
-		return ret;
-	return (int)syscall(SYS_close, fd);
-}
-
-GM_API int guestmem_sys_ioctl(int fd, unsigned long request, ...)
-{
-	unsigned long arg;
-	va_list ap;
-	int ret;
-
-	va_start(ap, request);
-	arg = va_arg(ap, unsigned long);
-	va_end(ap);
-	if (gm_uapi_ioctl(fd, request, arg, &ret))
-		return ret;
-	return (int)syscall(SYS_ioctl, fd, request, arg);
-}
-
-GM_API ssize_t guestmem_sys_read(int fd, void *buf, size_t count)
-{
-	ssize_t ret;
-
-	if (gm_uapi_read(fd, buf, count, &ret))
-		return ret;
-	return syscall(SYS_read, fd, buf, count);
-}
-
-GM_API ssize_t guestmem_sys_write(int fd, const void *buf, size_t count)
-{
-	ssize_t ret;
-
-	if (gm_uapi_write(fd, buf, count, &ret))
-		return ret;
-	return syscall(SYS_write, fd, buf, count);
-}
-
-GM_API ssize_t guestmem_sys_pread(int fd, void *buf, size_t count, off_t offset)
-{
-	ssize_t ret;
-
-	if (gm_uapi_pread(fd, offset, false, &ret))
-		return ret;
-	return syscall(SYS_pread64, fd, buf, count, offset);
-}
-
-GM_API ssize_t guestmem_sys_pwrite(int fd, const void *buf, size_t count, off_t offset)
-{
-	ssize_t ret;
-
-	if (gm_uapi_pread(fd, offset, true, &ret))
-		return ret;
-	return syscall(SYS_pwrite64, fd, buf, count, offset);
-}
-
-GM_API off_t guestmem_sys_lseek(int fd, off_t offset, int whence)
-{
-	off_t ret;
-
-	if (gm_uapi_lseek(fd, offset, whence, &ret))
-		return ret;
-	return syscall(SYS_lseek, fd, offset, whence);
-}
-
-GM_API void *guestmem_sys_mmap(void *addr, size_t length, int prot, int flags, int fd,
-			       off_t offset)
-{
-	void *ret, *token;
-
-	if (gm_uapi_mmap(addr, length, prot, flags, fd, offset, &ret, &token))
-		return ret;
-	ret = (void *)syscall(SYS_mmap, addr, length, prot, flags, fd, offset);
-	gm_uapi_mm_post(token);
-	return ret;
-}
-
-GM_API int guestmem_sys_munmap(void *addr, size_t length)
-{
-	void *token = gm_uapi_munmap_pre(addr, length);
-	int ret = (int)syscall(SYS_munmap, addr, length);
-
-	gm_uapi_mm_post(token);
-	return ret;
-}
-
-GM_API int guestmem_sys_fallocate(int fd, int mode, off_t offset, off_t len)
-{
-	int ret;
-
-	if (gm_uapi_fallocate(fd, mode, offset, len, &ret))
-		return ret;
-	return (int)syscall(SYS_fallocate, fd, mode, offset, len);
-}
-
-GM_API int guestmem_sys_ftruncate(int fd, off_t length)
-{
-	int ret;
-
-	if (gm_uapi_ftruncate(fd, length, &ret))
-		return ret;
-	return (int)syscall(SYS_ftruncate, fd, length);
-}
-
-GM_API int guestmem_sys_fsync(int fd)
-{
-	int ret;
-
-	if (gm_uapi_fsync(fd, &ret))
-		return ret;
-	return (int)syscall(SYS_fsync, fd);
-}
-
-GM_API int guestmem_sys_fdatasync(int fd)
-{
-	int ret;
-
-	if (gm_uapi_fsync(fd, &ret))
-		return ret;
-	return (int)syscall(SYS_fdatasync, fd);
-}
-
-GM_API int guestmem_sys_fchmod(int fd, mode_t mode)
-{
-	int ret;
-
-	if (gm_uapi_fchmod(fd, mode, &ret))
-		return ret;
-	return (int)syscall(SYS_fchmod, fd, mode);
-}
-
-GM_API int guestmem_sys_fchown(int fd, uid_t owner, gid_t group)
-{
-	int ret;
-
-	if (gm_uapi_fchown(fd, owner, group, &ret))
-		return ret;
-	return (int)syscall(SYS_fchown, fd, owner, group);
-}
-
-GM_API int guestmem_sys_fstat(int fd, struct stat *st)
-{
-	int ret;
-
-	if (gm_uapi_fstat(fd, st, &ret))
-		return ret;
-	return (int)syscall(SYS_fstat, fd, st);
-}
-
-GM_API int guestmem_sys_fcntl(int fd, int cmd, ...)
-{
-	unsigned long arg;
-	va_list ap;
-	int ret;
-
-	va_start(ap, cmd);
-	arg = va_arg(ap, unsigned long);
-	va_end(ap);
-	if (gm_uapi_fcntl(fd, cmd, arg, &ret))
-		return ret;
-	return (int)syscall(SYS_fcntl, fd, cmd, arg);
-}
-
-GM_API ssize_t guestmem_sys_readlink(const char *path, char *buf, size_t size)
-{
-	ssize_t ret;
-
-	if (gm_uapi_readlinkat(AT_FDCWD, path, buf, size, &ret))
-		return ret;
-	return syscall(SYS_readlinkat, AT_FDCWD, path, buf, size);
-}
+GM_SYSCALLS(GM_SYS)
 
 GM_API bool guestmem_sys_is_guestmem_fd(int fd)
 {

@@ -35,6 +35,7 @@ enum gm_file_type {
 	GM_FILE_VM,	    /* KVM_CREATE_VM */
 	GM_FILE_GMEM,	    /* KVM_CREATE_GUEST_MEMFD */
 	GM_FILE_VCPU,	    /* KVM_CREATE_VCPU (src/uapi/vcpu_*) */
+	GM_FILE_STATS,	    /* KVM_GET_STATS_FD (src/uapi/stats.c) */
 	GM_FILE_NR_TYPES,
 };
 
@@ -58,6 +59,8 @@ struct gm_file;
 struct gm_file_ops {
 	unsigned int fops; /* GM_FOPS_* */
 	long (*ioctl)(struct gm_file *f, unsigned int cmd, unsigned long arg);
+	/* read at *@pos (read(2): the file position; pread: a copy). */
+	ssize_t (*read)(struct gm_file *f, void *buf, size_t n, off_t *pos);
 	/* After the generic mmap checks; returns 0 and the mapping in *out. */
 	int (*mmap)(struct gm_file *f, void *addr, size_t len, int prot, int flags,
 		    off_t off, void **out);
@@ -82,6 +85,8 @@ struct gm_file {
 	int f_flags;	/* F_GETFL without the F_SETFL-able bits */
 	char name[40];	/* readlink("/proc/self/fd/N") */
 	struct timespec btime; /* creation: atime/mtime/ctime of anon files */
+	pthread_mutex_t pos_lock; /* f_pos for read(2) (only ops->read uses it) */
+	off_t pos;
 
 	long refs;	  /* 1 for the registry + 1 per operation in flight */
 	int hung;	  /* 0 -> 1 once, by whoever saw the last close */
@@ -143,6 +148,13 @@ extern const struct gm_file_ops gm_dev_fops;
 extern const struct gm_file_ops gm_vm_fops;
 extern const struct gm_file_ops gm_gmem_fops;
 
+/*
+ * KVM_GET_STATS_FD of a VM (@vcpu NULL) or a vCPU: a new read-only fd
+ * holding a VM reference, or a negative errno (src/uapi/stats.c).
+ */
+struct kvm_vcpu;
+long gm_get_stats_fd(struct kvm *kvm, struct kvm_vcpu *vcpu);
+
 /* open("/dev/kvm", @flags): a new system fd or a negative errno. */
 int gm_dev_open(int flags);
 /* stat("/dev/kvm"): the host's node if it has one, else a devtmpfs-like one. */
@@ -167,6 +179,14 @@ long gm_vm_ioctl_vcpu(struct gm_file *f, struct kvm *kvm, unsigned long cmd,
 long gm_dev_ioctl_vcpu(struct gm_file *f, unsigned long cmd, unsigned long arg,
 		       bool *handled);
 /*
+ * x86 ioctls of src/uapi/x86_ioctl.c (issue 9), same contract: the vCPU
+ * one with vcpu->mutex held, after the vCPU file's own commands.
+ */
+struct kvm_vcpu;
+long gm_vcpu_ioctl_x86(struct kvm_vcpu *v, unsigned int cmd, unsigned long arg, bool *handled);
+long gm_vm_ioctl_x86(struct kvm *kvm, unsigned int cmd, unsigned long arg, bool *handled);
+long gm_dev_ioctl_x86(unsigned int cmd, unsigned long arg, bool *handled);
+/*
  * VM-fd ioctls of src/uapi/vm_ioctl_irq.c (KVM_IOEVENTFD, KVM_IRQFD,
  * KVM_CREATE_IRQCHIP, KVM_IRQ_LINE(_STATUS), KVM_SET_GSI_ROUTING,
  * KVM_SIGNAL_MSI, KVM_CREATE_PIT(2)), tried before gm_vm_ioctl_vcpu();
@@ -180,7 +200,7 @@ long gm_fop_ioctl(struct gm_file *f, unsigned int cmd, unsigned long arg);
 ssize_t gm_fop_read(struct gm_file *f, void *buf, size_t n);
 ssize_t gm_fop_write(struct gm_file *f, const void *buf, size_t n);
 ssize_t gm_fop_readv(struct gm_file *f, const void *iov, int cnt, bool write);
-ssize_t gm_fop_pread(struct gm_file *f, off_t off, bool write);
+ssize_t gm_fop_pread(struct gm_file *f, void *buf, size_t n, off_t off, bool write);
 off_t gm_fop_lseek(struct gm_file *f, off_t off, int whence);
 int gm_fop_mmap(struct gm_file *f, void *addr, size_t len, int prot, int flags, off_t off,
 		void **out);
@@ -197,6 +217,16 @@ int gm_fop_fcntl(struct gm_file *f, int fd, int cmd, unsigned long arg, bool *ha
 
 /* Whether absolute @path names /dev/kvm. */
 bool gm_path_is_dev_kvm(const char *path);
+
+/*
+ * KVM's module parameters, /sys/module/{kvm,kvm_intel,kvm_amd}/parameters/NAME
+ * (src/uapi/modparams.c): whether absolute @path is one guestmem answers,
+ * and open (an fd or -errno), stat and access (0 or -errno) of it.
+ */
+bool gm_path_is_modparam(const char *path);
+int gm_modparam_open(const char *path, int flags);
+int gm_modparam_stat(const char *path, struct stat *st);
+int gm_modparam_access(const char *path, int mode);
 /*
  * The guestmem file an absolute /proc/<self>/fd/N path names, with a
  * reference, or NULL.  Context: any.

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "lib/compiler.h"
+#include "lib/sys_raw.h"
 #include "uapi.h"
 #include "lib/lockdep.h"
 
@@ -40,26 +41,26 @@ static int gm_copy_pipe(void *dst, const void *src, size_t n)
 	int ret = 0;
 
 	gm_mutex_lock(&gm_pipe_lock, GM_LOCK_PIPE);
-	if (gm_pipe[0] < 0 && syscall(SYS_pipe2, gm_pipe, O_CLOEXEC | O_NONBLOCK)) {
+	if (gm_pipe[0] < 0 && gm_raw_pipe2(gm_pipe, O_CLOEXEC | O_NONBLOCK)) {
 		ret = -errno;
 		goto out;
 	}
 	while (n && !ret) {
 		size_t chunk = GM_MIN(n, (size_t)4096);
-		ssize_t w = syscall(SYS_write, gm_pipe[1], src, chunk);
+		ssize_t w = gm_raw_write(gm_pipe[1], src, chunk);
 
 		if (w < 0) {
 			ret = -errno;
 			break;
 		}
-		ssize_t r = syscall(SYS_read, gm_pipe[0], dst, (size_t)w);
+		ssize_t r = gm_raw_read(gm_pipe[0], dst, (size_t)w);
 
 		if (r != w) {
 			char sink[4096];
 
 			ret = r < 0 ? -errno : -EFAULT;
 			/* drain, so the next copy starts from an empty pipe */
-			while (syscall(SYS_read, gm_pipe[0], sink, sizeof(sink)) > 0)
+			while (gm_raw_read(gm_pipe[0], sink, sizeof(sink)) > 0)
 				;
 			break;
 		}

@@ -20,6 +20,8 @@
 
 #include <guestmem/kvm.h>
 
+#include "core/config.h"
+#include "mmu/fault.h"
 #include "uapi.h"
 #include "vcpu/cpuid.h"
 #include "vcpu/vcpu.h"
@@ -81,25 +83,12 @@ static long vcpu_set_mp_state(struct kvm_vcpu *v, unsigned long arg)
 	return r ? r : kvm_vcpu_set_mp_state(v, mp.mp_state);
 }
 
-/* Whole-struct state KVM keeps and gives back (events, FPU, XCRs). */
+/* Whole-struct state KVM keeps and gives back (XCRs). */
 static long vcpu_blob(void *state, size_t size, unsigned long arg, bool set)
 {
 	if (set)
 		return gm_copy_from_user(state, (const void *)arg, size);
 	return gm_copy_to_user((void *)arg, state, size);
-}
-
-static long vcpu_set_events(struct kvm_vcpu *v, unsigned long arg)
-{
-	struct kvm_vcpu_events ev;
-	int r = gm_copy_from_user(&ev, (const void *)arg, sizeof(ev));
-
-	if (r)
-		return r;
-	if (ev.flags & ~0x3fU) /* NMI_PENDING .. TRIPLE_FAULT */
-		return -EINVAL;
-	v->events = ev;
-	return 0;
 }
 
 /* ---- CPUID ------------------------------------------------------------------ */
@@ -183,6 +172,27 @@ static long vcpu_msrs(struct kvm_vcpu *v, unsigned long arg, bool set)
 	return r;
 }
 
+/* KVM_PRE_FAULT_MEMORY (6.10+): the leftover range is copied back always. */
+static long vcpu_pre_fault_memory(struct kvm_vcpu *v, unsigned long arg)
+{
+	struct kvm_pre_fault_memory range;
+	uint64_t gpa, size;
+	long r;
+
+	if (v->kvm->cfg.profile == GM_PROFILE_LINUX_6_8)
+		return -EINVAL; /* not in 6.8: kvm_arch_vcpu_ioctl's default */
+	if (gm_copy_from_user(&range, (const void *)arg, sizeof(range)))
+		return -EFAULT;
+	gpa = range.gpa;
+	size = range.size;
+	r = kvm_vcpu_pre_fault_memory(v->kvm, &v->stat.fault, &gpa, &size, range.flags);
+	range.gpa = gpa;
+	range.size = size;
+	if (gm_copy_to_user((void *)arg, &range, sizeof(range)))
+		r = -EFAULT;
+	return r;
+}
+
 /* ---- dispatch ---------------------------------------------------------------- */
 
 static long vcpu_ioctl_locked(struct kvm_vcpu *v, unsigned int cmd, unsigned long arg)
@@ -208,21 +218,23 @@ static long vcpu_ioctl_locked(struct kvm_vcpu *v, unsigned int cmd, unsigned lon
 		return vcpu_get_cpuid2(v, arg);
 	case KVM_SET_SIGNAL_MASK:
 		return vcpu_set_signal_mask(v, arg);
-	case KVM_GET_VCPU_EVENTS:
-		return vcpu_blob(&v->events, sizeof(v->events), arg, false);
-	case KVM_SET_VCPU_EVENTS:
-		return vcpu_set_events(v, arg);
-	case KVM_GET_FPU:
-	case KVM_SET_FPU:
-		return vcpu_blob(&v->fpu, sizeof(v->fpu), arg, cmd == KVM_SET_FPU);
 	case KVM_GET_XCRS:
 	case KVM_SET_XCRS:
 		return vcpu_blob(&v->xcrs, sizeof(v->xcrs), arg, cmd == KVM_SET_XCRS);
 	case KVM_GET_MSRS:
 	case KVM_SET_MSRS:
 		return vcpu_msrs(v, arg, cmd == KVM_SET_MSRS);
-	default:
-		return -EINVAL; /* kvm_arch_vcpu_ioctl's default */
+	case KVM_GET_STATS_FD:
+		return gm_get_stats_fd(v->kvm, v);
+	case KVM_PRE_FAULT_MEMORY:
+		return vcpu_pre_fault_memory(v, arg);
+	default: {
+		/* Events, FPU/XSAVE, LAPIC, TSC, debug... (x86_ioctl.c). */
+		bool handled;
+		long r = gm_vcpu_ioctl_x86(v, cmd, arg, &handled);
+
+		return handled ? r : -EINVAL; /* kvm_arch_vcpu_ioctl's default */
+	}
 	}
 }
 
@@ -396,8 +408,7 @@ long gm_vm_ioctl_vcpu(struct gm_file *f, struct kvm *kvm, unsigned long cmd,
 	case KVM_SET_BOOT_CPU_ID:
 		return kvm_vm_set_boot_cpu_id(kvm, arg);
 	}
-	*handled = false;
-	return 0;
+	return gm_vm_ioctl_x86(kvm, (unsigned int)cmd, arg, handled);
 }
 
 long gm_dev_ioctl_vcpu(struct gm_file *f, unsigned long cmd, unsigned long arg,
@@ -411,6 +422,5 @@ long gm_dev_ioctl_vcpu(struct gm_file *f, unsigned long cmd, unsigned long arg,
 	case KVM_GET_MSR_INDEX_LIST:
 		return kvm_dev_get_msr_index_list((struct kvm_msr_list *)arg);
 	}
-	*handled = false;
-	return 0;
+	return gm_dev_ioctl_x86((unsigned int)cmd, arg, handled);
 }

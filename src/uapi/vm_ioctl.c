@@ -18,6 +18,7 @@
 #include "core/config.h"
 #include "core/gmem.h"
 #include "core/kvm_host.h"
+#include "lib/sys_raw.h"
 #include "uapi.h"
 
 /*
@@ -31,7 +32,7 @@ static void gm_resolve_gmem(unsigned int fd, struct kvm_gmem_ref *gref)
 
 	gref->err = 0;
 	gref->gmem = NULL;
-	if (fd > INT_MAX || syscall(SYS_fcntl, (int)fd, F_GETFD) < 0) {
+	if (fd > INT_MAX || gm_raw_fcntl((int)fd, F_GETFD, 0) < 0) {
 		gref->err = -EBADF;
 		return;
 	}
@@ -119,6 +120,37 @@ static long gm_vm_create_gmem(struct kvm *kvm, unsigned long arg)
 	return gm_file_install(f);
 }
 
+static int gm_copy_out(void *dst, const void *src, size_t n)
+{
+	return gm_copy_to_user(dst, src, n);
+}
+
+static int gm_copy_in(void *dst, const void *src, size_t n)
+{
+	return gm_copy_from_user(dst, src, n);
+}
+
+static long gm_vm_get_dirty_log(struct kvm *kvm, unsigned long arg)
+{
+	struct kvm_dirty_log log;
+	int ret = gm_copy_from_user(&log, (const void *)arg, sizeof(log));
+
+	if (ret)
+		return ret;
+	return kvm_vm_ioctl_get_dirty_log(kvm, log.slot, log.dirty_bitmap, gm_copy_out);
+}
+
+static long gm_vm_clear_dirty_log(struct kvm *kvm, unsigned long arg)
+{
+	struct kvm_clear_dirty_log log;
+	int ret = gm_copy_from_user(&log, (const void *)arg, sizeof(log));
+
+	if (ret)
+		return ret;
+	return kvm_vm_ioctl_clear_dirty_log(kvm, log.slot, log.first_page, log.num_pages,
+					    log.dirty_bitmap, gm_copy_in);
+}
+
 static long gm_vm_ioctl(struct gm_file *f, unsigned int cmd, unsigned long arg)
 {
 	struct kvm *kvm = f->obj;
@@ -141,6 +173,12 @@ static long gm_vm_ioctl(struct gm_file *f, unsigned int cmd, unsigned long arg)
 		return gm_vm_set_attributes(kvm, arg);
 	case KVM_CREATE_GUEST_MEMFD:
 		return gm_vm_create_gmem(kvm, arg);
+	case KVM_GET_DIRTY_LOG:
+		return gm_vm_get_dirty_log(kvm, arg);
+	case KVM_CLEAR_DIRTY_LOG:
+		return gm_vm_clear_dirty_log(kvm, arg);
+	case KVM_GET_STATS_FD:
+		return gm_get_stats_fd(kvm, NULL);
 	}
 	r = gm_vm_ioctl_irq(kvm, cmd, arg, &handled); /* src/uapi/vm_ioctl_irq.c */
 	if (handled)

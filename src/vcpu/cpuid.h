@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * x86 tables that come with vCPUs: the supported CPUID (from the host's,
- * as KVM derives it), the MSR index list, and the MSR store behind
- * KVM_GET_MSRS / KVM_SET_MSRS.
+ * x86 tables that come with vCPUs: the supported CPUID (cpuid.c), the MSR
+ * index list and KVM_GET_MSRS / KVM_SET_MSRS (msr.c).
  */
 #ifndef GM_VCPU_CPUID_H
 #define GM_VCPU_CPUID_H
@@ -25,9 +24,9 @@ int kvm_supported_cpuid(struct kvm_cpuid_entry2 *e, uint32_t max);
 const uint32_t *kvm_msr_index_list(uint32_t *n);
 
 /*
- * KVM_GET_MSRS / KVM_SET_MSRS on @n entries: returns how many were
- * processed (all of them: every MSR is stored as given, reads of one never
- * written give its reset value).  Context: vcpu->mutex held.
+ * KVM_GET_MSRS / KVM_SET_MSRS on @n entries (msr.c): returns how many were
+ * processed; the first MSR KVM would refuse (unknown, or a bad value) stops
+ * the array.  Context: vcpu->mutex held.
  */
 int kvm_vcpu_msrs(struct kvm_vcpu *v, struct kvm_msr_entry *e, uint32_t n, bool set);
 

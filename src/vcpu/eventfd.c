@@ -24,6 +24,7 @@
 
 #include "core/kvm_arch.h"
 #include "lib/rcu.h"
+#include "lib/sys_raw.h"
 #include "vcpu/eventfd.h"
 #include "vcpu/irqchip.h"
 #include "lib/lockdep.h"
@@ -34,11 +35,6 @@
 
 /* ---- eventfd references ---------------------------------------------------- */
 
-static int sys_close(int fd)
-{
-	return (int)syscall(SYS_close, fd);
-}
-
 /* "eventfd-id:" of /proc/self/fdinfo/@fd, or -1 (kernels before 5.11). */
 static long eventfd_fdinfo_id(int fd)
 {
@@ -48,11 +44,11 @@ static long eventfd_fdinfo_id(int fd)
 	int f;
 
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+	f = gm_raw_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
 	if (f < 0)
 		return -1;
-	n = syscall(SYS_read, f, buf, sizeof(buf) - 1);
-	sys_close(f);
+	n = gm_raw_read(f, buf, sizeof(buf) - 1);
+	gm_raw_close(f);
 	if (n <= 0)
 		return -1;
 	buf[n] = '\0';
@@ -81,10 +77,10 @@ static long fd_floor(void)
 /* A close-on-exec dup of @fd at or above the floor (or anywhere if full). */
 static int fd_dup_high(int fd)
 {
-	int nfd = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, fd_floor());
+	int nfd = gm_raw_fcntl(fd, F_DUPFD_CLOEXEC, fd_floor());
 
 	if (nfd < 0 && errno != EBADF)
-		nfd = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 0);
+		nfd = gm_raw_fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	return nfd;
 }
 
@@ -95,7 +91,7 @@ static int fd_relocate(int fd)
 
 	if (nfd < 0)
 		return fd;
-	sys_close(fd);
+	gm_raw_close(fd);
 	return nfd;
 }
 
@@ -106,7 +102,7 @@ static bool fd_is_eventfd(int fd)
 	long n;
 
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = syscall(SYS_readlinkat, AT_FDCWD, path, link, sizeof(link));
+	n = gm_raw_readlinkat(AT_FDCWD, path, link, sizeof(link));
 	return n == (long)strlen(want) && !memcmp(link, want, (size_t)n);
 }
 
@@ -123,13 +119,13 @@ int gm_eventfd_get(int ufd, struct gm_eventfd *out)
 	fd = fd_dup_high(ufd);
 	if (fd < 0)
 		return errno == EBADF ? -EBADF : -errno;
-	fl = syscall(SYS_fcntl, fd, F_GETFL);
+	fl = gm_raw_fcntl(fd, F_GETFL, 0);
 	if (fl < 0 || (fl & O_PATH)) {
-		sys_close(fd);
+		gm_raw_close(fd);
 		return -EBADF; /* fdget() ignores O_PATH files */
 	}
 	if (!fd_is_eventfd(fd)) {
-		sys_close(fd);
+		gm_raw_close(fd);
 		return -EINVAL;
 	}
 	out->fd = fd;
@@ -140,7 +136,7 @@ int gm_eventfd_get(int ufd, struct gm_eventfd *out)
 void gm_eventfd_put(struct gm_eventfd *e)
 {
 	if (e->fd >= 0)
-		sys_close(e->fd);
+		gm_raw_close(e->fd);
 	e->fd = -1;
 	e->id = -1;
 }
@@ -162,7 +158,7 @@ void gm_eventfd_signal(const struct gm_eventfd *e)
 	 * Blocks only if the counter is at its maximum (a VMM that wrote
 	 * 2^64 - 2 itself); the kernel would saturate instead.
 	 */
-	if (syscall(SYS_write, e->fd, &one, sizeof(one)) != sizeof(one))
+	if (gm_raw_write(e->fd, &one, sizeof(one)) != sizeof(one))
 		return; /* EAGAIN on a full non-blocking eventfd: saturated */
 }
 
@@ -182,7 +178,7 @@ uint64_t gm_eventfd_consume(const struct gm_eventfd *e)
 	if (n >= 0 || errno != EOPNOTSUPP)
 		return 0; /* EAGAIN: the counter is zero */
 	/* Kernels without RWF_NOWAIT reads of eventfds: racy but rare. */
-	if (poll(&pfd, 1, 0) == 1 && syscall(SYS_read, e->fd, &v, sizeof(v)) == sizeof(v))
+	if (poll(&pfd, 1, 0) == 1 && gm_raw_read(e->fd, &v, sizeof(v)) == sizeof(v))
 		return v;
 	return 0;
 }
@@ -634,15 +630,15 @@ static void irqfd_watcher_stop(struct kvm_eventfds *ev)
 
 	/* A forked child shares the object but has no such thread. */
 	if (ev->watcher_started && ev->kvm->creator_pid == getpid()) {
-		if (syscall(SYS_write, ev->stop_fd, &one, sizeof(one)) != sizeof(one))
+		if (gm_raw_write(ev->stop_fd, &one, sizeof(one)) != sizeof(one))
 			gm_assert(!"write of the irqfd stop eventfd failed");
 		gm_check_pthread(pthread_join(ev->watcher, NULL));
 	}
 	ev->watcher_started = false;
 	if (ev->epfd >= 0)
-		sys_close(ev->epfd);
+		gm_raw_close(ev->epfd);
 	if (ev->stop_fd >= 0)
-		sys_close(ev->stop_fd);
+		gm_raw_close(ev->stop_fd);
 	ev->epfd = ev->stop_fd = -1;
 }
 

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "lib/rcu.h"
+#include "lib/sys_raw.h"
 #include "mmu/mmu.h"
 #include "vcpu/vcpu.h"
 #include "lib/lockdep.h"
@@ -57,7 +58,7 @@ static void guest_publish(struct kvm_vcpu *v, enum kvm_guest_state state, bool e
 	gm_mutex_unlock(&v->hand_lock);
 	/* VM destruction joins us, so the fd is still open. */
 	if (__atomic_load_n(&v->waiter_sleeping, __ATOMIC_SEQ_CST) &&
-	    write(v->wake_fd, &one, sizeof(one)) != sizeof(one))
+	    gm_raw_write(v->wake_fd, &one, sizeof(one)) != sizeof(one))
 		gm_assert(!"write of the vCPU eventfd failed");
 }
 

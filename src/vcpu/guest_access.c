@@ -131,6 +131,10 @@ static void access_mmio(struct kvm_vcpu *v, uint64_t gpa, size_t len, const stru
 		if (a->op != ACC_READ &&
 		    kvm_ioeventfd_write(v->kvm, false, gpa + off, n, run->mmio.data))
 			continue;
+		/* So does a write into a coalesced zone (coalesced_mmio.c). */
+		if (a->op != ACC_READ &&
+		    kvm_coalesced_write(v, false, gpa + off, n, run->mmio.data))
+			continue;
 		v->pending = a->op == ACC_READ ? VCPU_PENDING_MMIO_READ : VCPU_PENDING_MMIO_WRITE;
 		v->pending_size = (uint8_t)n;
 		kvm_guest_park(v, true, 0);
@@ -176,7 +180,8 @@ static void access_page(struct kvm_vcpu *v, uint64_t gpa, size_t len, const stru
 		kvm_guest_stop_point(v);
 		if (access_hit(v, gpa, len, a))
 			return;
-		switch (kvm_mmu_page_fault(v->kvm, gpa, a->op != ACC_READ, &v->stat.fault, &f)) {
+		switch (kvm_vcpu_mmu_page_fault(v->kvm, gpa, a->op != ACC_READ, &v->stat.fault,
+						&v->last_used_slot, &f)) {
 		case KVM_PF_FIXED:
 			break;
 		case KVM_PF_RETRY:

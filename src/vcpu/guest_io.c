@@ -41,8 +41,9 @@ static uint32_t guest_pio(struct kvm_vcpu *v, uint16_t port, unsigned size, bool
 		v->regs.rax = (v->regs.rax & ~low_mask(size)) | value;
 		memcpy(data, &value, size);
 	}
-	/* A matching ioeventfd completes an OUT inside KVM (eventfd.h). */
-	if (!in && kvm_ioeventfd_write(v->kvm, true, port, size, &value)) {
+	/* A matching ioeventfd or coalesced zone completes an OUT inside KVM. */
+	if (!in && (kvm_ioeventfd_write(v->kvm, true, port, size, &value) ||
+		    kvm_coalesced_write(v, true, port, size, &value))) {
 		v->regs.rip += size == 2 ? 2 : 1;
 		return 0;
 	}

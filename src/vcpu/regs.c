@@ -16,8 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vcpu/cpuid.h"
 #include "vcpu/vcpu.h"
 #include "lib/lockdep.h"
+#include "vcpu/x86.h"
 
 #define X86_EFLAGS_FIXED 0x2ULL
 #define X86_CR0_PE (1ULL << 0)
@@ -64,7 +66,7 @@ static const struct kvm_cpuid_entry2 *vcpu_cpuid(struct kvm_vcpu *v, uint32_t fn
 }
 
 /* @reg: 0 eax, 1 ebx, 2 ecx, 3 edx. */
-static bool guest_cpuid_has(struct kvm_vcpu *v, uint32_t fn, uint32_t idx, int reg, int bit)
+bool kvm_guest_cpuid_has(struct kvm_vcpu *v, uint32_t fn, uint32_t idx, int reg, int bit)
 {
 	const struct kvm_cpuid_entry2 *e = vcpu_cpuid(v, fn, idx);
 	uint32_t r[4];
@@ -75,8 +77,19 @@ static bool guest_cpuid_has(struct kvm_vcpu *v, uint32_t fn, uint32_t idx, int r
 	return r[reg] & (1U << bit);
 }
 
+/* "GenuineIntel" (or a vendor KVM treats as Intel-compatible: not AMD/Hygon). */
+bool kvm_guest_cpuid_is_intel(struct kvm_vcpu *v)
+{
+	const struct kvm_cpuid_entry2 *e = vcpu_cpuid(v, 0, 0);
+
+	if (!e)
+		return true; /* KVM: no vendor leaf is not AMD-compatible */
+	return !((e->ebx == 0x68747541 && e->ecx == 0x444d4163 && e->edx == 0x69746e65) ||
+		 (e->ebx == 0x6f677948 && e->ecx == 0x656e6975 && e->edx == 0x6e65476e));
+}
+
 /* Guest MAXPHYADDR: CPUID 0x80000008 if the guest has it, else 36. */
-static int guest_maxphyaddr(struct kvm_vcpu *v)
+int kvm_guest_maxphyaddr(struct kvm_vcpu *v)
 {
 	const struct kvm_cpuid_entry2 *e = vcpu_cpuid(v, 0x80000000, 0);
 
@@ -87,7 +100,7 @@ static int guest_maxphyaddr(struct kvm_vcpu *v)
 
 static uint64_t reserved_gpa_bits(struct kvm_vcpu *v)
 {
-	return ~((1ULL << guest_maxphyaddr(v)) - 1);
+	return ~((1ULL << kvm_guest_maxphyaddr(v)) - 1);
 }
 
 /* ---- SET_SREGS validity (kvm_is_valid_sregs and friends) -------------- */
@@ -102,34 +115,94 @@ static bool valid_cr0(uint64_t cr0)
 }
 
 /*
- * CR4 bits a guest may set: the architectural ones KVM allows, minus those
- * whose feature the guest's CPUID lacks (as x86's __cr4_reserved_bits).
+ * CR4 bits gated by a CPUID feature (__cr4_reserved_bits): reserved unless
+ * the CPU model has the feature.  Leaf, subleaf, register, bit.
  */
-static bool valid_cr4(struct kvm_vcpu *v, uint64_t cr4)
-{
-	static const struct { int bit, fn, reg, fbit; } gated[] = {
-		{ 18, 1, 2, 26 },	   /* OSXSAVE: XSAVE */
-		{ 20, 7, 1, 7 },	   /* SMEP */
-		{ 21, 7, 1, 20 },	   /* SMAP */
-		{ 16, 7, 1, 0 },	   /* FSGSBASE */
-		{ 22, 7, 2, 3 },	   /* PKE: PKU */
-		{ 12, 7, 2, 16 },	   /* LA57 */
-		{ 11, 7, 2, 2 },	   /* UMIP */
-		{ 13, 1, 2, 5 },	   /* VMXE: VMX */
-		{ 17, 1, 2, 17 },	   /* PCIDE: PCID */
-	};
-	/* VME..OSXMMEXCPT (0-10), UMIP, LA57, VMXE, FSGSBASE, PCIDE, OSXSAVE,
-	 * SMEP, SMAP, PKE, CET (23). */
-	uint64_t allowed = 0x7ffULL | (1ULL << 11) | (1ULL << 12) | (1ULL << 13) | (1ULL << 16) |
-			   (1ULL << 17) | (1ULL << 18) | (1ULL << 20) | (1ULL << 21) |
-			   (1ULL << 22) | (1ULL << 23);
+static const struct {
+	int cr4_bit;
+	uint32_t fn, idx;
+	int reg, bit;
+} cr4_gated[] = {
+	{ 18, 1, 0, 2, 26 },  /* OSXSAVE: XSAVE */
+	{ 20, 7, 0, 1, 7 },   /* SMEP */
+	{ 21, 7, 0, 1, 20 },  /* SMAP */
+	{ 16, 7, 0, 1, 0 },   /* FSGSBASE */
+	{ 22, 7, 0, 2, 3 },   /* PKE: PKU */
+	{ 12, 7, 0, 2, 16 },  /* LA57 */
+	{ 11, 7, 0, 2, 2 },   /* UMIP */
+	{ 13, 1, 0, 2, 5 },   /* VMXE: VMX */
+	{ 17, 1, 0, 2, 17 },  /* PCIDE: PCID */
+	{ 28, 7, 1, 0, 26 },  /* LAM_SUP: LAM */
+};
 
-	for (size_t i = 0; i < ARRAY_SIZE(gated); i++)
-		if (!guest_cpuid_has(v, (uint32_t)gated[i].fn, 0, gated[i].reg, gated[i].fbit))
-			allowed &= ~(1ULL << gated[i].bit);
-	return !(cr4 & ~allowed);
+/*
+ * CR4_RESERVED_BITS' complement: VME..OSXMMEXCPT (0-10) and the gated
+ * bits.  CET (23) joins in 6.18 with shadow stacks, which guestmem's CPU
+ * model never offers, so it is reserved in every profile.
+ */
+#define CR4_KNOWN_BITS (0x7ffULL | (1ULL << 11) | (1ULL << 12) | (1ULL << 13) | \
+			(1ULL << 16) | (1ULL << 17) | (1ULL << 18) | (1ULL << 20) | \
+			(1ULL << 21) | (1ULL << 22) | (1ULL << 28))
+
+/* CR4 reserved by the CPU model (KVM's cr4_reserved_bits, from its caps). */
+static uint64_t cr4_reserved_bits(void)
+{
+	uint64_t rsvd = ~CR4_KNOWN_BITS;
+
+	for (size_t i = 0; i < ARRAY_SIZE(cr4_gated); i++)
+		if (!kvm_cpu_cap_has(cr4_gated[i].fn, cr4_gated[i].idx, cr4_gated[i].reg,
+				     cr4_gated[i].bit))
+			rsvd |= 1ULL << cr4_gated[i].cr4_bit;
+	return rsvd;
 }
 
+/*
+ * The same from the guest's CPUID (cr4_guest_rsvd_bits): computed by
+ * KVM_SET_CPUID2 only, so before it nothing is reserved this way.  That
+ * order is 6.12's (and 6.8's): a VMM may set CR4 before its CPUID.
+ */
+static uint64_t cr4_guest_rsvd_bits(struct kvm_vcpu *v)
+{
+	uint64_t rsvd = 0;
+
+	if (!v->arch.cpuid_set)
+		return 0;
+	for (size_t i = 0; i < ARRAY_SIZE(cr4_gated); i++)
+		if (!kvm_guest_cpuid_has(v, cr4_gated[i].fn, cr4_gated[i].idx, cr4_gated[i].reg,
+					 cr4_gated[i].bit))
+			rsvd |= 1ULL << cr4_gated[i].cr4_bit;
+	return rsvd;
+}
+
+static bool valid_cr4(struct kvm_vcpu *v, uint64_t cr4)
+{
+	return !(cr4 & cr4_reserved_bits()) && !(cr4 & cr4_guest_rsvd_bits(v));
+}
+
+/*
+ * kvm_valid_efer(), checked by KVM_SET_SREGS from 6.12 on: the host's
+ * reserved bits, then each bit against the guest's CPUID.
+ */
+static bool valid_efer(struct kvm_vcpu *v, uint64_t efer)
+{
+	static const struct { uint64_t efer; uint32_t fn; int reg, bit; } gated[] = {
+		{ 1ULL << 21, 0x80000021, 0, 8 },	       /* AUTOIBRS */
+		{ 1ULL << 14, 0x80000001, 3, 25 },	       /* FFXSR: FXSR_OPT */
+		{ 1ULL << 12, 0x80000001, 2, 2 },	       /* SVME: SVM */
+		{ EFER_LME | EFER_LMA, 0x80000001, 3, 29 },   /* LM */
+		{ 1ULL << 11, 0x80000001, 3, 20 },	       /* NX */
+	};
+
+	if (efer & kvm_efer_reserved_bits())
+		return false;
+	for (size_t i = 0; i < ARRAY_SIZE(gated); i++)
+		if ((efer & gated[i].efer) &&
+		    !kvm_guest_cpuid_has(v, gated[i].fn, 0, gated[i].reg, gated[i].bit))
+			return false;
+	return true;
+}
+
+/* kvm_is_valid_sregs(): mode, CR3, then CR4, CR0 and (6.12+) EFER. */
 static bool valid_sregs(struct kvm_vcpu *v, const struct kvm_sregs *s)
 {
 	if ((s->efer & EFER_LME) && (s->cr0 & X86_CR0_PG)) {
@@ -141,15 +214,17 @@ static bool valid_sregs(struct kvm_vcpu *v, const struct kvm_sregs *s)
 	} else if ((s->efer & EFER_LMA) || s->cs.l) {
 		return false;
 	}
-	return valid_cr4(v, s->cr4) && valid_cr0(s->cr0);
+	if (!valid_cr4(v, s->cr4) || !valid_cr0(s->cr0))
+		return false;
+	return v->kvm->cfg.profile < GM_PROFILE_LINUX_6_12 || valid_efer(v, s->efer);
 }
 
 /* kvm_set_apic_base as host-initiated: reserved bits and the mode only. */
-static bool valid_apic_base(struct kvm_vcpu *v, uint64_t base)
+bool kvm_valid_apic_base(struct kvm_vcpu *v, uint64_t base)
 {
 	uint64_t rsvd = reserved_gpa_bits(v) | 0x2ff;
 
-	if (!guest_cpuid_has(v, 1, 0, 2, 21)) /* x2APIC */
+	if (!kvm_guest_cpuid_has(v, 1, 0, 2, 21)) /* x2APIC */
 		rsvd |= APIC_BASE_EXTD;
 	if (base & rsvd)
 		return false;
@@ -160,7 +235,7 @@ static bool valid_apic_base(struct kvm_vcpu *v, uint64_t base)
 int kvm_vcpu_set_sregs(struct kvm_vcpu *vcpu, const struct kvm_sregs *sregs)
 {
 	lockdep_assert_held(&vcpu->mutex);
-	if (!valid_sregs(vcpu, sregs) || !valid_apic_base(vcpu, sregs->apic_base))
+	if (!valid_sregs(vcpu, sregs) || !kvm_valid_apic_base(vcpu, sregs->apic_base))
 		return -EINVAL;
 	vcpu->sregs = *sregs;
 	return 0;
@@ -230,6 +305,7 @@ int kvm_vcpu_set_cpuid(struct kvm_vcpu *vcpu, const struct kvm_cpuid_entry2 *e, 
 	}
 	free(vcpu->cpuid);
 	vcpu->cpuid = copy;
+	vcpu->arch.cpuid_set = true; /* the guest's CR4 reserved bits apply now */
 	vcpu->cpuid_nent = nent;
 	return 0;
 }

@@ -33,10 +33,10 @@
 
 #include "vcpu/vcpu.h"
 #include "lib/lockdep.h"
+#include "lib/sys_raw.h"
 
 #define X86_EFLAGS_IF (1ULL << 9)
 #define KVM_SYNC_VALID (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS)
-#define KVM_VCPUEVENT_VALID_BITS 0x3fU /* NMI_PENDING .. TRIPLE_FAULT */
 
 /* Instruction lengths behind the RIP advance on completion. */
 #define INSN_LEN_VMCALL 3 /* 0f 01 c1 */
@@ -66,9 +66,8 @@ static int sync_regs(struct kvm_vcpu *v)
 	if (run->kvm_dirty_regs & KVM_SYNC_X86_EVENTS) {
 		struct kvm_vcpu_events ev = run->s.regs.events;
 
-		if (ev.flags & ~KVM_VCPUEVENT_VALID_BITS)
+		if (kvm_vcpu_set_events(v, &ev))
 			return -EINVAL;
-		v->events = ev;
 		run->kvm_dirty_regs &= ~(uint64_t)KVM_SYNC_X86_EVENTS;
 	}
 	return 0;
@@ -83,7 +82,7 @@ static void store_regs(struct kvm_vcpu *v)
 	if (run->kvm_valid_regs & KVM_SYNC_X86_SREGS)
 		run->s.regs.sregs = v->sregs;
 	if (run->kvm_valid_regs & KVM_SYNC_X86_EVENTS)
-		run->s.regs.events = v->events;
+		kvm_vcpu_get_events(v, &run->s.regs.events);
 }
 
 /* post_kvm_run_save: what every return of KVM_RUN fills. */
@@ -157,7 +156,7 @@ static void drain_wake_fd(struct kvm_vcpu *v)
 	uint64_t cnt;
 
 	/* Non-blocking; EAGAIN when already drained. */
-	if (read(v->wake_fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
+	if (gm_raw_read(v->wake_fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
 		gm_assert(!"read of the vCPU eventfd failed");
 }
 

@@ -19,6 +19,7 @@
 #include "core/kvm_arch.h"
 #include "vcpu/vcpu.h"
 #include "lib/lockdep.h"
+#include "lib/sys_raw.h"
 
 /* ---- the VM-wide coalesced-MMIO page ---------------------------------- */
 
@@ -30,20 +31,26 @@ static struct kvm_vcpu_shared *vcpu_shared_create(void)
 		return NULL;
 	s->refs = 1;
 	s->fd = memfd_create("kvm-coalesced-mmio", MFD_CLOEXEC);
-	if (s->fd < 0 || ftruncate(s->fd, 4096)) {
-		if (s->fd >= 0)
-			close(s->fd);
-		free(s);
-		return NULL;
-	}
+	if (s->fd < 0 || gm_raw_ftruncate(s->fd, 4096))
+		goto fail;
+	/* Coalesced writes land here (coalesced_mmio.c); the VMM maps it too. */
+	s->ring = gm_raw_mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
+	if (s->ring == MAP_FAILED)
+		goto fail;
 	return s;
+fail:
+	if (s->fd >= 0)
+		gm_raw_close(s->fd);
+	free(s);
+	return NULL;
 }
 
 /* Context: kvm->lock held, or VM destruction (no other user). */
 static void vcpu_shared_put(struct kvm_vcpu_shared *s)
 {
 	if (s && --s->refs == 0) {
-		close(s->fd);
+		gm_raw_munmap(s->ring, 4096);
+		gm_raw_close(s->fd);
 		free(s);
 	}
 }
@@ -85,9 +92,9 @@ static int vcpu_init_run_area(struct kvm_vcpu *v)
 	if (v->run_fd < 0)
 		return -ENOMEM;
 	/* Pages beyond the third SIGBUS on touch, as the kernel's fault handler. */
-	if (ftruncate(v->run_fd, KVM_VCPU_MMAP_SIZE))
+	if (gm_raw_ftruncate(v->run_fd, KVM_VCPU_MMAP_SIZE))
 		return -ENOMEM;
-	p = mmap(NULL, 2 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, v->run_fd, 0);
+	p = gm_raw_mmap(NULL, 2 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, v->run_fd, 0);
 	if (p == MAP_FAILED)
 		return -ENOMEM;
 	v->run = p;
@@ -98,14 +105,14 @@ static void vcpu_free(struct kvm_vcpu *v)
 {
 	kvm_guest_thread_stop(v);
 	if (v->run)
-		munmap(v->run, 2 * 4096);
+		gm_raw_munmap(v->run, 2 * 4096);
 	if (v->run_fd >= 0)
-		close(v->run_fd);
+		gm_raw_close(v->run_fd);
 	if (v->wake_fd >= 0)
-		close(v->wake_fd);
+		gm_raw_close(v->wake_fd);
 	vcpu_shared_put(v->shared);
 	free(v->cpuid);
-	free(v->msrs);
+	kvm_vcpu_arch_free(v);
 	pthread_cond_destroy(&v->hand_cv);
 	pthread_mutex_destroy(&v->hand_lock);
 	pthread_mutex_destroy(&v->mutex);
@@ -128,7 +135,9 @@ static int vcpu_alloc(struct kvm *kvm, uint32_t id, struct kvm_vcpu **out)
 	gm_check_pthread(pthread_mutex_init(&v->hand_lock, NULL));
 	gm_check_pthread(pthread_cond_init(&v->hand_cv, NULL));
 	vcpu_reset_state(v);
-	r = vcpu_init_run_area(v);
+	r = kvm_vcpu_arch_init(v);
+	if (!r)
+		r = vcpu_init_run_area(v);
 	if (r) {
 		vcpu_free(v);
 		return r;
@@ -224,11 +233,14 @@ static int kvm_vcpu_publish(struct kvm *kvm, struct kvm_vcpu *v, kvm_vcpu_instal
 int kvm_vm_ioctl_create_vcpu(struct kvm *kvm, unsigned long arg, kvm_vcpu_install_fn install,
 			     void *ctx)
 {
-	uint32_t id = (uint32_t)arg; /* the kernel takes a u32 */
+	uint32_t id = (uint32_t)arg; /* 6.8 takes a u32: the upper half is dropped */
 	struct kvm_vcpu *v = NULL;
 	bool put_ref = false;
 	int r;
 
+	/* 6.12 takes the whole unsigned long and refuses what does not fit. */
+	if (kvm->cfg.profile >= GM_PROFILE_LINUX_6_12 && arg >= KVM_MAX_VCPU_IDS)
+		return -EINVAL;
 	if (id >= KVM_MAX_VCPU_IDS)
 		return -EINVAL;
 	gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
@@ -288,7 +300,7 @@ void *kvm_vcpu_mmap(struct kvm_vcpu *vcpu, void *addr, size_t len, int prot, int
 		    off_t offset)
 {
 	uint64_t pgoff = (uint64_t)offset >> 12, npages = (len + 4095) >> 12;
-	void *p = mmap(addr, len, prot, flags, vcpu->run_fd, offset);
+	void *p = gm_raw_mmap(addr, len, prot, flags, vcpu->run_fd, offset);
 	int e;
 
 	if (p == MAP_FAILED || offset < 0)
@@ -298,9 +310,9 @@ void *kvm_vcpu_mmap(struct kvm_vcpu *vcpu, void *addr, size_t len, int prot, int
 		char *ring = (char *)p + (KVM_VCPU_COALESCED_PGOFF - pgoff) * 4096;
 		int f = (flags & (MAP_TYPE | MAP_POPULATE | MAP_LOCKED | MAP_NORESERVE)) | MAP_FIXED;
 
-		if (mmap(ring, 4096, prot, f, vcpu->shared->fd, 0) == MAP_FAILED) {
+		if (gm_raw_mmap(ring, 4096, prot, f, vcpu->shared->fd, 0) == MAP_FAILED) {
 			e = errno;
-			munmap(p, len);
+			gm_raw_munmap(p, len);
 			errno = e;
 			return MAP_FAILED;
 		}

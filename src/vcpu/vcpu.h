@@ -32,6 +32,7 @@
 #include "core/kvm_host.h"
 #include "mmu/fault.h"
 #include "vcpu/irqchip.h" /* the interrupt window of the stop point */
+#include "vcpu/x86.h"
 
 #define KVM_VCPU_MMAP_PAGES 3
 #define KVM_VCPU_MMAP_SIZE (KVM_VCPU_MMAP_PAGES * 4096)
@@ -74,6 +75,7 @@ struct guestmem_guest {
 struct kvm_vcpu_shared {
 	long refs; /* one per vCPU; vCPUs are destroyed together, under no lock */
 	int fd;	   /* memfd of one page */
+	struct kvm_coalesced_mmio_ring *ring; /* our mapping of it */
 };
 
 struct kvm_vcpu {
@@ -90,15 +92,12 @@ struct kvm_vcpu {
 	/* Architectural state (owned as described at the top). */
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
-	struct kvm_vcpu_events events;
 	uint32_t mp_state;
 	struct kvm_cpuid_entry2 *cpuid;
 	uint32_t cpuid_nent;
 	bool has_run; /* KVM_RUN reached the guest once: CPUID is frozen */
-	struct kvm_fpu fpu;
 	struct kvm_xcrs xcrs;
-	struct kvm_msr_entry *msrs; /* KVM_SET_MSRS store (cpuid.c) */
-	uint32_t nr_msrs;
+	struct kvm_vcpu_arch arch; /* events, FPU/XSAVE, MSRs, LAPIC... (x86.h) */
 	bool sigmask_active;
 	sigset_t sigmask; /* KVM_SET_SIGNAL_MASK: the mask during KVM_RUN */
 
@@ -126,6 +125,8 @@ struct kvm_vcpu {
 	bool kick;	/* READ_ONCE in every accessor: stop at the next one */
 
 	struct kvm_vcpu_stat stat;
+	/* vcpu->last_used_slot: used by the guest thread's faults only. */
+	struct kvm_memslot_cache last_used_slot;
 };
 
 static inline struct kvm_vcpu *guest_to_vcpu(struct guestmem_guest *g)

@@ -9,5 +9,13 @@
 #define MMIO_VAL 0xbeefULL
 /* The guest's "code": a word in memslot 0, below the ucall pages. */
 #define CODE_GPA 0x1000ULL
+/*
+ * The guest's spin count, in a memslot of its own that no scenario deletes
+ * (a write into memslot 0 could become an MMIO write once the "code" goes):
+ * the VMM waits for spins, not for time.
+ */
+#define HEARTBEAT_GPA 0x80000000ULL
+#define HEARTBEAT_SLOT 1
+#define HEARTBEAT_SIZE 4096ULL
 
 #endif

@@ -22,11 +22,14 @@
 /* Spin while the region's first word reads @spin_val; sync; return it. */
 static uint64_t spin_on_val(struct guestmem_guest *g, uint64_t spin_val)
 {
+	static uint64_t beats;
 	uint64_t val;
 
 	do {
 		val = guestmem_guest_read64(g, MEM_REGION_GPA);
 		(void)guestmem_guest_read64(g, CODE_GPA); /* "fetch the next instruction" */
+		/* Our addition: count the spins, for the VMM's handshake. */
+		guestmem_guest_write64(g, HEARTBEAT_GPA, ++beats);
 	} while (val == spin_val);
 	GUEST_SYNC(g, 0, 0, 0, 0, 0);
 	return val;

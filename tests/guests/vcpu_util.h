@@ -39,13 +39,13 @@ static inline struct vcpu *vm_vcpu_add(int vm, uint32_t id)
 	long size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
 
 	close(kvm);
-	TEST_ASSERT(v && size >= (long)sizeof(struct kvm_run), "mmap size %ld", size);
+	ASSERT_MSG(v && size >= (long)sizeof(struct kvm_run), "mmap size %ld", size);
 	v->id = id;
 	v->fd = __vm_create_vcpu(vm, id);
-	TEST_ASSERT(v->fd >= 0, "KVM_CREATE_VCPU(%u): %s", id, errno_name(errno));
+	ASSERT_MSG(v->fd >= 0, "KVM_CREATE_VCPU(%u): %s", id, errno_name(errno));
 	v->map_size = (size_t)size;
 	v->run = mmap(NULL, v->map_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
-	TEST_ASSERT(v->run != MAP_FAILED, "mmap(vcpu %u): %s", id, errno_name(errno));
+	ASSERT_MSG(v->run != MAP_FAILED, "mmap(vcpu %u): %s", id, errno_name(errno));
 	return v;
 }
 
@@ -69,18 +69,18 @@ static inline void vcpu_run(struct vcpu *v)
 	do
 		r = __vcpu_run(v);
 	while (r == -1 && errno == EINTR);
-	TEST_ASSERT(r == 0, "KVM_RUN(vcpu %u): %d %s, exit_reason %u", v->id, r,
+	ASSERT_MSG(r == 0, "KVM_RUN(vcpu %u): %d %s, exit_reason %u", v->id, r,
 		    errno_name(errno), v->run->exit_reason);
 }
 
 static inline void vcpu_regs_get(struct vcpu *v, struct kvm_regs *regs)
 {
-	TEST_ASSERT_OK(kvm_ioctl(v->fd, KVM_GET_REGS, regs));
+	ASSERT_OK(kvm_ioctl(v->fd, KVM_GET_REGS, regs));
 }
 
 static inline void vcpu_regs_set(struct vcpu *v, struct kvm_regs *regs)
 {
-	TEST_ASSERT_OK(kvm_ioctl(v->fd, KVM_SET_REGS, regs));
+	ASSERT_OK(kvm_ioctl(v->fd, KVM_SET_REGS, regs));
 }
 
 /* The guest's first argument, as the selftests' vcpu_args_set (RDI). */
@@ -97,14 +97,14 @@ static inline void vm_enable_cap(int vm, uint32_t cap, uint64_t arg0)
 {
 	struct kvm_enable_cap c = { .cap = cap, .args = { arg0 } };
 
-	TEST_ASSERT_OK(kvm_ioctl(vm, KVM_ENABLE_CAP, &c));
+	ASSERT_OK(kvm_ioctl(vm, KVM_ENABLE_CAP, &c));
 }
 
 static inline void vm_set_memory_attributes(int vm, uint64_t gpa, uint64_t size, uint64_t attr)
 {
 	struct kvm_memory_attributes a = { .address = gpa, .size = size, .attributes = attr };
 
-	TEST_ASSERT(kvm_ioctl(vm, KVM_SET_MEMORY_ATTRIBUTES, &a) == 0,
+	ASSERT_MSG(kvm_ioctl(vm, KVM_SET_MEMORY_ATTRIBUTES, &a) == 0,
 		    "SET_MEMORY_ATTRIBUTES gpa %#llx size %#llx attr %#llx: %s",
 		    (unsigned long long)gpa, (unsigned long long)size, (unsigned long long)attr,
 		    errno_name(errno));
@@ -137,7 +137,7 @@ static inline void *backing_alloc(enum backing b, size_t size)
 	uint8_t *p = mmap(NULL, size + SZ_2M, PROT_READ | PROT_WRITE, flags, -1, 0);
 	uint8_t *a;
 
-	TEST_ASSERT(p != MAP_FAILED, "mmap %zu: %s", size, errno_name(errno));
+	ASSERT_MSG(p != MAP_FAILED, "mmap %zu: %s", size, errno_name(errno));
 	a = (uint8_t *)(((uintptr_t)p + SZ_2M - 1) & ~(uintptr_t)(SZ_2M - 1));
 	if (a > p)
 		munmap(p, (size_t)(a - p));
@@ -154,9 +154,9 @@ static inline uint64_t vcpu_get_ucall(struct vcpu *v, const void *slot0, struct 
 {
 	uint64_t cmd = ucall_get(v->run, slot0, uc);
 
-	TEST_ASSERT(cmd != UCALL_NONE, "vcpu %u: exit_reason %u is no ucall (io port %#x)",
+	ASSERT_MSG(cmd != UCALL_NONE, "vcpu %u: exit_reason %u is no ucall (io port %#x)",
 		    v->id, v->run->exit_reason, v->run->io.port);
-	TEST_ASSERT(cmd != UCALL_ABORT, "vcpu %u: guest assertion: %s", v->id, uc->msg);
+	ASSERT_MSG(cmd != UCALL_ABORT, "vcpu %u: guest assertion: %s", v->id, uc->msg);
 	return cmd;
 }
 
@@ -166,7 +166,7 @@ static inline void require_guest(void)
 	const char *g = getenv("GUESTMEM_GUEST");
 
 	if (!g || !*g)
-		test_skip("GUESTMEM_GUEST is not set");
+		SKIP("GUESTMEM_GUEST is not set");
 }
 
 #endif

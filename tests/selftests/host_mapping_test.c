@@ -9,7 +9,8 @@
  * translation would instead crash this process (the guest thread would
  * touch an unmapped address) or show old data.
  *
- * Runs under `guestmem exec` only: the hooks live in the preload library.
+ * Runs under `guestmem exec` (the preload's wrappers) and direct (through
+ * guestmem_sys_*, which have the same hooks).
  * The guest (tests/guests/host_mapping_guest.c) loops: load, OUT.
  */
 #include <sys/mman.h>
@@ -33,8 +34,8 @@ static long run_once(struct fixture *x)
 
 	if (__vcpu_run(x->v))
 		return -errno;
-	TEST_ASSERT_EQ(x->v->run->exit_reason, KVM_EXIT_IO);
-	TEST_ASSERT_EQ(x->v->run->io.port, HOST_MAP_PORT);
+	ASSERT_EQ(x->v->run->exit_reason, KVM_EXIT_IO);
+	ASSERT_EQ(x->v->run->io.port, HOST_MAP_PORT);
 	memcpy(&val, (char *)x->v->run + x->v->run->io.data_offset, sizeof(val));
 	return val;
 }
@@ -45,83 +46,82 @@ static void fixture_init(struct fixture *x)
 	x->vm = vm_create(KVM_X86_DEFAULT_VM);
 	x->hva = mmap(NULL, 2 * PG_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
 		      -1, 0);
-	TEST_ASSERT(x->hva != MAP_FAILED, "mmap: %s", errno_name(errno));
+	ASSERT_MSG(x->hva != MAP_FAILED, "mmap: %s", errno_name(errno));
 	*(uint64_t *)x->hva = 0x1111;
 	vm_set_region(x->vm, HOST_MAP_SLOT, 0, HOST_MAP_GPA, 2 * PG_SIZE, x->hva);
 	x->v = vm_vcpu_add(x->vm, 0);
-	TEST_ASSERT_EQ(run_once(x), 0x1111); /* translation installed */
+	ASSERT_EQ(run_once(x), 0x1111); /* translation installed */
 }
 
-static void test_munmap(void *arg)
+/* The VM and its vCPU go; the test's own mappings are left as it made them. */
+static void fixture_fini(struct fixture *x)
+{
+	vcpu_free(x->v);
+	close(x->vm);
+}
+
+TEST_TIMEOUT(test_munmap, 60)
 {
 	struct fixture x;
 
-	(void)arg;
 	fixture_init(&x);
-	TEST_ASSERT_EQ(munmap(x.hva, PG_SIZE), 0);
-	TEST_ASSERT_EQ(run_once(&x), -EFAULT);
-	TEST_ASSERT(x.v->run->exit_reason != KVM_EXIT_MEMORY_FAULT, "shared: no memory_fault");
+	ASSERT_EQ(munmap(x.hva, PG_SIZE), 0);
+	ASSERT_EQ(run_once(&x), -EFAULT);
+	ASSERT_MSG(x.v->run->exit_reason != KVM_EXIT_MEMORY_FAULT, "shared: no memory_fault");
 	/* Map something new there: the retried access sees it. */
-	TEST_ASSERT(mmap(x.hva, PG_SIZE, PROT_READ | PROT_WRITE,
+	ASSERT_MSG(mmap(x.hva, PG_SIZE, PROT_READ | PROT_WRITE,
 			 MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == x.hva, "remap");
 	*(uint64_t *)x.hva = 0x2222;
-	TEST_ASSERT_EQ(run_once(&x), 0x2222);
+	ASSERT_EQ(run_once(&x), 0x2222);
+	fixture_fini(&x);
 }
 
-static void test_mprotect(void *arg)
+TEST_TIMEOUT(test_mprotect, 60)
 {
 	struct fixture x;
 
-	(void)arg;
 	fixture_init(&x);
-	TEST_ASSERT_EQ(mprotect(x.hva, PG_SIZE, PROT_NONE), 0);
-	TEST_ASSERT_EQ(run_once(&x), -EFAULT);
-	TEST_ASSERT_EQ(mprotect(x.hva, PG_SIZE, PROT_READ), 0);
-	TEST_ASSERT_EQ(run_once(&x), 0x1111); /* readable again: loads work */
+	ASSERT_EQ(mprotect(x.hva, PG_SIZE, PROT_NONE), 0);
+	ASSERT_EQ(run_once(&x), -EFAULT);
+	ASSERT_EQ(mprotect(x.hva, PG_SIZE, PROT_READ), 0);
+	ASSERT_EQ(run_once(&x), 0x1111); /* readable again: loads work */
+	fixture_fini(&x);
 }
 
-static void test_mremap(void *arg)
+TEST_TIMEOUT(test_mremap, 60)
 {
 	struct fixture x;
-	uint8_t *moved, *away;
+	uint8_t *moved, *dst;
 
-	(void)arg;
 	fixture_init(&x);
-	/*
-	 * Move the pages away: the slot's hva range is empty now.  The target
-	 * is reserved first: MREMAP_FIXED onto a guessed address could land
-	 * on (and unmap) a library.
-	 */
-	away = mmap(NULL, 2 * PG_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	TEST_ASSERT(away != MAP_FAILED, "mmap: %s", errno_name(errno));
-	moved = mremap(x.hva, 2 * PG_SIZE, 2 * PG_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, away);
-	TEST_ASSERT(moved != MAP_FAILED, "mremap: %s", errno_name(errno));
-	TEST_ASSERT_EQ(run_once(&x), -EFAULT);
+	/* A reserved destination: MREMAP_FIXED replaces whatever is mapped there. */
+	dst = mmap(NULL, 2 * PG_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_MSG(dst != MAP_FAILED, "mmap: %s", errno_name(errno));
+	/* Move the pages away: the slot's hva range is empty now. */
+	moved = mremap(x.hva, 2 * PG_SIZE, 2 * PG_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+	ASSERT_MSG(moved != MAP_FAILED, "mremap: %s", errno_name(errno));
+	ASSERT_EQ(run_once(&x), -EFAULT);
 	/* And back: the guest sees the same data again. */
-	TEST_ASSERT(mremap(moved, 2 * PG_SIZE, 2 * PG_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED,
+	ASSERT_MSG(mremap(moved, 2 * PG_SIZE, 2 * PG_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED,
 			   x.hva) == x.hva, "mremap back: %s", errno_name(errno));
-	TEST_ASSERT_EQ(run_once(&x), 0x1111);
+	ASSERT_EQ(run_once(&x), 0x1111);
+	fixture_fini(&x);
 }
 
-static void test_madvise_remove(void *arg)
+TEST_TIMEOUT(test_madvise_remove, 60)
 {
 	struct fixture x;
 
-	(void)arg;
 	fixture_init(&x);
 	/* Shared anonymous memory: MADV_REMOVE frees the page, it reads 0. */
-	TEST_ASSERT_EQ(madvise(x.hva, PG_SIZE, MADV_REMOVE), 0);
-	TEST_ASSERT_EQ(run_once(&x), 0);
+	ASSERT_EQ(madvise(x.hva, PG_SIZE, MADV_REMOVE), 0);
+	ASSERT_EQ(run_once(&x), 0);
 	*(uint64_t *)x.hva = 0x3333;
-	TEST_ASSERT_EQ(run_once(&x), 0x3333);
+	ASSERT_EQ(run_once(&x), 0x3333);
+	fixture_fini(&x);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	tap_run("munmap: EFAULT, then the new mapping", test_munmap, NULL, 60);
-	tap_run("mprotect: PROT_NONE EFAULT, PROT_READ loads", test_mprotect, NULL, 60);
-	tap_run("mremap away and back", test_mremap, NULL, 60);
-	tap_run("madvise(MADV_REMOVE) reads zeros", test_madvise_remove, NULL, 60);
-	return tap_finish();
+	return test_main(argc, argv);
 }

@@ -51,7 +51,7 @@ static struct data_slot *find_slot(struct conv_vm *c, uint64_t gpa)
 	for (uint32_t i = 0; i < c->nr_slots; i++)
 		if (gpa >= c->slots[i].gpa && gpa < c->slots[i].gpa + c->slots[i].size)
 			return &c->slots[i];
-	TEST_ASSERT(0, "gpa %#llx is in no data memslot", (unsigned long long)gpa);
+	ASSERT_MSG(0, "gpa %#llx is in no data memslot", (unsigned long long)gpa);
 	return NULL;
 }
 
@@ -66,7 +66,7 @@ static void guest_mem_fallocate(struct conv_vm *c, uint64_t gpa, uint64_t size, 
 
 		if (len > size)
 			len = size;
-		TEST_ASSERT(fallocate(c->gmem, mode, (off_t)(s->gmem_off + gpa - s->gpa),
+		ASSERT_MSG(fallocate(c->gmem, mode, (off_t)(s->gmem_off + gpa - s->gpa),
 				      (off_t)len) == 0,
 			    "fallocate(mode %#x, gpa %#llx, len %#llx): %s", mode,
 			    (unsigned long long)gpa, (unsigned long long)len, errno_name(errno));
@@ -82,7 +82,7 @@ static void handle_exit_hypercall(struct conv_vm *c, struct vcpu *v)
 	uint64_t flags = run->hypercall.args[2];
 	bool shared = flags & MAP_GPA_SHARED;
 
-	TEST_ASSERT_EQ(run->hypercall.nr, KVM_HC_MAP_GPA_RANGE);
+	ASSERT_EQ(run->hypercall.nr, KVM_HC_MAP_GPA_RANGE);
 	if (flags & MAP_GPA_DO_FALLOCATE)
 		guest_mem_fallocate(c, gpa, size, shared);
 	if (flags & MAP_GPA_SET_ATTRIBUTES)
@@ -97,7 +97,7 @@ static void handle_sync(struct conv_vm *c, const struct ucall *uc)
 	uint64_t gpa = uc->args[1], size = uc->args[2];
 	uint8_t expect = (uint8_t)uc->args[3];
 
-	TEST_ASSERT(uc->args[0] == SYNC_SHARED || uc->args[0] == SYNC_PRIVATE,
+	ASSERT_MSG(uc->args[0] == SYNC_SHARED || uc->args[0] == SYNC_PRIVATE,
 		    "unknown sync kind %llu", (unsigned long long)uc->args[0]);
 	for (uint64_t i = 0; i < size; i += PG_SIZE) {
 		struct data_slot *s = find_slot(c, gpa + i);
@@ -105,7 +105,7 @@ static void handle_sync(struct conv_vm *c, const struct ucall *uc)
 		uint64_t n = size - i < PG_SIZE ? size - i : PG_SIZE;
 
 		for (uint64_t j = 0; j < n; j++)
-			TEST_ASSERT(hva[j] == expect, "host reads %#x at gpa %#llx, expected %#x",
+			ASSERT_MSG(hva[j] == expect, "host reads %#x at gpa %#llx, expected %#x",
 				    hva[j], (unsigned long long)(gpa + i + j), expect);
 		if (uc->args[0] == SYNC_SHARED)
 			memset(hva, (int)uc->args[4], n);
@@ -132,7 +132,7 @@ static void *vcpu_thread_fn(void *arg)
 		case UCALL_DONE:
 			return NULL;
 		default:
-			TEST_ASSERT(0, "unknown ucall %llu", (unsigned long long)uc.cmd);
+			ASSERT_MSG(0, "unknown ucall %llu", (unsigned long long)uc.cmd);
 		}
 	}
 }
@@ -141,7 +141,7 @@ static void add_data_slots(struct conv_vm *c, const struct params *p, uint64_t m
 {
 	uint64_t slot_size = memfd_size / p->nr_memslots;
 
-	TEST_ASSERT(slot_size * p->nr_memslots == memfd_size && !(slot_size % PG_SIZE),
+	ASSERT_MSG(slot_size * p->nr_memslots == memfd_size && !(slot_size % PG_SIZE),
 		    "%u memslots do not divide %#llx bytes", p->nr_memslots,
 		    (unsigned long long)memfd_size);
 	for (uint32_t i = 0; i < p->nr_memslots; i++) {
@@ -167,7 +167,7 @@ static void test_mem_conversions(void *arg)
 
 	require_guest();
 	if (!vm_type_supported(KVM_X86_SW_PROTECTED_VM))
-		test_skip("KVM_X86_SW_PROTECTED_VM is not supported");
+		SKIP("KVM_X86_SW_PROTECTED_VM is not supported");
 	c.vm = vm_create(KVM_X86_SW_PROTECTED_VM);
 	c.slot0 = backing_alloc(BACKING_ANON, UCALL_SLOT0_SIZE);
 	vm_set_region(c.vm, 0, 0, 0, UCALL_SLOT0_SIZE, c.slot0);
@@ -179,7 +179,7 @@ static void test_mem_conversions(void *arg)
 		t[i].c = &c;
 		t[i].v = vm_vcpu_add(c.vm, i);
 		vcpu_set_arg(t[i].v, BASE_DATA_GPA + i * per_cpu_size);
-		TEST_ASSERT_EQ(pthread_create(&t[i].thread, NULL, vcpu_thread_fn, &t[i]), 0);
+		ASSERT_EQ(pthread_create(&t[i].thread, NULL, vcpu_thread_fn, &t[i]), 0);
 	}
 	__atomic_store_n(&c.go, 1, __ATOMIC_RELEASE);
 	for (uint32_t i = 0; i < p->nr_vcpus; i++) {
@@ -189,20 +189,20 @@ static void test_mem_conversions(void *arg)
 	close(c.vm);
 
 	/* The guest_memfd keeps its VM alive: it still punches and allocates. */
-	TEST_ASSERT_OK(fallocate(c.gmem, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0,
+	ASSERT_OK(fallocate(c.gmem, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0,
 				 (off_t)memfd_size));
-	TEST_ASSERT_OK(fallocate(c.gmem, FALLOC_FL_KEEP_SIZE, 0, (off_t)memfd_size));
+	ASSERT_OK(fallocate(c.gmem, FALLOC_FL_KEEP_SIZE, 0, (off_t)memfd_size));
 	close(c.gmem);
 }
 
-static void run_case(const struct params *p)
+static void add_case(const struct params *p)
 {
 	static const char *names[] = { "anonymous", "anonymous_thp", "shmem" };
 	char name[96];
 
 	snprintf(name, sizeof(name), "conversions %s, %u vCPU(s), %u memslot(s)",
 		 names[p->backing], p->nr_vcpus, p->nr_memslots);
-	tap_run(name, test_mem_conversions, (void *)p, 240);
+	test_add(name, test_mem_conversions, (void *)p, 240);
 }
 
 int main(int argc, char **argv)
@@ -215,7 +215,6 @@ int main(int argc, char **argv)
 	bool custom = false;
 	int opt;
 
-	setvbuf(stdout, NULL, _IOLBF, 0);
 	while ((opt = getopt(argc, argv, "s:n:m:")) != -1) {
 		custom = true;
 		if (opt == 's' && backing_parse(optarg, &p.backing) == 0)
@@ -230,9 +229,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (custom)
-		run_case(&p);
+		add_case(&p);
 	else
 		for (size_t i = 0; i < sizeof(matrix) / sizeof(matrix[0]); i++)
-			run_case(&matrix[i]);
-	return tap_finish();
+			add_case(&matrix[i]);
+	/* The operands left after the options select cases (harness.h). */
+	argv[optind - 1] = argv[0];
+	return test_main(argc - optind + 1, argv + optind - 1);
 }

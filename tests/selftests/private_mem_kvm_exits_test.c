@@ -19,9 +19,9 @@ static uint32_t run_vcpu_get_exit_reason(struct vcpu *v)
 	int r = __vcpu_run(v);
 
 	if (r) {
-		TEST_ASSERT(errno == EFAULT, "KVM_RUN: %d errno %s, expected EFAULT", r,
+		ASSERT_MSG(errno == EFAULT, "KVM_RUN: %d errno %s, expected EFAULT", r,
 			    errno_name(errno));
-		TEST_ASSERT_EQ(v->run->exit_reason, KVM_EXIT_MEMORY_FAULT);
+		ASSERT_EQ(v->run->exit_reason, KVM_EXIT_MEMORY_FAULT);
 	}
 	return v->run->exit_reason;
 }
@@ -30,35 +30,41 @@ static void assert_private_fault(struct vcpu *v)
 {
 	struct kvm_run_memory_fault *mf = kvm_run_memory_fault(v->run);
 
-	TEST_ASSERT_EQ(mf->flags, KVM_MEMORY_EXIT_FLAG_PRIVATE);
-	TEST_ASSERT_EQ(mf->gpa, EXITS_TEST_GPA);
-	TEST_ASSERT_EQ(mf->size, EXITS_TEST_SIZE);
+	ASSERT_EQ(mf->flags, KVM_MEMORY_EXIT_FLAG_PRIVATE);
+	ASSERT_EQ(mf->gpa, EXITS_TEST_GPA);
+	ASSERT_EQ(mf->size, EXITS_TEST_SIZE);
 }
+
+struct runner {
+	struct vcpu *v;
+	pid_t tid; /* set before KVM_RUN */
+};
 
 static void *run_vcpu_thread(void *arg)
 {
-	struct vcpu *v = arg;
+	struct runner *r = arg;
 
-	return (void *)(uintptr_t)run_vcpu_get_exit_reason(v);
+	__atomic_store_n(&r->tid, gettid(), __ATOMIC_RELEASE);
+	return (void *)(uintptr_t)run_vcpu_get_exit_reason(r->v);
 }
 
 static int protected_vm(void)
 {
 	require_guest();
 	if (!vm_type_supported(KVM_X86_SW_PROTECTED_VM))
-		test_skip("KVM_X86_SW_PROTECTED_VM is not supported");
+		SKIP("KVM_X86_SW_PROTECTED_VM is not supported");
 	return vm_create(KVM_X86_SW_PROTECTED_VM);
 }
 
-static void test_private_access_memslot_deleted(void *arg)
+TEST_TIMEOUT(test_private_access_memslot_deleted, 60)
 {
 	int vm = protected_vm(), gmem;
 	uint8_t *shared = backing_alloc(BACKING_ANON, SZ_2M);
+	struct runner r = { 0 };
 	struct vcpu *v;
 	pthread_t t;
 	void *reason;
 
-	(void)arg;
 	gmem = vm_create_guest_memfd(vm, EXITS_TEST_SIZE, 0);
 	vm_set_region2(vm, EXITS_TEST_SLOT, KVM_MEM_GUEST_MEMFD, EXITS_TEST_GPA,
 		       EXITS_TEST_SIZE, shared, gmem, 0);
@@ -66,43 +72,43 @@ static void test_private_access_memslot_deleted(void *arg)
 				 KVM_MEMORY_ATTRIBUTE_PRIVATE);
 	v = vm_vcpu_add(vm, 0);
 	/* The guest maps the private page and reports it with an OUT. */
-	TEST_ASSERT_EQ(run_vcpu_get_exit_reason(v), KVM_EXIT_IO);
-	TEST_ASSERT_EQ(pthread_create(&t, NULL, run_vcpu_thread, v), 0);
-	/* Let it spin on the mapped page; the delete must zap it either way. */
-	usleep(20 * 1000);
+	ASSERT_EQ(run_vcpu_get_exit_reason(v), KVM_EXIT_IO);
+	r.v = v;
+	ASSERT_EQ(pthread_create(&t, NULL, run_vcpu_thread, &r), 0);
+	/*
+	 * Delete once the runner sleeps inside KVM_RUN: the guest spins on the
+	 * mapped page (the delete must zap it either way).
+	 */
+	ASSERT_WAIT(__atomic_load_n(&r.tid, __ATOMIC_ACQUIRE) && test_thread_blocked(r.tid),
+		    10000);
 	vm_set_region2(vm, EXITS_TEST_SLOT, KVM_MEM_GUEST_MEMFD, EXITS_TEST_GPA, 0, shared,
 		       gmem, 0);
 	pthread_join(t, &reason);
-	TEST_ASSERT_EQ((uintptr_t)reason, KVM_EXIT_MEMORY_FAULT);
+	ASSERT_EQ((uintptr_t)reason, KVM_EXIT_MEMORY_FAULT);
 	assert_private_fault(v);
 	vcpu_free(v);
 	close(gmem);
 	close(vm);
 }
 
-static void test_private_access_memslot_not_private(void *arg)
+TEST_TIMEOUT(test_private_access_memslot_not_private, 60)
 {
 	int vm = protected_vm();
 	uint8_t *shared = backing_alloc(BACKING_ANON, SZ_2M);
 	struct vcpu *v;
 
-	(void)arg;
 	/* A plain memslot: it cannot supply private memory. */
 	vm_set_region(vm, EXITS_TEST_SLOT, 0, EXITS_TEST_GPA, EXITS_TEST_SIZE, shared);
 	vm_set_memory_attributes(vm, EXITS_TEST_GPA, EXITS_TEST_SIZE,
 				 KVM_MEMORY_ATTRIBUTE_PRIVATE);
 	v = vm_vcpu_add(vm, 0);
-	TEST_ASSERT_EQ(run_vcpu_get_exit_reason(v), KVM_EXIT_MEMORY_FAULT);
+	ASSERT_EQ(run_vcpu_get_exit_reason(v), KVM_EXIT_MEMORY_FAULT);
 	assert_private_fault(v);
 	vcpu_free(v);
 	close(vm);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	tap_run("private access, memslot deleted", test_private_access_memslot_deleted, NULL, 60);
-	tap_run("private access, memslot not private", test_private_access_memslot_not_private,
-		NULL, 60);
-	return tap_finish();
+	return test_main(argc, argv);
 }

@@ -30,10 +30,12 @@
 struct srm {
 	int vm;
 	uint8_t *slot0;
+	uint8_t *heartbeat; /* HEARTBEAT_SLOT's memory */
 	uint8_t *region;
 	struct vcpu *v;
 	sem_t ready;
 	pthread_t thread;
+	int stopped; /* the worker stopped running the vCPU (atomic) */
 };
 
 static int loops = 10;
@@ -56,23 +58,39 @@ static void *vcpu_worker(void *arg)
 		}
 		if (run->exit_reason != KVM_EXIT_MMIO || run->mmio.phys_addr == CODE_GPA)
 			break;
-		TEST_ASSERT(!run->mmio.is_write, "unexpected MMIO write");
-		TEST_ASSERT_EQ(run->mmio.len, 8);
-		TEST_ASSERT_EQ(run->mmio.phys_addr, MEM_REGION_GPA);
+		ASSERT_MSG(!run->mmio.is_write, "unexpected MMIO write");
+		ASSERT_EQ(run->mmio.len, 8);
+		ASSERT_EQ(run->mmio.phys_addr, MEM_REGION_GPA);
 		memcpy(run->mmio.data, &mmio_val, 8);
 	}
+	__atomic_store_n(&s->stopped, 1, __ATOMIC_RELEASE);
 	return NULL;
+}
+
+/* The guest's spin count (HEARTBEAT_GPA, in HEARTBEAT_SLOT). */
+static uint64_t beats(struct srm *s)
+{
+	return __atomic_load_n((uint64_t *)s->heartbeat, __ATOMIC_RELAXED);
+}
+
+/* Wait until the guest has spun @n more times - it runs, and it has read the
+ * region since the call - or has finished (the original sleeps 100 ms). */
+static void wait_for_spins(struct srm *s, uint64_t n)
+{
+	uint64_t b = beats(s);
+
+	ASSERT_WAIT(beats(s) - b >= n || __atomic_load_n(&s->stopped, __ATOMIC_ACQUIRE), 10000);
 }
 
 static void wait_for_vcpu(struct srm *s)
 {
 	struct timespec ts;
 
-	TEST_ASSERT_OK(clock_gettime(CLOCK_REALTIME, &ts));
+	ASSERT_OK(clock_gettime(CLOCK_REALTIME, &ts));
 	ts.tv_sec += 10;
-	TEST_ASSERT(!sem_timedwait(&s->ready, &ts), "timed out waiting for the vCPU");
-	/* Let the vCPU re-enter the guest. */
-	usleep(100 * 1000);
+	ASSERT_MSG(!sem_timedwait(&s->ready, &ts), "timed out waiting for the vCPU");
+	/* The vCPU re-entered the guest and spins again. */
+	wait_for_spins(s, 2);
 }
 
 static void region_add(struct srm *s)
@@ -91,19 +109,22 @@ static void region_delete(struct srm *s, uint32_t slot)
 	vm_set_region(s->vm, slot, 0, 0, 0, NULL);
 }
 
-/* A default VM, slot 0 (ucalls, "code"), slot 10, one vCPU running @scenario. */
+/* A default VM, slot 0 (ucalls, "code"), slot 1 (heartbeat), slot 10, one vCPU running
+ * @scenario. */
 static void spawn_vm(struct srm *s, uint64_t scenario)
 {
 	require_guest();
 	memset(s, 0, sizeof(*s));
-	TEST_ASSERT_OK(sem_init(&s->ready, 0, 0));
+	ASSERT_OK(sem_init(&s->ready, 0, 0));
 	s->vm = vm_create(0);
 	s->slot0 = backing_alloc(BACKING_ANON, UCALL_SLOT0_SIZE);
 	vm_set_region(s->vm, 0, 0, 0, UCALL_SLOT0_SIZE, s->slot0);
+	s->heartbeat = backing_alloc(BACKING_ANON, HEARTBEAT_SIZE);
+	vm_set_region(s->vm, HEARTBEAT_SLOT, 0, HEARTBEAT_GPA, HEARTBEAT_SIZE, s->heartbeat);
 	region_add(s);
 	s->v = vm_vcpu_add(s->vm, 0);
 	vcpu_set_arg(s->v, scenario);
-	TEST_ASSERT_EQ(pthread_create(&s->thread, NULL, vcpu_worker, s), 0);
+	ASSERT_EQ(pthread_create(&s->thread, NULL, vcpu_worker, s), 0);
 	wait_for_vcpu(s);
 }
 
@@ -124,14 +145,14 @@ static void move_once(void)
 	/* Misaligned: gpa MEM_REGION_GPA now reads the region's second page. */
 	region_move(&s, MEM_REGION_GPA - 4096);
 	__atomic_store_n(word, 2, __ATOMIC_RELAXED);
-	usleep(100 * 1000);
+	wait_for_spins(&s, 2); /* the guest reads on the misaligned mapping */
 	/* Written before restoring, so the guest can only ever see 1. */
 	__atomic_store_n(word, 1, __ATOMIC_RELAXED);
 	region_move(&s, MEM_REGION_GPA);
 	wait_for_vcpu(&s);
 	wait_for_vcpu(&s); /* the sync deferred while misaligned */
 	pthread_join(s.thread, NULL);
-	TEST_ASSERT_EQ(s.v->run->exit_reason, KVM_EXIT_IO); /* UCALL_DONE */
+	ASSERT_EQ(s.v->run->exit_reason, KVM_EXIT_IO); /* UCALL_DONE */
 	teardown(&s);
 }
 
@@ -151,9 +172,9 @@ static void delete_once(void)
 	region_delete(&s, 0);
 	pthread_join(s.thread, NULL);
 	run = s.v->run;
-	TEST_ASSERT_EQ(run->exit_reason, KVM_EXIT_MMIO);
-	TEST_ASSERT_EQ(run->mmio.phys_addr, CODE_GPA);
-	TEST_ASSERT_EQ(run->mmio.is_write, 0);
+	ASSERT_EQ(run->exit_reason, KVM_EXIT_MMIO);
+	ASSERT_EQ(run->mmio.phys_addr, CODE_GPA);
+	ASSERT_EQ(run->mmio.is_write, 0);
 	teardown(&s);
 }
 
@@ -175,16 +196,17 @@ int main(int argc, char **argv)
 {
 	int opt;
 
-	setvbuf(stdout, NULL, _IOLBF, 0);
 	while ((opt = getopt(argc, argv, "i:")) != -1) {
 		if (opt != 'i' || (loops = atoi(optarg)) < 1) {
-			fprintf(stderr, "usage: %s [-i loops]\n", argv[0]);
+			fprintf(stderr, "usage: %s [-i loops] [case...]\n", argv[0]);
 			return 2;
 		}
 	}
-	tap_run("move memory region under a running vCPU", test_move_memory_region, NULL,
-		30 + 5 * (unsigned)loops);
-	tap_run("delete memory region under a running vCPU", test_delete_memory_region, NULL,
-		30 + 5 * (unsigned)loops);
-	return tap_finish();
+	test_add("move memory region under a running vCPU", test_move_memory_region, NULL,
+		 30 + 5 * (unsigned)loops);
+	test_add("delete memory region under a running vCPU", test_delete_memory_region, NULL,
+		 30 + 5 * (unsigned)loops);
+	/* The operands left after the options select cases (harness.h). */
+	argv[optind - 1] = argv[0];
+	return test_main(argc - optind + 1, argv + optind - 1);
 }

@@ -15,9 +15,9 @@
  * access while the slot is away, attributes changed under a fault) are
  * re-entered; every other exit is an error.
  *
- * TAP output; each backing (memfd, secretmem when the host allows it) is
- * one test.  Counters are printed and must show that every disturber and
- * every guest did real work.
+ * One case per backing (memfd, secretmem: a skip when the host refuses
+ * memfd_secret(2)), under tests/harness.  Counters are printed and must show
+ * that every disturber and every guest did real work.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,11 +28,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <guestmem/guest.h>
 #include <guestmem/guestmem.h>
+
+#include "harness.h"
 
 #define NR_VCPUS 4
 #define REGION_PAGES 512 /* 2 MiB per vCPU */
@@ -224,7 +227,7 @@ static void *slotter(void *arg)
 		uint32_t i = (uint32_t)(xorshift(&rng) % NR_VCPUS);
 
 		if (set_slot(s, i, false) || (usleep(500), set_slot(s, i, true))) {
-			fprintf(stdout, "# memslot %u update failed\n", BASE_SLOT + i);
+			DIAG("memslot %u update failed", BASE_SLOT + i);
 			__atomic_store_n(&s->stop, 2, __ATOMIC_RELAXED);
 			return NULL;
 		}
@@ -293,60 +296,78 @@ static void teardown(struct stress *s)
 	guestmem_vm_put(s->vm);
 }
 
-static bool report(struct stress *s)
+/* Every check of a finished run; counters as diagnostics. */
+static void report(struct stress *s)
 {
 	struct guestmem_vm_stats vs;
 	uint64_t reads = 0, mmio = 0, mf = 0;
-	bool ok = __atomic_load_n(&s->stop, __ATOMIC_RELAXED) == 1;
 
 	guestmem_vm_stats(s->vm, &vs);
+	/* 1: stopped by the clock; 2: stopped early by an error */
+	EXPECT_EQ(__atomic_load_n(&s->stop, __ATOMIC_RELAXED), 1);
 	for (uint32_t i = 0; i < NR_VCPUS; i++) {
 		struct vcpu_ctx *c = &s->vcpus[i];
 
-		if (c->error) {
-			printf("# vCPU %u: error %d; bad value %#llx at gpa %#llx\n", i, c->error,
-			       (unsigned long long)c->bad_value, (unsigned long long)c->bad_gpa);
-			ok = false;
-		}
-		if (!c->writes || !c->reads)
-			ok = false;
+		if (c->error)
+			DIAG("vCPU %u: error %d; bad value %#llx at gpa %#llx", i, c->error,
+			     (unsigned long long)c->bad_value, (unsigned long long)c->bad_gpa);
+		EXPECT_EQ(c->error, 0);
+		EXPECT_NE(c->writes, 0);
+		EXPECT_NE(c->reads, 0);
 		reads += c->reads;
 		mmio += c->mmio_exits;
 		mf += c->memory_fault_exits;
 	}
-	printf("# reads %llu, MMIO exits %llu, memory-fault exits %llu\n",
-	       (unsigned long long)reads, (unsigned long long)mmio, (unsigned long long)mf);
-	printf("# punches %llu, flips %llu, slot cycles %llu, dropped ranges %llu\n",
-	       (unsigned long long)s->punches, (unsigned long long)s->flips,
-	       (unsigned long long)s->slot_cycles, (unsigned long long)s->dontneeds);
-	printf("# faults %llu, retries %llu, mmu_lock %llu, zapped ranges %llu\n",
-	       (unsigned long long)vs.faults, (unsigned long long)vs.fault_retries,
-	       (unsigned long long)vs.mmu_lock_acquisitions, (unsigned long long)vs.zapped_ranges);
+	DIAG("reads %llu, MMIO exits %llu, memory-fault exits %llu", (unsigned long long)reads,
+	     (unsigned long long)mmio, (unsigned long long)mf);
+	DIAG("punches %llu, flips %llu, slot cycles %llu, dropped ranges %llu",
+	     (unsigned long long)s->punches, (unsigned long long)s->flips,
+	     (unsigned long long)s->slot_cycles, (unsigned long long)s->dontneeds);
+	DIAG("faults %llu, retries %llu, mmu_lock %llu, zapped ranges %llu",
+	     (unsigned long long)vs.faults, (unsigned long long)vs.fault_retries,
+	     (unsigned long long)vs.mmu_lock_acquisitions, (unsigned long long)vs.zapped_ranges);
 	/* Every disturber must have done its work, or the test proves nothing. */
-	return ok && s->punches && s->flips && s->slot_cycles && s->dontneeds && vs.faults;
+	EXPECT_NE(s->punches, 0);
+	EXPECT_NE(s->flips, 0);
+	EXPECT_NE(s->slot_cycles, 0);
+	EXPECT_NE(s->dontneeds, 0);
+	EXPECT_NE(vs.faults, 0);
 }
 
-/* Returns 1 pass, 0 fail, -1 skip (the backing is not available). */
-static int run_stress(const char *backing, unsigned seconds)
+static unsigned stress_seconds(void)
 {
+	const char *env = getenv("STRESS_SECONDS");
+
+	return env ? (unsigned)atoi(env) : 4;
+}
+
+/* One run over backing @arg ("memfd" or "secretmem"). */
+static void run_stress(void *arg)
+{
+	const char *backing = arg;
 	void *(*fns[])(void *) = { puncher, flipper, slotter, dropper };
+	unsigned seconds = stress_seconds();
 	pthread_t dist[4];
 	struct stress *s = calloc(1, sizeof(*s));
-	bool ok;
+	long fd;
 	int r;
 
-	if (guestmem_config_set("linux-6.8", "KVM_SW_PROTECTED_VM=y", backing))
-		return 0;
-	r = setup(s);
-	if (r) {
-		printf("# %s: setup failed: %s\n", backing, strerror(-r));
-		/* Only secretmem may be missing on a host. */
-		return strcmp(backing, "secretmem") ? 0 : -1;
+	ASSERT_NOT_NULL(s);
+	if (!strcmp(backing, "secretmem")) {
+		fd = syscall(SYS_memfd_secret, 0);
+		if (fd < 0)
+			SKIP("secretmem: the host refuses memfd_secret(2): %s", test_errno_name(errno));
+		close((int)fd);
 	}
+	ASSERT_EQ(guestmem_config_set("linux-6.8", "KVM_SW_PROTECTED_VM=y", backing), 0);
+	r = setup(s);
+	ASSERT_MSG(r == 0, "%s: setup failed: %s", backing, strerror(-r));
+	DIAG("%d vCPUs, %u s", NR_VCPUS, seconds);
 	for (uint32_t i = 0; i < NR_VCPUS; i++)
-		pthread_create(&s->vcpus[i].thread, NULL, vcpu_thread, &s->vcpus[i]);
+		ASSERT_EQ(pthread_create(&s->vcpus[i].thread, NULL, vcpu_thread, &s->vcpus[i]), 0);
 	for (int i = 0; i < 4; i++)
-		pthread_create(&dist[i], NULL, fns[i], s);
+		ASSERT_EQ(pthread_create(&dist[i], NULL, fns[i], s), 0);
+	/* The run's length (not a synchronisation): until the clock or an error. */
 	for (unsigned t = 0; t < seconds * 10 && !stopped(s); t++)
 		usleep(100 * 1000);
 	__atomic_store_n(&s->stop, stopped(s) ? 2 : 1, __ATOMIC_RELAXED);
@@ -357,28 +378,16 @@ static int run_stress(const char *backing, unsigned seconds)
 		set_slot(s, i, true);
 	for (uint32_t i = 0; i < NR_VCPUS; i++)
 		pthread_join(s->vcpus[i].thread, NULL);
-	ok = report(s);
+	report(s);
 	teardown(s);
 	free(s);
-	return ok;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	static const char *backings[] = { "memfd", "secretmem" };
-	const char *env = getenv("STRESS_SECONDS");
-	unsigned seconds = env ? (unsigned)atoi(env) : 4;
-	int failed = 0;
+	unsigned timeout = stress_seconds() + 60;
 
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	printf("# %d vCPUs, %u s per backing\n", NR_VCPUS, seconds);
-	for (int i = 0; i < 2; i++) {
-		int r = run_stress(backings[i], seconds);
-
-		failed += r == 0;
-		printf("%s %d - stress, %s backing%s\n", r ? "ok" : "not ok", i + 1, backings[i],
-		       r < 0 ? " # SKIP not available on this host" : "");
-	}
-	printf("1..2\n");
-	return failed ? 1 : 0;
+	test_add("stress, memfd backing", run_stress, "memfd", timeout);
+	test_add("stress, secretmem backing", run_stress, "secretmem", timeout);
+	return test_main(argc, argv);
 }

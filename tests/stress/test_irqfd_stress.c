@@ -40,7 +40,7 @@ static int open_fds(void)
 	DIR *d = opendir("/proc/self/fd");
 	int n = 0;
 
-	REQUIRE(d);
+	ASSERT_TRUE(d);
 	while (readdir(d))
 		n++;
 	closedir(d);
@@ -88,10 +88,10 @@ static void *ping_churn(void *arg)
 	struct ping *p = arg;
 
 	while (!__atomic_load_n(&p->done, __ATOMIC_ACQUIRE)) {
-		CHECK_RET(irqfd(p->m->fd, p->efd, 5, KVM_IRQFD_FLAG_DEASSIGN, 0), 0);
+		EXPECT_RET(irqfd(p->m->fd, p->efd, 5, KVM_IRQFD_FLAG_DEASSIGN, 0), 0);
 		if (p->churns % 3 == 0)
 			sched_yield(); /* let signals land while deassigned */
-		CHECK_RET(irqfd(p->m->fd, p->efd, 5, 0, 0), 0);
+		EXPECT_RET(irqfd(p->m->fd, p->efd, 5, 0, 0), 0);
 		p->churns++;
 	}
 	return NULL;
@@ -106,23 +106,23 @@ static void test_no_lost_interrupts(void)
 	sigusr1_interrupts();
 	vm_setup(&m, true, EG_PINGPONG, 0, 0);
 	p.efd = eventfd(0, EFD_CLOEXEC);
-	REQUIRE(p.efd >= 0);
-	CHECK_RET(irqfd(m.fd, p.efd, 5, 0, 0), 0);
-	REQUIRE(ioctl(m.vcpu, KVM_RUN, 0) == 0 && m.run->exit_reason == KVM_EXIT_IO);
-	REQUIRE(pthread_create(&dev, NULL, ping_device, &p) == 0);
-	REQUIRE(pthread_create(&churn, NULL, ping_churn, &p) == 0);
+	ASSERT_TRUE(p.efd >= 0);
+	EXPECT_RET(irqfd(m.fd, p.efd, 5, 0, 0), 0);
+	ASSERT_TRUE(ioctl(m.vcpu, KVM_RUN, 0) == 0 && m.run->exit_reason == KVM_EXIT_IO);
+	ASSERT_TRUE(pthread_create(&dev, NULL, ping_device, &p) == 0);
+	ASSERT_TRUE(pthread_create(&churn, NULL, ping_churn, &p) == 0);
 	while (!__atomic_load_n(&p.done, __ATOMIC_ACQUIRE)) {
 		int r = ioctl(m.vcpu, KVM_RUN, 0);
 
 		/* Each exit reports one interrupt; EINTR is the end signal. */
 		if (r && errno != EINTR)
-			REQUIRE(!"KVM_RUN failed");
+			ASSERT_TRUE(!"KVM_RUN failed");
 	}
 	pthread_join(dev, NULL);
 	pthread_join(churn, NULL);
-	CHECK_EQ(p.lost, 0);
-	CHECK_EQ(guest_count(&m), PINGS); /* one interrupt per signal */
-	printf("#   %ld deassign/reassign pairs during %d signals\n", p.churns, PINGS);
+	EXPECT_EQ(p.lost, 0);
+	EXPECT_EQ(guest_count(&m), PINGS); /* one interrupt per signal */
+	DIAG("%ld deassign/reassign pairs during %d signals", p.churns, PINGS);
 	vm_teardown(&m);
 	close(p.efd);
 }
@@ -142,9 +142,9 @@ static void *bell_churn(void *arg)
 
 	while (!__atomic_load_n(&b->done, __ATOMIC_ACQUIRE)) {
 		/* Sleep in both states: the guest must run during each of them. */
-		CHECK_RET(ioev(b->m->fd, EG_DOORBELL_GPA, 4, b->efd, 0, 0), 0);
+		EXPECT_RET(ioev(b->m->fd, EG_DOORBELL_GPA, 4, b->efd, 0, 0), 0);
 		usleep(20);
-		CHECK_RET(ioev(b->m->fd, EG_DOORBELL_GPA, 4, b->efd, KVM_IOEVENTFD_FLAG_DEASSIGN, 0), 0);
+		EXPECT_RET(ioev(b->m->fd, EG_DOORBELL_GPA, 4, b->efd, KVM_IOEVENTFD_FLAG_DEASSIGN, 0), 0);
 		usleep(20);
 		b->churns++;
 	}
@@ -160,26 +160,26 @@ static void test_doorbell_xor_exit(void)
 
 	vm_setup(&m, true, EG_DOORBELL_MMIO_EXIT, DOORBELLS, 0);
 	b.efd = eventfd(0, EFD_CLOEXEC);
-	REQUIRE(b.efd >= 0);
-	REQUIRE(pthread_create(&t, NULL, bell_churn, &b) == 0);
+	ASSERT_TRUE(b.efd >= 0);
+	ASSERT_TRUE(pthread_create(&t, NULL, bell_churn, &b) == 0);
 	for (;;) {
-		REQUIRE(ioctl(m.vcpu, KVM_RUN, 0) == 0);
+		ASSERT_TRUE(ioctl(m.vcpu, KVM_RUN, 0) == 0);
 		if (m.run->exit_reason != KVM_EXIT_MMIO)
 			break;
-		CHECK_EQ(m.run->mmio.phys_addr, EG_DOORBELL_GPA);
+		EXPECT_EQ(m.run->mmio.phys_addr, EG_DOORBELL_GPA);
 		exits++;
 	}
-	CHECK_EQ(m.run->exit_reason, KVM_EXIT_IO); /* the guest's result */
+	EXPECT_EQ(m.run->exit_reason, KVM_EXIT_IO); /* the guest's result */
 	__atomic_store_n(&b.done, true, __ATOMIC_RELEASE);
 	pthread_join(t, NULL);
 	long signalled = (long)efd_take(b.efd);
 
-	printf("#   %ld exits, %ld signalled, %ld assign/deassign pairs\n", exits, signalled,
+	DIAG("%ld exits, %ld signalled, %ld assign/deassign pairs", exits, signalled,
 	       b.churns);
-	CHECK_EQ(exits + signalled, DOORBELLS);
+	EXPECT_EQ(exits + signalled, DOORBELLS);
 	/* The race was really run: both outcomes happened. */
-	CHECK(exits > 0);
-	CHECK(signalled > 0);
+	EXPECT_TRUE(exits > 0);
+	EXPECT_TRUE(signalled > 0);
 	vm_teardown(&m);
 	close(b.efd);
 }
@@ -199,7 +199,7 @@ static void *storm_main(void *arg)
 	while (!__atomic_load_n(&s->done, __ATOMIC_ACQUIRE))
 		for (int i = 0; i < 4; i++)
 			if (write(s->fds[i], &one, sizeof(one)) < 0)
-				CHECK(!"eventfd write failed");
+				EXPECT_TRUE(!"eventfd write failed");
 	return NULL;
 }
 
@@ -213,7 +213,7 @@ static void test_destroy_while_signalling(void)
 		s.fds[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	base = -1;
 	for (int i = 0; i < 2; i++)
-		REQUIRE(pthread_create(&t[i], NULL, storm_main, &s) == 0);
+		ASSERT_TRUE(pthread_create(&t[i], NULL, storm_main, &s) == 0);
 	for (int round = 0; round < DESTROY_ROUNDS; round++) {
 		/* After round 0: the library's own long-lived fds exist by then. */
 		if (round == 1)
@@ -221,19 +221,19 @@ static void test_destroy_while_signalling(void)
 		int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), vm;
 		int mine = eventfd(0, EFD_CLOEXEC), r = eventfd(0, EFD_CLOEXEC);
 
-		REQUIRE(kvm >= 0 && mine >= 0 && r >= 0);
+		ASSERT_TRUE(kvm >= 0 && mine >= 0 && r >= 0);
 		vm = ioctl(kvm, KVM_CREATE_VM, 0);
-		REQUIRE(vm >= 0 && ioctl(vm, KVM_CREATE_IRQCHIP, 0) == 0);
-		CHECK_RET(irqfd(vm, s.fds[0], 4, 0, 0), 0);
-		CHECK_RET(irqfd(vm, s.fds[1], 10, KVM_IRQFD_FLAG_RESAMPLE, r), 0);
-		CHECK_RET(irqfd(vm, s.fds[2], 10, KVM_IRQFD_FLAG_RESAMPLE, r), 0);
-		CHECK_RET(irqfd(vm, mine, 11, 0, 0), 0);
-		CHECK_RET(ioev(vm, EG_DOORBELL_GPA, 0, s.fds[3], 0, 0), 0);
+		ASSERT_TRUE(vm >= 0 && ioctl(vm, KVM_CREATE_IRQCHIP, 0) == 0);
+		EXPECT_RET(irqfd(vm, s.fds[0], 4, 0, 0), 0);
+		EXPECT_RET(irqfd(vm, s.fds[1], 10, KVM_IRQFD_FLAG_RESAMPLE, r), 0);
+		EXPECT_RET(irqfd(vm, s.fds[2], 10, KVM_IRQFD_FLAG_RESAMPLE, r), 0);
+		EXPECT_RET(irqfd(vm, mine, 11, 0, 0), 0);
+		EXPECT_RET(ioev(vm, EG_DOORBELL_GPA, 0, s.fds[3], 0, 0), 0);
 		efd_signal(mine, 1);
 		close(mine); /* the VMM lets go of its fd; the irqfd stays */
 		close(r);
 		if (round % 2)
-			CHECK_RET(irqfd(vm, s.fds[1], 10, KVM_IRQFD_FLAG_DEASSIGN, 0), 0);
+			EXPECT_RET(irqfd(vm, s.fds[1], 10, KVM_IRQFD_FLAG_DEASSIGN, 0), 0);
 		usleep(round % 4 * 500);
 		close(vm); /* destroyed while the storm goes on */
 		close(kvm);
@@ -245,19 +245,15 @@ static void test_destroy_while_signalling(void)
 	 * Every dup and watcher fd was closed: a leak would grow with the
 	 * rounds.  Fewer is fine (the library may release an object late).
 	 */
-	for (int i = 0; i < 100 && open_fds() > base; i++)
-		usleep(10000);
-	if (open_fds() > base)
-		CHECK_EQ(open_fds(), base);
+	EXPECT_WAIT(open_fds() <= base, 1000);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	static const struct tap_case cases[] = {
-		{ "no interrupt lost across deassign/reassign", test_no_lost_interrupts },
-		{ "doorbell signalled xor exited across (de)assign", test_doorbell_xor_exit },
-		{ "VM destruction while signalling", test_destroy_while_signalling },
-	};
-
-	return tap_main_guest("test_irqfd_stress", cases, sizeof(cases) / sizeof(cases[0]), 110);
+	test_add_fn("no interrupt lost across deassign/reassign", test_no_lost_interrupts, 110);
+	test_add_fn("doorbell signalled xor exited across (de)assign", test_doorbell_xor_exit, 110);
+	test_add_fn("VM destruction while signalling", test_destroy_while_signalling, 110);
+	if (!getenv("GUESTMEM_GUEST"))
+		test_skip_all("GUESTMEM_GUEST is not set");
+	return test_main(argc, argv);
 }

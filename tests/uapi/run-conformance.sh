@@ -10,7 +10,7 @@
 # runs of blanks compare equal.  Prints a one-test TAP stream and exits
 # nonzero on any difference (showing the diff) or if the program fails.
 #
-# CONFIG is the expected file's name: linux-6.8, linux-6.18,
+# CONFIG is the expected file's name: linux-6.8, linux-6.12, linux-6.18,
 # linux-6.18-nosw-nosmm, linux-6.8-nosw.
 #
 # BUILDDIR defaults to $MESON_BUILD_ROOT, else ./build.  The binaries are
@@ -36,6 +36,7 @@ expected=$srcdir/expected/$config.txt
 # so that nothing is inherited from the caller's environment.
 case $config in
 linux-6.8) profile=linux-6.8 kconfig="KVM_SW_PROTECTED_VM=y KVM_SMM=y" ;;
+linux-6.12) profile=linux-6.12 kconfig="KVM_SW_PROTECTED_VM=y KVM_SMM=y" ;;
 linux-6.18) profile=linux-6.18 kconfig="KVM_SW_PROTECTED_VM=y KVM_SMM=y" ;;
 linux-6.18-nosw-nosmm) profile=linux-6.18 kconfig="KVM_SW_PROTECTED_VM=n KVM_SMM=n" ;;
 linux-6.8-nosw) profile=linux-6.8 kconfig="KVM_SW_PROTECTED_VM=n KVM_SMM=y" ;;

@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A small TAP harness for the eventfd/irqchip tests: one function per case,
- * each run in a forked child with an alarm(), checks that print both values;
- * plus the ioctl wrappers and the eventfd_guest VM set-up they share.
+ * What the eventfd/irqchip tests share (they run under tests/harness): the
+ * ioctl wrappers and the eventfd_guest VM set-up.
  * Include after the system headers and tests/uapi/sysmap.h (the helpers
  * below then call guestmem_sys_* in the direct build).
  */
@@ -21,115 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "harness.h"
 #include "../guests/eventfd_guest.h"
-
-static int tap_failed;
-
-#define CHECK(cond)                                                                  \
-	do {                                                                         \
-		if (!(cond)) {                                                       \
-			printf("#   %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-			tap_failed = 1;                                              \
-		}                                                                    \
-	} while (0)
-
-#define CHECK_EQ(a, b)                                                               \
-	do {                                                                         \
-		long long _a = (long long)(a), _b = (long long)(b);                  \
-		if (_a != _b) {                                                      \
-			printf("#   %s:%d: %s is %lld (0x%llx), expected %s = %lld (0x%llx)\n", \
-			       __FILE__, __LINE__, #a, _a, (unsigned long long)_a, #b, _b, \
-			       (unsigned long long)_b);                              \
-			tap_failed = 1;                                              \
-		}                                                                    \
-	} while (0)
-
-/* A call that must fail with -1 and @err. */
-#define CHECK_ERR(call, err)                                                         \
-	do {                                                                         \
-		errno = 0;                                                           \
-		long _r = (long)(call);                                              \
-		int _e = errno;                                                      \
-		if (_r != -1 || _e != (err)) {                                       \
-			printf("#   %s:%d: %s returned %ld errno %d (%s), expected -1 errno %d (%s)\n", \
-			       __FILE__, __LINE__, #call, _r, _e, strerror(_e), (err), strerror(err)); \
-			tap_failed = 1;                                              \
-		}                                                                    \
-	} while (0)
-
-/* A call that must return @val. */
-#define CHECK_RET(call, val)                                                         \
-	do {                                                                         \
-		errno = 0;                                                           \
-		long _r = (long)(call);                                              \
-		int _e = errno;                                                      \
-		if (_r != (long)(val)) {                                             \
-			printf("#   %s:%d: %s returned %ld errno %d (%s), expected %ld\n", \
-			       __FILE__, __LINE__, #call, _r, _e, strerror(_e), (long)(val)); \
-			tap_failed = 1;                                              \
-		}                                                                    \
-	} while (0)
-
-#define REQUIRE(cond)                                                                \
-	do {                                                                         \
-		if (!(cond)) {                                                       \
-			printf("#   %s:%d: required: %s (errno %d %s)\n", __FILE__, __LINE__, \
-			       #cond, errno, strerror(errno));                       \
-			fflush(stdout);                                              \
-			_exit(1);                                                    \
-		}                                                                    \
-	} while (0)
-
-struct tap_case {
-	const char *name;
-	void (*fn)(void);
-};
-
-/* Run every case in its own process; a hang is killed by the alarm. */
-static int tap_run(const struct tap_case *cases, int n, unsigned timeout)
-{
-	int failures = 0;
-
-	printf("1..%d\n", n);
-	for (int i = 0; i < n; i++) {
-		int status = 0;
-		pid_t pid;
-
-		fflush(stdout);
-		pid = fork();
-		if (pid == 0) {
-			alarm(timeout);
-			tap_failed = 0;
-			cases[i].fn();
-			exit(tap_failed); /* not _exit: LeakSanitizer runs at exit */
-		}
-		if (pid < 0 || waitpid(pid, &status, 0) != pid)
-			status = -1;
-		if (WIFSIGNALED(status))
-			printf("#   killed by signal %d%s\n", WTERMSIG(status),
-			       WTERMSIG(status) == SIGALRM ? " (timeout)" : "");
-		if (status == 0) {
-			printf("ok %d - %s\n", i + 1, cases[i].name);
-		} else {
-			printf("not ok %d - %s\n", i + 1, cases[i].name);
-			failures++;
-		}
-	}
-	return failures ? 1 : 0;
-}
-
-/* main() of a program whose cases run tests/guests/eventfd_guest.c: skips without it. */
-static inline int tap_main_guest(const char *prog, const struct tap_case *cases, int n,
-				 unsigned timeout)
-{
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	printf("# %s (%s)\n", prog, GM_MODE_NAME);
-	if (!getenv("GUESTMEM_GUEST")) {
-		printf("1..0 # SKIP GUESTMEM_GUEST is not set\n");
-		return 0;
-	}
-	return tap_run(cases, n, timeout);
-}
 
 /* The counter of an eventfd, consumed; 0 if it is zero (never blocks). */
 static inline uint64_t efd_take(int fd)
@@ -147,7 +39,7 @@ static inline uint64_t efd_take(int fd)
 static inline void efd_signal(int fd, uint64_t n)
 {
 	if (write(fd, &n, sizeof(n)) != sizeof(n))
-		printf("#   eventfd write failed: %s\n", strerror(errno));
+		DIAG("eventfd write failed: %s", strerror(errno));
 }
 
 /* A new eventfd (counter 0); the case ends if there is none. */
@@ -155,7 +47,7 @@ static inline int new_efd(void)
 {
 	int fd = eventfd(0, EFD_CLOEXEC);
 
-	REQUIRE(fd >= 0);
+	ASSERT_TRUE(fd >= 0);
 	return fd;
 }
 
@@ -177,12 +69,12 @@ static inline int irqfd(int vm, int fd, uint32_t gsi, uint32_t flags, int resamp
 	return ioctl(vm, KVM_IRQFD, &a);
 }
 
-/* KVM_IRQ_LINE_STATUS; returns the status (REQUIREs the ioctl to work). */
+/* KVM_IRQ_LINE_STATUS; returns the status (the ioctl must to work). */
 static inline int line_status(int vm, uint32_t irq, uint32_t level)
 {
 	struct kvm_irq_level l = { .irq = irq, .level = level };
 
-	REQUIRE(ioctl(vm, KVM_IRQ_LINE_STATUS, &l) == 0);
+	ASSERT_TRUE(ioctl(vm, KVM_IRQ_LINE_STATUS, &l) == 0);
 	return l.status;
 }
 
@@ -216,27 +108,27 @@ static inline void vm_setup(struct vm *m, bool irqchip, uint64_t scenario, uint6
 	long sz;
 
 	m->kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	REQUIRE(m->kvm >= 0);
+	ASSERT_TRUE(m->kvm >= 0);
 	m->fd = ioctl(m->kvm, KVM_CREATE_VM, 0);
-	REQUIRE(m->fd >= 0);
+	ASSERT_TRUE(m->fd >= 0);
 	if (irqchip)
-		REQUIRE(ioctl(m->fd, KVM_CREATE_IRQCHIP, 0) == 0);
+		ASSERT_TRUE(ioctl(m->fd, KVM_CREATE_IRQCHIP, 0) == 0);
 	m->ram = mmap(NULL, EG_RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	REQUIRE(m->ram != MAP_FAILED);
+	ASSERT_TRUE(m->ram != MAP_FAILED);
 	r.userspace_addr = (uint64_t)(uintptr_t)m->ram;
-	REQUIRE(ioctl(m->fd, KVM_SET_USER_MEMORY_REGION, &r) == 0);
+	ASSERT_TRUE(ioctl(m->fd, KVM_SET_USER_MEMORY_REGION, &r) == 0);
 	m->vcpu = ioctl(m->fd, KVM_CREATE_VCPU, 0);
-	REQUIRE(m->vcpu >= 0);
+	ASSERT_TRUE(m->vcpu >= 0);
 	sz = ioctl(m->kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
-	REQUIRE(sz >= (long)sizeof(struct kvm_run));
+	ASSERT_TRUE(sz >= (long)sizeof(struct kvm_run));
 	m->run_size = (size_t)sz;
 	m->run = mmap(NULL, m->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, m->vcpu, 0);
-	REQUIRE(m->run != MAP_FAILED);
-	REQUIRE(ioctl(m->vcpu, KVM_GET_REGS, &regs) == 0);
+	ASSERT_TRUE(m->run != MAP_FAILED);
+	ASSERT_TRUE(ioctl(m->vcpu, KVM_GET_REGS, &regs) == 0);
 	regs.rdi = scenario;
 	regs.rsi = a;
 	regs.rdx = b;
-	REQUIRE(ioctl(m->vcpu, KVM_SET_REGS, &regs) == 0);
+	ASSERT_TRUE(ioctl(m->vcpu, KVM_SET_REGS, &regs) == 0);
 }
 
 /* Close everything: the VM is destroyed and its guest thread joined. */

@@ -4,12 +4,11 @@
  * drives (§4.4, §4.6) and the huge-page mixed flags it maintains (§4.8).
  */
 #include <errno.h>
-#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <cmocka.h>
+#include "harness.h"
 
 #include <guestmem/kvm.h>
 
@@ -24,8 +23,8 @@ static int setup_private(void **state)
 {
 	struct kvm *kvm;
 
-	assert_int_equal(gm_config_set("linux-6.8", "KVM_SW_PROTECTED_VM=y KVM_SMM=y", NULL), 0);
-	assert_int_equal(kvm_create_vm(1, &kvm), 0);
+	ASSERT_EQ(gm_config_set("linux-6.8", "KVM_SW_PROTECTED_VM=y KVM_SMM=y", NULL), 0);
+	ASSERT_EQ(kvm_create_vm(1, &kvm), 0);
 	*state = kvm;
 	return 0;
 }
@@ -62,78 +61,78 @@ static struct kvm_invalidate_state state_of(struct kvm *kvm)
 	return st;
 }
 
-static void test_validation_order(void **state)
+TEST_F(test_validation_order, setup_private, teardown)
 {
 	struct kvm *kvm = *state;
 
-	assert_int_equal(attrs(kvm, 0, 4096, P, 1), -EINVAL);	      /* flags */
-	assert_int_equal(attrs(kvm, 0, 4096, 1, 0), -EINVAL);	      /* unsupported bit */
-	assert_int_equal(attrs(kvm, 0, 0, P, 0), -EINVAL);	      /* size 0 */
-	assert_int_equal(attrs(kvm, ~0xfffULL, 8192, P, 0), -EINVAL); /* wrap */
-	assert_int_equal(attrs(kvm, 1, 4096, P, 0), -EINVAL);	      /* alignment */
-	assert_int_equal(attrs(kvm, 0, 4097, P, 0), -EINVAL);
+	ASSERT_EQ(attrs(kvm, 0, 4096, P, 1), -EINVAL);	      /* flags */
+	ASSERT_EQ(attrs(kvm, 0, 4096, 1, 0), -EINVAL);	      /* unsupported bit */
+	ASSERT_EQ(attrs(kvm, 0, 0, P, 0), -EINVAL);	      /* size 0 */
+	ASSERT_EQ(attrs(kvm, ~0xfffULL, 8192, P, 0), -EINVAL); /* wrap */
+	ASSERT_EQ(attrs(kvm, 1, 4096, P, 0), -EINVAL);	      /* alignment */
+	ASSERT_EQ(attrs(kvm, 0, 4097, P, 0), -EINVAL);
 	/* No memslot, far outside the guest: still fine. */
-	assert_int_equal(attrs(kvm, 1ULL << 62, 1ULL << 40, P, 0), 0);
-	assert_int_equal(kvm_get_memory_attributes(kvm, (1ULL << 62) >> 12), P);
+	ASSERT_EQ(attrs(kvm, 1ULL << 62, 1ULL << 40, P, 0), 0);
+	ASSERT_EQ(kvm_get_memory_attributes(kvm, (1ULL << 62) >> 12), P);
 }
 
-static void test_default_vm_supports_nothing(void **state)
+TEST_F(test_default_vm_supports_nothing, setup_private, teardown)
 {
 	struct kvm *kvm;
 
 	(void)state;
-	assert_int_equal(kvm_create_vm(0, &kvm), 0);
-	assert_int_equal(attrs(kvm, 0, 4096, 0, 0), 0);
-	assert_int_equal(attrs(kvm, 0, 4096, P, 0), -EINVAL);
+	ASSERT_EQ(kvm_create_vm(0, &kvm), 0);
+	ASSERT_EQ(attrs(kvm, 0, 4096, 0, 0), 0);
+	ASSERT_EQ(attrs(kvm, 0, 4096, P, 0), -EINVAL);
 	kvm_put_kvm(kvm);
 }
 
-static void test_replace_and_noop(void **state)
+TEST_F(test_replace_and_noop, setup_private, teardown)
 {
 	struct kvm *kvm = *state;
 	struct kvm_invalidate_state a, b;
 
-	assert_int_equal(add_slot(kvm, 0, 0, 8 * MB, 0), 0);
+	ASSERT_EQ(add_slot(kvm, 0, 0, 8 * MB, 0), 0);
 	a = state_of(kvm);
-	assert_int_equal(attrs(kvm, 0, 4 * MB, P, 0), 0);
+	ASSERT_EQ(attrs(kvm, 0, 4 * MB, P, 0), 0);
 	b = state_of(kvm);
-	assert_int_equal(b.seq, a.seq + 1); /* one balanced begin/end */
-	assert_int_equal(b.in_progress, 0);
-	assert_int_equal(b.range_start, 0);
-	assert_int_equal(b.range_end, (4 * MB) >> 12);
+	ASSERT_EQ(b.seq, a.seq + 1); /* one balanced begin/end */
+	ASSERT_EQ(b.in_progress, 0);
+	ASSERT_EQ(b.range_start, 0);
+	ASSERT_EQ(b.range_end, (4 * MB) >> 12);
 	/* The same value again: no invalidation at all. */
-	assert_int_equal(attrs(kvm, 0, 4 * MB, P, 0), 0);
-	assert_int_equal(state_of(kvm).seq, b.seq);
+	ASSERT_EQ(attrs(kvm, 0, 4 * MB, P, 0), 0);
+	ASSERT_EQ(state_of(kvm).seq, b.seq);
 	/* Replace, not OR: 0 clears a sub-range. */
-	assert_int_equal(attrs(kvm, 1 * MB, 4096, 0, 0), 0);
-	assert_int_equal(kvm_get_memory_attributes(kvm, (1 * MB) >> 12), 0);
-	assert_int_equal(kvm_get_memory_attributes(kvm, ((1 * MB) >> 12) + 1), P);
-	assert_int_equal(state_of(kvm).seq, b.seq + 1);
+	ASSERT_EQ(attrs(kvm, 1 * MB, 4096, 0, 0), 0);
+	ASSERT_EQ(kvm_get_memory_attributes(kvm, (1 * MB) >> 12), 0);
+	ASSERT_EQ(kvm_get_memory_attributes(kvm, ((1 * MB) >> 12) + 1), P);
+	ASSERT_EQ(state_of(kvm).seq, b.seq + 1);
 }
 
-static void test_no_slot_no_invalidation(void **state)
+TEST_F(test_no_slot_no_invalidation, setup_private, teardown)
 {
 	struct kvm *kvm = *state;
 	unsigned long seq;
 
-	assert_int_equal(add_slot(kvm, 0, 0, 2 * MB, 0), 0);
+	ASSERT_EQ(add_slot(kvm, 0, 0, 2 * MB, 0), 0);
 	seq = state_of(kvm).seq;
-	assert_int_equal(attrs(kvm, 64 * MB, 2 * MB, P, 0), 0); /* no slot there */
-	assert_int_equal(state_of(kvm).seq, seq);
-	assert_int_equal(kvm_get_memory_attributes(kvm, (64 * MB) >> 12), P);
+	ASSERT_EQ(attrs(kvm, 64 * MB, 2 * MB, P, 0), 0); /* no slot there */
+	ASSERT_EQ(state_of(kvm).seq, seq);
+	ASSERT_EQ(kvm_get_memory_attributes(kvm, (64 * MB) >> 12), P);
 }
 
-static void test_attributes_survive_memslot_changes(void **state)
+TEST_F(test_attributes_survive_memslot_changes, setup_private, teardown)
 {
 	struct kvm *kvm = *state;
 
-	assert_int_equal(attrs(kvm, 0, 2 * MB, P, 0), 0);
-	assert_int_equal(add_slot(kvm, 0, 0, 2 * MB, 0), 0);
-	assert_int_equal(add_slot(kvm, 0, 0, 0, 0), 0);
-	assert_int_equal(kvm_get_memory_attributes(kvm, 5), P);
+	ASSERT_EQ(attrs(kvm, 0, 2 * MB, P, 0), 0);
+	ASSERT_EQ(add_slot(kvm, 0, 0, 2 * MB, 0), 0);
+	ASSERT_EQ(add_slot(kvm, 0, 0, 0, 0), 0);
+	ASSERT_EQ(kvm_get_memory_attributes(kvm, 5), P);
 }
 
-static void test_hull_accumulates(void **state)
+TEST_F(test_hull_accumulates, setup_private, teardown)
 {
 	struct kvm *kvm = *state;
 
@@ -142,21 +141,21 @@ static void test_hull_accumulates(void **state)
 	kvm_mmu_invalidate_range_add(kvm, 100, 200);
 	kvm_mmu_invalidate_begin(kvm);
 	kvm_mmu_invalidate_range_add(kvm, 50, 60);
-	assert_int_equal(kvm->mmu_invalidate_range_start, 50);
-	assert_int_equal(kvm->mmu_invalidate_range_end, 200);
-	assert_true(mmu_invalidate_retry_gfn(kvm, kvm->mmu_invalidate_seq, 150));
-	assert_true(mmu_invalidate_retry_gfn(kvm, kvm->mmu_invalidate_seq, 55));
-	assert_false(mmu_invalidate_retry_gfn(kvm, kvm->mmu_invalidate_seq, 300));
+	ASSERT_EQ(kvm->mmu_invalidate_range_start, 50);
+	ASSERT_EQ(kvm->mmu_invalidate_range_end, 200);
+	ASSERT_TRUE(mmu_invalidate_retry_gfn(kvm, kvm->mmu_invalidate_seq, 150));
+	ASSERT_TRUE(mmu_invalidate_retry_gfn(kvm, kvm->mmu_invalidate_seq, 55));
+	ASSERT_FALSE(mmu_invalidate_retry_gfn(kvm, kvm->mmu_invalidate_seq, 300));
 	kvm_mmu_invalidate_end(kvm);
-	assert_int_equal(kvm->mmu_invalidate_in_progress, 1);
+	ASSERT_EQ(kvm->mmu_invalidate_in_progress, 1);
 	/* Still inside the hull while the second invalidation runs. */
-	assert_true(mmu_invalidate_retry_gfn(kvm, kvm->mmu_invalidate_seq, 150));
+	ASSERT_TRUE(mmu_invalidate_retry_gfn(kvm, kvm->mmu_invalidate_seq, 150));
 	kvm_mmu_invalidate_end(kvm);
 	gm_rwlock_unlock(&kvm->mmu_lock);
 	/* Range kept after end; a snapshot from before the ends retries. */
-	assert_int_equal(kvm->mmu_invalidate_range_start, 50);
-	assert_true(mmu_invalidate_retry_gfn_unsafe(kvm, kvm->mmu_invalidate_seq - 2, 999));
-	assert_false(mmu_invalidate_retry_gfn_unsafe(kvm, kvm->mmu_invalidate_seq, 150));
+	ASSERT_EQ(kvm->mmu_invalidate_range_start, 50);
+	ASSERT_TRUE(mmu_invalidate_retry_gfn_unsafe(kvm, kvm->mmu_invalidate_seq - 2, 999));
+	ASSERT_FALSE(mmu_invalidate_retry_gfn_unsafe(kvm, kvm->mmu_invalidate_seq, 150));
 }
 
 static uint32_t lpage(struct kvm *kvm, int lvl, gfn_t gfn)
@@ -174,77 +173,65 @@ static bool mixed(struct kvm *kvm, int lvl, gfn_t gfn)
 	return rangemap_lookup(&s->lpage_mixed[lvl], gfn >> kvm_lpage_shift(lvl)) != 0;
 }
 
-static void test_mixed_flags(void **state)
+TEST_F(test_mixed_flags, setup_private, teardown)
 {
 	struct kvm *kvm = *state;
 	struct kvm_memory_slot *slot;
 
 	/* 1 GiB-aligned slot of 2 GiB at an hva congruent to its gpa. */
-	assert_int_equal(add_slot(kvm, 0, 1ULL << 30, 2ULL << 30, 1ULL << 40), 0);
+	ASSERT_EQ(add_slot(kvm, 0, 1ULL << 30, 2ULL << 30, 1ULL << 40), 0);
 	slot = kvm->slot_by_id[0][0];
-	assert_int_equal(lpage(kvm, 0, 0x40000), 0);
-	assert_int_equal(kvm_mmu_max_mapping_level(kvm, slot, 0x40000, 3), 3);
+	ASSERT_EQ(lpage(kvm, 0, 0x40000), 0);
+	ASSERT_EQ(kvm_mmu_max_mapping_level(kvm, slot, 0x40000, 3), 3);
 	/* One private page makes its 2 MiB and 1 GiB blocks mixed. */
-	assert_int_equal(attrs(kvm, (1ULL << 30) + 4096, 4096, P, 0), 0);
-	assert_true(mixed(kvm, 0, 0x40000));
-	assert_true(mixed(kvm, 1, 0x40000));
-	assert_false(mixed(kvm, 0, 0x40200));
-	assert_int_equal(lpage(kvm, 0, 0x40000), 0); /* the count is separate */
-	assert_int_equal(kvm_mmu_max_mapping_level(kvm, slot, 0x40000, 3), 1);
-	assert_int_equal(kvm_mmu_max_mapping_level(kvm, slot, 0x40200, 3), 2);
+	ASSERT_EQ(attrs(kvm, (1ULL << 30) + 4096, 4096, P, 0), 0);
+	ASSERT_TRUE(mixed(kvm, 0, 0x40000));
+	ASSERT_TRUE(mixed(kvm, 1, 0x40000));
+	ASSERT_FALSE(mixed(kvm, 0, 0x40200));
+	ASSERT_EQ(lpage(kvm, 0, 0x40000), 0); /* the count is separate */
+	ASSERT_EQ(kvm_mmu_max_mapping_level(kvm, slot, 0x40000, 3), 1);
+	ASSERT_EQ(kvm_mmu_max_mapping_level(kvm, slot, 0x40200, 3), 2);
 	/* Converting the whole first 2 MiB makes it uniform again (private). */
-	assert_int_equal(attrs(kvm, 1ULL << 30, 2 * MB, P, 0), 0);
-	assert_false(mixed(kvm, 0, 0x40000));
-	assert_true(mixed(kvm, 1, 0x40000));
-	assert_int_equal(attrs(kvm, 1ULL << 30, 1ULL << 30, P, 0), 0);
-	assert_false(mixed(kvm, 1, 0x40000));
-	assert_int_equal(kvm_mmu_max_mapping_level(kvm, slot, 0x40000, 3), 3);
+	ASSERT_EQ(attrs(kvm, 1ULL << 30, 2 * MB, P, 0), 0);
+	ASSERT_FALSE(mixed(kvm, 0, 0x40000));
+	ASSERT_TRUE(mixed(kvm, 1, 0x40000));
+	ASSERT_EQ(attrs(kvm, 1ULL << 30, 1ULL << 30, P, 0), 0);
+	ASSERT_FALSE(mixed(kvm, 1, 0x40000));
+	ASSERT_EQ(kvm_mmu_max_mapping_level(kvm, slot, 0x40000, 3), 3);
 	/* A slot created over mixed attributes starts with the right blocks. */
-	assert_int_equal(attrs(kvm, (1ULL << 30) + 8192, 4096, 0, 0), 0); /* hole */
-	assert_int_equal(attrs(kvm, (2ULL << 30) + 6 * MB, 4096, P, 0), 0); /* island */
-	assert_int_equal(add_slot(kvm, 0, 0, 0, 0), 0);
-	assert_int_equal(add_slot(kvm, 0, 1ULL << 30, 2ULL << 30, 1ULL << 40), 0);
+	ASSERT_EQ(attrs(kvm, (1ULL << 30) + 8192, 4096, 0, 0), 0); /* hole */
+	ASSERT_EQ(attrs(kvm, (2ULL << 30) + 6 * MB, 4096, P, 0), 0); /* island */
+	ASSERT_EQ(add_slot(kvm, 0, 0, 0, 0), 0);
+	ASSERT_EQ(add_slot(kvm, 0, 1ULL << 30, 2ULL << 30, 1ULL << 40), 0);
 	slot = kvm->slot_by_id[0][0];
-	assert_true(mixed(kvm, 0, 0x40002));
-	assert_true(mixed(kvm, 1, 0x40002));
-	assert_false(mixed(kvm, 0, 0x40200));
-	assert_true(mixed(kvm, 0, 0x80600));
-	assert_true(mixed(kvm, 1, 0x80000));
-	assert_false(mixed(kvm, 0, 0x80800));
-	assert_int_equal(kvm_mmu_max_mapping_level(kvm, slot, 0x40002, 3), 1);
-	assert_int_equal(kvm_mmu_max_mapping_level(kvm, slot, 0x40200, 3), 2);
-	assert_int_equal(kvm_mmu_max_mapping_level(kvm, slot, 0x80800, 3), 2);
+	ASSERT_TRUE(mixed(kvm, 0, 0x40002));
+	ASSERT_TRUE(mixed(kvm, 1, 0x40002));
+	ASSERT_FALSE(mixed(kvm, 0, 0x40200));
+	ASSERT_TRUE(mixed(kvm, 0, 0x80600));
+	ASSERT_TRUE(mixed(kvm, 1, 0x80000));
+	ASSERT_FALSE(mixed(kvm, 0, 0x80800));
+	ASSERT_EQ(kvm_mmu_max_mapping_level(kvm, slot, 0x40002, 3), 1);
+	ASSERT_EQ(kvm_mmu_max_mapping_level(kvm, slot, 0x40200, 3), 2);
+	ASSERT_EQ(kvm_mmu_max_mapping_level(kvm, slot, 0x80800, 3), 2);
 }
 
-static void test_unaligned_slot_edges(void **state)
+TEST_F(test_unaligned_slot_edges, setup_private, teardown)
 {
 	struct kvm *kvm = *state;
 
 	/* Starts 4 KiB into a 2 MiB block: first and last blocks disallowed. */
-	assert_int_equal(add_slot(kvm, 0, 2 * MB + 4096, 4 * MB, 2 * MB + 4096), 0);
-	assert_int_equal(lpage(kvm, 0, (2 * MB + 4096) >> 12), 1);
-	assert_int_equal(lpage(kvm, 0, (4 * MB) >> 12), 0);
-	assert_int_equal(lpage(kvm, 0, (6 * MB) >> 12), 1);
-	assert_int_equal(add_slot(kvm, 0, 0, 0, 0), 0);
+	ASSERT_EQ(add_slot(kvm, 0, 2 * MB + 4096, 4 * MB, 2 * MB + 4096), 0);
+	ASSERT_EQ(lpage(kvm, 0, (2 * MB + 4096) >> 12), 1);
+	ASSERT_EQ(lpage(kvm, 0, (4 * MB) >> 12), 0);
+	ASSERT_EQ(lpage(kvm, 0, (6 * MB) >> 12), 1);
+	ASSERT_EQ(add_slot(kvm, 0, 0, 0, 0), 0);
 	/* gfn and hva not congruent: every block disallowed. */
-	assert_int_equal(add_slot(kvm, 0, 2 * MB, 4 * MB, 4096), 0);
-	assert_int_equal(lpage(kvm, 0, (2 * MB) >> 12), 1);
-	assert_int_equal(lpage(kvm, 0, (4 * MB) >> 12), 1);
+	ASSERT_EQ(add_slot(kvm, 0, 2 * MB, 4 * MB, 4096), 0);
+	ASSERT_EQ(lpage(kvm, 0, (2 * MB) >> 12), 1);
+	ASSERT_EQ(lpage(kvm, 0, (4 * MB) >> 12), 1);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_validation_order, setup_private, teardown),
-		cmocka_unit_test_setup_teardown(test_default_vm_supports_nothing, setup_private,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_replace_and_noop, setup_private, teardown),
-		cmocka_unit_test_setup_teardown(test_no_slot_no_invalidation, setup_private, teardown),
-		cmocka_unit_test_setup_teardown(test_attributes_survive_memslot_changes, setup_private,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_hull_accumulates, setup_private, teardown),
-		cmocka_unit_test_setup_teardown(test_mixed_flags, setup_private, teardown),
-		cmocka_unit_test_setup_teardown(test_unaligned_slot_edges, setup_private, teardown),
-	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return test_main(argc, argv);
 }

@@ -9,12 +9,11 @@
  */
 #include <errno.h>
 #include <linux/falloc.h>
-#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <cmocka.h>
+#include "harness.h"
 
 #include <guestmem/kvm.h>
 
@@ -54,21 +53,24 @@ static int attr_digest(void *ctx, uint64_t s, uint64_t e, uint64_t v)
 	return 0;
 }
 
+static int slot_digest(struct kvm_memory_slot *m, void *ctx)
+{
+	uint64_t *sig = ctx;
+
+	*sig = *sig * 31 ^ m->base_gfn ^ (m->npages << 3) ^ m->userspace_addr ^
+	       ((uint64_t)m->flags << 40) ^ m->id ^ m->gmem.pgoff;
+	return 0;
+}
+
 static void snap(struct kvm *kvm, struct kvm_gmem *g, struct snapshot *s)
 {
 	struct kvm_memslots *slots;
 
 	gm_rcu_read_lock();
 	slots = kvm_memslots(kvm, 0);
-	s->nr_slots = slots->nr;
+	s->nr_slots = kvm_memslots_nr(slots);
 	s->slot_sig = 0;
-	for (uint32_t i = 0; i < slots->nr; i++) {
-		struct kvm_memory_slot *m = slots->by_gfn[i];
-
-		s->slot_sig = s->slot_sig * 31 ^ m->base_gfn ^ (m->npages << 3) ^
-			      m->userspace_addr ^ ((uint64_t)m->flags << 40) ^ m->id ^
-			      m->gmem.pgoff;
-	}
+	kvm_memslots_for_each(slots, slot_digest, &s->slot_sig);
 	s->attr_runs = rangemap_nr_runs(&kvm->mem_attr_array);
 	s->attr_sig = 0;
 	rangemap_for_each(&kvm->mem_attr_array, 0, ~0ULL, attr_digest, &s->attr_sig);
@@ -79,14 +81,14 @@ static void snap(struct kvm *kvm, struct kvm_gmem *g, struct snapshot *s)
 
 static void assert_same(const struct snapshot *a, const struct snapshot *b)
 {
-	assert_int_equal(a->nr_slots, b->nr_slots);
-	assert_int_equal(a->slot_sig, b->slot_sig);
-	assert_int_equal(a->attr_runs, b->attr_runs);
-	assert_int_equal(a->attr_sig, b->attr_sig);
-	assert_int_equal(a->inv.seq, b->inv.seq);
-	assert_int_equal(a->inv.in_progress, 0);
-	assert_int_equal(b->inv.in_progress, 0);
-	assert_int_equal(a->gmem_pages, b->gmem_pages);
+	ASSERT_EQ(a->nr_slots, b->nr_slots);
+	ASSERT_EQ(a->slot_sig, b->slot_sig);
+	ASSERT_EQ(a->attr_runs, b->attr_runs);
+	ASSERT_EQ(a->attr_sig, b->attr_sig);
+	ASSERT_EQ(a->inv.seq, b->inv.seq);
+	ASSERT_EQ(a->inv.in_progress, 0);
+	ASSERT_EQ(b->inv.in_progress, 0);
+	ASSERT_EQ(a->gmem_pages, b->gmem_pages);
 }
 
 /* One random call of kind *kind; returns its result (0 or -errno). */
@@ -133,9 +135,9 @@ static void run_profile(const char *profile)
 	struct kvm_gmem *g;
 	struct kvm *kvm;
 
-	assert_int_equal(gm_config_set(profile, "KVM_SW_PROTECTED_VM=y KVM_SMM=y", NULL), 0);
-	assert_int_equal(kvm_create_vm(KVM_X86_SW_PROTECTED_VM, &kvm), 0);
-	assert_int_equal(kvm_gmem_create(kvm, &cg, &g), 0);
+	ASSERT_EQ(gm_config_set(profile, "KVM_SW_PROTECTED_VM=y KVM_SMM=y", NULL), 0);
+	ASSERT_EQ(kvm_create_vm(KVM_X86_SW_PROTECTED_VM, &kvm), 0);
+	ASSERT_EQ(kvm_gmem_create(kvm, &cg, &g), 0);
 	for (int i = 0; i < ITERATIONS; i++) {
 		int r, kind;
 
@@ -147,36 +149,35 @@ static void run_profile(const char *profile)
 			assert_same(&before, &after);
 		} else {
 			successes[kind]++;
-			assert_int_equal(after.inv.in_progress, 0);
+			ASSERT_EQ(after.inv.in_progress, 0);
 		}
 	}
 	/* Each kind of call must see both outcomes, or it tests nothing. */
 	for (int k = 0; k < 3; k++) {
-		print_message("kind %d: %ld failed, %ld succeeded\n", k, failures[k], successes[k]);
-		assert_true(failures[k] > 100);
-		assert_true(successes[k] > 20);
+		DIAG("kind %d: %ld failed, %ld succeeded\n", k, failures[k], successes[k]);
+		ASSERT_TRUE(failures[k] > 100);
+		ASSERT_TRUE(successes[k] > 20);
 	}
 	kvm_gmem_put(g);
 	kvm_put_kvm(kvm);
 }
 
-static void test_bad_input_68(void **state)
+TEST(test_bad_input_68)
 {
-	(void)state;
 	run_profile("linux-6.8");
 }
 
-static void test_bad_input_618(void **state)
+TEST(test_bad_input_612)
 {
-	(void)state;
+	run_profile("linux-6.12");
+}
+
+TEST(test_bad_input_618)
+{
 	run_profile("linux-6.18");
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_bad_input_68),
-		cmocka_unit_test(test_bad_input_618),
-	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return test_main(argc, argv);
 }

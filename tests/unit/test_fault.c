@@ -7,7 +7,6 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -15,7 +14,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-#include <cmocka.h>
+#include "harness.h"
 
 #include <guestmem/kvm.h>
 
@@ -46,7 +45,7 @@ static uint8_t *alloc_aligned(struct fx *x, size_t size)
 {
 	x->map_len = size + 2 * MB;
 	x->map = mmap(NULL, x->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	assert_true(x->map != MAP_FAILED);
+	ASSERT_TRUE(x->map != MAP_FAILED);
 	return (uint8_t *)(((uintptr_t)x->map + 2 * MB - 1) & ~(uintptr_t)(2 * MB - 1));
 }
 
@@ -64,7 +63,7 @@ static int set_region(struct kvm *kvm, uint32_t slot, uint32_t flags, uint64_t g
 
 static void set_private(struct kvm *kvm, gfn_t start, gfn_t end, bool priv)
 {
-	assert_int_equal(kvm_vm_set_mem_attributes(kvm, start, end,
+	ASSERT_EQ(kvm_vm_set_mem_attributes(kvm, start, end,
 						   priv ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0), 0);
 }
 
@@ -89,11 +88,11 @@ static int setup_private(void **state)
 	struct kvm_create_guest_memfd args = { .size = SLOT_SIZE };
 	struct fx *x = calloc(1, sizeof(*x));
 
-	assert_int_equal(gm_config_set("linux-6.8", "KVM_SW_PROTECTED_VM=y", "memfd"), 0);
-	assert_int_equal(kvm_create_vm(KVM_X86_SW_PROTECTED_VM, &x->kvm), 0);
-	assert_int_equal(kvm_gmem_create(x->kvm, &args, &x->gmem), 0);
+	ASSERT_EQ(gm_config_set("linux-6.8", "KVM_SW_PROTECTED_VM=y", "memfd"), 0);
+	ASSERT_EQ(kvm_create_vm(KVM_X86_SW_PROTECTED_VM, &x->kvm), 0);
+	ASSERT_EQ(kvm_gmem_create(x->kvm, &args, &x->gmem), 0);
 	x->mem = alloc_aligned(x, SLOT_SIZE);
-	assert_int_equal(set_region(x->kvm, 10, KVM_MEM_GUEST_MEMFD, SLOT_GPA, SLOT_SIZE,
+	ASSERT_EQ(set_region(x->kvm, 10, KVM_MEM_GUEST_MEMFD, SLOT_GPA, SLOT_SIZE,
 				    x->mem, x->gmem), 0);
 	kvm_mmu_set_fault_precheck(true);
 	*state = x;
@@ -114,7 +113,7 @@ static int teardown(void **state)
 
 /* ---- shared faults ------------------------------------------------------------ */
 
-static void test_shared_fault_maps_2m(void **state)
+TEST_F(test_shared_fault_maps_2m, setup_private, teardown)
 {
 	struct fx *x = *state;
 	struct kvm_page_fault f;
@@ -123,135 +122,135 @@ static void test_shared_fault_maps_2m(void **state)
 
 	/* The host backs the first block wholly (resident, as a THP would be). */
 	memset(x->mem, 0x5a, 2 * MB);
-	assert_int_equal(fault(x, SLOT_GPA + 5 * 4096 + 17, true, &f), KVM_PF_FIXED);
-	assert_false(f.is_private);
-	assert_int_equal(f.level, S2_PG_LEVEL_2M);
+	ASSERT_EQ(fault(x, SLOT_GPA + 5 * 4096 + 17, true, &f), KVM_PF_FIXED);
+	ASSERT_FALSE(f.is_private);
+	ASSERT_EQ(f.level, S2_PG_LEVEL_2M);
 	e = lookup(x->kvm, SLOT_GFN + 300, &level);
-	assert_int_equal(level, S2_PG_LEVEL_2M);
-	assert_int_equal(e & S2_ADDR_MASK, (uint64_t)(uintptr_t)x->mem);
-	assert_true(e & S2_WRITABLE);
-	assert_false(e & S2_PRIVATE);
+	ASSERT_EQ(level, S2_PG_LEVEL_2M);
+	ASSERT_EQ(e & S2_ADDR_MASK, (uint64_t)(uintptr_t)x->mem);
+	ASSERT_TRUE(e & S2_WRITABLE);
+	ASSERT_FALSE(e & S2_PRIVATE);
 	/* The second 2 MiB block is still unmapped. */
-	assert_int_equal(lookup(x->kvm, SLOT_GFN + 512, &level), 0);
-	assert_int_equal(x->st.faults, 1);
-	assert_int_equal(x->st.lock_acq, 1);
-	assert_int_equal(x->st.huge_maps, 1);
+	ASSERT_EQ(lookup(x->kvm, SLOT_GFN + 512, &level), 0);
+	ASSERT_EQ(x->st.faults, 1);
+	ASSERT_EQ(x->st.lock_acq, 1);
+	ASSERT_EQ(x->st.huge_maps, 1);
 	/* Untouched host memory is not backed huge: 4 KiB there. */
-	assert_int_equal(fault(x, SLOT_GPA + 2 * MB, false, &f), KVM_PF_FIXED);
-	assert_int_equal(f.level, S2_PG_LEVEL_4K);
+	ASSERT_EQ(fault(x, SLOT_GPA + 2 * MB, false, &f), KVM_PF_FIXED);
+	ASSERT_EQ(f.level, S2_PG_LEVEL_4K);
 }
 
-static void test_shared_partial_host_block(void **state)
+TEST_F(test_shared_partial_host_block, setup_private, teardown)
 {
 	struct fx *x = *state;
 	struct kvm_page_fault f;
 
 	/* A hole in the host mapping: 4 KiB there, EFAULT (no info) on the hole. */
-	assert_int_equal(munmap(x->mem + 4096, 4096), 0);
-	assert_int_equal(fault(x, SLOT_GPA, false, &f), KVM_PF_FIXED);
-	assert_int_equal(f.level, S2_PG_LEVEL_4K);
-	assert_int_equal(fault(x, SLOT_GPA + 4096, false, &f), KVM_PF_EXIT);
-	assert_int_equal(f.error, -EFAULT);
-	assert_false(f.memory_fault);
-	assert_int_equal(x->st.memory_fault_exits, 0);
+	ASSERT_EQ(munmap(x->mem + 4096, 4096), 0);
+	ASSERT_EQ(fault(x, SLOT_GPA, false, &f), KVM_PF_FIXED);
+	ASSERT_EQ(f.level, S2_PG_LEVEL_4K);
+	ASSERT_EQ(fault(x, SLOT_GPA + 4096, false, &f), KVM_PF_EXIT);
+	ASSERT_EQ(f.error, -EFAULT);
+	ASSERT_FALSE(f.memory_fault);
+	ASSERT_EQ(x->st.memory_fault_exits, 0);
 }
 
 /* The host's protection decides like hva_to_pfn: read-only maps, no write. */
-static void test_shared_host_protection(void **state)
+TEST_F(test_shared_host_protection, setup_private, teardown)
 {
 	struct fx *x = *state;
 	struct kvm_page_fault f;
 	int level;
 
-	assert_int_equal(mprotect(x->mem, 4096, PROT_READ), 0);
-	assert_int_equal(mprotect(x->mem + 4096, 4096, PROT_NONE), 0);
-	assert_int_equal(fault(x, SLOT_GPA, true, &f), KVM_PF_EXIT);
-	assert_int_equal(f.error, -EFAULT);
-	assert_false(f.memory_fault);
+	ASSERT_EQ(mprotect(x->mem, 4096, PROT_READ), 0);
+	ASSERT_EQ(mprotect(x->mem + 4096, 4096, PROT_NONE), 0);
+	ASSERT_EQ(fault(x, SLOT_GPA, true, &f), KVM_PF_EXIT);
+	ASSERT_EQ(f.error, -EFAULT);
+	ASSERT_FALSE(f.memory_fault);
 	/* A read maps it, read-only: a later write faults again and fails. */
-	assert_int_equal(fault(x, SLOT_GPA, false, &f), KVM_PF_FIXED);
-	assert_false(lookup(x->kvm, SLOT_GFN, &level) & S2_WRITABLE);
-	assert_int_equal(fault(x, SLOT_GPA + 4096, false, &f), KVM_PF_EXIT);
-	assert_int_equal(f.error, -EFAULT);
+	ASSERT_EQ(fault(x, SLOT_GPA, false, &f), KVM_PF_FIXED);
+	ASSERT_FALSE(lookup(x->kvm, SLOT_GFN, &level) & S2_WRITABLE);
+	ASSERT_EQ(fault(x, SLOT_GPA + 4096, false, &f), KVM_PF_EXIT);
+	ASSERT_EQ(f.error, -EFAULT);
 	/* A writable page is mapped writable even for a read (as KVM does). */
-	assert_int_equal(fault(x, SLOT_GPA + 8192, false, &f), KVM_PF_FIXED);
-	assert_true(lookup(x->kvm, SLOT_GFN + 2, &level) & S2_WRITABLE);
+	ASSERT_EQ(fault(x, SLOT_GPA + 8192, false, &f), KVM_PF_FIXED);
+	ASSERT_TRUE(lookup(x->kvm, SLOT_GFN + 2, &level) & S2_WRITABLE);
 }
 
-static void test_no_slot_is_mmio(void **state)
+TEST_F(test_no_slot_is_mmio, setup_private, teardown)
 {
 	struct fx *x = *state;
 	struct kvm_page_fault f;
 
-	assert_int_equal(fault(x, 0xd0000000, false, &f), KVM_PF_EMULATE);
-	assert_int_equal(fault(x, 0xd0000000, true, &f), KVM_PF_EMULATE);
+	ASSERT_EQ(fault(x, 0xd0000000, false, &f), KVM_PF_EMULATE);
+	ASSERT_EQ(fault(x, 0xd0000000, true, &f), KVM_PF_EMULATE);
 	/* No slot: no lock taken, nothing installed. */
-	assert_int_equal(x->st.lock_acq, 0);
-	assert_int_equal(kvm_mmu_nr_leaves(x->kvm), 0);
+	ASSERT_EQ(x->st.lock_acq, 0);
+	ASSERT_EQ(kvm_mmu_nr_leaves(x->kvm), 0);
 }
 
-static void test_readonly_slot(void **state)
+TEST_F(test_readonly_slot, setup_private, teardown)
 {
 	struct fx *x = *state;
 	struct kvm_page_fault f;
 	int level;
 
-	assert_int_equal(set_region(x->kvm, 11, KVM_MEM_READONLY, 0x200000, 2 * MB,
+	ASSERT_EQ(set_region(x->kvm, 11, KVM_MEM_READONLY, 0x200000, 2 * MB,
 				    x->mem + 2 * MB, NULL), 0);
-	assert_int_equal(fault(x, 0x200000, true, &f), KVM_PF_EMULATE);
-	assert_int_equal(fault(x, 0x200000, false, &f), KVM_PF_FIXED);
-	assert_false(lookup(x->kvm, 0x200, &level) & S2_WRITABLE);
+	ASSERT_EQ(fault(x, 0x200000, true, &f), KVM_PF_EMULATE);
+	ASSERT_EQ(fault(x, 0x200000, false, &f), KVM_PF_FIXED);
+	ASSERT_FALSE(lookup(x->kvm, 0x200, &level) & S2_WRITABLE);
 }
 
-static void test_mixed_block_maps_4k(void **state)
+TEST_F(test_mixed_block_maps_4k, setup_private, teardown)
 {
 	struct fx *x = *state;
 	struct kvm_page_fault f;
 
 	memset(x->mem, 0, SLOT_SIZE); /* host-resident: only the attributes decide */
 	set_private(x->kvm, SLOT_GFN + 7, SLOT_GFN + 8, true);
-	assert_int_equal(fault(x, SLOT_GPA, false, &f), KVM_PF_FIXED);
-	assert_int_equal(f.level, S2_PG_LEVEL_4K);
+	ASSERT_EQ(fault(x, SLOT_GPA, false, &f), KVM_PF_FIXED);
+	ASSERT_EQ(f.level, S2_PG_LEVEL_4K);
 	/* The other 2 MiB block is uniform: huge again. */
-	assert_int_equal(fault(x, SLOT_GPA + 2 * MB, false, &f), KVM_PF_FIXED);
-	assert_int_equal(f.level, S2_PG_LEVEL_2M);
+	ASSERT_EQ(fault(x, SLOT_GPA + 2 * MB, false, &f), KVM_PF_FIXED);
+	ASSERT_EQ(f.level, S2_PG_LEVEL_2M);
 }
 
 /* A block that held small leaves once keeps its table: map 4 KiB pages in it. */
-static void test_block_with_table_maps_4k(void **state)
+TEST_F(test_block_with_table_maps_4k, setup_private, teardown)
 {
 	struct fx *x = *state;
 	struct kvm_page_fault f;
 	int level;
 
 	set_private(x->kvm, SLOT_GFN, SLOT_GFN + 1, true);
-	assert_int_equal(fault(x, SLOT_GPA, true, &f), KVM_PF_FIXED);
+	ASSERT_EQ(fault(x, SLOT_GPA, true, &f), KVM_PF_FIXED);
 	set_private(x->kvm, SLOT_GFN, SLOT_GFN + 1, false); /* zaps the leaf only */
-	assert_int_equal(fault(x, SLOT_GPA + 4096, false, &f), KVM_PF_FIXED);
-	assert_int_equal(f.level, S2_PG_LEVEL_4K);
-	assert_int_equal(lookup(x->kvm, SLOT_GFN + 1, &level) & S2_ADDR_MASK,
+	ASSERT_EQ(fault(x, SLOT_GPA + 4096, false, &f), KVM_PF_FIXED);
+	ASSERT_EQ(f.level, S2_PG_LEVEL_4K);
+	ASSERT_EQ(lookup(x->kvm, SLOT_GFN + 1, &level) & S2_ADDR_MASK,
 			 (uint64_t)(uintptr_t)(x->mem + 4096));
-	assert_int_equal(lookup(x->kvm, SLOT_GFN, &level), 0);
-	assert_int_equal(fault(x, SLOT_GPA, false, &f), KVM_PF_FIXED);
-	assert_int_equal(lookup(x->kvm, SLOT_GFN, &level) & S2_ADDR_MASK,
+	ASSERT_EQ(lookup(x->kvm, SLOT_GFN, &level), 0);
+	ASSERT_EQ(fault(x, SLOT_GPA, false, &f), KVM_PF_FIXED);
+	ASSERT_EQ(lookup(x->kvm, SLOT_GFN, &level) & S2_ADDR_MASK,
 			 (uint64_t)(uintptr_t)x->mem);
-	assert_int_equal(x->st.retries, 0);
+	ASSERT_EQ(x->st.retries, 0);
 }
 
-static void test_misaligned_hva_maps_4k(void **state)
+TEST_F(test_misaligned_hva_maps_4k, setup_private, teardown)
 {
 	struct fx *x = *state;
 	struct kvm_page_fault f;
 
 	/* gfn and hva not congruent modulo 2 MiB: never huge (§4.8). */
-	assert_int_equal(set_region(x->kvm, 11, 0, 0x400000, 2 * MB, x->mem + 4096, NULL), 0);
-	assert_int_equal(fault(x, 0x400000 + 8192, false, &f), KVM_PF_FIXED);
-	assert_int_equal(f.level, S2_PG_LEVEL_4K);
+	ASSERT_EQ(set_region(x->kvm, 11, 0, 0x400000, 2 * MB, x->mem + 4096, NULL), 0);
+	ASSERT_EQ(fault(x, 0x400000 + 8192, false, &f), KVM_PF_FIXED);
+	ASSERT_EQ(f.level, S2_PG_LEVEL_4K);
 }
 
 /* ---- private faults ------------------------------------------------------------ */
 
-static void test_private_fault(void **state)
+TEST_F(test_private_fault, setup_private, teardown)
 {
 	struct fx *x = *state;
 	struct kvm_page_fault f;
@@ -260,51 +259,51 @@ static void test_private_fault(void **state)
 
 	x->mem[3 * 4096] = 0xcc; /* the shared view must not show through */
 	set_private(x->kvm, SLOT_GFN + 3, SLOT_GFN + 4, true);
-	assert_int_equal(fault(x, SLOT_GPA + 3 * 4096, true, &f), KVM_PF_FIXED);
-	assert_true(f.is_private);
-	assert_int_equal(f.level, S2_PG_LEVEL_4K);
+	ASSERT_EQ(fault(x, SLOT_GPA + 3 * 4096, true, &f), KVM_PF_FIXED);
+	ASSERT_TRUE(f.is_private);
+	ASSERT_EQ(f.level, S2_PG_LEVEL_4K);
 	e = lookup(x->kvm, SLOT_GFN + 3, &level);
-	assert_int_equal(level, S2_PG_LEVEL_4K);
-	assert_true(e & S2_PRIVATE);
-	assert_int_not_equal(e & S2_ADDR_MASK, (uint64_t)(uintptr_t)(x->mem + 3 * 4096));
-	assert_int_equal(*(uint8_t *)(uintptr_t)(e & S2_ADDR_MASK), 0); /* zeroed */
-	assert_int_equal(kvm_gmem_nr_allocated(x->gmem), 1);
+	ASSERT_EQ(level, S2_PG_LEVEL_4K);
+	ASSERT_TRUE(e & S2_PRIVATE);
+	ASSERT_NE(e & S2_ADDR_MASK, (uint64_t)(uintptr_t)(x->mem + 3 * 4096));
+	ASSERT_EQ(*(uint8_t *)(uintptr_t)(e & S2_ADDR_MASK), 0); /* zeroed */
+	ASSERT_EQ(kvm_gmem_nr_allocated(x->gmem), 1);
 }
 
 static void assert_memory_fault(const struct kvm_page_fault *f, int err, bool priv)
 {
-	assert_true(f->memory_fault);
-	assert_int_equal(f->error, err);
-	assert_int_equal(f->is_private, priv);
+	ASSERT_TRUE(f->memory_fault);
+	ASSERT_EQ(f->error, err);
+	ASSERT_EQ(f->is_private, priv);
 }
 
-static void test_private_without_guest_memfd(void **state)
+TEST_F(test_private_without_guest_memfd, setup_private, teardown)
 {
 	struct fx *x = *state;
 	struct kvm_page_fault f;
 
-	assert_int_equal(set_region(x->kvm, 11, 0, 0xc0000000, 2 * MB, x->mem + 2 * MB, NULL), 0);
+	ASSERT_EQ(set_region(x->kvm, 11, 0, 0xc0000000, 2 * MB, x->mem + 2 * MB, NULL), 0);
 	set_private(x->kvm, 0xc0000, 0xc0001, true);
-	assert_int_equal(fault(x, 0xc0000123, false, &f), KVM_PF_EXIT);
+	ASSERT_EQ(fault(x, 0xc0000123, false, &f), KVM_PF_EXIT);
 	assert_memory_fault(&f, -EFAULT, true);
-	assert_int_equal(f.gfn, 0xc0000);
-	assert_int_equal(x->st.memory_fault_exits, 1);
+	ASSERT_EQ(f.gfn, 0xc0000);
+	ASSERT_EQ(x->st.memory_fault_exits, 1);
 }
 
-static void test_private_without_slot(void **state)
+TEST_F(test_private_without_slot, setup_private, teardown)
 {
 	struct fx *x = *state;
 	struct kvm_page_fault f;
 
 	set_private(x->kvm, 0xe0000, 0xe0001, true);
-	assert_int_equal(fault(x, 0xe0000000, true, &f), KVM_PF_EXIT);
+	ASSERT_EQ(fault(x, 0xe0000000, true, &f), KVM_PF_EXIT);
 	assert_memory_fault(&f, -EFAULT, true);
 	/* Shared again: an ordinary MMIO access. */
 	set_private(x->kvm, 0xe0000, 0xe0001, false);
-	assert_int_equal(fault(x, 0xe0000000, true, &f), KVM_PF_EMULATE);
+	ASSERT_EQ(fault(x, 0xe0000000, true, &f), KVM_PF_EMULATE);
 }
 
-static void test_private_gmem_released(void **state)
+TEST_F(test_private_gmem_released, setup_private, teardown)
 {
 	struct fx *x = *state;
 	struct kvm_page_fault f;
@@ -312,24 +311,24 @@ static void test_private_gmem_released(void **state)
 	set_private(x->kvm, SLOT_GFN, SLOT_GFN + 1, true);
 	kvm_gmem_put(x->gmem); /* the last file reference: release */
 	x->gmem = NULL;
-	assert_int_equal(fault(x, SLOT_GPA, false, &f), KVM_PF_EXIT);
+	ASSERT_EQ(fault(x, SLOT_GPA, false, &f), KVM_PF_EXIT);
 	assert_memory_fault(&f, -EFAULT, true);
 }
 
-static void test_private_poisoned(void **state)
+TEST_F(test_private_poisoned, setup_private, teardown)
 {
 	struct fx *x = *state;
 	struct kvm_page_fault f;
 
 	set_private(x->kvm, SLOT_GFN, SLOT_GFN + 8, true);
-	assert_int_equal(kvm_gmem_error_page(x->gmem, 5), 0);
-	assert_int_equal(fault(x, SLOT_GPA + 5 * 4096, false, &f), KVM_PF_EXIT);
+	ASSERT_EQ(kvm_gmem_error_page(x->gmem, 5), 0);
+	ASSERT_EQ(fault(x, SLOT_GPA + 5 * 4096, false, &f), KVM_PF_EXIT);
 	assert_memory_fault(&f, -EHWPOISON, true);
-	assert_int_equal(fault(x, SLOT_GPA + 4 * 4096, false, &f), KVM_PF_FIXED);
+	ASSERT_EQ(fault(x, SLOT_GPA + 4 * 4096, false, &f), KVM_PF_FIXED);
 }
 
 /* 6.18: a slot bound to an MMAP guest_memfd takes even shared pages from it. */
-static void test_gmem_only_slot_618(void **state)
+TEST(test_gmem_only_slot_618)
 {
 	struct kvm_create_guest_memfd args = {
 		.size = 2 * MB, .flags = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
@@ -341,21 +340,20 @@ static void test_gmem_only_slot_618(void **state)
 	int level;
 	uint64_t e;
 
-	(void)state;
-	assert_int_equal(gm_config_set("linux-6.18", "KVM_SW_PROTECTED_VM=y", "memfd"), 0);
-	assert_int_equal(kvm_create_vm(KVM_X86_DEFAULT_VM, &kvm), 0);
-	assert_int_equal(kvm_gmem_create(kvm, &args, &gmem), 0);
-	assert_int_equal(set_region(kvm, 1, KVM_MEM_GUEST_MEMFD, SLOT_GPA, 2 * MB, NULL, gmem), 0);
-	assert_int_equal(kvm_mmu_page_fault(kvm, SLOT_GPA + 4096, true, &st, &f), KVM_PF_FIXED);
-	assert_false(f.is_private);
-	assert_int_equal(f.level, S2_PG_LEVEL_4K);
+	ASSERT_EQ(gm_config_set("linux-6.18", "KVM_SW_PROTECTED_VM=y", "memfd"), 0);
+	ASSERT_EQ(kvm_create_vm(KVM_X86_DEFAULT_VM, &kvm), 0);
+	ASSERT_EQ(kvm_gmem_create(kvm, &args, &gmem), 0);
+	ASSERT_EQ(set_region(kvm, 1, KVM_MEM_GUEST_MEMFD, SLOT_GPA, 2 * MB, NULL, gmem), 0);
+	ASSERT_EQ(kvm_mmu_page_fault(kvm, SLOT_GPA + 4096, true, &st, &f), KVM_PF_FIXED);
+	ASSERT_FALSE(f.is_private);
+	ASSERT_EQ(f.level, S2_PG_LEVEL_4K);
 	e = lookup(kvm, SLOT_GFN + 1, &level);
-	assert_true(e & S2_PRIVATE); /* "from guest_memfd" */
-	assert_true(e & S2_WRITABLE);
-	assert_int_equal(kvm_gmem_nr_allocated(gmem), 1);
+	ASSERT_TRUE(e & S2_PRIVATE); /* "from guest_memfd" */
+	ASSERT_TRUE(e & S2_WRITABLE);
+	ASSERT_EQ(kvm_gmem_nr_allocated(gmem), 1);
 	kvm_gmem_put(gmem);
 	kvm_put_kvm(kvm);
-	assert_int_equal(gm_config_set("linux-6.8", NULL, NULL), 0);
+	ASSERT_EQ(gm_config_set("linux-6.8", NULL, NULL), 0);
 }
 
 /* ---- the invalidation protocol ------------------------------------------------------- */
@@ -375,26 +373,26 @@ static void invalidate_end(struct kvm *kvm)
 	gm_rwlock_unlock(&kvm->mmu_lock);
 }
 
-static void test_retry_in_range(void **state)
+TEST_F(test_retry_in_range, setup_private, teardown)
 {
 	struct fx *x = *state;
 	struct kvm_page_fault f;
 
 	invalidate_begin(x->kvm, SLOT_GFN, SLOT_GFN + 1);
 	/* Pre-check on: retried before the lock. */
-	assert_int_equal(fault(x, SLOT_GPA, false, &f), KVM_PF_RETRY);
-	assert_int_equal(x->st.lock_acq, 0);
+	ASSERT_EQ(fault(x, SLOT_GPA, false, &f), KVM_PF_RETRY);
+	ASSERT_EQ(x->st.lock_acq, 0);
 	/* Off: the locked check catches it, at the cost of the lock. */
 	kvm_mmu_set_fault_precheck(false);
-	assert_int_equal(fault(x, SLOT_GPA, false, &f), KVM_PF_RETRY);
-	assert_int_equal(x->st.lock_acq, 1);
+	ASSERT_EQ(fault(x, SLOT_GPA, false, &f), KVM_PF_RETRY);
+	ASSERT_EQ(x->st.lock_acq, 1);
 	kvm_mmu_set_fault_precheck(true);
 	/* Outside the range nothing stops a fault (4 KiB: gfn 0 is in its block). */
-	assert_int_equal(fault(x, SLOT_GPA + 2 * MB, false, &f), KVM_PF_FIXED);
+	ASSERT_EQ(fault(x, SLOT_GPA + 2 * MB, false, &f), KVM_PF_FIXED);
 	invalidate_end(x->kvm);
-	assert_int_equal(fault(x, SLOT_GPA, false, &f), KVM_PF_FIXED);
-	assert_int_equal(x->st.retries, 2);
-	assert_int_equal(x->st.faults, 4);
+	ASSERT_EQ(fault(x, SLOT_GPA, false, &f), KVM_PF_FIXED);
+	ASSERT_EQ(x->st.retries, 2);
+	ASSERT_EQ(x->st.faults, 4);
 }
 
 struct bg_fault {
@@ -414,35 +412,18 @@ static void *bg_fault_fn(void *arg)
 	return NULL;
 }
 
-/* Whether thread @tid is blocked (state S: here, waiting for mmu_lock). */
-static bool thread_sleeping(pid_t tid)
-{
-	char path[64], buf[256], *p;
-	FILE *fp;
-	bool s = false;
-
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
-	fp = fopen(path, "r");
-	if (fp && fgets(buf, sizeof(buf), fp) && (p = strrchr(buf, ')')))
-		s = p[2] == 'S';
-	if (fp)
-		fclose(fp);
-	return s;
-}
-
 /* A writer holds mmu_lock: the fault waits outside RCU and retries. */
-static void test_lock_busy_waits_and_retries(void **state)
+TEST_F(test_lock_busy_waits_and_retries, setup_private, teardown)
 {
 	struct fx *x = *state;
 	struct bg_fault b = { x, SLOT_GPA, -1, 0 };
 	pthread_t t;
 
 	gm_rwlock_wrlock(&x->kvm->mmu_lock, GM_LOCK_MMU);
-	assert_int_equal(pthread_create(&t, NULL, bg_fault_fn, &b), 0);
+	ASSERT_EQ(pthread_create(&t, NULL, bg_fault_fn, &b), 0);
 	/* Wait until it blocks on mmu_lock (no timing guess). */
-	while (!__atomic_load_n(&b.tid, __ATOMIC_ACQUIRE) || !READ_ONCE(x->st.faults) ||
-	       !thread_sleeping(b.tid))
-		usleep(1000);
+	ASSERT_WAIT(__atomic_load_n(&b.tid, __ATOMIC_ACQUIRE) && READ_ONCE(x->st.faults) &&
+		    test_thread_blocked(b.tid), 10000);
 	/* A whole invalidation while the fault waits: seq moves. */
 	kvm_mmu_invalidate_begin(x->kvm);
 	kvm_mmu_invalidate_range_add(x->kvm, SLOT_GFN + 512, SLOT_GFN + 513);
@@ -450,59 +431,37 @@ static void test_lock_busy_waits_and_retries(void **state)
 	/* A grace period with mmu_lock held must not deadlock with the fault. */
 	gm_synchronize_rcu();
 	gm_rwlock_unlock(&x->kvm->mmu_lock);
-	assert_int_equal(pthread_join(t, NULL), 0);
-	assert_int_equal(b.result, KVM_PF_RETRY);
-	assert_int_equal(x->st.retries, 1);
-	assert_int_equal(x->st.lock_acq, 1); /* the wait, not an install */
-	assert_int_equal(kvm_mmu_nr_leaves(x->kvm), 0);
+	ASSERT_EQ(pthread_join(t, NULL), 0);
+	ASSERT_EQ(b.result, KVM_PF_RETRY);
+	ASSERT_EQ(x->st.retries, 1);
+	ASSERT_EQ(x->st.lock_acq, 1); /* the wait, not an install */
+	ASSERT_EQ(kvm_mmu_nr_leaves(x->kvm), 0);
 }
 
 /* The pre-check is a hint: a moved seq alone makes it retry too. */
-static void test_stale_seq(void **state)
+TEST_F(test_stale_seq, setup_private, teardown)
 {
 	struct fx *x = *state;
 	struct kvm_invalidate_state st;
 
 	kvm_mmu_invalidate_state(x->kvm, &st);
-	assert_false(mmu_invalidate_retry_gfn_unsafe(x->kvm, st.seq, SLOT_GFN));
+	ASSERT_FALSE(mmu_invalidate_retry_gfn_unsafe(x->kvm, st.seq, SLOT_GFN));
 	invalidate_begin(x->kvm, SLOT_GFN + 100, SLOT_GFN + 101);
 	invalidate_end(x->kvm);
-	assert_true(mmu_invalidate_retry_gfn_unsafe(x->kvm, st.seq, SLOT_GFN));
+	ASSERT_TRUE(mmu_invalidate_retry_gfn_unsafe(x->kvm, st.seq, SLOT_GFN));
 }
 
-static void test_precheck_switch(void **state)
+TEST_F(test_precheck_switch, setup_private, teardown)
 {
 	(void)state;
-	assert_true(kvm_mmu_set_fault_precheck(false));
-	assert_false(kvm_mmu_fault_precheck_enabled());
-	assert_false(kvm_mmu_set_fault_precheck(true));
-	assert_true(kvm_mmu_fault_precheck_enabled());
+	ASSERT_TRUE(kvm_mmu_set_fault_precheck(false));
+	ASSERT_FALSE(kvm_mmu_fault_precheck_enabled());
+	ASSERT_FALSE(kvm_mmu_set_fault_precheck(true));
+	ASSERT_TRUE(kvm_mmu_fault_precheck_enabled());
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup_private, teardown)
 
-int main(void)
+int main(int argc, char **argv)
 {
-	const struct CMUnitTest tests[] = {
-		T(test_shared_fault_maps_2m),
-		T(test_shared_partial_host_block),
-		T(test_shared_host_protection),
-		T(test_no_slot_is_mmio),
-		T(test_readonly_slot),
-		T(test_mixed_block_maps_4k),
-		T(test_block_with_table_maps_4k),
-		T(test_misaligned_hva_maps_4k),
-		T(test_private_fault),
-		T(test_private_without_guest_memfd),
-		T(test_private_without_slot),
-		T(test_private_gmem_released),
-		T(test_private_poisoned),
-		cmocka_unit_test(test_gmem_only_slot_618),
-		T(test_retry_in_range),
-		T(test_lock_busy_waits_and_retries),
-		T(test_stale_seq),
-		T(test_precheck_switch),
-	};
-
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return test_main(argc, argv);
 }

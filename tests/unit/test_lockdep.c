@@ -4,7 +4,6 @@
  * lock not held, a read hold where a write hold is asserted and an unlock
  * of a lock not held each abort (checked in a child process).
  */
-#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,7 +12,8 @@
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <cmocka.h>
+
+#include "harness.h"
 
 #include "lib/lockdep.h"
 
@@ -29,7 +29,7 @@ static int run_child(void (*fn)(void))
 
 	fflush(NULL);
 	pid = fork();
-	assert_true(pid >= 0);
+	ASSERT_GE(pid, 0);
 	if (pid == 0) {
 		/* Keep the expected abort's message out of the TAP stream. */
 		if (!freopen("/dev/null", "w", stderr))
@@ -37,7 +37,7 @@ static int run_child(void (*fn)(void))
 		fn();
 		_exit(0);
 	}
-	assert_int_equal(waitpid(pid, &st, 0), pid);
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
 	return WIFSIGNALED(st) ? WTERMSIG(st) : 0;
 }
 
@@ -96,33 +96,26 @@ static void trylock_recorded(void)
 	gm_mutex_unlock(&inner);
 }
 
-static void test_order(void **state)
+TEST(order)
 {
-	(void)state;
-	assert_int_equal(run_child(in_order), 0);
-	assert_int_equal(run_child(trylock_recorded), 0);
+	ASSERT_EQ(run_child(in_order), 0);
+	ASSERT_EQ(run_child(trylock_recorded), 0);
 #ifndef NDEBUG
-	assert_int_equal(run_child(inverted), SIGABRT);
-	assert_int_equal(run_child(same_class_twice), SIGABRT);
+	ASSERT_EQ(run_child(inverted), SIGABRT);
+	ASSERT_EQ(run_child(same_class_twice), SIGABRT);
 #endif
 }
 
-static void test_assertions(void **state)
+TEST(assertions)
 {
-	(void)state;
 #ifndef NDEBUG
-	assert_int_equal(run_child(assert_not_held), SIGABRT);
-	assert_int_equal(run_child(assert_write_but_read), SIGABRT);
-	assert_int_equal(run_child(unlock_not_held), SIGABRT);
+	ASSERT_EQ(run_child(assert_not_held), SIGABRT);
+	ASSERT_EQ(run_child(assert_write_but_read), SIGABRT);
+	ASSERT_EQ(run_child(unlock_not_held), SIGABRT);
 #endif
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_order),
-		cmocka_unit_test(test_assertions),
-	};
-
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return test_main(argc, argv);
 }

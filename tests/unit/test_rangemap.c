@@ -1,53 +1,65 @@
 /* SPDX-License-Identifier: MIT */
 /* rangemap: runs stay sorted, disjoint and maximal; checked against a model. */
-#include <setjmp.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <cmocka.h>
+#include <string.h>
+#include "harness.h"
 
 #include "lib/rangemap.h"
+#include "lib/rcu.h"
 
 #define MODEL_KEYS 512
+
+/* Sanitizers slow every store down 5-50x: fewer steps there. */
+#if defined(GM_TSAN)
+#define STEPS_DIV 10
+#elif defined(__SANITIZE_ADDRESS__)
+#define STEPS_DIV 4
+#else
+#define STEPS_DIV 1
+#endif
 
 static void check_against_model(const struct rangemap *m, const uint64_t *model)
 {
 	for (uint64_t k = 0; k < MODEL_KEYS; k++)
-		assert_int_equal(rangemap_lookup(m, k), model[k]);
+		ASSERT_EQ(rangemap_lookup(m, k), model[k]);
+	ASSERT_EQ(rangemap_check_invariants(m), 0);
 	/* Maximal runs: the number of runs equals the number of value changes. */
 	uint64_t runs = 0;
 	for (uint64_t k = 0; k < MODEL_KEYS; k++)
 		if (model[k] && (k == 0 || model[k - 1] != model[k]))
 			runs++;
-	assert_int_equal(rangemap_nr_runs(m), runs);
+	ASSERT_EQ(rangemap_nr_runs(m), runs);
 }
 
-static void test_store_split_merge(void **state)
+TEST(test_store_split_merge)
 {
 	struct rangemap m;
-	(void)state;
 	rangemap_init(&m);
-	assert_int_equal(rangemap_store(&m, 10, 20, 8), 0);
-	assert_int_equal(rangemap_lookup(&m, 9), 0);
-	assert_int_equal(rangemap_lookup(&m, 10), 8);
-	assert_int_equal(rangemap_lookup(&m, 19), 8);
-	assert_int_equal(rangemap_lookup(&m, 20), 0);
+	ASSERT_EQ(rangemap_store(&m, 10, 20, 8), 0);
+	ASSERT_EQ(rangemap_lookup(&m, 9), 0);
+	ASSERT_EQ(rangemap_lookup(&m, 10), 8);
+	ASSERT_EQ(rangemap_lookup(&m, 19), 8);
+	ASSERT_EQ(rangemap_lookup(&m, 20), 0);
 	/* Split in the middle, then heal: back to one run. */
-	assert_int_equal(rangemap_store(&m, 14, 15, 0), 0);
-	assert_int_equal(rangemap_nr_runs(&m), 2);
-	assert_int_equal(rangemap_store(&m, 14, 15, 8), 0);
-	assert_int_equal(rangemap_nr_runs(&m), 1);
-	assert_true(rangemap_range_is(&m, 10, 20, 8));
-	assert_false(rangemap_range_is(&m, 9, 20, 8));
-	assert_true(rangemap_range_is(&m, 0, 10, 0));
-	assert_false(rangemap_range_is(&m, 0, 11, 0));
+	ASSERT_EQ(rangemap_store(&m, 14, 15, 0), 0);
+	ASSERT_EQ(rangemap_nr_runs(&m), 2);
+	ASSERT_EQ(rangemap_store(&m, 14, 15, 8), 0);
+	ASSERT_EQ(rangemap_nr_runs(&m), 1);
+	ASSERT_TRUE(rangemap_range_is(&m, 10, 20, 8));
+	ASSERT_FALSE(rangemap_range_is(&m, 9, 20, 8));
+	ASSERT_TRUE(rangemap_range_is(&m, 0, 10, 0));
+	ASSERT_FALSE(rangemap_range_is(&m, 0, 11, 0));
 	/* Huge range: cost independent of the number of keys. */
-	assert_int_equal(rangemap_store(&m, 0, UINT64_MAX, 8), 0);
-	assert_int_equal(rangemap_nr_runs(&m), 1);
-	assert_true(rangemap_range_is(&m, 1ULL << 40, 1ULL << 62, 8));
-	assert_int_equal(rangemap_store(&m, 0, UINT64_MAX, 0), 0);
-	assert_int_equal(rangemap_nr_runs(&m), 0);
+	ASSERT_EQ(rangemap_store(&m, 0, UINT64_MAX, 8), 0);
+	ASSERT_EQ(rangemap_nr_runs(&m), 1);
+	ASSERT_TRUE(rangemap_range_is(&m, 1ULL << 40, 1ULL << 62, 8));
+	ASSERT_EQ(rangemap_store(&m, 0, UINT64_MAX, 0), 0);
+	ASSERT_EQ(rangemap_nr_runs(&m), 0);
 	rangemap_fini(&m);
 }
 
@@ -59,28 +71,26 @@ static int collect(void *ctx, uint64_t s, uint64_t e, uint64_t v)
 	return s == 100 ? 7 : 0;
 }
 
-static void test_for_each_clips(void **state)
+TEST(test_for_each_clips)
 {
 	struct rangemap m;
 	uint64_t acc[2] = { 0, 0 };
-	(void)state;
 	rangemap_init(&m);
 	rangemap_store(&m, 0, 50, 1);
 	rangemap_store(&m, 60, 70, 2);
-	assert_int_equal(rangemap_for_each(&m, 40, 65, collect, acc), 0);
-	assert_int_equal(acc[0], 10 + 5);
-	assert_int_equal(acc[1], 3);
+	ASSERT_EQ(rangemap_for_each(&m, 40, 65, collect, acc), 0);
+	ASSERT_EQ(acc[0], 10 + 5);
+	ASSERT_EQ(acc[1], 3);
 	rangemap_store(&m, 100, 110, 3);
-	assert_int_equal(rangemap_for_each(&m, 0, 200, collect, acc), 7); /* early stop */
+	ASSERT_EQ(rangemap_for_each(&m, 0, 200, collect, acc), 7); /* early stop */
 	rangemap_fini(&m);
 }
 
-static void test_random_against_model(void **state)
+TEST(test_random_against_model)
 {
 	static uint64_t model[MODEL_KEYS];
 	struct rangemap m;
 	unsigned seed = 12345;
-	(void)state;
 	rangemap_init(&m);
 	for (int i = 0; i < 4000; i++) {
 		uint64_t s = (uint64_t)rand_r(&seed) % MODEL_KEYS;
@@ -88,39 +98,303 @@ static void test_random_against_model(void **state)
 		uint64_t v = (uint64_t)rand_r(&seed) % 3; /* 0 erases */
 		if (e > MODEL_KEYS)
 			e = MODEL_KEYS;
-		assert_int_equal(rangemap_store(&m, s, e, v), 0);
+		ASSERT_EQ(rangemap_store(&m, s, e, v), 0);
 		for (uint64_t k = s; k < e; k++)
 			model[k] = v;
 		if (i % 50 == 0)
 			check_against_model(&m, model);
-		assert_int_equal(rangemap_range_is(&m, s, e, v), 1);
+		ASSERT_EQ(rangemap_range_is(&m, s, e, v), 1);
 	}
 	check_against_model(&m, model);
 	rangemap_fini(&m);
 }
 
-static void test_prepare_is_invisible_until_commit(void **state)
+TEST(test_prepare_is_invisible_until_commit)
 {
 	struct rangemap m;
-	struct rangemap_array *next;
-	(void)state;
+	struct rangemap_update *next;
 	rangemap_init(&m);
 	rangemap_store(&m, 0, 10, 8);
-	assert_int_equal(rangemap_prepare(&m, 5, 15, 0, &next), 0);
-	assert_int_equal(rangemap_lookup(&m, 7), 8);
+	ASSERT_EQ(rangemap_prepare(&m, 5, 15, 0, &next), 0);
+	ASSERT_EQ(rangemap_lookup(&m, 7), 8);
 	rangemap_commit(&m, next);
-	assert_int_equal(rangemap_lookup(&m, 7), 0);
-	assert_int_equal(rangemap_lookup(&m, 4), 8);
+	ASSERT_EQ(rangemap_lookup(&m, 7), 0);
+	ASSERT_EQ(rangemap_lookup(&m, 4), 8);
 	rangemap_fini(&m);
 }
 
-int main(void)
+
+/*
+ * A brute-force model over many more keys, with operations shaped to build
+ * deep trees (single keys, as a guest converting page by page) and to tear
+ * them down (wide erases), so that splits, neighbour borrowing, drops of
+ * whole subtrees and root collapses all happen.  Every step is checked for
+ * the tree's invariants; the contents every few steps.
+ */
+#define BIG_KEYS 20000
+
+static uint64_t big_model[BIG_KEYS];
+
+static void big_check(const struct rangemap *m)
 {
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_store_split_merge),
-		cmocka_unit_test(test_for_each_clips),
-		cmocka_unit_test(test_random_against_model),
-		cmocka_unit_test(test_prepare_is_invisible_until_commit),
-	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	uint64_t runs = 0;
+
+	for (uint64_t k = 0; k < BIG_KEYS; k++) {
+		ASSERT_EQ(rangemap_lookup(m, k), big_model[k]);
+		if (big_model[k] && (k == 0 || big_model[k - 1] != big_model[k]))
+			runs++;
+	}
+	ASSERT_EQ(rangemap_nr_runs(m), runs);
+}
+
+static void big_random_op(unsigned *seed, uint64_t *s, uint64_t *e, uint64_t *v)
+{
+	int kind = rand_r(seed) % 16;
+
+	*s = (uint64_t)rand_r(seed) % BIG_KEYS;
+	*v = (uint64_t)rand_r(seed) % 3;
+	if (kind < 12)
+		*e = *s + 1; /* page by page */
+	else if (kind < 15)
+		*e = *s + 1 + (uint64_t)rand_r(seed) % 200;
+	else
+		*e = *s + 1 + (uint64_t)rand_r(seed) % BIG_KEYS; /* wide */
+	if (*e > BIG_KEYS)
+		*e = BIG_KEYS;
+}
+
+TEST(test_deep_random_against_model)
+{
+	struct rangemap m;
+	unsigned seed = 777;
+	memset(big_model, 0, sizeof(big_model));
+	rangemap_init(&m);
+	for (int i = 0; i < 60000 / STEPS_DIV; i++) {
+		uint64_t s, e, v;
+
+		big_random_op(&seed, &s, &e, &v);
+		/* Alternate phases: fragment, then mostly erase. */
+		if ((i / (10000 / STEPS_DIV)) % 2 && v && rand_r(&seed) % 4)
+			v = 0;
+		ASSERT_EQ(rangemap_store(&m, s, e, v), 0);
+		for (uint64_t k = s; k < e; k++)
+			big_model[k] = v;
+		if (i % 16 == 0 || e - s > 200)
+			ASSERT_EQ(rangemap_check_invariants(&m), 0);
+		ASSERT_TRUE(rangemap_range_is(&m, s, e, v));
+		if (i % 2000 == 0) {
+			big_check(&m);
+			gm_synchronize_rcu(); /* bounds what TSan builds defer */
+		}
+	}
+	big_check(&m);
+	/* Every other key: the most runs this key space can hold. */
+	for (uint64_t k = 0; k < BIG_KEYS; k++)
+		big_model[k] = k % 2 ? 0 : 1 + k % 3;
+	for (uint64_t k = 0; k < BIG_KEYS; k++)
+		ASSERT_EQ(rangemap_store(&m, k, k + 1, big_model[k]), 0);
+	ASSERT_EQ(rangemap_check_invariants(&m), 0);
+	big_check(&m);
+	ASSERT_EQ(rangemap_store(&m, 0, BIG_KEYS, 0), 0);
+	ASSERT_EQ(rangemap_nr_runs(&m), 0);
+	ASSERT_EQ(rangemap_memory_bytes(&m), 0);
+	rangemap_fini(&m);
+	gm_synchronize_rcu(); /* frees what TSan builds deferred */
+}
+
+/* for_each and range_is across leaf boundaries, against the model. */
+static int collect_runs(void *ctx, uint64_t s, uint64_t e, uint64_t v)
+{
+	uint64_t *cover = ctx;
+
+	for (uint64_t k = s; k < e; k++) {
+		if (cover[k] || big_model[k] != v)
+			return -1;
+		cover[k] = v;
+	}
+	return 0;
+}
+
+TEST(test_deep_for_each)
+{
+	static uint64_t cover[BIG_KEYS];
+	struct rangemap m;
+	unsigned seed = 4242;
+	memset(big_model, 0, sizeof(big_model));
+	rangemap_init(&m);
+	for (int i = 0; i < 8000; i++) {
+		uint64_t s, e, v;
+
+		big_random_op(&seed, &s, &e, &v);
+		ASSERT_EQ(rangemap_store(&m, s, e, v), 0);
+		for (uint64_t k = s; k < e; k++)
+			big_model[k] = v;
+	}
+	for (int i = 0; i < 200; i++) {
+		uint64_t s = (uint64_t)rand_r(&seed) % BIG_KEYS;
+		uint64_t e = s + (uint64_t)rand_r(&seed) % (BIG_KEYS - s) + 1;
+		bool none = true, uniform = true;
+
+		memset(cover, 0, sizeof(cover));
+		ASSERT_EQ(rangemap_for_each(&m, s, e, collect_runs, cover), 0);
+		for (uint64_t k = s; k < e; k++) {
+			ASSERT_EQ(cover[k], big_model[k]);
+			none &= big_model[k] == 0;
+			uniform &= big_model[k] == big_model[s];
+		}
+		ASSERT_EQ(rangemap_range_is(&m, s, e, 0), none);
+		if (big_model[s])
+			ASSERT_EQ(rangemap_range_is(&m, s, e, big_model[s]), uniform);
+	}
+	rangemap_fini(&m);
+}
+
+/* Any allocation of a store may fail: the map must then be unchanged. */
+TEST(test_enomem_changes_nothing)
+{
+	struct rangemap m;
+	unsigned seed = 99;
+	int failures = 0;
+	memset(big_model, 0, sizeof(big_model));
+	rangemap_init(&m);
+	for (int i = 0; i < 6000 / STEPS_DIV; i++) {
+		uint64_t s, e, v;
+		int r;
+
+		big_random_op(&seed, &s, &e, &v);
+		rangemap_fail_nth_alloc = 1 + rand_r(&seed) % 12;
+		r = rangemap_store(&m, s, e, v);
+		rangemap_fail_nth_alloc = 0;
+		ASSERT_EQ(rangemap_check_invariants(&m), 0);
+		if (r) {
+			ASSERT_EQ(r, -ENOMEM);
+			failures++;
+		} else {
+			for (uint64_t k = s; k < e; k++)
+				big_model[k] = v;
+		}
+		if (i % 500 == 0)
+			big_check(&m);
+	}
+	big_check(&m);
+	ASSERT_TRUE(failures > 100 / STEPS_DIV); /* the injection really hit */
+	rangemap_fini(&m);
+	gm_synchronize_rcu();
+}
+
+/*
+ * 1,000,000 runs (100,000 under TSan, whose stores are 50x slower): the
+ * memory bound of 64 bytes per run, before and after random conversions.
+ */
+#ifdef GM_TSAN
+#define MANY_RUNS 100000ULL
+#else
+#define MANY_RUNS 1000000ULL
+#endif
+
+TEST(test_million_runs_memory)
+{
+	struct rangemap m;
+	unsigned seed = 5;
+	rangemap_init(&m);
+	for (uint64_t k = 0; k < 2 * MANY_RUNS; k += 2) {
+		ASSERT_EQ(rangemap_store(&m, k, k + 1, 8), 0);
+		if (k % 200000 == 0)
+			gm_synchronize_rcu();
+	}
+	ASSERT_EQ(rangemap_nr_runs(&m), MANY_RUNS);
+	DIAG("%llu runs: %.1f bytes/run", MANY_RUNS,
+		      (double)rangemap_memory_bytes(&m) / (double)MANY_RUNS);
+	ASSERT_TRUE(rangemap_memory_bytes(&m) <= 64 * MANY_RUNS);
+	ASSERT_EQ(rangemap_check_invariants(&m), 0);
+	/* Random conversions in the middle keep it within the bound. */
+	for (uint64_t i = 0; i < MANY_RUNS / 5; i++) {
+		uint64_t k = (uint64_t)rand_r(&seed) % (2 * MANY_RUNS);
+
+		ASSERT_EQ(rangemap_store(&m, k, k + 1, k % 2 ? 0 : 8), 0);
+		if (i % 100000 == 0)
+			gm_synchronize_rcu();
+	}
+	ASSERT_TRUE(rangemap_memory_bytes(&m) <= 64 * rangemap_nr_runs(&m));
+	ASSERT_EQ(rangemap_check_invariants(&m), 0);
+	rangemap_fini(&m);
+	gm_synchronize_rcu();
+}
+
+/*
+ * Lock-free readers during updates (run under TSan too): the writer keeps a
+ * sentinel run that never changes and fragments/heals the keys below it;
+ * every snapshot a reader walks must be sorted, disjoint and maximal, and
+ * the sentinel always visible.  Freed nodes under a reader would be a race.
+ */
+#define RACE_KEYS 3000
+#define SENTINEL 5000
+
+static struct rangemap race_map;
+static int race_stop;
+
+static int race_walk(void *ctx, uint64_t s, uint64_t e, uint64_t v)
+{
+	uint64_t *last = ctx; /* end, value of the previous run */
+
+	if (s >= e || !v || s < last[0] || (s == last[0] && v == last[1]))
+		return -1;
+	last[0] = e;
+	last[1] = v;
+	return 0;
+}
+
+static void *race_reader(void *arg)
+{
+	long bad = 0;
+	unsigned seed = (unsigned)(uintptr_t)arg;
+
+	while (!__atomic_load_n(&race_stop, __ATOMIC_ACQUIRE)) {
+		uint64_t last[2] = { 0, 0 };
+		uint64_t k = (uint64_t)rand_r(&seed) % RACE_KEYS;
+
+		gm_rcu_read_lock();
+		if (rangemap_lookup(&race_map, SENTINEL) != 7)
+			bad++;
+		if (rangemap_for_each(&race_map, 0, ~0ULL, race_walk, last))
+			bad++;
+		(void)rangemap_lookup(&race_map, k);
+		(void)rangemap_range_is(&race_map, k, k + 10, 1);
+		gm_rcu_read_unlock();
+	}
+	return (void *)bad;
+}
+
+TEST(test_concurrent_readers)
+{
+	pthread_t t[2];
+	unsigned seed = 31;
+	rangemap_init(&race_map);
+	ASSERT_EQ(rangemap_store(&race_map, SENTINEL, SENTINEL + 1, 7), 0);
+	for (long i = 0; i < 2; i++)
+		ASSERT_EQ(pthread_create(&t[i], NULL, race_reader, (void *)(i + 1)), 0);
+	for (int i = 0; i < 30000 / STEPS_DIV; i++) {
+		uint64_t s = (uint64_t)rand_r(&seed) % RACE_KEYS;
+		uint64_t e = s + 1 + (uint64_t)(rand_r(&seed) % 8 ? 0 : rand_r(&seed) % 500);
+
+		ASSERT_EQ(rangemap_store(&race_map, s, GM_MIN(e, RACE_KEYS),
+						(uint64_t)rand_r(&seed) % 3), 0);
+		if (i % 300 == 0)
+			gm_synchronize_rcu();
+	}
+	__atomic_store_n(&race_stop, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < 2; i++) {
+		void *bad;
+
+		ASSERT_EQ(pthread_join(t[i], &bad), 0);
+		ASSERT_EQ((long)bad, 0);
+	}
+	ASSERT_EQ(rangemap_check_invariants(&race_map), 0);
+	gm_synchronize_rcu();
+	rangemap_fini(&race_map);
+}
+
+int main(int argc, char **argv)
+{
+	return test_main(argc, argv);
 }

@@ -6,13 +6,12 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <cmocka.h>
+#include "harness.h"
 
 #include "core/kvm_host.h"
 #include "lib/rcu.h"
@@ -23,7 +22,7 @@ static int setup(void **state)
 {
 	struct kvm *kvm;
 
-	assert_int_equal(kvm_create_vm(0, &kvm), 0);
+	ASSERT_EQ(kvm_create_vm(0, &kvm), 0);
 	*state = kvm;
 	return 0;
 }
@@ -74,53 +73,53 @@ static int install(struct kvm *kvm, gfn_t gfn, int level, uint64_t hva)
 	return install_as(kvm, gfn, level, hva, NULL);
 }
 
-static void test_levels(void **state)
+TEST_F(test_levels, setup, teardown)
 {
 	struct kvm *kvm = *state;
 	int level = 0;
 
-	assert_int_equal(install(kvm, 0x12345, 1, 0x7000000000ULL), 0);
-	assert_int_equal(lookup(kvm, 0x12345, &level) & S2_ADDR_MASK, 0x7000000000ULL);
-	assert_int_equal(level, 1);
-	assert_int_equal(lookup(kvm, 0x12346, &level), 0);
-	assert_int_equal(install(kvm, 0x12345, 1, 0x7000001000ULL), -EAGAIN); /* occupied */
+	ASSERT_EQ(install(kvm, 0x12345, 1, 0x7000000000ULL), 0);
+	ASSERT_EQ(lookup(kvm, 0x12345, &level) & S2_ADDR_MASK, 0x7000000000ULL);
+	ASSERT_EQ(level, 1);
+	ASSERT_EQ(lookup(kvm, 0x12346, &level), 0);
+	ASSERT_EQ(install(kvm, 0x12345, 1, 0x7000001000ULL), -EAGAIN); /* occupied */
 	/* 2 MiB leaf covering gfns 0x400..0x5ff. */
-	assert_int_equal(install(kvm, 0x400, 2, 0x7000200000ULL), 0);
-	assert_int_equal(lookup(kvm, 0x5ff, &level) & S2_ADDR_MASK, 0x7000200000ULL);
-	assert_int_equal(level, 2);
+	ASSERT_EQ(install(kvm, 0x400, 2, 0x7000200000ULL), 0);
+	ASSERT_EQ(lookup(kvm, 0x5ff, &level) & S2_ADDR_MASK, 0x7000200000ULL);
+	ASSERT_EQ(level, 2);
 	/* 1 GiB leaf at gfn 0x80000 (gpa 2 GiB), in the top part of the table. */
-	assert_int_equal(install(kvm, 0x80000, 3, 0x7040000000ULL), 0);
-	assert_int_equal(lookup(kvm, 0xbffff, &level) & S2_ADDR_MASK, 0x7040000000ULL);
-	assert_int_equal(level, 3);
-	assert_int_equal(kvm_mmu_nr_leaves(kvm), 3);
+	ASSERT_EQ(install(kvm, 0x80000, 3, 0x7040000000ULL), 0);
+	ASSERT_EQ(lookup(kvm, 0xbffff, &level) & S2_ADDR_MASK, 0x7040000000ULL);
+	ASSERT_EQ(level, 3);
+	ASSERT_EQ(kvm_mmu_nr_leaves(kvm), 3);
 	/* A zap touching one page of a huge leaf clears the whole leaf. */
-	assert_true(zap(kvm, 0x500, 0x501));
-	assert_int_equal(lookup(kvm, 0x400, &level), 0);
+	ASSERT_TRUE(zap(kvm, 0x500, 0x501));
+	ASSERT_EQ(lookup(kvm, 0x400, &level), 0);
 	/*
 	 * Nothing left there, but the clear above is not flushed yet: a
 	 * second zapper must flush too before freeing what it punched.
 	 */
-	assert_true(zap(kvm, 0x500, 0x501));
+	ASSERT_TRUE(zap(kvm, 0x500, 0x501));
 	kvm_flush_remote_tlbs(kvm);
-	assert_false(zap(kvm, 0x500, 0x501));
+	ASSERT_FALSE(zap(kvm, 0x500, 0x501));
 	/* Zap everything: tables detached and freed after a grace period. */
-	assert_true(zap(kvm, 0, ~0ULL));
-	assert_int_equal(kvm_mmu_nr_leaves(kvm), 0);
-	assert_int_equal(lookup(kvm, 0x12345, &level), 0);
+	ASSERT_TRUE(zap(kvm, 0, ~0ULL));
+	ASSERT_EQ(kvm_mmu_nr_leaves(kvm), 0);
+	ASSERT_EQ(lookup(kvm, 0x12345, &level), 0);
 	kvm_flush_remote_tlbs(kvm);
 }
 
-static void test_huge_over_table_falls_back(void **state)
+TEST_F(test_huge_over_table_falls_back, setup, teardown)
 {
 	struct kvm *kvm = *state;
 	int level;
 
-	assert_int_equal(install(kvm, 0x601, 1, 0x7000401000ULL), 0);
+	ASSERT_EQ(install(kvm, 0x601, 1, 0x7000401000ULL), 0);
 	/* A 2 MiB install where 4 KiB leaves exist maps just the page. */
-	assert_int_equal(install_as(kvm, 0x600, 2, 0x7000400000ULL, &level), 0);
-	assert_int_equal(level, 1);
-	assert_int_equal(lookup(kvm, 0x600, &level) & S2_ADDR_MASK, 0x7000400000ULL);
-	assert_int_equal(level, 1);
+	ASSERT_EQ(install_as(kvm, 0x600, 2, 0x7000400000ULL, &level), 0);
+	ASSERT_EQ(level, 1);
+	ASSERT_EQ(lookup(kvm, 0x600, &level) & S2_ADDR_MASK, 0x7000400000ULL);
+	ASSERT_EQ(level, 1);
 }
 
 #define POISON 0xdeadbeefULL
@@ -154,7 +153,7 @@ static void *reader(void *arg)
 	return NULL;
 }
 
-static void test_flush_guarantee(void **state)
+TEST_F(test_flush_guarantee, setup, teardown)
 {
 	struct kvm *kvm = *state;
 	struct flush_ctx c = { kvm, 0, 0, 0 };
@@ -166,23 +165,18 @@ static void test_flush_guarantee(void **state)
 		uint64_t *p = pages[i & 1];
 
 		__atomic_store_n(&p[0], (uint64_t)i, __ATOMIC_RELAXED);
-		assert_int_equal(install(kvm, 42, 1, (uint64_t)(uintptr_t)p), 0);
-		assert_true(zap(kvm, 42, 43));
+		ASSERT_EQ(install(kvm, 42, 1, (uint64_t)(uintptr_t)p), 0);
+		ASSERT_TRUE(zap(kvm, 42, 43));
 		kvm_flush_remote_tlbs(kvm);
 		/* No reader may still use the translation: poison the page. */
 		__atomic_store_n(&p[0], POISON, __ATOMIC_RELAXED);
 	}
 	__atomic_store_n(&c.stop, 1, __ATOMIC_RELEASE);
 	pthread_join(t, NULL);
-	assert_int_equal(c.bad, 0);
+	ASSERT_EQ(c.bad, 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_levels, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_huge_over_table_falls_back, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_flush_guarantee, setup, teardown),
-	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return test_main(argc, argv);
 }

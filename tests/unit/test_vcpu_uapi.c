@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -24,7 +23,7 @@
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
-#include <cmocka.h>
+#include "harness.h"
 
 #include <guestmem/guest.h>
 #include <guestmem/kvm.h>
@@ -57,13 +56,13 @@ static int setup(void **state)
 	struct fx *x = calloc(1, sizeof(*x));
 
 	x->kvm = guestmem_sys_open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	assert_true(x->kvm >= 0);
+	ASSERT_TRUE(x->kvm >= 0);
 	x->vm = guestmem_sys_ioctl(x->kvm, KVM_CREATE_VM, 0);
-	assert_true(x->vm >= 0);
+	ASSERT_TRUE(x->vm >= 0);
 	x->vcpu = guestmem_sys_ioctl(x->vm, KVM_CREATE_VCPU, 0);
-	assert_true(x->vcpu >= 0);
+	ASSERT_TRUE(x->vcpu >= 0);
 	x->run = guestmem_sys_mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, x->vcpu, 0);
-	assert_true(x->run != MAP_FAILED);
+	ASSERT_TRUE(x->run != MAP_FAILED);
 	*state = x;
 	return 0;
 }
@@ -84,8 +83,8 @@ static int teardown(void **state)
 #define assert_errno(expr, err)                 \
 	do {                                    \
 		errno = 0;                      \
-		assert_int_equal((expr), -1);   \
-		assert_int_equal(errno, (err)); \
+		ASSERT_EQ((expr), -1);   \
+		ASSERT_EQ(errno, (err)); \
 	} while (0)
 
 static void attach_guest(struct fx *x, guestmem_guest_fn fn)
@@ -93,17 +92,17 @@ static void attach_guest(struct fx *x, guestmem_guest_fn fn)
 	struct gm_file *f = gm_file_lookup(x->vcpu);
 	struct kvm_vcpu *v;
 
-	assert_non_null(f);
+	ASSERT_NOT_NULL(f);
 	v = f->obj;
 	gm_mutex_lock(&v->mutex, GM_LOCK_VCPU);
-	assert_int_equal(kvm_vcpu_set_guest(v, fn, x), 0);
+	ASSERT_EQ(kvm_vcpu_set_guest(v, fn, x), 0);
 	gm_mutex_unlock(&v->mutex);
 	gm_file_put(f);
 }
 
 /* ---- the fd -------------------------------------------------------------------- */
 
-static void test_fd_identity(void **state)
+TEST_F(test_fd_identity, setup, teardown)
 {
 	struct fx *x = *state;
 	char path[64], link[64];
@@ -112,21 +111,21 @@ static void test_fd_identity(void **state)
 
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", x->vcpu);
 	n = guestmem_sys_readlink(path, link, sizeof(link) - 1);
-	assert_true(n > 0);
+	ASSERT_TRUE(n > 0);
 	link[n] = '\0';
-	assert_string_equal(link, "anon_inode:kvm-vcpu:0");
-	assert_int_equal(guestmem_sys_fcntl(x->vcpu, F_GETFD), FD_CLOEXEC);
-	assert_int_equal(guestmem_sys_fcntl(x->vcpu, F_GETFL) & O_ACCMODE, O_RDWR);
+	ASSERT_STR_EQ(link, "anon_inode:kvm-vcpu:0");
+	ASSERT_EQ(guestmem_sys_fcntl(x->vcpu, F_GETFD), FD_CLOEXEC);
+	ASSERT_EQ(guestmem_sys_fcntl(x->vcpu, F_GETFL) & O_ACCMODE, O_RDWR);
 	assert_errno(guestmem_sys_read(x->vcpu, link, 8), EINVAL);
 	assert_errno(guestmem_sys_write(x->vcpu, link, 8), EINVAL);
-	assert_int_equal(guestmem_sys_lseek(x->vcpu, 100, SEEK_SET), 0);
+	ASSERT_EQ(guestmem_sys_lseek(x->vcpu, 100, SEEK_SET), 0);
 	/* The id is a u32: the upper half of the argument is dropped. */
 	fd5 = guestmem_sys_ioctl(x->vm, KVM_CREATE_VCPU, (1UL << 32) | 5);
-	assert_true(fd5 >= 0);
+	ASSERT_TRUE(fd5 >= 0);
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd5);
 	n = guestmem_sys_readlink(path, link, sizeof(link) - 1);
 	link[n > 0 ? n : 0] = '\0';
-	assert_string_equal(link, "anon_inode:kvm-vcpu:5");
+	ASSERT_STR_EQ(link, "anon_inode:kvm-vcpu:5");
 	assert_errno(guestmem_sys_ioctl(x->vm, KVM_CREATE_VCPU, 5), EEXIST);
 	assert_errno(guestmem_sys_ioctl(x->vm, KVM_CREATE_VCPU, 4096), EINVAL);
 	guestmem_sys_close(fd5);
@@ -149,33 +148,33 @@ static int touch_signal(volatile uint8_t *p)
 	return WIFSIGNALED(st) ? WTERMSIG(st) : 0;
 }
 
-static void test_mmap_layout(void **state)
+TEST_F(test_mmap_layout, setup, teardown)
 {
 	struct fx *x = *state;
 	int v1 = guestmem_sys_ioctl(x->vm, KVM_CREATE_VCPU, 1);
 	uint8_t *m1, *ring, *beyond, *priv;
 
-	assert_int_equal(guestmem_sys_ioctl(x->kvm, KVM_GET_VCPU_MMAP_SIZE, 0), 3 * PAGE);
+	ASSERT_EQ(guestmem_sys_ioctl(x->kvm, KVM_GET_VCPU_MMAP_SIZE, 0), 3 * PAGE);
 	assert_errno(guestmem_sys_ioctl(x->vm, KVM_GET_VCPU_MMAP_SIZE, 0), ENOTTY);
-	assert_true(v1 >= 0);
+	ASSERT_TRUE(v1 >= 0);
 	m1 = guestmem_sys_mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, v1, 0);
-	assert_true(m1 != MAP_FAILED);
+	ASSERT_TRUE(m1 != MAP_FAILED);
 	/* Page 2 is one page for the whole VM; pages 0 and 1 are per vCPU. */
 	((uint8_t *)x->run)[2 * PAGE + 7] = 0x5a;
-	assert_int_equal(m1[2 * PAGE + 7], 0x5a);
+	ASSERT_EQ(m1[2 * PAGE + 7], 0x5a);
 	((uint8_t *)x->run)[PAGE + 7] = 0x11;
-	assert_int_equal(m1[PAGE + 7], 0);
+	ASSERT_EQ(m1[PAGE + 7], 0);
 	/* The ring alone, at its own offset. */
 	ring = guestmem_sys_mmap(NULL, PAGE, PROT_READ, MAP_SHARED, v1, 2 * PAGE);
-	assert_true(ring != MAP_FAILED);
-	assert_int_equal(ring[7], 0x5a);
+	ASSERT_TRUE(ring != MAP_FAILED);
+	ASSERT_EQ(ring[7], 0x5a);
 	/* Any offset maps; pages beyond the third SIGBUS when touched. */
 	beyond = guestmem_sys_mmap(NULL, 2 * PAGE, PROT_READ, MAP_SHARED, x->vcpu, 3 * PAGE);
-	assert_true(beyond != MAP_FAILED);
-	assert_int_equal(touch_signal(beyond), SIGBUS);
+	ASSERT_TRUE(beyond != MAP_FAILED);
+	ASSERT_EQ(touch_signal(beyond), SIGBUS);
 	/* MAP_PRIVATE works too (copy on write). */
 	priv = guestmem_sys_mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, x->vcpu, 0);
-	assert_true(priv != MAP_FAILED);
+	ASSERT_TRUE(priv != MAP_FAILED);
 	guestmem_sys_munmap(priv, PAGE);
 	guestmem_sys_munmap(beyond, 2 * PAGE);
 	guestmem_sys_munmap(ring, PAGE);
@@ -183,7 +182,7 @@ static void test_mmap_layout(void **state)
 	guestmem_sys_close(v1);
 }
 
-static void test_ioctl_errors(void **state)
+TEST_F(test_ioctl_errors, setup, teardown)
 {
 	struct fx *x = *state;
 	struct termios t;
@@ -204,7 +203,7 @@ static void test_ioctl_errors(void **state)
 	x->run->cr8 = 0;
 }
 
-static void test_other_process_eio(void **state)
+TEST_F(test_other_process_eio, setup, teardown)
 {
 	struct fx *x = *state;
 	struct kvm_regs regs;
@@ -218,8 +217,8 @@ static void test_other_process_eio(void **state)
 		_exit(r == -1 && errno == EIO ? 0 : 1);
 	}
 	waitpid(pid, &st, 0);
-	assert_true(WIFEXITED(st));
-	assert_int_equal(WEXITSTATUS(st), 0);
+	ASSERT_TRUE(WIFEXITED(st));
+	ASSERT_EQ(WEXITSTATUS(st), 0);
 }
 
 /* ---- KVM_RUN ------------------------------------------------------------------------ */
@@ -230,7 +229,7 @@ static void guest_report_rbx(struct guestmem_guest *g)
 		guestmem_guest_outl(g, 0x40, (uint32_t)guestmem_guest_regs(g)->rbx);
 }
 
-static void test_sync_regs(void **state)
+TEST_F(test_sync_regs, setup, teardown)
 {
 	struct fx *x = *state;
 	uint32_t v;
@@ -240,16 +239,16 @@ static void test_sync_regs(void **state)
 	x->run->s.regs.regs.rflags = 0;
 	x->run->kvm_dirty_regs = KVM_SYNC_X86_REGS;
 	x->run->kvm_valid_regs = KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS;
-	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), 0);
-	assert_int_equal(x->run->exit_reason, KVM_EXIT_IO);
+	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), 0);
+	ASSERT_EQ(x->run->exit_reason, KVM_EXIT_IO);
 	memcpy(&v, (uint8_t *)x->run + x->run->io.data_offset, 4);
-	assert_int_equal(v, 0x77);
-	assert_int_equal(x->run->kvm_dirty_regs, 0); /* consumed */
+	ASSERT_EQ(v, 0x77);
+	ASSERT_EQ(x->run->kvm_dirty_regs, 0); /* consumed */
 	/* Stored on the way out: RAX has the OUT's value; rflags bit 1 forced. */
-	assert_int_equal(x->run->s.regs.regs.rax & 0xffffffff, 0x77);
-	assert_int_equal(x->run->s.regs.regs.rflags, 2);
-	assert_int_equal(x->run->s.regs.sregs.cs.selector, 0xf000);
-	assert_int_equal(x->run->apic_base, 0xfee00900);
+	ASSERT_EQ(x->run->s.regs.regs.rax & 0xffffffff, 0x77);
+	ASSERT_EQ(x->run->s.regs.regs.rflags, 2);
+	ASSERT_EQ(x->run->s.regs.sregs.cs.selector, 0xf000);
+	ASSERT_EQ(x->run->apic_base, 0xfee00900);
 }
 
 /* Computes (hypercalls: no exit, but stop points) until told, then OUTs. */
@@ -272,6 +271,7 @@ struct thread_arg {
 	unsigned long cmd;
 	int result;
 	int done;
+	pid_t tid; /* set before the ioctl */
 };
 
 static void *ioctl_thread(void *arg)
@@ -279,6 +279,7 @@ static void *ioctl_thread(void *arg)
 	struct thread_arg *a = arg;
 	struct kvm_regs regs;
 
+	__atomic_store_n(&a->tid, gettid(), __ATOMIC_RELEASE);
 	a->result = guestmem_sys_ioctl(a->x->vcpu, a->cmd, a->cmd == KVM_RUN ? NULL : &regs);
 	__atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
 	return NULL;
@@ -290,7 +291,7 @@ static void on_signal(int sig)
 }
 
 /* KVM_SET_SIGNAL_MASK: the mask in force during KVM_RUN only. */
-static void test_signal_mask(void **state)
+TEST_F(test_signal_mask, setup, teardown)
 {
 	struct fx *x = *state;
 	struct {
@@ -304,57 +305,60 @@ static void test_signal_mask(void **state)
 	m.hdr.len = 4;
 	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_SIGNAL_MASK, &m), EINVAL);
 	m.hdr.len = 8; /* an empty mask: everything unblocked while running */
-	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_SIGNAL_MASK, &m), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_SET_SIGNAL_MASK, &m), 0);
 	sigaction(SIGUSR1, &sa, NULL);
 	sigemptyset(&usr1);
 	sigaddset(&usr1, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &usr1, &old);
 	pthread_kill(pthread_self(), SIGUSR1); /* pending: blocked outside KVM_RUN */
 	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), EINTR);
-	assert_int_equal(x->run->exit_reason, KVM_EXIT_INTR);
+	ASSERT_EQ(x->run->exit_reason, KVM_EXIT_INTR);
 	/* NULL restores the caller's mask: the guest runs to its next exit. */
-	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_SIGNAL_MASK, NULL), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_SET_SIGNAL_MASK, NULL), 0);
 	pthread_kill(pthread_self(), SIGUSR1); /* pending again, but blocked */
 	__atomic_store_n(&x->spin, 1, __ATOMIC_RELEASE);
-	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), 0);
-	assert_int_equal(x->run->exit_reason, KVM_EXIT_IO);
+	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), 0);
+	ASSERT_EQ(x->run->exit_reason, KVM_EXIT_IO);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	signal(SIGUSR1, SIG_DFL);
 }
 
 /* Another vCPU ioctl (or KVM_RUN) waits while KVM_RUN runs (spec §5.8). */
-static void test_run_blocks_other_ioctls(void **state)
+TEST_F(test_run_blocks_other_ioctls, setup, teardown)
 {
 	struct fx *x = *state;
-	struct thread_arg run = { x, KVM_RUN, -2, 0 }, regs = { x, KVM_GET_REGS, -2, 0 };
-	struct thread_arg run2 = { x, KVM_RUN, -2, 0 };
+	struct thread_arg run = { x, KVM_RUN, -2, 0, 0 }, regs = { x, KVM_GET_REGS, -2, 0, 0 };
+	struct thread_arg run2 = { x, KVM_RUN, -2, 0, 0 };
 	pthread_t t1, t2, t3;
 
 	attach_guest(x, guest_spin);
-	assert_int_equal(pthread_create(&t1, NULL, ioctl_thread, &run), 0);
+	ASSERT_EQ(pthread_create(&t1, NULL, ioctl_thread, &run), 0);
 	/* Wait until the guest spins, i.e. t1 is inside KVM_RUN (no timing guess). */
-	while (__atomic_load_n(&x->spinning, __ATOMIC_ACQUIRE) == 0)
-		usleep(1000);
-	assert_int_equal(pthread_create(&t2, NULL, ioctl_thread, &regs), 0);
-	assert_int_equal(pthread_create(&t3, NULL, ioctl_thread, &run2), 0);
-	usleep(100 * 1000);
-	assert_int_equal(__atomic_load_n(&regs.done, __ATOMIC_ACQUIRE), 0);
-	assert_int_equal(__atomic_load_n(&run2.done, __ATOMIC_ACQUIRE), 0);
+	ASSERT_WAIT(__atomic_load_n(&x->spinning, __ATOMIC_ACQUIRE) != 0, 10000);
+	ASSERT_EQ(pthread_create(&t2, NULL, ioctl_thread, &regs), 0);
+	ASSERT_EQ(pthread_create(&t3, NULL, ioctl_thread, &run2), 0);
+	/* Both asleep (on vcpu->mutex) while the first KVM_RUN runs. */
+	ASSERT_WAIT(__atomic_load_n(&regs.tid, __ATOMIC_ACQUIRE) &&
+		    test_thread_blocked(regs.tid), 10000);
+	ASSERT_WAIT(__atomic_load_n(&run2.tid, __ATOMIC_ACQUIRE) &&
+		    test_thread_blocked(run2.tid), 10000);
+	ASSERT_EQ(__atomic_load_n(&regs.done, __ATOMIC_ACQUIRE), 0);
+	ASSERT_EQ(__atomic_load_n(&run2.done, __ATOMIC_ACQUIRE), 0);
 	__atomic_store_n(&x->spin, 1, __ATOMIC_RELEASE); /* first run exits */
 	pthread_join(t1, NULL);
-	assert_int_equal(run.result, 0);
+	ASSERT_EQ(run.result, 0);
 	/* Whichever waiter comes next, the second KVM_RUN must exit too. */
 	__atomic_store_n(&x->spin, 1, __ATOMIC_RELEASE);
 	pthread_join(t2, NULL);
 	pthread_join(t3, NULL);
-	assert_int_equal(regs.result, 0);
-	assert_int_equal(run2.result, 0);
-	assert_int_equal(x->run->exit_reason, KVM_EXIT_IO);
+	ASSERT_EQ(regs.result, 0);
+	ASSERT_EQ(run2.result, 0);
+	ASSERT_EQ(x->run->exit_reason, KVM_EXIT_IO);
 }
 
 /* ---- CPUID and MSRs ---------------------------------------------------------------------- */
 
-static void test_cpuid(void **state)
+TEST_F(test_cpuid, setup, teardown)
 {
 	struct fx *x = *state;
 	struct {
@@ -369,21 +373,21 @@ static void test_cpuid(void **state)
 	c.hdr.nent = 1;
 	assert_errno(guestmem_sys_ioctl(x->kvm, KVM_GET_SUPPORTED_CPUID, &c), E2BIG);
 	c.hdr.nent = 256;
-	assert_int_equal(guestmem_sys_ioctl(x->kvm, KVM_GET_SUPPORTED_CPUID, &c), 0);
-	assert_true(c.hdr.nent > 10 && c.hdr.nent < 100);
+	ASSERT_EQ(guestmem_sys_ioctl(x->kvm, KVM_GET_SUPPORTED_CPUID, &c), 0);
+	ASSERT_TRUE(c.hdr.nent > 10 && c.hdr.nent < 100);
 	for (uint32_t i = 0; i < c.hdr.nent; i++)
 		kvm_leaf |= c.e[i].function == 0x40000000 && !memcmp(&c.e[i].ebx, "KVMK", 4);
-	assert_true(kvm_leaf);
-	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_CPUID2, &c), 0);
+	ASSERT_TRUE(kvm_leaf);
+	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_SET_CPUID2, &c), 0);
 	c.hdr.nent = 1;
 	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_GET_CPUID2, &c), E2BIG);
 	c.hdr.nent = 256;
-	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_CPUID2, &c), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_GET_CPUID2, &c), 0);
 	c.hdr.nent = 257;
 	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_CPUID2, &c), E2BIG);
 }
 
-static void test_cpuid_frozen_after_run(void **state)
+TEST_F(test_cpuid_frozen_after_run, setup, teardown)
 {
 	struct fx *x = *state;
 	struct {
@@ -392,14 +396,14 @@ static void test_cpuid_frozen_after_run(void **state)
 	} c = { { 1 }, { { .function = 0, .eax = 0xd } } };
 
 	attach_guest(x, guest_report_rbx);
-	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_CPUID2, &c), 0);
-	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), 0);
-	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_CPUID2, &c), 0); /* identical */
+	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_SET_CPUID2, &c), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_SET_CPUID2, &c), 0); /* identical */
 	c.e[0].eax = 0xe;
 	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_CPUID2, &c), EINVAL);
 }
 
-static void test_msr_index_list(void **state)
+TEST_F(test_msr_index_list, setup, teardown)
 {
 	struct fx *x = *state;
 	struct {
@@ -412,25 +416,25 @@ static void test_msr_index_list(void **state)
 	} m = { { 2 }, { { .index = 0x174, .data = 0x10 }, { .index = 0x1b } } };
 
 	assert_errno(guestmem_sys_ioctl(x->kvm, KVM_GET_MSR_INDEX_LIST, &l), E2BIG);
-	assert_true(l.hdr.nmsrs > 10); /* written back before E2BIG */
-	assert_int_equal(guestmem_sys_ioctl(x->kvm, KVM_GET_MSR_INDEX_LIST, &l), 0);
-	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_MSRS, &m), 1 /* first only */ + 1);
+	ASSERT_TRUE(l.hdr.nmsrs > 10); /* written back before E2BIG */
+	ASSERT_EQ(guestmem_sys_ioctl(x->kvm, KVM_GET_MSR_INDEX_LIST, &l), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_SET_MSRS, &m), 1 /* first only */ + 1);
 	m.e[0].data = 0;
-	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_MSRS, &m), 2);
-	assert_int_equal(m.e[0].data, 0x10);
+	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_GET_MSRS, &m), 2);
+	ASSERT_EQ(m.e[0].data, 0x10);
 	m.hdr.nmsrs = 256;
 	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_GET_MSRS, &m), E2BIG);
 }
 
-static void test_sregs_and_mp_state(void **state)
+TEST_F(test_sregs_and_mp_state, setup, teardown)
 {
 	struct fx *x = *state;
 	struct kvm_sregs s;
 	struct kvm_mp_state mp = { 3 };
 
-	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_SREGS, &s), 0);
-	assert_int_equal(s.cs.selector, 0xf000);
-	assert_int_equal(s.cr0, 0x60000010);
+	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_GET_SREGS, &s), 0);
+	ASSERT_EQ(s.cs.selector, 0xf000);
+	ASSERT_EQ(s.cr0, 0x60000010);
 	/* Long mode active without long-mode paging. */
 	s.efer = 1 << 10;
 	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_SREGS, &s), EINVAL);
@@ -440,51 +444,42 @@ static void test_sregs_and_mp_state(void **state)
 	s.cr4 = 1 << 5;
 	s.cr3 = 0x100000;
 	s.cs.l = 1;
-	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_SREGS, &s), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_SET_SREGS, &s), 0);
 	s.cr3 = 1ULL << 40; /* beyond the default 36-bit MAXPHYADDR */
 	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_SREGS, &s), EINVAL);
-	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_GET_MP_STATE, &mp), 0);
-	assert_int_equal(mp.mp_state, KVM_MP_STATE_RUNNABLE);
+	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_GET_MP_STATE, &mp), 0);
+	ASSERT_EQ(mp.mp_state, KVM_MP_STATE_RUNNABLE);
 	mp.mp_state = 99;
 	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_MP_STATE, &mp), EINVAL);
 	mp.mp_state = KVM_MP_STATE_RUNNABLE;
-	assert_int_equal(guestmem_sys_ioctl(x->vcpu, KVM_SET_MP_STATE, &mp), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_SET_MP_STATE, &mp), 0);
 }
 
 /* KVM_SET_BOOT_CPU_ID: before any vCPU only; the BSP flag follows it. */
-static void test_boot_cpu_id(void **state)
+TEST_F(test_boot_cpu_id, setup, teardown)
 {
 	struct fx *x = *state;
 	struct kvm_sregs sregs;
 	int vm = guestmem_sys_ioctl(x->kvm, KVM_CREATE_VM, 0), v1, v0;
 
-	assert_true(vm >= 0);
+	ASSERT_TRUE(vm >= 0);
 	assert_errno(guestmem_sys_ioctl(vm, KVM_SET_BOOT_CPU_ID, 4097), EINVAL);
-	assert_int_equal(guestmem_sys_ioctl(vm, KVM_SET_BOOT_CPU_ID, 1), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(vm, KVM_SET_BOOT_CPU_ID, 1), 0);
 	v1 = guestmem_sys_ioctl(vm, KVM_CREATE_VCPU, 1);
 	v0 = guestmem_sys_ioctl(vm, KVM_CREATE_VCPU, 0);
-	assert_true(v1 >= 0 && v0 >= 0);
+	ASSERT_TRUE(v1 >= 0 && v0 >= 0);
 	assert_errno(guestmem_sys_ioctl(vm, KVM_SET_BOOT_CPU_ID, 0), EBUSY);
-	assert_int_equal(guestmem_sys_ioctl(v1, KVM_GET_SREGS, &sregs), 0);
-	assert_int_equal(sregs.apic_base & 0x100, 0x100);
-	assert_int_equal(guestmem_sys_ioctl(v0, KVM_GET_SREGS, &sregs), 0);
-	assert_int_equal(sregs.apic_base & 0x100, 0);
+	ASSERT_EQ(guestmem_sys_ioctl(v1, KVM_GET_SREGS, &sregs), 0);
+	ASSERT_EQ(sregs.apic_base & 0x100, 0x100);
+	ASSERT_EQ(guestmem_sys_ioctl(v0, KVM_GET_SREGS, &sregs), 0);
+	ASSERT_EQ(sregs.apic_base & 0x100, 0);
 	guestmem_sys_close(v0);
 	guestmem_sys_close(v1);
 	guestmem_sys_close(vm);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
-int main(void)
+int main(int argc, char **argv)
 {
-	const struct CMUnitTest tests[] = {
-		T(test_fd_identity),	 T(test_mmap_layout),	T(test_ioctl_errors),
-		T(test_other_process_eio), T(test_sync_regs),	T(test_signal_mask),
-		T(test_run_blocks_other_ioctls),
-		T(test_boot_cpu_id), T(test_cpuid), T(test_cpuid_frozen_after_run),
-		T(test_msr_index_list),	 T(test_sregs_and_mp_state),
-	};
-
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return test_main(argc, argv);
 }

@@ -1,0 +1,254 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The library's only way to the kernel for the calls the preload
+ * interposes.
+ *
+ * Under `guestmem exec`, libc's open, read, write, close, mmap, munmap,
+ * fstat, fcntl, ... (every name in src/uapi/syscalls.h) resolve to the
+ * preload's wrappers, which look the fd up (an fstat) and may run guestmem
+ * code again.  Library code must not pay that nor recurse into itself, so
+ * it makes those calls here, straight through syscall(2), which nothing
+ * interposes.  The test `no-preload-reentry` fails the build's test run if
+ * any object of the library still references one of the wrapped names.
+ *
+ * Each gm_raw_X() behaves like libc's X(): the result, or -1 with errno.
+ * Calls the preload does not wrap (epoll_wait, poll, ppoll, memfd_create,
+ * eventfd) may still go through libc; the blocking ones should, since the
+ * sanitizers deliver signals to a thread blocked in an intercepted call.
+ */
+#ifndef GM_LIB_SYS_RAW_H
+#define GM_LIB_SYS_RAW_H
+
+#include <fcntl.h>
+#include <stddef.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+struct statx;
+struct epoll_event;
+struct pollfd;
+
+/* ---- fds ------------------------------------------------------------- */
+
+static inline int gm_raw_openat(int dirfd, const char *path, int flags, mode_t mode)
+{
+	return (int)syscall(SYS_openat, dirfd, path, flags, mode);
+}
+
+static inline int gm_raw_open(const char *path, int flags, mode_t mode)
+{
+	return gm_raw_openat(AT_FDCWD, path, flags, mode);
+}
+
+static inline int gm_raw_close(int fd)
+{
+	return (int)syscall(SYS_close, fd);
+}
+
+static inline int gm_raw_ioctl(int fd, unsigned long cmd, unsigned long arg)
+{
+	return (int)syscall(SYS_ioctl, fd, cmd, arg);
+}
+
+static inline int gm_raw_fcntl(int fd, int cmd, unsigned long arg)
+{
+	return (int)syscall(SYS_fcntl, fd, cmd, arg);
+}
+
+static inline int gm_raw_shutdown(int fd, int how)
+{
+	return (int)syscall(SYS_shutdown, fd, how);
+}
+
+static inline int gm_raw_pipe2(int fds[2], int flags)
+{
+	return (int)syscall(SYS_pipe2, fds, flags);
+}
+
+static inline int gm_raw_socketpair(int domain, int type, int protocol, int sv[2])
+{
+	return (int)syscall(SYS_socketpair, domain, type, protocol, sv);
+}
+
+static inline int gm_raw_eventfd(unsigned int initval, int flags)
+{
+	return (int)syscall(SYS_eventfd2, initval, flags);
+}
+
+static inline int gm_raw_memfd_create(const char *name, unsigned int flags)
+{
+	return (int)syscall(SYS_memfd_create, name, flags);
+}
+
+static inline int gm_raw_epoll_create1(int flags)
+{
+	return (int)syscall(SYS_epoll_create1, flags);
+}
+
+static inline int gm_raw_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+	return (int)syscall(SYS_epoll_ctl, epfd, op, fd, ev);
+}
+
+static inline int gm_raw_epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
+{
+	return (int)syscall(SYS_epoll_wait, epfd, ev, max, timeout);
+}
+
+static inline int gm_raw_poll(struct pollfd *fds, unsigned long n, int timeout)
+{
+	return (int)syscall(SYS_poll, fds, n, timeout);
+}
+
+/* ---- data ------------------------------------------------------------ */
+
+static inline ssize_t gm_raw_read(int fd, void *buf, size_t n)
+{
+	return syscall(SYS_read, fd, buf, n);
+}
+
+static inline ssize_t gm_raw_write(int fd, const void *buf, size_t n)
+{
+	return syscall(SYS_write, fd, buf, n);
+}
+
+static inline ssize_t gm_raw_readv(int fd, const struct iovec *iov, int cnt)
+{
+	return syscall(SYS_readv, fd, iov, cnt);
+}
+
+static inline ssize_t gm_raw_writev(int fd, const struct iovec *iov, int cnt)
+{
+	return syscall(SYS_writev, fd, iov, cnt);
+}
+
+static inline ssize_t gm_raw_pread(int fd, void *buf, size_t n, off_t off)
+{
+	return syscall(SYS_pread64, fd, buf, n, off);
+}
+
+static inline ssize_t gm_raw_pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+	return syscall(SYS_pwrite64, fd, buf, n, off);
+}
+
+static inline off_t gm_raw_lseek(int fd, off_t off, int whence)
+{
+	return syscall(SYS_lseek, fd, off, whence);
+}
+
+/* ---- file state ------------------------------------------------------ */
+
+static inline int gm_raw_fallocate(int fd, int mode, off_t off, off_t len)
+{
+	return (int)syscall(SYS_fallocate, fd, mode, off, len);
+}
+
+static inline int gm_raw_ftruncate(int fd, off_t len)
+{
+	return (int)syscall(SYS_ftruncate, fd, len);
+}
+
+static inline int gm_raw_fsync(int fd)
+{
+	return (int)syscall(SYS_fsync, fd);
+}
+
+static inline int gm_raw_fdatasync(int fd)
+{
+	return (int)syscall(SYS_fdatasync, fd);
+}
+
+static inline int gm_raw_fchmod(int fd, mode_t mode)
+{
+	return (int)syscall(SYS_fchmod, fd, mode);
+}
+
+static inline int gm_raw_fchown(int fd, uid_t uid, gid_t gid)
+{
+	return (int)syscall(SYS_fchown, fd, uid, gid);
+}
+
+/* ---- stat, links, access --------------------------------------------- */
+
+static inline int gm_raw_fstat(int fd, struct stat *st)
+{
+	return (int)syscall(SYS_fstat, fd, st);
+}
+
+static inline int gm_raw_fstatat(int dirfd, const char *path, struct stat *st, int flags)
+{
+	return (int)syscall(SYS_newfstatat, dirfd, path, st, flags);
+}
+
+static inline int gm_raw_stat(const char *path, struct stat *st)
+{
+	return gm_raw_fstatat(AT_FDCWD, path, st, 0);
+}
+
+static inline int gm_raw_statx(int dirfd, const char *path, int flags, unsigned int mask,
+			       struct statx *stx)
+{
+	return (int)syscall(SYS_statx, dirfd, path, flags, mask, stx);
+}
+
+static inline ssize_t gm_raw_readlinkat(int dirfd, const char *path, char *buf, size_t size)
+{
+	return syscall(SYS_readlinkat, dirfd, path, buf, size);
+}
+
+static inline ssize_t gm_raw_readlink(const char *path, char *buf, size_t size)
+{
+	return gm_raw_readlinkat(AT_FDCWD, path, buf, size);
+}
+
+/* Flags need faccessat2 (Linux 5.8); without them the old call, as libc. */
+static inline int gm_raw_faccessat(int dirfd, const char *path, int mode, int flags)
+{
+	if (flags)
+		return (int)syscall(SYS_faccessat2, dirfd, path, mode, flags);
+	return (int)syscall(SYS_faccessat, dirfd, path, mode);
+}
+
+static inline int gm_raw_access(const char *path, int mode)
+{
+	return gm_raw_faccessat(AT_FDCWD, path, mode, 0);
+}
+
+static inline int gm_raw_euidaccess(const char *path, int mode)
+{
+	return gm_raw_faccessat(AT_FDCWD, path, mode, AT_EACCESS);
+}
+
+/* ---- address space --------------------------------------------------- */
+
+static inline void *gm_raw_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+}
+
+static inline int gm_raw_munmap(void *addr, size_t len)
+{
+	return (int)syscall(SYS_munmap, addr, len);
+}
+
+static inline void *gm_raw_mremap(void *old, size_t old_len, size_t new_len, int flags,
+				  void *new_addr)
+{
+	return (void *)syscall(SYS_mremap, old, old_len, new_len, flags, new_addr);
+}
+
+static inline int gm_raw_madvise(void *addr, size_t len, int advice)
+{
+	return (int)syscall(SYS_madvise, addr, len, advice);
+}
+
+static inline int gm_raw_mprotect(void *addr, size_t len, int prot)
+{
+	return (int)syscall(SYS_mprotect, addr, len, prot);
+}
+
+#endif

@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * x86 architectural state of a vCPU that the VMM reads and writes through
+ * ioctls (issue 9): TSC frequency and offset, machine-check banks, debug
+ * registers and KVM_SET_GUEST_DEBUG, pending events, the XSAVE area, the
+ * LAPIC register page, and the MSRs guestmem models.  Checks and errno are
+ * Linux 6.12's (arch/x86/kvm/x86.c); where a profile differs, it says so.
+ *
+ * There is no instruction set behind most of this yet: an execution
+ * backend will consume it (single-step, injected events, the TSC offset).
+ * Until then the state is validated and kept exactly as KVM keeps it, so
+ * that save/restore round-trips and the VMM sees KVM's answers.
+ *
+ * Context of every vCPU function here: vcpu->mutex held (the guest is not
+ * running), unless it says otherwise.
+ */
+#ifndef GM_VCPU_X86_H
+#define GM_VCPU_X86_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <guestmem/kvm.h>
+
+#include "core/kvm_host.h" /* KVM_MAX_MCE_BANKS */
+
+struct kvm;
+struct kvm_vcpu;
+
+#define KVM_MCG_CTL_P (1ULL << 8)
+#define KVM_MCG_SER_P (1ULL << 24)
+#define KVM_MCG_CMCI_P (1ULL << 10)
+#define KVM_NR_DB_REGS 4
+#define KVM_LAPIC_REGS_SIZE 0x400
+#define KVM_XSAVE_UABI_SIZE 4096 /* sizeof(struct kvm_xsave): no AMX here */
+#define KVM_MIN_ALLOC_MMU_PAGES 64
+
+/* The architectural events of KVM_GET/SET_VCPU_EVENTS, decoded. */
+struct kvm_x86_events {
+	struct {
+		bool injected, pending, has_error_code, has_payload;
+		uint8_t nr;
+		uint32_t error_code;
+		uint64_t payload;
+	} exception;
+	struct {
+		bool injected, soft;
+		uint8_t nr, shadow;
+	} interrupt;
+	struct {
+		bool injected, masked;
+		uint8_t pending; /* queued NMIs, at most 2 (process_nmi) */
+	} nmi;
+	struct {
+		bool smm, pending, smm_inside_nmi, latched_init;
+	} smi;
+	uint8_t sipi_vector;
+	bool triple_fault_pending;
+};
+
+/* One MSR value the VMM or guest wrote (msr.c). */
+struct kvm_x86_msr_val {
+	uint32_t index;
+	uint64_t data;
+};
+
+struct kvm_vcpu_arch {
+	/* TSC: guest TSC = host TSC + tsc_offset (tsc.c). */
+	uint32_t virtual_tsc_khz;
+	int64_t tsc_offset;
+	uint64_t tsc_adjust;
+
+	/* Machine check (x86_state.c, msr.c). */
+	uint64_t mcg_cap, mcg_status, mcg_ctl, mcg_ext_ctl;
+	uint64_t mce_banks[KVM_MAX_MCE_BANKS * 4]; /* CTL, STATUS, ADDR, MISC */
+	uint64_t mci_ctl2_banks[KVM_MAX_MCE_BANKS];
+
+	/* Debug registers and host-side debugging (x86_state.c). */
+	uint64_t db[KVM_NR_DB_REGS];
+	uint64_t dr6, dr7;
+	uint32_t guest_debug; /* KVM_SET_GUEST_DEBUG control, 0 unless ENABLE */
+	uint64_t guest_debug_db[KVM_NR_DB_REGS + 4]; /* debugreg[0..7] with USE_HW_BP */
+	uint64_t singlestep_rip;
+
+	struct kvm_x86_events ev;
+
+	/* XSAVE area in the uABI (standard) format, KVM_XSAVE_UABI_SIZE bytes. */
+	uint8_t *xsave;
+
+	/* The LAPIC register page (lapic_state.c); only with an in-kernel LAPIC. */
+	uint8_t *lapic_regs;
+	uint64_t lapic_timer_start_ns; /* CLOCK_MONOTONIC when the count started */
+	uint64_t lapic_timer_first_ns; /* length of the first period, 0: stopped */
+
+	bool cpuid_set; /* KVM_SET_CPUID2 happened: guest CR4 reserved bits apply */
+
+	/* MSRs without a dedicated field (msr.c). */
+	struct kvm_x86_msr_val *msrs;
+	uint32_t nr_msrs;
+};
+
+/* ---- host facts (cpuid.c, tsc.c) -------------------------------------- */
+
+/* The host TSC frequency in kHz (once per process; see tsc.c). */
+uint32_t kvm_host_tsc_khz(void);
+/* XCR0 bits a guest may enable: the host's XCR0 within KVM's set. */
+uint64_t kvm_supported_xcr0(void);
+/* Offset and size of XSAVE component @i in the standard format (0: none). */
+void kvm_xstate_component(int i, uint32_t *offset, uint32_t *size);
+/* Standard-format size needed for @xcr0 (KVM's xstate_required_size). */
+uint32_t kvm_xstate_required_size(uint64_t xcr0);
+/* MXCSR bits the host accepts (FXSAVE's MXCSR_MASK). */
+uint32_t kvm_mxcsr_feature_mask(void);
+/* The CPU model (KVM_GET_SUPPORTED_CPUID) has this bit; @reg 0 eax .. 3 edx. */
+bool kvm_cpu_cap_has(uint32_t fn, uint32_t idx, int reg, int bit);
+/* EFER bits no guest may set on this host (msr.c). */
+uint64_t kvm_efer_reserved_bits(void);
+
+/* ---- vCPU lifetime (x86_state.c) ---------------------------------------- */
+
+/* Architectural reset values; -ENOMEM.  Context: vCPU creation. */
+int kvm_vcpu_arch_init(struct kvm_vcpu *v);
+void kvm_vcpu_arch_free(struct kvm_vcpu *v);
+
+/* ---- TSC (tsc.c) ---------------------------------------------------------- */
+
+/* vCPU KVM_SET_TSC_KHZ (0: the host's): -EINVAL as 6.12 without scaling. */
+int kvm_vcpu_set_tsc_khz(struct kvm_vcpu *v, uint32_t khz);
+/* VM KVM_SET_TSC_KHZ / KVM_GET_TSC_KHZ.  Context: any. */
+int kvm_vm_set_tsc_khz(struct kvm *kvm, uint32_t khz);
+uint32_t kvm_vm_get_tsc_khz(struct kvm *kvm);
+/* The guest's TSC now, and setting it (MSR_IA32_TSC, vCPU creation). */
+uint64_t kvm_vcpu_read_tsc(struct kvm_vcpu *v);
+void kvm_vcpu_write_tsc(struct kvm_vcpu *v, uint64_t tsc, bool from_user);
+
+/* ---- state ioctls (x86_state.c) ---------------------------------------- */
+
+int kvm_vcpu_x86_setup_mce(struct kvm_vcpu *v, uint64_t mcg_cap);
+void kvm_vcpu_get_events(struct kvm_vcpu *v, struct kvm_vcpu_events *e);
+/* @e is modified as KVM modifies its copy (payload rules). */
+int kvm_vcpu_set_events(struct kvm_vcpu *v, struct kvm_vcpu_events *e);
+void kvm_vcpu_get_debugregs(struct kvm_vcpu *v, struct kvm_debugregs *d);
+int kvm_vcpu_set_debugregs(struct kvm_vcpu *v, const struct kvm_debugregs *d);
+int kvm_vcpu_set_guest_debug(struct kvm_vcpu *v, const struct kvm_guest_debug *dbg);
+/* The XSAVE area as KVM_GET_XSAVE2 writes it: KVM_XSAVE_UABI_SIZE bytes. */
+void kvm_vcpu_get_xsave(struct kvm_vcpu *v, void *buf);
+int kvm_vcpu_set_xsave(struct kvm_vcpu *v, const void *buf);
+/* KVM_GET/SET_FPU: the legacy region of the same XSAVE area. */
+void kvm_vcpu_get_fpu(struct kvm_vcpu *v, struct kvm_fpu *fpu);
+void kvm_vcpu_set_fpu(struct kvm_vcpu *v, const struct kvm_fpu *fpu);
+
+/* ---- LAPIC state (lapic_state.c) --------------------------------------- */
+
+/* Power-on register page.  Context: vCPU creation. */
+void kvm_lapic_reset(struct kvm_vcpu *v);
+/* -EINVAL without an in-kernel LAPIC. */
+int kvm_vcpu_get_lapic(struct kvm_vcpu *v, struct kvm_lapic_state *s);
+int kvm_vcpu_set_lapic(struct kvm_vcpu *v, struct kvm_lapic_state *s);
+
+/* ---- KVM_TRANSLATE (x86_walk.c) ------------------------------------------------ */
+
+struct x86_walk_mode;
+/* The vCPU's paging state for x86_walk(). */
+void kvm_vcpu_walk_mode(struct kvm_vcpu *v, struct x86_walk_mode *m);
+/* Fills tr's outputs; 0 (an untranslatable address is valid = 0). */
+int kvm_vcpu_translate(struct kvm_vcpu *v, struct kvm_translation *tr);
+
+/* ---- MSRs (msr.c) ------------------------------------------------------------ */
+
+/*
+ * One MSR access as the VMM makes it (host-initiated): 0, or 1 when KVM
+ * would fail it (unknown MSR, bad value), which stops a KVM_GET/SET_MSRS
+ * array there.
+ */
+int kvm_vcpu_get_msr(struct kvm_vcpu *v, uint32_t index, uint64_t *data);
+int kvm_vcpu_set_msr(struct kvm_vcpu *v, uint32_t index, uint64_t data);
+/* KVM_GET_MSRS on /dev/kvm: the feature MSRs.  Same convention. */
+int kvm_get_feature_msr(uint32_t index, uint64_t *data);
+const uint32_t *kvm_msr_feature_index_list(uint32_t *n);
+/* Guest MAXPHYADDR: CPUID 0x80000008 if the guest has it, else 36 (regs.c). */
+int kvm_guest_maxphyaddr(struct kvm_vcpu *v);
+/* kvm_set_apic_base()'s host-initiated checks (regs.c). */
+bool kvm_valid_apic_base(struct kvm_vcpu *v, uint64_t base);
+/* Guest CPUID says the vendor is Intel-compatible (TSC_AUX rules). */
+bool kvm_guest_cpuid_is_intel(struct kvm_vcpu *v);
+/* Guest CPUID bit: @reg 0 eax, 1 ebx, 2 ecx, 3 edx.  False without CPUID. */
+bool kvm_guest_cpuid_has(struct kvm_vcpu *v, uint32_t fn, uint32_t idx, int reg, int bit);
+
+/* ---- coalesced MMIO/PIO (coalesced_mmio.c) ---------------------------------- */
+
+/* KVM_(UN)REGISTER_COALESCED_MMIO after the copy-in.  Context: no VM lock. */
+int kvm_vm_register_coalesced_mmio(struct kvm *kvm, const struct kvm_coalesced_mmio_zone *zone);
+int kvm_vm_unregister_coalesced_mmio(struct kvm *kvm,
+				     const struct kvm_coalesced_mmio_zone *zone);
+/*
+ * A guest write of @len <= 8 bytes: true if a zone of that bus took it into
+ * the ring (no exit).  Context: the vCPU's guest thread, no lock held.
+ */
+bool kvm_coalesced_write(struct kvm_vcpu *v, bool pio, uint64_t addr, uint32_t len,
+			 const void *data);
+void kvm_coalesced_destroy(struct kvm *kvm);
+
+/* ---- VM scope (msr.c) ------------------------------------------------------ */
+
+/* Copies from the VMM's memory: 0 or -EFAULT (the uAPI layer's copy). */
+typedef int (*kvm_copy_in_fn)(void *dst, const void *src, size_t n);
+/*
+ * KVM_X86_SET_MSR_FILTER after the copy-in of @filter; each range's bitmap
+ * is still VMM memory, copied with @copy_in in the kernel's order.
+ */
+int kvm_vm_set_msr_filter(struct kvm *kvm, const struct kvm_msr_filter *filter,
+			  kvm_copy_in_fn copy_in);
+/* Whether the filter lets the guest access @index (@write: a WRMSR). */
+bool kvm_msr_allowed(struct kvm *kvm, uint32_t index, bool write);
+/* VM destruction frees the x86 state: kvm_arch_destroy_vm() of core/kvm_arch.h. */
+
+#endif

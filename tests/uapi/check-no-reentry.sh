@@ -1,0 +1,22 @@
+#!/bin/sh
+# TAP: no object of the static library calls a libc name the preload wraps.
+# Such a call would bind to the preload's wrapper under `guestmem exec`
+# (an fd lookup per call, and guestmem re-entering itself); library code
+# uses src/lib/sys_raw.h instead.  The wrapped names are read from the
+# generated version script, so the check follows the table.
+# Usage: check-no-reentry.sh NM LIBGUESTMEM.a PRELOAD.map
+nm=$1 lib=$2 map=$3
+names=$(tr ' ;' '\n\n' < "$map" | grep -E '^[A-Za-z_][A-Za-z_0-9]*$' | grep -vx 'global\|local')
+[ -n "$names" ] || { echo "1..0 # SKIP no names in $map"; exit 0; }
+echo "1..1"
+bad=$("$nm" -A -u "$lib" | awk '{ print $1, $NF }' | while read -r obj sym; do
+	for n in $names; do
+		[ "$sym" = "$n" ] && echo "# $obj calls $sym"
+	done
+done)
+if [ -z "$bad" ]; then
+	echo "ok 1 - no library object calls a wrapped libc name ($(echo $names | wc -w) names)"
+else
+	echo "$bad"
+	echo "not ok 1 - library objects call wrapped libc names"
+fi
