@@ -77,8 +77,9 @@ static void area_init(void)
 {
 	if (area)
 		return;
+	/* Below 4 GiB so that 32-bit address-size (67) forms reach it too. */
 	area = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE | PROT_EXEC,
-		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
 	ASSERT_MSG(area != MAP_FAILED, "mmap rwx: %s", test_errno_name(errno));
 	ASSERT_EQ(munmap(area + PAGE, PAGE), 0);
 }
@@ -159,6 +160,70 @@ static const char *outcome_name(enum outcome o)
 	static const char *const n[] = { "fetch fault", "#GP", "#UD", "ran", "other" };
 
 	return n[o];
+}
+
+/* ---- 32-bit code: lengths checked in compatibility mode ------------------- */
+
+/* Linux's 32-bit user code segment. */
+#define USER32_CS 0x23
+
+/* Below 4 GiB: code page plus guard, and scratch for memory operands. */
+static uint8_t *area32, *scratch32;
+
+static void area32_init(void)
+{
+	if (area32)
+		return;
+	area32 = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE | PROT_EXEC,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+	ASSERT_MSG(area32 != MAP_FAILED, "mmap 32-bit: %s", test_errno_name(errno));
+	ASSERT_EQ(munmap(area32 + PAGE, PAGE), 0);
+	scratch32 = mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS |
+			 MAP_32BIT, -1, 0);
+	ASSERT_MSG(scratch32 != MAP_FAILED, "mmap 32-bit: %s", test_errno_name(errno));
+}
+
+/* The 64-bit prologue loads the registers, then a far jump through a
+ * pointer in the page enters the bytes in 32-bit compatibility mode. */
+static enum outcome run_at_boundary32(const uint8_t *bytes, unsigned n)
+{
+	uint8_t *start = area32 + PAGE - n, *p;
+	struct nstate st = { .rflags = 0x202 };
+	size_t pro = (size_t)(gm_tramp_pro_end - gm_tramp_pro);
+	uint32_t farptr_at, off = (uint32_t)(uintptr_t)start;
+	uint16_t sel = USER32_CS;
+
+	memcpy(area32, gm_tramp_pro, pro);
+	p = area32 + pro;
+	farptr_at = (uint32_t)(uintptr_t)(p + 7);
+	*p++ = 0xff; /* ljmp *[disp32]: ff /5, SIB with no base */
+	*p++ = 0x2c;
+	*p++ = 0x25;
+	memcpy(p, &farptr_at, 4);
+	p += 4;
+	memcpy(p, &off, 4);
+	memcpy(p + 4, &sel, 2);
+	memcpy(start, bytes, n);
+	for (int i = 0; i < 16; i++)
+		st.gpr[i] = (uint64_t)(uintptr_t)(scratch32 + PAGE + 64 * i);
+	st.gpr[X86_RCX] = 1;
+	st.gpr[X86_RDX] = 0x80;
+	__builtin___clear_cache((char *)area32, (char *)area32 + PAGE);
+	trap_sig = 0;
+	if (sigsetjmp(trap_jmp, 1) == 0)
+		((void (*)(struct nstate *))area32)(&st);
+	if (trap_sig == SIGSEGV && trap_addr == (uint64_t)(uintptr_t)(area32 + PAGE) &&
+	    trap_rip == (uint64_t)(uintptr_t)start)
+		return O_FETCH;
+	if (trap_rip == (uint64_t)(uintptr_t)(area32 + PAGE))
+		return O_RAN;
+	if (trap_rip != (uint64_t)(uintptr_t)start)
+		return O_OTHER;
+	if (trap_sig == SIGSEGV && trap_code == 0x80)
+		return O_GP;
+	if (trap_sig == SIGILL)
+		return O_UD;
+	return O_OTHER;
 }
 
 /* ---- decode table ------------------------------------------------------- */
@@ -285,15 +350,40 @@ static const struct drow drows[] = {
 	{ "rex then 66 (rex ignored)", B(0x48, 0x66, 0x89, 0x03), 4, M64, X86_OP_MOV, 2, 8,
 	  N_RUNS },
 	{ "two rex, last wins", B(0x41, 0x48, 0x89, 0x03), 4, M64, X86_OP_MOV, 8, 8, N_RUNS },
-	/* 32-bit protected mode */
-	{ "32: in eax,dx", B(0xed), 1, M32, X86_OP_IN, 4, 4, N_NO },
-	{ "32: mov [ebx],eax", B(0x89, 0x03), 2, M32, X86_OP_MOV, 4, 4, N_NO },
-	{ "32: mov eax,[disp32]", B(0x8b, 0x05, 0, 0, 0xe0, 0xfe), 6, M32, X86_OP_MOV, 4, 4, N_NO },
+	/* 32-bit protected mode (checked in compatibility mode) */
+	{ "32: in eax,dx", B(0xed), 1, M32, X86_OP_IN, 4, 4, N_GP },
+	{ "32: in al,imm8", B(0xe4, 0x60), 2, M32, X86_OP_IN, 1, 4, N_GP },
+	{ "32: out dx,ax", B(0x66, 0xef), 2, M32, X86_OP_OUT, 2, 4, N_GP },
+	{ "32: rep insd", B(0xf3, 0x6d), 2, M32, X86_OP_INS, 4, 4, N_GP },
+	{ "32: rep outsb a16", B(0x67, 0xf3, 0x6e), 3, M32, X86_OP_OUTS, 1, 2, N_GP },
+	{ "32: hlt", B(0xf4), 1, M32, X86_OP_HLT, 0, 4, N_GP },
+	{ "32: mov [ebx],eax", B(0x89, 0x03), 2, M32, X86_OP_MOV, 4, 4, N_ANY },
+	{ "32: mov eax,[disp32]", B(0x8b, 0x05, 0, 0, 0xe0, 0xfe), 6, M32, X86_OP_MOV, 4, 4,
+	  N_ANY },
+	{ "32: mov [ebx+esi*4+8],ecx", B(0x89, 0x4c, 0xb3, 0x08), 4, M32, X86_OP_MOV, 4, 4, N_ANY },
+	{ "32: mov eax,[moffs32]", B(0xa1, 0x00, 0x10, 0x00, 0x00), 5, M32, X86_OP_MOV, 4, 4,
+	  N_ANY },
+	{ "32: mov al,[moffs16] a16", B(0x67, 0xa0, 0x00, 0x10), 4, M32, X86_OP_MOV, 1, 2, N_ANY },
 	{ "32: mov ax,[bx+si+4] a16", B(0x67, 0x66, 0x8b, 0x40, 0x04), 5, M32, X86_OP_MOV, 2, 2,
-	  N_NO },
-	{ "32: mov eax,cr0", B(0x0f, 0x20, 0xc0), 3, M32, X86_OP_MOV_FROM_CR, 4, 4, N_NO },
-	{ "32: lgdt [eax]", B(0x0f, 0x01, 0x10), 3, M32, X86_OP_LGDT, 4, 4, N_NO },
+	  N_ANY },
+	{ "32: mov eax,[disp16] a16", B(0x67, 0x8b, 0x06, 0x34, 0x12), 5, M32, X86_OP_MOV, 4, 2,
+	  N_ANY },
+	{ "32: mov ax,[bp+disp16] a16", B(0x67, 0x66, 0x8b, 0x86, 0x34, 0x12), 6, M32, X86_OP_MOV,
+	  2, 2, N_ANY },
+	{ "32: movzx eax,byte [ebx]", B(0x0f, 0xb6, 0x03), 3, M32, X86_OP_MOVZX, 4, 4, N_ANY },
+	{ "32: cmp dword [ebx],imm32", B(0x81, 0x3b, 1, 2, 3, 4), 6, M32, X86_OP_ALU, 4, 4,
+	  N_ANY },
+	{ "32: add word [ebx],imm16", B(0x66, 0x81, 0x03, 1, 2), 5, M32, X86_OP_ALU, 2, 4, N_ANY },
+	{ "32: mov eax,cr0", B(0x0f, 0x20, 0xc0), 3, M32, X86_OP_MOV_FROM_CR, 4, 4, N_GP },
+	{ "32: mov cr3,eax", B(0x0f, 0x22, 0xd8), 3, M32, X86_OP_MOV_TO_CR, 4, 4, N_GP },
+	{ "32: lgdt [eax]", B(0x0f, 0x01, 0x10), 3, M32, X86_OP_LGDT, 4, 4, N_GP },
+	{ "32: lidt [disp32] o16", B(0x66, 0x0f, 0x01, 0x1d, 0, 0x10, 0, 0), 8, M32, X86_OP_LIDT, 2,
+	  4, N_GP },
+	{ "32: wrmsr", B(0x0f, 0x30), 2, M32, X86_OP_WRMSR, 0, 4, N_GP },
+	{ "32: vmcall", B(0x0f, 0x01, 0xc1), 3, M32, X86_OP_VMCALL, 0, 4, N_ANY },
+	{ "32: iretd", B(0xcf), 1, M32, X86_OP_IRET, 4, 4, N_NO },
 	{ "32: dec eax is not rex", B(0x48), 0, M32, X86_OP_NONE, 0, 0, N_NO },
+	{ "32: swapgs #UD", B(0x0f, 0x01, 0xf8), 0, M32, X86_OP_NONE, 0, 0, N_NO },
 	{ "16: mov ax,[bp+di]", B(0x8b, 0x03), 2, M16, X86_OP_MOV, 2, 2, N_NO },
 	{ "16: mov ax,[disp16]", B(0x8b, 0x06, 0x34, 0x12), 4, M16, X86_OP_MOV, 2, 2, N_NO },
 	{ "16: out dx,eax 66", B(0x66, 0xef), 2, M16, X86_OP_OUT, 4, 2, N_NO },
@@ -304,6 +394,7 @@ TEST(decode_table)
 	unsigned native_checked = 0;
 
 	area_init();
+	area32_init();
 	traps_install();
 	for (size_t i = 0; i < sizeof(drows) / sizeof(drows[0]); i++) {
 		const struct drow *r = &drows[i];
@@ -325,9 +416,11 @@ TEST(decode_table)
 		/* Fewer bytes than the instruction: SHORT, never a wrong length. */
 		EXPECT_MSG(x86_decode(r->bytes, r->len - 1u, r->mode, &in) == X86_DECODE_SHORT,
 			   "%s: truncated", r->name);
-		if (r->native == N_NO || r->mode != M64)
+		if (r->native == N_NO || r->mode == M16)
 			continue;
-		enum outcome full = run_at_boundary(r->bytes, r->len);
+		enum outcome (*run)(const uint8_t *, unsigned) =
+			r->mode == M64 ? run_at_boundary : run_at_boundary32;
+		enum outcome full = run(r->bytes, r->len);
 		enum outcome want = r->native == N_GP ? O_GP : r->native == N_UD ? O_UD : O_RAN;
 
 		if (r->op == X86_OP_VMCALL || r->op == X86_OP_VMMCALL)
@@ -338,7 +431,7 @@ TEST(decode_table)
 			EXPECT_MSG(full == want, "%s: CPU says %s, want %s", r->name,
 				   outcome_name(full), outcome_name(want));
 		if (r->len > 1) {
-			enum outcome part = run_at_boundary(r->bytes, r->len - 1u);
+			enum outcome part = run(r->bytes, r->len - 1u);
 
 			EXPECT_MSG(part == O_FETCH, "%s: %u bytes gave %s: CPU length shorter",
 				   r->name, r->len - 1u, outcome_name(part));
@@ -425,6 +518,19 @@ TEST(decode_invalid_on_cpu)
 	/* At CPL3 #GP wins over #UD for a privileged opcode; only the length shows. */
 	EXPECT_NE(run_at_boundary(cr5, sizeof(cr5)), O_FETCH);
 	EXPECT_EQ(run_at_boundary(long16, sizeof(long16)), O_GP);
+}
+
+/* The 32-bit runs really execute as 32-bit code: 48 is DEC EAX there and
+ * a REX prefix (which needs an opcode after it) in 64-bit mode. */
+TEST(compat_mode_is_32bit)
+{
+	static const uint8_t dec_eax[] = { 0x48 };
+
+	area_init();
+	area32_init();
+	traps_install();
+	EXPECT_EQ(run_at_boundary32(dec_eax, 1), O_RAN);
+	EXPECT_EQ(run_at_boundary(dec_eax, 1), O_FETCH);
 }
 
 /* ---- emulator harness ------------------------------------------------------ */
@@ -574,7 +680,8 @@ struct erow {
 	uint8_t bytes[15];
 	uint8_t len;
 	uint64_t flags_undef;	/* flags the SDM leaves undefined */
-	int8_t abs_at;		/* offset of an 8-byte absolute address to patch, -1 none */
+	int8_t abs_at;		/* offset of an 8-byte absolute address to patch, -1 none,
+				 * -2: a 4-byte one at offset 2 */
 };
 
 #define LOGIC_UNDEF X86_RFLAGS_AF
@@ -594,6 +701,10 @@ static const struct erow erows[] = {
 	{ "mov r15,[rbx+rsi*8-16]", B(0x4c, 0x8b, 0x7c, 0xf3, 0xf0), 5, 0, -1 },
 	{ "mov ecx,[rip+0x780]", B(0x8b, 0x0d, 0x80, 0x07, 0x00, 0x00), 6, 0, -1 },
 	{ "mov [rip+0x788],rdx", B(0x48, 0x89, 0x15, 0x88, 0x07, 0x00, 0x00), 7, 0, -1 },
+	{ "mov eax,[ebx] a32", B(0x67, 0x8b, 0x03), 3, 0, -1 },
+	{ "add [ebx+esi*4+8],ecx a32", B(0x67, 0x01, 0x4c, 0xb3, 0x08), 5, 0, -1 },
+	{ "mov ecx,[eip+0x780] a32", B(0x67, 0x8b, 0x0d, 0x80, 0x07, 0x00, 0x00), 7, 0, -1 },
+	{ "mov [moffs32],eax a32", B(0x67, 0xa3, 0, 0, 0, 0), 6, 0, -2 },
 	{ "mov byte [rbx+16],imm", B(0xc6, 0x43, 0x10, 0x7f), 4, 0, -1 },
 	{ "mov word [rbx],imm", B(0x66, 0xc7, 0x03, 0x34, 0x92), 5, 0, -1 },
 	{ "mov dword [rbx],imm", B(0xc7, 0x03, 0x01, 0x00, 0x00, 0x80), 6, 0, -1 },
@@ -701,6 +812,10 @@ static void check_erow(const struct erow *r, unsigned v, bool mmio)
 		uint64_t a = (uint64_t)(data + 8);
 
 		memcpy(bytes + r->abs_at, &a, 8);
+	} else if (r->abs_at == -2) { /* a 32-bit moffs at offset 2 */
+		uint32_t a = (uint32_t)(uintptr_t)(data + 8);
+
+		memcpy(bytes + 2, &a, 4);
 	}
 	for (unsigned i = 0; i < 256; i++)
 		data[i] = (uint8_t)(0x5a ^ i * 37);
@@ -714,6 +829,10 @@ static void check_erow(const struct erow *r, unsigned v, bool mmio)
 	st.gpr[X86_RDX] = evals[v].rdx;
 	st.gpr[X86_RBX] = st.gpr[X86_R12] = (uint64_t)data;
 	st.gpr[X86_RSI] = 2;
+	if (r->bytes[0] == 0x67) { /* 32-bit addressing ignores the upper halves */
+		st.gpr[X86_RBX] |= 0xdead000100000000ull;
+		st.gpr[X86_RSI] |= 0x0000000500000000ull;
+	}
 	st.rflags = 0x202 | (evals[v].cf ? X86_RFLAGS_CF : 0);
 
 	regs64(&regs);
@@ -767,7 +886,7 @@ TEST(emulate_vs_cpu)
 
 /* ---- prefix fuzzing of lengths against the CPU ------------------------------ */
 
-TEST(fuzz_lengths)
+static void fuzz(enum x86_mode mode)
 {
 	/* Load-only forms: whatever address the random bytes make, nothing is
 	 * written. */
@@ -785,8 +904,11 @@ TEST(fuzz_lengths)
 	};
 	static const uint8_t pfx[] = { 0x66, 0x67, 0x2e, 0x3e, 0x26, 0x36, 0xf2, 0xf3 };
 	unsigned seed = 12345, checked = 0;
+	enum outcome (*run)(const uint8_t *, unsigned) =
+		mode == M64 ? run_at_boundary : run_at_boundary32;
 
 	area_init();
+	area32_init();
 	traps_install();
 	for (unsigned iter = 0; iter < 3000; iter++) {
 		uint8_t b[15];
@@ -800,7 +922,7 @@ TEST(fuzz_lengths)
 			b[n++] = pfx[(seed >> 16) % sizeof(pfx)];
 		}
 		seed = seed * 1103515245u + 12345u;
-		if ((seed >> 16) & 1)
+		if (mode == M64 && ((seed >> 16) & 1))
 			b[n++] = (uint8_t)(0x40 | ((seed >> 18) & 0xf));
 		seed = seed * 1103515245u + 12345u;
 		unsigned k = (seed >> 16) % (sizeof(ops) / sizeof(ops[0]));
@@ -816,18 +938,28 @@ TEST(fuzz_lengths)
 		/* No RIP-relative operand: its address could be the guard page. */
 		if (ops[k].reg != 0xfe && (b[n] & 0xc7) == 0x05)
 			b[n] ^= 0x01;
-		if (x86_decode(b, 15, M64, &in))
+		if (x86_decode(b, 15, mode, &in))
 			continue;
-		enum outcome full = run_at_boundary(b, in.len);
+		enum outcome full = run(b, in.len);
 
 		ASSERT_MSG(full != O_FETCH, "iter %u: CPU reads past %u bytes", iter, in.len);
 		if (in.len > 1)
-			ASSERT_MSG(run_at_boundary(b, in.len - 1u) == O_FETCH,
+			ASSERT_MSG(run(b, in.len - 1u) == O_FETCH,
 				   "iter %u: CPU length below %u", iter, in.len);
 		checked++;
 	}
-	DIAG("%u random prefixed forms: lengths agree with the CPU", checked);
+	DIAG("%u random prefixed %d-bit forms: lengths agree with the CPU", checked, 8 * mode);
 	EXPECT_GT(checked, 2000u);
+}
+
+TEST(fuzz_lengths_64)
+{
+	fuzz(M64);
+}
+
+TEST(fuzz_lengths_32)
+{
+	fuzz(M32);
 }
 
 /* ---- privileged instructions: effects by the SDM/KVM rules ---------------- */
