@@ -307,6 +307,9 @@ static const struct drow drows[] = {
 	{ "swapgs", B(0x0f, 0x01, 0xf8), 3, M64, X86_OP_SWAPGS, 0, 8, N_GP },
 	{ "syscall", B(0x0f, 0x05), 2, M64, X86_OP_SYSCALL, 0, 8, N_NO },
 	{ "sysretq", B(0x48, 0x0f, 0x07), 3, M64, X86_OP_SYSRET, 8, 8, N_GP },
+	{ "int3", B(0xcc), 1, M64, X86_OP_INT, 0, 8, N_RUNS },
+	{ "int 0x41", B(0xcd, 0x41), 2, M64, X86_OP_INT, 0, 8, N_GP },
+	{ "int1", B(0xf1), 1, M64, X86_OP_INT, 0, 8, N_ANY },
 	/* MMIO forms */
 	{ "mov [rbx],al", B(0x88, 0x03), 2, M64, X86_OP_MOV, 1, 8, N_RUNS },
 	{ "mov [rbx],ax", B(0x66, 0x89, 0x03), 3, M64, X86_OP_MOV, 2, 8, N_RUNS },
@@ -382,6 +385,8 @@ static const struct drow drows[] = {
 	{ "32: wrmsr", B(0x0f, 0x30), 2, M32, X86_OP_WRMSR, 0, 4, N_GP },
 	{ "32: vmcall", B(0x0f, 0x01, 0xc1), 3, M32, X86_OP_VMCALL, 0, 4, N_ANY },
 	{ "32: iretd", B(0xcf), 1, M32, X86_OP_IRET, 4, 4, N_NO },
+	{ "32: into (OF clear)", B(0xce), 1, M32, X86_OP_INT, 0, 4, N_RUNS },
+	{ "into is #UD in 64-bit", B(0xce), 0, M64, X86_OP_NONE, 0, 0, N_NO },
 	{ "32: dec eax is not rex", B(0x48), 0, M32, X86_OP_NONE, 0, 0, N_NO },
 	{ "32: swapgs #UD", B(0x0f, 0x01, 0xf8), 0, M32, X86_OP_NONE, 0, 0, N_NO },
 	{ "16: mov ax,[bp+di]", B(0x8b, 0x03), 2, M16, X86_OP_MOV, 2, 2, N_NO },
@@ -1535,6 +1540,28 @@ TEST(emulate_swapgs_syscall_sysret)
 	EXPECT_EXC(&e, st, X86_UD, 0);
 }
 
+TEST(emulate_soft_int)
+{
+	struct ectx e;
+
+	ectx_init(&e);
+	EXPECT_EQ(EMU(&e, 0xcd, 0x80), X86_EMU_SOFT_INT);
+	EXPECT_EQ(e.res.ex.vector, 0x80);
+	EXPECT_FALSE(e.res.ex.has_error_code);
+	EXPECT_EQ(e.r.rip, 0x401002u); /* the frame returns after INT */
+	EXPECT_EQ(EMU(&e, 0xcc), X86_EMU_SOFT_INT);
+	EXPECT_EQ(e.res.ex.vector, X86_BP);
+	EXPECT_EQ(e.r.rip, 0x401003u);
+	/* INTO in 32-bit code raises #OF only with OF set. */
+	e.r.efer = 0;
+	e.r.seg[X86_SEG_CS].l = false;
+	e.r.seg[X86_SEG_CS].db = true;
+	EXPECT_EQ(EMU(&e, 0xce), X86_EMU_DONE);
+	e.r.rflags |= X86_RFLAGS_OF;
+	EXPECT_EQ(EMU(&e, 0xce), X86_EMU_SOFT_INT);
+	EXPECT_EQ(e.res.ex.vector, 4);
+}
+
 TEST(emulate_protected_mode_32)
 {
 	struct ectx e;
@@ -1564,6 +1591,79 @@ TEST(emulate_protected_mode_32)
 	/* MOV CR8 does not exist outside 64-bit mode; real mode is refused. */
 	e.r.cr0 = 0;
 	EXPECT_EQ(x86_cpu_mode(&e.r), -1);
+}
+
+/* Random bytes in every mode: the decoder never reads past what it was
+ * given (ASan sees the exact-size heap copy), and the emulator, on random
+ * registers, never writes registers unless it reports DONE or HLT. */
+TEST(fuzz_robustness)
+{
+	static const uint8_t favour[] = { 0x0f, 0x01, 0x22, 0x20, 0x66, 0x67, 0xf3, 0xf0, 0x48,
+					  0x6c, 0x6f, 0xcf, 0x9d, 0x00, 0x8b, 0x89 };
+	unsigned seed = 777, decoded = 0, done = 0;
+	struct tmem m = { .base = gmem, .shadow = gmem, .size = sizeof(gmem),
+			  .msr_mode = X86_MSR_EXIT };
+
+	for (unsigned iter = 0; iter < 200000; iter++) {
+		uint8_t b[15];
+		unsigned avail, mode;
+		struct x86_insn in;
+
+		for (unsigned i = 0; i < 15; i++) {
+			seed = seed * 1103515245u + 12345u;
+			b[i] = (seed >> 20) & 1 ? favour[(seed >> 16) % sizeof(favour)]
+						: (uint8_t)(seed >> 8);
+		}
+		seed = seed * 1103515245u + 12345u;
+		avail = 1 + (seed >> 16) % 15;
+		mode = (seed >> 24) % 3;
+		uint8_t *copy = malloc(avail);
+
+		ASSERT_NOT_NULL(copy);
+		memcpy(copy, b, avail);
+		int rc = x86_decode(copy, avail, mode == 0 ? M16 : mode == 1 ? M32 : M64, &in);
+
+		free(copy);
+		if (rc)
+			continue;
+		ASSERT_LE(in.len, avail);
+		decoded++;
+		struct x86_regs r, before;
+		struct x86_emu emu;
+		struct x86_emu_result res;
+
+		regs64(&r);
+		if (mode != 2) {
+			r.efer = 0;
+			r.cr4 = X86_CR4_OSXSAVE;
+			r.seg[X86_SEG_CS].l = false;
+			r.seg[X86_SEG_CS].db = mode == 1;
+		}
+		for (int i = 0; i < 16; i++) {
+			seed = seed * 1103515245u + 12345u;
+			r.gpr[i] = (seed >> 12) & 1 ? (uint64_t)(gmem + (seed >> 16) % sizeof(gmem))
+						    : (uint64_t)seed * 0x9e3779b97f4a7c15ull;
+		}
+		r.rflags = 0x2 | ((uint64_t)seed & 0x8d5);
+		r.gdt = (struct x86_dtable){ .base = (uint64_t)gmem, .limit = 0xfff };
+		before = r;
+		x86_emu_init(&emu, &tops, &m, &tmodel, pio_page);
+		int st = x86_emulate(&emu, &r, &in, &res);
+
+		for (int k = 0; k < 3 && (st == X86_EMU_EXIT_IO || st == X86_EMU_EXIT_MMIO ||
+					  st == X86_EMU_EXIT_MSR || st == X86_EMU_EXIT_HYPERCALL);
+		     k++) {
+			ASSERT_EQ(memcmp(&r, &before, sizeof(r)), 0);
+			st = x86_emu_complete(&emu, &r, &res);
+		}
+		if (st == X86_EMU_EXCEPTION || st == X86_EMU_UNHANDLED)
+			ASSERT_MSG(memcmp(&r, &before, sizeof(r)) == 0, "%s: status %d wrote registers",
+				   x86_op_name(in.op), st);
+		if (st == X86_EMU_DONE)
+			done++;
+	}
+	DIAG("%u random decodes, %u emulated to completion", decoded, done);
+	EXPECT_GT(done, 1000u);
 }
 
 int main(int argc, char **argv)

@@ -273,6 +273,17 @@ static int dec_onebyte(struct dec *d, struct x86_insn *in, unsigned op, bool p66
 		in->op = op < 0xee ? X86_OP_IN : X86_OP_OUT;
 		in->opsize = (uint8_t)ios;
 		return 0;
+	case 0xcc: case 0xce: case 0xf1:
+		if (op == 0xce && in->mode == X86_MODE_64)
+			return X86_DECODE_UD; /* INTO */
+		in->op = X86_OP_INT;
+		in->imm = op == 0xcc ? 3 : op == 0xce ? 4 : 1;
+		return 0;
+	case 0xcd:
+		in->op = X86_OP_INT;
+		imm(d, in, 1, false);
+		in->src.kind = X86_OPND_NONE;
+		return 0;
 	case 0xf4: in->op = X86_OP_HLT; return 0;
 	case 0xfa: in->op = X86_OP_CLI; return 0;
 	case 0xfb: in->op = X86_OP_STI; return 0;
@@ -490,7 +501,7 @@ const char *x86_op_name(unsigned op)
 		"mov_from_cr", "mov_to_cr", "mov_from_dr", "mov_to_dr", "lmsw", "clts", "rdmsr",
 		"wrmsr", "rdtsc", "rdtscp", "cpuid", "xsetbv", "vmcall", "vmmcall", "lgdt", "lidt",
 		"ltr", "lldt", "invlpg", "wbinvd", "invd", "swapgs", "syscall", "sysret", "mov",
-		"movzx", "movsx", "alu", "test", "xchg", "inc", "dec",
+		"movzx", "movsx", "alu", "test", "xchg", "inc", "dec", "int",
 	};
 
 	return op < X86_OP_COUNT ? names[op] : "?";

@@ -57,6 +57,8 @@ enum x86_op {
 	X86_OP_TEST,
 	X86_OP_XCHG,
 	X86_OP_INC, X86_OP_DEC,
+	/* software interrupts: INT3, INT n, INTO, INT1 (vector in imm) */
+	X86_OP_INT,
 	X86_OP_COUNT
 };
 

@@ -1196,6 +1196,19 @@ static int em_syscall(struct run *rn)
 	return X86_EMU_DONE;
 }
 
+/* Software interrupts are delivered by the backend (IDT, gate DPL); here
+ * only INTO's condition and the return address. */
+static int em_int(struct run *rn)
+{
+	if (rn->in->opcode == 0xce && !(rn->w.rflags & X86_RFLAGS_OF)) {
+		advance(rn);
+		return X86_EMU_DONE;
+	}
+	rn->res->ex = (struct x86_exception){ .vector = (uint8_t)rn->in->imm };
+	advance(rn);
+	return X86_EMU_SOFT_INT;
+}
+
 /* ---- dispatch and the public API ------------------------------------------ */
 
 static int dispatch(struct run *rn)
@@ -1224,6 +1237,7 @@ static int dispatch(struct run *rn)
 	case X86_OP_ALU: case X86_OP_TEST: return em_alu(rn);
 	case X86_OP_XCHG: return em_xchg(rn);
 	case X86_OP_INC: case X86_OP_DEC: return em_incdec(rn);
+	case X86_OP_INT: return em_int(rn);
 	}
 	return X86_EMU_UNHANDLED;
 }
@@ -1240,7 +1254,7 @@ static int run_pending(struct x86_emu *emu, struct x86_regs *regs, struct x86_em
 		st = X86_EMU_UNHANDLED; /* decoded for another mode */
 	else
 		st = dispatch(&rn);
-	if (st == X86_EMU_DONE || st == X86_EMU_EXIT_HLT)
+	if (st == X86_EMU_DONE || st == X86_EMU_EXIT_HLT || st == X86_EMU_SOFT_INT)
 		*regs = rn.w;
 	else
 		res->effects = 0; /* nothing happened (yet) */

@@ -162,6 +162,9 @@ enum x86_emu_status {
 	X86_EMU_EXIT_HYPERCALL,	/* res.hypercall; set .ret, then complete */
 	X86_EMU_EXIT_MSR,	/* res.msr; set .error/.data, then complete */
 	X86_EMU_UNHANDLED,	/* cannot emulate: an emulation-failure exit */
+	X86_EMU_SOFT_INT,	/* INT n/INT3/INTO/INT1: deliver res.ex.vector through
+				 * the IDT; RIP is already past the instruction (the
+				 * return address the frame must hold) */
 };
 
 /* Side effects the backend must act on (res.effects). */
