@@ -63,7 +63,7 @@ __asm__(".text\n"
 	"mov %rbp,40(%rdi)\n mov %rsi,48(%rdi)\n"
 	"mov %r8,64(%rdi)\n mov %r9,72(%rdi)\n mov %r10,80(%rdi)\n mov %r11,88(%rdi)\n"
 	"mov %r12,96(%rdi)\n mov %r13,104(%rdi)\n mov %r14,112(%rdi)\n mov %r15,120(%rdi)\n"
-	"pushfq\n popq 128(%rdi)\n"
+	"pushfq\n popq 128(%rdi)\n cld\n"
 	"pop %rdi\n"
 	"pop %r15\n pop %r14\n pop %r13\n pop %r12\n pop %rbp\n pop %rbx\n"
 	"ret\n"
@@ -307,6 +307,9 @@ static const struct drow drows[] = {
 	{ "swapgs", B(0x0f, 0x01, 0xf8), 3, M64, X86_OP_SWAPGS, 0, 8, N_GP },
 	{ "syscall", B(0x0f, 0x05), 2, M64, X86_OP_SYSCALL, 0, 8, N_NO },
 	{ "sysretq", B(0x48, 0x0f, 0x07), 3, M64, X86_OP_SYSRET, 8, 8, N_GP },
+	{ "rep stosq", B(0xf3, 0x48, 0xab), 3, M64, X86_OP_STOS, 8, 8, N_RUNS },
+	{ "rep movsb", B(0xf3, 0xa4), 2, M64, X86_OP_MOVS, 1, 8, N_RUNS },
+	{ "movsw fs", B(0x64, 0x66, 0xa5), 3, M64, X86_OP_MOVS, 2, 8, N_ANY },
 	{ "int3", B(0xcc), 1, M64, X86_OP_INT, 0, 8, N_RUNS },
 	{ "int 0x41", B(0xcd, 0x41), 2, M64, X86_OP_INT, 0, 8, N_GP },
 	{ "int1", B(0xf1), 1, M64, X86_OP_INT, 0, 8, N_ANY },
@@ -687,6 +690,7 @@ struct erow {
 	uint64_t flags_undef;	/* flags the SDM leaves undefined */
 	int8_t abs_at;		/* offset of an 8-byte absolute address to patch, -1 none,
 				 * -2: a 4-byte one at offset 2 */
+	bool string;		/* RDI/RSI into the data, RCX = 3 */
 };
 
 #define LOGIC_UNDEF X86_RFLAGS_AF
@@ -763,6 +767,15 @@ static const struct erow erows[] = {
 	{ "inc dword [rbx]", B(0xff, 0x03), 2, 0, -1 },
 	{ "dec byte [rbx]", B(0xfe, 0x0b), 2, 0, -1 },
 	{ "lock dec qword [rbx]", B(0xf0, 0x48, 0xff, 0x0b), 4, 0, -1 },
+	{ "stosb", B(0xaa), 1, 0, -1, true },
+	{ "stosw", B(0x66, 0xab), 2, 0, -1, true },
+	{ "rep stosb", B(0xf3, 0xaa), 2, 0, -1, true },
+	{ "rep stosd", B(0xf3, 0xab), 2, 0, -1, true },
+	{ "rep stosq", B(0xf3, 0x48, 0xab), 3, 0, -1, true },
+	{ "movsb", B(0xa4), 1, 0, -1, true },
+	{ "rep movsq", B(0xf3, 0x48, 0xa5), 3, 0, -1, true },
+	{ "rep movsw", B(0x66, 0xf3, 0xa5), 3, 0, -1, true },
+	{ "rep movsd a32", B(0x67, 0xf3, 0xa5), 3, 0, -1, true },
 	{ "add ecx,eax (registers)", B(0x01, 0xc1), 2, 0, -1 },
 	{ "sub eax,imm32 (registers)", B(0x2d, 0x01, 0x00, 0x00, 0x80), 5, 0, -1 },
 	{ "test al,imm8 (registers)", B(0xa8, 0x80), 2, LOGIC_UNDEF, -1 },
@@ -834,11 +847,18 @@ static void check_erow(const struct erow *r, unsigned v, bool mmio)
 	st.gpr[X86_RDX] = evals[v].rdx;
 	st.gpr[X86_RBX] = st.gpr[X86_R12] = (uint64_t)data;
 	st.gpr[X86_RSI] = 2;
-	if (r->bytes[0] == 0x67) { /* 32-bit addressing ignores the upper halves */
+	if (r->string) {
+		st.gpr[X86_RDI] = (uint64_t)(data + 128);
+		st.gpr[X86_RSI] = (uint64_t)(data + 200);
+		st.gpr[X86_RCX] = 3;
+	}
+	if (r->bytes[0] == 0x67 && !r->string) { /* 32-bit addressing: upper halves ignored */
 		st.gpr[X86_RBX] |= 0xdead000100000000ull;
 		st.gpr[X86_RSI] |= 0x0000000500000000ull;
 	}
 	st.rflags = 0x202 | (evals[v].cf ? X86_RFLAGS_CF : 0);
+	if (r->string && evals[v].cf)
+		st.rflags |= X86_RFLAGS_DF; /* walk down */
 
 	regs64(&regs);
 	memcpy(regs.gpr, st.gpr, sizeof(st.gpr));
@@ -853,6 +873,9 @@ static void check_erow(const struct erow *r, unsigned v, bool mmio)
 	memcpy(before, area, PAGE);
 
 	rc = emulate_all(&m, &regs, bytes, r->len, &res, &exits);
+	/* REP string forms stay on the instruction until rCX runs out. */
+	for (int k = 0; k < 16 && rc == X86_EMU_DONE && regs.rip == (uint64_t)(area + pro); k++)
+		rc = emulate_all(&m, &regs, bytes, r->len, &res, &exits);
 	ASSERT_MSG(rc == X86_EMU_DONE, "%s (values %u, %s): status %d", r->name, v,
 		   mmio ? "mmio" : "ram", rc);
 	for (int i = 0; i < 16; i++) {

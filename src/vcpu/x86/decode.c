@@ -273,6 +273,12 @@ static int dec_onebyte(struct dec *d, struct x86_insn *in, unsigned op, bool p66
 		in->op = op < 0xee ? X86_OP_IN : X86_OP_OUT;
 		in->opsize = (uint8_t)ios;
 		return 0;
+	case 0xa4: case 0xa5: case 0xaa: case 0xab:
+		in->op = op < 0xaa ? X86_OP_MOVS : X86_OP_STOS;
+		in->opsize = in->srcsize = (uint8_t)((op & 1) ? vs : 1);
+		/* The source (MOVS) is DS:rSI, overridable; the destination ES:rDI. */
+		in->ea.seg = in->seg_override >= 0 ? (uint8_t)in->seg_override : X86_SEG_DS;
+		return 0;
 	case 0xcc: case 0xce: case 0xf1:
 		if (op == 0xce && in->mode == X86_MODE_64)
 			return X86_DECODE_UD; /* INTO */
@@ -502,6 +508,7 @@ const char *x86_op_name(unsigned op)
 		"wrmsr", "rdtsc", "rdtscp", "cpuid", "xsetbv", "vmcall", "vmmcall", "lgdt", "lidt",
 		"ltr", "lldt", "invlpg", "wbinvd", "invd", "swapgs", "syscall", "sysret", "mov",
 		"movzx", "movsx", "alu", "test", "xchg", "inc", "dec", "int",
+		"stos", "movs",
 	};
 
 	return op < X86_OP_COUNT ? names[op] : "?";

@@ -59,6 +59,8 @@ enum x86_op {
 	X86_OP_INC, X86_OP_DEC,
 	/* software interrupts: INT3, INT n, INTO, INT1 (vector in imm) */
 	X86_OP_INT,
+	/* string stores and moves on memory (MMIO): one element per call */
+	X86_OP_STOS, X86_OP_MOVS,
 	X86_OP_COUNT
 };
 

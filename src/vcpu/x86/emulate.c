@@ -488,6 +488,47 @@ static int em_string_io(struct run *rn)
 	return X86_EMU_DONE;
 }
 
+/* STOS/MOVS: one element per call, so each MMIO element is one exit (or two
+ * for MMIO to MMIO); with REP and rCX left, RIP stays and the guest runs the
+ * instruction again (natively for RAM, trapping again for MMIO). */
+static int em_string_mem(struct run *rn)
+{
+	const struct x86_insn *in = rn->in;
+	unsigned size = in->opsize;
+	uint64_t step = (rn->w.rflags & X86_RFLAGS_DF) ? -(uint64_t)size : size;
+	uint64_t v = rn->w.gpr[X86_RAX];
+	uint8_t buf[8];
+	int st;
+
+	if (in->rep && !ad_reg(rn, X86_RCX)) {
+		advance(rn);
+		return X86_EMU_DONE;
+	}
+	if (in->op == X86_OP_MOVS) {
+		uint64_t src = linear(rn->orig, in->mode, in->ea.seg, ad_reg(rn, X86_RSI));
+
+		if ((st = mem_read(rn, src, buf, size, true)))
+			return st;
+		set_ad_reg(rn, X86_RSI, ad_reg(rn, X86_RSI) + step);
+	} else {
+		for (unsigned i = 0; i < size; i++)
+			buf[i] = (uint8_t)(v >> (8 * i));
+	}
+	if ((st = mem_write(rn, linear(rn->orig, in->mode, X86_SEG_ES, ad_reg(rn, X86_RDI)), buf,
+			    size, true)))
+		return st;
+	set_ad_reg(rn, X86_RDI, ad_reg(rn, X86_RDI) + step);
+	if (in->rep) {
+		set_ad_reg(rn, X86_RCX, ad_reg(rn, X86_RCX) - 1);
+		if (ad_reg(rn, X86_RCX)) {
+			rn->w.rip = rn->orig->rip;
+			return X86_EMU_DONE;
+		}
+	}
+	advance(rn);
+	return X86_EMU_DONE;
+}
+
 /* ---- flags, stack, IRET ------------------------------------------------ */
 
 static unsigned stack_size(struct run *rn)
@@ -1238,6 +1279,7 @@ static int dispatch(struct run *rn)
 	case X86_OP_XCHG: return em_xchg(rn);
 	case X86_OP_INC: case X86_OP_DEC: return em_incdec(rn);
 	case X86_OP_INT: return em_int(rn);
+	case X86_OP_STOS: case X86_OP_MOVS: return em_string_mem(rn);
 	}
 	return X86_EMU_UNHANDLED;
 }
