@@ -22,9 +22,14 @@
  * accesses answer with the VMM's data instead of exiting.  A read-modify-write
  * on MMIO therefore exits twice (read, then write), as in KVM.
  *
- * Not modelled: segment limit and type checks (flat segments assumed), the
- * alignment check, debug-register breakpoints (DR7.GD), 16-bit stack
- * segments, task switches, privilege changes other than SYSCALL/SYSRET.
+ * Not modelled (X86_EMU_UNHANDLED or silently flat): segment limit and type
+ * checks (flat segments assumed), the alignment check, DR7.GD and TF traps
+ * after an emulated instruction, task switches, IRET to CPL>0 or to
+ * virtual-8086 mode, LDT descriptors, PAE PDPTR loads on CR writes in 32-bit
+ * PAE paging, string I/O from or to MMIO, MMIO accesses wider than 8 bytes
+ * (SSE/AVX forms), CMPXCHG/XADD/NOT/NEG/shifts/BT on MMIO, AMD's LOCK MOV CR0
+ * alias of CR8.  An access that crosses a page is one callback call: the
+ * walker splits it if it must.
  */
 #ifndef GM_VCPU_X86_EMULATE_H
 #define GM_VCPU_X86_EMULATE_H
