@@ -22,7 +22,7 @@
 
 /*
  * The sections, in the order they run.  @cost is what each took in the
- * run recorded in bench/results/ (2-core VM, load average ~24), for --help.
+ * runs recorded in bench/results/ (2-core VM), for --help.
  */
 struct bench_section {
 	const char *name;
@@ -34,8 +34,8 @@ struct bench_section {
 
 static const struct bench_section bench_sections[] = {
 	{ "core", "attributes (empty map, up to 1,000,000 runs), memslot lookup, fallocate",
-	  "2.5 min, 1 GiB", bench_core_items },
-	{ "vcpu", "first touch, hits, conversions, invalidation storm", "16 min, 0.1 GiB",
+	  "10 s, 1.1 GiB", bench_core_items },
+	{ "vcpu", "first touch, hits, conversions, invalidation storm", "32 s, 0.1 GiB",
 	  bench_vcpu_items },
 	{ "eventfd", "ioeventfd doorbells, irqfd latency", "2 s, <0.1 GiB", bench_eventfd_items },
 	{ "design", "host primitives of the guest-execution/isolation design (on request)",
@@ -317,9 +317,9 @@ static void bench_usage(FILE *out)
 	for (size_t s = 0; s < BENCH_NR_SECTIONS; s++)
 		fprintf(out, "  %-8s %-18s %s\n", bench_sections[s].name, bench_sections[s].cost,
 			bench_sections[s].what);
-	fprintf(out, "\nThe recorded full run (bench/results/2026-12-06.txt: 2-core VM, load average\n"
-		     "~24) took 19 minutes, most of it the storm, with a peak of 1 GiB resident\n"
-		     "(the fallocate row).  The attribute rows take --fill-seconds at most.\n"
+	fprintf(out, "\nThe recorded full runs (bench/results/2026-12-06-run*.txt: 2-core VM, load\n"
+		     "average 3-9) took 43-44 s each, with a peak of 1.1 GiB resident (the\n"
+		     "fallocate row).  The attribute rows take --fill-seconds at most.\n"
 		     "The environment (GUESTMEM_PROFILE, GUESTMEM_CONFIG, GUESTMEM_BACKING)\n"
 		     "applies as everywhere.\n");
 }
