@@ -51,7 +51,9 @@ fetch_deb() {
 	deb=$(ls "$cache"/${pkg}_*_all.deb 2>/dev/null | tail -n 1)
 	if [ -z "$deb" ]; then
 		echo "check-kernel: apt-get download $pkg into $cache" >&2
+		# A fresh machine may have no package lists yet: update once, retry.
 		(cd "$cache" && apt-get download -q "$pkg" >&2) ||
+			{ apt-get update -qq >&2 && (cd "$cache" && apt-get download -q "$pkg" >&2); } ||
 			die "apt-get download $pkg failed (needs Debian 12 security or backports sources)"
 		deb=$(ls "$cache"/${pkg}_*_all.deb 2>/dev/null | tail -n 1)
 	fi
