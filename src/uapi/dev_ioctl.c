@@ -77,17 +77,8 @@ static long gm_dev_ioctl(struct gm_file *f, unsigned int cmd, unsigned long arg)
  */
 void gm_dev_stat(struct stat *st)
 {
-	static struct timespec boot;
-
 	if (gm_raw_fstatat(AT_FDCWD, "/dev/kvm", st, 0) == 0 && S_ISCHR(st->st_mode))
 		return;
-	if (!READ_ONCE(boot.tv_sec)) {
-		struct timespec now;
-
-		clock_gettime(CLOCK_REALTIME, &now);
-		__atomic_compare_exchange_n(&boot.tv_sec, &(time_t){ 0 }, now.tv_sec, false,
-					    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
-	}
 	memset(st, 0, sizeof(*st));
 	st->st_mode = S_IFCHR | 0660;
 	st->st_rdev = makedev(10, 232);
@@ -95,7 +86,7 @@ void gm_dev_stat(struct stat *st)
 	st->st_ino = 1;
 	st->st_nlink = 1;
 	st->st_blksize = 4096;
-	st->st_atim.tv_sec = st->st_mtim.tv_sec = st->st_ctim.tv_sec = READ_ONCE(boot.tv_sec);
+	st->st_atim.tv_sec = st->st_mtim.tv_sec = st->st_ctim.tv_sec = gm_synthetic_file_time();
 }
 
 static void gm_dev_fill_stat(struct gm_file *f, struct stat *st)

@@ -229,17 +229,8 @@ int gm_modparam_open(const char *path, int flags)
 int gm_modparam_stat(const char *path, struct stat *st)
 {
 	const struct gm_modparam *p;
-	static struct timespec boot;
-
 	if (!gm_modparam_find(path, &p) || !p)
 		return -ENOENT;
-	if (!READ_ONCE(boot.tv_sec)) {
-		struct timespec now;
-
-		clock_gettime(CLOCK_REALTIME, &now);
-		__atomic_compare_exchange_n(&boot.tv_sec, &(time_t){ 0 }, now.tv_sec, false,
-					    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
-	}
 	/* A sysfs attribute: regular, one page, on the sysfs super block. */
 	memset(st, 0, sizeof(*st));
 	st->st_mode = S_IFREG | p->mode;
@@ -248,7 +239,7 @@ int gm_modparam_stat(const char *path, struct stat *st)
 	st->st_ino = (ino_t)(100000 + (p - gm_modparams));
 	st->st_nlink = 1;
 	st->st_blksize = 4096;
-	st->st_atim.tv_sec = st->st_mtim.tv_sec = st->st_ctim.tv_sec = READ_ONCE(boot.tv_sec);
+	st->st_atim.tv_sec = st->st_mtim.tv_sec = st->st_ctim.tv_sec = gm_synthetic_file_time();
 	return 0;
 }
 

@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "uapi.h"
@@ -93,4 +94,22 @@ struct gm_file *gm_proc_fd_lookup(const char *path)
 	int fd = gm_proc_fd_number(path);
 
 	return fd < 0 ? NULL : gm_file_lookup(fd);
+}
+
+time_t gm_synthetic_file_time(void)
+{
+	static time_t boot;
+	time_t t = __atomic_load_n(&boot, __ATOMIC_RELAXED);
+
+	if (!t) {
+		struct timespec now;
+
+		clock_gettime(CLOCK_REALTIME, &now);
+		t = now.tv_sec;
+		/* The first caller's time wins; later ones read it. */
+		if (!__atomic_compare_exchange_n(&boot, &(time_t){ 0 }, t, false, __ATOMIC_RELAXED,
+						 __ATOMIC_RELAXED))
+			t = __atomic_load_n(&boot, __ATOMIC_RELAXED);
+	}
+	return t;
 }

@@ -217,6 +217,9 @@ int gm_fop_fcntl(struct gm_file *f, int fd, int cmd, unsigned long arg, bool *ha
 
 /* Whether absolute @path names /dev/kvm. */
 bool gm_path_is_dev_kvm(const char *path);
+/* The times guestmem's stand-in files show (/dev/kvm, module parameters):
+ * the first moment one was asked for, fixed after, like a boot time. */
+time_t gm_synthetic_file_time(void);
 
 /*
  * KVM's module parameters, /sys/module/{kvm,kvm_intel,kvm_amd}/parameters/NAME

@@ -317,26 +317,6 @@ static long kvm_dev_get_supported_cpuid(struct kvm_cpuid2 *u)
 	return r;
 }
 
-/* KVM_GET_MSR_INDEX_LIST: the count is written back before E2BIG. */
-static long kvm_dev_get_msr_index_list(struct kvm_msr_list *u)
-{
-	struct kvm_msr_list hdr;
-	uint32_t n, want;
-	const uint32_t *list = kvm_msr_index_list(&n);
-	int r = gm_copy_from_user(&hdr, u, sizeof(hdr));
-
-	if (r)
-		return r;
-	want = hdr.nmsrs;
-	hdr.nmsrs = n;
-	r = gm_copy_to_user(u, &hdr, sizeof(hdr));
-	if (r)
-		return r;
-	if (want < n)
-		return -E2BIG;
-	return gm_copy_to_user(u->indices, list, n * sizeof(*list));
-}
-
 /* KVM_SET_IDENTITY_MAP_ADDR: refused once a vCPU exists, before the copy. */
 static long kvm_vm_set_identity_map_addr(struct kvm *kvm, unsigned long arg)
 {
@@ -419,8 +399,6 @@ long gm_dev_ioctl_vcpu(struct gm_file *f, unsigned long cmd, unsigned long arg,
 	switch (cmd) {
 	case KVM_GET_SUPPORTED_CPUID:
 		return kvm_dev_get_supported_cpuid((struct kvm_cpuid2 *)arg);
-	case KVM_GET_MSR_INDEX_LIST:
-		return kvm_dev_get_msr_index_list((struct kvm_msr_list *)arg);
 	}
 	return gm_dev_ioctl_x86((unsigned int)cmd, arg, handled);
 }

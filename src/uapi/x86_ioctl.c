@@ -277,11 +277,11 @@ long gm_vm_ioctl_x86(struct kvm *kvm, unsigned int cmd, unsigned long arg, bool 
 
 /* ---- /dev/kvm ------------------------------------------------------------------- */
 
-static long dev_get_msr_feature_index_list(struct kvm_msr_list *u)
+/* KVM_GET_MSR_INDEX_LIST and _FEATURE_: the count is written back first. */
+static long dev_get_msr_list(struct kvm_msr_list *u, const uint32_t *list, uint32_t n)
 {
 	struct kvm_msr_list hdr;
-	uint32_t n, want;
-	const uint32_t *list = kvm_msr_feature_index_list(&n);
+	uint32_t want;
 	long r = gm_copy_from_user(&hdr, u, sizeof(hdr));
 
 	if (r)
@@ -360,10 +360,17 @@ static long dev_device_attr(unsigned int cmd, unsigned long arg)
 
 long gm_dev_ioctl_x86(unsigned int cmd, unsigned long arg, bool *handled)
 {
+	const uint32_t *list;
+	uint32_t n;
+
 	*handled = true;
 	switch (cmd) {
+	case KVM_GET_MSR_INDEX_LIST:
+		list = kvm_msr_index_list(&n);
+		return dev_get_msr_list((struct kvm_msr_list *)arg, list, n);
 	case KVM_GET_MSR_FEATURE_INDEX_LIST:
-		return dev_get_msr_feature_index_list((struct kvm_msr_list *)arg);
+		list = kvm_msr_feature_index_list(&n);
+		return dev_get_msr_list((struct kvm_msr_list *)arg, list, n);
 	case KVM_GET_MSRS:
 		return dev_get_msrs((struct kvm_msrs *)arg);
 	case KVM_X86_GET_MCE_CAP_SUPPORTED:
