@@ -146,6 +146,31 @@ static int record_exit(struct run *rn, unsigned kind, uint64_t addr, int status)
 	return status;
 }
 
+/*
+ * What a guest memory access came to: done, a fault to deliver, or an MMIO
+ * exit recorded for completion (reads and writes alike; a write's data is
+ * already in the exit).
+ */
+static int mem_outcome(struct run *rn, int r, const struct x86_exception *ex, uint64_t gpa,
+		       uint64_t gva, unsigned len, bool is_write, bool mmio_ok)
+{
+	if (r == X86_MEM_OK)
+		return 0;
+	if (r == X86_MEM_FAULT) {
+		rn->res->ex = *ex;
+		return X86_EMU_EXCEPTION;
+	}
+	if (!mmio_ok || len > 8)
+		return X86_EMU_UNHANDLED;
+	rn->emu->seq++;
+	rn->res->mmio.gpa = gpa;
+	rn->res->mmio.gva = gva;
+	rn->res->mmio.len = len;
+	rn->res->mmio.is_write = is_write;
+	return record_exit(rn, is_write ? ACC_MMIO_WRITE : ACC_MMIO_READ, gva, X86_EMU_EXIT_MMIO);
+}
+
+
 static int mem_read(struct run *rn, uint64_t gva, void *buf, unsigned len, bool mmio_ok)
 {
 	struct x86_exception ex = { 0 };
@@ -159,20 +184,7 @@ static int mem_read(struct run *rn, uint64_t gva, void *buf, unsigned len, bool 
 	}
 	rn->emu->seq--; /* plain memory takes no slot */
 	r = rn->emu->ops->read(rn->emu->ctx, gva, buf, len, &gpa, &ex);
-	if (r == X86_MEM_OK)
-		return 0;
-	if (r == X86_MEM_FAULT) {
-		rn->res->ex = ex;
-		return X86_EMU_EXCEPTION;
-	}
-	if (!mmio_ok || len > 8)
-		return X86_EMU_UNHANDLED;
-	rn->emu->seq++;
-	rn->res->mmio.gpa = gpa;
-	rn->res->mmio.gva = gva;
-	rn->res->mmio.len = len;
-	rn->res->mmio.is_write = false;
-	return record_exit(rn, ACC_MMIO_READ, gva, X86_EMU_EXIT_MMIO);
+	return mem_outcome(rn, r, &ex, gpa, gva, len, false, mmio_ok);
 }
 
 static int mem_write(struct run *rn, uint64_t gva, const void *buf, unsigned len, bool mmio_ok)
@@ -186,21 +198,9 @@ static int mem_write(struct run *rn, uint64_t gva, const void *buf, unsigned len
 		return 0;
 	rn->emu->seq--;
 	r = rn->emu->ops->write(rn->emu->ctx, gva, buf, len, &gpa, &ex);
-	if (r == X86_MEM_OK)
-		return 0;
-	if (r == X86_MEM_FAULT) {
-		rn->res->ex = ex;
-		return X86_EMU_EXCEPTION;
-	}
-	if (!mmio_ok || len > 8)
-		return X86_EMU_UNHANDLED;
-	rn->emu->seq++;
-	rn->res->mmio.gpa = gpa;
-	rn->res->mmio.gva = gva;
-	rn->res->mmio.len = len;
-	rn->res->mmio.is_write = true;
-	memcpy(rn->res->mmio.data, buf, len);
-	return record_exit(rn, ACC_MMIO_WRITE, gva, X86_EMU_EXIT_MMIO);
+	if (r == X86_MEM_MMIO && mmio_ok && len <= 8)
+		memcpy(rn->res->mmio.data, buf, len);
+	return mem_outcome(rn, r, &ex, gpa, gva, len, true, mmio_ok);
 }
 
 /* Port I/O: @count elements of @size at emu->pio_data. */
