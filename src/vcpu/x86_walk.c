@@ -44,7 +44,7 @@ struct walk {
 	int n;
 };
 
-static uint64_t bits(int lo, int hi) /* inclusive, hi < 64 */
+static uint64_t bit_range(int lo, int hi) /* inclusive, hi < 64 */
 {
 	return (hi == 63 ? ~0ULL : ((1ULL << (hi + 1)) - 1)) & ~((1ULL << lo) - 1);
 }
@@ -72,16 +72,16 @@ static uint64_t rsvd_bits(const struct walk *w, int level, uint64_t pte)
 	/* 32-bit paging: PSE-36 gives 4 MiB pages 4 more address bits, 17-21
 	 * are reserved (KVM's rsvd_bits(17, 21)). */
 	if (w->size == 4)
-		return large ? bits(17, 21) : 0;
-	r = m->maxphyaddr < 52 ? bits(m->maxphyaddr, 51) : 0;
+		return large ? bit_range(17, 21) : 0;
+	r = m->maxphyaddr < 52 ? bit_range(m->maxphyaddr, 51) : 0;
 	if (!(m->efer & EFER_NXE))
 		r |= PTE_XD;
 	if (w->levels == 3 && level == 3) /* PAE PDPTE */
-		return r | PTE_XD | bits(1, 2) | bits(5, 8);
+		return r | PTE_XD | bit_range(1, 2) | bit_range(5, 8);
 	if (level >= 4 || (level == 3 && !m->gbpages))
 		r |= PTE_PS; /* no large page here */
 	if (large)
-		r |= bits(13, level == 3 ? 29 : 20); /* frame bits below the page */
+		r |= bit_range(13, level == 3 ? 29 : 20); /* frame bits below the page */
 	return r;
 }
 
@@ -92,12 +92,12 @@ static uint64_t frame_of(const struct walk *w, int level, uint64_t pte, uint64_t
 
 	if (w->size == 4) {
 		if (level == 2) /* 4 MiB, PSE-36 bits 13..16 are address bits 32..35 */
-			return ((pte & bits(22, 31)) | ((pte & bits(13, 16)) << 19)) |
-			       (gva & bits(0, 21));
-		return (pte & bits(12, 31)) | (gva & 0xfff);
+			return ((pte & bit_range(22, 31)) | ((pte & bit_range(13, 16)) << 19)) |
+			       (gva & bit_range(0, 21));
+		return (pte & bit_range(12, 31)) | (gva & 0xfff);
 	}
-	mask = level == 1 ? bits(12, 51) : level == 2 ? bits(21, 51) : bits(30, 51);
-	return (pte & mask) | (gva & ~mask & bits(0, 51));
+	mask = level == 1 ? bit_range(12, 51) : level == 2 ? bit_range(21, 51) : bit_range(30, 51);
+	return (pte & mask) | (gva & ~mask & bit_range(0, 51));
 }
 
 static unsigned index_of(const struct walk *w, int level, uint64_t gva)
@@ -166,9 +166,9 @@ static int walk_once(struct walk *w, uint64_t gva, uint32_t access,
 		     const struct x86_walk_ops *ops, struct x86_walk_result *res)
 {
 	const struct x86_walk_mode *m = w->m;
-	uint64_t table = w->size == 4 ? (m->cr3 & bits(12, 31))
-			 : w->levels == 3 ? (m->cr3 & bits(5, 31))
-					  : (m->cr3 & bits(12, 51));
+	uint64_t table = w->size == 4 ? (m->cr3 & bit_range(12, 31))
+			 : w->levels == 3 ? (m->cr3 & bit_range(5, 31))
+					  : (m->cr3 & bit_range(12, 51));
 	bool rw = true, us = true, xd = false;
 	int r;
 
@@ -208,7 +208,7 @@ static int walk_once(struct walk *w, uint64_t gva, uint32_t access,
 			res->level = level;
 			return 0;
 		}
-		table = w->size == 4 ? (pte & bits(12, 31)) : (pte & bits(12, 51));
+		table = w->size == 4 ? (pte & bit_range(12, 31)) : (pte & bit_range(12, 51));
 	}
 	return 1; /* not reached: level 1 always ends the walk */
 }
