@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "vcpu_fixture.h"
 
 #include <guestmem/guest.h>
 #include <guestmem/kvm.h>
@@ -41,8 +42,7 @@
 enum op { OP_NONE, OP_WRITE, OP_READ, OP_QUIT, OP_SPIN };
 
 struct fx {
-	int kvm, vm, vcpu;
-	struct kvm_run *run;
+	struct vcpu_fixture f;
 	uint8_t *mem;
 	/* The guest's next job, set by the test while the guest is parked. */
 	enum op op;
@@ -87,33 +87,18 @@ static int set_slot(struct fx *x, uint32_t flags)
 		.memory_size = NPAGES * PAGE, .userspace_addr = (uintptr_t)x->mem,
 	};
 
-	return guestmem_sys_ioctl(x->vm, KVM_SET_USER_MEMORY_REGION, &r);
+	return guestmem_sys_ioctl(x->f.vm, KVM_SET_USER_MEMORY_REGION, &r);
 }
 
 static int setup(void **state)
 {
 	struct fx *x = calloc(1, sizeof(*x));
-	struct gm_file *f;
-	struct kvm_vcpu *v;
 
-	x->kvm = guestmem_sys_open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	ASSERT_TRUE(x->kvm >= 0);
-	x->vm = guestmem_sys_ioctl(x->kvm, KVM_CREATE_VM, 0);
-	ASSERT_TRUE(x->vm >= 0);
-	x->vcpu = guestmem_sys_ioctl(x->vm, KVM_CREATE_VCPU, 0);
-	ASSERT_TRUE(x->vcpu >= 0);
-	x->run = guestmem_sys_mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, x->vcpu, 0);
-	ASSERT_TRUE(x->run != MAP_FAILED);
+	vcpu_fixture_open(&x->f, 0);
 	x->mem = mmap(NULL, NPAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 		      -1, 0);
 	ASSERT_TRUE(x->mem != MAP_FAILED);
-	f = gm_file_lookup(x->vcpu);
-	ASSERT_NOT_NULL(f);
-	v = f->obj;
-	gm_mutex_lock(&v->mutex, GM_LOCK_VCPU);
-	ASSERT_EQ(kvm_vcpu_set_guest(v, guest_script, x), 0);
-	gm_mutex_unlock(&v->mutex);
-	gm_file_put(f);
+	vcpu_fixture_set_guest(&x->f, guest_script, x);
 	*state = x;
 	return 0;
 }
@@ -122,10 +107,7 @@ static int teardown(void **state)
 {
 	struct fx *x = *state;
 
-	guestmem_sys_munmap(x->run, 3 * PAGE);
-	guestmem_sys_close(x->vcpu);
-	guestmem_sys_close(x->vm);
-	guestmem_sys_close(x->kvm);
+	vcpu_fixture_close(&x->f);
 	munmap(x->mem, NPAGES * PAGE);
 	free(x);
 	return 0;
@@ -134,9 +116,9 @@ static int teardown(void **state)
 /* Run the guest until it asks for the next job. */
 static void run_to_ask(struct fx *x)
 {
-	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), 0);
-	ASSERT_EQ(x->run->exit_reason, KVM_EXIT_IO);
-	ASSERT_EQ(x->run->io.port, PORT_ASK);
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vcpu, KVM_RUN, 0), 0);
+	ASSERT_EQ(x->f.run->exit_reason, KVM_EXIT_IO);
+	ASSERT_EQ(x->f.run->io.port, PORT_ASK);
 }
 
 static void guest_do(struct fx *x, enum op op, const unsigned *pages, unsigned n)
@@ -153,7 +135,7 @@ static int get_log(struct fx *x, uint64_t bitmap[4])
 	struct kvm_dirty_log log = { .slot = SLOT, .dirty_bitmap = bitmap };
 
 	memset(bitmap, 0xa5, 4 * sizeof(uint64_t)); /* the kernel writes 4 words */
-	return guestmem_sys_ioctl(x->vm, KVM_GET_DIRTY_LOG, &log);
+	return guestmem_sys_ioctl(x->f.vm, KVM_GET_DIRTY_LOG, &log);
 }
 
 /* The log must name exactly @pages. */
@@ -185,21 +167,21 @@ TEST_F(test_checks, setup, teardown)
 	ASSERT_ERRNO(get_log(x, bitmap), ENOENT);
 	/* Slot numbers: an address space this VM lacks, an internal slot. */
 	log.slot = 2U << 16 | SLOT;
-	ASSERT_ERRNO(guestmem_sys_ioctl(x->vm, KVM_GET_DIRTY_LOG, &log), EINVAL);
+	ASSERT_ERRNO(guestmem_sys_ioctl(x->f.vm, KVM_GET_DIRTY_LOG, &log), EINVAL);
 	log.slot = KVM_USER_MEM_SLOTS;
-	ASSERT_ERRNO(guestmem_sys_ioctl(x->vm, KVM_GET_DIRTY_LOG, &log), EINVAL);
+	ASSERT_ERRNO(guestmem_sys_ioctl(x->f.vm, KVM_GET_DIRTY_LOG, &log), EINVAL);
 	/* Clear: misaligned first page comes before the slot lookup. */
 	clr.first_page = 1;
-	ASSERT_ERRNO(guestmem_sys_ioctl(x->vm, KVM_CLEAR_DIRTY_LOG, &clr), EINVAL);
+	ASSERT_ERRNO(guestmem_sys_ioctl(x->f.vm, KVM_CLEAR_DIRTY_LOG, &clr), EINVAL);
 	clr.first_page = 0;
-	ASSERT_ERRNO(guestmem_sys_ioctl(x->vm, KVM_CLEAR_DIRTY_LOG, &clr), ENOENT);
+	ASSERT_ERRNO(guestmem_sys_ioctl(x->f.vm, KVM_CLEAR_DIRTY_LOG, &clr), ENOENT);
 	/* The argument itself: EFAULT. */
-	ASSERT_ERRNO(guestmem_sys_ioctl(x->vm, KVM_GET_DIRTY_LOG, (void *)8), EFAULT);
+	ASSERT_ERRNO(guestmem_sys_ioctl(x->f.vm, KVM_GET_DIRTY_LOG, (void *)8), EFAULT);
 	/* Logging on (FLAGS_ONLY); the bitmap pointer is checked at copy-out. */
 	ASSERT_EQ(set_slot(x, KVM_MEM_LOG_DIRTY_PAGES), 0);
 	log.slot = SLOT;
 	log.dirty_bitmap = (void *)8;
-	ASSERT_ERRNO(guestmem_sys_ioctl(x->vm, KVM_GET_DIRTY_LOG, &log), EFAULT);
+	ASSERT_ERRNO(guestmem_sys_ioctl(x->f.vm, KVM_GET_DIRTY_LOG, &log), EFAULT);
 	/* Off again: ENOENT, and the bitmap is gone. */
 	ASSERT_EQ(set_slot(x, 0), 0);
 	ASSERT_ERRNO(get_log(x, bitmap), ENOENT);
@@ -209,7 +191,7 @@ TEST_F(test_checks, setup, teardown)
 TEST_F(test_gmem_slot_refuses_logging, setup, teardown)
 {
 	struct fx *x = *state;
-	int vm = guestmem_sys_ioctl(x->kvm, KVM_CREATE_VM, KVM_X86_SW_PROTECTED_VM);
+	int vm = guestmem_sys_ioctl(x->f.kvm, KVM_CREATE_VM, KVM_X86_SW_PROTECTED_VM);
 	struct kvm_create_guest_memfd cg = { .size = NPAGES * PAGE };
 	struct kvm_userspace_memory_region2 r = {
 		.slot = SLOT, .flags = KVM_MEM_GUEST_MEMFD | KVM_MEM_LOG_DIRTY_PAGES,
@@ -286,17 +268,17 @@ static int enable_manual(struct fx *x, uint32_t flags, uint64_t options)
 	struct kvm_enable_cap cap = { .cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, .flags = flags };
 
 	cap.args[0] = options;
-	return guestmem_sys_ioctl(x->vm, KVM_ENABLE_CAP, &cap);
+	return guestmem_sys_ioctl(x->f.vm, KVM_ENABLE_CAP, &cap);
 }
 
 TEST_F(test_manual_protect_cap, setup, teardown)
 {
 	struct fx *x = *state;
 
-	ASSERT_EQ(guestmem_sys_ioctl(x->vm, KVM_CHECK_EXTENSION,
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vm, KVM_CHECK_EXTENSION,
 					    KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2),
 			 KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET);
-	ASSERT_EQ(guestmem_sys_ioctl(x->kvm, KVM_CHECK_EXTENSION,
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.kvm, KVM_CHECK_EXTENSION,
 					    KVM_CAP_MANUAL_DIRTY_LOG_PROTECT), 0);
 	ASSERT_ERRNO(enable_manual(x, 1, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE), EINVAL);
 	/* INITIALLY_SET only with ENABLE; unknown bits never. */
@@ -313,7 +295,7 @@ static int clear_log(struct fx *x, uint64_t first, uint32_t num, uint64_t *bits)
 		.slot = SLOT, .first_page = first, .num_pages = num, .dirty_bitmap = bits,
 	};
 
-	return guestmem_sys_ioctl(x->vm, KVM_CLEAR_DIRTY_LOG, &clr);
+	return guestmem_sys_ioctl(x->f.vm, KVM_CLEAR_DIRTY_LOG, &clr);
 }
 
 TEST_F(test_manual_clear, setup, teardown)
@@ -383,10 +365,10 @@ TEST_F(test_move_and_delete, setup, teardown)
 	ASSERT_EQ(set_slot(x, KVM_MEM_LOG_DIRTY_PAGES), 0);
 	run_to_ask(x);
 	guest_do(x, OP_WRITE, w, 1);
-	ASSERT_EQ(guestmem_sys_ioctl(x->vm, KVM_SET_USER_MEMORY_REGION, &r), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vm, KVM_SET_USER_MEMORY_REGION, &r), 0);
 	assert_log(x, w, 1);
 	r.memory_size = 0;
-	ASSERT_EQ(guestmem_sys_ioctl(x->vm, KVM_SET_USER_MEMORY_REGION, &r), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vm, KVM_SET_USER_MEMORY_REGION, &r), 0);
 	{
 		uint64_t bitmap[4];
 
@@ -453,7 +435,7 @@ TEST_F(test_concurrent_no_lost_writes, setup, teardown)
 
 static uint64_t vm_stat(struct fx *x, const char *name)
 {
-	int fd = guestmem_sys_ioctl(x->vm, KVM_GET_STATS_FD, 0);
+	int fd = guestmem_sys_ioctl(x->f.vm, KVM_GET_STATS_FD, 0);
 	struct kvm_stats_header h;
 	uint64_t v = UINT64_MAX;
 	char buf[64 * 64];

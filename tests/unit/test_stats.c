@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "vcpu_fixture.h"
 
 #include <guestmem/guest.h>
 #include <guestmem/guestmem.h>
@@ -35,8 +36,7 @@
 #define DESC_SIZE (16 + KVM_STATS_NAME_SIZE)
 
 struct fx {
-	int kvm, vm, vcpu;
-	struct kvm_run *run;
+	struct vcpu_fixture f;
 	uint8_t *mem;
 	unsigned touch; /* pages the guest writes before each OUT */
 };
@@ -57,30 +57,15 @@ static void fx_create(struct fx *x, const char *profile, unsigned long type)
 	struct kvm_userspace_memory_region r = {
 		.slot = 0, .guest_phys_addr = BASE_GPA, .memory_size = NPAGES * PAGE,
 	};
-	struct gm_file *f;
-	struct kvm_vcpu *v;
 
 	ASSERT_EQ(guestmem_config_set(profile, NULL, NULL), 0);
-	x->kvm = guestmem_sys_open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	ASSERT_TRUE(x->kvm >= 0);
-	x->vm = guestmem_sys_ioctl(x->kvm, KVM_CREATE_VM, type);
-	ASSERT_TRUE(x->vm >= 0);
-	x->vcpu = guestmem_sys_ioctl(x->vm, KVM_CREATE_VCPU, 0);
-	ASSERT_TRUE(x->vcpu >= 0);
-	x->run = guestmem_sys_mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, x->vcpu, 0);
-	ASSERT_TRUE(x->run != MAP_FAILED);
+	vcpu_fixture_open(&x->f, type);
 	x->mem = mmap(NULL, NPAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 		      -1, 0);
 	ASSERT_TRUE(x->mem != MAP_FAILED);
 	r.userspace_addr = (uintptr_t)x->mem;
-	ASSERT_EQ(guestmem_sys_ioctl(x->vm, KVM_SET_USER_MEMORY_REGION, &r), 0);
-	f = gm_file_lookup(x->vcpu);
-	ASSERT_NOT_NULL(f);
-	v = f->obj;
-	gm_mutex_lock(&v->mutex, GM_LOCK_VCPU);
-	ASSERT_EQ(kvm_vcpu_set_guest(v, guest_touch, x), 0);
-	gm_mutex_unlock(&v->mutex);
-	gm_file_put(f);
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vm, KVM_SET_USER_MEMORY_REGION, &r), 0);
+	vcpu_fixture_set_guest(&x->f, guest_touch, x);
 }
 
 static int setup(void **state)
@@ -96,10 +81,7 @@ static int teardown(void **state)
 {
 	struct fx *x = *state;
 
-	guestmem_sys_munmap(x->run, 3 * PAGE);
-	guestmem_sys_close(x->vcpu);
-	guestmem_sys_close(x->vm);
-	guestmem_sys_close(x->kvm);
+	vcpu_fixture_close(&x->f);
 	munmap(x->mem, NPAGES * PAGE);
 	free(x);
 	ASSERT_EQ(guestmem_config_set("linux-6.8", NULL, NULL), 0);
@@ -200,14 +182,14 @@ TEST_F(test_layout, setup, teardown)
 	char id[64];
 	int fd;
 
-	ASSERT_EQ(guestmem_sys_ioctl(x->vm, KVM_CHECK_EXTENSION, KVM_CAP_BINARY_STATS_FD),
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vm, KVM_CHECK_EXTENSION, KVM_CAP_BINARY_STATS_FD),
 			 1);
-	fd = guestmem_sys_ioctl(x->vm, KVM_GET_STATS_FD, 0);
+	fd = guestmem_sys_ioctl(x->f.vm, KVM_GET_STATS_FD, 0);
 	ASSERT_TRUE(fd >= 0);
 	snprintf(id, sizeof(id), "kvm-%d", (int)getpid());
 	check_layout(fd, id, "anon_inode:kvm-vm-stats");
 	guestmem_sys_close(fd);
-	fd = guestmem_sys_ioctl(x->vcpu, KVM_GET_STATS_FD, 0);
+	fd = guestmem_sys_ioctl(x->f.vcpu, KVM_GET_STATS_FD, 0);
 	ASSERT_TRUE(fd >= 0);
 	snprintf(id, sizeof(id), "kvm-%d/vcpu-0", (int)getpid());
 	check_layout(fd, id, "anon_inode:kvm-vcpu-stats:0");
@@ -218,7 +200,7 @@ TEST_F(test_layout, setup, teardown)
 TEST_F(test_read_semantics, setup, teardown)
 {
 	struct fx *x = *state;
-	int fd = guestmem_sys_ioctl(x->vm, KVM_GET_STATS_FD, 0);
+	int fd = guestmem_sys_ioctl(x->f.vm, KVM_GET_STATS_FD, 0);
 	int fd2 = dup(fd);
 	struct kvm_stats_header h, h2;
 	char *all, *seq, junk[8];
@@ -263,8 +245,8 @@ TEST_F(test_read_semantics, setup, teardown)
 TEST_F(test_counters_move, setup, teardown)
 {
 	struct fx *x = *state;
-	int vmfd = guestmem_sys_ioctl(x->vm, KVM_GET_STATS_FD, 0);
-	int vcfd = guestmem_sys_ioctl(x->vcpu, KVM_GET_STATS_FD, 0);
+	int vmfd = guestmem_sys_ioctl(x->f.vm, KVM_GET_STATS_FD, 0);
+	int vcfd = guestmem_sys_ioctl(x->f.vcpu, KVM_GET_STATS_FD, 0);
 	uint64_t flushes;
 	struct kvm_userspace_memory_region del = { .slot = 0 };
 
@@ -272,9 +254,9 @@ TEST_F(test_counters_move, setup, teardown)
 	ASSERT_EQ(stat_of(vcfd, "pf_taken"), 0);
 	ASSERT_EQ(stat_of(vmfd, "pages_4k") + stat_of(vmfd, "pages_2m"), 0);
 	x->touch = 3;
-	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), 0);
-	ASSERT_EQ(x->run->exit_reason, KVM_EXIT_IO);
-	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vcpu, KVM_RUN, 0), 0);
+	ASSERT_EQ(x->f.run->exit_reason, KVM_EXIT_IO);
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vcpu, KVM_RUN, 0), 0);
 	ASSERT_TRUE(stat_of(vcfd, "pf_taken") >= 1);
 	ASSERT_TRUE(stat_of(vcfd, "pf_fixed") >= 1);
 	ASSERT_TRUE(stat_of(vcfd, "pf_taken") >= stat_of(vcfd, "pf_fixed"));
@@ -285,7 +267,7 @@ TEST_F(test_counters_move, setup, teardown)
 	ASSERT_TRUE(stat_of(vmfd, "pages_4k") + stat_of(vmfd, "pages_2m") >= 1);
 	/* Deleting the slot zaps and flushes; the mappings are gone. */
 	flushes = stat_of(vmfd, "remote_tlb_flush");
-	ASSERT_EQ(guestmem_sys_ioctl(x->vm, KVM_SET_USER_MEMORY_REGION, &del), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vm, KVM_SET_USER_MEMORY_REGION, &del), 0);
 	ASSERT_TRUE(stat_of(vmfd, "remote_tlb_flush") > flushes);
 	ASSERT_EQ(stat_of(vmfd, "remote_tlb_flush_requests"),
 			 stat_of(vmfd, "remote_tlb_flush"));
@@ -293,9 +275,9 @@ TEST_F(test_counters_move, setup, teardown)
 				 stat_of(vmfd, "pages_1g"),
 			 0);
 	/* The files hold the VM: they outlive its fds. */
-	guestmem_sys_close(x->vcpu);
-	guestmem_sys_close(x->vm);
-	x->vcpu = x->vm = -1;
+	guestmem_sys_close(x->f.vcpu);
+	guestmem_sys_close(x->f.vm);
+	x->f.vcpu = x->f.vm = -1;
 	ASSERT_EQ(stat_of(vcfd, "io_exits"), 2);
 	ASSERT_EQ(stat_of(vmfd, "pages_4k"), 0);
 	guestmem_sys_close(vcfd);
@@ -308,7 +290,7 @@ static int pre_fault(struct fx *x, uint64_t gpa, uint64_t size, uint64_t flags,
 		     struct kvm_pre_fault_memory *out)
 {
 	struct kvm_pre_fault_memory r = { .gpa = gpa, .size = size, .flags = flags };
-	int ret = guestmem_sys_ioctl(x->vcpu, KVM_PRE_FAULT_MEMORY, &r);
+	int ret = guestmem_sys_ioctl(x->f.vcpu, KVM_PRE_FAULT_MEMORY, &r);
 
 	if (out)
 		*out = r;
@@ -319,7 +301,7 @@ TEST_F(test_pre_fault_not_in_6_8, setup, teardown)
 {
 	struct fx *x = *state;
 
-	ASSERT_EQ(guestmem_sys_ioctl(x->vm, KVM_CHECK_EXTENSION, KVM_CAP_PRE_FAULT_MEMORY),
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vm, KVM_CHECK_EXTENSION, KVM_CAP_PRE_FAULT_MEMORY),
 			 0);
 	ASSERT_ERRNO(pre_fault(x, BASE_GPA, PAGE, 0, NULL), EINVAL);
 }
@@ -334,8 +316,8 @@ TEST_F(test_pre_fault, setup, teardown)
 	x = calloc(1, sizeof(*x));
 	*state = x;
 	fx_create(x, "linux-6.18", 0);
-	vcfd = guestmem_sys_ioctl(x->vcpu, KVM_GET_STATS_FD, 0);
-	ASSERT_EQ(guestmem_sys_ioctl(x->vm, KVM_CHECK_EXTENSION, KVM_CAP_PRE_FAULT_MEMORY),
+	vcfd = guestmem_sys_ioctl(x->f.vcpu, KVM_GET_STATS_FD, 0);
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vm, KVM_CHECK_EXTENSION, KVM_CAP_PRE_FAULT_MEMORY),
 			 1);
 	/* Checks: flags, alignment of both, empty or wrapping range. */
 	ASSERT_ERRNO(pre_fault(x, BASE_GPA, PAGE, 1, NULL), EINVAL);
@@ -343,7 +325,7 @@ TEST_F(test_pre_fault, setup, teardown)
 	ASSERT_ERRNO(pre_fault(x, BASE_GPA, PAGE + 1, 0, NULL), EINVAL);
 	ASSERT_ERRNO(pre_fault(x, BASE_GPA, 0, 0, NULL), EINVAL);
 	ASSERT_ERRNO(pre_fault(x, ~0xfffULL, PAGE, 0, NULL), EINVAL);
-	ASSERT_ERRNO(guestmem_sys_ioctl(x->vcpu, KVM_PRE_FAULT_MEMORY, (void *)8), EFAULT);
+	ASSERT_ERRNO(guestmem_sys_ioctl(x->f.vcpu, KVM_PRE_FAULT_MEMORY, (void *)8), EFAULT);
 	/* No memslot: the kernel's RET_PF_EMULATE is ENOENT, nothing done. */
 	ASSERT_ERRNO(pre_fault(x, BASE_GPA - 2 * PAGE, PAGE, 0, &r), ENOENT);
 	ASSERT_EQ(r.size, PAGE);
@@ -361,7 +343,7 @@ TEST_F(test_pre_fault, setup, teardown)
 		uint64_t faults = stat_of(vcfd, "pf_taken");
 
 		x->touch = 4;
-		ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), 0);
+		ASSERT_EQ(guestmem_sys_ioctl(x->f.vcpu, KVM_RUN, 0), 0);
 		ASSERT_EQ(stat_of(vcfd, "pf_taken"), faults);
 	}
 	guestmem_sys_close(vcfd);
@@ -380,7 +362,7 @@ TEST_F(test_pre_fault_private, setup, teardown)
 	x = calloc(1, sizeof(*x));
 	*state = x;
 	fx_create(x, "linux-6.18", KVM_X86_SW_PROTECTED_VM);
-	ASSERT_EQ(guestmem_sys_ioctl(x->vm, KVM_SET_MEMORY_ATTRIBUTES, &a), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vm, KVM_SET_MEMORY_ATTRIBUTES, &a), 0);
 	ASSERT_ERRNO(pre_fault(x, BASE_GPA, PAGE, 0, &r), EFAULT);
 	ASSERT_EQ(r.size, PAGE);
 	/* Shared pages after the private ones map; stop at the first error. */

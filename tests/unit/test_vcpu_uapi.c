@@ -24,6 +24,7 @@
 #include <termios.h>
 #include <unistd.h>
 #include "harness.h"
+#include "vcpu_fixture.h"
 
 #include <guestmem/guest.h>
 #include <guestmem/kvm.h>
@@ -45,8 +46,7 @@ __attribute__((visibility("default"), used)) const char *__tsan_default_options(
 }
 
 struct fx {
-	int kvm, vm, vcpu;
-	struct kvm_run *run;
+	struct vcpu_fixture f;
 	int spin; /* relaxed: the spinning guest stops when set */
 	int spinning; /* the guest counts its spins: it runs inside KVM_RUN */
 };
@@ -55,14 +55,7 @@ static int setup(void **state)
 {
 	struct fx *x = calloc(1, sizeof(*x));
 
-	x->kvm = guestmem_sys_open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	ASSERT_TRUE(x->kvm >= 0);
-	x->vm = guestmem_sys_ioctl(x->kvm, KVM_CREATE_VM, 0);
-	ASSERT_TRUE(x->vm >= 0);
-	x->vcpu = guestmem_sys_ioctl(x->vm, KVM_CREATE_VCPU, 0);
-	ASSERT_TRUE(x->vcpu >= 0);
-	x->run = guestmem_sys_mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, x->vcpu, 0);
-	ASSERT_TRUE(x->run != MAP_FAILED);
+	vcpu_fixture_open(&x->f, 0);
 	*state = x;
 	return 0;
 }
@@ -71,10 +64,7 @@ static int teardown(void **state)
 {
 	struct fx *x = *state;
 
-	guestmem_sys_munmap(x->run, 3 * PAGE);
-	guestmem_sys_close(x->vcpu);
-	guestmem_sys_close(x->vm);
-	guestmem_sys_close(x->kvm);
+	vcpu_fixture_close(&x->f);
 	free(x);
 	return 0;
 }
@@ -89,15 +79,7 @@ static int teardown(void **state)
 
 static void attach_guest(struct fx *x, guestmem_guest_fn fn)
 {
-	struct gm_file *f = gm_file_lookup(x->vcpu);
-	struct kvm_vcpu *v;
-
-	ASSERT_NOT_NULL(f);
-	v = f->obj;
-	gm_mutex_lock(&v->mutex, GM_LOCK_VCPU);
-	ASSERT_EQ(kvm_vcpu_set_guest(v, fn, x), 0);
-	gm_mutex_unlock(&v->mutex);
-	gm_file_put(f);
+	vcpu_fixture_set_guest(&x->f, fn, x);
 }
 
 /* ---- the fd -------------------------------------------------------------------- */
@@ -109,28 +91,28 @@ TEST_F(test_fd_identity, setup, teardown)
 	ssize_t n;
 	int fd5;
 
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", x->vcpu);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", x->f.vcpu);
 	n = guestmem_sys_readlink(path, link, sizeof(link) - 1);
 	ASSERT_TRUE(n > 0);
 	link[n] = '\0';
 	ASSERT_STR_EQ(link, "anon_inode:kvm-vcpu:0");
-	ASSERT_EQ(guestmem_sys_fcntl(x->vcpu, F_GETFD), FD_CLOEXEC);
-	ASSERT_EQ(guestmem_sys_fcntl(x->vcpu, F_GETFL) & O_ACCMODE, O_RDWR);
-	assert_errno(guestmem_sys_read(x->vcpu, link, 8), EINVAL);
-	assert_errno(guestmem_sys_write(x->vcpu, link, 8), EINVAL);
-	ASSERT_EQ(guestmem_sys_lseek(x->vcpu, 100, SEEK_SET), 0);
+	ASSERT_EQ(guestmem_sys_fcntl(x->f.vcpu, F_GETFD), FD_CLOEXEC);
+	ASSERT_EQ(guestmem_sys_fcntl(x->f.vcpu, F_GETFL) & O_ACCMODE, O_RDWR);
+	assert_errno(guestmem_sys_read(x->f.vcpu, link, 8), EINVAL);
+	assert_errno(guestmem_sys_write(x->f.vcpu, link, 8), EINVAL);
+	ASSERT_EQ(guestmem_sys_lseek(x->f.vcpu, 100, SEEK_SET), 0);
 	/* The id is a u32: the upper half of the argument is dropped. */
-	fd5 = guestmem_sys_ioctl(x->vm, KVM_CREATE_VCPU, (1UL << 32) | 5);
+	fd5 = guestmem_sys_ioctl(x->f.vm, KVM_CREATE_VCPU, (1UL << 32) | 5);
 	ASSERT_TRUE(fd5 >= 0);
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd5);
 	n = guestmem_sys_readlink(path, link, sizeof(link) - 1);
 	link[n > 0 ? n : 0] = '\0';
 	ASSERT_STR_EQ(link, "anon_inode:kvm-vcpu:5");
-	assert_errno(guestmem_sys_ioctl(x->vm, KVM_CREATE_VCPU, 5), EEXIST);
-	assert_errno(guestmem_sys_ioctl(x->vm, KVM_CREATE_VCPU, 4096), EINVAL);
+	assert_errno(guestmem_sys_ioctl(x->f.vm, KVM_CREATE_VCPU, 5), EEXIST);
+	assert_errno(guestmem_sys_ioctl(x->f.vm, KVM_CREATE_VCPU, 4096), EINVAL);
 	guestmem_sys_close(fd5);
 	/* Closing the fd does not free the id. */
-	assert_errno(guestmem_sys_ioctl(x->vm, KVM_CREATE_VCPU, 5), EEXIST);
+	assert_errno(guestmem_sys_ioctl(x->f.vm, KVM_CREATE_VCPU, 5), EEXIST);
 }
 
 /* Touch @p in a child; returns the signal that killed it (0: none). */
@@ -151,29 +133,29 @@ static int touch_signal(volatile uint8_t *p)
 TEST_F(test_mmap_layout, setup, teardown)
 {
 	struct fx *x = *state;
-	int v1 = guestmem_sys_ioctl(x->vm, KVM_CREATE_VCPU, 1);
+	int v1 = guestmem_sys_ioctl(x->f.vm, KVM_CREATE_VCPU, 1);
 	uint8_t *m1, *ring, *beyond, *priv;
 
-	ASSERT_EQ(guestmem_sys_ioctl(x->kvm, KVM_GET_VCPU_MMAP_SIZE, 0), 3 * PAGE);
-	assert_errno(guestmem_sys_ioctl(x->vm, KVM_GET_VCPU_MMAP_SIZE, 0), ENOTTY);
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.kvm, KVM_GET_VCPU_MMAP_SIZE, 0), 3 * PAGE);
+	assert_errno(guestmem_sys_ioctl(x->f.vm, KVM_GET_VCPU_MMAP_SIZE, 0), ENOTTY);
 	ASSERT_TRUE(v1 >= 0);
 	m1 = guestmem_sys_mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, v1, 0);
 	ASSERT_TRUE(m1 != MAP_FAILED);
 	/* Page 2 is one page for the whole VM; pages 0 and 1 are per vCPU. */
-	((uint8_t *)x->run)[2 * PAGE + 7] = 0x5a;
+	((uint8_t *)x->f.run)[2 * PAGE + 7] = 0x5a;
 	ASSERT_EQ(m1[2 * PAGE + 7], 0x5a);
-	((uint8_t *)x->run)[PAGE + 7] = 0x11;
+	((uint8_t *)x->f.run)[PAGE + 7] = 0x11;
 	ASSERT_EQ(m1[PAGE + 7], 0);
 	/* The ring alone, at its own offset. */
 	ring = guestmem_sys_mmap(NULL, PAGE, PROT_READ, MAP_SHARED, v1, 2 * PAGE);
 	ASSERT_TRUE(ring != MAP_FAILED);
 	ASSERT_EQ(ring[7], 0x5a);
 	/* Any offset maps; pages beyond the third SIGBUS when touched. */
-	beyond = guestmem_sys_mmap(NULL, 2 * PAGE, PROT_READ, MAP_SHARED, x->vcpu, 3 * PAGE);
+	beyond = guestmem_sys_mmap(NULL, 2 * PAGE, PROT_READ, MAP_SHARED, x->f.vcpu, 3 * PAGE);
 	ASSERT_TRUE(beyond != MAP_FAILED);
 	ASSERT_EQ(touch_signal(beyond), SIGBUS);
 	/* MAP_PRIVATE works too (copy on write). */
-	priv = guestmem_sys_mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, x->vcpu, 0);
+	priv = guestmem_sys_mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, x->f.vcpu, 0);
 	ASSERT_TRUE(priv != MAP_FAILED);
 	guestmem_sys_munmap(priv, PAGE);
 	guestmem_sys_munmap(beyond, 2 * PAGE);
@@ -187,20 +169,20 @@ TEST_F(test_ioctl_errors, setup, teardown)
 	struct fx *x = *state;
 	struct termios t;
 
-	assert_errno(guestmem_sys_ioctl(x->vcpu, _IO(KVMIO, 0xff)), EINVAL);
-	assert_errno(guestmem_sys_ioctl(x->vcpu, TCGETS, &t), EINVAL); /* foreign type */
-	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 1), EINVAL);
-	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_GET_REGS, (void *)8), EFAULT);
-	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_REGS, (void *)8), EFAULT);
-	x->run->kvm_valid_regs = 8;
-	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), EINVAL);
-	x->run->kvm_valid_regs = 0;
-	x->run->kvm_dirty_regs = 16;
-	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), EINVAL);
-	x->run->kvm_dirty_regs = 0;
-	x->run->cr8 = 16; /* TPR is 4 bits without an in-kernel LAPIC */
-	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), EINVAL);
-	x->run->cr8 = 0;
+	assert_errno(guestmem_sys_ioctl(x->f.vcpu, _IO(KVMIO, 0xff)), EINVAL);
+	assert_errno(guestmem_sys_ioctl(x->f.vcpu, TCGETS, &t), EINVAL); /* foreign type */
+	assert_errno(guestmem_sys_ioctl(x->f.vcpu, KVM_RUN, 1), EINVAL);
+	assert_errno(guestmem_sys_ioctl(x->f.vcpu, KVM_GET_REGS, (void *)8), EFAULT);
+	assert_errno(guestmem_sys_ioctl(x->f.vcpu, KVM_SET_REGS, (void *)8), EFAULT);
+	x->f.run->kvm_valid_regs = 8;
+	assert_errno(guestmem_sys_ioctl(x->f.vcpu, KVM_RUN, 0), EINVAL);
+	x->f.run->kvm_valid_regs = 0;
+	x->f.run->kvm_dirty_regs = 16;
+	assert_errno(guestmem_sys_ioctl(x->f.vcpu, KVM_RUN, 0), EINVAL);
+	x->f.run->kvm_dirty_regs = 0;
+	x->f.run->cr8 = 16; /* TPR is 4 bits without an in-kernel LAPIC */
+	assert_errno(guestmem_sys_ioctl(x->f.vcpu, KVM_RUN, 0), EINVAL);
+	x->f.run->cr8 = 0;
 }
 
 TEST_F(test_other_process_eio, setup, teardown)
@@ -212,7 +194,7 @@ TEST_F(test_other_process_eio, setup, teardown)
 
 	if (pid == 0) {
 		errno = 0;
-		int r = guestmem_sys_ioctl(x->vcpu, KVM_GET_REGS, &regs);
+		int r = guestmem_sys_ioctl(x->f.vcpu, KVM_GET_REGS, &regs);
 
 		_exit(r == -1 && errno == EIO ? 0 : 1);
 	}
@@ -235,20 +217,20 @@ TEST_F(test_sync_regs, setup, teardown)
 	uint32_t v;
 
 	attach_guest(x, guest_report_rbx);
-	x->run->s.regs.regs.rbx = 0x77;
-	x->run->s.regs.regs.rflags = 0;
-	x->run->kvm_dirty_regs = KVM_SYNC_X86_REGS;
-	x->run->kvm_valid_regs = KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS;
-	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), 0);
-	ASSERT_EQ(x->run->exit_reason, KVM_EXIT_IO);
-	memcpy(&v, (uint8_t *)x->run + x->run->io.data_offset, 4);
+	x->f.run->s.regs.regs.rbx = 0x77;
+	x->f.run->s.regs.regs.rflags = 0;
+	x->f.run->kvm_dirty_regs = KVM_SYNC_X86_REGS;
+	x->f.run->kvm_valid_regs = KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS;
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vcpu, KVM_RUN, 0), 0);
+	ASSERT_EQ(x->f.run->exit_reason, KVM_EXIT_IO);
+	memcpy(&v, (uint8_t *)x->f.run + x->f.run->io.data_offset, 4);
 	ASSERT_EQ(v, 0x77);
-	ASSERT_EQ(x->run->kvm_dirty_regs, 0); /* consumed */
+	ASSERT_EQ(x->f.run->kvm_dirty_regs, 0); /* consumed */
 	/* Stored on the way out: RAX has the OUT's value; rflags bit 1 forced. */
-	ASSERT_EQ(x->run->s.regs.regs.rax & 0xffffffff, 0x77);
-	ASSERT_EQ(x->run->s.regs.regs.rflags, 2);
-	ASSERT_EQ(x->run->s.regs.sregs.cs.selector, 0xf000);
-	ASSERT_EQ(x->run->apic_base, 0xfee00900);
+	ASSERT_EQ(x->f.run->s.regs.regs.rax & 0xffffffff, 0x77);
+	ASSERT_EQ(x->f.run->s.regs.regs.rflags, 2);
+	ASSERT_EQ(x->f.run->s.regs.sregs.cs.selector, 0xf000);
+	ASSERT_EQ(x->f.run->apic_base, 0xfee00900);
 }
 
 /* Computes (hypercalls: no exit, but stop points) until told, then OUTs. */
@@ -280,7 +262,7 @@ static void *ioctl_thread(void *arg)
 	struct kvm_regs regs;
 
 	__atomic_store_n(&a->tid, gettid(), __ATOMIC_RELEASE);
-	a->result = guestmem_sys_ioctl(a->x->vcpu, a->cmd, a->cmd == KVM_RUN ? NULL : &regs);
+	a->result = guestmem_sys_ioctl(a->x->f.vcpu, a->cmd, a->cmd == KVM_RUN ? NULL : &regs);
 	__atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
@@ -303,22 +285,22 @@ TEST_F(test_signal_mask, setup, teardown)
 
 	attach_guest(x, guest_spin);
 	m.hdr.len = 4;
-	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_SIGNAL_MASK, &m), EINVAL);
+	assert_errno(guestmem_sys_ioctl(x->f.vcpu, KVM_SET_SIGNAL_MASK, &m), EINVAL);
 	m.hdr.len = 8; /* an empty mask: everything unblocked while running */
-	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_SET_SIGNAL_MASK, &m), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vcpu, KVM_SET_SIGNAL_MASK, &m), 0);
 	sigaction(SIGUSR1, &sa, NULL);
 	sigemptyset(&usr1);
 	sigaddset(&usr1, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &usr1, &old);
 	pthread_kill(pthread_self(), SIGUSR1); /* pending: blocked outside KVM_RUN */
-	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), EINTR);
-	ASSERT_EQ(x->run->exit_reason, KVM_EXIT_INTR);
+	assert_errno(guestmem_sys_ioctl(x->f.vcpu, KVM_RUN, 0), EINTR);
+	ASSERT_EQ(x->f.run->exit_reason, KVM_EXIT_INTR);
 	/* NULL restores the caller's mask: the guest runs to its next exit. */
-	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_SET_SIGNAL_MASK, NULL), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vcpu, KVM_SET_SIGNAL_MASK, NULL), 0);
 	pthread_kill(pthread_self(), SIGUSR1); /* pending again, but blocked */
 	__atomic_store_n(&x->spin, 1, __ATOMIC_RELEASE);
-	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), 0);
-	ASSERT_EQ(x->run->exit_reason, KVM_EXIT_IO);
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vcpu, KVM_RUN, 0), 0);
+	ASSERT_EQ(x->f.run->exit_reason, KVM_EXIT_IO);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	signal(SIGUSR1, SIG_DFL);
 }
@@ -353,7 +335,7 @@ TEST_F(test_run_blocks_other_ioctls, setup, teardown)
 	pthread_join(t3, NULL);
 	ASSERT_EQ(regs.result, 0);
 	ASSERT_EQ(run2.result, 0);
-	ASSERT_EQ(x->run->exit_reason, KVM_EXIT_IO);
+	ASSERT_EQ(x->f.run->exit_reason, KVM_EXIT_IO);
 }
 
 /* ---- CPUID and MSRs ---------------------------------------------------------------------- */
@@ -369,22 +351,22 @@ TEST_F(test_cpuid, setup, teardown)
 
 	memset(&c, 0, sizeof(c));
 	c.hdr.nent = 0;
-	assert_errno(guestmem_sys_ioctl(x->kvm, KVM_GET_SUPPORTED_CPUID, &c), E2BIG);
+	assert_errno(guestmem_sys_ioctl(x->f.kvm, KVM_GET_SUPPORTED_CPUID, &c), E2BIG);
 	c.hdr.nent = 1;
-	assert_errno(guestmem_sys_ioctl(x->kvm, KVM_GET_SUPPORTED_CPUID, &c), E2BIG);
+	assert_errno(guestmem_sys_ioctl(x->f.kvm, KVM_GET_SUPPORTED_CPUID, &c), E2BIG);
 	c.hdr.nent = 256;
-	ASSERT_EQ(guestmem_sys_ioctl(x->kvm, KVM_GET_SUPPORTED_CPUID, &c), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.kvm, KVM_GET_SUPPORTED_CPUID, &c), 0);
 	ASSERT_TRUE(c.hdr.nent > 10 && c.hdr.nent < 100);
 	for (uint32_t i = 0; i < c.hdr.nent; i++)
 		kvm_leaf |= c.e[i].function == 0x40000000 && !memcmp(&c.e[i].ebx, "KVMK", 4);
 	ASSERT_TRUE(kvm_leaf);
-	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_SET_CPUID2, &c), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vcpu, KVM_SET_CPUID2, &c), 0);
 	c.hdr.nent = 1;
-	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_GET_CPUID2, &c), E2BIG);
+	assert_errno(guestmem_sys_ioctl(x->f.vcpu, KVM_GET_CPUID2, &c), E2BIG);
 	c.hdr.nent = 256;
-	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_GET_CPUID2, &c), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vcpu, KVM_GET_CPUID2, &c), 0);
 	c.hdr.nent = 257;
-	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_CPUID2, &c), E2BIG);
+	assert_errno(guestmem_sys_ioctl(x->f.vcpu, KVM_SET_CPUID2, &c), E2BIG);
 }
 
 TEST_F(test_cpuid_frozen_after_run, setup, teardown)
@@ -396,11 +378,11 @@ TEST_F(test_cpuid_frozen_after_run, setup, teardown)
 	} c = { { 1 }, { { .function = 0, .eax = 0xd } } };
 
 	attach_guest(x, guest_report_rbx);
-	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_SET_CPUID2, &c), 0);
-	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_RUN, 0), 0);
-	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_SET_CPUID2, &c), 0); /* identical */
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vcpu, KVM_SET_CPUID2, &c), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vcpu, KVM_RUN, 0), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vcpu, KVM_SET_CPUID2, &c), 0); /* identical */
 	c.e[0].eax = 0xe;
-	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_CPUID2, &c), EINVAL);
+	assert_errno(guestmem_sys_ioctl(x->f.vcpu, KVM_SET_CPUID2, &c), EINVAL);
 }
 
 TEST_F(test_msr_index_list, setup, teardown)
@@ -415,15 +397,15 @@ TEST_F(test_msr_index_list, setup, teardown)
 		struct kvm_msr_entry e[2];
 	} m = { { 2 }, { { .index = 0x174, .data = 0x10 }, { .index = 0x1b } } };
 
-	assert_errno(guestmem_sys_ioctl(x->kvm, KVM_GET_MSR_INDEX_LIST, &l), E2BIG);
+	assert_errno(guestmem_sys_ioctl(x->f.kvm, KVM_GET_MSR_INDEX_LIST, &l), E2BIG);
 	ASSERT_TRUE(l.hdr.nmsrs > 10); /* written back before E2BIG */
-	ASSERT_EQ(guestmem_sys_ioctl(x->kvm, KVM_GET_MSR_INDEX_LIST, &l), 0);
-	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_SET_MSRS, &m), 1 /* first only */ + 1);
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.kvm, KVM_GET_MSR_INDEX_LIST, &l), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vcpu, KVM_SET_MSRS, &m), 1 /* first only */ + 1);
 	m.e[0].data = 0;
-	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_GET_MSRS, &m), 2);
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vcpu, KVM_GET_MSRS, &m), 2);
 	ASSERT_EQ(m.e[0].data, 0x10);
 	m.hdr.nmsrs = 256;
-	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_GET_MSRS, &m), E2BIG);
+	assert_errno(guestmem_sys_ioctl(x->f.vcpu, KVM_GET_MSRS, &m), E2BIG);
 }
 
 TEST_F(test_sregs_and_mp_state, setup, teardown)
@@ -432,27 +414,27 @@ TEST_F(test_sregs_and_mp_state, setup, teardown)
 	struct kvm_sregs s;
 	struct kvm_mp_state mp = { 3 };
 
-	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_GET_SREGS, &s), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vcpu, KVM_GET_SREGS, &s), 0);
 	ASSERT_EQ(s.cs.selector, 0xf000);
 	ASSERT_EQ(s.cr0, 0x60000010);
 	/* Long mode active without long-mode paging. */
 	s.efer = 1 << 10;
-	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_SREGS, &s), EINVAL);
+	assert_errno(guestmem_sys_ioctl(x->f.vcpu, KVM_SET_SREGS, &s), EINVAL);
 	/* A 64-bit set-up as the selftests make it. */
 	s.efer = (1 << 8) | (1 << 10);
 	s.cr0 = 0x80000011;
 	s.cr4 = 1 << 5;
 	s.cr3 = 0x100000;
 	s.cs.l = 1;
-	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_SET_SREGS, &s), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vcpu, KVM_SET_SREGS, &s), 0);
 	s.cr3 = 1ULL << 40; /* beyond the default 36-bit MAXPHYADDR */
-	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_SREGS, &s), EINVAL);
-	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_GET_MP_STATE, &mp), 0);
+	assert_errno(guestmem_sys_ioctl(x->f.vcpu, KVM_SET_SREGS, &s), EINVAL);
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vcpu, KVM_GET_MP_STATE, &mp), 0);
 	ASSERT_EQ(mp.mp_state, KVM_MP_STATE_RUNNABLE);
 	mp.mp_state = 99;
-	assert_errno(guestmem_sys_ioctl(x->vcpu, KVM_SET_MP_STATE, &mp), EINVAL);
+	assert_errno(guestmem_sys_ioctl(x->f.vcpu, KVM_SET_MP_STATE, &mp), EINVAL);
 	mp.mp_state = KVM_MP_STATE_RUNNABLE;
-	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_SET_MP_STATE, &mp), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vcpu, KVM_SET_MP_STATE, &mp), 0);
 }
 
 /* KVM_SET_BOOT_CPU_ID: before any vCPU only; the BSP flag follows it. */
@@ -460,7 +442,7 @@ TEST_F(test_boot_cpu_id, setup, teardown)
 {
 	struct fx *x = *state;
 	struct kvm_sregs sregs;
-	int vm = guestmem_sys_ioctl(x->kvm, KVM_CREATE_VM, 0), v1, v0;
+	int vm = guestmem_sys_ioctl(x->f.kvm, KVM_CREATE_VM, 0), v1, v0;
 
 	ASSERT_TRUE(vm >= 0);
 	assert_errno(guestmem_sys_ioctl(vm, KVM_SET_BOOT_CPU_ID, 4097), EINVAL);
