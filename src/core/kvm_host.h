@@ -61,7 +61,15 @@ struct kvm_x86_msr_filter;
 struct kvm_coalesced;
 
 struct kvm_lpage_info {
-	uint32_t disallow_lpage; /* count; the mixed bit lives in lpage_mixed */
+	uint32_t disallow_lpage; /* count */
+	/*
+	 * The kernel's KVM_LPAGE_MIXED_FLAG, set and cleared only for the
+	 * blocks at the edges of an attribute change (under mmu_lock for
+	 * write).  A change covering a whole block leaves it set, so that a
+	 * terabyte costs what a page does: a set flag is confirmed against
+	 * the attributes (see kvm_lpage_mixed()); a clear one is exact.
+	 */
+	uint32_t mixed;
 };
 
 /*
@@ -83,13 +91,6 @@ struct kvm_memory_slot {
 		uint64_t pgoff;
 	} gmem;
 	struct kvm_lpage_info *lpage_info[KVM_NR_LPAGE_LEVELS];
-	/*
-	 * Blocks whose attributes are not uniform (the kernel's
-	 * KVM_LPAGE_MIXED_FLAG), per level, as runs of block numbers
-	 * (gfn >> shift) -> 1, so an attribute update costs O(runs), not
-	 * O(blocks).  Written under mmu_lock (write), read under RCU.
-	 */
-	struct rangemap lpage_mixed[KVM_NR_LPAGE_LEVELS];
 	/*
 	 * KVM_MEM_LOG_DIRTY_PAGES: one bit per page, set atomically by write
 	 * faults (under mmu_lock for read), harvested under mmu_lock for

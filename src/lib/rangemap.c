@@ -673,15 +673,43 @@ int rangemap_prepare_next(const struct rangemap_update *base, uint64_t start, ui
 	return rm_prepare(base->root, start, end, value, out);
 }
 
+/*
+ * The garbage of a batch goes back to the pool under one acquisition of
+ * its lock, not one per node: the writer takes nodes from the pool
+ * meanwhile, and contending per node made both threads sleep in futex
+ * calls (a large map's store replaces a handful of nodes, a batch of them
+ * dozens).
+ */
 static void rm_free_batch(struct rangemap_update *u)
 {
-	while (u) {
+	struct rm_node *chain = NULL, *n;
+
+	for (; u; ) {
 		struct rangemap_update *next = u->next;
 
-		for (size_t i = 0; i < u->garbage.nr; i++)
-			rm_node_put(u->garbage.v[i]);
+		for (size_t i = 0; i < u->garbage.nr; i++) {
+			n = u->garbage.v[i];
+			n->child[0] = chain; /* unreachable since the grace period */
+			chain = n;
+		}
 		rm_update_free(u);
 		u = next;
+	}
+	if (!chain)
+		return;
+	gm_mutex_lock(&rm_pool_lock, GM_LOCK_RANGEMAP_POOL);
+	while (chain && rm_pool_nr < RM_POOL_MAX) {
+		n = chain;
+		chain = n->child[0];
+		n->child[0] = rm_pool;
+		rm_pool = n;
+		rm_pool_nr++;
+	}
+	gm_mutex_unlock(&rm_pool_lock);
+	while (chain) {
+		n = chain;
+		chain = n->child[0];
+		free(n);
 	}
 }
 

@@ -4,9 +4,12 @@
  * (index 0: 2 MiB, 1: 1 GiB) a slot has
  *  - one disallow count per block overlapping it (unaligned slot edges,
  *    gfn/hva incongruence), as the kernel's disallow_lpage; and
- *  - the set of "mixed" blocks, whose attributes are not uniform (the
- *    kernel's KVM_LPAGE_MIXED_FLAG), kept as runs of block numbers so that
- *    converting a terabyte costs the same as converting a page.
+ *  - one "mixed" flag per block, set if its attributes are not uniform
+ *    (the kernel's KVM_LPAGE_MIXED_FLAG).  Only the (at most two) blocks
+ *    at the edges of an attribute change are recomputed, so converting a
+ *    terabyte costs the same as converting a page and needs no memory;
+ *    the flags of blocks a change covers whole may stay set, and a set
+ *    flag is confirmed against the attributes when read (kvm_lpage_mixed()).
  * A block may be mapped huge only if its count is 0 and it is not mixed.
  *
  * A block is mixed iff an attribute change point lies strictly inside it;
@@ -40,56 +43,59 @@ static bool lpage_tracks_attributes(struct kvm *kvm)
 	return kvm_arch_has_private_mem(kvm) && gm_cfg_mem_attributes(&kvm->cfg);
 }
 
-/* Set block @blk's mixed state; stores only on a change.  -ENOMEM possible. */
-static int lpage_set_mixed(struct kvm_memory_slot *slot, int lvl, gfn_t blk, bool mixed)
+static uint32_t *lpage_mixed_flag(struct kvm_memory_slot *slot, int lvl, gfn_t blk)
 {
-	struct rangemap *m = &slot->lpage_mixed[lvl];
-
-	if ((rangemap_lookup(m, blk) != 0) == mixed)
-		return 0;
-	return rangemap_store(m, blk, blk + 1, mixed);
+	return &slot->lpage_info[lvl][blk - (slot->base_gfn >> kvm_lpage_shift(lvl))].mixed;
 }
 
-/* Recompute the block containing @gfn, if it lies wholly inside the slot. */
-static int lpage_recompute_block(struct kvm *kvm, struct kvm_memory_slot *slot, int lvl,
-				 gfn_t gfn)
+/* Whether the attributes of block @blk (at @lvl) are not all the same. */
+static bool lpage_attrs_mixed(struct kvm *kvm, int lvl, gfn_t blk)
 {
 	unsigned shift = kvm_lpage_shift(lvl);
-	gfn_t blk = gfn >> shift, start = blk << shift;
-	uint64_t a;
+	gfn_t start = blk << shift;
 
-	if (!lpage_block_inside_slot(slot, blk, shift))
-		return 0;
-	a = kvm_get_memory_attributes(kvm, start);
-	return lpage_set_mixed(slot, lvl, blk,
-			       !kvm_range_has_memory_attributes(kvm, start, start + (1ULL << shift),
-								a));
+	return !kvm_range_has_memory_attributes(kvm, start, start + (1ULL << shift),
+						kvm_get_memory_attributes(kvm, start));
 }
 
 /*
- * As lpage_recompute_block, after the attributes changed (cannot fail): if
- * a block that became mixed cannot be recorded for want of memory, its
- * disallow count is raised for good instead, so it is never mapped huge
- * over non-uniform attributes; a block wrongly left mixed only costs huge
- * mappings.  (The kernel preallocates this tracking and cannot fail.)
+ * Recompute the flag of the block containing @gfn, if it lies wholly inside
+ * the slot.  Context: the attribute writer's slots_lock, and mmu_lock for
+ * write or a slot not yet visible.
  */
-static void lpage_update_block(struct kvm *kvm, struct kvm_memory_slot *slot, int lvl, gfn_t gfn)
+static void lpage_recompute_block(struct kvm *kvm, struct kvm_memory_slot *slot, int lvl,
+				  gfn_t gfn)
 {
 	unsigned shift = kvm_lpage_shift(lvl);
 	gfn_t blk = gfn >> shift;
 
-	if (lpage_recompute_block(kvm, slot, lvl, gfn) &&
-	    !kvm_range_has_memory_attributes(kvm, blk << shift, (blk + 1) << shift,
-					     kvm_get_memory_attributes(kvm, blk << shift)))
-		__atomic_fetch_add(&slot->lpage_info[lvl][blk - (slot->base_gfn >> shift)]
-					    .disallow_lpage,
-				   1, __ATOMIC_RELAXED);
+	if (!lpage_block_inside_slot(slot, blk, shift))
+		return;
+	__atomic_store_n(lpage_mixed_flag(slot, lvl, blk), lpage_attrs_mixed(kvm, lvl, blk),
+			 __ATOMIC_RELAXED);
+}
+
+/*
+ * Block @blk is mixed.  A clear flag is exact.  A set one may be stale
+ * (a later change covered the whole block); then the attributes decide,
+ * but only once no invalidation is in progress: before the end of an
+ * attribute change its attributes are already published while the kernel
+ * still calls the block mixed, so until then it stays mixed, which costs
+ * at most a huge mapping.  Context: RCU or mmu_lock.
+ */
+bool kvm_lpage_mixed(struct kvm *kvm, struct kvm_memory_slot *slot, int lvl, gfn_t blk)
+{
+	if (!__atomic_load_n(lpage_mixed_flag(slot, lvl, blk), __ATOMIC_RELAXED))
+		return false;
+	/* Acquire: pairs with the release of in_progress in kvm_mmu_invalidate_end(). */
+	if (__atomic_load_n(&kvm->mmu_invalidate_in_progress, __ATOMIC_ACQUIRE))
+		return true;
+	return lpage_attrs_mixed(kvm, lvl, blk);
 }
 
 struct lpage_init_ctx {
 	struct kvm *kvm;
 	struct kvm_memory_slot *slot;
-	int r;
 };
 
 /* Each attribute run's edges are the only places a block can be mixed. */
@@ -98,15 +104,15 @@ static int lpage_init_run(void *arg, uint64_t start, uint64_t end, uint64_t valu
 	struct lpage_init_ctx *c = arg;
 
 	(void)value;
-	for (int lvl = 0; lvl < KVM_NR_LPAGE_LEVELS && !c->r; lvl++) {
+	for (int lvl = 0; lvl < KVM_NR_LPAGE_LEVELS; lvl++) {
 		gfn_t mask = (1ULL << kvm_lpage_shift(lvl)) - 1;
 
 		if (start & mask)
-			c->r = lpage_recompute_block(c->kvm, c->slot, lvl, start);
-		if (!c->r && (end & mask))
-			c->r = lpage_recompute_block(c->kvm, c->slot, lvl, end);
+			lpage_recompute_block(c->kvm, c->slot, lvl, start);
+		if (end & mask)
+			lpage_recompute_block(c->kvm, c->slot, lvl, end);
 	}
-	return c->r;
+	return 0;
 }
 
 static int lpage_alloc_counts(struct kvm_memory_slot *slot, int lvl)
@@ -131,23 +137,20 @@ static int lpage_alloc_counts(struct kvm_memory_slot *slot, int lvl)
 
 int kvm_arch_alloc_memslot_metadata(struct kvm *kvm, struct kvm_memory_slot *slot)
 {
-	struct lpage_init_ctx c = { kvm, slot, 0 };
+	struct lpage_init_ctx c = { kvm, slot };
 
 	lockdep_assert_held(&kvm->slots_lock);
 	for (int lvl = 0; lvl < KVM_NR_LPAGE_LEVELS; lvl++) {
-		rangemap_init(&slot->lpage_mixed[lvl]);
 		if (lpage_alloc_counts(slot, lvl)) {
 			kvm_arch_free_memslot_metadata(slot);
 			return -ENOMEM;
 		}
 	}
-	/* The slot is not visible yet: its mixed sets need no lock. */
+	/* The slot is not visible yet: its mixed flags need no lock. */
 	if (lpage_tracks_attributes(kvm))
 		rangemap_for_each(&kvm->mem_attr_array, slot->base_gfn,
 				  slot->base_gfn + slot->npages, lpage_init_run, &c);
-	if (c.r)
-		kvm_arch_free_memslot_metadata(slot);
-	return c.r;
+	return 0;
 }
 
 void kvm_arch_free_memslot_metadata(struct kvm_memory_slot *slot)
@@ -155,16 +158,13 @@ void kvm_arch_free_memslot_metadata(struct kvm_memory_slot *slot)
 	for (int lvl = 0; lvl < KVM_NR_LPAGE_LEVELS; lvl++) {
 		free(slot->lpage_info[lvl]);
 		slot->lpage_info[lvl] = NULL;
-		/* Called once no reader can reach the slot. */
-		rangemap_fini(&slot->lpage_mixed[lvl]);
 	}
 }
 
 /*
- * After [start, end) became uniformly @attrs: blocks wholly covered are no
- * longer mixed; the (at most two) partially covered blocks are recomputed.
- * An allocation failure leaves a block mixed (costs only huge mappings) or,
- * for a block that became mixed, forbids it by its count (lpage_update_block).
+ * After [start, end) became uniformly @attrs: the (at most two) partially
+ * covered blocks are recomputed; blocks wholly covered are uniform, and a
+ * stale flag of theirs is caught by kvm_lpage_mixed().  O(1), no memory.
  */
 void kvm_arch_post_set_memory_attributes(struct kvm *kvm, struct kvm_memory_slot *slot,
 					 gfn_t start, gfn_t end, uint64_t attrs)
@@ -174,22 +174,15 @@ void kvm_arch_post_set_memory_attributes(struct kvm *kvm, struct kvm_memory_slot
 	if (!lpage_tracks_attributes(kvm) || !slot->lpage_info[0])
 		return;
 	for (int lvl = 0; lvl < KVM_NR_LPAGE_LEVELS; lvl++) {
-		unsigned shift = kvm_lpage_shift(lvl);
-		gfn_t first = (start + (1ULL << shift) - 1) >> shift, last = end >> shift;
-		struct rangemap *m = &slot->lpage_mixed[lvl];
-
-		if (first < last && !rangemap_range_is(m, first, last, 0))
-			rangemap_store(m, first, last, 0);
-		lpage_update_block(kvm, slot, lvl, start);
-		if (end & ((1ULL << shift) - 1))
-			lpage_update_block(kvm, slot, lvl, end);
+		lpage_recompute_block(kvm, slot, lvl, start);
+		if (end & ((1ULL << kvm_lpage_shift(lvl)) - 1))
+			lpage_recompute_block(kvm, slot, lvl, end);
 	}
 }
 
 int kvm_mmu_max_mapping_level(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t gfn,
 			      int max_level)
 {
-	(void)kvm;
 	for (int level = max_level; level > S2_PG_LEVEL_4K; level--) {
 		int lvl = level - 2;
 		unsigned shift = kvm_lpage_shift(lvl);
@@ -199,7 +192,7 @@ int kvm_mmu_max_mapping_level(struct kvm *kvm, struct kvm_memory_slot *slot, gfn
 			continue;
 		if (READ_ONCE(slot->lpage_info[lvl][blk - (slot->base_gfn >> shift)].disallow_lpage))
 			continue;
-		if (rangemap_lookup(&slot->lpage_mixed[lvl], blk))
+		if (kvm_lpage_mixed(kvm, slot, lvl, blk))
 			continue;
 		return level;
 	}

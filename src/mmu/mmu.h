@@ -84,5 +84,8 @@ uint64_t kvm_mmu_nr_leaves_level(struct kvm *kvm, int level);
  * first look, rechecked under the lock). */
 int kvm_mmu_max_mapping_level(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t gfn,
 			      int max_level);
+/* Block @blk (gfn >> shift of level index @lvl) of @slot has mixed
+ * attributes, as the mapping level sees it.  Context: as above. */
+bool kvm_lpage_mixed(struct kvm *kvm, struct kvm_memory_slot *slot, int lvl, gfn_t blk);
 
 #endif

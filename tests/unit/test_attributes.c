@@ -170,7 +170,7 @@ static bool mixed(struct kvm *kvm, int lvl, gfn_t gfn)
 {
 	struct kvm_memory_slot *s = kvm->slot_by_id[0][0];
 
-	return rangemap_lookup(&s->lpage_mixed[lvl], gfn >> kvm_lpage_shift(lvl)) != 0;
+	return kvm_lpage_mixed(kvm, s, lvl, gfn >> kvm_lpage_shift(lvl));
 }
 
 TEST_F(test_mixed_flags, setup_private, teardown)
@@ -213,6 +213,38 @@ TEST_F(test_mixed_flags, setup_private, teardown)
 	ASSERT_EQ(kvm_mmu_max_mapping_level(kvm, slot, 0x40002, 3), 1);
 	ASSERT_EQ(kvm_mmu_max_mapping_level(kvm, slot, 0x40200, 3), 2);
 	ASSERT_EQ(kvm_mmu_max_mapping_level(kvm, slot, 0x80800, 3), 2);
+}
+
+/*
+ * A conversion covering a whole block does not touch its flag: the stale
+ * flag must read as not mixed, except while an invalidation is in progress.
+ */
+TEST_F(test_mixed_flag_stale, setup_private, teardown)
+{
+	struct kvm *kvm = *state;
+	struct kvm_memory_slot *slot;
+
+	ASSERT_EQ(add_slot(kvm, 0, 1ULL << 30, 2ULL << 30, 1ULL << 40), 0);
+	slot = kvm->slot_by_id[0][0];
+	/* 2 MiB block 0x40200 mixed, then covered whole by a 4 MiB conversion. */
+	ASSERT_EQ(attrs(kvm, (0x40201ULL << 12), 4096, P, 0), 0);
+	ASSERT_TRUE(mixed(kvm, 0, 0x40200));
+	ASSERT_EQ(attrs(kvm, 1ULL << 30, 4 * MB, P, 0), 0);
+	ASSERT_EQ(slot->lpage_info[0][1].mixed, 1); /* stale, by design */
+	ASSERT_FALSE(mixed(kvm, 0, 0x40200));
+	ASSERT_TRUE(mixed(kvm, 1, 0x40200));
+	ASSERT_EQ(lpage(kvm, 0, 0x40200), 0);
+	ASSERT_EQ(kvm_mmu_max_mapping_level(kvm, slot, 0x40200, 3), 2);
+	/* Any invalidation in progress: a set flag counts, as before its end. */
+	gm_rwlock_wrlock(&kvm->mmu_lock, GM_LOCK_MMU);
+	kvm_mmu_invalidate_begin(kvm);
+	kvm_mmu_invalidate_range_add(kvm, 0x90000, 0x90001);
+	ASSERT_TRUE(mixed(kvm, 0, 0x40200));
+	ASSERT_FALSE(mixed(kvm, 0, 0x40400));
+	ASSERT_EQ(kvm_mmu_max_mapping_level(kvm, slot, 0x40200, 3), 1);
+	kvm_mmu_invalidate_end(kvm);
+	ASSERT_FALSE(mixed(kvm, 0, 0x40200));
+	gm_rwlock_unlock(&kvm->mmu_lock);
 }
 
 TEST_F(test_unaligned_slot_edges, setup_private, teardown)
