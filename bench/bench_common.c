@@ -318,7 +318,7 @@ static void bench_usage(FILE *out)
 		fprintf(out, "  %-8s %-18s %s\n", bench_sections[s].name, bench_sections[s].cost,
 			bench_sections[s].what);
 	fprintf(out, "\nThe recorded full runs (bench/results/2026-12-06-run*.txt: 2-core VM, load\n"
-		     "average 3-9) took 43-44 s each, with a peak of 1.1 GiB resident (the\n"
+		     "average 0.6-1.5) took 41-43 s each, with a peak of 1.1 GiB resident (the\n"
 		     "fallocate row).  The attribute rows take --fill-seconds at most.\n"
 		     "The environment (GUESTMEM_PROFILE, GUESTMEM_CONFIG, GUESTMEM_BACKING)\n"
 		     "applies as everywhere.\n");
