@@ -197,6 +197,9 @@ void gm_config_accepted(enum gm_setting which, char *buf, size_t len)
 	case GM_SETTING_VCPU_SPIN_US:
 		gm_strcatf(buf, len, "microseconds, 0 to 1000000");
 		break;
+	case GM_SETTING_CPU_VENDOR:
+		gm_strcatf(buf, len, "auto, host, intel, amd");
+		break;
 	}
 }
 
@@ -252,6 +255,11 @@ int gm_config_check(enum gm_setting which, const char *value, char *why, size_t 
 		if (!*value || parse_ulong(value, 1000000))
 			return 0;
 		return check_failed(which, "not a number of microseconds", why, why_len);
+	case GM_SETTING_CPU_VENDOR:
+		if (!*value || !strcmp(value, "auto") || !strcmp(value, "host") ||
+		    !strcmp(value, "intel") || !strcmp(value, "amd"))
+			return 0;
+		return check_failed(which, "unknown vendor", why, why_len);
 	}
 	return check_failed(which, "unknown setting", why, why_len);
 }
@@ -266,6 +274,7 @@ static const struct {
 	{ "GUESTMEM_BACKING", GM_SETTING_BACKING },
 	{ "GUESTMEM_NO_PRECHECK", GM_SETTING_NO_PRECHECK },
 	{ "GUESTMEM_VCPU_SPIN_US", GM_SETTING_VCPU_SPIN_US },
+	{ "GUESTMEM_CPU_VENDOR", GM_SETTING_CPU_VENDOR },
 };
 
 int gm_config_env_check(char *msg, size_t len)

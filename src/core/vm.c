@@ -2,7 +2,6 @@
 /*
  * VM objects: creation, references, destruction and the global VM list.
  */
-#include <cpuid.h>
 #include <guestmem/kvm.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -11,6 +10,7 @@
 
 #include "kvm_host.h"
 #include "gmem.h"
+#include "lib/host_cpuid.h"
 #include "lib/rcu.h"
 #include "kvm_arch.h"
 #include "lib/lockdep.h"
@@ -23,11 +23,13 @@ static long gm_nr_vms;
 /* Highest gfn the guest may use, from the host's MAXPHYADDR like x86 KVM. */
 static uint64_t host_max_gfn(void)
 {
-	unsigned int eax, ebx, ecx, edx, bits = 36;
+	unsigned int bits = 36;
+	uint32_t r[4];
 
-	if (__get_cpuid(0x80000000, &eax, &ebx, &ecx, &edx) && eax >= 0x80000008 &&
-	    __get_cpuid(0x80000008, &eax, &ebx, &ecx, &edx))
-		bits = eax & 0xff;
+	if (gm_host_cpuid_max(0x80000000) >= 0x80000008) {
+		gm_host_cpuid(0x80000008, 0, r);
+		bits = r[0] & 0xff;
+	}
 	if (bits < 36 || bits > 52)
 		bits = 36;
 	return (1ULL << (bits - GM_PAGE_SHIFT)) - 1;

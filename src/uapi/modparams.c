@@ -18,7 +18,7 @@
  * host CPU exists, as only it would load.  Every other name in these
  * directories is ENOENT, whatever the host's kvm.ko has.
  */
-#include <cpuid.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/host_cpuid.h"
 #include "core/config.h"
 #include "uapi.h"
 
@@ -88,23 +89,17 @@ static const struct gm_modparam gm_modparams[] = {
 
 static const char *const gm_modparam_modules[] = { "kvm", "kvm_intel", "kvm_amd" };
 
-/* The vendor module that would load on this host (-1: neither). */
+/* The vendor module that would load on the CPU guestmem presents (-1: neither). */
 static int gm_host_vendor_module(void)
 {
-	unsigned int a, b, c, d;
-	char v[13];
-
-	if (!__get_cpuid(0, &a, &b, &c, &d))
-		return -1;
-	memcpy(v, &b, 4);
-	memcpy(v + 4, &d, 4);
-	memcpy(v + 8, &c, 4);
-	v[12] = '\0';
-	if (!strcmp(v, "GenuineIntel"))
+	switch (gm_cpu_vendor()) {
+	case GM_VENDOR_INTEL:
 		return GM_MOD_INTEL;
-	if (!strcmp(v, "AuthenticAMD") || !strcmp(v, "HygonGenuine"))
+	case GM_VENDOR_AMD:
 		return GM_MOD_AMD;
-	return -1;
+	default:
+		return -1;
+	}
 }
 
 /*

@@ -27,12 +27,12 @@
  * 0x80000000 .. min(host, 0x80000008).  Subleaf-indexed leaves carry
  * KVM_CPUID_FLAG_SIGNIFCANT_INDEX.
  */
-#include <cpuid.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/host_cpuid.h"
 #include "vcpu/cpuid.h"
 #include "vcpu/vcpu.h"
 #include "vcpu/x86.h"
@@ -111,7 +111,7 @@ static uint64_t host_xcr0(void)
 {
 	uint32_t a, b, c, d;
 
-	__cpuid(1, a, b, c, d);
+	gm_host_cpuid_regs(1, 0, a, b, c, d);
 	if (!(c & BIT32(27))) /* OSXSAVE: XGETBV works */
 		return 0;
 	__asm__ volatile("xgetbv" : "=a"(a), "=d"(d) : "c"(0));
@@ -132,7 +132,7 @@ void kvm_xstate_component(int i, uint32_t *offset, uint32_t *size)
 		*size = i ? 256 : 160;
 		return;
 	}
-	__cpuid_count(0xd, i, a, b, c, d);
+	gm_host_cpuid_regs(0xd, i, a, b, c, d);
 	*size = a;
 	*offset = b;
 }
@@ -156,7 +156,7 @@ bool kvm_arch_has_xsave(void)
 {
 	uint32_t a, b, c, d;
 
-	__cpuid(1, a, b, c, d);
+	gm_host_cpuid_regs(1, 0, a, b, c, d);
 	return c & BIT32(26);
 }
 
@@ -195,7 +195,7 @@ static struct kvm_cpuid_entry2 *cpuid_add(struct cpuid_buf *b, uint32_t fn, uint
 	e->function = fn;
 	e->index = indexed ? idx : 0;
 	e->flags = indexed ? KVM_CPUID_FLAG_SIGNIFCANT_INDEX : 0;
-	__cpuid_count(fn, idx, e->eax, e->ebx, e->ecx, e->edx);
+	gm_host_cpuid_regs(fn, idx, e->eax, e->ebx, e->ecx, e->edx);
 	return e;
 }
 
@@ -260,7 +260,7 @@ static int cpuid_leafd(struct cpuid_buf *b)
 
 			if (!(xcr0 & (1ULL << i)))
 				continue;
-			__cpuid_count(0xd, i, a, bx, c, d);
+			gm_host_cpuid_regs(0xd, i, a, bx, c, d);
 			(void)a, (void)bx, (void)d;
 			kvm_xstate_component(i, &off, &sz);
 			if (c & 2) /* 64-byte aligned in the compacted form */
@@ -292,6 +292,9 @@ static int cpuid_basic_leaf(struct cpuid_buf *b, uint32_t fn, uint32_t max)
 	switch (fn) {
 	case 0:
 		e->eax = max;
+		/* The vendor guestmem presents (lib/host_cpuid.h). */
+		if (gm_cpu_vendor() != gm_host_vendor())
+			gm_vendor_regs(gm_cpu_vendor(), &e->ebx, &e->edx, &e->ecx);
 		break;
 	case 1:
 		e->ecx = (e->ecx & MASK_1_ECX) | CPUID_1_ECX_X2APIC | CPUID_1_ECX_HYPERVISOR;
@@ -311,7 +314,7 @@ static int cpuid_basic_leaf(struct cpuid_buf *b, uint32_t fn, uint32_t max)
 
 static int cpuid_basic(struct cpuid_buf *b)
 {
-	uint32_t max = GM_MIN(__get_cpuid_max(0, NULL), (unsigned)CPUID_MAX_BASIC);
+	uint32_t max = GM_MIN(gm_host_cpuid_max(0), (unsigned)CPUID_MAX_BASIC);
 	int r = 0;
 
 	for (uint32_t fn = 0; !r && fn <= max; fn++) {
@@ -365,6 +368,11 @@ static void cpuid_ext_filter(struct kvm_cpuid_entry2 *e, uint32_t max)
 	switch (e->function) {
 	case 0x80000000:
 		e->eax = max;
+		/* AMD repeats the vendor here; Intel leaves it zero. */
+		if (gm_cpu_vendor() == GM_VENDOR_INTEL && gm_host_vendor() != GM_VENDOR_INTEL)
+			e->ebx = e->ecx = e->edx = 0;
+		else if (gm_cpu_vendor() == GM_VENDOR_AMD && gm_host_vendor() != GM_VENDOR_AMD)
+			gm_vendor_regs(GM_VENDOR_AMD, &e->ebx, &e->edx, &e->ecx);
 		break;
 	case 0x80000001:
 		e->ebx &= ~0x0fff0000U; /* PkgType and reserved bits, as KVM */
@@ -391,7 +399,7 @@ static void cpuid_ext_filter(struct kvm_cpuid_entry2 *e, uint32_t max)
 
 static int cpuid_extended(struct cpuid_buf *b)
 {
-	uint32_t max = GM_MIN(__get_cpuid_max(0x80000000, NULL), (unsigned)CPUID_MAX_EXT);
+	uint32_t max = GM_MIN(gm_host_cpuid_max(0x80000000), (unsigned)CPUID_MAX_EXT);
 
 	for (uint32_t fn = 0x80000000; fn <= max; fn++) {
 		struct kvm_cpuid_entry2 *e = cpuid_add(b, fn, 0, false);

@@ -19,7 +19,6 @@
  * Modelled beyond KVM's checks: the kvm-clock MSRs are stored but no
  * pvclock page is written yet (the CPU model does not offer kvm-clock).
  */
-#include <cpuid.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +26,7 @@
 
 #include "core/config.h"
 #include "lib/cpuinfo.h"
+#include "lib/host_cpuid.h"
 #include "lib/rcu.h"
 #include "vcpu/cpuid.h"
 #include "vcpu/vcpu.h"
@@ -192,10 +192,10 @@ int kvm_get_feature_msr(uint32_t index, uint64_t *data)
 
 	switch (index) {
 	case MSR_AMD64_DE_CFG:
-		__cpuid(0x80000000, a, b, c, d);
+		gm_host_cpuid_regs(0x80000000, 0, a, b, c, d);
 		d = 0;
 		if (a >= 0x80000021)
-			__cpuid(0x80000021, a, b, c, d);
+			gm_host_cpuid_regs(0x80000021, 0, a, b, c, d);
 		*data = (a & (1U << 2)) ? 1ULL << 1 : 0; /* LFENCE serialising */
 		return 0;
 	case MSR_IA32_UCODE_REV:
@@ -269,14 +269,14 @@ uint64_t kvm_efer_reserved_bits(void)
 	uint64_t ok = EFER_SCE | EFER_LME | EFER_LMA;
 	uint32_t a, b, c, d;
 
-	__cpuid(0x80000001, a, b, c, d);
+	gm_host_cpuid_regs(0x80000001, 0, a, b, c, d);
 	if (d & (1U << 20))
 		ok |= EFER_NX;
 	if (d & (1U << 25))
 		ok |= EFER_FFXSR;
-	__cpuid(0x80000000, a, b, c, d);
+	gm_host_cpuid_regs(0x80000000, 0, a, b, c, d);
 	if (a >= 0x80000021) {
-		__cpuid(0x80000021, a, b, c, d);
+		gm_host_cpuid_regs(0x80000021, 0, a, b, c, d);
 		if (a & (1U << 8))
 			ok |= EFER_AUTOIBRS;
 	}

@@ -6,7 +6,10 @@
 # generated version script, so the check follows the table.
 # Usage: check-no-reentry.sh NM LIBGUESTMEM.a PRELOAD.map
 nm=$1 lib=$2 map=$3
-names=$(tr ' ;' '\n\n' < "$map" | grep -E '^[A-Za-z_][A-Za-z_0-9]*$' | grep -vx 'global\|local')
+# The signal-mask wrappers (src/preload/cpuid_fault.c) only keep SIGSEGV
+# unblocked and never reach guestmem: the library may call them.
+names=$(tr ' ;' '\n\n' < "$map" | grep -E '^[A-Za-z_][A-Za-z_0-9]*$' |
+	grep -vx 'global\|local\|pthread_sigmask\|sigprocmask')
 [ -n "$names" ] || { echo "1..0 # SKIP no names in $map"; exit 0; }
 echo "1..1"
 bad=$("$nm" -A -u "$lib" | awk '{ print $1, $NF }' | while read -r obj sym; do
