@@ -199,6 +199,15 @@ struct kvm {
 		uint32_t user_space_msr_mask;	 /* KVM_CAP_X86_USER_SPACE_MSR, lock */
 		bool exception_payload_enabled;	 /* KVM_CAP_EXCEPTION_PAYLOAD, lock */
 		bool triple_fault_event;	 /* KVM_CAP_X86_TRIPLE_FAULT_EVENT, lock */
+		/* Issue 9's 6.12 capabilities (src/core/caps.c): written under
+		 * lock, read with READ_ONCE by vCPUs. */
+		uint64_t disabled_quirks;	 /* KVM_CAP_DISABLE_QUIRKS(2) */
+		bool guest_can_read_msr_platform_info; /* KVM_CAP_MSR_PLATFORM_INFO */
+		bool exit_on_emulation_error;	 /* KVM_CAP_EXIT_ON_EMULATION_FAILURE */
+		/* KVM_CAP_X86_APIC_BUS_CYCLES_NS: fixed before the first vCPU. */
+		uint64_t apic_bus_cycle_ns;
+		/* KVM_SET_CLOCK: kvm-clock minus the base clock (tsc.c), lock. */
+		int64_t kvmclock_offset;
 		/* KVM_X86_SET_MSR_FILTER: replaced under lock, old one freed after
 		 * an RCU grace period; readers in an RCU read-side section. */
 		struct kvm_x86_msr_filter *msr_filter;
@@ -258,6 +267,14 @@ long kvm_check_extension(const struct gm_config *cfg, struct kvm *kvm, long cap)
 
 /* KVM_ENABLE_CAP on a VM (the caps this subsystem supports). */
 int kvm_vm_enable_cap(struct kvm *kvm, uint32_t cap, uint32_t flags, const uint64_t args[4]);
+
+/* The VM defaults of the capabilities above.  Context: VM creation. */
+void kvm_caps_init_vm(struct kvm *kvm);
+/* A quirk (KVM_X86_QUIRK_*) still in force in @kvm.  Context: any. */
+static inline bool kvm_check_has_quirk(struct kvm *kvm, uint64_t quirk)
+{
+	return !(__atomic_load_n(&kvm->arch.disabled_quirks, __ATOMIC_RELAXED) & quirk);
+}
 
 /* ---- memslots (src/core/memslots.c) ---------------------------------- */
 

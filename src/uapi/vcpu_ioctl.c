@@ -199,6 +199,9 @@ static long vcpu_ioctl_locked(struct kvm_vcpu *v, unsigned int cmd, unsigned lon
 {
 	switch (cmd) {
 	case KVM_RUN:
+		/* Steal time is recorded on the way into the guest (kvm_pv.c). */
+		if (!arg && !READ_ONCE(v->run->immediate_exit))
+			kvm_vcpu_record_steal_time(v);
 		return kvm_arch_vcpu_ioctl_run(v, arg);
 	case KVM_GET_REGS:
 		return vcpu_get_regs(v, arg);
