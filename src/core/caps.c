@@ -242,6 +242,15 @@ long kvm_check_extension(const struct gm_config *cfg, struct kvm *kvm, long cap)
 		return (long)kvm_supported_quirks(cfg);
 	case KVM_CAP_X86_APIC_BUS_CYCLES_NS:
 		return kvm_has_apic_bus_cycles(cfg) ? APIC_BUS_CYCLE_NS_DEFAULT : 0;
+	case KVM_CAP_NESTED_STATE:
+		/*
+		 * The vendor module's largest state, offered even without
+		 * nested virtualization (src/vcpu/nested_state.c): the header
+		 * and a VMCS12 plus a shadow VMCS12, or a VMCB.
+		 */
+		return (long)sizeof(struct kvm_nested_state) +
+		       (host_cpu_is_intel() ? 2 * KVM_STATE_NESTED_VMX_VMCS_SIZE
+					    : KVM_STATE_NESTED_SVM_VMCB_SIZE);
 	default:
 		return 0;
 	}

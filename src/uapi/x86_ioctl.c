@@ -9,7 +9,8 @@
  *         KVM_GET/SET_DEBUGREGS, KVM_GET/SET_XSAVE, KVM_GET_XSAVE2,
  *         KVM_GET/SET_FPU, KVM_GET/SET_TSC_KHZ, KVM_TRANSLATE,
  *         KVM_SET_GUEST_DEBUG, KVM_HAS/GET/SET_DEVICE_ATTR (TSC offset),
- *         KVM_ENABLE_CAP (KVM_CAP_ENFORCE_PV_FEATURE_CPUID)
+ *         KVM_ENABLE_CAP (KVM_CAP_ENFORCE_PV_FEATURE_CPUID),
+ *         KVM_GET/SET_NESTED_STATE
  *  VM:    KVM_GET/SET_TSC_KHZ, KVM_SET_NR_MMU_PAGES, KVM_X86_SET_MSR_FILTER,
  *         KVM_GET/SET_CLOCK,
  *         KVM_(UN)REGISTER_COALESCED_MMIO (generic in KVM; here for now)
@@ -178,6 +179,34 @@ static long vcpu_enable_cap(struct kvm_vcpu *v, unsigned long arg)
 	return r ? r : kvm_vcpu_enable_cap(v, &cap);
 }
 
+/*
+ * KVM_GET_NESTED_STATE: the caller's size (EFAULT), then E2BIG with the
+ * size needed written back, or the header copied out.
+ */
+static long vcpu_get_nested_state(struct kvm_vcpu *v, unsigned long arg)
+{
+	struct kvm_nested_state *u = (struct kvm_nested_state *)arg, s;
+	uint32_t size;
+	long r = gm_copy_from_user(&size, &u->size, sizeof(size));
+
+	if (r)
+		return r;
+	kvm_vcpu_get_nested_state(v, &s);
+	if (size < s.size) {
+		r = gm_copy_to_user(&u->size, &s.size, sizeof(s.size));
+		return r ? r : -E2BIG;
+	}
+	return gm_copy_to_user(u, &s, sizeof(s));
+}
+
+static long vcpu_set_nested_state(struct kvm_vcpu *v, unsigned long arg)
+{
+	struct kvm_nested_state s;
+	long r = gm_copy_from_user(&s, (const void *)arg, sizeof(s));
+
+	return r ? r : kvm_vcpu_set_nested_state(v, &s);
+}
+
 static long vcpu_ioctl_x86_state(struct kvm_vcpu *v, unsigned int cmd, unsigned long arg,
 				 bool *handled)
 {
@@ -230,6 +259,10 @@ long gm_vcpu_ioctl_x86(struct kvm_vcpu *v, unsigned int cmd, unsigned long arg, 
 		return vcpu_device_attr(v, cmd, arg);
 	case KVM_ENABLE_CAP:
 		return vcpu_enable_cap(v, arg);
+	case KVM_GET_NESTED_STATE:
+		return vcpu_get_nested_state(v, arg);
+	case KVM_SET_NESTED_STATE:
+		return vcpu_set_nested_state(v, arg);
 	}
 	*handled = false;
 	return 0;

@@ -214,6 +214,13 @@ void kvm_vcpu_record_steal_time(struct kvm_vcpu *v);
 void kvm_vm_get_clock(struct kvm *kvm, struct kvm_clock_data *data);
 int kvm_vm_set_clock(struct kvm *kvm, struct kvm_clock_data *data);
 
+/* ---- nested state without nested virtualization (nested_state.c) ------------- */
+
+/* KVM_GET_NESTED_STATE: the 128-byte header of the host vendor's format. */
+void kvm_vcpu_get_nested_state(struct kvm_vcpu *v, struct kvm_nested_state *s);
+/* KVM_SET_NESTED_STATE after the copy-in: 0 or -EINVAL. */
+int kvm_vcpu_set_nested_state(struct kvm_vcpu *v, const struct kvm_nested_state *s);
+
 /* ---- coalesced MMIO/PIO (coalesced_mmio.c) ---------------------------------- */
 
 /* KVM_(UN)REGISTER_COALESCED_MMIO after the copy-in.  Context: no VM lock. */

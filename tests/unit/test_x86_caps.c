@@ -619,6 +619,85 @@ TEST(steal_time_record)
 	munmap(mem, 4 * PAGE);
 }
 
+/* A vCPU without VMX/SVM: the vendor module's header, nothing nested. */
+TEST(nested_state)
+{
+	const bool intel = host_is_intel();
+	int kvm = open_kvm(), vm = vm_of(kvm, "linux-6.12");
+	int vcpu = guestmem_sys_ioctl(vm, KVM_CREATE_VCPU, 0);
+	struct kvm_nested_state s, t;
+
+	ASSERT_TRUE(vcpu >= 0);
+	EXPECT_EQ(guestmem_sys_ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_NESTED_STATE),
+		  128 + (intel ? 8192 : 4096));
+	/* GET: the size field (EFAULT), too small (E2BIG, size written back). */
+	ASSERT_ERRNO(guestmem_sys_ioctl(vcpu, KVM_GET_NESTED_STATE, NULL), EFAULT);
+	memset(&s, 0xa5, sizeof(s));
+	s.size = 127;
+	ASSERT_ERRNO(guestmem_sys_ioctl(vcpu, KVM_GET_NESTED_STATE, &s), E2BIG);
+	EXPECT_EQ(s.size, 128);
+	EXPECT_EQ(s.flags, 0xa5a5); /* nothing else written */
+	s.size = 128;
+	ASSERT_EQ(guestmem_sys_ioctl(vcpu, KVM_GET_NESTED_STATE, &s), 0);
+	EXPECT_EQ(s.size, 128);
+	EXPECT_EQ(s.format, intel ? KVM_STATE_NESTED_FORMAT_VMX : KVM_STATE_NESTED_FORMAT_SVM);
+	EXPECT_EQ(s.flags, intel ? 0 : KVM_STATE_NESTED_GIF_SET);
+	if (intel) {
+		EXPECT_EQ(s.hdr.vmx.vmxon_pa, ~0ULL);
+		EXPECT_EQ(s.hdr.vmx.vmcs12_pa, ~0ULL);
+	} else {
+		EXPECT_EQ(s.hdr.svm.vmcb_pa, 0);
+	}
+
+	/* SET: the copy, the generic checks, then the vendor's. */
+	ASSERT_ERRNO(guestmem_sys_ioctl(vcpu, KVM_SET_NESTED_STATE, NULL), EFAULT);
+	ASSERT_EQ(guestmem_sys_ioctl(vcpu, KVM_SET_NESTED_STATE, &s), 0); /* GET's answer */
+	t = s;
+	t.size = 127;
+	ASSERT_ERRNO(guestmem_sys_ioctl(vcpu, KVM_SET_NESTED_STATE, &t), EINVAL);
+	t = s;
+	t.flags |= 0x10;
+	ASSERT_ERRNO(guestmem_sys_ioctl(vcpu, KVM_SET_NESTED_STATE, &t), EINVAL);
+	t = s;
+	t.flags |= KVM_STATE_NESTED_RUN_PENDING;
+	ASSERT_ERRNO(guestmem_sys_ioctl(vcpu, KVM_SET_NESTED_STATE, &t), EINVAL);
+	t = s;
+	t.format ^= 1; /* the other vendor's */
+	ASSERT_ERRNO(guestmem_sys_ioctl(vcpu, KVM_SET_NESTED_STATE, &t), EINVAL);
+	t = s;
+	t.flags |= KVM_STATE_NESTED_GUEST_MODE;
+	ASSERT_ERRNO(guestmem_sys_ioctl(vcpu, KVM_SET_NESTED_STATE, &t), EINVAL);
+	t = s;
+	t.size = 128 + 4096; /* larger is fine: no data is read */
+	ASSERT_EQ(guestmem_sys_ioctl(vcpu, KVM_SET_NESTED_STATE, &t), 0);
+	if (intel) {
+		t = s;
+		t.hdr.vmx.vmxon_pa = 0x1000; /* VMXON needs VMX */
+		ASSERT_ERRNO(guestmem_sys_ioctl(vcpu, KVM_SET_NESTED_STATE, &t), EINVAL);
+		t = s;
+		t.flags = KVM_STATE_NESTED_EVMCS;
+		ASSERT_ERRNO(guestmem_sys_ioctl(vcpu, KVM_SET_NESTED_STATE, &t), EINVAL);
+		t = s;
+		t.hdr.vmx.smm.flags = KVM_STATE_NESTED_SMM_VMXON;
+		ASSERT_ERRNO(guestmem_sys_ioctl(vcpu, KVM_SET_NESTED_STATE, &t), EINVAL);
+		t = s;
+		t.hdr.vmx.flags = KVM_STATE_VMX_PREEMPTION_TIMER_DEADLINE;
+		ASSERT_EQ(guestmem_sys_ioctl(vcpu, KVM_SET_NESTED_STATE, &t), 0);
+		t.hdr.vmx.flags = 2;
+		ASSERT_ERRNO(guestmem_sys_ioctl(vcpu, KVM_SET_NESTED_STATE, &t), EINVAL);
+	} else {
+		/* EFER.SVME clear: exactly GIF set, nothing else. */
+		t = s;
+		t.flags = 0;
+		ASSERT_ERRNO(guestmem_sys_ioctl(vcpu, KVM_SET_NESTED_STATE, &t), EINVAL);
+		t.flags = KVM_STATE_NESTED_EVMCS | KVM_STATE_NESTED_GIF_SET;
+		ASSERT_ERRNO(guestmem_sys_ioctl(vcpu, KVM_SET_NESTED_STATE, &t), EINVAL);
+	}
+	guestmem_sys_close(vcpu);
+	guestmem_sys_close(vm);
+	guestmem_sys_close(kvm);
+}
+
 int main(int argc, char **argv)
 {
 	return test_main(argc, argv);
