@@ -242,6 +242,9 @@ long kvm_check_extension(const struct gm_config *cfg, struct kvm *kvm, long cap)
 		return (long)kvm_supported_quirks(cfg);
 	case KVM_CAP_X86_APIC_BUS_CYCLES_NS:
 		return kvm_has_apic_bus_cycles(cfg) ? APIC_BUS_CYCLE_NS_DEFAULT : 0;
+	case KVM_CAP_DIRTY_LOG_RING: /* x86 has both orderings (TSO) */
+	case KVM_CAP_DIRTY_LOG_RING_ACQ_REL:
+		return kvm_dirty_ring_max_bytes();
 	case KVM_CAP_NESTED_STATE:
 		/*
 		 * The vendor module's largest state, offered even without
@@ -347,6 +350,9 @@ static int kvm_enable_cap_apic_bus_cycles(struct kvm *kvm, uint64_t ns)
 
 int kvm_vm_enable_cap(struct kvm *kvm, uint32_t cap, uint32_t flags, const uint64_t args[4])
 {
+	/* A generic cap that never looks at the flags (src/core/dirty_ring.c). */
+	if (cap == KVM_CAP_DIRTY_LOG_RING || cap == KVM_CAP_DIRTY_LOG_RING_ACQ_REL)
+		return kvm_vm_enable_dirty_log_ring(kvm, args[0]);
 	if (flags)
 		return -EINVAL;
 	switch (cap) {
