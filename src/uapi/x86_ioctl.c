@@ -21,6 +21,7 @@
  * (the VM fd answers ENOTTY).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -185,18 +186,20 @@ static long vcpu_enable_cap(struct kvm_vcpu *v, unsigned long arg)
  */
 static long vcpu_get_nested_state(struct kvm_vcpu *v, unsigned long arg)
 {
-	struct kvm_nested_state *u = (struct kvm_nested_state *)arg, s;
+	/* Plain address arithmetic: @arg may be any value, NULL included. */
+	void *usize = (void *)(arg + offsetof(struct kvm_nested_state, size));
+	struct kvm_nested_state s;
 	uint32_t size;
-	long r = gm_copy_from_user(&size, &u->size, sizeof(size));
+	long r = gm_copy_from_user(&size, usize, sizeof(size));
 
 	if (r)
 		return r;
 	kvm_vcpu_get_nested_state(v, &s);
 	if (size < s.size) {
-		r = gm_copy_to_user(&u->size, &s.size, sizeof(s.size));
+		r = gm_copy_to_user(usize, &s.size, sizeof(s.size));
 		return r ? r : -E2BIG;
 	}
-	return gm_copy_to_user(u, &s, sizeof(s));
+	return gm_copy_to_user((void *)arg, &s, sizeof(s));
 }
 
 static long vcpu_set_nested_state(struct kvm_vcpu *v, unsigned long arg)

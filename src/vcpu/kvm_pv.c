@@ -179,10 +179,10 @@ void kvm_vcpu_record_steal_time(struct kvm_vcpu *v)
 	if (version & 1)
 		version++; /* the guest left it odd: start from even */
 	__atomic_store_n(pver, version + 1, __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_RELEASE); /* odd version before the new steal */
 	steal = __atomic_load_n(psteal, __ATOMIC_RELAXED);
 	steal += delay - v->arch.st_last_steal;
-	__atomic_store_n(psteal, steal, __ATOMIC_RELAXED);
+	/* Release: the odd version is visible before the new steal. */
+	__atomic_store_n(psteal, steal, __ATOMIC_RELEASE);
 	/* The new steal before the even version (the guest reads it with acquire). */
 	__atomic_store_n(pver, version + 2, __ATOMIC_RELEASE);
 	v->arch.st_last_steal = delay;
