@@ -490,6 +490,43 @@ static bool msr_pv_hidden(struct kvm_vcpu *v, uint32_t index)
 	return bit >= 0 && !kvm_guest_pv_has(v, (unsigned)bit);
 }
 
+#define MISC_ENABLE_MWAIT (1ULL << 18)
+
+/*
+ * With KVM_X86_QUIRK_MISC_ENABLE_NO_MWAIT disabled, MISC_ENABLE.MWAIT is
+ * the guest's CPUID.1:ECX.MONITOR (bit 3), kept in step at every change
+ * and at KVM_SET_CPUID2.
+ */
+void kvm_update_misc_enable_cpuid(struct kvm_vcpu *v)
+{
+	bool on = msr_stored(v, MSR_IA32_MISC_ENABLE, MISC_ENABLE_RESET) & MISC_ENABLE_MWAIT;
+
+	if (kvm_check_has_quirk(v->kvm, KVM_X86_QUIRK_MISC_ENABLE_NO_MWAIT))
+		return;
+	for (uint32_t i = 0; i < v->cpuid_nent; i++)
+		if (v->cpuid[i].function == 1) {
+			v->cpuid[i].ecx = on ? v->cpuid[i].ecx | (1U << 3) : v->cpuid[i].ecx & ~(1U << 3);
+			return;
+		}
+}
+
+/* A change of the MWAIT bit then needs SSE3 in guest CPUID. */
+static int set_misc_enable(struct kvm_vcpu *v, uint64_t data)
+{
+	uint64_t old = msr_stored(v, MSR_IA32_MISC_ENABLE, MISC_ENABLE_RESET);
+	int r;
+
+	if (kvm_check_has_quirk(v->kvm, KVM_X86_QUIRK_MISC_ENABLE_NO_MWAIT) ||
+	    !((old ^ data) & MISC_ENABLE_MWAIT))
+		return msr_store(v, MSR_IA32_MISC_ENABLE, data);
+	if (!kvm_guest_cpuid_has(v, 1, 0, 2, 0))
+		return 1;
+	r = msr_store(v, MSR_IA32_MISC_ENABLE, data);
+	if (!r)
+		kvm_update_misc_enable_cpuid(v);
+	return r;
+}
+
 /* Writes: 0 done, 1 refused, -1 unknown MSR (KVM_MSR_RET_UNSUPPORTED). */
 static int msr_write(struct kvm_vcpu *v, uint32_t index, uint64_t data)
 {
@@ -508,10 +545,11 @@ static int msr_write(struct kvm_vcpu *v, uint32_t index, uint64_t data)
 	case MSR_IA32_MCG_STATUS:
 	case MSR_IA32_MCG_CTL:
 		return mcg_msr(v, index, &data, true);
+	case MSR_IA32_MISC_ENABLE: /* host writes may set any bit */
+		return set_misc_enable(v, data);
 	case MSR_IA32_SYSENTER_CS:
 	case MSR_STAR:
 	case MSR_SYSCALL_MASK:
-	case MSR_IA32_MISC_ENABLE: /* host writes may set any bit */
 	case MSR_IA32_ARCH_CAPABILITIES:
 	case MSR_IA32_UCODE_REV:
 	case MSR_SMI_COUNT:

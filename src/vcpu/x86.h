@@ -181,6 +181,8 @@ int kvm_vcpu_translate(struct kvm_vcpu *v, struct kvm_translation *tr);
  */
 int kvm_vcpu_get_msr(struct kvm_vcpu *v, uint32_t index, uint64_t *data);
 int kvm_vcpu_set_msr(struct kvm_vcpu *v, uint32_t index, uint64_t data);
+/* CPUID.1:ECX.MONITOR from MISC_ENABLE when the NO_MWAIT quirk is off. */
+void kvm_update_misc_enable_cpuid(struct kvm_vcpu *v);
 /* The guest's own RDMSR/WRMSR: 0, or 1 for #GP (see msr.c). */
 int kvm_guest_get_msr(struct kvm_vcpu *v, uint32_t index, uint64_t *data);
 int kvm_guest_set_msr(struct kvm_vcpu *v, uint32_t index, uint64_t data);

@@ -291,6 +291,68 @@ static int get_msr(int vcpu, uint32_t index, uint64_t *data)
 	return r;
 }
 
+#define MSR_IA32_MISC_ENABLE 0x1a0
+#define MISC_MWAIT (1ULL << 18)
+
+static void set_leaf1(int vcpu, uint32_t ecx)
+{
+	struct {
+		struct kvm_cpuid2 hdr;
+		struct kvm_cpuid_entry2 e[1];
+	} c = { .hdr.nent = 1, .e[0] = { .function = 1, .ecx = ecx } };
+
+	ASSERT_EQ(guestmem_sys_ioctl(vcpu, KVM_SET_CPUID2, &c), 0);
+}
+
+static uint32_t leaf1_ecx(int vcpu)
+{
+	struct {
+		struct kvm_cpuid2 hdr;
+		struct kvm_cpuid_entry2 e[8];
+	} c = { .hdr.nent = 8 };
+
+	ASSERT_EQ(guestmem_sys_ioctl(vcpu, KVM_GET_CPUID2, &c), 0);
+	for (uint32_t i = 0; i < c.hdr.nent; i++)
+		if (c.e[i].function == 1)
+			return c.e[i].ecx;
+	ASSERT_MSG(false, "no leaf 1");
+	return 0;
+}
+
+/*
+ * KVM_X86_QUIRK_MISC_ENABLE_NO_MWAIT: on (the default), MISC_ENABLE.MWAIT
+ * is a plain bit; off, changing it needs SSE3 and it drives CPUID.1:ECX
+ * bit 3 (MONITOR), also at KVM_SET_CPUID2.
+ */
+TEST(quirk_misc_enable_no_mwait)
+{
+	int kvm = open_kvm();
+
+	for (int off = 0; off < 2; off++) {
+		int vm = vm_of(kvm, "linux-6.12"), vcpu;
+
+		if (off)
+			ASSERT_EQ(enable_cap(vm, KVM_CAP_DISABLE_QUIRKS2, 0,
+					     KVM_X86_QUIRK_MISC_ENABLE_NO_MWAIT), 0);
+		vcpu = guestmem_sys_ioctl(vm, KVM_CREATE_VCPU, 0);
+		ASSERT_TRUE(vcpu >= 0);
+		set_leaf1(vcpu, 0); /* no SSE3 */
+		EXPECT_EQ(set_msr(vcpu, MSR_IA32_MISC_ENABLE, MISC_MWAIT), off ? 0 : 1);
+		EXPECT_EQ(leaf1_ecx(vcpu), 0);
+		set_leaf1(vcpu, 1); /* SSE3 */
+		EXPECT_EQ(set_msr(vcpu, MSR_IA32_MISC_ENABLE, MISC_MWAIT), 1);
+		EXPECT_EQ(leaf1_ecx(vcpu), off ? 1U | 1U << 3 : 1U);
+		/* A new table takes the bit from the MSR. */
+		set_leaf1(vcpu, 1);
+		EXPECT_EQ(leaf1_ecx(vcpu), off ? 1U | 1U << 3 : 1U);
+		EXPECT_EQ(set_msr(vcpu, MSR_IA32_MISC_ENABLE, 0), 1);
+		EXPECT_EQ(leaf1_ecx(vcpu), 1U);
+		guestmem_sys_close(vcpu);
+		guestmem_sys_close(vm);
+	}
+	guestmem_sys_close(kvm);
+}
+
 /* Guest RDMSR of PLATFORM_INFO follows the cap; the VMM's never does. */
 TEST(msr_platform_info)
 {
