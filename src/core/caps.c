@@ -7,7 +7,6 @@
  */
 #include <cpuid.h>
 #include <errno.h>
-#include <string.h>
 #include <unistd.h>
 
 #include <guestmem/kvm.h>
@@ -91,9 +90,8 @@ static long kvm_cap_fixed(long cap, bool *known)
 		{ KVM_CAP_DISABLE_QUIRKS, 1 },
 		{ KVM_CAP_MSR_PLATFORM_INFO, 1 },
 		{ KVM_CAP_EXIT_ON_EMULATION_FAILURE, 1 },
-		{ KVM_CAP_ENFORCE_PV_FEATURE_CPUID, 1 }, /* vCPU scope: src/vcpu/msr.c */
-		{ KVM_CAP_STEAL_TIME, 1 }, /* the host has schedstats (run_delay) */
-		/* KVM_GET/SET_CLOCK (src/vcpu/tsc.c): TSC_STABLE, REALTIME, HOST_TSC. */
+		{ KVM_CAP_ENFORCE_PV_FEATURE_CPUID, 1 }, /* vCPU scope: src/vcpu/kvm_pv.c */
+		/* KVM_GET/SET_CLOCK (src/vcpu/kvm_pv.c): TSC_STABLE, REALTIME, HOST_TSC. */
 		{ KVM_CAP_ADJUST_CLOCK, KVM_CLOCK_TSC_STABLE | KVM_CLOCK_REALTIME |
 					KVM_CLOCK_HOST_TSC },
 	};
@@ -238,6 +236,8 @@ long kvm_check_extension(const struct gm_config *cfg, struct kvm *kvm, long cap)
 		return kvm_arch_has_xsave();
 	case KVM_CAP_XSAVE2: /* the uABI XSAVE size, at least struct kvm_xsave */
 		return kvm_arch_xsave2_size();
+	case KVM_CAP_STEAL_TIME: /* the host keeps run delays (schedstats) */
+		return kvm_arch_sched_info_on();
 	case KVM_CAP_DISABLE_QUIRKS2:
 		return (long)kvm_supported_quirks(cfg);
 	case KVM_CAP_X86_APIC_BUS_CYCLES_NS:

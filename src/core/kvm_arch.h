@@ -74,7 +74,9 @@ void kvm_arch_destroy_vm(struct kvm *kvm);
 int kvm_arch_enable_split_irqchip(struct kvm *kvm, uint64_t nr_reserved_ioapic_pins);
 /* A full or split irqchip, i.e. in-kernel LAPICs.  Context: any. */
 bool kvm_arch_irqchip_in_kernel(struct kvm *kvm);
-/* The base of kvm-clock (tsc.c): raw monotonic time counted from boot. */
+/* The host keeps per-thread run delays, for steal time (kvm_pv.c). */
+bool kvm_arch_sched_info_on(void);
+/* The base of kvm-clock (kvm_pv.c): raw monotonic time counted from boot. */
 int64_t kvm_arch_kvmclock_base_ns(void);
 
 #endif

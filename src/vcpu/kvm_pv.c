@@ -131,6 +131,11 @@ bool kvm_sched_info_on(void)
 	return v;
 }
 
+bool kvm_arch_sched_info_on(void)
+{
+	return kvm_sched_info_on();
+}
+
 int kvm_set_steal_time_msr(struct kvm_vcpu *v, uint64_t data)
 {
 	if (!kvm_sched_info_on())
