@@ -152,6 +152,23 @@ struct kvm_pre_fault_memory {
 #define KVM_EINVAL 22
 #endif
 
+/* ---- x86 capabilities newer than the 6.1 headers (6.11, 6.12) -------- */
+#ifndef KVM_CAP_X86_APIC_BUS_CYCLES_NS
+#define KVM_CAP_X86_APIC_BUS_CYCLES_NS 237
+#endif
+#ifndef KVM_X86_QUIRK_SLOT_ZAP_ALL
+#define KVM_X86_QUIRK_SLOT_ZAP_ALL (1 << 7)
+#endif
+#ifndef KVM_X86_QUIRK_STUFF_FEATURE_MSRS
+#define KVM_X86_QUIRK_STUFF_FEATURE_MSRS (1 << 8)
+#endif
+#ifndef KVM_X86_QUIRK_IGNORE_GUEST_PAT
+#define KVM_X86_QUIRK_IGNORE_GUEST_PAT (1 << 9)
+#endif
+#ifndef KVM_X86_QUIRK_VMCS12_ALLOW_FREEZE_IN_SMM
+#define KVM_X86_QUIRK_VMCS12_ALLOW_FREEZE_IN_SMM (1 << 10)
+#endif
+
 /* ---- typed access to the 6.8 exit-union members ----------------------- */
 struct kvm_run_memory_fault {
 	__u64 flags;

@@ -5,6 +5,7 @@
  * Values are those of an x86-64 host with an in-kernel irqchip for the
  * active profile (spec: gmem §2.2, vCPU §2).  Unknown capabilities read 0.
  */
+#include <cpuid.h>
 #include <errno.h>
 #include <unistd.h>
 
@@ -86,6 +87,13 @@ static long kvm_cap_fixed(long cap, bool *known)
 		{ KVM_CAP_SYS_ATTRIBUTES, 1 },
 		{ KVM_CAP_X86_TRIPLE_FAULT_EVENT, 1 },
 		{ KVM_CAP_COALESCED_PIO, 1 }, /* src/vcpu/coalesced_mmio.c */
+		{ KVM_CAP_DISABLE_QUIRKS, 1 },
+		{ KVM_CAP_MSR_PLATFORM_INFO, 1 },
+		{ KVM_CAP_EXIT_ON_EMULATION_FAILURE, 1 },
+		{ KVM_CAP_ENFORCE_PV_FEATURE_CPUID, 1 }, /* vCPU scope: src/vcpu/kvm_pv.c */
+		/* KVM_GET/SET_CLOCK (src/vcpu/kvm_pv.c): TSC_STABLE, REALTIME, HOST_TSC. */
+		{ KVM_CAP_ADJUST_CLOCK, KVM_CLOCK_TSC_STABLE | KVM_CLOCK_REALTIME |
+					KVM_CLOCK_HOST_TSC },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(table); i++) {
@@ -134,6 +142,67 @@ static long kvm_cap_guest_memfd_flags(const struct gm_config *cfg, struct kvm *k
 	return mmap | init_shared;
 }
 
+/*
+ * The quirks KVM_CAP_DISABLE_QUIRKS2 offers.  6.8 knows bits 0-6; 6.12 as
+ * Debian ships it (and 6.18) also SLOT_ZAP_ALL, STUFF_FEATURE_MSRS,
+ * IGNORE_GUEST_PAT and VMCS12_ALLOW_FREEZE_IN_SMM, less IGNORE_GUEST_PAT on
+ * an Intel host without self-snoop (the MMU is TDP-like: EPT/NPT on).
+ */
+#define KVM_X86_QUIRKS_6_8 0x7fULL
+#define KVM_X86_QUIRKS_6_12 0x7ffULL
+
+static bool host_cpu_is_intel(void)
+{
+	unsigned int a, b, c, d;
+
+	/* "GenuineIntel": KVM's vendor module is kvm_intel. */
+	return __get_cpuid(0, &a, &b, &c, &d) && b == 0x756e6547 && d == 0x49656e69 &&
+	       c == 0x6c65746e;
+}
+
+static uint64_t kvm_supported_quirks(const struct gm_config *cfg)
+{
+	unsigned int a, b, c, d;
+	uint64_t q;
+
+	if (cfg->profile == GM_PROFILE_LINUX_6_8)
+		return KVM_X86_QUIRKS_6_8;
+	q = KVM_X86_QUIRKS_6_12;
+	if (host_cpu_is_intel() && __get_cpuid(1, &a, &b, &c, &d) && !(d & (1U << 27)))
+		q &= ~(uint64_t)KVM_X86_QUIRK_IGNORE_GUEST_PAT;
+	return q;
+}
+
+/*
+ * The quirks a new VM starts with disabled (6.12 on): those that do not
+ * apply to the host's vendor module, CD_NW_CLEARED on Intel and
+ * IGNORE_GUEST_PAT on AMD.
+ */
+static uint64_t kvm_inapplicable_quirks(const struct gm_config *cfg)
+{
+	if (cfg->profile == GM_PROFILE_LINUX_6_8)
+		return 0;
+	return host_cpu_is_intel() ? KVM_X86_QUIRK_CD_NW_CLEARED
+				   : KVM_X86_QUIRK_IGNORE_GUEST_PAT;
+}
+
+/* KVM_CAP_X86_APIC_BUS_CYCLES_NS: Linux 6.11 and later, 1 ns by default. */
+#define APIC_BUS_CYCLE_NS_DEFAULT 1
+
+static bool kvm_has_apic_bus_cycles(const struct gm_config *cfg)
+{
+	return cfg->profile != GM_PROFILE_LINUX_6_8;
+}
+
+void kvm_caps_init_vm(struct kvm *kvm)
+{
+	kvm->arch.disabled_quirks = kvm_inapplicable_quirks(&kvm->cfg) &
+				    kvm_supported_quirks(&kvm->cfg);
+	kvm->arch.guest_can_read_msr_platform_info = true;
+	kvm->arch.apic_bus_cycle_ns = APIC_BUS_CYCLE_NS_DEFAULT;
+	kvm->arch.kvmclock_offset = -kvm_arch_kvmclock_base_ns();
+}
+
 long kvm_check_extension(const struct gm_config *cfg, struct kvm *kvm, long cap)
 {
 	bool known;
@@ -167,6 +236,24 @@ long kvm_check_extension(const struct gm_config *cfg, struct kvm *kvm, long cap)
 		return kvm_arch_has_xsave();
 	case KVM_CAP_XSAVE2: /* the uABI XSAVE size, at least struct kvm_xsave */
 		return kvm_arch_xsave2_size();
+	case KVM_CAP_STEAL_TIME: /* the host keeps run delays (schedstats) */
+		return kvm_arch_sched_info_on();
+	case KVM_CAP_DISABLE_QUIRKS2:
+		return (long)kvm_supported_quirks(cfg);
+	case KVM_CAP_X86_APIC_BUS_CYCLES_NS:
+		return kvm_has_apic_bus_cycles(cfg) ? APIC_BUS_CYCLE_NS_DEFAULT : 0;
+	case KVM_CAP_DIRTY_LOG_RING: /* x86 has both orderings (TSO) */
+	case KVM_CAP_DIRTY_LOG_RING_ACQ_REL:
+		return kvm_dirty_ring_max_bytes();
+	case KVM_CAP_NESTED_STATE:
+		/*
+		 * The vendor module's largest state, offered even without
+		 * nested virtualization (src/vcpu/nested_state.c): the header
+		 * and a VMCS12 plus a shadow VMCS12, or a VMCB.
+		 */
+		return (long)sizeof(struct kvm_nested_state) +
+		       (host_cpu_is_intel() ? 2 * KVM_STATE_NESTED_VMX_VMCS_SIZE
+					    : KVM_STATE_NESTED_SVM_VMCB_SIZE);
 	default:
 		return 0;
 	}
@@ -215,11 +302,73 @@ static int kvm_enable_cap_manual_dirty_log(struct kvm *kvm, uint64_t options)
 	return 0;
 }
 
+/*
+ * KVM_CAP_DISABLE_QUIRKS2 refuses an unknown bit; KVM_CAP_DISABLE_QUIRKS
+ * takes anything.  6.8 replaces the disabled set with the argument as
+ * given; 6.12 on adds the supported bits of it (a quirk cannot come back).
+ */
+static int kvm_enable_cap_disable_quirks(struct kvm *kvm, uint64_t quirks, bool v2)
+{
+	uint64_t supported = kvm_supported_quirks(&kvm->cfg), cur;
+
+	if (v2 && (quirks & ~supported))
+		return -EINVAL;
+	gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
+	cur = kvm->arch.disabled_quirks;
+	if (kvm->cfg.profile == GM_PROFILE_LINUX_6_8)
+		cur = quirks;
+	else
+		cur |= quirks & supported;
+	__atomic_store_n(&kvm->arch.disabled_quirks, cur, __ATOMIC_RELAXED);
+	gm_mutex_unlock(&kvm->lock);
+	return 0;
+}
+
+/*
+ * KVM_CAP_X86_APIC_BUS_CYCLES_NS: a period that cannot overflow the
+ * longest timer count (U32_MAX counts, divide by 128), then an in-kernel
+ * LAPIC (ENXIO), then no vCPU yet (EINVAL).
+ */
+static int kvm_enable_cap_apic_bus_cycles(struct kvm *kvm, uint64_t ns)
+{
+	int r = 0;
+
+	if (!kvm_has_apic_bus_cycles(&kvm->cfg))
+		return -EINVAL; /* unknown to 6.8 */
+	if (!ns || ns > UINT64_MAX / (0xffffffffULL * 128))
+		return -EINVAL;
+	gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
+	if (!kvm_arch_irqchip_in_kernel(kvm))
+		r = -ENXIO;
+	else if (kvm->created_vcpus)
+		r = -EINVAL;
+	else
+		kvm->arch.apic_bus_cycle_ns = ns;
+	gm_mutex_unlock(&kvm->lock);
+	return r;
+}
+
 int kvm_vm_enable_cap(struct kvm *kvm, uint32_t cap, uint32_t flags, const uint64_t args[4])
 {
+	/* A generic cap that never looks at the flags (src/core/dirty_ring.c). */
+	if (cap == KVM_CAP_DIRTY_LOG_RING || cap == KVM_CAP_DIRTY_LOG_RING_ACQ_REL)
+		return kvm_vm_enable_dirty_log_ring(kvm, args[0]);
 	if (flags)
 		return -EINVAL;
 	switch (cap) {
+	case KVM_CAP_DISABLE_QUIRKS2:
+	case KVM_CAP_DISABLE_QUIRKS:
+		return kvm_enable_cap_disable_quirks(kvm, args[0], cap == KVM_CAP_DISABLE_QUIRKS2);
+	case KVM_CAP_MSR_PLATFORM_INFO:
+		kvm_enable_cap_flag(kvm, &kvm->arch.guest_can_read_msr_platform_info, args[0]);
+		return 0;
+	case KVM_CAP_EXIT_ON_EMULATION_FAILURE:
+		if (args[0] & ~1ULL)
+			return -EINVAL;
+		kvm_enable_cap_flag(kvm, &kvm->arch.exit_on_emulation_error, args[0]);
+		return 0;
+	case KVM_CAP_X86_APIC_BUS_CYCLES_NS:
+		return kvm_enable_cap_apic_bus_cycles(kvm, args[0]);
 	case KVM_CAP_EXCEPTION_PAYLOAD:
 		kvm_enable_cap_flag(kvm, &kvm->arch.exception_payload_enabled, args[0]);
 		return 0;

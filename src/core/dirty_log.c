@@ -37,10 +37,13 @@ void mark_page_dirty_in_slot(struct kvm_memory_slot *slot, gfn_t gfn)
 {
 	uint64_t rel;
 
-	if (!slot || !slot->dirty_bitmap || gfn < slot->base_gfn)
+	if (!slot || !kvm_slot_dirty_track_enabled(slot) || gfn < slot->base_gfn)
 		return;
 	rel = gfn - slot->base_gfn;
 	if (rel >= slot->npages)
+		return;
+	/* With a dirty ring, the running vCPU's ring instead of the bitmap. */
+	if (kvm_dirty_ring_log(slot, rel) || !slot->dirty_bitmap)
 		return;
 	/* Relaxed: the harvest runs under mmu_lock, which orders against us. */
 	__atomic_fetch_or(&slot->dirty_bitmap[rel / BITS_PER_WORD], 1UL << (rel % BITS_PER_WORD),
@@ -59,6 +62,11 @@ int kvm_dirty_log_prepare(struct kvm *kvm, const struct kvm_memory_slot *old,
 	}
 	if (old && old->dirty_bitmap) {
 		new->dirty_bitmap = old->dirty_bitmap; /* same npages: FLAGS_ONLY/MOVE */
+		return 0;
+	}
+	/* A VM with dirty rings logs into them only (no WITH_BITMAP on x86). */
+	if (READ_ONCE(kvm->dirty_ring_size)) {
+		new->dirty_bitmap = NULL;
 		return 0;
 	}
 	new->dirty_bitmap = calloc(1, bytes ? bytes : 8);
@@ -111,7 +119,7 @@ void kvm_dirty_log_commit(struct kvm *kvm, const struct kvm_memory_slot *old,
 }
 
 /* Write-protect the pages of @mask (bit i = @first + i) again. */
-static bool kvm_wrprot_masked(struct kvm *kvm, gfn_t first, uint64_t mask)
+bool kvm_mmu_wrprot_masked(struct kvm *kvm, gfn_t first, uint64_t mask)
 {
 	bool flush = false;
 
@@ -167,7 +175,7 @@ static int __kvm_get_dirty_log(struct kvm *kvm, uint32_t slot, void *user, kvm_c
 		if (!__atomic_load_n(w, __ATOMIC_RELAXED))
 			continue;
 		buf[i] = __atomic_exchange_n(w, 0, __ATOMIC_RELAXED);
-		flush |= kvm_wrprot_masked(kvm, s->base_gfn + i * BITS_PER_WORD, buf[i]);
+		flush |= kvm_mmu_wrprot_masked(kvm, s->base_gfn + i * BITS_PER_WORD, buf[i]);
 	}
 	gm_rwlock_unlock(&kvm->mmu_lock);
 	if (flush)
@@ -184,7 +192,9 @@ int kvm_vm_ioctl_get_dirty_log(struct kvm *kvm, uint32_t slot, void *bitmap,
 	int r;
 
 	gm_mutex_lock(&kvm->slots_lock, GM_LOCK_SLOTS);
-	r = __kvm_get_dirty_log(kvm, slot, bitmap, copy_out);
+	/* The rings replace the bitmaps: first of all, ENXIO. */
+	r = READ_ONCE(kvm->dirty_ring_size) ? -ENXIO : __kvm_get_dirty_log(kvm, slot, bitmap,
+									    copy_out);
 	gm_mutex_unlock(&kvm->slots_lock);
 	return r;
 }
@@ -212,7 +222,7 @@ static int __kvm_clear_dirty_log(struct kvm *kvm, struct kvm_memory_slot *s, uin
 		uint64_t mask = buf[i] & __atomic_fetch_and(w, ~buf[i], __ATOMIC_RELAXED);
 
 		if (mask)
-			flush |= kvm_wrprot_masked(kvm, s->base_gfn + first + i * BITS_PER_WORD,
+			flush |= kvm_mmu_wrprot_masked(kvm, s->base_gfn + first + i * BITS_PER_WORD,
 						   mask);
 	}
 	gm_rwlock_unlock(&kvm->mmu_lock);
@@ -230,6 +240,10 @@ int kvm_vm_ioctl_clear_dirty_log(struct kvm *kvm, uint32_t slot, uint64_t first_
 	int r = -EINVAL;
 
 	gm_mutex_lock(&kvm->slots_lock, GM_LOCK_SLOTS);
+	r = -ENXIO; /* no bitmaps with dirty rings */
+	if (READ_ONCE(kvm->dirty_ring_size))
+		goto out;
+	r = -EINVAL;
 	/* Kernel order: slot numbers, alignment of first_page, the slot, the range. */
 	if (as_id >= (uint32_t)kvm->nr_as || id >= KVM_USER_MEM_SLOTS || (first_page & 63))
 		goto out;

@@ -72,5 +72,11 @@ void kvm_arch_eventfds_destroy(struct kvm *kvm);
 void kvm_arch_destroy_vm(struct kvm *kvm);
 /* KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP): -EINVAL, -EEXIST, -ENOMEM. */
 int kvm_arch_enable_split_irqchip(struct kvm *kvm, uint64_t nr_reserved_ioapic_pins);
+/* A full or split irqchip, i.e. in-kernel LAPICs.  Context: any. */
+bool kvm_arch_irqchip_in_kernel(struct kvm *kvm);
+/* The host keeps per-thread run delays, for steal time (kvm_pv.c). */
+bool kvm_arch_sched_info_on(void);
+/* The base of kvm-clock (kvm_pv.c): raw monotonic time counted from boot. */
+int64_t kvm_arch_kvmclock_base_ns(void);
 
 #endif

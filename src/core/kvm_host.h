@@ -139,6 +139,21 @@ struct kvm_stat {
 	uint64_t remote_flushes;
 };
 
+/*
+ * A vCPU's dirty ring (src/core/dirty_ring.c), embedded in the vCPU.
+ * size is 0 when the VM has no ring.
+ */
+struct kvm_dirty_gfn;
+struct kvm_dirty_ring {
+	struct kvm *kvm;
+	int fd;			    /* memfd the VMM maps from the vCPU fd */
+	struct kvm_dirty_gfn *gfns; /* our mapping of it */
+	uint32_t size;		    /* entries, a power of two */
+	uint32_t soft_limit;	    /* size less the reserved entries */
+	uint32_t dirty_index;	    /* entries pushed, by the vCPU (atomic) */
+	uint32_t reset_index;	    /* entries reset, under slots_lock (atomic) */
+};
+
 struct kvm {
 	/* Counted references: the VM fd, each guest_memfd file, each vCPU. */
 	long users_count;
@@ -181,6 +196,9 @@ struct kvm {
 	/* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 options; READ_ONCE/WRITE_ONCE. */
 	uint64_t manual_dirty_log_protect;
 	uint64_t max_gfn;	      /* from host MAXPHYADDR */
+	/* KVM_CAP_DIRTY_LOG_RING: bytes per vCPU ring; set once, before any
+	 * vCPU, under lock (READ_ONCE elsewhere). */
+	uint32_t dirty_ring_size;
 
 	struct kvm_mmu *mmu; /* src/mmu */
 
@@ -199,6 +217,15 @@ struct kvm {
 		uint32_t user_space_msr_mask;	 /* KVM_CAP_X86_USER_SPACE_MSR, lock */
 		bool exception_payload_enabled;	 /* KVM_CAP_EXCEPTION_PAYLOAD, lock */
 		bool triple_fault_event;	 /* KVM_CAP_X86_TRIPLE_FAULT_EVENT, lock */
+		/* Issue 9's 6.12 capabilities (src/core/caps.c): written under
+		 * lock, read with READ_ONCE by vCPUs. */
+		uint64_t disabled_quirks;	 /* KVM_CAP_DISABLE_QUIRKS(2) */
+		bool guest_can_read_msr_platform_info; /* KVM_CAP_MSR_PLATFORM_INFO */
+		bool exit_on_emulation_error;	 /* KVM_CAP_EXIT_ON_EMULATION_FAILURE */
+		/* KVM_CAP_X86_APIC_BUS_CYCLES_NS: fixed before the first vCPU. */
+		uint64_t apic_bus_cycle_ns;
+		/* KVM_SET_CLOCK: kvm-clock minus the base clock (tsc.c), lock. */
+		int64_t kvmclock_offset;
 		/* KVM_X86_SET_MSR_FILTER: replaced under lock, old one freed after
 		 * an RCU grace period; readers in an RCU read-side section. */
 		struct kvm_x86_msr_filter *msr_filter;
@@ -259,6 +286,14 @@ long kvm_check_extension(const struct gm_config *cfg, struct kvm *kvm, long cap)
 /* KVM_ENABLE_CAP on a VM (the caps this subsystem supports). */
 int kvm_vm_enable_cap(struct kvm *kvm, uint32_t cap, uint32_t flags, const uint64_t args[4]);
 
+/* The VM defaults of the capabilities above.  Context: VM creation. */
+void kvm_caps_init_vm(struct kvm *kvm);
+/* A quirk (KVM_X86_QUIRK_*) still in force in @kvm.  Context: any. */
+static inline bool kvm_check_has_quirk(struct kvm *kvm, uint64_t quirk)
+{
+	return !(__atomic_load_n(&kvm->arch.disabled_quirks, __ATOMIC_RELAXED) & quirk);
+}
+
 /* ---- memslots (src/core/memslots.c) ---------------------------------- */
 
 /* The result of resolving a region2's guest_memfd fd, done by the caller. */
@@ -298,6 +333,35 @@ int kvm_for_each_slot_in_range(struct kvm *kvm, gfn_t start, gfn_t end, kvm_slot
 			       void *ctx);
 
 /* ---- dirty logging (src/core/dirty_log.c) ----------------------------- */
+
+/* Write-protect the pages of @mask (bit i = @first + i).  mmu_lock for write. */
+bool kvm_mmu_wrprot_masked(struct kvm *kvm, gfn_t first, uint64_t mask);
+
+/* ---- the dirty ring (src/core/dirty_ring.c) -------------------------- */
+
+/* KVM_CAP_DIRTY_LOG_RING(_ACQ_REL)'s value: the largest ring in bytes. */
+long kvm_dirty_ring_max_bytes(void);
+/* KVM_ENABLE_CAP of either: -EINVAL, -E2BIG in the kernel's order. */
+int kvm_vm_enable_dirty_log_ring(struct kvm *kvm, uint64_t size);
+/* A new vCPU's ring (none without the cap): -ENOMEM.  And its end. */
+int kvm_dirty_ring_alloc(struct kvm *kvm, struct kvm_dirty_ring *ring);
+void kvm_dirty_ring_free(struct kvm_dirty_ring *ring);
+/* The ring holds its soft limit: the vCPU must exit DIRTY_RING_FULL. */
+bool kvm_dirty_ring_soft_full(struct kvm_dirty_ring *ring);
+/*
+ * This thread acts for the vCPU owning @ring (NULL: none), as KVM's
+ * vcpu_load(); returns the previous one to restore.
+ */
+struct kvm_dirty_ring *kvm_set_running_dirty_ring(struct kvm_dirty_ring *ring);
+/* mark_page_dirty_in_slot()'s ring path: false if this thread has no ring. */
+bool kvm_dirty_ring_log(struct kvm_memory_slot *slot, uint64_t rel_gfn);
+/*
+ * KVM_RESET_DIRTY_RINGS over vCPUs 0..@nr_vcpus-1 (@ring_of gives each
+ * ring): the number of entries reset, or -EINVAL without the cap.
+ */
+int kvm_vm_reset_dirty_rings(struct kvm *kvm,
+			     struct kvm_dirty_ring *(*ring_of)(struct kvm *, uint32_t),
+			     uint32_t nr_vcpus);
 
 /* Log a write to @gfn of @slot.  Context: RCU or slots_lock; any thread. */
 void mark_page_dirty_in_slot(struct kvm_memory_slot *slot, gfn_t gfn);

@@ -149,6 +149,7 @@ int kvm_create_vm(unsigned long type, struct kvm **out)
 	kvm->vm_type = type;
 	kvm->creator_pid = getpid();
 	kvm->cfg = *cfg;
+	kvm_caps_init_vm(kvm);
 	/* SMM is not supported for guests with private memory. */
 	kvm->nr_as = type ? 1 : gm_cfg_max_address_spaces(cfg);
 	kvm->max_gfn = host_max_gfn();

@@ -195,11 +195,29 @@ static long vcpu_pre_fault_memory(struct kvm_vcpu *v, unsigned long arg)
 
 /* ---- dispatch ---------------------------------------------------------------- */
 
+/*
+ * What KVM does on the way into the guest before the run loop proper:
+ * the steal-time record (kvm_pv.c), and KVM_EXIT_DIRTY_RING_FULL while the
+ * dirty ring is at its soft limit.  A pending I/O or MMIO completion goes
+ * first (the full-ring exit would leave it for the next KVM_RUN).
+ */
+static long vcpu_run_entry(struct kvm_vcpu *v, unsigned long arg)
+{
+	if (arg || READ_ONCE(v->run->immediate_exit))
+		return kvm_arch_vcpu_ioctl_run(v, arg); /* EINVAL or EINTR there */
+	if (v->pending == VCPU_PENDING_NONE && kvm_dirty_ring_soft_full(&v->dirty_ring)) {
+		v->run->exit_reason = KVM_EXIT_DIRTY_RING_FULL;
+		return 0;
+	}
+	kvm_vcpu_record_steal_time(v);
+	return kvm_arch_vcpu_ioctl_run(v, arg);
+}
+
 static long vcpu_ioctl_locked(struct kvm_vcpu *v, unsigned int cmd, unsigned long arg)
 {
 	switch (cmd) {
 	case KVM_RUN:
-		return kvm_arch_vcpu_ioctl_run(v, arg);
+		return vcpu_run_entry(v, arg);
 	case KVM_GET_REGS:
 		return vcpu_get_regs(v, arg);
 	case KVM_SET_REGS:
@@ -242,13 +260,17 @@ static long gm_vcpu_ioctl(struct gm_file *f, unsigned int cmd, unsigned long arg
 {
 	struct kvm_vcpu *v = file_vcpu(f);
 	long r = gm_kvm_check_caller(v->kvm);
+	struct kvm_dirty_ring *ring;
 
 	if (r)
 		return r;
 	if (_IOC_TYPE(cmd) != KVMIO)
 		return -EINVAL;
 	gm_mutex_lock(&v->mutex, GM_LOCK_VCPU);
+	/* vcpu_load(): pages this thread dirties go to this vCPU's ring. */
+	ring = kvm_set_running_dirty_ring(&v->dirty_ring);
 	r = vcpu_ioctl_locked(v, cmd, arg);
+	kvm_set_running_dirty_ring(ring);
 	gm_mutex_unlock(&v->mutex);
 	return r;
 }
@@ -387,6 +409,8 @@ long gm_vm_ioctl_vcpu(struct gm_file *f, struct kvm *kvm, unsigned long cmd,
 		return kvm_vm_set_identity_map_addr(kvm, arg);
 	case KVM_SET_BOOT_CPU_ID:
 		return kvm_vm_set_boot_cpu_id(kvm, arg);
+	case KVM_RESET_DIRTY_RINGS:
+		return kvm_vm_ioctl_reset_dirty_rings(kvm);
 	}
 	return gm_vm_ioctl_x86(kvm, (unsigned int)cmd, arg, handled);
 }

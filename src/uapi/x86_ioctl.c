@@ -8,8 +8,11 @@
  *  vCPU:  KVM_GET/SET_LAPIC, KVM_X86_SETUP_MCE, KVM_GET/SET_VCPU_EVENTS,
  *         KVM_GET/SET_DEBUGREGS, KVM_GET/SET_XSAVE, KVM_GET_XSAVE2,
  *         KVM_GET/SET_FPU, KVM_GET/SET_TSC_KHZ, KVM_TRANSLATE,
- *         KVM_SET_GUEST_DEBUG, KVM_HAS/GET/SET_DEVICE_ATTR (TSC offset)
+ *         KVM_SET_GUEST_DEBUG, KVM_HAS/GET/SET_DEVICE_ATTR (TSC offset),
+ *         KVM_ENABLE_CAP (KVM_CAP_ENFORCE_PV_FEATURE_CPUID),
+ *         KVM_GET/SET_NESTED_STATE
  *  VM:    KVM_GET/SET_TSC_KHZ, KVM_SET_NR_MMU_PAGES, KVM_X86_SET_MSR_FILTER,
+ *         KVM_GET/SET_CLOCK,
  *         KVM_(UN)REGISTER_COALESCED_MMIO (generic in KVM; here for now)
  *  /dev/kvm: KVM_GET_MSR_FEATURE_INDEX_LIST, KVM_GET_MSRS (feature MSRs),
  *         KVM_X86_GET_MCE_CAP_SUPPORTED, KVM_HAS/GET_DEVICE_ATTR
@@ -18,6 +21,7 @@
  * (the VM fd answers ENOTTY).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -167,6 +171,45 @@ static long vcpu_device_attr(struct kvm_vcpu *v, unsigned int cmd, unsigned long
 	return r;
 }
 
+/* KVM_ENABLE_CAP on a vCPU: the copy (EFAULT), then the flags and cap. */
+static long vcpu_enable_cap(struct kvm_vcpu *v, unsigned long arg)
+{
+	struct kvm_enable_cap cap;
+	long r = gm_copy_from_user(&cap, (const void *)arg, sizeof(cap));
+
+	return r ? r : kvm_vcpu_enable_cap(v, &cap);
+}
+
+/*
+ * KVM_GET_NESTED_STATE: the caller's size (EFAULT), then E2BIG with the
+ * size needed written back, or the header copied out.
+ */
+static long vcpu_get_nested_state(struct kvm_vcpu *v, unsigned long arg)
+{
+	/* Plain address arithmetic: @arg may be any value, NULL included. */
+	void *usize = (void *)(arg + offsetof(struct kvm_nested_state, size));
+	struct kvm_nested_state s;
+	uint32_t size;
+	long r = gm_copy_from_user(&size, usize, sizeof(size));
+
+	if (r)
+		return r;
+	kvm_vcpu_get_nested_state(v, &s);
+	if (size < s.size) {
+		r = gm_copy_to_user(usize, &s.size, sizeof(s.size));
+		return r ? r : -E2BIG;
+	}
+	return gm_copy_to_user((void *)arg, &s, sizeof(s));
+}
+
+static long vcpu_set_nested_state(struct kvm_vcpu *v, unsigned long arg)
+{
+	struct kvm_nested_state s;
+	long r = gm_copy_from_user(&s, (const void *)arg, sizeof(s));
+
+	return r ? r : kvm_vcpu_set_nested_state(v, &s);
+}
+
 static long vcpu_ioctl_x86_state(struct kvm_vcpu *v, unsigned int cmd, unsigned long arg,
 				 bool *handled)
 {
@@ -217,6 +260,12 @@ long gm_vcpu_ioctl_x86(struct kvm_vcpu *v, unsigned int cmd, unsigned long arg, 
 	case KVM_GET_DEVICE_ATTR:
 	case KVM_SET_DEVICE_ATTR:
 		return vcpu_device_attr(v, cmd, arg);
+	case KVM_ENABLE_CAP:
+		return vcpu_enable_cap(v, arg);
+	case KVM_GET_NESTED_STATE:
+		return vcpu_get_nested_state(v, arg);
+	case KVM_SET_NESTED_STATE:
+		return vcpu_set_nested_state(v, arg);
 	}
 	*handled = false;
 	return 0;
@@ -255,6 +304,20 @@ static long vm_coalesced(struct kvm *kvm, unsigned long arg, bool reg)
 		   : kvm_vm_unregister_coalesced_mmio(kvm, &z);
 }
 
+/* KVM_GET_CLOCK: nothing to check, the copy-out.  KVM_SET_CLOCK: copy, flags. */
+static long vm_clock(struct kvm *kvm, unsigned long arg, bool set)
+{
+	struct kvm_clock_data data;
+	long r;
+
+	if (!set) {
+		kvm_vm_get_clock(kvm, &data);
+		return gm_copy_to_user((void *)arg, &data, sizeof(data));
+	}
+	r = gm_copy_from_user(&data, (const void *)arg, sizeof(data));
+	return r ? r : kvm_vm_set_clock(kvm, &data);
+}
+
 long gm_vm_ioctl_x86(struct kvm *kvm, unsigned int cmd, unsigned long arg, bool *handled)
 {
 	*handled = true;
@@ -270,6 +333,9 @@ long gm_vm_ioctl_x86(struct kvm *kvm, unsigned int cmd, unsigned long arg, bool 
 		return vm_set_nr_mmu_pages(kvm, arg);
 	case KVM_X86_SET_MSR_FILTER:
 		return vm_set_msr_filter(kvm, arg);
+	case KVM_GET_CLOCK:
+	case KVM_SET_CLOCK:
+		return vm_clock(kvm, arg, cmd == KVM_SET_CLOCK);
 	}
 	*handled = false;
 	return 0;

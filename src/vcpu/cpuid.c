@@ -19,9 +19,10 @@
  * KVM's own additions stay: x2APIC (emulated), TSC_ADJUST and
  * ARCH_CAPABILITIES (emulated MSRs), the hypervisor bit, and the KVM leaves
  * 0x40000000 ("KVMKVMKVM") and 0x40000001 with the paravirtual features
- * guestmem implements: NOP_IO_DELAY (a hint) and HC_MAP_GPA_RANGE (the
- * hypercall of KVM_CAP_EXIT_HYPERCALL).  No kvmclock, async PF, steal time
- * or PV EOI: nothing implements them yet.
+ * guestmem implements: NOP_IO_DELAY (a hint), HC_MAP_GPA_RANGE (the
+ * hypercall of KVM_CAP_EXIT_HYPERCALL) and STEAL_TIME (kvm_pv.c; as KVM,
+ * only when the host keeps scheduling delays).  No kvmclock, async PF or
+ * PV EOI: nothing implements them yet.
  *
  * Leaves: 0 .. min(host, 0xd) with their subleaves, the KVM leaves, then
  * 0x80000000 .. min(host, 0x80000008).  Subleaf-indexed leaves carry
@@ -360,6 +361,8 @@ static int cpuid_kvm_leaves(struct cpuid_buf *b)
 		.function = KVM_CPUID_FEATURES,
 		.eax = BIT32(KVM_FEATURE_NOP_IO_DELAY) | BIT32(KVM_FEATURE_HC_MAP_GPA_RANGE),
 	};
+	if (kvm_sched_info_on())
+		e->eax |= BIT32(KVM_FEATURE_STEAL_TIME);
 	return 0;
 }
 

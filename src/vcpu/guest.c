@@ -87,6 +87,8 @@ static void *guest_thread_main(void *arg)
 {
 	struct kvm_vcpu *v = arg;
 
+	/* This thread is the vCPU's: what it dirties goes to its ring. */
+	kvm_set_running_dirty_ring(&v->dirty_ring);
 	v->guest_fn(&v->guest);
 
 	/* Returning ends the vCPU: this and every later KVM_RUN is SHUTDOWN. */

@@ -161,6 +161,14 @@ static void access_fault_exit(struct kvm_vcpu *v, const struct kvm_page_fault *f
 	kvm_guest_park(v, true, f->error);
 }
 
+/* KVM_EXIT_DIRTY_RING_FULL; re-entry while still full exits again. */
+static void access_ring_full_exit(struct kvm_vcpu *v)
+{
+	v->run->exit_reason = KVM_EXIT_DIRTY_RING_FULL;
+	v->pending = VCPU_PENDING_NONE;
+	kvm_guest_park(v, true, 0);
+}
+
 /* Back off while an invalidation or memslot update we raced finishes. */
 static void retry_backoff(unsigned *n)
 {
@@ -183,6 +191,9 @@ static void access_page(struct kvm_vcpu *v, uint64_t gpa, size_t len, const stru
 		switch (kvm_vcpu_mmu_page_fault(v->kvm, gpa, a->op != ACC_READ, &v->stat.fault,
 						&v->last_used_slot, &f)) {
 		case KVM_PF_FIXED:
+			/* A full dirty ring stops the vCPU before it goes on. */
+			if (kvm_dirty_ring_soft_full(&v->dirty_ring))
+				access_ring_full_exit(v);
 			break;
 		case KVM_PF_RETRY:
 			retry_backoff(&retries);

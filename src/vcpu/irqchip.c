@@ -138,6 +138,11 @@ out:
 	return r;
 }
 
+bool kvm_arch_irqchip_in_kernel(struct kvm *kvm)
+{
+	return irqchip_in_kernel(kvm);
+}
+
 int kvm_vm_ioctl_create_pit(struct kvm *kvm, uint32_t flags)
 {
 	struct kvm_eventfds *ev;

@@ -6,7 +6,8 @@
  * - Both need an in-kernel LAPIC (KVM_CREATE_IRQCHIP or the split irqchip
  *   before the vCPU was created): EINVAL otherwise, before the copy.
  * - Reset: ID = vcpu_id << 24, the six LVTs masked (no CMCI on AMD), LINT0
- *   in ExtINT mode on the boot vCPU (the LINT0_REENABLED quirk), DFR all
+ *   in ExtINT mode on the boot vCPU (the LINT0_REENABLED quirk, unless
+ *   KVM_CAP_DISABLE_QUIRKS2 turned it off), DFR all
  *   ones, SPIV 0xff.
  * - LVR is KVM's: version 0x14, 6 LVT entries, directed EOI when the guest
  *   has x2APIC and the IOAPIC is not in the kernel.  PPR follows TPR/ISR.
@@ -14,8 +15,9 @@
  *   as vcpu_id << 24 and a written ID is ignored; the LDR is derived from
  *   the ID.  The ICR stays split (AMD).
  * - The timer: the restored TMCCT starts the count; the register reads 0
- *   and KVM_GET_LAPIC reports the count left now (APIC bus 1 GHz, the
- *   divide configuration in TDCR), one-shot or periodic.
+ *   and KVM_GET_LAPIC reports the count left now (APIC bus 1 GHz unless
+ *   KVM_CAP_X86_APIC_BUS_CYCLES_NS says otherwise, the divide
+ *   configuration in TDCR), one-shot or periodic.
  *
  * The page is the LAPIC's architectural state for real guest code; the
  * C-guest interrupt model (irqchip.c) keeps its own pending/in-service sets
@@ -94,7 +96,8 @@ void kvm_lapic_reset(struct kvm_vcpu *v)
 	reg_set(regs, APIC_ID, v->vcpu_id << 24);
 	for (unsigned i = 0; i < KVM_APIC_NR_LVT; i++)
 		reg_set(regs, APIC_LVTT + 0x10 * i, APIC_LVT_MASKED);
-	if (v->vcpu_id == READ_ONCE(v->kvm->bsp_vcpu_id))
+	if (v->vcpu_id == READ_ONCE(v->kvm->bsp_vcpu_id) &&
+	    kvm_check_has_quirk(v->kvm, KVM_X86_QUIRK_LINT0_REENABLED))
 		reg_set(regs, APIC_LVT0, APIC_MODE_EXTINT);
 	reg_set(regs, APIC_DFR, 0xffffffffU);
 	reg_set(regs, APIC_SPIV, 0xff);
@@ -108,12 +111,22 @@ static unsigned divide_count(const uint8_t *regs)
 	return 1U << ((((t & 3) | ((t & 8) >> 1)) + 1) & 7);
 }
 
+/*
+ * Nanoseconds per count: the divider times the bus period
+ * (KVM_CAP_X86_APIC_BUS_CYCLES_NS, fixed before the first vCPU exists, so
+ * a plain read is ordered by the vCPU's creation under kvm->lock).
+ */
+static uint64_t count_ns(struct kvm_vcpu *v, const uint8_t *regs)
+{
+	return (uint64_t)divide_count(regs) * v->kvm->arch.apic_bus_cycle_ns;
+}
+
 /* The count left now, for KVM_GET_LAPIC's TMCCT (apic_get_tmcct()). */
 static uint32_t lapic_tmcct(struct kvm_vcpu *v)
 {
 	const uint8_t *regs = v->arch.lapic_regs;
 	uint32_t mode = (reg_get(regs, APIC_LVTT) >> 17) & 3;
-	uint64_t div = divide_count(regs), first = v->arch.lapic_timer_first_ns;
+	uint64_t div = count_ns(v, regs), first = v->arch.lapic_timer_first_ns;
 	uint64_t elapsed = now_ns() - v->arch.lapic_timer_start_ns, left, period;
 
 	if (!reg_get(regs, APIC_TMICT) || !first || mode > 1)
@@ -172,7 +185,7 @@ int kvm_vcpu_set_lapic(struct kvm_vcpu *v, struct kvm_lapic_state *s)
 	reg_set(regs, APIC_LVR, lapic_version(v));
 	lapic_update_ppr(regs);
 	/* The restored current count starts the timer; the register reads 0. */
-	v->arch.lapic_timer_first_ns = (uint64_t)reg_get(regs, APIC_TMCCT) * divide_count(regs);
+	v->arch.lapic_timer_first_ns = (uint64_t)reg_get(regs, APIC_TMCCT) * count_ns(v, regs);
 	v->arch.lapic_timer_start_ns = now_ns();
 	reg_set(regs, APIC_TMCCT, 0);
 	return 0;

@@ -18,6 +18,8 @@
  *
  * Modelled beyond KVM's checks: the kvm-clock MSRs are stored but no
  * pvclock page is written yet (the CPU model does not offer kvm-clock).
+ * With KVM_CAP_ENFORCE_PV_FEATURE_CPUID a paravirtual MSR the guest's KVM
+ * leaf lacks is unknown here too (kvm_pv.c), as in KVM.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -437,7 +439,7 @@ static int msr_write_checked(struct kvm_vcpu *v, uint32_t index, uint64_t data)
 		data &= ~(0x40ULL | 0x100ULL | 0x8ULL); /* ignored bits */
 		return (data & ~((1ULL << 18) | (1ULL << 24))) ? 1 : msr_store(v, index, data);
 	case MSR_KVM_STEAL_TIME:
-		return (data & KVM_STEAL_RESERVED_MASK) ? 1 : msr_store(v, index, data);
+		return kvm_set_steal_time_msr(v, data); /* kvm_pv.c */
 	case MSR_KVM_POLL_CONTROL:
 		return (data & ~1ULL) ? 1 : msr_store(v, index, data);
 	case MSR_MISC_FEATURES_ENABLES:
@@ -458,10 +460,81 @@ static int msr_write_checked(struct kvm_vcpu *v, uint32_t index, uint64_t data)
 	}
 }
 
+/*
+ * The paravirtual MSRs' feature bits in the KVM CPUID leaf: with
+ * KVM_CAP_ENFORCE_PV_FEATURE_CPUID, an MSR whose bit the guest lacks is
+ * unknown (kvm_pv.c), for reads and writes alike.  -1: not a PV MSR.
+ */
+static int msr_pv_feature(uint32_t index)
+{
+	switch (index) {
+	case MSR_KVM_WALL_CLOCK:
+	case MSR_KVM_SYSTEM_TIME:
+		return KVM_FEATURE_CLOCKSOURCE;
+	case MSR_KVM_WALL_CLOCK_NEW:
+	case MSR_KVM_SYSTEM_TIME_NEW:
+		return KVM_FEATURE_CLOCKSOURCE2;
+	case MSR_KVM_STEAL_TIME:
+		return KVM_FEATURE_STEAL_TIME;
+	case MSR_KVM_POLL_CONTROL:
+		return KVM_FEATURE_POLL_CONTROL;
+	default:
+		return -1;
+	}
+}
+
+static bool msr_pv_hidden(struct kvm_vcpu *v, uint32_t index)
+{
+	int bit = msr_pv_feature(index);
+
+	return bit >= 0 && !kvm_guest_pv_has(v, (unsigned)bit);
+}
+
+#define MISC_ENABLE_MWAIT (1ULL << 18)
+
+/*
+ * With KVM_X86_QUIRK_MISC_ENABLE_NO_MWAIT disabled, MISC_ENABLE.MWAIT is
+ * the guest's CPUID.1:ECX.MONITOR (bit 3), kept in step at every change
+ * and at KVM_SET_CPUID2.
+ */
+void kvm_update_misc_enable_cpuid(struct kvm_vcpu *v)
+{
+	bool on = msr_stored(v, MSR_IA32_MISC_ENABLE, MISC_ENABLE_RESET) & MISC_ENABLE_MWAIT;
+
+	if (kvm_check_has_quirk(v->kvm, KVM_X86_QUIRK_MISC_ENABLE_NO_MWAIT))
+		return;
+	for (uint32_t i = 0; i < v->cpuid_nent; i++)
+		if (v->cpuid[i].function == 1) {
+			v->cpuid[i].ecx = on ? v->cpuid[i].ecx | (1U << 3) : v->cpuid[i].ecx & ~(1U << 3);
+			return;
+		}
+}
+
+/* A change of the MWAIT bit then needs SSE3 in guest CPUID. */
+static int set_misc_enable(struct kvm_vcpu *v, uint64_t data)
+{
+	uint64_t old = msr_stored(v, MSR_IA32_MISC_ENABLE, MISC_ENABLE_RESET);
+	int r;
+
+	if (kvm_check_has_quirk(v->kvm, KVM_X86_QUIRK_MISC_ENABLE_NO_MWAIT) ||
+	    !((old ^ data) & MISC_ENABLE_MWAIT))
+		return msr_store(v, MSR_IA32_MISC_ENABLE, data);
+	if (!kvm_guest_cpuid_has(v, 1, 0, 2, 0))
+		return 1;
+	r = msr_store(v, MSR_IA32_MISC_ENABLE, data);
+	if (!r)
+		kvm_update_misc_enable_cpuid(v);
+	return r;
+}
+
 /* Writes: 0 done, 1 refused, -1 unknown MSR (KVM_MSR_RET_UNSUPPORTED). */
 static int msr_write(struct kvm_vcpu *v, uint32_t index, uint64_t data)
 {
-	int r = msr_write_arch(v, index, data);
+	int r;
+
+	if (msr_pv_hidden(v, index))
+		return -1;
+	r = msr_write_arch(v, index, data);
 
 	if (r == -2)
 		r = msr_write_checked(v, index, data);
@@ -472,10 +545,11 @@ static int msr_write(struct kvm_vcpu *v, uint32_t index, uint64_t data)
 	case MSR_IA32_MCG_STATUS:
 	case MSR_IA32_MCG_CTL:
 		return mcg_msr(v, index, &data, true);
+	case MSR_IA32_MISC_ENABLE: /* host writes may set any bit */
+		return set_misc_enable(v, data);
 	case MSR_IA32_SYSENTER_CS:
 	case MSR_STAR:
 	case MSR_SYSCALL_MASK:
-	case MSR_IA32_MISC_ENABLE: /* host writes may set any bit */
 	case MSR_IA32_ARCH_CAPABILITIES:
 	case MSR_IA32_UCODE_REV:
 	case MSR_SMI_COUNT:
@@ -519,7 +593,12 @@ static uint64_t msr_reset(struct kvm_vcpu *v, uint32_t index)
 /* Reads: 0 done, -1 unknown MSR. */
 static int msr_read(struct kvm_vcpu *v, uint32_t index, uint64_t *data)
 {
+	if (msr_pv_hidden(v, index))
+		return -1;
 	switch (index) {
+	case MSR_KVM_STEAL_TIME:
+		*data = v->arch.st_msr;
+		return 0;
 	case MSR_EFER:
 		*data = v->sregs.efer;
 		return 0;
@@ -575,6 +654,34 @@ int kvm_vcpu_set_msr(struct kvm_vcpu *v, uint32_t index, uint64_t data)
 	if (r < 0) /* unsupported: writing 0 to an advertised MSR is fine */
 		return !(data == 0 && msr_advertised(index));
 	return r;
+}
+
+/*
+ * The guest's own RDMSR/WRMSR (for the execution backend): what the VMM's
+ * access allows, less what only the host may do and what a VM capability
+ * withholds.  0, or 1 for a #GP.  PLATFORM_INFO is readable only while
+ * KVM_CAP_MSR_PLATFORM_INFO allows it (the default) and never writable,
+ * SMI_COUNT not writable; an unknown MSR is #GP (no host-initiated "0 is
+ * fine" rule).
+ */
+int kvm_guest_get_msr(struct kvm_vcpu *v, uint32_t index, uint64_t *data)
+{
+	*data = 0;
+	if (index == MSR_PLATFORM_INFO &&
+	    !READ_ONCE(v->kvm->arch.guest_can_read_msr_platform_info))
+		return 1;
+	if (msr_read(v, index, data)) {
+		*data = 0;
+		return 1;
+	}
+	return 0;
+}
+
+int kvm_guest_set_msr(struct kvm_vcpu *v, uint32_t index, uint64_t data)
+{
+	if (index == MSR_PLATFORM_INFO || index == MSR_SMI_COUNT)
+		return 1;
+	return msr_write(v, index, data) ? 1 : 0;
 }
 
 int kvm_vcpu_msrs(struct kvm_vcpu *v, struct kvm_msr_entry *e, uint32_t n, bool set)

@@ -111,6 +111,7 @@ static void vcpu_free(struct kvm_vcpu *v)
 	if (v->wake_fd >= 0)
 		gm_raw_close(v->wake_fd);
 	vcpu_shared_put(v->shared);
+	kvm_dirty_ring_free(&v->dirty_ring);
 	free(v->cpuid);
 	kvm_vcpu_arch_free(v);
 	pthread_cond_destroy(&v->hand_cv);
@@ -129,6 +130,7 @@ static int vcpu_alloc(struct kvm *kvm, uint32_t id, struct kvm_vcpu **out)
 	v->kvm = kvm;
 	v->vcpu_id = id;
 	v->run_fd = v->wake_fd = -1;
+	v->dirty_ring.fd = -1;
 	v->guest.vcpu = v;
 	v->state = GUEST_NOT_STARTED;
 	gm_check_pthread(pthread_mutex_init(&v->mutex, NULL));
@@ -138,6 +140,9 @@ static int vcpu_alloc(struct kvm *kvm, uint32_t id, struct kvm_vcpu **out)
 	r = kvm_vcpu_arch_init(v);
 	if (!r)
 		r = vcpu_init_run_area(v);
+	/* The ring size is fixed: this vCPU is already counted in created_vcpus. */
+	if (!r)
+		r = kvm_dirty_ring_alloc(kvm, &v->dirty_ring);
 	if (r) {
 		vcpu_free(v);
 		return r;
@@ -294,17 +299,77 @@ void kvm_arch_destroy_vcpus(struct kvm *kvm)
 	/* kvm->vcpus itself is freed by kvm_destroy_vm(). */
 }
 
+/* ---- KVM_RESET_DIRTY_RINGS ---------------------------------------------- */
+
+static struct kvm_dirty_ring *vcpu_dirty_ring(struct kvm *kvm, uint32_t idx)
+{
+	/* Published with release by kvm_vcpu_publish(); vCPUs live as long as the VM. */
+	return &smp_load_acquire(&kvm->vcpus[idx])->dirty_ring;
+}
+
+int kvm_vm_ioctl_reset_dirty_rings(struct kvm *kvm)
+{
+	uint32_t n;
+
+	/* The vCPUs online now (kvm->lock is outside slots_lock). */
+	gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
+	n = kvm_online_vcpus(kvm);
+	gm_mutex_unlock(&kvm->lock);
+	return kvm_vm_reset_dirty_rings(kvm, vcpu_dirty_ring, n);
+}
+
 /* ---- mmap of the vCPU fd (§4.2) ----------------------------------------- */
+
+/* A page of the vCPU's dirty ring (kvm_page_in_dirty_ring()). */
+static bool page_in_dirty_ring(struct kvm_vcpu *vcpu, uint64_t pgoff)
+{
+	uint64_t n = READ_ONCE(vcpu->kvm->dirty_ring_size) / 4096;
+
+	return pgoff >= KVM_DIRTY_LOG_PAGE_OFFSET && pgoff < KVM_DIRTY_LOG_PAGE_OFFSET + n;
+}
+
+/* Put the ring's pages of [pgoff, pgoff + npages) at @p's matching pages. */
+static int map_dirty_ring(struct kvm_vcpu *vcpu, char *p, uint64_t pgoff, uint64_t npages,
+			  int prot, int flags)
+{
+	uint64_t first = GM_MAX(pgoff, (uint64_t)KVM_DIRTY_LOG_PAGE_OFFSET);
+	uint64_t end = GM_MIN(pgoff + npages, KVM_DIRTY_LOG_PAGE_OFFSET +
+						     vcpu->dirty_ring.size * 16ULL / 4096);
+	int f = (flags & (MAP_TYPE | MAP_POPULATE | MAP_LOCKED | MAP_NORESERVE)) | MAP_FIXED;
+
+	if (!vcpu->dirty_ring.size || first >= end)
+		return 0;
+	if (gm_raw_mmap(p + (first - pgoff) * 4096, (end - first) * 4096, prot, f,
+			vcpu->dirty_ring.fd,
+			(off_t)((first - KVM_DIRTY_LOG_PAGE_OFFSET) * 4096)) == MAP_FAILED)
+		return -1;
+	return 0;
+}
 
 void *kvm_vcpu_mmap(struct kvm_vcpu *vcpu, void *addr, size_t len, int prot, int flags,
 		    off_t offset)
 {
 	uint64_t pgoff = (uint64_t)offset >> 12, npages = (len + 4095) >> 12;
-	void *p = gm_raw_mmap(addr, len, prot, flags, vcpu->run_fd, offset);
+	void *p;
 	int e;
 
+	/* The ring only shared and not executable, judged by its ends as KVM. */
+	if (offset >= 0 && npages &&
+	    (page_in_dirty_ring(vcpu, pgoff) || page_in_dirty_ring(vcpu, pgoff + npages - 1)) &&
+	    ((prot & PROT_EXEC) ||
+	     ((flags & MAP_TYPE) != MAP_SHARED && (flags & MAP_TYPE) != MAP_SHARED_VALIDATE))) {
+		errno = EINVAL;
+		return MAP_FAILED;
+	}
+	p = gm_raw_mmap(addr, len, prot, flags, vcpu->run_fd, offset);
 	if (p == MAP_FAILED || offset < 0)
 		return p;
+	if (map_dirty_ring(vcpu, p, pgoff, npages, prot, flags)) {
+		e = errno;
+		gm_raw_munmap(p, len);
+		errno = e;
+		return MAP_FAILED;
+	}
 	/* Page 2 is the VM's coalesced-MMIO ring: one page for all vCPUs. */
 	if (pgoff <= KVM_VCPU_COALESCED_PGOFF && KVM_VCPU_COALESCED_PGOFF < pgoff + npages) {
 		char *ring = (char *)p + (KVM_VCPU_COALESCED_PGOFF - pgoff) * 4096;

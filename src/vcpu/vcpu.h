@@ -127,7 +127,12 @@ struct kvm_vcpu {
 	struct kvm_vcpu_stat stat;
 	/* vcpu->last_used_slot: used by the guest thread's faults only. */
 	struct kvm_memslot_cache last_used_slot;
+	/* KVM_CAP_DIRTY_LOG_RING (src/core/dirty_ring.c); size 0 without. */
+	struct kvm_dirty_ring dirty_ring;
 };
+
+/* KVM_RESET_DIRTY_RINGS: entries reset, -EINVAL without rings (vcpu.c). */
+int kvm_vm_ioctl_reset_dirty_rings(struct kvm *kvm);
 
 static inline struct kvm_vcpu *guest_to_vcpu(struct guestmem_guest *g)
 {

@@ -98,6 +98,12 @@ struct kvm_vcpu_arch {
 	/* MSRs without a dedicated field (msr.c). */
 	struct kvm_x86_msr_val *msrs;
 	uint32_t nr_msrs;
+
+	/* Paravirtual features and steal time (kvm_pv.c), vcpu->mutex. */
+	bool pv_enforce;	/* KVM_CAP_ENFORCE_PV_FEATURE_CPUID */
+	uint32_t pv_features;	/* KVM leaf EAX at the last CPUID update */
+	uint64_t st_msr;	/* MSR_KVM_STEAL_TIME */
+	uint64_t st_last_steal; /* run_delay at the last record */
 };
 
 /* ---- host facts (cpuid.c, tsc.c) -------------------------------------- */
@@ -175,6 +181,11 @@ int kvm_vcpu_translate(struct kvm_vcpu *v, struct kvm_translation *tr);
  */
 int kvm_vcpu_get_msr(struct kvm_vcpu *v, uint32_t index, uint64_t *data);
 int kvm_vcpu_set_msr(struct kvm_vcpu *v, uint32_t index, uint64_t data);
+/* CPUID.1:ECX.MONITOR from MISC_ENABLE when the NO_MWAIT quirk is off. */
+void kvm_update_misc_enable_cpuid(struct kvm_vcpu *v);
+/* The guest's own RDMSR/WRMSR: 0, or 1 for #GP (see msr.c). */
+int kvm_guest_get_msr(struct kvm_vcpu *v, uint32_t index, uint64_t *data);
+int kvm_guest_set_msr(struct kvm_vcpu *v, uint32_t index, uint64_t data);
 /* KVM_GET_MSRS on /dev/kvm: the feature MSRs.  Same convention. */
 int kvm_get_feature_msr(uint32_t index, uint64_t *data);
 const uint32_t *kvm_msr_feature_index_list(uint32_t *n);
@@ -186,6 +197,31 @@ bool kvm_valid_apic_base(struct kvm_vcpu *v, uint64_t base);
 bool kvm_guest_cpuid_is_intel(struct kvm_vcpu *v);
 /* Guest CPUID bit: @reg 0 eax, 1 ebx, 2 ecx, 3 edx.  False without CPUID. */
 bool kvm_guest_cpuid_has(struct kvm_vcpu *v, uint32_t fn, uint32_t idx, int reg, int bit);
+
+/* ---- paravirtual interfaces (kvm_pv.c) ------------------------------------------ */
+
+/* vCPU KVM_ENABLE_CAP after the copy-in: -EINVAL for an unknown cap. */
+int kvm_vcpu_enable_cap(struct kvm_vcpu *v, const struct kvm_enable_cap *cap);
+/* Re-read the KVM leaf's features from guest CPUID (KVM_SET_CPUID2). */
+void kvm_update_pv_runtime(struct kvm_vcpu *v);
+/* The guest may use KVM_FEATURE_@bit: always, unless enforcement is on. */
+bool kvm_guest_pv_has(struct kvm_vcpu *v, unsigned bit);
+/* The host keeps per-thread scheduling delays (KVM's sched_info_on()). */
+bool kvm_sched_info_on(void);
+/* MSR_KVM_STEAL_TIME write checks and store: 0, 1 refused. */
+int kvm_set_steal_time_msr(struct kvm_vcpu *v, uint64_t data);
+/* The steal-time record at vCPU entry.  Context: the thread doing KVM_RUN. */
+void kvm_vcpu_record_steal_time(struct kvm_vcpu *v);
+/* KVM_GET_CLOCK / KVM_SET_CLOCK after the copy-in (-EINVAL: flags). */
+void kvm_vm_get_clock(struct kvm *kvm, struct kvm_clock_data *data);
+int kvm_vm_set_clock(struct kvm *kvm, struct kvm_clock_data *data);
+
+/* ---- nested state without nested virtualization (nested_state.c) ------------- */
+
+/* KVM_GET_NESTED_STATE: the 128-byte header of the host vendor's format. */
+void kvm_vcpu_get_nested_state(struct kvm_vcpu *v, struct kvm_nested_state *s);
+/* KVM_SET_NESTED_STATE after the copy-in: 0 or -EINVAL. */
+int kvm_vcpu_set_nested_state(struct kvm_vcpu *v, const struct kvm_nested_state *s);
 
 /* ---- coalesced MMIO/PIO (coalesced_mmio.c) ---------------------------------- */
 

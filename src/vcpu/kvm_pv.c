@@ -1,0 +1,252 @@
+// SPDX-License-Identifier: MIT
+/*
+ * KVM's paravirtual interfaces as Linux 6.12 offers them to a VMM:
+ *
+ * - KVM_CAP_ENFORCE_PV_FEATURE_CPUID (vCPU scope): once enabled, a
+ *   paravirtual MSR whose feature bit is clear in the guest's KVM leaf
+ *   (0x40000001 EAX under the "KVMKVMKVM" signature) is unknown, for the
+ *   VMM's KVM_GET/SET_MSRS too (msr.c).  The features are re-read when
+ *   enforcement is switched on and at each KVM_SET_CPUID2 that has the
+ *   signature; a table without it leaves the last ones in force, as KVM.
+ * - Steal time (MSR_KVM_STEAL_TIME): at each KVM_RUN that enters the guest,
+ *   the 64-byte record the guest registered gets the scheduler delay of the
+ *   thread doing KVM_RUN since the last record (the host's run_delay from
+ *   /proc/thread-self/schedstat), its version made odd, then even again
+ *   around the update, and preempted cleared.  The write goes through the
+ *   memslot's user mapping (not stage-2, as KVM's uaccess) and is logged
+ *   for dirty logging.
+ * - KVM_GET_CLOCK / KVM_SET_CLOCK: kvm-clock is the raw monotonic clock
+ *   counted from boot plus a per-VM offset.  The host clocksource is the
+ *   constant TSC this model assumes, so KVM's master clock is in use and
+ *   KVM_GET_CLOCK reports TSC_STABLE with the wall clock and the host TSC
+ *   read together (REALTIME, HOST_TSC).  One difference: KVM stops using
+ *   the master clock while the vCPUs' TSCs disagree; here it stays on.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <x86intrin.h>
+
+#include <guestmem/kvm.h>
+
+#include "core/kvm_arch.h"
+#include "lib/lockdep.h"
+#include "lib/rcu.h"
+#include "lib/sys_raw.h"
+#include "vcpu/vcpu.h"
+#include "vcpu/x86.h"
+
+#define KVM_SIGNATURE "KVMKVMKVM\0\0\0"
+#define KVM_CPUID_FEATURES_LEAF 0x01
+#define STEAL_RECORD_SIZE 64 /* struct kvm_steal_time */
+#define STEAL_OFF_VERSION 8
+#define STEAL_OFF_PREEMPTED 16
+
+/* ---- enforcement ----------------------------------------------------------------- */
+
+static const struct kvm_cpuid_entry2 *guest_cpuid_find(struct kvm_vcpu *v, uint32_t fn)
+{
+	for (uint32_t i = 0; i < v->cpuid_nent; i++)
+		if (v->cpuid[i].function == fn)
+			return &v->cpuid[i];
+	return NULL;
+}
+
+void kvm_update_pv_runtime(struct kvm_vcpu *v)
+{
+	const struct kvm_cpuid_entry2 *e, *f;
+
+	/* The hypervisor ranges KVM searches: 0x40000000, 0x40000100, ... */
+	for (uint32_t base = 0x40000000; base < 0x40010000; base += 0x100) {
+		e = guest_cpuid_find(v, base);
+		if (!e || memcmp(&e->ebx, KVM_SIGNATURE, 4) || memcmp(&e->ecx, KVM_SIGNATURE + 4, 4) ||
+		    memcmp(&e->edx, KVM_SIGNATURE + 8, 4))
+			continue;
+		f = guest_cpuid_find(v, base | KVM_CPUID_FEATURES_LEAF);
+		if (f)
+			v->arch.pv_features = f->eax;
+		return;
+	}
+}
+
+bool kvm_guest_pv_has(struct kvm_vcpu *v, unsigned bit)
+{
+	return !v->arch.pv_enforce || (v->arch.pv_features & (1U << bit));
+}
+
+int kvm_vcpu_enable_cap(struct kvm_vcpu *v, const struct kvm_enable_cap *cap)
+{
+	lockdep_assert_held(&v->mutex);
+	if (cap->flags)
+		return -EINVAL;
+	switch (cap->cap) {
+	case KVM_CAP_ENFORCE_PV_FEATURE_CPUID:
+		v->arch.pv_enforce = cap->args[0] != 0;
+		if (v->arch.pv_enforce)
+			kvm_update_pv_runtime(v);
+		return 0;
+	default:
+		return -EINVAL; /* Hyper-V's vCPU caps: not built (no CONFIG_KVM_HYPERV) */
+	}
+}
+
+/* ---- steal time ------------------------------------------------------------------- */
+
+/*
+ * The calling thread's run-queue wait in ns (the second number of
+ * schedstat); false without schedstats.  Raw calls: no preload re-entry.
+ */
+static bool thread_run_delay(uint64_t *ns)
+{
+	int fd = gm_raw_open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC, 0);
+	unsigned long long run, delay;
+	char buf[128];
+	ssize_t n;
+
+	if (fd < 0)
+		return false;
+	n = gm_raw_read(fd, buf, sizeof(buf) - 1);
+	gm_raw_close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	if (sscanf(buf, "%llu %llu", &run, &delay) != 2)
+		return false;
+	*ns = delay;
+	return true;
+}
+
+bool kvm_sched_info_on(void)
+{
+	static int on = -1; /* relaxed: every thread computes the same answer */
+	int v = __atomic_load_n(&on, __ATOMIC_RELAXED);
+	uint64_t ns;
+
+	if (v < 0) {
+		v = thread_run_delay(&ns);
+		__atomic_store_n(&on, v, __ATOMIC_RELAXED);
+	}
+	return v;
+}
+
+bool kvm_arch_sched_info_on(void)
+{
+	return kvm_sched_info_on();
+}
+
+int kvm_set_steal_time_msr(struct kvm_vcpu *v, uint64_t data)
+{
+	if (!kvm_sched_info_on())
+		return 1;
+	if (data & KVM_STEAL_RESERVED_MASK)
+		return 1;
+	v->arch.st_msr = data;
+	return 0;
+}
+
+/* The user address of [gpa, gpa + len) in one writable memslot, or NULL. */
+static uint8_t *steal_record_hva(struct kvm *kvm, uint64_t gpa, struct kvm_memory_slot **slotp)
+{
+	gfn_t gfn = gpa >> GM_PAGE_SHIFT;
+	struct kvm_memory_slot *slot = gfn_to_memslot(kvm, 0, gfn);
+
+	if (!slot || (slot->flags & KVM_MEM_READONLY))
+		return NULL;
+	/* 64-byte aligned: the record never crosses a page. */
+	*slotp = slot;
+	return (uint8_t *)(uintptr_t)(slot->userspace_addr +
+				      ((gfn - slot->base_gfn) << GM_PAGE_SHIFT) +
+				      (gpa & (GM_PAGE_SIZE - 1)));
+}
+
+void kvm_vcpu_record_steal_time(struct kvm_vcpu *v)
+{
+	uint64_t gpa = v->arch.st_msr & ~(uint64_t)(STEAL_RECORD_SIZE - 1), delay, steal;
+	struct kvm_memory_slot *slot;
+	uint32_t version, *pver;
+	uint64_t *psteal;
+	uint8_t *st;
+
+	lockdep_assert_held(&v->mutex);
+	if (!(v->arch.st_msr & KVM_MSR_ENABLED) || !thread_run_delay(&delay))
+		return;
+	gm_rcu_read_lock();
+	st = steal_record_hva(v->kvm, gpa, &slot);
+	if (!st)
+		goto out;
+	psteal = (uint64_t *)st;
+	pver = (uint32_t *)(st + STEAL_OFF_VERSION);
+	__atomic_store_n(st + STEAL_OFF_PREEMPTED, 0, __ATOMIC_RELAXED);
+	/* An odd version means "being written": a reader retries. */
+	version = __atomic_load_n(pver, __ATOMIC_RELAXED);
+	if (version & 1)
+		version++; /* the guest left it odd: start from even */
+	__atomic_store_n(pver, version + 1, __ATOMIC_RELAXED);
+	steal = __atomic_load_n(psteal, __ATOMIC_RELAXED);
+	steal += delay - v->arch.st_last_steal;
+	/* Release: the odd version is visible before the new steal. */
+	__atomic_store_n(psteal, steal, __ATOMIC_RELEASE);
+	/* The new steal before the even version (the guest reads it with acquire). */
+	__atomic_store_n(pver, version + 2, __ATOMIC_RELEASE);
+	v->arch.st_last_steal = delay;
+	mark_page_dirty_in_slot(slot, gpa >> GM_PAGE_SHIFT);
+out:
+	gm_rcu_read_unlock();
+}
+
+/* ---- kvm-clock ------------------------------------------------------------------------ */
+
+static int64_t clock_ns(clockid_t id)
+{
+	struct timespec t;
+
+	clock_gettime(id, &t);
+	return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+int64_t kvm_arch_kvmclock_base_ns(void)
+{
+	/* Boot time at the raw clock's rate: raw + (boottime - monotonic). */
+	int64_t mono = clock_ns(CLOCK_MONOTONIC), boot = clock_ns(CLOCK_BOOTTIME);
+
+	return clock_ns(CLOCK_MONOTONIC_RAW) + (boot - mono);
+}
+
+void kvm_vm_get_clock(struct kvm *kvm, struct kvm_clock_data *data)
+{
+	int64_t offset, base;
+
+	memset(data, 0, sizeof(*data));
+	gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
+	offset = kvm->arch.kvmclock_offset;
+	gm_mutex_unlock(&kvm->lock);
+	/* The three readings as close together as user space can take them. */
+	base = kvm_arch_kvmclock_base_ns();
+	data->host_tsc = __rdtsc();
+	data->realtime = (uint64_t)clock_ns(CLOCK_REALTIME);
+	data->clock = (uint64_t)(base + offset);
+	data->flags = KVM_CLOCK_TSC_STABLE | KVM_CLOCK_REALTIME | KVM_CLOCK_HOST_TSC;
+}
+
+int kvm_vm_set_clock(struct kvm *kvm, struct kvm_clock_data *data)
+{
+	const uint32_t valid = KVM_CLOCK_TSC_STABLE | KVM_CLOCK_REALTIME | KVM_CLOCK_HOST_TSC;
+	uint64_t clock = data->clock;
+
+	/* Only REALTIME is used; a KVM_GET_CLOCK result may be passed back. */
+	if (data->flags & ~valid)
+		return -EINVAL;
+	if (data->flags & KVM_CLOCK_REALTIME) {
+		uint64_t now = (uint64_t)clock_ns(CLOCK_REALTIME);
+
+		/* The time since @data was taken, never a step backwards. */
+		if (now > data->realtime)
+			clock += now - data->realtime;
+	}
+	gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
+	kvm->arch.kvmclock_offset = (int64_t)(clock - (uint64_t)kvm_arch_kvmclock_base_ns());
+	gm_mutex_unlock(&kvm->lock);
+	return 0;
+}
