@@ -5,7 +5,6 @@
  * Values are those of an x86-64 host with an in-kernel irqchip for the
  * active profile (spec: gmem §2.2, vCPU §2).  Unknown capabilities read 0.
  */
-#include <cpuid.h>
 #include <errno.h>
 #include <unistd.h>
 
@@ -13,6 +12,7 @@
 
 #include "kvm_arch.h"
 #include "kvm_host.h"
+#include "lib/host_cpuid.h"
 #include "lib/lockdep.h"
 
 /* The hypercalls KVM_CAP_EXIT_HYPERCALL can forward to user space (x86). */
@@ -151,24 +151,23 @@ static long kvm_cap_guest_memfd_flags(const struct gm_config *cfg, struct kvm *k
 #define KVM_X86_QUIRKS_6_8 0x7fULL
 #define KVM_X86_QUIRKS_6_12 0x7ffULL
 
+/* KVM's vendor module is kvm_intel: the vendor guestmem presents
+ * (lib/host_cpuid.h), which is the host's unless the preload switched it. */
 static bool host_cpu_is_intel(void)
 {
-	unsigned int a, b, c, d;
-
-	/* "GenuineIntel": KVM's vendor module is kvm_intel. */
-	return __get_cpuid(0, &a, &b, &c, &d) && b == 0x756e6547 && d == 0x49656e69 &&
-	       c == 0x6c65746e;
+	return gm_cpu_vendor() == GM_VENDOR_INTEL;
 }
 
 static uint64_t kvm_supported_quirks(const struct gm_config *cfg)
 {
-	unsigned int a, b, c, d;
+	uint32_t r[4];
 	uint64_t q;
 
 	if (cfg->profile == GM_PROFILE_LINUX_6_8)
 		return KVM_X86_QUIRKS_6_8;
 	q = KVM_X86_QUIRKS_6_12;
-	if (host_cpu_is_intel() && __get_cpuid(1, &a, &b, &c, &d) && !(d & (1U << 27)))
+	gm_host_cpuid(1, 0, r);
+	if (host_cpu_is_intel() && !(r[3] & (1U << 27))) /* no self-snoop */
 		q &= ~(uint64_t)KVM_X86_QUIRK_IGNORE_GUEST_PAT;
 	return q;
 }

@@ -19,24 +19,23 @@
  *   ones); a set must keep them invalid, with no SMM state and no flag but
  *   EVMCS, which then fails as no enlightened VMCS is enabled.
  */
-#include <cpuid.h>
 #include <errno.h>
 #include <string.h>
 
 #include <guestmem/kvm.h>
 
+#include "lib/host_cpuid.h"
 #include "lib/lockdep.h"
 #include "vcpu/vcpu.h"
 #include "vcpu/x86.h"
 
 #define INVALID_GPA (~0ULL)
 
+/* KVM's vendor module is kvm_intel: the vendor guestmem presents
+ * (lib/host_cpuid.h), which is the host's unless the preload switched it. */
 static bool host_cpu_is_intel(void)
 {
-	unsigned int a, b, c, d;
-
-	return __get_cpuid(0, &a, &b, &c, &d) && b == 0x756e6547 && d == 0x49656e69 &&
-	       c == 0x6c65746e; /* "GenuineIntel" */
+	return gm_cpu_vendor() == GM_VENDOR_INTEL;
 }
 
 void kvm_vcpu_get_nested_state(struct kvm_vcpu *v, struct kvm_nested_state *s)

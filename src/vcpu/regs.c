@@ -11,7 +11,7 @@
  *
  * Context of everything here: vcpu->mutex held (so the guest is parked).
  */
-#include <cpuid.h>
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
