@@ -993,17 +993,15 @@ void rangemap_commit(struct rangemap *map, struct rangemap_update *u)
 		rm_flush_batch(map);
 }
 
-void rangemap_reclaim(struct rangemap *map)
+/* Keep the replaced nodes and update records of @map's pending updates. */
+static void rm_recycle_pending(struct rangemap *map)
 {
 	struct rangemap_update *u = map->pending, *next;
 	struct rm_node *excess = NULL;
 
-	if (map->nr_pending < RM_RECLAIM_MIN)
-		return;
 	map->pending = NULL;
 	map->nr_pending = 0;
 	map->pending_nodes = 0;
-	gm_synchronize_rcu(); /* no reader is left in the replaced nodes */
 	for (; u; u = next) {
 		next = u->next;
 		for (size_t i = 0; i < u->garbage.nr; i++) {
@@ -1027,6 +1025,19 @@ void rangemap_reclaim(struct rangemap *map)
 		excess = n->child[0];
 		rm_node_put(n);
 	}
+}
+
+void rangemap_reclaim(struct rangemap *map)
+{
+	if (map->nr_pending < RM_RECLAIM_MIN)
+		return;
+	gm_synchronize_rcu(); /* no reader is left in the replaced nodes */
+	rm_recycle_pending(map);
+}
+
+void rangemap_reclaim_unreachable(struct rangemap *map)
+{
+	rm_recycle_pending(map);
 }
 
 int rangemap_store(struct rangemap *map, uint64_t start, uint64_t end, uint64_t value)

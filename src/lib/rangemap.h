@@ -99,6 +99,17 @@ int rangemap_prepare_next(const struct rangemap_update *base, uint64_t start, ui
  * section nor holding a lock a reader waits for inside one.
  */
 void rangemap_reclaim(struct rangemap *map);
+/*
+ * The same without waiting, for a map no reader has been able to reach
+ * since a grace period (an inactive memslot set): what its committed
+ * updates replaced is kept for its next stores at once.  Context: writer's
+ * lock held.
+ *
+ * For both: an update prepared before a commit and committed after this
+ * call must have been prepared on top of that commit's update
+ * (rangemap_prepare_next()), else it may share the nodes recycled here.
+ */
+void rangemap_reclaim_unreachable(struct rangemap *map);
 
 /* True if every key in [start, end) maps to exactly @value (0: none mapped). */
 bool rangemap_range_is(const struct rangemap *map, uint64_t start, uint64_t end,
