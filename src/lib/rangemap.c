@@ -72,6 +72,16 @@ struct rm_path {
 	int idx[RM_MAX_HEIGHT];
 };
 
+/* Only the levels in use: a whole struct is 288 bytes, mostly unused. */
+static void rm_path_copy(struct rm_path *dst, const struct rm_path *src)
+{
+	dst->height = src->height;
+	for (int l = 0; l < src->height; l++) {
+		dst->node[l] = src->node[l];
+		dst->idx[l] = src->idx[l];
+	}
+}
+
 /* A growable list of nodes, inline while small (one malloc per update). */
 struct rm_list {
 	size_t nr, cap;
@@ -94,6 +104,10 @@ struct rangemap_update {
 	struct rm_node *slot_parent;
 	struct rm_node *slot_child;
 	int slot_idx;
+	/* A leaf published in place: the path to it and the store's start. */
+	bool has_finger;
+	uint64_t finger_key;
+	struct rm_path finger;
 	struct rm_list fresh;	/* nodes of the new tree (freed on abort) */
 	struct rm_list garbage; /* replaced nodes of the published tree */
 };
@@ -151,6 +165,8 @@ void rangemap_init(struct rangemap *map)
 	map->nr_free_nodes = 0;
 	map->spare = NULL;
 	map->nr_spare = 0;
+	map->finger = NULL;
+	map->finger_key = 0;
 }
 
 static void rm_free_batch(struct rangemap_update *u);
@@ -181,6 +197,7 @@ void rangemap_fini(struct rangemap *map)
 		map->spare = u->next;
 		free(u);
 	}
+	free(map->finger);
 	rangemap_init(map);
 }
 
@@ -267,7 +284,7 @@ static void rm_descend_after(const struct rm_node *root, const struct rm_path *a
 	int i = rm_node_find(a->node[0], key, false);
 
 	if (i + 1 < a->node[0]->nr) {
-		*p = *a;
+		rm_path_copy(p, a);
 		p->idx[0] = i;
 		return;
 	}
@@ -379,6 +396,46 @@ bool rangemap_range_uniform(const struct rangemap *map, uint64_t start, uint64_t
 	if (r.start <= start)
 		return r.end >= end; /* maximal runs: the next one differs */
 	return r.start >= end; /* a gap at start */
+}
+
+bool rangemap_range_uniform_near(const struct rangemap *map, uint64_t start, uint64_t end)
+{
+	const struct rm_path *f = map->finger;
+	const struct rm_node *n;
+	struct rm_path p;
+	struct rangemap_run r;
+	int l = 0;
+
+	if (start >= end)
+		return true;
+	if (!f || !f->height || start >= map->finger_key)
+		return rangemap_range_uniform(map, start, end);
+	/*
+	 * The lowest node of the path whose keys begin at or before start:
+	 * every start between there and finger_key lies below it.
+	 */
+	while (l < f->height && rm_min_key(f->node[l]) > start)
+		l++;
+	if (l == f->height)
+		return rangemap_range_uniform(map, start, end);
+	rm_path_copy(&p, f);
+	for (n = f->node[l];; n = rm_child(n, p.idx[n->level])) {
+		int i = rm_node_find(n, start, false);
+
+		p.node[n->level] = (struct rm_node *)n;
+		p.idx[n->level] = i < 0 ? 0 : i;
+		if (!n->level) {
+			p.idx[0] = i;
+			break;
+		}
+	}
+	/* As rm_seek(): the first run ending after start. */
+	if (!(p.idx[0] >= 0 && p.node[0]->end[p.idx[0]] > start) && !rm_next_run(&p))
+		return true;
+	r = rm_run(&p);
+	if (r.start <= start)
+		return r.end >= end;
+	return r.start >= end;
 }
 
 int rangemap_for_each(const struct rangemap *map, uint64_t start, uint64_t end,
@@ -567,9 +624,12 @@ static int rm_pack(struct rangemap_update *u, const struct rm_items *it, int lev
 static int rm_collect_level(struct rangemap_update *u, const struct rm_path *a,
 			    const struct rm_path *b, int lvl)
 {
-	struct rm_path t = *a;
+	struct rm_path t;
 	int r;
 
+	if (a->node[lvl] == b->node[lvl]) /* one node: no walk */
+		return rm_add_garbage(u, a->node[lvl]);
+	rm_path_copy(&t, a);
 	for (;;) {
 		r = rm_add_garbage(u, t.node[lvl]);
 		if (r || t.node[lvl] == b->node[lvl])
@@ -623,21 +683,21 @@ static int rm_pieces(const struct rangemap_run *left, const struct rangemap_run 
 }
 
 /*
- * Build the new tree.  @a: path to the last run starting before s;
- * @b: path to the last run starting at or before e.
+ * Build the new tree.  @a: path to the last run starting before s (moved
+ * as the rebuild goes); @b: path to the last run starting at or before e.
  */
 static int rm_build(struct rangemap_update *u, const struct rm_node *root, uint64_t s,
-		    uint64_t e, uint64_t v, const struct rm_path *pa)
+		    uint64_t e, uint64_t v, struct rm_path *a)
 {
 	struct rm_items items, next; /* 6.5 KiB of stack */
-	struct rm_path a = *pa, b;
+	struct rm_path b;
 	const struct rangemap_run *left = NULL, *right = NULL;
 	struct rangemap_run pieces[3], lrun, rrun;
 	int np, first, height = root->level + 1, r;
 
-	rm_descend_after(root, &a, e, &b);
-	if (a.idx[0] >= 0 && a.node[0]->end[a.idx[0]] >= s) {
-		lrun = rm_leaf_run(a.node[0], a.idx[0]);
+	rm_descend_after(root, a, e, &b);
+	if (a->idx[0] >= 0 && a->node[0]->end[a->idx[0]] >= s) {
+		lrun = rm_leaf_run(a->node[0], a->idx[0]);
 		left = &lrun;
 	}
 	if (b.idx[0] >= 0 && b.node[0]->end[b.idx[0]] >= s) {
@@ -646,30 +706,30 @@ static int rm_build(struct rangemap_update *u, const struct rm_node *root, uint6
 	}
 	np = rm_pieces(left, right, s, e, v, pieces);
 	/* First touched run: left if it touches, else the one after it. */
-	first = a.idx[0] + (left ? 0 : 1);
+	first = a->idx[0] + (left ? 0 : 1);
 
 	next.nr = 0;
 	for (int lvl = 0; lvl < height; lvl++) {
 		items.nr = 0;
 		if (lvl == 0) {
-			rm_items_push_node(&items, a.node[0], 0, first);
+			rm_items_push_node(&items, a->node[0], 0, first);
 			for (int i = 0; i < np; i++)
 				rm_items_push_run(&items, &pieces[i]);
 			rm_items_push_node(&items, b.node[0], b.idx[0] + 1, b.node[0]->nr);
 		} else {
-			rm_items_push_node(&items, a.node[lvl], 0, a.idx[lvl]);
+			rm_items_push_node(&items, a->node[lvl], 0, a->idx[lvl]);
 			for (int i = 0; i < next.nr; i++)
 				rm_items_push_child(&items, next.run[i].start, next.child[i]);
 			rm_items_push_node(&items, b.node[lvl], b.idx[lvl] + 1, b.node[lvl]->nr);
 		}
 		/* Below half full (not the root): take in a whole neighbour. */
 		if (lvl < height - 1 && items.nr < (lvl ? RM_INT_MIN : RM_LEAF_MIN)) {
-			if (rm_path_prev(&a, lvl))
-				rm_items_prepend_node(&items, a.node[lvl]);
+			if (rm_path_prev(a, lvl))
+				rm_items_prepend_node(&items, a->node[lvl]);
 			else if (rm_path_next(&b, lvl))
 				rm_items_push_node(&items, b.node[lvl], 0, b.node[lvl]->nr);
 		}
-		r = rm_collect_level(u, &a, &b, lvl);
+		r = rm_collect_level(u, a, &b, lvl);
 		if (r)
 			return r;
 		next.nr = 0;
@@ -682,12 +742,19 @@ static int rm_build(struct rangemap_update *u, const struct rm_node *root, uint6
 		 * in place at commit (as the maple tree's slot store); the
 		 * levels above are not copied.
 		 */
-		if (lvl + 1 < height && next.nr == 1 && a.node[lvl] == b.node[lvl] &&
-		    next.run[0].start == rm_min_key(a.node[lvl])) {
-			u->slot_parent = a.node[lvl + 1];
-			u->slot_idx = a.idx[lvl + 1];
+		if (lvl + 1 < height && next.nr == 1 && a->node[lvl] == b.node[lvl] &&
+		    next.run[0].start == rm_min_key(a->node[lvl])) {
+			u->slot_parent = a->node[lvl + 1];
+			u->slot_idx = a->idx[lvl + 1];
 			u->slot_child = next.child[0];
 			u->root = (struct rm_node *)root;
+			if (lvl == 0) { /* the fresh leaf's path, for a search near s */
+				rm_path_copy(&u->finger, a);
+				u->finger.node[0] = next.child[0];
+				u->finger.idx[0] = 0;
+				u->finger_key = s;
+				u->has_finger = true;
+			}
 			return 0;
 		}
 	}
@@ -736,7 +803,7 @@ static bool rm_range_is_from(const struct rm_path *a, uint64_t s, uint64_t e, ui
 	} else if (a->idx[0] + 1 < a->node[0]->nr) {
 		r = rm_leaf_run(a->node[0], a->idx[0] + 1); /* starts at or after s */
 	} else {
-		p = *a;
+		rm_path_copy(&p, a);
 		if (!rm_path_next(&p, 0))
 			return v == 0;
 		r = rm_leaf_run(p.node[0], 0);
@@ -752,12 +819,15 @@ static int rm_prepare(struct rangemap *map, const struct rm_node *root, uint64_t
 {
 	struct rangemap_update *u;
 	struct rm_path a;
+	struct rm_path *pa = NULL; /* set whenever there is a tree to change */
 	int r = 0;
 
-	if (root && start < end)
+	if (root && start < end) {
 		rm_descend(root, start, true, &a);
+		pa = &a;
+	}
 	if (skip_unchanged &&
-	    (start >= end || (root ? rm_range_is_from(&a, start, end, value) : !value))) {
+	    (start >= end || (pa ? rm_range_is_from(pa, start, end, value) : !value))) {
 		*out = NULL;
 		return 1;
 	}
@@ -777,6 +847,7 @@ static int rm_prepare(struct rangemap *map, const struct rm_node *root, uint64_t
 	u->runs_delta = u->nodes_delta = 0;
 	u->slot_parent = u->slot_child = NULL;
 	u->slot_idx = 0;
+	u->has_finger = false;
 	rm_list_init(&u->fresh);
 	rm_list_init(&u->garbage);
 	if (start >= end) {
@@ -795,7 +866,7 @@ static int rm_prepare(struct rangemap *map, const struct rm_node *root, uint64_t
 			}
 		}
 	} else {
-		r = rm_build(u, root, start, end, value, &a);
+		r = rm_build(u, root, start, end, value, pa);
 	}
 	if (r) {
 		rangemap_abort(u);
@@ -871,6 +942,7 @@ static int rm_materialize(struct rangemap_update *u)
 	}
 	u->root = copy[top];
 	u->slot_parent = u->slot_child = NULL;
+	u->has_finger = false; /* its upper nodes are replaced now */
 	return 0;
 }
 
@@ -937,7 +1009,7 @@ static void rm_free_garbage(struct rcu_head *head)
  * a grace period that starts later than needed is still one.
  */
 #define RM_BATCH 64
-#define RM_MIN_PENDING 4 /* nodes a tiny map may keep waiting */
+#define RM_MIN_PENDING 64 /* nodes (32 KiB) a small map may keep waiting */
 /*
  * rangemap_reclaim(): one grace period for this many updates (about 1 us
  * each on the development VM); what it frees is kept for the next stores,
@@ -978,6 +1050,16 @@ void rangemap_commit(struct rangemap *map, struct rangemap_update *u)
 				 __ATOMIC_RELEASE); /* pairs with rm_child() */
 	else
 		gm_rcu_assign_pointer(map->root, u->root);
+	/* Every commit moves the finger or drops it: its nodes stay live. */
+	if (u->has_finger && !map->finger)
+		map->finger = malloc(sizeof(*map->finger)); /* none if NULL */
+	if (map->finger) {
+		map->finger->height = 0;
+		if (u->has_finger) {
+			rm_path_copy(map->finger, &u->finger);
+			map->finger_key = u->finger_key;
+		}
+	}
 	WRITE_ONCE(map->nr_runs, map->nr_runs + (uint64_t)u->runs_delta);
 	WRITE_ONCE(map->nr_nodes, map->nr_nodes + (uint64_t)u->nodes_delta);
 	if (!u->garbage.nr) {

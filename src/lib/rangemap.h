@@ -32,6 +32,7 @@ struct rangemap_run {
 };
 
 struct rm_node;
+struct rm_path;
 struct rangemap_update;
 
 struct rangemap {
@@ -47,6 +48,9 @@ struct rangemap {
 	unsigned nr_free_nodes;
 	struct rangemap_update *spare;
 	unsigned nr_spare;
+	/* Writer-only: the path to the last store's leaf, or NULL/empty. */
+	struct rm_path *finger;
+	uint64_t finger_key; /* keys below it, down to the path's nodes, use it */
 };
 
 void rangemap_init(struct rangemap *map);
@@ -117,6 +121,13 @@ bool rangemap_range_is(const struct rangemap *map, uint64_t start, uint64_t end,
 
 /* True if every key in [start, end) maps to one value (0 included). */
 bool rangemap_range_uniform(const struct rangemap *map, uint64_t start, uint64_t end);
+/*
+ * The same for the writer, near its last store: when @start lies a little
+ * before that store's start (a huge-page block around a 4 KiB conversion),
+ * the search climbs from the store's leaf only as far as it must instead
+ * of descending from the root.  Context: writer's lock held.
+ */
+bool rangemap_range_uniform_near(const struct rangemap *map, uint64_t start, uint64_t end);
 
 /*
  * Call @fn for each run intersecting [start, end), clipped to it, in

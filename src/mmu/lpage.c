@@ -48,14 +48,19 @@ static uint32_t *lpage_mixed_flag(struct kvm_memory_slot *slot, int lvl, gfn_t b
 	return &slot->lpage_info[lvl][blk - (slot->base_gfn >> kvm_lpage_shift(lvl))].mixed;
 }
 
-/* Whether the attributes of block @blk (at @lvl) are not all the same. */
-static bool lpage_attrs_mixed(struct kvm *kvm, int lvl, gfn_t blk)
+/*
+ * Whether the attributes of block @blk (at @lvl) are not all the same: one
+ * descent of the attribute tree under RCU, or for the attribute writer
+ * (@writer: slots_lock held) a search from the leaf it just stored into.
+ */
+static bool lpage_attrs_mixed(struct kvm *kvm, int lvl, gfn_t blk, bool writer)
 {
 	unsigned shift = kvm_lpage_shift(lvl);
-	gfn_t start = blk << shift;
+	gfn_t start = blk << shift, end = start + (1ULL << shift);
 
-	/* One descent of the attribute tree (RCU or the writer's lock). */
-	return !rangemap_range_uniform(&kvm->mem_attr_array, start, start + (1ULL << shift));
+	if (writer)
+		return !rangemap_range_uniform_near(&kvm->mem_attr_array, start, end);
+	return !rangemap_range_uniform(&kvm->mem_attr_array, start, end);
 }
 
 /*
@@ -74,7 +79,7 @@ static bool lpage_recompute_block(struct kvm *kvm, struct kvm_memory_slot *slot,
 
 	if (!lpage_block_inside_slot(slot, blk, shift))
 		return false;
-	mixed = known_mixed || lpage_attrs_mixed(kvm, lvl, blk);
+	mixed = known_mixed || lpage_attrs_mixed(kvm, lvl, blk, true);
 	__atomic_store_n(lpage_mixed_flag(slot, lvl, blk), mixed, __ATOMIC_RELAXED);
 	return mixed;
 }
@@ -94,7 +99,7 @@ bool kvm_lpage_mixed(struct kvm *kvm, struct kvm_memory_slot *slot, int lvl, gfn
 	/* Acquire: pairs with the release of in_progress in kvm_mmu_invalidate_end(). */
 	if (__atomic_load_n(&kvm->mmu_invalidate_in_progress, __ATOMIC_ACQUIRE))
 		return true;
-	return lpage_attrs_mixed(kvm, lvl, blk);
+	return lpage_attrs_mixed(kvm, lvl, blk, false);
 }
 
 struct lpage_init_ctx {

@@ -192,6 +192,18 @@ TEST(test_deep_random_against_model)
 		if (i % 16 == 0 || e - s > 200)
 			ASSERT_EQ(rangemap_check_invariants(&m), 0);
 		ASSERT_TRUE(rangemap_range_is(&m, s, e, v));
+		/* The writer's search from the stored leaf, near and far. */
+		for (int j = 0; j < 2; j++) {
+			uint64_t d = (uint64_t)rand_r(&seed) % (j ? BIG_KEYS : 600);
+			uint64_t k = s >= d ? s - d : 0;
+			uint64_t len = 1 + (uint64_t)rand_r(&seed) % 700; /* GM_MIN() evaluates twice */
+			uint64_t ke = GM_MIN(k + len, BIG_KEYS);
+			bool uniform = true;
+
+			for (uint64_t q = k; q < ke; q++)
+				uniform &= big_model[q] == big_model[k];
+			ASSERT_EQ(rangemap_range_uniform_near(&m, k, ke), uniform);
+		}
 		/* Half the time as the attribute owner does: recycled nodes. */
 		if ((i / 5000) % 2)
 			rangemap_reclaim(&m);
@@ -260,7 +272,8 @@ TEST(test_deep_for_each)
 			ASSERT_EQ(rangemap_range_is(&m, s, e, big_model[s]), uniform);
 		ASSERT_EQ(rangemap_range_uniform(&m, s, e), uniform);
 		/* Short ranges too: most of them inside one run or gap. */
-		e = GM_MIN(s + 1 + (uint64_t)rand_r(&seed) % 8, BIG_KEYS);
+		e = s + 1 + (uint64_t)rand_r(&seed) % 8;
+		e = GM_MIN(e, BIG_KEYS);
 		uniform = true;
 		for (uint64_t k = s; k < e; k++)
 			uniform &= big_model[k] == big_model[s];
