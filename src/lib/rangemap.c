@@ -385,17 +385,29 @@ bool rangemap_range_is(const struct rangemap *map, uint64_t start, uint64_t end,
 	return r.start <= start && r.end >= end && r.value == value;
 }
 
-bool rangemap_range_uniform(const struct rangemap *map, uint64_t start, uint64_t end)
+/* [start, end) uniform, from @p: the path to the last run starting <= start. */
+static bool rm_uniform_at(struct rm_path *p, uint64_t start, uint64_t end)
 {
-	struct rm_path p;
 	struct rangemap_run r;
 
-	if (start >= end || !rm_seek(rm_root(map), start, &p))
+	/* As rm_seek(): runs are sorted and disjoint, the next one ends later. */
+	if (!(p->idx[0] >= 0 && p->node[0]->end[p->idx[0]] > start) && !rm_next_run(p))
 		return true;
-	r = rm_run(&p); /* the first run ending after start */
+	r = rm_run(p); /* the first run ending after start */
 	if (r.start <= start)
 		return r.end >= end; /* maximal runs: the next one differs */
 	return r.start >= end; /* a gap at start */
+}
+
+bool rangemap_range_uniform(const struct rangemap *map, uint64_t start, uint64_t end)
+{
+	const struct rm_node *root = rm_root(map);
+	struct rm_path p;
+
+	if (start >= end || !root)
+		return true;
+	rm_descend(root, start, false, &p);
+	return rm_uniform_at(&p, start, end);
 }
 
 bool rangemap_range_uniform_near(const struct rangemap *map, uint64_t start, uint64_t end)
@@ -403,7 +415,6 @@ bool rangemap_range_uniform_near(const struct rangemap *map, uint64_t start, uin
 	const struct rm_path *f = map->finger;
 	const struct rm_node *n;
 	struct rm_path p;
-	struct rangemap_run r;
 	int l = 0;
 
 	if (start >= end)
@@ -429,13 +440,7 @@ bool rangemap_range_uniform_near(const struct rangemap *map, uint64_t start, uin
 			break;
 		}
 	}
-	/* As rm_seek(): the first run ending after start. */
-	if (!(p.idx[0] >= 0 && p.node[0]->end[p.idx[0]] > start) && !rm_next_run(&p))
-		return true;
-	r = rm_run(&p);
-	if (r.start <= start)
-		return r.end >= end;
-	return r.start >= end;
+	return rm_uniform_at(&p, start, end);
 }
 
 int rangemap_for_each(const struct rangemap *map, uint64_t start, uint64_t end,

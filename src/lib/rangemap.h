@@ -48,9 +48,13 @@ struct rangemap {
 	unsigned nr_free_nodes;
 	struct rangemap_update *spare;
 	unsigned nr_spare;
-	/* Writer-only: the path to the last store's leaf, or NULL/empty. */
+	/*
+	 * Writer-only: the path to the leaf of the last store if it was
+	 * published in place (else NULL or empty), and that store's start;
+	 * see rangemap_range_uniform_near().
+	 */
 	struct rm_path *finger;
-	uint64_t finger_key; /* keys below it, down to the path's nodes, use it */
+	uint64_t finger_key;
 };
 
 void rangemap_init(struct rangemap *map);
