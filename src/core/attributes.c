@@ -48,11 +48,18 @@ int kvm_vm_set_mem_attributes(struct kvm *kvm, gfn_t start, gfn_t end, uint64_t 
 	int r = 0;
 
 	gm_mutex_lock(&kvm->slots_lock, GM_LOCK_SLOTS);
-	if (kvm_range_has_memory_attributes(kvm, start, end, attributes))
+	/*
+	 * A guest converting page by page stores often: recycle the nodes its
+	 * earlier calls replaced while they are still in cache (a grace period
+	 * every few dozen calls, under slots_lock as a memslot swap waits one).
+	 */
+	rangemap_reclaim(&kvm->mem_attr_array);
+	/* Already so (kvm_range_has_memory_attributes()): 1, nothing to do. */
+	r = rangemap_prepare_change(&kvm->mem_attr_array, start, end, attributes, &next);
+	if (r) {
+		r = r < 0 ? r : 0;
 		goto out_unlock;
-	r = rangemap_prepare(&kvm->mem_attr_array, start, end, attributes, &next);
-	if (r)
-		goto out_unlock;
+	}
 
 	kvm_invalidation_begin(kvm, &inv); /* pre walk: begin, zap, flush */
 	rangemap_commit(&kvm->mem_attr_array, next);

@@ -199,11 +199,18 @@ static int memslots_prepare_change(struct kvm *kvm, int as_id,
 	return r;
 }
 
+/*
+ * Context: @slots is the inactive set, which no reader has reached since
+ * the last swap's grace period: what the commits replace is reused at once
+ * (not freed some 10 ms later by liburcu's thread, which left the heap of a
+ * VM with many slots slow for every later malloc).
+ */
 static void memslots_commit(struct kvm_memslots *slots, struct rangemap_update **u)
 {
 	for (int k = 0; k < 2 && u[k]; k++)
 		rangemap_commit(&slots->by_gfn, u[k]);
 	u[0] = u[1] = NULL;
+	rangemap_reclaim_unreachable(&slots->by_gfn);
 }
 
 /*

@@ -6,7 +6,7 @@
  * to RM_INT_MAX children with the smallest start of each child.  Every node
  * but the root holds at least half its maximum, and an internal root has at
  * least two children, so the height is O(log n) and a node costs at most
- * about twice its payload.  Published nodes are never written again.
+ * about twice its payload.
  *
  * A store of [s, e) -> v replaces one contiguous stretch of runs: those that
  * overlap or touch [s, e] (touching ones so that equal neighbours merge and
@@ -18,6 +18,15 @@
  * whole neighbour node when they would be less than half full.  Everything
  * strictly between the paths is dropped.  So a store allocates O(height)
  * nodes and frees O(height + k/RM_LEAF_MAX) ones, after a grace period.
+ *
+ * The rebuild stops at the first level where one fresh node replaces one
+ * node with the same smallest key (usually the leaf): the parent's keys
+ * stay valid, and the commit swings its child pointer to the fresh node
+ * (the only write ever made to a published node; the maple tree's slot
+ * store).  A 4 KiB conversion among a million runs thus copies one leaf,
+ * not a root-to-leaf path.  A store prepared on top of such an update
+ * first copies that path after all (rm_materialize()), so that it builds
+ * on a tree of its own.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -63,6 +72,16 @@ struct rm_path {
 	int idx[RM_MAX_HEIGHT];
 };
 
+/* Only the levels in use: a whole struct is 288 bytes, mostly unused. */
+static void rm_path_copy(struct rm_path *dst, const struct rm_path *src)
+{
+	dst->height = src->height;
+	for (int l = 0; l < src->height; l++) {
+		dst->node[l] = src->node[l];
+		dst->idx[l] = src->idx[l];
+	}
+}
+
 /* A growable list of nodes, inline while small (one malloc per update). */
 struct rm_list {
 	size_t nr, cap;
@@ -72,10 +91,23 @@ struct rm_list {
 
 struct rangemap_update {
 	struct rcu_head head; /* frees the garbage after a grace period */
-	struct rangemap_update *next; /* batch of committed updates */
+	struct rangemap_update *next; /* batch of committed updates, or spares */
+	struct rangemap *map; /* whose recycled nodes it may use; NULL: none */
 	struct rm_node *root;
 	int64_t runs_delta;
 	int64_t nodes_delta;
+	/*
+	 * Published in place when the change fits under one child pointer of
+	 * a node that keeps its keys: commit stores @slot_child into
+	 * slot_parent->child[slot_idx] (root unchanged).  NULL: a new root.
+	 */
+	struct rm_node *slot_parent;
+	struct rm_node *slot_child;
+	int slot_idx;
+	/* A leaf published in place: the path to it and the store's start. */
+	bool has_finger;
+	uint64_t finger_key;
+	struct rm_path finger;
 	struct rm_list fresh;	/* nodes of the new tree (freed on abort) */
 	struct rm_list garbage; /* replaced nodes of the published tree */
 };
@@ -129,6 +161,12 @@ void rangemap_init(struct rangemap *map)
 	map->pending = NULL;
 	map->nr_pending = 0;
 	map->pending_nodes = 0;
+	map->free_nodes = NULL;
+	map->nr_free_nodes = 0;
+	map->spare = NULL;
+	map->nr_spare = 0;
+	map->finger = NULL;
+	map->finger_key = 0;
 }
 
 static void rm_free_batch(struct rangemap_update *u);
@@ -147,12 +185,35 @@ void rangemap_fini(struct rangemap *map)
 {
 	rm_free_tree(map->root);
 	rm_free_batch(map->pending); /* no readers left */
+	while (map->free_nodes) {
+		struct rm_node *n = map->free_nodes;
+
+		map->free_nodes = n->child[0];
+		free(n);
+	}
+	while (map->spare) {
+		struct rangemap_update *u = map->spare;
+
+		map->spare = u->next;
+		free(u);
+	}
+	free(map->finger);
 	rangemap_init(map);
 }
 
 static const struct rm_node *rm_root(const struct rangemap *map)
 {
 	return gm_rcu_dereference(map->root); /* pairs with rangemap_commit() */
+}
+
+/*
+ * A child pointer as a lock-free reader loads it: a commit may replace it
+ * in place (release store in rangemap_commit()).  Writers, serialised by
+ * their lock, read it the same way for simplicity; on x86 it is a plain load.
+ */
+static struct rm_node *rm_child(const struct rm_node *n, int i)
+{
+	return __atomic_load_n(&n->child[i], __ATOMIC_ACQUIRE);
 }
 
 static uint64_t rm_min_key(const struct rm_node *n)
@@ -208,8 +269,26 @@ static void rm_descend(const struct rm_node *root, uint64_t key, bool strict, st
 		if (i < 0)
 			i = 0;
 		p->idx[n->level] = i;
-		n = n->child[i];
+		n = rm_child(n, i);
 	}
+}
+
+/*
+ * Path to the last run with start <= @key into @p, given @a, the path for
+ * a smaller key: when a later run of a's leaf starts after @key, the
+ * answer is in that leaf and the upper levels are a's (no second descent).
+ */
+static void rm_descend_after(const struct rm_node *root, const struct rm_path *a, uint64_t key,
+			     struct rm_path *p)
+{
+	int i = rm_node_find(a->node[0], key, false);
+
+	if (i + 1 < a->node[0]->nr) {
+		rm_path_copy(p, a);
+		p->idx[0] = i;
+		return;
+	}
+	rm_descend(root, key, false, p);
 }
 
 /* Move @p to the next node at level @lvl; false if it is the last one. */
@@ -223,7 +302,7 @@ static bool rm_path_next(struct rm_path *p, int lvl)
 		return false;
 	p->idx[u]++;
 	for (; u > lvl; u--) {
-		p->node[u - 1] = p->node[u]->child[p->idx[u]];
+		p->node[u - 1] = rm_child(p->node[u], p->idx[u]);
 		p->idx[u - 1] = 0;
 	}
 	return true;
@@ -240,7 +319,7 @@ static bool rm_path_prev(struct rm_path *p, int lvl)
 		return false;
 	p->idx[u]--;
 	for (; u > lvl; u--) {
-		p->node[u - 1] = p->node[u]->child[p->idx[u]];
+		p->node[u - 1] = rm_child(p->node[u], p->idx[u]);
 		p->idx[u - 1] = p->node[u - 1]->nr - 1;
 	}
 	return true;
@@ -255,7 +334,7 @@ uint64_t rangemap_lookup(const struct rangemap *map, uint64_t key)
 		return 0;
 	while (n->level) {
 		i = rm_node_find(n, key, false);
-		n = n->child[i < 0 ? 0 : i];
+		n = rm_child(n, i < 0 ? 0 : i);
 	}
 	i = rm_node_find(n, key, false);
 	if (i >= 0 && n->end[i] > key)
@@ -306,6 +385,64 @@ bool rangemap_range_is(const struct rangemap *map, uint64_t start, uint64_t end,
 	return r.start <= start && r.end >= end && r.value == value;
 }
 
+/* [start, end) uniform, from @p: the path to the last run starting <= start. */
+static bool rm_uniform_at(struct rm_path *p, uint64_t start, uint64_t end)
+{
+	struct rangemap_run r;
+
+	/* As rm_seek(): runs are sorted and disjoint, the next one ends later. */
+	if (!(p->idx[0] >= 0 && p->node[0]->end[p->idx[0]] > start) && !rm_next_run(p))
+		return true;
+	r = rm_run(p); /* the first run ending after start */
+	if (r.start <= start)
+		return r.end >= end; /* maximal runs: the next one differs */
+	return r.start >= end; /* a gap at start */
+}
+
+bool rangemap_range_uniform(const struct rangemap *map, uint64_t start, uint64_t end)
+{
+	const struct rm_node *root = rm_root(map);
+	struct rm_path p;
+
+	if (start >= end || !root)
+		return true;
+	rm_descend(root, start, false, &p);
+	return rm_uniform_at(&p, start, end);
+}
+
+bool rangemap_range_uniform_near(const struct rangemap *map, uint64_t start, uint64_t end)
+{
+	const struct rm_path *f = map->finger;
+	const struct rm_node *n;
+	struct rm_path p;
+	int l = 0;
+
+	if (start >= end)
+		return true;
+	if (!f || !f->height || start >= map->finger_key)
+		return rangemap_range_uniform(map, start, end);
+	/*
+	 * The lowest node of the path whose keys begin at or before start:
+	 * every start between there and finger_key lies below it.
+	 */
+	while (l < f->height && rm_min_key(f->node[l]) > start)
+		l++;
+	if (l == f->height)
+		return rangemap_range_uniform(map, start, end);
+	rm_path_copy(&p, f);
+	for (n = f->node[l];; n = rm_child(n, p.idx[n->level])) {
+		int i = rm_node_find(n, start, false);
+
+		p.node[n->level] = (struct rm_node *)n;
+		p.idx[n->level] = i < 0 ? 0 : i;
+		if (!n->level) {
+			p.idx[0] = i;
+			break;
+		}
+	}
+	return rm_uniform_at(&p, start, end);
+}
+
 int rangemap_for_each(const struct rangemap *map, uint64_t start, uint64_t end,
 		      rangemap_fn fn, void *ctx)
 {
@@ -348,9 +485,10 @@ static void rm_list_fini(struct rm_list *l)
 		free(l->v);
 }
 
-static int rm_list_add(struct rm_list *l, struct rm_node *n)
+/* Room for @n more entries in @l (so that adding them cannot fail). */
+static int rm_list_reserve(struct rm_list *l, size_t n)
 {
-	if (l->nr == l->cap) {
+	while (l->cap - l->nr < n) {
 		size_t cap = 2 * l->cap;
 		struct rm_node **v;
 
@@ -364,8 +502,16 @@ static int rm_list_add(struct rm_list *l, struct rm_node *n)
 		l->v = v;
 		l->cap = cap;
 	}
-	l->v[l->nr++] = n;
 	return 0;
+}
+
+static int rm_list_add(struct rm_list *l, struct rm_node *n)
+{
+	int r = rm_list_reserve(l, 1);
+
+	if (!r)
+		l->v[l->nr++] = n;
+	return r;
 }
 
 static struct rm_node *rm_alloc(struct rangemap_update *u, int level)
@@ -374,7 +520,13 @@ static struct rm_node *rm_alloc(struct rangemap_update *u, int level)
 
 	if (rangemap_fail_nth_alloc > 0 && --rangemap_fail_nth_alloc == 0)
 		return NULL;
-	n = rm_node_get();
+	if (u->map && u->map->free_nodes) { /* recycled, still in cache */
+		n = u->map->free_nodes;
+		u->map->free_nodes = n->child[0];
+		u->map->nr_free_nodes--;
+	} else {
+		n = rm_node_get();
+	}
 	if (!n)
 		return NULL;
 	if (rm_list_add(&u->fresh, n)) {
@@ -477,9 +629,12 @@ static int rm_pack(struct rangemap_update *u, const struct rm_items *it, int lev
 static int rm_collect_level(struct rangemap_update *u, const struct rm_path *a,
 			    const struct rm_path *b, int lvl)
 {
-	struct rm_path t = *a;
+	struct rm_path t;
 	int r;
 
+	if (a->node[lvl] == b->node[lvl]) /* one node: no walk */
+		return rm_add_garbage(u, a->node[lvl]);
+	rm_path_copy(&t, a);
 	for (;;) {
 		r = rm_add_garbage(u, t.node[lvl]);
 		if (r || t.node[lvl] == b->node[lvl])
@@ -533,22 +688,21 @@ static int rm_pieces(const struct rangemap_run *left, const struct rangemap_run 
 }
 
 /*
- * Build the new tree.  @a: path to the last run starting before s;
- * @b: path to the last run starting at or before e.
+ * Build the new tree.  @a: path to the last run starting before s (moved
+ * as the rebuild goes); @b: path to the last run starting at or before e.
  */
 static int rm_build(struct rangemap_update *u, const struct rm_node *root, uint64_t s,
-		    uint64_t e, uint64_t v)
+		    uint64_t e, uint64_t v, struct rm_path *a)
 {
 	struct rm_items items, next; /* 6.5 KiB of stack */
-	struct rm_path a, b;
+	struct rm_path b;
 	const struct rangemap_run *left = NULL, *right = NULL;
 	struct rangemap_run pieces[3], lrun, rrun;
 	int np, first, height = root->level + 1, r;
 
-	rm_descend(root, s, true, &a);
-	rm_descend(root, e, false, &b);
-	if (a.idx[0] >= 0 && a.node[0]->end[a.idx[0]] >= s) {
-		lrun = rm_leaf_run(a.node[0], a.idx[0]);
+	rm_descend_after(root, a, e, &b);
+	if (a->idx[0] >= 0 && a->node[0]->end[a->idx[0]] >= s) {
+		lrun = rm_leaf_run(a->node[0], a->idx[0]);
 		left = &lrun;
 	}
 	if (b.idx[0] >= 0 && b.node[0]->end[b.idx[0]] >= s) {
@@ -557,36 +711,57 @@ static int rm_build(struct rangemap_update *u, const struct rm_node *root, uint6
 	}
 	np = rm_pieces(left, right, s, e, v, pieces);
 	/* First touched run: left if it touches, else the one after it. */
-	first = a.idx[0] + (left ? 0 : 1);
+	first = a->idx[0] + (left ? 0 : 1);
 
 	next.nr = 0;
 	for (int lvl = 0; lvl < height; lvl++) {
 		items.nr = 0;
 		if (lvl == 0) {
-			rm_items_push_node(&items, a.node[0], 0, first);
+			rm_items_push_node(&items, a->node[0], 0, first);
 			for (int i = 0; i < np; i++)
 				rm_items_push_run(&items, &pieces[i]);
 			rm_items_push_node(&items, b.node[0], b.idx[0] + 1, b.node[0]->nr);
 		} else {
-			rm_items_push_node(&items, a.node[lvl], 0, a.idx[lvl]);
+			rm_items_push_node(&items, a->node[lvl], 0, a->idx[lvl]);
 			for (int i = 0; i < next.nr; i++)
 				rm_items_push_child(&items, next.run[i].start, next.child[i]);
 			rm_items_push_node(&items, b.node[lvl], b.idx[lvl] + 1, b.node[lvl]->nr);
 		}
 		/* Below half full (not the root): take in a whole neighbour. */
 		if (lvl < height - 1 && items.nr < (lvl ? RM_INT_MIN : RM_LEAF_MIN)) {
-			if (rm_path_prev(&a, lvl))
-				rm_items_prepend_node(&items, a.node[lvl]);
+			if (rm_path_prev(a, lvl))
+				rm_items_prepend_node(&items, a->node[lvl]);
 			else if (rm_path_next(&b, lvl))
 				rm_items_push_node(&items, b.node[lvl], 0, b.node[lvl]->nr);
 		}
-		r = rm_collect_level(u, &a, &b, lvl);
+		r = rm_collect_level(u, a, &b, lvl);
 		if (r)
 			return r;
 		next.nr = 0;
 		r = rm_pack(u, &items, lvl, &next);
 		if (r)
 			return r;
+		/*
+		 * One node replaced by one with the same smallest key: the
+		 * parent keeps its keys, so only its pointer to it changes,
+		 * in place at commit (as the maple tree's slot store); the
+		 * levels above are not copied.
+		 */
+		if (lvl + 1 < height && next.nr == 1 && a->node[lvl] == b.node[lvl] &&
+		    next.run[0].start == rm_min_key(a->node[lvl])) {
+			u->slot_parent = a->node[lvl + 1];
+			u->slot_idx = a->idx[lvl + 1];
+			u->slot_child = next.child[0];
+			u->root = (struct rm_node *)root;
+			if (lvl == 0) { /* the fresh leaf's path, for a search near s */
+				rm_path_copy(&u->finger, a);
+				u->finger.node[0] = next.child[0];
+				u->finger.idx[0] = 0;
+				u->finger_key = s;
+				u->has_finger = true;
+			}
+			return 0;
+		}
 	}
 	if (next.nr > 1) {
 		struct rm_node *n = rm_alloc(u, height);
@@ -619,19 +794,65 @@ static int rm_build(struct rangemap_update *u, const struct rm_node *root, uint6
 	return 0;
 }
 
-static int rm_prepare(const struct rm_node *root, uint64_t start, uint64_t end, uint64_t value,
-		      struct rangemap_update **out)
+/*
+ * rangemap_range_is(), from @a, the path to the last run starting before
+ * @s (the descent a store needs anyway).
+ */
+static bool rm_range_is_from(const struct rm_path *a, uint64_t s, uint64_t e, uint64_t v)
+{
+	struct rm_path p;
+	struct rangemap_run r;
+
+	if (a->idx[0] >= 0 && a->node[0]->end[a->idx[0]] > s) {
+		r = rm_leaf_run(a->node[0], a->idx[0]); /* covers s */
+	} else if (a->idx[0] + 1 < a->node[0]->nr) {
+		r = rm_leaf_run(a->node[0], a->idx[0] + 1); /* starts at or after s */
+	} else {
+		rm_path_copy(&p, a);
+		if (!rm_path_next(&p, 0))
+			return v == 0;
+		r = rm_leaf_run(p.node[0], 0);
+	}
+	if (!v)
+		return r.start >= e;
+	return r.start <= s && r.end >= e && r.value == v;
+}
+
+static int rm_prepare(struct rangemap *map, const struct rm_node *root, uint64_t start,
+		      uint64_t end, uint64_t value, struct rangemap_update **out,
+		      bool skip_unchanged)
 {
 	struct rangemap_update *u;
+	struct rm_path a;
+	struct rm_path *pa = NULL; /* set whenever there is a tree to change */
 	int r = 0;
 
+	if (root && start < end) {
+		rm_descend(root, start, true, &a);
+		pa = &a;
+	}
+	if (skip_unchanged &&
+	    (start >= end || (pa ? rm_range_is_from(pa, start, end, value) : !value))) {
+		*out = NULL;
+		return 1;
+	}
 	if (rangemap_fail_nth_alloc > 0 && --rangemap_fail_nth_alloc == 0)
 		return -ENOMEM;
-	u = malloc(sizeof(*u));
-	if (!u)
-		return -ENOMEM;
+	if (map && map->spare) {
+		u = map->spare;
+		map->spare = u->next;
+		map->nr_spare--;
+	} else {
+		u = malloc(sizeof(*u));
+		if (!u)
+			return -ENOMEM;
+	}
+	u->map = map;
 	u->root = (struct rm_node *)root;
 	u->runs_delta = u->nodes_delta = 0;
+	u->slot_parent = u->slot_child = NULL;
+	u->slot_idx = 0;
+	u->has_finger = false;
 	rm_list_init(&u->fresh);
 	rm_list_init(&u->garbage);
 	if (start >= end) {
@@ -650,7 +871,7 @@ static int rm_prepare(const struct rm_node *root, uint64_t start, uint64_t end, 
 			}
 		}
 	} else {
-		r = rm_build(u, root, start, end, value);
+		r = rm_build(u, root, start, end, value, pa);
 	}
 	if (r) {
 		rangemap_abort(u);
@@ -663,14 +884,83 @@ static int rm_prepare(const struct rm_node *root, uint64_t start, uint64_t end, 
 int rangemap_prepare(const struct rangemap *map, uint64_t start, uint64_t end,
 		     uint64_t value, struct rangemap_update **out)
 {
-	return rm_prepare(map->root /* writer: stable */, start, end, value, out);
+	/* The writer's lock makes the map's recycled nodes ours to take. */
+	return rm_prepare((struct rangemap *)map, map->root /* writer: stable */, start, end,
+			  value, out, false);
+}
+
+int rangemap_prepare_change(const struct rangemap *map, uint64_t start, uint64_t end,
+			    uint64_t value, struct rangemap_update **out)
+{
+	return rm_prepare((struct rangemap *)map, map->root, start, end, value, out, true);
+}
+
+/*
+ * Turn an update published in place into one with its own root, by copying
+ * the path from the root down to the slot's parent: a store prepared on top
+ * of it must see its result as a tree.  Its result is unchanged; on
+ * -ENOMEM so is the update.
+ */
+static int rm_materialize(struct rangemap_update *u)
+{
+	struct rm_node *path[RM_MAX_HEIGHT], *copy[RM_MAX_HEIGHT];
+	int idx[RM_MAX_HEIGHT], top, low, r;
+	const struct rm_node *n = u->root;
+	uint64_t key;
+
+	if (!u->slot_parent)
+		return 0;
+	low = u->slot_parent->level;
+	top = n->level;
+	key = rm_min_key(u->slot_child);
+	/* The keys are exact smallest starts: this finds the slot's path. */
+	for (;;) {
+		int i = rm_node_find(n, key, false);
+
+		path[n->level] = (struct rm_node *)n;
+		idx[n->level] = i;
+		if (n->level == low)
+			break;
+		n = rm_child(n, i);
+	}
+	gm_assert(path[low] == u->slot_parent && idx[low] == u->slot_idx);
+	r = rm_list_reserve(&u->garbage, (size_t)(top - low + 1));
+	if (!r)
+		r = rm_list_reserve(&u->fresh, (size_t)(top - low + 1));
+	for (int l = low; !r && l <= top; l++) {
+		copy[l] = rm_alloc(u, l);
+		if (!copy[l]) {
+			while (--l >= low) { /* the last ones added to fresh */
+				u->fresh.nr--;
+				u->nodes_delta--;
+				rm_node_put(copy[l]);
+			}
+			r = -ENOMEM;
+		}
+	}
+	if (r)
+		return r;
+	for (int l = low; l <= top; l++) {
+		*copy[l] = *path[l];
+		copy[l]->child[idx[l]] = l == low ? u->slot_child : copy[l - 1];
+		(void)rm_add_garbage(u, path[l]); /* reserved: cannot fail */
+	}
+	u->root = copy[top];
+	u->slot_parent = u->slot_child = NULL;
+	u->has_finger = false; /* its upper nodes are replaced now */
+	return 0;
 }
 
 int rangemap_prepare_next(const struct rangemap_update *base, uint64_t start, uint64_t end,
 			  uint64_t value, struct rangemap_update **out)
 {
+	/* Materialising changes how base publishes its result, not the result. */
+	int r = rm_materialize((struct rangemap_update *)base);
+
+	if (r)
+		return r;
 	/* Nodes of base's tree it replaces are published by then: garbage. */
-	return rm_prepare(base->root, start, end, value, out);
+	return rm_prepare(base->map, base->root, start, end, value, out, false);
 }
 
 /*
@@ -723,8 +1013,30 @@ static void rm_free_garbage(struct rcu_head *head)
  * Replaced nodes wait in a batch of RM_BATCH updates for one deferral:
  * a grace period that starts later than needed is still one.
  */
-#define RM_BATCH 32
-#define RM_MIN_PENDING 4 /* nodes a tiny map may keep waiting */
+#define RM_BATCH 64
+#define RM_MIN_PENDING 64 /* nodes (32 KiB) a small map may keep waiting */
+/*
+ * rangemap_reclaim(): one grace period for this many updates (about 1 us
+ * each on the development VM); what it frees is kept for the next stores,
+ * up to these many nodes and update records per map.
+ */
+#define RM_RECLAIM_MIN (RM_BATCH / 2)
+#define RM_FREE_MAX 256
+#define RM_SPARE_MAX RM_RECLAIM_MIN
+
+/* @u is done with: keep it for the next prepare of @map, or free it. */
+static void rm_update_recycle(struct rangemap *map, struct rangemap_update *u)
+{
+	if (!map || map->nr_spare >= RM_SPARE_MAX) {
+		rm_update_free(u);
+		return;
+	}
+	rm_list_fini(&u->fresh);
+	rm_list_fini(&u->garbage);
+	u->next = map->spare;
+	map->spare = u;
+	map->nr_spare++;
+}
 
 static void rm_flush_batch(struct rangemap *map)
 {
@@ -738,11 +1050,25 @@ static void rm_flush_batch(struct rangemap *map)
 void rangemap_commit(struct rangemap *map, struct rangemap_update *u)
 {
 	/* Nodes are complete before the release store makes them reachable. */
-	gm_rcu_assign_pointer(map->root, u->root);
+	if (u->slot_parent)
+		__atomic_store_n(&u->slot_parent->child[u->slot_idx], u->slot_child,
+				 __ATOMIC_RELEASE); /* pairs with rm_child() */
+	else
+		gm_rcu_assign_pointer(map->root, u->root);
+	/* Every commit moves the finger or drops it: its nodes stay live. */
+	if (u->has_finger && !map->finger)
+		map->finger = malloc(sizeof(*map->finger)); /* none if NULL */
+	if (map->finger) {
+		map->finger->height = 0;
+		if (u->has_finger) {
+			rm_path_copy(map->finger, &u->finger);
+			map->finger_key = u->finger_key;
+		}
+	}
 	WRITE_ONCE(map->nr_runs, map->nr_runs + (uint64_t)u->runs_delta);
 	WRITE_ONCE(map->nr_nodes, map->nr_nodes + (uint64_t)u->nodes_delta);
 	if (!u->garbage.nr) {
-		rm_update_free(u);
+		rm_update_recycle(map, u);
 		return;
 	}
 	u->next = map->pending;
@@ -752,6 +1078,53 @@ void rangemap_commit(struct rangemap *map, struct rangemap_update *u)
 	if (++map->nr_pending >= RM_BATCH ||
 	    map->pending_nodes >= GM_MAX(map->nr_nodes, RM_MIN_PENDING))
 		rm_flush_batch(map);
+}
+
+/* Keep the replaced nodes and update records of @map's pending updates. */
+static void rm_recycle_pending(struct rangemap *map)
+{
+	struct rangemap_update *u = map->pending, *next;
+	struct rm_node *excess = NULL;
+
+	map->pending = NULL;
+	map->nr_pending = 0;
+	map->pending_nodes = 0;
+	for (; u; u = next) {
+		next = u->next;
+		for (size_t i = 0; i < u->garbage.nr; i++) {
+			struct rm_node *n = u->garbage.v[i];
+
+			if (map->nr_free_nodes < RM_FREE_MAX) {
+				n->child[0] = map->free_nodes;
+				map->free_nodes = n;
+				map->nr_free_nodes++;
+			} else {
+				n->child[0] = excess;
+				excess = n;
+			}
+		}
+		u->garbage.nr = 0;
+		rm_update_recycle(map, u);
+	}
+	while (excess) {
+		struct rm_node *n = excess;
+
+		excess = n->child[0];
+		rm_node_put(n);
+	}
+}
+
+void rangemap_reclaim(struct rangemap *map)
+{
+	if (map->nr_pending < RM_RECLAIM_MIN)
+		return;
+	gm_synchronize_rcu(); /* no reader is left in the replaced nodes */
+	rm_recycle_pending(map);
+}
+
+void rangemap_reclaim_unreachable(struct rangemap *map)
+{
+	rm_recycle_pending(map);
 }
 
 int rangemap_store(struct rangemap *map, uint64_t start, uint64_t end, uint64_t value)

@@ -48,31 +48,40 @@ static uint32_t *lpage_mixed_flag(struct kvm_memory_slot *slot, int lvl, gfn_t b
 	return &slot->lpage_info[lvl][blk - (slot->base_gfn >> kvm_lpage_shift(lvl))].mixed;
 }
 
-/* Whether the attributes of block @blk (at @lvl) are not all the same. */
-static bool lpage_attrs_mixed(struct kvm *kvm, int lvl, gfn_t blk)
+/*
+ * Whether the attributes of block @blk (at @lvl) are not all the same: one
+ * descent of the attribute tree under RCU, or for the attribute writer
+ * (@writer: slots_lock held) a search from the leaf it just stored into.
+ */
+static bool lpage_attrs_mixed(struct kvm *kvm, int lvl, gfn_t blk, bool writer)
 {
 	unsigned shift = kvm_lpage_shift(lvl);
-	gfn_t start = blk << shift;
+	gfn_t start = blk << shift, end = start + (1ULL << shift);
 
-	return !kvm_range_has_memory_attributes(kvm, start, start + (1ULL << shift),
-						kvm_get_memory_attributes(kvm, start));
+	if (writer)
+		return !rangemap_range_uniform_near(&kvm->mem_attr_array, start, end);
+	return !rangemap_range_uniform(&kvm->mem_attr_array, start, end);
 }
 
 /*
  * Recompute the flag of the block containing @gfn, if it lies wholly inside
- * the slot.  Context: the attribute writer's slots_lock, and mmu_lock for
- * write or a slot not yet visible.
+ * the slot, and return it (false outside the slot).  @known_mixed: the
+ * caller knows it is mixed (a smaller block inside it is), no need to ask.
+ * Context: the attribute writer's slots_lock, and mmu_lock for write or a
+ * slot not yet visible.
  */
-static void lpage_recompute_block(struct kvm *kvm, struct kvm_memory_slot *slot, int lvl,
-				  gfn_t gfn)
+static bool lpage_recompute_block(struct kvm *kvm, struct kvm_memory_slot *slot, int lvl,
+				  gfn_t gfn, bool known_mixed)
 {
 	unsigned shift = kvm_lpage_shift(lvl);
 	gfn_t blk = gfn >> shift;
+	bool mixed;
 
 	if (!lpage_block_inside_slot(slot, blk, shift))
-		return;
-	__atomic_store_n(lpage_mixed_flag(slot, lvl, blk), lpage_attrs_mixed(kvm, lvl, blk),
-			 __ATOMIC_RELAXED);
+		return false;
+	mixed = known_mixed || lpage_attrs_mixed(kvm, lvl, blk, true);
+	__atomic_store_n(lpage_mixed_flag(slot, lvl, blk), mixed, __ATOMIC_RELAXED);
+	return mixed;
 }
 
 /*
@@ -90,7 +99,7 @@ bool kvm_lpage_mixed(struct kvm *kvm, struct kvm_memory_slot *slot, int lvl, gfn
 	/* Acquire: pairs with the release of in_progress in kvm_mmu_invalidate_end(). */
 	if (__atomic_load_n(&kvm->mmu_invalidate_in_progress, __ATOMIC_ACQUIRE))
 		return true;
-	return lpage_attrs_mixed(kvm, lvl, blk);
+	return lpage_attrs_mixed(kvm, lvl, blk, false);
 }
 
 struct lpage_init_ctx {
@@ -108,9 +117,9 @@ static int lpage_init_run(void *arg, uint64_t start, uint64_t end, uint64_t valu
 		gfn_t mask = (1ULL << kvm_lpage_shift(lvl)) - 1;
 
 		if (start & mask)
-			lpage_recompute_block(c->kvm, c->slot, lvl, start);
+			lpage_recompute_block(c->kvm, c->slot, lvl, start, false);
 		if (end & mask)
-			lpage_recompute_block(c->kvm, c->slot, lvl, end);
+			lpage_recompute_block(c->kvm, c->slot, lvl, end, false);
 	}
 	return 0;
 }
@@ -164,19 +173,26 @@ void kvm_arch_free_memslot_metadata(struct kvm_memory_slot *slot)
 /*
  * After [start, end) became uniformly @attrs: the (at most two) partially
  * covered blocks are recomputed; blocks wholly covered are uniform, and a
- * stale flag of theirs is caught by kvm_lpage_mixed().  O(1), no memory.
+ * stale flag of theirs is caught by kvm_lpage_mixed().  O(1), no memory:
+ * at most one descent of the attribute tree per edge, since a block that
+ * holds a mixed smaller one is mixed itself.
  */
 void kvm_arch_post_set_memory_attributes(struct kvm *kvm, struct kvm_memory_slot *slot,
 					 gfn_t start, gfn_t end, uint64_t attrs)
 {
+	bool start_mixed = false, end_mixed = false;
+
 	lockdep_assert_held_write(&kvm->mmu_lock);
 	(void)attrs;
 	if (!lpage_tracks_attributes(kvm) || !slot->lpage_info[0])
 		return;
 	for (int lvl = 0; lvl < KVM_NR_LPAGE_LEVELS; lvl++) {
-		lpage_recompute_block(kvm, slot, lvl, start);
-		if (end & ((1ULL << kvm_lpage_shift(lvl)) - 1))
-			lpage_recompute_block(kvm, slot, lvl, end);
+		unsigned shift = kvm_lpage_shift(lvl);
+
+		start_mixed = lpage_recompute_block(kvm, slot, lvl, start, start_mixed);
+		/* The end's block, unless it is the start's (recomputed above). */
+		if ((end & ((1ULL << shift) - 1)) && (end >> shift) != (start >> shift))
+			end_mixed = lpage_recompute_block(kvm, slot, lvl, end, end_mixed);
 	}
 }
 
