@@ -1,0 +1,992 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Raw system calls under `guestmem exec`: a seccomp filter with user
+ * notification, installed by the preload before main.
+ *
+ * The preload's libc wrappers never reach the kernel for a guestmem fd, so
+ * whatever reaches it on one came from a raw system call (syscall(2), or a
+ * libc function that calls the kernel itself: posix_fallocate, malloc's
+ * munmap).  The filter routes to a listener thread in this process:
+ *
+ *   - ioctl with a KVM number ((cmd >> 8) & 0xff == 0xAE);
+ *   - fallocate (posix_fallocate calls it directly);
+ *   - munmap, mremap, mprotect, and madvise with an advice that drops pages
+ *     (the mmu notifier);
+ *   - with GUESTMEM_SECCOMP=files, also the file and socket calls a
+ *     guestmem fd must answer as the kernel's file does (read, write, ...,
+ *     send, recv, splice, sendfile): off by default, since every such call
+ *     of the VMM would then cost a notification round trip.
+ *
+ * Every other system call gets an ALLOW that depends only on the system
+ * call number, which the kernel caches per number (no filter run at all).
+ *
+ * The library's own raw system calls must not come back to it: the thread
+ * making them may hold the locks the listener needs.  They are exempt by
+ * instruction pointer.  Library code issues every system call the filter
+ * routes with an inline `syscall` instruction (src/lib/sys_raw.h), so these
+ * calls, and only these, come from this object's text; the filter allows a
+ * routed call whose instruction pointer lies in it.  Calls libc makes on
+ * the library's behalf (malloc's munmap) are routed like any other and
+ * answered without taking a lock a caller could hold (hva.c).
+ *
+ * The listener thread is created before the filter is installed, and the
+ * filter is installed on the main thread only (no TSYNC): so the listener
+ * and the workers it starts run unfiltered and never wait for themselves.
+ *
+ * Answers:
+ *   - a KVM ioctl or fallocate on a guestmem fd runs the library's entry
+ *     point on the same fd number (the threads share the fd table and the
+ *     address space, so the pointers are the caller's; usercopy.c copies
+ *     through process_vm_readv/writev, so a bad pointer is EFAULT); a new
+ *     object's fd is created in the shared table and returned in val.  It
+ *     runs in a worker thread: KVM_RUN blocks.
+ *   - an address-space call: the listener opens the mmu-notifier
+ *     invalidation, performs the call itself (the mm is the same), closes
+ *     the invalidation and returns the call's result.  Doing it here rather
+ *     than answering CONTINUE keeps the bracket exact: with CONTINUE the
+ *     invalidation would end before the caller's munmap ran, and a fault in
+ *     between could map the old pages again.
+ *   - anything on an fd that is not ours, or from another process (a fork
+ *     child shares the filter): CONTINUE.
+ * Each answer is preceded by SECCOMP_IOCTL_NOTIF_ID_VALID: a caller
+ * interrupted by a signal is no longer waiting (the kernel restarts or
+ * fails its call), and nothing may be done on its behalf.
+ *
+ * exec: the filter outlives the image, the listener thread does not.  A
+ * helper process (double-forked, its own session) keeps a second reference
+ * to the listener and, once this image is gone (a pipe's write end, close-
+ * on-exec here, hangs up), answers every notification with CONTINUE, so
+ * that the next image's ld.so and libc work (without a listener the kernel
+ * would fail every routed call with ENOSYS).  It exits when no task uses
+ * the filter any more.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "lib/sys_raw.h"
+#include "preload.h"
+#include "uapi/uapi.h"
+
+#ifndef SECCOMP_FILTER_FLAG_SPEC_ALLOW
+#define SECCOMP_FILTER_FLAG_SPEC_ALLOW (1UL << 2)
+#endif
+#ifndef SECCOMP_FILTER_FLAG_NEW_LISTENER
+#define SECCOMP_FILTER_FLAG_NEW_LISTENER (1UL << 3)
+#endif
+#ifndef SECCOMP_USER_NOTIF_FLAG_CONTINUE
+#define SECCOMP_USER_NOTIF_FLAG_CONTINUE (1UL << 0)
+#endif
+
+#define GM_KVMIO 0xAE
+
+/* Routed system calls with no fd of ours: CONTINUE. */
+#define GM_SC_CONTINUE 1
+
+/* The listener's notification fd; -1 until installed.  Written once. */
+static int gm_sc_fd = -1;
+/* 1 once the filter is installed (the preload's wrappers read it). */
+int gm_seccomp_active;
+static sem_t gm_sc_ready;
+static bool gm_sc_files; /* GUESTMEM_SECCOMP=files: route file/socket calls */
+/* Our end of the helper's socket: it hangs up when this image is gone. */
+static int gm_sc_alive = -1;
+
+/* ---- the filter -------------------------------------------------------- */
+
+/* A tiny assembler: jumps name instruction indices, resolved at the end. */
+struct gm_bpf {
+	struct sock_filter insn[160];
+	int jt[160], jf[160]; /* target index, or -1 for "next" */
+	int n;
+};
+
+static int gm_bpf_emit(struct gm_bpf *b, uint16_t code, uint32_t k, int jt, int jf)
+{
+	b->insn[b->n] = (struct sock_filter){ code, 0, 0, k };
+	b->jt[b->n] = jt;
+	b->jf[b->n] = jf;
+	return b->n++;
+}
+
+static bool gm_bpf_link(struct gm_bpf *b)
+{
+	for (int i = 0; i < b->n; i++) {
+		if (BPF_CLASS(b->insn[i].code) != BPF_JMP || BPF_OP(b->insn[i].code) == BPF_JA)
+			continue;
+		int t = b->jt[i] < 0 ? i + 1 : b->jt[i];
+		int f = b->jf[i] < 0 ? i + 1 : b->jf[i];
+
+		if (t <= i || f <= i || t - i - 1 > 255 || f - i - 1 > 255)
+			return false;
+		b->insn[i].jt = (uint8_t)(t - i - 1);
+		b->insn[i].jf = (uint8_t)(f - i - 1);
+	}
+	return true;
+}
+
+#define GM_LD(off) BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (off))
+#define GM_ARG_LO(i) ((uint32_t)offsetof(struct seccomp_data, args[i]))
+
+/* The system calls routed only with GUESTMEM_SECCOMP=files. */
+static const int gm_sc_file_nrs[] = {
+	SYS_read,      SYS_write,	 SYS_readv,	   SYS_writev,	 SYS_pread64,
+	SYS_pwrite64,  SYS_preadv,	 SYS_pwritev,	   SYS_preadv2,	 SYS_pwritev2,
+	SYS_lseek,     SYS_sendto,	 SYS_recvfrom,	   SYS_sendmsg,	 SYS_recvmsg,
+	SYS_sendmmsg,  SYS_recvmmsg,	 SYS_shutdown,	   SYS_getsockopt, SYS_setsockopt,
+	SYS_getsockname, SYS_getpeername, SYS_bind,	   SYS_connect,	 SYS_listen,
+	SYS_accept,    SYS_accept4,	 SYS_splice,	   SYS_tee,	 SYS_sendfile,
+	SYS_copy_file_range, SYS_ftruncate, SYS_fsync,	   SYS_fdatasync, SYS_fchmod,
+	SYS_fchown,
+};
+
+/*
+ * Build the program.  Labels are instruction indices known only once the
+ * blocks are laid out, so the blocks are emitted in a fixed order with
+ * forward references patched by index.
+ */
+static int gm_sc_build(struct gm_bpf *b, uint64_t text_lo, uint64_t text_hi)
+{
+	int allow, notify, ip, ioctl_blk, madv_blk, j_arch, first_nr;
+	int nr_jumps[64], nr_kind[64], nj = 0;
+	static const int mm_nrs[] = { SYS_fallocate, SYS_munmap, SYS_mremap, SYS_mprotect };
+	static const uint32_t advices[] = { MADV_DONTNEED, MADV_FREE, MADV_REMOVE, 21 /* PAGEOUT */,
+					    24 /* DONTNEED_LOCKED */ };
+
+	memset(b, 0, sizeof(*b));
+	gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch), -1, -1);
+	j_arch = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, -1, 0 /* allow */);
+	gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr), -1, -1);
+	first_nr = b->n;
+	nr_kind[nj] = 1; /* ioctl */
+	nr_jumps[nj++] = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K, SYS_ioctl, 0, -1);
+	nr_kind[nj] = 2; /* madvise */
+	nr_jumps[nj++] = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K, SYS_madvise, 0, -1);
+	for (size_t i = 0; i < ARRAY_SIZE(mm_nrs); i++) {
+		nr_kind[nj] = 3;
+		nr_jumps[nj++] = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)mm_nrs[i], 0, -1);
+	}
+	if (gm_sc_files)
+		for (size_t i = 0; i < ARRAY_SIZE(gm_sc_file_nrs); i++) {
+			nr_kind[nj] = 3;
+			nr_jumps[nj++] = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K,
+						     (uint32_t)gm_sc_file_nrs[i], 0, -1);
+		}
+	(void)first_nr;
+	allow = gm_bpf_emit(b, BPF_RET | BPF_K, SECCOMP_RET_ALLOW, -1, -1);
+	/* ioctl: the type byte of the command (the kernel takes 32 bits). */
+	ioctl_blk = gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS, GM_ARG_LO(1), -1, -1);
+	gm_bpf_emit(b, BPF_ALU | BPF_AND | BPF_K, 0xff00, -1, -1);
+	int j_ioc = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K, GM_KVMIO << 8, 0 /* ip */, -1);
+	gm_bpf_emit(b, BPF_RET | BPF_K, SECCOMP_RET_ALLOW, -1, -1); /* BPF jumps forward only */
+	/* madvise: only the advices that drop or move pages out. */
+	madv_blk = gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS, GM_ARG_LO(2), -1, -1);
+	int j_madv[ARRAY_SIZE(advices)];
+	for (size_t i = 0; i < ARRAY_SIZE(advices); i++)
+		j_madv[i] = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K, advices[i], 0 /* ip */, -1);
+	gm_bpf_emit(b, BPF_RET | BPF_K, SECCOMP_RET_ALLOW, -1, -1);
+	/* The library's own text is exempt: [text_lo, text_hi), one 4 GiB window. */
+	ip = gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS,
+			 offsetof(struct seccomp_data, instruction_pointer) + 4, -1, -1);
+	int j_hi = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)(text_lo >> 32), -1,
+			       0 /* notify */);
+	gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, instruction_pointer),
+		    -1, -1);
+	int j_lo = gm_bpf_emit(b, BPF_JMP | BPF_JGE | BPF_K, (uint32_t)text_lo, -1, 0 /* notify */);
+	int j_end = gm_bpf_emit(b, BPF_JMP | BPF_JGE | BPF_K, (uint32_t)text_hi, 0 /* notify */, -1);
+	gm_bpf_emit(b, BPF_RET | BPF_K, SECCOMP_RET_ALLOW, -1, -1);
+	notify = gm_bpf_emit(b, BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF, -1, -1);
+
+	b->jf[j_arch] = allow;
+	for (int i = 0; i < nj; i++)
+		b->jt[nr_jumps[i]] = nr_kind[i] == 1 ? ioctl_blk : nr_kind[i] == 2 ? madv_blk : ip;
+	b->jt[j_ioc] = ip;
+	for (size_t i = 0; i < ARRAY_SIZE(advices); i++)
+		b->jt[j_madv[i]] = ip;
+	b->jf[j_hi] = notify;
+	b->jf[j_lo] = notify;
+	b->jt[j_end] = notify;
+	return gm_bpf_link(b) ? 0 : -EINVAL;
+}
+
+/* This object's executable segment: where sys_raw.h's syscalls are. */
+struct gm_text {
+	uintptr_t probe, lo, hi;
+};
+
+static int gm_text_cb(struct dl_phdr_info *info, size_t size, void *data)
+{
+	struct gm_text *t = data;
+
+	(void)size;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *p = &info->dlpi_phdr[i];
+		uintptr_t lo = info->dlpi_addr + p->p_vaddr;
+
+		if (p->p_type == PT_LOAD && (p->p_flags & PF_X) && t->probe >= lo &&
+		    t->probe < lo + p->p_memsz) {
+			t->lo = lo;
+			t->hi = lo + p->p_memsz;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* ---- answering --------------------------------------------------------- */
+
+static bool gm_sc_id_valid(uint64_t id)
+{
+	return GM_RAW_SYSCALL(SYS_ioctl, gm_sc_fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0;
+}
+
+/* Reply; false if the caller is gone (interrupted, or killed). */
+static bool gm_sc_send(uint64_t id, long val, int err, bool cont)
+{
+	struct seccomp_notif_resp r = {
+		.id = id,
+		.val = cont ? 0 : val,
+		.error = cont ? 0 : -err,
+		.flags = cont ? SECCOMP_USER_NOTIF_FLAG_CONTINUE : 0,
+	};
+
+	while (GM_RAW_SYSCALL(SYS_ioctl, gm_sc_fd, SECCOMP_IOCTL_NOTIF_SEND, &r))
+		if (errno != EINTR)
+			return false;
+	return true;
+}
+
+/* Whether @tid is a thread of this process (a fork child's is not). */
+static bool gm_sc_ours(uint32_t tid)
+{
+	return GM_RAW_SYSCALL(SYS_tgkill, getpid(), tid, 0) == 0;
+}
+
+/* The KVM ioctls that create an fd: if the caller is gone, close it. */
+static bool gm_sc_creates_fd(unsigned int cmd)
+{
+	switch (cmd) {
+	case KVM_CREATE_VM:
+	case KVM_CREATE_VCPU:
+	case KVM_CREATE_GUEST_MEMFD:
+	case KVM_CREATE_DEVICE:
+	case KVM_GET_STATS_FD:
+		return true;
+	}
+	return false;
+}
+
+static bool gm_is_our_fd(int fd)
+{
+	struct gm_file *f = fd < 0 ? NULL : gm_file_lookup(fd);
+
+	if (f)
+		gm_file_put(f);
+	return f != NULL;
+}
+
+/* ---- file and socket calls on a guestmem fd (GUESTMEM_SECCOMP=files) ---- */
+
+/* The file behind @fd if it is ours (a reference), else NULL. */
+static struct gm_file *gm_sc_file(long fd)
+{
+	return fd < 0 || fd > INT32_MAX ? NULL : gm_file_lookup((int)fd);
+}
+
+/* OPEN_FMODE() of a guestmem file: FMODE_READ / FMODE_WRITE. */
+static bool gm_sc_can(const struct gm_file *f, bool write)
+{
+	return ((f->f_flags + 1) & O_ACCMODE) & (write ? 2 : 1);
+}
+
+/*
+ * What the kernel knows about the other fd of a two-fd call: EBADF if it
+ * is not open, whether it is a pipe, a directory or a regular file, its
+ * file mode.  @f is set when it is ours too.
+ */
+struct gm_sc_other {
+	struct gm_file *f;
+	bool bad, pipe, dir, reg, rd, wr, append;
+};
+
+static void gm_sc_other_get(long fd, struct gm_sc_other *o)
+{
+	struct stat st;
+	int fl;
+
+	memset(o, 0, sizeof(*o));
+	o->f = gm_sc_file(fd);
+	if (o->f) {
+		o->reg = o->f->ops->fops & GM_FOPS_REG;
+		o->rd = gm_sc_can(o->f, false);
+		o->wr = gm_sc_can(o->f, true);
+		return;
+	}
+	fl = (int)GM_RAW_SYSCALL(SYS_fcntl, fd, F_GETFL);
+	if (fd < 0 || fd > INT32_MAX || fl < 0 || gm_raw_fstat((int)fd, &st)) {
+		o->bad = true;
+		return;
+	}
+	o->pipe = S_ISFIFO(st.st_mode);
+	o->dir = S_ISDIR(st.st_mode);
+	o->reg = S_ISREG(st.st_mode);
+	o->rd = (fl & O_ACCMODE) != O_WRONLY && !(fl & O_PATH);
+	o->wr = (fl & O_ACCMODE) != O_RDONLY && !(fl & O_PATH);
+	o->append = fl & O_APPEND;
+}
+
+/*
+ * splice, tee, sendfile and copy_file_range where one fd is ours: the
+ * VFS's checks in 6.12's order (fs/splice.c, fs/read_write.c).  Our files
+ * have no splice_read, splice_write, copy_file_range or remap methods, and
+ * are never pipes, so past the checks every transfer is EINVAL.
+ */
+static long gm_sc_splice(const struct seccomp_data *d)
+{
+	const __u64 *a = d->args;
+	struct gm_sc_other o;
+	struct gm_file *in, *out;
+	bool in_pipe, out_pipe, in_rd, out_wr;
+	long r;
+
+	switch (d->nr) {
+	case SYS_splice:
+		if (a[5] & ~0xfULL) /* SPLICE_F_ALL */
+			return -EINVAL;
+		if (!a[4])
+			return 0;
+		break;
+	case SYS_tee:
+		if (a[3] & ~0xfULL)
+			return -EINVAL;
+		if (!a[2])
+			return 0;
+		break;
+	}
+	/* in, out: splice/tee/copy_file_range (in, ..., out), sendfile (out, in). */
+	long in_fd = (long)a[d->nr == SYS_sendfile ? 1 : 0];
+	long out_fd = (long)a[d->nr == SYS_sendfile ? 0 : d->nr == SYS_tee ? 1 : 2];
+	in = gm_sc_file(in_fd);
+	if (in) {
+		gm_sc_other_get(out_fd, &o);
+		out = o.f;
+		if (o.bad) {
+			gm_file_put(in);
+			return -EBADF;
+		}
+		in_pipe = false;
+		in_rd = gm_sc_can(in, false);
+		out_pipe = o.pipe;
+		out_wr = o.wr;
+	} else {
+		gm_sc_other_get(in_fd, &o);
+		out = gm_sc_file(out_fd);
+		if (!out) /* raced with a close: not ours any more */
+			return -EBADF;
+		if (o.bad) {
+			gm_file_put(out);
+			return -EBADF;
+		}
+		in_pipe = o.pipe;
+		in_rd = o.rd;
+		out_pipe = false;
+		out_wr = gm_sc_can(out, true);
+	}
+	r = -EINVAL;
+	switch (d->nr) {
+	case SYS_splice:
+		if ((in_pipe && a[1]) || (out_pipe && a[3]))
+			r = -ESPIPE;
+		else if (!in_rd || !out_wr)
+			r = -EBADF;
+		else if (in_pipe && a[3] && !(out->ops->fops & GM_FOPS_PREAD))
+			r = -EINVAL;
+		else if (out_pipe && a[1] && !(in->ops->fops & GM_FOPS_PREAD))
+			r = -EINVAL;
+		break;
+	case SYS_tee:
+		r = !in_rd || !out_wr ? -EBADF : -EINVAL;
+		break;
+	case SYS_sendfile:
+		if (!in_rd)
+			r = -EBADF;
+		else if (in && a[2] && !(in->ops->fops & GM_FOPS_PREAD))
+			r = -ESPIPE;
+		else if (!out_wr)
+			r = -EBADF;
+		else if (!a[3])
+			r = 0;
+		break;
+	case SYS_copy_file_range: {
+		bool in_reg = in ? (in->ops->fops & GM_FOPS_REG) : o.reg;
+		bool out_reg = out ? (out->ops->fops & GM_FOPS_REG) : o.reg;
+
+		if (a[5])
+			r = -EINVAL;
+		else if (!in || !out ? o.dir : false)
+			r = -EISDIR;
+		else if (!in_reg || !out_reg)
+			r = -EINVAL;
+		else if (!in_rd || !out_wr || (!out ? o.append : false))
+			r = -EBADF;
+		else if (!in || !out)
+			r = -EXDEV; /* another super block, and no copy method */
+		else {
+			/* Two guest_memfds (one super block): shortened to EOF, then splice. */
+			struct stat st;
+			int64_t pos = 0;
+
+			if (a[1] && gm_copy_from_user(&pos, (void *)a[1], sizeof(pos)))
+				r = -EFAULT;
+			else {
+				gm_fop_stat(in, &st);
+				r = pos >= st.st_size || !a[4] ? 0 : -EINVAL;
+			}
+		}
+		break;
+	}
+	}
+	if (in)
+		gm_file_put(in);
+	if (out)
+		gm_file_put(out);
+	return r;
+}
+
+/* The first iovec of a vector call, for the positional forms. */
+static int gm_sc_iov0(uint64_t uiov, uint64_t cnt, struct iovec *iov)
+{
+	iov->iov_base = NULL;
+	iov->iov_len = 0;
+	if (!cnt)
+		return 0;
+	return gm_copy_from_user(iov, (void *)uiov, sizeof(*iov));
+}
+
+/* A file/socket call on guestmem fd args[0]; libc style (-1, errno). */
+static long gm_sc_file_call(const struct seccomp_data *d, bool *handled)
+{
+	const __u64 *a = d->args;
+	int fd = (int)a[0];
+	struct iovec iov;
+	ssize_t sr = -1;
+	off_t off = -1;
+	int ir = -1;
+	long r;
+
+	switch (d->nr) {
+	case SYS_read:
+		*handled = gm_uapi_read(fd, (void *)a[1], a[2], &sr);
+		return sr;
+	case SYS_write:
+		*handled = gm_uapi_write(fd, (void *)a[1], a[2], &sr);
+		return sr;
+	case SYS_readv:
+	case SYS_writev:
+		*handled = gm_uapi_readv(fd, (void *)a[1], (int)a[2], d->nr == SYS_writev, &sr);
+		return sr;
+	case SYS_pread64:
+	case SYS_pwrite64:
+		*handled = gm_uapi_pread(fd, (void *)a[1], a[2], (off_t)a[3], d->nr == SYS_pwrite64,
+					 &sr);
+		return sr;
+	case SYS_preadv2:
+	case SYS_pwritev2:
+		/* Offset -1: the file position, as readv/writev. */
+		if ((int64_t)a[3] == -1) {
+			*handled = gm_uapi_readv(fd, (void *)a[1], (int)a[2],
+						 d->nr == SYS_pwritev2, &sr);
+			return sr;
+		}
+		/* fallthrough */
+	case SYS_preadv:
+	case SYS_pwritev:
+		if (gm_sc_iov0(a[1], a[2], &iov)) {
+			*handled = gm_is_our_fd(fd);
+			errno = EFAULT;
+			return -1;
+		}
+		*handled = gm_uapi_pread(fd, iov.iov_base, iov.iov_len, (off_t)a[3],
+					 d->nr == SYS_pwritev || d->nr == SYS_pwritev2, &sr);
+		return sr;
+	case SYS_lseek:
+		*handled = gm_uapi_lseek(fd, (off_t)a[1], (int)a[2], &off);
+		return off;
+	case SYS_ftruncate:
+		*handled = gm_uapi_ftruncate(fd, (off_t)a[1], &ir);
+		return ir;
+	case SYS_fsync:
+	case SYS_fdatasync:
+		*handled = gm_uapi_fsync(fd, &ir);
+		return ir;
+	case SYS_fchmod:
+		*handled = gm_uapi_fchmod(fd, (mode_t)a[1], &ir);
+		return ir;
+	case SYS_fchown:
+		*handled = gm_uapi_fchown(fd, (uid_t)a[1], (gid_t)a[2], &ir);
+		return ir;
+	case SYS_splice:
+	case SYS_tee:
+	case SYS_sendfile:
+	case SYS_copy_file_range:
+		r = gm_sc_splice(d);
+		if (r < 0) {
+			errno = (int)-r;
+			return -1;
+		}
+		return r;
+	default:
+		/* The socket calls: sockfd_lookup() finds a file that is not a socket. */
+		*handled = gm_is_our_fd(fd);
+		errno = ENOTSOCK;
+		return -1;
+	}
+}
+
+/* For the two-fd calls: whether the fd that is not args[0] is ours. */
+static bool gm_sc_other_fd_ours(const struct seccomp_data *d)
+{
+	switch (d->nr) {
+	case SYS_splice:
+	case SYS_copy_file_range:
+		return gm_is_our_fd((int)d->args[2]);
+	case SYS_tee:
+		return gm_is_our_fd((int)d->args[1]);
+	case SYS_sendfile:
+		return gm_is_our_fd((int)d->args[0]);
+	}
+	return false;
+}
+
+/* libc-style result of one routed fd call on a guestmem fd; *handled = false if not ours. */
+static long gm_sc_fd_call(const struct seccomp_data *d, bool *handled)
+{
+	const __u64 *a = d->args;
+	int fd = (int)a[0];
+	long ret = -1;
+	int r;
+
+	*handled = true;
+	switch (d->nr) {
+	case SYS_ioctl:
+		*handled = gm_uapi_ioctl(fd, a[1], a[2], &r);
+		ret = r;
+		break;
+	case SYS_fallocate:
+		*handled = gm_uapi_fallocate(fd, (int)a[1], (off_t)a[2], (off_t)a[3], &r);
+		ret = r;
+		break;
+	default:
+		ret = gm_sc_file_call(d, handled);
+		break;
+	}
+	return ret;
+}
+
+struct gm_sc_work {
+	struct seccomp_notif n;
+};
+
+/* One routed fd call, in a worker: it may block (KVM_RUN). */
+static void *gm_sc_worker(void *arg)
+{
+	struct gm_sc_work *w = arg;
+	const struct seccomp_data *d = &w->n.data;
+	bool handled;
+	long ret;
+	int err = 0;
+
+	gm_uapi_in_library = 0;
+	if (!gm_sc_id_valid(w->n.id))
+		goto out;
+	errno = 0;
+	ret = gm_sc_fd_call(d, &handled);
+	if (!handled) {
+		gm_sc_send(w->n.id, 0, 0, true);
+		goto out;
+	}
+	if (ret == -1)
+		err = errno;
+	if (!gm_sc_send(w->n.id, ret, err, false) && d->nr == SYS_ioctl && ret >= 0 &&
+	    gm_sc_creates_fd((unsigned int)d->args[1]))
+		gm_raw_close((int)ret); /* nobody will ever see this fd */
+out:
+	free(w);
+	return NULL;
+}
+
+/* An address-space call of this process: notifier, the call, notifier. */
+static void gm_sc_mm(const struct seccomp_notif *n)
+{
+	const __u64 *a = n->data.args;
+	void *tok = NULL;
+	long ret;
+	int err = 0;
+
+	if (!gm_sc_id_valid(n->id))
+		return;
+	switch (n->data.nr) {
+	case SYS_munmap:
+		tok = gm_uapi_munmap_pre((void *)a[0], a[1]);
+		break;
+	case SYS_mremap:
+		tok = gm_uapi_mremap_pre((void *)a[0], a[1], a[2], (int)a[3], (void *)a[4]);
+		break;
+	case SYS_madvise:
+		tok = gm_uapi_madvise_pre((void *)a[0], a[1], (int)a[2]);
+		break;
+	case SYS_mprotect:
+		tok = gm_uapi_mprotect_pre((void *)a[0], a[1]);
+		break;
+	}
+	/* The same mm: the call has the same effect made from this thread. */
+	ret = GM_RAW_SYSCALL(n->data.nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+	if (ret == -1)
+		err = errno;
+	gm_uapi_mm_post(tok);
+	gm_sc_send(n->id, ret, err, false);
+}
+
+/*
+ * A notification from another process: a fork child shares the filter,
+ * but not our listener (threads do not survive fork) nor our address
+ * space.  Its address-space calls change only its own mm, which no VM of
+ * ours maps: CONTINUE.  A KVM ioctl or fallocate on an fd it inherited
+ * from us: the object lives here, so take a copy of its fd (pidfd_getfd)
+ * and answer as the kernel answers a process that is not the VM's
+ * creator: EIO for VM and vCPU ioctls, the object's answer for a
+ * guest_memfd's fallocate and for /dev/kvm's scalar queries.  The rest
+ * (a raw KVM_CREATE_VM, whose VM would belong to this process, or an
+ * argument in the child's memory): CONTINUE, the socket's ENOTTY; the
+ * README lists it.
+ */
+static void gm_sc_foreign(const struct seccomp_notif *n)
+{
+	const __u64 *a = n->data.args;
+	struct gm_file *f = NULL;
+	int pidfd, fd = -1, r = 0;
+	bool done = false;
+
+	if (n->data.nr != SYS_ioctl && n->data.nr != SYS_fallocate)
+		goto cont;
+	pidfd = (int)GM_RAW_SYSCALL(SYS_pidfd_open, n->pid, 0);
+	if (pidfd < 0) /* a thread that is not its group's leader (before 6.9) */
+		pidfd = (int)GM_RAW_SYSCALL(SYS_pidfd_open, n->pid, O_EXCL /* PIDFD_THREAD */);
+	if (pidfd < 0)
+		goto cont;
+	fd = (int)GM_RAW_SYSCALL(SYS_pidfd_getfd, pidfd, (int)a[0], 0);
+	gm_raw_close(pidfd);
+	if (fd < 0)
+		goto cont;
+	f = gm_file_lookup(fd);
+	if (!f || !gm_sc_id_valid(n->id))
+		goto cont;
+	if (n->data.nr == SYS_fallocate) {
+		done = gm_uapi_fallocate(fd, (int)a[1], (off_t)a[2], (off_t)a[3], &r);
+	} else if (f->type == GM_FILE_VM || f->type == GM_FILE_VCPU) {
+		done = true;
+		r = -1;
+		errno = EIO;
+	} else if (f->type != GM_FILE_SYSTEM) {
+		done = true; /* guest_memfd and stats files have no KVM ioctls */
+		r = -1;
+		errno = ENOTTY;
+	} else if ((unsigned int)a[1] == KVM_GET_API_VERSION ||
+		   (unsigned int)a[1] == KVM_CHECK_EXTENSION ||
+		   (unsigned int)a[1] == KVM_GET_VCPU_MMAP_SIZE) {
+		/* Only the scalar queries: a pointer argument points into the child. */
+		done = gm_uapi_ioctl(fd, a[1], a[2], &r);
+	}
+cont:
+	if (f)
+		gm_file_put(f);
+	if (fd >= 0)
+		gm_raw_close(fd);
+	if (done)
+		gm_sc_send(n->id, r, r == -1 ? errno : 0, false);
+	else
+		gm_sc_send(n->id, 0, 0, true);
+}
+
+static void gm_sc_dispatch(const struct seccomp_notif *n)
+{
+	struct gm_sc_work *w;
+	pthread_attr_t attr;
+	pthread_t t;
+
+	if (!gm_sc_ours(n->pid)) {
+		gm_sc_foreign(n);
+		return;
+	}
+	switch (n->data.nr) {
+	case SYS_munmap:
+	case SYS_mremap:
+	case SYS_madvise:
+	case SYS_mprotect:
+		gm_sc_mm(n);
+		return;
+	}
+	/* Most fds are not ours: answer those here, without a thread. */
+	if (!gm_is_our_fd((int)n->data.args[n->data.nr == SYS_sendfile ? 1 : 0]) &&
+	    !gm_sc_other_fd_ours(&n->data)) {
+		gm_sc_send(n->id, 0, 0, true);
+		return;
+	}
+	w = malloc(sizeof(*w));
+	if (!w) {
+		gm_sc_send(n->id, 0, ENOMEM, false);
+		return;
+	}
+	w->n = *n;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, gm_sc_worker, w)) {
+		free(w);
+		gm_sc_send(n->id, 0, EAGAIN, false);
+	}
+	pthread_attr_destroy(&attr);
+}
+
+static void *gm_sc_listener(void *arg)
+{
+	struct seccomp_notif n;
+
+	(void)arg;
+	/* Signals are the VMM's: none of them is for this thread. */
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	sem_wait(&gm_sc_ready);
+	if (gm_sc_fd < 0)
+		return NULL;
+	for (;;) {
+		memset(&n, 0, sizeof(n));
+		if (GM_RAW_SYSCALL(SYS_ioctl, gm_sc_fd, SECCOMP_IOCTL_NOTIF_RECV, &n)) {
+			/* EINTR; ENOENT: the caller went away before we got it. */
+			if (errno == EINTR || errno == ENOENT)
+				continue;
+			return NULL;
+		}
+		gm_sc_dispatch(&n);
+	}
+}
+
+/* ---- the exec helper --------------------------------------------------- */
+
+/*
+ * The helper gets the listener fd over @sock once the filter exists, then
+ * waits for this image to let go of @sock (exec, exit) and answers
+ * CONTINUE from then on.  It is forked before the filter is installed, so
+ * it is not filtered itself: its poll on the listener reports POLLHUP once
+ * no task uses the filter.
+ */
+static void gm_sc_helper(int sock)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))], byte;
+	struct iovec iov = { &byte, 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c;
+	struct seccomp_notif n;
+	struct pollfd p[2];
+	int nfd = -1;
+
+	while (recvmsg(sock, &m, MSG_CMSG_CLOEXEC) < 0)
+		if (errno != EINTR)
+			_exit(0);
+	c = CMSG_FIRSTHDR(&m);
+	if (!c || c->cmsg_type != SCM_RIGHTS)
+		_exit(0); /* no filter: nothing to do */
+	memcpy(&nfd, CMSG_DATA(c), sizeof(nfd));
+	p[0] = (struct pollfd){ .fd = sock, .events = POLLIN };
+	p[1] = (struct pollfd){ .fd = nfd, .events = 0 };
+	for (;;) {
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			_exit(0);
+		}
+		if (p[1].revents & POLLHUP)
+			_exit(0);
+		if (p[0].revents)
+			break; /* EOF or hang-up: the image that listened is gone */
+	}
+	p[1].events = POLLIN;
+	for (;;) {
+		if (poll(&p[1], 1, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			_exit(0);
+		}
+		if (p[1].revents & POLLIN) {
+			memset(&n, 0, sizeof(n));
+			if (ioctl(nfd, SECCOMP_IOCTL_NOTIF_RECV, &n) == 0) {
+				struct seccomp_notif_resp r = {
+					.id = n.id, .flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE
+				};
+
+				ioctl(nfd, SECCOMP_IOCTL_NOTIF_SEND, &r);
+			}
+		} else if (p[1].revents & (POLLHUP | POLLERR | POLLNVAL)) {
+			_exit(0);
+		}
+	}
+}
+
+/*
+ * Fork the helper: a double fork (it is not our child, so waitpid(-1) and
+ * SIGCHLD stay the VMM's) into its own session; raw forks, so no atfork
+ * handler runs.  Returns our end of its socket, or -1.
+ */
+static int gm_sc_start_helper(void)
+{
+	int sv[2], st;
+	long pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		return -1;
+	pid = GM_RAW_SYSCALL(SYS_fork);
+	if (pid < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		if (GM_RAW_SYSCALL(SYS_fork) != 0)
+			GM_RAW_SYSCALL(SYS_exit, 0);
+		setsid();
+		/* No file of the VMM stays open here (a pipe's reader waits for EOF). */
+		if (sv[1] != 3 && dup2(sv[1], 3) < 0)
+			_exit(1);
+		syscall(SYS_close_range, 0U, 2U, 0U);
+		syscall(SYS_close_range, 4U, ~0U, 0U);
+		gm_sc_helper(3);
+		_exit(0);
+	}
+	close(sv[1]);
+	while (waitpid((pid_t)pid, &st, __WALL) < 0 && errno == EINTR)
+		;
+	return sv[0];
+}
+
+/* Hand the listener to the helper (one byte and the fd). */
+static void gm_sc_give_helper(int sock, int nfd)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 }, byte = 0;
+	struct iovec iov = { &byte, 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &nfd, sizeof(nfd));
+	while (GM_RAW_SYSCALL(SYS_sendmsg, sock, &m, MSG_NOSIGNAL) < 0 && errno == EINTR)
+		;
+}
+
+/* ---- installation ------------------------------------------------------ */
+
+
+static void gm_sc_atfork_child(void)
+{
+	/* A child is not this image: its end must not keep the helper waiting. */
+	if (gm_sc_alive >= 0)
+		gm_raw_close(gm_sc_alive);
+	gm_sc_alive = -1;
+}
+
+/* Move one of our fds out of the VMM's low numbers (it sees the numbers). */
+static int gm_sc_relocate(int fd)
+{
+	int n = fcntl(fd, F_DUPFD_CLOEXEC, 512);
+
+	if (n < 0)
+		return fd;
+	close(fd);
+	return n;
+}
+
+__attribute__((constructor)) static void gm_seccomp_install(void)
+{
+	const char *env = getenv("GUESTMEM_SECCOMP");
+	struct gm_text text = { .probe = (uintptr_t)&gm_seccomp_install };
+	struct sock_fprog prog;
+	struct gm_bpf *b;
+	pthread_t t;
+	int fd;
+
+	if (env && (!strcmp(env, "0") || !strcmp(env, "off")))
+		return;
+	gm_sc_files = env && !strcmp(env, "files");
+#if !defined(__x86_64__)
+	return;
+#endif
+	if (!dl_iterate_phdr(gm_text_cb, &text) || text.lo >> 32 != (text.hi - 1) >> 32)
+		return;
+	b = malloc(sizeof(*b));
+	if (!b)
+		return;
+	if (gm_sc_build(b, text.lo, text.hi)) {
+		free(b);
+		return;
+	}
+	sem_init(&gm_sc_ready, 0, 0);
+	/* Before the filter: the helper must not be filtered either. */
+	gm_sc_alive = gm_sc_start_helper();
+	/* Before the filter: the listener must never be filtered itself. */
+	if (pthread_create(&t, NULL, gm_sc_listener, NULL)) {
+		if (gm_sc_alive >= 0)
+			close(gm_sc_alive);
+		gm_sc_alive = -1;
+		free(b);
+		return;
+	}
+	pthread_detach(t);
+	prog.len = (unsigned short)b->n;
+	prog.filter = b->insn;
+	fd = -1;
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0)
+		fd = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+				  SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+				  &prog);
+	free(b);
+	if (fd < 0 && gm_sc_alive >= 0) {
+		close(gm_sc_alive); /* the helper exits */
+		gm_sc_alive = -1;
+	}
+	if (fd >= 0) {
+		fd = gm_sc_relocate(fd);
+		if (gm_sc_alive >= 0) {
+			gm_sc_give_helper(gm_sc_alive, fd);
+			gm_sc_alive = gm_sc_relocate(gm_sc_alive);
+		}
+		pthread_atfork(NULL, NULL, gm_sc_atfork_child);
+		gm_sc_fd = fd;
+		__atomic_store_n(&gm_seccomp_active, 1, __ATOMIC_RELEASE);
+	}
+	/* EBUSY: a filter with a listener is inherited (an earlier image's). */
+	sem_post(&gm_sc_ready);
+}
