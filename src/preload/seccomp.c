@@ -14,8 +14,8 @@
  *     (the mmu notifier);
  *   - with GUESTMEM_SECCOMP=files, also the file and socket calls a
  *     guestmem fd must answer as the kernel's file does (read, write, ...,
- *     send, recv, splice, sendfile): off by default, since every such call
- *     of the VMM would then cost a notification round trip.
+ *     fstat, send, recv, splice, sendfile): off by default, since every
+ *     such call of the VMM would then cost a notification round trip.
  *
  * Every other system call gets an ALLOW that depends only on the system
  * call number, which the kernel caches per number (no filter run at all).
@@ -158,7 +158,7 @@ static const int gm_sc_file_nrs[] = {
 	SYS_getsockname, SYS_getpeername, SYS_bind,	   SYS_connect,	 SYS_listen,
 	SYS_accept,    SYS_accept4,	 SYS_splice,	   SYS_tee,	 SYS_sendfile,
 	SYS_copy_file_range, SYS_ftruncate, SYS_fsync,	   SYS_fdatasync, SYS_fchmod,
-	SYS_fchown,
+	SYS_fchown,	     SYS_fstat,	   SYS_newfstatat, SYS_statx,
 };
 
 /*
@@ -545,6 +545,18 @@ static long gm_sc_file_call(const struct seccomp_data *d, bool *handled)
 		return ir;
 	case SYS_fchown:
 		*handled = gm_uapi_fchown(fd, (uid_t)a[1], (gid_t)a[2], &ir);
+		return ir;
+	/* libc's own fstat (posix_fallocate's fallback asks for the file type). */
+	case SYS_fstat:
+		*handled = gm_uapi_fstat(fd, (struct stat *)a[1], &ir);
+		return ir;
+	case SYS_newfstatat:
+		*handled = gm_uapi_fstatat(fd, (const char *)a[1], (struct stat *)a[2], (int)a[3],
+					   &ir);
+		return ir;
+	case SYS_statx:
+		*handled = gm_uapi_statx(fd, (const char *)a[1], (int)a[2], (unsigned int)a[3],
+					 (struct statx *)a[4], &ir);
 		return ir;
 	case SYS_splice:
 	case SYS_tee:
