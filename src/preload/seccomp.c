@@ -76,6 +76,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -88,6 +89,8 @@
 #include "lib/sys_raw.h"
 #include "preload.h"
 #include "uapi/uapi.h"
+#include "vcpu/irqchip.h"
+#include "vcpu/vcpu.h"
 
 #ifndef SECCOMP_FILTER_FLAG_SPEC_ALLOW
 #define SECCOMP_FILTER_FLAG_SPEC_ALLOW (1UL << 2)
@@ -616,6 +619,129 @@ static long gm_sc_fd_call(const struct seccomp_data *d, bool *handled)
 	return ret;
 }
 
+/*
+ * Raw KVM_RUN.  The worker running it blocks every signal, so a signal to
+ * the VMM's thread cannot stop the guest the way it stops a libc KVM_RUN.
+ * The kernel withdraws the notification instead (the thread's call is
+ * restarted or fails with EINTR).  The listener notices (a second KVM_RUN
+ * on the same vCPU, or ID_VALID failing on its periodic look) and kicks
+ * the vCPU as a signal would: the guest stops at its next stop point and
+ * KVM_RUN ends with EINTR and KVM_EXIT_INTR.  A second KVM_RUN that arrives
+ * while the first still runs is answered EINTR, as the kernel answers a
+ * KVM_RUN a signal interrupted.  If the first one had produced a real exit
+ * nobody could be told about, the next KVM_RUN returns it (0, with the exit
+ * in kvm_run) without entering the guest, so that no exit is lost.
+ */
+#define GM_SC_RUNS 64
+
+struct gm_sc_run {
+	struct gm_file *f; /* the vCPU's file (a reference), NULL if free */
+	uint64_t id;	   /* the notification being served */
+	bool busy;	   /* a worker is inside KVM_RUN */
+	bool lost_exit;	   /* finished with an exit whose answer was lost */
+};
+
+/* gm_sc_run_lock: gm_sc_runs[]; taken by the listener and the workers only. */
+static pthread_mutex_t gm_sc_run_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct gm_sc_run gm_sc_runs[GM_SC_RUNS];
+static int gm_sc_nr_busy; /* busy entries (atomic): the listener polls while > 0 */
+static int gm_sc_wake = -1; /* eventfd: wakes the listener's poll */
+
+static void gm_sc_kick(struct gm_file *f)
+{
+	struct kvm_vcpu *v = f->obj;
+
+	WRITE_ONCE(v->kick, true);
+	kvm_vcpu_wake_up(v);
+}
+
+static struct gm_sc_run *gm_sc_run_find(struct gm_file *f)
+{
+	for (int i = 0; i < GM_SC_RUNS; i++)
+		if (gm_sc_runs[i].f && gm_sc_runs[i].f->obj == f->obj)
+			return &gm_sc_runs[i];
+	return NULL;
+}
+
+/* The listener's periodic look: kick a KVM_RUN whose caller is gone. */
+static void gm_sc_run_watch(void)
+{
+	pthread_mutex_lock(&gm_sc_run_lock);
+	for (int i = 0; i < GM_SC_RUNS; i++)
+		if (gm_sc_runs[i].busy && !gm_sc_id_valid(gm_sc_runs[i].id))
+			gm_sc_kick(gm_sc_runs[i].f);
+	pthread_mutex_unlock(&gm_sc_run_lock);
+}
+
+/*
+ * A raw KVM_RUN on @fd for notification @id: answered here (EINTR, or an
+ * exit left over) or run.  Returns true if it was ours.
+ */
+static bool gm_sc_kvm_run(int fd, uint64_t id)
+{
+	struct gm_file *f = gm_file_lookup(fd);
+	struct gm_sc_run *e;
+	int r = -1, err = 0;
+
+	if (!f)
+		return false;
+	if (f->type != GM_FILE_VCPU) {
+		gm_file_put(f);
+		gm_uapi_ioctl(fd, KVM_RUN, 0, &r); /* the object's own answer */
+		gm_sc_send(id, r, r < 0 ? errno : 0, false);
+		return true;
+	}
+	pthread_mutex_lock(&gm_sc_run_lock);
+	e = gm_sc_run_find(f);
+	if (e && e->busy) {
+		gm_sc_kick(e->f);
+		pthread_mutex_unlock(&gm_sc_run_lock);
+		gm_file_put(f);
+		gm_sc_send(id, -1, EINTR, false);
+		return true;
+	}
+	if (e && e->lost_exit) {
+		gm_file_put(e->f);
+		e->f = NULL;
+		pthread_mutex_unlock(&gm_sc_run_lock);
+		gm_file_put(f);
+		gm_sc_send(id, 0, 0, false);
+		return true;
+	}
+	for (int i = 0; !e && i < GM_SC_RUNS; i++)
+		if (!gm_sc_runs[i].f)
+			e = &gm_sc_runs[i];
+	if (e) {
+		*e = (struct gm_sc_run){ .f = f, .id = id, .busy = true };
+		__atomic_add_fetch(&gm_sc_nr_busy, 1, __ATOMIC_RELEASE);
+		if (gm_sc_wake >= 0) /* the listener may sleep in poll without a timeout */
+			gm_raw_write(gm_sc_wake, &(uint64_t){ 1 }, sizeof(uint64_t));
+	}
+	pthread_mutex_unlock(&gm_sc_run_lock);
+	if (!e) /* more vCPUs in raw KVM_RUN than slots: run without the watch */
+		gm_file_put(f);
+	if (!gm_uapi_ioctl(fd, KVM_RUN, 0, &r)) {
+		r = -1;
+		errno = EBADF; /* closed meanwhile */
+	}
+	if (r < 0)
+		err = errno;
+	bool sent = gm_sc_send(id, r, err, false);
+
+	if (!e)
+		return true;
+	pthread_mutex_lock(&gm_sc_run_lock);
+	e->busy = false;
+	__atomic_sub_fetch(&gm_sc_nr_busy, 1, __ATOMIC_RELAXED);
+	e->lost_exit = !sent && r == 0;
+	if (!e->lost_exit) {
+		gm_file_put(e->f);
+		e->f = NULL;
+	}
+	pthread_mutex_unlock(&gm_sc_run_lock);
+	return true;
+}
+
 struct gm_sc_work {
 	struct seccomp_notif n;
 };
@@ -632,6 +758,11 @@ static void *gm_sc_worker(void *arg)
 	gm_uapi_in_library = 0;
 	if (!gm_sc_id_valid(w->n.id))
 		goto out;
+	if (d->nr == SYS_ioctl && (unsigned int)d->args[1] == KVM_RUN) {
+		if (!gm_sc_kvm_run((int)d->args[0], w->n.id))
+			gm_sc_send(w->n.id, 0, 0, true);
+		goto out;
+	}
 	errno = 0;
 	ret = gm_sc_fd_call(d, &handled);
 	if (!handled) {
@@ -793,6 +924,25 @@ static void *gm_sc_listener(void *arg)
 	if (gm_sc_fd < 0)
 		return NULL;
 	for (;;) {
+		/*
+		 * While raw KVM_RUNs are in flight, look at their callers every
+		 * 10 ms; a worker starting one wakes this poll (gm_sc_wake).
+		 */
+		struct pollfd p[2] = { { .fd = gm_sc_fd, .events = POLLIN },
+				       { .fd = gm_sc_wake, .events = POLLIN } };
+		int busy = __atomic_load_n(&gm_sc_nr_busy, __ATOMIC_ACQUIRE);
+		long pr = GM_RAW_SYSCALL(SYS_poll, p, gm_sc_wake >= 0 ? 2 : 1, busy ? 10 : -1);
+
+		if (pr >= 0 && (p[1].revents & POLLIN)) {
+			uint64_t cnt;
+
+			gm_raw_read(gm_sc_wake, &cnt, sizeof(cnt));
+		}
+		if (pr == 0 || (pr > 0 && !(p[0].revents & POLLIN))) {
+			if (busy)
+				gm_sc_run_watch();
+			continue;
+		}
 		memset(&n, 0, sizeof(n));
 		if (GM_RAW_SYSCALL(SYS_ioctl, gm_sc_fd, SECCOMP_IOCTL_NOTIF_RECV, &n)) {
 			/* EINTR; ENOENT: the caller went away before we got it. */
@@ -933,11 +1083,11 @@ static void gm_sc_atfork_child(void)
 /* Move one of our fds out of the VMM's low numbers (it sees the numbers). */
 static int gm_sc_relocate(int fd)
 {
-	int n = fcntl(fd, F_DUPFD_CLOEXEC, 512);
+	int n = gm_raw_fcntl(fd, F_DUPFD_CLOEXEC, 512);
 
 	if (n < 0)
 		return fd;
-	close(fd);
+	gm_raw_close(fd);
 	return n;
 }
 
@@ -966,6 +1116,7 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 		return;
 	}
 	sem_init(&gm_sc_ready, 0, 0);
+	gm_sc_wake = gm_sc_relocate((int)GM_RAW_SYSCALL(SYS_eventfd2, 0, EFD_CLOEXEC | EFD_NONBLOCK));
 	/* Before the filter: the helper must not be filtered either. */
 	gm_sc_alive = gm_sc_start_helper();
 	/* Before the filter: the listener must never be filtered itself. */

@@ -41,6 +41,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -207,6 +208,58 @@ static void run_while(const char *name, enum change how)
 	vm_close(&m);
 	if (how == CH_MPROTECT)
 		munmap(ram, MSZ);
+}
+
+/* ---- a raw KVM_RUN and signals ---------------------------------------- */
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+}
+
+/*
+ * The guest never exits by itself: a signal must end a raw KVM_RUN with
+ * EINTR, as it ends the kernel's, whether or not the handler asks for
+ * restarts; afterwards the vCPU is free (KVM_GET_REGS does not wait).
+ */
+static void raw_run_signal(bool restart)
+{
+	struct sigaction sa = { .sa_handler = on_alarm, .sa_flags = restart ? SA_RESTART : 0 };
+	struct itimerval it = { .it_value = { 0, 200000 } };
+	struct kvm_regs regs;
+	struct vm m;
+	char *ram = mmap(NULL, MSZ, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	long r;
+	int e;
+
+	if (ram == MAP_FAILED)
+		die("mmap");
+	vm_open(&m, ram);
+	sigaction(SIGALRM, &sa, NULL);
+	setitimer(ITIMER_REAL, &it, NULL);
+	errno = 0;
+	r = syscall(SYS_ioctl, m.vcpu, KVM_RUN, 0);
+	e = errno;
+	check(r == -1 && e == EINTR,
+	      restart ? "a signal (SA_RESTART) ends a raw KVM_RUN with EINTR"
+		      : "a signal ends a raw KVM_RUN with EINTR",
+	      "got %s", res(r, e));
+	alarm(10); /* a vCPU still held by the listener's worker would hang here */
+	check(ioctl(m.vcpu, KVM_GET_REGS, &regs) == 0, "the vCPU is free after the signal", NULL);
+	/* The next raw KVM_RUN enters the guest again; a second signal ends it. */
+	setitimer(ITIMER_REAL, &it, NULL);
+	do {
+		errno = 0;
+		r = syscall(SYS_ioctl, m.vcpu, KVM_RUN, 0);
+		e = errno;
+	} while (0);
+	alarm(0);
+	check(r == -1 && e == EINTR, "the next raw KVM_RUN runs until the next signal", "got %s",
+	      res(r, e));
+	check(*(volatile uint64_t *)(ram + 0x1008) > 0, "the guest ran", NULL);
+	signal(SIGALRM, SIG_DFL);
+	vm_close(&m);
+	munmap(ram, MSZ);
 }
 
 /* ---- guest_memfd: fallocate, posix_fallocate, file and socket calls ---- */
@@ -388,6 +441,8 @@ int main(void)
 	run_while("raw munmap of memslot memory while the vCPU runs", CH_MUNMAP);
 	run_while("free() of malloc'ed guest RAM while the vCPU runs", CH_FREE);
 	run_while("raw mprotect(PROT_READ) of guest RAM while the vCPU stores", CH_MPROTECT);
+	raw_run_signal(false);
+	raw_run_signal(true);
 	gmem_cases();
 	other_process_cases();
 	printf("1..%d\n", nr_test); /* the plan at the end: valid TAP */
