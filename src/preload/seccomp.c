@@ -169,7 +169,12 @@ static const int gm_sc_file_nrs[] = {
  * blocks are laid out, so the blocks are emitted in a fixed order with
  * forward references patched by index.
  */
-static int gm_sc_build(struct gm_bpf *b, uint64_t text_lo, uint64_t text_hi)
+struct gm_text_range {
+	uintptr_t lo, hi;
+};
+#define GM_TEXT_MAX 4
+
+static int gm_sc_build(struct gm_bpf *b, const struct gm_text_range *text, int nr_text)
 {
 	int allow, notify, ip, ioctl_blk, madv_blk, j_arch, first_nr;
 	int nr_jumps[64], nr_kind[64], nj = 0;
@@ -209,16 +214,33 @@ static int gm_sc_build(struct gm_bpf *b, uint64_t text_lo, uint64_t text_hi)
 	for (size_t i = 0; i < ARRAY_SIZE(advices); i++)
 		j_madv[i] = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K, advices[i], 0 /* ip */, -1);
 	gm_bpf_emit(b, BPF_RET | BPF_K, SECCOMP_RET_ALLOW, -1, -1);
-	/* The library's own text is exempt: [text_lo, text_hi), one 4 GiB window. */
-	ip = gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS,
-			 offsetof(struct seccomp_data, instruction_pointer) + 4, -1, -1);
-	int j_hi = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)(text_lo >> 32), -1,
-			       0 /* notify */);
-	gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, instruction_pointer),
-		    -1, -1);
-	int j_lo = gm_bpf_emit(b, BPF_JMP | BPF_JGE | BPF_K, (uint32_t)text_lo, -1, 0 /* notify */);
-	int j_end = gm_bpf_emit(b, BPF_JMP | BPF_JGE | BPF_K, (uint32_t)text_hi, 0 /* notify */, -1);
-	gm_bpf_emit(b, BPF_RET | BPF_K, SECCOMP_RET_ALLOW, -1, -1);
+	/*
+	 * Exempt text ranges (each within one 4 GiB window): the library's
+	 * own, and a sanitizer runtime's (see gm_text_cb).  Per range: the
+	 * high word must match, then lo <= low word < hi allows; any miss
+	 * goes on to the next range, and after the last one to the listener.
+	 */
+	ip = b->n;
+	int j_miss[3 * GM_TEXT_MAX], nmiss = 0;
+	for (int r = 0; r < nr_text; r++) {
+		int next;
+
+		gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS,
+			    offsetof(struct seccomp_data, instruction_pointer) + 4, -1, -1);
+		j_miss[nmiss++] = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K,
+					      (uint32_t)(text[r].lo >> 32), -1, 0);
+		gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS,
+			    offsetof(struct seccomp_data, instruction_pointer), -1, -1);
+		j_miss[nmiss++] = gm_bpf_emit(b, BPF_JMP | BPF_JGE | BPF_K, (uint32_t)text[r].lo,
+					      -1, 0);
+		j_miss[nmiss++] = gm_bpf_emit(b, BPF_JMP | BPF_JGE | BPF_K, (uint32_t)text[r].hi, 0,
+					      -1);
+		gm_bpf_emit(b, BPF_RET | BPF_K, SECCOMP_RET_ALLOW, -1, -1);
+		next = b->n; /* the next range's first instruction, or notify */
+		b->jf[j_miss[nmiss - 3]] = next;
+		b->jf[j_miss[nmiss - 2]] = next;
+		b->jt[j_miss[nmiss - 1]] = next;
+	}
 	notify = gm_bpf_emit(b, BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF, -1, -1);
 
 	b->jf[j_arch] = allow;
@@ -227,31 +249,56 @@ static int gm_sc_build(struct gm_bpf *b, uint64_t text_lo, uint64_t text_hi)
 	b->jt[j_ioc] = ip;
 	for (size_t i = 0; i < ARRAY_SIZE(advices); i++)
 		b->jt[j_madv[i]] = ip;
-	b->jf[j_hi] = notify;
-	b->jf[j_lo] = notify;
-	b->jt[j_end] = notify;
+	(void)notify;
 	return gm_bpf_link(b) ? 0 : -EINVAL;
 }
 
-/* This object's executable segment: where sys_raw.h's syscalls are. */
+/*
+ * The exempt text: this object's executable segment (where sys_raw.h's
+ * system calls are), and a sanitizer runtime's.  The sanitizers make raw
+ * system calls of their own, some from a task that has stopped every
+ * thread of the process, this listener included (LeakSanitizer's
+ * StopTheWorld at exit): routed, they would wait for ever.  Their memory
+ * is their own allocator's, which backs no memslot the VMM set up.
+ */
 struct gm_text {
-	uintptr_t probe, lo, hi;
+	uintptr_t probe;
+	struct gm_text_range r[GM_TEXT_MAX];
+	int n;
 };
+
+static bool gm_is_sanitizer(const char *name)
+{
+	static const char *const rt[] = { "/libasan.so", "/libtsan.so", "/liblsan.so",
+					  "/libubsan.so", "/libclang_rt." };
+
+	for (size_t i = 0; name && i < ARRAY_SIZE(rt); i++)
+		if (strstr(name, rt[i]))
+			return true;
+	return false;
+}
 
 static int gm_text_cb(struct dl_phdr_info *info, size_t size, void *data)
 {
 	struct gm_text *t = data;
+	bool san = gm_is_sanitizer(info->dlpi_name);
 
 	(void)size;
-	for (int i = 0; i < info->dlpi_phnum; i++) {
+	for (int i = 0; i < info->dlpi_phnum && t->n < GM_TEXT_MAX; i++) {
 		const ElfW(Phdr) *p = &info->dlpi_phdr[i];
-		uintptr_t lo = info->dlpi_addr + p->p_vaddr;
+		uintptr_t lo = info->dlpi_addr + p->p_vaddr, hi = lo + p->p_memsz;
 
-		if (p->p_type == PT_LOAD && (p->p_flags & PF_X) && t->probe >= lo &&
-		    t->probe < lo + p->p_memsz) {
-			t->lo = lo;
-			t->hi = lo + p->p_memsz;
-			return 1;
+		if (p->p_type != PT_LOAD || !(p->p_flags & PF_X) || lo >> 32 != (hi - 1) >> 32)
+			continue;
+		if (san || (t->probe >= lo && t->probe < hi)) {
+			/* This object's range goes first: it must be there. */
+			if (!san && t->n) {
+				t->r[t->n] = t->r[0];
+				t->r[0] = (struct gm_text_range){ lo, hi };
+			} else {
+				t->r[t->n] = (struct gm_text_range){ lo, hi };
+			}
+			t->n++;
 		}
 	}
 	return 0;
@@ -311,172 +358,6 @@ static bool gm_is_our_fd(int fd)
 
 /* ---- file and socket calls on a guestmem fd (GUESTMEM_SECCOMP=files) ---- */
 
-/* The file behind @fd if it is ours (a reference), else NULL. */
-static struct gm_file *gm_sc_file(long fd)
-{
-	return fd < 0 || fd > INT32_MAX ? NULL : gm_file_lookup((int)fd);
-}
-
-/* OPEN_FMODE() of a guestmem file: FMODE_READ / FMODE_WRITE. */
-static bool gm_sc_can(const struct gm_file *f, bool write)
-{
-	return ((f->f_flags + 1) & O_ACCMODE) & (write ? 2 : 1);
-}
-
-/*
- * What the kernel knows about the other fd of a two-fd call: EBADF if it
- * is not open, whether it is a pipe, a directory or a regular file, its
- * file mode.  @f is set when it is ours too.
- */
-struct gm_sc_other {
-	struct gm_file *f;
-	bool bad, pipe, dir, reg, rd, wr, append;
-};
-
-static void gm_sc_other_get(long fd, struct gm_sc_other *o)
-{
-	struct stat st;
-	int fl;
-
-	memset(o, 0, sizeof(*o));
-	o->f = gm_sc_file(fd);
-	if (o->f) {
-		o->reg = o->f->ops->fops & GM_FOPS_REG;
-		o->rd = gm_sc_can(o->f, false);
-		o->wr = gm_sc_can(o->f, true);
-		return;
-	}
-	fl = (int)GM_RAW_SYSCALL(SYS_fcntl, fd, F_GETFL);
-	if (fd < 0 || fd > INT32_MAX || fl < 0 || gm_raw_fstat((int)fd, &st)) {
-		o->bad = true;
-		return;
-	}
-	o->pipe = S_ISFIFO(st.st_mode);
-	o->dir = S_ISDIR(st.st_mode);
-	o->reg = S_ISREG(st.st_mode);
-	o->rd = (fl & O_ACCMODE) != O_WRONLY && !(fl & O_PATH);
-	o->wr = (fl & O_ACCMODE) != O_RDONLY && !(fl & O_PATH);
-	o->append = fl & O_APPEND;
-}
-
-/*
- * splice, tee, sendfile and copy_file_range where one fd is ours: the
- * VFS's checks in 6.12's order (fs/splice.c, fs/read_write.c).  Our files
- * have no splice_read, splice_write, copy_file_range or remap methods, and
- * are never pipes, so past the checks every transfer is EINVAL.
- */
-static long gm_sc_splice(const struct seccomp_data *d)
-{
-	const __u64 *a = d->args;
-	struct gm_sc_other o;
-	struct gm_file *in, *out;
-	bool in_pipe, out_pipe, in_rd, out_wr;
-	long r;
-
-	switch (d->nr) {
-	case SYS_splice:
-		if (a[5] & ~0xfULL) /* SPLICE_F_ALL */
-			return -EINVAL;
-		if (!a[4])
-			return 0;
-		break;
-	case SYS_tee:
-		if (a[3] & ~0xfULL)
-			return -EINVAL;
-		if (!a[2])
-			return 0;
-		break;
-	}
-	/* in, out: splice/tee/copy_file_range (in, ..., out), sendfile (out, in). */
-	long in_fd = (long)a[d->nr == SYS_sendfile ? 1 : 0];
-	long out_fd = (long)a[d->nr == SYS_sendfile ? 0 : d->nr == SYS_tee ? 1 : 2];
-	in = gm_sc_file(in_fd);
-	if (in) {
-		gm_sc_other_get(out_fd, &o);
-		out = o.f;
-		if (o.bad) {
-			gm_file_put(in);
-			return -EBADF;
-		}
-		in_pipe = false;
-		in_rd = gm_sc_can(in, false);
-		out_pipe = o.pipe;
-		out_wr = o.wr;
-	} else {
-		gm_sc_other_get(in_fd, &o);
-		out = gm_sc_file(out_fd);
-		if (!out) /* raced with a close: not ours any more */
-			return -EBADF;
-		if (o.bad) {
-			gm_file_put(out);
-			return -EBADF;
-		}
-		in_pipe = o.pipe;
-		in_rd = o.rd;
-		out_pipe = false;
-		out_wr = gm_sc_can(out, true);
-	}
-	r = -EINVAL;
-	switch (d->nr) {
-	case SYS_splice:
-		if ((in_pipe && a[1]) || (out_pipe && a[3]))
-			r = -ESPIPE;
-		else if (!in_rd || !out_wr)
-			r = -EBADF;
-		else if (in_pipe && a[3] && !(out->ops->fops & GM_FOPS_PREAD))
-			r = -EINVAL;
-		else if (out_pipe && a[1] && !(in->ops->fops & GM_FOPS_PREAD))
-			r = -EINVAL;
-		break;
-	case SYS_tee:
-		r = !in_rd || !out_wr ? -EBADF : -EINVAL;
-		break;
-	case SYS_sendfile:
-		if (!in_rd)
-			r = -EBADF;
-		else if (in && a[2] && !(in->ops->fops & GM_FOPS_PREAD))
-			r = -ESPIPE;
-		else if (!out_wr)
-			r = -EBADF;
-		else if (!a[3])
-			r = 0;
-		break;
-	case SYS_copy_file_range: {
-		bool in_reg = in ? (in->ops->fops & GM_FOPS_REG) : o.reg;
-		bool out_reg = out ? (out->ops->fops & GM_FOPS_REG) : o.reg;
-
-		if (a[5])
-			r = -EINVAL;
-		else if (!in || !out ? o.dir : false)
-			r = -EISDIR;
-		else if (!in_reg || !out_reg)
-			r = -EINVAL;
-		else if (!in_rd || !out_wr || (!out ? o.append : false))
-			r = -EBADF;
-		else if (!in || !out)
-			r = -EXDEV; /* another super block, and no copy method */
-		else {
-			/* Two guest_memfds (one super block): shortened to EOF, then splice. */
-			struct stat st;
-			int64_t pos = 0;
-
-			if (a[1] && gm_copy_from_user(&pos, (void *)a[1], sizeof(pos)))
-				r = -EFAULT;
-			else {
-				gm_fop_stat(in, &st);
-				r = pos >= st.st_size || !a[4] ? 0 : -EINVAL;
-			}
-		}
-		break;
-	}
-	}
-	if (in)
-		gm_file_put(in);
-	if (out)
-		gm_file_put(out);
-	return r;
-}
-
 /* The first iovec of a vector call, for the positional forms. */
 static int gm_sc_iov0(uint64_t uiov, uint64_t cnt, struct iovec *iov)
 {
@@ -496,7 +377,6 @@ static long gm_sc_file_call(const struct seccomp_data *d, bool *handled)
 	ssize_t sr = -1;
 	off_t off = -1;
 	int ir = -1;
-	long r;
 
 	switch (d->nr) {
 	case SYS_read:
@@ -565,17 +445,12 @@ static long gm_sc_file_call(const struct seccomp_data *d, bool *handled)
 	case SYS_tee:
 	case SYS_sendfile:
 	case SYS_copy_file_range:
-		r = gm_sc_splice(d);
-		if (r < 0) {
-			errno = (int)-r;
-			return -1;
-		}
-		return r;
+		*handled = gm_uapi_xfer(d->nr, a[0], a[1], a[2], a[3], a[4], a[5], &sr);
+		return sr;
 	default:
 		/* The socket calls: sockfd_lookup() finds a file that is not a socket. */
-		*handled = gm_is_our_fd(fd);
-		errno = ENOTSOCK;
-		return -1;
+		*handled = gm_uapi_sock(fd, &ir);
+		return ir;
 	}
 }
 
@@ -1106,12 +981,13 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 #if !defined(__x86_64__)
 	return;
 #endif
-	if (!dl_iterate_phdr(gm_text_cb, &text) || text.lo >> 32 != (text.hi - 1) >> 32)
-		return;
+	dl_iterate_phdr(gm_text_cb, &text);
+	if (!text.n || text.probe < text.r[0].lo || text.probe >= text.r[0].hi)
+		return; /* our own text not found (or across a 4 GiB line): no filter */
 	b = malloc(sizeof(*b));
 	if (!b)
 		return;
-	if (gm_sc_build(b, text.lo, text.hi)) {
+	if (gm_sc_build(b, text.r, text.n)) {
 		free(b);
 		return;
 	}
