@@ -619,12 +619,23 @@ static bool gm_sc_kvm_run(int fd, uint64_t id)
 
 struct gm_sc_work {
 	struct seccomp_notif n;
+	struct gm_sc_work *next;
 };
 
-/* One routed fd call, in a worker: it may block (KVM_RUN). */
-static void *gm_sc_worker(void *arg)
+/*
+ * The workers: started by the listener (so unfiltered) when none is idle,
+ * then kept.  Each queued item has an idle worker reserved for it, so an
+ * item never waits behind a long KVM_RUN.
+ */
+/* gm_sc_pool_lock: the queue and gm_sc_nr_idle; innermost, no call under it. */
+static pthread_mutex_t gm_sc_pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gm_sc_pool_cv = PTHREAD_COND_INITIALIZER;
+static struct gm_sc_work *gm_sc_queue, **gm_sc_queue_tail = &gm_sc_queue;
+static int gm_sc_nr_idle; /* idle workers not yet reserved for an item */
+
+/* One routed fd call: it may block (KVM_RUN). */
+static void gm_sc_serve(struct gm_sc_work *w)
 {
-	struct gm_sc_work *w = arg;
 	const struct seccomp_data *d = &w->n.data;
 	bool handled;
 	long ret;
@@ -651,7 +662,51 @@ static void *gm_sc_worker(void *arg)
 		gm_raw_close((int)ret); /* nobody will ever see this fd */
 out:
 	free(w);
+}
+
+static void *gm_sc_worker(void *arg)
+{
+	struct gm_sc_work *w = arg;
+
+	for (;;) {
+		gm_sc_serve(w);
+		pthread_mutex_lock(&gm_sc_pool_lock);
+		gm_sc_nr_idle++;
+		while (!gm_sc_queue)
+			pthread_cond_wait(&gm_sc_pool_cv, &gm_sc_pool_lock);
+		w = gm_sc_queue;
+		gm_sc_queue = w->next;
+		if (!gm_sc_queue)
+			gm_sc_queue_tail = &gm_sc_queue;
+		pthread_mutex_unlock(&gm_sc_pool_lock);
+	}
 	return NULL;
+}
+
+/* Hand @w to an idle worker, or start one; false if neither was possible. */
+static bool gm_sc_queue_work(struct gm_sc_work *w)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	bool ok = true;
+
+	pthread_mutex_lock(&gm_sc_pool_lock);
+	if (gm_sc_nr_idle > 0) {
+		gm_sc_nr_idle--;
+		w->next = NULL;
+		*gm_sc_queue_tail = w;
+		gm_sc_queue_tail = &w->next;
+		pthread_cond_signal(&gm_sc_pool_cv);
+		pthread_mutex_unlock(&gm_sc_pool_lock);
+		return true;
+	}
+	pthread_mutex_unlock(&gm_sc_pool_lock);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, gm_sc_worker, w))
+		ok = false;
+	pthread_attr_destroy(&attr);
+	return ok;
 }
 
 /* An address-space call of this process: notifier, the call, notifier. */
@@ -750,8 +805,6 @@ cont:
 static void gm_sc_dispatch(const struct seccomp_notif *n)
 {
 	struct gm_sc_work *w;
-	pthread_attr_t attr;
-	pthread_t t;
 
 	if (!gm_sc_ours(n->pid)) {
 		gm_sc_foreign(n);
@@ -777,13 +830,10 @@ static void gm_sc_dispatch(const struct seccomp_notif *n)
 		return;
 	}
 	w->n = *n;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &attr, gm_sc_worker, w)) {
+	if (!gm_sc_queue_work(w)) {
 		free(w);
 		gm_sc_send(n->id, 0, EAGAIN, false);
 	}
-	pthread_attr_destroy(&attr);
 }
 
 static void *gm_sc_listener(void *arg)
