@@ -86,6 +86,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/config.h"
 #include "lib/sys_raw.h"
 #include "preload.h"
 #include "uapi/uapi.h"
@@ -1025,9 +1026,12 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 	pthread_t t;
 	int fd;
 
-	if (env && (!strcmp(env, "0") || !strcmp(env, "off")))
+	int mode = gm_config_seccomp_mode(env);
+
+	/* A bad value: no filter; the library reports it at its first use. */
+	if (mode == GM_SECCOMP_OFF || mode < 0)
 		return;
-	gm_sc_files = env && !strcmp(env, "files");
+	gm_sc_files = mode == GM_SECCOMP_FILES;
 #if !defined(__x86_64__)
 	return;
 #endif
