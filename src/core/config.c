@@ -200,6 +200,10 @@ void gm_config_accepted(enum gm_setting which, char *buf, size_t len)
 	case GM_SETTING_CPU_VENDOR:
 		gm_strcatf(buf, len, "auto, host, intel, amd");
 		break;
+	case GM_SETTING_SECCOMP:
+		gm_strcatf(buf, len, "1, on or empty (the filter), files (also file and socket "
+				     "calls), 0 or off (none)");
+		break;
 	}
 }
 
@@ -210,6 +214,17 @@ static int check_failed(enum gm_setting which, const char *what, char *why, size
 
 	gm_config_accepted(which, acc, sizeof(acc));
 	gm_strcatf(why, len, "%s; accepted: %s", what, acc);
+	return -EINVAL;
+}
+
+int gm_config_seccomp_mode(const char *value)
+{
+	if (!value || !*value || !strcmp(value, "1") || !strcmp(value, "on"))
+		return GM_SECCOMP_DEFAULT;
+	if (!strcmp(value, "files"))
+		return GM_SECCOMP_FILES;
+	if (!strcmp(value, "0") || !strcmp(value, "off"))
+		return GM_SECCOMP_OFF;
 	return -EINVAL;
 }
 
@@ -260,6 +275,10 @@ int gm_config_check(enum gm_setting which, const char *value, char *why, size_t 
 		    !strcmp(value, "intel") || !strcmp(value, "amd"))
 			return 0;
 		return check_failed(which, "unknown vendor", why, why_len);
+	case GM_SETTING_SECCOMP:
+		if (gm_config_seccomp_mode(value) >= 0)
+			return 0;
+		return check_failed(which, "unknown mode", why, why_len);
 	}
 	return check_failed(which, "unknown setting", why, why_len);
 }
@@ -275,6 +294,7 @@ static const struct {
 	{ "GUESTMEM_NO_PRECHECK", GM_SETTING_NO_PRECHECK },
 	{ "GUESTMEM_VCPU_SPIN_US", GM_SETTING_VCPU_SPIN_US },
 	{ "GUESTMEM_CPU_VENDOR", GM_SETTING_CPU_VENDOR },
+	{ "GUESTMEM_SECCOMP", GM_SETTING_SECCOMP },
 };
 
 int gm_config_env_check(char *msg, size_t len)

@@ -55,7 +55,13 @@ enum gm_setting {
 	GM_SETTING_NO_PRECHECK,	 /* GUESTMEM_NO_PRECHECK */
 	GM_SETTING_VCPU_SPIN_US, /* GUESTMEM_VCPU_SPIN_US */
 	GM_SETTING_CPU_VENDOR,	 /* GUESTMEM_CPU_VENDOR (preload/cpuid_fault.c) */
+	GM_SETTING_SECCOMP,	 /* GUESTMEM_SECCOMP (the preload's filter) */
 };
+
+/* GUESTMEM_SECCOMP's modes (src/preload/seccomp.c). */
+enum { GM_SECCOMP_OFF, GM_SECCOMP_DEFAULT, GM_SECCOMP_FILES };
+/* The mode @value names (NULL or empty: the default), or -EINVAL. */
+int gm_config_seccomp_mode(const char *value);
 
 /*
  * Check one value of @which.  Returns 0, or -EINVAL with a one-line reason

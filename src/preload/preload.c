@@ -40,7 +40,32 @@
 /* Pre-2.33 glibc ABI of the compat rows (x86-64: version argument 1). */
 #define OLD_GLIBC "GLIBC_2.2.5"
 
-#define GM_NEXT(name, args) NEXT(name)(GM_UNPAREN args)
+#define GM_NEXT_PLAIN(name, args) NEXT(name)(GM_UNPAREN args)
+
+/*
+ * The rows whose system call the seccomp filter routes (seccomp.c): with
+ * the filter installed, the fallback is the raw call from this object's
+ * text, which the filter exempts.  Through libc it would be routed back to
+ * the listener: a second, slower pass through the mmu notifier, and a
+ * notification round trip for every fallocate of the VMM's own files.
+ */
+#define GM_NEXT_RAW(raw, name, args) \
+	(__atomic_load_n(&gm_seccomp_active, __ATOMIC_RELAXED) ? raw args : NEXT(name)(GM_UNPAREN args))
+#define GM_NEXT_munmap(name, args) GM_NEXT_RAW(gm_raw_munmap, name, args)
+#define GM_NEXT_mremap(name, args) GM_NEXT_RAW(gm_raw_mremap, name, args)
+#define GM_NEXT_madvise(name, args) GM_NEXT_RAW(gm_raw_madvise, name, args)
+#define GM_NEXT_mprotect(name, args) GM_NEXT_RAW(gm_raw_mprotect, name, args)
+#define GM_NEXT_fallocate(name, args) GM_NEXT_RAW(gm_raw_fallocate, name, args)
+#define GM_PROBE_munmap ~, GM_NEXT_munmap
+#define GM_PROBE_mremap ~, GM_NEXT_mremap
+#define GM_PROBE_madvise ~, GM_NEXT_madvise
+#define GM_PROBE_mprotect ~, GM_NEXT_mprotect
+#define GM_PROBE_fallocate ~, GM_NEXT_fallocate
+#define GM_PROBE_fallocate64 ~, GM_NEXT_fallocate
+#define GM_SECOND_(a, b, ...) b
+#define GM_SECOND(...) GM_SECOND_(__VA_ARGS__)
+/* GM_NEXT_<name> where one is defined above, else GM_NEXT_PLAIN. */
+#define GM_NEXT(name, args) GM_SECOND(GM_PROBE_##name, GM_NEXT_PLAIN, ~)(name, args)
 #define GM_NEXT_OLD(name, args) \
 	NEXT_VERSIONED(#name, __typeof__(&name), OLD_GLIBC)(GM_UNPAREN args)
 

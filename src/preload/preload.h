@@ -12,6 +12,9 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
+/* 1 once the seccomp filter is installed (seccomp.c). */
+extern int gm_seccomp_active;
+
 /* The next definition of a symbol; resolved once (racing resolvers agree). */
 static inline void *gm_next(void **slot, const char *name, const char *version)
 {

@@ -338,6 +338,14 @@ int gm_file_create(enum gm_file_type type, const struct gm_file_ops *ops, const 
 		free(f);
 		return err;
 	}
+	/*
+	 * Nothing is ever sent to the application's end: with our end shut
+	 * for writing, a read or recv that reaches the socket (a raw system
+	 * call nobody routed) returns 0 at once instead of blocking forever.
+	 * Our end still sees POLLHUP only when the application's last
+	 * reference closes.
+	 */
+	gm_raw_shutdown(sv[1], SHUT_WR);
 	gm_check_pthread(pthread_mutex_init(&f->pos_lock, NULL));
 	f->type = type;
 	f->ops = ops;

@@ -13,6 +13,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -163,6 +164,209 @@ bool gm_uapi_shutdown(int fd, int how, int *ret)
 	(void)how;
 	/* Not a socket to the application; and a shutdown would fake a close. */
 	GM_FILE_OP(fd, ret, -ENOTSOCK);
+}
+
+bool gm_uapi_sock_io(int fd, ssize_t *ret)
+{
+	/* sockfd_lookup(): the file is there but is not a socket. */
+	GM_FILE_OP(fd, ret, -ENOTSOCK);
+}
+
+bool gm_uapi_sock(int fd, int *ret)
+{
+	GM_FILE_OP(fd, ret, -ENOTSOCK);
+}
+
+/* ---- splice, tee, sendfile, copy_file_range ---------------------------- */
+
+/* The file behind @fd if it is ours (a reference), else NULL. */
+static struct gm_file *gm_xfer_file(long fd)
+{
+	return fd < 0 || fd > INT32_MAX ? NULL : gm_file_lookup((int)fd);
+}
+
+/* OPEN_FMODE() of a guestmem file: FMODE_READ / FMODE_WRITE. */
+static bool gm_xfer_can(const struct gm_file *f, bool write)
+{
+	return ((f->f_flags + 1) & O_ACCMODE) & (write ? 2 : 1);
+}
+
+/*
+ * What the kernel knows about the other fd of a two-fd call: EBADF if it
+ * is not open, whether it is a pipe, a directory or a regular file, its
+ * file mode.  @f is set when it is ours too.
+ */
+struct gm_xfer_other {
+	struct gm_file *f;
+	bool bad, pipe, dir, reg, rd, wr, append;
+};
+
+static void gm_xfer_other_get(long fd, struct gm_xfer_other *o)
+{
+	struct stat st;
+	int fl;
+
+	memset(o, 0, sizeof(*o));
+	o->f = gm_xfer_file(fd);
+	if (o->f) {
+		o->reg = o->f->ops->fops & GM_FOPS_REG;
+		o->rd = gm_xfer_can(o->f, false);
+		o->wr = gm_xfer_can(o->f, true);
+		return;
+	}
+	fl = (int)(fd < 0 || fd > INT32_MAX ? -1 : gm_raw_fcntl((int)fd, F_GETFL, 0));
+	if (fd < 0 || fd > INT32_MAX || fl < 0 || gm_raw_fstat((int)fd, &st)) {
+		o->bad = true;
+		return;
+	}
+	o->pipe = S_ISFIFO(st.st_mode);
+	o->dir = S_ISDIR(st.st_mode);
+	o->reg = S_ISREG(st.st_mode);
+	o->rd = (fl & O_ACCMODE) != O_WRONLY && !(fl & O_PATH);
+	o->wr = (fl & O_ACCMODE) != O_RDONLY && !(fl & O_PATH);
+	o->append = fl & O_APPEND;
+}
+
+/*
+ * splice, tee, sendfile and copy_file_range where one fd is ours: the
+ * VFS's checks in 6.12's order (fs/splice.c, fs/read_write.c).  Our files
+ * have no splice_read, splice_write, copy_file_range or remap methods, and
+ * are never pipes, so past the checks every transfer is EINVAL.
+ */
+static long gm_xfer(long nr, const uint64_t *a)
+{
+	struct gm_xfer_other o;
+	struct gm_file *in, *out;
+	bool in_pipe, out_pipe, in_rd, out_wr;
+	long r;
+
+	switch (nr) {
+	case SYS_splice:
+		if (a[5] & ~0xfULL) /* SPLICE_F_ALL */
+			return -EINVAL;
+		if (!a[4])
+			return 0;
+		break;
+	case SYS_tee:
+		if (a[3] & ~0xfULL)
+			return -EINVAL;
+		if (!a[2])
+			return 0;
+		break;
+	}
+	/* in, out: splice/tee/copy_file_range (in, ..., out), sendfile (out, in). */
+	long in_fd = (long)a[nr == SYS_sendfile ? 1 : 0];
+	long out_fd = (long)a[nr == SYS_sendfile ? 0 : nr == SYS_tee ? 1 : 2];
+	in = gm_xfer_file(in_fd);
+	if (in) {
+		gm_xfer_other_get(out_fd, &o);
+		out = o.f;
+		if (o.bad) {
+			gm_file_put(in);
+			return -EBADF;
+		}
+		in_pipe = false;
+		in_rd = gm_xfer_can(in, false);
+		out_pipe = o.pipe;
+		out_wr = o.wr;
+	} else {
+		gm_xfer_other_get(in_fd, &o);
+		out = gm_xfer_file(out_fd);
+		if (!out) /* raced with a close: not ours any more */
+			return -EBADF;
+		if (o.bad) {
+			gm_file_put(out);
+			return -EBADF;
+		}
+		in_pipe = o.pipe;
+		in_rd = o.rd;
+		out_pipe = false;
+		out_wr = gm_xfer_can(out, true);
+	}
+	r = -EINVAL;
+	switch (nr) {
+	case SYS_splice:
+		if ((in_pipe && a[1]) || (out_pipe && a[3]))
+			r = -ESPIPE;
+		else if (!in_rd || !out_wr)
+			r = -EBADF;
+		else if (in_pipe && a[3] && !(out->ops->fops & GM_FOPS_PREAD))
+			r = -EINVAL;
+		else if (out_pipe && a[1] && !(in->ops->fops & GM_FOPS_PREAD))
+			r = -EINVAL;
+		break;
+	case SYS_tee:
+		r = !in_rd || !out_wr ? -EBADF : -EINVAL;
+		break;
+	case SYS_sendfile:
+		if (!in_rd)
+			r = -EBADF;
+		else if (in && a[2] && !(in->ops->fops & GM_FOPS_PREAD))
+			r = -ESPIPE;
+		else if (!out_wr)
+			r = -EBADF;
+		else if (!a[3])
+			r = 0;
+		break;
+	case SYS_copy_file_range: {
+		bool in_reg = in ? (in->ops->fops & GM_FOPS_REG) : o.reg;
+		bool out_reg = out ? (out->ops->fops & GM_FOPS_REG) : o.reg;
+
+		if (a[5])
+			r = -EINVAL;
+		else if (!in || !out ? o.dir : false)
+			r = -EISDIR;
+		else if (!in_reg || !out_reg)
+			r = -EINVAL;
+		else if (!in_rd || !out_wr || (!out ? o.append : false))
+			r = -EBADF;
+		else if (!in || !out)
+			r = -EXDEV; /* another super block, and no copy method */
+		else {
+			/* Two guest_memfds (one super block): shortened to EOF, then splice. */
+			struct stat st;
+			int64_t pos = 0;
+
+			if (a[1] && gm_copy_from_user(&pos, (void *)a[1], sizeof(pos)))
+				r = -EFAULT;
+			else {
+				gm_fop_stat(in, &st);
+				r = pos >= st.st_size || !a[4] ? 0 : -EINVAL;
+			}
+		}
+		break;
+	}
+	}
+	if (in)
+		gm_file_put(in);
+	if (out)
+		gm_file_put(out);
+	return r;
+}
+
+/* Whether fd @a is ours (a lookup, no reference kept). */
+static bool gm_xfer_ours(unsigned long a)
+{
+	struct gm_file *f = gm_xfer_file((long)a);
+
+	if (f)
+		gm_file_put(f);
+	return f != NULL;
+}
+
+bool gm_uapi_xfer(long nr, unsigned long a0, unsigned long a1, unsigned long a2,
+		  unsigned long a3, unsigned long a4, unsigned long a5, ssize_t *ret)
+{
+	const uint64_t a[6] = { a0, a1, a2, a3, a4, a5 };
+	int ifd = nr == SYS_sendfile ? 1 : 0;
+	int ofd = nr == SYS_sendfile ? 0 : nr == SYS_tee ? 1 : 2;
+
+	if (!gm_xfer_ours(a[ifd]) && !gm_xfer_ours(a[ofd]))
+		return false;
+	GM_ENTER();
+	*ret = gm_ret(gm_xfer(nr, a));
+	GM_LEAVE();
+	return true;
 }
 
 /*

@@ -104,6 +104,56 @@
 	X(both, fd, int, fchown, (int fd, uid_t uid, gid_t gid),                                \
 	  (fd, uid, gid), fchown, (fd, uid, gid))                                                \
 	X(both, fd, int, shutdown, (int fd, int how), (fd, how), shutdown, (fd, how))           \
+	/* socket calls: a guestmem fd is not a socket to the application */                   \
+	X(libc, fd, ssize_t, send, (int fd, const void *buf, size_t n, int flags),              \
+	  (fd, buf, n, flags), sock_io, (fd))                                                    \
+	X(libc, fd, ssize_t, recv, (int fd, void *buf, size_t n, int flags),                    \
+	  (fd, buf, n, flags), sock_io, (fd))                                                    \
+	X(libc, fd, ssize_t, sendto, (int fd, const void *buf, size_t n, int flags,             \
+	  __CONST_SOCKADDR_ARG to, socklen_t tolen), (fd, buf, n, flags, to, tolen), sock_io, (fd)) \
+	X(libc, fd, ssize_t, recvfrom, (int fd, void *buf, size_t n, int flags,                 \
+	  __SOCKADDR_ARG from, socklen_t *fromlen), (fd, buf, n, flags, from, fromlen),          \
+	  sock_io, (fd))                                                                         \
+	X(libc, fd, ssize_t, sendmsg, (int fd, const struct msghdr *msg, int flags),            \
+	  (fd, msg, flags), sock_io, (fd))                                                       \
+	X(libc, fd, ssize_t, recvmsg, (int fd, struct msghdr *msg, int flags),                  \
+	  (fd, msg, flags), sock_io, (fd))                                                       \
+	X(libc, fd, int, sendmmsg, (int fd, struct mmsghdr *v, unsigned int n, int flags),      \
+	  (fd, v, n, flags), sock, (fd))                                                         \
+	X(libc, fd, int, recvmmsg, (int fd, struct mmsghdr *v, unsigned int n, int flags,       \
+	  struct timespec *tmo), (fd, v, n, flags, tmo), sock, (fd))                             \
+	X(libc, fd, int, getsockopt, (int fd, int level, int name, void *val, socklen_t *len),  \
+	  (fd, level, name, val, len), sock, (fd))                                               \
+	X(libc, fd, int, setsockopt, (int fd, int level, int name, const void *val,             \
+	  socklen_t len), (fd, level, name, val, len), sock, (fd))                               \
+	X(libc, fd, int, getsockname, (int fd, __SOCKADDR_ARG a, socklen_t *len),               \
+	  (fd, a, len), sock, (fd))                                                              \
+	X(libc, fd, int, getpeername, (int fd, __SOCKADDR_ARG a, socklen_t *len),               \
+	  (fd, a, len), sock, (fd))                                                              \
+	X(libc, fd, int, bind, (int fd, __CONST_SOCKADDR_ARG a, socklen_t len),                 \
+	  (fd, a, len), sock, (fd))                                                              \
+	X(libc, fd, int, connect, (int fd, __CONST_SOCKADDR_ARG a, socklen_t len),              \
+	  (fd, a, len), sock, (fd))                                                              \
+	X(libc, fd, int, listen, (int fd, int backlog), (fd, backlog), sock, (fd))              \
+	X(libc, fd, int, accept, (int fd, __SOCKADDR_ARG a, socklen_t *len),                    \
+	  (fd, a, len), sock, (fd))                                                              \
+	X(libc, fd, int, accept4, (int fd, __SOCKADDR_ARG a, socklen_t *len, int flags),        \
+	  (fd, a, len, flags), sock, (fd))                                                       \
+	/* in-kernel copies: our files have no splice or copy methods */                        \
+	X(libc, fd, ssize_t, splice, (int fd_in, loff_t *off_in, int fd_out, loff_t *off_out,   \
+	  size_t len, unsigned int flags), (fd_in, off_in, fd_out, off_out, len, flags),         \
+	  xfer, (SYS_splice, fd_in, (uintptr_t)off_in, fd_out, (uintptr_t)off_out, len, flags)) \
+	X(libc, fd, ssize_t, tee, (int fd_in, int fd_out, size_t len, unsigned int flags),      \
+	  (fd_in, fd_out, len, flags), xfer, (SYS_tee, fd_in, fd_out, len, flags, 0, 0))         \
+	X(libc, fd, ssize_t, sendfile, (int out_fd, int in_fd, off_t *off, size_t n),           \
+	  (out_fd, in_fd, off, n), xfer, (SYS_sendfile, out_fd, in_fd, (uintptr_t)off, n, 0, 0)) \
+	X(libc, fd, ssize_t, sendfile64, (int out_fd, int in_fd, off64_t *off, size_t n),       \
+	  (out_fd, in_fd, off, n), xfer, (SYS_sendfile, out_fd, in_fd, (uintptr_t)off, n, 0, 0)) \
+	X(libc, fd, ssize_t, copy_file_range, (int fd_in, off64_t *off_in, int fd_out,          \
+	  off64_t *off_out, size_t len, unsigned int flags),                                     \
+	  (fd_in, off_in, fd_out, off_out, len, flags),                                          \
+	  xfer, (SYS_copy_file_range, fd_in, (uintptr_t)off_in, fd_out, (uintptr_t)off_out, len, \
+		 flags))                                                                        \
 	/* fcntl's third argument is an int or a pointer: pass the register on */              \
 	X(both, fd_va, int, fcntl, (int fd, int cmd, ...), (fd, cmd, arg), fcntl, (fd, cmd, arg)) \
 	X(libc, fd_va, int, fcntl64, (int fd, int cmd, ...), (fd, cmd, arg), fcntl, (fd, cmd, arg)) \
@@ -184,6 +234,10 @@
 	X(int, fchmod, (int fd, mode_t mode))                                                    \
 	X(int, fchown, (int fd, uid_t uid, gid_t gid))                                           \
 	X(int, shutdown, (int fd, int how))                                                      \
+	X(ssize_t, sock_io, (int fd))                                                            \
+	X(int, sock, (int fd))                                                                   \
+	X(ssize_t, xfer, (long nr, unsigned long a0, unsigned long a1, unsigned long a2,         \
+			  unsigned long a3, unsigned long a4, unsigned long a5))                 \
 	X(int, fstat, (int fd, struct stat *st))                                                 \
 	X(int, fstatat, (int dirfd, const char *path, struct stat *st, int flags))               \
 	X(int, statx, (int dirfd, const char *path, int flags, unsigned int mask,                \

@@ -87,6 +87,8 @@ for cmd in info exec; do
 		env GUESTMEM_NO_PRECHECK=yes "$cli" "${args[@]}"
 	expect_stop "$cmd: bad GUESTMEM_VCPU_SPIN_US" GUESTMEM_VCPU_SPIN_US "0 to 1000000" \
 		env GUESTMEM_VCPU_SPIN_US=10ms "$cli" "${args[@]}"
+	expect_stop "$cmd: bad GUESTMEM_SECCOMP" GUESTMEM_SECCOMP "files" \
+		env GUESTMEM_SECCOMP=file "$cli" "${args[@]}"
 	# Options are named as options.
 	if [ $cmd = exec ]; then pre=(exec); post=(-- "${marker[@]}"); else pre=(info); post=(); fi
 	expect_stop "$cmd: bad --profile" "--profile" "$profiles" \

@@ -19,7 +19,7 @@
 set -u
 
 usage() {
-	echo "usage: $0 direct|exec CONFIG [BUILDDIR]" >&2
+	echo "usage: $0 direct|exec|raw CONFIG [BUILDDIR]" >&2
 	exit 2
 }
 
@@ -53,6 +53,13 @@ exec)
 	cli=${GUESTMEM_CLI:-$builddir/src/cli/guestmem}
 	[ -x "$cli" ] || { echo "1..0 # SKIP no guestmem CLI at $cli"; exit 77; }
 	cmd=("$cli" exec -- "$bin")
+	;;
+raw)
+	# Every routed call by syscall(2): the filter must answer them all.
+	bin=${CONFORMANCE_BIN:-$builddir/tests/uapi/conformance-raw}
+	cli=${GUESTMEM_CLI:-$builddir/src/cli/guestmem}
+	[ -x "$cli" ] || { echo "1..0 # SKIP no guestmem CLI at $cli"; exit 77; }
+	cmd=(env GUESTMEM_SECCOMP=files "$cli" exec -- "$bin")
 	;;
 *) usage ;;
 esac

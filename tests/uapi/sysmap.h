@@ -52,6 +52,102 @@
 #define readlink(path, buf, n) guestmem_sys_readlink(path, buf, n)
 
 #define GM_MODE_NAME "direct"
+#elif defined(GM_RAW)
+/*
+ * -DGM_RAW: the "exec" program with the calls the seccomp filter routes
+ * (src/preload/seccomp.c, GUESTMEM_SECCOMP=files) issued through
+ * syscall(2), where the preload's libc wrappers never see them.  open,
+ * close, fstat, fcntl, readlink and mmap stay libc calls: the filter does
+ * not route them (open("/dev/kvm") would reach the host kernel).
+ */
+#include <stdint.h>
+#include <sys/syscall.h>
+
+static inline int gm_raw_ioctl3(int fd, unsigned long cmd, uintptr_t arg)
+{
+	return (int)syscall(SYS_ioctl, fd, cmd, arg);
+}
+#define GM_RAW_IOCTL_(fd, cmd, arg, ...) gm_raw_ioctl3(fd, cmd, (uintptr_t)(arg))
+#define ioctl(...) GM_RAW_IOCTL_(__VA_ARGS__, 0, 0)
+static inline ssize_t gm_raw_read(int fd, void *buf, size_t n)
+{
+	return syscall(SYS_read, fd, buf, n);
+}
+static inline ssize_t gm_raw_write(int fd, const void *buf, size_t n)
+{
+	return syscall(SYS_write, fd, buf, n);
+}
+static inline ssize_t gm_raw_pread(int fd, void *buf, size_t n, off_t off)
+{
+	return syscall(SYS_pread64, fd, buf, n, off);
+}
+static inline ssize_t gm_raw_pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+	return syscall(SYS_pwrite64, fd, buf, n, off);
+}
+static inline off_t gm_raw_lseek(int fd, off_t off, int whence)
+{
+	return syscall(SYS_lseek, fd, off, whence);
+}
+static inline int gm_raw_munmap(void *a, size_t len)
+{
+	return (int)syscall(SYS_munmap, a, len);
+}
+static inline void *gm_raw_mremap(void *old, size_t old_len, size_t new_len, int flags,
+				  uintptr_t new_addr)
+{
+	return (void *)syscall(SYS_mremap, old, old_len, new_len, flags, new_addr);
+}
+#define GM_RAW_MREMAP_(o, ol, nl, fl, na, ...) gm_raw_mremap(o, ol, nl, fl, (uintptr_t)(na))
+static inline int gm_raw_madvise(void *a, size_t len, int advice)
+{
+	return (int)syscall(SYS_madvise, a, len, advice);
+}
+static inline int gm_raw_mprotect(void *a, size_t len, int prot)
+{
+	return (int)syscall(SYS_mprotect, a, len, prot);
+}
+static inline int gm_raw_fallocate(int fd, int mode, off_t off, off_t len)
+{
+	return (int)syscall(SYS_fallocate, fd, mode, off, len);
+}
+static inline int gm_raw_ftruncate(int fd, off_t len)
+{
+	return (int)syscall(SYS_ftruncate, fd, len);
+}
+static inline int gm_raw_fsync(int fd)
+{
+	return (int)syscall(SYS_fsync, fd);
+}
+static inline int gm_raw_fdatasync(int fd)
+{
+	return (int)syscall(SYS_fdatasync, fd);
+}
+static inline int gm_raw_fchmod(int fd, mode_t mode)
+{
+	return (int)syscall(SYS_fchmod, fd, mode);
+}
+static inline int gm_raw_fchown(int fd, uid_t uid, gid_t gid)
+{
+	return (int)syscall(SYS_fchown, fd, uid, gid);
+}
+#define read(fd, buf, n) gm_raw_read(fd, buf, n)
+#define write(fd, buf, n) gm_raw_write(fd, buf, n)
+#define pread(fd, buf, n, off) gm_raw_pread(fd, buf, n, off)
+#define pwrite(fd, buf, n, off) gm_raw_pwrite(fd, buf, n, off)
+#define lseek(fd, off, whence) gm_raw_lseek(fd, off, whence)
+#define munmap(a, len) gm_raw_munmap(a, len)
+#define mremap(...) GM_RAW_MREMAP_(__VA_ARGS__, 0, 0)
+#define madvise(a, len, advice) gm_raw_madvise(a, len, advice)
+#define mprotect(a, len, prot) gm_raw_mprotect(a, len, prot)
+#define fallocate(fd, mode, off, len) gm_raw_fallocate(fd, mode, off, len)
+#define ftruncate(fd, len) gm_raw_ftruncate(fd, len)
+#define fsync(fd) gm_raw_fsync(fd)
+#define fdatasync(fd) gm_raw_fdatasync(fd)
+#define fchmod(fd, mode) gm_raw_fchmod(fd, mode)
+#define fchown(fd, uid, gid) gm_raw_fchown(fd, uid, gid)
+
+#define GM_MODE_NAME "raw"
 #else
 #define GM_MODE_NAME "exec"
 #endif

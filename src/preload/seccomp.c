@@ -1,0 +1,1085 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Raw system calls under `guestmem exec`: a seccomp filter with user
+ * notification, installed by the preload before main.
+ *
+ * The preload's libc wrappers never reach the kernel for a guestmem fd, so
+ * whatever reaches it on one came from a raw system call (syscall(2), or a
+ * libc function that calls the kernel itself: posix_fallocate, malloc's
+ * munmap).  The filter routes to a listener thread in this process:
+ *
+ *   - ioctl with a KVM number ((cmd >> 8) & 0xff == 0xAE);
+ *   - fallocate (posix_fallocate calls it directly);
+ *   - munmap, mremap, mprotect, and madvise with an advice that drops pages
+ *     (the mmu notifier);
+ *   - with GUESTMEM_SECCOMP=files, also the file and socket calls a
+ *     guestmem fd must answer as the kernel's file does (read, write, ...,
+ *     fstat, send, recv, splice, sendfile): off by default, since every
+ *     such call of the VMM would then cost a notification round trip.
+ *
+ * Every other system call gets an ALLOW that depends only on the system
+ * call number, which the kernel caches per number (no filter run at all).
+ *
+ * The library's own raw system calls must not come back to it: the thread
+ * making them may hold the locks the listener needs.  They are exempt by
+ * instruction pointer.  Library code issues every system call the filter
+ * routes with an inline `syscall` instruction (src/lib/sys_raw.h), so these
+ * calls, and only these, come from this object's text; the filter allows a
+ * routed call whose instruction pointer lies in it.  Calls libc makes on
+ * the library's behalf (malloc's munmap) are routed like any other and
+ * answered without taking a lock a caller could hold (hva.c).
+ *
+ * The listener thread is created before the filter is installed, and the
+ * filter is installed on the main thread only (no TSYNC): so the listener
+ * and the workers it starts run unfiltered and never wait for themselves.
+ *
+ * Answers:
+ *   - a KVM ioctl or fallocate on a guestmem fd runs the library's entry
+ *     point on the same fd number (the threads share the fd table and the
+ *     address space, so the pointers are the caller's; usercopy.c copies
+ *     through process_vm_readv/writev, so a bad pointer is EFAULT); a new
+ *     object's fd is created in the shared table and returned in val.  It
+ *     runs in a worker thread: KVM_RUN blocks.
+ *   - an address-space call: the listener opens the mmu-notifier
+ *     invalidation, performs the call itself (the mm is the same), closes
+ *     the invalidation and returns the call's result.  Doing it here rather
+ *     than answering CONTINUE keeps the bracket exact: with CONTINUE the
+ *     invalidation would end before the caller's munmap ran, and a fault in
+ *     between could map the old pages again.
+ *   - anything on an fd that is not ours, or from another process (a fork
+ *     child shares the filter): CONTINUE.
+ * Each answer is preceded by SECCOMP_IOCTL_NOTIF_ID_VALID: a caller
+ * interrupted by a signal is no longer waiting (the kernel restarts or
+ * fails its call), and nothing may be done on its behalf.
+ *
+ * exec: the filter outlives the image, the listener thread does not.  A
+ * helper process (double-forked, its own session) keeps a second reference
+ * to the listener and, once this image is gone (a pipe's write end, close-
+ * on-exec here, hangs up), answers every notification with CONTINUE, so
+ * that the next image's ld.so and libc work (without a listener the kernel
+ * would fail every routed call with ENOSYS).  It exits when no task uses
+ * the filter any more.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "lib/sys_raw.h"
+#include "preload.h"
+#include "uapi/uapi.h"
+#include "vcpu/irqchip.h"
+#include "vcpu/vcpu.h"
+
+#ifndef SECCOMP_FILTER_FLAG_SPEC_ALLOW
+#define SECCOMP_FILTER_FLAG_SPEC_ALLOW (1UL << 2)
+#endif
+#ifndef SECCOMP_FILTER_FLAG_NEW_LISTENER
+#define SECCOMP_FILTER_FLAG_NEW_LISTENER (1UL << 3)
+#endif
+#ifndef SECCOMP_USER_NOTIF_FLAG_CONTINUE
+#define SECCOMP_USER_NOTIF_FLAG_CONTINUE (1UL << 0)
+#endif
+
+#define GM_KVMIO 0xAE
+
+/* Routed system calls with no fd of ours: CONTINUE. */
+#define GM_SC_CONTINUE 1
+
+/* The listener's notification fd; -1 until installed.  Written once. */
+static int gm_sc_fd = -1;
+/* 1 once the filter is installed (the preload's wrappers read it). */
+int gm_seccomp_active;
+static sem_t gm_sc_ready;
+static bool gm_sc_files; /* GUESTMEM_SECCOMP=files: route file/socket calls */
+/* Our end of the helper's socket: it hangs up when this image is gone. */
+static int gm_sc_alive = -1;
+
+/* ---- the filter -------------------------------------------------------- */
+
+/* A tiny assembler: jumps name instruction indices, resolved at the end. */
+struct gm_bpf {
+	struct sock_filter insn[160];
+	int jt[160], jf[160]; /* target index, or -1 for "next" */
+	int n;
+};
+
+static int gm_bpf_emit(struct gm_bpf *b, uint16_t code, uint32_t k, int jt, int jf)
+{
+	b->insn[b->n] = (struct sock_filter){ code, 0, 0, k };
+	b->jt[b->n] = jt;
+	b->jf[b->n] = jf;
+	return b->n++;
+}
+
+static bool gm_bpf_link(struct gm_bpf *b)
+{
+	for (int i = 0; i < b->n; i++) {
+		if (BPF_CLASS(b->insn[i].code) != BPF_JMP || BPF_OP(b->insn[i].code) == BPF_JA)
+			continue;
+		int t = b->jt[i] < 0 ? i + 1 : b->jt[i];
+		int f = b->jf[i] < 0 ? i + 1 : b->jf[i];
+
+		if (t <= i || f <= i || t - i - 1 > 255 || f - i - 1 > 255)
+			return false;
+		b->insn[i].jt = (uint8_t)(t - i - 1);
+		b->insn[i].jf = (uint8_t)(f - i - 1);
+	}
+	return true;
+}
+
+#define GM_LD(off) BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (off))
+#define GM_ARG_LO(i) ((uint32_t)offsetof(struct seccomp_data, args[i]))
+
+/* The system calls routed only with GUESTMEM_SECCOMP=files. */
+static const int gm_sc_file_nrs[] = {
+	SYS_read,      SYS_write,	 SYS_readv,	   SYS_writev,	 SYS_pread64,
+	SYS_pwrite64,  SYS_preadv,	 SYS_pwritev,	   SYS_preadv2,	 SYS_pwritev2,
+	SYS_lseek,     SYS_sendto,	 SYS_recvfrom,	   SYS_sendmsg,	 SYS_recvmsg,
+	SYS_sendmmsg,  SYS_recvmmsg,	 SYS_shutdown,	   SYS_getsockopt, SYS_setsockopt,
+	SYS_getsockname, SYS_getpeername, SYS_bind,	   SYS_connect,	 SYS_listen,
+	SYS_accept,    SYS_accept4,	 SYS_splice,	   SYS_tee,	 SYS_sendfile,
+	SYS_copy_file_range, SYS_ftruncate, SYS_fsync,	   SYS_fdatasync, SYS_fchmod,
+	SYS_fchown,	     SYS_fstat,	   SYS_newfstatat, SYS_statx,
+};
+
+/*
+ * Build the program.  Labels are instruction indices known only once the
+ * blocks are laid out, so the blocks are emitted in a fixed order with
+ * forward references patched by index.
+ */
+struct gm_text_range {
+	uintptr_t lo, hi;
+};
+#define GM_TEXT_MAX 4
+
+static int gm_sc_build(struct gm_bpf *b, const struct gm_text_range *text, int nr_text)
+{
+	int allow, notify, ip, ioctl_blk, madv_blk, j_arch, first_nr;
+	int nr_jumps[64], nr_kind[64], nj = 0;
+	static const int mm_nrs[] = { SYS_fallocate, SYS_munmap, SYS_mremap, SYS_mprotect };
+	static const uint32_t advices[] = { MADV_DONTNEED, MADV_FREE, MADV_REMOVE, 21 /* PAGEOUT */,
+					    24 /* DONTNEED_LOCKED */ };
+
+	memset(b, 0, sizeof(*b));
+	gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch), -1, -1);
+	j_arch = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, -1, 0 /* allow */);
+	gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr), -1, -1);
+	first_nr = b->n;
+	nr_kind[nj] = 1; /* ioctl */
+	nr_jumps[nj++] = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K, SYS_ioctl, 0, -1);
+	nr_kind[nj] = 2; /* madvise */
+	nr_jumps[nj++] = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K, SYS_madvise, 0, -1);
+	for (size_t i = 0; i < ARRAY_SIZE(mm_nrs); i++) {
+		nr_kind[nj] = 3;
+		nr_jumps[nj++] = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)mm_nrs[i], 0, -1);
+	}
+	if (gm_sc_files)
+		for (size_t i = 0; i < ARRAY_SIZE(gm_sc_file_nrs); i++) {
+			nr_kind[nj] = 3;
+			nr_jumps[nj++] = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K,
+						     (uint32_t)gm_sc_file_nrs[i], 0, -1);
+		}
+	(void)first_nr;
+	allow = gm_bpf_emit(b, BPF_RET | BPF_K, SECCOMP_RET_ALLOW, -1, -1);
+	/* ioctl: the type byte of the command (the kernel takes 32 bits). */
+	ioctl_blk = gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS, GM_ARG_LO(1), -1, -1);
+	gm_bpf_emit(b, BPF_ALU | BPF_AND | BPF_K, 0xff00, -1, -1);
+	int j_ioc = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K, GM_KVMIO << 8, 0 /* ip */, -1);
+	gm_bpf_emit(b, BPF_RET | BPF_K, SECCOMP_RET_ALLOW, -1, -1); /* BPF jumps forward only */
+	/* madvise: only the advices that drop or move pages out. */
+	madv_blk = gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS, GM_ARG_LO(2), -1, -1);
+	int j_madv[ARRAY_SIZE(advices)];
+	for (size_t i = 0; i < ARRAY_SIZE(advices); i++)
+		j_madv[i] = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K, advices[i], 0 /* ip */, -1);
+	gm_bpf_emit(b, BPF_RET | BPF_K, SECCOMP_RET_ALLOW, -1, -1);
+	/*
+	 * Exempt text ranges (each within one 4 GiB window): the library's
+	 * own, and a sanitizer runtime's (see gm_text_cb).  Per range: the
+	 * high word must match, then lo <= low word < hi allows; any miss
+	 * goes on to the next range, and after the last one to the listener.
+	 */
+	ip = b->n;
+	int j_miss[3 * GM_TEXT_MAX], nmiss = 0;
+	for (int r = 0; r < nr_text; r++) {
+		int next;
+
+		gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS,
+			    offsetof(struct seccomp_data, instruction_pointer) + 4, -1, -1);
+		j_miss[nmiss++] = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K,
+					      (uint32_t)(text[r].lo >> 32), -1, 0);
+		gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS,
+			    offsetof(struct seccomp_data, instruction_pointer), -1, -1);
+		j_miss[nmiss++] = gm_bpf_emit(b, BPF_JMP | BPF_JGE | BPF_K, (uint32_t)text[r].lo,
+					      -1, 0);
+		j_miss[nmiss++] = gm_bpf_emit(b, BPF_JMP | BPF_JGE | BPF_K, (uint32_t)text[r].hi, 0,
+					      -1);
+		gm_bpf_emit(b, BPF_RET | BPF_K, SECCOMP_RET_ALLOW, -1, -1);
+		next = b->n; /* the next range's first instruction, or notify */
+		b->jf[j_miss[nmiss - 3]] = next;
+		b->jf[j_miss[nmiss - 2]] = next;
+		b->jt[j_miss[nmiss - 1]] = next;
+	}
+	notify = gm_bpf_emit(b, BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF, -1, -1);
+
+	b->jf[j_arch] = allow;
+	for (int i = 0; i < nj; i++)
+		b->jt[nr_jumps[i]] = nr_kind[i] == 1 ? ioctl_blk : nr_kind[i] == 2 ? madv_blk : ip;
+	b->jt[j_ioc] = ip;
+	for (size_t i = 0; i < ARRAY_SIZE(advices); i++)
+		b->jt[j_madv[i]] = ip;
+	(void)notify;
+	return gm_bpf_link(b) ? 0 : -EINVAL;
+}
+
+/*
+ * The exempt text: this object's executable segment (where sys_raw.h's
+ * system calls are), and a sanitizer runtime's.  The sanitizers make raw
+ * system calls of their own, some from a task that has stopped every
+ * thread of the process, this listener included (LeakSanitizer's
+ * StopTheWorld at exit): routed, they would wait for ever.  Their memory
+ * is their own allocator's, which backs no memslot the VMM set up.
+ */
+struct gm_text {
+	uintptr_t probe;
+	struct gm_text_range r[GM_TEXT_MAX];
+	int n;
+};
+
+static bool gm_is_sanitizer(const char *name)
+{
+	static const char *const rt[] = { "/libasan.so", "/libtsan.so", "/liblsan.so",
+					  "/libubsan.so", "/libclang_rt." };
+
+	for (size_t i = 0; name && i < ARRAY_SIZE(rt); i++)
+		if (strstr(name, rt[i]))
+			return true;
+	return false;
+}
+
+static int gm_text_cb(struct dl_phdr_info *info, size_t size, void *data)
+{
+	struct gm_text *t = data;
+	bool san = gm_is_sanitizer(info->dlpi_name);
+
+	(void)size;
+	for (int i = 0; i < info->dlpi_phnum && t->n < GM_TEXT_MAX; i++) {
+		const ElfW(Phdr) *p = &info->dlpi_phdr[i];
+		uintptr_t lo = info->dlpi_addr + p->p_vaddr, hi = lo + p->p_memsz;
+
+		if (p->p_type != PT_LOAD || !(p->p_flags & PF_X) || lo >> 32 != (hi - 1) >> 32)
+			continue;
+		if (san || (t->probe >= lo && t->probe < hi)) {
+			/* This object's range goes first: it must be there. */
+			if (!san && t->n) {
+				t->r[t->n] = t->r[0];
+				t->r[0] = (struct gm_text_range){ lo, hi };
+			} else {
+				t->r[t->n] = (struct gm_text_range){ lo, hi };
+			}
+			t->n++;
+		}
+	}
+	return 0;
+}
+
+/* ---- answering --------------------------------------------------------- */
+
+static bool gm_sc_id_valid(uint64_t id)
+{
+	return GM_RAW_SYSCALL(SYS_ioctl, gm_sc_fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0;
+}
+
+/* Reply; false if the caller is gone (interrupted, or killed). */
+static bool gm_sc_send(uint64_t id, long val, int err, bool cont)
+{
+	struct seccomp_notif_resp r = {
+		.id = id,
+		.val = cont ? 0 : val,
+		.error = cont ? 0 : -err,
+		.flags = cont ? SECCOMP_USER_NOTIF_FLAG_CONTINUE : 0,
+	};
+
+	while (GM_RAW_SYSCALL(SYS_ioctl, gm_sc_fd, SECCOMP_IOCTL_NOTIF_SEND, &r))
+		if (errno != EINTR)
+			return false;
+	return true;
+}
+
+/* Whether @tid is a thread of this process (a fork child's is not). */
+static bool gm_sc_ours(uint32_t tid)
+{
+	return GM_RAW_SYSCALL(SYS_tgkill, getpid(), tid, 0) == 0;
+}
+
+/* The KVM ioctls that create an fd: if the caller is gone, close it. */
+static bool gm_sc_creates_fd(unsigned int cmd)
+{
+	switch (cmd) {
+	case KVM_CREATE_VM:
+	case KVM_CREATE_VCPU:
+	case KVM_CREATE_GUEST_MEMFD:
+	case KVM_CREATE_DEVICE:
+	case KVM_GET_STATS_FD:
+		return true;
+	}
+	return false;
+}
+
+static bool gm_is_our_fd(int fd)
+{
+	struct gm_file *f = fd < 0 ? NULL : gm_file_lookup(fd);
+
+	if (f)
+		gm_file_put(f);
+	return f != NULL;
+}
+
+/* ---- file and socket calls on a guestmem fd (GUESTMEM_SECCOMP=files) ---- */
+
+/* The first iovec of a vector call, for the positional forms. */
+static int gm_sc_iov0(uint64_t uiov, uint64_t cnt, struct iovec *iov)
+{
+	iov->iov_base = NULL;
+	iov->iov_len = 0;
+	if (!cnt)
+		return 0;
+	return gm_copy_from_user(iov, (void *)uiov, sizeof(*iov));
+}
+
+/* A file/socket call on guestmem fd args[0]; libc style (-1, errno). */
+static long gm_sc_file_call(const struct seccomp_data *d, bool *handled)
+{
+	const __u64 *a = d->args;
+	int fd = (int)a[0];
+	struct iovec iov;
+	ssize_t sr = -1;
+	off_t off = -1;
+	int ir = -1;
+
+	switch (d->nr) {
+	case SYS_read:
+		*handled = gm_uapi_read(fd, (void *)a[1], a[2], &sr);
+		return sr;
+	case SYS_write:
+		*handled = gm_uapi_write(fd, (void *)a[1], a[2], &sr);
+		return sr;
+	case SYS_readv:
+	case SYS_writev:
+		*handled = gm_uapi_readv(fd, (void *)a[1], (int)a[2], d->nr == SYS_writev, &sr);
+		return sr;
+	case SYS_pread64:
+	case SYS_pwrite64:
+		*handled = gm_uapi_pread(fd, (void *)a[1], a[2], (off_t)a[3], d->nr == SYS_pwrite64,
+					 &sr);
+		return sr;
+	case SYS_preadv2:
+	case SYS_pwritev2:
+		/* Offset -1: the file position, as readv/writev. */
+		if ((int64_t)a[3] == -1) {
+			*handled = gm_uapi_readv(fd, (void *)a[1], (int)a[2],
+						 d->nr == SYS_pwritev2, &sr);
+			return sr;
+		}
+		/* fallthrough */
+	case SYS_preadv:
+	case SYS_pwritev:
+		if (gm_sc_iov0(a[1], a[2], &iov)) {
+			*handled = gm_is_our_fd(fd);
+			errno = EFAULT;
+			return -1;
+		}
+		*handled = gm_uapi_pread(fd, iov.iov_base, iov.iov_len, (off_t)a[3],
+					 d->nr == SYS_pwritev || d->nr == SYS_pwritev2, &sr);
+		return sr;
+	case SYS_lseek:
+		*handled = gm_uapi_lseek(fd, (off_t)a[1], (int)a[2], &off);
+		return off;
+	case SYS_ftruncate:
+		*handled = gm_uapi_ftruncate(fd, (off_t)a[1], &ir);
+		return ir;
+	case SYS_fsync:
+	case SYS_fdatasync:
+		*handled = gm_uapi_fsync(fd, &ir);
+		return ir;
+	case SYS_fchmod:
+		*handled = gm_uapi_fchmod(fd, (mode_t)a[1], &ir);
+		return ir;
+	case SYS_fchown:
+		*handled = gm_uapi_fchown(fd, (uid_t)a[1], (gid_t)a[2], &ir);
+		return ir;
+	/* libc's own fstat (posix_fallocate's fallback asks for the file type). */
+	case SYS_fstat:
+		*handled = gm_uapi_fstat(fd, (struct stat *)a[1], &ir);
+		return ir;
+	case SYS_newfstatat:
+		*handled = gm_uapi_fstatat(fd, (const char *)a[1], (struct stat *)a[2], (int)a[3],
+					   &ir);
+		return ir;
+	case SYS_statx:
+		*handled = gm_uapi_statx(fd, (const char *)a[1], (int)a[2], (unsigned int)a[3],
+					 (struct statx *)a[4], &ir);
+		return ir;
+	case SYS_splice:
+	case SYS_tee:
+	case SYS_sendfile:
+	case SYS_copy_file_range:
+		*handled = gm_uapi_xfer(d->nr, a[0], a[1], a[2], a[3], a[4], a[5], &sr);
+		return sr;
+	default:
+		/* The socket calls: sockfd_lookup() finds a file that is not a socket. */
+		*handled = gm_uapi_sock(fd, &ir);
+		return ir;
+	}
+}
+
+/* For the two-fd calls: whether the fd that is not args[0] is ours. */
+static bool gm_sc_other_fd_ours(const struct seccomp_data *d)
+{
+	switch (d->nr) {
+	case SYS_splice:
+	case SYS_copy_file_range:
+		return gm_is_our_fd((int)d->args[2]);
+	case SYS_tee:
+		return gm_is_our_fd((int)d->args[1]);
+	case SYS_sendfile:
+		return gm_is_our_fd((int)d->args[0]);
+	}
+	return false;
+}
+
+/* libc-style result of one routed fd call on a guestmem fd; *handled = false if not ours. */
+static long gm_sc_fd_call(const struct seccomp_data *d, bool *handled)
+{
+	const __u64 *a = d->args;
+	int fd = (int)a[0];
+	long ret = -1;
+	int r;
+
+	*handled = true;
+	switch (d->nr) {
+	case SYS_ioctl:
+		*handled = gm_uapi_ioctl(fd, a[1], a[2], &r);
+		ret = r;
+		break;
+	case SYS_fallocate:
+		*handled = gm_uapi_fallocate(fd, (int)a[1], (off_t)a[2], (off_t)a[3], &r);
+		ret = r;
+		break;
+	default:
+		ret = gm_sc_file_call(d, handled);
+		break;
+	}
+	return ret;
+}
+
+/*
+ * Raw KVM_RUN.  The worker running it blocks every signal, so a signal to
+ * the VMM's thread cannot stop the guest the way it stops a libc KVM_RUN.
+ * The kernel withdraws the notification instead (the thread's call is
+ * restarted or fails with EINTR).  The listener notices (a second KVM_RUN
+ * on the same vCPU, or ID_VALID failing on its periodic look) and kicks
+ * the vCPU as a signal would: the guest stops at its next stop point and
+ * KVM_RUN ends with EINTR and KVM_EXIT_INTR.  A second KVM_RUN that arrives
+ * while the first still runs is answered EINTR, as the kernel answers a
+ * KVM_RUN a signal interrupted.  If the first one had produced a real exit
+ * nobody could be told about, the next KVM_RUN returns it (0, with the exit
+ * in kvm_run) without entering the guest, so that no exit is lost.
+ */
+#define GM_SC_RUNS 64
+
+struct gm_sc_run {
+	struct gm_file *f; /* the vCPU's file (a reference), NULL if free */
+	uint64_t id;	   /* the notification being served */
+	bool busy;	   /* a worker is inside KVM_RUN */
+	bool lost_exit;	   /* finished with an exit whose answer was lost */
+};
+
+/* gm_sc_run_lock: gm_sc_runs[]; taken by the listener and the workers only. */
+static pthread_mutex_t gm_sc_run_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct gm_sc_run gm_sc_runs[GM_SC_RUNS];
+static int gm_sc_nr_busy; /* busy entries (atomic): the listener polls while > 0 */
+static int gm_sc_wake = -1; /* eventfd: wakes the listener's poll */
+
+static void gm_sc_kick(struct gm_file *f)
+{
+	struct kvm_vcpu *v = f->obj;
+
+	WRITE_ONCE(v->kick, true);
+	kvm_vcpu_wake_up(v);
+}
+
+static struct gm_sc_run *gm_sc_run_find(struct gm_file *f)
+{
+	for (int i = 0; i < GM_SC_RUNS; i++)
+		if (gm_sc_runs[i].f && gm_sc_runs[i].f->obj == f->obj)
+			return &gm_sc_runs[i];
+	return NULL;
+}
+
+/* The listener's periodic look: kick a KVM_RUN whose caller is gone. */
+static void gm_sc_run_watch(void)
+{
+	pthread_mutex_lock(&gm_sc_run_lock);
+	for (int i = 0; i < GM_SC_RUNS; i++)
+		if (gm_sc_runs[i].busy && !gm_sc_id_valid(gm_sc_runs[i].id))
+			gm_sc_kick(gm_sc_runs[i].f);
+	pthread_mutex_unlock(&gm_sc_run_lock);
+}
+
+/*
+ * A raw KVM_RUN on @fd for notification @id: answered here (EINTR, or an
+ * exit left over) or run.  Returns true if it was ours.
+ */
+static bool gm_sc_kvm_run(int fd, uint64_t id)
+{
+	struct gm_file *f = gm_file_lookup(fd);
+	struct gm_sc_run *e;
+	int r = -1, err = 0;
+
+	if (!f)
+		return false;
+	if (f->type != GM_FILE_VCPU) {
+		gm_file_put(f);
+		gm_uapi_ioctl(fd, KVM_RUN, 0, &r); /* the object's own answer */
+		gm_sc_send(id, r, r < 0 ? errno : 0, false);
+		return true;
+	}
+	pthread_mutex_lock(&gm_sc_run_lock);
+	e = gm_sc_run_find(f);
+	if (e && e->busy) {
+		gm_sc_kick(e->f);
+		pthread_mutex_unlock(&gm_sc_run_lock);
+		gm_file_put(f);
+		gm_sc_send(id, -1, EINTR, false);
+		return true;
+	}
+	if (e && e->lost_exit) {
+		gm_file_put(e->f);
+		e->f = NULL;
+		pthread_mutex_unlock(&gm_sc_run_lock);
+		gm_file_put(f);
+		gm_sc_send(id, 0, 0, false);
+		return true;
+	}
+	for (int i = 0; !e && i < GM_SC_RUNS; i++)
+		if (!gm_sc_runs[i].f)
+			e = &gm_sc_runs[i];
+	if (e) {
+		*e = (struct gm_sc_run){ .f = f, .id = id, .busy = true };
+		__atomic_add_fetch(&gm_sc_nr_busy, 1, __ATOMIC_RELEASE);
+		if (gm_sc_wake >= 0) /* the listener may sleep in poll without a timeout */
+			gm_raw_write(gm_sc_wake, &(uint64_t){ 1 }, sizeof(uint64_t));
+	}
+	pthread_mutex_unlock(&gm_sc_run_lock);
+	if (!e) /* more vCPUs in raw KVM_RUN than slots: run without the watch */
+		gm_file_put(f);
+	if (!gm_uapi_ioctl(fd, KVM_RUN, 0, &r)) {
+		r = -1;
+		errno = EBADF; /* closed meanwhile */
+	}
+	if (r < 0)
+		err = errno;
+	bool sent = gm_sc_send(id, r, err, false);
+
+	if (!e)
+		return true;
+	pthread_mutex_lock(&gm_sc_run_lock);
+	e->busy = false;
+	__atomic_sub_fetch(&gm_sc_nr_busy, 1, __ATOMIC_RELAXED);
+	e->lost_exit = !sent && r == 0;
+	if (!e->lost_exit) {
+		gm_file_put(e->f);
+		e->f = NULL;
+	}
+	pthread_mutex_unlock(&gm_sc_run_lock);
+	return true;
+}
+
+struct gm_sc_work {
+	struct seccomp_notif n;
+	struct gm_sc_work *next;
+};
+
+/*
+ * The workers: started by the listener (so unfiltered) when none is idle,
+ * then kept.  Each queued item has an idle worker reserved for it, so an
+ * item never waits behind a long KVM_RUN.
+ */
+/* gm_sc_pool_lock: the queue and gm_sc_nr_idle; innermost, no call under it. */
+static pthread_mutex_t gm_sc_pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gm_sc_pool_cv = PTHREAD_COND_INITIALIZER;
+static struct gm_sc_work *gm_sc_queue, **gm_sc_queue_tail = &gm_sc_queue;
+static int gm_sc_nr_idle; /* idle workers not yet reserved for an item */
+
+/* One routed fd call: it may block (KVM_RUN). */
+static void gm_sc_serve(struct gm_sc_work *w)
+{
+	const struct seccomp_data *d = &w->n.data;
+	bool handled;
+	long ret;
+	int err = 0;
+
+	gm_uapi_in_library = 0;
+	if (!gm_sc_id_valid(w->n.id))
+		goto out;
+	if (d->nr == SYS_ioctl && (unsigned int)d->args[1] == KVM_RUN) {
+		if (!gm_sc_kvm_run((int)d->args[0], w->n.id))
+			gm_sc_send(w->n.id, 0, 0, true);
+		goto out;
+	}
+	errno = 0;
+	ret = gm_sc_fd_call(d, &handled);
+	if (!handled) {
+		gm_sc_send(w->n.id, 0, 0, true);
+		goto out;
+	}
+	if (ret == -1)
+		err = errno;
+	if (!gm_sc_send(w->n.id, ret, err, false) && d->nr == SYS_ioctl && ret >= 0 &&
+	    gm_sc_creates_fd((unsigned int)d->args[1]))
+		gm_raw_close((int)ret); /* nobody will ever see this fd */
+out:
+	free(w);
+}
+
+static void *gm_sc_worker(void *arg)
+{
+	struct gm_sc_work *w = arg;
+
+	for (;;) {
+		gm_sc_serve(w);
+		pthread_mutex_lock(&gm_sc_pool_lock);
+		gm_sc_nr_idle++;
+		while (!gm_sc_queue)
+			pthread_cond_wait(&gm_sc_pool_cv, &gm_sc_pool_lock);
+		w = gm_sc_queue;
+		gm_sc_queue = w->next;
+		if (!gm_sc_queue)
+			gm_sc_queue_tail = &gm_sc_queue;
+		pthread_mutex_unlock(&gm_sc_pool_lock);
+	}
+	return NULL;
+}
+
+/* Hand @w to an idle worker, or start one; false if neither was possible. */
+static bool gm_sc_queue_work(struct gm_sc_work *w)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	bool ok = true;
+
+	pthread_mutex_lock(&gm_sc_pool_lock);
+	if (gm_sc_nr_idle > 0) {
+		gm_sc_nr_idle--;
+		w->next = NULL;
+		*gm_sc_queue_tail = w;
+		gm_sc_queue_tail = &w->next;
+		pthread_cond_signal(&gm_sc_pool_cv);
+		pthread_mutex_unlock(&gm_sc_pool_lock);
+		return true;
+	}
+	pthread_mutex_unlock(&gm_sc_pool_lock);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, gm_sc_worker, w))
+		ok = false;
+	pthread_attr_destroy(&attr);
+	return ok;
+}
+
+/* An address-space call of this process: notifier, the call, notifier. */
+static void gm_sc_mm(const struct seccomp_notif *n)
+{
+	const __u64 *a = n->data.args;
+	void *tok = NULL;
+	long ret;
+	int err = 0;
+
+	if (!gm_sc_id_valid(n->id))
+		return;
+	switch (n->data.nr) {
+	case SYS_munmap:
+		tok = gm_uapi_munmap_pre((void *)a[0], a[1]);
+		break;
+	case SYS_mremap:
+		tok = gm_uapi_mremap_pre((void *)a[0], a[1], a[2], (int)a[3], (void *)a[4]);
+		break;
+	case SYS_madvise:
+		tok = gm_uapi_madvise_pre((void *)a[0], a[1], (int)a[2]);
+		break;
+	case SYS_mprotect:
+		tok = gm_uapi_mprotect_pre((void *)a[0], a[1]);
+		break;
+	}
+	/* The same mm: the call has the same effect made from this thread. */
+	ret = GM_RAW_SYSCALL(n->data.nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+	if (ret == -1)
+		err = errno;
+	gm_uapi_mm_post(tok);
+	gm_sc_send(n->id, ret, err, false);
+}
+
+/*
+ * A notification from another process: a fork child shares the filter,
+ * but not our listener (threads do not survive fork) nor our address
+ * space.  Its address-space calls change only its own mm, which no VM of
+ * ours maps: CONTINUE.  A KVM ioctl or fallocate on an fd it inherited
+ * from us: the object lives here, so take a copy of its fd (pidfd_getfd)
+ * and answer as the kernel answers a process that is not the VM's
+ * creator: EIO for VM and vCPU ioctls, the object's answer for a
+ * guest_memfd's fallocate and for /dev/kvm's scalar queries.  The rest
+ * (a raw KVM_CREATE_VM, whose VM would belong to this process, or an
+ * argument in the child's memory): CONTINUE, the socket's ENOTTY; the
+ * README lists it.
+ */
+static void gm_sc_foreign(const struct seccomp_notif *n)
+{
+	const __u64 *a = n->data.args;
+	struct gm_file *f = NULL;
+	int pidfd, fd = -1, r = 0;
+	bool done = false;
+
+	if (n->data.nr != SYS_ioctl && n->data.nr != SYS_fallocate)
+		goto cont;
+	pidfd = (int)GM_RAW_SYSCALL(SYS_pidfd_open, n->pid, 0);
+	if (pidfd < 0) /* a thread that is not its group's leader (before 6.9) */
+		pidfd = (int)GM_RAW_SYSCALL(SYS_pidfd_open, n->pid, O_EXCL /* PIDFD_THREAD */);
+	if (pidfd < 0)
+		goto cont;
+	fd = (int)GM_RAW_SYSCALL(SYS_pidfd_getfd, pidfd, (int)a[0], 0);
+	gm_raw_close(pidfd);
+	if (fd < 0)
+		goto cont;
+	f = gm_file_lookup(fd);
+	if (!f || !gm_sc_id_valid(n->id))
+		goto cont;
+	if (n->data.nr == SYS_fallocate) {
+		done = gm_uapi_fallocate(fd, (int)a[1], (off_t)a[2], (off_t)a[3], &r);
+	} else if (f->type == GM_FILE_VM || f->type == GM_FILE_VCPU) {
+		done = true;
+		r = -1;
+		errno = EIO;
+	} else if (f->type != GM_FILE_SYSTEM) {
+		done = true; /* guest_memfd and stats files have no KVM ioctls */
+		r = -1;
+		errno = ENOTTY;
+	} else if ((unsigned int)a[1] == KVM_GET_API_VERSION ||
+		   (unsigned int)a[1] == KVM_CHECK_EXTENSION ||
+		   (unsigned int)a[1] == KVM_GET_VCPU_MMAP_SIZE) {
+		/* Only the scalar queries: a pointer argument points into the child. */
+		done = gm_uapi_ioctl(fd, a[1], a[2], &r);
+	}
+cont:
+	if (f)
+		gm_file_put(f);
+	if (fd >= 0)
+		gm_raw_close(fd);
+	if (done)
+		gm_sc_send(n->id, r, r == -1 ? errno : 0, false);
+	else
+		gm_sc_send(n->id, 0, 0, true);
+}
+
+static void gm_sc_dispatch(const struct seccomp_notif *n)
+{
+	struct gm_sc_work *w;
+
+	if (!gm_sc_ours(n->pid)) {
+		gm_sc_foreign(n);
+		return;
+	}
+	switch (n->data.nr) {
+	case SYS_munmap:
+	case SYS_mremap:
+	case SYS_madvise:
+	case SYS_mprotect:
+		gm_sc_mm(n);
+		return;
+	}
+	/* Most fds are not ours: answer those here, without a thread. */
+	if (!gm_is_our_fd((int)n->data.args[n->data.nr == SYS_sendfile ? 1 : 0]) &&
+	    !gm_sc_other_fd_ours(&n->data)) {
+		gm_sc_send(n->id, 0, 0, true);
+		return;
+	}
+	w = malloc(sizeof(*w));
+	if (!w) {
+		gm_sc_send(n->id, 0, ENOMEM, false);
+		return;
+	}
+	w->n = *n;
+	if (!gm_sc_queue_work(w)) {
+		free(w);
+		gm_sc_send(n->id, 0, EAGAIN, false);
+	}
+}
+
+static void *gm_sc_listener(void *arg)
+{
+	struct seccomp_notif n;
+
+	(void)arg;
+	/* Signals are the VMM's: none of them is for this thread. */
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	sem_wait(&gm_sc_ready);
+	if (gm_sc_fd < 0)
+		return NULL;
+	for (;;) {
+		/*
+		 * While raw KVM_RUNs are in flight, look at their callers every
+		 * 10 ms; a worker starting one wakes this poll (gm_sc_wake).
+		 */
+		struct pollfd p[2] = { { .fd = gm_sc_fd, .events = POLLIN },
+				       { .fd = gm_sc_wake, .events = POLLIN } };
+		int busy = __atomic_load_n(&gm_sc_nr_busy, __ATOMIC_ACQUIRE);
+		long pr = GM_RAW_SYSCALL(SYS_poll, p, gm_sc_wake >= 0 ? 2 : 1, busy ? 10 : -1);
+
+		if (pr >= 0 && (p[1].revents & POLLIN)) {
+			uint64_t cnt;
+
+			gm_raw_read(gm_sc_wake, &cnt, sizeof(cnt));
+		}
+		if (pr == 0 || (pr > 0 && !(p[0].revents & POLLIN))) {
+			if (busy)
+				gm_sc_run_watch();
+			continue;
+		}
+		memset(&n, 0, sizeof(n));
+		if (GM_RAW_SYSCALL(SYS_ioctl, gm_sc_fd, SECCOMP_IOCTL_NOTIF_RECV, &n)) {
+			/* EINTR; ENOENT: the caller went away before we got it. */
+			if (errno == EINTR || errno == ENOENT)
+				continue;
+			return NULL;
+		}
+		gm_sc_dispatch(&n);
+	}
+}
+
+/* ---- the exec helper --------------------------------------------------- */
+
+/*
+ * The helper gets the listener fd over @sock once the filter exists, then
+ * waits for this image to let go of @sock (exec, exit) and answers
+ * CONTINUE from then on.  It is forked before the filter is installed, so
+ * it is not filtered itself: its poll on the listener reports POLLHUP once
+ * no task uses the filter.
+ */
+static void gm_sc_helper(int sock)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))], byte;
+	struct iovec iov = { &byte, 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c;
+	struct seccomp_notif n;
+	struct pollfd p[2];
+	int nfd = -1;
+
+	while (recvmsg(sock, &m, MSG_CMSG_CLOEXEC) < 0)
+		if (errno != EINTR)
+			_exit(0);
+	c = CMSG_FIRSTHDR(&m);
+	if (!c || c->cmsg_type != SCM_RIGHTS)
+		_exit(0); /* no filter: nothing to do */
+	memcpy(&nfd, CMSG_DATA(c), sizeof(nfd));
+	p[0] = (struct pollfd){ .fd = sock, .events = POLLIN };
+	p[1] = (struct pollfd){ .fd = nfd, .events = 0 };
+	for (;;) {
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			_exit(0);
+		}
+		if (p[1].revents & POLLHUP)
+			_exit(0);
+		if (p[0].revents)
+			break; /* EOF or hang-up: the image that listened is gone */
+	}
+	p[1].events = POLLIN;
+	for (;;) {
+		if (poll(&p[1], 1, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			_exit(0);
+		}
+		if (p[1].revents & POLLIN) {
+			memset(&n, 0, sizeof(n));
+			if (ioctl(nfd, SECCOMP_IOCTL_NOTIF_RECV, &n) == 0) {
+				struct seccomp_notif_resp r = {
+					.id = n.id, .flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE
+				};
+
+				ioctl(nfd, SECCOMP_IOCTL_NOTIF_SEND, &r);
+			}
+		} else if (p[1].revents & (POLLHUP | POLLERR | POLLNVAL)) {
+			_exit(0);
+		}
+	}
+}
+
+/*
+ * Fork the helper: a double fork (it is not our child, so waitpid(-1) and
+ * SIGCHLD stay the VMM's) into its own session; raw forks, so no atfork
+ * handler runs.  Returns our end of its socket, or -1.
+ */
+static int gm_sc_start_helper(void)
+{
+	int sv[2], st;
+	long pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		return -1;
+	pid = GM_RAW_SYSCALL(SYS_fork);
+	if (pid < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		if (GM_RAW_SYSCALL(SYS_fork) != 0)
+			GM_RAW_SYSCALL(SYS_exit, 0);
+		setsid();
+		/* No file of the VMM stays open here (a pipe's reader waits for EOF). */
+		if (sv[1] != 3 && dup2(sv[1], 3) < 0)
+			_exit(1);
+		syscall(SYS_close_range, 0U, 2U, 0U);
+		syscall(SYS_close_range, 4U, ~0U, 0U);
+		gm_sc_helper(3);
+		_exit(0);
+	}
+	close(sv[1]);
+	while (waitpid((pid_t)pid, &st, __WALL) < 0 && errno == EINTR)
+		;
+	return sv[0];
+}
+
+/* Hand the listener to the helper (one byte and the fd). */
+static void gm_sc_give_helper(int sock, int nfd)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 }, byte = 0;
+	struct iovec iov = { &byte, 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &nfd, sizeof(nfd));
+	while (GM_RAW_SYSCALL(SYS_sendmsg, sock, &m, MSG_NOSIGNAL) < 0 && errno == EINTR)
+		;
+}
+
+/* ---- installation ------------------------------------------------------ */
+
+
+static void gm_sc_atfork_child(void)
+{
+	/* A child is not this image: its end must not keep the helper waiting. */
+	if (gm_sc_alive >= 0)
+		gm_raw_close(gm_sc_alive);
+	gm_sc_alive = -1;
+}
+
+/* Move one of our fds out of the VMM's low numbers (it sees the numbers). */
+static int gm_sc_relocate(int fd)
+{
+	int n = gm_raw_fcntl(fd, F_DUPFD_CLOEXEC, 512);
+
+	if (n < 0)
+		return fd;
+	gm_raw_close(fd);
+	return n;
+}
+
+__attribute__((constructor)) static void gm_seccomp_install(void)
+{
+	const char *env = getenv("GUESTMEM_SECCOMP");
+	struct gm_text text = { .probe = (uintptr_t)&gm_seccomp_install };
+	struct sock_fprog prog;
+	struct gm_bpf *b;
+	pthread_t t;
+	int fd;
+
+	int mode = gm_config_seccomp_mode(env);
+
+	/* A bad value: no filter; the library reports it at its first use. */
+	if (mode == GM_SECCOMP_OFF || mode < 0)
+		return;
+	gm_sc_files = mode == GM_SECCOMP_FILES;
+#if !defined(__x86_64__)
+	return;
+#endif
+	dl_iterate_phdr(gm_text_cb, &text);
+	if (!text.n || text.probe < text.r[0].lo || text.probe >= text.r[0].hi)
+		return; /* our own text not found (or across a 4 GiB line): no filter */
+	b = malloc(sizeof(*b));
+	if (!b)
+		return;
+	if (gm_sc_build(b, text.r, text.n)) {
+		free(b);
+		return;
+	}
+	sem_init(&gm_sc_ready, 0, 0);
+	gm_sc_wake = gm_sc_relocate((int)GM_RAW_SYSCALL(SYS_eventfd2, 0, EFD_CLOEXEC | EFD_NONBLOCK));
+	/* Before the filter: the helper must not be filtered either. */
+	gm_sc_alive = gm_sc_start_helper();
+	/* Before the filter: the listener must never be filtered itself. */
+	if (pthread_create(&t, NULL, gm_sc_listener, NULL)) {
+		if (gm_sc_alive >= 0)
+			close(gm_sc_alive);
+		gm_sc_alive = -1;
+		free(b);
+		return;
+	}
+	pthread_detach(t);
+	prog.len = (unsigned short)b->n;
+	prog.filter = b->insn;
+	fd = -1;
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0)
+		fd = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+				  SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+				  &prog);
+	free(b);
+	if (fd < 0 && gm_sc_alive >= 0) {
+		close(gm_sc_alive); /* the helper exits */
+		gm_sc_alive = -1;
+	}
+	if (fd >= 0) {
+		fd = gm_sc_relocate(fd);
+		if (gm_sc_alive >= 0) {
+			gm_sc_give_helper(gm_sc_alive, fd);
+			gm_sc_alive = gm_sc_relocate(gm_sc_alive);
+		}
+		pthread_atfork(NULL, NULL, gm_sc_atfork_child);
+		gm_sc_fd = fd;
+		__atomic_store_n(&gm_seccomp_active, 1, __ATOMIC_RELEASE);
+	}
+	/* EBUSY: a filter with a listener is inherited (an earlier image's). */
+	sem_post(&gm_sc_ready);
+}

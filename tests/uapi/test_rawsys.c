@@ -1,0 +1,506 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_rawsys: raw system calls under `guestmem exec` (src/preload/seccomp.c).
+ *
+ * A plain-libc VMM-style program, run under `guestmem exec` twice: with the
+ * default filter (KVM ioctls, fallocate, the address-space calls) and with
+ * GUESTMEM_SECCOMP=files (also the file and socket calls).  The guest is
+ * tests/guests/rawsys_guest.c.
+ *
+ *  - raw munmap, free() of malloc'ed guest RAM, and raw mprotect of memslot
+ *    memory while the vCPU runs: the mmu notifier zaps the translations
+ *    first, so the guest's next access ends KVM_RUN with EFAULT, as in the
+ *    kernel (without the zap, the guest's access through the stale
+ *    translation would kill this process with SIGSEGV);
+ *  - fallocate by syscall(2) and posix_fallocate on a guest_memfd;
+ *  - file and socket calls by syscall(2) on a guest_memfd and a VM fd:
+ *    the kernel's errno with GUESTMEM_SECCOMP=files, and never a hang;
+ *  - what is not ours still works: fallocate and ioctl on a regular file, a
+ *    fork child's and an exec'd program's memory calls.
+ *
+ * The cases run in this one process, one after the other: the harness's
+ * fork per case would put each in a child, whose raw calls the listener
+ * does not model (README).  TAP output.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdarg.h>
+#include <sys/sendfile.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <guestmem/kvm.h>
+
+#define MSZ (2UL << 20)
+
+static int nr_test, nr_failed;
+static bool files_mode;
+
+static void check(bool ok, const char *name, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void check(bool ok, const char *name, const char *fmt, ...)
+{
+	nr_test++;
+	if (!ok)
+		nr_failed++;
+	printf("%s %d - %s", ok ? "ok" : "not ok", nr_test, name);
+	if (!ok && fmt) {
+		va_list ap;
+
+		printf(" # ");
+		va_start(ap, fmt);
+		vprintf(fmt, ap);
+		va_end(ap);
+	}
+	printf("\n");
+	fflush(stdout);
+}
+
+static void die(const char *what)
+{
+	printf("Bail out! %s: %s\n", what, strerror(errno));
+	exit(1);
+}
+
+/* "ok" or "-1 ENAME" for a libc-style result. */
+static const char *res(long r, int e)
+{
+	static char buf[32];
+
+	if (r >= 0)
+		snprintf(buf, sizeof(buf), "%ld", r);
+	else
+		snprintf(buf, sizeof(buf), "-1 %s", strerrorname_np(e));
+	return buf;
+}
+
+struct vm {
+	int kvm, fd, vcpu;
+	struct kvm_run *run;
+	size_t run_size;
+	char *ram; /* the memslot's host memory */
+};
+
+static void vm_open(struct vm *m, char *ram)
+{
+	struct kvm_userspace_memory_region r = { .slot = 0, .guest_phys_addr = 0,
+						 .memory_size = MSZ };
+	struct kvm_regs regs;
+	long sz;
+
+	m->ram = ram;
+	m->kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (m->kvm < 0)
+		die("open /dev/kvm");
+	m->fd = ioctl(m->kvm, KVM_CREATE_VM, 0);
+	if (m->fd < 0)
+		die("KVM_CREATE_VM");
+	r.userspace_addr = (uint64_t)(uintptr_t)ram;
+	if (ioctl(m->fd, KVM_SET_USER_MEMORY_REGION, &r))
+		die("KVM_SET_USER_MEMORY_REGION");
+	m->vcpu = ioctl(m->fd, KVM_CREATE_VCPU, 0);
+	if (m->vcpu < 0)
+		die("KVM_CREATE_VCPU");
+	sz = ioctl(m->kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+	m->run_size = (size_t)sz;
+	m->run = mmap(NULL, m->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, m->vcpu, 0);
+	if (m->run == MAP_FAILED)
+		die("mmap kvm_run");
+	if (ioctl(m->vcpu, KVM_GET_REGS, &regs))
+		die("KVM_GET_REGS");
+	regs.rdi = 0x1000; /* the guest's words: gpa 0x1000 and 0x1008 */
+	if (ioctl(m->vcpu, KVM_SET_REGS, &regs))
+		die("KVM_SET_REGS");
+}
+
+static void vm_close(struct vm *m)
+{
+	munmap(m->run, m->run_size);
+	close(m->vcpu);
+	close(m->fd);
+	close(m->kvm);
+}
+
+/* What the VMM's other thread does to the memory once the guest runs. */
+enum change { CH_MUNMAP, CH_FREE, CH_MPROTECT };
+
+struct changer {
+	struct vm *m;
+	enum change how;
+	void *malloc_block;
+	long ret;
+	int err;
+};
+
+static void *changer_main(void *arg)
+{
+	struct changer *c = arg;
+	volatile uint64_t *counter = (volatile uint64_t *)(c->m->ram + 0x1008);
+
+	/* The guest has run a while: translations are installed. */
+	for (int i = 0; i < 10000 && *counter < 1000; i++)
+		usleep(1000);
+	switch (c->how) {
+	case CH_MUNMAP:
+		c->ret = syscall(SYS_munmap, c->m->ram, MSZ);
+		break;
+	case CH_FREE:
+		free(c->malloc_block); /* malloc's own munmap, from libc */
+		c->ret = 0;
+		break;
+	case CH_MPROTECT:
+		c->ret = syscall(SYS_mprotect, c->m->ram, MSZ, PROT_READ);
+		break;
+	}
+	c->err = errno;
+	return NULL;
+}
+
+/* Run the guest while another thread changes its memory: KVM_RUN's answer. */
+static void run_while(const char *name, enum change how)
+{
+	struct changer c = { .how = how };
+	struct vm m;
+	pthread_t t;
+	char *ram;
+	int r, e;
+
+	if (how == CH_FREE) {
+		/* An mmapped chunk (the threshold is fixed, so it stays one). */
+		mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+		c.malloc_block = malloc(2 * MSZ);
+		if (!c.malloc_block)
+			die("malloc");
+		ram = (char *)(((uintptr_t)c.malloc_block + MSZ - 1) & ~(MSZ - 1));
+	} else {
+		ram = mmap(NULL, MSZ, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (ram == MAP_FAILED)
+			die("mmap");
+	}
+	vm_open(&m, ram);
+	c.m = &m;
+	pthread_create(&t, NULL, changer_main, &c);
+	do {
+		r = ioctl(m.vcpu, KVM_RUN, 0);
+		e = errno;
+	} while (r < 0 && e == EINTR);
+	pthread_join(t, NULL);
+	check(c.ret == 0, name, "the change itself failed: %s", res(c.ret, c.err));
+	check(r == -1 && e == EFAULT, name, "KVM_RUN: %s, exit %u; expected -1 EFAULT", res(r, e),
+	      m.run->exit_reason);
+	vm_close(&m);
+	if (how == CH_MPROTECT)
+		munmap(ram, MSZ);
+}
+
+/* ---- a raw KVM_RUN and signals ---------------------------------------- */
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+}
+
+/*
+ * The guest never exits by itself: a signal must end a raw KVM_RUN with
+ * EINTR, as it ends the kernel's, whether or not the handler asks for
+ * restarts; afterwards the vCPU is free (KVM_GET_REGS does not wait).
+ */
+static void raw_run_signal(bool restart)
+{
+	struct sigaction sa = { .sa_handler = on_alarm, .sa_flags = restart ? SA_RESTART : 0 };
+	/*
+	 * Every 200 ms: a signal that lands before the listener has received
+	 * the call is absorbed by the kernel's restart of the notification
+	 * (README), so one signal alone could miss the guest.
+	 */
+	struct itimerval it = { .it_value = { 0, 200000 }, .it_interval = { 0, 200000 } },
+			 off = { 0 };
+	struct kvm_regs regs;
+	struct vm m;
+	char *ram = mmap(NULL, MSZ, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	long r;
+	int e;
+
+	if (ram == MAP_FAILED)
+		die("mmap");
+	vm_open(&m, ram);
+	sigaction(SIGALRM, &sa, NULL);
+	setitimer(ITIMER_REAL, &it, NULL);
+	errno = 0;
+	r = syscall(SYS_ioctl, m.vcpu, KVM_RUN, 0);
+	e = errno;
+	setitimer(ITIMER_REAL, &off, NULL);
+	check(r == -1 && e == EINTR,
+	      restart ? "a signal (SA_RESTART) ends a raw KVM_RUN with EINTR"
+		      : "a signal ends a raw KVM_RUN with EINTR",
+	      "got %s", res(r, e));
+	alarm(10); /* a vCPU still held by the listener's worker would hang here */
+	check(ioctl(m.vcpu, KVM_GET_REGS, &regs) == 0, "the vCPU is free after the signal", NULL);
+	/* The next raw KVM_RUN enters the guest again; a second signal ends it. */
+	setitimer(ITIMER_REAL, &it, NULL);
+	do {
+		errno = 0;
+		r = syscall(SYS_ioctl, m.vcpu, KVM_RUN, 0);
+		e = errno;
+	} while (0);
+	setitimer(ITIMER_REAL, &off, NULL);
+	alarm(0);
+	check(r == -1 && e == EINTR, "the next raw KVM_RUN runs until the next signal", "got %s",
+	      res(r, e));
+	check(*(volatile uint64_t *)(ram + 0x1008) > 0, "the guest ran", NULL);
+	signal(SIGALRM, SIG_DFL);
+	vm_close(&m);
+	munmap(ram, MSZ);
+}
+
+/* ---- guest_memfd: fallocate, posix_fallocate, file and socket calls ---- */
+
+static int gmem_create(int vm, uint64_t size)
+{
+	struct kvm_create_guest_memfd g = { .size = size };
+
+	return ioctl(vm, KVM_CREATE_GUEST_MEMFD, &g);
+}
+
+static void expect(const char *name, long r, int e, const char *want)
+{
+	const char *got = res(r, e);
+
+	check(strcmp(got, want) == 0, name, "got %s, expected %s", got, want);
+}
+
+#define RAW(expr)                  \
+	({                         \
+		errno = 0;         \
+		long r_ = (expr);  \
+		rr_errno = errno;  \
+		r_;                \
+	})
+static int rr_errno;
+#define EXPECT(name, expr, want)                      \
+	do {                                          \
+		long v_ = RAW(expr);                  \
+		expect(name, v_, rr_errno, want);     \
+	} while (0)
+
+/* The socket calls and in-kernel copies on a guest_memfd and a VM fd. */
+static void socket_and_copy_calls(bool raw, int g, int vm, int fd, int p[2])
+{
+	char buf[16] = { 0 }, name[128];
+	struct msghdr mh = { .msg_iov = &(struct iovec){ buf, 8 }, .msg_iovlen = 1 };
+	socklen_t len = 4;
+	loff_t off = 0;
+	off_t soff = 0;
+
+#define NAME(what) (snprintf(name, sizeof(name), "%s %s", raw ? "raw" : "libc", what), name)
+	EXPECT(NAME("recv on a guest_memfd"),
+	       raw ? syscall(SYS_recvfrom, g, buf, 8, 0, NULL, NULL) : recv(g, buf, 8, 0),
+	       "-1 ENOTSOCK");
+	EXPECT(NAME("send on a guest_memfd"),
+	       raw ? syscall(SYS_sendto, g, buf, 8, MSG_NOSIGNAL, NULL, 0)
+		   : send(g, buf, 8, MSG_NOSIGNAL),
+	       "-1 ENOTSOCK");
+	EXPECT(NAME("recvmsg on a VM fd"),
+	       raw ? syscall(SYS_recvmsg, vm, &mh, 0) : recvmsg(vm, &mh, 0), "-1 ENOTSOCK");
+	EXPECT(NAME("sendmsg on a VM fd"),
+	       raw ? syscall(SYS_sendmsg, vm, &mh, 0) : sendmsg(vm, &mh, 0), "-1 ENOTSOCK");
+	EXPECT(NAME("shutdown on a guest_memfd"),
+	       raw ? syscall(SYS_shutdown, g, SHUT_RDWR) : shutdown(g, SHUT_RDWR), "-1 ENOTSOCK");
+	EXPECT(NAME("getsockopt on a VM fd"),
+	       raw ? syscall(SYS_getsockopt, vm, SOL_SOCKET, SO_TYPE, buf, &len)
+		   : getsockopt(vm, SOL_SOCKET, SO_TYPE, buf, &len),
+	       "-1 ENOTSOCK");
+	EXPECT(NAME("listen on a guest_memfd"),
+	       raw ? syscall(SYS_listen, g, 1) : listen(g, 1), "-1 ENOTSOCK");
+	EXPECT(NAME("splice guest_memfd -> pipe"),
+	       raw ? syscall(SYS_splice, g, NULL, p[1], NULL, 8, 0) : splice(g, NULL, p[1], NULL, 8, 0),
+	       "-1 EINVAL");
+	EXPECT(NAME("splice guest_memfd (offset) -> pipe"),
+	       raw ? syscall(SYS_splice, g, &off, p[1], NULL, 8, 0) : splice(g, &off, p[1], NULL, 8, 0),
+	       "-1 EINVAL");
+	EXPECT(NAME("splice pipe (offset) -> guest_memfd"),
+	       raw ? syscall(SYS_splice, p[0], &off, g, NULL, 8, 0) : splice(p[0], &off, g, NULL, 8, 0),
+	       "-1 ESPIPE");
+	EXPECT(NAME("splice, len 0"),
+	       raw ? syscall(SYS_splice, g, NULL, p[1], NULL, 0, 0) : splice(g, NULL, p[1], NULL, 0, 0),
+	       "0");
+	EXPECT(NAME("tee guest_memfd -> pipe"),
+	       raw ? syscall(SYS_tee, g, p[1], 8, 0) : tee(g, p[1], 8, 0), "-1 EINVAL");
+	EXPECT(NAME("sendfile from a guest_memfd"),
+	       raw ? syscall(SYS_sendfile, p[1], g, NULL, 8) : sendfile(p[1], g, NULL, 8),
+	       "-1 EINVAL");
+	EXPECT(NAME("sendfile from a guest_memfd with an offset"),
+	       raw ? syscall(SYS_sendfile, p[1], g, &soff, 8) : sendfile(p[1], g, &soff, 8),
+	       "-1 ESPIPE");
+	EXPECT(NAME("sendfile into a VM fd"),
+	       raw ? syscall(SYS_sendfile, vm, fd, NULL, 8) : sendfile(vm, fd, NULL, 8), "-1 EINVAL");
+	EXPECT(NAME("copy_file_range guest_memfd -> regular file"),
+	       raw ? syscall(SYS_copy_file_range, g, NULL, fd, NULL, 8, 0)
+		   : copy_file_range(g, NULL, fd, NULL, 8, 0),
+	       "-1 EXDEV");
+	EXPECT(NAME("copy_file_range VM fd -> regular file"),
+	       raw ? syscall(SYS_copy_file_range, vm, NULL, fd, NULL, 8, 0)
+		   : copy_file_range(vm, NULL, fd, NULL, 8, 0),
+	       "-1 EINVAL");
+#undef NAME
+}
+
+static void gmem_cases(void)
+{
+	int kvm, vm, g, p[2], fd;
+	char buf[16] = { 0 };
+	char path[] = "/tmp/test_rawsys.XXXXXX";
+	struct stat st;
+
+	kvm = open("/dev/kvm", O_RDWR);
+	vm = ioctl(kvm, KVM_CREATE_VM, KVM_X86_SW_PROTECTED_VM);
+	if (vm < 0)
+		vm = ioctl(kvm, KVM_CREATE_VM, 0);
+	g = gmem_create(vm, 16 * 4096);
+	if (kvm < 0 || vm < 0 || g < 0)
+		die("guest_memfd");
+
+	EXPECT("raw fallocate KEEP_SIZE on a guest_memfd",
+	       syscall(SYS_fallocate, g, FALLOC_FL_KEEP_SIZE, 0L, 4096L), "0");
+	EXPECT("raw fallocate PUNCH_HOLE on a guest_memfd",
+	       syscall(SYS_fallocate, g, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0L, 4096L), "0");
+	EXPECT("raw fallocate beyond EOF on a guest_memfd",
+	       syscall(SYS_fallocate, g, FALLOC_FL_KEEP_SIZE, 16 * 4096L, 4096L), "-1 EINVAL");
+	EXPECT("raw fallocate mode 0 on a guest_memfd", syscall(SYS_fallocate, g, 0, 0L, 4096L),
+	       "-1 EOPNOTSUPP");
+	EXPECT("raw ioctl KVM_CHECK_EXTENSION on the VM",
+	       syscall(SYS_ioctl, vm, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD), "1");
+	EXPECT("raw ioctl KVM_CREATE_VCPU then raw close",
+	       (fd = (int)syscall(SYS_ioctl, vm, KVM_CREATE_VCPU, 0)) >= 0 ? syscall(SYS_close, fd) : -1,
+	       "0");
+	/*
+	 * posix_fallocate: fallocate(mode 0) is EOPNOTSUPP on a guest_memfd, so
+	 * glibc emulates: fstat (a regular file), then pread of each block,
+	 * which a guest_memfd refuses with ESPIPE.  libc's fstat and pread are
+	 * routed only with GUESTMEM_SECCOMP=files; by default its fstat sees
+	 * the socket and posix_fallocate answers ENODEV (README).
+	 */
+	{
+		int pe = posix_fallocate(g, 0, 4096);
+
+		expect("posix_fallocate on a guest_memfd", pe ? -1 : 0, pe,
+		       files_mode ? "-1 ESPIPE" : "-1 ENODEV");
+	}
+	fd = mkstemp(path);
+	if (fd < 0)
+		die("mkstemp");
+	unlink(path);
+	EXPECT("posix_fallocate on a regular file (not ours)", posix_fallocate(fd, 0, 8192), "0");
+	EXPECT("raw fallocate on a regular file (not ours)",
+	       syscall(SYS_fallocate, fd, 0, 0L, 16384L), "0");
+	fstat(fd, &st);
+	check(st.st_size == 16384, "the regular file grew", "size %lld", (long long)st.st_size);
+	EXPECT("raw KVM-numbered ioctl on a regular file (not ours)",
+	       syscall(SYS_ioctl, fd, KVM_CHECK_EXTENSION, 0), "-1 ENOTTY");
+
+	/* Never a hang: an unrouted read/recv/splice meets a socket shut for writing. */
+	alarm(20);
+	if (pipe(p))
+		die("pipe");
+	/* Through libc (the preload's wrappers): exact in both modes. */
+	socket_and_copy_calls(false, g, vm, fd, p);
+	if (files_mode) {
+		/* By syscall(2): exact only when the filter routes them. */
+		EXPECT("raw read on a guest_memfd", syscall(SYS_read, g, buf, 8), "-1 EINVAL");
+		EXPECT("raw write on a guest_memfd", syscall(SYS_write, g, buf, 8), "-1 EINVAL");
+		EXPECT("raw pread on a guest_memfd", syscall(SYS_pread64, g, buf, 8, 0), "-1 ESPIPE");
+		EXPECT("raw pwrite on a guest_memfd", syscall(SYS_pwrite64, g, buf, 8, 0), "-1 ESPIPE");
+		EXPECT("raw lseek on a guest_memfd", syscall(SYS_lseek, g, 0, SEEK_SET), "-1 ESPIPE");
+		EXPECT("raw read on a VM fd", syscall(SYS_read, vm, buf, 8), "-1 EINVAL");
+		/* A VM fd's llseek is noop_llseek: its position, 0. */
+		EXPECT("raw lseek on a VM fd", syscall(SYS_lseek, vm, 0, SEEK_SET), "0");
+		EXPECT("raw fstat of a guest_memfd is a regular file",
+		       (syscall(SYS_fstat, g, &st), S_ISREG(st.st_mode)), "1");
+		socket_and_copy_calls(true, g, vm, fd, p);
+	} else {
+		/* Not routed: a socket's answers, but at once (README). */
+		EXPECT("raw read on a guest_memfd returns at once", syscall(SYS_read, g, buf, 8), "0");
+		EXPECT("raw recvfrom on a guest_memfd returns at once",
+		       syscall(SYS_recvfrom, g, buf, 8, 0, NULL, NULL), "0");
+		EXPECT("raw splice from a guest_memfd returns at once",
+		       syscall(SYS_splice, g, NULL, p[1], NULL, 8, SPLICE_F_NONBLOCK), "0");
+	}
+	alarm(0);
+	close(p[0]);
+	close(p[1]);
+	close(fd);
+	close(g);
+	close(vm);
+	close(kvm);
+}
+
+/* ---- what is not ours ------------------------------------------------- */
+
+static void other_process_cases(void)
+{
+	int st;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		/* A fork child's memory calls: CONTINUE (its own mm). */
+		void *p = mmap(NULL, MSZ, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (p == MAP_FAILED || syscall(SYS_mprotect, p, MSZ, PROT_READ) ||
+		    syscall(SYS_munmap, p, MSZ))
+			_exit(1);
+		void *q = malloc(4 * MSZ);
+		free(q);
+		_exit(3);
+	}
+	waitpid(pid, &st, 0);
+	check(WIFEXITED(st) && WEXITSTATUS(st) == 3, "a fork child's raw munmap/mprotect and free",
+	      "status 0x%x", st);
+	/* An exec'd program: ld.so's mprotect and libc's munmap work. */
+	pid = fork();
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", "exec /bin/sh -c 'exit 7'", (char *)NULL);
+		_exit(127);
+	}
+	waitpid(pid, &st, 0);
+	check(WIFEXITED(st) && WEXITSTATUS(st) == 7, "a program exec'd by a fork child runs",
+	      "status 0x%x", st);
+}
+
+int main(void)
+{
+	const char *mode = getenv("GUESTMEM_SECCOMP");
+
+	files_mode = mode && !strcmp(mode, "files");
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	run_while("raw munmap of memslot memory while the vCPU runs", CH_MUNMAP);
+#ifdef __SANITIZE_ADDRESS__
+	/* ASan's free() keeps the memory (quarantine): no munmap to route. */
+	check(true, "free() of malloc'ed guest RAM while the vCPU runs # SKIP ASan's free", NULL);
+#else
+	run_while("free() of malloc'ed guest RAM while the vCPU runs", CH_FREE);
+#endif
+	run_while("raw mprotect(PROT_READ) of guest RAM while the vCPU stores", CH_MPROTECT);
+	raw_run_signal(false);
+	raw_run_signal(true);
+	gmem_cases();
+	other_process_cases();
+	printf("1..%d\n", nr_test); /* the plan at the end: valid TAP */
+	return nr_failed ? 1 : 0;
+}
