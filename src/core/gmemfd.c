@@ -72,6 +72,8 @@ struct gm_shfile {
 static pthread_mutex_t gm_shram_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct gm_shfile *gm_shfiles;
 static long gm_shfiles_nr;
+/* Converted files (ours) in the list: read without the lock as a hint. */
+static long gm_shfiles_ours;
 static uint64_t gm_shfile_next_id = 1;
 
 static void shfile_put_locked(struct gm_shfile *f)
@@ -85,6 +87,8 @@ static void shfile_put_locked(struct gm_shfile *f)
 		;
 	*pp = f->next;
 	gm_shfiles_nr--;
+	if (f->ours)
+		WRITE_ONCE(gm_shfiles_ours, gm_shfiles_ours - 1);
 	gm_raw_close(f->fd);
 	free(f);
 }
@@ -113,6 +117,8 @@ static struct gm_shfile *shfile_add_locked(int fd, dev_t dev, uint64_t ino, bool
 	f->next = gm_shfiles;
 	gm_shfiles = f;
 	gm_shfiles_nr++;
+	if (ours)
+		WRITE_ONCE(gm_shfiles_ours, gm_shfiles_ours + 1);
 	return f;
 }
 
@@ -802,6 +808,47 @@ static int shram_enable_slot(struct kvm_memory_slot *slot, void *kvm)
 {
 	kvm_shram_slot_created(kvm, slot);
 	return 0;
+}
+
+/*
+ * madvise(MADV_DONTNEED / MADV_FREE) on memory guestmem converted: private
+ * anonymous memory would read back zeros, a shared mapping would not, so
+ * punch the file's pages.  Returns whether all of [start, end) is such
+ * memory.  Context: no VM lock held.
+ */
+bool kvm_shram_discard(uint64_t start, uint64_t end)
+{
+	struct pieces ps = { NULL, 0, 0 };
+	bool all = true, any = false;
+	char *maps = NULL;
+
+	if (!READ_ONCE(gm_shfiles_ours) || start >= end)
+		return false;
+	gm_mutex_lock(&gm_shram_lock, GM_LOCK_SHRAM);
+	for (struct gm_shfile *f = gm_shfiles; f; f = f->next)
+		any |= f->ours && f->mapped && f->lo < end && start < f->hi;
+	if (any)
+		maps = read_proc_file("/proc/self/maps");
+	if (!maps || parse_maps(maps, start, end, &ps))
+		all = false;
+	for (size_t i = 0; maps && i < ps.nr; i++) {
+		struct piece *p = &ps.p[i];
+		struct gm_shfile *f =
+			p->kind == PIECE_SHARED_FILE ? shfile_lookup_locked(p->dev, p->ino) : NULL;
+
+		if (!f || !f->ours) {
+			all = false;
+			continue;
+		}
+		while (gm_raw_fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					(off_t)p->off, (off_t)(p->end - p->start)) &&
+		       errno == EINTR)
+			;
+	}
+	gm_mutex_unlock(&gm_shram_lock);
+	free(ps.p);
+	free(maps);
+	return any && all;
 }
 
 int kvm_shared_ram_enable(struct kvm *kvm)

@@ -138,6 +138,16 @@ void kvm_shram_slot_hva_changed(struct kvm_memory_slot *slot);
  */
 void kvm_shram_hva_changed(uint64_t start, uint64_t end);
 
+/*
+ * madvise(@advice) of [start, end) by the VMM, before the real call: for
+ * MADV_DONTNEED, MADV_DONTNEED_LOCKED and MADV_FREE, the parts guestmem
+ * converted get their file pages punched, so they read back zeros as
+ * private anonymous memory would.  Returns true if the whole range is
+ * such memory (MADV_FREE, which the host refuses on shared mappings, is
+ * then answered 0 without the real call).  Context: no VM lock held.
+ */
+bool kvm_shram_discard(uint64_t start, uint64_t end);
+
 /* Tests and `guestmem info`: files guestmem holds open for shared RAM. */
 long kvm_shram_nr_files(void);
 

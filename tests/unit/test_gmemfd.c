@@ -22,7 +22,9 @@
 #include <unistd.h>
 #include "harness.h"
 
+#include <dirent.h>
 #include <guestmem/kvm.h>
+#include <guestmem/sys.h>
 
 #include "core/gmem.h"
 #include "core/gmemfd.h"
@@ -386,6 +388,130 @@ TEST(test_munmap_then_remap)
 	close(b.fd);
 	kvm_put_kvm(kvm);
 	munmap(mem, 4 * PS);
+}
+
+/* madvise(DONTNEED/FREE) on converted memory reads back zeros, as anonymous memory. */
+TEST(test_madvise_discard)
+{
+	struct kvm *kvm = vm_new(0);
+	char *mem = anon(4), *sh;
+	int vfd = memfd_create("vmm-ram", MFD_CLOEXEC);
+	struct kvm_gfn_backing b;
+	static const char zero[16];
+
+	memset(mem, 'm', 4 * PS);
+	ASSERT_EQ(kvm_shared_ram_enable(kvm), 0);
+	ASSERT_EQ(set_region(kvm, 0, 0, 0, 4 * PS, mem, NULL, 0), 0);
+	ASSERT_EQ(guestmem_sys_madvise(mem, PS, MADV_DONTNEED), 0);
+	ASSERT_EQ(mem[0], 0);
+	ASSERT_EQ(mem[PS - 1], 0);
+	ASSERT_EQ(mem[PS], 'm');
+	ASSERT_EQ(guestmem_sys_madvise(mem + 2 * PS, PS, MADV_FREE), 0);
+	ASSERT_EQ(mem[2 * PS], 0);
+	ASSERT_EQ(mem[3 * PS], 'm');
+	ASSERT_EQ(lookup(kvm, 2, false, &b), 0);
+	child_check(b.fd, b.offset, sizeof(zero), zero, 0, 0);
+	close(b.fd);
+	/* Not page aligned: the host's EINVAL, nothing punched. */
+	ASSERT_EQ(guestmem_sys_madvise(mem + 3 * PS + 1, PS, MADV_DONTNEED), -1);
+	ASSERT_EQ(errno, EINVAL);
+	ASSERT_EQ(mem[3 * PS], 'm');
+
+	/* The VMM's own shared memory keeps shared semantics. */
+	ASSERT_GE(vfd, 0);
+	ASSERT_EQ(ftruncate(vfd, PS), 0);
+	sh = mmap(NULL, PS, PROT_READ | PROT_WRITE, MAP_SHARED, vfd, 0);
+	ASSERT_TRUE(sh != MAP_FAILED);
+	sh[0] = 's';
+	ASSERT_EQ(set_region(kvm, 1, 0, 0x100000, PS, sh, NULL, 0), 0);
+	ASSERT_EQ(guestmem_sys_madvise(sh, PS, MADV_DONTNEED), 0);
+	ASSERT_EQ(sh[0], 's');
+	ASSERT_EQ(guestmem_sys_madvise(sh, PS, MADV_FREE), -1);
+	ASSERT_EQ(errno, EINVAL);
+	kvm_put_kvm(kvm);
+	munmap(sh, PS);
+	close(vfd);
+	munmap(mem, 4 * PS);
+}
+
+/*
+ * A memslot deleted and created again over converted memory finds the same
+ * file (nothing else could: the memfd has no path and the VMM no fd); moving
+ * a slot keeps it.
+ */
+TEST(test_recreate_and_move)
+{
+	struct kvm *kvm = vm_new(0);
+	char *mem = anon(4);
+	struct kvm_gfn_backing a, b;
+	long files;
+
+	mem[PS] = 'r';
+	ASSERT_EQ(kvm_shared_ram_enable(kvm), 0);
+	ASSERT_EQ(set_region(kvm, 0, 0, 0, 4 * PS, mem, NULL, 0), 0);
+	files = kvm_shram_nr_files();
+	ASSERT_EQ(lookup(kvm, 1, false, &a), 0);
+	ASSERT_EQ(set_region(kvm, 0, 0, 0, 0, mem, NULL, 0), 0);
+	ASSERT_EQ(lookup(kvm, 1, false, &b), -ENOENT);
+	ASSERT_EQ(set_region(kvm, 0, 0, 0x10000, 4 * PS, mem, NULL, 0), 0);
+	ASSERT_EQ(lookup(kvm, 0x11, false, &b), 0);
+	ASSERT_EQ(a.file_id, b.file_id);
+	same_file(a.fd, b.fd);
+	close(b.fd);
+	/* MOVE, then FLAGS_ONLY: the same record. */
+	ASSERT_EQ(set_region(kvm, 0, 0, 0x20000, 4 * PS, mem, NULL, 0), 0);
+	ASSERT_EQ(set_region(kvm, 0, KVM_MEM_LOG_DIRTY_PAGES, 0x20000, 4 * PS, mem, NULL, 0), 0);
+	ASSERT_EQ(lookup(kvm, 0x10, false, &b), -ENOENT);
+	ASSERT_EQ(lookup(kvm, 0x21, false, &b), 0);
+	ASSERT_EQ(a.file_id, b.file_id);
+	child_check(b.fd, b.offset, 1, "r", 0, 'R');
+	ASSERT_EQ(mem[PS], 'R');
+	close(b.fd);
+	close(a.fd);
+	ASSERT_EQ(kvm_shram_nr_files(), files);
+	kvm_put_kvm(kvm);
+	munmap(mem, 4 * PS);
+}
+
+static int nr_open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	ASSERT_NOT_NULL(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+/* Nothing stays open once the VMs are gone and the memory is unmapped. */
+TEST(test_no_fd_left)
+{
+	int fds = nr_open_fds();
+	long files = kvm_shram_nr_files();
+
+	for (int round = 0; round < 3; round++) {
+		struct kvm *kvm = vm_new(0);
+		char *mem = anon(8);
+		struct kvm_gfn_backing b;
+		struct kvm_mn_token *t;
+
+		ASSERT_EQ(kvm_shared_ram_enable(kvm), 0);
+		ASSERT_EQ(set_region(kvm, 0, 0, 0, 8 * PS, mem, NULL, 0), 0);
+		ASSERT_EQ(set_region(kvm, 1, 0, 0x100000, 4 * PS, mem + 2 * PS, NULL, 0), 0);
+		ASSERT_EQ(lookup(kvm, 3, false, &b), 0);
+		close(b.fd);
+		kvm_put_kvm(kvm);
+		t = kvm_mmu_notifier_start_all((uintptr_t)mem, (uintptr_t)mem + 8 * PS);
+		ASSERT_EQ(munmap(mem, 8 * PS), 0);
+		kvm_mmu_notifier_end_all(t);
+		/* No VM left to carry the notifier: the range is checked directly. */
+		kvm_shram_hva_changed((uintptr_t)mem, (uintptr_t)mem + 8 * PS);
+	}
+	gm_synchronize_rcu();
+	ASSERT_WAIT(kvm_shram_nr_files() == files, 5000);
+	ASSERT_EQ(nr_open_fds(), fds);
 }
 
 /* ---- private memory --------------------------------------------------------- */
