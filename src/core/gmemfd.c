@@ -1012,6 +1012,28 @@ int kvm_gfn_to_backing_info(struct kvm *kvm, int as_id, gfn_t gfn, bool is_priva
 	return gfn_to_shared(kvm, slot, gfn, limit, out);
 }
 
+static int file_in_use_cb(struct kvm_memory_slot *slot, void *ctx)
+{
+	uint64_t id = *(uint64_t *)ctx;
+	struct kvm_gmem *gmem = smp_load_acquire(&slot->gmem.file);
+	struct kvm_shram *r = smp_load_acquire(&slot->shram);
+
+	if (gmem && READ_ONCE(gmem->refs) && (GMEMFD_PRIVATE_ID | gmem->ino) == id)
+		return 1;
+	for (uint32_t i = 0; r && i < r->nr; i++)
+		if (r->seg[i].file && r->seg[i].file->id == id)
+			return 1;
+	return 0;
+}
+
+bool kvm_backing_file_in_use(struct kvm *kvm, uint64_t file_id)
+{
+	for (int as = 0; as < kvm->nr_as; as++)
+		if (kvm_memslots_for_each(kvm_memslots(kvm, as), file_in_use_cb, &file_id))
+			return true;
+	return false;
+}
+
 int kvm_gfn_to_backing(struct kvm *kvm, gfn_t gfn, bool is_private, int *fd,
 		       uint64_t *offset, uint64_t *run_pages)
 {

@@ -114,6 +114,18 @@ int kvm_gfn_to_backing(struct kvm *kvm, gfn_t gfn, bool is_private, int *fd,
 		       uint64_t *offset, uint64_t *run_pages);
 
 /*
+ * Whether a memslot of @kvm still reaches the file @file_id (from
+ * kvm_gfn_to_backing_info()): once it does not, the backend may drop its
+ * copy of the file in the guest process (which otherwise keeps the memory
+ * of a deleted memslot or a released guest_memfd alive).  Checking again
+ * when a memslot set's generation changed, or after an mmu-notifier
+ * event, is enough: nothing else makes a file unreachable.  A stale
+ * record still counts (it is probed again on the next lookup).
+ * Context: inside gm_rcu_read_lock().
+ */
+bool kvm_backing_file_in_use(struct kvm *kvm, uint64_t file_id);
+
+/*
  * Make @kvm's memslot memory shareable now and at every later memslot
  * creation (see the file comment).  Idempotent.  Returns 0 (failures to
  * convert a range only mark it).  Context: no VM lock held; takes
