@@ -459,6 +459,64 @@ static struct gm_shfile *shfile_for_piece_locked(const struct piece *p, int *err
 	return f;
 }
 
+/* ---- fork ------------------------------------------------------------------ */
+
+/*
+ * After a libc fork, converted memory would be shared between parent and
+ * child, where anonymous private memory is copy-on-write: the child maps
+ * the same file MAP_PRIVATE instead, so its writes stay its own (until it
+ * writes a page it still sees the parent's later writes to it: README).
+ * A raw fork system call runs no handler and shares the memory.
+ *
+ * The handlers use the plain pthread calls, as src/uapi/file.c does: the
+ * fork may come from any thread, holding locks lockdep does not rank.
+ */
+static void shram_atfork_prepare(void)
+{
+	pthread_mutex_lock(&gm_shram_lock);
+}
+
+static void shram_atfork_parent(void)
+{
+	pthread_mutex_unlock(&gm_shram_lock);
+}
+
+static void shram_atfork_child(void)
+{
+	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+	char *maps = gm_shfiles_ours ? read_proc_file("/proc/self/maps") : NULL;
+
+	for (char *line = maps, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+		unsigned long long vs, ve, off, ino;
+		unsigned maj, min;
+		char perms[8] = "";
+
+		nl = strchr(line, '\n');
+		if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu", &vs, &ve, perms, &off, &maj, &min,
+			   &ino) < 7 || perms[3] != 's')
+			continue;
+		for (struct gm_shfile *f = gm_shfiles; f; f = f->next) {
+			if (!f->ours || f->ino != ino || f->dev != makedev(maj, min))
+				continue;
+			gm_raw_mmap((void *)(uintptr_t)vs, ve - vs,
+				    (perms[0] == 'r' ? PROT_READ : 0) |
+					    (perms[1] == 'w' ? PROT_WRITE : 0) |
+					    (perms[2] == 'x' ? PROT_EXEC : 0),
+				    MAP_PRIVATE | MAP_FIXED, f->fd, (off_t)off);
+			break;
+		}
+	}
+	free(maps);
+	gm_shram_lock = fresh;
+}
+
+static pthread_once_t gm_shram_atfork_once = PTHREAD_ONCE_INIT;
+
+static void shram_atfork_register(void)
+{
+	pthread_atfork(shram_atfork_prepare, shram_atfork_parent, shram_atfork_child);
+}
+
 /* ---- converting anonymous memory ---------------------------------------- */
 
 static bool page_is_zero(const uint64_t *p)
@@ -715,6 +773,11 @@ static struct kvm_shram *shram_get(struct kvm_memory_slot *slot)
 
 	if (likely(r && !__atomic_load_n(&r->stale, __ATOMIC_ACQUIRE)))
 		return r;
+	/*
+	 * Not under the lock: glibc holds its atfork lock while it runs our
+	 * prepare handler, which takes gm_shram_lock.
+	 */
+	pthread_once(&gm_shram_atfork_once, shram_atfork_register);
 	gm_mutex_lock(&gm_shram_lock, GM_LOCK_SHRAM);
 	old = slot->shram; /* stable: only replaced under this lock */
 	r = old;

@@ -230,6 +230,38 @@ TEST(test_convert_anon)
 	free(copy);
 }
 
+/*
+ * A libc fork gives the child its own copy-on-write view of converted
+ * memory: what the child writes stays in the child.
+ */
+TEST(test_fork_child_private)
+{
+	struct kvm *kvm = vm_new(0);
+	char *mem = anon(4);
+	int st = -1;
+	pid_t pid;
+
+	strcpy(mem + PS, "parent");
+	ASSERT_EQ(kvm_shared_ram_enable(kvm), 0);
+	ASSERT_EQ(set_region(kvm, 0, 0, 0, 4 * PS, mem, NULL, 0), 0);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		if (strcmp(mem + PS, "parent"))
+			_exit(2);
+		strcpy(mem + PS, "child");
+		mem[3 * PS] = 'c';
+		_exit(strcmp(mem + PS, "child") ? 3 : 0);
+	}
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	ASSERT_TRUE(WIFEXITED(st));
+	ASSERT_EQ(WEXITSTATUS(st), 0);
+	ASSERT_STR_EQ(mem + PS, "parent");
+	ASSERT_EQ(mem[3 * PS], 0);
+	kvm_put_kvm(kvm);
+	munmap(mem, 4 * PS);
+}
+
 /* Memory the VMM mapped MAP_SHARED from its own memfd is not replaced. */
 TEST(test_shared_file_reused)
 {
