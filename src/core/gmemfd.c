@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -56,6 +57,7 @@ struct gm_shfile {
 	bool writable; /* fd is O_RDWR */
 	bool ours;     /* a memfd made by conversion */
 	int fd;
+	uint64_t map_align; /* mmap granularity: the huge page size on hugetlbfs */
 	dev_t dev;
 	uint64_t ino;
 	uint64_t id;
@@ -102,6 +104,21 @@ static struct gm_shfile *shfile_lookup_locked(dev_t dev, uint64_t ino)
 	return NULL;
 }
 
+#define GM_HUGETLBFS_MAGIC 0x958458f6
+
+/* hugetlbfs maps only whole huge pages, whose size it reports as st_blksize. */
+static uint64_t file_map_align(int fd)
+{
+	struct statfs sfs;
+	struct stat st;
+
+	if (syscall(SYS_fstatfs, fd, &sfs) || (unsigned long)sfs.f_type != GM_HUGETLBFS_MAGIC ||
+	    gm_raw_fstat(fd, &st) || st.st_blksize < (blksize_t)GM_PAGE_SIZE ||
+	    (st.st_blksize & (st.st_blksize - 1)))
+		return GM_PAGE_SIZE;
+	return (uint64_t)st.st_blksize;
+}
+
 /* Register @fd (owned from now on) as the file (dev, ino); NULL on ENOMEM. */
 static struct gm_shfile *shfile_add_locked(int fd, dev_t dev, uint64_t ino, bool writable,
 					   bool ours)
@@ -113,7 +130,8 @@ static struct gm_shfile *shfile_add_locked(int fd, dev_t dev, uint64_t ino, bool
 		return NULL;
 	}
 	*f = (struct gm_shfile){ .fd = fd, .dev = dev, .ino = ino, .writable = writable,
-				 .ours = ours, .id = gm_shfile_next_id++, .lo = ~0ULL };
+				 .ours = ours, .id = gm_shfile_next_id++, .lo = ~0ULL,
+				 .map_align = file_map_align(fd) };
 	f->next = gm_shfiles;
 	gm_shfiles = f;
 	gm_shfiles_nr++;
@@ -994,6 +1012,7 @@ static int gfn_to_private(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t g
 	out->run_pages = n;
 	out->file_id = GMEMFD_PRIVATE_ID | gmem->ino;
 	out->writable = true;
+	out->map_align = GM_PAGE_SIZE;
 	return 0;
 }
 
@@ -1014,6 +1033,7 @@ static int gfn_to_gmem_shared(struct kvm *kvm, struct kvm_memory_slot *slot, gfn
 	out->run_pages = attr_run_end(kvm, gfn, limit, false) - gfn;
 	out->file_id = GMEMFD_PRIVATE_ID | gmem->ino;
 	out->writable = true;
+	out->map_align = GM_PAGE_SIZE;
 	return 0;
 }
 
@@ -1047,6 +1067,7 @@ static int gfn_to_shared(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t gf
 	out->run_pages = attr_run_end(kvm, gfn, limit, false) - gfn;
 	out->file_id = s->file->id;
 	out->writable = s->file->writable && !(slot->flags & KVM_MEM_READONLY);
+	out->map_align = s->file->map_align;
 	return 0;
 }
 

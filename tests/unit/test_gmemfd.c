@@ -284,6 +284,7 @@ TEST(test_shared_file_reused)
 
 	ASSERT_EQ(lookup(kvm, 0x202, false, &b), 0);
 	same_file(b.fd, vfd);
+	ASSERT_EQ(b.map_align, PS);
 	ASSERT_EQ(b.offset, 10 * PS);
 	ASSERT_EQ(b.run_pages, 14);
 	child_check(b.fd, b.offset, 32, "hello from the VMM\0\0\0\0\0\0\0\0\0\0\0\0\0", 0, 'J');
@@ -298,6 +299,35 @@ TEST(test_shared_file_reused)
 	close(b.fd);
 	kvm_put_kvm(kvm);
 	munmap(mem, 16 * PS);
+}
+
+/* hugetlbfs memory: the file is reused and the answer says how to align. */
+TEST(test_hugetlb_file)
+{
+	struct kvm *kvm;
+	int vfd = memfd_create("vmm-huge", MFD_CLOEXEC | MFD_HUGETLB);
+	const size_t huge = 2ULL << 20;
+	struct kvm_gfn_backing b;
+	char *mem;
+
+	if (vfd < 0)
+		SKIP("no hugetlbfs memfd: %s", strerror(errno));
+	if (ftruncate(vfd, (off_t)huge))
+		SKIP("hugetlbfs: ftruncate: %s", strerror(errno));
+	mem = mmap(NULL, huge, PROT_READ | PROT_WRITE, MAP_SHARED, vfd, 0);
+	if (mem == MAP_FAILED) /* reserved at mmap: fails without huge pages */
+		SKIP("no huge page available");
+	kvm = vm_new(0);
+	ASSERT_EQ(kvm_shared_ram_enable(kvm), 0);
+	ASSERT_EQ(set_region(kvm, 0, 0, 0, huge, mem, NULL, 0), 0);
+	ASSERT_EQ(lookup(kvm, 3, false, &b), 0);
+	same_file(b.fd, vfd);
+	ASSERT_EQ(b.map_align, huge);
+	ASSERT_EQ(b.offset, 3 * PS);
+	close(b.fd);
+	kvm_put_kvm(kvm);
+	munmap(mem, huge);
+	close(vfd);
 }
 
 /* A private file mapping has no fd; the memslot is created all the same. */
