@@ -67,7 +67,7 @@ struct gm_shfile {
 
 /*
  * gm_shram_lock: the file list below and its counters, every probe and
- * conversion of memslot memory, and the replacement of slot->shram.  A
+ * conversion of memslot memory, and the replacement of slot->shram->cur.  A
  * leaf: only the allocator and (TSan builds) the RCU deferral lock are
  * taken under it, and nothing waits for a grace period under it.
  */
@@ -171,8 +171,8 @@ struct kvm_shram_seg {
 };
 
 /* What backs one slot's host range; immutable except @stale. */
-struct kvm_shram {
-	long refs;  /* slots pointing at it (atomic) */
+struct kvm_shram_rec {
+	long refs;  /* 1: the holder that publishes it */
 	int stale;  /* set by the mmu notifier (atomic); the next lookup probes again */
 	struct rcu_head rcu;
 	uint32_t nr, cap;
@@ -181,7 +181,7 @@ struct kvm_shram {
 
 static void shram_free_rcu(struct rcu_head *head)
 {
-	struct kvm_shram *r = caa_container_of(head, struct kvm_shram, rcu);
+	struct kvm_shram_rec *r = caa_container_of(head, struct kvm_shram_rec, rcu);
 
 	gm_mutex_lock(&gm_shram_lock, GM_LOCK_SHRAM);
 	for (uint32_t i = 0; i < r->nr; i++)
@@ -191,7 +191,20 @@ static void shram_free_rcu(struct rcu_head *head)
 	free(r);
 }
 
-static void shram_put(struct kvm_shram *r)
+/*
+ * A slot's holder of its record (slot->shram): allocated with the slot
+ * and never changed in it, so that the plain struct copies memslots.c
+ * makes of a slot (FLAGS_ONLY, MOVE, the INVALID stand-in) race with
+ * nothing; a lookup replaces @cur instead.  Shared by the copies of one
+ * slot (a FLAGS_ONLY or MOVE keeps the host range), each holding a
+ * reference; the INVALID stand-in holds none and is freed with its slot.
+ */
+struct kvm_shram {
+	long refs;		  /* atomic */
+	struct kvm_shram_rec *cur; /* NULL until probed; replaced under gm_shram_lock */
+};
+
+static void shram_put(struct kvm_shram_rec *r)
 {
 	/* Readers may still use it: free (and drop its files) after a grace period. */
 	if (r && __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0)
@@ -199,10 +212,10 @@ static void shram_put(struct kvm_shram *r)
 }
 
 /* Append a segment, merging with the last one when it simply continues. */
-static int shram_add_seg(struct kvm_shram **rp, uint64_t start, uint64_t end,
+static int shram_add_seg(struct kvm_shram_rec **rp, uint64_t start, uint64_t end,
 			 struct gm_shfile *file, uint64_t offset, int err)
 {
-	struct kvm_shram *r = *rp;
+	struct kvm_shram_rec *r = *rp;
 	struct kvm_shram_seg *last = r->nr ? &r->seg[r->nr - 1] : NULL;
 
 	if (last && last->end == start && last->file == file &&
@@ -214,7 +227,7 @@ static int shram_add_seg(struct kvm_shram **rp, uint64_t start, uint64_t end,
 	}
 	if (r->nr == r->cap) {
 		uint32_t cap = r->cap * 2;
-		struct kvm_shram *n = realloc(r, sizeof(*r) + cap * sizeof(r->seg[0]));
+		struct kvm_shram_rec *n = realloc(r, sizeof(*r) + cap * sizeof(r->seg[0]));
 
 		if (!n)
 			return -ENOMEM;
@@ -690,17 +703,17 @@ static struct gm_shfile *convert_anon_locked(const struct piece *ps, size_t firs
 /* ---- probing a slot's range ---------------------------------------------- */
 
 /* The record of [start, end) now (converting anonymous memory). */
-static struct kvm_shram *shram_probe_locked(uint64_t start, uint64_t end)
+static struct kvm_shram_rec *shram_probe_locked(uint64_t start, uint64_t end)
 {
 	struct pieces ps = { NULL, 0, 0 };
-	struct kvm_shram *r = malloc(sizeof(*r) + 4 * sizeof(r->seg[0]));
+	struct kvm_shram_rec *r = malloc(sizeof(*r) + 4 * sizeof(r->seg[0]));
 	char *maps = read_proc_file("/proc/self/maps");
 	int err = 0;
 
 	lockdep_assert_held(&gm_shram_lock);
 	if (!r)
 		goto fail;
-	*r = (struct kvm_shram){ .refs = 1, .cap = 4 };
+	*r = (struct kvm_shram_rec){ .refs = 1, .cap = 4 };
 	if (!maps) {
 		err = -EOPNOTSUPP; /* no /proc: nothing can be found */
 		goto whole;
@@ -785,10 +798,14 @@ static uint64_t slot_hva_end(const struct kvm_memory_slot *slot)
  * marked it stale.  NULL only on ENOMEM.  Context: RCU read lock (the
  * slot stays allocated) or slots_lock.
  */
-static struct kvm_shram *shram_get(struct kvm_memory_slot *slot)
+static struct kvm_shram_rec *shram_get(struct kvm_memory_slot *slot)
 {
-	struct kvm_shram *r = smp_load_acquire(&slot->shram), *old;
+	struct kvm_shram *h = slot->shram;
+	struct kvm_shram_rec *r, *old;
 
+	if (!h)
+		return NULL; /* no memory for the holder when the slot was made */
+	r = smp_load_acquire(&h->cur);
 	if (likely(r && !__atomic_load_n(&r->stale, __ATOMIC_ACQUIRE)))
 		return r;
 	/*
@@ -797,12 +814,12 @@ static struct kvm_shram *shram_get(struct kvm_memory_slot *slot)
 	 */
 	pthread_once(&gm_shram_atfork_once, shram_atfork_register);
 	gm_mutex_lock(&gm_shram_lock, GM_LOCK_SHRAM);
-	old = slot->shram; /* stable: only replaced under this lock */
+	old = h->cur; /* stable: only replaced under this lock */
 	r = old;
 	if (!r || __atomic_load_n(&r->stale, __ATOMIC_ACQUIRE)) {
 		r = shram_probe_locked(slot->userspace_addr, slot_hva_end(slot));
 		if (r) {
-			smp_store_release(&slot->shram, r);
+			smp_store_release(&h->cur, r);
 			shram_put(old);
 		}
 	}
@@ -820,28 +837,38 @@ void kvm_shram_slot_created(struct kvm *kvm, struct kvm_memory_slot *slot)
 	(void)shram_get(slot);
 }
 
+void kvm_shram_slot_init(struct kvm_memory_slot *slot)
+{
+	struct kvm_shram *h = calloc(1, sizeof(*h));
+
+	if (h)
+		h->refs = 1;
+	slot->shram = h; /* NULL: its lookups answer -ENOMEM, its ioctl is unaffected */
+}
+
 void kvm_shram_slot_copy(struct kvm_memory_slot *dst, const struct kvm_memory_slot *src)
 {
-	struct kvm_shram *r;
-
-	/* A lookup may replace (and put) src's record meanwhile: not under the lock. */
-	gm_mutex_lock(&gm_shram_lock, GM_LOCK_SHRAM);
-	r = src->shram;
-	if (r)
-		__atomic_fetch_add(&r->refs, 1, __ATOMIC_RELAXED);
-	dst->shram = r;
-	gm_mutex_unlock(&gm_shram_lock);
+	kvm_shram_slot_free(dst);
+	if (src->shram)
+		__atomic_fetch_add(&src->shram->refs, 1, __ATOMIC_RELAXED);
+	dst->shram = src->shram;
 }
 
 void kvm_shram_slot_free(struct kvm_memory_slot *slot)
 {
-	shram_put(slot->shram);
+	struct kvm_shram *h = slot->shram;
+
 	slot->shram = NULL;
+	if (h && __atomic_sub_fetch(&h->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		/* No slot names it any more, and readers of those slots are gone. */
+		shram_put(h->cur);
+		free(h);
+	}
 }
 
 void kvm_shram_slot_hva_changed(struct kvm_memory_slot *slot)
 {
-	struct kvm_shram *r = smp_load_acquire(&slot->shram);
+	struct kvm_shram_rec *r = slot->shram ? smp_load_acquire(&slot->shram->cur) : NULL;
 
 	if (r)
 		__atomic_store_n(&r->stale, 1, __ATOMIC_RELEASE);
@@ -1041,7 +1068,7 @@ static int gfn_to_shared(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t gf
 			 struct kvm_gfn_backing *out)
 {
 	uint64_t hva = slot->userspace_addr + ((gfn - slot->base_gfn) << GM_PAGE_SHIFT);
-	struct kvm_shram *r = shram_get(slot);
+	struct kvm_shram_rec *r = shram_get(slot);
 	const struct kvm_shram_seg *s;
 	uint32_t lo = 0, hi;
 
@@ -1100,7 +1127,7 @@ static int file_in_use_cb(struct kvm_memory_slot *slot, void *ctx)
 {
 	uint64_t id = *(uint64_t *)ctx;
 	struct kvm_gmem *gmem = smp_load_acquire(&slot->gmem.file);
-	struct kvm_shram *r = smp_load_acquire(&slot->shram);
+	struct kvm_shram_rec *r = slot->shram ? smp_load_acquire(&slot->shram->cur) : NULL;
 
 	if (gmem && READ_ONCE(gmem->refs) && (GMEMFD_PRIVATE_ID | gmem->ino) == id)
 		return 1;

@@ -33,7 +33,7 @@
  *
  * Each memslot holds an immutable record of what backs its range (a list
  * of segments: host range, file, file offset, or an error), replaced as a
- * whole.  The mmu notifier marks the records of the slots it hits as
+ * whole in a holder the slot's copies share.  The mmu notifier marks the records of the slots it hits as
  * stale, both before and after the host change; a stale record is probed
  * again on the next lookup (the VMM may have mapped something new there).
  * So after the VMM munmaps the memory, the recorded fd is never handed out
@@ -141,11 +141,16 @@ int kvm_shared_ram_enable(struct kvm *kvm);
 
 /* ---- hooks for memslots.c, vm.c and invalidate.c ----------------------- */
 
+/* A new slot (not yet visible) gets its own, empty record holder. */
+void kvm_shram_slot_init(struct kvm_memory_slot *slot);
 /* A slot was just created in an enabled VM: probe it.  Context: slots_lock. */
 void kvm_shram_slot_created(struct kvm *kvm, struct kvm_memory_slot *slot);
-/* @dst (not yet visible) takes @src's record (FLAGS_ONLY, MOVE: same memory). */
+/*
+ * @dst (not yet visible) drops its holder and shares @src's (FLAGS_ONLY,
+ * MOVE: the same host range).
+ */
 void kvm_shram_slot_copy(struct kvm_memory_slot *dst, const struct kvm_memory_slot *src);
-/* @slot is being freed (no reader can reach it): drop its record. */
+/* @slot is being freed (no reader can reach it): drop its holder. */
 void kvm_shram_slot_free(struct kvm_memory_slot *slot);
 /* The mmu notifier hit @slot's host range.  Context: RCU read lock or slots_lock. */
 void kvm_shram_slot_hva_changed(struct kvm_memory_slot *slot);

@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -607,6 +608,73 @@ TEST(test_no_fd_left)
 	gm_synchronize_rcu();
 	ASSERT_WAIT(kvm_shram_nr_files() == files, 5000);
 	ASSERT_EQ(nr_open_fds(), fds);
+}
+
+/*
+ * Lookups racing memslot deletion and re-creation, notifier events and
+ * re-probes: every fd handed out is open and is a memfd of the slot's size
+ * for as long as the read-side section lasts (ThreadSanitizer checks the
+ * publication of records).
+ */
+struct race {
+	struct kvm *kvm;
+	char *mem;
+	int stop;
+	long ok, gone;
+};
+
+static void *race_lookups(void *arg)
+{
+	struct race *r = arg;
+
+	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+		struct kvm_gfn_backing b;
+		struct stat st;
+		int ret;
+
+		gm_rcu_read_lock();
+		ret = kvm_gfn_to_backing_info(r->kvm, 0, 2, false, 0, &b);
+		if (!ret) {
+			/* The fd must be the file it was when answered. */
+			ASSERT_EQ(fstat(b.fd, &st), 0);
+			ASSERT_EQ(st.st_size, 8 * PS);
+			ASSERT_EQ(b.offset, 2 * PS);
+		}
+		gm_rcu_read_unlock();
+		if (!ret)
+			__atomic_fetch_add(&r->ok, 1, __ATOMIC_RELAXED);
+		else if (ret == -ENOENT || ret == -EFAULT)
+			__atomic_fetch_add(&r->gone, 1, __ATOMIC_RELAXED);
+		else
+			FAIL("lookup: %d", ret);
+	}
+	return NULL;
+}
+
+TEST_TIMEOUT(test_race_delete_and_notifier, 120)
+{
+	struct race r = { .kvm = vm_new(0), .mem = anon(8) };
+	pthread_t th[2];
+
+	ASSERT_EQ(kvm_shared_ram_enable(r.kvm), 0);
+	for (int i = 0; i < 2; i++)
+		ASSERT_EQ(pthread_create(&th[i], NULL, race_lookups, &r), 0);
+	for (int round = 0; round < 300; round++) {
+		ASSERT_EQ(set_region(r.kvm, 0, 0, 0, 8 * PS, r.mem, NULL, 0), 0);
+		if (round % 3 == 0)
+			kvm_mmu_notifier_invalidate_range(r.kvm, (uintptr_t)r.mem + PS,
+							  (uintptr_t)r.mem + 3 * PS);
+		if (round % 5 == 0) /* move it: the same record goes along */
+			ASSERT_EQ(set_region(r.kvm, 0, 0, 0x100000, 8 * PS, r.mem, NULL, 0), 0);
+		ASSERT_EQ(set_region(r.kvm, 0, 0, 0, 0, r.mem, NULL, 0), 0);
+	}
+	__atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < 2; i++)
+		ASSERT_EQ(pthread_join(th[i], NULL), 0);
+	DIAG("%ld answers, %ld gone", r.ok, r.gone);
+	ASSERT_GT(r.ok + r.gone, 0);
+	kvm_put_kvm(r.kvm);
+	munmap(r.mem, 8 * PS);
 }
 
 /* ---- private memory --------------------------------------------------------- */
