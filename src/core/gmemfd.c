@@ -632,6 +632,64 @@ out:
 }
 
 /*
+ * The VmFlags of the VMA starting at @vma_start in @smaps ("rd wr mr ..."),
+ * or NULL.  Points into @smaps, up to the end of its line.
+ */
+static const char *smaps_vmflags(const char *smaps, uint64_t vma_start)
+{
+	bool in = false;
+
+	for (const char *line = smaps; line && *line;) {
+		const char *nl = strchr(line, '\n');
+		unsigned long long vs, ve;
+		char c;
+
+		/* A VMA header: "start-end perms ..."; field lines start with a name. */
+		if (sscanf(line, "%llx-%llx %c", &vs, &ve, &c) == 3)
+			in = vs == vma_start;
+		else if (in && !strncmp(line, "VmFlags:", 8))
+			return line + 8;
+		line = nl ? nl + 1 : NULL;
+	}
+	return NULL;
+}
+
+static bool vmflag(const char *flags, const char *flag)
+{
+	for (const char *p = flags; p && *p && *p != '\n'; p++)
+		if (p[0] == flag[0] && p[1] == flag[1] && (p == flags || p[-1] == ' ') &&
+		    (p[2] == ' ' || p[2] == '\n' || p[2] == '\0'))
+			return true;
+	return false;
+}
+
+/*
+ * Give the new mapping of @p the per-VMA flags a VMM sets on guest RAM
+ * and the kernel keeps in VmFlags: locked, don't fork, don't dump, and
+ * the huge page hints (which tmpfs honours in "advise" mode).  KSM and
+ * wipe-on-fork do not exist for shared mappings (README).  Best effort.
+ */
+static void copy_vma_flags(const char *smaps, const struct piece *p)
+{
+	const char *flags = smaps ? smaps_vmflags(smaps, p->vma_start) : NULL;
+	void *addr = (void *)(uintptr_t)p->start;
+	size_t len = p->end - p->start;
+
+	if (!flags)
+		return;
+	if (vmflag(flags, "dc"))
+		gm_raw_madvise(addr, len, MADV_DONTFORK);
+	if (vmflag(flags, "dd"))
+		gm_raw_madvise(addr, len, MADV_DONTDUMP);
+	if (vmflag(flags, "hg"))
+		gm_raw_madvise(addr, len, MADV_HUGEPAGE);
+	if (vmflag(flags, "nh"))
+		gm_raw_madvise(addr, len, MADV_NOHUGEPAGE);
+	if (vmflag(flags, "lo"))
+		syscall(SYS_mlock, addr, len);
+}
+
+/*
  * Replace the anonymous pieces ps[first..last] (contiguous) by one new
  * memfd mapped MAP_SHARED at the same addresses with each piece's
  * protection, after copying what they hold.  Returns the file with one
@@ -648,6 +706,7 @@ static struct gm_shfile *convert_anon_locked(const struct piece *ps, size_t firs
 {
 	uint64_t start = ps[first].start, len = ps[last].end - start;
 	struct gm_shfile *f;
+	char *smaps;
 	struct stat st;
 	int fd, r = 0;
 
@@ -666,6 +725,8 @@ static struct gm_shfile *convert_anon_locked(const struct piece *ps, size_t firs
 		*err = r;
 		return NULL;
 	}
+	/* Read before the VMAs change; NULL only leaves the flags out. */
+	smaps = read_proc_file("/proc/self/smaps");
 	for (size_t i = first; i <= last; i++) {
 		void *want = (void *)(uintptr_t)ps[i].start;
 		void *got = gm_raw_mmap(want, ps[i].end - ps[i].start, ps[i].prot,
@@ -679,13 +740,16 @@ static struct gm_shfile *convert_anon_locked(const struct piece *ps, size_t firs
 		if (got != want) {
 			if (i == first) {
 				gm_raw_close(fd);
+				free(smaps);
 				*err = -ENOMEM;
 				return NULL;
 			}
 			last = i - 1;
 			break;
 		}
+		copy_vma_flags(smaps, &ps[i]);
 	}
+	free(smaps);
 	f = shfile_add_locked(fd, st.st_dev, st.st_ino, true, true);
 	if (!f) {
 		/* The VMM's memory is converted but untracked: still correct for it. */

@@ -263,6 +263,51 @@ TEST(test_fork_child_private)
 	munmap(mem, 4 * PS);
 }
 
+/* The VmFlags of the VMA at @addr (from /proc/self/smaps). */
+static void vmflags_of(void *addr, char *out, size_t len)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	bool in = false;
+
+	ASSERT_NOT_NULL(f);
+	out[0] = '\0';
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long s, e;
+		char c;
+
+		if (sscanf(line, "%llx-%llx %c", &s, &e, &c) == 3)
+			in = (uintptr_t)addr >= s && (uintptr_t)addr < e;
+		else if (in && !strncmp(line, "VmFlags:", 8))
+			snprintf(out, len, "%.200s", line + 8);
+	}
+	fclose(f);
+}
+
+/* Flags a VMM sets on guest RAM (QEMU: DONTFORK, DONTDUMP, mlock) survive. */
+TEST(test_vma_flags_kept)
+{
+	struct kvm *kvm = vm_new(0);
+	char *mem = anon(4), flags[256];
+	bool locked;
+
+	ASSERT_EQ(madvise(mem, 4 * PS, MADV_DONTFORK), 0);
+	ASSERT_EQ(madvise(mem, 4 * PS, MADV_DONTDUMP), 0);
+	locked = mlock(mem, 4 * PS) == 0;
+	mem[0] = 'f';
+	ASSERT_EQ(kvm_shared_ram_enable(kvm), 0);
+	ASSERT_EQ(set_region(kvm, 0, 0, 0, 4 * PS, mem, NULL, 0), 0);
+	vmflags_of(mem, flags, sizeof(flags));
+	ASSERT_TRUE(strstr(flags, " sh") != NULL); /* converted */
+	ASSERT_TRUE(strstr(flags, " dc") != NULL);
+	ASSERT_TRUE(strstr(flags, " dd") != NULL);
+	if (locked)
+		ASSERT_TRUE(strstr(flags, " lo") != NULL);
+	ASSERT_EQ(mem[0], 'f');
+	kvm_put_kvm(kvm);
+	munmap(mem, 4 * PS);
+}
+
 /* Memory the VMM mapped MAP_SHARED from its own memfd is not replaced. */
 TEST(test_shared_file_reused)
 {
