@@ -14,6 +14,7 @@
 #include "lib/rcu.h"
 #include "kvm_arch.h"
 #include "lib/lockdep.h"
+#include "gmemfd.h"
 
 /* The global VM list; a leaf lock (nothing is taken inside it). */
 static pthread_mutex_t gm_vm_list_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -64,6 +65,7 @@ static int kvm_free_one_memslot(struct kvm_memory_slot *slot, void *ctx)
 	 * none can still point at this slot.
 	 */
 	gm_assert(!READ_ONCE(slot->gmem.file));
+	kvm_shram_slot_free(slot);
 	kvm_arch_free_memslot_metadata(slot);
 	free(slot->dirty_bitmap);
 	free(slot);
