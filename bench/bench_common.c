@@ -40,6 +40,8 @@ static const struct bench_section bench_sections[] = {
 	{ "eventfd", "ioeventfd doorbells, irqfd latency", "2 s, <0.1 GiB", bench_eventfd_items },
 	{ "design", "host primitives of the guest-execution/isolation design (on request)",
 	  "3 min, <0.1 GiB", bench_design_items, true },
+	{ "scale", "1,000,000 scattered private pages of a 2 TiB guest_memfd, teardown "
+		   "(on request)", "TBD", bench_scale_items, true },
 };
 #define BENCH_NR_SECTIONS (sizeof(bench_sections) / sizeof(bench_sections[0]))
 
@@ -388,13 +390,24 @@ static int bench_parse(int argc, char **argv, struct bench_args *a)
 		} else if (!strcmp(arg, "--list")) {
 			bench_list();
 			return 0;
-		} else if (!strcmp(arg, "--json") || !strcmp(arg, "--fill-seconds")) {
+		} else if (!strcmp(arg, "--json") || !strcmp(arg, "--fill-seconds") ||
+			   !strcmp(arg, "--scale-pages")) {
 			if (i + 1 >= argc) {
 				fprintf(stderr, "guestmem: bench: %s needs a value\n", arg);
 				return 2;
 			}
 			if (!strcmp(arg, "--json")) {
 				a->json = argv[++i];
+			} else if (!strcmp(arg, "--scale-pages")) {
+				char *end;
+				unsigned long v = strtoul(argv[++i], &end, 10);
+
+				if (!*argv[i] || *end || v == 0 || v > (1UL << 24)) {
+					fprintf(stderr, "guestmem: bench: --scale-pages: '%s' is not "
+							"a number of pages (1-16777216)\n", argv[i]);
+					return 2;
+				}
+				bench_scale_pages = v;
 			} else {
 				char *end;
 				unsigned long v = strtoul(argv[++i], &end, 10);

@@ -18,7 +18,8 @@ static const struct gm_backing_ops *gm_backing_ops(enum gm_backing_kind kind)
 	return kind == GM_BACKING_SECRETMEM ? &gm_backing_secretmem_ops : &gm_backing_memfd_ops;
 }
 
-int gm_backing_init(struct gm_backing *b, enum gm_backing_kind kind, uint64_t nr_pages)
+int gm_backing_init(struct gm_backing *b, enum gm_backing_kind kind, uint64_t nr_pages,
+		    bool mappable)
 {
 	if (kind != GM_BACKING_MEMFD && kind != GM_BACKING_SECRETMEM)
 		return -EINVAL;
@@ -27,6 +28,7 @@ int gm_backing_init(struct gm_backing *b, enum gm_backing_kind kind, uint64_t nr
 		return -EINVAL;
 	b->kind = kind;
 	b->nr_pages = nr_pages;
+	b->mappable = mappable;
 	b->priv = NULL;
 	return gm_backing_ops(kind)->init(b);
 }

@@ -1,35 +1,52 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * memfd backing: one memfd_create() file per guest_memfd, sized like it,
- * so that the host's tmpfs does the sparse page management (allocate =
- * fallocate, free = punch hole) and the storage is a real file the 6.18
- * MMAP flag can hand to mmap().
+ * so that the host's tmpfs does the page management (allocate =
+ * fallocate, free = punch hole).  guestmem reaches the pages through one
+ * MAP_SHARED mapping of the whole file, made at init: one host mapping per
+ * guest_memfd however scattered the touched pages are (a mapping per 2 MiB
+ * window hit vm.max_map_count after ~65,500 windows), torn down by one
+ * munmap.  Where a page lives in the file depends on who may map it:
  *
- * guestmem reaches the pages through one MAP_SHARED mapping of the whole
- * file, made at init when the file is at most GM_MEMFD_WHOLE_MAX: one host
- * mapping per guest_memfd however scattered the touched pages are (a
- * mapping per 2 MiB window hit vm.max_map_count after ~65,500 windows and
- * cost a VMA per touched window), whose page tables the host allocates
- * only where pages are touched, and which one munmap tears down.  Larger
- * files (or when the address space is short) are reached through
- * MAP_SHARED windows of 2 MiB, mapped on first use and kept until fini (a
- * punched page of a mapped window reads zeros again).  Either way the
- * per-window state is found through a gm_radix keyed by window
- * index: lookups are lock-free, a window is installed by CAS (a loser frees
- * or unmaps its copy) and never replaced, so a pointer read from the table
- * stays valid until fini.
+ *   pool    (the default) pages are placed densely from the start of the
+ *           file, whatever their index, and a map from index to file page
+ *           ("slot") finds them.  Scattered guest pages then cost the host
+ *           what dense ones do: its page tables for our mapping and its
+ *           page cache tree for the file grow by ~8 bytes per page, where
+ *           a page alone in its 2 MiB of the file cost each of them a
+ *           4 KiB table page (and tmpfs another 576-byte tree node).
+ *           Punched slots go back to the file (punch hole) and to a free
+ *           list that later allocations use first.
+ *   linear  page i at offset i * 4096: for a 6.18 MMAP guest_memfd, whose
+ *           file the VMM maps itself, and for files too large to map whole
+ *           (over GM_MEMFD_WHOLE_MAX), which are reached through MAP_SHARED
+ *           windows of 2 MiB, mapped on first use and kept until fini.
  *
- * Each window carries a bitmap of the pages guestmem allocated and has not
- * punched since ("known").  It lets the fault path skip the fallocate
- * syscall for pages it already knows, and it is exact for guestmem's own
- * allocations: the fault path allocates concurrently with punch-hole (the
- * fault does not take the invalidate lock, see gmem.c), so it follows
- * punch_seq like a seqcount: it retries until a whole "fallocate then set
- * the bit" ran with no punch in between, and punch clears bits only after
- * the hole is punched.
+ * Either way the per-window state (a window is 512 page indices, 2 MiB of
+ * the guest_memfd) is found through a gm_radix keyed by window index:
+ * lookups are lock-free (acquire loads), so a fault finds its page without
+ * a lock or a system call.
+ *
+ * Linear: each window carries a bitmap of the pages guestmem allocated and
+ * has not punched since ("known").  It lets the fault path skip the
+ * fallocate syscall for pages it already knows, and it is exact for
+ * guestmem's own allocations: the fault path allocates concurrently with
+ * punch-hole (the fault does not take the invalidate lock, see gmem.c), so
+ * it follows punch_seq like a seqcount: it retries until a whole
+ * "fallocate then set the bit" ran with no punch in between, and punch
+ * clears bits only after the hole is punched.
+ *
+ * Pool: see "pool placement" below for the window map.  Allocation and
+ * punch change it under m->lock; lookups run under RCU only.  A lookup
+ * that races a punch may return the address of a slot being punched (or
+ * already reused for another index): the memory stays mapped until fini,
+ * and the fault that asked for it retries through the MMU invalidation
+ * protocol (the punch's invalidation covers it and ends only after the
+ * slot went back to the free list).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +57,9 @@
 
 #include "backing_impl.h"
 #include "lib/compiler.h"
+#include "lib/lockdep.h"
+#include "lib/rcu.h"
+#include "lib/reap.h"
 #include "lib/sys_raw.h"
 
 #define WIN_PAGES GM_RADIX_FANOUT
@@ -54,17 +74,38 @@ struct memfd_window {
 /* A whole-file mapping takes at most 1/8 of the 128 TiB user address space. */
 #define GM_MEMFD_WHOLE_MAX (16ULL << 40)
 
+/* Pool slots are 32-bit (a dense window stores slot + 1). */
+#define GM_MEMFD_POOL_MAX_PAGES ((1ULL << 32) - 1)
+
 struct gm_memfd {
 	int fd;
-	uint64_t size; /* bytes */
-	char *whole;   /* the whole file mapped, or NULL: per-window mappings */
+	uint64_t size;	 /* bytes */
+	uint64_t nr_pages;
+	char *whole;	 /* the whole file mapped, or NULL: per-window mappings */
+	bool pool;	 /* pool placement (see the file comment), else linear */
 	/*
-	 * Incremented (seq_cst) at the start and at the end of every punch:
-	 * odd while a punch runs.  Read by allocations to detect a punch that
-	 * overlapped their fallocate + bit update.
+	 * Linear only.  Incremented (seq_cst) at the start and at the end of
+	 * every punch: odd while a punch runs.  Read by allocations to detect
+	 * a punch that overlapped their fallocate + bit update.
 	 */
 	unsigned long punch_seq;
-	struct gm_radix windows; /* window index -> struct memfd_window * */
+	/* window index -> struct memfd_window * (linear), pool value (pool) */
+	struct gm_radix windows;
+
+	/*
+	 * Pool only.  Protects every change of the window map (lookups take
+	 * no lock), the slot allocator (bump, free list) and the windows'
+	 * live counts.  A leaf, like the secretmem pool's lock: taken inside
+	 * RCU read-side sections by faults, and nothing waits for a grace
+	 * period under it.
+	 */
+	pthread_mutex_t lock;
+	uint64_t bump;	       /* slots [bump, nr_pages) were never used */
+	uint32_t *free_slots;  /* punched slots, reused first */
+	size_t nr_free, cap_free;
+	uint64_t nr_allocated; /* pages present; atomic (read without the lock) */
+
+	struct gm_reap_job reap; /* fini's release of the file, when it is large */
 };
 
 static int memfd_errno(int e)
@@ -163,6 +204,420 @@ static int memfd_fallocate_known(struct gm_memfd *m, struct memfd_window *win, u
 	}
 }
 
+/* ---- pool placement ---------------------------------------------------- */
+
+/*
+ * A pool window's value in m->windows (pointers are 8-byte aligned, so
+ * bit 0 tells the cases apart):
+ *   NULL       no page of the window is present;
+ *   odd        one page, the common case of scattered use: bits 1-9 its
+ *              offset in the window, bits 10-63 its slot (no allocation);
+ *   even       a struct pool_win, either "small": up to POOL_SMALL entries
+ *              (offset | slot << 10, POOL_DEAD once removed) appended in
+ *              place and published by a release store of n, or "dense"
+ *              (cap == POOL_DENSE): slot + 1 per offset, 0 when absent.
+ * A small window that is full is replaced by a compacted copy (dense past
+ * POOL_SMALL live pages); replaced ones are freed after a grace period, so
+ * a lock-free reader never sees freed memory.  Bookkeeping per page: at
+ * most 8 bytes of radix slot plus 16 bytes of entry (small) or, dense,
+ * 4 bytes per offset (at least 32 bytes per page, POOL_SMALL + 1 pages).
+ */
+#define POOL_SMALL 64U
+#define POOL_DENSE 0U
+#define POOL_DEAD (1ULL << 9)
+#define POOL_OFF(e) ((unsigned)((e) & (WIN_PAGES - 1)))
+
+struct pool_win {
+	struct rcu_head head; /* for the deferred free of a replaced window */
+	uint32_t n;	      /* small: entries written; release-stored after them */
+	uint32_t cap;	      /* small: room in e[]; or POOL_DENSE */
+	uint32_t live;	      /* pages present; under m->lock */
+	uint32_t unused;
+	uint64_t e[];	      /* small: entries; dense: uint32_t[WIN_PAGES] */
+};
+
+static inline uint32_t *pool_dense(struct pool_win *w)
+{
+	return (uint32_t *)(void *)w->e;
+}
+
+static inline uintptr_t pool_one(unsigned off, uint64_t slot)
+{
+	return (uintptr_t)(slot << 10 | (uint64_t)off << 1 | 1);
+}
+
+static void pool_win_free_rcu(struct rcu_head *head)
+{
+	free(caa_container_of(head, struct pool_win, head));
+}
+
+static struct pool_win *pool_win_alloc(uint32_t cap)
+{
+	size_t bytes = cap == POOL_DENSE ? WIN_PAGES * sizeof(uint32_t) : cap * sizeof(uint64_t);
+	struct pool_win *w = calloc(1, sizeof(*w) + bytes);
+
+	if (w)
+		w->cap = cap;
+	return w;
+}
+
+/* Slot + 1 of page @off in window value @v, or 0.  Context: RCU or m->lock. */
+static uint64_t pool_win_find(uintptr_t v, unsigned off)
+{
+	struct pool_win *w = (struct pool_win *)v;
+
+	if (!v)
+		return 0;
+	if (v & 1)
+		return ((v >> 1) & (WIN_PAGES - 1)) == off ? (v >> 10) + 1 : 0;
+	if (w->cap == POOL_DENSE)
+		return __atomic_load_n(&pool_dense(w)[off], __ATOMIC_ACQUIRE);
+	/* Pairs with the release store of n in pool_win_insert(). */
+	for (uint32_t i = 0, n = __atomic_load_n(&w->n, __ATOMIC_ACQUIRE); i < n; i++) {
+		uint64_t e = __atomic_load_n(&w->e[i], __ATOMIC_RELAXED);
+
+		if (!(e & POOL_DEAD) && POOL_OFF(e) == off)
+			return (e >> 10) + 1;
+	}
+	return 0;
+}
+
+/* Slot + 1 of page @index, or 0.  Context: any (lock-free). */
+static uint64_t pool_lookup(struct gm_memfd *m, uint64_t index)
+{
+	uint64_t r;
+
+	gm_rcu_read_lock(); /* windows replaced meanwhile are freed after it */
+	r = pool_win_find((uintptr_t)gm_radix_lookup(&m->windows, index / WIN_PAGES),
+			  (unsigned)(index % WIN_PAGES));
+	gm_rcu_read_unlock();
+	return r;
+}
+
+/* Call @fn(@ctx, off, slot) for each live page of window value @v (under m->lock). */
+static void pool_win_each(uintptr_t v, void (*fn)(void *, unsigned, uint64_t), void *ctx)
+{
+	struct pool_win *w = (struct pool_win *)v;
+
+	if (!v)
+		return;
+	if (v & 1) {
+		fn(ctx, (unsigned)((v >> 1) & (WIN_PAGES - 1)), v >> 10);
+	} else if (w->cap == POOL_DENSE) {
+		for (unsigned off = 0; off < WIN_PAGES; off++)
+			if (pool_dense(w)[off])
+				fn(ctx, off, pool_dense(w)[off] - 1ULL);
+	} else {
+		for (uint32_t i = 0; i < w->n; i++)
+			if (!(w->e[i] & POOL_DEAD))
+				fn(ctx, POOL_OFF(w->e[i]), w->e[i] >> 10);
+	}
+}
+
+/* Add a page to a window being built (not yet published). */
+static void pool_win_put(void *ctx, unsigned off, uint64_t slot)
+{
+	struct pool_win *w = ctx;
+
+	if (w->cap == POOL_DENSE)
+		pool_dense(w)[off] = (uint32_t)(slot + 1);
+	else
+		w->e[w->n++] = slot << 10 | off;
+	w->live++;
+}
+
+static void pool_win_last(void *ctx, unsigned off, uint64_t slot)
+{
+	*(uintptr_t *)ctx = pool_one(off, slot);
+}
+
+/*
+ * The representation for @live pages of @v (plus room for @extra more):
+ * builds and publishes it in *@vp and frees @v after a grace period.
+ * Returns 0 or -ENOMEM (then nothing changed).  Context: m->lock.
+ */
+static int pool_win_rebuild(void **vp, uintptr_t v, uint32_t live, uint32_t extra)
+{
+	uint32_t want = live + extra, cap = 2;
+	struct pool_win *w;
+	uintptr_t nv;
+
+	if (want == 0) {
+		nv = 0;
+	} else if (want == 1) {
+		pool_win_each(v, pool_win_last, &nv);
+	} else {
+		while (cap < want)
+			cap *= 2;
+		w = pool_win_alloc(cap > POOL_SMALL ? POOL_DENSE : cap);
+		if (!w)
+			return -ENOMEM;
+		pool_win_each(v, pool_win_put, w);
+		nv = (uintptr_t)w;
+	}
+	/* Release: the new window's contents before the pointer. */
+	__atomic_store_n(vp, (void *)nv, __ATOMIC_RELEASE);
+	if (v && !(v & 1))
+		gm_call_rcu(&((struct pool_win *)v)->head, pool_win_free_rcu);
+	return 0;
+}
+
+static uint32_t pool_win_live(uintptr_t v)
+{
+	return !v ? 0 : (v & 1) ? 1 : ((struct pool_win *)v)->live;
+}
+
+/* Map page @off of window @widx to @slot.  Returns 0 or -ENOMEM.  Context: m->lock. */
+static int pool_win_insert(struct gm_memfd *m, uint64_t widx, unsigned off, uint64_t slot)
+{
+	void **vp = gm_radix_slot(&m->windows, widx);
+	uintptr_t v;
+	struct pool_win *w;
+	int ret;
+
+	if (!vp)
+		return -ENOMEM;
+	v = (uintptr_t)__atomic_load_n(vp, __ATOMIC_RELAXED);
+	if (!v) {
+		__atomic_store_n(vp, (void *)pool_one(off, slot), __ATOMIC_RELEASE);
+		return 0;
+	}
+	w = (struct pool_win *)v;
+	if ((v & 1) || (w->cap != POOL_DENSE && w->n == w->cap)) {
+		/* Full (or a single page): a compacted copy with room for one more. */
+		ret = pool_win_rebuild(vp, v, pool_win_live(v), 1);
+		if (ret)
+			return ret;
+		w = __atomic_load_n(vp, __ATOMIC_RELAXED);
+	}
+	if (w->cap == POOL_DENSE) {
+		__atomic_store_n(&pool_dense(w)[off], (uint32_t)(slot + 1), __ATOMIC_RELEASE);
+	} else {
+		__atomic_store_n(&w->e[w->n], slot << 10 | off, __ATOMIC_RELAXED);
+		__atomic_store_n(&w->n, w->n + 1, __ATOMIC_RELEASE);
+	}
+	w->live++;
+	return 0;
+}
+
+/* ---- pool slots (all with m->lock held) ---------------------------------- */
+
+/* Up to @want contiguous free slots at *@slot; returns how many (0: none). */
+static uint64_t pool_take(struct gm_memfd *m, uint64_t want, uint64_t *slot)
+{
+	/* Single pages reuse punched slots; runs stay contiguous from the bump. */
+	if ((want == 1 || m->bump + want > m->nr_pages) && m->nr_free) {
+		*slot = m->free_slots[--m->nr_free];
+		return 1;
+	}
+	want = GM_MIN(want, m->nr_pages - m->bump);
+	*slot = m->bump;
+	m->bump += want;
+	return want;
+}
+
+/*
+ * Give back a slot whose file page is a hole.  If the free list cannot
+ * grow, the slot is lost to this file (its memory is not: the page was
+ * punched); the pool can run dry only if that happened (-ENOMEM then).
+ */
+static void pool_give(struct gm_memfd *m, uint64_t slot)
+{
+	if (slot + 1 == m->bump) {
+		m->bump--;
+		return;
+	}
+	if (m->nr_free == m->cap_free) {
+		size_t cap = m->cap_free ? 2 * m->cap_free : 64;
+		uint32_t *f = realloc(m->free_slots, cap * sizeof(*f));
+
+		if (!f)
+			return;
+		m->free_slots = f;
+		m->cap_free = cap;
+	}
+	m->free_slots[m->nr_free++] = (uint32_t)slot;
+}
+
+static void pool_punch_slots(struct gm_memfd *m, uint64_t slot, uint64_t n)
+{
+	int ret;
+
+	do {
+		ret = gm_raw_fallocate(m->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				       (off_t)(slot << GM_PAGE_SHIFT), (off_t)(n << GM_PAGE_SHIFT));
+	} while (ret && errno == EINTR);
+	/* tmpfs punch fails only on a sealed file, and this one is never sealed. */
+	if (ret)
+		fprintf(stderr, "guestmem: memfd punch hole failed: errno %d\n", errno);
+}
+
+/*
+ * Allocate the absent pages of [index, index + n), all in one window:
+ * runs of absent pages get contiguous slots (one fallocate each).  On
+ * ENOMEM a run is retried page by page, so the pages before the one that
+ * failed stay allocated (no rollback).  Context: m->lock.
+ */
+static int pool_alloc_window(struct gm_memfd *m, uint64_t index, uint64_t n)
+{
+	uint64_t widx = index / WIN_PAGES, end = index + n;
+	bool single = false;
+
+	while (index < end) {
+		uint64_t run = 0, slot, got, done = 0;
+		unsigned off = (unsigned)(index % WIN_PAGES);
+		bool allocated;
+		int ret = 0;
+
+		if (pool_lookup(m, index)) {
+			index++;
+			continue;
+		}
+		do
+			run++;
+		while (!single && index + run < end && !pool_lookup(m, index + run));
+		got = pool_take(m, run, &slot);
+		if (!got)
+			return -ENOMEM;
+		/* tmpfs undoes its own partial work when fallocate fails. */
+		allocated = !gm_raw_fallocate(m->fd, FALLOC_FL_KEEP_SIZE,
+					      (off_t)(slot << GM_PAGE_SHIFT),
+					      (off_t)(got << GM_PAGE_SHIFT));
+		if (!allocated)
+			ret = memfd_errno(errno);
+		for (; !ret && done < got; done++) {
+			ret = pool_win_insert(m, widx, off + (unsigned)done, slot + done);
+			if (!ret)
+				__atomic_fetch_add(&m->nr_allocated, 1, __ATOMIC_RELAXED);
+		}
+		if (ret && done)
+			done--; /* the last one failed */
+		index += done;
+		/* What was not mapped goes back, a hole again (descending: see pool_give). */
+		if (allocated && done < got)
+			pool_punch_slots(m, slot + done, got - done);
+		while (got > done)
+			pool_give(m, slot + --got);
+		if (ret == -ENOMEM && run > 1 && !single) {
+			single = true;
+			continue;
+		}
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+struct pool_punch {
+	struct gm_memfd *m;
+	uint64_t first, end; /* page indices */
+	uint32_t *slots;     /* to punch, then give back */
+	size_t n, cap;
+};
+
+static void pool_punch_collect(struct pool_punch *p, uint64_t slot)
+{
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? 2 * p->cap : 256;
+		uint32_t *s = realloc(p->slots, cap * sizeof(*s));
+
+		if (!s) {
+			/* No room to batch it: punch it alone. */
+			pool_punch_slots(p->m, slot, 1);
+			pool_give(p->m, slot);
+			return;
+		}
+		p->slots = s;
+		p->cap = cap;
+	}
+	p->slots[p->n++] = (uint32_t)slot;
+}
+
+/* Drop the pages of one window that fall in the punched range.  Context: m->lock. */
+static int pool_forget_window(void *ctx, uint64_t widx, void **vp)
+{
+	struct pool_punch *p = ctx;
+	uintptr_t v = (uintptr_t)__atomic_load_n(vp, __ATOMIC_RELAXED);
+	uint64_t base = widx * WIN_PAGES;
+	unsigned first = (unsigned)(GM_MAX(p->first, base) - base);
+	unsigned end = (unsigned)(GM_MIN(p->end, base + WIN_PAGES) - base);
+	struct pool_win *w = (struct pool_win *)v;
+	uint32_t dropped = 0;
+
+	if (v & 1) {
+		unsigned off = (unsigned)((v >> 1) & (WIN_PAGES - 1));
+
+		if (off >= first && off < end) {
+			__atomic_store_n(vp, NULL, __ATOMIC_RELEASE);
+			pool_punch_collect(p, v >> 10);
+			__atomic_fetch_sub(&p->m->nr_allocated, 1, __ATOMIC_RELAXED);
+		}
+		return 0;
+	}
+	if (w->cap == POOL_DENSE) {
+		for (unsigned off = first; off < end; off++) {
+			uint32_t d = pool_dense(w)[off];
+
+			if (d) {
+				__atomic_store_n(&pool_dense(w)[off], 0, __ATOMIC_RELEASE);
+				pool_punch_collect(p, d - 1ULL);
+				dropped++;
+			}
+		}
+	} else {
+		for (uint32_t i = 0; i < w->n; i++) {
+			uint64_t e = w->e[i];
+
+			if (!(e & POOL_DEAD) && POOL_OFF(e) >= first && POOL_OFF(e) < end) {
+				__atomic_store_n(&w->e[i], e | POOL_DEAD, __ATOMIC_RELAXED);
+				pool_punch_collect(p, e >> 10);
+				dropped++;
+			}
+		}
+	}
+	w->live -= dropped;
+	__atomic_fetch_sub(&p->m->nr_allocated, dropped, __ATOMIC_RELAXED);
+	/* Shrink what became mostly empty; if that cannot allocate, keep it. */
+	if (dropped && (w->live <= 1 || (w->cap == POOL_DENSE && w->live <= POOL_SMALL / 2) ||
+			(w->cap != POOL_DENSE && w->live <= w->cap / 4)))
+		(void)pool_win_rebuild(vp, v, w->live, 0);
+	return 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+static void pool_punch(struct gm_memfd *m, uint64_t index, uint64_t n)
+{
+	struct pool_punch p = { .m = m, .first = index, .end = index + n };
+
+	gm_mutex_lock(&m->lock, GM_LOCK_BACKING);
+	gm_radix_for_each(&m->windows, index / WIN_PAGES, (index + n - 1) / WIN_PAGES + 1,
+			  pool_forget_window, &p);
+	/* Holes first, then the slots are reusable: one punch per run of slots. */
+	qsort(p.slots, p.n, sizeof(*p.slots), cmp_u32);
+	for (size_t i = 0, j; i < p.n; i = j) {
+		for (j = i + 1; j < p.n && p.slots[j] == p.slots[j - 1] + 1; j++)
+			;
+		pool_punch_slots(m, p.slots[i], j - i);
+	}
+	for (size_t i = p.n; i-- > 0;) /* descending: the bump can shrink */
+		pool_give(m, p.slots[i]);
+	gm_mutex_unlock(&m->lock);
+	free(p.slots);
+}
+
+static void pool_free_window(void *ctx, uint64_t widx, void *leaf)
+{
+	(void)ctx, (void)widx;
+	if (!((uintptr_t)leaf & 1))
+		free(leaf);
+}
+
 /* ---- operations ------------------------------------------------------- */
 
 static int memfd_init(struct gm_backing *b)
@@ -173,6 +628,7 @@ static int memfd_init(struct gm_backing *b)
 	if (!m)
 		return -ENOMEM;
 	m->size = b->nr_pages << GM_PAGE_SHIFT;
+	m->nr_pages = b->nr_pages;
 	ret = gm_radix_init(&m->windows, (b->nr_pages + WIN_PAGES - 1) / WIN_PAGES);
 	if (ret)
 		goto err_free;
@@ -192,6 +648,8 @@ static int memfd_init(struct gm_backing *b)
 
 		m->whole = w == MAP_FAILED ? NULL : w;
 	}
+	m->pool = m->whole && !b->mappable && b->nr_pages <= GM_MEMFD_POOL_MAX_PAGES;
+	gm_check_pthread(pthread_mutex_init(&m->lock, NULL));
 	b->priv = m;
 	return 0;
 
@@ -214,15 +672,33 @@ static void memfd_free_window(void *ctx, uint64_t widx, void *leaf)
 	free(win);
 }
 
-static void memfd_fini(struct gm_backing *b)
+/* The file and its mapping go back to the host (the pages with them). */
+static void memfd_release(struct gm_reap_job *job)
 {
-	struct gm_memfd *m = b->priv;
+	struct gm_memfd *m = caa_container_of(job, struct gm_memfd, reap);
 
-	gm_radix_fini(&m->windows, memfd_free_window, m);
 	if (m->whole)
 		gm_raw_munmap(m->whole, m->size);
 	gm_raw_close(m->fd);
 	free(m);
+}
+
+static uint64_t memfd_nr_allocated(struct gm_backing *b);
+
+static void memfd_fini(struct gm_backing *b)
+{
+	struct gm_memfd *m = b->priv;
+	uint64_t bytes = memfd_nr_allocated(b) << GM_PAGE_SHIFT;
+
+	gm_radix_fini(&m->windows, m->pool ? pool_free_window : memfd_free_window, m);
+	pthread_mutex_destroy(&m->lock);
+	free(m->free_slots);
+	m->reap.fn = memfd_release;
+	/* Freeing a million pages takes the host a second: not the VMM's wait. */
+	if (bytes >= GM_REAP_MIN_BYTES)
+		gm_reap(&m->reap);
+	else
+		memfd_release(&m->reap);
 }
 
 /* Whether page @bit of @win is in the file although guestmem did not allocate it. */
@@ -237,14 +713,34 @@ static bool memfd_resident(struct gm_memfd *m, struct memfd_window *win, uint64_
 	       (vec & 1);
 }
 
+/* Pool placement: the page's address, allocating it if @alloc. */
+static void *pool_page(struct gm_memfd *m, uint64_t index, bool alloc, int *err)
+{
+	uint64_t slot1 = pool_lookup(m, index);
+
+	if (!slot1 && alloc) {
+		gm_mutex_lock(&m->lock, GM_LOCK_BACKING);
+		*err = pool_alloc_window(m, index, 1);
+		/* Under the lock: a punch may remove it as soon as we drop it. */
+		if (!*err)
+			slot1 = pool_lookup(m, index);
+		gm_mutex_unlock(&m->lock);
+	}
+	return slot1 ? m->whole + ((slot1 - 1) << GM_PAGE_SHIFT) : NULL;
+}
+
 static void *memfd_page(struct gm_backing *b, uint64_t index, bool alloc, int *err)
 {
 	struct gm_memfd *m = b->priv;
 	uint64_t widx = index / WIN_PAGES;
 	unsigned bit = (unsigned)(index % WIN_PAGES);
-	/* Even to look: a page may exist that guestmem did not allocate. */
-	struct memfd_window *win = memfd_window(m, widx, true);
+	struct memfd_window *win;
 	char *addr;
+
+	if (m->pool)
+		return pool_page(m, index, alloc, err);
+	/* Even to look: a page may exist that guestmem did not allocate. */
+	win = memfd_window(m, widx, true);
 
 	if (!win) {
 		*err = alloc ? -ENOMEM : 0;
@@ -273,8 +769,16 @@ static void *memfd_page(struct gm_backing *b, uint64_t index, bool alloc, int *e
  */
 static int memfd_allocate_chunk(struct gm_memfd *m, uint64_t index, uint64_t n)
 {
-	struct memfd_window *win = memfd_window(m, index / WIN_PAGES, true);
+	struct memfd_window *win;
 	int ret;
+
+	if (m->pool) {
+		gm_mutex_lock(&m->lock, GM_LOCK_BACKING);
+		ret = pool_alloc_window(m, index, n);
+		gm_mutex_unlock(&m->lock);
+		return ret;
+	}
+	win = memfd_window(m, index / WIN_PAGES, true);
 
 	if (!win)
 		return -ENOMEM;
@@ -336,6 +840,10 @@ static void memfd_punch(struct gm_backing *b, uint64_t index, uint64_t n)
 	struct memfd_punch_range r = { index, index + n };
 	int ret;
 
+	if (m->pool) {
+		pool_punch(m, index, n);
+		return;
+	}
 	__atomic_fetch_add(&m->punch_seq, 1, __ATOMIC_SEQ_CST); /* odd: punch running */
 	do {
 		ret = gm_raw_fallocate(m->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
@@ -354,6 +862,8 @@ static uint64_t memfd_nr_allocated(struct gm_backing *b)
 	struct gm_memfd *m = b->priv;
 	struct stat st;
 
+	if (m->pool)
+		return __atomic_load_n(&m->nr_allocated, __ATOMIC_RELAXED);
 	/*
 	 * The host's count (512-byte blocks), which also covers pages created
 	 * through a 6.18 user mapping.  With tmpfs huge pages enabled
@@ -366,7 +876,10 @@ static uint64_t memfd_nr_allocated(struct gm_backing *b)
 
 static int memfd_fd(struct gm_backing *b)
 {
-	return ((struct gm_memfd *)b->priv)->fd;
+	struct gm_memfd *m = b->priv;
+
+	/* A pool's file offsets are not page indices: not for the VMM. */
+	return m->pool ? -1 : m->fd;
 }
 
 static bool memfd_available(void)

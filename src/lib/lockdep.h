@@ -49,6 +49,8 @@ enum gm_lock_class {
 	GM_LOCK_CONFIG,		/* gm_config_mutex */
 	GM_LOCK_RCU_DEFER,	/* gm_tsan_defer_lock (ThreadSanitizer builds) */
 	GM_LOCK_RANGEMAP_POOL,	/* rangemap's rm_pool_lock (free-node pool) */
+	GM_LOCK_S2_POOL,	/* a VM's stage-2 table pool (mmu->pool.lock) */
+	GM_LOCK_REAP,		/* gm_reap_lock (deferred releases) */
 	GM_LOCK_NR_CLASSES,
 };
 
