@@ -599,7 +599,8 @@ static void pool_punch(struct gm_memfd *m, uint64_t index, uint64_t n)
 	gm_radix_for_each(&m->windows, index / WIN_PAGES, (index + n - 1) / WIN_PAGES + 1,
 			  pool_forget_window, &p);
 	/* Holes first, then the slots are reusable: one punch per run of slots. */
-	qsort(p.slots, p.n, sizeof(*p.slots), cmp_u32);
+	if (p.n)
+		qsort(p.slots, p.n, sizeof(*p.slots), cmp_u32);
 	for (size_t i = 0, j; i < p.n; i = j) {
 		for (j = i + 1; j < p.n && p.slots[j] == p.slots[j - 1] + 1; j++)
 			;
@@ -672,11 +673,20 @@ static void memfd_free_window(void *ctx, uint64_t widx, void *leaf)
 	free(win);
 }
 
-/* The file and its mapping go back to the host (the pages with them). */
+/*
+ * The file and its mapping go back to the host (the pages with them).
+ * The mapped part is dropped in steps first: each step holds the process's
+ * mmap lock (for read) briefly, where one munmap would hold it while it
+ * unmaps a million pages, and every mmap or munmap of the VMM's would wait.
+ */
 static void memfd_release(struct gm_reap_job *job)
 {
 	struct gm_memfd *m = caa_container_of(job, struct gm_memfd, reap);
+	const uint64_t step = 64ULL << 20;
+	uint64_t used = m->pool ? m->bump << GM_PAGE_SHIFT : 0; /* linear: sparse, as is */
 
+	for (uint64_t off = 0; m->whole && off < used; off += step)
+		gm_raw_madvise(m->whole + off, GM_MIN(step, used - off), MADV_DONTNEED);
 	if (m->whole)
 		gm_raw_munmap(m->whole, m->size);
 	gm_raw_close(m->fd);
