@@ -137,8 +137,9 @@ static int s2_pool_grow(struct s2_pool *pool)
 		pool->chunks = c;
 		pool->cap_chunks = cap;
 	}
-	base = gm_raw_mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-			   0);
+	/* Populated: one call instead of a host page fault per table. */
+	base = gm_raw_mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	if (base == MAP_FAILED)
 		return -ENOMEM;
 	pool->chunks[pool->nr_chunks++] = (struct s2_chunk){ base, bytes };
