@@ -27,6 +27,7 @@
 
 #include "core/backing.h"
 #include "lib/compiler.h"
+#include "lib/reap.h"
 
 #define PAGE GM_PAGE_SIZE
 
@@ -578,6 +579,45 @@ static void test_memfd_scattered_one_mapping(void *arg)
 	gm_backing_fini(&b);
 }
 
+static long long rss_shmem_kb(void)
+{
+	char line[256];
+	long long v = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	ASSERT_NOT_NULL(f);
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "RssShmem:", 9))
+			v = strtoll(line + 9, NULL, 10);
+	fclose(f);
+	return v;
+}
+
+/*
+ * memfd: a large backing's file goes back to the host on the reaper
+ * thread (fini does not wait for it); gm_reap_wait() sees it gone.
+ */
+static void test_memfd_large_release(void *arg)
+{
+	KIND(arg);
+	uint64_t nr = (GM_REAP_MIN_BYTES >> 12) + 512;
+	struct gm_backing b;
+	long long before = rss_shmem_kb();
+	char *p;
+
+	init_ok(&b, kind, nr);
+	ASSERT_EQ(gm_backing_allocate(&b, 0, nr), 0);
+	for (uint64_t i = 0; i < nr; i += 512) {
+		p = page_of(&b, i, false);
+		ASSERT_NOT_NULL(p);
+		p[0] = 1; /* mapped in this process, so RssShmem sees it */
+	}
+	ASSERT_GE(rss_shmem_kb() - before, (long long)(nr / 512 * 4));
+	gm_backing_fini(&b);
+	gm_reap_wait();
+	ASSERT_LE(rss_shmem_kb() - before, 1024);
+}
+
 /*
  * Random allocations, lookups and punches against a model: every present
  * page keeps its own data, absent pages are absent, two present pages never
@@ -678,6 +718,9 @@ int main(int argc, char **argv)
 	test_add("test_memfd_scattered_one_mapping/memfd-linear", test_memfd_scattered_one_mapping,
 		 &kind_memfd_linear, 0);
 	BOTH(test_model);
+	test_add("test_memfd_large_release/memfd", test_memfd_large_release, &kind_memfd, 0);
+	test_add("test_memfd_large_release/memfd-linear", test_memfd_large_release,
+		 &kind_memfd_linear, 0);
 	BOTH(test_fsize_limit);
 	test_add("test_secretmem_reuse", test_secretmem_reuse, &kind_secretmem, 0);
 	test_add("test_secretmem_enomem", test_secretmem_enomem, &kind_secretmem, 0);
