@@ -74,9 +74,6 @@ struct memfd_window {
 /* A whole-file mapping takes at most 1/8 of the 128 TiB user address space. */
 #define GM_MEMFD_WHOLE_MAX (16ULL << 40)
 
-/* Pool slots are 32-bit (a dense window stores slot + 1). */
-#define GM_MEMFD_POOL_MAX_PAGES ((1ULL << 32) - 1)
-
 struct gm_memfd {
 	int fd;
 	uint64_t size;	 /* bytes */
@@ -89,8 +86,8 @@ struct gm_memfd {
 	 * a punch that overlapped their fallocate + bit update.
 	 */
 	unsigned long punch_seq;
-	/* window index -> struct memfd_window * (linear), pool value (pool) */
-	struct gm_radix windows;
+	struct gm_radix windows; /* linear: window index -> struct memfd_window * */
+	struct gm_pagemap map;	 /* pool: page index -> slot */
 
 	/*
 	 * Pool only.  Protects every change of the window map (lookups take
@@ -204,202 +201,6 @@ static int memfd_fallocate_known(struct gm_memfd *m, struct memfd_window *win, u
 	}
 }
 
-/* ---- pool placement ---------------------------------------------------- */
-
-/*
- * A pool window's value in m->windows (pointers are 8-byte aligned, so
- * bit 0 tells the cases apart):
- *   NULL       no page of the window is present;
- *   odd        one page, the common case of scattered use: bits 1-9 its
- *              offset in the window, bits 10-63 its slot (no allocation);
- *   even       a struct pool_win, either "small": up to POOL_SMALL entries
- *              (offset | slot << 10, POOL_DEAD once removed) appended in
- *              place and published by a release store of n, or "dense"
- *              (cap == POOL_DENSE): slot + 1 per offset, 0 when absent.
- * A small window that is full is replaced by a compacted copy (dense past
- * POOL_SMALL live pages); replaced ones are freed after a grace period, so
- * a lock-free reader never sees freed memory.  Bookkeeping per page: at
- * most 8 bytes of radix slot plus 16 bytes of entry (small) or, dense,
- * 4 bytes per offset (at least 32 bytes per page, POOL_SMALL + 1 pages).
- */
-#define POOL_SMALL 64U
-#define POOL_DENSE 0U
-#define POOL_DEAD (1ULL << 9)
-#define POOL_OFF(e) ((unsigned)((e) & (WIN_PAGES - 1)))
-
-struct pool_win {
-	struct rcu_head head; /* for the deferred free of a replaced window */
-	uint32_t n;	      /* small: entries written; release-stored after them */
-	uint32_t cap;	      /* small: room in e[]; or POOL_DENSE */
-	uint32_t live;	      /* pages present; under m->lock */
-	uint32_t unused;
-	uint64_t e[];	      /* small: entries; dense: uint32_t[WIN_PAGES] */
-};
-
-static inline uint32_t *pool_dense(struct pool_win *w)
-{
-	return (uint32_t *)(void *)w->e;
-}
-
-static inline uintptr_t pool_one(unsigned off, uint64_t slot)
-{
-	return (uintptr_t)(slot << 10 | (uint64_t)off << 1 | 1);
-}
-
-static void pool_win_free_rcu(struct rcu_head *head)
-{
-	free(caa_container_of(head, struct pool_win, head));
-}
-
-static struct pool_win *pool_win_alloc(uint32_t cap)
-{
-	size_t bytes = cap == POOL_DENSE ? WIN_PAGES * sizeof(uint32_t) : cap * sizeof(uint64_t);
-	struct pool_win *w = calloc(1, sizeof(*w) + bytes);
-
-	if (w)
-		w->cap = cap;
-	return w;
-}
-
-/* Slot + 1 of page @off in window value @v, or 0.  Context: RCU or m->lock. */
-static uint64_t pool_win_find(uintptr_t v, unsigned off)
-{
-	struct pool_win *w = (struct pool_win *)v;
-
-	if (!v)
-		return 0;
-	if (v & 1)
-		return ((v >> 1) & (WIN_PAGES - 1)) == off ? (v >> 10) + 1 : 0;
-	if (w->cap == POOL_DENSE)
-		return __atomic_load_n(&pool_dense(w)[off], __ATOMIC_ACQUIRE);
-	/* Pairs with the release store of n in pool_win_insert(). */
-	for (uint32_t i = 0, n = __atomic_load_n(&w->n, __ATOMIC_ACQUIRE); i < n; i++) {
-		uint64_t e = __atomic_load_n(&w->e[i], __ATOMIC_RELAXED);
-
-		if (!(e & POOL_DEAD) && POOL_OFF(e) == off)
-			return (e >> 10) + 1;
-	}
-	return 0;
-}
-
-/* Slot + 1 of page @index, or 0.  Context: any (lock-free). */
-static uint64_t pool_lookup(struct gm_memfd *m, uint64_t index)
-{
-	uint64_t r;
-
-	gm_rcu_read_lock(); /* windows replaced meanwhile are freed after it */
-	r = pool_win_find((uintptr_t)gm_radix_lookup(&m->windows, index / WIN_PAGES),
-			  (unsigned)(index % WIN_PAGES));
-	gm_rcu_read_unlock();
-	return r;
-}
-
-/* Call @fn(@ctx, off, slot) for each live page of window value @v (under m->lock). */
-static void pool_win_each(uintptr_t v, void (*fn)(void *, unsigned, uint64_t), void *ctx)
-{
-	struct pool_win *w = (struct pool_win *)v;
-
-	if (!v)
-		return;
-	if (v & 1) {
-		fn(ctx, (unsigned)((v >> 1) & (WIN_PAGES - 1)), v >> 10);
-	} else if (w->cap == POOL_DENSE) {
-		for (unsigned off = 0; off < WIN_PAGES; off++)
-			if (pool_dense(w)[off])
-				fn(ctx, off, pool_dense(w)[off] - 1ULL);
-	} else {
-		for (uint32_t i = 0; i < w->n; i++)
-			if (!(w->e[i] & POOL_DEAD))
-				fn(ctx, POOL_OFF(w->e[i]), w->e[i] >> 10);
-	}
-}
-
-/* Add a page to a window being built (not yet published). */
-static void pool_win_put(void *ctx, unsigned off, uint64_t slot)
-{
-	struct pool_win *w = ctx;
-
-	if (w->cap == POOL_DENSE)
-		pool_dense(w)[off] = (uint32_t)(slot + 1);
-	else
-		w->e[w->n++] = slot << 10 | off;
-	w->live++;
-}
-
-static void pool_win_last(void *ctx, unsigned off, uint64_t slot)
-{
-	*(uintptr_t *)ctx = pool_one(off, slot);
-}
-
-/*
- * The representation for @live pages of @v (plus room for @extra more):
- * builds and publishes it in *@vp and frees @v after a grace period.
- * Returns 0 or -ENOMEM (then nothing changed).  Context: m->lock.
- */
-static int pool_win_rebuild(void **vp, uintptr_t v, uint32_t live, uint32_t extra)
-{
-	uint32_t want = live + extra, cap = 2;
-	struct pool_win *w;
-	uintptr_t nv;
-
-	if (want == 0) {
-		nv = 0;
-	} else if (want == 1) {
-		pool_win_each(v, pool_win_last, &nv);
-	} else {
-		while (cap < want)
-			cap *= 2;
-		w = pool_win_alloc(cap > POOL_SMALL ? POOL_DENSE : cap);
-		if (!w)
-			return -ENOMEM;
-		pool_win_each(v, pool_win_put, w);
-		nv = (uintptr_t)w;
-	}
-	/* Release: the new window's contents before the pointer. */
-	__atomic_store_n(vp, (void *)nv, __ATOMIC_RELEASE);
-	if (v && !(v & 1))
-		gm_call_rcu(&((struct pool_win *)v)->head, pool_win_free_rcu);
-	return 0;
-}
-
-static uint32_t pool_win_live(uintptr_t v)
-{
-	return !v ? 0 : (v & 1) ? 1 : ((struct pool_win *)v)->live;
-}
-
-/* Map page @off of window @widx to @slot.  Returns 0 or -ENOMEM.  Context: m->lock. */
-static int pool_win_insert(struct gm_memfd *m, uint64_t widx, unsigned off, uint64_t slot)
-{
-	void **vp = gm_radix_slot(&m->windows, widx);
-	uintptr_t v;
-	struct pool_win *w;
-	int ret;
-
-	if (!vp)
-		return -ENOMEM;
-	v = (uintptr_t)__atomic_load_n(vp, __ATOMIC_RELAXED);
-	if (!v) {
-		__atomic_store_n(vp, (void *)pool_one(off, slot), __ATOMIC_RELEASE);
-		return 0;
-	}
-	w = (struct pool_win *)v;
-	if ((v & 1) || (w->cap != POOL_DENSE && w->n == w->cap)) {
-		/* Full (or a single page): a compacted copy with room for one more. */
-		ret = pool_win_rebuild(vp, v, pool_win_live(v), 1);
-		if (ret)
-			return ret;
-		w = __atomic_load_n(vp, __ATOMIC_RELAXED);
-	}
-	if (w->cap == POOL_DENSE) {
-		__atomic_store_n(&pool_dense(w)[off], (uint32_t)(slot + 1), __ATOMIC_RELEASE);
-	} else {
-		__atomic_store_n(&w->e[w->n], slot << 10 | off, __ATOMIC_RELAXED);
-		__atomic_store_n(&w->n, w->n + 1, __ATOMIC_RELEASE);
-	}
-	w->live++;
-	return 0;
-}
-
 /* ---- pool slots (all with m->lock held) ---------------------------------- */
 
 /* Up to @want contiguous free slots at *@slot; returns how many (0: none). */
@@ -485,27 +286,26 @@ static int pool_populate(struct gm_memfd *m, uint64_t slot, uint64_t n)
  */
 static int pool_alloc_window(struct gm_memfd *m, uint64_t index, uint64_t n)
 {
-	uint64_t widx = index / WIN_PAGES, end = index + n;
+	uint64_t end = index + n;
 	bool single = false;
 
 	while (index < end) {
 		uint64_t run = 0, slot, got, done = 0;
-		unsigned off = (unsigned)(index % WIN_PAGES);
 		int ret;
 
-		if (pool_lookup(m, index)) {
+		if (gm_pagemap_lookup(&m->map, index)) {
 			index++;
 			continue;
 		}
 		do
 			run++;
-		while (!single && index + run < end && !pool_lookup(m, index + run));
+		while (!single && index + run < end && !gm_pagemap_lookup(&m->map, index + run));
 		got = pool_take(m, run, &slot);
 		if (!got)
 			return -ENOMEM;
 		ret = pool_populate(m, slot, got);
 		for (; !ret && done < got; done++) {
-			ret = pool_win_insert(m, widx, off + (unsigned)done, slot + done);
+			ret = gm_pagemap_insert(&m->map, index + done, slot + done);
 			if (!ret)
 				__atomic_fetch_add(&m->nr_allocated, 1, __ATOMIC_RELAXED);
 		}
@@ -532,13 +332,15 @@ static int pool_alloc_window(struct gm_memfd *m, uint64_t index, uint64_t n)
 
 struct pool_punch {
 	struct gm_memfd *m;
-	uint64_t first, end; /* page indices */
 	uint32_t *slots;     /* to punch, then give back */
 	size_t n, cap;
 };
 
-static void pool_punch_collect(struct pool_punch *p, uint64_t slot)
+static void pool_punch_collect(void *ctx, uint64_t slot)
 {
+	struct pool_punch *p = ctx;
+
+	__atomic_fetch_sub(&p->m->nr_allocated, 1, __ATOMIC_RELAXED);
 	if (p->n == p->cap) {
 		size_t cap = p->cap ? 2 * p->cap : 256;
 		uint32_t *s = realloc(p->slots, cap * sizeof(*s));
@@ -555,57 +357,6 @@ static void pool_punch_collect(struct pool_punch *p, uint64_t slot)
 	p->slots[p->n++] = (uint32_t)slot;
 }
 
-/* Drop the pages of one window that fall in the punched range.  Context: m->lock. */
-static int pool_forget_window(void *ctx, uint64_t widx, void **vp)
-{
-	struct pool_punch *p = ctx;
-	uintptr_t v = (uintptr_t)__atomic_load_n(vp, __ATOMIC_RELAXED);
-	uint64_t base = widx * WIN_PAGES;
-	unsigned first = (unsigned)(GM_MAX(p->first, base) - base);
-	unsigned end = (unsigned)(GM_MIN(p->end, base + WIN_PAGES) - base);
-	struct pool_win *w = (struct pool_win *)v;
-	uint32_t dropped = 0;
-
-	if (v & 1) {
-		unsigned off = (unsigned)((v >> 1) & (WIN_PAGES - 1));
-
-		if (off >= first && off < end) {
-			__atomic_store_n(vp, NULL, __ATOMIC_RELEASE);
-			pool_punch_collect(p, v >> 10);
-			__atomic_fetch_sub(&p->m->nr_allocated, 1, __ATOMIC_RELAXED);
-		}
-		return 0;
-	}
-	if (w->cap == POOL_DENSE) {
-		for (unsigned off = first; off < end; off++) {
-			uint32_t d = pool_dense(w)[off];
-
-			if (d) {
-				__atomic_store_n(&pool_dense(w)[off], 0, __ATOMIC_RELEASE);
-				pool_punch_collect(p, d - 1ULL);
-				dropped++;
-			}
-		}
-	} else {
-		for (uint32_t i = 0; i < w->n; i++) {
-			uint64_t e = w->e[i];
-
-			if (!(e & POOL_DEAD) && POOL_OFF(e) >= first && POOL_OFF(e) < end) {
-				__atomic_store_n(&w->e[i], e | POOL_DEAD, __ATOMIC_RELAXED);
-				pool_punch_collect(p, e >> 10);
-				dropped++;
-			}
-		}
-	}
-	w->live -= dropped;
-	__atomic_fetch_sub(&p->m->nr_allocated, dropped, __ATOMIC_RELAXED);
-	/* Shrink what became mostly empty; if that cannot allocate, keep it. */
-	if (dropped && (w->live <= 1 || (w->cap == POOL_DENSE && w->live <= POOL_SMALL / 2) ||
-			(w->cap != POOL_DENSE && w->live <= w->cap / 4)))
-		(void)pool_win_rebuild(vp, v, w->live, 0);
-	return 0;
-}
-
 static int cmp_u32(const void *a, const void *b)
 {
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -615,11 +366,10 @@ static int cmp_u32(const void *a, const void *b)
 
 static void pool_punch(struct gm_memfd *m, uint64_t index, uint64_t n)
 {
-	struct pool_punch p = { .m = m, .first = index, .end = index + n };
+	struct pool_punch p = { .m = m };
 
 	gm_mutex_lock(&m->lock, GM_LOCK_BACKING);
-	gm_radix_for_each(&m->windows, index / WIN_PAGES, (index + n - 1) / WIN_PAGES + 1,
-			  pool_forget_window, &p);
+	gm_pagemap_remove(&m->map, index, index + n, pool_punch_collect, &p);
 	/* Holes first, then the slots are reusable: one punch per run of slots. */
 	if (p.n)
 		qsort(p.slots, p.n, sizeof(*p.slots), cmp_u32);
@@ -632,13 +382,6 @@ static void pool_punch(struct gm_memfd *m, uint64_t index, uint64_t n)
 		pool_give(m, p.slots[i]);
 	gm_mutex_unlock(&m->lock);
 	free(p.slots);
-}
-
-static void pool_free_window(void *ctx, uint64_t widx, void *leaf)
-{
-	(void)ctx, (void)widx;
-	if (!((uintptr_t)leaf & 1))
-		free(leaf);
 }
 
 /* ---- operations ------------------------------------------------------- */
@@ -671,7 +414,8 @@ static int memfd_init(struct gm_backing *b)
 
 		m->whole = w == MAP_FAILED ? NULL : w;
 	}
-	m->pool = m->whole && !b->mappable && b->nr_pages <= GM_MEMFD_POOL_MAX_PAGES;
+	m->pool = m->whole && !b->mappable && b->nr_pages <= GM_PAGEMAP_MAX_SLOTS &&
+		  !gm_pagemap_init(&m->map, b->nr_pages);
 	gm_check_pthread(pthread_mutex_init(&m->lock, NULL));
 	b->priv = m;
 	return 0;
@@ -722,7 +466,9 @@ static void memfd_fini(struct gm_backing *b)
 	struct gm_memfd *m = b->priv;
 	uint64_t bytes = memfd_nr_allocated(b) << GM_PAGE_SHIFT;
 
-	gm_radix_fini(&m->windows, m->pool ? pool_free_window : memfd_free_window, m);
+	gm_radix_fini(&m->windows, memfd_free_window, m);
+	if (m->pool)
+		gm_pagemap_fini(&m->map);
 	pthread_mutex_destroy(&m->lock);
 	free(m->free_slots);
 	m->reap.fn = memfd_release;
@@ -748,14 +494,14 @@ static bool memfd_resident(struct gm_memfd *m, struct memfd_window *win, uint64_
 /* Pool placement: the page's address, allocating it if @alloc. */
 static void *pool_page(struct gm_memfd *m, uint64_t index, bool alloc, int *err)
 {
-	uint64_t slot1 = pool_lookup(m, index);
+	uint64_t slot1 = gm_pagemap_lookup(&m->map, index);
 
 	if (!slot1 && alloc) {
 		gm_mutex_lock(&m->lock, GM_LOCK_BACKING);
 		*err = pool_alloc_window(m, index, 1);
 		/* Under the lock: a punch may remove it as soon as we drop it. */
 		if (!*err)
-			slot1 = pool_lookup(m, index);
+			slot1 = gm_pagemap_lookup(&m->map, index);
 		gm_mutex_unlock(&m->lock);
 	}
 	return slot1 ? m->whole + ((slot1 - 1) << GM_PAGE_SHIFT) : NULL;
