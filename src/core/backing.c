@@ -511,8 +511,6 @@ void gm_pagemap_remove(struct gm_pagemap *pm, uint64_t first, uint64_t end,
 
 int gm_pagemap_init(struct gm_pagemap *pm, uint64_t nr_pages)
 {
-	if (nr_pages > GM_PAGEMAP_MAX_SLOTS)
-		return -EINVAL;
 	return gm_radix_init(&pm->windows, (nr_pages + GM_RADIX_FANOUT - 1) / GM_RADIX_FANOUT);
 }
 

@@ -95,7 +95,7 @@ struct gm_pagemap {
 	struct gm_radix windows;
 };
 
-/* For indices below @nr_pages (<= GM_PAGEMAP_MAX_SLOTS).  0, -EINVAL or -ENOMEM. */
+/* For indices below @nr_pages.  0 or -ENOMEM. */
 int gm_pagemap_init(struct gm_pagemap *pm, uint64_t nr_pages);
 /* Context: no concurrent user. */
 void gm_pagemap_fini(struct gm_pagemap *pm);

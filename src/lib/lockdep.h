@@ -33,7 +33,7 @@ enum gm_lock_class {
 	GM_LOCK_GMEM_INVALIDATE, /* gmem->invalidate_lock */
 	GM_LOCK_MN,		/* kvm->mn_lock */
 	GM_LOCK_MMU,		/* kvm->mmu_lock */
-	GM_LOCK_BACKING,	/* a secretmem backing's pool lock */
+	GM_LOCK_BACKING,	/* a backing's pool lock (secretmem sm->lock, memfd m->lock) */
 	GM_LOCK_IOEVENTFD,	/* ev->io_lock */
 	GM_LOCK_IRQ,		/* ev->irq_lock */
 	GM_LOCK_VCPU_HAND,	/* vcpu->hand_lock */
