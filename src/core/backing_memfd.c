@@ -22,10 +22,9 @@
  *           (over GM_MEMFD_WHOLE_MAX), which are reached through MAP_SHARED
  *           windows of 2 MiB, mapped on first use and kept until fini.
  *
- * Either way the per-window state (a window is 512 page indices, 2 MiB of
- * the guest_memfd) is found through a gm_radix keyed by window index:
- * lookups are lock-free (acquire loads), so a fault finds its page without
- * a lock or a system call.
+ * Either way the state is found through a gm_radix keyed by window (512
+ * page indices, 2 MiB of the guest_memfd): lookups are lock-free (acquire
+ * loads), so a fault finds a known page without a lock or a system call.
  *
  * Linear: each window carries a bitmap of the pages guestmem allocated and
  * has not punched since ("known").  It lets the fault path skip the
@@ -36,8 +35,8 @@
  * "fallocate then set the bit" ran with no punch in between, and punch
  * clears bits only after the hole is punched.
  *
- * Pool: see "pool placement" below for the window map.  Allocation and
- * punch change it under m->lock; lookups run under RCU only.  A lookup
+ * Pool: the index -> slot map is a gm_pagemap (backing.c).  Allocation
+ * and punch change it under m->lock; lookups run under RCU only.  A lookup
  * that races a punch may return the address of a slot being punched (or
  * already reused for another index): the memory stays mapped until fini,
  * and the fault that asked for it retries through the MMU invalidation
@@ -90,11 +89,10 @@ struct gm_memfd {
 	struct gm_pagemap map;	 /* pool: page index -> slot */
 
 	/*
-	 * Pool only.  Protects every change of the window map (lookups take
-	 * no lock), the slot allocator (bump, free list) and the windows'
-	 * live counts.  A leaf, like the secretmem pool's lock: taken inside
-	 * RCU read-side sections by faults, and nothing waits for a grace
-	 * period under it.
+	 * Pool only.  Protects every change of the page map (lookups take
+	 * no lock) and the slot allocator (bump, free list).  A leaf, like
+	 * the secretmem pool's lock: taken inside RCU read-side sections by
+	 * faults, and nothing waits for a grace period under it.
 	 */
 	pthread_mutex_t lock;
 	uint64_t bump;	       /* slots [bump, nr_pages) were never used */
