@@ -453,7 +453,8 @@ static void memfd_release(struct gm_reap_job *job)
 		gm_raw_madvise(m->whole + off, GM_MIN(step, used - off), MADV_DONTNEED);
 	if (m->whole)
 		gm_raw_munmap(m->whole, m->size);
-	gm_raw_close(m->fd);
+	if (m->fd >= 0)
+		gm_raw_close(m->fd);
 	free(m);
 }
 
@@ -470,11 +471,19 @@ static void memfd_fini(struct gm_backing *b)
 	pthread_mutex_destroy(&m->lock);
 	free(m->free_slots);
 	m->reap.fn = memfd_release;
-	/* Freeing a million pages takes the host a second: not the VMM's wait. */
-	if (bytes >= GM_REAP_MIN_BYTES)
+	/*
+	 * Freeing a million pages takes the host a second: not the VMM's wait.
+	 * The descriptor is closed now all the same: a VMM that closes what it
+	 * did not open and reuses the number must never see it closed later
+	 * (the mapping keeps the file, and its pages, until the reaper ran).
+	 */
+	if (bytes >= GM_REAP_MIN_BYTES && m->whole) {
+		gm_raw_close(m->fd);
+		m->fd = -1;
 		gm_reap(&m->reap);
-	else
+	} else {
 		memfd_release(&m->reap);
+	}
 }
 
 /* Whether page @bit of @win is in the file although guestmem did not allocate it. */

@@ -225,7 +225,8 @@ static void secretmem_release(struct gm_reap_job *job)
 	struct gm_secretmem *sm = caa_container_of(job, struct gm_secretmem, reap);
 
 	gm_raw_munmap(sm->base, sm->reserved << GM_PAGE_SHIFT);
-	gm_raw_close(sm->fd);
+	if (sm->fd >= 0)
+		gm_raw_close(sm->fd);
 	free(sm);
 }
 
@@ -237,11 +238,18 @@ static void secretmem_fini(struct gm_backing *b)
 	free(sm->free_pages);
 	pthread_mutex_destroy(&sm->lock);
 	sm->reap.fn = secretmem_release;
-	/* Secretmem pages go back into the direct map one by one: not the VMM's wait. */
-	if (sm->pool_pages << GM_PAGE_SHIFT >= GM_REAP_MIN_BYTES)
+	/*
+	 * Secretmem pages go back into the direct map one by one: not the
+	 * VMM's wait.  The descriptor goes now (the chunks keep the file): a
+	 * VMM may reuse its number at once.
+	 */
+	if (sm->pool_pages << GM_PAGE_SHIFT >= GM_REAP_MIN_BYTES) {
+		gm_raw_close(sm->fd);
+		sm->fd = -1;
 		gm_reap(&sm->reap);
-	else
+	} else {
 		secretmem_release(&sm->reap);
+	}
 }
 
 static void *secretmem_page(struct gm_backing *b, uint64_t index, bool alloc, int *err)

@@ -593,9 +593,29 @@ static long long rss_shmem_kb(void)
 	return v;
 }
 
+/* Descriptors of guest_memfd backing files in this process. */
+static int nr_backing_fds(void)
+{
+	char path[64], target[256];
+	int n = 0;
+
+	for (int fd = 0; fd < 1024; fd++) {
+		ssize_t len;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		len = readlink(path, target, sizeof(target) - 1);
+		if (len <= 0)
+			continue;
+		target[len] = '\0';
+		n += strstr(target, "guestmem-gmem") != NULL;
+	}
+	return n;
+}
+
 /*
  * memfd: a large backing's file goes back to the host on the reaper
- * thread (fini does not wait for it); gm_reap_wait() sees it gone.
+ * thread (fini does not wait for it); gm_reap_wait() sees it gone.  Its
+ * descriptor is closed by fini itself: a VMM may reuse the number at once.
  */
 static void test_memfd_large_release(void *arg)
 {
@@ -613,7 +633,9 @@ static void test_memfd_large_release(void *arg)
 		p[0] = 1; /* mapped in this process, so RssShmem sees it */
 	}
 	ASSERT_GE(rss_shmem_kb() - before, (long long)(nr / 512 * 4));
+	ASSERT_EQ(nr_backing_fds(), 1);
 	gm_backing_fini(&b);
+	ASSERT_EQ(nr_backing_fds(), 0);
 	gm_reap_wait();
 	ASSERT_LE(rss_shmem_kb() - before, 1024);
 }
