@@ -41,7 +41,7 @@ static const struct bench_section bench_sections[] = {
 	{ "design", "host primitives of the guest-execution/isolation design (on request)",
 	  "3 min, <0.1 GiB", bench_design_items, true },
 	{ "scale", "1,000,000 scattered private pages of a 2 TiB guest_memfd, teardown "
-		   "(on request)", "30-90 s, 7.7 GiB", bench_scale_items, true },
+		   "(on request)", "8-90 s, 7.7 GiB", bench_scale_items, true },
 };
 #define BENCH_NR_SECTIONS (sizeof(bench_sections) / sizeof(bench_sections[0]))
 
@@ -314,7 +314,7 @@ static void bench_usage(FILE *out)
 		"                     map (default %u); rows for sizes not reached say so\n"
 		"  --scale-pages N    pages the scale section's guest touches, one per 2 MiB\n"
 		"                     region (default %lu: about 8.2 KB of memory and\n"
-		"                     20-30 us each on the 2-core VM, 85 us with secretmem)\n"
+		"                     6-30 us each on the 2-core VM, 27-85 with secretmem)\n"
 		"  --list             list the sections and their benchmarks\n"
 		"  -h, --help         this text\n"
 		"\n"
