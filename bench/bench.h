@@ -62,11 +62,14 @@ struct bench_item {
 
 /* --fill-seconds: the time allowed for building a large attribute map. */
 extern unsigned bench_fill_seconds;
+/* --scale-pages: pages the scale/scatter guest touches. */
+extern unsigned long bench_scale_pages;
 
 extern const struct bench_item bench_core_items[];    /* bench_core.c */
 extern const struct bench_item bench_vcpu_items[];    /* bench_vcpu.c */
 extern const struct bench_item bench_eventfd_items[]; /* bench_eventfd.c */
 extern const struct bench_item bench_design_items[];  /* bench_design.c */
 extern const struct bench_item bench_seccomp_items[]; /* bench_seccomp.c */
+extern const struct bench_item bench_scale_items[];   /* bench_scale.c */
 
 #endif

@@ -4,8 +4,9 @@
  * guestmem's own MMU (never through a file descriptor the VMM can see).
  *
  *   memfd     (default) one memfd_create() file per guest_memfd, sized to
- *             the guest_memfd, mapped lazily in 2 MiB windows; punch hole
- *             returns pages to the host.
+ *             the guest_memfd and mapped once; pages are placed densely
+ *             in it (a pool), or at their own offset when the VMM may map
+ *             the file (@mappable); punch hole returns pages to the host.
  *   secretmem memfd_secret(2) pool: pages are removed from the kernel's
  *             direct map.  First touch is slow (~4x anonymous memory), so
  *             punched pages are zeroed and kept on a free list for reuse.
@@ -30,14 +31,19 @@
 struct gm_backing {
 	enum gm_backing_kind kind;
 	uint64_t nr_pages;
+	bool mappable; /* see gm_backing_init() */
 	void *priv; /* implementation state */
 };
 
 /*
+ * @mappable: page i must live at offset i * 4096 of gm_backing_memfd()'s
+ * file (a 6.18 MMAP guest_memfd, which the VMM maps).  Otherwise the memfd
+ * kind places pages where they cost the host least (see backing_memfd.c).
  * Returns 0, -ENOMEM, -EMFILE/-ENFILE (no descriptor for the memfd), or
  * -ENOSYS when the host has no usable memfd_secret (secretmem).
  */
-int gm_backing_init(struct gm_backing *b, enum gm_backing_kind kind, uint64_t nr_pages);
+int gm_backing_init(struct gm_backing *b, enum gm_backing_kind kind, uint64_t nr_pages,
+		    bool mappable);
 void gm_backing_fini(struct gm_backing *b);
 
 /*
@@ -61,7 +67,8 @@ uint64_t gm_backing_nr_allocated(struct gm_backing *b);
 /*
  * The memfd holding the pages (offset = index * 4096), for the 6.18 MMAP
  * flag: the caller may mmap it MAP_SHARED but must not close, truncate or
- * seal it.  -1 for secretmem, which cannot be mapped by the VMM.
+ * seal it.  -1 unless the backing was made @mappable, and for secretmem,
+ * which cannot be mapped by the VMM.
  */
 int gm_backing_memfd(struct gm_backing *b);
 

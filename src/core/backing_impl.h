@@ -82,6 +82,37 @@ int gm_radix_for_each(const struct gm_radix *r, uint64_t first, uint64_t end, gm
 		      void *ctx);
 
 /*
+ * gm_pagemap: page index -> slot (a page of the kind's own storage, which
+ * it places densely), built for scattered use: a gm_radix keyed by 2 MiB
+ * window of indices whose value is the window's one page inline (no
+ * allocation), or a small array, or a dense array of 32-bit slots.
+ * Bookkeeping per page: at most 24 bytes up to 64 pages a window, 32
+ * beyond (see backing.c).  Lookups take no lock (RCU inside); insert and
+ * remove run under the owner's lock.  Slots are below GM_PAGEMAP_MAX_SLOTS.
+ */
+#define GM_PAGEMAP_MAX_SLOTS ((1ULL << 32) - 1)
+
+struct gm_pagemap {
+	struct gm_radix windows;
+};
+
+/* For indices below @nr_pages.  0 or -ENOMEM. */
+int gm_pagemap_init(struct gm_pagemap *pm, uint64_t nr_pages);
+/* Context: no concurrent user. */
+void gm_pagemap_fini(struct gm_pagemap *pm);
+/* Slot + 1 of page @index, or 0.  Context: any. */
+uint64_t gm_pagemap_lookup(struct gm_pagemap *pm, uint64_t index);
+/* Map absent page @index to @slot.  0 or -ENOMEM.  Context: the owner's lock. */
+int gm_pagemap_insert(struct gm_pagemap *pm, uint64_t index, uint64_t slot);
+/*
+ * Unmap the pages of [first, end), calling @fn(@ctx, slot) for each (a
+ * lookup that ran before may still return it: the owner keeps the slot's
+ * memory valid).  Never fails.  Context: the owner's lock.
+ */
+void gm_pagemap_remove(struct gm_pagemap *pm, uint64_t first, uint64_t end,
+		       void (*fn)(void *ctx, uint64_t slot), void *ctx);
+
+/*
  * Signals during an allocation.  The kernel's fallocate loop stops with
  * EINTR when a signal the thread does not block is pending, then the
  * handler runs on the way out of the syscall.  In user space such a signal

@@ -1,35 +1,51 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * memfd backing: one memfd_create() file per guest_memfd, sized like it,
- * so that the host's tmpfs does the sparse page management (allocate =
- * fallocate, free = punch hole) and the storage is a real file the 6.18
- * MMAP flag can hand to mmap().
+ * so that the host's tmpfs does the page management (allocate =
+ * fallocate, free = punch hole).  guestmem reaches the pages through one
+ * MAP_SHARED mapping of the whole file, made at init: one host mapping per
+ * guest_memfd however scattered the touched pages are (a mapping per 2 MiB
+ * window hit vm.max_map_count after ~65,500 windows), torn down by one
+ * munmap.  Where a page lives in the file depends on who may map it:
  *
- * guestmem reaches the pages through one MAP_SHARED mapping of the whole
- * file, made at init when the file is at most GM_MEMFD_WHOLE_MAX: one host
- * mapping per guest_memfd however scattered the touched pages are (a
- * mapping per 2 MiB window hit vm.max_map_count after ~65,500 windows and
- * cost a VMA per touched window), whose page tables the host allocates
- * only where pages are touched, and which one munmap tears down.  Larger
- * files (or when the address space is short) are reached through
- * MAP_SHARED windows of 2 MiB, mapped on first use and kept until fini (a
- * punched page of a mapped window reads zeros again).  Either way the
- * per-window state is found through a gm_radix keyed by window
- * index: lookups are lock-free, a window is installed by CAS (a loser frees
- * or unmaps its copy) and never replaced, so a pointer read from the table
- * stays valid until fini.
+ *   pool    (the default) pages are placed densely from the start of the
+ *           file, whatever their index, and a map from index to file page
+ *           ("slot") finds them.  Scattered guest pages then cost the host
+ *           what dense ones do: its page tables for our mapping and its
+ *           page cache tree for the file grow by ~8 bytes per page, where
+ *           a page alone in its 2 MiB of the file cost each of them a
+ *           4 KiB table page (and tmpfs another 576-byte tree node).
+ *           Punched slots go back to the file (punch hole) and to a free
+ *           list that later allocations use first.
+ *   linear  page i at offset i * 4096: for a 6.18 MMAP guest_memfd, whose
+ *           file the VMM maps itself, and for files too large to map whole
+ *           (over GM_MEMFD_WHOLE_MAX), which are reached through MAP_SHARED
+ *           windows of 2 MiB, mapped on first use and kept until fini.
  *
- * Each window carries a bitmap of the pages guestmem allocated and has not
- * punched since ("known").  It lets the fault path skip the fallocate
- * syscall for pages it already knows, and it is exact for guestmem's own
- * allocations: the fault path allocates concurrently with punch-hole (the
- * fault does not take the invalidate lock, see gmem.c), so it follows
- * punch_seq like a seqcount: it retries until a whole "fallocate then set
- * the bit" ran with no punch in between, and punch clears bits only after
- * the hole is punched.
+ * Either way the state is found through a gm_radix keyed by window (512
+ * page indices, 2 MiB of the guest_memfd): lookups are lock-free (acquire
+ * loads), so a fault finds a known page without a lock or a system call.
+ *
+ * Linear: each window carries a bitmap of the pages guestmem allocated and
+ * has not punched since ("known").  It lets the fault path skip the
+ * fallocate syscall for pages it already knows, and it is exact for
+ * guestmem's own allocations: the fault path allocates concurrently with
+ * punch-hole (the fault does not take the invalidate lock, see gmem.c), so
+ * it follows punch_seq like a seqcount: it retries until a whole
+ * "fallocate then set the bit" ran with no punch in between, and punch
+ * clears bits only after the hole is punched.
+ *
+ * Pool: the index -> slot map is a gm_pagemap (backing.c).  Allocation
+ * and punch change it under m->lock; lookups run under RCU only.  A lookup
+ * that races a punch may return the address of a slot being punched (or
+ * already reused for another index): the memory stays mapped until fini,
+ * and the fault that asked for it retries through the MMU invalidation
+ * protocol (the punch's invalidation covers it and ends only after the
+ * slot went back to the free list).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +56,9 @@
 
 #include "backing_impl.h"
 #include "lib/compiler.h"
+#include "lib/lockdep.h"
+#include "lib/rcu.h"
+#include "lib/reap.h"
 #include "lib/sys_raw.h"
 
 #define WIN_PAGES GM_RADIX_FANOUT
@@ -56,15 +75,32 @@ struct memfd_window {
 
 struct gm_memfd {
 	int fd;
-	uint64_t size; /* bytes */
-	char *whole;   /* the whole file mapped, or NULL: per-window mappings */
+	uint64_t size;	 /* bytes */
+	uint64_t nr_pages;
+	char *whole;	 /* the whole file mapped, or NULL: per-window mappings */
+	bool pool;	 /* pool placement (see the file comment), else linear */
 	/*
-	 * Incremented (seq_cst) at the start and at the end of every punch:
-	 * odd while a punch runs.  Read by allocations to detect a punch that
-	 * overlapped their fallocate + bit update.
+	 * Linear only.  Incremented (seq_cst) at the start and at the end of
+	 * every punch: odd while a punch runs.  Read by allocations to detect
+	 * a punch that overlapped their fallocate + bit update.
 	 */
 	unsigned long punch_seq;
-	struct gm_radix windows; /* window index -> struct memfd_window * */
+	struct gm_radix windows; /* linear: window index -> struct memfd_window * */
+	struct gm_pagemap map;	 /* pool: page index -> slot */
+
+	/*
+	 * Pool only.  Protects every change of the page map (lookups take
+	 * no lock) and the slot allocator (bump, free list).  A leaf, like
+	 * the secretmem pool's lock: taken inside RCU read-side sections by
+	 * faults, and nothing waits for a grace period under it.
+	 */
+	pthread_mutex_t lock;
+	uint64_t bump;	       /* slots [bump, nr_pages) were never used */
+	uint32_t *free_slots;  /* punched slots, reused first */
+	size_t nr_free, cap_free;
+	uint64_t nr_allocated; /* pages present; atomic (read without the lock) */
+
+	struct gm_reap_job reap; /* fini's release of the file, when it is large */
 };
 
 static int memfd_errno(int e)
@@ -163,6 +199,189 @@ static int memfd_fallocate_known(struct gm_memfd *m, struct memfd_window *win, u
 	}
 }
 
+/* ---- pool slots (all with m->lock held) ---------------------------------- */
+
+/* Up to @want contiguous free slots at *@slot; returns how many (0: none). */
+static uint64_t pool_take(struct gm_memfd *m, uint64_t want, uint64_t *slot)
+{
+	/* Single pages reuse punched slots; runs stay contiguous from the bump. */
+	if ((want == 1 || m->bump + want > m->nr_pages) && m->nr_free) {
+		*slot = m->free_slots[--m->nr_free];
+		return 1;
+	}
+	want = GM_MIN(want, m->nr_pages - m->bump);
+	*slot = m->bump;
+	m->bump += want;
+	return want;
+}
+
+/*
+ * Give back a slot whose file page is a hole.  If the free list cannot
+ * grow, the slot is lost to this file (its memory is not: the page was
+ * punched); the pool can run dry only if that happened (-ENOMEM then).
+ */
+static void pool_give(struct gm_memfd *m, uint64_t slot)
+{
+	if (slot + 1 == m->bump) {
+		m->bump--;
+		return;
+	}
+	if (m->nr_free == m->cap_free) {
+		size_t cap = m->cap_free ? 2 * m->cap_free : 64;
+		uint32_t *f = realloc(m->free_slots, cap * sizeof(*f));
+
+		if (!f)
+			return;
+		m->free_slots = f;
+		m->cap_free = cap;
+	}
+	m->free_slots[m->nr_free++] = (uint32_t)slot;
+}
+
+static void pool_punch_slots(struct gm_memfd *m, uint64_t slot, uint64_t n)
+{
+	int ret;
+
+	do {
+		ret = gm_raw_fallocate(m->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				       (off_t)(slot << GM_PAGE_SHIFT), (off_t)(n << GM_PAGE_SHIFT));
+	} while (ret && errno == EINTR);
+	/* tmpfs punch fails only on a sealed file, and this one is never sealed. */
+	if (ret)
+		fprintf(stderr, "guestmem: memfd punch hole failed: errno %d\n", errno);
+}
+
+/*
+ * Allocate slots [slot, slot + n) of the file.  Populating them writable
+ * through our mapping allocates each page and maps it in one system call,
+ * where fallocate and then the guest's first access cost a call and a host
+ * page fault (~11 us on a paravirtualized host).  Hosts before 5.14 have
+ * no MADV_POPULATE_WRITE: fallocate.  Returns 0, -ENOMEM or -errno.
+ */
+static int pool_populate(struct gm_memfd *m, uint64_t slot, uint64_t n)
+{
+	static int populate = 1; /* relaxed: every thread learns the same */
+
+	if (READ_ONCE(populate)) {
+		if (!gm_raw_madvise(m->whole + (slot << GM_PAGE_SHIFT), n << GM_PAGE_SHIFT,
+				    MADV_POPULATE_WRITE))
+			return 0;
+		if (errno != EINVAL)
+			return errno == EFAULT ? -ENOMEM : memfd_errno(errno);
+		WRITE_ONCE(populate, 0);
+	}
+	if (gm_raw_fallocate(m->fd, FALLOC_FL_KEEP_SIZE, (off_t)(slot << GM_PAGE_SHIFT),
+			     (off_t)(n << GM_PAGE_SHIFT)))
+		return memfd_errno(errno);
+	return 0;
+}
+
+/*
+ * Allocate the absent pages of [index, index + n), all in one window:
+ * runs of absent pages get contiguous slots (one fallocate each).  On
+ * ENOMEM a run is retried page by page, so the pages before the one that
+ * failed stay allocated (no rollback).  Context: m->lock.
+ */
+static int pool_alloc_window(struct gm_memfd *m, uint64_t index, uint64_t n)
+{
+	uint64_t end = index + n;
+	bool single = false;
+
+	while (index < end) {
+		uint64_t run = 0, slot, got, done = 0;
+		int ret;
+
+		if (gm_pagemap_lookup(&m->map, index)) {
+			index++;
+			continue;
+		}
+		do
+			run++;
+		while (!single && index + run < end && !gm_pagemap_lookup(&m->map, index + run));
+		got = pool_take(m, run, &slot);
+		if (!got)
+			return -ENOMEM;
+		ret = pool_populate(m, slot, got);
+		for (; !ret && done < got; done++) {
+			ret = gm_pagemap_insert(&m->map, index + done, slot + done);
+			if (!ret)
+				__atomic_fetch_add(&m->nr_allocated, 1, __ATOMIC_RELAXED);
+		}
+		if (ret && done)
+			done--; /* the last one failed */
+		index += done;
+		/*
+		 * What was not mapped goes back, a hole again (a failed populate
+		 * may have allocated part of it; descending: see pool_give).
+		 */
+		if (done < got)
+			pool_punch_slots(m, slot + done, got - done);
+		while (got > done)
+			pool_give(m, slot + --got);
+		if (ret == -ENOMEM && run > 1 && !single) {
+			single = true;
+			continue;
+		}
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+struct pool_punch {
+	struct gm_memfd *m;
+	uint32_t *slots;     /* to punch, then give back */
+	size_t n, cap;
+};
+
+static void pool_punch_collect(void *ctx, uint64_t slot)
+{
+	struct pool_punch *p = ctx;
+
+	__atomic_fetch_sub(&p->m->nr_allocated, 1, __ATOMIC_RELAXED);
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? 2 * p->cap : 256;
+		uint32_t *s = realloc(p->slots, cap * sizeof(*s));
+
+		if (!s) {
+			/* No room to batch it: punch it alone. */
+			pool_punch_slots(p->m, slot, 1);
+			pool_give(p->m, slot);
+			return;
+		}
+		p->slots = s;
+		p->cap = cap;
+	}
+	p->slots[p->n++] = (uint32_t)slot;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+static void pool_punch(struct gm_memfd *m, uint64_t index, uint64_t n)
+{
+	struct pool_punch p = { .m = m };
+
+	gm_mutex_lock(&m->lock, GM_LOCK_BACKING);
+	gm_pagemap_remove(&m->map, index, index + n, pool_punch_collect, &p);
+	/* Holes first, then the slots are reusable: one punch per run of slots. */
+	if (p.n)
+		qsort(p.slots, p.n, sizeof(*p.slots), cmp_u32);
+	for (size_t i = 0, j; i < p.n; i = j) {
+		for (j = i + 1; j < p.n && p.slots[j] == p.slots[j - 1] + 1; j++)
+			;
+		pool_punch_slots(m, p.slots[i], j - i);
+	}
+	for (size_t i = p.n; i-- > 0;) /* descending: the bump can shrink */
+		pool_give(m, p.slots[i]);
+	gm_mutex_unlock(&m->lock);
+	free(p.slots);
+}
+
 /* ---- operations ------------------------------------------------------- */
 
 static int memfd_init(struct gm_backing *b)
@@ -173,6 +392,7 @@ static int memfd_init(struct gm_backing *b)
 	if (!m)
 		return -ENOMEM;
 	m->size = b->nr_pages << GM_PAGE_SHIFT;
+	m->nr_pages = b->nr_pages;
 	ret = gm_radix_init(&m->windows, (b->nr_pages + WIN_PAGES - 1) / WIN_PAGES);
 	if (ret)
 		goto err_free;
@@ -192,6 +412,9 @@ static int memfd_init(struct gm_backing *b)
 
 		m->whole = w == MAP_FAILED ? NULL : w;
 	}
+	m->pool = m->whole && !b->mappable && b->nr_pages <= GM_PAGEMAP_MAX_SLOTS &&
+		  !gm_pagemap_init(&m->map, b->nr_pages);
+	gm_check_pthread(pthread_mutex_init(&m->lock, NULL));
 	b->priv = m;
 	return 0;
 
@@ -214,15 +437,53 @@ static void memfd_free_window(void *ctx, uint64_t widx, void *leaf)
 	free(win);
 }
 
+/*
+ * The file and its mapping go back to the host (the pages with them).
+ * The mapped part is dropped in steps first: each step holds the process's
+ * mmap lock (for read) briefly, where one munmap would hold it while it
+ * unmaps a million pages, and every mmap or munmap of the VMM's would wait.
+ */
+static void memfd_release(struct gm_reap_job *job)
+{
+	struct gm_memfd *m = caa_container_of(job, struct gm_memfd, reap);
+	const uint64_t step = 64ULL << 20;
+	uint64_t used = m->pool ? m->bump << GM_PAGE_SHIFT : 0; /* linear: sparse, as is */
+
+	for (uint64_t off = 0; m->whole && off < used; off += step)
+		gm_raw_madvise(m->whole + off, GM_MIN(step, used - off), MADV_DONTNEED);
+	if (m->whole)
+		gm_raw_munmap(m->whole, m->size);
+	if (m->fd >= 0)
+		gm_raw_close(m->fd);
+	free(m);
+}
+
+static uint64_t memfd_nr_allocated(struct gm_backing *b);
+
 static void memfd_fini(struct gm_backing *b)
 {
 	struct gm_memfd *m = b->priv;
+	uint64_t bytes = memfd_nr_allocated(b) << GM_PAGE_SHIFT;
 
 	gm_radix_fini(&m->windows, memfd_free_window, m);
-	if (m->whole)
-		gm_raw_munmap(m->whole, m->size);
-	gm_raw_close(m->fd);
-	free(m);
+	if (m->pool)
+		gm_pagemap_fini(&m->map);
+	pthread_mutex_destroy(&m->lock);
+	free(m->free_slots);
+	m->reap.fn = memfd_release;
+	/*
+	 * Freeing a million pages takes the host a second: not the VMM's wait.
+	 * The descriptor is closed now all the same: a VMM that closes what it
+	 * did not open and reuses the number must never see it closed later
+	 * (the mapping keeps the file, and its pages, until the reaper ran).
+	 */
+	if (bytes >= GM_REAP_MIN_BYTES && m->whole) {
+		gm_raw_close(m->fd);
+		m->fd = -1;
+		gm_reap(&m->reap);
+	} else {
+		memfd_release(&m->reap);
+	}
 }
 
 /* Whether page @bit of @win is in the file although guestmem did not allocate it. */
@@ -237,14 +498,34 @@ static bool memfd_resident(struct gm_memfd *m, struct memfd_window *win, uint64_
 	       (vec & 1);
 }
 
+/* Pool placement: the page's address, allocating it if @alloc. */
+static void *pool_page(struct gm_memfd *m, uint64_t index, bool alloc, int *err)
+{
+	uint64_t slot1 = gm_pagemap_lookup(&m->map, index);
+
+	if (!slot1 && alloc) {
+		gm_mutex_lock(&m->lock, GM_LOCK_BACKING);
+		*err = pool_alloc_window(m, index, 1);
+		/* Under the lock: a punch may remove it as soon as we drop it. */
+		if (!*err)
+			slot1 = gm_pagemap_lookup(&m->map, index);
+		gm_mutex_unlock(&m->lock);
+	}
+	return slot1 ? m->whole + ((slot1 - 1) << GM_PAGE_SHIFT) : NULL;
+}
+
 static void *memfd_page(struct gm_backing *b, uint64_t index, bool alloc, int *err)
 {
 	struct gm_memfd *m = b->priv;
 	uint64_t widx = index / WIN_PAGES;
 	unsigned bit = (unsigned)(index % WIN_PAGES);
-	/* Even to look: a page may exist that guestmem did not allocate. */
-	struct memfd_window *win = memfd_window(m, widx, true);
+	struct memfd_window *win;
 	char *addr;
+
+	if (m->pool)
+		return pool_page(m, index, alloc, err);
+	/* Even to look: a page may exist that guestmem did not allocate. */
+	win = memfd_window(m, widx, true);
 
 	if (!win) {
 		*err = alloc ? -ENOMEM : 0;
@@ -273,8 +554,16 @@ static void *memfd_page(struct gm_backing *b, uint64_t index, bool alloc, int *e
  */
 static int memfd_allocate_chunk(struct gm_memfd *m, uint64_t index, uint64_t n)
 {
-	struct memfd_window *win = memfd_window(m, index / WIN_PAGES, true);
+	struct memfd_window *win;
 	int ret;
+
+	if (m->pool) {
+		gm_mutex_lock(&m->lock, GM_LOCK_BACKING);
+		ret = pool_alloc_window(m, index, n);
+		gm_mutex_unlock(&m->lock);
+		return ret;
+	}
+	win = memfd_window(m, index / WIN_PAGES, true);
 
 	if (!win)
 		return -ENOMEM;
@@ -336,6 +625,10 @@ static void memfd_punch(struct gm_backing *b, uint64_t index, uint64_t n)
 	struct memfd_punch_range r = { index, index + n };
 	int ret;
 
+	if (m->pool) {
+		pool_punch(m, index, n);
+		return;
+	}
 	__atomic_fetch_add(&m->punch_seq, 1, __ATOMIC_SEQ_CST); /* odd: punch running */
 	do {
 		ret = gm_raw_fallocate(m->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
@@ -354,6 +647,8 @@ static uint64_t memfd_nr_allocated(struct gm_backing *b)
 	struct gm_memfd *m = b->priv;
 	struct stat st;
 
+	if (m->pool)
+		return __atomic_load_n(&m->nr_allocated, __ATOMIC_RELAXED);
 	/*
 	 * The host's count (512-byte blocks), which also covers pages created
 	 * through a 6.18 user mapping.  With tmpfs huge pages enabled
@@ -366,18 +661,26 @@ static uint64_t memfd_nr_allocated(struct gm_backing *b)
 
 static int memfd_fd(struct gm_backing *b)
 {
-	return ((struct gm_memfd *)b->priv)->fd;
+	struct gm_memfd *m = b->priv;
+
+	/* A pool's file offsets are not page indices: not for the VMM. */
+	return m->pool ? -1 : m->fd;
 }
 
-/* The file is the storage itself: page @index is at index * 4096. */
+/*
+ * Where page @index lives in the file: at index * 4096, or in a pool at its
+ * slot (the whole-file mapping starts at offset 0).
+ */
 static int memfd_file_page(struct gm_backing *b, uint64_t index, int *fd, uint64_t *offset)
 {
+	struct gm_memfd *m = b->priv;
 	int err = 0;
+	char *page = memfd_page(b, index, false, &err);
 
-	if (!memfd_page(b, index, false, &err))
+	if (!page)
 		return err ? err : -ENOENT;
-	*fd = ((struct gm_memfd *)b->priv)->fd;
-	*offset = index << GM_PAGE_SHIFT;
+	*fd = m->fd;
+	*offset = m->pool ? (uint64_t)(page - m->whole) : index << GM_PAGE_SHIFT;
 	return 0;
 }
 

@@ -8,11 +8,12 @@
  *
  *   - the pool file is sized once to the guest_memfd (secretmem refuses a
  *     second ftruncate) and mapped in growing chunks, from 2 MiB up to
- *     64 MiB at a time; memory is only used by pages that were touched.
- *     Pages in use never exceed the guest_memfd's, so the pool runs dry
- *     only while racing first uses hold pages they will give back;
- *   - a page index maps to a pool page through a gm_radix (lock-free
- *     lookup; a leaf is installed by CAS, and a loser gives its page back);
+ *     64 MiB at a time, one after the other into an address range
+ *     reserved at init, so a pool page's number ("slot") gives its
+ *     address; memory is only used by pages that were touched;
+ *   - a page index maps to its slot through a gm_pagemap (lock-free
+ *     lookup; changes under the pool lock): scattered pages cost no
+ *     4 KiB tree node each;
  *   - punch-hole zeroes the pages it drops and pushes them on a free list,
  *     which is used before the pool grows again.
  *
@@ -38,6 +39,8 @@
 #include "backing_impl.h"
 #include "lib/compiler.h"
 #include "lib/lockdep.h"
+#include "lib/rcu.h"
+#include "lib/reap.h"
 #include "lib/sys_raw.h"
 
 #ifndef SYS_memfd_secret
@@ -48,31 +51,30 @@
 #define SM_CHUNK_MAX 16384ULL /* pages: 64 MiB */
 #define SM_SIGNAL_CHECK 512   /* pages allocated between signal checks */
 
-struct sm_chunk {
-	char *base;
-	uint64_t npages;
-};
-
 struct gm_secretmem {
 	int fd;
 	uint64_t nr_pages; /* of the guest_memfd */
+	char *base;	   /* reserved address range; slot s is at base + s * 4096 */
+	uint64_t reserved; /* pages of it (the pool's limit) */
 
 	/*
-	 * Protects the pool: chunks, pool_pages, the bump region and the free
-	 * list.  A leaf lock; it may be taken inside an RCU read-side section
-	 * (the fault path) and nothing waits for a grace period under it.
+	 * Protects the pool (pool_pages, the bump region, the free list,
+	 * `broken`) and every change of the page map.  A leaf lock; it may be
+	 * taken inside an RCU read-side section (the fault path) and nothing
+	 * waits for a grace period under it.
 	 */
 	pthread_mutex_t lock;
-	struct sm_chunk *chunks;
-	size_t nr_chunks, cap_chunks;
 	uint64_t pool_pages;	/* pages of the file mapped so far */
 	char *bump;		/* next never-used page of the newest chunk */
 	uint64_t bump_left;	/* pages left after it */
 	char **free_pages;	/* zeroed pages ready for reuse */
 	size_t nr_free, cap_free;
+	bool broken;		/* a failed grow may have left a hole: no more */
+	uint64_t in_flight;	/* pages taken by first uses, not yet in the map */
 
 	uint64_t nr_allocated;	/* indices with a page; atomic */
-	struct gm_radix map;	/* page index -> pool page */
+	struct gm_pagemap map;	/* page index -> slot */
+	struct gm_reap_job reap; /* fini's release, when large */
 };
 
 static int sm_open(void)
@@ -84,76 +86,80 @@ static int sm_open(void)
 
 /* ---- pool (all with sm->lock held) -------------------------------------- */
 
-/* Map the next chunk of the file: 0, -ENOMEM, or -EAGAIN when all is mapped. */
+/*
+ * Map the next chunk of the file over its place in the reserved range:
+ * 0, or -ENOMEM (all mapped, or mmap refused: over RLIMIT_MEMLOCK).
+ */
 static int sm_pool_grow(struct gm_secretmem *sm)
 {
 	uint64_t chunk;
-	char *base;
+	char *at, *p;
 
-	if (sm->pool_pages == sm->nr_pages)
-		return -EAGAIN;
+	if (sm->pool_pages == sm->reserved || sm->broken)
+		return -ENOMEM;
 	chunk = GM_MIN(GM_MIN(GM_MAX(sm->pool_pages, SM_CHUNK_MIN), SM_CHUNK_MAX),
-		       sm->nr_pages - sm->pool_pages);
-	if (sm->nr_chunks == sm->cap_chunks) {
-		size_t cap = sm->cap_chunks ? 2 * sm->cap_chunks : 16;
-		struct sm_chunk *c = realloc(sm->chunks, cap * sizeof(*c));
-
-		if (!c)
-			return -ENOMEM;
-		sm->chunks = c;
-		sm->cap_chunks = cap;
+		       sm->reserved - sm->pool_pages);
+	at = sm->base + (sm->pool_pages << GM_PAGE_SHIFT);
+	p = gm_raw_mmap(at, chunk << GM_PAGE_SHIFT, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+			sm->fd, (off_t)(sm->pool_pages << GM_PAGE_SHIFT));
+	if (p == MAP_FAILED) {
+		/*
+		 * Hosts before 6.12 may leave a hole where MAP_FIXED failed;
+		 * reserve it again, and if anything else got there first, never
+		 * map over it.
+		 */
+		p = gm_raw_mmap(at, chunk << GM_PAGE_SHIFT, PROT_NONE,
+				MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+		if (p != MAP_FAILED && p != at)
+			gm_raw_munmap(p, chunk << GM_PAGE_SHIFT); /* an old host's hint */
+		if (p != at && errno != EEXIST)
+			sm->broken = true;
+		return -ENOMEM;
 	}
-	base = gm_raw_mmap(NULL, chunk << GM_PAGE_SHIFT, PROT_READ | PROT_WRITE, MAP_SHARED,
-			   sm->fd, (off_t)(sm->pool_pages << GM_PAGE_SHIFT));
-	if (base == MAP_FAILED)
-		return -ENOMEM; /* EAGAIN from mmap: over RLIMIT_MEMLOCK */
-	sm->chunks[sm->nr_chunks++] = (struct sm_chunk){ base, chunk };
 	sm->pool_pages += chunk;
-	sm->bump = base;
+	sm->bump = at;
 	sm->bump_left = chunk;
 	return 0;
 }
 
 /*
  * A zeroed page for exclusive use; *fresh says it was never touched.
- * NULL with *err = -ENOMEM, or -EAGAIN when the pool is dry for now.
+ * NULL when the pool cannot provide one.  Context: sm->lock.
  */
-static char *sm_pool_get(struct gm_secretmem *sm, bool *fresh, int *err)
+static char *sm_pool_get(struct gm_secretmem *sm, bool *fresh)
 {
 	char *page = NULL;
 
-	gm_mutex_lock(&sm->lock, GM_LOCK_BACKING);
 	if (sm->nr_free) {
 		page = sm->free_pages[--sm->nr_free];
 		*fresh = false;
-	} else if (sm->bump_left || !(*err = sm_pool_grow(sm))) {
+	} else if (sm->bump_left || !sm_pool_grow(sm)) {
 		page = sm->bump;
 		sm->bump += GM_PAGE_SIZE;
 		sm->bump_left--;
 		*fresh = true;
 	}
-	gm_mutex_unlock(&sm->lock);
 	return page;
 }
 
-/* Return a zeroed page.  The free list holds at most pool_pages entries. */
+/* Return a zeroed page.  Context: sm->lock. */
 static void sm_pool_put(struct gm_secretmem *sm, char *page)
 {
-	gm_mutex_lock(&sm->lock, GM_LOCK_BACKING);
 	if (sm->nr_free == sm->cap_free) {
 		size_t cap = sm->cap_free ? 2 * sm->cap_free : 64;
 		char **f = realloc(sm->free_pages, cap * sizeof(*f));
 
-		if (!f) {
-			/* Keep going: the page is leaked to the pool, not lost. */
-			gm_mutex_unlock(&sm->lock);
-			return;
-		}
+		if (!f)
+			return; /* the page is leaked to the pool, not lost */
 		sm->free_pages = f;
 		sm->cap_free = cap;
 	}
 	sm->free_pages[sm->nr_free++] = page;
-	gm_mutex_unlock(&sm->lock);
+}
+
+static uint64_t sm_slot(struct gm_secretmem *sm, const char *page)
+{
+	return (uint64_t)(page - sm->base) >> GM_PAGE_SHIFT;
 }
 
 /* ---- operations ------------------------------------------------------- */
@@ -166,13 +172,32 @@ static int secretmem_init(struct gm_backing *b)
 	if (!sm)
 		return -ENOMEM;
 	sm->nr_pages = b->nr_pages;
-	ret = gm_radix_init(&sm->map, b->nr_pages);
+	ret = gm_pagemap_init(&sm->map, b->nr_pages);
 	if (ret)
 		goto err_free;
+	/*
+	 * The pool's address range: never more pages than the guest_memfd or
+	 * than slots can number, and less if the address space is short.
+	 */
+	sm->reserved = GM_MIN(b->nr_pages, GM_PAGEMAP_MAX_SLOTS);
+	for (;;) {
+		void *p = gm_raw_mmap(NULL, sm->reserved << GM_PAGE_SHIFT, PROT_NONE,
+				      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+		if (p != MAP_FAILED) {
+			sm->base = p;
+			break;
+		}
+		if (sm->reserved <= SM_CHUNK_MIN) {
+			ret = -ENOMEM;
+			goto err_map;
+		}
+		sm->reserved /= 8;
+	}
 	sm->fd = sm_open();
 	if (sm->fd < 0) {
 		ret = sm->fd; /* -ENOSYS: the host has no (enabled) secretmem */
-		goto err_radix;
+		goto err_unmap;
 	}
 	/* Sparse: only touched pages use memory. */
 	if (gm_backing_set_size(sm->fd, b->nr_pages << GM_PAGE_SHIFT)) {
@@ -185,62 +210,94 @@ static int secretmem_init(struct gm_backing *b)
 
 err_close:
 	gm_raw_close(sm->fd);
-err_radix:
-	gm_radix_fini(&sm->map, NULL, NULL);
+err_unmap:
+	gm_raw_munmap(sm->base, sm->reserved << GM_PAGE_SHIFT);
+err_map:
+	gm_pagemap_fini(&sm->map);
 err_free:
 	free(sm);
 	return ret;
+}
+
+/* The pool (its chunks lie in the reserved range) and the file go back to the host. */
+static void secretmem_release(struct gm_reap_job *job)
+{
+	struct gm_secretmem *sm = caa_container_of(job, struct gm_secretmem, reap);
+
+	gm_raw_munmap(sm->base, sm->reserved << GM_PAGE_SHIFT);
+	if (sm->fd >= 0)
+		gm_raw_close(sm->fd);
+	free(sm);
 }
 
 static void secretmem_fini(struct gm_backing *b)
 {
 	struct gm_secretmem *sm = b->priv;
 
-	gm_radix_fini(&sm->map, NULL, NULL);
-	for (size_t i = 0; i < sm->nr_chunks; i++)
-		gm_raw_munmap(sm->chunks[i].base, sm->chunks[i].npages << GM_PAGE_SHIFT);
-	free(sm->chunks);
+	gm_pagemap_fini(&sm->map);
 	free(sm->free_pages);
 	pthread_mutex_destroy(&sm->lock);
-	gm_raw_close(sm->fd);
-	free(sm);
+	sm->reap.fn = secretmem_release;
+	/*
+	 * Secretmem pages go back into the direct map one by one: not the
+	 * VMM's wait.  The descriptor goes now (the chunks keep the file): a
+	 * VMM may reuse its number at once.
+	 */
+	if (sm->pool_pages << GM_PAGE_SHIFT >= GM_REAP_MIN_BYTES) {
+		gm_raw_close(sm->fd);
+		sm->fd = -1;
+		gm_reap(&sm->reap);
+	} else {
+		secretmem_release(&sm->reap);
+	}
 }
 
 static void *secretmem_page(struct gm_backing *b, uint64_t index, bool alloc, int *err)
 {
 	struct gm_secretmem *sm = b->priv;
-	void *page = gm_radix_lookup(&sm->map, index), *expected = NULL;
-	void **slot;
-	bool fresh;
+	uint64_t slot1 = gm_pagemap_lookup(&sm->map, index);
+	bool fresh = false;
+	char *page;
 
-	if (page || !alloc)
-		return page;
-	slot = gm_radix_slot(&sm->map, index);
-	if (!slot) {
-		*err = -ENOMEM;
-		return NULL;
-	}
-	while (!(page = sm_pool_get(sm, &fresh, err))) {
-		if (*err != -EAGAIN)
-			return NULL;
-		/* Dry: a racing first use holds the spare page; it may be ours. */
-		*err = 0;
-		page = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+	if (slot1 || !alloc)
+		return slot1 ? sm->base + ((slot1 - 1) << GM_PAGE_SHIFT) : NULL;
+	for (;;) {
+		bool racing;
+
+		gm_mutex_lock(&sm->lock, GM_LOCK_BACKING);
+		/* Under the lock, so that a winner's insert is seen before "dry". */
+		slot1 = gm_pagemap_lookup(&sm->map, index);
+		page = slot1 ? NULL : sm_pool_get(sm, &fresh);
+		sm->in_flight += page != NULL;
+		racing = !page && sm->in_flight;
+		gm_mutex_unlock(&sm->lock);
+		if (slot1)
+			return sm->base + ((slot1 - 1) << GM_PAGE_SHIFT);
 		if (page)
-			return page;
+			break;
+		if (!racing) {
+			*err = -ENOMEM;
+			return NULL;
+		}
+		/* Dry: racing first uses hold the spare pages; one may be ours. */
 		sched_yield();
 	}
-	/* Fault the page in now, outside the pool lock (secretmem is zero-filled). */
+	/* Fault a fresh page in before anyone can see it, outside the lock (it is zero). */
 	if (fresh)
 		*(volatile char *)page = 0;
-	/* Release: the zeroed contents before the pointer; pairs with lookups. */
-	if (__atomic_compare_exchange_n(slot, &expected, page, false, __ATOMIC_ACQ_REL,
-					__ATOMIC_ACQUIRE)) {
+	gm_mutex_lock(&sm->lock, GM_LOCK_BACKING);
+	sm->in_flight--;
+	slot1 = gm_pagemap_lookup(&sm->map, index);
+	if (slot1 || gm_pagemap_insert(&sm->map, index, sm_slot(sm, page))) {
+		sm_pool_put(sm, page); /* another first use won, or no memory; still zero */
+		page = slot1 ? sm->base + ((slot1 - 1) << GM_PAGE_SHIFT) : NULL;
+		if (!page)
+			*err = -ENOMEM;
+	} else {
 		__atomic_fetch_add(&sm->nr_allocated, 1, __ATOMIC_RELAXED);
-		return page;
 	}
-	sm_pool_put(sm, page); /* another thread won; ours is still zero */
-	return expected;
+	gm_mutex_unlock(&sm->lock);
+	return page;
 }
 
 static int secretmem_allocate(struct gm_backing *b, uint64_t index, uint64_t n,
@@ -263,25 +320,24 @@ static bool secretmem_one_step(uint64_t index, uint64_t n)
 	return n <= SM_SIGNAL_CHECK;
 }
 
-static int secretmem_drop(void *ctx, uint64_t index, void **slot)
+/* A punched page: zeroed, then reused before the pool grows.  Context: sm->lock. */
+static void secretmem_drop(void *ctx, uint64_t slot)
 {
 	struct gm_secretmem *sm = ctx;
-	char *page = __atomic_exchange_n(slot, NULL, __ATOMIC_ACQ_REL);
+	char *page = sm->base + (slot << GM_PAGE_SHIFT);
 
-	(void)index;
-	if (page) {
-		memset(page, 0, GM_PAGE_SIZE);
-		sm_pool_put(sm, page);
-		__atomic_fetch_sub(&sm->nr_allocated, 1, __ATOMIC_RELAXED);
-	}
-	return 0;
+	memset(page, 0, GM_PAGE_SIZE);
+	sm_pool_put(sm, page);
+	__atomic_fetch_sub(&sm->nr_allocated, 1, __ATOMIC_RELAXED);
 }
 
 static void secretmem_punch(struct gm_backing *b, uint64_t index, uint64_t n)
 {
 	struct gm_secretmem *sm = b->priv;
 
-	gm_radix_for_each(&sm->map, index, index + n, secretmem_drop, sm);
+	gm_mutex_lock(&sm->lock, GM_LOCK_BACKING);
+	gm_pagemap_remove(&sm->map, index, index + n, secretmem_drop, sm);
+	gm_mutex_unlock(&sm->lock);
 }
 
 static uint64_t secretmem_nr_allocated(struct gm_backing *b)
@@ -295,33 +351,18 @@ static int secretmem_fd(struct gm_backing *b)
 	return -1; /* not mappable by the VMM: that is the point of secretmem */
 }
 
-/*
- * A page's offset in the pool file: chunks map consecutive ranges of the
- * file in order, so the chunk holding the page gives it.
- */
+/* A page's offset in the pool file: slot s is mapped at base + s * 4096
+ * from file offset s * 4096 (sm_pool_grow). */
 static int secretmem_file_page(struct gm_backing *b, uint64_t index, int *fd, uint64_t *offset)
 {
 	struct gm_secretmem *sm = b->priv;
-	char *page = gm_radix_lookup(&sm->map, index);
-	uint64_t file_off = 0;
-	int ret = -ENOENT;
+	uint64_t slot1 = gm_pagemap_lookup(&sm->map, index);
 
-	if (!page)
+	if (!slot1)
 		return -ENOENT;
-	gm_mutex_lock(&sm->lock, GM_LOCK_BACKING);
-	for (size_t i = 0; i < sm->nr_chunks; i++) {
-		struct sm_chunk *c = &sm->chunks[i];
-
-		if (page >= c->base && page < c->base + (c->npages << GM_PAGE_SHIFT)) {
-			*offset = file_off + (uint64_t)(page - c->base);
-			*fd = sm->fd;
-			ret = 0;
-			break;
-		}
-		file_off += c->npages << GM_PAGE_SHIFT;
-	}
-	gm_mutex_unlock(&sm->lock);
-	return ret;
+	*fd = sm->fd;
+	*offset = (slot1 - 1) << GM_PAGE_SHIFT;
+	return 0;
 }
 
 static bool secretmem_available(void)

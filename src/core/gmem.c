@@ -103,7 +103,9 @@ int kvm_gmem_create(struct kvm *kvm, const struct kvm_create_guest_memfd *args,
 	gmem = calloc(1, sizeof(*gmem));
 	if (!gmem)
 		return -ENOMEM;
-	ret = gm_backing_init(&gmem->backing, kvm->cfg.backing, args->size >> GM_PAGE_SHIFT);
+	/* Only a 6.18 MMAP file is ever mapped by the VMM (gmem_fops.c). */
+	ret = gm_backing_init(&gmem->backing, kvm->cfg.backing, args->size >> GM_PAGE_SHIFT,
+			      args->flags & GUEST_MEMFD_FLAG_MMAP);
 	if (ret)
 		goto err_free;
 	ret = kvm_gmem_init_lock(gmem);

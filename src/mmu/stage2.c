@@ -5,10 +5,14 @@
  * guest-physical space.  See mmu.h for the concurrency rules.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "lib/rcu.h"
+#include "lib/reap.h"
+#include "lib/sys_raw.h"
 #include "mmu.h"
 #include "lib/lockdep.h"
 
@@ -24,8 +28,45 @@ struct s2_detached {
 	int level;
 };
 
+/*
+ * Table pages come from chunks of anonymous memory mapped for the VM
+ * (S2_CHUNK_MIN growing to S2_CHUNK_MAX), not from malloc: an
+ * aligned_alloc() of 4 KiB costs glibc about 8 KiB, and a VM of a million
+ * tables would be torn down one free() at a time.  Here a table costs its
+ * 4 KiB (the kernel's page-table page), freed tables are reused by the
+ * VM, and destruction unmaps the chunks.
+ */
+#define S2_CHUNK_MIN (64ULL << 10)
+#define S2_CHUNK_MAX (2ULL << 20)
+
+struct s2_chunk {
+	void *base;
+	size_t bytes;
+};
+
+struct s2_pool {
+	/*
+	 * Protects the rest of the pool.  A leaf: taken under mmu_lock (read)
+	 * by installs and without it by remote flushes, which free.
+	 */
+	pthread_mutex_t lock;
+	struct s2_table *free;	 /* freed tables, linked through e[0] */
+	/*
+	 * Freed subtrees, taken apart only when tables are needed: freeing
+	 * what a zap of a whole guest_memfd detached costs one step per
+	 * subtree, not one per table (a VM's teardown would touch each).
+	 */
+	struct s2_detached *trees;
+	char *bump;		 /* never-used tables of the newest chunk */
+	size_t bump_left;	 /* bytes */
+	struct s2_chunk *chunks;
+	size_t nr_chunks, cap_chunks;
+	size_t mapped;		 /* bytes in chunks */
+};
+
 struct kvm_mmu {
 	struct s2_table root;
+	struct s2_pool pool;
 	/* Present leaves per level (4 KiB, 2 MiB, 1 GiB): relaxed counters. */
 	uint64_t nr_leaves[S2_PG_LEVEL_1G];
 	/*
@@ -44,16 +85,109 @@ struct kvm_mmu {
 	 */
 	uint64_t zap_gen;
 	uint64_t flushed_gen;
+	struct gm_reap_job reap; /* destroy's release of the chunks, when large */
 };
 
-/* Tables are page-aligned so that the low 12 bits of an entry are flags. */
-static struct s2_table *s2_alloc_table(void)
+/* Push table @t (no longer reachable) on the free list.  Context: pool->lock. */
+static void s2_pool_push(struct s2_pool *pool, struct s2_table *t)
 {
-	struct s2_table *t = aligned_alloc(GM_PAGE_SIZE, sizeof(*t));
+	t->e[0] = (uint64_t)(uintptr_t)pool->free;
+	pool->free = t;
+}
 
+static inline struct s2_table *s2_child(uint64_t pte);
+
+/*
+ * Take one freed subtree apart: its root goes on the free list, level-1
+ * children too, deeper children become subtrees of their own (or, if no
+ * record can be had for one, are taken apart at once).  Context: pool->lock.
+ */
+static void s2_pool_split(struct s2_pool *pool, struct s2_table *t, int level)
+{
+	for (unsigned i = 0; level > 1 && i < S2_ENTRIES; i++) {
+		uint64_t pte = t->e[i];
+		struct s2_detached *d;
+
+		if (!(pte & S2_PRESENT) || (pte & S2_LEAF))
+			continue;
+		if (level - 1 == 1) {
+			s2_pool_push(pool, s2_child(pte));
+		} else if ((d = malloc(sizeof(*d)))) {
+			*d = (struct s2_detached){ pool->trees, s2_child(pte), level - 1 };
+			pool->trees = d;
+		} else {
+			s2_pool_split(pool, s2_child(pte), level - 1);
+		}
+	}
+	s2_pool_push(pool, t);
+}
+
+/* Map the next chunk.  Returns 0 or -ENOMEM.  Context: pool->lock. */
+static int s2_pool_grow(struct s2_pool *pool)
+{
+	size_t bytes = GM_MIN(GM_MAX(pool->mapped, S2_CHUNK_MIN), S2_CHUNK_MAX);
+	void *base;
+
+	if (pool->nr_chunks == pool->cap_chunks) {
+		size_t cap = pool->cap_chunks ? 2 * pool->cap_chunks : 16;
+		struct s2_chunk *c = realloc(pool->chunks, cap * sizeof(*c));
+
+		if (!c)
+			return -ENOMEM;
+		pool->chunks = c;
+		pool->cap_chunks = cap;
+	}
+	/* Populated: one call instead of a host page fault per table. */
+	base = gm_raw_mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (base == MAP_FAILED)
+		return -ENOMEM;
+	pool->chunks[pool->nr_chunks++] = (struct s2_chunk){ base, bytes };
+	pool->mapped += bytes;
+	pool->bump = base;
+	pool->bump_left = bytes;
+	return 0;
+}
+
+/*
+ * A zeroed table.  Tables are page-aligned (chunks are, and tables are
+ * page-sized) so that the low 12 bits of an entry are flags.
+ */
+static struct s2_table *s2_alloc_table(struct kvm_mmu *mmu)
+{
+	struct s2_pool *pool = &mmu->pool;
+	struct s2_table *t = NULL;
+
+	gm_mutex_lock(&pool->lock, GM_LOCK_S2_POOL);
+	if (!pool->free && pool->trees) {
+		struct s2_detached *d = pool->trees;
+
+		pool->trees = d->next;
+		s2_pool_split(pool, d->table, d->level);
+		free(d);
+	}
+	if (pool->free) {
+		t = pool->free;
+		pool->free = (struct s2_table *)(uintptr_t)t->e[0];
+	} else if (pool->bump_left || !s2_pool_grow(pool)) {
+		t = (struct s2_table *)(void *)pool->bump; /* fresh: zero already */
+		pool->bump += sizeof(*t);
+		pool->bump_left -= sizeof(*t);
+		gm_mutex_unlock(&pool->lock);
+		return t;
+	}
+	gm_mutex_unlock(&pool->lock);
 	if (t)
 		memset(t, 0, sizeof(*t));
 	return t;
+}
+
+/* Give a table no reader can reach any more back to the pool. */
+static void s2_pool_put(struct kvm_mmu *mmu, struct s2_table *t)
+{
+	gm_mutex_lock(&mmu->pool.lock, GM_LOCK_S2_POOL);
+	s2_pool_push(&mmu->pool, t);
+	gm_mutex_unlock(&mmu->pool.lock);
 }
 
 static inline unsigned s2_index(gfn_t gfn, int level)
@@ -61,52 +195,83 @@ static inline unsigned s2_index(gfn_t gfn, int level)
 	return (unsigned)(gfn >> (9 * (level - 1))) & (S2_ENTRIES - 1);
 }
 
+/*
+ * An entry that points at a level-1 table carries the number of 4 KiB
+ * leaves in that table in bits 52-61 (table addresses are user-space
+ * ones, below 2^47), so that a zap detaching a million tables counts their
+ * leaves without reading 2 GiB of entries.  Changed with atomic adds by
+ * installs (mmu_lock read) and zaps (write).
+ */
+#define S2_NR_SHIFT 52
+#define S2_NR_MASK (0x3ffULL << S2_NR_SHIFT)
+
+static inline uint64_t s2_nr(uint64_t pte)
+{
+	return (pte & S2_NR_MASK) >> S2_NR_SHIFT;
+}
+
 static inline struct s2_table *s2_child(uint64_t pte)
 {
-	return (struct s2_table *)(uintptr_t)(pte & S2_ADDR_MASK);
+	return (struct s2_table *)(uintptr_t)(pte & S2_ADDR_MASK & ~S2_NR_MASK);
 }
 
 int kvm_arch_mmu_create(struct kvm *kvm)
 {
 	kvm->mmu = calloc(1, sizeof(*kvm->mmu));
-	return kvm->mmu ? 0 : -ENOMEM;
+	if (!kvm->mmu)
+		return -ENOMEM;
+	gm_check_pthread(pthread_mutex_init(&kvm->mmu->pool.lock, NULL));
+	return 0;
 }
 
-static void s2_free_table(struct s2_table *t, int level)
-{
-	for (unsigned i = 0; level > 1 && i < S2_ENTRIES; i++) {
-		uint64_t pte = t->e[i];
-
-		if ((pte & S2_PRESENT) && !(pte & S2_LEAF))
-			s2_free_table(s2_child(pte), level - 1);
-	}
-	free(t);
-}
-
-static void s2_free_detached(struct s2_detached *d)
+/*
+ * Detached subtrees whose grace period is over go to the pool whole
+ * (@tables), or, when the VM is going, only their records are freed.
+ */
+static void s2_free_detached(struct kvm_mmu *mmu, struct s2_detached *d, bool tables)
 {
 	while (d) {
 		struct s2_detached *next = d->next;
 
-		s2_free_table(d->table, d->level);
-		free(d);
+		if (tables) {
+			gm_mutex_lock(&mmu->pool.lock, GM_LOCK_S2_POOL);
+			d->next = mmu->pool.trees;
+			mmu->pool.trees = d;
+			gm_mutex_unlock(&mmu->pool.lock);
+		} else {
+			free(d);
+		}
 		d = next;
 	}
 }
 
+/* Every table lives in a chunk: unmapping them frees the whole tree. */
+static void s2_release(struct gm_reap_job *job)
+{
+	struct kvm_mmu *mmu = caa_container_of(job, struct kvm_mmu, reap);
+
+	for (size_t i = 0; i < mmu->pool.nr_chunks; i++)
+		gm_raw_munmap(mmu->pool.chunks[i].base, mmu->pool.chunks[i].bytes);
+	free(mmu->pool.chunks);
+	free(mmu);
+}
+
 void kvm_arch_mmu_destroy(struct kvm *kvm)
 {
-	if (!kvm->mmu)
-		return;
-	s2_free_detached(kvm->mmu->detached);
-	for (unsigned i = 0; i < S2_ENTRIES; i++) {
-		uint64_t pte = kvm->mmu->root.e[i];
+	struct kvm_mmu *mmu = kvm->mmu;
 
-		if ((pte & S2_PRESENT) && !(pte & S2_LEAF))
-			s2_free_table(s2_child(pte), S2_LEVELS - 1);
-	}
-	free(kvm->mmu);
+	if (!mmu)
+		return;
+	s2_free_detached(mmu, mmu->detached, false);
+	s2_free_detached(mmu, mmu->pool.trees, false);
+	pthread_mutex_destroy(&mmu->pool.lock);
 	kvm->mmu = NULL;
+	mmu->reap.fn = s2_release;
+	/* A million tables take the host a second to free: not the VMM's wait. */
+	if (mmu->pool.mapped >= GM_REAP_MIN_BYTES)
+		gm_reap(&mmu->reap);
+	else
+		s2_release(&mmu->reap);
 }
 
 uint64_t kvm_mmu_lookup(struct kvm *kvm, gfn_t gfn, int *level)
@@ -138,21 +303,21 @@ static bool s2_install_entry(uint64_t *slot, uint64_t val)
 }
 
 /* The table one level below entry @slot, creating it if empty. */
-static struct s2_table *s2_get_child(uint64_t *slot, int *err)
+static struct s2_table *s2_get_child(struct kvm_mmu *mmu, uint64_t *slot, int *err)
 {
 	uint64_t pte = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
 	struct s2_table *n;
 
 	if (pte & S2_PRESENT)
 		return (pte & S2_LEAF) ? NULL : s2_child(pte);
-	n = s2_alloc_table();
+	n = s2_alloc_table(mmu);
 	if (!n) {
 		*err = -ENOMEM;
 		return NULL;
 	}
 	if (s2_install_entry(slot, (uint64_t)(uintptr_t)n | S2_PRESENT))
 		return n;
-	free(n);
+	s2_pool_put(mmu, n); /* never published */
 	pte = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
 	return (pte & S2_PRESENT) && !(pte & S2_LEAF) ? s2_child(pte) : NULL;
 }
@@ -182,11 +347,12 @@ int kvm_mmu_install(struct kvm *kvm, gfn_t gfn, int *levelp, uint64_t hva, uint6
 {
 	struct s2_table *t = &kvm->mmu->root;
 	int level = *levelp, err = -EAGAIN;
-	uint64_t *slot;
+	uint64_t *slot, *parent = NULL;
 
 	lockdep_assert_held(&kvm->mmu_lock);
 	for (int lvl = S2_LEVELS; lvl > level; lvl--) {
-		t = s2_get_child(&t->e[s2_index(gfn, lvl)], &err);
+		parent = &t->e[s2_index(gfn, lvl)];
+		t = s2_get_child(kvm->mmu, parent, &err);
 		if (!t)
 			return err; /* a leaf above (raced) or no memory */
 	}
@@ -204,6 +370,8 @@ int kvm_mmu_install(struct kvm *kvm, gfn_t gfn, int *levelp, uint64_t hva, uint6
 	}
 	if (!s2_install_entry(slot, (hva & S2_ADDR_MASK) | flags | S2_PRESENT | S2_LEAF))
 		return s2_make_writable(slot, hva, flags);
+	if (level == S2_PG_LEVEL_4K)
+		__atomic_fetch_add(parent, 1ULL << S2_NR_SHIFT, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&kvm->mmu->nr_leaves[level - 1], 1, __ATOMIC_RELAXED);
 	return 0;
 }
@@ -228,28 +396,39 @@ static void s2_defer_free(struct kvm_mmu *mmu, struct s2_table *t, int level)
 		;
 }
 
-/* Take the leaves of detached table @t (at @level) off the counters. */
-static void s2_uncount_leaves(struct kvm_mmu *mmu, struct s2_table *t, int level)
+/*
+ * Take the leaves under table entry @pte (pointing at a table of @level)
+ * off the counters: a level-1 table's count is in the entry itself.
+ */
+static void s2_uncount_leaves(struct kvm_mmu *mmu, uint64_t pte, int level)
 {
+	struct s2_table *t = s2_child(pte);
 	uint64_t n = 0;
 
-	for (unsigned i = 0; i < S2_ENTRIES; i++) {
-		uint64_t pte = t->e[i];
+	if (level == S2_PG_LEVEL_4K) {
+		n = s2_nr(pte);
+	} else {
+		for (unsigned i = 0; i < S2_ENTRIES; i++) {
+			uint64_t e = t->e[i];
 
-		if (!(pte & S2_PRESENT))
-			continue;
-		if (pte & S2_LEAF)
-			n++;
-		else if (level > 1)
-			s2_uncount_leaves(mmu, s2_child(pte), level - 1);
+			if (!(e & S2_PRESENT))
+				continue;
+			if (e & S2_LEAF)
+				n++;
+			else
+				s2_uncount_leaves(mmu, e, level - 1);
+		}
 	}
 	if (n && level <= S2_PG_LEVEL_1G)
 		__atomic_fetch_sub(&mmu->nr_leaves[level - 1], n, __ATOMIC_RELAXED);
 }
 
-/* Zap [start, end) within table @t at @level whose first gfn is @base. */
-static bool s2_zap(struct kvm_mmu *mmu, struct s2_table *t, int level, gfn_t base, gfn_t start,
-		   gfn_t end)
+/*
+ * Zap [start, end) within table @t at @level whose first gfn is @base;
+ * @tslot is the entry that points at @t (NULL for the root).
+ */
+static bool s2_zap(struct kvm_mmu *mmu, struct s2_table *t, uint64_t *tslot, int level,
+		   gfn_t base, gfn_t start, gfn_t end)
 {
 	uint64_t span = s2_level_pages(level);
 	bool zapped = false;
@@ -267,13 +446,16 @@ static bool s2_zap(struct kvm_mmu *mmu, struct s2_table *t, int level, gfn_t bas
 			__atomic_store_n(&t->e[i], 0, __ATOMIC_RELAXED);
 			if (pte & S2_LEAF) {
 				__atomic_fetch_sub(&mmu->nr_leaves[level - 1], 1, __ATOMIC_RELAXED);
+				if (level == S2_PG_LEVEL_4K)
+					__atomic_fetch_sub(tslot, 1ULL << S2_NR_SHIFT,
+							   __ATOMIC_RELAXED);
 			} else {
-				s2_uncount_leaves(mmu, s2_child(pte), level - 1);
+				s2_uncount_leaves(mmu, pte, level - 1);
 				s2_defer_free(mmu, s2_child(pte), level - 1);
 			}
 			zapped = true;
 		} else {
-			zapped |= s2_zap(mmu, s2_child(pte), level - 1, s, start, end);
+			zapped |= s2_zap(mmu, s2_child(pte), &t->e[i], level - 1, s, start, end);
 		}
 	}
 	return zapped;
@@ -284,7 +466,7 @@ bool kvm_mmu_zap_gfn_range(struct kvm *kvm, gfn_t start, gfn_t end)
 	struct kvm_mmu *mmu = kvm->mmu;
 
 	lockdep_assert_held_write(&kvm->mmu_lock);
-	if (start < end && s2_zap(mmu, &mmu->root, S2_LEVELS, 0, start, end))
+	if (start < end && s2_zap(mmu, &mmu->root, NULL, S2_LEVELS, 0, start, end))
 		__atomic_add_fetch(&mmu->zap_gen, 1, __ATOMIC_RELEASE);
 	/* Flush if anything, ours or an earlier zapper's, is unflushed. */
 	return __atomic_load_n(&mmu->flushed_gen, __ATOMIC_ACQUIRE) !=
@@ -319,7 +501,7 @@ void kvm_arch_flush_remote_tlbs(struct kvm *kvm)
 	gm_synchronize_rcu();
 	s2_note_flushed(mmu, gen);
 	/* Tables detached before the grace period: no reader is left in them. */
-	s2_free_detached(d);
+	s2_free_detached(mmu, d, true);
 }
 
 void kvm_arch_flush_shadow_memslot(struct kvm *kvm, struct kvm_memory_slot *slot)

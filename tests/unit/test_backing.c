@@ -27,15 +27,25 @@
 
 #include "core/backing.h"
 #include "lib/compiler.h"
+#include "lib/reap.h"
 
 #define PAGE GM_PAGE_SIZE
 
-static enum gm_backing_kind kind_memfd = GM_BACKING_MEMFD;
-static enum gm_backing_kind kind_secretmem = GM_BACKING_SECRETMEM;
+/* A case's backing: the kind, and for memfd whether the VMM may map it (linear). */
+struct kind_arg {
+	enum gm_backing_kind kind;
+	bool mappable;
+};
+static struct kind_arg kind_memfd = { GM_BACKING_MEMFD, false };
+static struct kind_arg kind_memfd_linear = { GM_BACKING_MEMFD, true };
+static struct kind_arg kind_secretmem = { GM_BACKING_SECRETMEM, false };
+/* What init_ok() and the cases' own inits pass (each case runs in a child). */
+static bool cur_mappable;
 
 /* The case's backing; a secretmem case skips (in the plan) if the host refuses it. */
 #define KIND(arg)                                                       \
-	enum gm_backing_kind kind = *(enum gm_backing_kind *)(arg);     \
+	enum gm_backing_kind kind = ((struct kind_arg *)(arg))->kind;   \
+	cur_mappable = ((struct kind_arg *)(arg))->mappable;            \
 	require_kind(kind)
 
 static void require_kind(enum gm_backing_kind kind)
@@ -46,7 +56,7 @@ static void require_kind(enum gm_backing_kind kind)
 
 static void init_ok(struct gm_backing *b, enum gm_backing_kind kind, uint64_t nr_pages)
 {
-	ASSERT_EQ(gm_backing_init(b, kind, nr_pages), 0);
+	ASSERT_EQ(gm_backing_init(b, kind, nr_pages, cur_mappable), 0);
 	ASSERT_EQ(gm_backing_nr_allocated(b), 0);
 }
 
@@ -100,7 +110,7 @@ static void test_sizes(void *arg)
 	ASSERT_NULL(page_of(&b, max_pages - 1, false));
 	gm_backing_fini(&b);
 
-	ASSERT_EQ(gm_backing_init(&b, kind, max_pages + 1), -EINVAL);
+	ASSERT_EQ(gm_backing_init(&b, kind, max_pages + 1, cur_mappable), -EINVAL);
 }
 
 static void test_allocate_punch_data(void *arg)
@@ -279,7 +289,8 @@ static void test_memfd_file(void *arg)
 
 	init_ok(&b, kind, 1024);
 	fd = gm_backing_memfd(&b);
-	if (kind == GM_BACKING_SECRETMEM) {
+	if (kind == GM_BACKING_SECRETMEM || !cur_mappable) {
+		/* Not for the VMM: secretmem, and a pool (offsets are not indices). */
 		ASSERT_EQ(fd, -1);
 	} else {
 		/* The file a 6.18 MMAP guest_memfd maps: same pages, same data. */
@@ -438,7 +449,7 @@ static int secretmem_enomem_child(enum gm_backing_kind kind)
 	data[CAP_IPC_LOCK / 32].effective &= ~(1u << (CAP_IPC_LOCK % 32));
 	if (syscall(SYS_capset, &hdr, data) || setrlimit(RLIMIT_MEMLOCK, &rl))
 		return 77;
-	if (gm_backing_init(&b, kind, 4096))
+	if (gm_backing_init(&b, kind, 4096, cur_mappable))
 		return 77;
 	ret = gm_backing_allocate(&b, 0, 4096); /* 16 MiB of locked memory */
 	n = gm_backing_nr_allocated(&b);
@@ -486,7 +497,7 @@ static int fsize_limit_child(enum gm_backing_kind kind)
 	if (setrlimit(RLIMIT_FSIZE, &rl))
 		return 1;
 	/* Over the limit: the host refuses the size (the kernel would not). */
-	ret = gm_backing_init(&b, kind, (4 << 20) / PAGE);
+	ret = gm_backing_init(&b, kind, (4 << 20) / PAGE, cur_mappable);
 	if (ret != -ENOMEM) {
 		fprintf(stderr, "init over RLIMIT_FSIZE: %d (want %d)\n", ret, -ENOMEM);
 		return 2;
@@ -494,7 +505,7 @@ static int fsize_limit_child(enum gm_backing_kind kind)
 	if (pthread_sigmask(SIG_SETMASK, NULL, &mask) || sigismember(&mask, SIGXFSZ))
 		return 3;
 	/* Within it: the whole file works. */
-	if (gm_backing_init(&b, kind, (1 << 20) / PAGE))
+	if (gm_backing_init(&b, kind, (1 << 20) / PAGE, cur_mappable))
 		return 4;
 	ret = gm_backing_allocate(&b, 0, (1 << 20) / PAGE);
 	gm_backing_fini(&b);
@@ -515,14 +526,15 @@ TEST(test_kinds)
 
 	ASSERT_TRUE(gm_backing_available(GM_BACKING_MEMFD));
 	ASSERT_FALSE(gm_backing_available((enum gm_backing_kind)7));
-	ASSERT_EQ(gm_backing_init(&b, (enum gm_backing_kind)7, 1), -EINVAL);
+	ASSERT_EQ(gm_backing_init(&b, (enum gm_backing_kind)7, 1, false), -EINVAL);
 }
 
 /* Every case in the plan for every kind; require_kind() skips what the host lacks. */
-#define BOTH(fn)                                                  \
-	do {                                                      \
-		test_add(#fn "/memfd", fn, &kind_memfd, 0);       \
-		test_add(#fn "/secretmem", fn, &kind_secretmem, 0); \
+#define BOTH(fn)                                                         \
+	do {                                                             \
+		test_add(#fn "/memfd", fn, &kind_memfd, 0);              \
+		test_add(#fn "/memfd-linear", fn, &kind_memfd_linear, 0); \
+		test_add(#fn "/secretmem", fn, &kind_secretmem, 0);      \
 	} while (0)
 
 /*
@@ -567,6 +579,152 @@ static void test_memfd_scattered_one_mapping(void *arg)
 	gm_backing_fini(&b);
 }
 
+static long long rss_shmem_kb(void)
+{
+	char line[256];
+	long long v = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	ASSERT_NOT_NULL(f);
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "RssShmem:", 9))
+			v = strtoll(line + 9, NULL, 10);
+	fclose(f);
+	return v;
+}
+
+/* Descriptors of guest_memfd backing files in this process. */
+static int nr_backing_fds(void)
+{
+	char path[64], target[256];
+	int n = 0;
+
+	for (int fd = 0; fd < 1024; fd++) {
+		ssize_t len;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		len = readlink(path, target, sizeof(target) - 1);
+		if (len <= 0)
+			continue;
+		target[len] = '\0';
+		n += strstr(target, "guestmem-gmem") != NULL;
+	}
+	return n;
+}
+
+/*
+ * memfd: a large backing's file goes back to the host on the reaper
+ * thread (fini does not wait for it); gm_reap_wait() sees it gone.  Its
+ * descriptor is closed by fini itself: a VMM may reuse the number at once.
+ */
+static void test_memfd_large_release(void *arg)
+{
+	KIND(arg);
+	uint64_t nr = (GM_REAP_MIN_BYTES >> 12) + 512;
+	struct gm_backing b;
+	long long before = rss_shmem_kb();
+	char *p;
+
+	init_ok(&b, kind, nr);
+	ASSERT_EQ(gm_backing_allocate(&b, 0, nr), 0);
+	for (uint64_t i = 0; i < nr; i += 512) {
+		p = page_of(&b, i, false);
+		ASSERT_NOT_NULL(p);
+		p[0] = 1; /* mapped in this process, so RssShmem sees it */
+	}
+	ASSERT_GE(rss_shmem_kb() - before, (long long)(nr / 512 * 4));
+	ASSERT_EQ(nr_backing_fds(), 1);
+	gm_backing_fini(&b);
+	ASSERT_EQ(nr_backing_fds(), 0);
+	gm_reap_wait();
+	ASSERT_LE(rss_shmem_kb() - before, 1024);
+}
+
+/*
+ * Random allocations, lookups and punches against a model: every present
+ * page keeps its own data, absent pages are absent, two present pages never
+ * share memory, and the count is exact (the memfd pool's window map goes
+ * through its single, small, dense and shrunk forms on the way).
+ */
+static void test_model(void *arg)
+{
+	KIND(arg);
+	enum { NR = 8 * 512, OPS = 20000 };
+	static char *addr[NR];
+	struct gm_backing b;
+	uint64_t present = 0, seed = 12345;
+
+	init_ok(&b, kind, NR);
+	memset(addr, 0, sizeof(addr));
+	for (int op = 0; op < OPS; op++) {
+		uint64_t r, i, n;
+
+		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+		r = seed >> 33;
+		/* Mostly one window, so that windows fill up and empty again. */
+		i = (r % 4 ? 512 * (op / 2500 % 8) + r / 8 % 512 : r / 8 % NR);
+		switch (r % 7) {
+		case 0:
+		case 1:
+		case 2: { /* a fault's allocation */
+			char *p = page_of(&b, i, true);
+
+			ASSERT_NOT_NULL(p);
+			if (!addr[i]) {
+				ASSERT_TRUE(page_is_zero(p));
+				memcpy(p, &i, sizeof(i));
+				addr[i] = p;
+				present++;
+			}
+			ASSERT_PTR_EQ(p, addr[i]);
+			break;
+		}
+		case 3: /* fallocate of a range */
+			n = GM_MIN(r / 64 % 40 + 1, NR - i);
+			ASSERT_EQ(gm_backing_allocate(&b, i, n), 0);
+			for (uint64_t j = i; j < i + n; j++) {
+				char *p = page_of(&b, j, false);
+
+				ASSERT_NOT_NULL(p);
+				if (!addr[j]) {
+					ASSERT_TRUE(page_is_zero(p));
+					memcpy(p, &j, sizeof(j));
+					addr[j] = p;
+					present++;
+				}
+				ASSERT_PTR_EQ(p, addr[j]);
+			}
+			break;
+		case 4:
+		case 5: /* punch */
+			n = r % 5 ? r / 64 % 8 + 1 : r / 64 % 600 + 1;
+			gm_backing_punch(&b, i, n);
+			for (uint64_t j = i; j < GM_MIN(i + n, (uint64_t)NR); j++) {
+				present -= addr[j] != NULL;
+				addr[j] = NULL;
+			}
+			break;
+		default: /* look */
+			if (addr[i]) {
+				ASSERT_PTR_EQ(page_of(&b, i, false), addr[i]);
+				ASSERT_EQ(*(uint64_t *)addr[i], i);
+			} else {
+				ASSERT_NULL(page_of(&b, i, false));
+			}
+		}
+		ASSERT_EQ(gm_backing_nr_allocated(&b), present);
+	}
+	for (uint64_t i = 0; i < NR; i++) {
+		if (!addr[i]) {
+			ASSERT_NULL(page_of(&b, i, false));
+			continue;
+		}
+		ASSERT_PTR_EQ(page_of(&b, i, false), addr[i]);
+		ASSERT_EQ(*(uint64_t *)addr[i], i);
+	}
+	gm_backing_fini(&b);
+}
+
 int main(int argc, char **argv)
 {
 	BOTH(test_sizes);
@@ -577,8 +735,14 @@ int main(int argc, char **argv)
 	BOTH(test_memfd_file);
 	BOTH(test_blocked_signal);
 	BOTH(test_eintr_no_rollback);
-	test_add("test_memfd_scattered_one_mapping", test_memfd_scattered_one_mapping,
+	test_add("test_memfd_scattered_one_mapping/memfd", test_memfd_scattered_one_mapping,
 		 &kind_memfd, 0);
+	test_add("test_memfd_scattered_one_mapping/memfd-linear", test_memfd_scattered_one_mapping,
+		 &kind_memfd_linear, 0);
+	BOTH(test_model);
+	test_add("test_memfd_large_release/memfd", test_memfd_large_release, &kind_memfd, 0);
+	test_add("test_memfd_large_release/memfd-linear", test_memfd_large_release,
+		 &kind_memfd_linear, 0);
 	BOTH(test_fsize_limit);
 	test_add("test_secretmem_reuse", test_secretmem_reuse, &kind_secretmem, 0);
 	test_add("test_secretmem_enomem", test_secretmem_enomem, &kind_secretmem, 0);

@@ -764,8 +764,8 @@ static void test_private(void *arg)
 	strcpy(p, "private bytes");
 	ASSERT_EQ(b.run_pages, 1); /* the next private pages are not allocated */
 	ASSERT_TRUE(b.file_id >> 63);
-	if (!strcmp(arg, "memfd"))
-		ASSERT_EQ(b.offset, 8 * PS);
+	/* Where in the file depends on the backing's layout (linear or a
+	 * pool of slots): the child checks the bytes there. */
 	child_check(b.fd, b.offset, 14, "private bytes", 0, 'P');
 	ASSERT_EQ(p[0], 'P');
 	close(b.fd);
@@ -775,8 +775,7 @@ static void test_private(void *arg)
 		gmem_page(kvm, g2)[0] = (char)g2;
 	ASSERT_EQ(lookup(kvm, 0x12, true, &b), 0);
 	if (!strcmp(arg, "memfd")) {
-		ASSERT_EQ(b.run_pages, 6);
-		ASSERT_EQ(b.offset, 10 * PS);
+		ASSERT_EQ(b.run_pages, 6); /* allocated in order: contiguous slots */
 	} else {
 		ASSERT_GE(b.run_pages, 1);
 	}
