@@ -577,6 +577,13 @@ int kvm_vcpu_set_msr(struct kvm_vcpu *v, uint32_t index, uint64_t data)
 	return r;
 }
 
+int kvm_vcpu_guest_msr(struct kvm_vcpu *v, uint32_t index, bool write, uint64_t *data)
+{
+	int r = write ? msr_write(v, index, *data) : msr_read(v, index, data);
+
+	return r < 0 ? -1 : r;
+}
+
 int kvm_vcpu_msrs(struct kvm_vcpu *v, struct kvm_msr_entry *e, uint32_t n, bool set)
 {
 	uint32_t i;
