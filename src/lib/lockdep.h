@@ -50,6 +50,7 @@ enum gm_lock_class {
 	GM_LOCK_CONFIG,		/* gm_config_mutex */
 	GM_LOCK_RCU_DEFER,	/* gm_tsan_defer_lock (ThreadSanitizer builds) */
 	GM_LOCK_RANGEMAP_POOL,	/* rangemap's rm_pool_lock (free-node pool) */
+	GM_LOCK_GPROC_CTL,	/* gproc vm->ctl_lock (guest-process control socket) */
 	GM_LOCK_NR_CLASSES,
 };
 
