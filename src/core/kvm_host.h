@@ -59,6 +59,7 @@ struct kvm_vcpu;
 struct kvm_eventfds;
 struct kvm_x86_msr_filter;
 struct kvm_coalesced;
+struct kvm_shram;
 
 struct kvm_lpage_info {
 	uint32_t disallow_lpage; /* count */
@@ -98,6 +99,13 @@ struct kvm_memory_slot {
 	 * freed with the last slot that has it (src/core/dirty_log.c).
 	 */
 	unsigned long *dirty_bitmap;
+	/*
+	 * What backs the slot's host range for another process (src/core/
+	 * gmemfd.c): NULL until probed, then an immutable record that is
+	 * replaced whole under gm_shram_lock (release store; readers load it
+	 * with acquire under RCU).  Each slot holds a reference on its record.
+	 */
+	struct kvm_shram *shram;
 };
 
 static inline bool kvm_slot_dirty_track_enabled(const struct kvm_memory_slot *s)
@@ -222,6 +230,9 @@ struct kvm {
 	long mn_active_invalidate_count;
 
 	struct kvm *vm_list_next; /* global VM list, under gm_vm_list_lock */
+
+	/* kvm_shared_ram_enable() was called (set once, under slots_lock). */
+	int shram_enabled;
 
 	struct kvm_stat stat;
 };

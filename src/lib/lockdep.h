@@ -35,6 +35,7 @@ enum gm_lock_class {
 	GM_LOCK_MMU,		/* kvm->mmu_lock */
 	GM_LOCK_SHADOW,		/* the x86 shadow's sh->lock (src/vcpu/x86_shadow.c) */
 	GM_LOCK_BACKING,	/* a secretmem backing's pool lock */
+	GM_LOCK_SHRAM,		/* gm_shram_lock (src/core/gmemfd.c) */
 	GM_LOCK_IOEVENTFD,	/* ev->io_lock */
 	GM_LOCK_IRQ,		/* ev->irq_lock */
 	GM_LOCK_VCPU_HAND,	/* vcpu->hand_lock */
