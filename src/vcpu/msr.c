@@ -31,6 +31,7 @@
 #include "vcpu/cpuid.h"
 #include "vcpu/vcpu.h"
 #include "vcpu/x86.h"
+#include "vcpu/x86_run.h"
 #include "lib/lockdep.h"
 
 #define MSR_IA32_TSC 0x10
@@ -716,4 +717,5 @@ void kvm_arch_destroy_vm(struct kvm *kvm)
 	msr_filter_free(kvm->arch.msr_filter);
 	kvm->arch.msr_filter = NULL;
 	kvm_coalesced_destroy(kvm);
+	kvm_x86_vm_destroy(kvm);
 }
