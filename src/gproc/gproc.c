@@ -518,7 +518,8 @@ int gp_vcpu_enter(struct gp_vcpu *v, const struct gp_cpu *cpu, const struct gp_m
 		maps += GP_MBOX_MAPS;
 		nr_maps -= GP_MBOX_MAPS;
 	}
-	memcpy(mb->maps, maps, nr_maps * sizeof(*maps));
+	if (nr_maps)
+		memcpy(mb->maps, maps, nr_maps * sizeof(*maps));
 	mb->nr_maps = nr_maps;
 	mb->cpu = *cpu;
 	mbox_send(mb, GP_CMD_RUN);
@@ -532,9 +533,13 @@ int gp_vcpu_finish(struct gp_vcpu *v, struct gp_cpu *cpu, struct gp_trap *trap)
 	if (!mbox_posted(v, true))
 		return proc_dead(v->vm) ? -EIO : -EAGAIN;
 	if (mb->err) {
+		int32_t err = READ_ONCE(mb->err);
+
 		memset(trap, 0, sizeof(*trap));
 		trap->kind = GP_TRAP_OTHER;
-		return mb->err;
+		/* The mailbox is writable by guest code: never trust it further
+		 * than "some errno". */
+		return err < 0 && err > -4096 ? err : -EIO;
 	}
 	mb->xsave_in = 0; /* loaded into the guest by this run */
 	*cpu = mb->cpu;
@@ -576,9 +581,15 @@ void gp_vcpu_kick(struct gp_vcpu *v)
 #define XSAVE_HDR 512
 #define XSAVE_MIN (XSAVE_HDR + 64)
 
+/* The image's size, bounded by the mailbox (the guest can write it). */
+static size_t xsave_len(struct gp_vcpu *v)
+{
+	return GM_MIN((size_t)READ_ONCE(v->mb->xsave_len), (size_t)GP_XSAVE_MAX);
+}
+
 size_t gp_vcpu_xsave_size(struct gp_vcpu *v)
 {
-	return v->mb->xsave_len;
+	return xsave_len(v);
 }
 
 int gp_vcpu_get_xsave(struct gp_vcpu *v, void *buf, size_t len)
@@ -587,7 +598,7 @@ int gp_vcpu_get_xsave(struct gp_vcpu *v, void *buf, size_t len)
 
 	if (!mbox_posted(v, false))
 		return -EBUSY;
-	n = GM_MIN(len, (size_t)v->mb->xsave_len);
+	n = GM_MIN(len, xsave_len(v));
 	memcpy(buf, v->mb->xsave, n);
 	memset((char *)buf + n, 0, len - n);
 	return 0;
@@ -599,7 +610,7 @@ int gp_vcpu_set_xsave(struct gp_vcpu *v, const void *buf, size_t len)
 	const unsigned char *b = buf;
 	uint64_t bv, comp;
 	uint32_t mxcsr, mask;
-	size_t n = GM_MIN(len, (size_t)mb->xsave_len);
+	size_t n = GM_MIN(len, xsave_len(v));
 
 	if (!mbox_posted(v, false))
 		return -EBUSY;

@@ -789,6 +789,64 @@ TEST(map_errors)
 	env_fini(&e);
 }
 
+/* gp_vcpu_destroy() of a vCPU whose guest spins: kicked, then ended. */
+TEST(destroy_running_vcpu)
+{
+	struct gp_cpu c = { .rflags = 2 };
+	struct gp_vcpu *v2;
+	struct env e;
+
+	env_init(&e);
+	ASSERT_EQ(gp_vcpu_create(e.vm, &v2), 0);
+	put_code(&e, spin, sizeof(spin));
+	c.rip = CODE;
+	ASSERT_EQ(gp_vcpu_enter(v2, &c, e.maps, 2), 0);
+	gp_vcpu_destroy(v2);
+	/* The VM and its other vCPU carry on. */
+	c.gpr[RCX] = 7;
+	{
+		static const uint8_t hlt[] = { 0xf4 };
+		struct gp_trap t;
+
+		run_code(&e, hlt, 1, &c, &t);
+		EXPECT_EQ(t.kind, GP_TRAP_GP);
+		EXPECT_EQ(c.gpr[RCX], 7);
+	}
+	env_fini(&e);
+}
+
+/* Slots are reused; each vCPU is its own thread with its own registers. */
+TEST(many_vcpus)
+{
+	enum { N = 16 };
+	/* mov %rcx,%rax; hlt */
+	static const uint8_t code[] = { 0x48, 0x89, 0xc8, 0xf4 };
+	struct gp_vcpu *v[N];
+	struct env e;
+
+	env_init(&e);
+	put_code(&e, code, sizeof(code));
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < N; i++)
+			ASSERT_EQ(gp_vcpu_create(e.vm, &v[i]), 0);
+		for (int i = 0; i < N; i++) {
+			struct gp_cpu c = { .rflags = 2, .rip = CODE };
+			struct gp_trap t;
+
+			c.gpr[RCX] = 100u * round + i;
+			ASSERT_EQ(gp_vcpu_run(v[i], &c, i ? NULL : e.maps, i ? 0 : 2, &t), 0);
+			EXPECT_EQ(t.kind, GP_TRAP_GP);
+			EXPECT_EQ(c.gpr[RAX], 100u * round + i);
+		}
+		/* Every other one first, then the rest. */
+		for (int i = 0; i < N; i += 2)
+			gp_vcpu_destroy(v[i]);
+		for (int i = 1; i < N; i += 2)
+			gp_vcpu_destroy(v[i]);
+	}
+	env_fini(&e);
+}
+
 /* ---- XSAVE ----------------------------------------------------------------------------- */
 
 #define XMM_OFF(n) (160 + 16 * (n))
