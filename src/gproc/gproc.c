@@ -143,7 +143,8 @@ static int stub_memfd(void)
 /*
  * The child between clone3 and execveat: raw system calls only (it is a
  * copy of a possibly multi-threaded process).  The control socket becomes
- * fd 3, every other fd is closed; the stub is exec'd from its memfd.
+ * fd 3, every other fd (stdio too) is closed; the stub is exec'd from its
+ * memfd (fd 4, close-on-exec).
  */
 static __attribute__((noreturn)) void child_exec(int sock, int exe)
 {
@@ -155,7 +156,7 @@ static __attribute__((noreturn)) void child_exec(int sock, int exe)
 
 	if (a >= 0 && b >= 0 && syscall(SYS_dup3, a, 3, 0) == 3 &&
 	    syscall(SYS_dup3, b, 4, O_CLOEXEC) == 4 &&
-	    syscall(SYS_close_range, 5, ~0u, 0) == 0) {
+	    syscall(SYS_close_range, 5, ~0u, 0) == 0 && syscall(SYS_close_range, 0, 2, 0) == 0) {
 		sigemptyset(&none);
 		syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, 8);
 		syscall(SYS_execveat, 4, "", argv, envp, AT_EMPTY_PATH);

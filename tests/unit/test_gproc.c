@@ -13,6 +13,7 @@
 #include "gproc/gproc.h"
 
 #include <asm/prctl.h>
+#include <dirent.h>
 #include <linux/audit.h>
 #include <poll.h>
 #include <pthread.h>
@@ -184,6 +185,68 @@ TEST(killed_process_gives_eio)
 	ASSERT_EQ(gp_vm_add_backing(e.vm, e.memfd, &id), -EIO);
 	ASSERT_EQ(gp_vm_unmap(e.vm, DATA, 4096), -EIO);
 	env_fini(&e);
+}
+
+static int count_fds(pid_t pid)
+{
+	char path[64];
+	struct dirent *d;
+	DIR *dir;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+	dir = opendir(path);
+	if (!dir)
+		return -1;
+	while ((d = readdir(dir)))
+		n += d->d_name[0] != '.';
+	closedir(dir);
+	return n;
+}
+
+/* The lowest mapped address of the process (/proc/PID/maps is sorted). */
+static unsigned long long lowest_mapping(pid_t pid)
+{
+	char path[64];
+	unsigned long long lo = ~0ull;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	f = fopen(path, "r");
+	if (f) {
+		if (fscanf(f, "%llx", &lo) != 1)
+			lo = ~0ull;
+		fclose(f);
+	}
+	return lo;
+}
+
+/* The process holds its control socket, the backings it was given and one
+ * eventfd per vCPU, nothing else; and nothing of it lies in the guest
+ * window, which is all the guest's. */
+TEST(process_hygiene)
+{
+	struct gp_vm *vm;
+	struct gp_vcpu *v;
+	uint32_t id;
+	pid_t pid;
+	int fd = memfd_create("hyg", MFD_CLOEXEC);
+
+	ASSERT_EQ(gp_vm_create(&vm), 0);
+	pid = gp_vm_pid(vm);
+	EXPECT_EQ(count_fds(pid), 1);
+	ASSERT_EQ(gp_vm_add_backing(vm, fd, &id), 0);
+	EXPECT_EQ(count_fds(pid), 2);
+	ASSERT_EQ(gp_vcpu_create(vm, &v), 0);
+	EXPECT_EQ(count_fds(pid), 3);
+	EXPECT_MSG(lowest_mapping(pid) >= GP_GUEST_VA_LIMIT, "lowest mapping %#llx",
+		   lowest_mapping(pid));
+	gp_vcpu_destroy(v);
+	EXPECT_EQ(count_fds(pid), 2);
+	ASSERT_EQ(gp_vm_remove_backing(vm, id), 0);
+	EXPECT_EQ(count_fds(pid), 1);
+	gp_vm_destroy(vm);
+	close(fd);
 }
 
 TEST(cpuid_faulting_probe)
