@@ -86,7 +86,9 @@ int gp_vm_remove_backing(struct gp_vm *vm, uint32_t id);
  * gp_vm_unmap() - munmap [@gva, @gva + @len) in the guest process.
  * Synchronous, from any thread, vCPUs running or not: when it returns, no
  * vCPU thread can use the old mapping any more (the kernel's munmap has
- * shot down every thread's TLB); a later access faults (GP_TRAP_PF).
+ * shot down every thread's TLB); a later access faults (GP_TRAP_PF).  A
+ * gp_map that a vCPU applies concurrently for the same range may land
+ * after it: the caller orders the two (KVM's mmu_invalidate_seq retry).
  * Returns 0, -EINVAL (unaligned, empty, at or above GP_GUEST_VA_LIMIT), -EIO.
  */
 int gp_vm_unmap(struct gp_vm *vm, uint64_t gva, uint64_t len);

@@ -553,7 +553,12 @@ static void vcpu_main(unsigned long slot)
 
 	if (SYS(__NR_sigaltstack, &ss, 0, 0))
 		die(3);
-	/* Per thread: CPUID and RDTSC raise #GP, so the VMM answers them. */
+	/*
+	 * Per thread: CPUID and RDTSC raise #GP, so the VMM answers them.
+	 * The price: the kernel rewrites the CPUID-faulting MSR and CR4.TSD
+	 * at every context switch between this thread and one without them
+	 * (the VMM's), which a hypervisor below us traps.
+	 */
 	if (cpuid_faulting)
 		SYS(__NR_arch_prctl, ARCH_SET_CPUID, 0, 0);
 	SYS(__NR_prctl, PR_SET_TSC, PR_TSC_SIGSEGV, 0);
