@@ -333,6 +333,11 @@ static void mbox_send(struct gp_mbox *mb, uint32_t cmd)
 /*
  * Whether the stub posted.  Acquire: pairs with its store of POSTED.  With
  * @arm, announce a sleep first (Dekker with the stub's post_and_wait()).
+ * The eventfd is drained before arming, not after a post: the stub may
+ * write it after we saw POSTED (it read waiter_sleeping set by an earlier
+ * arm), and a count left behind would make every later ppoll() return at
+ * once.  So the count always belongs to the current wait, or is at most
+ * one spurious wake-up.
  */
 static bool mbox_posted(struct gp_vcpu *v, bool arm)
 {
@@ -342,12 +347,12 @@ static bool mbox_posted(struct gp_vcpu *v, bool arm)
 		goto posted;
 	if (!arm)
 		return false;
+	drain(v->evfd);
 	__atomic_store_n(&mb->waiter_sleeping, 1, __ATOMIC_SEQ_CST);
 	if (__atomic_load_n(&mb->state, __ATOMIC_SEQ_CST) != GP_MB_POSTED)
 		return false;
 posted:
 	__atomic_store_n(&mb->waiter_sleeping, 0, __ATOMIC_RELAXED);
-	drain(v->evfd);
 	return true;
 }
 

@@ -557,6 +557,40 @@ TEST(kick_stops_spinning_guest)
 	env_fini(&e);
 }
 
+static double thread_cpu_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Waiting for a guest that computes costs the VMM thread no CPU: it
+ * sleeps in poll(), even after many short runs (a stale wake-up count
+ * would make every later wait return at once). */
+TEST(wait_sleeps)
+{
+	static const uint8_t hlt[] = { 0xf4 };
+	struct gp_cpu c = { .rflags = 2 };
+	struct gp_trap t;
+	struct kicker k;
+	struct env e;
+	double cpu0;
+
+	env_init(&e);
+	for (int i = 0; i < 2000; i++)
+		run_code(&e, hlt, sizeof(hlt), &c, &t);
+	k = (struct kicker){ .v = e.vcpu, .delay_ms = 400 };
+	ASSERT_EQ(pthread_create(&k.th, NULL, kick_later, &k), 0);
+	cpu0 = thread_cpu_ms();
+	run_code(&e, spin, sizeof(spin), &c, &t);
+	EXPECT_MSG(thread_cpu_ms() - cpu0 < 100, "%.1f ms of CPU while waiting 400 ms",
+		   thread_cpu_ms() - cpu0);
+	ASSERT_EQ(pthread_join(k.th, NULL), 0);
+	EXPECT_EQ(t.kind, GP_TRAP_KICK);
+	env_fini(&e);
+}
+
 /* A kick while stopped is kept: the next run returns it at once, without
  * running an instruction, and only once. */
 TEST(kick_while_stopped_is_kept_once)
