@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -46,6 +47,7 @@ struct gp_vm {
 	int pidfd;  /* the process; readable once it exited */
 	pid_t pid;
 	bool cpuid_faulting;
+	bool tsc_faulting;
 	unsigned nr_vcpus;                  /* under ctl_lock */
 	unsigned char slot_used[GP_MAX_VCPUS]; /* under ctl_lock */
 };
@@ -146,9 +148,9 @@ static int stub_memfd(void)
  * fd 3, every other fd (stdio too) is closed; the stub is exec'd from its
  * memfd (fd 4, close-on-exec).
  */
-static __attribute__((noreturn)) void child_exec(int sock, int exe)
+static __attribute__((noreturn)) void child_exec(int sock, int exe, char *flags)
 {
-	static char *const argv[] = { "guestmem-gproc", NULL };
+	char *const argv[] = { "guestmem-gproc", flags, NULL };
 	static char *const envp[] = { NULL };
 	sigset_t none;
 	long a = syscall(SYS_fcntl, sock, F_DUPFD, 10);
@@ -165,12 +167,14 @@ static __attribute__((noreturn)) void child_exec(int sock, int exe)
 		syscall(SYS_exit_group, 127);
 }
 
-static int spawn(struct gp_vm *vm)
+static int spawn(struct gp_vm *vm, unsigned flags)
 {
 	struct clone_args ca;
 	int sv[2], exe, pidfd = -1;
+	char arg[16];
 	long pid;
 
+	snprintf(arg, sizeof(arg), "%u", flags);
 	if (gm_raw_socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
 		return -errno;
 	exe = stub_memfd();
@@ -186,7 +190,7 @@ static int spawn(struct gp_vm *vm)
 	ca.exit_signal = 0;
 	pid = syscall(SYS_clone3, &ca, sizeof(ca));
 	if (pid == 0)
-		child_exec(sv[1], exe);
+		child_exec(sv[1], exe, arg);
 	int e = pid < 0 ? -errno : 0;
 
 	gm_raw_close(sv[1]);
@@ -216,6 +220,11 @@ static void reap(struct gp_vm *vm)
 
 int gp_vm_create(struct gp_vm **out)
 {
+	return gp_vm_create_flags(out, 0);
+}
+
+int gp_vm_create_flags(struct gp_vm **out, unsigned flags)
+{
 	struct gp_vm *vm = calloc(1, sizeof(*vm));
 	struct gp_hello hello;
 	ssize_t r;
@@ -224,7 +233,11 @@ int gp_vm_create(struct gp_vm **out)
 	if (!vm)
 		return -ENOMEM;
 	gm_check_pthread(pthread_mutex_init(&vm->ctl_lock, NULL));
-	e = spawn(vm);
+	if (flags & ~(GP_VM_NO_CPUID_FAULT | GP_VM_NO_TSC_FAULT)) {
+		e = -EINVAL;
+		goto fail_free;
+	}
+	e = spawn(vm, flags);
 	if (e)
 		goto fail_free;
 	do
@@ -235,6 +248,7 @@ int gp_vm_create(struct gp_vm **out)
 		goto fail_proc;
 	}
 	vm->cpuid_faulting = hello.cpuid_faulting;
+	vm->tsc_faulting = hello.tsc_faulting;
 	*out = vm;
 	return 0;
 fail_proc:
@@ -265,6 +279,11 @@ int gp_vm_pid(const struct gp_vm *vm)
 bool gp_cpuid_faulting(struct gp_vm *vm)
 {
 	return vm->cpuid_faulting;
+}
+
+bool gp_tsc_faulting(struct gp_vm *vm)
+{
+	return vm->tsc_faulting;
 }
 
 int gp_vm_add_backing(struct gp_vm *vm, int fd, uint32_t *id)

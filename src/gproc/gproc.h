@@ -61,6 +61,8 @@ struct gp_vcpu; /* one thread in it */
  * Returns 0 and *@out, or -errno (-EIO if the stub did not start).
  */
 int gp_vm_create(struct gp_vm **out);
+/* The same with GP_VM_* flags (gproc_abi.h); gp_vm_create() passes 0. */
+int gp_vm_create_flags(struct gp_vm **out, unsigned flags);
 
 /**
  * gp_vm_destroy() - end the guest process and reap it.
@@ -98,6 +100,8 @@ int gp_vm_protect(struct gp_vm *vm, uint64_t gva, uint64_t len, int prot);
 
 /** gp_cpuid_faulting() - whether ARCH_SET_CPUID took (CPUID raises #GP). */
 bool gp_cpuid_faulting(struct gp_vm *vm);
+/** gp_tsc_faulting() - whether PR_SET_TSC took (RDTSC/RDTSCP raise #GP). */
+bool gp_tsc_faulting(struct gp_vm *vm);
 
 /**
  * gp_vcpu_create() - start a vCPU thread; it parks in its handler.

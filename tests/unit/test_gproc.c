@@ -261,6 +261,46 @@ TEST(cpuid_faulting_probe)
 	gp_vm_destroy(vm);
 }
 
+/* Opting out: CPUID and RDTSC then run natively, with the host's answers. */
+TEST(faulting_opt_out)
+{
+	/* cpuid; hlt and rdtsc; hlt */
+	static const uint8_t cpuid_hlt[] = { 0x0f, 0xa2, 0xf4 };
+	static const uint8_t rdtsc_hlt[] = { 0x0f, 0x31, 0xf4 };
+	struct gp_cpu c = { .rflags = 2 };
+	struct gp_trap t;
+	struct gp_vm *vm;
+	unsigned a, b, cc, d;
+	struct env e;
+
+	ASSERT_EQ(gp_vm_create_flags(&vm, 0x80), -EINVAL);
+	env_init(&e);
+	EXPECT_TRUE(gp_tsc_faulting(e.vm));
+	gp_vcpu_destroy(e.vcpu);
+	gp_vm_destroy(e.vm);
+	ASSERT_EQ(gp_vm_create_flags(&e.vm, GP_VM_NO_CPUID_FAULT | GP_VM_NO_TSC_FAULT), 0);
+	EXPECT_FALSE(gp_cpuid_faulting(e.vm));
+	EXPECT_FALSE(gp_tsc_faulting(e.vm));
+	ASSERT_EQ(gp_vm_add_backing(e.vm, e.memfd, &e.id), 0);
+	ASSERT_EQ(gp_vcpu_create(e.vm, &e.vcpu), 0);
+	e.maps[0].backing = e.maps[1].backing = e.id;
+	c.gpr[RAX] = 0;
+	run_code(&e, cpuid_hlt, sizeof(cpuid_hlt), &c, &t);
+	EXPECT_EQ(t.kind, GP_TRAP_GP);
+	EXPECT_EQ(c.rip, CODE + 2);
+	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(cc), "=d"(d) : "a"(0), "c"(0));
+	EXPECT_EQ(c.gpr[RAX], a);
+	EXPECT_EQ(c.gpr[RBX], b);
+	EXPECT_EQ(c.gpr[RCX], cc);
+	EXPECT_EQ(c.gpr[RDX], d);
+	c.gpr[RAX] = c.gpr[RDX] = 0;
+	run_code(&e, rdtsc_hlt, sizeof(rdtsc_hlt), &c, &t);
+	EXPECT_EQ(t.kind, GP_TRAP_GP);
+	EXPECT_EQ(c.rip, CODE + 2);
+	EXPECT_NE(c.gpr[RAX] | c.gpr[RDX] << 32, 0);
+	env_fini(&e);
+}
+
 /* ---- registers -------------------------------------------------------------------- */
 
 static void fill_cpu(struct gp_cpu *c, uint64_t seed)
