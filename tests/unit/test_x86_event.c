@@ -1338,6 +1338,82 @@ TEST(inject_triple_fault_and_unhandled)
 	EXPECT_EQ(get(r.gpr[X86_RSP], 8), X86_BP * 8 + 2);
 }
 
+TEST(inject_ends_shadow_and_stops_at_window)
+{
+	struct x86_regs r = lm_setup();
+	struct kvm_x86_events ev = { 0 };
+	struct fake_apic apic = { .pending = { 0x40, 0x41 }, .n = 2, .accept = true };
+	struct x86_irq_source src = { apic_peek, apic_ack, apic_accept, &apic };
+	struct x86_event_env env = { .irq = &src, .request_interrupt_window = true };
+	struct x86_inject_result out;
+
+	/* An exception delivered inside the STI shadow ends it. */
+	ev.interrupt.shadow = X86_SHADOW_STI;
+	r.rflags &= ~X86_RFLAGS_IF;
+	x86_event_queue_exception(&ev, X86_GP, true, 0, false, 0);
+	ASSERT_EQ(x86_event_inject(&ev, &r, &env, &OPS, NULL, &out), X86_EVENT_OK);
+	EXPECT_EQ(out.delivered, 1);
+	EXPECT_EQ(ev.interrupt.shadow, 0);
+	EXPECT_EQ(apic.acked, 0);
+
+	/* Split irqchip with request_interrupt_window: after the first interrupt
+	 * (trap gate, IF stays 1) the window is open, so KVM_RUN exits to the
+	 * VMM before taking the second one. */
+	r = lm_setup();
+	gate64(0x40, CS64, handler(0x40), 0xf, 0, 1, 0);
+	gate64(0x41, CS64, handler(0x41), 0xf, 0, 1, 0);
+	ASSERT_EQ(x86_event_inject(&ev, &r, &env, &OPS, NULL, &out), X86_EVENT_OK);
+	EXPECT_EQ(out.delivered, 1);
+	EXPECT_EQ(apic.acked, 1);
+	EXPECT_TRUE(out.irq_window_open);
+}
+
+TEST(wakes_halt_and_soft_int_types)
+{
+	struct x86_regs r = lm_setup();
+	struct kvm_x86_events ev = { 0 };
+	struct fake_apic apic = { .accept = true };
+	struct x86_irq_source src = { apic_peek, apic_ack, apic_accept, &apic };
+	struct x86_event_env env = { .irq = &src };
+	struct x86_event e;
+
+	EXPECT_FALSE(x86_event_wakes_halt(&ev, &r, &env));
+	apic.pending[apic.n++] = 0x30;
+	EXPECT_TRUE(x86_event_wakes_halt(&ev, &r, &env));
+	r.rflags &= ~X86_RFLAGS_IF;
+	EXPECT_FALSE(x86_event_wakes_halt(&ev, &r, &env));
+	ev.nmi.pending = 1;
+	EXPECT_TRUE(x86_event_wakes_halt(&ev, &r, &env));
+	ev.nmi.masked = true;
+	EXPECT_FALSE(x86_event_wakes_halt(&ev, &r, &env));
+	x86_event_queue_exception(&ev, X86_UD, false, 0, false, 0);
+	EXPECT_TRUE(x86_event_wakes_halt(&ev, &r, &env));
+
+	x86_event_soft_int(&e, 0xcd, 0x80, 2);
+	EXPECT_EQ(e.type, X86_EVENT_SOFT_INT);
+	EXPECT_EQ(e.vector, 0x80);
+	EXPECT_EQ(e.insn_len, 2);
+	x86_event_soft_int(&e, 0xcc, X86_BP, 1);
+	EXPECT_EQ(e.type, X86_EVENT_SOFT_EXCEPTION);
+	x86_event_soft_int(&e, 0xce, X86_OF, 1);
+	EXPECT_EQ(e.type, X86_EVENT_SOFT_EXCEPTION);
+	x86_event_soft_int(&e, 0xf1, X86_DB, 1);
+	EXPECT_EQ(e.type, X86_EVENT_PRIV_SOFT_EXCEPTION);
+}
+
+TEST(protected_mode_linear_wrap)
+{
+	/* Outside long mode the IDT base + offset wraps at 4 GiB. */
+	struct x86_regs r = pm_setup();
+	struct x86_event ev = { .type = X86_EVENT_EXT_INTR, .vector = 0x30 };
+
+	r.idt.base = 0x100000000ull - 0x80; /* vector 0x30 at +0x180: 0x100 */
+	put(0x100, (h32(0x30) & 0xffff) | ((uint64_t)CS32 << 16) | (0xeull << 40) |
+			   (1ull << 47) | ((uint64_t)(h32(0x30) >> 16) << 48), 8);
+	ASSERT_EQ(x86_event_deliver(&r, &ev, &OPS, NULL, NULL), X86_EVENT_OK);
+	EXPECT_EQ(r.rip, h32(0x30));
+}
+
 int main(int argc, char **argv)
 {
 	return test_main(argc, argv);

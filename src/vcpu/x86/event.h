@@ -125,6 +125,13 @@ struct x86_event_result {
 int x86_event_deliver(struct x86_regs *regs, const struct x86_event *ev,
 		      const struct x86_event_ops *ops, void *ctx, struct x86_event_result *res);
 
+/*
+ * The event for X86_EMU_SOFT_INT: @opcode is the instruction's (0xcd INT n,
+ * 0xcc INT3, 0xce INTO, 0xf1 INT1), @vector res.ex.vector, @insn_len its
+ * length (RIP is already past it).
+ */
+void x86_event_soft_int(struct x86_event *ev, uint8_t opcode, uint8_t vector, uint8_t insn_len);
+
 /* Class of @vector for the double-fault rules: 0 benign, 1 contributory, 2 #PF. */
 int x86_exception_class(unsigned vector);
 
@@ -202,6 +209,14 @@ bool x86_event_nmi_allowed(const struct kvm_x86_events *ev);
  */
 bool x86_event_ready_for_injection(const struct kvm_x86_events *ev, const struct x86_regs *regs,
 				   const struct x86_event_env *env);
+
+/*
+ * Whether something would wake the vCPU from HLT (kvm_vcpu_has_events'
+ * event part): an exception or triple fault pending, an NMI that is not
+ * blocked, or an interrupt with interrupts allowed.  Calls env->irq->peek.
+ */
+bool x86_event_wakes_halt(const struct kvm_x86_events *ev, const struct x86_regs *regs,
+			  const struct x86_event_env *env);
 
 /**
  * x86_event_inject - at guest entry: deliver what KVM would (see top), in
