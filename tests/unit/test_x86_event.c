@@ -1368,6 +1368,36 @@ TEST(inject_ends_shadow_and_stops_at_window)
 	EXPECT_TRUE(out.irq_window_open);
 }
 
+TEST(insn_retired_shadow_and_iret)
+{
+	struct x86_regs r = lm_setup();
+	struct kvm_x86_events ev = { 0 };
+	struct x86_event_env env = { .request_interrupt_window = true };
+	struct x86_inject_result out;
+
+	/* STI; the next instruction; then the window opens. */
+	r.rflags |= X86_RFLAGS_IF;
+	x86_event_insn_retired(&ev, X86_FX_IF_ON | X86_FX_STI_SHADOW);
+	EXPECT_EQ(ev.interrupt.shadow, X86_SHADOW_STI);
+	ASSERT_EQ(x86_event_inject(&ev, &r, &env, &OPS, NULL, &out), X86_EVENT_OK);
+	EXPECT_FALSE(out.irq_window_open);
+	EXPECT_TRUE(out.want_irq_window);
+	x86_event_insn_retired(&ev, 0);
+	EXPECT_EQ(ev.interrupt.shadow, 0);
+	ASSERT_EQ(x86_event_inject(&ev, &r, &env, &OPS, NULL, &out), X86_EVENT_OK);
+	EXPECT_TRUE(out.irq_window_open);
+	/* A MOV SS shadow (set through KVM_SET_VCPU_EVENTS) ends the same way. */
+	ev.interrupt.shadow = X86_SHADOW_MOV_SS;
+	x86_event_insn_retired(&ev, X86_FX_IF_ON);
+	EXPECT_EQ(ev.interrupt.shadow, 0);
+	/* IRET unblocks NMIs. */
+	ev.nmi.masked = true;
+	x86_event_insn_retired(&ev, X86_FX_SEGMENTS);
+	EXPECT_TRUE(ev.nmi.masked);
+	x86_event_insn_retired(&ev, X86_FX_IRET_NMI | X86_FX_SEGMENTS);
+	EXPECT_FALSE(ev.nmi.masked);
+}
+
 TEST(wakes_halt_and_soft_int_types)
 {
 	struct x86_regs r = lm_setup();

@@ -544,6 +544,13 @@ void x86_event_queue_interrupt(struct kvm_x86_events *ev, uint8_t vector)
 	ev->interrupt.nr = vector;
 }
 
+void x86_event_insn_retired(struct kvm_x86_events *ev, uint32_t effects)
+{
+	ev->interrupt.shadow = (effects & X86_FX_STI_SHADOW) ? X86_SHADOW_STI : 0;
+	if (effects & X86_FX_IRET_NMI)
+		ev->nmi.masked = false;
+}
+
 bool x86_event_interrupt_allowed(const struct kvm_x86_events *ev, const struct x86_regs *regs)
 {
 	return (regs->rflags & X86_RFLAGS_IF) && !ev->interrupt.shadow;
@@ -721,7 +728,8 @@ int x86_event_inject(struct kvm_x86_events *ev, struct x86_regs *regs,
 	out->irq_window_open = window_exit_due(ev, regs, env);
 	if (!env->block_irq) {
 		bool irq_waits = (env->irq && env->irq->peek(env->irq->ctx) >= 0) ||
-				 (env->request_interrupt_window && !env->pic_in_kernel);
+				 (env->request_interrupt_window && !env->pic_in_kernel &&
+				  accept_dm_intr(ev, env));
 
 		out->want_nmi_window = ev->nmi.pending && !x86_event_nmi_allowed(ev);
 		out->want_irq_window = irq_waits && !x86_event_interrupt_allowed(ev, regs);

@@ -197,6 +197,14 @@ void x86_event_queue_emu_exception(struct kvm_x86_events *ev, const struct x86_e
  * says (the VMM waited for ready_for_interrupt_injection). */
 void x86_event_queue_interrupt(struct kvm_x86_events *ev, uint8_t vector);
 
+/*
+ * An instruction retired (emulated with X86_EMU_DONE and its res.effects,
+ * or guest code ran natively: @effects 0): the shadow of the instruction
+ * before it ends, STI (X86_FX_STI_SHADOW) starts a new one, and IRET
+ * (X86_FX_IRET_NMI) unblocks NMIs.
+ */
+void x86_event_insn_retired(struct kvm_x86_events *ev, uint32_t effects);
+
 /* RFLAGS.IF set and no STI/MOV SS shadow: an interrupt could be taken. */
 bool x86_event_interrupt_allowed(const struct kvm_x86_events *ev, const struct x86_regs *regs);
 /* Neither NMI masking nor a shadow blocks an NMI (and none is in flight). */
@@ -227,8 +235,8 @@ bool x86_event_wakes_halt(const struct kvm_x86_events *ev, const struct x86_regs
  * Return: X86_EVENT_OK, X86_EVENT_TRIPLE_FAULT (the event in flight is
  * dropped: the backend exits with KVM_EXIT_SHUTDOWN), or
  * X86_EVENT_UNHANDLED (@out->why; the event stays queued).  Any delivery
- * ends the interrupt shadow; an NMI sets NMI masking (until IRET:
- * X86_FX_IRET_NMI clears ev->nmi.masked).
+ * ends the interrupt shadow; an NMI sets NMI masking (until IRET, see
+ * x86_event_insn_retired()).
  */
 int x86_event_inject(struct kvm_x86_events *ev, struct x86_regs *regs,
 		     const struct x86_event_env *env, const struct x86_event_ops *ops, void *ctx,
