@@ -1323,11 +1323,42 @@ TEST(inject_triple_fault_and_unhandled)
 	x86_event_queue_exception(&ev, X86_UD, false, 0, false, 0);
 	ASSERT_EQ(x86_event_inject(&ev, &r, &env, &OPS, NULL, &out), X86_EVENT_UNHANDLED);
 	EXPECT_TRUE(out.why != NULL);
-	EXPECT_TRUE(ev.exception.injected);
+	EXPECT_TRUE(ev.exception.pending);
 	EXPECT_EQ(ev.exception.nr, X86_UD);
 	F.mmio_page = 0;
 	ASSERT_EQ(x86_event_inject(&ev, &r, &env, &OPS, NULL, &out), X86_EVENT_OK);
 	EXPECT_EQ(r.rip, handler(X86_UD));
+	/* A #PF's payload is not consumed by an unhandled attempt. */
+	r = lm_setup();
+	memset(&ev, 0, sizeof(ev));
+	F.mmio_page = IDT >> 12;
+	x86_event_queue_exception(&ev, X86_PF, true, 2, true, 0xabc000);
+	ASSERT_EQ(x86_event_inject(&ev, &r, &env, &OPS, NULL, &out), X86_EVENT_UNHANDLED);
+	EXPECT_EQ(r.cr2, 0);
+	EXPECT_TRUE(ev.exception.pending && ev.exception.has_payload);
+	F.mmio_page = 0;
+	ASSERT_EQ(x86_event_inject(&ev, &r, &env, &OPS, NULL, &out), X86_EVENT_OK);
+	EXPECT_EQ(r.cr2, 0xabc000);
+	/* An acknowledged LAPIC interrupt stays queued as injected. */
+	{
+		struct fake_apic apic = { .pending = { 0x44 }, .n = 1, .accept = true };
+		struct x86_irq_source src = { apic_peek, apic_ack, apic_accept, &apic };
+		struct x86_event_env kenv = { .irq = &src };
+
+		r = lm_setup();
+		memset(&ev, 0, sizeof(ev));
+		F.mmio_page = IDT >> 12;
+		ASSERT_EQ(x86_event_inject(&ev, &r, &kenv, &OPS, NULL, &out),
+			  X86_EVENT_UNHANDLED);
+		EXPECT_EQ(apic.acked, 1);
+		EXPECT_TRUE(ev.interrupt.injected);
+		EXPECT_EQ(ev.interrupt.nr, 0x44);
+		F.mmio_page = 0;
+		r.rflags &= ~X86_RFLAGS_IF; /* injected: goes regardless */
+		ASSERT_EQ(x86_event_inject(&ev, &r, &kenv, &OPS, NULL, &out), X86_EVENT_OK);
+		EXPECT_EQ(r.rip, handler(0x44));
+		EXPECT_EQ(apic.acked, 1);
+	}
 
 	/* A queued #BP (KVM_SET_GUEST_DEBUG) is a software exception: DPL checked. */
 	r = lm_user();

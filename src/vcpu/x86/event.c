@@ -698,6 +698,8 @@ int x86_event_inject(struct kvm_x86_events *ev, struct x86_regs *regs,
 {
 	memset(out, 0, sizeof(*out));
 	for (int round = 0; round < INJECT_MAX_ROUNDS; round++) {
+		struct kvm_x86_events before = *ev;
+		struct x86_regs w = *regs;
 		struct x86_event_result res;
 		struct x86_event e;
 		int k, st;
@@ -706,14 +708,21 @@ int x86_event_inject(struct kvm_x86_events *ev, struct x86_regs *regs,
 			ev->triple_fault_pending = false;
 			return X86_EVENT_TRIPLE_FAULT;
 		}
-		k = pick(ev, regs, env, &e);
+		/* On a working copy: an unhandled delivery leaves @regs (CR2 and
+		 * DR6 from a payload too) and the queued event as they were. */
+		k = pick(ev, &w, env, &e);
 		if (k == PICK_NONE)
 			break;
-		st = x86_event_deliver(regs, &e, ops, ctx, &res);
+		st = x86_event_deliver(&w, &e, ops, ctx, &res);
 		if (st == X86_EVENT_UNHANDLED) {
+			/* An interrupt acknowledged from the LAPIC cannot go back:
+			 * it stays queued as injected. */
+			if (!(k == PICK_IRQ && !before.interrupt.injected))
+				*ev = before;
 			out->why = res.why;
 			return st;
 		}
+		*regs = w;
 		retire(ev, k);
 		if (k == PICK_NMI)
 			ev->nmi.masked = true;

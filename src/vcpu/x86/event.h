@@ -234,7 +234,10 @@ bool x86_event_wakes_halt(const struct kvm_x86_events *ev, const struct x86_regs
  * Context: vCPU owner, the guest stopped; @env->irq callbacks are called.
  * Return: X86_EVENT_OK, X86_EVENT_TRIPLE_FAULT (the event in flight is
  * dropped: the backend exits with KVM_EXIT_SHUTDOWN), or
- * X86_EVENT_UNHANDLED (@out->why; the event stays queued).  Any delivery
+ * X86_EVENT_UNHANDLED (@out->why; @regs and the queued event as they were,
+ * except that an interrupt already acknowledged from the LAPIC stays
+ * queued as injected).  Events delivered before it in the same call stay
+ * delivered.  Any delivery
  * ends the interrupt shadow; an NMI sets NMI masking (until IRET, see
  * x86_event_insn_retired()).
  */
