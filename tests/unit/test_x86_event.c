@@ -9,6 +9,12 @@
  * (slot by slot at fixed offsets from the new stack pointer), the error
  * codes are spelled vector*8+2+EXT or selector|EXT by hand.
  *
+ * Where the host CPU does answer, it is asked too: a user-mode fault's
+ * signal context carries the RFLAGS image the CPU pushed (RF set or not),
+ * the vector, the error code and the return RIP, and Linux's IDT has DPL0
+ * gates where INT n from user mode must #GP with vector*8+2.  Those rows
+ * run natively and through the module on a guest laid out the same way.
+ *
  * Guest memory is a flat 1 MiB array at linear address 0 (no paging
  * behind the callbacks); pages can be made to fault (#PF with CR2) or to
  * be MMIO, and every access records whether it was an implicit
@@ -17,9 +23,12 @@
 #include "harness.h"
 #include "vcpu/x86/event.h"
 
+#include <setjmp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <ucontext.h>
 
 #define MEM_SIZE (1u << 20)
 #define GDT 0x1000u
@@ -47,7 +56,7 @@ struct fake {
 
 static struct fake F;
 
-static int access(uint64_t gva, unsigned len, bool write, unsigned flags, struct x86_exception *ex)
+static int mem_access(uint64_t gva, unsigned len, bool write, unsigned flags, struct x86_exception *ex)
 {
 	for (uint64_t a = gva; a < gva + len; a = (a | 0xfff) + 1) {
 		for (unsigned i = 0; i < 4; i++) {
@@ -80,7 +89,7 @@ static int access(uint64_t gva, unsigned len, bool write, unsigned flags, struct
 static int f_read(void *ctx, uint64_t gva, void *buf, unsigned len, unsigned flags,
 		  struct x86_exception *ex)
 {
-	int r = access(gva, len, false, flags, ex);
+	int r = mem_access(gva, len, false, flags, ex);
 
 	(void)ctx;
 	if (r == X86_MEM_OK)
@@ -91,7 +100,7 @@ static int f_read(void *ctx, uint64_t gva, void *buf, unsigned len, unsigned fla
 static int f_write(void *ctx, uint64_t gva, const void *buf, unsigned len, unsigned flags,
 		   struct x86_exception *ex)
 {
-	int r = access(gva, len, true, flags, ex);
+	int r = mem_access(gva, len, true, flags, ex);
 
 	(void)ctx;
 	if (r == X86_MEM_OK)
@@ -1473,6 +1482,111 @@ TEST(protected_mode_linear_wrap)
 			   (1ull << 47) | ((uint64_t)(h32(0x30) >> 16) << 48), 8);
 	ASSERT_EQ(x86_event_deliver(&r, &ev, &OPS, NULL, NULL), X86_EVENT_OK);
 	EXPECT_EQ(r.rip, h32(0x30));
+}
+
+/* ---- the host CPU as a reference ----------------------------------------- */
+
+/* Each instruction sits between two labels: its start and its end. */
+__asm__(".text\n"
+	"xev_ud2: ud2\n xev_ud2_end: ret\n"
+	"xev_hlt: hlt\n xev_hlt_end: ret\n"
+	"xev_int3: int3\n xev_int3_end: ret\n"
+	"xev_int41: int $0x41\n xev_int41_end: ret\n"
+	"xev_int1: .byte 0xf1\n xev_int1_end: ret\n"
+	"xev_div0: xor %ecx, %ecx\n xev_div0_insn: div %ecx\n xev_div0_end: ret\n"
+	"xev_pf: xor %eax, %eax\n xev_pf_insn: movl $1, 8(%rax)\n xev_pf_end: ret\n");
+extern const uint8_t xev_ud2[], xev_ud2_end[], xev_hlt[], xev_hlt_end[], xev_int3[],
+	xev_int3_end[], xev_int41[], xev_int41_end[], xev_int1[], xev_int1_end[], xev_div0[],
+	xev_div0_insn[], xev_div0_end[], xev_pf[], xev_pf_insn[], xev_pf_end[];
+
+static sigjmp_buf host_jmp;
+static volatile uint64_t host_efl, host_trapno, host_err, host_rip;
+
+static void host_trap(int sig, siginfo_t *si, void *ucv)
+{
+	ucontext_t *uc = ucv;
+
+	(void)sig;
+	(void)si;
+	host_efl = (uint64_t)uc->uc_mcontext.gregs[REG_EFL];
+	host_trapno = (uint64_t)uc->uc_mcontext.gregs[REG_TRAPNO];
+	host_err = (uint64_t)uc->uc_mcontext.gregs[REG_ERR];
+	host_rip = (uint64_t)uc->uc_mcontext.gregs[REG_RIP];
+	siglongjmp(host_jmp, 1);
+}
+
+TEST(host_cpu_rf_error_code_and_return_rip)
+{
+	static const struct {
+		const char *name;
+		const uint8_t *fn, *insn, *end;
+		uint8_t type, vector, want_trapno;
+		bool has_err;
+	} rows[] = {
+		{ "ud2", xev_ud2, xev_ud2, xev_ud2_end, X86_EVENT_HW_EXCEPTION, X86_UD, X86_UD, false },
+		{ "hlt", xev_hlt, xev_hlt, xev_hlt_end, X86_EVENT_HW_EXCEPTION, X86_GP, X86_GP, true },
+		{ "div", xev_div0, xev_div0_insn, xev_div0_end, X86_EVENT_HW_EXCEPTION, X86_DE, X86_DE,
+		  false },
+		{ "store to 8", xev_pf, xev_pf_insn, xev_pf_end, X86_EVENT_HW_EXCEPTION, X86_PF, X86_PF,
+		  true },
+		{ "int3", xev_int3, xev_int3, xev_int3_end, X86_EVENT_SOFT_EXCEPTION, X86_BP, X86_BP,
+		  false },
+		{ "int $0x41", xev_int41, xev_int41, xev_int41_end, X86_EVENT_SOFT_INT, 0x41, X86_GP,
+		  false },
+		{ "int1", xev_int1, xev_int1, xev_int1_end, X86_EVENT_PRIV_SOFT_EXCEPTION, X86_DB, X86_DB,
+		  false },
+	};
+	struct sigaction sa = { .sa_sigaction = host_trap, .sa_flags = SA_SIGINFO | SA_NODEFER };
+	int sigs[] = { SIGSEGV, SIGILL, SIGTRAP, SIGFPE, SIGBUS };
+
+	sigemptyset(&sa.sa_mask);
+	for (unsigned i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		ASSERT_EQ(sigaction(sigs[i], &sa, NULL), 0);
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		bool soft = rows[i].type >= X86_EVENT_SOFT_INT;
+		unsigned len = (unsigned)(rows[i].end - rows[i].insn);
+		struct x86_regs r = lm_user();
+		struct x86_event ev = { .type = rows[i].type, .vector = rows[i].vector,
+					.has_error_code = rows[i].has_err, .insn_len = (uint8_t)len };
+		struct x86_event_result res;
+		uint64_t start, pushed_rip, pushed_flags, err = 0;
+
+		host_trapno = ~0ull;
+		if (!sigsetjmp(host_jmp, 1))
+			((void (*)(void))(uintptr_t)rows[i].fn)();
+		DIAG("%s: host trapno %llu err %#llx rflags %#llx rip +%lld", rows[i].name,
+		     (unsigned long long)host_trapno, (unsigned long long)host_err,
+		     (unsigned long long)host_efl,
+		     (long long)(host_rip - (uint64_t)(uintptr_t)rows[i].insn));
+		if (host_trapno != rows[i].want_trapno)
+			SKIP("%s: the host reported vector %llu, not %u (a hypervisor or kernel "
+			     "in between)", rows[i].name, (unsigned long long)host_trapno,
+			     rows[i].want_trapno);
+
+		/* The same event in a guest whose IDT is Linux's: DPL3 only for #BP. */
+		gate64(X86_BP, CS64, handler(X86_BP), 0xe, 3, 1, 0);
+		start = r.rip;
+		if (soft)
+			r.rip += len; /* as the emulator leaves it */
+		if (rows[i].has_err) {
+			ev.error_code = (uint32_t)host_err;
+			err = host_err;
+		}
+		ASSERT_EQ(x86_event_deliver(&r, &ev, &OPS, NULL, &res), X86_EVENT_OK);
+		EXPECT_EQ(res.delivered.vector, rows[i].want_trapno);
+		if (res.delivered.has_error_code) {
+			err = get(r.gpr[X86_RSP], 8);
+			EXPECT_EQ(err, host_err);
+		}
+		pushed_rip = get(r.gpr[X86_RSP] + (res.delivered.has_error_code ? 8 : 0), 8);
+		pushed_flags = get(r.gpr[X86_RSP] + (res.delivered.has_error_code ? 24 : 16), 8);
+		/* The return address relative to the instruction, and RF. */
+		EXPECT_EQ(pushed_rip - start, host_rip - (uint64_t)(uintptr_t)rows[i].insn);
+		EXPECT_EQ(!!(pushed_flags & X86_RFLAGS_RF), !!(host_efl & X86_RFLAGS_RF));
+		(void)err;
+		if (test_failed())
+			return;
+	}
 }
 
 int main(int argc, char **argv)
