@@ -46,7 +46,9 @@
  * INT n, INT3 and INTO check the gate's DPL against CPL (#GP(vector*8+2));
  * INT1 (ICEBP), hardware exceptions, NMI and external interrupts do not.
  * A fault raised while vectoring a software interrupt is reported at the
- * instruction (RIP rewound by the instruction length).
+ * instruction (RIP rewound by the instruction length).  A #PF found while
+ * vectoring loads CR2 even when it becomes #DF.  test_x86_event checks RF,
+ * the INT n DPL fault and the return RIPs against the host CPU too.
  *
  * Not modelled (X86_EVENT_UNHANDLED, registers untouched; the backend
  * reports an internal error, KVM_INTERNAL_ERROR_DELIVERY_EV): real mode,
@@ -239,7 +241,8 @@ bool x86_event_wakes_halt(const struct kvm_x86_events *ev, const struct x86_regs
  * queued as injected).  Events delivered before it in the same call stay
  * delivered.  Any delivery
  * ends the interrupt shadow; an NMI sets NMI masking (until IRET, see
- * x86_event_insn_retired()).
+ * x86_event_insn_retired()), also when a fault while vectoring it was
+ * delivered instead.
  */
 int x86_event_inject(struct kvm_x86_events *ev, struct x86_regs *regs,
 		     const struct x86_event_env *env, const struct x86_event_ops *ops, void *ctx,
