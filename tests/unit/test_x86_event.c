@@ -1170,6 +1170,16 @@ TEST(inject_nmi_blocking)
 	env.block_irq = false;
 	ASSERT_EQ(x86_event_inject(&ev, &r, &env, &OPS, NULL, &out), X86_EVENT_OK);
 	EXPECT_EQ(out.delivered, 1);
+	/* An NMI whose gate is missing: #NP is delivered, NMIs stay masked. */
+	r = lm_setup();
+	memset(&ev, 0, sizeof(ev));
+	ev.nmi.pending = 1;
+	gate64(2, CS64, handler(2), 0xe, 0, 0, 0);
+	ASSERT_EQ(x86_event_inject(&ev, &r, &env, &OPS, NULL, &out), X86_EVENT_OK);
+	EXPECT_EQ(out.last.vector, X86_NP);
+	EXPECT_EQ(get(r.gpr[X86_RSP], 8), 2 * 8 + 3);
+	EXPECT_TRUE(ev.nmi.masked);
+	EXPECT_FALSE(ev.nmi.injected);
 	/* An injected NMI is re-delivered even while masked. */
 	r = lm_setup();
 	memset(&ev, 0, sizeof(ev));
