@@ -29,6 +29,7 @@ enum gm_lock_class {
 	GM_LOCK_IRQFDS,		/* ev->irqfds_lock */
 	GM_LOCK_KVM,		/* kvm->lock */
 	GM_LOCK_VCPU,		/* vcpu->mutex */
+	GM_LOCK_X86_INIT,	/* x86_vm_init_lock (src/vcpu/x86_run.c) */
 	GM_LOCK_SLOTS,		/* kvm->slots_lock */
 	GM_LOCK_GMEM_INVALIDATE, /* gmem->invalidate_lock */
 	GM_LOCK_MN,		/* kvm->mn_lock */

@@ -544,42 +544,52 @@ static void model_refresh(struct kvm_x86_vcpu *x)
 
 /* ---- the backend's per-VM and per-vCPU state --------------------------------------- */
 
+/*
+ * x86_vm_init_lock serialises the creation of any VM's backend state, so
+ * that exactly one shadow registers its MMU notifier per VM.  Taken under
+ * vcpu->mutex; rare (once per VM).  kvm->arch.x86vm is written under it
+ * with a release store and read with an acquire load.
+ */
+static pthread_mutex_t x86_vm_init_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static int x86_vm_get(struct kvm *kvm, struct kvm_x86_vm **out)
 {
-	struct kvm_x86_vm *vm = __atomic_load_n(&kvm->arch.x86vm, __ATOMIC_ACQUIRE), *exp = NULL;
-	int r;
+	struct kvm_x86_vm *vm = __atomic_load_n(&kvm->arch.x86vm, __ATOMIC_ACQUIRE);
+	int r = 0;
 
 	if (vm) {
 		*out = vm;
 		return 0;
 	}
+	gm_mutex_lock(&x86_vm_init_lock, GM_LOCK_X86_INIT);
+	vm = kvm->arch.x86vm;
+	if (vm)
+		goto out;
 	vm = calloc(1, sizeof(*vm));
-	if (!vm)
-		return -ENOMEM;
-	r = gp_vm_create(&vm->gp);
-	if (r) {
-		free(vm);
-		return r;
+	if (!vm) {
+		r = -ENOMEM;
+		goto out;
 	}
+	r = gp_vm_create(&vm->gp);
+	if (r)
+		goto fail;
 	/* Memslot RAM must be reachable by fd from the guest process. */
 	r = kvm_shared_ram_enable(kvm);
 	if (!r)
 		r = x86_shadow_create(kvm, vm->gp, &vm->sh);
 	if (r) {
 		gp_vm_destroy(vm->gp);
-		free(vm);
-		return r;
+		goto fail;
 	}
-	/* Two vCPUs' first runs may race: one VM state wins. */
-	if (!__atomic_compare_exchange_n(&kvm->arch.x86vm, &exp, vm, false, __ATOMIC_ACQ_REL,
-					 __ATOMIC_ACQUIRE)) {
-		x86_shadow_destroy(vm->sh);
-		gp_vm_destroy(vm->gp);
-		free(vm);
-		vm = exp;
-	}
+	__atomic_store_n(&kvm->arch.x86vm, vm, __ATOMIC_RELEASE);
+	goto out;
+fail:
+	free(vm);
+	vm = NULL;
+out:
+	gm_mutex_unlock(&x86_vm_init_lock);
 	*out = vm;
-	return 0;
+	return r;
 }
 
 static int x86_vcpu_init(struct kvm_vcpu *v)
@@ -1009,6 +1019,52 @@ static int emulate_insn(struct kvm_x86_vcpu *x, const struct gp_trap *t,
 	return emu_outcome(x, st, ret);
 }
 
+/*
+ * Pages to map from @gva on: to the end of the guest's large page (its
+ * pages are contiguous in guest-physical memory, with one PTE's rights),
+ * at most 2 MiB; a 4 KiB guest page alone.  Pages stage-2 does not map
+ * yet are not faulted in for this (x86_shadow_map cuts the run there).
+ */
+static unsigned run_pages(uint64_t gva, int level)
+{
+	uint64_t size, left;
+
+	if (level < 2)
+		return 1;
+	size = 1ULL << (12 + 9 * (level - 1));
+	left = (size - (gva & (size - 1))) >> GM_PAGE_SHIFT;
+	return (unsigned)GM_MIN(left, 512ULL);
+}
+
+/*
+ * The rest of a large guest page's run through stage-2, as a host huge
+ * page would map it at once: shared memory only (faulting private pages
+ * in would allocate guest_memfd pages the guest never touched).  Returns
+ * how many pages from @gpa on are mapped (>= 1: the first already is).
+ */
+static unsigned prefault_run(struct kvm_x86_vcpu *x, uint64_t gpa, unsigned npages, bool write)
+{
+	struct kvm_vcpu *v = x->v;
+	unsigned n;
+
+	for (n = 1; n < npages; n++) {
+		uint64_t g = gpa + n * GM_PAGE_SIZE, e;
+		struct kvm_page_fault f;
+		int level = S2_PG_LEVEL_4K;
+
+		gm_rcu_read_lock();
+		e = kvm_mmu_lookup(v->kvm, g >> GM_PAGE_SHIFT, &level);
+		gm_rcu_read_unlock();
+		if (e && !(e & S2_PRIVATE) && (!write || (e & S2_WRITABLE)))
+			continue;
+		if (e || kvm_vcpu_mmu_page_fault(v->kvm, g, write, &v->stat.fault,
+						 &v->last_used_slot, &f) != KVM_PF_FIXED ||
+		    f.is_private)
+			break;
+	}
+	return n;
+}
+
 /* A #PF in the guest process: the guest's own, or a shadow miss. */
 static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 {
@@ -1025,6 +1081,7 @@ static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 		struct x86_walk_result wr;
 		struct kvm_page_fault f;
 		int level = S2_PG_LEVEL_4K, prot, r;
+		unsigned npages;
 		bool s2_writable;
 		uint64_t e;
 
@@ -1060,6 +1117,9 @@ static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 			}
 		}
 		s2_writable = e & S2_WRITABLE;
+		npages = run_pages(gva, wr.level);
+		if (npages > 1 && !(e & S2_PRIVATE))
+			npages = prefault_run(x, wr.gpa & ~(GM_PAGE_SIZE - 1), npages, write);
 		prot = PROT_READ;
 		if (wr.executable)
 			prot |= PROT_EXEC;
@@ -1067,7 +1127,7 @@ static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 		if (wr.writable && wr.dirty && s2_writable)
 			prot |= PROT_WRITE;
 		r = x86_shadow_map(x->vm->sh, &x->sv, v->kvm, gva & ~(GM_PAGE_SIZE - 1),
-				   wr.gpa >> GM_PAGE_SHIFT, wr.level, prot, seq);
+				   wr.gpa >> GM_PAGE_SHIFT, npages, wr.level, prot, seq);
 		if (r == -EAGAIN)
 			continue;
 		if (r == -ENOSPC || !r)

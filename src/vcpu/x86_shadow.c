@@ -21,13 +21,14 @@
 #include "vcpu/x86_shadow.h"
 
 #define SHADOW_BULK 256	     /* affected entries beyond which a zap drops all */
-#define SHADOW_MAX_BACKINGS 64 /* files handed to the guest process, at most */
+#define SHADOW_MAX_BACKINGS 512 /* files handed to the guest process (gproc: 1024) */
 
 struct shadow_ent {
 	uint64_t gva;
 	gfn_t gfn;
 	int prot;
-	uint8_t level; /* the guest's leaf level (INVLPG of a large page) */
+	uint32_t backing; /* the guest process's id of the file mapped */
+	uint8_t level;	  /* the guest's leaf level (INVLPG of a large page) */
 	struct shadow_ent *gfn_next, **gfn_pprev;
 	struct shadow_ent *gva_next, **gva_pprev;
 };
@@ -55,6 +56,7 @@ struct kvm_x86_shadow {
 	struct x86_shadow_vcpu *vcpus;
 	struct shadow_backing backings[SHADOW_MAX_BACKINGS];
 	unsigned nr_backings;
+	unsigned evict_hand; /* the next victim when no file is free to drop */
 };
 
 
@@ -135,7 +137,7 @@ static struct shadow_ent *find_gva(struct kvm_x86_shadow *sh, uint64_t gva)
 static bool inflight_overlaps(const struct x86_shadow_vcpu *sv, gfn_t start, gfn_t end)
 {
 	for (unsigned i = 0; i < sv->nr_maps; i++)
-		if (sv->gfns[i] >= start && sv->gfns[i] < end)
+		if (sv->gfns[i] < end && sv->gfns[i] + sv->npages[i] > start)
 			return true;
 	return false;
 }
@@ -143,7 +145,7 @@ static bool inflight_overlaps(const struct x86_shadow_vcpu *sv, gfn_t start, gfn
 static bool inflight_has_gva(const struct x86_shadow_vcpu *sv, uint64_t lo, uint64_t hi)
 {
 	for (unsigned i = 0; i < sv->nr_maps; i++)
-		if (sv->maps[i].gva >= lo && sv->maps[i].gva < hi)
+		if (sv->maps[i].gva < hi && sv->maps[i].gva + sv->maps[i].len > lo)
 			return true;
 	return false;
 }
@@ -424,8 +426,39 @@ uint64_t x86_shadow_nr_pages(struct kvm_x86_shadow *sh)
 	return n;
 }
 
-/* The guest process's id for @b's file, handing it over once.  Context:
- * sh->lock held, inside the RCU section that found @b (its fd is borrowed). */
+/*
+ * Hand back backing slot @i: unmap every page mapped from it (after the
+ * maps in flight landed), then close the process's copy of the file.
+ * Context: sh->lock held.
+ */
+static void backing_evict(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *self, unsigned i)
+{
+	uint32_t id = sh->backings[i].id;
+
+	wait_inflight(sh, self, true, 0, GP_GUEST_VA_LIMIT);
+	for (size_t b = 0; b < sh->nbuckets; b++) {
+		struct shadow_ent *e = sh->by_gfn[b], *next;
+
+		for (; e; e = next) {
+			next = e->gfn_next;
+			if (e->backing != id)
+				continue;
+			(void)gp_vm_unmap(sh->gp, e->gva, 4096);
+			ent_unlink(e);
+			free(e);
+			sh->nr--;
+		}
+	}
+	(void)gp_vm_remove_backing(sh->gp, id);
+	sh->backings[i] = sh->backings[--sh->nr_backings];
+}
+
+/*
+ * The guest process's id for @b's file, handing it over once.  When the
+ * table is full, a file no memslot or guest_memfd reaches any more goes
+ * first, else one in turn.  Context: sh->lock held, inside the RCU
+ * section that found @b (its fd is borrowed).
+ */
 static int backing_id(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *self,
 		      const struct kvm_gfn_backing *b, uint32_t *id)
 {
@@ -438,11 +471,15 @@ static int backing_id(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *self,
 		}
 	}
 	if (sh->nr_backings == SHADOW_MAX_BACKINGS) {
-		/* Files of deleted memslots pile up: hand all back, start over. */
-		drop_all_locked(sh, self);
-		for (unsigned i = 0; i < sh->nr_backings; i++)
-			(void)gp_vm_remove_backing(sh->gp, sh->backings[i].id);
-		sh->nr_backings = 0;
+		unsigned victim = sh->evict_hand++ % SHADOW_MAX_BACKINGS;
+
+		for (unsigned i = 0; i < sh->nr_backings; i++) {
+			if (!kvm_backing_file_in_use(sh->kvm, sh->backings[i].file_id)) {
+				victim = i;
+				break;
+			}
+		}
+		backing_evict(sh, self, victim);
 	}
 	r = gp_vm_add_backing(sh->gp, b->fd, id);
 	if (r)
@@ -452,12 +489,13 @@ static int backing_id(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *self,
 }
 
 int x86_shadow_map(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv, struct kvm *kvm,
-		   uint64_t gva, gfn_t gfn, int level, int prot, unsigned long mmu_seq)
+		   uint64_t gva, gfn_t gfn, unsigned npages, int level, int prot,
+		   unsigned long mmu_seq)
 {
 	struct kvm_gfn_backing b;
-	struct shadow_ent *e;
-	uint64_t s2;
-	int s2_level = S2_PG_LEVEL_4K, r;
+	bool is_private = false;
+	unsigned n;
+	int r = 0;
 	uint32_t id;
 
 	if (sv->nr_maps == X86_SHADOW_MAX_MAPS)
@@ -471,50 +509,75 @@ int x86_shadow_map(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv, struct
 	else if (gm_rwlock_tryrdlock(&kvm->mmu_lock, GM_LOCK_MMU))
 		return -ENOSPC;
 	gm_rcu_read_lock();
-	if (mmu_invalidate_retry_gfn(kvm, mmu_seq, gfn)) {
+	/*
+	 * Under mmu_lock no zap can remove a stage-2 entry now: what is
+	 * present is current.  The run ends at the first page that is not
+	 * (absent, read-only for a writable mapping, the other attribute,
+	 * or touched by an invalidation since the snapshot).
+	 */
+	for (n = 0; n < npages; n++) {
+		int s2_level = S2_PG_LEVEL_4K;
+		uint64_t s2;
+
+		if (mmu_invalidate_retry_gfn(kvm, mmu_seq, gfn + n))
+			break;
+		s2 = kvm_mmu_lookup(kvm, gfn + n, &s2_level);
+		if (!s2 || ((prot & PROT_WRITE) && !(s2 & S2_WRITABLE)))
+			break;
+		if (!n)
+			is_private = s2 & S2_PRIVATE;
+		else if (is_private != !!(s2 & S2_PRIVATE))
+			break;
+	}
+	if (!n) {
 		r = -EAGAIN;
 		goto out_rcu;
 	}
-	s2 = kvm_mmu_lookup(kvm, gfn, &s2_level);
-	/* Under mmu_lock no zap can remove it now: the entry is current. */
-	if (!s2 || ((prot & PROT_WRITE) && !(s2 & S2_WRITABLE))) {
-		r = -EAGAIN;
-		goto out_rcu;
-	}
-	r = kvm_gfn_to_backing_info(kvm, 0, gfn, s2 & S2_PRIVATE, 1, &b);
+	r = kvm_gfn_to_backing_info(kvm, 0, gfn, is_private, n, &b);
 	if (r == -ENOENT) /* the slot is going away: its zap is coming */
 		r = -EAGAIN;
 	if (r)
 		goto out_rcu;
+	n = (unsigned)GM_MIN((uint64_t)n, b.run_pages);
 	if (!b.writable)
 		prot &= ~PROT_WRITE;
 	gm_mutex_lock(&sh->lock, GM_LOCK_SHADOW);
 	r = backing_id(sh, sv, &b, &id);
 	if (r)
 		goto out;
-	if (sh->nr >= sh->nbuckets * 2 && shadow_grow(sh)) {
+	for (unsigned i = 0; i < n; i++) {
+		struct shadow_ent *e;
+
+		if (sh->nr >= sh->nbuckets * 2 && shadow_grow(sh)) {
+			n = i; /* map what is recorded */
+			break;
+		}
+		e = find_gva(sh, gva + i * 4096ULL);
+		if (!e) {
+			e = calloc(1, sizeof(*e));
+			if (!e) {
+				n = i;
+				break;
+			}
+			sh->nr++;
+		} else {
+			ent_unlink(e); /* the guest VA now maps another gfn or rights */
+		}
+		e->gva = gva + i * 4096ULL;
+		e->gfn = gfn + i;
+		e->prot = prot;
+		e->backing = id;
+		e->level = (uint8_t)level;
+		ent_link(sh, e);
+	}
+	if (!n) {
 		r = -ENOMEM;
 		goto out;
 	}
-	e = find_gva(sh, gva);
-	if (!e) {
-		e = calloc(1, sizeof(*e));
-		if (!e) {
-			r = -ENOMEM;
-			goto out;
-		}
-		sh->nr++;
-	} else {
-		ent_unlink(e); /* the guest VA now maps another gfn or rights */
-	}
-	e->gva = gva;
-	e->gfn = gfn;
-	e->prot = prot;
-	e->level = (uint8_t)level;
-	ent_link(sh, e);
-	sv->maps[sv->nr_maps] = (struct gp_map){ .gva = gva, .len = 4096, .offset = b.offset,
-						 .backing = id, .prot = prot };
-	sv->gfns[sv->nr_maps++] = gfn;
+	sv->maps[sv->nr_maps] = (struct gp_map){ .gva = gva, .len = n * 4096ULL,
+						 .offset = b.offset, .backing = id, .prot = prot };
+	sv->gfns[sv->nr_maps] = gfn;
+	sv->npages[sv->nr_maps++] = n;
 	sv->inflight = true;
 out:
 	gm_mutex_unlock(&sh->lock);

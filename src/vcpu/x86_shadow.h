@@ -57,7 +57,8 @@ struct x86_shadow_vcpu {
 	bool kicked;	   /* a zap kicked it to wait for inflight */
 	unsigned nr_maps;  /* owner: the vCPU (under sh->lock when inflight) */
 	struct gp_map maps[X86_SHADOW_MAX_MAPS];
-	gfn_t gfns[X86_SHADOW_MAX_MAPS];
+	gfn_t gfns[X86_SHADOW_MAX_MAPS];    /* first gfn of each map */
+	unsigned npages[X86_SHADOW_MAX_MAPS]; /* and its length in pages */
 	struct x86_shadow_vcpu *next; /* sh->vcpus, under sh->lock */
 };
 
@@ -80,15 +81,19 @@ void x86_shadow_set_mode(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv,
 			 const struct x86_shadow_mode *m);
 
 /*
- * Register the mapping of the 4 KiB guest page at @gva (guest leaf level
- * @level) to @gfn with @prot for the vCPU's next run (see the top).
+ * Register the mapping of up to @npages 4 KiB guest pages from @gva (in
+ * one guest leaf of level @level, so contiguous in guest-physical space)
+ * to @gfn.. with @prot for the vCPU's next run (see the top).  The run
+ * is cut at the first page whose stage-2 entry is missing or other, or
+ * where the backing file stops being contiguous; the first page must map.
  * @mmu_seq: mmu_invalidate_seq snapshotted before the stage-2 resolution.
  * Returns 0; -EAGAIN (raced: resolve again); -ENOSPC (the vCPU's map list
  * is full, or mmu_lock is contended while it has maps in flight: run first); -EOPNOTSUPP (no fd reaches that memory) or another
  * -errno from the backing.
  */
 int x86_shadow_map(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv, struct kvm *kvm,
-		   uint64_t gva, gfn_t gfn, int level, int prot, unsigned long mmu_seq);
+		   uint64_t gva, gfn_t gfn, unsigned npages, int level, int prot,
+		   unsigned long mmu_seq);
 
 /* Around gp_vcpu_run(): end marks the vCPU's maps applied (or dropped). */
 void x86_shadow_run_end(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv);
