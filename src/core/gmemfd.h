@@ -33,11 +33,19 @@
  *
  * Each memslot holds an immutable record of what backs its range (a list
  * of segments: host range, file, file offset, or an error), replaced as a
- * whole in a holder the slot's copies share.  The mmu notifier marks the records of the slots it hits as
- * stale, both before and after the host change; a stale record is probed
- * again on the next lookup (the VMM may have mapped something new there).
- * So after the VMM munmaps the memory, the recorded fd is never handed out
- * again: the new probe finds no mapping (-EFAULT).
+ * whole in a holder the slot's copies share.  The mmu notifier marks the
+ * records of the slots it hits as stale, both before and after the host
+ * change; a stale record is probed again on the next lookup (the VMM may
+ * have mapped something new there).  So after the VMM munmaps the memory,
+ * the recorded fd is never handed out again: the new probe finds no
+ * mapping (-EFAULT).  guestmem keeps a file open while a record names it
+ * or the VMM still maps it (checked at the notifier's end), so a memslot
+ * deleted and created again finds a converted memfd, which has no path.
+ *
+ * Around the conversion: a libc fork maps converted memory MAP_PRIVATE in
+ * the child (an atfork handler), and madvise(MADV_DONTNEED / MADV_FREE)
+ * through the preload punches it (kvm_shram_discard()), so that both keep
+ * the semantics of anonymous memory as far as they can.
  *
  * Deviations this causes are listed in README.md ("Memslot RAM becomes a
  * MAP_SHARED memfd mapping").

@@ -368,7 +368,8 @@ struct kvm_mn_token *kvm_mmu_notifier_start_all(uint64_t hva_start, uint64_t hva
 	struct kvm_mn_token *t;
 	struct mn_range_ctx c;
 
-	if (hva_start >= hva_end || kvm_nr_live_vms() == 0)
+	/* Without VMs, files kept for shared RAM still learn of the change. */
+	if (hva_start >= hva_end || (kvm_nr_live_vms() == 0 && kvm_shram_nr_files() == 0))
 		return NULL;
 	t = calloc(1, sizeof(*t));
 	if (!t)

@@ -11,10 +11,10 @@
 
 #include "kvm_host.h"
 #include "gmem.h"
-#include "gmemfd.h"
 #include "lib/rcu.h"
 #include "kvm_arch.h"
 #include "lib/lockdep.h"
+#include "gmemfd.h"
 
 /* The global VM list; a leaf lock (nothing is taken inside it). */
 static pthread_mutex_t gm_vm_list_lock = PTHREAD_MUTEX_INITIALIZER;
