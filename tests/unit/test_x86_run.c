@@ -300,6 +300,77 @@ TEST(page_fault_through_the_idt)
 	vm_close(&m);
 }
 
+TEST(hypercall_exit_map_gpa_range)
+{
+	static const uint8_t c[] = {
+		0xb8, 0x0c, 0x00, 0x00, 0x00, /* mov $12 (KVM_HC_MAP_GPA_RANGE), %eax */
+		0xbb, 0x00, 0x00, 0x10, 0x00, /* mov $0x100000, %ebx */
+		0xb9, 0x02, 0x00, 0x00, 0x00, /* mov $2, %ecx */
+		0xba, 0x10, 0x00, 0x00, 0x00, /* mov $0x10, %edx */
+		0x0f, 0x01, 0xc1,	      /* vmcall */
+		0x66, 0xba, PORT, 0x00,	      /* mov $PORT, %dx */
+		0xef,			      /* out %eax, (%dx) */
+		0xf4,
+	};
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_EXIT_HYPERCALL,
+				      .args = { 1ULL << KVM_HC_MAP_GPA_RANGE } };
+	uint32_t v;
+	struct vm m;
+
+	vm_open(&m, 0);
+	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_ENABLE_CAP, &cap), 0);
+	code(&m, CODE, c, sizeof(c));
+	vm_start(&m, CODE);
+	ASSERT_EQ(run(&m), 0);
+	ASSERT_EQ(m.run->exit_reason, KVM_EXIT_HYPERCALL);
+	ASSERT_EQ(m.run->hypercall.nr, KVM_HC_MAP_GPA_RANGE);
+	ASSERT_EQ(m.run->hypercall.args[0], 0x100000);
+	ASSERT_EQ(m.run->hypercall.args[1], 2);
+	ASSERT_EQ(m.run->hypercall.args[2], 0x10);
+	ASSERT_EQ(*kvm_run_hypercall_flags(m.run), KVM_EXIT_HYPERCALL_LONG_MODE);
+	m.run->hypercall.ret = 7;
+	expect_io(&m, KVM_EXIT_IO_OUT, PORT, 4);
+	memcpy(&v, pio_data(&m), 4);
+	ASSERT_EQ(v, 7); /* the VMM's answer in RAX */
+	vm_close(&m);
+}
+
+TEST(rdmsr_exit_to_user_space)
+{
+	static const uint8_t c[] = {
+		0xb9, 0x45, 0x23, 0x01, 0x00, /* mov $0x12345, %ecx */
+		0x0f, 0x32,		      /* rdmsr */
+		0x66, 0xba, PORT, 0x00,	      /* mov $PORT, %dx */
+		0xef,			      /* out %eax, (%dx) */
+		0x89, 0xd0,		      /* mov %edx, %eax */
+		0x66, 0xba, PORT, 0x00,	      /* mov $PORT, %dx */
+		0xef,			      /* out %eax, (%dx) */
+		0xf4,
+	};
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_X86_USER_SPACE_MSR,
+				      .args = { KVM_MSR_EXIT_REASON_UNKNOWN } };
+	uint32_t v;
+	struct vm m;
+
+	vm_open(&m, 0);
+	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_ENABLE_CAP, &cap), 0);
+	code(&m, CODE, c, sizeof(c));
+	vm_start(&m, CODE);
+	ASSERT_EQ(run(&m), 0);
+	ASSERT_EQ(m.run->exit_reason, KVM_EXIT_X86_RDMSR);
+	ASSERT_EQ(m.run->msr.index, 0x12345);
+	ASSERT_EQ(m.run->msr.reason, KVM_MSR_EXIT_REASON_UNKNOWN);
+	m.run->msr.data = 0x0123456789abcdefULL;
+	m.run->msr.error = 0;
+	expect_io(&m, KVM_EXIT_IO_OUT, PORT, 4);
+	memcpy(&v, pio_data(&m), 4);
+	ASSERT_EQ(v, 0x89abcdef);
+	expect_io(&m, KVM_EXIT_IO_OUT, PORT, 4);
+	memcpy(&v, pio_data(&m), 4);
+	ASSERT_EQ(v, 0x01230000 | PORT); /* EDX's high half, DX the port */
+	vm_close(&m);
+}
+
 static void on_usr1(int sig)
 {
 	(void)sig;
