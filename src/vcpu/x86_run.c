@@ -374,18 +374,13 @@ static int walk_cmpxchg(void *ctx, uint64_t gpa, unsigned size, uint64_t old, ui
 	return r;
 }
 
-static void walk_mode(struct kvm_vcpu *v, struct x86_walk_mode *m)
-{
-	kvm_vcpu_walk_mode(v, m);
-}
-
 static int guest_walk(struct kvm_x86_vcpu *x, uint64_t gva, uint32_t access,
 		      struct x86_walk_result *res)
 {
 	const struct x86_walk_ops ops = { walk_read, walk_cmpxchg, x };
 	struct x86_walk_mode m;
 
-	walk_mode(x->v, &m);
+	kvm_vcpu_walk_mode(x->v, &m);
 	return x86_walk(&m, gva, access, &ops, res);
 }
 
@@ -1360,6 +1355,8 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 			exit_internal(v);
 			break;
 		}
+		/* The guest thread's FPU state moved on: KVM_GET_XSAVE asks it. */
+		x->xsave_state = XS_GUEST;
 		/* Guest code retired natively: an STI/MOV SS shadow is over. */
 		if (cpu.rip != v->regs.rip)
 			x86_event_insn_retired(&v->arch.ev, 0);

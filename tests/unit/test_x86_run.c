@@ -371,6 +371,40 @@ TEST(rdmsr_exit_to_user_space)
 	vm_close(&m);
 }
 
+TEST(xsave_follows_the_guest)
+{
+	static const uint8_t c[] = {
+		0x48, 0xc7, 0xc0, 0x34, 0x12, 0x00, 0x00, /* mov $0x1234, %rax */
+		0x66, 0x48, 0x0f, 0x6e, 0xc0,		  /* movq %rax, %xmm0 */
+		0x66, 0xba, PORT, 0x00,			  /* mov $PORT, %dx */
+		0xee,					  /* out %al, (%dx) */
+		0x66, 0x48, 0x0f, 0x7e, 0xc8,		  /* movq %xmm1, %rax */
+		0xef,					  /* out %eax, (%dx) */
+		0xf4,
+	};
+	struct kvm_xsave xs;
+	uint64_t x;
+	uint32_t v;
+	struct vm m;
+
+	vm_open(&m, 0);
+	code(&m, CODE, c, sizeof(c));
+	vm_start(&m, CODE);
+	expect_io(&m, KVM_EXIT_IO_OUT, PORT, 1);
+	/* XMM0 is at byte 160 of the legacy region. */
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_GET_XSAVE, &xs), 0);
+	memcpy(&x, (uint8_t *)xs.region + 160, 8);
+	ASSERT_EQ(x, 0x1234);
+	/* XMM1 from the VMM reaches the guest. */
+	x = 0x5678;
+	memcpy((uint8_t *)xs.region + 176, &x, 8);
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_SET_XSAVE, &xs), 0);
+	expect_io(&m, KVM_EXIT_IO_OUT, PORT, 4);
+	memcpy(&v, pio_data(&m), 4);
+	ASSERT_EQ(v, 0x5678);
+	vm_close(&m);
+}
+
 static void on_usr1(int sig)
 {
 	(void)sig;
