@@ -580,7 +580,27 @@ int kvm_vcpu_set_msr(struct kvm_vcpu *v, uint32_t index, uint64_t data)
 
 int kvm_vcpu_guest_msr(struct kvm_vcpu *v, uint32_t index, bool write, uint64_t *data)
 {
-	int r = write ? msr_write(v, index, *data) : msr_read(v, index, data);
+	int r;
+
+	/*
+	 * The guest's own TSC writes move its offset (adjust_tsc_offset_guest):
+	 * TSC_ADJUST by the change of its value, TSC by the distance to the
+	 * value written, which TSC_ADJUST records too.  No synchronisation
+	 * with other vCPUs, unlike a VMM write.
+	 */
+	if (write && index == MSR_IA32_TSC_ADJUST) {
+		v->arch.tsc_offset += (int64_t)(*data - v->arch.tsc_adjust);
+		v->arch.tsc_adjust = *data;
+		return 0;
+	}
+	if (write && index == MSR_IA32_TSC) {
+		int64_t adj = (int64_t)(*data - kvm_vcpu_read_tsc(v));
+
+		v->arch.tsc_offset += adj;
+		v->arch.tsc_adjust += (uint64_t)adj;
+		return 0;
+	}
+	r = write ? msr_write(v, index, *data) : msr_read(v, index, data);
 
 	return r < 0 ? -1 : r;
 }
