@@ -58,6 +58,7 @@ struct kvm_mmu;
 struct kvm_vcpu;
 struct kvm_eventfds;
 struct kvm_x86_msr_filter;
+struct kvm_x86_vm;
 struct kvm_coalesced;
 struct kvm_shram;
 
@@ -245,6 +246,10 @@ struct kvm {
 		/* Coalesced MMIO/PIO zones (src/vcpu/coalesced_mmio.c): created
 		 * under slots_lock, read with an acquire load. */
 		struct kvm_coalesced *coalesced;
+		/* The x86 backend's guest process and shadow (src/vcpu/x86_run.c):
+		 * created under vcpu->mutex of the first x86 KVM_RUN with a
+		 * compare-and-swap, freed at VM destruction. */
+		struct kvm_x86_vm *x86vm;
 	} arch;
 
 	/*

@@ -931,7 +931,9 @@ static int msr_access(struct run *rn, uint32_t index, bool write, uint64_t *val)
 	unsigned slot;
 	int r;
 
-	if ((r = regs_msr(rn, index, write, val)) != -1)
+	/* A filtered MSR goes to the callbacks even if it lives in the registers. */
+	if ((!emu->ops->msr_filtered || !emu->ops->msr_filtered(emu->ctx, index, write)) &&
+	    (r = regs_msr(rn, index, write, val)) != -1)
 		return r;
 	if (replay(rn, write ? ACC_MSR_WRITE : ACC_MSR_READ, index, &slot)) {
 		if (emu->done[slot].error)

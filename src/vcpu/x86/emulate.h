@@ -156,6 +156,10 @@ struct x86_emu_ops {
 	int (*wrmsr)(void *ctx, uint32_t index, uint64_t val);
 	void (*cpuid)(void *ctx, uint32_t leaf, uint32_t subleaf, uint32_t out[4]);
 	uint64_t (*rdtsc)(void *ctx);
+	/* Optional: the VMM's MSR filter denies this access, so even the MSRs
+	 * kept in struct x86_regs (EFER, FS/GS base, KERNEL_GS_BASE) go
+	 * through rdmsr/wrmsr, which refuse or exit. */
+	bool (*msr_filtered)(void *ctx, uint32_t index, bool write);
 };
 
 enum x86_emu_status {
