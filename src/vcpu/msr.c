@@ -31,6 +31,7 @@
 #include "vcpu/cpuid.h"
 #include "vcpu/vcpu.h"
 #include "vcpu/x86.h"
+#include "vcpu/x86_run.h"
 #include "lib/lockdep.h"
 
 #define MSR_IA32_TSC 0x10
@@ -577,6 +578,13 @@ int kvm_vcpu_set_msr(struct kvm_vcpu *v, uint32_t index, uint64_t data)
 	return r;
 }
 
+int kvm_vcpu_guest_msr(struct kvm_vcpu *v, uint32_t index, bool write, uint64_t *data)
+{
+	int r = write ? msr_write(v, index, *data) : msr_read(v, index, data);
+
+	return r < 0 ? -1 : r;
+}
+
 int kvm_vcpu_msrs(struct kvm_vcpu *v, struct kvm_msr_entry *e, uint32_t n, bool set)
 {
 	uint32_t i;
@@ -709,4 +717,5 @@ void kvm_arch_destroy_vm(struct kvm *kvm)
 	msr_filter_free(kvm->arch.msr_filter);
 	kvm->arch.msr_filter = NULL;
 	kvm_coalesced_destroy(kvm);
+	kvm_x86_vm_destroy(kvm);
 }
