@@ -67,5 +67,6 @@ extern const struct bench_item bench_core_items[];    /* bench_core.c */
 extern const struct bench_item bench_vcpu_items[];    /* bench_vcpu.c */
 extern const struct bench_item bench_eventfd_items[]; /* bench_eventfd.c */
 extern const struct bench_item bench_design_items[];  /* bench_design.c */
+extern const struct bench_item bench_x86_items[];     /* bench_x86.c */
 
 #endif

@@ -38,6 +38,8 @@ static const struct bench_section bench_sections[] = {
 	{ "vcpu", "first touch, hits, conversions, invalidation storm", "32 s, 0.1 GiB",
 	  bench_vcpu_items },
 	{ "eventfd", "ioeventfd doorbells, irqfd latency", "2 s, <0.1 GiB", bench_eventfd_items },
+	{ "x86", "machine-code guests: compute vs native, exits, first touch, MAP_GPA_RANGE",
+	  "30 s, 0.1 GiB", bench_x86_items },
 	{ "design", "host primitives of the guest-execution/isolation design (on request)",
 	  "3 min, <0.1 GiB", bench_design_items, true },
 };
