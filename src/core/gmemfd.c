@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -56,6 +57,7 @@ struct gm_shfile {
 	bool writable; /* fd is O_RDWR */
 	bool ours;     /* a memfd made by conversion */
 	int fd;
+	uint64_t map_align; /* mmap granularity: the huge page size on hugetlbfs */
 	dev_t dev;
 	uint64_t ino;
 	uint64_t id;
@@ -65,7 +67,7 @@ struct gm_shfile {
 
 /*
  * gm_shram_lock: the file list below and its counters, every probe and
- * conversion of memslot memory, and the replacement of slot->shram.  A
+ * conversion of memslot memory, and the replacement of slot->shram->cur.  A
  * leaf: only the allocator and (TSan builds) the RCU deferral lock are
  * taken under it, and nothing waits for a grace period under it.
  */
@@ -102,6 +104,21 @@ static struct gm_shfile *shfile_lookup_locked(dev_t dev, uint64_t ino)
 	return NULL;
 }
 
+#define GM_HUGETLBFS_MAGIC 0x958458f6
+
+/* hugetlbfs maps only whole huge pages, whose size it reports as st_blksize. */
+static uint64_t file_map_align(int fd)
+{
+	struct statfs sfs;
+	struct stat st;
+
+	if (syscall(SYS_fstatfs, fd, &sfs) || (unsigned long)sfs.f_type != GM_HUGETLBFS_MAGIC ||
+	    gm_raw_fstat(fd, &st) || st.st_blksize < (blksize_t)GM_PAGE_SIZE ||
+	    (st.st_blksize & (st.st_blksize - 1)))
+		return GM_PAGE_SIZE;
+	return (uint64_t)st.st_blksize;
+}
+
 /* Register @fd (owned from now on) as the file (dev, ino); NULL on ENOMEM. */
 static struct gm_shfile *shfile_add_locked(int fd, dev_t dev, uint64_t ino, bool writable,
 					   bool ours)
@@ -113,7 +130,8 @@ static struct gm_shfile *shfile_add_locked(int fd, dev_t dev, uint64_t ino, bool
 		return NULL;
 	}
 	*f = (struct gm_shfile){ .fd = fd, .dev = dev, .ino = ino, .writable = writable,
-				 .ours = ours, .id = gm_shfile_next_id++, .lo = ~0ULL };
+				 .ours = ours, .id = gm_shfile_next_id++, .lo = ~0ULL,
+				 .map_align = file_map_align(fd) };
 	f->next = gm_shfiles;
 	gm_shfiles = f;
 	gm_shfiles_nr++;
@@ -153,8 +171,8 @@ struct kvm_shram_seg {
 };
 
 /* What backs one slot's host range; immutable except @stale. */
-struct kvm_shram {
-	long refs;  /* slots pointing at it (atomic) */
+struct kvm_shram_rec {
+	long refs;  /* 1: the holder that publishes it */
 	int stale;  /* set by the mmu notifier (atomic); the next lookup probes again */
 	struct rcu_head rcu;
 	uint32_t nr, cap;
@@ -163,7 +181,7 @@ struct kvm_shram {
 
 static void shram_free_rcu(struct rcu_head *head)
 {
-	struct kvm_shram *r = caa_container_of(head, struct kvm_shram, rcu);
+	struct kvm_shram_rec *r = caa_container_of(head, struct kvm_shram_rec, rcu);
 
 	gm_mutex_lock(&gm_shram_lock, GM_LOCK_SHRAM);
 	for (uint32_t i = 0; i < r->nr; i++)
@@ -173,7 +191,20 @@ static void shram_free_rcu(struct rcu_head *head)
 	free(r);
 }
 
-static void shram_put(struct kvm_shram *r)
+/*
+ * A slot's holder of its record (slot->shram): allocated with the slot
+ * and never changed in it, so that the plain struct copies memslots.c
+ * makes of a slot (FLAGS_ONLY, MOVE, the INVALID stand-in) race with
+ * nothing; a lookup replaces @cur instead.  Shared by the copies of one
+ * slot (a FLAGS_ONLY or MOVE keeps the host range), each holding a
+ * reference; the INVALID stand-in holds none and is freed with its slot.
+ */
+struct kvm_shram {
+	long refs;		  /* atomic */
+	struct kvm_shram_rec *cur; /* NULL until probed; replaced under gm_shram_lock */
+};
+
+static void shram_put(struct kvm_shram_rec *r)
 {
 	/* Readers may still use it: free (and drop its files) after a grace period. */
 	if (r && __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0)
@@ -181,10 +212,10 @@ static void shram_put(struct kvm_shram *r)
 }
 
 /* Append a segment, merging with the last one when it simply continues. */
-static int shram_add_seg(struct kvm_shram **rp, uint64_t start, uint64_t end,
+static int shram_add_seg(struct kvm_shram_rec **rp, uint64_t start, uint64_t end,
 			 struct gm_shfile *file, uint64_t offset, int err)
 {
-	struct kvm_shram *r = *rp;
+	struct kvm_shram_rec *r = *rp;
 	struct kvm_shram_seg *last = r->nr ? &r->seg[r->nr - 1] : NULL;
 
 	if (last && last->end == start && last->file == file &&
@@ -196,7 +227,7 @@ static int shram_add_seg(struct kvm_shram **rp, uint64_t start, uint64_t end,
 	}
 	if (r->nr == r->cap) {
 		uint32_t cap = r->cap * 2;
-		struct kvm_shram *n = realloc(r, sizeof(*r) + cap * sizeof(r->seg[0]));
+		struct kvm_shram_rec *n = realloc(r, sizeof(*r) + cap * sizeof(r->seg[0]));
 
 		if (!n)
 			return -ENOMEM;
@@ -459,6 +490,64 @@ static struct gm_shfile *shfile_for_piece_locked(const struct piece *p, int *err
 	return f;
 }
 
+/* ---- fork ------------------------------------------------------------------ */
+
+/*
+ * After a libc fork, converted memory would be shared between parent and
+ * child, where anonymous private memory is copy-on-write: the child maps
+ * the same file MAP_PRIVATE instead, so its writes stay its own (until it
+ * writes a page it still sees the parent's later writes to it: README).
+ * A raw fork system call runs no handler and shares the memory.
+ *
+ * The handlers use the plain pthread calls, as src/uapi/file.c does: the
+ * fork may come from any thread, holding locks lockdep does not rank.
+ */
+static void shram_atfork_prepare(void)
+{
+	pthread_mutex_lock(&gm_shram_lock);
+}
+
+static void shram_atfork_parent(void)
+{
+	pthread_mutex_unlock(&gm_shram_lock);
+}
+
+static void shram_atfork_child(void)
+{
+	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+	char *maps = gm_shfiles_ours ? read_proc_file("/proc/self/maps") : NULL;
+
+	for (char *line = maps, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+		unsigned long long vs, ve, off, ino;
+		unsigned maj, min;
+		char perms[8] = "";
+
+		nl = strchr(line, '\n');
+		if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu", &vs, &ve, perms, &off, &maj, &min,
+			   &ino) < 7 || perms[3] != 's')
+			continue;
+		for (struct gm_shfile *f = gm_shfiles; f; f = f->next) {
+			if (!f->ours || f->ino != ino || f->dev != makedev(maj, min))
+				continue;
+			gm_raw_mmap((void *)(uintptr_t)vs, ve - vs,
+				    (perms[0] == 'r' ? PROT_READ : 0) |
+					    (perms[1] == 'w' ? PROT_WRITE : 0) |
+					    (perms[2] == 'x' ? PROT_EXEC : 0),
+				    MAP_PRIVATE | MAP_FIXED, f->fd, (off_t)off);
+			break;
+		}
+	}
+	free(maps);
+	gm_shram_lock = fresh;
+}
+
+static pthread_once_t gm_shram_atfork_once = PTHREAD_ONCE_INIT;
+
+static void shram_atfork_register(void)
+{
+	pthread_atfork(shram_atfork_prepare, shram_atfork_parent, shram_atfork_child);
+}
+
 /* ---- converting anonymous memory ---------------------------------------- */
 
 static bool page_is_zero(const uint64_t *p)
@@ -543,6 +632,64 @@ out:
 }
 
 /*
+ * The VmFlags of the VMA starting at @vma_start in @smaps ("rd wr mr ..."),
+ * or NULL.  Points into @smaps, up to the end of its line.
+ */
+static const char *smaps_vmflags(const char *smaps, uint64_t vma_start)
+{
+	bool in = false;
+
+	for (const char *line = smaps; line && *line;) {
+		const char *nl = strchr(line, '\n');
+		unsigned long long vs, ve;
+		char c;
+
+		/* A VMA header: "start-end perms ..."; field lines start with a name. */
+		if (sscanf(line, "%llx-%llx %c", &vs, &ve, &c) == 3)
+			in = vs == vma_start;
+		else if (in && !strncmp(line, "VmFlags:", 8))
+			return line + 8;
+		line = nl ? nl + 1 : NULL;
+	}
+	return NULL;
+}
+
+static bool vmflag(const char *flags, const char *flag)
+{
+	for (const char *p = flags; p && *p && *p != '\n'; p++)
+		if (p[0] == flag[0] && p[1] == flag[1] && (p == flags || p[-1] == ' ') &&
+		    (p[2] == ' ' || p[2] == '\n' || p[2] == '\0'))
+			return true;
+	return false;
+}
+
+/*
+ * Give the new mapping of @p the per-VMA flags a VMM sets on guest RAM
+ * and the kernel keeps in VmFlags: locked, don't fork, don't dump, and
+ * the huge page hints (which tmpfs honours in "advise" mode).  KSM and
+ * wipe-on-fork do not exist for shared mappings (README).  Best effort.
+ */
+static void copy_vma_flags(const char *smaps, const struct piece *p)
+{
+	const char *flags = smaps ? smaps_vmflags(smaps, p->vma_start) : NULL;
+	void *addr = (void *)(uintptr_t)p->start;
+	size_t len = p->end - p->start;
+
+	if (!flags)
+		return;
+	if (vmflag(flags, "dc"))
+		gm_raw_madvise(addr, len, MADV_DONTFORK);
+	if (vmflag(flags, "dd"))
+		gm_raw_madvise(addr, len, MADV_DONTDUMP);
+	if (vmflag(flags, "hg"))
+		gm_raw_madvise(addr, len, MADV_HUGEPAGE);
+	if (vmflag(flags, "nh"))
+		gm_raw_madvise(addr, len, MADV_NOHUGEPAGE);
+	if (vmflag(flags, "lo"))
+		syscall(SYS_mlock, addr, len);
+}
+
+/*
  * Replace the anonymous pieces ps[first..last] (contiguous) by one new
  * memfd mapped MAP_SHARED at the same addresses with each piece's
  * protection, after copying what they hold.  Returns the file with one
@@ -559,6 +706,7 @@ static struct gm_shfile *convert_anon_locked(const struct piece *ps, size_t firs
 {
 	uint64_t start = ps[first].start, len = ps[last].end - start;
 	struct gm_shfile *f;
+	char *smaps;
 	struct stat st;
 	int fd, r = 0;
 
@@ -577,6 +725,8 @@ static struct gm_shfile *convert_anon_locked(const struct piece *ps, size_t firs
 		*err = r;
 		return NULL;
 	}
+	/* Read before the VMAs change; NULL only leaves the flags out. */
+	smaps = read_proc_file("/proc/self/smaps");
 	for (size_t i = first; i <= last; i++) {
 		void *want = (void *)(uintptr_t)ps[i].start;
 		void *got = gm_raw_mmap(want, ps[i].end - ps[i].start, ps[i].prot,
@@ -590,13 +740,16 @@ static struct gm_shfile *convert_anon_locked(const struct piece *ps, size_t firs
 		if (got != want) {
 			if (i == first) {
 				gm_raw_close(fd);
+				free(smaps);
 				*err = -ENOMEM;
 				return NULL;
 			}
 			last = i - 1;
 			break;
 		}
+		copy_vma_flags(smaps, &ps[i]);
 	}
+	free(smaps);
 	f = shfile_add_locked(fd, st.st_dev, st.st_ino, true, true);
 	if (!f) {
 		/* The VMM's memory is converted but untracked: still correct for it. */
@@ -614,17 +767,17 @@ static struct gm_shfile *convert_anon_locked(const struct piece *ps, size_t firs
 /* ---- probing a slot's range ---------------------------------------------- */
 
 /* The record of [start, end) now (converting anonymous memory). */
-static struct kvm_shram *shram_probe_locked(uint64_t start, uint64_t end)
+static struct kvm_shram_rec *shram_probe_locked(uint64_t start, uint64_t end)
 {
 	struct pieces ps = { NULL, 0, 0 };
-	struct kvm_shram *r = malloc(sizeof(*r) + 4 * sizeof(r->seg[0]));
+	struct kvm_shram_rec *r = malloc(sizeof(*r) + 4 * sizeof(r->seg[0]));
 	char *maps = read_proc_file("/proc/self/maps");
 	int err = 0;
 
 	lockdep_assert_held(&gm_shram_lock);
 	if (!r)
 		goto fail;
-	*r = (struct kvm_shram){ .refs = 1, .cap = 4 };
+	*r = (struct kvm_shram_rec){ .refs = 1, .cap = 4 };
 	if (!maps) {
 		err = -EOPNOTSUPP; /* no /proc: nothing can be found */
 		goto whole;
@@ -709,19 +862,28 @@ static uint64_t slot_hva_end(const struct kvm_memory_slot *slot)
  * marked it stale.  NULL only on ENOMEM.  Context: RCU read lock (the
  * slot stays allocated) or slots_lock.
  */
-static struct kvm_shram *shram_get(struct kvm_memory_slot *slot)
+static struct kvm_shram_rec *shram_get(struct kvm_memory_slot *slot)
 {
-	struct kvm_shram *r = smp_load_acquire(&slot->shram), *old;
+	struct kvm_shram *h = slot->shram;
+	struct kvm_shram_rec *r, *old;
 
+	if (!h)
+		return NULL; /* no memory for the holder when the slot was made */
+	r = smp_load_acquire(&h->cur);
 	if (likely(r && !__atomic_load_n(&r->stale, __ATOMIC_ACQUIRE)))
 		return r;
+	/*
+	 * Not under the lock: glibc holds its atfork lock while it runs our
+	 * prepare handler, which takes gm_shram_lock.
+	 */
+	pthread_once(&gm_shram_atfork_once, shram_atfork_register);
 	gm_mutex_lock(&gm_shram_lock, GM_LOCK_SHRAM);
-	old = slot->shram; /* stable: only replaced under this lock */
+	old = h->cur; /* stable: only replaced under this lock */
 	r = old;
 	if (!r || __atomic_load_n(&r->stale, __ATOMIC_ACQUIRE)) {
 		r = shram_probe_locked(slot->userspace_addr, slot_hva_end(slot));
 		if (r) {
-			smp_store_release(&slot->shram, r);
+			smp_store_release(&h->cur, r);
 			shram_put(old);
 		}
 	}
@@ -739,28 +901,38 @@ void kvm_shram_slot_created(struct kvm *kvm, struct kvm_memory_slot *slot)
 	(void)shram_get(slot);
 }
 
+void kvm_shram_slot_init(struct kvm_memory_slot *slot)
+{
+	struct kvm_shram *h = calloc(1, sizeof(*h));
+
+	if (h)
+		h->refs = 1;
+	slot->shram = h; /* NULL: its lookups answer -ENOMEM, its ioctl is unaffected */
+}
+
 void kvm_shram_slot_copy(struct kvm_memory_slot *dst, const struct kvm_memory_slot *src)
 {
-	struct kvm_shram *r;
-
-	/* A lookup may replace (and put) src's record meanwhile: not under the lock. */
-	gm_mutex_lock(&gm_shram_lock, GM_LOCK_SHRAM);
-	r = src->shram;
-	if (r)
-		__atomic_fetch_add(&r->refs, 1, __ATOMIC_RELAXED);
-	dst->shram = r;
-	gm_mutex_unlock(&gm_shram_lock);
+	kvm_shram_slot_free(dst);
+	if (src->shram)
+		__atomic_fetch_add(&src->shram->refs, 1, __ATOMIC_RELAXED);
+	dst->shram = src->shram;
 }
 
 void kvm_shram_slot_free(struct kvm_memory_slot *slot)
 {
-	shram_put(slot->shram);
+	struct kvm_shram *h = slot->shram;
+
 	slot->shram = NULL;
+	if (h && __atomic_sub_fetch(&h->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		/* No slot names it any more, and readers of those slots are gone. */
+		shram_put(h->cur);
+		free(h);
+	}
 }
 
 void kvm_shram_slot_hva_changed(struct kvm_memory_slot *slot)
 {
-	struct kvm_shram *r = smp_load_acquire(&slot->shram);
+	struct kvm_shram_rec *r = slot->shram ? smp_load_acquire(&slot->shram->cur) : NULL;
 
 	if (r)
 		__atomic_store_n(&r->stale, 1, __ATOMIC_RELEASE);
@@ -931,6 +1103,7 @@ static int gfn_to_private(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t g
 	out->run_pages = n;
 	out->file_id = GMEMFD_PRIVATE_ID | gmem->ino;
 	out->writable = true;
+	out->map_align = GM_PAGE_SIZE;
 	return 0;
 }
 
@@ -951,6 +1124,7 @@ static int gfn_to_gmem_shared(struct kvm *kvm, struct kvm_memory_slot *slot, gfn
 	out->run_pages = attr_run_end(kvm, gfn, limit, false) - gfn;
 	out->file_id = GMEMFD_PRIVATE_ID | gmem->ino;
 	out->writable = true;
+	out->map_align = GM_PAGE_SIZE;
 	return 0;
 }
 
@@ -958,7 +1132,7 @@ static int gfn_to_shared(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t gf
 			 struct kvm_gfn_backing *out)
 {
 	uint64_t hva = slot->userspace_addr + ((gfn - slot->base_gfn) << GM_PAGE_SHIFT);
-	struct kvm_shram *r = shram_get(slot);
+	struct kvm_shram_rec *r = shram_get(slot);
 	const struct kvm_shram_seg *s;
 	uint32_t lo = 0, hi;
 
@@ -984,6 +1158,7 @@ static int gfn_to_shared(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t gf
 	out->run_pages = attr_run_end(kvm, gfn, limit, false) - gfn;
 	out->file_id = s->file->id;
 	out->writable = s->file->writable && !(slot->flags & KVM_MEM_READONLY);
+	out->map_align = s->file->map_align;
 	return 0;
 }
 
@@ -1010,6 +1185,28 @@ int kvm_gfn_to_backing_info(struct kvm *kvm, int as_id, gfn_t gfn, bool is_priva
 	if (slot->flags & KVM_MEMSLOT_GMEM_ONLY)
 		return gfn_to_gmem_shared(kvm, slot, gfn, limit, out);
 	return gfn_to_shared(kvm, slot, gfn, limit, out);
+}
+
+static int file_in_use_cb(struct kvm_memory_slot *slot, void *ctx)
+{
+	uint64_t id = *(uint64_t *)ctx;
+	struct kvm_gmem *gmem = smp_load_acquire(&slot->gmem.file);
+	struct kvm_shram_rec *r = slot->shram ? smp_load_acquire(&slot->shram->cur) : NULL;
+
+	if (gmem && READ_ONCE(gmem->refs) && (GMEMFD_PRIVATE_ID | gmem->ino) == id)
+		return 1;
+	for (uint32_t i = 0; r && i < r->nr; i++)
+		if (r->seg[i].file && r->seg[i].file->id == id)
+			return 1;
+	return 0;
+}
+
+bool kvm_backing_file_in_use(struct kvm *kvm, uint64_t file_id)
+{
+	for (int as = 0; as < kvm->nr_as; as++)
+		if (kvm_memslots_for_each(kvm_memslots(kvm, as), file_in_use_cb, &file_id))
+			return true;
+	return false;
 }
 
 int kvm_gfn_to_backing(struct kvm *kvm, gfn_t gfn, bool is_private, int *fd,

@@ -33,7 +33,7 @@
  *
  * Each memslot holds an immutable record of what backs its range (a list
  * of segments: host range, file, file offset, or an error), replaced as a
- * whole.  The mmu notifier marks the records of the slots it hits as
+ * whole in a holder the slot's copies share.  The mmu notifier marks the records of the slots it hits as
  * stale, both before and after the host change; a stale record is probed
  * again on the next lookup (the VMM may have mapped something new there).
  * So after the VMM munmaps the memory, the recorded fd is never handed out
@@ -68,6 +68,12 @@ struct kvm_gfn_backing {
 	 */
 	uint64_t file_id;
 	bool writable; /* the fd may be mapped PROT_WRITE and the slot is not READONLY */
+	/*
+	 * What mmap of this file needs offsets and lengths aligned to: the
+	 * huge page size for hugetlbfs, else 4096.  A run is not rounded to
+	 * it; the caller maps the aligned block around it.
+	 */
+	uint64_t map_align;
 };
 
 /*
@@ -114,6 +120,18 @@ int kvm_gfn_to_backing(struct kvm *kvm, gfn_t gfn, bool is_private, int *fd,
 		       uint64_t *offset, uint64_t *run_pages);
 
 /*
+ * Whether a memslot of @kvm still reaches the file @file_id (from
+ * kvm_gfn_to_backing_info()): once it does not, the backend may drop its
+ * copy of the file in the guest process (which otherwise keeps the memory
+ * of a deleted memslot or a released guest_memfd alive).  Checking again
+ * when a memslot set's generation changed, or after an mmu-notifier
+ * event, is enough: nothing else makes a file unreachable.  A stale
+ * record still counts (it is probed again on the next lookup).
+ * Context: inside gm_rcu_read_lock().
+ */
+bool kvm_backing_file_in_use(struct kvm *kvm, uint64_t file_id);
+
+/*
  * Make @kvm's memslot memory shareable now and at every later memslot
  * creation (see the file comment).  Idempotent.  Returns 0 (failures to
  * convert a range only mark it).  Context: no VM lock held; takes
@@ -123,11 +141,16 @@ int kvm_shared_ram_enable(struct kvm *kvm);
 
 /* ---- hooks for memslots.c, vm.c and invalidate.c ----------------------- */
 
+/* A new slot (not yet visible) gets its own, empty record holder. */
+void kvm_shram_slot_init(struct kvm_memory_slot *slot);
 /* A slot was just created in an enabled VM: probe it.  Context: slots_lock. */
 void kvm_shram_slot_created(struct kvm *kvm, struct kvm_memory_slot *slot);
-/* @dst (not yet visible) takes @src's record (FLAGS_ONLY, MOVE: same memory). */
+/*
+ * @dst (not yet visible) drops its holder and shares @src's (FLAGS_ONLY,
+ * MOVE: the same host range).
+ */
 void kvm_shram_slot_copy(struct kvm_memory_slot *dst, const struct kvm_memory_slot *src);
-/* @slot is being freed (no reader can reach it): drop its record. */
+/* @slot is being freed (no reader can reach it): drop its holder. */
 void kvm_shram_slot_free(struct kvm_memory_slot *slot);
 /* The mmu notifier hit @slot's host range.  Context: RCU read lock or slots_lock. */
 void kvm_shram_slot_hva_changed(struct kvm_memory_slot *slot);

@@ -102,9 +102,9 @@ struct kvm_memory_slot {
 	unsigned long *dirty_bitmap;
 	/*
 	 * What backs the slot's host range for another process (src/core/
-	 * gmemfd.c): NULL until probed, then an immutable record that is
-	 * replaced whole under gm_shram_lock (release store; readers load it
-	 * with acquire under RCU).  Each slot holds a reference on its record.
+	 * gmemfd.c): a holder set before the slot is visible and never
+	 * changed (NULL if it could not be allocated); the record in it is
+	 * replaced under gm_shram_lock and read under RCU.
 	 */
 	struct kvm_shram *shram;
 };

@@ -445,7 +445,10 @@ static struct kvm_memory_slot *kvm_new_memslot(const struct kvm_userspace_memory
 		return NULL;
 	if (old) {
 		*s = *old; /* FLAGS_ONLY keeps metadata; MOVE replaces it */
+		s->shram = NULL;
 		kvm_shram_slot_copy(s, old); /* same memory: same record */
+	} else {
+		kvm_shram_slot_init(s);
 	}
 	s->base_gfn = mem->guest_phys_addr >> GM_PAGE_SHIFT;
 	s->npages = mem->memory_size >> GM_PAGE_SHIFT;

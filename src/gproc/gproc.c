@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -46,6 +47,7 @@ struct gp_vm {
 	int pidfd;  /* the process; readable once it exited */
 	pid_t pid;
 	bool cpuid_faulting;
+	bool tsc_faulting;
 	unsigned nr_vcpus;                  /* under ctl_lock */
 	unsigned char slot_used[GP_MAX_VCPUS]; /* under ctl_lock */
 };
@@ -143,11 +145,12 @@ static int stub_memfd(void)
 /*
  * The child between clone3 and execveat: raw system calls only (it is a
  * copy of a possibly multi-threaded process).  The control socket becomes
- * fd 3, every other fd is closed; the stub is exec'd from its memfd.
+ * fd 3, every other fd (stdio too) is closed; the stub is exec'd from its
+ * memfd (fd 4, close-on-exec).
  */
-static __attribute__((noreturn)) void child_exec(int sock, int exe)
+static __attribute__((noreturn)) void child_exec(int sock, int exe, char *flags)
 {
-	static char *const argv[] = { "guestmem-gproc", NULL };
+	char *const argv[] = { "guestmem-gproc", flags, NULL };
 	static char *const envp[] = { NULL };
 	sigset_t none;
 	long a = syscall(SYS_fcntl, sock, F_DUPFD, 10);
@@ -155,7 +158,7 @@ static __attribute__((noreturn)) void child_exec(int sock, int exe)
 
 	if (a >= 0 && b >= 0 && syscall(SYS_dup3, a, 3, 0) == 3 &&
 	    syscall(SYS_dup3, b, 4, O_CLOEXEC) == 4 &&
-	    syscall(SYS_close_range, 5, ~0u, 0) == 0) {
+	    syscall(SYS_close_range, 5, ~0u, 0) == 0 && syscall(SYS_close_range, 0, 2, 0) == 0) {
 		sigemptyset(&none);
 		syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, 8);
 		syscall(SYS_execveat, 4, "", argv, envp, AT_EMPTY_PATH);
@@ -164,12 +167,14 @@ static __attribute__((noreturn)) void child_exec(int sock, int exe)
 		syscall(SYS_exit_group, 127);
 }
 
-static int spawn(struct gp_vm *vm)
+static int spawn(struct gp_vm *vm, unsigned flags)
 {
 	struct clone_args ca;
 	int sv[2], exe, pidfd = -1;
+	char arg[16];
 	long pid;
 
+	snprintf(arg, sizeof(arg), "%u", flags);
 	if (gm_raw_socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
 		return -errno;
 	exe = stub_memfd();
@@ -185,7 +190,7 @@ static int spawn(struct gp_vm *vm)
 	ca.exit_signal = 0;
 	pid = syscall(SYS_clone3, &ca, sizeof(ca));
 	if (pid == 0)
-		child_exec(sv[1], exe);
+		child_exec(sv[1], exe, arg);
 	int e = pid < 0 ? -errno : 0;
 
 	gm_raw_close(sv[1]);
@@ -215,6 +220,11 @@ static void reap(struct gp_vm *vm)
 
 int gp_vm_create(struct gp_vm **out)
 {
+	return gp_vm_create_flags(out, 0);
+}
+
+int gp_vm_create_flags(struct gp_vm **out, unsigned flags)
+{
 	struct gp_vm *vm = calloc(1, sizeof(*vm));
 	struct gp_hello hello;
 	ssize_t r;
@@ -223,7 +233,11 @@ int gp_vm_create(struct gp_vm **out)
 	if (!vm)
 		return -ENOMEM;
 	gm_check_pthread(pthread_mutex_init(&vm->ctl_lock, NULL));
-	e = spawn(vm);
+	if (flags & ~(GP_VM_NO_CPUID_FAULT | GP_VM_NO_TSC_FAULT)) {
+		e = -EINVAL;
+		goto fail_free;
+	}
+	e = spawn(vm, flags);
 	if (e)
 		goto fail_free;
 	do
@@ -234,6 +248,7 @@ int gp_vm_create(struct gp_vm **out)
 		goto fail_proc;
 	}
 	vm->cpuid_faulting = hello.cpuid_faulting;
+	vm->tsc_faulting = hello.tsc_faulting;
 	*out = vm;
 	return 0;
 fail_proc:
@@ -264,6 +279,11 @@ int gp_vm_pid(const struct gp_vm *vm)
 bool gp_cpuid_faulting(struct gp_vm *vm)
 {
 	return vm->cpuid_faulting;
+}
+
+bool gp_tsc_faulting(struct gp_vm *vm)
+{
+	return vm->tsc_faulting;
 }
 
 int gp_vm_add_backing(struct gp_vm *vm, int fd, uint32_t *id)
@@ -332,6 +352,11 @@ static void mbox_send(struct gp_mbox *mb, uint32_t cmd)
 /*
  * Whether the stub posted.  Acquire: pairs with its store of POSTED.  With
  * @arm, announce a sleep first (Dekker with the stub's post_and_wait()).
+ * The eventfd is drained before arming, not after a post: the stub may
+ * write it after we saw POSTED (it read waiter_sleeping set by an earlier
+ * arm), and a count left behind would make every later ppoll() return at
+ * once.  So the count always belongs to the current wait, or is at most
+ * one spurious wake-up.
  */
 static bool mbox_posted(struct gp_vcpu *v, bool arm)
 {
@@ -341,12 +366,12 @@ static bool mbox_posted(struct gp_vcpu *v, bool arm)
 		goto posted;
 	if (!arm)
 		return false;
+	drain(v->evfd);
 	__atomic_store_n(&mb->waiter_sleeping, 1, __ATOMIC_SEQ_CST);
 	if (__atomic_load_n(&mb->state, __ATOMIC_SEQ_CST) != GP_MB_POSTED)
 		return false;
 posted:
 	__atomic_store_n(&mb->waiter_sleeping, 0, __ATOMIC_RELAXED);
-	drain(v->evfd);
 	return true;
 }
 
@@ -518,7 +543,8 @@ int gp_vcpu_enter(struct gp_vcpu *v, const struct gp_cpu *cpu, const struct gp_m
 		maps += GP_MBOX_MAPS;
 		nr_maps -= GP_MBOX_MAPS;
 	}
-	memcpy(mb->maps, maps, nr_maps * sizeof(*maps));
+	if (nr_maps)
+		memcpy(mb->maps, maps, nr_maps * sizeof(*maps));
 	mb->nr_maps = nr_maps;
 	mb->cpu = *cpu;
 	mbox_send(mb, GP_CMD_RUN);
@@ -532,9 +558,13 @@ int gp_vcpu_finish(struct gp_vcpu *v, struct gp_cpu *cpu, struct gp_trap *trap)
 	if (!mbox_posted(v, true))
 		return proc_dead(v->vm) ? -EIO : -EAGAIN;
 	if (mb->err) {
+		int32_t err = READ_ONCE(mb->err);
+
 		memset(trap, 0, sizeof(*trap));
 		trap->kind = GP_TRAP_OTHER;
-		return mb->err;
+		/* The mailbox is writable by guest code: never trust it further
+		 * than "some errno". */
+		return err < 0 && err > -4096 ? err : -EIO;
 	}
 	mb->xsave_in = 0; /* loaded into the guest by this run */
 	*cpu = mb->cpu;
@@ -576,9 +606,15 @@ void gp_vcpu_kick(struct gp_vcpu *v)
 #define XSAVE_HDR 512
 #define XSAVE_MIN (XSAVE_HDR + 64)
 
+/* The image's size, bounded by the mailbox (the guest can write it). */
+static size_t xsave_len(struct gp_vcpu *v)
+{
+	return GM_MIN((size_t)READ_ONCE(v->mb->xsave_len), (size_t)GP_XSAVE_MAX);
+}
+
 size_t gp_vcpu_xsave_size(struct gp_vcpu *v)
 {
-	return v->mb->xsave_len;
+	return xsave_len(v);
 }
 
 int gp_vcpu_get_xsave(struct gp_vcpu *v, void *buf, size_t len)
@@ -587,7 +623,7 @@ int gp_vcpu_get_xsave(struct gp_vcpu *v, void *buf, size_t len)
 
 	if (!mbox_posted(v, false))
 		return -EBUSY;
-	n = GM_MIN(len, (size_t)v->mb->xsave_len);
+	n = GM_MIN(len, xsave_len(v));
 	memcpy(buf, v->mb->xsave, n);
 	memset((char *)buf + n, 0, len - n);
 	return 0;
@@ -599,7 +635,7 @@ int gp_vcpu_set_xsave(struct gp_vcpu *v, const void *buf, size_t len)
 	const unsigned char *b = buf;
 	uint64_t bv, comp;
 	uint32_t mxcsr, mask;
-	size_t n = GM_MIN(len, (size_t)mb->xsave_len);
+	size_t n = GM_MIN(len, xsave_len(v));
 
 	if (!mbox_posted(v, false))
 		return -EBUSY;

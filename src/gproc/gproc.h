@@ -61,6 +61,8 @@ struct gp_vcpu; /* one thread in it */
  * Returns 0 and *@out, or -errno (-EIO if the stub did not start).
  */
 int gp_vm_create(struct gp_vm **out);
+/* The same with GP_VM_* flags (gproc_abi.h); gp_vm_create() passes 0. */
+int gp_vm_create_flags(struct gp_vm **out, unsigned flags);
 
 /**
  * gp_vm_destroy() - end the guest process and reap it.
@@ -86,7 +88,9 @@ int gp_vm_remove_backing(struct gp_vm *vm, uint32_t id);
  * gp_vm_unmap() - munmap [@gva, @gva + @len) in the guest process.
  * Synchronous, from any thread, vCPUs running or not: when it returns, no
  * vCPU thread can use the old mapping any more (the kernel's munmap has
- * shot down every thread's TLB); a later access faults (GP_TRAP_PF).
+ * shot down every thread's TLB); a later access faults (GP_TRAP_PF).  A
+ * gp_map that a vCPU applies concurrently for the same range may land
+ * after it: the caller orders the two (KVM's mmu_invalidate_seq retry).
  * Returns 0, -EINVAL (unaligned, empty, at or above GP_GUEST_VA_LIMIT), -EIO.
  */
 int gp_vm_unmap(struct gp_vm *vm, uint64_t gva, uint64_t len);
@@ -96,6 +100,8 @@ int gp_vm_protect(struct gp_vm *vm, uint64_t gva, uint64_t len, int prot);
 
 /** gp_cpuid_faulting() - whether ARCH_SET_CPUID took (CPUID raises #GP). */
 bool gp_cpuid_faulting(struct gp_vm *vm);
+/** gp_tsc_faulting() - whether PR_SET_TSC took (RDTSC/RDTSCP raise #GP). */
+bool gp_tsc_faulting(struct gp_vm *vm);
 
 /**
  * gp_vcpu_create() - start a vCPU thread; it parks in its handler.

@@ -31,6 +31,12 @@
 
 #define GP_MAX_BACKINGS 1024
 
+/* gp_vm_create_flags(): opt out of trapping CPUID / RDTSC(P) in the vCPU
+ * threads (each costs a trapped MSR or CR4 write per context switch on a
+ * virtualised host).  Passed to the stub as argv[1]. */
+#define GP_VM_NO_CPUID_FAULT 0x1u
+#define GP_VM_NO_TSC_FAULT 0x2u
+
 /* Signals of the protocol (raw kernel numbers; the stub has no libc). */
 #define GP_SIG_KICK 10  /* SIGUSR1: gp_vcpu_kick() */
 #define GP_SIG_START 12 /* SIGUSR2: a new vCPU thread enters its handler */

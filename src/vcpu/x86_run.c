@@ -606,10 +606,19 @@ static int x86_vcpu_init(struct kvm_vcpu *v)
 	x86_emu_init(&x->emu, &x->ops, x, &x->model, (uint8_t *)v->run + KVM_PIO_DATA_OFFSET);
 	x86_shadow_add_vcpu(x->vm->sh, &x->sv);
 	x->xsave_state = XS_VMM;
-	v->x86 = x;
+	/* Release: kvm_x86_kick() from other threads sees a complete x. */
+	__atomic_store_n(&v->x86, x, __ATOMIC_RELEASE);
 	/* The guest thread starts from the state the VMM set. */
 	kvm_x86_xsave_sync_in(v);
 	return 0;
+}
+
+void kvm_x86_kick(struct kvm_vcpu *v)
+{
+	struct kvm_x86_vcpu *x = __atomic_load_n(&v->x86, __ATOMIC_ACQUIRE);
+
+	if (x)
+		gp_vcpu_kick(x->gp);
 }
 
 void kvm_x86_vcpu_destroy(struct kvm_vcpu *v)
@@ -726,8 +735,6 @@ static void apply_effects(struct kvm_x86_vcpu *x, uint32_t fx)
 		x86_shadow_flush_all(sh, &x->sv);
 	else if (fx & X86_FX_INVLPG)
 		x86_shadow_flush_gva(sh, &x->sv, x->res.invlpg_gva);
-	if (fx & X86_FX_IRET_NMI)
-		x->v->arch.ev.nmi.masked = false;
 }
 
 static void queue_exception(struct kvm_x86_vcpu *x, const struct x86_exception *ex)
@@ -815,6 +822,8 @@ static int emu_outcome(struct kvm_x86_vcpu *x, int st, int *ret)
 		case X86_EMU_DONE:
 			regs_out(v, &x->xr);
 			apply_effects(x, res->effects);
+			/* STI's shadow starts, IRET unblocks NMIs. */
+			x86_event_insn_retired(&v->arch.ev, res->effects);
 			return X86R_CONTINUE;
 		case X86_EMU_EXCEPTION:
 			if (x->mem_exit)
@@ -1291,6 +1300,9 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 			exit_internal(v);
 			break;
 		}
+		/* Guest code retired natively: an STI/MOV SS shadow is over. */
+		if (cpu.rip != v->regs.rip)
+			x86_event_insn_retired(&v->arch.ev, 0);
 		cpu_out(v, &cpu);
 		if (trap.kind == GP_TRAP_KICK) {
 			if (!signalled)

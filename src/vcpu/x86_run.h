@@ -38,6 +38,10 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask);
  */
 bool kvm_x86_complete_userspace_io(struct kvm_vcpu *v, int *ret);
 
+/* Make a running machine-code guest stop at once and look at its events
+ * (an interrupt was raised for it).  Context: any thread. */
+void kvm_x86_kick(struct kvm_vcpu *v);
+
 /* kvm_run->ready_for_interrupt_injection at the end of KVM_RUN. */
 bool kvm_x86_ready_for_interrupt_injection(struct kvm_vcpu *v);
 

@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -79,6 +80,16 @@ static int lookup(struct kvm *kvm, gfn_t gfn, bool priv, struct kvm_gfn_backing 
 		b->fd = fcntl(b->fd, F_DUPFD_CLOEXEC, 0);
 		ASSERT_GE(b->fd, 0);
 	}
+	gm_rcu_read_unlock();
+	return r;
+}
+
+static bool in_use(struct kvm *kvm, uint64_t id)
+{
+	bool r;
+
+	gm_rcu_read_lock();
+	r = kvm_backing_file_in_use(kvm, id);
 	gm_rcu_read_unlock();
 	return r;
 }
@@ -220,6 +231,83 @@ TEST(test_convert_anon)
 	free(copy);
 }
 
+/*
+ * A libc fork gives the child its own copy-on-write view of converted
+ * memory: what the child writes stays in the child.
+ */
+TEST(test_fork_child_private)
+{
+	struct kvm *kvm = vm_new(0);
+	char *mem = anon(4);
+	int st = -1;
+	pid_t pid;
+
+	strcpy(mem + PS, "parent");
+	ASSERT_EQ(kvm_shared_ram_enable(kvm), 0);
+	ASSERT_EQ(set_region(kvm, 0, 0, 0, 4 * PS, mem, NULL, 0), 0);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		if (strcmp(mem + PS, "parent"))
+			_exit(2);
+		strcpy(mem + PS, "child");
+		mem[3 * PS] = 'c';
+		_exit(strcmp(mem + PS, "child") ? 3 : 0);
+	}
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	ASSERT_TRUE(WIFEXITED(st));
+	ASSERT_EQ(WEXITSTATUS(st), 0);
+	ASSERT_STR_EQ(mem + PS, "parent");
+	ASSERT_EQ(mem[3 * PS], 0);
+	kvm_put_kvm(kvm);
+	munmap(mem, 4 * PS);
+}
+
+/* The VmFlags of the VMA at @addr (from /proc/self/smaps). */
+static void vmflags_of(void *addr, char *out, size_t len)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	bool in = false;
+
+	ASSERT_NOT_NULL(f);
+	out[0] = '\0';
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long s, e;
+		char c;
+
+		if (sscanf(line, "%llx-%llx %c", &s, &e, &c) == 3)
+			in = (uintptr_t)addr >= s && (uintptr_t)addr < e;
+		else if (in && !strncmp(line, "VmFlags:", 8))
+			snprintf(out, len, "%.200s", line + 8);
+	}
+	fclose(f);
+}
+
+/* Flags a VMM sets on guest RAM (QEMU: DONTFORK, DONTDUMP, mlock) survive. */
+TEST(test_vma_flags_kept)
+{
+	struct kvm *kvm = vm_new(0);
+	char *mem = anon(4), flags[256];
+	bool locked;
+
+	ASSERT_EQ(madvise(mem, 4 * PS, MADV_DONTFORK), 0);
+	ASSERT_EQ(madvise(mem, 4 * PS, MADV_DONTDUMP), 0);
+	locked = mlock(mem, 4 * PS) == 0;
+	mem[0] = 'f';
+	ASSERT_EQ(kvm_shared_ram_enable(kvm), 0);
+	ASSERT_EQ(set_region(kvm, 0, 0, 0, 4 * PS, mem, NULL, 0), 0);
+	vmflags_of(mem, flags, sizeof(flags));
+	ASSERT_TRUE(strstr(flags, " sh") != NULL); /* converted */
+	ASSERT_TRUE(strstr(flags, " dc") != NULL);
+	ASSERT_TRUE(strstr(flags, " dd") != NULL);
+	if (locked)
+		ASSERT_TRUE(strstr(flags, " lo") != NULL);
+	ASSERT_EQ(mem[0], 'f');
+	kvm_put_kvm(kvm);
+	munmap(mem, 4 * PS);
+}
+
 /* Memory the VMM mapped MAP_SHARED from its own memfd is not replaced. */
 TEST(test_shared_file_reused)
 {
@@ -242,6 +330,7 @@ TEST(test_shared_file_reused)
 
 	ASSERT_EQ(lookup(kvm, 0x202, false, &b), 0);
 	same_file(b.fd, vfd);
+	ASSERT_EQ(b.map_align, PS);
 	ASSERT_EQ(b.offset, 10 * PS);
 	ASSERT_EQ(b.run_pages, 14);
 	child_check(b.fd, b.offset, 32, "hello from the VMM\0\0\0\0\0\0\0\0\0\0\0\0\0", 0, 'J');
@@ -256,6 +345,35 @@ TEST(test_shared_file_reused)
 	close(b.fd);
 	kvm_put_kvm(kvm);
 	munmap(mem, 16 * PS);
+}
+
+/* hugetlbfs memory: the file is reused and the answer says how to align. */
+TEST(test_hugetlb_file)
+{
+	struct kvm *kvm;
+	int vfd = memfd_create("vmm-huge", MFD_CLOEXEC | MFD_HUGETLB);
+	const size_t huge = 2ULL << 20;
+	struct kvm_gfn_backing b;
+	char *mem;
+
+	if (vfd < 0)
+		SKIP("no hugetlbfs memfd: %s", strerror(errno));
+	if (ftruncate(vfd, (off_t)huge))
+		SKIP("hugetlbfs: ftruncate: %s", strerror(errno));
+	mem = mmap(NULL, huge, PROT_READ | PROT_WRITE, MAP_SHARED, vfd, 0);
+	if (mem == MAP_FAILED) /* reserved at mmap: fails without huge pages */
+		SKIP("no huge page available");
+	kvm = vm_new(0);
+	ASSERT_EQ(kvm_shared_ram_enable(kvm), 0);
+	ASSERT_EQ(set_region(kvm, 0, 0, 0, huge, mem, NULL, 0), 0);
+	ASSERT_EQ(lookup(kvm, 3, false, &b), 0);
+	same_file(b.fd, vfd);
+	ASSERT_EQ(b.map_align, huge);
+	ASSERT_EQ(b.offset, 3 * PS);
+	close(b.fd);
+	kvm_put_kvm(kvm);
+	munmap(mem, huge);
+	close(vfd);
 }
 
 /* A private file mapping has no fd; the memslot is created all the same. */
@@ -289,15 +407,31 @@ TEST(test_private_file_unsupported)
 TEST(test_hole_and_several_vmas)
 {
 	struct kvm *kvm = vm_new(0);
-	char *mem = anon(12);
 	struct kvm_gfn_backing b;
-	long files = kvm_shram_nr_files();
+	char perms[8], path[256], *mem = NULL;
 
-	ASSERT_EQ(munmap(mem + 4 * PS, 2 * PS), 0);
-	ASSERT_EQ(madvise(mem + 8 * PS, 4 * PS, MADV_DONTFORK), 0); /* splits the VMA */
-	memset(mem + 8 * PS, 7, PS);
-	ASSERT_EQ(set_region(kvm, 0, 0, 0, 12 * PS, mem, NULL, 0), 0);
-	/* Lazy: the first lookup converts. */
+	/*
+	 * Another thread's (or the sanitizer's) mmap may land in the hole
+	 * before the probe reads the maps: then try again elsewhere.
+	 */
+	for (int attempt = 0; attempt < 10; attempt++) {
+		mem = anon(12);
+		ASSERT_EQ(munmap(mem + 4 * PS, 2 * PS), 0);
+		ASSERT_EQ(madvise(mem + 8 * PS, 4 * PS, MADV_DONTFORK), 0); /* splits the VMA */
+		memset(mem + 8 * PS, 7, PS);
+		ASSERT_EQ(set_region(kvm, 0, 0, 0, 12 * PS, mem, NULL, 0), 0);
+		/* Lazy: the first lookup converts. */
+		ASSERT_EQ(lookup(kvm, 0, false, &b), 0);
+		close(b.fd);
+		if (!maps_of(mem + 4 * PS, perms, path) && !maps_of(mem + 5 * PS, perms, path))
+			break;
+		DIAG("something was mapped in the hole; again");
+		ASSERT_EQ(set_region(kvm, 0, 0, 0, 0, mem, NULL, 0), 0);
+		munmap(mem, 4 * PS);
+		munmap(mem + 6 * PS, 6 * PS);
+		mem = NULL;
+	}
+	ASSERT_NOT_NULL(mem);
 	ASSERT_EQ(lookup(kvm, 0, false, &b), 0);
 	ASSERT_EQ(b.run_pages, 4);
 	close(b.fd);
@@ -308,9 +442,10 @@ TEST(test_hole_and_several_vmas)
 	ASSERT_EQ(b.run_pages, 6);
 	close(b.fd);
 	ASSERT_EQ(mem[8 * PS + 3], 7);
-	ASSERT_EQ(kvm_shram_nr_files(), files + 2);
+	ASSERT_EQ(set_region(kvm, 0, 0, 0, 0, mem, NULL, 0), 0);
 	kvm_put_kvm(kvm);
-	munmap(mem, 12 * PS);
+	munmap(mem, 4 * PS);
+	munmap(mem + 6 * PS, 6 * PS);
 }
 
 /* Two slots and two VMs on the same memory: one file for all of them. */
@@ -364,6 +499,7 @@ TEST(test_munmap_then_remap)
 	ASSERT_EQ(kvm_shram_nr_files(), files + 1);
 	ASSERT_EQ(lookup(kvm, 0, false, &b), 0);
 	close(b.fd);
+	ASSERT_TRUE(in_use(kvm, b.file_id));
 
 	{
 		struct kvm_mn_token *t = kvm_mmu_notifier_start_all((uintptr_t)mem,
@@ -372,7 +508,9 @@ TEST(test_munmap_then_remap)
 		ASSERT_EQ(munmap(mem, 4 * PS), 0);
 		kvm_mmu_notifier_end_all(t);
 	}
+	ASSERT_TRUE(in_use(kvm, b.file_id)); /* stale, not probed yet */
 	ASSERT_EQ(lookup(kvm, 0, false, &b), -EFAULT);
+	ASSERT_FALSE(in_use(kvm, b.file_id));
 	/* Only the slot's (stale-probed) record still names nothing: file closed. */
 	gm_synchronize_rcu();
 	ASSERT_WAIT(kvm_shram_nr_files() == files, 5000);
@@ -451,9 +589,12 @@ TEST(test_recreate_and_move)
 	ASSERT_EQ(set_region(kvm, 0, 0, 0, 4 * PS, mem, NULL, 0), 0);
 	files = kvm_shram_nr_files();
 	ASSERT_EQ(lookup(kvm, 1, false, &a), 0);
+	ASSERT_TRUE(in_use(kvm, a.file_id));
 	ASSERT_EQ(set_region(kvm, 0, 0, 0, 0, mem, NULL, 0), 0);
 	ASSERT_EQ(lookup(kvm, 1, false, &b), -ENOENT);
+	ASSERT_FALSE(in_use(kvm, a.file_id));
 	ASSERT_EQ(set_region(kvm, 0, 0, 0x10000, 4 * PS, mem, NULL, 0), 0);
+	ASSERT_TRUE(in_use(kvm, a.file_id));
 	ASSERT_EQ(lookup(kvm, 0x11, false, &b), 0);
 	ASSERT_EQ(a.file_id, b.file_id);
 	same_file(a.fd, b.fd);
@@ -514,6 +655,73 @@ TEST(test_no_fd_left)
 	ASSERT_EQ(nr_open_fds(), fds);
 }
 
+/*
+ * Lookups racing memslot deletion and re-creation, notifier events and
+ * re-probes: every fd handed out is open and is a memfd of the slot's size
+ * for as long as the read-side section lasts (ThreadSanitizer checks the
+ * publication of records).
+ */
+struct race {
+	struct kvm *kvm;
+	char *mem;
+	int stop;
+	long ok, gone;
+};
+
+static void *race_lookups(void *arg)
+{
+	struct race *r = arg;
+
+	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+		struct kvm_gfn_backing b;
+		struct stat st;
+		int ret;
+
+		gm_rcu_read_lock();
+		ret = kvm_gfn_to_backing_info(r->kvm, 0, 2, false, 0, &b);
+		if (!ret) {
+			/* The fd must be the file it was when answered. */
+			ASSERT_EQ(fstat(b.fd, &st), 0);
+			ASSERT_EQ(st.st_size, 8 * PS);
+			ASSERT_EQ(b.offset, 2 * PS);
+		}
+		gm_rcu_read_unlock();
+		if (!ret)
+			__atomic_fetch_add(&r->ok, 1, __ATOMIC_RELAXED);
+		else if (ret == -ENOENT || ret == -EFAULT)
+			__atomic_fetch_add(&r->gone, 1, __ATOMIC_RELAXED);
+		else
+			FAIL("lookup: %d", ret);
+	}
+	return NULL;
+}
+
+TEST_TIMEOUT(test_race_delete_and_notifier, 120)
+{
+	struct race r = { .kvm = vm_new(0), .mem = anon(8) };
+	pthread_t th[2];
+
+	ASSERT_EQ(kvm_shared_ram_enable(r.kvm), 0);
+	for (int i = 0; i < 2; i++)
+		ASSERT_EQ(pthread_create(&th[i], NULL, race_lookups, &r), 0);
+	for (int round = 0; round < 300; round++) {
+		ASSERT_EQ(set_region(r.kvm, 0, 0, 0, 8 * PS, r.mem, NULL, 0), 0);
+		if (round % 3 == 0)
+			kvm_mmu_notifier_invalidate_range(r.kvm, (uintptr_t)r.mem + PS,
+							  (uintptr_t)r.mem + 3 * PS);
+		if (round % 5 == 0) /* move it: the same record goes along */
+			ASSERT_EQ(set_region(r.kvm, 0, 0, 0x100000, 8 * PS, r.mem, NULL, 0), 0);
+		ASSERT_EQ(set_region(r.kvm, 0, 0, 0, 0, r.mem, NULL, 0), 0);
+	}
+	__atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < 2; i++)
+		ASSERT_EQ(pthread_join(th[i], NULL), 0);
+	DIAG("%ld answers, %ld gone", r.ok, r.gone);
+	ASSERT_GT(r.ok + r.gone, 0);
+	kvm_put_kvm(r.kvm);
+	munmap(r.mem, 8 * PS);
+}
+
 /* ---- private memory --------------------------------------------------------- */
 
 static char *gmem_page(struct kvm *kvm, gfn_t gfn)
@@ -538,6 +746,7 @@ static void test_private(void *arg)
 	struct kvm_gmem *g = NULL;
 	struct kvm_gfn_backing b, s;
 	char *shared = NULL, *p;
+	uint64_t priv_id;
 
 	use_backing(arg);
 	kvm = vm_new(KVM_X86_SW_PROTECTED_VM);
@@ -595,13 +804,16 @@ static void test_private(void *arg)
 	ASSERT_EQ(lookup(kvm, 0x11, true, &b), 0);
 	ASSERT_EQ(b.run_pages, !strcmp(arg, "memfd") ? 2 : b.run_pages);
 	close(b.fd);
+	priv_id = b.file_id;
 
 	/* Slot without guest_memfd: no private answer. */
 	ASSERT_EQ(set_region(kvm, 1, 0, 0x100000, PS, shared, NULL, 0), 0);
 	ASSERT_EQ(lookup(kvm, 0x100, true, &b), -EINVAL);
 
 	/* guest_memfd released: an error, never the closed fd. */
+	ASSERT_TRUE(in_use(kvm, priv_id));
 	kvm_gmem_put(g);
+	ASSERT_FALSE(in_use(kvm, priv_id));
 	ASSERT_EQ(lookup(kvm, 0x10, true, &b), -EFAULT);
 	kvm_put_kvm(kvm);
 	munmap(shared, 16 * PS);

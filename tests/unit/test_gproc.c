@@ -13,6 +13,7 @@
 #include "gproc/gproc.h"
 
 #include <asm/prctl.h>
+#include <dirent.h>
 #include <linux/audit.h>
 #include <poll.h>
 #include <pthread.h>
@@ -186,6 +187,68 @@ TEST(killed_process_gives_eio)
 	env_fini(&e);
 }
 
+static int count_fds(pid_t pid)
+{
+	char path[64];
+	struct dirent *d;
+	DIR *dir;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+	dir = opendir(path);
+	if (!dir)
+		return -1;
+	while ((d = readdir(dir)))
+		n += d->d_name[0] != '.';
+	closedir(dir);
+	return n;
+}
+
+/* The lowest mapped address of the process (/proc/PID/maps is sorted). */
+static unsigned long long lowest_mapping(pid_t pid)
+{
+	char path[64];
+	unsigned long long lo = ~0ull;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	f = fopen(path, "r");
+	if (f) {
+		if (fscanf(f, "%llx", &lo) != 1)
+			lo = ~0ull;
+		fclose(f);
+	}
+	return lo;
+}
+
+/* The process holds its control socket, the backings it was given and one
+ * eventfd per vCPU, nothing else; and nothing of it lies in the guest
+ * window, which is all the guest's. */
+TEST(process_hygiene)
+{
+	struct gp_vm *vm;
+	struct gp_vcpu *v;
+	uint32_t id;
+	pid_t pid;
+	int fd = memfd_create("hyg", MFD_CLOEXEC);
+
+	ASSERT_EQ(gp_vm_create(&vm), 0);
+	pid = gp_vm_pid(vm);
+	EXPECT_EQ(count_fds(pid), 1);
+	ASSERT_EQ(gp_vm_add_backing(vm, fd, &id), 0);
+	EXPECT_EQ(count_fds(pid), 2);
+	ASSERT_EQ(gp_vcpu_create(vm, &v), 0);
+	EXPECT_EQ(count_fds(pid), 3);
+	EXPECT_MSG(lowest_mapping(pid) >= GP_GUEST_VA_LIMIT, "lowest mapping %#llx",
+		   lowest_mapping(pid));
+	gp_vcpu_destroy(v);
+	EXPECT_EQ(count_fds(pid), 2);
+	ASSERT_EQ(gp_vm_remove_backing(vm, id), 0);
+	EXPECT_EQ(count_fds(pid), 1);
+	gp_vm_destroy(vm);
+	close(fd);
+}
+
 TEST(cpuid_faulting_probe)
 {
 	struct gp_vm *vm;
@@ -196,6 +259,46 @@ TEST(cpuid_faulting_probe)
 	EXPECT_EQ(gp_cpuid_faulting(vm), here);
 	DIAG("CPUID faulting: %s", here ? "yes" : "no");
 	gp_vm_destroy(vm);
+}
+
+/* Opting out: CPUID and RDTSC then run natively, with the host's answers. */
+TEST(faulting_opt_out)
+{
+	/* cpuid; hlt and rdtsc; hlt */
+	static const uint8_t cpuid_hlt[] = { 0x0f, 0xa2, 0xf4 };
+	static const uint8_t rdtsc_hlt[] = { 0x0f, 0x31, 0xf4 };
+	struct gp_cpu c = { .rflags = 2 };
+	struct gp_trap t;
+	struct gp_vm *vm;
+	unsigned a, b, cc, d;
+	struct env e;
+
+	ASSERT_EQ(gp_vm_create_flags(&vm, 0x80), -EINVAL);
+	env_init(&e);
+	EXPECT_TRUE(gp_tsc_faulting(e.vm));
+	gp_vcpu_destroy(e.vcpu);
+	gp_vm_destroy(e.vm);
+	ASSERT_EQ(gp_vm_create_flags(&e.vm, GP_VM_NO_CPUID_FAULT | GP_VM_NO_TSC_FAULT), 0);
+	EXPECT_FALSE(gp_cpuid_faulting(e.vm));
+	EXPECT_FALSE(gp_tsc_faulting(e.vm));
+	ASSERT_EQ(gp_vm_add_backing(e.vm, e.memfd, &e.id), 0);
+	ASSERT_EQ(gp_vcpu_create(e.vm, &e.vcpu), 0);
+	e.maps[0].backing = e.maps[1].backing = e.id;
+	c.gpr[RAX] = 0;
+	run_code(&e, cpuid_hlt, sizeof(cpuid_hlt), &c, &t);
+	EXPECT_EQ(t.kind, GP_TRAP_GP);
+	EXPECT_EQ(c.rip, CODE + 2);
+	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(cc), "=d"(d) : "a"(0), "c"(0));
+	EXPECT_EQ(c.gpr[RAX], a);
+	EXPECT_EQ(c.gpr[RBX], b);
+	EXPECT_EQ(c.gpr[RCX], cc);
+	EXPECT_EQ(c.gpr[RDX], d);
+	c.gpr[RAX] = c.gpr[RDX] = 0;
+	run_code(&e, rdtsc_hlt, sizeof(rdtsc_hlt), &c, &t);
+	EXPECT_EQ(t.kind, GP_TRAP_GP);
+	EXPECT_EQ(c.rip, CODE + 2);
+	EXPECT_NE(c.gpr[RAX] | c.gpr[RDX] << 32, 0);
+	env_fini(&e);
 }
 
 /* ---- registers -------------------------------------------------------------------- */
@@ -494,6 +597,40 @@ TEST(kick_stops_spinning_guest)
 	env_fini(&e);
 }
 
+static double thread_cpu_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Waiting for a guest that computes costs the VMM thread no CPU: it
+ * sleeps in poll(), even after many short runs (a stale wake-up count
+ * would make every later wait return at once). */
+TEST(wait_sleeps)
+{
+	static const uint8_t hlt[] = { 0xf4 };
+	struct gp_cpu c = { .rflags = 2 };
+	struct gp_trap t;
+	struct kicker k;
+	struct env e;
+	double cpu0;
+
+	env_init(&e);
+	for (int i = 0; i < 2000; i++)
+		run_code(&e, hlt, sizeof(hlt), &c, &t);
+	k = (struct kicker){ .v = e.vcpu, .delay_ms = 400 };
+	ASSERT_EQ(pthread_create(&k.th, NULL, kick_later, &k), 0);
+	cpu0 = thread_cpu_ms();
+	run_code(&e, spin, sizeof(spin), &c, &t);
+	EXPECT_MSG(thread_cpu_ms() - cpu0 < 100, "%.1f ms of CPU while waiting 400 ms",
+		   thread_cpu_ms() - cpu0);
+	ASSERT_EQ(pthread_join(k.th, NULL), 0);
+	EXPECT_EQ(t.kind, GP_TRAP_KICK);
+	env_fini(&e);
+}
+
 /* A kick while stopped is kept: the next run returns it at once, without
  * running an instruction, and only once. */
 TEST(kick_while_stopped_is_kept_once)
@@ -786,6 +923,64 @@ TEST(map_errors)
 	ASSERT_EQ(gp_vcpu_run(e.vcpu, &c, m, 1, &t), 0);
 	EXPECT_EQ(t.kind, GP_TRAP_GP);
 	close(fd2);
+	env_fini(&e);
+}
+
+/* gp_vcpu_destroy() of a vCPU whose guest spins: kicked, then ended. */
+TEST(destroy_running_vcpu)
+{
+	struct gp_cpu c = { .rflags = 2 };
+	struct gp_vcpu *v2;
+	struct env e;
+
+	env_init(&e);
+	ASSERT_EQ(gp_vcpu_create(e.vm, &v2), 0);
+	put_code(&e, spin, sizeof(spin));
+	c.rip = CODE;
+	ASSERT_EQ(gp_vcpu_enter(v2, &c, e.maps, 2), 0);
+	gp_vcpu_destroy(v2);
+	/* The VM and its other vCPU carry on. */
+	c.gpr[RCX] = 7;
+	{
+		static const uint8_t hlt[] = { 0xf4 };
+		struct gp_trap t;
+
+		run_code(&e, hlt, 1, &c, &t);
+		EXPECT_EQ(t.kind, GP_TRAP_GP);
+		EXPECT_EQ(c.gpr[RCX], 7);
+	}
+	env_fini(&e);
+}
+
+/* Slots are reused; each vCPU is its own thread with its own registers. */
+TEST(many_vcpus)
+{
+	enum { N = 16 };
+	/* mov %rcx,%rax; hlt */
+	static const uint8_t code[] = { 0x48, 0x89, 0xc8, 0xf4 };
+	struct gp_vcpu *v[N];
+	struct env e;
+
+	env_init(&e);
+	put_code(&e, code, sizeof(code));
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < N; i++)
+			ASSERT_EQ(gp_vcpu_create(e.vm, &v[i]), 0);
+		for (int i = 0; i < N; i++) {
+			struct gp_cpu c = { .rflags = 2, .rip = CODE };
+			struct gp_trap t;
+
+			c.gpr[RCX] = 100u * round + i;
+			ASSERT_EQ(gp_vcpu_run(v[i], &c, i ? NULL : e.maps, i ? 0 : 2, &t), 0);
+			EXPECT_EQ(t.kind, GP_TRAP_GP);
+			EXPECT_EQ(c.gpr[RAX], 100u * round + i);
+		}
+		/* Every other one first, then the rest. */
+		for (int i = 0; i < N; i += 2)
+			gp_vcpu_destroy(v[i]);
+		for (int i = 1; i < N; i += 2)
+			gp_vcpu_destroy(v[i]);
+	}
 	env_fini(&e);
 }
 

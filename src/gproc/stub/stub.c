@@ -201,7 +201,8 @@ extern char gp_probe_load[], gp_probe_done[];
 
 static int stub_pid;
 static int have_fsgsbase;
-static int cpuid_faulting;
+static int cpuid_faulting; /* vCPU threads fault CPUID (probed, not opted out) */
+static int tsc_faulting;   /* vCPU threads fault RDTSC/RDTSCP (not opted out) */
 static int backing_fd[GP_MAX_BACKINGS];
 
 struct slot {
@@ -553,10 +554,16 @@ static void vcpu_main(unsigned long slot)
 
 	if (SYS(__NR_sigaltstack, &ss, 0, 0))
 		die(3);
-	/* Per thread: CPUID and RDTSC raise #GP, so the VMM answers them. */
+	/*
+	 * Per thread: CPUID and RDTSC raise #GP, so the VMM answers them.
+	 * The price: the kernel rewrites the CPUID-faulting MSR and CR4.TSD
+	 * at every context switch between this thread and one without them
+	 * (the VMM's), which a hypervisor below us traps.
+	 */
 	if (cpuid_faulting)
 		SYS(__NR_arch_prctl, ARCH_SET_CPUID, 0, 0);
-	SYS(__NR_prctl, PR_SET_TSC, PR_TSC_SIGSEGV, 0);
+	if (tsc_faulting)
+		SYS(__NR_prctl, PR_SET_TSC, PR_TSC_SIGSEGV, 0);
 	SYS4(__NR_rt_sigprocmask, 2 /* SIG_SETMASK */, &mask, 0, 8);
 	/* First entry into the handler; it never returns here. */
 	SYS(__NR_tgkill, stub_pid, SYS(__NR_gettid, 0, 0, 0), GP_SIG_START);
@@ -799,7 +806,13 @@ __attribute__((noreturn, used)) void gp_stub_main(uint64_t *sp)
 	uint64_t argc = sp[0], *p = sp + 1 + argc + 1;
 	uint64_t all = ~0ull;
 	struct gp_hello hello = { .magic = GP_HELLO_MAGIC };
+	unsigned flags = 0;
 	int ctl = 3;
+
+	/* argv[1]: GP_VM_* flags in decimal. */
+	if (argc > 1)
+		for (const char *a = (const char *)sp[2]; *a >= '0' && *a <= '9'; a++)
+			flags = flags * 10 + (unsigned)(*a - '0');
 
 	while (*p)
 		p++; /* environment */
@@ -812,11 +825,17 @@ __attribute__((noreturn, used)) void gp_stub_main(uint64_t *sp)
 	/* The control thread takes no signal; vCPU threads open their masks. */
 	SYS4(__NR_rt_sigprocmask, 2, &all, 0, 8);
 	/* Probe: does the CPU fault CPUID at CPL3 (set per thread, inherited)? */
-	cpuid_faulting = SYS(__NR_arch_prctl, ARCH_SET_CPUID, 0, 0) == 0;
-	if (cpuid_faulting)
-		SYS(__NR_arch_prctl, ARCH_SET_CPUID, 1, 0); /* the control thread keeps it */
+	if (!(flags & GP_VM_NO_CPUID_FAULT)) {
+		cpuid_faulting = SYS(__NR_arch_prctl, ARCH_SET_CPUID, 0, 0) == 0;
+		if (cpuid_faulting) /* the control thread keeps CPUID */
+			SYS(__NR_arch_prctl, ARCH_SET_CPUID, 1, 0);
+	}
+	/* Probed the same way; the control thread keeps RDTSC. */
+	if (!(flags & GP_VM_NO_TSC_FAULT))
+		tsc_faulting = SYS(__NR_prctl, PR_SET_TSC, PR_TSC_SIGSEGV, 0) == 0 &&
+			       SYS(__NR_prctl, PR_SET_TSC, PR_TSC_ENABLE, 0) == 0;
 	hello.cpuid_faulting = (uint32_t)cpuid_faulting;
-	hello.tsc_faulting = SYS(__NR_prctl, PR_SET_TSC, PR_TSC_SIGSEGV, 0) == 0;
+	hello.tsc_faulting = (uint32_t)tsc_faulting;
 	install_handlers();
 	install_seccomp();
 	if (SYS(__NR_write, ctl, &hello, sizeof(hello)) != sizeof(hello))

@@ -67,6 +67,16 @@ static bool soft_checked(const struct x86_event *ev)
 	return ev->type == X86_EVENT_SOFT_INT || ev->type == X86_EVENT_SOFT_EXCEPTION;
 }
 
+void x86_event_soft_int(struct x86_event *ev, uint8_t opcode, uint8_t vector, uint8_t insn_len)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->type = opcode == 0xcd   ? X86_EVENT_SOFT_INT
+		   : opcode == 0xf1 ? X86_EVENT_PRIV_SOFT_EXCEPTION
+				    : X86_EVENT_SOFT_EXCEPTION;
+	ev->vector = vector;
+	ev->insn_len = insn_len;
+}
+
 static bool soft_type(const struct x86_event *ev)
 {
 	return soft_checked(ev) || ev->type == X86_EVENT_PRIV_SOFT_EXCEPTION;
@@ -97,10 +107,17 @@ static int mem_status(struct vec *v, int r, struct x86_exception *ex)
 	return unhandled(v, "event delivery touches MMIO");
 }
 
+/* Outside long mode linear addresses wrap at 4 GiB (table base + offset). */
+static uint64_t lin(const struct vec *v, uint64_t a)
+{
+	return (v->w.efer & X86_EFER_LMA) ? a : (a & 0xffffffffull);
+}
+
 static int rd(struct vec *v, uint64_t gva, void *buf, unsigned len, unsigned flags)
 {
 	struct x86_exception ex = { 0 };
 
+	gva = lin(v, gva);
 	return mem_status(v, v->ops->read(v->ctx, gva, buf, len, flags, &ex), &ex);
 }
 
@@ -108,6 +125,7 @@ static int wr(struct vec *v, uint64_t gva, const void *buf, unsigned len, unsign
 {
 	struct x86_exception ex = { 0 };
 
+	gva = lin(v, gva);
 	return mem_status(v, v->ops->write(v->ctx, gva, buf, len, flags, &ex), &ex);
 }
 
@@ -526,6 +544,13 @@ void x86_event_queue_interrupt(struct kvm_x86_events *ev, uint8_t vector)
 	ev->interrupt.nr = vector;
 }
 
+void x86_event_insn_retired(struct kvm_x86_events *ev, uint32_t effects)
+{
+	ev->interrupt.shadow = (effects & X86_FX_STI_SHADOW) ? X86_SHADOW_STI : 0;
+	if (effects & X86_FX_IRET_NMI)
+		ev->nmi.masked = false;
+}
+
 bool x86_event_interrupt_allowed(const struct kvm_x86_events *ev, const struct x86_regs *regs)
 {
 	return (regs->rflags & X86_RFLAGS_IF) && !ev->interrupt.shadow;
@@ -552,6 +577,19 @@ bool x86_event_ready_for_injection(const struct kvm_x86_events *ev, const struct
 	return x86_event_interrupt_allowed(ev, regs) && accept_dm_intr(ev, env) &&
 	       !ev->exception.injected && !ev->interrupt.injected && !ev->nmi.injected &&
 	       !ev->exception.pending && !ev->triple_fault_pending;
+}
+
+bool x86_event_wakes_halt(const struct kvm_x86_events *ev, const struct x86_regs *regs,
+			  const struct x86_event_env *env)
+{
+	bool irq;
+
+	if (ev->exception.pending || ev->triple_fault_pending)
+		return true;
+	if (ev->nmi.pending && x86_event_nmi_allowed(ev))
+		return true;
+	irq = env->irq ? env->irq->peek(env->irq->ctx) >= 0 : ev->interrupt.injected;
+	return irq && x86_event_interrupt_allowed(ev, regs);
 }
 
 static bool window_exit_due(const struct kvm_x86_events *ev, const struct x86_regs *regs,
@@ -660,6 +698,8 @@ int x86_event_inject(struct kvm_x86_events *ev, struct x86_regs *regs,
 {
 	memset(out, 0, sizeof(*out));
 	for (int round = 0; round < INJECT_MAX_ROUNDS; round++) {
+		struct kvm_x86_events before = *ev;
+		struct x86_regs w = *regs;
 		struct x86_event_result res;
 		struct x86_event e;
 		int k, st;
@@ -668,14 +708,21 @@ int x86_event_inject(struct kvm_x86_events *ev, struct x86_regs *regs,
 			ev->triple_fault_pending = false;
 			return X86_EVENT_TRIPLE_FAULT;
 		}
-		k = pick(ev, regs, env, &e);
+		/* On a working copy: an unhandled delivery leaves @regs (CR2 and
+		 * DR6 from a payload too) and the queued event as they were. */
+		k = pick(ev, &w, env, &e);
 		if (k == PICK_NONE)
 			break;
-		st = x86_event_deliver(regs, &e, ops, ctx, &res);
+		st = x86_event_deliver(&w, &e, ops, ctx, &res);
 		if (st == X86_EVENT_UNHANDLED) {
+			/* An interrupt acknowledged from the LAPIC cannot go back:
+			 * it stays queued as injected. */
+			if (!(k == PICK_IRQ && !before.interrupt.injected))
+				*ev = before;
 			out->why = res.why;
 			return st;
 		}
+		*regs = w;
 		retire(ev, k);
 		if (k == PICK_NMI)
 			ev->nmi.masked = true;
@@ -690,7 +737,8 @@ int x86_event_inject(struct kvm_x86_events *ev, struct x86_regs *regs,
 	out->irq_window_open = window_exit_due(ev, regs, env);
 	if (!env->block_irq) {
 		bool irq_waits = (env->irq && env->irq->peek(env->irq->ctx) >= 0) ||
-				 (env->request_interrupt_window && !env->pic_in_kernel);
+				 (env->request_interrupt_window && !env->pic_in_kernel &&
+				  accept_dm_intr(ev, env));
 
 		out->want_nmi_window = ev->nmi.pending && !x86_event_nmi_allowed(ev);
 		out->want_irq_window = irq_waits && !x86_event_interrupt_allowed(ev, regs);

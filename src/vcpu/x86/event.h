@@ -46,7 +46,9 @@
  * INT n, INT3 and INTO check the gate's DPL against CPL (#GP(vector*8+2));
  * INT1 (ICEBP), hardware exceptions, NMI and external interrupts do not.
  * A fault raised while vectoring a software interrupt is reported at the
- * instruction (RIP rewound by the instruction length).
+ * instruction (RIP rewound by the instruction length).  A #PF found while
+ * vectoring loads CR2 even when it becomes #DF.  test_x86_event checks RF,
+ * the INT n DPL fault and the return RIPs against the host CPU too.
  *
  * Not modelled (X86_EVENT_UNHANDLED, registers untouched; the backend
  * reports an internal error, KVM_INTERNAL_ERROR_DELIVERY_EV): real mode,
@@ -125,6 +127,13 @@ struct x86_event_result {
 int x86_event_deliver(struct x86_regs *regs, const struct x86_event *ev,
 		      const struct x86_event_ops *ops, void *ctx, struct x86_event_result *res);
 
+/*
+ * The event for X86_EMU_SOFT_INT: @opcode is the instruction's (0xcd INT n,
+ * 0xcc INT3, 0xce INTO, 0xf1 INT1), @vector res.ex.vector, @insn_len its
+ * length (RIP is already past it).
+ */
+void x86_event_soft_int(struct x86_event *ev, uint8_t opcode, uint8_t vector, uint8_t insn_len);
+
 /* Class of @vector for the double-fault rules: 0 benign, 1 contributory, 2 #PF. */
 int x86_exception_class(unsigned vector);
 
@@ -190,6 +199,14 @@ void x86_event_queue_emu_exception(struct kvm_x86_events *ev, const struct x86_e
  * says (the VMM waited for ready_for_interrupt_injection). */
 void x86_event_queue_interrupt(struct kvm_x86_events *ev, uint8_t vector);
 
+/*
+ * An instruction retired (emulated with X86_EMU_DONE and its res.effects,
+ * or guest code ran natively: @effects 0): the shadow of the instruction
+ * before it ends, STI (X86_FX_STI_SHADOW) starts a new one, and IRET
+ * (X86_FX_IRET_NMI) unblocks NMIs.
+ */
+void x86_event_insn_retired(struct kvm_x86_events *ev, uint32_t effects);
+
 /* RFLAGS.IF set and no STI/MOV SS shadow: an interrupt could be taken. */
 bool x86_event_interrupt_allowed(const struct kvm_x86_events *ev, const struct x86_regs *regs);
 /* Neither NMI masking nor a shadow blocks an NMI (and none is in flight). */
@@ -203,6 +220,14 @@ bool x86_event_nmi_allowed(const struct kvm_x86_events *ev);
 bool x86_event_ready_for_injection(const struct kvm_x86_events *ev, const struct x86_regs *regs,
 				   const struct x86_event_env *env);
 
+/*
+ * Whether something would wake the vCPU from HLT (kvm_vcpu_has_events'
+ * event part): an exception or triple fault pending, an NMI that is not
+ * blocked, or an interrupt with interrupts allowed.  Calls env->irq->peek.
+ */
+bool x86_event_wakes_halt(const struct kvm_x86_events *ev, const struct x86_regs *regs,
+			  const struct x86_event_env *env);
+
 /**
  * x86_event_inject - at guest entry: deliver what KVM would (see top), in
  * rounds until nothing more can be delivered, and say whether an
@@ -211,9 +236,13 @@ bool x86_event_ready_for_injection(const struct kvm_x86_events *ev, const struct
  * Context: vCPU owner, the guest stopped; @env->irq callbacks are called.
  * Return: X86_EVENT_OK, X86_EVENT_TRIPLE_FAULT (the event in flight is
  * dropped: the backend exits with KVM_EXIT_SHUTDOWN), or
- * X86_EVENT_UNHANDLED (@out->why; the event stays queued).  Any delivery
- * ends the interrupt shadow; an NMI sets NMI masking (until IRET:
- * X86_FX_IRET_NMI clears ev->nmi.masked).
+ * X86_EVENT_UNHANDLED (@out->why; @regs and the queued event as they were,
+ * except that an interrupt already acknowledged from the LAPIC stays
+ * queued as injected).  Events delivered before it in the same call stay
+ * delivered.  Any delivery
+ * ends the interrupt shadow; an NMI sets NMI masking (until IRET, see
+ * x86_event_insn_retired()), also when a fault while vectoring it was
+ * delivered instead.
  */
 int x86_event_inject(struct kvm_x86_events *ev, struct x86_regs *regs,
 		     const struct x86_event_env *env, const struct x86_event_ops *ops, void *ctx,
