@@ -71,5 +71,6 @@ extern const struct bench_item bench_eventfd_items[]; /* bench_eventfd.c */
 extern const struct bench_item bench_design_items[];  /* bench_design.c */
 extern const struct bench_item bench_seccomp_items[]; /* bench_seccomp.c */
 extern const struct bench_item bench_scale_items[];   /* bench_scale.c */
+extern const struct bench_item bench_x86_items[];     /* bench_x86.c */
 
 #endif

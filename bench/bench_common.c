@@ -38,6 +38,8 @@ static const struct bench_section bench_sections[] = {
 	{ "vcpu", "first touch, hits, conversions, invalidation storm", "32 s, 0.1 GiB",
 	  bench_vcpu_items },
 	{ "eventfd", "ioeventfd doorbells, irqfd latency", "2 s, <0.1 GiB", bench_eventfd_items },
+	{ "x86", "machine-code guests: compute vs native, exits, first touch, MAP_GPA_RANGE",
+	  "30 s, 0.1 GiB", bench_x86_items },
 	{ "seccomp", "what the preload's seccomp filter costs the VMM (on request)",
 	  "30 s, <0.1 GiB", bench_seccomp_items, true },
 	{ "design", "host primitives of the guest-execution/isolation design (on request)",
