@@ -720,6 +720,11 @@ static void gm_sc_mm(const struct seccomp_notif *n)
 
 	if (!gm_sc_id_valid(n->id))
 		return;
+	/* A libc call made for library code on its thread (malloc's mprotect)
+	 * is the library's own: no notifier, as the wrapper would skip it
+	 * there, and that thread may hold the locks the notifier takes. */
+	if (gm_uapi_tid_in_library((int)n->pid))
+		goto call;
 	switch (n->data.nr) {
 	case SYS_munmap:
 		tok = gm_uapi_munmap_pre((void *)a[0], a[1]);
@@ -734,6 +739,7 @@ static void gm_sc_mm(const struct seccomp_notif *n)
 		tok = gm_uapi_mprotect_pre((void *)a[0], a[1]);
 		break;
 	}
+call:
 	/* The same mm: the call has the same effect made from this thread. */
 	ret = GM_RAW_SYSCALL(n->data.nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 	if (ret == -1)

@@ -63,6 +63,53 @@ static pthread_once_t gm_atfork_once = PTHREAD_ONCE_INIT;
 
 __thread int gm_uapi_in_library __attribute__((tls_model("initial-exec")));
 
+/*
+ * The threads inside an entry point of the library, by thread id, for the
+ * seccomp listener (src/preload/seccomp.c).  A libc call that library code
+ * makes on a thread (malloc growing its heap with mprotect) is routed to
+ * the listener like any other; that thread may hold a library lock the mmu
+ * notifier needs, so the listener must answer it as the preload's wrapper
+ * would on that thread: as the library's own, without a notifier.  A fixed
+ * table of atomic tids (0: free); a thread claims a slot on its outermost
+ * entry and frees it on leaving.  More threads than slots inside the
+ * library at once go unrecorded (the listener then runs the notifier).
+ */
+#define GM_BUSY_SLOTS 256
+static int gm_busy_tid[GM_BUSY_SLOTS];
+static __thread int gm_busy_slot = -1;
+static __thread int gm_self_tid;
+
+void gm_uapi_busy_mark(void)
+{
+	if (!gm_self_tid)
+		gm_self_tid = (int)syscall(SYS_gettid);
+	for (int i = 0; i < GM_BUSY_SLOTS; i++) {
+		int free_tid = 0;
+
+		/* seq_cst: visible before any system call this thread makes next. */
+		if (__atomic_compare_exchange_n(&gm_busy_tid[i], &free_tid, gm_self_tid, false,
+						__ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
+			gm_busy_slot = i;
+			return;
+		}
+	}
+}
+
+void gm_uapi_busy_clear(void)
+{
+	if (gm_busy_slot >= 0)
+		__atomic_store_n(&gm_busy_tid[gm_busy_slot], 0, __ATOMIC_RELEASE);
+	gm_busy_slot = -1;
+}
+
+bool gm_uapi_tid_in_library(int tid)
+{
+	for (int i = 0; i < GM_BUSY_SLOTS; i++)
+		if (__atomic_load_n(&gm_busy_tid[i], __ATOMIC_ACQUIRE) == tid)
+			return true;
+	return false;
+}
+
 static struct gm_file **gm_bucket(ino_t ino)
 {
 	return &gm_file_hash[ino % GM_FILE_BUCKETS];

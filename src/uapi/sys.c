@@ -28,8 +28,17 @@
 #define GM_PAGE_ALIGN_UP(x) (((x) + 4095) & ~(uint64_t)4095)
 
 /* Mark the library as running on this thread (the hva hooks skip). */
-#define GM_ENTER() int gm_saved_in_library_ = gm_uapi_in_library; gm_uapi_in_library = 1
-#define GM_LEAVE() (gm_uapi_in_library = gm_saved_in_library_)
+#define GM_ENTER()                                         \
+	int gm_saved_in_library_ = gm_uapi_in_library;     \
+	if (!gm_saved_in_library_)                         \
+		gm_uapi_busy_mark();                       \
+	gm_uapi_in_library = 1
+#define GM_LEAVE()                                         \
+	do {                                               \
+		gm_uapi_in_library = gm_saved_in_library_; \
+		if (!gm_saved_in_library_)                 \
+			gm_uapi_busy_clear();              \
+	} while (0)
 
 static long gm_ret(long r)
 {

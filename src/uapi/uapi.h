@@ -135,6 +135,11 @@ void gm_anon_inode_stat(struct stat *st);
 
 /* Per-thread guard: set while the library itself runs (hva hooks skip). */
 extern __thread int gm_uapi_in_library __attribute__((tls_model("initial-exec")));
+/* The outermost entry of a thread into the library, and its leaving: the
+ * seccomp listener asks gm_uapi_tid_in_library() about a caller (file.c). */
+void gm_uapi_busy_mark(void);
+void gm_uapi_busy_clear(void);
+bool gm_uapi_tid_in_library(int tid);
 
 /* ---- user memory (src/uapi/usercopy.c) ------------------------------- */
 
