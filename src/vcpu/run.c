@@ -10,14 +10,16 @@
  * default), then sleeps.  The guest side does the same while the VMM
  * handles its exit.
  *
- * Signals.  Every signal is blocked from the start of KVM_RUN; the sleep is
- * a ppoll() on the vCPU's eventfd with the caller's own mask (or the one
- * from KVM_SET_SIGNAL_MASK), and the run loop starts with a zero-timeout
- * ppoll() under that mask, so a signal already pending ends KVM_RUN before
- * the guest runs.  So a signal that arrives at any point of
- * KVM_RUN, even before the wait, interrupts the wait when ppoll() unblocks
- * it, as a pending signal makes the kernel's run loop exit; and ppoll() is
- * never restarted, whatever SA_RESTART says.  Then KVM_RUN sets the vCPU's
+ * Signals.  Every signal is blocked from the start of KVM_RUN.  The signals
+ * the run mask (KVM_SET_SIGNAL_MASK's, or the caller's own) lets through
+ * are watched with a signalfd (sigwait.c), which sees them pending without
+ * delivering them, as the kernel's run loop sees them: the loop starts
+ * with a zero-timeout check, so a signal already pending ends KVM_RUN
+ * before the guest runs, and the sleep polls the signalfd beside the
+ * vCPU's eventfd, so a signal at any later point ends the wait.  The
+ * signal stays pending; restoring the caller's mask on return delivers it
+ * if that mask allows, and a signal only the run mask lets through stays
+ * pending for the caller's sigwait().  Then KVM_RUN sets the vCPU's
  * kick flag, which the guest checks in every accessor, waits for the guest
  * to stop, and returns -EINTR with KVM_EXIT_INTR - unless the guest had
  * produced an exit meanwhile, which is then returned instead, so that no
@@ -164,24 +166,27 @@ static void drain_wake_fd(struct kvm_vcpu *v)
 }
 
 /*
- * Wait until the guest parks: spin if configured, then sleep in ppoll().
- * The first signal kicks the guest; later ones are just delivered.
+ * Wait until the guest parks: spin if configured, then sleep in poll() on
+ * the wake eventfd and the signalfd of the signals the run mask lets
+ * through (sigwait.c: seen, not delivered).  The first such signal kicks
+ * the guest; after that only the guest's parking is waited for.
  */
 static void wait_for_guest(struct kvm_vcpu *v, const sigset_t *mask)
 {
-	struct pollfd pfd = { .fd = v->wake_fd, .events = POLLIN };
-	bool kicked = false;
+	struct pollfd pfd[2] = { { .fd = v->wake_fd, .events = POLLIN },
+				 { .fd = kvm_vcpu_sigfd(v, mask), .events = POLLIN } };
+	bool kicked = pfd[1].fd < 0;
 
 	if (kvm_vcpu_spin_until(guest_parked(v)))
 		return;
 	/* Dekker with guest_publish(): announce the sleep, then look again. */
 	__atomic_store_n(&v->waiter_sleeping, true, __ATOMIC_SEQ_CST);
 	while (__atomic_load_n(&v->state, __ATOMIC_SEQ_CST) == GUEST_IN) {
-		int r = ppoll(&pfd, 1, NULL, mask);
+		int r = poll(pfd, kicked ? 1 : 2, -1);
 
-		if (r > 0) {
+		if (r > 0 && (pfd[0].revents & POLLIN))
 			drain_wake_fd(v);
-		} else if (r < 0 && errno == EINTR && !kicked) {
+		if (r > 0 && !kicked && (pfd[1].revents & POLLIN)) {
 			/* Pairs with the guest's READ_ONCE in its stop points. */
 			WRITE_ONCE(v->kick, true);
 			kvm_vcpu_wake_up(v); /* a guest halted in guest_irq.c */
@@ -219,17 +224,6 @@ static int resume_guest(struct kvm_vcpu *v)
 	return r;
 }
 
-/*
- * Let @mask take effect for an instant: a pending signal it unblocks is
- * delivered now (its handler runs) and we report it.
- */
-static bool signal_pending_now(const sigset_t *mask)
-{
-	struct timespec zero = { 0, 0 };
-
-	return ppoll(NULL, 0, &zero, mask) < 0 && errno == EINTR;
-}
-
 /* What the guest left when it parked.  Returns false for a stop point. */
 static bool guest_exit_result(struct kvm_vcpu *v, int *ret)
 {
@@ -261,7 +255,7 @@ static int vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 		return 0;
 	}
 	/* A signal already pending: EINTR before the guest runs, as KVM. */
-	if (signal_pending_now(mask)) {
+	if (kvm_vcpu_signal_pending(v, mask, 0)) {
 		kvm_stat_inc(&v->stat.signal_exits);
 		run->exit_reason = KVM_EXIT_INTR;
 		return -EINTR;

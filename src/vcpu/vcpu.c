@@ -112,6 +112,8 @@ static void vcpu_free(struct kvm_vcpu *v)
 		gm_raw_close(v->run_fd);
 	if (v->wake_fd >= 0)
 		gm_raw_close(v->wake_fd);
+	if (v->sig_fd >= 0)
+		gm_raw_close(v->sig_fd);
 	vcpu_shared_put(v->shared);
 	kvm_dirty_ring_free(&v->dirty_ring);
 	free(v->cpuid);
@@ -131,7 +133,7 @@ static int vcpu_alloc(struct kvm *kvm, uint32_t id, struct kvm_vcpu **out)
 		return -ENOMEM;
 	v->kvm = kvm;
 	v->vcpu_id = id;
-	v->run_fd = v->wake_fd = -1;
+	v->run_fd = v->wake_fd = v->sig_fd = -1;
 	v->dirty_ring.fd = -1;
 	v->guest.vcpu = v;
 	v->state = GUEST_NOT_STARTED;

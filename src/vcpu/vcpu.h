@@ -122,7 +122,9 @@ struct kvm_vcpu {
 	int run_ret;	/* KVM_RUN's result for the exit just produced */
 	bool exited;	/* parked at an exit (false: at a stop point) */
 	bool dying;	/* VM destruction: the parked guest thread ends */
-	int wake_fd;	/* eventfd: the guest parked; KVM_RUN ppoll()s it */
+	int wake_fd;	/* eventfd: the guest parked; KVM_RUN polls it */
+	int sig_fd;	/* signalfd of the signals KVM_RUN's mask lets through (sigwait.c) */
+	sigset_t sig_fd_set; /* its mask; both under vcpu->mutex */
 	bool waiter_sleeping; /* KVM_RUN is (about to be) in ppoll: write wake_fd */
 	bool kick;	/* READ_ONCE in every accessor: stop at the next one */
 
@@ -189,6 +191,14 @@ int kvm_vcpu_set_sigmask(struct kvm_vcpu *vcpu, const void *set, uint32_t len);
  * memory-fault exit, ...).  Context: vcpu->mutex held, same process.
  */
 int kvm_arch_vcpu_ioctl_run(struct kvm_vcpu *vcpu, unsigned long arg);
+/*
+ * The signals @run_mask lets through, as a signalfd that polls readable
+ * while one is pending, without delivering it (sigwait.c); -errno if none
+ * can be made.  kvm_vcpu_signal_pending() polls it for @timeout_ms.
+ * Context: vcpu->mutex held, every signal blocked (KVM_RUN).
+ */
+int kvm_vcpu_sigfd(struct kvm_vcpu *v, const sigset_t *run_mask);
+bool kvm_vcpu_signal_pending(struct kvm_vcpu *v, const sigset_t *run_mask, int timeout_ms);
 /* Set the guest program (C API); before the first KVM_RUN only. */
 int kvm_vcpu_set_guest(struct kvm_vcpu *vcpu, guestmem_guest_fn fn, void *opaque);
 

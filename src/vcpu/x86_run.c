@@ -1248,32 +1248,24 @@ bool kvm_x86_ready_for_interrupt_injection(struct kvm_vcpu *v)
 
 /* ---- waiting ------------------------------------------------------------------------ */
 
-/* A signal the caller's mask lets through is pending (its handler ran). */
-static bool signal_pending_now(const sigset_t *mask)
-{
-	struct timespec zero = { 0, 0 };
-
-	return ppoll(NULL, 0, &zero, mask) < 0 && errno == EINTR;
-}
-
 /*
  * HLT with an in-kernel irqchip: sleep until an interrupt can be taken or
  * a signal arrives.  The LAPIC model wakes halted C guests through its
  * condition variable; this thread must also see the caller's signals, so
- * it polls the model at 1 ms intervals inside ppoll() with the caller's
- * mask.  Returns X86R_CONTINUE when runnable, or X86R_EXIT with -EINTR.
+ * it polls the model at 1 ms intervals while waiting on the signalfd of
+ * the signals the run mask lets through (sigwait.c).  Returns
+ * X86R_CONTINUE when runnable, or X86R_EXIT with -EINTR.
  */
 static int halt_wait(struct kvm_x86_vcpu *x, const sigset_t *mask, int *ret)
 {
 	struct kvm_vcpu *v = x->v;
-	struct timespec ms = { 0, 1000000 };
 
 	while (v->mp_state == KVM_MP_STATE_HALTED) {
 		if (kvm_cpu_has_interrupt(v) || v->arch.ev.nmi.pending) {
 			v->mp_state = KVM_MP_STATE_RUNNABLE;
 			break;
 		}
-		if (ppoll(NULL, 0, &ms, mask) < 0 && errno == EINTR) {
+		if (kvm_vcpu_signal_pending(v, mask, 1)) {
 			v->run->exit_reason = KVM_EXIT_INTR;
 			kvm_stat_inc(&v->stat.signal_exits);
 			*ret = -EINTR;
@@ -1284,8 +1276,9 @@ static int halt_wait(struct kvm_x86_vcpu *x, const sigset_t *mask, int *ret)
 }
 
 /*
- * One run of the guest that a signal interrupts: the wait is a ppoll()
- * with the caller's mask (gproc.h's split form); the first signal kicks
+ * One run of the guest that a signal interrupts: the wait is a poll() on
+ * gproc's fds (gproc.h's split form) and on the signalfd of the signals
+ * the run mask lets through (sigwait.c); the first such signal kicks
  * the guest thread, and whatever trap it stops with is returned (a real
  * trap that came first is kept: no exit is lost).  *@signalled: a signal
  * arrived; with trap GP_TRAP_KICK nothing else happened.
@@ -1293,7 +1286,8 @@ static int halt_wait(struct kvm_x86_vcpu *x, const sigset_t *mask, int *ret)
 static int run_guest(struct kvm_x86_vcpu *x, const sigset_t *mask, struct gp_cpu *cpu,
 		     struct gp_trap *trap, bool *signalled)
 {
-	struct pollfd pfd[GP_NR_POLLFDS];
+	struct pollfd pfd[GP_NR_POLLFDS + 1];
+	int sfd = kvm_vcpu_sigfd(x->v, mask);
 	int r;
 
 	*signalled = false;
@@ -1301,11 +1295,15 @@ static int run_guest(struct kvm_x86_vcpu *x, const sigset_t *mask, struct gp_cpu
 	if (r)
 		return r;
 	gp_vcpu_pollfds(x->gp, pfd);
+	pfd[GP_NR_POLLFDS] = (struct pollfd){ .fd = sfd, .events = POLLIN };
 	for (;;) {
+		bool watch = !*signalled && sfd >= 0;
+
 		r = gp_vcpu_finish(x->gp, cpu, trap);
 		if (r != -EAGAIN)
 			return r;
-		if (ppoll(pfd, GP_NR_POLLFDS, NULL, mask) < 0 && errno == EINTR && !*signalled) {
+		if (poll(pfd, GP_NR_POLLFDS + watch, -1) > 0 && watch &&
+		    (pfd[GP_NR_POLLFDS].revents & POLLIN)) {
 			gp_vcpu_kick(x->gp);
 			*signalled = true;
 		}
@@ -1351,7 +1349,7 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 			exit_internal(v);
 			break;
 		}
-		if (signal_pending_now(mask)) {
+		if (kvm_vcpu_signal_pending(v, mask, 0)) {
 			kvm_stat_inc(&v->stat.signal_exits);
 			v->run->exit_reason = KVM_EXIT_INTR;
 			ret = -EINTR;
