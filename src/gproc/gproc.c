@@ -109,8 +109,7 @@ static int ctl_request(struct gp_vm *vm, const struct gp_req *q, const int *fds,
 
 static bool range_ok(uint64_t gva, uint64_t len)
 {
-	return GM_PAGE_ALIGNED(gva | len) && len && gva + len > gva &&
-	       gva + len <= GP_GUEST_VA_LIMIT;
+	return gp_guest_range_ok(gva, len);
 }
 
 /* ---- the process ----------------------------------------------------------- */
@@ -525,7 +524,7 @@ int gp_vcpu_enter(struct gp_vcpu *v, const struct gp_cpu *cpu, const struct gp_m
 	struct gp_mbox *mb = v->mb;
 	int r;
 
-	if (cpu->rip >= GP_GUEST_VA_LIMIT || !canonical(cpu->fs_base) ||
+	if (!gp_guest_va_ok(cpu->rip) || !canonical(cpu->fs_base) ||
 	    !canonical(cpu->gs_base))
 		return -EINVAL;
 	if (__atomic_load_n(&mb->state, __ATOMIC_ACQUIRE) != GP_MB_POSTED)

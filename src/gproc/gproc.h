@@ -51,7 +51,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gproc/gproc_abi.h" /* GP_GUEST_VA_LIMIT, gp_cpu, gp_map, gp_trap */
+#include "gproc/gproc_abi.h" /* gp_guest_range_ok, gp_cpu, gp_map, gp_trap */
 
 struct gp_vm;   /* one guest process */
 struct gp_vcpu; /* one thread in it */
@@ -91,7 +91,7 @@ int gp_vm_remove_backing(struct gp_vm *vm, uint32_t id);
  * shot down every thread's TLB); a later access faults (GP_TRAP_PF).  A
  * gp_map that a vCPU applies concurrently for the same range may land
  * after it: the caller orders the two (KVM's mmu_invalidate_seq retry).
- * Returns 0, -EINVAL (unaligned, empty, at or above GP_GUEST_VA_LIMIT), -EIO.
+ * Returns 0, -EINVAL (unaligned, empty, not a guest range: gp_guest_range_ok()), -EIO.
  */
 int gp_vm_unmap(struct gp_vm *vm, uint64_t gva, uint64_t len);
 
@@ -123,7 +123,7 @@ void gp_vcpu_destroy(struct gp_vcpu *vcpu);
  * first).  Returns 0, or -errno: -EIO if the guest process is gone; a
  * failed map's error (-ENOMEM, -EBADF for an unknown backing, -EINVAL for a
  * bad range) with *@trap.kind = GP_TRAP_OTHER and the guest not run;
- * -EINVAL for a RIP at or above GP_GUEST_VA_LIMIT or a non-canonical base.
+ * -EINVAL for a RIP the guest may not own (gp_guest_va_ok()) or a non-canonical base.
  */
 int gp_vcpu_run(struct gp_vcpu *vcpu, struct gp_cpu *cpu, const struct gp_map *maps,
 		unsigned nr_maps, struct gp_trap *trap);

@@ -11,16 +11,23 @@
 
 #include <stdint.h>
 
-/* Guest virtual addresses at or above this are not runnable (the stub, its
- * vCPU slots, stacks and the vDSO live above it). */
-#define GP_GUEST_VA_LIMIT 0x7e0000000000ull
+/*
+ * The guest owns the whole lower half of the guest process's address space,
+ * [0, GP_USER_TOP), except one reserved window, [GP_RESV_BASE, GP_RESV_END):
+ * the stub's image (text, data, bss with the control thread's stack) at
+ * GP_STUB_TEXT, then the vCPU slots.  The kernel-placed initial stack, vDSO
+ * and vvar are unmapped by the stub at start-up.
+ */
+#define GP_USER_TOP 0x7ffffffff000ull /* the kernel's TASK_SIZE with 4-level paging */
 /* The stub's link address (meson passes it to the linker too). */
 #define GP_STUB_TEXT 0x7e8000000000ull
+#define GP_RESV_BASE GP_STUB_TEXT
 /* vCPU slot i occupies [GP_SLOT_BASE + i << GP_SLOT_SHIFT, +1 << GP_SLOT_SHIFT):
  * the mailbox, the thread's stack and its signal stack.  The signal handler
  * finds its slot from its stack pointer: the stub uses no TLS, because the
- * guest owns FS and GS base. */
-#define GP_SLOT_BASE 0x7ec000000000ull
+ * guest owns FS and GS base.  The stub's image must end below it (checked
+ * at start-up). */
+#define GP_SLOT_BASE (GP_STUB_TEXT + 0x1000000ull)
 #define GP_SLOT_SHIFT 20
 #define GP_MAX_VCPUS 4096
 #define GP_SLOT_MBOX_OFF 0x0ull       /* GP_MBOX_SIZE bytes, shared with the VMM */
@@ -28,6 +35,26 @@
 #define GP_SLOT_STACK_SIZE 0x10000ull
 #define GP_SLOT_ALT_OFF 0x40000ull    /* signal stack, to the slot's end */
 #define GP_SLOT_ALT_SIZE 0xc0000ull
+#define GP_RESV_END (GP_SLOT_BASE + ((uint64_t)GP_MAX_VCPUS << GP_SLOT_SHIFT))
+
+/* May [gva, gva + len) hold guest mappings: page-aligned, non-empty, below
+ * GP_USER_TOP and clear of the reserved window. */
+_Static_assert(!(GP_RESV_BASE & ((1ull << 30) - 1)) && !(GP_RESV_END & ((1ull << 21) - 1)),
+	       "no guest large page straddles the reserved window");
+
+static inline int gp_guest_range_ok(uint64_t gva, uint64_t len)
+{
+	uint64_t end = gva + len;
+
+	return !((gva | len) & 4095) && len && end > gva && end <= GP_USER_TOP &&
+	       (end <= GP_RESV_BASE || gva >= GP_RESV_END);
+}
+
+/* May the guest run or fault at @gva (any byte of a page it may own). */
+static inline int gp_guest_va_ok(uint64_t gva)
+{
+	return gva < GP_USER_TOP && (gva < GP_RESV_BASE || gva >= GP_RESV_END);
+}
 
 #define GP_MAX_BACKINGS 1024
 

@@ -29,7 +29,8 @@
  * at entry (src/vcpu/x86/event.h); a triple fault is KVM_EXIT_SHUTDOWN.
  *
  * States the backend does not run (real mode, virtual-8086, 16- and 32-bit
- * code, RIP or faults at or above GP_GUEST_VA_LIMIT) end in
+ * code, RIP or faults in the upper half or in the guest process's reserved
+ * window, gp_guest_va_ok()) end in
  * KVM_EXIT_INTERNAL_ERROR with the emulation suberror, never a crash.
  */
 #include <errno.h>
@@ -1039,6 +1040,9 @@ static unsigned run_pages(uint64_t gva, int level)
 		return 1;
 	size = 1ULL << (12 + 9 * (level - 1));
 	left = (size - (gva & (size - 1))) >> GM_PAGE_SHIFT;
+	/* The last large page below GP_USER_TOP reaches past it: stop there. */
+	if (gva < GP_USER_TOP)
+		left = GM_MIN(left, (GP_USER_TOP - (gva & ~(GM_PAGE_SIZE - 1))) >> GM_PAGE_SHIFT);
 	return (unsigned)GM_MIN(left, 512ULL);
 }
 
@@ -1080,7 +1084,7 @@ static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 	uint32_t access = (uint32_t)t->err & (X86_PF_WRITE | X86_PF_FETCH);
 	bool write = access & X86_PF_WRITE;
 
-	if (gva >= GP_GUEST_VA_LIMIT)
+	if (!gp_guest_va_ok(gva))
 		return exit_internal(v);
 	for (unsigned n = 0; n < MAX_FAULT_RETRIES; n++) {
 		unsigned long seq = kvm_mmu_invalidate_seq_snapshot(v->kvm);
@@ -1319,7 +1323,7 @@ static bool runnable_state(struct kvm_vcpu *v)
 
 	regs_in(v, &xr);
 	return x86_cpu_mode(&xr) == X86_MODE_64 && (v->sregs.cr0 & X86_CR0_PG) &&
-	       v->regs.rip < GP_GUEST_VA_LIMIT;
+	       gp_guest_va_ok(v->regs.rip);
 }
 
 int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)

@@ -5,8 +5,8 @@
  *
  * Reverse map: one entry per mapped 4 KiB guest page, hashed both by gfn
  * (zaps) and by guest VA (remaps, INVLPG).  A zap of a range with more
- * entries than SHADOW_BULK drops the whole shadow with one munmap of the
- * guest window: cheaper than many round trips, and the next faults map
+ * entries than SHADOW_BULK drops the whole shadow with munmaps of the
+ * guest's range: cheaper than many round trips, and the next faults map
  * again what is still valid.
  */
 #include <errno.h>
@@ -204,9 +204,11 @@ static void free_all_entries(struct kvm_x86_shadow *sh)
 /* Context: sh->lock held. */
 static void drop_all_locked(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *self)
 {
-	wait_inflight(sh, self, true, 0, GP_GUEST_VA_LIMIT);
-	if (sh->nr)
-		(void)gp_vm_unmap(sh->gp, 0, GP_GUEST_VA_LIMIT);
+	wait_inflight(sh, self, true, 0, GP_USER_TOP);
+	if (sh->nr) { /* the guest's whole range: both sides of the stub's window */
+		(void)gp_vm_unmap(sh->gp, 0, GP_RESV_BASE);
+		(void)gp_vm_unmap(sh->gp, GP_RESV_END, GP_USER_TOP - GP_RESV_END);
+	}
 	free_all_entries(sh);
 }
 
@@ -435,7 +437,7 @@ static void backing_evict(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sel
 {
 	uint32_t id = sh->backings[i].id;
 
-	wait_inflight(sh, self, true, 0, GP_GUEST_VA_LIMIT);
+	wait_inflight(sh, self, true, 0, GP_USER_TOP);
 	for (size_t b = 0; b < sh->nbuckets; b++) {
 		struct shadow_ent *e = sh->by_gfn[b], *next;
 

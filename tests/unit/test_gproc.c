@@ -205,20 +205,31 @@ static int count_fds(pid_t pid)
 }
 
 /* The lowest mapped address of the process (/proc/PID/maps is sorted). */
-static unsigned long long lowest_mapping(pid_t pid)
+/* The first mapping of @pid's lower half outside the reserved window
+ * (its start), or 0 if none: the stub's image, slots only, no kernel
+ * stack, vDSO or vvar. */
+static unsigned long long stray_mapping(pid_t pid)
 {
-	char path[64];
-	unsigned long long lo = ~0ull;
+	char path[64], line[512];
+	unsigned long long lo, hi, stray = 0;
+	int n = 0;
 	FILE *f;
 
 	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
 	f = fopen(path, "r");
-	if (f) {
-		if (fscanf(f, "%llx", &lo) != 1)
-			lo = ~0ull;
-		fclose(f);
+	if (!f)
+		return ~0ull;
+	while (!stray && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%llx-%llx", &lo, &hi) != 2) {
+			stray = ~0ull;
+			break;
+		}
+		n++;
+		if (lo < GP_USER_TOP && (lo < GP_RESV_BASE || hi > GP_RESV_END))
+			stray = lo;
 	}
-	return lo;
+	fclose(f);
+	return n ? stray : ~0ull;
 }
 
 /* The process holds its control socket, the backings it was given and one
@@ -239,8 +250,7 @@ TEST(process_hygiene)
 	EXPECT_EQ(count_fds(pid), 2);
 	ASSERT_EQ(gp_vcpu_create(vm, &v), 0);
 	EXPECT_EQ(count_fds(pid), 3);
-	EXPECT_MSG(lowest_mapping(pid) >= GP_GUEST_VA_LIMIT, "lowest mapping %#llx",
-		   lowest_mapping(pid));
+	EXPECT_MSG(stray_mapping(pid) == 0, "mapping at %#llx", stray_mapping(pid));
 	gp_vcpu_destroy(v);
 	EXPECT_EQ(count_fds(pid), 2);
 	ASSERT_EQ(gp_vm_remove_backing(vm, id), 0);
@@ -382,6 +392,49 @@ TEST(fs_gs_base_used_and_captured)
 	env_fini(&e);
 }
 
+/*
+ * The guest owns the top of the user range too: code in the last 2 MiB
+ * (where the KVM selftests put their guests), its stack in the very last
+ * page, below GP_USER_TOP.
+ */
+TEST(guest_runs_at_the_top_of_the_user_range)
+{
+	static const uint8_t c[] = {
+		0x6a, 0x2a,                   /* push 0x2a */
+		0x48, 0x8d, 0x05, 0xf7, 0xff, 0xff, 0xff, /* lea rax, [rip - 9]: the code start */
+		0xf4,                         /* hlt: #GP */
+	};
+	const uint64_t high = 0x7fffffe00000ull;
+	struct gp_cpu cpu = { .rflags = 2 };
+	struct gp_map m[2];
+	struct gp_trap t;
+	struct env e;
+	uint64_t v;
+
+	env_init(&e);
+	put_code(&e, c, sizeof(c));
+	m[0] = (struct gp_map){ high, AREA, CODE_OFF, e.id, PROT_READ | PROT_EXEC };
+	m[1] = (struct gp_map){ GP_USER_TOP - 4096, 4096, DATA_OFF, e.id, PROT_READ | PROT_WRITE };
+	cpu.rip = high;
+	cpu.gpr[RSP] = GP_USER_TOP;
+	ASSERT_EQ(gp_vcpu_run(e.vcpu, &cpu, m, 2, &t), 0);
+	EXPECT_EQ(t.kind, GP_TRAP_GP);
+	EXPECT_EQ(cpu.rip, high + 9);
+	EXPECT_EQ(cpu.gpr[RAX], high);
+	EXPECT_EQ(cpu.gpr[RSP], GP_USER_TOP - 8);
+	memcpy(&v, data(&e) + 4096 - 8, 8);
+	EXPECT_EQ(v, 0x2a);
+	EXPECT_EQ(t.insn_len, 16);
+	EXPECT_EQ(t.insn[0], 0xf4);
+	/* Unmapped again: the same fetch is a #PF at the top address. */
+	ASSERT_EQ(gp_vm_unmap(e.vm, high, AREA), 0);
+	cpu.rip = high;
+	ASSERT_EQ(gp_vcpu_run(e.vcpu, &cpu, NULL, 0, &t), 0);
+	EXPECT_EQ(t.kind, GP_TRAP_PF);
+	EXPECT_EQ(t.addr, high);
+	env_fini(&e);
+}
+
 TEST(bad_cpu_refused)
 {
 	static const uint8_t hlt[] = { 0xf4 };
@@ -391,9 +444,13 @@ TEST(bad_cpu_refused)
 
 	env_init(&e);
 	put_code(&e, hlt, 1);
-	c.rip = GP_GUEST_VA_LIMIT;
+	c.rip = GP_USER_TOP;
 	EXPECT_EQ(gp_vcpu_run(e.vcpu, &c, e.maps, 2, &t), -EINVAL);
 	EXPECT_EQ(t.kind, GP_TRAP_OTHER);
+	c.rip = GP_STUB_TEXT; /* the stub's own code */
+	EXPECT_EQ(gp_vcpu_run(e.vcpu, &c, e.maps, 2, &t), -EINVAL);
+	c.rip = GP_RESV_END - 1;
+	EXPECT_EQ(gp_vcpu_run(e.vcpu, &c, e.maps, 2, &t), -EINVAL);
 	c.rip = CODE;
 	c.fs_base = 0x0000800000000000ull; /* non-canonical */
 	EXPECT_EQ(gp_vcpu_run(e.vcpu, &c, e.maps, 2, &t), -EINVAL);
@@ -842,7 +899,14 @@ TEST(protect_then_write_faults)
 	EXPECT_EQ(t.addr, DATA + 0x20);
 	EXPECT_EQ(gp_vm_protect(e.vm, DATA, AREA, 8), -EINVAL);
 	EXPECT_EQ(gp_vm_protect(e.vm, DATA + 1, AREA, PROT_READ), -EINVAL);
-	EXPECT_EQ(gp_vm_unmap(e.vm, GP_GUEST_VA_LIMIT - 4096, 8192), -EINVAL);
+	EXPECT_EQ(gp_vm_unmap(e.vm, GP_RESV_BASE - 4096, 8192), -EINVAL);
+	EXPECT_EQ(gp_vm_unmap(e.vm, GP_RESV_END - 4096, 8192), -EINVAL);
+	EXPECT_EQ(gp_vm_protect(e.vm, GP_SLOT_BASE, 4096, PROT_READ), -EINVAL);
+	EXPECT_EQ(gp_vm_unmap(e.vm, GP_USER_TOP - 4096, 8192), -EINVAL);
+	/* The guest's range on both sides of the window. */
+	EXPECT_EQ(gp_vm_unmap(e.vm, GP_RESV_BASE - 4096, 4096), 0);
+	EXPECT_EQ(gp_vm_unmap(e.vm, GP_RESV_END, 4096), 0);
+	EXPECT_EQ(gp_vm_unmap(e.vm, GP_USER_TOP - 4096, 4096), 0);
 	EXPECT_EQ(gp_vm_unmap(e.vm, DATA, 0), -EINVAL);
 	env_fini(&e);
 }
@@ -903,7 +967,11 @@ TEST(map_errors)
 	EXPECT_EQ(gp_vcpu_run(e.vcpu, &c, m, 2, &t), -EBADF);
 	EXPECT_EQ(t.kind, GP_TRAP_OTHER);
 	EXPECT_EQ(c.rip, in.rip); /* the guest did not run */
-	m[1] = (struct gp_map){ GP_GUEST_VA_LIMIT - 4096, 8192, 0, e.id, PROT_READ };
+	m[1] = (struct gp_map){ GP_RESV_BASE - 4096, 8192, 0, e.id, PROT_READ };
+	EXPECT_EQ(gp_vcpu_run(e.vcpu, &c, m, 2, &t), -EINVAL);
+	m[1] = (struct gp_map){ GP_SLOT_BASE, 4096, 0, e.id, PROT_READ }; /* a mailbox */
+	EXPECT_EQ(gp_vcpu_run(e.vcpu, &c, m, 2, &t), -EINVAL);
+	m[1] = (struct gp_map){ GP_USER_TOP - 4096, 8192, 0, e.id, PROT_READ };
 	EXPECT_EQ(gp_vcpu_run(e.vcpu, &c, m, 2, &t), -EINVAL);
 	m[1] = (struct gp_map){ DATA + 1, 4096, 0, e.id, PROT_READ };
 	EXPECT_EQ(gp_vcpu_run(e.vcpu, &c, m, 2, &t), -EINVAL);

@@ -28,6 +28,7 @@
 #include <guestmem/kvm.h>
 #include <guestmem/sys.h>
 
+#include "gproc/gproc_abi.h" /* GP_USER_TOP, the reserved window */
 #include "harness.h"
 
 #define MEM_SIZE 0x200000ULL
@@ -507,6 +508,83 @@ TEST(memslot_deletion_zaps_the_guest_mapping)
 	ASSERT_TRUE(m.run->exit_reason == KVM_EXIT_SHUTDOWN ||
 		    m.run->exit_reason == KVM_EXIT_INTERNAL_ERROR);
 	munmap(mem2, 0x200000);
+	vm_close(&m);
+}
+
+/*
+ * The last 2 MiB of the user range (where the KVM selftests run their
+ * guests) is the guest's: a 2 MiB guest page maps it onto gpa 0, and the
+ * shadow run stops at GP_USER_TOP, one page short of the guest page's end.
+ */
+TEST(guest_at_the_top_of_the_user_range)
+{
+	static const uint8_t c[] = {
+		0xb8, 0x2a, 0x00, 0x00, 0x00, /* mov $0x2a, %eax */
+		0x50,			      /* push %rax */
+		0x66, 0xba, PORT, 0x00,	      /* mov $PORT, %dx */
+		0xef,			      /* out %eax, (%dx) */
+		0xf4,			      /* hlt */
+	};
+	const uint64_t high = 0x7fffffe00000ULL;
+	struct kvm_regs r;
+	uint32_t v;
+	struct vm m;
+
+	vm_open(&m, 0);
+	/* PML4[255] -> PDPT at 0x7000, [511] -> PD at 0x8000, [511] -> 2 MiB at gpa 0. */
+	put64(m.mem, 0x1000 + 255 * 8, 0x7000 | 3);
+	put64(m.mem, 0x7000 + 511 * 8, 0x8000 | 3);
+	put64(m.mem, 0x8000 + 511 * 8, 0x000000 | 0x83);
+	code(&m, CODE, c, sizeof(c));
+	vm_start(&m, high + CODE);
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_GET_REGS, &r), 0);
+	r.rsp = high + STACK_TOP;
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_SET_REGS, &r), 0);
+	expect_io(&m, KVM_EXIT_IO_OUT, PORT, 4);
+	memcpy(&v, pio_data(&m), 4);
+	ASSERT_EQ(v, 0x2a);
+	ASSERT_EQ(*(uint64_t *)(m.mem + STACK_TOP - 8), 0x2a);
+	ASSERT_EQ(run(&m), 0);
+	ASSERT_EQ(m.run->exit_reason, KVM_EXIT_HLT);
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_GET_REGS, &r), 0);
+	ASSERT_EQ(r.rip, high + CODE + sizeof(c));
+	ASSERT_EQ(r.rsp, high + STACK_TOP - 8);
+	vm_close(&m);
+}
+
+static void expect_internal_error(struct vm *m)
+{
+	ASSERT_EQ(run(m), 0);
+	ASSERT_EQ(m->run->exit_reason, KVM_EXIT_INTERNAL_ERROR);
+	ASSERT_EQ(m->run->internal.suberror, KVM_INTERNAL_ERROR_EMULATION);
+}
+
+/* The guest process's reserved window (the stub) is not the guest's: code
+ * there, or a fault on it, ends KVM_RUN with an internal error. */
+TEST(reserved_window_is_an_internal_error)
+{
+	static const uint8_t c[] = {
+		0x48, 0xa1, 0, 0, 0, 0, 0, 0, 0, 0, /* movabs <addr>, %rax */
+		0xf4,				     /* hlt */
+	};
+	uint8_t bytes[sizeof(c)];
+	/* The window's last page: the last vCPU slot's signal stack, unused. */
+	uint64_t addr = GP_RESV_END - 8;
+	struct kvm_regs r;
+	struct vm m;
+
+	vm_open(&m, 0);
+	memcpy(bytes, c, sizeof(c));
+	memcpy(bytes + 2, &addr, 8);
+	code(&m, CODE, bytes, sizeof(bytes));
+	vm_start(&m, CODE);
+	expect_internal_error(&m);
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_GET_REGS, &r), 0);
+	ASSERT_EQ(r.rip, CODE);
+	/* RIP in the stub's text. */
+	r.rip = GP_STUB_TEXT;
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_SET_REGS, &r), 0);
+	expect_internal_error(&m);
 	vm_close(&m);
 }
 

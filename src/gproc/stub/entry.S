@@ -11,9 +11,17 @@
 _start:
 	xor %ebp, %ebp
 	mov %rsp, %rdi		/* argc, argv, envp, auxv */
-	and $-16, %rsp
+	/* Leave the kernel's stack (the guest's range): the stub unmaps it. */
+	lea gp_main_stack_top(%rip), %rsp
 	call gp_stub_main
 	ud2
+
+	/* The control thread's stack, inside the stub's image. */
+	.bss
+	.balign 64
+	.skip 65536
+gp_main_stack_top:
+	.text
 
 	/* sa_restorer: rt_sigreturn with the frame the kernel built. */
 	.globl gp_restorer

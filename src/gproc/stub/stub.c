@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The guest process's stub: a freestanding static binary, linked at
- * GP_STUB_TEXT above the guest window, exec'd by gp_vm_create() with its
+ * GP_STUB_TEXT in its reserved window, exec'd by gp_vm_create() with its
  * control socket on fd 3.
  *
  * The main thread serves the control socket (backings, unmap/protect,
@@ -190,7 +190,7 @@ struct k_cmsg {
 #define USER_CS 0x33
 #define USER_DS 0x2b
 
-extern char __executable_start[], etext[];
+extern char __executable_start[], etext[], _end[];
 extern void gp_restorer(void);
 extern long gp_clone(unsigned long flags, void *stack, int *ptid, int *ctid,
 		     void (*fn)(unsigned long), unsigned long arg);
@@ -294,7 +294,7 @@ static int load_cpu(struct k_ucontext *uc, const struct gp_cpu *c)
 	struct k_sigcontext *mc = &uc->mc;
 	int r;
 
-	if (c->rip >= GP_GUEST_VA_LIMIT)
+	if (!gp_guest_va_ok(c->rip))
 		return -22;
 	r = set_base(0, c->fs_base);
 	if (!r)
@@ -422,7 +422,7 @@ static void save_trap(struct gp_mbox *mb, int sig, const struct k_siginfo *si,
 		t->err = si->sys.arch; /* AUDIT_ARCH_I386 for int $0x80 */
 	else if (sig != GP_SIG_KICK && sig != GP_SIG_START)
 		t->addr = si->addr;
-	if (mc->rip < GP_GUEST_VA_LIMIT)
+	if (gp_guest_va_ok(mc->rip))
 		t->insn_len = (uint8_t)gp_probe_copy(t->insn, (const void *)mc->rip,
 						     sizeof(t->insn));
 }
@@ -456,12 +456,11 @@ static int apply_maps(struct gp_mbox *mb)
 		return mb->map_failed = 0, -22;
 	for (uint32_t i = 0; i < n; i++) {
 		const struct gp_map *m = &mb->maps[i];
-		uint64_t end = m->gva + m->len;
 		int fd;
 		long r;
 
-		if ((m->gva | m->len | m->offset) & 4095 || !m->len || end < m->gva ||
-		    end > GP_GUEST_VA_LIMIT || (m->prot & ~PROT_MASK)) {
+		if ((m->offset & 4095) || !gp_guest_range_ok(m->gva, m->len) ||
+		    (m->prot & ~PROT_MASK)) {
 			mb->map_failed = i;
 			return -22;
 		}
@@ -647,7 +646,7 @@ static void install_seccomp(void)
 
 static int range_ok(uint64_t gva, uint64_t len)
 {
-	return !((gva | len) & 4095) && len && gva + len > gva && gva + len <= GP_GUEST_VA_LIMIT;
+	return gp_guest_range_ok(gva, len);
 }
 
 static void close_fds(const int *fds, int n)
@@ -819,6 +818,17 @@ __attribute__((noreturn, used)) void gp_stub_main(uint64_t *sp)
 	for (p++; p[0]; p += 2)
 		if (p[0] == AT_HWCAP2 && (p[1] & HWCAP2_FSGSBASE))
 			have_fsgsbase = 1;
+	/*
+	 * The guest's range must hold nothing of ours: the image must fit below
+	 * the slots, and the kernel's initial stack (argv and auxv, read above;
+	 * entry.S already left it), vDSO and vvar go.  Signals return through
+	 * gp_restorer, never the vDSO.
+	 */
+	if ((uint64_t)__executable_start < GP_RESV_BASE || (uint64_t)_end > GP_SLOT_BASE)
+		die(9);
+	if (SYS(__NR_munmap, 0, GP_RESV_BASE, 0) ||
+	    SYS(__NR_munmap, GP_RESV_END, GP_USER_TOP - GP_RESV_END, 0))
+		die(10);
 	for (int i = 0; i < GP_MAX_BACKINGS; i++)
 		backing_fd[i] = -1;
 	stub_pid = (int)SYS(__NR_getpid, 0, 0, 0);
