@@ -1329,6 +1329,7 @@ static bool runnable_state(struct kvm_vcpu *v)
 int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 {
 	struct kvm_x86_vcpu *x;
+	bool flushed = false; /* the shadow was dropped after a failed map */
 	int r, ret = 0;
 
 	/* Nothing to start a guest process for (e.g. a vCPU at reset). */
@@ -1359,15 +1360,34 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 			ret = -EINTR;
 			break;
 		}
+		/* Before each entry, as KVM's request: a ring at its soft limit
+		 * stops the vCPU until the VMM has harvested and reset it. */
+		if (kvm_dirty_ring_soft_full(&v->dirty_ring)) {
+			v->run->exit_reason = KVM_EXIT_DIRTY_RING_FULL;
+			break;
+		}
 		x86_shadow_set_mode(x->vm->sh, &x->sv, &mode);
 		cpu_in(v, &cpu);
 		r = run_guest(x, mask, &cpu, &trap, &signalled);
 		x86_shadow_run_end(x->vm->sh, &x->sv);
+		if (r == -ENOMEM && !flushed) {
+			/*
+			 * A map failed for want of host mappings: the shadow's
+			 * pages split into more VMAs than vm.max_map_count
+			 * allows (dirty logging write-protects page by page).
+			 * Drop the shadow, as KVM's shadow MMU recycles pages
+			 * at its limit; the guest faults back what it uses.
+			 */
+			x86_shadow_flush_all(x->vm->sh, &x->sv);
+			flushed = true;
+			continue;
+		}
 		if (r) {
 			/* The guest process is gone or a map failed. */
 			exit_internal(v);
 			break;
 		}
+		flushed = false;
 		/* The guest thread's FPU state moved on: KVM_GET_XSAVE asks it. */
 		x->xsave_state = XS_GUEST;
 		/* Guest code retired natively: an STI/MOV SS shadow is over. */
