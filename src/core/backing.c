@@ -84,6 +84,12 @@ int gm_backing_memfd(struct gm_backing *b)
 	return gm_backing_ops(b->kind)->memfd(b);
 }
 
+int gm_backing_file_page(struct gm_backing *b, uint64_t index, int *fd, uint64_t *offset)
+{
+	gm_assert(index < b->nr_pages);
+	return gm_backing_ops(b->kind)->file_page(b, index, fd, offset);
+}
+
 bool gm_backing_available(enum gm_backing_kind kind)
 {
 	if (kind != GM_BACKING_MEMFD && kind != GM_BACKING_SECRETMEM)

@@ -65,6 +65,16 @@ uint64_t gm_backing_nr_allocated(struct gm_backing *b);
  */
 int gm_backing_memfd(struct gm_backing *b);
 
+/*
+ * The file holding page @index and the page's offset in it, for another
+ * process to mmap MAP_SHARED (src/core/gmemfd.c).  The fd is guestmem's
+ * own: the caller must not close, truncate or seal it; it stays open
+ * until gm_backing_fini().  Unlike gm_backing_memfd() this also answers
+ * for secretmem (its pool file).  Returns 0, or -ENOENT when the page is
+ * absent (nothing is allocated).
+ */
+int gm_backing_file_page(struct gm_backing *b, uint64_t index, int *fd, uint64_t *offset);
+
 /* Whether this host can provide @kind (for `guestmem info`); really tries. */
 bool gm_backing_available(enum gm_backing_kind kind);
 

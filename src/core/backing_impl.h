@@ -26,6 +26,7 @@ struct gm_backing_ops {
 	void (*punch)(struct gm_backing *b, uint64_t index, uint64_t n);
 	uint64_t (*nr_allocated)(struct gm_backing *b);
 	int (*memfd)(struct gm_backing *b);
+	int (*file_page)(struct gm_backing *b, uint64_t index, int *fd, uint64_t *offset);
 	bool (*available)(void);
 };
 

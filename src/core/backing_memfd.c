@@ -369,6 +369,18 @@ static int memfd_fd(struct gm_backing *b)
 	return ((struct gm_memfd *)b->priv)->fd;
 }
 
+/* The file is the storage itself: page @index is at index * 4096. */
+static int memfd_file_page(struct gm_backing *b, uint64_t index, int *fd, uint64_t *offset)
+{
+	int err = 0;
+
+	if (!memfd_page(b, index, false, &err))
+		return err ? err : -ENOENT;
+	*fd = ((struct gm_memfd *)b->priv)->fd;
+	*offset = index << GM_PAGE_SHIFT;
+	return 0;
+}
+
 static bool memfd_available(void)
 {
 	int fd = memfd_create("guestmem-probe", MFD_CLOEXEC);
@@ -388,5 +400,6 @@ const struct gm_backing_ops gm_backing_memfd_ops = {
 	.punch = memfd_punch,
 	.nr_allocated = memfd_nr_allocated,
 	.memfd = memfd_fd,
+	.file_page = memfd_file_page,
 	.available = memfd_available,
 };

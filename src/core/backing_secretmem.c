@@ -295,6 +295,35 @@ static int secretmem_fd(struct gm_backing *b)
 	return -1; /* not mappable by the VMM: that is the point of secretmem */
 }
 
+/*
+ * A page's offset in the pool file: chunks map consecutive ranges of the
+ * file in order, so the chunk holding the page gives it.
+ */
+static int secretmem_file_page(struct gm_backing *b, uint64_t index, int *fd, uint64_t *offset)
+{
+	struct gm_secretmem *sm = b->priv;
+	char *page = gm_radix_lookup(&sm->map, index);
+	uint64_t file_off = 0;
+	int ret = -ENOENT;
+
+	if (!page)
+		return -ENOENT;
+	gm_mutex_lock(&sm->lock, GM_LOCK_BACKING);
+	for (size_t i = 0; i < sm->nr_chunks; i++) {
+		struct sm_chunk *c = &sm->chunks[i];
+
+		if (page >= c->base && page < c->base + (c->npages << GM_PAGE_SHIFT)) {
+			*offset = file_off + (uint64_t)(page - c->base);
+			*fd = sm->fd;
+			ret = 0;
+			break;
+		}
+		file_off += c->npages << GM_PAGE_SHIFT;
+	}
+	gm_mutex_unlock(&sm->lock);
+	return ret;
+}
+
 static bool secretmem_available(void)
 {
 	int fd = sm_open();
@@ -323,5 +352,6 @@ const struct gm_backing_ops gm_backing_secretmem_ops = {
 	.punch = secretmem_punch,
 	.nr_allocated = secretmem_nr_allocated,
 	.memfd = secretmem_fd,
+	.file_page = secretmem_file_page,
 	.available = secretmem_available,
 };

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 
 #include "gmem.h"
+#include "gmemfd.h"
 #include "kvm_host.h"
 #include "lib/rcu.h"
 #include "kvm_arch.h"
@@ -179,6 +180,8 @@ static void hva_collect_slot(struct kvm_memory_slot *slot, struct hva_hits *h)
 	 */
 	if (hs >= he)
 		return;
+	/* Its record may name memory that is going away: probe again. */
+	kvm_shram_slot_hva_changed(slot);
 	if (h->nr == h->cap) {
 		size_t cap = h->cap ? 2 * h->cap : 8;
 		void *n = realloc(h->ranges, cap * sizeof(*h->ranges));
@@ -281,10 +284,37 @@ static bool kvm_mn_invalidate_start(struct kvm *kvm, uint64_t hva_start, uint64_
 	return kvm_invalidation_begin(kvm, &inv);
 }
 
-static void kvm_mn_invalidate_end(struct kvm *kvm, bool begun)
+static int mn_stale_cb(struct kvm_memory_slot *slot, void *ctx)
+{
+	const uint64_t *r = ctx;
+	uint64_t s = slot->userspace_addr, e = s + slot->npages * GM_PAGE_SIZE;
+
+	if (s < r[1] && r[0] < e)
+		kvm_shram_slot_hva_changed(slot);
+	return 0;
+}
+
+/*
+ * After the host change: a lookup between start and end may have probed
+ * the old mapping again; its record must not outlive the change.
+ */
+static void kvm_mn_mark_stale(struct kvm *kvm, uint64_t hva_start, uint64_t hva_end)
+{
+	uint64_t r[2] = { hva_start, hva_end };
+
+	gm_rcu_read_lock();
+	for (int as = 0; as < kvm->nr_as; as++)
+		kvm_memslots_for_each(kvm_memslots(kvm, as), mn_stale_cb, r);
+	gm_rcu_read_unlock();
+}
+
+static void kvm_mn_invalidate_end(struct kvm *kvm, bool begun, uint64_t hva_start,
+				  uint64_t hva_end)
 {
 	struct kvm_invalidation inv = { .source = KVM_INVAL_HVA, .begun = begun };
 
+	if (begun)
+		kvm_mn_mark_stale(kvm, hva_start, hva_end);
 	kvm_invalidation_end(kvm, &inv);
 	gm_mutex_lock(&kvm->mn_lock, GM_LOCK_MN);
 	if (--kvm->mn_active_invalidate_count == 0)
@@ -294,10 +324,13 @@ static void kvm_mn_invalidate_end(struct kvm *kvm, bool begun)
 
 void kvm_mmu_notifier_invalidate_range(struct kvm *kvm, uint64_t hva_start, uint64_t hva_end)
 {
-	kvm_mn_invalidate_end(kvm, kvm_mn_invalidate_start(kvm, hva_start, hva_end));
+	kvm_mn_invalidate_end(kvm, kvm_mn_invalidate_start(kvm, hva_start, hva_end), hva_start,
+			      hva_end);
+	kvm_shram_hva_changed(hva_start, hva_end);
 }
 
 struct kvm_mn_token {
+	uint64_t start, end;
 	long nr, cap;
 	struct { struct kvm *kvm; bool begun; } *vms;
 };
@@ -340,6 +373,8 @@ struct kvm_mn_token *kvm_mmu_notifier_start_all(uint64_t hva_start, uint64_t hva
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return NULL;
+	t->start = hva_start;
+	t->end = hva_end;
 	c = (struct mn_range_ctx){ t, hva_start, hva_end };
 	kvm_for_each_vm(mn_start_range, &c);
 	return t;
@@ -350,9 +385,10 @@ void kvm_mmu_notifier_end_all(struct kvm_mn_token *t)
 	if (!t)
 		return;
 	for (long i = 0; i < t->nr; i++) {
-		kvm_mn_invalidate_end(t->vms[i].kvm, t->vms[i].begun);
+		kvm_mn_invalidate_end(t->vms[i].kvm, t->vms[i].begun, t->start, t->end);
 		kvm_put_kvm(t->vms[i].kvm);
 	}
+	kvm_shram_hva_changed(t->start, t->end);
 	free(t->vms);
 	free(t);
 }

@@ -58,7 +58,9 @@ struct kvm_mmu;
 struct kvm_vcpu;
 struct kvm_eventfds;
 struct kvm_x86_msr_filter;
+struct kvm_x86_vm;
 struct kvm_coalesced;
+struct kvm_shram;
 
 struct kvm_lpage_info {
 	uint32_t disallow_lpage; /* count */
@@ -98,6 +100,13 @@ struct kvm_memory_slot {
 	 * freed with the last slot that has it (src/core/dirty_log.c).
 	 */
 	unsigned long *dirty_bitmap;
+	/*
+	 * What backs the slot's host range for another process (src/core/
+	 * gmemfd.c): a holder set before the slot is visible and never
+	 * changed (NULL if it could not be allocated); the record in it is
+	 * replaced under gm_shram_lock and read under RCU.
+	 */
+	struct kvm_shram *shram;
 };
 
 static inline bool kvm_slot_dirty_track_enabled(const struct kvm_memory_slot *s)
@@ -237,6 +246,10 @@ struct kvm {
 		/* Coalesced MMIO/PIO zones (src/vcpu/coalesced_mmio.c): created
 		 * under slots_lock, read with an acquire load. */
 		struct kvm_coalesced *coalesced;
+		/* The x86 backend's guest process and shadow (src/vcpu/x86_run.c):
+		 * created under vcpu->mutex of the first x86 KVM_RUN with a
+		 * compare-and-swap, freed at VM destruction. */
+		struct kvm_x86_vm *x86vm;
 	} arch;
 
 	/*
@@ -249,6 +262,9 @@ struct kvm {
 	long mn_active_invalidate_count;
 
 	struct kvm *vm_list_next; /* global VM list, under gm_vm_list_lock */
+
+	/* kvm_shared_ram_enable() was called (set once, under slots_lock). */
+	int shram_enabled;
 
 	struct kvm_stat stat;
 };

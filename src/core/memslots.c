@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "gmem.h"
+#include "gmemfd.h"
 #include "kvm_host.h"
 #include "lib/rcu.h"
 #include "kvm_arch.h"
@@ -252,6 +253,7 @@ static void kvm_free_memslot(struct kvm_memory_slot *slot, bool free_metadata,
 			     struct kvm_gmem_unbind *unbind)
 {
 	kvm_gmem_unbind_commit(slot, unbind);
+	kvm_shram_slot_free(slot); /* each slot holds its own reference */
 	if (free_metadata)
 		kvm_arch_free_memslot_metadata(slot);
 	free(slot);
@@ -441,8 +443,13 @@ static struct kvm_memory_slot *kvm_new_memslot(const struct kvm_userspace_memory
 
 	if (!s)
 		return NULL;
-	if (old)
+	if (old) {
 		*s = *old; /* FLAGS_ONLY keeps metadata; MOVE replaces it */
+		s->shram = NULL;
+		kvm_shram_slot_copy(s, old); /* same memory: same record */
+	} else {
+		kvm_shram_slot_init(s);
+	}
 	s->base_gfn = mem->guest_phys_addr >> GM_PAGE_SHIFT;
 	s->npages = mem->memory_size >> GM_PAGE_SHIFT;
 	s->userspace_addr = mem->userspace_addr;
@@ -505,6 +512,8 @@ static int __kvm_set_memory_region(struct kvm *kvm,
 	new = kvm_new_memslot(mem, change == KVM_MR_FLAGS_ONLY ? old : NULL);
 	if (!new)
 		return -ENOMEM;
+	if (change == KVM_MR_MOVE) /* a move keeps the host range */
+		kvm_shram_slot_copy(new, old);
 	r = kvm_bind_new_slot(kvm, new, mem, gref, &undo);
 	/*
 	 * 6.12.118 finds an overlapping binding only when it commits, after
@@ -521,8 +530,13 @@ static int __kvm_set_memory_region(struct kvm *kvm,
 			kvm_gmem_unbind_abort(&undo);
 		}
 	}
-	if (r)
+	if (r) {
+		kvm_shram_slot_free(new);
 		free(new);
+	} else if (change == KVM_MR_CREATE && READ_ONCE(kvm->shram_enabled)) {
+		/* After the answer is decided: the conversion never changes it. */
+		kvm_shram_slot_created(kvm, new);
+	}
 	return r;
 }
 

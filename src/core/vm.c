@@ -10,6 +10,7 @@
 
 #include "kvm_host.h"
 #include "gmem.h"
+#include "gmemfd.h"
 #include "lib/host_cpuid.h"
 #include "lib/rcu.h"
 #include "kvm_arch.h"
@@ -64,6 +65,7 @@ static int kvm_free_one_memslot(struct kvm_memory_slot *slot, void *ctx)
 	 * none can still point at this slot.
 	 */
 	gm_assert(!READ_ONCE(slot->gmem.file));
+	kvm_shram_slot_free(slot);
 	kvm_arch_free_memslot_metadata(slot);
 	free(slot->dirty_bitmap);
 	free(slot);

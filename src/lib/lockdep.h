@@ -29,11 +29,14 @@ enum gm_lock_class {
 	GM_LOCK_IRQFDS,		/* ev->irqfds_lock */
 	GM_LOCK_KVM,		/* kvm->lock */
 	GM_LOCK_VCPU,		/* vcpu->mutex */
+	GM_LOCK_X86_INIT,	/* x86_vm_init_lock (src/vcpu/x86_run.c) */
 	GM_LOCK_SLOTS,		/* kvm->slots_lock */
 	GM_LOCK_GMEM_INVALIDATE, /* gmem->invalidate_lock */
 	GM_LOCK_MN,		/* kvm->mn_lock */
 	GM_LOCK_MMU,		/* kvm->mmu_lock */
+	GM_LOCK_SHADOW,		/* the x86 shadow's sh->lock (src/vcpu/x86_shadow.c) */
 	GM_LOCK_BACKING,	/* a secretmem backing's pool lock */
+	GM_LOCK_SHRAM,		/* gm_shram_lock (src/core/gmemfd.c) */
 	GM_LOCK_IOEVENTFD,	/* ev->io_lock */
 	GM_LOCK_IRQ,		/* ev->irq_lock */
 	GM_LOCK_VCPU_HAND,	/* vcpu->hand_lock */
@@ -49,6 +52,7 @@ enum gm_lock_class {
 	GM_LOCK_CONFIG,		/* gm_config_mutex */
 	GM_LOCK_RCU_DEFER,	/* gm_tsan_defer_lock (ThreadSanitizer builds) */
 	GM_LOCK_RANGEMAP_POOL,	/* rangemap's rm_pool_lock (free-node pool) */
+	GM_LOCK_GPROC_CTL,	/* gproc vm->ctl_lock (guest-process control socket) */
 	GM_LOCK_NR_CLASSES,
 };
 

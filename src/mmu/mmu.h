@@ -73,6 +73,29 @@ uint64_t kvm_mmu_nr_leaves(struct kvm *kvm);
 /* ... of one level (S2_PG_LEVEL_*): the kernel's pages_4k/2m/1g. */
 uint64_t kvm_mmu_nr_leaves_level(struct kvm *kvm, int level);
 
+/*
+ * A shadow of stage-2 kept by an execution backend (the x86 guest
+ * process's address space, src/vcpu/x86_shadow.c), told about every
+ * translation stage-2 withdraws, as the kernel's page-track notifiers tell
+ * KVM's shadow MMU.  The MMU knows nothing of who listens.
+ *
+ * @zap: [start, end) lost its translations (@wrprot false) or only their
+ * write permission (@wrprot true: dirty-log write protection; huge leaves
+ * in the range may be gone too).  Called for every such change, whether or
+ * not stage-2 had an entry there (a huge leaf straddling an earlier zap
+ * was cleared whole, so a shadow may still map pages next to it).  When it
+ * returns the shadow must no longer use those translations (rights).
+ * Context: mmu_lock held for write; it may block, but must not take
+ * mmu_lock or call back into the MMU.
+ */
+struct kvm_mmu_notifier {
+	void (*zap)(struct kvm_mmu_notifier *n, gfn_t start, gfn_t end, bool wrprot);
+};
+
+/* One notifier per VM.  Context: no VM lock held (takes mmu_lock for write). */
+void kvm_mmu_register_notifier(struct kvm *kvm, struct kvm_mmu_notifier *n);
+void kvm_mmu_unregister_notifier(struct kvm *kvm, struct kvm_mmu_notifier *n);
+
 /* Dirty-logging write protection: kvm_arch_mmu_write_protect_gfn_range()
  * and kvm_arch_mmu_zap_huge_gfn_range() of core/kvm_arch.h. */
 

@@ -44,6 +44,8 @@ struct kvm_mmu {
 	 */
 	uint64_t zap_gen;
 	uint64_t flushed_gen;
+	/* The backend's shadow (mmu.h); written and read under mmu_lock (write). */
+	struct kvm_mmu_notifier *notifier;
 };
 
 /* Tables are page-aligned so that the low 12 bits of an entry are flags. */
@@ -286,6 +288,8 @@ bool kvm_mmu_zap_gfn_range(struct kvm *kvm, gfn_t start, gfn_t end)
 	lockdep_assert_held_write(&kvm->mmu_lock);
 	if (start < end && s2_zap(mmu, &mmu->root, S2_LEVELS, 0, start, end))
 		__atomic_add_fetch(&mmu->zap_gen, 1, __ATOMIC_RELEASE);
+	if (start < end && mmu->notifier)
+		mmu->notifier->zap(mmu->notifier, start, end, false);
 	/* Flush if anything, ours or an earlier zapper's, is unflushed. */
 	return __atomic_load_n(&mmu->flushed_gen, __ATOMIC_ACQUIRE) !=
 	       __atomic_load_n(&mmu->zap_gen, __ATOMIC_ACQUIRE);
@@ -332,6 +336,22 @@ void kvm_arch_flush_shadow_memslot(struct kvm *kvm, struct kvm_memory_slot *slot
 	gm_rwlock_unlock(&kvm->mmu_lock);
 	if (flush)
 		kvm_flush_remote_tlbs(kvm);
+}
+
+void kvm_mmu_register_notifier(struct kvm *kvm, struct kvm_mmu_notifier *n)
+{
+	gm_rwlock_wrlock(&kvm->mmu_lock, GM_LOCK_MMU);
+	gm_assert(!kvm->mmu->notifier);
+	kvm->mmu->notifier = n;
+	gm_rwlock_unlock(&kvm->mmu_lock);
+}
+
+void kvm_mmu_unregister_notifier(struct kvm *kvm, struct kvm_mmu_notifier *n)
+{
+	gm_rwlock_wrlock(&kvm->mmu_lock, GM_LOCK_MMU);
+	if (kvm->mmu->notifier == n)
+		kvm->mmu->notifier = NULL;
+	gm_rwlock_unlock(&kvm->mmu_lock);
 }
 
 uint64_t kvm_mmu_nr_leaves_level(struct kvm *kvm, int level)
@@ -391,6 +411,9 @@ static bool __kvm_mmu_write_protect(struct kvm *kvm, gfn_t start, gfn_t end, boo
 	lockdep_assert_held_write(&kvm->mmu_lock);
 	if (start < end && s2_wrprot(mmu, &mmu->root, S2_LEVELS, 0, start, end, huge_only))
 		__atomic_add_fetch(&mmu->zap_gen, 1, __ATOMIC_RELEASE);
+	/* huge_only zaps leaves: the shadow drops those pages' write rights too. */
+	if (start < end && mmu->notifier)
+		mmu->notifier->zap(mmu->notifier, start, end, true);
 	/* As for zaps: another writer's unflushed change is ours to wait for too. */
 	return __atomic_load_n(&mmu->flushed_gen, __ATOMIC_ACQUIRE) !=
 	       __atomic_load_n(&mmu->zap_gen, __ATOMIC_ACQUIRE);

@@ -36,5 +36,11 @@ GM_UAPI_MM_HOOKS(GM_UAPI_DECLARE_HOOK)
 #undef GM_UAPI_DECLARE_HOOK
 
 void gm_uapi_mm_post(void *token);
+/*
+ * After madvise's pre-hook: MADV_DONTNEED/MADV_FREE on memslot memory
+ * guestmem converted punch its file.  True if that answered the call
+ * (*ret = 0: MADV_FREE on converted memory only); false: make the real call.
+ */
+bool gm_uapi_madvise_discard(void *addr, size_t len, int advice, int *ret);
 
 #endif

@@ -22,6 +22,7 @@
 #include "lib/compiler.h"
 #include "lib/sys_raw.h"
 #include "uapi.h"
+#include "core/gmemfd.h"
 
 #define GM_PAGE_ALIGN_UP(x) (((x) + 4095) & ~(uint64_t)4095)
 
@@ -384,6 +385,26 @@ void *gm_uapi_madvise_pre(void *addr, size_t len, int advice)
 		return gm_hva_start(addr, len);
 	}
 	return NULL;
+}
+
+bool gm_uapi_madvise_discard(void *addr, size_t len, int advice, int *ret)
+{
+	uintptr_t a = (uintptr_t)addr;
+	bool all;
+
+	if (advice != MADV_DONTNEED && advice != MADV_FREE && advice != 24 /* _LOCKED */)
+		return false;
+	/* What the host refuses (EINVAL) is left to it, with nothing punched. */
+	if (!len || !GM_PAGE_ALIGNED(a) || len > UINTPTR_MAX - a - GM_PAGE_SIZE ||
+	    gm_uapi_in_library)
+		return false;
+	gm_uapi_in_library = 1;
+	all = kvm_shram_discard(a, a + GM_PAGE_ALIGN_UP(len));
+	gm_uapi_in_library = 0;
+	if (!all || advice != MADV_FREE)
+		return false;
+	*ret = 0;
+	return true;
 }
 
 void *gm_uapi_mprotect_pre(void *addr, size_t len)

@@ -116,7 +116,7 @@
 	X(both, hva, int, munmap, (void *addr, size_t len), (addr, len), munmap, (addr, len))   \
 	X(both, hva_remap, void *, mremap, (void *old, size_t old_len, size_t new_len, int flags, ...), \
 	  (old, old_len, new_len, flags, new_addr), mremap, (old, old_len, new_len, flags, new_addr)) \
-	X(both, hva, int, madvise, (void *addr, size_t len, int advice),                        \
+	X(both, hva_advise, int, madvise, (void *addr, size_t len, int advice),                 \
 	  (addr, len, advice), madvise, (addr, len, advice))                                     \
 	X(both, hva, int, mprotect, (void *addr, size_t len, int prot),                         \
 	  (addr, len, prot), mprotect, (addr, len))                                              \
@@ -260,6 +260,20 @@
 		R ret_ = FALLBACK(name, args);                        \
 		gm_uapi_mm_post(token_);                              \
 		return ret_;                                          \
+	}
+
+/*
+ * madvise: discarding memslot memory guestmem made MAP_SHARED must still
+ * read back zeros (src/core/gmemfd.h, kvm_shram_discard()).
+ */
+#define GM_BODY_hva_advise(R, name, args, entry, eargs, FALLBACK)      \
+	{                                                              \
+		R ret_;                                                \
+		void *token_ = gm_uapi_##entry##_pre(GM_UNPAREN eargs); \
+		if (!gm_uapi_madvise_discard(GM_UNPAREN eargs, &ret_)) \
+			ret_ = FALLBACK(name, args);                   \
+		gm_uapi_mm_post(token_);                               \
+		return ret_;                                           \
 	}
 
 /* mremap's new address is there only with MREMAP_FIXED. */

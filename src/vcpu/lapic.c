@@ -8,6 +8,7 @@
 
 #include "vcpu/irqchip_internal.h"
 #include "vcpu/vcpu.h"
+#include "vcpu/x86_run.h"
 #include "lib/lockdep.h"
 
 static bool lapic_test(const uint64_t *set, uint32_t irq)
@@ -38,8 +39,11 @@ int kvm_apic_set_irq(struct kvm_lapic *apic, uint32_t irq)
 	lockdep_assert_held(&apic->vcpu->kvm->eventfds->irq_lock);
 	apic->irr[irq / 64] |= 1ULL << (irq % 64);
 	lapic_update_pending(apic);
-	if (apic->pending)
+	if (apic->pending) {
 		lapic_wake(apic);
+		/* A machine-code guest runs until it traps: make it look. */
+		kvm_x86_kick(apic->vcpu);
+	}
 	return 1;
 }
 

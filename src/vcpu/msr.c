@@ -33,6 +33,7 @@
 #include "vcpu/cpuid.h"
 #include "vcpu/vcpu.h"
 #include "vcpu/x86.h"
+#include "vcpu/x86_run.h"
 #include "lib/lockdep.h"
 
 #define MSR_IA32_TSC 0x10
@@ -656,32 +657,19 @@ int kvm_vcpu_set_msr(struct kvm_vcpu *v, uint32_t index, uint64_t data)
 	return r;
 }
 
-/*
- * The guest's own RDMSR/WRMSR (for the execution backend): what the VMM's
- * access allows, less what only the host may do and what a VM capability
- * withholds.  0, or 1 for a #GP.  PLATFORM_INFO is readable only while
- * KVM_CAP_MSR_PLATFORM_INFO allows it (the default) and never writable,
- * SMI_COUNT not writable; an unknown MSR is #GP (no host-initiated "0 is
- * fine" rule).
- */
-int kvm_guest_get_msr(struct kvm_vcpu *v, uint32_t index, uint64_t *data)
+int kvm_vcpu_guest_msr(struct kvm_vcpu *v, uint32_t index, bool write, uint64_t *data)
 {
-	*data = 0;
-	if (index == MSR_PLATFORM_INFO &&
+	int r;
+
+	/* What only the host may do, and what KVM_CAP_MSR_PLATFORM_INFO
+	 * withholds from the guest (it may read PLATFORM_INFO by default). */
+	if (write && (index == MSR_PLATFORM_INFO || index == MSR_SMI_COUNT))
+		return 1;
+	if (!write && index == MSR_PLATFORM_INFO &&
 	    !READ_ONCE(v->kvm->arch.guest_can_read_msr_platform_info))
 		return 1;
-	if (msr_read(v, index, data)) {
-		*data = 0;
-		return 1;
-	}
-	return 0;
-}
-
-int kvm_guest_set_msr(struct kvm_vcpu *v, uint32_t index, uint64_t data)
-{
-	if (index == MSR_PLATFORM_INFO || index == MSR_SMI_COUNT)
-		return 1;
-	return msr_write(v, index, data) ? 1 : 0;
+	r = write ? msr_write(v, index, *data) : msr_read(v, index, data);
+	return r < 0 ? -1 : r;
 }
 
 int kvm_vcpu_msrs(struct kvm_vcpu *v, struct kvm_msr_entry *e, uint32_t n, bool set)
@@ -816,4 +804,5 @@ void kvm_arch_destroy_vm(struct kvm *kvm)
 	msr_filter_free(kvm->arch.msr_filter);
 	kvm->arch.msr_filter = NULL;
 	kvm_coalesced_destroy(kvm);
+	kvm_x86_vm_destroy(kvm);
 }

@@ -174,6 +174,11 @@ static uint64_t cr4_guest_rsvd_bits(struct kvm_vcpu *v)
 	return rsvd;
 }
 
+uint64_t kvm_vcpu_cr4_reserved(struct kvm_vcpu *v)
+{
+	return cr4_reserved_bits() | cr4_guest_rsvd_bits(v);
+}
+
 static bool valid_cr4(struct kvm_vcpu *v, uint64_t cr4)
 {
 	return !(cr4 & cr4_reserved_bits()) && !(cr4 & cr4_guest_rsvd_bits(v));

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "vcpu/vcpu.h"
+#include "vcpu/x86_run.h"
 #include "lib/lockdep.h"
 #include "lib/sys_raw.h"
 
@@ -95,6 +96,8 @@ static void post_run_save(struct kvm_vcpu *v)
 	run->apic_base = v->sregs.apic_base;
 	/* Always 1 with the PIC in the kernel (irqchip.h); else IF. */
 	run->ready_for_interrupt_injection = irqchip_kernel(v->kvm) || run->if_flag;
+	if (v->x86) /* and nothing queued or to re-inject (event.h) */
+		run->ready_for_interrupt_injection = kvm_x86_ready_for_interrupt_injection(v);
 }
 
 /* ---- step 10: complete the previous exit ----------------------------------- */
@@ -216,17 +219,6 @@ static int resume_guest(struct kvm_vcpu *v)
 	return r;
 }
 
-/* No guest program: report it like an instruction KVM cannot emulate. */
-static int exit_no_guest(struct kvm_vcpu *v)
-{
-	struct kvm_run *run = v->run;
-
-	run->exit_reason = KVM_EXIT_INTERNAL_ERROR;
-	run->internal.suberror = KVM_INTERNAL_ERROR_EMULATION;
-	run->internal.ndata = 0;
-	return 0;
-}
-
 /*
  * Let @mask take effect for an instant: a pending signal it unblocks is
  * delivered now (its handler runs) and we report it.
@@ -257,14 +249,17 @@ static int vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 
 	run->exit_reason = KVM_EXIT_UNKNOWN;
 	kvm_stat_inc(&v->stat.runs);
+	/* The backend, chosen at the first run: no C guest, the VMM's code. */
+	if (v->x86 || (v->state == GUEST_NOT_STARTED && !v->guest_fn &&
+		       !(v->guest_fn = kvm_guest_default_fn()))) {
+		v->has_run = true;
+		return kvm_x86_vcpu_run(v, mask);
+	}
 	/* The guest is parked (or never ran): state is stable here. */
 	if (v->state == GUEST_DONE) {
 		run->exit_reason = KVM_EXIT_SHUTDOWN; /* the guest has returned */
 		return 0;
 	}
-	if (v->state == GUEST_NOT_STARTED && !v->guest_fn &&
-	    !(v->guest_fn = kvm_guest_default_fn()))
-		return exit_no_guest(v);
 	/* A signal already pending: EINTR before the guest runs, as KVM. */
 	if (signal_pending_now(mask)) {
 		kvm_stat_inc(&v->stat.signal_exits);
@@ -315,7 +310,13 @@ int kvm_arch_vcpu_ioctl_run(struct kvm_vcpu *v, unsigned long arg)
 	}
 	if (!irqchip_in_kernel(v->kvm))
 		v->sregs.cr8 = run->cr8;
-	complete_userspace_io(v);
+	if (v->x86) {
+		/* The completion itself may exit again (MMIO read-modify-write). */
+		if (kvm_x86_complete_userspace_io(v, &r))
+			goto out;
+	} else {
+		complete_userspace_io(v);
+	}
 	/* After the completion: a pending IN or MMIO read is never lost. */
 	if (READ_ONCE(run->immediate_exit)) {
 		r = -EINTR;

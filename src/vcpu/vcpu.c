@@ -18,6 +18,7 @@
 
 #include "core/kvm_arch.h"
 #include "vcpu/vcpu.h"
+#include "vcpu/x86_run.h"
 #include "lib/lockdep.h"
 #include "lib/sys_raw.h"
 
@@ -104,6 +105,7 @@ static int vcpu_init_run_area(struct kvm_vcpu *v)
 static void vcpu_free(struct kvm_vcpu *v)
 {
 	kvm_guest_thread_stop(v);
+	kvm_x86_vcpu_destroy(v);
 	if (v->run)
 		gm_raw_munmap(v->run, 2 * 4096);
 	if (v->run_fd >= 0)

@@ -72,6 +72,8 @@ struct guestmem_guest {
 };
 
 /* The VM-wide coalesced-MMIO page, shared by the vCPUs of one VM. */
+struct kvm_x86_vcpu;
+
 struct kvm_vcpu_shared {
 	long refs; /* one per vCPU; vCPUs are destroyed together, under no lock */
 	int fd;	   /* memfd of one page */
@@ -123,6 +125,10 @@ struct kvm_vcpu {
 	int wake_fd;	/* eventfd: the guest parked; KVM_RUN ppoll()s it */
 	bool waiter_sleeping; /* KVM_RUN is (about to be) in ppoll: write wake_fd */
 	bool kick;	/* READ_ONCE in every accessor: stop at the next one */
+
+	/* The x86 backend (x86_run.h), set at the first KVM_RUN of a vCPU
+	 * without a C guest; NULL for C guests.  Owned by KVM_RUN (mutex). */
+	struct kvm_x86_vcpu *x86;
 
 	struct kvm_vcpu_stat stat;
 	/* vcpu->last_used_slot: used by the guest thread's faults only. */

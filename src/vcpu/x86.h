@@ -183,14 +183,20 @@ int kvm_vcpu_get_msr(struct kvm_vcpu *v, uint32_t index, uint64_t *data);
 int kvm_vcpu_set_msr(struct kvm_vcpu *v, uint32_t index, uint64_t data);
 /* CPUID.1:ECX.MONITOR from MISC_ENABLE when the NO_MWAIT quirk is off. */
 void kvm_update_misc_enable_cpuid(struct kvm_vcpu *v);
-/* The guest's own RDMSR/WRMSR: 0, or 1 for #GP (see msr.c). */
-int kvm_guest_get_msr(struct kvm_vcpu *v, uint32_t index, uint64_t *data);
-int kvm_guest_set_msr(struct kvm_vcpu *v, uint32_t index, uint64_t data);
+/*
+ * One MSR access by the guest (RDMSR/WRMSR of the x86 backend): 0, 1 when
+ * the value is refused (#GP), -1 for an MSR guestmem does not know.  The
+ * MSR filter is the caller's business.
+ */
+int kvm_vcpu_guest_msr(struct kvm_vcpu *v, uint32_t index, bool write, uint64_t *data);
 /* KVM_GET_MSRS on /dev/kvm: the feature MSRs.  Same convention. */
 int kvm_get_feature_msr(uint32_t index, uint64_t *data);
 const uint32_t *kvm_msr_feature_index_list(uint32_t *n);
 /* Guest MAXPHYADDR: CPUID 0x80000008 if the guest has it, else 36 (regs.c). */
 int kvm_guest_maxphyaddr(struct kvm_vcpu *v);
+/* CR4 bits the guest may not set: the CPU model's and, after
+ * KVM_SET_CPUID2, the guest CPUID's (regs.c). */
+uint64_t kvm_vcpu_cr4_reserved(struct kvm_vcpu *v);
 /* kvm_set_apic_base()'s host-initiated checks (regs.c). */
 bool kvm_valid_apic_base(struct kvm_vcpu *v, uint64_t base);
 /* Guest CPUID says the vendor is Intel-compatible (TSC_AUX rules). */

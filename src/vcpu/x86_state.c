@@ -14,6 +14,7 @@
 #include "vcpu/irqchip.h"
 #include "vcpu/vcpu.h"
 #include "vcpu/x86.h"
+#include "vcpu/x86_run.h"
 #include "lib/lockdep.h"
 
 #define DR6_ACTIVE_LOW 0xffff0ff0ULL
@@ -286,6 +287,7 @@ int kvm_vcpu_set_guest_debug(struct kvm_vcpu *v, const struct kvm_guest_debug *d
 
 void kvm_vcpu_get_xsave(struct kvm_vcpu *v, void *buf)
 {
+	kvm_x86_xsave_sync_out(v); /* the x86 backend keeps it in the guest thread */
 	memcpy(buf, v->arch.xsave, KVM_XSAVE_UABI_SIZE);
 }
 
@@ -341,11 +343,13 @@ int kvm_vcpu_set_xsave(struct kvm_vcpu *v, const void *buf)
 			memcpy(st + off, x + off, size);
 	}
 	memcpy(st + XSAVE_HDR_OFFSET, &xfeatures, 8);
+	kvm_x86_xsave_sync_in(v);
 	return 0;
 }
 
 void kvm_vcpu_get_fpu(struct kvm_vcpu *v, struct kvm_fpu *fpu)
 {
+	kvm_x86_xsave_sync_out(v);
 	const uint8_t *x = v->arch.xsave;
 
 	memset(fpu, 0, sizeof(*fpu));
@@ -366,6 +370,7 @@ void kvm_vcpu_set_fpu(struct kvm_vcpu *v, const struct kvm_fpu *fpu)
 	uint64_t xfeatures;
 
 	lockdep_assert_held(&v->mutex);
+	kvm_x86_xsave_sync_out(v); /* a partial update of the current state */
 	memcpy(x + 32, fpu->fpr, sizeof(fpu->fpr));
 	memcpy(x, &fpu->fcw, 2);
 	memcpy(x + 2, &fpu->fsw, 2);
@@ -379,4 +384,5 @@ void kvm_vcpu_set_fpu(struct kvm_vcpu *v, const struct kvm_fpu *fpu)
 	memcpy(&xfeatures, x + XSAVE_HDR_OFFSET, 8);
 	xfeatures |= XFEATURE_MASK_FP | XFEATURE_MASK_SSE;
 	memcpy(x + XSAVE_HDR_OFFSET, &xfeatures, 8);
+	kvm_x86_xsave_sync_in(v);
 }

@@ -206,6 +206,9 @@ static int walk_once(struct walk *w, uint64_t gva, uint32_t access,
 				return 2;
 			res->gpa = frame_of(w, level, pte, gva);
 			res->level = level;
+			res->writable = rw || (!(access & X86_PF_USER) && !(m->cr0 & CR0_WP));
+			res->executable = !(xd && (m->efer & EFER_NXE));
+			res->dirty = (pte & PTE_D) || (access & X86_PF_WRITE);
 			return 0;
 		}
 		table = w->size == 4 ? (pte & bit_range(12, 31)) : (pte & bit_range(12, 51));
@@ -222,6 +225,7 @@ int x86_walk(const struct x86_walk_mode *m, uint64_t gva, uint32_t access,
 	memset(res, 0, sizeof(*res));
 	if (!(m->cr0 & CR0_PG)) {
 		res->gpa = (m->efer & EFER_LMA) ? gva : (uint32_t)gva;
+		res->writable = res->executable = res->dirty = true;
 		return 0;
 	}
 	if (m->efer & EFER_LMA)

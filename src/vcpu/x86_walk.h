@@ -71,6 +71,11 @@ struct x86_walk_result {
 	uint64_t gpa;	     /* on success */
 	int level;	     /* 1: 4 KiB, 2: 2/4 MiB, 3: 1 GiB; 0 without paging */
 	uint32_t error_code; /* on a fault: the #PF error code */
+	/* On success, what the walk's entries allow together (for a shadow
+	 * mapping): writes (R/W everywhere, or a supervisor write with CR0.WP
+	 * clear), fetches (no XD with NXE), and the leaf's D bit after the
+	 * walk.  Without paging all three are true. */
+	bool writable, executable, dirty;
 };
 
 /*

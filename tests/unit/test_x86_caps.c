@@ -364,21 +364,21 @@ TEST(msr_platform_info)
 	ASSERT_TRUE(vcpu >= 0);
 	v = vcpu_of(vcpu);
 	ASSERT_EQ(set_msr(vcpu, MSR_PLATFORM_INFO, 0x1234), 1);
-	ASSERT_EQ(kvm_guest_get_msr(v, MSR_PLATFORM_INFO, &data), 0);
+	ASSERT_EQ(kvm_vcpu_guest_msr(v, MSR_PLATFORM_INFO, false, &data), 0);
 	EXPECT_EQ(data, 0x1234);
 	ASSERT_ERRNO(enable_cap(vm, KVM_CAP_MSR_PLATFORM_INFO, 1, 0), EINVAL);
 	ASSERT_EQ(enable_cap(vm, KVM_CAP_MSR_PLATFORM_INFO, 0, 0), 0);
-	EXPECT_EQ(kvm_guest_get_msr(v, MSR_PLATFORM_INFO, &data), 1); /* #GP */
+	EXPECT_EQ(kvm_vcpu_guest_msr(v, MSR_PLATFORM_INFO, false, &data), 1); /* #GP */
 	EXPECT_EQ(data, 0);
 	ASSERT_EQ(get_msr(vcpu, MSR_PLATFORM_INFO, &data), 1);
 	EXPECT_EQ(data, 0x1234);
 	/* Any nonzero argument means "readable". */
 	ASSERT_EQ(enable_cap(vm, KVM_CAP_MSR_PLATFORM_INFO, 0, 2), 0);
-	ASSERT_EQ(kvm_guest_get_msr(v, MSR_PLATFORM_INFO, &data), 0);
+	ASSERT_EQ(kvm_vcpu_guest_msr(v, MSR_PLATFORM_INFO, false, &data), 0);
 	EXPECT_EQ(data, 0x1234);
 	/* Only the host writes PLATFORM_INFO and SMI_COUNT. */
-	EXPECT_EQ(kvm_guest_set_msr(v, MSR_PLATFORM_INFO, 0x1234), 1);
-	EXPECT_EQ(kvm_guest_set_msr(v, MSR_SMI_COUNT, 1), 1);
+	EXPECT_EQ(kvm_vcpu_guest_msr(v, MSR_PLATFORM_INFO, true, &(uint64_t){ 0x1234 }), 1);
+	EXPECT_EQ(kvm_vcpu_guest_msr(v, MSR_SMI_COUNT, true, &(uint64_t){ 1 }), 1);
 	ASSERT_EQ(set_msr(vcpu, MSR_SMI_COUNT, 1), 1);
 	guestmem_sys_close(vcpu);
 	guestmem_sys_close(vm);

@@ -1,0 +1,1224 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Guest memory by (fd, offset) for another process: kvm_gfn_to_backing()
+ * and the shared-RAM conversion of memslot memory (see gmemfd.h).
+ *
+ * Everything that reads /proc or changes the address space runs under
+ * gm_shram_lock, one lock for the process: probes are rare (memslot
+ * creation, the first lookup of a slot, the first lookup after the VMM
+ * changed the memory) and two of them must not convert the same range at
+ * once.  Readers of a slot's record take no lock (RCU).
+ *
+ * Library code must not call the functions the preload wraps (open, read,
+ * mmap, fstat...): every such call here is a gm_raw_*() (src/lib/sys_raw.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "backing_impl.h" /* gm_backing_set_size(): sizing without SIGXFSZ */
+#include "gmem.h"
+#include "gmemfd.h"
+#include "lib/compiler.h"
+#include "lib/lockdep.h"
+#include "lib/rcu.h"
+#include "lib/sys_raw.h"
+
+#define GMEMFD_DEFAULT_RUN 512 /* one page-table page: 2 MiB */
+#define GMEMFD_PRIVATE_ID (1ULL << 63)
+
+/* ---- files guestmem holds open for memslot RAM ------------------------- */
+
+/*
+ * One file mapped by the VMM as memslot memory, opened by guestmem (a
+ * memfd it made by conversion, or its own open of the VMM's file).  All
+ * fields under gm_shram_lock; fd, dev, ino, id, writable are fixed.
+ *
+ * References: one per record segment naming it, plus one while the VMM is
+ * known to map it (`mapped`), so that a memslot deleted and created again
+ * over the same memory finds the file although the VMM closed its fd (or,
+ * for a converted range, never had one).  That last reference is dropped
+ * when, after an mmu-notifier event over [lo, hi), /proc/self/maps no
+ * longer shows the file anywhere.  The last reference closes the fd: no
+ * reader can hold it by then (records are freed after a grace period).
+ */
+struct gm_shfile {
+	long refs;
+	bool mapped;
+	bool writable; /* fd is O_RDWR */
+	bool ours;     /* a memfd made by conversion */
+	int fd;
+	uint64_t map_align; /* mmap granularity: the huge page size on hugetlbfs */
+	dev_t dev;
+	uint64_t ino;
+	uint64_t id;
+	uint64_t lo, hi; /* hull of the host ranges where it was seen mapped */
+	struct gm_shfile *next;
+};
+
+/*
+ * gm_shram_lock: the file list below and its counters, every probe and
+ * conversion of memslot memory, and the replacement of slot->shram->cur.  A
+ * leaf: only the allocator and (TSan builds) the RCU deferral lock are
+ * taken under it, and nothing waits for a grace period under it.
+ */
+static pthread_mutex_t gm_shram_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct gm_shfile *gm_shfiles;
+static long gm_shfiles_nr;
+/* Converted files (ours) in the list: read without the lock as a hint. */
+static long gm_shfiles_ours;
+static uint64_t gm_shfile_next_id = 1;
+
+static void shfile_put_locked(struct gm_shfile *f)
+{
+	struct gm_shfile **pp;
+
+	lockdep_assert_held(&gm_shram_lock);
+	if (--f->refs)
+		return;
+	for (pp = &gm_shfiles; *pp != f; pp = &(*pp)->next)
+		;
+	*pp = f->next;
+	gm_shfiles_nr--;
+	if (f->ours)
+		WRITE_ONCE(gm_shfiles_ours, gm_shfiles_ours - 1);
+	gm_raw_close(f->fd);
+	free(f);
+}
+
+static struct gm_shfile *shfile_lookup_locked(dev_t dev, uint64_t ino)
+{
+	lockdep_assert_held(&gm_shram_lock);
+	for (struct gm_shfile *f = gm_shfiles; f; f = f->next)
+		if (f->dev == dev && f->ino == ino)
+			return f;
+	return NULL;
+}
+
+#define GM_HUGETLBFS_MAGIC 0x958458f6
+
+/* hugetlbfs maps only whole huge pages, whose size it reports as st_blksize. */
+static uint64_t file_map_align(int fd)
+{
+	struct statfs sfs;
+	struct stat st;
+
+	if (syscall(SYS_fstatfs, fd, &sfs) || (unsigned long)sfs.f_type != GM_HUGETLBFS_MAGIC ||
+	    gm_raw_fstat(fd, &st) || st.st_blksize < (blksize_t)GM_PAGE_SIZE ||
+	    (st.st_blksize & (st.st_blksize - 1)))
+		return GM_PAGE_SIZE;
+	return (uint64_t)st.st_blksize;
+}
+
+/* Register @fd (owned from now on) as the file (dev, ino); NULL on ENOMEM. */
+static struct gm_shfile *shfile_add_locked(int fd, dev_t dev, uint64_t ino, bool writable,
+					   bool ours)
+{
+	struct gm_shfile *f = calloc(1, sizeof(*f));
+
+	if (!f) {
+		gm_raw_close(fd);
+		return NULL;
+	}
+	*f = (struct gm_shfile){ .fd = fd, .dev = dev, .ino = ino, .writable = writable,
+				 .ours = ours, .id = gm_shfile_next_id++, .lo = ~0ULL,
+				 .map_align = file_map_align(fd) };
+	f->next = gm_shfiles;
+	gm_shfiles = f;
+	gm_shfiles_nr++;
+	if (ours)
+		WRITE_ONCE(gm_shfiles_ours, gm_shfiles_ours + 1);
+	return f;
+}
+
+/* The VMM maps @f at [start, end): keep the file while it does. */
+static void shfile_seen_mapped_locked(struct gm_shfile *f, uint64_t start, uint64_t end)
+{
+	if (!f->mapped) {
+		f->mapped = true;
+		f->refs++;
+	}
+	f->lo = GM_MIN(f->lo, start);
+	f->hi = GM_MAX(f->hi, end);
+}
+
+long kvm_shram_nr_files(void)
+{
+	long n;
+
+	gm_mutex_lock(&gm_shram_lock, GM_LOCK_SHRAM);
+	n = gm_shfiles_nr;
+	gm_mutex_unlock(&gm_shram_lock);
+	return n;
+}
+
+/* ---- records ------------------------------------------------------------ */
+
+struct kvm_shram_seg {
+	uint64_t start, end;	/* host addresses */
+	struct gm_shfile *file; /* NULL: @err */
+	uint64_t offset;	/* file offset of @start */
+	int err;
+};
+
+/* What backs one slot's host range; immutable except @stale. */
+struct kvm_shram_rec {
+	long refs;  /* 1: the holder that publishes it */
+	int stale;  /* set by the mmu notifier (atomic); the next lookup probes again */
+	struct rcu_head rcu;
+	uint32_t nr, cap;
+	struct kvm_shram_seg seg[];
+};
+
+static void shram_free_rcu(struct rcu_head *head)
+{
+	struct kvm_shram_rec *r = caa_container_of(head, struct kvm_shram_rec, rcu);
+
+	gm_mutex_lock(&gm_shram_lock, GM_LOCK_SHRAM);
+	for (uint32_t i = 0; i < r->nr; i++)
+		if (r->seg[i].file)
+			shfile_put_locked(r->seg[i].file);
+	gm_mutex_unlock(&gm_shram_lock);
+	free(r);
+}
+
+/*
+ * A slot's holder of its record (slot->shram): allocated with the slot
+ * and never changed in it, so that the plain struct copies memslots.c
+ * makes of a slot (FLAGS_ONLY, MOVE, the INVALID stand-in) race with
+ * nothing; a lookup replaces @cur instead.  Shared by the copies of one
+ * slot (a FLAGS_ONLY or MOVE keeps the host range), each holding a
+ * reference; the INVALID stand-in holds none and is freed with its slot.
+ */
+struct kvm_shram {
+	long refs;		  /* atomic */
+	struct kvm_shram_rec *cur; /* NULL until probed; replaced under gm_shram_lock */
+};
+
+static void shram_put(struct kvm_shram_rec *r)
+{
+	/* Readers may still use it: free (and drop its files) after a grace period. */
+	if (r && __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		gm_call_rcu(&r->rcu, shram_free_rcu);
+}
+
+/* Append a segment, merging with the last one when it simply continues. */
+static int shram_add_seg(struct kvm_shram_rec **rp, uint64_t start, uint64_t end,
+			 struct gm_shfile *file, uint64_t offset, int err)
+{
+	struct kvm_shram_rec *r = *rp;
+	struct kvm_shram_seg *last = r->nr ? &r->seg[r->nr - 1] : NULL;
+
+	if (last && last->end == start && last->file == file &&
+	    (file ? last->offset + (last->end - last->start) == offset : last->err == err)) {
+		last->end = end;
+		if (file)
+			file->refs--; /* the caller took one for this segment */
+		return 0;
+	}
+	if (r->nr == r->cap) {
+		uint32_t cap = r->cap * 2;
+		struct kvm_shram_rec *n = realloc(r, sizeof(*r) + cap * sizeof(r->seg[0]));
+
+		if (!n)
+			return -ENOMEM;
+		n->cap = cap;
+		*rp = r = n;
+	}
+	r->seg[r->nr++] = (struct kvm_shram_seg){ start, end, file, offset, err };
+	return 0;
+}
+
+/* ---- /proc/self/maps ----------------------------------------------------- */
+
+/* Read a whole /proc file (NUL-terminated) with raw calls; NULL on failure. */
+static char *read_proc_file(const char *path)
+{
+	size_t cap = 64 << 10, len = 0;
+	char *buf = malloc(cap), *n;
+	int fd = gm_raw_open(path, O_RDONLY | O_CLOEXEC, 0);
+	ssize_t got;
+
+	if (fd < 0 || !buf)
+		goto fail;
+	for (;;) {
+		if (cap - len < 4096) {
+			n = realloc(buf, cap * 2);
+			if (!n)
+				goto fail;
+			buf = n;
+			cap *= 2;
+		}
+		got = gm_raw_read(fd, buf + len, cap - len - 1);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			goto fail;
+		if (got == 0)
+			break;
+		len += (size_t)got;
+	}
+	gm_raw_close(fd);
+	buf[len] = '\0';
+	return buf;
+fail:
+	if (fd >= 0)
+		gm_raw_close(fd);
+	free(buf);
+	return NULL;
+}
+
+enum piece_kind {
+	PIECE_HOLE,	   /* nothing mapped */
+	PIECE_ANON,	   /* anonymous private memory: converted */
+	PIECE_SHARED_FILE, /* MAP_SHARED of a file: reopened */
+	PIECE_OTHER,	   /* anything else: no fd */
+};
+
+/* One VMA (or hole) clipped to the probed range. */
+struct piece {
+	uint64_t start, end;
+	uint64_t vma_start, vma_end; /* the whole VMA (for /proc/self/map_files) */
+	enum piece_kind kind;
+	int prot;
+	uint64_t off; /* file offset of @start (shared files) */
+	dev_t dev;
+	uint64_t ino;
+	const char *path; /* into the maps buffer; "" if none */
+};
+
+struct pieces {
+	struct piece *p;
+	size_t nr, cap;
+};
+
+static int pieces_add(struct pieces *ps, const struct piece *p)
+{
+	if (ps->nr == ps->cap) {
+		size_t cap = ps->cap ? 2 * ps->cap : 8;
+		struct piece *n = realloc(ps->p, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		ps->p = n;
+		ps->cap = cap;
+	}
+	ps->p[ps->nr++] = *p;
+	return 0;
+}
+
+static enum piece_kind classify(const char *perms, uint64_t ino, const char *path)
+{
+	if (perms[3] == 's')
+		return ino ? PIECE_SHARED_FILE : PIECE_OTHER;
+	/* Private: only plain (or named) anonymous memory; not the heap or stacks. */
+	if (ino == 0 && (path[0] == '\0' || !strncmp(path, "[anon:", 6)))
+		return PIECE_ANON;
+	return PIECE_OTHER;
+}
+
+/*
+ * Split [start, end) into the VMAs of @maps (modified: lines are cut) and
+ * the holes between them.
+ */
+static int parse_maps(char *maps, uint64_t start, uint64_t end, struct pieces *ps)
+{
+	uint64_t pos = start;
+	char *line = maps;
+	int r;
+
+	while (line && *line && pos < end) {
+		char *nl = strchr(line, '\n'), perms[8] = "";
+		unsigned long long vs, ve, off, ino;
+		unsigned maj, min;
+		int n = 0;
+		struct piece p;
+
+		if (nl)
+			*nl = '\0';
+		if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu %n", &vs, &ve, perms, &off, &maj,
+			   &min, &ino, &n) < 7 || strlen(perms) < 4)
+			return -EIO;
+		if (ve > pos && vs < end) {
+			if (vs > pos) {
+				p = (struct piece){ .start = pos, .end = vs, .kind = PIECE_HOLE,
+						    .path = "" };
+				r = pieces_add(ps, &p);
+				if (r)
+					return r;
+				pos = vs;
+			}
+			p = (struct piece){
+				.start = pos,
+				.end = GM_MIN(ve, end),
+				.vma_start = vs,
+				.vma_end = ve,
+				.prot = (perms[0] == 'r' ? PROT_READ : 0) |
+					(perms[1] == 'w' ? PROT_WRITE : 0) |
+					(perms[2] == 'x' ? PROT_EXEC : 0),
+				.off = off + (pos - vs),
+				.dev = makedev(maj, min),
+				.ino = ino,
+				.path = line + n,
+			};
+			p.kind = classify(perms, ino, p.path);
+			r = pieces_add(ps, &p);
+			if (r)
+				return r;
+			pos = p.end;
+		}
+		line = nl ? nl + 1 : NULL;
+	}
+	if (pos < end) {
+		struct piece p = { .start = pos, .end = end, .kind = PIECE_HOLE, .path = "" };
+
+		return pieces_add(ps, &p);
+	}
+	return 0;
+}
+
+/* ---- opening the VMM's file -------------------------------------------- */
+
+/* Open @path and keep it only if it is (dev, ino).  -1 otherwise. */
+static int open_verified(const char *path, dev_t dev, uint64_t ino, bool *writable)
+{
+	struct stat st;
+	int fd = gm_raw_open(path, O_RDWR | O_CLOEXEC | O_NOCTTY, 0);
+
+	*writable = fd >= 0;
+	if (fd < 0)
+		fd = gm_raw_open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY, 0);
+	if (fd < 0)
+		return -1;
+	if (gm_raw_fstat(fd, &st) || st.st_dev != dev || st.st_ino != ino) {
+		gm_raw_close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+struct gm_dirent64 {
+	uint64_t d_ino;
+	int64_t d_off;
+	unsigned short d_reclen;
+	unsigned char d_type;
+	char d_name[];
+};
+
+/* An open fd of this process on (dev, ino), reopened for guestmem; -1 if none. */
+static int reopen_from_fd_table(dev_t dev, uint64_t ino, bool *writable)
+{
+	int dfd = gm_raw_open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	char buf[4096] __attribute__((aligned(8)));
+	int found = -1;
+	long n;
+
+	if (dfd < 0)
+		return -1;
+	while (found < 0 && (n = syscall(SYS_getdents64, dfd, buf, sizeof(buf))) > 0) {
+		for (long off = 0; found < 0 && off < n;) {
+			struct gm_dirent64 *d = (struct gm_dirent64 *)(buf + off);
+			struct stat st;
+			char path[64];
+
+			off += d->d_reclen;
+			if (d->d_name[0] < '0' || d->d_name[0] > '9' || atoi(d->d_name) == dfd)
+				continue;
+			/* stat follows the link to the open file itself. */
+			if (gm_raw_fstatat(dfd, d->d_name, &st, 0) || st.st_dev != dev ||
+			    st.st_ino != ino)
+				continue;
+			snprintf(path, sizeof(path), "/proc/self/fd/%s", d->d_name);
+			/* Verified again: the VMM may have reused the number meanwhile. */
+			found = open_verified(path, dev, ino, writable);
+		}
+	}
+	gm_raw_close(dfd);
+	return found;
+}
+
+/* The maps path without the " (deleted)" suffix the kernel appends. */
+static bool path_usable(const char *path)
+{
+	size_t len = strlen(path);
+
+	return path[0] == '/' && !(len >= 10 && !strcmp(path + len - 10, " (deleted)"));
+}
+
+/*
+ * The file a MAP_SHARED piece maps, with one reference for the caller:
+ * known already, an open fd of the process, its path, or (with
+ * CAP_SYS_ADMIN) /proc/self/map_files.  NULL: not reachable (*err).
+ */
+static struct gm_shfile *shfile_for_piece_locked(const struct piece *p, int *err)
+{
+	struct gm_shfile *f = shfile_lookup_locked(p->dev, p->ino);
+	bool writable = false;
+	char mf[64];
+	int fd;
+
+	if (!f) {
+		fd = reopen_from_fd_table(p->dev, p->ino, &writable);
+		if (fd < 0 && path_usable(p->path))
+			fd = open_verified(p->path, p->dev, p->ino, &writable);
+		if (fd < 0) {
+			snprintf(mf, sizeof(mf), "/proc/self/map_files/%llx-%llx",
+				 (unsigned long long)p->vma_start, (unsigned long long)p->vma_end);
+			fd = open_verified(mf, p->dev, p->ino, &writable);
+		}
+		if (fd < 0) {
+			*err = -EOPNOTSUPP;
+			return NULL;
+		}
+		f = shfile_add_locked(fd, p->dev, p->ino, writable, false);
+		if (!f) {
+			*err = -ENOMEM;
+			return NULL;
+		}
+	}
+	f->refs++;
+	shfile_seen_mapped_locked(f, p->start, p->end);
+	return f;
+}
+
+/* ---- fork ------------------------------------------------------------------ */
+
+/*
+ * After a libc fork, converted memory would be shared between parent and
+ * child, where anonymous private memory is copy-on-write: the child maps
+ * the same file MAP_PRIVATE instead, so its writes stay its own (until it
+ * writes a page it still sees the parent's later writes to it: README).
+ * A raw fork system call runs no handler and shares the memory.
+ *
+ * The handlers use the plain pthread calls, as src/uapi/file.c does: the
+ * fork may come from any thread, holding locks lockdep does not rank.
+ */
+static void shram_atfork_prepare(void)
+{
+	pthread_mutex_lock(&gm_shram_lock);
+}
+
+static void shram_atfork_parent(void)
+{
+	pthread_mutex_unlock(&gm_shram_lock);
+}
+
+static void shram_atfork_child(void)
+{
+	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+	char *maps = gm_shfiles_ours ? read_proc_file("/proc/self/maps") : NULL;
+
+	for (char *line = maps, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+		unsigned long long vs, ve, off, ino;
+		unsigned maj, min;
+		char perms[8] = "";
+
+		nl = strchr(line, '\n');
+		if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu", &vs, &ve, perms, &off, &maj, &min,
+			   &ino) < 7 || perms[3] != 's')
+			continue;
+		for (struct gm_shfile *f = gm_shfiles; f; f = f->next) {
+			if (!f->ours || f->ino != ino || f->dev != makedev(maj, min))
+				continue;
+			gm_raw_mmap((void *)(uintptr_t)vs, ve - vs,
+				    (perms[0] == 'r' ? PROT_READ : 0) |
+					    (perms[1] == 'w' ? PROT_WRITE : 0) |
+					    (perms[2] == 'x' ? PROT_EXEC : 0),
+				    MAP_PRIVATE | MAP_FIXED, f->fd, (off_t)off);
+			break;
+		}
+	}
+	free(maps);
+	gm_shram_lock = fresh;
+}
+
+static pthread_once_t gm_shram_atfork_once = PTHREAD_ONCE_INIT;
+
+static void shram_atfork_register(void)
+{
+	pthread_atfork(shram_atfork_prepare, shram_atfork_parent, shram_atfork_child);
+}
+
+/* ---- converting anonymous memory ---------------------------------------- */
+
+static bool page_is_zero(const uint64_t *p)
+{
+	for (size_t i = 0; i < GM_PAGE_SIZE / sizeof(*p); i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+static int write_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	while (len) {
+		ssize_t n = gm_raw_pwrite(fd, buf, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 && errno == ENOSPC ? -ENOMEM : -EIO;
+		buf = (const char *)buf + n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+#define PM_PRESENT (1ULL << 63)
+#define PM_SWAP (1ULL << 62)
+#define COPY_BATCH 512
+
+/*
+ * Copy the pages of [start, end) that exist (present or swapped out, per
+ * /proc/self/pagemap; all of them if it cannot be read) and are not all
+ * zero into @fd at @file_off.  Unreadable memory (PROT_NONE) is read
+ * through /proc/self/mem, which may fail: then -EOPNOTSUPP.
+ */
+static int copy_existing(int fd, uint64_t start, uint64_t end, uint64_t file_off, bool readable)
+{
+	int pm = gm_raw_open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0), mem = -1, r = 0;
+	uint64_t *ents = malloc(COPY_BATCH * sizeof(*ents)), *bounce = NULL;
+
+	if (!ents) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (uint64_t a = start; a < end && !r; a += COPY_BATCH * GM_PAGE_SIZE) {
+		uint64_t n = GM_MIN((uint64_t)COPY_BATCH, (end - a) >> GM_PAGE_SHIFT);
+
+		if (pm < 0 || gm_raw_pread(pm, ents, n * 8, (off_t)((a >> GM_PAGE_SHIFT) * 8)) !=
+				      (ssize_t)(n * 8))
+			for (uint64_t i = 0; i < n; i++)
+				ents[i] = PM_PRESENT;
+		for (uint64_t i = 0; i < n && !r; i++) {
+			uint64_t src = a + (i << GM_PAGE_SHIFT);
+			const uint64_t *page = (const uint64_t *)(uintptr_t)src;
+
+			if (!(ents[i] & (PM_PRESENT | PM_SWAP)))
+				continue;
+			if (!readable) {
+				if (!bounce && !(bounce = malloc(GM_PAGE_SIZE)))
+					r = -ENOMEM;
+				if (!r && mem < 0 &&
+				    (mem = gm_raw_open("/proc/self/mem", O_RDONLY | O_CLOEXEC, 0)) < 0)
+					r = -EOPNOTSUPP;
+				if (!r && gm_raw_pread(mem, bounce, GM_PAGE_SIZE, (off_t)src) !=
+						  (ssize_t)GM_PAGE_SIZE)
+					r = -EOPNOTSUPP;
+				page = bounce;
+			}
+			if (!r && !page_is_zero(page))
+				r = write_all(fd, page, GM_PAGE_SIZE, file_off + (src - start));
+		}
+	}
+out:
+	if (pm >= 0)
+		gm_raw_close(pm);
+	if (mem >= 0)
+		gm_raw_close(mem);
+	free(bounce);
+	free(ents);
+	return r;
+}
+
+/*
+ * The VmFlags of the VMA starting at @vma_start in @smaps ("rd wr mr ..."),
+ * or NULL.  Points into @smaps, up to the end of its line.
+ */
+static const char *smaps_vmflags(const char *smaps, uint64_t vma_start)
+{
+	bool in = false;
+
+	for (const char *line = smaps; line && *line;) {
+		const char *nl = strchr(line, '\n');
+		unsigned long long vs, ve;
+		char c;
+
+		/* A VMA header: "start-end perms ..."; field lines start with a name. */
+		if (sscanf(line, "%llx-%llx %c", &vs, &ve, &c) == 3)
+			in = vs == vma_start;
+		else if (in && !strncmp(line, "VmFlags:", 8))
+			return line + 8;
+		line = nl ? nl + 1 : NULL;
+	}
+	return NULL;
+}
+
+static bool vmflag(const char *flags, const char *flag)
+{
+	for (const char *p = flags; p && *p && *p != '\n'; p++)
+		if (p[0] == flag[0] && p[1] == flag[1] && (p == flags || p[-1] == ' ') &&
+		    (p[2] == ' ' || p[2] == '\n' || p[2] == '\0'))
+			return true;
+	return false;
+}
+
+/*
+ * Give the new mapping of @p the per-VMA flags a VMM sets on guest RAM
+ * and the kernel keeps in VmFlags: locked, don't fork, don't dump, and
+ * the huge page hints (which tmpfs honours in "advise" mode).  KSM and
+ * wipe-on-fork do not exist for shared mappings (README).  Best effort.
+ */
+static void copy_vma_flags(const char *smaps, const struct piece *p)
+{
+	const char *flags = smaps ? smaps_vmflags(smaps, p->vma_start) : NULL;
+	void *addr = (void *)(uintptr_t)p->start;
+	size_t len = p->end - p->start;
+
+	if (!flags)
+		return;
+	if (vmflag(flags, "dc"))
+		gm_raw_madvise(addr, len, MADV_DONTFORK);
+	if (vmflag(flags, "dd"))
+		gm_raw_madvise(addr, len, MADV_DONTDUMP);
+	if (vmflag(flags, "hg"))
+		gm_raw_madvise(addr, len, MADV_HUGEPAGE);
+	if (vmflag(flags, "nh"))
+		gm_raw_madvise(addr, len, MADV_NOHUGEPAGE);
+	if (vmflag(flags, "lo"))
+		syscall(SYS_mlock, addr, len);
+}
+
+/*
+ * Replace the anonymous pieces ps[first..last] (contiguous) by one new
+ * memfd mapped MAP_SHARED at the same addresses with each piece's
+ * protection, after copying what they hold.  Returns the file with one
+ * reference per converted piece and in *done how many were (from @first
+ * on; fewer than asked only if an mmap failed), or NULL and *err with the
+ * memory untouched.
+ *
+ * A VMM thread writing the range between the copy and the mmap loses its
+ * write; conversions run when memslots are created or the backend is
+ * enabled, before guest code runs (README "Memslot RAM").
+ */
+static struct gm_shfile *convert_anon_locked(const struct piece *ps, size_t first, size_t last,
+					     size_t *done, int *err)
+{
+	uint64_t start = ps[first].start, len = ps[last].end - start;
+	struct gm_shfile *f;
+	char *smaps;
+	struct stat st;
+	int fd, r = 0;
+
+	fd = gm_raw_memfd_create("guestmem-ram", MFD_CLOEXEC);
+	if (fd < 0) {
+		*err = errno == EMFILE || errno == ENFILE ? -EMFILE : -ENOMEM;
+		return NULL;
+	}
+	if (gm_backing_set_size(fd, len) || gm_raw_fstat(fd, &st))
+		r = -ENOMEM;
+	for (size_t i = first; i <= last && !r; i++)
+		r = copy_existing(fd, ps[i].start, ps[i].end, ps[i].start - start,
+				  ps[i].prot & PROT_READ);
+	if (r) {
+		gm_raw_close(fd);
+		*err = r;
+		return NULL;
+	}
+	/* Read before the VMAs change; NULL only leaves the flags out. */
+	smaps = read_proc_file("/proc/self/smaps");
+	for (size_t i = first; i <= last; i++) {
+		void *want = (void *)(uintptr_t)ps[i].start;
+		void *got = gm_raw_mmap(want, ps[i].end - ps[i].start, ps[i].prot,
+					MAP_SHARED | MAP_FIXED, fd, (off_t)(ps[i].start - start));
+
+		/*
+		 * Only ENOMEM (no VMA left) can fail here; a piece that failed
+		 * keeps its old mapping (Linux >= 6.1 restores it) and is
+		 * then reported, with the pieces after it, as not convertible.
+		 */
+		if (got != want) {
+			if (i == first) {
+				gm_raw_close(fd);
+				free(smaps);
+				*err = -ENOMEM;
+				return NULL;
+			}
+			last = i - 1;
+			break;
+		}
+		copy_vma_flags(smaps, &ps[i]);
+	}
+	free(smaps);
+	f = shfile_add_locked(fd, st.st_dev, st.st_ino, true, true);
+	if (!f) {
+		/* The VMM's memory is converted but untracked: still correct for it. */
+		*err = -ENOMEM;
+		return NULL;
+	}
+	for (size_t i = first; i <= last; i++) {
+		f->refs++;
+		shfile_seen_mapped_locked(f, ps[i].start, ps[i].end);
+	}
+	*done = last - first + 1;
+	return f;
+}
+
+/* ---- probing a slot's range ---------------------------------------------- */
+
+/* The record of [start, end) now (converting anonymous memory). */
+static struct kvm_shram_rec *shram_probe_locked(uint64_t start, uint64_t end)
+{
+	struct pieces ps = { NULL, 0, 0 };
+	struct kvm_shram_rec *r = malloc(sizeof(*r) + 4 * sizeof(r->seg[0]));
+	char *maps = read_proc_file("/proc/self/maps");
+	int err = 0;
+
+	lockdep_assert_held(&gm_shram_lock);
+	if (!r)
+		goto fail;
+	*r = (struct kvm_shram_rec){ .refs = 1, .cap = 4 };
+	if (!maps) {
+		err = -EOPNOTSUPP; /* no /proc: nothing can be found */
+		goto whole;
+	}
+	err = parse_maps(maps, start, end, &ps);
+	if (err)
+		goto whole;
+	for (size_t i = 0; i < ps.nr && !err; i++) {
+		struct piece *p = &ps.p[i];
+		struct gm_shfile *f;
+		size_t last = i, done = 0;
+		int e = 0;
+
+		switch (p->kind) {
+		case PIECE_HOLE:
+			err = shram_add_seg(&r, p->start, p->end, NULL, 0, -EFAULT);
+			break;
+		case PIECE_OTHER:
+			err = shram_add_seg(&r, p->start, p->end, NULL, 0, -EOPNOTSUPP);
+			break;
+		case PIECE_SHARED_FILE:
+			f = shfile_for_piece_locked(p, &e);
+			err = f ? shram_add_seg(&r, p->start, p->end, f, p->off, 0)
+				: shram_add_seg(&r, p->start, p->end, NULL, 0, e);
+			if (err && f)
+				shfile_put_locked(f);
+			break;
+		case PIECE_ANON:
+			while (last + 1 < ps.nr && ps.p[last + 1].kind == PIECE_ANON)
+				last++;
+			f = convert_anon_locked(ps.p, i, last, &done, &e);
+			if (!f) {
+				err = shram_add_seg(&r, p->start, ps.p[last].end, NULL, 0, e);
+			} else {
+				for (size_t k = i; k < i + done; k++) {
+					if (!err)
+						err = shram_add_seg(&r, ps.p[k].start, ps.p[k].end, f,
+								    ps.p[k].start - p->start, 0);
+					if (err)
+						shfile_put_locked(f);
+				}
+				if (!err && i + done <= last)
+					err = shram_add_seg(&r, ps.p[i + done].start,
+							    ps.p[last].end, NULL, 0, -EOPNOTSUPP);
+			}
+			i = last;
+			break;
+		}
+	}
+	if (err)
+		goto fail;
+	free(ps.p);
+	free(maps);
+	return r;
+
+whole: /* one error for the whole range */
+	r->nr = 0;
+	if (!shram_add_seg(&r, start, end, NULL, 0, err)) {
+		free(ps.p);
+		free(maps);
+		return r;
+	}
+fail:
+	if (r) {
+		for (uint32_t i = 0; i < r->nr; i++)
+			if (r->seg[i].file)
+				shfile_put_locked(r->seg[i].file);
+		free(r);
+	}
+	free(ps.p);
+	free(maps);
+	return NULL;
+}
+
+static uint64_t slot_hva_end(const struct kvm_memory_slot *slot)
+{
+	return slot->userspace_addr + (slot->npages << GM_PAGE_SHIFT);
+}
+
+/*
+ * The slot's current record: probed now if it has none or the notifier
+ * marked it stale.  NULL only on ENOMEM.  Context: RCU read lock (the
+ * slot stays allocated) or slots_lock.
+ */
+static struct kvm_shram_rec *shram_get(struct kvm_memory_slot *slot)
+{
+	struct kvm_shram *h = slot->shram;
+	struct kvm_shram_rec *r, *old;
+
+	if (!h)
+		return NULL; /* no memory for the holder when the slot was made */
+	r = smp_load_acquire(&h->cur);
+	if (likely(r && !__atomic_load_n(&r->stale, __ATOMIC_ACQUIRE)))
+		return r;
+	/*
+	 * Not under the lock: glibc holds its atfork lock while it runs our
+	 * prepare handler, which takes gm_shram_lock.
+	 */
+	pthread_once(&gm_shram_atfork_once, shram_atfork_register);
+	gm_mutex_lock(&gm_shram_lock, GM_LOCK_SHRAM);
+	old = h->cur; /* stable: only replaced under this lock */
+	r = old;
+	if (!r || __atomic_load_n(&r->stale, __ATOMIC_ACQUIRE)) {
+		r = shram_probe_locked(slot->userspace_addr, slot_hva_end(slot));
+		if (r) {
+			smp_store_release(&h->cur, r);
+			shram_put(old);
+		}
+	}
+	gm_mutex_unlock(&gm_shram_lock);
+	return r;
+}
+
+/* ---- memslot and notifier hooks ------------------------------------------- */
+
+void kvm_shram_slot_created(struct kvm *kvm, struct kvm_memory_slot *slot)
+{
+	lockdep_assert_held(&kvm->slots_lock);
+	if (slot->flags & KVM_MEMSLOT_GMEM_ONLY)
+		return; /* its shared memory is the guest_memfd's */
+	(void)shram_get(slot);
+}
+
+void kvm_shram_slot_init(struct kvm_memory_slot *slot)
+{
+	struct kvm_shram *h = calloc(1, sizeof(*h));
+
+	if (h)
+		h->refs = 1;
+	slot->shram = h; /* NULL: its lookups answer -ENOMEM, its ioctl is unaffected */
+}
+
+void kvm_shram_slot_copy(struct kvm_memory_slot *dst, const struct kvm_memory_slot *src)
+{
+	kvm_shram_slot_free(dst);
+	if (src->shram)
+		__atomic_fetch_add(&src->shram->refs, 1, __ATOMIC_RELAXED);
+	dst->shram = src->shram;
+}
+
+void kvm_shram_slot_free(struct kvm_memory_slot *slot)
+{
+	struct kvm_shram *h = slot->shram;
+
+	slot->shram = NULL;
+	if (h && __atomic_sub_fetch(&h->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		/* No slot names it any more, and readers of those slots are gone. */
+		shram_put(h->cur);
+		free(h);
+	}
+}
+
+void kvm_shram_slot_hva_changed(struct kvm_memory_slot *slot)
+{
+	struct kvm_shram_rec *r = slot->shram ? smp_load_acquire(&slot->shram->cur) : NULL;
+
+	if (r)
+		__atomic_store_n(&r->stale, 1, __ATOMIC_RELEASE);
+}
+
+/* Is (dev, ino) in the maps text? */
+static bool maps_has_file(const char *maps, dev_t dev, uint64_t ino)
+{
+	for (const char *line = maps; line && *line;) {
+		unsigned long long ino2;
+		unsigned maj, min;
+		const char *nl = strchr(line, '\n');
+
+		if (sscanf(line, "%*x-%*x %*s %*x %x:%x %llu", &maj, &min, &ino2) == 3 &&
+		    ino2 == ino && makedev(maj, min) == dev)
+			return true;
+		line = nl ? nl + 1 : NULL;
+	}
+	return false;
+}
+
+void kvm_shram_hva_changed(uint64_t start, uint64_t end)
+{
+	char *maps = NULL;
+	bool any = false;
+
+	gm_mutex_lock(&gm_shram_lock, GM_LOCK_SHRAM);
+	for (struct gm_shfile *f = gm_shfiles; f; f = f->next)
+		any |= f->mapped && f->lo < end && start < f->hi;
+	if (any)
+		maps = read_proc_file("/proc/self/maps");
+	for (struct gm_shfile *f = gm_shfiles, *next; maps && f; f = next) {
+		next = f->next;
+		if (f->mapped && f->lo < end && start < f->hi &&
+		    !maps_has_file(maps, f->dev, f->ino)) {
+			f->mapped = false;
+			shfile_put_locked(f);
+		}
+	}
+	gm_mutex_unlock(&gm_shram_lock);
+	free(maps);
+}
+
+static int shram_enable_slot(struct kvm_memory_slot *slot, void *kvm)
+{
+	kvm_shram_slot_created(kvm, slot);
+	return 0;
+}
+
+/*
+ * madvise(MADV_DONTNEED / MADV_FREE) on memory guestmem converted: private
+ * anonymous memory would read back zeros, a shared mapping would not, so
+ * punch the file's pages.  Returns whether all of [start, end) is such
+ * memory.  Context: no VM lock held.
+ */
+bool kvm_shram_discard(uint64_t start, uint64_t end)
+{
+	struct pieces ps = { NULL, 0, 0 };
+	bool all = true, any = false;
+	char *maps = NULL;
+
+	if (!READ_ONCE(gm_shfiles_ours) || start >= end)
+		return false;
+	gm_mutex_lock(&gm_shram_lock, GM_LOCK_SHRAM);
+	for (struct gm_shfile *f = gm_shfiles; f; f = f->next)
+		any |= f->ours && f->mapped && f->lo < end && start < f->hi;
+	if (any)
+		maps = read_proc_file("/proc/self/maps");
+	if (!maps || parse_maps(maps, start, end, &ps))
+		all = false;
+	for (size_t i = 0; maps && i < ps.nr; i++) {
+		struct piece *p = &ps.p[i];
+		struct gm_shfile *f =
+			p->kind == PIECE_SHARED_FILE ? shfile_lookup_locked(p->dev, p->ino) : NULL;
+
+		if (!f || !f->ours) {
+			all = false;
+			continue;
+		}
+		while (gm_raw_fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					(off_t)p->off, (off_t)(p->end - p->start)) &&
+		       errno == EINTR)
+			;
+	}
+	gm_mutex_unlock(&gm_shram_lock);
+	free(ps.p);
+	free(maps);
+	return any && all;
+}
+
+int kvm_shared_ram_enable(struct kvm *kvm)
+{
+	gm_mutex_lock(&kvm->slots_lock, GM_LOCK_SLOTS);
+	if (!READ_ONCE(kvm->shram_enabled)) {
+		WRITE_ONCE(kvm->shram_enabled, 1);
+		/* slots_lock: the active sets are stable. */
+		for (int as = 0; as < kvm->nr_as; as++)
+			kvm_memslots_for_each(kvm->memslots[as], shram_enable_slot, kvm);
+	}
+	gm_mutex_unlock(&kvm->slots_lock);
+	return 0;
+}
+
+/* ---- the lookup ------------------------------------------------------------ */
+
+struct attr_run {
+	gfn_t next; /* private: the end of the run so far */
+	gfn_t stop; /* shared: the first private gfn */
+	bool priv;
+};
+
+static int attr_run_cb(void *ctx, uint64_t start, uint64_t end, uint64_t value)
+{
+	struct attr_run *a = ctx;
+	bool p = value & KVM_MEMORY_ATTRIBUTE_PRIVATE;
+
+	if (a->priv) {
+		if (start != a->next || !p)
+			return 1;
+		a->next = end;
+		return 0;
+	}
+	if (p) {
+		a->stop = start;
+		return 1;
+	}
+	return 0;
+}
+
+/* The end of the run from @gfn (< @limit) with @gfn's private/shared attribute. */
+static gfn_t attr_run_end(struct kvm *kvm, gfn_t gfn, gfn_t limit, bool priv)
+{
+	struct attr_run a = { gfn, limit, priv };
+
+	if (!kvm->cfg.sw_protected_vm)
+		return limit; /* no attributes: the caller's word */
+	rangemap_for_each(&kvm->mem_attr_array, gfn, limit, attr_run_cb, &a);
+	if (priv)
+		return GM_MAX(a.next, gfn + 1);
+	return GM_MAX(a.stop, gfn + 1);
+}
+
+static int gfn_to_private(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t gfn,
+			  gfn_t limit, struct kvm_gfn_backing *out)
+{
+	struct kvm_gmem *gmem = smp_load_acquire(&slot->gmem.file);
+	uint64_t index, off, n;
+	int max_order, fd, r;
+	void *hva;
+
+	/* Checks the binding and poison, allocates the page as a fault does. */
+	r = kvm_gmem_get_pfn(kvm, slot, gfn, &hva, &max_order);
+	if (r)
+		return r;
+	if (!gmem) /* bound when get_pfn looked: only ever goes to NULL */
+		return -EFAULT;
+	index = gfn - slot->base_gfn + slot->gmem.pgoff;
+	r = gm_backing_file_page(&gmem->backing, index, &out->fd, &out->offset);
+	if (r)
+		return r == -ENOENT ? -EFAULT : r; /* punched since: retry */
+	limit = attr_run_end(kvm, gfn, limit, true);
+	for (n = 1; gfn + n < limit; n++) {
+		if (rangemap_lookup(&gmem->poisoned, index + n) ||
+		    gm_backing_file_page(&gmem->backing, index + n, &fd, &off) || fd != out->fd ||
+		    off != out->offset + (n << GM_PAGE_SHIFT))
+			break;
+	}
+	out->run_pages = n;
+	out->file_id = GMEMFD_PRIVATE_ID | gmem->ino;
+	out->writable = true;
+	out->map_align = GM_PAGE_SIZE;
+	return 0;
+}
+
+/* 6.18 MMAP-capable guest_memfd: the slot's shared memory is the file too. */
+static int gfn_to_gmem_shared(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t gfn,
+			      gfn_t limit, struct kvm_gfn_backing *out)
+{
+	struct kvm_gmem *gmem = smp_load_acquire(&slot->gmem.file);
+	int fd;
+
+	if (!gmem || READ_ONCE(gmem->refs) == 0)
+		return -EFAULT;
+	fd = gm_backing_memfd(&gmem->backing);
+	if (fd < 0)
+		return -EOPNOTSUPP;
+	out->fd = fd;
+	out->offset = (gfn - slot->base_gfn + slot->gmem.pgoff) << GM_PAGE_SHIFT;
+	out->run_pages = attr_run_end(kvm, gfn, limit, false) - gfn;
+	out->file_id = GMEMFD_PRIVATE_ID | gmem->ino;
+	out->writable = true;
+	out->map_align = GM_PAGE_SIZE;
+	return 0;
+}
+
+static int gfn_to_shared(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t gfn, gfn_t limit,
+			 struct kvm_gfn_backing *out)
+{
+	uint64_t hva = slot->userspace_addr + ((gfn - slot->base_gfn) << GM_PAGE_SHIFT);
+	struct kvm_shram_rec *r = shram_get(slot);
+	const struct kvm_shram_seg *s;
+	uint32_t lo = 0, hi;
+
+	if (!r)
+		return -ENOMEM;
+	hi = r->nr;
+	while (lo < hi) { /* the segment containing hva: segments are sorted */
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (r->seg[mid].end <= hva)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == r->nr || r->seg[lo].start > hva)
+		return -EFAULT;
+	s = &r->seg[lo];
+	if (!s->file)
+		return s->err;
+	out->fd = s->file->fd;
+	out->offset = s->offset + (hva - s->start);
+	limit = GM_MIN(limit, gfn + ((s->end - hva) >> GM_PAGE_SHIFT));
+	out->run_pages = attr_run_end(kvm, gfn, limit, false) - gfn;
+	out->file_id = s->file->id;
+	out->writable = s->file->writable && !(slot->flags & KVM_MEM_READONLY);
+	out->map_align = s->file->map_align;
+	return 0;
+}
+
+int kvm_gfn_to_backing_info(struct kvm *kvm, int as_id, gfn_t gfn, bool is_private,
+			    uint64_t max_pages, struct kvm_gfn_backing *out)
+{
+	struct kvm_memory_slot *slot;
+	gfn_t limit;
+
+	if (as_id < 0 || as_id >= kvm->nr_as)
+		return -EINVAL;
+	slot = gfn_to_memslot(kvm, as_id, gfn);
+	if (!slot || (slot->flags & KVM_MEMSLOT_INVALID))
+		return -ENOENT;
+	if (!max_pages)
+		max_pages = GMEMFD_DEFAULT_RUN;
+	limit = slot->base_gfn + slot->npages;
+	if (limit - gfn > max_pages)
+		limit = gfn + max_pages;
+	if (is_private && !kvm_slot_can_be_private(slot))
+		return -EINVAL;
+	if (is_private)
+		return gfn_to_private(kvm, slot, gfn, limit, out);
+	if (slot->flags & KVM_MEMSLOT_GMEM_ONLY)
+		return gfn_to_gmem_shared(kvm, slot, gfn, limit, out);
+	return gfn_to_shared(kvm, slot, gfn, limit, out);
+}
+
+static int file_in_use_cb(struct kvm_memory_slot *slot, void *ctx)
+{
+	uint64_t id = *(uint64_t *)ctx;
+	struct kvm_gmem *gmem = smp_load_acquire(&slot->gmem.file);
+	struct kvm_shram_rec *r = slot->shram ? smp_load_acquire(&slot->shram->cur) : NULL;
+
+	if (gmem && READ_ONCE(gmem->refs) && (GMEMFD_PRIVATE_ID | gmem->ino) == id)
+		return 1;
+	for (uint32_t i = 0; r && i < r->nr; i++)
+		if (r->seg[i].file && r->seg[i].file->id == id)
+			return 1;
+	return 0;
+}
+
+bool kvm_backing_file_in_use(struct kvm *kvm, uint64_t file_id)
+{
+	for (int as = 0; as < kvm->nr_as; as++)
+		if (kvm_memslots_for_each(kvm_memslots(kvm, as), file_in_use_cb, &file_id))
+			return true;
+	return false;
+}
+
+int kvm_gfn_to_backing(struct kvm *kvm, gfn_t gfn, bool is_private, int *fd,
+		       uint64_t *offset, uint64_t *run_pages)
+{
+	struct kvm_gfn_backing b;
+	int r = kvm_gfn_to_backing_info(kvm, 0, gfn, is_private, 0, &b);
+
+	if (!r) {
+		*fd = b.fd;
+		*offset = b.offset;
+		*run_pages = b.run_pages;
+	}
+	return r;
+}

@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * gproc_abi.h - what the guest process's stub (src/gproc/stub) and its
+ * VMM-side client (src/gproc/gproc.c) share: the per-vCPU mailbox layout,
+ * the control-socket messages and the fixed addresses.  Freestanding (no
+ * libc): the stub includes it too.  Both sides are built from the same tree,
+ * so the layout needs no versioning beyond the hello message's magic.
+ */
+#ifndef GM_GPROC_ABI_H
+#define GM_GPROC_ABI_H
+
+#include <stdint.h>
+
+/* Guest virtual addresses at or above this are not runnable (the stub, its
+ * vCPU slots, stacks and the vDSO live above it). */
+#define GP_GUEST_VA_LIMIT 0x7e0000000000ull
+/* The stub's link address (meson passes it to the linker too). */
+#define GP_STUB_TEXT 0x7e8000000000ull
+/* vCPU slot i occupies [GP_SLOT_BASE + i << GP_SLOT_SHIFT, +1 << GP_SLOT_SHIFT):
+ * the mailbox, the thread's stack and its signal stack.  The signal handler
+ * finds its slot from its stack pointer: the stub uses no TLS, because the
+ * guest owns FS and GS base. */
+#define GP_SLOT_BASE 0x7ec000000000ull
+#define GP_SLOT_SHIFT 20
+#define GP_MAX_VCPUS 4096
+#define GP_SLOT_MBOX_OFF 0x0ull       /* GP_MBOX_SIZE bytes, shared with the VMM */
+#define GP_SLOT_STACK_OFF 0x20000ull  /* thread stack, up to the altstack guard */
+#define GP_SLOT_STACK_SIZE 0x10000ull
+#define GP_SLOT_ALT_OFF 0x40000ull    /* signal stack, to the slot's end */
+#define GP_SLOT_ALT_SIZE 0xc0000ull
+
+#define GP_MAX_BACKINGS 1024
+
+/* gp_vm_create_flags(): opt out of trapping CPUID / RDTSC(P) in the vCPU
+ * threads (each costs a trapped MSR or CR4 write per context switch on a
+ * virtualised host).  Passed to the stub as argv[1]. */
+#define GP_VM_NO_CPUID_FAULT 0x1u
+#define GP_VM_NO_TSC_FAULT 0x2u
+
+/* Signals of the protocol (raw kernel numbers; the stub has no libc). */
+#define GP_SIG_KICK 10  /* SIGUSR1: gp_vcpu_kick() */
+#define GP_SIG_START 12 /* SIGUSR2: a new vCPU thread enters its handler */
+
+struct gp_cpu {          /* what runs natively; everything else is VMM-side state */
+	uint64_t gpr[16];    /* rax rcx rdx rbx rsp rbp rsi rdi r8..r15 (x86 encoding order) */
+	uint64_t rip, rflags;  /* rflags: the user-settable bits; IF/IOPL are VMM-side */
+	uint64_t fs_base, gs_base;
+};
+
+/* The RFLAGS bits rt_sigreturn restores from the frame: CF PF AF ZF SF TF
+ * DF OF AC.  Bit 1 always reads as 1. */
+#define GP_RFLAGS_USER 0x40dd5ull
+#define GP_RFLAGS_FIXED 0x2ull
+
+struct gp_map {          /* mmap(gva, len, prot, MAP_SHARED|MAP_FIXED, backing, offset) */
+	uint64_t gva, len, offset;
+	uint32_t backing;    /* id from gp_vm_add_backing */
+	int32_t prot;        /* PROT_* */
+};
+
+enum gp_trap_kind {
+	GP_TRAP_PF,      /* SIGSEGV MAPERR/ACCERR: addr = CR2, err = #PF error code */
+	GP_TRAP_GP,      /* #GP (SIGSEGV SI_KERNEL): err = error code */
+	GP_TRAP_UD,      /* SIGILL */
+	GP_TRAP_DE,      /* SIGFPE integer divide */
+	GP_TRAP_MF, GP_TRAP_XM,  /* x87 / SIMD floating point */
+	GP_TRAP_BP,      /* INT3: rip already after it */
+	GP_TRAP_DB,      /* single step / debug */
+	GP_TRAP_AC,      /* SIGBUS alignment */
+	GP_TRAP_SYSCALL, /* guest executed SYSCALL (refused by seccomp) */
+	GP_TRAP_KICK,    /* gp_vcpu_kick() */
+	GP_TRAP_OTHER,   /* anything else: signo/code set */
+};
+
+struct gp_trap {
+	uint32_t kind, signo, code, trapno;  /* trapno: the host's vector */
+	uint64_t err, addr;
+	uint8_t insn[16];    /* bytes at rip as the vCPU thread sees them */
+	uint8_t insn_len;    /* how many of them were readable (0 if none) */
+	uint8_t pad[7];
+};
+
+/* ---- the per-vCPU mailbox (one shared memfd, GP_MBOX_SIZE bytes) ---------- */
+
+/* mbox.state: who owns the mailbox.  The stub stores POSTED (release) when
+ * it has written a trap; the VMM stores GUEST (release) with a command and
+ * wakes the futex.  Each side reads the other's data only after an acquire
+ * load of the state that pairs with that store. */
+enum { GP_MB_GUEST = 0, GP_MB_POSTED = 1 };
+
+/* mbox.cmd, read by the stub when it sees GP_MB_GUEST. */
+enum {
+	GP_CMD_RUN = 1,   /* apply maps, load cpu (and xsave if xsave_in), run */
+	GP_CMD_MAPS = 2,  /* apply maps, post back at once (more maps follow) */
+	GP_CMD_EXIT = 3,  /* the thread exits (gp_vcpu_destroy) */
+};
+
+#define GP_MBOX_MAPS 256
+#define GP_XSAVE_MAX 16384
+#define GP_MBOX_SIZE 0x8000u
+
+struct gp_mbox {
+	uint32_t state;           /* futex word (shared, not private) */
+	uint32_t waiter_sleeping; /* VMM: set before it sleeps (Dekker with state) */
+	uint32_t kick_req;        /* gp_vcpu_kick(): consumed by the stub */
+	uint32_t cmd;
+	int32_t err;              /* answer: 0 or -errno (a map, a register load) */
+	uint32_t map_failed;      /* index of the failed map in this command */
+	uint32_t nr_maps;
+	uint32_t xsave_in;        /* VMM: load xsave[] into the guest on this run */
+	uint32_t xsave_len;       /* stub: bytes of the guest's image in xsave[] */
+	uint32_t pad;
+	uint64_t xfeatures;       /* stub: the frame's XSAVE features (XCR0 & user) */
+	struct gp_cpu cpu;
+	struct gp_trap trap;
+	struct gp_map maps[GP_MBOX_MAPS];
+	uint8_t xsave[GP_XSAVE_MAX] __attribute__((aligned(64)));
+};
+
+_Static_assert(sizeof(struct gp_mbox) <= GP_MBOX_SIZE, "mailbox too big");
+
+/* ---- control socket (SOCK_SEQPACKET, fd 3 in the stub) -------------------- */
+
+#define GP_HELLO_MAGIC 0x67707231u /* "gpr1" */
+
+/* The stub's first message. */
+struct gp_hello {
+	uint32_t magic;
+	uint32_t cpuid_faulting; /* ARCH_SET_CPUID(0) took */
+	uint32_t tsc_faulting;   /* PR_SET_TSC(PR_TSC_SIGSEGV) took */
+	uint32_t pad;
+};
+
+enum {
+	GP_OP_ADD_BACKING = 1, /* fd by SCM_RIGHTS; ret = id */
+	GP_OP_REMOVE_BACKING,  /* arg = id */
+	GP_OP_UNMAP,           /* gva, len */
+	GP_OP_PROTECT,         /* gva, len, prot */
+	GP_OP_VCPU_CREATE,     /* arg = slot; fds mailbox memfd, eventfd; ret = tid */
+	GP_OP_VCPU_REAP,       /* arg = slot: wait for its thread's exit, free the slot */
+};
+
+struct gp_req {
+	uint32_t op, arg;
+	uint64_t gva, len;
+	int32_t prot;
+	uint32_t pad;
+};
+
+struct gp_resp {
+	int32_t ret; /* >= 0 or -errno */
+	uint32_t pad;
+};
+
+#endif

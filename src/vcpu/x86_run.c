@@ -1,0 +1,1387 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The x86 backend's KVM_RUN (x86_run.h; docs/design-guest-execution-and-
+ * isolation.md, step 3).
+ *
+ * One pass of the loop: deliver what must be delivered (events), make the
+ * shadow mirror this vCPU's paging state, hand the registers and the maps
+ * the last trap produced to gp_vcpu_run(), and dispatch the trap it
+ * returns with:
+ *  - #PF: walk the guest's page tables as the CPU does (A/D bits set,
+ *    a guest #PF when its entries say so), then stage-2
+ *    (kvm_vcpu_mmu_page_fault: private/shared routing, memory-fault exits,
+ *    no memslot -> the instruction is emulated as MMIO), then map the
+ *    backing page in the guest process (x86_shadow.c), read-only until a
+ *    write fault has set the guest PTE's D bit and stage-2 allows writes;
+ *  - #GP/#UD on an instruction deprivileging makes trap (IN/OUT, HLT, MOV
+ *    CR, RDMSR, CPUID with CPUID faulting, RDTSC...): decode and emulate
+ *    (src/vcpu/x86/emulate.h) over guest memory reached the same way; any
+ *    other host exception is the guest's own and is reflected to it;
+ *  - a kick: a signal (KVM_EXIT_INTR, -EINTR) or a zap waiting for this
+ *    vCPU's maps (re-enter).
+ * An emulated instruction that exits (I/O, MMIO, hypercall, MSR) stays
+ * pending in the emulator and is finished by the next KVM_RUN
+ * (kvm_x86_complete_userspace_io), as KVM finishes it.
+ *
+ * Events (exceptions the emulator or a walk raise, host exceptions that are
+ * the guest's own, interrupts, NMIs) are queued in vcpu->arch.ev, where
+ * KVM_GET/SET_VCPU_EVENTS see them, and delivered through the guest's IDT
+ * at entry (src/vcpu/x86/event.h); a triple fault is KVM_EXIT_SHUTDOWN.
+ *
+ * States the backend does not run (real mode, virtual-8086, 16- and 32-bit
+ * code, RIP or faults at or above GP_GUEST_VA_LIMIT) end in
+ * KVM_EXIT_INTERNAL_ERROR with the emulation suberror, never a crash.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "core/gmemfd.h"
+#include "gproc/gproc.h"
+#include "lib/lockdep.h"
+#include "lib/rcu.h"
+#include "mmu/mmu.h"
+#include "vcpu/vcpu.h"
+#include "vcpu/x86.h"
+#include "vcpu/x86/decode.h"
+#include "vcpu/x86/emulate.h"
+#include "vcpu/x86/event.h"
+#include "vcpu/x86_run.h"
+#include "vcpu/x86_shadow.h"
+#include "vcpu/x86_walk.h"
+
+#define KVM_ENOSYS 1000
+#define KVM_HC_VAPIC_POLL_IRQ_NR 1
+#define MSR_KERNEL_GS_BASE 0xc0000102u
+/* The RFLAGS bits the guest process runs with; the rest are VMM-side. */
+#define RFLAGS_NATIVE (X86_RFLAGS_CF | X86_RFLAGS_PF | X86_RFLAGS_AF | X86_RFLAGS_ZF | \
+		       X86_RFLAGS_SF | X86_RFLAGS_DF | X86_RFLAGS_OF | X86_RFLAGS_AC)
+#define MAX_FAULT_RETRIES 100000
+
+/* The VM's guest process and shadow. */
+struct kvm_x86_vm {
+	struct gp_vm *gp;
+	struct kvm_x86_shadow *sh;
+};
+
+/* What the exit in progress was, for its completion. */
+enum x86_exit_kind { XK_NONE, XK_IO, XK_MMIO, XK_HCALL, XK_MSR };
+
+struct kvm_x86_vcpu {
+	struct kvm_vcpu *v;
+	struct kvm_x86_vm *vm;
+	struct gp_vcpu *gp;
+	struct x86_shadow_vcpu sv;
+	struct x86_emu emu;
+	struct x86_cpu_model model;
+	struct x86_emu_ops ops;
+	struct x86_regs xr;	  /* the emulator's view, rebuilt per emulation */
+	struct x86_emu_result res; /* the exit in progress */
+	enum x86_exit_kind exit_kind;
+	uint64_t exit_rip;	  /* RIP of the instruction that exited */
+	/* A memory-fault exit met inside an emulator callback. */
+	bool mem_exit;
+	struct kvm_page_fault mf;
+	uint32_t msr_reason;	  /* KVM_MSR_EXIT_REASON_* of an MSR exit */
+	uint8_t xsave_state;	  /* XS_*: where the FPU state is current */
+};
+
+enum { XS_VMM, XS_GUEST }; /* vcpu->arch.xsave is current / the guest thread's is */
+
+/* ---- results ----------------------------------------------------------------- */
+
+/* A pass of the loop either goes on or ends KVM_RUN with ret. */
+#define X86R_CONTINUE 0
+#define X86R_EXIT 1
+
+static int exit_internal(struct kvm_vcpu *v)
+{
+	struct kvm_run *run = v->run;
+
+	run->exit_reason = KVM_EXIT_INTERNAL_ERROR;
+	run->internal.suberror = KVM_INTERNAL_ERROR_EMULATION;
+	run->internal.ndata = 0;
+	return X86R_EXIT;
+}
+
+/* ---- registers --------------------------------------------------------------- */
+
+static void seg_in(struct x86_segment *d, const struct kvm_segment *s)
+{
+	*d = (struct x86_segment){ .base = s->base, .limit = s->limit, .selector = s->selector,
+				   .type = s->type, .dpl = s->dpl, .present = s->present,
+				   .s = s->s, .db = s->db, .l = s->l, .g = s->g,
+				   .unusable = s->unusable };
+}
+
+static void seg_out(struct kvm_segment *d, const struct x86_segment *s)
+{
+	d->base = s->base;
+	d->limit = s->limit;
+	d->selector = s->selector;
+	d->type = s->type;
+	d->dpl = s->dpl;
+	d->present = s->present;
+	d->s = s->s;
+	d->db = s->db;
+	d->l = s->l;
+	d->g = s->g;
+	d->unusable = s->unusable;
+}
+
+static uint64_t vcpu_xcr0(struct kvm_vcpu *v)
+{
+	for (uint32_t i = 0; i < v->xcrs.nr_xcrs && i < KVM_MAX_XCRS; i++)
+		if (v->xcrs.xcrs[i].xcr == 0)
+			return v->xcrs.xcrs[i].value;
+	return 1; /* x87 only, the reset value */
+}
+
+static void vcpu_set_xcr0(struct kvm_vcpu *v, uint64_t val)
+{
+	for (uint32_t i = 0; i < v->xcrs.nr_xcrs && i < KVM_MAX_XCRS; i++) {
+		if (v->xcrs.xcrs[i].xcr == 0) {
+			v->xcrs.xcrs[i].value = val;
+			return;
+		}
+	}
+	if (v->xcrs.nr_xcrs < KVM_MAX_XCRS) {
+		v->xcrs.xcrs[v->xcrs.nr_xcrs].xcr = 0;
+		v->xcrs.xcrs[v->xcrs.nr_xcrs++].value = val;
+	}
+}
+
+/* kvm_regs order: rax rbx rcx rdx rsi rdi rsp rbp r8..r15. */
+static void gprs_in(uint64_t gpr[16], const struct kvm_regs *r)
+{
+	gpr[X86_RAX] = r->rax;
+	gpr[X86_RCX] = r->rcx;
+	gpr[X86_RDX] = r->rdx;
+	gpr[X86_RBX] = r->rbx;
+	gpr[X86_RSP] = r->rsp;
+	gpr[X86_RBP] = r->rbp;
+	gpr[X86_RSI] = r->rsi;
+	gpr[X86_RDI] = r->rdi;
+	gpr[X86_R8] = r->r8;
+	gpr[X86_R9] = r->r9;
+	gpr[X86_R10] = r->r10;
+	gpr[X86_R11] = r->r11;
+	gpr[X86_R12] = r->r12;
+	gpr[X86_R13] = r->r13;
+	gpr[X86_R14] = r->r14;
+	gpr[X86_R15] = r->r15;
+}
+
+static void gprs_out(struct kvm_regs *r, const uint64_t gpr[16])
+{
+	r->rax = gpr[X86_RAX];
+	r->rcx = gpr[X86_RCX];
+	r->rdx = gpr[X86_RDX];
+	r->rbx = gpr[X86_RBX];
+	r->rsp = gpr[X86_RSP];
+	r->rbp = gpr[X86_RBP];
+	r->rsi = gpr[X86_RSI];
+	r->rdi = gpr[X86_RDI];
+	r->r8 = gpr[X86_R8];
+	r->r9 = gpr[X86_R9];
+	r->r10 = gpr[X86_R10];
+	r->r11 = gpr[X86_R11];
+	r->r12 = gpr[X86_R12];
+	r->r13 = gpr[X86_R13];
+	r->r14 = gpr[X86_R14];
+	r->r15 = gpr[X86_R15];
+}
+
+/* The vCPU's state as the emulator sees it. */
+static void regs_in(struct kvm_vcpu *v, struct x86_regs *x)
+{
+	const struct kvm_sregs *s = &v->sregs;
+	uint64_t kgs = 0;
+
+	memset(x, 0, sizeof(*x));
+	gprs_in(x->gpr, &v->regs);
+	x->rip = v->regs.rip;
+	x->rflags = v->regs.rflags;
+	x->cr0 = s->cr0;
+	x->cr2 = s->cr2;
+	x->cr3 = s->cr3;
+	x->cr4 = s->cr4;
+	x->cr8 = s->cr8;
+	x->efer = s->efer;
+	x->xcr0 = vcpu_xcr0(v);
+	for (int i = 0; i < KVM_NR_DB_REGS; i++)
+		x->dr[i] = v->arch.db[i];
+	x->dr[6] = v->arch.dr6;
+	x->dr[7] = v->arch.dr7;
+	(void)kvm_vcpu_get_msr(v, MSR_KERNEL_GS_BASE, &kgs);
+	x->kernel_gs_base = kgs;
+	seg_in(&x->seg[X86_SEG_ES], &s->es);
+	seg_in(&x->seg[X86_SEG_CS], &s->cs);
+	seg_in(&x->seg[X86_SEG_SS], &s->ss);
+	seg_in(&x->seg[X86_SEG_DS], &s->ds);
+	seg_in(&x->seg[X86_SEG_FS], &s->fs);
+	seg_in(&x->seg[X86_SEG_GS], &s->gs);
+	seg_in(&x->tr, &s->tr);
+	seg_in(&x->ldt, &s->ldt);
+	x->gdt = (struct x86_dtable){ s->gdt.base, s->gdt.limit };
+	x->idt = (struct x86_dtable){ s->idt.base, s->idt.limit };
+	x->cpl = s->ss.dpl; /* SVM's rule: the CPL is SS.DPL */
+}
+
+static void regs_out(struct kvm_vcpu *v, const struct x86_regs *x)
+{
+	struct kvm_sregs *s = &v->sregs;
+	uint64_t kgs = 0;
+
+	gprs_out(&v->regs, x->gpr);
+	v->regs.rip = x->rip;
+	v->regs.rflags = x->rflags;
+	s->cr0 = x->cr0;
+	s->cr2 = x->cr2;
+	s->cr3 = x->cr3;
+	s->cr4 = x->cr4;
+	s->cr8 = x->cr8;
+	s->efer = x->efer;
+	if (x->xcr0 != vcpu_xcr0(v))
+		vcpu_set_xcr0(v, x->xcr0);
+	for (int i = 0; i < KVM_NR_DB_REGS; i++)
+		v->arch.db[i] = x->dr[i];
+	v->arch.dr6 = x->dr[6];
+	v->arch.dr7 = x->dr[7];
+	(void)kvm_vcpu_get_msr(v, MSR_KERNEL_GS_BASE, &kgs);
+	if (kgs != x->kernel_gs_base)
+		(void)kvm_vcpu_set_msr(v, MSR_KERNEL_GS_BASE, x->kernel_gs_base);
+	seg_out(&s->es, &x->seg[X86_SEG_ES]);
+	seg_out(&s->cs, &x->seg[X86_SEG_CS]);
+	seg_out(&s->ss, &x->seg[X86_SEG_SS]);
+	seg_out(&s->ds, &x->seg[X86_SEG_DS]);
+	seg_out(&s->fs, &x->seg[X86_SEG_FS]);
+	seg_out(&s->gs, &x->seg[X86_SEG_GS]);
+	seg_out(&s->tr, &x->tr);
+	seg_out(&s->ldt, &x->ldt);
+	s->gdt.base = x->gdt.base;
+	s->gdt.limit = x->gdt.limit;
+	s->idt.base = x->idt.base;
+	s->idt.limit = x->idt.limit;
+}
+
+static void cpu_in(struct kvm_vcpu *v, struct gp_cpu *c)
+{
+	gprs_in(c->gpr, &v->regs);
+	c->rip = v->regs.rip;
+	c->rflags = (v->regs.rflags & RFLAGS_NATIVE) | X86_RFLAGS_FIXED;
+	c->fs_base = v->sregs.fs.base;
+	c->gs_base = v->sregs.gs.base;
+}
+
+static void cpu_out(struct kvm_vcpu *v, const struct gp_cpu *c)
+{
+	gprs_out(&v->regs, c->gpr);
+	v->regs.rip = c->rip;
+	v->regs.rflags = (v->regs.rflags & ~RFLAGS_NATIVE) | (c->rflags & RFLAGS_NATIVE);
+	v->sregs.fs.base = c->fs_base;
+	v->sregs.gs.base = c->gs_base;
+}
+
+/* ---- guest memory: the walk and stage-2, VMM side --------------------------------- */
+
+/*
+ * The host address of @gpa for a @write access, through stage-2, faulting
+ * as a vCPU access would.  Returns 0 with *@host (valid inside the RCU
+ * read-side section the caller holds), X86_MEM_MMIO, or X86_MEM_FAULT
+ * with x->mem_exit set (a memory-fault exit, or a fault error).
+ * Context: called and returns inside gm_rcu_read_lock(); drops it around
+ * a fault.
+ */
+static int gpa_host(struct kvm_x86_vcpu *x, uint64_t gpa, bool write, uint8_t **host)
+{
+	struct kvm_vcpu *v = x->v;
+
+	for (unsigned n = 0;; n++) {
+		int level = S2_PG_LEVEL_4K, r;
+		uint64_t e = kvm_mmu_lookup(v->kvm, gpa >> GM_PAGE_SHIFT, &level);
+
+		if (e && (!write || (e & S2_WRITABLE))) {
+			uint64_t in_leaf = ((gpa >> GM_PAGE_SHIFT) & (s2_level_pages(level) - 1))
+					   << GM_PAGE_SHIFT;
+
+			*host = (uint8_t *)(uintptr_t)((e & S2_ADDR_MASK) + in_leaf +
+						      (gpa & (GM_PAGE_SIZE - 1)));
+			return X86_MEM_OK;
+		}
+		gm_rcu_read_unlock();
+		r = kvm_vcpu_mmu_page_fault(v->kvm, gpa, write, &v->stat.fault, &v->last_used_slot,
+					    &x->mf);
+		if (r == KVM_PF_RETRY && n > 16)
+			sched_yield();
+		gm_rcu_read_lock();
+		if (r == KVM_PF_EMULATE)
+			return X86_MEM_MMIO;
+		if (r == KVM_PF_EXIT) {
+			x->mem_exit = true;
+			return X86_MEM_FAULT;
+		}
+	}
+}
+
+static int walk_read(void *ctx, uint64_t gpa, unsigned size, uint64_t *val)
+{
+	struct kvm_x86_vcpu *x = ctx;
+	uint8_t *p;
+	int r;
+
+	gm_rcu_read_lock();
+	r = gpa_host(x, gpa, false, &p);
+	if (r == X86_MEM_OK)
+		*val = size == 8 ? __atomic_load_n((uint64_t *)p, __ATOMIC_RELAXED)
+				 : __atomic_load_n((uint32_t *)p, __ATOMIC_RELAXED);
+	gm_rcu_read_unlock();
+	/* A page table in MMIO or behind a memory fault: the walk faults. */
+	x->mem_exit = false;
+	return r == X86_MEM_OK ? 0 : -EFAULT;
+}
+
+static int walk_cmpxchg(void *ctx, uint64_t gpa, unsigned size, uint64_t old, uint64_t new_val)
+{
+	struct kvm_x86_vcpu *x = ctx;
+	uint8_t *p;
+	int r;
+
+	gm_rcu_read_lock();
+	r = gpa_host(x, gpa, true, &p);
+	if (r == X86_MEM_OK) {
+		bool ok;
+
+		if (size == 8) {
+			ok = __atomic_compare_exchange_n((uint64_t *)p, &old, new_val, false,
+							 __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
+		} else {
+			uint32_t o = (uint32_t)old;
+
+			ok = __atomic_compare_exchange_n((uint32_t *)p, &o, (uint32_t)new_val, false,
+							 __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
+		}
+		r = ok ? 0 : 1;
+	} else {
+		r = -EFAULT;
+	}
+	gm_rcu_read_unlock();
+	x->mem_exit = false;
+	return r;
+}
+
+static void walk_mode(struct kvm_vcpu *v, struct x86_walk_mode *m)
+{
+	kvm_vcpu_walk_mode(v, m);
+}
+
+static int guest_walk(struct kvm_x86_vcpu *x, uint64_t gva, uint32_t access,
+		      struct x86_walk_result *res)
+{
+	const struct x86_walk_ops ops = { walk_read, walk_cmpxchg, x };
+	struct x86_walk_mode m;
+
+	walk_mode(x->v, &m);
+	return x86_walk(&m, gva, access, &ops, res);
+}
+
+/* One guest-virtual access within a page. */
+static int access_page(struct kvm_x86_vcpu *x, uint64_t gva, uint8_t *buf, unsigned len,
+		       bool write, uint32_t access, uint64_t *gpa, struct x86_exception *ex)
+{
+	struct x86_walk_result wr;
+	uint8_t *host;
+	int r = guest_walk(x, gva, access, &wr);
+
+	if (r < 0)
+		return X86_MEM_FAULT; /* not reached: the walk's ops fail as faults */
+	if (r) {
+		*ex = (struct x86_exception){ .vector = X86_PF, .has_error_code = true,
+					      .error_code = wr.error_code, .cr2 = gva };
+		return X86_MEM_FAULT;
+	}
+	*gpa = wr.gpa;
+	gm_rcu_read_lock();
+	r = gpa_host(x, wr.gpa, write, &host);
+	if (r == X86_MEM_OK) {
+		if (write)
+			memcpy(host, buf, len);
+		else
+			memcpy(buf, host, len);
+	}
+	gm_rcu_read_unlock();
+	return r;
+}
+
+static int guest_access(struct kvm_x86_vcpu *x, uint64_t gva, uint8_t *buf, unsigned len,
+			bool write, uint32_t access, uint64_t *gpa, struct x86_exception *ex)
+{
+	while (len) {
+		unsigned n = (unsigned)GM_MIN((uint64_t)len, GM_PAGE_SIZE - (gva & (GM_PAGE_SIZE - 1)));
+		int r = access_page(x, gva, buf, n, write, access, gpa, ex);
+
+		if (r != X86_MEM_OK)
+			return r;
+		gva += n;
+		buf += n;
+		len -= n;
+	}
+	return X86_MEM_OK;
+}
+
+static int emu_read(void *ctx, uint64_t gva, void *buf, unsigned len, uint64_t *gpa,
+		    struct x86_exception *ex)
+{
+	return guest_access(ctx, gva, buf, len, false, 0, gpa, ex);
+}
+
+static int emu_write(void *ctx, uint64_t gva, const void *buf, unsigned len, uint64_t *gpa,
+		     struct x86_exception *ex)
+{
+	return guest_access(ctx, gva, (uint8_t *)buf, len, true, X86_PF_WRITE, gpa, ex);
+}
+
+/* ---- MSRs, CPUID, TSC ---------------------------------------------------------------- */
+
+static uint32_t user_space_msr_mask(struct kvm *kvm)
+{
+	/* Written under kvm->lock, which ranks above vcpu->mutex: relaxed. */
+	return __atomic_load_n(&kvm->arch.user_space_msr_mask, __ATOMIC_RELAXED);
+}
+
+/* A refused access: a user-space exit if the VMM asked for this reason. */
+static int msr_refused(struct kvm_x86_vcpu *x, uint32_t reason)
+{
+	if (!(user_space_msr_mask(x->v->kvm) & reason))
+		return X86_MSR_GP;
+	x->msr_reason = reason;
+	return X86_MSR_EXIT;
+}
+
+static int emu_msr(struct kvm_x86_vcpu *x, uint32_t index, bool write, uint64_t *val)
+{
+	struct kvm_vcpu *v = x->v;
+	int r;
+
+	gm_rcu_read_lock(); /* the filter's readers */
+	r = kvm_msr_allowed(v->kvm, index, write);
+	gm_rcu_read_unlock();
+	if (!r)
+		return msr_refused(x, KVM_MSR_EXIT_REASON_FILTER);
+	r = kvm_vcpu_guest_msr(v, index, write, val);
+	if (r < 0)
+		return msr_refused(x, KVM_MSR_EXIT_REASON_UNKNOWN);
+	if (r > 0)
+		return msr_refused(x, KVM_MSR_EXIT_REASON_INVAL);
+	return X86_MSR_OK;
+}
+
+static int emu_rdmsr(void *ctx, uint32_t index, uint64_t *val)
+{
+	return emu_msr(ctx, index, false, val);
+}
+
+static int emu_wrmsr(void *ctx, uint32_t index, uint64_t val)
+{
+	return emu_msr(ctx, index, true, &val);
+}
+
+/* KVM_SET_CPUID2's answer, with the bits KVM keeps up to date at run time. */
+static void emu_cpuid(void *ctx, uint32_t leaf, uint32_t subleaf, uint32_t out[4])
+{
+	struct kvm_x86_vcpu *x = ctx;
+	struct kvm_vcpu *v = x->v;
+
+	memset(out, 0, 4 * sizeof(uint32_t));
+	for (uint32_t i = 0; i < v->cpuid_nent; i++) {
+		const struct kvm_cpuid_entry2 *e = &v->cpuid[i];
+
+		if (e->function != leaf ||
+		    ((e->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) && e->index != subleaf))
+			continue;
+		out[0] = e->eax;
+		out[1] = e->ebx;
+		out[2] = e->ecx;
+		out[3] = e->edx;
+		break;
+	}
+	if (leaf == 1) {
+		out[2] &= ~(1u << 27); /* OSXSAVE mirrors CR4.OSXSAVE */
+		if (v->sregs.cr4 & X86_CR4_OSXSAVE)
+			out[2] |= 1u << 27;
+		if (!(v->sregs.apic_base & (1ULL << 11)))
+			out[3] &= ~(1u << 9); /* APIC: the APIC is globally disabled */
+	}
+}
+
+static uint64_t emu_rdtsc(void *ctx)
+{
+	struct kvm_x86_vcpu *x = ctx;
+
+	return kvm_vcpu_read_tsc(x->v);
+}
+
+static void model_refresh(struct kvm_x86_vcpu *x)
+{
+	struct kvm_vcpu *v = x->v;
+	uint64_t xcr0 = kvm_supported_xcr0();
+
+	for (uint32_t i = 0; i < v->cpuid_nent; i++) {
+		const struct kvm_cpuid_entry2 *e = &v->cpuid[i];
+
+		if (e->function == 0xd && e->index == 0)
+			xcr0 &= e->eax | ((uint64_t)e->edx << 32);
+	}
+	x->model.cr4_reserved = kvm_vcpu_cr4_reserved(v);
+	x->model.xcr0_supported = xcr0;
+	x->model.maxphyaddr = (uint8_t)kvm_guest_maxphyaddr(v);
+	x->model.dr6_fixed = 0xffff0ff0ULL;
+}
+
+/* ---- the backend's per-VM and per-vCPU state --------------------------------------- */
+
+/*
+ * x86_vm_init_lock serialises the creation of any VM's backend state, so
+ * that exactly one shadow registers its MMU notifier per VM.  Taken under
+ * vcpu->mutex; rare (once per VM).  kvm->arch.x86vm is written under it
+ * with a release store and read with an acquire load.
+ */
+static pthread_mutex_t x86_vm_init_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int x86_vm_get(struct kvm *kvm, struct kvm_x86_vm **out)
+{
+	struct kvm_x86_vm *vm = __atomic_load_n(&kvm->arch.x86vm, __ATOMIC_ACQUIRE);
+	int r = 0;
+
+	if (vm) {
+		*out = vm;
+		return 0;
+	}
+	gm_mutex_lock(&x86_vm_init_lock, GM_LOCK_X86_INIT);
+	vm = kvm->arch.x86vm;
+	if (vm)
+		goto out;
+	vm = calloc(1, sizeof(*vm));
+	if (!vm) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = gp_vm_create(&vm->gp);
+	if (r)
+		goto fail;
+	/* Memslot RAM must be reachable by fd from the guest process. */
+	r = kvm_shared_ram_enable(kvm);
+	if (!r)
+		r = x86_shadow_create(kvm, vm->gp, &vm->sh);
+	if (r) {
+		gp_vm_destroy(vm->gp);
+		goto fail;
+	}
+	__atomic_store_n(&kvm->arch.x86vm, vm, __ATOMIC_RELEASE);
+	goto out;
+fail:
+	free(vm);
+	vm = NULL;
+out:
+	gm_mutex_unlock(&x86_vm_init_lock);
+	*out = vm;
+	return r;
+}
+
+static int x86_vcpu_init(struct kvm_vcpu *v)
+{
+	struct kvm_x86_vcpu *x;
+	int r;
+
+	if (v->x86)
+		return 0;
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return -ENOMEM;
+	x->v = v;
+	r = x86_vm_get(v->kvm, &x->vm);
+	if (!r)
+		r = gp_vcpu_create(x->vm->gp, &x->gp);
+	if (r) {
+		free(x);
+		return r;
+	}
+	x->sv.gp = x->gp;
+	x->ops = (struct x86_emu_ops){ emu_read, emu_write, emu_rdmsr, emu_wrmsr, emu_cpuid,
+				       emu_rdtsc };
+	x86_emu_init(&x->emu, &x->ops, x, &x->model, (uint8_t *)v->run + KVM_PIO_DATA_OFFSET);
+	x86_shadow_add_vcpu(x->vm->sh, &x->sv);
+	x->xsave_state = XS_VMM;
+	/* Release: kvm_x86_kick() from other threads sees a complete x. */
+	__atomic_store_n(&v->x86, x, __ATOMIC_RELEASE);
+	/* The guest thread starts from the state the VMM set. */
+	kvm_x86_xsave_sync_in(v);
+	return 0;
+}
+
+void kvm_x86_kick(struct kvm_vcpu *v)
+{
+	struct kvm_x86_vcpu *x = __atomic_load_n(&v->x86, __ATOMIC_ACQUIRE);
+
+	if (x)
+		gp_vcpu_kick(x->gp);
+}
+
+void kvm_x86_vcpu_destroy(struct kvm_vcpu *v)
+{
+	struct kvm_x86_vcpu *x = v->x86;
+
+	if (!x)
+		return;
+	x86_shadow_remove_vcpu(x->vm->sh, &x->sv);
+	gp_vcpu_destroy(x->gp);
+	free(x);
+	v->x86 = NULL;
+}
+
+void kvm_x86_vm_destroy(struct kvm *kvm)
+{
+	struct kvm_x86_vm *vm = kvm->arch.x86vm;
+
+	if (!vm)
+		return;
+	x86_shadow_destroy(vm->sh);
+	gp_vm_destroy(vm->gp);
+	free(vm);
+	kvm->arch.x86vm = NULL;
+}
+
+void kvm_x86_xsave_sync_out(struct kvm_vcpu *v)
+{
+	struct kvm_x86_vcpu *x = v->x86;
+
+	if (x && x->xsave_state == XS_GUEST &&
+	    !gp_vcpu_get_xsave(x->gp, v->arch.xsave, KVM_XSAVE_UABI_SIZE))
+		x->xsave_state = XS_VMM;
+}
+
+void kvm_x86_xsave_sync_in(struct kvm_vcpu *v)
+{
+	struct kvm_x86_vcpu *x = v->x86;
+
+	if (x && !gp_vcpu_set_xsave(x->gp, v->arch.xsave, KVM_XSAVE_UABI_SIZE))
+		x->xsave_state = XS_GUEST;
+}
+
+/* ---- exits ------------------------------------------------------------------------- */
+
+static int exit_memory_fault(struct kvm_x86_vcpu *x, int *ret)
+{
+	struct kvm_run *run = x->v->run;
+	const struct kvm_page_fault *f = &x->mf;
+
+	x->mem_exit = false;
+	if (f->memory_fault) {
+		struct kvm_run_memory_fault *mf = kvm_run_memory_fault(run);
+
+		run->exit_reason = KVM_EXIT_MEMORY_FAULT;
+		mf->flags = f->is_private ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0;
+		mf->gpa = f->gfn << GM_PAGE_SHIFT;
+		mf->size = GM_PAGE_SIZE;
+	}
+	*ret = f->error;
+	return X86R_EXIT;
+}
+
+static bool exit_hypercall_enabled(struct kvm *kvm, uint64_t nr)
+{
+	/* Written under kvm->lock (ranks above vcpu->mutex): relaxed. */
+	uint64_t mask = __atomic_load_n(&kvm->exit_hypercall_mask, __ATOMIC_RELAXED);
+
+	return nr < 64 && (mask & (1ULL << nr));
+}
+
+/*
+ * KVM's hypercalls: KVM_HC_MAP_GPA_RANGE exits when the VMM enabled it
+ * (after the guest-visible checks); the rest are answered here.  Returns
+ * true with an exit in kvm_run, false with res.hypercall.ret set.
+ */
+static bool hypercall(struct kvm_x86_vcpu *x)
+{
+	struct kvm_run *run = x->v->run;
+	struct x86_emu_result *res = &x->res;
+	uint64_t nr = res->hypercall.nr, gpa = res->hypercall.args[0];
+	uint64_t npages = res->hypercall.args[1];
+	gfn_t gfn = gpa >> GM_PAGE_SHIFT;
+
+	if (nr == KVM_HC_MAP_GPA_RANGE) {
+		if (!exit_hypercall_enabled(x->v->kvm, nr)) {
+			res->hypercall.ret = (uint64_t)-KVM_ENOSYS;
+		} else if ((gpa & (GM_PAGE_SIZE - 1)) || !npages || gfn + npages <= gfn) {
+			res->hypercall.ret = (uint64_t)-KVM_EINVAL;
+		} else {
+			run->exit_reason = KVM_EXIT_HYPERCALL;
+			run->hypercall.nr = nr;
+			run->hypercall.args[0] = gpa;
+			run->hypercall.args[1] = npages;
+			run->hypercall.args[2] = res->hypercall.args[2];
+			*kvm_run_hypercall_flags(run) =
+				res->hypercall.longmode ? KVM_EXIT_HYPERCALL_LONG_MODE : 0;
+			return true;
+		}
+	} else if (nr == KVM_HC_VAPIC_POLL_IRQ_NR) {
+		res->hypercall.ret = 0;
+	} else {
+		res->hypercall.ret = (uint64_t)-KVM_ENOSYS;
+	}
+	return false;
+}
+
+/* Apply what an emulated instruction changed beyond the registers. */
+static void apply_effects(struct kvm_x86_vcpu *x, uint32_t fx)
+{
+	struct kvm_x86_shadow *sh = x->vm->sh;
+
+	if (fx & (X86_FX_TLB_FLUSH | X86_FX_TLB_FLUSH_ALL | X86_FX_MMU_MODE))
+		x86_shadow_flush_all(sh, &x->sv);
+	else if (fx & X86_FX_INVLPG)
+		x86_shadow_flush_gva(sh, &x->sv, x->res.invlpg_gva);
+}
+
+static void queue_exception(struct kvm_x86_vcpu *x, const struct x86_exception *ex)
+{
+	x86_event_queue_emu_exception(&x->v->arch.ev, ex);
+}
+
+static int exit_delivery_error(struct kvm_vcpu *v)
+{
+	struct kvm_run *run = v->run;
+
+	run->exit_reason = KVM_EXIT_INTERNAL_ERROR;
+	run->internal.suberror = KVM_INTERNAL_ERROR_DELIVERY_EV;
+	run->internal.ndata = 0;
+	return X86R_EXIT;
+}
+
+/* Guest memory for vectoring: system-table accesses are implicit supervisor. */
+static int ev_access(void *ctx, uint64_t gva, void *buf, unsigned len, unsigned flags,
+		     bool write, struct x86_exception *ex)
+{
+	struct kvm_x86_vcpu *x = ctx;
+	uint32_t access = write ? X86_PF_WRITE : 0;
+	uint64_t gpa;
+	int r;
+
+	if (flags & X86_EVENT_ACC_SYSTEM)
+		access |= X86_PF_IMPLICIT;
+	if (flags & X86_EVENT_ACC_USER)
+		access |= X86_PF_USER;
+	r = guest_access(x, gva, buf, len, write, access, &gpa, ex);
+	if (r == X86_MEM_FAULT && x->mem_exit) {
+		x->mem_exit = false;
+		return X86_MEM_MMIO; /* not memory the CPU could push to */
+	}
+	return r;
+}
+
+static int ev_read(void *ctx, uint64_t gva, void *buf, unsigned len, unsigned flags,
+		   struct x86_exception *ex)
+{
+	return ev_access(ctx, gva, buf, len, flags, false, ex);
+}
+
+static int ev_write(void *ctx, uint64_t gva, const void *buf, unsigned len, unsigned flags,
+		    struct x86_exception *ex)
+{
+	return ev_access(ctx, gva, (void *)buf, len, flags, true, ex);
+}
+
+static const struct x86_event_ops ev_ops = { ev_read, ev_write };
+
+/* A software interrupt or exception (INT n, INT3, INTO, INT1), RIP past it. */
+static int soft_int(struct kvm_x86_vcpu *x, uint8_t type, uint8_t vector, uint8_t len)
+{
+	struct x86_event ev = { .type = type, .vector = vector, .insn_len = len };
+	int r;
+
+	regs_in(x->v, &x->xr);
+	r = x86_event_deliver(&x->xr, &ev, &ev_ops, x, NULL);
+	if (r == X86_EVENT_TRIPLE_FAULT) {
+		x->v->run->exit_reason = KVM_EXIT_SHUTDOWN;
+		return X86R_EXIT;
+	}
+	if (r != X86_EVENT_OK)
+		return exit_delivery_error(x->v);
+	regs_out(x->v, &x->xr);
+	apply_effects(x, X86_FX_SEGMENTS);
+	return X86R_CONTINUE;
+}
+
+/*
+ * What an emulation (or its completion) came to.  Returns X86R_CONTINUE
+ * to run the guest on, or X86R_EXIT with *ret and kvm_run filled.
+ */
+static int emu_outcome(struct kvm_x86_vcpu *x, int st, int *ret)
+{
+	struct kvm_vcpu *v = x->v;
+	struct kvm_run *run = v->run;
+	struct x86_emu_result *res = &x->res;
+
+	for (;;) {
+		x->exit_kind = XK_NONE;
+		switch (st) {
+		case X86_EMU_DONE:
+			regs_out(v, &x->xr);
+			apply_effects(x, res->effects);
+			/* STI's shadow starts, IRET unblocks NMIs. */
+			x86_event_insn_retired(&v->arch.ev, res->effects);
+			return X86R_CONTINUE;
+		case X86_EMU_EXCEPTION:
+			if (x->mem_exit)
+				return x86_emu_cancel(&x->emu), exit_memory_fault(x, ret);
+			queue_exception(x, &res->ex);
+			return X86R_CONTINUE;
+		case X86_EMU_SOFT_INT: {
+			/* INT3 and INTO are soft exceptions, F1 (INT1) privileged. */
+			uint8_t op = x->emu.insn.opcode, type = X86_EVENT_SOFT_INT;
+
+			if (op == 0xcc || op == 0xce)
+				type = X86_EVENT_SOFT_EXCEPTION;
+			else if (op == 0xf1)
+				type = X86_EVENT_PRIV_SOFT_EXCEPTION;
+			regs_out(v, &x->xr);
+			return soft_int(x, type, res->ex.vector, x->emu.insn.len);
+		}
+		case X86_EMU_EXIT_HLT:
+			regs_out(v, &x->xr);
+			if (irqchip_in_kernel(v->kvm)) {
+				v->mp_state = KVM_MP_STATE_HALTED;
+				return X86R_CONTINUE;
+			}
+			run->exit_reason = KVM_EXIT_HLT;
+			return X86R_EXIT;
+		case X86_EMU_EXIT_IO: {
+			uint8_t *data = (uint8_t *)run + KVM_PIO_DATA_OFFSET;
+
+			/* An ioeventfd or coalesced zone takes an OUT inside KVM. */
+			if (res->io.direction == KVM_EXIT_IO_OUT && res->io.count == 1 &&
+			    (kvm_ioeventfd_write(v->kvm, true, res->io.port, res->io.size, data) ||
+			     kvm_coalesced_write(v, true, res->io.port, res->io.size, data))) {
+				st = x86_emu_complete(&x->emu, &x->xr, res);
+				continue;
+			}
+			run->exit_reason = KVM_EXIT_IO;
+			run->io.direction = res->io.direction;
+			run->io.size = res->io.size;
+			run->io.port = res->io.port;
+			run->io.count = res->io.count;
+			run->io.data_offset = KVM_PIO_DATA_OFFSET;
+			x->exit_kind = XK_IO;
+			x->exit_rip = v->regs.rip;
+			return X86R_EXIT;
+		}
+		case X86_EMU_EXIT_MMIO:
+			if (res->mmio.is_write &&
+			    (kvm_ioeventfd_write(v->kvm, false, res->mmio.gpa, res->mmio.len,
+						 res->mmio.data) ||
+			     kvm_coalesced_write(v, false, res->mmio.gpa, res->mmio.len,
+						 res->mmio.data))) {
+				st = x86_emu_complete(&x->emu, &x->xr, res);
+				continue;
+			}
+			run->exit_reason = KVM_EXIT_MMIO;
+			run->mmio.phys_addr = res->mmio.gpa;
+			run->mmio.len = res->mmio.len;
+			run->mmio.is_write = res->mmio.is_write;
+			memset(run->mmio.data, 0, sizeof(run->mmio.data));
+			if (res->mmio.is_write)
+				memcpy(run->mmio.data, res->mmio.data, res->mmio.len);
+			x->exit_kind = XK_MMIO;
+			x->exit_rip = v->regs.rip;
+			return X86R_EXIT;
+		case X86_EMU_EXIT_HYPERCALL:
+			if (!hypercall(x)) {
+				st = x86_emu_complete(&x->emu, &x->xr, res);
+				continue;
+			}
+			x->exit_kind = XK_HCALL;
+			x->exit_rip = v->regs.rip;
+			return X86R_EXIT;
+		case X86_EMU_EXIT_MSR:
+			run->exit_reason = res->msr.is_write ? KVM_EXIT_X86_WRMSR : KVM_EXIT_X86_RDMSR;
+			run->msr.error = 0;
+			run->msr.reason = x->msr_reason;
+			run->msr.index = res->msr.index;
+			run->msr.data = res->msr.is_write ? res->msr.data : 0;
+			x->exit_kind = XK_MSR;
+			x->exit_rip = v->regs.rip;
+			return X86R_EXIT;
+		default: /* X86_EMU_UNHANDLED */
+			x86_emu_cancel(&x->emu);
+			return exit_internal(v);
+		}
+	}
+}
+
+bool kvm_x86_complete_userspace_io(struct kvm_vcpu *v, int *ret)
+{
+	struct kvm_x86_vcpu *x = v->x86;
+	struct kvm_run *run = v->run;
+	enum x86_exit_kind kind;
+	int st;
+
+	*ret = 0;
+	if (!x || x->exit_kind == XK_NONE)
+		return false;
+	kind = x->exit_kind;
+	x->exit_kind = XK_NONE;
+	/* A VMM that moved RIP meanwhile gets the instruction dropped. */
+	if (v->regs.rip != x->exit_rip) {
+		x86_emu_cancel(&x->emu);
+		return false;
+	}
+	switch (kind) {
+	case XK_MMIO:
+		memcpy(x->res.mmio.data, run->mmio.data, sizeof(x->res.mmio.data));
+		break;
+	case XK_HCALL:
+		x->res.hypercall.ret = run->hypercall.ret;
+		break;
+	case XK_MSR:
+		x->res.msr.error = run->msr.error;
+		x->res.msr.data = run->msr.data;
+		break;
+	default: /* IN data is in the data page already */
+		break;
+	}
+	regs_in(v, &x->xr);
+	model_refresh(x);
+	st = x86_emu_complete(&x->emu, &x->xr, &x->res);
+	return emu_outcome(x, st, ret) == X86R_EXIT;
+}
+
+/* ---- traps ---------------------------------------------------------------------------- */
+
+/* The instruction at RIP: the bytes the trap saw, or fetched through the walk. */
+static int fetch_decode(struct kvm_x86_vcpu *x, const struct gp_trap *t, struct x86_insn *in)
+{
+	uint8_t buf[X86_MAX_INSN_LEN];
+	unsigned n = 0;
+	int mode = x86_cpu_mode(&x->xr), r;
+
+	if (mode < 0)
+		return X86_DECODE_ENOENT;
+	if (t && t->insn_len) {
+		r = x86_decode(t->insn, t->insn_len, (enum x86_mode)mode, in);
+		if (r != X86_DECODE_SHORT)
+			return r;
+	}
+	/* Byte by byte up to the first unreachable one. */
+	for (; n < X86_MAX_INSN_LEN; n++) {
+		struct x86_exception ex;
+		uint64_t gpa;
+
+		if (guest_access(x, x->xr.rip + n, &buf[n], 1, false, X86_PF_FETCH, &gpa, &ex) !=
+		    X86_MEM_OK)
+			break;
+	}
+	x->mem_exit = false;
+	return x86_decode(buf, n, (enum x86_mode)mode, in);
+}
+
+/* Emulate the instruction at RIP.  @reflect: the host exception to give
+ * the guest if it is not an instruction the emulator knows. */
+static int emulate_insn(struct kvm_x86_vcpu *x, const struct gp_trap *t,
+			const struct x86_exception *reflect, int *ret)
+{
+	struct x86_insn in;
+	int r, st;
+
+	regs_in(x->v, &x->xr);
+	model_refresh(x);
+	r = fetch_decode(x, t, &in);
+	if (r == X86_DECODE_UD) {
+		queue_exception(x, &(struct x86_exception){ .vector = X86_UD });
+		return X86R_CONTINUE;
+	}
+	if (r == X86_DECODE_GP) {
+		queue_exception(x, &(struct x86_exception){ .vector = X86_GP,
+							    .has_error_code = true });
+		return X86R_CONTINUE;
+	}
+	if (r) {
+		if (!reflect)
+			return exit_internal(x->v);
+		queue_exception(x, reflect);
+		return X86R_CONTINUE;
+	}
+	x->mem_exit = false;
+	st = x86_emulate(&x->emu, &x->xr, &in, &x->res);
+	return emu_outcome(x, st, ret);
+}
+
+/*
+ * Pages to map from @gva on: to the end of the guest's large page (its
+ * pages are contiguous in guest-physical memory, with one PTE's rights),
+ * at most 2 MiB; a 4 KiB guest page alone.  Pages stage-2 does not map
+ * yet are not faulted in for this (x86_shadow_map cuts the run there).
+ */
+static unsigned run_pages(uint64_t gva, int level)
+{
+	uint64_t size, left;
+
+	if (level < 2)
+		return 1;
+	size = 1ULL << (12 + 9 * (level - 1));
+	left = (size - (gva & (size - 1))) >> GM_PAGE_SHIFT;
+	return (unsigned)GM_MIN(left, 512ULL);
+}
+
+/*
+ * The rest of a large guest page's run through stage-2, as a host huge
+ * page would map it at once: shared memory only (faulting private pages
+ * in would allocate guest_memfd pages the guest never touched).  Returns
+ * how many pages from @gpa on are mapped (>= 1: the first already is).
+ */
+static unsigned prefault_run(struct kvm_x86_vcpu *x, uint64_t gpa, unsigned npages, bool write)
+{
+	struct kvm_vcpu *v = x->v;
+	unsigned n;
+
+	for (n = 1; n < npages; n++) {
+		uint64_t g = gpa + n * GM_PAGE_SIZE, e;
+		struct kvm_page_fault f;
+		int level = S2_PG_LEVEL_4K;
+
+		gm_rcu_read_lock();
+		e = kvm_mmu_lookup(v->kvm, g >> GM_PAGE_SHIFT, &level);
+		gm_rcu_read_unlock();
+		if (e && !(e & S2_PRIVATE) && (!write || (e & S2_WRITABLE)))
+			continue;
+		if (e || kvm_vcpu_mmu_page_fault(v->kvm, g, write, &v->stat.fault,
+						 &v->last_used_slot, &f) != KVM_PF_FIXED ||
+		    f.is_private)
+			break;
+	}
+	return n;
+}
+
+/* A #PF in the guest process: the guest's own, or a shadow miss. */
+static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
+{
+	struct kvm_vcpu *v = x->v;
+	uint64_t gva = t->addr;
+	/* The guest runs as a supervisor: drop the U bit of the host's code. */
+	uint32_t access = (uint32_t)t->err & (X86_PF_WRITE | X86_PF_FETCH);
+	bool write = access & X86_PF_WRITE;
+
+	if (gva >= GP_GUEST_VA_LIMIT)
+		return exit_internal(v);
+	for (unsigned n = 0; n < MAX_FAULT_RETRIES; n++) {
+		unsigned long seq = kvm_mmu_invalidate_seq_snapshot(v->kvm);
+		struct x86_walk_result wr;
+		struct kvm_page_fault f;
+		int level = S2_PG_LEVEL_4K, prot, r;
+		unsigned npages;
+		bool s2_writable;
+		uint64_t e;
+
+		r = guest_walk(x, gva, access, &wr);
+		if (r < 0)
+			return exit_internal(v);
+		if (r) {
+			queue_exception(x, &(struct x86_exception){ .vector = X86_PF,
+								    .has_error_code = true,
+								    .error_code = wr.error_code,
+								    .cr2 = gva });
+			return X86R_CONTINUE;
+		}
+		gm_rcu_read_lock();
+		e = kvm_mmu_lookup(v->kvm, wr.gpa >> GM_PAGE_SHIFT, &level);
+		gm_rcu_read_unlock();
+		if (!e || (write && !(e & S2_WRITABLE))) {
+			switch (kvm_vcpu_mmu_page_fault(v->kvm, wr.gpa, write, &v->stat.fault,
+							&v->last_used_slot, &f)) {
+			case KVM_PF_FIXED:
+				continue;
+			case KVM_PF_RETRY:
+				if (n > 16)
+					sched_yield();
+				continue;
+			case KVM_PF_EMULATE:
+				if (access & X86_PF_FETCH)
+					return exit_internal(v); /* code in MMIO */
+				return emulate_insn(x, t, NULL, ret);
+			default: /* KVM_PF_EXIT */
+				x->mf = f;
+				return exit_memory_fault(x, ret);
+			}
+		}
+		s2_writable = e & S2_WRITABLE;
+		npages = run_pages(gva, wr.level);
+		if (npages > 1 && !(e & S2_PRIVATE))
+			npages = prefault_run(x, wr.gpa & ~(GM_PAGE_SIZE - 1), npages, write);
+		prot = PROT_READ;
+		if (wr.executable)
+			prot |= PROT_EXEC;
+		/* Writable only once the guest PTE is dirty: the CPU sets D. */
+		if (wr.writable && wr.dirty && s2_writable)
+			prot |= PROT_WRITE;
+		r = x86_shadow_map(x->vm->sh, &x->sv, v->kvm, gva & ~(GM_PAGE_SIZE - 1),
+				   wr.gpa >> GM_PAGE_SHIFT, npages, wr.level, prot, seq);
+		if (r == -EAGAIN)
+			continue;
+		if (r == -ENOSPC || !r)
+			return X86R_CONTINUE;
+		return exit_internal(v); /* no fd reaches that memory */
+	}
+	return exit_internal(v);
+}
+
+static int reflect(struct kvm_x86_vcpu *x, uint8_t vector, bool has_ec, uint32_t ec)
+{
+	queue_exception(x, &(struct x86_exception){ .vector = vector, .has_error_code = has_ec,
+						    .error_code = ec });
+	return X86R_CONTINUE;
+}
+
+static int handle_trap(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
+{
+	struct x86_exception gp = { .vector = X86_GP, .has_error_code = true,
+				    .error_code = (uint32_t)t->err };
+	struct x86_exception ud = { .vector = X86_UD };
+
+	switch (t->kind) {
+	case GP_TRAP_PF:
+		return handle_pf(x, t, ret);
+	case GP_TRAP_GP:
+		return emulate_insn(x, t, &gp, ret);
+	case GP_TRAP_UD:
+	case GP_TRAP_SYSCALL:
+		return emulate_insn(x, t, &ud, ret);
+	case GP_TRAP_DE:
+		return reflect(x, X86_DE, false, 0);
+	case GP_TRAP_MF:
+		return reflect(x, 16, false, 0);
+	case GP_TRAP_XM:
+		return reflect(x, 19, false, 0);
+	case GP_TRAP_BP:
+		/* INT3 already executed: RIP is past it. */
+		return soft_int(x, X86_EVENT_SOFT_EXCEPTION, X86_BP, 1);
+	case GP_TRAP_DB:
+		return reflect(x, X86_DB, false, 0);
+	case GP_TRAP_AC:
+		return reflect(x, 17, true, 0);
+	default:
+		return exit_internal(x->v);
+	}
+}
+
+/* ---- events ------------------------------------------------------------------------ */
+
+/* The in-kernel LAPIC/PIC as the event module asks it. */
+static int irq_peek(void *ctx)
+{
+	struct kvm_x86_vcpu *x = ctx;
+
+	/* The model hands out numbers only when taken: any value says "one". */
+	return kvm_cpu_has_interrupt(x->v) ? 0 : -1;
+}
+
+static int irq_ack(void *ctx)
+{
+	struct kvm_x86_vcpu *x = ctx;
+
+	return kvm_cpu_get_interrupt(x->v);
+}
+
+/*
+ * At entry: deliver what KVM would (x86_event_inject), or exit for a
+ * triple fault, the interrupt window, or a state delivery cannot handle.
+ */
+static int deliver_events(struct kvm_x86_vcpu *x)
+{
+	struct kvm_vcpu *v = x->v;
+	const struct x86_irq_source src = { irq_peek, irq_ack, NULL, x };
+	struct x86_event_env env = {
+		.irq = irqchip_in_kernel(v->kvm) ? &src : NULL,
+		.pic_in_kernel = irqchip_kernel(v->kvm),
+		.request_interrupt_window = v->run->request_interrupt_window,
+		.block_irq = v->arch.guest_debug & KVM_GUESTDBG_BLOCKIRQ,
+	};
+	struct x86_inject_result out;
+	int r;
+
+	regs_in(v, &x->xr);
+	r = x86_event_inject(&v->arch.ev, &x->xr, &env, &ev_ops, x, &out);
+	if (r == X86_EVENT_TRIPLE_FAULT) {
+		v->run->exit_reason = KVM_EXIT_SHUTDOWN;
+		return X86R_EXIT;
+	}
+	if (r != X86_EVENT_OK)
+		return exit_delivery_error(v);
+	if (out.delivered) {
+		regs_out(v, &x->xr);
+		apply_effects(x, X86_FX_SEGMENTS);
+		v->mp_state = KVM_MP_STATE_RUNNABLE;
+	}
+	if (out.irq_window_open) {
+		v->run->exit_reason = KVM_EXIT_IRQ_WINDOW_OPEN;
+		return X86R_EXIT;
+	}
+	return X86R_CONTINUE;
+}
+
+bool kvm_x86_ready_for_interrupt_injection(struct kvm_vcpu *v)
+{
+	struct x86_event_env env = { .pic_in_kernel = irqchip_kernel(v->kvm) };
+	struct x86_regs xr;
+
+	regs_in(v, &xr);
+	return x86_event_ready_for_injection(&v->arch.ev, &xr, &env);
+}
+
+/* ---- waiting ------------------------------------------------------------------------ */
+
+/* A signal the caller's mask lets through is pending (its handler ran). */
+static bool signal_pending_now(const sigset_t *mask)
+{
+	struct timespec zero = { 0, 0 };
+
+	return ppoll(NULL, 0, &zero, mask) < 0 && errno == EINTR;
+}
+
+/*
+ * HLT with an in-kernel irqchip: sleep until an interrupt can be taken or
+ * a signal arrives.  The LAPIC model wakes halted C guests through its
+ * condition variable; this thread must also see the caller's signals, so
+ * it polls the model at 1 ms intervals inside ppoll() with the caller's
+ * mask.  Returns X86R_CONTINUE when runnable, or X86R_EXIT with -EINTR.
+ */
+static int halt_wait(struct kvm_x86_vcpu *x, const sigset_t *mask, int *ret)
+{
+	struct kvm_vcpu *v = x->v;
+	struct timespec ms = { 0, 1000000 };
+
+	while (v->mp_state == KVM_MP_STATE_HALTED) {
+		if (kvm_cpu_has_interrupt(v) || v->arch.ev.nmi.pending) {
+			v->mp_state = KVM_MP_STATE_RUNNABLE;
+			break;
+		}
+		if (ppoll(NULL, 0, &ms, mask) < 0 && errno == EINTR) {
+			v->run->exit_reason = KVM_EXIT_INTR;
+			kvm_stat_inc(&v->stat.signal_exits);
+			*ret = -EINTR;
+			return X86R_EXIT;
+		}
+	}
+	return X86R_CONTINUE;
+}
+
+/*
+ * One run of the guest that a signal interrupts: the wait is a ppoll()
+ * with the caller's mask (gproc.h's split form); the first signal kicks
+ * the guest thread, and whatever trap it stops with is returned (a real
+ * trap that came first is kept: no exit is lost).  *@signalled: a signal
+ * arrived; with trap GP_TRAP_KICK nothing else happened.
+ */
+static int run_guest(struct kvm_x86_vcpu *x, const sigset_t *mask, struct gp_cpu *cpu,
+		     struct gp_trap *trap, bool *signalled)
+{
+	struct pollfd pfd[GP_NR_POLLFDS];
+	int r;
+
+	*signalled = false;
+	r = gp_vcpu_enter(x->gp, cpu, x->sv.maps, x->sv.nr_maps);
+	if (r)
+		return r;
+	gp_vcpu_pollfds(x->gp, pfd);
+	for (;;) {
+		r = gp_vcpu_finish(x->gp, cpu, trap);
+		if (r != -EAGAIN)
+			return r;
+		if (ppoll(pfd, GP_NR_POLLFDS, NULL, mask) < 0 && errno == EINTR && !*signalled) {
+			gp_vcpu_kick(x->gp);
+			*signalled = true;
+		}
+	}
+}
+
+/* ---- the loop ------------------------------------------------------------------------ */
+
+/* Only 64-bit code with paging runs in the guest process. */
+static bool runnable_state(struct kvm_vcpu *v)
+{
+	struct x86_regs xr;
+
+	regs_in(v, &xr);
+	return x86_cpu_mode(&xr) == X86_MODE_64 && (v->sregs.cr0 & X86_CR0_PG) &&
+	       v->regs.rip < GP_GUEST_VA_LIMIT;
+}
+
+int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
+{
+	struct kvm_x86_vcpu *x;
+	int r, ret = 0;
+
+	/* Nothing to start a guest process for (e.g. a vCPU at reset). */
+	if (!v->x86 && !runnable_state(v))
+		return exit_internal(v), 0;
+	r = x86_vcpu_init(v);
+	if (r)
+		return r;
+	x = v->x86;
+	for (;;) {
+		struct x86_shadow_mode mode = { v->sregs.cr0, v->sregs.cr3, v->sregs.cr4,
+						v->sregs.efer };
+		struct gp_cpu cpu;
+		struct gp_trap trap;
+		bool signalled;
+
+		if (v->mp_state == KVM_MP_STATE_HALTED && halt_wait(x, mask, &ret) == X86R_EXIT)
+			break;
+		if (deliver_events(x) == X86R_EXIT)
+			break;
+		if (!runnable_state(v)) {
+			exit_internal(v);
+			break;
+		}
+		if (signal_pending_now(mask)) {
+			kvm_stat_inc(&v->stat.signal_exits);
+			v->run->exit_reason = KVM_EXIT_INTR;
+			ret = -EINTR;
+			break;
+		}
+		x86_shadow_set_mode(x->vm->sh, &x->sv, &mode);
+		cpu_in(v, &cpu);
+		r = run_guest(x, mask, &cpu, &trap, &signalled);
+		x86_shadow_run_end(x->vm->sh, &x->sv);
+		if (r) {
+			/* The guest process is gone or a map failed. */
+			exit_internal(v);
+			break;
+		}
+		/* Guest code retired natively: an STI/MOV SS shadow is over. */
+		if (cpu.rip != v->regs.rip)
+			x86_event_insn_retired(&v->arch.ev, 0);
+		cpu_out(v, &cpu);
+		if (trap.kind == GP_TRAP_KICK) {
+			if (!signalled)
+				continue; /* a zap waited for our maps */
+			kvm_stat_inc(&v->stat.signal_exits);
+			v->run->exit_reason = KVM_EXIT_INTR;
+			ret = -EINTR;
+			break;
+		}
+		if (handle_trap(x, &trap, &ret) == X86R_EXIT)
+			break;
+		if (signalled) {
+			kvm_stat_inc(&v->stat.signal_exits);
+			v->run->exit_reason = KVM_EXIT_INTR;
+			ret = -EINTR;
+			break;
+		}
+	}
+	/* Maps registered and never run: forget them (a zap may wait on them). */
+	x86_shadow_run_end(x->vm->sh, &x->sv);
+	return ret;
+}

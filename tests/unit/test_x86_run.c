@@ -1,0 +1,411 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The x86 backend end to end, as a VMM drives it through the uAPI
+ * (<guestmem/sys.h>): small hand-assembled 64-bit guests set up with
+ * KVM_SET_SREGS/KVM_SET_REGS, run natively in the guest process, and the
+ * exits KVM_RUN returns for them: port I/O and its completion, MMIO and
+ * its completion, a memory-fault exit for a private/shared mismatch, a
+ * guest #PF delivered through the guest's IDT (the handler reads CR2 and
+ * the error code), a guest that never exits interrupted by a signal, and
+ * a zap (memslot deletion) while the guest is mapped.
+ *
+ * Guest physical layout (one 2 MiB memslot at 0, identity mapped with two
+ * 2 MiB pages, so 2-4 MiB has page tables but no memslot: MMIO):
+ *   0x1000 PML4, 0x2000 PDPT, 0x3000 PD, 0x5000 IDT, 0x6000 GDT,
+ *   0x10000.. code, 0x30000 top of the stack, 0x100000 a data page.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <guestmem/kvm.h>
+#include <guestmem/sys.h>
+
+#include "harness.h"
+
+#define MEM_SIZE 0x200000ULL
+#define CODE 0x10000ULL
+#define STACK_TOP 0x30000ULL
+#define PORT 0x10
+#define PORT2 0x11
+
+struct vm {
+	int kvm, fd, vcpu;
+	struct kvm_run *run;
+	uint8_t *mem;
+};
+
+static void put64(uint8_t *mem, uint64_t gpa, uint64_t v)
+{
+	memcpy(mem + gpa, &v, 8);
+}
+
+static void vm_open(struct vm *m, unsigned long type)
+{
+	struct kvm_userspace_memory_region r = { 0 };
+
+	m->kvm = guestmem_sys_open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	ASSERT_TRUE(m->kvm >= 0);
+	m->fd = guestmem_sys_ioctl(m->kvm, KVM_CREATE_VM, type);
+	ASSERT_TRUE(m->fd >= 0);
+	m->mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(m->mem != MAP_FAILED);
+	r.memory_size = MEM_SIZE;
+	r.userspace_addr = (uintptr_t)m->mem;
+	ASSERT_EQ(guestmem_sys_ioctl(m->fd, KVM_SET_USER_MEMORY_REGION, &r), 0);
+	/* Page tables: 0-4 MiB identity with 2 MiB pages. */
+	put64(m->mem, 0x1000, 0x2000 | 3);
+	put64(m->mem, 0x2000, 0x3000 | 3);
+	put64(m->mem, 0x3000, 0x000000 | 0x83);
+	put64(m->mem, 0x3008, 0x200000 | 0x83);
+	/* GDT: null, 64-bit code (0x8), data (0x10). */
+	put64(m->mem, 0x6008, 0x00af9b000000ffffULL);
+	put64(m->mem, 0x6010, 0x00cf93000000ffffULL);
+	m->vcpu = guestmem_sys_ioctl(m->fd, KVM_CREATE_VCPU, 0);
+	ASSERT_TRUE(m->vcpu >= 0);
+	m->run = guestmem_sys_mmap(NULL, 3 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, m->vcpu, 0);
+	ASSERT_TRUE(m->run != MAP_FAILED);
+}
+
+static void vm_close(struct vm *m)
+{
+	guestmem_sys_munmap(m->run, 3 * 4096);
+	guestmem_sys_close(m->vcpu);
+	guestmem_sys_close(m->fd);
+	guestmem_sys_close(m->kvm);
+	munmap(m->mem, MEM_SIZE);
+}
+
+/* 64-bit long mode at @rip, flat segments, the IDT at 0x5000. */
+static void vm_start(struct vm *m, uint64_t rip)
+{
+	struct kvm_segment cs = { .base = 0, .limit = 0xffffffff, .selector = 8, .type = 11,
+				  .present = 1, .dpl = 0, .s = 1, .l = 1, .g = 1 };
+	struct kvm_segment ds = { .base = 0, .limit = 0xffffffff, .selector = 0x10, .type = 3,
+				  .present = 1, .dpl = 0, .s = 1, .db = 1, .g = 1 };
+	struct kvm_sregs s;
+	struct kvm_regs r = { .rip = rip, .rsp = STACK_TOP, .rflags = 2 };
+
+	ASSERT_EQ(guestmem_sys_ioctl(m->vcpu, KVM_GET_SREGS, &s), 0);
+	s.cs = cs;
+	s.ds = s.es = s.fs = s.gs = s.ss = ds;
+	s.tr = (struct kvm_segment){ .limit = 0x67, .type = 11, .present = 1 };
+	s.gdt.base = 0x6000;
+	s.gdt.limit = 23;
+	s.idt.base = 0x5000;
+	s.idt.limit = 0xfff;
+	s.cr0 = 0x80050033; /* PG | AM | WP | NE | ET | MP | PE */
+	s.cr3 = 0x1000;
+	s.cr4 = 0x620;	    /* PAE | OSFXSR | OSXMMEXCPT */
+	s.efer = 0x500;	    /* LME | LMA */
+	ASSERT_EQ(guestmem_sys_ioctl(m->vcpu, KVM_SET_SREGS, &s), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(m->vcpu, KVM_SET_REGS, &r), 0);
+}
+
+static void code(struct vm *m, uint64_t gpa, const uint8_t *bytes, size_t n)
+{
+	memcpy(m->mem + gpa, bytes, n);
+}
+
+static int run(struct vm *m)
+{
+	return guestmem_sys_ioctl(m->vcpu, KVM_RUN, 0);
+}
+
+static uint8_t *pio_data(struct vm *m)
+{
+	return (uint8_t *)m->run + m->run->io.data_offset;
+}
+
+static void expect_io(struct vm *m, int dir, uint16_t port, uint8_t size)
+{
+	ASSERT_EQ(run(m), 0);
+	ASSERT_EQ(m->run->exit_reason, KVM_EXIT_IO);
+	ASSERT_EQ(m->run->io.direction, dir);
+	ASSERT_EQ(m->run->io.port, port);
+	ASSERT_EQ(m->run->io.size, size);
+	ASSERT_EQ(m->run->io.count, 1);
+	ASSERT_EQ(m->run->io.data_offset, 4096);
+}
+
+TEST(pio_exit_and_completion)
+{
+	static const uint8_t c[] = {
+		0x66, 0xba, PORT, 0x00, /* mov $PORT, %dx */
+		0xb0, 0x42,		/* mov $0x42, %al */
+		0xee,			/* out %al, (%dx) */
+		0xec,			/* in (%dx), %al */
+		0x04, 0x01,		/* add $1, %al */
+		0xee,			/* out %al, (%dx) */
+		0xf4,			/* hlt */
+	};
+	struct kvm_regs r;
+	struct vm m;
+
+	vm_open(&m, 0);
+	code(&m, CODE, c, sizeof(c));
+	vm_start(&m, CODE);
+	expect_io(&m, KVM_EXIT_IO_OUT, PORT, 1);
+	ASSERT_EQ(pio_data(&m)[0], 0x42);
+	expect_io(&m, KVM_EXIT_IO_IN, PORT, 1);
+	/* The IN is pending: RIP still on it. */
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_GET_REGS, &r), 0);
+	ASSERT_EQ(r.rip, CODE + 7);
+	pio_data(&m)[0] = 0x77;
+	expect_io(&m, KVM_EXIT_IO_OUT, PORT, 1);
+	ASSERT_EQ(pio_data(&m)[0], 0x78);
+	ASSERT_EQ(run(&m), 0);
+	ASSERT_EQ(m.run->exit_reason, KVM_EXIT_HLT);
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_GET_REGS, &r), 0);
+	ASSERT_EQ(r.rip, CODE + sizeof(c));
+	ASSERT_EQ(r.rax & 0xff, 0x78);
+	ASSERT_EQ(r.rdx & 0xffff, PORT);
+	vm_close(&m);
+}
+
+TEST(immediate_exit_completes_in_first)
+{
+	static const uint8_t c[] = {
+		0x66, 0xba, PORT, 0x00, /* mov $PORT, %dx */
+		0xed,			/* in (%dx), %eax */
+		0xf4,			/* hlt */
+	};
+	struct kvm_regs r;
+	struct vm m;
+
+	vm_open(&m, 0);
+	code(&m, CODE, c, sizeof(c));
+	vm_start(&m, CODE);
+	expect_io(&m, KVM_EXIT_IO_IN, PORT, 4);
+	memcpy(pio_data(&m), "\x44\x33\x22\x11", 4);
+	m.run->immediate_exit = 1;
+	ASSERT_EQ(run(&m), -1);
+	ASSERT_EQ(errno, EINTR);
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_GET_REGS, &r), 0);
+	ASSERT_EQ(r.rax, 0x11223344);
+	ASSERT_EQ(r.rip, CODE + 5);
+	m.run->immediate_exit = 0;
+	ASSERT_EQ(run(&m), 0);
+	ASSERT_EQ(m.run->exit_reason, KVM_EXIT_HLT);
+	vm_close(&m);
+}
+
+TEST(mmio_exit_and_completion)
+{
+	static const uint8_t c[] = {
+		0xc7, 0x04, 0x25, 0x00, 0x01, 0x20, 0x00, 0xef, 0xbe, 0xad, 0xde,
+		/* movl $0xdeadbeef, 0x200100 */
+		0x8b, 0x04, 0x25, 0x00, 0x02, 0x20, 0x00, /* mov 0x200200, %eax */
+		0x66, 0xba, PORT, 0x00,			  /* mov $PORT, %dx */
+		0xef,					  /* out %eax, (%dx) */
+		0xf4,
+	};
+	uint32_t v;
+	struct vm m;
+
+	vm_open(&m, 0);
+	code(&m, CODE, c, sizeof(c));
+	vm_start(&m, CODE);
+	ASSERT_EQ(run(&m), 0);
+	ASSERT_EQ(m.run->exit_reason, KVM_EXIT_MMIO);
+	ASSERT_EQ(m.run->mmio.phys_addr, 0x200100);
+	ASSERT_EQ(m.run->mmio.len, 4);
+	ASSERT_EQ(m.run->mmio.is_write, 1);
+	memcpy(&v, m.run->mmio.data, 4);
+	ASSERT_EQ(v, 0xdeadbeef);
+	ASSERT_EQ(run(&m), 0);
+	ASSERT_EQ(m.run->exit_reason, KVM_EXIT_MMIO);
+	ASSERT_EQ(m.run->mmio.phys_addr, 0x200200);
+	ASSERT_EQ(m.run->mmio.len, 4);
+	ASSERT_EQ(m.run->mmio.is_write, 0);
+	memcpy(m.run->mmio.data, "\x78\x56\x34\x12", 4);
+	expect_io(&m, KVM_EXIT_IO_OUT, PORT, 4);
+	memcpy(&v, pio_data(&m), 4);
+	ASSERT_EQ(v, 0x12345678);
+	vm_close(&m);
+}
+
+TEST(memory_fault_on_private_mismatch)
+{
+	static const uint8_t c[] = {
+		0x8b, 0x04, 0x25, 0x00, 0x00, 0x10, 0x00, /* mov 0x100000, %eax */
+		0xf4,
+	};
+	struct kvm_memory_attributes attr = { .address = 0x100000, .size = 4096,
+					      .attributes = KVM_MEMORY_ATTRIBUTE_PRIVATE };
+	struct kvm_run_memory_fault *mf;
+	struct vm m;
+
+	vm_open(&m, KVM_X86_SW_PROTECTED_VM);
+	code(&m, CODE, c, sizeof(c));
+	vm_start(&m, CODE);
+	/* Private, but the slot has no guest_memfd: KVM exits to the VMM. */
+	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_SET_MEMORY_ATTRIBUTES, &attr), 0);
+	ASSERT_EQ(run(&m), -1);
+	ASSERT_EQ(errno, EFAULT);
+	ASSERT_EQ(m.run->exit_reason, KVM_EXIT_MEMORY_FAULT);
+	mf = kvm_run_memory_fault(m.run);
+	ASSERT_EQ(mf->gpa, 0x100000);
+	ASSERT_EQ(mf->size, 4096);
+	ASSERT_EQ(mf->flags, KVM_MEMORY_EXIT_FLAG_PRIVATE);
+	/* Shared again: the load completes. */
+	attr.attributes = 0;
+	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_SET_MEMORY_ATTRIBUTES, &attr), 0);
+	ASSERT_EQ(run(&m), 0);
+	ASSERT_EQ(m.run->exit_reason, KVM_EXIT_HLT);
+	vm_close(&m);
+}
+
+TEST(page_fault_through_the_idt)
+{
+	static const uint8_t c[] = {
+		0x8b, 0x04, 0x25, 0x00, 0x00, 0x00, 0x40, /* mov 0x40000000, %eax */
+		0xf4,
+	};
+	static const uint8_t handler[] = {
+		0x0f, 0x20, 0xd0,	/* mov %cr2, %rax */
+		0x66, 0xba, PORT2, 0x00, /* mov $PORT2, %dx */
+		0xef,			/* out %eax, (%dx) */
+		0x58,			/* pop %rax: the error code */
+		0xef,			/* out %eax, (%dx) */
+		0xf4,
+	};
+	uint8_t gate[16] = { 0x00, 0x40, 0x08, 0x00, 0x00, 0x8e, 0x01, 0x00 }; /* 0x14000 */
+	struct kvm_regs r;
+	uint32_t v;
+	struct vm m;
+
+	vm_open(&m, 0);
+	code(&m, CODE, c, sizeof(c));
+	code(&m, 0x14000, handler, sizeof(handler));
+	memcpy(m.mem + 0x5000 + 14 * 16, gate, sizeof(gate));
+	vm_start(&m, CODE);
+	expect_io(&m, KVM_EXIT_IO_OUT, PORT2, 4);
+	memcpy(&v, pio_data(&m), 4);
+	ASSERT_EQ(v, 0x40000000); /* CR2 */
+	expect_io(&m, KVM_EXIT_IO_OUT, PORT2, 4);
+	memcpy(&v, pio_data(&m), 4);
+	ASSERT_EQ(v, 0); /* not present, read, supervisor */
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_GET_REGS, &r), 0);
+	/* The frame: RIP CS RFLAGS RSP SS above the popped error code. */
+	ASSERT_EQ(r.rsp, STACK_TOP - 40);
+	ASSERT_EQ(*(uint64_t *)(m.mem + STACK_TOP - 40), CODE);
+	vm_close(&m);
+}
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+}
+
+struct kicker {
+	pthread_t target;
+};
+
+static void *kick_later(void *arg)
+{
+	struct kicker *k = arg;
+	struct timespec ts = { 0, 100 * 1000 * 1000 };
+
+	nanosleep(&ts, NULL);
+	pthread_kill(k->target, SIGUSR1);
+	return NULL;
+}
+
+TEST(signal_interrupts_a_computing_guest)
+{
+	static const uint8_t c[] = {
+		0x66, 0xba, PORT, 0x00, /* mov $PORT, %dx */
+		0xee,			/* out %al, (%dx): the guest runs */
+		0x48, 0xff, 0xc0,	/* 1: inc %rax */
+		0xeb, 0xfb,		/* jmp 1b */
+	};
+	struct sigaction sa = { .sa_handler = on_usr1 };
+	struct kicker k = { pthread_self() };
+	struct kvm_regs r;
+	pthread_t t;
+	struct vm m;
+
+	sigaction(SIGUSR1, &sa, NULL);
+	vm_open(&m, 0);
+	code(&m, CODE, c, sizeof(c));
+	vm_start(&m, CODE);
+	expect_io(&m, KVM_EXIT_IO_OUT, PORT, 1);
+	ASSERT_EQ(pthread_create(&t, NULL, kick_later, &k), 0);
+	ASSERT_EQ(run(&m), -1);
+	ASSERT_EQ(errno, EINTR);
+	ASSERT_EQ(m.run->exit_reason, KVM_EXIT_INTR);
+	pthread_join(t, NULL);
+	/* Stopped inside the loop, which it never leaves by itself. */
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_GET_REGS, &r), 0);
+	ASSERT_TRUE(r.rip >= CODE + 5 && r.rip < CODE + sizeof(c));
+	/* Again, from where it stopped. */
+	ASSERT_EQ(pthread_create(&t, NULL, kick_later, &k), 0);
+	ASSERT_EQ(run(&m), -1);
+	ASSERT_EQ(errno, EINTR);
+	pthread_join(t, NULL);
+	signal(SIGUSR1, SIG_DFL);
+	vm_close(&m);
+}
+
+TEST(memslot_deletion_zaps_the_guest_mapping)
+{
+	static const uint8_t c[] = {
+		0x8b, 0x04, 0x25, 0x00, 0x00, 0x10, 0x00, /* 1: mov 0x100000, %eax */
+		0x66, 0xba, PORT, 0x00,			  /* mov $PORT, %dx */
+		0xef,					  /* out %eax, (%dx) */
+		0xeb, 0xf2,				  /* jmp 1b */
+	};
+	struct kvm_userspace_memory_region r = { .slot = 1, .guest_phys_addr = 0x200000,
+						 .memory_size = 0x200000 };
+	uint8_t *mem2 = mmap(NULL, 0x200000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			     -1, 0);
+	uint32_t v;
+	struct vm m;
+
+	ASSERT_TRUE(mem2 != MAP_FAILED);
+	vm_open(&m, 0);
+	code(&m, CODE, c, sizeof(c));
+	memcpy(m.mem + 0x100000, "\x01\x00\x00\x00", 4);
+	vm_start(&m, CODE);
+	expect_io(&m, KVM_EXIT_IO_OUT, PORT, 4);
+	memcpy(&v, pio_data(&m), 4);
+	ASSERT_EQ(v, 1);
+	/* The VMM's store is seen through the same file. */
+	memcpy(m.mem + 0x100000, "\x02\x00\x00\x00", 4);
+	expect_io(&m, KVM_EXIT_IO_OUT, PORT, 4);
+	memcpy(&v, pio_data(&m), 4);
+	ASSERT_EQ(v, 2);
+	/* A second slot comes and goes: slot 0's mapping stays valid. */
+	r.userspace_addr = (uintptr_t)mem2;
+	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_SET_USER_MEMORY_REGION, &r), 0);
+	r.memory_size = 0;
+	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_SET_USER_MEMORY_REGION, &r), 0);
+	expect_io(&m, KVM_EXIT_IO_OUT, PORT, 4);
+	/* Slot 0 moves to 4 MiB: code, page tables and IDT are gone; the
+	 * guest's next fetch faults, and so does delivering that fault:
+	 * a triple fault (KVM: SHUTDOWN or an emulation failure). */
+	r.slot = 0;
+	r.guest_phys_addr = 0x400000;
+	r.memory_size = MEM_SIZE;
+	r.userspace_addr = (uintptr_t)m.mem;
+	r.flags = 0;
+	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_SET_USER_MEMORY_REGION, &r), 0);
+	ASSERT_EQ(run(&m), 0);
+	ASSERT_TRUE(m.run->exit_reason == KVM_EXIT_SHUTDOWN ||
+		    m.run->exit_reason == KVM_EXIT_INTERNAL_ERROR);
+	munmap(mem2, 0x200000);
+	vm_close(&m);
+}
+
+int main(int argc, char **argv)
+{
+	return test_main(argc, argv);
+}
