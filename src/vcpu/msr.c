@@ -391,11 +391,15 @@ static int msr_write_arch(struct kvm_vcpu *v, uint32_t index, uint64_t data)
 	switch (index) {
 	case MSR_EFER:
 		return set_efer(v, data);
-	case MSR_IA32_APICBASE:
+	case MSR_IA32_APICBASE: {
+		uint64_t old = v->sregs.apic_base;
+
 		if (!kvm_valid_apic_base(v, data))
 			return 1;
 		v->sregs.apic_base = data;
+		kvm_lapic_set_base(v, old);
 		return 0;
+	}
 	case MSR_IA32_CR_PAT:
 		return pat_valid(data) ? msr_store(v, index, data) : 1;
 	case MSR_IA32_TSC:
@@ -535,6 +539,9 @@ static int msr_write(struct kvm_vcpu *v, uint32_t index, uint64_t data)
 
 	if (msr_pv_hidden(v, index))
 		return -1;
+	/* The x2APIC registers live in the in-kernel LAPIC (lapic_state.c). */
+	if (index >= 0x800 && index <= 0x8ff)
+		return kvm_x2apic_msr(v, index, true, &data);
 	r = msr_write_arch(v, index, data);
 
 	if (r == -2)
@@ -596,6 +603,8 @@ static int msr_read(struct kvm_vcpu *v, uint32_t index, uint64_t *data)
 {
 	if (msr_pv_hidden(v, index))
 		return -1;
+	if (index >= 0x800 && index <= 0x8ff)
+		return kvm_x2apic_msr(v, index, false, data);
 	switch (index) {
 	case MSR_KVM_STEAL_TIME:
 		*data = v->arch.st_msr;

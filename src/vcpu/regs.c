@@ -239,10 +239,14 @@ bool kvm_valid_apic_base(struct kvm_vcpu *v, uint64_t base)
 
 int kvm_vcpu_set_sregs(struct kvm_vcpu *vcpu, const struct kvm_sregs *sregs)
 {
+	uint64_t old_base;
+
 	lockdep_assert_held(&vcpu->mutex);
 	if (!valid_sregs(vcpu, sregs) || !kvm_valid_apic_base(vcpu, sregs->apic_base))
 		return -EINVAL;
+	old_base = vcpu->sregs.apic_base;
 	vcpu->sregs = *sregs;
+	kvm_lapic_set_base(vcpu, old_base); /* the ID follows the mode */
 	return 0;
 }
 

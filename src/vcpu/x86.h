@@ -163,6 +163,20 @@ void kvm_lapic_reset(struct kvm_vcpu *v);
 /* -EINVAL without an in-kernel LAPIC. */
 int kvm_vcpu_get_lapic(struct kvm_vcpu *v, struct kvm_lapic_state *s);
 int kvm_vcpu_set_lapic(struct kvm_vcpu *v, struct kvm_lapic_state *s);
+/*
+ * The guest's own LAPIC accesses, handled inside "the kernel" as lapic.c
+ * does.  Context: the vCPU's thread under vcpu->mutex (KVM_RUN, or
+ * KVM_GET/SET_MSRS for the x2APIC MSRs).
+ *  - kvm_lapic_mmio: an access to the xAPIC page at APIC_BASE; false if
+ *    the address is not the LAPIC's (it goes to the VMM as MMIO).  Reads
+ *    fill @data.
+ *  - kvm_x2apic_msr: MSR 0x800-0x8ff; 0, or 1 for #GP.
+ *  - kvm_lapic_set_base: APIC_BASE changed from @old (the ID and LDR
+ *    follow the mode).
+ */
+bool kvm_lapic_mmio(struct kvm_vcpu *v, uint64_t gpa, unsigned len, bool write, uint8_t *data);
+int kvm_x2apic_msr(struct kvm_vcpu *v, uint32_t index, bool write, uint64_t *data);
+void kvm_lapic_set_base(struct kvm_vcpu *v, uint64_t old);
 
 /* ---- KVM_TRANSLATE (x86_walk.c) ------------------------------------------------ */
 

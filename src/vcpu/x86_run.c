@@ -880,6 +880,12 @@ static int emu_outcome(struct kvm_x86_vcpu *x, int st, int *ret)
 			return X86R_EXIT;
 		}
 		case X86_EMU_EXIT_MMIO:
+			/* The in-kernel LAPIC's xAPIC page (lapic_state.c). */
+			if (kvm_lapic_mmio(v, res->mmio.gpa, res->mmio.len, res->mmio.is_write,
+					   res->mmio.data)) {
+				st = x86_emu_complete(&x->emu, &x->xr, res);
+				continue;
+			}
 			if (res->mmio.is_write &&
 			    (kvm_ioeventfd_write(v->kvm, false, res->mmio.gpa, res->mmio.len,
 						 res->mmio.data) ||
