@@ -853,6 +853,8 @@ static int emu_outcome(struct kvm_x86_vcpu *x, int st, int *ret)
 		}
 		case X86_EMU_EXIT_HLT:
 			regs_out(v, &x->xr);
+			/* HLT retired: an STI shadow it sat in is over. */
+			x86_event_insn_retired(&v->arch.ev, res->effects);
 			if (irqchip_in_kernel(v->kvm)) {
 				v->mp_state = KVM_MP_STATE_HALTED;
 				return X86R_CONTINUE;
