@@ -231,6 +231,8 @@ struct kvm {
 		uint64_t disabled_quirks;	 /* KVM_CAP_DISABLE_QUIRKS(2) */
 		bool guest_can_read_msr_platform_info; /* KVM_CAP_MSR_PLATFORM_INFO */
 		bool exit_on_emulation_error;	 /* KVM_CAP_EXIT_ON_EMULATION_FAILURE */
+		/* KVM_CAP_X86_DISABLE_EXITS: KVM_X86_DISABLE_EXITS_* that took. */
+		uint32_t disabled_exits;
 		bool x2apic_format;		 /* KVM_CAP_X2APIC_API: 32-bit IDs */
 		bool x2apic_broadcast_quirk_disabled; /* KVM_CAP_X2APIC_API */
 		/* KVM_CAP_X86_APIC_BUS_CYCLES_NS: fixed before the first vCPU. */

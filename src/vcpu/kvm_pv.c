@@ -54,6 +54,28 @@ static const struct kvm_cpuid_entry2 *guest_cpuid_find(struct kvm_vcpu *v, uint3
 	return NULL;
 }
 
+/*
+ * The guest's new CPUID as KVM fixes it up at KVM_SET_CPUID2: with HLT
+ * exits disabled, no PV_UNHALT (bit 7 of the features leaf's EAX).
+ */
+void kvm_pv_cpuid_fixup(struct kvm_vcpu *v)
+{
+	const struct kvm_cpuid_entry2 *e;
+
+	if (!(READ_ONCE(v->kvm->arch.disabled_exits) & KVM_X86_DISABLE_EXITS_HLT))
+		return;
+	for (uint32_t base = 0x40000000; base < 0x40010000; base += 0x100) {
+		e = guest_cpuid_find(v, base);
+		if (!e || memcmp(&e->ebx, KVM_SIGNATURE, 4) || memcmp(&e->ecx, KVM_SIGNATURE + 4, 4) ||
+		    memcmp(&e->edx, KVM_SIGNATURE + 8, 4))
+			continue;
+		for (uint32_t i = 0; i < v->cpuid_nent; i++)
+			if (v->cpuid[i].function == (base | KVM_CPUID_FEATURES_LEAF))
+				v->cpuid[i].eax &= ~(1U << KVM_FEATURE_PV_UNHALT);
+		return;
+	}
+}
+
 void kvm_update_pv_runtime(struct kvm_vcpu *v)
 {
 	const struct kvm_cpuid_entry2 *e, *f;

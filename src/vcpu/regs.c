@@ -316,6 +316,7 @@ int kvm_vcpu_set_cpuid(struct kvm_vcpu *vcpu, const struct kvm_cpuid_entry2 *e, 
 	vcpu->cpuid = copy;
 	vcpu->arch.cpuid_set = true; /* the guest's CR4 reserved bits apply now */
 	vcpu->cpuid_nent = nent;
+	kvm_pv_cpuid_fixup(vcpu);
 	kvm_update_pv_runtime(vcpu);
 	kvm_update_misc_enable_cpuid(vcpu);
 	return 0;

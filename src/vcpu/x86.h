@@ -224,6 +224,8 @@ bool kvm_guest_cpuid_has(struct kvm_vcpu *v, uint32_t fn, uint32_t idx, int reg,
 int kvm_vcpu_enable_cap(struct kvm_vcpu *v, const struct kvm_enable_cap *cap);
 /* Re-read the KVM leaf's features from guest CPUID (KVM_SET_CPUID2). */
 void kvm_update_pv_runtime(struct kvm_vcpu *v);
+/* KVM_SET_CPUID2's fix-ups of the KVM leaves (PV_UNHALT with HLT exits off). */
+void kvm_pv_cpuid_fixup(struct kvm_vcpu *v);
 /* The guest may use KVM_FEATURE_@bit: always, unless enforcement is on. */
 bool kvm_guest_pv_has(struct kvm_vcpu *v, unsigned bit);
 /* The host keeps per-thread scheduling delays (KVM's sched_info_on()). */
