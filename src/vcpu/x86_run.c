@@ -996,6 +996,54 @@ static int fetch_decode(struct kvm_x86_vcpu *x, const struct gp_trap *t, struct 
 	return x86_decode(buf, n, (enum x86_mode)mode, in);
 }
 
+/*
+ * An instruction the emulator does not know (handle_emulation_failure()):
+ * with KVM_CAP_EXIT_ON_EMULATION_FAILURE an internal-error exit carrying
+ * the bytes at RIP (as many as are readable, at most 15: our decoder does
+ * not say how far it got); otherwise #UD, and at CPL 0 also the exit,
+ * without bytes.  The five vendor exit-info words read 0: no hardware exit
+ * led here.
+ */
+static int emulation_failure(struct kvm_x86_vcpu *x, const struct gp_trap *t)
+{
+	struct kvm_vcpu *v = x->v;
+	struct kvm_run *run = v->run;
+	uint8_t buf[X86_MAX_INSN_LEN];
+	unsigned n = 0, info_start = 1;
+
+	if (!READ_ONCE(v->kvm->arch.exit_on_emulation_error)) {
+		queue_exception(x, &(struct x86_exception){ .vector = X86_UD });
+		if (x->xr.cpl)
+			return X86R_CONTINUE;
+	} else if (t && t->insn_len) {
+		n = t->insn_len < sizeof(buf) ? t->insn_len : sizeof(buf);
+		memcpy(buf, t->insn, n);
+	} else {
+		for (; n < sizeof(buf); n++) {
+			struct x86_exception ex;
+			uint64_t gpa;
+
+			if (guest_access(x, x->xr.rip + n, &buf[n], 1, false, X86_PF_FETCH, &gpa,
+					 &ex) != X86_MEM_OK)
+				break;
+		}
+		x->mem_exit = false;
+	}
+	exit_internal(v);
+	memset(run->internal.data, 0, sizeof(run->internal.data));
+	run->emulation_failure.flags = 0;
+	if (n) {
+		info_start += 2;
+		run->emulation_failure.flags = KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES;
+		run->emulation_failure.insn_size = (uint8_t)n;
+		memset(run->emulation_failure.insn_bytes, 0x90,
+		       sizeof(run->emulation_failure.insn_bytes));
+		memcpy(run->emulation_failure.insn_bytes, buf, n);
+	}
+	run->emulation_failure.ndata = info_start + 5;
+	return X86R_EXIT;
+}
+
 /* Emulate the instruction at RIP.  @reflect: the host exception to give
  * the guest if it is not an instruction the emulator knows. */
 static int emulate_insn(struct kvm_x86_vcpu *x, const struct gp_trap *t,
@@ -1018,7 +1066,7 @@ static int emulate_insn(struct kvm_x86_vcpu *x, const struct gp_trap *t,
 	}
 	if (r) {
 		if (!reflect)
-			return exit_internal(x->v);
+			return emulation_failure(x, t);
 		queue_exception(x, reflect);
 		return X86R_CONTINUE;
 	}
