@@ -406,7 +406,10 @@ static int msr_write_arch(struct kvm_vcpu *v, uint32_t index, uint64_t data)
 		kvm_vcpu_write_tsc(v, data, true);
 		return 0;
 	case MSR_IA32_TSC_ADJUST:
-		v->arch.tsc_adjust = data; /* host writes do not move the TSC */
+		/* Ignored unless the guest has TSC_ADJUST (CPUID 7.0:EBX[1]);
+		 * host writes do not move the TSC. */
+		if (kvm_guest_cpuid_has(v, 7, 0, 1, 1))
+			v->arch.tsc_adjust = data;
 		return 0;
 	case MSR_FS_BASE:
 	case MSR_GS_BASE:
@@ -677,6 +680,16 @@ int kvm_vcpu_guest_msr(struct kvm_vcpu *v, uint32_t index, bool write, uint64_t 
 	if (!write && index == MSR_PLATFORM_INFO &&
 	    !READ_ONCE(v->kvm->arch.guest_can_read_msr_platform_info))
 		return 1;
+	/* The guest's TSC writes move offset and TSC_ADJUST together (tsc.c). */
+	if (write && index == MSR_IA32_TSC && !msr_pv_hidden(v, index)) {
+		kvm_vcpu_guest_write_tsc(v, *data);
+		return 0;
+	}
+	if (write && index == MSR_IA32_TSC_ADJUST) {
+		if (kvm_guest_cpuid_has(v, 7, 0, 1, 1))
+			kvm_vcpu_guest_write_tsc_adjust(v, *data);
+		return 0;
+	}
 	r = write ? msr_write(v, index, *data) : msr_read(v, index, data);
 	return r < 0 ? -1 : r;
 }

@@ -139,6 +139,9 @@ uint32_t kvm_vm_get_tsc_khz(struct kvm *kvm);
 /* The guest's TSC now, and setting it (MSR_IA32_TSC, vCPU creation). */
 uint64_t kvm_vcpu_read_tsc(struct kvm_vcpu *v);
 void kvm_vcpu_write_tsc(struct kvm_vcpu *v, uint64_t tsc, bool from_user);
+/* The guest's WRMSR of TSC / TSC_ADJUST (each moves the other). */
+void kvm_vcpu_guest_write_tsc(struct kvm_vcpu *v, uint64_t tsc);
+void kvm_vcpu_guest_write_tsc_adjust(struct kvm_vcpu *v, uint64_t val);
 
 /* ---- state ioctls (x86_state.c) ---------------------------------------- */
 
