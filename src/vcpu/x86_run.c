@@ -480,6 +480,18 @@ static int emu_msr(struct kvm_x86_vcpu *x, uint32_t index, bool write, uint64_t 
 	return X86_MSR_OK;
 }
 
+/* The filter alone, for the MSRs the emulator keeps itself (FS/GS base...). */
+static int emu_msr_filter(void *ctx, uint32_t index, bool write)
+{
+	struct kvm_x86_vcpu *x = ctx;
+	bool ok;
+
+	gm_rcu_read_lock();
+	ok = kvm_msr_allowed(x->v->kvm, index, write);
+	gm_rcu_read_unlock();
+	return ok ? X86_MSR_OK : msr_refused(x, KVM_MSR_EXIT_REASON_FILTER);
+}
+
 static int emu_rdmsr(void *ctx, uint32_t index, uint64_t *val)
 {
 	return emu_msr(ctx, index, false, val);
@@ -612,7 +624,7 @@ static int x86_vcpu_init(struct kvm_vcpu *v)
 	}
 	x->sv.gp = x->gp;
 	x->ops = (struct x86_emu_ops){ emu_read, emu_write, emu_rdmsr, emu_wrmsr, emu_cpuid,
-				       emu_rdtsc };
+				       emu_rdtsc, emu_msr_filter };
 	x86_emu_init(&x->emu, &x->ops, x, &x->model, (uint8_t *)v->run + KVM_PIO_DATA_OFFSET);
 	x86_shadow_add_vcpu(x->vm->sh, &x->sv);
 	x->xsave_state = XS_VMM;

@@ -928,10 +928,18 @@ static int regs_msr(struct run *rn, uint32_t index, bool write, uint64_t *val)
 static int msr_access(struct run *rn, uint32_t index, bool write, uint64_t *val)
 {
 	struct x86_emu *emu = rn->emu;
+	bool filtered = false;
 	unsigned slot;
 	int r;
 
-	if ((r = regs_msr(rn, index, write, val)) != -1)
+	/* The filter comes first (kvm_msr_allowed()), even for x86_regs' MSRs. */
+	if (emu->ops->msr_filter) {
+		r = emu->ops->msr_filter(emu->ctx, index, write);
+		if (r == X86_MSR_GP)
+			return GP(rn, 0);
+		filtered = r == X86_MSR_EXIT;
+	}
+	if (!filtered && (r = regs_msr(rn, index, write, val)) != -1)
 		return r;
 	if (replay(rn, write ? ACC_MSR_WRITE : ACC_MSR_READ, index, &slot)) {
 		if (emu->done[slot].error)
@@ -941,7 +949,11 @@ static int msr_access(struct run *rn, uint32_t index, bool write, uint64_t *val)
 		return 0;
 	}
 	emu->seq--;
-	r = write ? emu->ops->wrmsr(emu->ctx, index, *val) : emu->ops->rdmsr(emu->ctx, index, val);
+	if (filtered)
+		r = X86_MSR_EXIT;
+	else
+		r = write ? emu->ops->wrmsr(emu->ctx, index, *val)
+			  : emu->ops->rdmsr(emu->ctx, index, val);
 	if (r == X86_MSR_OK)
 		return 0;
 	if (r != X86_MSR_EXIT)

@@ -156,6 +156,10 @@ struct x86_emu_ops {
 	int (*wrmsr)(void *ctx, uint32_t index, uint64_t val);
 	void (*cpuid)(void *ctx, uint32_t leaf, uint32_t subleaf, uint32_t out[4]);
 	uint64_t (*rdtsc)(void *ctx);
+	/* Optional: the VMM's MSR filter, asked before any MSR is touched,
+	 * those in x86_regs included.  X86_MSR_OK, or what the refused access
+	 * comes to: X86_MSR_GP or X86_MSR_EXIT (a user-space exit). */
+	int (*msr_filter)(void *ctx, uint32_t index, bool write);
 };
 
 enum x86_emu_status {
