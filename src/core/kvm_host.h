@@ -237,7 +237,8 @@ struct kvm {
 		bool x2apic_broadcast_quirk_disabled; /* KVM_CAP_X2APIC_API */
 		/* KVM_CAP_X86_APIC_BUS_CYCLES_NS: fixed before the first vCPU. */
 		uint64_t apic_bus_cycle_ns;
-		/* KVM_SET_CLOCK: kvm-clock minus the base clock (tsc.c), lock. */
+		/* KVM_SET_CLOCK: kvm-clock minus the base clock (tsc.c), lock;
+		 * stored atomically for the vCPUs' lockless reads. */
 		int64_t kvmclock_offset;
 		/* KVM_X86_SET_MSR_FILTER: replaced under lock, old one freed after
 		 * an RCU grace period; readers in an RCU read-side section. */

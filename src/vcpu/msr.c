@@ -565,10 +565,14 @@ static int msr_write(struct kvm_vcpu *v, uint32_t index, uint64_t data)
 	case MSR_IA32_UCODE_REV:
 	case MSR_SMI_COUNT:
 	case MSR_IA32_POWER_CTL:
-	case MSR_KVM_WALL_CLOCK:
 	case MSR_KVM_SYSTEM_TIME:
-	case MSR_KVM_WALL_CLOCK_NEW:
 	case MSR_KVM_SYSTEM_TIME_NEW:
+		/* Both name one record (vcpu->arch.time); written at once. */
+		v->arch.pv_time = data;
+		kvm_vcpu_update_pvclock(v);
+		return msr_store(v, index, data);
+	case MSR_KVM_WALL_CLOCK:
+	case MSR_KVM_WALL_CLOCK_NEW:
 		return msr_store(v, index, data);
 	default:
 		return is_mce_msr(index) ? mce_msr(v, index, &data, true) : -1;

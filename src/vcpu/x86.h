@@ -104,6 +104,8 @@ struct kvm_vcpu_arch {
 	uint32_t pv_features;	/* KVM leaf EAX at the last CPUID update */
 	uint64_t st_msr;	/* MSR_KVM_STEAL_TIME */
 	uint64_t st_last_steal; /* run_delay at the last record */
+	uint64_t pv_time;	/* MSR_KVM_SYSTEM_TIME(_NEW), the last written */
+	uint32_t pv_time_version; /* of the pvclock record we write */
 };
 
 /* ---- host facts (cpuid.c, tsc.c) -------------------------------------- */
@@ -237,6 +239,9 @@ bool kvm_sched_info_on(void);
 int kvm_set_steal_time_msr(struct kvm_vcpu *v, uint64_t data);
 /* The steal-time record at vCPU entry.  Context: the thread doing KVM_RUN. */
 void kvm_vcpu_record_steal_time(struct kvm_vcpu *v);
+/* Write the kvm-clock record at MSR_KVM_SYSTEM_TIME(_NEW) if enabled.
+ * Context: vcpu->mutex (the MSR write, every KVM_RUN). */
+void kvm_vcpu_update_pvclock(struct kvm_vcpu *v);
 /* KVM_GET_CLOCK / KVM_SET_CLOCK after the copy-in (-EINVAL: flags). */
 void kvm_vm_get_clock(struct kvm *kvm, struct kvm_clock_data *data);
 int kvm_vm_set_clock(struct kvm *kvm, struct kvm_clock_data *data);
