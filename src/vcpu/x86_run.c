@@ -42,6 +42,7 @@
 
 #include "core/gmemfd.h"
 #include "gproc/gproc.h"
+#include "lib/host_cpuid.h"
 #include "lib/lockdep.h"
 #include "lib/rcu.h"
 #include "mmu/mmu.h"
@@ -552,6 +553,11 @@ static void model_refresh(struct kvm_x86_vcpu *x)
 	x->model.xcr0_supported = xcr0;
 	x->model.maxphyaddr = (uint8_t)kvm_guest_maxphyaddr(v);
 	x->model.dr6_fixed = 0xffff0ff0ULL;
+	/* The vendor module is the presented vendor's (src/preload/cpuid_fault.c). */
+	x->model.hypercall_op = gm_cpu_vendor() == GM_VENDOR_INTEL ? X86_OP_VMCALL
+				: gm_cpu_vendor() == GM_VENDOR_AMD ? X86_OP_VMMCALL
+								     : 0;
+	x->model.fix_hypercall = kvm_check_has_quirk(v->kvm, KVM_X86_QUIRK_FIX_HYPERCALL_INSN);
 }
 
 /* ---- the backend's per-VM and per-vCPU state --------------------------------------- */

@@ -133,6 +133,12 @@ struct x86_cpu_model {
 	uint64_t xcr0_supported; /* XCR0 bits XSETBV may set (x87 always may) */
 	uint8_t maxphyaddr;	/* CR3 bits at or above it #GP in long mode */
 	uint64_t dr6_fixed;	/* DR6 bits that read as 1 (0xffff0ff0 less RTM/bus lock) */
+	/* The vendor module's hypercall (X86_OP_VMCALL or X86_OP_VMMCALL; 0:
+	 * either is one).  The other vendor's is rewritten in guest memory to
+	 * this one and run again under KVM_X86_QUIRK_FIX_HYPERCALL_INSN
+	 * (fix_hypercall), and is #UD without it. */
+	uint8_t hypercall_op;
+	bool fix_hypercall;
 };
 
 /* Return values of the memory callbacks. */
