@@ -177,6 +177,57 @@ TEST(emulation_failure_without_cap_is_ud_and_exit_at_cpl0)
 	vm_close(&m);
 }
 
+static uint64_t msr_get(struct vm *m, uint32_t index)
+{
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e;
+	} b = { .h.nmsrs = 1, .e.index = index };
+
+	ASSERT_EQ(guestmem_sys_ioctl(m->vcpu, KVM_GET_MSRS, &b), 1);
+	return b.e.data;
+}
+
+TEST(guest_tsc_writes_move_tsc_adjust)
+{
+	static struct {
+		struct kvm_cpuid2 h;
+		struct kvm_cpuid_entry2 e[128];
+	} cpuid = { .h.nent = 128 };
+	static const uint8_t c[] = {
+		0xb9, 0x10, 0x00, 0x00, 0x00, /* mov $MSR_IA32_TSC, %ecx */
+		0x31, 0xc0,		      /* xor %eax, %eax */
+		0xba, 0x00, 0x01, 0x00, 0x00, /* mov $0x100, %edx */
+		0x0f, 0x30,		      /* wrmsr: TSC = 2^40 */
+		0x66, 0xba, PORT, 0x00, 0xef, /* out */
+		0xb9, 0x3b, 0x00, 0x00, 0x00, /* mov $MSR_IA32_TSC_ADJUST, %ecx */
+		0x31, 0xc0, 0x31, 0xd2,	      /* xor %eax, %eax; xor %edx, %edx */
+		0x0f, 0x30,		      /* wrmsr: TSC_ADJUST = 0 */
+		0xb9, 0x10, 0x00, 0x00, 0x00, /* mov $MSR_IA32_TSC, %ecx */
+		0x0f, 0x32,		      /* rdmsr */
+		0x89, 0xd0,		      /* mov %edx, %eax */
+		0x66, 0xba, PORT, 0x00, 0xef, /* out */
+		0xeb, 0xfe,
+	};
+	uint64_t adj;
+	struct vm m;
+
+	vm_open_irqchip(&m, false);
+	ASSERT_EQ(guestmem_sys_ioctl(m.kvm, KVM_GET_SUPPORTED_CPUID, &cpuid), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_SET_CPUID2, &cpuid), 0);
+	memcpy(m.mem + CODE, c, sizeof(c));
+	vm_start(&m, CODE);
+	ASSERT_EQ(next_out(&m), 0);
+	/* The TSC jumped to 2^40 from near 0: TSC_ADJUST took the same step. */
+	ASSERT_TRUE(msr_get(&m, 0x10) >= 1ULL << 40);
+	adj = msr_get(&m, 0x3b);
+	ASSERT_TRUE(adj <= 1ULL << 40 && adj > (1ULL << 40) - (1ULL << 38));
+	/* TSC_ADJUST back to 0 took the TSC back near 0: high half 0. */
+	ASSERT_EQ(next_out(&m), 0);
+	ASSERT_EQ(msr_get(&m, 0x3b), 0);
+	vm_close(&m);
+}
+
 int main(int argc, char **argv)
 {
 	return test_main(argc, argv);
