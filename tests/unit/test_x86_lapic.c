@@ -120,6 +120,50 @@ TEST(x2apic_msrs_follow_the_mode)
 	vm_close(&m);
 }
 
+TEST(x2apic_self_ipi_reaches_the_idt_and_eoi_ends_it)
+{
+	static const uint8_t c[] = {
+		0xfb,			      /* sti */
+		0xb9, 0x30, 0x08, 0x00, 0x00, /* mov $0x830 (ICR), %ecx */
+		0xb8, 0x40, 0x00, 0x04, 0x00, /* mov $0x40040: self, fixed, vector 0x40 */
+		0x31, 0xd2,		      /* xor %edx, %edx */
+		0x0f, 0x30,		      /* wrmsr */
+		0x66, 0xba, PORT, 0x00,	      /* mov $PORT, %dx */
+		0xb8, 0x01, 0x00, 0x00, 0x00, /* mov $1, %eax */
+		0xef,			      /* out */
+		0xeb, 0xfe,
+	};
+	static const uint8_t handler[] = {
+		0xb9, 0x0b, 0x08, 0x00, 0x00, /* mov $0x80b (EOI), %ecx */
+		0x31, 0xc0, 0x31, 0xd2,	      /* xor %eax, %eax; xor %edx, %edx */
+		0x0f, 0x30,		      /* wrmsr */
+		0x66, 0xba, 0x11, 0x00,	      /* mov $0x11, %dx */
+		0xb8, 0x40, 0x00, 0x00, 0x00, /* mov $0x40, %eax */
+		0xef,			      /* out */
+		0x48, 0xcf,		      /* iretq */
+	};
+	uint8_t gate[16] = { 0x00, 0x40, 0x08, 0x00, 0x00, 0x8e, 0x01, 0x00 }; /* 0x14000 */
+	uint32_t v;
+	struct vm m;
+
+	vm_open(&m);
+	set_supported_cpuid(&m);
+	ASSERT_EQ(msr_set(&m, MSR_APIC_BASE, APIC_GPA | 0x100 | 0x800 | 0x400), 1);
+	ASSERT_EQ(msr_set(&m, 0x80f, 0x1ff), 1); /* SPIV: software-enabled */
+	memcpy(m.mem + CODE, c, sizeof(c));
+	memcpy(m.mem + 0x14000, handler, sizeof(handler));
+	memcpy(m.mem + 0x5000 + 0x40 * 16, gate, sizeof(gate));
+	vm_start(&m, CODE);
+	/* The handler runs first, then the code after the WRMSR. */
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_RUN, 0), 0);
+	ASSERT_EQ(m.run->exit_reason, KVM_EXIT_IO);
+	ASSERT_EQ(m.run->io.port, 0x11);
+	memcpy(&v, (uint8_t *)m.run + m.run->io.data_offset, 4);
+	ASSERT_EQ(v, 0x40);
+	ASSERT_EQ(next_out(&m), 1);
+	vm_close(&m);
+}
+
 TEST(x2apic_api_cap)
 {
 	struct kvm_enable_cap cap = { .cap = KVM_CAP_X2APIC_API, .args = { 4 } };
