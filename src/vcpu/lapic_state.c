@@ -414,6 +414,32 @@ static int lapic_reg_write(struct kvm_vcpu *v, unsigned off, uint32_t val)
 	}
 }
 
+void kvm_lapic_timer_check(struct kvm_vcpu *v)
+{
+	const uint8_t *regs = v->arch.lapic_regs;
+	uint64_t first, elapsed, period;
+	uint32_t lvtt;
+
+	if (!regs || !(first = v->arch.lapic_timer_first_ns))
+		return;
+	lvtt = reg_get(regs, APIC_LVTT);
+	if (((lvtt & APIC_LVT_TIMER_MODE) >> 17) > 1)
+		return; /* TSC-deadline: msr.c */
+	elapsed = now_ns() - v->arch.lapic_timer_start_ns;
+	if (elapsed < first)
+		return;
+	period = (uint64_t)reg_get(regs, APIC_TMICT) * count_ns(v, regs);
+	if (!(lvtt & APIC_LVT_TIMER_MODE) || !period) {
+		v->arch.lapic_timer_first_ns = 0; /* one-shot: expired, TMCCT reads 0 */
+	} else {
+		/* Periodic: the current period starts at the last expiry. */
+		v->arch.lapic_timer_start_ns += first + (elapsed - first) / period * period;
+		v->arch.lapic_timer_first_ns = period;
+	}
+	if (!(lvtt & APIC_LVT_MASKED) && (reg_get(regs, APIC_SPIV) & APIC_SPIV_ENABLED))
+		kvm_apic_send_ipi(v, (lvtt & 0xff) | (1U << 18), 0, false); /* to itself */
+}
+
 bool kvm_lapic_mmio(struct kvm_vcpu *v, uint64_t gpa, unsigned len, bool write, uint8_t *data)
 {
 	uint64_t base = v->sregs.apic_base & ~0xfffULL;

@@ -182,6 +182,13 @@ int kvm_vcpu_set_lapic(struct kvm_vcpu *v, struct kvm_lapic_state *s);
 bool kvm_lapic_mmio(struct kvm_vcpu *v, uint64_t gpa, unsigned len, bool write, uint8_t *data);
 int kvm_x2apic_msr(struct kvm_vcpu *v, uint32_t index, bool write, uint64_t *data);
 void kvm_lapic_set_base(struct kvm_vcpu *v, uint64_t old);
+/*
+ * The one-shot/periodic timer's expiry, looked for at each guest entry and
+ * while halted (no timer thread: a guest that computes without trapping
+ * takes the interrupt at its next exit).  Raises LVTT's vector unless
+ * masked.  Context: the vCPU's thread under vcpu->mutex.
+ */
+void kvm_lapic_timer_check(struct kvm_vcpu *v);
 
 /* ---- KVM_TRANSLATE (x86_walk.c) ------------------------------------------------ */
 

@@ -1285,6 +1285,7 @@ static int deliver_events(struct kvm_x86_vcpu *x)
 	struct x86_inject_result out;
 	int r;
 
+	kvm_lapic_timer_check(v); /* lapic_state.c */
 	regs_in(v, &x->xr);
 	r = x86_event_inject(&v->arch.ev, &x->xr, &env, &ev_ops, x, &out);
 	if (r == X86_EVENT_TRIPLE_FAULT) {
@@ -1337,6 +1338,7 @@ static int halt_wait(struct kvm_x86_vcpu *x, const sigset_t *mask, int *ret)
 	struct timespec ms = { 0, 1000000 };
 
 	while (v->mp_state == KVM_MP_STATE_HALTED) {
+		kvm_lapic_timer_check(v);
 		if (kvm_cpu_has_interrupt(v) || v->arch.ev.nmi.pending) {
 			v->mp_state = KVM_MP_STATE_RUNNABLE;
 			break;

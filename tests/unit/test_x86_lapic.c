@@ -6,6 +6,8 @@
  * KVM_GET/SET_MSRS with their mode and reserved-bit checks.
  * The VM: tests/unit/x86_vm.h.
  */
+#include <time.h>
+
 #include "x86_vm.h"
 
 TEST(xapic_page_is_the_kernels)
@@ -161,6 +163,50 @@ TEST(x2apic_self_ipi_reaches_the_idt_and_eoi_ends_it)
 	memcpy(&v, (uint8_t *)m.run + m.run->io.data_offset, 4);
 	ASSERT_EQ(v, 0x40);
 	ASSERT_EQ(next_out(&m), 1);
+	vm_close(&m);
+}
+
+TEST(timer_expiry_wakes_a_halted_guest)
+{
+	static const uint8_t c[] = {
+		0xfb, 0xf4,		/* sti; hlt */
+		0x66, 0xba, PORT, 0x00, /* mov $PORT, %dx */
+		0xb8, 0x02, 0x00, 0x00, 0x00, /* mov $2, %eax */
+		0xef,
+		0xeb, 0xfe,
+	};
+	static const uint8_t handler[] = {
+		0xb9, 0x0b, 0x08, 0x00, 0x00, /* mov $0x80b (EOI), %ecx */
+		0x31, 0xc0, 0x31, 0xd2, 0x0f, 0x30, /* wrmsr 0 */
+		0xb9, 0x39, 0x08, 0x00, 0x00, /* mov $0x839 (TMCCT), %ecx */
+		0x0f, 0x32,		      /* rdmsr */
+		0x66, 0xba, 0x11, 0x00, 0xef, /* out %eax to 0x11 */
+		0x48, 0xcf,		      /* iretq */
+	};
+	uint8_t gate[16] = { 0x00, 0x40, 0x08, 0x00, 0x00, 0x8e, 0x01, 0x00 }; /* 0x14000 */
+	struct timespec t0, t1;
+	struct vm m;
+
+	vm_open(&m);
+	set_supported_cpuid(&m);
+	ASSERT_EQ(msr_set(&m, MSR_APIC_BASE, APIC_GPA | 0x100 | 0x800 | 0x400), 1);
+	ASSERT_EQ(msr_set(&m, 0x80f, 0x1ff), 1);  /* SPIV: software-enabled */
+	ASSERT_EQ(msr_set(&m, 0x832, 0x41), 1);	  /* LVTT: one-shot, vector 0x41 */
+	ASSERT_EQ(msr_set(&m, 0x83e, 0xb), 1);	  /* TDCR: divide by 1 */
+	memcpy(m.mem + CODE, c, sizeof(c));
+	memcpy(m.mem + 0x14000, handler, sizeof(handler));
+	memcpy(m.mem + 0x5000 + 0x41 * 16, gate, sizeof(gate));
+	vm_start(&m, CODE);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ASSERT_EQ(msr_set(&m, 0x838, 20000000), 1); /* TMICT: 20 ms at 1 ns a count */
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_RUN, 0), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ASSERT_EQ(m.run->exit_reason, KVM_EXIT_IO);
+	ASSERT_EQ(m.run->io.port, 0x11);
+	/* Expired: the one-shot count reads 0, and not before 20 ms passed. */
+	ASSERT_EQ(*(uint32_t *)((uint8_t *)m.run + m.run->io.data_offset), 0);
+	ASSERT_TRUE((t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec) >= 20000000L);
+	ASSERT_EQ(next_out(&m), 2);
 	vm_close(&m);
 }
 
