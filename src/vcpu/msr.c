@@ -565,14 +565,14 @@ static int msr_write(struct kvm_vcpu *v, uint32_t index, uint64_t data)
 	case MSR_IA32_UCODE_REV:
 	case MSR_SMI_COUNT:
 	case MSR_IA32_POWER_CTL:
+	case MSR_KVM_WALL_CLOCK:
+	case MSR_KVM_WALL_CLOCK_NEW:
+		return msr_store(v, index, data);
 	case MSR_KVM_SYSTEM_TIME:
 	case MSR_KVM_SYSTEM_TIME_NEW:
 		/* Both name one record (vcpu->arch.time); written at once. */
 		v->arch.pv_time = data;
 		kvm_vcpu_update_pvclock(v);
-		return msr_store(v, index, data);
-	case MSR_KVM_WALL_CLOCK:
-	case MSR_KVM_WALL_CLOCK_NEW:
 		return msr_store(v, index, data);
 	default:
 		return is_mce_msr(index) ? mce_msr(v, index, &data, true) : -1;
@@ -682,8 +682,10 @@ int kvm_vcpu_guest_msr(struct kvm_vcpu *v, uint32_t index, bool write, uint64_t 
 	if (write && (index == MSR_PLATFORM_INFO || index == MSR_SMI_COUNT))
 		return 1;
 	if (!write && index == MSR_PLATFORM_INFO &&
-	    !READ_ONCE(v->kvm->arch.guest_can_read_msr_platform_info))
+	    !READ_ONCE(v->kvm->arch.guest_can_read_msr_platform_info)) {
+		*data = 0;
 		return 1;
+	}
 	/* The guest's TSC writes move offset and TSC_ADJUST together (tsc.c). */
 	if (write && index == MSR_IA32_TSC && !msr_pv_hidden(v, index)) {
 		kvm_vcpu_guest_write_tsc(v, *data);
@@ -695,6 +697,8 @@ int kvm_vcpu_guest_msr(struct kvm_vcpu *v, uint32_t index, bool write, uint64_t 
 		return 0;
 	}
 	r = write ? msr_write(v, index, *data) : msr_read(v, index, data);
+	if (r && !write)
+		*data = 0; /* nothing read reaches the guest */
 	return r < 0 ? -1 : r;
 }
 

@@ -211,8 +211,8 @@ int kvm_vcpu_set_msr(struct kvm_vcpu *v, uint32_t index, uint64_t data);
 void kvm_update_misc_enable_cpuid(struct kvm_vcpu *v);
 /*
  * One MSR access by the guest (RDMSR/WRMSR of the x86 backend): 0, 1 when
- * the value is refused (#GP), -1 for an MSR guestmem does not know.  The
- * MSR filter is the caller's business.
+ * the value is refused (#GP), -1 for an MSR guestmem does not know (a
+ * failed read leaves 0 in *data).  The MSR filter is the caller's business.
  */
 int kvm_vcpu_guest_msr(struct kvm_vcpu *v, uint32_t index, bool write, uint64_t *data);
 /* KVM_GET_MSRS on /dev/kvm: the feature MSRs.  Same convention. */
