@@ -313,12 +313,13 @@ void kvm_vcpu_update_pvclock(struct kvm_vcpu *v)
 		goto out;
 	ver = v->arch.pv_time_version;
 	__atomic_store_n((uint32_t *)(p + PVTI_VERSION), ver + 1, __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_RELEASE);
-	memcpy(p + PVTI_TSC_TIMESTAMP, &tsc, 8);
-	memcpy(p + PVTI_SYSTEM_TIME, &ns, 8);
-	memcpy(p + PVTI_MUL, &mul, 4);
-	memcpy(p + PVTI_SHIFT, &shift, 1);
-	memcpy(p + PVTI_FLAGS, &flags, 1);
+	/* Release stores: the odd version is visible before each new field
+	 * (as in kvm_vcpu_record_steal_time), the fields before the even one. */
+	__atomic_store_n((uint64_t *)(p + PVTI_TSC_TIMESTAMP), tsc, __ATOMIC_RELEASE);
+	__atomic_store_n((int64_t *)(p + PVTI_SYSTEM_TIME), ns, __ATOMIC_RELEASE);
+	__atomic_store_n((uint32_t *)(p + PVTI_MUL), mul, __ATOMIC_RELEASE);
+	__atomic_store_n((int8_t *)(p + PVTI_SHIFT), shift, __ATOMIC_RELEASE);
+	__atomic_store_n(p + PVTI_FLAGS, flags, __ATOMIC_RELEASE);
 	__atomic_store_n((uint32_t *)(p + PVTI_VERSION), ver + 2, __ATOMIC_RELEASE);
 	v->arch.pv_time_version = ver + 2;
 	mark_page_dirty_in_slot(slot, gpa >> GM_PAGE_SHIFT);
