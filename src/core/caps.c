@@ -185,6 +185,28 @@ static uint64_t kvm_inapplicable_quirks(const struct gm_config *cfg)
 				   : KVM_X86_QUIRK_IGNORE_GUEST_PAT;
 }
 
+/* KVM_CAP_X2APIC_API: the flags every profile's kernel knows. */
+#define X2APIC_API_VALID_FLAGS (KVM_X2APIC_API_USE_32BIT_IDS | KVM_X2APIC_API_DISABLE_BROADCAST_QUIRK)
+
+/*
+ * KVM_CAP_X86_DISABLE_EXITS: PAUSE always; HLT and CSTATE too with
+ * kvm.mitigate_smt_rsb off (its default); MWAIT where the host has MWAIT
+ * and an always-running APIC timer (kvm_can_mwait_in_guest()).
+ */
+static uint32_t kvm_disable_exits_supported(void)
+{
+	uint32_t a, b, c, d, r = KVM_X86_DISABLE_EXITS_PAUSE | KVM_X86_DISABLE_EXITS_HLT |
+				    KVM_X86_DISABLE_EXITS_CSTATE;
+	bool mwait;
+
+	gm_host_cpuid_regs(1, 0, a, b, c, d);
+	mwait = c & (1U << 3);
+	gm_host_cpuid_regs(6, 0, a, b, c, d);
+	if (mwait && (a & (1U << 2)))
+		r |= KVM_X86_DISABLE_EXITS_MWAIT;
+	return r;
+}
+
 /* KVM_CAP_X86_APIC_BUS_CYCLES_NS: Linux 6.11 and later, 1 ns by default. */
 #define APIC_BUS_CYCLE_NS_DEFAULT 1
 
@@ -241,6 +263,10 @@ long kvm_check_extension(const struct gm_config *cfg, struct kvm *kvm, long cap)
 		return (long)kvm_supported_quirks(cfg);
 	case KVM_CAP_X86_APIC_BUS_CYCLES_NS:
 		return kvm_has_apic_bus_cycles(cfg) ? APIC_BUS_CYCLE_NS_DEFAULT : 0;
+	case KVM_CAP_X2APIC_API:
+		return X2APIC_API_VALID_FLAGS;
+	case KVM_CAP_X86_DISABLE_EXITS:
+		return kvm_disable_exits_supported();
 	case KVM_CAP_DIRTY_LOG_RING: /* x86 has both orderings (TSO) */
 	case KVM_CAP_DIRTY_LOG_RING_ACQ_REL:
 		return kvm_dirty_ring_max_bytes();
@@ -368,6 +394,23 @@ int kvm_vm_enable_cap(struct kvm *kvm, uint32_t cap, uint32_t flags, const uint6
 		return 0;
 	case KVM_CAP_X86_APIC_BUS_CYCLES_NS:
 		return kvm_enable_cap_apic_bus_cycles(kvm, args[0]);
+	case KVM_CAP_X86_DISABLE_EXITS: /* bits add up; MWAIT only where offered */
+		if (args[0] & ~(uint64_t)KVM_X86_DISABLE_VALID_EXITS)
+			return -EINVAL;
+		gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
+		kvm->arch.disabled_exits |= (uint32_t)args[0] & kvm_disable_exits_supported();
+		gm_mutex_unlock(&kvm->lock);
+		return 0;
+	case KVM_CAP_X2APIC_API: /* flags add up; none can be taken back */
+		if (args[0] & ~(uint64_t)X2APIC_API_VALID_FLAGS)
+			return -EINVAL;
+		gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
+		if (args[0] & KVM_X2APIC_API_USE_32BIT_IDS)
+			WRITE_ONCE(kvm->arch.x2apic_format, true);
+		if (args[0] & KVM_X2APIC_API_DISABLE_BROADCAST_QUIRK)
+			WRITE_ONCE(kvm->arch.x2apic_broadcast_quirk_disabled, true);
+		gm_mutex_unlock(&kvm->lock);
+		return 0;
 	case KVM_CAP_EXCEPTION_PAYLOAD:
 		kvm_enable_cap_flag(kvm, &kvm->arch.exception_payload_enabled, args[0]);
 		return 0;

@@ -231,9 +231,14 @@ struct kvm {
 		uint64_t disabled_quirks;	 /* KVM_CAP_DISABLE_QUIRKS(2) */
 		bool guest_can_read_msr_platform_info; /* KVM_CAP_MSR_PLATFORM_INFO */
 		bool exit_on_emulation_error;	 /* KVM_CAP_EXIT_ON_EMULATION_FAILURE */
+		/* KVM_CAP_X86_DISABLE_EXITS: KVM_X86_DISABLE_EXITS_* that took. */
+		uint32_t disabled_exits;
+		bool x2apic_format;		 /* KVM_CAP_X2APIC_API: 32-bit IDs */
+		bool x2apic_broadcast_quirk_disabled; /* KVM_CAP_X2APIC_API */
 		/* KVM_CAP_X86_APIC_BUS_CYCLES_NS: fixed before the first vCPU. */
 		uint64_t apic_bus_cycle_ns;
-		/* KVM_SET_CLOCK: kvm-clock minus the base clock (tsc.c), lock. */
+		/* KVM_SET_CLOCK: kvm-clock minus the base clock (tsc.c), lock;
+		 * stored atomically for the vCPUs' lockless reads. */
 		int64_t kvmclock_offset;
 		/* KVM_X86_SET_MSR_FILTER: replaced under lock, old one freed after
 		 * an RCU grace period; readers in an RCU read-side section. */

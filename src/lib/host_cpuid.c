@@ -4,8 +4,13 @@
  */
 #include <asm/prctl.h>
 #include <cpuid.h>
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "lib/host_cpuid.h"
@@ -61,11 +66,69 @@ enum gm_x86_vendor gm_host_vendor(void)
 	return GM_VENDOR_OTHER;
 }
 
+/*
+ * Does @vendor's hypercall instruction trap at CPL3 here?  Run it in a
+ * child: killed by SIGILL or SIGSEGV if it trapped, exit 0 if it returned
+ * (a hypervisor under us answered it).  The child is a clone without an
+ * exit signal, so the caller's SIGCHLD handling and waitpid(-1) never see
+ * it; it makes raw system calls only (any thread may ask), and dumps no
+ * core.  Hypercall number ~0: nobody implements it.
+ */
+bool gm_hypercall_traps(enum gm_x86_vendor vendor)
+{
+	struct rlimit nocore = { 0, 0 };
+	int status = 0;
+	pid_t pid = (pid_t)syscall(SYS_clone, 0UL, 0UL, 0UL, 0UL, 0UL);
+
+	if (pid < 0)
+		return true; /* cannot tell: assume bare metal */
+	if (pid == 0) {
+		unsigned long rax = ~0ul;
+
+		syscall(SYS_prlimit64, 0, RLIMIT_CORE, &nocore, NULL);
+		if (vendor == GM_VENDOR_AMD)
+			__asm__ volatile("vmmcall" : "+a"(rax) : : "memory");
+		else
+			__asm__ volatile("vmcall" : "+a"(rax) : : "memory");
+		syscall(SYS_exit_group, 0);
+	}
+	while (syscall(SYS_wait4, pid, &status, __WALL, NULL) < 0 && errno == EINTR)
+		;
+	return !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+enum gm_x86_vendor gm_vendor_choice(void)
+{
+	const char *set = getenv("GUESTMEM_CPU_VENDOR");
+	enum gm_x86_vendor host = gm_host_vendor();
+
+	if (host == GM_VENDOR_OTHER || (set && !strcmp(set, "host")))
+		return host;
+	if (set && !strcmp(set, "intel"))
+		return GM_VENDOR_INTEL;
+	if (set && !strcmp(set, "amd"))
+		return GM_VENDOR_AMD;
+	if (set && *set && strcmp(set, "auto"))
+		return host; /* a bad value: the config check reports it */
+	if (gm_hypercall_traps(host))
+		return host;
+	return host == GM_VENDOR_AMD ? GM_VENDOR_INTEL : GM_VENDOR_AMD;
+}
+
 enum gm_x86_vendor gm_cpu_vendor(void)
 {
+	/* 0: not chosen yet, else vendor + 1; racing first callers agree. */
+	static int chosen;
+	int c;
+
 	if (__atomic_load_n(&gm_faulting, __ATOMIC_ACQUIRE))
 		return gm_presented;
-	return gm_host_vendor();
+	c = __atomic_load_n(&chosen, __ATOMIC_RELAXED);
+	if (!c) {
+		c = (int)gm_vendor_choice() + 1;
+		__atomic_store_n(&chosen, c, __ATOMIC_RELAXED);
+	}
+	return (enum gm_x86_vendor)(c - 1);
 }
 
 void gm_vendor_regs(enum gm_x86_vendor v, uint32_t *ebx, uint32_t *edx, uint32_t *ecx)

@@ -49,8 +49,19 @@ uint32_t gm_host_cpuid_max(uint32_t base);
 /* The host CPU's real vendor. */
 enum gm_x86_vendor gm_host_vendor(void);
 
-/* The vendor guestmem presents: the host's unless the preload switched it. */
+/*
+ * The vendor guestmem presents (KVM_GET_SUPPORTED_CPUID, the vendor module,
+ * which hypercall instruction is the guest's own): GUESTMEM_CPU_VENDOR, by
+ * default the host's unless the host's hypercall instruction does not
+ * trap at CPL3, then the other vendor's (gm_vendor_choice(), decided once).
+ * Under `guestmem exec` the VMM's own CPUID shows the same
+ * (preload/cpuid_fault.c); through the C library alone it still shows the
+ * host's.
+ */
 enum gm_x86_vendor gm_cpu_vendor(void);
+enum gm_x86_vendor gm_vendor_choice(void);
+/* Whether @vendor's hypercall instruction traps at CPL3 on this host. */
+bool gm_hypercall_traps(enum gm_x86_vendor vendor);
 
 /* The 12-byte vendor string of @v in CPUID leaf 0's order (ebx, edx, ecx). */
 void gm_vendor_regs(enum gm_x86_vendor v, uint32_t *ebx, uint32_t *edx, uint32_t *ecx);

@@ -54,43 +54,6 @@ static int real_sigaction(int sig, const struct sigaction *act, struct sigaction
 	return NEXT(sigaction)(sig, act, old);
 }
 
-/* ---- does the host's own hypercall instruction trap at CPL3? --------------- */
-
-static void probe_exit_trapped(int sig)
-{
-	(void)sig;
-	_exit(1);
-}
-
-/*
- * Run @vendor's hypercall instruction in a child: exit 1 if it trapped, 0
- * if it returned (the outer hypervisor answered it).  Hypercall number
- * ~0: no hypervisor implements it.
- */
-static bool hypercall_traps(enum gm_x86_vendor vendor)
-{
-	int status = 0;
-	pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
-
-	if (pid < 0)
-		return true; /* cannot tell: assume bare metal */
-	if (pid == 0) {
-		struct sigaction sa = { .sa_handler = probe_exit_trapped };
-		unsigned long rax = ~0ul;
-
-		real_sigaction(SIGILL, &sa, NULL);
-		real_sigaction(SIGSEGV, &sa, NULL);
-		if (vendor == GM_VENDOR_AMD)
-			__asm__ volatile("vmmcall" : "+a"(rax) : : "memory");
-		else
-			__asm__ volatile("vmcall" : "+a"(rax) : : "memory");
-		_exit(0);
-	}
-	while (syscall(SYS_wait4, pid, &status, 0, NULL) < 0 && errno == EINTR)
-		;
-	return !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-}
-
 /* ---- the handler ------------------------------------------------------------ */
 
 static void chain_to_vmm(int sig, siginfo_t *si, void *uc)
@@ -149,29 +112,14 @@ static void gm_cpuid_sigsegv(int sig, siginfo_t *si, void *ucv)
 
 /* ---- start-up ----------------------------------------------------------------- */
 
-static enum gm_x86_vendor other_vendor(enum gm_x86_vendor v)
-{
-	return v == GM_VENDOR_AMD ? GM_VENDOR_INTEL : GM_VENDOR_AMD;
-}
-
 /* Runs before the program's constructors that may read CPUID (priority). */
 __attribute__((constructor(101))) static void gm_cpu_vendor_init(void)
 {
 	const char *set = getenv("GUESTMEM_CPU_VENDOR");
-	enum gm_x86_vendor host = gm_host_vendor(), want;
+	enum gm_x86_vendor host = gm_host_vendor(), want = gm_vendor_choice();
 	struct sigaction sa = { .sa_sigaction = gm_cpuid_sigsegv,
 				.sa_flags = SA_SIGINFO | SA_ONSTACK };
 
-	if (host == GM_VENDOR_OTHER || (set && !strcmp(set, "host")))
-		return;
-	if (set && !strcmp(set, "intel"))
-		want = GM_VENDOR_INTEL;
-	else if (set && !strcmp(set, "amd"))
-		want = GM_VENDOR_AMD;
-	else if (set && *set && strcmp(set, "auto"))
-		return; /* a bad value: the config check reports it */
-	else
-		want = hypercall_traps(host) ? host : other_vendor(host);
 	if (want == host)
 		return;
 	if (syscall(SYS_arch_prctl, ARCH_SET_CPUID, 0)) {

@@ -210,6 +210,7 @@ static long vcpu_run_entry(struct kvm_vcpu *v, unsigned long arg)
 		return 0;
 	}
 	kvm_vcpu_record_steal_time(v);
+	kvm_vcpu_update_pvclock(v);
 	return kvm_arch_vcpu_ioctl_run(v, arg);
 }
 

@@ -96,6 +96,15 @@ void kvm_ioapic_update_eoi(struct kvm_eventfds *ev, uint32_t pin);
 
 /* Accept @irq into @apic's IRR and wake its guest; always 1. */
 int kvm_apic_set_irq(struct kvm_lapic *apic, uint32_t irq);
+/*
+ * An IPI from @vcpu's ICR (kvm_apic_send_ipi()): fixed and lowest-priority
+ * vectors by physical destination, broadcast or shorthand.  Logical
+ * destinations and the NMI/SMI/INIT/SIPI modes are not modelled yet.  @dest is the
+ * destination field (x2APIC: 32 bits; xAPIC: ICR2[31:24]).  No lock held.
+ */
+void kvm_apic_send_ipi(struct kvm_vcpu *vcpu, uint32_t icr, uint32_t dest, bool x2apic);
+/* The guest wrote EOI: end the highest vector in service.  No lock held. */
+void kvm_apic_eoi_highest(struct kvm_vcpu *vcpu);
 /* Deliver to the vCPU with @id.  Returns 1, or -1 if there is none. */
 int kvm_apic_deliver_id(struct kvm_eventfds *ev, uint32_t id, uint32_t irq);
 /*

@@ -54,6 +54,28 @@ static const struct kvm_cpuid_entry2 *guest_cpuid_find(struct kvm_vcpu *v, uint3
 	return NULL;
 }
 
+/*
+ * The guest's new CPUID as KVM fixes it up at KVM_SET_CPUID2: with HLT
+ * exits disabled, no PV_UNHALT (bit 7 of the features leaf's EAX).
+ */
+void kvm_pv_cpuid_fixup(struct kvm_vcpu *v)
+{
+	const struct kvm_cpuid_entry2 *e;
+
+	if (!(READ_ONCE(v->kvm->arch.disabled_exits) & KVM_X86_DISABLE_EXITS_HLT))
+		return;
+	for (uint32_t base = 0x40000000; base < 0x40010000; base += 0x100) {
+		e = guest_cpuid_find(v, base);
+		if (!e || memcmp(&e->ebx, KVM_SIGNATURE, 4) || memcmp(&e->ecx, KVM_SIGNATURE + 4, 4) ||
+		    memcmp(&e->edx, KVM_SIGNATURE + 8, 4))
+			continue;
+		for (uint32_t i = 0; i < v->cpuid_nent; i++)
+			if (v->cpuid[i].function == (base | KVM_CPUID_FEATURES_LEAF))
+				v->cpuid[i].eax &= ~(1U << KVM_FEATURE_PV_UNHALT);
+		return;
+	}
+}
+
 void kvm_update_pv_runtime(struct kvm_vcpu *v)
 {
 	const struct kvm_cpuid_entry2 *e, *f;
@@ -230,6 +252,81 @@ void kvm_vm_get_clock(struct kvm *kvm, struct kvm_clock_data *data)
 	data->flags = KVM_CLOCK_TSC_STABLE | KVM_CLOCK_REALTIME | KVM_CLOCK_HOST_TSC;
 }
 
+/*
+ * pvclock's scale for @hz ticks a second: ns = ((ticks << shift) * mul) >> 32
+ * (a negative shift shifts right), with mul in [2^31, 2^32).
+ */
+static void pvclock_scale(uint64_t hz, uint32_t *mul, int8_t *shift)
+{
+	unsigned __int128 r = ((unsigned __int128)1000000000ULL << 32) / hz;
+	int s = 0;
+
+	while (r >= (1ULL << 32)) {
+		r >>= 1;
+		s++;
+	}
+	while (r < (1ULL << 31)) {
+		r <<= 1;
+		s--;
+	}
+	*mul = (uint32_t)r;
+	*shift = (int8_t)s;
+}
+
+/* struct pvclock_vcpu_time_info (the kvm-clock ABI), 32 bytes. */
+#define PVTI_SIZE 32
+#define PVTI_VERSION 0
+#define PVTI_TSC_TIMESTAMP 8
+#define PVTI_SYSTEM_TIME 16
+#define PVTI_MUL 24
+#define PVTI_SHIFT 28
+#define PVTI_FLAGS 29
+#define PVCLOCK_TSC_STABLE_BIT 1
+
+/*
+ * kvm_guest_time_update(): the guest's TSC and the VM's kvm-clock read
+ * together, and the scale from guest TSC ticks (the host's rate: the
+ * guest's TSC is the host's plus an offset) to ns.  The version is odd
+ * while the record changes.
+ */
+void kvm_vcpu_update_pvclock(struct kvm_vcpu *v)
+{
+	uint64_t gpa = v->arch.pv_time & ~1ULL, tsc, hz = (uint64_t)kvm_host_tsc_khz() * 1000;
+	struct kvm_memory_slot *slot;
+	int64_t offset, ns;
+	uint32_t mul, ver;
+	int8_t shift;
+	uint8_t *p, flags = PVCLOCK_TSC_STABLE_BIT;
+
+	lockdep_assert_held(&v->mutex);
+	if (!(v->arch.pv_time & KVM_MSR_ENABLED) || !hz ||
+	    (gpa & (GM_PAGE_SIZE - 1)) > GM_PAGE_SIZE - PVTI_SIZE)
+		return;
+	pvclock_scale(hz, &mul, &shift);
+	/* Not kvm->lock: it ranks above vcpu->mutex.  The store is atomic. */
+	offset = __atomic_load_n(&v->kvm->arch.kvmclock_offset, __ATOMIC_RELAXED);
+	ns = kvm_arch_kvmclock_base_ns() + offset;
+	tsc = kvm_vcpu_read_tsc(v);
+	gm_rcu_read_lock();
+	p = steal_record_hva(v->kvm, gpa, &slot);
+	if (!p)
+		goto out;
+	ver = v->arch.pv_time_version;
+	__atomic_store_n((uint32_t *)(p + PVTI_VERSION), ver + 1, __ATOMIC_RELAXED);
+	/* Release stores: the odd version is visible before each new field
+	 * (as in kvm_vcpu_record_steal_time), the fields before the even one. */
+	__atomic_store_n((uint64_t *)(p + PVTI_TSC_TIMESTAMP), tsc, __ATOMIC_RELEASE);
+	__atomic_store_n((int64_t *)(p + PVTI_SYSTEM_TIME), ns, __ATOMIC_RELEASE);
+	__atomic_store_n((uint32_t *)(p + PVTI_MUL), mul, __ATOMIC_RELEASE);
+	__atomic_store_n((int8_t *)(p + PVTI_SHIFT), shift, __ATOMIC_RELEASE);
+	__atomic_store_n(p + PVTI_FLAGS, flags, __ATOMIC_RELEASE);
+	__atomic_store_n((uint32_t *)(p + PVTI_VERSION), ver + 2, __ATOMIC_RELEASE);
+	v->arch.pv_time_version = ver + 2;
+	mark_page_dirty_in_slot(slot, gpa >> GM_PAGE_SHIFT);
+out:
+	gm_rcu_read_unlock();
+}
+
 int kvm_vm_set_clock(struct kvm *kvm, struct kvm_clock_data *data)
 {
 	const uint32_t valid = KVM_CLOCK_TSC_STABLE | KVM_CLOCK_REALTIME | KVM_CLOCK_HOST_TSC;
@@ -246,7 +343,9 @@ int kvm_vm_set_clock(struct kvm *kvm, struct kvm_clock_data *data)
 			clock += now - data->realtime;
 	}
 	gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
-	kvm->arch.kvmclock_offset = (int64_t)(clock - (uint64_t)kvm_arch_kvmclock_base_ns());
+	/* Atomic: vCPUs read it locklessly (kvm_vcpu_update_pvclock). */
+	__atomic_store_n(&kvm->arch.kvmclock_offset,
+			 (int64_t)(clock - (uint64_t)kvm_arch_kvmclock_base_ns()), __ATOMIC_RELAXED);
 	gm_mutex_unlock(&kvm->lock);
 	return 0;
 }

@@ -219,3 +219,78 @@ void kvm_vcpu_wake_up(struct kvm_vcpu *vcpu)
 	if (apic)
 		lapic_wake(apic);
 }
+
+/* ICR fields (SDM vol. 3, 11.6.1). */
+#define ICR_VECTOR 0xffU
+#define ICR_DM_MASK 0x700U
+#define ICR_DM_FIXED 0x000U
+#define ICR_DM_LOWEST 0x100U
+#define ICR_DEST_LOGICAL 0x800U
+#define ICR_LEVEL_ASSERT 0x4000U
+#define ICR_TRIG_LEVEL 0x8000U
+#define ICR_SHORTHAND(icr) (((icr) >> 18) & 3U)
+enum { SH_NONE, SH_SELF, SH_ALL, SH_ALL_BUT_SELF };
+
+void kvm_apic_send_ipi(struct kvm_vcpu *vcpu, uint32_t icr, uint32_t dest, bool x2apic)
+{
+	struct kvm_eventfds *ev = smp_load_acquire(&vcpu->kvm->eventfds);
+	uint32_t vector = icr & ICR_VECTOR, sh = ICR_SHORTHAND(icr);
+	uint32_t bcast = x2apic ? 0xffffffffU : 0xffU;
+	uint32_t dm = icr & ICR_DM_MASK;
+
+	if (!ev)
+		return;
+	/* A level-triggered de-assert carries no interrupt (__apic_accept_irq). */
+	if ((icr & ICR_TRIG_LEVEL) && !(icr & ICR_LEVEL_ASSERT))
+		return;
+	if (dm != ICR_DM_FIXED && dm != ICR_DM_LOWEST)
+		return; /* NMI, SMI, INIT, SIPI: not modelled (see irqchip_internal.h) */
+	if (sh == SH_NONE && (icr & ICR_DEST_LOGICAL) && dest != bcast)
+		return; /* logical destinations: not modelled */
+	/* The models exist since vCPU creation (kvm_vm_ioctl_create_vcpu). */
+	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
+	for (uint32_t i = 0; i < ev->nr_lapics; i++) {
+		struct kvm_lapic *apic = ev->lapic[i];
+		bool self = apic->vcpu == vcpu, hit;
+
+		switch (sh) {
+		case SH_SELF:
+			hit = self;
+			break;
+		case SH_ALL:
+			hit = true;
+			break;
+		case SH_ALL_BUT_SELF:
+			hit = !self;
+			break;
+		default:
+			hit = dest == bcast || apic->vcpu_id == dest;
+			break;
+		}
+		if (hit) {
+			kvm_apic_set_irq(apic, vector);
+			/* Lowest priority: one target is enough (no arbitration). */
+			if (dm == ICR_DM_LOWEST)
+				break;
+		}
+	}
+	gm_mutex_unlock(&ev->irq_lock);
+}
+
+void kvm_apic_eoi_highest(struct kvm_vcpu *vcpu)
+{
+	struct kvm_lapic *apic = kvm_vcpu_lapic_peek(vcpu);
+	struct kvm_eventfds *ev = smp_load_acquire(&vcpu->kvm->eventfds);
+	int irq = -1;
+
+	if (!apic)
+		return;
+	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
+	/* Vectors only: the pin numbers above 255 belong to C guests. */
+	for (int i = 256 / 64 - 1; i >= 0 && irq < 0; i--)
+		if (apic->isr[i])
+			irq = i * 64 + 63 - __builtin_clzll(apic->isr[i]);
+	gm_mutex_unlock(&ev->irq_lock);
+	if (irq >= 0)
+		kvm_irqchip_eoi(vcpu, (uint32_t)irq);
+}

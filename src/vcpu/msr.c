@@ -391,18 +391,25 @@ static int msr_write_arch(struct kvm_vcpu *v, uint32_t index, uint64_t data)
 	switch (index) {
 	case MSR_EFER:
 		return set_efer(v, data);
-	case MSR_IA32_APICBASE:
+	case MSR_IA32_APICBASE: {
+		uint64_t old = v->sregs.apic_base;
+
 		if (!kvm_valid_apic_base(v, data))
 			return 1;
 		v->sregs.apic_base = data;
+		kvm_lapic_set_base(v, old);
 		return 0;
+	}
 	case MSR_IA32_CR_PAT:
 		return pat_valid(data) ? msr_store(v, index, data) : 1;
 	case MSR_IA32_TSC:
 		kvm_vcpu_write_tsc(v, data, true);
 		return 0;
 	case MSR_IA32_TSC_ADJUST:
-		v->arch.tsc_adjust = data; /* host writes do not move the TSC */
+		/* Ignored unless the guest has TSC_ADJUST (CPUID 7.0:EBX[1]);
+		 * host writes do not move the TSC. */
+		if (kvm_guest_cpuid_has(v, 7, 0, 1, 1))
+			v->arch.tsc_adjust = data;
 		return 0;
 	case MSR_FS_BASE:
 	case MSR_GS_BASE:
@@ -535,6 +542,9 @@ static int msr_write(struct kvm_vcpu *v, uint32_t index, uint64_t data)
 
 	if (msr_pv_hidden(v, index))
 		return -1;
+	/* The x2APIC registers live in the in-kernel LAPIC (lapic_state.c). */
+	if (index >= 0x800 && index <= 0x8ff)
+		return kvm_x2apic_msr(v, index, true, &data);
 	r = msr_write_arch(v, index, data);
 
 	if (r == -2)
@@ -556,9 +566,13 @@ static int msr_write(struct kvm_vcpu *v, uint32_t index, uint64_t data)
 	case MSR_SMI_COUNT:
 	case MSR_IA32_POWER_CTL:
 	case MSR_KVM_WALL_CLOCK:
-	case MSR_KVM_SYSTEM_TIME:
 	case MSR_KVM_WALL_CLOCK_NEW:
+		return msr_store(v, index, data);
+	case MSR_KVM_SYSTEM_TIME:
 	case MSR_KVM_SYSTEM_TIME_NEW:
+		/* Both name one record (vcpu->arch.time); written at once. */
+		v->arch.pv_time = data;
+		kvm_vcpu_update_pvclock(v);
 		return msr_store(v, index, data);
 	default:
 		return is_mce_msr(index) ? mce_msr(v, index, &data, true) : -1;
@@ -596,6 +610,8 @@ static int msr_read(struct kvm_vcpu *v, uint32_t index, uint64_t *data)
 {
 	if (msr_pv_hidden(v, index))
 		return -1;
+	if (index >= 0x800 && index <= 0x8ff)
+		return kvm_x2apic_msr(v, index, false, data);
 	switch (index) {
 	case MSR_KVM_STEAL_TIME:
 		*data = v->arch.st_msr;
@@ -661,24 +677,6 @@ int kvm_vcpu_guest_msr(struct kvm_vcpu *v, uint32_t index, bool write, uint64_t 
 {
 	int r;
 
-	/*
-	 * The guest's own TSC writes move its offset (adjust_tsc_offset_guest):
-	 * TSC_ADJUST by the change of its value, TSC by the distance to the
-	 * value written, which TSC_ADJUST records too.  No synchronisation
-	 * with other vCPUs, unlike a VMM write.
-	 */
-	if (write && index == MSR_IA32_TSC_ADJUST) {
-		v->arch.tsc_offset += (int64_t)(*data - v->arch.tsc_adjust);
-		v->arch.tsc_adjust = *data;
-		return 0;
-	}
-	if (write && index == MSR_IA32_TSC) {
-		int64_t adj = (int64_t)(*data - kvm_vcpu_read_tsc(v));
-
-		v->arch.tsc_offset += adj;
-		v->arch.tsc_adjust += (uint64_t)adj;
-		return 0;
-	}
 	/* What only the host may do, and what KVM_CAP_MSR_PLATFORM_INFO
 	 * withholds from the guest (it may read PLATFORM_INFO by default). */
 	if (write && (index == MSR_PLATFORM_INFO || index == MSR_SMI_COUNT))
@@ -688,9 +686,19 @@ int kvm_vcpu_guest_msr(struct kvm_vcpu *v, uint32_t index, bool write, uint64_t 
 		*data = 0;
 		return 1;
 	}
+	/* The guest's TSC writes move offset and TSC_ADJUST together (tsc.c). */
+	if (write && index == MSR_IA32_TSC && !msr_pv_hidden(v, index)) {
+		kvm_vcpu_guest_write_tsc(v, *data);
+		return 0;
+	}
+	if (write && index == MSR_IA32_TSC_ADJUST) {
+		if (kvm_guest_cpuid_has(v, 7, 0, 1, 1))
+			kvm_vcpu_guest_write_tsc_adjust(v, *data);
+		return 0;
+	}
 	r = write ? msr_write(v, index, *data) : msr_read(v, index, data);
 	if (r && !write)
-		*data = 0; /* a refused read leaves nothing behind */
+		*data = 0; /* nothing read reaches the guest */
 	return r < 0 ? -1 : r;
 }
 

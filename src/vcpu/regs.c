@@ -239,10 +239,14 @@ bool kvm_valid_apic_base(struct kvm_vcpu *v, uint64_t base)
 
 int kvm_vcpu_set_sregs(struct kvm_vcpu *vcpu, const struct kvm_sregs *sregs)
 {
+	uint64_t old_base;
+
 	lockdep_assert_held(&vcpu->mutex);
 	if (!valid_sregs(vcpu, sregs) || !kvm_valid_apic_base(vcpu, sregs->apic_base))
 		return -EINVAL;
+	old_base = vcpu->sregs.apic_base;
 	vcpu->sregs = *sregs;
+	kvm_lapic_set_base(vcpu, old_base); /* the ID follows the mode */
 	return 0;
 }
 
@@ -312,6 +316,7 @@ int kvm_vcpu_set_cpuid(struct kvm_vcpu *vcpu, const struct kvm_cpuid_entry2 *e, 
 	vcpu->cpuid = copy;
 	vcpu->arch.cpuid_set = true; /* the guest's CR4 reserved bits apply now */
 	vcpu->cpuid_nent = nent;
+	kvm_pv_cpuid_fixup(vcpu);
 	kvm_update_pv_runtime(vcpu);
 	kvm_update_misc_enable_cpuid(vcpu);
 	return 0;

@@ -135,6 +135,30 @@ uint64_t kvm_vcpu_read_tsc(struct kvm_vcpu *v)
 static pthread_mutex_t tsc_write_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /*
+ * The guest's own WRMSRs (never a synchronisation): a TSC write moves
+ * the offset and TSC_ADJUST by the same amount; a TSC_ADJUST write moves
+ * the offset by its change.  Context: the vCPU's thread, vcpu->mutex.
+ */
+void kvm_vcpu_guest_write_tsc(struct kvm_vcpu *v, uint64_t tsc)
+{
+	int64_t adj;
+
+	gm_mutex_lock(&tsc_write_lock, GM_LOCK_TSC);
+	adj = (int64_t)(tsc - __rdtsc()) - v->arch.tsc_offset;
+	v->arch.tsc_offset += adj;
+	v->arch.tsc_adjust += (uint64_t)adj;
+	gm_mutex_unlock(&tsc_write_lock);
+}
+
+void kvm_vcpu_guest_write_tsc_adjust(struct kvm_vcpu *v, uint64_t val)
+{
+	gm_mutex_lock(&tsc_write_lock, GM_LOCK_TSC);
+	v->arch.tsc_offset += (int64_t)(val - v->arch.tsc_adjust);
+	v->arch.tsc_adjust = val;
+	gm_mutex_unlock(&tsc_write_lock);
+}
+
+/*
  * kvm_synchronize_tsc(): a write of 0 (vCPU creation, or from the VMM), or
  * a VMM write within a second of where the last one would be now, joins
  * the VM's current offset when the rates match, so that vCPUs created or

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/kvm_arch.h"
+#include "vcpu/irqchip_internal.h"
 #include "vcpu/vcpu.h"
 #include "vcpu/x86_run.h"
 #include "lib/lockdep.h"
@@ -272,6 +273,12 @@ int kvm_vm_ioctl_create_vcpu(struct kvm *kvm, unsigned long arg, kvm_vcpu_instal
 		}
 	}
 	gm_mutex_unlock(&kvm->lock);
+	/*
+	 * Its LAPIC model now, so that an IPI from a running vCPU (which
+	 * cannot take kvm->lock under its vcpu->mutex) reaches it.
+	 */
+	if (r >= 0 && irqchip_in_kernel(kvm))
+		kvm_irq_sync_vcpus(smp_load_acquire(&kvm->eventfds));
 	if (r < 0 && v) {
 		/* Never published: nobody else can see it. */
 		vcpu_free(v);

@@ -104,6 +104,8 @@ struct kvm_vcpu_arch {
 	uint32_t pv_features;	/* KVM leaf EAX at the last CPUID update */
 	uint64_t st_msr;	/* MSR_KVM_STEAL_TIME */
 	uint64_t st_last_steal; /* run_delay at the last record */
+	uint64_t pv_time;	/* MSR_KVM_SYSTEM_TIME(_NEW), the last written */
+	uint32_t pv_time_version; /* of the pvclock record we write */
 };
 
 /* ---- host facts (cpuid.c, tsc.c) -------------------------------------- */
@@ -139,6 +141,9 @@ uint32_t kvm_vm_get_tsc_khz(struct kvm *kvm);
 /* The guest's TSC now, and setting it (MSR_IA32_TSC, vCPU creation). */
 uint64_t kvm_vcpu_read_tsc(struct kvm_vcpu *v);
 void kvm_vcpu_write_tsc(struct kvm_vcpu *v, uint64_t tsc, bool from_user);
+/* The guest's WRMSR of TSC / TSC_ADJUST (each moves the other). */
+void kvm_vcpu_guest_write_tsc(struct kvm_vcpu *v, uint64_t tsc);
+void kvm_vcpu_guest_write_tsc_adjust(struct kvm_vcpu *v, uint64_t val);
 
 /* ---- state ioctls (x86_state.c) ---------------------------------------- */
 
@@ -163,6 +168,27 @@ void kvm_lapic_reset(struct kvm_vcpu *v);
 /* -EINVAL without an in-kernel LAPIC. */
 int kvm_vcpu_get_lapic(struct kvm_vcpu *v, struct kvm_lapic_state *s);
 int kvm_vcpu_set_lapic(struct kvm_vcpu *v, struct kvm_lapic_state *s);
+/*
+ * The guest's own LAPIC accesses, handled inside "the kernel" as lapic.c
+ * does.  Context: the vCPU's thread under vcpu->mutex (KVM_RUN, or
+ * KVM_GET/SET_MSRS for the x2APIC MSRs).
+ *  - kvm_lapic_mmio: an access to the xAPIC page at APIC_BASE; false if
+ *    the address is not the LAPIC's (it goes to the VMM as MMIO).  Reads
+ *    fill @data.
+ *  - kvm_x2apic_msr: MSR 0x800-0x8ff; 0, or 1 for #GP.
+ *  - kvm_lapic_set_base: APIC_BASE changed from @old (the ID and LDR
+ *    follow the mode).
+ */
+bool kvm_lapic_mmio(struct kvm_vcpu *v, uint64_t gpa, unsigned len, bool write, uint8_t *data);
+int kvm_x2apic_msr(struct kvm_vcpu *v, uint32_t index, bool write, uint64_t *data);
+void kvm_lapic_set_base(struct kvm_vcpu *v, uint64_t old);
+/*
+ * The one-shot/periodic timer's expiry, looked for at each guest entry and
+ * while halted (no timer thread: a guest that computes without trapping
+ * takes the interrupt at its next exit).  Raises LVTT's vector unless
+ * masked.  Context: the vCPU's thread under vcpu->mutex.
+ */
+void kvm_lapic_timer_check(struct kvm_vcpu *v);
 
 /* ---- KVM_TRANSLATE (x86_walk.c) ------------------------------------------------ */
 
@@ -185,8 +211,8 @@ int kvm_vcpu_set_msr(struct kvm_vcpu *v, uint32_t index, uint64_t data);
 void kvm_update_misc_enable_cpuid(struct kvm_vcpu *v);
 /*
  * One MSR access by the guest (RDMSR/WRMSR of the x86 backend): 0, 1 when
- * the value is refused (#GP), -1 for an MSR guestmem does not know.  The
- * MSR filter is the caller's business.
+ * the value is refused (#GP), -1 for an MSR guestmem does not know (a
+ * failed read leaves 0 in *data).  The MSR filter is the caller's business.
  */
 int kvm_vcpu_guest_msr(struct kvm_vcpu *v, uint32_t index, bool write, uint64_t *data);
 /* KVM_GET_MSRS on /dev/kvm: the feature MSRs.  Same convention. */
@@ -210,6 +236,8 @@ bool kvm_guest_cpuid_has(struct kvm_vcpu *v, uint32_t fn, uint32_t idx, int reg,
 int kvm_vcpu_enable_cap(struct kvm_vcpu *v, const struct kvm_enable_cap *cap);
 /* Re-read the KVM leaf's features from guest CPUID (KVM_SET_CPUID2). */
 void kvm_update_pv_runtime(struct kvm_vcpu *v);
+/* KVM_SET_CPUID2's fix-ups of the KVM leaves (PV_UNHALT with HLT exits off). */
+void kvm_pv_cpuid_fixup(struct kvm_vcpu *v);
 /* The guest may use KVM_FEATURE_@bit: always, unless enforcement is on. */
 bool kvm_guest_pv_has(struct kvm_vcpu *v, unsigned bit);
 /* The host keeps per-thread scheduling delays (KVM's sched_info_on()). */
@@ -218,6 +246,9 @@ bool kvm_sched_info_on(void);
 int kvm_set_steal_time_msr(struct kvm_vcpu *v, uint64_t data);
 /* The steal-time record at vCPU entry.  Context: the thread doing KVM_RUN. */
 void kvm_vcpu_record_steal_time(struct kvm_vcpu *v);
+/* Write the kvm-clock record at MSR_KVM_SYSTEM_TIME(_NEW) if enabled.
+ * Context: vcpu->mutex (the MSR write, every KVM_RUN). */
+void kvm_vcpu_update_pvclock(struct kvm_vcpu *v);
 /* KVM_GET_CLOCK / KVM_SET_CLOCK after the copy-in (-EINVAL: flags). */
 void kvm_vm_get_clock(struct kvm *kvm, struct kvm_clock_data *data);
 int kvm_vm_set_clock(struct kvm *kvm, struct kvm_clock_data *data);

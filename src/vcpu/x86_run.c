@@ -43,6 +43,7 @@
 
 #include "core/gmemfd.h"
 #include "gproc/gproc.h"
+#include "lib/host_cpuid.h"
 #include "lib/lockdep.h"
 #include "lib/rcu.h"
 #include "mmu/mmu.h"
@@ -476,15 +477,16 @@ static int emu_msr(struct kvm_x86_vcpu *x, uint32_t index, bool write, uint64_t 
 	return X86_MSR_OK;
 }
 
-static bool emu_msr_filtered(void *ctx, uint32_t index, bool write)
+/* The filter alone, for the MSRs the emulator keeps itself (FS/GS base...). */
+static int emu_msr_filter(void *ctx, uint32_t index, bool write)
 {
 	struct kvm_x86_vcpu *x = ctx;
 	bool ok;
 
-	gm_rcu_read_lock(); /* the filter's readers */
+	gm_rcu_read_lock();
 	ok = kvm_msr_allowed(x->v->kvm, index, write);
 	gm_rcu_read_unlock();
-	return !ok;
+	return ok ? X86_MSR_OK : msr_refused(x, KVM_MSR_EXIT_REASON_FILTER);
 }
 
 static int emu_rdmsr(void *ctx, uint32_t index, uint64_t *val)
@@ -547,6 +549,11 @@ static void model_refresh(struct kvm_x86_vcpu *x)
 	x->model.xcr0_supported = xcr0;
 	x->model.maxphyaddr = (uint8_t)kvm_guest_maxphyaddr(v);
 	x->model.dr6_fixed = 0xffff0ff0ULL;
+	/* The vendor module is the presented vendor's (src/preload/cpuid_fault.c). */
+	x->model.hypercall_op = gm_cpu_vendor() == GM_VENDOR_INTEL ? X86_OP_VMCALL
+				: gm_cpu_vendor() == GM_VENDOR_AMD ? X86_OP_VMMCALL
+								     : 0;
+	x->model.fix_hypercall = kvm_check_has_quirk(v->kvm, KVM_X86_QUIRK_FIX_HYPERCALL_INSN);
 }
 
 /* ---- the backend's per-VM and per-vCPU state --------------------------------------- */
@@ -619,7 +626,7 @@ static int x86_vcpu_init(struct kvm_vcpu *v)
 	}
 	x->sv.gp = x->gp;
 	x->ops = (struct x86_emu_ops){ emu_read, emu_write, emu_rdmsr, emu_wrmsr, emu_cpuid,
-				       emu_rdtsc, emu_msr_filtered };
+				       emu_rdtsc, emu_msr_filter };
 	x86_emu_init(&x->emu, &x->ops, x, &x->model, (uint8_t *)v->run + KVM_PIO_DATA_OFFSET);
 	x86_shadow_add_vcpu(x->vm->sh, &x->sv);
 	x->xsave_state = XS_VMM;
@@ -860,6 +867,8 @@ static int emu_outcome(struct kvm_x86_vcpu *x, int st, int *ret)
 		}
 		case X86_EMU_EXIT_HLT:
 			regs_out(v, &x->xr);
+			/* HLT retired: an STI shadow it sat in is over. */
+			x86_event_insn_retired(&v->arch.ev, res->effects);
 			if (irqchip_in_kernel(v->kvm)) {
 				v->mp_state = KVM_MP_STATE_HALTED;
 				return X86R_CONTINUE;
@@ -887,6 +896,12 @@ static int emu_outcome(struct kvm_x86_vcpu *x, int st, int *ret)
 			return X86R_EXIT;
 		}
 		case X86_EMU_EXIT_MMIO:
+			/* The in-kernel LAPIC's xAPIC page (lapic_state.c). */
+			if (kvm_lapic_mmio(v, res->mmio.gpa, res->mmio.len, res->mmio.is_write,
+					   res->mmio.data)) {
+				st = x86_emu_complete(&x->emu, &x->xr, res);
+				continue;
+			}
 			if (res->mmio.is_write &&
 			    (kvm_ioeventfd_write(v->kvm, false, res->mmio.gpa, res->mmio.len,
 						 res->mmio.data) ||
@@ -995,6 +1010,54 @@ static int fetch_decode(struct kvm_x86_vcpu *x, const struct gp_trap *t, struct 
 	return x86_decode(buf, n, (enum x86_mode)mode, in);
 }
 
+/*
+ * An instruction the emulator does not know (handle_emulation_failure()):
+ * with KVM_CAP_EXIT_ON_EMULATION_FAILURE an internal-error exit carrying
+ * the bytes at RIP (as many as are readable, at most 15: our decoder does
+ * not say how far it got); otherwise #UD, and at CPL 0 also the exit,
+ * without bytes.  The five vendor exit-info words read 0: no hardware exit
+ * led here.
+ */
+static int emulation_failure(struct kvm_x86_vcpu *x, const struct gp_trap *t)
+{
+	struct kvm_vcpu *v = x->v;
+	struct kvm_run *run = v->run;
+	uint8_t buf[X86_MAX_INSN_LEN];
+	unsigned n = 0, info_start = 1;
+
+	if (!READ_ONCE(v->kvm->arch.exit_on_emulation_error)) {
+		queue_exception(x, &(struct x86_exception){ .vector = X86_UD });
+		if (x->xr.cpl)
+			return X86R_CONTINUE;
+	} else if (t && t->insn_len) {
+		n = t->insn_len < sizeof(buf) ? t->insn_len : sizeof(buf);
+		memcpy(buf, t->insn, n);
+	} else {
+		for (; n < sizeof(buf); n++) {
+			struct x86_exception ex;
+			uint64_t gpa;
+
+			if (guest_access(x, x->xr.rip + n, &buf[n], 1, false, X86_PF_FETCH, &gpa,
+					 &ex) != X86_MEM_OK)
+				break;
+		}
+		x->mem_exit = false;
+	}
+	exit_internal(v);
+	memset(run->internal.data, 0, sizeof(run->internal.data));
+	run->emulation_failure.flags = 0;
+	if (n) {
+		info_start += 2;
+		run->emulation_failure.flags = KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES;
+		run->emulation_failure.insn_size = (uint8_t)n;
+		memset(run->emulation_failure.insn_bytes, 0x90,
+		       sizeof(run->emulation_failure.insn_bytes));
+		memcpy(run->emulation_failure.insn_bytes, buf, n);
+	}
+	run->emulation_failure.ndata = info_start + 5;
+	return X86R_EXIT;
+}
+
 /* Emulate the instruction at RIP.  @reflect: the host exception to give
  * the guest if it is not an instruction the emulator knows. */
 static int emulate_insn(struct kvm_x86_vcpu *x, const struct gp_trap *t,
@@ -1017,7 +1080,7 @@ static int emulate_insn(struct kvm_x86_vcpu *x, const struct gp_trap *t,
 	}
 	if (r) {
 		if (!reflect)
-			return exit_internal(x->v);
+			return emulation_failure(x, t);
 		queue_exception(x, reflect);
 		return X86R_CONTINUE;
 	}
@@ -1221,6 +1284,7 @@ static int deliver_events(struct kvm_x86_vcpu *x)
 	struct x86_inject_result out;
 	int r;
 
+	kvm_lapic_timer_check(v); /* lapic_state.c */
 	regs_in(v, &x->xr);
 	r = x86_event_inject(&v->arch.ev, &x->xr, &env, &ev_ops, x, &out);
 	if (r == X86_EVENT_TRIPLE_FAULT) {
@@ -1265,6 +1329,7 @@ static int halt_wait(struct kvm_x86_vcpu *x, const sigset_t *mask, int *ret)
 	struct kvm_vcpu *v = x->v;
 
 	while (v->mp_state == KVM_MP_STATE_HALTED) {
+		kvm_lapic_timer_check(v);
 		if (kvm_cpu_has_interrupt(v) || v->arch.ev.nmi.pending) {
 			v->mp_state = KVM_MP_STATE_RUNNABLE;
 			break;

@@ -22,6 +22,7 @@
 
 #include <guestmem/guestmem.h>
 
+#include "lib/host_cpuid.h"
 #include "vcpu/x86.h"
 
 #define PAGE 4096
@@ -66,16 +67,10 @@ static bool is_6_8(const char *p)
 	return !strcmp(p, "linux-6.8");
 }
 
+/* KVM's vendor module is the presented vendor's (lib/host_cpuid.h). */
 static bool host_is_intel(void)
 {
-	unsigned a = 0, b = 0, c = 0, d = 0;
-	char v[13] = "";
-
-	__get_cpuid(0, &a, &b, &c, &d);
-	memcpy(v, &b, 4);
-	memcpy(v + 4, &d, 4);
-	memcpy(v + 8, &c, 4);
-	return !strcmp(v, "GenuineIntel");
+	return gm_cpu_vendor() == GM_VENDOR_INTEL;
 }
 
 /* What DISABLE_QUIRKS2 offers: bits 0-6 in 6.8, 0-10 later (PAT: see caps.c). */

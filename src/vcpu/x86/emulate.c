@@ -928,12 +928,18 @@ static int regs_msr(struct run *rn, uint32_t index, bool write, uint64_t *val)
 static int msr_access(struct run *rn, uint32_t index, bool write, uint64_t *val)
 {
 	struct x86_emu *emu = rn->emu;
+	bool filtered = false;
 	unsigned slot;
 	int r;
 
-	/* A filtered MSR goes to the callbacks even if it lives in the registers. */
-	if ((!emu->ops->msr_filtered || !emu->ops->msr_filtered(emu->ctx, index, write)) &&
-	    (r = regs_msr(rn, index, write, val)) != -1)
+	/* The filter comes first (kvm_msr_allowed()), even for x86_regs' MSRs. */
+	if (emu->ops->msr_filter) {
+		r = emu->ops->msr_filter(emu->ctx, index, write);
+		if (r == X86_MSR_GP)
+			return GP(rn, 0);
+		filtered = r == X86_MSR_EXIT;
+	}
+	if (!filtered && (r = regs_msr(rn, index, write, val)) != -1)
 		return r;
 	if (replay(rn, write ? ACC_MSR_WRITE : ACC_MSR_READ, index, &slot)) {
 		if (emu->done[slot].error)
@@ -943,7 +949,11 @@ static int msr_access(struct run *rn, uint32_t index, bool write, uint64_t *val)
 		return 0;
 	}
 	emu->seq--;
-	r = write ? emu->ops->wrmsr(emu->ctx, index, *val) : emu->ops->rdmsr(emu->ctx, index, val);
+	if (filtered)
+		r = X86_MSR_EXIT;
+	else
+		r = write ? emu->ops->wrmsr(emu->ctx, index, *val)
+			  : emu->ops->rdmsr(emu->ctx, index, val);
 	if (r == X86_MSR_OK)
 		return 0;
 	if (r != X86_MSR_EXIT)
@@ -1046,6 +1056,27 @@ static int em_xsetbv(struct run *rn)
 	return X86_EMU_DONE;
 }
 
+/*
+ * The other vendor's hypercall instruction (emulator_fix_hypercall()):
+ * with the quirk, the three bytes at RIP become the native instruction and
+ * the guest runs them again (RIP unchanged, at any CPL); without, #UD.
+ */
+static int fix_hypercall(struct run *rn)
+{
+	static const uint8_t vmcall[3] = { 0x0f, 0x01, 0xc1 }, vmmcall[3] = { 0x0f, 0x01, 0xd9 };
+	const struct x86_cpu_model *m = rn->emu->model;
+	int st;
+
+	if (!m->fix_hypercall)
+		return UD(rn);
+	st = mem_write(rn, linear(rn->orig, rn->in->mode, X86_SEG_CS, rn->orig->rip),
+		       m->hypercall_op == X86_OP_VMCALL ? vmcall : vmmcall, 3, false);
+	if (st)
+		return st;
+	rn->w.rip = rn->orig->rip;
+	return X86_EMU_DONE;
+}
+
 /* VMCALL/VMMCALL: KVM's calling convention; the backend decides which
  * calls it answers itself (it completes at once) and which exit. */
 static int em_hypercall(struct run *rn)
@@ -1053,9 +1084,12 @@ static int em_hypercall(struct run *rn)
 	struct x86_regs *w = &rn->w;
 	uint64_t m = rn->mode64 ? ~0ull : 0xffffffffull;
 	static const uint8_t args[5] = { X86_RBX, X86_RCX, X86_RDX, X86_RSI, X86_RDI };
+	uint8_t native = rn->emu->model->hypercall_op;
 	unsigned slot;
 	uint64_t ret;
 
+	if (native && rn->in->op != native)
+		return fix_hypercall(rn);
 	if (!privileged(rn)) {
 		ret = (uint64_t)-KVM_EPERM;
 	} else if (replay(rn, ACC_HCALL, 0, &slot)) {

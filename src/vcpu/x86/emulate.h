@@ -133,6 +133,12 @@ struct x86_cpu_model {
 	uint64_t xcr0_supported; /* XCR0 bits XSETBV may set (x87 always may) */
 	uint8_t maxphyaddr;	/* CR3 bits at or above it #GP in long mode */
 	uint64_t dr6_fixed;	/* DR6 bits that read as 1 (0xffff0ff0 less RTM/bus lock) */
+	/* The vendor module's hypercall (X86_OP_VMCALL or X86_OP_VMMCALL; 0:
+	 * either is one).  The other vendor's is rewritten in guest memory to
+	 * this one and run again under KVM_X86_QUIRK_FIX_HYPERCALL_INSN
+	 * (fix_hypercall), and is #UD without it. */
+	uint8_t hypercall_op;
+	bool fix_hypercall;
 };
 
 /* Return values of the memory callbacks. */
@@ -156,10 +162,10 @@ struct x86_emu_ops {
 	int (*wrmsr)(void *ctx, uint32_t index, uint64_t val);
 	void (*cpuid)(void *ctx, uint32_t leaf, uint32_t subleaf, uint32_t out[4]);
 	uint64_t (*rdtsc)(void *ctx);
-	/* Optional: the VMM's MSR filter denies this access, so even the MSRs
-	 * kept in struct x86_regs (EFER, FS/GS base, KERNEL_GS_BASE) go
-	 * through rdmsr/wrmsr, which refuse or exit. */
-	bool (*msr_filtered)(void *ctx, uint32_t index, bool write);
+	/* Optional: the VMM's MSR filter, asked before any MSR is touched,
+	 * those in x86_regs included.  X86_MSR_OK, or what the refused access
+	 * comes to: X86_MSR_GP or X86_MSR_EXIT (a user-space exit). */
+	int (*msr_filter)(void *ctx, uint32_t index, bool write);
 };
 
 enum x86_emu_status {

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A small 64-bit machine-code VM driven through the uAPI, for the x86
+ * backend's unit tests: one 2 MiB memslot at 0, 0-4 MiB identity mapped
+ * with 2 MiB pages, plus the 2 MiB page at 0xfee00000 (the APIC page, no
+ * memslot) through a second page directory at 0x4000.  IDT at 0x5000, GDT
+ * at 0x6000, code from 0x10000, stack below 0x30000.
+ */
+#ifndef TESTS_UNIT_X86_VM_H
+#define TESTS_UNIT_X86_VM_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <guestmem/kvm.h>
+#include <guestmem/sys.h>
+
+#include "harness.h"
+
+#define MEM_SIZE 0x200000ULL
+#define CODE 0x10000ULL
+#define STACK_TOP 0x30000ULL
+#define PORT 0x10
+#define APIC_GPA 0xfee00000ULL
+#define MSR_APIC_BASE 0x1b
+
+struct vm {
+	int kvm, fd, vcpu;
+	struct kvm_run *run;
+	uint8_t *mem;
+};
+
+static inline void put64(uint8_t *mem, uint64_t gpa, uint64_t v)
+{
+	memcpy(mem + gpa, &v, 8);
+}
+
+/* @irqchip: KVM_CREATE_IRQCHIP before the vCPU. */
+static inline void vm_open_irqchip(struct vm *m, bool irqchip)
+{
+	struct kvm_userspace_memory_region r = { 0 };
+
+	m->kvm = guestmem_sys_open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	ASSERT_TRUE(m->kvm >= 0);
+	m->fd = guestmem_sys_ioctl(m->kvm, KVM_CREATE_VM, 0);
+	ASSERT_TRUE(m->fd >= 0);
+	if (irqchip)
+		ASSERT_EQ(guestmem_sys_ioctl(m->fd, KVM_CREATE_IRQCHIP, 0), 0);
+	m->mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(m->mem != MAP_FAILED);
+	r.memory_size = MEM_SIZE;
+	r.userspace_addr = (uintptr_t)m->mem;
+	ASSERT_EQ(guestmem_sys_ioctl(m->fd, KVM_SET_USER_MEMORY_REGION, &r), 0);
+	put64(m->mem, 0x1000, 0x2000 | 3);
+	put64(m->mem, 0x2000, 0x3000 | 3);
+	put64(m->mem, 0x2018, 0x4000 | 3); /* 3-4 GiB */
+	put64(m->mem, 0x3000, 0x000000 | 0x83);
+	put64(m->mem, 0x3008, 0x200000 | 0x83);
+	put64(m->mem, 0x4000 + 8 * ((APIC_GPA >> 21) & 0x1ff), APIC_GPA | 0x83);
+	put64(m->mem, 0x6008, 0x00af9b000000ffffULL);
+	put64(m->mem, 0x6010, 0x00cf93000000ffffULL);
+	m->vcpu = guestmem_sys_ioctl(m->fd, KVM_CREATE_VCPU, 0);
+	ASSERT_TRUE(m->vcpu >= 0);
+	m->run = guestmem_sys_mmap(NULL, 3 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, m->vcpu, 0);
+	ASSERT_TRUE(m->run != MAP_FAILED);
+}
+
+static inline void vm_close(struct vm *m)
+{
+	guestmem_sys_munmap(m->run, 3 * 4096);
+	guestmem_sys_close(m->vcpu);
+	guestmem_sys_close(m->fd);
+	guestmem_sys_close(m->kvm);
+	munmap(m->mem, MEM_SIZE);
+}
+
+static inline void vm_start(struct vm *m, uint64_t rip)
+{
+	struct kvm_segment cs = { .base = 0, .limit = 0xffffffff, .selector = 8, .type = 11,
+				  .present = 1, .dpl = 0, .s = 1, .l = 1, .g = 1 };
+	struct kvm_segment ds = { .base = 0, .limit = 0xffffffff, .selector = 0x10, .type = 3,
+				  .present = 1, .dpl = 0, .s = 1, .db = 1, .g = 1 };
+	struct kvm_sregs s;
+	struct kvm_regs r = { .rip = rip, .rsp = STACK_TOP, .rflags = 2 };
+
+	ASSERT_EQ(guestmem_sys_ioctl(m->vcpu, KVM_GET_SREGS, &s), 0);
+	s.cs = cs;
+	s.ds = s.es = s.fs = s.gs = s.ss = ds;
+	s.tr = (struct kvm_segment){ .limit = 0x67, .type = 11, .present = 1 };
+	s.gdt.base = 0x6000;
+	s.gdt.limit = 23;
+	s.idt.base = 0x5000;
+	s.idt.limit = 0xfff;
+	s.cr0 = 0x80050033;
+	s.cr3 = 0x1000;
+	s.cr4 = 0x620;
+	s.efer = 0x500;
+	ASSERT_EQ(guestmem_sys_ioctl(m->vcpu, KVM_SET_SREGS, &s), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(m->vcpu, KVM_SET_REGS, &r), 0);
+}
+
+/* Run to the next OUT to PORT and return its 32-bit value. */
+static inline uint32_t next_out(struct vm *m)
+{
+	uint32_t v;
+
+	ASSERT_EQ(guestmem_sys_ioctl(m->vcpu, KVM_RUN, 0), 0);
+	ASSERT_EQ(m->run->exit_reason, KVM_EXIT_IO);
+	ASSERT_EQ(m->run->io.port, PORT);
+	ASSERT_EQ(m->run->io.size, 4);
+	memcpy(&v, (uint8_t *)m->run + m->run->io.data_offset, 4);
+	return v;
+}
+
+static inline void vm_open(struct vm *m)
+{
+	vm_open_irqchip(m, true);
+}
+
+#endif
