@@ -326,17 +326,13 @@ static enum piece_kind classify(const char *perms, uint64_t ino, const char *pat
 	return PIECE_OTHER;
 }
 
-/*
- * Split [start, end) into the VMAs of @maps (modified: lines are cut) and
- * the holes between them.
- */
-static int parse_maps(char *maps, uint64_t start, uint64_t end, struct pieces *ps)
+/* Every VMA of @maps (modified: lines are cut), in address order. */
+static int parse_vmas(char *maps, struct pieces *vmas)
 {
-	uint64_t pos = start;
 	char *line = maps;
 	int r;
 
-	while (line && *line && pos < end) {
+	while (line && *line) {
 		char *nl = strchr(line, '\n'), perms[8] = "";
 		unsigned long long vs, ve, off, ino;
 		unsigned maj, min;
@@ -348,35 +344,68 @@ static int parse_maps(char *maps, uint64_t start, uint64_t end, struct pieces *p
 		if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu %n", &vs, &ve, perms, &off, &maj,
 			   &min, &ino, &n) < 7 || strlen(perms) < 4)
 			return -EIO;
-		if (ve > pos && vs < end) {
-			if (vs > pos) {
-				p = (struct piece){ .start = pos, .end = vs, .kind = PIECE_HOLE,
-						    .path = "" };
-				r = pieces_add(ps, &p);
-				if (r)
-					return r;
-				pos = vs;
-			}
-			p = (struct piece){
-				.start = pos,
-				.end = GM_MIN(ve, end),
-				.vma_start = vs,
-				.vma_end = ve,
-				.prot = (perms[0] == 'r' ? PROT_READ : 0) |
-					(perms[1] == 'w' ? PROT_WRITE : 0) |
-					(perms[2] == 'x' ? PROT_EXEC : 0),
-				.off = off + (pos - vs),
-				.dev = makedev(maj, min),
-				.ino = ino,
-				.path = line + n,
-			};
-			p.kind = classify(perms, ino, p.path);
-			r = pieces_add(ps, &p);
+		p = (struct piece){
+			.start = vs,
+			.end = ve,
+			.vma_start = vs,
+			.vma_end = ve,
+			.prot = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
+				(perms[2] == 'x' ? PROT_EXEC : 0),
+			.off = off,
+			.dev = makedev(maj, min),
+			.ino = ino,
+			.path = line + n,
+		};
+		p.kind = classify(perms, ino, p.path);
+		r = pieces_add(vmas, &p);
+		if (r)
+			return r;
+		line = nl ? nl + 1 : NULL;
+	}
+	return 0;
+}
+
+/* The index of the first VMA of @vmas ending above @addr (nr if none). */
+static size_t vma_first_above(const struct pieces *vmas, uint64_t addr)
+{
+	size_t lo = 0, hi = vmas->nr;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (vmas->p[mid].end > addr)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo;
+}
+
+/* Split [start, end) into the VMAs @vmas (from parse_vmas) and the holes between them. */
+static int clip_vmas(const struct pieces *vmas, uint64_t start, uint64_t end, struct pieces *ps)
+{
+	uint64_t pos = start;
+	int r;
+
+	for (size_t i = vma_first_above(vmas, start); i < vmas->nr && pos < end && vmas->p[i].start < end; i++) {
+		struct piece p = vmas->p[i];
+
+		if (p.start > pos) {
+			struct piece h = { .start = pos, .end = p.start, .kind = PIECE_HOLE,
+					   .path = "" };
+
+			r = pieces_add(ps, &h);
 			if (r)
 				return r;
-			pos = p.end;
+			pos = p.start;
 		}
-		line = nl ? nl + 1 : NULL;
+		p.off += pos - p.vma_start;
+		p.start = pos;
+		p.end = GM_MIN(p.vma_end, end);
+		r = pieces_add(ps, &p);
+		if (r)
+			return r;
+		pos = p.end;
 	}
 	if (pos < end) {
 		struct piece p = { .start = pos, .end = end, .kind = PIECE_HOLE, .path = "" };
@@ -384,6 +413,111 @@ static int parse_maps(char *maps, uint64_t start, uint64_t end, struct pieces *p
 		return pieces_add(ps, &p);
 	}
 	return 0;
+}
+
+/*
+ * Split [start, end) into the VMAs of @maps (modified: lines are cut) and
+ * the holes between them.
+ */
+static int parse_maps(char *maps, uint64_t start, uint64_t end, struct pieces *ps)
+{
+	struct pieces vmas = { NULL, 0, 0 };
+	int r = parse_vmas(maps, &vmas);
+
+	if (!r)
+		r = clip_vmas(&vmas, start, end, ps);
+	free(vmas.p);
+	return r;
+}
+
+/*
+ * Bumped by every change to the address space guestmem learns of (the mmu
+ * notifier's hooks below, and conversions): a snapshot read at another
+ * value may be stale.  Atomic.
+ */
+static unsigned long gm_shram_gen;
+
+/*
+ * One read of /proc/self/maps (and, at the first conversion, of
+ * /proc/self/smaps) for probing many slots, as kvm_shared_ram_enable()
+ * does: one read per slot costs O(slots^2) with thousands of slots.  Its
+ * own conversions are listed (@conv), so that a slot over one of them (an
+ * alias) reads the maps again; any other change bumps gm_shram_gen, which
+ * makes the next probe read them again.  Owned by one caller; used under
+ * gm_shram_lock.
+ */
+struct maps_snap {
+	char *maps; /* the paths of @vmas point into it */
+	struct pieces vmas;
+	unsigned long gen; /* gm_shram_gen when read */
+	bool stale;	   /* a conversion could not be listed: read again */
+	struct conv_range {
+		uint64_t start, end;
+	} *conv; /* the ranges converted since the read, in no order */
+	size_t nr_conv, cap_conv;
+	char *smaps;	   /* NULL: not read yet (or unreadable, @smaps_tried) */
+	bool smaps_tried;
+	struct smaps_ent {
+		uint64_t start;
+		const char *flags; /* into @smaps */
+	} *fl;
+	size_t nr_fl;
+};
+
+static void snap_drop(struct maps_snap *s)
+{
+	free(s->maps);
+	free(s->vmas.p);
+	free(s->smaps);
+	free(s->fl);
+	free(s->conv);
+	*s = (struct maps_snap){ 0 };
+}
+
+/* Read the maps now: 0, -EOPNOTSUPP (no /proc), -EIO or -ENOMEM. */
+static int snap_read(struct maps_snap *s)
+{
+	int r;
+
+	snap_drop(s);
+	s->gen = __atomic_load_n(&gm_shram_gen, __ATOMIC_ACQUIRE);
+	s->maps = read_proc_file("/proc/self/maps");
+	if (!s->maps)
+		return -EOPNOTSUPP;
+	r = parse_vmas(s->maps, &s->vmas);
+	if (r) {
+		free(s->maps);
+		s->maps = NULL;
+	}
+	return r;
+}
+
+/* A conversion is replacing [start, end): list it. */
+static void snap_mark_changed(struct maps_snap *s, uint64_t start, uint64_t end)
+{
+	if (s->nr_conv == s->cap_conv) {
+		size_t cap = s->cap_conv ? 2 * s->cap_conv : 64;
+		struct conv_range *n = realloc(s->conv, cap * sizeof(*n));
+
+		if (!n) {
+			s->stale = true;
+			return;
+		}
+		s->conv = n;
+		s->cap_conv = cap;
+	}
+	s->conv[s->nr_conv++] = (struct conv_range){ start, end };
+}
+
+/* Does the snapshot still describe [start, end)? */
+static bool snap_current(const struct maps_snap *s, uint64_t start, uint64_t end)
+{
+	if (!s->maps || s->stale || s->gen != __atomic_load_n(&gm_shram_gen, __ATOMIC_ACQUIRE))
+		return false;
+	for (size_t i = 0; i < s->nr_conv; i++)
+		if (s->conv[i].start < end && start < s->conv[i].end)
+			return false;
+	return true;
 }
 
 /* ---- opening the VMM's file -------------------------------------------- */
@@ -632,24 +766,59 @@ out:
 }
 
 /*
- * The VmFlags of the VMA starting at @vma_start in @smaps ("rd wr mr ..."),
- * or NULL.  Points into @smaps, up to the end of its line.
+ * Index the VmFlags lines of @s->smaps by VMA start (in address order, as
+ * the kernel lists them).  Without memory the flags are left out.
  */
-static const char *smaps_vmflags(const char *smaps, uint64_t vma_start)
+static void snap_index_smaps(struct maps_snap *s)
 {
+	size_t cap = 0;
 	bool in = false;
 
-	for (const char *line = smaps; line && *line;) {
-		const char *nl = strchr(line, '\n');
+	for (char *line = s->smaps; line && *line;) {
+		char *nl = strchr(line, '\n');
 		unsigned long long vs, ve;
 		char c;
 
 		/* A VMA header: "start-end perms ..."; field lines start with a name. */
-		if (sscanf(line, "%llx-%llx %c", &vs, &ve, &c) == 3)
-			in = vs == vma_start;
-		else if (in && !strncmp(line, "VmFlags:", 8))
-			return line + 8;
+		if (sscanf(line, "%llx-%llx %c", &vs, &ve, &c) == 3) {
+			in = true;
+			if (s->nr_fl == cap) {
+				struct smaps_ent *n;
+
+				cap = cap ? 2 * cap : 256;
+				n = realloc(s->fl, cap * sizeof(*n));
+				if (!n) {
+					s->nr_fl = 0;
+					return;
+				}
+				s->fl = n;
+			}
+			s->fl[s->nr_fl++] = (struct smaps_ent){ vs, NULL };
+		} else if (in && !strncmp(line, "VmFlags:", 8)) {
+			s->fl[s->nr_fl - 1].flags = line + 8;
+			in = false;
+		}
 		line = nl ? nl + 1 : NULL;
+	}
+}
+
+/*
+ * The VmFlags of the VMA starting at @vma_start ("rd wr mr ..."), or
+ * NULL.  Points into the snapshot's smaps, up to the end of its line.
+ */
+static const char *smaps_vmflags(const struct maps_snap *s, uint64_t vma_start)
+{
+	size_t lo = 0, hi = s->nr_fl;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (s->fl[mid].start == vma_start)
+			return s->fl[mid].flags;
+		if (s->fl[mid].start < vma_start)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
 	return NULL;
 }
@@ -669,9 +838,9 @@ static bool vmflag(const char *flags, const char *flag)
  * the huge page hints (which tmpfs honours in "advise" mode).  KSM and
  * wipe-on-fork do not exist for shared mappings (README).  Best effort.
  */
-static void copy_vma_flags(const char *smaps, const struct piece *p)
+static void copy_vma_flags(const struct maps_snap *s, const struct piece *p)
 {
-	const char *flags = smaps ? smaps_vmflags(smaps, p->vma_start) : NULL;
+	const char *flags = smaps_vmflags(s, p->vma_start);
 	void *addr = (void *)(uintptr_t)p->start;
 	size_t len = p->end - p->start;
 
@@ -702,11 +871,11 @@ static void copy_vma_flags(const char *smaps, const struct piece *p)
  * enabled, before guest code runs (README "Memslot RAM").
  */
 static struct gm_shfile *convert_anon_locked(const struct piece *ps, size_t first, size_t last,
-					     size_t *done, int *err)
+					     size_t *done, int *err, struct maps_snap *snap)
 {
 	uint64_t start = ps[first].start, len = ps[last].end - start;
+	unsigned long gen;
 	struct gm_shfile *f;
-	char *smaps;
 	struct stat st;
 	int fd, r = 0;
 
@@ -726,7 +895,16 @@ static struct gm_shfile *convert_anon_locked(const struct piece *ps, size_t firs
 		return NULL;
 	}
 	/* Read before the VMAs change; NULL only leaves the flags out. */
-	smaps = read_proc_file("/proc/self/smaps");
+	if (!snap->smaps_tried) {
+		snap->smaps_tried = true;
+		snap->smaps = read_proc_file("/proc/self/smaps");
+		snap_index_smaps(snap);
+	}
+	/* From here on the maps change: by us only, if the snapshot was current. */
+	gen = __atomic_fetch_add(&gm_shram_gen, 1, __ATOMIC_ACQ_REL);
+	if (snap->gen == gen)
+		snap->gen = gen + 1;
+	snap_mark_changed(snap, start, ps[last].end);
 	for (size_t i = first; i <= last; i++) {
 		void *want = (void *)(uintptr_t)ps[i].start;
 		void *got = gm_raw_mmap(want, ps[i].end - ps[i].start, ps[i].prot,
@@ -740,16 +918,14 @@ static struct gm_shfile *convert_anon_locked(const struct piece *ps, size_t firs
 		if (got != want) {
 			if (i == first) {
 				gm_raw_close(fd);
-				free(smaps);
 				*err = -ENOMEM;
 				return NULL;
 			}
 			last = i - 1;
 			break;
 		}
-		copy_vma_flags(smaps, &ps[i]);
+		copy_vma_flags(snap, &ps[i]);
 	}
-	free(smaps);
 	f = shfile_add_locked(fd, st.st_dev, st.st_ino, true, true);
 	if (!f) {
 		/* The VMM's memory is converted but untracked: still correct for it. */
@@ -766,23 +942,26 @@ static struct gm_shfile *convert_anon_locked(const struct piece *ps, size_t firs
 
 /* ---- probing a slot's range ---------------------------------------------- */
 
-/* The record of [start, end) now (converting anonymous memory). */
-static struct kvm_shram_rec *shram_probe_locked(uint64_t start, uint64_t end)
+/*
+ * The record of [start, end) now (converting anonymous memory), from
+ * @snap, which is read (again) first unless it is still current.
+ */
+static struct kvm_shram_rec *shram_probe_locked(uint64_t start, uint64_t end,
+						struct maps_snap *snap)
 {
 	struct pieces ps = { NULL, 0, 0 };
 	struct kvm_shram_rec *r = malloc(sizeof(*r) + 4 * sizeof(r->seg[0]));
-	char *maps = read_proc_file("/proc/self/maps");
 	int err = 0;
 
 	lockdep_assert_held(&gm_shram_lock);
 	if (!r)
 		goto fail;
 	*r = (struct kvm_shram_rec){ .refs = 1, .cap = 4 };
-	if (!maps) {
-		err = -EOPNOTSUPP; /* no /proc: nothing can be found */
-		goto whole;
-	}
-	err = parse_maps(maps, start, end, &ps);
+	/* Changed since, or over memory it converted (an alias): read again. */
+	if (!snap_current(snap, start, end))
+		err = snap_read(snap); /* -EOPNOTSUPP: no /proc, nothing can be found */
+	if (!err)
+		err = clip_vmas(&snap->vmas, start, end, &ps);
 	if (err)
 		goto whole;
 	for (size_t i = 0; i < ps.nr && !err; i++) {
@@ -808,7 +987,7 @@ static struct kvm_shram_rec *shram_probe_locked(uint64_t start, uint64_t end)
 		case PIECE_ANON:
 			while (last + 1 < ps.nr && ps.p[last + 1].kind == PIECE_ANON)
 				last++;
-			f = convert_anon_locked(ps.p, i, last, &done, &e);
+			f = convert_anon_locked(ps.p, i, last, &done, &e, snap);
 			if (!f) {
 				err = shram_add_seg(&r, p->start, ps.p[last].end, NULL, 0, e);
 			} else {
@@ -830,14 +1009,12 @@ static struct kvm_shram_rec *shram_probe_locked(uint64_t start, uint64_t end)
 	if (err)
 		goto fail;
 	free(ps.p);
-	free(maps);
 	return r;
 
 whole: /* one error for the whole range */
 	r->nr = 0;
 	if (!shram_add_seg(&r, start, end, NULL, 0, err)) {
 		free(ps.p);
-		free(maps);
 		return r;
 	}
 fail:
@@ -848,7 +1025,6 @@ fail:
 		free(r);
 	}
 	free(ps.p);
-	free(maps);
 	return NULL;
 }
 
@@ -859,13 +1035,15 @@ static uint64_t slot_hva_end(const struct kvm_memory_slot *slot)
 
 /*
  * The slot's current record: probed now if it has none or the notifier
- * marked it stale.  NULL only on ENOMEM.  Context: RCU read lock (the
- * slot stays allocated) or slots_lock.
+ * marked it stale, through @snap (NULL: a snapshot of its own).  NULL
+ * only on ENOMEM.  Context: RCU read lock (the slot stays allocated) or
+ * slots_lock.
  */
-static struct kvm_shram_rec *shram_get(struct kvm_memory_slot *slot)
+static struct kvm_shram_rec *shram_get_snap(struct kvm_memory_slot *slot, struct maps_snap *snap)
 {
 	struct kvm_shram *h = slot->shram;
 	struct kvm_shram_rec *r, *old;
+	struct maps_snap own = { 0 };
 
 	if (!h)
 		return NULL; /* no memory for the holder when the slot was made */
@@ -881,14 +1059,20 @@ static struct kvm_shram_rec *shram_get(struct kvm_memory_slot *slot)
 	old = h->cur; /* stable: only replaced under this lock */
 	r = old;
 	if (!r || __atomic_load_n(&r->stale, __ATOMIC_ACQUIRE)) {
-		r = shram_probe_locked(slot->userspace_addr, slot_hva_end(slot));
+		r = shram_probe_locked(slot->userspace_addr, slot_hva_end(slot), snap ? snap : &own);
 		if (r) {
 			smp_store_release(&h->cur, r);
 			shram_put(old);
 		}
 	}
 	gm_mutex_unlock(&gm_shram_lock);
+	snap_drop(&own);
 	return r;
+}
+
+static struct kvm_shram_rec *shram_get(struct kvm_memory_slot *slot)
+{
+	return shram_get_snap(slot, NULL);
 }
 
 /* ---- memslot and notifier hooks ------------------------------------------- */
@@ -934,6 +1118,7 @@ void kvm_shram_slot_hva_changed(struct kvm_memory_slot *slot)
 {
 	struct kvm_shram_rec *r = slot->shram ? smp_load_acquire(&slot->shram->cur) : NULL;
 
+	__atomic_fetch_add(&gm_shram_gen, 1, __ATOMIC_ACQ_REL);
 	if (r)
 		__atomic_store_n(&r->stale, 1, __ATOMIC_RELEASE);
 }
@@ -959,6 +1144,7 @@ void kvm_shram_hva_changed(uint64_t start, uint64_t end)
 	char *maps = NULL;
 	bool any = false;
 
+	__atomic_fetch_add(&gm_shram_gen, 1, __ATOMIC_ACQ_REL);
 	gm_mutex_lock(&gm_shram_lock, GM_LOCK_SHRAM);
 	for (struct gm_shfile *f = gm_shfiles; f; f = f->next)
 		any |= f->mapped && f->lo < end && start < f->hi;
@@ -976,10 +1162,104 @@ void kvm_shram_hva_changed(uint64_t start, uint64_t end)
 	free(maps);
 }
 
-static int shram_enable_slot(struct kvm_memory_slot *slot, void *kvm)
+struct enable_batch {
+	struct kvm_memory_slot **slot;
+	size_t nr, cap;
+};
+
+static int shram_enable_slot(struct kvm_memory_slot *slot, void *data)
 {
-	kvm_shram_slot_created(kvm, slot);
+	struct enable_batch *b = data;
+
+	if (slot->flags & KVM_MEMSLOT_GMEM_ONLY) /* as kvm_shram_slot_created() */
+		return 0;
+	if (b->nr == b->cap) {
+		size_t cap = b->cap ? 2 * b->cap : 64;
+		struct kvm_memory_slot **n = realloc(b->slot, cap * sizeof(*n));
+
+		if (!n) {
+			(void)shram_get(slot); /* on its own, then */
+			return 0;
+		}
+		b->slot = n;
+		b->cap = cap;
+	}
+	b->slot[b->nr++] = slot;
 	return 0;
+}
+
+static int slot_hva_cmp(const void *a, const void *b)
+{
+	uint64_t x = (*(struct kvm_memory_slot *const *)a)->userspace_addr;
+	uint64_t y = (*(struct kvm_memory_slot *const *)b)->userspace_addr;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The part of @u over [start, end), with its own file references; NULL on ENOMEM. */
+static struct kvm_shram_rec *shram_slice_locked(const struct kvm_shram_rec *u, uint64_t start,
+						uint64_t end)
+{
+	struct kvm_shram_rec *r = malloc(sizeof(*r) + 4 * sizeof(r->seg[0]));
+
+	lockdep_assert_held(&gm_shram_lock);
+	if (!r)
+		return NULL;
+	*r = (struct kvm_shram_rec){ .refs = 1, .cap = 4 };
+	for (uint32_t i = 0; i < u->nr; i++) {
+		const struct kvm_shram_seg *sg = &u->seg[i];
+		uint64_t s = GM_MAX(sg->start, start), e = GM_MIN(sg->end, end);
+
+		if (s >= e)
+			continue;
+		if (sg->file)
+			sg->file->refs++;
+		if (shram_add_seg(&r, s, e, sg->file, sg->offset + (s - sg->start), sg->err)) {
+			if (sg->file)
+				shfile_put_locked(sg->file);
+			for (uint32_t k = 0; k < r->nr; k++)
+				if (r->seg[k].file)
+					shfile_put_locked(r->seg[k].file);
+			free(r);
+			return NULL;
+		}
+	}
+	return r;
+}
+
+/*
+ * Probe the slots of @b[first, last), whose host ranges touch or overlap
+ * one another, as one range, so that anonymous memory spanning several
+ * of them becomes one file rather than one per slot (thousands of slots
+ * would otherwise cost thousands of fds), and give each its part.
+ */
+static void shram_enable_run(struct enable_batch *b, size_t first, size_t last, uint64_t end,
+			     struct maps_snap *snap)
+{
+	struct kvm_shram_rec *u;
+
+	gm_mutex_lock(&gm_shram_lock, GM_LOCK_SHRAM);
+	u = shram_probe_locked(b->slot[first]->userspace_addr, end, snap);
+	for (size_t i = first; u && i < last; i++) {
+		struct kvm_memory_slot *slot = b->slot[i];
+		struct kvm_shram *h = slot->shram;
+		struct kvm_shram_rec *r, *old = h ? h->cur : NULL;
+
+		if (!h || (old && !__atomic_load_n(&old->stale, __ATOMIC_ACQUIRE)))
+			continue; /* no holder, or already current */
+		r = shram_slice_locked(u, slot->userspace_addr, slot_hva_end(slot));
+		if (r) {
+			smp_store_release(&h->cur, r);
+			shram_put(old);
+		}
+	}
+	if (u) { /* never published: no reader */
+		for (uint32_t i = 0; i < u->nr; i++)
+			if (u->seg[i].file)
+				shfile_put_locked(u->seg[i].file);
+		free(u);
+	}
+	gm_mutex_unlock(&gm_shram_lock);
 }
 
 /*
@@ -1025,14 +1305,31 @@ bool kvm_shram_discard(uint64_t start, uint64_t end)
 
 int kvm_shared_ram_enable(struct kvm *kvm)
 {
+	struct enable_batch b = { NULL, 0, 0 };
+	struct maps_snap snap = { 0 };
+
 	gm_mutex_lock(&kvm->slots_lock, GM_LOCK_SLOTS);
 	if (!READ_ONCE(kvm->shram_enabled)) {
 		WRITE_ONCE(kvm->shram_enabled, 1);
 		/* slots_lock: the active sets are stable. */
 		for (int as = 0; as < kvm->nr_as; as++)
-			kvm_memslots_for_each(kvm->memslots[as], shram_enable_slot, kvm);
+			kvm_memslots_for_each(kvm->memslots[as], shram_enable_slot, &b);
+		/* Not under gm_shram_lock: see shram_get(). */
+		pthread_once(&gm_shram_atfork_once, shram_atfork_register);
+		/* One maps read for all, and one probe per run of touching slots. */
+		if (b.nr)
+			qsort(b.slot, b.nr, sizeof(*b.slot), slot_hva_cmp);
+		for (size_t i = 0, j; i < b.nr; i = j) {
+			uint64_t end = slot_hva_end(b.slot[i]);
+
+			for (j = i + 1; j < b.nr && b.slot[j]->userspace_addr <= end; j++)
+				end = GM_MAX(end, slot_hva_end(b.slot[j]));
+			shram_enable_run(&b, i, j, end, &snap);
+		}
 	}
 	gm_mutex_unlock(&kvm->slots_lock);
+	snap_drop(&snap);
+	free(b.slot);
 	return 0;
 }
 

@@ -484,6 +484,71 @@ TEST(test_aliases)
 }
 
 /*
+ * Enabling with many slots already made (the batch path): slots touching
+ * one another in one anonymous mapping become one file, each slot its
+ * part of it; an alias slot and a slot with a hole in between are
+ * answered as one at a time would be; contents are kept.
+ */
+TEST(test_enable_batch)
+{
+	enum { N = 64 };
+	struct kvm *kvm = vm_new(0);
+	char *mem = anon(N + 2);
+	struct kvm_gfn_backing a, b;
+	long files = kvm_shram_nr_files();
+	struct kvm_mn_token *t;
+	uint64_t id;
+
+	/* Pages 0..N-1: N one-page slots, made in descending order. */
+	for (int i = N - 1; i >= 0; i--) {
+		mem[i * PS + 7] = (char)('a' + i % 26);
+		ASSERT_EQ(set_region(kvm, (uint32_t)i, 0, 0x100000 + i * PS, PS, mem + i * PS,
+				     NULL, 0), 0);
+	}
+	/* An alias of pages 10..19 and a slot over page N + 1, past a hole. */
+	ASSERT_EQ(set_region(kvm, N, 0, 0x900000, 10 * PS, mem + 10 * PS, NULL, 0), 0);
+	ASSERT_EQ(munmap(mem + N * PS, PS), 0);
+	mem[(N + 1) * PS] = 'z';
+	ASSERT_EQ(set_region(kvm, N + 1, 0, 0xa00000, PS, mem + (N + 1) * PS, NULL, 0), 0);
+	ASSERT_EQ(kvm_shared_ram_enable(kvm), 0);
+	/* One file for the run of N + the alias, one for the lone page. */
+	ASSERT_EQ(kvm_shram_nr_files(), files + 2);
+
+	ASSERT_EQ(lookup(kvm, 0x100, false, &a), 0);
+	id = a.file_id;
+	ASSERT_EQ(a.run_pages, 1); /* the slot ends there */
+	close(a.fd);
+	for (int i = 0; i < N; i++) {
+		ASSERT_EQ(lookup(kvm, 0x100 + (gfn_t)i, false, &a), 0);
+		ASSERT_EQ(a.file_id, id);
+		ASSERT_EQ(a.offset, (uint64_t)i * PS);
+		ASSERT_EQ(mem[i * PS + 7], (char)('a' + i % 26));
+		if (i == 13) {
+			child_check(a.fd, a.offset, 8, "\0\0\0\0\0\0\0n", 7, 'N');
+			ASSERT_EQ(mem[13 * PS + 7], 'N');
+		}
+		close(a.fd);
+	}
+	ASSERT_EQ(lookup(kvm, 0x903, false, &b), 0);
+	ASSERT_EQ(b.file_id, id);
+	ASSERT_EQ(b.offset, 13 * PS);
+	ASSERT_EQ(b.run_pages, 7);
+	close(b.fd);
+	ASSERT_EQ(lookup(kvm, 0xa00, false, &b), 0);
+	ASSERT_TRUE(b.file_id != id);
+	child_check(b.fd, b.offset, 1, "z", 0, 'Z');
+	ASSERT_EQ(mem[(N + 1) * PS], 'Z');
+	close(b.fd);
+	kvm_put_kvm(kvm);
+	t = kvm_mmu_notifier_start_all((uintptr_t)mem, (uintptr_t)mem + (N + 2) * PS);
+	ASSERT_EQ(munmap(mem, N * PS), 0);
+	ASSERT_EQ(munmap(mem + (N + 1) * PS, PS), 0);
+	kvm_mmu_notifier_end_all(t);
+	gm_synchronize_rcu();
+	ASSERT_WAIT(kvm_shram_nr_files() == files, 5000);
+}
+
+/*
  * The VMM unmaps the slot's memory (the notifier reports it): the record
  * is not used any more, and guestmem closes its file once nothing maps it.
  * New memory mapped there later is found.
