@@ -199,6 +199,20 @@ static int memfd_fallocate_known(struct gm_memfd *m, struct memfd_window *win, u
 	}
 }
 
+/* Punch file pages [page, page + n): pool slots, or linear page indices. */
+static void memfd_punch_hole(struct gm_memfd *m, uint64_t page, uint64_t n)
+{
+	int ret;
+
+	do {
+		ret = gm_raw_fallocate(m->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				       (off_t)(page << GM_PAGE_SHIFT), (off_t)(n << GM_PAGE_SHIFT));
+	} while (ret && errno == EINTR);
+	/* tmpfs punch fails only on a sealed file, and this one is never sealed. */
+	if (ret)
+		fprintf(stderr, "guestmem: memfd punch hole failed: errno %d\n", errno);
+}
+
 /* ---- pool slots (all with m->lock held) ---------------------------------- */
 
 /* Up to @want contiguous free slots at *@slot; returns how many (0: none). */
@@ -236,19 +250,6 @@ static void pool_give(struct gm_memfd *m, uint64_t slot)
 		m->cap_free = cap;
 	}
 	m->free_slots[m->nr_free++] = (uint32_t)slot;
-}
-
-static void pool_punch_slots(struct gm_memfd *m, uint64_t slot, uint64_t n)
-{
-	int ret;
-
-	do {
-		ret = gm_raw_fallocate(m->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				       (off_t)(slot << GM_PAGE_SHIFT), (off_t)(n << GM_PAGE_SHIFT));
-	} while (ret && errno == EINTR);
-	/* tmpfs punch fails only on a sealed file, and this one is never sealed. */
-	if (ret)
-		fprintf(stderr, "guestmem: memfd punch hole failed: errno %d\n", errno);
 }
 
 /*
@@ -315,7 +316,7 @@ static int pool_alloc_window(struct gm_memfd *m, uint64_t index, uint64_t n)
 		 * may have allocated part of it; descending: see pool_give).
 		 */
 		if (done < got)
-			pool_punch_slots(m, slot + done, got - done);
+			memfd_punch_hole(m, slot + done, got - done);
 		while (got > done)
 			pool_give(m, slot + --got);
 		if (ret == -ENOMEM && run > 1 && !single) {
@@ -345,7 +346,7 @@ static void pool_punch_collect(void *ctx, uint64_t slot)
 
 		if (!s) {
 			/* No room to batch it: punch it alone. */
-			pool_punch_slots(p->m, slot, 1);
+			memfd_punch_hole(p->m, slot, 1);
 			pool_give(p->m, slot);
 			return;
 		}
@@ -374,7 +375,7 @@ static void pool_punch(struct gm_memfd *m, uint64_t index, uint64_t n)
 	for (size_t i = 0, j; i < p.n; i = j) {
 		for (j = i + 1; j < p.n && p.slots[j] == p.slots[j - 1] + 1; j++)
 			;
-		pool_punch_slots(m, p.slots[i], j - i);
+		memfd_punch_hole(m, p.slots[i], j - i);
 	}
 	for (size_t i = p.n; i-- > 0;) /* descending: the bump can shrink */
 		pool_give(m, p.slots[i]);
@@ -623,20 +624,13 @@ static void memfd_punch(struct gm_backing *b, uint64_t index, uint64_t n)
 {
 	struct gm_memfd *m = b->priv;
 	struct memfd_punch_range r = { index, index + n };
-	int ret;
 
 	if (m->pool) {
 		pool_punch(m, index, n);
 		return;
 	}
 	__atomic_fetch_add(&m->punch_seq, 1, __ATOMIC_SEQ_CST); /* odd: punch running */
-	do {
-		ret = gm_raw_fallocate(m->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				       (off_t)(index << GM_PAGE_SHIFT), (off_t)(n << GM_PAGE_SHIFT));
-	} while (ret && errno == EINTR);
-	/* tmpfs punch fails only on a sealed file, and this one is never sealed. */
-	if (ret)
-		fprintf(stderr, "guestmem: memfd punch hole failed: errno %d\n", errno);
+	memfd_punch_hole(m, index, n);
 	gm_radix_for_each(&m->windows, index / WIN_PAGES, (index + n - 1) / WIN_PAGES + 1,
 			  memfd_forget_window, &r);
 	__atomic_fetch_add(&m->punch_seq, 1, __ATOMIC_SEQ_CST); /* even: done */
