@@ -27,11 +27,6 @@ uint64_t kvm_get_memory_attributes(struct kvm *kvm, gfn_t gfn)
 	return rangemap_lookup(&kvm->mem_attr_array, gfn);
 }
 
-bool kvm_range_has_memory_attributes(struct kvm *kvm, gfn_t start, gfn_t end, uint64_t attrs)
-{
-	return rangemap_range_is(&kvm->mem_attr_array, start, end, attrs);
-}
-
 /* x86 post hook for every hit, in end's mmu_lock section (spec §4.7 step 5). */
 static int attr_post(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t start, gfn_t end,
 		     void *ctx)
@@ -54,7 +49,7 @@ int kvm_vm_set_mem_attributes(struct kvm *kvm, gfn_t start, gfn_t end, uint64_t 
 	 * every few dozen calls, under slots_lock as a memslot swap waits one).
 	 */
 	rangemap_reclaim(&kvm->mem_attr_array);
-	/* Already so (kvm_range_has_memory_attributes()): 1, nothing to do. */
+	/* Already so (the kernel's kvm_range_has_memory_attributes() check): 1, no-op. */
 	r = rangemap_prepare_change(&kvm->mem_attr_array, start, end, attributes, &next);
 	if (r) {
 		r = r < 0 ? r : 0;

@@ -425,8 +425,6 @@ uint64_t kvm_supported_mem_attributes(const struct kvm *kvm);
 
 /* Attributes of @gfn.  Context: RCU read lock or slots_lock. */
 uint64_t kvm_get_memory_attributes(struct kvm *kvm, gfn_t gfn);
-/* Every gfn in [start, end) has exactly @attrs. */
-bool kvm_range_has_memory_attributes(struct kvm *kvm, gfn_t start, gfn_t end, uint64_t attrs);
 
 static inline bool kvm_mem_is_private(struct kvm *kvm, gfn_t gfn)
 {
