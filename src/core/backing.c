@@ -531,3 +531,20 @@ void gm_pagemap_fini(struct gm_pagemap *pm)
 {
 	gm_radix_fini(&pm->windows, pagemap_free_window, NULL);
 }
+
+/* ---- gm_slot_stack ------------------------------------------------------ */
+
+int gm_slot_stack_push(struct gm_slot_stack *s, uint64_t slot)
+{
+	if (s->nr == s->cap) {
+		size_t cap = s->cap ? 2 * s->cap : 64;
+		uint32_t *v = realloc(s->slots, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		s->slots = v;
+		s->cap = cap;
+	}
+	s->slots[s->nr++] = (uint32_t)slot;
+	return 0;
+}

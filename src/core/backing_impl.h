@@ -9,6 +9,7 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "backing.h"
@@ -111,6 +112,23 @@ int gm_pagemap_insert(struct gm_pagemap *pm, uint64_t index, uint64_t slot);
  */
 void gm_pagemap_remove(struct gm_pagemap *pm, uint64_t first, uint64_t end,
 		       void (*fn)(void *ctx, uint64_t slot), void *ctx);
+
+/*
+ * A stack of pool slots (a pool's punched pages, reused first; a batch of
+ * slots to punch), below GM_PAGEMAP_MAX_SLOTS.  Context: the owner's lock.
+ */
+struct gm_slot_stack {
+	uint32_t *slots;
+	size_t nr, cap;
+};
+
+/* Push @slot: 0, or -ENOMEM when the stack cannot grow (nothing changed). */
+int gm_slot_stack_push(struct gm_slot_stack *s, uint64_t slot);
+
+static inline uint64_t gm_slot_stack_pop(struct gm_slot_stack *s)
+{
+	return s->slots[--s->nr];
+}
 
 /*
  * Signals during an allocation.  The kernel's fallocate loop stops with

@@ -96,8 +96,7 @@ struct gm_memfd {
 	 */
 	pthread_mutex_t lock;
 	uint64_t bump;	       /* slots [bump, nr_pages) were never used */
-	uint32_t *free_slots;  /* punched slots, reused first */
-	size_t nr_free, cap_free;
+	struct gm_slot_stack free; /* punched slots, reused first */
 	uint64_t nr_allocated; /* pages present; atomic (read without the lock) */
 
 	struct gm_reap_job reap; /* fini's release of the file, when it is large */
@@ -219,8 +218,8 @@ static void memfd_punch_hole(struct gm_memfd *m, uint64_t page, uint64_t n)
 static uint64_t pool_take(struct gm_memfd *m, uint64_t want, uint64_t *slot)
 {
 	/* Single pages reuse punched slots; runs stay contiguous from the bump. */
-	if ((want == 1 || m->bump + want > m->nr_pages) && m->nr_free) {
-		*slot = m->free_slots[--m->nr_free];
+	if ((want == 1 || m->bump + want > m->nr_pages) && m->free.nr) {
+		*slot = gm_slot_stack_pop(&m->free);
 		return 1;
 	}
 	want = GM_MIN(want, m->nr_pages - m->bump);
@@ -240,16 +239,7 @@ static void pool_give(struct gm_memfd *m, uint64_t slot)
 		m->bump--;
 		return;
 	}
-	if (m->nr_free == m->cap_free) {
-		size_t cap = m->cap_free ? 2 * m->cap_free : 64;
-		uint32_t *f = realloc(m->free_slots, cap * sizeof(*f));
-
-		if (!f)
-			return;
-		m->free_slots = f;
-		m->cap_free = cap;
-	}
-	m->free_slots[m->nr_free++] = (uint32_t)slot;
+	(void)gm_slot_stack_push(&m->free, slot);
 }
 
 /*
@@ -331,8 +321,7 @@ static int pool_alloc_window(struct gm_memfd *m, uint64_t index, uint64_t n)
 
 struct pool_punch {
 	struct gm_memfd *m;
-	uint32_t *slots;     /* to punch, then give back */
-	size_t n, cap;
+	struct gm_slot_stack batch; /* to punch, then give back */
 };
 
 static void pool_punch_collect(void *ctx, uint64_t slot)
@@ -340,20 +329,11 @@ static void pool_punch_collect(void *ctx, uint64_t slot)
 	struct pool_punch *p = ctx;
 
 	__atomic_fetch_sub(&p->m->nr_allocated, 1, __ATOMIC_RELAXED);
-	if (p->n == p->cap) {
-		size_t cap = p->cap ? 2 * p->cap : 256;
-		uint32_t *s = realloc(p->slots, cap * sizeof(*s));
-
-		if (!s) {
-			/* No room to batch it: punch it alone. */
-			memfd_punch_hole(p->m, slot, 1);
-			pool_give(p->m, slot);
-			return;
-		}
-		p->slots = s;
-		p->cap = cap;
+	if (gm_slot_stack_push(&p->batch, slot)) {
+		/* No room to batch it: punch it alone. */
+		memfd_punch_hole(p->m, slot, 1);
+		pool_give(p->m, slot);
 	}
-	p->slots[p->n++] = (uint32_t)slot;
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -370,17 +350,17 @@ static void pool_punch(struct gm_memfd *m, uint64_t index, uint64_t n)
 	gm_mutex_lock(&m->lock, GM_LOCK_BACKING);
 	gm_pagemap_remove(&m->map, index, index + n, pool_punch_collect, &p);
 	/* Holes first, then the slots are reusable: one punch per run of slots. */
-	if (p.n)
-		qsort(p.slots, p.n, sizeof(*p.slots), cmp_u32);
-	for (size_t i = 0, j; i < p.n; i = j) {
-		for (j = i + 1; j < p.n && p.slots[j] == p.slots[j - 1] + 1; j++)
+	if (p.batch.nr)
+		qsort(p.batch.slots, p.batch.nr, sizeof(*p.batch.slots), cmp_u32);
+	for (size_t i = 0, j; i < p.batch.nr; i = j) {
+		for (j = i + 1; j < p.batch.nr && p.batch.slots[j] == p.batch.slots[j - 1] + 1; j++)
 			;
-		memfd_punch_hole(m, p.slots[i], j - i);
+		memfd_punch_hole(m, p.batch.slots[i], j - i);
 	}
-	for (size_t i = p.n; i-- > 0;) /* descending: the bump can shrink */
-		pool_give(m, p.slots[i]);
+	while (p.batch.nr) /* descending: the bump can shrink */
+		pool_give(m, gm_slot_stack_pop(&p.batch));
 	gm_mutex_unlock(&m->lock);
-	free(p.slots);
+	free(p.batch.slots);
 }
 
 /* ---- operations ------------------------------------------------------- */
@@ -470,7 +450,7 @@ static void memfd_fini(struct gm_backing *b)
 	if (m->pool)
 		gm_pagemap_fini(&m->map);
 	pthread_mutex_destroy(&m->lock);
-	free(m->free_slots);
+	free(m->free.slots);
 	m->reap.fn = memfd_release;
 	/*
 	 * Freeing a million pages takes the host a second: not the VMM's wait.

@@ -67,8 +67,7 @@ struct gm_secretmem {
 	uint64_t pool_pages;	/* pages of the file mapped so far */
 	char *bump;		/* next never-used page of the newest chunk */
 	uint64_t bump_left;	/* pages left after it */
-	char **free_pages;	/* zeroed pages ready for reuse */
-	size_t nr_free, cap_free;
+	struct gm_slot_stack free; /* zeroed pages ready for reuse */
 	bool broken;		/* a failed grow may have left a hole: no more */
 	uint64_t in_flight;	/* pages taken by first uses, not yet in the map */
 
@@ -130,8 +129,8 @@ static char *sm_pool_get(struct gm_secretmem *sm, bool *fresh)
 {
 	char *page = NULL;
 
-	if (sm->nr_free) {
-		page = sm->free_pages[--sm->nr_free];
+	if (sm->free.nr) {
+		page = sm->base + (gm_slot_stack_pop(&sm->free) << GM_PAGE_SHIFT);
 		*fresh = false;
 	} else if (sm->bump_left || !sm_pool_grow(sm)) {
 		page = sm->bump;
@@ -142,24 +141,16 @@ static char *sm_pool_get(struct gm_secretmem *sm, bool *fresh)
 	return page;
 }
 
-/* Return a zeroed page.  Context: sm->lock. */
-static void sm_pool_put(struct gm_secretmem *sm, char *page)
-{
-	if (sm->nr_free == sm->cap_free) {
-		size_t cap = sm->cap_free ? 2 * sm->cap_free : 64;
-		char **f = realloc(sm->free_pages, cap * sizeof(*f));
-
-		if (!f)
-			return; /* the page is leaked to the pool, not lost */
-		sm->free_pages = f;
-		sm->cap_free = cap;
-	}
-	sm->free_pages[sm->nr_free++] = page;
-}
-
 static uint64_t sm_slot(struct gm_secretmem *sm, const char *page)
 {
 	return (uint64_t)(page - sm->base) >> GM_PAGE_SHIFT;
+}
+
+/* Return a zeroed page.  Context: sm->lock. */
+static void sm_pool_put(struct gm_secretmem *sm, char *page)
+{
+	/* If the list cannot grow, the page is leaked to the pool, not lost. */
+	(void)gm_slot_stack_push(&sm->free, sm_slot(sm, page));
 }
 
 /* ---- operations ------------------------------------------------------- */
@@ -235,7 +226,7 @@ static void secretmem_fini(struct gm_backing *b)
 	struct gm_secretmem *sm = b->priv;
 
 	gm_pagemap_fini(&sm->map);
-	free(sm->free_pages);
+	free(sm->free.slots);
 	pthread_mutex_destroy(&sm->lock);
 	sm->reap.fn = secretmem_release;
 	/*
