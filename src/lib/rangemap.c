@@ -342,20 +342,6 @@ uint64_t rangemap_lookup(const struct rangemap *map, uint64_t key)
 	return 0;
 }
 
-/* The first run whose end is > key, as a path; false if there is none. */
-static bool rm_seek(const struct rm_node *root, uint64_t key, struct rm_path *p)
-{
-	if (!root)
-		return false;
-	rm_descend(root, key, false, p);
-	if (p->idx[0] >= 0 && p->node[0]->end[p->idx[0]] > key)
-		return true;
-	/* Runs are sorted and disjoint: the next one ends after key. */
-	if (++p->idx[0] < p->node[0]->nr)
-		return true;
-	return rm_path_next(p, 0);
-}
-
 static struct rangemap_run rm_run(const struct rm_path *p)
 {
 	return rm_leaf_run(p->node[0], p->idx[0]);
@@ -366,6 +352,39 @@ static bool rm_next_run(struct rm_path *p)
 	if (++p->idx[0] < p->node[0]->nr)
 		return true;
 	return rm_path_next(p, 0);
+}
+
+/*
+ * From @p, a path to the last run starting before (or at) @key, on to the
+ * first run whose end is > key; false if there is none.
+ */
+static bool rm_seek_from(struct rm_path *p, uint64_t key)
+{
+	if (p->idx[0] >= 0 && p->node[0]->end[p->idx[0]] > key)
+		return true;
+	/* Runs are sorted and disjoint: the next one ends after key. */
+	return rm_next_run(p);
+}
+
+/* The first run whose end is > key, as a path; false if there is none. */
+static bool rm_seek(const struct rm_node *root, uint64_t key, struct rm_path *p)
+{
+	if (!root)
+		return false;
+	rm_descend(root, key, false, p);
+	return rm_seek_from(p, key);
+}
+
+/*
+ * Whether every key in [start, end) maps to @value, given @r, the first
+ * run ending after @start (runs are maximal, so one run must cover it all).
+ */
+static bool rm_run_is(const struct rangemap_run *r, uint64_t start, uint64_t end,
+		      uint64_t value)
+{
+	if (!value)
+		return r->start >= end;
+	return r->start <= start && r->end >= end && r->value == value;
 }
 
 bool rangemap_range_is(const struct rangemap *map, uint64_t start, uint64_t end,
@@ -379,10 +398,7 @@ bool rangemap_range_is(const struct rangemap *map, uint64_t start, uint64_t end,
 	if (!rm_seek(rm_root(map), start, &p))
 		return value == 0;
 	r = rm_run(&p);
-	if (!value)
-		return r.start >= end;
-	/* Runs are maximal, so one run must cover the whole range. */
-	return r.start <= start && r.end >= end && r.value == value;
+	return rm_run_is(&r, start, end, value);
 }
 
 /* [start, end) uniform, from @p: the path to the last run starting <= start. */
@@ -390,8 +406,7 @@ static bool rm_uniform_at(struct rm_path *p, uint64_t start, uint64_t end)
 {
 	struct rangemap_run r;
 
-	/* As rm_seek(): runs are sorted and disjoint, the next one ends later. */
-	if (!(p->idx[0] >= 0 && p->node[0]->end[p->idx[0]] > start) && !rm_next_run(p))
+	if (!rm_seek_from(p, start))
 		return true;
 	r = rm_run(p); /* the first run ending after start */
 	if (r.start <= start)
@@ -803,6 +818,7 @@ static bool rm_range_is_from(const struct rm_path *a, uint64_t s, uint64_t e, ui
 	struct rm_path p;
 	struct rangemap_run r;
 
+	/* rm_seek_from(), copying @a only if the next run is in another leaf. */
 	if (a->idx[0] >= 0 && a->node[0]->end[a->idx[0]] > s) {
 		r = rm_leaf_run(a->node[0], a->idx[0]); /* covers s */
 	} else if (a->idx[0] + 1 < a->node[0]->nr) {
@@ -813,9 +829,7 @@ static bool rm_range_is_from(const struct rm_path *a, uint64_t s, uint64_t e, ui
 			return v == 0;
 		r = rm_leaf_run(p.node[0], 0);
 	}
-	if (!v)
-		return r.start >= e;
-	return r.start <= s && r.end >= e && r.value == v;
+	return rm_run_is(&r, s, e, v);
 }
 
 static int rm_prepare(struct rangemap *map, const struct rm_node *root, uint64_t start,
