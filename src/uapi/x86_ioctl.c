@@ -167,7 +167,7 @@ static long vcpu_device_attr(struct kvm_vcpu *v, unsigned int cmd, unsigned long
 	}
 	r = gm_copy_from_user(&off, (const void *)(uintptr_t)attr.addr, sizeof(off));
 	if (!r)
-		v->arch.tsc_offset = (int64_t)off;
+		kvm_vcpu_set_tsc_offset(v, (int64_t)off);
 	return r;
 }
 

@@ -144,6 +144,8 @@ void kvm_vcpu_write_tsc(struct kvm_vcpu *v, uint64_t tsc, bool from_user);
 /* The guest's WRMSR of TSC / TSC_ADJUST (each moves the other). */
 void kvm_vcpu_guest_write_tsc(struct kvm_vcpu *v, uint64_t tsc);
 void kvm_vcpu_guest_write_tsc_adjust(struct kvm_vcpu *v, uint64_t val);
+/* KVM_VCPU_TSC_OFFSET: the VMM sets the offset (a synchronising write). */
+void kvm_vcpu_set_tsc_offset(struct kvm_vcpu *v, int64_t offset);
 
 /* ---- state ioctls (x86_state.c) ---------------------------------------- */
 
