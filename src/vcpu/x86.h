@@ -72,7 +72,7 @@ struct kvm_vcpu_arch {
 	uint64_t tsc_adjust;
 
 	/* Machine check (x86_state.c, msr.c). */
-	uint64_t mcg_cap, mcg_status, mcg_ctl, mcg_ext_ctl;
+	uint64_t mcg_cap, mcg_status, mcg_ctl;
 	uint64_t mce_banks[KVM_MAX_MCE_BANKS * 4]; /* CTL, STATUS, ADDR, MISC */
 	uint64_t mci_ctl2_banks[KVM_MAX_MCE_BANKS];
 
