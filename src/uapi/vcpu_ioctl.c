@@ -83,12 +83,12 @@ static long vcpu_set_mp_state(struct kvm_vcpu *v, unsigned long arg)
 	return r ? r : kvm_vcpu_set_mp_state(v, mp.mp_state);
 }
 
-/* Whole-struct state KVM keeps and gives back (XCRs). */
-static long vcpu_blob(void *state, size_t size, unsigned long arg, bool set)
+static long vcpu_set_xcrs(struct kvm_vcpu *v, unsigned long arg)
 {
-	if (set)
-		return gm_copy_from_user(state, (const void *)arg, size);
-	return gm_copy_to_user((void *)arg, state, size);
+	struct kvm_xcrs x;
+	long r = gm_copy_from_user(&x, (const void *)arg, sizeof(x));
+
+	return r ? r : kvm_vcpu_set_xcrs(v, &x);
 }
 
 /* ---- CPUID ------------------------------------------------------------------ */
@@ -237,9 +237,10 @@ static long vcpu_ioctl_locked(struct kvm_vcpu *v, unsigned int cmd, unsigned lon
 		return vcpu_get_cpuid2(v, arg);
 	case KVM_SET_SIGNAL_MASK:
 		return vcpu_set_signal_mask(v, arg);
-	case KVM_GET_XCRS:
+	case KVM_GET_XCRS: /* kept in KVM_GET_XCRS's form (x86_state.c) */
+		return gm_copy_to_user((void *)arg, &v->xcrs, sizeof(v->xcrs));
 	case KVM_SET_XCRS:
-		return vcpu_blob(&v->xcrs, sizeof(v->xcrs), arg, cmd == KVM_SET_XCRS);
+		return vcpu_set_xcrs(v, arg);
 	case KVM_GET_MSRS:
 	case KVM_SET_MSRS:
 		return vcpu_msrs(v, arg, cmd == KVM_SET_MSRS);

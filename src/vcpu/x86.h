@@ -155,6 +155,8 @@ void kvm_vcpu_get_events(struct kvm_vcpu *v, struct kvm_vcpu_events *e);
 int kvm_vcpu_set_events(struct kvm_vcpu *v, struct kvm_vcpu_events *e);
 void kvm_vcpu_get_debugregs(struct kvm_vcpu *v, struct kvm_debugregs *d);
 int kvm_vcpu_set_debugregs(struct kvm_vcpu *v, const struct kvm_debugregs *d);
+/* KVM_SET_XCRS: XCR0 only, checked as XSETBV is; -EINVAL as 6.12. */
+int kvm_vcpu_set_xcrs(struct kvm_vcpu *v, const struct kvm_xcrs *x);
 int kvm_vcpu_set_guest_debug(struct kvm_vcpu *v, const struct kvm_guest_debug *dbg);
 /* The XSAVE area as KVM_GET_XSAVE2 writes it: KVM_XSAVE_UABI_SIZE bytes. */
 void kvm_vcpu_get_xsave(struct kvm_vcpu *v, void *buf);
@@ -231,6 +233,8 @@ bool kvm_valid_apic_base(struct kvm_vcpu *v, uint64_t base);
 bool kvm_guest_cpuid_is_intel(struct kvm_vcpu *v);
 /* Guest CPUID bit: @reg 0 eax, 1 ebx, 2 ecx, 3 edx.  False without CPUID. */
 bool kvm_guest_cpuid_has(struct kvm_vcpu *v, uint32_t fn, uint32_t idx, int reg, int bit);
+/* The XCR0 bits the guest's CPUID allows (guest_supported_xcr0). */
+uint64_t kvm_guest_supported_xcr0(struct kvm_vcpu *v);
 
 /* ---- paravirtual interfaces (kvm_pv.c) ------------------------------------------ */
 
