@@ -744,7 +744,7 @@ static void msr_filter_free(struct kvm_x86_msr_filter *f)
 
 /* kvm_add_msr_filter(): an empty range is skipped before its flags are looked at. */
 static int msr_filter_add(struct kvm_x86_msr_filter *f, const struct kvm_msr_filter_range *r,
-			  kvm_copy_in_fn copy_in)
+			  kvm_copy_fn copy_in)
 {
 	size_t size;
 	unsigned long *bitmap;
@@ -774,7 +774,7 @@ static int msr_filter_add(struct kvm_x86_msr_filter *f, const struct kvm_msr_fil
 }
 
 int kvm_vm_set_msr_filter(struct kvm *kvm, const struct kvm_msr_filter *filter,
-			  kvm_copy_in_fn copy_in)
+			  kvm_copy_fn copy_in)
 {
 	struct kvm_x86_msr_filter *f, *old;
 	bool empty = true;

@@ -282,14 +282,13 @@ void kvm_coalesced_destroy(struct kvm *kvm);
 
 /* ---- VM scope (msr.c) ------------------------------------------------------ */
 
-/* Copies from the VMM's memory: 0 or -EFAULT (the uAPI layer's copy). */
-typedef int (*kvm_copy_in_fn)(void *dst, const void *src, size_t n);
 /*
  * KVM_X86_SET_MSR_FILTER after the copy-in of @filter; each range's bitmap
- * is still VMM memory, copied with @copy_in in the kernel's order.
+ * is still VMM memory, copied with @copy_in (the uAPI layer's copy from the
+ * VMM: 0 or -EFAULT) in the kernel's order.
  */
 int kvm_vm_set_msr_filter(struct kvm *kvm, const struct kvm_msr_filter *filter,
-			  kvm_copy_in_fn copy_in);
+			  kvm_copy_fn copy_in);
 /* Whether the filter lets the guest access @index (@write: a WRMSR). */
 bool kvm_msr_allowed(struct kvm *kvm, uint32_t index, bool write);
 /* VM destruction frees the x86 state: kvm_arch_destroy_vm() of core/kvm_arch.h. */
