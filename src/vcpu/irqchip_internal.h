@@ -107,9 +107,8 @@ void kvm_apic_send_ipi(struct kvm_vcpu *vcpu, uint32_t icr, uint32_t dest, bool 
 void kvm_apic_eoi_highest(struct kvm_vcpu *vcpu);
 /*
  * The register page's IRR and ISR (eight 32-bit words each, vector 0 in
- * bit 0 of word 0): the model's numbers 0-255, an MSI's folded onto its
- * vector.  Set replaces the model's sets with vectors (KVM_SET_LAPIC).
- * No lock held.
+ * bit 0 of word 0): the model's numbers 0-255.  Set replaces them
+ * (KVM_SET_LAPIC).  No lock held.
  */
 void kvm_apic_get_vectors(struct kvm_vcpu *vcpu, uint32_t irr[8], uint32_t isr[8]);
 void kvm_apic_set_vectors(struct kvm_vcpu *vcpu, const uint32_t irr[8], const uint32_t isr[8]);

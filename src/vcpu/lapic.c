@@ -296,10 +296,13 @@ void kvm_apic_eoi_highest(struct kvm_vcpu *vcpu)
 		kvm_irqchip_eoi(vcpu, (uint32_t)irq);
 }
 
-/* The model's words holding vectors 0-255 and MSIs (GUESTMEM_IRQ_MSI_BASE + vector). */
+/*
+ * The model's numbers 0-255: the vectors of IPIs and the timer.  The MSI
+ * numbers above (GUESTMEM_IRQ_MSI_BASE + vector) are C guests' and stay
+ * out of the register page both ways.
+ */
 #define VEC_WORDS (256 / 64)
-#define MSI_WORD (GUESTMEM_IRQ_MSI_BASE / 64)
-_Static_assert(MSI_WORD + VEC_WORDS <= KVM_LAPIC_WORDS, "MSI vectors in the model");
+_Static_assert(VEC_WORDS <= KVM_LAPIC_WORDS, "vectors in the model");
 
 void kvm_apic_get_vectors(struct kvm_vcpu *vcpu, uint32_t irr[8], uint32_t isr[8])
 {
@@ -314,8 +317,8 @@ void kvm_apic_get_vectors(struct kvm_vcpu *vcpu, uint32_t irr[8], uint32_t isr[8
 	for (int i = 0; i < 8; i++) {
 		int w = i / 2, sh = 32 * (i % 2);
 
-		irr[i] = (uint32_t)((apic->irr[w] | apic->irr[MSI_WORD + w]) >> sh);
-		isr[i] = (uint32_t)((apic->isr[w] | apic->isr[MSI_WORD + w]) >> sh);
+		irr[i] = (uint32_t)(apic->irr[w] >> sh);
+		isr[i] = (uint32_t)(apic->isr[w] >> sh);
 	}
 	gm_mutex_unlock(&ev->irq_lock);
 }
@@ -332,8 +335,6 @@ void kvm_apic_set_vectors(struct kvm_vcpu *vcpu, const uint32_t irr[8], const ui
 	for (int w = 0; w < VEC_WORDS; w++) {
 		apic->irr[w] = irr[2 * w] | (uint64_t)irr[2 * w + 1] << 32;
 		apic->isr[w] = isr[2 * w] | (uint64_t)isr[2 * w + 1] << 32;
-		apic->irr[MSI_WORD + w] = 0;
-		apic->isr[MSI_WORD + w] = 0;
 	}
 	lapic_update_pending(apic);
 	if (apic->pending) {
