@@ -65,20 +65,16 @@ static uint64_t vm_pages_1g(const struct gm_stats *s)
 	return kvm_mmu_nr_leaves_level(s->kvm, S2_PG_LEVEL_1G);
 }
 
-static uint64_t vm_zapped_ranges(const struct gm_stats *s)
-{
-	return __atomic_load_n(&s->kvm->stat.zapped_ranges, __ATOMIC_RELAXED);
-}
+/* The VM's counters, bumped atomically from any thread. */
+#define VM_STAT(fn, field)                                                      \
+	static uint64_t fn(const struct gm_stats *s)                            \
+	{                                                                       \
+		return __atomic_load_n(&s->kvm->stat.field, __ATOMIC_RELAXED);  \
+	}
 
-static uint64_t vm_invalidations(const struct gm_stats *s)
-{
-	return __atomic_load_n(&s->kvm->stat.invalidations, __ATOMIC_RELAXED);
-}
-
-static uint64_t vm_attr_updates(const struct gm_stats *s)
-{
-	return __atomic_load_n(&s->kvm->stat.attr_updates, __ATOMIC_RELAXED);
-}
+VM_STAT(vm_zapped_ranges, zapped_ranges)
+VM_STAT(vm_invalidations, invalidations)
+VM_STAT(vm_attr_updates, attr_updates)
 
 static const struct gm_stat_def gm_vm_stats[] = {
 	{ "remote_tlb_flush_requests", GM_STAT_CUMULATIVE, vm_remote_tlb_flush },

@@ -192,6 +192,15 @@ long gm_vcpu_ioctl_x86(struct kvm_vcpu *v, unsigned int cmd, unsigned long arg, 
 long gm_vm_ioctl_x86(struct kvm *kvm, unsigned int cmd, unsigned long arg, bool *handled);
 long gm_dev_ioctl_x86(unsigned int cmd, unsigned long arg, bool *handled);
 /*
+ * msr_io() of KVM_GET/SET_MSRS on a vCPU and on /dev/kvm: the header
+ * (EFAULT), E2BIG at 256 entries, the entries in, @do_msrs over them (it
+ * returns how many it processed), the entries back out if @writeback.
+ */
+struct kvm_msrs;
+struct kvm_msr_entry;
+typedef int (*gm_do_msrs_fn)(void *ctx, struct kvm_msr_entry *e, uint32_t n);
+long gm_msr_io(struct kvm_msrs *u, gm_do_msrs_fn do_msrs, void *ctx, bool writeback);
+/*
  * VM-fd ioctls of src/uapi/vm_ioctl_irq.c (KVM_IOEVENTFD, KVM_IRQFD,
  * KVM_CREATE_IRQCHIP, KVM_IRQ_LINE(_STATUS), KVM_SET_GSI_ROUTING,
  * KVM_SIGNAL_MSI, KVM_CREATE_PIT(2)), tried before gm_vm_ioctl_vcpu();

@@ -83,12 +83,12 @@ static long vcpu_set_mp_state(struct kvm_vcpu *v, unsigned long arg)
 	return r ? r : kvm_vcpu_set_mp_state(v, mp.mp_state);
 }
 
-/* Whole-struct state KVM keeps and gives back (XCRs). */
-static long vcpu_blob(void *state, size_t size, unsigned long arg, bool set)
+static long vcpu_set_xcrs(struct kvm_vcpu *v, unsigned long arg)
 {
-	if (set)
-		return gm_copy_from_user(state, (const void *)arg, size);
-	return gm_copy_to_user((void *)arg, state, size);
+	struct kvm_xcrs x;
+	long r = gm_copy_from_user(&x, (const void *)arg, sizeof(x));
+
+	return r ? r : kvm_vcpu_set_xcrs(v, &x);
 }
 
 /* ---- CPUID ------------------------------------------------------------------ */
@@ -149,27 +149,15 @@ static long vcpu_set_signal_mask(struct kvm_vcpu *v, unsigned long arg)
 	return r ? r : kvm_vcpu_set_sigmask(v, set, hdr.len);
 }
 
-/* KVM_GET_MSRS / KVM_SET_MSRS: the number of MSRs processed. */
-static long vcpu_msrs(struct kvm_vcpu *v, unsigned long arg, bool set)
+/* KVM_GET_MSRS / KVM_SET_MSRS (gm_msr_io): the number of MSRs processed. */
+static int vcpu_get_msrs(void *v, struct kvm_msr_entry *e, uint32_t n)
 {
-	struct kvm_msrs hdr, *u = (struct kvm_msrs *)arg;
-	struct kvm_msr_entry *e;
-	int r = gm_copy_from_user(&hdr, u, sizeof(hdr));
+	return kvm_vcpu_msrs(v, e, n, false);
+}
 
-	if (r)
-		return r;
-	if (hdr.nmsrs >= 256) /* MAX_IO_MSRS */
-		return -E2BIG;
-	e = malloc((hdr.nmsrs ? hdr.nmsrs : 1) * sizeof(*e));
-	if (!e)
-		return -ENOMEM;
-	r = gm_copy_from_user(e, u->entries, hdr.nmsrs * sizeof(*e));
-	if (!r)
-		r = kvm_vcpu_msrs(v, e, hdr.nmsrs, set);
-	if (r >= 0 && !set && gm_copy_to_user(u->entries, e, hdr.nmsrs * sizeof(*e)))
-		r = -EFAULT;
-	free(e);
-	return r;
+static int vcpu_set_msrs(void *v, struct kvm_msr_entry *e, uint32_t n)
+{
+	return kvm_vcpu_msrs(v, e, n, true);
 }
 
 /* KVM_PRE_FAULT_MEMORY (6.10+): the leftover range is copied back always. */
@@ -237,12 +225,14 @@ static long vcpu_ioctl_locked(struct kvm_vcpu *v, unsigned int cmd, unsigned lon
 		return vcpu_get_cpuid2(v, arg);
 	case KVM_SET_SIGNAL_MASK:
 		return vcpu_set_signal_mask(v, arg);
-	case KVM_GET_XCRS:
+	case KVM_GET_XCRS: /* kept in KVM_GET_XCRS's form (x86_state.c) */
+		return gm_copy_to_user((void *)arg, &v->xcrs, sizeof(v->xcrs));
 	case KVM_SET_XCRS:
-		return vcpu_blob(&v->xcrs, sizeof(v->xcrs), arg, cmd == KVM_SET_XCRS);
+		return vcpu_set_xcrs(v, arg);
 	case KVM_GET_MSRS:
 	case KVM_SET_MSRS:
-		return vcpu_msrs(v, arg, cmd == KVM_SET_MSRS);
+		return gm_msr_io((struct kvm_msrs *)arg, cmd == KVM_SET_MSRS ? vcpu_set_msrs : vcpu_get_msrs,
+				 v, cmd == KVM_GET_MSRS);
 	case KVM_GET_STATS_FD:
 		return gm_get_stats_fd(v->kvm, v);
 	case KVM_PRE_FAULT_MEMORY:

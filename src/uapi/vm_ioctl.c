@@ -120,16 +120,6 @@ static long gm_vm_create_gmem(struct kvm *kvm, unsigned long arg)
 	return gm_file_install(f);
 }
 
-static int gm_copy_out(void *dst, const void *src, size_t n)
-{
-	return gm_copy_to_user(dst, src, n);
-}
-
-static int gm_copy_in(void *dst, const void *src, size_t n)
-{
-	return gm_copy_from_user(dst, src, n);
-}
-
 static long gm_vm_get_dirty_log(struct kvm *kvm, unsigned long arg)
 {
 	struct kvm_dirty_log log;
@@ -137,7 +127,7 @@ static long gm_vm_get_dirty_log(struct kvm *kvm, unsigned long arg)
 
 	if (ret)
 		return ret;
-	return kvm_vm_ioctl_get_dirty_log(kvm, log.slot, log.dirty_bitmap, gm_copy_out);
+	return kvm_vm_ioctl_get_dirty_log(kvm, log.slot, log.dirty_bitmap, gm_copy_to_user);
 }
 
 static long gm_vm_clear_dirty_log(struct kvm *kvm, unsigned long arg)
@@ -148,7 +138,7 @@ static long gm_vm_clear_dirty_log(struct kvm *kvm, unsigned long arg)
 	if (ret)
 		return ret;
 	return kvm_vm_ioctl_clear_dirty_log(kvm, log.slot, log.first_page, log.num_pages,
-					    log.dirty_bitmap, gm_copy_in);
+					    log.dirty_bitmap, gm_copy_from_user);
 }
 
 static long gm_vm_ioctl(struct gm_file *f, unsigned int cmd, unsigned long arg)

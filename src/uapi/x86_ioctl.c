@@ -167,7 +167,7 @@ static long vcpu_device_attr(struct kvm_vcpu *v, unsigned int cmd, unsigned long
 	}
 	r = gm_copy_from_user(&off, (const void *)(uintptr_t)attr.addr, sizeof(off));
 	if (!r)
-		v->arch.tsc_offset = (int64_t)off;
+		kvm_vcpu_set_tsc_offset(v, (int64_t)off);
 	return r;
 }
 
@@ -362,12 +362,10 @@ static long dev_get_msr_list(struct kvm_msr_list *u, const uint32_t *list, uint3
 	return gm_copy_to_user(u->indices, list, n * sizeof(*list));
 }
 
-/* msr_io(NULL, ..., do_get_feature_msr, 1): the count processed. */
-static long dev_get_msrs(struct kvm_msrs *u)
+long gm_msr_io(struct kvm_msrs *u, gm_do_msrs_fn do_msrs, void *ctx, bool writeback)
 {
 	struct kvm_msrs hdr;
 	struct kvm_msr_entry *e;
-	uint32_t i;
 	long r = gm_copy_from_user(&hdr, u, sizeof(hdr));
 
 	if (r)
@@ -378,19 +376,29 @@ static long dev_get_msrs(struct kvm_msrs *u)
 	if (!e)
 		return -ENOMEM;
 	r = gm_copy_from_user(e, u->entries, hdr.nmsrs * sizeof(*e));
-	if (!r) {
-		for (i = 0; i < hdr.nmsrs; i++) {
-			uint64_t data;
-			int fail = kvm_get_feature_msr(e[i].index, &data);
-
-			e[i].data = data; /* 0 after a failure */
-			if (fail)
-				break;
-		}
-		r = gm_copy_to_user(u->entries, e, hdr.nmsrs * sizeof(*e)) ? -EFAULT : (long)i;
-	}
+	if (!r)
+		r = do_msrs(ctx, e, hdr.nmsrs);
+	if (r >= 0 && writeback && gm_copy_to_user(u->entries, e, hdr.nmsrs * sizeof(*e)))
+		r = -EFAULT;
 	free(e);
 	return r;
+}
+
+/* do_get_feature_msr over the entries: the count processed. */
+static int dev_get_msrs(void *ctx, struct kvm_msr_entry *e, uint32_t n)
+{
+	uint32_t i;
+
+	(void)ctx;
+	for (i = 0; i < n; i++) {
+		uint64_t data;
+		int fail = kvm_get_feature_msr(e[i].index, &data);
+
+		e[i].data = data; /* 0 after a failure */
+		if (fail)
+			break;
+	}
+	return (int)i;
 }
 
 static long dev_mce_cap_supported(unsigned long arg)
@@ -438,7 +446,7 @@ long gm_dev_ioctl_x86(unsigned int cmd, unsigned long arg, bool *handled)
 		list = kvm_msr_feature_index_list(&n);
 		return dev_get_msr_list((struct kvm_msr_list *)arg, list, n);
 	case KVM_GET_MSRS:
-		return dev_get_msrs((struct kvm_msrs *)arg);
+		return gm_msr_io((struct kvm_msrs *)arg, dev_get_msrs, NULL, true);
 	case KVM_X86_GET_MCE_CAP_SUPPORTED:
 		return dev_mce_cap_supported(arg);
 	case KVM_HAS_DEVICE_ATTR:

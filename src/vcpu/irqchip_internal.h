@@ -105,6 +105,13 @@ int kvm_apic_set_irq(struct kvm_lapic *apic, uint32_t irq);
 void kvm_apic_send_ipi(struct kvm_vcpu *vcpu, uint32_t icr, uint32_t dest, bool x2apic);
 /* The guest wrote EOI: end the highest vector in service.  No lock held. */
 void kvm_apic_eoi_highest(struct kvm_vcpu *vcpu);
+/*
+ * The register page's IRR and ISR (eight 32-bit words each, vector 0 in
+ * bit 0 of word 0): the model's numbers 0-255.  Set replaces them
+ * (KVM_SET_LAPIC).  No lock held.
+ */
+void kvm_apic_get_vectors(struct kvm_vcpu *vcpu, uint32_t irr[8], uint32_t isr[8]);
+void kvm_apic_set_vectors(struct kvm_vcpu *vcpu, const uint32_t irr[8], const uint32_t isr[8]);
 /* Deliver to the vCPU with @id.  Returns 1, or -1 if there is none. */
 int kvm_apic_deliver_id(struct kvm_eventfds *ev, uint32_t id, uint32_t irq);
 /*

@@ -46,11 +46,29 @@
 
 /* ---- enforcement ----------------------------------------------------------------- */
 
-static const struct kvm_cpuid_entry2 *guest_cpuid_find(struct kvm_vcpu *v, uint32_t fn)
+static struct kvm_cpuid_entry2 *guest_cpuid_find(struct kvm_vcpu *v, uint32_t fn)
 {
 	for (uint32_t i = 0; i < v->cpuid_nent; i++)
 		if (v->cpuid[i].function == fn)
 			return &v->cpuid[i];
+	return NULL;
+}
+
+/*
+ * The features leaf of the first hypervisor range (0x40000000,
+ * 0x40000100, ...) with KVM's signature (kvm_find_kvm_cpuid_features).
+ */
+static struct kvm_cpuid_entry2 *kvm_pv_features_leaf(struct kvm_vcpu *v)
+{
+	const struct kvm_cpuid_entry2 *e;
+
+	for (uint32_t base = 0x40000000; base < 0x40010000; base += 0x100) {
+		e = guest_cpuid_find(v, base);
+		if (!e || memcmp(&e->ebx, KVM_SIGNATURE, 4) || memcmp(&e->ecx, KVM_SIGNATURE + 4, 4) ||
+		    memcmp(&e->edx, KVM_SIGNATURE + 8, 4))
+			continue;
+		return guest_cpuid_find(v, base | KVM_CPUID_FEATURES_LEAF);
+	}
 	return NULL;
 }
 
@@ -60,37 +78,21 @@ static const struct kvm_cpuid_entry2 *guest_cpuid_find(struct kvm_vcpu *v, uint3
  */
 void kvm_pv_cpuid_fixup(struct kvm_vcpu *v)
 {
-	const struct kvm_cpuid_entry2 *e;
+	struct kvm_cpuid_entry2 *f;
 
 	if (!(READ_ONCE(v->kvm->arch.disabled_exits) & KVM_X86_DISABLE_EXITS_HLT))
 		return;
-	for (uint32_t base = 0x40000000; base < 0x40010000; base += 0x100) {
-		e = guest_cpuid_find(v, base);
-		if (!e || memcmp(&e->ebx, KVM_SIGNATURE, 4) || memcmp(&e->ecx, KVM_SIGNATURE + 4, 4) ||
-		    memcmp(&e->edx, KVM_SIGNATURE + 8, 4))
-			continue;
-		for (uint32_t i = 0; i < v->cpuid_nent; i++)
-			if (v->cpuid[i].function == (base | KVM_CPUID_FEATURES_LEAF))
-				v->cpuid[i].eax &= ~(1U << KVM_FEATURE_PV_UNHALT);
-		return;
-	}
+	f = kvm_pv_features_leaf(v);
+	if (f)
+		f->eax &= ~(1U << KVM_FEATURE_PV_UNHALT);
 }
 
 void kvm_update_pv_runtime(struct kvm_vcpu *v)
 {
-	const struct kvm_cpuid_entry2 *e, *f;
+	const struct kvm_cpuid_entry2 *f = kvm_pv_features_leaf(v);
 
-	/* The hypervisor ranges KVM searches: 0x40000000, 0x40000100, ... */
-	for (uint32_t base = 0x40000000; base < 0x40010000; base += 0x100) {
-		e = guest_cpuid_find(v, base);
-		if (!e || memcmp(&e->ebx, KVM_SIGNATURE, 4) || memcmp(&e->ecx, KVM_SIGNATURE + 4, 4) ||
-		    memcmp(&e->edx, KVM_SIGNATURE + 8, 4))
-			continue;
-		f = guest_cpuid_find(v, base | KVM_CPUID_FEATURES_LEAF);
-		if (f)
-			v->arch.pv_features = f->eax;
-		return;
-	}
+	if (f)
+		v->arch.pv_features = f->eax;
 }
 
 bool kvm_guest_pv_has(struct kvm_vcpu *v, unsigned bit)

@@ -5,6 +5,7 @@
  * halted guest.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "vcpu/irqchip_internal.h"
 #include "vcpu/vcpu.h"
@@ -293,4 +294,52 @@ void kvm_apic_eoi_highest(struct kvm_vcpu *vcpu)
 	gm_mutex_unlock(&ev->irq_lock);
 	if (irq >= 0)
 		kvm_irqchip_eoi(vcpu, (uint32_t)irq);
+}
+
+/*
+ * The model's numbers 0-255: the vectors of IPIs and the timer.  The MSI
+ * numbers above (GUESTMEM_IRQ_MSI_BASE + vector) are C guests' and stay
+ * out of the register page both ways.
+ */
+#define VEC_WORDS (256 / 64)
+_Static_assert(VEC_WORDS <= KVM_LAPIC_WORDS, "vectors in the model");
+
+void kvm_apic_get_vectors(struct kvm_vcpu *vcpu, uint32_t irr[8], uint32_t isr[8])
+{
+	struct kvm_lapic *apic = kvm_vcpu_lapic_peek(vcpu);
+	struct kvm_eventfds *ev = smp_load_acquire(&vcpu->kvm->eventfds);
+
+	memset(irr, 0, 8 * sizeof(*irr));
+	memset(isr, 0, 8 * sizeof(*isr));
+	if (!apic)
+		return;
+	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
+	for (int i = 0; i < 8; i++) {
+		int w = i / 2, sh = 32 * (i % 2);
+
+		irr[i] = (uint32_t)(apic->irr[w] >> sh);
+		isr[i] = (uint32_t)(apic->isr[w] >> sh);
+	}
+	gm_mutex_unlock(&ev->irq_lock);
+}
+
+void kvm_apic_set_vectors(struct kvm_vcpu *vcpu, const uint32_t irr[8], const uint32_t isr[8])
+{
+	/* Created with the vCPU; NULL only if that allocation failed. */
+	struct kvm_lapic *apic = kvm_vcpu_lapic(vcpu);
+	struct kvm_eventfds *ev = smp_load_acquire(&vcpu->kvm->eventfds);
+
+	if (!apic)
+		return;
+	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
+	for (int w = 0; w < VEC_WORDS; w++) {
+		apic->irr[w] = irr[2 * w] | (uint64_t)irr[2 * w + 1] << 32;
+		apic->isr[w] = isr[2 * w] | (uint64_t)isr[2 * w + 1] << 32;
+	}
+	lapic_update_pending(apic);
+	if (apic->pending) {
+		lapic_wake(apic);
+		kvm_x86_kick(apic->vcpu);
+	}
+	gm_mutex_unlock(&ev->irq_lock);
 }

@@ -19,9 +19,10 @@
  *   KVM_CAP_X86_APIC_BUS_CYCLES_NS says otherwise, the divide
  *   configuration in TDCR), one-shot or periodic.
  *
- * The page is the LAPIC's architectural state for real guest code; the
- * C-guest interrupt model (irqchip.c) keeps its own pending/in-service sets
- * of pin numbers, which are not vectors and do not appear here.
+ * The page is the LAPIC's architectural state for real guest code, except
+ * IRR, ISR and PPR: the interrupt model (lapic.c) is their only copy, and
+ * the page shows them as they are when read (KVM_GET_LAPIC, the guest's
+ * reads); KVM_SET_LAPIC loads IRR and ISR into the model.
  */
 #include <errno.h>
 #include <string.h>
@@ -40,6 +41,7 @@
 #define APIC_DFR 0xe0
 #define APIC_SPIV 0xf0
 #define APIC_ISR 0x100
+#define APIC_IRR 0x200
 #define APIC_LVTT 0x320
 #define APIC_LVT0 0x350
 #define APIC_TMICT 0x380
@@ -143,18 +145,28 @@ static uint32_t lapic_tmcct(struct kvm_vcpu *v)
 	return (uint32_t)(left / div);
 }
 
-/* PPR from TPR and the highest vector in service (apic_update_ppr()). */
-static void lapic_update_ppr(uint8_t *regs)
+/* PPR from TPR and the highest vector in @isr (apic_update_ppr()). */
+static uint32_t lapic_ppr(const uint8_t *regs, const uint32_t isr[8])
 {
 	uint32_t tpr = reg_get(regs, APIC_TASKPRI), isrv = 0;
 
-	for (int i = 7; i >= 0 && !isrv; i--) {
-		uint32_t w = reg_get(regs, APIC_ISR + 0x10 * (unsigned)i);
+	for (int i = 7; i >= 0 && !isrv; i--)
+		if (isr[i])
+			isrv = (uint32_t)i * 32 + 31 - (uint32_t)__builtin_clz(isr[i]);
+	return (tpr & 0xf0) >= (isrv & 0xf0) ? tpr & 0xff : isrv & 0xf0;
+}
 
-		if (w)
-			isrv = (uint32_t)i * 32 + 31 - (uint32_t)__builtin_clz(w);
+/* IRR, ISR and PPR into @page as the model has them now. */
+static void lapic_fill_vectors(struct kvm_vcpu *v, uint8_t *page)
+{
+	uint32_t irr[8], isr[8];
+
+	kvm_apic_get_vectors(v, irr, isr);
+	for (unsigned i = 0; i < 8; i++) {
+		reg_set(page, APIC_IRR + 0x10 * i, irr[i]);
+		reg_set(page, APIC_ISR + 0x10 * i, isr[i]);
 	}
-	reg_set(regs, APIC_PROCPRI, (tpr & 0xf0) >= (isrv & 0xf0) ? tpr & 0xff : isrv & 0xf0);
+	reg_set(page, APIC_PROCPRI, lapic_ppr(page, isr));
 }
 
 int kvm_vcpu_get_lapic(struct kvm_vcpu *v, struct kvm_lapic_state *s)
@@ -162,6 +174,7 @@ int kvm_vcpu_get_lapic(struct kvm_vcpu *v, struct kvm_lapic_state *s)
 	if (!v->arch.lapic_regs)
 		return -EINVAL;
 	memcpy(s->regs, v->arch.lapic_regs, KVM_LAPIC_REGS_SIZE);
+	lapic_fill_vectors(v, (uint8_t *)s->regs);
 	reg_set((uint8_t *)s->regs, APIC_LVR, lapic_version(v));
 	reg_set((uint8_t *)s->regs, APIC_TMCCT, lapic_tmcct(v));
 	/* KVM_CAP_X2APIC_API's 32-bit IDs show the x2APIC ID as it is. */
@@ -174,7 +187,7 @@ int kvm_vcpu_get_lapic(struct kvm_vcpu *v, struct kvm_lapic_state *s)
 int kvm_vcpu_set_lapic(struct kvm_vcpu *v, struct kvm_lapic_state *s)
 {
 	uint8_t *regs = (uint8_t *)s->regs;
-	uint32_t id = v->vcpu_id;
+	uint32_t id = v->vcpu_id, irr[8], isr[8];
 
 	if (!v->arch.lapic_regs)
 		return -EINVAL;
@@ -189,7 +202,15 @@ int kvm_vcpu_set_lapic(struct kvm_vcpu *v, struct kvm_lapic_state *s)
 	memcpy(v->arch.lapic_regs, regs, KVM_LAPIC_REGS_SIZE);
 	regs = v->arch.lapic_regs;
 	reg_set(regs, APIC_LVR, lapic_version(v));
-	lapic_update_ppr(regs);
+	/* IRR and ISR go to the model; the page keeps no copy (nor of PPR). */
+	for (unsigned i = 0; i < 8; i++) {
+		irr[i] = reg_get(regs, APIC_IRR + 0x10 * i);
+		isr[i] = reg_get(regs, APIC_ISR + 0x10 * i);
+		reg_set(regs, APIC_IRR + 0x10 * i, 0);
+		reg_set(regs, APIC_ISR + 0x10 * i, 0);
+	}
+	reg_set(regs, APIC_PROCPRI, 0);
+	kvm_apic_set_vectors(v, irr, isr);
 	/* The restored current count starts the timer; the register reads 0. */
 	v->arch.lapic_timer_first_ns = (uint64_t)reg_get(regs, APIC_TMCCT) * count_ns(v, regs);
 	v->arch.lapic_timer_start_ns = now_ns();
@@ -209,7 +230,6 @@ int kvm_vcpu_set_lapic(struct kvm_vcpu *v, struct kvm_lapic_state *s)
 #define APIC_LVTERR 0x370
 #define APIC_SELF_IPI 0x3f0
 #define APIC_TMR 0x180
-#define APIC_IRR 0x200
 #define APIC_ARBPRI 0x90
 #define APIC_SPIV_ENABLED 0x100U
 #define APIC_SPIV_DIRECTED_EOI 0x1000U
@@ -259,6 +279,25 @@ static bool reg_readable(struct kvm_vcpu *v, unsigned off)
 	}
 }
 
+/* PPR and the eight IRR and ISR registers come from the interrupt model. */
+static bool lapic_vector_reg(struct kvm_vcpu *v, unsigned off, uint32_t *val)
+{
+	bool is_isr = off >= APIC_ISR && off < APIC_ISR + 0x80;
+	bool is_irr = off >= APIC_IRR && off < APIC_IRR + 0x80;
+	uint32_t irr[8], isr[8];
+
+	if (off != APIC_PROCPRI && !is_isr && !is_irr)
+		return false;
+	kvm_apic_get_vectors(v, irr, isr);
+	if (is_irr)
+		*val = irr[(off - APIC_IRR) >> 4];
+	else if (is_isr)
+		*val = isr[(off - APIC_ISR) >> 4];
+	else
+		*val = lapic_ppr(v->arch.lapic_regs, isr);
+	return true;
+}
+
 /* kvm_lapic_reg_read(): 1 for a register that does not exist. */
 static int lapic_reg_read(struct kvm_vcpu *v, unsigned off, uint32_t *val)
 {
@@ -278,7 +317,8 @@ static int lapic_reg_read(struct kvm_vcpu *v, unsigned off, uint32_t *val)
 		*val = x2apic_mode(v) ? v->vcpu_id : reg_get(regs, APIC_ID);
 		return 0;
 	default:
-		*val = reg_get(regs, off);
+		if (!lapic_vector_reg(v, off, val))
+			*val = reg_get(regs, off);
 		return 0;
 	}
 }
@@ -309,7 +349,6 @@ static int lapic_reg_write(struct kvm_vcpu *v, unsigned off, uint32_t val)
 		return 0;
 	case APIC_TASKPRI:
 		reg_set(regs, APIC_TASKPRI, val & 0xff);
-		lapic_update_ppr(regs);
 		return 0;
 	case APIC_EOI:
 		kvm_apic_eoi_highest(v);

@@ -386,7 +386,7 @@ static void seg_base_set(struct kvm_vcpu *v, uint32_t index, uint64_t base)
 }
 
 /* The architectural MSRs with state elsewhere or address checks.  -2: not one. */
-static int msr_write_arch(struct kvm_vcpu *v, uint32_t index, uint64_t data)
+static int msr_write_arch(struct kvm_vcpu *v, uint32_t index, uint64_t data, bool host)
 {
 	switch (index) {
 	case MSR_EFER:
@@ -403,13 +403,22 @@ static int msr_write_arch(struct kvm_vcpu *v, uint32_t index, uint64_t data)
 	case MSR_IA32_CR_PAT:
 		return pat_valid(data) ? msr_store(v, index, data) : 1;
 	case MSR_IA32_TSC:
-		kvm_vcpu_write_tsc(v, data, true);
+		/* The VMM's write may synchronise; the guest's moves offset
+		 * and TSC_ADJUST together (tsc.c). */
+		if (host)
+			kvm_vcpu_write_tsc(v, data, true);
+		else
+			kvm_vcpu_guest_write_tsc(v, data);
 		return 0;
 	case MSR_IA32_TSC_ADJUST:
 		/* Ignored unless the guest has TSC_ADJUST (CPUID 7.0:EBX[1]);
-		 * host writes do not move the TSC. */
-		if (kvm_guest_cpuid_has(v, 7, 0, 1, 1))
+		 * only the guest's writes move the TSC. */
+		if (!kvm_guest_cpuid_has(v, 7, 0, 1, 1))
+			return 0;
+		if (host)
 			v->arch.tsc_adjust = data;
+		else
+			kvm_vcpu_guest_write_tsc_adjust(v, data);
 		return 0;
 	case MSR_FS_BASE:
 	case MSR_GS_BASE:
@@ -535,8 +544,11 @@ static int set_misc_enable(struct kvm_vcpu *v, uint64_t data)
 	return r;
 }
 
-/* Writes: 0 done, 1 refused, -1 unknown MSR (KVM_MSR_RET_UNSUPPORTED). */
-static int msr_write(struct kvm_vcpu *v, uint32_t index, uint64_t data)
+/*
+ * Writes: 0 done, 1 refused, -1 unknown MSR (KVM_MSR_RET_UNSUPPORTED).
+ * @host: KVM_SET_MSRS rather than the guest's WRMSR (host_initiated).
+ */
+static int msr_write(struct kvm_vcpu *v, uint32_t index, uint64_t data, bool host)
 {
 	int r;
 
@@ -545,7 +557,7 @@ static int msr_write(struct kvm_vcpu *v, uint32_t index, uint64_t data)
 	/* The x2APIC registers live in the in-kernel LAPIC (lapic_state.c). */
 	if (index >= 0x800 && index <= 0x8ff)
 		return kvm_x2apic_msr(v, index, true, &data);
-	r = msr_write_arch(v, index, data);
+	r = msr_write_arch(v, index, data, host);
 
 	if (r == -2)
 		r = msr_write_checked(v, index, data);
@@ -666,7 +678,7 @@ int kvm_vcpu_get_msr(struct kvm_vcpu *v, uint32_t index, uint64_t *data)
 
 int kvm_vcpu_set_msr(struct kvm_vcpu *v, uint32_t index, uint64_t data)
 {
-	int r = msr_write(v, index, data);
+	int r = msr_write(v, index, data, true);
 
 	if (r < 0) /* unsupported: writing 0 to an advertised MSR is fine */
 		return !(data == 0 && msr_advertised(index));
@@ -686,17 +698,7 @@ int kvm_vcpu_guest_msr(struct kvm_vcpu *v, uint32_t index, bool write, uint64_t 
 		*data = 0;
 		return 1;
 	}
-	/* The guest's TSC writes move offset and TSC_ADJUST together (tsc.c). */
-	if (write && index == MSR_IA32_TSC && !msr_pv_hidden(v, index)) {
-		kvm_vcpu_guest_write_tsc(v, *data);
-		return 0;
-	}
-	if (write && index == MSR_IA32_TSC_ADJUST) {
-		if (kvm_guest_cpuid_has(v, 7, 0, 1, 1))
-			kvm_vcpu_guest_write_tsc_adjust(v, *data);
-		return 0;
-	}
-	r = write ? msr_write(v, index, *data) : msr_read(v, index, data);
+	r = write ? msr_write(v, index, *data, false) : msr_read(v, index, data);
 	if (r && !write)
 		*data = 0; /* nothing read reaches the guest */
 	return r < 0 ? -1 : r;
@@ -742,7 +744,7 @@ static void msr_filter_free(struct kvm_x86_msr_filter *f)
 
 /* kvm_add_msr_filter(): an empty range is skipped before its flags are looked at. */
 static int msr_filter_add(struct kvm_x86_msr_filter *f, const struct kvm_msr_filter_range *r,
-			  kvm_copy_in_fn copy_in)
+			  kvm_copy_fn copy_in)
 {
 	size_t size;
 	unsigned long *bitmap;
@@ -772,7 +774,7 @@ static int msr_filter_add(struct kvm_x86_msr_filter *f, const struct kvm_msr_fil
 }
 
 int kvm_vm_set_msr_filter(struct kvm *kvm, const struct kvm_msr_filter *filter,
-			  kvm_copy_in_fn copy_in)
+			  kvm_copy_fn copy_in)
 {
 	struct kvm_x86_msr_filter *f, *old;
 	bool empty = true;

@@ -77,6 +77,14 @@ bool kvm_guest_cpuid_has(struct kvm_vcpu *v, uint32_t fn, uint32_t idx, int reg,
 	return r[reg] & (1U << bit);
 }
 
+/* cpuid_get_supported_xcr0(): the guest's leaf 0xD.0 within what KVM offers; 0 without it. */
+uint64_t kvm_guest_supported_xcr0(struct kvm_vcpu *v)
+{
+	const struct kvm_cpuid_entry2 *e = vcpu_cpuid(v, 0xd, 0);
+
+	return e ? (e->eax | (uint64_t)e->edx << 32) & kvm_supported_xcr0() : 0;
+}
+
 /* "GenuineIntel" (or a vendor KVM treats as Intel-compatible: not AMD/Hygon). */
 bool kvm_guest_cpuid_is_intel(struct kvm_vcpu *v)
 {

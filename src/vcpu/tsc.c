@@ -193,3 +193,23 @@ void kvm_vcpu_write_tsc(struct kvm_vcpu *v, uint64_t tsc, bool from_user)
 	v->arch.tsc_offset = offset;
 	gm_mutex_unlock(&tsc_write_lock);
 }
+
+/*
+ * KVM_SET_DEVICE_ATTR KVM_VCPU_TSC_OFFSET (kvm_arch_tsc_set_attr): a VMM
+ * write like MSR_IA32_TSC's, so the VM's synchronisation state records it
+ * and a later KVM_SET_MSRS near this TSC joins this offset.  The offset is
+ * the VM's current one either way (matched or a new generation).
+ */
+void kvm_vcpu_set_tsc_offset(struct kvm_vcpu *v, int64_t offset)
+{
+	struct kvm *kvm = v->kvm;
+
+	gm_mutex_lock(&tsc_write_lock, GM_LOCK_TSC);
+	kvm->arch.user_set_tsc = true;
+	kvm->arch.cur_tsc_offset = offset;
+	kvm->arch.last_tsc_khz = v->arch.virtual_tsc_khz;
+	kvm->arch.last_tsc_write = __rdtsc() + (uint64_t)offset;
+	kvm->arch.last_tsc_nsec = mono_raw_ns();
+	v->arch.tsc_offset = offset;
+	gm_mutex_unlock(&tsc_write_lock);
+}

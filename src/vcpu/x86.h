@@ -72,7 +72,7 @@ struct kvm_vcpu_arch {
 	uint64_t tsc_adjust;
 
 	/* Machine check (x86_state.c, msr.c). */
-	uint64_t mcg_cap, mcg_status, mcg_ctl, mcg_ext_ctl;
+	uint64_t mcg_cap, mcg_status, mcg_ctl;
 	uint64_t mce_banks[KVM_MAX_MCE_BANKS * 4]; /* CTL, STATUS, ADDR, MISC */
 	uint64_t mci_ctl2_banks[KVM_MAX_MCE_BANKS];
 
@@ -144,6 +144,8 @@ void kvm_vcpu_write_tsc(struct kvm_vcpu *v, uint64_t tsc, bool from_user);
 /* The guest's WRMSR of TSC / TSC_ADJUST (each moves the other). */
 void kvm_vcpu_guest_write_tsc(struct kvm_vcpu *v, uint64_t tsc);
 void kvm_vcpu_guest_write_tsc_adjust(struct kvm_vcpu *v, uint64_t val);
+/* KVM_VCPU_TSC_OFFSET: the VMM sets the offset (a synchronising write). */
+void kvm_vcpu_set_tsc_offset(struct kvm_vcpu *v, int64_t offset);
 
 /* ---- state ioctls (x86_state.c) ---------------------------------------- */
 
@@ -153,6 +155,8 @@ void kvm_vcpu_get_events(struct kvm_vcpu *v, struct kvm_vcpu_events *e);
 int kvm_vcpu_set_events(struct kvm_vcpu *v, struct kvm_vcpu_events *e);
 void kvm_vcpu_get_debugregs(struct kvm_vcpu *v, struct kvm_debugregs *d);
 int kvm_vcpu_set_debugregs(struct kvm_vcpu *v, const struct kvm_debugregs *d);
+/* KVM_SET_XCRS: XCR0 only, checked as XSETBV is; -EINVAL as 6.12. */
+int kvm_vcpu_set_xcrs(struct kvm_vcpu *v, const struct kvm_xcrs *x);
 int kvm_vcpu_set_guest_debug(struct kvm_vcpu *v, const struct kvm_guest_debug *dbg);
 /* The XSAVE area as KVM_GET_XSAVE2 writes it: KVM_XSAVE_UABI_SIZE bytes. */
 void kvm_vcpu_get_xsave(struct kvm_vcpu *v, void *buf);
@@ -229,6 +233,8 @@ bool kvm_valid_apic_base(struct kvm_vcpu *v, uint64_t base);
 bool kvm_guest_cpuid_is_intel(struct kvm_vcpu *v);
 /* Guest CPUID bit: @reg 0 eax, 1 ebx, 2 ecx, 3 edx.  False without CPUID. */
 bool kvm_guest_cpuid_has(struct kvm_vcpu *v, uint32_t fn, uint32_t idx, int reg, int bit);
+/* The XCR0 bits the guest's CPUID allows (guest_supported_xcr0). */
+uint64_t kvm_guest_supported_xcr0(struct kvm_vcpu *v);
 
 /* ---- paravirtual interfaces (kvm_pv.c) ------------------------------------------ */
 
@@ -276,14 +282,13 @@ void kvm_coalesced_destroy(struct kvm *kvm);
 
 /* ---- VM scope (msr.c) ------------------------------------------------------ */
 
-/* Copies from the VMM's memory: 0 or -EFAULT (the uAPI layer's copy). */
-typedef int (*kvm_copy_in_fn)(void *dst, const void *src, size_t n);
 /*
  * KVM_X86_SET_MSR_FILTER after the copy-in of @filter; each range's bitmap
- * is still VMM memory, copied with @copy_in in the kernel's order.
+ * is still VMM memory, copied with @copy_in (the uAPI layer's copy from the
+ * VMM: 0 or -EFAULT) in the kernel's order.
  */
 int kvm_vm_set_msr_filter(struct kvm *kvm, const struct kvm_msr_filter *filter,
-			  kvm_copy_in_fn copy_in);
+			  kvm_copy_fn copy_in);
 /* Whether the filter lets the guest access @index (@write: a WRMSR). */
 bool kvm_msr_allowed(struct kvm *kvm, uint32_t index, bool write);
 /* VM destruction frees the x86 state: kvm_arch_destroy_vm() of core/kvm_arch.h. */

@@ -14,6 +14,7 @@
 #include "vcpu/irqchip.h"
 #include "vcpu/vcpu.h"
 #include "vcpu/x86.h"
+#include "vcpu/x86/emulate.h"
 #include "vcpu/x86_run.h"
 #include "lib/lockdep.h"
 
@@ -51,6 +52,8 @@ int kvm_vcpu_arch_init(struct kvm_vcpu *v)
 	if (!a->xsave)
 		return -ENOMEM;
 	xsave_init(a->xsave);
+	/* KVM_GET_XCRS's form: one entry, XCR0, x87 only at reset. */
+	v->xcrs = (struct kvm_xcrs){ .nr_xcrs = 1, .xcrs[0] = { .xcr = 0, .value = 1 } };
 	/* The LAPIC exists iff the irqchip did when the vCPU was created. */
 	if (irqchip_in_kernel(v->kvm)) {
 		a->lapic_regs = calloc(1, KVM_LAPIC_REGS_SIZE);
@@ -230,6 +233,26 @@ int kvm_vcpu_set_events(struct kvm_vcpu *v, struct kvm_vcpu_events *e)
 	if ((e->flags & KVM_VCPUEVENT_VALID_SIPI_VECTOR) && irqchip_in_kernel(v->kvm))
 		ev->sipi_vector = e->sipi_vector;
 	return events_set_late(v, e);
+}
+
+/* ---- XCRs ------------------------------------------------------------------- */
+
+int kvm_vcpu_set_xcrs(struct kvm_vcpu *v, const struct kvm_xcrs *x)
+{
+	if (!kvm_supported_xcr0())
+		return -EINVAL; /* a host without XSAVE */
+	if (x->nr_xcrs > KVM_MAX_XCRS || x->flags)
+		return -EINVAL;
+	/* The first XCR0 entry counts; the others are ignored. */
+	for (uint32_t i = 0; i < x->nr_xcrs; i++) {
+		if (x->xcrs[i].xcr != 0)
+			continue;
+		if (!x86_xcr0_valid(x->xcrs[i].value, kvm_guest_supported_xcr0(v)))
+			return -EINVAL;
+		v->xcrs.xcrs[0].value = x->xcrs[i].value;
+		break;
+	}
+	return 0;
 }
 
 /* ---- debug registers and KVM_SET_GUEST_DEBUG -------------------------------- */

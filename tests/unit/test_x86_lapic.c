@@ -166,6 +166,54 @@ TEST(x2apic_self_ipi_reaches_the_idt_and_eoi_ends_it)
 	vm_close(&m);
 }
 
+static uint32_t lapic_reg(const struct kvm_lapic_state *l, unsigned off)
+{
+	uint32_t v;
+
+	memcpy(&v, l->regs + off, 4);
+	return v;
+}
+
+/* IRR, ISR and PPR are the interrupt model's: an IPI, a restore and an EOI show. */
+TEST(irr_isr_ppr_are_the_models)
+{
+	struct kvm_lapic_state l;
+	uint64_t v;
+	struct vm m;
+
+	vm_open(&m);
+	set_supported_cpuid(&m);
+	ASSERT_EQ(msr_set(&m, MSR_APIC_BASE, APIC_GPA | 0x100 | 0x800 | 0x400), 1);
+	ASSERT_EQ(msr_set(&m, 0x80f, 0x1ff), 1); /* SPIV: software-enabled */
+	/* A self-IPI nobody has taken yet: pending in IRR (vector 0x40). */
+	ASSERT_EQ(msr_set(&m, 0x830, 0x40 | (1ULL << 18)), 1);
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_GET_LAPIC, &l), 0);
+	ASSERT_EQ(lapic_reg(&l, 0x220), 1);
+	ASSERT_EQ(msr_get(&m, 0x822, &v), 1);
+	ASSERT_EQ(v, 1);
+	/* A restore replaces both sets; PPR follows the vector in service. */
+	memset(l.regs + 0x100, 0, 0x80);
+	memset(l.regs + 0x200, 0, 0x80);
+	l.regs[0x120 + 2] = 0x01; /* ISR: vector 0x50 */
+	l.regs[0x230] = 0x02;	  /* IRR: vector 0x61 */
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_SET_LAPIC, &l), 0);
+	memset(&l, 0, sizeof(l));
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_GET_LAPIC, &l), 0);
+	ASSERT_EQ(lapic_reg(&l, 0x220), 0);
+	ASSERT_EQ(lapic_reg(&l, 0x230), 2);
+	ASSERT_EQ(lapic_reg(&l, 0x120), 1U << 16);
+	ASSERT_EQ(lapic_reg(&l, 0xa0), 0x50);
+	ASSERT_EQ(msr_get(&m, 0x80a, &v), 1);
+	ASSERT_EQ(v, 0x50);
+	/* EOI ends it: ISR empty, PPR back to TPR. */
+	ASSERT_EQ(msr_set(&m, 0x80b, 0), 1);
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_GET_LAPIC, &l), 0);
+	ASSERT_EQ(lapic_reg(&l, 0x120), 0);
+	ASSERT_EQ(lapic_reg(&l, 0xa0), 0);
+	ASSERT_EQ(lapic_reg(&l, 0x230), 2);
+	vm_close(&m);
+}
+
 TEST(timer_expiry_wakes_a_halted_guest)
 {
 	static const uint8_t c[] = {

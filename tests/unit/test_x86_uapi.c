@@ -387,6 +387,11 @@ TEST_F(test_device_attr, setup, teardown)
 	off = 0;
 	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_GET_DEVICE_ATTR, &a), 0);
 	ASSERT_EQ(off, 12345);
+	/* A VMM's TSC write within a second of that one joins its offset. */
+	ASSERT_EQ(get_msr(x->vcpu, 0x10, &val), 1);
+	ASSERT_EQ(set_msr(x->vcpu, 0x10, val + 1000), 1);
+	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_GET_DEVICE_ATTR, &a), 0);
+	ASSERT_EQ(off, 12345);
 	a.attr = 1;
 	ASSERT_ERRNO(guestmem_sys_ioctl(x->vcpu, KVM_HAS_DEVICE_ATTR, &a), ENXIO);
 	a.attr = 0, a.group = 1;
@@ -676,6 +681,53 @@ TEST_F(test_xsave, setup, teardown)
 	ASSERT_EQ(b2[160], 0xa5);
 	ASSERT_ERRNO(guestmem_sys_ioctl(x->vcpu, KVM_SET_XSAVE, NULL), EFAULT);
 	ASSERT_ERRNO(guestmem_sys_ioctl(x->vcpu, KVM_GET_XSAVE2, NULL), EFAULT);
+}
+
+/* KVM_GET/SET_XCRS: XCR0 alone, x87 at reset, checked as XSETBV checks it. */
+TEST_F(test_xcrs, setup, teardown)
+{
+	struct fx *x = *state;
+	static struct cpuid_buf c;
+	struct kvm_xcrs r, w;
+	uint64_t supp = 0;
+	struct kvm_device_attr a = { .addr = (uint64_t)(uintptr_t)&supp };
+
+	ASSERT_EQ(guestmem_sys_ioctl(x->kvm, KVM_GET_DEVICE_ATTR, &a), 0);
+	memset(&r, 0xa5, sizeof(r));
+	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_GET_XCRS, &r), 0);
+	ASSERT_EQ(r.nr_xcrs, 1);
+	ASSERT_EQ(r.flags, 0);
+	ASSERT_EQ(r.xcrs[0].xcr, 0);
+	ASSERT_EQ(r.xcrs[0].value, 1);
+	ASSERT_EQ(r.xcrs[1].value, 0); /* the rest zeroed */
+	memset(&w, 0, sizeof(w));
+	w.nr_xcrs = 1;
+	w.xcrs[0].value = 3;
+	/* Before KVM_SET_CPUID2 the guest may have x87 only. */
+	ASSERT_ERRNO(guestmem_sys_ioctl(x->vcpu, KVM_SET_XCRS, &w), EINVAL);
+	supported_cpuid(x->kvm, &c);
+	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_SET_CPUID2, &c), 0);
+	w.flags = 1;
+	ASSERT_ERRNO(guestmem_sys_ioctl(x->vcpu, KVM_SET_XCRS, &w), EINVAL);
+	w.flags = 0;
+	w.nr_xcrs = KVM_MAX_XCRS + 1;
+	ASSERT_ERRNO(guestmem_sys_ioctl(x->vcpu, KVM_SET_XCRS, &w), EINVAL);
+	w.nr_xcrs = 1;
+	w.xcrs[0].value = 2; /* no x87 */
+	ASSERT_ERRNO(guestmem_sys_ioctl(x->vcpu, KVM_SET_XCRS, &w), EINVAL);
+	w.xcrs[0].value = 5; /* AVX without SSE */
+	ASSERT_ERRNO(guestmem_sys_ioctl(x->vcpu, KVM_SET_XCRS, &w), EINVAL);
+	/* Other XCRs are ignored; the first XCR0 entry counts. */
+	w.nr_xcrs = 3;
+	w.xcrs[0] = (struct kvm_xcr){ .xcr = 1, .value = 0x55 };
+	w.xcrs[1] = (struct kvm_xcr){ .xcr = 0, .value = supp & 7 };
+	w.xcrs[2] = (struct kvm_xcr){ .xcr = 0, .value = 2 };
+	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_SET_XCRS, &w), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_GET_XCRS, &r), 0);
+	ASSERT_EQ(r.nr_xcrs, 1);
+	ASSERT_EQ(r.xcrs[0].value, supp & 7);
+	ASSERT_ERRNO(guestmem_sys_ioctl(x->vcpu, KVM_SET_XCRS, NULL), EFAULT);
+	ASSERT_ERRNO(guestmem_sys_ioctl(x->vcpu, KVM_GET_XCRS, NULL), EFAULT);
 }
 
 /* ---- events ------------------------------------------------------------------------------ */

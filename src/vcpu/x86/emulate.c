@@ -1023,14 +1023,13 @@ static int em_cpuid(struct run *rn)
 	return X86_EMU_DONE;
 }
 
-/* 6.12's __kvm_set_xcr rules. */
-static bool xcr0_valid(struct run *rn, uint64_t x)
+bool x86_xcr0_valid(uint64_t x, uint64_t supported)
 {
 	if (!(x & XFEATURE_FP))
 		return false;
 	if ((x & XFEATURE_YMM) && !(x & XFEATURE_SSE))
 		return false;
-	if (x & ~(rn->emu->model->xcr0_supported | XFEATURE_FP))
+	if (x & ~(supported | XFEATURE_FP))
 		return false;
 	if (!(x & (1ull << 3)) != !(x & (1ull << 4)))
 		return false;
@@ -1048,7 +1047,7 @@ static int em_xsetbv(struct run *rn)
 
 	if (!(rn->w.cr4 & X86_CR4_OSXSAVE))
 		return UD(rn); /* before the CPL check, as on the CPU */
-	if (!privileged(rn) || (uint32_t)rn->w.gpr[X86_RCX] != 0 || !xcr0_valid(rn, v))
+	if (!privileged(rn) || (uint32_t)rn->w.gpr[X86_RCX] != 0 || !x86_xcr0_valid(v, rn->emu->model->xcr0_supported))
 		return GP(rn, 0);
 	rn->w.xcr0 = v;
 	rn->res->effects |= X86_FX_XCR0;

@@ -249,6 +249,10 @@ struct x86_emu {
 void x86_emu_init(struct x86_emu *emu, const struct x86_emu_ops *ops, void *ctx,
 		  const struct x86_cpu_model *model, uint8_t *pio_data);
 
+/* 6.12's __kvm_set_xcr rules for XCR0, @supported the guest's XCR0 bits
+ * (XSETBV and KVM_SET_XCRS alike). */
+bool x86_xcr0_valid(uint64_t xcr0, uint64_t supported);
+
 /* The mode to decode in, or -1 for states the backend does not run (real
  * mode, virtual-8086). */
 int x86_cpu_mode(const struct x86_regs *regs);
