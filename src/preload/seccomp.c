@@ -727,7 +727,7 @@ static void gm_sc_mm(const struct seccomp_notif *n)
 	const __u64 *a = n->data.args;
 	void *tok = NULL;
 	long ret;
-	int err = 0;
+	int err = 0, done;
 
 	if (!gm_sc_id_valid(n->id))
 		return;
@@ -745,6 +745,11 @@ static void gm_sc_mm(const struct seccomp_notif *n)
 		break;
 	case SYS_madvise:
 		tok = gm_uapi_madvise_pre((void *)a[0], a[1], (int)a[2]);
+		/* What the madvise wrapper does: converted RAM reads back zeros. */
+		if (gm_uapi_madvise_discard((void *)a[0], a[1], (int)a[2], &done)) {
+			ret = done;
+			goto out;
+		}
 		break;
 	case SYS_mprotect:
 		tok = gm_uapi_mprotect_pre((void *)a[0], a[1]);
@@ -755,6 +760,7 @@ call:
 	ret = GM_RAW_SYSCALL(n->data.nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 	if (ret == -1)
 		err = errno;
+out:
 	gm_uapi_mm_post(tok);
 	gm_sc_send(n->id, ret, err, false);
 }
