@@ -30,6 +30,7 @@
 #include "gmemfd.h"
 #include "lib/compiler.h"
 #include "lib/lockdep.h"
+#include "lib/procfile.h"
 #include "lib/rcu.h"
 #include "lib/sys_raw.h"
 
@@ -240,43 +241,6 @@ static int shram_add_seg(struct kvm_shram_rec **rp, uint64_t start, uint64_t end
 
 /* ---- /proc/self/maps ----------------------------------------------------- */
 
-/* Read a whole /proc file (NUL-terminated) with raw calls; NULL on failure. */
-static char *read_proc_file(const char *path)
-{
-	size_t cap = 64 << 10, len = 0;
-	char *buf = malloc(cap), *n;
-	int fd = gm_raw_open(path, O_RDONLY | O_CLOEXEC, 0);
-	ssize_t got;
-
-	if (fd < 0 || !buf)
-		goto fail;
-	for (;;) {
-		if (cap - len < 4096) {
-			n = realloc(buf, cap * 2);
-			if (!n)
-				goto fail;
-			buf = n;
-			cap *= 2;
-		}
-		got = gm_raw_read(fd, buf + len, cap - len - 1);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0)
-			goto fail;
-		if (got == 0)
-			break;
-		len += (size_t)got;
-	}
-	gm_raw_close(fd);
-	buf[len] = '\0';
-	return buf;
-fail:
-	if (fd >= 0)
-		gm_raw_close(fd);
-	free(buf);
-	return NULL;
-}
-
 enum piece_kind {
 	PIECE_HOLE,	   /* nothing mapped */
 	PIECE_ANON,	   /* anonymous private memory: converted */
@@ -481,7 +445,7 @@ static int snap_read(struct maps_snap *s)
 
 	snap_drop(s);
 	s->gen = __atomic_load_n(&gm_shram_gen, __ATOMIC_ACQUIRE);
-	s->maps = read_proc_file("/proc/self/maps");
+	s->maps = gm_read_proc_file("/proc/self/maps", SIZE_MAX);
 	if (!s->maps)
 		return -EOPNOTSUPP;
 	r = parse_vmas(s->maps, &s->vmas);
@@ -649,7 +613,7 @@ static void shram_atfork_parent(void)
 static void shram_atfork_child(void)
 {
 	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-	char *maps = gm_shfiles_ours ? read_proc_file("/proc/self/maps") : NULL;
+	char *maps = gm_shfiles_ours ? gm_read_proc_file("/proc/self/maps", SIZE_MAX) : NULL;
 
 	for (char *line = maps, *nl; line && *line; line = nl ? nl + 1 : NULL) {
 		unsigned long long vs, ve, off, ino;
@@ -897,7 +861,7 @@ static struct gm_shfile *convert_anon_locked(const struct piece *ps, size_t firs
 	/* Read before the VMAs change; NULL only leaves the flags out. */
 	if (!snap->smaps_tried) {
 		snap->smaps_tried = true;
-		snap->smaps = read_proc_file("/proc/self/smaps");
+		snap->smaps = gm_read_proc_file("/proc/self/smaps", SIZE_MAX);
 		snap_index_smaps(snap);
 	}
 	/* From here on the maps change: by us only, if the snapshot was current. */
@@ -1149,7 +1113,7 @@ void kvm_shram_hva_changed(uint64_t start, uint64_t end)
 	for (struct gm_shfile *f = gm_shfiles; f; f = f->next)
 		any |= f->mapped && f->lo < end && start < f->hi;
 	if (any)
-		maps = read_proc_file("/proc/self/maps");
+		maps = gm_read_proc_file("/proc/self/maps", SIZE_MAX);
 	for (struct gm_shfile *f = gm_shfiles, *next; maps && f; f = next) {
 		next = f->next;
 		if (f->mapped && f->lo < end && start < f->hi &&
@@ -1280,7 +1244,7 @@ bool kvm_shram_discard(uint64_t start, uint64_t end)
 	for (struct gm_shfile *f = gm_shfiles; f; f = f->next)
 		any |= f->ours && f->mapped && f->lo < end && start < f->hi;
 	if (any)
-		maps = read_proc_file("/proc/self/maps");
+		maps = gm_read_proc_file("/proc/self/maps", SIZE_MAX);
 	if (!maps || parse_maps(maps, start, end, &ps))
 		all = false;
 	for (size_t i = 0; maps && i < ps.nr; i++) {

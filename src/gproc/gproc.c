@@ -85,7 +85,7 @@ static int ctl_request_locked(struct gp_vm *vm, const struct gp_req *q, const in
 		memcpy(CMSG_DATA(&cbuf.h), fds, nfds * sizeof(int));
 	}
 	do
-		r = syscall(SYS_sendmsg, vm->ctl, &mh, MSG_NOSIGNAL);
+		r = GM_RAW_SYSCALL(SYS_sendmsg, vm->ctl, &mh, MSG_NOSIGNAL);
 	while (r < 0 && errno == EINTR);
 	if (r != (ssize_t)sizeof(*q))
 		return r < 0 && errno == EBADF ? -EBADF : -EIO;

@@ -1,34 +1,24 @@
 // SPDX-License-Identifier: MIT
 #include "cpuinfo.h"
 
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "sys_raw.h"
+#include "procfile.h"
 
 /* The first processor's block; its longest line ("flags", "bugs") fits. */
 #define CPUINFO_HEAD 16384
 
 bool gm_cpuinfo_field(const char *key, char *out, size_t size)
 {
-	char *buf = malloc(CPUINFO_HEAD + 1);
-	size_t klen = strlen(key), len = 0;
+	char *buf = gm_read_proc_file("/proc/cpuinfo", CPUINFO_HEAD);
+	size_t klen = strlen(key);
 	bool found = false;
 	char *line;
-	ssize_t n;
-	int fd;
 
-	fd = buf ? gm_raw_open("/proc/cpuinfo", O_RDONLY | O_CLOEXEC, 0) : -1;
-	if (fd < 0) {
-		free(buf);
+	if (!buf)
 		return false;
-	}
-	while (len < CPUINFO_HEAD && (n = gm_raw_read(fd, buf + len, CPUINFO_HEAD - len)) > 0)
-		len += (size_t)n;
-	gm_raw_close(fd);
-	buf[len] = '\0';
 	/* Lines are "key<tabs>: value"; the first blank line ends processor 0. */
 	for (line = buf; !found && line && *line && *line != '\n'; ) {
 		char *next = strchr(line, '\n'), *colon = strchr(line, ':');

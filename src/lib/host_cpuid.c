@@ -17,7 +17,6 @@
 
 /* Written once before main (the preload's constructor), read after. */
 static bool gm_faulting;
-static enum gm_x86_vendor gm_presented;
 
 static void raw_cpuid(uint32_t leaf, uint32_t sub, uint32_t out[4])
 {
@@ -97,7 +96,7 @@ bool gm_hypercall_traps(enum gm_x86_vendor vendor)
 	return !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
-enum gm_x86_vendor gm_vendor_choice(void)
+static enum gm_x86_vendor gm_vendor_choice(void)
 {
 	const char *set = getenv("GUESTMEM_CPU_VENDOR");
 	enum gm_x86_vendor host = gm_host_vendor();
@@ -117,12 +116,14 @@ enum gm_x86_vendor gm_vendor_choice(void)
 
 enum gm_x86_vendor gm_cpu_vendor(void)
 {
-	/* 0: not chosen yet, else vendor + 1; racing first callers agree. */
+	/*
+	 * 0: not chosen yet, else vendor + 1; racing first callers agree.  The
+	 * preload's constructor makes the first call, before main: the vendor
+	 * it presents is this one.
+	 */
 	static int chosen;
 	int c;
 
-	if (__atomic_load_n(&gm_faulting, __ATOMIC_ACQUIRE))
-		return gm_presented;
 	c = __atomic_load_n(&chosen, __ATOMIC_RELAXED);
 	if (!c) {
 		c = (int)gm_vendor_choice() + 1;
@@ -140,10 +141,8 @@ void gm_vendor_regs(enum gm_x86_vendor v, uint32_t *ebx, uint32_t *edx, uint32_t
 	memcpy(ecx, s + 8, 4);
 }
 
-void gm_host_cpuid_faulting_on(enum gm_x86_vendor presented)
+void gm_host_cpuid_faulting_on(void)
 {
-	gm_presented = presented;
-	/* Release: gm_cpu_vendor()'s acquire sees gm_presented. */
 	__atomic_store_n(&gm_faulting, true, __ATOMIC_RELEASE);
 }
 

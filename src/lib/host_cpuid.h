@@ -53,13 +53,12 @@ enum gm_x86_vendor gm_host_vendor(void);
  * The vendor guestmem presents (KVM_GET_SUPPORTED_CPUID, the vendor module,
  * which hypercall instruction is the guest's own): GUESTMEM_CPU_VENDOR, by
  * default the host's unless the host's hypercall instruction does not
- * trap at CPL3, then the other vendor's (gm_vendor_choice(), decided once).
+ * trap at CPL3, then the other vendor's; decided once.
  * Under `guestmem exec` the VMM's own CPUID shows the same
  * (preload/cpuid_fault.c); through the C library alone it still shows the
  * host's.
  */
 enum gm_x86_vendor gm_cpu_vendor(void);
-enum gm_x86_vendor gm_vendor_choice(void);
 /* Whether @vendor's hypercall instruction traps at CPL3 on this host. */
 bool gm_hypercall_traps(enum gm_x86_vendor vendor);
 
@@ -68,10 +67,10 @@ void gm_vendor_regs(enum gm_x86_vendor v, uint32_t *ebx, uint32_t *edx, uint32_t
 
 /*
  * Called once by the preload before the program's main: CPUID faults in
- * every thread of this process from now on (inherited by new threads), and
- * @presented is the vendor the process is shown.
+ * every thread of this process from now on (inherited by new threads); the
+ * process is shown gm_cpu_vendor().
  */
-void gm_host_cpuid_faulting_on(enum gm_x86_vendor presented);
+void gm_host_cpuid_faulting_on(void);
 bool gm_host_cpuid_faulting(void);
 
 #endif

@@ -37,6 +37,8 @@
 
 #include <errno.h>
 
+#include "syscall_insn.h"
+
 struct statx;
 
 #if defined(__x86_64__)
@@ -44,15 +46,8 @@ struct statx;
 static inline long gm_raw_syscall6(long nr, long a1, long a2, long a3, long a4, long a5,
 				   long a6)
 {
-	register long r10 __asm__("r10") = a4;
-	register long r8 __asm__("r8") = a5;
-	register long r9 __asm__("r9") = a6;
-	long ret;
+	long ret = gm_syscall_insn6(nr, a1, a2, a3, a4, a5, a6);
 
-	__asm__ volatile("syscall"
-			 : "=a"(ret)
-			 : "a"(nr), "D"(a1), "S"(a2), "d"(a3), "r"(r10), "r"(r8), "r"(r9)
-			 : "rcx", "r11", "memory");
 	if ((unsigned long)ret > -4096UL) {
 		errno = (int)-ret;
 		return -1;

@@ -116,7 +116,7 @@ static void gm_cpuid_sigsegv(int sig, siginfo_t *si, void *ucv)
 __attribute__((constructor(101))) static void gm_cpu_vendor_init(void)
 {
 	const char *set = getenv("GUESTMEM_CPU_VENDOR");
-	enum gm_x86_vendor host = gm_host_vendor(), want = gm_vendor_choice();
+	enum gm_x86_vendor host = gm_host_vendor(), want = gm_cpu_vendor();
 	struct sigaction sa = { .sa_sigaction = gm_cpuid_sigsegv,
 				.sa_flags = SA_SIGINFO | SA_ONSTACK };
 
@@ -131,7 +131,7 @@ __attribute__((constructor(101))) static void gm_cpu_vendor_init(void)
 	/* Our handler replaces whatever is installed; that becomes the VMM's. */
 	sigemptyset(&sa.sa_mask);
 	real_sigaction(SIGSEGV, &sa, &gm_vmm_segv);
-	gm_host_cpuid_faulting_on(want);
+	gm_host_cpuid_faulting_on();
 }
 
 /* ---- SIGSEGV stays the VMM's --------------------------------------------------- */

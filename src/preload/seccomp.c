@@ -40,7 +40,7 @@
  *     through process_vm_readv/writev, so a bad pointer is EFAULT); a new
  *     object's fd is created in the shared table and returned in val.  It
  *     runs in a worker thread: KVM_RUN blocks.
- *   - an address-space call: the listener opens the mmu-notifier
+ *   - an address-space call: a worker opens the mmu-notifier
  *     invalidation, performs the call itself (the mm is the same), closes
  *     the invalidation and returns the call's result.  Doing it here rather
  *     than answering CONTINUE keeps the bracket exact: with CONTINUE the
@@ -634,7 +634,14 @@ static pthread_cond_t gm_sc_pool_cv = PTHREAD_COND_INITIALIZER;
 static struct gm_sc_work *gm_sc_queue, **gm_sc_queue_tail = &gm_sc_queue;
 static int gm_sc_nr_idle; /* idle workers not yet reserved for an item */
 
-/* One routed fd call: it may block (KVM_RUN). */
+static bool gm_sc_is_mm(int nr)
+{
+	return nr == SYS_munmap || nr == SYS_mremap || nr == SYS_madvise || nr == SYS_mprotect;
+}
+
+static void gm_sc_mm(const struct seccomp_notif *n);
+
+/* One routed fd or address-space call: it may block (KVM_RUN). */
 static void gm_sc_serve(struct gm_sc_work *w)
 {
 	const struct seccomp_data *d = &w->n.data;
@@ -643,6 +650,10 @@ static void gm_sc_serve(struct gm_sc_work *w)
 	int err = 0;
 
 	gm_uapi_in_library = 0;
+	if (gm_sc_is_mm(d->nr)) {
+		gm_sc_mm(&w->n);
+		goto out;
+	}
 	if (!gm_sc_id_valid(w->n.id))
 		goto out;
 	if (d->nr == SYS_ioctl && (unsigned int)d->args[1] == KVM_RUN) {
@@ -716,7 +727,7 @@ static void gm_sc_mm(const struct seccomp_notif *n)
 	const __u64 *a = n->data.args;
 	void *tok = NULL;
 	long ret;
-	int err = 0;
+	int err = 0, done;
 
 	if (!gm_sc_id_valid(n->id))
 		return;
@@ -734,6 +745,11 @@ static void gm_sc_mm(const struct seccomp_notif *n)
 		break;
 	case SYS_madvise:
 		tok = gm_uapi_madvise_pre((void *)a[0], a[1], (int)a[2]);
+		/* What the madvise wrapper does: converted RAM reads back zeros. */
+		if (gm_uapi_madvise_discard((void *)a[0], a[1], (int)a[2], &done)) {
+			ret = done;
+			goto out;
+		}
 		break;
 	case SYS_mprotect:
 		tok = gm_uapi_mprotect_pre((void *)a[0], a[1]);
@@ -744,6 +760,7 @@ call:
 	ret = GM_RAW_SYSCALL(n->data.nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 	if (ret == -1)
 		err = errno;
+out:
 	gm_uapi_mm_post(tok);
 	gm_sc_send(n->id, ret, err, false);
 }
@@ -817,12 +834,20 @@ static void gm_sc_dispatch(const struct seccomp_notif *n)
 		gm_sc_foreign(n);
 		return;
 	}
-	switch (n->data.nr) {
-	case SYS_munmap:
-	case SYS_mremap:
-	case SYS_madvise:
-	case SYS_mprotect:
-		gm_sc_mm(n);
+	/*
+	 * Address-space calls run in a worker too: the mmu notifier may wait
+	 * for the guest process (gproc.c unmaps the range there), whose own
+	 * munmap is routed here (it inherited the filter) and must find the
+	 * listener free.  Without a worker, here: the call must be made.
+	 */
+	if (gm_sc_is_mm(n->data.nr)) {
+		w = malloc(sizeof(*w));
+		if (w)
+			w->n = *n;
+		if (!w || !gm_sc_queue_work(w)) {
+			free(w);
+			gm_sc_mm(n);
+		}
 		return;
 	}
 	/* Most fds are not ours: answer those here, without a thread. */

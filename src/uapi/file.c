@@ -79,8 +79,13 @@ static int gm_busy_tid[GM_BUSY_SLOTS];
 static __thread int gm_busy_slot = -1;
 static __thread int gm_self_tid;
 
-void gm_uapi_busy_mark(void)
+int gm_uapi_enter(void)
 {
+	int saved = gm_uapi_in_library;
+
+	gm_uapi_in_library = 1;
+	if (saved)
+		return saved;
 	if (!gm_self_tid)
 		gm_self_tid = (int)syscall(SYS_gettid);
 	for (int i = 0; i < GM_BUSY_SLOTS; i++) {
@@ -90,13 +95,17 @@ void gm_uapi_busy_mark(void)
 		if (__atomic_compare_exchange_n(&gm_busy_tid[i], &free_tid, gm_self_tid, false,
 						__ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
 			gm_busy_slot = i;
-			return;
+			break;
 		}
 	}
+	return saved;
 }
 
-void gm_uapi_busy_clear(void)
+void gm_uapi_leave(int saved)
 {
+	gm_uapi_in_library = saved;
+	if (saved)
+		return;
 	if (gm_busy_slot >= 0)
 		__atomic_store_n(&gm_busy_tid[gm_busy_slot], 0, __ATOMIC_RELEASE);
 	gm_busy_slot = -1;
@@ -125,11 +134,10 @@ void gm_file_put(struct gm_file *f)
 	/* acq_rel: the releasing thread sees every write of the other users. */
 	if (__atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL))
 		return;
-	int saved = gm_uapi_in_library;
-	gm_uapi_in_library = 1;
+	int saved = gm_uapi_enter();
 	if (f->ops->release)
 		f->ops->release(f);
-	gm_uapi_in_library = saved;
+	gm_uapi_leave(saved);
 	/*
 	 * Released: counted as gone before the peer fd closes, so that a
 	 * thread which sees the fd count drop also sees the object gone.

@@ -122,19 +122,21 @@ struct kvm_mn_token *gm_uapi_hva_start(uint64_t start, uint64_t end)
 		return NULL;
 	if (!gm_hva_intersects(start, end))
 		return NULL;
-	gm_uapi_in_library = 1;
+	gm_uapi_enter();
 	t = kvm_mmu_notifier_start_all(start, end);
-	gm_uapi_in_library = 0;
+	gm_uapi_leave(0);
 	return t;
 }
 
 void gm_uapi_hva_end(struct kvm_mn_token *t)
 {
+	int saved;
+
 	if (!t)
 		return;
-	gm_uapi_in_library = 1;
+	saved = gm_uapi_enter();
 	kvm_mmu_notifier_end_all(t);
-	gm_uapi_in_library = 0;
+	gm_uapi_leave(saved);
 }
 
 void gm_uapi_hva_invalidate(uint64_t start, uint64_t end)

@@ -28,17 +28,8 @@
 #define GM_PAGE_ALIGN_UP(x) (((x) + 4095) & ~(uint64_t)4095)
 
 /* Mark the library as running on this thread (the hva hooks skip). */
-#define GM_ENTER()                                         \
-	int gm_saved_in_library_ = gm_uapi_in_library;     \
-	if (!gm_saved_in_library_)                         \
-		gm_uapi_busy_mark();                       \
-	gm_uapi_in_library = 1
-#define GM_LEAVE()                                         \
-	do {                                               \
-		gm_uapi_in_library = gm_saved_in_library_; \
-		if (!gm_saved_in_library_)                 \
-			gm_uapi_busy_clear();              \
-	} while (0)
+#define GM_ENTER() int gm_saved_in_library_ = gm_uapi_enter()
+#define GM_LEAVE() gm_uapi_leave(gm_saved_in_library_)
 
 static long gm_ret(long r)
 {
@@ -611,9 +602,9 @@ bool gm_uapi_madvise_discard(void *addr, size_t len, int advice, int *ret)
 	if (!len || !GM_PAGE_ALIGNED(a) || len > UINTPTR_MAX - a - GM_PAGE_SIZE ||
 	    gm_uapi_in_library)
 		return false;
-	gm_uapi_in_library = 1;
+	gm_uapi_enter();
 	all = kvm_shram_discard(a, a + GM_PAGE_ALIGN_UP(len));
-	gm_uapi_in_library = 0;
+	gm_uapi_leave(0);
 	if (!all || advice != MADV_FREE)
 		return false;
 	*ret = 0;

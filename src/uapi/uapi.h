@@ -135,10 +135,14 @@ void gm_anon_inode_stat(struct stat *st);
 
 /* Per-thread guard: set while the library itself runs (hva hooks skip). */
 extern __thread int gm_uapi_in_library __attribute__((tls_model("initial-exec")));
-/* The outermost entry of a thread into the library, and its leaving: the
- * seccomp listener asks gm_uapi_tid_in_library() about a caller (file.c). */
-void gm_uapi_busy_mark(void);
-void gm_uapi_busy_clear(void);
+/*
+ * Entering the library on this thread (sets the guard; returns its old
+ * value for gm_uapi_leave()) and leaving it: the outermost entry also
+ * records the thread for gm_uapi_tid_in_library(), which the seccomp
+ * listener asks about a caller (file.c).
+ */
+int gm_uapi_enter(void);
+void gm_uapi_leave(int saved);
 bool gm_uapi_tid_in_library(int tid);
 
 /* ---- user memory (src/uapi/usercopy.c) ------------------------------- */

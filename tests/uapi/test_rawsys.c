@@ -17,6 +17,9 @@
  *    the kernel's errno with GUESTMEM_SECCOMP=files, and never a hang;
  *  - what is not ours still works: fallocate and ioctl on a regular file, a
  *    fork child's and an exec'd program's memory calls.
+ *  - `test_rawsys-exec madvise` (no C guest: machine code, so memslot RAM
+ *    is converted to a shared mapping): a raw madvise DONTNEED or FREE of
+ *    that RAM reads back zeros, as through the madvise wrapper.
  *
  * The cases run in this one process, one after the other: the harness's
  * fork per case would put each in a child, whose raw calls the listener
@@ -483,12 +486,89 @@ static void other_process_cases(void)
 	      "status 0x%x", st);
 }
 
-int main(void)
+/* ---- madvise of converted RAM ----------------------------------------- */
+
+/*
+ * Run without a C guest: the vCPU's first KVM_RUN of machine code (a HLT)
+ * makes memslot RAM MAP_SHARED (src/core/gmemfd.h).  A raw madvise that
+ * drops pages must then act as on anonymous memory, as the madvise
+ * wrapper does: DONTNEED reads back zeros, FREE (which the host refuses
+ * on a shared mapping) succeeds and zeroes too.
+ */
+static void put64(char *mem, uint64_t gpa, uint64_t v)
+{
+	memcpy(mem + gpa, &v, 8);
+}
+
+static void madvise_converted_cases(void)
+{
+	char *ram = mmap(NULL, MSZ, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct kvm_segment cs = { .limit = 0xffffffff, .selector = 8, .type = 11, .present = 1,
+				  .s = 1, .l = 1, .g = 1 };
+	struct kvm_segment ds = { .limit = 0xffffffff, .selector = 0x10, .type = 3, .present = 1,
+				  .s = 1, .db = 1, .g = 1 };
+	char *p = ram + 0x40000; /* the pages madvised */
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+	struct vm m;
+	long r;
+
+	if (ram == MAP_FAILED)
+		die("mmap");
+	/* 64-bit paging: gpa 0-2 MiB mapped 1:1 by one large page; hlt at 0x10000. */
+	put64(ram, 0x1000, 0x2000 | 3);
+	put64(ram, 0x2000, 0x3000 | 3);
+	put64(ram, 0x3000, 0x000000 | 0x83);
+	put64(ram, 0x6008, 0x00af9b000000ffffULL);
+	put64(ram, 0x6010, 0x00cf93000000ffffULL);
+	ram[0x10000] = (char)0xf4;
+	memset(p, 'm', 3 * 4096);
+	vm_open(&m, ram);
+	if (ioctl(m.vcpu, KVM_GET_SREGS, &sregs) || ioctl(m.vcpu, KVM_GET_REGS, &regs))
+		die("KVM_GET_SREGS");
+	sregs.cs = cs;
+	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = ds;
+	sregs.tr = (struct kvm_segment){ .limit = 0x67, .type = 11, .present = 1 };
+	sregs.gdt.base = 0x6000;
+	sregs.gdt.limit = 23;
+	sregs.cr0 = 0x80050033;
+	sregs.cr3 = 0x1000;
+	sregs.cr4 = 0x620;
+	sregs.efer = 0x500;
+	regs.rip = 0x10000;
+	regs.rsp = 0x30000;
+	regs.rflags = 2;
+	if (ioctl(m.vcpu, KVM_SET_SREGS, &sregs) || ioctl(m.vcpu, KVM_SET_REGS, &regs))
+		die("KVM_SET_SREGS");
+	r = ioctl(m.vcpu, KVM_RUN, 0);
+	check(r == 0 && m.run->exit_reason == KVM_EXIT_HLT, "a machine-code guest runs to HLT",
+	      "KVM_RUN %s, exit %u", res(r, errno), m.run->exit_reason);
+	EXPECT("raw madvise(MADV_DONTNEED) of converted guest RAM",
+	       syscall(SYS_madvise, p, 4096, MADV_DONTNEED), "0");
+	check(p[0] == 0 && p[4095] == 0 && p[4096] == 'm',
+	      "MADV_DONTNEED: the page reads back zeros, its neighbour is kept", "got %#x, %#x",
+	      p[0], p[4096]);
+	EXPECT("raw madvise(MADV_FREE) of converted guest RAM",
+	       syscall(SYS_madvise, p + 4096, 4096, MADV_FREE), "0");
+	check(p[4096] == 0 && p[2 * 4096] == 'm',
+	      "MADV_FREE: the page reads back zeros, its neighbour is kept", "got %#x, %#x",
+	      p[4096], p[2 * 4096]);
+	vm_close(&m);
+	munmap(ram, MSZ);
+}
+
+int main(int argc, char **argv)
 {
 	const char *mode = getenv("GUESTMEM_SECCOMP");
 
-	files_mode = mode && !strcmp(mode, "files");
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc > 1 && !strcmp(argv[1], "madvise")) {
+		madvise_converted_cases();
+		printf("1..%d\n", nr_test);
+		return nr_failed ? 1 : 0;
+	}
+
+	files_mode = mode && !strcmp(mode, "files");
 	run_while("raw munmap of memslot memory while the vCPU runs", CH_MUNMAP);
 #ifdef __SANITIZE_ADDRESS__
 	/* ASan's free() keeps the memory (quarantine): no munmap to route. */

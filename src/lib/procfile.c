@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: MIT
+#include "procfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+
+#include "compiler.h"
+#include "sys_raw.h"
+
+char *gm_read_proc_file(const char *path, size_t max)
+{
+	size_t cap = max < ((size_t)64 << 10) ? max + 1 : (size_t)64 << 10, len = 0;
+	char *buf = malloc(cap), *n;
+	int fd = buf ? gm_raw_open(path, O_RDONLY | O_CLOEXEC, 0) : -1;
+	ssize_t got;
+
+	if (fd < 0)
+		goto fail;
+	while (len < max) {
+		/* /proc files report no size: grow while reads keep coming. */
+		if (cap - len < 4096 && cap <= max) {
+			n = realloc(buf, cap * 2);
+			if (!n)
+				goto fail;
+			buf = n;
+			cap *= 2;
+		}
+		got = gm_raw_read(fd, buf + len, GM_MIN(cap - len - 1, max - len));
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			goto fail;
+		if (got == 0)
+			break;
+		len += (size_t)got;
+	}
+	gm_raw_close(fd);
+	buf[len] = '\0';
+	return buf;
+fail:
+	if (fd >= 0)
+		gm_raw_close(fd);
+	free(buf);
+	return NULL;
+}
