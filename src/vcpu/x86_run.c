@@ -292,98 +292,23 @@ static void cpu_out(struct kvm_vcpu *v, const struct gp_cpu *c)
 /* ---- guest memory: the walk and stage-2, VMM side --------------------------------- */
 
 /*
- * The host address of @gpa for a @write access, through stage-2, faulting
- * as a vCPU access would.  Returns 0 with *@host (valid inside the RCU
- * read-side section the caller holds), X86_MEM_MMIO, or X86_MEM_FAULT
- * with x->mem_exit set (a memory-fault exit, or a fault error).
+ * The host address of @gpa for a @write access (kvm_vcpu_gpa_host()):
+ * X86_MEM_OK with *@host, X86_MEM_MMIO, or X86_MEM_FAULT with x->mem_exit
+ * set and x->mf filled (a memory-fault exit, or a fault error).
  * Context: called and returns inside gm_rcu_read_lock(); drops it around
  * a fault.
  */
 static int gpa_host(struct kvm_x86_vcpu *x, uint64_t gpa, bool write, uint8_t **host)
 {
-	struct kvm_vcpu *v = x->v;
-
-	for (unsigned n = 0;; n++) {
-		int level = S2_PG_LEVEL_4K, r;
-		uint64_t e = kvm_mmu_lookup(v->kvm, gpa >> GM_PAGE_SHIFT, &level);
-
-		if (e && (!write || (e & S2_WRITABLE))) {
-			uint64_t in_leaf = ((gpa >> GM_PAGE_SHIFT) & (s2_level_pages(level) - 1))
-					   << GM_PAGE_SHIFT;
-
-			*host = (uint8_t *)(uintptr_t)((e & S2_ADDR_MASK) + in_leaf +
-						      (gpa & (GM_PAGE_SIZE - 1)));
-			return X86_MEM_OK;
-		}
-		gm_rcu_read_unlock();
-		r = kvm_vcpu_mmu_page_fault(v->kvm, gpa, write, &v->stat.fault, &v->last_used_slot,
-					    &x->mf);
-		if (r == KVM_PF_RETRY && n > 16)
-			sched_yield();
-		gm_rcu_read_lock();
-		if (r == KVM_PF_EMULATE)
-			return X86_MEM_MMIO;
-		if (r == KVM_PF_EXIT) {
-			x->mem_exit = true;
-			return X86_MEM_FAULT;
-		}
+	switch (kvm_vcpu_gpa_host(x->v, gpa, write, host, &x->mf)) {
+	case KVM_PF_FIXED:
+		return X86_MEM_OK;
+	case KVM_PF_EMULATE:
+		return X86_MEM_MMIO;
+	default:
+		x->mem_exit = true;
+		return X86_MEM_FAULT;
 	}
-}
-
-static int walk_read(void *ctx, uint64_t gpa, unsigned size, uint64_t *val)
-{
-	struct kvm_x86_vcpu *x = ctx;
-	uint8_t *p;
-	int r;
-
-	gm_rcu_read_lock();
-	r = gpa_host(x, gpa, false, &p);
-	if (r == X86_MEM_OK)
-		*val = size == 8 ? __atomic_load_n((uint64_t *)p, __ATOMIC_RELAXED)
-				 : __atomic_load_n((uint32_t *)p, __ATOMIC_RELAXED);
-	gm_rcu_read_unlock();
-	/* A page table in MMIO or behind a memory fault: the walk faults. */
-	x->mem_exit = false;
-	return r == X86_MEM_OK ? 0 : -EFAULT;
-}
-
-static int walk_cmpxchg(void *ctx, uint64_t gpa, unsigned size, uint64_t old, uint64_t new_val)
-{
-	struct kvm_x86_vcpu *x = ctx;
-	uint8_t *p;
-	int r;
-
-	gm_rcu_read_lock();
-	r = gpa_host(x, gpa, true, &p);
-	if (r == X86_MEM_OK) {
-		bool ok;
-
-		if (size == 8) {
-			ok = __atomic_compare_exchange_n((uint64_t *)p, &old, new_val, false,
-							 __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
-		} else {
-			uint32_t o = (uint32_t)old;
-
-			ok = __atomic_compare_exchange_n((uint32_t *)p, &o, (uint32_t)new_val, false,
-							 __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
-		}
-		r = ok ? 0 : 1;
-	} else {
-		r = -EFAULT;
-	}
-	gm_rcu_read_unlock();
-	x->mem_exit = false;
-	return r;
-}
-
-static int guest_walk(struct kvm_x86_vcpu *x, uint64_t gva, uint32_t access,
-		      struct x86_walk_result *res)
-{
-	const struct x86_walk_ops ops = { walk_read, walk_cmpxchg, x };
-	struct x86_walk_mode m;
-
-	kvm_vcpu_walk_mode(x->v, &m);
-	return x86_walk(&m, gva, access, &ops, res);
 }
 
 /* One guest-virtual access within a page. */
@@ -392,7 +317,7 @@ static int access_page(struct kvm_x86_vcpu *x, uint64_t gva, uint8_t *buf, unsig
 {
 	struct x86_walk_result wr;
 	uint8_t *host;
-	int r = guest_walk(x, gva, access, &wr);
+	int r = kvm_vcpu_walk(x->v, gva, access, &wr);
 
 	if (r < 0)
 		return X86_MEM_FAULT; /* not reached: the walk's ops fail as faults */
@@ -1158,7 +1083,7 @@ static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 		bool s2_writable;
 		uint64_t e;
 
-		r = guest_walk(x, gva, access, &wr);
+		r = kvm_vcpu_walk(x->v, gva, access, &wr);
 		if (r < 0)
 			return exit_internal(v);
 		if (r) {
