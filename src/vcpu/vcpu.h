@@ -202,6 +202,19 @@ bool kvm_vcpu_signal_pending(struct kvm_vcpu *v, const sigset_t *run_mask, int t
 /* Set the guest program (C API); before the first KVM_RUN only. */
 int kvm_vcpu_set_guest(struct kvm_vcpu *vcpu, guestmem_guest_fn fn, void *opaque);
 
+/* ---- hypercalls (guest_io.c) ------------------------------------------ */
+
+/*
+ * The kernel's answer to hypercall @nr with @args (RBX, RCX, RDX), after
+ * the CPL check, for both backends: KVM_HC_VAPIC_POLL_IRQ is 0;
+ * KVM_HC_MAP_GPA_RANGE, when the VMM enabled its exit and the
+ * guest-visible checks pass, returns true with KVM_EXIT_HYPERCALL in
+ * kvm_run; everything else is answered in *@ret (-KVM_ENOSYS,
+ * -KVM_EINVAL) and returns false.  Context: vcpu->mutex or the guest thread.
+ */
+bool kvm_hypercall(struct kvm_vcpu *v, uint64_t nr, const uint64_t args[3], bool longmode,
+		   uint64_t *ret);
+
 /* ---- the guest thread (guest.c) ------------------------------------- */
 
 /* Start the guest thread; state must be GUEST_IN.  Returns 0 or -errno. */

@@ -56,8 +56,6 @@
 #include "vcpu/x86_shadow.h"
 #include "vcpu/x86_walk.h"
 
-#define KVM_ENOSYS 1000
-#define KVM_HC_VAPIC_POLL_IRQ_NR 1
 #define MSR_KERNEL_GS_BASE 0xc0000102u
 /* The RFLAGS bits the guest process runs with; the rest are VMM-side. */
 #define RFLAGS_NATIVE (X86_RFLAGS_CF | X86_RFLAGS_PF | X86_RFLAGS_AF | X86_RFLAGS_ZF | \
@@ -631,48 +629,13 @@ static int exit_memory_fault(struct kvm_x86_vcpu *x, int *ret)
 	return X86R_EXIT;
 }
 
-static bool exit_hypercall_enabled(struct kvm *kvm, uint64_t nr)
-{
-	/* Written under kvm->lock (ranks above vcpu->mutex): relaxed. */
-	uint64_t mask = __atomic_load_n(&kvm->exit_hypercall_mask, __ATOMIC_RELAXED);
-
-	return nr < 64 && (mask & (1ULL << nr));
-}
-
-/*
- * KVM's hypercalls: KVM_HC_MAP_GPA_RANGE exits when the VMM enabled it
- * (after the guest-visible checks); the rest are answered here.  Returns
- * true with an exit in kvm_run, false with res.hypercall.ret set.
- */
+/* The kernel's answer (kvm_hypercall()): true with an exit in kvm_run. */
 static bool hypercall(struct kvm_x86_vcpu *x)
 {
-	struct kvm_run *run = x->v->run;
 	struct x86_emu_result *res = &x->res;
-	uint64_t nr = res->hypercall.nr, gpa = res->hypercall.args[0];
-	uint64_t npages = res->hypercall.args[1];
-	gfn_t gfn = gpa >> GM_PAGE_SHIFT;
 
-	if (nr == KVM_HC_MAP_GPA_RANGE) {
-		if (!exit_hypercall_enabled(x->v->kvm, nr)) {
-			res->hypercall.ret = (uint64_t)-KVM_ENOSYS;
-		} else if ((gpa & (GM_PAGE_SIZE - 1)) || !npages || gfn + npages <= gfn) {
-			res->hypercall.ret = (uint64_t)-KVM_EINVAL;
-		} else {
-			run->exit_reason = KVM_EXIT_HYPERCALL;
-			run->hypercall.nr = nr;
-			run->hypercall.args[0] = gpa;
-			run->hypercall.args[1] = npages;
-			run->hypercall.args[2] = res->hypercall.args[2];
-			*kvm_run_hypercall_flags(run) =
-				res->hypercall.longmode ? KVM_EXIT_HYPERCALL_LONG_MODE : 0;
-			return true;
-		}
-	} else if (nr == KVM_HC_VAPIC_POLL_IRQ_NR) {
-		res->hypercall.ret = 0;
-	} else {
-		res->hypercall.ret = (uint64_t)-KVM_ENOSYS;
-	}
-	return false;
+	return kvm_hypercall(x->v, res->hypercall.nr, res->hypercall.args,
+			     res->hypercall.longmode, &res->hypercall.ret);
 }
 
 /* Apply what an emulated instruction changed beyond the registers. */
