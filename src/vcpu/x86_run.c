@@ -98,12 +98,13 @@ enum { XS_VMM, XS_GUEST }; /* vcpu->arch.xsave is current / the guest thread's i
 #define X86R_CONTINUE 0
 #define X86R_EXIT 1
 
-static int exit_internal(struct kvm_vcpu *v)
+/* KVM_EXIT_INTERNAL_ERROR with @suberror and no data words. */
+static int exit_internal(struct kvm_vcpu *v, uint32_t suberror)
 {
 	struct kvm_run *run = v->run;
 
 	run->exit_reason = KVM_EXIT_INTERNAL_ERROR;
-	run->internal.suberror = KVM_INTERNAL_ERROR_EMULATION;
+	run->internal.suberror = suberror;
 	run->internal.ndata = 0;
 	return X86R_EXIT;
 }
@@ -654,16 +655,6 @@ static void queue_exception(struct kvm_x86_vcpu *x, const struct x86_exception *
 	x86_event_queue_emu_exception(&x->v->arch.ev, ex);
 }
 
-static int exit_delivery_error(struct kvm_vcpu *v)
-{
-	struct kvm_run *run = v->run;
-
-	run->exit_reason = KVM_EXIT_INTERNAL_ERROR;
-	run->internal.suberror = KVM_INTERNAL_ERROR_DELIVERY_EV;
-	run->internal.ndata = 0;
-	return X86R_EXIT;
-}
-
 /* Guest memory for vectoring: system-table accesses are implicit supervisor. */
 static int ev_access(void *ctx, uint64_t gva, void *buf, unsigned len, unsigned flags,
 		     bool write, struct x86_exception *ex)
@@ -712,7 +703,7 @@ static int soft_int(struct kvm_x86_vcpu *x, uint8_t type, uint8_t vector, uint8_
 		return X86R_EXIT;
 	}
 	if (r != X86_EVENT_OK)
-		return exit_delivery_error(x->v);
+		return exit_internal(x->v, KVM_INTERNAL_ERROR_DELIVERY_EV);
 	regs_out(x->v, &x->xr);
 	apply_effects(x, X86_FX_SEGMENTS);
 	return X86R_CONTINUE;
@@ -827,7 +818,7 @@ static int emu_outcome(struct kvm_x86_vcpu *x, int st, int *ret)
 			return X86R_EXIT;
 		default: /* X86_EMU_UNHANDLED */
 			x86_emu_cancel(&x->emu);
-			return exit_internal(v);
+			return exit_internal(v, KVM_INTERNAL_ERROR_EMULATION);
 		}
 	}
 }
@@ -931,7 +922,7 @@ static int emulation_failure(struct kvm_x86_vcpu *x, const struct gp_trap *t)
 		}
 		x->mem_exit = false;
 	}
-	exit_internal(v);
+	exit_internal(v, KVM_INTERNAL_ERROR_EMULATION);
 	memset(run->internal.data, 0, sizeof(run->internal.data));
 	run->emulation_failure.flags = 0;
 	if (n) {
@@ -1036,7 +1027,7 @@ static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 	bool write = access & X86_PF_WRITE;
 
 	if (!gp_guest_va_ok(gva))
-		return exit_internal(v);
+		return exit_internal(v, KVM_INTERNAL_ERROR_EMULATION);
 	for (unsigned n = 0; n < MAX_FAULT_RETRIES; n++) {
 		unsigned long seq = kvm_mmu_invalidate_seq_snapshot(v->kvm);
 		struct x86_walk_result wr;
@@ -1048,7 +1039,7 @@ static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 
 		r = kvm_vcpu_walk(x->v, gva, access, &wr);
 		if (r < 0)
-			return exit_internal(v);
+			return exit_internal(v, KVM_INTERNAL_ERROR_EMULATION);
 		if (r) {
 			queue_exception(x, &(struct x86_exception){ .vector = X86_PF,
 								    .has_error_code = true,
@@ -1070,7 +1061,7 @@ static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 				continue;
 			case KVM_PF_EMULATE:
 				if (access & X86_PF_FETCH)
-					return exit_internal(v); /* code in MMIO */
+					return exit_internal(v, KVM_INTERNAL_ERROR_EMULATION); /* code in MMIO */
 				return emulate_insn(x, t, NULL, ret);
 			default: /* KVM_PF_EXIT */
 				x->mf = f;
@@ -1093,9 +1084,9 @@ static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 			continue;
 		if (r == -ENOSPC || !r)
 			return X86R_CONTINUE;
-		return exit_internal(v); /* no fd reaches that memory */
+		return exit_internal(v, KVM_INTERNAL_ERROR_EMULATION); /* no fd reaches that memory */
 	}
-	return exit_internal(v);
+	return exit_internal(v, KVM_INTERNAL_ERROR_EMULATION);
 }
 
 static int reflect(struct kvm_x86_vcpu *x, uint8_t vector, bool has_ec, uint32_t ec)
@@ -1133,7 +1124,7 @@ static int handle_trap(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret
 	case GP_TRAP_AC:
 		return reflect(x, 17, true, 0);
 	default:
-		return exit_internal(x->v);
+		return exit_internal(x->v, KVM_INTERNAL_ERROR_EMULATION);
 	}
 }
 
@@ -1180,7 +1171,7 @@ static int deliver_events(struct kvm_x86_vcpu *x)
 		return X86R_EXIT;
 	}
 	if (r != X86_EVENT_OK)
-		return exit_delivery_error(v);
+		return exit_internal(v, KVM_INTERNAL_ERROR_DELIVERY_EV);
 	if (out.delivered) {
 		regs_out(v, &x->xr);
 		apply_effects(x, X86_FX_SEGMENTS);
@@ -1287,7 +1278,7 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 
 	/* Nothing to start a guest process for (e.g. a vCPU at reset). */
 	if (!v->x86 && !runnable_state(v))
-		return exit_internal(v), 0;
+		return exit_internal(v, KVM_INTERNAL_ERROR_EMULATION), 0;
 	r = x86_vcpu_init(v);
 	if (r)
 		return r;
@@ -1304,7 +1295,7 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 		if (deliver_events(x) == X86R_EXIT)
 			break;
 		if (!runnable_state(v)) {
-			exit_internal(v);
+			exit_internal(v, KVM_INTERNAL_ERROR_EMULATION);
 			break;
 		}
 		if (kvm_vcpu_signal_pending(v, mask, 0)) {
@@ -1337,7 +1328,7 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 		}
 		if (r) {
 			/* The guest process is gone or a map failed. */
-			exit_internal(v);
+			exit_internal(v, KVM_INTERNAL_ERROR_EMULATION);
 			break;
 		}
 		flushed = false;
