@@ -199,6 +199,8 @@ int kvm_arch_vcpu_ioctl_run(struct kvm_vcpu *vcpu, unsigned long arg);
  */
 int kvm_vcpu_sigfd(struct kvm_vcpu *v, const sigset_t *run_mask);
 bool kvm_vcpu_signal_pending(struct kvm_vcpu *v, const sigset_t *run_mask, int timeout_ms);
+/* A signal ends KVM_RUN: KVM_EXIT_INTR, counted; returns -EINTR for KVM_RUN. */
+int kvm_vcpu_exit_intr(struct kvm_vcpu *v);
 /* Set the guest program (C API); before the first KVM_RUN only. */
 int kvm_vcpu_set_guest(struct kvm_vcpu *vcpu, guestmem_guest_fn fn, void *opaque);
 

@@ -1214,9 +1214,7 @@ static int halt_wait(struct kvm_x86_vcpu *x, const sigset_t *mask, int *ret)
 			break;
 		}
 		if (kvm_vcpu_signal_pending(v, mask, 1)) {
-			v->run->exit_reason = KVM_EXIT_INTR;
-			kvm_stat_inc(&v->stat.signal_exits);
-			*ret = -EINTR;
+			*ret = kvm_vcpu_exit_intr(v);
 			return X86R_EXIT;
 		}
 	}
@@ -1299,9 +1297,7 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 			break;
 		}
 		if (kvm_vcpu_signal_pending(v, mask, 0)) {
-			kvm_stat_inc(&v->stat.signal_exits);
-			v->run->exit_reason = KVM_EXIT_INTR;
-			ret = -EINTR;
+			ret = kvm_vcpu_exit_intr(v);
 			break;
 		}
 		/* Before each entry, as KVM's request: a ring at its soft limit
@@ -1338,20 +1334,13 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 		if (cpu.rip != v->regs.rip)
 			x86_event_insn_retired(&v->arch.ev, 0);
 		cpu_out(v, &cpu);
-		if (trap.kind == GP_TRAP_KICK) {
-			if (!signalled)
-				continue; /* a zap waited for our maps */
-			kvm_stat_inc(&v->stat.signal_exits);
-			v->run->exit_reason = KVM_EXIT_INTR;
-			ret = -EINTR;
-			break;
-		}
-		if (handle_trap(x, &trap, &ret) == X86R_EXIT)
+		if (trap.kind == GP_TRAP_KICK && !signalled)
+			continue; /* a zap waited for our maps */
+		/* A real trap that came with the signal is handled first. */
+		if (trap.kind != GP_TRAP_KICK && handle_trap(x, &trap, &ret) == X86R_EXIT)
 			break;
 		if (signalled) {
-			kvm_stat_inc(&v->stat.signal_exits);
-			v->run->exit_reason = KVM_EXIT_INTR;
-			ret = -EINTR;
+			ret = kvm_vcpu_exit_intr(v);
 			break;
 		}
 	}
