@@ -74,6 +74,24 @@ int kvm_vcpu_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_f
 			    struct kvm_memslot_cache *slot_cache, struct kvm_page_fault *f);
 
 /**
+ * kvm_mmu_fault_in() - the stage-2 leaf for a @write access to @gpa,
+ * faulting it in (kvm_vcpu_mmu_page_fault()) and looking again until it
+ * is there, as a vCPU re-executes its access after a fixed or retried
+ * fault.
+ * @slot_cache: the vCPU's last-used slot, or NULL.
+ * @e, @level: on KVM_PF_FIXED, the leaf (kvm_mmu_lookup()) and its level.
+ * @f: on KVM_PF_EXIT, the fault with its error.
+ *
+ * Returns KVM_PF_FIXED, KVM_PF_EMULATE (no memslot, a write to a read-only
+ * one) or KVM_PF_EXIT.  Context: called and returns inside
+ * gm_rcu_read_lock() (*@e is valid until the section ends), which it
+ * drops around each fault; no VM lock held.
+ */
+int kvm_mmu_fault_in(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_stat *st,
+		     struct kvm_memslot_cache *slot_cache, uint64_t *e, int *level,
+		     struct kvm_page_fault *f);
+
+/**
  * kvm_vcpu_pre_fault_memory() - KVM_PRE_FAULT_MEMORY (Linux 6.10+): map
  * [*@gpa, *@gpa + *@size) into stage-2 as read faults would, without
  * running the guest.

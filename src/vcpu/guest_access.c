@@ -94,11 +94,7 @@ static bool access_hit(struct kvm_vcpu *v, uint64_t gpa, size_t len, const struc
 	gm_rcu_read_lock();
 	e = kvm_mmu_lookup(v->kvm, gfn, &level);
 	if (likely(e && (a->op == ACC_READ || (e & S2_WRITABLE)))) {
-		uint64_t in_leaf = (gfn & (s2_level_pages(level) - 1)) << GM_PAGE_SHIFT;
-
-		host_access((uint8_t *)(uintptr_t)((e & S2_ADDR_MASK) + in_leaf +
-						   (gpa & (GM_PAGE_SIZE - 1))),
-			    len, a);
+		host_access(s2_leaf_hva(e, level, gpa), len, a);
 		hit = true;
 	}
 	/* The section ends after the access: a zap's flush waits for it. */

@@ -9,7 +9,7 @@
  * returns with:
  *  - #PF: walk the guest's page tables as the CPU does (A/D bits set,
  *    a guest #PF when its entries say so), then stage-2
- *    (kvm_vcpu_mmu_page_fault: private/shared routing, memory-fault exits,
+ *    (kvm_mmu_fault_in: private/shared routing, memory-fault exits,
  *    no memslot -> the instruction is emulated as MMIO), then map the
  *    backing page in the guest process (x86_shadow.c), read-only until a
  *    write fault has set the guest PTE's D bit and stage-2 allows writes;
@@ -35,7 +35,6 @@
  */
 #include <errno.h>
 #include <poll.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -1031,13 +1030,12 @@ static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 	for (unsigned n = 0; n < MAX_FAULT_RETRIES; n++) {
 		unsigned long seq = kvm_mmu_invalidate_seq_snapshot(v->kvm);
 		struct x86_walk_result wr;
-		struct kvm_page_fault f;
-		int level = S2_PG_LEVEL_4K, prot, r;
+		int level, prot, r;
 		unsigned npages;
 		bool s2_writable;
 		uint64_t e;
 
-		r = kvm_vcpu_walk(x->v, gva, access, &wr);
+		r = kvm_vcpu_walk(v, gva, access, &wr);
 		if (r < 0)
 			return exit_internal(v, KVM_INTERNAL_ERROR_EMULATION);
 		if (r) {
@@ -1047,27 +1045,18 @@ static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 								    .cr2 = gva });
 			return X86R_CONTINUE;
 		}
+		/* Only the leaf's flags are used past the read-side section. */
 		gm_rcu_read_lock();
-		e = kvm_mmu_lookup(v->kvm, wr.gpa >> GM_PAGE_SHIFT, &level);
+		r = kvm_mmu_fault_in(v->kvm, wr.gpa, write, &v->stat.fault, &v->last_used_slot, &e,
+				     &level, &x->mf);
 		gm_rcu_read_unlock();
-		if (!e || (write && !(e & S2_WRITABLE))) {
-			switch (kvm_vcpu_mmu_page_fault(v->kvm, wr.gpa, write, &v->stat.fault,
-							&v->last_used_slot, &f)) {
-			case KVM_PF_FIXED:
-				continue;
-			case KVM_PF_RETRY:
-				if (n > 16)
-					sched_yield();
-				continue;
-			case KVM_PF_EMULATE:
-				if (access & X86_PF_FETCH)
-					return exit_internal(v, KVM_INTERNAL_ERROR_EMULATION); /* code in MMIO */
-				return emulate_insn(x, t, NULL, ret);
-			default: /* KVM_PF_EXIT */
-				x->mf = f;
-				return exit_memory_fault(x, ret);
-			}
+		if (r == KVM_PF_EMULATE) {
+			if (access & X86_PF_FETCH)
+				return exit_internal(v, KVM_INTERNAL_ERROR_EMULATION); /* code in MMIO */
+			return emulate_insn(x, t, NULL, ret);
 		}
+		if (r == KVM_PF_EXIT)
+			return exit_memory_fault(x, ret);
 		s2_writable = e & S2_WRITABLE;
 		npages = run_pages(gva, wr.level);
 		if (npages > 1 && !(e & S2_PRIVATE))

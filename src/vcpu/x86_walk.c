@@ -6,7 +6,6 @@
  * reports writeable = 1, usermode = 0).
  */
 #include <errno.h>
-#include <sched.h>
 #include <string.h>
 
 #include "lib/rcu.h"
@@ -246,28 +245,14 @@ int x86_walk(const struct x86_walk_mode *m, uint64_t gva, uint32_t access,
 int kvm_vcpu_gpa_host(struct kvm_vcpu *v, uint64_t gpa, bool write, uint8_t **host,
 		      struct kvm_page_fault *f)
 {
-	for (unsigned n = 0;; n++) {
-		int level = S2_PG_LEVEL_4K, r;
-		uint64_t e = kvm_mmu_lookup(v->kvm, gpa >> GM_PAGE_SHIFT, &level);
+	uint64_t e;
+	int level, r;
 
-		if (e && (!write || (e & S2_WRITABLE))) {
-			uint64_t in_leaf = ((gpa >> GM_PAGE_SHIFT) & (s2_level_pages(level) - 1))
-					   << GM_PAGE_SHIFT;
-
-			*host = (uint8_t *)(uintptr_t)((e & S2_ADDR_MASK) + in_leaf +
-						      (gpa & (GM_PAGE_SIZE - 1)));
-			return KVM_PF_FIXED;
-		}
-		gm_rcu_read_unlock();
-		r = kvm_vcpu_mmu_page_fault(v->kvm, gpa, write, &v->stat.fault, &v->last_used_slot,
-					    f);
-		/* Back off while the invalidation or slot update we raced ends. */
-		if (r == KVM_PF_RETRY && n > 16)
-			sched_yield();
-		gm_rcu_read_lock();
-		if (r == KVM_PF_EMULATE || r == KVM_PF_EXIT)
-			return r;
-	}
+	r = kvm_mmu_fault_in(v->kvm, gpa, write, &v->stat.fault, &v->last_used_slot, &e, &level,
+			     f);
+	if (r == KVM_PF_FIXED)
+		*host = s2_leaf_hva(e, level, gpa);
+	return r;
 }
 
 /* Page-table entries: one in MMIO or behind a memory fault is unreachable. */
