@@ -667,6 +667,14 @@ static int ev_access(void *ctx, uint64_t gva, void *buf, unsigned len, unsigned 
 		access |= X86_PF_IMPLICIT;
 	if (flags & X86_EVENT_ACC_USER)
 		access |= X86_PF_USER;
+	/*
+	 * Delivery right after a shadow fill: the fault path below may wait
+	 * for mmu_lock, which a zap holds while it waits for this vCPU's maps
+	 * in flight (x86_shadow.h).  Forget them first; the guest faults the
+	 * page back.
+	 */
+	if (x->sv.nr_maps)
+		x86_shadow_run_end(x->vm->sh, &x->sv);
 	r = guest_access(x, gva, buf, len, write, access, &gpa, ex);
 	if (r == X86_MEM_FAULT && x->mem_exit) {
 		x->mem_exit = false;
