@@ -31,7 +31,6 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -441,7 +440,7 @@ int kvm_mmu_fault_in(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_st
 		     struct kvm_memslot_cache *slot_cache, uint64_t *e, int *level,
 		     struct kvm_page_fault *f)
 {
-	for (unsigned n = 0;; n++) {
+	for (unsigned retries = 0;;) {
 		int r;
 
 		*level = S2_PG_LEVEL_4K;
@@ -450,9 +449,8 @@ int kvm_mmu_fault_in(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_st
 			return KVM_PF_FIXED;
 		gm_rcu_read_unlock();
 		r = kvm_vcpu_mmu_page_fault(kvm, gpa, write, st, slot_cache, f);
-		/* Back off while the invalidation or slot update we raced ends. */
-		if (r == KVM_PF_RETRY && n > 16)
-			sched_yield();
+		if (r == KVM_PF_RETRY)
+			kvm_mmu_retry_backoff(&retries);
 		gm_rcu_read_lock();
 		if (r == KVM_PF_EMULATE || r == KVM_PF_EXIT)
 			return r;

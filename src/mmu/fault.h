@@ -11,6 +11,7 @@
 #ifndef GM_MMU_FAULT_H
 #define GM_MMU_FAULT_H
 
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -72,6 +73,19 @@ int kvm_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_
 /* The same for a vCPU: the slot is looked up through its last-used-slot cache. */
 int kvm_vcpu_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_stat *st,
 			    struct kvm_memslot_cache *slot_cache, struct kvm_page_fault *f);
+
+/*
+ * Before redoing an access whose fault ended in KVM_PF_RETRY: spin a
+ * little, then yield, while the invalidation or memslot update it raced
+ * finishes.  @n counts the access's retries.
+ */
+static inline void kvm_mmu_retry_backoff(unsigned *n)
+{
+	if (++*n < 16)
+		__builtin_ia32_pause();
+	else
+		sched_yield();
+}
 
 /**
  * kvm_mmu_fault_in() - the stage-2 leaf for a @write access to @gpa,

@@ -4,7 +4,6 @@
  * port I/O exits, hypercalls.  The model is described in guest.c.
  */
 #include <errno.h>
-#include <sched.h>
 #include <string.h>
 
 #include "lib/rcu.h"
@@ -165,15 +164,6 @@ static void access_ring_full_exit(struct kvm_vcpu *v)
 	kvm_guest_park(v, true, 0);
 }
 
-/* Back off while an invalidation or memslot update we raced finishes. */
-static void retry_backoff(unsigned *n)
-{
-	if (++*n < 16)
-		__builtin_ia32_pause();
-	else
-		sched_yield();
-}
-
 /* One piece within one page: hit, or fault and act on the outcome. */
 static void access_page(struct kvm_vcpu *v, uint64_t gpa, size_t len, const struct access *a)
 {
@@ -192,7 +182,7 @@ static void access_page(struct kvm_vcpu *v, uint64_t gpa, size_t len, const stru
 				access_ring_full_exit(v);
 			break;
 		case KVM_PF_RETRY:
-			retry_backoff(&retries);
+			kvm_mmu_retry_backoff(&retries);
 			break;
 		case KVM_PF_EMULATE:
 			access_mmio(v, gpa, len, a);
