@@ -85,7 +85,8 @@ void guestmem_guest_memset(struct guestmem_guest *g, uint64_t gpa, int byte, siz
  * @a0..@a3.  Return: what the guest then finds in RAX.  KVM_HC_MAP_GPA_RANGE
  * (12) exits to the VMM when it enabled KVM_CAP_EXIT_HYPERCALL, and the
  * result is the VMM's hypercall.ret; bad arguments give -KVM_EINVAL (-22)
- * without an exit; anything else gives -KVM_ENOSYS (-1000).
+ * without an exit; KVM_HC_VAPIC_POLL_IRQ (1) gives 0; anything else gives
+ * -KVM_ENOSYS (-1000).
  */
 uint64_t guestmem_guest_hypercall(struct guestmem_guest *g, uint64_t nr, uint64_t a0,
 				  uint64_t a1, uint64_t a2, uint64_t a3);

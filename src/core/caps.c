@@ -430,7 +430,7 @@ int kvm_vm_enable_cap(struct kvm *kvm, uint32_t cap, uint32_t flags, const uint6
 		if (args[0] & ~KVM_EXIT_HYPERCALL_VALID_MASK)
 			return -EINVAL;
 		gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
-		kvm->exit_hypercall_mask = args[0];
+		WRITE_ONCE(kvm->exit_hypercall_mask, args[0]);
 		gm_mutex_unlock(&kvm->lock);
 		return 0;
 	case KVM_CAP_MAX_VCPU_ID:

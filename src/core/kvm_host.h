@@ -201,7 +201,8 @@ struct kvm {
 	gfn_t mmu_invalidate_range_start;
 	gfn_t mmu_invalidate_range_end;
 
-	uint64_t exit_hypercall_mask; /* KVM_CAP_EXIT_HYPERCALL, under lock */
+	/* KVM_CAP_EXIT_HYPERCALL: written under lock, read by vCPUs with READ_ONCE. */
+	uint64_t exit_hypercall_mask;
 	/* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 options; READ_ONCE/WRITE_ONCE. */
 	uint64_t manual_dirty_log_protect;
 	uint64_t max_gfn;	      /* from host MAXPHYADDR */

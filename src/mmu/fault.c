@@ -31,7 +31,6 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -437,34 +436,44 @@ int kvm_vcpu_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_f
 
 /* ---- KVM_PRE_FAULT_MEMORY --------------------------------------------------- */
 
+int kvm_mmu_fault_in(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_stat *st,
+		     struct kvm_memslot_cache *slot_cache, uint64_t *e, int *level,
+		     struct kvm_page_fault *f)
+{
+	for (unsigned retries = 0;;) {
+		int r;
+
+		*level = S2_PG_LEVEL_4K;
+		*e = kvm_mmu_lookup(kvm, gpa >> GM_PAGE_SHIFT, level);
+		if (*e && (!write || (*e & S2_WRITABLE)))
+			return KVM_PF_FIXED;
+		gm_rcu_read_unlock();
+		r = kvm_vcpu_mmu_page_fault(kvm, gpa, write, st, slot_cache, f);
+		if (r == KVM_PF_RETRY)
+			kvm_mmu_retry_backoff(&retries);
+		gm_rcu_read_lock();
+		if (r == KVM_PF_EMULATE || r == KVM_PF_EXIT)
+			return r;
+	}
+}
+
 /*
- * Map the page at @gpa (kvm_tdp_map_page): retried until it sticks; *level
- * is the level of the translation that covers it.  Returns 0 or -errno.
+ * Map the page at @gpa as a read fault (kvm_tdp_map_page): *level is the
+ * level of the translation that covers it (an existing one: the kernel's
+ * spurious fault).  Returns 0 or -errno.
  */
 static int kvm_tdp_map_page(struct kvm *kvm, struct kvm_fault_stat *st, gpa_t gpa, int *level)
 {
 	struct kvm_page_fault f;
 	uint64_t e;
+	int r;
 
-	for (;;) {
-		gm_rcu_read_lock();
-		e = kvm_mmu_lookup(kvm, gpa >> GM_PAGE_SHIFT, level);
-		gm_rcu_read_unlock();
-		if (e)
-			return 0; /* already mapped: the kernel's spurious fault */
-		switch (kvm_mmu_page_fault(kvm, gpa, false, st, &f)) {
-		case KVM_PF_FIXED:
-			*level = f.level;
-			return 0;
-		case KVM_PF_RETRY:
-			sched_yield();
-			break;
-		case KVM_PF_EMULATE:
-			return -ENOENT;
-		case KVM_PF_EXIT:
-			return f.error;
-		}
-	}
+	gm_rcu_read_lock();
+	r = kvm_mmu_fault_in(kvm, gpa, false, st, NULL, &e, level, &f);
+	gm_rcu_read_unlock();
+	if (r == KVM_PF_EMULATE)
+		return -ENOENT;
+	return r == KVM_PF_EXIT ? f.error : 0;
 }
 
 int kvm_vcpu_pre_fault_memory(struct kvm *kvm, struct kvm_fault_stat *st, uint64_t *gpa,

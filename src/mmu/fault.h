@@ -11,6 +11,7 @@
 #ifndef GM_MMU_FAULT_H
 #define GM_MMU_FAULT_H
 
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -72,6 +73,37 @@ int kvm_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_
 /* The same for a vCPU: the slot is looked up through its last-used-slot cache. */
 int kvm_vcpu_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_stat *st,
 			    struct kvm_memslot_cache *slot_cache, struct kvm_page_fault *f);
+
+/*
+ * Before redoing an access whose fault ended in KVM_PF_RETRY: spin a
+ * little, then yield, while the invalidation or memslot update it raced
+ * finishes.  @n counts the access's retries.
+ */
+static inline void kvm_mmu_retry_backoff(unsigned *n)
+{
+	if (++*n < 16)
+		__builtin_ia32_pause();
+	else
+		sched_yield();
+}
+
+/**
+ * kvm_mmu_fault_in() - the stage-2 leaf for a @write access to @gpa,
+ * faulting it in (kvm_vcpu_mmu_page_fault()) and looking again until it
+ * is there, as a vCPU re-executes its access after a fixed or retried
+ * fault.
+ * @slot_cache: the vCPU's last-used slot, or NULL.
+ * @e, @level: on KVM_PF_FIXED, the leaf (kvm_mmu_lookup()) and its level.
+ * @f: on KVM_PF_EXIT, the fault with its error.
+ *
+ * Returns KVM_PF_FIXED, KVM_PF_EMULATE (no memslot, a write to a read-only
+ * one) or KVM_PF_EXIT.  Context: called and returns inside
+ * gm_rcu_read_lock() (*@e is valid until the section ends), which it
+ * drops around each fault; no VM lock held.
+ */
+int kvm_mmu_fault_in(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_stat *st,
+		     struct kvm_memslot_cache *slot_cache, uint64_t *e, int *level,
+		     struct kvm_page_fault *f);
 
 /**
  * kvm_vcpu_pre_fault_memory() - KVM_PRE_FAULT_MEMORY (Linux 6.10+): map

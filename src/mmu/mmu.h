@@ -50,6 +50,14 @@ static inline uint64_t s2_level_pages(int level)
  */
 uint64_t kvm_mmu_lookup(struct kvm *kvm, gfn_t gfn, int *level);
 
+/* The host address of @gpa through the leaf @e at @level that maps it. */
+static inline void *s2_leaf_hva(uint64_t e, int level, gpa_t gpa)
+{
+	uint64_t in_leaf = ((gpa >> GM_PAGE_SHIFT) & (s2_level_pages(level) - 1)) << GM_PAGE_SHIFT;
+
+	return (void *)(uintptr_t)((e & S2_ADDR_MASK) + in_leaf + (gpa & (GM_PAGE_SIZE - 1)));
+}
+
 /*
  * Install a leaf for @gfn (aligned down to *@level) pointing at @hva
  * (aligned to the level's size) with @flags.  If smaller leaves already

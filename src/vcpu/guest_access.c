@@ -4,7 +4,6 @@
  * port I/O exits, hypercalls.  The model is described in guest.c.
  */
 #include <errno.h>
-#include <sched.h>
 #include <string.h>
 
 #include "lib/rcu.h"
@@ -94,11 +93,7 @@ static bool access_hit(struct kvm_vcpu *v, uint64_t gpa, size_t len, const struc
 	gm_rcu_read_lock();
 	e = kvm_mmu_lookup(v->kvm, gfn, &level);
 	if (likely(e && (a->op == ACC_READ || (e & S2_WRITABLE)))) {
-		uint64_t in_leaf = (gfn & (s2_level_pages(level) - 1)) << GM_PAGE_SHIFT;
-
-		host_access((uint8_t *)(uintptr_t)((e & S2_ADDR_MASK) + in_leaf +
-						   (gpa & (GM_PAGE_SIZE - 1))),
-			    len, a);
+		host_access(s2_leaf_hva(e, level, gpa), len, a);
 		hit = true;
 	}
 	/* The section ends after the access: a zap's flush waits for it. */
@@ -169,15 +164,6 @@ static void access_ring_full_exit(struct kvm_vcpu *v)
 	kvm_guest_park(v, true, 0);
 }
 
-/* Back off while an invalidation or memslot update we raced finishes. */
-static void retry_backoff(unsigned *n)
-{
-	if (++*n < 16)
-		__builtin_ia32_pause();
-	else
-		sched_yield();
-}
-
 /* One piece within one page: hit, or fault and act on the outcome. */
 static void access_page(struct kvm_vcpu *v, uint64_t gpa, size_t len, const struct access *a)
 {
@@ -196,7 +182,7 @@ static void access_page(struct kvm_vcpu *v, uint64_t gpa, size_t len, const stru
 				access_ring_full_exit(v);
 			break;
 		case KVM_PF_RETRY:
-			retry_backoff(&retries);
+			kvm_mmu_retry_backoff(&retries);
 			break;
 		case KVM_PF_EMULATE:
 			access_mmio(v, gpa, len, a);

@@ -16,9 +16,9 @@
 #include <string.h>
 
 #include "vcpu/vcpu.h"
-#include "lib/lockdep.h"
 
 #define KVM_ENOSYS 1000
+#define KVM_HC_VAPIC_POLL_IRQ_NR 1
 #define KVM_PIO_PORT_0X7E 0x7e
 
 static uint64_t low_mask(unsigned size)
@@ -97,47 +97,38 @@ GM_API uint32_t guestmem_guest_inl(struct guestmem_guest *g, uint16_t port)
 
 /* ---- hypercalls ----------------------------------------------------------- */
 
-static bool exit_hypercall_enabled(struct kvm *kvm, uint64_t nr)
-{
-	uint64_t mask;
-
-	/* Written under kvm->lock by KVM_ENABLE_CAP. */
-	gm_mutex_lock(&kvm->lock, GM_LOCK_KVM);
-	mask = kvm->exit_hypercall_mask;
-	gm_mutex_unlock(&kvm->lock);
-	return nr < 64 && (mask & (1ULL << nr));
-}
-
-/* KVM_HC_MAP_GPA_RANGE: the guest-visible checks, then the exit. */
-static void hypercall_map_gpa_range(struct kvm_vcpu *v, uint64_t gpa, uint64_t npages,
-				    uint64_t attrs)
+bool kvm_hypercall(struct kvm_vcpu *v, uint64_t nr, const uint64_t args[3], bool longmode,
+		   uint64_t *ret)
 {
 	struct kvm_run *run = v->run;
-	uint64_t gfn = gpa >> GM_PAGE_SHIFT;
+	uint64_t gpa = args[0], npages = args[1], gfn = gpa >> GM_PAGE_SHIFT;
+	/* Written under kvm->lock, which ranks above vcpu->mutex: READ_ONCE. */
+	uint64_t exits = READ_ONCE(v->kvm->exit_hypercall_mask);
 
-	if (!exit_hypercall_enabled(v->kvm, KVM_HC_MAP_GPA_RANGE)) {
-		v->regs.rax = (uint64_t)-KVM_ENOSYS;
+	if (nr == KVM_HC_VAPIC_POLL_IRQ_NR) {
+		*ret = 0;
+	} else if (nr != KVM_HC_MAP_GPA_RANGE || !(exits & (1ULL << KVM_HC_MAP_GPA_RANGE))) {
+		*ret = (uint64_t)-KVM_ENOSYS;
 	} else if ((gpa & (GM_PAGE_SIZE - 1)) || !npages || gfn + npages <= gfn) {
-		v->regs.rax = (uint64_t)-KVM_EINVAL;
+		*ret = (uint64_t)-KVM_EINVAL;
 	} else {
 		/* ret and args[3..5] are left as they were, as KVM does. */
 		run->exit_reason = KVM_EXIT_HYPERCALL;
-		run->hypercall.nr = KVM_HC_MAP_GPA_RANGE;
+		run->hypercall.nr = nr;
 		run->hypercall.args[0] = gpa;
 		run->hypercall.args[1] = npages;
-		run->hypercall.args[2] = attrs;
-		*kvm_run_hypercall_flags(run) = KVM_EXIT_HYPERCALL_LONG_MODE;
-		v->pending = VCPU_PENDING_HYPERCALL;
-		kvm_guest_park(v, true, 0);
-		return; /* the completion wrote RAX and advanced RIP */
+		run->hypercall.args[2] = args[2];
+		*kvm_run_hypercall_flags(run) = longmode ? KVM_EXIT_HYPERCALL_LONG_MODE : 0;
+		return true;
 	}
-	v->regs.rip += 3;
+	return false;
 }
 
 GM_API uint64_t guestmem_guest_hypercall(struct guestmem_guest *g, uint64_t nr, uint64_t a0,
 					 uint64_t a1, uint64_t a2, uint64_t a3)
 {
 	struct kvm_vcpu *v = guest_to_vcpu(g);
+	uint64_t ret;
 
 	kvm_guest_stop_point(v);
 	v->regs.rax = nr;
@@ -145,11 +136,12 @@ GM_API uint64_t guestmem_guest_hypercall(struct guestmem_guest *g, uint64_t nr, 
 	v->regs.rcx = a1;
 	v->regs.rdx = a2;
 	v->regs.rsi = a3;
-	if (nr == KVM_HC_MAP_GPA_RANGE) {
-		hypercall_map_gpa_range(v, a0, a1, a2);
-	} else {
-		v->regs.rax = (uint64_t)-KVM_ENOSYS; /* handled in KVM, no exit */
-		v->regs.rip += 3;
+	if (kvm_hypercall(v, nr, (const uint64_t[3]){ a0, a1, a2 }, true, &ret)) {
+		v->pending = VCPU_PENDING_HYPERCALL;
+		kvm_guest_park(v, true, 0);
+		return v->regs.rax; /* the completion wrote RAX and advanced RIP */
 	}
+	v->regs.rax = ret; /* answered in KVM, no exit */
+	v->regs.rip += 3;
 	return v->regs.rax;
 }

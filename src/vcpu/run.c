@@ -255,22 +255,16 @@ static int vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 		return 0;
 	}
 	/* A signal already pending: EINTR before the guest runs, as KVM. */
-	if (kvm_vcpu_signal_pending(v, mask, 0)) {
-		kvm_stat_inc(&v->stat.signal_exits);
-		run->exit_reason = KVM_EXIT_INTR;
-		return -EINTR;
-	}
+	if (kvm_vcpu_signal_pending(v, mask, 0))
+		return kvm_vcpu_exit_intr(v);
 	v->has_run = true;
 	r = resume_guest(v);
 	if (r)
 		return r;
 	wait_for_guest(v, mask);
-	if (!guest_exit_result(v, &r)) {
-		/* Stopped at a stop point for a signal: nothing was produced. */
-		kvm_stat_inc(&v->stat.signal_exits);
-		run->exit_reason = KVM_EXIT_INTR;
-		return -EINTR;
-	}
+	/* Stopped at a stop point for a signal: nothing was produced. */
+	if (!guest_exit_result(v, &r))
+		return kvm_vcpu_exit_intr(v);
 	return r;
 }
 

@@ -61,3 +61,10 @@ bool kvm_vcpu_signal_pending(struct kvm_vcpu *v, const sigset_t *run_mask, int t
 		;
 	return p.revents & POLLIN;
 }
+
+int kvm_vcpu_exit_intr(struct kvm_vcpu *v)
+{
+	kvm_stat_inc(&v->stat.signal_exits);
+	v->run->exit_reason = KVM_EXIT_INTR;
+	return -EINTR;
+}

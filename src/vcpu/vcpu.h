@@ -199,8 +199,23 @@ int kvm_arch_vcpu_ioctl_run(struct kvm_vcpu *vcpu, unsigned long arg);
  */
 int kvm_vcpu_sigfd(struct kvm_vcpu *v, const sigset_t *run_mask);
 bool kvm_vcpu_signal_pending(struct kvm_vcpu *v, const sigset_t *run_mask, int timeout_ms);
+/* A signal ends KVM_RUN: KVM_EXIT_INTR, counted; returns -EINTR for KVM_RUN. */
+int kvm_vcpu_exit_intr(struct kvm_vcpu *v);
 /* Set the guest program (C API); before the first KVM_RUN only. */
 int kvm_vcpu_set_guest(struct kvm_vcpu *vcpu, guestmem_guest_fn fn, void *opaque);
+
+/* ---- hypercalls (guest_io.c) ------------------------------------------ */
+
+/*
+ * The kernel's answer to hypercall @nr with @args (RBX, RCX, RDX), after
+ * the CPL check, for both backends: KVM_HC_VAPIC_POLL_IRQ is 0;
+ * KVM_HC_MAP_GPA_RANGE, when the VMM enabled its exit and the
+ * guest-visible checks pass, returns true with KVM_EXIT_HYPERCALL in
+ * kvm_run; everything else is answered in *@ret (-KVM_ENOSYS,
+ * -KVM_EINVAL) and returns false.  Context: vcpu->mutex or the guest thread.
+ */
+bool kvm_hypercall(struct kvm_vcpu *v, uint64_t nr, const uint64_t args[3], bool longmode,
+		   uint64_t *ret);
 
 /* ---- the guest thread (guest.c) ------------------------------------- */
 

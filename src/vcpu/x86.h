@@ -194,11 +194,26 @@ void kvm_lapic_set_base(struct kvm_vcpu *v, uint64_t old);
  */
 void kvm_lapic_timer_check(struct kvm_vcpu *v);
 
-/* ---- KVM_TRANSLATE (x86_walk.c) ------------------------------------------------ */
+/* ---- guest memory from the VMM side, KVM_TRANSLATE (x86_walk.c) --------------- */
 
-struct x86_walk_mode;
-/* The vCPU's paging state for x86_walk(). */
-void kvm_vcpu_walk_mode(struct kvm_vcpu *v, struct x86_walk_mode *m);
+struct x86_walk_result;
+struct kvm_page_fault;
+/*
+ * The host address of @gpa for a vCPU's @write access through stage-2,
+ * resolving misses with the vCPU's fault path (private/shared routing,
+ * retries).  Returns KVM_PF_FIXED with *@host (valid inside the caller's
+ * RCU read-side section), KVM_PF_EMULATE (MMIO), or KVM_PF_EXIT with *@f.
+ * Context: vcpu->mutex (the fault uses vcpu->last_used_slot); called and
+ * returns inside gm_rcu_read_lock(), dropped around a fault.
+ */
+int kvm_vcpu_gpa_host(struct kvm_vcpu *v, uint64_t gpa, bool write, uint8_t **host,
+		      struct kvm_page_fault *f);
+/*
+ * x86_walk() of @gva for @access in the vCPU's paging state, its page
+ * tables reached through kvm_vcpu_gpa_host() (an entry it cannot reach
+ * faults as not present).  Context: vcpu->mutex, no RCU section.
+ */
+int kvm_vcpu_walk(struct kvm_vcpu *v, uint64_t gva, uint32_t access, struct x86_walk_result *res);
 /* Fills tr's outputs; 0 (an untranslatable address is valid = 0). */
 int kvm_vcpu_translate(struct kvm_vcpu *v, struct kvm_translation *tr);
 

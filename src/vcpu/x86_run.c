@@ -9,7 +9,7 @@
  * returns with:
  *  - #PF: walk the guest's page tables as the CPU does (A/D bits set,
  *    a guest #PF when its entries say so), then stage-2
- *    (kvm_vcpu_mmu_page_fault: private/shared routing, memory-fault exits,
+ *    (kvm_mmu_fault_in: private/shared routing, memory-fault exits,
  *    no memslot -> the instruction is emulated as MMIO), then map the
  *    backing page in the guest process (x86_shadow.c), read-only until a
  *    write fault has set the guest PTE's D bit and stage-2 allows writes;
@@ -35,7 +35,6 @@
  */
 #include <errno.h>
 #include <poll.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -56,8 +55,6 @@
 #include "vcpu/x86_shadow.h"
 #include "vcpu/x86_walk.h"
 
-#define KVM_ENOSYS 1000
-#define KVM_HC_VAPIC_POLL_IRQ_NR 1
 #define MSR_KERNEL_GS_BASE 0xc0000102u
 /* The RFLAGS bits the guest process runs with; the rest are VMM-side. */
 #define RFLAGS_NATIVE (X86_RFLAGS_CF | X86_RFLAGS_PF | X86_RFLAGS_AF | X86_RFLAGS_ZF | \
@@ -100,12 +97,13 @@ enum { XS_VMM, XS_GUEST }; /* vcpu->arch.xsave is current / the guest thread's i
 #define X86R_CONTINUE 0
 #define X86R_EXIT 1
 
-static int exit_internal(struct kvm_vcpu *v)
+/* KVM_EXIT_INTERNAL_ERROR with @suberror and no data words. */
+static int exit_internal(struct kvm_vcpu *v, uint32_t suberror)
 {
 	struct kvm_run *run = v->run;
 
 	run->exit_reason = KVM_EXIT_INTERNAL_ERROR;
-	run->internal.suberror = KVM_INTERNAL_ERROR_EMULATION;
+	run->internal.suberror = suberror;
 	run->internal.ndata = 0;
 	return X86R_EXIT;
 }
@@ -292,98 +290,23 @@ static void cpu_out(struct kvm_vcpu *v, const struct gp_cpu *c)
 /* ---- guest memory: the walk and stage-2, VMM side --------------------------------- */
 
 /*
- * The host address of @gpa for a @write access, through stage-2, faulting
- * as a vCPU access would.  Returns 0 with *@host (valid inside the RCU
- * read-side section the caller holds), X86_MEM_MMIO, or X86_MEM_FAULT
- * with x->mem_exit set (a memory-fault exit, or a fault error).
+ * The host address of @gpa for a @write access (kvm_vcpu_gpa_host()):
+ * X86_MEM_OK with *@host, X86_MEM_MMIO, or X86_MEM_FAULT with x->mem_exit
+ * set and x->mf filled (a memory-fault exit, or a fault error).
  * Context: called and returns inside gm_rcu_read_lock(); drops it around
  * a fault.
  */
 static int gpa_host(struct kvm_x86_vcpu *x, uint64_t gpa, bool write, uint8_t **host)
 {
-	struct kvm_vcpu *v = x->v;
-
-	for (unsigned n = 0;; n++) {
-		int level = S2_PG_LEVEL_4K, r;
-		uint64_t e = kvm_mmu_lookup(v->kvm, gpa >> GM_PAGE_SHIFT, &level);
-
-		if (e && (!write || (e & S2_WRITABLE))) {
-			uint64_t in_leaf = ((gpa >> GM_PAGE_SHIFT) & (s2_level_pages(level) - 1))
-					   << GM_PAGE_SHIFT;
-
-			*host = (uint8_t *)(uintptr_t)((e & S2_ADDR_MASK) + in_leaf +
-						      (gpa & (GM_PAGE_SIZE - 1)));
-			return X86_MEM_OK;
-		}
-		gm_rcu_read_unlock();
-		r = kvm_vcpu_mmu_page_fault(v->kvm, gpa, write, &v->stat.fault, &v->last_used_slot,
-					    &x->mf);
-		if (r == KVM_PF_RETRY && n > 16)
-			sched_yield();
-		gm_rcu_read_lock();
-		if (r == KVM_PF_EMULATE)
-			return X86_MEM_MMIO;
-		if (r == KVM_PF_EXIT) {
-			x->mem_exit = true;
-			return X86_MEM_FAULT;
-		}
+	switch (kvm_vcpu_gpa_host(x->v, gpa, write, host, &x->mf)) {
+	case KVM_PF_FIXED:
+		return X86_MEM_OK;
+	case KVM_PF_EMULATE:
+		return X86_MEM_MMIO;
+	default:
+		x->mem_exit = true;
+		return X86_MEM_FAULT;
 	}
-}
-
-static int walk_read(void *ctx, uint64_t gpa, unsigned size, uint64_t *val)
-{
-	struct kvm_x86_vcpu *x = ctx;
-	uint8_t *p;
-	int r;
-
-	gm_rcu_read_lock();
-	r = gpa_host(x, gpa, false, &p);
-	if (r == X86_MEM_OK)
-		*val = size == 8 ? __atomic_load_n((uint64_t *)p, __ATOMIC_RELAXED)
-				 : __atomic_load_n((uint32_t *)p, __ATOMIC_RELAXED);
-	gm_rcu_read_unlock();
-	/* A page table in MMIO or behind a memory fault: the walk faults. */
-	x->mem_exit = false;
-	return r == X86_MEM_OK ? 0 : -EFAULT;
-}
-
-static int walk_cmpxchg(void *ctx, uint64_t gpa, unsigned size, uint64_t old, uint64_t new_val)
-{
-	struct kvm_x86_vcpu *x = ctx;
-	uint8_t *p;
-	int r;
-
-	gm_rcu_read_lock();
-	r = gpa_host(x, gpa, true, &p);
-	if (r == X86_MEM_OK) {
-		bool ok;
-
-		if (size == 8) {
-			ok = __atomic_compare_exchange_n((uint64_t *)p, &old, new_val, false,
-							 __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
-		} else {
-			uint32_t o = (uint32_t)old;
-
-			ok = __atomic_compare_exchange_n((uint32_t *)p, &o, (uint32_t)new_val, false,
-							 __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
-		}
-		r = ok ? 0 : 1;
-	} else {
-		r = -EFAULT;
-	}
-	gm_rcu_read_unlock();
-	x->mem_exit = false;
-	return r;
-}
-
-static int guest_walk(struct kvm_x86_vcpu *x, uint64_t gva, uint32_t access,
-		      struct x86_walk_result *res)
-{
-	const struct x86_walk_ops ops = { walk_read, walk_cmpxchg, x };
-	struct x86_walk_mode m;
-
-	kvm_vcpu_walk_mode(x->v, &m);
-	return x86_walk(&m, gva, access, &ops, res);
 }
 
 /* One guest-virtual access within a page. */
@@ -392,7 +315,7 @@ static int access_page(struct kvm_x86_vcpu *x, uint64_t gva, uint8_t *buf, unsig
 {
 	struct x86_walk_result wr;
 	uint8_t *host;
-	int r = guest_walk(x, gva, access, &wr);
+	int r = kvm_vcpu_walk(x->v, gva, access, &wr);
 
 	if (r < 0)
 		return X86_MEM_FAULT; /* not reached: the walk's ops fail as faults */
@@ -706,48 +629,13 @@ static int exit_memory_fault(struct kvm_x86_vcpu *x, int *ret)
 	return X86R_EXIT;
 }
 
-static bool exit_hypercall_enabled(struct kvm *kvm, uint64_t nr)
-{
-	/* Written under kvm->lock (ranks above vcpu->mutex): relaxed. */
-	uint64_t mask = __atomic_load_n(&kvm->exit_hypercall_mask, __ATOMIC_RELAXED);
-
-	return nr < 64 && (mask & (1ULL << nr));
-}
-
-/*
- * KVM's hypercalls: KVM_HC_MAP_GPA_RANGE exits when the VMM enabled it
- * (after the guest-visible checks); the rest are answered here.  Returns
- * true with an exit in kvm_run, false with res.hypercall.ret set.
- */
+/* The kernel's answer (kvm_hypercall()): true with an exit in kvm_run. */
 static bool hypercall(struct kvm_x86_vcpu *x)
 {
-	struct kvm_run *run = x->v->run;
 	struct x86_emu_result *res = &x->res;
-	uint64_t nr = res->hypercall.nr, gpa = res->hypercall.args[0];
-	uint64_t npages = res->hypercall.args[1];
-	gfn_t gfn = gpa >> GM_PAGE_SHIFT;
 
-	if (nr == KVM_HC_MAP_GPA_RANGE) {
-		if (!exit_hypercall_enabled(x->v->kvm, nr)) {
-			res->hypercall.ret = (uint64_t)-KVM_ENOSYS;
-		} else if ((gpa & (GM_PAGE_SIZE - 1)) || !npages || gfn + npages <= gfn) {
-			res->hypercall.ret = (uint64_t)-KVM_EINVAL;
-		} else {
-			run->exit_reason = KVM_EXIT_HYPERCALL;
-			run->hypercall.nr = nr;
-			run->hypercall.args[0] = gpa;
-			run->hypercall.args[1] = npages;
-			run->hypercall.args[2] = res->hypercall.args[2];
-			*kvm_run_hypercall_flags(run) =
-				res->hypercall.longmode ? KVM_EXIT_HYPERCALL_LONG_MODE : 0;
-			return true;
-		}
-	} else if (nr == KVM_HC_VAPIC_POLL_IRQ_NR) {
-		res->hypercall.ret = 0;
-	} else {
-		res->hypercall.ret = (uint64_t)-KVM_ENOSYS;
-	}
-	return false;
+	return kvm_hypercall(x->v, res->hypercall.nr, res->hypercall.args,
+			     res->hypercall.longmode, &res->hypercall.ret);
 }
 
 /* Apply what an emulated instruction changed beyond the registers. */
@@ -766,16 +654,6 @@ static void queue_exception(struct kvm_x86_vcpu *x, const struct x86_exception *
 	x86_event_queue_emu_exception(&x->v->arch.ev, ex);
 }
 
-static int exit_delivery_error(struct kvm_vcpu *v)
-{
-	struct kvm_run *run = v->run;
-
-	run->exit_reason = KVM_EXIT_INTERNAL_ERROR;
-	run->internal.suberror = KVM_INTERNAL_ERROR_DELIVERY_EV;
-	run->internal.ndata = 0;
-	return X86R_EXIT;
-}
-
 /* Guest memory for vectoring: system-table accesses are implicit supervisor. */
 static int ev_access(void *ctx, uint64_t gva, void *buf, unsigned len, unsigned flags,
 		     bool write, struct x86_exception *ex)
@@ -789,6 +667,14 @@ static int ev_access(void *ctx, uint64_t gva, void *buf, unsigned len, unsigned 
 		access |= X86_PF_IMPLICIT;
 	if (flags & X86_EVENT_ACC_USER)
 		access |= X86_PF_USER;
+	/*
+	 * Delivery right after a shadow fill: the fault path below may wait
+	 * for mmu_lock, which a zap holds while it waits for this vCPU's maps
+	 * in flight (x86_shadow.h).  Forget them first; the guest faults the
+	 * page back.
+	 */
+	if (x->sv.nr_maps)
+		x86_shadow_run_end(x->vm->sh, &x->sv);
 	r = guest_access(x, gva, buf, len, write, access, &gpa, ex);
 	if (r == X86_MEM_FAULT && x->mem_exit) {
 		x->mem_exit = false;
@@ -824,7 +710,7 @@ static int soft_int(struct kvm_x86_vcpu *x, uint8_t type, uint8_t vector, uint8_
 		return X86R_EXIT;
 	}
 	if (r != X86_EVENT_OK)
-		return exit_delivery_error(x->v);
+		return exit_internal(x->v, KVM_INTERNAL_ERROR_DELIVERY_EV);
 	regs_out(x->v, &x->xr);
 	apply_effects(x, X86_FX_SEGMENTS);
 	return X86R_CONTINUE;
@@ -939,7 +825,7 @@ static int emu_outcome(struct kvm_x86_vcpu *x, int st, int *ret)
 			return X86R_EXIT;
 		default: /* X86_EMU_UNHANDLED */
 			x86_emu_cancel(&x->emu);
-			return exit_internal(v);
+			return exit_internal(v, KVM_INTERNAL_ERROR_EMULATION);
 		}
 	}
 }
@@ -1043,7 +929,7 @@ static int emulation_failure(struct kvm_x86_vcpu *x, const struct gp_trap *t)
 		}
 		x->mem_exit = false;
 	}
-	exit_internal(v);
+	exit_internal(v, KVM_INTERNAL_ERROR_EMULATION);
 	memset(run->internal.data, 0, sizeof(run->internal.data));
 	run->emulation_failure.flags = 0;
 	if (n) {
@@ -1148,19 +1034,18 @@ static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 	bool write = access & X86_PF_WRITE;
 
 	if (!gp_guest_va_ok(gva))
-		return exit_internal(v);
+		return exit_internal(v, KVM_INTERNAL_ERROR_EMULATION);
 	for (unsigned n = 0; n < MAX_FAULT_RETRIES; n++) {
 		unsigned long seq = kvm_mmu_invalidate_seq_snapshot(v->kvm);
 		struct x86_walk_result wr;
-		struct kvm_page_fault f;
-		int level = S2_PG_LEVEL_4K, prot, r;
+		int level, prot, r;
 		unsigned npages;
 		bool s2_writable;
 		uint64_t e;
 
-		r = guest_walk(x, gva, access, &wr);
+		r = kvm_vcpu_walk(v, gva, access, &wr);
 		if (r < 0)
-			return exit_internal(v);
+			return exit_internal(v, KVM_INTERNAL_ERROR_EMULATION);
 		if (r) {
 			queue_exception(x, &(struct x86_exception){ .vector = X86_PF,
 								    .has_error_code = true,
@@ -1168,27 +1053,18 @@ static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 								    .cr2 = gva });
 			return X86R_CONTINUE;
 		}
+		/* Only the leaf's flags are used past the read-side section. */
 		gm_rcu_read_lock();
-		e = kvm_mmu_lookup(v->kvm, wr.gpa >> GM_PAGE_SHIFT, &level);
+		r = kvm_mmu_fault_in(v->kvm, wr.gpa, write, &v->stat.fault, &v->last_used_slot, &e,
+				     &level, &x->mf);
 		gm_rcu_read_unlock();
-		if (!e || (write && !(e & S2_WRITABLE))) {
-			switch (kvm_vcpu_mmu_page_fault(v->kvm, wr.gpa, write, &v->stat.fault,
-							&v->last_used_slot, &f)) {
-			case KVM_PF_FIXED:
-				continue;
-			case KVM_PF_RETRY:
-				if (n > 16)
-					sched_yield();
-				continue;
-			case KVM_PF_EMULATE:
-				if (access & X86_PF_FETCH)
-					return exit_internal(v); /* code in MMIO */
-				return emulate_insn(x, t, NULL, ret);
-			default: /* KVM_PF_EXIT */
-				x->mf = f;
-				return exit_memory_fault(x, ret);
-			}
+		if (r == KVM_PF_EMULATE) {
+			if (access & X86_PF_FETCH)
+				return exit_internal(v, KVM_INTERNAL_ERROR_EMULATION); /* code in MMIO */
+			return emulate_insn(x, t, NULL, ret);
 		}
+		if (r == KVM_PF_EXIT)
+			return exit_memory_fault(x, ret);
 		s2_writable = e & S2_WRITABLE;
 		npages = run_pages(gva, wr.level);
 		if (npages > 1 && !(e & S2_PRIVATE))
@@ -1205,9 +1081,9 @@ static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 			continue;
 		if (r == -ENOSPC || !r)
 			return X86R_CONTINUE;
-		return exit_internal(v); /* no fd reaches that memory */
+		return exit_internal(v, KVM_INTERNAL_ERROR_EMULATION); /* no fd reaches that memory */
 	}
-	return exit_internal(v);
+	return exit_internal(v, KVM_INTERNAL_ERROR_EMULATION);
 }
 
 static int reflect(struct kvm_x86_vcpu *x, uint8_t vector, bool has_ec, uint32_t ec)
@@ -1245,7 +1121,7 @@ static int handle_trap(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret
 	case GP_TRAP_AC:
 		return reflect(x, 17, true, 0);
 	default:
-		return exit_internal(x->v);
+		return exit_internal(x->v, KVM_INTERNAL_ERROR_EMULATION);
 	}
 }
 
@@ -1292,7 +1168,7 @@ static int deliver_events(struct kvm_x86_vcpu *x)
 		return X86R_EXIT;
 	}
 	if (r != X86_EVENT_OK)
-		return exit_delivery_error(v);
+		return exit_internal(v, KVM_INTERNAL_ERROR_DELIVERY_EV);
 	if (out.delivered) {
 		regs_out(v, &x->xr);
 		apply_effects(x, X86_FX_SEGMENTS);
@@ -1335,9 +1211,7 @@ static int halt_wait(struct kvm_x86_vcpu *x, const sigset_t *mask, int *ret)
 			break;
 		}
 		if (kvm_vcpu_signal_pending(v, mask, 1)) {
-			v->run->exit_reason = KVM_EXIT_INTR;
-			kvm_stat_inc(&v->stat.signal_exits);
-			*ret = -EINTR;
+			*ret = kvm_vcpu_exit_intr(v);
 			return X86R_EXIT;
 		}
 	}
@@ -1399,7 +1273,7 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 
 	/* Nothing to start a guest process for (e.g. a vCPU at reset). */
 	if (!v->x86 && !runnable_state(v))
-		return exit_internal(v), 0;
+		return exit_internal(v, KVM_INTERNAL_ERROR_EMULATION), 0;
 	r = x86_vcpu_init(v);
 	if (r)
 		return r;
@@ -1416,13 +1290,11 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 		if (deliver_events(x) == X86R_EXIT)
 			break;
 		if (!runnable_state(v)) {
-			exit_internal(v);
+			exit_internal(v, KVM_INTERNAL_ERROR_EMULATION);
 			break;
 		}
 		if (kvm_vcpu_signal_pending(v, mask, 0)) {
-			kvm_stat_inc(&v->stat.signal_exits);
-			v->run->exit_reason = KVM_EXIT_INTR;
-			ret = -EINTR;
+			ret = kvm_vcpu_exit_intr(v);
 			break;
 		}
 		/* Before each entry, as KVM's request: a ring at its soft limit
@@ -1449,7 +1321,7 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 		}
 		if (r) {
 			/* The guest process is gone or a map failed. */
-			exit_internal(v);
+			exit_internal(v, KVM_INTERNAL_ERROR_EMULATION);
 			break;
 		}
 		flushed = false;
@@ -1459,20 +1331,13 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 		if (cpu.rip != v->regs.rip)
 			x86_event_insn_retired(&v->arch.ev, 0);
 		cpu_out(v, &cpu);
-		if (trap.kind == GP_TRAP_KICK) {
-			if (!signalled)
-				continue; /* a zap waited for our maps */
-			kvm_stat_inc(&v->stat.signal_exits);
-			v->run->exit_reason = KVM_EXIT_INTR;
-			ret = -EINTR;
-			break;
-		}
-		if (handle_trap(x, &trap, &ret) == X86R_EXIT)
+		if (trap.kind == GP_TRAP_KICK && !signalled)
+			continue; /* a zap waited for our maps */
+		/* A real trap that came with the signal is handled first. */
+		if (trap.kind != GP_TRAP_KICK && handle_trap(x, &trap, &ret) == X86R_EXIT)
 			break;
 		if (signalled) {
-			kvm_stat_inc(&v->stat.signal_exits);
-			v->run->exit_reason = KVM_EXIT_INTR;
-			ret = -EINTR;
+			ret = kvm_vcpu_exit_intr(v);
 			break;
 		}
 	}

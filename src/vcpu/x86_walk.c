@@ -240,44 +240,30 @@ int x86_walk(const struct x86_walk_mode *m, uint64_t gva, uint32_t access,
 	return r;
 }
 
-/* ---- KVM_TRANSLATE: guest memory from the VMM side --------------------------- */
+/* ---- guest memory from the VMM side: KVM_TRANSLATE and the x86 backend ------- */
 
-/*
- * The host address of @len bytes at @gpa, resolving stage-2 misses with
- * the fault path as a vCPU access would (private/shared routing included).
- * Returns NULL for MMIO or a memory fault.  Context: called and returns
- * inside gm_rcu_read_lock(), which it drops around a fault.
- */
-static void *gpa_host(struct kvm_vcpu *v, uint64_t gpa, bool write)
+int kvm_vcpu_gpa_host(struct kvm_vcpu *v, uint64_t gpa, bool write, uint8_t **host,
+		      struct kvm_page_fault *f)
 {
-	for (;;) {
-		struct kvm_page_fault f;
-		int level = S2_PG_LEVEL_4K, r;
-		uint64_t e = kvm_mmu_lookup(v->kvm, gpa >> GM_PAGE_SHIFT, &level);
+	uint64_t e;
+	int level, r;
 
-		if (e && (!write || (e & S2_WRITABLE))) {
-			uint64_t in_leaf = ((gpa >> GM_PAGE_SHIFT) & (s2_level_pages(level) - 1))
-					   << GM_PAGE_SHIFT;
-
-			return (void *)(uintptr_t)((e & S2_ADDR_MASK) + in_leaf +
-						   (gpa & (GM_PAGE_SIZE - 1)));
-		}
-		gm_rcu_read_unlock();
-		r = kvm_mmu_page_fault(v->kvm, gpa, write, &v->stat.fault, &f);
-		gm_rcu_read_lock();
-		if (r != KVM_PF_FIXED && r != KVM_PF_RETRY)
-			return NULL; /* MMIO or a memory fault: no page table here */
-	}
+	r = kvm_mmu_fault_in(v->kvm, gpa, write, &v->stat.fault, &v->last_used_slot, &e, &level,
+			     f);
+	if (r == KVM_PF_FIXED)
+		*host = s2_leaf_hva(e, level, gpa);
+	return r;
 }
 
-static int vmm_pte_read(void *ctx, uint64_t gpa, unsigned size, uint64_t *val)
+/* Page-table entries: one in MMIO or behind a memory fault is unreachable. */
+static int vcpu_pte_read(void *ctx, uint64_t gpa, unsigned size, uint64_t *val)
 {
-	void *p;
+	struct kvm_page_fault f;
+	uint8_t *p;
 	int r = -EFAULT;
 
 	gm_rcu_read_lock();
-	p = gpa_host(ctx, gpa, false);
-	if (p) {
+	if (kvm_vcpu_gpa_host(ctx, gpa, false, &p, &f) == KVM_PF_FIXED) {
 		*val = size == 8 ? __atomic_load_n((uint64_t *)p, __ATOMIC_RELAXED)
 				 : __atomic_load_n((uint32_t *)p, __ATOMIC_RELAXED);
 		r = 0;
@@ -286,14 +272,14 @@ static int vmm_pte_read(void *ctx, uint64_t gpa, unsigned size, uint64_t *val)
 	return r;
 }
 
-static int vmm_pte_cmpxchg(void *ctx, uint64_t gpa, unsigned size, uint64_t old, uint64_t new_val)
+static int vcpu_pte_cmpxchg(void *ctx, uint64_t gpa, unsigned size, uint64_t old, uint64_t new_val)
 {
-	void *p;
+	struct kvm_page_fault f;
+	uint8_t *p;
 	int r = -EFAULT;
 
 	gm_rcu_read_lock();
-	p = gpa_host(ctx, gpa, true);
-	if (p) {
+	if (kvm_vcpu_gpa_host(ctx, gpa, true, &p, &f) == KVM_PF_FIXED) {
 		bool ok;
 
 		if (size == 8) {
@@ -311,7 +297,7 @@ static int vmm_pte_cmpxchg(void *ctx, uint64_t gpa, unsigned size, uint64_t old,
 	return r;
 }
 
-void kvm_vcpu_walk_mode(struct kvm_vcpu *v, struct x86_walk_mode *m)
+static void vcpu_walk_mode(struct kvm_vcpu *v, struct x86_walk_mode *m)
 {
 	m->cr0 = v->sregs.cr0;
 	m->cr3 = v->sregs.cr3;
@@ -322,15 +308,20 @@ void kvm_vcpu_walk_mode(struct kvm_vcpu *v, struct x86_walk_mode *m)
 	m->gbpages = kvm_guest_cpuid_has(v, 0x80000001, 0, 3, 26);
 }
 
+int kvm_vcpu_walk(struct kvm_vcpu *v, uint64_t gva, uint32_t access, struct x86_walk_result *res)
+{
+	const struct x86_walk_ops ops = { vcpu_pte_read, vcpu_pte_cmpxchg, v };
+	struct x86_walk_mode m;
+
+	vcpu_walk_mode(v, &m);
+	return x86_walk(&m, gva, access, &ops, res);
+}
+
 int kvm_vcpu_translate(struct kvm_vcpu *v, struct kvm_translation *tr)
 {
-	const struct x86_walk_ops ops = { vmm_pte_read, vmm_pte_cmpxchg, v };
-	struct x86_walk_mode m;
 	struct x86_walk_result res;
-	int r;
+	int r = kvm_vcpu_walk(v, tr->linear_address, 0, &res);
 
-	kvm_vcpu_walk_mode(v, &m);
-	r = x86_walk(&m, tr->linear_address, 0, &ops, &res);
 	if (r < 0)
 		return r;
 	tr->physical_address = r ? ~0ULL : res.gpa; /* INVALID_GPA */

@@ -313,6 +313,7 @@ static void guest_hypercalls(struct guestmem_guest *g)
 	guestmem_guest_outl(g, 1, (uint32_t)guestmem_guest_hypercall(g, 12, 0x1000, 0, 0, 0));
 	guestmem_guest_outl(g, 1, (uint32_t)guestmem_guest_hypercall(g, 12, 0x1000, ~0ULL, 0, 0));
 	guestmem_guest_outl(g, 1, (uint32_t)guestmem_guest_hypercall(g, 5, 0, 0, 0, 0));
+	guestmem_guest_outl(g, 1, (uint32_t)guestmem_guest_hypercall(g, 1, 0, 0, 0, 0));
 	guestmem_guest_outl(g, 1, (uint32_t)guestmem_guest_hypercall(g, 12, 0x2000, 3, 0x19, 7));
 }
 
@@ -328,6 +329,7 @@ TEST(test_hypercall)
 	ASSERT_EQ((int32_t)run_expect_out(e, 1, 4), -22); /* npages 0 */
 	ASSERT_EQ((int32_t)run_expect_out(e, 1, 4), -22); /* wraps */
 	ASSERT_EQ((int32_t)run_expect_out(e, 1, 4), -1000); /* other nr */
+	ASSERT_EQ((int32_t)run_expect_out(e, 1, 4), 0); /* KVM_HC_VAPIC_POLL_IRQ */
 	run_expect(e, KVM_EXIT_HYPERCALL);
 	ASSERT_EQ(e->run->hypercall.nr, 12);
 	ASSERT_EQ(e->run->hypercall.args[0], 0x2000);

@@ -40,14 +40,14 @@ static inline void put64(uint8_t *mem, uint64_t gpa, uint64_t v)
 	memcpy(mem + gpa, &v, 8);
 }
 
-/* @irqchip: KVM_CREATE_IRQCHIP before the vCPU. */
-static inline void vm_open_irqchip(struct vm *m, bool irqchip)
+/* A VM of @type; @irqchip: KVM_CREATE_IRQCHIP before the vCPU. */
+static inline void vm_create(struct vm *m, unsigned long type, bool irqchip)
 {
 	struct kvm_userspace_memory_region r = { 0 };
 
 	m->kvm = guestmem_sys_open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	ASSERT_TRUE(m->kvm >= 0);
-	m->fd = guestmem_sys_ioctl(m->kvm, KVM_CREATE_VM, 0);
+	m->fd = guestmem_sys_ioctl(m->kvm, KVM_CREATE_VM, type);
 	ASSERT_TRUE(m->fd >= 0);
 	if (irqchip)
 		ASSERT_EQ(guestmem_sys_ioctl(m->fd, KVM_CREATE_IRQCHIP, 0), 0);
@@ -70,6 +70,11 @@ static inline void vm_open_irqchip(struct vm *m, bool irqchip)
 	ASSERT_TRUE(m->run != MAP_FAILED);
 }
 
+static inline void vm_open_irqchip(struct vm *m, bool irqchip)
+{
+	vm_create(m, 0, irqchip);
+}
+
 static inline void vm_close(struct vm *m)
 {
 	guestmem_sys_munmap(m->run, 3 * 4096);
@@ -79,6 +84,7 @@ static inline void vm_close(struct vm *m)
 	munmap(m->mem, MEM_SIZE);
 }
 
+/* 64-bit long mode at @rip, flat segments, the IDT at 0x5000. */
 static inline void vm_start(struct vm *m, uint64_t rip)
 {
 	struct kvm_segment cs = { .base = 0, .limit = 0xffffffff, .selector = 8, .type = 11,

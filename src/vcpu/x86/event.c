@@ -278,6 +278,28 @@ static uint64_t pushed_flags(const struct vec *v)
 	return f;
 }
 
+/*
+ * The interrupt frame, highest address first: the old SS and RSP when
+ * @stack (a stack switch, or always in 64-bit mode), RFLAGS, CS, RIP, the
+ * error code if any.  Returns how many slots it fills (at most 6).
+ */
+static unsigned build_frame(const struct vec *v, bool stack, uint64_t frame[6])
+{
+	const struct x86_regs *r = &v->w;
+	unsigned n = 0;
+
+	if (stack) {
+		frame[n++] = r->seg[X86_SEG_SS].selector;
+		frame[n++] = r->gpr[X86_RSP];
+	}
+	frame[n++] = pushed_flags(v);
+	frame[n++] = r->seg[X86_SEG_CS].selector;
+	frame[n++] = r->rip;
+	if (v->ev->has_error_code)
+		frame[n++] = v->ev->error_code;
+	return n;
+}
+
 static void enter_handler(struct vec *v, const struct gate *g, uint64_t csd, unsigned new_cpl,
 			  bool gate16)
 {
@@ -318,14 +340,7 @@ static int deliver_long(struct vec *v, const struct gate *g, uint64_t csd, unsig
 		return raise(v, X86_GP, v->ext);
 	rsp &= ~0xfull;
 
-	/* Highest address first: SS, RSP, RFLAGS, CS, RIP, error code. */
-	frame[n++] = r->seg[X86_SEG_SS].selector;
-	frame[n++] = r->gpr[X86_RSP];
-	frame[n++] = pushed_flags(v);
-	frame[n++] = r->seg[X86_SEG_CS].selector;
-	frame[n++] = r->rip;
-	if (v->ev->has_error_code)
-		frame[n++] = v->ev->error_code;
+	n = build_frame(v, true, frame);
 	for (unsigned i = 0; i < n; i++) {
 		uint8_t b[8];
 
@@ -393,14 +408,8 @@ static int deliver_prot(struct vec *v, const struct gate *g, uint64_t csd, unsig
 		if ((st = tss32_stack(v, new_cpl, &ss, &esp)))
 			return st;
 		ss_err = (ss.selector & 0xfffc) | v->ext;
-		frame[n++] = r->seg[X86_SEG_SS].selector;
-		frame[n++] = r->gpr[X86_RSP];
 	}
-	frame[n++] = pushed_flags(v);
-	frame[n++] = r->seg[X86_SEG_CS].selector;
-	frame[n++] = r->rip;
-	if (v->ev->has_error_code)
-		frame[n++] = v->ev->error_code;
+	n = build_frame(v, inner, frame);
 
 	mask = ss.db ? 0xffffffffull : 0xffffull;
 	for (unsigned i = 0; i < n; i++)
