@@ -9,106 +9,20 @@
  * the error code), a guest that never exits interrupted by a signal, and
  * a zap (memslot deletion) while the guest is mapped.
  *
- * Guest physical layout (one 2 MiB memslot at 0, identity mapped with two
- * 2 MiB pages, so 2-4 MiB has page tables but no memslot: MMIO):
- *   0x1000 PML4, 0x2000 PDPT, 0x3000 PD, 0x5000 IDT, 0x6000 GDT,
- *   0x10000.. code, 0x30000 top of the stack, 0x100000 a data page.
+ * The VM is x86_vm.h's, without an in-kernel irqchip (one 2 MiB memslot
+ * at 0, identity mapped with two 2 MiB pages, so 2-4 MiB has page tables
+ * but no memslot: MMIO): 0x1000 PML4, 0x2000 PDPT, 0x3000 PD, 0x5000 IDT,
+ * 0x6000 GDT, 0x10000.. code, 0x30000 top of the stack; here 0x100000 is
+ * a data page.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdint.h>
-#include <string.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <time.h>
-#include <unistd.h>
-
-#include <guestmem/kvm.h>
-#include <guestmem/sys.h>
 
 #include "gproc/gproc_abi.h" /* GP_USER_TOP, the reserved window */
-#include "harness.h"
+#include "x86_vm.h"
 
-#define MEM_SIZE 0x200000ULL
-#define CODE 0x10000ULL
-#define STACK_TOP 0x30000ULL
-#define PORT 0x10
 #define PORT2 0x11
-
-struct vm {
-	int kvm, fd, vcpu;
-	struct kvm_run *run;
-	uint8_t *mem;
-};
-
-static void put64(uint8_t *mem, uint64_t gpa, uint64_t v)
-{
-	memcpy(mem + gpa, &v, 8);
-}
-
-static void vm_open(struct vm *m, unsigned long type)
-{
-	struct kvm_userspace_memory_region r = { 0 };
-
-	m->kvm = guestmem_sys_open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	ASSERT_TRUE(m->kvm >= 0);
-	m->fd = guestmem_sys_ioctl(m->kvm, KVM_CREATE_VM, type);
-	ASSERT_TRUE(m->fd >= 0);
-	m->mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_TRUE(m->mem != MAP_FAILED);
-	r.memory_size = MEM_SIZE;
-	r.userspace_addr = (uintptr_t)m->mem;
-	ASSERT_EQ(guestmem_sys_ioctl(m->fd, KVM_SET_USER_MEMORY_REGION, &r), 0);
-	/* Page tables: 0-4 MiB identity with 2 MiB pages. */
-	put64(m->mem, 0x1000, 0x2000 | 3);
-	put64(m->mem, 0x2000, 0x3000 | 3);
-	put64(m->mem, 0x3000, 0x000000 | 0x83);
-	put64(m->mem, 0x3008, 0x200000 | 0x83);
-	/* GDT: null, 64-bit code (0x8), data (0x10). */
-	put64(m->mem, 0x6008, 0x00af9b000000ffffULL);
-	put64(m->mem, 0x6010, 0x00cf93000000ffffULL);
-	m->vcpu = guestmem_sys_ioctl(m->fd, KVM_CREATE_VCPU, 0);
-	ASSERT_TRUE(m->vcpu >= 0);
-	m->run = guestmem_sys_mmap(NULL, 3 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, m->vcpu, 0);
-	ASSERT_TRUE(m->run != MAP_FAILED);
-}
-
-static void vm_close(struct vm *m)
-{
-	guestmem_sys_munmap(m->run, 3 * 4096);
-	guestmem_sys_close(m->vcpu);
-	guestmem_sys_close(m->fd);
-	guestmem_sys_close(m->kvm);
-	munmap(m->mem, MEM_SIZE);
-}
-
-/* 64-bit long mode at @rip, flat segments, the IDT at 0x5000. */
-static void vm_start(struct vm *m, uint64_t rip)
-{
-	struct kvm_segment cs = { .base = 0, .limit = 0xffffffff, .selector = 8, .type = 11,
-				  .present = 1, .dpl = 0, .s = 1, .l = 1, .g = 1 };
-	struct kvm_segment ds = { .base = 0, .limit = 0xffffffff, .selector = 0x10, .type = 3,
-				  .present = 1, .dpl = 0, .s = 1, .db = 1, .g = 1 };
-	struct kvm_sregs s;
-	struct kvm_regs r = { .rip = rip, .rsp = STACK_TOP, .rflags = 2 };
-
-	ASSERT_EQ(guestmem_sys_ioctl(m->vcpu, KVM_GET_SREGS, &s), 0);
-	s.cs = cs;
-	s.ds = s.es = s.fs = s.gs = s.ss = ds;
-	s.tr = (struct kvm_segment){ .limit = 0x67, .type = 11, .present = 1 };
-	s.gdt.base = 0x6000;
-	s.gdt.limit = 23;
-	s.idt.base = 0x5000;
-	s.idt.limit = 0xfff;
-	s.cr0 = 0x80050033; /* PG | AM | WP | NE | ET | MP | PE */
-	s.cr3 = 0x1000;
-	s.cr4 = 0x620;	    /* PAE | OSFXSR | OSXMMEXCPT */
-	s.efer = 0x500;	    /* LME | LMA */
-	ASSERT_EQ(guestmem_sys_ioctl(m->vcpu, KVM_SET_SREGS, &s), 0);
-	ASSERT_EQ(guestmem_sys_ioctl(m->vcpu, KVM_SET_REGS, &r), 0);
-}
 
 static void code(struct vm *m, uint64_t gpa, const uint8_t *bytes, size_t n)
 {
@@ -150,7 +64,7 @@ TEST(pio_exit_and_completion)
 	struct kvm_regs r;
 	struct vm m;
 
-	vm_open(&m, 0);
+	vm_open_irqchip(&m, false);
 	code(&m, CODE, c, sizeof(c));
 	vm_start(&m, CODE);
 	expect_io(&m, KVM_EXIT_IO_OUT, PORT, 1);
@@ -181,7 +95,7 @@ TEST(immediate_exit_completes_in_first)
 	struct kvm_regs r;
 	struct vm m;
 
-	vm_open(&m, 0);
+	vm_open_irqchip(&m, false);
 	code(&m, CODE, c, sizeof(c));
 	vm_start(&m, CODE);
 	expect_io(&m, KVM_EXIT_IO_IN, PORT, 4);
@@ -211,7 +125,7 @@ TEST(mmio_exit_and_completion)
 	uint32_t v;
 	struct vm m;
 
-	vm_open(&m, 0);
+	vm_open_irqchip(&m, false);
 	code(&m, CODE, c, sizeof(c));
 	vm_start(&m, CODE);
 	ASSERT_EQ(run(&m), 0);
@@ -244,7 +158,7 @@ TEST(memory_fault_on_private_mismatch)
 	struct kvm_run_memory_fault *mf;
 	struct vm m;
 
-	vm_open(&m, KVM_X86_SW_PROTECTED_VM);
+	vm_open_type(&m, KVM_X86_SW_PROTECTED_VM, false);
 	code(&m, CODE, c, sizeof(c));
 	vm_start(&m, CODE);
 	/* Private, but the slot has no guest_memfd: KVM exits to the VMM. */
@@ -283,7 +197,7 @@ TEST(page_fault_through_the_idt)
 	uint32_t v;
 	struct vm m;
 
-	vm_open(&m, 0);
+	vm_open_irqchip(&m, false);
 	code(&m, CODE, c, sizeof(c));
 	code(&m, 0x14000, handler, sizeof(handler));
 	memcpy(m.mem + 0x5000 + 14 * 16, gate, sizeof(gate));
@@ -318,7 +232,7 @@ TEST(hypercall_exit_map_gpa_range)
 	uint32_t v;
 	struct vm m;
 
-	vm_open(&m, 0);
+	vm_open_irqchip(&m, false);
 	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_ENABLE_CAP, &cap), 0);
 	code(&m, CODE, c, sizeof(c));
 	vm_start(&m, CODE);
@@ -353,7 +267,7 @@ TEST(rdmsr_exit_to_user_space)
 	uint32_t v;
 	struct vm m;
 
-	vm_open(&m, 0);
+	vm_open_irqchip(&m, false);
 	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_ENABLE_CAP, &cap), 0);
 	code(&m, CODE, c, sizeof(c));
 	vm_start(&m, CODE);
@@ -388,7 +302,7 @@ TEST(xsave_follows_the_guest)
 	uint32_t v;
 	struct vm m;
 
-	vm_open(&m, 0);
+	vm_open_irqchip(&m, false);
 	code(&m, CODE, c, sizeof(c));
 	vm_start(&m, CODE);
 	expect_io(&m, KVM_EXIT_IO_OUT, PORT, 1);
@@ -440,7 +354,7 @@ TEST(signal_interrupts_a_computing_guest)
 	struct vm m;
 
 	sigaction(SIGUSR1, &sa, NULL);
-	vm_open(&m, 0);
+	vm_open_irqchip(&m, false);
 	code(&m, CODE, c, sizeof(c));
 	vm_start(&m, CODE);
 	expect_io(&m, KVM_EXIT_IO_OUT, PORT, 1);
@@ -477,7 +391,7 @@ TEST(memslot_deletion_zaps_the_guest_mapping)
 	struct vm m;
 
 	ASSERT_TRUE(mem2 != MAP_FAILED);
-	vm_open(&m, 0);
+	vm_open_irqchip(&m, false);
 	code(&m, CODE, c, sizeof(c));
 	memcpy(m.mem + 0x100000, "\x01\x00\x00\x00", 4);
 	vm_start(&m, CODE);
@@ -530,7 +444,7 @@ TEST(guest_at_the_top_of_the_user_range)
 	uint32_t v;
 	struct vm m;
 
-	vm_open(&m, 0);
+	vm_open_irqchip(&m, false);
 	/* PML4[255] -> PDPT at 0x7000, [511] -> PD at 0x8000, [511] -> 2 MiB at gpa 0. */
 	put64(m.mem, 0x1000 + 255 * 8, 0x7000 | 3);
 	put64(m.mem, 0x7000 + 511 * 8, 0x8000 | 3);
@@ -573,7 +487,7 @@ TEST(reserved_window_is_an_internal_error)
 	struct kvm_regs r;
 	struct vm m;
 
-	vm_open(&m, 0);
+	vm_open_irqchip(&m, false);
 	memcpy(bytes, c, sizeof(c));
 	memcpy(bytes + 2, &addr, 8);
 	code(&m, CODE, bytes, sizeof(bytes));

@@ -10,6 +10,7 @@
 #define TESTS_UNIT_X86_VM_H
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <string.h>
@@ -40,14 +41,14 @@ static inline void put64(uint8_t *mem, uint64_t gpa, uint64_t v)
 	memcpy(mem + gpa, &v, 8);
 }
 
-/* @irqchip: KVM_CREATE_IRQCHIP before the vCPU. */
-static inline void vm_open_irqchip(struct vm *m, bool irqchip)
+/* A VM of @type; @irqchip: KVM_CREATE_IRQCHIP before the vCPU. */
+static inline void vm_open_type(struct vm *m, unsigned long type, bool irqchip)
 {
 	struct kvm_userspace_memory_region r = { 0 };
 
 	m->kvm = guestmem_sys_open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	ASSERT_TRUE(m->kvm >= 0);
-	m->fd = guestmem_sys_ioctl(m->kvm, KVM_CREATE_VM, 0);
+	m->fd = guestmem_sys_ioctl(m->kvm, KVM_CREATE_VM, type);
 	ASSERT_TRUE(m->fd >= 0);
 	if (irqchip)
 		ASSERT_EQ(guestmem_sys_ioctl(m->fd, KVM_CREATE_IRQCHIP, 0), 0);
@@ -56,18 +57,26 @@ static inline void vm_open_irqchip(struct vm *m, bool irqchip)
 	r.memory_size = MEM_SIZE;
 	r.userspace_addr = (uintptr_t)m->mem;
 	ASSERT_EQ(guestmem_sys_ioctl(m->fd, KVM_SET_USER_MEMORY_REGION, &r), 0);
+	/* Page tables: 0-4 MiB identity with 2 MiB pages, and the APIC page. */
 	put64(m->mem, 0x1000, 0x2000 | 3);
 	put64(m->mem, 0x2000, 0x3000 | 3);
 	put64(m->mem, 0x2018, 0x4000 | 3); /* 3-4 GiB */
 	put64(m->mem, 0x3000, 0x000000 | 0x83);
 	put64(m->mem, 0x3008, 0x200000 | 0x83);
 	put64(m->mem, 0x4000 + 8 * ((APIC_GPA >> 21) & 0x1ff), APIC_GPA | 0x83);
+	/* GDT: null, 64-bit code (0x8), data (0x10). */
 	put64(m->mem, 0x6008, 0x00af9b000000ffffULL);
 	put64(m->mem, 0x6010, 0x00cf93000000ffffULL);
 	m->vcpu = guestmem_sys_ioctl(m->fd, KVM_CREATE_VCPU, 0);
 	ASSERT_TRUE(m->vcpu >= 0);
 	m->run = guestmem_sys_mmap(NULL, 3 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, m->vcpu, 0);
 	ASSERT_TRUE(m->run != MAP_FAILED);
+}
+
+/* @irqchip: KVM_CREATE_IRQCHIP before the vCPU. */
+static inline void vm_open_irqchip(struct vm *m, bool irqchip)
+{
+	vm_open_type(m, 0, irqchip);
 }
 
 static inline void vm_close(struct vm *m)
@@ -79,6 +88,7 @@ static inline void vm_close(struct vm *m)
 	munmap(m->mem, MEM_SIZE);
 }
 
+/* 64-bit long mode at @rip, flat segments, the IDT at 0x5000. */
 static inline void vm_start(struct vm *m, uint64_t rip)
 {
 	struct kvm_segment cs = { .base = 0, .limit = 0xffffffff, .selector = 8, .type = 11,
@@ -96,10 +106,10 @@ static inline void vm_start(struct vm *m, uint64_t rip)
 	s.gdt.limit = 23;
 	s.idt.base = 0x5000;
 	s.idt.limit = 0xfff;
-	s.cr0 = 0x80050033;
+	s.cr0 = 0x80050033; /* PG | AM | WP | NE | ET | MP | PE */
 	s.cr3 = 0x1000;
-	s.cr4 = 0x620;
-	s.efer = 0x500;
+	s.cr4 = 0x620;	    /* PAE | OSFXSR | OSXMMEXCPT */
+	s.efer = 0x500;	    /* LME | LMA */
 	ASSERT_EQ(guestmem_sys_ioctl(m->vcpu, KVM_SET_SREGS, &s), 0);
 	ASSERT_EQ(guestmem_sys_ioctl(m->vcpu, KVM_SET_REGS, &r), 0);
 }
