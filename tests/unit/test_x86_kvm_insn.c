@@ -89,9 +89,7 @@ TEST(fix_hypercall_quirk_patches_the_instruction)
 	hypercall_guest(&m);
 	vm_start(&m, CODE);
 	/* Whatever the rewritten hypercall answered, the guest goes on. */
-	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_RUN, 0), 0);
-	ASSERT_EQ(m.run->exit_reason, KVM_EXIT_IO);
-	ASSERT_EQ(m.run->io.port, PORT);
+	expect_io(&m, KVM_EXIT_IO_OUT, PORT, 4);
 	ASSERT_EQ(memcmp(m.mem + CODE + 5, native_is_vmcall() ? vmcall : vmmcall, 3), 0);
 	vm_close(&m);
 }
@@ -113,10 +111,8 @@ TEST(fix_hypercall_quirk_disabled_is_ud)
 	hypercall_guest(&m);
 	memcpy(before, m.mem + CODE + 5, 3);
 	vm_start(&m, CODE);
-	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_RUN, 0), 0);
-	ASSERT_EQ(m.run->exit_reason, KVM_EXIT_IO);
-	ASSERT_EQ(m.run->io.port, PORT2);
-	memcpy(&rip, (uint8_t *)m.run + m.run->io.data_offset, 4);
+	expect_io(&m, KVM_EXIT_IO_OUT, PORT2, 4);
+	memcpy(&rip, pio_data(&m), 4);
 	ASSERT_EQ(rip, CODE + 5); /* #UD at the hypercall, left as it was */
 	ASSERT_EQ(memcmp(m.mem + CODE + 5, before, 3), 0);
 	vm_close(&m);
@@ -180,10 +176,8 @@ TEST(emulation_failure_without_cap_is_ud_and_exit_at_cpl0)
 	ASSERT_EQ(m.run->emulation_failure.flags, 0);
 	ASSERT_EQ(m.run->emulation_failure.ndata, 6);
 	/* The #UD is queued: the next run delivers it. */
-	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_RUN, 0), 0);
-	ASSERT_EQ(m.run->exit_reason, KVM_EXIT_IO);
-	ASSERT_EQ(m.run->io.port, PORT2);
-	memcpy(&rip, (uint8_t *)m.run + m.run->io.data_offset, 4);
+	expect_io(&m, KVM_EXIT_IO_OUT, PORT2, 4);
+	memcpy(&rip, pio_data(&m), 4);
 	ASSERT_EQ(rip, CODE + 5);
 	vm_close(&m);
 }

@@ -157,10 +157,8 @@ TEST(x2apic_self_ipi_reaches_the_idt_and_eoi_ends_it)
 	memcpy(m.mem + 0x5000 + 0x40 * 16, gate, sizeof(gate));
 	vm_start(&m, CODE);
 	/* The handler runs first, then the code after the WRMSR. */
-	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_RUN, 0), 0);
-	ASSERT_EQ(m.run->exit_reason, KVM_EXIT_IO);
-	ASSERT_EQ(m.run->io.port, 0x11);
-	memcpy(&v, (uint8_t *)m.run + m.run->io.data_offset, 4);
+	expect_io(&m, KVM_EXIT_IO_OUT, 0x11, 4);
+	memcpy(&v, pio_data(&m), 4);
 	ASSERT_EQ(v, 0x40);
 	ASSERT_EQ(next_out(&m), 1);
 	vm_close(&m);

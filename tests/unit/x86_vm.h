@@ -114,16 +114,35 @@ static inline void vm_start(struct vm *m, uint64_t rip)
 	ASSERT_EQ(guestmem_sys_ioctl(m->vcpu, KVM_SET_REGS, &r), 0);
 }
 
+static inline int run(struct vm *m)
+{
+	return guestmem_sys_ioctl(m->vcpu, KVM_RUN, 0);
+}
+
+static inline uint8_t *pio_data(struct vm *m)
+{
+	return (uint8_t *)m->run + m->run->io.data_offset;
+}
+
+/* Run to a single port-I/O exit of @dir, @port and @size. */
+static inline void expect_io(struct vm *m, int dir, uint16_t port, uint8_t size)
+{
+	ASSERT_EQ(run(m), 0);
+	ASSERT_EQ(m->run->exit_reason, KVM_EXIT_IO);
+	ASSERT_EQ(m->run->io.direction, dir);
+	ASSERT_EQ(m->run->io.port, port);
+	ASSERT_EQ(m->run->io.size, size);
+	ASSERT_EQ(m->run->io.count, 1);
+	ASSERT_EQ(m->run->io.data_offset, 4096);
+}
+
 /* Run to the next OUT to PORT and return its 32-bit value. */
 static inline uint32_t next_out(struct vm *m)
 {
 	uint32_t v;
 
-	ASSERT_EQ(guestmem_sys_ioctl(m->vcpu, KVM_RUN, 0), 0);
-	ASSERT_EQ(m->run->exit_reason, KVM_EXIT_IO);
-	ASSERT_EQ(m->run->io.port, PORT);
-	ASSERT_EQ(m->run->io.size, 4);
-	memcpy(&v, (uint8_t *)m->run + m->run->io.data_offset, 4);
+	expect_io(m, KVM_EXIT_IO_OUT, PORT, 4);
+	memcpy(&v, pio_data(m), 4);
 	return v;
 }
 
