@@ -160,6 +160,20 @@ static struct kvm_invalidate_state inval(struct kvm *kvm)
 	return st;
 }
 
+/* Exactly one invalidation, begun and ended, since @before, over
+ * [@start, @end); returns the state after it. */
+static struct kvm_invalidate_state one_inval(struct kvm *kvm, struct kvm_invalidate_state before,
+					     gfn_t start, gfn_t end)
+{
+	struct kvm_invalidate_state st = inval(kvm);
+
+	ASSERT_EQ(st.seq, before.seq + 1);
+	ASSERT_EQ(st.in_progress, 0);
+	ASSERT_EQ(st.range_start, start);
+	ASSERT_EQ(st.range_end, end);
+	return st;
+}
+
 static char *page_at(struct kvm_gmem *g, uint64_t index)
 {
 	int err;
@@ -568,11 +582,7 @@ static void test_poison(void *arg)
 	map_gfn(kvm, a, 0x1004);
 	st0 = inval(kvm);
 	ASSERT_EQ(kvm_gmem_error_page(g, 3), 0);
-	st = inval(kvm);
-	ASSERT_EQ(st.seq, st0.seq + 1);
-	ASSERT_EQ(st.in_progress, 0);
-	ASSERT_EQ(st.range_start, 0x1003);
-	ASSERT_EQ(st.range_end, 0x1004);
+	st = one_inval(kvm, st0, 0x1003, 0x1004);
 	ASSERT_FALSE(mapped(kvm, 0x1003));
 	ASSERT_TRUE(mapped(kvm, 0x1004));
 	ASSERT_EQ(get_pfn(kvm, a, 0x1003, &p), -EHWPOISON);
@@ -610,11 +620,7 @@ static void test_punch_invalidation(void *arg)
 
 	st0 = inval(kvm);
 	ASSERT_EQ(kvm_gmem_fallocate(g, KEEP | PUNCH, 4 * PS, 4 * PS), 0);
-	st = inval(kvm);
-	ASSERT_EQ(st.seq, st0.seq + 1);
-	ASSERT_EQ(st.in_progress, 0);
-	ASSERT_EQ(st.range_start, 0x1004);
-	ASSERT_EQ(st.range_end, 0x1008);
+	st = one_inval(kvm, st0, 0x1004, 0x1008);
 	ASSERT_FALSE(mapped(kvm, 0x1004));
 	ASSERT_TRUE(mapped(kvm, 0x100a));
 	ASSERT_TRUE(mapped(kvm, 0x9000));
@@ -629,12 +635,7 @@ static void test_punch_invalidation(void *arg)
 
 	/* Two bindings: one begin/end pair, the range is their hull. */
 	ASSERT_EQ(kvm_gmem_fallocate(g, KEEP | PUNCH, 0, TOTAL), 0);
-	st0 = st;
-	st = inval(kvm);
-	ASSERT_EQ(st.seq, st0.seq + 1);
-	ASSERT_EQ(st.in_progress, 0);
-	ASSERT_EQ(st.range_start, 0x1000);
-	ASSERT_EQ(st.range_end, 0x9010);
+	st = one_inval(kvm, st, 0x1000, 0x9010);
 	ASSERT_FALSE(mapped(kvm, 0x100a));
 	ASSERT_FALSE(mapped(kvm, 0x9000));
 	unbind(kvm, a);
@@ -651,7 +652,7 @@ static void test_release(void *arg)
 	struct kvm *kvm = vm_new("linux-6.8", 1);
 	struct kvm_gmem *g = gmem_new(kvm, TOTAL, 0);
 	struct kvm_memory_slot *a = slot_new(0x1000, 16), *b = slot_new(0x9000, 16);
-	struct kvm_invalidate_state st0, st;
+	struct kvm_invalidate_state st0;
 	char *p;
 
 	use_backing(arg);
@@ -669,14 +670,10 @@ static void test_release(void *arg)
 
 	st0 = inval(kvm);
 	kvm_gmem_put(g); /* the last reference: release */
-	st = inval(kvm);
+	one_inval(kvm, st0, 0x1000, 0x9010);
 	ASSERT_NULL(a->gmem.file);
 	ASSERT_NULL(b->gmem.file);
 	ASSERT_EQ(vm_users(kvm), 1);
-	ASSERT_EQ(st.seq, st0.seq + 1);
-	ASSERT_EQ(st.in_progress, 0);
-	ASSERT_EQ(st.range_start, 0x1000);
-	ASSERT_EQ(st.range_end, 0x9010);
 	ASSERT_FALSE(mapped(kvm, 0x1001));
 	ASSERT_FALSE(mapped(kvm, 0x900f));
 	ASSERT_EQ(get_pfn(kvm, a, 0x1001, &p), -EFAULT);

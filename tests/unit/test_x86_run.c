@@ -13,19 +13,9 @@
  * 2 MiB memslot at 0, identity mapped with two 2 MiB pages, so 2-4 MiB
  * has page tables but no memslot (MMIO); 0x100000 is a data page.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdint.h>
-#include <string.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <time.h>
-#include <unistd.h>
-
-#include <guestmem/kvm.h>
-#include <guestmem/sys.h>
 
 #include "gproc/gproc_abi.h" /* GP_USER_TOP, the reserved window */
 #include "harness.h"
@@ -36,27 +26,6 @@
 static void code(struct vm *m, uint64_t gpa, const uint8_t *bytes, size_t n)
 {
 	memcpy(m->mem + gpa, bytes, n);
-}
-
-static int run(struct vm *m)
-{
-	return guestmem_sys_ioctl(m->vcpu, KVM_RUN, 0);
-}
-
-static uint8_t *pio_data(struct vm *m)
-{
-	return (uint8_t *)m->run + m->run->io.data_offset;
-}
-
-static void expect_io(struct vm *m, int dir, uint16_t port, uint8_t size)
-{
-	ASSERT_EQ(run(m), 0);
-	ASSERT_EQ(m->run->exit_reason, KVM_EXIT_IO);
-	ASSERT_EQ(m->run->io.direction, dir);
-	ASSERT_EQ(m->run->io.port, port);
-	ASSERT_EQ(m->run->io.size, size);
-	ASSERT_EQ(m->run->io.count, 1);
-	ASSERT_EQ(m->run->io.data_offset, 4096);
 }
 
 TEST(pio_exit_and_completion)

@@ -10,6 +10,7 @@
 #define TESTS_UNIT_X86_VM_H
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <string.h>
@@ -56,12 +57,14 @@ static inline void vm_create(struct vm *m, unsigned long type, bool irqchip)
 	r.memory_size = MEM_SIZE;
 	r.userspace_addr = (uintptr_t)m->mem;
 	ASSERT_EQ(guestmem_sys_ioctl(m->fd, KVM_SET_USER_MEMORY_REGION, &r), 0);
+	/* Page tables: 0-4 MiB identity with 2 MiB pages, and the APIC page. */
 	put64(m->mem, 0x1000, 0x2000 | 3);
 	put64(m->mem, 0x2000, 0x3000 | 3);
 	put64(m->mem, 0x2018, 0x4000 | 3); /* 3-4 GiB */
 	put64(m->mem, 0x3000, 0x000000 | 0x83);
 	put64(m->mem, 0x3008, 0x200000 | 0x83);
 	put64(m->mem, 0x4000 + 8 * ((APIC_GPA >> 21) & 0x1ff), APIC_GPA | 0x83);
+	/* GDT: null, 64-bit code (0x8), data (0x10). */
 	put64(m->mem, 0x6008, 0x00af9b000000ffffULL);
 	put64(m->mem, 0x6010, 0x00cf93000000ffffULL);
 	m->vcpu = guestmem_sys_ioctl(m->fd, KVM_CREATE_VCPU, 0);
@@ -102,12 +105,34 @@ static inline void vm_start(struct vm *m, uint64_t rip)
 	s.gdt.limit = 23;
 	s.idt.base = 0x5000;
 	s.idt.limit = 0xfff;
-	s.cr0 = 0x80050033;
+	s.cr0 = 0x80050033; /* PG | AM | WP | NE | ET | MP | PE */
 	s.cr3 = 0x1000;
-	s.cr4 = 0x620;
-	s.efer = 0x500;
+	s.cr4 = 0x620;	    /* PAE | OSFXSR | OSXMMEXCPT */
+	s.efer = 0x500;	    /* LME | LMA */
 	ASSERT_EQ(guestmem_sys_ioctl(m->vcpu, KVM_SET_SREGS, &s), 0);
 	ASSERT_EQ(guestmem_sys_ioctl(m->vcpu, KVM_SET_REGS, &r), 0);
+}
+
+static inline int run(struct vm *m)
+{
+	return guestmem_sys_ioctl(m->vcpu, KVM_RUN, 0);
+}
+
+static inline uint8_t *pio_data(struct vm *m)
+{
+	return (uint8_t *)m->run + m->run->io.data_offset;
+}
+
+/* Run to a single port-I/O exit of @dir, @port and @size. */
+static inline void expect_io(struct vm *m, int dir, uint16_t port, uint8_t size)
+{
+	ASSERT_EQ(run(m), 0);
+	ASSERT_EQ(m->run->exit_reason, KVM_EXIT_IO);
+	ASSERT_EQ(m->run->io.direction, dir);
+	ASSERT_EQ(m->run->io.port, port);
+	ASSERT_EQ(m->run->io.size, size);
+	ASSERT_EQ(m->run->io.count, 1);
+	ASSERT_EQ(m->run->io.data_offset, 4096);
 }
 
 /* Run to the next OUT to PORT and return its 32-bit value. */
@@ -115,11 +140,8 @@ static inline uint32_t next_out(struct vm *m)
 {
 	uint32_t v;
 
-	ASSERT_EQ(guestmem_sys_ioctl(m->vcpu, KVM_RUN, 0), 0);
-	ASSERT_EQ(m->run->exit_reason, KVM_EXIT_IO);
-	ASSERT_EQ(m->run->io.port, PORT);
-	ASSERT_EQ(m->run->io.size, 4);
-	memcpy(&v, (uint8_t *)m->run + m->run->io.data_offset, 4);
+	expect_io(m, KVM_EXIT_IO_OUT, PORT, 4);
+	memcpy(&v, pio_data(m), 4);
 	return v;
 }
 
