@@ -21,6 +21,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/statvfs.h> /* ST_NOEXEC */
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -59,6 +60,7 @@ struct gm_shfile {
 	bool ours;     /* a memfd made by conversion */
 	int fd;
 	uint64_t map_align; /* mmap granularity: the huge page size on hugetlbfs */
+	bool executable;    /* not on a noexec mount (often /dev/shm): PROT_EXEC works */
 	dev_t dev;
 	uint64_t ino;
 	uint64_t id;
@@ -107,17 +109,24 @@ static struct gm_shfile *shfile_lookup_locked(dev_t dev, uint64_t ino)
 
 #define GM_HUGETLBFS_MAGIC 0x958458f6
 
-/* hugetlbfs maps only whole huge pages, whose size it reports as st_blksize. */
-static uint64_t file_map_align(int fd)
+/*
+ * How the guest process may map @fd: hugetlbfs maps only whole huge pages,
+ * whose size it reports as st_blksize; a file on a noexec mount refuses
+ * PROT_EXEC (EPERM).
+ */
+static void file_map_props(int fd, uint64_t *align, bool *executable)
 {
 	struct statfs sfs;
 	struct stat st;
 
-	if (syscall(SYS_fstatfs, fd, &sfs) || (unsigned long)sfs.f_type != GM_HUGETLBFS_MAGIC ||
-	    gm_raw_fstat(fd, &st) || st.st_blksize < (blksize_t)GM_PAGE_SIZE ||
-	    (st.st_blksize & (st.st_blksize - 1)))
-		return GM_PAGE_SIZE;
-	return (uint64_t)st.st_blksize;
+	*align = GM_PAGE_SIZE;
+	*executable = true;
+	if (syscall(SYS_fstatfs, fd, &sfs))
+		return;
+	*executable = !(sfs.f_flags & ST_NOEXEC);
+	if ((unsigned long)sfs.f_type == GM_HUGETLBFS_MAGIC && !gm_raw_fstat(fd, &st) &&
+	    st.st_blksize >= (blksize_t)GM_PAGE_SIZE && !(st.st_blksize & (st.st_blksize - 1)))
+		*align = (uint64_t)st.st_blksize;
 }
 
 /* Register @fd (owned from now on) as the file (dev, ino); NULL on ENOMEM. */
@@ -131,8 +140,8 @@ static struct gm_shfile *shfile_add_locked(int fd, dev_t dev, uint64_t ino, bool
 		return NULL;
 	}
 	*f = (struct gm_shfile){ .fd = fd, .dev = dev, .ino = ino, .writable = writable,
-				 .ours = ours, .id = gm_shfile_next_id++, .lo = ~0ULL,
-				 .map_align = file_map_align(fd) };
+				 .ours = ours, .id = gm_shfile_next_id++, .lo = ~0ULL };
+	file_map_props(fd, &f->map_align, &f->executable);
 	f->next = gm_shfiles;
 	gm_shfiles = f;
 	gm_shfiles_nr++;
@@ -1364,6 +1373,7 @@ static int gfn_to_private(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t g
 	out->run_pages = n;
 	out->file_id = GMEMFD_PRIVATE_ID | gmem->ino;
 	out->writable = true;
+	out->executable = gmem->backing.kind != GM_BACKING_SECRETMEM;
 	out->map_align = GM_PAGE_SIZE;
 	return 0;
 }
@@ -1385,6 +1395,7 @@ static int gfn_to_gmem_shared(struct kvm *kvm, struct kvm_memory_slot *slot, gfn
 	out->run_pages = attr_run_end(kvm, gfn, limit, false) - gfn;
 	out->file_id = GMEMFD_PRIVATE_ID | gmem->ino;
 	out->writable = true;
+	out->executable = gmem->backing.kind != GM_BACKING_SECRETMEM;
 	out->map_align = GM_PAGE_SIZE;
 	return 0;
 }
@@ -1419,6 +1430,7 @@ static int gfn_to_shared(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t gf
 	out->run_pages = attr_run_end(kvm, gfn, limit, false) - gfn;
 	out->file_id = s->file->id;
 	out->writable = s->file->writable && !(slot->flags & KVM_MEM_READONLY);
+	out->executable = s->file->executable;
 	out->map_align = s->file->map_align;
 	return 0;
 }

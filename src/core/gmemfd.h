@@ -77,6 +77,11 @@ struct kvm_gfn_backing {
 	uint64_t file_id;
 	bool writable; /* the fd may be mapped PROT_WRITE and the slot is not READONLY */
 	/*
+	 * The fd may be mapped PROT_EXEC: false for a memfd_secret backing,
+	 * whose files live on a noexec mount (mmap with PROT_EXEC: EPERM).
+	 */
+	bool executable;
+	/*
 	 * What mmap of this file needs offsets and lengths aligned to: the
 	 * huge page size for hugetlbfs, else 4096.  A run is not rounded to
 	 * it; the caller maps the aligned block around it.

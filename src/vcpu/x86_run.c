@@ -1076,12 +1076,14 @@ static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 		if (wr.writable && wr.dirty && s2_writable)
 			prot |= PROT_WRITE;
 		r = x86_shadow_map(x->vm->sh, &x->sv, v->kvm, gva & ~(GM_PAGE_SIZE - 1),
-				   wr.gpa >> GM_PAGE_SHIFT, npages, wr.level, prot, seq);
+				   wr.gpa >> GM_PAGE_SHIFT, npages, wr.level, prot,
+				   access & X86_PF_FETCH, seq);
 		if (r == -EAGAIN)
 			continue;
 		if (r == -ENOSPC || !r)
 			return X86R_CONTINUE;
-		return exit_internal(v, KVM_INTERNAL_ERROR_EMULATION); /* no fd reaches that memory */
+		/* No fd reaches that memory, or code in memory that cannot be executable. */
+		return exit_internal(v, KVM_INTERNAL_ERROR_EMULATION);
 	}
 	return exit_internal(v, KVM_INTERNAL_ERROR_EMULATION);
 }

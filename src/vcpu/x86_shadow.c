@@ -491,7 +491,7 @@ static int backing_id(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *self,
 }
 
 int x86_shadow_map(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv, struct kvm *kvm,
-		   uint64_t gva, gfn_t gfn, unsigned npages, int level, int prot,
+		   uint64_t gva, gfn_t gfn, unsigned npages, int level, int prot, bool fetch,
 		   unsigned long mmu_seq)
 {
 	struct kvm_gfn_backing b;
@@ -543,6 +543,13 @@ int x86_shadow_map(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv, struct
 	n = (unsigned)GM_MIN((uint64_t)n, b.run_pages);
 	if (!b.writable)
 		prot &= ~PROT_WRITE;
+	if (!b.executable) {
+		r = -EPERM;
+		if (fetch)
+			goto out_rcu;
+		prot &= ~PROT_EXEC;
+		r = 0;
+	}
 	gm_mutex_lock(&sh->lock, GM_LOCK_SHADOW);
 	r = backing_id(sh, sv, &b, &id);
 	if (r)

@@ -87,12 +87,16 @@ void x86_shadow_set_mode(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv,
  * is cut at the first page whose stage-2 entry is missing or other, or
  * where the backing file stops being contiguous; the first page must map.
  * @mmu_seq: mmu_invalidate_seq snapshotted before the stage-2 resolution.
+ * PROT_EXEC is dropped where the backing file cannot be mapped executable
+ * (memfd_secret, a noexec mount); @fetch (the guest is fetching code
+ * there) then fails with -EPERM.
  * Returns 0; -EAGAIN (raced: resolve again); -ENOSPC (the vCPU's map list
- * is full, or mmu_lock is contended while it has maps in flight: run first); -EOPNOTSUPP (no fd reaches that memory) or another
+ * is full, or mmu_lock is contended while it has maps in flight: run
+ * first); -EPERM; -EOPNOTSUPP (no fd reaches that memory) or another
  * -errno from the backing.
  */
 int x86_shadow_map(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv, struct kvm *kvm,
-		   uint64_t gva, gfn_t gfn, unsigned npages, int level, int prot,
+		   uint64_t gva, gfn_t gfn, unsigned npages, int level, int prot, bool fetch,
 		   unsigned long mmu_seq);
 
 /* Around gp_vcpu_run(): end marks the vCPU's maps applied (or dropped). */

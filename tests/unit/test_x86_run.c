@@ -15,7 +15,10 @@
  */
 #include <pthread.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <time.h>
+
+#include <guestmem/guestmem.h> /* guestmem_config_set: the backing */
 
 #include "gproc/gproc_abi.h" /* GP_USER_TOP, the reserved window */
 #include "harness.h"
@@ -478,6 +481,60 @@ TEST(reserved_window_is_an_internal_error)
 	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_SET_REGS, &r), 0);
 	expect_internal_error(&m);
 	vm_close(&m);
+}
+
+/*
+ * memfd_secret files live on a noexec mount, so private memory of the
+ * secretmem backing is mapped without PROT_EXEC: the guest's data accesses
+ * to it work, and code fetched from it is an internal error (documented).
+ */
+TEST(secretmem_private_data_works_code_does_not)
+{
+	static const uint8_t c[] = {
+		0xc7, 0x04, 0x25, 0x00, 0x00, 0x20, 0x00, 0x5a, 0x5a, 0x00, 0x00, /* movl $0x5a5a, 0x200000 */
+		0x8b, 0x04, 0x25, 0x00, 0x00, 0x20, 0x00, /* mov 0x200000, %eax */
+		0x66, 0xba, PORT2, 0x00, /* mov $PORT2, %dx */
+		0xef,			 /* out %eax, (%dx) */
+		0xb8, 0x00, 0x10, 0x20, 0x00, /* mov $0x201000, %eax */
+		0xff, 0xe0,		 /* jmp *%rax: code in private memory */
+	};
+	struct kvm_create_guest_memfd cg = { .size = 0x200000 };
+	struct kvm_memory_attributes attr = { .address = 0x200000, .size = 0x2000,
+					      .attributes = KVM_MEMORY_ATTRIBUTE_PRIVATE };
+	struct kvm_userspace_memory_region2 r2 = { .slot = 1, .flags = KVM_MEM_GUEST_MEMFD,
+						   .guest_phys_addr = 0x200000,
+						   .memory_size = 0x200000 };
+	struct kvm_regs regs;
+	void *shared;
+	int fd = (int)syscall(447 /* memfd_secret */, 0);
+	uint32_t v;
+	struct vm m;
+
+	if (fd < 0)
+		SKIP("the host refuses memfd_secret(2)");
+	close(fd);
+	ASSERT_EQ(guestmem_config_set(NULL, NULL, "secretmem"), 0);
+	vm_create(&m, KVM_X86_SW_PROTECTED_VM, false);
+	r2.guest_memfd = (uint32_t)guestmem_sys_ioctl(m.fd, KVM_CREATE_GUEST_MEMFD, &cg);
+	ASSERT_TRUE((int)r2.guest_memfd >= 0);
+	shared = mmap(NULL, 0x200000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(shared != MAP_FAILED);
+	r2.userspace_addr = (uintptr_t)shared;
+	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_SET_USER_MEMORY_REGION2, &r2), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_SET_MEMORY_ATTRIBUTES, &attr), 0);
+	code(&m, CODE, c, sizeof(c));
+	vm_start(&m, CODE);
+	expect_io(&m, KVM_EXIT_IO_OUT, PORT2, 4);
+	memcpy(&v, pio_data(&m), 4);
+	ASSERT_EQ(v, 0x5a5a);
+	ASSERT_EQ(*(volatile uint32_t *)shared, 0); /* the write went to private memory */
+	expect_internal_error(&m);
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_GET_REGS, &regs), 0);
+	ASSERT_EQ(regs.rip, 0x201000);
+	vm_close(&m);
+	guestmem_sys_close((int)r2.guest_memfd);
+	munmap(shared, 0x200000);
+	ASSERT_EQ(guestmem_config_set(NULL, NULL, "memfd"), 0);
 }
 
 int main(int argc, char **argv)
