@@ -460,16 +460,10 @@ static uint64_t emu_rdtsc(void *ctx)
 static void model_refresh(struct kvm_x86_vcpu *x)
 {
 	struct kvm_vcpu *v = x->v;
-	uint64_t xcr0 = kvm_supported_xcr0();
 
-	for (uint32_t i = 0; i < v->cpuid_nent; i++) {
-		const struct kvm_cpuid_entry2 *e = &v->cpuid[i];
-
-		if (e->function == 0xd && e->index == 0)
-			xcr0 &= e->eax | ((uint64_t)e->edx << 32);
-	}
 	x->model.cr4_reserved = kvm_vcpu_cr4_reserved(v);
-	x->model.xcr0_supported = xcr0;
+	/* As KVM_SET_XCRS checks it: no leaf 0xD allows x87 only. */
+	x->model.xcr0_supported = kvm_guest_supported_xcr0(v);
 	x->model.maxphyaddr = (uint8_t)kvm_guest_maxphyaddr(v);
 	x->model.dr6_fixed = 0xffff0ff0ULL;
 	/* The vendor module is the presented vendor's (src/preload/cpuid_fault.c). */
