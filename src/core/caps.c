@@ -151,13 +151,6 @@ static long kvm_cap_guest_memfd_flags(const struct gm_config *cfg, struct kvm *k
 #define KVM_X86_QUIRKS_6_8 0x7fULL
 #define KVM_X86_QUIRKS_6_12 0x7ffULL
 
-/* KVM's vendor module is kvm_intel: the vendor guestmem presents
- * (lib/host_cpuid.h), which is the host's unless the preload switched it. */
-static bool host_cpu_is_intel(void)
-{
-	return gm_cpu_vendor() == GM_VENDOR_INTEL;
-}
-
 static uint64_t kvm_supported_quirks(const struct gm_config *cfg)
 {
 	uint32_t r[4];
@@ -167,7 +160,7 @@ static uint64_t kvm_supported_quirks(const struct gm_config *cfg)
 		return KVM_X86_QUIRKS_6_8;
 	q = KVM_X86_QUIRKS_6_12;
 	gm_host_cpuid(1, 0, r);
-	if (host_cpu_is_intel() && !(r[3] & (1U << 27))) /* no self-snoop */
+	if (gm_kvm_vendor_is_intel() && !(r[3] & (1U << 27))) /* no self-snoop */
 		q &= ~(uint64_t)KVM_X86_QUIRK_IGNORE_GUEST_PAT;
 	return q;
 }
@@ -181,7 +174,7 @@ static uint64_t kvm_inapplicable_quirks(const struct gm_config *cfg)
 {
 	if (cfg->profile == GM_PROFILE_LINUX_6_8)
 		return 0;
-	return host_cpu_is_intel() ? KVM_X86_QUIRK_CD_NW_CLEARED
+	return gm_kvm_vendor_is_intel() ? KVM_X86_QUIRK_CD_NW_CLEARED
 				   : KVM_X86_QUIRK_IGNORE_GUEST_PAT;
 }
 
@@ -277,7 +270,7 @@ long kvm_check_extension(const struct gm_config *cfg, struct kvm *kvm, long cap)
 		 * and a VMCS12 plus a shadow VMCS12, or a VMCB.
 		 */
 		return (long)sizeof(struct kvm_nested_state) +
-		       (host_cpu_is_intel() ? 2 * KVM_STATE_NESTED_VMX_VMCS_SIZE
+		       (gm_kvm_vendor_is_intel() ? 2 * KVM_STATE_NESTED_VMX_VMCS_SIZE
 					    : KVM_STATE_NESTED_SVM_VMCB_SIZE);
 	default:
 		return 0;

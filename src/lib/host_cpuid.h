@@ -59,6 +59,12 @@ enum gm_x86_vendor gm_host_vendor(void);
  * host's.
  */
 enum gm_x86_vendor gm_cpu_vendor(void);
+
+/* KVM's vendor module is kvm_intel (not kvm_amd): the presented vendor's. */
+static inline bool gm_kvm_vendor_is_intel(void)
+{
+	return gm_cpu_vendor() == GM_VENDOR_INTEL;
+}
 /* Whether @vendor's hypercall instruction traps at CPL3 on this host. */
 bool gm_hypercall_traps(enum gm_x86_vendor vendor);
 

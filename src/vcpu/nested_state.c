@@ -31,19 +31,12 @@
 
 #define INVALID_GPA (~0ULL)
 
-/* KVM's vendor module is kvm_intel: the vendor guestmem presents
- * (lib/host_cpuid.h), which is the host's unless the preload switched it. */
-static bool host_cpu_is_intel(void)
-{
-	return gm_cpu_vendor() == GM_VENDOR_INTEL;
-}
-
 void kvm_vcpu_get_nested_state(struct kvm_vcpu *v, struct kvm_nested_state *s)
 {
 	lockdep_assert_held(&v->mutex);
 	memset(s, 0, sizeof(*s));
 	s->size = sizeof(*s);
-	if (host_cpu_is_intel()) {
+	if (gm_kvm_vendor_is_intel()) {
 		s->format = KVM_STATE_NESTED_FORMAT_VMX;
 		s->hdr.vmx.vmxon_pa = INVALID_GPA;
 		s->hdr.vmx.vmcs12_pa = INVALID_GPA;
@@ -100,5 +93,5 @@ int kvm_vcpu_set_nested_state(struct kvm_vcpu *v, const struct kvm_nested_state 
 		return -EINVAL;
 	if ((s->flags & KVM_STATE_NESTED_RUN_PENDING) && !(s->flags & KVM_STATE_NESTED_GUEST_MODE))
 		return -EINVAL;
-	return host_cpu_is_intel() ? vmx_set_nested_state(s) : svm_set_nested_state(s);
+	return gm_kvm_vendor_is_intel() ? vmx_set_nested_state(s) : svm_set_nested_state(s);
 }
