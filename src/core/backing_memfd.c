@@ -57,6 +57,7 @@
 #include "backing_impl.h"
 #include "lib/compiler.h"
 #include "lib/lockdep.h"
+#include "lib/ownfd.h"
 #include "lib/rcu.h"
 #include "lib/reap.h"
 #include "lib/sys_raw.h"
@@ -377,7 +378,7 @@ static int memfd_init(struct gm_backing *b)
 	ret = gm_radix_init(&m->windows, (b->nr_pages + WIN_PAGES - 1) / WIN_PAGES);
 	if (ret)
 		goto err_free;
-	m->fd = memfd_create("guestmem-gmem", MFD_CLOEXEC);
+	m->fd = gm_fd_own(memfd_create("guestmem-gmem", MFD_CLOEXEC));
 	if (m->fd < 0) {
 		ret = -errno;
 		goto err_radix;
@@ -400,7 +401,7 @@ static int memfd_init(struct gm_backing *b)
 	return 0;
 
 err_close:
-	gm_raw_close(m->fd);
+	gm_fd_close(m->fd);
 err_radix:
 	gm_radix_fini(&m->windows, NULL, NULL);
 err_free:
@@ -434,8 +435,7 @@ static void memfd_release(struct gm_reap_job *job)
 		gm_raw_madvise(m->whole + off, GM_MIN(step, used - off), MADV_DONTNEED);
 	if (m->whole)
 		gm_raw_munmap(m->whole, m->size);
-	if (m->fd >= 0)
-		gm_raw_close(m->fd);
+	gm_fd_close(m->fd);
 	free(m);
 }
 
@@ -459,7 +459,7 @@ static void memfd_fini(struct gm_backing *b)
 	 * (the mapping keeps the file, and its pages, until the reaper ran).
 	 */
 	if (bytes >= GM_REAP_MIN_BYTES && m->whole) {
-		gm_raw_close(m->fd);
+		gm_fd_close(m->fd);
 		m->fd = -1;
 		gm_reap(&m->reap);
 	} else {

@@ -39,6 +39,7 @@
 #include "backing_impl.h"
 #include "lib/compiler.h"
 #include "lib/lockdep.h"
+#include "lib/ownfd.h"
 #include "lib/rcu.h"
 #include "lib/reap.h"
 #include "lib/sys_raw.h"
@@ -80,7 +81,7 @@ static int sm_open(void)
 {
 	int fd = (int)syscall(SYS_memfd_secret, O_CLOEXEC);
 
-	return fd < 0 ? -errno : fd;
+	return fd < 0 ? -errno : gm_fd_own(fd);
 }
 
 /* ---- pool (all with sm->lock held) -------------------------------------- */
@@ -200,7 +201,7 @@ static int secretmem_init(struct gm_backing *b)
 	return 0;
 
 err_close:
-	gm_raw_close(sm->fd);
+	gm_fd_close(sm->fd);
 err_unmap:
 	gm_raw_munmap(sm->base, sm->reserved << GM_PAGE_SHIFT);
 err_map:
@@ -216,8 +217,7 @@ static void secretmem_release(struct gm_reap_job *job)
 	struct gm_secretmem *sm = caa_container_of(job, struct gm_secretmem, reap);
 
 	gm_raw_munmap(sm->base, sm->reserved << GM_PAGE_SHIFT);
-	if (sm->fd >= 0)
-		gm_raw_close(sm->fd);
+	gm_fd_close(sm->fd);
 	free(sm);
 }
 
@@ -235,7 +235,7 @@ static void secretmem_fini(struct gm_backing *b)
 	 * VMM may reuse its number at once.
 	 */
 	if (sm->pool_pages << GM_PAGE_SHIFT >= GM_REAP_MIN_BYTES) {
-		gm_raw_close(sm->fd);
+		gm_fd_close(sm->fd);
 		sm->fd = -1;
 		gm_reap(&sm->reap);
 	} else {
@@ -371,7 +371,7 @@ static bool secretmem_available(void)
 			gm_raw_munmap(p, GM_PAGE_SIZE);
 		}
 	}
-	gm_raw_close(fd);
+	gm_fd_close(fd);
 	return ok;
 }
 

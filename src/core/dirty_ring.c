@@ -31,6 +31,7 @@
 #include "kvm_arch.h"
 #include "kvm_host.h"
 #include "lib/lockdep.h"
+#include "lib/ownfd.h"
 #include "lib/sys_raw.h"
 
 #define KVM_DIRTY_RING_RSVD_ENTRIES 64
@@ -89,7 +90,7 @@ int kvm_dirty_ring_alloc(struct kvm *kvm, struct kvm_dirty_ring *ring)
 	ring->kvm = kvm;
 	if (!bytes)
 		return 0;
-	ring->fd = memfd_create("kvm-dirty-ring", MFD_CLOEXEC);
+	ring->fd = gm_fd_own(memfd_create("kvm-dirty-ring", MFD_CLOEXEC));
 	if (ring->fd < 0)
 		return -ENOMEM;
 	if (gm_raw_ftruncate(ring->fd, bytes))
@@ -102,7 +103,7 @@ int kvm_dirty_ring_alloc(struct kvm *kvm, struct kvm_dirty_ring *ring)
 	ring->soft_limit = ring->size - KVM_DIRTY_RING_RSVD_ENTRIES;
 	return 0;
 fail:
-	gm_raw_close(ring->fd);
+	gm_fd_close(ring->fd);
 	ring->fd = -1;
 	return -ENOMEM;
 }
@@ -111,8 +112,7 @@ void kvm_dirty_ring_free(struct kvm_dirty_ring *ring)
 {
 	if (ring->gfns)
 		gm_raw_munmap(ring->gfns, ring->size * sizeof(struct kvm_dirty_gfn));
-	if (ring->fd >= 0)
-		gm_raw_close(ring->fd);
+	gm_fd_close(ring->fd);
 	ring->gfns = NULL;
 	ring->fd = -1;
 }

@@ -31,6 +31,7 @@
 #include "gmemfd.h"
 #include "lib/compiler.h"
 #include "lib/lockdep.h"
+#include "lib/ownfd.h"
 #include "lib/procfile.h"
 #include "lib/rcu.h"
 #include "lib/sys_raw.h"
@@ -94,7 +95,7 @@ static void shfile_put_locked(struct gm_shfile *f)
 	gm_shfiles_nr--;
 	if (f->ours)
 		WRITE_ONCE(gm_shfiles_ours, gm_shfiles_ours - 1);
-	gm_raw_close(f->fd);
+	gm_fd_close(f->fd);
 	free(f);
 }
 
@@ -135,8 +136,9 @@ static struct gm_shfile *shfile_add_locked(int fd, dev_t dev, uint64_t ino, bool
 {
 	struct gm_shfile *f = calloc(1, sizeof(*f));
 
+	fd = gm_fd_own(fd);
 	if (!f) {
-		gm_raw_close(fd);
+		gm_fd_close(fd);
 		return NULL;
 	}
 	*f = (struct gm_shfile){ .fd = fd, .dev = dev, .ino = ino, .writable = writable,
@@ -852,7 +854,7 @@ static struct gm_shfile *convert_anon_locked(const struct piece *ps, size_t firs
 	struct stat st;
 	int fd, r = 0;
 
-	fd = gm_raw_memfd_create("guestmem-ram", MFD_CLOEXEC);
+	fd = gm_fd_own(gm_raw_memfd_create("guestmem-ram", MFD_CLOEXEC));
 	if (fd < 0) {
 		*err = errno == EMFILE || errno == ENFILE ? -EMFILE : -ENOMEM;
 		return NULL;
@@ -863,7 +865,7 @@ static struct gm_shfile *convert_anon_locked(const struct piece *ps, size_t firs
 		r = copy_existing(fd, ps[i].start, ps[i].end, ps[i].start - start,
 				  ps[i].prot & PROT_READ);
 	if (r) {
-		gm_raw_close(fd);
+		gm_fd_close(fd);
 		*err = r;
 		return NULL;
 	}
@@ -890,7 +892,7 @@ static struct gm_shfile *convert_anon_locked(const struct piece *ps, size_t firs
 		 */
 		if (got != want) {
 			if (i == first) {
-				gm_raw_close(fd);
+				gm_fd_close(fd);
 				*err = -ENOMEM;
 				return NULL;
 			}

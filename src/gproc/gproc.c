@@ -26,6 +26,7 @@
 #include "gproc/gproc.h"
 #include "lib/compiler.h"
 #include "lib/lockdep.h"
+#include "lib/ownfd.h"
 #include "lib/sys_raw.h"
 
 #ifndef MFD_EXEC
@@ -198,9 +199,9 @@ static int spawn(struct gp_vm *vm, unsigned flags)
 		gm_raw_close(sv[0]);
 		return e;
 	}
-	vm->ctl = sv[0];
+	vm->ctl = gm_fd_own(sv[0]);
 	vm->pid = (pid_t)pid;
-	vm->pidfd = pidfd;
+	vm->pidfd = gm_fd_own(pidfd);
 	return 0;
 }
 
@@ -214,7 +215,7 @@ static void reap(struct gp_vm *vm)
 	while (syscall(SYS_waitid, P_PIDFD, vm->pidfd, &si, WEXITED | __WALL, NULL) < 0 &&
 	       errno == EINTR)
 		;
-	gm_raw_close(vm->pidfd);
+	gm_fd_close(vm->pidfd);
 }
 
 int gp_vm_create(struct gp_vm **out)
@@ -251,7 +252,7 @@ int gp_vm_create_flags(struct gp_vm **out, unsigned flags)
 	*out = vm;
 	return 0;
 fail_proc:
-	gm_raw_close(vm->ctl);
+	gm_fd_close(vm->ctl);
 	reap(vm);
 fail_free:
 	pthread_mutex_destroy(&vm->ctl_lock);
@@ -264,7 +265,7 @@ void gp_vm_destroy(struct gp_vm *vm)
 	if (!vm)
 		return;
 	gm_assert(vm->nr_vcpus == 0);
-	gm_raw_close(vm->ctl); /* EOF: the stub exits */
+	gm_fd_close(vm->ctl); /* EOF: the stub exits */
 	reap(vm);
 	pthread_mutex_destroy(&vm->ctl_lock);
 	free(vm);
@@ -430,7 +431,7 @@ static int vcpu_mailbox(struct gp_vcpu *v, int *memfd)
 	if (p == MAP_FAILED)
 		return -errno;
 	v->mb = p;
-	v->evfd = gm_raw_eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	v->evfd = gm_fd_own(gm_raw_eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
 	return v->evfd < 0 ? -errno : 0;
 }
 
@@ -479,8 +480,7 @@ int gp_vcpu_create(struct gp_vm *vm, struct gp_vcpu **out)
 fail:
 	if (memfd >= 0)
 		gm_raw_close(memfd);
-	if (v->evfd >= 0)
-		gm_raw_close(v->evfd);
+	gm_fd_close(v->evfd);
 	if (v->mb)
 		gm_raw_munmap(v->mb, GP_MBOX_SIZE);
 	free(v);
@@ -504,7 +504,7 @@ void gp_vcpu_destroy(struct gp_vcpu *v)
 	}
 	vcpu_slot_put(v->vm, v->slot);
 	gm_raw_munmap(v->mb, GP_MBOX_SIZE);
-	gm_raw_close(v->evfd);
+	gm_fd_close(v->evfd);
 	free(v);
 }
 

@@ -34,8 +34,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "preload.h"
+#include "lib/ownfd.h"
 #include "lib/sys_raw.h"
+#include "preload.h"
 
 /* Pre-2.33 glibc ABI of the compat rows (x86-64: version argument 1). */
 #define OLD_GLIBC "GLIBC_2.2.5"
@@ -152,5 +153,23 @@ EXPORT FILE *fopen64(const char *path, const char *mode)
 	if (gm_fopen(path, mode, &f))
 		return f;
 	return NEXT(fopen64)(path, mode);
+}
+
+/*
+ * closefrom() closes through libc's internal close_range, which no wrapper
+ * sees: guestmem's own descriptors (lib/ownfd.h) must survive it.
+ */
+EXPORT void closefrom(int lowfd)
+{
+	int r;
+
+	if (lowfd < 0 || !gm_uapi_close_range((unsigned int)lowfd, ~0U, 0, &r)) {
+		NEXT(closefrom)(lowfd);
+		return;
+	}
+	/* No close_range (before Linux 5.9): one by one, as libc would. */
+	for (long fd = lowfd, max = sysconf(_SC_OPEN_MAX); r && fd < max; fd++)
+		if (!gm_fd_is_own((int)fd))
+			gm_raw_close((int)fd);
 }
 

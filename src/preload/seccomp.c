@@ -87,6 +87,7 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "lib/ownfd.h"
 #include "lib/sys_raw.h"
 #include "preload.h"
 #include "uapi/uapi.h"
@@ -177,7 +178,8 @@ struct gm_text_range {
 
 static int gm_sc_build(struct gm_bpf *b, const struct gm_text_range *text, int nr_text)
 {
-	int allow, notify, ip, ioctl_blk, madv_blk, j_arch, first_nr;
+	int allow, notify, ip, ioctl_blk, madv_blk, j_arch, first_nr, fd0_blk, fd1_blk, fd01_blk;
+	uint32_t floor = (uint32_t)gm_fd_floor();
 	int nr_jumps[64], nr_kind[64], nj = 0;
 	static const int mm_nrs[] = { SYS_fallocate, SYS_munmap, SYS_mremap, SYS_mprotect };
 	static const uint32_t advices[] = { MADV_DONTNEED, MADV_FREE, MADV_REMOVE, 21 /* PAGEOUT */,
@@ -196,6 +198,17 @@ static int gm_sc_build(struct gm_bpf *b, const struct gm_text_range *text, int n
 		nr_kind[nj] = 3;
 		nr_jumps[nj++] = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)mm_nrs[i], 0, -1);
 	}
+	/* The fd table, when an fd argument can be one of ours (lib/ownfd.h). */
+	nr_kind[nj] = 4; /* close, dup: args[0] */
+	nr_jumps[nj++] = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K, SYS_close, 0, -1);
+	nr_kind[nj] = 4;
+	nr_jumps[nj++] = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K, SYS_dup, 0, -1);
+	nr_kind[nj] = 5; /* close_range: its upper bound, args[1] */
+	nr_jumps[nj++] = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K, SYS_close_range, 0, -1);
+	nr_kind[nj] = 6; /* dup2, dup3: args[0] or args[1] */
+	nr_jumps[nj++] = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K, SYS_dup2, 0, -1);
+	nr_kind[nj] = 6;
+	nr_jumps[nj++] = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K, SYS_dup3, 0, -1);
 	if (gm_sc_files)
 		for (size_t i = 0; i < ARRAY_SIZE(gm_sc_file_nrs); i++) {
 			nr_kind[nj] = 3;
@@ -214,6 +227,18 @@ static int gm_sc_build(struct gm_bpf *b, const struct gm_text_range *text, int n
 	int j_madv[ARRAY_SIZE(advices)];
 	for (size_t i = 0; i < ARRAY_SIZE(advices); i++)
 		j_madv[i] = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K, advices[i], 0 /* ip */, -1);
+	gm_bpf_emit(b, BPF_RET | BPF_K, SECCOMP_RET_ALLOW, -1, -1);
+	/* fd-table calls: only numbers at or above the floor can be ours. */
+	fd0_blk = gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS, GM_ARG_LO(0), -1, -1);
+	int j_fd0 = gm_bpf_emit(b, BPF_JMP | BPF_JGE | BPF_K, floor, 0 /* ip */, -1);
+	gm_bpf_emit(b, BPF_RET | BPF_K, SECCOMP_RET_ALLOW, -1, -1);
+	fd1_blk = gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS, GM_ARG_LO(1), -1, -1);
+	int j_fd1 = gm_bpf_emit(b, BPF_JMP | BPF_JGE | BPF_K, floor, 0 /* ip */, -1);
+	gm_bpf_emit(b, BPF_RET | BPF_K, SECCOMP_RET_ALLOW, -1, -1);
+	fd01_blk = gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS, GM_ARG_LO(0), -1, -1);
+	int j_fd01a = gm_bpf_emit(b, BPF_JMP | BPF_JGE | BPF_K, floor, 0 /* ip */, -1);
+	gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS, GM_ARG_LO(1), -1, -1);
+	int j_fd01b = gm_bpf_emit(b, BPF_JMP | BPF_JGE | BPF_K, floor, 0 /* ip */, -1);
 	gm_bpf_emit(b, BPF_RET | BPF_K, SECCOMP_RET_ALLOW, -1, -1);
 	/*
 	 * Exempt text ranges (each within one 4 GiB window): the library's
@@ -245,9 +270,13 @@ static int gm_sc_build(struct gm_bpf *b, const struct gm_text_range *text, int n
 	notify = gm_bpf_emit(b, BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF, -1, -1);
 
 	b->jf[j_arch] = allow;
-	for (int i = 0; i < nj; i++)
-		b->jt[nr_jumps[i]] = nr_kind[i] == 1 ? ioctl_blk : nr_kind[i] == 2 ? madv_blk : ip;
+	for (int i = 0; i < nj; i++) {
+		const int blk[] = { -1, ioctl_blk, madv_blk, ip, fd0_blk, fd1_blk, fd01_blk };
+
+		b->jt[nr_jumps[i]] = blk[nr_kind[i]];
+	}
 	b->jt[j_ioc] = ip;
+	b->jt[j_fd0] = b->jt[j_fd1] = b->jt[j_fd01a] = b->jt[j_fd01b] = ip;
 	for (size_t i = 0; i < ARRAY_SIZE(advices); i++)
 		b->jt[j_madv[i]] = ip;
 	(void)notify;
@@ -348,9 +377,14 @@ static bool gm_sc_creates_fd(unsigned int cmd)
 	return false;
 }
 
+/* A guestmem object fd, or one of guestmem's own (answered EBADF). */
 static bool gm_is_our_fd(int fd)
 {
-	struct gm_file *f = fd < 0 ? NULL : gm_file_lookup(fd);
+	struct gm_file *f;
+
+	if (gm_fd_is_own(fd))
+		return true;
+	f = fd < 0 ? NULL : gm_file_lookup(fd);
 
 	if (f)
 		gm_file_put(f);
@@ -826,6 +860,42 @@ cont:
 		gm_sc_send(n->id, 0, 0, true);
 }
 
+/*
+ * A raw close, close_range, dup, dup2 or dup3 whose fd argument may be one
+ * of guestmem's own: answered as the libc wrappers answer (uapi/sys.c), or
+ * continued.  The listener shares the caller's fd table (a thread of the
+ * VMM), except after CLOSE_RANGE_UNSHARE, which it therefore continues.
+ */
+static bool gm_sc_fdtab(const struct seccomp_notif *n)
+{
+	const __u64 *a = n->data.args;
+	bool handled = false;
+	int r = -1;
+
+	switch (n->data.nr) {
+	case SYS_close:
+		handled = gm_fd_is_own((int)a[0]);
+		errno = EBADF;
+		break;
+	case SYS_dup:
+		handled = gm_uapi_dup((int)a[0], &r);
+		break;
+	case SYS_dup2:
+	case SYS_dup3:
+		handled = gm_uapi_dup2((int)a[0], (int)a[1], (int)a[2], n->data.nr == SYS_dup3, &r);
+		break;
+	case SYS_close_range:
+		if (!((int)a[2] & CLOSE_RANGE_UNSHARE))
+			handled = gm_uapi_close_range((unsigned int)a[0], (unsigned int)a[1],
+						      (int)a[2], &r);
+		break;
+	default:
+		return false;
+	}
+	gm_sc_send(n->id, r, handled && r < 0 ? errno : 0, !handled);
+	return true;
+}
+
 static void gm_sc_dispatch(const struct seccomp_notif *n)
 {
 	struct gm_sc_work *w;
@@ -834,6 +904,8 @@ static void gm_sc_dispatch(const struct seccomp_notif *n)
 		gm_sc_foreign(n);
 		return;
 	}
+	if (gm_sc_fdtab(n))
+		return;
 	/*
 	 * Address-space calls run in a worker too: the mmu notifier may wait
 	 * for the guest process (gproc.c unmaps the range there), whose own
@@ -987,8 +1059,8 @@ static int gm_sc_start_helper(void)
 		return -1;
 	pid = GM_RAW_SYSCALL(SYS_fork);
 	if (pid < 0) {
-		close(sv[0]);
-		close(sv[1]);
+		gm_raw_close(sv[0]);
+		gm_raw_close(sv[1]);
 		return -1;
 	}
 	if (pid == 0) {
@@ -1003,7 +1075,7 @@ static int gm_sc_start_helper(void)
 		gm_sc_helper(3);
 		_exit(0);
 	}
-	close(sv[1]);
+	gm_raw_close(sv[1]);
 	while (waitpid((pid_t)pid, &st, __WALL) < 0 && errno == EINTR)
 		;
 	return sv[0];
@@ -1032,20 +1104,8 @@ static void gm_sc_give_helper(int sock, int nfd)
 static void gm_sc_atfork_child(void)
 {
 	/* A child is not this image: its end must not keep the helper waiting. */
-	if (gm_sc_alive >= 0)
-		gm_raw_close(gm_sc_alive);
+	gm_fd_close(gm_sc_alive);
 	gm_sc_alive = -1;
-}
-
-/* Move one of our fds out of the VMM's low numbers (it sees the numbers). */
-static int gm_sc_relocate(int fd)
-{
-	int n = gm_raw_fcntl(fd, F_DUPFD_CLOEXEC, 512);
-
-	if (n < 0)
-		return fd;
-	gm_raw_close(fd);
-	return n;
 }
 
 __attribute__((constructor)) static void gm_seccomp_install(void)
@@ -1077,13 +1137,12 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 		return;
 	}
 	sem_init(&gm_sc_ready, 0, 0);
-	gm_sc_wake = gm_sc_relocate((int)GM_RAW_SYSCALL(SYS_eventfd2, 0, EFD_CLOEXEC | EFD_NONBLOCK));
+	gm_sc_wake = gm_fd_own((int)GM_RAW_SYSCALL(SYS_eventfd2, 0, EFD_CLOEXEC | EFD_NONBLOCK));
 	/* Before the filter: the helper must not be filtered either. */
 	gm_sc_alive = gm_sc_start_helper();
 	/* Before the filter: the listener must never be filtered itself. */
 	if (pthread_create(&t, NULL, gm_sc_listener, NULL)) {
-		if (gm_sc_alive >= 0)
-			close(gm_sc_alive);
+		gm_fd_close(gm_sc_alive);
 		gm_sc_alive = -1;
 		free(b);
 		return;
@@ -1098,14 +1157,14 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 				  &prog);
 	free(b);
 	if (fd < 0 && gm_sc_alive >= 0) {
-		close(gm_sc_alive); /* the helper exits */
+		gm_fd_close(gm_sc_alive); /* the helper exits */
 		gm_sc_alive = -1;
 	}
 	if (fd >= 0) {
-		fd = gm_sc_relocate(fd);
+		fd = gm_fd_own(fd);
 		if (gm_sc_alive >= 0) {
 			gm_sc_give_helper(gm_sc_alive, fd);
-			gm_sc_alive = gm_sc_relocate(gm_sc_alive);
+			gm_sc_alive = gm_fd_own(gm_sc_alive);
 		}
 		pthread_atfork(NULL, NULL, gm_sc_atfork_child);
 		gm_sc_fd = fd;

@@ -31,9 +31,10 @@
 #include <unistd.h>
 
 #include "lib/compiler.h"
+#include "lib/lockdep.h"
+#include "lib/ownfd.h"
 #include "lib/sys_raw.h"
 #include "uapi.h"
-#include "lib/lockdep.h"
 
 #define GM_FILE_BUCKETS 1024
 
@@ -143,7 +144,7 @@ void gm_file_put(struct gm_file *f)
 	 * thread which sees the fd count drop also sees the object gone.
 	 */
 	__atomic_sub_fetch(&gm_live[f->type], 1, __ATOMIC_RELEASE);
-	gm_raw_close(f->peer);
+	gm_fd_close(f->peer);
 	gm_check_pthread(pthread_mutex_destroy(&f->pos_lock));
 	free(f);
 }
@@ -261,7 +262,7 @@ static bool gm_watcher_start_locked(void)
 	lockdep_assert_held(&gm_watch_lock);
 	if (gm_epfd >= 0)
 		return true;
-	start.epfd = gm_raw_epoll_create1(EPOLL_CLOEXEC);
+	start.epfd = gm_fd_own(gm_raw_epoll_create1(EPOLL_CLOEXEC));
 	if (start.epfd < 0)
 		return false;
 	sem_init(&start.running, 0, 0);
@@ -276,7 +277,7 @@ static bool gm_watcher_start_locked(void)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (err) {
 		sem_destroy(&start.running);
-		gm_raw_close(start.epfd);
+		gm_fd_close(start.epfd);
 		return false;
 	}
 	/*
@@ -330,8 +331,7 @@ static void gm_atfork_child(void)
 
 	gm_files_lock = rw;
 	gm_watch_lock = mx;
-	if (gm_epfd >= 0)
-		gm_raw_close(gm_epfd);
+	gm_fd_close(gm_epfd);
 	gm_epfd = -1;
 	for (int b = 0; b < GM_FILE_BUCKETS; b++)
 		for (struct gm_file *f = gm_file_hash[b]; f; f = f->next)
@@ -345,29 +345,6 @@ static void gm_atfork_register(void)
 }
 
 /* ---- create / install / release --------------------------------------- */
-
-/*
- * Move the library's end out of the way of the application's fd numbers:
- * the kernel hands out one fd per object, and VMMs (and tests) see the
- * numbers.  Best effort; stays low if the limit is small.
- */
-static int gm_peer_relocate(int peer)
-{
-	struct rlimit rl;
-	long floor = 512;
-	int nfd;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    (long)rl.rlim_cur / 2 < floor)
-		floor = (long)rl.rlim_cur / 2;
-	if (floor <= peer)
-		return peer;
-	nfd = gm_raw_fcntl(peer, F_DUPFD_CLOEXEC, floor);
-	if (nfd < 0)
-		return peer;
-	gm_raw_close(peer);
-	return nfd;
-}
 
 int gm_file_create(enum gm_file_type type, const struct gm_file_ops *ops, const char *name,
 		   int f_flags, bool cloexec, struct gm_file **out)
@@ -404,7 +381,8 @@ int gm_file_create(enum gm_file_type type, const struct gm_file_ops *ops, const 
 	gm_check_pthread(pthread_mutex_init(&f->pos_lock, NULL));
 	f->type = type;
 	f->ops = ops;
-	f->peer = gm_peer_relocate(sv[1]);
+	/* Out of the way of the application's fd numbers (lib/ownfd.h). */
+	f->peer = gm_fd_own(sv[1]);
 	f->ino = st.st_ino;
 	f->f_flags = f_flags;
 	f->refs = 1;
@@ -419,7 +397,7 @@ int gm_file_create(enum gm_file_type type, const struct gm_file_ops *ops, const 
 void gm_file_abort(struct gm_file *f)
 {
 	gm_raw_close(f->app_fd);
-	gm_raw_close(f->peer);
+	gm_fd_close(f->peer);
 	gm_check_pthread(pthread_mutex_destroy(&f->pos_lock));
 	free(f);
 }

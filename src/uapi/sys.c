@@ -19,11 +19,12 @@
 
 #include <guestmem/sys.h>
 
+#include "core/gmemfd.h"
 #include "entry.h"
 #include "lib/compiler.h"
+#include "lib/ownfd.h"
 #include "lib/sys_raw.h"
 #include "uapi.h"
-#include "core/gmemfd.h"
 
 #define GM_PAGE_ALIGN_UP(x) (((x) + 4095) & ~(uint64_t)4095)
 
@@ -40,12 +41,36 @@ static long gm_ret(long r)
 	return r;
 }
 
+/*
+ * guestmem's own descriptors are not open as far as the application is
+ * concerned (lib/ownfd.h): any call on one is the kernel's EBADF.
+ */
+#define GM_OWN_EBADF(fd, ret)                           \
+	do {                                            \
+		if (unlikely(gm_fd_is_own(fd))) {       \
+			errno = EBADF;                  \
+			*(ret) = -1;                    \
+			return true;                    \
+		}                                       \
+	} while (0)
+
+/* A relative path (or AT_EMPTY_PATH) starting at one of our descriptors. */
+static bool gm_at_own(int dirfd, const char *path)
+{
+	return dirfd != AT_FDCWD && (!path || path[0] != '/') && gm_fd_is_own(dirfd);
+}
+
 bool gm_uapi_open(int dirfd, const char *path, int flags, mode_t mode, int *ret)
 {
 	struct gm_file *f;
 	long r;
 
 	(void)mode;
+	if (gm_at_own(dirfd, path)) {
+		errno = EBADF;
+		*ret = -1;
+		return true;
+	}
 	if (!path || (flags & O_PATH) || path[0] != '/')
 		return false;
 	(void)dirfd; /* absolute: the directory does not matter */
@@ -73,8 +98,10 @@ bool gm_uapi_open(int dirfd, const char *path, int flags, mode_t mode, int *ret)
 
 bool gm_uapi_close(int fd, int *ret)
 {
-	struct gm_file *f = gm_file_lookup(fd);
+	struct gm_file *f;
 
+	GM_OWN_EBADF(fd, ret);
+	f = gm_file_lookup(fd);
 	if (!f)
 		return false;
 	GM_ENTER();
@@ -84,6 +111,68 @@ bool gm_uapi_close(int fd, int *ret)
 	gm_file_put(f);
 	GM_LEAVE();
 	return true;
+}
+
+/*
+ * close_range() over a range holding some of guestmem's own descriptors:
+ * the kernel's call on each stretch between them.  CLOSE_RANGE_UNSHARE
+ * goes with the first call, so the rest act on the unshared table too.
+ * Object fds in the range are released by the watcher, as after any raw
+ * close (uapi/file.c).
+ */
+bool gm_uapi_close_range(unsigned int lo, unsigned int hi, int flags, int *ret)
+{
+	bool first = true;
+	unsigned int cur = lo;
+
+	/* What the kernel refuses (EINVAL) it answers itself. */
+	if ((flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC)) || lo > hi ||
+	    !gm_fd_any_own(lo, hi))
+		return false;
+	for (;;) {
+		int n = gm_fd_next_own(cur);
+		unsigned int end = (n < 0 || (unsigned int)n > hi) ? hi : (unsigned int)n - 1;
+
+		if (n < 0 || (unsigned int)n != cur) {
+			if (GM_RAW_SYSCALL(SYS_close_range, cur, end,
+					   first ? flags : (int)(flags & ~(int)CLOSE_RANGE_UNSHARE))) {
+				*ret = -1;
+				return true;
+			}
+			first = false;
+		}
+		if (n < 0 || (unsigned int)n >= hi)
+			break;
+		cur = (unsigned int)n + 1;
+	}
+	*ret = 0;
+	return true;
+}
+
+bool gm_uapi_dup(int fd, int *ret)
+{
+	GM_OWN_EBADF(fd, ret);
+	return false;
+}
+
+/*
+ * dup2/dup3 with one of our descriptors as the source: EBADF.  As the
+ * target: the kernel would close it and reuse the number, which would
+ * leave guestmem holding the application's file; it fails with EBUSY
+ * instead (what dup2 answers when it races with an open of that number),
+ * a deviation the README lists.  dup3's own EINVAL checks come first.
+ */
+bool gm_uapi_dup2(int oldfd, int newfd, int flags, bool dup3, int *ret)
+{
+	if (dup3 && ((flags & ~O_CLOEXEC) || oldfd == newfd))
+		return false;
+	GM_OWN_EBADF(oldfd, ret);
+	if (unlikely(gm_fd_is_own(newfd))) {
+		errno = EBUSY;
+		*ret = -1;
+		return true;
+	}
+	return false;
 }
 
 /* One lookup-call-put: @lookup gives the file (a reference) or NULL. */
@@ -98,7 +187,11 @@ bool gm_uapi_close(int fd, int *ret)
 		GM_LEAVE();                             \
 		return true;                            \
 	} while (0)
-#define GM_FILE_OP(fd, ret, expr) GM_OBJ_OP(gm_file_lookup(fd), ret, expr)
+#define GM_FILE_OP(fd, ret, expr)                                \
+	do {                                                     \
+		GM_OWN_EBADF(fd, ret);                           \
+		GM_OBJ_OP(gm_file_lookup(fd), ret, expr);        \
+	} while (0)
 
 bool gm_uapi_ioctl(int fd, unsigned long request, unsigned long arg, int *ret)
 {
@@ -362,6 +455,11 @@ bool gm_uapi_xfer(long nr, unsigned long a0, unsigned long a1, unsigned long a2,
 	int ifd = nr == SYS_sendfile ? 1 : 0;
 	int ofd = nr == SYS_sendfile ? 0 : nr == SYS_tee ? 1 : 2;
 
+	if (gm_fd_is_own((int)a[ifd]) || gm_fd_is_own((int)a[ofd])) {
+		errno = EBADF;
+		*ret = -1;
+		return true;
+	}
 	if (!gm_xfer_ours(a[ifd]) && !gm_xfer_ours(a[ofd]))
 		return false;
 	GM_ENTER();
@@ -417,8 +515,10 @@ static bool gm_at_stat(int dirfd, const char *path, int flags,
 		       long (*out)(struct gm_file *f, const char *path, void *user), void *user,
 		       int *ret)
 {
-	struct gm_file *f = gm_at_lookup(dirfd, path, flags);
+	struct gm_file *f;
 
+	GM_OWN_EBADF(gm_at_own(dirfd, path) ? dirfd : -1, ret);
+	f = gm_at_lookup(dirfd, path, flags);
 	if (!f) {
 		if (!gm_path_is_dev_kvm(path) && !gm_path_is_modparam(path))
 			return false;
@@ -439,7 +539,7 @@ bool gm_uapi_fstatat(int dirfd, const char *path, struct stat *st, int flags, in
 
 bool gm_uapi_access(int dirfd, const char *path, int mode, int *ret)
 {
-	(void)dirfd;
+	GM_OWN_EBADF(gm_at_own(dirfd, path) ? dirfd : -1, ret);
 	if (gm_path_is_modparam(path)) {
 		*ret = (int)gm_ret(gm_modparam_access(path, mode));
 		return true;
@@ -492,6 +592,7 @@ bool gm_uapi_fcntl(int fd, int cmd, unsigned long arg, int *ret)
 	bool handled;
 	long r;
 
+	GM_OWN_EBADF(fd, ret);
 	/* The common fd-flag commands are the socket's own: skip the lookup. */
 	if (cmd == F_GETFD || cmd == F_SETFD || cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)
 		return false;
@@ -509,7 +610,7 @@ bool gm_uapi_fcntl(int fd, int cmd, unsigned long arg, int *ret)
 
 bool gm_uapi_readlinkat(int dirfd, const char *path, char *buf, size_t size, ssize_t *ret)
 {
-	(void)dirfd;
+	GM_OWN_EBADF(gm_at_own(dirfd, path) ? dirfd : -1, ret);
 	if (!path || path[0] != '/')
 		return false;
 	GM_OBJ_OP(gm_proc_fd_lookup(path), ret, gm_fop_readlink(f, buf, size));
@@ -537,6 +638,13 @@ bool gm_uapi_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
 	void *p = MAP_FAILED;
 	int r;
 
+	*token = NULL;
+	/* The kernel checks the offset's alignment before it looks the fd up. */
+	if (!(flags & MAP_ANONYMOUS) && !(off & 4095) && gm_fd_is_own(fd)) {
+		errno = EBADF;
+		*ret = MAP_FAILED;
+		return true;
+	}
 	/* A fixed mapping replaces whatever was there. */
 	*token = (flags & MAP_FIXED) ? gm_hva_start(addr, len) : NULL;
 	if (flags & MAP_ANONYMOUS)

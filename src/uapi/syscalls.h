@@ -70,6 +70,14 @@
 	  (dirfd, path, flags), open, (dirfd, path, flags, 0))                                   \
 	/* fd operations */                                                                     \
 	X(both, fd, int, close, (int fd), (fd), close, (fd))                                    \
+	/* the fd table: guestmem's own descriptors are not the application's */               \
+	X(libc, fd, int, close_range, (unsigned int lo, unsigned int hi, int flags),             \
+	  (lo, hi, flags), close_range, (lo, hi, flags))                                         \
+	X(libc, fd, int, dup, (int fd), (fd), dup, (fd))                                        \
+	X(libc, fd, int, dup2, (int oldfd, int newfd), (oldfd, newfd), dup2,                    \
+	  (oldfd, newfd, 0, false))                                                              \
+	X(libc, fd, int, dup3, (int oldfd, int newfd, int flags), (oldfd, newfd, flags), dup2,  \
+	  (oldfd, newfd, flags, true))                                                           \
 	X(both, fd_va, int, ioctl, (int fd, unsigned long cmd, ...),                            \
 	  (fd, cmd, arg), ioctl, (fd, cmd, arg))                                                 \
 	X(both, fd, ssize_t, read, (int fd, void *buf, size_t n),                               \
@@ -220,6 +228,9 @@
 #define GM_UAPI_ENTRIES(X)                                                                      \
 	X(int, open, (int dirfd, const char *path, int flags, mode_t mode))                      \
 	X(int, close, (int fd))                                                                  \
+	X(int, close_range, (unsigned int lo, unsigned int hi, int flags))                       \
+	X(int, dup, (int fd))                                                                    \
+	X(int, dup2, (int oldfd, int newfd, int flags, bool dup3))                               \
 	X(int, ioctl, (int fd, unsigned long request, unsigned long arg))                        \
 	X(ssize_t, read, (int fd, void *buf, size_t n))                                          \
 	X(ssize_t, write, (int fd, const void *buf, size_t n))                                   \

@@ -20,9 +20,10 @@
 #include <unistd.h>
 
 #include "lib/compiler.h"
+#include "lib/lockdep.h"
+#include "lib/ownfd.h"
 #include "lib/sys_raw.h"
 #include "uapi.h"
-#include "lib/lockdep.h"
 
 /* 0: unknown, 1: process_vm_* works, -1: use the pipe. */
 static int gm_pvm_state;
@@ -41,9 +42,13 @@ static int gm_copy_pipe(void *dst, const void *src, size_t n)
 	int ret = 0;
 
 	gm_mutex_lock(&gm_pipe_lock, GM_LOCK_PIPE);
-	if (gm_pipe[0] < 0 && gm_raw_pipe2(gm_pipe, O_CLOEXEC | O_NONBLOCK)) {
-		ret = -errno;
-		goto out;
+	if (gm_pipe[0] < 0) {
+		if (gm_raw_pipe2(gm_pipe, O_CLOEXEC | O_NONBLOCK)) {
+			ret = -errno;
+			goto out;
+		}
+		gm_pipe[0] = gm_fd_own(gm_pipe[0]);
+		gm_pipe[1] = gm_fd_own(gm_pipe[1]);
 	}
 	while (n && !ret) {
 		size_t chunk = GM_MIN(n, (size_t)4096);

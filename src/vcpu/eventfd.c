@@ -16,18 +16,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "core/kvm_arch.h"
+#include "lib/lockdep.h"
+#include "lib/ownfd.h"
 #include "lib/rcu.h"
 #include "lib/sys_raw.h"
 #include "vcpu/eventfd.h"
 #include "vcpu/irqchip.h"
-#include "lib/lockdep.h"
 
 #ifndef KCMP_FILE
 #define KCMP_FILE 0
@@ -58,43 +58,6 @@ static long eventfd_fdinfo_id(int fd)
 	return id;
 }
 
-/*
- * The lowest fd number for our own fds: the kernel takes no fd from the
- * VMM for an ioeventfd or irqfd, so ours stay clear of the numbers a VMM
- * sees (and of its dup2() targets).  Same floor as src/uapi/file.c.
- */
-static long fd_floor(void)
-{
-	struct rlimit rl;
-	long floor = 512;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    (long)rl.rlim_cur / 2 < floor)
-		floor = (long)rl.rlim_cur / 2;
-	return floor;
-}
-
-/* A close-on-exec dup of @fd at or above the floor (or anywhere if full). */
-static int fd_dup_high(int fd)
-{
-	int nfd = gm_raw_fcntl(fd, F_DUPFD_CLOEXEC, fd_floor());
-
-	if (nfd < 0 && errno != EBADF)
-		nfd = gm_raw_fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	return nfd;
-}
-
-/* Move a new fd of ours above the floor; returns the fd to use. */
-static int fd_relocate(int fd)
-{
-	int nfd = fd >= 0 ? fd_dup_high(fd) : -1;
-
-	if (nfd < 0)
-		return fd;
-	gm_raw_close(fd);
-	return nfd;
-}
-
 static bool fd_is_eventfd(int fd)
 {
 	static const char want[] = "anon_inode:[eventfd]";
@@ -113,19 +76,19 @@ int gm_eventfd_get(int ufd, struct gm_eventfd *out)
 
 	out->fd = -1;
 	out->id = -1;
-	if (ufd < 0)
+	if (ufd < 0 || gm_fd_is_own(ufd)) /* ours are not open to the VMM */
 		return -EBADF;
 	/* Dup first, then inspect the dup: the VMM may reuse ufd meanwhile. */
-	fd = fd_dup_high(ufd);
+	fd = gm_fd_own_dup(ufd);
 	if (fd < 0)
 		return errno == EBADF ? -EBADF : -errno;
 	fl = gm_raw_fcntl(fd, F_GETFL, 0);
 	if (fl < 0 || (fl & O_PATH)) {
-		gm_raw_close(fd);
+		gm_fd_close(fd);
 		return -EBADF; /* fdget() ignores O_PATH files */
 	}
 	if (!fd_is_eventfd(fd)) {
-		gm_raw_close(fd);
+		gm_fd_close(fd);
 		return -EINVAL;
 	}
 	out->fd = fd;
@@ -135,8 +98,7 @@ int gm_eventfd_get(int ufd, struct gm_eventfd *out)
 
 void gm_eventfd_put(struct gm_eventfd *e)
 {
-	if (e->fd >= 0)
-		gm_raw_close(e->fd);
+	gm_fd_close(e->fd);
 	e->fd = -1;
 	e->id = -1;
 }
@@ -603,10 +565,10 @@ static int irqfd_watcher_start(struct kvm_eventfds *ev)
 	lockdep_assert_held(&ev->irqfds_lock);
 	if (ev->watcher_started)
 		return 0;
-	if (ev->epfd < 0 && (ev->epfd = fd_relocate(epoll_create1(EPOLL_CLOEXEC))) < 0)
+	if (ev->epfd < 0 && (ev->epfd = gm_fd_own(epoll_create1(EPOLL_CLOEXEC))) < 0)
 		return -errno;
 	if (ev->stop_fd < 0) {
-		ev->stop_fd = fd_relocate(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+		ev->stop_fd = gm_fd_own(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
 		if (ev->stop_fd < 0)
 			return -errno;
 		if (epoll_ctl(ev->epfd, EPOLL_CTL_ADD, ev->stop_fd, &e))
@@ -635,10 +597,8 @@ static void irqfd_watcher_stop(struct kvm_eventfds *ev)
 		gm_check_pthread(pthread_join(ev->watcher, NULL));
 	}
 	ev->watcher_started = false;
-	if (ev->epfd >= 0)
-		gm_raw_close(ev->epfd);
-	if (ev->stop_fd >= 0)
-		gm_raw_close(ev->stop_fd);
+	gm_fd_close(ev->epfd);
+	gm_fd_close(ev->stop_fd);
 	ev->epfd = ev->stop_fd = -1;
 }
 

@@ -27,11 +27,12 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "lib/lockdep.h"
+#include "lib/ownfd.h"
 #include "lib/rcu.h"
 #include "lib/sys_raw.h"
 #include "mmu/mmu.h"
 #include "vcpu/vcpu.h"
-#include "lib/lockdep.h"
 
 /* ---- parking ------------------------------------------------------------ */
 
@@ -104,7 +105,7 @@ int kvm_guest_thread_start(struct kvm_vcpu *v)
 	int r;
 
 	if (v->wake_fd < 0) {
-		v->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		v->wake_fd = gm_fd_own(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
 		if (v->wake_fd < 0)
 			return -errno;
 	}

@@ -21,6 +21,7 @@
 #include <sys/signalfd.h>
 
 #include "lib/lockdep.h"
+#include "lib/ownfd.h"
 #include "lib/sys_raw.h"
 #include "vcpu/vcpu.h"
 
@@ -46,6 +47,8 @@ int kvm_vcpu_sigfd(struct kvm_vcpu *v, const sigset_t *run_mask)
 	fd = signalfd(v->sig_fd, &want, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (fd < 0)
 		return -errno;
+	if (v->sig_fd < 0)
+		fd = gm_fd_own(fd);
 	v->sig_fd = fd;
 	v->sig_fd_set = want;
 	return fd;

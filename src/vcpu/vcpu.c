@@ -17,11 +17,12 @@
 #include <unistd.h>
 
 #include "core/kvm_arch.h"
+#include "lib/lockdep.h"
+#include "lib/ownfd.h"
+#include "lib/sys_raw.h"
 #include "vcpu/irqchip_internal.h"
 #include "vcpu/vcpu.h"
 #include "vcpu/x86_run.h"
-#include "lib/lockdep.h"
-#include "lib/sys_raw.h"
 
 /* ---- the VM-wide coalesced-MMIO page ---------------------------------- */
 
@@ -32,7 +33,7 @@ static struct kvm_vcpu_shared *vcpu_shared_create(void)
 	if (!s)
 		return NULL;
 	s->refs = 1;
-	s->fd = memfd_create("kvm-coalesced-mmio", MFD_CLOEXEC);
+	s->fd = gm_fd_own(memfd_create("kvm-coalesced-mmio", MFD_CLOEXEC));
 	if (s->fd < 0 || gm_raw_ftruncate(s->fd, 4096))
 		goto fail;
 	/* Coalesced writes land here (coalesced_mmio.c); the VMM maps it too. */
@@ -41,8 +42,7 @@ static struct kvm_vcpu_shared *vcpu_shared_create(void)
 		goto fail;
 	return s;
 fail:
-	if (s->fd >= 0)
-		gm_raw_close(s->fd);
+	gm_fd_close(s->fd);
 	free(s);
 	return NULL;
 }
@@ -52,7 +52,7 @@ static void vcpu_shared_put(struct kvm_vcpu_shared *s)
 {
 	if (s && --s->refs == 0) {
 		gm_raw_munmap(s->ring, 4096);
-		gm_raw_close(s->fd);
+		gm_fd_close(s->fd);
 		free(s);
 	}
 }
@@ -90,7 +90,7 @@ static int vcpu_init_run_area(struct kvm_vcpu *v)
 {
 	void *p;
 
-	v->run_fd = memfd_create("kvm-vcpu", MFD_CLOEXEC);
+	v->run_fd = gm_fd_own(memfd_create("kvm-vcpu", MFD_CLOEXEC));
 	if (v->run_fd < 0)
 		return -ENOMEM;
 	/* Pages beyond the third SIGBUS on touch, as the kernel's fault handler. */
@@ -109,12 +109,9 @@ static void vcpu_free(struct kvm_vcpu *v)
 	kvm_x86_vcpu_destroy(v);
 	if (v->run)
 		gm_raw_munmap(v->run, 2 * 4096);
-	if (v->run_fd >= 0)
-		gm_raw_close(v->run_fd);
-	if (v->wake_fd >= 0)
-		gm_raw_close(v->wake_fd);
-	if (v->sig_fd >= 0)
-		gm_raw_close(v->sig_fd);
+	gm_fd_close(v->run_fd);
+	gm_fd_close(v->wake_fd);
+	gm_fd_close(v->sig_fd);
 	vcpu_shared_put(v->shared);
 	kvm_dirty_ring_free(&v->dirty_ring);
 	free(v->cpuid);
