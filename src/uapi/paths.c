@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/ownfd.h"
 #include "uapi.h"
 
 /* Lexically: "/dev/kvm" with any run of '/' and "." components allowed. */
@@ -87,6 +88,32 @@ static int gm_proc_fd_number(const char *path)
 	p += 3;
 	n = gm_parse_num(&p);
 	return *p ? -1 : (int)n;
+}
+
+/*
+ * Whether @path names one of guestmem's own descriptors through /proc
+ * (fd/N or fdinfo/N of this process) or /dev/fd/N: not open as far as
+ * the application is concerned (lib/ownfd.h), so ENOENT.
+ */
+bool gm_proc_fd_is_own(const char *path)
+{
+	static const char *const dirs[] = { "/proc/self/fdinfo/", "/proc/thread-self/fdinfo/",
+					    "/dev/fd/" };
+	const char *p = NULL;
+	long n;
+
+	if (!path || (strncmp(path, "/proc/", 6) && strncmp(path, "/dev/fd/", 8)))
+		return false;
+	n = gm_proc_fd_number(path);
+	if (n >= 0)
+		return gm_fd_is_own((int)n);
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]) && !p; i++)
+		if (!strncmp(path, dirs[i], strlen(dirs[i])))
+			p = path + strlen(dirs[i]);
+	if (!p)
+		return false;
+	n = gm_parse_num(&p);
+	return !*p && n >= 0 && gm_fd_is_own((int)n);
 }
 
 struct gm_file *gm_proc_fd_lookup(const char *path)

@@ -54,6 +54,16 @@ static long gm_ret(long r)
 		}                                       \
 	} while (0)
 
+/* A /proc/self/fd/N (or fdinfo, /dev/fd) link to one of ours: ENOENT. */
+#define GM_OWN_LINK_ENOENT(path, ret)                   \
+	do {                                            \
+		if (unlikely(gm_proc_fd_is_own(path))) { \
+			errno = ENOENT;                 \
+			*(ret) = -1;                    \
+			return true;                    \
+		}                                       \
+	} while (0)
+
 /* A relative path (or AT_EMPTY_PATH) starting at one of our descriptors. */
 static bool gm_at_own(int dirfd, const char *path)
 {
@@ -71,6 +81,7 @@ bool gm_uapi_open(int dirfd, const char *path, int flags, mode_t mode, int *ret)
 		*ret = -1;
 		return true;
 	}
+	GM_OWN_LINK_ENOENT(path, ret);
 	if (!path || (flags & O_PATH) || path[0] != '/')
 		return false;
 	(void)dirfd; /* absolute: the directory does not matter */
@@ -518,6 +529,7 @@ static bool gm_at_stat(int dirfd, const char *path, int flags,
 	struct gm_file *f;
 
 	GM_OWN_EBADF(gm_at_own(dirfd, path) ? dirfd : -1, ret);
+	GM_OWN_LINK_ENOENT(path, ret);
 	f = gm_at_lookup(dirfd, path, flags);
 	if (!f) {
 		if (!gm_path_is_dev_kvm(path) && !gm_path_is_modparam(path))
@@ -540,6 +552,7 @@ bool gm_uapi_fstatat(int dirfd, const char *path, struct stat *st, int flags, in
 bool gm_uapi_access(int dirfd, const char *path, int mode, int *ret)
 {
 	GM_OWN_EBADF(gm_at_own(dirfd, path) ? dirfd : -1, ret);
+	GM_OWN_LINK_ENOENT(path, ret);
 	if (gm_path_is_modparam(path)) {
 		*ret = (int)gm_ret(gm_modparam_access(path, mode));
 		return true;
@@ -611,6 +624,7 @@ bool gm_uapi_fcntl(int fd, int cmd, unsigned long arg, int *ret)
 bool gm_uapi_readlinkat(int dirfd, const char *path, char *buf, size_t size, ssize_t *ret)
 {
 	GM_OWN_EBADF(gm_at_own(dirfd, path) ? dirfd : -1, ret);
+	GM_OWN_LINK_ENOENT(path, ret);
 	if (!path || path[0] != '/')
 		return false;
 	GM_OBJ_OP(gm_proc_fd_lookup(path), ret, gm_fop_readlink(f, buf, size));

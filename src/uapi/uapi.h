@@ -253,6 +253,7 @@ int gm_modparam_access(const char *path, int mode);
  * reference, or NULL.  Context: any.
  */
 struct gm_file *gm_proc_fd_lookup(const char *path);
+bool gm_proc_fd_is_own(const char *path);
 /* readlink of such a path; >= 0 bytes or -errno. */
 ssize_t gm_fop_readlink(struct gm_file *f, char *buf, size_t size);
 

@@ -16,7 +16,8 @@
  * memfd was one of the closed numbers and the image took it over.
  *
  * `own_fds_answer_ebadf`: every call on one of guestmem's descriptors
- * answers as on a number that is not open (dup2 onto one: EBUSY).
+ * answers as on a number that is not open (dup2 onto one: EBUSY), and its
+ * /proc/self/fd link as a missing one (ENOENT).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -233,7 +234,7 @@ TEST(own_fds_answer_ebadf)
 	struct setup s;
 	int fds[256], n;
 	struct stat st;
-	char c, link[64];
+	char c, link[64], path[64], buf[64];
 
 	setup_vm(&s);
 	ASSERT_EQ(guest_reads(&s), 0x5a5a);
@@ -254,9 +255,16 @@ TEST(own_fds_answer_ebadf)
 		ASSERT_ERRNO(syscall(SYS_dup3, 0, fd, 0), EBUSY);
 		ASSERT_TRUE(mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED);
 		ASSERT_EQ(errno, EBADF);
-		/* Still open: guestmem keeps using it. */
+		/* Its /proc link is not there either (the kernel: no such fd)... */
 		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-		ASSERT_TRUE(access(link, F_OK) == 0);
+		ASSERT_ERRNO(open(link, O_RDONLY), ENOENT);
+		ASSERT_ERRNO(stat(link, &st), ENOENT);
+		ASSERT_ERRNO(readlink(link, buf, sizeof(buf)), ENOENT);
+		ASSERT_ERRNO(access(link, F_OK), ENOENT);
+		snprintf(path, sizeof(path), "/dev/fd/%d", fd);
+		ASSERT_ERRNO(open(path, O_RDONLY), ENOENT);
+		/* ...but it is still open: guestmem keeps using it. */
+		ASSERT_EQ(syscall(SYS_faccessat, AT_FDCWD, link, F_OK), 0);
 	}
 	/* Not ours: the kernel's own answers. */
 	ASSERT_ERRNO(close_range(10, 5, 0), EINVAL);
