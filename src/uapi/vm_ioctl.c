@@ -18,6 +18,7 @@
 #include "core/config.h"
 #include "core/gmem.h"
 #include "core/kvm_host.h"
+#include "lib/ownfd.h"
 #include "lib/sys_raw.h"
 #include "uapi.h"
 
@@ -32,7 +33,8 @@ static void gm_resolve_gmem(unsigned int fd, struct kvm_gmem_ref *gref)
 
 	gref->err = 0;
 	gref->gmem = NULL;
-	if (fd > INT_MAX || gm_raw_fcntl((int)fd, F_GETFD, 0) < 0) {
+	/* guestmem's own descriptors are not open to the VMM (lib/ownfd.h). */
+	if (fd > INT_MAX || gm_fd_is_own((int)fd) || gm_raw_fcntl((int)fd, F_GETFD, 0) < 0) {
 		gref->err = -EBADF;
 		return;
 	}

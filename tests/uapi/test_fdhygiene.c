@@ -266,6 +266,18 @@ TEST(own_fds_answer_ebadf)
 		/* ...but it is still open: guestmem keeps using it. */
 		ASSERT_EQ(syscall(SYS_faccessat, AT_FDCWD, link, F_OK), 0);
 	}
+	/* As fd arguments of KVM ioctls: not open (fget fails: EBADF). */
+	{
+		struct kvm_userspace_memory_region2 r2 = {
+			.slot = 5, .flags = KVM_MEM_GUEST_MEMFD, .guest_phys_addr = 1ULL << 32,
+			.memory_size = 4096, .userspace_addr = (uintptr_t)s.shared,
+			.guest_memfd = (uint32_t)fds[0] };
+		struct kvm_ioeventfd io = { .addr = 0x99, .len = 1, .fd = fds[0],
+					    .flags = KVM_IOEVENTFD_FLAG_PIO };
+
+		ASSERT_ERRNO(ioctl(s.m.fd, KVM_SET_USER_MEMORY_REGION2, &r2), EBADF);
+		ASSERT_ERRNO(ioctl(s.m.fd, KVM_IOEVENTFD, &io), EBADF);
+	}
 	/* Not ours: the kernel's own answers. */
 	ASSERT_ERRNO(close_range(10, 5, 0), EINVAL);
 	ASSERT_EQ(guest_reads(&s), 0x5a5a);
