@@ -28,10 +28,13 @@
  * KVM_GET/SET_VCPU_EVENTS see them, and delivered through the guest's IDT
  * at entry (src/vcpu/x86/event.h); a triple fault is KVM_EXIT_SHUTDOWN.
  *
- * States the backend does not run (real mode, virtual-8086, 16- and 32-bit
- * code, RIP or faults in the upper half or in the guest process's reserved
- * window, gp_guest_va_ok()) end in
- * KVM_EXIT_INTERNAL_ERROR with the emulation suberror, never a crash.
+ * 32-bit code (protected mode with or without paging, compatibility mode)
+ * runs in the host's compatibility-mode code segment when its segments are
+ * flat (x86_pm32.h).  States the backend does not run (real mode,
+ * virtual-8086, 16-bit code, 32-bit code with other segments, RIP or
+ * faults in the upper half or in the guest process's reserved window,
+ * gp_guest_va_ok()) end in KVM_EXIT_INTERNAL_ERROR with the emulation
+ * suberror, never a crash.
  */
 #include <errno.h>
 #include <poll.h>
@@ -51,6 +54,7 @@
 #include "vcpu/x86/decode.h"
 #include "vcpu/x86/emulate.h"
 #include "vcpu/x86/event.h"
+#include "vcpu/x86_pm32.h"
 #include "vcpu/x86_run.h"
 #include "vcpu/x86_shadow.h"
 #include "vcpu/x86_walk.h"
@@ -1255,14 +1259,14 @@ static int run_guest(struct kvm_x86_vcpu *x, const sigset_t *mask, struct gp_cpu
 
 /* ---- the loop ------------------------------------------------------------------------ */
 
-/* Only 64-bit code with paging runs in the guest process. */
-static bool runnable_state(struct kvm_vcpu *v)
+/* The host code segment the vCPU's state runs in (GP_MODE_*), or -1:
+ * 64-bit code with paging, or flat 32-bit code (x86_pm32.h). */
+static int run_mode(struct kvm_vcpu *v)
 {
 	struct x86_regs xr;
 
 	regs_in(v, &xr);
-	return x86_cpu_mode(&xr) == X86_MODE_64 && (v->sregs.cr0 & X86_CR0_PG) &&
-	       gp_guest_va_ok(v->regs.rip);
+	return x86_pm32_run_mode(&xr);
 }
 
 int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
@@ -1272,7 +1276,7 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 	int r, ret = 0;
 
 	/* Nothing to start a guest process for (e.g. a vCPU at reset). */
-	if (!v->x86 && !runnable_state(v))
+	if (!v->x86 && run_mode(v) < 0)
 		return exit_internal(v, KVM_INTERNAL_ERROR_EMULATION), 0;
 	r = x86_vcpu_init(v);
 	if (r)
@@ -1284,12 +1288,14 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 		struct gp_cpu cpu;
 		struct gp_trap trap;
 		bool signalled;
+		int gmode;
 
 		if (v->mp_state == KVM_MP_STATE_HALTED && halt_wait(x, mask, &ret) == X86R_EXIT)
 			break;
 		if (deliver_events(x) == X86R_EXIT)
 			break;
-		if (!runnable_state(v)) {
+		gmode = run_mode(v);
+		if (gmode < 0) {
 			exit_internal(v, KVM_INTERNAL_ERROR_EMULATION);
 			break;
 		}
@@ -1305,6 +1311,8 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 		}
 		x86_shadow_set_mode(x->vm->sh, &x->sv, &mode);
 		cpu_in(v, &cpu);
+		cpu.mode = (uint32_t)gmode;
+		cpu.pad = 0;
 		r = run_guest(x, mask, &cpu, &trap, &signalled);
 		x86_shadow_run_end(x->vm->sh, &x->sv);
 		if (r == -ENOMEM && !flushed) {
@@ -1331,6 +1339,13 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 		if (cpu.rip != v->regs.rip)
 			x86_event_insn_retired(&v->arch.ev, 0);
 		cpu_out(v, &cpu);
+		/* Guest code far-jumped into a host code segment of the other
+		 * width (its selectors name the host's GDT): no guest state
+		 * describes that. */
+		if (cpu.mode != (uint32_t)gmode) {
+			exit_internal(v, KVM_INTERNAL_ERROR_EMULATION);
+			break;
+		}
 		if (trap.kind == GP_TRAP_KICK && !signalled)
 			continue; /* a zap waited for our maps */
 		/* A real trap that came with the signal is handled first. */
