@@ -1109,8 +1109,19 @@ static int handle_trap(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret
 	case GP_TRAP_GP:
 		return emulate_insn(x, t, &gp, ret);
 	case GP_TRAP_UD:
-	case GP_TRAP_SYSCALL:
 		return emulate_insn(x, t, &ud, ret);
+	case GP_TRAP_SYSCALL:
+		/*
+		 * The host reports a system call with RIP after its
+		 * instruction, which is 2 bytes (SYSCALL, SYSENTER, INT 0x80;
+		 * the kernel's own restart assumes as much) and has not run
+		 * for the guest: back to it, and fetch it from there.
+		 */
+		x->v->regs.rip -= 2;
+		regs_in(x->v, &x->xr);
+		if (x86_cpu_mode(&x->xr) != X86_MODE_64)
+			x->v->regs.rip &= 0xffffffffull;
+		return emulate_insn(x, NULL, &ud, ret);
 	case GP_TRAP_DE:
 		return reflect(x, X86_DE, false, 0);
 	case GP_TRAP_MF:

@@ -8,8 +8,10 @@
  * with CR2, error code and the 32-bit frame, a write-protection fault,
  * PAE paging with an NX fault, protected mode without paging (identity,
  * MMIO exit above the memslot), a memory-fault exit, long-mode
- * compatibility mode, and the states that stay internal errors (16-bit
- * code, real mode, non-flat segments).
+ * compatibility mode, the states that stay internal errors (16-bit code,
+ * real mode, non-flat segments), and system-call instructions (INT $0x80
+ * in 32-bit code, and a 64-bit SYSCALL), which the host refuses after the
+ * instruction.
  *
  * The VM is x86_vm.h's without an in-kernel irqchip (HLT exits), started
  * with vm_start32().  0x100000 is a data page; the #PF handler is at
@@ -440,6 +442,74 @@ TEST(fs_base_honoured)
 		return;
 	}
 	ASSERT_EQ(out32(&m, PORT), 0xfeedf00d);
+	expect_hlt(&m);
+	vm_close(&m);
+}
+
+/* INT n in 32-bit code through a 32-bit interrupt gate. */
+TEST(software_interrupt_through_a_32bit_idt)
+{
+	static const uint8_t c[] = {
+		0xcd, 0x80, /* int $0x80 */
+		0xe7, PORT, /* out %eax, $PORT */
+		0xf4,
+	};
+	static const uint8_t h[] = {
+		0x8b, 0x04, 0x24, /* mov (%esp), %eax: the return EIP */
+		0xe7, PORT2,
+		0xb8, 0x2a, 0x00, 0x00, 0x00, /* mov $0x2a, %eax */
+		0xcf,			      /* iret */
+	};
+	struct vm m;
+
+	vm_open_irqchip(&m, false);
+	code(&m, CODE, c, sizeof(c));
+	code(&m, HANDLER, h, sizeof(h));
+	idt32_gate(&m, 0x80, HANDLER);
+	vm_start32(&m, CODE, PM32_2LEVEL);
+	ASSERT_EQ(out32(&m, PORT2), CODE + 2);
+	ASSERT_EQ(out32(&m, PORT), 0x2a);
+	expect_hlt(&m);
+	vm_close(&m);
+}
+
+/*
+ * The host reports a guest's system-call instruction after it has been
+ * refused (seccomp): the backend goes back to it.  Here a 64-bit SYSCALL,
+ * beside the 32-bit INT $0x80 above: it must reach LSTAR with RCX the
+ * address after it, not skip to the next instruction.
+ */
+TEST(syscall_64_reaches_lstar)
+{
+	static const uint8_t c[] = {
+		0x0f, 0x05, /* syscall */
+		0xe7, PORT, /* out %eax, $PORT: not reached */
+		0xf4,
+	};
+	static const uint8_t h[] = {
+		0x48, 0x89, 0xc8, /* mov %rcx, %rax */
+		0xe7, PORT2,	  /* out %eax, $PORT2 */
+		0xf4,
+	};
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e[3];
+	} msrs = { .hdr.nmsrs = 3,
+		   .e = { { .index = 0xc0000081, .data = 0x8ULL << 32 }, /* STAR */
+			  { .index = 0xc0000082, .data = HANDLER },	 /* LSTAR */
+			  { .index = 0xc0000084, .data = 0 } } };	 /* FMASK */
+	struct kvm_sregs s;
+	struct vm m;
+
+	vm_open_irqchip(&m, false);
+	code(&m, CODE, c, sizeof(c));
+	code(&m, HANDLER, h, sizeof(h));
+	vm_start(&m, CODE);
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_GET_SREGS, &s), 0);
+	s.efer |= 1; /* SCE */
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_SET_SREGS, &s), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_SET_MSRS, &msrs), 3);
+	ASSERT_EQ(out32(&m, PORT2), CODE + 2);
 	expect_hlt(&m);
 	vm_close(&m);
 }
