@@ -9,9 +9,10 @@
  * PAE paging with an NX fault, protected mode without paging (identity,
  * MMIO exit above the memslot), a memory-fault exit, long-mode
  * compatibility mode, the states that stay internal errors (16-bit code,
- * real mode, non-flat segments), and system-call instructions (INT $0x80
- * in 32-bit code, and a 64-bit SYSCALL), which the host refuses after the
- * instruction.
+ * real mode, non-flat segments), segment loads and a far jump into long
+ * mode that the host refuses and the emulator performs from the guest's
+ * GDT, and system-call instructions (INT $0x80 in 32-bit code, and a
+ * 64-bit SYSCALL), which the host refuses after the instruction.
  *
  * The VM is x86_vm.h's without an in-kernel irqchip (HLT exits), started
  * with vm_start32().  0x100000 is a data page; the #PF handler is at
@@ -443,6 +444,118 @@ TEST(fs_base_honoured)
 	}
 	ASSERT_EQ(out32(&m, PORT), 0xfeedf00d);
 	expect_hlt(&m);
+	vm_close(&m);
+}
+
+/* MOV to DS and SS with the guest's selectors (the host's GDT refuses
+ * them at CPL3): emulated from the guest's GDT, and the guest runs on. */
+TEST(segment_loads_from_the_guest_gdt)
+{
+	static const uint8_t c[] = {
+		0x66, 0xb8, 0x10, 0x00, /* mov $0x10, %ax */
+		0x8e, 0xd8,		/* mov %ax, %ds */
+		0x8e, 0xd0,		/* mov %ax, %ss */
+		0xa1, 0x00, 0x00, 0x10, 0x00, /* mov 0x100000, %eax */
+		0xe7, PORT,
+		0xf4,
+	};
+	struct kvm_sregs s;
+	struct vm m;
+
+	vm_open_irqchip(&m, false);
+	code(&m, CODE, c, sizeof(c));
+	put32(m.mem, DATA, 0x600d);
+	vm_start32(&m, CODE, PM32_2LEVEL);
+	/* Start from other (still flat) selectors: the loads must show. */
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_GET_SREGS, &s), 0);
+	s.ds.selector = s.ss.selector = 0;
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_SET_SREGS, &s), 0);
+	ASSERT_EQ(out32(&m, PORT), 0x600d);
+	expect_hlt(&m);
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_GET_SREGS, &s), 0);
+	ASSERT_EQ(s.ds.selector, 0x10);
+	ASSERT_EQ(s.ss.selector, 0x10);
+	ASSERT_EQ(s.ds.limit, 0xffffffff);
+	ASSERT_EQ(s.ds.db, 1);
+	vm_close(&m);
+}
+
+/* A selector past the guest's GDT limit: #GP with the selector as the
+ * error code, through the 32-bit IDT (the handler prints CR2 first). */
+TEST(segment_load_past_the_gdt_limit)
+{
+	static const uint8_t c[] = {
+		0x66, 0xb8, 0x40, 0x00, /* mov $0x40, %ax */
+		0x8e, 0xd8,		/* mov %ax, %ds */
+		0xf4,
+	};
+	struct kvm_sregs s;
+	struct vm m;
+
+	vm_open_irqchip(&m, false);
+	code(&m, CODE, c, sizeof(c));
+	code(&m, HANDLER, pf_handler, sizeof(pf_handler));
+	idt32_gate(&m, 13, HANDLER);
+	vm_start32(&m, CODE, PM32_2LEVEL);
+	(void)out32(&m, PORT2);		   /* CR2: untouched */
+	ASSERT_EQ(out32(&m, PORT2), 0x40); /* the error code */
+	ASSERT_EQ(out32(&m, PORT2), CODE + 4);
+	ASSERT_EQ(out32(&m, PORT2), PM32_CS);
+	expect_hlt(&m);
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_GET_SREGS, &s), 0);
+	ASSERT_EQ(s.ds.selector, 0x10);
+	vm_close(&m);
+}
+
+/*
+ * The boot path into long mode from 32-bit code: CR3, CR4.PAE, EFER.LME,
+ * CR0.PG (compatibility mode from there on), then a far jump to the
+ * guest's 64-bit code segment, which the host refuses and the emulator
+ * performs: the next instruction runs in 64-bit mode.
+ */
+TEST(far_jump_from_32bit_into_long_mode)
+{
+	uint8_t c[] = {
+		0xb8, 0x00, 0x10, 0x00, 0x00, /* mov $0x1000, %eax: the 4-level tables */
+		0x0f, 0x22, 0xd8,	      /* mov %eax, %cr3 */
+		0x0f, 0x20, 0xe0,	      /* mov %cr4, %eax */
+		0x83, 0xc8, 0x20,	      /* or $0x20, %eax: PAE */
+		0x0f, 0x22, 0xe0,	      /* mov %eax, %cr4 */
+		0xb9, 0x80, 0x00, 0x00, 0xc0, /* mov $0xc0000080, %ecx: EFER */
+		0x0f, 0x32,		      /* rdmsr */
+		0x0d, 0x00, 0x01, 0x00, 0x00, /* or $0x100, %eax: LME */
+		0x0f, 0x30,		      /* wrmsr */
+		0x0f, 0x20, 0xc0,	      /* mov %cr0, %eax */
+		0x0d, 0x00, 0x00, 0x00, 0x80, /* or $0x80000000, %eax: PG */
+		0x0f, 0x22, 0xc0,	      /* mov %eax, %cr0 */
+		0xb8, 0x07, 0x00, 0x00, 0x00, /* mov $7, %eax: compatibility mode */
+		0xe7, PORT,		      /* out %eax, $PORT */
+		0xea, 0, 0, 0, 0, 0x08, 0x00, /* ljmp $0x08, $CODE64 */
+	};
+	static const uint8_t c64[] = {
+		0x48, 0xb8, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, /* movabs ..., %rax */
+		0x48, 0xc1, 0xe8, 0x20, /* shr $32, %rax */
+		0xe7, PORT,		/* out %eax, $PORT */
+		0xf4,
+	};
+	const uint32_t code64 = (uint32_t)CODE + 0x800;
+	struct kvm_sregs s;
+	struct vm m;
+
+	memcpy(c + sizeof(c) - 6, &code64, 4);
+	vm_open_irqchip(&m, false);
+	code(&m, CODE, c, sizeof(c));
+	code(&m, code64, c64, sizeof(c64));
+	vm_start32(&m, CODE, PM32_NONE);
+	ASSERT_EQ(out32(&m, PORT), 7);
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_GET_SREGS, &s), 0);
+	ASSERT_EQ(s.efer & 0x500, 0x500); /* LME and LMA */
+	ASSERT_EQ(s.cs.l, 0);
+	ASSERT_EQ(out32(&m, PORT), 0x11223344);
+	expect_hlt(&m);
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_GET_SREGS, &s), 0);
+	ASSERT_EQ(s.cs.selector, 0x08);
+	ASSERT_EQ(s.cs.l, 1);
 	vm_close(&m);
 }
 
