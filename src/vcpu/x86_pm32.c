@@ -62,3 +62,9 @@ int x86_pm32_run_mode(const struct x86_regs *r)
 		return -1;
 	}
 }
+
+bool x86_pm32_has_4m_pages(uint64_t cr0, uint64_t cr4, uint64_t efer)
+{
+	return (cr0 & X86_CR0_PG) && !(efer & X86_EFER_LMA) && !(cr4 & X86_CR4_PAE) &&
+	       (cr4 & X86_PM32_CR4_PSE);
+}

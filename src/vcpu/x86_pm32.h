@@ -26,6 +26,9 @@
 #ifndef GM_VCPU_X86_PM32_H
 #define GM_VCPU_X86_PM32_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "vcpu/x86/emulate.h"
 
 /*
@@ -33,5 +36,15 @@
  * when the backend cannot run that state (KVM_EXIT_INTERNAL_ERROR).
  */
 int x86_pm32_run_mode(const struct x86_regs *r);
+
+/*
+ * Whether the paging state has 4 MiB pages (2-level paging with CR4.PSE).
+ * The shadow maps and flushes large guest pages in runs of at most 2 MiB
+ * (x86_run.c's run_pages), so an INVLPG there must also flush the other
+ * 2 MiB half of a 4 MiB page: @gva ^ X86_PM32_HALF_4M.
+ */
+#define X86_PM32_HALF_4M (1ull << 21)
+#define X86_PM32_CR4_PSE (1ull << 4)
+bool x86_pm32_has_4m_pages(uint64_t cr0, uint64_t cr4, uint64_t efer);
 
 #endif

@@ -649,8 +649,14 @@ static void apply_effects(struct kvm_x86_vcpu *x, uint32_t fx)
 
 	if (fx & (X86_FX_TLB_FLUSH | X86_FX_TLB_FLUSH_ALL | X86_FX_MMU_MODE))
 		x86_shadow_flush_all(sh, &x->sv);
-	else if (fx & X86_FX_INVLPG)
+	else if (fx & X86_FX_INVLPG) {
+		const struct kvm_sregs *s = &x->v->sregs;
+
 		x86_shadow_flush_gva(sh, &x->sv, x->res.invlpg_gva);
+		/* A 4 MiB page is shadowed as two 2 MiB halves. */
+		if (x86_pm32_has_4m_pages(s->cr0, s->cr4, s->efer))
+			x86_shadow_flush_gva(sh, &x->sv, x->res.invlpg_gva ^ X86_PM32_HALF_4M);
+	}
 }
 
 static void queue_exception(struct kvm_x86_vcpu *x, const struct x86_exception *ex)

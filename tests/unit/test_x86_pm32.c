@@ -214,6 +214,79 @@ TEST(far_jump_into_a_host_segment_is_an_internal_error)
 	vm_close(&m);
 }
 
+/*
+ * INVLPG of any address in a 4 MiB page drops the whole page's
+ * translation, also the 2 MiB half that the address is not in.
+ */
+TEST(invlpg_covers_a_whole_4mib_page)
+{
+	uint8_t c[] = {
+		0xa1, 0x00, 0x00, 0x50, 0x00,		/* mov 0x500000, %eax */
+		0xe7, PORT,				/* out %eax, $PORT */
+		0xc7, 0x05, 0, 0, 0, 0, 0, 0, 0, 0,	/* movl $0, <PDE 1> */
+		0x0f, 0x01, 0x3d, 0x00, 0x00, 0x60, 0x00, /* invlpg 0x600000: other half */
+		0xa1, 0x00, 0x00, 0x50, 0x00,		/* mov 0x500000, %eax: #PF */
+		0xe7, PORT,
+		0xf4,
+	};
+	static const uint8_t h[] = {
+		0x0f, 0x20, 0xd0, /* mov %cr2, %eax */
+		0xe7, PORT2,
+		0xf4,
+	};
+	uint32_t pde = (uint32_t)PM32_PD + 4;
+	struct vm m;
+
+	memcpy(c + 9, &pde, 4);
+	vm_open_irqchip(&m, false);
+	code(&m, CODE, c, sizeof(c));
+	code(&m, HANDLER, h, sizeof(h));
+	put32(m.mem, DATA, 0x1234);
+	idt32_gate(&m, 14, HANDLER);
+	vm_start32(&m, CODE, PM32_2LEVEL);
+	ASSERT_EQ(out32(&m, PORT), 0x1234);
+	ASSERT_EQ(out32(&m, PORT2), 0x500000);
+	expect_hlt(&m);
+	vm_close(&m);
+}
+
+/* The same for a 2 MiB page of 4-level paging: the INVLPG names a page
+ * of it that was never shadowed, while another is. */
+TEST(invlpg_covers_a_whole_2mib_page_64)
+{
+	static const uint8_t c[] = {
+		0x8b, 0x04, 0x25, 0x00, 0x00, 0x10, 0x40, /* mov 0x40100000, %eax */
+		0xe7, PORT,
+		0x48, 0xc7, 0x04, 0x25, 0x00, 0x70, 0x00, 0x00,
+		0x00, 0x00, 0x00, 0x00,			  /* movq $0, 0x7000: the PDE */
+		0x0f, 0x01, 0x3c, 0x25, 0x00, 0x00, 0x00, 0x40, /* invlpg 0x40000000 */
+		0x8b, 0x04, 0x25, 0x00, 0x00, 0x10, 0x40, /* mov 0x40100000, %eax: #PF */
+		0xe7, PORT,
+		0xf4,
+	};
+	static const uint8_t h[] = {
+		0x0f, 0x20, 0xd0, /* mov %cr2, %rax */
+		0xe7, PORT2,
+		0xf4,
+	};
+	uint8_t gate[16] = { 0x00, 0x40, 0x08, 0x00, 0x00, 0x8e, 0x01, 0x00 }; /* 0x14000 */
+	struct vm m;
+
+	vm_open_irqchip(&m, false);
+	/* 1 GiB -> PD at 0x7000, whose first 2 MiB page is gpa 0. */
+	put64(m.mem, 0x2008, 0x7000 | 3);
+	put64(m.mem, 0x7000, 0x000000 | 0x83);
+	code(&m, CODE, c, sizeof(c));
+	code(&m, HANDLER, h, sizeof(h));
+	memcpy(m.mem + 0x5000 + 14 * 16, gate, sizeof(gate));
+	put32(m.mem, DATA, 0x4321);
+	vm_start(&m, CODE);
+	ASSERT_EQ(out32(&m, PORT), 0x4321);
+	ASSERT_EQ(out32(&m, PORT2), 0x40100000);
+	expect_hlt(&m);
+	vm_close(&m);
+}
+
 TEST(write_protection_fault_2level)
 {
 	static const uint8_t c[] = {
