@@ -1076,7 +1076,9 @@ static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 		if (r == KVM_PF_EXIT)
 			return exit_memory_fault(x, ret);
 		s2_writable = e & S2_WRITABLE;
-		npages = run_pages(gva, wr.level);
+		/* Without paging (level 0) guest-virtual is guest-physical:
+		 * any run is contiguous; map up to 2 MiB as for a large page. */
+		npages = run_pages(gva, wr.level ? wr.level : 2);
 		if (npages > 1 && !(e & S2_PRIVATE))
 			npages = prefault_run(x, wr.gpa & ~(GM_PAGE_SIZE - 1), npages, write);
 		prot = PROT_READ;

@@ -409,6 +409,43 @@ TEST(memory_fault_exit_from_32bit_code)
 	vm_close(&m);
 }
 
+/* Without paging the shadow maps runs of pages at once: a private page
+ * inside such a run still gives its own memory-fault exit. */
+TEST(no_paging_memory_fault_inside_a_run)
+{
+	static const uint8_t c[] = {
+		0xa1, 0x00, 0x00, 0x10, 0x00, /* mov 0x100000, %eax */
+		0xe7, PORT,
+		0xa1, 0x00, 0x20, 0x10, 0x00, /* mov 0x102000, %eax: shared, mapped */
+		0xe7, PORT,
+		0xa1, 0x00, 0x10, 0x10, 0x00, /* mov 0x101000, %eax: private */
+		0xe7, PORT,
+		0xf4,
+	};
+	struct kvm_memory_attributes attr = { .address = DATA + 0x1000, .size = 4096,
+					      .attributes = KVM_MEMORY_ATTRIBUTE_PRIVATE };
+	struct vm m;
+
+	vm_create(&m, KVM_X86_SW_PROTECTED_VM, false);
+	code(&m, CODE, c, sizeof(c));
+	put32(m.mem, DATA, 1);
+	put32(m.mem, DATA + 0x1000, 2);
+	put32(m.mem, DATA + 0x2000, 3);
+	vm_start32(&m, CODE, PM32_NONE);
+	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_SET_MEMORY_ATTRIBUTES, &attr), 0);
+	ASSERT_EQ(out32(&m, PORT), 1);
+	ASSERT_EQ(out32(&m, PORT), 3);
+	ASSERT_EQ(run(&m), -1);
+	ASSERT_EQ(errno, EFAULT);
+	ASSERT_EQ(m.run->exit_reason, KVM_EXIT_MEMORY_FAULT);
+	ASSERT_EQ(kvm_run_memory_fault(m.run)->gpa, DATA + 0x1000);
+	attr.attributes = 0;
+	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_SET_MEMORY_ATTRIBUTES, &attr), 0);
+	ASSERT_EQ(out32(&m, PORT), 2);
+	expect_hlt(&m);
+	vm_close(&m);
+}
+
 /* EFER.LMA with a 32-bit code segment: compatibility mode on the 64-bit
  * page tables; a #PF there goes through the 64-bit IDT into 64-bit code. */
 TEST(long_mode_compatibility_mode)
