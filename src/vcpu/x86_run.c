@@ -1105,6 +1105,26 @@ static int reflect(struct kvm_x86_vcpu *x, uint8_t vector, bool has_ec, uint32_t
 	return X86R_CONTINUE;
 }
 
+/*
+ * Whether RIP is at SYSCALL, SYSENTER or INT $0x80.  Not so after a
+ * SYSENTER on an Intel host: the kernel's compatibility entry reports
+ * the landing pad of a 32-bit vDSO the guest process does not have, and
+ * the guest's registers are not the ones it had.
+ */
+static bool at_syscall_insn(struct kvm_x86_vcpu *x)
+{
+	struct x86_exception ex;
+	uint8_t b[2];
+	uint64_t gpa;
+	int r;
+
+	regs_in(x->v, &x->xr);
+	r = guest_access(x, x->xr.rip, b, 2, false, X86_PF_FETCH, &gpa, &ex);
+	x->mem_exit = false;
+	return r == X86_MEM_OK && ((b[0] == 0x0f && (b[1] == 0x05 || b[1] == 0x34)) ||
+				   (b[0] == 0xcd && b[1] == 0x80));
+}
+
 static int handle_trap(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 {
 	struct x86_exception gp = { .vector = X86_GP, .has_error_code = true,
@@ -1129,6 +1149,8 @@ static int handle_trap(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret
 		regs_in(x->v, &x->xr);
 		if (x86_cpu_mode(&x->xr) != X86_MODE_64)
 			x->v->regs.rip &= 0xffffffffull;
+		if (!at_syscall_insn(x))
+			return exit_internal(x->v, KVM_INTERNAL_ERROR_EMULATION);
 		return emulate_insn(x, NULL, &ud, ret);
 	case GP_TRAP_DE:
 		return reflect(x, X86_DE, false, 0);
