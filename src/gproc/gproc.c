@@ -525,7 +525,10 @@ int gp_vcpu_enter(struct gp_vcpu *v, const struct gp_cpu *cpu, const struct gp_m
 	int r;
 
 	if (!gp_guest_va_ok(cpu->rip) || !canonical(cpu->fs_base) ||
-	    !canonical(cpu->gs_base))
+	    !canonical(cpu->gs_base) || cpu->mode > GP_MODE_32)
+		return -EINVAL;
+	if (cpu->mode == GP_MODE_32 &&
+	    (cpu->rip > UINT32_MAX || cpu->fs_base > UINT32_MAX || cpu->gs_base > UINT32_MAX))
 		return -EINVAL;
 	if (__atomic_load_n(&mb->state, __ATOMIC_ACQUIRE) != GP_MB_POSTED)
 		return proc_dead(v->vm) ? -EIO : -EBUSY;

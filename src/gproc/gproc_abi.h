@@ -72,7 +72,21 @@ struct gp_cpu {          /* what runs natively; everything else is VMM-side stat
 	uint64_t gpr[16];    /* rax rcx rdx rbx rsp rbp rsi rdi r8..r15 (x86 encoding order) */
 	uint64_t rip, rflags;  /* rflags: the user-settable bits; IF/IOPL are VMM-side */
 	uint64_t fs_base, gs_base;
+	uint32_t mode;       /* GP_MODE_*: the host code segment the guest runs in */
+	uint32_t pad;
 };
+
+/*
+ * gp_cpu.mode.  64: the host's 64-bit user code segment (__USER_CS, 0x33).
+ * 32: its 32-bit one (__USER32_CS, 0x23, compatibility mode), for a guest
+ * in 32-bit protected mode or long-mode compatibility mode with flat
+ * segments; DS, ES, FS and GS then hold the flat user data selector
+ * (__USER_DS, 0x2b), because compatibility mode faults accesses through a
+ * null selector, and RIP and the FS/GS bases must lie below 4 GiB.  On a
+ * stop the stub reports the segment the guest was in; OTHER: neither
+ * (guest code far-jumped to a selector of the host's own).
+ */
+enum { GP_MODE_64 = 0, GP_MODE_32 = 1, GP_MODE_OTHER = 2 };
 
 /* The RFLAGS bits rt_sigreturn restores from the frame: CF PF AF ZF SF TF
  * DF OF AC.  Bit 1 always reads as 1. */

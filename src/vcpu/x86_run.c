@@ -28,10 +28,13 @@
  * KVM_GET/SET_VCPU_EVENTS see them, and delivered through the guest's IDT
  * at entry (src/vcpu/x86/event.h); a triple fault is KVM_EXIT_SHUTDOWN.
  *
- * States the backend does not run (real mode, virtual-8086, 16- and 32-bit
- * code, RIP or faults in the upper half or in the guest process's reserved
- * window, gp_guest_va_ok()) end in
- * KVM_EXIT_INTERNAL_ERROR with the emulation suberror, never a crash.
+ * 32-bit code (protected mode with or without paging, compatibility mode)
+ * runs in the host's compatibility-mode code segment when its segments are
+ * flat (x86_pm32.h).  States the backend does not run (real mode,
+ * virtual-8086, 16-bit code, 32-bit code with other segments, RIP or
+ * faults in the upper half or in the guest process's reserved window,
+ * gp_guest_va_ok()) end in KVM_EXIT_INTERNAL_ERROR with the emulation
+ * suberror, never a crash.
  */
 #include <errno.h>
 #include <poll.h>
@@ -51,6 +54,7 @@
 #include "vcpu/x86/decode.h"
 #include "vcpu/x86/emulate.h"
 #include "vcpu/x86/event.h"
+#include "vcpu/x86_pm32.h"
 #include "vcpu/x86_run.h"
 #include "vcpu/x86_shadow.h"
 #include "vcpu/x86_walk.h"
@@ -639,8 +643,14 @@ static void apply_effects(struct kvm_x86_vcpu *x, uint32_t fx)
 
 	if (fx & (X86_FX_TLB_FLUSH | X86_FX_TLB_FLUSH_ALL | X86_FX_MMU_MODE))
 		x86_shadow_flush_all(sh, &x->sv);
-	else if (fx & X86_FX_INVLPG)
+	else if (fx & X86_FX_INVLPG) {
+		const struct kvm_sregs *s = &x->v->sregs;
+
 		x86_shadow_flush_gva(sh, &x->sv, x->res.invlpg_gva);
+		/* A 4 MiB page is shadowed as two 2 MiB halves. */
+		if (x86_pm32_has_4m_pages(s->cr0, s->cr4, s->efer))
+			x86_shadow_flush_gva(sh, &x->sv, x->res.invlpg_gva ^ X86_PM32_HALF_4M);
+	}
 }
 
 static void queue_exception(struct kvm_x86_vcpu *x, const struct x86_exception *ex)
@@ -1060,7 +1070,9 @@ static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 		if (r == KVM_PF_EXIT)
 			return exit_memory_fault(x, ret);
 		s2_writable = e & S2_WRITABLE;
-		npages = run_pages(gva, wr.level);
+		/* Without paging (level 0) guest-virtual is guest-physical:
+		 * any run is contiguous; map up to 2 MiB as for a large page. */
+		npages = run_pages(gva, wr.level ? wr.level : 2);
 		if (npages > 1 && !(e & S2_PRIVATE))
 			npages = prefault_run(x, wr.gpa & ~(GM_PAGE_SIZE - 1), npages, write);
 		prot = PROT_READ;
@@ -1089,6 +1101,26 @@ static int reflect(struct kvm_x86_vcpu *x, uint8_t vector, bool has_ec, uint32_t
 	return X86R_CONTINUE;
 }
 
+/*
+ * Whether RIP is at SYSCALL, SYSENTER or INT $0x80.  Not so after a
+ * SYSENTER on an Intel host: the kernel's compatibility entry reports
+ * the landing pad of a 32-bit vDSO the guest process does not have, and
+ * the guest's registers are not the ones it had.
+ */
+static bool at_syscall_insn(struct kvm_x86_vcpu *x)
+{
+	struct x86_exception ex;
+	uint8_t b[2];
+	uint64_t gpa;
+	int r;
+
+	regs_in(x->v, &x->xr);
+	r = guest_access(x, x->xr.rip, b, 2, false, X86_PF_FETCH, &gpa, &ex);
+	x->mem_exit = false;
+	return r == X86_MEM_OK && ((b[0] == 0x0f && (b[1] == 0x05 || b[1] == 0x34)) ||
+				   (b[0] == 0xcd && b[1] == 0x80));
+}
+
 static int handle_trap(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 {
 	struct x86_exception gp = { .vector = X86_GP, .has_error_code = true,
@@ -1101,8 +1133,21 @@ static int handle_trap(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret
 	case GP_TRAP_GP:
 		return emulate_insn(x, t, &gp, ret);
 	case GP_TRAP_UD:
-	case GP_TRAP_SYSCALL:
 		return emulate_insn(x, t, &ud, ret);
+	case GP_TRAP_SYSCALL:
+		/*
+		 * The host reports a system call with RIP after its
+		 * instruction, which is 2 bytes (SYSCALL, SYSENTER, INT 0x80;
+		 * the kernel's own restart assumes as much) and has not run
+		 * for the guest: back to it, and fetch it from there.
+		 */
+		x->v->regs.rip -= 2;
+		regs_in(x->v, &x->xr);
+		if (x86_cpu_mode(&x->xr) != X86_MODE_64)
+			x->v->regs.rip &= 0xffffffffull;
+		if (!at_syscall_insn(x))
+			return exit_internal(x->v, KVM_INTERNAL_ERROR_EMULATION);
+		return emulate_insn(x, NULL, &ud, ret);
 	case GP_TRAP_DE:
 		return reflect(x, X86_DE, false, 0);
 	case GP_TRAP_MF:
@@ -1251,14 +1296,14 @@ static int run_guest(struct kvm_x86_vcpu *x, const sigset_t *mask, struct gp_cpu
 
 /* ---- the loop ------------------------------------------------------------------------ */
 
-/* Only 64-bit code with paging runs in the guest process. */
-static bool runnable_state(struct kvm_vcpu *v)
+/* The host code segment the vCPU's state runs in (GP_MODE_*), or -1:
+ * 64-bit code with paging, or flat 32-bit code (x86_pm32.h). */
+static int run_mode(struct kvm_vcpu *v)
 {
 	struct x86_regs xr;
 
 	regs_in(v, &xr);
-	return x86_cpu_mode(&xr) == X86_MODE_64 && (v->sregs.cr0 & X86_CR0_PG) &&
-	       gp_guest_va_ok(v->regs.rip);
+	return x86_pm32_run_mode(&xr);
 }
 
 int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
@@ -1268,7 +1313,7 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 	int r, ret = 0;
 
 	/* Nothing to start a guest process for (e.g. a vCPU at reset). */
-	if (!v->x86 && !runnable_state(v))
+	if (!v->x86 && run_mode(v) < 0)
 		return exit_internal(v, KVM_INTERNAL_ERROR_EMULATION), 0;
 	r = x86_vcpu_init(v);
 	if (r)
@@ -1280,12 +1325,14 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 		struct gp_cpu cpu;
 		struct gp_trap trap;
 		bool signalled;
+		int gmode;
 
 		if (v->mp_state == KVM_MP_STATE_HALTED && halt_wait(x, mask, &ret) == X86R_EXIT)
 			break;
 		if (deliver_events(x) == X86R_EXIT)
 			break;
-		if (!runnable_state(v)) {
+		gmode = run_mode(v);
+		if (gmode < 0) {
 			exit_internal(v, KVM_INTERNAL_ERROR_EMULATION);
 			break;
 		}
@@ -1301,6 +1348,8 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 		}
 		x86_shadow_set_mode(x->vm->sh, &x->sv, &mode);
 		cpu_in(v, &cpu);
+		cpu.mode = (uint32_t)gmode;
+		cpu.pad = 0;
 		r = run_guest(x, mask, &cpu, &trap, &signalled);
 		x86_shadow_run_end(x->vm->sh, &x->sv);
 		if (r == -ENOMEM && !flushed) {
@@ -1327,6 +1376,13 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 		if (cpu.rip != v->regs.rip)
 			x86_event_insn_retired(&v->arch.ev, 0);
 		cpu_out(v, &cpu);
+		/* Guest code far-jumped into a host code segment of the other
+		 * width (its selectors name the host's GDT): no guest state
+		 * describes that. */
+		if (cpu.mode != (uint32_t)gmode) {
+			exit_internal(v, KVM_INTERNAL_ERROR_EMULATION);
+			break;
+		}
 		if (trap.kind == GP_TRAP_KICK && !signalled)
 			continue; /* a zap waited for our maps */
 		/* A real trap that came with the signal is handled first. */

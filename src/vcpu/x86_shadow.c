@@ -57,6 +57,9 @@ struct kvm_x86_shadow {
 	struct shadow_backing backings[SHADOW_MAX_BACKINGS];
 	unsigned nr_backings;
 	unsigned evict_hand; /* the next victim when no file is free to drop */
+	/* A 1 GiB guest page was shadowed since the last drop of everything:
+	 * its pieces may lie anywhere in the GiB (INVLPG). */
+	bool gb_mapped;
 };
 
 
@@ -199,6 +202,7 @@ static void free_all_entries(struct kvm_x86_shadow *sh)
 		sh->by_gva[i] = NULL;
 	}
 	sh->nr = 0;
+	sh->gb_mapped = false;
 }
 
 /* Context: sh->lock held. */
@@ -391,13 +395,46 @@ void x86_shadow_flush_all(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv)
 	gm_mutex_unlock(&sh->lock);
 }
 
+/*
+ * The entry for @gva's page, or for a piece of the large guest page that
+ * holds @gva: a shadowed run starts where the guest faulted, so the 4 KiB
+ * page at @gva may be unmapped while others of its large page are.  The
+ * pieces of a 2 MiB page (and, with x86_run.c's second call, of either
+ * half of a 4 MiB one) lie in @gva's 2 MiB region.
+ */
+static struct shadow_ent *find_covering(struct kvm_x86_shadow *sh, uint64_t gva)
+{
+	uint64_t region = gva & ~((1ULL << 21) - 1);
+	struct shadow_ent *e = find_gva(sh, gva & ~0xfffULL);
+
+	if (e)
+		return e;
+	for (uint64_t a = region; a < region + (1ULL << 21); a += 4096) {
+		e = find_gva(sh, a);
+		if (e && e->level > 1) {
+			uint64_t size = 1ULL << (12 + 9 * (e->level - 1));
+
+			if ((e->gva & ~(size - 1)) == (gva & ~(size - 1)))
+				return e;
+		}
+	}
+	return NULL;
+}
+
 void x86_shadow_flush_gva(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv, uint64_t gva)
 {
 	struct shadow_ent *e;
 	uint64_t lo = gva & ~0xfffULL, hi = lo + 4096;
 
 	gm_mutex_lock(&sh->lock, GM_LOCK_SHADOW);
-	e = find_gva(sh, lo);
+	e = find_covering(sh, gva);
+	if (!e && sh->gb_mapped) {
+		/* Perhaps a piece of a 1 GiB page elsewhere: flushing more
+		 * than INVLPG asks is always allowed. */
+		drop_all_locked(sh, sv);
+		gm_mutex_unlock(&sh->lock);
+		return;
+	}
 	if (e && e->level > 1) {
 		/* A large guest page: every 4 KiB piece of it may be mapped. */
 		uint64_t size = 1ULL << (12 + 9 * (e->level - 1));
@@ -578,6 +615,8 @@ int x86_shadow_map(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv, struct
 		e->backing = id;
 		e->level = (uint8_t)level;
 		ent_link(sh, e);
+		if (level >= 3)
+			sh->gb_mapped = true;
 	}
 	if (!n) {
 		r = -ENOMEM;

@@ -615,6 +615,53 @@ TEST(syscall_refused)
 	env_fini(&e);
 }
 
+/* ---- compatibility mode (GP_MODE_32) -------------------------------------------------- */
+
+/*
+ * 32-bit code in the host's compatibility-mode segment: the data access
+ * through DS works (the stub loaded a flat selector), INC is the one-byte
+ * 32-bit form (a REX prefix in 64-bit mode), OUT traps with the mode
+ * reported; a far jump to the host's 64-bit selector comes back as
+ * GP_MODE_64; a 32-bit state beyond 4 GiB or an unknown mode is refused.
+ */
+TEST(compat_mode_runs_32bit_code)
+{
+	static const uint8_t code[] = {
+		0xa1, 0x00, 0x00, 0x60, 0x00, /* mov DATA, %eax */
+		0x40,			      /* inc %eax */
+		0xe6, 0x80,		      /* out %al, $0x80 */
+		0xea, 0x0f, 0x00, 0x40, 0x00, 0x33, 0x00, /* ljmp $0x33, $CODE + 15 */
+		0xf4,			      /* hlt, in 64-bit mode */
+	};
+	struct gp_cpu c = { .rflags = 2, .mode = GP_MODE_32 };
+	struct gp_trap t;
+	struct env e;
+
+	env_init(&e);
+	memcpy(data(&e), "\x41\x00\x00\x00", 4);
+	run_code(&e, code, sizeof(code), &c, &t);
+	ASSERT_EQ(t.kind, GP_TRAP_GP);
+	EXPECT_EQ(c.mode, GP_MODE_32);
+	EXPECT_EQ(c.rip, CODE + 6);
+	/* The architecture leaves the upper half undefined in this mode. */
+	EXPECT_EQ((uint32_t)c.gpr[RAX], 0x42);
+	c.rip += 2;
+	ASSERT_EQ(gp_vcpu_run(e.vcpu, &c, NULL, 0, &t), 0);
+	ASSERT_EQ(t.kind, GP_TRAP_GP);
+	EXPECT_EQ(c.mode, GP_MODE_64);
+	EXPECT_EQ(c.rip, CODE + 15);
+	c.mode = GP_MODE_32;
+	c.rip = CODE + (1ull << 32);
+	EXPECT_EQ(gp_vcpu_run(e.vcpu, &c, NULL, 0, &t), -EINVAL);
+	c.rip = CODE;
+	c.fs_base = 1ull << 32;
+	EXPECT_EQ(gp_vcpu_run(e.vcpu, &c, NULL, 0, &t), -EINVAL);
+	c.fs_base = 0;
+	c.mode = GP_MODE_OTHER;
+	EXPECT_EQ(gp_vcpu_run(e.vcpu, &c, NULL, 0, &t), -EINVAL);
+	env_fini(&e);
+}
+
 /* ---- kicks ------------------------------------------------------------------------------- */
 
 static const uint8_t spin[] = { 0xeb, 0xfe }; /* jmp . */

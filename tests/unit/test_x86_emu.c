@@ -392,6 +392,19 @@ static const struct drow drows[] = {
 	{ "into is #UD in 64-bit", B(0xce), 0, M64, X86_OP_NONE, 0, 0, N_NO },
 	{ "32: dec eax is not rex", B(0x48), 0, M32, X86_OP_NONE, 0, 0, N_NO },
 	{ "32: swapgs #UD", B(0x0f, 0x01, 0xf8), 0, M32, X86_OP_NONE, 0, 0, N_NO },
+	/* Segment loads: the host's GDT decides natively, so only the far
+	 * JMP to selector 0x10 (the host's kernel data segment) has a known
+	 * outcome at CPL3, #GP. */
+	{ "mov ds,ax", B(0x8e, 0xd8), 2, M64, X86_OP_MOV_SREG, 2, 8, N_NO },
+	{ "32: mov ss,[eax+8]", B(0x8e, 0x50, 0x08), 3, M32, X86_OP_MOV_SREG, 2, 4, N_NO },
+	{ "32: mov gs,ax", B(0x8e, 0xe8), 2, M32, X86_OP_MOV_SREG, 2, 4, N_NO },
+	{ "mov cs,ax", B(0x8e, 0xc8), 0, M64, 0, 0, 0, N_NO },
+	{ "mov sreg6,ax", B(0x8e, 0xf0), 0, M32, 0, 0, 0, N_NO },
+	{ "32: jmp far ptr16:32", B(0xea, 0x00, 0x10, 0x40, 0x00, 0x10, 0x00), 7, M32,
+	  X86_OP_JMP_FAR, 4, 4, N_GP },
+	{ "32: jmp far ptr16:16", B(0x66, 0xea, 0x00, 0x10, 0x10, 0x00), 6, M32, X86_OP_JMP_FAR,
+	  2, 4, N_NO },
+	{ "jmp far in 64-bit mode", B(0xea, 0, 0, 0, 0, 0x10, 0), 0, M64, 0, 0, 0, N_NO },
 	{ "16: mov ax,[bp+di]", B(0x8b, 0x03), 2, M16, X86_OP_MOV, 2, 2, N_NO },
 	{ "16: mov ax,[disp16]", B(0x8b, 0x06, 0x34, 0x12), 4, M16, X86_OP_MOV, 2, 2, N_NO },
 	{ "16: out dx,eax 66", B(0x66, 0xef), 2, M16, X86_OP_OUT, 4, 2, N_NO },

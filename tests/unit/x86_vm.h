@@ -4,7 +4,8 @@
  * backend's unit tests: one 2 MiB memslot at 0, 0-4 MiB identity mapped
  * with 2 MiB pages, plus the 2 MiB page at 0xfee00000 (the APIC page, no
  * memslot) through a second page directory at 0x4000.  IDT at 0x5000, GDT
- * at 0x6000, code from 0x10000, stack below 0x30000.
+ * at 0x6000, code from 0x10000, stack below 0x30000.  vm_start32() starts
+ * the same VM in 32-bit protected mode instead (its tables at 0x9000-0xdfff).
  */
 #ifndef TESTS_UNIT_X86_VM_H
 #define TESTS_UNIT_X86_VM_H
@@ -109,6 +110,99 @@ static inline void vm_start(struct vm *m, uint64_t rip)
 	s.cr3 = 0x1000;
 	s.cr4 = 0x620;	    /* PAE | OSFXSR | OSXMMEXCPT */
 	s.efer = 0x500;	    /* LME | LMA */
+	ASSERT_EQ(guestmem_sys_ioctl(m->vcpu, KVM_SET_SREGS, &s), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(m->vcpu, KVM_SET_REGS, &r), 0);
+}
+
+static inline void put32(uint8_t *mem, uint64_t gpa, uint32_t v)
+{
+	memcpy(mem + gpa, &v, 4);
+}
+
+/*
+ * 32-bit protected mode (x86_pm32.h).  Paging:
+ *  - PM32_NONE: CR0.PG = 0, guest-virtual = guest-physical;
+ *  - PM32_2LEVEL: 4-byte entries with CR4.PSE, PD at PM32_PD: 0-4 MiB
+ *    identity through a page table of 4 KiB pages at PM32_PT, 4-8 MiB an
+ *    alias of 0-4 MiB as one 4 MiB page, and the 4 MiB page holding the
+ *    APIC page;
+ *  - PM32_PAE: PDPT at PM32_PDPT, 8-byte entries, EFER.NXE: 0-2 MiB
+ *    identity through a page table at PM32_PT, 2-4 MiB an alias of 0-2 MiB
+ *    as one 2 MiB page, and the 2 MiB APIC page.
+ * GDT: 0x10 flat data, 0x18 flat 32-bit code; PM32_IDT holds 8-byte gates
+ * (idt32_gate()).
+ */
+enum pm32_paging { PM32_NONE, PM32_2LEVEL, PM32_PAE };
+#define PM32_PD 0x9000ULL
+#define PM32_PT 0xa000ULL
+#define PM32_PDPT 0xb000ULL
+#define PM32_PD_APIC 0xc000ULL
+#define PM32_IDT 0xd000ULL
+#define PM32_CS 0x18
+#define PM32_ALIAS_2LEVEL 0x400000ULL
+#define PM32_ALIAS_PAE 0x200000ULL
+
+/* The gpa of the page-table entry mapping the 4 KiB page @gva in 0-2 MiB. */
+static inline uint64_t pm32_pte(enum pm32_paging p, uint64_t gva)
+{
+	return PM32_PT + (gva >> 12) * (p == PM32_PAE ? 8 : 4);
+}
+
+/* A 32-bit interrupt gate for @vec to PM32_CS:@handler. */
+static inline void idt32_gate(struct vm *m, unsigned vec, uint32_t handler)
+{
+	put64(m->mem, PM32_IDT + 8 * vec,
+	      (handler & 0xffffULL) | ((uint64_t)PM32_CS << 16) | (0x8eULL << 40) |
+		      ((uint64_t)(handler >> 16) << 48));
+}
+
+static inline void vm_start32(struct vm *m, uint64_t rip, enum pm32_paging p)
+{
+	struct kvm_segment cs = { .base = 0, .limit = 0xffffffff, .selector = PM32_CS,
+				  .type = 11, .present = 1, .s = 1, .db = 1, .g = 1 };
+	struct kvm_segment ds = { .base = 0, .limit = 0xffffffff, .selector = 0x10, .type = 3,
+				  .present = 1, .s = 1, .db = 1, .g = 1 };
+	struct kvm_sregs s;
+	struct kvm_regs r = { .rip = rip, .rsp = STACK_TOP, .rflags = 2 };
+
+	put64(m->mem, 0x6018, 0x00cf9b000000ffffULL);
+	if (p == PM32_2LEVEL) {
+		for (uint32_t i = 0; i < 1024; i++)
+			put32(m->mem, PM32_PT + 4 * i, (i << 12) | 3);
+		put32(m->mem, PM32_PD, (uint32_t)PM32_PT | 3);
+		put32(m->mem, PM32_PD + 4, 0x000000 | 0x83);
+		put32(m->mem, PM32_PD + 4 * (APIC_GPA >> 22),
+		      (uint32_t)(APIC_GPA & ~0x3fffffULL) | 0x83);
+	} else if (p == PM32_PAE) {
+		for (uint64_t i = 0; i < 512; i++)
+			put64(m->mem, PM32_PT + 8 * i, (i << 12) | 3);
+		put64(m->mem, PM32_PDPT, PM32_PD | 1);
+		put64(m->mem, PM32_PDPT + 24, PM32_PD_APIC | 1);
+		put64(m->mem, PM32_PD, PM32_PT | 3);
+		put64(m->mem, PM32_PD + 8, 0x000000 | 0x83);
+		put64(m->mem, PM32_PD_APIC + 8 * ((APIC_GPA >> 21) & 0x1ff), APIC_GPA | 0x83);
+	}
+	ASSERT_EQ(guestmem_sys_ioctl(m->vcpu, KVM_GET_SREGS, &s), 0);
+	s.cs = cs;
+	s.ds = s.es = s.fs = s.gs = s.ss = ds;
+	s.tr = (struct kvm_segment){ .limit = 0x67, .type = 11, .present = 1 };
+	s.gdt.base = 0x6000;
+	s.gdt.limit = 31;
+	s.idt.base = PM32_IDT;
+	s.idt.limit = 0x7ff;
+	s.cr0 = 0x00050033; /* AM | WP | NE | ET | MP | PE */
+	s.cr4 = 0x600;	    /* OSFXSR | OSXMMEXCPT */
+	s.efer = 0;
+	if (p == PM32_2LEVEL) {
+		s.cr0 |= 0x80000000;
+		s.cr3 = PM32_PD;
+		s.cr4 |= 0x10; /* PSE */
+	} else if (p == PM32_PAE) {
+		s.cr0 |= 0x80000000;
+		s.cr3 = PM32_PDPT;
+		s.cr4 |= 0x20; /* PAE */
+		s.efer = 0x800; /* NXE */
+	}
 	ASSERT_EQ(guestmem_sys_ioctl(m->vcpu, KVM_SET_SREGS, &s), 0);
 	ASSERT_EQ(guestmem_sys_ioctl(m->vcpu, KVM_SET_REGS, &r), 0);
 }

@@ -176,6 +176,7 @@ struct k_cmsg {
 };
 
 #define USER_CS 0x33
+#define USER32_CS 0x23 /* the host's compatibility-mode user code segment */
 #define USER_DS 0x2b
 
 extern char __executable_start[], etext[], _end[];
@@ -275,6 +276,28 @@ static void save_cpu(struct gp_cpu *c, const struct k_sigcontext *mc)
 	c->rflags = (mc->eflags & GP_RFLAGS_USER) | GP_RFLAGS_FIXED;
 	c->fs_base = get_base(0);
 	c->gs_base = get_base(1);
+	c->mode = mc->cs == USER_CS ? GP_MODE_64 : mc->cs == USER32_CS ? GP_MODE_32 : GP_MODE_OTHER;
+	c->pad = 0;
+}
+
+/*
+ * Compatibility mode checks segments: a data access through a null DS, ES,
+ * FS or GS raises #GP (measured), so a 32-bit guest runs with the flat
+ * user data selector in all four.  Loading FS/GS zeroes their bases, so
+ * this comes before set_base().  The kernel keeps the selectors across
+ * context switches (and, with FSGSBASE, the bases beside them); without
+ * FSGSBASE, arch_prctl(ARCH_SET_FS/GS) would reset the selector to null,
+ * so only zero bases can be honoured there.
+ */
+static int load_flat_segments(const struct gp_cpu *c)
+{
+	unsigned sel = USER_DS;
+
+	if (!have_fsgsbase && (c->fs_base || c->gs_base))
+		return -95; /* EOPNOTSUPP */
+	__asm__ volatile("mov %0, %%ds\n\tmov %0, %%es\n\tmov %0, %%fs\n\tmov %0, %%gs"
+			 : : "r"(sel) : "memory");
+	return 0;
 }
 
 static int load_cpu(struct k_ucontext *uc, const struct gp_cpu *c)
@@ -282,13 +305,24 @@ static int load_cpu(struct k_ucontext *uc, const struct gp_cpu *c)
 	struct k_sigcontext *mc = &uc->mc;
 	int r;
 
-	if (!gp_guest_va_ok(c->rip))
+	if (!gp_guest_va_ok(c->rip) || c->mode > GP_MODE_32)
 		return -22;
-	r = set_base(0, c->fs_base);
-	if (!r)
-		r = set_base(1, c->gs_base);
-	if (r)
-		return r;
+	if (c->mode == GP_MODE_32) {
+		if (c->rip > 0xffffffffull || c->fs_base > 0xffffffffull ||
+		    c->gs_base > 0xffffffffull)
+			return -22;
+		r = load_flat_segments(c);
+		if (r)
+			return r;
+	}
+	/* Without FSGSBASE a 32-bit guest's bases are 0: the selectors gave them. */
+	if (c->mode != GP_MODE_32 || have_fsgsbase) {
+		r = set_base(0, c->fs_base);
+		if (!r)
+			r = set_base(1, c->gs_base);
+		if (r)
+			return r;
+	}
 	mc->rax = c->gpr[0];
 	mc->rcx = c->gpr[1];
 	mc->rdx = c->gpr[2];
@@ -307,8 +341,9 @@ static int load_cpu(struct k_ucontext *uc, const struct gp_cpu *c)
 	mc->r15 = c->gpr[15];
 	mc->rip = c->rip;
 	mc->eflags = (mc->eflags & ~GP_RFLAGS_USER) | (c->rflags & GP_RFLAGS_USER);
-	/* 64-bit user code and data segments whatever the guest did to them. */
-	mc->cs = USER_CS;
+	/* The host's user code and data segments whatever the guest did to
+	 * them: 64-bit, or compatibility mode for a 32-bit guest. */
+	mc->cs = c->mode == GP_MODE_32 ? USER32_CS : USER_CS;
 	mc->ss = USER_DS;
 	mc->fs = 0;
 	mc->gs = 0;

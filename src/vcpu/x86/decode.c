@@ -260,6 +260,28 @@ static int dec_onebyte(struct dec *d, struct x86_insn *in, unsigned op, bool p66
 		imm(d, in, size == 8 ? 4 : size, true);
 		return 0;
 	}
+	case 0x8e: /* MOV Sreg, r/m16 */
+		modrm(d, in, &in->src, 2);
+		if (d->err)
+			return 0;
+		/* CS is not loadable this way; 6 and 7 name no segment. */
+		if ((in->modrm_reg & 7) == X86_SEG_CS || (in->modrm_reg & 7) > X86_SEG_GS)
+			return X86_DECODE_UD;
+		in->op = X86_OP_MOV_SREG;
+		in->opsize = in->srcsize = 2;
+		return 0;
+	case 0xea: { /* JMP ptr16:16/32 */
+		uint64_t off;
+
+		if (in->mode == X86_MODE_64)
+			return X86_DECODE_UD;
+		in->op = X86_OP_JMP_FAR;
+		in->opsize = (uint8_t)vs;
+		off = fetch(d, vs);
+		in->imm = off | (fetch(d, 2) << 32);
+		in->imm_size = (uint8_t)(vs + 2);
+		return 0;
+	}
 	case 0xcf:
 		in->op = X86_OP_IRET;
 		in->opsize = (uint8_t)vs; /* IRETD by default even in 64-bit mode */
@@ -508,7 +530,7 @@ const char *x86_op_name(unsigned op)
 		"wrmsr", "rdtsc", "rdtscp", "cpuid", "xsetbv", "vmcall", "vmmcall", "lgdt", "lidt",
 		"ltr", "lldt", "invlpg", "wbinvd", "invd", "swapgs", "syscall", "sysret", "mov",
 		"movzx", "movsx", "alu", "test", "xchg", "inc", "dec", "int",
-		"stos", "movs",
+		"stos", "movs", "mov_sreg", "jmp_far",
 	};
 
 	return op < X86_OP_COUNT ? names[op] : "?";

@@ -61,6 +61,11 @@ enum x86_op {
 	X86_OP_INT,
 	/* string stores and moves on memory (MMIO): one element per call */
 	X86_OP_STOS, X86_OP_MOVS,
+	/* segment loads the host refuses (guest selectors name the host's
+	 * GDT): MOV to DS/ES/FS/GS/SS (8e, modrm_reg the segment), and the
+	 * direct far JMP outside 64-bit mode (ea: imm = offset, the selector
+	 * in bits 32-47) */
+	X86_OP_MOV_SREG, X86_OP_JMP_FAR,
 	X86_OP_COUNT
 };
 

@@ -693,6 +693,71 @@ static int load_seg(struct run *rn, unsigned seg, uint16_t sel)
 	return 0;
 }
 
+/*
+ * Guest segment loads the host refused (its selectors name the host's
+ * GDT, so they #GP at CPL3): MOV to DS/ES/FS/GS/SS, and the direct far
+ * JMP, at CPL 0 with RPL 0 selectors (load_seg).  The descriptor is read
+ * again even for the selector already loaded, as the CPU does.
+ */
+static int reload_seg(struct run *rn, unsigned seg, uint16_t sel)
+{
+	rn->w.seg[seg].selector = (uint16_t)~sel; /* the working copy only */
+	return load_seg(rn, seg, sel);
+}
+
+static int em_mov_sreg(struct run *rn)
+{
+	unsigned seg = rn->in->modrm_reg & 7;
+	struct x86_segment *s = &rn->w.seg[seg];
+	uint64_t v;
+	uint16_t sel;
+	int st;
+
+	if ((st = opnd_read(rn, &rn->in->src, 2, &v)))
+		return st;
+	sel = (uint16_t)v;
+	if ((sel & ~3u) == 0 && seg != X86_SEG_SS) {
+		/* A null selector: the segment faults on use.  In 64-bit mode
+		 * FS and GS keep their base (Intel's behaviour, and KVM's). */
+		uint64_t base = rn->mode64 ? s->base : 0;
+
+		memset(s, 0, sizeof(*s));
+		s->selector = sel;
+		s->base = (seg == X86_SEG_FS || seg == X86_SEG_GS) ? base : 0;
+		s->unusable = true;
+		rn->res->effects |= X86_FX_SEGMENTS;
+	} else {
+		if ((st = reload_seg(rn, seg, sel)))
+			return st;
+		/* SS: writable data at DPL = CPL (0). */
+		if (seg == X86_SEG_SS && !s->unusable && (s->dpl != 0 || !(s->type & 2)))
+			return GP(rn, sel & 0xfffc);
+	}
+	advance(rn);
+	return X86_EMU_DONE;
+}
+
+static int em_jmp_far(struct run *rn)
+{
+	uint16_t sel = (uint16_t)(rn->in->imm >> 32);
+	uint64_t off = rn->in->imm & size_mask(rn->in->opsize);
+	const struct x86_segment *cs = &rn->w.seg[X86_SEG_CS];
+	int st;
+
+	if (rn->w.cpl != 0)
+		return X86_EMU_UNHANDLED; /* guest CPL3 is not run */
+	if ((st = reload_seg(rn, X86_SEG_CS, sel)))
+		return st;
+	/* A code segment at CPL 0 (conforming or not: DPL 0); not L and D
+	 * together in long mode. */
+	if (cs->dpl != 0 || ((rn->w.efer & X86_EFER_LMA) && cs->l && cs->db))
+		return GP(rn, sel & 0xfffc);
+	if (!((rn->w.efer & X86_EFER_LMA) && cs->l) && off > cs->limit)
+		return GP(rn, 0);
+	rn->w.rip = off;
+	return X86_EMU_DONE;
+}
+
 static int em_iret(struct run *rn)
 {
 	unsigned size = rn->in->opsize;
@@ -1315,6 +1380,8 @@ static int dispatch(struct run *rn)
 	case X86_OP_INC: case X86_OP_DEC: return em_incdec(rn);
 	case X86_OP_INT: return em_int(rn);
 	case X86_OP_STOS: case X86_OP_MOVS: return em_string_mem(rn);
+	case X86_OP_MOV_SREG: return em_mov_sreg(rn);
+	case X86_OP_JMP_FAR: return em_jmp_far(rn);
 	}
 	return X86_EMU_UNHANDLED;
 }
