@@ -9,6 +9,8 @@
  * the xAPIC page and reports the vector with an OUT to port 0x11.
  * The VM: tests/unit/x86_vm.h.
  */
+#include <sys/eventfd.h>
+
 #include "x86_vm.h"
 
 #define IOAPIC_GPA 0xfec00000ULL
@@ -216,6 +218,30 @@ TEST_TIMEOUT(pending_vectors_go_highest_first, 30)
 	vm_close(&m);
 }
 
+/* TPR holds back the vectors of its class and below; they stay in IRR. */
+TEST_TIMEOUT(tpr_holds_back_lower_classes, 30)
+{
+	static const unsigned vectors[] = { 0x45, 0x62 };
+	struct kvm_lapic_state l;
+	struct code c = { .n = 0 };
+	struct vm m;
+
+	ready_then_halt(&c);
+	vm_setup(&m, &c, vectors, 2);
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_GET_LAPIC, &l), 0);
+	memcpy(l.regs + 0x80, &(uint32_t){ 0x50 }, 4); /* TPR */
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_SET_LAPIC, &l), 0);
+	ASSERT_EQ(next_out(&m), 1);
+	ASSERT_EQ(signal_msi(&m, 0, 0x45), 1);
+	ASSERT_EQ(signal_msi(&m, 0, 0x62), 1);
+	ASSERT_EQ(next_vector(&m, m.vcpu, m.run), 0x62);
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_GET_LAPIC, &l), 0);
+	ASSERT_EQ(lapic_reg(&l, 0x220), 1U << 5); /* IRR: 0x45 still pending */
+	ASSERT_EQ(lapic_reg(&l, 0x230), 0);
+	ASSERT_EQ(lapic_reg(&l, 0xa0), 0x50);	   /* PPR = TPR, nothing in service */
+	vm_close(&m);
+}
+
 /*
  * IOAPIC pins arrive at the vector of the redirection entry the guest
  * programmed; an edge pin coalesces while its line stays high; a level pin
@@ -274,6 +300,49 @@ TEST_TIMEOUT(ioapic_masked_level_pin_fires_when_unmasked, 30)
 	ASSERT_EQ(next_vector(&m, m.vcpu, m.run), 0x72);
 	ASSERT_EQ(line_status(&m, 17, 0), 1);
 	ASSERT_EQ(next_vector(&m, m.vcpu, m.run), 0x72); /* the EOI re-delivered it */
+	vm_close(&m);
+}
+
+/*
+ * A resample irqfd on a level pin: the guest's EOI (a KVM_RUN-side LAPIC
+ * write) lowers the line and signals the resamplefd, and the pin is not
+ * delivered again until the next signal.
+ */
+TEST_TIMEOUT(resample_irqfd_acked_by_machine_code_eoi, 30)
+{
+	static const unsigned vectors[] = { 0x40, 0x73 };
+	struct kvm_irqfd irqfd = { .gsi = 19, .flags = KVM_IRQFD_FLAG_RESAMPLE };
+	struct code c = { .n = 0 };
+	uint64_t one = 1, n = 0;
+	int efd, rfd;
+	struct vm m;
+
+	emit_ioapic_redir(&c, 19, 0x73 | 1u << 15); /* level */
+	ready_then_halt(&c);
+	vm_setup(&m, &c, vectors, 2);
+	efd = eventfd(0, EFD_CLOEXEC);
+	rfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ASSERT_TRUE(efd >= 0 && rfd >= 0);
+	irqfd.fd = (uint32_t)efd;
+	irqfd.resamplefd = (uint32_t)rfd;
+	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_IRQFD, &irqfd), 0);
+	ASSERT_EQ(next_out(&m), 1);
+	for (int round = 0; round < 3; round++) {
+		ASSERT_EQ(write(efd, &one, 8), 8);
+		ASSERT_EQ(next_vector(&m, m.vcpu, m.run), 0x73);
+		/* The handler's EOI came first: acked, line low. */
+		ASSERT_EQ(read(rfd, &n, 8), 8);
+		ASSERT_EQ(n, 1);
+	}
+	/* Remote IRR is clear: a user assert is delivered (-1 otherwise). */
+	ASSERT_EQ(line_status(&m, 19, 1), 1);
+	ASSERT_EQ(line_status(&m, 19, 0), 1);
+	ASSERT_EQ(next_vector(&m, m.vcpu, m.run), 0x73);
+	/* Nothing left for pin 19: the next interrupt is the MSI. */
+	ASSERT_EQ(signal_msi(&m, 0, 0x40), 1);
+	ASSERT_EQ(next_vector(&m, m.vcpu, m.run), 0x40);
+	close(efd);
+	close(rfd);
 	vm_close(&m);
 }
 
