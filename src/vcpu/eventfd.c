@@ -812,6 +812,20 @@ int kvm_irqfd(struct kvm *kvm, const struct kvm_irqfd *args)
 	return irqfd_assign(kvm, args);
 }
 
+bool kvm_notify_irqfd_resampler_locked(struct kvm_eventfds *ev, uint32_t gsi)
+{
+	bool found = false;
+
+	lockdep_assert_held(&ev->irq_lock);
+	for (struct kvm_kernel_irqfd *i = ev->resamplers; i; i = i->resample_next) {
+		if (i->gsi == gsi) {
+			gm_eventfd_signal(&i->resamplefd);
+			found = true;
+		}
+	}
+	return found;
+}
+
 void kvm_irqfd_notify_acked_locked(struct kvm_eventfds *ev, uint32_t gsi)
 {
 	bool lowered = false;

@@ -172,4 +172,11 @@ int kvm_irqfd(struct kvm *kvm, const struct kvm_irqfd *args);
  */
 void kvm_irqfd_notify_acked_locked(struct kvm_eventfds *ev, uint32_t gsi);
 
+/*
+ * kvm_notify_irqfd_resampler(): signal the resamplefds on @gsi without
+ * touching its line, so that the device re-asserts it if it is still
+ * high.  Returns whether there was one.  Context: ev->irq_lock held.
+ */
+bool kvm_notify_irqfd_resampler_locked(struct kvm_eventfds *ev, uint32_t gsi);
+
 #endif

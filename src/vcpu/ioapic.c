@@ -4,7 +4,7 @@
  * table, delivery through kvm_irq_delivery_to_apic(), the EOI's part, and
  * the MMIO window (IOREGSEL/IOWIN) machine-code guests program it through.
  * Not modelled: the RTC pin's coalescing, the EOI-storm throttle, mask
- * notifiers.
+ * notifiers, directed EOI.
  */
 #include <string.h>
 
@@ -122,13 +122,19 @@ static void ioapic_write_indirect(struct kvm_eventfds *ev, uint32_t val)
 	if (!(*e & IOAPIC_RTE_LEVEL))
 		*e &= ~IOAPIC_RTE_REMOTE_IRR;
 	/*
-	 * Unmasking a level pin whose line is high delivers it.  (The kernel
-	 * first asks an irqfd resampler, if one exists, whether the line is
-	 * still high; here the pin's IRR is taken as it is.)
+	 * Unmasking a level pin whose IRR is set: the line may have dropped
+	 * while masked, so an irqfd resampler on its GSI is asked instead
+	 * (its device re-asserts if still high); without one it is delivered.
 	 */
 	if ((*e & IOAPIC_RTE_LEVEL) && (c->ioapic_irr & (1u << index)) &&
-	    !(*e & (IOAPIC_RTE_MASKED | IOAPIC_RTE_REMOTE_IRR)))
-		kvm_ioapic_service(ev, index);
+	    !(*e & (IOAPIC_RTE_MASKED | IOAPIC_RTE_REMOTE_IRR))) {
+		int gsi = ev->routing->chip[KVM_IRQCHIP_IOAPIC][index];
+
+		if (gsi >= 0 && kvm_notify_irqfd_resampler_locked(ev, (uint32_t)gsi))
+			c->ioapic_irr &= ~(1u << index);
+		else
+			kvm_ioapic_service(ev, index);
+	}
 }
 
 /* The access sizes the kernel's IOAPIC takes (others: reads 0, writes ignored). */

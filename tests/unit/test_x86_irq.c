@@ -346,6 +346,52 @@ TEST_TIMEOUT(resample_irqfd_acked_by_machine_code_eoi, 30)
 	vm_close(&m);
 }
 
+/*
+ * Unmasking a level pin whose line went high behind the mask, with a
+ * resample irqfd on it: the resampler is asked (resamplefd signalled), the
+ * pin's IRR cleared, nothing delivered; the device's next signal is.
+ */
+TEST_TIMEOUT(unmask_with_resampler_asks_the_device, 30)
+{
+	static const unsigned vectors[] = { 0x74 };
+	struct kvm_irqfd irqfd = { .gsi = 21, .flags = KVM_IRQFD_FLAG_RESAMPLE };
+	struct code c = { .n = 0 };
+	uint64_t one = 1, n = 0;
+	int efd, rfd;
+	struct vm m;
+
+	emit_ioapic_redir(&c, 21, 0x74 | 1u << 15 | 1u << 16); /* level, masked */
+	emit8(&c, 0xfb);
+	emit_out(&c, 1);
+	emit_ioapic_redir(&c, 21, 0x74 | 1u << 15);	      /* unmask */
+	emit_out(&c, 2);
+	emit_hlt_loop(&c);
+	vm_setup(&m, &c, vectors, 1);
+	efd = eventfd(0, EFD_CLOEXEC);
+	rfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ASSERT_TRUE(efd >= 0 && rfd >= 0);
+	irqfd.fd = (uint32_t)efd;
+	irqfd.resamplefd = (uint32_t)rfd;
+	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_IRQFD, &irqfd), 0);
+	ASSERT_EQ(next_out(&m), 1);
+	ASSERT_EQ(write(efd, &one, 8), 8);
+	/*
+	 * Wait for the irqfd's assert: while the resampler's source holds the
+	 * line, a user de-assert leaves it high and meets the mask (-1); a
+	 * low line answers 1.
+	 */
+	for (int i = 0; i < 5000 && line_status(&m, 21, 0) != -1; i++)
+		usleep(1000);
+	ASSERT_EQ(line_status(&m, 21, 0), -1);
+	ASSERT_EQ(read(rfd, &n, 8), -1); /* not asked yet */
+	ASSERT_EQ(next_out(&m), 2);	 /* unmasked: no interrupt came first */
+	ASSERT_EQ(read(rfd, &n, 8), 8);
+	ASSERT_EQ(n, 1);
+	close(efd);
+	close(rfd);
+	vm_close(&m);
+}
+
 /* MSI and IPI destination 0xff in xAPIC mode: every vCPU, the sender too. */
 TEST_TIMEOUT(xapic_broadcast_reaches_every_vcpu, 30)
 {
