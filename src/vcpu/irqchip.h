@@ -76,9 +76,10 @@ struct kvm_lapic {
 	uint64_t irr[KVM_LAPIC_WORDS];
 	uint64_t isr[KVM_LAPIC_WORDS];
 	uint64_t tmr[KVM_LAPIC_WORDS];
+	uint32_t tpr; /* the register page's TPR, kept here by kvm_apic_set_tpr() */
 	/*
-	 * The highest IRR vector's class is above the highest ISR vector's
-	 * (TPR not counted): written under irq_lock, READ_ONCE anywhere.
+	 * The highest IRR vector's class is above PPR (a vector could be
+	 * taken now): written under irq_lock, READ_ONCE anywhere.
 	 */
 	bool pending;
 
@@ -168,8 +169,8 @@ void kvm_irqchip_destroy(struct kvm_eventfds *ev);
 struct kvm_lapic *kvm_vcpu_lapic(struct kvm_vcpu *vcpu);
 
 /*
- * The vector the LAPIC would hand out now (IRR above PPR, TPR counted),
- * or -1.  Context: the vCPU's owner (it reads TPR), no lock held.
+ * The vector the LAPIC would hand out now (IRR above PPR), or -1.
+ * Context: any, no lock held.
  */
 int kvm_apic_has_interrupt(struct kvm_vcpu *vcpu);
 /* kvm_apic_has_interrupt() >= 0. */

@@ -140,6 +140,8 @@ int kvm_irq_delivery_to_apic(struct kvm_eventfds *ev, struct kvm_vcpu *src,
 void kvm_apic_send_ipi(struct kvm_vcpu *vcpu, uint32_t icr, uint32_t dest, bool x2apic);
 /* The guest wrote EOI: end the highest vector in service.  No lock held. */
 void kvm_apic_eoi_highest(struct kvm_vcpu *vcpu);
+/* TPR changed (guest write, KVM_SET_LAPIC): the model's copy.  No lock held. */
+void kvm_apic_set_tpr(struct kvm_vcpu *vcpu, uint32_t tpr);
 /*
  * The register page's IRR, ISR and TMR (eight 32-bit words each, vector 0
  * in bit 0 of word 0).  Set replaces them (KVM_SET_LAPIC).  No lock held.

@@ -9,7 +9,6 @@
 
 #include "vcpu/irqchip_internal.h"
 #include "vcpu/vcpu.h"
-#include "vcpu/x86.h"
 #include "vcpu/x86_run.h"
 #include "lib/lockdep.h"
 
@@ -56,22 +55,10 @@ static int apic_deliverable(const struct kvm_lapic *apic, uint32_t tpr)
 	return v;
 }
 
-/* TPR from the register page, which the vCPU's owner alone writes. */
-static uint32_t vcpu_tpr(struct kvm_vcpu *vcpu)
-{
-	const uint8_t *regs = vcpu->arch.lapic_regs;
-	uint32_t tpr;
-
-	if (!regs)
-		return 0;
-	memcpy(&tpr, regs + 0x80, 4);
-	return tpr & 0xff;
-}
-
 static void lapic_update_pending(struct kvm_lapic *apic)
 {
-	/* Read locklessly by the interrupt-window checks; TPR is not counted. */
-	WRITE_ONCE(apic->pending, apic_deliverable(apic, 0) >= 0);
+	/* Read locklessly by the interrupt-window and halt checks. */
+	WRITE_ONCE(apic->pending, apic_deliverable(apic, apic->tpr) >= 0);
 }
 
 static void lapic_wake(struct kvm_lapic *apic)
@@ -248,12 +235,11 @@ int kvm_apic_has_interrupt(struct kvm_vcpu *vcpu)
 	struct kvm_eventfds *ev;
 	int v;
 
-	/* Not pending with TPR 0: nothing is, whatever TPR says. */
 	if (!apic || !READ_ONCE(apic->pending))
 		return -1;
 	ev = smp_load_acquire(&vcpu->kvm->eventfds);
 	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
-	v = apic_deliverable(apic, vcpu_tpr(vcpu));
+	v = apic_deliverable(apic, apic->tpr);
 	gm_mutex_unlock(&ev->irq_lock);
 	return v;
 }
@@ -272,7 +258,7 @@ int kvm_cpu_get_interrupt(struct kvm_vcpu *vcpu)
 	if (!apic)
 		return -1;
 	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
-	v = apic_deliverable(apic, vcpu_tpr(vcpu));
+	v = apic_deliverable(apic, apic->tpr);
 	if (v >= 0) {
 		vec_clear(apic->irr, (uint32_t)v);
 		vec_set(apic->isr, (uint32_t)v);
@@ -406,6 +392,21 @@ void kvm_apic_send_ipi(struct kvm_vcpu *vcpu, uint32_t icr, uint32_t dest, bool 
 void kvm_apic_eoi_highest(struct kvm_vcpu *vcpu)
 {
 	apic_eoi(vcpu, -1);
+}
+
+void kvm_apic_set_tpr(struct kvm_vcpu *vcpu, uint32_t tpr)
+{
+	/* Created with the vCPU; NULL only if that allocation failed. */
+	struct kvm_lapic *apic = kvm_vcpu_lapic(vcpu);
+	struct kvm_eventfds *ev = smp_load_acquire(&vcpu->kvm->eventfds);
+
+	if (!apic)
+		return;
+	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
+	apic->tpr = tpr & 0xff;
+	lapic_update_pending(apic);
+	lapic_notify(apic); /* a lower TPR may let one through */
+	gm_mutex_unlock(&ev->irq_lock);
 }
 
 void kvm_apic_get_vectors(struct kvm_vcpu *vcpu, uint32_t irr[8], uint32_t isr[8],

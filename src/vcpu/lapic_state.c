@@ -214,6 +214,7 @@ int kvm_vcpu_set_lapic(struct kvm_vcpu *v, struct kvm_lapic_state *s)
 		reg_set(regs, APIC_TMR + 0x10 * i, 0);
 	}
 	reg_set(regs, APIC_PROCPRI, 0);
+	kvm_apic_set_tpr(v, reg_get(regs, APIC_TASKPRI));
 	kvm_apic_set_vectors(v, irr, isr, tmr);
 	/* The restored current count starts the timer; the register reads 0. */
 	v->arch.lapic_timer_first_ns = (uint64_t)reg_get(regs, APIC_TMCCT) * count_ns(v, regs);
@@ -355,6 +356,7 @@ static int lapic_reg_write(struct kvm_vcpu *v, unsigned off, uint32_t val)
 		return 0;
 	case APIC_TASKPRI:
 		reg_set(regs, APIC_TASKPRI, val & 0xff);
+		kvm_apic_set_tpr(v, val & 0xff); /* PPR gates delivery in lapic.c */
 		return 0;
 	case APIC_EOI:
 		kvm_apic_eoi_highest(v);

@@ -218,7 +218,7 @@ TEST_TIMEOUT(pending_vectors_go_highest_first, 30)
 	vm_close(&m);
 }
 
-/* TPR holds back the vectors of its class and below; they stay in IRR. */
+/* TPR holds back the vectors of its class and below; they stay in IRR until it drops. */
 TEST_TIMEOUT(tpr_holds_back_lower_classes, 30)
 {
 	static const unsigned vectors[] = { 0x45, 0x62 };
@@ -239,6 +239,10 @@ TEST_TIMEOUT(tpr_holds_back_lower_classes, 30)
 	ASSERT_EQ(lapic_reg(&l, 0x220), 1U << 5); /* IRR: 0x45 still pending */
 	ASSERT_EQ(lapic_reg(&l, 0x230), 0);
 	ASSERT_EQ(lapic_reg(&l, 0xa0), 0x50);	   /* PPR = TPR, nothing in service */
+	/* Lowering TPR lets it through, to the halted guest too. */
+	memcpy(l.regs + 0x80, &(uint32_t){ 0x30 }, 4);
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_SET_LAPIC, &l), 0);
+	ASSERT_EQ(next_vector(&m, m.vcpu, m.run), 0x45);
 	vm_close(&m);
 }
 
