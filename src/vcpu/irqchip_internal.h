@@ -129,7 +129,7 @@ void kvm_ioapic_update_eoi(struct kvm_eventfds *ev, uint32_t pin, bool level);
  * except in an IPI from an x2APIC-mode sender, 0xffffffff the x2APIC
  * one.  Logical destinations: x2APIC cluster format for an x2APIC-mode
  * sender, else the flat model with LDR bit = 1 << APIC id (ids 0-7).
- * Returns the number of LAPICs reached, or -1 for none.
+ * Returns the number of LAPICs reached, or -1 for none.  irq_lock held.
  */
 int kvm_irq_delivery_to_apic(struct kvm_eventfds *ev, struct kvm_vcpu *src,
 			     const struct kvm_lapic_irq *irq, bool src_x2apic);
