@@ -160,12 +160,12 @@ static int bench_doorbell_rate(bool ioeventfd, double *rate)
 
 /* ---- irqfd latency ----------------------------------------------------------- */
 
-static void latency_handler(struct guestmem_guest *g, uint32_t gsi)
+static void latency_handler(struct guestmem_guest *g, uint32_t vector)
 {
 	struct bench_guest *b = guestmem_guest_opaque(g);
 
 	__atomic_store_n(&b->t_handler, bench_now_ns(), __ATOMIC_RELAXED);
-	guestmem_guest_eoi(g, gsi);
+	guestmem_guest_eoi(g, vector);
 	__atomic_store_n(&b->count, b->count + 1, __ATOMIC_RELEASE);
 }
 

@@ -103,15 +103,18 @@ uint32_t guestmem_guest_inl(struct guestmem_guest *g, uint16_t port);
  *
  * With an in-kernel irqchip (KVM_CREATE_IRQCHIP or the split irqchip) the
  * VMM raises interrupts with KVM_IRQ_LINE, KVM_SIGNAL_MSI or an irqfd, and
- * the guest receives them here.  Interrupt numbers: an IOAPIC pin arrives
- * as its pin number, which is the GSI under the default routing (0-23); an
- * MSI arrives as GUESTMEM_IRQ_MSI_BASE + its vector.  Pin-based interrupts
- * go to the boot vCPU (id 0), MSIs to the vCPU named by their destination.
+ * the guest receives them here, by x86 vector as machine-code guests do:
+ * an IOAPIC pin at the vector of its redirection entry, which the boot
+ * set-up (below) makes GUESTMEM_IRQ_PIN_VECTOR(pin); an MSI at the vector
+ * in its data.  Pin-based interrupts go to the boot vCPU, MSIs to the vCPU
+ * named by their destination (0xff: all).  When several are pending the
+ * highest priority class (vector >> 4) comes first, and an interrupt in
+ * service holds back those of its class and below until its EOI.
  */
-#define GUESTMEM_IRQ_MSI_BASE 256u
+#define GUESTMEM_IRQ_PIN_VECTOR(pin) (0x20u + (pin))
 
 /* An interrupt handler: runs on the vCPU's thread, never nested. */
-typedef void (*guestmem_irq_handler)(struct guestmem_guest *g, uint32_t gsi);
+typedef void (*guestmem_irq_handler)(struct guestmem_guest *g, uint32_t vector);
 
 /**
  * guestmem_guest_set_irq_handler() - enable interrupts (NULL disables them).
@@ -122,7 +125,8 @@ typedef void (*guestmem_irq_handler)(struct guestmem_guest *g, uint32_t gsi);
  * hardware it must acknowledge each interrupt with guestmem_guest_eoi();
  * until then that interrupt is not delivered again.  On the boot vCPU the
  * first handler also sets the interrupt controllers up as a guest kernel
- * does (IOAPIC pins 0-15 edge-triggered, 16-23 level-triggered, PIC masked).
+ * does (IOAPIC pins 0-15 edge-triggered, 16-23 level-triggered, each at
+ * GUESTMEM_IRQ_PIN_VECTOR(pin) to the boot vCPU; PIC masked).
  */
 void guestmem_guest_set_irq_handler(struct guestmem_guest *g, guestmem_irq_handler fn);
 
@@ -139,11 +143,12 @@ void guestmem_guest_set_irq_handler(struct guestmem_guest *g, guestmem_irq_handl
 void guestmem_guest_halt(struct guestmem_guest *g);
 
 /**
- * guestmem_guest_eoi() - end of interrupt @gsi (the number the handler got).
- * Runs the ack notifiers: a level-triggered irqfd with KVM_IRQFD_FLAG_RESAMPLE
- * on that GSI is de-asserted and its resamplefd signalled.
+ * guestmem_guest_eoi() - end of interrupt @vector (the one the handler got).
+ * If an IOAPIC pin has that vector, its ack notifiers run (an irqfd with
+ * KVM_IRQFD_FLAG_RESAMPLE on its GSI is de-asserted and its resamplefd
+ * signalled), and a level-triggered pin may fire again.
  */
-void guestmem_guest_eoi(struct guestmem_guest *g, uint32_t gsi);
+void guestmem_guest_eoi(struct guestmem_guest *g, uint32_t vector);
 
 #ifdef __cplusplus
 }

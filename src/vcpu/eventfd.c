@@ -459,6 +459,7 @@ static void io_bus_free_all(struct kvm_eventfds *ev)
 
 struct kvm_kernel_irqfd {
 	struct kvm_kernel_irqfd *next;
+	struct kvm_kernel_irqfd *resample_next; /* ev->resamplers */
 	struct kvm_kernel_irqfd *all_next, **all_pprev; /* gm_irqfd_all */
 	uint64_t id; /* epoll cookie, never reused */
 	uint32_t gsi;
@@ -612,6 +613,7 @@ static void irqfd_free(struct kvm_kernel_irqfd *irqfd)
 
 static void irqfd_free_all(struct kvm_eventfds *ev)
 {
+	ev->resamplers = NULL;
 	while (ev->irqfds) {
 		struct kvm_kernel_irqfd *i = ev->irqfds;
 
@@ -664,9 +666,29 @@ static int irqfd_install(struct kvm_eventfds *ev, struct kvm_kernel_irqfd *irqfd
 		goto out;
 	}
 	*tail = irqfd;
+	if (irqfd->resample) {
+		gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
+		irqfd->resample_next = ev->resamplers;
+		ev->resamplers = irqfd;
+		gm_mutex_unlock(&ev->irq_lock);
+	}
 out:
 	gm_mutex_unlock(&ev->irqfds_lock);
 	return r;
+}
+
+/* Take @irqfd off ev->resamplers.  irqfds_lock held. */
+static void irqfd_resampler_del(struct kvm_eventfds *ev, struct kvm_kernel_irqfd *irqfd)
+{
+	lockdep_assert_held(&ev->irqfds_lock);
+	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
+	for (struct kvm_kernel_irqfd **pp = &ev->resamplers; *pp; pp = &(*pp)->resample_next) {
+		if (*pp == irqfd) {
+			*pp = irqfd->resample_next;
+			break;
+		}
+	}
+	gm_mutex_unlock(&ev->irq_lock);
 }
 
 static int irqfd_assign(struct kvm *kvm, const struct kvm_irqfd *args)
@@ -721,6 +743,8 @@ static int irqfd_deassign(struct kvm *kvm, const struct kvm_irqfd *args)
 			irqfd_inject(kvm, i);
 		epoll_ctl(ev->epfd, EPOLL_CTL_DEL, i->efd.fd, NULL);
 		*pp = i->next;
+		if (i->resample)
+			irqfd_resampler_del(ev, i);
 		/* The last resampler of a GSI lowers its line. */
 		if (i->resample && !irqfd_gsi_has_resampler(ev, i->gsi, i))
 			kvm_set_irq(kvm, KVM_IRQFD_RESAMPLE_IRQ_SOURCE_ID, i->gsi, 0);
@@ -748,22 +772,32 @@ int kvm_irqfd(struct kvm *kvm, const struct kvm_irqfd *args)
 	return irqfd_assign(kvm, args);
 }
 
-void kvm_irqfd_notify_acked(struct kvm *kvm, uint32_t gsi)
+bool kvm_notify_irqfd_resampler_locked(struct kvm_eventfds *ev, uint32_t gsi)
 {
-	struct kvm_eventfds *ev = smp_load_acquire(&kvm->eventfds);
+	bool found = false;
+
+	lockdep_assert_held(&ev->irq_lock);
+	for (struct kvm_kernel_irqfd *i = ev->resamplers; i; i = i->resample_next) {
+		if (i->gsi == gsi) {
+			gm_eventfd_signal(&i->resamplefd);
+			found = true;
+		}
+	}
+	return found;
+}
+
+void kvm_irqfd_notify_acked_locked(struct kvm_eventfds *ev, uint32_t gsi)
+{
 	bool lowered = false;
 
-	if (!ev)
-		return;
-	gm_mutex_lock(&ev->irqfds_lock, GM_LOCK_IRQFDS);
-	for (struct kvm_kernel_irqfd *i = ev->irqfds; i; i = i->next) {
-		if (!i->resample || i->gsi != gsi)
+	lockdep_assert_held(&ev->irq_lock);
+	for (struct kvm_kernel_irqfd *i = ev->resamplers; i; i = i->resample_next) {
+		if (i->gsi != gsi)
 			continue;
 		/* One resampler per GSI: lower the line once, then notify all. */
 		if (!lowered)
-			kvm_set_irq(kvm, KVM_IRQFD_RESAMPLE_IRQ_SOURCE_ID, gsi, 0);
+			__kvm_set_irq(ev, KVM_IRQFD_RESAMPLE_IRQ_SOURCE_ID, gsi, 0);
 		lowered = true;
 		gm_eventfd_signal(&i->resamplefd);
 	}
-	gm_mutex_unlock(&ev->irqfds_lock);
 }

@@ -102,6 +102,13 @@ struct kvm_eventfds {
 	/* irqfds, all under irqfds_lock. */
 	pthread_mutex_t irqfds_lock;
 	struct kvm_kernel_irqfd *irqfds; /* singly linked, in assign order */
+	/*
+	 * The resample irqfds of ->irqfds again, linked and unlinked under
+	 * both irqfds_lock and irq_lock, so that an EOI (which may come from
+	 * a vCPU ioctl, below irqfds_lock in the lock order) finds them
+	 * holding irq_lock alone.
+	 */
+	struct kvm_kernel_irqfd *resamplers;
 	uint64_t irqfd_next_id;		 /* epoll cookie: stale events miss */
 	int epfd;			 /* -1 until the first irqfd */
 	int stop_fd;			 /* eventfd: the watcher must end */
@@ -159,10 +166,17 @@ bool kvm_ioeventfd_write(struct kvm *kvm, bool pio, uint64_t addr, uint32_t len,
 int kvm_irqfd(struct kvm *kvm, const struct kvm_irqfd *args);
 
 /*
- * The guest acknowledged interrupt @gsi (an ack notifier): de-assert the
- * resampler's line and signal the resamplefd of every resample irqfd on
- * @gsi.  Context: no eventfd lock held (takes irqfds_lock, then irq_lock).
+ * The guest acknowledged IOAPIC pin interrupt @gsi (an ack notifier):
+ * de-assert the resampler's line and signal the resamplefd of every
+ * resample irqfd on @gsi.  Context: ev->irq_lock held.
  */
-void kvm_irqfd_notify_acked(struct kvm *kvm, uint32_t gsi);
+void kvm_irqfd_notify_acked_locked(struct kvm_eventfds *ev, uint32_t gsi);
+
+/*
+ * kvm_notify_irqfd_resampler(): signal the resamplefds on @gsi without
+ * touching its line, so that the device re-asserts it if it is still
+ * high.  Returns whether there was one.  Context: ev->irq_lock held.
+ */
+bool kvm_notify_irqfd_resampler_locked(struct kvm_eventfds *ev, uint32_t gsi);
 
 #endif

@@ -92,12 +92,12 @@ GM_API void guestmem_guest_set_irq_handler(struct guestmem_guest *g, guestmem_ir
 		kvm_irqchip_guest_setup(v);
 }
 
-GM_API void guestmem_guest_eoi(struct guestmem_guest *g, uint32_t gsi)
+GM_API void guestmem_guest_eoi(struct guestmem_guest *g, uint32_t vector)
 {
 	struct kvm_vcpu *v = guest_to_vcpu(g);
 
 	kvm_guest_stop_point(v);
-	kvm_irqchip_eoi(v, gsi); /* an in-kernel LAPIC register write: no exit */
+	kvm_irqchip_eoi(v, vector); /* an in-kernel LAPIC register write: no exit */
 }
 
 /* No in-kernel LAPIC: KVM_EXIT_HLT, RIP already past the instruction. */

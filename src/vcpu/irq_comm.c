@@ -164,7 +164,7 @@ int kvm_irq_route_set(struct kvm_eventfds *ev, const struct kvm_kernel_irq_routi
 			return kvm_ioapic_set_irq(ev, e->pin, source, level);
 		return kvm_pic_set_irq(ev->chip, e->pin, source, level);
 	case KVM_IRQ_ROUTING_MSI:
-		return kvm_set_msi(ev, e->msi_lo, e->msi_data, level);
+		return kvm_set_msi(ev, e->msi_lo, e->msi_hi, e->msi_data, level);
 	default: /* HV_SINT: no SynIC is ever enabled */
 		return -1;
 	}

@@ -13,8 +13,7 @@
 #include "vcpu/vcpu.h"
 #include "lib/lockdep.h"
 
-/* kvm_set_irq() proper: every route of @gsi, summing.  irq_lock held. */
-static int set_irq_locked(struct kvm_eventfds *ev, int irq_source_id, uint32_t gsi, int level)
+int __kvm_set_irq(struct kvm_eventfds *ev, int irq_source_id, uint32_t gsi, int level)
 {
 	struct kvm_irq_routing_table *rt = ev->routing;
 	int ret = -1;
@@ -42,7 +41,7 @@ int kvm_set_irq(struct kvm *kvm, int irq_source_id, uint32_t gsi, int level)
 		return -1;
 	kvm_irq_sync_vcpus(ev);
 	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
-	ret = set_irq_locked(ev, irq_source_id, gsi, level);
+	ret = __kvm_set_irq(ev, irq_source_id, gsi, level);
 	gm_mutex_unlock(&ev->irq_lock);
 	return ret;
 }
@@ -56,8 +55,8 @@ void kvm_set_irq_pulse(struct kvm *kvm, int irq_source_id, uint32_t gsi)
 	kvm_irq_sync_vcpus(ev);
 	/* One critical section: the woken guest does not wait for the 0. */
 	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
-	set_irq_locked(ev, irq_source_id, gsi, 1);
-	set_irq_locked(ev, irq_source_id, gsi, 0);
+	__kvm_set_irq(ev, irq_source_id, gsi, 1);
+	__kvm_set_irq(ev, irq_source_id, gsi, 0);
 	gm_mutex_unlock(&ev->irq_lock);
 }
 
@@ -101,7 +100,7 @@ int kvm_vm_ioctl_create_irqchip(struct kvm *kvm)
 		goto out;
 	/* Reset state: PIC unmasked and edge, IOAPIC pins masked and edge. */
 	for (int pin = 0; pin < KVM_IOAPIC_NUM_PINS; pin++)
-		chip->ioapic[pin].masked = true;
+		chip->redirtbl[pin] = IOAPIC_RTE_MASKED;
 	r = kvm_setup_default_irq_routing(&rt);
 	if (r)
 		goto out;
@@ -218,10 +217,14 @@ void kvm_irqchip_guest_setup(struct kvm_vcpu *vcpu)
 		c->guest_ready = true;
 		c->pics[0].imr = c->pics[1].imr = 0xff;
 		for (uint32_t pin = 0; pin < KVM_IOAPIC_NUM_PINS; pin++) {
-			c->ioapic[pin].masked = false;
-			c->ioapic[pin].level = pin >= KVM_PIC_NUM_PINS;
+			bool level = pin >= KVM_PIC_NUM_PINS;
+
+			/* Fixed, physical destination: this vCPU's APIC id. */
+			c->redirtbl[pin] = GUESTMEM_IRQ_PIN_VECTOR(pin) |
+					   (level ? IOAPIC_RTE_LEVEL : 0) |
+					   (uint64_t)vcpu->vcpu_id << IOAPIC_RTE_DEST_SHIFT;
 			/* Unmasking a level pin whose line is high delivers it. */
-			if (c->ioapic[pin].level && (c->ioapic_irr & (1u << pin)))
+			if (level && (c->ioapic_irr & (1u << pin)))
 				kvm_ioapic_service(ev, pin);
 		}
 	}

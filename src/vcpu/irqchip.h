@@ -13,18 +13,26 @@
  *    and remote IRR.  After KVM_CREATE_IRQCHIP they are in the kernel's
  *    reset state (PIC unmasked and edge, every IOAPIC pin masked and edge).
  *
- *  - Guests do not program the chips' registers.  Instead, when the boot
- *    vCPU (id 0) registers an interrupt handler, we do what a guest kernel
- *    does at boot: mask the PIC, unmask IOAPIC pins 0-15 edge-triggered
- *    and 16-23 level-triggered, all with fixed delivery to the boot vCPU.
+ *  - The IOAPIC has the kernel's redirection table (vector, delivery and
+ *    destination mode, trigger mode, remote IRR, mask, destination),
+ *    reached by machine-code guests through its MMIO window at 0xfec00000
+ *    (IOREGSEL/IOWIN).  C guests do not program it: when the boot vCPU's C
+ *    guest registers an interrupt handler we do what a guest kernel does
+ *    at boot: mask the PIC, unmask IOAPIC pins 0-15 edge-triggered and
+ *    16-23 level-triggered at GUESTMEM_IRQ_PIN_VECTOR(pin), fixed delivery
+ *    to the boot vCPU.
  *
- *  - Each vCPU has a LAPIC model (struct kvm_lapic): pending (irr) and
- *    in-service (isr) sets of interrupt numbers.  An IOAPIC pin arrives as
- *    its pin number (= the GSI under the default routing), an MSI as
- *    GUESTMEM_IRQ_MSI_BASE + vector (to the vCPU whose id is the MSI's
- *    destination, or every vCPU for 0xff).  A number in service is not
- *    delivered again until the guest's EOI, which also runs the ack
- *    notifiers (irqfd resample) and re-delivers a level pin still asserted.
+ *  - One numbering, x86 vectors, for every guest: an IOAPIC pin arrives at
+ *    its redirection entry's vector, an MSI at its data's vector, an IPI
+ *    at its ICR's; all go through kvm_irq_delivery_to_apic() into the
+ *    target LAPICs' IRR (and TMR for level-triggered ones).  Each vCPU's
+ *    LAPIC model (struct kvm_lapic) takes the highest vector whose
+ *    priority class is above PPR (TPR and the highest vector in service),
+ *    moving it from IRR to ISR.  The EOI ends the highest vector in
+ *    service (a C guest names it); if an IOAPIC pin routed to this vCPU
+ *    has that vector, the EOI reaches the IOAPIC: the pins' ack notifiers
+ *    run (irqfd resample) and, for a level-triggered vector (TMR), their
+ *    remote IRR clears and a line still high is delivered again.
  *
  * Locks: ev->irq_lock protects everything here (docs/locking.md has the
  * order).  The vCPU side's lockless check reads only apic->pending.
@@ -56,19 +64,23 @@ enum kvm_irqchip_mode {
 #define KVM_MAX_IRQ_ROUTES 4096
 #define KVM_MAX_RESERVED_IOAPIC_PINS 24
 
-/* Interrupt numbers a LAPIC model tracks: IOAPIC pins, then 256 MSI vectors. */
-#define KVM_LAPIC_NR_IRQS (GUESTMEM_IRQ_MSI_BASE + 256)
-#define KVM_LAPIC_WORDS ((int)(KVM_LAPIC_NR_IRQS / 64))
+/* The vectors a LAPIC tracks, as 64-bit words. */
+#define KVM_LAPIC_WORDS (256 / 64)
 
 /* A vCPU's interrupt state. */
 struct kvm_lapic {
 	struct kvm_vcpu *vcpu;
 	uint32_t vcpu_id;
 
-	/* Under ev->irq_lock. */
+	/* Under ev->irq_lock: IRR, ISR and TMR, vector n in bit n % 64 of word n / 64. */
 	uint64_t irr[KVM_LAPIC_WORDS];
 	uint64_t isr[KVM_LAPIC_WORDS];
-	/* irr & ~isr is non-empty: written under irq_lock, READ_ONCE anywhere. */
+	uint64_t tmr[KVM_LAPIC_WORDS];
+	uint32_t tpr; /* the register page's TPR, kept here by kvm_apic_set_tpr() */
+	/*
+	 * The highest IRR vector's class is above PPR (a vector could be
+	 * taken now): written under irq_lock, READ_ONCE anywhere.
+	 */
 	bool pending;
 
 	/* The guest program's side, touched by the guest thread only. */
@@ -126,6 +138,9 @@ int kvm_vm_ioctl_create_pit(struct kvm *kvm, uint32_t flags);
  */
 int kvm_set_irq(struct kvm *kvm, int irq_source_id, uint32_t gsi, int level);
 
+/* kvm_set_irq() with ev->irq_lock held and every vCPU's LAPIC model made. */
+int __kvm_set_irq(struct kvm_eventfds *ev, int irq_source_id, uint32_t gsi, int level);
+
 /* kvm_set_irq(@gsi, 1) then (@gsi, 0), as one step (the irqfd's edge). */
 void kvm_set_irq_pulse(struct kvm *kvm, int irq_source_id, uint32_t gsi);
 
@@ -153,19 +168,33 @@ void kvm_irqchip_destroy(struct kvm_eventfds *ev);
  */
 struct kvm_lapic *kvm_vcpu_lapic(struct kvm_vcpu *vcpu);
 
-/* An interrupt is pending for @vcpu (lockless, may be stale). */
+/*
+ * The vector the LAPIC would hand out now (IRR above PPR), or -1.
+ * Context: any, no lock held.
+ */
+int kvm_apic_has_interrupt(struct kvm_vcpu *vcpu);
+/* kvm_apic_has_interrupt() >= 0. */
 bool kvm_cpu_has_interrupt(struct kvm_vcpu *vcpu);
 /*
- * Take the next pending interrupt: mark it in service and return its
- * number, or -1 if none.  Context: guest thread, no lock held.
+ * Take the next pending interrupt: move it from IRR to ISR and return its
+ * vector, or -1 if none.  Context: the vCPU's owner, no lock held.
  */
 int kvm_cpu_get_interrupt(struct kvm_vcpu *vcpu);
 /*
- * The guest's EOI of interrupt number @irq: end its service, run the ack
- * notifiers (irqfd resample) and re-deliver a level pin still asserted.
- * Context: guest thread, no lock held.
+ * The EOI of @vector: end its service, and if an IOAPIC pin routed here
+ * has that vector, run the pins' ack notifiers (irqfd resample) and, for
+ * a level-triggered vector, clear their remote IRR (re-delivering a line
+ * still high).  A vector not in service is ignored.
+ * Context: the vCPU's owner, no lock held.
  */
-void kvm_irqchip_eoi(struct kvm_vcpu *vcpu, uint32_t irq);
+void kvm_irqchip_eoi(struct kvm_vcpu *vcpu, uint32_t vector);
+/*
+ * A guest access to the IOAPIC's MMIO window (0xfec00000, 256 bytes,
+ * full irqchip only): IOREGSEL at 0x00, IOWIN at 0x10.  False if @gpa is
+ * not the IOAPIC's.  Context: the vCPU's owner, no lock held.
+ */
+bool kvm_ioapic_mmio(struct kvm_vcpu *vcpu, uint64_t gpa, unsigned len, bool write, uint8_t *data);
+
 /*
  * The boot vCPU's guest is ready for interrupts (it set a handler): program
  * the chips as a guest kernel would (see the top of this file).

@@ -30,19 +30,39 @@ struct kvm_kpic_state {
 	uint8_t elcr; /* level-triggered pins; 0 after reset */
 };
 
-struct kvm_ioapic_pin {
-	bool masked;
-	bool level; /* trigger mode */
-	bool remote_irr;
-};
+/* IOAPIC redirection entry fields (the 82093AA's layout, as the kernel's). */
+#define IOAPIC_RTE_VECTOR 0xffULL
+#define IOAPIC_RTE_DELIVERY_MODE(e) (((e) >> 8) & 7)
+#define IOAPIC_RTE_DEST_LOGICAL (1ULL << 11)
+#define IOAPIC_RTE_DELIVERY_STATUS (1ULL << 12)
+#define IOAPIC_RTE_REMOTE_IRR (1ULL << 14)
+#define IOAPIC_RTE_LEVEL (1ULL << 15)
+#define IOAPIC_RTE_MASKED (1ULL << 16)
+#define IOAPIC_RTE_DEST_SHIFT 56
 
 struct kvm_irqchip_state {
 	struct kvm_kpic_state pics[2];
 	unsigned long pic_line[KVM_PIC_NUM_PINS]; /* a bit per IRQ source id */
 	uint32_t ioapic_irr;
-	struct kvm_ioapic_pin ioapic[KVM_IOAPIC_NUM_PINS];
+	uint64_t redirtbl[KVM_IOAPIC_NUM_PINS];
+	uint32_t ioregsel;
+	uint8_t ioapic_id;
 	unsigned long ioapic_line[KVM_IOAPIC_NUM_PINS];
 	bool guest_ready; /* kvm_irqchip_guest_setup() ran */
+};
+
+/* Delivery modes (ICR, MSI data and redirection entry bits 10:8). */
+#define APIC_DM_FIXED 0U
+#define APIC_DM_LOWEST 1U
+
+/* An interrupt on its way to LAPICs (the kernel's struct kvm_lapic_irq). */
+struct kvm_lapic_irq {
+	uint32_t vector;
+	uint32_t delivery_mode; /* APIC_DM_* */
+	bool dest_logical;
+	bool trig_level; /* level-triggered: the vector's TMR bit is set */
+	uint32_t shorthand; /* 0 none, 1 self, 2 all, 3 all but self */
+	uint32_t dest_id;
 };
 
 /* A route; for PIC routes pin is 0-15 (slave pins + 8), as the kernel's. */
@@ -87,33 +107,49 @@ int kvm_pic_set_irq(struct kvm_irqchip_state *c, uint32_t pin, int source, int l
 /* ---- ioapic.c ------------------------------------------------------------ */
 
 int kvm_ioapic_set_irq(struct kvm_eventfds *ev, uint32_t pin, int source, int level);
-/* Deliver @pin to the boot vCPU unless masked or awaiting EOI. */
+/*
+ * Deliver @pin as its redirection entry says, unless masked or awaiting
+ * EOI; a level pin sets remote IRR.  The number of vCPUs reached, or -1.
+ */
 int kvm_ioapic_service(struct kvm_eventfds *ev, uint32_t pin);
-/* The EOI of @pin: a level pin may fire again. */
-void kvm_ioapic_update_eoi(struct kvm_eventfds *ev, uint32_t pin);
+/*
+ * The EOI of @pin's vector: for a level-triggered one (@level, the TMR
+ * bit) remote IRR clears and a line still high is delivered again.
+ */
+void kvm_ioapic_update_eoi(struct kvm_eventfds *ev, uint32_t pin, bool level);
 
 /* ---- lapic.c ------------------------------------------------------------- */
 
-/* Accept @irq into @apic's IRR and wake its guest; always 1. */
-int kvm_apic_set_irq(struct kvm_lapic *apic, uint32_t irq);
 /*
- * An IPI from @vcpu's ICR (kvm_apic_send_ipi()): fixed and lowest-priority
- * vectors by physical destination, broadcast or shorthand.  Logical
- * destinations and the NMI/SMI/INIT/SIPI modes are not modelled yet.  @dest is the
- * destination field (x2APIC: 32 bits; xAPIC: ICR2[31:24]).  No lock held.
+ * kvm_irq_delivery_to_apic(): @irq to every LAPIC its shorthand or
+ * destination matches (@src: the sending vCPU of an IPI, NULL for the
+ * IOAPIC and MSIs).  Fixed and lowest-priority delivery (to the first
+ * match: no arbitration); other delivery modes reach no one.  Physical
+ * destinations are APIC ids (the vCPU id); 0xff is the xAPIC broadcast
+ * except in an IPI from an x2APIC-mode sender, 0xffffffff the x2APIC
+ * one.  Logical destinations: x2APIC cluster format for an x2APIC-mode
+ * sender, else the flat model with LDR bit = 1 << APIC id (ids 0-7).
+ * Returns the number of LAPICs reached, or -1 for none.  irq_lock held.
+ */
+int kvm_irq_delivery_to_apic(struct kvm_eventfds *ev, struct kvm_vcpu *src,
+			     const struct kvm_lapic_irq *irq, bool src_x2apic);
+/*
+ * An IPI from @vcpu's ICR (kvm_apic_send_ipi()).  @dest is the destination
+ * field (x2APIC: 32 bits; xAPIC: ICR2[31:24]).  No lock held.
  */
 void kvm_apic_send_ipi(struct kvm_vcpu *vcpu, uint32_t icr, uint32_t dest, bool x2apic);
 /* The guest wrote EOI: end the highest vector in service.  No lock held. */
 void kvm_apic_eoi_highest(struct kvm_vcpu *vcpu);
+/* TPR changed (guest write, KVM_SET_LAPIC): the model's copy.  No lock held. */
+void kvm_apic_set_tpr(struct kvm_vcpu *vcpu, uint32_t tpr);
 /*
- * The register page's IRR and ISR (eight 32-bit words each, vector 0 in
- * bit 0 of word 0): the model's numbers 0-255.  Set replaces them
- * (KVM_SET_LAPIC).  No lock held.
+ * The register page's IRR, ISR and TMR (eight 32-bit words each, vector 0
+ * in bit 0 of word 0).  Set replaces them (KVM_SET_LAPIC).  No lock held.
  */
-void kvm_apic_get_vectors(struct kvm_vcpu *vcpu, uint32_t irr[8], uint32_t isr[8]);
-void kvm_apic_set_vectors(struct kvm_vcpu *vcpu, const uint32_t irr[8], const uint32_t isr[8]);
-/* Deliver to the vCPU with @id.  Returns 1, or -1 if there is none. */
-int kvm_apic_deliver_id(struct kvm_eventfds *ev, uint32_t id, uint32_t irq);
+void kvm_apic_get_vectors(struct kvm_vcpu *vcpu, uint32_t irr[8], uint32_t isr[8],
+			  uint32_t tmr[8]);
+void kvm_apic_set_vectors(struct kvm_vcpu *vcpu, const uint32_t irr[8], const uint32_t isr[8],
+			  const uint32_t tmr[8]);
 /*
  * Give every published vCPU its LAPIC model.  Context: no eventfd lock but
  * irqfds_lock held (takes kvm->lock, then irq_lock, never both).
@@ -122,7 +158,7 @@ void kvm_irq_sync_vcpus(struct kvm_eventfds *ev);
 
 /* ---- msi.c --------------------------------------------------------------- */
 
-/* Deliver an MSI; the number of vCPUs reached, or -1. */
-int kvm_set_msi(struct kvm_eventfds *ev, uint32_t lo, uint32_t data, int level);
+/* Deliver an MSI; the number of vCPUs reached, -1, or -EINVAL (see msi.c). */
+int kvm_set_msi(struct kvm_eventfds *ev, uint32_t lo, uint32_t hi, uint32_t data, int level);
 
 #endif

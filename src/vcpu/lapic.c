@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The vCPUs' LAPIC models (the kernel's lapic.c): accepting interrupts,
- * taking the next one for the guest's handler, its EOI, and waking a
- * halted guest.
+ * The vCPUs' LAPIC models (the kernel's lapic.c): delivery to the LAPICs
+ * a destination names, IRR/ISR/TMR and the priority that picks the next
+ * vector, the EOI (and its way to the IOAPIC), and waking a halted guest.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -12,19 +12,53 @@
 #include "vcpu/x86_run.h"
 #include "lib/lockdep.h"
 
-static bool lapic_test(const uint64_t *set, uint32_t irq)
+static bool vec_test(const uint64_t *set, uint32_t v)
 {
-	return set[irq / 64] & (1ULL << (irq % 64));
+	return (set[v / 64] >> (v % 64)) & 1;
+}
+
+static void vec_set(uint64_t *set, uint32_t v)
+{
+	set[v / 64] |= 1ULL << (v % 64);
+}
+
+static void vec_clear(uint64_t *set, uint32_t v)
+{
+	set[v / 64] &= ~(1ULL << (v % 64));
+}
+
+/* The highest vector in @set, or -1. */
+static int vec_highest(const uint64_t *set)
+{
+	for (int i = KVM_LAPIC_WORDS - 1; i >= 0; i--)
+		if (set[i])
+			return i * 64 + 63 - __builtin_clzll(set[i]);
+	return -1;
+}
+
+/* PPR (apic_update_ppr()): TPR, or the class of the highest vector in service. */
+static uint32_t apic_ppr(const struct kvm_lapic *apic, uint32_t tpr)
+{
+	int isrv = vec_highest(apic->isr);
+	uint32_t isr_class = isrv < 0 ? 0 : (uint32_t)isrv & 0xf0;
+
+	return (tpr & 0xf0) >= isr_class ? tpr & 0xff : isr_class;
+}
+
+/* The highest IRR vector whose class is above PPR, or -1.  irq_lock held. */
+static int apic_deliverable(const struct kvm_lapic *apic, uint32_t tpr)
+{
+	int v = vec_highest(apic->irr);
+
+	if (v < 0 || ((uint32_t)v & 0xf0) <= apic_ppr(apic, tpr))
+		return -1;
+	return v;
 }
 
 static void lapic_update_pending(struct kvm_lapic *apic)
 {
-	bool p = false;
-
-	for (int i = 0; i < KVM_LAPIC_WORDS; i++)
-		p |= (apic->irr[i] & ~apic->isr[i]) != 0;
-	/* Read locklessly by the guest's interrupt-window check. */
-	WRITE_ONCE(apic->pending, p);
+	/* Read locklessly by the interrupt-window and halt checks. */
+	WRITE_ONCE(apic->pending, apic_deliverable(apic, apic->tpr) >= 0);
 }
 
 static void lapic_wake(struct kvm_lapic *apic)
@@ -34,18 +68,84 @@ static void lapic_wake(struct kvm_lapic *apic)
 	gm_mutex_unlock(&apic->halt_lock);
 }
 
-/* Accept @irq into @apic's IRR: kvm_apic_set_irq(), always 1.  irq_lock held. */
-int kvm_apic_set_irq(struct kvm_lapic *apic, uint32_t irq)
+/* The vector became deliverable: wake a halted guest, make a running one look. */
+static void lapic_notify(struct kvm_lapic *apic)
 {
-	lockdep_assert_held(&apic->vcpu->kvm->eventfds->irq_lock);
-	apic->irr[irq / 64] |= 1ULL << (irq % 64);
-	lapic_update_pending(apic);
 	if (apic->pending) {
 		lapic_wake(apic);
 		/* A machine-code guest runs until it traps: make it look. */
 		kvm_x86_kick(apic->vcpu);
 	}
+}
+
+/*
+ * __apic_accept_irq() for fixed and lowest-priority delivery: the vector
+ * into IRR, its TMR bit as the trigger mode says.  1 if accepted, 0 for a
+ * delivery mode not modelled (SMI, NMI, INIT, SIPI, ExtINT).  irq_lock held.
+ */
+static int apic_accept_irq(struct kvm_lapic *apic, const struct kvm_lapic_irq *irq)
+{
+	if (irq->delivery_mode > APIC_DM_LOWEST)
+		return 0;
+	if (irq->trig_level)
+		vec_set(apic->tmr, irq->vector);
+	else
+		vec_clear(apic->tmr, irq->vector);
+	vec_set(apic->irr, irq->vector);
+	lapic_update_pending(apic);
+	lapic_notify(apic);
 	return 1;
+}
+
+enum { SH_NONE, SH_SELF, SH_ALL, SH_ALL_BUT_SELF };
+
+/* kvm_apic_match_dest(), within the model's ids (see irqchip_internal.h). */
+static bool apic_match_dest(const struct kvm_lapic *apic, const struct kvm_vcpu *src,
+			    const struct kvm_lapic_irq *irq, bool src_x2apic)
+{
+	uint32_t id = apic->vcpu_id, d = irq->dest_id;
+	bool self = src && apic->vcpu == src;
+
+	switch (irq->shorthand) {
+	case SH_SELF:
+		return self;
+	case SH_ALL:
+		return true;
+	case SH_ALL_BUT_SELF:
+		return !self;
+	}
+	/* 0xff is the xAPIC broadcast; MSIs and IOAPIC entries always mean it so. */
+	if (d == 0xffffffffU || (d == 0xff && !src_x2apic))
+		return true;
+	if (!irq->dest_logical)
+		return d == id;
+	if (src_x2apic) /* the x2APIC LDR: cluster id >> 4, bit id & 0xf */
+		return (d >> 16) == (id >> 4) && (d & (1U << (id & 0xf)));
+	return id < 8 && (d & (1U << id)); /* flat */
+}
+
+int kvm_irq_delivery_to_apic(struct kvm_eventfds *ev, struct kvm_vcpu *src,
+			     const struct kvm_lapic_irq *irq, bool src_x2apic)
+{
+	struct kvm_lapic_irq i = *irq;
+	int r = -1;
+
+	lockdep_assert_held(&ev->irq_lock);
+	/* A physical broadcast cannot arbitrate: it goes to all, as fixed. */
+	if (i.delivery_mode == APIC_DM_LOWEST && !i.dest_logical && i.shorthand == SH_NONE &&
+	    i.dest_id == 0xff)
+		i.delivery_mode = APIC_DM_FIXED;
+	for (uint32_t n = 0; n < ev->nr_lapics; n++) {
+		struct kvm_lapic *apic = ev->lapic[n];
+
+		if (!apic_match_dest(apic, src, &i, src_x2apic) || !apic_accept_irq(apic, &i))
+			continue;
+		r = (r < 0 ? 0 : r) + 1;
+		/* Lowest priority: one target is enough (no arbitration). */
+		if (i.delivery_mode == APIC_DM_LOWEST)
+			break;
+	}
+	return r;
 }
 
 static struct kvm_lapic *lapic_create(struct kvm_vcpu *vcpu)
@@ -107,16 +207,6 @@ void kvm_irq_sync_vcpus(struct kvm_eventfds *ev)
 	} while (n == ARRAY_SIZE(batch) && added == n);
 }
 
-/* Deliver to the vCPU with @id.  Returns 1, or -1 if there is none. */
-int kvm_apic_deliver_id(struct kvm_eventfds *ev, uint32_t id, uint32_t irq)
-{
-	lockdep_assert_held(&ev->irq_lock);
-	for (uint32_t i = 0; i < ev->nr_lapics; i++)
-		if (ev->lapic[i]->vcpu_id == id)
-			return kvm_apic_set_irq(ev->lapic[i], irq);
-	return -1;
-}
-
 static struct kvm_lapic *kvm_vcpu_lapic_peek(struct kvm_vcpu *vcpu)
 {
 	struct kvm_eventfds *ev = smp_load_acquire(&vcpu->kvm->eventfds);
@@ -139,68 +229,115 @@ struct kvm_lapic *kvm_vcpu_lapic(struct kvm_vcpu *vcpu)
 	return kvm_vcpu_lapic_peek(vcpu);
 }
 
-bool kvm_cpu_has_interrupt(struct kvm_vcpu *vcpu)
+int kvm_apic_has_interrupt(struct kvm_vcpu *vcpu)
 {
 	struct kvm_lapic *apic = kvm_vcpu_lapic_peek(vcpu);
+	struct kvm_eventfds *ev;
+	int v;
 
-	return apic && READ_ONCE(apic->pending);
+	if (!apic || !READ_ONCE(apic->pending))
+		return -1;
+	ev = smp_load_acquire(&vcpu->kvm->eventfds);
+	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
+	v = apic_deliverable(apic, apic->tpr);
+	gm_mutex_unlock(&ev->irq_lock);
+	return v;
+}
+
+bool kvm_cpu_has_interrupt(struct kvm_vcpu *vcpu)
+{
+	return kvm_apic_has_interrupt(vcpu) >= 0;
 }
 
 int kvm_cpu_get_interrupt(struct kvm_vcpu *vcpu)
 {
 	struct kvm_lapic *apic = kvm_vcpu_lapic_peek(vcpu);
 	struct kvm_eventfds *ev = smp_load_acquire(&vcpu->kvm->eventfds);
-	int irq = -1;
+	int v;
 
 	if (!apic)
 		return -1;
 	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
-	for (int i = 0; i < KVM_LAPIC_WORDS && irq < 0; i++) {
-		uint64_t ready = apic->irr[i] & ~apic->isr[i];
-
-		if (ready) {
-			/* The lowest number first: a fixed, documented priority. */
-			uint64_t bit = ready & -ready;
-
-			apic->irr[i] &= ~bit;
-			apic->isr[i] |= bit;
-			irq = i * 64 + __builtin_ctzll(ready);
-		}
+	v = apic_deliverable(apic, apic->tpr);
+	if (v >= 0) {
+		vec_clear(apic->irr, (uint32_t)v);
+		vec_set(apic->isr, (uint32_t)v);
+		lapic_update_pending(apic);
 	}
-	lapic_update_pending(apic);
 	gm_mutex_unlock(&ev->irq_lock);
-	return irq;
+	return v;
 }
 
-void kvm_irqchip_eoi(struct kvm_vcpu *vcpu, uint32_t irq)
+/*
+ * The IOAPIC pins an EOI of @vector reaches (kvm_ioapic_send_eoi()): none
+ * unless a pin with that vector is routed to @apic, else every pin with
+ * it.  irq_lock held.
+ */
+static uint32_t ioapic_eoi_pins(struct kvm_eventfds *ev, struct kvm_lapic *apic, uint32_t vector)
+{
+	uint32_t pins = 0;
+	bool handled = false;
+
+	if (!ev->chip)
+		return 0; /* split irqchip: KVM_EXIT_IOAPIC_EOI is not modelled */
+	for (uint32_t pin = 0; pin < KVM_IOAPIC_NUM_PINS; pin++) {
+		uint64_t e = ev->chip->redirtbl[pin];
+		struct kvm_lapic_irq irq = {
+			.dest_logical = e & IOAPIC_RTE_DEST_LOGICAL,
+			.dest_id = (uint32_t)(e >> IOAPIC_RTE_DEST_SHIFT),
+		};
+
+		if ((e & IOAPIC_RTE_VECTOR) != vector)
+			continue;
+		pins |= 1U << pin;
+		handled |= apic_match_dest(apic, NULL, &irq, false);
+	}
+	return handled ? pins : 0;
+}
+
+/*
+ * apic_set_eoi(): end @vector (-1: the highest in service) on @vcpu's
+ * LAPIC, then the IOAPIC's part, all under irq_lock: the resamplers the
+ * ack notifiers signal are listed under it (eventfd.h), so the EOI of a
+ * vCPU ioctl (KVM_RUN) takes no lock above vcpu->mutex.
+ */
+static void apic_eoi(struct kvm_vcpu *vcpu, int vector)
 {
 	struct kvm_lapic *apic = kvm_vcpu_lapic_peek(vcpu);
 	struct kvm_eventfds *ev = smp_load_acquire(&vcpu->kvm->eventfds);
-	bool ioapic;
-	int gsi = -1;
+	uint32_t pins;
+	bool level;
 
-	if (!apic || irq >= KVM_LAPIC_NR_IRQS)
+	if (!apic)
 		return;
 	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
-	if (!lapic_test(apic->isr, irq)) {
+	if (vector < 0)
+		vector = vec_highest(apic->isr);
+	if (vector < 0 || vector > 255 || !vec_test(apic->isr, (uint32_t)vector)) {
 		gm_mutex_unlock(&ev->irq_lock);
-		return; /* not in service: nothing to end */
+		return; /* nothing in service */
 	}
-	apic->isr[irq / 64] &= ~(1ULL << (irq % 64));
+	vec_clear(apic->isr, (uint32_t)vector);
+	level = vec_test(apic->tmr, (uint32_t)vector);
 	lapic_update_pending(apic);
-	ioapic = ev->chip && irq < KVM_IOAPIC_NUM_PINS;
-	if (ioapic)
-		gsi = ev->routing->chip[KVM_IRQCHIP_IOAPIC][irq];
-	gm_mutex_unlock(&ev->irq_lock);
+	pins = ioapic_eoi_pins(ev, apic, (uint32_t)vector);
+	/* Each pin's ack notifiers (irqfd resample) run before its remote IRR clears. */
+	for (uint32_t pin = 0; pin < KVM_IOAPIC_NUM_PINS; pin++) {
+		int gsi = ev->routing->chip[KVM_IRQCHIP_IOAPIC][pin];
 
-	/* Ack notifiers run before remote IRR clears, as in the kernel. */
-	if (gsi >= 0)
-		kvm_irqfd_notify_acked(vcpu->kvm, (uint32_t)gsi);
-	if (ioapic) {
-		gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
-		kvm_ioapic_update_eoi(ev, irq);
-		gm_mutex_unlock(&ev->irq_lock);
+		if (!((pins >> pin) & 1))
+			continue;
+		if (gsi >= 0)
+			kvm_irqfd_notify_acked_locked(ev, (uint32_t)gsi);
+		kvm_ioapic_update_eoi(ev, pin, level);
 	}
+	gm_mutex_unlock(&ev->irq_lock);
+}
+
+void kvm_irqchip_eoi(struct kvm_vcpu *vcpu, uint32_t vector)
+{
+	if (vector <= 255)
+		apic_eoi(vcpu, (int)vector);
 }
 
 void kvm_vcpu_wake_up(struct kvm_vcpu *vcpu)
@@ -223,107 +360,41 @@ void kvm_vcpu_wake_up(struct kvm_vcpu *vcpu)
 
 /* ICR fields (SDM vol. 3, 11.6.1). */
 #define ICR_VECTOR 0xffU
-#define ICR_DM_MASK 0x700U
-#define ICR_DM_FIXED 0x000U
-#define ICR_DM_LOWEST 0x100U
+#define ICR_DM_SHIFT 8
 #define ICR_DEST_LOGICAL 0x800U
 #define ICR_LEVEL_ASSERT 0x4000U
 #define ICR_TRIG_LEVEL 0x8000U
 #define ICR_SHORTHAND(icr) (((icr) >> 18) & 3U)
-enum { SH_NONE, SH_SELF, SH_ALL, SH_ALL_BUT_SELF };
 
 void kvm_apic_send_ipi(struct kvm_vcpu *vcpu, uint32_t icr, uint32_t dest, bool x2apic)
 {
 	struct kvm_eventfds *ev = smp_load_acquire(&vcpu->kvm->eventfds);
-	uint32_t vector = icr & ICR_VECTOR, sh = ICR_SHORTHAND(icr);
-	uint32_t bcast = x2apic ? 0xffffffffU : 0xffU;
-	uint32_t dm = icr & ICR_DM_MASK;
+	struct kvm_lapic_irq irq = {
+		.vector = icr & ICR_VECTOR,
+		.delivery_mode = (icr >> ICR_DM_SHIFT) & 7,
+		.dest_logical = icr & ICR_DEST_LOGICAL,
+		.trig_level = icr & ICR_TRIG_LEVEL,
+		.shorthand = ICR_SHORTHAND(icr),
+		.dest_id = dest,
+	};
 
 	if (!ev)
 		return;
-	/* A level-triggered de-assert carries no interrupt (__apic_accept_irq). */
+	/* A level-triggered de-assert carries no interrupt. */
 	if ((icr & ICR_TRIG_LEVEL) && !(icr & ICR_LEVEL_ASSERT))
 		return;
-	if (dm != ICR_DM_FIXED && dm != ICR_DM_LOWEST)
-		return; /* NMI, SMI, INIT, SIPI: not modelled (see irqchip_internal.h) */
-	if (sh == SH_NONE && (icr & ICR_DEST_LOGICAL) && dest != bcast)
-		return; /* logical destinations: not modelled */
 	/* The models exist since vCPU creation (kvm_vm_ioctl_create_vcpu). */
 	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
-	for (uint32_t i = 0; i < ev->nr_lapics; i++) {
-		struct kvm_lapic *apic = ev->lapic[i];
-		bool self = apic->vcpu == vcpu, hit;
-
-		switch (sh) {
-		case SH_SELF:
-			hit = self;
-			break;
-		case SH_ALL:
-			hit = true;
-			break;
-		case SH_ALL_BUT_SELF:
-			hit = !self;
-			break;
-		default:
-			hit = dest == bcast || apic->vcpu_id == dest;
-			break;
-		}
-		if (hit) {
-			kvm_apic_set_irq(apic, vector);
-			/* Lowest priority: one target is enough (no arbitration). */
-			if (dm == ICR_DM_LOWEST)
-				break;
-		}
-	}
+	kvm_irq_delivery_to_apic(ev, vcpu, &irq, x2apic);
 	gm_mutex_unlock(&ev->irq_lock);
 }
 
 void kvm_apic_eoi_highest(struct kvm_vcpu *vcpu)
 {
-	struct kvm_lapic *apic = kvm_vcpu_lapic_peek(vcpu);
-	struct kvm_eventfds *ev = smp_load_acquire(&vcpu->kvm->eventfds);
-	int irq = -1;
-
-	if (!apic)
-		return;
-	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
-	/* Vectors only: the pin numbers above 255 belong to C guests. */
-	for (int i = 256 / 64 - 1; i >= 0 && irq < 0; i--)
-		if (apic->isr[i])
-			irq = i * 64 + 63 - __builtin_clzll(apic->isr[i]);
-	gm_mutex_unlock(&ev->irq_lock);
-	if (irq >= 0)
-		kvm_irqchip_eoi(vcpu, (uint32_t)irq);
+	apic_eoi(vcpu, -1);
 }
 
-/*
- * The model's numbers 0-255: the vectors of IPIs and the timer.  The MSI
- * numbers above (GUESTMEM_IRQ_MSI_BASE + vector) are C guests' and stay
- * out of the register page both ways.
- */
-#define VEC_WORDS (256 / 64)
-_Static_assert(VEC_WORDS <= KVM_LAPIC_WORDS, "vectors in the model");
-
-void kvm_apic_get_vectors(struct kvm_vcpu *vcpu, uint32_t irr[8], uint32_t isr[8])
-{
-	struct kvm_lapic *apic = kvm_vcpu_lapic_peek(vcpu);
-	struct kvm_eventfds *ev = smp_load_acquire(&vcpu->kvm->eventfds);
-
-	memset(irr, 0, 8 * sizeof(*irr));
-	memset(isr, 0, 8 * sizeof(*isr));
-	if (!apic)
-		return;
-	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
-	for (int i = 0; i < 8; i++) {
-		int w = i / 2, sh = 32 * (i % 2);
-
-		irr[i] = (uint32_t)(apic->irr[w] >> sh);
-		isr[i] = (uint32_t)(apic->isr[w] >> sh);
-	}
-	gm_mutex_unlock(&ev->irq_lock);
-}
-
-void kvm_apic_set_vectors(struct kvm_vcpu *vcpu, const uint32_t irr[8], const uint32_t isr[8])
+void kvm_apic_set_tpr(struct kvm_vcpu *vcpu, uint32_t tpr)
 {
 	/* Created with the vCPU; NULL only if that allocation failed. */
 	struct kvm_lapic *apic = kvm_vcpu_lapic(vcpu);
@@ -332,14 +403,50 @@ void kvm_apic_set_vectors(struct kvm_vcpu *vcpu, const uint32_t irr[8], const ui
 	if (!apic)
 		return;
 	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
-	for (int w = 0; w < VEC_WORDS; w++) {
+	apic->tpr = tpr & 0xff;
+	lapic_update_pending(apic);
+	lapic_notify(apic); /* a lower TPR may let one through */
+	gm_mutex_unlock(&ev->irq_lock);
+}
+
+void kvm_apic_get_vectors(struct kvm_vcpu *vcpu, uint32_t irr[8], uint32_t isr[8],
+			  uint32_t tmr[8])
+{
+	struct kvm_lapic *apic = kvm_vcpu_lapic_peek(vcpu);
+	struct kvm_eventfds *ev = smp_load_acquire(&vcpu->kvm->eventfds);
+
+	memset(irr, 0, 8 * sizeof(*irr));
+	memset(isr, 0, 8 * sizeof(*isr));
+	memset(tmr, 0, 8 * sizeof(*tmr));
+	if (!apic)
+		return;
+	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
+	for (int i = 0; i < 8; i++) {
+		int w = i / 2, sh = 32 * (i % 2);
+
+		irr[i] = (uint32_t)(apic->irr[w] >> sh);
+		isr[i] = (uint32_t)(apic->isr[w] >> sh);
+		tmr[i] = (uint32_t)(apic->tmr[w] >> sh);
+	}
+	gm_mutex_unlock(&ev->irq_lock);
+}
+
+void kvm_apic_set_vectors(struct kvm_vcpu *vcpu, const uint32_t irr[8], const uint32_t isr[8],
+			  const uint32_t tmr[8])
+{
+	/* Created with the vCPU; NULL only if that allocation failed. */
+	struct kvm_lapic *apic = kvm_vcpu_lapic(vcpu);
+	struct kvm_eventfds *ev = smp_load_acquire(&vcpu->kvm->eventfds);
+
+	if (!apic)
+		return;
+	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
+	for (int w = 0; w < KVM_LAPIC_WORDS; w++) {
 		apic->irr[w] = irr[2 * w] | (uint64_t)irr[2 * w + 1] << 32;
 		apic->isr[w] = isr[2 * w] | (uint64_t)isr[2 * w + 1] << 32;
+		apic->tmr[w] = tmr[2 * w] | (uint64_t)tmr[2 * w + 1] << 32;
 	}
 	lapic_update_pending(apic);
-	if (apic->pending) {
-		lapic_wake(apic);
-		kvm_x86_kick(apic->vcpu);
-	}
+	lapic_notify(apic);
 	gm_mutex_unlock(&ev->irq_lock);
 }

@@ -20,9 +20,9 @@
  *   configuration in TDCR), one-shot or periodic.
  *
  * The page is the LAPIC's architectural state for real guest code, except
- * IRR, ISR and PPR: the interrupt model (lapic.c) is their only copy, and
- * the page shows them as they are when read (KVM_GET_LAPIC, the guest's
- * reads); KVM_SET_LAPIC loads IRR and ISR into the model.
+ * IRR, ISR, TMR and PPR: the interrupt model (lapic.c) is their only copy,
+ * and the page shows them as they are when read (KVM_GET_LAPIC, the
+ * guest's reads); KVM_SET_LAPIC loads IRR, ISR and TMR into the model.
  */
 #include <errno.h>
 #include <string.h>
@@ -41,6 +41,7 @@
 #define APIC_DFR 0xe0
 #define APIC_SPIV 0xf0
 #define APIC_ISR 0x100
+#define APIC_TMR 0x180
 #define APIC_IRR 0x200
 #define APIC_LVTT 0x320
 #define APIC_LVT0 0x350
@@ -156,15 +157,16 @@ static uint32_t lapic_ppr(const uint8_t *regs, const uint32_t isr[8])
 	return (tpr & 0xf0) >= (isrv & 0xf0) ? tpr & 0xff : isrv & 0xf0;
 }
 
-/* IRR, ISR and PPR into @page as the model has them now. */
+/* IRR, ISR, TMR and PPR into @page as the model has them now. */
 static void lapic_fill_vectors(struct kvm_vcpu *v, uint8_t *page)
 {
-	uint32_t irr[8], isr[8];
+	uint32_t irr[8], isr[8], tmr[8];
 
-	kvm_apic_get_vectors(v, irr, isr);
+	kvm_apic_get_vectors(v, irr, isr, tmr);
 	for (unsigned i = 0; i < 8; i++) {
 		reg_set(page, APIC_IRR + 0x10 * i, irr[i]);
 		reg_set(page, APIC_ISR + 0x10 * i, isr[i]);
+		reg_set(page, APIC_TMR + 0x10 * i, tmr[i]);
 	}
 	reg_set(page, APIC_PROCPRI, lapic_ppr(page, isr));
 }
@@ -187,7 +189,7 @@ int kvm_vcpu_get_lapic(struct kvm_vcpu *v, struct kvm_lapic_state *s)
 int kvm_vcpu_set_lapic(struct kvm_vcpu *v, struct kvm_lapic_state *s)
 {
 	uint8_t *regs = (uint8_t *)s->regs;
-	uint32_t id = v->vcpu_id, irr[8], isr[8];
+	uint32_t id = v->vcpu_id, irr[8], isr[8], tmr[8];
 
 	if (!v->arch.lapic_regs)
 		return -EINVAL;
@@ -202,15 +204,18 @@ int kvm_vcpu_set_lapic(struct kvm_vcpu *v, struct kvm_lapic_state *s)
 	memcpy(v->arch.lapic_regs, regs, KVM_LAPIC_REGS_SIZE);
 	regs = v->arch.lapic_regs;
 	reg_set(regs, APIC_LVR, lapic_version(v));
-	/* IRR and ISR go to the model; the page keeps no copy (nor of PPR). */
+	/* IRR, ISR and TMR go to the model; the page keeps no copy (nor of PPR). */
 	for (unsigned i = 0; i < 8; i++) {
 		irr[i] = reg_get(regs, APIC_IRR + 0x10 * i);
 		isr[i] = reg_get(regs, APIC_ISR + 0x10 * i);
+		tmr[i] = reg_get(regs, APIC_TMR + 0x10 * i);
 		reg_set(regs, APIC_IRR + 0x10 * i, 0);
 		reg_set(regs, APIC_ISR + 0x10 * i, 0);
+		reg_set(regs, APIC_TMR + 0x10 * i, 0);
 	}
 	reg_set(regs, APIC_PROCPRI, 0);
-	kvm_apic_set_vectors(v, irr, isr);
+	kvm_apic_set_tpr(v, reg_get(regs, APIC_TASKPRI));
+	kvm_apic_set_vectors(v, irr, isr, tmr);
 	/* The restored current count starts the timer; the register reads 0. */
 	v->arch.lapic_timer_first_ns = (uint64_t)reg_get(regs, APIC_TMCCT) * count_ns(v, regs);
 	v->arch.lapic_timer_start_ns = now_ns();
@@ -229,7 +234,6 @@ int kvm_vcpu_set_lapic(struct kvm_vcpu *v, struct kvm_lapic_state *s)
 #define APIC_LVT1 0x360
 #define APIC_LVTERR 0x370
 #define APIC_SELF_IPI 0x3f0
-#define APIC_TMR 0x180
 #define APIC_ARBPRI 0x90
 #define APIC_SPIV_ENABLED 0x100U
 #define APIC_SPIV_DIRECTED_EOI 0x1000U
@@ -279,20 +283,23 @@ static bool reg_readable(struct kvm_vcpu *v, unsigned off)
 	}
 }
 
-/* PPR and the eight IRR and ISR registers come from the interrupt model. */
+/* PPR and the eight IRR, ISR and TMR registers come from the interrupt model. */
 static bool lapic_vector_reg(struct kvm_vcpu *v, unsigned off, uint32_t *val)
 {
 	bool is_isr = off >= APIC_ISR && off < APIC_ISR + 0x80;
 	bool is_irr = off >= APIC_IRR && off < APIC_IRR + 0x80;
-	uint32_t irr[8], isr[8];
+	bool is_tmr = off >= APIC_TMR && off < APIC_TMR + 0x80;
+	uint32_t irr[8], isr[8], tmr[8];
 
-	if (off != APIC_PROCPRI && !is_isr && !is_irr)
+	if (off != APIC_PROCPRI && !is_isr && !is_irr && !is_tmr)
 		return false;
-	kvm_apic_get_vectors(v, irr, isr);
+	kvm_apic_get_vectors(v, irr, isr, tmr);
 	if (is_irr)
 		*val = irr[(off - APIC_IRR) >> 4];
 	else if (is_isr)
 		*val = isr[(off - APIC_ISR) >> 4];
+	else if (is_tmr)
+		*val = tmr[(off - APIC_TMR) >> 4];
 	else
 		*val = lapic_ppr(v->arch.lapic_regs, isr);
 	return true;
@@ -349,6 +356,7 @@ static int lapic_reg_write(struct kvm_vcpu *v, unsigned off, uint32_t val)
 		return 0;
 	case APIC_TASKPRI:
 		reg_set(regs, APIC_TASKPRI, val & 0xff);
+		kvm_apic_set_tpr(v, val & 0xff); /* PPR gates delivery in lapic.c */
 		return 0;
 	case APIC_EOI:
 		kvm_apic_eoi_highest(v);

@@ -786,9 +786,11 @@ static int emu_outcome(struct kvm_x86_vcpu *x, int st, int *ret)
 			return X86R_EXIT;
 		}
 		case X86_EMU_EXIT_MMIO:
-			/* The in-kernel LAPIC's xAPIC page (lapic_state.c). */
+			/* The in-kernel LAPIC's xAPIC page (lapic_state.c), the IOAPIC. */
 			if (kvm_lapic_mmio(v, res->mmio.gpa, res->mmio.len, res->mmio.is_write,
-					   res->mmio.data)) {
+					   res->mmio.data) ||
+			    kvm_ioapic_mmio(v, res->mmio.gpa, res->mmio.len, res->mmio.is_write,
+					    res->mmio.data)) {
 				st = x86_emu_complete(&x->emu, &x->xr, res);
 				continue;
 			}
@@ -1173,8 +1175,7 @@ static int irq_peek(void *ctx)
 {
 	struct kvm_x86_vcpu *x = ctx;
 
-	/* The model hands out numbers only when taken: any value says "one". */
-	return kvm_cpu_has_interrupt(x->v) ? 0 : -1;
+	return kvm_apic_has_interrupt(x->v);
 }
 
 static int irq_ack(void *ctx)

@@ -20,18 +20,18 @@ static uint64_t irq_count(struct guestmem_guest *g)
 }
 
 /* Count, remember, acknowledge. */
-static void count_handler(struct guestmem_guest *g, uint32_t gsi)
+static void count_handler(struct guestmem_guest *g, uint32_t vector)
 {
 	guestmem_guest_write64(g, EG_CNT_GPA, irq_count(g) + 1);
-	last_irq = gsi;
-	guestmem_guest_eoi(g, gsi);
+	last_irq = vector;
+	guestmem_guest_eoi(g, vector);
 }
 
 /* Report first (the VMM may lower a level line meanwhile), then EOI. */
-static void report_handler(struct guestmem_guest *g, uint32_t gsi)
+static void report_handler(struct guestmem_guest *g, uint32_t vector)
 {
-	guestmem_guest_outl(g, EG_PORT_IRQ, gsi);
-	count_handler(g, gsi);
+	guestmem_guest_outl(g, EG_PORT_IRQ, vector);
+	count_handler(g, vector);
 }
 
 static void wait_irqs(struct guestmem_guest *g, uint64_t n)

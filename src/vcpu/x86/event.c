@@ -677,7 +677,7 @@ static int pick(struct kvm_x86_events *ev, struct x86_regs *regs,
 	if (env->irq && x86_event_interrupt_allowed(ev, regs) && env->irq->peek(env->irq->ctx) >= 0) {
 		int vec = env->irq->ack(env->irq->ctx);
 
-		if (vec < 0 || vec > 255)
+		if (vec < 0) /* went away meanwhile (TPR, KVM_SET_LAPIC) */
 			return PICK_NONE;
 		x86_event_queue_interrupt(ev, (uint8_t)vec);
 		e->type = X86_EVENT_EXT_INTR;
