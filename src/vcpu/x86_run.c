@@ -89,6 +89,9 @@ struct kvm_x86_vcpu {
 	struct kvm_page_fault mf;
 	uint32_t msr_reason;	  /* KVM_MSR_EXIT_REASON_* of an MSR exit */
 	bool emu_tf;		  /* the guest's own TF before the emulated instruction */
+	/* The last exit was USE_SW_BP's on an INT3 of this length at this RIP. */
+	uint8_t sw_bp_len;
+	uint64_t sw_bp_rip;
 	uint8_t xsave_state;	  /* XS_*: where the FPU state is current */
 };
 
@@ -909,6 +912,8 @@ static int handle_int3(struct kvm_x86_vcpu *x)
 	if (!(v->arch.guest_debug & KVM_GUESTDBG_USE_SW_BP))
 		return soft_int(x, X86_EVENT_SOFT_EXCEPTION, X86_BP, len);
 	v->regs.rip -= len;
+	x->sw_bp_len = len;
+	x->sw_bp_rip = v->regs.rip;
 	return exit_debug(x, X86_BP, -1);
 }
 
@@ -1363,6 +1368,17 @@ static int deliver_events(struct kvm_x86_vcpu *x)
 	int r;
 
 	kvm_lapic_timer_check(v); /* lapic_state.c */
+	/*
+	 * A #BP the VMM queued right after a software-breakpoint exit
+	 * (KVM_GUESTDBG_INJECT_BP, or KVM_SET_VCPU_EVENTS) stands for the
+	 * INT3: KVM injects it with the exit's instruction length (VMX), or
+	 * skips the instruction at RIP (SVM), so the guest's handler returns
+	 * past the INT3.  Delivered as a soft exception from there.
+	 */
+	if (x->sw_bp_len && v->arch.ev.exception.pending && v->arch.ev.exception.nr == X86_BP &&
+	    v->regs.rip == x->sw_bp_rip)
+		v->regs.rip += x->sw_bp_len;
+	x->sw_bp_len = 0;
 	regs_in(v, &x->xr);
 	r = x86_event_inject(&v->arch.ev, &x->xr, &env, &ev_ops, x, &out);
 	if (r == X86_EVENT_TRIPLE_FAULT) {
