@@ -17,6 +17,10 @@
  *    CR, RDMSR, CPUID with CPUID faulting, RDTSC...): decode and emulate
  *    (src/vcpu/x86/emulate.h) over guest memory reached the same way; any
  *    other host exception is the guest's own and is reflected to it;
+ *  - INT3, a TF step, a hardware breakpoint (armed in the guest thread
+ *    with perf events, gproc.h's gp_vcpu_set_hwbp): KVM_EXIT_DEBUG for
+ *    what KVM_SET_GUEST_DEBUG asks, else the guest's #BP/#DB; emulated
+ *    instructions step and check DR7.GD here too;
  *  - a kick: a signal (KVM_EXIT_INTR, -EINTR) or a zap waiting for this
  *    vCPU's maps (re-enter).
  * An emulated instruction that exits (I/O, MMIO, hypercall, MSR) stays
@@ -738,13 +742,20 @@ static int soft_int(struct kvm_x86_vcpu *x, uint8_t type, uint8_t vector, uint8_
 #define DR7_GD (1ull << 13)
 #define TRAP_TRACE_CODE 2 /* SIGTRAP si_code of a TF step */
 
-/* The DR7 the CPU runs with (kvm_update_dr7): the debugger's with
- * KVM_GUESTDBG_USE_HW_BP, else the guest's. */
+/* The DR7 and DR0-3 the CPU runs with (kvm_update_dr7, eff_db): the
+ * debugger's with KVM_GUESTDBG_USE_HW_BP, else the guest's. */
 static uint64_t eff_dr7(struct kvm_vcpu *v)
 {
 	if (v->arch.guest_debug & KVM_GUESTDBG_USE_HW_BP)
 		return v->arch.guest_debug_db[7];
 	return v->arch.dr7;
+}
+
+static uint64_t eff_db(struct kvm_vcpu *v, unsigned i)
+{
+	if (v->arch.guest_debug & KVM_GUESTDBG_USE_HW_BP)
+		return v->arch.guest_debug_db[i];
+	return v->arch.db[i];
 }
 
 /* KVM_EXIT_DEBUG; @dr6 < 0 leaves debug.arch.dr6/dr7 as they were (the
@@ -826,24 +837,23 @@ static bool dr_general_detect(struct kvm_x86_vcpu *x, const struct x86_insn *in,
 }
 
 /*
- * The breakpoints the guest thread runs with: KVM_GUESTDBG_USE_HW_BP's
- * DR0-3 as its DR7 enables them (L or G; I/O breakpoints, RW = 10, are
+ * The breakpoints the guest thread runs with: DR0-3 in force (eff_db) as
+ * the DR7 in force enables them (L or G; I/O breakpoints, RW = 10, are
  * not armed).  Addresses the guest cannot run or touch in the guest
- * process are left out.  The guest's own DR7 breakpoints are not armed.
+ * process (gp_guest_va_ok) are left out: such breakpoints never fire.
  */
 static void arm_hwbp(struct kvm_x86_vcpu *x)
 {
 	static const uint32_t lens[4] = { 1, 2, 8, 4 };
 	struct kvm_vcpu *v = x->v;
 	struct gp_hwbp bp[GP_NR_HWBP];
-	uint64_t dr7 = v->arch.guest_debug_db[7];
+	uint64_t dr7 = eff_dr7(v);
 
 	memset(bp, 0, sizeof(bp));
-	for (unsigned i = 0; i < GP_NR_HWBP && (v->arch.guest_debug & KVM_GUESTDBG_USE_HW_BP);
-	     i++) {
+	for (unsigned i = 0; i < GP_NR_HWBP; i++) {
 		unsigned rw = (dr7 >> (16 + 4 * i)) & 3;
 		uint32_t len = lens[(dr7 >> (18 + 4 * i)) & 3];
-		uint64_t addr = v->arch.guest_debug_db[i];
+		uint64_t addr = eff_db(v, i);
 
 		if (!((dr7 >> (2 * i)) & 3) || rw == 2)
 			continue;
@@ -863,7 +873,9 @@ static void arm_hwbp(struct kvm_x86_vcpu *x)
  * A breakpoint armed by arm_hwbp() hit (GP_TRAP_HWBP, err = its index): an
  * instruction breakpoint before the instruction, a data one after it.
  * DR6 gets the bit of every enabled instruction breakpoint on this RIP as
- * well (one #DB reports them all).
+ * well (one #DB reports them all).  The debugger's exit with
+ * KVM_GUESTDBG_USE_HW_BP, else the guest's #DB (its handler sets RF in
+ * the frame to go past an instruction breakpoint, as on hardware).
  */
 static int handle_hwbp(struct kvm_x86_vcpu *x, const struct gp_trap *t)
 {
@@ -871,13 +883,13 @@ static int handle_hwbp(struct kvm_x86_vcpu *x, const struct gp_trap *t)
 	unsigned hit = t->err & 3;
 	uint64_t dr7 = eff_dr7(v), dr6 = DR6_B(hit), rip = kvm_get_linear_rip(v);
 
-	if (!(v->arch.guest_debug & KVM_GUESTDBG_USE_HW_BP))
-		return X86R_CONTINUE; /* disarmed since: nothing to report */
 	for (unsigned i = 0; i < GP_NR_HWBP && !((dr7 >> (16 + 4 * hit)) & 3); i++)
-		if (((dr7 >> (2 * i)) & 3) && !((dr7 >> (16 + 4 * i)) & 3) &&
-		    v->arch.guest_debug_db[i] == rip)
+		if (((dr7 >> (2 * i)) & 3) && !((dr7 >> (16 + 4 * i)) & 3) && eff_db(v, i) == rip)
 			dr6 |= DR6_B(i);
-	return exit_debug(x, X86_DB, (int64_t)dr6);
+	if (v->arch.guest_debug & KVM_GUESTDBG_USE_HW_BP)
+		return exit_debug(x, X86_DB, (int64_t)dr6);
+	queue_db(x, dr6);
+	return X86R_CONTINUE;
 }
 
 /* A #DB from the guest thread: a TF step, or INT1/ICEBP. */

@@ -6,7 +6,8 @@
  * the debug.arch fields KVM fills: a software breakpoint (INT3 exits with
  * #BP on it), single-step over a native and over emulated instructions
  * (#DB, DR6.BS, RIP past the instruction), hardware instruction and data
- * breakpoints (#DB, DR6 bit i, the debugger's DR7) and DR7.GD.
+ * breakpoints (#DB, DR6 bit i, the debugger's DR7), DR7.GD, INJECT_BP and
+ * INJECT_DB, and the guest's own DR7 breakpoint (#DB in the guest).
  *
  * Hardware breakpoints are armed with perf_event_open(PERF_TYPE_BREAKPOINT)
  * in the guest process: on a host without a breakpoint PMU or where perf
@@ -301,6 +302,38 @@ TEST(inject_bp_after_sw_bp_and_inject_db)
 	vm_start(&m, CODE);
 	set_debug(&m, KVM_GUESTDBG_INJECT_DB, NULL); /* without ENABLE too */
 	EXPECT_EQ(next_out(&m), 0xdb);
+	vm_close(&m);
+}
+
+/*
+ * The guest's own breakpoint (no KVM_SET_GUEST_DEBUG): it loads DR0 and
+ * DR7 with MOV DR; the instruction breakpoint raises #DB in the guest
+ * before the instruction, DR6 holds B0, the frame's RIP is the breakpoint.
+ */
+TEST(guest_own_instruction_breakpoint)
+{
+	static const uint8_t c[] = {
+		0x48, 0xc7, 0xc0, 0x15, 0x00, 0x01, 0x00, /* mov $CODE+0x15,%rax */
+		0x0f, 0x23, 0xc0,			  /* mov %rax,%dr0 */
+		0xb8, 0x02, 0x04, 0x00, 0x00,		  /* mov $0x402,%eax (G0) */
+		0x0f, 0x23, 0xf8,			  /* mov %rax,%dr7 */
+		0x90, 0x90, 0x90,			  /* nop x3: CODE+0x12..0x14 */
+		0x90, 0xf4,				  /* CODE+0x15: nop; hlt */
+	};
+	/* #DB: mov %dr6,%rax; out %eax,$PORT; mov (%rsp),%rax; out %eax,$PORT; hlt */
+	static const uint8_t db_handler[] = { 0x0f, 0x21, 0xf0, 0xe7, PORT, 0x48, 0x8b,
+					      0x04, 0x24, 0xe7, PORT, 0xf4 };
+	struct vm m;
+
+	if (!host_has_hw_breakpoints())
+		SKIP("no perf breakpoint with sigtrap on this host");
+	vm_open_irqchip(&m, false);
+	memcpy(m.mem + CODE, c, sizeof(c));
+	memcpy(m.mem + CODE + 0x200, db_handler, sizeof(db_handler));
+	idt_gate(&m, DB_VECTOR, CODE + 0x200);
+	vm_start(&m, CODE);
+	EXPECT_EQ(next_out(&m), (uint32_t)DR6_B(0));
+	EXPECT_EQ(next_out(&m), CODE + 0x15);
 	vm_close(&m);
 }
 
