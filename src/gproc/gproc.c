@@ -59,6 +59,9 @@ struct gp_vcpu {
 	unsigned slot;
 	pid_t tid;
 	int evfd;           /* written by the stub when it posts and we sleep */
+	/* What the vCPU thread was last asked to arm (the mailbox's copy is
+	 * the guest's to scribble on); zero: nothing, as a new thread starts. */
+	struct gp_hwbp hwbp[GP_NR_HWBP];
 };
 
 /* ---- control requests -------------------------------------------------------- */
@@ -601,6 +604,28 @@ void gp_vcpu_kick(struct gp_vcpu *v)
 	if (__atomic_load_n(&v->mb->state, __ATOMIC_SEQ_CST) == GP_MB_GUEST)
 		syscall(SYS_tgkill, v->vm->pid, v->tid, GP_SIG_KICK);
 	errno = saved;
+}
+
+int gp_vcpu_set_hwbp(struct gp_vcpu *v, const struct gp_hwbp bp[GP_NR_HWBP])
+{
+	struct gp_mbox *mb = v->mb;
+
+	if (!mbox_posted(v, false))
+		return -EBUSY;
+	for (unsigned i = 0; i < GP_NR_HWBP; i++) {
+		uint32_t len = bp[i].len;
+
+		if (bp[i].type > GP_HWBP_RW ||
+		    (bp[i].type > GP_HWBP_X &&
+		     ((len != 1 && len != 2 && len != 4 && len != 8) || (bp[i].addr & (len - 1)))))
+			return -EINVAL;
+	}
+	if (!memcmp(v->hwbp, bp, sizeof(v->hwbp)))
+		return 0;
+	memcpy(v->hwbp, bp, sizeof(v->hwbp));
+	memcpy(mb->hwbp, bp, sizeof(mb->hwbp));
+	mb->hwbp_in = 1; /* the stub clears it once armed */
+	return 0;
 }
 
 /* ---- XSAVE ------------------------------------------------------------------------ */

@@ -152,6 +152,19 @@ void gp_vcpu_pollfds(struct gp_vcpu *vcpu, struct pollfd pfd[GP_NR_POLLFDS]);
  */
 void gp_vcpu_kick(struct gp_vcpu *vcpu);
 
+/**
+ * gp_vcpu_set_hwbp() - the hardware breakpoints the vCPU thread runs with.
+ * Armed on the next run with perf_event_open(PERF_TYPE_BREAKPOINT) in the
+ * thread itself (Linux >= 5.13 for attr.sigtrap); a hit stops the guest
+ * with GP_TRAP_HWBP.  Only a change is sent.  If arming fails, that run
+ * fails with the error (-ENOENT without a breakpoint PMU, -ENOSPC with no
+ * debug register free, -EACCES/-EPERM where perf events are refused) and
+ * the next run tries again.
+ * Returns 0, -EINVAL (a type or length out of range, a data address not
+ * aligned to its length), -EBUSY (running).  Context: the vCPU's owner.
+ */
+int gp_vcpu_set_hwbp(struct gp_vcpu *vcpu, const struct gp_hwbp bp[GP_NR_HWBP]);
+
 /** gp_vcpu_tid() - the vCPU thread's tid in the guest process. */
 int gp_vcpu_tid(const struct gp_vcpu *vcpu);
 

@@ -89,8 +89,10 @@ struct gp_cpu {          /* what runs natively; everything else is VMM-side stat
 enum { GP_MODE_64 = 0, GP_MODE_32 = 1, GP_MODE_OTHER = 2 };
 
 /* The RFLAGS bits rt_sigreturn restores from the frame: CF PF AF ZF SF TF
- * DF OF AC.  Bit 1 always reads as 1. */
-#define GP_RFLAGS_USER 0x40dd5ull
+ * DF OF RF AC.  Bit 1 always reads as 1.  RF is the VMM's to set: the
+ * kernel leaves it set in the frame of an instruction breakpoint's trap,
+ * and a run must be able to hit that breakpoint again. */
+#define GP_RFLAGS_USER 0x50dd5ull
 #define GP_RFLAGS_FIXED 0x2ull
 
 struct gp_map {          /* mmap(gva, len, prot, MAP_SHARED|MAP_FIXED, backing, offset) */
@@ -111,6 +113,21 @@ enum gp_trap_kind {
 	GP_TRAP_SYSCALL, /* guest executed SYSCALL (refused by seccomp) */
 	GP_TRAP_KICK,    /* gp_vcpu_kick() */
 	GP_TRAP_OTHER,   /* anything else: signo/code set */
+	GP_TRAP_HWBP,    /* a breakpoint armed with gp_hwbp: err = its index, addr = the
+			  * address that matched; an instruction breakpoint stops
+			  * before the instruction, a data one after it */
+};
+
+/* ---- hardware breakpoints (perf_event_open(PERF_TYPE_BREAKPOINT) in the vCPU
+ * thread, attr.sigtrap: a synchronous SIGTRAP with si_code TRAP_PERF) ---- */
+
+#define GP_NR_HWBP 4
+enum { GP_HWBP_OFF = 0, GP_HWBP_X = 1, GP_HWBP_W = 2, GP_HWBP_RW = 3 };
+
+struct gp_hwbp {
+	uint64_t addr;       /* X: the instruction; W/RW: aligned to len */
+	uint32_t type;       /* GP_HWBP_* */
+	uint32_t len;        /* W/RW: 1, 2, 4 or 8; X: ignored */
 };
 
 struct gp_trap {
@@ -150,7 +167,9 @@ struct gp_mbox {
 	uint32_t nr_maps;
 	uint32_t xsave_in;        /* VMM: load xsave[] into the guest on this run */
 	uint32_t xsave_len;       /* stub: bytes of the guest's image in xsave[] */
-	uint32_t pad;
+	uint32_t hwbp_in;         /* VMM: arm hwbp[] on this run; the stub clears it
+				   * once armed (an error stops the run, it stays set) */
+	struct gp_hwbp hwbp[GP_NR_HWBP];
 	uint64_t xfeatures;       /* stub: the frame's XSAVE features (XCR0 & user) */
 	struct gp_cpu cpu;
 	struct gp_trap trap;

@@ -32,17 +32,51 @@
 #define APIC_BASE_EXTD (1ULL << 10)
 #define APIC_BASE_ENABLE (1ULL << 11)
 
+#define X86_EFLAGS_TF (1ULL << 8)
+
+uint64_t kvm_get_linear_rip(struct kvm_vcpu *v)
+{
+	if ((v->sregs.efer & EFER_LMA) && v->sregs.cs.l)
+		return v->regs.rip;
+	return (uint32_t)(v->sregs.cs.base + v->regs.rip);
+}
+
+/*
+ * vcpu->regs.rflags is the value the guest runs with; while
+ * KVM_GUESTDBG_SINGLESTEP is on it carries the debugger's TF, which KVM
+ * hides from every reader and puts back only while RIP is still where the
+ * step was armed (singlestep_rip): a VMM that moves RIP ends the stepping
+ * until its next KVM_SET_GUEST_DEBUG, as in KVM.
+ */
+uint64_t kvm_get_rflags(struct kvm_vcpu *v)
+{
+	uint64_t rflags = v->regs.rflags;
+
+	if (v->arch.guest_debug & KVM_GUESTDBG_SINGLESTEP)
+		rflags &= ~X86_EFLAGS_TF;
+	return rflags;
+}
+
+void kvm_set_rflags(struct kvm_vcpu *v, uint64_t rflags)
+{
+	if ((v->arch.guest_debug & KVM_GUESTDBG_SINGLESTEP) &&
+	    kvm_get_linear_rip(v) == v->arch.singlestep_rip)
+		rflags |= X86_EFLAGS_TF;
+	v->regs.rflags = rflags;
+}
+
 void kvm_vcpu_get_regs(struct kvm_vcpu *vcpu, struct kvm_regs *regs)
 {
 	lockdep_assert_held(&vcpu->mutex);
 	*regs = vcpu->regs;
+	regs->rflags = kvm_get_rflags(vcpu);
 }
 
 void kvm_vcpu_set_regs(struct kvm_vcpu *vcpu, const struct kvm_regs *regs)
 {
 	lockdep_assert_held(&vcpu->mutex);
 	vcpu->regs = *regs;
-	vcpu->regs.rflags |= X86_EFLAGS_FIXED; /* bit 1 always reads 1 */
+	kvm_set_rflags(vcpu, regs->rflags | X86_EFLAGS_FIXED); /* bit 1 always reads 1 */
 }
 
 void kvm_vcpu_get_sregs(struct kvm_vcpu *vcpu, struct kvm_sregs *sregs)

@@ -81,7 +81,7 @@ static void store_regs(struct kvm_vcpu *v)
 	struct kvm_run *run = v->run;
 
 	if (run->kvm_valid_regs & KVM_SYNC_X86_REGS)
-		run->s.regs.regs = v->regs;
+		kvm_vcpu_get_regs(v, &run->s.regs.regs); /* RFLAGS as KVM_GET_REGS shows it */
 	if (run->kvm_valid_regs & KVM_SYNC_X86_SREGS)
 		run->s.regs.sregs = v->sregs;
 	if (run->kvm_valid_regs & KVM_SYNC_X86_EVENTS)

@@ -81,7 +81,7 @@ struct kvm_vcpu_arch {
 	uint64_t dr6, dr7;
 	uint32_t guest_debug; /* KVM_SET_GUEST_DEBUG control, 0 unless ENABLE */
 	uint64_t guest_debug_db[KVM_NR_DB_REGS + 4]; /* debugreg[0..7] with USE_HW_BP */
-	uint64_t singlestep_rip;
+	uint64_t singlestep_rip; /* linear RIP where SINGLESTEP was armed (regs.c) */
 
 	struct kvm_x86_events ev;
 
@@ -158,6 +158,12 @@ int kvm_vcpu_set_debugregs(struct kvm_vcpu *v, const struct kvm_debugregs *d);
 /* KVM_SET_XCRS: XCR0 only, checked as XSETBV is; -EINVAL as 6.12. */
 int kvm_vcpu_set_xcrs(struct kvm_vcpu *v, const struct kvm_xcrs *x);
 int kvm_vcpu_set_guest_debug(struct kvm_vcpu *v, const struct kvm_guest_debug *dbg);
+/* RIP as a linear address: CS base added outside 64-bit mode (regs.c). */
+uint64_t kvm_get_linear_rip(struct kvm_vcpu *v);
+/* RFLAGS without the TF KVM_GUESTDBG_SINGLESTEP adds, and setting it with
+ * that TF kept while RIP is at singlestep_rip (regs.c). */
+uint64_t kvm_get_rflags(struct kvm_vcpu *v);
+void kvm_set_rflags(struct kvm_vcpu *v, uint64_t rflags);
 /* The XSAVE area as KVM_GET_XSAVE2 writes it: KVM_XSAVE_UABI_SIZE bytes. */
 void kvm_vcpu_get_xsave(struct kvm_vcpu *v, void *buf);
 int kvm_vcpu_set_xsave(struct kvm_vcpu *v, const void *buf);

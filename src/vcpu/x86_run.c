@@ -17,6 +17,10 @@
  *    CR, RDMSR, CPUID with CPUID faulting, RDTSC...): decode and emulate
  *    (src/vcpu/x86/emulate.h) over guest memory reached the same way; any
  *    other host exception is the guest's own and is reflected to it;
+ *  - INT3, a TF step, a hardware breakpoint (armed in the guest thread
+ *    with perf events, gproc.h's gp_vcpu_set_hwbp): KVM_EXIT_DEBUG for
+ *    what KVM_SET_GUEST_DEBUG asks, else the guest's #BP/#DB; emulated
+ *    instructions step and check DR7.GD here too;
  *  - a kick: a signal (KVM_EXIT_INTR, -EINTR) or a zap waiting for this
  *    vCPU's maps (re-enter).
  * An emulated instruction that exits (I/O, MMIO, hypercall, MSR) stays
@@ -60,9 +64,11 @@
 #include "vcpu/x86_walk.h"
 
 #define MSR_KERNEL_GS_BASE 0xc0000102u
-/* The RFLAGS bits the guest process runs with; the rest are VMM-side. */
+/* The RFLAGS bits the guest process runs with; the rest are VMM-side.  TF
+ * steps natively (the guest's own, or KVM_GUESTDBG_SINGLESTEP's). */
 #define RFLAGS_NATIVE (X86_RFLAGS_CF | X86_RFLAGS_PF | X86_RFLAGS_AF | X86_RFLAGS_ZF | \
-		       X86_RFLAGS_SF | X86_RFLAGS_DF | X86_RFLAGS_OF | X86_RFLAGS_AC)
+		       X86_RFLAGS_SF | X86_RFLAGS_DF | X86_RFLAGS_OF | X86_RFLAGS_AC | \
+		       X86_RFLAGS_TF)
 #define MAX_FAULT_RETRIES 100000
 
 /* The VM's guest process and shadow. */
@@ -90,6 +96,10 @@ struct kvm_x86_vcpu {
 	bool mem_exit;
 	struct kvm_page_fault mf;
 	uint32_t msr_reason;	  /* KVM_MSR_EXIT_REASON_* of an MSR exit */
+	bool emu_tf;		  /* the guest's own TF before the emulated instruction */
+	/* The last exit was USE_SW_BP's on an INT3 of this length at this RIP. */
+	uint8_t sw_bp_len;
+	uint64_t sw_bp_rip;
 	uint8_t xsave_state;	  /* XS_*: where the FPU state is current */
 };
 
@@ -277,16 +287,23 @@ static void cpu_in(struct kvm_vcpu *v, struct gp_cpu *c)
 {
 	gprs_in(c->gpr, &v->regs);
 	c->rip = v->regs.rip;
-	c->rflags = (v->regs.rflags & RFLAGS_NATIVE) | X86_RFLAGS_FIXED;
+	/* RF too: only the VMM's (an IRET's) RF may skip an instruction
+	 * breakpoint, never the one the host kernel left in the frame. */
+	c->rflags = (v->regs.rflags & (RFLAGS_NATIVE | X86_RFLAGS_RF)) | X86_RFLAGS_FIXED;
 	c->fs_base = v->sregs.fs.base;
 	c->gs_base = v->sregs.gs.base;
 }
 
 static void cpu_out(struct kvm_vcpu *v, const struct gp_cpu *c)
 {
+	bool moved = c->rip != v->regs.rip;
+
 	gprs_out(&v->regs, c->gpr);
 	v->regs.rip = c->rip;
 	v->regs.rflags = (v->regs.rflags & ~RFLAGS_NATIVE) | (c->rflags & RFLAGS_NATIVE);
+	/* The CPU clears RF once an instruction completed (RIP moved). */
+	if (moved)
+		v->regs.rflags &= ~X86_RFLAGS_RF;
 	v->sregs.fs.base = c->fs_base;
 	v->sregs.gs.base = c->gs_base;
 }
@@ -720,6 +737,202 @@ static int soft_int(struct kvm_x86_vcpu *x, uint8_t type, uint8_t vector, uint8_
 	return X86R_CONTINUE;
 }
 
+/* ---- guest debugging (KVM_SET_GUEST_DEBUG) --------------------------------------------- */
+
+#define DR6_B(i) (1ull << (i))
+#define DR6_BD (1ull << 13)
+#define DR6_BS (1ull << 14)
+#define DR6_ACTIVE_LOW 0xffff0ff0ull
+#define DR7_GD (1ull << 13)
+#define TRAP_TRACE_CODE 2 /* SIGTRAP si_code of a TF step */
+
+/* The DR7 and DR0-3 the CPU runs with (kvm_update_dr7, eff_db): the
+ * debugger's with KVM_GUESTDBG_USE_HW_BP, else the guest's. */
+static uint64_t eff_dr7(struct kvm_vcpu *v)
+{
+	if (v->arch.guest_debug & KVM_GUESTDBG_USE_HW_BP)
+		return v->arch.guest_debug_db[7];
+	return v->arch.dr7;
+}
+
+static uint64_t eff_db(struct kvm_vcpu *v, unsigned i)
+{
+	if (v->arch.guest_debug & KVM_GUESTDBG_USE_HW_BP)
+		return v->arch.guest_debug_db[i];
+	return v->arch.db[i];
+}
+
+/* KVM_EXIT_DEBUG; @dr6 < 0 leaves debug.arch.dr6/dr7 as they were (the
+ * paths of KVM that do not write them: #BP, an emulated step). */
+static int exit_debug(struct kvm_x86_vcpu *x, uint8_t vector, int64_t dr6)
+{
+	struct kvm_vcpu *v = x->v;
+	struct kvm_run *run = v->run;
+
+	run->exit_reason = KVM_EXIT_DEBUG;
+	run->debug.arch.exception = vector;
+	run->debug.arch.pc = kvm_get_linear_rip(v);
+	if (dr6 >= 0) {
+		run->debug.arch.dr6 = (uint64_t)dr6 | DR6_ACTIVE_LOW;
+		run->debug.arch.dr7 = eff_dr7(v);
+	}
+	return X86R_EXIT;
+}
+
+static void queue_db(struct kvm_x86_vcpu *x, uint64_t dr6_payload)
+{
+	x86_event_queue_exception(&x->v->arch.ev, X86_DB, false, 0, true, dr6_payload);
+}
+
+/*
+ * After an emulated instruction completed (kvm_vcpu_do_singlestep): the
+ * debugger's step exits, dr6 = BS (dr7 untouched, as KVM leaves it); the
+ * guest's own TF (as it was before the instruction) gets its #DB.
+ */
+static int emu_singlestep(struct kvm_x86_vcpu *x)
+{
+	if (x->v->arch.guest_debug & KVM_GUESTDBG_SINGLESTEP) {
+		struct kvm_run *run = x->v->run;
+
+		exit_debug(x, X86_DB, -1);
+		run->debug.arch.dr6 = DR6_BS | DR6_ACTIVE_LOW;
+		return X86R_EXIT;
+	}
+	if (x->emu_tf)
+		queue_db(x, DR6_BS);
+	return X86R_CONTINUE;
+}
+
+/* The emulator's view: RFLAGS without the debugger's TF (KVM's emulator
+ * starts from kvm_get_rflags()), the guest's own TF remembered. */
+static void emu_regs_in(struct kvm_x86_vcpu *x)
+{
+	regs_in(x->v, &x->xr);
+	x->xr.rflags = kvm_get_rflags(x->v);
+	x->emu_tf = x->xr.rflags & X86_RFLAGS_TF;
+}
+
+/* Back to the vCPU: the debugger's TF stays only at singlestep_rip. */
+static void emu_regs_out(struct kvm_x86_vcpu *x)
+{
+	regs_out(x->v, &x->xr);
+	kvm_set_rflags(x->v, x->xr.rflags);
+}
+
+/*
+ * MOV to/from DRn with DR7.GD (handle_dr()): after the #UD and #GP checks
+ * the emulator makes, the access raises #DB(BD) instead: the debugger's
+ * exit with KVM_GUESTDBG_USE_HW_BP, else the guest's #DB.  True if so.
+ */
+static bool dr_general_detect(struct kvm_x86_vcpu *x, const struct x86_insn *in, int *res)
+{
+	if (in->op != X86_OP_MOV_FROM_DR && in->op != X86_OP_MOV_TO_DR)
+		return false;
+	if (in->modrm_reg > 7 || ((in->modrm_reg & 6) == 4 && (x->xr.cr4 & X86_CR4_DE)) ||
+	    x->xr.cpl || !(eff_dr7(x->v) & DR7_GD))
+		return false;
+	if (x->v->arch.guest_debug & KVM_GUESTDBG_USE_HW_BP) {
+		*res = exit_debug(x, X86_DB, DR6_BD);
+		return true;
+	}
+	queue_db(x, DR6_BD);
+	*res = X86R_CONTINUE;
+	return true;
+}
+
+/*
+ * The breakpoints the guest thread runs with: DR0-3 in force (eff_db) as
+ * the DR7 in force enables them (L or G; I/O breakpoints, RW = 10, are
+ * not armed).  Addresses the guest cannot run or touch in the guest
+ * process (gp_guest_va_ok) are left out: such breakpoints never fire.
+ */
+static void arm_hwbp(struct kvm_x86_vcpu *x)
+{
+	static const uint32_t lens[4] = { 1, 2, 8, 4 };
+	struct kvm_vcpu *v = x->v;
+	struct gp_hwbp bp[GP_NR_HWBP];
+	uint64_t dr7 = eff_dr7(v);
+
+	memset(bp, 0, sizeof(bp));
+	for (unsigned i = 0; i < GP_NR_HWBP; i++) {
+		unsigned rw = (dr7 >> (16 + 4 * i)) & 3;
+		uint32_t len = lens[(dr7 >> (18 + 4 * i)) & 3];
+		uint64_t addr = eff_db(v, i);
+
+		if (!((dr7 >> (2 * i)) & 3) || rw == 2)
+			continue;
+		if (rw)
+			addr &= ~(uint64_t)(len - 1); /* the CPU ignores the low bits */
+		if (!gp_guest_va_ok(addr))
+			continue;
+		bp[i] = (struct gp_hwbp){ .addr = addr, .type = rw == 0 ? GP_HWBP_X
+							    : rw == 1 ? GP_HWBP_W : GP_HWBP_RW,
+					  .len = rw ? len : 1 };
+	}
+	/* Only -EBUSY (never: the vCPU is stopped) or -EINVAL (not built here). */
+	(void)gp_vcpu_set_hwbp(x->gp, bp);
+}
+
+/*
+ * A breakpoint armed by arm_hwbp() hit (GP_TRAP_HWBP, err = its index): an
+ * instruction breakpoint before the instruction, a data one after it.
+ * DR6 gets the bit of every enabled instruction breakpoint on this RIP as
+ * well (one #DB reports them all).  The debugger's exit with
+ * KVM_GUESTDBG_USE_HW_BP, else the guest's #DB (its handler sets RF in
+ * the frame to go past an instruction breakpoint, as on hardware).
+ */
+static int handle_hwbp(struct kvm_x86_vcpu *x, const struct gp_trap *t)
+{
+	struct kvm_vcpu *v = x->v;
+	unsigned hit = t->err & 3;
+	uint64_t dr7 = eff_dr7(v), dr6 = DR6_B(hit), rip = kvm_get_linear_rip(v);
+
+	for (unsigned i = 0; i < GP_NR_HWBP && !((dr7 >> (16 + 4 * hit)) & 3); i++)
+		if (((dr7 >> (2 * i)) & 3) && !((dr7 >> (16 + 4 * i)) & 3) && eff_db(v, i) == rip)
+			dr6 |= DR6_B(i);
+	if (v->arch.guest_debug & KVM_GUESTDBG_USE_HW_BP)
+		return exit_debug(x, X86_DB, (int64_t)dr6);
+	queue_db(x, dr6);
+	return X86R_CONTINUE;
+}
+
+/* A #DB from the guest thread: a TF step, or INT1/ICEBP. */
+static int handle_db(struct kvm_x86_vcpu *x, const struct gp_trap *t)
+{
+	struct kvm_vcpu *v = x->v;
+
+	if (t->code != TRAP_TRACE_CODE) {
+		queue_exception(x, &(struct x86_exception){ .vector = X86_DB });
+		return X86R_CONTINUE;
+	}
+	if (v->arch.guest_debug & (KVM_GUESTDBG_SINGLESTEP | KVM_GUESTDBG_USE_HW_BP))
+		return exit_debug(x, X86_DB, DR6_BS);
+	queue_db(x, DR6_BS);
+	return X86R_CONTINUE;
+}
+
+/* INT3 (or INT $3) executed, RIP past it: the debugger's with
+ * KVM_GUESTDBG_USE_SW_BP, RIP back on it; else the guest's #BP. */
+static int handle_int3(struct kvm_x86_vcpu *x)
+{
+	struct kvm_vcpu *v = x->v;
+	struct x86_exception ex;
+	uint8_t len = 1, b = 0xcc;
+	uint64_t gpa;
+
+	if (guest_access(x, v->regs.rip - 1, &b, 1, false, X86_PF_FETCH, &gpa, &ex) ==
+		    X86_MEM_OK &&
+	    b != 0xcc)
+		len = 2; /* CD 03 */
+	x->mem_exit = false;
+	if (!(v->arch.guest_debug & KVM_GUESTDBG_USE_SW_BP))
+		return soft_int(x, X86_EVENT_SOFT_EXCEPTION, X86_BP, len);
+	v->regs.rip -= len;
+	x->sw_bp_len = len;
+	x->sw_bp_rip = v->regs.rip;
+	return exit_debug(x, X86_BP, -1);
+}
+
 /*
  * What an emulation (or its completion) came to.  Returns X86R_CONTINUE
  * to run the guest on, or X86R_EXIT with *ret and kvm_run filled.
@@ -734,11 +947,11 @@ static int emu_outcome(struct kvm_x86_vcpu *x, int st, int *ret)
 		x->exit_kind = XK_NONE;
 		switch (st) {
 		case X86_EMU_DONE:
-			regs_out(v, &x->xr);
+			emu_regs_out(x);
 			apply_effects(x, res->effects);
 			/* STI's shadow starts, IRET unblocks NMIs. */
 			x86_event_insn_retired(&v->arch.ev, res->effects);
-			return X86R_CONTINUE;
+			return emu_singlestep(x);
 		case X86_EMU_EXCEPTION:
 			if (x->mem_exit)
 				return x86_emu_cancel(&x->emu), exit_memory_fault(x, ret);
@@ -752,17 +965,20 @@ static int emu_outcome(struct kvm_x86_vcpu *x, int st, int *ret)
 				type = X86_EVENT_SOFT_EXCEPTION;
 			else if (op == 0xf1)
 				type = X86_EVENT_PRIV_SOFT_EXCEPTION;
-			regs_out(v, &x->xr);
+			emu_regs_out(x);
 			return soft_int(x, type, res->ex.vector, x->emu.insn.len);
 		}
 		case X86_EMU_EXIT_HLT:
-			regs_out(v, &x->xr);
+			emu_regs_out(x);
 			/* HLT retired: an STI shadow it sat in is over. */
 			x86_event_insn_retired(&v->arch.ev, res->effects);
+			/* The step's exit or #DB first; KVM_EXIT_HLT overwrites the exit. */
 			if (irqchip_in_kernel(v->kvm)) {
 				v->mp_state = KVM_MP_STATE_HALTED;
-				return X86R_CONTINUE;
+				return emu_singlestep(x);
 			}
+			if (!(v->arch.guest_debug & KVM_GUESTDBG_SINGLESTEP))
+				(void)emu_singlestep(x);
 			run->exit_reason = KVM_EXIT_HLT;
 			return X86R_EXIT;
 		case X86_EMU_EXIT_IO: {
@@ -867,7 +1083,7 @@ bool kvm_x86_complete_userspace_io(struct kvm_vcpu *v, int *ret)
 	default: /* IN data is in the data page already */
 		break;
 	}
-	regs_in(v, &x->xr);
+	emu_regs_in(x);
 	model_refresh(x);
 	st = x86_emu_complete(&x->emu, &x->xr, &x->res);
 	return emu_outcome(x, st, ret) == X86R_EXIT;
@@ -958,7 +1174,7 @@ static int emulate_insn(struct kvm_x86_vcpu *x, const struct gp_trap *t,
 	struct x86_insn in;
 	int r, st;
 
-	regs_in(x->v, &x->xr);
+	emu_regs_in(x);
 	model_refresh(x);
 	r = fetch_decode(x, t, &in);
 	if (r == X86_DECODE_UD) {
@@ -977,6 +1193,8 @@ static int emulate_insn(struct kvm_x86_vcpu *x, const struct gp_trap *t,
 		return X86R_CONTINUE;
 	}
 	x->mem_exit = false;
+	if (dr_general_detect(x, &in, &r))
+		return r;
 	st = x86_emulate(&x->emu, &x->xr, &in, &x->res);
 	return emu_outcome(x, st, ret);
 }
@@ -1157,10 +1375,11 @@ static int handle_trap(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret
 	case GP_TRAP_XM:
 		return reflect(x, 19, false, 0);
 	case GP_TRAP_BP:
-		/* INT3 already executed: RIP is past it. */
-		return soft_int(x, X86_EVENT_SOFT_EXCEPTION, X86_BP, 1);
+		return handle_int3(x);
 	case GP_TRAP_DB:
-		return reflect(x, X86_DB, false, 0);
+		return handle_db(x, t);
+	case GP_TRAP_HWBP:
+		return handle_hwbp(x, t);
 	case GP_TRAP_AC:
 		return reflect(x, 17, true, 0);
 	default:
@@ -1203,6 +1422,17 @@ static int deliver_events(struct kvm_x86_vcpu *x)
 	int r;
 
 	kvm_lapic_timer_check(v); /* lapic_state.c */
+	/*
+	 * A #BP the VMM queued right after a software-breakpoint exit
+	 * (KVM_GUESTDBG_INJECT_BP, or KVM_SET_VCPU_EVENTS) stands for the
+	 * INT3: KVM injects it with the exit's instruction length (VMX), or
+	 * skips the instruction at RIP (SVM), so the guest's handler returns
+	 * past the INT3.  Delivered as a soft exception from there.
+	 */
+	if (x->sw_bp_len && v->arch.ev.exception.pending && v->arch.ev.exception.nr == X86_BP &&
+	    v->regs.rip == x->sw_bp_rip)
+		v->regs.rip += x->sw_bp_len;
+	x->sw_bp_len = 0;
 	regs_in(v, &x->xr);
 	r = x86_event_inject(&v->arch.ev, &x->xr, &env, &ev_ops, x, &out);
 	if (r == X86_EVENT_TRIPLE_FAULT) {
@@ -1348,6 +1578,7 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 			break;
 		}
 		x86_shadow_set_mode(x->vm->sh, &x->sv, &mode);
+		arm_hwbp(x);
 		cpu_in(v, &cpu);
 		cpu.mode = (uint32_t)gmode;
 		cpu.pad = 0;

@@ -280,12 +280,13 @@ int kvm_vcpu_set_debugregs(struct kvm_vcpu *v, const struct kvm_debugregs *d)
 
 /*
  * Unknown control bits are kept, not refused, as in 6.12; ENABLE clear
- * turns debugging off.  Single-step and breakpoints take effect in the
- * execution backend; the state is what it will read.
+ * turns debugging off.  The x86 backend reads the rest (x86_run.c): TF in
+ * RFLAGS (regs.c), the breakpoints at each entry.
  */
 int kvm_vcpu_set_guest_debug(struct kvm_vcpu *v, const struct kvm_guest_debug *dbg)
 {
 	struct kvm_vcpu_arch *a = &v->arch;
+	uint64_t rflags;
 
 	lockdep_assert_held(&v->mutex);
 	if (dbg->control & (KVM_GUESTDBG_INJECT_DB | KVM_GUESTDBG_INJECT_BP)) {
@@ -298,11 +299,14 @@ int kvm_vcpu_set_guest_debug(struct kvm_vcpu *v, const struct kvm_guest_debug *d
 		a->ev.exception.has_payload = false;
 		a->ev.exception.nr = (dbg->control & KVM_GUESTDBG_INJECT_DB) ? DB_VECTOR : BP_VECTOR;
 	}
+	/* Read while the old control still hides its TF. */
+	rflags = kvm_get_rflags(v);
 	a->guest_debug = (dbg->control & KVM_GUESTDBG_ENABLE) ? dbg->control : 0;
 	if (a->guest_debug & KVM_GUESTDBG_USE_HW_BP)
 		memcpy(a->guest_debug_db, dbg->arch.debugreg, sizeof(a->guest_debug_db));
 	if (a->guest_debug & KVM_GUESTDBG_SINGLESTEP)
-		a->singlestep_rip = v->sregs.cs.base + v->regs.rip; /* the linear RIP */
+		a->singlestep_rip = kvm_get_linear_rip(v);
+	kvm_set_rflags(v, rflags); /* the step's TF in or out */
 	return 0;
 }
 

@@ -1148,6 +1148,78 @@ TEST(xsave_round_trip)
 	env_fini(&e);
 }
 
+/* ---- hardware breakpoints -------------------------------------------------------- */
+
+struct bad_hwbp {
+	const char *what;
+	struct gp_hwbp bp;
+};
+
+static const struct bad_hwbp bad_hwbps[] = {
+	{ "unknown type", { DATA, GP_HWBP_RW + 1, 4 } },
+	{ "length 3", { DATA, GP_HWBP_W, 3 } },
+	{ "length 0", { DATA, GP_HWBP_RW, 0 } },
+	{ "length 16", { DATA, GP_HWBP_W, 16 } },
+	{ "address not aligned to the length", { DATA + 2, GP_HWBP_W, 4 } },
+};
+
+/*
+ * gp_vcpu_set_hwbp(): bad entries are refused and change nothing; a write
+ * watch traps after the store (GP_TRAP_HWBP, err = its index); an
+ * instruction breakpoint traps before the instruction, again on a rerun
+ * with RF clear, and not with RF set (the VMM's RF reaches the guest).
+ */
+TEST(hwbp_validates_watches_and_honours_rf)
+{
+	static const uint8_t store[] = { 0x89, 0x03, 0xf4 }; /* mov %eax,(%rbx); hlt */
+	static const uint8_t nops[] = { 0x90, 0x90, 0xf4 };
+	struct gp_hwbp bp[GP_NR_HWBP];
+	struct gp_cpu c = { .rflags = 2 };
+	struct gp_trap t;
+	struct env e;
+	int r;
+
+	env_init(&e);
+	for (size_t i = 0; i < ARRAY_SIZE(bad_hwbps); i++) {
+		memset(bp, 0, sizeof(bp));
+		bp[i % GP_NR_HWBP] = bad_hwbps[i].bp;
+		test_diag("%s", bad_hwbps[i].what);
+		EXPECT_EQ(gp_vcpu_set_hwbp(e.vcpu, bp), -EINVAL);
+	}
+	memset(bp, 0, sizeof(bp));
+	bp[2] = (struct gp_hwbp){ DATA + 8, GP_HWBP_W, 8 };
+	ASSERT_EQ(gp_vcpu_set_hwbp(e.vcpu, bp), 0);
+	put_code(&e, store, sizeof(store));
+	c.rip = CODE;
+	c.gpr[RBX] = DATA + 12;
+	r = gp_vcpu_run(e.vcpu, &c, e.maps, 2, &t);
+	if (r == -ENOENT || r == -EACCES || r == -EPERM || r == -ENOSYS || r == -ENOSPC) {
+		env_fini(&e);
+		SKIP("perf breakpoints refused here (%s)", test_errno_name(-r));
+	}
+	ASSERT_EQ(r, 0);
+	EXPECT_EQ(t.kind, GP_TRAP_HWBP);
+	EXPECT_EQ(t.err, 2);
+	EXPECT_EQ(c.rip, CODE + 2);
+
+	memset(bp, 0, sizeof(bp));
+	bp[0] = (struct gp_hwbp){ CODE + 1, GP_HWBP_X, 1 };
+	ASSERT_EQ(gp_vcpu_set_hwbp(e.vcpu, bp), 0);
+	run_code(&e, nops, sizeof(nops), &c, &t);
+	EXPECT_EQ(t.kind, GP_TRAP_HWBP);
+	EXPECT_EQ(t.err, 0);
+	EXPECT_EQ(c.rip, CODE + 1);
+	c.rflags &= ~0x10000ull;
+	ASSERT_EQ(gp_vcpu_run(e.vcpu, &c, e.maps, 2, &t), 0);
+	EXPECT_EQ(t.kind, GP_TRAP_HWBP);
+	EXPECT_EQ(c.rip, CODE + 1);
+	c.rflags |= 0x10000ull; /* RF: past the breakpoint once */
+	ASSERT_EQ(gp_vcpu_run(e.vcpu, &c, e.maps, 2, &t), 0);
+	EXPECT_EQ(t.kind, GP_TRAP_GP); /* the hlt */
+	EXPECT_EQ(c.rip, CODE + 2);
+	env_fini(&e);
+}
+
 int main(int argc, char **argv)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(trap_cases); i++) {

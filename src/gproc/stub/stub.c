@@ -27,6 +27,8 @@
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/futex.h>
+#include <linux/hw_breakpoint.h>
+#include <linux/perf_event.h>
 #include <linux/prctl.h>
 #include <linux/seccomp.h>
 
@@ -85,6 +87,7 @@ void *memset(void *d, int c, size_t n)
 #define SA_NODEFER 0x40000000
 
 #define SI_KERNEL 0x80
+#define TRAP_PERF 6
 #define SEGV_MAPERR 1
 #define SEGV_ACCERR 2
 #define SYS_SECCOMP 1
@@ -114,6 +117,10 @@ struct k_siginfo {
 	int signo, errno_, code, pad0;
 	union {
 		uint64_t addr; /* SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP */
+		struct {
+			uint64_t addr, data; /* TRAP_PERF: attr.sig_data */
+			uint32_t type, flags;
+		} perf;
 		struct {
 			uint64_t call_addr;
 			int syscall;
@@ -198,6 +205,10 @@ struct slot {
 	int tid;    /* set by clone, cleared by the kernel at thread exit */
 	int evfd;   /* the VMM's eventfd: written when it sleeps */
 	int used;
+	/* The vCPU thread's own: its armed breakpoints (perf fds, -1: none)
+	 * and whether one of them watches reads. */
+	int bp_fd[GP_NR_HWBP];
+	int bp_reads;
 };
 static struct slot slots[GP_MAX_VCPUS];
 
@@ -413,6 +424,8 @@ static uint32_t classify(int sig, const struct k_siginfo *si, const struct k_sig
 			return GP_TRAP_XM;
 		return GP_TRAP_OTHER;
 	case SIGTRAP:
+		if (si->code == TRAP_PERF)
+			return GP_TRAP_HWBP;
 		if (mc->trapno == 3)
 			return GP_TRAP_BP;
 		if (mc->trapno == 1)
@@ -429,7 +442,7 @@ static uint32_t classify(int sig, const struct k_siginfo *si, const struct k_sig
 }
 
 static void save_trap(struct gp_mbox *mb, int sig, const struct k_siginfo *si,
-		      const struct k_sigcontext *mc)
+		      const struct k_sigcontext *mc, int probe)
 {
 	struct gp_trap *t = &mb->trap;
 
@@ -445,7 +458,12 @@ static void save_trap(struct gp_mbox *mb, int sig, const struct k_siginfo *si,
 		t->err = si->sys.arch; /* AUDIT_ARCH_I386 for int $0x80 */
 	else if (sig != GP_SIG_KICK && sig != GP_SIG_START)
 		t->addr = si->addr;
-	if (gp_guest_va_ok(mc->rip))
+	if (t->kind == GP_TRAP_HWBP)
+		t->err = si->perf.data; /* the index apply_hwbp() gave it */
+	/* A read watchpoint on the code would fire on the probe's load (the
+	 * SIGTRAP then waits for the return to the guest): leave the bytes to
+	 * the VMM's fetch then. */
+	if (probe && gp_guest_va_ok(mc->rip))
 		t->insn_len = (uint8_t)gp_probe_copy(t->insn, (const void *)mc->rip,
 						     sizeof(t->insn));
 }
@@ -469,6 +487,61 @@ static void post_and_wait(struct gp_mbox *mb, int evfd)
 	/* Acquire: pairs with the VMM's release of GP_MB_GUEST. */
 	while (__atomic_load_n(&mb->state, __ATOMIC_ACQUIRE) == GP_MB_POSTED)
 		futex_wait(&mb->state, GP_MB_POSTED);
+}
+
+/*
+ * Arm the breakpoints in mb->hwbp on this thread (the VMM set hwbp_in):
+ * every old event goes, each wanted one is opened anew; changes are rare
+ * (a debugger's KVM_SET_GUEST_DEBUG).  The data events watch user-mode
+ * accesses only, so the kernel's own never trap.  0 or -errno (no
+ * breakpoint PMU, no free debug register, perf_event_paranoid); the
+ * request stays pending then.
+ */
+static int apply_hwbp(struct gp_mbox *mb, struct slot *sl)
+{
+	sl->bp_reads = 0;
+	for (unsigned i = 0; i < GP_NR_HWBP; i++) {
+		struct gp_hwbp b = mb->hwbp[i]; /* one read: the guest can write the mailbox */
+		struct perf_event_attr a;
+		long fd;
+
+		if (sl->bp_fd[i] >= 0)
+			SYS(__NR_close, sl->bp_fd[i], 0, 0);
+		sl->bp_fd[i] = -1;
+		if (b.type == GP_HWBP_OFF)
+			continue;
+		memset(&a, 0, sizeof(a));
+		a.type = PERF_TYPE_BREAKPOINT;
+		a.size = sizeof(a);
+		a.bp_addr = b.addr;
+		a.bp_type = b.type == GP_HWBP_X ? HW_BREAKPOINT_X
+			    : b.type == GP_HWBP_W ? HW_BREAKPOINT_W : HW_BREAKPOINT_RW;
+		a.bp_len = b.type == GP_HWBP_X ? sizeof(long) : b.len;
+		a.sample_period = 1;
+		a.sigtrap = 1;
+		a.remove_on_exec = 1; /* sigtrap requires it */
+		a.exclude_kernel = 1;
+		a.exclude_hv = 1;
+		a.sig_data = i;
+		fd = sys6(__NR_perf_event_open, (long)&a, 0 /* this thread */, -1, -1,
+			  PERF_FLAG_FD_CLOEXEC, 0);
+		if (fd < 0)
+			return (int)fd;
+		sl->bp_fd[i] = (int)fd;
+		if (b.type == GP_HWBP_RW)
+			sl->bp_reads = 1;
+	}
+	mb->hwbp_in = 0;
+	return 0;
+}
+
+static void close_hwbp(struct slot *sl)
+{
+	for (unsigned i = 0; i < GP_NR_HWBP; i++) {
+		if (sl->bp_fd[i] >= 0)
+			SYS(__NR_close, sl->bp_fd[i], 0, 0);
+		sl->bp_fd[i] = -1;
+	}
 }
 
 static int apply_maps(struct gp_mbox *mb)
@@ -529,18 +602,22 @@ static void handler(int sig, struct k_siginfo *si, void *ucv)
 	if (sig == GP_SIG_KICK && !__atomic_exchange_n(&mb->kick_req, 0, __ATOMIC_SEQ_CST))
 		return; /* the kick was consumed before its signal came: resume */
 	save_cpu(&mb->cpu, &uc->mc);
-	save_trap(mb, sig, si, &uc->mc);
+	save_trap(mb, sig, si, &uc->mc, !slots[slot].bp_reads);
 	save_xsave(mb, uc);
 	mb->err = 0;
 	for (;;) {
 		post_and_wait(mb, evfd);
-		if (mb->cmd == GP_CMD_EXIT)
+		if (mb->cmd == GP_CMD_EXIT) {
+			close_hwbp(&slots[slot]);
 			for (;;)
 				SYS(__NR_exit, 0, 0, 0);
+		}
 		mb->err = apply_maps(mb);
 		if (mb->err || mb->cmd != GP_CMD_RUN)
 			continue; /* cpu and trap still describe the last stop */
 		mb->err = load_cpu(uc, &mb->cpu);
+		if (!mb->err && mb->hwbp_in)
+			mb->err = apply_hwbp(mb, &slots[slot]);
 		if (mb->err) {
 			save_cpu(&mb->cpu, &uc->mc);
 			continue;
@@ -628,6 +705,7 @@ static void install_seccomp(void)
 		__NR_rt_sigaction, __NR_rt_sigprocmask, __NR_rt_sigreturn, __NR_sendmsg,
 		__NR_recvmsg, __NR_clone, __NR_exit, __NR_exit_group, __NR_arch_prctl,
 		__NR_prctl, __NR_sigaltstack, __NR_gettid, __NR_futex, __NR_tgkill,
+		__NR_perf_event_open,
 	};
 	enum { NA = sizeof(allowed) / sizeof(allowed[0]) };
 	uint64_t lo = (uint64_t)__executable_start, hi = (uint64_t)etext;
@@ -733,6 +811,9 @@ static int op_vcpu_create(uint32_t s, const int *fds, int nfds)
 		goto fail;
 	slots[s].evfd = fds[1];
 	slots[s].used = 1;
+	slots[s].bp_reads = 0;
+	for (unsigned i = 0; i < GP_NR_HWBP; i++)
+		slots[s].bp_fd[i] = -1;
 	tid = gp_clone(CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
 			       CLONE_SYSVSEM | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID,
 		       (void *)(base + GP_SLOT_STACK_OFF + GP_SLOT_STACK_SIZE), &slots[s].tid,
