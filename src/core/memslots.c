@@ -250,9 +250,11 @@ static void kvm_replace_memslot_everywhere(struct kvm *kvm, int as_id,
 	struct kvm_memslots *inactive = kvm_inactive_memslots(kvm, as_id);
 
 	memslots_commit(inactive, c->u[inactive - kvm->__memslots[as_id]]);
+	kvm_memslots_hva_replace(inactive, old, new);
 	kvm_swap_active_memslots(kvm, as_id);
 	inactive = kvm_inactive_memslots(kvm, as_id);
 	memslots_commit(inactive, c->u[inactive - kvm->__memslots[as_id]]);
+	kvm_memslots_hva_replace(inactive, old, new);
 	kvm->slot_by_id[as_id][(new ? new : old)->id] = new;
 }
 
