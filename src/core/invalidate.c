@@ -322,6 +322,7 @@ void kvm_mmu_notifier_invalidate_range(struct kvm *kvm, uint64_t hva_start, uint
 
 struct kvm_mn_token {
 	uint64_t start, end;
+	bool unmap; /* mappings may have gone: files may have lost their last */
 	long nr, cap;
 	struct { struct kvm *kvm; bool begun; } *vms;
 };
@@ -354,7 +355,7 @@ static void mn_start_range(struct kvm *kvm, void *ctx)
 	t->nr++;
 }
 
-struct kvm_mn_token *kvm_mmu_notifier_start_all(uint64_t hva_start, uint64_t hva_end)
+static struct kvm_mn_token *mn_start_all(uint64_t hva_start, uint64_t hva_end, bool unmap)
 {
 	struct kvm_mn_token *t;
 	struct mn_range_ctx c;
@@ -367,9 +368,20 @@ struct kvm_mn_token *kvm_mmu_notifier_start_all(uint64_t hva_start, uint64_t hva
 		return NULL;
 	t->start = hva_start;
 	t->end = hva_end;
+	t->unmap = unmap;
 	c = (struct mn_range_ctx){ t, hva_start, hva_end };
 	kvm_for_each_vm(mn_start_range, &c);
 	return t;
+}
+
+struct kvm_mn_token *kvm_mmu_notifier_start_all(uint64_t hva_start, uint64_t hva_end)
+{
+	return mn_start_all(hva_start, hva_end, true);
+}
+
+struct kvm_mn_token *kvm_mmu_notifier_start_clear_all(uint64_t hva_start, uint64_t hva_end)
+{
+	return mn_start_all(hva_start, hva_end, false);
 }
 
 void kvm_mmu_notifier_end_all(struct kvm_mn_token *t)
@@ -380,7 +392,8 @@ void kvm_mmu_notifier_end_all(struct kvm_mn_token *t)
 		kvm_mn_invalidate_end(t->vms[i].kvm, t->vms[i].begun, t->start, t->end);
 		kvm_put_kvm(t->vms[i].kvm);
 	}
-	kvm_shram_hva_changed(t->start, t->end);
+	if (t->unmap)
+		kvm_shram_hva_changed(t->start, t->end);
 	free(t->vms);
 	free(t);
 }

@@ -573,6 +573,13 @@ void kvm_mmu_notifier_invalidate_range(struct kvm *kvm, uint64_t hva_start, uint
  */
 struct kvm_mn_token;
 struct kvm_mn_token *kvm_mmu_notifier_start_all(uint64_t hva_start, uint64_t hva_end);
+/*
+ * The same for a change that keeps every mapping (madvise, mprotect: the
+ * kernel's CLEAR and PROTECTION_VMA events): end need not look for files
+ * kept for shared RAM that lost their last mapping, which costs a read of
+ * /proc/self/maps (long with thousands of memslots) per call.
+ */
+struct kvm_mn_token *kvm_mmu_notifier_start_clear_all(uint64_t hva_start, uint64_t hva_end);
 void kvm_mmu_notifier_end_all(struct kvm_mn_token *token);
 
 #endif
