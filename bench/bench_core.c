@@ -9,6 +9,8 @@
  *  - gfn -> memslot lookup of random gfns over 32764 slots vs the same
  *    gfns over 1 slot covering the same range;
  *  - deleting and re-inserting a memslot with 32764 slots vs 1 slot;
+ *  - a one-page host invalidation (the mmu notifier, as for one madvise)
+ *    with 32764 slots vs 1 slot;
  *  - fallocate of 1 GiB of guest_memfd vs writing 1 GiB of fresh anonymous
  *    memory (goal: within 2x);
  *  - scattered 4 KiB fallocate of a guest_memfd vs a plain memfd (issue #11
@@ -301,6 +303,61 @@ static int bench_memslot_updates(void)
 	return r;
 }
 
+#define NOTIFIER_HVA 0x100000000ULL /* never touched: the slots are not accessed */
+
+static int add_slot_at(struct kvm *kvm, uint32_t id, uint64_t gpa, uint64_t hva)
+{
+	struct kvm_userspace_memory_region2 r = { 0 };
+
+	r.slot = id;
+	r.guest_phys_addr = gpa;
+	r.memory_size = 4096;
+	r.userspace_addr = hva;
+	return kvm_set_memory_region(kvm, &r, true, NULL);
+}
+
+static double notifier_once(struct kvm *kvm, uint64_t hva)
+{
+	uint64_t t0 = bench_now_ns();
+
+	kvm_mmu_notifier_invalidate_range(kvm, hva, hva + 4096);
+	return (double)(bench_now_ns() - t0);
+}
+
+/* One madvise's invalidation: each slot its own page, one slot hit. */
+static int bench_notifier(void)
+{
+	static double v1[SLOT_REPS], vn[SLOT_REPS];
+	struct kvm *one, *many;
+	unsigned seed = 5;
+	int r;
+
+	r = kvm_create_vm(0, &one);
+	if (r)
+		return r;
+	r = kvm_create_vm(0, &many);
+	if (r) {
+		kvm_put_kvm(one);
+		return r;
+	}
+	r = add_slot_at(one, 0, 0, NOTIFIER_HVA);
+	for (uint32_t id = 0; !r && id < KVM_USER_MEM_SLOTS; id++)
+		r = add_slot_at(many, id, (uint64_t)id * 2 * 4096, NOTIFIER_HVA + (uint64_t)id * 4096);
+	for (int i = 0; !r && i < SLOT_REPS; i++) {
+		uint32_t id = (uint32_t)rand_r(&seed) % KVM_USER_MEM_SLOTS;
+
+		v1[i] = notifier_once(one, NOTIFIER_HVA);
+		vn[i] = notifier_once(many, NOTIFIER_HVA + (uint64_t)id * 4096);
+	}
+	if (!r)
+		bench_row("mmu notifier, 1 page, 32764 slots vs 1 (us)",
+			  bench_median(vn, SLOT_REPS) / 1e3, bench_median(v1, SLOT_REPS) / 1e3, "us",
+			  "within 4x (log n)");
+	kvm_put_kvm(one);
+	kvm_put_kvm(many);
+	return r;
+}
+
 /* Mean ns per lookup of @n gfns. */
 static double time_lookups(struct kvm *kvm, const gfn_t *gfns, int n)
 {
@@ -488,6 +545,7 @@ const struct bench_item bench_core_items[] = {
 	{ "attr-range", bench_attr_range },
 	{ "attr-runs", bench_attr_runs },
 	{ "memslot-updates", bench_memslot_updates },
+	{ "notifier", bench_notifier },
 	{ "lookup", bench_lookup },
 	{ "fallocate", bench_fallocate },
 	{ "fallocate-scattered", bench_scattered_fallocate },

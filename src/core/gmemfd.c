@@ -33,6 +33,7 @@
 #include "lib/lockdep.h"
 #include "lib/ownfd.h"
 #include "lib/procfile.h"
+#include "lib/rangemap.h"
 #include "lib/rcu.h"
 #include "lib/sys_raw.h"
 
@@ -66,6 +67,16 @@ struct gm_shfile {
 	uint64_t ino;
 	uint64_t id;
 	uint64_t lo, hi; /* hull of the host ranges where it was seen mapped */
+	/*
+	 * Where it is mapped as far as guestmem saw (host range -> 1), less
+	 * what notifier events changed since: while some is left, a change
+	 * elsewhere cannot have unmapped it, and /proc/self/maps (long with
+	 * thousands of memslots) need not be read.  where_lost: a store ran
+	 * out of memory; read the maps every time, as without it.
+	 */
+	struct rangemap where;
+	bool where_lost;
+	bool check; /* kvm_shram_hva_changed(): look it up in the maps */
 	struct gm_shfile *next;
 };
 
@@ -96,7 +107,22 @@ static void shfile_put_locked(struct gm_shfile *f)
 	if (f->ours)
 		WRITE_ONCE(gm_shfiles_ours, gm_shfiles_ours - 1);
 	gm_fd_close(f->fd);
+	rangemap_fini(&f->where); /* only ever read under gm_shram_lock */
 	free(f);
+}
+
+/* Record [start, end) in @f->where (1) or take it out (0). */
+static void shfile_where_store_locked(struct gm_shfile *f, uint64_t start, uint64_t end,
+				      uint64_t value)
+{
+	if (f->where_lost)
+		return;
+	if (rangemap_store(&f->where, start, end, value)) {
+		rangemap_fini(&f->where);
+		f->where_lost = true;
+		return;
+	}
+	rangemap_reclaim_unreachable(&f->where); /* no RCU reader: reuse at once */
 }
 
 static struct gm_shfile *shfile_lookup_locked(dev_t dev, uint64_t ino)
@@ -144,6 +170,7 @@ static struct gm_shfile *shfile_add_locked(int fd, dev_t dev, uint64_t ino, bool
 	*f = (struct gm_shfile){ .fd = fd, .dev = dev, .ino = ino, .writable = writable,
 				 .ours = ours, .id = gm_shfile_next_id++, .lo = ~0ULL };
 	file_map_props(fd, &f->map_align, &f->executable);
+	rangemap_init(&f->where);
 	f->next = gm_shfiles;
 	gm_shfiles = f;
 	gm_shfiles_nr++;
@@ -161,6 +188,7 @@ static void shfile_seen_mapped_locked(struct gm_shfile *f, uint64_t start, uint6
 	}
 	f->lo = GM_MIN(f->lo, start);
 	f->hi = GM_MAX(f->hi, end);
+	shfile_where_store_locked(f, start, end, 1);
 }
 
 long kvm_shram_nr_files(void)
@@ -1098,20 +1126,46 @@ void kvm_shram_slot_hva_changed(struct kvm_memory_slot *slot)
 		__atomic_store_n(&r->stale, 1, __ATOMIC_RELEASE);
 }
 
-/* Is (dev, ino) in the maps text? */
-static bool maps_has_file(const char *maps, dev_t dev, uint64_t ino)
+/*
+ * Is @f in the maps text?  If so, its mappings there become f->where.
+ * Linear: each line is scanned from a bounded copy (sscanf on the whole
+ * text measures all of it, per line).
+ */
+static bool maps_file_where_locked(const char *maps, struct gm_shfile *f)
 {
+	bool found = false;
+
+	rangemap_fini(&f->where);
+	f->where_lost = false;
 	for (const char *line = maps; line && *line;) {
-		unsigned long long ino2;
+		unsigned long long vs, ve, ino;
 		unsigned maj, min;
 		const char *nl = strchr(line, '\n');
+		size_t n = nl ? (size_t)(nl - line) : strlen(line);
+		char buf[128]; /* the fields before the path fit */
 
-		if (sscanf(line, "%*x-%*x %*s %*x %x:%x %llu", &maj, &min, &ino2) == 3 &&
-		    ino2 == ino && makedev(maj, min) == dev)
-			return true;
+		n = GM_MIN(n, sizeof(buf) - 1);
+		memcpy(buf, line, n);
+		buf[n] = '\0';
+		if (sscanf(buf, "%llx-%llx %*s %*x %x:%x %llu", &vs, &ve, &maj, &min, &ino) == 5 &&
+		    ino == f->ino && makedev(maj, min) == f->dev) {
+			found = true;
+			shfile_seen_mapped_locked(f, vs, ve); /* maybe moved (mremap) */
+		}
 		line = nl ? nl + 1 : NULL;
 	}
-	return false;
+	return found;
+}
+
+/*
+ * Whether @f, mapped somewhere in the hull [f->lo, f->hi) that meets the
+ * changed [start, end), may have lost its last mapping: its known mappings
+ * lose [start, end); if some are left, the change did not reach them.
+ */
+static bool shfile_may_be_unmapped_locked(struct gm_shfile *f, uint64_t start, uint64_t end)
+{
+	shfile_where_store_locked(f, start, end, 0);
+	return f->where_lost || rangemap_nr_runs(&f->where) == 0;
 }
 
 void kvm_shram_hva_changed(uint64_t start, uint64_t end)
@@ -1121,14 +1175,16 @@ void kvm_shram_hva_changed(uint64_t start, uint64_t end)
 
 	__atomic_fetch_add(&gm_shram_gen, 1, __ATOMIC_ACQ_REL);
 	gm_mutex_lock(&gm_shram_lock, GM_LOCK_SHRAM);
-	for (struct gm_shfile *f = gm_shfiles; f; f = f->next)
-		any |= f->mapped && f->lo < end && start < f->hi;
+	for (struct gm_shfile *f = gm_shfiles; f; f = f->next) {
+		f->check = f->mapped && f->lo < end && start < f->hi &&
+			   shfile_may_be_unmapped_locked(f, start, end);
+		any |= f->check;
+	}
 	if (any)
 		maps = gm_read_proc_file("/proc/self/maps", SIZE_MAX);
 	for (struct gm_shfile *f = gm_shfiles, *next; maps && f; f = next) {
 		next = f->next;
-		if (f->mapped && f->lo < end && start < f->hi &&
-		    !maps_has_file(maps, f->dev, f->ino)) {
+		if (f->check && !maps_file_where_locked(maps, f)) {
 			f->mapped = false;
 			shfile_put_locked(f);
 		}

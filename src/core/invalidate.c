@@ -162,25 +162,22 @@ static int inval_gmem_hit(void *ctx, uint64_t start, uint64_t end, uint64_t valu
 }
 
 struct hva_hits {
-	uint64_t hva_start, hva_end;
 	gfn_t (*ranges)[2];
 	size_t nr, cap;
 	bool oom;
 };
 
-/* Record the gfns of @slot whose host pages lie in [hva_start, hva_end). */
-static void hva_collect_slot(struct kvm_memory_slot *slot, struct hva_hits *h)
+/* Record the gfns of @slot whose host pages lie in [hs, he), its overlap. */
+static int hva_collect_cb(struct kvm_memory_slot *slot, uint64_t hs, uint64_t he, void *arg)
 {
-	uint64_t s = slot->userspace_addr, e = s + slot->npages * GM_PAGE_SIZE;
-	uint64_t hs = GM_MAX(h->hva_start, s), he = GM_MIN(h->hva_end, e);
+	struct hva_hits *h = arg;
+	uint64_t s = slot->userspace_addr;
 
 	/*
 	 * An INVALID slot (being deleted or moved) still has translations
-	 * until its flush: it must be zapped like any other.
+	 * until its flush: it must be zapped like any other.  Its record may
+	 * name memory that is going away: probe again.
 	 */
-	if (hs >= he)
-		return;
-	/* Its record may name memory that is going away: probe again. */
 	kvm_shram_slot_hva_changed(slot);
 	if (h->nr == h->cap) {
 		size_t cap = h->cap ? 2 * h->cap : 8;
@@ -188,7 +185,7 @@ static void hva_collect_slot(struct kvm_memory_slot *slot, struct hva_hits *h)
 
 		if (!n) {
 			h->oom = true;
-			return;
+			return 0;
 		}
 		h->ranges = n;
 		h->cap = cap;
@@ -196,11 +193,6 @@ static void hva_collect_slot(struct kvm_memory_slot *slot, struct hva_hits *h)
 	h->ranges[h->nr][0] = slot->base_gfn + ((hs - s) >> GM_PAGE_SHIFT);
 	h->ranges[h->nr][1] = slot->base_gfn + ((he - s + GM_PAGE_SIZE - 1) >> GM_PAGE_SHIFT);
 	h->nr++;
-}
-
-static int hva_collect_cb(struct kvm_memory_slot *slot, void *h)
-{
-	hva_collect_slot(slot, h);
 	return 0;
 }
 
@@ -211,11 +203,12 @@ static int hva_collect_cb(struct kvm_memory_slot *slot, void *h)
  */
 static void inval_hva_walk(struct kvm *kvm, struct kvm_invalidation *inv, struct inval_walk *w)
 {
-	struct hva_hits h = { inv->start, inv->end, NULL, 0, 0, false };
+	struct hva_hits h = { NULL, 0, 0, false };
 
 	gm_rcu_read_lock();
 	for (int as = 0; as < kvm->nr_as; as++)
-		kvm_memslots_for_each(kvm_memslots(kvm, as), hva_collect_cb, &h);
+		kvm_memslots_for_each_in_hva(kvm_memslots(kvm, as), inv->start, inv->end,
+					     hva_collect_cb, &h);
 	gm_rcu_read_unlock();
 	if (h.oom) /* could not list the hits: invalidate the whole guest */
 		inval_hit(w, NULL, 0, kvm->max_gfn + 1);
@@ -284,13 +277,12 @@ static bool kvm_mn_invalidate_start(struct kvm *kvm, uint64_t hva_start, uint64_
 	return kvm_invalidation_begin(kvm, &inv);
 }
 
-static int mn_stale_cb(struct kvm_memory_slot *slot, void *ctx)
+static int mn_stale_cb(struct kvm_memory_slot *slot, uint64_t hs, uint64_t he, void *ctx)
 {
-	const uint64_t *r = ctx;
-	uint64_t s = slot->userspace_addr, e = s + slot->npages * GM_PAGE_SIZE;
-
-	if (s < r[1] && r[0] < e)
-		kvm_shram_slot_hva_changed(slot);
+	(void)hs;
+	(void)he;
+	(void)ctx;
+	kvm_shram_slot_hva_changed(slot);
 	return 0;
 }
 
@@ -300,11 +292,10 @@ static int mn_stale_cb(struct kvm_memory_slot *slot, void *ctx)
  */
 static void kvm_mn_mark_stale(struct kvm *kvm, uint64_t hva_start, uint64_t hva_end)
 {
-	uint64_t r[2] = { hva_start, hva_end };
-
 	gm_rcu_read_lock();
 	for (int as = 0; as < kvm->nr_as; as++)
-		kvm_memslots_for_each(kvm_memslots(kvm, as), mn_stale_cb, r);
+		kvm_memslots_for_each_in_hva(kvm_memslots(kvm, as), hva_start, hva_end,
+					     mn_stale_cb, NULL);
 	gm_rcu_read_unlock();
 }
 
@@ -331,6 +322,7 @@ void kvm_mmu_notifier_invalidate_range(struct kvm *kvm, uint64_t hva_start, uint
 
 struct kvm_mn_token {
 	uint64_t start, end;
+	bool unmap; /* mappings may have gone: files may have lost their last */
 	long nr, cap;
 	struct { struct kvm *kvm; bool begun; } *vms;
 };
@@ -363,7 +355,7 @@ static void mn_start_range(struct kvm *kvm, void *ctx)
 	t->nr++;
 }
 
-struct kvm_mn_token *kvm_mmu_notifier_start_all(uint64_t hva_start, uint64_t hva_end)
+static struct kvm_mn_token *mn_start_all(uint64_t hva_start, uint64_t hva_end, bool unmap)
 {
 	struct kvm_mn_token *t;
 	struct mn_range_ctx c;
@@ -376,9 +368,20 @@ struct kvm_mn_token *kvm_mmu_notifier_start_all(uint64_t hva_start, uint64_t hva
 		return NULL;
 	t->start = hva_start;
 	t->end = hva_end;
+	t->unmap = unmap;
 	c = (struct mn_range_ctx){ t, hva_start, hva_end };
 	kvm_for_each_vm(mn_start_range, &c);
 	return t;
+}
+
+struct kvm_mn_token *kvm_mmu_notifier_start_all(uint64_t hva_start, uint64_t hva_end)
+{
+	return mn_start_all(hva_start, hva_end, true);
+}
+
+struct kvm_mn_token *kvm_mmu_notifier_start_clear_all(uint64_t hva_start, uint64_t hva_end)
+{
+	return mn_start_all(hva_start, hva_end, false);
 }
 
 void kvm_mmu_notifier_end_all(struct kvm_mn_token *t)
@@ -389,7 +392,8 @@ void kvm_mmu_notifier_end_all(struct kvm_mn_token *t)
 		kvm_mn_invalidate_end(t->vms[i].kvm, t->vms[i].begun, t->start, t->end);
 		kvm_put_kvm(t->vms[i].kvm);
 	}
-	kvm_shram_hva_changed(t->start, t->end);
+	if (t->unmap)
+		kvm_shram_hva_changed(t->start, t->end);
 	free(t->vms);
 	free(t);
 }

@@ -119,6 +119,9 @@ static inline bool kvm_slot_can_be_private(const struct kvm_memory_slot *s)
 	return s && (s->flags & KVM_MEM_GUEST_MEMFD);
 }
 
+/* Size classes of the hva index: npages in [2^c, 2^(c+1)), c <= 30. */
+#define KVM_HVA_CLASSES 31
+
 /*
  * One memslot set: a tree by gfn, [base_gfn, base_gfn + npages) -> slot
  * (a rangemap: slots are disjoint, so each is one run), for O(log n)
@@ -129,6 +132,16 @@ static inline bool kvm_slot_can_be_private(const struct kvm_memory_slot *s)
 struct kvm_memslots {
 	uint64_t generation;
 	struct rangemap by_gfn; /* values: struct kvm_memory_slot * */
+	/*
+	 * The same slots by host address (src/core/memslot_hva.c), for the
+	 * mmu notifier: keyed by size class, then start; hva_nr[c] counts
+	 * the slots of class c.  Changed with by_gfn, on the inactive set
+	 * only.  hva_lost: an update ran out of memory and the index is
+	 * empty; readers walk every slot until a later update rebuilds it.
+	 */
+	struct rangemap by_hva;
+	uint32_t hva_nr[KVM_HVA_CLASSES];
+	int hva_lost;
 };
 
 /*
@@ -345,6 +358,35 @@ uint64_t kvm_memslots_nr(struct kvm_memslots *slots);
 int kvm_memslots_for_each(struct kvm_memslots *slots,
 			  int (*fn)(struct kvm_memory_slot *slot, void *ctx), void *ctx);
 
+/* End (exclusive) of @slot's host range. */
+static inline uint64_t kvm_memslot_hva_end(const struct kvm_memory_slot *slot)
+{
+	return slot->userspace_addr + (slot->npages << GM_PAGE_SHIFT);
+}
+
+/*
+ * Each slot of @slots whose host range meets [start, end), once, with that
+ * intersection, without a walk over every slot (src/core/memslot_hva.c);
+ * stops on a nonzero return.  Context: gm_rcu_read_lock() held (or
+ * slots_lock).
+ */
+typedef int (*kvm_hva_slot_fn)(struct kvm_memory_slot *slot, uint64_t hva_start,
+			       uint64_t hva_end, void *ctx);
+int kvm_memslots_for_each_in_hva(struct kvm_memslots *slots, uint64_t start, uint64_t end,
+				 kvm_hva_slot_fn fn, void *ctx);
+/*
+ * Keep the hva index of @slots, an inactive set that by_gfn already shows
+ * with @old (may be NULL) replaced by @new (may be NULL), in step.  Cannot
+ * fail: out of memory, the index is dropped (see hva_lost).  Context:
+ * slots_lock held, no reader can reach @slots.
+ */
+void kvm_memslots_hva_replace(struct kvm_memslots *slots, struct kvm_memory_slot *old,
+			      struct kvm_memory_slot *new);
+/* Frees the index, not the slots.  Context: no reader left. */
+void kvm_memslots_hva_fini(struct kvm_memslots *slots);
+/* Tests only: 0 if the index matches the slots of by_gfn, else < 0. */
+int kvm_memslots_hva_check(struct kvm_memslots *slots);
+
 /*
  * Iterate slots of every address space intersecting [start, end).
  * Context: slots_lock held.
@@ -531,6 +573,13 @@ void kvm_mmu_notifier_invalidate_range(struct kvm *kvm, uint64_t hva_start, uint
  */
 struct kvm_mn_token;
 struct kvm_mn_token *kvm_mmu_notifier_start_all(uint64_t hva_start, uint64_t hva_end);
+/*
+ * The same for a change that keeps every mapping (madvise, mprotect: the
+ * kernel's CLEAR and PROTECTION_VMA events): end need not look for files
+ * kept for shared RAM that lost their last mapping, which costs a read of
+ * /proc/self/maps (long with thousands of memslots) per call.
+ */
+struct kvm_mn_token *kvm_mmu_notifier_start_clear_all(uint64_t hva_start, uint64_t hva_end);
 void kvm_mmu_notifier_end_all(struct kvm_mn_token *token);
 
 #endif

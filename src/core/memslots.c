@@ -250,9 +250,11 @@ static void kvm_replace_memslot_everywhere(struct kvm *kvm, int as_id,
 	struct kvm_memslots *inactive = kvm_inactive_memslots(kvm, as_id);
 
 	memslots_commit(inactive, c->u[inactive - kvm->__memslots[as_id]]);
+	kvm_memslots_hva_replace(inactive, old, new);
 	kvm_swap_active_memslots(kvm, as_id);
 	inactive = kvm_inactive_memslots(kvm, as_id);
 	memslots_commit(inactive, c->u[inactive - kvm->__memslots[as_id]]);
+	kvm_memslots_hva_replace(inactive, old, new);
 	kvm->slot_by_id[as_id][(new ? new : old)->id] = new;
 }
 
@@ -444,19 +446,22 @@ static int kvm_classify_modify(const struct kvm_memory_slot *old,
 }
 
 static struct kvm_memory_slot *kvm_new_memslot(const struct kvm_userspace_memory_region2 *mem,
-					       const struct kvm_memory_slot *old)
+					       const struct kvm_memory_slot *old,
+					       enum kvm_mr_change change)
 {
 	struct kvm_memory_slot *s = calloc(1, sizeof(*s));
 
 	if (!s)
 		return NULL;
-	if (old) {
+	if (change == KVM_MR_FLAGS_ONLY) {
 		*s = *old; /* FLAGS_ONLY keeps metadata; MOVE replaces it */
 		s->shram = NULL;
-		kvm_shram_slot_copy(s, old); /* same memory: same record */
-	} else {
-		kvm_shram_slot_init(s);
 	}
+	/* Both keep the host range: same memory, same record. */
+	if (change == KVM_MR_FLAGS_ONLY || change == KVM_MR_MOVE)
+		kvm_shram_slot_copy(s, old);
+	else
+		kvm_shram_slot_init(s);
 	s->base_gfn = mem->guest_phys_addr >> GM_PAGE_SHIFT;
 	s->npages = mem->memory_size >> GM_PAGE_SHIFT;
 	s->userspace_addr = mem->userspace_addr;
@@ -516,11 +521,9 @@ static int __kvm_set_memory_region(struct kvm *kvm,
 	    kvm_check_memslot_overlap(kvm->memslots[as_id], (uint16_t)id,
 				      mem->guest_phys_addr >> GM_PAGE_SHIFT, npages))
 		return -EEXIST;
-	new = kvm_new_memslot(mem, change == KVM_MR_FLAGS_ONLY ? old : NULL);
+	new = kvm_new_memslot(mem, old, change);
 	if (!new)
 		return -ENOMEM;
-	if (change == KVM_MR_MOVE) /* a move keeps the host range */
-		kvm_shram_slot_copy(new, old);
 	r = kvm_bind_new_slot(kvm, new, mem, gref, &undo);
 	/*
 	 * 6.12.118 finds an overlapping binding only when it commits, after

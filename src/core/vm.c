@@ -52,6 +52,8 @@ static int kvm_init_memslots(struct kvm *kvm)
 		kvm->__memslots[as][1].generation = (uint64_t)as;
 		rangemap_init(&kvm->__memslots[as][0].by_gfn);
 		rangemap_init(&kvm->__memslots[as][1].by_gfn);
+		rangemap_init(&kvm->__memslots[as][0].by_hva);
+		rangemap_init(&kvm->__memslots[as][1].by_hva);
 		kvm->memslots[as] = &kvm->__memslots[as][0];
 	}
 	return 0;
@@ -80,8 +82,10 @@ static void kvm_free_memslots(struct kvm *kvm)
 		/* Both sets hold the same slots: free them once. */
 		if (slots)
 			kvm_memslots_for_each(slots, kvm_free_one_memslot, NULL);
-		for (int i = 0; i < 2; i++)
+		for (int i = 0; i < 2; i++) {
+			kvm_memslots_hva_fini(&kvm->__memslots[as][i]);
 			rangemap_fini(&kvm->__memslots[as][i].by_gfn);
+		}
 		free(kvm->slot_by_id[as]);
 	}
 }

@@ -113,7 +113,7 @@ static bool gm_hva_intersects(uint64_t start, uint64_t end)
 	return hit;
 }
 
-struct kvm_mn_token *gm_uapi_hva_start(uint64_t start, uint64_t end)
+static struct kvm_mn_token *hva_start(uint64_t start, uint64_t end, bool unmap)
 {
 	struct kvm_mn_token *t;
 
@@ -123,9 +123,20 @@ struct kvm_mn_token *gm_uapi_hva_start(uint64_t start, uint64_t end)
 	if (!gm_hva_intersects(start, end))
 		return NULL;
 	gm_uapi_enter();
-	t = kvm_mmu_notifier_start_all(start, end);
+	t = unmap ? kvm_mmu_notifier_start_all(start, end)
+		  : kvm_mmu_notifier_start_clear_all(start, end);
 	gm_uapi_leave(0);
 	return t;
+}
+
+struct kvm_mn_token *gm_uapi_hva_start(uint64_t start, uint64_t end)
+{
+	return hva_start(start, end, true);
+}
+
+struct kvm_mn_token *gm_uapi_hva_start_clear(uint64_t start, uint64_t end)
+{
+	return hva_start(start, end, false);
 }
 
 void gm_uapi_hva_end(struct kvm_mn_token *t)

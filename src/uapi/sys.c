@@ -637,6 +637,14 @@ static void *gm_hva_start(void *addr, size_t len)
 	return gm_uapi_hva_start(a, a + GM_PAGE_ALIGN_UP(len));
 }
 
+/* The same for a change that keeps the range mapped. */
+static void *gm_hva_start_clear(void *addr, size_t len)
+{
+	uintptr_t a = (uintptr_t)addr;
+
+	return gm_uapi_hva_start_clear(a, a + GM_PAGE_ALIGN_UP(len));
+}
+
 void gm_uapi_mm_post(void *token)
 {
 	int saved = errno;
@@ -708,7 +716,7 @@ void *gm_uapi_madvise_pre(void *addr, size_t len, int advice)
 	case MADV_FREE:
 	case MADV_PAGEOUT:
 	case 24: /* MADV_DONTNEED_LOCKED */
-		return gm_hva_start(addr, len);
+		return gm_hva_start_clear(addr, len);
 	}
 	return NULL;
 }
@@ -735,7 +743,7 @@ bool gm_uapi_madvise_discard(void *addr, size_t len, int advice, int *ret)
 
 void *gm_uapi_mprotect_pre(void *addr, size_t len)
 {
-	return gm_hva_start(addr, len);
+	return gm_hva_start_clear(addr, len);
 }
 
 /* ---- <guestmem/sys.h> ------------------------------------------------- */

@@ -271,6 +271,8 @@ void gm_uapi_hva_note(uint64_t start, uint64_t end);
  * a memslot, which is the cheap common case.  Context: no VM locks.
  */
 struct kvm_mn_token *gm_uapi_hva_start(uint64_t start, uint64_t end);
+/* The same for a change that keeps the mappings (madvise, mprotect). */
+struct kvm_mn_token *gm_uapi_hva_start_clear(uint64_t start, uint64_t end);
 void gm_uapi_hva_end(struct kvm_mn_token *token);
 /* Both at once: the change already happened or is atomic to the guest. */
 void gm_uapi_hva_invalidate(uint64_t start, uint64_t end);

@@ -594,6 +594,44 @@ TEST(test_munmap_then_remap)
 	munmap(mem, 4 * PS);
 }
 
+/*
+ * The file of converted memory stays while any part of it is mapped and
+ * goes with the last part, however the VMM takes it apart; moved by
+ * mremap, it is found where it went (and goes when that is unmapped).
+ */
+TEST(test_partial_unmaps)
+{
+	struct kvm *kvm = vm_new(0);
+	char *mem = anon(8), *dest = anon(4);
+	long files = kvm_shram_nr_files();
+	struct kvm_mn_token *t;
+
+	ASSERT_EQ(kvm_shared_ram_enable(kvm), 0);
+	ASSERT_EQ(set_region(kvm, 0, 0, 0, 8 * PS, mem, NULL, 0), 0);
+	ASSERT_EQ(kvm_shram_nr_files(), files + 1);
+	kvm_put_kvm(kvm); /* only the mapping keeps the file now */
+	gm_synchronize_rcu();
+
+	t = kvm_mmu_notifier_start_all((uintptr_t)mem + 2 * PS, (uintptr_t)mem + 4 * PS);
+	ASSERT_EQ(munmap(mem + 2 * PS, 2 * PS), 0);
+	kvm_mmu_notifier_end_all(t);
+	ASSERT_EQ(kvm_shram_nr_files(), files + 1);
+	t = kvm_mmu_notifier_start_all((uintptr_t)mem, (uintptr_t)mem + 2 * PS);
+	ASSERT_EQ(munmap(mem, 2 * PS), 0);
+	kvm_mmu_notifier_end_all(t);
+	ASSERT_EQ(kvm_shram_nr_files(), files + 1);
+	/* What guestmem knew of is gone: it must look, and finds the move. */
+	t = kvm_mmu_notifier_start_all((uintptr_t)mem + 4 * PS, (uintptr_t)mem + 8 * PS);
+	ASSERT_PTR_EQ(mremap(mem + 4 * PS, 4 * PS, 4 * PS, MREMAP_MAYMOVE | MREMAP_FIXED, dest),
+		      dest);
+	kvm_mmu_notifier_end_all(t);
+	ASSERT_EQ(kvm_shram_nr_files(), files + 1);
+	t = kvm_mmu_notifier_start_all((uintptr_t)dest, (uintptr_t)dest + 4 * PS);
+	ASSERT_EQ(munmap(dest, 4 * PS), 0);
+	kvm_mmu_notifier_end_all(t);
+	ASSERT_WAIT(kvm_shram_nr_files() == files, 5000);
+}
+
 /* madvise(DONTNEED/FREE) on converted memory reads back zeros, as anonymous memory. */
 TEST(test_madvise_discard)
 {
