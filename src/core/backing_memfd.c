@@ -244,17 +244,20 @@ static void pool_give(struct gm_memfd *m, uint64_t slot)
 }
 
 /*
- * Allocate slots [slot, slot + n) of the file.  Populating them writable
- * through our mapping allocates each page and maps it in one system call,
- * where fallocate and then the guest's first access cost a call and a host
- * page fault (~11 us on a paravirtualized host).  Hosts before 5.14 have
- * no MADV_POPULATE_WRITE: fallocate.  Returns 0, -ENOMEM or -errno.
+ * Allocate slots [slot, slot + n) of the file.  For a fault (@map), which
+ * is about to touch the page, populating it writable through our mapping
+ * allocates and maps it in one system call, where fallocate and then the
+ * access cost a call and a host page fault (~11 us on a paravirtualized
+ * host).  An fallocate of the guest_memfd only allocates, as the kernel's
+ * does: mapping pages nobody may touch would double its cost.  Hosts
+ * before 5.14 have no MADV_POPULATE_WRITE: fallocate.  Returns 0, -ENOMEM
+ * or -errno.
  */
-static int pool_populate(struct gm_memfd *m, uint64_t slot, uint64_t n)
+static int pool_populate(struct gm_memfd *m, uint64_t slot, uint64_t n, bool map)
 {
 	static int populate = 1; /* relaxed: every thread learns the same */
 
-	if (READ_ONCE(populate)) {
+	if (map && READ_ONCE(populate)) {
 		if (!gm_raw_madvise(m->whole + (slot << GM_PAGE_SHIFT), n << GM_PAGE_SHIFT,
 				    MADV_POPULATE_WRITE))
 			return 0;
@@ -274,7 +277,7 @@ static int pool_populate(struct gm_memfd *m, uint64_t slot, uint64_t n)
  * ENOMEM a run is retried page by page, so the pages before the one that
  * failed stay allocated (no rollback).  Context: m->lock.
  */
-static int pool_alloc_window(struct gm_memfd *m, uint64_t index, uint64_t n)
+static int pool_alloc_window(struct gm_memfd *m, uint64_t index, uint64_t n, bool map)
 {
 	uint64_t end = index + n;
 	bool single = false;
@@ -293,7 +296,7 @@ static int pool_alloc_window(struct gm_memfd *m, uint64_t index, uint64_t n)
 		got = pool_take(m, run, &slot);
 		if (!got)
 			return -ENOMEM;
-		ret = pool_populate(m, slot, got);
+		ret = pool_populate(m, slot, got, map);
 		for (; !ret && done < got; done++) {
 			ret = gm_pagemap_insert(&m->map, index + done, slot + done);
 			if (!ret)
@@ -486,7 +489,7 @@ static void *pool_page(struct gm_memfd *m, uint64_t index, bool alloc, int *err)
 
 	if (!slot1 && alloc) {
 		gm_mutex_lock(&m->lock, GM_LOCK_BACKING);
-		*err = pool_alloc_window(m, index, 1);
+		*err = pool_alloc_window(m, index, 1, true);
 		/* Under the lock: a punch may remove it as soon as we drop it. */
 		if (!*err)
 			slot1 = gm_pagemap_lookup(&m->map, index);
@@ -540,7 +543,7 @@ static int memfd_allocate_chunk(struct gm_memfd *m, uint64_t index, uint64_t n)
 
 	if (m->pool) {
 		gm_mutex_lock(&m->lock, GM_LOCK_BACKING);
-		ret = pool_alloc_window(m, index, n);
+		ret = pool_alloc_window(m, index, n, false);
 		gm_mutex_unlock(&m->lock);
 		return ret;
 	}
