@@ -33,6 +33,7 @@
 #include <sys/sendfile.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -150,6 +151,7 @@ struct changer {
 	void *malloc_block;
 	long ret;
 	int err;
+	sem_t done; /* posted once KVM_RUN has returned */
 };
 
 static void *changer_main(void *arg)
@@ -173,6 +175,14 @@ static void *changer_main(void *arg)
 		break;
 	}
 	c->err = errno;
+	/*
+	 * Stay until KVM_RUN returns: a thread's exit drops its stack pages
+	 * (glibc's madvise, routed to a worker the listener may start), and
+	 * a thread started now could map its stack where the guest RAM was;
+	 * the guest would then read that memory, as under KVM.
+	 */
+	while (sem_wait(&c->done) && errno == EINTR)
+		;
 	return NULL;
 }
 
@@ -199,12 +209,15 @@ static void run_while(const char *name, enum change how)
 	}
 	vm_open(&m, ram);
 	c.m = &m;
+	sem_init(&c.done, 0, 0);
 	pthread_create(&t, NULL, changer_main, &c);
 	do {
 		r = ioctl(m.vcpu, KVM_RUN, 0);
 		e = errno;
 	} while (r < 0 && e == EINTR);
+	sem_post(&c.done);
 	pthread_join(t, NULL);
+	sem_destroy(&c.done);
 	check(c.ret == 0, name, "the change itself failed: %s", res(c.ret, c.err));
 	check(r == -1 && e == EFAULT, name, "KVM_RUN: %s, exit %u; expected -1 EFAULT", res(r, e),
 	      m.run->exit_reason);
