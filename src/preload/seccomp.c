@@ -1032,12 +1032,13 @@ static void gm_sc_helper(int sock)
 		}
 		if (p[1].revents & POLLIN) {
 			memset(&n, 0, sizeof(n));
-			if (ioctl(nfd, SECCOMP_IOCTL_NOTIF_RECV, &n) == 0) {
+			/* Raw: the preload's ioctl would look the fd up as the VMM's. */
+			if (gm_raw_ioctl(nfd, SECCOMP_IOCTL_NOTIF_RECV, (unsigned long)&n) == 0) {
 				struct seccomp_notif_resp r = {
 					.id = n.id, .flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE
 				};
 
-				ioctl(nfd, SECCOMP_IOCTL_NOTIF_SEND, &r);
+				gm_raw_ioctl(nfd, SECCOMP_IOCTL_NOTIF_SEND, (unsigned long)&r);
 			}
 		} else if (p[1].revents & (POLLHUP | POLLERR | POLLNVAL)) {
 			_exit(0);
