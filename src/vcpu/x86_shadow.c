@@ -229,10 +229,17 @@ static int run_cmp(const void *a, const void *b)
 	return x->gva < y->gva ? -1 : x->gva > y->gva;
 }
 
-/* Sort, merge neighbours with the same action, and apply. */
-static void apply_runs(struct kvm_x86_shadow *sh, struct va_run *r, size_t n)
+/*
+ * Sort, merge neighbours with the same action, and apply.  Returns false
+ * if one failed: mprotect() and munmap() that split a mapping fail with
+ * ENOMEM at vm.max_map_count, and mprotect() stops at the first hole (an
+ * entry whose map was forgotten before the stub applied it), so pages of
+ * the run may keep their old rights.
+ */
+static bool apply_runs(struct kvm_x86_shadow *sh, struct va_run *r, size_t n)
 {
 	size_t i = 0;
+	bool ok = true;
 
 	qsort(r, n, sizeof(*r), run_cmp);
 	while (i < n) {
@@ -241,10 +248,11 @@ static void apply_runs(struct kvm_x86_shadow *sh, struct va_run *r, size_t n)
 		while (i < n && r[i].gva == cur.gva + cur.len && r[i].prot == cur.prot)
 			cur.len += r[i++].len;
 		if (cur.prot < 0)
-			(void)gp_vm_unmap(sh->gp, cur.gva, cur.len);
+			ok &= !gp_vm_unmap(sh->gp, cur.gva, cur.len);
 		else
-			(void)gp_vm_protect(sh->gp, cur.gva, cur.len, cur.prot);
+			ok &= !gp_vm_protect(sh->gp, cur.gva, cur.len, cur.prot);
 	}
+	return ok;
 }
 
 /* Collect the entries of [start, end) into @runs (at most SHADOW_BULK).
@@ -307,7 +315,13 @@ static void shadow_zap(struct kvm_mmu_notifier *n, gfn_t start, gfn_t end, bool 
 				sh->nr--;
 			}
 		}
-		apply_runs(sh, runs, nr);
+		/*
+		 * A page left writable or mapped would let the guest write
+		 * unlogged or reach zapped memory: drop everything instead
+		 * (whole-range munmaps split nothing, so they do not fail).
+		 */
+		if (!apply_runs(sh, runs, nr))
+			drop_all_locked(sh, NULL);
 	}
 	gm_mutex_unlock(&sh->lock);
 }
@@ -451,7 +465,9 @@ void x86_shadow_flush_gva(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv,
 			sh->nr--;
 		}
 	}
-	(void)gp_vm_unmap(sh->gp, lo, hi - lo);
+	/* A failed unmap (a split at vm.max_map_count) must not leave the old translation. */
+	if (gp_vm_unmap(sh->gp, lo, hi - lo))
+		drop_all_locked(sh, sv);
 	gm_mutex_unlock(&sh->lock);
 }
 
@@ -473,6 +489,7 @@ uint64_t x86_shadow_nr_pages(struct kvm_x86_shadow *sh)
 static void backing_evict(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *self, unsigned i)
 {
 	uint32_t id = sh->backings[i].id;
+	bool ok = true;
 
 	wait_inflight(sh, self, true, 0, GP_USER_TOP);
 	for (size_t b = 0; b < sh->nbuckets; b++) {
@@ -482,12 +499,15 @@ static void backing_evict(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sel
 			next = e->gfn_next;
 			if (e->backing != id)
 				continue;
-			(void)gp_vm_unmap(sh->gp, e->gva, 4096);
+			ok &= !gp_vm_unmap(sh->gp, e->gva, 4096);
 			ent_unlink(e);
 			free(e);
 			sh->nr--;
 		}
 	}
+	/* No page of the file may stay mapped once it is handed back. */
+	if (!ok)
+		drop_all_locked(sh, self);
 	(void)gp_vm_remove_backing(sh->gp, id);
 	sh->backings[i] = sh->backings[--sh->nr_backings];
 }
