@@ -153,6 +153,55 @@ static bool inflight_has_gva(const struct x86_shadow_vcpu *sv, uint64_t lo, uint
 	return false;
 }
 
+static void drop_all_locked(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *self);
+
+/* Another vCPU's map in flight covers the guest page at @gva. */
+static bool claimed_by_other(const struct kvm_x86_shadow *sh,
+			     const struct x86_shadow_vcpu *self, uint64_t gva)
+{
+	for (const struct x86_shadow_vcpu *sv = sh->vcpus; sv; sv = sv->next)
+		if (sv != self && sv->inflight && inflight_has_gva(sv, gva, gva + 4096))
+			return true;
+	return false;
+}
+
+/*
+ * Forget @self's maps, never applied.  The reverse map already records
+ * their translations while the guest process still maps the old ones at
+ * those VAs (another gfn, other rights) or nothing: a zap would miss the
+ * old mapping, and mprotect() fails at the hole.  Unmap the VAs (the guest
+ * faults them back) and drop their entries, unless another vCPU's map in
+ * flight claimed the VA since (its mmap is coming).  Returns false if an
+ * unmap failed: the old translation may remain.  Context: sh->lock held.
+ */
+static bool forget_locked(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *self)
+{
+	unsigned n = self->nr_maps;
+	bool ok = true;
+
+	self->nr_maps = 0;
+	for (unsigned i = 0; i < n; i++) {
+		const struct gp_map *m = &self->maps[i];
+
+		ok &= !gp_vm_unmap(sh->gp, m->gva, m->len);
+		for (uint64_t a = m->gva; a < m->gva + m->len; a += 4096) {
+			struct shadow_ent *e = find_gva(sh, a);
+
+			if (e && !claimed_by_other(sh, self, a)) {
+				ent_unlink(e);
+				free(e);
+				sh->nr--;
+			}
+		}
+	}
+	if (self->inflight || self->kicked) {
+		self->inflight = false;
+		self->kicked = false;
+		gm_check_pthread(pthread_cond_broadcast(&sh->cv));
+	}
+	return ok;
+}
+
 /*
  * Kick every vCPU whose maps in flight touch [start, end) of gfns (or the
  * guest VAs [lo, hi) when @by_gva) and wait until they are applied.
@@ -162,10 +211,8 @@ static void wait_inflight(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sel
 			  uint64_t lo, uint64_t hi)
 {
 	/* The caller's own maps are not applied yet (it is not running): forget them. */
-	if (self && self->inflight) {
-		self->nr_maps = 0;
-		self->inflight = false;
-	}
+	if (self && self->inflight && !forget_locked(sh, self))
+		drop_all_locked(sh, self);
 	for (;;) {
 		struct x86_shadow_vcpu *sv;
 		bool waiting = false;
@@ -664,5 +711,13 @@ void x86_shadow_run_end(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv)
 		sv->kicked = false;
 		gm_check_pthread(pthread_cond_broadcast(&sh->cv));
 	}
+	gm_mutex_unlock(&sh->lock);
+}
+
+void x86_shadow_forget(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv)
+{
+	gm_mutex_lock(&sh->lock, GM_LOCK_SHADOW);
+	if (!forget_locked(sh, sv))
+		drop_all_locked(sh, sv);
 	gm_mutex_unlock(&sh->lock);
 }

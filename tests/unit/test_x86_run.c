@@ -538,13 +538,14 @@ TEST(secretmem_private_data_works_code_does_not)
 }
 
 /*
- * A write-protection must reach the guest process even when a page of the
- * range has an entry in the shadow but no mapping: the map of a write
- * fault that fills the dirty ring is forgotten (the vCPU exits with
- * KVM_EXIT_DIRTY_RING_FULL before the stub applied it), and mprotect()
- * over that hole used to fail and leave the next page writable, so the
- * guest's next write to it went unlogged (dirty_log_test's dirty-ring
- * mode).  The logged slot is mapped with 4 KiB guest pages; the guest
+ * A write protection must reach every page of its range in the guest
+ * process.  The map of a write fault that fills the dirty ring is
+ * forgotten (the vCPU exits with KVM_EXIT_DIRTY_RING_FULL before the stub
+ * applied it); its reverse-map entry used to stay, with no mapping behind
+ * it, and the reset's mprotect() over that hole failed and left the next
+ * page writable, so the guest's next write to it went unlogged (as
+ * dirty_log_test's dirty-ring mode saw with mprotect() failing at
+ * vm.max_map_count).  The logged slot is mapped with 4 KiB guest pages; the guest
  * writes pages 2..191, then page 1, then page 0, whose fault pushes the
  * 192nd entry (the soft limit of a 256-entry ring).  The reset coalesces
  * pages 1 and 0 into one write protection, and page 1 must fault again.
