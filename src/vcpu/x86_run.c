@@ -695,7 +695,7 @@ static int ev_access(void *ctx, uint64_t gva, void *buf, unsigned len, unsigned 
 	 * page back.
 	 */
 	if (x->sv.nr_maps)
-		x86_shadow_run_end(x->vm->sh, &x->sv);
+		x86_shadow_forget(x->vm->sh, &x->sv);
 	r = guest_access(x, gva, buf, len, write, access, &gpa, ex);
 	if (r == X86_MEM_FAULT && x->mem_exit) {
 		x->mem_exit = false;
@@ -1626,6 +1626,6 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 		}
 	}
 	/* Maps registered and never run: forget them (a zap may wait on them). */
-	x86_shadow_run_end(x->vm->sh, &x->sv);
+	x86_shadow_forget(x->vm->sh, &x->sv);
 	return ret;
 }

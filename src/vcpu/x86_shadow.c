@@ -153,6 +153,55 @@ static bool inflight_has_gva(const struct x86_shadow_vcpu *sv, uint64_t lo, uint
 	return false;
 }
 
+static void drop_all_locked(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *self);
+
+/* Another vCPU's map in flight covers the guest page at @gva. */
+static bool claimed_by_other(const struct kvm_x86_shadow *sh,
+			     const struct x86_shadow_vcpu *self, uint64_t gva)
+{
+	for (const struct x86_shadow_vcpu *sv = sh->vcpus; sv; sv = sv->next)
+		if (sv != self && sv->inflight && inflight_has_gva(sv, gva, gva + 4096))
+			return true;
+	return false;
+}
+
+/*
+ * Forget @self's maps, never applied.  The reverse map already records
+ * their translations while the guest process still maps the old ones at
+ * those VAs (another gfn, other rights) or nothing: a zap would miss the
+ * old mapping, and mprotect() fails at the hole.  Unmap the VAs (the guest
+ * faults them back) and drop their entries, unless another vCPU's map in
+ * flight claimed the VA since (its mmap is coming).  Returns false if an
+ * unmap failed: the old translation may remain.  Context: sh->lock held.
+ */
+static bool forget_locked(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *self)
+{
+	unsigned n = self->nr_maps;
+	bool ok = true;
+
+	self->nr_maps = 0;
+	for (unsigned i = 0; i < n; i++) {
+		const struct gp_map *m = &self->maps[i];
+
+		ok &= !gp_vm_unmap(sh->gp, m->gva, m->len);
+		for (uint64_t a = m->gva; a < m->gva + m->len; a += 4096) {
+			struct shadow_ent *e = find_gva(sh, a);
+
+			if (e && !claimed_by_other(sh, self, a)) {
+				ent_unlink(e);
+				free(e);
+				sh->nr--;
+			}
+		}
+	}
+	if (self->inflight || self->kicked) {
+		self->inflight = false;
+		self->kicked = false;
+		gm_check_pthread(pthread_cond_broadcast(&sh->cv));
+	}
+	return ok;
+}
+
 /*
  * Kick every vCPU whose maps in flight touch [start, end) of gfns (or the
  * guest VAs [lo, hi) when @by_gva) and wait until they are applied.
@@ -162,10 +211,8 @@ static void wait_inflight(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sel
 			  uint64_t lo, uint64_t hi)
 {
 	/* The caller's own maps are not applied yet (it is not running): forget them. */
-	if (self && self->inflight) {
-		self->nr_maps = 0;
-		self->inflight = false;
-	}
+	if (self && self->inflight && !forget_locked(sh, self))
+		drop_all_locked(sh, self);
 	for (;;) {
 		struct x86_shadow_vcpu *sv;
 		bool waiting = false;
@@ -229,10 +276,17 @@ static int run_cmp(const void *a, const void *b)
 	return x->gva < y->gva ? -1 : x->gva > y->gva;
 }
 
-/* Sort, merge neighbours with the same action, and apply. */
-static void apply_runs(struct kvm_x86_shadow *sh, struct va_run *r, size_t n)
+/*
+ * Sort, merge neighbours with the same action, and apply.  Returns false
+ * if one failed: mprotect() and munmap() that split a mapping fail with
+ * ENOMEM at vm.max_map_count, and mprotect() stops at the first hole (an
+ * entry whose map was forgotten before the stub applied it), so pages of
+ * the run may keep their old rights.
+ */
+static bool apply_runs(struct kvm_x86_shadow *sh, struct va_run *r, size_t n)
 {
 	size_t i = 0;
+	bool ok = true;
 
 	qsort(r, n, sizeof(*r), run_cmp);
 	while (i < n) {
@@ -241,10 +295,11 @@ static void apply_runs(struct kvm_x86_shadow *sh, struct va_run *r, size_t n)
 		while (i < n && r[i].gva == cur.gva + cur.len && r[i].prot == cur.prot)
 			cur.len += r[i++].len;
 		if (cur.prot < 0)
-			(void)gp_vm_unmap(sh->gp, cur.gva, cur.len);
+			ok &= !gp_vm_unmap(sh->gp, cur.gva, cur.len);
 		else
-			(void)gp_vm_protect(sh->gp, cur.gva, cur.len, cur.prot);
+			ok &= !gp_vm_protect(sh->gp, cur.gva, cur.len, cur.prot);
 	}
+	return ok;
 }
 
 /* Collect the entries of [start, end) into @runs (at most SHADOW_BULK).
@@ -307,7 +362,13 @@ static void shadow_zap(struct kvm_mmu_notifier *n, gfn_t start, gfn_t end, bool 
 				sh->nr--;
 			}
 		}
-		apply_runs(sh, runs, nr);
+		/*
+		 * A page left writable or mapped would let the guest write
+		 * unlogged or reach zapped memory: drop everything instead
+		 * (whole-range munmaps split nothing, so they do not fail).
+		 */
+		if (!apply_runs(sh, runs, nr))
+			drop_all_locked(sh, NULL);
 	}
 	gm_mutex_unlock(&sh->lock);
 }
@@ -451,7 +512,9 @@ void x86_shadow_flush_gva(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv,
 			sh->nr--;
 		}
 	}
-	(void)gp_vm_unmap(sh->gp, lo, hi - lo);
+	/* A failed unmap (a split at vm.max_map_count) must not leave the old translation. */
+	if (gp_vm_unmap(sh->gp, lo, hi - lo))
+		drop_all_locked(sh, sv);
 	gm_mutex_unlock(&sh->lock);
 }
 
@@ -473,6 +536,7 @@ uint64_t x86_shadow_nr_pages(struct kvm_x86_shadow *sh)
 static void backing_evict(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *self, unsigned i)
 {
 	uint32_t id = sh->backings[i].id;
+	bool ok = true;
 
 	wait_inflight(sh, self, true, 0, GP_USER_TOP);
 	for (size_t b = 0; b < sh->nbuckets; b++) {
@@ -482,12 +546,15 @@ static void backing_evict(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sel
 			next = e->gfn_next;
 			if (e->backing != id)
 				continue;
-			(void)gp_vm_unmap(sh->gp, e->gva, 4096);
+			ok &= !gp_vm_unmap(sh->gp, e->gva, 4096);
 			ent_unlink(e);
 			free(e);
 			sh->nr--;
 		}
 	}
+	/* No page of the file may stay mapped once it is handed back. */
+	if (!ok)
+		drop_all_locked(sh, self);
 	(void)gp_vm_remove_backing(sh->gp, id);
 	sh->backings[i] = sh->backings[--sh->nr_backings];
 }
@@ -644,5 +711,13 @@ void x86_shadow_run_end(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv)
 		sv->kicked = false;
 		gm_check_pthread(pthread_cond_broadcast(&sh->cv));
 	}
+	gm_mutex_unlock(&sh->lock);
+}
+
+void x86_shadow_forget(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv)
+{
+	gm_mutex_lock(&sh->lock, GM_LOCK_SHADOW);
+	if (!forget_locked(sh, sv))
+		drop_all_locked(sh, sv);
 	gm_mutex_unlock(&sh->lock);
 }

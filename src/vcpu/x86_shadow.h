@@ -31,7 +31,9 @@
  * in gp_vcpu_run(), so the wait ends; and once it has maps in flight it
  * only try-locks mmu_lock (a zapper may hold it while waiting for them)
  * and goes running instead of retrying faults.  A vCPU that flushes or
- * changes the paging state forgets its own maps not yet applied.
+ * changes the paging state forgets its own maps not yet applied, and
+ * unmaps their guest VAs: the reverse map must not record what the guest
+ * process does not map.
  *
  * Context of every function: the vCPU's mutex held for the vCPU ones; no
  * RCU read-side section, no mmu_lock, unless said otherwise.
@@ -101,6 +103,10 @@ int x86_shadow_map(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv, struct
 
 /* Around gp_vcpu_run(): end marks the vCPU's maps applied (or dropped). */
 void x86_shadow_run_end(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv);
+/* Maps registered and never run (the vCPU delivers an event or leaves
+ * KVM_RUN first): forget them, and unmap their guest VAs, whose old
+ * translations the reverse map no longer records. */
+void x86_shadow_forget(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv);
 
 /* Guest TLB flushes: everything (CR3 write, paging-mode change), or the
  * guest page at @gva (INVLPG). */

@@ -537,6 +537,90 @@ TEST(secretmem_private_data_works_code_does_not)
 	ASSERT_EQ(guestmem_config_set(NULL, NULL, "memfd"), 0);
 }
 
+/*
+ * A write protection must reach every page of its range in the guest
+ * process.  The map of a write fault that fills the dirty ring is
+ * forgotten (the vCPU exits with KVM_EXIT_DIRTY_RING_FULL before the stub
+ * applied it); its reverse-map entry used to stay, with no mapping behind
+ * it, and the reset's mprotect() over that hole failed and left the next
+ * page writable, so the guest's next write to it went unlogged (as
+ * dirty_log_test's dirty-ring mode saw with mprotect() failing at
+ * vm.max_map_count).  The logged slot is mapped with 4 KiB guest pages; the guest
+ * writes pages 2..191, then page 1, then page 0, whose fault pushes the
+ * 192nd entry (the soft limit of a 256-entry ring).  The reset coalesces
+ * pages 1 and 0 into one write protection, and page 1 must fault again.
+ */
+TEST(ring_reset_protects_past_a_forgotten_map)
+{
+	static const uint8_t c[] = {
+		0x48, 0xc7, 0xc0, 0x00, 0x20, 0x20, 0x00, /* mov $0x202000, %rax */
+		0xb9, 0xbe, 0x00, 0x00, 0x00,		  /* mov $190, %ecx */
+		0x48, 0x89, 0x00,			  /* 1: mov %rax, (%rax) */
+		0x48, 0x05, 0x00, 0x10, 0x00, 0x00,	  /* add $0x1000, %rax */
+		0xff, 0xc9,				  /* dec %ecx */
+		0x75, 0xf3,				  /* jnz 1b */
+		0x48, 0xc7, 0xc0, 0x00, 0x10, 0x20, 0x00, /* mov $0x201000, %rax */
+		0x48, 0x89, 0x00,			  /* mov %rax, (%rax) */
+		0x48, 0xc7, 0xc0, 0x00, 0x00, 0x20, 0x00, /* mov $0x200000, %rax */
+		0x48, 0x89, 0x00,			  /* mov %rax, (%rax): ring full */
+		0xe7, PORT,				  /* out %eax, $PORT */
+		0x48, 0xc7, 0xc0, 0x00, 0x10, 0x20, 0x00, /* mov $0x201000, %rax */
+		0x48, 0x89, 0x00,			  /* mov %rax, (%rax): logged again */
+		0xe7, PORT,				  /* out %eax, $PORT */
+		0xf4,					  /* hlt */
+	};
+	enum { RING_BYTES = 4096, ENTRIES = RING_BYTES / 16, SOFT = ENTRIES - 64, PAGES = 256 };
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_DIRTY_LOG_RING_ACQ_REL,
+				      .args = { RING_BYTES } };
+	struct kvm_userspace_memory_region r = { .slot = 1, .flags = KVM_MEM_LOG_DIRTY_PAGES,
+						 .guest_phys_addr = 0x200000,
+						 .memory_size = PAGES * 4096 };
+	uint8_t *mem2 = mmap(NULL, PAGES * 4096, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct kvm_dirty_gfn *ring;
+	struct vm m;
+
+	ASSERT_TRUE(mem2 != MAP_FAILED);
+	vm_create_novcpu(&m, 0, false);
+	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_ENABLE_CAP, &cap), 0);
+	vm_create_vcpu(&m);
+	ring = guestmem_sys_mmap(NULL, RING_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, m.vcpu,
+				 KVM_DIRTY_LOG_PAGE_OFFSET * 4096);
+	ASSERT_TRUE(ring != MAP_FAILED);
+	r.userspace_addr = (uintptr_t)mem2;
+	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_SET_USER_MEMORY_REGION, &r), 0);
+	/* 2-3 MiB through a page table at 0x8000: 4 KiB guest pages. */
+	put64(m.mem, 0x3008, 0x8000 | 3);
+	for (unsigned i = 0; i < PAGES; i++)
+		put64(m.mem, 0x8000 + 8 * i, (0x200000 + i * 4096ULL) | 0x63);
+	code(&m, CODE, c, sizeof(c));
+	vm_start(&m, CODE);
+
+	ASSERT_EQ(run(&m), 0);
+	ASSERT_EQ(m.run->exit_reason, KVM_EXIT_DIRTY_RING_FULL);
+	for (unsigned i = 0; i < SOFT; i++) {
+		ASSERT_EQ(__atomic_load_n(&ring[i].flags, __ATOMIC_ACQUIRE),
+			  KVM_DIRTY_GFN_F_DIRTY);
+		ASSERT_EQ(ring[i].slot, 1);
+		ASSERT_EQ(ring[i].offset, i < SOFT - 2 ? i + 2 : SOFT - 1 - i);
+		__atomic_store_n(&ring[i].flags, KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
+	}
+	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_RESET_DIRTY_RINGS, 0), SOFT);
+	/* Page 0's write faults again and is logged, then page 1's. */
+	expect_io(&m, KVM_EXIT_IO_OUT, PORT, 4);
+	ASSERT_EQ(__atomic_load_n(&ring[SOFT].flags, __ATOMIC_ACQUIRE), KVM_DIRTY_GFN_F_DIRTY);
+	ASSERT_EQ(ring[SOFT].offset, 0);
+	expect_io(&m, KVM_EXIT_IO_OUT, PORT, 4);
+	ASSERT_EQ(__atomic_load_n(&ring[SOFT + 1].flags, __ATOMIC_ACQUIRE),
+		  KVM_DIRTY_GFN_F_DIRTY);
+	ASSERT_EQ(ring[SOFT + 1].slot, 1);
+	ASSERT_EQ(ring[SOFT + 1].offset, 1);
+	ASSERT_EQ(*(uint64_t *)(mem2 + 4096), 0x201000);
+	guestmem_sys_munmap(ring, RING_BYTES);
+	vm_close(&m);
+	munmap(mem2, PAGES * 4096);
+}
+
 int main(int argc, char **argv)
 {
 	return test_main(argc, argv);

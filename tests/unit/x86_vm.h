@@ -42,8 +42,9 @@ static inline void put64(uint8_t *mem, uint64_t gpa, uint64_t v)
 	memcpy(mem + gpa, &v, 8);
 }
 
-/* A VM of @type; @irqchip: KVM_CREATE_IRQCHIP before the vCPU. */
-static inline void vm_create(struct vm *m, unsigned long type, bool irqchip)
+/* vm_create() without the vCPU, for VM-wide setup that must come first
+ * (a dirty ring); vm_create_vcpu() then completes it. */
+static inline void vm_create_novcpu(struct vm *m, unsigned long type, bool irqchip)
 {
 	struct kvm_userspace_memory_region r = { 0 };
 
@@ -68,10 +69,21 @@ static inline void vm_create(struct vm *m, unsigned long type, bool irqchip)
 	/* GDT: null, 64-bit code (0x8), data (0x10). */
 	put64(m->mem, 0x6008, 0x00af9b000000ffffULL);
 	put64(m->mem, 0x6010, 0x00cf93000000ffffULL);
+}
+
+static inline void vm_create_vcpu(struct vm *m)
+{
 	m->vcpu = guestmem_sys_ioctl(m->fd, KVM_CREATE_VCPU, 0);
 	ASSERT_TRUE(m->vcpu >= 0);
 	m->run = guestmem_sys_mmap(NULL, 3 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, m->vcpu, 0);
 	ASSERT_TRUE(m->run != MAP_FAILED);
+}
+
+/* A VM of @type; @irqchip: KVM_CREATE_IRQCHIP before the vCPU. */
+static inline void vm_create(struct vm *m, unsigned long type, bool irqchip)
+{
+	vm_create_novcpu(m, type, irqchip);
+	vm_create_vcpu(m);
 }
 
 static inline void vm_open_irqchip(struct vm *m, bool irqchip)
