@@ -386,7 +386,6 @@ TEST(memory_fault_exit_from_32bit_code)
 	};
 	struct kvm_memory_attributes attr = { .address = DATA, .size = 4096,
 					      .attributes = KVM_MEMORY_ATTRIBUTE_PRIVATE };
-	struct kvm_run_memory_fault *mf;
 	struct vm m;
 
 	vm_create(&m, KVM_X86_SW_PROTECTED_VM, false);
@@ -395,13 +394,7 @@ TEST(memory_fault_exit_from_32bit_code)
 	vm_start32(&m, CODE, PM32_2LEVEL);
 	/* Private, but the slot has no guest_memfd: KVM exits to the VMM. */
 	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_SET_MEMORY_ATTRIBUTES, &attr), 0);
-	ASSERT_EQ(run(&m), -1);
-	ASSERT_EQ(errno, EFAULT);
-	ASSERT_EQ(m.run->exit_reason, KVM_EXIT_MEMORY_FAULT);
-	mf = kvm_run_memory_fault(m.run);
-	ASSERT_EQ(mf->gpa, DATA);
-	ASSERT_EQ(mf->size, 4096);
-	ASSERT_EQ(mf->flags, KVM_MEMORY_EXIT_FLAG_PRIVATE);
+	expect_private_fault(&m, DATA);
 	attr.attributes = 0;
 	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_SET_MEMORY_ATTRIBUTES, &attr), 0);
 	ASSERT_EQ(out32(&m, PORT), 0x5a5a);
@@ -435,10 +428,7 @@ TEST(no_paging_memory_fault_inside_a_run)
 	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_SET_MEMORY_ATTRIBUTES, &attr), 0);
 	ASSERT_EQ(out32(&m, PORT), 1);
 	ASSERT_EQ(out32(&m, PORT), 3);
-	ASSERT_EQ(run(&m), -1);
-	ASSERT_EQ(errno, EFAULT);
-	ASSERT_EQ(m.run->exit_reason, KVM_EXIT_MEMORY_FAULT);
-	ASSERT_EQ(kvm_run_memory_fault(m.run)->gpa, DATA + 0x1000);
+	expect_private_fault(&m, DATA + 0x1000);
 	attr.attributes = 0;
 	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_SET_MEMORY_ATTRIBUTES, &attr), 0);
 	ASSERT_EQ(out32(&m, PORT), 2);

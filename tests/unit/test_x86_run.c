@@ -136,7 +136,6 @@ TEST(memory_fault_on_private_mismatch)
 	};
 	struct kvm_memory_attributes attr = { .address = 0x100000, .size = 4096,
 					      .attributes = KVM_MEMORY_ATTRIBUTE_PRIVATE };
-	struct kvm_run_memory_fault *mf;
 	struct vm m;
 
 	vm_create(&m, KVM_X86_SW_PROTECTED_VM, false);
@@ -144,13 +143,7 @@ TEST(memory_fault_on_private_mismatch)
 	vm_start(&m, CODE);
 	/* Private, but the slot has no guest_memfd: KVM exits to the VMM. */
 	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_SET_MEMORY_ATTRIBUTES, &attr), 0);
-	ASSERT_EQ(run(&m), -1);
-	ASSERT_EQ(errno, EFAULT);
-	ASSERT_EQ(m.run->exit_reason, KVM_EXIT_MEMORY_FAULT);
-	mf = kvm_run_memory_fault(m.run);
-	ASSERT_EQ(mf->gpa, 0x100000);
-	ASSERT_EQ(mf->size, 4096);
-	ASSERT_EQ(mf->flags, KVM_MEMORY_EXIT_FLAG_PRIVATE);
+	expect_private_fault(&m, 0x100000);
 	/* Shared again: the load completes. */
 	attr.attributes = 0;
 	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_SET_MEMORY_ATTRIBUTES, &attr), 0);

@@ -241,6 +241,20 @@ static inline void expect_io(struct vm *m, int dir, uint16_t port, uint8_t size)
 	ASSERT_EQ(m->run->io.data_offset, 4096);
 }
 
+/* Run to a KVM_EXIT_MEMORY_FAULT (KVM_RUN: -1 EFAULT) for one private page at @gpa. */
+static inline void expect_private_fault(struct vm *m, uint64_t gpa)
+{
+	struct kvm_run_memory_fault *mf;
+
+	ASSERT_EQ(run(m), -1);
+	ASSERT_EQ(errno, EFAULT);
+	ASSERT_EQ(m->run->exit_reason, KVM_EXIT_MEMORY_FAULT);
+	mf = kvm_run_memory_fault(m->run);
+	ASSERT_EQ(mf->gpa, gpa);
+	ASSERT_EQ(mf->size, 4096);
+	ASSERT_EQ(mf->flags, KVM_MEMORY_EXIT_FLAG_PRIVATE);
+}
+
 /* Run to the next OUT to PORT and return its 32-bit value. */
 static inline uint32_t next_out(struct vm *m)
 {
