@@ -23,6 +23,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 known="$here/known-failures"
+flaky="$here/flaky"
 pkg=linux-source-6.12
 timeout_s=${KSELFTEST_TIMEOUT:-300}
 guestmem=${GUESTMEM:-$repo/build/src/cli/guestmem}
@@ -194,24 +195,23 @@ test_timeout() {
 	esac
 }
 
-# known-failures: "<test and args>: <reason>", '#' comments; exact names.
-is_known() {
+# known-failures and flaky: "<test and args>: <reason>", '#' comments;
+# exact names.
+listed_in() {  # $1 = file, $2 = test
 	local line
-	[ -f "$known" ] || return 1
+	[ -f "$1" ] || return 1
 	while IFS= read -r line; do
 		case "$line" in "#"* | "") continue ;; esac
-		[ "${line%%: *}" = "$1" ] && return 0
-	done <"$known"
+		[ "${line%%: *}" = "$2" ] && return 0
+	done <"$1"
 	return 1
 }
+is_known() { listed_in "$known" "$1"; }
+is_flaky() { listed_in "$flaky" "$1"; }
 
-pass=0 fail=0 skip=0 status=0 known_fail=0 new_fail=0 stale=0
-logdir="$tree/logs"
-mkdir -p "$logdir"
-while IFS= read -r t; do
-	[ -n "$t" ] || continue
-	prog=${t%% *}
-	args=""
+# Run test $1 once: sets rc and last (its last line).
+run_test() {
+	local t=$1 prog=${1%% *} args="" dir to
 	[ "$prog" != "$t" ] && args=${t#* }
 	dir="$kvmdir/$(dirname "$prog")"
 	log="$logdir/$(echo "$t" | tr ' /' '_-').log"
@@ -220,14 +220,32 @@ while IFS= read -r t; do
 	else
 		# Each test runs from its own directory: it opens ./TEST to load
 		# itself into guest memory.
-		# shellcheck disable=SC2086
 		to=$(test_timeout "$t")
+		# shellcheck disable=SC2086
 		(cd "$dir" && timeout -k 10 "$to" "${runner[@]}" \
 			"./$(basename "$prog")" $args) </dev/null >"$log" 2>&1
 		rc=$?
 	fi
 	last=$(sed 's/\r//g; /^[[:space:]]*$/d' "$log" | tail -n 1 | cut -c1-160)
-	[ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] && last="timeout after $(test_timeout "$t")s: $last"
+	if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+		last="timeout after $(test_timeout "$t")s: $last"
+	fi
+}
+
+pass=0 fail=0 skip=0 status=0 known_fail=0 new_fail=0 stale=0 retried=0
+logdir="$tree/logs"
+mkdir -p "$logdir"
+while IFS= read -r t; do
+	[ -n "$t" ] || continue
+	run_test "$t"
+	# A test listed in flaky gets a second run after a failure (not after
+	# a skip): it must pass in one of two, so a test that now always
+	# fails is still caught.
+	if [ "$rc" -ne 0 ] && [ "$rc" -ne 4 ] && is_flaky "$t"; then
+		echo "RETRY $t (listed in tests/kernel/flaky): $last"
+		retried=$((retried + 1))
+		run_test "$t"
+	fi
 	if [ "$rc" -eq 0 ]; then
 		pass=$((pass + 1))
 		if is_known "$t"; then
@@ -265,6 +283,6 @@ summary="$pass passed, $fail failed"
 [ "$skip" -gt 0 ] && summary="$summary, $skip skipped"
 # The failures listed in known-failures are expected (each with its
 # reason); what decides the exit status is what is not listed.
-echo "$summary ($known_fail of the failures known: tests/kernel/known-failures)"
+echo "$summary ($known_fail of the failures known: tests/kernel/known-failures; $retried flaky re-run)"
 echo "check-kernel: $new_fail unexpected failures, $stale listed tests now passing or skipping"
 exit "$status"
