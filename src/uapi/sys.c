@@ -41,28 +41,21 @@ static long gm_ret(long r)
 	return r;
 }
 
-/*
- * guestmem's own descriptors are not open as far as the application is
- * concerned (lib/ownfd.h): any call on one is the kernel's EBADF.
- */
-#define GM_OWN_EBADF(fd, ret)                           \
+/* Answer the call here: -1 with @err, when @cond. */
+#define GM_FAIL_IF(cond, err, ret)                      \
 	do {                                            \
-		if (unlikely(gm_fd_is_own(fd))) {       \
-			errno = EBADF;                  \
+		if (unlikely(cond)) {                   \
+			errno = (err);                  \
 			*(ret) = -1;                    \
 			return true;                    \
 		}                                       \
 	} while (0)
 
-/* A /proc/self/fd/N (or fdinfo, /dev/fd) link to one of ours: ENOENT. */
-#define GM_OWN_LINK_ENOENT(path, ret)                   \
-	do {                                            \
-		if (unlikely(gm_proc_fd_is_own(path))) { \
-			errno = ENOENT;                 \
-			*(ret) = -1;                    \
-			return true;                    \
-		}                                       \
-	} while (0)
+/*
+ * guestmem's own descriptors are not open as far as the application is
+ * concerned (lib/ownfd.h): any call on one is the kernel's EBADF.
+ */
+#define GM_OWN_EBADF(fd, ret) GM_FAIL_IF(gm_fd_is_own(fd), EBADF, ret)
 
 /* A relative path (or AT_EMPTY_PATH) starting at one of our descriptors. */
 static bool gm_at_own(int dirfd, const char *path)
@@ -70,18 +63,23 @@ static bool gm_at_own(int dirfd, const char *path)
 	return dirfd != AT_FDCWD && (!path || path[0] != '/') && gm_fd_is_own(dirfd);
 }
 
+/*
+ * An *at() call: relative to one of ours, EBADF; a /proc/self/fd/N (or
+ * fdinfo, /dev/fd) link to one of ours, ENOENT (no such fd).
+ */
+#define GM_OWN_AT(dirfd, path, ret)                                     \
+	do {                                                            \
+		GM_FAIL_IF(gm_at_own(dirfd, path), EBADF, ret);         \
+		GM_FAIL_IF(gm_proc_fd_is_own(path), ENOENT, ret);       \
+	} while (0)
+
 bool gm_uapi_open(int dirfd, const char *path, int flags, mode_t mode, int *ret)
 {
 	struct gm_file *f;
 	long r;
 
 	(void)mode;
-	if (gm_at_own(dirfd, path)) {
-		errno = EBADF;
-		*ret = -1;
-		return true;
-	}
-	GM_OWN_LINK_ENOENT(path, ret);
+	GM_OWN_AT(dirfd, path, ret);
 	if (!path || (flags & O_PATH) || path[0] != '/')
 		return false;
 	(void)dirfd; /* absolute: the directory does not matter */
@@ -178,11 +176,7 @@ bool gm_uapi_dup2(int oldfd, int newfd, int flags, bool dup3, int *ret)
 	if (dup3 && ((flags & ~O_CLOEXEC) || oldfd == newfd))
 		return false;
 	GM_OWN_EBADF(oldfd, ret);
-	if (unlikely(gm_fd_is_own(newfd))) {
-		errno = EBUSY;
-		*ret = -1;
-		return true;
-	}
+	GM_FAIL_IF(gm_fd_is_own(newfd), EBUSY, ret);
 	return false;
 }
 
@@ -466,11 +460,7 @@ bool gm_uapi_xfer(long nr, unsigned long a0, unsigned long a1, unsigned long a2,
 	int ifd = nr == SYS_sendfile ? 1 : 0;
 	int ofd = nr == SYS_sendfile ? 0 : nr == SYS_tee ? 1 : 2;
 
-	if (gm_fd_is_own((int)a[ifd]) || gm_fd_is_own((int)a[ofd])) {
-		errno = EBADF;
-		*ret = -1;
-		return true;
-	}
+	GM_FAIL_IF(gm_fd_is_own((int)a[ifd]) || gm_fd_is_own((int)a[ofd]), EBADF, ret);
 	if (!gm_xfer_ours(a[ifd]) && !gm_xfer_ours(a[ofd]))
 		return false;
 	GM_ENTER();
@@ -528,8 +518,7 @@ static bool gm_at_stat(int dirfd, const char *path, int flags,
 {
 	struct gm_file *f;
 
-	GM_OWN_EBADF(gm_at_own(dirfd, path) ? dirfd : -1, ret);
-	GM_OWN_LINK_ENOENT(path, ret);
+	GM_OWN_AT(dirfd, path, ret);
 	f = gm_at_lookup(dirfd, path, flags);
 	if (!f) {
 		if (!gm_path_is_dev_kvm(path) && !gm_path_is_modparam(path))
@@ -551,8 +540,7 @@ bool gm_uapi_fstatat(int dirfd, const char *path, struct stat *st, int flags, in
 
 bool gm_uapi_access(int dirfd, const char *path, int mode, int *ret)
 {
-	GM_OWN_EBADF(gm_at_own(dirfd, path) ? dirfd : -1, ret);
-	GM_OWN_LINK_ENOENT(path, ret);
+	GM_OWN_AT(dirfd, path, ret);
 	if (gm_path_is_modparam(path)) {
 		*ret = (int)gm_ret(gm_modparam_access(path, mode));
 		return true;
@@ -623,8 +611,7 @@ bool gm_uapi_fcntl(int fd, int cmd, unsigned long arg, int *ret)
 
 bool gm_uapi_readlinkat(int dirfd, const char *path, char *buf, size_t size, ssize_t *ret)
 {
-	GM_OWN_EBADF(gm_at_own(dirfd, path) ? dirfd : -1, ret);
-	GM_OWN_LINK_ENOENT(path, ret);
+	GM_OWN_AT(dirfd, path, ret);
 	if (!path || path[0] != '/')
 		return false;
 	GM_OBJ_OP(gm_proc_fd_lookup(path), ret, gm_fop_readlink(f, buf, size));
