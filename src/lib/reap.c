@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <pthread.h>
-#include <semaphore.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "lockdep.h"
 #include "reap.h"
+#include "thread.h"
 
 /*
  * Protects the queue, the counters and `started`; a leaf (jobs run
@@ -23,9 +23,7 @@ static pthread_once_t gm_reap_once = PTHREAD_ONCE_INIT;
 
 static void *gm_reaper_main(void *arg)
 {
-	sem_t *running = arg;
-
-	sem_post(running);
+	(void)arg;
 	gm_mutex_lock(&gm_reap_lock, GM_LOCK_REAP);
 	for (;;) {
 		struct gm_reap_job *job = gm_reap_head;
@@ -71,32 +69,9 @@ static void gm_reap_init_once(void)
 /* Start the reaper.  Context: gm_reap_lock held.  Returns whether it runs. */
 static bool gm_reaper_start_locked(void)
 {
-	pthread_attr_t attr;
-	sigset_t all, old;
-	pthread_t tid;
-	sem_t running;
-	int err;
-
-	if (gm_reap_started)
-		return true;
-	sem_init(&running, 0, 0);
-	/* The reaper must never take one of the application's signals. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, 64 * 1024);
-	err = pthread_create(&tid, &attr, gm_reaper_main, &running);
-	pthread_attr_destroy(&attr);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (!err) {
-		/* As the fd watcher: no half-started thread when the VMM forks. */
-		while (sem_wait(&running) && errno == EINTR)
-			;
-		gm_reap_started = true;
-	}
-	sem_destroy(&running);
-	return !err;
+	if (!gm_reap_started)
+		gm_reap_started = gm_thread_start(gm_reaper_main, NULL, 64 * 1024) == 0;
+	return gm_reap_started;
 }
 
 void gm_reap(struct gm_reap_job *job)

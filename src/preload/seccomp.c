@@ -89,6 +89,7 @@
 #include "core/config.h"
 #include "lib/ownfd.h"
 #include "lib/sys_raw.h"
+#include "lib/thread.h"
 #include "preload.h"
 #include "uapi/uapi.h"
 #include "vcpu/irqchip.h"
@@ -638,6 +639,8 @@ static bool gm_sc_kvm_run(int fd, uint64_t id)
 		err = errno;
 	bool sent = gm_sc_send(id, r, err, false);
 
+	/* After the answer (see gm_sc_serve): the put below is not the last
+	 * reference unless the vCPU fd was closed during its own KVM_RUN. */
 	if (!e)
 		return true;
 	pthread_mutex_lock(&gm_sc_run_lock);
@@ -675,39 +678,43 @@ static bool gm_sc_is_mm(int nr)
 
 static void gm_sc_mm(const struct seccomp_notif *n);
 
-/* One routed fd or address-space call: it may block (KVM_RUN). */
-static void gm_sc_serve(struct gm_sc_work *w)
+/*
+ * One routed fd or address-space call: it may block (KVM_RUN).  The answer
+ * is the last thing it does with the allocator or a lock the caller's
+ * process could inherit: the caller may fork the moment it is answered,
+ * and a child must not inherit an allocator lock held by this thread
+ * (ASan's allocator, unlike glibc's, is not locked across fork).
+ */
+static void gm_sc_serve(const struct seccomp_notif *n)
 {
-	const struct seccomp_data *d = &w->n.data;
+	const struct seccomp_data *d = &n->data;
 	bool handled;
 	long ret;
 	int err = 0;
 
 	gm_uapi_in_library = 0;
 	if (gm_sc_is_mm(d->nr)) {
-		gm_sc_mm(&w->n);
-		goto out;
+		gm_sc_mm(n);
+		return;
 	}
-	if (!gm_sc_id_valid(w->n.id))
-		goto out;
+	if (!gm_sc_id_valid(n->id))
+		return;
 	if (d->nr == SYS_ioctl && (unsigned int)d->args[1] == KVM_RUN) {
-		if (!gm_sc_kvm_run((int)d->args[0], w->n.id))
-			gm_sc_send(w->n.id, 0, 0, true);
-		goto out;
+		if (!gm_sc_kvm_run((int)d->args[0], n->id))
+			gm_sc_send(n->id, 0, 0, true);
+		return;
 	}
 	errno = 0;
 	ret = gm_sc_fd_call(d, &handled);
 	if (!handled) {
-		gm_sc_send(w->n.id, 0, 0, true);
-		goto out;
+		gm_sc_send(n->id, 0, 0, true);
+		return;
 	}
 	if (ret == -1)
 		err = errno;
-	if (!gm_sc_send(w->n.id, ret, err, false) && d->nr == SYS_ioctl && ret >= 0 &&
+	if (!gm_sc_send(n->id, ret, err, false) && d->nr == SYS_ioctl && ret >= 0 &&
 	    gm_sc_creates_fd((unsigned int)d->args[1]))
 		gm_raw_close((int)ret); /* nobody will ever see this fd */
-out:
-	free(w);
 }
 
 static void *gm_sc_worker(void *arg)
@@ -715,7 +722,10 @@ static void *gm_sc_worker(void *arg)
 	struct gm_sc_work *w = arg;
 
 	for (;;) {
-		gm_sc_serve(w);
+		struct seccomp_notif n = w->n;
+
+		free(w); /* before the answer: see gm_sc_serve */
+		gm_sc_serve(&n);
 		pthread_mutex_lock(&gm_sc_pool_lock);
 		gm_sc_nr_idle++;
 		while (!gm_sc_queue)
@@ -732,10 +742,6 @@ static void *gm_sc_worker(void *arg)
 /* Hand @w to an idle worker, or start one; false if neither was possible. */
 static bool gm_sc_queue_work(struct gm_sc_work *w)
 {
-	pthread_attr_t attr;
-	pthread_t t;
-	bool ok = true;
-
 	pthread_mutex_lock(&gm_sc_pool_lock);
 	if (gm_sc_nr_idle > 0) {
 		gm_sc_nr_idle--;
@@ -747,12 +753,7 @@ static bool gm_sc_queue_work(struct gm_sc_work *w)
 		return true;
 	}
 	pthread_mutex_unlock(&gm_sc_pool_lock);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &attr, gm_sc_worker, w))
-		ok = false;
-	pthread_attr_destroy(&attr);
-	return ok;
+	return gm_thread_start(gm_sc_worker, w, 0) == 0;
 }
 
 /* An address-space call of this process: notifier, the call, notifier. */
@@ -945,10 +946,6 @@ static void *gm_sc_listener(void *arg)
 	struct seccomp_notif n;
 
 	(void)arg;
-	/* Signals are the VMM's: none of them is for this thread. */
-	sigset_t all;
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	sem_wait(&gm_sc_ready);
 	if (gm_sc_fd < 0)
 		return NULL;
@@ -1115,7 +1112,6 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 	struct gm_text text = { .probe = (uintptr_t)&gm_seccomp_install };
 	struct sock_fprog prog;
 	struct gm_bpf *b;
-	pthread_t t;
 	int fd;
 
 	int mode = gm_config_seccomp_mode(env);
@@ -1142,13 +1138,12 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 	/* Before the filter: the helper must not be filtered either. */
 	gm_sc_alive = gm_sc_start_helper();
 	/* Before the filter: the listener must never be filtered itself. */
-	if (pthread_create(&t, NULL, gm_sc_listener, NULL)) {
+	if (gm_thread_start(gm_sc_listener, NULL, 0)) {
 		gm_fd_close(gm_sc_alive);
 		gm_sc_alive = -1;
 		free(b);
 		return;
 	}
-	pthread_detach(t);
 	prog.len = (unsigned short)b->n;
 	prog.filter = b->insn;
 	fd = -1;

@@ -19,8 +19,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
-#include <semaphore.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -34,6 +34,7 @@
 #include "lib/lockdep.h"
 #include "lib/ownfd.h"
 #include "lib/sys_raw.h"
+#include "lib/thread.h"
 #include "uapi.h"
 
 #define GM_FILE_BUCKETS 1024
@@ -202,19 +203,12 @@ static bool gm_peer_hung_up(int peer)
 	return gm_raw_poll(&p, 1, 0) == 1 && (p.revents & POLLHUP);
 }
 
-struct gm_watcher_start {
-	int epfd;
-	sem_t running;
-};
-
 static void *gm_watcher_main(void *arg)
 {
-	struct gm_watcher_start *start = arg;
-	int epfd = start->epfd;
+	int epfd = (int)(intptr_t)arg;
 	struct epoll_event ev[32];
 
 	gm_uapi_in_library = 1;
-	sem_post(&start->running); /* *start is gone after this */
 	for (;;) {
 		int n = gm_raw_epoll_wait(epfd, ev, (int)ARRAY_SIZE(ev), -1);
 
@@ -253,42 +247,19 @@ static void gm_watch_add_locked(struct gm_file *f)
  */
 static bool gm_watcher_start_locked(void)
 {
-	struct gm_watcher_start start;
-	pthread_t tid;
-	pthread_attr_t attr;
-	sigset_t all, old;
-	int err;
+	int epfd;
 
 	lockdep_assert_held(&gm_watch_lock);
 	if (gm_epfd >= 0)
 		return true;
-	start.epfd = gm_fd_own(gm_raw_epoll_create1(EPOLL_CLOEXEC));
-	if (start.epfd < 0)
+	epfd = gm_fd_own(gm_raw_epoll_create1(EPOLL_CLOEXEC));
+	if (epfd < 0)
 		return false;
-	sem_init(&start.running, 0, 0);
-	/* The watcher must never take one of the application's signals. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, 64 * 1024);
-	err = pthread_create(&tid, &attr, gm_watcher_main, &start);
-	pthread_attr_destroy(&attr);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (err) {
-		sem_destroy(&start.running);
-		gm_fd_close(start.epfd);
+	if (gm_thread_start(gm_watcher_main, (void *)(intptr_t)epfd, 64 * 1024)) {
+		gm_fd_close(epfd);
 		return false;
 	}
-	/*
-	 * Wait until the thread runs: its start-up (the C library's, a
-	 * sanitizer's) allocates, and an allocator lock held by a half-started
-	 * thread when the application forks would stay locked in the child.
-	 */
-	while (sem_wait(&start.running) && errno == EINTR)
-		;
-	sem_destroy(&start.running);
-	gm_epfd = start.epfd;
+	gm_epfd = epfd;
 	return true;
 }
 

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+
+#include "thread.h"
+
+struct gm_thread_start {
+	void *(*fn)(void *);
+	void *arg;
+	sem_t running;
+};
+
+static void *gm_thread_trampoline(void *p)
+{
+	struct gm_thread_start *s = p;
+	void *(*fn)(void *) = s->fn;
+	void *arg = s->arg;
+
+	sem_post(&s->running); /* *s is gone after this */
+	return fn(arg);
+}
+
+int gm_thread_start(void *(*fn)(void *), void *arg, size_t stack_size)
+{
+	struct gm_thread_start s = { .fn = fn, .arg = arg };
+	pthread_attr_t attr;
+	sigset_t all, old;
+	pthread_t tid;
+	int err;
+
+	sem_init(&s.running, 0, 0);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (stack_size)
+		pthread_attr_setstacksize(&attr, stack_size);
+	err = pthread_create(&tid, &attr, gm_thread_trampoline, &s);
+	pthread_attr_destroy(&attr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!err)
+		while (sem_wait(&s.running) && errno == EINTR)
+			;
+	sem_destroy(&s.running);
+	return err;
+}
