@@ -126,7 +126,10 @@ typedef void (*guestmem_irq_handler)(struct guestmem_guest *g, uint32_t vector);
  * until then that interrupt is not delivered again.  On the boot vCPU the
  * first handler also sets the interrupt controllers up as a guest kernel
  * does (IOAPIC pins 0-15 edge-triggered, 16-23 level-triggered, each at
- * GUESTMEM_IRQ_PIN_VECTOR(pin) to the boot vCPU; PIC masked).
+ * GUESTMEM_IRQ_PIN_VECTOR(pin) to the boot vCPU; PIC masked).  On every
+ * vCPU the first handler also software-enables the local APIC (SPIV bit
+ * 8), as a guest kernel does: until then, as after reset, the APIC drops
+ * fixed and lowest-priority interrupts sent to it.
  */
 void guestmem_guest_set_irq_handler(struct guestmem_guest *g, guestmem_irq_handler fn);
 

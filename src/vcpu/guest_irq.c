@@ -88,8 +88,10 @@ GM_API void guestmem_guest_set_irq_handler(struct guestmem_guest *g, guestmem_ir
 		v->regs.rflags |= X86_EFLAGS_IF;
 	else
 		v->regs.rflags &= ~X86_EFLAGS_IF;
-	if (fn)
+	if (fn) {
+		kvm_lapic_guest_enable(v);
 		kvm_irqchip_guest_setup(v);
+	}
 }
 
 GM_API void guestmem_guest_eoi(struct guestmem_guest *g, uint32_t vector)

@@ -78,14 +78,21 @@ static void lapic_notify(struct kvm_lapic *apic)
 	}
 }
 
+/* SPIV's enable bit (the register page's mirror; see struct kvm_vcpu_arch). */
+static bool apic_sw_enabled(const struct kvm_lapic *apic)
+{
+	return READ_ONCE(apic->vcpu->arch.lapic_sw_enabled);
+}
+
 /*
  * __apic_accept_irq() for fixed and lowest-priority delivery: the vector
- * into IRR, its TMR bit as the trigger mode says.  1 if accepted, 0 for a
+ * into IRR, its TMR bit as the trigger mode says.  1 if accepted, 0 if the
+ * APIC is software-disabled (SPIV bit 8 clear, as after reset) or for a
  * delivery mode not modelled (SMI, NMI, INIT, SIPI, ExtINT).  irq_lock held.
  */
 static int apic_accept_irq(struct kvm_lapic *apic, const struct kvm_lapic_irq *irq)
 {
-	if (irq->delivery_mode > APIC_DM_LOWEST)
+	if (irq->delivery_mode > APIC_DM_LOWEST || !apic_sw_enabled(apic))
 		return 0;
 	if (irq->trig_level)
 		vec_set(apic->tmr, irq->vector);
@@ -135,15 +142,22 @@ int kvm_irq_delivery_to_apic(struct kvm_eventfds *ev, struct kvm_vcpu *src,
 	if (i.delivery_mode == APIC_DM_LOWEST && !i.dest_logical && i.shorthand == SH_NONE &&
 	    i.dest_id == 0xff)
 		i.delivery_mode = APIC_DM_FIXED;
+	/*
+	 * As the kernel counts: every matching APIC makes the answer at least
+	 * 0 (a software-disabled one accepts nothing); lowest priority goes
+	 * to one software-enabled match (the first: no arbitration).
+	 */
 	for (uint32_t n = 0; n < ev->nr_lapics; n++) {
 		struct kvm_lapic *apic = ev->lapic[n];
 
-		if (!apic_match_dest(apic, src, &i, src_x2apic) || !apic_accept_irq(apic, &i))
+		if (!apic_match_dest(apic, src, &i, src_x2apic))
 			continue;
-		r = (r < 0 ? 0 : r) + 1;
-		/* Lowest priority: one target is enough (no arbitration). */
-		if (i.delivery_mode == APIC_DM_LOWEST)
+		if (i.delivery_mode != APIC_DM_LOWEST) {
+			r = (r < 0 ? 0 : r) + apic_accept_irq(apic, &i);
+		} else if (apic_sw_enabled(apic)) {
+			r = apic_accept_irq(apic, &i);
 			break;
+		}
 	}
 	return r;
 }

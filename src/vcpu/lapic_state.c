@@ -69,6 +69,15 @@ static void reg_set(uint8_t *regs, unsigned off, uint32_t v)
 	memcpy(regs + off, &v, 4);
 }
 
+#define APIC_SPIV_ENABLED 0x100U
+
+/* SPIV, with the mirror of its enable bit the delivering threads read. */
+static void lapic_set_spiv(struct kvm_vcpu *v, uint32_t val)
+{
+	reg_set(v->arch.lapic_regs, APIC_SPIV, val);
+	WRITE_ONCE(v->arch.lapic_sw_enabled, !!(val & APIC_SPIV_ENABLED));
+}
+
 static uint64_t now_ns(void)
 {
 	struct timespec t;
@@ -104,7 +113,13 @@ void kvm_lapic_reset(struct kvm_vcpu *v)
 	    kvm_check_has_quirk(v->kvm, KVM_X86_QUIRK_LINT0_REENABLED))
 		reg_set(regs, APIC_LVT0, APIC_MODE_EXTINT);
 	reg_set(regs, APIC_DFR, 0xffffffffU);
-	reg_set(regs, APIC_SPIV, 0xff);
+	lapic_set_spiv(v, 0xff); /* software-disabled until the guest enables it */
+}
+
+void kvm_lapic_guest_enable(struct kvm_vcpu *v)
+{
+	if (v->arch.lapic_regs && !READ_ONCE(v->arch.lapic_sw_enabled))
+		lapic_set_spiv(v, reg_get(v->arch.lapic_regs, APIC_SPIV) | APIC_SPIV_ENABLED);
 }
 
 /* APIC bus cycles per count: the TDCR divider. */
@@ -204,6 +219,7 @@ int kvm_vcpu_set_lapic(struct kvm_vcpu *v, struct kvm_lapic_state *s)
 	memcpy(v->arch.lapic_regs, regs, KVM_LAPIC_REGS_SIZE);
 	regs = v->arch.lapic_regs;
 	reg_set(regs, APIC_LVR, lapic_version(v));
+	lapic_set_spiv(v, reg_get(regs, APIC_SPIV));
 	/* IRR, ISR and TMR go to the model; the page keeps no copy (nor of PPR). */
 	for (unsigned i = 0; i < 8; i++) {
 		irr[i] = reg_get(regs, APIC_IRR + 0x10 * i);
@@ -235,7 +251,6 @@ int kvm_vcpu_set_lapic(struct kvm_vcpu *v, struct kvm_lapic_state *s)
 #define APIC_LVTERR 0x370
 #define APIC_SELF_IPI 0x3f0
 #define APIC_ARBPRI 0x90
-#define APIC_SPIV_ENABLED 0x100U
 #define APIC_SPIV_DIRECTED_EOI 0x1000U
 #define APIC_LVT_TIMER_MODE 0x60000U
 #define APIC_LVT_TIMER_TSCDEADLINE 0x40000U
@@ -376,7 +391,7 @@ static int lapic_reg_write(struct kvm_vcpu *v, unsigned off, uint32_t val)
 
 		if (lapic_version(v) & APIC_LVR_DIRECTED_EOI)
 			mask |= APIC_SPIV_DIRECTED_EOI;
-		reg_set(regs, APIC_SPIV, val & mask);
+		lapic_set_spiv(v, val & mask);
 		if (!(val & APIC_SPIV_ENABLED)) {
 			/* Software-disabling masks every LVT. */
 			for (unsigned i = 0; i < KVM_APIC_NR_LVT; i++) {

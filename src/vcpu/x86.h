@@ -90,6 +90,12 @@ struct kvm_vcpu_arch {
 
 	/* The LAPIC register page (lapic_state.c); only with an in-kernel LAPIC. */
 	uint8_t *lapic_regs;
+	/*
+	 * SPIV's APIC-software-enable bit, mirrored for the threads that
+	 * deliver interrupts (which do not read the page): written by the
+	 * page's writers (vCPU context), READ_ONCE by kvm_irq_delivery_to_apic.
+	 */
+	bool lapic_sw_enabled;
 	uint64_t lapic_timer_start_ns; /* CLOCK_MONOTONIC when the count started */
 	uint64_t lapic_timer_first_ns; /* length of the first period, 0: stopped */
 
@@ -175,6 +181,8 @@ void kvm_vcpu_set_fpu(struct kvm_vcpu *v, const struct kvm_fpu *fpu);
 
 /* Power-on register page.  Context: vCPU creation. */
 void kvm_lapic_reset(struct kvm_vcpu *v);
+/* A C guest's APIC setup: software-enable it as a guest kernel does. */
+void kvm_lapic_guest_enable(struct kvm_vcpu *v);
 /* -EINVAL without an in-kernel LAPIC. */
 int kvm_vcpu_get_lapic(struct kvm_vcpu *v, struct kvm_lapic_state *s);
 int kvm_vcpu_set_lapic(struct kvm_vcpu *v, struct kvm_lapic_state *s);

@@ -633,6 +633,19 @@ static void test_irqfd_follows_routing(void)
 
 /* ---- KVM_SIGNAL_MSI ---------------------------------------------------------------------- */
 
+/* What a guest's APIC setup does: SPIV bit 8 (here through KVM_SET_LAPIC). */
+static void apic_sw_enable(int vcpu)
+{
+	struct kvm_lapic_state st;
+	uint32_t spiv;
+
+	ASSERT_EQ(ioctl(vcpu, KVM_GET_LAPIC, &st), 0);
+	memcpy(&spiv, st.regs + 0xf0, 4);
+	spiv |= 0x100;
+	memcpy(st.regs + 0xf0, &spiv, 4);
+	ASSERT_EQ(ioctl(vcpu, KVM_SET_LAPIC, &st), 0);
+}
+
 static void test_signal_msi(void)
 {
 	struct kvm_msi msi = { .address_lo = 0xfee00000u, .data = 0x40 };
@@ -647,6 +660,16 @@ static void test_signal_msi(void)
 	v0 = ioctl(chip, KVM_CREATE_VCPU, 0);
 	v1 = ioctl(chip, KVM_CREATE_VCPU, 1);
 	ASSERT_TRUE(v0 >= 0 && v1 >= 0);
+	/* A matching APIC that is software-disabled (SPIV 0xff after reset)
+	 * takes nothing: 0, not the no-target -1. */
+	EXPECT_RET(ioctl(chip, KVM_SIGNAL_MSI, &msi), 0);
+	msi.address_lo = 0xfee00000u | (0xffu << 12);
+	EXPECT_RET(ioctl(chip, KVM_SIGNAL_MSI, &msi), 0);
+	apic_sw_enable(v1);
+	EXPECT_RET(ioctl(chip, KVM_SIGNAL_MSI, &msi), 1); /* broadcast: v1 only */
+	msi.address_lo = 0xfee00000u;
+	EXPECT_RET(ioctl(chip, KVM_SIGNAL_MSI, &msi), 0);
+	apic_sw_enable(v0);
 	EXPECT_RET(ioctl(chip, KVM_SIGNAL_MSI, &msi), 1);
 	msi.address_lo = 0xfee00000u | (1u << 12);
 	EXPECT_RET(ioctl(chip, KVM_SIGNAL_MSI, &msi), 1);
