@@ -38,7 +38,7 @@ int kvm_ioapic_service(struct kvm_eventfds *ev, uint32_t pin)
 	lockdep_assert_held(&ev->irq_lock);
 	if ((*e & IOAPIC_RTE_MASKED) || (level && (*e & IOAPIC_RTE_REMOTE_IRR)))
 		return -1;
-	ret = kvm_irq_delivery_to_apic(ev, NULL, &irq, false);
+	ret = kvm_irq_delivery_to_apic(ev, NULL, &irq);
 	/* As the kernel: also when no LAPIC took it (-1). */
 	if (ret && level)
 		*e |= IOAPIC_RTE_REMOTE_IRR;

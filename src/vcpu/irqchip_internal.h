@@ -124,20 +124,22 @@ void kvm_ioapic_update_eoi(struct kvm_eventfds *ev, uint32_t pin, bool level);
  * kvm_irq_delivery_to_apic(): @irq to every LAPIC its shorthand or
  * destination matches (@src: the sending vCPU of an IPI, NULL for the
  * IOAPIC and MSIs).  Fixed and lowest-priority delivery (to the first
- * match: no arbitration); other delivery modes reach no one.  Physical
- * destinations are APIC ids (the vCPU id); 0xff is the xAPIC broadcast
- * except in an IPI from an x2APIC-mode sender, 0xffffffff the x2APIC
- * one.  Logical destinations: x2APIC cluster format for an x2APIC-mode
- * sender, else the flat model with LDR bit = 1 << APIC id (ids 0-7).
- * Returns the number of LAPICs reached, or -1 for none.  irq_lock held.
+ * software-enabled match: no arbitration); other delivery modes reach no
+ * one.  Destinations are read in the target's mode: physical ones are
+ * APIC ids (the vCPU id), 0xff the xAPIC broadcast and 0xffffffff the
+ * x2APIC one (0xff too from the IOAPIC or an MSI, under the x2APIC
+ * broadcast quirk); logical ones use the x2APIC cluster format, or the
+ * flat model with LDR bit = 1 << APIC id (ids 0-7) in xAPIC mode.
+ * Returns the number of LAPICs that took it, 0 if the matching ones are
+ * software-disabled, -1 if none matches.  irq_lock held.
  */
 int kvm_irq_delivery_to_apic(struct kvm_eventfds *ev, struct kvm_vcpu *src,
-			     const struct kvm_lapic_irq *irq, bool src_x2apic);
+			     const struct kvm_lapic_irq *irq);
 /*
  * An IPI from @vcpu's ICR (kvm_apic_send_ipi()).  @dest is the destination
  * field (x2APIC: 32 bits; xAPIC: ICR2[31:24]).  No lock held.
  */
-void kvm_apic_send_ipi(struct kvm_vcpu *vcpu, uint32_t icr, uint32_t dest, bool x2apic);
+void kvm_apic_send_ipi(struct kvm_vcpu *vcpu, uint32_t icr, uint32_t dest);
 /* The guest wrote EOI: end the highest vector in service.  No lock held. */
 void kvm_apic_eoi_highest(struct kvm_vcpu *vcpu);
 /* TPR changed (guest write, KVM_SET_LAPIC): the model's copy.  No lock held. */

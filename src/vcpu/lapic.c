@@ -106,12 +106,19 @@ static int apic_accept_irq(struct kvm_lapic *apic, const struct kvm_lapic_irq *i
 
 enum { SH_NONE, SH_SELF, SH_ALL, SH_ALL_BUT_SELF };
 
-/* kvm_apic_match_dest(), within the model's ids (see irqchip_internal.h). */
+/*
+ * kvm_apic_match_dest(), within the model's ids (see irqchip_internal.h),
+ * by the target's mode, as the kernel: in x2APIC mode only 0xffffffff is
+ * the broadcast, except that an IOAPIC or MSI destination of 0xff still
+ * is one while the VM keeps the x2APIC broadcast quirk (the default;
+ * KVM_CAP_X2APIC_API's KVM_X2APIC_API_DISABLE_BROADCAST_QUIRK ends it).
+ */
 static bool apic_match_dest(const struct kvm_lapic *apic, const struct kvm_vcpu *src,
-			    const struct kvm_lapic_irq *irq, bool src_x2apic)
+			    const struct kvm_lapic_irq *irq)
 {
+	const struct kvm_vcpu *v = apic->vcpu;
+	bool x2 = READ_ONCE(v->arch.lapic_x2apic), self = src && v == src;
 	uint32_t id = apic->vcpu_id, d = irq->dest_id;
-	bool self = src && apic->vcpu == src;
 
 	switch (irq->shorthand) {
 	case SH_SELF:
@@ -121,18 +128,19 @@ static bool apic_match_dest(const struct kvm_lapic *apic, const struct kvm_vcpu 
 	case SH_ALL_BUT_SELF:
 		return !self;
 	}
-	/* 0xff is the xAPIC broadcast; MSIs and IOAPIC entries always mean it so. */
-	if (d == 0xffffffffU || (d == 0xff && !src_x2apic))
+	if (x2 && !src && d == 0xff && !READ_ONCE(v->kvm->arch.x2apic_broadcast_quirk_disabled))
+		d = 0xffffffffU;
+	if (d == (x2 ? 0xffffffffU : 0xffU))
 		return true;
 	if (!irq->dest_logical)
 		return d == id;
-	if (src_x2apic) /* the x2APIC LDR: cluster id >> 4, bit id & 0xf */
+	if (x2) /* the x2APIC LDR: cluster id >> 4, bit id & 0xf */
 		return (d >> 16) == (id >> 4) && (d & (1U << (id & 0xf)));
 	return id < 8 && (d & (1U << id)); /* flat */
 }
 
 int kvm_irq_delivery_to_apic(struct kvm_eventfds *ev, struct kvm_vcpu *src,
-			     const struct kvm_lapic_irq *irq, bool src_x2apic)
+			     const struct kvm_lapic_irq *irq)
 {
 	struct kvm_lapic_irq i = *irq;
 	int r = -1;
@@ -150,7 +158,7 @@ int kvm_irq_delivery_to_apic(struct kvm_eventfds *ev, struct kvm_vcpu *src,
 	for (uint32_t n = 0; n < ev->nr_lapics; n++) {
 		struct kvm_lapic *apic = ev->lapic[n];
 
-		if (!apic_match_dest(apic, src, &i, src_x2apic))
+		if (!apic_match_dest(apic, src, &i))
 			continue;
 		if (i.delivery_mode != APIC_DM_LOWEST) {
 			r = (r < 0 ? 0 : r) + apic_accept_irq(apic, &i);
@@ -304,7 +312,7 @@ static uint32_t ioapic_eoi_pins(struct kvm_eventfds *ev, struct kvm_lapic *apic,
 		if ((e & IOAPIC_RTE_VECTOR) != vector)
 			continue;
 		pins |= 1U << pin;
-		handled |= apic_match_dest(apic, NULL, &irq, false);
+		handled |= apic_match_dest(apic, NULL, &irq);
 	}
 	return handled ? pins : 0;
 }
@@ -380,7 +388,7 @@ void kvm_vcpu_wake_up(struct kvm_vcpu *vcpu)
 #define ICR_TRIG_LEVEL 0x8000U
 #define ICR_SHORTHAND(icr) (((icr) >> 18) & 3U)
 
-void kvm_apic_send_ipi(struct kvm_vcpu *vcpu, uint32_t icr, uint32_t dest, bool x2apic)
+void kvm_apic_send_ipi(struct kvm_vcpu *vcpu, uint32_t icr, uint32_t dest)
 {
 	struct kvm_eventfds *ev = smp_load_acquire(&vcpu->kvm->eventfds);
 	struct kvm_lapic_irq irq = {
@@ -399,7 +407,7 @@ void kvm_apic_send_ipi(struct kvm_vcpu *vcpu, uint32_t icr, uint32_t dest, bool 
 		return;
 	/* The models exist since vCPU creation (kvm_vm_ioctl_create_vcpu). */
 	gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
-	kvm_irq_delivery_to_apic(ev, vcpu, &irq, x2apic);
+	kvm_irq_delivery_to_apic(ev, vcpu, &irq);
 	gm_mutex_unlock(&ev->irq_lock);
 }
 

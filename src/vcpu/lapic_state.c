@@ -406,7 +406,7 @@ static int lapic_reg_write(struct kvm_vcpu *v, unsigned off, uint32_t val)
 		if (x2)
 			return 1; /* a 32-bit write cannot reach it: see kvm_x2apic_msr */
 		val &= ~APIC_ICR_BUSY; /* delivered at once: never busy */
-		kvm_apic_send_ipi(v, val, reg_get(regs, APIC_ICR2) >> 24, false);
+		kvm_apic_send_ipi(v, val, reg_get(regs, APIC_ICR2) >> 24);
 		reg_set(regs, APIC_ICR, val);
 		return 0;
 	case APIC_ICR2:
@@ -469,7 +469,7 @@ static int lapic_reg_write(struct kvm_vcpu *v, unsigned off, uint32_t val)
 	case APIC_SELF_IPI:
 		if (!x2)
 			return 1;
-		kvm_apic_send_ipi(v, (val & 0xff) | (1U << 18), 0, true);
+		kvm_apic_send_ipi(v, (val & 0xff) | (1U << 18), 0);
 		return 0;
 	default:
 		return 1;
@@ -499,7 +499,7 @@ void kvm_lapic_timer_check(struct kvm_vcpu *v)
 		v->arch.lapic_timer_first_ns = period;
 	}
 	if (!(lvtt & APIC_LVT_MASKED) && (reg_get(regs, APIC_SPIV) & APIC_SPIV_ENABLED))
-		kvm_apic_send_ipi(v, (lvtt & 0xff) | (1U << 18), 0, false); /* to itself */
+		kvm_apic_send_ipi(v, (lvtt & 0xff) | (1U << 18), 0); /* to itself */
 }
 
 bool kvm_lapic_mmio(struct kvm_vcpu *v, uint64_t gpa, unsigned len, bool write, uint8_t *data)
@@ -552,7 +552,7 @@ int kvm_x2apic_msr(struct kvm_vcpu *v, uint32_t index, bool write, uint64_t *dat
 		if (*data & X2APIC_ICR_RESERVED)
 			return 1;
 		lo = (uint32_t)*data & ~APIC_ICR_BUSY;
-		kvm_apic_send_ipi(v, lo, (uint32_t)(*data >> 32), true);
+		kvm_apic_send_ipi(v, lo, (uint32_t)(*data >> 32));
 		reg_set(regs, APIC_ICR, lo);
 		reg_set(regs, APIC_ICR2, (uint32_t)(*data >> 32));
 		return 0;
@@ -576,6 +576,7 @@ void kvm_lapic_set_base(struct kvm_vcpu *v, uint64_t old)
 
 	if (!regs || old == v->sregs.apic_base)
 		return;
+	WRITE_ONCE(v->arch.lapic_x2apic, x2apic_mode(v));
 	if (x2apic_mode(v)) {
 		/* Entering x2APIC: the ID is the vCPU id, the LDR derived from it. */
 		if (!(old & APIC_BASE_EXTD)) {

@@ -43,7 +43,7 @@ int kvm_set_msi(struct kvm_eventfds *ev, uint32_t lo, uint32_t hi, uint32_t data
 		return -1;
 	if (x2apic_format)
 		irq.dest_id |= hi & ~0xffu;
-	return kvm_irq_delivery_to_apic(ev, NULL, &irq, false);
+	return kvm_irq_delivery_to_apic(ev, NULL, &irq);
 }
 
 int kvm_send_userspace_msi(struct kvm *kvm, const struct kvm_msi *msi)

@@ -96,6 +96,7 @@ struct kvm_vcpu_arch {
 	 * page's writers (vCPU context), READ_ONCE by kvm_irq_delivery_to_apic.
 	 */
 	bool lapic_sw_enabled;
+	bool lapic_x2apic; /* apic_base's x2APIC mode, mirrored the same way */
 	uint64_t lapic_timer_start_ns; /* CLOCK_MONOTONIC when the count started */
 	uint64_t lapic_timer_first_ns; /* length of the first period, 0: stopped */
 

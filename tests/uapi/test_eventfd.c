@@ -679,6 +679,50 @@ static void test_signal_msi(void)
 	EXPECT_RET(ioctl(chip, KVM_SIGNAL_MSI, &msi), 2); /* broadcast */
 }
 
+/* @vcpu into x2APIC mode, as a guest does: CPUID 1:ECX[21], then APIC_BASE. */
+static void apic_x2apic_mode(int vcpu)
+{
+	struct {
+		struct kvm_cpuid2 c;
+		struct kvm_cpuid_entry2 e[1];
+	} cpuid = { .c.nent = 1, .e[0] = { .function = 1, .ecx = 1u << 21 } };
+	struct {
+		struct kvm_msrs m;
+		struct kvm_msr_entry e[1];
+	} msrs = { .m.nmsrs = 1, .e[0] = { .index = 0x1b } };
+
+	ASSERT_EQ(ioctl(vcpu, KVM_SET_CPUID2, &cpuid), 0);
+	ASSERT_EQ(ioctl(vcpu, KVM_GET_MSRS, &msrs), 1);
+	msrs.e[0].data |= 0x400; /* EXTD, with EN already set */
+	ASSERT_EQ(ioctl(vcpu, KVM_SET_MSRS, &msrs), 1);
+}
+
+/*
+ * An MSI to 0xff reaches an x2APIC-mode vCPU only under the x2APIC
+ * broadcast quirk (on by default); the destination is read in each
+ * target's mode, so the xAPIC one takes it either way.
+ */
+static void test_x2apic_broadcast_quirk(void)
+{
+	struct kvm_msi msi = { .address_lo = 0xfee00000u | (0xffu << 12), .data = 0x40 };
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_X2APIC_API,
+				      .args[0] = KVM_X2APIC_API_DISABLE_BROADCAST_QUIRK };
+	int chip = vm_with_irqchip(), v0, v1;
+
+	v0 = ioctl(chip, KVM_CREATE_VCPU, 0);
+	v1 = ioctl(chip, KVM_CREATE_VCPU, 1);
+	ASSERT_TRUE(v0 >= 0 && v1 >= 0);
+	apic_sw_enable(v0);
+	apic_sw_enable(v1);
+	apic_x2apic_mode(v1);
+	EXPECT_RET(ioctl(chip, KVM_SIGNAL_MSI, &msi), 2);
+	ASSERT_EQ(ioctl(chip, KVM_ENABLE_CAP, &cap), 0);
+	EXPECT_RET(ioctl(chip, KVM_SIGNAL_MSI, &msi), 1);
+	/* In x2APIC mode the physical id is the whole vCPU id. */
+	msi.address_lo = 0xfee00000u | (1u << 12);
+	EXPECT_RET(ioctl(chip, KVM_SIGNAL_MSI, &msi), 1);
+}
+
 /*
  * What an in-kernel LAPIC changes on the vCPU (spec §5.2 steps 9 and 14,
  * §6.3 KVM_SET_MP_STATE): the other mp_states, cr8 ignored, and
@@ -778,6 +822,7 @@ int main(int argc, char **argv)
 	test_add_fn("irqfd resample line", test_irqfd_resample_line, 30);
 	test_add_fn("irqfd follows routing", test_irqfd_follows_routing, 30);
 	test_add_fn("signal msi", test_signal_msi, 30);
+	test_add_fn("x2apic broadcast quirk", test_x2apic_broadcast_quirk, 30);
 	test_add_fn("vCPU with an irqchip", test_vcpu_with_irqchip, 30);
 	test_add_fn("vCPU without an irqchip", test_vcpu_without_irqchip, 30);
 	test_add_fn("fd numbers", test_fd_numbers, 30);
