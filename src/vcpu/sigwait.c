@@ -28,6 +28,10 @@
 /* The signals @run_mask lets through. */
 static void watched_set(const sigset_t *run_mask, sigset_t *out)
 {
+	/* glibc's sigfillset writes the kernel's 64 bits only: zero the rest,
+	 * or kvm_vcpu_sigfd()'s comparison sees stack garbage and calls
+	 * signalfd() again at every entry. */
+	memset(out, 0, sizeof(*out));
 	sigfillset(out);
 	for (int sig = 1; sig < NSIG; sig++)
 		if (sigismember(run_mask, sig) == 1)
