@@ -37,6 +37,13 @@
 #include "lib/ownfd.h"
 #include "lib/sys_raw.h"
 #include "preload.h"
+#include "uapi/uapi.h"
+
+/* Before main: the library learns that it serves an unmodified VMM. */
+__attribute__((constructor)) static void gm_preload_mark_drop_in(void)
+{
+	__atomic_store_n(&gm_uapi_drop_in, 1, __ATOMIC_RELAXED);
+}
 
 /* Pre-2.33 glibc ABI of the compat rows (x86-64: version argument 1). */
 #define OLD_GLIBC "GLIBC_2.2.5"

@@ -64,6 +64,7 @@ static int gm_watch_pending; /* set in a forked child that inherited files */
 static pthread_once_t gm_atfork_once = PTHREAD_ONCE_INIT;
 
 __thread int gm_uapi_in_library __attribute__((tls_model("initial-exec")));
+int gm_uapi_drop_in;
 
 /*
  * The threads inside an entry point of the library, by thread id, for the

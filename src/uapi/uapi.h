@@ -133,6 +133,13 @@ long gm_uapi_live_objects(int type);
 /* The anon_inodefs device and the shared anon inode (fstat of VM fds). */
 void gm_anon_inode_stat(struct stat *st);
 
+/*
+ * Set once by the preload's constructor: the process is a VMM under
+ * `guestmem exec`, whose vCPUs run its machine code unless GUESTMEM_GUEST
+ * names a C guest.
+ */
+extern int gm_uapi_drop_in;
+
 /* Per-thread guard: set while the library itself runs (hva hooks skip). */
 extern __thread int gm_uapi_in_library __attribute__((tls_model("initial-exec")));
 /*

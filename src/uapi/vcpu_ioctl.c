@@ -21,6 +21,7 @@
 #include <guestmem/kvm.h>
 
 #include "core/config.h"
+#include "core/gmemfd.h"
 #include "mmu/fault.h"
 #include "uapi.h"
 #include "vcpu/cpuid.h"
@@ -391,8 +392,20 @@ long gm_vm_ioctl_vcpu(struct gm_file *f, struct kvm *kvm, unsigned long cmd,
 	(void)f;
 	*handled = true;
 	switch (cmd) {
-	case KVM_CREATE_VCPU:
-		return kvm_vm_ioctl_create_vcpu(kvm, arg, vcpu_install_fd, NULL);
+	case KVM_CREATE_VCPU: {
+		long r = kvm_vm_ioctl_create_vcpu(kvm, arg, vcpu_install_fd, NULL);
+
+		/*
+		 * A vCPU that will run the VMM's machine code needs its memslot
+		 * RAM converted (src/core/gmemfd.c).  Now, not at the first
+		 * KVM_RUN: a VMM (the selftests) writes guest memory from one
+		 * thread while another vCPU's thread enters the guest, and a
+		 * write between the conversion's copy and its mmap is lost.
+		 */
+		if (r >= 0 && READ_ONCE(gm_uapi_drop_in) && !kvm_guest_default_fn())
+			(void)kvm_shared_ram_enable(kvm);
+		return r;
+	}
 	case KVM_SET_TSS_ADDR:
 		/* Three pages below 4 GiB; the vendor part accepts any. */
 		return arg > 0xfffffffful - 3 * 4096 ? -EINVAL : 0;
