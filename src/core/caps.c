@@ -71,8 +71,7 @@ static long kvm_cap_fixed(long cap, bool *known)
 		{ KVM_CAP_BINARY_STATS_FD, 1 },
 		{ KVM_CAP_USER_MEMORY2, 1 },
 		{ KVM_CAP_MEMORY_FAULT_INFO, 1 },
-		/* x86 state ioctls (src/vcpu/x86.h); KVM_CAP_TSC_CONTROL and
-		 * KVM_CAP_VM_TSC_CONTROL stay 0: no TSC scaling (tsc.c). */
+		/* x86 state ioctls (src/vcpu/x86.h); the TSC_CONTROL caps below. */
 		{ KVM_CAP_SET_GUEST_DEBUG, 1 },
 		{ KVM_CAP_MCE, KVM_MAX_MCE_BANKS },
 		{ KVM_CAP_DEBUGREGS, 1 },
@@ -258,6 +257,9 @@ long kvm_check_extension(const struct gm_config *cfg, struct kvm *kvm, long cap)
 		return kvm_has_apic_bus_cycles(cfg) ? APIC_BUS_CYCLE_NS_DEFAULT : 0;
 	case KVM_CAP_X2APIC_API:
 		return X2APIC_API_VALID_FLAGS;
+	case KVM_CAP_TSC_CONTROL: /* the guest TSC can be scaled (src/vcpu/tsc.c) */
+	case KVM_CAP_VM_TSC_CONTROL:
+		return kvm_arch_has_tsc_control();
 	case KVM_CAP_X86_DISABLE_EXITS:
 		return kvm_disable_exits_supported();
 	case KVM_CAP_DIRTY_LOG_RING: /* x86 has both orderings (TSO) */

@@ -76,6 +76,8 @@ int kvm_arch_enable_split_irqchip(struct kvm *kvm, uint64_t nr_reserved_ioapic_p
 bool kvm_arch_irqchip_in_kernel(struct kvm *kvm);
 /* The host keeps per-thread run delays, for steal time (kvm_pv.c). */
 bool kvm_arch_sched_info_on(void);
+/* KVM_CAP_TSC_CONTROL / KVM_CAP_VM_TSC_CONTROL: the guest TSC can be scaled (tsc.c). */
+bool kvm_arch_has_tsc_control(void);
 /* The base of kvm-clock (kvm_pv.c): raw monotonic time counted from boot. */
 int64_t kvm_arch_kvmclock_base_ns(void);
 

@@ -287,13 +287,13 @@ static void pvclock_scale(uint64_t hz, uint32_t *mul, int8_t *shift)
 
 /*
  * kvm_guest_time_update(): the guest's TSC and the VM's kvm-clock read
- * together, and the scale from guest TSC ticks (the host's rate: the
- * guest's TSC is the host's plus an offset) to ns.  The version is odd
+ * together, and the scale from guest TSC ticks (the host's rate times
+ * the vCPU's TSC ratio, as kvm_guest_time_update() computes it) to ns.  The version is odd
  * while the record changes.
  */
 void kvm_vcpu_update_pvclock(struct kvm_vcpu *v)
 {
-	uint64_t gpa = v->arch.pv_time & ~1ULL, tsc, hz = (uint64_t)kvm_host_tsc_khz() * 1000;
+	uint64_t gpa = v->arch.pv_time & ~1ULL, tsc, hz = (uint64_t)kvm_vcpu_tsc_rate_khz(v) * 1000;
 	struct kvm_memory_slot *slot;
 	int64_t offset, ns;
 	uint32_t mul, ver;

@@ -3,13 +3,15 @@
  * The TSC a vCPU sees: its frequency (KVM_GET/SET_TSC_KHZ on the VM and on
  * the vCPU) and its value (MSR_IA32_TSC), as Linux 6.12 keeps them.
  *
- * guestmem models a host without TSC scaling (KVM's has_tsc_control false):
- * guest code runs natively, and RDTSC cannot be made to trap on the hosts
- * we run on (shared/spec/x86-guests-facts.md), so the guest TSC ticks at
- * the host's rate plus an offset.  KVM's answers for such a host follow:
- * KVM_CAP_TSC_CONTROL and KVM_CAP_VM_TSC_CONTROL read 0, any VM default is
- * accepted, and a vCPU frequency more than 250 ppm below the host's is
- * refused (faster is accepted: KVM's "catch-up" mode).
+ * Guest code runs natively in the guest process, where RDTSC and RDTSCP
+ * fault (PR_SET_TSC, PR_TSC_SIGSEGV) and are emulated with this file's
+ * TSC.  Where the host lets RDTSC fault, guestmem models a host with TSC
+ * scaling, as KVM on AMD (8.32 ratio, at most 2^40 - 1) or Intel (16.48)
+ * keeps it: KVM_CAP_TSC_CONTROL and KVM_CAP_VM_TSC_CONTROL read 1, and the
+ * guest TSC is the host's times the vCPU's ratio plus its offset.  Where
+ * it does not, RDTSC would run at the host's rate: KVM's answers for a
+ * host without scaling follow (the caps read 0, a vCPU frequency more
+ * than 250 ppm below the host's is refused, a faster one accepted).
  *
  * The host frequency: /proc/cpuinfo's "cpu MHz" when it agrees with a
  * 10 ms calibration against CLOCK_MONOTONIC_RAW within 0.5% (hosts with a
@@ -17,13 +19,16 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <x86intrin.h>
 
 #include "lib/cpuinfo.h"
+#include "lib/host_cpuid.h"
 #include "vcpu/vcpu.h"
 #include "vcpu/x86.h"
 #include "lib/lockdep.h"
@@ -86,32 +91,115 @@ static uint32_t adjust_tsc_khz(uint32_t khz, int ppm)
 	return (uint32_t)((uint64_t)khz * (uint64_t)(1000000 + ppm) / 1000000);
 }
 
+static int tsc_control = -1; /* probed once: 0 or 1 (relaxed) */
+
+bool kvm_arch_has_tsc_control(void)
+{
+	int c = READ_ONCE(tsc_control);
+	sigset_t all, old;
+
+	if (c >= 0)
+		return c;
+	/*
+	 * The guest process's stub makes the same two calls on each vCPU
+	 * thread; here on this thread, with no signal handler able to run a
+	 * vDSO RDTSC in between.
+	 */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	c = prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0) == 0;
+	if (prctl(PR_SET_TSC, PR_TSC_ENABLE, 0, 0, 0))
+		c = 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	WRITE_ONCE(tsc_control, c);
+	return c;
+}
+
+/* The vendor module's ratio format: SVM 8.32 (40 bits), VMX 16.48. */
+static unsigned tsc_ratio_frac_bits(void)
+{
+	return gm_kvm_vendor_is_intel() ? 48 : 32;
+}
+
+static uint64_t tsc_ratio_max(void)
+{
+	return gm_kvm_vendor_is_intel() ? ~0ULL : 0xffffffffffULL;
+}
+
+static uint64_t tsc_ratio_default(void)
+{
+	return 1ULL << tsc_ratio_frac_bits();
+}
+
+/* kvm_scale_tsc(): @tsc times @ratio, in the ratio's fixed point. */
+static uint64_t scale_tsc(uint64_t tsc, uint64_t ratio)
+{
+	return (uint64_t)(((unsigned __int128)tsc * ratio) >> tsc_ratio_frac_bits());
+}
+
+/* The host TSC now, at the vCPU's rate. */
+static uint64_t host_tsc_scaled(const struct kvm_vcpu *v)
+{
+	return scale_tsc(__rdtsc(), v->arch.tsc_ratio);
+}
+
+/* kvm_caps.max_guest_tsc_khz with TSC control; KVM_SET_TSC_KHZ refuses it and above. */
+static uint64_t max_guest_tsc_khz(void)
+{
+	uint64_t max = scale_tsc(kvm_host_tsc_khz(), tsc_ratio_max());
+
+	return max < 0x7fffffffULL ? max : 0x7fffffffULL;
+}
+
 /*
- * kvm_set_tsc_khz() without TSC scaling.  The new frequency is recorded
- * before the range check, as in 6.12: a refused rate still reads back.
+ * kvm_set_tsc_khz(): the new frequency is recorded before any check, as in
+ * 6.12, so a refused rate still reads back.  Within 250 ppm of the host:
+ * the default ratio; else the ratio, or without TSC control a faster rate
+ * only (KVM's catch-up mode, not modelled: the guest sees the host's).
  */
 static int set_tsc_khz(struct kvm_vcpu *v, uint32_t khz)
 {
 	uint32_t host = kvm_host_tsc_khz();
+	uint64_t ratio;
 
-	if (!khz)
-		return -EINVAL; /* no host frequency: calibration failed */
+	if (!khz) { /* no host frequency: calibration failed */
+		v->arch.tsc_ratio = tsc_ratio_default();
+		return -EINVAL;
+	}
 	v->arch.virtual_tsc_khz = khz;
 	if (khz >= adjust_tsc_khz(host, -TSC_TOLERANCE_PPM) &&
-	    khz <= adjust_tsc_khz(host, TSC_TOLERANCE_PPM))
+	    khz <= adjust_tsc_khz(host, TSC_TOLERANCE_PPM)) {
+		v->arch.tsc_ratio = tsc_ratio_default();
 		return 0;
-	/* Faster than the host: KVM catches the guest TSC up on entry. */
-	return khz > host ? 0 : -EINVAL;
+	}
+	if (!kvm_arch_has_tsc_control())
+		return khz > host ? 0 : -EINVAL;
+	ratio = (uint64_t)(((unsigned __int128)1 << tsc_ratio_frac_bits()) * khz / host);
+	if (!ratio || ratio >= tsc_ratio_max())
+		return -EINVAL;
+	v->arch.tsc_ratio = ratio;
+	return 0;
+}
+
+/* The ioctls' own check before kvm_set_tsc_khz(): at or above the maximum. */
+static bool khz_too_high(uint32_t khz)
+{
+	return kvm_arch_has_tsc_control() && khz >= max_guest_tsc_khz();
 }
 
 int kvm_vcpu_set_tsc_khz(struct kvm_vcpu *v, uint32_t khz)
 {
+	if (!v->arch.tsc_ratio)
+		v->arch.tsc_ratio = tsc_ratio_default(); /* vCPU creation */
+	if (khz_too_high(khz))
+		return -EINVAL;
 	return set_tsc_khz(v, khz ? khz : kvm_host_tsc_khz());
 }
 
 int kvm_vm_set_tsc_khz(struct kvm *kvm, uint32_t khz)
 {
-	/* Without TSC scaling there is no upper limit to check. */
+	if (khz_too_high(khz))
+		return -EINVAL;
 	WRITE_ONCE(kvm->arch.default_tsc_khz, khz ? khz : kvm_host_tsc_khz());
 	return 0;
 }
@@ -123,9 +211,14 @@ uint32_t kvm_vm_get_tsc_khz(struct kvm *kvm)
 	return khz ? khz : kvm_host_tsc_khz();
 }
 
+uint32_t kvm_vcpu_tsc_rate_khz(const struct kvm_vcpu *v)
+{
+	return (uint32_t)scale_tsc(kvm_host_tsc_khz(), v->arch.tsc_ratio);
+}
+
 uint64_t kvm_vcpu_read_tsc(struct kvm_vcpu *v)
 {
-	return __rdtsc() + (uint64_t)v->arch.tsc_offset;
+	return host_tsc_scaled(v) + (uint64_t)v->arch.tsc_offset;
 }
 
 /*
@@ -144,7 +237,7 @@ void kvm_vcpu_guest_write_tsc(struct kvm_vcpu *v, uint64_t tsc)
 	int64_t adj;
 
 	gm_mutex_lock(&tsc_write_lock, GM_LOCK_TSC);
-	adj = (int64_t)(tsc - __rdtsc()) - v->arch.tsc_offset;
+	adj = (int64_t)(tsc - host_tsc_scaled(v)) - v->arch.tsc_offset;
 	v->arch.tsc_offset += adj;
 	v->arch.tsc_adjust += (uint64_t)adj;
 	gm_mutex_unlock(&tsc_write_lock);
@@ -168,7 +261,7 @@ void kvm_vcpu_guest_write_tsc_adjust(struct kvm_vcpu *v, uint64_t val)
 void kvm_vcpu_write_tsc(struct kvm_vcpu *v, uint64_t tsc, bool from_user)
 {
 	struct kvm *kvm = v->kvm;
-	int64_t offset = (int64_t)(tsc - __rdtsc());
+	int64_t offset = (int64_t)(tsc - host_tsc_scaled(v));
 	uint64_t ns = mono_raw_ns(), khz = v->arch.virtual_tsc_khz;
 	bool sync = false;
 
@@ -208,7 +301,7 @@ void kvm_vcpu_set_tsc_offset(struct kvm_vcpu *v, int64_t offset)
 	kvm->arch.user_set_tsc = true;
 	kvm->arch.cur_tsc_offset = offset;
 	kvm->arch.last_tsc_khz = v->arch.virtual_tsc_khz;
-	kvm->arch.last_tsc_write = __rdtsc() + (uint64_t)offset;
+	kvm->arch.last_tsc_write = host_tsc_scaled(v) + (uint64_t)offset;
 	kvm->arch.last_tsc_nsec = mono_raw_ns();
 	v->arch.tsc_offset = offset;
 	gm_mutex_unlock(&tsc_write_lock);

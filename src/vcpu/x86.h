@@ -66,8 +66,9 @@ struct kvm_x86_msr_val {
 };
 
 struct kvm_vcpu_arch {
-	/* TSC: guest TSC = host TSC + tsc_offset (tsc.c). */
+	/* TSC: guest TSC = host TSC scaled by tsc_ratio + tsc_offset (tsc.c). */
 	uint32_t virtual_tsc_khz;
+	uint64_t tsc_ratio; /* fixed point, kvm_tsc_ratio_frac_bits(); under vcpu->mutex */
 	int64_t tsc_offset;
 	uint64_t tsc_adjust;
 
@@ -140,11 +141,13 @@ void kvm_vcpu_arch_free(struct kvm_vcpu *v);
 
 /* ---- TSC (tsc.c) ---------------------------------------------------------- */
 
-/* vCPU KVM_SET_TSC_KHZ (0: the host's): -EINVAL as 6.12 without scaling. */
+/* vCPU KVM_SET_TSC_KHZ (0: the host's): 0 or -EINVAL, as 6.12. */
 int kvm_vcpu_set_tsc_khz(struct kvm_vcpu *v, uint32_t khz);
 /* VM KVM_SET_TSC_KHZ / KVM_GET_TSC_KHZ.  Context: any. */
 int kvm_vm_set_tsc_khz(struct kvm *kvm, uint32_t khz);
 uint32_t kvm_vm_get_tsc_khz(struct kvm *kvm);
+/* The rate the guest's TSC ticks at (pvclock's scale), in kHz. */
+uint32_t kvm_vcpu_tsc_rate_khz(const struct kvm_vcpu *v);
 /* The guest's TSC now, and setting it (MSR_IA32_TSC, vCPU creation). */
 uint64_t kvm_vcpu_read_tsc(struct kvm_vcpu *v);
 void kvm_vcpu_write_tsc(struct kvm_vcpu *v, uint64_t tsc, bool from_user);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 #include "harness.h"
@@ -201,12 +202,21 @@ TEST_F(test_create_vcpu_id_bits, no_setup, no_teardown)
 	guestmem_sys_close(kvm);
 }
 
+/* Whether this host lets RDTSC fault, which TSC scaling needs (src/vcpu/tsc.c). */
+static bool host_tsc_faults(void)
+{
+	bool ok = prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0) == 0;
+
+	return prctl(PR_SET_TSC, PR_TSC_ENABLE, 0, 0, 0) == 0 && ok;
+}
+
 /* The x86 capabilities, the same in every profile. */
 TEST_F(test_caps, setup, teardown)
 {
-	static const struct { long cap, val; } t[] = {
-		{ KVM_CAP_GET_TSC_KHZ, 1 },	    { KVM_CAP_TSC_CONTROL, 0 },
-		{ KVM_CAP_VM_TSC_CONTROL, 0 },	    { KVM_CAP_MCE, 32 },
+	const long scaled = host_tsc_faults();
+	const struct { long cap, val; } t[] = {
+		{ KVM_CAP_GET_TSC_KHZ, 1 },	    { KVM_CAP_TSC_CONTROL, scaled },
+		{ KVM_CAP_VM_TSC_CONTROL, scaled }, { KVM_CAP_MCE, 32 },
 		{ KVM_CAP_DEBUGREGS, 1 },	    { KVM_CAP_XSAVE, 1 },
 		{ KVM_CAP_XCRS, 1 },		    { KVM_CAP_SET_GUEST_DEBUG, 1 },
 		{ KVM_CAP_SET_GUEST_DEBUG2, 0x1f0003 }, { KVM_CAP_X86_USER_SPACE_MSR, 1 },
@@ -225,28 +235,64 @@ TEST_F(test_caps, setup, teardown)
 
 /* ---- TSC frequency ----------------------------------------------------------------- */
 
+/* The guest TSC's rate over 50 ms, in kHz (MSR_IA32_TSC, as the guest reads it). */
+static uint64_t measured_khz(int vcpu)
+{
+	struct timespec ms50 = { 0, 50000000 }, a, b;
+	uint64_t t0, t1, ns;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	ASSERT_EQ(get_msr(vcpu, 0x10, &t0), 1);
+	nanosleep(&ms50, NULL);
+	ASSERT_EQ(get_msr(vcpu, 0x10, &t1), 1);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	ns = (uint64_t)(b.tv_sec - a.tv_sec) * 1000000000ULL + (uint64_t)b.tv_nsec -
+	     (uint64_t)a.tv_nsec;
+	return (t1 - t0) * 1000000ULL / ns;
+}
+
 TEST_F(test_tsc_khz, setup, teardown)
 {
 	struct fx *x = *state;
 	long host = guestmem_sys_ioctl(x->vm, KVM_GET_TSC_KHZ, 0);
+	bool scaled = host_tsc_faults();
+	uint64_t khz;
 	int vcpu1;
 
 	ASSERT_TRUE(host > 100000); /* > 100 MHz */
 	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_GET_TSC_KHZ, 0), host);
-	/* vCPU: within 250 ppm or faster is fine; slower is refused, but kept. */
+	/* vCPU: within 250 ppm or faster is fine. */
 	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_SET_TSC_KHZ, host * 2), 0);
 	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_GET_TSC_KHZ, 0), host * 2);
 	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_SET_TSC_KHZ, host - host / 10000), 0);
-	ASSERT_ERRNO(guestmem_sys_ioctl(x->vcpu, KVM_SET_TSC_KHZ, host / 2), EINVAL);
-	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_GET_TSC_KHZ, 0), host / 2);
+	if (scaled) {
+		/* TSC scaling: slower too, and the guest's TSC ticks at that rate
+		 * (generous bounds: a loaded 2-core VM stretches the 50 ms). */
+		ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_SET_TSC_KHZ, host / 4), 0);
+		khz = measured_khz(x->vcpu);
+		ASSERT_TRUE(khz > (uint64_t)host / 5 && khz < (uint64_t)host / 3);
+		/* At or above kvm_caps.max_guest_tsc_khz (at most 0x7fffffff). */
+		ASSERT_ERRNO(guestmem_sys_ioctl(x->vcpu, KVM_SET_TSC_KHZ, 0x7fffffff), EINVAL);
+		ASSERT_ERRNO(guestmem_sys_ioctl(x->vm, KVM_SET_TSC_KHZ, 0x7fffffff), EINVAL);
+	} else {
+		/* Slower is refused, but kept. */
+		ASSERT_ERRNO(guestmem_sys_ioctl(x->vcpu, KVM_SET_TSC_KHZ, host / 2), EINVAL);
+		ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_GET_TSC_KHZ, 0), host / 2);
+	}
 	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_SET_TSC_KHZ, 0), 0); /* host */
 	ASSERT_EQ(guestmem_sys_ioctl(x->vcpu, KVM_GET_TSC_KHZ, 0), host);
-	/* VM default: any value without TSC scaling; new vCPUs start with it. */
+	khz = measured_khz(x->vcpu);
+	ASSERT_TRUE(khz > (uint64_t)host * 4 / 5 && khz < (uint64_t)host * 4 / 3);
+	/* VM default: new vCPUs start with it. */
 	ASSERT_EQ(guestmem_sys_ioctl(x->vm, KVM_SET_TSC_KHZ, 1000000), 0);
 	ASSERT_EQ(guestmem_sys_ioctl(x->vm, KVM_GET_TSC_KHZ, 0), 1000000);
 	vcpu1 = guestmem_sys_ioctl(x->vm, KVM_CREATE_VCPU, 1);
 	ASSERT_TRUE(vcpu1 >= 0);
 	ASSERT_EQ(guestmem_sys_ioctl(vcpu1, KVM_GET_TSC_KHZ, 0), 1000000);
+	if (scaled) {
+		khz = measured_khz(vcpu1);
+		ASSERT_TRUE(khz > 800000 && khz < 1330000);
+	}
 	ASSERT_EQ(guestmem_sys_ioctl(x->vm, KVM_SET_TSC_KHZ, 0), 0);
 	ASSERT_EQ(guestmem_sys_ioctl(x->vm, KVM_GET_TSC_KHZ, 0), host);
 	guestmem_sys_close(vcpu1);
