@@ -897,6 +897,26 @@ static bool gm_sc_fdtab(const struct seccomp_notif *n)
 	return true;
 }
 
+/*
+ * Whether an address-space call may touch memory that ever backed a
+ * memslot (src/uapi/hva.c).  If not, no notifier is due and the kernel
+ * makes the call (CONTINUE) without a worker: ld.so's mprotect of a
+ * library's RELRO during dlopen, for one, comes with the loader's lock
+ * held, which starting a worker thread would need (pthread_create takes
+ * it for the stack cache): the listener must never wait for it.
+ */
+static bool gm_sc_mm_noted(const struct seccomp_data *d)
+{
+	const __u64 *a = d->args;
+
+	if (a[0] + a[1] < a[0])
+		return true; /* wraps: the kernel answers it, let the wrapper path decide */
+	if (gm_uapi_hva_noted(a[0], a[0] + a[1]))
+		return true;
+	return d->nr == SYS_mremap && (a[3] & MREMAP_FIXED) && a[4] + a[2] >= a[4] &&
+	       gm_uapi_hva_noted(a[4], a[4] + a[2]);
+}
+
 static void gm_sc_dispatch(const struct seccomp_notif *n)
 {
 	struct gm_sc_work *w;
@@ -914,6 +934,10 @@ static void gm_sc_dispatch(const struct seccomp_notif *n)
 	 * listener free.  Without a worker, here: the call must be made.
 	 */
 	if (gm_sc_is_mm(n->data.nr)) {
+		if (!gm_sc_mm_noted(&n->data)) {
+			gm_sc_send(n->id, 0, 0, true);
+			return;
+		}
 		w = malloc(sizeof(*w));
 		if (w)
 			w->n = *n;

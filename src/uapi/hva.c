@@ -113,14 +113,17 @@ static bool gm_hva_intersects(uint64_t start, uint64_t end)
 	return hit;
 }
 
+bool gm_uapi_hva_noted(uint64_t start, uint64_t end)
+{
+	return READ_ONCE(gm_hva_any) && end > start && gm_hva_intersects(start, end);
+}
+
 static struct kvm_mn_token *hva_start(uint64_t start, uint64_t end, bool unmap)
 {
 	struct kvm_mn_token *t;
 
 	/* The library's own unmaps (backing windows) never back a memslot. */
-	if (likely(!READ_ONCE(gm_hva_any)) || gm_uapi_in_library || end <= start)
-		return NULL;
-	if (!gm_hva_intersects(start, end))
+	if (gm_uapi_in_library || !gm_uapi_hva_noted(start, end))
 		return NULL;
 	gm_uapi_enter();
 	t = unmap ? kvm_mmu_notifier_start_all(start, end)

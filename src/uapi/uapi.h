@@ -272,6 +272,11 @@ ssize_t gm_fop_readlink(struct gm_file *f, char *buf, size_t size);
  */
 void gm_uapi_hva_note(uint64_t start, uint64_t end);
 /*
+ * Whether [start, end) ever backed a memslot: the one check the hooks
+ * below start with (a leaf lock, nothing else).  Context: any.
+ */
+bool gm_uapi_hva_noted(uint64_t start, uint64_t end);
+/*
  * The VMM is about to change [start, end) of its address space: the mmu
  * notifier's range_start for every VM; pass the token to gm_uapi_hva_end()
  * after the change.  NULL (and nothing to end) when the range never backed
