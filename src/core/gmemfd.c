@@ -1204,6 +1204,10 @@ static int shram_enable_slot(struct kvm_memory_slot *slot, void *data)
 
 	if (slot->flags & KVM_MEMSLOT_GMEM_ONLY) /* as kvm_shram_slot_created() */
 		return 0;
+	/* Probed already (kvm_shared_ram_prepare()): a later lookup re-probes
+	 * it if the VMM has changed the memory since. */
+	if (slot->shram && __atomic_load_n(&slot->shram->cur, __ATOMIC_ACQUIRE))
+		return 0;
 	if (b->nr == b->cap) {
 		size_t cap = b->cap ? 2 * b->cap : 64;
 		struct kvm_memory_slot **n = realloc(b->slot, cap * sizeof(*n));
@@ -1334,34 +1338,49 @@ bool kvm_shram_discard(uint64_t start, uint64_t end)
 	return any && all;
 }
 
-int kvm_shared_ram_enable(struct kvm *kvm)
+/* Probe (converting) every slot not probed yet, in one batch.  Context: slots_lock. */
+static void shram_probe_slots_locked(struct kvm *kvm)
 {
 	struct enable_batch b = { NULL, 0, 0 };
 	struct maps_snap snap = { 0 };
 
+	lockdep_assert_held(&kvm->slots_lock);
+	/* slots_lock: the active sets are stable. */
+	for (int as = 0; as < kvm->nr_as; as++)
+		kvm_memslots_for_each(kvm->memslots[as], shram_enable_slot, &b);
+	/* Not under gm_shram_lock: see shram_get(). */
+	pthread_once(&gm_shram_atfork_once, shram_atfork_register);
+	/* One maps read for all, and one probe per run of touching slots. */
+	if (b.nr)
+		qsort(b.slot, b.nr, sizeof(*b.slot), slot_hva_cmp);
+	for (size_t i = 0, j; i < b.nr; i = j) {
+		uint64_t end = slot_hva_end(b.slot[i]);
+
+		for (j = i + 1; j < b.nr && b.slot[j]->userspace_addr <= end; j++)
+			end = GM_MAX(end, slot_hva_end(b.slot[j]));
+		shram_enable_run(&b, i, j, end, &snap);
+	}
+	snap_drop(&snap);
+	free(b.slot);
+}
+
+int kvm_shared_ram_enable(struct kvm *kvm)
+{
 	gm_mutex_lock(&kvm->slots_lock, GM_LOCK_SLOTS);
 	if (!READ_ONCE(kvm->shram_enabled)) {
 		WRITE_ONCE(kvm->shram_enabled, 1);
-		/* slots_lock: the active sets are stable. */
-		for (int as = 0; as < kvm->nr_as; as++)
-			kvm_memslots_for_each(kvm->memslots[as], shram_enable_slot, &b);
-		/* Not under gm_shram_lock: see shram_get(). */
-		pthread_once(&gm_shram_atfork_once, shram_atfork_register);
-		/* One maps read for all, and one probe per run of touching slots. */
-		if (b.nr)
-			qsort(b.slot, b.nr, sizeof(*b.slot), slot_hva_cmp);
-		for (size_t i = 0, j; i < b.nr; i = j) {
-			uint64_t end = slot_hva_end(b.slot[i]);
-
-			for (j = i + 1; j < b.nr && b.slot[j]->userspace_addr <= end; j++)
-				end = GM_MAX(end, slot_hva_end(b.slot[j]));
-			shram_enable_run(&b, i, j, end, &snap);
-		}
+		shram_probe_slots_locked(kvm);
 	}
 	gm_mutex_unlock(&kvm->slots_lock);
-	snap_drop(&snap);
-	free(b.slot);
 	return 0;
+}
+
+void kvm_shared_ram_prepare(struct kvm *kvm)
+{
+	gm_mutex_lock(&kvm->slots_lock, GM_LOCK_SLOTS);
+	if (!READ_ONCE(kvm->shram_enabled))
+		shram_probe_slots_locked(kvm);
+	gm_mutex_unlock(&kvm->slots_lock);
 }
 
 /* ---- the lookup ------------------------------------------------------------ */

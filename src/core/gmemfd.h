@@ -151,6 +151,13 @@ bool kvm_backing_file_in_use(struct kvm *kvm, uint64_t file_id);
  * slots_lock.
  */
 int kvm_shared_ram_enable(struct kvm *kvm);
+/*
+ * Convert @kvm's memslot memory as it is now, in one batch, without
+ * enabling the per-slot conversion at memslot creation (a VMM may create
+ * thousands of slots next, which kvm_shared_ram_enable() then converts in
+ * one batch again).  Context: no VM lock held; takes slots_lock.
+ */
+void kvm_shared_ram_prepare(struct kvm *kvm);
 
 /* ---- hooks for memslots.c, vm.c and invalidate.c ----------------------- */
 

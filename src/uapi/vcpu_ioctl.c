@@ -397,13 +397,15 @@ long gm_vm_ioctl_vcpu(struct gm_file *f, struct kvm *kvm, unsigned long cmd,
 
 		/*
 		 * A vCPU that will run the VMM's machine code needs its memslot
-		 * RAM converted (src/core/gmemfd.c).  Now, not at the first
-		 * KVM_RUN: a VMM (the selftests) writes guest memory from one
-		 * thread while another vCPU's thread enters the guest, and a
-		 * write between the conversion's copy and its mmap is lost.
+		 * RAM converted (src/core/gmemfd.c).  The RAM there now is
+		 * converted now, not at the first KVM_RUN: a VMM (the selftests)
+		 * writes guest memory from one thread while another vCPU's
+		 * thread enters the guest, and a write between the conversion's
+		 * copy and its mmap is lost.  Slots added later (memslot_perf_test
+		 * adds 32,763 after its vCPU) still wait for that KVM_RUN's batch.
 		 */
 		if (r >= 0 && READ_ONCE(gm_uapi_drop_in) && !kvm_guest_default_fn())
-			(void)kvm_shared_ram_enable(kvm);
+			kvm_shared_ram_prepare(kvm);
 		return r;
 	}
 	case KVM_SET_TSS_ADDR:
