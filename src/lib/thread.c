@@ -22,22 +22,24 @@ static void *gm_thread_trampoline(void *p)
 	return fn(arg);
 }
 
-int gm_thread_start(void *(*fn)(void *), void *arg, size_t stack_size)
+/* @tid NULL: detached. */
+static int thread_start(pthread_t *tid, void *(*fn)(void *), void *arg, size_t stack_size)
 {
 	struct gm_thread_start s = { .fn = fn, .arg = arg };
 	pthread_attr_t attr;
 	sigset_t all, old;
-	pthread_t tid;
+	pthread_t t;
 	int err;
 
 	sem_init(&s.running, 0, 0);
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (!tid)
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	if (stack_size)
 		pthread_attr_setstacksize(&attr, stack_size);
-	err = pthread_create(&tid, &attr, gm_thread_trampoline, &s);
+	err = pthread_create(tid ? tid : &t, &attr, gm_thread_trampoline, &s);
 	pthread_attr_destroy(&attr);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (!err)
@@ -45,4 +47,14 @@ int gm_thread_start(void *(*fn)(void *), void *arg, size_t stack_size)
 			;
 	sem_destroy(&s.running);
 	return err;
+}
+
+int gm_thread_start(void *(*fn)(void *), void *arg, size_t stack_size)
+{
+	return thread_start(NULL, fn, arg, stack_size);
+}
+
+int gm_thread_start_joinable(pthread_t *tid, void *(*fn)(void *), void *arg)
+{
+	return thread_start(tid, fn, arg, 0);
 }

@@ -2,6 +2,7 @@
 #ifndef GUESTMEM_LIB_THREAD_H
 #define GUESTMEM_LIB_THREAD_H
 
+#include <pthread.h>
 #include <stddef.h>
 
 /*
@@ -13,5 +14,7 @@
  * default.  Returns 0 or the pthread_create error.
  */
 int gm_thread_start(void *(*fn)(void *), void *arg, size_t stack_size);
+/* The same, joinable: *@tid for pthread_join(). */
+int gm_thread_start_joinable(pthread_t *tid, void *(*fn)(void *), void *arg);
 
 #endif

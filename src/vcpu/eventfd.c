@@ -24,6 +24,7 @@
 #include "core/kvm_arch.h"
 #include "lib/lockdep.h"
 #include "lib/ownfd.h"
+#include "lib/thread.h"
 #include "lib/rcu.h"
 #include "lib/sys_raw.h"
 #include "vcpu/eventfd.h"
@@ -560,7 +561,6 @@ static void *irqfd_watcher(void *arg)
 static int irqfd_watcher_start(struct kvm_eventfds *ev)
 {
 	struct epoll_event e = { .events = EPOLLIN, .data.u64 = IRQFD_STOP_COOKIE };
-	sigset_t all, old;
 	int r;
 
 	lockdep_assert_held(&ev->irqfds_lock);
@@ -575,11 +575,8 @@ static int irqfd_watcher_start(struct kvm_eventfds *ev)
 		if (epoll_ctl(ev->epfd, EPOLL_CTL_ADD, ev->stop_fd, &e))
 			return -errno;
 	}
-	/* The VMM's signal handlers must never run on our thread. */
-	sigfillset(&all);
-	gm_check_pthread(pthread_sigmask(SIG_BLOCK, &all, &old));
-	r = pthread_create(&ev->watcher, NULL, irqfd_watcher, ev);
-	gm_check_pthread(pthread_sigmask(SIG_SETMASK, &old, NULL));
+	/* Signals stay the VMM's; running before the VMM can fork (thread.h). */
+	r = gm_thread_start_joinable(&ev->watcher, irqfd_watcher, ev);
 	if (r)
 		return -r;
 	pthread_setname_np(ev->watcher, "kvm-irqfd");
