@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include "harness.h"
+#include "kvm_fixture.h"
 
 #include <guestmem/kvm.h>
 
@@ -19,22 +20,6 @@
 #define P KVM_MEMORY_ATTRIBUTE_PRIVATE
 #define MB (1ULL << 20)
 
-static int setup_private(void **state)
-{
-	struct kvm *kvm;
-
-	ASSERT_EQ(gm_config_set("linux-6.8", "KVM_SW_PROTECTED_VM=y KVM_SMM=y", NULL), 0);
-	ASSERT_EQ(kvm_create_vm(1, &kvm), 0);
-	*state = kvm;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	kvm_put_kvm(*state);
-	return 0;
-}
-
 static int attrs(struct kvm *kvm, uint64_t addr, uint64_t size, uint64_t a, uint64_t flags)
 {
 	struct kvm_memory_attributes ma = { addr, size, a, flags };
@@ -44,13 +29,7 @@ static int attrs(struct kvm *kvm, uint64_t addr, uint64_t size, uint64_t a, uint
 
 static int add_slot(struct kvm *kvm, uint32_t id, uint64_t gpa, uint64_t size, uint64_t hva)
 {
-	struct kvm_userspace_memory_region2 r = { 0 };
-
-	r.slot = id;
-	r.guest_phys_addr = gpa;
-	r.memory_size = size;
-	r.userspace_addr = hva;
-	return kvm_set_memory_region(kvm, &r, true, NULL);
+	return kvm_fixture_set_slot(kvm, id, 0, gpa, size, hva);
 }
 
 static struct kvm_invalidate_state state_of(struct kvm *kvm)
@@ -61,7 +40,7 @@ static struct kvm_invalidate_state state_of(struct kvm *kvm)
 	return st;
 }
 
-TEST_F(test_validation_order, setup_private, teardown)
+TEST_F(test_validation_order, kvm_fixture_setup_private, kvm_fixture_teardown)
 {
 	struct kvm *kvm = *state;
 
@@ -76,7 +55,7 @@ TEST_F(test_validation_order, setup_private, teardown)
 	ASSERT_EQ(kvm_get_memory_attributes(kvm, (1ULL << 62) >> 12), P);
 }
 
-TEST_F(test_default_vm_supports_nothing, setup_private, teardown)
+TEST_F(test_default_vm_supports_nothing, kvm_fixture_setup_private, kvm_fixture_teardown)
 {
 	struct kvm *kvm;
 
@@ -87,7 +66,7 @@ TEST_F(test_default_vm_supports_nothing, setup_private, teardown)
 	kvm_put_kvm(kvm);
 }
 
-TEST_F(test_replace_and_noop, setup_private, teardown)
+TEST_F(test_replace_and_noop, kvm_fixture_setup_private, kvm_fixture_teardown)
 {
 	struct kvm *kvm = *state;
 	struct kvm_invalidate_state a, b;
@@ -110,7 +89,7 @@ TEST_F(test_replace_and_noop, setup_private, teardown)
 	ASSERT_EQ(state_of(kvm).seq, b.seq + 1);
 }
 
-TEST_F(test_no_slot_no_invalidation, setup_private, teardown)
+TEST_F(test_no_slot_no_invalidation, kvm_fixture_setup_private, kvm_fixture_teardown)
 {
 	struct kvm *kvm = *state;
 	unsigned long seq;
@@ -122,7 +101,7 @@ TEST_F(test_no_slot_no_invalidation, setup_private, teardown)
 	ASSERT_EQ(kvm_get_memory_attributes(kvm, (64 * MB) >> 12), P);
 }
 
-TEST_F(test_attributes_survive_memslot_changes, setup_private, teardown)
+TEST_F(test_attributes_survive_memslot_changes, kvm_fixture_setup_private, kvm_fixture_teardown)
 {
 	struct kvm *kvm = *state;
 
@@ -132,7 +111,7 @@ TEST_F(test_attributes_survive_memslot_changes, setup_private, teardown)
 	ASSERT_EQ(kvm_get_memory_attributes(kvm, 5), P);
 }
 
-TEST_F(test_hull_accumulates, setup_private, teardown)
+TEST_F(test_hull_accumulates, kvm_fixture_setup_private, kvm_fixture_teardown)
 {
 	struct kvm *kvm = *state;
 
@@ -173,7 +152,7 @@ static bool mixed(struct kvm *kvm, int lvl, gfn_t gfn)
 	return kvm_lpage_mixed(kvm, s, lvl, gfn >> kvm_lpage_shift(lvl));
 }
 
-TEST_F(test_mixed_flags, setup_private, teardown)
+TEST_F(test_mixed_flags, kvm_fixture_setup_private, kvm_fixture_teardown)
 {
 	struct kvm *kvm = *state;
 	struct kvm_memory_slot *slot;
@@ -219,7 +198,7 @@ TEST_F(test_mixed_flags, setup_private, teardown)
  * A conversion covering a whole block does not touch its flag: the stale
  * flag must read as not mixed, except while an invalidation is in progress.
  */
-TEST_F(test_mixed_flag_stale, setup_private, teardown)
+TEST_F(test_mixed_flag_stale, kvm_fixture_setup_private, kvm_fixture_teardown)
 {
 	struct kvm *kvm = *state;
 	struct kvm_memory_slot *slot;
@@ -247,7 +226,7 @@ TEST_F(test_mixed_flag_stale, setup_private, teardown)
 	gm_rwlock_unlock(&kvm->mmu_lock);
 }
 
-TEST_F(test_unaligned_slot_edges, setup_private, teardown)
+TEST_F(test_unaligned_slot_edges, kvm_fixture_setup_private, kvm_fixture_teardown)
 {
 	struct kvm *kvm = *state;
 

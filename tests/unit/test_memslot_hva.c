@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "kvm_fixture.h"
 
 #include <guestmem/kvm.h>
 
@@ -23,30 +24,7 @@
 
 static int set(struct kvm *kvm, uint32_t slot, uint64_t gpa, uint64_t size, uint64_t hva)
 {
-	struct kvm_userspace_memory_region2 r = { 0 };
-	struct kvm_gmem_ref ref = { -EBADF, NULL };
-
-	r.slot = slot;
-	r.guest_phys_addr = gpa;
-	r.memory_size = size;
-	r.userspace_addr = hva;
-	return kvm_set_memory_region(kvm, &r, true, &ref);
-}
-
-static int setup(void **state)
-{
-	struct kvm *kvm;
-
-	ASSERT_EQ(gm_config_set("linux-6.8", "KVM_SW_PROTECTED_VM=y KVM_SMM=y", NULL), 0);
-	ASSERT_EQ(kvm_create_vm(0, &kvm), 0);
-	*state = kvm;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	kvm_put_kvm(*state);
-	return 0;
+	return kvm_fixture_set_slot(kvm, slot, 0, gpa, size, hva);
 }
 
 struct hit {
@@ -155,7 +133,7 @@ static uint64_t nr_runs(struct kvm *kvm)
 	return rangemap_nr_runs(&kvm_memslots(kvm, 0)->by_hva);
 }
 
-TEST_F(test_overlapping, setup, teardown)
+TEST_F(test_overlapping, kvm_fixture_setup, kvm_fixture_teardown)
 {
 	struct kvm *kvm = *state;
 	static struct hits h;
@@ -180,7 +158,7 @@ TEST_F(test_overlapping, setup, teardown)
 	expect_same(kvm_memslots(kvm, 0), 0, ~0ULL);
 }
 
-TEST_F(test_adjacent, setup, teardown)
+TEST_F(test_adjacent, kvm_fixture_setup, kvm_fixture_teardown)
 {
 	struct kvm *kvm = *state;
 
@@ -195,7 +173,7 @@ TEST_F(test_adjacent, setup, teardown)
 	ASSERT_EQ(ids(kvm, A - 1, A), 0);
 }
 
-TEST_F(test_deleted, setup, teardown)
+TEST_F(test_deleted, kvm_fixture_setup, kvm_fixture_teardown)
 {
 	struct kvm *kvm = *state;
 
@@ -213,7 +191,7 @@ TEST_F(test_deleted, setup, teardown)
 	ASSERT_EQ(ids(kvm, 0, ~0ULL), 0);
 }
 
-TEST_F(test_moved, setup, teardown)
+TEST_F(test_moved, kvm_fixture_setup, kvm_fixture_teardown)
 {
 	struct kvm *kvm = *state;
 	static struct hits h;
@@ -250,7 +228,7 @@ TEST_F(test_moved, setup, teardown)
 }
 
 /* Random slots over a small host window (many overlaps), against the walk. */
-TEST_F_TIMEOUT(test_random_vs_walk, setup, teardown, 120)
+TEST_F_TIMEOUT(test_random_vs_walk, kvm_fixture_setup, kvm_fixture_teardown, 120)
 {
 	struct kvm *kvm = *state;
 	unsigned seed = 7;
@@ -296,7 +274,7 @@ TEST_F_TIMEOUT(test_random_vs_walk, setup, teardown, 120)
 }
 
 /* The notifier zaps exactly the slots its range overlaps. */
-TEST_F(test_notifier_hits, setup, teardown)
+TEST_F(test_notifier_hits, kvm_fixture_setup, kvm_fixture_teardown)
 {
 	struct kvm *kvm = *state;
 	uint64_t before;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "kvm_fixture.h"
 
 #include <guestmem/kvm.h>
 
@@ -33,26 +34,7 @@ static struct kvm_userspace_memory_region2 region(uint32_t slot, uint32_t flags,
 static int set(struct kvm *kvm, uint32_t slot, uint32_t flags, uint64_t gpa, uint64_t size,
 	       uint64_t hva)
 {
-	struct kvm_userspace_memory_region2 r = region(slot, flags, gpa, size, hva);
-	struct kvm_gmem_ref ref = { -EBADF, NULL };
-
-	return kvm_set_memory_region(kvm, &r, true, &ref);
-}
-
-static int setup(void **state)
-{
-	struct kvm *kvm;
-
-	ASSERT_EQ(gm_config_set("linux-6.8", "KVM_SW_PROTECTED_VM=y KVM_SMM=y", NULL), 0);
-	ASSERT_EQ(kvm_create_vm(0, &kvm), 0);
-	*state = kvm;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	kvm_put_kvm(*state);
-	return 0;
+	return kvm_fixture_set_slot(kvm, slot, flags, gpa, size, hva);
 }
 
 static uint16_t slot_at(struct kvm *kvm, int as, gfn_t gfn)
@@ -67,7 +49,7 @@ static uint16_t slot_at(struct kvm *kvm, int as, gfn_t gfn)
 	return id;
 }
 
-TEST_F(test_create_lookup_delete, setup, teardown)
+TEST_F(test_create_lookup_delete, kvm_fixture_setup, kvm_fixture_teardown)
 {
 	struct kvm *kvm = *state;
 
@@ -83,7 +65,7 @@ TEST_F(test_create_lookup_delete, setup, teardown)
 	ASSERT_EQ(set(kvm, 3, 0, 16 * MB, 2 * MB, 0x100000000ULL), 0);
 }
 
-TEST_F(test_overlap_and_address_spaces, setup, teardown)
+TEST_F(test_overlap_and_address_spaces, kvm_fixture_setup, kvm_fixture_teardown)
 {
 	struct kvm *kvm = *state;
 
@@ -98,7 +80,7 @@ TEST_F(test_overlap_and_address_spaces, setup, teardown)
 	ASSERT_EQ(set(kvm, 5, 4 /* GUEST_MEMFD */, 64 * MB, 4 * MB, 0), -EINVAL);
 }
 
-TEST_F(test_modify_rules, setup, teardown)
+TEST_F(test_modify_rules, kvm_fixture_setup, kvm_fixture_teardown)
 {
 	struct kvm *kvm = *state;
 	const uint64_t hva = 0x200000000ULL;
@@ -115,7 +97,7 @@ TEST_F(test_modify_rules, setup, teardown)
 	ASSERT_EQ(slot_at(kvm, 0, 128 * MB >> 12), 7);
 }
 
-TEST_F(test_sanity_checks, setup, teardown)
+TEST_F(test_sanity_checks, kvm_fixture_setup, kvm_fixture_teardown)
 {
 	struct kvm *kvm = *state;
 	struct kvm_userspace_memory_region2 r = region(1, 4, 0, 2 * MB, 0);
@@ -150,7 +132,7 @@ TEST(test_private_vm_has_one_address_space)
 	ASSERT_EQ(kvm_create_vm(2, &kvm), -EINVAL);
 }
 
-TEST_F(test_many_slots_and_generations, setup, teardown)
+TEST_F(test_many_slots_and_generations, kvm_fixture_setup, kvm_fixture_teardown)
 {
 	struct kvm *kvm = *state;
 	uint64_t gen0 = kvm_memslots(kvm, 0)->generation;
@@ -252,7 +234,7 @@ static void check_sets(struct kvm *kvm, struct kvm_memslot_cache *cache, unsigne
 	gm_rcu_read_unlock();
 }
 
-TEST_F(test_random_against_model, setup, teardown)
+TEST_F(test_random_against_model, kvm_fixture_setup, kvm_fixture_teardown)
 {
 	struct kvm *kvm = *state;
 	struct kvm_memslot_cache cache = { NULL, 0 };
