@@ -38,15 +38,49 @@
 #define GIB (1ULL << 30)
 #define REPS 31
 
-static int add_slot(struct kvm *kvm, uint32_t id, uint64_t gpa, uint64_t size)
+/* Slot @id over [gpa, gpa + size) at host @hva (never touched); size 0 deletes. */
+static int add_slot_hva(struct kvm *kvm, uint32_t id, uint64_t gpa, uint64_t size, uint64_t hva)
 {
 	struct kvm_userspace_memory_region2 r = { 0 };
 
 	r.slot = id;
 	r.guest_phys_addr = gpa;
 	r.memory_size = size;
-	r.userspace_addr = 0;
+	r.userspace_addr = hva;
 	return kvm_set_memory_region(kvm, &r, true, NULL);
+}
+
+static int add_slot(struct kvm *kvm, uint32_t id, uint64_t gpa, uint64_t size)
+{
+	return add_slot_hva(kvm, id, gpa, size, 0);
+}
+
+/*
+ * The two VMs the slot-count rows compare: *@one with slot 0 of @one_size
+ * bytes at gpa 0, *@many with every slot KVM allows, slot id of @size
+ * bytes at gpa id * @gpa_step; host addresses @hva + id * @hva_step.  On
+ * failure neither is left.
+ */
+static int vm_pair(struct kvm **one, struct kvm **many, uint64_t one_size, uint64_t gpa_step,
+		   uint64_t size, uint64_t hva, uint64_t hva_step)
+{
+	int r = kvm_create_vm(0, one);
+
+	if (r)
+		return r;
+	r = kvm_create_vm(0, many);
+	if (r) {
+		kvm_put_kvm(*one);
+		return r;
+	}
+	r = add_slot_hva(*one, 0, 0, one_size, hva);
+	for (uint32_t id = 0; !r && id < KVM_USER_MEM_SLOTS; id++)
+		r = add_slot_hva(*many, id, id * gpa_step, size, hva + id * hva_step);
+	if (r) {
+		kvm_put_kvm(*one);
+		kvm_put_kvm(*many);
+	}
+	return r;
 }
 
 /*
@@ -262,22 +296,13 @@ static int bench_memslot_updates(void)
 	struct idle_reader reader;
 	struct kvm *one, *many;
 	unsigned seed1 = 3, seedn = 4;
-	int r;
+	int r = vm_pair(&one, &many, 4096, 2 * 4096, 4096, 0, 0);
 
-	r = kvm_create_vm(0, &one);
 	if (r)
 		return r;
-	r = kvm_create_vm(0, &many);
-	if (r) {
-		kvm_put_kvm(one);
-		return r;
-	}
-	r = add_slot(one, 0, 0, 4096);
-	for (uint32_t id = 0; !r && id < KVM_USER_MEM_SLOTS; id++)
-		r = add_slot(many, id, (uint64_t)id * 2 * 4096, 4096);
 	sem_init(&reader.registered, 0, 0);
 	sem_init(&reader.stop, 0, 0);
-	if (!r && pthread_create(&reader.thread, NULL, idle_reader_main, &reader))
+	if (pthread_create(&reader.thread, NULL, idle_reader_main, &reader))
 		r = -EAGAIN;
 	if (!r) {
 		while (sem_wait(&reader.registered) && errno == EINTR)
@@ -305,17 +330,6 @@ static int bench_memslot_updates(void)
 
 #define NOTIFIER_HVA 0x100000000ULL /* never touched: the slots are not accessed */
 
-static int add_slot_at(struct kvm *kvm, uint32_t id, uint64_t gpa, uint64_t hva)
-{
-	struct kvm_userspace_memory_region2 r = { 0 };
-
-	r.slot = id;
-	r.guest_phys_addr = gpa;
-	r.memory_size = 4096;
-	r.userspace_addr = hva;
-	return kvm_set_memory_region(kvm, &r, true, NULL);
-}
-
 static double notifier_once(struct kvm *kvm, uint64_t hva)
 {
 	uint64_t t0 = bench_now_ns();
@@ -330,19 +344,10 @@ static int bench_notifier(void)
 	static double v1[SLOT_REPS], vn[SLOT_REPS];
 	struct kvm *one, *many;
 	unsigned seed = 5;
-	int r;
+	int r = vm_pair(&one, &many, 4096, 2 * 4096, 4096, NOTIFIER_HVA, 4096);
 
-	r = kvm_create_vm(0, &one);
 	if (r)
 		return r;
-	r = kvm_create_vm(0, &many);
-	if (r) {
-		kvm_put_kvm(one);
-		return r;
-	}
-	r = add_slot_at(one, 0, 0, NOTIFIER_HVA);
-	for (uint32_t id = 0; !r && id < KVM_USER_MEM_SLOTS; id++)
-		r = add_slot_at(many, id, (uint64_t)id * 2 * 4096, NOTIFIER_HVA + (uint64_t)id * 4096);
 	for (int i = 0; !r && i < SLOT_REPS; i++) {
 		uint32_t id = (uint32_t)rand_r(&seed) % KVM_USER_MEM_SLOTS;
 
@@ -395,15 +400,10 @@ static int bench_lookup(void)
 	struct kvm *one = NULL, *many = NULL;
 	unsigned seed = 1;
 	double t1, tn;
-	int r = gfns ? kvm_create_vm(0, &one) : -ENOMEM;
+	int r = gfns ? vm_pair(&one, &many, total << 12, LOOKUP_SLOT_PAGES << 12,
+			       LOOKUP_SLOT_PAGES << 12, 0, 0)
+		     : -ENOMEM;
 
-	if (!r)
-		r = kvm_create_vm(0, &many);
-	if (!r)
-		r = add_slot(one, 0, 0, total << 12);
-	for (uint32_t id = 0; !r && id < KVM_USER_MEM_SLOTS; id++)
-		r = add_slot(many, id, (uint64_t)id * (LOOKUP_SLOT_PAGES << 12),
-			     LOOKUP_SLOT_PAGES << 12);
 	for (int k = 0; !r && k < LOOKUP_GFNS; k++)
 		gfns[k] = (((uint64_t)rand_r(&seed) << 31) ^ (uint64_t)rand_r(&seed)) % total;
 	if (!r) {
@@ -411,10 +411,10 @@ static int bench_lookup(void)
 		tn = time_lookups(many, gfns, LOOKUP_GFNS);
 		bench_row("gfn lookup, random gfns: 32764 slots vs 1 (ns)", tn, t1, "ns", "O(log n)");
 	}
-	if (one)
+	if (!r) {
 		kvm_put_kvm(one);
-	if (many)
 		kvm_put_kvm(many);
+	}
 	free(gfns);
 	return r;
 }
