@@ -187,10 +187,16 @@ static bool khz_too_high(uint32_t khz)
 	return kvm_arch_has_tsc_control() && khz >= max_guest_tsc_khz();
 }
 
+void kvm_vcpu_tsc_init(struct kvm_vcpu *v)
+{
+	v->arch.tsc_ratio = tsc_ratio_default();
+	/* kvm_arch_vcpu_create(): the VM's rate, without the ioctl's checks;
+	 * a failed one (slower, no scaling) still records the rate. */
+	(void)set_tsc_khz(v, kvm_vm_get_tsc_khz(v->kvm));
+}
+
 int kvm_vcpu_set_tsc_khz(struct kvm_vcpu *v, uint32_t khz)
 {
-	if (!v->arch.tsc_ratio)
-		v->arch.tsc_ratio = tsc_ratio_default(); /* vCPU creation */
 	if (khz_too_high(khz))
 		return -EINVAL;
 	return set_tsc_khz(v, khz ? khz : kvm_host_tsc_khz());

@@ -141,6 +141,8 @@ void kvm_vcpu_arch_free(struct kvm_vcpu *v);
 
 /* ---- TSC (tsc.c) ---------------------------------------------------------- */
 
+/* vCPU creation: ratio 1.0, then the VM's default rate. */
+void kvm_vcpu_tsc_init(struct kvm_vcpu *v);
 /* vCPU KVM_SET_TSC_KHZ (0: the host's): 0 or -EINVAL, as 6.12. */
 int kvm_vcpu_set_tsc_khz(struct kvm_vcpu *v, uint32_t khz);
 /* VM KVM_SET_TSC_KHZ / KVM_GET_TSC_KHZ.  Context: any. */

@@ -61,8 +61,7 @@ int kvm_vcpu_arch_init(struct kvm_vcpu *v)
 			return -ENOMEM;
 		kvm_lapic_reset(v);
 	}
-	/* A failed default (slower than the host) still records the rate. */
-	(void)kvm_vcpu_set_tsc_khz(v, kvm_vm_get_tsc_khz(v->kvm));
+	kvm_vcpu_tsc_init(v);
 	kvm_vcpu_write_tsc(v, 0, false); /* kvm_synchronize_tsc at creation */
 	a->mcg_cap = KVM_MAX_MCE_BANKS;
 	a->dr6 = DR6_ACTIVE_LOW;
