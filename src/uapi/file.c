@@ -60,7 +60,20 @@ static pthread_mutex_t gm_hangup_lock = PTHREAD_MUTEX_INITIALIZER;
 /* gm_watch_lock: the watcher's epoll fd and the `watched` flags. */
 static pthread_mutex_t gm_watch_lock = PTHREAD_MUTEX_INITIALIZER;
 static int gm_epfd = -1;
-static int gm_watch_pending; /* set in a forked child that inherited files */
+/*
+ * Set once this process holds, or may hold, another process's objects
+ * (a forked child, or one found by a lookup): every fd lookup then also
+ * asks getsockname() of sockets that are not ours.  Relaxed: a stale
+ * zero only means one call answered as for a plain socket.
+ */
+static int gm_foreign_seen;
+/*
+ * A forked child's copies of its parent's files, out of the registry:
+ * the parent answers for them (remote.c).  Kept so that they stay
+ * reachable; the child never releases them.  Written in the child's
+ * atfork handler only.
+ */
+static struct gm_file *gm_inherited;
 static pthread_once_t gm_atfork_once = PTHREAD_ONCE_INIT;
 
 __thread int gm_uapi_in_library __attribute__((tls_model("initial-exec")));
@@ -137,6 +150,10 @@ void gm_file_put(struct gm_file *f)
 	/* acq_rel: the releasing thread sees every write of the other users. */
 	if (__atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL))
 		return;
+	if (f->remote) {
+		gm_remote_free(f);
+		return;
+	}
 	int saved = gm_uapi_enter();
 	if (f->ops->release)
 		f->ops->release(f);
@@ -174,24 +191,47 @@ static struct gm_file *gm_file_find_ino(ino_t ino)
 	return f;
 }
 
-static void gm_watcher_restart(void);
+enum gm_lookup_scope { GM_LOOKUP_OWN, GM_LOOKUP_ANY, GM_LOOKUP_FOREIGN };
 
-struct gm_file *gm_file_lookup(int fd)
+static struct gm_file *gm_file_lookup_in(int fd, enum gm_lookup_scope scope)
 {
+	struct gm_file *f = NULL;
 	struct stat st;
 
+	if (scope == GM_LOOKUP_ANY && READ_ONCE(gm_foreign_seen))
+		scope = GM_LOOKUP_FOREIGN;
 	/*
 	 * Fast path for processes with no guestmem object: no system call.
 	 * Relaxed is enough: an fd only becomes a guestmem fd by an install
 	 * that happened-before the caller learned the fd number.
 	 */
-	if (likely(READ_ONCE(gm_nr_files) == 0) || fd < 0)
+	if (fd < 0 || (likely(READ_ONCE(gm_nr_files) == 0) && scope != GM_LOOKUP_FOREIGN))
 		return NULL;
-	if (unlikely(READ_ONCE(gm_watch_pending)))
-		gm_watcher_restart();
-	if (gm_raw_fstat(fd, &st) || !S_ISSOCK(st.st_mode) || st.st_dev != READ_ONCE(gm_sock_dev))
+	if (gm_raw_fstat(fd, &st) || !S_ISSOCK(st.st_mode))
 		return NULL;
-	return gm_file_find_ino(st.st_ino);
+	if (st.st_dev == READ_ONCE(gm_sock_dev))
+		f = gm_file_find_ino(st.st_ino);
+	if (!f && scope == GM_LOOKUP_FOREIGN) {
+		f = gm_remote_lookup(fd);
+		if (f && !READ_ONCE(gm_foreign_seen))
+			WRITE_ONCE(gm_foreign_seen, 1);
+	}
+	return f;
+}
+
+struct gm_file *gm_file_lookup(int fd)
+{
+	return gm_file_lookup_in(fd, GM_LOOKUP_OWN);
+}
+
+struct gm_file *gm_file_lookup_any(int fd)
+{
+	return gm_file_lookup_in(fd, GM_LOOKUP_ANY);
+}
+
+struct gm_file *gm_file_lookup_foreign(int fd)
+{
+	return gm_file_lookup_in(fd, GM_LOOKUP_FOREIGN);
 }
 
 /* ---- the watcher ------------------------------------------------------ */
@@ -218,6 +258,19 @@ static void *gm_watcher_main(void *arg)
 		for (int i = 0; i < n; i++) {
 			struct gm_file *f;
 
+			/*
+			 * Requests from other processes first (a last one may
+			 * come with their last close), outside the hang-up lock:
+			 * a close racing with one is then released by our put,
+			 * as with an operation in flight.
+			 */
+			if (ev[i].events & EPOLLIN) {
+				f = gm_file_find_ino((ino_t)ev[i].data.u64);
+				if (f) {
+					gm_remote_serve(f);
+					gm_file_put(f);
+				}
+			}
 			gm_mutex_lock(&gm_hangup_lock, GM_LOCK_HANGUP);
 			f = gm_file_find_ino((ino_t)ev[i].data.u64);
 			if (f) { /* else another thread released it already */
@@ -232,7 +285,8 @@ static void *gm_watcher_main(void *arg)
 /* Add @f to the epoll set.  Context: gm_watch_lock held, gm_epfd valid. */
 static void gm_watch_add_locked(struct gm_file *f)
 {
-	struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLET, .data.u64 = f->ino };
+	/* EPOLLIN: requests from other holders (remote.c). */
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.u64 = f->ino };
 
 	lockdep_assert_held(&gm_watch_lock);
 	if (f->watched || READ_ONCE(f->hung))
@@ -264,25 +318,10 @@ static bool gm_watcher_start_locked(void)
 	return true;
 }
 
-/* In a forked child: a new watcher for the inherited files. */
-static void gm_watcher_restart(void)
-{
-	gm_mutex_lock(&gm_watch_lock, GM_LOCK_WATCH);
-	if (READ_ONCE(gm_watch_pending) && gm_watcher_start_locked()) {
-		gm_rwlock_rdlock(&gm_files_lock, GM_LOCK_FILES);
-		for (int b = 0; b < GM_FILE_BUCKETS; b++)
-			for (struct gm_file *f = gm_file_hash[b]; f; f = f->next)
-				gm_watch_add_locked(f);
-		gm_rwlock_unlock(&gm_files_lock);
-		WRITE_ONCE(gm_watch_pending, 0);
-	}
-	gm_mutex_unlock(&gm_watch_lock);
-}
-
 /*
  * fork(): the child has no watcher thread, and the epoll fd it inherited is
- * the parent's instance.  Make the locks consistent across the fork, then
- * let the child build its own watcher on first use.
+ * the parent's instance.  Make the locks consistent across the fork; the
+ * child starts its own watcher for the first file it creates.
  */
 static void gm_atfork_prepare(void)
 {
@@ -296,6 +335,13 @@ static void gm_atfork_parent(void)
 	pthread_mutex_unlock(&gm_watch_lock);
 }
 
+/*
+ * In the child, the parent's files are the parent's: the kernel ties a
+ * VM to its creator's mm, and a guest_memfd's fallocate must reach the
+ * VM that binds it.  So the child drops its copies of their library ends
+ * (the parent alone receives requests and sees the last close) and finds
+ * the inherited fds as another process's objects from now on.
+ */
 static void gm_atfork_child(void)
 {
 	pthread_rwlock_t rw = PTHREAD_RWLOCK_INITIALIZER;
@@ -305,10 +351,22 @@ static void gm_atfork_child(void)
 	gm_watch_lock = mx;
 	gm_fd_close(gm_epfd);
 	gm_epfd = -1;
-	for (int b = 0; b < GM_FILE_BUCKETS; b++)
-		for (struct gm_file *f = gm_file_hash[b]; f; f = f->next)
+	for (int b = 0; b < GM_FILE_BUCKETS; b++) {
+		while (gm_file_hash[b]) {
+			struct gm_file *f = gm_file_hash[b];
+
+			gm_file_hash[b] = f->next;
+			gm_fd_close(f->peer);
+			f->peer = -1;
 			f->watched = false;
-	WRITE_ONCE(gm_watch_pending, gm_nr_files > 0);
+			f->hung = 1; /* never released here */
+			f->next = gm_inherited;
+			gm_inherited = f;
+			gm_nr_files--;
+		}
+	}
+	if (gm_inherited)
+		WRITE_ONCE(gm_foreign_seen, 1);
 }
 
 static void gm_atfork_register(void)
@@ -328,7 +386,8 @@ int gm_file_create(enum gm_file_type type, const struct gm_file_ops *ops, const 
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
-	if (gm_raw_socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+	/* Records, not a stream: requests from other holders (remote.c). */
+	if (gm_raw_socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) {
 		int err = -errno;
 
 		free(f);
@@ -350,6 +409,7 @@ int gm_file_create(enum gm_file_type type, const struct gm_file_ops *ops, const 
 	 * reference closes.
 	 */
 	gm_raw_shutdown(sv[1], SHUT_WR);
+	gm_remote_bind(sv[0], type, st.st_ino);
 	gm_check_pthread(pthread_mutex_init(&f->pos_lock, NULL));
 	f->type = type;
 	f->ops = ops;

@@ -120,7 +120,7 @@ struct gm_file *gm_proc_fd_lookup(const char *path)
 {
 	int fd = gm_proc_fd_number(path);
 
-	return fd < 0 ? NULL : gm_file_lookup(fd);
+	return fd < 0 ? NULL : gm_file_lookup_foreign(fd);
 }
 
 time_t gm_synthetic_file_time(void)

@@ -192,10 +192,17 @@ bool gm_uapi_dup2(int oldfd, int newfd, int flags, bool dup3, int *ret)
 		GM_LEAVE();                             \
 		return true;                            \
 	} while (0)
+/* Another process's objects too (uapi/remote.c), once this one holds any. */
 #define GM_FILE_OP(fd, ret, expr)                                \
 	do {                                                     \
 		GM_OWN_EBADF(fd, ret);                           \
-		GM_OBJ_OP(gm_file_lookup(fd), ret, expr);        \
+		GM_OBJ_OP(gm_file_lookup_any(fd), ret, expr);    \
+	} while (0)
+/* Looking for another process's object in any case (uapi.h). */
+#define GM_FILE_OP_FOREIGN(fd, ret, expr)                        \
+	do {                                                     \
+		GM_OWN_EBADF(fd, ret);                           \
+		GM_OBJ_OP(gm_file_lookup_foreign(fd), ret, expr); \
 	} while (0)
 
 bool gm_uapi_ioctl(int fd, unsigned long request, unsigned long arg, int *ret)
@@ -205,6 +212,8 @@ bool gm_uapi_ioctl(int fd, unsigned long request, unsigned long arg, int *ret)
 	/* fd flags: the socket's own answer is the right one. */
 	if (cmd == FIOCLEX || cmd == FIONCLEX || cmd == FIONBIO || cmd == FIOASYNC)
 		return false;
+	if (_IOC_TYPE(cmd) == KVMIO)
+		GM_FILE_OP_FOREIGN(fd, ret, gm_fop_ioctl(f, cmd, arg));
 	GM_FILE_OP(fd, ret, gm_fop_ioctl(f, cmd, arg));
 }
 
@@ -235,7 +244,7 @@ bool gm_uapi_lseek(int fd, off_t off, int whence, off_t *ret)
 
 bool gm_uapi_fallocate(int fd, int mode, off_t off, off_t len, int *ret)
 {
-	GM_FILE_OP(fd, ret, gm_fop_fallocate(f, mode, off, len));
+	GM_FILE_OP_FOREIGN(fd, ret, gm_fop_fallocate(f, mode, off, len));
 }
 
 bool gm_uapi_ftruncate(int fd, off_t len, int *ret)
@@ -495,7 +504,7 @@ static long gm_stat_out(struct gm_file *f, const char *path, void *user)
 
 bool gm_uapi_fstat(int fd, struct stat *st, int *ret)
 {
-	GM_FILE_OP(fd, ret, gm_stat_out(f, NULL, st));
+	GM_FILE_OP_FOREIGN(fd, ret, gm_stat_out(f, NULL, st));
 }
 
 /*
@@ -505,7 +514,7 @@ bool gm_uapi_fstat(int fd, struct stat *st, int *ret)
 static struct gm_file *gm_at_lookup(int dirfd, const char *path, int flags)
 {
 	if ((flags & AT_EMPTY_PATH) && (!path || !path[0]))
-		return gm_file_lookup(dirfd);
+		return gm_file_lookup_foreign(dirfd);
 	if (path && path[0] == '/' && !(flags & AT_SYMLINK_NOFOLLOW))
 		return gm_proc_fd_lookup(path);
 	return NULL;

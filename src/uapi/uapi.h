@@ -12,7 +12,9 @@
  * then releases the object, like the kernel's ->release on the final fput.
  *
  * Identifying an fd costs one fstat: a socket on sockfs whose inode number
- * is in the registry is ours.
+ * is in the registry is ours.  The application's end is also bound to an
+ * abstract name, by which a process that did not create the object finds
+ * it and reaches its creator (src/uapi/remote.c).
  *
  * Locks: docs/locking.md lists every lock, what it protects and the order.
  */
@@ -91,6 +93,7 @@ struct gm_file {
 	long refs;	  /* 1 for the registry + 1 per operation in flight */
 	int hung;	  /* 0 -> 1 once, by whoever saw the last close */
 	bool watched;	  /* peer is in the watcher's epoll set (gm_watch_lock) */
+	bool remote;	  /* another process's object, for one call (remote.c) */
 	struct gm_file *next; /* hash chain, under gm_files_lock */
 };
 
@@ -112,9 +115,22 @@ void gm_file_abort(struct gm_file *f);
 /*
  * The guestmem file behind @fd with a reference, or NULL if @fd is not a
  * guestmem fd (including not open).  Cost: one fstat when any guestmem
- * object exists, nothing otherwise.  Context: any.
+ * object exists, nothing otherwise.  Only this process's own objects.
+ * Context: any.
  */
 struct gm_file *gm_file_lookup(int fd);
+/*
+ * The same, and also another process's object (remote.c) once this
+ * process has been seen holding one (inherited by fork, or found by
+ * gm_file_lookup_foreign()); the caller answers for the file as usual.
+ */
+struct gm_file *gm_file_lookup_any(int fd);
+/*
+ * The same, looking for another process's object in any case: for the
+ * calls whose answer matters across processes (KVM ioctls, fallocate,
+ * stat, readlink), at one getsockname() for a socket that is not ours.
+ */
+struct gm_file *gm_file_lookup_foreign(int fd);
 void gm_file_get(struct gm_file *f);
 /* Drop a reference; the last one runs ops->release and frees @f. */
 void gm_file_put(struct gm_file *f);
@@ -151,6 +167,17 @@ extern __thread int gm_uapi_in_library __attribute__((tls_model("initial-exec"))
 int gm_uapi_enter(void);
 void gm_uapi_leave(int saved);
 bool gm_uapi_tid_in_library(int tid);
+
+/* ---- other processes' objects (src/uapi/remote.c) --------------------- */
+
+/* Name the application end of a new file, so other processes can find it. */
+void gm_remote_bind(int app_fd, enum gm_file_type type, ino_t ino);
+/* The file behind @fd if it is another process's object (refs = 1), or NULL. */
+struct gm_file *gm_remote_lookup(int fd);
+/* Free a file gm_remote_lookup() made (its last gm_file_put()). */
+void gm_remote_free(struct gm_file *f);
+/* In the owner: answer every request waiting on @f's peer (watcher thread). */
+void gm_remote_serve(struct gm_file *f);
 
 /* ---- user memory (src/uapi/usercopy.c) ------------------------------- */
 

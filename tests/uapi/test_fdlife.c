@@ -266,13 +266,17 @@ static void t_fork_eio(void)
 		ASSERT_EQ(st.st_size, GMEM_SIZE);
 		/* /dev/kvm is not tied to a process either */
 		ASSERT_EQ(ioctl(kvm, KVM_GET_API_VERSION, 0), 12);
-		/* the child runs its own watcher: a raw close is still noticed */
-		int base = nfds(), k = open_kvm(), cvm = create_vm(k);
+		/*
+		 * the child runs its own watcher for what it creates (started
+		 * with its first object): a raw close is still noticed
+		 */
+		int k = open_kvm(), base = nfds(), cvm = create_vm(k);
 
 		ASSERT_EQ(ioctl(cvm, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY), 1);
 		ASSERT_EQ(syscall(SYS_close, cvm), 0);
-		ASSERT_EQ(syscall(SYS_close, k), 0);
 		wait_nfds(base);
+		ASSERT_EQ(syscall(SYS_close, k), 0);
+		wait_nfds(base - 2);
 		ASSERT_EQ(close(g), 0);
 		ASSERT_EQ(close(vm), 0);
 		_exit(0); /* the parent's exit-time checks are not ours to run */
@@ -347,6 +351,191 @@ static int recv_fd(int sock)
 		return -1;
 	memcpy(&fd, CMSG_DATA(c), sizeof(int));
 	return fd;
+}
+
+/* A protected VM whose guest_memfd backs a memslot: a punch invalidates it. */
+static void bound_gmem(int *kvm, int *vm, int *g, void **hva)
+{
+	struct kvm_create_guest_memfd a = { .size = GMEM_SIZE };
+	struct kvm_userspace_memory_region2 r = { .slot = 0, .flags = KVM_MEM_GUEST_MEMFD,
+						  .guest_phys_addr = 0, .memory_size = GMEM_SIZE };
+
+	*kvm = open_kvm();
+	*vm = ioctl(*kvm, KVM_CREATE_VM, KVM_X86_SW_PROTECTED_VM);
+	ASSERT_TRUE(*vm >= 0);
+	*g = ioctl(*vm, KVM_CREATE_GUEST_MEMFD, &a);
+	ASSERT_TRUE(*g >= 0);
+	*hva = mmap(NULL, GMEM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(*hva != MAP_FAILED);
+	r.userspace_addr = (uintptr_t)*hva;
+	r.guest_memfd = (uint32_t)*g;
+	ASSERT_EQ(ioctl(*vm, KVM_SET_USER_MEMORY_REGION2, &r), 0);
+}
+
+#ifdef GM_DIRECT
+static uint64_t vm_invalidations(int vm);
+#define INVALIDATIONS(vm) vm_invalidations(vm)
+#else
+#define INVALIDATIONS(vm) 0 /* no view of the VM's counters */
+#endif
+
+/*
+ * What a process that did not create them sees of a guest_memfd, its VM
+ * and /dev/kvm (spec §3.2): the guest_memfd is a file like any other,
+ * answered by its owner; VM ioctls fail with EIO; /dev/kvm works.  Also
+ * run by a separately exec'd program (--receiver).  Returns a count of
+ * failed checks, printed on stderr.
+ */
+#define CHECK(cond)                                                                   \
+	do {                                                                          \
+		if (!(cond)) {                                                        \
+			fprintf(stderr, "%s:%d: %s (errno %d)\n", __FILE__, __LINE__, \
+				#cond, errno);                                        \
+			bad++;                                                        \
+		}                                                                     \
+	} while (0)
+
+static int check_not_creator(int kvm, int vm, int g)
+{
+	struct kvm_create_guest_memfd a = { .size = PG };
+	struct stat st;
+	char link[64] = "", path[64], buf[8];
+	int bad = 0, myvm;
+	ssize_t n;
+
+	errno = 0;
+	CHECK(ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY) == -1 && errno == EIO);
+	CHECK(ioctl(vm, KVM_CREATE_GUEST_MEMFD, &a) == -1 && errno == EIO);
+	CHECK(ioctl(g, KVM_CHECK_EXTENSION, 0) == -1 && errno == ENOTTY);
+	/* the owner's checks, not a socket's ENODEV */
+	CHECK(fallocate(g, FALLOC_FL_KEEP_SIZE, 1, PG) == -1 && errno == EINVAL);
+	CHECK(fallocate(g, FALLOC_FL_KEEP_SIZE, 0, 2 * GMEM_SIZE) == -1 && errno == EINVAL);
+	CHECK(fallocate(g, FALLOC_FL_PUNCH_HOLE, 0, PG) == -1 && errno == EOPNOTSUPP);
+	CHECK(fallocate(g, FALLOC_FL_KEEP_SIZE, 0, 2 * PG) == 0);
+	CHECK(fallocate(g, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, PG) == 0);
+	CHECK(fstat(g, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == GMEM_SIZE);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", g);
+	n = readlink(path, link, sizeof(link) - 1);
+	CHECK(n > 0 && !strcmp(link, "anon_inode:[kvm-gmem]"));
+	/* once one is known, every file operation is the object's */
+	CHECK(read(g, buf, sizeof(buf)) == -1 && errno == EINVAL);
+	CHECK(lseek(vm, 0, SEEK_SET) == 0);
+	/* /dev/kvm is no process's: a VM created here is this process's own */
+	CHECK(ioctl(kvm, KVM_GET_API_VERSION, 0) == 12);
+	myvm = ioctl(kvm, KVM_CREATE_VM, 0);
+	CHECK(myvm >= 0 && ioctl(myvm, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY) == 1);
+	CHECK(close(myvm) == 0);
+	return bad;
+}
+
+/* Run check_not_creator() in this program exec'd anew, with the fds sent over SCM_RIGHTS. */
+static const char *self_exe = "/proc/self/exe";
+
+static int receiver_main(int sock)
+{
+	int kvm = recv_fd(sock), vm = recv_fd(sock), g = recv_fd(sock), bad;
+
+	if (kvm < 0 || vm < 0 || g < 0) {
+		fprintf(stderr, "receiver: no fds\n");
+		return 1;
+	}
+	bad = check_not_creator(kvm, vm, g);
+	return bad ? 1 : 0;
+}
+
+static void t_fork_punch_reaches_owner(void)
+{
+	int kvm, vm, g, status;
+	void *hva;
+	uint64_t n0;
+	pid_t pid;
+
+	bound_gmem(&kvm, &vm, &g, &hva);
+	n0 = INVALIDATIONS(vm);
+	pid = fork();
+	ASSERT_TRUE(pid >= 0);
+	if (pid == 0)
+		_exit(check_not_creator(kvm, vm, g) ? 1 : 0);
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_EQ(status, 0);
+#ifdef GM_DIRECT
+	/* the child's punch ran here, against the VM that binds the file */
+	ASSERT_TRUE(INVALIDATIONS(vm) > n0);
+#else
+	(void)n0;
+#endif
+	ASSERT_EQ(fallocate(g, FALLOC_FL_KEEP_SIZE, 0, PG), 0);
+	ASSERT_EQ(ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY), 1);
+}
+
+static void t_scm_rights_exec(void)
+{
+	int kvm, vm, g, s[2], status;
+	void *hva;
+	uint64_t n0;
+	pid_t pid;
+
+	bound_gmem(&kvm, &vm, &g, &hva);
+	n0 = INVALIDATIONS(vm);
+	ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s), 0);
+	pid = fork();
+	ASSERT_TRUE(pid >= 0);
+	if (pid == 0) {
+		char arg[16];
+		int fd = dup(s[1]); /* without O_CLOEXEC: the receiver's */
+
+		snprintf(arg, sizeof(arg), "%d", fd);
+		execl(self_exe, self_exe, "--receiver", arg, (char *)NULL);
+		_exit(127);
+	}
+	/* a raw write reaches the socket: the owner drops the record */
+	ASSERT_EQ(syscall(SYS_write, g, "junk", 4), 4);
+	ASSERT_EQ(send_fd(s[0], kvm), 1);
+	ASSERT_EQ(send_fd(s[0], vm), 1);
+	ASSERT_EQ(send_fd(s[0], g), 1);
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_EQ(status, 0);
+#ifdef GM_DIRECT
+	ASSERT_TRUE(INVALIDATIONS(vm) > n0);
+#else
+	(void)n0;
+#endif
+	ASSERT_EQ(ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY), 1);
+}
+
+/*
+ * The creator gone (exited, or exec'd: its library ends closed): what
+ * needs it fails with EIO at once, never a hang; what needs only the
+ * file's type is still answered.  (The kernel would keep the objects and
+ * punch the file: guestmem's objects live in their creator's memory.)
+ */
+static void t_owner_gone(void)
+{
+	int s[2], status, kvm, vm, g;
+	struct stat st;
+	pid_t pid;
+
+	ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s), 0);
+	pid = fork();
+	ASSERT_TRUE(pid >= 0);
+	if (pid == 0) {
+		void *hva;
+
+		bound_gmem(&kvm, &vm, &g, &hva);
+		_exit(send_fd(s[1], vm) == 1 && send_fd(s[1], g) == 1 ? 0 : 1);
+	}
+	vm = recv_fd(s[0]);
+	g = recv_fd(s[0]);
+	ASSERT_TRUE(vm >= 0 && g >= 0);
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_EQ(status, 0);
+	ASSERT_ERRNO(ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY), EIO);
+	ASSERT_ERRNO(ioctl(g, KVM_CHECK_EXTENSION, 0), ENOTTY);
+	ASSERT_ERRNO(fallocate(g, FALLOC_FL_KEEP_SIZE, 0, PG), EIO);
+	ASSERT_EQ(fstat(g, &st), 0);
+	ASSERT_TRUE(S_ISREG(st.st_mode));
+	ASSERT_EQ(close(g), 0);
+	ASSERT_EQ(close(vm), 0);
 }
 
 static void t_scm_rights(void)
@@ -715,6 +904,8 @@ static void t_hva_notify(void)
 
 int main(int argc, char **argv)
 {
+	if (argc == 3 && !strcmp(argv[1], "--receiver"))
+		return receiver_main(atoi(argv[2]));
 	test_add_fn("create and release", t_create_release, CASE_TIMEOUT);
 	test_add_fn("dup keeps the object alive", t_dup_keeps_alive, CASE_TIMEOUT);
 	test_add_fn("F_DUPFD and dup2 references", t_dupfd_dup2, CASE_TIMEOUT);
@@ -723,6 +914,10 @@ int main(int argc, char **argv)
 	test_add_fn("fork: EIO for VM ioctls, gmem file ops work", t_fork_eio, CASE_TIMEOUT);
 	test_add_fn("fork: the child's reference keeps it open", t_fork_child_holds, CASE_TIMEOUT);
 	test_add_fn("SCM_RIGHTS", t_scm_rights, CASE_TIMEOUT);
+	test_add_fn("fork: a child's punch reaches the owner's VM", t_fork_punch_reaches_owner,
+		    CASE_TIMEOUT);
+	test_add_fn("SCM_RIGHTS to an exec'd program", t_scm_rights_exec, CASE_TIMEOUT);
+	test_add_fn("the creator gone: EIO, not a hang", t_owner_gone, CASE_TIMEOUT);
 	test_add_fn("readlink names", t_readlink, CASE_TIMEOUT);
 	test_add_fn("fd and status flags", t_fd_flags, CASE_TIMEOUT);
 	test_add_fn("reopen via /proc/self/fd", t_reopen, CASE_TIMEOUT);

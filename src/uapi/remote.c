@@ -1,0 +1,303 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Objects owned by another process: a guestmem fd that reached this
+ * process by fork, exec, SCM_RIGHTS or pidfd_getfd.
+ *
+ * The kernel lets any holder of a guest_memfd fallocate it (spec §3.2),
+ * and answers a VM or vCPU ioctl from a process that is not the VM's
+ * creator with EIO.  Here the object lives in its creator's memory, so a
+ * holder elsewhere must reach the creator.  Each object's application end
+ * is bound to an abstract name, "guestmem-file:<type>:<inode>", which any
+ * holder can read with getsockname() without writing to the socket (the
+ * process's own sockets are never probed by writing).  A holder sends a
+ * request as one SOCK_SEQPACKET record on its end, with one end of a
+ * fresh socketpair attached for the answer; the creator's watcher thread
+ * (file.c) receives it on the library end and answers.  A record that is
+ * not a request (a raw write() of the VMM) is read and dropped.
+ *
+ * When the creator is gone (it exec'd or exited, so the library end is
+ * closed) a request fails with EIO; what needs only the type (the EIO of
+ * VM ioctls, ENOTTY, the VFS's answers) is still answered.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "lib/compiler.h"
+#include "lib/ownfd.h"
+#include "lib/sys_raw.h"
+#include "uapi.h"
+
+#define GM_REMOTE_PREFIX "guestmem-file:"
+#define GM_REMOTE_MAGIC 0x676d7266U /* "gmrf" */
+
+enum gm_remote_op {
+	GM_REMOTE_DESCRIBE = 1, /* type, flags, name, stat */
+	GM_REMOTE_FALLOCATE,	/* arg: mode, offset, len */
+};
+
+struct gm_remote_req {
+	uint32_t magic;
+	uint32_t op;
+	int64_t arg[3];
+};
+
+struct gm_remote_resp {
+	int64_t ret; /* >= 0, or -errno */
+	int32_t type;
+	int32_t f_flags;
+	uint32_t fops;
+	char name[40];
+	struct stat st;
+};
+
+/* A file of another process, for the duration of one call. */
+struct gm_remote_file {
+	struct gm_file f;
+	struct gm_file_ops ops;
+	int fd; /* the caller's descriptor: the way to the owner */
+	struct stat st;
+};
+
+/* ---- naming ----------------------------------------------------------- */
+
+void gm_remote_bind(int app_fd, enum gm_file_type type, ino_t ino)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int n = snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1, GM_REMOTE_PREFIX "%d:%lu",
+			 (int)type, (unsigned long)ino);
+
+	/*
+	 * Best effort: an unbound object (the name taken in this network
+	 * namespace) still works in its creator, it is just not found by
+	 * other processes.
+	 */
+	GM_RAW_SYSCALL(SYS_bind, app_fd, &a, offsetof(struct sockaddr_un, sun_path) + 1 + n);
+}
+
+/* The type in @fd's name if it is an object's application end, else -1. */
+static int gm_remote_type_of(int fd)
+{
+	struct sockaddr_un a;
+	socklen_t len = sizeof(a);
+	const size_t plen = sizeof(GM_REMOTE_PREFIX) - 1;
+	const char *p;
+	char *end;
+	long type;
+
+	memset(&a, 0, sizeof(a));
+	if (GM_RAW_SYSCALL(SYS_getsockname, fd, &a, &len) || a.sun_family != AF_UNIX ||
+	    len < offsetof(struct sockaddr_un, sun_path) + 1 + plen + 1 || a.sun_path[0])
+		return -1;
+	p = a.sun_path + 1;
+	if (memcmp(p, GM_REMOTE_PREFIX, plen))
+		return -1;
+	type = strtol(p + plen, &end, 10);
+	if (end == p + plen || *end != ':' || type < 0 || type >= GM_FILE_NR_TYPES)
+		return -1;
+	return (int)type;
+}
+
+/* ---- the holder's side ------------------------------------------------- */
+
+/* One request on @fd and its answer: 0, or -EIO if the owner cannot answer. */
+static int gm_remote_call(int fd, const struct gm_remote_req *req, struct gm_remote_resp *resp)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct iovec iov = { (void *)req, sizeof(*req) };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	int sv[2];
+	long n;
+
+	if (gm_raw_socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
+		return errno == EMFILE || errno == ENFILE ? -errno : -EIO;
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &sv[1], sizeof(int));
+	for (;;) {
+		n = GM_RAW_SYSCALL(SYS_sendmsg, fd, &m, MSG_NOSIGNAL);
+		if (n >= 0 || (errno != EINTR && errno != EAGAIN))
+			break;
+		if (errno == EAGAIN) { /* the VMM made its end non-blocking */
+			struct pollfd p = { .fd = fd, .events = POLLOUT };
+
+			gm_raw_poll(&p, 1, -1);
+		}
+	}
+	gm_raw_close(sv[1]);
+	if (n != (long)sizeof(*req)) {
+		gm_raw_close(sv[0]);
+		return -EIO; /* the owner is gone */
+	}
+	/* The owner closes its end, answered or not, so this cannot hang on it. */
+	do
+		n = GM_RAW_SYSCALL(SYS_recvfrom, sv[0], resp, sizeof(*resp), 0, NULL, NULL);
+	while (n < 0 && errno == EINTR);
+	gm_raw_close(sv[0]);
+	return n == (long)sizeof(*resp) ? 0 : -EIO;
+}
+
+static struct gm_remote_file *gm_remote_of(struct gm_file *f)
+{
+	return container_of(f, struct gm_remote_file, f);
+}
+
+static long gm_remote_eio(struct gm_file *f, unsigned int cmd, unsigned long arg)
+{
+	(void)f, (void)cmd, (void)arg;
+	return -EIO; /* not the VM's creator (spec §3.2) */
+}
+
+static int gm_remote_fallocate(struct gm_file *f, int mode, off_t off, off_t len)
+{
+	struct gm_remote_req req = { .magic = GM_REMOTE_MAGIC, .op = GM_REMOTE_FALLOCATE,
+				     .arg = { mode, off, len } };
+	struct gm_remote_resp resp;
+	int r = gm_remote_call(gm_remote_of(f)->fd, &req, &resp);
+
+	return r ? r : (int)resp.ret;
+}
+
+static void gm_remote_fill_stat(struct gm_file *f, struct stat *st)
+{
+	*st = gm_remote_of(f)->st;
+}
+
+/* What a file of @type answers with no owner to ask. */
+static void gm_remote_defaults(struct gm_remote_file *rf, enum gm_file_type type)
+{
+	static const char *const names[GM_FILE_NR_TYPES] = {
+		[GM_FILE_SYSTEM] = "/dev/kvm",
+		[GM_FILE_VM] = "anon_inode:kvm-vm",
+		[GM_FILE_GMEM] = "anon_inode:[kvm-gmem]",
+		[GM_FILE_VCPU] = "anon_inode:kvm-vcpu",
+		[GM_FILE_STATS] = "anon_inode:kvm-stats",
+	};
+
+	snprintf(rf->f.name, sizeof(rf->f.name), "%s", names[type]);
+	rf->f.f_flags = type == GM_FILE_STATS ? O_RDONLY : O_RDWR;
+	gm_anon_inode_stat(&rf->st);
+	if (type == GM_FILE_GMEM) {
+		rf->st.st_mode = S_IFREG | 0600;
+		rf->st.st_size = 0;
+	}
+}
+
+struct gm_file *gm_remote_lookup(int fd)
+{
+	struct gm_remote_req req = { .magic = GM_REMOTE_MAGIC, .op = GM_REMOTE_DESCRIBE };
+	struct gm_remote_resp resp;
+	struct gm_remote_file *rf;
+	int type = gm_remote_type_of(fd);
+
+	if (type < 0)
+		return NULL;
+	rf = calloc(1, sizeof(*rf));
+	if (!rf)
+		return NULL;
+	gm_check_pthread(pthread_mutex_init(&rf->f.pos_lock, NULL));
+	rf->f.type = (enum gm_file_type)type;
+	rf->f.remote = true;
+	rf->f.refs = 1;
+	rf->f.peer = -1;
+	rf->f.app_fd = -1;
+	rf->fd = fd;
+	if (gm_remote_call(fd, &req, &resp) == 0 && resp.ret == 0 && resp.type == type) {
+		resp.name[sizeof(resp.name) - 1] = '\0';
+		snprintf(rf->f.name, sizeof(rf->f.name), "%s", resp.name);
+		rf->f.f_flags = resp.f_flags;
+		rf->st = resp.st;
+		rf->ops.fops = resp.fops;
+	} else {
+		gm_remote_defaults(rf, (enum gm_file_type)type);
+	}
+	rf->f.ino = rf->st.st_ino;
+	if (type == GM_FILE_SYSTEM) {
+		/* /dev/kvm belongs to no process: this one answers for itself. */
+		rf->ops = gm_dev_fops;
+	} else {
+		if (type == GM_FILE_VM || type == GM_FILE_VCPU)
+			rf->ops.ioctl = gm_remote_eio;
+		if (type == GM_FILE_GMEM)
+			rf->ops.fallocate = gm_remote_fallocate;
+		rf->ops.fill_stat = gm_remote_fill_stat;
+	}
+	rf->f.ops = &rf->ops;
+	return &rf->f;
+}
+
+void gm_remote_free(struct gm_file *f)
+{
+	gm_check_pthread(pthread_mutex_destroy(&f->pos_lock));
+	free(gm_remote_of(f));
+}
+
+/* ---- the owner's side --------------------------------------------------- */
+
+static void gm_remote_answer(struct gm_file *f, const struct gm_remote_req *req,
+			     struct gm_remote_resp *resp)
+{
+	memset(resp, 0, sizeof(*resp));
+	resp->type = (int32_t)f->type;
+	switch (req->op) {
+	case GM_REMOTE_DESCRIBE:
+		resp->f_flags = f->f_flags;
+		resp->fops = f->ops->fops;
+		snprintf(resp->name, sizeof(resp->name), "%s", f->name);
+		gm_fop_stat(f, &resp->st);
+		break;
+	case GM_REMOTE_FALLOCATE:
+		resp->ret = gm_fop_fallocate(f, (int)req->arg[0], (off_t)req->arg[1],
+					     (off_t)req->arg[2]);
+		break;
+	default:
+		resp->ret = -EINVAL;
+	}
+}
+
+void gm_remote_serve(struct gm_file *f)
+{
+	for (;;) {
+		union {
+			struct cmsghdr h;
+			char buf[CMSG_SPACE(sizeof(int))];
+		} cbuf;
+		struct gm_remote_req req;
+		struct gm_remote_resp resp;
+		struct iovec iov = { &req, sizeof(req) };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.buf,
+				    .msg_controllen = sizeof(cbuf.buf) };
+		struct cmsghdr *c;
+		int reply = -1;
+		long n;
+
+		n = GM_RAW_SYSCALL(SYS_recvmsg, f->peer, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n < 0 && errno == EINTR)
+			continue;
+		/* 0: drained to a zero-length record or the end; the next one re-arms. */
+		if (n <= 0)
+			return;
+		/* Only one descriptor fits; the kernel closes any others (MSG_CTRUNC). */
+		for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+			if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+			    c->cmsg_len == CMSG_LEN(sizeof(int)))
+				memcpy(&reply, CMSG_DATA(c), sizeof(int));
+		if (reply < 0)
+			continue; /* not a request: dropped */
+		reply = gm_fd_own(reply);
+		if (n == (long)sizeof(req) && req.magic == GM_REMOTE_MAGIC) {
+			gm_remote_answer(f, &req, &resp);
+			GM_RAW_SYSCALL(SYS_sendto, reply, &resp, sizeof(resp),
+				       MSG_NOSIGNAL | MSG_DONTWAIT, NULL, 0);
+		}
+		gm_fd_close(reply);
+	}
+}
