@@ -236,7 +236,7 @@ int gp_vm_create_flags(struct gp_vm **out, unsigned flags)
 	if (!vm)
 		return -ENOMEM;
 	gm_check_pthread(pthread_mutex_init(&vm->ctl_lock, NULL));
-	if (flags & ~(GP_VM_NO_CPUID_FAULT | GP_VM_NO_TSC_FAULT)) {
+	if (flags & ~(GP_VM_NO_CPUID_FAULT | GP_VM_NO_TSC_FAULT | GP_VM_DUMPABLE)) {
 		e = -EINVAL;
 		goto fail_free;
 	}

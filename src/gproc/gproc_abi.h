@@ -63,6 +63,10 @@ static inline int gp_guest_va_ok(uint64_t gva)
  * virtualised host).  Passed to the stub as argv[1]. */
 #define GP_VM_NO_CPUID_FAULT 0x1u
 #define GP_VM_NO_TSC_FAULT 0x2u
+/* Tests only: leave the process dumpable, so that a test can read its
+ * /proc/PID/fd and maps (by default no process without CAP_SYS_PTRACE,
+ * the VMM included, can inspect or trace it). */
+#define GP_VM_DUMPABLE 0x4u
 
 /* Signals of the protocol (raw kernel numbers; the stub has no libc). */
 #define GP_SIG_KICK 10  /* SIGUSR1: gp_vcpu_kick() */

@@ -904,6 +904,39 @@ static __attribute__((noreturn)) void serve(int ctl)
 	}
 }
 
+/*
+ * Whether a tracer is attached (TracerPid in /proc/self/status is not 0).
+ * Run after PR_SET_DUMPABLE 0, which stops new attaches: a tracer that
+ * attached between fork and here would still see everything, so the stub
+ * refuses to run under one.  0 if /proc cannot tell.
+ */
+static int traced(void)
+{
+	static const char key[] = "TracerPid:";
+	char buf[4096];
+	long n, fd = SYS(__NR_open, "/proc/self/status", 0 /* O_RDONLY */, 0);
+
+	if (fd < 0)
+		return 0;
+	n = SYS(__NR_read, fd, buf, sizeof(buf) - 1);
+	SYS(__NR_close, fd, 0, 0);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	for (long i = 0; i + (long)sizeof(key) - 1 < n; i++) {
+		long j = 0;
+
+		while (key[j] && buf[i + j] == key[j])
+			j++;
+		if (key[j])
+			continue;
+		for (i += j; buf[i] == ' ' || buf[i] == '\t'; i++)
+			;
+		return buf[i] != '0';
+	}
+	return 0;
+}
+
 __attribute__((noreturn, used)) void gp_stub_main(uint64_t *sp)
 {
 	uint64_t argc = sp[0], *p = sp + 1 + argc + 1;
@@ -917,6 +950,18 @@ __attribute__((noreturn, used)) void gp_stub_main(uint64_t *sp)
 		for (const char *a = (const char *)sp[2]; *a >= '0' && *a <= '9'; a++)
 			flags = flags * 10 + (unsigned)(*a - '0');
 
+	/*
+	 * First of all: no process without CAP_SYS_PTRACE (the VMM, our
+	 * parent, included) may trace this one, read its memory through
+	 * /proc or process_vm_readv, or take its descriptors (pidfd_getfd,
+	 * /proc/PID/fd): guest memory, private pages too, is mapped here.
+	 */
+	if (!(flags & GP_VM_DUMPABLE)) {
+		if (SYS(__NR_prctl, PR_SET_DUMPABLE, 0, 0))
+			die(11);
+		if (traced())
+			die(12);
+	}
 	while (*p)
 		p++; /* environment */
 	for (p++; p[0]; p += 2)
