@@ -310,6 +310,14 @@ int gp_vm_remove_backing(struct gp_vm *vm, uint32_t id)
 	return ctl_request(vm, &q, NULL, 0);
 }
 
+int gp_vm_fallocate(struct gp_vm *vm, uint32_t id, int mode, uint64_t off, uint64_t len)
+{
+	struct gp_req q = { .op = GP_OP_FALLOCATE, .arg = id, .gva = off, .len = len,
+			    .prot = mode };
+
+	return ctl_request(vm, &q, NULL, 0);
+}
+
 int gp_vm_unmap(struct gp_vm *vm, uint64_t gva, uint64_t len)
 {
 	struct gp_req q = { .op = GP_OP_UNMAP, .gva = gva, .len = len };

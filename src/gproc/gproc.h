@@ -85,6 +85,13 @@ int gp_vm_add_backing(struct gp_vm *vm, int fd, uint32_t *id);
 int gp_vm_remove_backing(struct gp_vm *vm, uint32_t id);
 
 /**
+ * gp_vm_fallocate() - fallocate(2) on backing @id in the guest process,
+ * for a file only the guest process holds (private memory the VMM must
+ * not reach).  Returns 0 or -errno (-EBADF for an unknown id, -EIO).
+ */
+int gp_vm_fallocate(struct gp_vm *vm, uint32_t id, int mode, uint64_t off, uint64_t len);
+
+/**
  * gp_vm_unmap() - munmap [@gva, @gva + @len) in the guest process.
  * Synchronous, from any thread, vCPUs running or not: when it returns, no
  * vCPU thread can use the old mapping any more (the kernel's munmap has

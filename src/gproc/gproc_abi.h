@@ -202,6 +202,7 @@ enum {
 	GP_OP_PROTECT,         /* gva, len, prot */
 	GP_OP_VCPU_CREATE,     /* arg = slot; fds mailbox memfd, eventfd; ret = tid */
 	GP_OP_VCPU_REAP,       /* arg = slot: wait for its thread's exit, free the slot */
+	GP_OP_FALLOCATE,       /* arg = backing id, prot = mode, gva = offset, len */
 };
 
 struct gp_req {

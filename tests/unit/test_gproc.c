@@ -25,6 +25,8 @@
 #include <string.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/falloc.h>
+#include <sys/stat.h>
 #include <sys/auxv.h>
 #include <sys/ptrace.h>
 #include <sys/uio.h>
@@ -330,6 +332,36 @@ TEST(not_reachable_by_the_vmm)
 {
 	EXPECT_EQ(reach_as_user(GP_VM_DUMPABLE), 0x1f);
 	EXPECT_EQ(reach_as_user(0), 0);
+}
+
+/* fallocate on a backing the guest process holds: allocate, punch, errors. */
+TEST(fallocate_in_the_guest_process)
+{
+	struct gp_vm *vm;
+	struct stat st;
+	uint32_t id;
+	int fd = memfd_create("falloc", MFD_CLOEXEC);
+
+	ASSERT_TRUE(fd >= 0);
+	ASSERT_EQ(ftruncate(fd, 1 << 20), 0);
+	ASSERT_EQ(gp_vm_create(&vm), 0);
+	ASSERT_EQ(gp_vm_add_backing(vm, fd, &id), 0);
+	ASSERT_EQ(gp_vm_fallocate(vm, id, FALLOC_FL_KEEP_SIZE, 0, 64 << 10), 0);
+	ASSERT_EQ(fstat(fd, &st), 0);
+	EXPECT_EQ(st.st_blocks * 512, 64 << 10);
+	ASSERT_EQ(gp_vm_fallocate(vm, id, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+				  16 << 10), 0);
+	ASSERT_EQ(fstat(fd, &st), 0);
+	EXPECT_EQ(st.st_blocks * 512, 48 << 10);
+	EXPECT_EQ(st.st_size, 1 << 20);
+	/* the kernel's own answers */
+	EXPECT_EQ(gp_vm_fallocate(vm, id, FALLOC_FL_PUNCH_HOLE, 0, 4096), -EOPNOTSUPP);
+	EXPECT_EQ(gp_vm_fallocate(vm, id + 1, FALLOC_FL_KEEP_SIZE, 0, 4096), -EBADF);
+	EXPECT_EQ(gp_vm_fallocate(vm, GP_MAX_BACKINGS, FALLOC_FL_KEEP_SIZE, 0, 4096), -EBADF);
+	ASSERT_EQ(gp_vm_remove_backing(vm, id), 0);
+	EXPECT_EQ(gp_vm_fallocate(vm, id, FALLOC_FL_KEEP_SIZE, 0, 4096), -EBADF);
+	gp_vm_destroy(vm);
+	close(fd);
 }
 
 TEST(cpuid_faulting_probe)

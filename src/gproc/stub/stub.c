@@ -705,7 +705,7 @@ static void install_seccomp(void)
 		__NR_rt_sigaction, __NR_rt_sigprocmask, __NR_rt_sigreturn, __NR_sendmsg,
 		__NR_recvmsg, __NR_clone, __NR_exit, __NR_exit_group, __NR_arch_prctl,
 		__NR_prctl, __NR_sigaltstack, __NR_gettid, __NR_futex, __NR_tgkill,
-		__NR_perf_event_open,
+		__NR_perf_event_open, __NR_fallocate,
 	};
 	enum { NA = sizeof(allowed) / sizeof(allowed[0]) };
 	uint64_t lo = (uint64_t)__executable_start, hi = (uint64_t)etext;
@@ -868,6 +868,11 @@ static int dispatch(const struct gp_req *q, const int *fds, int nfds)
 		return (int)SYS(__NR_mprotect, q->gva, q->len, q->prot);
 	case GP_OP_VCPU_REAP:
 		return op_vcpu_reap(q->arg);
+	case GP_OP_FALLOCATE:
+		/* The only way to a backing's storage it holds alone (gp_vm_fallocate). */
+		if (q->arg >= GP_MAX_BACKINGS || backing_fd[q->arg] < 0)
+			return -9; /* EBADF */
+		return (int)SYS4(__NR_fallocate, backing_fd[q->arg], q->prot, q->gva, q->len);
 	}
 	return -38; /* ENOSYS */
 }
