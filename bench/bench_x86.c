@@ -10,7 +10,9 @@
  *    for machine code vs for a C guest;
  *  - first touch of a private page by machine code vs by a C guest;
  *  - a KVM_HC_MAP_GPA_RANGE round trip (hypercall exit,
- *    KVM_SET_MEMORY_ATTRIBUTES, re-entry) vs a port-I/O round trip.
+ *    KVM_SET_MEMORY_ATTRIBUTES, re-entry) vs a port-I/O round trip;
+ *  - first touch and a 4 KiB punch of private memory held by the guest
+ *    process (as under `guestmem exec`) vs kept in this process.
  * The VMM side uses the uAPI (<guestmem/sys.h>) as a VMM would.
  *
  * Guest physical layout: memslot 0 (shared, anonymous) 0-4 MiB: PML4 at
@@ -20,6 +22,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,6 +37,7 @@
 
 #include "bench.h"
 #include "lib/host_cpuid.h"
+#include "uapi/uapi.h"
 
 #define PG 4096ULL
 #define MIB (1ULL << 20)
@@ -88,6 +92,13 @@ static int xvm_vcpu_start(struct xvm *m, int i, uint64_t rip, uint64_t rdi)
 	return 0;
 }
 
+/*
+ * The next VM keeps its private memory in its guest process only, as a VM
+ * under `guestmem exec` does (kvm->private_held; the C API's default is
+ * to keep it in this process).
+ */
+static bool xvm_held;
+
 /* A VM with @nr_vcpus vCPUs, and @priv_size bytes of private memory at 1 GiB. */
 static int xvm_create(struct xvm *m, int nr_vcpus, uint64_t priv_size)
 {
@@ -103,6 +114,14 @@ static int xvm_create(struct xvm *m, int nr_vcpus, uint64_t priv_size)
 	m->fd = guestmem_sys_ioctl(m->kvm, KVM_CREATE_VM, KVM_X86_SW_PROTECTED_VM);
 	if (m->fd < 0)
 		return -errno;
+	if (xvm_held) {
+		struct gm_file *f = gm_file_lookup(m->fd);
+
+		if (!f)
+			return -EBADF;
+		f->kvm->private_held = true;
+		gm_file_put(f);
+	}
 	m->low = mmap(NULL, LOW_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (m->low == MAP_FAILED)
 		return -errno;
@@ -457,7 +476,7 @@ static double c_guest_touch_ns(uint64_t size, int *err)
 	return (double)arg[1] / (double)(size / PG);
 }
 
-static double x86_touch_ns(uint64_t size, int *err)
+static double x86_touch_ns(uint64_t size, int *err, double *punch_ns)
 {
 	uint8_t c[64];
 	uint64_t pages = size / PG, base = PRIV_GPA, t0;
@@ -498,6 +517,15 @@ static double x86_touch_ns(uint64_t size, int *err)
 		t0 = bench_now_ns();
 		r = run_to_port(&m, 0, PORT_DONE);
 		ns = (double)(bench_now_ns() - t0) / (double)pages;
+	}
+	/* Then every other page punched, one fallocate each (scattered). */
+	if (!r && punch_ns) {
+		t0 = bench_now_ns();
+		for (uint64_t i = 0; i < pages && !r; i += 2)
+			if (guestmem_sys_fallocate(m.gmem, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+						   (off_t)(i * PG), PG))
+				r = -errno;
+		*punch_ns = (double)(bench_now_ns() - t0) / (double)((pages + 1) / 2);
 	}
 	xvm_destroy(&m);
 	*err = r;
@@ -590,7 +618,7 @@ static double x86_map_gpa_ns(uint64_t iters, int *err)
 static int bench_exits(void)
 {
 	const uint64_t iters = 20000, size = 16 * MIB;
-	double xp[3], cp[3], xt[3], ct[3], xh[3];
+	double xp[3], cp[3], xt[3], ct[3], xh[3], ht[3], xpu[3], hpu[3];
 	int r = 0;
 
 	for (int k = 0; k < 3 && !r; k++) {
@@ -599,7 +627,11 @@ static int bench_exits(void)
 		if (!r)
 			cp[k] = c_guest_pio_ns(iters, &r);
 		if (!r)
-			xt[k] = x86_touch_ns(size, &r);
+			xt[k] = x86_touch_ns(size, &r, &xpu[k]);
+		xvm_held = true;
+		if (!r)
+			ht[k] = x86_touch_ns(size, &r, &hpu[k]);
+		xvm_held = false;
 		if (!r)
 			ct[k] = c_guest_touch_ns(size, &r);
 		if (!r)
@@ -612,6 +644,12 @@ static int bench_exits(void)
 	bench_row("first touch of a private page: machine code vs C guest (us)",
 		  bench_median(xt, 3) / 1e3, bench_median(ct, 3) / 1e3, "us",
 		  "shadow fault + stage-2 fault");
+	bench_row("first touch of a private page: held by the guest process vs here (us)",
+		  bench_median(ht, 3) / 1e3, bench_median(xt, 3) / 1e3, "us",
+		  "+ an allocation round trip to the guest process");
+	bench_row("4 KiB punch of private memory: held by the guest process vs here (us)",
+		  bench_median(hpu, 3) / 1e3, bench_median(xpu, 3) / 1e3, "us",
+		  "+ a punch round trip to the guest process");
 	bench_row("MAP_GPA_RANGE round trip vs PIO exit, machine code (us)",
 		  bench_median(xh, 3) / 1e3, bench_median(xp, 3) / 1e3, "us",
 		  "exit + attributes + re-entry");

@@ -30,8 +30,35 @@ int gm_backing_init(struct gm_backing *b, enum gm_backing_kind kind, uint64_t nr
 	b->kind = kind;
 	b->nr_pages = nr_pages;
 	b->mappable = mappable;
+	b->held = false;
 	b->priv = NULL;
 	return gm_backing_ops(kind)->init(b);
+}
+
+int gm_backing_init_held(struct gm_backing *b, enum gm_backing_kind kind, uint64_t nr_pages,
+			 const struct gm_backing_holder *holder, uint64_t file_id)
+{
+	int ret;
+
+	if (kind != GM_BACKING_MEMFD)
+		return kind == GM_BACKING_SECRETMEM ? -EOPNOTSUPP : -EINVAL;
+	if (nr_pages > (INT64_MAX >> GM_PAGE_SHIFT))
+		return -EINVAL;
+	b->kind = kind;
+	b->nr_pages = nr_pages;
+	b->mappable = false;
+	b->held = true;
+	b->holder = *holder;
+	b->priv = NULL;
+	ret = holder->create(holder->ctx, nr_pages << GM_PAGE_SHIFT, file_id, &b->holder_id);
+	if (ret)
+		return ret == -EFBIG ? -ENOMEM : ret;
+	ret = gm_backing_ops(kind)->init(b);
+	if (ret) {
+		holder->drop(holder->ctx, b->holder_id);
+		b->held = false;
+	}
+	return ret;
 }
 
 void gm_backing_fini(struct gm_backing *b)

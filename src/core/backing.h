@@ -28,10 +28,30 @@
 
 #include "config.h"
 
+/*
+ * Another process that holds a backing's file alone: the VM's guest
+ * process, which maps private pages for the guest, so that this process
+ * (the VMM's) never has a descriptor to them or a mapping of them.  Each
+ * method returns 0 or a negative errno.
+ */
+struct gm_backing_holder {
+	/* A new file of @size bytes there; *@id names it from now on. */
+	int (*create)(void *ctx, uint64_t size, uint64_t file_id, uint32_t *id);
+	/* fallocate(2) on it (allocate, punch hole). */
+	int (*fallocate)(void *ctx, uint32_t id, int mode, uint64_t off, uint64_t len);
+	/* The file is no longer needed (gm_backing_fini()). */
+	void (*drop)(void *ctx, uint32_t id);
+	void *ctx;
+};
+
 struct gm_backing {
 	enum gm_backing_kind kind;
 	uint64_t nr_pages;
 	bool mappable; /* see gm_backing_init() */
+	/* gm_backing_init_held(): the file is the holder's, never mapped here. */
+	bool held;
+	struct gm_backing_holder holder;
+	uint32_t holder_id;
 	void *priv; /* implementation state */
 };
 
@@ -44,6 +64,18 @@ struct gm_backing {
  */
 int gm_backing_init(struct gm_backing *b, enum gm_backing_kind kind, uint64_t nr_pages,
 		    bool mappable);
+/*
+ * The same, with the file created in and held by @holder only: pages are
+ * never mapped or touched in this process.  gm_backing_page() then gives
+ * an address that names the page but is not accessible (PROT_NONE), and
+ * gm_backing_file_page() a descriptor of -1 (the holder has the file, as
+ * @file_id).  Allocation and punch are the holder's fallocate.  memfd only
+ * (-EOPNOTSUPP for secretmem, whose pool this process maps and zeroes, and
+ * for a file too large for the page pool): the caller may then fall back
+ * to gm_backing_init().
+ */
+int gm_backing_init_held(struct gm_backing *b, enum gm_backing_kind kind, uint64_t nr_pages,
+			 const struct gm_backing_holder *holder, uint64_t file_id);
 void gm_backing_fini(struct gm_backing *b);
 
 /*

@@ -22,6 +22,11 @@
  *           (over GM_MEMFD_WHOLE_MAX), which are reached through MAP_SHARED
  *           windows of 2 MiB, mapped on first use and kept until fini.
  *
+ *   held    (gm_backing_init_held()) a pool whose file only the holder
+ *           process has: no descriptor or mapping here, so the "whole
+ *           mapping" is a PROT_NONE reservation whose addresses only name
+ *           the slots, and fallocate (populate, punch) is the holder's.
+ *
  * Either way the state is found through a gm_radix keyed by window (512
  * page indices, 2 MiB of the guest_memfd): lookups are lock-free (acquire
  * loads), so a fault finds a known page without a lock or a system call.
@@ -75,7 +80,8 @@ struct memfd_window {
 #define GM_MEMFD_WHOLE_MAX (16ULL << 40)
 
 struct gm_memfd {
-	int fd;
+	int fd;		 /* -1 when held elsewhere */
+	const struct gm_backing *b; /* its holder, when held */
 	uint64_t size;	 /* bytes */
 	uint64_t nr_pages;
 	char *whole;	 /* the whole file mapped, or NULL: per-window mappings */
@@ -91,9 +97,10 @@ struct gm_memfd {
 
 	/*
 	 * Pool only.  Protects every change of the page map (lookups take
-	 * no lock) and the slot allocator (bump, free list).  A leaf, like
-	 * the secretmem pool's lock: taken inside RCU read-side sections by
-	 * faults, and nothing waits for a grace period under it.
+	 * no lock) and the slot allocator (bump, free list).  Taken inside
+	 * RCU read-side sections by faults, and nothing waits for a grace
+	 * period under it; the only lock taken under it is the guest
+	 * process's control lock, by a held pool's fallocate (a leaf).
 	 */
 	pthread_mutex_t lock;
 	uint64_t bump;	       /* slots [bump, nr_pages) were never used */
@@ -113,6 +120,22 @@ static int memfd_errno(int e)
 /* ---- bitmap of known pages --------------------------------------------- */
 
 /* Apply @set or clear to bits [first, end) of @win (both < WIN_PAGES + 1). */
+/* fallocate(2) on the file, here or in its holder: 0, or -1 with errno. */
+static int memfd_file_fallocate(struct gm_memfd *m, int mode, uint64_t page, uint64_t n)
+{
+	int r;
+
+	if (m->fd >= 0)
+		return gm_raw_fallocate(m->fd, mode, (off_t)(page << GM_PAGE_SHIFT),
+					(off_t)(n << GM_PAGE_SHIFT));
+	r = m->b->holder.fallocate(m->b->holder.ctx, m->b->holder_id, mode, page << GM_PAGE_SHIFT,
+				   n << GM_PAGE_SHIFT);
+	if (!r)
+		return 0;
+	errno = -r;
+	return -1;
+}
+
 static void known_update(struct memfd_window *win, unsigned first, unsigned end, bool set)
 {
 	while (first < end) {
@@ -205,10 +228,13 @@ static void memfd_punch_hole(struct gm_memfd *m, uint64_t page, uint64_t n)
 	int ret;
 
 	do {
-		ret = gm_raw_fallocate(m->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				       (off_t)(page << GM_PAGE_SHIFT), (off_t)(n << GM_PAGE_SHIFT));
+		ret = memfd_file_fallocate(m, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, page, n);
 	} while (ret && errno == EINTR);
-	/* tmpfs punch fails only on a sealed file, and this one is never sealed. */
+	/*
+	 * tmpfs punch fails only on a sealed file, and this one is never
+	 * sealed; a held file also when its holder is gone (EIO), and then
+	 * the memory went with the holder.
+	 */
 	if (ret)
 		fprintf(stderr, "guestmem: memfd punch hole failed: errno %d\n", errno);
 }
@@ -257,7 +283,7 @@ static int pool_populate(struct gm_memfd *m, uint64_t slot, uint64_t n, bool map
 {
 	static int populate = 1; /* relaxed: every thread learns the same */
 
-	if (map && READ_ONCE(populate)) {
+	if (map && m->fd >= 0 && READ_ONCE(populate)) {
 		if (!gm_raw_madvise(m->whole + (slot << GM_PAGE_SHIFT), n << GM_PAGE_SHIFT,
 				    MADV_POPULATE_WRITE))
 			return 0;
@@ -265,8 +291,7 @@ static int pool_populate(struct gm_memfd *m, uint64_t slot, uint64_t n, bool map
 			return errno == EFAULT ? -ENOMEM : memfd_errno(errno);
 		WRITE_ONCE(populate, 0);
 	}
-	if (gm_raw_fallocate(m->fd, FALLOC_FL_KEEP_SIZE, (off_t)(slot << GM_PAGE_SHIFT),
-			     (off_t)(n << GM_PAGE_SHIFT)))
+	if (memfd_file_fallocate(m, FALLOC_FL_KEEP_SIZE, slot, n))
 		return memfd_errno(errno);
 	return 0;
 }
@@ -369,6 +394,30 @@ static void pool_punch(struct gm_memfd *m, uint64_t index, uint64_t n)
 
 /* ---- operations ------------------------------------------------------- */
 
+/* The held kind: a pool with nothing of the file in this process. */
+static int memfd_init_held(struct gm_backing *b, struct gm_memfd *m)
+{
+	void *w = MAP_FAILED;
+
+	m->fd = -1;
+	m->b = b;
+	if (m->size <= GM_MEMFD_WHOLE_MAX && b->nr_pages <= GM_PAGEMAP_MAX_SLOTS)
+		w = gm_raw_mmap(NULL, m->size, PROT_NONE,
+				MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (w == MAP_FAILED || gm_pagemap_init(&m->map, b->nr_pages)) {
+		if (w != MAP_FAILED)
+			gm_raw_munmap(w, m->size);
+		gm_radix_fini(&m->windows, NULL, NULL);
+		free(m);
+		return -EOPNOTSUPP;
+	}
+	m->whole = w;
+	m->pool = true;
+	gm_check_pthread(pthread_mutex_init(&m->lock, NULL));
+	b->priv = m;
+	return 0;
+}
+
 static int memfd_init(struct gm_backing *b)
 {
 	struct gm_memfd *m = calloc(1, sizeof(*m));
@@ -381,6 +430,8 @@ static int memfd_init(struct gm_backing *b)
 	ret = gm_radix_init(&m->windows, (b->nr_pages + WIN_PAGES - 1) / WIN_PAGES);
 	if (ret)
 		goto err_free;
+	if (b->held)
+		return memfd_init_held(b, m);
 	m->fd = gm_fd_own(memfd_create("guestmem-gmem", MFD_CLOEXEC));
 	if (m->fd < 0) {
 		ret = -errno;
@@ -438,7 +489,8 @@ static void memfd_release(struct gm_reap_job *job)
 		gm_raw_madvise(m->whole + off, GM_MIN(step, used - off), MADV_DONTNEED);
 	if (m->whole)
 		gm_raw_munmap(m->whole, m->size);
-	gm_fd_close(m->fd);
+	if (m->fd >= 0)
+		gm_fd_close(m->fd);
 	free(m);
 }
 
@@ -455,6 +507,12 @@ static void memfd_fini(struct gm_backing *b)
 	pthread_mutex_destroy(&m->lock);
 	free(m->free.slots);
 	m->reap.fn = memfd_release;
+	/* Held: the holder frees the file (and its pages); the reservation is ours. */
+	if (b->held) {
+		b->holder.drop(b->holder.ctx, b->holder_id);
+		memfd_release(&m->reap);
+		return;
+	}
 	/*
 	 * Freeing a million pages takes the host a second: not the VMM's wait.
 	 * The descriptor is closed now all the same: a VMM that closes what it

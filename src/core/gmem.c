@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "gmem.h"
+#include "gmemfd.h"
 #include "vfs.h"
 #include "guestmem/kvm.h"
 #include "lib/rcu.h"
@@ -92,6 +93,32 @@ static int kvm_gmem_init_lock(struct kvm_gmem *gmem)
 	return -ret;
 }
 
+/*
+ * The storage: held by the VM's guest process when the VM keeps private
+ * memory there (kvm->private_held), where this process never maps it;
+ * else here.  Only a 6.18 MMAP file is ever mapped by the VMM
+ * (gmem_fops.c): its shared pages are the VMM's, so it stays here.
+ */
+static int kvm_gmem_backing_init(struct kvm *kvm, struct kvm_gmem *gmem,
+				 const struct kvm_create_guest_memfd *args)
+{
+	uint64_t nr_pages = args->size >> GM_PAGE_SHIFT;
+	bool mmap = args->flags & GUEST_MEMFD_FLAG_MMAP;
+	struct gm_backing_holder holder;
+	int ret;
+
+	if (kvm->private_held && !mmap && kvm->cfg.backing == GM_BACKING_MEMFD) {
+		ret = kvm_arch_private_holder(kvm, &holder);
+		if (!ret)
+			ret = gm_backing_init_held(&gmem->backing, kvm->cfg.backing, nr_pages,
+						   &holder, kvm_gmem_file_id(gmem->ino));
+		if (ret != -EOPNOTSUPP)
+			return ret;
+		/* Too large for the held pool: kept here, as before. */
+	}
+	return gm_backing_init(&gmem->backing, kvm->cfg.backing, nr_pages, mmap);
+}
+
 int kvm_gmem_create(struct kvm *kvm, const struct kvm_create_guest_memfd *args,
 		    struct kvm_gmem **out)
 {
@@ -103,9 +130,8 @@ int kvm_gmem_create(struct kvm *kvm, const struct kvm_create_guest_memfd *args,
 	gmem = calloc(1, sizeof(*gmem));
 	if (!gmem)
 		return -ENOMEM;
-	/* Only a 6.18 MMAP file is ever mapped by the VMM (gmem_fops.c). */
-	ret = gm_backing_init(&gmem->backing, kvm->cfg.backing, args->size >> GM_PAGE_SHIFT,
-			      args->flags & GUEST_MEMFD_FLAG_MMAP);
+	gmem->ino = __atomic_fetch_add(&gm_gmem_next_ino, 1, __ATOMIC_RELAXED);
+	ret = kvm_gmem_backing_init(kvm, gmem, args);
 	if (ret)
 		goto err_free;
 	ret = kvm_gmem_init_lock(gmem);
@@ -115,7 +141,6 @@ int kvm_gmem_create(struct kvm *kvm, const struct kvm_create_guest_memfd *args,
 	rangemap_init(&gmem->poisoned);
 	gmem->size = args->size;
 	gmem->flags = args->flags;
-	gmem->ino = __atomic_fetch_add(&gm_gmem_next_ino, 1, __ATOMIC_RELAXED);
 	gmem->uid = geteuid();
 	gmem->gid = getegid();
 	kvm_gmem_touch(gmem);

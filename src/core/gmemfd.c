@@ -40,6 +40,11 @@
 #define GMEMFD_DEFAULT_RUN 512 /* one page-table page: 2 MiB */
 #define GMEMFD_PRIVATE_ID (1ULL << 63)
 
+uint64_t kvm_gmem_file_id(uint64_t gmem_ino)
+{
+	return GMEMFD_PRIVATE_ID | gmem_ino;
+}
+
 /* ---- files guestmem holds open for memslot RAM ------------------------- */
 
 /*
@@ -1448,7 +1453,7 @@ static int gfn_to_private(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t g
 			break;
 	}
 	out->run_pages = n;
-	out->file_id = GMEMFD_PRIVATE_ID | gmem->ino;
+	out->file_id = kvm_gmem_file_id(gmem->ino);
 	out->writable = true;
 	out->executable = gmem->backing.kind != GM_BACKING_SECRETMEM;
 	out->map_align = GM_PAGE_SIZE;
@@ -1470,7 +1475,7 @@ static int gfn_to_gmem_shared(struct kvm *kvm, struct kvm_memory_slot *slot, gfn
 	out->fd = fd;
 	out->offset = (gfn - slot->base_gfn + slot->gmem.pgoff) << GM_PAGE_SHIFT;
 	out->run_pages = attr_run_end(kvm, gfn, limit, false) - gfn;
-	out->file_id = GMEMFD_PRIVATE_ID | gmem->ino;
+	out->file_id = kvm_gmem_file_id(gmem->ino);
 	out->writable = true;
 	out->executable = gmem->backing.kind != GM_BACKING_SECRETMEM;
 	out->map_align = GM_PAGE_SIZE;

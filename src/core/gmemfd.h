@@ -128,6 +128,9 @@ struct kvm_gfn_backing {
 int kvm_gfn_to_backing_info(struct kvm *kvm, int as_id, gfn_t gfn, bool is_private,
 			    uint64_t max_pages, struct kvm_gfn_backing *out);
 
+/* kvm_gfn_backing.file_id of guest_memfd number @gmem_ino's private file. */
+uint64_t kvm_gmem_file_id(uint64_t gmem_ino);
+
 /* The plan's short form: address space 0, runs of at most 512 pages. */
 int kvm_gfn_to_backing(struct kvm *kvm, gfn_t gfn, bool is_private, int *fd,
 		       uint64_t *offset, uint64_t *run_pages);

@@ -15,6 +15,16 @@
 
 #include "kvm_host.h"
 
+/* ---- private storage held by the guest process (src/vcpu/x86_run.c) --- */
+
+struct gm_backing_holder;
+/*
+ * The process that holds a guest_memfd's storage alone when
+ * kvm->private_held: the VM's guest process, started if need be.
+ * Fills @out (see struct gm_backing_holder, core/backing.h).
+ */
+int kvm_arch_private_holder(struct kvm *kvm, struct gm_backing_holder *out);
+
 /* ---- the MMU (src/mmu) ------------------------------------------------ */
 
 /* Per-VM stage-2 tables: at VM creation (-ENOMEM) and destruction. */

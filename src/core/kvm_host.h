@@ -182,6 +182,13 @@ struct kvm {
 	unsigned long vm_type;
 	pid_t creator_pid; /* stands for kvm->mm: other processes get EIO */
 	bool dead;
+	/*
+	 * Private memory lives only in the VM's guest process (its vCPUs all
+	 * run machine code there): guest_memfd storage is created and held
+	 * there (gm_backing_init_held()), and this process never maps it.
+	 * Set by the uapi layer before the VM is published; fixed after.
+	 */
+	bool private_held;
 	struct gm_config cfg; /* profile and Kconfig, fixed at creation */
 	int nr_as;	      /* address spaces this VM may use */
 

@@ -151,9 +151,16 @@ static int stub_memfd(void)
  * fd 3, every other fd (stdio too) is closed; the stub is exec'd from its
  * memfd (fd 4, close-on-exec).
  */
-static __attribute__((noreturn)) void child_exec(int sock, int exe, char *flags)
+/* Kept at the top of the child's own stack (see clone3_on_stack()). */
+struct child_args {
+	int sock, exe;
+	char flags[16];
+};
+
+static __attribute__((noreturn)) void child_exec(struct child_args *c)
 {
-	char *const argv[] = { "guestmem-gproc", flags, NULL };
+	int sock = c->sock, exe = c->exe;
+	char *const argv[] = { "guestmem-gproc", c->flags, NULL };
 	static char *const envp[] = { NULL };
 	sigset_t none;
 	long a = syscall(SYS_fcntl, sock, F_DUPFD, 10);
@@ -170,11 +177,41 @@ static __attribute__((noreturn)) void child_exec(int sock, int exe, char *flags)
 		syscall(SYS_exit_group, 127);
 }
 
+/*
+ * clone3() with the child on its own stack, running @fn(@arg).  The child
+ * must not run on the caller's stack: it is a copy of the caller's memory
+ * only where that memory is private, and memslot RAM that guestmem turned
+ * into a MAP_SHARED mapping (src/core/gmemfd.c) may hold the calling
+ * thread's stack (a VMM may register any memory), which the child would
+ * then write under the parent's frames.  Returns the child's pid or -errno.
+ */
+static long clone3_on_stack(struct clone_args *ca, void (*fn)(struct child_args *),
+			    struct child_args *arg)
+{
+	register long rax __asm__("rax") = SYS_clone3;
+
+	__asm__ volatile("syscall\n\t"
+			 "test %%rax, %%rax\n\t"
+			 "jnz 1f\n\t"
+			 "xor %%ebp, %%ebp\n\t"
+			 "mov %[arg], %%rdi\n\t"
+			 "call *%[fn]\n\t"
+			 "ud2\n"
+			 "1:"
+			 : "+r"(rax)
+			 : "D"(ca), "S"(sizeof(*ca)), [fn] "r"(fn), [arg] "r"(arg)
+			 : "rcx", "r11", "memory");
+	return rax;
+}
+
 static int spawn(struct gp_vm *vm, unsigned flags)
 {
+	const size_t stack_size = 64 * 1024;
 	struct clone_args ca;
+	struct child_args *c;
 	int sv[2], exe, pidfd = -1;
 	char arg[16];
+	void *stack;
 	long pid;
 
 	snprintf(arg, sizeof(arg), "%u", flags);
@@ -186,16 +223,31 @@ static int spawn(struct gp_vm *vm, unsigned flags)
 		gm_raw_close(sv[1]);
 		return exe;
 	}
+	/* Fresh private memory: the child's own copy, whatever it was mapped over. */
+	stack = gm_raw_mmap(NULL, stack_size, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (stack == MAP_FAILED) {
+		int e = -errno;
+
+		gm_raw_close(sv[0]);
+		gm_raw_close(sv[1]);
+		gm_raw_close(exe);
+		return e;
+	}
+	c = (struct child_args *)((char *)stack + stack_size) - 1;
+	*c = (struct child_args){ .sock = sv[1], .exe = exe };
+	memcpy(c->flags, arg, sizeof(c->flags));
 	memset(&ca, 0, sizeof(ca));
 	/* Exit signal 0: not a SIGCHLD child, invisible to waitpid(-1). */
 	ca.flags = CLONE_PIDFD;
 	ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
 	ca.exit_signal = 0;
-	pid = syscall(SYS_clone3, &ca, sizeof(ca));
-	if (pid == 0)
-		child_exec(sv[1], exe, arg);
-	int e = pid < 0 ? -errno : 0;
+	ca.stack = (uint64_t)(uintptr_t)stack;
+	ca.stack_size = (stack_size - sizeof(*c)) & ~15ul; /* below the arguments */
+	pid = clone3_on_stack(&ca, child_exec, c);
+	int e = pid < 0 ? (int)pid : 0;
 
+	gm_raw_munmap(stack, stack_size);
 	gm_raw_close(sv[1]);
 	gm_raw_close(exe);
 	if (e) {
@@ -308,6 +360,17 @@ int gp_vm_remove_backing(struct gp_vm *vm, uint32_t id)
 	struct gp_req q = { .op = GP_OP_REMOVE_BACKING, .arg = id };
 
 	return ctl_request(vm, &q, NULL, 0);
+}
+
+int gp_vm_create_backing(struct gp_vm *vm, uint64_t size, uint32_t *id)
+{
+	struct gp_req q = { .op = GP_OP_CREATE_BACKING, .len = size };
+	int r = ctl_request(vm, &q, NULL, 0);
+
+	if (r < 0)
+		return r;
+	*id = (uint32_t)r;
+	return 0;
 }
 
 int gp_vm_fallocate(struct gp_vm *vm, uint32_t id, int mode, uint64_t off, uint64_t len)

@@ -85,6 +85,13 @@ int gp_vm_add_backing(struct gp_vm *vm, int fd, uint32_t *id);
 int gp_vm_remove_backing(struct gp_vm *vm, uint32_t id);
 
 /**
+ * gp_vm_create_backing() - a new memfd of @size bytes created in the guest
+ * process and held there only (this process never has a descriptor to it).
+ * Returns 0 and *@id, or -errno (the kernel's: -EFBIG, -ENOMEM; -EMFILE, -EIO).
+ */
+int gp_vm_create_backing(struct gp_vm *vm, uint64_t size, uint32_t *id);
+
+/**
  * gp_vm_fallocate() - fallocate(2) on backing @id in the guest process,
  * for a file only the guest process holds (private memory the VMM must
  * not reach).  Returns 0 or -errno (-EBADF for an unknown id, -EIO).

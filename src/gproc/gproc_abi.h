@@ -203,6 +203,7 @@ enum {
 	GP_OP_VCPU_CREATE,     /* arg = slot; fds mailbox memfd, eventfd; ret = tid */
 	GP_OP_VCPU_REAP,       /* arg = slot: wait for its thread's exit, free the slot */
 	GP_OP_FALLOCATE,       /* arg = backing id, prot = mode, gva = offset, len */
+	GP_OP_CREATE_BACKING,  /* len = size: a new memfd only the process holds; ret = id */
 };
 
 struct gp_req {

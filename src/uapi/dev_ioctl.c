@@ -21,6 +21,7 @@
 #include "core/kvm_host.h"
 #include "lib/sys_raw.h"
 #include "uapi.h"
+#include "vcpu/vcpu.h"
 
 #define GM_PAGE 4096L
 
@@ -40,6 +41,13 @@ static long gm_dev_create_vm(unsigned long type)
 		gm_file_abort(f);
 		return ret;
 	}
+	/*
+	 * Under `guestmem exec` without a C guest, every vCPU runs machine
+	 * code in the VM's guest process: private memory is kept there only
+	 * (core/backing.h, gm_backing_init_held()).
+	 */
+	kvm->private_held = READ_ONCE(gm_uapi_drop_in) && !kvm_guest_default_fn() &&
+			    kvm->cfg.backing == GM_BACKING_MEMFD;
 	f->obj = kvm;
 	f->kvm = kvm;
 	return gm_file_install(f);

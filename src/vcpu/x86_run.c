@@ -544,6 +544,16 @@ out:
 	return r;
 }
 
+int kvm_arch_private_holder(struct kvm *kvm, struct gm_backing_holder *out)
+{
+	struct kvm_x86_vm *vm;
+	int r = x86_vm_get(kvm, &vm);
+
+	if (!r)
+		x86_shadow_holder(vm->sh, out);
+	return r;
+}
+
 static int x86_vcpu_init(struct kvm_vcpu *v)
 {
 	struct kvm_x86_vcpu *x;

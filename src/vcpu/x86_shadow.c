@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "core/backing.h"
 #include "core/gmemfd.h"
 #include "lib/lockdep.h"
 #include "lib/rcu.h"
@@ -36,6 +37,12 @@ struct shadow_ent {
 struct shadow_backing {
 	uint64_t file_id; /* kvm_gfn_backing.file_id: never reused */
 	uint32_t id;
+	/*
+	 * The guest process holds the only copy (a guest_memfd's storage
+	 * created there, gm_backing_init_held()): never evicted; it goes
+	 * when the storage is freed (holder_drop()).
+	 */
+	bool held;
 };
 
 struct kvm_x86_shadow {
@@ -560,6 +567,81 @@ static void backing_evict(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sel
 }
 
 /*
+ * A free entry in the table: when it is full, a file no memslot or
+ * guest_memfd reaches any more goes first, else one in turn; never a held
+ * one (-EMFILE if all are).  Context: sh->lock held.
+ */
+static int backing_make_room(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *self)
+{
+	unsigned victim = SHADOW_MAX_BACKINGS;
+
+	if (sh->nr_backings < SHADOW_MAX_BACKINGS)
+		return 0;
+	for (unsigned i = 0; i < sh->nr_backings; i++) {
+		if (!sh->backings[i].held &&
+		    !kvm_backing_file_in_use(sh->kvm, sh->backings[i].file_id)) {
+			victim = i;
+			break;
+		}
+	}
+	for (unsigned n = 0; victim == SHADOW_MAX_BACKINGS && n < SHADOW_MAX_BACKINGS; n++) {
+		unsigned i = sh->evict_hand++ % SHADOW_MAX_BACKINGS;
+
+		if (!sh->backings[i].held)
+			victim = i;
+	}
+	if (victim == SHADOW_MAX_BACKINGS)
+		return -EMFILE;
+	backing_evict(sh, self, victim);
+	return 0;
+}
+
+/* ---- storage held by the guest process (struct gm_backing_holder) --------- */
+
+static int holder_create(void *ctx, uint64_t size, uint64_t file_id, uint32_t *id)
+{
+	struct kvm_x86_shadow *sh = ctx;
+	int r;
+
+	gm_mutex_lock(&sh->lock, GM_LOCK_SHADOW);
+	r = backing_make_room(sh, NULL);
+	if (!r)
+		r = gp_vm_create_backing(sh->gp, size, id);
+	if (!r)
+		sh->backings[sh->nr_backings++] =
+			(struct shadow_backing){ .file_id = file_id, .id = *id, .held = true };
+	gm_mutex_unlock(&sh->lock);
+	return r;
+}
+
+static int holder_fallocate(void *ctx, uint32_t id, int mode, uint64_t off, uint64_t len)
+{
+	struct kvm_x86_shadow *sh = ctx;
+
+	return gp_vm_fallocate(sh->gp, id, mode, off, len);
+}
+
+/* The storage is freed: unmap what the guest still maps of it, close it. */
+static void holder_drop(void *ctx, uint32_t id)
+{
+	struct kvm_x86_shadow *sh = ctx;
+
+	gm_mutex_lock(&sh->lock, GM_LOCK_SHADOW);
+	for (unsigned i = 0; i < sh->nr_backings; i++) {
+		if (sh->backings[i].held && sh->backings[i].id == id) {
+			backing_evict(sh, NULL, i);
+			break;
+		}
+	}
+	gm_mutex_unlock(&sh->lock);
+}
+
+void x86_shadow_holder(struct kvm_x86_shadow *sh, struct gm_backing_holder *out)
+{
+	*out = (struct gm_backing_holder){ holder_create, holder_fallocate, holder_drop, sh };
+}
+
+/*
  * The guest process's id for @b's file, handing it over once.  When the
  * table is full, a file no memslot or guest_memfd reaches any more goes
  * first, else one in turn.  Context: sh->lock held, inside the RCU
@@ -576,17 +658,11 @@ static int backing_id(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *self,
 			return 0;
 		}
 	}
-	if (sh->nr_backings == SHADOW_MAX_BACKINGS) {
-		unsigned victim = sh->evict_hand++ % SHADOW_MAX_BACKINGS;
-
-		for (unsigned i = 0; i < sh->nr_backings; i++) {
-			if (!kvm_backing_file_in_use(sh->kvm, sh->backings[i].file_id)) {
-				victim = i;
-				break;
-			}
-		}
-		backing_evict(sh, self, victim);
-	}
+	if (b->fd < 0) /* a held file, dropped since the lookup: its zap is coming */
+		return -EAGAIN;
+	r = backing_make_room(sh, self);
+	if (r)
+		return r;
 	r = gp_vm_add_backing(sh->gp, b->fd, id);
 	if (r)
 		return r;

@@ -75,6 +75,10 @@ int x86_shadow_create(struct kvm *kvm, struct gp_vm *gp, struct kvm_x86_shadow *
 /* VM destruction (no vCPU left): unregisters and frees. */
 void x86_shadow_destroy(struct kvm_x86_shadow *sh);
 
+struct gm_backing_holder;
+/* The guest process as the holder of guest_memfd storage (core/backing.h). */
+void x86_shadow_holder(struct kvm_x86_shadow *sh, struct gm_backing_holder *out);
+
 void x86_shadow_add_vcpu(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv);
 void x86_shadow_remove_vcpu(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv);
 

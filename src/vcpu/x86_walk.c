@@ -250,8 +250,20 @@ int kvm_vcpu_gpa_host(struct kvm_vcpu *v, uint64_t gpa, bool write, uint8_t **ho
 
 	r = kvm_mmu_fault_in(v->kvm, gpa, write, &v->stat.fault, &v->last_used_slot, &e, &level,
 			     f);
-	if (r == KVM_PF_FIXED)
-		*host = s2_leaf_hva(e, level, gpa);
+	if (r != KVM_PF_FIXED)
+		return r;
+	/*
+	 * Private memory the guest process holds alone has no address here
+	 * (the leaf names a page of a PROT_NONE reservation): KVM_RUN fails
+	 * with EFAULT, where KVM with TDP would let the CPU walk page tables,
+	 * the IDT or a stack in private memory.
+	 */
+	if ((e & S2_PRIVATE) && v->kvm->private_held) {
+		f->error = -EFAULT;
+		f->memory_fault = false;
+		return KVM_PF_EXIT;
+	}
+	*host = s2_leaf_hva(e, level, gpa);
 	return r;
 }
 

@@ -7,6 +7,7 @@
  * secretmem cases report a TAP skip when the host refuses memfd_secret(2).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/capability.h>
 #include <pthread.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -727,6 +729,119 @@ static void test_model(void *arg)
 		ASSERT_EQ(*(uint64_t *)addr[i], i);
 	}
 	gm_backing_fini(&b);
+}
+
+/* ---- held storage (gm_backing_init_held) -------------------------------- */
+
+/*
+ * A holder in this process, standing for the guest process: it keeps the
+ * file (a memfd of its own, which the test may look into) and records
+ * what the backing asked of it.
+ */
+struct fake_holder {
+	int fd;
+	uint64_t size, file_id;
+	int creates, drops, fallocates;
+	int fail_create;
+};
+
+static int fake_create(void *ctx, uint64_t size, uint64_t file_id, uint32_t *id)
+{
+	struct fake_holder *h = ctx;
+
+	if (h->fail_create)
+		return h->fail_create;
+	h->fd = memfd_create("fake-holder", MFD_CLOEXEC);
+	if (h->fd < 0 || ftruncate(h->fd, (off_t)size))
+		return -errno;
+	h->size = size;
+	h->file_id = file_id;
+	h->creates++;
+	*id = 7;
+	return 0;
+}
+
+static int fake_fallocate(void *ctx, uint32_t id, int mode, uint64_t off, uint64_t len)
+{
+	struct fake_holder *h = ctx;
+
+	ASSERT_EQ(id, 7);
+	h->fallocates++;
+	return fallocate(h->fd, mode, (off_t)off, (off_t)len) ? -errno : 0;
+}
+
+static void fake_drop(void *ctx, uint32_t id)
+{
+	struct fake_holder *h = ctx;
+
+	ASSERT_EQ(id, 7);
+	h->drops++;
+	close(h->fd);
+	h->fd = -1;
+}
+
+static long fake_blocks(struct fake_holder *h)
+{
+	struct stat st;
+
+	ASSERT_EQ(fstat(h->fd, &st), 0);
+	return (long)st.st_blocks * 512 / PAGE;
+}
+
+/*
+ * Held storage: the holder has the file and does every fallocate; this
+ * process has no descriptor or mapping of it, page addresses name pages
+ * but are not accessible, file_page() gives fd -1 and the slot's offset.
+ */
+TEST(held_storage)
+{
+	struct fake_holder h = { .fd = -1 };
+	struct gm_backing_holder ops = { fake_create, fake_fallocate, fake_drop, &h };
+	struct gm_backing b;
+	uint64_t off, off2;
+	int fd, err, fds = nr_backing_fds();
+	long maps = nr_mappings();
+	char *p;
+
+	ASSERT_EQ(gm_backing_init_held(&b, GM_BACKING_MEMFD, 4096, &ops, 99), 0);
+	EXPECT_EQ(h.creates, 1);
+	EXPECT_EQ(h.size, 4096 * PAGE);
+	EXPECT_EQ(h.file_id, 99);
+	EXPECT_EQ(nr_backing_fds(), fds);
+	EXPECT_EQ(nr_mappings(), maps);
+	/* a fault: allocated by the holder, an address that is only a name */
+	p = gm_backing_page(&b, 1000, true, &err);
+	ASSERT_TRUE(p != NULL);
+	EXPECT_EQ(err, 0);
+	EXPECT_EQ(fake_blocks(&h), 1);
+	EXPECT_EQ(mincore(p, PAGE, (unsigned char[1]){ 0 }), 0); /* reserved */
+	EXPECT_EQ(madvise(p, PAGE, MADV_POPULATE_READ), -1);	/* PROT_NONE: EFAULT */
+	ASSERT_EQ(gm_backing_file_page(&b, 1000, &fd, &off), 0);
+	EXPECT_EQ(fd, -1);
+	/* an fallocate of the guest_memfd: the same file, contiguous slots */
+	ASSERT_EQ(gm_backing_allocate(&b, 2000, 16), 0);
+	EXPECT_EQ(fake_blocks(&h), 17);
+	EXPECT_EQ(gm_backing_nr_allocated(&b), 17);
+	ASSERT_EQ(gm_backing_file_page(&b, 2001, &fd, &off2), 0);
+	EXPECT_NE(off2, off);
+	/* what the holder's file holds at that offset is what the guest sees */
+	ASSERT_EQ(pwrite(h.fd, "x", 1, (off_t)off2), 1);
+	gm_backing_punch(&b, 2000, 16);
+	EXPECT_EQ(fake_blocks(&h), 1);
+	EXPECT_EQ(gm_backing_nr_allocated(&b), 1);
+	EXPECT_EQ(gm_backing_file_page(&b, 2001, &fd, &off2), -ENOENT);
+	EXPECT_TRUE(h.fallocates >= 3);
+	gm_backing_fini(&b);
+	EXPECT_EQ(h.drops, 1);
+	EXPECT_EQ(nr_mappings(), maps);
+	/* a holder that cannot create the file: its errno, nothing left */
+	h.fail_create = -EIO;
+	EXPECT_EQ(gm_backing_init_held(&b, GM_BACKING_MEMFD, 16, &ops, 1), -EIO);
+	h.fail_create = -EFBIG; /* RLIMIT_FSIZE there: the kernel's ENOMEM */
+	EXPECT_EQ(gm_backing_init_held(&b, GM_BACKING_MEMFD, 16, &ops, 1), -ENOMEM);
+	EXPECT_EQ(h.drops, 1);
+	/* secretmem's pool is mapped here to be zeroed: not holdable */
+	EXPECT_EQ(gm_backing_init_held(&b, GM_BACKING_SECRETMEM, 16, &ops, 1), -EOPNOTSUPP);
 }
 
 int main(int argc, char **argv)

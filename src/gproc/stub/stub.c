@@ -705,7 +705,7 @@ static void install_seccomp(void)
 		__NR_rt_sigaction, __NR_rt_sigprocmask, __NR_rt_sigreturn, __NR_sendmsg,
 		__NR_recvmsg, __NR_clone, __NR_exit, __NR_exit_group, __NR_arch_prctl,
 		__NR_prctl, __NR_sigaltstack, __NR_gettid, __NR_futex, __NR_tgkill,
-		__NR_perf_event_open, __NR_fallocate,
+		__NR_perf_event_open, __NR_fallocate, __NR_memfd_create, __NR_ftruncate,
 	};
 	enum { NA = sizeof(allowed) / sizeof(allowed[0]) };
 	uint64_t lo = (uint64_t)__executable_start, hi = (uint64_t)etext;
@@ -767,6 +767,22 @@ static int op_add_backing(const int *fds, int nfds)
 		}
 	}
 	return -24; /* EMFILE */
+}
+
+/* A file for private memory that never exists outside this process. */
+static int op_create_backing(uint64_t size)
+{
+	long fd = SYS(__NR_memfd_create, "guestmem-gmem", 1 /* MFD_CLOEXEC */, 0);
+	int r;
+
+	if (fd < 0)
+		return (int)fd;
+	r = (int)SYS(__NR_ftruncate, fd, size, 0);
+	if (!r)
+		r = op_add_backing((int[]){ (int)fd }, 1);
+	if (r < 0)
+		SYS(__NR_close, fd, 0, 0);
+	return r;
 }
 
 static int op_remove_backing(uint32_t id)
@@ -868,6 +884,8 @@ static int dispatch(const struct gp_req *q, const int *fds, int nfds)
 		return (int)SYS(__NR_mprotect, q->gva, q->len, q->prot);
 	case GP_OP_VCPU_REAP:
 		return op_vcpu_reap(q->arg);
+	case GP_OP_CREATE_BACKING:
+		return op_create_backing(q->len);
 	case GP_OP_FALLOCATE:
 		/* The only way to a backing's storage it holds alone (gp_vm_fallocate). */
 		if (q->arg >= GP_MAX_BACKINGS || backing_fd[q->arg] < 0)

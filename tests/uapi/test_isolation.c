@@ -1,0 +1,426 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_isolation: a VMM under `guestmem exec` cannot reach the guest's
+ * private memory (issue 10).  A plain-libc program: x86 guest code writes
+ * 4 KiB of private memory with words made from a seed, in a software-
+ * protected VM; the VMM then tries every route a process has to memory
+ * and to files, and a forked child tries again:
+ *
+ *   - its own mappings (/proc/self/maps) and descriptors (/proc/self/fd);
+ *   - every byte of its own readable memory (through /proc/self/mem);
+ *   - the guest process, which does hold the pages: /proc/PID/mem,
+ *     process_vm_readv, /proc/PID/fd, /proc/PID/map_files, pidfd_getfd,
+ *     ptrace.
+ *
+ * None may show a private word or succeed.  Then the guest reads the page
+ * back and must find exactly what it wrote.  The secret words never exist
+ * in the VMM: it keeps only their images under a bijection, and maps each
+ * word it scans the same way before looking it up.
+ *
+ * Run as root (CI), the scenario runs in a child that became uid 65534
+ * first: CAP_SYS_PTRACE passes every check, and nothing in user space
+ * holds against root (see the README).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <guestmem/sys.h>
+
+/* A libc program: the x86_vm.h helpers through libc, which the preload routes. */
+#define guestmem_sys_open open
+#define guestmem_sys_close close
+#define guestmem_sys_ioctl ioctl
+#define guestmem_sys_mmap mmap
+#define guestmem_sys_munmap munmap
+#include "../unit/x86_vm.h"
+
+#define PRIV_GPA 0x200000ULL
+#define PRIV_SIZE 0x200000ULL
+#define NWORDS 512 /* one page of secret words */
+#define SEED 0x9e3779b97f4a7c15ULL
+#define PORT_WRITTEN 0x10
+#define PORT_CHECKED 0x11
+
+/*
+ * The guest, at CODE, in long mode: rdi = seed.  Writes NWORDS xorshift64
+ * words to PRIV_GPA, OUT to PORT_WRITTEN; then checks them, OUT to
+ * PORT_CHECKED with al = 0 if every word read back as written; HLT.
+ * No secret word is left in a register at an exit: registers are not
+ * private memory (the VMM reads them with KVM_GET_REGS, as with KVM).
+ */
+extern const uint8_t guest_begin[], guest_end[];
+__asm__(".pushsection .rodata\n"
+	"guest_begin:\n"
+	"	mov %rdi, %rax\n"
+	"	mov $0x200000, %esi\n"
+	"	mov $512, %ecx\n"
+	"1:	mov %rax, %rdx\n shl $13, %rdx\n xor %rdx, %rax\n"
+	"	mov %rax, %rdx\n shr $7, %rdx\n xor %rdx, %rax\n"
+	"	mov %rax, %rdx\n shl $17, %rdx\n xor %rdx, %rax\n"
+	"	mov %rax, (%rsi)\n"
+	"	add $8, %rsi\n"
+	"	dec %ecx\n"
+	"	jnz 1b\n"
+	"	xor %eax, %eax\n" /* registers are the VMM's to read (KVM_GET_REGS) */
+	"	mov $0x10, %edx\n"
+	"	out %al, (%dx)\n"
+	"	mov %rdi, %rax\n"
+	"	mov $0x200000, %esi\n"
+	"	mov $512, %ecx\n"
+	"	xor %r8d, %r8d\n"
+	"2:	mov %rax, %rdx\n shl $13, %rdx\n xor %rdx, %rax\n"
+	"	mov %rax, %rdx\n shr $7, %rdx\n xor %rdx, %rax\n"
+	"	mov %rax, %rdx\n shl $17, %rdx\n xor %rdx, %rax\n"
+	"	mov (%rsi), %r9\n"
+	"	xor %rax, %r9\n"
+	"	or %r9, %r8\n"
+	"	add $8, %rsi\n"
+	"	dec %ecx\n"
+	"	jnz 2b\n"
+	"	xor %eax, %eax\n"
+	"	test %r8, %r8\n"
+	"	setnz %al\n"
+	"	mov $0x11, %edx\n"
+	"	out %al, (%dx)\n"
+	"	hlt\n"
+	"guest_end:\n"
+	".popsection");
+
+/* ---- the secret, kept only as images ---------------------------------------- */
+
+/* A bijection of 64-bit words (odd multiplier, then an added constant). */
+static uint64_t image(uint64_t w)
+{
+	return w * 0xd6e8feb86659fd93ULL + 0x5851f42d4c957f2dULL;
+}
+
+static uint64_t images[NWORDS]; /* sorted */
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+static void make_images(void)
+{
+	uint64_t x = SEED;
+
+	for (int i = 0; i < NWORDS; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		images[i] = image(x);
+	}
+	qsort(images, NWORDS, sizeof(images[0]), cmp_u64);
+}
+
+static bool is_secret(uint64_t w)
+{
+	uint64_t key = image(w);
+
+	return bsearch(&key, images, NWORDS, sizeof(images[0]), cmp_u64) != NULL;
+}
+
+/* ---- routes through this process ------------------------------------------- */
+
+/* Lines of /proc/self/maps naming a guest_memfd's storage (a memfd). */
+static int private_mappings(void)
+{
+	char line[512];
+	FILE *f = fopen("/proc/self/maps", "r");
+	int n = 0;
+
+	ASSERT_TRUE(f != NULL);
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, "guestmem-gmem") || strstr(line, "secretmem");
+	fclose(f);
+	return n;
+}
+
+/* Descriptors of a guest_memfd's storage in /proc/self/fd (not the
+ * guest_memfd's own fd, "anon_inode:[kvm-gmem]", which is the VMM's). */
+static int private_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	char path[300], target[256];
+	int n = 0;
+
+	ASSERT_TRUE(d != NULL);
+	while ((e = readdir(d))) {
+		ssize_t len;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+		/* Raw: the preload hides guestmem's own descriptors from libc. */
+		len = syscall(SYS_readlink, path, target, sizeof(target) - 1);
+		if (len <= 0)
+			continue;
+		target[len] = '\0';
+		n += strstr(target, "guestmem-gmem") || strstr(target, "secretmem");
+	}
+	closedir(d);
+	return n;
+}
+
+static sigjmp_buf load_fault;
+
+static void on_load_fault(int sig)
+{
+	siglongjmp(load_fault, sig);
+}
+
+/*
+ * Secret words in [lo, hi) read by plain loads: what /proc/self/mem
+ * cannot read (memfd_secret pages, which the kernel will not pin) a load
+ * still can.  A fault (a file mapping past its end) ends the range.
+ */
+static long secrets_by_load(unsigned long lo, unsigned long hi)
+{
+	struct sigaction sa = { .sa_handler = on_load_fault }, old_segv, old_bus;
+	volatile long found = 0;
+	volatile unsigned long a = lo;
+
+	sigaction(SIGSEGV, &sa, &old_segv);
+	sigaction(SIGBUS, &sa, &old_bus);
+	if (!sigsetjmp(load_fault, 1))
+		for (; a < hi; a += 8)
+			found += is_secret(*(volatile uint64_t *)a);
+	sigaction(SIGSEGV, &old_segv, NULL);
+	sigaction(SIGBUS, &old_bus, NULL);
+	return found;
+}
+
+/* Secret words anywhere in this process's readable memory. */
+static long secrets_in_memory(void)
+{
+	static uint64_t buf[1 << 13];
+	char line[512], perms[8];
+	unsigned long lo, hi;
+	long found = 0;
+	FILE *maps = fopen("/proc/self/maps", "r");
+	int mem = open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
+
+	ASSERT_TRUE(maps != NULL && mem >= 0);
+	while (fgets(line, sizeof(line), maps)) {
+		if (sscanf(line, "%lx-%lx %4s", &lo, &hi, perms) != 3 || perms[0] != 'r' ||
+		    strstr(line, "[vvar"))
+			continue;
+		/*
+		 * A sanitizer's shadow: terabytes of unnamed memory.  Nothing
+		 * of guestmem's is that large and unnamed (its reservations
+		 * are PROT_NONE; file mappings are named).
+		 */
+		if (hi - lo > (1UL << 32) && !strchr(line, '/'))
+			continue;
+		for (unsigned long a = lo; a < hi; a += sizeof(buf)) {
+			size_t want = hi - a < sizeof(buf) ? hi - a : sizeof(buf);
+			ssize_t n = pread(mem, buf, want, (off_t)a);
+
+			if (n <= 0) {
+				found += secrets_by_load(a, hi);
+				break;
+			}
+			for (size_t i = 0; i < (size_t)n / 8; i++)
+				found += is_secret(buf[i]);
+		}
+	}
+	memset(buf, 0, sizeof(buf));
+	close(mem);
+	fclose(maps);
+	return found;
+}
+
+/* ---- routes to the guest process ------------------------------------------- */
+
+/* The VM's guest process: this process's child running the stub. */
+static pid_t guest_process(void)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	pid_t found = -1;
+
+	ASSERT_TRUE(d != NULL);
+	while ((e = readdir(d)) && found < 0) {
+		char path[300], buf[512], *p;
+		int ppid = 0;
+		FILE *f;
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) &&
+		    sscanf(p + 1, " %*c %d", &ppid) == 1 && ppid == getpid() &&
+		    strstr(buf, "guestmem"))
+			found = atoi(e->d_name);
+		fclose(f);
+	}
+	closedir(d);
+	return found;
+}
+
+/*
+ * Each route into @pid that worked, as a bit: /proc/PID/mem read,
+ * process_vm_readv, /proc/PID/fd listing, /proc/PID/map_files listing,
+ * pidfd_getfd of its descriptor 3, ptrace.
+ */
+static int guest_process_routes(pid_t pid)
+{
+	char path[64], byte;
+	struct iovec local = { &byte, 1 }, remote = { (void *)PRIV_GPA, 1 };
+	int bits = 0, fd;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/mem", pid);
+	fd = open(path, O_RDONLY);
+	if (fd >= 0) {
+		bits |= (pread(fd, &byte, 1, (off_t)PRIV_GPA) == 1) << 0;
+		close(fd);
+	}
+	bits |= (process_vm_readv(pid, &local, 1, &remote, 1, 0) == 1) << 1;
+	snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+	if ((d = opendir(path))) {
+		bits |= (readdir(d) != NULL) << 2;
+		closedir(d);
+	}
+	snprintf(path, sizeof(path), "/proc/%d/map_files", pid);
+	if ((d = opendir(path))) {
+		bits |= (readdir(d) != NULL) << 3;
+		closedir(d);
+	}
+	fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (fd >= 0) {
+		int got = (int)syscall(SYS_pidfd_getfd, fd, 3, 0);
+
+		bits |= (got >= 0) << 4;
+		if (got >= 0)
+			close(got);
+		close(fd);
+	}
+	if (ptrace(PTRACE_SEIZE, pid, 0, 0) == 0) {
+		bits |= 1 << 5;
+		ptrace(PTRACE_DETACH, pid, 0, 0);
+	}
+	return bits;
+}
+
+/* ---- the scenario ------------------------------------------------------------- */
+
+static void run_until(struct vm *m, uint16_t port)
+{
+	ASSERT_EQ(ioctl(m->vcpu, KVM_RUN, 0), 0);
+	ASSERT_EQ(m->run->exit_reason, KVM_EXIT_IO);
+	ASSERT_EQ(m->run->io.port, port);
+}
+
+static void scenario(void)
+{
+	struct kvm_create_guest_memfd g = { .size = PRIV_SIZE };
+	struct kvm_memory_attributes attr = { .address = PRIV_GPA, .size = PRIV_SIZE,
+					      .attributes = KVM_MEMORY_ATTRIBUTE_PRIVATE };
+	struct kvm_userspace_memory_region2 r = { .slot = 1, .flags = KVM_MEM_GUEST_MEMFD,
+						  .guest_phys_addr = PRIV_GPA,
+						  .memory_size = PRIV_SIZE };
+	struct kvm_regs regs;
+	struct vm m;
+	pid_t gp, child;
+	int gfd, status;
+	void *shared;
+
+	make_images();
+	vm_create(&m, KVM_X86_SW_PROTECTED_VM, false);
+	gfd = ioctl(m.fd, KVM_CREATE_GUEST_MEMFD, &g);
+	ASSERT_TRUE(gfd >= 0);
+	shared = mmap(NULL, PRIV_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(shared != MAP_FAILED);
+	r.userspace_addr = (uintptr_t)shared;
+	r.guest_memfd = (uint32_t)gfd;
+	ASSERT_EQ(ioctl(m.fd, KVM_SET_USER_MEMORY_REGION2, &r), 0);
+	ASSERT_EQ(ioctl(m.fd, KVM_SET_MEMORY_ATTRIBUTES, &attr), 0);
+	memcpy(m.mem + CODE, guest_begin, (size_t)(guest_end - guest_begin));
+	vm_start(&m, CODE);
+	ASSERT_EQ(ioctl(m.vcpu, KVM_GET_REGS, &regs), 0);
+	regs.rdi = SEED;
+	ASSERT_EQ(ioctl(m.vcpu, KVM_SET_REGS, &regs), 0);
+
+	run_until(&m, PORT_WRITTEN);
+	/* The guest wrote its private page; the guest process holds it. */
+	gp = guest_process();
+	ASSERT_TRUE(gp > 0);
+	EXPECT_EQ(private_mappings(), 0);
+	EXPECT_EQ(private_fds(), 0);
+	EXPECT_EQ(secrets_in_memory(), 0);
+	EXPECT_EQ(guest_process_routes(gp), 0);
+	child = fork();
+	ASSERT_TRUE(child >= 0);
+	if (child == 0)
+		_exit((private_mappings() ? 1 : 0) | (private_fds() ? 2 : 0) |
+		      (secrets_in_memory() ? 4 : 0) | (guest_process_routes(gp) ? 8 : 0));
+	ASSERT_EQ(waitpid(child, &status, 0), child);
+	EXPECT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(WEXITSTATUS(status), 0);
+	/* The guest reads back exactly what it wrote. */
+	run_until(&m, PORT_CHECKED);
+	EXPECT_EQ(((uint8_t *)m.run)[m.run->io.data_offset], 0);
+	/* The scan finds a secret word where there is one. */
+	volatile uint64_t *probe = malloc(sizeof(*probe));
+	uint64_t x = SEED;
+
+	ASSERT_TRUE(probe != NULL);
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	*probe = x;
+	x = 0;
+	EXPECT_TRUE(secrets_in_memory() >= 1);
+	*probe = 0;
+	free((void *)probe);
+}
+
+/* The scenario as a user that is not root, in a child if we are root. */
+TEST(private_memory_unreachable)
+{
+	int status;
+	pid_t pid;
+
+	if (geteuid() != 0) {
+		scenario();
+		return;
+	}
+	pid = fork();
+	ASSERT_TRUE(pid >= 0);
+	if (pid == 0) {
+		/* A user's VMM, dumpable as any process it starts (setuid cleared it). */
+		if (setgroups(0, NULL) || setgid(65534) || setuid(65534) ||
+		    prctl(PR_SET_DUMPABLE, 1))
+			_exit(99);
+		scenario();
+		_exit(test_failed() ? 1 : 0);
+	}
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(WEXITSTATUS(status), 0);
+}
+
+int main(int argc, char **argv)
+{
+	return test_main(argc, argv);
+}
