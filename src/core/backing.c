@@ -40,8 +40,8 @@ int gm_backing_init_held(struct gm_backing *b, enum gm_backing_kind kind, uint64
 {
 	int ret;
 
-	if (kind != GM_BACKING_MEMFD)
-		return kind == GM_BACKING_SECRETMEM ? -EOPNOTSUPP : -EINVAL;
+	if (kind != GM_BACKING_MEMFD && kind != GM_BACKING_SECRETMEM)
+		return -EINVAL;
 	if (nr_pages > (INT64_MAX >> GM_PAGE_SHIFT))
 		return -EINVAL;
 	b->kind = kind;
@@ -50,7 +50,7 @@ int gm_backing_init_held(struct gm_backing *b, enum gm_backing_kind kind, uint64
 	b->held = true;
 	b->holder = *holder;
 	b->priv = NULL;
-	ret = holder->create(holder->ctx, nr_pages << GM_PAGE_SHIFT, file_id, &b->holder_id);
+	ret = holder->create(holder->ctx, kind, nr_pages << GM_PAGE_SHIFT, file_id, &b->holder_id);
 	if (ret)
 		return ret == -EFBIG ? -ENOMEM : ret;
 	ret = gm_backing_ops(kind)->init(b);

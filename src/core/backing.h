@@ -35,10 +35,13 @@
  * method returns 0 or a negative errno.
  */
 struct gm_backing_holder {
-	/* A new file of @size bytes there; *@id names it from now on. */
-	int (*create)(void *ctx, uint64_t size, uint64_t file_id, uint32_t *id);
-	/* fallocate(2) on it (allocate, punch hole). */
+	/* A new file of @kind and @size bytes there; *@id names it from now on. */
+	int (*create)(void *ctx, enum gm_backing_kind kind, uint64_t size, uint64_t file_id,
+		      uint32_t *id);
+	/* fallocate(2) on it (allocate, punch hole: memfd). */
 	int (*fallocate)(void *ctx, uint32_t id, int mode, uint64_t off, uint64_t len);
+	/* Write zeroes over a page-aligned range (secretmem, which cannot punch). */
+	int (*zero)(void *ctx, uint32_t id, uint64_t off, uint64_t len);
 	/* The file is no longer needed (gm_backing_fini()). */
 	void (*drop)(void *ctx, uint32_t id);
 	void *ctx;
@@ -69,10 +72,11 @@ int gm_backing_init(struct gm_backing *b, enum gm_backing_kind kind, uint64_t nr
  * never mapped or touched in this process.  gm_backing_page() then gives
  * an address that names the page but is not accessible (PROT_NONE), and
  * gm_backing_file_page() a descriptor of -1 (the holder has the file, as
- * @file_id).  Allocation and punch are the holder's fallocate.  memfd only
- * (-EOPNOTSUPP for secretmem, whose pool this process maps and zeroes, and
- * for a file too large for the page pool): the caller may then fall back
- * to gm_backing_init().
+ * @file_id).  memfd: allocation and punch are the holder's fallocate.
+ * secretmem: a page is allocated by its first touch in the holder (the
+ * guest's), and a punched page is zeroed there before reuse.
+ * -EOPNOTSUPP for a memfd too large for the page pool: the caller may
+ * then fall back to gm_backing_init().
  */
 int gm_backing_init_held(struct gm_backing *b, enum gm_backing_kind kind, uint64_t nr_pages,
 			 const struct gm_backing_holder *holder, uint64_t file_id);

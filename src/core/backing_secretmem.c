@@ -21,6 +21,11 @@
  * that raced a punch still points at valid memory (the fault retries: the
  * MMU invalidation protocol, see gmem.c).
  *
+ * Held (gm_backing_init_held()): the file is the holder's only.  The
+ * reserved range stays PROT_NONE and only names slots; a fresh page is
+ * first touched by the guest in the holder, and a punched one is zeroed
+ * there (one request per run of slots) before it goes on the free list.
+ *
  * Limits: memory for a fresh page is obtained by touching it; if the host
  * cannot provide it, the process gets the kernel's out-of-memory treatment
  * rather than ENOMEM.  -ENOMEM is reported when the pool cannot grow (mmap
@@ -53,7 +58,8 @@
 #define SM_SIGNAL_CHECK 512   /* pages allocated between signal checks */
 
 struct gm_secretmem {
-	int fd;
+	int fd;		   /* -1 when held elsewhere */
+	const struct gm_backing *b; /* its holder, when held */
 	uint64_t nr_pages; /* of the guest_memfd */
 	char *base;	   /* reserved address range; slot s is at base + s * 4096 */
 	uint64_t reserved; /* pages of it (the pool's limit) */
@@ -100,8 +106,11 @@ static int sm_pool_grow(struct gm_secretmem *sm)
 	chunk = GM_MIN(GM_MIN(GM_MAX(sm->pool_pages, SM_CHUNK_MIN), SM_CHUNK_MAX),
 		       sm->reserved - sm->pool_pages);
 	at = sm->base + (sm->pool_pages << GM_PAGE_SHIFT);
-	p = gm_raw_mmap(at, chunk << GM_PAGE_SHIFT, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
-			sm->fd, (off_t)(sm->pool_pages << GM_PAGE_SHIFT));
+	/* Held: nothing to map here; the slots only get their names. */
+	p = sm->fd < 0 ? at
+		       : gm_raw_mmap(at, chunk << GM_PAGE_SHIFT, PROT_READ | PROT_WRITE,
+				     MAP_SHARED | MAP_FIXED, sm->fd,
+				     (off_t)(sm->pool_pages << GM_PAGE_SHIFT));
 	if (p == MAP_FAILED) {
 		/*
 		 * Hosts before 6.12 may leave a hole where MAP_FIXED failed;
@@ -186,6 +195,11 @@ static int secretmem_init(struct gm_backing *b)
 		}
 		sm->reserved /= 8;
 	}
+	if (b->held) {
+		sm->fd = -1; /* created and sized by the holder */
+		sm->b = b;
+		goto done;
+	}
 	sm->fd = sm_open();
 	if (sm->fd < 0) {
 		ret = sm->fd; /* -ENOSYS: the host has no (enabled) secretmem */
@@ -196,6 +210,7 @@ static int secretmem_init(struct gm_backing *b)
 		ret = -ENOMEM;
 		goto err_close;
 	}
+done:
 	gm_check_pthread(pthread_mutex_init(&sm->lock, NULL));
 	b->priv = sm;
 	return 0;
@@ -217,7 +232,8 @@ static void secretmem_release(struct gm_reap_job *job)
 	struct gm_secretmem *sm = caa_container_of(job, struct gm_secretmem, reap);
 
 	gm_raw_munmap(sm->base, sm->reserved << GM_PAGE_SHIFT);
-	gm_fd_close(sm->fd);
+	if (sm->fd >= 0)
+		gm_fd_close(sm->fd);
 	free(sm);
 }
 
@@ -229,6 +245,11 @@ static void secretmem_fini(struct gm_backing *b)
 	free(sm->free.slots);
 	pthread_mutex_destroy(&sm->lock);
 	sm->reap.fn = secretmem_release;
+	if (b->held) { /* the holder frees the file; the reservation is ours */
+		b->holder.drop(b->holder.ctx, b->holder_id);
+		secretmem_release(&sm->reap);
+		return;
+	}
 	/*
 	 * Secretmem pages go back into the direct map one by one: not the
 	 * VMM's wait.  The descriptor goes now (the chunks keep the file): a
@@ -273,8 +294,11 @@ static void *secretmem_page(struct gm_backing *b, uint64_t index, bool alloc, in
 		/* Dry: racing first uses hold the spare pages; one may be ours. */
 		sched_yield();
 	}
-	/* Fault a fresh page in before anyone can see it, outside the lock (it is zero). */
-	if (fresh)
+	/*
+	 * Fault a fresh page in before anyone can see it, outside the lock
+	 * (it is zero).  Held: the guest's first touch in the holder does.
+	 */
+	if (fresh && sm->fd >= 0)
 		*(volatile char *)page = 0;
 	gm_mutex_lock(&sm->lock, GM_LOCK_BACKING);
 	sm->in_flight--;
@@ -322,12 +346,71 @@ static void secretmem_drop(void *ctx, uint64_t slot)
 	__atomic_fetch_sub(&sm->nr_allocated, 1, __ATOMIC_RELAXED);
 }
 
+/* Held: a punched page, collected to be zeroed in the holder.  Context: sm->lock. */
+struct sm_held_punch {
+	struct gm_secretmem *sm;
+	struct gm_slot_stack batch;
+};
+
+static void secretmem_drop_held(void *ctx, uint64_t slot)
+{
+	struct sm_held_punch *p = ctx;
+	const struct gm_backing *b = p->sm->b;
+
+	__atomic_fetch_sub(&p->sm->nr_allocated, 1, __ATOMIC_RELAXED);
+	if (gm_slot_stack_push(&p->batch, slot)) {
+		/* No room to batch it: zero it alone. */
+		if (!b->holder.zero(b->holder.ctx, b->holder_id, slot << GM_PAGE_SHIFT,
+				    GM_PAGE_SIZE))
+			sm_pool_put(p->sm, p->sm->base + (slot << GM_PAGE_SHIFT));
+	}
+}
+
+static int cmp_slot(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * Zero the batch in the holder, one request per run of slots, then make
+ * the slots reusable.  A slot the holder could not zero (it is gone) is
+ * not reused.  Context: sm->lock.
+ */
+static void secretmem_zero_held(struct sm_held_punch *p)
+{
+	struct gm_secretmem *sm = p->sm;
+	const struct gm_backing *b = sm->b;
+	uint32_t *s = p->batch.slots;
+
+	if (p->batch.nr)
+		qsort(s, p->batch.nr, sizeof(*s), cmp_slot);
+	for (size_t i = 0, j; i < p->batch.nr; i = j) {
+		for (j = i + 1; j < p->batch.nr && s[j] == s[j - 1] + 1; j++)
+			;
+		if (b->holder.zero(b->holder.ctx, b->holder_id, (uint64_t)s[i] << GM_PAGE_SHIFT,
+				   (uint64_t)(j - i) << GM_PAGE_SHIFT))
+			continue;
+		for (size_t k = i; k < j; k++)
+			sm_pool_put(sm, sm->base + ((uint64_t)s[k] << GM_PAGE_SHIFT));
+	}
+	free(p->batch.slots);
+}
+
 static void secretmem_punch(struct gm_backing *b, uint64_t index, uint64_t n)
 {
 	struct gm_secretmem *sm = b->priv;
 
 	gm_mutex_lock(&sm->lock, GM_LOCK_BACKING);
-	gm_pagemap_remove(&sm->map, index, index + n, secretmem_drop, sm);
+	if (sm->fd >= 0) {
+		gm_pagemap_remove(&sm->map, index, index + n, secretmem_drop, sm);
+	} else {
+		struct sm_held_punch p = { .sm = sm };
+
+		gm_pagemap_remove(&sm->map, index, index + n, secretmem_drop_held, &p);
+		secretmem_zero_held(&p);
+	}
 	gm_mutex_unlock(&sm->lock);
 }
 

@@ -107,7 +107,7 @@ static int kvm_gmem_backing_init(struct kvm *kvm, struct kvm_gmem *gmem,
 	struct gm_backing_holder holder;
 	int ret;
 
-	if (kvm->private_held && !mmap && kvm->cfg.backing == GM_BACKING_MEMFD) {
+	if (kvm->private_held && !mmap) {
 		ret = kvm_arch_private_holder(kvm, &holder);
 		if (!ret)
 			ret = gm_backing_init_held(&gmem->backing, kvm->cfg.backing, nr_pages,

@@ -362,9 +362,16 @@ int gp_vm_remove_backing(struct gp_vm *vm, uint32_t id)
 	return ctl_request(vm, &q, NULL, 0);
 }
 
-int gp_vm_create_backing(struct gp_vm *vm, uint64_t size, uint32_t *id)
+int gp_vm_zero(struct gp_vm *vm, uint32_t id, uint64_t off, uint64_t len)
 {
-	struct gp_req q = { .op = GP_OP_CREATE_BACKING, .len = size };
+	struct gp_req q = { .op = GP_OP_ZERO, .arg = id, .gva = off, .len = len };
+
+	return ctl_request(vm, &q, NULL, 0);
+}
+
+int gp_vm_create_backing(struct gp_vm *vm, uint32_t kind, uint64_t size, uint32_t *id)
+{
+	struct gp_req q = { .op = GP_OP_CREATE_BACKING, .arg = kind, .len = size };
 	int r = ctl_request(vm, &q, NULL, 0);
 
 	if (r < 0)

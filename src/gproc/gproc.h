@@ -85,11 +85,16 @@ int gp_vm_add_backing(struct gp_vm *vm, int fd, uint32_t *id);
 int gp_vm_remove_backing(struct gp_vm *vm, uint32_t id);
 
 /**
- * gp_vm_create_backing() - a new memfd of @size bytes created in the guest
- * process and held there only (this process never has a descriptor to it).
- * Returns 0 and *@id, or -errno (the kernel's: -EFBIG, -ENOMEM; -EMFILE, -EIO).
+ * gp_vm_create_backing() - a new file of @size bytes, a memfd or (@kind
+ * GP_BACKING_SECRETMEM) a memfd_secret, created in the guest process and
+ * held there only (this process never has a descriptor to it).
+ * Returns 0 and *@id, or -errno (the kernel's: -EFBIG, -ENOMEM, -ENOSYS;
+ * -EMFILE, -EIO).
  */
-int gp_vm_create_backing(struct gp_vm *vm, uint64_t size, uint32_t *id);
+int gp_vm_create_backing(struct gp_vm *vm, uint32_t kind, uint64_t size, uint32_t *id);
+
+/** gp_vm_zero() - write zeroes over a page-aligned range of backing @id. */
+int gp_vm_zero(struct gp_vm *vm, uint32_t id, uint64_t off, uint64_t len);
 
 /**
  * gp_vm_fallocate() - fallocate(2) on backing @id in the guest process,

@@ -28,6 +28,10 @@
  * guest owns FS and GS base.  The stub's image must end below it (checked
  * at start-up). */
 #define GP_SLOT_BASE (GP_STUB_TEXT + 0x1000000ull)
+/* Below the slots, above the image: where the control thread maps a
+ * backing's pages to zero them (GP_OP_ZERO), GP_SCRATCH_SIZE at a time. */
+#define GP_SCRATCH (GP_SLOT_BASE - 0x400000ull)
+#define GP_SCRATCH_SIZE 0x200000ull
 #define GP_SLOT_SHIFT 20
 #define GP_MAX_VCPUS 4096
 #define GP_SLOT_MBOX_OFF 0x0ull       /* GP_MBOX_SIZE bytes, shared with the VMM */
@@ -203,8 +207,14 @@ enum {
 	GP_OP_VCPU_CREATE,     /* arg = slot; fds mailbox memfd, eventfd; ret = tid */
 	GP_OP_VCPU_REAP,       /* arg = slot: wait for its thread's exit, free the slot */
 	GP_OP_FALLOCATE,       /* arg = backing id, prot = mode, gva = offset, len */
-	GP_OP_CREATE_BACKING,  /* len = size: a new memfd only the process holds; ret = id */
+	GP_OP_CREATE_BACKING,  /* len = size, arg = GP_BACKING_*: a new file only the process
+				  holds; ret = id */
+	GP_OP_ZERO,            /* arg = backing id, gva = offset, len: write zeroes there */
 };
+
+/* GP_OP_CREATE_BACKING's kinds of file. */
+#define GP_BACKING_MEMFD 0u
+#define GP_BACKING_SECRETMEM 1u /* memfd_secret(2): out of the kernel's direct map */
 
 struct gp_req {
 	uint32_t op, arg;

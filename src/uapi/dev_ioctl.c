@@ -46,8 +46,7 @@ static long gm_dev_create_vm(unsigned long type)
 	 * code in the VM's guest process: private memory is kept there only
 	 * (core/backing.h, gm_backing_init_held()).
 	 */
-	kvm->private_held = READ_ONCE(gm_uapi_drop_in) && !kvm_guest_default_fn() &&
-			    kvm->cfg.backing == GM_BACKING_MEMFD;
+	kvm->private_held = READ_ONCE(gm_uapi_drop_in) && !kvm_guest_default_fn();
 	f->obj = kvm;
 	f->kvm = kvm;
 	return gm_file_install(f);

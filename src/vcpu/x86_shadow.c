@@ -598,7 +598,8 @@ static int backing_make_room(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *
 
 /* ---- storage held by the guest process (struct gm_backing_holder) --------- */
 
-static int holder_create(void *ctx, uint64_t size, uint64_t file_id, uint32_t *id)
+static int holder_create(void *ctx, enum gm_backing_kind kind, uint64_t size, uint64_t file_id,
+			 uint32_t *id)
 {
 	struct kvm_x86_shadow *sh = ctx;
 	int r;
@@ -606,7 +607,10 @@ static int holder_create(void *ctx, uint64_t size, uint64_t file_id, uint32_t *i
 	gm_mutex_lock(&sh->lock, GM_LOCK_SHADOW);
 	r = backing_make_room(sh, NULL);
 	if (!r)
-		r = gp_vm_create_backing(sh->gp, size, id);
+		r = gp_vm_create_backing(sh->gp,
+					 kind == GM_BACKING_SECRETMEM ? GP_BACKING_SECRETMEM
+								      : GP_BACKING_MEMFD,
+					 size, id);
 	if (!r)
 		sh->backings[sh->nr_backings++] =
 			(struct shadow_backing){ .file_id = file_id, .id = *id, .held = true };
@@ -619,6 +623,13 @@ static int holder_fallocate(void *ctx, uint32_t id, int mode, uint64_t off, uint
 	struct kvm_x86_shadow *sh = ctx;
 
 	return gp_vm_fallocate(sh->gp, id, mode, off, len);
+}
+
+static int holder_zero(void *ctx, uint32_t id, uint64_t off, uint64_t len)
+{
+	struct kvm_x86_shadow *sh = ctx;
+
+	return gp_vm_zero(sh->gp, id, off, len);
 }
 
 /* The storage is freed: unmap what the guest still maps of it, close it. */
@@ -638,7 +649,8 @@ static void holder_drop(void *ctx, uint32_t id)
 
 void x86_shadow_holder(struct kvm_x86_shadow *sh, struct gm_backing_holder *out)
 {
-	*out = (struct gm_backing_holder){ holder_create, holder_fallocate, holder_drop, sh };
+	*out = (struct gm_backing_holder){ holder_create, holder_fallocate, holder_zero,
+					   holder_drop, sh };
 }
 
 /*

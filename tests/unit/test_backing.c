@@ -741,17 +741,19 @@ static void test_model(void *arg)
 struct fake_holder {
 	int fd;
 	uint64_t size, file_id;
-	int creates, drops, fallocates;
+	int creates, drops, fallocates, zeroes;
 	int fail_create;
 };
 
-static int fake_create(void *ctx, uint64_t size, uint64_t file_id, uint32_t *id)
+static int fake_create(void *ctx, enum gm_backing_kind kind, uint64_t size, uint64_t file_id,
+		       uint32_t *id)
 {
 	struct fake_holder *h = ctx;
 
 	if (h->fail_create)
 		return h->fail_create;
-	h->fd = memfd_create("fake-holder", MFD_CLOEXEC);
+	h->fd = kind == GM_BACKING_SECRETMEM ? (int)syscall(447 /* memfd_secret */, O_CLOEXEC)
+					     : memfd_create("fake-holder", MFD_CLOEXEC);
 	if (h->fd < 0 || ftruncate(h->fd, (off_t)size))
 		return -errno;
 	h->size = size;
@@ -768,6 +770,35 @@ static int fake_fallocate(void *ctx, uint32_t id, int mode, uint64_t off, uint64
 	ASSERT_EQ(id, 7);
 	h->fallocates++;
 	return fallocate(h->fd, mode, (off_t)off, (off_t)len) ? -errno : 0;
+}
+
+static int fake_zero(void *ctx, uint32_t id, uint64_t off, uint64_t len)
+{
+	struct fake_holder *h = ctx;
+	void *p;
+
+	ASSERT_EQ(id, 7);
+	h->zeroes++;
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, h->fd, (off_t)off);
+	if (p == MAP_FAILED)
+		return -errno;
+	memset(p, 0, len);
+	munmap(p, len);
+	return 0;
+}
+
+/* One byte of the holder's file (secretmem: through a mapping, as the guest). */
+static int fake_byte(struct fake_holder *h, uint64_t off, int set)
+{
+	char *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, h->fd, (off_t)off);
+	int v;
+
+	ASSERT_TRUE(p != MAP_FAILED);
+	if (set >= 0)
+		*p = (char)set;
+	v = *p;
+	munmap(p, PAGE);
+	return v;
 }
 
 static void fake_drop(void *ctx, uint32_t id)
@@ -796,7 +827,7 @@ static long fake_blocks(struct fake_holder *h)
 TEST(held_storage)
 {
 	struct fake_holder h = { .fd = -1 };
-	struct gm_backing_holder ops = { fake_create, fake_fallocate, fake_drop, &h };
+	struct gm_backing_holder ops = { fake_create, fake_fallocate, fake_zero, fake_drop, &h };
 	struct gm_backing b;
 	uint64_t off, off2;
 	int fd, err, fds = nr_backing_fds();
@@ -840,8 +871,45 @@ TEST(held_storage)
 	h.fail_create = -EFBIG; /* RLIMIT_FSIZE there: the kernel's ENOMEM */
 	EXPECT_EQ(gm_backing_init_held(&b, GM_BACKING_MEMFD, 16, &ops, 1), -ENOMEM);
 	EXPECT_EQ(h.drops, 1);
-	/* secretmem's pool is mapped here to be zeroed: not holdable */
-	EXPECT_EQ(gm_backing_init_held(&b, GM_BACKING_SECRETMEM, 16, &ops, 1), -EOPNOTSUPP);
+}
+
+/*
+ * Held secretmem: the holder's file only; a fresh page is not touched here
+ * (the guest's first touch allocates it), a punched one is zeroed by the
+ * holder, one request per run, and is reused.
+ */
+TEST(held_storage_secretmem)
+{
+	struct fake_holder h = { .fd = -1 };
+	struct gm_backing_holder ops = { fake_create, fake_fallocate, fake_zero, fake_drop, &h };
+	struct gm_backing b;
+	uint64_t off, off2;
+	long maps = nr_mappings();
+	int fd, err;
+
+	if (!gm_backing_available(GM_BACKING_SECRETMEM))
+		SKIP("no memfd_secret on this host");
+	ASSERT_EQ(gm_backing_init_held(&b, GM_BACKING_SECRETMEM, 1024, &ops, 5), 0);
+	EXPECT_EQ(h.creates, 1);
+	EXPECT_EQ(h.file_id, 5);
+	ASSERT_TRUE(gm_backing_page(&b, 10, true, &err) != NULL);
+	ASSERT_EQ(gm_backing_allocate(&b, 100, 8), 0);
+	EXPECT_EQ(gm_backing_nr_allocated(&b), 9);
+	EXPECT_EQ(nr_mappings(), maps);
+	ASSERT_EQ(gm_backing_file_page(&b, 103, &fd, &off), 0);
+	EXPECT_EQ(fd, -1);
+	EXPECT_EQ(fake_byte(&h, off, 'x'), 'x'); /* the guest writes */
+	gm_backing_punch(&b, 100, 8);
+	EXPECT_EQ(h.zeroes, 1); /* the 8 slots are one run */
+	EXPECT_EQ(gm_backing_nr_allocated(&b), 1);
+	EXPECT_EQ(fake_byte(&h, off, -1), 0);
+	/* reused, and zero */
+	ASSERT_EQ(gm_backing_allocate(&b, 500, 8), 0);
+	ASSERT_EQ(gm_backing_file_page(&b, 500, &fd, &off2), 0);
+	EXPECT_EQ(h.fallocates, 0);
+	gm_backing_fini(&b);
+	EXPECT_EQ(h.drops, 1);
+	EXPECT_EQ(nr_mappings(), maps);
 }
 
 int main(int argc, char **argv)

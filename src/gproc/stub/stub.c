@@ -706,6 +706,7 @@ static void install_seccomp(void)
 		__NR_recvmsg, __NR_clone, __NR_exit, __NR_exit_group, __NR_arch_prctl,
 		__NR_prctl, __NR_sigaltstack, __NR_gettid, __NR_futex, __NR_tgkill,
 		__NR_perf_event_open, __NR_fallocate, __NR_memfd_create, __NR_ftruncate,
+		__NR_memfd_secret,
 	};
 	enum { NA = sizeof(allowed) / sizeof(allowed[0]) };
 	uint64_t lo = (uint64_t)__executable_start, hi = (uint64_t)etext;
@@ -769,11 +770,21 @@ static int op_add_backing(const int *fds, int nfds)
 	return -24; /* EMFILE */
 }
 
+#ifndef __NR_memfd_secret
+#define __NR_memfd_secret 447
+#endif
+
 /* A file for private memory that never exists outside this process. */
-static int op_create_backing(uint64_t size)
+static int op_create_backing(uint64_t size, uint32_t kind)
 {
-	long fd = SYS(__NR_memfd_create, "guestmem-gmem", 1 /* MFD_CLOEXEC */, 0);
+	long fd;
 	int r;
+
+	if (kind > GP_BACKING_SECRETMEM)
+		return -22;
+	fd = kind == GP_BACKING_SECRETMEM
+		     ? SYS(__NR_memfd_secret, 02000000 /* O_CLOEXEC */, 0, 0)
+		     : SYS(__NR_memfd_create, "guestmem-gmem", 1 /* MFD_CLOEXEC */, 0);
 
 	if (fd < 0)
 		return (int)fd;
@@ -783,6 +794,31 @@ static int op_create_backing(uint64_t size)
 	if (r < 0)
 		SYS(__NR_close, fd, 0, 0);
 	return r;
+}
+
+/*
+ * Zeroes over [off, off + len) of backing @id, through the scratch window
+ * (a file that cannot be punched: secretmem reuses pages).  Page aligned.
+ */
+static int op_zero(uint32_t id, uint64_t off, uint64_t len)
+{
+	if (id >= GP_MAX_BACKINGS || backing_fd[id] < 0)
+		return -9;
+	if ((off | len) & 4095 || off + len < off)
+		return -22;
+	while (len) {
+		uint64_t n = len < GP_SCRATCH_SIZE ? len : GP_SCRATCH_SIZE;
+		long r = sys6(__NR_mmap, (long)GP_SCRATCH, (long)n, 3 /* RW */,
+			      MAP_SHARED | MAP_FIXED, backing_fd[id], (long)off);
+
+		if (r < 0 && r > -4096)
+			return (int)r;
+		memset((void *)GP_SCRATCH, 0, n);
+		SYS(__NR_munmap, GP_SCRATCH, n, 0);
+		off += n;
+		len -= n;
+	}
+	return 0;
 }
 
 static int op_remove_backing(uint32_t id)
@@ -885,7 +921,9 @@ static int dispatch(const struct gp_req *q, const int *fds, int nfds)
 	case GP_OP_VCPU_REAP:
 		return op_vcpu_reap(q->arg);
 	case GP_OP_CREATE_BACKING:
-		return op_create_backing(q->len);
+		return op_create_backing(q->len, q->arg);
+	case GP_OP_ZERO:
+		return op_zero(q->arg, q->gva, q->len);
 	case GP_OP_FALLOCATE:
 		/* The only way to a backing's storage it holds alone (gp_vm_fallocate). */
 		if (q->arg >= GP_MAX_BACKINGS || backing_fd[q->arg] < 0)
@@ -996,7 +1034,7 @@ __attribute__((noreturn, used)) void gp_stub_main(uint64_t *sp)
 	 * entry.S already left it), vDSO and vvar go.  Signals return through
 	 * gp_restorer, never the vDSO.
 	 */
-	if ((uint64_t)__executable_start < GP_RESV_BASE || (uint64_t)_end > GP_SLOT_BASE)
+	if ((uint64_t)__executable_start < GP_RESV_BASE || (uint64_t)_end > GP_SCRATCH)
 		die(9);
 	if (SYS(__NR_munmap, 0, GP_RESV_BASE, 0) ||
 	    SYS(__NR_munmap, GP_RESV_END, GP_USER_TOP - GP_RESV_END, 0))
