@@ -1042,6 +1042,20 @@ __attribute__((noreturn, used)) void gp_stub_main(uint64_t *sp)
 	for (int i = 0; i < GP_MAX_BACKINGS; i++)
 		backing_fd[i] = -1;
 	stub_pid = (int)SYS(__NR_getpid, 0, 0, 0);
+	/*
+	 * The kernel sizes a guest_memfd without looking at RLIMIT_FSIZE; the
+	 * backing files made here (GP_OP_CREATE_BACKING) are sized by
+	 * ftruncate, which does.  Take the hard limit: a VMM that lowered only
+	 * its soft limit still gets its guest_memfd.
+	 */
+	{
+		struct { uint64_t cur, max; } lim;
+
+		if (!SYS4(__NR_prlimit64, 0, 1 /* RLIMIT_FSIZE */, 0, &lim) && lim.cur < lim.max) {
+			lim.cur = lim.max;
+			SYS4(__NR_prlimit64, 0, 1, &lim, 0);
+		}
+	}
 	/* The control thread takes no signal; vCPU threads open their masks. */
 	SYS4(__NR_rt_sigprocmask, 2, &all, 0, 8);
 	/* Probe: does the CPU fault CPUID at CPL3 (set per thread, inherited)? */
