@@ -19,8 +19,9 @@ static const struct gm_backing_ops *gm_backing_ops(enum gm_backing_kind kind)
 	return kind == GM_BACKING_SECRETMEM ? &gm_backing_secretmem_ops : &gm_backing_memfd_ops;
 }
 
-int gm_backing_init(struct gm_backing *b, enum gm_backing_kind kind, uint64_t nr_pages,
-		    bool mappable)
+/* The checks and fields both initialisers share: 0 or -EINVAL. */
+static int gm_backing_setup(struct gm_backing *b, enum gm_backing_kind kind, uint64_t nr_pages,
+			    bool mappable, bool held)
 {
 	if (kind != GM_BACKING_MEMFD && kind != GM_BACKING_SECRETMEM)
 		return -EINVAL;
@@ -30,26 +31,27 @@ int gm_backing_init(struct gm_backing *b, enum gm_backing_kind kind, uint64_t nr
 	b->kind = kind;
 	b->nr_pages = nr_pages;
 	b->mappable = mappable;
-	b->held = false;
+	b->held = held;
 	b->priv = NULL;
-	return gm_backing_ops(kind)->init(b);
+	return 0;
+}
+
+int gm_backing_init(struct gm_backing *b, enum gm_backing_kind kind, uint64_t nr_pages,
+		    bool mappable)
+{
+	int ret = gm_backing_setup(b, kind, nr_pages, mappable, false);
+
+	return ret ? ret : gm_backing_ops(kind)->init(b);
 }
 
 int gm_backing_init_held(struct gm_backing *b, enum gm_backing_kind kind, uint64_t nr_pages,
 			 const struct gm_backing_holder *holder, uint64_t file_id)
 {
-	int ret;
+	int ret = gm_backing_setup(b, kind, nr_pages, false, true);
 
-	if (kind != GM_BACKING_MEMFD && kind != GM_BACKING_SECRETMEM)
-		return -EINVAL;
-	if (nr_pages > (INT64_MAX >> GM_PAGE_SHIFT))
-		return -EINVAL;
-	b->kind = kind;
-	b->nr_pages = nr_pages;
-	b->mappable = false;
-	b->held = true;
+	if (ret)
+		return ret;
 	b->holder = *holder;
-	b->priv = NULL;
 	ret = holder->create(holder->ctx, kind, nr_pages << GM_PAGE_SHIFT, file_id, &b->holder_id);
 	if (ret)
 		return ret == -EFBIG ? -ENOMEM : ret;

@@ -32,9 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/ptrace.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,6 +45,7 @@
 #define guestmem_sys_mmap mmap
 #define guestmem_sys_munmap munmap
 #include "../unit/x86_vm.h"
+#include "../unit/proc_routes.h"
 
 #define PRIV_GPA 0x200000ULL
 #define PRIV_SIZE 0x200000ULL
@@ -277,51 +276,6 @@ static pid_t guest_process(void)
 	return found;
 }
 
-/*
- * Each route into @pid that worked, as a bit: /proc/PID/mem read,
- * process_vm_readv, /proc/PID/fd listing, /proc/PID/map_files listing,
- * pidfd_getfd of its descriptor 3, ptrace.
- */
-static int guest_process_routes(pid_t pid)
-{
-	char path[64], byte;
-	struct iovec local = { &byte, 1 }, remote = { (void *)PRIV_GPA, 1 };
-	int bits = 0, fd;
-	DIR *d;
-
-	snprintf(path, sizeof(path), "/proc/%d/mem", pid);
-	fd = open(path, O_RDONLY);
-	if (fd >= 0) {
-		bits |= (pread(fd, &byte, 1, (off_t)PRIV_GPA) == 1) << 0;
-		close(fd);
-	}
-	bits |= (process_vm_readv(pid, &local, 1, &remote, 1, 0) == 1) << 1;
-	snprintf(path, sizeof(path), "/proc/%d/fd", pid);
-	if ((d = opendir(path))) {
-		bits |= (readdir(d) != NULL) << 2;
-		closedir(d);
-	}
-	snprintf(path, sizeof(path), "/proc/%d/map_files", pid);
-	if ((d = opendir(path))) {
-		bits |= (readdir(d) != NULL) << 3;
-		closedir(d);
-	}
-	fd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (fd >= 0) {
-		int got = (int)syscall(SYS_pidfd_getfd, fd, 3, 0);
-
-		bits |= (got >= 0) << 4;
-		if (got >= 0)
-			close(got);
-		close(fd);
-	}
-	if (ptrace(PTRACE_SEIZE, pid, 0, 0) == 0) {
-		bits |= 1 << 5;
-		ptrace(PTRACE_DETACH, pid, 0, 0);
-	}
-	return bits;
-}
-
 /* ---- the scenario ------------------------------------------------------------- */
 
 static void run_until(struct vm *m, uint16_t port)
@@ -368,12 +322,12 @@ static void scenario(void)
 	EXPECT_EQ(private_mappings(), 0);
 	EXPECT_EQ(private_fds(), 0);
 	EXPECT_EQ(secrets_in_memory(), 0);
-	EXPECT_EQ(guest_process_routes(gp), 0);
+	EXPECT_EQ(proc_routes(gp, PRIV_GPA), 0);
 	child = fork();
 	ASSERT_TRUE(child >= 0);
 	if (child == 0)
 		_exit((private_mappings() ? 1 : 0) | (private_fds() ? 2 : 0) |
-		      (secrets_in_memory() ? 4 : 0) | (guest_process_routes(gp) ? 8 : 0));
+		      (secrets_in_memory() ? 4 : 0) | (proc_routes(gp, PRIV_GPA) ? 8 : 0));
 	ASSERT_EQ(waitpid(child, &status, 0), child);
 	EXPECT_TRUE(WIFEXITED(status));
 	EXPECT_EQ(WEXITSTATUS(status), 0);

@@ -11,6 +11,7 @@
  */
 #include "harness.h"
 #include "gproc/gproc.h"
+#include "proc_routes.h"
 
 #include <asm/prctl.h>
 #include <dirent.h>
@@ -28,8 +29,6 @@
 #include <linux/falloc.h>
 #include <sys/stat.h>
 #include <sys/auxv.h>
-#include <sys/ptrace.h>
-#include <sys/uio.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -268,43 +267,16 @@ TEST(process_hygiene)
 
 /*
  * What the VMM (the guest process's parent, same uid, no CAP_SYS_PTRACE)
- * can do to the guest process, in a child that drops root first: each
- * route to its memory or descriptors, as 0 (it worked) or the errno.
- * Bit i of the result set when route i worked.
+ * can do to a guest process made with @flags: proc_routes() bits.
  */
 static int reach_routes(unsigned flags)
 {
 	struct gp_vm *vm;
-	char path[64], byte;
-	struct iovec local = { &byte, 1 }, remote = { (void *)GP_STUB_TEXT, 1 };
-	int bits = 0, fd;
-	pid_t pid;
+	int bits;
 
 	if (gp_vm_create_flags(&vm, flags))
 		return -1;
-	pid = gp_vm_pid(vm);
-	snprintf(path, sizeof(path), "/proc/%d/mem", pid);
-	fd = open(path, O_RDONLY);
-	if (fd >= 0) {
-		bits |= (pread(fd, &byte, 1, (off_t)GP_STUB_TEXT) == 1) << 0;
-		close(fd);
-	}
-	bits |= (process_vm_readv(pid, &local, 1, &remote, 1, 0) == 1) << 1;
-	snprintf(path, sizeof(path), "/proc/%d/fd", pid);
-	bits |= (count_fds(pid) >= 0) << 2;
-	fd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (fd >= 0) {
-		int got = (int)syscall(SYS_pidfd_getfd, fd, 3, 0);
-
-		bits |= (got >= 0) << 3;
-		if (got >= 0)
-			close(got);
-		close(fd);
-	}
-	if (ptrace(PTRACE_SEIZE, pid, 0, 0) == 0) {
-		bits |= 1 << 4;
-		ptrace(PTRACE_DETACH, pid, 0, 0);
-	}
+	bits = proc_routes(gp_vm_pid(vm), GP_STUB_TEXT);
 	gp_vm_destroy(vm);
 	return bits;
 }
@@ -327,10 +299,11 @@ static int reach_as_user(unsigned flags)
 
 /* The guest process, which maps guest memory (private pages too), is
  * closed to the VMM: no /proc/PID/mem, process_vm_readv, /proc/PID/fd,
- * pidfd_getfd or ptrace; a dumpable one shows that each route exists. */
+ * map_files, pidfd_getfd or ptrace; a dumpable one shows that each route
+ * exists. */
 TEST(not_reachable_by_the_vmm)
 {
-	EXPECT_EQ(reach_as_user(GP_VM_DUMPABLE), 0x1f);
+	EXPECT_EQ(reach_as_user(GP_VM_DUMPABLE), ROUTE_ALL);
 	EXPECT_EQ(reach_as_user(0), 0);
 }
 
