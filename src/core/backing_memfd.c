@@ -235,7 +235,7 @@ static void memfd_punch_hole(struct gm_memfd *m, uint64_t page, uint64_t n)
 	 * sealed; a held file also when its holder is gone (EIO), and then
 	 * the memory went with the holder.
 	 */
-	if (ret)
+	if (ret && m->fd >= 0)
 		fprintf(stderr, "guestmem: memfd punch hole failed: errno %d\n", errno);
 }
 

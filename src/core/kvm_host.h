@@ -312,6 +312,11 @@ long kvm_nr_live_vms(void);
 
 /* Check common to every VM-fd ioctl: another process or a dead VM -> -EIO. */
 int kvm_vm_ioctl_precheck(struct kvm *kvm);
+/*
+ * The VM can no longer run (KVM's kvm_vm_dead(): its guest process is
+ * gone): every VM and vCPU ioctl fails with EIO from now on.
+ */
+void kvm_vm_dead(struct kvm *kvm);
 
 static inline bool kvm_arch_has_private_mem(const struct kvm *kvm)
 {

@@ -184,6 +184,11 @@ void kvm_put_kvm(struct kvm *kvm)
 		kvm_destroy_vm(kvm);
 }
 
+void kvm_vm_dead(struct kvm *kvm)
+{
+	WRITE_ONCE(kvm->dead, true);
+}
+
 int kvm_vm_ioctl_precheck(struct kvm *kvm)
 {
 	if (kvm->creator_pid != getpid() || READ_ONCE(kvm->dead))

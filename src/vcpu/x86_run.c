@@ -75,6 +75,8 @@
 struct kvm_x86_vm {
 	struct gp_vm *gp;
 	struct kvm_x86_shadow *sh;
+	/* kvm_shared_ram_enable() done: set once, under x86_vm_init_lock. */
+	bool ram;
 };
 
 /* What the exit in progress was, for its completion. */
@@ -504,37 +506,52 @@ static void model_refresh(struct kvm_x86_vcpu *x)
  */
 static pthread_mutex_t x86_vm_init_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static int x86_vm_get(struct kvm *kvm, struct kvm_x86_vm **out)
+/*
+ * The VM's backend state (guest process, shadow), made once.  @ram: also
+ * for running vCPUs, whose memslot RAM must be reachable by fd from the
+ * guest process (kvm_shared_ram_enable(), which converts it in place).
+ * Holding private storage alone does not convert anything: a VMM that
+ * never runs a vCPU keeps its memory as it made it.
+ */
+static int x86_vm_get(struct kvm *kvm, bool ram, struct kvm_x86_vm **out)
 {
 	struct kvm_x86_vm *vm = __atomic_load_n(&kvm->arch.x86vm, __ATOMIC_ACQUIRE);
+	bool fresh = false;
 	int r = 0;
 
-	if (vm) {
+	if (vm && (!ram || __atomic_load_n(&vm->ram, __ATOMIC_ACQUIRE))) {
 		*out = vm;
 		return 0;
 	}
 	gm_mutex_lock(&x86_vm_init_lock, GM_LOCK_X86_INIT);
 	vm = kvm->arch.x86vm;
-	if (vm)
-		goto out;
-	vm = calloc(1, sizeof(*vm));
 	if (!vm) {
-		r = -ENOMEM;
-		goto out;
+		vm = calloc(1, sizeof(*vm));
+		if (!vm) {
+			r = -ENOMEM;
+			goto out;
+		}
+		fresh = true;
+		r = gp_vm_create(&vm->gp);
+		if (r)
+			goto fail;
 	}
-	r = gp_vm_create(&vm->gp);
-	if (r)
-		goto fail;
-	/* Memslot RAM must be reachable by fd from the guest process. */
-	r = kvm_shared_ram_enable(kvm);
-	if (!r)
+	if (ram && !vm->ram) {
+		r = kvm_shared_ram_enable(kvm);
+		if (r && fresh)
+			goto fail_gp;
+		if (!r)
+			__atomic_store_n(&vm->ram, true, __ATOMIC_RELEASE);
+	}
+	if (fresh) {
 		r = x86_shadow_create(kvm, vm->gp, &vm->sh);
-	if (r) {
-		gp_vm_destroy(vm->gp);
-		goto fail;
+		if (r)
+			goto fail_gp;
+		__atomic_store_n(&kvm->arch.x86vm, vm, __ATOMIC_RELEASE);
 	}
-	__atomic_store_n(&kvm->arch.x86vm, vm, __ATOMIC_RELEASE);
 	goto out;
+fail_gp:
+	gp_vm_destroy(vm->gp);
 fail:
 	free(vm);
 	vm = NULL;
@@ -547,7 +564,7 @@ out:
 int kvm_arch_private_holder(struct kvm *kvm, struct gm_backing_holder *out)
 {
 	struct kvm_x86_vm *vm;
-	int r = x86_vm_get(kvm, &vm);
+	int r = x86_vm_get(kvm, false, &vm);
 
 	if (!r)
 		x86_shadow_holder(vm->sh, out);
@@ -565,7 +582,7 @@ static int x86_vcpu_init(struct kvm_vcpu *v)
 	if (!x)
 		return -ENOMEM;
 	x->v = v;
-	r = x86_vm_get(v->kvm, &x->vm);
+	r = x86_vm_get(v->kvm, true, &x->vm);
 	if (!r)
 		r = gp_vcpu_create(x->vm->gp, &x->gp);
 	if (r) {
@@ -1606,8 +1623,17 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 			flushed = true;
 			continue;
 		}
-		if (r) {
-			/* The guest process is gone or a map failed. */
+		if (r == -EIO) {
+			/*
+			 * The guest process is gone (killed: it runs as the
+			 * VMM's user), and with it the guest's memory and
+			 * registers: the VM is dead, as KVM's after a bug.
+			 */
+			kvm_vm_dead(v->kvm);
+			ret = -EIO;
+			break;
+		}
+		if (r) { /* a map failed */
 			exit_internal(v, KVM_INTERNAL_ERROR_EMULATION);
 			break;
 		}

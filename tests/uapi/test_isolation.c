@@ -24,6 +24,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <grp.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -285,7 +286,12 @@ static void run_until(struct vm *m, uint16_t port)
 	ASSERT_EQ(m->run->io.port, port);
 }
 
-static void scenario(void)
+/*
+ * A software-protected VM with PRIV_SIZE of private memory at PRIV_GPA
+ * (a guest_memfd, returned), the guest at CODE, run until it wrote its
+ * private page.
+ */
+static int private_vm_written(struct vm *m)
 {
 	struct kvm_create_guest_memfd g = { .size = PRIV_SIZE };
 	struct kvm_memory_attributes attr = { .address = PRIV_GPA, .size = PRIV_SIZE,
@@ -294,28 +300,35 @@ static void scenario(void)
 						  .guest_phys_addr = PRIV_GPA,
 						  .memory_size = PRIV_SIZE };
 	struct kvm_regs regs;
-	struct vm m;
-	pid_t gp, child;
-	int gfd, status;
 	void *shared;
+	int gfd;
 
-	make_images();
-	vm_create(&m, KVM_X86_SW_PROTECTED_VM, false);
-	gfd = ioctl(m.fd, KVM_CREATE_GUEST_MEMFD, &g);
+	vm_create(m, KVM_X86_SW_PROTECTED_VM, false);
+	gfd = ioctl(m->fd, KVM_CREATE_GUEST_MEMFD, &g);
 	ASSERT_TRUE(gfd >= 0);
 	shared = mmap(NULL, PRIV_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ASSERT_TRUE(shared != MAP_FAILED);
 	r.userspace_addr = (uintptr_t)shared;
 	r.guest_memfd = (uint32_t)gfd;
-	ASSERT_EQ(ioctl(m.fd, KVM_SET_USER_MEMORY_REGION2, &r), 0);
-	ASSERT_EQ(ioctl(m.fd, KVM_SET_MEMORY_ATTRIBUTES, &attr), 0);
-	memcpy(m.mem + CODE, guest_begin, (size_t)(guest_end - guest_begin));
-	vm_start(&m, CODE);
-	ASSERT_EQ(ioctl(m.vcpu, KVM_GET_REGS, &regs), 0);
+	ASSERT_EQ(ioctl(m->fd, KVM_SET_USER_MEMORY_REGION2, &r), 0);
+	ASSERT_EQ(ioctl(m->fd, KVM_SET_MEMORY_ATTRIBUTES, &attr), 0);
+	memcpy(m->mem + CODE, guest_begin, (size_t)(guest_end - guest_begin));
+	vm_start(m, CODE);
+	ASSERT_EQ(ioctl(m->vcpu, KVM_GET_REGS, &regs), 0);
 	regs.rdi = SEED;
-	ASSERT_EQ(ioctl(m.vcpu, KVM_SET_REGS, &regs), 0);
+	ASSERT_EQ(ioctl(m->vcpu, KVM_SET_REGS, &regs), 0);
+	run_until(m, PORT_WRITTEN);
+	return gfd;
+}
 
-	run_until(&m, PORT_WRITTEN);
+static void scenario(void)
+{
+	struct vm m;
+	pid_t gp, child;
+	int status;
+
+	make_images();
+	private_vm_written(&m);
 	/* The guest wrote its private page; the guest process holds it. */
 	gp = guest_process();
 	ASSERT_TRUE(gp > 0);
@@ -372,6 +385,40 @@ TEST(private_memory_unreachable)
 	ASSERT_EQ(waitpid(pid, &status, 0), pid);
 	ASSERT_TRUE(WIFEXITED(status));
 	ASSERT_EQ(WEXITSTATUS(status), 0);
+}
+
+/*
+ * The VMM may kill the guest process (same uid): what needed it fails
+ * with EIO, at once; nothing hangs or kills the VMM; what the private
+ * memory held is gone with it.
+ */
+TEST(guest_process_killed)
+{
+	struct vm m;
+	int gfd = private_vm_written(&m);
+	pid_t gp = guest_process();
+
+	ASSERT_TRUE(gp > 0);
+	ASSERT_EQ(kill(gp, SIGKILL), 0);
+	EXPECT_EQ(ioctl(m.vcpu, KVM_RUN, 0), -1);
+	EXPECT_EQ(errno, EIO);
+	/* the VM is dead, as KVM's after kvm_vm_dead(): EIO from now on */
+	errno = 0;
+	EXPECT_EQ(ioctl(m.fd, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY), -1);
+	EXPECT_EQ(errno, EIO);
+	/*
+	 * memfd: an allocation needs the holder (secretmem's is the guest's
+	 * first touch, so its fallocate only reserves); a punch frees what
+	 * went with it.
+	 */
+	errno = 0;
+	if (!getenv("GUESTMEM_BACKING") || strcmp(getenv("GUESTMEM_BACKING"), "secretmem")) {
+		EXPECT_EQ(fallocate(gfd, FALLOC_FL_KEEP_SIZE, PRIV_SIZE / 2, 4096), -1);
+		EXPECT_EQ(errno, EIO);
+	}
+	EXPECT_EQ(fallocate(gfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, PRIV_SIZE), 0);
+	EXPECT_EQ(close(gfd), 0);
+	vm_close(&m);
 }
 
 int main(int argc, char **argv)
