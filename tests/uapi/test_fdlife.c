@@ -906,6 +906,48 @@ static void t_hva_notify(void)
 }
 
 /*
+ * After exec (the image replaced, the creator's objects gone with the old
+ * one): what the kernel answers too (EIO for the VM, the guest_memfd's
+ * file type) and what it would not (fallocate: EIO here, the kernel keeps
+ * the objects and punches).  Run by the exec'd image (--after-exec).
+ */
+static int after_exec_main(int vm, int g)
+{
+	struct stat st;
+	int bad = 0;
+
+	errno = 0;
+	CHECK(ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY) == -1 && errno == EIO);
+	CHECK(fstat(g, &st) == 0 && S_ISREG(st.st_mode));
+	CHECK(fallocate(g, FALLOC_FL_KEEP_SIZE, 0, PG) == -1 && errno == EIO);
+	CHECK(close(g) == 0 && close(vm) == 0);
+	return bad ? 1 : 0;
+}
+
+/* A VMM (the child) that creates a VM and a guest_memfd, then execs itself. */
+static void t_exec_self(void)
+{
+	int status;
+	pid_t pid = fork();
+
+	ASSERT_TRUE(pid >= 0);
+	if (pid == 0) {
+		int kvm = open_kvm(), vm = create_vm(kvm), g = create_gmem(vm);
+		char a[16], b[16];
+
+		/* A VM fd is close-on-exec: a VMM that keeps it across exec says so. */
+		if (fcntl(vm, F_SETFD, 0))
+			_exit(2);
+		snprintf(a, sizeof(a), "%d", vm);
+		snprintf(b, sizeof(b), "%d", g);
+		execl(self_exe, self_exe, "--after-exec", a, b, (char *)NULL);
+		_exit(127);
+	}
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_EQ(status, 0);
+}
+
+/*
  * A guest_memfd larger than the soft RLIMIT_FSIZE: the kernel does not look
  * at the limit.  Under exec the storage is sized in the guest process,
  * which takes the hard limit; through the C API this process's file is
@@ -942,6 +984,8 @@ int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "--receiver"))
 		return receiver_main(atoi(argv[2]));
+	if (argc == 4 && !strcmp(argv[1], "--after-exec"))
+		return after_exec_main(atoi(argv[2]), atoi(argv[3]));
 	test_add_fn("create and release", t_create_release, CASE_TIMEOUT);
 	test_add_fn("dup keeps the object alive", t_dup_keeps_alive, CASE_TIMEOUT);
 	test_add_fn("F_DUPFD and dup2 references", t_dupfd_dup2, CASE_TIMEOUT);
@@ -955,6 +999,7 @@ int main(int argc, char **argv)
 	test_add_fn("SCM_RIGHTS to an exec'd program", t_scm_rights_exec, CASE_TIMEOUT);
 	test_add_fn("the creator gone: EIO, not a hang", t_owner_gone, CASE_TIMEOUT);
 	test_add_fn("a guest_memfd above the soft RLIMIT_FSIZE", t_fsize_soft_limit, CASE_TIMEOUT);
+	test_add_fn("exec: the objects stay with the old image", t_exec_self, CASE_TIMEOUT);
 	test_add_fn("readlink names", t_readlink, CASE_TIMEOUT);
 	test_add_fn("fd and status flags", t_fd_flags, CASE_TIMEOUT);
 	test_add_fn("reopen via /proc/self/fd", t_reopen, CASE_TIMEOUT);
