@@ -46,6 +46,13 @@ int bench_run_vcpu(struct guestmem_vcpu *vcpu, const bool *stop, bench_exit_fn o
  */
 void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/*
+ * Issue 10's baseline: one round trip between two processes over a pair of
+ * eventfds (write, the peer reads and writes back, read), in ns, the mean
+ * of @n after a warm-up; -1 on failure.
+ */
+double bench_eventfd_rt_ns(int n);
+
 /* A remark under the table's rows (also kept in the JSON output). */
 void bench_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -546,4 +548,42 @@ int gm_cli_bench(int argc, char **argv)
 	bench_free_recs();
 	free(a.sel);
 	return failures ? 1 : 0;
+}
+
+double bench_eventfd_rt_ns(int n)
+{
+	int a = eventfd(0, EFD_CLOEXEC), b = eventfd(0, EFD_CLOEXEC), st;
+	uint64_t v = 1, t0, t1;
+	double r = -1;
+	pid_t pid;
+
+	if (a < 0 || b < 0)
+		goto out;
+	pid = fork();
+	if (pid < 0)
+		goto out;
+	if (pid == 0) {
+		for (int i = 0; i < n + 1000; i++)
+			if (read(a, &v, 8) != 8 || write(b, &v, 8) != 8)
+				_exit(1);
+		_exit(0);
+	}
+	for (int i = 0; i < 1000; i++) /* warm-up */
+		if (write(a, &v, 8) != 8 || read(b, &v, 8) != 8)
+			goto out_wait;
+	t0 = bench_now_ns();
+	for (int i = 0; i < n; i++)
+		if (write(a, &v, 8) != 8 || read(b, &v, 8) != 8)
+			goto out_wait;
+	t1 = bench_now_ns();
+	r = (double)(t1 - t0) / n;
+out_wait:
+	if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st))
+		r = -1;
+out:
+	if (a >= 0)
+		close(a);
+	if (b >= 0)
+		close(b);
+	return r;
 }

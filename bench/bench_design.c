@@ -243,38 +243,7 @@ static int mb_server_stop(struct mbox *m, pid_t pid)
 
 static double rt_eventfd_once(void)
 {
-	int a = eventfd(0, EFD_CLOEXEC), b = eventfd(0, EFD_CLOEXEC);
-	uint64_t v = 1, t0, t1;
-	pid_t pid;
-	double r = -1;
-
-	if (a < 0 || b < 0)
-		goto out;
-	pid = fork();
-	if (pid == 0) {
-		for (int i = 0; i < RT_N + 1000; i++)
-			if (read(a, &v, 8) != 8 || write(b, &v, 8) != 8)
-				_exit(1);
-		_exit(0);
-	}
-	for (int i = 0; i < 1000; i++) /* warm-up */
-		if (write(a, &v, 8) != 8 || read(b, &v, 8) != 8)
-			goto out_wait;
-	t0 = bench_now_ns();
-	for (int i = 0; i < RT_N; i++)
-		if (write(a, &v, 8) != 8 || read(b, &v, 8) != 8)
-			goto out_wait;
-	t1 = bench_now_ns();
-	r = (double)(t1 - t0) / RT_N;
-out_wait:
-	if (wait_child(pid))
-		r = -1;
-out:
-	if (a >= 0)
-		close(a);
-	if (b >= 0)
-		close(b);
-	return r;
+	return bench_eventfd_rt_ns(RT_N);
 }
 
 static double rt_mbox_once(struct mbox *m, uint32_t spin)

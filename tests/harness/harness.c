@@ -191,21 +191,27 @@ void test_nap(unsigned *step)
 	++*step;
 }
 
-bool test_thread_blocked(pid_t tid)
+char test_stat_state(const char *stat_path)
 {
-	char path[64], buf[512], *p;
-	bool blocked = false;
-	FILE *fp;
+	char buf[512], *p, state = 0;
+	FILE *fp = fopen(stat_path, "r");
 
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
-	fp = fopen(path, "r");
 	if (!fp)
-		return false;
+		return 0;
 	/* The state follows the command name, which may contain ')'. */
 	if (fgets(buf, sizeof(buf), fp) && (p = strrchr(buf, ')')) && p[1] == ' ')
-		blocked = p[2] == 'S' || p[2] == 'D';
+		state = p[2];
 	fclose(fp);
-	return blocked;
+	return state;
+}
+
+bool test_thread_blocked(pid_t tid)
+{
+	char path[64], state;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+	state = test_stat_state(path);
+	return state == 'S' || state == 'D';
 }
 
 static void run_case(const struct test_case *c)

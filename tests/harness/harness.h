@@ -105,6 +105,8 @@ void test_nap(unsigned *step);
 /* Whether thread @tid of this process sleeps (state S or D): blocked on a
  * lock or in a wait, which a handshake can observe without a timing guess. */
 bool test_thread_blocked(pid_t tid);
+/* The state letter of a /proc/.../stat file (R, S, D, Z, ...), or 0 if unreadable. */
+char test_stat_state(const char *stat_path);
 
 #define GM_TEST_REG_(fname, sym, secs)                                                   \
 	static struct test_case gm_case_##sym = { .name = fname, .fn = gm_run_##sym,     \

@@ -390,18 +390,11 @@ TEST(private_memory_unreachable)
 /* Exited (a zombie: gproc reaps it when the VM goes) or gone. */
 static bool process_gone(pid_t pid)
 {
-	char path[64], buf[512], *p;
-	bool gone = true;
-	FILE *f;
+	char path[64], state;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return true;
-	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')))
-		gone = p[2] == 'Z' || p[2] == 'X';
-	fclose(f);
-	return gone;
+	state = test_stat_state(path);
+	return !state || state == 'Z' || state == 'X';
 }
 
 /*

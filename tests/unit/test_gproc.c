@@ -102,18 +102,12 @@ static void run_code(struct env *e, const void *code, size_t len, struct gp_cpu 
 
 static bool proc_gone(pid_t pid)
 {
-	char path[64], buf[512];
-	FILE *f;
-	bool gone;
+	char path[64], state;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	f = fopen(path, "r");
-	if (!f)
-		return true;
+	state = test_stat_state(path);
 	/* A zombie is gone for our purpose: it runs nothing. */
-	gone = !fgets(buf, sizeof(buf), f) || strstr(buf, ") Z ") || strstr(buf, ") X ");
-	fclose(f);
-	return gone;
+	return !state || state == 'Z' || state == 'X';
 }
 
 /* The split form's wait, with poll() (no signal handling needed here). */
