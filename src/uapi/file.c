@@ -193,11 +193,18 @@ static struct gm_file *gm_file_find_ino(ino_t ino)
 
 enum gm_lookup_scope { GM_LOOKUP_OWN, GM_LOOKUP_ANY, GM_LOOKUP_FOREIGN };
 
+void gm_file_note_inherited(void);
+
+static pthread_once_t gm_inherited_once = PTHREAD_ONCE_INIT;
+
 static struct gm_file *gm_file_lookup_in(int fd, enum gm_lookup_scope scope)
 {
 	struct gm_file *f = NULL;
 	struct stat st;
 
+	/* Once per image: fds inherited across exec (gm_file_note_inherited()). */
+	if (scope == GM_LOOKUP_ANY)
+		gm_check_pthread(pthread_once(&gm_inherited_once, gm_file_note_inherited));
 	if (scope == GM_LOOKUP_ANY && READ_ONCE(gm_foreign_seen))
 		scope = GM_LOOKUP_FOREIGN;
 	/*
@@ -222,6 +229,38 @@ static struct gm_file *gm_file_lookup_in(int fd, enum gm_lookup_scope scope)
 struct gm_file *gm_file_lookup(int fd)
 {
 	return gm_file_lookup_in(fd, GM_LOOKUP_OWN);
+}
+
+void gm_file_note_inherited(void)
+{
+	char buf[4096];
+	int dir = (int)GM_RAW_SYSCALL(SYS_open, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	long n;
+
+	if (dir < 0)
+		return;
+	while (!READ_ONCE(gm_foreign_seen) &&
+	       (n = GM_RAW_SYSCALL(SYS_getdents64, dir, buf, sizeof(buf))) > 0) {
+		for (long off = 0; off < n;) {
+			/* struct linux_dirent64: ino, off, reclen, type, name */
+			unsigned short reclen;
+			const char *name = buf + off + 19;
+			long fd;
+
+			memcpy(&reclen, buf + off + 16, sizeof(reclen));
+			off += reclen;
+			if (name[0] < '0' || name[0] > '9')
+				continue;
+			fd = strtol(name, NULL, 10);
+			if (fd == dir)
+				continue;
+			if (gm_remote_is_object((int)fd)) {
+				WRITE_ONCE(gm_foreign_seen, 1);
+				break;
+			}
+		}
+	}
+	gm_raw_close(dir);
 }
 
 struct gm_file *gm_file_lookup_any(int fd)

@@ -103,6 +103,13 @@ static int gm_remote_type_of(int fd)
 	return (int)type;
 }
 
+bool gm_remote_is_object(int fd)
+{
+	struct stat st;
+
+	return !gm_raw_fstat(fd, &st) && S_ISSOCK(st.st_mode) && gm_remote_type_of(fd) >= 0;
+}
+
 /* ---- the holder's side ------------------------------------------------- */
 
 /* One request on @fd and its answer: 0, or -EIO if the owner cannot answer. */

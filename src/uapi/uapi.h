@@ -131,6 +131,13 @@ struct gm_file *gm_file_lookup_any(int fd);
  * stat, readlink), at one getsockname() for a socket that is not ours.
  */
 struct gm_file *gm_file_lookup_foreign(int fd);
+/*
+ * If the process inherited another process's object (across exec), every
+ * lookup looks for such objects from now on, so that its first read or
+ * write of one is answered as the object's, not the socket's.  One pass
+ * over /proc/self/fd, run once by the first lookup of the image.
+ */
+void gm_file_note_inherited(void);
 void gm_file_get(struct gm_file *f);
 /* Drop a reference; the last one runs ops->release and frees @f. */
 void gm_file_put(struct gm_file *f);
@@ -172,6 +179,8 @@ bool gm_uapi_tid_in_library(int tid);
 
 /* Name the application end of a new file, so other processes can find it. */
 void gm_remote_bind(int app_fd, enum gm_file_type type, ino_t ino);
+/* Whether @fd is a guestmem object's end (by its name; no request sent). */
+bool gm_remote_is_object(int fd);
 /* The file behind @fd if it is another process's object (refs = 1), or NULL. */
 struct gm_file *gm_remote_lookup(int fd);
 /* Free a file gm_remote_lookup() made (its last gm_file_put()). */
