@@ -182,7 +182,10 @@ list_tests() {
 # shadow-maps 128 GiB of guest memory and takes about 4.5 minutes on a 2-core
 # VM; memslot_perf_test takes 50-80 s there (its ~8200 slots once made
 # each unmap pass take minutes), and is held to 120 s so that a return to
-# that shows as a failure rather than a long wait.
+# that shows as a failure rather than a long wait.  dirty_log_test runs 32
+# iterations of three log modes, write-protect faults all: 229 s twice on an
+# idle 2-core VM, so 300 s killed it at iteration 31 of 32 with a build
+# running beside it.
 test_timeout() {
 	if [ -n "${KSELFTEST_TIMEOUT:-}" ]; then
 		echo "$timeout_s"
@@ -190,6 +193,7 @@ test_timeout() {
 	fi
 	case "$1" in
 	max_guest_memory_test) echo 900 ;;
+	dirty_log_test) echo 600 ;;
 	memslot_perf_test) echo 120 ;;
 	*) echo "$timeout_s" ;;
 	esac
