@@ -193,18 +193,11 @@ static struct gm_file *gm_file_find_ino(ino_t ino)
 
 enum gm_lookup_scope { GM_LOOKUP_OWN, GM_LOOKUP_ANY, GM_LOOKUP_FOREIGN };
 
-void gm_file_note_inherited(void);
-
-static pthread_once_t gm_inherited_once = PTHREAD_ONCE_INIT;
-
 static struct gm_file *gm_file_lookup_in(int fd, enum gm_lookup_scope scope)
 {
 	struct gm_file *f = NULL;
 	struct stat st;
 
-	/* Once per image: fds inherited across exec (gm_file_note_inherited()). */
-	if (scope == GM_LOOKUP_ANY)
-		gm_check_pthread(pthread_once(&gm_inherited_once, gm_file_note_inherited));
 	if (scope == GM_LOOKUP_ANY && READ_ONCE(gm_foreign_seen))
 		scope = GM_LOOKUP_FOREIGN;
 	/*
@@ -231,7 +224,8 @@ struct gm_file *gm_file_lookup(int fd)
 	return gm_file_lookup_in(fd, GM_LOOKUP_OWN);
 }
 
-void gm_file_note_inherited(void)
+/* Once per image, before main (preload and C API alike), not per lookup. */
+__attribute__((constructor)) static void gm_file_note_inherited(void)
 {
 	char buf[4096];
 	int dir = (int)GM_RAW_SYSCALL(SYS_open, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);

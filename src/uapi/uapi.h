@@ -132,12 +132,10 @@ struct gm_file *gm_file_lookup_any(int fd);
  */
 struct gm_file *gm_file_lookup_foreign(int fd);
 /*
- * If the process inherited another process's object (across exec), every
- * lookup looks for such objects from now on, so that its first read or
- * write of one is answered as the object's, not the socket's.  One pass
- * over /proc/self/fd, run once by the first lookup of the image.
+ * (A constructor of file.c: if the image starts with another process's
+ * object among its fds, inherited across exec, gm_file_lookup_any() looks
+ * for such objects from the first call on.)
  */
-void gm_file_note_inherited(void);
 void gm_file_get(struct gm_file *f);
 /* Drop a reference; the last one runs ops->release and frees @f. */
 void gm_file_put(struct gm_file *f);
