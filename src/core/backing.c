@@ -563,6 +563,25 @@ void gm_pagemap_fini(struct gm_pagemap *pm)
 
 /* ---- gm_slot_stack ------------------------------------------------------ */
 
+static int gm_slot_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+void gm_slot_stack_runs(struct gm_slot_stack *s, void (*fn)(void *ctx, uint64_t first, uint64_t n),
+			void *ctx)
+{
+	if (s->nr)
+		qsort(s->slots, s->nr, sizeof(*s->slots), gm_slot_cmp);
+	for (size_t i = 0, j; i < s->nr; i = j) {
+		for (j = i + 1; j < s->nr && s->slots[j] == s->slots[j - 1] + 1; j++)
+			;
+		fn(ctx, s->slots[i], j - i);
+	}
+}
+
 int gm_slot_stack_push(struct gm_slot_stack *s, uint64_t slot)
 {
 	if (s->nr == s->cap) {

@@ -125,6 +125,13 @@ struct gm_slot_stack {
 /* Push @slot: 0, or -ENOMEM when the stack cannot grow (nothing changed). */
 int gm_slot_stack_push(struct gm_slot_stack *s, uint64_t slot);
 
+/*
+ * Sort @s and call @fn once per run of consecutive slots (punch or zero
+ * them in one request).  The stack keeps its slots, sorted ascending.
+ */
+void gm_slot_stack_runs(struct gm_slot_stack *s, void (*fn)(void *ctx, uint64_t first, uint64_t n),
+			void *ctx);
+
 static inline uint64_t gm_slot_stack_pop(struct gm_slot_stack *s)
 {
 	return s->slots[--s->nr];

@@ -365,11 +365,9 @@ static void pool_punch_collect(void *ctx, uint64_t slot)
 	}
 }
 
-static int cmp_u32(const void *a, const void *b)
+static void pool_punch_run(void *ctx, uint64_t first, uint64_t n)
 {
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return (x > y) - (x < y);
+	memfd_punch_hole(ctx, first, n);
 }
 
 static void pool_punch(struct gm_memfd *m, uint64_t index, uint64_t n)
@@ -379,13 +377,7 @@ static void pool_punch(struct gm_memfd *m, uint64_t index, uint64_t n)
 	gm_mutex_lock(&m->lock, GM_LOCK_BACKING);
 	gm_pagemap_remove(&m->map, index, index + n, pool_punch_collect, &p);
 	/* Holes first, then the slots are reusable: one punch per run of slots. */
-	if (p.batch.nr)
-		qsort(p.batch.slots, p.batch.nr, sizeof(*p.batch.slots), cmp_u32);
-	for (size_t i = 0, j; i < p.batch.nr; i = j) {
-		for (j = i + 1; j < p.batch.nr && p.batch.slots[j] == p.batch.slots[j - 1] + 1; j++)
-			;
-		memfd_punch_hole(m, p.batch.slots[i], j - i);
-	}
+	gm_slot_stack_runs(&p.batch, pool_punch_run, m);
 	while (p.batch.nr) /* descending: the bump can shrink */
 		pool_give(m, gm_slot_stack_pop(&p.batch));
 	gm_mutex_unlock(&m->lock);

@@ -346,6 +346,19 @@ static void secretmem_drop(void *ctx, uint64_t slot)
 	__atomic_fetch_sub(&sm->nr_allocated, 1, __ATOMIC_RELAXED);
 }
 
+/* Zero one run in the holder, then make its slots reusable (if it could). */
+static void secretmem_zero_run(void *ctx, uint64_t first, uint64_t n)
+{
+	struct gm_secretmem *sm = ctx;
+	const struct gm_backing *b = sm->b;
+
+	if (b->holder.zero(b->holder.ctx, b->holder_id, first << GM_PAGE_SHIFT,
+			   n << GM_PAGE_SHIFT))
+		return; /* the holder is gone: not reused */
+	for (uint64_t k = first; k < first + n; k++)
+		sm_pool_put(sm, sm->base + (k << GM_PAGE_SHIFT));
+}
+
 /* Held: a punched page, collected to be zeroed in the holder.  Context: sm->lock. */
 struct sm_held_punch {
 	struct gm_secretmem *sm;
@@ -355,47 +368,10 @@ struct sm_held_punch {
 static void secretmem_drop_held(void *ctx, uint64_t slot)
 {
 	struct sm_held_punch *p = ctx;
-	const struct gm_backing *b = p->sm->b;
 
 	__atomic_fetch_sub(&p->sm->nr_allocated, 1, __ATOMIC_RELAXED);
-	if (gm_slot_stack_push(&p->batch, slot)) {
-		/* No room to batch it: zero it alone. */
-		if (!b->holder.zero(b->holder.ctx, b->holder_id, slot << GM_PAGE_SHIFT,
-				    GM_PAGE_SIZE))
-			sm_pool_put(p->sm, p->sm->base + (slot << GM_PAGE_SHIFT));
-	}
-}
-
-static int cmp_slot(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return (x > y) - (x < y);
-}
-
-/*
- * Zero the batch in the holder, one request per run of slots, then make
- * the slots reusable.  A slot the holder could not zero (it is gone) is
- * not reused.  Context: sm->lock.
- */
-static void secretmem_zero_held(struct sm_held_punch *p)
-{
-	struct gm_secretmem *sm = p->sm;
-	const struct gm_backing *b = sm->b;
-	uint32_t *s = p->batch.slots;
-
-	if (p->batch.nr)
-		qsort(s, p->batch.nr, sizeof(*s), cmp_slot);
-	for (size_t i = 0, j; i < p->batch.nr; i = j) {
-		for (j = i + 1; j < p->batch.nr && s[j] == s[j - 1] + 1; j++)
-			;
-		if (b->holder.zero(b->holder.ctx, b->holder_id, (uint64_t)s[i] << GM_PAGE_SHIFT,
-				   (uint64_t)(j - i) << GM_PAGE_SHIFT))
-			continue;
-		for (size_t k = i; k < j; k++)
-			sm_pool_put(sm, sm->base + ((uint64_t)s[k] << GM_PAGE_SHIFT));
-	}
-	free(p->batch.slots);
+	if (gm_slot_stack_push(&p->batch, slot))
+		secretmem_zero_run(p->sm, slot, 1); /* no room to batch it */
 }
 
 static void secretmem_punch(struct gm_backing *b, uint64_t index, uint64_t n)
@@ -409,7 +385,8 @@ static void secretmem_punch(struct gm_backing *b, uint64_t index, uint64_t n)
 		struct sm_held_punch p = { .sm = sm };
 
 		gm_pagemap_remove(&sm->map, index, index + n, secretmem_drop_held, &p);
-		secretmem_zero_held(&p);
+		gm_slot_stack_runs(&p.batch, secretmem_zero_run, sm);
+		free(p.batch.slots);
 	}
 	gm_mutex_unlock(&sm->lock);
 }
