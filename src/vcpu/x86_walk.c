@@ -245,26 +245,31 @@ int x86_walk(const struct x86_walk_mode *m, uint64_t gva, uint32_t access,
 int kvm_vcpu_gpa_host(struct kvm_vcpu *v, uint64_t gpa, bool write, uint8_t **host,
 		      struct kvm_page_fault *f)
 {
+	bool held = v->kvm->private_held;
 	uint64_t e;
 	int level, r;
 
-	r = kvm_mmu_fault_in(v->kvm, gpa, write, &v->stat.fault, &v->last_used_slot, &e, &level,
-			     f);
-	if (r != KVM_PF_FIXED)
-		return r;
 	/*
 	 * Private memory the guest process holds alone has no address here
-	 * (the leaf names a page of a PROT_NONE reservation): KVM_RUN fails
+	 * (a leaf names a page of a PROT_NONE reservation): KVM_RUN fails
 	 * with EFAULT, where KVM with TDP would let the CPU walk page tables,
-	 * the IDT or a stack in private memory.
+	 * the IDT or a stack in private memory.  Refused before the fault,
+	 * which would allocate the page for nothing; the leaf is checked too
+	 * for a conversion that raced the fault.
 	 */
-	if ((e & S2_PRIVATE) && v->kvm->private_held) {
-		f->error = -EFAULT;
-		f->memory_fault = false;
-		return KVM_PF_EXIT;
+	if (!(held && kvm_mem_is_private(v->kvm, gpa >> GM_PAGE_SHIFT))) {
+		r = kvm_mmu_fault_in(v->kvm, gpa, write, &v->stat.fault, &v->last_used_slot, &e,
+				     &level, f);
+		if (r != KVM_PF_FIXED)
+			return r;
+		if (!(held && (e & S2_PRIVATE))) {
+			*host = s2_leaf_hva(e, level, gpa);
+			return r;
+		}
 	}
-	*host = s2_leaf_hva(e, level, gpa);
-	return r;
+	f->error = -EFAULT;
+	f->memory_fault = false;
+	return KVM_PF_EXIT;
 }
 
 /* Page-table entries: one in MMIO or behind a memory fault is unreachable. */
