@@ -205,6 +205,19 @@ char test_stat_state(const char *stat_path)
 	return state;
 }
 
+long test_read_long(const char *path, long dflt)
+{
+	FILE *f = fopen(path, "r");
+	long v = dflt;
+
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = dflt;
+		fclose(f);
+	}
+	return v;
+}
+
 bool test_thread_blocked(pid_t tid)
 {
 	char path[64], state;

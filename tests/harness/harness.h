@@ -107,6 +107,8 @@ void test_nap(unsigned *step);
 bool test_thread_blocked(pid_t tid);
 /* The state letter of a /proc/.../stat file (R, S, D, Z, ...), or 0 if unreadable. */
 char test_stat_state(const char *stat_path);
+/* The number a /proc (or /sys) file holds, or @dflt if it cannot be read. */
+long test_read_long(const char *path, long dflt);
 
 #define GM_TEST_REG_(fname, sym, secs)                                                   \
 	static struct test_case gm_case_##sym = { .name = fname, .fn = gm_run_##sym,     \

@@ -903,9 +903,13 @@ TEST(held_storage_secretmem)
 	EXPECT_EQ(h.zeroes, 1); /* the 8 slots are one run */
 	EXPECT_EQ(gm_backing_nr_allocated(&b), 1);
 	EXPECT_EQ(fake_byte(&h, off, -1), 0);
-	/* reused, and zero */
+	/* reused (the 8 punched slots, of which 103's is 4th), and zero */
 	ASSERT_EQ(gm_backing_allocate(&b, 500, 8), 0);
-	ASSERT_EQ(gm_backing_file_page(&b, 500, &fd, &off2), 0);
+	for (uint64_t i = 500; i < 508; i++) {
+		ASSERT_EQ(gm_backing_file_page(&b, i, &fd, &off2), 0);
+		EXPECT_TRUE(off2 + 3 * PAGE >= off && off2 <= off + 4 * PAGE);
+		EXPECT_EQ(fake_byte(&h, off2, -1), 0);
+	}
 	EXPECT_EQ(h.fallocates, 0);
 	gm_backing_fini(&b);
 	EXPECT_EQ(h.drops, 1);

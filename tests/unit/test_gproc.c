@@ -297,16 +297,8 @@ static int reach_as_user(unsigned flags)
  * exists. */
 TEST(not_reachable_by_the_vmm)
 {
-	FILE *f = fopen("/proc/sys/kernel/yama/ptrace_scope", "r");
-	int scope = 0;
-
 	/* Yama above 1 refuses ptrace-class access to everyone, dumpable or not. */
-	if (f) {
-		if (fscanf(f, "%d", &scope) != 1)
-			scope = 0;
-		fclose(f);
-	}
-	if (scope <= 1)
+	if (test_read_long("/proc/sys/kernel/yama/ptrace_scope", 0) <= 1)
 		EXPECT_EQ(reach_as_user(GP_VM_DUMPABLE), ROUTE_ALL);
 	else
 		EXPECT_NE(reach_as_user(GP_VM_DUMPABLE), 0);

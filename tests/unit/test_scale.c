@@ -63,15 +63,7 @@ static void usage_get(struct usage *u)
 
 static long max_map_count(void)
 {
-	FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
-	long v = 65530;
-
-	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = 65530;
-		fclose(f);
-	}
-	return v;
+	return test_read_long("/proc/sys/vm/max_map_count", 65530);
 }
 
 struct scatter {
