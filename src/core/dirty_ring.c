@@ -31,6 +31,7 @@
 #include "kvm_arch.h"
 #include "kvm_host.h"
 #include "lib/lockdep.h"
+#include "lib/shmap.h"
 #include "lib/ownfd.h"
 #include "lib/sys_raw.h"
 
@@ -86,35 +87,24 @@ int kvm_dirty_ring_alloc(struct kvm *kvm, struct kvm_dirty_ring *ring)
 	void *p;
 
 	memset(ring, 0, sizeof(*ring));
-	ring->fd = -1;
 	ring->kvm = kvm;
 	if (!bytes)
 		return 0;
-	ring->fd = gm_fd_own(memfd_create("kvm-dirty-ring", MFD_CLOEXEC));
-	if (ring->fd < 0)
+	/* The VMM maps an alias of it (lib/shmap.h): no descriptor kept. */
+	p = gm_shmap_create("kvm-dirty-ring", bytes, bytes);
+	if (!p)
 		return -ENOMEM;
-	if (gm_raw_ftruncate(ring->fd, bytes))
-		goto fail;
-	p = gm_raw_mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, ring->fd, 0);
-	if (p == MAP_FAILED)
-		goto fail;
 	ring->gfns = p;
 	ring->size = bytes / (uint32_t)sizeof(struct kvm_dirty_gfn);
 	ring->soft_limit = ring->size - KVM_DIRTY_RING_RSVD_ENTRIES;
 	return 0;
-fail:
-	gm_fd_close(ring->fd);
-	ring->fd = -1;
-	return -ENOMEM;
 }
 
 void kvm_dirty_ring_free(struct kvm_dirty_ring *ring)
 {
 	if (ring->gfns)
 		gm_raw_munmap(ring->gfns, ring->size * sizeof(struct kvm_dirty_gfn));
-	gm_fd_close(ring->fd);
 	ring->gfns = NULL;
-	ring->fd = -1;
 }
 
 static uint32_t kvm_dirty_ring_used(struct kvm_dirty_ring *ring)

@@ -168,8 +168,7 @@ struct kvm_stat {
 struct kvm_dirty_gfn;
 struct kvm_dirty_ring {
 	struct kvm *kvm;
-	int fd;			    /* memfd the VMM maps from the vCPU fd */
-	struct kvm_dirty_gfn *gfns; /* our mapping of it */
+	struct kvm_dirty_gfn *gfns; /* a memfd the VMM maps an alias of */
 	uint32_t size;		    /* entries, a power of two */
 	uint32_t soft_limit;	    /* size less the reserved entries */
 	uint32_t dirty_index;	    /* entries pushed, by the vCPU (atomic) */

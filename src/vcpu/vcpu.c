@@ -19,6 +19,7 @@
 #include "core/kvm_arch.h"
 #include "lib/lockdep.h"
 #include "lib/ownfd.h"
+#include "lib/shmap.h"
 #include "lib/sys_raw.h"
 #include "vcpu/irqchip_internal.h"
 #include "vcpu/vcpu.h"
@@ -33,18 +34,13 @@ static struct kvm_vcpu_shared *vcpu_shared_create(void)
 	if (!s)
 		return NULL;
 	s->refs = 1;
-	s->fd = gm_fd_own(memfd_create("kvm-coalesced-mmio", MFD_CLOEXEC));
-	if (s->fd < 0 || gm_raw_ftruncate(s->fd, 4096))
-		goto fail;
 	/* Coalesced writes land here (coalesced_mmio.c); the VMM maps it too. */
-	s->ring = gm_raw_mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
-	if (s->ring == MAP_FAILED)
-		goto fail;
+	s->ring = gm_shmap_create("kvm-coalesced-mmio", 4096, 4096);
+	if (!s->ring) {
+		free(s);
+		return NULL;
+	}
 	return s;
-fail:
-	gm_fd_close(s->fd);
-	free(s);
-	return NULL;
 }
 
 /* Context: kvm->lock held, or VM destruction (no other user). */
@@ -52,7 +48,6 @@ static void vcpu_shared_put(struct kvm_vcpu_shared *s)
 {
 	if (s && --s->refs == 0) {
 		gm_raw_munmap(s->ring, 4096);
-		gm_fd_close(s->fd);
 		free(s);
 	}
 }
@@ -88,19 +83,12 @@ static void vcpu_reset_state(struct kvm_vcpu *v)
 
 static int vcpu_init_run_area(struct kvm_vcpu *v)
 {
-	void *p;
-
-	v->run_fd = gm_fd_own(memfd_create("kvm-vcpu", MFD_CLOEXEC));
-	if (v->run_fd < 0)
-		return -ENOMEM;
-	/* Pages beyond the third SIGBUS on touch, as the kernel's fault handler. */
-	if (gm_raw_ftruncate(v->run_fd, KVM_VCPU_MMAP_SIZE))
-		return -ENOMEM;
-	p = gm_raw_mmap(NULL, 2 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, v->run_fd, 0);
-	if (p == MAP_FAILED)
-		return -ENOMEM;
-	v->run = p;
-	return 0; /* wake_fd comes with the guest thread: fds are scarce */
+	/*
+	 * One page past the file: the source of the VMM's pages that the
+	 * kernel has nothing for (they SIGBUS on touch, as its fault handler).
+	 */
+	v->run = gm_shmap_create("kvm-vcpu", KVM_VCPU_MMAP_SIZE, VCPU_RUN_MAP_LEN);
+	return v->run ? 0 : -ENOMEM; /* wake_fd comes with the guest thread: fds are scarce */
 }
 
 static void vcpu_free(struct kvm_vcpu *v)
@@ -108,8 +96,7 @@ static void vcpu_free(struct kvm_vcpu *v)
 	kvm_guest_thread_stop(v);
 	kvm_x86_vcpu_destroy(v);
 	if (v->run)
-		gm_raw_munmap(v->run, 2 * 4096);
-	gm_fd_close(v->run_fd);
+		gm_raw_munmap(v->run, VCPU_RUN_MAP_LEN);
 	gm_fd_close(v->wake_fd);
 	gm_fd_close(v->sig_fd);
 	vcpu_shared_put(v->shared);
@@ -131,8 +118,7 @@ static int vcpu_alloc(struct kvm *kvm, uint32_t id, struct kvm_vcpu **out)
 		return -ENOMEM;
 	v->kvm = kvm;
 	v->vcpu_id = id;
-	v->run_fd = v->wake_fd = v->sig_fd = -1;
-	v->dirty_ring.fd = -1;
+	v->wake_fd = v->sig_fd = -1;
 	v->guest.vcpu = v;
 	v->state = GUEST_NOT_STARTED;
 	gm_check_pthread(pthread_mutex_init(&v->mutex, NULL));
@@ -336,29 +322,34 @@ static bool page_in_dirty_ring(struct kvm_vcpu *vcpu, uint64_t pgoff)
 	return pgoff >= KVM_DIRTY_LOG_PAGE_OFFSET && pgoff < KVM_DIRTY_LOG_PAGE_OFFSET + n;
 }
 
-/* Put the ring's pages of [pgoff, pgoff + npages) at @p's matching pages. */
-static int map_dirty_ring(struct kvm_vcpu *vcpu, char *p, uint64_t pgoff, uint64_t npages,
-			  int prot, int flags)
+/* Alias the ring's pages of [pgoff, pgoff + npages) at @p's matching pages. */
+static int map_dirty_ring(struct kvm_vcpu *vcpu, char *p, uint64_t pgoff, uint64_t npages)
 {
 	uint64_t first = GM_MAX(pgoff, (uint64_t)KVM_DIRTY_LOG_PAGE_OFFSET);
 	uint64_t end = GM_MIN(pgoff + npages, KVM_DIRTY_LOG_PAGE_OFFSET +
 						     vcpu->dirty_ring.size * 16ULL / 4096);
-	int f = (flags & (MAP_TYPE | MAP_POPULATE | MAP_LOCKED | MAP_NORESERVE)) | MAP_FIXED;
 
 	if (!vcpu->dirty_ring.size || first >= end)
 		return 0;
-	if (gm_raw_mmap(p + (first - pgoff) * 4096, (end - first) * 4096, prot, f,
-			vcpu->dirty_ring.fd,
-			(off_t)((first - KVM_DIRTY_LOG_PAGE_OFFSET) * 4096)) == MAP_FAILED)
-		return -1;
-	return 0;
+	return gm_shmap_alias(p + (first - pgoff) * 4096,
+			      (char *)vcpu->dirty_ring.gfns + (first - KVM_DIRTY_LOG_PAGE_OFFSET) * 4096,
+			      (end - first) * 4096);
 }
 
+/*
+ * The VMM's mapping is an alias of ours (lib/shmap.h), so no descriptor of
+ * the pages sits in its table: a placeholder takes the address the VMM
+ * asked for (MAP_FIXED, MAP_FIXED_NOREPLACE and ENOMEM as mmap gives
+ * them), the run pages (and, past the file's end, pages that SIGBUS) go
+ * over it, then the VM's coalesced-MMIO page and the dirty ring.  Unlike
+ * the kernel's, a MAP_PRIVATE mapping is shared (no copy on write).
+ */
 void *kvm_vcpu_mmap(struct kvm_vcpu *vcpu, void *addr, size_t len, int prot, int flags,
 		    off_t offset)
 {
 	uint64_t pgoff = (uint64_t)offset >> 12, npages = (len + 4095) >> 12;
-	void *p;
+	int keep = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE | MAP_32BIT);
+	char *p, *src;
 	int e;
 
 	/* The ring only shared and not executable, judged by its ends as KVM. */
@@ -369,28 +360,30 @@ void *kvm_vcpu_mmap(struct kvm_vcpu *vcpu, void *addr, size_t len, int prot, int
 		errno = EINVAL;
 		return MAP_FAILED;
 	}
-	p = gm_raw_mmap(addr, len, prot, flags, vcpu->run_fd, offset);
-	if (p == MAP_FAILED || offset < 0)
-		return p;
-	if (map_dirty_ring(vcpu, p, pgoff, npages, prot, flags)) {
-		e = errno;
-		gm_raw_munmap(p, len);
-		errno = e;
+	if (offset < 0 || pgoff + npages < pgoff) { /* do_mmap()'s pgoff overflow */
+		errno = EOVERFLOW;
 		return MAP_FAILED;
 	}
+	p = gm_raw_mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | keep,
+			-1, 0);
+	if (p == MAP_FAILED)
+		return p;
+	/* Pages from the file's end on all SIGBUS: start past it if @pgoff is. */
+	src = (char *)vcpu->run + GM_MIN(pgoff, (uint64_t)KVM_VCPU_MMAP_PAGES) * 4096;
+	if (gm_shmap_alias(p, src, npages * 4096) || map_dirty_ring(vcpu, p, pgoff, npages))
+		goto fail;
 	/* Page 2 is the VM's coalesced-MMIO ring: one page for all vCPUs. */
-	if (pgoff <= KVM_VCPU_COALESCED_PGOFF && KVM_VCPU_COALESCED_PGOFF < pgoff + npages) {
-		char *ring = (char *)p + (KVM_VCPU_COALESCED_PGOFF - pgoff) * 4096;
-		int f = (flags & (MAP_TYPE | MAP_POPULATE | MAP_LOCKED | MAP_NORESERVE)) | MAP_FIXED;
-
-		if (gm_raw_mmap(ring, 4096, prot, f, vcpu->shared->fd, 0) == MAP_FAILED) {
-			e = errno;
-			gm_raw_munmap(p, len);
-			errno = e;
-			return MAP_FAILED;
-		}
-	}
+	if (pgoff <= KVM_VCPU_COALESCED_PGOFF && KVM_VCPU_COALESCED_PGOFF < pgoff + npages &&
+	    gm_shmap_alias(p + (KVM_VCPU_COALESCED_PGOFF - pgoff) * 4096, vcpu->shared->ring, 4096))
+		goto fail;
+	if (prot != (PROT_READ | PROT_WRITE) && gm_raw_mprotect(p, len, prot))
+		goto fail;
 	return p;
+fail:
+	e = errno;
+	gm_raw_munmap(p, len);
+	errno = e;
+	return MAP_FAILED;
 }
 
 /* ---- handoff spinning ----------------------------------------------------------- */

@@ -38,6 +38,8 @@
 #define KVM_VCPU_MMAP_SIZE (KVM_VCPU_MMAP_PAGES * 4096)
 #define KVM_PIO_DATA_OFFSET 4096 /* KVM_PIO_PAGE_OFFSET * PAGE_SIZE */
 #define KVM_VCPU_COALESCED_PGOFF 2
+/* Our mapping of the run memfd: its pages and one past its end. */
+#define VCPU_RUN_MAP_LEN ((KVM_VCPU_MMAP_PAGES + 1) * 4096)
 #define KVM_VCPU_NR_EXIT_STATS 40 /* exit reasons 0..39 */
 #define KVM_MAX_CPUID_ENTRIES 256
 
@@ -76,8 +78,7 @@ struct kvm_x86_vcpu;
 
 struct kvm_vcpu_shared {
 	long refs; /* one per vCPU; vCPUs are destroyed together, under no lock */
-	int fd;	   /* memfd of one page */
-	struct kvm_coalesced_mmio_ring *ring; /* our mapping of it */
+	struct kvm_coalesced_mmio_ring *ring; /* a one-page memfd (lib/shmap.h) */
 };
 
 struct kvm_vcpu {
@@ -86,8 +87,7 @@ struct kvm_vcpu {
 	uint32_t vcpu_idx; /* creation order: index in kvm->vcpus */
 	pthread_mutex_t mutex;
 
-	/* The mmap()able area: a memfd of 3 pages, page 2 overlaid. */
-	int run_fd;
+	/* The mmap()able area is @run: a memfd of 3 pages (lib/shmap.h). */
 	struct kvm_run *run; /* our mapping of pages 0 and 1 */
 	struct kvm_vcpu_shared *shared;
 
