@@ -45,7 +45,6 @@ enum gm_lock_class {
 	GM_LOCK_COALESCED,	/* kvm->arch.coalesced ring_lock */
 	GM_LOCK_IRQFD_ALL,	/* gm_irqfd_all_lock */
 	GM_LOCK_VM_LIST,	/* gm_vm_list_lock */
-	GM_LOCK_WATCH,		/* uapi gm_watch_lock */
 	GM_LOCK_FILES,		/* uapi gm_files_lock */
 	GM_LOCK_HVA,		/* uapi gm_hva_lock */
 	GM_LOCK_PIPE,		/* uapi gm_pipe_lock */
@@ -55,6 +54,8 @@ enum gm_lock_class {
 	GM_LOCK_S2_POOL,	/* a VM's stage-2 table pool (mmu->pool.lock) */
 	GM_LOCK_REAP,		/* gm_reap_lock (deferred releases) */
 	GM_LOCK_GPROC_CTL,	/* gproc vm->ctl_lock (guest-process control socket) */
+	GM_LOCK_KEEPER_CONNECT,	/* gm_keeper_connect_lock (src/uapi/keeper.c) */
+	GM_LOCK_WORKER,		/* a gm_worker's lock (src/lib/worker.h) */
 	GM_LOCK_NR_CLASSES,
 };
 

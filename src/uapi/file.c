@@ -4,13 +4,16 @@
  * their reference counts, and release on the application's last close.
  *
  * Life of a file:
- *   gm_file_create()   socketpair; refs = 1 (the registry's, once installed)
- *   gm_file_install()  in the registry and the watcher's epoll set
+ *   gm_file_create()   a socket connected to the keeper (keeper.c), which
+ *                      holds the peer in its own descriptor table and
+ *                      watches it; refs = 1 (the registry's, once installed)
+ *   gm_file_install()  in the registry
  *   lookups            refs + 1 for the duration of one operation
  *   last app close     peer hangs up; gm_file_check_hangup() (closing thread
- *                      or watcher, whichever sees it first; `hung` elects one)
- *                      unlinks the file and drops the registry's reference
- *   last put           ops->release (drops the object's reference), close
+ *                      or the keeper's event, whichever sees it first;
+ *                      `hung` elects one) unlinks the file and drops the
+ *                      registry's reference
+ *   last put           ops->release (drops the object's reference), drop
  *                      the peer, free
  * So an operation in flight keeps the object alive past a concurrent close,
  * as the kernel's fdget does.
@@ -48,8 +51,8 @@ static dev_t gm_sock_dev; /* sockfs st_dev, set before the first install */
 static long gm_live[GM_FILE_NR_TYPES]; /* created, not yet released */
 
 /*
- * gm_hangup_lock: serialises hang-up handling between the watcher and a
- * closing thread (outermost of the uapi locks).  The watcher holds its
+ * gm_hangup_lock: serialises hang-up handling between the keeper's events
+ * and a closing thread (outermost of the uapi locks).  An event holds its
  * transient reference on a file only inside it, so once a closing thread
  * has run its own check under the lock, its own put is the last one (bar
  * other threads' operations in flight, as with the kernel's fdget) and
@@ -57,9 +60,6 @@ static long gm_live[GM_FILE_NR_TYPES]; /* created, not yet released */
  */
 static pthread_mutex_t gm_hangup_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* gm_watch_lock: the watcher's epoll fd and the `watched` flags. */
-static pthread_mutex_t gm_watch_lock = PTHREAD_MUTEX_INITIALIZER;
-static int gm_epfd = -1;
 /*
  * Set once this process holds, or may hold, another process's objects
  * (a forked child, or one found by a lookup): every fd lookup then also
@@ -163,7 +163,7 @@ void gm_file_put(struct gm_file *f)
 	 * thread which sees the fd count drop also sees the object gone.
 	 */
 	__atomic_sub_fetch(&gm_live[f->type], 1, __ATOMIC_RELEASE);
-	gm_fd_close(f->peer);
+	gm_keeper_drop_peer(f->peer);
 	gm_check_pthread(pthread_mutex_destroy(&f->pos_lock));
 	free(f);
 }
@@ -267,113 +267,57 @@ struct gm_file *gm_file_lookup_foreign(int fd)
 	return gm_file_lookup_in(fd, GM_LOOKUP_FOREIGN);
 }
 
-/* ---- the watcher ------------------------------------------------------ */
-
-static bool gm_peer_hung_up(int peer)
-{
-	struct pollfd p = { .fd = peer, .events = POLLRDHUP };
-
-	/* shutdown(SHUT_WR) only gives RDHUP; HUP means the end is gone. */
-	return gm_raw_poll(&p, 1, 0) == 1 && (p.revents & POLLHUP);
-}
-
-static void *gm_watcher_main(void *arg)
-{
-	int epfd = (int)(intptr_t)arg;
-	struct epoll_event ev[32];
-
-	gm_uapi_in_library = 1;
-	for (;;) {
-		int n = gm_raw_epoll_wait(epfd, ev, (int)ARRAY_SIZE(ev), -1);
-
-		if (n < 0 && errno != EINTR)
-			return NULL; /* epfd closed in a forked child's copy: never here */
-		for (int i = 0; i < n; i++) {
-			struct gm_file *f;
-
-			/*
-			 * Requests from other processes first (a last one may
-			 * come with their last close), outside the hang-up lock:
-			 * a close racing with one is then released by our put,
-			 * as with an operation in flight.
-			 */
-			if (ev[i].events & EPOLLIN) {
-				f = gm_file_find_ino((ino_t)ev[i].data.u64);
-				if (f) {
-					gm_remote_serve(f);
-					gm_file_put(f);
-				}
-			}
-			gm_mutex_lock(&gm_hangup_lock, GM_LOCK_HANGUP);
-			f = gm_file_find_ino((ino_t)ev[i].data.u64);
-			if (f) { /* else another thread released it already */
-				gm_file_check_hangup(f);
-				gm_file_put(f);
-			}
-			gm_mutex_unlock(&gm_hangup_lock);
-		}
-	}
-}
-
-/* Add @f to the epoll set.  Context: gm_watch_lock held, gm_epfd valid. */
-static void gm_watch_add_locked(struct gm_file *f)
-{
-	/* EPOLLIN: requests from other holders (remote.c). */
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.u64 = f->ino };
-
-	lockdep_assert_held(&gm_watch_lock);
-	if (f->watched || READ_ONCE(f->hung))
-		return;
-	if (gm_raw_epoll_ctl(gm_epfd, EPOLL_CTL_ADD, f->peer, &ev) == 0)
-		f->watched = true;
-}
+/* ---- events from the keeper --------------------------------------------- */
 
 /*
- * Start the watcher thread if needed.  Returns false if it cannot run; the
- * files then still work and are released by guestmem_sys_close().
- * Context: gm_watch_lock held.
+ * An event on @ino's peer, on the servant thread (keeper.c): the VMM's
+ * descriptor table, no locks held.
  */
-static bool gm_watcher_start_locked(void)
+void gm_file_event(ino_t ino, uint32_t events)
 {
-	int epfd;
+	struct gm_file *f;
 
-	lockdep_assert_held(&gm_watch_lock);
-	if (gm_epfd >= 0)
-		return true;
-	epfd = gm_fd_own(gm_raw_epoll_create1(EPOLL_CLOEXEC));
-	if (epfd < 0)
-		return false;
-	if (gm_thread_start(gm_watcher_main, (void *)(intptr_t)epfd, 64 * 1024)) {
-		gm_fd_close(epfd);
-		return false;
+	/*
+	 * Requests from other processes too, under the hang-up lock: a close
+	 * racing with one waits for it, so the closing thread's put is still
+	 * the last one and its close releases synchronously.
+	 */
+	gm_mutex_lock(&gm_hangup_lock, GM_LOCK_HANGUP);
+	f = gm_file_find_ino(ino);
+	if (f) { /* else another thread released it already */
+		if (events & EPOLLIN)
+			gm_remote_serve(f);
+		gm_file_check_hangup(f);
+		gm_file_put(f);
 	}
-	gm_epfd = epfd;
-	return true;
+	gm_mutex_unlock(&gm_hangup_lock);
 }
 
 /*
- * fork(): the child has no watcher thread, and the epoll fd it inherited is
- * the parent's instance.  Make the locks consistent across the fork; the
- * child starts its own watcher for the first file it creates.
+ * fork(): the child has none of the keeper's threads or descriptors (they
+ * were never in the table it copied).  Make the locks consistent across
+ * the fork; the child starts its own keeper for the first file it creates.
+ * The hang-up lock too: the servant may hold it for an event (a release,
+ * whose frees must not be cut in half in the child either).
  */
 static void gm_atfork_prepare(void)
 {
-	pthread_mutex_lock(&gm_watch_lock);
+	pthread_mutex_lock(&gm_hangup_lock);
 	pthread_rwlock_wrlock(&gm_files_lock);
 }
 
 static void gm_atfork_parent(void)
 {
 	pthread_rwlock_unlock(&gm_files_lock);
-	pthread_mutex_unlock(&gm_watch_lock);
+	pthread_mutex_unlock(&gm_hangup_lock);
 }
 
 /*
  * In the child, the parent's files are the parent's: the kernel ties a
  * VM to its creator's mm, and a guest_memfd's fallocate must reach the
- * VM that binds it.  So the child drops its copies of their library ends
- * (the parent alone receives requests and sees the last close) and finds
- * the inherited fds as another process's objects from now on.
+ * VM that binds it.  The parent alone holds the peers (it receives the
+ * requests and sees the last close), so the child finds the inherited fds
+ * as another process's objects from now on.
  */
 static void gm_atfork_child(void)
 {
@@ -381,17 +325,14 @@ static void gm_atfork_child(void)
 	pthread_mutex_t mx = PTHREAD_MUTEX_INITIALIZER;
 
 	gm_files_lock = rw;
-	gm_watch_lock = mx;
-	gm_fd_close(gm_epfd);
-	gm_epfd = -1;
+	gm_hangup_lock = mx;
+	gm_keeper_forget();
 	for (int b = 0; b < GM_FILE_BUCKETS; b++) {
 		while (gm_file_hash[b]) {
 			struct gm_file *f = gm_file_hash[b];
 
 			gm_file_hash[b] = f->next;
-			gm_fd_close(f->peer);
-			f->peer = -1;
-			f->watched = false;
+			f->peer = -1; /* the parent keeper's number */
 			f->hung = 1; /* never released here */
 			f->next = gm_inherited;
 			gm_inherited = f;
@@ -414,55 +355,46 @@ int gm_file_create(enum gm_file_type type, const struct gm_file_ops *ops, const 
 {
 	struct gm_file *f;
 	struct stat st;
-	int sv[2];
+	int fd, r;
 
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
 	/* Records, not a stream: requests from other holders (remote.c). */
-	if (gm_raw_socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) {
-		int err = -errno;
-
-		free(f);
-		return err;
+	fd = (int)GM_RAW_SYSCALL(SYS_socket, AF_UNIX,
+				 SOCK_SEQPACKET | (cloexec ? SOCK_CLOEXEC : 0), 0);
+	if (fd < 0 || gm_raw_fstat(fd, &st)) {
+		r = -errno;
+		goto fail;
 	}
-	if ((!cloexec && gm_raw_fcntl(sv[0], F_SETFD, 0)) || gm_raw_fstat(sv[0], &st)) {
-		int err = -errno;
-
-		gm_raw_close(sv[0]);
-		gm_raw_close(sv[1]);
-		free(f);
-		return err;
-	}
-	/*
-	 * Nothing is ever sent to the application's end: with our end shut
-	 * for writing, a read or recv that reaches the socket (a raw system
-	 * call nobody routed) returns 0 at once instead of blocking forever.
-	 * Our end still sees POLLHUP only when the application's last
-	 * reference closes.
-	 */
-	gm_raw_shutdown(sv[1], SHUT_WR);
-	gm_remote_bind(sv[0], type, st.st_ino);
+	gm_remote_bind(fd, type, st.st_ino);
+	r = gm_keeper_connect(fd, st.st_ino);
+	if (r < 0)
+		goto fail;
 	gm_check_pthread(pthread_mutex_init(&f->pos_lock, NULL));
 	f->type = type;
 	f->ops = ops;
-	/* Out of the way of the application's fd numbers (lib/ownfd.h). */
-	f->peer = gm_fd_own(sv[1]);
+	f->peer = r; /* a number in the keeper's table */
 	f->ino = st.st_ino;
 	f->f_flags = f_flags;
 	f->refs = 1;
-	f->app_fd = sv[0];
+	f->app_fd = fd;
 	snprintf(f->name, sizeof(f->name), "%s", name);
 	clock_gettime(CLOCK_REALTIME, &f->btime);
 	WRITE_ONCE(gm_sock_dev, st.st_dev);
 	*out = f;
 	return 0;
+fail:
+	if (fd >= 0)
+		gm_raw_close(fd);
+	free(f);
+	return r;
 }
 
 void gm_file_abort(struct gm_file *f)
 {
 	gm_raw_close(f->app_fd);
-	gm_fd_close(f->peer);
+	gm_keeper_drop_peer(f->peer);
 	gm_check_pthread(pthread_mutex_destroy(&f->pos_lock));
 	free(f);
 }
@@ -481,11 +413,6 @@ int gm_file_install(struct gm_file *f)
 	*b = f;
 	WRITE_ONCE(gm_nr_files, gm_nr_files + 1);
 	gm_rwlock_unlock(&gm_files_lock);
-
-	gm_mutex_lock(&gm_watch_lock, GM_LOCK_WATCH);
-	if (gm_watcher_start_locked())
-		gm_watch_add_locked(f);
-	gm_mutex_unlock(&gm_watch_lock);
 	return fd;
 }
 
@@ -501,11 +428,11 @@ void gm_file_check_hangup(struct gm_file *f)
 	struct gm_file **pp;
 	int expected = 0;
 
-	if (READ_ONCE(f->hung) || !gm_peer_hung_up(f->peer))
+	if (READ_ONCE(f->hung) || !gm_keeper_peer_hung_up(f->peer))
 		return;
 	if (!__atomic_compare_exchange_n(&f->hung, &expected, 1, false, __ATOMIC_ACQ_REL,
 					 __ATOMIC_RELAXED))
-		return; /* the other path (close or watcher) owns the release */
+		return; /* the other path (close or keeper event) owns the release */
 
 	gm_rwlock_wrlock(&gm_files_lock, GM_LOCK_FILES);
 	for (pp = gm_bucket(f->ino); *pp && *pp != f; pp = &(*pp)->next)
@@ -515,13 +442,6 @@ void gm_file_check_hangup(struct gm_file *f)
 		WRITE_ONCE(gm_nr_files, gm_nr_files - 1);
 	}
 	gm_rwlock_unlock(&gm_files_lock);
-
-	/* Explicitly: a forked child's copy of the peer keeps the epoll item. */
-	gm_mutex_lock(&gm_watch_lock, GM_LOCK_WATCH);
-	if (f->watched && gm_epfd >= 0)
-		gm_raw_epoll_ctl(gm_epfd, EPOLL_CTL_DEL, f->peer, NULL);
-	f->watched = false;
-	gm_mutex_unlock(&gm_watch_lock);
 
 	gm_file_put(f); /* the registry's reference */
 }

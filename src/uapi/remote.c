@@ -11,8 +11,8 @@
  * holder can read with getsockname() without writing to the socket (the
  * process's own sockets are never probed by writing).  A holder sends a
  * request as one SOCK_SEQPACKET record on its end, with one end of a
- * fresh socketpair attached for the answer; the creator's watcher thread
- * (file.c) receives it on the library end and answers.  A record that is
+ * fresh socketpair attached for the answer; the creator's keeper (keeper.c)
+ * receives it on the library end and its servant thread answers.  A record that is
  * not a request (a raw write() of the VMM) is read and dropped.
  *
  * When the creator is gone (it exec'd or exited, so the library end is
@@ -273,38 +273,21 @@ static void gm_remote_answer(struct gm_file *f, const struct gm_remote_req *req,
 void gm_remote_serve(struct gm_file *f)
 {
 	for (;;) {
-		union {
-			struct cmsghdr h;
-			char buf[CMSG_SPACE(sizeof(int))];
-		} cbuf;
 		struct gm_remote_req req;
 		struct gm_remote_resp resp;
-		struct iovec iov = { &req, sizeof(req) };
-		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.buf,
-				    .msg_controllen = sizeof(cbuf.buf) };
-		struct cmsghdr *c;
-		int reply = -1;
-		long n;
+		int reply;
+		long n = gm_keeper_recv_request(f->peer, &req, sizeof(req), &reply);
 
-		n = GM_RAW_SYSCALL(SYS_recvmsg, f->peer, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-		if (n < 0 && errno == EINTR)
-			continue;
 		/* 0: drained to a zero-length record or the end; the next one re-arms. */
 		if (n <= 0)
 			return;
-		/* Only one descriptor fits; the kernel closes any others (MSG_CTRUNC). */
-		for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
-			if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-			    c->cmsg_len == CMSG_LEN(sizeof(int)))
-				memcpy(&reply, CMSG_DATA(c), sizeof(int));
 		if (reply < 0)
 			continue; /* not a request: dropped */
-		reply = gm_fd_own(reply);
 		if (n == (long)sizeof(req) && req.magic == GM_REMOTE_MAGIC) {
 			gm_remote_answer(f, &req, &resp);
-			GM_RAW_SYSCALL(SYS_sendto, reply, &resp, sizeof(resp),
-				       MSG_NOSIGNAL | MSG_DONTWAIT, NULL, 0);
+			gm_keeper_reply(reply, &resp, sizeof(resp));
+		} else {
+			gm_keeper_reply(reply, NULL, 0);
 		}
-		gm_fd_close(reply);
 	}
 }

@@ -126,8 +126,8 @@ bool gm_uapi_close(int fd, int *ret)
  * close_range() over a range holding some of guestmem's own descriptors:
  * the kernel's call on each stretch between them.  CLOSE_RANGE_UNSHARE
  * goes with the first call, so the rest act on the unshared table too.
- * Object fds in the range are released by the watcher, as after any raw
- * close (uapi/file.c).
+ * Object fds in the range are released on the keeper's event, as after
+ * any raw close (uapi/keeper.c).
  */
 bool gm_uapi_close_range(unsigned int lo, unsigned int hi, int flags, int *ret)
 {

@@ -4,11 +4,13 @@
  *
  * Every object the application can hold as an fd (the /dev/kvm handle, a VM,
  * a guest_memfd, a vCPU) is a struct gm_file.  Its fd is one end of an
- * AF_UNIX socketpair; the library keeps the other end (the "peer").  The
+ * AF_UNIX connection; the library keeps the other end (the "peer") in a
+ * descriptor table of its own (keeper.c).  The
  * kernel therefore counts the application's references for us: dup, dup2,
  * fcntl(F_DUPFD), fork and SCM_RIGHTS need no interception, and when the last
- * reference goes away the peer sees a hang-up.  A watcher thread (and, for a
- * close() that goes through guestmem_sys_close, the closing thread itself)
+ * reference goes away the peer sees a hang-up.  The keeper's watch thread
+ * (and, for a close() that goes through guestmem_sys_close, the closing
+ * thread itself)
  * then releases the object, like the kernel's ->release on the final fput.
  *
  * Identifying an fd costs one fstat: a socket on sockfs whose inode number
@@ -92,7 +94,6 @@ struct gm_file {
 
 	long refs;	  /* 1 for the registry + 1 per operation in flight */
 	int hung;	  /* 0 -> 1 once, by whoever saw the last close */
-	bool watched;	  /* peer is in the watcher's epoll set (gm_watch_lock) */
 	bool remote;	  /* another process's object, for one call (remote.c) */
 	struct gm_file *next; /* hash chain, under gm_files_lock */
 };
@@ -183,8 +184,33 @@ bool gm_remote_is_object(int fd);
 struct gm_file *gm_remote_lookup(int fd);
 /* Free a file gm_remote_lookup() made (its last gm_file_put()). */
 void gm_remote_free(struct gm_file *f);
-/* In the owner: answer every request waiting on @f's peer (watcher thread). */
+/* In the owner: answer every request waiting on @f's peer (servant thread). */
 void gm_remote_serve(struct gm_file *f);
+
+/* ---- the keeper of the library ends (src/uapi/keeper.c) --------------- */
+
+/*
+ * Connect the new application end @app_fd (bound, inode @ino) to the
+ * keeper and return its peer: a number in the keeper's descriptor table,
+ * watched for requests and the last close; or -errno.
+ */
+int gm_keeper_connect(int app_fd, ino_t ino);
+/* Whether the application's last reference to @peer's object is gone. */
+bool gm_keeper_peer_hung_up(int peer);
+/* Close @peer (and so stop watching it); -1: nothing. */
+void gm_keeper_drop_peer(int peer);
+/*
+ * One record waiting on @peer, without blocking: its length (0: none or
+ * the end) or -errno; *@reply the descriptor that came with it (a keeper
+ * number) or -1.
+ */
+long gm_keeper_recv_request(int peer, void *buf, size_t len, int *reply);
+/* Send @buf (NULL: nothing) on the keeper's @reply and close it. */
+void gm_keeper_reply(int reply, const void *buf, size_t len);
+/* In a fork child: the keeper and its descriptors stayed in the parent. */
+void gm_keeper_forget(void);
+/* An event on the peer of @ino (keeper.c -> file.c, on the servant thread). */
+void gm_file_event(ino_t ino, uint32_t events);
 
 /* ---- user memory (src/uapi/usercopy.c) ------------------------------- */
 

@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: MIT
+/* Library threads that run calls for other threads (worker.h). */
+#include "worker.h"
+
+#include <errno.h>
+#include <linux/close_range.h>
+#include <stdint.h>
+#include <semaphore.h>
+
+#include "lockdep.h"
+#include "sys_raw.h"
+#include "thread.h"
+
+struct gm_work {
+	struct gm_work *next;
+	long (*fn)(void *);
+	void *arg;
+	long ret;
+	bool done;
+};
+
+/* The worker the calling thread belongs to, if any. */
+static __thread const struct gm_worker *gm_worker_self;
+
+bool gm_worker_current(const struct gm_worker *w)
+{
+	return gm_worker_self == w;
+}
+
+static void *gm_worker_main(void *arg)
+{
+	struct gm_worker *w = arg;
+	int err = 0;
+
+	gm_worker_self = w;
+	/* Named, so a test or a debugger can find it (and its table). */
+	pthread_setname_np(pthread_self(), w->name);
+	/* Every number, so the copy the kernel makes is empty (no window). */
+	if (w->own_table && GM_RAW_SYSCALL(SYS_close_range, 0, ~0U, CLOSE_RANGE_UNSHARE))
+		err = errno;
+	gm_mutex_lock(&w->lock, GM_LOCK_WORKER);
+	w->err = err;
+	w->state = err ? GM_WORKER_FAILED : GM_WORKER_RUNNING;
+	gm_check_pthread(pthread_cond_broadcast(&w->cv));
+	while (!err) {
+		struct gm_work *work = w->head;
+
+		if (!work) {
+			gm_check_pthread(pthread_cond_wait(&w->cv, &w->lock));
+			continue;
+		}
+		w->head = work->next;
+		if (!w->head)
+			w->tail = &w->head;
+		gm_mutex_unlock(&w->lock);
+		work->ret = work->fn(work->arg);
+		gm_mutex_lock(&w->lock, GM_LOCK_WORKER);
+		work->done = true;
+		gm_check_pthread(pthread_cond_broadcast(&w->cv));
+	}
+	gm_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+/* Context: w->lock held.  Returns 0 once the thread runs, or -errno. */
+static int gm_worker_start_locked(struct gm_worker *w)
+{
+	int err;
+
+	lockdep_assert_held(&w->lock);
+	if (w->state == GM_WORKER_IDLE) {
+		w->state = GM_WORKER_STARTING;
+		gm_mutex_unlock(&w->lock);
+		err = gm_thread_start(gm_worker_main, w, 64 * 1024);
+		gm_mutex_lock(&w->lock, GM_LOCK_WORKER);
+		if (err) {
+			w->err = err;
+			w->state = GM_WORKER_FAILED;
+		}
+	}
+	while (w->state == GM_WORKER_STARTING)
+		gm_check_pthread(pthread_cond_wait(&w->cv, &w->lock));
+	/* Not for good: a later call tries again (EAGAIN, EMFILE pass). */
+	if (w->state == GM_WORKER_FAILED) {
+		w->state = GM_WORKER_IDLE;
+		return -w->err;
+	}
+	return 0;
+}
+
+static long gm_worker_call_in(struct gm_worker *w, long (*fn)(void *), void *arg, bool start)
+{
+	struct gm_work work = { .fn = fn, .arg = arg };
+	int err;
+
+	if (gm_worker_current(w))
+		return fn(arg);
+	gm_mutex_lock(&w->lock, GM_LOCK_WORKER);
+	err = start ? gm_worker_start_locked(w) : w->state == GM_WORKER_RUNNING ? 0 : -ESRCH;
+	if (err) {
+		gm_mutex_unlock(&w->lock);
+		return err;
+	}
+	*w->tail = &work;
+	w->tail = &work.next;
+	gm_check_pthread(pthread_cond_broadcast(&w->cv));
+	while (!work.done)
+		gm_check_pthread(pthread_cond_wait(&w->cv, &w->lock));
+	gm_mutex_unlock(&w->lock);
+	return work.ret;
+}
+
+long gm_worker_call(struct gm_worker *w, long (*fn)(void *), void *arg)
+{
+	return gm_worker_call_in(w, fn, arg, true);
+}
+
+long gm_worker_call_running(struct gm_worker *w, long (*fn)(void *), void *arg)
+{
+	return gm_worker_call_in(w, fn, arg, false);
+}
+
+struct gm_worker_spawn {
+	struct gm_worker *w;
+	void *(*fn)(void *);
+	void *arg;
+	sem_t copied; /* the thread has its copy: *this may go */
+};
+
+static void *gm_worker_spawned(void *p)
+{
+	struct gm_worker_spawn *s = p;
+	struct gm_worker *w = s->w;
+	void *(*fn)(void *) = s->fn;
+	void *arg = s->arg;
+
+	sem_post(&s->copied);
+	gm_worker_self = w;
+	return fn(arg);
+}
+
+/*
+ * On @w's thread, so the new one shares its table.  No allocation: a
+ * thread freeing memory while the VMM forks can leave a sanitizer's
+ * allocator locked in the child.
+ */
+static long gm_worker_spawn_here(void *p)
+{
+	struct gm_worker_spawn *s = p;
+	int err = gm_thread_start(gm_worker_spawned, s, 64 * 1024);
+
+	if (!err)
+		while (sem_wait(&s->copied) && errno == EINTR)
+			;
+	return -err;
+}
+
+int gm_worker_spawn(struct gm_worker *w, void *(*fn)(void *), void *arg)
+{
+	struct gm_worker_spawn s = { .w = w, .fn = fn, .arg = arg };
+	long r;
+
+	sem_init(&s.copied, 0, 0);
+	r = gm_worker_call(w, gm_worker_spawn_here, &s);
+	sem_destroy(&s.copied);
+	return (int)r;
+}
+
+void gm_worker_forget(struct gm_worker *w)
+{
+	pthread_mutex_t mx = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+
+	w->lock = mx;
+	w->cv = cv;
+	w->head = NULL;
+	w->tail = &w->head;
+	w->state = GM_WORKER_IDLE;
+	w->err = 0;
+}

@@ -1,0 +1,301 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The keeper: where the library ends of object sockets live, out of the
+ * VMM's descriptor table.
+ *
+ * An object's fd is one end of a SOCK_SEQPACKET connection; the other end
+ * (the "peer") tells the library when the application's last reference
+ * goes and receives other processes' requests (remote.c).  The peers, the
+ * epoll set that watches them and the listening socket the application
+ * ends connect to belong to the keeper, a worker thread with a descriptor
+ * table of its own (lib/worker.h), so the VMM's table holds the object fds
+ * and none of these: a VMM that lists, closes, dup2()s over or execs its
+ * descriptors cannot see or disturb them, and a fork child inherits none.
+ *
+ *   keeper      runs the calls below for other threads (its own table)
+ *   keeper-watch  a thread of the keeper's table: epoll_wait on the peers;
+ *               hands each event to the servant and waits for it
+ *   servant     a plain worker (the VMM's table): runs gm_file_event(),
+ *               whose releases and answers may use the VMM's descriptors
+ *               (a VM's guest-process channel, backing files)
+ *
+ * The listening socket has an abstract name with this process's pid and a
+ * random part; a connection from any other process is closed unread.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "lib/compiler.h"
+#include "lib/lockdep.h"
+#include "lib/sys_raw.h"
+#include "lib/worker.h"
+#include "uapi.h"
+
+static struct gm_worker gm_keeper = GM_WORKER_INIT(gm_keeper, "gm-keeper", true);
+static struct gm_worker gm_servant = GM_WORKER_INIT(gm_servant, "gm-servant", false);
+
+/*
+ * Keeper state, written by the keeper only.  The numbers are the keeper's
+ * table's, meaningless in the VMM's; gm_keeper_addr is read by creating
+ * threads after a keeper call returned (the call's hand-off orders it).
+ */
+static int gm_keeper_listen = -1, gm_keeper_epfd = -1;
+static struct sockaddr_un gm_keeper_addr;
+static socklen_t gm_keeper_addrlen;
+
+/* gm_keeper_connect_lock: one connection in flight, so the keeper's next
+ * accepted one from this process is the caller's (a leaf: taken by file
+ * creation under no other uapi lock). */
+static pthread_mutex_t gm_keeper_connect_lock = PTHREAD_MUTEX_INITIALIZER;
+
+struct gm_keeper_event {
+	ino_t ino;
+	uint32_t events;
+};
+
+static long gm_keeper_nothing(void *arg)
+{
+	(void)arg;
+	return 0;
+}
+
+static long gm_keeper_deliver(void *arg)
+{
+	const struct gm_keeper_event *e = arg;
+
+	gm_file_event(e->ino, e->events);
+	return 0;
+}
+
+static void *gm_keeper_watch(void *arg)
+{
+	struct epoll_event ev[32];
+
+	(void)arg;
+	gm_uapi_in_library = 1;
+	pthread_setname_np(pthread_self(), "gm-keeper-watch");
+	for (;;) {
+		int n = gm_raw_epoll_wait(gm_keeper_epfd, ev, (int)ARRAY_SIZE(ev), -1);
+
+		for (int i = 0; i < n; i++) {
+			struct gm_keeper_event e = { (ino_t)ev[i].data.u64, ev[i].events };
+
+			/*
+			 * Started by a creating thread, so that it shares the
+			 * VMM's table; if it could not start, the closing
+			 * thread still releases (requests wait for it).
+			 */
+			gm_worker_call_running(&gm_servant, gm_keeper_deliver, &e);
+		}
+	}
+	return NULL;
+}
+
+/* On the keeper: listening socket, epoll set, watch thread. */
+static long gm_keeper_setup(void *arg)
+{
+	uint64_t nonce = 0;
+	int n, err;
+
+	(void)arg;
+	if (gm_keeper_epfd >= 0)
+		return 0;
+	if (getrandom(&nonce, sizeof(nonce), GRND_NONBLOCK) != sizeof(nonce))
+		nonce ^= (uint64_t)(uintptr_t)&nonce ^ (uint64_t)time(NULL);
+	memset(&gm_keeper_addr, 0, sizeof(gm_keeper_addr));
+	gm_keeper_addr.sun_family = AF_UNIX;
+	n = snprintf(gm_keeper_addr.sun_path + 1, sizeof(gm_keeper_addr.sun_path) - 1,
+		     "guestmem-keeper:%d:%016llx", (int)getpid(), (unsigned long long)nonce);
+	gm_keeper_addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+	gm_keeper_listen = (int)GM_RAW_SYSCALL(SYS_socket, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (gm_keeper_listen < 0)
+		return -errno;
+	if (GM_RAW_SYSCALL(SYS_bind, gm_keeper_listen, &gm_keeper_addr, gm_keeper_addrlen) ||
+	    GM_RAW_SYSCALL(SYS_listen, gm_keeper_listen, 64))
+		goto fail;
+	gm_keeper_epfd = gm_raw_epoll_create1(EPOLL_CLOEXEC);
+	if (gm_keeper_epfd < 0)
+		goto fail;
+	err = gm_worker_spawn(&gm_keeper, gm_keeper_watch, NULL);
+	if (err) {
+		errno = -err;
+		goto fail;
+	}
+	return 0;
+fail:
+	err = -errno;
+	gm_raw_close(gm_keeper_listen);
+	if (gm_keeper_epfd >= 0)
+		gm_raw_close(gm_keeper_epfd);
+	gm_keeper_listen = gm_keeper_epfd = -1;
+	return err;
+}
+
+struct gm_keeper_accept {
+	ino_t ino;
+};
+
+/* On the keeper: the peer of this process's connection in flight. */
+static long gm_keeper_accept(void *arg)
+{
+	const struct gm_keeper_accept *a = arg;
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.u64 = a->ino };
+
+	for (;;) {
+		struct ucred cred;
+		socklen_t len = sizeof(cred);
+		int peer = (int)GM_RAW_SYSCALL(SYS_accept4, gm_keeper_listen, NULL, NULL, SOCK_CLOEXEC);
+
+		if (peer < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			return -errno;
+		}
+		if (GM_RAW_SYSCALL(SYS_getsockopt, peer, SOL_SOCKET, SO_PEERCRED, &cred, &len) ||
+		    cred.pid != getpid()) {
+			gm_raw_close(peer);
+			continue;
+		}
+		/*
+		 * Nothing is ever sent to the application's end: with ours
+		 * shut for writing, a read or recv that reaches the socket (a
+		 * raw system call nobody routed) returns 0 at once instead of
+		 * blocking.  Ours still sees POLLHUP only when the
+		 * application's last reference closes.
+		 */
+		gm_raw_shutdown(peer, SHUT_WR);
+		/* EPOLLIN: requests from other holders (remote.c). */
+		if (gm_raw_epoll_ctl(gm_keeper_epfd, EPOLL_CTL_ADD, peer, &ev)) {
+			int err = -errno;
+
+			gm_raw_close(peer);
+			return err;
+		}
+		return peer;
+	}
+}
+
+int gm_keeper_connect(int app_fd, ino_t ino)
+{
+	struct gm_keeper_accept a = { ino };
+	long r;
+
+	gm_mutex_lock(&gm_keeper_connect_lock, GM_LOCK_KEEPER_CONNECT);
+	/* The servant first, from this thread: it must share the VMM's table. */
+	r = gm_worker_call(&gm_servant, gm_keeper_nothing, NULL);
+	if (!r)
+		r = gm_worker_call(&gm_keeper, gm_keeper_setup, NULL);
+	if (!r && GM_RAW_SYSCALL(SYS_connect, app_fd, &gm_keeper_addr, gm_keeper_addrlen))
+		r = -errno;
+	if (!r)
+		r = gm_worker_call(&gm_keeper, gm_keeper_accept, &a);
+	gm_mutex_unlock(&gm_keeper_connect_lock);
+	return (int)r;
+}
+
+static long gm_keeper_hup(void *arg)
+{
+	struct pollfd p = { .fd = *(int *)arg, .events = POLLRDHUP };
+
+	/* shutdown(SHUT_WR) only gives RDHUP; HUP means the end is gone. */
+	return gm_raw_poll(&p, 1, 0) == 1 && (p.revents & POLLHUP);
+}
+
+bool gm_keeper_peer_hung_up(int peer)
+{
+	return gm_worker_call(&gm_keeper, gm_keeper_hup, &peer) > 0;
+}
+
+static long gm_keeper_drop(void *arg)
+{
+	int peer = *(int *)arg;
+
+	/* Closing drops the epoll item too: the keeper's is the only copy. */
+	return gm_raw_close(peer);
+}
+
+void gm_keeper_drop_peer(int peer)
+{
+	if (peer >= 0)
+		gm_worker_call(&gm_keeper, gm_keeper_drop, &peer);
+}
+
+struct gm_keeper_msg {
+	int fd;
+	void *buf;
+	size_t len;
+	int passed; /* recv: the descriptor that came with the record, or -1 */
+};
+
+/* On the keeper: one record from a peer, without waiting. */
+static long gm_keeper_recv(void *arg)
+{
+	struct gm_keeper_msg *m = arg;
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} cbuf;
+	struct iovec iov = { m->buf, m->len };
+	struct msghdr h = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.buf,
+			    .msg_controllen = sizeof(cbuf.buf) };
+	long n;
+
+	m->passed = -1;
+	do
+		n = GM_RAW_SYSCALL(SYS_recvmsg, m->fd, &h, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	/* Only one descriptor fits; the kernel closes any others (MSG_CTRUNC). */
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+		    c->cmsg_len == CMSG_LEN(sizeof(int)))
+			memcpy(&m->passed, CMSG_DATA(c), sizeof(int));
+	return n;
+}
+
+long gm_keeper_recv_request(int peer, void *buf, size_t len, int *reply)
+{
+	struct gm_keeper_msg m = { .fd = peer, .buf = buf, .len = len };
+	long n = gm_worker_call(&gm_keeper, gm_keeper_recv, &m);
+
+	*reply = m.passed;
+	return n;
+}
+
+/* On the keeper: send the answer (if any) and close the reply socket. */
+static long gm_keeper_send(void *arg)
+{
+	struct gm_keeper_msg *m = arg;
+
+	if (m->buf)
+		GM_RAW_SYSCALL(SYS_sendto, m->fd, m->buf, m->len, MSG_NOSIGNAL | MSG_DONTWAIT,
+			       NULL, 0);
+	return gm_raw_close(m->fd);
+}
+
+void gm_keeper_reply(int reply, const void *buf, size_t len)
+{
+	struct gm_keeper_msg m = { .fd = reply, .buf = (void *)buf, .len = len };
+
+	gm_worker_call(&gm_keeper, gm_keeper_send, &m);
+}
+
+void gm_keeper_forget(void)
+{
+	pthread_mutex_t mx = PTHREAD_MUTEX_INITIALIZER;
+
+	gm_keeper_connect_lock = mx;
+	gm_worker_forget(&gm_keeper);
+	gm_worker_forget(&gm_servant);
+	gm_keeper_listen = gm_keeper_epfd = -1;
+}
