@@ -15,6 +15,12 @@
  * intact and the guest gets its own bytes.  Before, guestmem's backing
  * memfd was one of the closed numbers and the image took it over.
  *
+ * `vmm_table_holds_objects`: what the VMM's table holds while the guest
+ * runs: one socket per object, no memfd but the converted memslot RAM's
+ * (kvm_run and ring pages are kept by mapping alone, the storage by the
+ * guest process), and the objects' library ends in the
+ * keeper thread's table instead (src/uapi/keeper.c).
+ *
  * `own_fds_answer_ebadf`: every call on one of guestmem's descriptors
  * answers as on a number that is not open (dup2 onto one: EBUSY), and its
  * /proc/self/fd link as a missing one (ENOENT).
@@ -26,7 +32,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <guestmem/sys.h>
@@ -209,6 +217,109 @@ TEST(by_raw_close_loop)
 TEST(by_raw_close_range)
 {
 	hygiene(RAW_CLOSE_RANGE);
+}
+
+/* readlink of /proc/self/fd/N or /proc/self/task/T/fd/N, raw (unhidden). */
+static bool fd_link(const char *dir, const char *name, char *buf, size_t size)
+{
+	char path[320];
+	long n;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	n = syscall(SYS_readlink, path, buf, size - 1);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	return true;
+}
+
+/* The keeper thread's fd directory, found by its name; "" if none. */
+static void keeper_fd_dir(char *out, size_t size)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+
+	ASSERT_TRUE(d != NULL);
+	out[0] = '\0';
+	while ((e = readdir(d))) {
+		char path[300], comm[32] = "";
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(comm, sizeof(comm), f) && !strcmp(comm, "gm-keeper\n"))
+			snprintf(out, size, "/proc/self/task/%s/fd", e->d_name);
+		fclose(f);
+	}
+	closedir(d);
+}
+
+/* A guestmem object's end: its abstract name (src/uapi/remote.c), raw. */
+static bool is_object(int fd)
+{
+	struct sockaddr_un a;
+	socklen_t len = sizeof(a);
+
+	return syscall(SYS_getsockname, fd, &a, &len) == 0 && len > sizeof(sa_family_t) + 1 &&
+	       a.sun_path[0] == '\0' && !strncmp(a.sun_path + 1, "guestmem-file:", 14);
+}
+
+TEST(vmm_table_holds_objects)
+{
+	int objects[] = { 0, 0, 0, 0 }, n_obj = 0, n_sock_own = 0, n_keeper = 0, n_peers = 0;
+	char link[256], kdir[300];
+	struct setup s;
+	struct dirent *e;
+	DIR *d;
+
+	setup_vm(&s);
+	ASSERT_EQ(guest_reads(&s), 0x5a5a);
+	objects[0] = s.m.kvm, objects[1] = s.m.fd, objects[2] = s.m.vcpu, objects[3] = s.gmem;
+
+	d = opendir("/proc/self/fd");
+	ASSERT_TRUE(d != NULL);
+	while ((e = readdir(d))) {
+		int fd = atoi(e->d_name);
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9' || fd == dirfd(d) ||
+		    !fd_link("/proc/self/fd", e->d_name, link, sizeof(link)))
+			continue;
+		/*
+		 * No memfd but one: the file that memslot RAM the VMM
+		 * allocated privately became, so the guest process can map
+		 * it (README "Memslot RAM"), is still kept here.
+		 */
+		ASSERT_MSG(!strstr(link, "memfd:") || strstr(link, "memfd:guestmem-ram"),
+			   "fd %d is %s", fd, link);
+		if (is_object(fd)) {
+			ASSERT_MSG(is_keep(fd, objects, 4), "fd %d is an object we did not make", fd);
+			n_obj++;
+		} else if (fd < 512 && !strncmp(link, "socket:", 7)) {
+			n_sock_own++;
+		}
+	}
+	closedir(d);
+	ASSERT_EQ(n_obj, 4); /* /dev/kvm, the VM, its vCPU, the guest_memfd: once each */
+	ASSERT_EQ(n_sock_own, 0);
+
+	/* Their library ends: in the keeper's table, with its listener and epoll set. */
+	keeper_fd_dir(kdir, sizeof(kdir));
+	ASSERT_MSG(kdir[0], "no gm-keeper thread");
+	d = opendir(kdir);
+	ASSERT_TRUE(d != NULL);
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.' || !fd_link(kdir, e->d_name, link, sizeof(link)))
+			continue;
+		n_keeper++;
+		n_peers += !strncmp(link, "socket:", 7);
+	}
+	closedir(d);
+	ASSERT_EQ(n_peers, 4 + 1); /* a peer per object, the listener */
+	ASSERT_EQ(n_keeper, 4 + 2); /* and the epoll set */
 }
 
 /* guestmem's descriptors: the numbers at or above the floor we did not open. */
