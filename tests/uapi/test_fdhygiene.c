@@ -46,6 +46,7 @@
 #define guestmem_sys_munmap munmap
 #define guestmem_sys_close close
 #include "../unit/x86_vm.h"
+#include "keeper_table.h"
 
 #define PORT2 0x11
 #define IMAGE_SIZE (1 << 20)
@@ -233,31 +234,6 @@ static bool fd_link(const char *dir, const char *name, char *buf, size_t size)
 	return true;
 }
 
-/* The keeper thread's fd directory, found by its name; "" if none. */
-static void keeper_fd_dir(char *out, size_t size)
-{
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-
-	ASSERT_TRUE(d != NULL);
-	out[0] = '\0';
-	while ((e = readdir(d))) {
-		char path[300], comm[32] = "";
-		FILE *f;
-
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (fgets(comm, sizeof(comm), f) && !strcmp(comm, "gm-keeper\n"))
-			snprintf(out, size, "/proc/self/task/%s/fd", e->d_name);
-		fclose(f);
-	}
-	closedir(d);
-}
-
 /* A guestmem object's end: its abstract name (src/uapi/remote.c), raw. */
 static bool is_object(int fd)
 {
@@ -307,8 +283,7 @@ TEST(vmm_table_holds_objects)
 	ASSERT_EQ(n_sock_own, 0);
 
 	/* Their library ends: in the keeper's table, with its listener and epoll set. */
-	keeper_fd_dir(kdir, sizeof(kdir));
-	ASSERT_MSG(kdir[0], "no gm-keeper thread");
+	ASSERT_MSG(keeper_fd_dir(kdir, sizeof(kdir)), "no gm-keeper thread");
 	d = opendir(kdir);
 	ASSERT_TRUE(d != NULL);
 	while ((e = readdir(d))) {

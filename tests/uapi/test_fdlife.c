@@ -41,6 +41,7 @@
 #include "uapi/uapi.h"
 #endif
 #include "harness.h"
+#include "keeper_table.h"
 #include "sysmap.h"
 
 #define PG 4096
@@ -79,31 +80,12 @@ static int vmm_fds(void)
  */
 static int keeper_fds(void)
 {
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	int n = 0;
+	char dir[300];
+	int n;
 
-	ASSERT_TRUE(d != NULL);
-	while ((e = readdir(d))) {
-		char path[300], comm[32] = "";
-		FILE *f;
-
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (!fgets(comm, sizeof(comm), f))
-			comm[0] = '\0';
-		fclose(f);
-		if (strcmp(comm, "gm-keeper\n"))
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/fd", e->d_name);
-		n = count_dir(path);
-		break;
-	}
-	closedir(d);
+	if (!keeper_fd_dir(dir, sizeof(dir)))
+		return 0;
+	n = count_dir(dir);
 	return n < 0 ? 0 : n;
 }
 
