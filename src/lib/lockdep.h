@@ -54,6 +54,7 @@ enum gm_lock_class {
 	GM_LOCK_S2_POOL,	/* a VM's stage-2 table pool (mmu->pool.lock) */
 	GM_LOCK_REAP,		/* gm_reap_lock (deferred releases) */
 	GM_LOCK_GPROC_CTL,	/* gproc vm->ctl_lock (guest-process control socket) */
+	GM_LOCK_SIGFD,		/* gm_sigfd_lock (src/vcpu/sigwait.c) */
 	GM_LOCK_KEEPER_CONNECT,	/* gm_keeper_connect_lock (src/uapi/keeper.c) */
 	GM_LOCK_WORKER,		/* a gm_worker's lock (src/lib/worker.h) */
 	GM_LOCK_NR_CLASSES,

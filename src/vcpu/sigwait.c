@@ -17,6 +17,8 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
 
@@ -38,24 +40,83 @@ static void watched_set(const sigset_t *run_mask, sigset_t *out)
 			sigdelset(out, sig);
 }
 
+/*
+ * One signalfd per distinct watched set, shared by the vCPUs whose run
+ * masks agree (usually all of them): a signalfd polls readable for the
+ * signals pending for the thread that polls it, so one file serves every
+ * vCPU thread, and the VMM's table holds one, not one per vCPU.
+ * gm_sigfd_lock: the list and the reference counts; a leaf.
+ */
+struct kvm_sigfd {
+	struct kvm_sigfd *next;
+	sigset_t set;
+	int fd;
+	long refs;
+};
+
+static pthread_mutex_t gm_sigfd_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct kvm_sigfd *gm_sigfds;
+
+static struct kvm_sigfd *sigfd_get(const sigset_t *want, int *err)
+{
+	struct kvm_sigfd *s;
+	int fd;
+
+	gm_mutex_lock(&gm_sigfd_lock, GM_LOCK_SIGFD);
+	for (s = gm_sigfds; s; s = s->next)
+		if (!memcmp(&s->set, want, sizeof(*want)))
+			break;
+	if (!s) {
+		fd = signalfd(-1, want, SFD_NONBLOCK | SFD_CLOEXEC);
+		s = fd < 0 ? NULL : malloc(sizeof(*s));
+		if (!s) {
+			*err = fd < 0 ? -errno : -ENOMEM;
+			if (fd >= 0)
+				gm_raw_close(fd);
+			gm_mutex_unlock(&gm_sigfd_lock);
+			return NULL;
+		}
+		*s = (struct kvm_sigfd){ .next = gm_sigfds, .set = *want, .fd = gm_fd_own(fd) };
+		gm_sigfds = s;
+	}
+	s->refs++;
+	gm_mutex_unlock(&gm_sigfd_lock);
+	return s;
+}
+
+void kvm_vcpu_sigfd_put(struct kvm_sigfd *s)
+{
+	struct kvm_sigfd **pp;
+
+	if (!s)
+		return;
+	gm_mutex_lock(&gm_sigfd_lock, GM_LOCK_SIGFD);
+	if (--s->refs == 0) {
+		for (pp = &gm_sigfds; *pp != s; pp = &(*pp)->next)
+			;
+		*pp = s->next;
+		gm_fd_close(s->fd);
+		free(s);
+	}
+	gm_mutex_unlock(&gm_sigfd_lock);
+}
+
 int kvm_vcpu_sigfd(struct kvm_vcpu *v, const sigset_t *run_mask)
 {
+	struct kvm_sigfd *s;
 	sigset_t want;
-	int fd;
+	int err = 0;
 
 	lockdep_assert_held(&v->mutex);
 	watched_set(run_mask, &want);
-	if (v->sig_fd >= 0 && !memcmp(&want, &v->sig_fd_set, sizeof(want)))
-		return v->sig_fd;
-	/* Creates the fd the first time; later changes only its mask. */
-	fd = signalfd(v->sig_fd, &want, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (v->sig_fd < 0)
-		fd = gm_fd_own(fd);
-	v->sig_fd = fd;
-	v->sig_fd_set = want;
-	return fd;
+	if (v->sigfd && !memcmp(&want, &v->sigfd->set, sizeof(want)))
+		return v->sigfd->fd;
+	s = sigfd_get(&want, &err);
+	if (!s)
+		return err;
+	kvm_vcpu_sigfd_put(v->sigfd);
+	v->sigfd = s;
+	return s->fd;
 }
 
 bool kvm_vcpu_signal_pending(struct kvm_vcpu *v, const sigset_t *run_mask, int timeout_ms)

@@ -98,7 +98,7 @@ static void vcpu_free(struct kvm_vcpu *v)
 	if (v->run)
 		gm_raw_munmap(v->run, VCPU_RUN_MAP_LEN);
 	gm_fd_close(v->wake_fd);
-	gm_fd_close(v->sig_fd);
+	kvm_vcpu_sigfd_put(v->sigfd);
 	vcpu_shared_put(v->shared);
 	kvm_dirty_ring_free(&v->dirty_ring);
 	free(v->cpuid);
@@ -118,7 +118,7 @@ static int vcpu_alloc(struct kvm *kvm, uint32_t id, struct kvm_vcpu **out)
 		return -ENOMEM;
 	v->kvm = kvm;
 	v->vcpu_id = id;
-	v->wake_fd = v->sig_fd = -1;
+	v->wake_fd = -1;
 	v->guest.vcpu = v;
 	v->state = GUEST_NOT_STARTED;
 	gm_check_pthread(pthread_mutex_init(&v->mutex, NULL));

@@ -81,6 +81,8 @@ struct kvm_vcpu_shared {
 	struct kvm_coalesced_mmio_ring *ring; /* a one-page memfd (lib/shmap.h) */
 };
 
+struct kvm_sigfd;
+
 struct kvm_vcpu {
 	struct kvm *kvm; /* no reference: the vCPU lives as long as the VM */
 	uint32_t vcpu_id;
@@ -123,8 +125,9 @@ struct kvm_vcpu {
 	bool exited;	/* parked at an exit (false: at a stop point) */
 	bool dying;	/* VM destruction: the parked guest thread ends */
 	int wake_fd;	/* eventfd: the guest parked; KVM_RUN polls it */
-	int sig_fd;	/* signalfd of the signals KVM_RUN's mask lets through (sigwait.c) */
-	sigset_t sig_fd_set; /* its mask; both under vcpu->mutex */
+	/* The signalfd of the signals KVM_RUN's mask lets through, shared with
+	 * the vCPUs whose masks agree (sigwait.c); under vcpu->mutex. */
+	struct kvm_sigfd *sigfd;
 	bool waiter_sleeping; /* KVM_RUN is (about to be) in ppoll: write wake_fd */
 	bool kick;	/* READ_ONCE in every accessor: stop at the next one */
 
@@ -198,6 +201,8 @@ int kvm_arch_vcpu_ioctl_run(struct kvm_vcpu *vcpu, unsigned long arg);
  * Context: vcpu->mutex held, every signal blocked (KVM_RUN).
  */
 int kvm_vcpu_sigfd(struct kvm_vcpu *v, const sigset_t *run_mask);
+/* Drop a vCPU's reference to its signalfd (NULL: none). */
+void kvm_vcpu_sigfd_put(struct kvm_sigfd *s);
 bool kvm_vcpu_signal_pending(struct kvm_vcpu *v, const sigset_t *run_mask, int timeout_ms);
 /* A signal ends KVM_RUN: KVM_EXIT_INTR, counted; returns -EINTR for KVM_RUN. */
 int kvm_vcpu_exit_intr(struct kvm_vcpu *v);
