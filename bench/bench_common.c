@@ -35,7 +35,7 @@ struct bench_section {
 };
 
 static const struct bench_section bench_sections[] = {
-	{ "core", "attributes (empty map, up to 1,000,000 runs), memslot lookup, notifier, fallocate",
+	{ "core", "attributes (empty map, up to 1,000,000 runs), memslot lookup, notifier, fallocate, object life",
 	  "10 s, 1.1 GiB", bench_core_items },
 	{ "vcpu", "first touch, hits, conversions, invalidation storm", "32 s, 0.1 GiB",
 	  bench_vcpu_items },

@@ -14,7 +14,11 @@
  *  - fallocate of 1 GiB of guest_memfd vs writing 1 GiB of fresh anonymous
  *    memory (goal: within 2x);
  *  - scattered 4 KiB fallocate of a guest_memfd vs a plain memfd (issue #11
- *    item 4, goal: within 1.2x).
+ *    item 4, goal: within 1.2x);
+ *  - an object's life (open /dev/kvm, KVM_CREATE_VM, KVM_CREATE_VCPU, the
+ *    three closes) vs opening and closing /dev/null three times: what an
+ *    fd that is a guestmem object costs over a plain one (each object's
+ *    library end lives in the keeper's own table: src/uapi/keeper.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -541,6 +545,52 @@ static int bench_scattered_fallocate(void)
 	return r;
 }
 
+#define LIFE_ROUNDS 200
+
+/* ns per round of @plain ? three /dev/null fds : three objects, opened and closed. */
+static double life_round(bool plain)
+{
+	uint64_t t0 = bench_now_ns();
+
+	for (int i = 0; i < LIFE_ROUNDS; i++) {
+		int a, b, c;
+
+		if (plain) {
+			a = open("/dev/null", O_RDWR | O_CLOEXEC);
+			b = open("/dev/null", O_RDWR | O_CLOEXEC);
+			c = open("/dev/null", O_RDWR | O_CLOEXEC);
+		} else {
+			a = guestmem_sys_open("/dev/kvm", O_RDWR | O_CLOEXEC);
+			b = a < 0 ? -1 : guestmem_sys_ioctl(a, KVM_CREATE_VM, 0);
+			c = b < 0 ? -1 : guestmem_sys_ioctl(b, KVM_CREATE_VCPU, 0);
+		}
+		if (a < 0 || b < 0 || c < 0)
+			return -1;
+		if (plain) {
+			close(c), close(b), close(a);
+		} else {
+			guestmem_sys_close(c), guestmem_sys_close(b), guestmem_sys_close(a);
+		}
+	}
+	return (double)(bench_now_ns() - t0) / LIFE_ROUNDS;
+}
+
+static int bench_object_life(void)
+{
+	double o[9], p[9];
+
+	for (int i = 0; i < 9; i++) {
+		bench_progress("object life, %d of 9", i + 1);
+		p[i] = life_round(true);
+		o[i] = life_round(false);
+		if (o[i] < 0 || p[i] < 0)
+			return errno ? -errno : -EIO;
+	}
+	bench_row("3 objects made and closed vs 3 /dev/null (us)", bench_median(o, 9) / 1e3,
+		  bench_median(p, 9) / 1e3, "us", "");
+	return 0;
+}
+
 const struct bench_item bench_core_items[] = {
 	{ "attr-range", bench_attr_range },
 	{ "attr-runs", bench_attr_runs },
@@ -549,5 +599,6 @@ const struct bench_item bench_core_items[] = {
 	{ "lookup", bench_lookup },
 	{ "fallocate", bench_fallocate },
 	{ "fallocate-scattered", bench_scattered_fallocate },
+	{ "object-life", bench_object_life },
 	{ NULL, NULL },
 };

@@ -56,6 +56,7 @@ static socklen_t gm_keeper_addrlen;
  * accepted one from this process is the caller's (a leaf: taken by file
  * creation under no other uapi lock). */
 static pthread_mutex_t gm_keeper_connect_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool gm_keeper_ready; /* servant and keeper set up; under the lock above */
 
 struct gm_keeper_event {
 	ino_t ino;
@@ -187,13 +188,19 @@ static long gm_keeper_accept(void *arg)
 int gm_keeper_connect(int app_fd, ino_t ino)
 {
 	struct gm_keeper_accept a = { ino };
-	long r;
+	long r = 0;
 
 	gm_mutex_lock(&gm_keeper_connect_lock, GM_LOCK_KEEPER_CONNECT);
-	/* The servant first, from this thread: it must share the VMM's table. */
-	r = gm_worker_call(&gm_servant, gm_keeper_nothing, NULL);
-	if (!r)
-		r = gm_worker_call(&gm_keeper, gm_keeper_setup, NULL);
+	/*
+	 * Once: the servant first, from this thread (it must share the
+	 * VMM's table), then the keeper's sockets.  Each call is a hand-off.
+	 */
+	if (!gm_keeper_ready) {
+		r = gm_worker_call(&gm_servant, gm_keeper_nothing, NULL);
+		if (!r)
+			r = gm_worker_call(&gm_keeper, gm_keeper_setup, NULL);
+		gm_keeper_ready = !r;
+	}
 	if (!r && GM_RAW_SYSCALL(SYS_connect, app_fd, &gm_keeper_addr, gm_keeper_addrlen))
 		r = -errno;
 	if (!r)
@@ -217,10 +224,8 @@ bool gm_keeper_peer_hung_up(int peer)
 
 static long gm_keeper_drop(void *arg)
 {
-	int peer = *(int *)arg;
-
 	/* Closing drops the epoll item too: the keeper's is the only copy. */
-	return gm_raw_close(peer);
+	return gm_raw_close(*(int *)arg);
 }
 
 void gm_keeper_drop_peer(int peer)
@@ -298,4 +303,5 @@ void gm_keeper_forget(void)
 	gm_worker_forget(&gm_keeper);
 	gm_worker_forget(&gm_servant);
 	gm_keeper_listen = gm_keeper_epfd = -1;
+	gm_keeper_ready = false;
 }

@@ -195,7 +195,11 @@ void gm_remote_serve(struct gm_file *f);
  * watched for requests and the last close; or -errno.
  */
 int gm_keeper_connect(int app_fd, ino_t ino);
-/* Whether the application's last reference to @peer's object is gone. */
+/*
+ * Whether the application's last reference to @peer's object is gone.
+ * The peer stays open until the release (gm_keeper_drop_peer()), so a
+ * thread that sees the keeper's table shrink also sees the object gone.
+ */
 bool gm_keeper_peer_hung_up(int peer);
 /* Close @peer (and so stop watching it); -1: nothing. */
 void gm_keeper_drop_peer(int peer);
