@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <linux/close_range.h>
 #include <stdint.h>
+#include <time.h>
 #include <semaphore.h>
 
 #include "lockdep.h"
@@ -16,8 +17,39 @@ struct gm_work {
 	long (*fn)(void *);
 	void *arg;
 	long ret;
-	bool done;
+	bool done;    /* atomic: release by the worker, acquire by the caller */
+	bool waiting; /* the caller sleeps on w->cv (under w->lock) */
 };
+
+/*
+ * Calls come in bursts (a create's accept, a close's check then release)
+ * and each runs one system call, so both sides spin this long before
+ * sleeping: a sleeping thread's wake-up costs tens of microseconds on a
+ * paravirtualised host, several times the work.
+ */
+#define GM_WORKER_SPIN_NS 100000
+
+static uint64_t gm_worker_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Spin until *@flag is set or the spin time is up; whether it was set. */
+static bool gm_worker_spin(const void *const *ptr, const bool *flag)
+{
+	uint64_t end = gm_worker_now_ns() + GM_WORKER_SPIN_NS;
+
+	do {
+		if (flag ? __atomic_load_n(flag, __ATOMIC_ACQUIRE)
+			 : __atomic_load_n(ptr, __ATOMIC_ACQUIRE) != NULL)
+			return true;
+		__builtin_ia32_pause();
+	} while (gm_worker_now_ns() < end);
+	return false;
+}
 
 /* The worker the calling thread belongs to, if any. */
 static __thread const struct gm_worker *gm_worker_self;
@@ -30,6 +62,7 @@ bool gm_worker_current(const struct gm_worker *w)
 static void *gm_worker_main(void *arg)
 {
 	struct gm_worker *w = arg;
+	bool spun = false;
 	int err = 0;
 
 	gm_worker_self = w;
@@ -46,17 +79,28 @@ static void *gm_worker_main(void *arg)
 		struct gm_work *work = w->head;
 
 		if (!work) {
+			if (!spun) {
+				spun = true;
+				gm_mutex_unlock(&w->lock);
+				gm_worker_spin((const void *const *)&w->head, NULL);
+				gm_mutex_lock(&w->lock, GM_LOCK_WORKER);
+				continue;
+			}
+			w->idle = true;
 			gm_check_pthread(pthread_cond_wait(&w->cv, &w->lock));
+			w->idle = false;
 			continue;
 		}
-		w->head = work->next;
+		spun = false;
+		__atomic_store_n(&w->head, work->next, __ATOMIC_RELAXED);
 		if (!w->head)
 			w->tail = &w->head;
 		gm_mutex_unlock(&w->lock);
 		work->ret = work->fn(work->arg);
 		gm_mutex_lock(&w->lock, GM_LOCK_WORKER);
-		work->done = true;
-		gm_check_pthread(pthread_cond_broadcast(&w->cv));
+		__atomic_store_n(&work->done, true, __ATOMIC_RELEASE);
+		if (work->waiting)
+			gm_check_pthread(pthread_cond_broadcast(&w->cv));
 	}
 	gm_mutex_unlock(&w->lock);
 	return NULL;
@@ -101,10 +145,19 @@ static long gm_worker_call_in(struct gm_worker *w, long (*fn)(void *), void *arg
 		gm_mutex_unlock(&w->lock);
 		return err;
 	}
+	/* Release: a spinning worker reads the call through w->head. */
 	*w->tail = &work;
+	if (w->tail == &w->head)
+		__atomic_store_n(&w->head, &work, __ATOMIC_RELEASE);
 	w->tail = &work.next;
-	gm_check_pthread(pthread_cond_broadcast(&w->cv));
-	while (!work.done)
+	if (w->idle)
+		gm_check_pthread(pthread_cond_broadcast(&w->cv));
+	gm_mutex_unlock(&w->lock);
+	if (gm_worker_spin(NULL, &work.done))
+		return work.ret;
+	gm_mutex_lock(&w->lock, GM_LOCK_WORKER);
+	work.waiting = true;
+	while (!__atomic_load_n(&work.done, __ATOMIC_ACQUIRE))
 		gm_check_pthread(pthread_cond_wait(&w->cv, &w->lock));
 	gm_mutex_unlock(&w->lock);
 	return work.ret;

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * A library thread that runs calls for other threads, one at a time, and
- * returns each call's result to its caller (a synchronous hand-off).
+ * returns each call's result to its caller (a synchronous hand-off; both
+ * sides spin briefly before sleeping, see worker.c).
  *
  * With @own_table the thread starts with a descriptor table of its own,
  * empty (close_range(CLOSE_RANGE_UNSHARE) over every number), and threads
@@ -24,7 +25,8 @@ struct gm_worker {
 	/* lock: the queue, state and err; a leaf (calls run without it). */
 	pthread_mutex_t lock;
 	pthread_cond_t cv; /* with lock: work queued, work done, state changed */
-	struct gm_work *head, **tail;
+	struct gm_work *head, **tail; /* head also read by the spinning worker */
+	bool idle; /* the worker sleeps on cv */
 	enum { GM_WORKER_IDLE, GM_WORKER_STARTING, GM_WORKER_RUNNING, GM_WORKER_FAILED } state;
 	int err; /* why it failed to start: calls get it */
 };

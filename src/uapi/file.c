@@ -269,6 +269,17 @@ struct gm_file *gm_file_lookup_foreign(int fd)
 
 /* ---- events from the keeper --------------------------------------------- */
 
+bool gm_file_registered(ino_t ino)
+{
+	struct gm_file *f = gm_file_find_ino(ino);
+
+	if (!f)
+		return false;
+	/* Never the last: the registry's reference is still there. */
+	__atomic_sub_fetch(&f->refs, 1, __ATOMIC_RELEASE);
+	return true;
+}
+
 /*
  * An event on @ino's peer, on the servant thread (keeper.c): the VMM's
  * descriptor table, no locks held.

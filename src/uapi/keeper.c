@@ -91,6 +91,13 @@ static void *gm_keeper_watch(void *arg)
 			struct gm_keeper_event e = { (ino_t)ev[i].data.u64, ev[i].events };
 
 			/*
+			 * A close through the library has released it already
+			 * (usually by now): no need to wake the servant.
+			 */
+			if (!gm_file_registered(e.ino))
+				continue;
+
+			/*
 			 * Started by a creating thread, so that it shares the
 			 * VMM's table; if it could not start, the closing
 			 * thread still releases (requests wait for it).

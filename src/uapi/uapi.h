@@ -215,6 +215,8 @@ void gm_keeper_reply(int reply, const void *buf, size_t len);
 void gm_keeper_forget(void);
 /* An event on the peer of @ino (keeper.c -> file.c, on the servant thread). */
 void gm_file_event(ino_t ino, uint32_t events);
+/* Whether @ino's file is still in the registry (any thread, no fds). */
+bool gm_file_registered(ino_t ino);
 
 /* ---- user memory (src/uapi/usercopy.c) ------------------------------- */
 
