@@ -361,6 +361,30 @@ static void gm_atfork_register(void)
 
 /* ---- create / install / release --------------------------------------- */
 
+/* A socketpair whose library end the keeper adopts: the peer, or -errno. */
+static int gm_file_pair_adopted(bool cloexec, enum gm_file_type type, int *app_fd,
+				struct stat *st)
+{
+	int sv[2], r;
+
+	if (gm_raw_socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
+		return -errno;
+	if ((!cloexec && gm_raw_fcntl(sv[0], F_SETFD, 0)) || gm_raw_fstat(sv[0], st)) {
+		r = -errno;
+		gm_raw_close(sv[0]);
+		gm_raw_close(sv[1]);
+		return r;
+	}
+	gm_remote_bind(sv[0], type, st->st_ino);
+	r = gm_keeper_adopt(sv[1], st->st_ino);
+	gm_raw_close(sv[1]); /* the keeper's copy is the one that counts */
+	if (r < 0)
+		gm_raw_close(sv[0]);
+	else
+		*app_fd = sv[0];
+	return r;
+}
+
 int gm_file_create(enum gm_file_type type, const struct gm_file_ops *ops, const char *name,
 		   int f_flags, bool cloexec, struct gm_file **out)
 {
@@ -380,6 +404,12 @@ int gm_file_create(enum gm_file_type type, const struct gm_file_ops *ops, const 
 	}
 	gm_remote_bind(fd, type, st.st_ino);
 	r = gm_keeper_connect(fd, st.st_ino);
+	if (r == -ECONNREFUSED || r == -ENOENT) {
+		/* Another network namespace than the keeper's: hand a pair's end over. */
+		gm_raw_close(fd);
+		fd = -1;
+		r = gm_file_pair_adopted(cloexec, type, &fd, &st);
+	}
 	if (r < 0)
 		goto fail;
 	gm_check_pthread(pthread_mutex_init(&f->pos_lock, NULL));

@@ -23,6 +23,7 @@
  * random part; a connection from any other process is closed unread.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -31,6 +32,8 @@
 #include <sys/epoll.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -150,13 +153,38 @@ fail:
 
 struct gm_keeper_accept {
 	ino_t ino;
+	/* gm_keeper_adopt(): the caller's thread, its copy of the peer and the peer's inode */
+	pid_t tid;
+	int fd;
+	ino_t peer_ino;
 };
+
+/* On the keeper: shut @peer for writing and watch it; @peer or -errno. */
+static long gm_keeper_watch_peer(int peer, ino_t ino)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.u64 = ino };
+
+	/*
+	 * Nothing is ever sent to the application's end: with ours shut for
+	 * writing, a read or recv that reaches the socket (a raw system call
+	 * nobody routed) returns 0 at once instead of blocking.  Ours still
+	 * sees POLLHUP only when the application's last reference closes.
+	 */
+	gm_raw_shutdown(peer, SHUT_WR);
+	/* EPOLLIN: requests from other holders (remote.c). */
+	if (gm_raw_epoll_ctl(gm_keeper_epfd, EPOLL_CTL_ADD, peer, &ev)) {
+		int err = -errno;
+
+		gm_raw_close(peer);
+		return err;
+	}
+	return peer;
+}
 
 /* On the keeper: the peer of this process's connection in flight. */
 static long gm_keeper_accept(void *arg)
 {
 	const struct gm_keeper_accept *a = arg;
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.u64 = a->ino };
 
 	for (;;) {
 		struct ucred cred;
@@ -173,23 +201,55 @@ static long gm_keeper_accept(void *arg)
 			gm_raw_close(peer);
 			continue;
 		}
-		/*
-		 * Nothing is ever sent to the application's end: with ours
-		 * shut for writing, a read or recv that reaches the socket (a
-		 * raw system call nobody routed) returns 0 at once instead of
-		 * blocking.  Ours still sees POLLHUP only when the
-		 * application's last reference closes.
-		 */
-		gm_raw_shutdown(peer, SHUT_WR);
-		/* EPOLLIN: requests from other holders (remote.c). */
-		if (gm_raw_epoll_ctl(gm_keeper_epfd, EPOLL_CTL_ADD, peer, &ev)) {
-			int err = -errno;
-
-			gm_raw_close(peer);
-			return err;
-		}
-		return peer;
+		return gm_keeper_watch_peer(peer, a->ino);
 	}
+}
+
+#ifndef PIDFD_THREAD
+#define PIDFD_THREAD O_EXCL /* Linux 6.9 */
+#endif
+
+/*
+ * On the keeper: take a copy of the caller's descriptor a->fd into this
+ * table.  The caller's thread's table if the kernel names threads by
+ * pidfd (6.9), else the process's (the leader's); the inode must match,
+ * or a thread with a table of its own would hand us another file.
+ */
+static long gm_keeper_adopt_here(void *arg)
+{
+	const struct gm_keeper_accept *a = arg;
+	int pidfd = (int)GM_RAW_SYSCALL(SYS_pidfd_open, a->tid, PIDFD_THREAD);
+	struct stat st;
+	int peer;
+
+	if (pidfd < 0 && errno == EINVAL)
+		pidfd = (int)GM_RAW_SYSCALL(SYS_pidfd_open, getpid(), 0);
+	if (pidfd < 0)
+		return -errno;
+	peer = (int)GM_RAW_SYSCALL(SYS_pidfd_getfd, pidfd, a->fd, 0);
+	gm_raw_close(pidfd);
+	if (peer < 0)
+		return -errno;
+	if (gm_raw_fstat(peer, &st) || st.st_ino != a->peer_ino) {
+		gm_raw_close(peer);
+		return -EBADF;
+	}
+	return gm_keeper_watch_peer(peer, a->ino);
+}
+
+/* Set the servant and the keeper up, once.  Context: the connect lock. */
+static long gm_keeper_ready_locked(void)
+{
+	long r = 0;
+
+	/* The servant first, from this thread: it must share the VMM's table. */
+	if (!gm_keeper_ready) {
+		r = gm_worker_call(&gm_servant, gm_keeper_nothing, NULL);
+		if (!r)
+			r = gm_worker_call(&gm_keeper, gm_keeper_setup, NULL);
+		gm_keeper_ready = !r;
+	}
+	return r;
 }
 
 int gm_keeper_connect(int app_fd, ino_t ino)
@@ -198,20 +258,28 @@ int gm_keeper_connect(int app_fd, ino_t ino)
 	long r = 0;
 
 	gm_mutex_lock(&gm_keeper_connect_lock, GM_LOCK_KEEPER_CONNECT);
-	/*
-	 * Once: the servant first, from this thread (it must share the
-	 * VMM's table), then the keeper's sockets.  Each call is a hand-off.
-	 */
-	if (!gm_keeper_ready) {
-		r = gm_worker_call(&gm_servant, gm_keeper_nothing, NULL);
-		if (!r)
-			r = gm_worker_call(&gm_keeper, gm_keeper_setup, NULL);
-		gm_keeper_ready = !r;
-	}
+	r = gm_keeper_ready_locked();
 	if (!r && GM_RAW_SYSCALL(SYS_connect, app_fd, &gm_keeper_addr, gm_keeper_addrlen))
 		r = -errno;
 	if (!r)
 		r = gm_worker_call(&gm_keeper, gm_keeper_accept, &a);
+	gm_mutex_unlock(&gm_keeper_connect_lock);
+	return (int)r;
+}
+
+int gm_keeper_adopt(int peer_fd, ino_t ino)
+{
+	struct gm_keeper_accept a = { .ino = ino, .tid = (pid_t)syscall(SYS_gettid), .fd = peer_fd };
+	struct stat st;
+	long r;
+
+	if (gm_raw_fstat(peer_fd, &st))
+		return -errno;
+	a.peer_ino = st.st_ino;
+	gm_mutex_lock(&gm_keeper_connect_lock, GM_LOCK_KEEPER_CONNECT);
+	r = gm_keeper_ready_locked();
+	if (!r)
+		r = gm_worker_call(&gm_keeper, gm_keeper_adopt_here, &a);
 	gm_mutex_unlock(&gm_keeper_connect_lock);
 	return (int)r;
 }

@@ -196,6 +196,12 @@ void gm_remote_serve(struct gm_file *f);
  */
 int gm_keeper_connect(int app_fd, ino_t ino);
 /*
+ * The same for a socketpair's library end @peer_fd (the caller still
+ * closes its copy): for a thread in another network namespace than the
+ * keeper's listener.  The keeper takes a copy with pidfd_getfd().
+ */
+int gm_keeper_adopt(int peer_fd, ino_t ino);
+/*
  * Whether the application's last reference to @peer's object is gone.
  * The peer stays open until the release (gm_keeper_drop_peer()), so a
  * thread that sees the keeper's table shrink also sees the object gone.

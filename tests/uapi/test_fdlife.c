@@ -22,6 +22,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <linux/falloc.h>
 #include <poll.h>
 #include <pthread.h>
@@ -993,6 +994,34 @@ static void t_exec_self(void)
  * which takes the hard limit; through the C API this process's file is
  * sized by ftruncate, which fails (ENOMEM): the README lists it.
  */
+/*
+ * A thread that moved to a network namespace of its own after the first
+ * object (a sandboxing VMM) still makes objects: the keeper's listener
+ * is in the old one, so its library ends are handed over instead.
+ */
+static void t_other_netns(void)
+{
+	int kvm = open_kvm(), vm, vcpu, base;
+	struct stat st;
+
+	if (unshare(CLONE_NEWNET))
+		SKIP("unshare(CLONE_NEWNET): %s (needs CAP_SYS_ADMIN)", strerror(errno));
+	base = nfds();
+	vm = create_vm(kvm);
+	vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+	ASSERT_TRUE(vcpu >= 0);
+	ASSERT_EQ(nfds(), base + 4); /* two fds and their two library ends */
+	ASSERT_EQ(fstat(vm, &st), 0);
+	ASSERT_EQ(st.st_mode, 0600);
+	ASSERT_EQ(ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY), 1);
+	ASSERT_EQ(close(vcpu), 0);
+	ASSERT_EQ(close(vm), 0);
+	/* released at close, as with any object */
+	ASSERT_EQ(nfds(), base);
+	ASSERT_LIVE(T_VM, 0);
+	ASSERT_EQ(close(kvm), 0);
+}
+
 static void t_fsize_soft_limit(void)
 {
 	struct kvm_create_guest_memfd a = { .size = 64 << 20 };
@@ -1041,6 +1070,7 @@ int main(int argc, char **argv)
 	test_add_fn("SCM_RIGHTS to an exec'd program", t_scm_rights_exec, CASE_TIMEOUT);
 	test_add_fn("the creator gone: EIO, not a hang", t_owner_gone, CASE_TIMEOUT);
 	test_add_fn("a guest_memfd above the soft RLIMIT_FSIZE", t_fsize_soft_limit, CASE_TIMEOUT);
+	test_add_fn("objects made in another network namespace", t_other_netns, CASE_TIMEOUT);
 	test_add_fn("exec: the objects stay with the old image", t_exec_self, CASE_TIMEOUT);
 	test_add_fn("readlink names", t_readlink, CASE_TIMEOUT);
 	test_add_fn("fd and status flags", t_fd_flags, CASE_TIMEOUT);
