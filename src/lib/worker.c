@@ -62,7 +62,7 @@ bool gm_worker_current(const struct gm_worker *w)
 static void *gm_worker_main(void *arg)
 {
 	struct gm_worker *w = arg;
-	bool spun = false;
+	bool spun = false, wake;
 	int err = 0;
 
 	gm_worker_self = w;
@@ -98,8 +98,14 @@ static void *gm_worker_main(void *arg)
 		gm_mutex_unlock(&w->lock);
 		work->ret = work->fn(work->arg);
 		gm_mutex_lock(&w->lock, GM_LOCK_WORKER);
+		/*
+		 * Read before done is set: a caller that sees done returns and
+		 * its frame (*work) is gone.  Under the lock, one that did not
+		 * set waiting yet will find done under it and not sleep.
+		 */
+		wake = work->waiting;
 		__atomic_store_n(&work->done, true, __ATOMIC_RELEASE);
-		if (work->waiting)
+		if (wake)
 			gm_check_pthread(pthread_cond_broadcast(&w->cv));
 	}
 	gm_mutex_unlock(&w->lock);
@@ -146,9 +152,10 @@ static long gm_worker_call_in(struct gm_worker *w, long (*fn)(void *), void *arg
 		return err;
 	}
 	/* Release: a spinning worker reads the call through w->head. */
-	*w->tail = &work;
 	if (w->tail == &w->head)
 		__atomic_store_n(&w->head, &work, __ATOMIC_RELEASE);
+	else
+		*w->tail = &work;
 	w->tail = &work.next;
 	if (w->idle)
 		gm_check_pthread(pthread_cond_broadcast(&w->cv));
