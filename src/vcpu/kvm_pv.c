@@ -230,12 +230,27 @@ static int64_t clock_ns(clockid_t id)
 	return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
+/*
+ * BOOTTIME - MONOTONIC (the time spent suspended), at its largest seen:
+ * it only grows, and a reading taken with a preemption between the two
+ * clocks would otherwise come out smaller and step kvm-clock back.
+ */
+static int64_t gm_suspended_ns;
+
 int64_t kvm_arch_kvmclock_base_ns(void)
 {
 	/* Boot time at the raw clock's rate: raw + (boottime - monotonic). */
-	int64_t mono = clock_ns(CLOCK_MONOTONIC), boot = clock_ns(CLOCK_BOOTTIME);
+	int64_t boot = clock_ns(CLOCK_BOOTTIME), mono = clock_ns(CLOCK_MONOTONIC);
+	int64_t off = __atomic_load_n(&gm_suspended_ns, __ATOMIC_RELAXED);
 
-	return clock_ns(CLOCK_MONOTONIC_RAW) + (boot - mono);
+	/* mono read after boot: boot - mono is at most the true offset. */
+	while (boot - mono > off &&
+	       !__atomic_compare_exchange_n(&gm_suspended_ns, &off, boot - mono, false,
+					    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+	if (boot - mono > off)
+		off = boot - mono;
+	return clock_ns(CLOCK_MONOTONIC_RAW) + off;
 }
 
 void kvm_vm_get_clock(struct kvm *kvm, struct kvm_clock_data *data)
