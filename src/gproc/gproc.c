@@ -28,6 +28,7 @@
 #include "lib/lockdep.h"
 #include "lib/ownfd.h"
 #include "lib/sys_raw.h"
+#include "lib/worker.h"
 
 #ifndef MFD_EXEC
 #define MFD_EXEC 0x10u
@@ -45,7 +46,9 @@ struct gp_vm {
 	 * a leaf: nothing else is taken under it (docs/locking.md). */
 	pthread_mutex_t ctl_lock;
 	int ctl;    /* our end of the control socket */
-	int pidfd;  /* the process; readable once it exited */
+	int pidfd;  /* the process, to kill and reap it: in the library's own
+		     * table (lib/worker.h) if pidfd_own_table, else ours */
+	bool pidfd_own_table;
 	pid_t pid;
 	bool cpuid_faulting;
 	bool tsc_faulting;
@@ -204,6 +207,14 @@ static long clone3_on_stack(struct clone_args *ca, void (*fn)(struct child_args 
 	return rax;
 }
 
+/* On the library's own-table worker: its pidfd for @arg's pid, or -errno. */
+static long pidfd_open_here(void *arg)
+{
+	int fd = (int)syscall(SYS_pidfd_open, *(pid_t *)arg, 0);
+
+	return fd < 0 ? -errno : fd;
+}
+
 static int spawn(struct gp_vm *vm, unsigned flags)
 {
 	const size_t stack_size = 64 * 1024;
@@ -212,7 +223,7 @@ static int spawn(struct gp_vm *vm, unsigned flags)
 	int sv[2], exe, pidfd = -1;
 	char arg[16];
 	void *stack;
-	long pid;
+	long pid, r;
 
 	snprintf(arg, sizeof(arg), "%u", flags);
 	if (gm_raw_socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
@@ -256,21 +267,61 @@ static int spawn(struct gp_vm *vm, unsigned flags)
 	}
 	vm->ctl = gm_fd_own(sv[0]);
 	vm->pid = (pid_t)pid;
-	vm->pidfd = gm_fd_own(pidfd);
+	/*
+	 * The pidfd (for the kill and the reap only; death shows as the
+	 * control socket's hang-up) goes to the library's own table, out of
+	 * the VMM's.  Exit signal 0: nobody else reaps it, so the pid is the
+	 * child's until we do.  Kept here if that worker cannot run.
+	 */
+	r = gm_worker_call(&gm_own_table, pidfd_open_here, &vm->pid);
+	vm->pidfd_own_table = r >= 0;
+	if (r >= 0) {
+		gm_raw_close(pidfd);
+		vm->pidfd = (int)r;
+	} else {
+		vm->pidfd = gm_fd_own(pidfd);
+	}
 	return 0;
+}
+
+/* Kill the process if asked and reap it (on the table that holds the pidfd). */
+struct reap_args {
+	int pidfd;
+	bool kill;
+};
+
+static long reap_here(void *arg)
+{
+	const struct reap_args *r = arg;
+	siginfo_t si;
+
+	if (r->kill)
+		syscall(SYS_pidfd_send_signal, r->pidfd, SIGKILL, NULL, 0);
+	while (syscall(SYS_waitid, P_PIDFD, r->pidfd, &si, WEXITED | __WALL, NULL) < 0 &&
+	       errno == EINTR)
+		;
+	return 0;
+}
+
+static long reap_close_here(void *arg)
+{
+	reap_here(arg);
+	return gm_raw_close(((const struct reap_args *)arg)->pidfd);
 }
 
 static void reap(struct gp_vm *vm)
 {
-	struct pollfd p = { .fd = vm->pidfd, .events = POLLIN };
-	siginfo_t si;
+	/* The control socket hangs up when the process is gone (events 0: HUP only). */
+	struct pollfd p = { .fd = vm->ctl, .events = 0 };
+	struct reap_args r = { vm->pidfd, false };
 
-	if (poll(&p, 1, 5000) <= 0)
-		syscall(SYS_pidfd_send_signal, vm->pidfd, SIGKILL, NULL, 0);
-	while (syscall(SYS_waitid, P_PIDFD, vm->pidfd, &si, WEXITED | __WALL, NULL) < 0 &&
-	       errno == EINTR)
-		;
-	gm_fd_close(vm->pidfd);
+	r.kill = poll(&p, 1, 5000) <= 0;
+	if (vm->pidfd_own_table) {
+		gm_worker_call(&gm_own_table, reap_close_here, &r);
+	} else {
+		reap_here(&r);
+		gm_fd_close(vm->pidfd);
+	}
 }
 
 int gp_vm_create(struct gp_vm **out)
@@ -408,9 +459,10 @@ int gp_vm_protect(struct gp_vm *vm, uint64_t gva, uint64_t len, int prot)
 
 /* ---- the mailbox --------------------------------------------------------------- */
 
+/* Gone: its end of the control socket closed (events 0: HUP only). */
 static bool proc_dead(struct gp_vm *vm)
 {
-	struct pollfd p = { .fd = vm->pidfd, .events = POLLIN };
+	struct pollfd p = { .fd = vm->ctl, .events = 0 };
 
 	return poll(&p, 1, 0) > 0;
 }
@@ -473,7 +525,7 @@ static int mbox_wait(struct gp_vcpu *v)
 void gp_vcpu_pollfds(struct gp_vcpu *v, struct pollfd pfd[GP_NR_POLLFDS])
 {
 	pfd[0] = (struct pollfd){ .fd = v->evfd, .events = POLLIN };
-	pfd[1] = (struct pollfd){ .fd = v->vm->pidfd, .events = POLLIN };
+	pfd[1] = (struct pollfd){ .fd = v->vm->ctl, .events = 0 }; /* HUP: it died */
 }
 
 /* ---- vCPUs ------------------------------------------------------------------------ */

@@ -51,6 +51,8 @@ static bool gm_worker_spin(const void *const *ptr, const bool *flag)
 	return false;
 }
 
+struct gm_worker gm_own_table = GM_WORKER_INIT(gm_own_table, "gm-keeper", true);
+
 /* The worker the calling thread belongs to, if any. */
 static __thread const struct gm_worker *gm_worker_self;
 

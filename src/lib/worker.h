@@ -31,6 +31,14 @@ struct gm_worker {
 	int err; /* why it failed to start: calls get it */
 };
 
+/*
+ * The library's own descriptor table, one per process: a worker named
+ * "gm-keeper" with a table of its own.  What it holds: the objects'
+ * socket ends (src/uapi/keeper.c) and the guest processes' pidfds
+ * (src/gproc/gproc.c).
+ */
+extern struct gm_worker gm_own_table;
+
 #define GM_WORKER_INIT(w, nm, own)                                                        \
 	{ .name = (nm), .own_table = (own), .lock = PTHREAD_MUTEX_INITIALIZER,            \
 	  .cv = PTHREAD_COND_INITIALIZER, .tail = &(w).head }

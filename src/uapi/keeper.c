@@ -43,7 +43,7 @@
 #include "lib/worker.h"
 #include "uapi.h"
 
-static struct gm_worker gm_keeper = GM_WORKER_INIT(gm_keeper, "gm-keeper", true);
+/* The keeper is the library's own-table worker, gm_own_table (lib/worker.h). */
 static struct gm_worker gm_servant = GM_WORKER_INIT(gm_servant, "gm-servant", false);
 
 /*
@@ -136,7 +136,7 @@ static long gm_keeper_setup(void *arg)
 	gm_keeper_epfd = gm_raw_epoll_create1(EPOLL_CLOEXEC);
 	if (gm_keeper_epfd < 0)
 		goto fail;
-	err = gm_worker_spawn(&gm_keeper, gm_keeper_watch, NULL);
+	err = gm_worker_spawn(&gm_own_table, gm_keeper_watch, NULL);
 	if (err) {
 		errno = -err;
 		goto fail;
@@ -246,7 +246,7 @@ static long gm_keeper_ready_locked(void)
 	if (!gm_keeper_ready) {
 		r = gm_worker_call(&gm_servant, gm_keeper_nothing, NULL);
 		if (!r)
-			r = gm_worker_call(&gm_keeper, gm_keeper_setup, NULL);
+			r = gm_worker_call(&gm_own_table, gm_keeper_setup, NULL);
 		gm_keeper_ready = !r;
 	}
 	return r;
@@ -262,7 +262,7 @@ int gm_keeper_connect(int app_fd, ino_t ino)
 	if (!r && GM_RAW_SYSCALL(SYS_connect, app_fd, &gm_keeper_addr, gm_keeper_addrlen))
 		r = -errno;
 	if (!r)
-		r = gm_worker_call(&gm_keeper, gm_keeper_accept, &a);
+		r = gm_worker_call(&gm_own_table, gm_keeper_accept, &a);
 	gm_mutex_unlock(&gm_keeper_connect_lock);
 	return (int)r;
 }
@@ -279,7 +279,7 @@ int gm_keeper_adopt(int peer_fd, ino_t ino)
 	gm_mutex_lock(&gm_keeper_connect_lock, GM_LOCK_KEEPER_CONNECT);
 	r = gm_keeper_ready_locked();
 	if (!r)
-		r = gm_worker_call(&gm_keeper, gm_keeper_adopt_here, &a);
+		r = gm_worker_call(&gm_own_table, gm_keeper_adopt_here, &a);
 	gm_mutex_unlock(&gm_keeper_connect_lock);
 	return (int)r;
 }
@@ -294,7 +294,7 @@ static long gm_keeper_hup(void *arg)
 
 bool gm_keeper_peer_hung_up(int peer)
 {
-	return gm_worker_call(&gm_keeper, gm_keeper_hup, &peer) > 0;
+	return gm_worker_call(&gm_own_table, gm_keeper_hup, &peer) > 0;
 }
 
 static long gm_keeper_drop(void *arg)
@@ -306,7 +306,7 @@ static long gm_keeper_drop(void *arg)
 void gm_keeper_drop_peer(int peer)
 {
 	if (peer >= 0)
-		gm_worker_call(&gm_keeper, gm_keeper_drop, &peer);
+		gm_worker_call(&gm_own_table, gm_keeper_drop, &peer);
 }
 
 struct gm_keeper_msg {
@@ -346,7 +346,7 @@ static long gm_keeper_recv(void *arg)
 long gm_keeper_recv_request(int peer, void *buf, size_t len, int *reply)
 {
 	struct gm_keeper_msg m = { .fd = peer, .buf = buf, .len = len };
-	long n = gm_worker_call(&gm_keeper, gm_keeper_recv, &m);
+	long n = gm_worker_call(&gm_own_table, gm_keeper_recv, &m);
 
 	*reply = m.passed;
 	return n;
@@ -367,7 +367,7 @@ void gm_keeper_reply(int reply, const void *buf, size_t len)
 {
 	struct gm_keeper_msg m = { .fd = reply, .buf = (void *)buf, .len = len };
 
-	gm_worker_call(&gm_keeper, gm_keeper_send, &m);
+	gm_worker_call(&gm_own_table, gm_keeper_send, &m);
 }
 
 void gm_keeper_forget(void)
@@ -375,7 +375,7 @@ void gm_keeper_forget(void)
 	pthread_mutex_t mx = PTHREAD_MUTEX_INITIALIZER;
 
 	gm_keeper_connect_lock = mx;
-	gm_worker_forget(&gm_keeper);
+	gm_worker_forget(&gm_own_table);
 	gm_worker_forget(&gm_servant);
 	gm_keeper_listen = gm_keeper_epfd = -1;
 	gm_keeper_ready = false;

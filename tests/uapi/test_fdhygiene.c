@@ -18,7 +18,8 @@
  * `vmm_table_holds_objects`: what the VMM's table holds while the guest
  * runs: one socket per object, no memfd but the converted memslot RAM's
  * (kvm_run and ring pages are kept by mapping alone, the storage by the
- * guest process), and the objects' library ends in the
+ * guest process), no pidfd, and the objects' library ends and the guest
+ * process's pidfd in the
  * keeper thread's table instead (src/uapi/keeper.c).
  *
  * `own_fds_answer_ebadf`: every call on one of guestmem's descriptors
@@ -247,6 +248,7 @@ static bool is_object(int fd)
 TEST(vmm_table_holds_objects)
 {
 	int objects[] = { 0, 0, 0, 0 }, n_obj = 0, n_sock_own = 0, n_keeper = 0, n_peers = 0;
+	int n_pidfds = 0;
 	char link[256], kdir[300];
 	struct setup s;
 	struct dirent *e;
@@ -271,6 +273,8 @@ TEST(vmm_table_holds_objects)
 		 */
 		ASSERT_MSG(!strstr(link, "memfd:") || strstr(link, "memfd:guestmem-ram"),
 			   "fd %d is %s", fd, link);
+		/* The guest process's pidfd is the keeper's (src/gproc/gproc.c). */
+		ASSERT_MSG(strcmp(link, "anon_inode:[pidfd]"), "fd %d is %s", fd, link);
 		if (is_object(fd)) {
 			ASSERT_MSG(is_keep(fd, objects, 4), "fd %d is an object we did not make", fd);
 			n_obj++;
@@ -291,10 +295,12 @@ TEST(vmm_table_holds_objects)
 			continue;
 		n_keeper++;
 		n_peers += !strncmp(link, "socket:", 7);
+		n_pidfds += !strcmp(link, "anon_inode:[pidfd]");
 	}
 	closedir(d);
 	ASSERT_EQ(n_peers, 4 + 1); /* a peer per object, the listener */
-	ASSERT_EQ(n_keeper, 4 + 2); /* and the epoll set */
+	ASSERT_EQ(n_pidfds, 1);	    /* the VM's guest process */
+	ASSERT_EQ(n_keeper, 4 + 3); /* and the epoll set */
 }
 
 /* guestmem's descriptors: the numbers at or above the floor we did not open. */
