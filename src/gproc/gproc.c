@@ -309,13 +309,19 @@ static long reap_close_here(void *arg)
 	return gm_raw_close(((const struct reap_args *)arg)->pidfd);
 }
 
+/*
+ * End the process: EOF on its control socket makes the stub exit; the
+ * socket hangs up once it has (events 0: HUP only), then it is killed if
+ * it did not within 5 s, reaped, and the socket closed.
+ */
 static void reap(struct gp_vm *vm)
 {
-	/* The control socket hangs up when the process is gone (events 0: HUP only). */
 	struct pollfd p = { .fd = vm->ctl, .events = 0 };
 	struct reap_args r = { vm->pidfd, false };
 
+	gm_raw_shutdown(vm->ctl, SHUT_WR);
 	r.kill = poll(&p, 1, 5000) <= 0;
+	gm_fd_close(vm->ctl);
 	if (vm->pidfd_own_table) {
 		gm_worker_call(&gm_own_table, reap_close_here, &r);
 	} else {
@@ -358,7 +364,6 @@ int gp_vm_create_flags(struct gp_vm **out, unsigned flags)
 	*out = vm;
 	return 0;
 fail_proc:
-	gm_fd_close(vm->ctl);
 	reap(vm);
 fail_free:
 	pthread_mutex_destroy(&vm->ctl_lock);
@@ -371,7 +376,6 @@ void gp_vm_destroy(struct gp_vm *vm)
 	if (!vm)
 		return;
 	gm_assert(vm->nr_vcpus == 0);
-	gm_fd_close(vm->ctl); /* EOF: the stub exits */
 	reap(vm);
 	pthread_mutex_destroy(&vm->ctl_lock);
 	free(vm);
