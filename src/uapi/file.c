@@ -176,15 +176,24 @@ long gm_uapi_live_objects(int type)
 	return __atomic_load_n(&gm_live[type], __ATOMIC_ACQUIRE);
 }
 
+/* The registered file of @ino, or NULL.  Context: gm_files_lock held. */
+static struct gm_file *gm_file_find_locked(ino_t ino)
+{
+	struct gm_file *f;
+
+	for (f = *gm_bucket(ino); f; f = f->next)
+		if (f->ino == ino)
+			break;
+	return f;
+}
+
 /* Look @ino up and take a reference.  Context: no uapi locks. */
 static struct gm_file *gm_file_find_ino(ino_t ino)
 {
 	struct gm_file *f;
 
 	gm_rwlock_rdlock(&gm_files_lock, GM_LOCK_FILES);
-	for (f = *gm_bucket(ino); f; f = f->next)
-		if (f->ino == ino)
-			break;
+	f = gm_file_find_locked(ino);
 	if (f)
 		gm_file_get(f);
 	gm_rwlock_unlock(&gm_files_lock);
@@ -271,13 +280,17 @@ struct gm_file *gm_file_lookup_foreign(int fd)
 
 bool gm_file_registered(ino_t ino)
 {
-	struct gm_file *f = gm_file_find_ino(ino);
+	struct gm_file *f;
 
-	if (!f)
-		return false;
-	/* Never the last: the registry's reference is still there. */
-	__atomic_sub_fetch(&f->refs, 1, __ATOMIC_RELEASE);
-	return true;
+	/*
+	 * No reference taken: a put here could be the last one and release
+	 * the object on the caller's thread, whose descriptor table (the
+	 * keeper's) is not the VMM's.
+	 */
+	gm_rwlock_rdlock(&gm_files_lock, GM_LOCK_FILES);
+	f = gm_file_find_locked(ino);
+	gm_rwlock_unlock(&gm_files_lock);
+	return f != NULL;
 }
 
 /*
