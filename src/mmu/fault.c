@@ -436,6 +436,13 @@ int kvm_vcpu_mmu_page_fault(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_f
 
 /* ---- KVM_PRE_FAULT_MEMORY --------------------------------------------------- */
 
+bool kvm_mmu_leaf_usable(struct kvm *kvm, gpa_t gpa, bool write, uint64_t *e, int *level)
+{
+	*level = S2_PG_LEVEL_4K;
+	*e = kvm_mmu_lookup(kvm, gpa >> GM_PAGE_SHIFT, level);
+	return *e && (!write || (*e & S2_WRITABLE));
+}
+
 int kvm_mmu_fault_in(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_stat *st,
 		     struct kvm_memslot_cache *slot_cache, uint64_t *e, int *level,
 		     struct kvm_page_fault *f)
@@ -443,9 +450,7 @@ int kvm_mmu_fault_in(struct kvm *kvm, gpa_t gpa, bool write, struct kvm_fault_st
 	for (unsigned retries = 0;;) {
 		int r;
 
-		*level = S2_PG_LEVEL_4K;
-		*e = kvm_mmu_lookup(kvm, gpa >> GM_PAGE_SHIFT, level);
-		if (*e && (!write || (*e & S2_WRITABLE)))
+		if (kvm_mmu_leaf_usable(kvm, gpa, write, e, level))
 			return KVM_PF_FIXED;
 		gm_rcu_read_unlock();
 		r = kvm_vcpu_mmu_page_fault(kvm, gpa, write, st, slot_cache, f);

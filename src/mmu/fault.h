@@ -87,6 +87,13 @@ static inline void kvm_mmu_retry_backoff(unsigned *n)
 		sched_yield();
 }
 
+/*
+ * The stage-2 leaf for a @write access to @gpa if one is there and allows
+ * it: *@e and *@level set, true; else false (a fault is needed).
+ * Context: gm_rcu_read_lock().
+ */
+bool kvm_mmu_leaf_usable(struct kvm *kvm, gpa_t gpa, bool write, uint64_t *e, int *level);
+
 /**
  * kvm_mmu_fault_in() - the stage-2 leaf for a @write access to @gpa,
  * faulting it in (kvm_vcpu_mmu_page_fault()) and looking again until it

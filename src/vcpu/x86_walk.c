@@ -253,20 +253,23 @@ int kvm_vcpu_gpa_host(struct kvm_vcpu *v, uint64_t gpa, bool write, uint8_t **ho
 	 * Private memory the guest process holds alone has no address here
 	 * (a leaf names a page of a PROT_NONE reservation): KVM_RUN fails
 	 * with EFAULT, where KVM with TDP would let the CPU walk page tables,
-	 * the IDT or a stack in private memory.  Refused before the fault,
-	 * which would allocate the page for nothing; the leaf is checked too
-	 * for a conversion that raced the fault.
+	 * the IDT or a stack in private memory.  A present leaf says so
+	 * itself; before a fault the attributes do, since the fault would
+	 * allocate the page for nothing.
 	 */
-	if (!(held && kvm_mem_is_private(v->kvm, gpa >> GM_PAGE_SHIFT))) {
+	if (!kvm_mmu_leaf_usable(v->kvm, gpa, write, &e, &level)) {
+		if (held && kvm_mem_is_private(v->kvm, gpa >> GM_PAGE_SHIFT))
+			goto efault;
 		r = kvm_mmu_fault_in(v->kvm, gpa, write, &v->stat.fault, &v->last_used_slot, &e,
 				     &level, f);
 		if (r != KVM_PF_FIXED)
 			return r;
-		if (!(held && (e & S2_PRIVATE))) {
-			*host = s2_leaf_hva(e, level, gpa);
-			return r;
-		}
 	}
+	if (held && (e & S2_PRIVATE))
+		goto efault;
+	*host = s2_leaf_hva(e, level, gpa);
+	return KVM_PF_FIXED;
+efault:
 	f->error = -EFAULT;
 	f->memory_fault = false;
 	return KVM_PF_EXIT;
