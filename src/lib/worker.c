@@ -172,6 +172,18 @@ static long gm_worker_call_in(struct gm_worker *w, long (*fn)(void *), void *arg
 	return work.ret;
 }
 
+int gm_worker_start(struct gm_worker *w)
+{
+	int err;
+
+	if (gm_worker_current(w))
+		return 0;
+	gm_mutex_lock(&w->lock, GM_LOCK_WORKER);
+	err = gm_worker_start_locked(w);
+	gm_mutex_unlock(&w->lock);
+	return err;
+}
+
 long gm_worker_call(struct gm_worker *w, long (*fn)(void *), void *arg)
 {
 	return gm_worker_call_in(w, fn, arg, true);

@@ -56,6 +56,12 @@ long gm_worker_call(struct gm_worker *w, long (*fn)(void *), void *arg);
  */
 long gm_worker_call_running(struct gm_worker *w, long (*fn)(void *), void *arg);
 
+/*
+ * Start @w's thread if it does not run (it shares the calling thread's
+ * descriptor table unless own_table).  0 or -errno.
+ */
+int gm_worker_start(struct gm_worker *w);
+
 /* Whether the calling thread is @w's or one it started. */
 bool gm_worker_current(const struct gm_worker *w);
 

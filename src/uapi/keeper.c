@@ -66,12 +66,6 @@ struct gm_keeper_event {
 	uint32_t events;
 };
 
-static long gm_keeper_nothing(void *arg)
-{
-	(void)arg;
-	return 0;
-}
-
 static long gm_keeper_deliver(void *arg)
 {
 	const struct gm_keeper_event *e = arg;
@@ -244,7 +238,7 @@ static long gm_keeper_ready_locked(void)
 
 	/* The servant first, from this thread: it must share the VMM's table. */
 	if (!gm_keeper_ready) {
-		r = gm_worker_call(&gm_servant, gm_keeper_nothing, NULL);
+		r = gm_worker_start(&gm_servant);
 		if (!r)
 			r = gm_worker_call(&gm_own_table, gm_keeper_setup, NULL);
 		gm_keeper_ready = !r;
