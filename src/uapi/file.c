@@ -375,21 +375,30 @@ static void gm_atfork_register(void)
 /* ---- create / install / release --------------------------------------- */
 
 /* A socketpair whose library end the keeper adopts: the peer, or -errno. */
+/*
+ * A new application end of @type: an AF_UNIX record socket (records:
+ * requests from other holders, remote.c), close-on-exec if asked, named
+ * by its inode so that other processes find it.  Its fd, or -errno.
+ */
+static int gm_app_end(int fd, enum gm_file_type type, struct stat *st)
+{
+	if (fd < 0 || gm_raw_fstat(fd, st))
+		return -errno;
+	gm_remote_bind(fd, type, st->st_ino);
+	return fd;
+}
+
+/* A socketpair whose library end the keeper adopts: the peer, or -errno. */
 static int gm_file_pair_adopted(bool cloexec, enum gm_file_type type, int *app_fd,
 				struct stat *st)
 {
 	int sv[2], r;
 
-	if (gm_raw_socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
+	if (gm_raw_socketpair(AF_UNIX, SOCK_SEQPACKET | (cloexec ? SOCK_CLOEXEC : 0), 0, sv))
 		return -errno;
-	if ((!cloexec && gm_raw_fcntl(sv[0], F_SETFD, 0)) || gm_raw_fstat(sv[0], st)) {
-		r = -errno;
-		gm_raw_close(sv[0]);
-		gm_raw_close(sv[1]);
-		return r;
-	}
-	gm_remote_bind(sv[0], type, st->st_ino);
-	r = gm_keeper_adopt(sv[1], st->st_ino);
+	r = gm_app_end(sv[0], type, st);
+	if (r >= 0)
+		r = gm_keeper_adopt(sv[1], st->st_ino);
 	gm_raw_close(sv[1]); /* the keeper's copy is the one that counts */
 	if (r < 0)
 		gm_raw_close(sv[0]);
@@ -408,14 +417,11 @@ int gm_file_create(enum gm_file_type type, const struct gm_file_ops *ops, const 
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
-	/* Records, not a stream: requests from other holders (remote.c). */
 	fd = (int)GM_RAW_SYSCALL(SYS_socket, AF_UNIX,
 				 SOCK_SEQPACKET | (cloexec ? SOCK_CLOEXEC : 0), 0);
-	if (fd < 0 || gm_raw_fstat(fd, &st)) {
-		r = -errno;
+	r = gm_app_end(fd, type, &st);
+	if (r < 0)
 		goto fail;
-	}
-	gm_remote_bind(fd, type, st.st_ino);
 	r = gm_keeper_connect(fd, st.st_ino);
 	if (r == -ECONNREFUSED || r == -ENOENT) {
 		/* Another network namespace than the keeper's: hand a pair's end over. */
