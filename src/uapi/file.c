@@ -423,8 +423,9 @@ int gm_file_create(enum gm_file_type type, const struct gm_file_ops *ops, const 
 	if (r < 0)
 		goto fail;
 	r = gm_keeper_connect(fd, st.st_ino);
-	if (r == -ECONNREFUSED || r == -ENOENT) {
-		/* Another network namespace than the keeper's: hand a pair's end over. */
+	if (r == -ECONNREFUSED || r == -ENOENT || r == -EAGAIN) {
+		/* Another network namespace than the keeper's, or a backlog others
+		 * keep full: hand a pair's end over. */
 		gm_raw_close(fd);
 		fd = -1;
 		r = gm_file_pair_adopted(cloexec, type, &fd, &st);

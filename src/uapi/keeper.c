@@ -20,7 +20,12 @@
  *               (a VM's guest-process channel, backing files)
  *
  * The listening socket has an abstract name with this process's pid and a
- * random part; a connection from any other process is closed unread.
+ * random part; a connection from any other process is closed unread.  Its
+ * name shows in /proc/net/unix, so another local process can fill its
+ * backlog: application ends connect without blocking, and a full backlog
+ * is drained (every pending connection is foreign, since ours go one at a
+ * time) and the connect retried; if others keep it full, the caller hands
+ * a socketpair's end over instead (gm_keeper_adopt()).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -60,6 +65,8 @@ static socklen_t gm_keeper_addrlen;
  * creation under no other uapi lock). */
 static pthread_mutex_t gm_keeper_connect_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool gm_keeper_ready; /* servant and keeper set up; under the lock above */
+/* Connects tried against a backlog others keep full before handing over. */
+#define GM_KEEPER_CONNECT_TRIES 4
 
 struct gm_keeper_event {
 	ino_t ino;
@@ -121,7 +128,8 @@ static long gm_keeper_setup(void *arg)
 	n = snprintf(gm_keeper_addr.sun_path + 1, sizeof(gm_keeper_addr.sun_path) - 1,
 		     "guestmem-keeper:%d:%016llx", (int)getpid(), (unsigned long long)nonce);
 	gm_keeper_addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
-	gm_keeper_listen = (int)GM_RAW_SYSCALL(SYS_socket, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	gm_keeper_listen = (int)GM_RAW_SYSCALL(SYS_socket, AF_UNIX,
+					       SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (gm_keeper_listen < 0)
 		return -errno;
 	if (GM_RAW_SYSCALL(SYS_bind, gm_keeper_listen, &gm_keeper_addr, gm_keeper_addrlen) ||
@@ -186,9 +194,14 @@ static long gm_keeper_accept(void *arg)
 		int peer = (int)GM_RAW_SYSCALL(SYS_accept4, gm_keeper_listen, NULL, NULL, SOCK_CLOEXEC);
 
 		if (peer < 0) {
+			struct pollfd p = { .fd = gm_keeper_listen, .events = POLLIN };
+
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			return -errno;
+			/* Ours connected before this call: it is queued (or gone). */
+			if (errno == EAGAIN && gm_raw_poll(&p, 1, 1000) == 1)
+				continue;
+			return errno == EAGAIN ? -ECONNABORTED : -errno;
 		}
 		if (GM_RAW_SYSCALL(SYS_getsockopt, peer, SOL_SOCKET, SO_PEERCRED, &cred, &len) ||
 		    cred.pid != getpid()) {
@@ -196,6 +209,20 @@ static long gm_keeper_accept(void *arg)
 			continue;
 		}
 		return gm_keeper_watch_peer(peer, a->ino);
+	}
+}
+
+/* On the keeper: close every pending connection (none is ours: see the top). */
+static long gm_keeper_drain(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		int c = (int)GM_RAW_SYSCALL(SYS_accept4, gm_keeper_listen, NULL, NULL, SOCK_CLOEXEC);
+
+		if (c >= 0)
+			gm_raw_close(c);
+		else if (errno != EINTR && errno != ECONNABORTED)
+			return errno == EAGAIN ? 0 : -errno;
 	}
 }
 
@@ -246,6 +273,25 @@ static long gm_keeper_ready_locked(void)
 	return r;
 }
 
+/* Connect @app_fd to the listener without blocking, draining a full backlog. */
+static long gm_keeper_connect_nonblock(int app_fd)
+{
+	int fl = gm_raw_fcntl(app_fd, F_GETFL, 0);
+	long r = -EAGAIN;
+
+	if (fl < 0 || gm_raw_fcntl(app_fd, F_SETFL, (unsigned long)fl | O_NONBLOCK))
+		return -errno;
+	for (int i = 0; r == -EAGAIN && i < GM_KEEPER_CONNECT_TRIES; i++) {
+		r = GM_RAW_SYSCALL(SYS_connect, app_fd, &gm_keeper_addr, gm_keeper_addrlen) ? -errno : 0;
+		if (r == -EAGAIN)
+			gm_worker_call(&gm_own_table, gm_keeper_drain, NULL);
+	}
+	/* The object's flags are the application's; the socket's stay as made. */
+	if (gm_raw_fcntl(app_fd, F_SETFL, (unsigned long)fl) && !r)
+		r = -errno;
+	return r;
+}
+
 int gm_keeper_connect(int app_fd, ino_t ino)
 {
 	struct gm_keeper_accept a = { ino };
@@ -253,8 +299,8 @@ int gm_keeper_connect(int app_fd, ino_t ino)
 
 	gm_mutex_lock(&gm_keeper_connect_lock, GM_LOCK_KEEPER_CONNECT);
 	r = gm_keeper_ready_locked();
-	if (!r && GM_RAW_SYSCALL(SYS_connect, app_fd, &gm_keeper_addr, gm_keeper_addrlen))
-		r = -errno;
+	if (!r)
+		r = gm_keeper_connect_nonblock(app_fd);
 	if (!r)
 		r = gm_worker_call(&gm_own_table, gm_keeper_accept, &a);
 	gm_mutex_unlock(&gm_keeper_connect_lock);

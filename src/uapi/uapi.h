@@ -192,7 +192,9 @@ void gm_remote_serve(struct gm_file *f);
 /*
  * Connect the new application end @app_fd (bound, inode @ino) to the
  * keeper and return its peer: a number in the keeper's descriptor table,
- * watched for requests and the last close; or -errno.
+ * watched for requests and the last close; or -errno (-EAGAIN: other
+ * processes keep the listener's backlog full; -ECONNREFUSED or -ENOENT:
+ * the caller is in another network namespace; for both, hand over).
  */
 int gm_keeper_connect(int app_fd, ino_t ino);
 /*

@@ -28,6 +28,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -1022,6 +1024,109 @@ static void t_other_netns(void)
 	ASSERT_EQ(close(kvm), 0);
 }
 
+/*
+ * The keeper's listener has a name any local process can read from
+ * /proc/net/unix and connect to.  A process that fills its backlog, once
+ * or without pause, must not make this process's next create block.
+ */
+static bool keeper_name(struct sockaddr_un *a, socklen_t *len)
+{
+	char line[512], want[64];
+	FILE *f = fopen("/proc/net/unix", "r");
+	bool found = false;
+
+	snprintf(want, sizeof(want), "@guestmem-keeper:%d:", (int)getpid());
+	while (f && !found && fgets(line, sizeof(line), f)) {
+		char *p = strstr(line, want);
+
+		if (!p)
+			continue;
+		p[strcspn(p, "\n")] = 0;
+		memset(a, 0, sizeof(*a));
+		a->sun_family = AF_UNIX;
+		memcpy(a->sun_path + 1, p + 1, strlen(p + 1)); /* abstract: leading NUL */
+		*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(p));
+		found = true;
+	}
+	if (f)
+		fclose(f);
+	return found;
+}
+
+/* In a child: connect to @a until the backlog refuses; report the count. */
+static int fill_backlog(const struct sockaddr_un *a, socklen_t len, bool forever, int report)
+{
+	int n = 0;
+
+	do {
+		for (;;) {
+			int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0);
+
+			if (s < 0 || connect(s, (const struct sockaddr *)a, len)) {
+				if (s >= 0)
+					close(s);
+				break;
+			}
+			n++;
+			if (forever)
+				close(s); /* the connection stays queued until accepted */
+		}
+		if (report >= 0) {
+			if (write(report, &n, sizeof(n)) != sizeof(n))
+				return 1;
+			close(report);
+			report = -1;
+		}
+	} while (forever);
+	pause();
+	return 0;
+}
+
+static void keeper_backlog_case(bool forever)
+{
+	int kvm = open_kvm(), p[2], filled = 0, status;
+	struct sockaddr_un a;
+	socklen_t len = 0;
+	pid_t child;
+
+	ASSERT_TRUE(keeper_name(&a, &len));
+	ASSERT_EQ(pipe(p), 0);
+	child = fork();
+	ASSERT_TRUE(child >= 0);
+	if (child == 0) {
+		close(p[0]);
+		_exit(fill_backlog(&a, len, forever, p[1]));
+	}
+	close(p[1]);
+	ASSERT_EQ(read(p[0], &filled, sizeof(filled)), (ssize_t)sizeof(filled));
+	close(p[0]);
+	/* The backlog really was full (64 and one more). */
+	ASSERT_TRUE(filled >= 64);
+	for (int i = 0; i < 3; i++) {
+		int base = nfds(), vm = create_vm(kvm), vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+
+		ASSERT_TRUE(vcpu >= 0);
+		ASSERT_EQ(ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY), 1);
+		ASSERT_EQ(nfds(), base + 4); /* two fds and their two library ends */
+		ASSERT_EQ(close(vcpu), 0);
+		ASSERT_EQ(close(vm), 0);
+		ASSERT_EQ(nfds(), base);
+	}
+	ASSERT_EQ(kill(child, SIGKILL), 0);
+	ASSERT_EQ(waitpid(child, &status, 0), child);
+	ASSERT_EQ(close(kvm), 0);
+}
+
+static void t_keeper_backlog_full(void)
+{
+	keeper_backlog_case(false);
+}
+
+static void t_keeper_backlog_kept_full(void)
+{
+	keeper_backlog_case(true);
+}
+
 static void t_fsize_soft_limit(void)
 {
 	struct kvm_create_guest_memfd a = { .size = 64 << 20 };
@@ -1071,6 +1176,10 @@ int main(int argc, char **argv)
 	test_add_fn("the creator gone: EIO, not a hang", t_owner_gone, CASE_TIMEOUT);
 	test_add_fn("a guest_memfd above the soft RLIMIT_FSIZE", t_fsize_soft_limit, CASE_TIMEOUT);
 	test_add_fn("objects made in another network namespace", t_other_netns, CASE_TIMEOUT);
+	test_add_fn("another process fills the keeper's backlog", t_keeper_backlog_full,
+		    CASE_TIMEOUT);
+	test_add_fn("another process keeps the keeper's backlog full",
+		    t_keeper_backlog_kept_full, CASE_TIMEOUT);
 	test_add_fn("exec: the objects stay with the old image", t_exec_self, CASE_TIMEOUT);
 	test_add_fn("readlink names", t_readlink, CASE_TIMEOUT);
 	test_add_fn("fd and status flags", t_fd_flags, CASE_TIMEOUT);
