@@ -145,6 +145,11 @@ static int hva_fault_in(uint64_t hva, bool write)
 	return 0;
 }
 
+int kvm_hva_fault_in(uint64_t hva, bool write)
+{
+	return hva_fault_in(hva & ~(uint64_t)(GM_PAGE_SIZE - 1), write);
+}
+
 /* ---- the fault ---------------------------------------------------------- */
 
 /* State of one fault between the steps; lives inside the RCU section. */

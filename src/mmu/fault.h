@@ -88,6 +88,14 @@ static inline void kvm_mmu_retry_backoff(unsigned *n)
 }
 
 /*
+ * Whether the host page at @hva can be accessed (@write: for writing),
+ * faulting it in as the kernel's hva_to_pfn() would: 1 writable, 0
+ * read-only, -EFAULT (no mapping, or not for that access).  For accesses
+ * that bypass stage-2 (the SMM address space, x86_walk.c).
+ */
+int kvm_hva_fault_in(uint64_t hva, bool write);
+
+/*
  * The stage-2 leaf for a @write access to @gpa if one is there and allows
  * it: *@e and *@level set, true; else false (a fault is needed).
  * Context: gm_rcu_read_lock().

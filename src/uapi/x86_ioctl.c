@@ -248,6 +248,8 @@ long gm_vcpu_ioctl_x86(struct kvm_vcpu *v, unsigned int cmd, unsigned long arg, 
 	switch (cmd) {
 	case KVM_X86_SETUP_MCE:
 		return vcpu_setup_mce(v, arg);
+	case KVM_SMI:
+		return kvm_inject_smi(v);
 	case KVM_SET_TSC_KHZ:
 		return kvm_vcpu_set_tsc_khz(v, (uint32_t)arg);
 	case KVM_GET_TSC_KHZ:

@@ -54,6 +54,7 @@ struct kvm_irqchip_state {
 /* Delivery modes (ICR, MSI data and redirection entry bits 10:8). */
 #define APIC_DM_FIXED 0U
 #define APIC_DM_LOWEST 1U
+#define APIC_DM_SMI 2U
 
 /* An interrupt on its way to LAPICs (the kernel's struct kvm_lapic_irq). */
 struct kvm_lapic_irq {

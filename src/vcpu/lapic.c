@@ -88,10 +88,13 @@ static bool apic_sw_enabled(const struct kvm_lapic *apic)
  * __apic_accept_irq() for fixed and lowest-priority delivery: the vector
  * into IRR, its TMR bit as the trigger mode says.  1 if accepted, 0 if the
  * APIC is software-disabled (SPIV bit 8 clear, as after reset) or for a
- * delivery mode not modelled (SMI, NMI, INIT, SIPI, ExtINT).  irq_lock held.
+ * delivery mode not modelled (NMI, INIT, SIPI, ExtINT).  An SMI is taken
+ * whatever SPIV says, as KVM's (kvm_inject_smi()).  irq_lock held.
  */
 static int apic_accept_irq(struct kvm_lapic *apic, const struct kvm_lapic_irq *irq)
 {
+	if (irq->delivery_mode == APIC_DM_SMI)
+		return kvm_inject_smi(apic->vcpu) == 0;
 	if (irq->delivery_mode > APIC_DM_LOWEST || !apic_sw_enabled(apic))
 		return 0;
 	if (irq->trig_level)

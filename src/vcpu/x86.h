@@ -85,6 +85,13 @@ struct kvm_vcpu_arch {
 	uint64_t singlestep_rip; /* linear RIP where SINGLESTEP was armed (regs.c) */
 
 	struct kvm_x86_events ev;
+	/*
+	 * An SMI asked for from outside the vCPU (an IPI with delivery mode
+	 * SMI, KVM_SMI): KVM's KVM_REQ_SMI.  Set with a release store by any
+	 * thread; taken into ev.smi.pending by the vCPU (exchange, acquire),
+	 * at entry and before KVM_GET_VCPU_EVENTS (kvm_vcpu_process_smi()).
+	 */
+	bool smi_request;
 
 	/* XSAVE area in the uABI (standard) format, KVM_XSAVE_UABI_SIZE bytes. */
 	uint8_t *xsave;
@@ -270,6 +277,13 @@ bool kvm_guest_cpuid_is_intel(struct kvm_vcpu *v);
 bool kvm_guest_cpuid_has(struct kvm_vcpu *v, uint32_t fn, uint32_t idx, int reg, int bit);
 /* The XCR0 bits the guest's CPUID allows (guest_supported_xcr0). */
 uint64_t kvm_guest_supported_xcr0(struct kvm_vcpu *v);
+
+/* ---- System Management Mode (x86_run.c; the save area: x86/smm.h) ------------------- */
+
+/* Ask @v for an SMI (any thread) and kick it; -ENOTTY without CONFIG_KVM_SMM. */
+int kvm_inject_smi(struct kvm_vcpu *v);
+/* Move a requested SMI into ev.smi.pending (process_smi()).  Context: vcpu->mutex. */
+void kvm_vcpu_process_smi(struct kvm_vcpu *v);
 
 /* ---- paravirtual interfaces (kvm_pv.c) ------------------------------------------ */
 

@@ -32,6 +32,10 @@
  * KVM_GET/SET_VCPU_EVENTS see them, and delivered through the guest's IDT
  * at entry (src/vcpu/x86/event.h); a triple fault is KVM_EXIT_SHUTDOWN.
  *
+ * SMM (an SMI from KVM_SMI or an IPI): the state is saved in SMRAM and the
+ * handler's code runs in the emulator, one instruction per pass, against
+ * address space 1 (x86_walk.c), until RSM (src/vcpu/x86/smm.h).
+ *
  * 32-bit code (protected mode with or without paging, compatibility mode)
  * runs in the host's compatibility-mode code segment when its segments are
  * flat (x86_pm32.h).  States the backend does not run (real mode,
@@ -58,12 +62,14 @@
 #include "vcpu/x86/decode.h"
 #include "vcpu/x86/emulate.h"
 #include "vcpu/x86/event.h"
+#include "vcpu/x86/smm.h"
 #include "vcpu/x86_pm32.h"
 #include "vcpu/x86_run.h"
 #include "vcpu/x86_shadow.h"
 #include "vcpu/x86_walk.h"
 
 #define MSR_KERNEL_GS_BASE 0xc0000102u
+#define MSR_IA32_SMBASE 0x9eu
 /* The RFLAGS bits the guest process runs with; the rest are VMM-side.  TF
  * steps natively (the guest's own, or KVM_GUESTDBG_SINGLESTEP's). */
 #define RFLAGS_NATIVE (X86_RFLAGS_CF | X86_RFLAGS_PF | X86_RFLAGS_AF | X86_RFLAGS_ZF | \
@@ -212,6 +218,16 @@ static void gprs_out(struct kvm_regs *r, const uint64_t gpr[16])
 	r->r15 = gpr[X86_R15];
 }
 
+/* MSR_IA32_SMBASE (0x30000 at reset; only with CONFIG_KVM_SMM). */
+static uint32_t vcpu_smbase(struct kvm_vcpu *v)
+{
+	uint64_t smbase = X86_SMBASE_RESET;
+
+	if (v->kvm->cfg.smm)
+		(void)kvm_vcpu_get_msr(v, MSR_IA32_SMBASE, &smbase);
+	return (uint32_t)smbase;
+}
+
 /* The vCPU's state as the emulator sees it. */
 static void regs_in(struct kvm_vcpu *v, struct x86_regs *x)
 {
@@ -245,7 +261,9 @@ static void regs_in(struct kvm_vcpu *v, struct x86_regs *x)
 	seg_in(&x->ldt, &s->ldt);
 	x->gdt = (struct x86_dtable){ s->gdt.base, s->gdt.limit };
 	x->idt = (struct x86_dtable){ s->idt.base, s->idt.limit };
-	x->cpl = s->ss.dpl; /* SVM's rule: the CPL is SS.DPL */
+	x->cpl = (s->cr0 & X86_CR0_PE) ? s->ss.dpl : 0; /* SVM's rule: the CPL is SS.DPL */
+	x->smm = v->arch.ev.smi.smm;
+	x->smbase = vcpu_smbase(v);
 }
 
 static void regs_out(struct kvm_vcpu *v, const struct x86_regs *x)
@@ -283,6 +301,9 @@ static void regs_out(struct kvm_vcpu *v, const struct x86_regs *x)
 	s->gdt.limit = x->gdt.limit;
 	s->idt.base = x->idt.base;
 	s->idt.limit = x->idt.limit;
+	v->arch.ev.smi.smm = x->smm;
+	if (v->kvm->cfg.smm && x->smbase != vcpu_smbase(v))
+		(void)kvm_vcpu_set_msr(v, MSR_IA32_SMBASE, x->smbase);
 }
 
 static void cpu_in(struct kvm_vcpu *v, struct gp_cpu *c)
@@ -386,6 +407,57 @@ static int emu_write(void *ctx, uint64_t gva, const void *buf, unsigned len, uin
 		     struct x86_exception *ex)
 {
 	return guest_access(ctx, gva, (uint8_t *)buf, len, true, X86_PF_WRITE, gpa, ex);
+}
+
+/* Guest-physical, in the vCPU's address space (RSM's read of SMRAM). */
+static int emu_read_phys(void *ctx, uint64_t gpa, void *buf, unsigned len)
+{
+	struct kvm_x86_vcpu *x = ctx;
+	uint8_t *b = buf;
+	int r = 0;
+
+	gm_rcu_read_lock();
+	while (len && !r) {
+		unsigned n = (unsigned)GM_MIN((uint64_t)len, GM_PAGE_SIZE - (gpa & (GM_PAGE_SIZE - 1)));
+		uint8_t *host;
+
+		if (gpa_host(x, gpa, false, &host) != X86_MEM_OK) {
+			r = -1;
+			break;
+		}
+		memcpy(b, host, n);
+		b += n;
+		gpa += n;
+		len -= n;
+	}
+	gm_rcu_read_unlock();
+	x->mem_exit = false;
+	return r;
+}
+
+/* The same for a write (SMI's save area); -1 if any byte is not RAM. */
+static int write_phys(struct kvm_x86_vcpu *x, uint64_t gpa, const void *buf, unsigned len)
+{
+	const uint8_t *b = buf;
+	int r = 0;
+
+	gm_rcu_read_lock();
+	while (len && !r) {
+		unsigned n = (unsigned)GM_MIN((uint64_t)len, GM_PAGE_SIZE - (gpa & (GM_PAGE_SIZE - 1)));
+		uint8_t *host;
+
+		if (gpa_host(x, gpa, true, &host) != X86_MEM_OK) {
+			r = -1;
+			break;
+		}
+		memcpy(host, b, n);
+		b += n;
+		gpa += n;
+		len -= n;
+	}
+	gm_rcu_read_unlock();
+	x->mem_exit = false;
+	return r;
 }
 
 /* ---- MSRs, CPUID, TSC ---------------------------------------------------------------- */
@@ -494,6 +566,7 @@ static void model_refresh(struct kvm_x86_vcpu *x)
 				: gm_cpu_vendor() == GM_VENDOR_AMD ? X86_OP_VMMCALL
 								     : 0;
 	x->model.fix_hypercall = kvm_check_has_quirk(v->kvm, KVM_X86_QUIRK_FIX_HYPERCALL_INSN);
+	x->model.lm = kvm_guest_cpuid_has(v, 0x80000001, 0, 3, 29);
 }
 
 /* ---- the backend's per-VM and per-vCPU state --------------------------------------- */
@@ -591,7 +664,7 @@ static int x86_vcpu_init(struct kvm_vcpu *v)
 	}
 	x->sv.gp = x->gp;
 	x->ops = (struct x86_emu_ops){ emu_read, emu_write, emu_rdmsr, emu_wrmsr, emu_cpuid,
-				       emu_rdtsc, emu_msr_filter };
+				       emu_rdtsc, emu_msr_filter, emu_read_phys };
 	x86_emu_init(&x->emu, &x->ops, x, &x->model, (uint8_t *)v->run + KVM_PIO_DATA_OFFSET);
 	x86_shadow_add_vcpu(x->vm->sh, &x->sv);
 	x->xsave_state = XS_VMM;
@@ -684,6 +757,16 @@ static bool hypercall(struct kvm_x86_vcpu *x)
 static void apply_effects(struct kvm_x86_vcpu *x, uint32_t fx)
 {
 	struct kvm_x86_shadow *sh = x->vm->sh;
+
+	if (fx & X86_FX_SMM_LEFT) {
+		/* RSM (regs_out() cleared smi.smm): NMIs unblock unless SMM
+		 * was entered with them blocked. */
+		struct kvm_x86_events *ev = &x->v->arch.ev;
+
+		if (!ev->smi.smm_inside_nmi)
+			ev->nmi.masked = false;
+		ev->smi.smm_inside_nmi = false;
+	}
 
 	if (fx & (X86_FX_TLB_FLUSH | X86_FX_TLB_FLUSH_ALL | X86_FX_MMU_MODE))
 		x86_shadow_flush_all(sh, &x->sv);
@@ -1072,6 +1155,11 @@ static int emu_outcome(struct kvm_x86_vcpu *x, int st, int *ret)
 			x->exit_kind = XK_MSR;
 			x->exit_rip = v->regs.rip;
 			return X86R_EXIT;
+		case X86_EMU_SHUTDOWN: /* KVM_REQ_TRIPLE_FAULT */
+			emu_regs_out(x);
+			apply_effects(x, res->effects);
+			run->exit_reason = KVM_EXIT_SHUTDOWN;
+			return X86R_EXIT;
 		default: /* X86_EMU_UNHANDLED */
 			x86_emu_cancel(&x->emu);
 			return exit_internal(v, KVM_INTERNAL_ERROR_EMULATION);
@@ -1118,6 +1206,14 @@ bool kvm_x86_complete_userspace_io(struct kvm_vcpu *v, int *ret)
 
 /* ---- traps ---------------------------------------------------------------------------- */
 
+/* The linear address of byte @n of the instruction at RIP (CS's base outside 64-bit mode). */
+static uint64_t fetch_linear(const struct x86_regs *r, unsigned n)
+{
+	if (x86_cpu_mode(r) == X86_MODE_64)
+		return r->rip + n;
+	return (r->seg[X86_SEG_CS].base + r->rip + n) & 0xffffffffull;
+}
+
 /* The instruction at RIP: the bytes the trap saw, or fetched through the walk. */
 static int fetch_decode(struct kvm_x86_vcpu *x, const struct gp_trap *t, struct x86_insn *in)
 {
@@ -1137,7 +1233,7 @@ static int fetch_decode(struct kvm_x86_vcpu *x, const struct gp_trap *t, struct 
 		struct x86_exception ex;
 		uint64_t gpa;
 
-		if (guest_access(x, x->xr.rip + n, &buf[n], 1, false, X86_PF_FETCH, &gpa, &ex) !=
+		if (guest_access(x, fetch_linear(&x->xr, n), &buf[n], 1, false, X86_PF_FETCH, &gpa, &ex) !=
 		    X86_MEM_OK)
 			break;
 	}
@@ -1172,7 +1268,7 @@ static int emulation_failure(struct kvm_x86_vcpu *x, const struct gp_trap *t)
 			struct x86_exception ex;
 			uint64_t gpa;
 
-			if (guest_access(x, x->xr.rip + n, &buf[n], 1, false, X86_PF_FETCH, &gpa,
+			if (guest_access(x, fetch_linear(&x->xr, n), &buf[n], 1, false, X86_PF_FETCH, &gpa,
 					 &ex) != X86_MEM_OK)
 				break;
 		}
@@ -1480,6 +1576,70 @@ static int deliver_events(struct kvm_x86_vcpu *x)
 	return X86R_CONTINUE;
 }
 
+/* ---- System Management Mode ---------------------------------------------------------- */
+
+int kvm_inject_smi(struct kvm_vcpu *v)
+{
+	if (!v->kvm->cfg.smm)
+		return -ENOTTY;
+	__atomic_store_n(&v->arch.smi_request, true, __ATOMIC_RELEASE);
+	kvm_x86_kick(v);
+	return 0;
+}
+
+void kvm_vcpu_process_smi(struct kvm_vcpu *v)
+{
+	if (__atomic_exchange_n(&v->arch.smi_request, false, __ATOMIC_ACQUIRE))
+		v->arch.ev.smi.pending = true;
+}
+
+/*
+ * An SMI is taken when one is pending, the vCPU is not in SMM already and
+ * no event is being delivered (kvm_check_and_inject_events(): after a
+ * pending exception, before NMIs and interrupts).
+ */
+static bool smi_allowed(const struct kvm_x86_events *ev)
+{
+	return ev->smi.pending && !ev->smi.smm && !ev->exception.pending &&
+	       !ev->exception.injected && !ev->nmi.injected && !ev->interrupt.injected;
+}
+
+/*
+ * enter_smm(): the state goes to the save area at SMBASE + 0xfe00 in
+ * SMRAM (address space 1: SMM is entered first), NMIs are blocked, and
+ * the vCPU starts at SMBASE:8000 in SMM's entry state (smm.h).  From there
+ * its code runs in the emulator until RSM.  A save area that is not RAM
+ * kills the VM, as in KVM: -EIO.
+ */
+static int enter_smm(struct kvm_x86_vcpu *x)
+{
+	struct kvm_vcpu *v = x->v;
+	struct kvm_x86_events *ev = &v->arch.ev;
+	uint8_t area[X86_SMRAM_SAVE_SIZE];
+	struct x86_regs r;
+
+	model_refresh(x);
+	regs_in(v, &r);
+	r.rflags = kvm_get_rflags(v);
+	x86_smram_save(&r, x->model.lm, r.smbase, ev->interrupt.shadow, area);
+	ev->smi.pending = false;
+	ev->smi.smm = true;
+	if (write_phys(x, (uint64_t)r.smbase + X86_SMRAM_SAVE_OFFSET, area, sizeof(area))) {
+		kvm_vm_dead(v->kvm);
+		return -EIO;
+	}
+	if (ev->nmi.masked)
+		ev->smi.smm_inside_nmi = true;
+	else
+		ev->nmi.masked = true;
+	ev->interrupt.shadow = 0;
+	x86_smm_entry_regs(&r, r.smbase, x->model.lm);
+	regs_out(v, &r);
+	kvm_set_rflags(v, r.rflags);
+	apply_effects(x, X86_FX_MMU_MODE | X86_FX_SEGMENTS);
+	return 0;
+}
+
 bool kvm_x86_ready_for_interrupt_injection(struct kvm_vcpu *v)
 {
 	struct x86_event_env env = { .pic_in_kernel = irqchip_kernel(v->kvm) };
@@ -1505,7 +1665,8 @@ static int halt_wait(struct kvm_x86_vcpu *x, const sigset_t *mask, int *ret)
 
 	while (v->mp_state == KVM_MP_STATE_HALTED) {
 		kvm_lapic_timer_check(v);
-		if (kvm_cpu_has_interrupt(v) || v->arch.ev.nmi.pending) {
+		if (kvm_cpu_has_interrupt(v) || v->arch.ev.nmi.pending || v->arch.ev.smi.pending ||
+		    __atomic_load_n(&v->arch.smi_request, __ATOMIC_ACQUIRE)) {
 			v->mp_state = KVM_MP_STATE_RUNNABLE;
 			break;
 		}
@@ -1570,8 +1731,10 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 	bool flushed = false; /* the shadow was dropped after a failed map */
 	int r, ret = 0;
 
-	/* Nothing to start a guest process for (e.g. a vCPU at reset). */
-	if (!v->x86 && run_mode(v) < 0)
+	/* Nothing to start a guest process for (e.g. a vCPU at reset); SMM
+	 * code runs in the emulator, which needs the backend all the same. */
+	kvm_vcpu_process_smi(v);
+	if (!v->x86 && run_mode(v) < 0 && !v->arch.ev.smi.smm && !v->arch.ev.smi.pending)
 		return exit_internal(v, KVM_INTERNAL_ERROR_EMULATION), 0;
 	r = x86_vcpu_init(v);
 	if (r)
@@ -1587,8 +1750,26 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 
 		if (v->mp_state == KVM_MP_STATE_HALTED && halt_wait(x, mask, &ret) == X86R_EXIT)
 			break;
+		/* An SMI first, then the events; one delivered (an exception's
+		 * frame) lets the SMI in right after it, as KVM's immediate exit. */
+		kvm_vcpu_process_smi(v);
+		if (smi_allowed(&v->arch.ev) && (ret = enter_smm(x)))
+			break;
 		if (deliver_events(x) == X86R_EXIT)
 			break;
+		if (smi_allowed(&v->arch.ev) && (ret = enter_smm(x)))
+			break;
+		if (v->arch.ev.smi.smm) {
+			/* SMM code: one instruction at a time in the emulator. */
+			if (kvm_vcpu_signal_pending(v, mask, 0)) {
+				ret = kvm_vcpu_exit_intr(v);
+				break;
+			}
+			v->mp_state = KVM_MP_STATE_RUNNABLE;
+			if (emulate_insn(x, NULL, NULL, &ret) == X86R_EXIT)
+				break;
+			continue;
+		}
 		gmode = run_mode(v);
 		if (gmode < 0) {
 			exit_internal(v, KVM_INTERNAL_ERROR_EMULATION);

@@ -109,8 +109,12 @@ static uint8_t nmi_pending(const struct kvm_x86_events *ev)
 void kvm_vcpu_get_events(struct kvm_vcpu *v, struct kvm_vcpu_events *e)
 {
 	const struct kvm_x86_events *ev = &v->arch.ev;
+
+	kvm_vcpu_process_smi(v); /* a requested SMI reads as pending */
 	struct kvm *kvm = v->kvm;
-	bool soft = ev->exception.nr == BP_VECTOR || ev->exception.nr == OF_VECTOR;
+	bool soft;
+
+	soft = ev->exception.nr == BP_VECTOR || ev->exception.nr == OF_VECTOR;
 
 	memset(e, 0, sizeof(*e));
 	/* Software exceptions are not reported: the guest re-executes them. */

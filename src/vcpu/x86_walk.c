@@ -242,12 +242,43 @@ int x86_walk(const struct x86_walk_mode *m, uint64_t gva, uint32_t access,
 
 /* ---- guest memory from the VMM side: KVM_TRANSLATE and the x86 backend ------- */
 
+/*
+ * In SMM the vCPU sees address space 1 (KVM's kvm_vcpu_memslots()).  SMM
+ * code only runs in the emulator (x86_run.c), so its accesses go to the
+ * memslot directly, as KVM's emulator reaches memory with
+ * kvm_vcpu_read_guest(), not through stage-2 (which maps address space 0
+ * only).  No memslot, a read-only one for a write, or a host page that is
+ * not there: emulated as MMIO, where KVM's emulator also ends up.  Like
+ * the steal-time record (kvm_pv.c), the page is used under RCU without
+ * the invalidation protocol: a VMM that unmaps SMRAM while its vCPU runs
+ * SMM code races with the access.
+ */
+static int smm_gpa_host(struct kvm_vcpu *v, uint64_t gpa, bool write, uint8_t **host)
+{
+	gfn_t gfn = gpa >> GM_PAGE_SHIFT;
+	struct kvm_memory_slot *slot = v->kvm->nr_as > 1 ? gfn_to_memslot(v->kvm, 1, gfn) : NULL;
+	uint64_t hva;
+
+	if (!slot || (write && (slot->flags & KVM_MEM_READONLY)))
+		return KVM_PF_EMULATE;
+	hva = slot->userspace_addr + ((gfn - slot->base_gfn) << GM_PAGE_SHIFT);
+	if (kvm_hva_fault_in(hva, write) < (write ? 1 : 0))
+		return KVM_PF_EMULATE;
+	if (write)
+		mark_page_dirty_in_slot(slot, gfn);
+	*host = (uint8_t *)(uintptr_t)(hva + (gpa & (GM_PAGE_SIZE - 1)));
+	return KVM_PF_FIXED;
+}
+
 int kvm_vcpu_gpa_host(struct kvm_vcpu *v, uint64_t gpa, bool write, uint8_t **host,
 		      struct kvm_page_fault *f)
 {
 	bool held = v->kvm->private_held;
 	uint64_t e;
 	int level, r;
+
+	if (v->arch.ev.smi.smm)
+		return smm_gpa_host(v, gpa, write, host);
 
 	/*
 	 * Private memory the guest process holds alone has no address here

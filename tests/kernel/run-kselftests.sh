@@ -175,6 +175,7 @@ list_tests() {
 		x86_64/userspace_io_test
 		x86_64/sync_regs_test
 		x86_64/set_sregs_test
+		x86_64/smm_test
 	LIST
 }
 

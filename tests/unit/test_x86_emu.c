@@ -24,6 +24,7 @@
 #include "harness.h"
 #include "vcpu/x86/decode.h"
 #include "vcpu/x86/emulate.h"
+#include "vcpu/x86/smm.h"
 
 #include <setjmp.h>
 #include <signal.h>
@@ -408,6 +409,21 @@ static const struct drow drows[] = {
 	{ "16: mov ax,[bp+di]", B(0x8b, 0x03), 2, M16, X86_OP_MOV, 2, 2, N_NO },
 	{ "16: mov ax,[disp16]", B(0x8b, 0x06, 0x34, 0x12), 4, M16, X86_OP_MOV, 2, 2, N_NO },
 	{ "16: out dx,eax 66", B(0x66, 0xef), 2, M16, X86_OP_OUT, 4, 2, N_NO },
+	/* What SMM code runs in the emulator (smm.h): MOV to a register of an
+	 * immediate, the near JMP, RSM (#UD outside SMM, natively too). */
+	{ "mov al,imm8", B(0xb0, 0x42), 2, M64, X86_OP_MOV, 1, 8, N_RUNS },
+	{ "mov bh,imm8", B(0xb7, 0x42), 2, M64, X86_OP_MOV, 1, 8, N_RUNS },
+	{ "mov r9d,imm32", B(0x41, 0xb9, 1, 2, 3, 4), 6, M64, X86_OP_MOV, 4, 8, N_RUNS },
+	{ "mov cx,imm16", B(0x66, 0xb9, 1, 2), 4, M64, X86_OP_MOV, 2, 8, N_RUNS },
+	{ "movabs rax,imm64", B(0x48, 0xb8, 1, 2, 3, 4, 5, 6, 7, 8), 10, M64, X86_OP_MOV, 8, 8,
+	  N_RUNS },
+	{ "32: mov esi,imm32", B(0xbe, 1, 2, 3, 4), 5, M32, X86_OP_MOV, 4, 4, N_RUNS },
+	{ "16: mov ax,imm16", B(0xb8, 0x34, 0x12), 3, M16, X86_OP_MOV, 2, 2, N_NO },
+	{ "jmp rel8", B(0xeb, 0x00), 2, M64, X86_OP_JMP_NEAR, 8, 8, N_RUNS },
+	{ "jmp rel32", B(0xe9, 0, 0, 0, 0), 5, M64, X86_OP_JMP_NEAR, 8, 8, N_RUNS },
+	{ "32: jmp rel32", B(0xe9, 0, 0, 0, 0), 5, M32, X86_OP_JMP_NEAR, 4, 4, N_RUNS },
+	{ "16: jmp rel16", B(0xe9, 0xfd, 0xff), 3, M16, X86_OP_JMP_NEAR, 2, 2, N_NO },
+	{ "rsm", B(0x0f, 0xaa), 2, M64, X86_OP_RSM, 0, 8, N_UD },
 };
 
 TEST(decode_table)
@@ -1624,9 +1640,266 @@ TEST(emulate_protected_mode_32)
 	ASSERT_EQ(EMU(&e, 0x0f, 0x01, 0xc1), X86_EMU_EXIT_HYPERCALL);
 	EXPECT_EQ(e.res.hypercall.nr, 1u);
 	EXPECT_FALSE(e.res.hypercall.longmode);
-	/* MOV CR8 does not exist outside 64-bit mode; real mode is refused. */
+	/* Real mode decodes with 16-bit defaults (SMM runs there); virtual-8086
+	 * mode is not run at all. */
 	e.r.cr0 = 0;
+	EXPECT_EQ(x86_cpu_mode(&e.r), X86_MODE_16);
+	e.r.cr0 = X86_CR0_PE;
+	e.r.rflags |= X86_RFLAGS_VM;
 	EXPECT_EQ(x86_cpu_mode(&e.r), -1);
+}
+
+/* ---- SMM: the save area and RSM --------------------------------------------- */
+
+#define SMBASE 0x30000u
+static uint8_t smram_area[X86_SMRAM_SAVE_SIZE];
+static bool smram_fail;
+
+static int t_read_phys(void *ctx, uint64_t gpa, void *buf, unsigned len)
+{
+	(void)ctx;
+	if (smram_fail || gpa != SMBASE + X86_SMRAM_SAVE_OFFSET || len != sizeof(smram_area))
+		return -1;
+	memcpy(buf, smram_area, len);
+	return 0;
+}
+
+static const struct x86_emu_ops smm_ops = { .read = t_read, .write = t_write,
+					    .rdmsr = t_rdmsr, .wrmsr = t_wrmsr,
+					    .cpuid = t_cpuid, .rdtsc = t_rdtsc,
+					    .read_phys = t_read_phys };
+
+static uint64_t area_u64(unsigned off)
+{
+	uint64_t v = 0;
+
+	memcpy(&v, smram_area + off, 8);
+	return v;
+}
+
+static uint32_t area_u32(unsigned off)
+{
+	uint32_t v = 0;
+
+	memcpy(&v, smram_area + off, 4);
+	return v;
+}
+
+/* A long-mode state with something distinct in every register RSM restores. */
+static void smm_regs64(struct x86_regs *r)
+{
+	regs64(r);
+	for (unsigned i = 0; i < 16; i++)
+		r->gpr[i] = 0x1111111111111111ull * (i + 1);
+	r->rip = 0x401234;
+	r->rflags = 0x2 | X86_RFLAGS_IF | X86_RFLAGS_CF;
+	r->cr3 = 0x5000;
+	r->dr[6] = 0xffff0ff0;
+	r->dr[7] = 0x401;
+	r->gdt = (struct x86_dtable){ 0x6000, 23 };
+	r->idt = (struct x86_dtable){ 0x7000, 0xfff };
+	r->tr = (struct x86_segment){ .selector = 0x18, .base = 0x8000, .limit = 0x67,
+				      .type = 11, .present = true };
+	r->seg[X86_SEG_CS].limit = 0xffffffff;
+	r->seg[X86_SEG_CS].g = true;
+	r->seg[X86_SEG_DS] = r->seg[X86_SEG_ES] = r->seg[X86_SEG_SS];
+	r->seg[X86_SEG_FS] = (struct x86_segment){ .base = 0x7f0000001000ull, .unusable = true };
+	r->seg[X86_SEG_GS] = (struct x86_segment){ .base = 0x7f0000002000ull, .unusable = true };
+	r->smbase = SMBASE;
+}
+
+static void smm_enter(struct ectx *e, bool lm)
+{
+	static struct x86_cpu_model model;
+
+	model = tmodel;
+	model.lm = lm;
+	x86_emu_init(&e->emu, &smm_ops, &e->m, &model, pio_page);
+	x86_smram_save(&e->r, lm, e->r.smbase, 0, smram_area);
+	x86_smm_entry_regs(&e->r, e->r.smbase, lm);
+}
+
+TEST(smm_save_area_layout)
+{
+	struct x86_regs r, pm;
+
+	smm_regs64(&r);
+	x86_smram_save(&r, true, SMBASE, 2, smram_area);
+	/* KVM's AMD64-style layout, offsets from SMBASE + 0xfe00. */
+	EXPECT_EQ(area_u32(0xfc), 0x00020064u); /* revision */
+	EXPECT_EQ(area_u32(0x100), SMBASE);
+	EXPECT_EQ(area_u64(0x178), r.rip);
+	EXPECT_EQ(area_u64(0x170), r.rflags);
+	EXPECT_EQ(area_u64(0x1f8), r.gpr[X86_RAX]); /* RAX last */
+	EXPECT_EQ(area_u64(0x180), r.gpr[X86_R15]); /* R15 first */
+	EXPECT_EQ(area_u64(0x158), r.cr0);
+	EXPECT_EQ(area_u64(0x150), r.cr3);
+	EXPECT_EQ(area_u64(0x148), r.cr4);
+	EXPECT_EQ(area_u64(0xd0), r.efer);
+	EXPECT_EQ(area_u64(0x160), r.dr[7]);
+	EXPECT_EQ(smram_area[0xcb], 2); /* the interrupt shadow */
+	/* CS at 0x10: selector, attributes (type 11, S, P, L), limit, base. */
+	EXPECT_EQ(area_u32(0x10) & 0xffff, 8u);
+	EXPECT_EQ(area_u32(0x10) >> 16, 0x209bu | 0x8000u);
+	EXPECT_EQ(area_u64(0x68), 0x6000u); /* GDTR base */
+	EXPECT_EQ(area_u32(0x64), 23u);	    /* GDTR limit */
+	EXPECT_EQ(area_u64(0x88), 0x7000u); /* IDTR base */
+	EXPECT_EQ(area_u64(0x98), 0x8000u); /* TR base */
+	/* The 32-bit (P6) layout of a 32-bit state. */
+	pm = r;
+	pm.cr0 = X86_CR0_PE | X86_CR0_ET;
+	pm.efer = 0;
+	x86_smram_save(&pm, false, SMBASE, 0, smram_area);
+	EXPECT_EQ(area_u32(0xfc), 0x00020000u);
+	EXPECT_EQ(area_u32(0xf8), SMBASE);
+	EXPECT_EQ(area_u32(0x1f0), (uint32_t)pm.rip);
+	EXPECT_EQ(area_u32(0x1d0), (uint32_t)pm.gpr[X86_RAX]); /* EAX first */
+	EXPECT_EQ(area_u32(0x1ec), (uint32_t)pm.gpr[X86_RDI]);
+	EXPECT_EQ(area_u32(0x1fc), (uint32_t)pm.cr0);
+	EXPECT_EQ(area_u32(0x1ac), 8u); /* CS selector */
+}
+
+TEST(smm_entry_state)
+{
+	struct x86_regs r;
+
+	smm_regs64(&r);
+	x86_smm_entry_regs(&r, 0x1000000, true);
+	EXPECT_TRUE(r.smm);
+	EXPECT_EQ(r.rip, 0x8000u);
+	EXPECT_EQ(r.rflags, 2u);
+	EXPECT_EQ(r.cr0 & (X86_CR0_PE | X86_CR0_PG), 0u);
+	EXPECT_EQ(r.cr4, 0u);
+	EXPECT_EQ(r.efer, 0u);
+	EXPECT_EQ(r.idt.limit, 0u);
+	EXPECT_EQ(r.dr[7], 0x400u);
+	EXPECT_EQ(r.seg[X86_SEG_CS].base, 0x1000000u);
+	EXPECT_EQ(r.seg[X86_SEG_CS].selector, 0u); /* (SMBASE >> 4) & 0xffff */
+	EXPECT_EQ(r.seg[X86_SEG_DS].limit, 0xffffffffu);
+	EXPECT_EQ(x86_cpu_mode(&r), X86_MODE_16);
+}
+
+TEST(emulate_rsm)
+{
+	struct x86_regs orig;
+	struct ectx e;
+	int st;
+
+	/* Outside SMM RSM is #UD. */
+	ectx_init(&e);
+	e.emu.ops = &smm_ops;
+	EXPECT_EXC(&e, EMU(&e, 0x0f, 0xaa), X86_UD, 0u);
+	/* In: back to the long-mode state saved at SMI, register for register. */
+	ectx_init(&e);
+	smm_regs64(&e.r);
+	orig = e.r;
+	smm_enter(&e, true);
+	e.r.gpr[X86_RAX] = 0xfe;
+	st = EMU(&e, 0x0f, 0xaa);
+	ASSERT_EQ(st, X86_EMU_DONE);
+	EXPECT_FALSE(e.r.smm);
+	EXPECT_TRUE(e.res.effects & X86_FX_SMM_LEFT);
+	for (unsigned i = 0; i < 16; i++)
+		EXPECT_EQ(e.r.gpr[i], orig.gpr[i]);
+	EXPECT_EQ(e.r.rip, orig.rip);
+	EXPECT_EQ(e.r.rflags, orig.rflags);
+	EXPECT_EQ(e.r.cr0, orig.cr0);
+	EXPECT_EQ(e.r.cr3, orig.cr3);
+	EXPECT_EQ(e.r.cr4, orig.cr4);
+	EXPECT_EQ(e.r.efer, orig.efer); /* LMA again: CR0.PG with LME */
+	EXPECT_EQ(e.r.dr[7], orig.dr[7]);
+	EXPECT_EQ(e.r.gdt.base, orig.gdt.base);
+	EXPECT_EQ(e.r.idt.limit, orig.idt.limit);
+	EXPECT_EQ(e.r.tr.base, orig.tr.base);
+	EXPECT_TRUE(e.r.seg[X86_SEG_CS].l);
+	EXPECT_EQ(e.r.seg[X86_SEG_FS].base, orig.seg[X86_SEG_FS].base);
+	EXPECT_EQ(x86_cpu_mode(&e.r), X86_MODE_64);
+	/* SMBASE as the area says (firmware relocates it so). */
+	smm_regs64(&e.r);
+	smm_enter(&e, true);
+	memcpy(smram_area + 0x100, &(uint32_t){ 0xa0000 }, 4);
+	ASSERT_EQ(EMU(&e, 0x0f, 0xaa), X86_EMU_DONE);
+	EXPECT_EQ(e.r.smbase, 0xa0000u);
+	/* A saved state the control-register checks refuse: a triple fault. */
+	smm_regs64(&e.r);
+	smm_enter(&e, true);
+	memcpy(smram_area + 0x148, &(uint64_t){ X86_CR4_PAE | (1ull << 31) }, 8);
+	EXPECT_EQ(EMU(&e, 0x0f, 0xaa), X86_EMU_SHUTDOWN);
+	smm_regs64(&e.r);
+	smm_enter(&e, true);
+	memcpy(smram_area + 0x158, &(uint64_t){ X86_CR0_PG }, 8); /* PG without PE */
+	EXPECT_EQ(EMU(&e, 0x0f, 0xaa), X86_EMU_SHUTDOWN);
+	/* An area that is not RAM: the emulator cannot go on. */
+	smm_regs64(&e.r);
+	smm_enter(&e, true);
+	smram_fail = true;
+	EXPECT_EQ(EMU(&e, 0x0f, 0xaa), X86_EMU_UNHANDLED);
+	EXPECT_TRUE(e.r.smm); /* nothing changed */
+	smram_fail = false;
+}
+
+TEST(emulate_rsm_32bit_layout)
+{
+	struct x86_regs orig;
+	struct ectx e;
+
+	/* Without long mode in CPUID: the P6 layout, a 32-bit protected-mode state. */
+	ectx_init(&e);
+	smm_regs64(&e.r);
+	e.r.cr0 = X86_CR0_PE | X86_CR0_ET;
+	e.r.cr4 = 0;
+	e.r.efer = 0;
+	e.r.rip = 0x1234;
+	for (unsigned i = 0; i < 8; i++)
+		e.r.gpr[i] &= 0xffffffffu;
+	e.r.seg[X86_SEG_CS] = (struct x86_segment){ .selector = 8, .limit = 0xffffffff,
+						    .type = 0xb, .s = true, .present = true,
+						    .db = true, .g = true };
+	orig = e.r;
+	smm_enter(&e, false);
+	ASSERT_EQ(EMU(&e, 0x0f, 0xaa), X86_EMU_DONE);
+	for (unsigned i = 0; i < 8; i++)
+		EXPECT_EQ(e.r.gpr[i], orig.gpr[i]);
+	EXPECT_EQ(e.r.rip, 0x1234u);
+	EXPECT_EQ(e.r.cr0, orig.cr0);
+	EXPECT_EQ(x86_cpu_mode(&e.r), X86_MODE_32);
+	EXPECT_EQ(e.r.seg[X86_SEG_CS].selector, 8u);
+}
+
+TEST(emulate_real_mode)
+{
+	struct ectx e;
+
+	ectx_init(&e);
+	e.r.cr0 = X86_CR0_ET;
+	e.r.efer = 0;
+	e.r.cr4 = 0;
+	e.r.rip = 0x100;
+	e.r.seg[X86_SEG_CS] = (struct x86_segment){ .selector = 0x1000, .base = 0x10000,
+						    .limit = 0xffff, .type = 0xb, .s = true,
+						    .present = true };
+	ASSERT_EQ(x86_cpu_mode(&e.r), X86_MODE_16);
+	/* mov al,0xfe: AL only. */
+	e.r.gpr[X86_RAX] = 0x1234;
+	ASSERT_EQ(EMU(&e, 0xb0, 0xfe), X86_EMU_DONE);
+	EXPECT_EQ(e.r.gpr[X86_RAX], 0x12feu);
+	EXPECT_EQ(e.r.rip, 0x102u);
+	/* jmp $-2 (to itself); a 16-bit jump wraps IP within the segment. */
+	ASSERT_EQ(EMU(&e, 0xeb, 0xfe), X86_EMU_DONE);
+	EXPECT_EQ(e.r.rip, 0x102u);
+	e.r.rip = 0xfffe;
+	ASSERT_EQ(EMU(&e, 0xe9, 0x10, 0x00), X86_EMU_DONE);
+	EXPECT_EQ(e.r.rip, 0x11u);
+	/* A far JMP and MOV to a segment register: base = selector << 4. */
+	ASSERT_EQ(EMU(&e, 0xea, 0x00, 0x10, 0x00, 0x20), X86_EMU_DONE);
+	EXPECT_EQ(e.r.seg[X86_SEG_CS].base, 0x20000u);
+	EXPECT_EQ(e.r.seg[X86_SEG_CS].selector, 0x2000u);
+	EXPECT_EQ(e.r.rip, 0x1000u);
+	e.r.gpr[X86_RAX] = 0x3456;
+	ASSERT_EQ(EMU(&e, 0x8e, 0xd8), X86_EMU_DONE); /* mov ds,ax */
+	EXPECT_EQ(e.r.seg[X86_SEG_DS].base, 0x34560u);
+	/* A real-mode IRET is not modelled: an emulation failure, not a guess. */
+	EXPECT_EQ(EMU(&e, 0xcf), X86_EMU_UNHANDLED);
 }
 
 /* Random bytes in every mode: the decoder never reads past what it was

@@ -53,41 +53,6 @@ TEST(xapic_page_is_the_kernels)
 	vm_close(&m);
 }
 
-static int msr_get(struct vm *m, uint32_t index, uint64_t *val)
-{
-	struct {
-		struct kvm_msrs h;
-		struct kvm_msr_entry e;
-	} b = { .h.nmsrs = 1, .e.index = index };
-	int r = guestmem_sys_ioctl(m->vcpu, KVM_GET_MSRS, &b);
-
-	*val = b.e.data;
-	return r;
-}
-
-static int msr_set(struct vm *m, uint32_t index, uint64_t val)
-{
-	struct {
-		struct kvm_msrs h;
-		struct kvm_msr_entry e;
-	} b = { .h.nmsrs = 1, .e.index = index, .e.data = val };
-
-	return guestmem_sys_ioctl(m->vcpu, KVM_SET_MSRS, &b);
-}
-
-/* The guest's CPUID: everything supported (x2APIC included). */
-static void set_supported_cpuid(struct vm *m)
-{
-	static struct {
-		struct kvm_cpuid2 h;
-		struct kvm_cpuid_entry2 e[128];
-	} c;
-
-	c.h.nent = 128;
-	ASSERT_EQ(guestmem_sys_ioctl(m->kvm, KVM_GET_SUPPORTED_CPUID, &c), 0);
-	ASSERT_EQ(guestmem_sys_ioctl(m->vcpu, KVM_SET_CPUID2, &c), 0);
-}
-
 TEST(x2apic_msrs_follow_the_mode)
 {
 	struct kvm_lapic_state l;
@@ -96,25 +61,25 @@ TEST(x2apic_msrs_follow_the_mode)
 	struct vm m;
 
 	vm_open(&m);
-	set_supported_cpuid(&m);
+	vm_set_supported_cpuid(&m);
 	/* xAPIC mode: the x2APIC MSRs do not exist. */
-	ASSERT_EQ(msr_get(&m, 0x802, &v), 0);
-	ASSERT_EQ(msr_set(&m, MSR_APIC_BASE, APIC_GPA | 0x100 | 0x800 | 0x400), 1);
-	ASSERT_EQ(msr_get(&m, 0x802, &v), 1);
+	ASSERT_EQ(vm_msr_get(&m, 0x802, &v), 0);
+	ASSERT_EQ(vm_msr_set(&m, MSR_APIC_BASE, APIC_GPA | 0x100 | 0x800 | 0x400), 1);
+	ASSERT_EQ(vm_msr_get(&m, 0x802, &v), 1);
 	ASSERT_EQ(v, 0);			/* the vCPU id */
-	ASSERT_EQ(msr_get(&m, 0x80d, &v), 1);
+	ASSERT_EQ(vm_msr_get(&m, 0x80d, &v), 1);
 	ASSERT_EQ(v, 1);			/* LDR: cluster 0, bit 0 */
-	ASSERT_EQ(msr_set(&m, 0x808, 0x30), 1); /* TPR */
-	ASSERT_EQ(msr_get(&m, 0x808, &v), 1);
+	ASSERT_EQ(vm_msr_set(&m, 0x808, 0x30), 1); /* TPR */
+	ASSERT_EQ(vm_msr_get(&m, 0x808, &v), 1);
 	ASSERT_EQ(v, 0x30);
-	ASSERT_EQ(msr_set(&m, 0x808, 1ULL << 32), 0); /* 63:32 reserved */
-	ASSERT_EQ(msr_set(&m, 0x830, 1ULL << 13), 0); /* ICR reserved bit */
+	ASSERT_EQ(vm_msr_set(&m, 0x808, 1ULL << 32), 0); /* 63:32 reserved */
+	ASSERT_EQ(vm_msr_set(&m, 0x830, 1ULL << 13), 0); /* ICR reserved bit */
 	/* A fixed self-IPI: the ICR reads back whole, 64 bits. */
-	ASSERT_EQ(msr_set(&m, 0x830, 0x40 | (1ULL << 18) | (5ULL << 32)), 1);
-	ASSERT_EQ(msr_get(&m, 0x830, &v), 1);
+	ASSERT_EQ(vm_msr_set(&m, 0x830, 0x40 | (1ULL << 18) | (5ULL << 32)), 1);
+	ASSERT_EQ(vm_msr_get(&m, 0x830, &v), 1);
 	ASSERT_EQ(v, 0x40 | (1ULL << 18) | (5ULL << 32));
-	ASSERT_EQ(msr_get(&m, 0x831, &v), 0); /* no ICR2 in x2APIC mode */
-	ASSERT_EQ(msr_set(&m, 0x802, 7), 0);  /* the ID is read-only */
+	ASSERT_EQ(vm_msr_get(&m, 0x831, &v), 0); /* no ICR2 in x2APIC mode */
+	ASSERT_EQ(vm_msr_set(&m, 0x802, 7), 0);  /* the ID is read-only */
 	/* KVM_GET_LAPIC shows the x2APIC ID as id << 24 without KVM_CAP_X2APIC_API. */
 	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_GET_LAPIC, &l), 0);
 	memcpy(&id, l.regs + 0x20, 4);
@@ -149,9 +114,9 @@ TEST(x2apic_self_ipi_reaches_the_idt_and_eoi_ends_it)
 	struct vm m;
 
 	vm_open(&m);
-	set_supported_cpuid(&m);
-	ASSERT_EQ(msr_set(&m, MSR_APIC_BASE, APIC_GPA | 0x100 | 0x800 | 0x400), 1);
-	ASSERT_EQ(msr_set(&m, 0x80f, 0x1ff), 1); /* SPIV: software-enabled */
+	vm_set_supported_cpuid(&m);
+	ASSERT_EQ(vm_msr_set(&m, MSR_APIC_BASE, APIC_GPA | 0x100 | 0x800 | 0x400), 1);
+	ASSERT_EQ(vm_msr_set(&m, 0x80f, 0x1ff), 1); /* SPIV: software-enabled */
 	memcpy(m.mem + CODE, c, sizeof(c));
 	memcpy(m.mem + 0x14000, handler, sizeof(handler));
 	memcpy(m.mem + 0x5000 + 0x40 * 16, gate, sizeof(gate));
@@ -180,14 +145,14 @@ TEST(irr_isr_ppr_are_the_models)
 	struct vm m;
 
 	vm_open(&m);
-	set_supported_cpuid(&m);
-	ASSERT_EQ(msr_set(&m, MSR_APIC_BASE, APIC_GPA | 0x100 | 0x800 | 0x400), 1);
-	ASSERT_EQ(msr_set(&m, 0x80f, 0x1ff), 1); /* SPIV: software-enabled */
+	vm_set_supported_cpuid(&m);
+	ASSERT_EQ(vm_msr_set(&m, MSR_APIC_BASE, APIC_GPA | 0x100 | 0x800 | 0x400), 1);
+	ASSERT_EQ(vm_msr_set(&m, 0x80f, 0x1ff), 1); /* SPIV: software-enabled */
 	/* A self-IPI nobody has taken yet: pending in IRR (vector 0x40). */
-	ASSERT_EQ(msr_set(&m, 0x830, 0x40 | (1ULL << 18)), 1);
+	ASSERT_EQ(vm_msr_set(&m, 0x830, 0x40 | (1ULL << 18)), 1);
 	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_GET_LAPIC, &l), 0);
 	ASSERT_EQ(lapic_reg(&l, 0x220), 1);
-	ASSERT_EQ(msr_get(&m, 0x822, &v), 1);
+	ASSERT_EQ(vm_msr_get(&m, 0x822, &v), 1);
 	ASSERT_EQ(v, 1);
 	/* A restore replaces both sets; PPR follows the vector in service. */
 	memset(l.regs + 0x100, 0, 0x80);
@@ -201,10 +166,10 @@ TEST(irr_isr_ppr_are_the_models)
 	ASSERT_EQ(lapic_reg(&l, 0x230), 2);
 	ASSERT_EQ(lapic_reg(&l, 0x120), 1U << 16);
 	ASSERT_EQ(lapic_reg(&l, 0xa0), 0x50);
-	ASSERT_EQ(msr_get(&m, 0x80a, &v), 1);
+	ASSERT_EQ(vm_msr_get(&m, 0x80a, &v), 1);
 	ASSERT_EQ(v, 0x50);
 	/* EOI ends it: ISR empty, PPR back to TPR. */
-	ASSERT_EQ(msr_set(&m, 0x80b, 0), 1);
+	ASSERT_EQ(vm_msr_set(&m, 0x80b, 0), 1);
 	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_GET_LAPIC, &l), 0);
 	ASSERT_EQ(lapic_reg(&l, 0x120), 0);
 	ASSERT_EQ(lapic_reg(&l, 0xa0), 0);
@@ -234,17 +199,17 @@ TEST(timer_expiry_wakes_a_halted_guest)
 	struct vm m;
 
 	vm_open(&m);
-	set_supported_cpuid(&m);
-	ASSERT_EQ(msr_set(&m, MSR_APIC_BASE, APIC_GPA | 0x100 | 0x800 | 0x400), 1);
-	ASSERT_EQ(msr_set(&m, 0x80f, 0x1ff), 1);  /* SPIV: software-enabled */
-	ASSERT_EQ(msr_set(&m, 0x832, 0x41), 1);	  /* LVTT: one-shot, vector 0x41 */
-	ASSERT_EQ(msr_set(&m, 0x83e, 0xb), 1);	  /* TDCR: divide by 1 */
+	vm_set_supported_cpuid(&m);
+	ASSERT_EQ(vm_msr_set(&m, MSR_APIC_BASE, APIC_GPA | 0x100 | 0x800 | 0x400), 1);
+	ASSERT_EQ(vm_msr_set(&m, 0x80f, 0x1ff), 1);  /* SPIV: software-enabled */
+	ASSERT_EQ(vm_msr_set(&m, 0x832, 0x41), 1);	  /* LVTT: one-shot, vector 0x41 */
+	ASSERT_EQ(vm_msr_set(&m, 0x83e, 0xb), 1);	  /* TDCR: divide by 1 */
 	memcpy(m.mem + CODE, c, sizeof(c));
 	memcpy(m.mem + 0x14000, handler, sizeof(handler));
 	memcpy(m.mem + 0x5000 + 0x41 * 16, gate, sizeof(gate));
 	vm_start(&m, CODE);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	ASSERT_EQ(msr_set(&m, 0x838, 20000000), 1); /* TMICT: 20 ms at 1 ns a count */
+	ASSERT_EQ(vm_msr_set(&m, 0x838, 20000000), 1); /* TMICT: 20 ms at 1 ns a count */
 	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_RUN, 0), 0);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	ASSERT_EQ(m.run->exit_reason, KVM_EXIT_IO);

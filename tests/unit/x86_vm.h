@@ -270,4 +270,40 @@ static inline void vm_open(struct vm *m)
 	vm_open_irqchip(m, true);
 }
 
+/* One MSR through KVM_GET_MSRS/KVM_SET_MSRS: the ioctl's result (1 done). */
+static inline int vm_msr_get(struct vm *m, uint32_t index, uint64_t *val)
+{
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e;
+	} b = { .h.nmsrs = 1, .e.index = index };
+	int r = guestmem_sys_ioctl(m->vcpu, KVM_GET_MSRS, &b);
+
+	*val = b.e.data;
+	return r;
+}
+
+static inline int vm_msr_set(struct vm *m, uint32_t index, uint64_t val)
+{
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e;
+	} b = { .h.nmsrs = 1, .e.index = index, .e.data = val };
+
+	return guestmem_sys_ioctl(m->vcpu, KVM_SET_MSRS, &b);
+}
+
+/* The guest's CPUID: everything supported (x2APIC and long mode included). */
+static inline void vm_set_supported_cpuid(struct vm *m)
+{
+	static struct {
+		struct kvm_cpuid2 h;
+		struct kvm_cpuid_entry2 e[128];
+	} c;
+
+	c.h.nent = 128;
+	ASSERT_EQ(guestmem_sys_ioctl(m->kvm, KVM_GET_SUPPORTED_CPUID, &c), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(m->vcpu, KVM_SET_CPUID2, &c), 0);
+}
+
 #endif

@@ -169,6 +169,15 @@ static int dec_onebyte(struct dec *d, struct x86_insn *in, unsigned op, bool p66
 	/* IN/OUT/INS/OUTS: 1 or, by 66 only, 2/4 bytes; REX.W does not widen them. */
 	unsigned ios = (op & 1) ? ((in->mode == X86_MODE_16) != p66 ? 2 : 4) : 1;
 
+	if (op >= 0xb0 && op <= 0xbf) { /* MOV r, imm (b8+r with REX.W: a 64-bit imm) */
+		unsigned size = op < 0xb8 ? 1 : vs;
+
+		in->op = X86_OP_MOV;
+		in->opsize = in->srcsize = (uint8_t)size;
+		reg_opnd(in, &in->dst, (op & 7) | ((in->rex & 1u) << 3), size);
+		imm(d, in, size, false);
+		return 0;
+	}
 	if (op < 0x40 && (op & 7) < 6) {
 		unsigned size = (op & 1) ? vs : 1;
 
@@ -248,6 +257,11 @@ static int dec_onebyte(struct dec *d, struct x86_insn *in, unsigned op, bool p66
 		in->ea.seg = op < 0x6e ? X86_SEG_ES
 				       : (in->seg_override >= 0 ? (uint8_t)in->seg_override
 								: X86_SEG_DS);
+		return 0;
+	case 0xeb: case 0xe9: /* JMP rel8, JMP rel16/32 (64-bit mode: 64-bit RIP) */
+		in->op = X86_OP_JMP_NEAR;
+		in->opsize = (uint8_t)(in->mode == X86_MODE_64 ? 8 : vs);
+		imm(d, in, op == 0xeb ? 1 : (in->opsize == 2 ? 2 : 4), true);
 		return 0;
 	case 0xc6: case 0xc7: {
 		unsigned size = op == 0xc6 ? 1 : vs;
@@ -429,6 +443,7 @@ static int dec_twobyte(struct dec *d, struct x86_insn *in, unsigned op, bool p66
 	case 0x31: in->op = X86_OP_RDTSC; return 0;
 	case 0x32: in->op = X86_OP_RDMSR; return 0;
 	case 0xa2: in->op = X86_OP_CPUID; return 0;
+	case 0xaa: in->op = X86_OP_RSM; return 0;
 	case 0xb6: case 0xb7: case 0xbe: case 0xbf:
 		in->op = op < 0xbe ? X86_OP_MOVZX : X86_OP_MOVSX;
 		rm_reg_form(d, in, (op & 1) ? 2 : 1, true);
@@ -530,7 +545,7 @@ const char *x86_op_name(unsigned op)
 		"wrmsr", "rdtsc", "rdtscp", "cpuid", "xsetbv", "vmcall", "vmmcall", "lgdt", "lidt",
 		"ltr", "lldt", "invlpg", "wbinvd", "invd", "swapgs", "syscall", "sysret", "mov",
 		"movzx", "movsx", "alu", "test", "xchg", "inc", "dec", "int",
-		"stos", "movs", "mov_sreg", "jmp_far",
+		"stos", "movs", "mov_sreg", "jmp_far", "rsm", "jmp_near",
 	};
 
 	return op < X86_OP_COUNT ? names[op] : "?";

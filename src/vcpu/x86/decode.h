@@ -50,7 +50,7 @@ enum x86_op {
 	/* system calls */
 	X86_OP_SWAPGS, X86_OP_SYSCALL, X86_OP_SYSRET,
 	/* memory-operand forms (MMIO) */
-	X86_OP_MOV,	/* dst <- src: 88/89/8a/8b/c6/c7/a0-a3 */
+	X86_OP_MOV,	/* dst <- src: 88/89/8a/8b/c6/c7/a0-a3, b0-bf (imm to reg) */
 	X86_OP_MOVZX,	/* 0f b6/b7 */
 	X86_OP_MOVSX,	/* 0f be/bf, 63 (MOVSXD) */
 	X86_OP_ALU,	/* add/or/adc/sbb/and/sub/xor/cmp, insn.alu says which */
@@ -66,6 +66,9 @@ enum x86_op {
 	 * direct far JMP outside 64-bit mode (ea: imm = offset, the selector
 	 * in bits 32-47) */
 	X86_OP_MOV_SREG, X86_OP_JMP_FAR,
+	/* code the emulator runs itself (SMM, src/vcpu/x86/smm.h): RSM, and
+	 * the near JMP (eb/e9, imm = the sign-extended displacement) */
+	X86_OP_RSM, X86_OP_JMP_NEAR,
 	X86_OP_COUNT
 };
 

@@ -6,6 +6,7 @@
  * order).  See emulate.h for the exit/completion model.
  */
 #include "vcpu/x86/emulate.h"
+#include "vcpu/x86/smm.h"
 
 #include <string.h>
 
@@ -95,7 +96,9 @@ static void set_gpr(struct x86_regs *r, unsigned reg, bool high8, unsigned size,
 
 int x86_cpu_mode(const struct x86_regs *regs)
 {
-	if (!(regs->cr0 & X86_CR0_PE) || (regs->rflags & X86_RFLAGS_VM))
+	if (!(regs->cr0 & X86_CR0_PE))
+		return X86_MODE_16; /* real mode: 16-bit defaults, base = selector << 4 */
+	if (regs->rflags & X86_RFLAGS_VM)
 		return -1;
 	if ((regs->efer & X86_EFER_LMA) && regs->seg[X86_SEG_CS].l)
 		return X86_MODE_64;
@@ -670,6 +673,14 @@ static int load_seg(struct run *rn, unsigned seg, uint16_t sel)
 	uint64_t d[2];
 	int st;
 
+	if (!(rn->w.cr0 & X86_CR0_PE)) {
+		/* Real mode: the base follows the selector; limit and
+		 * attributes stay (big real mode keeps its 4 GiB). */
+		s->selector = sel;
+		s->base = (uint64_t)sel << 4;
+		rn->res->effects |= X86_FX_SEGMENTS;
+		return 0;
+	}
 	if ((sel & 3) != 0)
 		return X86_EMU_UNHANDLED; /* return to CPL>0: guest CPL3 is not run */
 	if (sel == s->selector)
@@ -767,6 +778,8 @@ static int em_iret(struct run *rn)
 			X86_RFLAGS_VIF | X86_RFLAGS_VIP | X86_RFLAGS_ID;
 	int st;
 
+	if (!(rn->w.cr0 & X86_CR0_PE))
+		return X86_EMU_UNHANDLED; /* real-mode IRET: not modelled */
 	if (rn->w.rflags & X86_RFLAGS_NT)
 		return rn->mode64 ? GP(rn, 0) : X86_EMU_UNHANDLED; /* task return */
 	if ((st = pop(rn, &rip, size)) || (st = pop(rn, &cs, size)) || (st = pop(rn, &fl, size)))
@@ -1350,6 +1363,103 @@ static int em_int(struct run *rn)
 	return X86_EMU_SOFT_INT;
 }
 
+/* ---- code the emulator runs itself (SMM) --------------------------------- */
+
+static int em_jmp_near(struct run *rn)
+{
+	uint64_t rip = (rn->orig->rip + rn->in->len + rn->in->imm) & size_mask(rn->in->opsize);
+	const struct x86_segment *cs = &rn->w.seg[X86_SEG_CS];
+
+	if (rn->mode64 ? !canonical(rip, rn->w.cr4) : rip > cs->limit)
+		return GP(rn, 0);
+	rn->w.rip = rip;
+	rn->w.rflags &= ~X86_RFLAGS_RF;
+	return X86_EMU_DONE;
+}
+
+/*
+ * RSM (6.12's emulator_leave_smm): out of SMM, back through real mode to
+ * the state saved at SMI (smm.h), each control register through the
+ * checks a MOV would make.  A state that fails them is a triple fault.
+ */
+static int rsm_shutdown(struct run *rn)
+{
+	rn->res->effects |= X86_FX_SMM_LEFT | X86_FX_MMU_MODE | X86_FX_TLB_FLUSH_ALL |
+			    X86_FX_SEGMENTS | X86_FX_DTABLES | X86_FX_DEBUG | X86_FX_EFER;
+	return X86_EMU_SHUTDOWN;
+}
+
+static int em_rsm(struct run *rn)
+{
+	struct x86_regs *w = &rn->w;
+	uint8_t area[X86_SMRAM_SAVE_SIZE];
+	struct x86_smram_state st;
+	uint64_t pcid = 0, cr3;
+	bool lm = rn->emu->model->lm;
+
+	if (!w->smm)
+		return UD(rn);
+	if (!rn->emu->ops->read_phys ||
+	    rn->emu->ops->read_phys(rn->emu->ctx, (uint64_t)w->smbase + X86_SMRAM_SAVE_OFFSET, area,
+				    sizeof(area)))
+		return X86_EMU_UNHANDLED;
+	x86_smram_load(area, lm, &st);
+	w->smm = false;
+	/* Through real mode: PCIDE off, a 32-bit CS, PE/PG off, PAE off, EFER 0. */
+	if (lm) {
+		w->cr4 &= ~X86_CR4_PCIDE;
+		w->seg[X86_SEG_CS] = (struct x86_segment){ .type = 0xb, .s = true, .g = true,
+							   .present = true };
+	}
+	if (w->cr0 & X86_CR0_PE)
+		w->cr0 &= ~(X86_CR0_PG | X86_CR0_PE);
+	w->efer &= ~X86_EFER_LMA; /* LMA follows PG */
+	if (lm) {
+		w->cr4 &= ~X86_CR4_PAE;
+		w->efer = 0;
+	}
+	rn->mode64 = false;
+	for (unsigned i = 0; i < (lm ? 16u : 8u); i++)
+		w->gpr[i] = st.gpr[i];
+	w->rip = st.rip;
+	w->rflags = st.rflags | X86_RFLAGS_FIXED;
+	/* kvm_set_dr(): the upper halves of DR6 and DR7 are reserved. */
+	if ((st.dr6 >> 32) || (st.dr7 >> 32))
+		return rsm_shutdown(rn);
+	w->dr[6] = (st.dr6 & DR6_VOLATILE) | rn->emu->model->dr6_fixed;
+	w->dr[7] = (st.dr7 & DR7_VOLATILE) | DR7_FIXED_1;
+	w->smbase = st.smbase;
+	if (lm) {
+		uint64_t v = st.efer & ~X86_EFER_LMA;
+
+		if (regs_msr(rn, X86_MSR_EFER, true, &v))
+			return rsm_shutdown(rn);
+	}
+	w->tr = st.tr;
+	w->idt = st.idt;
+	w->ldt = st.ldt;
+	w->gdt = st.gdt;
+	/* rsm_enter_protected_mode(): CR3, then CR4 without PCIDE, CR0, PCIDE. */
+	cr3 = st.cr3;
+	if (st.cr4 & X86_CR4_PCIDE) {
+		pcid = cr3 & 0xfff;
+		cr3 &= ~0xfffull;
+	}
+	if (set_cr3(rn, cr3) || set_cr4(rn, st.cr4 & ~X86_CR4_PCIDE) || set_cr0(rn, st.cr0))
+		return rsm_shutdown(rn);
+	if ((st.cr4 & X86_CR4_PCIDE) &&
+	    (set_cr4(rn, st.cr4) || (pcid && set_cr3(rn, cr3 | pcid))))
+		return rsm_shutdown(rn);
+	for (unsigned i = 0; i < X86_NR_SEGS; i++)
+		w->seg[i] = st.seg[i];
+	w->cpl = w->seg[X86_SEG_SS].dpl;
+	rn->res->effects |= X86_FX_SMM_LEFT | X86_FX_MMU_MODE | X86_FX_TLB_FLUSH_ALL |
+			    X86_FX_SEGMENTS | X86_FX_DTABLES | X86_FX_DEBUG | X86_FX_EFER;
+	if (st.int_shadow)
+		rn->res->effects |= X86_FX_STI_SHADOW;
+	return X86_EMU_DONE;
+}
+
 /* ---- dispatch and the public API ------------------------------------------ */
 
 static int dispatch(struct run *rn)
@@ -1382,6 +1492,8 @@ static int dispatch(struct run *rn)
 	case X86_OP_STOS: case X86_OP_MOVS: return em_string_mem(rn);
 	case X86_OP_MOV_SREG: return em_mov_sreg(rn);
 	case X86_OP_JMP_FAR: return em_jmp_far(rn);
+	case X86_OP_JMP_NEAR: return em_jmp_near(rn);
+	case X86_OP_RSM: return em_rsm(rn);
 	}
 	return X86_EMU_UNHANDLED;
 }
@@ -1398,7 +1510,8 @@ static int run_pending(struct x86_emu *emu, struct x86_regs *regs, struct x86_em
 		st = X86_EMU_UNHANDLED; /* decoded for another mode */
 	else
 		st = dispatch(&rn);
-	if (st == X86_EMU_DONE || st == X86_EMU_EXIT_HLT || st == X86_EMU_SOFT_INT)
+	if (st == X86_EMU_DONE || st == X86_EMU_EXIT_HLT || st == X86_EMU_SOFT_INT ||
+	    st == X86_EMU_SHUTDOWN)
 		*regs = rn.w;
 	else
 		res->effects = 0; /* nothing happened (yet) */

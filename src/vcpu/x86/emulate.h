@@ -125,6 +125,9 @@ struct x86_regs {
 	struct x86_segment tr, ldt;
 	struct x86_dtable gdt, idt;
 	uint8_t cpl;
+	/* System Management Mode (smm.h): in it, and MSR_IA32_SMBASE. */
+	bool smm;
+	uint32_t smbase;
 };
 
 /* What the guest's CPU model allows (from KVM_SET_CPUID2 / host support). */
@@ -139,6 +142,7 @@ struct x86_cpu_model {
 	 * (fix_hypercall), and is #UD without it. */
 	uint8_t hypercall_op;
 	bool fix_hypercall;
+	bool lm;		/* CPUID has long mode: SMM's 64-bit save area (smm.h) */
 };
 
 /* Return values of the memory callbacks. */
@@ -166,6 +170,9 @@ struct x86_emu_ops {
 	 * those in x86_regs included.  X86_MSR_OK, or what the refused access
 	 * comes to: X86_MSR_GP or X86_MSR_EXIT (a user-space exit). */
 	int (*msr_filter)(void *ctx, uint32_t index, bool write);
+	/* Guest-physical read in the vCPU's current address space (RSM reads
+	 * the SMM state-save area so): 0, or -1 if any byte is not RAM. */
+	int (*read_phys)(void *ctx, uint64_t gpa, void *buf, unsigned len);
 };
 
 enum x86_emu_status {
@@ -180,6 +187,8 @@ enum x86_emu_status {
 	X86_EMU_SOFT_INT,	/* INT n/INT3/INTO/INT1: deliver res.ex.vector through
 				 * the IDT; RIP is already past the instruction (the
 				 * return address the frame must hold) */
+	X86_EMU_SHUTDOWN,	/* a triple fault (an RSM that could not load the
+				 * saved state); registers as far as it got */
 };
 
 /* Side effects the backend must act on (res.effects). */
@@ -196,6 +205,7 @@ enum x86_emu_status {
 #define X86_FX_DEBUG (1u << 10)		/* DR0-7 written */
 #define X86_FX_IRET_NMI (1u << 11)	/* IRET: NMIs are unblocked */
 #define X86_FX_EFER (1u << 12)		/* EFER written (WRMSR) */
+#define X86_FX_SMM_LEFT (1u << 13)	/* RSM: out of SMM; smbase may have changed */
 
 struct x86_emu_result {
 	uint8_t status;		/* enum x86_emu_status */
