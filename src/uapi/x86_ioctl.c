@@ -210,6 +210,15 @@ static long vcpu_set_nested_state(struct kvm_vcpu *v, unsigned long arg)
 	return r ? r : kvm_vcpu_set_nested_state(v, &s);
 }
 
+/* KVM_INTERRUPT: the copy (EFAULT), then the vector and irqchip checks. */
+static long vcpu_interrupt(struct kvm_vcpu *v, unsigned long arg)
+{
+	struct kvm_interrupt irq;
+	long r = gm_copy_from_user(&irq, (const void *)arg, sizeof(irq));
+
+	return r ? r : kvm_vcpu_ioctl_interrupt(v, irq.irq);
+}
+
 static long vcpu_ioctl_x86_state(struct kvm_vcpu *v, unsigned int cmd, unsigned long arg,
 				 bool *handled)
 {
@@ -250,6 +259,11 @@ long gm_vcpu_ioctl_x86(struct kvm_vcpu *v, unsigned int cmd, unsigned long arg, 
 		return vcpu_setup_mce(v, arg);
 	case KVM_SMI:
 		return kvm_inject_smi(v);
+	case KVM_NMI:
+		kvm_inject_nmi(v);
+		return 0;
+	case KVM_INTERRUPT:
+		return vcpu_interrupt(v, arg);
 	case KVM_SET_TSC_KHZ:
 		return kvm_vcpu_set_tsc_khz(v, (uint32_t)arg);
 	case KVM_GET_TSC_KHZ:

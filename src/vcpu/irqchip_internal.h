@@ -55,6 +55,7 @@ struct kvm_irqchip_state {
 #define APIC_DM_FIXED 0U
 #define APIC_DM_LOWEST 1U
 #define APIC_DM_SMI 2U
+#define APIC_DM_NMI 4U
 
 /* An interrupt on its way to LAPICs (the kernel's struct kvm_lapic_irq). */
 struct kvm_lapic_irq {

@@ -88,13 +88,17 @@ static bool apic_sw_enabled(const struct kvm_lapic *apic)
  * __apic_accept_irq() for fixed and lowest-priority delivery: the vector
  * into IRR, its TMR bit as the trigger mode says.  1 if accepted, 0 if the
  * APIC is software-disabled (SPIV bit 8 clear, as after reset) or for a
- * delivery mode not modelled (NMI, INIT, SIPI, ExtINT).  An SMI is taken
- * whatever SPIV says, as KVM's (kvm_inject_smi()).  irq_lock held.
+ * delivery mode not modelled (INIT, SIPI, ExtINT).  An SMI or an NMI is
+ * taken whatever SPIV says, as KVM's (kvm_inject_smi/nmi()).  irq_lock held.
  */
 static int apic_accept_irq(struct kvm_lapic *apic, const struct kvm_lapic_irq *irq)
 {
 	if (irq->delivery_mode == APIC_DM_SMI)
 		return kvm_inject_smi(apic->vcpu) == 0;
+	if (irq->delivery_mode == APIC_DM_NMI) {
+		kvm_inject_nmi(apic->vcpu);
+		return 1;
+	}
 	if (irq->delivery_mode > APIC_DM_LOWEST || !apic_sw_enabled(apic))
 		return 0;
 	if (irq->trig_level)

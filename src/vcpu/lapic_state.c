@@ -101,6 +101,16 @@ static uint32_t lapic_version(struct kvm_vcpu *v)
 	return lvr;
 }
 
+bool kvm_apic_accept_pic_intr(struct kvm_vcpu *v)
+{
+	uint32_t lvt0;
+
+	if (!v->arch.lapic_regs || !(v->sregs.apic_base & APIC_BASE_ENABLE))
+		return true;
+	lvt0 = reg_get(v->arch.lapic_regs, APIC_LVT0);
+	return !(lvt0 & APIC_LVT_MASKED) && (lvt0 & 0x700U) == APIC_MODE_EXTINT;
+}
+
 void kvm_lapic_reset(struct kvm_vcpu *v)
 {
 	uint8_t *regs = v->arch.lapic_regs;

@@ -92,6 +92,14 @@ struct kvm_vcpu_arch {
 	 * at entry and before KVM_GET_VCPU_EVENTS (kvm_vcpu_process_smi()).
 	 */
 	bool smi_request;
+	/* NMIs asked for from outside (KVM_NMI, an NMI IPI): KVM's nmi_queued,
+	 * added with a release increment by any thread, folded into
+	 * ev.nmi.pending by the vCPU (kvm_vcpu_process_nmi()). */
+	uint32_t nmi_queued;
+	/* KVM_INTERRUPT with a split irqchip: the user-space PIC's ExtINT,
+	 * taken through LINT0 (KVM's pending_external_vector).  vcpu->mutex. */
+	bool has_extint;
+	uint8_t extint_vector;
 
 	/* XSAVE area in the uABI (standard) format, KVM_XSAVE_UABI_SIZE bytes. */
 	uint8_t *xsave;
@@ -278,12 +286,23 @@ bool kvm_guest_cpuid_has(struct kvm_vcpu *v, uint32_t fn, uint32_t idx, int reg,
 /* The XCR0 bits the guest's CPUID allows (guest_supported_xcr0). */
 uint64_t kvm_guest_supported_xcr0(struct kvm_vcpu *v);
 
-/* ---- System Management Mode (x86_run.c; the save area: x86/smm.h) ------------------- */
+/* ---- events from outside the vCPU (x86_state.c; SMM's save area: x86/smm.h) ---------- */
 
 /* Ask @v for an SMI (any thread) and kick it; -ENOTTY without CONFIG_KVM_SMM. */
 int kvm_inject_smi(struct kvm_vcpu *v);
 /* Move a requested SMI into ev.smi.pending (process_smi()).  Context: vcpu->mutex. */
 void kvm_vcpu_process_smi(struct kvm_vcpu *v);
+/* Queue an NMI for @v (KVM_NMI, an NMI IPI; any thread) and kick it. */
+void kvm_inject_nmi(struct kvm_vcpu *v);
+/* Fold queued NMIs into ev.nmi.pending, at most 2, 1 while NMIs are
+ * blocked or one is being injected (process_nmi()).  Context: vcpu->mutex. */
+void kvm_vcpu_process_nmi(struct kvm_vcpu *v);
+/* KVM_INTERRUPT: 0, -EINVAL (vector), -ENXIO (the PIC is in the kernel),
+ * -EEXIST (an ExtINT is still pending).  Context: vcpu->mutex. */
+int kvm_vcpu_ioctl_interrupt(struct kvm_vcpu *v, uint32_t irq);
+/* The LAPIC takes the PIC's ExtINT: it is hardware-disabled, or LVT0 is
+ * unmasked in ExtINT mode (kvm_apic_accept_pic_intr()). */
+bool kvm_apic_accept_pic_intr(struct kvm_vcpu *v);
 
 /* ---- paravirtual interfaces (kvm_pv.c) ------------------------------------------ */
 

@@ -1513,18 +1513,40 @@ static int handle_trap(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret
 /* ---- events ------------------------------------------------------------------------ */
 
 /* The in-kernel LAPIC/PIC as the event module asks it. */
+/* The split irqchip's ExtINT (KVM_INTERRUPT) goes ahead of the LAPIC's own
+ * interrupts, when LINT0 takes it (kvm_cpu_has_extint()). */
+static bool extint_ready(struct kvm_vcpu *v)
+{
+	return v->arch.has_extint && irqchip_split(v->kvm) && kvm_apic_accept_pic_intr(v);
+}
+
+/* The callbacks' ctx is the vCPU. */
 static int irq_peek(void *ctx)
 {
-	struct kvm_x86_vcpu *x = ctx;
+	struct kvm_vcpu *v = ctx;
 
-	return kvm_apic_has_interrupt(x->v);
+	if (extint_ready(v))
+		return v->arch.extint_vector;
+	return kvm_apic_has_interrupt(v);
 }
 
 static int irq_ack(void *ctx)
 {
-	struct kvm_x86_vcpu *x = ctx;
+	struct kvm_vcpu *v = ctx;
 
-	return kvm_cpu_get_interrupt(x->v);
+	if (extint_ready(v)) {
+		v->arch.has_extint = false;
+		return v->arch.extint_vector;
+	}
+	return kvm_cpu_get_interrupt(v);
+}
+
+/* KVM_INTERRUPT could store an ExtINT now (kvm_cpu_accept_dm_intr()). */
+static bool irq_accept_dm_intr(void *ctx)
+{
+	struct kvm_vcpu *v = ctx;
+
+	return !v->arch.has_extint && kvm_apic_accept_pic_intr(v);
 }
 
 /*
@@ -1534,7 +1556,7 @@ static int irq_ack(void *ctx)
 static int deliver_events(struct kvm_x86_vcpu *x)
 {
 	struct kvm_vcpu *v = x->v;
-	const struct x86_irq_source src = { irq_peek, irq_ack, NULL, x };
+	const struct x86_irq_source src = { irq_peek, irq_ack, irq_accept_dm_intr, v };
 	struct x86_event_env env = {
 		.irq = irqchip_in_kernel(v->kvm) ? &src : NULL,
 		.pic_in_kernel = irqchip_kernel(v->kvm),
@@ -1577,21 +1599,6 @@ static int deliver_events(struct kvm_x86_vcpu *x)
 }
 
 /* ---- System Management Mode ---------------------------------------------------------- */
-
-int kvm_inject_smi(struct kvm_vcpu *v)
-{
-	if (!v->kvm->cfg.smm)
-		return -ENOTTY;
-	__atomic_store_n(&v->arch.smi_request, true, __ATOMIC_RELEASE);
-	kvm_x86_kick(v);
-	return 0;
-}
-
-void kvm_vcpu_process_smi(struct kvm_vcpu *v)
-{
-	if (__atomic_exchange_n(&v->arch.smi_request, false, __ATOMIC_ACQUIRE))
-		v->arch.ev.smi.pending = true;
-}
 
 /*
  * An SMI is taken when one is pending, the vCPU is not in SMM already and
@@ -1642,7 +1649,9 @@ static int enter_smm(struct kvm_x86_vcpu *x)
 
 bool kvm_x86_ready_for_interrupt_injection(struct kvm_vcpu *v)
 {
-	struct x86_event_env env = { .pic_in_kernel = irqchip_kernel(v->kvm) };
+	const struct x86_irq_source src = { irq_peek, irq_ack, irq_accept_dm_intr, v };
+	struct x86_event_env env = { .irq = irqchip_in_kernel(v->kvm) ? &src : NULL,
+				     .pic_in_kernel = irqchip_kernel(v->kvm) };
 	struct x86_regs xr;
 
 	regs_in(v, &xr);
@@ -1665,8 +1674,9 @@ static int halt_wait(struct kvm_x86_vcpu *x, const sigset_t *mask, int *ret)
 
 	while (v->mp_state == KVM_MP_STATE_HALTED) {
 		kvm_lapic_timer_check(v);
-		if (kvm_cpu_has_interrupt(v) || v->arch.ev.nmi.pending || v->arch.ev.smi.pending ||
-		    __atomic_load_n(&v->arch.smi_request, __ATOMIC_ACQUIRE)) {
+		kvm_vcpu_process_nmi(v);
+		if (kvm_cpu_has_interrupt(v) || extint_ready(v) || v->arch.ev.nmi.pending ||
+		    v->arch.ev.smi.pending || __atomic_load_n(&v->arch.smi_request, __ATOMIC_ACQUIRE)) {
 			v->mp_state = KVM_MP_STATE_RUNNABLE;
 			break;
 		}
@@ -1752,6 +1762,7 @@ int kvm_x86_vcpu_run(struct kvm_vcpu *v, const sigset_t *mask)
 			break;
 		/* An SMI first, then the events; one delivered (an exception's
 		 * frame) lets the SMI in right after it, as KVM's immediate exit. */
+		kvm_vcpu_process_nmi(v);
 		kvm_vcpu_process_smi(v);
 		if (smi_allowed(&v->arch.ev) && (ret = enter_smm(x)))
 			break;

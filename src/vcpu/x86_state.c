@@ -15,6 +15,7 @@
 #include "vcpu/vcpu.h"
 #include "vcpu/x86.h"
 #include "vcpu/x86/emulate.h"
+#include "vcpu/x86/event.h"
 #include "vcpu/x86_run.h"
 #include "lib/lockdep.h"
 
@@ -98,6 +99,54 @@ int kvm_vcpu_x86_setup_mce(struct kvm_vcpu *v, uint64_t mcg_cap)
 
 /* ---- events ------------------------------------------------------------------------ */
 
+int kvm_inject_smi(struct kvm_vcpu *v)
+{
+	if (!v->kvm->cfg.smm)
+		return -ENOTTY;
+	__atomic_store_n(&v->arch.smi_request, true, __ATOMIC_RELEASE);
+	kvm_x86_kick(v);
+	return 0;
+}
+
+void kvm_vcpu_process_smi(struct kvm_vcpu *v)
+{
+	if (__atomic_exchange_n(&v->arch.smi_request, false, __ATOMIC_ACQUIRE))
+		v->arch.ev.smi.pending = true;
+}
+
+void kvm_inject_nmi(struct kvm_vcpu *v)
+{
+	__atomic_fetch_add(&v->arch.nmi_queued, 1, __ATOMIC_RELEASE);
+	kvm_x86_kick(v);
+}
+
+void kvm_vcpu_process_nmi(struct kvm_vcpu *v)
+{
+	struct kvm_x86_events *ev = &v->arch.ev;
+	uint32_t limit = (ev->nmi.masked || ev->nmi.injected) ? 1 : 2;
+	uint32_t n = ev->nmi.pending + __atomic_exchange_n(&v->arch.nmi_queued, 0, __ATOMIC_ACQUIRE);
+
+	ev->nmi.pending = (uint8_t)(n < limit ? n : limit);
+}
+
+int kvm_vcpu_ioctl_interrupt(struct kvm_vcpu *v, uint32_t irq)
+{
+	if (irq >= 256)
+		return -EINVAL;
+	if (!irqchip_in_kernel(v->kvm)) {
+		x86_event_queue_interrupt(&v->arch.ev, (uint8_t)irq);
+		return 0;
+	}
+	/* With the LAPIC in the kernel it only carries the user-space PIC's ExtINT. */
+	if (irqchip_kernel(v->kvm))
+		return -ENXIO;
+	if (v->arch.has_extint)
+		return -EEXIST;
+	v->arch.has_extint = true;
+	v->arch.extint_vector = (uint8_t)irq;
+	return 0;
+}
+
 /* NMIs KVM would report: at most one while masked or one is injected. */
 static uint8_t nmi_pending(const struct kvm_x86_events *ev)
 {
@@ -110,7 +159,9 @@ void kvm_vcpu_get_events(struct kvm_vcpu *v, struct kvm_vcpu_events *e)
 {
 	const struct kvm_x86_events *ev = &v->arch.ev;
 
-	kvm_vcpu_process_smi(v); /* a requested SMI reads as pending */
+	/* Requested NMIs and SMIs read as pending (process_nmi/smi first). */
+	kvm_vcpu_process_nmi(v);
+	kvm_vcpu_process_smi(v);
 	struct kvm *kvm = v->kvm;
 	bool soft;
 
@@ -215,7 +266,7 @@ int kvm_vcpu_set_events(struct kvm_vcpu *v, struct kvm_vcpu_events *e)
 
 	if (r)
 		return r;
-	ev->nmi.pending = nmi_pending(ev); /* process_nmi() on the old state */
+	kvm_vcpu_process_nmi(v); /* process_nmi() on the old state */
 	ev->exception.injected = e->exception.injected;
 	ev->exception.pending = e->exception.pending;
 	ev->exception.nr = e->exception.nr;

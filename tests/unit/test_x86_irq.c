@@ -444,6 +444,118 @@ TEST_TIMEOUT(xapic_broadcast_reaches_every_vcpu, 30)
 	vm_close(&m);
 }
 
+/* KVM_NMI (KVM_CAP_USER_NMI): vector 2 through the IDT; queued NMIs count
+ * at most 2 while NMIs are not blocked (process_nmi). */
+TEST_TIMEOUT(kvm_nmi_arrives_at_vector_2, 30)
+{
+	static const unsigned vectors[] = { 2 };
+	struct kvm_vcpu_events e;
+	struct code c = { .n = 0 };
+	struct vm m;
+
+	emit_out(&c, 1); /* no STI: IF does not hold NMIs back */
+	emit_hlt_loop(&c);
+	vm_setup(&m, &c, vectors, 1);
+	ASSERT_EQ(next_out(&m), 1);
+	for (int i = 0; i < 3; i++)
+		ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_NMI, 0), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_GET_VCPU_EVENTS, &e), 0);
+	EXPECT_EQ(e.nmi.pending, 2);
+	EXPECT_EQ(e.nmi.masked, 0);
+	/* The first; its IRETQ unblocks NMIs and the second follows. */
+	ASSERT_EQ(next_vector(&m, m.vcpu, m.run), 2);
+	ASSERT_EQ(next_vector(&m, m.vcpu, m.run), 2);
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_GET_VCPU_EVENTS, &e), 0);
+	EXPECT_EQ(e.nmi.pending, 0);
+	vm_close(&m);
+}
+
+/* An IPI with delivery mode NMI (the ICR's 0x400) from the guest itself. */
+TEST_TIMEOUT(nmi_ipi_arrives_at_vector_2, 30)
+{
+	static const unsigned vectors[] = { 2 };
+	struct code c = { .n = 0 };
+	struct vm m;
+
+	emit_store32(&c, (uint32_t)APIC_GPA + 0x300, 0x44400); /* self, assert, NMI */
+	emit_hlt_loop(&c);
+	vm_setup(&m, &c, vectors, 1);
+	ASSERT_EQ(next_vector(&m, m.vcpu, m.run), 2);
+	vm_close(&m);
+}
+
+static int vcpu_interrupt(int vcpu, uint32_t irq)
+{
+	struct kvm_interrupt i = { .irq = irq };
+
+	return guestmem_sys_ioctl(vcpu, KVM_INTERRUPT, &i);
+}
+
+/* KVM_INTERRUPT without an in-kernel irqchip: injected at the next entry. */
+TEST_TIMEOUT(kvm_interrupt_without_irqchip, 30)
+{
+	struct code c = { .n = 0 };
+	struct vm m;
+
+	ready_then_halt(&c);
+	vm_open_irqchip(&m, false);
+	memcpy(m.mem + CODE, c.b, c.n);
+	set_common(&m);
+	set_handler(&m, 0x40);
+	vm_start(&m, CODE);
+	ASSERT_EQ(next_out(&m), 1);
+	ASSERT_EQ(vcpu_interrupt(m.vcpu, 256), -1);
+	EXPECT_EQ(errno, EINVAL);
+	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_INTERRUPT, (void *)8), -1);
+	EXPECT_EQ(errno, EFAULT);
+	ASSERT_EQ(vcpu_interrupt(m.vcpu, 0x40), 0);
+	/* The handler: its EOI store is MMIO here (no LAPIC), then the report. */
+	ASSERT_EQ(run(&m), 0);
+	ASSERT_EQ(m.run->exit_reason, KVM_EXIT_MMIO);
+	ASSERT_EQ(m.run->mmio.phys_addr, APIC_GPA + 0xb0);
+	ASSERT_EQ(next_vector(&m, m.vcpu, m.run), 0x40);
+	vm_close(&m);
+}
+
+/* With the whole irqchip in the kernel KVM_INTERRUPT has no use: ENXIO. */
+TEST(kvm_interrupt_with_kernel_pic)
+{
+	struct vm m;
+
+	vm_open(&m);
+	ASSERT_EQ(vcpu_interrupt(m.vcpu, 0x40), -1);
+	EXPECT_EQ(errno, ENXIO);
+	vm_close(&m);
+}
+
+/* Split irqchip: KVM_INTERRUPT is the user-space PIC's ExtINT, one at a
+ * time, taken through LINT0 (ExtINT at reset) ahead of the LAPIC. */
+TEST_TIMEOUT(kvm_interrupt_split_irqchip_extint, 30)
+{
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_SPLIT_IRQCHIP, .args = { 24 } };
+	struct code c = { .n = 0 };
+	struct vm m;
+
+	ready_then_halt(&c);
+	vm_create_novcpu(&m, 0, false);
+	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_ENABLE_CAP, &cap), 0);
+	vm_create_vcpu(&m);
+	memcpy(m.mem + CODE, c.b, c.n);
+	set_common(&m);
+	set_handler(&m, 0x41);
+	set_handler(&m, 0x42);
+	lapic_enable(m.vcpu);
+	vm_start(&m, CODE);
+	ASSERT_EQ(next_out(&m), 1);
+	ASSERT_EQ(vcpu_interrupt(m.vcpu, 0x41), 0);
+	ASSERT_EQ(vcpu_interrupt(m.vcpu, 0x42), -1);
+	EXPECT_EQ(errno, EEXIST);
+	ASSERT_EQ(next_vector(&m, m.vcpu, m.run), 0x41);
+	ASSERT_EQ(vcpu_interrupt(m.vcpu, 0x42), 0);
+	ASSERT_EQ(next_vector(&m, m.vcpu, m.run), 0x42);
+	vm_close(&m);
+}
+
 int main(int argc, char **argv)
 {
 	return test_main(argc, argv);
