@@ -693,6 +693,11 @@ int kvm_vcpu_guest_msr(struct kvm_vcpu *v, uint32_t index, bool write, uint64_t 
 	 * withholds from the guest (it may read PLATFORM_INFO by default). */
 	if (write && (index == MSR_PLATFORM_INFO || index == MSR_SMI_COUNT))
 		return 1;
+	/* SMBASE lives in SMRAM's save area for the guest: #GP either way. */
+	if (index == MSR_IA32_SMBASE) {
+		*data = write ? *data : 0;
+		return 1;
+	}
 	if (!write && index == MSR_PLATFORM_INFO &&
 	    !READ_ONCE(v->kvm->arch.guest_can_read_msr_platform_info)) {
 		*data = 0;

@@ -70,6 +70,7 @@
 
 #define MSR_KERNEL_GS_BASE 0xc0000102u
 #define MSR_IA32_SMBASE 0x9eu
+#define MSR_SMI_COUNT 0x34u
 /* The RFLAGS bits the guest process runs with; the rest are VMM-side.  TF
  * steps natively (the guest's own, or KVM_GUESTDBG_SINGLESTEP's). */
 #define RFLAGS_NATIVE (X86_RFLAGS_CF | X86_RFLAGS_PF | X86_RFLAGS_AF | X86_RFLAGS_ZF | \
@@ -1624,6 +1625,7 @@ static int enter_smm(struct kvm_x86_vcpu *x)
 	struct kvm_x86_events *ev = &v->arch.ev;
 	uint8_t area[X86_SMRAM_SAVE_SIZE];
 	struct x86_regs r;
+	uint64_t count = 0;
 
 	model_refresh(x);
 	regs_in(v, &r);
@@ -1631,6 +1633,9 @@ static int enter_smm(struct kvm_x86_vcpu *x)
 	x86_smram_save(&r, x->model.lm, r.smbase, ev->interrupt.shadow, area);
 	ev->smi.pending = false;
 	ev->smi.smm = true;
+	/* MSR_SMI_COUNT: KVM's smi_count. */
+	if (!kvm_vcpu_get_msr(v, MSR_SMI_COUNT, &count))
+		(void)kvm_vcpu_set_msr(v, MSR_SMI_COUNT, count + 1);
 	if (write_phys(x, (uint64_t)r.smbase + X86_SMRAM_SAVE_OFFSET, area, sizeof(area))) {
 		kvm_vm_dead(v->kvm);
 		return -EIO;

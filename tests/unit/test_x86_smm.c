@@ -161,6 +161,7 @@ TEST(smi_by_ioctl)
 	};
 	struct kvm_vcpu_events e;
 	struct smm_vm s;
+	uint64_t count;
 
 	smm_vm_open(&s, c, sizeof(c));
 	expect_io(&s.m, KVM_EXIT_IO_OUT, PORT, 1);
@@ -172,6 +173,8 @@ TEST(smi_by_ioctl)
 	/* Taken at the next entry, before the guest's next instruction. */
 	expect_in_smm(&s);
 	EXPECT_EQ(smram_u64(&s, 0x178), CODE + 4);
+	ASSERT_EQ(vm_msr_get(&s.m, 0x34 /* MSR_SMI_COUNT */, &count), 1);
+	EXPECT_EQ(count, 1u);
 	expect_io(&s.m, KVM_EXIT_IO_OUT, PORT, 1);
 	EXPECT_EQ(pio_data(&s.m)[0], 2);
 	expect_left_smm(&s);
