@@ -410,11 +410,11 @@ static int emu_write(void *ctx, uint64_t gva, const void *buf, unsigned len, uin
 	return guest_access(ctx, gva, (uint8_t *)buf, len, true, X86_PF_WRITE, gpa, ex);
 }
 
-/* Guest-physical, in the vCPU's address space (RSM's read of SMRAM). */
-static int emu_read_phys(void *ctx, uint64_t gpa, void *buf, unsigned len)
+/* Guest-physical RAM in the vCPU's address space (SMM's save area): 0, or
+ * -1 if any byte is not RAM. */
+static int phys_access(struct kvm_x86_vcpu *x, uint64_t gpa, uint8_t *buf, unsigned len,
+		       bool write)
 {
-	struct kvm_x86_vcpu *x = ctx;
-	uint8_t *b = buf;
 	int r = 0;
 
 	gm_rcu_read_lock();
@@ -422,12 +422,12 @@ static int emu_read_phys(void *ctx, uint64_t gpa, void *buf, unsigned len)
 		unsigned n = (unsigned)GM_MIN((uint64_t)len, GM_PAGE_SIZE - (gpa & (GM_PAGE_SIZE - 1)));
 		uint8_t *host;
 
-		if (gpa_host(x, gpa, false, &host) != X86_MEM_OK) {
+		if (gpa_host(x, gpa, write, &host) != X86_MEM_OK) {
 			r = -1;
 			break;
 		}
-		memcpy(b, host, n);
-		b += n;
+		memcpy(write ? host : buf, write ? buf : host, n);
+		buf += n;
 		gpa += n;
 		len -= n;
 	}
@@ -436,29 +436,9 @@ static int emu_read_phys(void *ctx, uint64_t gpa, void *buf, unsigned len)
 	return r;
 }
 
-/* The same for a write (SMI's save area); -1 if any byte is not RAM. */
-static int write_phys(struct kvm_x86_vcpu *x, uint64_t gpa, const void *buf, unsigned len)
+static int emu_read_phys(void *ctx, uint64_t gpa, void *buf, unsigned len)
 {
-	const uint8_t *b = buf;
-	int r = 0;
-
-	gm_rcu_read_lock();
-	while (len && !r) {
-		unsigned n = (unsigned)GM_MIN((uint64_t)len, GM_PAGE_SIZE - (gpa & (GM_PAGE_SIZE - 1)));
-		uint8_t *host;
-
-		if (gpa_host(x, gpa, true, &host) != X86_MEM_OK) {
-			r = -1;
-			break;
-		}
-		memcpy(host, b, n);
-		b += n;
-		gpa += n;
-		len -= n;
-	}
-	gm_rcu_read_unlock();
-	x->mem_exit = false;
-	return r;
+	return phys_access(ctx, gpa, buf, len, false);
 }
 
 /* ---- MSRs, CPUID, TSC ---------------------------------------------------------------- */
@@ -1636,7 +1616,7 @@ static int enter_smm(struct kvm_x86_vcpu *x)
 	/* MSR_SMI_COUNT: KVM's smi_count. */
 	if (!kvm_vcpu_get_msr(v, MSR_SMI_COUNT, &count))
 		(void)kvm_vcpu_set_msr(v, MSR_SMI_COUNT, count + 1);
-	if (write_phys(x, (uint64_t)r.smbase + X86_SMRAM_SAVE_OFFSET, area, sizeof(area))) {
+	if (phys_access(x, (uint64_t)r.smbase + X86_SMRAM_SAVE_OFFSET, area, sizeof(area), true)) {
 		kvm_vm_dead(v->kvm);
 		return -EIO;
 	}
