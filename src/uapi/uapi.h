@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "core/kvm_host.h"
+#include "lib/usercopy.h" /* gm_copy_from_user/to_user, for every ioctl */
 
 enum gm_file_type {
 	GM_FILE_SYSTEM = 0, /* open("/dev/kvm") */
@@ -225,12 +226,6 @@ void gm_keeper_forget(void);
 void gm_file_event(ino_t ino, uint32_t events);
 /* Whether @ino's file is still in the registry (any thread, no fds). */
 bool gm_file_registered(ino_t ino);
-
-/* ---- user memory (src/uapi/usercopy.c) ------------------------------- */
-
-/* Copy from/to the caller's memory; -EFAULT instead of a crash. */
-int gm_copy_from_user(void *dst, const void *src, size_t n);
-int gm_copy_to_user(void *dst, const void *src, size_t n);
 
 /* ---- ioctl dispatch (dev_ioctl.c, vm_ioctl.c, gmem_fops.c) ------------ */
 

@@ -56,6 +56,7 @@
 #include "lib/host_cpuid.h"
 #include "lib/lockdep.h"
 #include "lib/rcu.h"
+#include "lib/usercopy.h"
 #include "mmu/mmu.h"
 #include "vcpu/vcpu.h"
 #include "vcpu/x86.h"
@@ -354,6 +355,20 @@ static int gpa_host(struct kvm_x86_vcpu *x, uint64_t gpa, bool write, uint8_t **
 	}
 }
 
+/*
+ * Copy between @buf and the host page of a guest access.  In SMM the page
+ * is the VMM's memory reached without stage-2 (x86_walk.c), so the copy
+ * goes through the kernel: a VMM that unmaps it meanwhile gets -EFAULT
+ * here (an MMIO exit, as in KVM's emulator), not a crash.
+ */
+static int host_copy(struct kvm_x86_vcpu *x, uint8_t *host, uint8_t *buf, unsigned n, bool write)
+{
+	if (x->v->arch.ev.smi.smm)
+		return write ? gm_copy_to_user(host, buf, n) : gm_copy_from_user(buf, host, n);
+	memcpy(write ? host : buf, write ? buf : host, n);
+	return 0;
+}
+
 /* One guest-virtual access within a page. */
 static int access_page(struct kvm_x86_vcpu *x, uint64_t gva, uint8_t *buf, unsigned len,
 		       bool write, uint32_t access, uint64_t *gpa, struct x86_exception *ex)
@@ -372,12 +387,8 @@ static int access_page(struct kvm_x86_vcpu *x, uint64_t gva, uint8_t *buf, unsig
 	*gpa = wr.gpa;
 	gm_rcu_read_lock();
 	r = gpa_host(x, wr.gpa, write, &host);
-	if (r == X86_MEM_OK) {
-		if (write)
-			memcpy(host, buf, len);
-		else
-			memcpy(buf, host, len);
-	}
+	if (r == X86_MEM_OK && host_copy(x, host, buf, len, write))
+		r = X86_MEM_MMIO;
 	gm_rcu_read_unlock();
 	return r;
 }
@@ -422,11 +433,10 @@ static int phys_access(struct kvm_x86_vcpu *x, uint64_t gpa, uint8_t *buf, unsig
 		unsigned n = (unsigned)GM_MIN((uint64_t)len, GM_PAGE_SIZE - (gpa & (GM_PAGE_SIZE - 1)));
 		uint8_t *host;
 
-		if (gpa_host(x, gpa, write, &host) != X86_MEM_OK) {
+		if (gpa_host(x, gpa, write, &host) != X86_MEM_OK || host_copy(x, host, buf, n, write)) {
 			r = -1;
 			break;
 		}
-		memcpy(write ? host : buf, write ? buf : host, n);
 		buf += n;
 		gpa += n;
 		len -= n;

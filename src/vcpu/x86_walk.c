@@ -248,10 +248,11 @@ int x86_walk(const struct x86_walk_mode *m, uint64_t gva, uint32_t access,
  * memslot directly, as KVM's emulator reaches memory with
  * kvm_vcpu_read_guest(), not through stage-2 (which maps address space 0
  * only).  No memslot, a read-only one for a write, or a host page that is
- * not there: emulated as MMIO, where KVM's emulator also ends up.  Like
- * the steal-time record (kvm_pv.c), the page is used under RCU without
- * the invalidation protocol: a VMM that unmaps SMRAM while its vCPU runs
- * SMM code races with the access.
+ * not there: emulated as MMIO, where KVM's emulator also ends up.  The
+ * page is used without the invalidation protocol, so the backend copies
+ * data through the kernel (x86_run.c's host_copy()); only a page-table
+ * entry of SMM code with paging on is touched directly, and a VMM that
+ * unmaps that page while its vCPU walks it races with the walk.
  */
 static int smm_gpa_host(struct kvm_vcpu *v, uint64_t gpa, bool write, uint8_t **host)
 {

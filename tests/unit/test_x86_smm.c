@@ -211,6 +211,24 @@ TEST(smi_without_smram_kills_the_vm)
 	smm_vm_close(&s);
 }
 
+/* SMRAM unmapped by the VMM while its vCPU is in SMM: an error, not a crash. */
+TEST(smram_unmapped_in_smm)
+{
+	static const uint8_t c[] = { 0xb0, 0x01, 0xe6, PORT, 0xf4 };
+	struct smm_vm s;
+
+	smm_vm_open(&s, c, sizeof(c));
+	ASSERT_EQ(guestmem_sys_ioctl(s.m.vcpu, KVM_SMI, 0), 0);
+	expect_in_smm(&s);
+	ASSERT_EQ(munmap(s.smram, SMRAM_SIZE), 0);
+	/* The RSM cannot be fetched: KVM's emulator fails there too. */
+	ASSERT_EQ(run(&s.m), 0);
+	EXPECT_EQ(s.m.run->exit_reason, KVM_EXIT_INTERNAL_ERROR);
+	EXPECT_EQ(s.m.run->internal.suberror, KVM_INTERNAL_ERROR_EMULATION);
+	s.smram = mmap(NULL, SMRAM_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	smm_vm_close(&s);
+}
+
 TEST(smi_needs_config_smm)
 {
 	struct vm m;

@@ -23,7 +23,7 @@
 #include "lib/lockdep.h"
 #include "lib/ownfd.h"
 #include "lib/sys_raw.h"
-#include "uapi.h"
+#include "lib/usercopy.h"
 
 /* 0: unknown, 1: process_vm_* works, -1: use the pipe. */
 static int gm_pvm_state;
