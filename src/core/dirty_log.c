@@ -98,21 +98,27 @@ void kvm_dirty_log_commit(struct kvm *kvm, const struct kvm_memory_slot *old,
 	if (old && old->dirty_bitmap && (!new || new->dirty_bitmap != old->dirty_bitmap))
 		free(old->dirty_bitmap);
 	/*
-	 * Logging switched on for a slot that may have translations: make
-	 * them read-only so the next writes are seen (a new or moved slot
-	 * has none).  With KVM_DIRTY_LOG_INITIALLY_SET every page already
-	 * reads dirty; only the huge mappings must go.
+	 * Logging switched on for a slot that may have translations: split
+	 * them to 4 KiB and make them read-only so the next writes are seen
+	 * (a new or moved slot has none).  With KVM_DIRTY_LOG_INITIALLY_SET
+	 * every page already reads dirty: nothing changes until
+	 * KVM_CLEAR_DIRTY_LOG write-protects (and splits) what it clears.
+	 * Logging switched off: the slot's translations go, so that the next
+	 * faults map huge pages again (the kernel zaps the collapsible ones).
 	 */
-	if (!old || !new || !kvm_slot_dirty_track_enabled(new) ||
-	    kvm_slot_dirty_track_enabled(old) || old->base_gfn != new->base_gfn)
+	if (!old || !new || old->base_gfn != new->base_gfn ||
+	    kvm_slot_dirty_track_enabled(old) == kvm_slot_dirty_track_enabled(new))
+		return;
+	if (kvm_slot_dirty_track_enabled(new) &&
+	    (READ_ONCE(kvm->manual_dirty_log_protect) & KVM_DIRTY_LOG_INITIALLY_SET))
 		return;
 	gm_rwlock_wrlock(&kvm->mmu_lock, GM_LOCK_MMU);
-	if (READ_ONCE(kvm->manual_dirty_log_protect) & KVM_DIRTY_LOG_INITIALLY_SET)
-		flush = kvm_arch_mmu_zap_huge_gfn_range(kvm, new->base_gfn,
-						   new->base_gfn + new->npages);
-	else
+	if (kvm_slot_dirty_track_enabled(new))
 		flush = kvm_arch_mmu_write_protect_gfn_range(kvm, new->base_gfn,
 							new->base_gfn + new->npages);
+	else
+		/* Not an invalidation: what the zap drops is not stale. */
+		flush = kvm_arch_unmap_gfn_range(kvm, NULL, new->base_gfn, new->base_gfn + new->npages);
 	gm_rwlock_unlock(&kvm->mmu_lock);
 	if (flush)
 		kvm_flush_remote_tlbs(kvm);

@@ -51,14 +51,13 @@ void kvm_arch_flush_shadow_memslot(struct kvm *kvm, struct kvm_memory_slot *slot
 /*
  * Dirty logging (src/core/dirty_log.c): make every 4 KiB translation in
  * [start, end) read-only, so that the next write faults and is logged;
- * huge translations there are zapped.  Not an invalidation: nothing a
- * fault resolved becomes stale, only its write permission is withdrawn.
- * Returns true if a remote TLB flush is needed before the caller may rely
- * on it.  Context: mmu_lock held for write.
+ * huge translations there are split to 4 KiB first (eager splitting).
+ * Not an invalidation: nothing a fault resolved becomes stale, only its
+ * write permission is withdrawn.  Returns true if a remote TLB flush is
+ * needed before the caller may rely on it.  Context: mmu_lock held for
+ * write.
  */
 bool kvm_arch_mmu_write_protect_gfn_range(struct kvm *kvm, gfn_t start, gfn_t end);
-/* Only the huge translations of [start, end) (same contract). */
-bool kvm_arch_mmu_zap_huge_gfn_range(struct kvm *kvm, gfn_t start, gfn_t end);
 
 /* Huge-page metadata of a new slot (-ENOMEM).  Context: slots_lock held. */
 int kvm_arch_alloc_memslot_metadata(struct kvm *kvm, struct kvm_memory_slot *slot);

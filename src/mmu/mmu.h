@@ -105,7 +105,7 @@ void kvm_mmu_register_notifier(struct kvm *kvm, struct kvm_mmu_notifier *n);
 void kvm_mmu_unregister_notifier(struct kvm *kvm, struct kvm_mmu_notifier *n);
 
 /* Dirty-logging write protection: kvm_arch_mmu_write_protect_gfn_range()
- * and kvm_arch_mmu_zap_huge_gfn_range() of core/kvm_arch.h. */
+ * of core/kvm_arch.h. */
 
 /* ---- huge-page metadata per memslot (src/mmu/lpage.c, spec §4.8) ----- */
 

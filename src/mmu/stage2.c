@@ -551,13 +551,35 @@ uint64_t kvm_mmu_nr_leaves(struct kvm *kvm)
 }
 
 /*
+ * Eager page splitting (KVM's eager_page_split): the table that replaces
+ * huge leaf @pte of @level, 512 leaves one level down mapping the same
+ * host pages with the same rights, counted as the kernel's pages_4k/2m
+ * stats count them; NULL without memory.  Context: mmu_lock (write).
+ */
+static struct s2_table *s2_split_leaf(struct kvm_mmu *mmu, uint64_t pte, int level)
+{
+	struct s2_table *n = s2_alloc_table(mmu);
+	uint64_t step = s2_level_pages(level - 1) << GM_PAGE_SHIFT;
+
+	if (!n)
+		return NULL;
+	for (unsigned i = 0; i < S2_ENTRIES; i++)
+		n->e[i] = ((pte & S2_ADDR_MASK) + i * step) | (pte & ~S2_ADDR_MASK);
+	__atomic_fetch_sub(&mmu->nr_leaves[level - 1], 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&mmu->nr_leaves[level - 2], S2_ENTRIES, __ATOMIC_RELAXED);
+	return n;
+}
+
+/*
  * Write-protect [start, end) within table @t at @level whose first gfn is
- * @base: 4 KiB leaves lose S2_WRITABLE, huge leaves that intersect the
- * range are zapped (a dirty-logged slot is mapped at 4 KiB only; the
- * kernel splits them instead, which the next faults do here).
+ * @base: 4 KiB leaves lose S2_WRITABLE; a huge leaf that intersects the
+ * range is split first, down to 4 KiB (the kernel's eager split: dirty
+ * logging tracks 4 KiB pages), and only its pages in the range lose the
+ * right to write.  A split that finds no memory zaps the leaf instead
+ * (the next faults map it at 4 KiB).
  */
 static bool s2_wrprot(struct kvm_mmu *mmu, struct s2_table *t, int level, gfn_t base,
-		      gfn_t start, gfn_t end, bool huge_only)
+		      gfn_t start, gfn_t end)
 {
 	uint64_t span = s2_level_pages(level);
 	bool changed = false;
@@ -571,13 +593,25 @@ static bool s2_wrprot(struct kvm_mmu *mmu, struct s2_table *t, int level, gfn_t 
 			break;
 		if (!(pte & S2_PRESENT))
 			continue;
-		if (!(pte & S2_LEAF)) {
-			changed |= s2_wrprot(mmu, s2_child(pte), level - 1, s, start, end, huge_only);
-		} else if (level > S2_PG_LEVEL_4K) {
-			__atomic_store_n(&t->e[i], 0, __ATOMIC_RELAXED);
-			__atomic_fetch_sub(&mmu->nr_leaves[level - 1], 1, __ATOMIC_RELAXED);
+		if (pte & S2_LEAF && level > S2_PG_LEVEL_4K) {
+			struct s2_table *n = s2_split_leaf(mmu, pte, level);
+
+			if (!n) {
+				__atomic_store_n(&t->e[i], 0, __ATOMIC_RELAXED);
+				__atomic_fetch_sub(&mmu->nr_leaves[level - 1], 1, __ATOMIC_RELAXED);
+				changed = true;
+				continue;
+			}
+			pte = (uint64_t)(uintptr_t)n | S2_PRESENT;
+			if (level - 1 == S2_PG_LEVEL_4K)
+				pte |= (uint64_t)S2_ENTRIES << S2_NR_SHIFT;
+			/* Release: a lockless walker sees the filled table. */
+			__atomic_store_n(&t->e[i], pte, __ATOMIC_RELEASE);
 			changed = true;
-		} else if ((pte & S2_WRITABLE) && !huge_only) {
+		}
+		if (!(pte & S2_LEAF)) {
+			changed |= s2_wrprot(mmu, s2_child(pte), level - 1, s, start, end);
+		} else if (pte & S2_WRITABLE) {
 			/* Readers that loaded the old entry finish before the flush. */
 			__atomic_store_n(&t->e[i], pte & ~S2_WRITABLE, __ATOMIC_RELAXED);
 			changed = true;
@@ -586,27 +620,17 @@ static bool s2_wrprot(struct kvm_mmu *mmu, struct s2_table *t, int level, gfn_t 
 	return changed;
 }
 
-static bool __kvm_mmu_write_protect(struct kvm *kvm, gfn_t start, gfn_t end, bool huge_only)
+bool kvm_arch_mmu_write_protect_gfn_range(struct kvm *kvm, gfn_t start, gfn_t end)
 {
 	struct kvm_mmu *mmu = kvm->mmu;
 
 	lockdep_assert_held_write(&kvm->mmu_lock);
-	if (start < end && s2_wrprot(mmu, &mmu->root, S2_LEVELS, 0, start, end, huge_only))
+	if (start < end && s2_wrprot(mmu, &mmu->root, S2_LEVELS, 0, start, end))
 		__atomic_add_fetch(&mmu->zap_gen, 1, __ATOMIC_RELEASE);
-	/* huge_only zaps leaves: the shadow drops those pages' write rights too. */
+	/* The shadow drops those pages' write rights too. */
 	if (start < end && mmu->notifier)
 		mmu->notifier->zap(mmu->notifier, start, end, true);
 	/* As for zaps: another writer's unflushed change is ours to wait for too. */
 	return __atomic_load_n(&mmu->flushed_gen, __ATOMIC_ACQUIRE) !=
 	       __atomic_load_n(&mmu->zap_gen, __ATOMIC_ACQUIRE);
-}
-
-bool kvm_arch_mmu_write_protect_gfn_range(struct kvm *kvm, gfn_t start, gfn_t end)
-{
-	return __kvm_mmu_write_protect(kvm, start, end, false);
-}
-
-bool kvm_arch_mmu_zap_huge_gfn_range(struct kvm *kvm, gfn_t start, gfn_t end)
-{
-	return __kvm_mmu_write_protect(kvm, start, end, true);
 }

@@ -431,6 +431,132 @@ TEST_F(test_concurrent_no_lost_writes, setup, teardown)
 	ASSERT_TRUE(*(uint64_t *)(x->mem + 1 * PAGE + 8) > 0); /* the guest did write */
 }
 
+/* ---- eager page splitting ----------------------------------------------------------- */
+
+#define HUGE (2ULL << 20)
+#define HUGE_GPA 0x40000000ULL /* 1 GiB: 2 MiB aligned */
+#define HUGE_SLOT 2
+
+/* A 4 MiB slot at a 2 MiB-aligned gpa and hva, every page resident, so
+ * that the guest's first writes map it with two 2 MiB leaves. */
+static uint8_t *huge_slot(struct fx *x, uint32_t flags, uint8_t *mem)
+{
+	struct kvm_userspace_memory_region r = {
+		.slot = HUGE_SLOT, .flags = flags, .guest_phys_addr = HUGE_GPA,
+		.memory_size = 2 * HUGE,
+	};
+
+	if (!mem) {
+		uint8_t *raw = mmap(NULL, 3 * HUGE, PROT_READ | PROT_WRITE,
+				    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		ASSERT_TRUE(raw != MAP_FAILED);
+		mem = (uint8_t *)(((uintptr_t)raw + HUGE - 1) & ~(uintptr_t)(HUGE - 1));
+		memset(mem, 1, 2 * HUGE);
+	}
+	r.userspace_addr = (uintptr_t)mem;
+	ASSERT_EQ(guestmem_sys_ioctl(x->f.vm, KVM_SET_USER_MEMORY_REGION, &r), 0);
+	return mem;
+}
+
+static void huge_guest(struct guestmem_guest *g)
+{
+	struct fx *x = guestmem_guest_opaque(g);
+
+	for (;;) {
+		guestmem_guest_outb(g, PORT_ASK, 0);
+		if (x->op == OP_QUIT)
+			return;
+		for (unsigned i = 0; i < x->npages; i++)
+			guestmem_guest_write64(g, HUGE_GPA + (uint64_t)x->pages[i] * PAGE, x->stamp);
+	}
+}
+
+static void huge_write(struct fx *x, const unsigned *pages, unsigned n)
+{
+	x->npages = n;
+	memcpy(x->pages, pages, n * sizeof(*pages));
+	x->stamp++;
+	run_to_ask(x);
+}
+
+static int huge_log(struct fx *x, uint64_t *bitmap)
+{
+	struct kvm_dirty_log log = { .slot = HUGE_SLOT, .dirty_bitmap = bitmap };
+
+	memset(bitmap, 0, 2 * HUGE / PAGE / 8);
+	return guestmem_sys_ioctl(x->f.vm, KVM_GET_DIRTY_LOG, &log);
+}
+
+/*
+ * Turning logging on splits the huge mappings to 4 KiB, read-only, as the
+ * kernel's eager split does (pages_2m to pages_4k); turning it off drops
+ * them, and the next writes map huge pages again.
+ */
+TEST(test_eager_split_on_enable)
+{
+	const unsigned both[] = { 0, 512 }, one[] = { 700 };
+	uint64_t bitmap[2 * HUGE / PAGE / 64];
+	struct fx x = { 0 };
+	uint8_t *mem;
+
+	vcpu_fixture_open(&x.f, 0);
+	vcpu_fixture_set_guest(&x.f, huge_guest, &x);
+	mem = huge_slot(&x, 0, NULL);
+	run_to_ask(&x);
+	huge_write(&x, both, 2);
+	ASSERT_EQ(vm_stat(&x, "pages_2m"), 2);
+	ASSERT_EQ(vm_stat(&x, "pages_4k"), 0);
+	huge_slot(&x, KVM_MEM_LOG_DIRTY_PAGES, mem);
+	EXPECT_EQ(vm_stat(&x, "pages_2m"), 0);
+	EXPECT_EQ(vm_stat(&x, "pages_4k"), 1024);
+	/* Every split page is write-protected: one write, one bit. */
+	huge_write(&x, one, 1);
+	ASSERT_EQ(huge_log(&x, bitmap), 0);
+	for (unsigned i = 0; i < 2 * HUGE / PAGE; i++)
+		EXPECT_EQ((bitmap[i / 64] >> (i % 64)) & 1, i == 700);
+	EXPECT_EQ(vm_stat(&x, "pages_4k"), 1024);
+	/* Off: the slot's 4 KiB translations go; writes map 2 MiB again. */
+	huge_slot(&x, 0, mem);
+	EXPECT_EQ(vm_stat(&x, "pages_4k"), 0);
+	huge_write(&x, both, 2);
+	EXPECT_EQ(vm_stat(&x, "pages_2m"), 2);
+	EXPECT_EQ(*(uint64_t *)(mem + 700 * PAGE), 2u); /* the logged write landed */
+	x.op = OP_QUIT;
+	vcpu_fixture_close(&x.f);
+}
+
+/* With KVM_DIRTY_LOG_INITIALLY_SET the huge mappings stay until a
+ * KVM_CLEAR_DIRTY_LOG reaches them; then only that 2 MiB is split. */
+TEST(test_eager_split_on_clear)
+{
+	const unsigned both[] = { 0, 512 }, cleared[] = { 5 };
+	uint64_t bits[1] = { 1ULL << 5 }, bitmap[2 * HUGE / PAGE / 64];
+	struct kvm_clear_dirty_log clr = { .slot = HUGE_SLOT, .first_page = 0, .num_pages = 64,
+					   .dirty_bitmap = bits };
+	struct fx x = { 0 };
+	uint8_t *mem;
+
+	vcpu_fixture_open(&x.f, 0);
+	vcpu_fixture_set_guest(&x.f, huge_guest, &x);
+	ASSERT_EQ(enable_manual(&x, 0, 3), 0);
+	mem = huge_slot(&x, 0, NULL);
+	run_to_ask(&x);
+	huge_write(&x, both, 2);
+	ASSERT_EQ(vm_stat(&x, "pages_2m"), 2);
+	huge_slot(&x, KVM_MEM_LOG_DIRTY_PAGES, mem);
+	EXPECT_EQ(vm_stat(&x, "pages_2m"), 2); /* every bit is set: nothing to protect */
+	ASSERT_EQ(guestmem_sys_ioctl(x.f.vm, KVM_CLEAR_DIRTY_LOG, &clr), 0);
+	EXPECT_EQ(vm_stat(&x, "pages_2m"), 1);
+	EXPECT_EQ(vm_stat(&x, "pages_4k"), 512);
+	/* The cleared page is tracked again. */
+	huge_write(&x, cleared, 1);
+	ASSERT_EQ(huge_log(&x, bitmap), 0);
+	EXPECT_EQ(bitmap[0] & (1ULL << 5), 1ULL << 5);
+	x.op = OP_QUIT;
+	vcpu_fixture_close(&x.f);
+}
+
 /* ---- a stat from the VM's binary stats fd ---------------------------------------- */
 
 static uint64_t vm_stat(struct fx *x, const char *name)
