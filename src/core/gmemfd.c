@@ -288,6 +288,7 @@ static int shram_add_seg(struct kvm_shram_rec **rp, uint64_t start, uint64_t end
 enum piece_kind {
 	PIECE_HOLE,	   /* nothing mapped */
 	PIECE_ANON,	   /* anonymous private memory: converted */
+	PIECE_ANON_HUGE,   /* the same in hugetlb pages (MAP_HUGETLB): converted */
 	PIECE_SHARED_FILE, /* MAP_SHARED of a file: reopened */
 	PIECE_OTHER,	   /* anything else: no fd */
 };
@@ -331,6 +332,9 @@ static enum piece_kind classify(const char *perms, uint64_t ino, const char *pat
 	/* Private: only plain (or named) anonymous memory; not the heap or stacks. */
 	if (ino == 0 && (path[0] == '\0' || !strncmp(path, "[anon:", 6)))
 		return PIECE_ANON;
+	/* MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB: hugetlbfs's internal file. */
+	if (!strncmp(path, "/anon_hugepage", 14))
+		return PIECE_ANON_HUGE;
 	return PIECE_OTHER;
 }
 
@@ -468,6 +472,7 @@ struct maps_snap {
 	struct smaps_ent {
 		uint64_t start;
 		const char *flags; /* into @smaps */
+		uint64_t page_size; /* KernelPageSize, 0 if not seen */
 	} *fl;
 	size_t nr_fl;
 };
@@ -801,7 +806,12 @@ static void snap_index_smaps(struct maps_snap *s)
 				}
 				s->fl = n;
 			}
-			s->fl[s->nr_fl++] = (struct smaps_ent){ vs, NULL };
+			s->fl[s->nr_fl++] = (struct smaps_ent){ vs, NULL, 0 };
+		} else if (in && !strncmp(line, "KernelPageSize:", 15)) {
+			unsigned long long kb;
+
+			if (sscanf(line + 15, "%llu", &kb) == 1)
+				s->fl[s->nr_fl - 1].page_size = kb << 10;
 		} else if (in && !strncmp(line, "VmFlags:", 8)) {
 			s->fl[s->nr_fl - 1].flags = line + 8;
 			in = false;
@@ -810,11 +820,8 @@ static void snap_index_smaps(struct maps_snap *s)
 	}
 }
 
-/*
- * The VmFlags of the VMA starting at @vma_start ("rd wr mr ..."), or
- * NULL.  Points into the snapshot's smaps, up to the end of its line.
- */
-static const char *smaps_vmflags(const struct maps_snap *s, uint64_t vma_start)
+/* The smaps entry of the VMA starting at @vma_start, or NULL. */
+static const struct smaps_ent *smaps_ent(const struct maps_snap *s, uint64_t vma_start)
 {
 	size_t lo = 0, hi = s->nr_fl;
 
@@ -822,13 +829,34 @@ static const char *smaps_vmflags(const struct maps_snap *s, uint64_t vma_start)
 		size_t mid = lo + (hi - lo) / 2;
 
 		if (s->fl[mid].start == vma_start)
-			return s->fl[mid].flags;
+			return &s->fl[mid];
 		if (s->fl[mid].start < vma_start)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
 	return NULL;
+}
+
+/*
+ * The VmFlags of the VMA starting at @vma_start ("rd wr mr ..."), or
+ * NULL.  Points into the snapshot's smaps, up to the end of its line.
+ */
+static const char *smaps_vmflags(const struct maps_snap *s, uint64_t vma_start)
+{
+	const struct smaps_ent *e = smaps_ent(s, vma_start);
+
+	return e ? e->flags : NULL;
+}
+
+/* Read smaps into @snap once, before the VMAs change (NULL: flags left out). */
+static void snap_read_smaps(struct maps_snap *snap)
+{
+	if (!snap->smaps_tried) {
+		snap->smaps_tried = true;
+		snap->smaps = gm_read_proc_file("/proc/self/smaps", SIZE_MAX);
+		snap_index_smaps(snap);
+	}
 }
 
 static bool vmflag(const char *flags, const char *flag)
@@ -866,6 +894,16 @@ static void copy_vma_flags(const struct maps_snap *s, const struct piece *p)
 		syscall(SYS_mlock, addr, len);
 }
 
+/* From here on the maps change: by us only, if the snapshot was current. */
+static void snap_begin_change(struct maps_snap *snap, uint64_t start, uint64_t end)
+{
+	unsigned long gen = __atomic_fetch_add(&gm_shram_gen, 1, __ATOMIC_ACQ_REL);
+
+	if (snap->gen == gen)
+		snap->gen = gen + 1;
+	snap_mark_changed(snap, start, end);
+}
+
 /*
  * Replace the anonymous pieces ps[first..last] (contiguous) by one new
  * memfd mapped MAP_SHARED at the same addresses with each piece's
@@ -882,7 +920,6 @@ static struct gm_shfile *convert_anon_locked(const struct piece *ps, size_t firs
 					     size_t *done, int *err, struct maps_snap *snap)
 {
 	uint64_t start = ps[first].start, len = ps[last].end - start;
-	unsigned long gen;
 	struct gm_shfile *f;
 	struct stat st;
 	int fd, r = 0;
@@ -902,17 +939,8 @@ static struct gm_shfile *convert_anon_locked(const struct piece *ps, size_t firs
 		*err = r;
 		return NULL;
 	}
-	/* Read before the VMAs change; NULL only leaves the flags out. */
-	if (!snap->smaps_tried) {
-		snap->smaps_tried = true;
-		snap->smaps = gm_read_proc_file("/proc/self/smaps", SIZE_MAX);
-		snap_index_smaps(snap);
-	}
-	/* From here on the maps change: by us only, if the snapshot was current. */
-	gen = __atomic_fetch_add(&gm_shram_gen, 1, __ATOMIC_ACQ_REL);
-	if (snap->gen == gen)
-		snap->gen = gen + 1;
-	snap_mark_changed(snap, start, ps[last].end);
+	snap_read_smaps(snap);
+	snap_begin_change(snap, start, ps[last].end);
 	for (size_t i = first; i <= last; i++) {
 		void *want = (void *)(uintptr_t)ps[i].start;
 		void *got = gm_raw_mmap(want, ps[i].end - ps[i].start, ps[i].prot,
@@ -945,6 +973,91 @@ static struct gm_shfile *convert_anon_locked(const struct piece *ps, size_t firs
 		shfile_seen_mapped_locked(f, ps[i].start, ps[i].end);
 	}
 	*done = last - first + 1;
+	return f;
+}
+
+/*
+ * The same for a private hugetlb piece @p (MAP_HUGETLB): a hugetlb memfd
+ * of the piece's page size mapped MAP_SHARED in its place.  hugetlbfs has
+ * no write(2), so each huge page the VMM has (present in pagemap) goes
+ * through a bounce buffer: copied out, the memfd's page mapped over it
+ * (which frees the old page), copied back.  The pool needs one free huge
+ * page for the swap, not a second copy of the region.  NULL and *err if
+ * nothing was converted; a failure after the first page leaves the pages
+ * before it converted (same contents) and reports -ENOMEM.
+ */
+static struct gm_shfile *convert_huge_locked(const struct piece *p, uint64_t *conv_end, int *err,
+					     struct maps_snap *snap)
+{
+	const struct smaps_ent *e;
+	uint64_t psize, len = p->end - p->start, done = 0;
+	int fd, pm, prot_rw = p->prot | PROT_READ | PROT_WRITE, shift = 0, r = 0;
+	struct gm_shfile *f;
+	uint8_t *bounce;
+	struct stat st;
+
+	snap_read_smaps(snap);
+	e = smaps_ent(snap, p->vma_start);
+	psize = e ? e->page_size : 0;
+	if (psize <= GM_PAGE_SIZE || (psize & (psize - 1)) || (p->start & (psize - 1)) ||
+	    (len & (psize - 1)) || !(p->prot & PROT_READ)) {
+		*err = -EOPNOTSUPP; /* page size unknown, or not readable to copy */
+		return NULL;
+	}
+	while ((1ULL << shift) < psize)
+		shift++;
+	bounce = malloc(psize);
+	fd = gm_fd_own(gm_raw_memfd_create("guestmem-ram",
+					   MFD_CLOEXEC | MFD_HUGETLB | ((unsigned)shift << 26)));
+	if (!bounce || fd < 0 || gm_backing_set_size(fd, len) || gm_raw_fstat(fd, &st)) {
+		*err = fd < 0 && (errno == EMFILE || errno == ENFILE) ? -EMFILE : -ENOMEM;
+		if (fd >= 0)
+			gm_fd_close(fd);
+		free(bounce);
+		return NULL;
+	}
+	pm = gm_raw_open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0);
+	snap_begin_change(snap, p->start, p->end);
+	for (; done < len && !r; done += psize) {
+		uint8_t *at = (uint8_t *)(uintptr_t)(p->start + done);
+		uint64_t ent = PM_PRESENT;
+		bool have;
+
+		/* A huge page the VMM never touched is not faulted in by the copy. */
+		if (pm >= 0 && gm_raw_pread(pm, &ent, 8, (off_t)(((uintptr_t)at >> GM_PAGE_SHIFT) * 8)) != 8)
+			ent = PM_PRESENT;
+		have = ent & (PM_PRESENT | PM_SWAP);
+		if (have)
+			memcpy(bounce, at, psize);
+		if (gm_raw_mmap(at, psize, have ? prot_rw : p->prot, MAP_SHARED | MAP_FIXED, fd,
+				(off_t)done) != at) {
+			r = -ENOMEM;
+			break;
+		}
+		if (have) {
+			memcpy(at, bounce, psize);
+			if (prot_rw != p->prot)
+				gm_raw_mprotect(at, psize, p->prot);
+		}
+	}
+	if (pm >= 0)
+		gm_raw_close(pm);
+	free(bounce);
+	if (r && !done) {
+		gm_fd_close(fd);
+		*err = r;
+		return NULL;
+	}
+	copy_vma_flags(snap, p);
+	f = shfile_add_locked(fd, st.st_dev, st.st_ino, true, true);
+	if (!f) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	f->refs++;
+	shfile_seen_mapped_locked(f, p->start, p->start + done);
+	*conv_end = p->start + done;
+	*err = r;
 	return f;
 }
 
@@ -992,6 +1105,22 @@ static struct kvm_shram_rec *shram_probe_locked(uint64_t start, uint64_t end,
 			if (err && f)
 				shfile_put_locked(f);
 			break;
+		case PIECE_ANON_HUGE: {
+			uint64_t conv_end = p->end;
+
+			f = convert_huge_locked(p, &conv_end, &e, snap);
+			if (!f) {
+				err = shram_add_seg(&r, p->start, p->end, NULL, 0, e);
+				break;
+			}
+			/* A partial conversion: the rest stays out of reach. */
+			err = shram_add_seg(&r, p->start, conv_end, f, 0, 0);
+			if (err)
+				shfile_put_locked(f);
+			else if (conv_end < p->end)
+				err = shram_add_seg(&r, conv_end, p->end, NULL, 0, e);
+			break;
+		}
 		case PIECE_ANON:
 			while (last + 1 < ps.nr && ps.p[last + 1].kind == PIECE_ANON)
 				last++;

@@ -78,6 +78,7 @@
 		       X86_RFLAGS_SF | X86_RFLAGS_DF | X86_RFLAGS_OF | X86_RFLAGS_AC | \
 		       X86_RFLAGS_TF)
 #define MAX_FAULT_RETRIES 100000
+#define HUGE_2M (2ULL << 20)
 
 /* The VM's guest process and shadow. */
 struct kvm_x86_vm {
@@ -1334,17 +1335,17 @@ static unsigned run_pages(uint64_t gva, int level)
 }
 
 /*
- * The rest of a large guest page's run through stage-2, as a host huge
- * page would map it at once: shared memory only (faulting private pages
- * in would allocate guest_memfd pages the guest never touched).  Returns
- * how many pages from @gpa on are mapped (>= 1: the first already is).
+ * A large guest page's run through stage-2, as a host huge page would map
+ * it at once: shared memory only (faulting private pages in would allocate
+ * guest_memfd pages the guest never touched).  Returns how many pages from
+ * @gpa on are mapped.
  */
 static unsigned prefault_run(struct kvm_x86_vcpu *x, uint64_t gpa, unsigned npages, bool write)
 {
 	struct kvm_vcpu *v = x->v;
 	unsigned n;
 
-	for (n = 1; n < npages; n++) {
+	for (n = 0; n < npages; n++) {
 		uint64_t g = gpa + n * GM_PAGE_SIZE, e;
 		struct kvm_page_fault f;
 		int level = S2_PG_LEVEL_4K;
@@ -1379,7 +1380,7 @@ static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 		int level, prot, r;
 		unsigned npages;
 		bool s2_writable;
-		uint64_t e;
+		uint64_t e, map_gva, map_gpa;
 
 		r = kvm_vcpu_walk(v, gva, access, &wr);
 		if (r < 0)
@@ -1404,20 +1405,40 @@ static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 		if (r == KVM_PF_EXIT)
 			return exit_memory_fault(x, ret);
 		s2_writable = e & S2_WRITABLE;
-		/* Without paging (level 0) guest-virtual is guest-physical:
-		 * any run is contiguous; map up to 2 MiB as for a large page. */
+		/*
+		 * Without paging (level 0) guest-virtual is guest-physical:
+		 * any run is contiguous; map up to 2 MiB as for a large page.
+		 * Shared memory under a large guest page is mapped from the
+		 * start of its 2 MiB, as a host huge page maps it at once;
+		 * memory in host huge pages (hugetlbfs) can only be mapped in
+		 * whole, aligned huge pages.  If that cannot be had, the run
+		 * starts at the faulting page.
+		 */
 		npages = run_pages(gva, wr.level ? wr.level : 2);
-		if (npages > 1 && !(e & S2_PRIVATE))
-			npages = prefault_run(x, wr.gpa & ~(GM_PAGE_SIZE - 1), npages, write);
+		map_gva = gva & ~(GM_PAGE_SIZE - 1);
+		map_gpa = wr.gpa & ~(GM_PAGE_SIZE - 1);
+		if (npages > 1 && !(e & S2_PRIVATE)) {
+			uint64_t back = gva & (HUGE_2M - 1) & ~(GM_PAGE_SIZE - 1);
+			unsigned whole = run_pages(map_gva - back, 2);
+
+			if (back && whole > (back >> GM_PAGE_SHIFT) &&
+			    prefault_run(x, map_gpa - back, whole, write) == whole) {
+				map_gva -= back;
+				map_gpa -= back;
+				npages = whole;
+			} else {
+				npages = prefault_run(x, map_gpa, npages, write);
+			}
+			npages = GM_MAX(npages, 1u);
+		}
 		prot = PROT_READ;
 		if (wr.executable)
 			prot |= PROT_EXEC;
 		/* Writable only once the guest PTE is dirty: the CPU sets D. */
 		if (wr.writable && wr.dirty && s2_writable)
 			prot |= PROT_WRITE;
-		r = x86_shadow_map(x->vm->sh, &x->sv, v->kvm, gva & ~(GM_PAGE_SIZE - 1),
-				   wr.gpa >> GM_PAGE_SHIFT, npages, wr.level, prot,
-				   access & X86_PF_FETCH, seq);
+		r = x86_shadow_map(x->vm->sh, &x->sv, v->kvm, map_gva, map_gpa >> GM_PAGE_SHIFT,
+				   npages, wr.level, prot, access & X86_PF_FETCH, seq);
 		if (r == -EAGAIN)
 			continue;
 		if (r == -ENOSPC || !r)

@@ -400,6 +400,46 @@ TEST(memslot_deletion_zaps_the_guest_mapping)
 }
 
 /*
+ * Guest RAM in private hugetlb pages (MAP_HUGETLB, as Firecracker and the
+ * selftests' VM_MEM_SRC_ANONYMOUS_HUGETLB allocate it) is converted to a
+ * hugetlb memfd in place, like anonymous RAM: what the VMM wrote before
+ * is there for the guest, and the guest's writes for the VMM.  Skipped
+ * where the host has no free 2 MiB huge page to lend.
+ */
+TEST(hugetlb_ram_reaches_the_guest)
+{
+	static const uint8_t c[] = {
+		0x8b, 0x04, 0x25, 0x00, 0x00, 0x20, 0x00,	      /* mov 0x200000, %eax */
+		0x83, 0xc0, 0x01,				      /* add $1, %eax */
+		0x89, 0x04, 0x25, 0x08, 0x00, 0x30, 0x00,	      /* mov %eax, 0x300008 */
+		0x66, 0xba, PORT, 0x00,				      /* mov $PORT, %dx */
+		0xef,						      /* out %eax, (%dx) */
+		0xf4,
+	};
+	struct kvm_userspace_memory_region r = { .slot = 1, .guest_phys_addr = 0x200000,
+						 .memory_size = 0x200000 };
+	uint8_t *huge = mmap(NULL, 0x200000, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	uint32_t v;
+	struct vm m;
+
+	if (huge == MAP_FAILED)
+		SKIP("no free 2 MiB huge page (vm.nr_hugepages): %s", strerror(errno));
+	memcpy(huge, "\x41\x00\x00\x00", 4); /* present before the conversion */
+	vm_open_irqchip(&m, false);
+	code(&m, CODE, c, sizeof(c));
+	r.userspace_addr = (uintptr_t)huge;
+	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_SET_USER_MEMORY_REGION, &r), 0);
+	vm_start(&m, CODE);
+	expect_io(&m, KVM_EXIT_IO_OUT, PORT, 4);
+	memcpy(&v, pio_data(&m), 4);
+	EXPECT_EQ(v, 0x42u);
+	EXPECT_EQ(*(uint32_t *)(huge + 0x100008), 0x42u); /* the guest's store, seen here */
+	vm_close(&m);
+	munmap(huge, 0x200000);
+}
+
+/*
  * The last 2 MiB of the user range (where the KVM selftests run their
  * guests) is the guest's: a 2 MiB guest page maps it onto gpa 0, and the
  * shadow run stops at GP_USER_TOP, one page short of the guest page's end.
