@@ -1363,6 +1363,49 @@ static unsigned prefault_run(struct kvm_x86_vcpu *x, uint64_t gpa, unsigned npag
 	return n;
 }
 
+/*
+ * 4 KiB guest pages over memory the guest process can map only in whole
+ * 2 MiB host pages (hugetlbfs, x86_shadow_map()'s -EXDEV): map the whole
+ * block around @gva if the guest's 512 page-table entries there map it
+ * page for page (walked, which sets their A bits, as the CPU may for a
+ * speculative translation); writable only if every entry allows a write
+ * and is dirty already.  A write that this cannot map is emulated (the
+ * emulator sets the D bit it needs).  Returns what handle_pf() returns,
+ * or -EXDEV if the block is not the guest's contiguous mapping.
+ */
+static int map_huge_block(struct kvm_x86_vcpu *x, const struct gp_trap *t, uint64_t gva,
+			  uint64_t gpa, uint32_t access, unsigned long seq, int *ret)
+{
+	struct kvm_vcpu *v = x->v;
+	uint64_t gva_al = gva & ~(HUGE_2M - 1), gpa_al = gpa - (gva - gva_al);
+	const unsigned pages = HUGE_2M >> GM_PAGE_SHIFT;
+	bool write = access & X86_PF_WRITE, can_write = true, exec = true;
+	int prot, r;
+
+	if ((gva ^ gpa) & (HUGE_2M - 1) || gva_al + HUGE_2M > GP_USER_TOP)
+		return -EXDEV;
+	for (unsigned i = 0; i < pages; i++) {
+		struct x86_walk_result w;
+
+		if (kvm_vcpu_walk(v, gva_al + i * GM_PAGE_SIZE, 0, &w) ||
+		    (w.gpa & ~(GM_PAGE_SIZE - 1)) != gpa_al + i * GM_PAGE_SIZE)
+			return -EXDEV;
+		can_write &= w.writable && w.dirty;
+		exec &= w.executable;
+	}
+	if (write && !can_write)
+		return emulate_insn(x, t, NULL, ret);
+	/* Not for writing: on a dirty-logged slot that would log the block. */
+	if (prefault_run(x, gpa_al, pages, false) != pages)
+		return -EXDEV;
+	prot = PROT_READ | (exec ? PROT_EXEC : 0) | (can_write ? PROT_WRITE : 0);
+	r = x86_shadow_map(x->vm->sh, &x->sv, v->kvm, gva_al, gpa_al >> GM_PAGE_SHIFT, pages,
+			   1, prot, access & X86_PF_FETCH, seq);
+	if (r == -EXDEV && write)
+		return emulate_insn(x, t, NULL, ret); /* some page of it is read-only (dirty logging) */
+	return r == -EAGAIN ? -EAGAIN : (r == -ENOSPC || !r) ? X86R_CONTINUE : -EXDEV;
+}
+
 /* A #PF in the guest process: the guest's own, or a shadow miss. */
 static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 {
@@ -1439,6 +1482,11 @@ static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 			prot |= PROT_WRITE;
 		r = x86_shadow_map(x->vm->sh, &x->sv, v->kvm, map_gva, map_gpa >> GM_PAGE_SHIFT,
 				   npages, wr.level, prot, access & X86_PF_FETCH, seq);
+		if (r == -EXDEV) {
+			r = map_huge_block(x, t, gva, wr.gpa, access, seq, ret);
+			if (r != -EXDEV && r != -EAGAIN)
+				return r;
+		}
 		if (r == -EAGAIN)
 			continue;
 		if (r == -ENOSPC || !r)

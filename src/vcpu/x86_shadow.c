@@ -733,6 +733,20 @@ int x86_shadow_map(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv, struct
 	if (r)
 		goto out_rcu;
 	n = (unsigned)GM_MIN((uint64_t)n, b.run_pages);
+	/*
+	 * hugetlbfs maps whole huge pages only (the kernel would round a
+	 * shorter map up, exposing pages the shadow does not track): a run
+	 * must be exactly aligned blocks of it.
+	 */
+	if (b.map_align > GM_PAGE_SIZE) {
+		uint64_t pages = b.map_align >> GM_PAGE_SHIFT;
+
+		n -= (unsigned)(n % pages);
+		if ((gva | b.offset) & (b.map_align - 1) || !n) {
+			r = -EXDEV;
+			goto out_rcu;
+		}
+	}
 	if (!b.writable)
 		prot &= ~PROT_WRITE;
 	if (!b.executable) {

@@ -98,8 +98,10 @@ void x86_shadow_set_mode(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv,
  * there) then fails with -EPERM.
  * Returns 0; -EAGAIN (raced: resolve again); -ENOSPC (the vCPU's map list
  * is full, or mmu_lock is contended while it has maps in flight: run
- * first); -EPERM; -EOPNOTSUPP (no fd reaches that memory) or another
- * -errno from the backing.
+ * first); -EPERM; -EXDEV (the memory is in host huge pages, which map
+ * only in whole, aligned huge pages, and the run is not that);
+ * -EOPNOTSUPP (no fd reaches that memory) or another -errno from the
+ * backing.
  */
 int x86_shadow_map(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv, struct kvm *kvm,
 		   uint64_t gva, gfn_t gfn, unsigned npages, int level, int prot, bool fetch,

@@ -440,6 +440,57 @@ TEST(hugetlb_ram_reaches_the_guest)
 }
 
 /*
+ * The same memory under 4 KiB guest pages, first touched in the middle of
+ * its huge page: mapped as the whole block (the guest's 512 entries map it
+ * page for page); a write to a page whose entry is not dirty yet is
+ * emulated, and the D bit set.
+ */
+TEST(hugetlb_ram_under_4k_guest_pages)
+{
+	static const uint8_t c[] = {
+		0x8b, 0x04, 0x25, 0x08, 0x10, 0x20, 0x00,	      /* mov 0x201008, %eax */
+		0x83, 0xc0, 0x01,				      /* add $1, %eax */
+		0x89, 0x04, 0x25, 0x10, 0x00, 0x30, 0x00,	      /* mov %eax, 0x300010 */
+		0x89, 0x04, 0x25, 0x18, 0x00, 0x30, 0x00,	      /* mov %eax, 0x300018 */
+		0x66, 0xba, PORT, 0x00,				      /* mov $PORT, %dx */
+		0xef,						      /* out %eax, (%dx) */
+		0xf4,
+	};
+	struct kvm_userspace_memory_region r = { .slot = 1, .guest_phys_addr = 0x200000,
+						 .memory_size = 0x200000 };
+	uint8_t *huge = mmap(NULL, 0x200000, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	uint64_t pte;
+	uint32_t v;
+	struct vm m;
+
+	if (huge == MAP_FAILED)
+		SKIP("no free 2 MiB huge page (vm.nr_hugepages): %s", strerror(errno));
+	memcpy(huge + 0x1008, "\x10\x00\x00\x00", 4);
+	vm_open_irqchip(&m, false);
+	code(&m, CODE, c, sizeof(c));
+	/* 2-4 MiB through a page table of 4 KiB pages at 0x8000. */
+	for (uint64_t i = 0; i < 512; i++)
+		put64(m.mem, 0x8000 + 8 * i, (0x200000 + (i << 12)) | 3);
+	put64(m.mem, 0x3008, 0x8000 | 3);
+	r.userspace_addr = (uintptr_t)huge;
+	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_SET_USER_MEMORY_REGION, &r), 0);
+	vm_start(&m, CODE);
+	expect_io(&m, KVM_EXIT_IO_OUT, PORT, 4);
+	memcpy(&v, pio_data(&m), 4);
+	EXPECT_EQ(v, 0x11u);
+	EXPECT_EQ(*(uint32_t *)(huge + 0x100010), 0x11u);
+	EXPECT_EQ(*(uint32_t *)(huge + 0x100018), 0x11u);
+	/* The written page's entry is dirty, the others only accessed. */
+	memcpy(&pte, m.mem + 0x8000 + 8 * 0x100, 8);
+	EXPECT_EQ(pte & 0x60, 0x60u);
+	memcpy(&pte, m.mem + 0x8000 + 8 * 0x101, 8);
+	EXPECT_EQ(pte & 0x60, 0x20u);
+	vm_close(&m);
+	munmap(huge, 0x200000);
+}
+
+/*
  * The last 2 MiB of the user range (where the KVM selftests run their
  * guests) is the guest's: a 2 MiB guest page maps it onto gpa 0, and the
  * shadow run stops at GP_USER_TOP, one page short of the guest page's end.
