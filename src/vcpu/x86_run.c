@@ -1423,7 +1423,7 @@ static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 		int level, prot, r;
 		unsigned npages;
 		bool s2_writable;
-		uint64_t e, map_gva, map_gpa;
+		uint64_t e, map_gva, map_gpa, back;
 
 		r = kvm_vcpu_walk(v, gva, access, &wr);
 		if (r < 0)
@@ -1460,17 +1460,26 @@ static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 		npages = run_pages(gva, wr.level ? wr.level : 2);
 		map_gva = gva & ~(GM_PAGE_SIZE - 1);
 		map_gpa = wr.gpa & ~(GM_PAGE_SIZE - 1);
+		back = 0;
+		/*
+		 * The other pages are faulted in for reading: on a dirty-logged
+		 * slot that maps them read-only, so the run maps writable only
+		 * up to the next page not written yet, and nothing unwritten
+		 * is logged.
+		 */
 		if (npages > 1 && !(e & S2_PRIVATE)) {
-			uint64_t back = gva & (HUGE_2M - 1) & ~(GM_PAGE_SIZE - 1);
-			unsigned whole = run_pages(map_gva - back, 2);
+			unsigned whole;
 
+			back = gva & (HUGE_2M - 1) & ~(GM_PAGE_SIZE - 1);
+			whole = run_pages(map_gva - back, 2);
 			if (back && whole > (back >> GM_PAGE_SHIFT) &&
-			    prefault_run(x, map_gpa - back, whole, write) == whole) {
+			    prefault_run(x, map_gpa - back, whole, false) == whole) {
 				map_gva -= back;
 				map_gpa -= back;
 				npages = whole;
 			} else {
-				npages = prefault_run(x, map_gpa, npages, write);
+				back = 0;
+				npages = prefault_run(x, map_gpa, npages, false);
 			}
 			npages = GM_MAX(npages, 1u);
 		}
@@ -1482,6 +1491,14 @@ static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 			prot |= PROT_WRITE;
 		r = x86_shadow_map(x->vm->sh, &x->sv, v->kvm, map_gva, map_gpa >> GM_PAGE_SHIFT,
 				   npages, wr.level, prot, access & X86_PF_FETCH, seq);
+		if (r == -EAGAIN && back) {
+			/* The block's start is not mapped so (read-only while
+			 * dirty logging): from the faulting page on. */
+			r = x86_shadow_map(x->vm->sh, &x->sv, v->kvm, map_gva + back,
+					   (map_gpa + back) >> GM_PAGE_SHIFT,
+					   npages - (unsigned)(back >> GM_PAGE_SHIFT), wr.level, prot,
+					   access & X86_PF_FETCH, seq);
+		}
 		if (r == -EXDEV) {
 			r = map_huge_block(x, t, gva, wr.gpa, access, seq, ret);
 			if (r != -EXDEV && r != -EAGAIN)
