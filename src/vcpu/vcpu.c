@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -343,6 +344,7 @@ static int map_dirty_ring(struct kvm_vcpu *vcpu, char *p, uint64_t pgoff, uint64
  * them), the run pages (and, past the file's end, pages that SIGBUS) go
  * over it, then the VM's coalesced-MMIO page and the dirty ring.  Unlike
  * the kernel's, a MAP_PRIVATE mapping is shared (no copy on write).
+ * MAP_LOCKED and MAP_POPULATE are applied to the result.
  */
 void *kvm_vcpu_mmap(struct kvm_vcpu *vcpu, void *addr, size_t len, int prot, int flags,
 		    off_t offset)
@@ -378,6 +380,19 @@ void *kvm_vcpu_mmap(struct kvm_vcpu *vcpu, void *addr, size_t len, int prot, int
 		goto fail;
 	if (prot != (PROT_READ | PROT_WRITE) && gm_raw_mprotect(p, len, prot))
 		goto fail;
+	/*
+	 * MAP_LOCKED as do_mmap() answers it: EPERM without the right to
+	 * lock, EAGAIN past RLIMIT_MEMLOCK (mlock's ENOMEM).  MAP_POPULATE
+	 * and the locked pages' population are best effort, as the kernel's.
+	 */
+	if ((flags & MAP_LOCKED) && syscall(SYS_mlock2, p, len, 0)) {
+		if (errno == ENOMEM)
+			errno = EAGAIN;
+		goto fail;
+	}
+	if ((flags & MAP_POPULATE) && (prot & PROT_READ))
+		(void)gm_raw_madvise(p, len, (prot & PROT_WRITE) ? MADV_POPULATE_WRITE
+								 : MADV_POPULATE_READ);
 	return p;
 fail:
 	e = errno;

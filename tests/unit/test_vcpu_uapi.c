@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -130,6 +131,21 @@ static int touch_signal(volatile uint8_t *p)
 	return WIFSIGNALED(st) ? WTERMSIG(st) : 0;
 }
 
+/* VmLck of this process, in KiB. */
+static long vm_locked_kb(void)
+{
+	char line[256];
+	long kb = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmLck: %ld kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb;
+}
+
 TEST_F(test_mmap_layout, setup, teardown)
 {
 	struct fx *x = *state;
@@ -154,10 +170,30 @@ TEST_F(test_mmap_layout, setup, teardown)
 	beyond = guestmem_sys_mmap(NULL, 2 * PAGE, PROT_READ, MAP_SHARED, x->f.vcpu, 3 * PAGE);
 	ASSERT_TRUE(beyond != MAP_FAILED);
 	ASSERT_EQ(touch_signal(beyond), SIGBUS);
-	/* MAP_PRIVATE works too (copy on write). */
+	/* MAP_PRIVATE maps too (shared here, README). */
 	priv = guestmem_sys_mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, x->f.vcpu, 0);
 	ASSERT_TRUE(priv != MAP_FAILED);
 	guestmem_sys_munmap(priv, PAGE);
+	/* MAP_LOCKED locks the pages and MAP_POPULATE makes them present. */
+	priv = guestmem_sys_mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
+				 MAP_SHARED | MAP_LOCKED | MAP_POPULATE, x->f.vcpu, 0);
+	ASSERT_TRUE(priv != MAP_FAILED);
+	ASSERT_TRUE(vm_locked_kb() >= 4);
+	guestmem_sys_munmap(priv, PAGE);
+	{
+		struct rlimit old, none = { 0, 0 };
+
+		/* No right to lock at all (not root): EPERM. */
+		ASSERT_EQ(getrlimit(RLIMIT_MEMLOCK, &old), 0);
+		if (geteuid() != 0 && old.rlim_max != 0) {
+			none.rlim_max = old.rlim_max;
+			ASSERT_EQ(setrlimit(RLIMIT_MEMLOCK, &none), 0);
+			ASSERT_TRUE(guestmem_sys_mmap(NULL, PAGE, PROT_READ, MAP_SHARED | MAP_LOCKED,
+						      x->f.vcpu, 0) == MAP_FAILED);
+			ASSERT_EQ(errno, EPERM);
+			ASSERT_EQ(setrlimit(RLIMIT_MEMLOCK, &old), 0);
+		}
+	}
 	guestmem_sys_munmap(beyond, 2 * PAGE);
 	guestmem_sys_munmap(ring, PAGE);
 	guestmem_sys_munmap(m1, 3 * PAGE);
