@@ -34,6 +34,7 @@
 #include "core/kvm_arch.h"
 #include "lib/lockdep.h"
 #include "lib/rcu.h"
+#include "lib/usercopy.h"
 #include "lib/sys_raw.h"
 #include "vcpu/vcpu.h"
 #include "vcpu/x86.h"
@@ -185,12 +186,24 @@ static uint8_t *steal_record_hva(struct kvm *kvm, uint64_t gpa, struct kvm_memor
 				      (gpa & (GM_PAGE_SIZE - 1)));
 }
 
+/*
+ * Guest records (steal time, kvm-clock) are written into the VMM's memory
+ * through the kernel: a VMM that unmapped or protected the page gets
+ * nothing written, as KVM's cached write fails and skips it, instead of a
+ * SIGSEGV.  Each write is a system call, so the version goes odd before
+ * the fields change and even after they did, in that order.
+ */
+static bool put_guest(uint8_t *hva, const void *src, size_t len)
+{
+	return gm_copy_to_user(hva, src, len) == 0;
+}
+
 void kvm_vcpu_record_steal_time(struct kvm_vcpu *v)
 {
 	uint64_t gpa = v->arch.st_msr & ~(uint64_t)(STEAL_RECORD_SIZE - 1), delay, steal;
+	uint8_t rec[STEAL_OFF_PREEMPTED + 1];
 	struct kvm_memory_slot *slot;
-	uint32_t version, *pver;
-	uint64_t *psteal;
+	uint32_t version, odd, even;
 	uint8_t *st;
 
 	lockdep_assert_held(&v->mutex);
@@ -198,22 +211,22 @@ void kvm_vcpu_record_steal_time(struct kvm_vcpu *v)
 		return;
 	gm_rcu_read_lock();
 	st = steal_record_hva(v->kvm, gpa, &slot);
-	if (!st)
+	if (!st || gm_copy_from_user(rec, st, sizeof(rec)))
 		goto out;
-	psteal = (uint64_t *)st;
-	pver = (uint32_t *)(st + STEAL_OFF_VERSION);
-	__atomic_store_n(st + STEAL_OFF_PREEMPTED, 0, __ATOMIC_RELAXED);
-	/* An odd version means "being written": a reader retries. */
-	version = __atomic_load_n(pver, __ATOMIC_RELAXED);
+	memcpy(&steal, rec, 8);
+	memcpy(&version, rec + STEAL_OFF_VERSION, 4);
 	if (version & 1)
 		version++; /* the guest left it odd: start from even */
-	__atomic_store_n(pver, version + 1, __ATOMIC_RELAXED);
-	steal = __atomic_load_n(psteal, __ATOMIC_RELAXED);
+	/* An odd version means "being written": a reader retries. */
+	odd = version + 1;
+	even = version + 2;
 	steal += delay - v->arch.st_last_steal;
-	/* Release: the odd version is visible before the new steal. */
-	__atomic_store_n(psteal, steal, __ATOMIC_RELEASE);
-	/* The new steal before the even version (the guest reads it with acquire). */
-	__atomic_store_n(pver, version + 2, __ATOMIC_RELEASE);
+	memcpy(rec, &steal, 8);
+	memcpy(rec + STEAL_OFF_VERSION, &odd, 4);
+	rec[STEAL_OFF_PREEMPTED] = 0;
+	if (!put_guest(st + STEAL_OFF_VERSION, &odd, 4) || !put_guest(st, rec, sizeof(rec)) ||
+	    !put_guest(st + STEAL_OFF_VERSION, &even, 4))
+		goto out;
 	v->arch.st_last_steal = delay;
 	mark_page_dirty_in_slot(slot, gpa >> GM_PAGE_SHIFT);
 out:
@@ -311,9 +324,9 @@ void kvm_vcpu_update_pvclock(struct kvm_vcpu *v)
 	uint64_t gpa = v->arch.pv_time & ~1ULL, tsc, hz = (uint64_t)kvm_vcpu_tsc_rate_khz(v) * 1000;
 	struct kvm_memory_slot *slot;
 	int64_t offset, ns;
-	uint32_t mul, ver;
+	uint32_t mul, ver, odd, even;
 	int8_t shift;
-	uint8_t *p, flags = PVCLOCK_TSC_STABLE_BIT;
+	uint8_t *p, flags = PVCLOCK_TSC_STABLE_BIT, rec[PVTI_SIZE];
 
 	lockdep_assert_held(&v->mutex);
 	if (!(v->arch.pv_time & KVM_MSR_ENABLED) || !hz ||
@@ -329,16 +342,20 @@ void kvm_vcpu_update_pvclock(struct kvm_vcpu *v)
 	if (!p)
 		goto out;
 	ver = v->arch.pv_time_version;
-	__atomic_store_n((uint32_t *)(p + PVTI_VERSION), ver + 1, __ATOMIC_RELAXED);
-	/* Release stores: the odd version is visible before each new field
-	 * (as in kvm_vcpu_record_steal_time), the fields before the even one. */
-	__atomic_store_n((uint64_t *)(p + PVTI_TSC_TIMESTAMP), tsc, __ATOMIC_RELEASE);
-	__atomic_store_n((int64_t *)(p + PVTI_SYSTEM_TIME), ns, __ATOMIC_RELEASE);
-	__atomic_store_n((uint32_t *)(p + PVTI_MUL), mul, __ATOMIC_RELEASE);
-	__atomic_store_n((int8_t *)(p + PVTI_SHIFT), shift, __ATOMIC_RELEASE);
-	__atomic_store_n(p + PVTI_FLAGS, flags, __ATOMIC_RELEASE);
-	__atomic_store_n((uint32_t *)(p + PVTI_VERSION), ver + 2, __ATOMIC_RELEASE);
-	v->arch.pv_time_version = ver + 2;
+	odd = ver + 1;
+	even = ver + 2;
+	memset(rec, 0, sizeof(rec));
+	memcpy(rec + PVTI_VERSION, &odd, 4);
+	memcpy(rec + PVTI_TSC_TIMESTAMP, &tsc, 8);
+	memcpy(rec + PVTI_SYSTEM_TIME, &ns, 8);
+	memcpy(rec + PVTI_MUL, &mul, 4);
+	rec[PVTI_SHIFT] = (uint8_t)shift;
+	rec[PVTI_FLAGS] = flags;
+	/* As for steal time: odd, the record, even (put_guest()). */
+	if (!put_guest(p + PVTI_VERSION, &odd, 4) || !put_guest(p, rec, sizeof(rec)) ||
+	    !put_guest(p + PVTI_VERSION, &even, 4))
+		goto out;
+	v->arch.pv_time_version = even;
 	mark_page_dirty_in_slot(slot, gpa >> GM_PAGE_SHIFT);
 out:
 	gm_rcu_read_unlock();

@@ -699,6 +699,42 @@ TEST(steal_time_record)
 	munmap(mem, 4 * PAGE);
 }
 
+/*
+ * The steal-time and kvm-clock records of memory the VMM unmapped (or
+ * made read-only) behind its memslot: KVM's cached writes fail and skip
+ * them; KVM_RUN goes on and the VMM is not killed.
+ */
+TEST(pv_records_on_unmapped_memory)
+{
+	struct vcpu_fixture f;
+	struct kvm_userspace_memory_region r;
+	uint8_t *mem;
+
+	guestmem_config_set("linux-6.12", NULL, NULL);
+	vcpu_fixture_open(&f, 0);
+	vcpu_fixture_set_guest(&f, out_loop, NULL);
+	mem = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(mem != MAP_FAILED);
+	r = (struct kvm_userspace_memory_region){ .slot = 0, .memory_size = 4 * PAGE,
+						  .userspace_addr = (uintptr_t)mem };
+	ASSERT_EQ(guestmem_sys_ioctl(f.vm, KVM_SET_USER_MEMORY_REGION, &r), 0);
+	ASSERT_EQ(set_msr(f.vcpu, MSR_KVM_SYSTEM_TIME_NEW, PAGE | KVM_MSR_ENABLED), 1);
+	ASSERT_EQ(guestmem_sys_ioctl(f.vcpu, KVM_RUN, 0), 0);
+	EXPECT_EQ(*(uint32_t *)(mem + PAGE) & 1, 0u); /* written, version even */
+	EXPECT_NE(*(uint32_t *)(mem + PAGE), 0u);
+	if (have_schedstat())
+		ASSERT_EQ(set_msr(f.vcpu, MSR_KVM_STEAL_TIME, (2 * PAGE) | KVM_MSR_ENABLED), 1);
+	/* Read-only first: nothing written, nothing killed. */
+	ASSERT_EQ(mprotect(mem, 4 * PAGE, PROT_READ), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(f.vcpu, KVM_RUN, 0), 0);
+	EXPECT_EQ(f.run->exit_reason, KVM_EXIT_IO);
+	/* Then gone altogether. */
+	ASSERT_EQ(munmap(mem, 4 * PAGE), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(f.vcpu, KVM_RUN, 0), 0);
+	EXPECT_EQ(f.run->exit_reason, KVM_EXIT_IO);
+	vcpu_fixture_close(&f);
+}
+
 /* A vCPU without VMX/SVM: the vendor module's header, nothing nested. */
 TEST(nested_state)
 {
