@@ -1589,7 +1589,6 @@ static int handle_trap(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret
 
 /* ---- events ------------------------------------------------------------------------ */
 
-/* The in-kernel LAPIC/PIC as the event module asks it. */
 /* The split irqchip's ExtINT (KVM_INTERRUPT) goes ahead of the LAPIC's own
  * interrupts, when LINT0 takes it (kvm_cpu_has_extint()). */
 static bool extint_ready(struct kvm_vcpu *v)
@@ -1597,7 +1596,8 @@ static bool extint_ready(struct kvm_vcpu *v)
 	return v->arch.has_extint && irqchip_split(v->kvm) && kvm_apic_accept_pic_intr(v);
 }
 
-/* The callbacks' ctx is the vCPU. */
+/* The in-kernel LAPIC (and ExtINT) as the event module asks it; the
+ * callbacks' ctx is the vCPU. */
 static int irq_peek(void *ctx)
 {
 	struct kvm_vcpu *v = ctx;
