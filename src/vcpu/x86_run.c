@@ -55,6 +55,7 @@
 #include "gproc/gproc.h"
 #include "lib/host_cpuid.h"
 #include "lib/lockdep.h"
+#include "lib/procfile.h"
 #include "lib/rcu.h"
 #include "lib/usercopy.h"
 #include "mmu/mmu.h"
@@ -1335,6 +1336,28 @@ static unsigned run_pages(uint64_t gva, int level)
 }
 
 /*
+ * The lowest address the guest process can map (vm.mmap_min_addr, page
+ * aligned): guest pages below it fault as before, one by one, and the
+ * run of a large guest page starts no lower.
+ */
+static uint64_t guest_low_va(void)
+{
+	static uint64_t low; /* 0: not read yet; relaxed, every thread reads the same */
+	uint64_t v = __atomic_load_n(&low, __ATOMIC_RELAXED);
+
+	if (!v) {
+		char *s = gm_read_proc_file("/proc/sys/vm/mmap_min_addr", 64);
+
+		v = s ? strtoull(s, NULL, 10) : 65536;
+		free(s);
+		v = (v + GM_PAGE_SIZE - 1) & ~(GM_PAGE_SIZE - 1);
+		v = GM_MAX(v, GM_PAGE_SIZE);
+		__atomic_store_n(&low, v, __ATOMIC_RELAXED);
+	}
+	return v;
+}
+
+/*
  * A large guest page's run through stage-2, as a host huge page would map
  * it at once: shared memory only (faulting private pages in would allocate
  * guest_memfd pages the guest never touched).  Returns how many pages from
@@ -1471,6 +1494,9 @@ static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 			unsigned whole;
 
 			back = gva & (HUGE_2M - 1) & ~(GM_PAGE_SIZE - 1);
+			/* Not below what the guest process may map (mmap_min_addr). */
+			if (map_gva - back < guest_low_va())
+				back = map_gva > guest_low_va() ? map_gva - guest_low_va() : 0;
 			whole = run_pages(map_gva - back, 2);
 			if (back && whole > (back >> GM_PAGE_SHIFT) &&
 			    prefault_run(x, map_gpa - back, whole, false) == whole) {
