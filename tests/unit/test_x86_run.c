@@ -400,6 +400,34 @@ TEST(memslot_deletion_zaps_the_guest_mapping)
 }
 
 /*
+ * A VM whose code @c runs at CODE with slot 1 (@flags) over @mem at
+ * 2 MiB, mapped by the guest with one 2 MiB page, or with @pt4k through a
+ * table of 4 KiB pages at 0x8000; run to the code's OUT, return its value.
+ */
+static uint32_t run_with_slot1(struct vm *m, const uint8_t *c, size_t n, uint8_t *mem,
+			       uint32_t flags, bool pt4k)
+{
+	struct kvm_userspace_memory_region r = { .slot = 1, .flags = flags,
+						 .guest_phys_addr = 0x200000,
+						 .memory_size = 0x200000,
+						 .userspace_addr = (uintptr_t)mem };
+	uint32_t v;
+
+	vm_open_irqchip(m, false);
+	code(m, CODE, c, n);
+	if (pt4k) {
+		for (uint64_t i = 0; i < 512; i++)
+			put64(m->mem, 0x8000 + 8 * i, (0x200000 + (i << 12)) | 3);
+		put64(m->mem, 0x3008, 0x8000 | 3);
+	}
+	ASSERT_EQ(guestmem_sys_ioctl(m->fd, KVM_SET_USER_MEMORY_REGION, &r), 0);
+	vm_start(m, CODE);
+	expect_io(m, KVM_EXIT_IO_OUT, PORT, 4);
+	memcpy(&v, pio_data(m), 4);
+	return v;
+}
+
+/*
  * A dirty-logged slot under a 2 MiB guest page: the fault maps a run of
  * the guest page at once, but logs exactly the page written (and a read
  * logs nothing), as KVM logs the 4 KiB page of the write.
@@ -414,9 +442,6 @@ TEST(dirty_log_under_a_large_guest_page)
 		0xef,						      /* out %eax, (%dx) */
 		0xf4,
 	};
-	struct kvm_userspace_memory_region r = { .slot = 1, .flags = KVM_MEM_LOG_DIRTY_PAGES,
-						 .guest_phys_addr = 0x200000,
-						 .memory_size = 0x200000 };
 	uint8_t *mem2 = mmap(NULL, 0x200000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 			     -1, 0);
 	uint64_t bitmap[512 / 64] = { 0 };
@@ -424,17 +449,21 @@ TEST(dirty_log_under_a_large_guest_page)
 	struct vm m;
 
 	ASSERT_TRUE(mem2 != MAP_FAILED);
-	vm_open_irqchip(&m, false);
-	code(&m, CODE, c, sizeof(c));
-	r.userspace_addr = (uintptr_t)mem2;
-	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_SET_USER_MEMORY_REGION, &r), 0);
-	vm_start(&m, CODE);
-	expect_io(&m, KVM_EXIT_IO_OUT, PORT, 4);
+	(void)run_with_slot1(&m, c, sizeof(c), mem2, KVM_MEM_LOG_DIRTY_PAGES, false);
 	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_GET_DIRTY_LOG, &log), 0);
 	for (unsigned i = 0; i < 512; i++)
 		EXPECT_EQ((bitmap[i / 64] >> (i % 64)) & 1, i == 0x80);
 	vm_close(&m);
 	munmap(mem2, 0x200000);
+}
+
+/* 2 MiB of private hugetlb memory (MAP_HUGETLB), or NULL without a free huge page. */
+static uint8_t *hugetlb_2m(void)
+{
+	uint8_t *p = mmap(NULL, 0x200000, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
 }
 
 /*
@@ -454,24 +483,13 @@ TEST(hugetlb_ram_reaches_the_guest)
 		0xef,						      /* out %eax, (%dx) */
 		0xf4,
 	};
-	struct kvm_userspace_memory_region r = { .slot = 1, .guest_phys_addr = 0x200000,
-						 .memory_size = 0x200000 };
-	uint8_t *huge = mmap(NULL, 0x200000, PROT_READ | PROT_WRITE,
-			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
-	uint32_t v;
+	uint8_t *huge = hugetlb_2m();
 	struct vm m;
 
-	if (huge == MAP_FAILED)
+	if (!huge)
 		SKIP("no free 2 MiB huge page (vm.nr_hugepages): %s", strerror(errno));
 	memcpy(huge, "\x41\x00\x00\x00", 4); /* present before the conversion */
-	vm_open_irqchip(&m, false);
-	code(&m, CODE, c, sizeof(c));
-	r.userspace_addr = (uintptr_t)huge;
-	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_SET_USER_MEMORY_REGION, &r), 0);
-	vm_start(&m, CODE);
-	expect_io(&m, KVM_EXIT_IO_OUT, PORT, 4);
-	memcpy(&v, pio_data(&m), 4);
-	EXPECT_EQ(v, 0x42u);
+	EXPECT_EQ(run_with_slot1(&m, c, sizeof(c), huge, 0, false), 0x42u);
 	EXPECT_EQ(*(uint32_t *)(huge + 0x100008), 0x42u); /* the guest's store, seen here */
 	vm_close(&m);
 	munmap(huge, 0x200000);
@@ -494,29 +512,14 @@ TEST(hugetlb_ram_under_4k_guest_pages)
 		0xef,						      /* out %eax, (%dx) */
 		0xf4,
 	};
-	struct kvm_userspace_memory_region r = { .slot = 1, .guest_phys_addr = 0x200000,
-						 .memory_size = 0x200000 };
-	uint8_t *huge = mmap(NULL, 0x200000, PROT_READ | PROT_WRITE,
-			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	uint8_t *huge = hugetlb_2m();
 	uint64_t pte;
-	uint32_t v;
 	struct vm m;
 
-	if (huge == MAP_FAILED)
+	if (!huge)
 		SKIP("no free 2 MiB huge page (vm.nr_hugepages): %s", strerror(errno));
 	memcpy(huge + 0x1008, "\x10\x00\x00\x00", 4);
-	vm_open_irqchip(&m, false);
-	code(&m, CODE, c, sizeof(c));
-	/* 2-4 MiB through a page table of 4 KiB pages at 0x8000. */
-	for (uint64_t i = 0; i < 512; i++)
-		put64(m.mem, 0x8000 + 8 * i, (0x200000 + (i << 12)) | 3);
-	put64(m.mem, 0x3008, 0x8000 | 3);
-	r.userspace_addr = (uintptr_t)huge;
-	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_SET_USER_MEMORY_REGION, &r), 0);
-	vm_start(&m, CODE);
-	expect_io(&m, KVM_EXIT_IO_OUT, PORT, 4);
-	memcpy(&v, pio_data(&m), 4);
-	EXPECT_EQ(v, 0x11u);
+	EXPECT_EQ(run_with_slot1(&m, c, sizeof(c), huge, 0, true), 0x11u);
 	EXPECT_EQ(*(uint32_t *)(huge + 0x100010), 0x11u);
 	EXPECT_EQ(*(uint32_t *)(huge + 0x100018), 0x11u);
 	/* The written page's entry is dirty, the others only accessed. */
