@@ -181,6 +181,51 @@ TEST(smi_by_ioctl)
 	smm_vm_close(&s);
 }
 
+/* An SMI taken with NMIs blocked: smm_inside_nmi, and RSM leaves them blocked. */
+TEST(smi_inside_nmi)
+{
+	static const uint8_t c[] = { 0xb0, 0x01, 0xe6, PORT, 0xb0, 0x02, 0xe6, PORT, 0xf4 };
+	struct kvm_vcpu_events e;
+	struct smm_vm s;
+
+	smm_vm_open(&s, c, sizeof(c));
+	expect_io(&s.m, KVM_EXIT_IO_OUT, PORT, 1);
+	get_events(&s, &e);
+	e.nmi.masked = 1;
+	e.flags = 0;
+	ASSERT_EQ(guestmem_sys_ioctl(s.m.vcpu, KVM_SET_VCPU_EVENTS, &e), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(s.m.vcpu, KVM_SMI, 0), 0);
+	expect_io(&s.m, KVM_EXIT_IO_OUT, PORT, 1);
+	ASSERT_EQ(pio_data(&s.m)[0], SMM_STAGE);
+	get_events(&s, &e);
+	EXPECT_EQ(e.smi.smm, 1);
+	EXPECT_EQ(e.smi.smm_inside_nmi, 1);
+	EXPECT_EQ(e.nmi.masked, 1);
+	expect_io(&s.m, KVM_EXIT_IO_OUT, PORT, 1);
+	EXPECT_EQ(pio_data(&s.m)[0], 2);
+	get_events(&s, &e);
+	EXPECT_EQ(e.smi.smm, 0);
+	EXPECT_EQ(e.smi.smm_inside_nmi, 0);
+	EXPECT_EQ(e.nmi.masked, 1); /* still the NMI handler's */
+	smm_vm_close(&s);
+}
+
+/* A halted vCPU is woken by an SMI (kvm_vcpu_has_events()). */
+TEST(smi_wakes_a_halted_vcpu)
+{
+	static const uint8_t c[] = { 0xf4, 0xb0, 0x03, 0xe6, PORT, 0xf4 };
+	struct kvm_mp_state mp = { .mp_state = KVM_MP_STATE_HALTED };
+	struct smm_vm s;
+
+	smm_vm_open(&s, c, sizeof(c));
+	ASSERT_EQ(guestmem_sys_ioctl(s.m.vcpu, KVM_SET_MP_STATE, &mp), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(s.m.vcpu, KVM_SMI, 0), 0);
+	expect_in_smm(&s);
+	ASSERT_EQ(guestmem_sys_ioctl(s.m.vcpu, KVM_GET_MP_STATE, &mp), 0);
+	EXPECT_EQ(mp.mp_state, KVM_MP_STATE_RUNNABLE);
+	smm_vm_close(&s);
+}
+
 TEST(rsm_of_a_bad_state_shuts_down)
 {
 	static const uint8_t c[] = { 0xb0, 0x01, 0xe6, PORT, 0xf4 };
