@@ -34,7 +34,6 @@
 #include "core/kvm_arch.h"
 #include "lib/lockdep.h"
 #include "lib/rcu.h"
-#include "lib/usercopy.h"
 #include "lib/sys_raw.h"
 #include "vcpu/vcpu.h"
 #include "vcpu/x86.h"
@@ -171,62 +170,61 @@ int kvm_set_steal_time_msr(struct kvm_vcpu *v, uint64_t data)
 	return 0;
 }
 
-/* The user address of [gpa, gpa + len) in one writable memslot, or NULL. */
-static uint8_t *steal_record_hva(struct kvm *kvm, uint64_t gpa, struct kvm_memory_slot **slotp)
-{
-	gfn_t gfn = gpa >> GM_PAGE_SHIFT;
-	struct kvm_memory_slot *slot = gfn_to_memslot(kvm, 0, gfn);
-
-	if (!slot || (slot->flags & KVM_MEM_READONLY))
-		return NULL;
-	/* 64-byte aligned: the record never crosses a page. */
-	*slotp = slot;
-	return (uint8_t *)(uintptr_t)(slot->userspace_addr +
-				      ((gfn - slot->base_gfn) << GM_PAGE_SHIFT) +
-				      (gpa & (GM_PAGE_SIZE - 1)));
-}
-
 /*
- * Guest records (steal time, kvm-clock) are written into the VMM's memory
- * through the kernel: a VMM that unmapped or protected the page gets
- * nothing written, as KVM's cached write fails and skips it, instead of a
- * SIGSEGV.  Each write is a system call, so the version goes odd before
- * the fields change and even after they did, in that order.
+ * The host address of the guest record at @gpa (it does not cross a
+ * page), for writing, and its memslot; NULL if there is no RAM there the
+ * guest may write (private, read-only, or memory the VMM unmapped or
+ * write-protected: KVM's cached write fails and skips the record).  It is
+ * reached as every access of guest memory from this side is, through the
+ * vCPU's stage-2 (kvm_vcpu_gpa_host()): the MMU notifier's invalidation
+ * zaps the leaf and waits for this RCU section before the VMM's munmap
+ * or mprotect goes on, as it keeps KVM's gfn_to_pfn_cache current.  Not
+ * while the vCPU is in SMM, whose accesses go to address space 1: the
+ * record waits for RSM.  Context: gm_rcu_read_lock().
  */
-static bool put_guest(uint8_t *hva, const void *src, size_t len)
+static uint8_t *record_hva(struct kvm_vcpu *v, uint64_t gpa, struct kvm_memory_slot **slotp)
 {
-	return gm_copy_to_user(hva, src, len) == 0;
+	struct kvm_page_fault f;
+	uint8_t *host;
+
+	/* A private gfn: KVM's cache writes the shared view (the memslot's
+	 * host address), which the guest does not see there; nothing here. */
+	if (v->arch.ev.smi.smm || kvm_mem_is_private(v->kvm, gpa >> GM_PAGE_SHIFT) ||
+	    kvm_vcpu_gpa_host(v, gpa, true, &host, &f) != KVM_PF_FIXED)
+		return NULL;
+	*slotp = gfn_to_memslot(v->kvm, 0, gpa >> GM_PAGE_SHIFT);
+	return *slotp ? host : NULL;
 }
 
 void kvm_vcpu_record_steal_time(struct kvm_vcpu *v)
 {
 	uint64_t gpa = v->arch.st_msr & ~(uint64_t)(STEAL_RECORD_SIZE - 1), delay, steal;
-	uint8_t rec[STEAL_OFF_PREEMPTED + 1];
 	struct kvm_memory_slot *slot;
-	uint32_t version, odd, even;
+	uint32_t version, *pver;
+	uint64_t *psteal;
 	uint8_t *st;
 
 	lockdep_assert_held(&v->mutex);
 	if (!(v->arch.st_msr & KVM_MSR_ENABLED) || !thread_run_delay(&delay))
 		return;
 	gm_rcu_read_lock();
-	st = steal_record_hva(v->kvm, gpa, &slot);
-	if (!st || gm_copy_from_user(rec, st, sizeof(rec)))
+	st = record_hva(v, gpa, &slot);
+	if (!st)
 		goto out;
-	memcpy(&steal, rec, 8);
-	memcpy(&version, rec + STEAL_OFF_VERSION, 4);
+	psteal = (uint64_t *)st;
+	pver = (uint32_t *)(st + STEAL_OFF_VERSION);
+	__atomic_store_n(st + STEAL_OFF_PREEMPTED, 0, __ATOMIC_RELAXED);
+	/* An odd version means "being written": a reader retries. */
+	version = __atomic_load_n(pver, __ATOMIC_RELAXED);
 	if (version & 1)
 		version++; /* the guest left it odd: start from even */
-	/* An odd version means "being written": a reader retries. */
-	odd = version + 1;
-	even = version + 2;
+	__atomic_store_n(pver, version + 1, __ATOMIC_RELAXED);
+	steal = __atomic_load_n(psteal, __ATOMIC_RELAXED);
 	steal += delay - v->arch.st_last_steal;
-	memcpy(rec, &steal, 8);
-	memcpy(rec + STEAL_OFF_VERSION, &odd, 4);
-	rec[STEAL_OFF_PREEMPTED] = 0;
-	if (!put_guest(st + STEAL_OFF_VERSION, &odd, 4) || !put_guest(st, rec, sizeof(rec)) ||
-	    !put_guest(st + STEAL_OFF_VERSION, &even, 4))
-		goto out;
+	/* Release: the odd version is visible before the new steal. */
+	__atomic_store_n(psteal, steal, __ATOMIC_RELEASE);
+	/* The new steal before the even version (the guest reads it with acquire). */
+	__atomic_store_n(pver, version + 2, __ATOMIC_RELEASE);
 	v->arch.st_last_steal = delay;
 	mark_page_dirty_in_slot(slot, gpa >> GM_PAGE_SHIFT);
 out:
@@ -312,6 +310,8 @@ static void pvclock_scale(uint64_t hz, uint32_t *mul, int8_t *shift)
 #define PVTI_SHIFT 28
 #define PVTI_FLAGS 29
 #define PVCLOCK_TSC_STABLE_BIT 1
+/* The record is written again at least this often (KVM: KVMCLOCK_SYNC_PERIOD, 300 s). */
+#define PVCLOCK_SYNC_NS 1000000000ULL
 
 /*
  * kvm_guest_time_update(): the guest's TSC and the VM's kvm-clock read
@@ -322,40 +322,49 @@ static void pvclock_scale(uint64_t hz, uint32_t *mul, int8_t *shift)
 void kvm_vcpu_update_pvclock(struct kvm_vcpu *v)
 {
 	uint64_t gpa = v->arch.pv_time & ~1ULL, tsc, hz = (uint64_t)kvm_vcpu_tsc_rate_khz(v) * 1000;
+	uint64_t now;
 	struct kvm_memory_slot *slot;
 	int64_t offset, ns;
-	uint32_t mul, ver, odd, even;
+	uint32_t mul, ver;
 	int8_t shift;
-	uint8_t *p, flags = PVCLOCK_TSC_STABLE_BIT, rec[PVTI_SIZE];
+	uint8_t *p, flags = PVCLOCK_TSC_STABLE_BIT;
 
 	lockdep_assert_held(&v->mutex);
 	if (!(v->arch.pv_time & KVM_MSR_ENABLED) || !hz ||
 	    (gpa & (GM_PAGE_SIZE - 1)) > GM_PAGE_SIZE - PVTI_SIZE)
 		return;
-	pvclock_scale(hz, &mul, &shift);
 	/* Not kvm->lock: it ranks above vcpu->mutex.  The store is atomic. */
 	offset = __atomic_load_n(&v->kvm->arch.kvmclock_offset, __ATOMIC_RELAXED);
+	now = (uint64_t)clock_ns(CLOCK_MONOTONIC);
+	if (!v->arch.pv_time_stale && hz == v->arch.pv_time_hz &&
+	    v->arch.tsc_ratio == v->arch.pv_time_tsc_ratio &&
+	    v->arch.tsc_offset == v->arch.pv_time_tsc_offset &&
+	    offset == v->arch.pv_time_clock_offset && now - v->arch.pv_time_at_ns < PVCLOCK_SYNC_NS)
+		return; /* the record the guest has still holds */
+	pvclock_scale(hz, &mul, &shift);
 	ns = kvm_arch_kvmclock_base_ns() + offset;
 	tsc = kvm_vcpu_read_tsc(v);
 	gm_rcu_read_lock();
-	p = steal_record_hva(v->kvm, gpa, &slot);
+	p = record_hva(v, gpa, &slot);
 	if (!p)
 		goto out;
 	ver = v->arch.pv_time_version;
-	odd = ver + 1;
-	even = ver + 2;
-	memset(rec, 0, sizeof(rec));
-	memcpy(rec + PVTI_VERSION, &odd, 4);
-	memcpy(rec + PVTI_TSC_TIMESTAMP, &tsc, 8);
-	memcpy(rec + PVTI_SYSTEM_TIME, &ns, 8);
-	memcpy(rec + PVTI_MUL, &mul, 4);
-	rec[PVTI_SHIFT] = (uint8_t)shift;
-	rec[PVTI_FLAGS] = flags;
-	/* As for steal time: odd, the record, even (put_guest()). */
-	if (!put_guest(p + PVTI_VERSION, &odd, 4) || !put_guest(p, rec, sizeof(rec)) ||
-	    !put_guest(p + PVTI_VERSION, &even, 4))
-		goto out;
-	v->arch.pv_time_version = even;
+	__atomic_store_n((uint32_t *)(p + PVTI_VERSION), ver + 1, __ATOMIC_RELAXED);
+	/* Release stores: the odd version is visible before each new field
+	 * (as in kvm_vcpu_record_steal_time), the fields before the even one. */
+	__atomic_store_n((uint64_t *)(p + PVTI_TSC_TIMESTAMP), tsc, __ATOMIC_RELEASE);
+	__atomic_store_n((int64_t *)(p + PVTI_SYSTEM_TIME), ns, __ATOMIC_RELEASE);
+	__atomic_store_n((uint32_t *)(p + PVTI_MUL), mul, __ATOMIC_RELEASE);
+	__atomic_store_n((int8_t *)(p + PVTI_SHIFT), shift, __ATOMIC_RELEASE);
+	__atomic_store_n(p + PVTI_FLAGS, flags, __ATOMIC_RELEASE);
+	__atomic_store_n((uint32_t *)(p + PVTI_VERSION), ver + 2, __ATOMIC_RELEASE);
+	v->arch.pv_time_version = ver + 2;
+	v->arch.pv_time_stale = false;
+	v->arch.pv_time_hz = hz;
+	v->arch.pv_time_tsc_ratio = v->arch.tsc_ratio;
+	v->arch.pv_time_tsc_offset = v->arch.tsc_offset;
+	v->arch.pv_time_clock_offset = offset;
+	v->arch.pv_time_at_ns = now;
 	mark_page_dirty_in_slot(slot, gpa >> GM_PAGE_SHIFT);
 out:
 	gm_rcu_read_unlock();

@@ -584,6 +584,7 @@ static int msr_write(struct kvm_vcpu *v, uint32_t index, uint64_t data, bool hos
 	case MSR_KVM_SYSTEM_TIME_NEW:
 		/* Both name one record (vcpu->arch.time); written at once. */
 		v->arch.pv_time = data;
+		v->arch.pv_time_stale = true;
 		kvm_vcpu_update_pvclock(v);
 		return msr_store(v, index, data);
 	default:

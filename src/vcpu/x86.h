@@ -129,6 +129,15 @@ struct kvm_vcpu_arch {
 	uint64_t st_last_steal; /* run_delay at the last record */
 	uint64_t pv_time;	/* MSR_KVM_SYSTEM_TIME(_NEW), the last written */
 	uint32_t pv_time_version; /* of the pvclock record we write */
+	/*
+	 * What the record was last written from (kvm_vcpu_update_pvclock()):
+	 * it is written again only when one of these changed, the MSR was
+	 * written (pv_time_stale) or a second has passed, as KVM writes it on
+	 * KVM_REQ_CLOCK_UPDATE and its periodic sync, not at every entry.
+	 */
+	bool pv_time_stale;
+	uint64_t pv_time_hz, pv_time_tsc_ratio, pv_time_at_ns;
+	int64_t pv_time_tsc_offset, pv_time_clock_offset;
 };
 
 /* ---- host facts (cpuid.c, tsc.c) -------------------------------------- */

@@ -702,7 +702,9 @@ TEST(steal_time_record)
 /*
  * The steal-time and kvm-clock records of memory the VMM unmapped (or
  * made read-only) behind its memslot: KVM's cached writes fail and skip
- * them; KVM_RUN goes on and the VMM is not killed.
+ * them; KVM_RUN goes on and the VMM is not killed.  Through the C API the
+ * VMM does both with the calls that tell the MMU notifier
+ * (guestmem_sys_mprotect/munmap; libc's under guestmem exec).
  */
 TEST(pv_records_on_unmapped_memory)
 {
@@ -725,11 +727,11 @@ TEST(pv_records_on_unmapped_memory)
 	if (have_schedstat())
 		ASSERT_EQ(set_msr(f.vcpu, MSR_KVM_STEAL_TIME, (2 * PAGE) | KVM_MSR_ENABLED), 1);
 	/* Read-only first: nothing written, nothing killed. */
-	ASSERT_EQ(mprotect(mem, 4 * PAGE, PROT_READ), 0);
+	ASSERT_EQ(guestmem_sys_mprotect(mem, 4 * PAGE, PROT_READ), 0);
 	ASSERT_EQ(guestmem_sys_ioctl(f.vcpu, KVM_RUN, 0), 0);
 	EXPECT_EQ(f.run->exit_reason, KVM_EXIT_IO);
 	/* Then gone altogether. */
-	ASSERT_EQ(munmap(mem, 4 * PAGE), 0);
+	ASSERT_EQ(guestmem_sys_munmap(mem, 4 * PAGE), 0);
 	ASSERT_EQ(guestmem_sys_ioctl(f.vcpu, KVM_RUN, 0), 0);
 	EXPECT_EQ(f.run->exit_reason, KVM_EXIT_IO);
 	vcpu_fixture_close(&f);
