@@ -679,7 +679,7 @@ static int bench_exits(void)
 	row_us("PIO exit round trip vs a two-process eventfd round trip (us)", xp, efd,
 	       "within 3x (issue 10)");
 	row_us("PIO exit round trip with the kvm-clock and steal-time records vs without (us)", xr,
-	       xp, "3 system calls per record per entry");
+	       xp, "the records written at each entry (steal time) or on change");
 	row_us("first touch of a private page: machine code vs C guest (us)", xt, ct,
 	       "shadow fault + stage-2 fault");
 	row_us("first touch of a private page: held by the guest process vs here (us)", ht, xt,
