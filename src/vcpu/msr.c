@@ -471,7 +471,10 @@ static int msr_write_checked(struct kvm_vcpu *v, uint32_t index, uint64_t data)
 			return 1;
 		return msr_store(v, index, data);
 	case MSR_IA32_SMBASE:
-		return v->kvm->cfg.smm ? msr_store(v, index, data) : -1;
+		if (!v->kvm->cfg.smm)
+			return -1;
+		v->arch.smbase = (uint32_t)data;
+		return 0;
 	default:
 		return -2;
 	}
@@ -608,8 +611,6 @@ static uint64_t msr_reset(struct kvm_vcpu *v, uint32_t index)
 		return host_arch_capabilities();
 	case MSR_IA32_UCODE_REV:
 		return host_ucode_rev();
-	case MSR_IA32_SMBASE:
-		return 0x30000;
 	case MSR_KVM_POLL_CONTROL:
 		return 1;
 	default:
@@ -652,7 +653,8 @@ static int msr_read(struct kvm_vcpu *v, uint32_t index, uint64_t *data)
 	case MSR_IA32_SMBASE:
 		if (!v->kvm->cfg.smm)
 			return -1;
-		break;
+		*data = v->arch.smbase;
+		return 0;
 	case MSR_TSC_AUX:
 		break;
 	case MSR_IA32_TSC_DEADLINE:

@@ -80,6 +80,7 @@ static void vcpu_reset_state(struct kvm_vcpu *v)
 	v->sregs.apic_base = 0xfee00000ULL | 0x800 |
 			     (v->vcpu_id == READ_ONCE(v->kvm->bsp_vcpu_id) ? 0x100 : 0);
 	v->mp_state = KVM_MP_STATE_RUNNABLE;
+	v->arch.smbase = 0x30000;
 }
 
 static int vcpu_init_run_area(struct kvm_vcpu *v)

@@ -92,6 +92,8 @@ struct kvm_vcpu_arch {
 	 * at entry and before KVM_GET_VCPU_EVENTS (kvm_vcpu_process_smi()).
 	 */
 	bool smi_request;
+	/* MSR_IA32_SMBASE (KVM's vcpu->arch.smbase), 0x30000 at reset; vcpu->mutex. */
+	uint32_t smbase;
 	/* NMIs asked for from outside (KVM_NMI, an NMI IPI): KVM's nmi_queued,
 	 * added with a release increment by any thread, folded into
 	 * ev.nmi.pending by the vCPU (kvm_vcpu_process_nmi()). */
@@ -136,7 +138,7 @@ struct kvm_vcpu_arch {
 	 * KVM_REQ_CLOCK_UPDATE and its periodic sync, not at every entry.
 	 */
 	bool pv_time_stale;
-	uint64_t pv_time_hz, pv_time_tsc_ratio, pv_time_at_ns;
+	uint64_t pv_time_hz, pv_time_at_ns;
 	int64_t pv_time_tsc_offset, pv_time_clock_offset;
 };
 

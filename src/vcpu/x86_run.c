@@ -71,7 +71,6 @@
 #include "vcpu/x86_walk.h"
 
 #define MSR_KERNEL_GS_BASE 0xc0000102u
-#define MSR_IA32_SMBASE 0x9eu
 #define MSR_SMI_COUNT 0x34u
 /* The RFLAGS bits the guest process runs with; the rest are VMM-side.  TF
  * steps natively (the guest's own, or KVM_GUESTDBG_SINGLESTEP's). */
@@ -222,16 +221,6 @@ static void gprs_out(struct kvm_regs *r, const uint64_t gpr[16])
 	r->r15 = gpr[X86_R15];
 }
 
-/* MSR_IA32_SMBASE (0x30000 at reset; only with CONFIG_KVM_SMM). */
-static uint32_t vcpu_smbase(struct kvm_vcpu *v)
-{
-	uint64_t smbase = X86_SMBASE_RESET;
-
-	if (v->kvm->cfg.smm)
-		(void)kvm_vcpu_get_msr(v, MSR_IA32_SMBASE, &smbase);
-	return (uint32_t)smbase;
-}
-
 /* The vCPU's state as the emulator sees it. */
 static void regs_in(struct kvm_vcpu *v, struct x86_regs *x)
 {
@@ -267,7 +256,7 @@ static void regs_in(struct kvm_vcpu *v, struct x86_regs *x)
 	x->idt = (struct x86_dtable){ s->idt.base, s->idt.limit };
 	x->cpl = (s->cr0 & X86_CR0_PE) ? s->ss.dpl : 0; /* SVM's rule: the CPL is SS.DPL */
 	x->smm = v->arch.ev.smi.smm;
-	x->smbase = vcpu_smbase(v);
+	x->smbase = v->arch.smbase;
 }
 
 static void regs_out(struct kvm_vcpu *v, const struct x86_regs *x)
@@ -306,8 +295,7 @@ static void regs_out(struct kvm_vcpu *v, const struct x86_regs *x)
 	s->idt.base = x->idt.base;
 	s->idt.limit = x->idt.limit;
 	v->arch.ev.smi.smm = x->smm;
-	if (v->kvm->cfg.smm && x->smbase != vcpu_smbase(v))
-		(void)kvm_vcpu_set_msr(v, MSR_IA32_SMBASE, x->smbase);
+	v->arch.smbase = x->smbase;
 }
 
 static void cpu_in(struct kvm_vcpu *v, struct gp_cpu *c)
