@@ -336,8 +336,8 @@ void kvm_vcpu_update_pvclock(struct kvm_vcpu *v)
 	/* Not kvm->lock: it ranks above vcpu->mutex.  The store is atomic. */
 	offset = __atomic_load_n(&v->kvm->arch.kvmclock_offset, __ATOMIC_RELAXED);
 	now = (uint64_t)clock_ns(CLOCK_MONOTONIC);
+	/* @hz follows the TSC ratio: with the offsets it says all the record does. */
 	if (!v->arch.pv_time_stale && hz == v->arch.pv_time_hz &&
-	    v->arch.tsc_ratio == v->arch.pv_time_tsc_ratio &&
 	    v->arch.tsc_offset == v->arch.pv_time_tsc_offset &&
 	    offset == v->arch.pv_time_clock_offset && now - v->arch.pv_time_at_ns < PVCLOCK_SYNC_NS)
 		return; /* the record the guest has still holds */
@@ -361,7 +361,6 @@ void kvm_vcpu_update_pvclock(struct kvm_vcpu *v)
 	v->arch.pv_time_version = ver + 2;
 	v->arch.pv_time_stale = false;
 	v->arch.pv_time_hz = hz;
-	v->arch.pv_time_tsc_ratio = v->arch.tsc_ratio;
 	v->arch.pv_time_tsc_offset = v->arch.tsc_offset;
 	v->arch.pv_time_clock_offset = offset;
 	v->arch.pv_time_at_ns = now;
