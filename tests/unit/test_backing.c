@@ -743,6 +743,7 @@ struct fake_holder {
 	uint64_t size, file_id;
 	int creates, drops, fallocates, zeroes;
 	int fail_create;
+	int fail_multi; /* an errno for every fallocate of more than a page */
 };
 
 static int fake_create(void *ctx, enum gm_backing_kind kind, uint64_t size, uint64_t file_id,
@@ -769,6 +770,8 @@ static int fake_fallocate(void *ctx, uint32_t id, int mode, uint64_t off, uint64
 
 	ASSERT_EQ(id, 7);
 	h->fallocates++;
+	if (h->fail_multi && !(mode & FALLOC_FL_PUNCH_HOLE) && len > PAGE)
+		return -h->fail_multi;
 	return fallocate(h->fd, mode, (off_t)off, (off_t)len) ? -errno : 0;
 }
 
@@ -840,25 +843,26 @@ TEST(held_storage)
 	EXPECT_EQ(h.file_id, 99);
 	EXPECT_EQ(nr_backing_fds(), fds);
 	EXPECT_EQ(nr_mappings(), maps);
-	/* a fault: allocated by the holder, an address that is only a name */
+	/* a fault: allocated by the holder (with slots ahead), an address that is only a name */
 	p = gm_backing_page(&b, 1000, true, &err);
 	ASSERT_TRUE(p != NULL);
 	EXPECT_EQ(err, 0);
-	EXPECT_EQ(fake_blocks(&h), 1);
+	EXPECT_EQ(gm_backing_nr_allocated(&b), 1);
+	EXPECT_EQ(fake_blocks(&h), 16);
 	EXPECT_EQ(mincore(p, PAGE, (unsigned char[1]){ 0 }), 0); /* reserved */
 	EXPECT_EQ(madvise(p, PAGE, MADV_POPULATE_READ), -1);	/* PROT_NONE: EFAULT */
 	ASSERT_EQ(gm_backing_file_page(&b, 1000, &fd, &off), 0);
 	EXPECT_EQ(fd, -1);
 	/* an fallocate of the guest_memfd: the same file, contiguous slots */
 	ASSERT_EQ(gm_backing_allocate(&b, 2000, 16), 0);
-	EXPECT_EQ(fake_blocks(&h), 17);
 	EXPECT_EQ(gm_backing_nr_allocated(&b), 17);
+	EXPECT_EQ(fake_blocks(&h), 16 + 32); /* 15 were ahead; 32 more ahead */
 	ASSERT_EQ(gm_backing_file_page(&b, 2001, &fd, &off2), 0);
 	EXPECT_NE(off2, off);
 	/* what the holder's file holds at that offset is what the guest sees */
 	ASSERT_EQ(pwrite(h.fd, "x", 1, (off_t)off2), 1);
 	gm_backing_punch(&b, 2000, 16);
-	EXPECT_EQ(fake_blocks(&h), 1);
+	EXPECT_EQ(fake_blocks(&h), 16 + 32 - 16);
 	EXPECT_EQ(gm_backing_nr_allocated(&b), 1);
 	EXPECT_EQ(gm_backing_file_page(&b, 2001, &fd, &off2), -ENOENT);
 	EXPECT_TRUE(h.fallocates >= 3);
@@ -871,6 +875,73 @@ TEST(held_storage)
 	h.fail_create = -EFBIG; /* RLIMIT_FSIZE there: the kernel's ENOMEM */
 	EXPECT_EQ(gm_backing_init_held(&b, GM_BACKING_MEMFD, 16, &ops, 1), -ENOMEM);
 	EXPECT_EQ(h.drops, 1);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Held memfd: small allocations take slots the holder allocated ahead, so
+ * page-by-page allocation costs a round trip per run of 16, 32, ... up to
+ * 512 pages, never more than a window (2 MiB) ahead; the pages are zero
+ * and distinct; where the holder cannot allocate ahead (ENOSPC), each
+ * allocation is exact, as without the reserve.
+ */
+TEST(held_storage_reserve)
+{
+	struct fake_holder h = { .fd = -1 };
+	struct gm_backing_holder ops = { fake_create, fake_fallocate, fake_zero, fake_drop, &h };
+	const uint64_t n = 3000, pages = 8192;
+	struct gm_backing b;
+	uint64_t *offs = calloc(n, sizeof(*offs));
+	int fd;
+
+	ASSERT_TRUE(offs != NULL);
+	ASSERT_EQ(gm_backing_init_held(&b, GM_BACKING_MEMFD, pages, &ops, 3), 0);
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t idx = (i * 2654435761u) % pages;
+
+		ASSERT_EQ(gm_backing_allocate(&b, idx, 1), 0);
+		ASSERT_EQ(gm_backing_file_page(&b, idx, &fd, &offs[i]), 0);
+		EXPECT_TRUE(fake_blocks(&h) - (long)(i + 1) <= 512);
+	}
+	EXPECT_EQ(gm_backing_nr_allocated(&b), n);
+	/* 16 + 32 + 64 + 128 + 256 = 496, then 512 each: 5 + ceil(2504 / 512) */
+	EXPECT_EQ(h.fallocates, 5 + 5);
+	qsort(offs, n, sizeof(*offs), cmp_u64);
+	for (uint64_t i = 0; i < n; i++) {
+		EXPECT_TRUE(i == 0 || offs[i] != offs[i - 1]);
+		if (i % 97 == 0)
+			EXPECT_EQ(fake_byte(&h, offs[i], -1), 0);
+	}
+	gm_backing_fini(&b);
+	EXPECT_EQ(h.drops, 1);
+
+	/* No slot ahead to be had: one exact allocation each, as before. */
+	h = (struct fake_holder){ .fd = -1, .fail_multi = ENOSPC };
+	ASSERT_EQ(gm_backing_init_held(&b, GM_BACKING_MEMFD, pages, &ops, 3), 0);
+	for (uint64_t i = 0; i < 40; i++) {
+		ASSERT_EQ(gm_backing_allocate(&b, i * 7, 1), 0);
+		EXPECT_EQ(fake_blocks(&h), (long)i + 1);
+	}
+	/* a run the holder refuses whole is allocated page by page */
+	EXPECT_EQ(gm_backing_allocate(&b, 1000, 4), 0);
+	EXPECT_EQ(fake_blocks(&h), 44);
+	gm_backing_fini(&b);
+
+	/* Near the file's end the reserve is what is left of it. */
+	h = (struct fake_holder){ .fd = -1 };
+	ASSERT_EQ(gm_backing_init_held(&b, GM_BACKING_MEMFD, 20, &ops, 3), 0);
+	for (uint64_t i = 0; i < 20; i++)
+		ASSERT_EQ(gm_backing_allocate(&b, 19 - i, 1), 0);
+	EXPECT_EQ(fake_blocks(&h), 20);
+	EXPECT_EQ(gm_backing_nr_allocated(&b), 20);
+	gm_backing_fini(&b);
+	free(offs);
 }
 
 /*
