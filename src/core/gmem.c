@@ -218,33 +218,16 @@ void kvm_gmem_put(struct kvm_gmem *gmem)
 
 /* ---- fallocate (§3.4.1) ------------------------------------------------ */
 
-/* The VFS layer (steps 1-7); both operands are then known non-negative. */
-static int vfs_fallocate_check(const struct kvm_gmem *gmem, int mode, int64_t offset,
-			       int64_t len)
-{
-	int ret = vfs_fallocate_args(gmem->kvm->cfg.profile, mode, offset, len);
-
-	if (ret)
-		return ret;
-	/* A regular file: the pseudo-fs maximum is 2^63 - 1 (no wrap). */
-	if ((uint64_t)offset + (uint64_t)len > (uint64_t)INT64_MAX)
-		return -EFBIG;
-	return 0;
-}
-
 static int kvm_gmem_allocate(struct kvm_gmem *gmem, uint64_t offset, uint64_t len)
 {
 	int ret;
 
-	if (offset + len > gmem->size)
-		return -EINVAL;
 	gm_rwlock_rdlock(&gmem->invalidate_lock, GM_LOCK_GMEM_INVALIDATE);
 	ret = gm_backing_allocate(&gmem->backing, offset >> GM_PAGE_SHIFT, len >> GM_PAGE_SHIFT);
 	gm_rwlock_unlock(&gmem->invalidate_lock);
 	return ret;
 }
 
-/* Punch-hole: no bound against the size; nothing beyond EOF is touched. */
 static int kvm_gmem_punch_hole(struct kvm_gmem *gmem, uint64_t offset, uint64_t len)
 {
 	uint64_t start = offset >> GM_PAGE_SHIFT, end = (offset + len) >> GM_PAGE_SHIFT;
@@ -265,19 +248,39 @@ static int kvm_gmem_punch_hole(struct kvm_gmem *gmem, uint64_t offset, uint64_t 
 	return 0;
 }
 
-int kvm_gmem_fallocate(struct kvm_gmem *gmem, int mode, int64_t offset, int64_t len)
+/*
+ * Every check of a guest_memfd fallocate, in the kernel's order: the VFS
+ * layer (steps 1-7), then guest_memfd's own (8-10), then an allocation's
+ * bound against the size.  0 or -errno.
+ */
+static int kvm_gmem_fallocate_checks(enum gm_profile profile, uint64_t size, int mode,
+				     int64_t offset, int64_t len)
 {
-	int ret = vfs_fallocate_check(gmem, mode, offset, len);
+	int ret = vfs_fallocate_args(profile, mode, offset, len);
 
 	if (ret)
 		return ret;
-	/* guest_memfd's own checks (steps 8-10). */
+	/* A regular file: the pseudo-fs maximum is 2^63 - 1 (no wrap). */
+	if ((uint64_t)offset + (uint64_t)len > (uint64_t)INT64_MAX)
+		return -EFBIG;
 	if (!(mode & FALLOC_FL_KEEP_SIZE))
 		return -EOPNOTSUPP;
 	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE))
 		return -EOPNOTSUPP;
 	if (!GM_PAGE_ALIGNED((uint64_t)offset) || !GM_PAGE_ALIGNED((uint64_t)len))
 		return -EINVAL;
+	/* Punch-hole has no bound against the size: nothing beyond EOF is touched. */
+	if (!(mode & FALLOC_FL_PUNCH_HOLE) && (uint64_t)offset + (uint64_t)len > size)
+		return -EINVAL;
+	return 0;
+}
+
+int kvm_gmem_fallocate(struct kvm_gmem *gmem, int mode, int64_t offset, int64_t len)
+{
+	int ret = kvm_gmem_fallocate_checks(gmem->kvm->cfg.profile, gmem->size, mode, offset, len);
+
+	if (ret)
+		return ret;
 	if (mode & FALLOC_FL_PUNCH_HOLE)
 		ret = kvm_gmem_punch_hole(gmem, (uint64_t)offset, (uint64_t)len);
 	else
@@ -285,6 +288,12 @@ int kvm_gmem_fallocate(struct kvm_gmem *gmem, int mode, int64_t offset, int64_t 
 	if (!ret)
 		kvm_gmem_touch(gmem);
 	return ret;
+}
+
+int kvm_gmem_fallocate_orphan(enum gm_profile profile, uint64_t size, int mode, int64_t offset,
+			      int64_t len)
+{
+	return kvm_gmem_fallocate_checks(profile, size, mode, offset, len);
 }
 
 /* ---- bindings (§3.5 rules 20-23, §4.2) --------------------------------- */

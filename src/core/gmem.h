@@ -80,6 +80,14 @@ bool kvm_gmem_tryget(struct kvm_gmem *gmem);
 int kvm_gmem_fallocate(struct kvm_gmem *gmem, int mode, int64_t offset, int64_t len);
 
 /*
+ * The same for a guest_memfd of @size whose VM is gone from reach (its
+ * creator exec'd or exited; src/uapi/remote.c): the same checks, and no
+ * storage, since no VM can ever map its pages again.  0 or -errno.
+ */
+int kvm_gmem_fallocate_orphan(enum gm_profile profile, uint64_t size, int mode, int64_t offset,
+			      int64_t len);
+
+/*
  * Undoing a binding, prepared before a point of no return so that the
  * undo itself cannot fail.  @gmem NULL: nothing to undo (no guest_memfd,
  * or the file was released meanwhile).

@@ -33,7 +33,7 @@ static long gm_dev_create_vm(unsigned long type)
 	int ret;
 
 	/* The kernel reserves the fd first: a full table wins over a bad type. */
-	ret = gm_file_create(GM_FILE_VM, &gm_vm_fops, "anon_inode:kvm-vm", O_RDWR, true, &f);
+	ret = gm_file_create(GM_FILE_VM, &gm_vm_fops, "anon_inode:kvm-vm", O_RDWR, true, 0, &f);
 	if (ret)
 		return ret;
 	ret = kvm_create_vm(type, &kvm);
@@ -133,7 +133,7 @@ int gm_dev_open(int flags)
 		return -EPERM; /* /dev/kvm belongs to root */
 	/* x86-64 open(2) always adds GM_O_LARGEFILE. */
 	ret = gm_file_create(GM_FILE_SYSTEM, &gm_dev_fops, "/dev/kvm",
-			     (flags & ~GM_OPEN_ONLY_FLAGS) | GM_O_LARGEFILE, flags & O_CLOEXEC, &f);
+			     (flags & ~GM_OPEN_ONLY_FLAGS) | GM_O_LARGEFILE, flags & O_CLOEXEC, 0, &f);
 	if (ret)
 		return ret;
 	/* The settable status bits live on the socket, where F_SETFL puts them. */

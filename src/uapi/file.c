@@ -380,23 +380,23 @@ static void gm_atfork_register(void)
  * requests from other holders, remote.c), close-on-exec if asked, named
  * by its inode so that other processes find it.  Its fd, or -errno.
  */
-static int gm_app_end(int fd, enum gm_file_type type, struct stat *st)
+static int gm_app_end(int fd, enum gm_file_type type, uint64_t size, struct stat *st)
 {
 	if (fd < 0 || gm_raw_fstat(fd, st))
 		return -errno;
-	gm_remote_bind(fd, type, st->st_ino);
+	gm_remote_bind(fd, type, st->st_ino, size);
 	return fd;
 }
 
 /* A socketpair whose library end the keeper adopts: the peer, or -errno. */
-static int gm_file_pair_adopted(bool cloexec, enum gm_file_type type, int *app_fd,
-				struct stat *st)
+static int gm_file_pair_adopted(bool cloexec, enum gm_file_type type, uint64_t size,
+				int *app_fd, struct stat *st)
 {
 	int sv[2], r;
 
 	if (gm_raw_socketpair(AF_UNIX, SOCK_SEQPACKET | (cloexec ? SOCK_CLOEXEC : 0), 0, sv))
 		return -errno;
-	r = gm_app_end(sv[0], type, st);
+	r = gm_app_end(sv[0], type, size, st);
 	if (r >= 0)
 		r = gm_keeper_adopt(sv[1], st->st_ino);
 	gm_raw_close(sv[1]); /* the keeper's copy is the one that counts */
@@ -408,7 +408,7 @@ static int gm_file_pair_adopted(bool cloexec, enum gm_file_type type, int *app_f
 }
 
 int gm_file_create(enum gm_file_type type, const struct gm_file_ops *ops, const char *name,
-		   int f_flags, bool cloexec, struct gm_file **out)
+		   int f_flags, bool cloexec, uint64_t size, struct gm_file **out)
 {
 	struct gm_file *f;
 	struct stat st;
@@ -419,7 +419,7 @@ int gm_file_create(enum gm_file_type type, const struct gm_file_ops *ops, const 
 		return -ENOMEM;
 	fd = (int)GM_RAW_SYSCALL(SYS_socket, AF_UNIX,
 				 SOCK_SEQPACKET | (cloexec ? SOCK_CLOEXEC : 0), 0);
-	r = gm_app_end(fd, type, &st);
+	r = gm_app_end(fd, type, size, &st);
 	if (r < 0)
 		goto fail;
 	r = gm_keeper_connect(fd, st.st_ino);
@@ -428,7 +428,7 @@ int gm_file_create(enum gm_file_type type, const struct gm_file_ops *ops, const 
 		 * keep full: hand a pair's end over. */
 		gm_raw_close(fd);
 		fd = -1;
-		r = gm_file_pair_adopted(cloexec, type, &fd, &st);
+		r = gm_file_pair_adopted(cloexec, type, size, &fd, &st);
 	}
 	if (r < 0)
 		goto fail;

@@ -7,8 +7,8 @@
  * and answers a VM or vCPU ioctl from a process that is not the VM's
  * creator with EIO.  Here the object lives in its creator's memory, so a
  * holder elsewhere must reach the creator.  Each object's application end
- * is bound to an abstract name, "guestmem-file:<type>:<inode>", which any
- * holder can read with getsockname() without writing to the socket (the
+ * is bound to an abstract name, "guestmem-file:<type>:<inode>:<size>" (a
+ * guest_memfd's size, else 0), which any holder can read with getsockname() without writing to the socket (the
  * process's own sockets are never probed by writing).  A holder sends a
  * request as one SOCK_SEQPACKET record on its end, with one end of a
  * fresh socketpair attached for the answer; the creator's keeper (keeper.c)
@@ -16,8 +16,12 @@
  * not a request (a raw write() of the VMM) is read and dropped.
  *
  * When the creator is gone (it exec'd or exited, so the library end is
- * closed) a request fails with EIO; what needs only the type (the EIO of
- * VM ioctls, ENOTTY, the VFS's answers) is still answered.
+ * closed) the object lives on in the kernel, but no process can reach its
+ * VM any more (every VM and vCPU ioctl from another mm is EIO).  What is
+ * left to answer needs only the name: the type's answers (EIO, ENOTTY,
+ * the VFS's), and a guest_memfd's fstat and fallocate, whose checks need
+ * its size; its pages are then never allocated, since nothing could map
+ * them.
  */
 #include <errno.h>
 #include <poll.h>
@@ -28,6 +32,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "core/gmem.h"
 #include "lib/compiler.h"
 #include "lib/ownfd.h"
 #include "lib/sys_raw.h"
@@ -61,16 +66,17 @@ struct gm_remote_file {
 	struct gm_file f;
 	struct gm_file_ops ops;
 	int fd; /* the caller's descriptor: the way to the owner */
+	uint64_t size; /* a guest_memfd's, from its name */
 	struct stat st;
 };
 
 /* ---- naming ----------------------------------------------------------- */
 
-void gm_remote_bind(int app_fd, enum gm_file_type type, ino_t ino)
+void gm_remote_bind(int app_fd, enum gm_file_type type, ino_t ino, uint64_t size)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	int n = snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1, GM_REMOTE_PREFIX "%d:%lu",
-			 (int)type, (unsigned long)ino);
+	int n = snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1, GM_REMOTE_PREFIX "%d:%lu:%llu",
+			 (int)type, (unsigned long)ino, (unsigned long long)size);
 
 	/*
 	 * Best effort: an unbound object (the name taken in this network
@@ -80,8 +86,11 @@ void gm_remote_bind(int app_fd, enum gm_file_type type, ino_t ino)
 	GM_RAW_SYSCALL(SYS_bind, app_fd, &a, offsetof(struct sockaddr_un, sun_path) + 1 + n);
 }
 
-/* The type in @fd's name if it is an object's application end, else -1. */
-static int gm_remote_type_of(int fd)
+/*
+ * The type in @fd's name if it is an object's application end, else -1;
+ * *@size (if not NULL) the size named with it.
+ */
+static int gm_remote_type_of(int fd, uint64_t *size)
 {
 	struct sockaddr_un a;
 	socklen_t len = sizeof(a);
@@ -100,6 +109,15 @@ static int gm_remote_type_of(int fd)
 	type = strtol(p + plen, &end, 10);
 	if (end == p + plen || *end != ':' || type < 0 || type >= GM_FILE_NR_TYPES)
 		return -1;
+	if (size) { /* ":<inode>:<size>" follows; the name is not NUL-terminated */
+		size_t at = (size_t)(end - (const char *)&a), total = len;
+		char tail[48] = "", *colon;
+
+		if (total > at && total - at < sizeof(tail))
+			memcpy(tail, end, total - at);
+		colon = strchr(tail + 1, ':');
+		*size = colon ? strtoull(colon + 1, NULL, 10) : 0;
+	}
 	return (int)type;
 }
 
@@ -107,7 +125,7 @@ bool gm_remote_is_object(int fd)
 {
 	struct stat st;
 
-	return !gm_raw_fstat(fd, &st) && S_ISSOCK(st.st_mode) && gm_remote_type_of(fd) >= 0;
+	return !gm_raw_fstat(fd, &st) && S_ISSOCK(st.st_mode) && gm_remote_type_of(fd, NULL) >= 0;
 }
 
 /* ---- the holder's side ------------------------------------------------- */
@@ -167,9 +185,13 @@ static int gm_remote_fallocate(struct gm_file *f, int mode, off_t off, off_t len
 {
 	struct gm_remote_req req = { .magic = GM_REMOTE_MAGIC, .op = GM_REMOTE_FALLOCATE,
 				     .arg = { mode, off, len } };
+	struct gm_remote_file *rf = gm_remote_of(f);
 	struct gm_remote_resp resp;
-	int r = gm_remote_call(gm_remote_of(f)->fd, &req, &resp);
+	int r = gm_remote_call(rf->fd, &req, &resp);
 
+	/* The creator is gone: the file's checks, and nothing to allocate. */
+	if (r == -EIO)
+		return kvm_gmem_fallocate_orphan(gm_config_get()->profile, rf->size, mode, off, len);
 	return r ? r : (int)resp.ret;
 }
 
@@ -178,7 +200,12 @@ static void gm_remote_fill_stat(struct gm_file *f, struct stat *st)
 	*st = gm_remote_of(f)->st;
 }
 
-/* What a file of @type answers with no owner to ask. */
+/*
+ * What a file of @type answers with no owner to ask.  A guest_memfd keeps
+ * what its creator reported: the inode, size and owner, which are the
+ * socket's inode, the name's size and the socket's owner; its times are
+ * the socket's (its creation).
+ */
 static void gm_remote_defaults(struct gm_remote_file *rf, enum gm_file_type type)
 {
 	static const char *const names[GM_FILE_NR_TYPES] = {
@@ -193,8 +220,21 @@ static void gm_remote_defaults(struct gm_remote_file *rf, enum gm_file_type type
 	rf->f.f_flags = type == GM_FILE_STATS ? O_RDONLY : O_RDWR;
 	gm_anon_inode_stat(&rf->st);
 	if (type == GM_FILE_GMEM) {
+		struct stat sock;
+
 		rf->st.st_mode = S_IFREG | 0600;
-		rf->st.st_size = 0;
+		rf->st.st_size = (off_t)rf->size;
+		rf->st.st_blocks = 0;
+		rf->st.st_blksize = 4096;
+		rf->st.st_nlink = 1;
+		if (!gm_raw_fstat(rf->fd, &sock)) {
+			rf->st.st_ino = sock.st_ino;
+			rf->st.st_uid = sock.st_uid;
+			rf->st.st_gid = sock.st_gid;
+			rf->st.st_atim = sock.st_atim;
+			rf->st.st_mtim = sock.st_mtim;
+			rf->st.st_ctim = sock.st_ctim;
+		}
 	}
 }
 
@@ -203,7 +243,8 @@ struct gm_file *gm_remote_lookup(int fd)
 	struct gm_remote_req req = { .magic = GM_REMOTE_MAGIC, .op = GM_REMOTE_DESCRIBE };
 	struct gm_remote_resp resp;
 	struct gm_remote_file *rf;
-	int type = gm_remote_type_of(fd);
+	uint64_t size = 0;
+	int type = gm_remote_type_of(fd, &size);
 
 	if (type < 0)
 		return NULL;
@@ -217,6 +258,7 @@ struct gm_file *gm_remote_lookup(int fd)
 	rf->f.peer = -1;
 	rf->f.app_fd = -1;
 	rf->fd = fd;
+	rf->size = size;
 	if (gm_remote_call(fd, &req, &resp) == 0 && resp.ret == 0 && resp.type == type) {
 		resp.name[sizeof(resp.name) - 1] = '\0';
 		snprintf(rf->f.name, sizeof(rf->f.name), "%s", resp.name);

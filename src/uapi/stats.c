@@ -261,7 +261,7 @@ long gm_get_stats_fd(struct kvm *kvm, struct kvm_vcpu *vcpu)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	r = gm_file_create(GM_FILE_STATS, &gm_stats_fops, name, O_RDONLY, true, &f);
+	r = gm_file_create(GM_FILE_STATS, &gm_stats_fops, name, O_RDONLY, true, 0, &f);
 	if (r) {
 		free(s);
 		return r;

@@ -105,10 +105,12 @@ struct gm_file {
  * Make a file that is not yet visible: the socketpair is created here, so
  * a full fd table fails now with -EMFILE/-ENFILE (the kernel also reserves
  * the fd before building the object).  @cloexec applies to the
- * application's end.  Fill obj/kvm/priv, then gm_file_install().
+ * application's end; @size is a guest_memfd's (named with it, so that a
+ * holder elsewhere knows it when the creator is gone), else 0.  Fill
+ * obj/kvm/priv, then gm_file_install().
  */
 int gm_file_create(enum gm_file_type type, const struct gm_file_ops *ops, const char *name,
-		   int f_flags, bool cloexec, struct gm_file **out);
+		   int f_flags, bool cloexec, uint64_t size, struct gm_file **out);
 /* Publish @f; returns the application's fd.  The registry owns @f now. */
 int gm_file_install(struct gm_file *f);
 /* Undo gm_file_create() (no release method is called). */
@@ -178,7 +180,7 @@ bool gm_uapi_tid_in_library(int tid);
 /* ---- other processes' objects (src/uapi/remote.c) --------------------- */
 
 /* Name the application end of a new file, so other processes can find it. */
-void gm_remote_bind(int app_fd, enum gm_file_type type, ino_t ino);
+void gm_remote_bind(int app_fd, enum gm_file_type type, ino_t ino, uint64_t size);
 /* Whether @fd is a guestmem object's end (by its name; no request sent). */
 bool gm_remote_is_object(int fd);
 /* The file behind @fd if it is another process's object (refs = 1), or NULL. */

@@ -358,7 +358,7 @@ static int vcpu_install_fd(struct kvm_vcpu *v, void *ctx)
 
 	(void)ctx;
 	snprintf(name, sizeof(name), "anon_inode:kvm-vcpu:%u", v->vcpu_id);
-	r = gm_file_create(GM_FILE_VCPU, &gm_vcpu_fops, name, O_RDWR, true, &f);
+	r = gm_file_create(GM_FILE_VCPU, &gm_vcpu_fops, name, O_RDWR, true, 0, &f);
 	if (r)
 		return r;
 	f->obj = v;

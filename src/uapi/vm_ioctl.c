@@ -109,7 +109,7 @@ static long gm_vm_create_gmem(struct kvm *kvm, unsigned long arg)
 		return ret;
 	/* Not close-on-exec; O_RDWR|GM_O_LARGEFILE (spec §3.3). */
 	ret = gm_file_create(GM_FILE_GMEM, &gm_gmem_fops, "anon_inode:[kvm-gmem]",
-			     O_RDWR | GM_O_LARGEFILE, false, &f);
+			     O_RDWR | GM_O_LARGEFILE, false, args.size, &f);
 	if (ret)
 		return ret;
 	ret = kvm_gmem_create(kvm, &args, &gmem);
