@@ -64,6 +64,32 @@ __attribute__((constructor)) static void gm_preload_mark_drop_in(void)
 #define GM_NEXT_madvise(name, args) GM_NEXT_RAW(gm_raw_madvise, name, args)
 #define GM_NEXT_mprotect(name, args) GM_NEXT_RAW(gm_raw_mprotect, name, args)
 #define GM_NEXT_fallocate(name, args) GM_NEXT_RAW(gm_raw_fallocate, name, args)
+/*
+ * A descriptor received over SCM_RIGHTS may be another process's object,
+ * and the first call on it may be a read: note it now (uapi/file.c).
+ */
+static ssize_t gm_next_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	ssize_t n = NEXT(recvmsg)(fd, msg, flags);
+
+	if (n >= 0)
+		gm_uapi_note_received(msg);
+	return n;
+}
+
+static int gm_next_recvmmsg(int fd, struct mmsghdr *v, unsigned int vlen, int flags,
+			    struct timespec *tmo)
+{
+	int n = NEXT(recvmmsg)(fd, v, vlen, flags, tmo);
+
+	for (int i = 0; i < n; i++)
+		gm_uapi_note_received(&v[i].msg_hdr);
+	return n;
+}
+#define GM_NEXT_recvmsg(name, args) gm_next_recvmsg args
+#define GM_NEXT_recvmmsg(name, args) gm_next_recvmmsg args
+#define GM_PROBE_recvmsg ~, GM_NEXT_recvmsg
+#define GM_PROBE_recvmmsg ~, GM_NEXT_recvmmsg
 #define GM_PROBE_munmap ~, GM_NEXT_munmap
 #define GM_PROBE_mremap ~, GM_NEXT_mremap
 #define GM_PROBE_madvise ~, GM_NEXT_madvise

@@ -233,6 +233,28 @@ struct gm_file *gm_file_lookup(int fd)
 	return gm_file_lookup_in(fd, GM_LOOKUP_OWN);
 }
 
+void gm_uapi_note_received(const struct msghdr *msg)
+{
+	/* No control data (the common case) or already known: no system call. */
+	if (!msg || !msg->msg_control || !msg->msg_controllen || READ_ONCE(gm_foreign_seen))
+		return;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
+		size_t n = c->cmsg_len > CMSG_LEN(0) ? (c->cmsg_len - CMSG_LEN(0)) / sizeof(int) : 0;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0; i < n; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+			if (gm_remote_is_object(fd)) {
+				WRITE_ONCE(gm_foreign_seen, 1);
+				return;
+			}
+		}
+	}
+}
+
 /* Once per image, before main (preload and C API alike), not per lookup. */
 __attribute__((constructor)) static void gm_file_note_inherited(void)
 {

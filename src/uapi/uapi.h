@@ -54,6 +54,7 @@ enum gm_file_type {
 #define GM_FOPS_ANON_SETATTR (1U << 3) /* shared anon inode: owner-checked setattr */
 
 struct gm_file;
+struct msghdr;
 
 /*
  * A file type's methods.  Every method is optional; a missing one gives
@@ -183,6 +184,13 @@ bool gm_uapi_tid_in_library(int tid);
 void gm_remote_bind(int app_fd, enum gm_file_type type, ino_t ino, uint64_t size);
 /* Whether @fd is a guestmem object's end (by its name; no request sent). */
 bool gm_remote_is_object(int fd);
+/*
+ * After a recvmsg(2) that returned @msg: if it carried descriptors
+ * (SCM_RIGHTS) and one is an object, this process holds another's objects
+ * from now on, so its file calls on them are the objects' from the first
+ * one (a read before any KVM call included).
+ */
+void gm_uapi_note_received(const struct msghdr *msg);
 /* The file behind @fd if it is another process's object (refs = 1), or NULL. */
 struct gm_file *gm_remote_lookup(int fd);
 /* Free a file gm_remote_lookup() made (its last gm_file_put()). */

@@ -473,13 +473,27 @@ static const char *self_exe = "/proc/self/exe";
 
 static int receiver_main(int sock)
 {
-	int kvm = recv_fd(sock), vm = recv_fd(sock), g = recv_fd(sock), bad;
+	int kvm = recv_fd(sock), vm = recv_fd(sock), g = recv_fd(sock), bad = 0;
 
 	if (kvm < 0 || vm < 0 || g < 0) {
 		fprintf(stderr, "receiver: no fds\n");
 		return 1;
 	}
-	bad = check_not_creator(kvm, vm, g);
+#ifndef GM_DIRECT
+	/*
+	 * A read or write as the first call on a received object: the
+	 * object's EINVAL, not the socket's 0 and success (the preload saw
+	 * the descriptors arrive; the C API has no recvmsg of its own).
+	 */
+	{
+		char buf[8] = "";
+
+		errno = 0;
+		CHECK(read(g, buf, sizeof(buf)) == -1 && errno == EINVAL);
+		CHECK(write(vm, buf, sizeof(buf)) == -1 && errno == EINVAL);
+	}
+#endif
+	bad |= check_not_creator(kvm, vm, g);
 	return bad ? 1 : 0;
 }
 
@@ -535,6 +549,13 @@ static void t_scm_rights_exec(void)
 		char arg[16];
 		int fd = dup(s[1]); /* without O_CLOEXEC: the receiver's */
 
+		/*
+		 * An unrelated program: it inherits no object (the guest_memfd
+		 * is not close-on-exec), so the fds it receives are its first.
+		 */
+		if (fd < 3 || syscall(SYS_close_range, 3U, (unsigned)fd - 1, CLOSE_RANGE_CLOEXEC) ||
+		    syscall(SYS_close_range, (unsigned)fd + 1, ~0U, CLOSE_RANGE_CLOEXEC))
+			_exit(126);
 		snprintf(arg, sizeof(arg), "%d", fd);
 		execl(self_exe, self_exe, "--receiver", arg, (char *)NULL);
 		_exit(127);
