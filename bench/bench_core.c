@@ -485,10 +485,14 @@ static int bench_fallocate(void)
  * (the whole uapi path: fd lookup, VFS and guest_memfd checks, the backing)
  * vs fallocate(2) on a plain memfd of the same size, with no guestmem in
  * the way.  Both get the same distinct pages, in the same scattered order,
- * batch by batch in turn so that a noisy neighbour hits both alike.
+ * batch by batch in turn so that a noisy neighbour hits both alike.  A
+ * sample is the mean over a batch of 512 calls: a guest_memfd allocates
+ * up to 512 pages ahead in one call (backing_memfd.c), so each batch
+ * carries its share of those calls, and a median of smaller batches would
+ * leave them out.
  */
-#define SCATTER_PAGES 2048
-#define SCATTER_BATCH 32
+#define SCATTER_PAGES 4096
+#define SCATTER_BATCH 512
 #define SCATTER_ROUNDS 3
 
 /* @held: the VM keeps private memory in its guest process, as under exec. */

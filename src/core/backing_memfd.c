@@ -124,10 +124,13 @@ static int memfd_errno(int e)
 	return -e;
 }
 
-/* ---- bitmap of known pages --------------------------------------------- */
-
-/* Apply @set or clear to bits [first, end) of @win (both < WIN_PAGES + 1). */
-/* fallocate(2) on the file, here or in its holder: 0, or -1 with errno. */
+/*
+ * fallocate(2) on the file, here or in its holder: 0, or -1 with errno.
+ * A holder that is gone (EIO) took the VM with it (dead: no vCPU runs
+ * again, and no other VM can bind the file): an allocation then succeeds
+ * with nothing behind it, as the kernel's fallocate of a dead VM's
+ * guest_memfd succeeds.
+ */
 static int memfd_file_fallocate(struct gm_memfd *m, int mode, uint64_t page, uint64_t n)
 {
 	int r;
@@ -137,12 +140,15 @@ static int memfd_file_fallocate(struct gm_memfd *m, int mode, uint64_t page, uin
 					(off_t)(n << GM_PAGE_SHIFT));
 	r = m->b->holder.fallocate(m->b->holder.ctx, m->b->holder_id, mode, page << GM_PAGE_SHIFT,
 				   n << GM_PAGE_SHIFT);
-	if (!r)
+	if (!r || (r == -EIO && !(mode & FALLOC_FL_PUNCH_HOLE)))
 		return 0;
 	errno = -r;
 	return -1;
 }
 
+/* ---- bitmap of known pages --------------------------------------------- */
+
+/* Apply @set or clear to bits [first, end) of @win (both < WIN_PAGES + 1). */
 static void known_update(struct memfd_window *win, unsigned first, unsigned end, bool set)
 {
 	while (first < end) {

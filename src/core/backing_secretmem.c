@@ -22,9 +22,11 @@
  * MMU invalidation protocol, see gmem.c).
  *
  * Held (gm_backing_init_held()): the file is the holder's only.  The
- * reserved range stays PROT_NONE and only names slots; a fresh page is
- * first touched by the guest in the holder, and a punched one is zeroed
- * there (one request per run of slots) before it goes on the free list.
+ * reserved range stays PROT_NONE and only names slots; fresh pages are
+ * allocated by the holder, which zeroes them (a touch: secretmem has no
+ * fallocate) a run ahead of their first use (sm_held_touch_ahead()), and
+ * a punched one is zeroed there (one request per run of slots) before it
+ * goes on the free list.
  *
  * Limits: memory for a fresh page is obtained by touching it; if the host
  * cannot provide it, the process gets the kernel's out-of-memory treatment
@@ -76,6 +78,8 @@ struct gm_secretmem {
 	uint64_t bump_left;	/* pages left after it */
 	struct gm_slot_stack free; /* zeroed pages ready for reuse */
 	bool broken;		/* a failed grow may have left a hole: no more */
+	char *touched_end;	/* held: bump pages below it are allocated already */
+	uint64_t touch_run;	/* held: the next touch-ahead's pages */
 	uint64_t in_flight;	/* pages taken by first uses, not yet in the map */
 
 	uint64_t nr_allocated;	/* indices with a page; atomic */
@@ -131,11 +135,48 @@ static int sm_pool_grow(struct gm_secretmem *sm)
 	return 0;
 }
 
+static uint64_t sm_slot(struct gm_secretmem *sm, const char *page)
+{
+	return (uint64_t)(page - sm->base) >> GM_PAGE_SHIFT;
+}
+
 /*
- * A zeroed page for exclusive use; *fresh says it was never touched.
- * NULL when the pool cannot provide one.  Context: sm->lock.
+ * Held: a fresh page must be allocated when it is handed out, as the
+ * kernel's fallocate allocates (and a fault's page is about to be used).
+ * The holder does it by zeroing, a round trip each time, so it is done
+ * for a run of the chunk's next pages at once: 16, doubling up to 512
+ * (2 MiB allocated ahead at most).  0, or the holder's -errno.  A holder
+ * that is gone (EIO) took the VM with it: the pages are then "allocated"
+ * with nothing behind them, as for memfd (backing_memfd.c).  Context:
+ * sm->lock (the holder's lock is a leaf under it).
  */
-static char *sm_pool_get(struct gm_secretmem *sm, bool *fresh)
+#define SM_TOUCH_FIRST 16ULL
+#define SM_TOUCH_MAX 512ULL
+
+static int sm_held_touch_ahead(struct gm_secretmem *sm)
+{
+	const struct gm_backing *b = sm->b;
+	uint64_t n;
+	int r;
+
+	if (sm->fd >= 0 || sm->bump < sm->touched_end)
+		return 0;
+	n = GM_MIN(sm->touch_run ? sm->touch_run : SM_TOUCH_FIRST, sm->bump_left);
+	r = b->holder.zero(b->holder.ctx, b->holder_id, (uint64_t)sm_slot(sm, sm->bump) << GM_PAGE_SHIFT,
+			   n << GM_PAGE_SHIFT);
+	if (r && r != -EIO)
+		return r;
+	sm->touched_end = sm->bump + (n << GM_PAGE_SHIFT);
+	sm->touch_run = GM_MIN(2 * n, SM_TOUCH_MAX);
+	return 0;
+}
+
+/*
+ * A zeroed page for exclusive use; *fresh says it was never touched here.
+ * NULL when the pool cannot provide one (*err: why, if not -ENOMEM).
+ * Context: sm->lock.
+ */
+static char *sm_pool_get(struct gm_secretmem *sm, bool *fresh, int *err)
 {
 	char *page = NULL;
 
@@ -143,17 +184,15 @@ static char *sm_pool_get(struct gm_secretmem *sm, bool *fresh)
 		page = sm->base + (gm_slot_stack_pop(&sm->free) << GM_PAGE_SHIFT);
 		*fresh = false;
 	} else if (sm->bump_left || !sm_pool_grow(sm)) {
+		*err = sm_held_touch_ahead(sm);
+		if (*err)
+			return NULL;
 		page = sm->bump;
 		sm->bump += GM_PAGE_SIZE;
 		sm->bump_left--;
 		*fresh = true;
 	}
 	return page;
-}
-
-static uint64_t sm_slot(struct gm_secretmem *sm, const char *page)
-{
-	return (uint64_t)(page - sm->base) >> GM_PAGE_SHIFT;
 }
 
 /* Return a zeroed page.  Context: sm->lock. */
@@ -275,20 +314,21 @@ static void *secretmem_page(struct gm_backing *b, uint64_t index, bool alloc, in
 		return slot1 ? sm->base + ((slot1 - 1) << GM_PAGE_SHIFT) : NULL;
 	for (;;) {
 		bool racing;
+		int get_err = 0;
 
 		gm_mutex_lock(&sm->lock, GM_LOCK_BACKING);
 		/* Under the lock, so that a winner's insert is seen before "dry". */
 		slot1 = gm_pagemap_lookup(&sm->map, index);
-		page = slot1 ? NULL : sm_pool_get(sm, &fresh);
+		page = slot1 ? NULL : sm_pool_get(sm, &fresh, &get_err);
 		sm->in_flight += page != NULL;
-		racing = !page && sm->in_flight;
+		racing = !page && !get_err && sm->in_flight;
 		gm_mutex_unlock(&sm->lock);
 		if (slot1)
 			return sm->base + ((slot1 - 1) << GM_PAGE_SHIFT);
 		if (page)
 			break;
 		if (!racing) {
-			*err = -ENOMEM;
+			*err = get_err ? get_err : -ENOMEM;
 			return NULL;
 		}
 		/* Dry: racing first uses hold the spare pages; one may be ours. */
@@ -296,7 +336,7 @@ static void *secretmem_page(struct gm_backing *b, uint64_t index, bool alloc, in
 	}
 	/*
 	 * Fault a fresh page in before anyone can see it, outside the lock
-	 * (it is zero).  Held: the guest's first touch in the holder does.
+	 * (it is zero).  Held: the holder did (sm_held_touch_ahead()).
 	 */
 	if (fresh && sm->fd >= 0)
 		*(volatile char *)page = 0;

@@ -744,6 +744,7 @@ struct fake_holder {
 	int creates, drops, fallocates, zeroes;
 	int fail_create;
 	int fail_multi; /* an errno for every fallocate of more than a page */
+	int fail_zero;	/* what every zero request returns, if not 0 */
 };
 
 static int fake_create(void *ctx, enum gm_backing_kind kind, uint64_t size, uint64_t file_id,
@@ -782,6 +783,8 @@ static int fake_zero(void *ctx, uint32_t id, uint64_t off, uint64_t len)
 
 	ASSERT_EQ(id, 7);
 	h->zeroes++;
+	if (h->fail_zero)
+		return h->fail_zero;
 	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, h->fd, (off_t)off);
 	if (p == MAP_FAILED)
 		return -errno;
@@ -945,9 +948,10 @@ TEST(held_storage_reserve)
 }
 
 /*
- * Held secretmem: the holder's file only; a fresh page is not touched here
- * (the guest's first touch allocates it), a punched one is zeroed by the
- * holder, one request per run, and is reused.
+ * Held secretmem: the holder's file only; fresh pages are allocated by the
+ * holder (zeroed there: secretmem has no fallocate) a run ahead of their
+ * first use, 16 pages, then 32, ...; a punched one is zeroed by the holder,
+ * one request per run, and is reused.
  */
 TEST(held_storage_secretmem)
 {
@@ -964,14 +968,16 @@ TEST(held_storage_secretmem)
 	EXPECT_EQ(h.creates, 1);
 	EXPECT_EQ(h.file_id, 5);
 	ASSERT_TRUE(gm_backing_page(&b, 10, true, &err) != NULL);
+	EXPECT_EQ(h.zeroes, 1); /* allocated in the holder, 16 pages at once */
 	ASSERT_EQ(gm_backing_allocate(&b, 100, 8), 0);
+	EXPECT_EQ(h.zeroes, 1);
 	EXPECT_EQ(gm_backing_nr_allocated(&b), 9);
 	EXPECT_EQ(nr_mappings(), maps);
 	ASSERT_EQ(gm_backing_file_page(&b, 103, &fd, &off), 0);
 	EXPECT_EQ(fd, -1);
 	EXPECT_EQ(fake_byte(&h, off, 'x'), 'x'); /* the guest writes */
 	gm_backing_punch(&b, 100, 8);
-	EXPECT_EQ(h.zeroes, 1); /* the 8 slots are one run */
+	EXPECT_EQ(h.zeroes, 2); /* the 8 slots are one run */
 	EXPECT_EQ(gm_backing_nr_allocated(&b), 1);
 	EXPECT_EQ(fake_byte(&h, off, -1), 0);
 	/* reused (the 8 punched slots, of which 103's is 4th), and zero */
@@ -982,9 +988,23 @@ TEST(held_storage_secretmem)
 		EXPECT_EQ(fake_byte(&h, off2, -1), 0);
 	}
 	EXPECT_EQ(h.fallocates, 0);
+	/* 7 more fresh pages come from the run, then a run of 32 */
+	ASSERT_EQ(gm_backing_allocate(&b, 600, 8), 0);
+	EXPECT_EQ(h.zeroes, 3);
 	gm_backing_fini(&b);
 	EXPECT_EQ(h.drops, 1);
 	EXPECT_EQ(nr_mappings(), maps);
+
+	/* A holder that cannot allocate: its errno, nothing allocated */
+	h = (struct fake_holder){ .fd = -1, .fail_zero = -ENOMEM };
+	ASSERT_EQ(gm_backing_init_held(&b, GM_BACKING_SECRETMEM, 64, &ops, 5), 0);
+	EXPECT_EQ(gm_backing_allocate(&b, 0, 1), -ENOMEM);
+	EXPECT_EQ(gm_backing_nr_allocated(&b), 0);
+	/* one that is gone (EIO): its VM is dead, the allocation succeeds */
+	h.fail_zero = -EIO;
+	EXPECT_EQ(gm_backing_allocate(&b, 0, 1), 0);
+	EXPECT_EQ(gm_backing_nr_allocated(&b), 1);
+	gm_backing_fini(&b);
 }
 
 int main(int argc, char **argv)
