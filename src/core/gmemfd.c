@@ -29,6 +29,7 @@
 #include "backing_impl.h" /* gm_backing_set_size(): sizing without SIGXFSZ */
 #include "gmem.h"
 #include "gmemfd.h"
+#include "lib/keepfd.h"
 #include "lib/compiler.h"
 #include "lib/lockdep.h"
 #include "lib/ownfd.h"
@@ -59,13 +60,20 @@ uint64_t kvm_gmem_file_id(uint64_t gmem_ino)
  * when, after an mmu-notifier event over [lo, hi), /proc/self/maps no
  * longer shows the file anywhere.  The last reference closes the fd: no
  * reader can hold it by then (records are freed after a grace period).
+ *
+ * The file is kept out of the VMM's descriptor table, in the library's
+ * own (kfd, lib/keepfd.h): it is needed only to hand it to a guest
+ * process, to punch it, and across fork, each an open of it then.  Where
+ * that cannot be done (no keeper: a fork child), fd holds it here.
  */
 struct gm_shfile {
 	long refs;
 	bool mapped;
 	bool writable; /* fd is O_RDWR */
 	bool ours;     /* a memfd made by conversion */
-	int fd;
+	int fd;	       /* here (at or above the floor), or -1: kept (kfd) */
+	int kfd;       /* in the own table, or -1 */
+	int fork_fd;   /* fetched for a fork in progress, else -1 */
 	uint64_t map_align; /* mmap granularity: the huge page size on hugetlbfs */
 	bool executable;    /* not on a noexec mount (often /dev/shm): PROT_EXEC works */
 	dev_t dev;
@@ -111,7 +119,9 @@ static void shfile_put_locked(struct gm_shfile *f)
 	gm_shfiles_nr--;
 	if (f->ours)
 		WRITE_ONCE(gm_shfiles_ours, gm_shfiles_ours - 1);
-	gm_fd_close(f->fd);
+	if (f->fd >= 0)
+		gm_fd_close(f->fd);
+	gm_fd_drop(f->kfd);
 	rangemap_fini(&f->where); /* only ever read under gm_shram_lock */
 	free(f);
 }
@@ -172,9 +182,18 @@ static struct gm_shfile *shfile_add_locked(int fd, dev_t dev, uint64_t ino, bool
 		gm_fd_close(fd);
 		return NULL;
 	}
-	*f = (struct gm_shfile){ .fd = fd, .dev = dev, .ino = ino, .writable = writable,
-				 .ours = ours, .id = gm_shfile_next_id++, .lo = ~0ULL };
+	*f = (struct gm_shfile){ .fd = fd, .kfd = -1, .fork_fd = -1, .dev = dev, .ino = ino,
+				 .writable = writable, .ours = ours, .id = gm_shfile_next_id++,
+				 .lo = ~0ULL };
 	file_map_props(fd, &f->map_align, &f->executable);
+	/* Out of the VMM's table if it can be; else kept here, as before. */
+	f->kfd = gm_fd_keep(fd);
+	if (f->kfd >= 0) {
+		gm_fd_close(fd);
+		f->fd = -1;
+	} else {
+		f->kfd = -1;
+	}
 	rangemap_init(&f->where);
 	f->next = gm_shfiles;
 	gm_shfiles = f;
@@ -182,6 +201,22 @@ static struct gm_shfile *shfile_add_locked(int fd, dev_t dev, uint64_t ino, bool
 	if (ours)
 		WRITE_ONCE(gm_shfiles_ours, gm_shfiles_ours + 1);
 	return f;
+}
+
+/*
+ * A descriptor of @f for one use: its own, or the kept file opened here
+ * (*fetched: close it with gm_fd_close() when done).  -1 with errno.
+ */
+static int shfile_use(const struct gm_shfile *f, bool *fetched)
+{
+	*fetched = f->fd < 0;
+	return f->fd >= 0 ? f->fd : gm_fd_fetch(f->kfd, f->writable ? O_RDWR : O_RDONLY);
+}
+
+static void shfile_unuse(int fd, bool fetched)
+{
+	if (fetched && fd >= 0)
+		gm_fd_close(fd);
 }
 
 /* The VMM maps @f at [start, end): keep the file while it does. */
@@ -649,13 +684,25 @@ static struct gm_shfile *shfile_for_piece_locked(const struct piece *p, int *err
  * The handlers use the plain pthread calls, as src/uapi/file.c does: the
  * fork may come from any thread, holding locks lockdep does not rank.
  */
+/*
+ * A fork child has no keeper of its own (the parent's table is not its
+ * own): kept files are opened here first, and the child keeps those.
+ */
 static void shram_atfork_prepare(void)
 {
 	pthread_mutex_lock(&gm_shram_lock);
+	for (struct gm_shfile *f = gm_shfiles; f; f = f->next)
+		if (f->fd < 0)
+			f->fork_fd = gm_fd_fetch(f->kfd, f->writable ? O_RDWR : O_RDONLY);
 }
 
 static void shram_atfork_parent(void)
 {
+	for (struct gm_shfile *f = gm_shfiles; f; f = f->next) {
+		if (f->fork_fd >= 0)
+			gm_fd_close(f->fork_fd);
+		f->fork_fd = -1;
+	}
 	pthread_mutex_unlock(&gm_shram_lock);
 }
 
@@ -663,6 +710,14 @@ static void shram_atfork_child(void)
 {
 	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
 	char *maps = gm_shfiles_ours ? gm_read_proc_file("/proc/self/maps", SIZE_MAX) : NULL;
+
+	for (struct gm_shfile *f = gm_shfiles; f; f = f->next) {
+		if (f->fd < 0) { /* the parent's keeper holds it, not ours */
+			f->fd = f->fork_fd;
+			f->kfd = -1;
+		}
+		f->fork_fd = -1;
+	}
 
 	for (char *line = maps, *nl; line && *line; line = nl ? nl + 1 : NULL) {
 		unsigned long long vs, ve, off, ino;
@@ -1457,14 +1512,18 @@ bool kvm_shram_discard(uint64_t start, uint64_t end)
 		struct gm_shfile *f =
 			p->kind == PIECE_SHARED_FILE ? shfile_lookup_locked(p->dev, p->ino) : NULL;
 
-		if (!f || !f->ours) {
+		bool fetched;
+		int fd;
+
+		if (!f || !f->ours || (fd = shfile_use(f, &fetched)) < 0) {
 			all = false;
 			continue;
 		}
-		while (gm_raw_fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		while (gm_raw_fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 					(off_t)p->off, (off_t)(p->end - p->start)) &&
 		       errno == EINTR)
 			;
+		shfile_unuse(fd, fetched);
 	}
 	gm_mutex_unlock(&gm_shram_lock);
 	free(ps.p);
@@ -1636,6 +1695,7 @@ static int gfn_to_shared(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t gf
 	if (!s->file)
 		return s->err;
 	out->fd = s->file->fd;
+	out->kfd = s->file->kfd;
 	out->offset = s->offset + (hva - s->start);
 	limit = GM_MIN(limit, gfn + ((s->end - hva) >> GM_PAGE_SHIFT));
 	out->run_pages = attr_run_end(kvm, gfn, limit, false) - gfn;
@@ -1664,6 +1724,7 @@ int kvm_gfn_to_backing_info(struct kvm *kvm, int as_id, gfn_t gfn, bool is_priva
 		limit = gfn + max_pages;
 	if (is_private && !kvm_slot_can_be_private(slot))
 		return -EINVAL;
+	out->kfd = -1;
 	if (is_private)
 		return gfn_to_private(kvm, slot, gfn, limit, out);
 	if (slot->flags & KVM_MEMSLOT_GMEM_ONLY)

@@ -61,12 +61,20 @@
 /* What kvm_gfn_to_backing_info() finds for one gfn. */
 struct kvm_gfn_backing {
 	/*
-	 * guestmem's own descriptor for the file.  Borrowed: valid until the
-	 * caller leaves the RCU read-side section the call ran in, never
-	 * closed by the caller.  To keep the file longer (to send it to the
-	 * guest process by SCM_RIGHTS), dup it inside the section.
+	 * guestmem's own descriptor for the file, or -1 when it is kept out
+	 * of the VMM's table (then @kfd).  Borrowed: valid until the caller
+	 * leaves the RCU read-side section the call ran in, never closed by
+	 * the caller.  To keep the file longer (to send it to the guest
+	 * process by SCM_RIGHTS), dup it inside the section.
 	 */
 	int fd;
+	/*
+	 * When @fd is -1: the file's number in the library's own table
+	 * (lib/keepfd.h; gm_fd_fetch() inside the section gives a
+	 * descriptor), else -1: no file here at all (private memory the
+	 * guest process holds).
+	 */
+	int kfd;
 	uint64_t offset;    /* bytes into the file, page aligned */
 	uint64_t run_pages; /* >= 1: gfn .. gfn + run_pages - 1 continue it */
 	/*

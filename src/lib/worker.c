@@ -56,6 +56,11 @@ struct gm_worker gm_own_table = GM_WORKER_INIT(gm_own_table, "gm-keeper", true);
 /* The worker the calling thread belongs to, if any. */
 static __thread const struct gm_worker *gm_worker_self;
 
+int gm_worker_tid(const struct gm_worker *w)
+{
+	return __atomic_load_n(&w->tid, __ATOMIC_ACQUIRE);
+}
+
 bool gm_worker_current(const struct gm_worker *w)
 {
 	return gm_worker_self == w;
@@ -68,6 +73,7 @@ static void *gm_worker_main(void *arg)
 	int err = 0;
 
 	gm_worker_self = w;
+	__atomic_store_n(&w->tid, (int)GM_RAW_SYSCALL(SYS_gettid), __ATOMIC_RELEASE);
 	/* Named, so a test or a debugger can find it (and its table). */
 	pthread_setname_np(pthread_self(), w->name);
 	/* Every number, so the copy the kernel makes is empty (no window). */
@@ -251,4 +257,5 @@ void gm_worker_forget(struct gm_worker *w)
 	w->tail = &w->head;
 	w->state = GM_WORKER_IDLE;
 	w->err = 0;
+	w->tid = 0;
 }

@@ -29,6 +29,7 @@ struct gm_worker {
 	bool idle; /* the worker sleeps on cv */
 	enum { GM_WORKER_IDLE, GM_WORKER_STARTING, GM_WORKER_RUNNING, GM_WORKER_FAILED } state;
 	int err; /* why it failed to start: calls get it */
+	int tid; /* its thread's id once it runs, else 0; atomic */
 };
 
 /*
@@ -61,6 +62,9 @@ long gm_worker_call_running(struct gm_worker *w, long (*fn)(void *), void *arg);
  * descriptor table unless own_table).  0 or -errno.
  */
 int gm_worker_start(struct gm_worker *w);
+
+/* @w's thread's id (for /proc/self/task/<tid>), or 0 if it does not run. */
+int gm_worker_tid(const struct gm_worker *w);
 
 /* Whether the calling thread is @w's or one it started. */
 bool gm_worker_current(const struct gm_worker *w);

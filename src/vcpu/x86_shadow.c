@@ -10,13 +10,16 @@
  * again what is still valid.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "core/backing.h"
 #include "core/gmemfd.h"
+#include "lib/keepfd.h"
 #include "lib/lockdep.h"
+#include "lib/ownfd.h"
 #include "lib/rcu.h"
 #include "mmu/mmu.h"
 #include "vcpu/x86_shadow.h"
@@ -670,12 +673,27 @@ static int backing_id(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *self,
 			return 0;
 		}
 	}
-	if (b->fd < 0) /* a held file, dropped since the lookup: its zap is coming */
+	if (b->fd < 0 && b->kfd < 0) /* a held file, dropped since the lookup: its zap is coming */
 		return -EAGAIN;
 	r = backing_make_room(sh, self);
 	if (r)
 		return r;
-	r = gp_vm_add_backing(sh->gp, b->fd, id);
+	if (b->fd >= 0) {
+		r = gp_vm_add_backing(sh->gp, b->fd, id);
+	} else {
+		/*
+		 * Kept out of the VMM's table (lib/keepfd.h): opened for the
+		 * hand-over, writable if the file is (another slot may map it so).
+		 */
+		int fd = gm_fd_fetch(b->kfd, O_RDWR);
+
+		if (fd < 0 && errno == EACCES)
+			fd = gm_fd_fetch(b->kfd, O_RDONLY);
+
+		r = fd < 0 ? -errno : gp_vm_add_backing(sh->gp, fd, id);
+		if (fd >= 0)
+			gm_fd_close(fd);
+	}
 	if (r)
 		return r;
 	sh->backings[sh->nr_backings++] = (struct shadow_backing){ b->file_id, *id };

@@ -30,6 +30,8 @@
 #include "core/gmem.h"
 #include "core/gmemfd.h"
 #include "core/kvm_host.h"
+#include "lib/keepfd.h"
+#include "lib/ownfd.h"
 #include "lib/rcu.h"
 
 #define PS 4096ULL
@@ -76,7 +78,16 @@ static int lookup(struct kvm *kvm, gfn_t gfn, bool priv, struct kvm_gfn_backing 
 	gm_rcu_read_lock();
 	r = kvm_gfn_to_backing_info(kvm, 0, gfn, priv, 0, b);
 	/* Keep the file past the section, as the backend would. */
-	if (!r) {
+	if (!r && b->fd < 0 && b->kfd >= 0) { /* kept out of this table: open it */
+		int kept = gm_fd_fetch(b->kfd, O_RDWR);
+
+		if (kept < 0 && errno == EACCES)
+			kept = gm_fd_fetch(b->kfd, O_RDONLY);
+		ASSERT_GE(kept, 0);
+		b->fd = fcntl(kept, F_DUPFD_CLOEXEC, 0);
+		gm_fd_close(kept);
+		ASSERT_GE(b->fd, 0);
+	} else if (!r) {
 		b->fd = fcntl(b->fd, F_DUPFD_CLOEXEC, 0);
 		ASSERT_GE(b->fd, 0);
 	}
@@ -783,10 +794,14 @@ static void *race_lookups(void *arg)
 		gm_rcu_read_lock();
 		ret = kvm_gfn_to_backing_info(r->kvm, 0, 2, false, 0, &b);
 		if (!ret) {
-			/* The fd must be the file it was when answered. */
-			ASSERT_EQ(fstat(b.fd, &st), 0);
+			/* The file (here, or kept) must be the one it was when answered. */
+			int fd = b.fd >= 0 ? b.fd : gm_fd_fetch(b.kfd, O_RDWR);
+
+			ASSERT_EQ(fstat(fd, &st), 0);
 			ASSERT_EQ(st.st_size, 8 * PS);
 			ASSERT_EQ(b.offset, 2 * PS);
+			if (b.fd < 0)
+				gm_fd_close(fd);
 		}
 		gm_rcu_read_unlock();
 		if (!ret)
