@@ -106,9 +106,9 @@ struct gm_memfd {
 	uint64_t bump;	       /* slots [bump, nr_pages) were never used */
 	struct gm_slot_stack free; /* punched slots, reused first */
 	/*
-	 * Slots [res_lo, res_hi) are allocated in the
-	 * holder's file (zero pages) and assigned to no page yet; res_chunk
-	 * is the next refill's size.  See pool_reserve_refill().
+	 * Slots [res_lo, res_hi) are allocated in the file (zero pages, here
+	 * or in the holder's) and assigned to no page yet; res_chunk is the
+	 * next refill's size.  See pool_reserve_refill().
 	 */
 	uint64_t res_lo, res_hi;
 	uint64_t res_chunk;
@@ -258,14 +258,16 @@ static void memfd_punch_hole(struct gm_memfd *m, uint64_t page, uint64_t n)
  * A held pool's allocations are the holder's: a round trip to the guest
  * process each (~60 us here, 20x a tmpfs fallocate); here, a system call
  * each.  So an allocation smaller than a window that finds the reserve
- * empty allocates a run of never-used slots ahead, in one call, and later
- * small allocations take slots from it with no call at all.  The run starts at 16
- * slots and doubles at each refill up to a window (2 MiB): a guest_memfd
- * allocated once costs 64 KiB ahead, one allocated page by page at most
- * 2 MiB ahead, its pages then costing ~1/512 of a round trip each.  What
- * is ahead is allocated memory, as after the kernel's fallocate, and goes
- * with the file.  A refill that fails (ENOSPC, ENOMEM) leaves the exact
- * allocation to answer.  Context: m->lock.
+ * empty allocates a run of never-used slots ahead, in one call, and
+ * later small allocations take slots from it with no call at all.  The
+ * run starts at 16 slots and doubles at each refill up to a window
+ * (2 MiB): a guest_memfd allocated once costs 64 KiB ahead, one
+ * allocated page by page at most 2 MiB ahead, its pages then costing
+ * ~1/512 of a round trip each.  What is ahead is allocated memory, as
+ * after the kernel's fallocate, and goes with the file.  A refill that
+ * fails (ENOSPC, ENOMEM) leaves the exact allocation to answer.  Once the
+ * never-used slots are gone, allocations reuse punched slots one call
+ * each, as before.  Context: m->lock.
  */
 #define POOL_RESERVE_FIRST 16
 #define POOL_RESERVE_MAX WIN_PAGES

@@ -156,14 +156,14 @@ static uint64_t sm_slot(struct gm_secretmem *sm, const char *page)
 static int sm_held_touch_ahead(struct gm_secretmem *sm)
 {
 	const struct gm_backing *b = sm->b;
-	uint64_t n;
+	uint64_t n, off;
 	int r;
 
 	if (sm->fd >= 0 || sm->bump < sm->touched_end)
 		return 0;
 	n = GM_MIN(sm->touch_run ? sm->touch_run : SM_TOUCH_FIRST, sm->bump_left);
-	r = b->holder.zero(b->holder.ctx, b->holder_id, (uint64_t)sm_slot(sm, sm->bump) << GM_PAGE_SHIFT,
-			   n << GM_PAGE_SHIFT);
+	off = sm_slot(sm, sm->bump) << GM_PAGE_SHIFT;
+	r = b->holder.zero(b->holder.ctx, b->holder_id, off, n << GM_PAGE_SHIFT);
 	if (r && r != -EIO)
 		return r;
 	sm->touched_end = sm->bump + (n << GM_PAGE_SHIFT);

@@ -24,8 +24,8 @@
 /* Outermost first (see docs/locking.md for what each protects). */
 enum gm_lock_class {
 	GM_LOCK_NONE = 0,
-	GM_LOCK_FILE_POS,	/* uapi f->pos_lock (read(2) of a stats fd) */
 	GM_LOCK_HANGUP,		/* uapi gm_hangup_lock */
+	GM_LOCK_FILE_POS,	/* uapi f->pos_lock (read(2) of a stats fd) */
 	GM_LOCK_IRQFDS,		/* ev->irqfds_lock */
 	GM_LOCK_KVM,		/* kvm->lock */
 	GM_LOCK_VCPU,		/* vcpu->mutex */

@@ -8,8 +8,9 @@
  * creator with EIO.  Here the object lives in its creator's memory, so a
  * holder elsewhere must reach the creator.  Each object's application end
  * is bound to an abstract name, "guestmem-file:<type>:<inode>:<size>" (a
- * guest_memfd's size, else 0), which any holder can read with getsockname() without writing to the socket (the
- * process's own sockets are never probed by writing).  A holder sends a
+ * guest_memfd's size, else 0), which any holder can read with
+ * getsockname() without writing to the socket (the process's own sockets
+ * are never probed by writing).  A holder sends a
  * request as one SOCK_SEQPACKET record on its end, with one end of a
  * fresh socketpair attached for the answer; the creator's keeper (keeper.c)
  * receives it on the library end and its servant thread answers.  A record that is
@@ -42,9 +43,13 @@
 #define GM_REMOTE_MAGIC 0x676d7266U /* "gmrf" */
 
 enum gm_remote_op {
-	GM_REMOTE_DESCRIBE = 1, /* type, flags, name, stat */
+	GM_REMOTE_DESCRIBE = 1, /* type, flags, name, stat, position */
 	GM_REMOTE_FALLOCATE,	/* arg: mode, offset, len */
+	GM_REMOTE_READ,		/* arg: len, offset (-1: at the file position) */
 };
+
+/* A read's bytes travel in its answer's record, after the answer. */
+#define GM_REMOTE_READ_MAX (64 * 1024)
 
 struct gm_remote_req {
 	uint32_t magic;
@@ -59,6 +64,7 @@ struct gm_remote_resp {
 	uint32_t fops;
 	char name[40];
 	struct stat st;
+	int64_t pos; /* the file position (a stats file's) */
 };
 
 /* A file of another process, for the duration of one call. */
@@ -130,8 +136,13 @@ bool gm_remote_is_object(int fd)
 
 /* ---- the holder's side ------------------------------------------------- */
 
-/* One request on @fd and its answer: 0, or -EIO if the owner cannot answer. */
-static int gm_remote_call(int fd, const struct gm_remote_req *req, struct gm_remote_resp *resp)
+/*
+ * One request on @fd and its answer: 0, or -EIO if the owner cannot
+ * answer.  @data (if not NULL) receives up to @len bytes that follow the
+ * answer in its record (*@got: how many).
+ */
+static int gm_remote_call_data(int fd, const struct gm_remote_req *req,
+			       struct gm_remote_resp *resp, void *data, size_t len, size_t *got)
 {
 	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
 	struct iovec iov = { (void *)req, sizeof(*req) };
@@ -163,11 +174,25 @@ static int gm_remote_call(int fd, const struct gm_remote_req *req, struct gm_rem
 		return -EIO; /* the owner is gone */
 	}
 	/* The owner closes its end, answered or not, so this cannot hang on it. */
-	do
-		n = GM_RAW_SYSCALL(SYS_recvfrom, sv[0], resp, sizeof(*resp), 0, NULL, NULL);
-	while (n < 0 && errno == EINTR);
+	{
+		struct iovec in[2] = { { resp, sizeof(*resp) }, { data, data ? len : 0 } };
+		struct msghdr r = { .msg_iov = in, .msg_iovlen = data ? 2 : 1 };
+
+		do
+			n = GM_RAW_SYSCALL(SYS_recvmsg, sv[0], &r, 0);
+		while (n < 0 && errno == EINTR);
+	}
 	gm_raw_close(sv[0]);
-	return n == (long)sizeof(*resp) ? 0 : -EIO;
+	if (n < (long)sizeof(*resp))
+		return -EIO;
+	if (got)
+		*got = (size_t)n - sizeof(*resp);
+	return 0;
+}
+
+static int gm_remote_call(int fd, const struct gm_remote_req *req, struct gm_remote_resp *resp)
+{
+	return gm_remote_call_data(fd, req, resp, NULL, 0, NULL);
 }
 
 static struct gm_remote_file *gm_remote_of(struct gm_file *f)
@@ -193,6 +218,56 @@ static int gm_remote_fallocate(struct gm_file *f, int mode, off_t off, off_t len
 	if (r == -EIO)
 		return kvm_gmem_fallocate_orphan(gm_config_get()->profile, rf->size, mode, off, len);
 	return r ? r : (int)resp.ret;
+}
+
+/*
+ * read(2) and pread(2) of another process's stats file: the owner reads
+ * its file (at the shared file position for read, as the kernel's one
+ * open file description has it) and sends the bytes.  The buffer is
+ * checked writable first, so an EFAULT moves no position.
+ */
+static ssize_t gm_remote_read(struct gm_file *f, void *buf, size_t n, off_t *posp)
+{
+	struct gm_remote_file *rf = gm_remote_of(f);
+	bool at_pos = posp == &f->pos;
+	size_t done = 0;
+	char *tmp;
+	int r = 0;
+
+	n = GM_MIN(n, (size_t)INT32_MAX);
+	tmp = malloc(GM_MIN(n, (size_t)GM_REMOTE_READ_MAX) + 1);
+	if (!tmp)
+		return -ENOMEM;
+	/* Writable?  Its own bytes read and written back: nothing changes. */
+	for (size_t off = 0; off < n && !r; off += GM_REMOTE_READ_MAX) {
+		size_t k = GM_MIN(n - off, (size_t)GM_REMOTE_READ_MAX);
+
+		r = gm_copy_from_user(tmp, (char *)buf + off, k);
+		if (!r)
+			r = gm_copy_to_user((char *)buf + off, tmp, k);
+	}
+	while (!r && done < n) {
+		size_t k = GM_MIN(n - done, (size_t)GM_REMOTE_READ_MAX), got = 0;
+		struct gm_remote_req req = { .magic = GM_REMOTE_MAGIC, .op = GM_REMOTE_READ,
+					     .arg = { (int64_t)k, at_pos ? -1 : *posp + (off_t)done } };
+		struct gm_remote_resp resp;
+
+		r = gm_remote_call_data(rf->fd, &req, &resp, tmp, k, &got);
+		if (r || resp.ret < 0) {
+			r = r ? r : (int)resp.ret;
+			break;
+		}
+		got = GM_MIN(got, (size_t)resp.ret);
+		r = gm_copy_to_user((char *)buf + done, tmp, got);
+		done += got;
+		if (got < k)
+			break; /* the end of the file */
+	}
+	free(tmp);
+	if (!at_pos)
+		*posp += (off_t)done;
+	/* Bytes read are read: a later failure only ends the read short. */
+	return done ? (ssize_t)done : r;
 }
 
 static void gm_remote_fill_stat(struct gm_file *f, struct stat *st)
@@ -263,6 +338,7 @@ struct gm_file *gm_remote_lookup(int fd)
 		resp.name[sizeof(resp.name) - 1] = '\0';
 		snprintf(rf->f.name, sizeof(rf->f.name), "%s", resp.name);
 		rf->f.f_flags = resp.f_flags;
+		rf->f.pos = (off_t)resp.pos;
 		rf->st = resp.st;
 		rf->ops.fops = resp.fops;
 	} else {
@@ -277,6 +353,8 @@ struct gm_file *gm_remote_lookup(int fd)
 			rf->ops.ioctl = gm_remote_eio;
 		if (type == GM_FILE_GMEM)
 			rf->ops.fallocate = gm_remote_fallocate;
+		if (type == GM_FILE_STATS)
+			rf->ops.read = gm_remote_read;
 		rf->ops.fill_stat = gm_remote_fill_stat;
 	}
 	rf->f.ops = &rf->ops;
@@ -291,17 +369,36 @@ void gm_remote_free(struct gm_file *f)
 
 /* ---- the owner's side --------------------------------------------------- */
 
-static void gm_remote_answer(struct gm_file *f, const struct gm_remote_req *req,
-			     struct gm_remote_resp *resp)
+/*
+ * The answer to @req, in @out (malloc'd: the answer, then a read's bytes);
+ * its length, or 0 if there is no memory for it.
+ */
+static size_t gm_remote_answer(struct gm_file *f, const struct gm_remote_req *req, char **out)
 {
-	memset(resp, 0, sizeof(*resp));
+	size_t n = req->op == GM_REMOTE_READ && req->arg[0] > 0
+			   ? (size_t)GM_MIN(req->arg[0], (int64_t)GM_REMOTE_READ_MAX)
+			   : 0;
+	struct gm_remote_resp *resp = calloc(1, sizeof(*resp) + n);
+	size_t len = sizeof(*resp);
+
+	*out = (char *)resp;
+	if (!resp)
+		return 0;
 	resp->type = (int32_t)f->type;
 	switch (req->op) {
 	case GM_REMOTE_DESCRIBE:
 		resp->f_flags = f->f_flags;
 		resp->fops = f->ops->fops;
+		resp->pos = READ_ONCE(f->pos);
 		snprintf(resp->name, sizeof(resp->name), "%s", f->name);
 		gm_fop_stat(f, &resp->st);
+		break;
+	case GM_REMOTE_READ:
+		/* Into the answer's tail: the owner's own memory, never a bad address. */
+		resp->ret = req->arg[1] < 0 ? gm_fop_read(f, resp + 1, n)
+					    : gm_fop_pread(f, resp + 1, n, (off_t)req->arg[1], false);
+		if (resp->ret > 0)
+			len += (size_t)resp->ret;
 		break;
 	case GM_REMOTE_FALLOCATE:
 		resp->ret = gm_fop_fallocate(f, (int)req->arg[0], (off_t)req->arg[1],
@@ -310,13 +407,13 @@ static void gm_remote_answer(struct gm_file *f, const struct gm_remote_req *req,
 	default:
 		resp->ret = -EINVAL;
 	}
+	return len;
 }
 
 void gm_remote_serve(struct gm_file *f)
 {
 	for (;;) {
 		struct gm_remote_req req;
-		struct gm_remote_resp resp;
 		int reply;
 		long n = gm_keeper_recv_request(f->peer, &req, sizeof(req), &reply);
 
@@ -326,8 +423,11 @@ void gm_remote_serve(struct gm_file *f)
 		if (reply < 0)
 			continue; /* not a request: dropped */
 		if (n == (long)sizeof(req) && req.magic == GM_REMOTE_MAGIC) {
-			gm_remote_answer(f, &req, &resp);
-			gm_keeper_reply(reply, &resp, sizeof(resp));
+			char *out;
+			size_t len = gm_remote_answer(f, &req, &out);
+
+			gm_keeper_reply(reply, len ? out : NULL, len);
+			free(out);
 		} else {
 			gm_keeper_reply(reply, NULL, 0);
 		}

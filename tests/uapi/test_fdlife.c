@@ -533,6 +533,52 @@ static void t_fork_punch_reaches_owner(void)
 	assert_not_creator_ok(pid, vm, g, n0);
 }
 
+/*
+ * A VM's stats fd read by another process (a fork child, as a metrics
+ * agent would get it): the same bytes as the creator reads, pread at any
+ * offset, read at the file position the two share (one open file
+ * description), and EFAULT for a bad buffer without moving it.
+ */
+static void t_stats_in_child(void)
+{
+	struct kvm_stats_header h;
+	int kvm = open_kvm(), vm = create_vm(kvm), st, status;
+	pid_t pid;
+
+	st = ioctl(vm, KVM_GET_STATS_FD, 0);
+	ASSERT_TRUE(st >= 0);
+	ASSERT_EQ(pread(st, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+	ASSERT_TRUE(h.num_desc > 0);
+	pid = fork();
+	ASSERT_TRUE(pid >= 0);
+	if (pid == 0) {
+		struct kvm_stats_header c;
+		char id[KVM_STATS_NAME_SIZE], id2[KVM_STATS_NAME_SIZE];
+		int bad = 0;
+
+		errno = 0;
+		CHECK(pread(st, &c, sizeof(c), 0) == (ssize_t)sizeof(c));
+		CHECK(!memcmp(&c, &h, sizeof(c)));
+		CHECK(pread(st, id, sizeof(id), h.id_offset) == (ssize_t)sizeof(id));
+		CHECK(read(st, &c, 16) == 16 && !memcmp(&c, &h, 16));
+		void *volatile unmapped = (void *)8;
+
+		CHECK(read(st, unmapped, 16) == -1 && errno == EFAULT);
+		CHECK(lseek(st, 0, SEEK_CUR) == 16);
+		CHECK(read(st, (char *)&c + 16, sizeof(c) - 16) == (ssize_t)sizeof(c) - 16);
+		CHECK(!memcmp(&c, &h, sizeof(c)));
+		CHECK(read(st, id2, sizeof(id2)) == (ssize_t)sizeof(id2) && !memcmp(id, id2, sizeof(id)));
+		_exit(bad ? 1 : 0);
+	}
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_EQ(status, 0);
+	/* The child's reads moved the position this process sees. */
+	ASSERT_EQ(lseek(st, 0, SEEK_CUR), (off_t)(sizeof(h) + KVM_STATS_NAME_SIZE));
+	ASSERT_EQ(close(st), 0);
+	ASSERT_EQ(close(vm), 0);
+	ASSERT_EQ(close(kvm), 0);
+}
+
 static void t_scm_rights_exec(void)
 {
 	int kvm, vm, g, s[2];
@@ -1211,6 +1257,7 @@ int main(int argc, char **argv)
 	test_add_fn("fork: EIO for VM ioctls, gmem file ops work", t_fork_eio, CASE_TIMEOUT);
 	test_add_fn("fork: the child's reference keeps it open", t_fork_child_holds, CASE_TIMEOUT);
 	test_add_fn("SCM_RIGHTS", t_scm_rights, CASE_TIMEOUT);
+	test_add_fn("fork: a child reads the VM's stats fd", t_stats_in_child, CASE_TIMEOUT);
 	test_add_fn("fork: a child's punch reaches the owner's VM", t_fork_punch_reaches_owner,
 		    CASE_TIMEOUT);
 	test_add_fn("SCM_RIGHTS to an exec'd program", t_scm_rights_exec, CASE_TIMEOUT);
