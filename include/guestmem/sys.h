@@ -42,6 +42,8 @@ ssize_t guestmem_sys_pread(int fd, void *buf, size_t count, off_t offset);
 ssize_t guestmem_sys_pwrite(int fd, const void *buf, size_t count, off_t offset);
 off_t guestmem_sys_lseek(int fd, off_t offset, int whence);
 int guestmem_sys_fallocate(int fd, int mode, off_t offset, off_t len);
+/* posix_fallocate(3): an errno value, as libc's (0 on success). */
+int guestmem_sys_posix_fallocate(int fd, off_t offset, off_t len);
 int guestmem_sys_ftruncate(int fd, off_t length);
 int guestmem_sys_fsync(int fd);
 int guestmem_sys_fdatasync(int fd);

@@ -247,6 +247,75 @@ bool gm_uapi_fallocate(int fd, int mode, off_t off, off_t len, int *ret)
 	GM_FILE_OP_FOREIGN(fd, ret, gm_fop_fallocate(f, mode, off, len));
 }
 
+/*
+ * posix_fallocate(3) on an object, answered as glibc answers with the
+ * kernel's file (its fallback's fcntl, fstat, ftruncate, pread and pwrite
+ * are libc-internal system calls no wrapper sees): fallocate(mode 0)
+ * first; on EOPNOTSUPP (a guest_memfd needs KEEP_SIZE) the portable
+ * emulation: argument checks, no O_APPEND, a regular file, a zero length
+ * only extends the size, else a byte read (and if zero written) per block
+ * of the file system's size, which a guest_memfd refuses (ESPIPE: no
+ * positional I/O).  *@ret is an errno value, 0 on success.
+ */
+#define GM_POSIX_FALLOC_BLOCK 4096 /* anon-inode block size; glibc caps it there too */
+
+bool gm_uapi_posix_fallocate(int fd, off_t off, off_t len, int *ret)
+{
+	struct stat st;
+	ssize_t n;
+	int r;
+
+	if (!gm_uapi_fallocate(fd, 0, off, len, &r))
+		return false;
+	*ret = r ? errno : 0;
+	if (!r || errno != EOPNOTSUPP)
+		return true;
+	if (off < 0 || len < 0) {
+		*ret = EINVAL;
+		return true;
+	}
+	if ((off_t)((uint64_t)off + (uint64_t)len) < 0) {
+		*ret = EFBIG;
+		return true;
+	}
+	if (!gm_uapi_fcntl(fd, F_GETFL, 0, &r))
+		r = (int)GM_RAW_SYSCALL(SYS_fcntl, fd, F_GETFL);
+	if (r < 0 || (r & O_APPEND)) {
+		*ret = EBADF;
+		return true;
+	}
+	if (!gm_uapi_fstat(fd, &st, &r) || r) {
+		*ret = EBADF;
+		return true;
+	}
+	*ret = S_ISFIFO(st.st_mode) ? ESPIPE : !S_ISREG(st.st_mode) ? ENODEV : 0;
+	if (*ret)
+		return true;
+	if (len == 0) {
+		if (st.st_size < off && gm_uapi_ftruncate(fd, off, &r) && r)
+			*ret = errno;
+		return true;
+	}
+	for (off += (len - 1) % GM_POSIX_FALLOC_BLOCK; len > 0; off += GM_POSIX_FALLOC_BLOCK) {
+		char c = 0;
+
+		len -= GM_POSIX_FALLOC_BLOCK;
+		if (off < st.st_size) {
+			if (gm_uapi_pread(fd, &c, 1, off, false, &n) && n < 0) {
+				*ret = errno;
+				return true;
+			}
+			if (n == 1 && c)
+				continue;
+		}
+		if (!gm_uapi_pread(fd, &c, 1, off, true, &n) || n != 1) {
+			*ret = errno;
+			return true;
+		}
+	}
+	return true;
+}
+
 bool gm_uapi_ftruncate(int fd, off_t len, int *ret)
 {
 	GM_FILE_OP(fd, ret, gm_fop_ftruncate(f, len));
@@ -750,6 +819,11 @@ void *gm_uapi_mprotect_pre(void *addr, size_t len)
  * does not declare; the definition refuses one it declares differently.
  */
 #define GM_SYS_RAW(name, args) gm_raw_##name(GM_UNPAREN args)
+/* Not a system call: libc's own, for a file that is not ours. */
+static inline int gm_raw_posix_fallocate(int fd, off_t off, off_t len)
+{
+	return posix_fallocate(fd, off, len);
+}
 #define GM_SYS_both(kind, R, name, params, args, entry, eargs)                       \
 	extern __typeof__(guestmem_sys_##name) guestmem_sys_##name;                  \
 	GM_API GM_SYSCALL_DEFINE(guestmem_sys_##name, kind, R, name, params, args, entry, \

@@ -102,6 +102,11 @@
 	  (fd, off, whence), lseek, (fd, off, whence))                                           \
 	X(both, fd, int, fallocate, (int fd, int mode, off_t off, off_t len),                   \
 	  (fd, mode, off, len), fallocate, (fd, mode, off, len))                                 \
+	/* posix_fallocate: its fallback's system calls are libc's own (no wrapper sees them) */ \
+	X(both, fd, int, posix_fallocate, (int fd, off_t off, off_t len),                       \
+	  (fd, off, len), posix_fallocate, (fd, off, len))                                       \
+	X(libc, fd, int, posix_fallocate64, (int fd, off64_t off, off64_t len),                 \
+	  (fd, off, len), posix_fallocate, (fd, off, len))                                       \
 	X(libc, fd, int, fallocate64, (int fd, int mode, off64_t off, off64_t len),             \
 	  (fd, mode, off, len), fallocate, (fd, mode, off, len))                                 \
 	X(both, fd, int, ftruncate, (int fd, off_t len), (fd, len), ftruncate, (fd, len))       \
@@ -240,6 +245,7 @@
 	X(void *, mmap, (void *addr, size_t len, int prot, int flags, int fd, off_t off,         \
 			 void **token))                                                          \
 	X(int, fallocate, (int fd, int mode, off_t off, off_t len))                              \
+	X(int, posix_fallocate, (int fd, off_t off, off_t len))                                  \
 	X(int, ftruncate, (int fd, off_t len))                                                   \
 	X(int, fsync, (int fd))                                                                  \
 	X(int, fchmod, (int fd, mode_t mode))                                                    \

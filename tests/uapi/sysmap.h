@@ -42,6 +42,7 @@
 #define madvise(a, len, advice) guestmem_sys_madvise(a, len, advice)
 #define mprotect(a, len, prot) guestmem_sys_mprotect(a, len, prot)
 #define fallocate(fd, mode, off, len) guestmem_sys_fallocate(fd, mode, off, len)
+#define posix_fallocate(fd, off, len) guestmem_sys_posix_fallocate(fd, off, len)
 #define ftruncate(fd, len) guestmem_sys_ftruncate(fd, len)
 #define fsync(fd) guestmem_sys_fsync(fd)
 #define fdatasync(fd) guestmem_sys_fdatasync(fd)

@@ -409,15 +409,20 @@ static void gmem_cases(void)
 	/*
 	 * posix_fallocate: fallocate(mode 0) is EOPNOTSUPP on a guest_memfd, so
 	 * glibc emulates: fstat (a regular file), then pread of each block,
-	 * which a guest_memfd refuses with ESPIPE.  libc's fstat and pread are
-	 * routed only with GUESTMEM_SECCOMP=files; by default its fstat sees
-	 * the socket and posix_fallocate answers ENODEV (README).
+	 * which a guest_memfd refuses with ESPIPE; a zero length is the
+	 * kernel's EINVAL (fallocate checks it before the mode).  The preload
+	 * answers posix_fallocate itself (its fallback's calls are libc's own).
 	 */
 	{
 		int pe = posix_fallocate(g, 0, 4096);
 
-		expect("posix_fallocate on a guest_memfd", pe ? -1 : 0, pe,
-		       files_mode ? "-1 ESPIPE" : "-1 ENODEV");
+		expect("posix_fallocate on a guest_memfd", pe ? -1 : 0, pe, "-1 ESPIPE");
+		pe = posix_fallocate(g, 4096, 0);
+		expect("posix_fallocate of 0 bytes", pe ? -1 : 0, pe, "-1 EINVAL");
+		pe = posix_fallocate(g, 0, 64 * 4096);
+		expect("posix_fallocate past a guest_memfd's end", pe ? -1 : 0, pe, "-1 ESPIPE");
+		pe = posix_fallocate(g, -1, 4096);
+		expect("posix_fallocate at a negative offset", pe ? -1 : 0, pe, "-1 EINVAL");
 	}
 	fd = mkstemp(path);
 	if (fd < 0)
