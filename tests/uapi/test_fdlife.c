@@ -579,6 +579,22 @@ static void t_stats_in_child(void)
 	ASSERT_EQ(close(kvm), 0);
 }
 
+/* posix_fallocate on a file that is not ours: libc's own answer (and size). */
+static void t_posix_fallocate_not_ours(void)
+{
+	char path[] = "/tmp/gm-fdlife-XXXXXX";
+	int fd = mkstemp(path);
+	struct stat st;
+
+	ASSERT_TRUE(fd >= 0);
+	unlink(path);
+	ASSERT_EQ(posix_fallocate(fd, 0, 3 * PG), 0);
+	ASSERT_EQ(fstat(fd, &st), 0);
+	ASSERT_EQ(st.st_size, 3 * PG);
+	ASSERT_EQ(posix_fallocate(fd, -1, PG), EINVAL);
+	ASSERT_EQ(close(fd), 0);
+}
+
 static void t_scm_rights_exec(void)
 {
 	int kvm, vm, g, s[2];
@@ -1260,6 +1276,8 @@ int main(int argc, char **argv)
 	test_add_fn("fork: the child's reference keeps it open", t_fork_child_holds, CASE_TIMEOUT);
 	test_add_fn("SCM_RIGHTS", t_scm_rights, CASE_TIMEOUT);
 	test_add_fn("fork: a child reads the VM's stats fd", t_stats_in_child, CASE_TIMEOUT);
+	test_add_fn("posix_fallocate on a file that is not ours", t_posix_fallocate_not_ours,
+		    CASE_TIMEOUT);
 	test_add_fn("fork: a child's punch reaches the owner's VM", t_fork_punch_reaches_owner,
 		    CASE_TIMEOUT);
 	test_add_fn("SCM_RIGHTS to an exec'd program", t_scm_rights_exec, CASE_TIMEOUT);
