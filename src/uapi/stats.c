@@ -181,7 +181,8 @@ static ssize_t gm_stats_read(struct gm_file *f, void *buf, size_t n, off_t *posp
 	uint64_t *data;
 	uint32_t nd;
 	size_t total, remain;
-	off_t pos = *posp;
+	/* Atomic: lseek reads a file's position without its lock (noop_llseek). */
+	off_t pos = READ_ONCE(*posp);
 	char *dst = buf;
 	int r = 0;
 
@@ -220,8 +221,8 @@ static ssize_t gm_stats_read(struct gm_file *f, void *buf, size_t n, off_t *posp
 	free(data);
 	if (r)
 		return r;
-	n = (size_t)(pos - *posp);
-	*posp = pos;
+	n = (size_t)(pos - READ_ONCE(*posp));
+	WRITE_ONCE(*posp, pos);
 	return (ssize_t)n;
 }
 
