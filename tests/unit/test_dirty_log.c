@@ -46,6 +46,7 @@ struct fx {
 	uint8_t *mem;
 	/* The guest's next job, set by the test while the guest is parked. */
 	enum op op;
+	uint64_t base; /* the gpa of page 0 of x->pages: BASE_GPA, or the huge slot's */
 	unsigned npages;
 	unsigned pages[NPAGES];
 	uint64_t stamp;
@@ -70,7 +71,7 @@ static void guest_script(struct guestmem_guest *g)
 				break;
 		}
 		for (unsigned i = 0; x->op != OP_SPIN && i < x->npages; i++) {
-			uint64_t gpa = BASE_GPA + (uint64_t)x->pages[i] * PAGE;
+			uint64_t gpa = x->base + (uint64_t)x->pages[i] * PAGE;
 
 			if (x->op == OP_WRITE)
 				guestmem_guest_write64(g, gpa + 8, x->stamp);
@@ -98,6 +99,7 @@ static int setup(void **state)
 	x->mem = mmap(NULL, NPAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 		      -1, 0);
 	ASSERT_TRUE(x->mem != MAP_FAILED);
+	x->base = BASE_GPA;
 	vcpu_fixture_set_guest(&x->f, guest_script, x);
 	*state = x;
 	return 0;
@@ -459,21 +461,17 @@ static uint8_t *huge_slot(struct fx *x, uint32_t flags, uint8_t *mem)
 	return mem;
 }
 
-static void huge_guest(struct guestmem_guest *g)
+/* The fixture's guest, on the huge slot's pages. */
+static void huge_open(struct fx *x)
 {
-	struct fx *x = guestmem_guest_opaque(g);
-
-	for (;;) {
-		guestmem_guest_outb(g, PORT_ASK, 0);
-		if (x->op == OP_QUIT)
-			return;
-		for (unsigned i = 0; i < x->npages; i++)
-			guestmem_guest_write64(g, HUGE_GPA + (uint64_t)x->pages[i] * PAGE, x->stamp);
-	}
+	vcpu_fixture_open(&x->f, 0);
+	x->base = HUGE_GPA;
+	vcpu_fixture_set_guest(&x->f, guest_script, x);
 }
 
 static void huge_write(struct fx *x, const unsigned *pages, unsigned n)
 {
+	x->op = OP_WRITE;
 	x->npages = n;
 	memcpy(x->pages, pages, n * sizeof(*pages));
 	x->stamp++;
@@ -500,8 +498,7 @@ TEST(test_eager_split_on_enable)
 	struct fx x = { 0 };
 	uint8_t *mem;
 
-	vcpu_fixture_open(&x.f, 0);
-	vcpu_fixture_set_guest(&x.f, huge_guest, &x);
+	huge_open(&x);
 	mem = huge_slot(&x, 0, NULL);
 	run_to_ask(&x);
 	huge_write(&x, both, 2);
@@ -521,7 +518,7 @@ TEST(test_eager_split_on_enable)
 	EXPECT_EQ(vm_stat(&x, "pages_4k"), 0);
 	huge_write(&x, both, 2);
 	EXPECT_EQ(vm_stat(&x, "pages_2m"), 2);
-	EXPECT_EQ(*(uint64_t *)(mem + 700 * PAGE), 2u); /* the logged write landed */
+	EXPECT_EQ(*(uint64_t *)(mem + 700 * PAGE + 8), 2u); /* the logged write landed */
 	x.op = OP_QUIT;
 	vcpu_fixture_close(&x.f);
 }
@@ -537,8 +534,7 @@ TEST(test_eager_split_on_clear)
 	struct fx x = { 0 };
 	uint8_t *mem;
 
-	vcpu_fixture_open(&x.f, 0);
-	vcpu_fixture_set_guest(&x.f, huge_guest, &x);
+	huge_open(&x);
 	ASSERT_EQ(enable_manual(&x, 0, 3), 0);
 	mem = huge_slot(&x, 0, NULL);
 	run_to_ask(&x);
