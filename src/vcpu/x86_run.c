@@ -1348,10 +1348,11 @@ static uint64_t guest_low_va(void)
 /*
  * A large guest page's run through stage-2, as a host huge page would map
  * it at once: shared memory only (faulting private pages in would allocate
- * guest_memfd pages the guest never touched).  Returns how many pages from
- * @gpa on are mapped.
+ * guest_memfd pages the guest never touched), faulted in for reading (on a
+ * dirty-logged slot a write fault would log pages nobody wrote).  Returns
+ * how many pages from @gpa on are mapped.
  */
-static unsigned prefault_run(struct kvm_x86_vcpu *x, uint64_t gpa, unsigned npages, bool write)
+static unsigned prefault_run(struct kvm_x86_vcpu *x, uint64_t gpa, unsigned npages)
 {
 	struct kvm_vcpu *v = x->v;
 	unsigned n;
@@ -1364,9 +1365,9 @@ static unsigned prefault_run(struct kvm_x86_vcpu *x, uint64_t gpa, unsigned npag
 		gm_rcu_read_lock();
 		e = kvm_mmu_lookup(v->kvm, g >> GM_PAGE_SHIFT, &level);
 		gm_rcu_read_unlock();
-		if (e && !(e & S2_PRIVATE) && (!write || (e & S2_WRITABLE)))
+		if (e && !(e & S2_PRIVATE))
 			continue;
-		if (e || kvm_vcpu_mmu_page_fault(v->kvm, g, write, &v->stat.fault,
+		if (e || kvm_vcpu_mmu_page_fault(v->kvm, g, false, &v->stat.fault,
 						 &v->last_used_slot, &f) != KVM_PF_FIXED ||
 		    f.is_private)
 			break;
@@ -1407,7 +1408,7 @@ static int map_huge_block(struct kvm_x86_vcpu *x, const struct gp_trap *t, uint6
 	if (write && !can_write)
 		return emulate_insn(x, t, NULL, ret);
 	/* Not for writing: on a dirty-logged slot that would log the block. */
-	if (prefault_run(x, gpa_al, pages, false) != pages)
+	if (prefault_run(x, gpa_al, pages) != pages)
 		return -EXDEV;
 	prot = PROT_READ | (exec ? PROT_EXEC : 0) | (can_write ? PROT_WRITE : 0);
 	r = x86_shadow_map(x->vm->sh, &x->sv, v->kvm, gva_al, gpa_al >> GM_PAGE_SHIFT, pages,
@@ -1487,13 +1488,13 @@ static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 				back = map_gva > guest_low_va() ? map_gva - guest_low_va() : 0;
 			whole = run_pages(map_gva - back, 2);
 			if (back && whole > (back >> GM_PAGE_SHIFT) &&
-			    prefault_run(x, map_gpa - back, whole, false) == whole) {
+			    prefault_run(x, map_gpa - back, whole) == whole) {
 				map_gva -= back;
 				map_gpa -= back;
 				npages = whole;
 			} else {
 				back = 0;
-				npages = prefault_run(x, map_gpa, npages, false);
+				npages = prefault_run(x, map_gpa, npages);
 			}
 			npages = GM_MAX(npages, 1u);
 		}
