@@ -23,6 +23,7 @@
 #include "lib/shmap.h"
 #include "lib/sys_raw.h"
 #include "vcpu/irqchip_internal.h"
+#include "vcpu/x86/smm.h"
 #include "vcpu/vcpu.h"
 #include "vcpu/x86_run.h"
 
@@ -80,7 +81,7 @@ static void vcpu_reset_state(struct kvm_vcpu *v)
 	v->sregs.apic_base = 0xfee00000ULL | 0x800 |
 			     (v->vcpu_id == READ_ONCE(v->kvm->bsp_vcpu_id) ? 0x100 : 0);
 	v->mp_state = KVM_MP_STATE_RUNNABLE;
-	v->arch.smbase = 0x30000;
+	v->arch.smbase = X86_SMBASE_RESET;
 }
 
 static int vcpu_init_run_area(struct kvm_vcpu *v)
