@@ -192,7 +192,7 @@ static uint8_t *record_hva(struct kvm_vcpu *v, uint64_t gpa, struct kvm_memory_s
 	if (v->arch.ev.smi.smm || kvm_mem_is_private(v->kvm, gpa >> GM_PAGE_SHIFT) ||
 	    kvm_vcpu_gpa_host(v, gpa, true, &host, &f) != KVM_PF_FIXED)
 		return NULL;
-	*slotp = gfn_to_memslot(v->kvm, 0, gpa >> GM_PAGE_SHIFT);
+	*slotp = kvm_cached_gfn_to_memslot(v->kvm, 0, &v->last_used_slot, gpa >> GM_PAGE_SHIFT);
 	return *slotp ? host : NULL;
 }
 
