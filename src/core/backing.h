@@ -32,7 +32,9 @@
  * Another process that holds a backing's file alone: the VM's guest
  * process, which maps private pages for the guest, so that this process
  * (the VMM's) never has a descriptor to them or a mapping of them.  Each
- * method returns 0 or a negative errno.
+ * method returns 0 or a negative errno.  A holder that is gone answers as
+ * the kernel would for the dead VM it took with it (the backing passes
+ * its answers on).
  */
 struct gm_backing_holder {
 	/* A new file of @kind and @size bytes there; *@id names it from now on. */
@@ -73,8 +75,8 @@ int gm_backing_init(struct gm_backing *b, enum gm_backing_kind kind, uint64_t nr
  * an address that names the page but is not accessible (PROT_NONE), and
  * gm_backing_file_page() a descriptor of -1 (the holder has the file, as
  * @file_id).  memfd: allocation and punch are the holder's fallocate.
- * secretmem: a page is allocated by its first touch in the holder (the
- * guest's), and a punched page is zeroed there before reuse.
+ * secretmem: the holder zeroes fresh pages, which allocates them, and
+ * punched pages before reuse.
  * -EOPNOTSUPP for a memfd too large for the page pool: the caller may
  * then fall back to gm_backing_init().
  */

@@ -124,13 +124,7 @@ static int memfd_errno(int e)
 	return -e;
 }
 
-/*
- * fallocate(2) on the file, here or in its holder: 0, or -1 with errno.
- * A holder that is gone (EIO) took the VM with it (dead: no vCPU runs
- * again, and no other VM can bind the file): an allocation then succeeds
- * with nothing behind it, as the kernel's fallocate of a dead VM's
- * guest_memfd succeeds.
- */
+/* fallocate(2) on the file, here or in its holder: 0, or -1 with errno. */
 static int memfd_file_fallocate(struct gm_memfd *m, int mode, uint64_t page, uint64_t n)
 {
 	int r;
@@ -140,7 +134,7 @@ static int memfd_file_fallocate(struct gm_memfd *m, int mode, uint64_t page, uin
 					(off_t)(n << GM_PAGE_SHIFT));
 	r = m->b->holder.fallocate(m->b->holder.ctx, m->b->holder_id, mode, page << GM_PAGE_SHIFT,
 				   n << GM_PAGE_SHIFT);
-	if (!r || (r == -EIO && !(mode & FALLOC_FL_PUNCH_HOLE)))
+	if (!r)
 		return 0;
 	errno = -r;
 	return -1;
@@ -245,8 +239,7 @@ static void memfd_punch_hole(struct gm_memfd *m, uint64_t page, uint64_t n)
 	} while (ret && errno == EINTR);
 	/*
 	 * tmpfs punch fails only on a sealed file, and this one is never
-	 * sealed; a held file also when its holder is gone (EIO), and then
-	 * the memory went with the holder.
+	 * sealed (a holder's answer is its own: a gone one's is success).
 	 */
 	if (ret && m->fd >= 0)
 		fprintf(stderr, "guestmem: memfd punch hole failed: errno %d\n", errno);

@@ -145,9 +145,7 @@ static uint64_t sm_slot(struct gm_secretmem *sm, const char *page)
  * kernel's fallocate allocates (and a fault's page is about to be used).
  * The holder does it by zeroing, a round trip each time, so it is done
  * for a run of the chunk's next pages at once: 16, doubling up to 512
- * (2 MiB allocated ahead at most).  0, or the holder's -errno.  A holder
- * that is gone (EIO) took the VM with it: the pages are then "allocated"
- * with nothing behind them, as for memfd (backing_memfd.c).  Context:
+ * (2 MiB allocated ahead at most).  0, or the holder's -errno.  Context:
  * sm->lock (the holder's lock is a leaf under it).
  */
 #define SM_TOUCH_FIRST 16ULL
@@ -164,7 +162,7 @@ static int sm_held_touch_ahead(struct gm_secretmem *sm)
 	n = GM_MIN(sm->touch_run ? sm->touch_run : SM_TOUCH_FIRST, sm->bump_left);
 	off = sm_slot(sm, sm->bump) << GM_PAGE_SHIFT;
 	r = b->holder.zero(b->holder.ctx, b->holder_id, off, n << GM_PAGE_SHIFT);
-	if (r && r != -EIO)
+	if (r)
 		return r;
 	sm->touched_end = sm->bump + (n << GM_PAGE_SHIFT);
 	sm->touch_run = GM_MIN(2 * n, SM_TOUCH_MAX);
@@ -394,7 +392,7 @@ static void secretmem_zero_run(void *ctx, uint64_t first, uint64_t n)
 
 	if (b->holder.zero(b->holder.ctx, b->holder_id, first << GM_PAGE_SHIFT,
 			   n << GM_PAGE_SHIFT))
-		return; /* the holder is gone: not reused */
+		return; /* not zeroed: not reused */
 	for (uint64_t k = first; k < first + n; k++)
 		sm_pool_put(sm, sm->base + (k << GM_PAGE_SHIFT));
 }

@@ -621,18 +621,29 @@ static int holder_create(void *ctx, enum gm_backing_kind kind, uint64_t size, ui
 	return r;
 }
 
+/*
+ * A guest process that is gone (EIO) took the VM with it: dead, as after
+ * kvm_vm_dead(), no vCPU runs again and no other VM can bind the file.
+ * The kernel's guest_memfd still allocates and punches then; nothing can
+ * map those pages, so both succeed with nothing behind them.
+ */
+static int holder_answer(int r)
+{
+	return r == -EIO ? 0 : r;
+}
+
 static int holder_fallocate(void *ctx, uint32_t id, int mode, uint64_t off, uint64_t len)
 {
 	struct kvm_x86_shadow *sh = ctx;
 
-	return gp_vm_fallocate(sh->gp, id, mode, off, len);
+	return holder_answer(gp_vm_fallocate(sh->gp, id, mode, off, len));
 }
 
 static int holder_zero(void *ctx, uint32_t id, uint64_t off, uint64_t len)
 {
 	struct kvm_x86_shadow *sh = ctx;
 
-	return gp_vm_zero(sh->gp, id, off, len);
+	return holder_answer(gp_vm_zero(sh->gp, id, off, len));
 }
 
 /* The storage is freed: unmap what the guest still maps of it, close it. */
