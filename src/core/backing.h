@@ -76,7 +76,8 @@ int gm_backing_init(struct gm_backing *b, enum gm_backing_kind kind, uint64_t nr
  * gm_backing_file_page() a descriptor of -1 (the holder has the file, as
  * @file_id).  memfd: allocation and punch are the holder's fallocate.
  * secretmem: the holder zeroes fresh pages, which allocates them, and
- * punched pages before reuse.
+ * punched pages before reuse.  Both allocate a run ahead of small
+ * allocations (gm_ahead_run()).
  * -EOPNOTSUPP for a memfd too large for the page pool: the caller may
  * then fall back to gm_backing_init().
  */

@@ -138,6 +138,24 @@ static inline uint64_t gm_slot_stack_pop(struct gm_slot_stack *s)
 }
 
 /*
+ * Pages allocated ahead of their use, where each allocation call costs a
+ * round trip to a holder (or a system call): the size of the next run,
+ * 16 pages at first, doubling at each run up to a window (512 pages,
+ * 2 MiB, the most ever allocated ahead), and no more than @left.  *@next
+ * (0 at first) keeps the policy's state.  Context: the pool's lock.
+ */
+#define GM_AHEAD_FIRST 16ULL
+#define GM_AHEAD_MAX ((uint64_t)GM_RADIX_FANOUT)
+
+static inline uint64_t gm_ahead_run(uint64_t *next, uint64_t left)
+{
+	uint64_t n = *next ? *next : GM_AHEAD_FIRST;
+
+	*next = n * 2 < GM_AHEAD_MAX ? n * 2 : GM_AHEAD_MAX;
+	return n < left ? n : left;
+}
+
+/*
  * Signals during an allocation.  The kernel's fallocate loop stops with
  * EINTR when a signal the thread does not block is pending, then the
  * handler runs on the way out of the syscall.  In user space such a signal

@@ -107,11 +107,11 @@ struct gm_memfd {
 	struct gm_slot_stack free; /* punched slots, reused first */
 	/*
 	 * Slots [res_lo, res_hi) are allocated in the file (zero pages, here
-	 * or in the holder's) and assigned to no page yet; res_chunk is the
-	 * next refill's size.  See pool_reserve_refill().
+	 * or in the holder's) and assigned to no page yet; res_next is the
+	 * ahead policy's state (gm_ahead_run()).  See pool_reserve_refill().
 	 */
 	uint64_t res_lo, res_hi;
-	uint64_t res_chunk;
+	uint64_t res_next;
 	uint64_t nr_allocated; /* pages present; atomic (read without the lock) */
 
 	struct gm_reap_job reap; /* fini's release of the file, when it is large */
@@ -251,32 +251,28 @@ static void memfd_punch_hole(struct gm_memfd *m, uint64_t page, uint64_t n)
  * A held pool's allocations are the holder's: a round trip to the guest
  * process each (~60 us here, 20x a tmpfs fallocate); here, a system call
  * each.  So an allocation smaller than a window that finds the reserve
- * empty allocates a run of never-used slots ahead, in one call, and
- * later small allocations take slots from it with no call at all.  The
- * run starts at 16 slots and doubles at each refill up to a window
- * (2 MiB): a guest_memfd allocated once costs 64 KiB ahead, one
- * allocated page by page at most 2 MiB ahead, its pages then costing
- * ~1/512 of a round trip each.  What is ahead is allocated memory, as
- * after the kernel's fallocate, and goes with the file.  A refill that
- * fails (ENOSPC, ENOMEM) leaves the exact allocation to answer.  Once the
- * never-used slots are gone, allocations reuse punched slots one call
- * each, as before.  Context: m->lock.
+ * empty allocates a run of never-used slots ahead, in one call
+ * (gm_ahead_run(): 16 slots, doubling up to a window), and later small
+ * allocations take slots from it with no call at all: a guest_memfd
+ * allocated once costs 64 KiB ahead, one allocated page by page at most
+ * 2 MiB ahead, its pages then costing ~1/512 of a round trip each.  What
+ * is ahead is allocated memory, as after the kernel's fallocate, and goes
+ * with the file.  A refill that fails (ENOSPC, ENOMEM) leaves the exact
+ * allocation to answer.  Once the never-used slots are gone, allocations
+ * reuse punched slots one call each, as before.  Context: m->lock.
  */
-#define POOL_RESERVE_FIRST 16
-#define POOL_RESERVE_MAX WIN_PAGES
-
 static void pool_reserve_refill(struct gm_memfd *m, uint64_t want)
 {
-	uint64_t n = GM_MIN(GM_MAX(want, m->res_chunk ? m->res_chunk : POOL_RESERVE_FIRST),
-			    m->nr_pages - m->bump);
+	uint64_t next = m->res_next, n;
 
-	if (m->res_lo != m->res_hi || want >= POOL_RESERVE_MAX || n <= want)
+	if (m->res_lo != m->res_hi || want >= GM_AHEAD_MAX)
 		return;
-	if (memfd_file_fallocate(m, FALLOC_FL_KEEP_SIZE, m->bump, n))
+	n = gm_ahead_run(&next, m->nr_pages - m->bump);
+	if (n <= want || memfd_file_fallocate(m, FALLOC_FL_KEEP_SIZE, m->bump, n))
 		return;
+	m->res_next = next;
 	m->res_lo = m->bump;
 	m->res_hi = m->bump += n;
-	m->res_chunk = GM_MIN(2 * n, POOL_RESERVE_MAX);
 }
 
 /*

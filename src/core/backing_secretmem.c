@@ -79,7 +79,7 @@ struct gm_secretmem {
 	struct gm_slot_stack free; /* zeroed pages ready for reuse */
 	bool broken;		/* a failed grow may have left a hole: no more */
 	char *touched_end;	/* held: bump pages below it are allocated already */
-	uint64_t touch_run;	/* held: the next touch-ahead's pages */
+	uint64_t touch_next;	/* held: the ahead policy's state (gm_ahead_run()) */
 	uint64_t in_flight;	/* pages taken by first uses, not yet in the map */
 
 	uint64_t nr_allocated;	/* indices with a page; atomic */
@@ -144,28 +144,25 @@ static uint64_t sm_slot(struct gm_secretmem *sm, const char *page)
  * Held: a fresh page must be allocated when it is handed out, as the
  * kernel's fallocate allocates (and a fault's page is about to be used).
  * The holder does it by zeroing, a round trip each time, so it is done
- * for a run of the chunk's next pages at once: 16, doubling up to 512
- * (2 MiB allocated ahead at most).  0, or the holder's -errno.  Context:
- * sm->lock (the holder's lock is a leaf under it).
+ * for a run of the chunk's next pages at once (gm_ahead_run()).  0, or
+ * the holder's -errno.  Context: sm->lock (the holder's lock is a leaf
+ * under it).
  */
-#define SM_TOUCH_FIRST 16ULL
-#define SM_TOUCH_MAX 512ULL
-
 static int sm_held_touch_ahead(struct gm_secretmem *sm)
 {
 	const struct gm_backing *b = sm->b;
-	uint64_t n, off;
+	uint64_t next = sm->touch_next, n;
 	int r;
 
 	if (sm->fd >= 0 || sm->bump < sm->touched_end)
 		return 0;
-	n = GM_MIN(sm->touch_run ? sm->touch_run : SM_TOUCH_FIRST, sm->bump_left);
-	off = sm_slot(sm, sm->bump) << GM_PAGE_SHIFT;
-	r = b->holder.zero(b->holder.ctx, b->holder_id, off, n << GM_PAGE_SHIFT);
+	n = gm_ahead_run(&next, sm->bump_left);
+	r = b->holder.zero(b->holder.ctx, b->holder_id, sm_slot(sm, sm->bump) << GM_PAGE_SHIFT,
+			   n << GM_PAGE_SHIFT);
 	if (r)
 		return r;
+	sm->touch_next = next;
 	sm->touched_end = sm->bump + (n << GM_PAGE_SHIFT);
-	sm->touch_run = GM_MIN(2 * n, SM_TOUCH_MAX);
 	return 0;
 }
 
