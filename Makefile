@@ -6,7 +6,7 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
-MESON_TEST  = meson test --print-errorlogs --num-processes 2
+MESON_TEST  = ./scripts/with-hugepages.sh meson test --print-errorlogs --num-processes 2
 PREFIX     ?= /usr/local
 DESTDIR    ?=
 

@@ -61,6 +61,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
 
@@ -151,6 +152,17 @@ long test_read_long(const char *path, long dflt);
 #define DIAG(...) test_diag(__VA_ARGS__)
 #define SKIP(...) test_skip(__VA_ARGS__)
 #define FAIL(...) test_fail(true, __FILE__, __LINE__, __VA_ARGS__)
+/*
+ * No free huge page for a hugetlb case: a skip, unless the run reserved
+ * some for the suite (GUESTMEM_TEST_HUGEPAGES, set by
+ * scripts/with-hugepages.sh under `make check`), where it is a failure.
+ */
+#define SKIP_NO_HUGEPAGE(...)                                            \
+	do {                                                             \
+		if (getenv("GUESTMEM_TEST_HUGEPAGES"))                   \
+			FAIL(__VA_ARGS__);                               \
+		SKIP(__VA_ARGS__);                                       \
+	} while (0)
 
 /* ---- checks: ASSERT_x ends the case, EXPECT_x goes on -------------------- */
 

@@ -369,12 +369,12 @@ TEST(test_hugetlb_file)
 	char *mem;
 
 	if (vfd < 0)
-		SKIP("no hugetlbfs memfd: %s", strerror(errno));
+		SKIP_NO_HUGEPAGE("no hugetlbfs memfd: %s", strerror(errno));
 	if (ftruncate(vfd, (off_t)huge))
-		SKIP("hugetlbfs: ftruncate: %s", strerror(errno));
+		SKIP_NO_HUGEPAGE("hugetlbfs: ftruncate: %s", strerror(errno));
 	mem = mmap(NULL, huge, PROT_READ | PROT_WRITE, MAP_SHARED, vfd, 0);
 	if (mem == MAP_FAILED) /* reserved at mmap: fails without huge pages */
-		SKIP("no huge page available");
+		SKIP_NO_HUGEPAGE("no huge page available");
 	kvm = vm_new(0);
 	ASSERT_EQ(kvm_shared_ram_enable(kvm), 0);
 	ASSERT_EQ(set_region(kvm, 0, 0, 0, huge, mem, NULL, 0), 0);

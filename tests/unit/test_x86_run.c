@@ -487,7 +487,8 @@ TEST(hugetlb_ram_reaches_the_guest)
 	struct vm m;
 
 	if (!huge)
-		SKIP("no free 2 MiB huge page (vm.nr_hugepages): %s", strerror(errno));
+		SKIP_NO_HUGEPAGE("no free 2 MiB huge page (vm.nr_hugepages): %s",
+				 strerror(errno));
 	memcpy(huge, "\x41\x00\x00\x00", 4); /* present before the conversion */
 	EXPECT_EQ(run_with_slot1(&m, c, sizeof(c), huge, 0, false), 0x42u);
 	EXPECT_EQ(*(uint32_t *)(huge + 0x100008), 0x42u); /* the guest's store, seen here */
@@ -517,7 +518,8 @@ TEST(hugetlb_ram_under_4k_guest_pages)
 	struct vm m;
 
 	if (!huge)
-		SKIP("no free 2 MiB huge page (vm.nr_hugepages): %s", strerror(errno));
+		SKIP_NO_HUGEPAGE("no free 2 MiB huge page (vm.nr_hugepages): %s",
+				 strerror(errno));
 	memcpy(huge + 0x1008, "\x10\x00\x00\x00", 4);
 	EXPECT_EQ(run_with_slot1(&m, c, sizeof(c), huge, 0, true), 0x11u);
 	EXPECT_EQ(*(uint32_t *)(huge + 0x100010), 0x11u);
