@@ -52,13 +52,29 @@
  * interrupted by a signal is no longer waiting (the kernel restarts or
  * fails its call), and nothing may be done on its behalf.
  *
- * exec: the filter outlives the image, the listener thread does not.  A
- * helper process (double-forked, its own session) keeps a second reference
- * to the listener and, once this image is gone (a pipe's write end, close-
- * on-exec here, hangs up), answers every notification with CONTINUE, so
- * that the next image's ld.so and libc work (without a listener the kernel
- * would fail every routed call with ENOSYS).  It exits when no task uses
- * the filter any more.
+ * exec: the filter outlives the image, the listener thread does not, and
+ * the kernel lets no later image add a listener of its own (one per filter
+ * chain).  So every image under the filter shares the one listener: a
+ * session (GUESTMEM_SECCOMP_SESSION, set by the first image) names a
+ * helper process (double-forked, its own session, unfiltered) that keeps
+ * a reference and hands a copy to each later image that asks (same user
+ * only).  Each image runs a listener thread and binds a datagram socket to
+ * "guestmem-sc:<session>:<tgid>".  One task receives notifications: the
+ * first image's listener, and once that image is gone, the helper (the
+ * kernel's receive blocks until a notification comes, so two receivers
+ * could leave one asleep with work waiting for it).  A notification from
+ * another process is forwarded to that process's name (its id is valid
+ * on every copy of the listener, so that image answers it itself), or,
+ * with nobody there (a fork child, an image without the preload, ld.so
+ * before the constructor), answered as from a fork child (below), by the
+ * helper with CONTINUE.  The helper exits when no task uses the filter.
+ *
+ * An image that joins is filtered itself: its library's raw calls and its
+ * listener's and workers' own calls reach listeners too.  They are
+ * answered CONTINUE, which is what the first image's exempt text and
+ * unfiltered threads amount to: by instruction pointer in this image, and
+ * by thread name ("gm-sc-*") in any other listener, so that a listener
+ * never waits for itself.
  */
 
 #include <errno.h>
@@ -76,14 +92,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/un.h>
+#include <sys/random.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/config.h"
@@ -118,6 +136,16 @@ static sem_t gm_sc_ready;
 static bool gm_sc_files; /* GUESTMEM_SECCOMP=files: route file/socket calls */
 /* Our end of the helper's socket: it hangs up when this image is gone. */
 static int gm_sc_alive = -1;
+/* The session's name (16 hex digits), the same in every image under the filter. */
+#define GM_SC_SESSION_ENV "GUESTMEM_SECCOMP_SESSION"
+static char gm_sc_session[17];
+/* Bound to this image's name: forwarded notifications and wake-ups.  The
+ * listener's; -1 until it runs (and in a fork child). */
+static int gm_sc_fwd = -1;
+/* This image got its listener from the helper (it is filtered itself). */
+static bool gm_sc_joined;
+/* Thread names of the listener and its workers: their own calls are continued. */
+#define GM_SC_THREAD_PREFIX "gm-sc-"
 
 /* ---- the filter -------------------------------------------------------- */
 
@@ -297,6 +325,8 @@ struct gm_text {
 	struct gm_text_range r[GM_TEXT_MAX];
 	int n;
 };
+/* This image's exempt text, written once before the listener runs. */
+static struct gm_text gm_sc_text;
 
 static bool gm_is_sanitizer(const char *name)
 {
@@ -378,14 +408,18 @@ static bool gm_sc_creates_fd(unsigned int cmd)
 	return false;
 }
 
-/* A guestmem object fd, or one of guestmem's own (answered EBADF). */
+/*
+ * A guestmem object fd (this image's, or one it inherited or received:
+ * the libc wrappers answer for those too), or one of guestmem's own
+ * (answered EBADF).
+ */
 static bool gm_is_our_fd(int fd)
 {
 	struct gm_file *f;
 
 	if (gm_fd_is_own(fd))
 		return true;
-	f = fd < 0 ? NULL : gm_file_lookup(fd);
+	f = fd < 0 ? NULL : gm_file_lookup_any(fd);
 
 	if (f)
 		gm_file_put(f);
@@ -556,7 +590,8 @@ struct gm_sc_run {
 static pthread_mutex_t gm_sc_run_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct gm_sc_run gm_sc_runs[GM_SC_RUNS];
 static int gm_sc_nr_busy; /* busy entries (atomic): the listener polls while > 0 */
-static int gm_sc_wake = -1; /* eventfd: wakes the listener's poll */
+static void gm_sc_wake_listener(void);
+static void gm_sc_service_enter(const char *name);
 
 static void gm_sc_kick(struct gm_file *f)
 {
@@ -594,8 +629,13 @@ static bool gm_sc_kvm_run(int fd, uint64_t id)
 	struct gm_sc_run *e;
 	int r = -1, err = 0;
 
-	if (!f)
-		return false;
+	if (!f) {
+		/* Another process's vCPU (inherited): its answer, not the socket's. */
+		if (!gm_uapi_ioctl(fd, KVM_RUN, 0, &r))
+			return false;
+		gm_sc_send(id, r, r < 0 ? errno : 0, false);
+		return true;
+	}
 	if (f->type != GM_FILE_VCPU) {
 		gm_file_put(f);
 		gm_uapi_ioctl(fd, KVM_RUN, 0, &r); /* the object's own answer */
@@ -625,8 +665,7 @@ static bool gm_sc_kvm_run(int fd, uint64_t id)
 	if (e) {
 		*e = (struct gm_sc_run){ .f = f, .id = id, .busy = true };
 		__atomic_add_fetch(&gm_sc_nr_busy, 1, __ATOMIC_RELEASE);
-		if (gm_sc_wake >= 0) /* the listener may sleep in poll without a timeout */
-			gm_raw_write(gm_sc_wake, &(uint64_t){ 1 }, sizeof(uint64_t));
+		gm_sc_wake_listener(); /* it may sleep in poll without a timeout */
 	}
 	pthread_mutex_unlock(&gm_sc_run_lock);
 	if (!e) /* more vCPUs in raw KVM_RUN than slots: run without the watch */
@@ -720,6 +759,8 @@ static void gm_sc_serve(const struct seccomp_notif *n)
 static void *gm_sc_worker(void *arg)
 {
 	struct gm_sc_work *w = arg;
+
+	gm_sc_service_enter(GM_SC_THREAD_PREFIX "worker");
 
 	for (;;) {
 		struct seccomp_notif n = w->n;
@@ -917,12 +958,185 @@ static bool gm_sc_mm_noted(const struct seccomp_data *d)
 	       gm_uapi_hva_noted(a[4], a[4] + a[2]);
 }
 
+
+/* ---- the session: the images that share the listener ------------------- */
+
+/* The abstract name of @tgid's listener, or (@tgid < 0) of the helper. */
+static socklen_t gm_sc_addr(struct sockaddr_un *a, long tgid)
+{
+	int n;
+
+	memset(a, 0, sizeof(*a));
+	a->sun_family = AF_UNIX;
+	if (tgid < 0)
+		n = snprintf(a->sun_path + 1, sizeof(a->sun_path) - 1, "guestmem-sc:%s",
+			     gm_sc_session);
+	else
+		n = snprintf(a->sun_path + 1, sizeof(a->sun_path) - 1, "guestmem-sc:%s:%ld",
+			     gm_sc_session, tgid);
+	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+}
+
+/*
+ * This image's listener and workers, by tid (atomic slots, 0 = free): a
+ * joined image's routed calls from them are continued (see the top).  A
+ * worker past the last slot is served as any thread running library code.
+ */
+#define GM_SC_SERVICE_MAX 64
+static int gm_sc_service_tids[GM_SC_SERVICE_MAX];
+
+static void gm_sc_service_enter(const char *name)
+{
+	int tid = (int)GM_RAW_SYSCALL(SYS_gettid);
+
+	prctl(PR_SET_NAME, name, 0, 0, 0);
+	for (int i = 0; i < GM_SC_SERVICE_MAX; i++) {
+		int zero = 0;
+
+		if (__atomic_compare_exchange_n(&gm_sc_service_tids[i], &zero, tid, false,
+						__ATOMIC_RELEASE, __ATOMIC_RELAXED))
+			return;
+	}
+}
+
+static bool gm_sc_service_tid(int tid)
+{
+	for (int i = 0; i < GM_SC_SERVICE_MAX; i++)
+		if (__atomic_load_n(&gm_sc_service_tids[i], __ATOMIC_ACQUIRE) == tid)
+			return true;
+	return false;
+}
+
+static bool gm_sc_in_text(uint64_t ip)
+{
+	for (int i = 0; i < gm_sc_text.n; i++)
+		if (ip >= gm_sc_text.r[i].lo && ip < gm_sc_text.r[i].hi)
+			return true;
+	return false;
+}
+
+/*
+ * Another process's thread @tid: its thread group, and whether it is a
+ * listener's or worker's ("gm-sc-*").  False if it is gone.
+ */
+static bool gm_sc_task_info(uint32_t tid, long *tgid, bool *service)
+{
+	char path[48], buf[512];
+	const char *t;
+	long n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%u/status", tid);
+	fd = (int)GM_RAW_SYSCALL(SYS_open, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = gm_raw_read(fd, buf, sizeof(buf) - 1);
+	gm_raw_close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	*service = !strncmp(buf, "Name:\t" GM_SC_THREAD_PREFIX, 6 + strlen(GM_SC_THREAD_PREFIX));
+	t = strstr(buf, "\nTgid:\t");
+	if (!t)
+		return false;
+	*tgid = strtol(t + 7, NULL, 10);
+	return *tgid > 0;
+}
+
+/* Hand @n to @tgid's listener; false if it has none (or its queue is full). */
+static bool gm_sc_forward(int sock, const struct seccomp_notif *n, long tgid)
+{
+	struct sockaddr_un a;
+	socklen_t len = gm_sc_addr(&a, tgid);
+
+	return sock >= 0 && GM_RAW_SYSCALL(SYS_sendto, sock, n, sizeof(*n), MSG_DONTWAIT, &a,
+					   len) == (long)sizeof(*n);
+}
+
+static void gm_sc_wake_listener(void)
+{
+	struct sockaddr_un a;
+	socklen_t len = gm_sc_addr(&a, GM_RAW_SYSCALL(SYS_getpid));
+	char byte = 0;
+
+	if (gm_sc_fwd >= 0)
+		GM_RAW_SYSCALL(SYS_sendto, gm_sc_fwd, &byte, 1, MSG_DONTWAIT, &a, len);
+}
+
+/*
+ * A notification from a thread of another process: continued if it is a
+ * listener's or worker's, forwarded to its image's listener, or else
+ * answered by @fallback (the fork-child answers here, CONTINUE in the helper).
+ */
+static void gm_sc_route(int sock, const struct seccomp_notif *n,
+			void (*fallback)(const struct seccomp_notif *))
+{
+	bool service = false;
+	long tgid = 0;
+
+	if (!gm_sc_task_info(n->pid, &tgid, &service) || service)
+		gm_sc_send(n->id, 0, 0, true); /* gone, or a listener's own call */
+	else if (!gm_sc_forward(sock, n, tgid))
+		fallback(n);
+}
+
+/*
+ * One datagram on the listener's socket: a notification forwarded by
+ * another image's listener (same user only: SO_PASSCRED), or a wake-up.
+ * Returns true and *@n for a notification.
+ */
+static bool gm_sc_recv_forwarded(struct seccomp_notif *n)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(struct ucred))];
+	} cbuf;
+	struct iovec iov = { n, sizeof(*n) };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.buf,
+			    .msg_controllen = sizeof(cbuf.buf) };
+	struct cmsghdr *c;
+	struct ucred cr;
+	long r = GM_RAW_SYSCALL(SYS_recvmsg, gm_sc_fwd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+
+	if (r != (long)sizeof(*n))
+		return false;
+	c = CMSG_FIRSTHDR(&m);
+	if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_CREDENTIALS)
+		return false;
+	memcpy(&cr, CMSG_DATA(c), sizeof(cr));
+	return cr.uid == getuid();
+}
+
+/* This image's socket, bound to its name: forwards and wake-ups arrive there. */
+static void gm_sc_bind_image(void)
+{
+	struct sockaddr_un a;
+	socklen_t len = gm_sc_addr(&a, GM_RAW_SYSCALL(SYS_getpid));
+	int one = 1;
+	int s = (int)GM_RAW_SYSCALL(SYS_socket, AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (s < 0)
+		return;
+	if (GM_RAW_SYSCALL(SYS_setsockopt, s, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) ||
+	    GM_RAW_SYSCALL(SYS_bind, s, &a, len)) {
+		gm_raw_close(s);
+		return;
+	}
+	__atomic_store_n(&gm_sc_fwd, gm_fd_own(s), __ATOMIC_RELEASE);
+}
+
 static void gm_sc_dispatch(const struct seccomp_notif *n)
 {
 	struct gm_sc_work *w;
 
 	if (!gm_sc_ours(n->pid)) {
-		gm_sc_foreign(n);
+		gm_sc_route(gm_sc_fwd, n, gm_sc_foreign);
+		return;
+	}
+	/* A joined image's library and service threads: see the top. */
+	if (gm_sc_joined &&
+	    (gm_sc_in_text(n->data.instruction_pointer) || gm_sc_service_tid((int)n->pid))) {
+		gm_sc_send(n->id, 0, 0, true);
 		return;
 	}
 	if (gm_sc_fdtab(n))
@@ -970,23 +1184,34 @@ static void *gm_sc_listener(void *arg)
 	struct seccomp_notif n;
 
 	(void)arg;
+	gm_sc_service_enter(GM_SC_THREAD_PREFIX "listener");
 	sem_wait(&gm_sc_ready);
 	if (gm_sc_fd < 0)
 		return NULL;
+	/* Only now: a joined image's call forwarded here before this thread
+	 * ran would wait for it (the constructor's own, for one). */
+	gm_sc_bind_image();
 	for (;;) {
 		/*
 		 * While raw KVM_RUNs are in flight, look at their callers every
-		 * 10 ms; a worker starting one wakes this poll (gm_sc_wake).
+		 * 10 ms; a worker starting one wakes this poll
+		 * (gm_sc_wake_listener(), a datagram on the image's socket).
 		 */
-		struct pollfd p[2] = { { .fd = gm_sc_fd, .events = POLLIN },
-				       { .fd = gm_sc_wake, .events = POLLIN } };
+		struct pollfd p[2] = { { .fd = gm_sc_joined ? -1 : gm_sc_fd, .events = POLLIN },
+				       { .fd = gm_sc_fwd, .events = POLLIN } };
 		int busy = __atomic_load_n(&gm_sc_nr_busy, __ATOMIC_ACQUIRE);
-		long pr = GM_RAW_SYSCALL(SYS_poll, p, gm_sc_wake >= 0 ? 2 : 1, busy ? 10 : -1);
+		long pr = GM_RAW_SYSCALL(SYS_poll, p, gm_sc_fwd >= 0 ? 2 : 1, busy ? 10 : -1);
 
-		if (pr >= 0 && (p[1].revents & POLLIN)) {
-			uint64_t cnt;
-
-			gm_raw_read(gm_sc_wake, &cnt, sizeof(cnt));
+		if (pr > 0 && (p[1].revents & POLLIN)) {
+			memset(&n, 0, sizeof(n));
+			/* Another image's listener received one of ours. */
+			if (gm_sc_recv_forwarded(&n)) {
+				if (gm_sc_ours(n.pid))
+					gm_sc_dispatch(&n);
+				else /* gone meanwhile (or a tid reused): not ours to serve */
+					gm_sc_send(n.id, 0, 0, true);
+			}
+			continue; /* the listener fd is looked at on the next poll */
 		}
 		if (pr == 0 || (pr > 0 && !(p[0].revents & POLLIN))) {
 			if (busy)
@@ -995,7 +1220,8 @@ static void *gm_sc_listener(void *arg)
 		}
 		memset(&n, 0, sizeof(n));
 		if (GM_RAW_SYSCALL(SYS_ioctl, gm_sc_fd, SECCOMP_IOCTL_NOTIF_RECV, &n)) {
-			/* EINTR; ENOENT: the caller went away before we got it. */
+			/* EINTR; ENOENT: the caller went away, or another
+			 * image's listener took it first. */
 			if (errno == EINTR || errno == ENOENT)
 				continue;
 			return NULL;
@@ -1004,66 +1230,122 @@ static void *gm_sc_listener(void *arg)
 	}
 }
 
-/* ---- the exec helper --------------------------------------------------- */
+/* ---- the helper --------------------------------------------------------- */
 
-/*
- * The helper gets the listener fd over @sock once the filter exists, then
- * waits for this image to let go of @sock (exec, exit) and answers
- * CONTINUE from then on.  It is forked before the filter is installed, so
- * it is not filtered itself: its poll on the listener reports POLLHUP once
- * no task uses the filter.
- */
-static void gm_sc_helper(int sock)
+/* The helper's fallback: nobody serves that process; the kernel makes the call. */
+static void gm_sc_continue(const struct seccomp_notif *n)
+{
+	gm_sc_send(n->id, 0, 0, true);
+}
+
+/* Send @nfd over @sock with one byte. */
+static void gm_sc_send_fd(int sock, int nfd)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 }, byte = 0;
+	struct iovec iov = { &byte, 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &nfd, sizeof(nfd));
+	while (GM_RAW_SYSCALL(SYS_sendmsg, sock, &m, MSG_NOSIGNAL) < 0 && errno == EINTR)
+		;
+}
+
+/* The fd that came with one byte on @sock, or -1 (EOF, none). */
+static int gm_sc_recv_fd(int sock)
 {
 	char cbuf[CMSG_SPACE(sizeof(int))], byte;
 	struct iovec iov = { &byte, 1 };
 	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
 			    .msg_controllen = sizeof(cbuf) };
 	struct cmsghdr *c;
-	struct seccomp_notif n;
-	struct pollfd p[2];
-	int nfd = -1;
+	int fd = -1;
 
-	while (recvmsg(sock, &m, MSG_CMSG_CLOEXEC) < 0)
+	while (GM_RAW_SYSCALL(SYS_recvmsg, sock, &m, MSG_CMSG_CLOEXEC) < 0)
 		if (errno != EINTR)
-			_exit(0);
+			return -1;
 	c = CMSG_FIRSTHDR(&m);
-	if (!c || c->cmsg_type != SCM_RIGHTS)
+	if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+		return -1;
+	memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+	return fd;
+}
+
+/* A later image asks for the listener: same user only (it answers our calls). */
+static void gm_sc_helper_accept(int reg, int nfd)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	int c = (int)GM_RAW_SYSCALL(SYS_accept4, reg, NULL, NULL, SOCK_CLOEXEC);
+
+	if (c < 0)
+		return;
+	if (!GM_RAW_SYSCALL(SYS_getsockopt, c, SOL_SOCKET, SO_PEERCRED, &cr, &len) &&
+	    cr.uid == getuid())
+		gm_sc_send_fd(c, nfd);
+	gm_raw_close(c);
+}
+
+/* The helper's socket that later images connect to, bound to the session's name. */
+static int gm_sc_helper_listen(void)
+{
+	struct sockaddr_un a;
+	socklen_t len = gm_sc_addr(&a, -1);
+	int s = (int)GM_RAW_SYSCALL(SYS_socket, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	if (s >= 0 && (GM_RAW_SYSCALL(SYS_bind, s, &a, len) || GM_RAW_SYSCALL(SYS_listen, s, 16))) {
+		gm_raw_close(s);
+		s = -1;
+	}
+	return s;
+}
+
+/*
+ * The helper gets the listener fd over @sock once the filter exists.  From
+ * then on it gives a copy to each later image that asks, and once this
+ * image has let go of @sock (exec, exit) it receives notifications too:
+ * forwarded to their image's listener, or continued.  It is forked before
+ * the filter is installed, so it is not filtered itself: its poll on the
+ * listener reports POLLHUP once no task uses the filter, and it exits.
+ */
+static void gm_sc_helper(int sock)
+{
+	struct seccomp_notif n;
+	struct pollfd p[3];
+	int nfd = gm_sc_recv_fd(sock), out;
+
+	if (nfd < 0)
 		_exit(0); /* no filter: nothing to do */
-	memcpy(&nfd, CMSG_DATA(c), sizeof(nfd));
+	gm_sc_fd = nfd;
+	out = (int)GM_RAW_SYSCALL(SYS_socket, AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	p[0] = (struct pollfd){ .fd = sock, .events = POLLIN };
 	p[1] = (struct pollfd){ .fd = nfd, .events = 0 };
+	p[2] = (struct pollfd){ .fd = gm_sc_helper_listen(), .events = POLLIN };
 	for (;;) {
-		if (poll(p, 2, -1) < 0) {
+		if (GM_RAW_SYSCALL(SYS_poll, p, 3, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			_exit(0);
 		}
-		if (p[1].revents & POLLHUP)
+		if (p[1].revents & (POLLHUP | POLLERR | POLLNVAL))
 			_exit(0);
-		if (p[0].revents)
-			break; /* EOF or hang-up: the image that listened is gone */
-	}
-	p[1].events = POLLIN;
-	for (;;) {
-		if (poll(&p[1], 1, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			_exit(0);
+		if (p[0].revents) {
+			/* EOF or hang-up: the image that listened is gone. */
+			p[0].fd = -1;
+			p[1].events = POLLIN;
 		}
-		if (p[1].revents & POLLIN) {
-			memset(&n, 0, sizeof(n));
-			/* Raw: the preload's ioctl would look the fd up as the VMM's. */
-			if (gm_raw_ioctl(nfd, SECCOMP_IOCTL_NOTIF_RECV, (unsigned long)&n) == 0) {
-				struct seccomp_notif_resp r = {
-					.id = n.id, .flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE
-				};
-
-				gm_raw_ioctl(nfd, SECCOMP_IOCTL_NOTIF_SEND, (unsigned long)&r);
-			}
-		} else if (p[1].revents & (POLLHUP | POLLERR | POLLNVAL)) {
-			_exit(0);
-		}
+		if (p[2].revents & POLLIN)
+			gm_sc_helper_accept(p[2].fd, nfd);
+		if (!(p[1].revents & POLLIN))
+			continue;
+		memset(&n, 0, sizeof(n));
+		/* Raw: the preload's ioctl would look the fd up as the VMM's. */
+		if (gm_raw_ioctl(nfd, SECCOMP_IOCTL_NOTIF_RECV, (unsigned long)&n) == 0)
+			gm_sc_route(out, &n, gm_sc_continue);
 	}
 }
 
@@ -1103,21 +1385,57 @@ static int gm_sc_start_helper(void)
 	return sv[0];
 }
 
-/* Hand the listener to the helper (one byte and the fd). */
-static void gm_sc_give_helper(int sock, int nfd)
+/* A new session's name, for the helper and every later image (environment). */
+static void gm_sc_session_new(void)
 {
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 }, byte = 0;
-	struct iovec iov = { &byte, 1 };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-			    .msg_controllen = sizeof(cbuf) };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	uint64_t r = 0;
 
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &nfd, sizeof(nfd));
-	while (GM_RAW_SYSCALL(SYS_sendmsg, sock, &m, MSG_NOSIGNAL) < 0 && errno == EINTR)
-		;
+	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != sizeof(r))
+		r = (uint64_t)GM_RAW_SYSCALL(SYS_getpid) << 32 ^ (uint64_t)time(NULL);
+	snprintf(gm_sc_session, sizeof(gm_sc_session), "%016llx", (unsigned long long)r);
+	setenv(GM_SC_SESSION_ENV, gm_sc_session, 1);
+}
+
+/* An earlier image's session, if this image runs under a seccomp filter. */
+static bool gm_sc_session_inherited(void)
+{
+	const char *env = getenv(GM_SC_SESSION_ENV);
+	char buf[2048];
+	long n;
+	int fd;
+
+	if (!env || strlen(env) != 16 || strspn(env, "0123456789abcdef") != 16)
+		return false;
+	fd = (int)GM_RAW_SYSCALL(SYS_open, "/proc/self/status", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = gm_raw_read(fd, buf, sizeof(buf) - 1);
+	gm_raw_close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	if (!strstr(buf, "\nSeccomp:\t2\n"))
+		return false;
+	memcpy(gm_sc_session, env, 17);
+	return true;
+}
+
+/* The listener of the session's filter, from its helper; -1 if none answers. */
+static int gm_sc_join(void)
+{
+	struct sockaddr_un a;
+	socklen_t len = gm_sc_addr(&a, -1);
+	int s = (int)GM_RAW_SYSCALL(SYS_socket, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), fd;
+
+	if (s < 0)
+		return -1;
+	if (GM_RAW_SYSCALL(SYS_connect, s, &a, len)) {
+		gm_raw_close(s);
+		return -1;
+	}
+	fd = gm_sc_recv_fd(s);
+	gm_raw_close(s);
+	return fd;
 }
 
 /* ---- installation ------------------------------------------------------ */
@@ -1125,17 +1443,31 @@ static void gm_sc_give_helper(int sock, int nfd)
 
 static void gm_sc_atfork_child(void)
 {
-	/* A child is not this image: its end must not keep the helper waiting. */
+	/* A child is not this image: its end must not keep the helper waiting,
+	 * and forwards to this image's name are not for it. */
 	gm_fd_close(gm_sc_alive);
 	gm_sc_alive = -1;
+	gm_fd_close(gm_sc_fwd);
+	gm_sc_fwd = -1;
+}
+
+/* Install the filter with a new listener; its fd, or -1. */
+static int gm_sc_install(struct gm_bpf *b)
+{
+	struct sock_fprog prog = { .len = (unsigned short)b->n, .filter = b->insn };
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+		return -1;
+	return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+			    SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_SPEC_ALLOW, &prog);
 }
 
 __attribute__((constructor)) static void gm_seccomp_install(void)
 {
 	const char *env = getenv("GUESTMEM_SECCOMP");
 	struct gm_text text = { .probe = (uintptr_t)&gm_seccomp_install };
-	struct sock_fprog prog;
 	struct gm_bpf *b;
+	bool join;
 	int fd;
 
 	int mode = gm_config_seccomp_mode(env);
@@ -1150,6 +1482,7 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 	dl_iterate_phdr(gm_text_cb, &text);
 	if (!text.n || text.probe < text.r[0].lo || text.probe >= text.r[0].hi)
 		return; /* our own text not found (or across a 4 GiB line): no filter */
+	gm_sc_text = text;
 	b = malloc(sizeof(*b));
 	if (!b)
 		return;
@@ -1158,9 +1491,13 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 		return;
 	}
 	sem_init(&gm_sc_ready, 0, 0);
-	gm_sc_wake = gm_fd_own((int)GM_RAW_SYSCALL(SYS_eventfd2, 0, EFD_CLOEXEC | EFD_NONBLOCK));
-	/* Before the filter: the helper must not be filtered either. */
-	gm_sc_alive = gm_sc_start_helper();
+	/* Under an earlier image's filter: share its listener (see the top). */
+	join = gm_sc_session_inherited();
+	if (!join) {
+		gm_sc_session_new();
+		/* Before the filter: the helper must not be filtered either. */
+		gm_sc_alive = gm_sc_start_helper();
+	}
 	/* Before the filter: the listener must never be filtered itself. */
 	if (gm_thread_start(gm_sc_listener, NULL, 0)) {
 		gm_fd_close(gm_sc_alive);
@@ -1168,13 +1505,16 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 		free(b);
 		return;
 	}
-	prog.len = (unsigned short)b->n;
-	prog.filter = b->insn;
-	fd = -1;
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0)
-		fd = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
-				  SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_SPEC_ALLOW,
-				  &prog);
+	fd = join ? gm_sc_join() : -1;
+	gm_sc_joined = fd >= 0;
+	if (join && fd < 0) {
+		/* Nobody answers for that session (a filter of somebody else's,
+		 * a stale variable): this image starts one of its own. */
+		gm_sc_session_new();
+		gm_sc_alive = gm_sc_start_helper();
+	}
+	if (!gm_sc_joined)
+		fd = gm_sc_install(b);
 	free(b);
 	if (fd < 0 && gm_sc_alive >= 0) {
 		gm_fd_close(gm_sc_alive); /* the helper exits */
@@ -1183,13 +1523,13 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 	if (fd >= 0) {
 		fd = gm_fd_own(fd);
 		if (gm_sc_alive >= 0) {
-			gm_sc_give_helper(gm_sc_alive, fd);
+			gm_sc_send_fd(gm_sc_alive, fd);
 			gm_sc_alive = gm_fd_own(gm_sc_alive);
 		}
 		pthread_atfork(NULL, NULL, gm_sc_atfork_child);
 		gm_sc_fd = fd;
 		__atomic_store_n(&gm_seccomp_active, 1, __ATOMIC_RELEASE);
 	}
-	/* EBUSY: a filter with a listener is inherited (an earlier image's). */
+	/* EBUSY: a filter with a listener is inherited, whose session did not answer. */
 	sem_post(&gm_sc_ready);
 }

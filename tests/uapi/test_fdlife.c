@@ -1064,6 +1064,19 @@ static int after_exec_main(int vm, int g)
 	CHECK(ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY) == -1 && errno == EIO);
 	CHECK(fstat(g, &st) == 0 && S_ISREG(st.st_mode));
 	bad |= orphan_gmem_checks(g);
+#ifndef GM_DIRECT
+	/* The same by raw system call: this image shares the old image's
+	 * seccomp filter and listener (src/preload/seccomp.c, "exec"). */
+	errno = 0;
+	CHECK(syscall(SYS_ioctl, vm, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY) == -1 &&
+	      errno == EIO);
+	CHECK(syscall(SYS_fallocate, g, FALLOC_FL_KEEP_SIZE, 0, PG) == 0);
+	errno = 0;
+	CHECK(syscall(SYS_fallocate, g, FALLOC_FL_KEEP_SIZE, GMEM_SIZE, PG) == -1 &&
+	      errno == EINVAL);
+	errno = 0;
+	CHECK(syscall(SYS_fallocate, g, 0, 0, PG) == -1 && errno == EOPNOTSUPP);
+#endif
 	CHECK(close(g) == 0 && close(vm) == 0);
 	return bad ? 1 : 0;
 }
