@@ -133,6 +133,7 @@ static int gm_sc_fd = -1;
 /* 1 once the filter is installed (the preload's wrappers read it). */
 int gm_seccomp_active;
 static sem_t gm_sc_ready;
+static sem_t gm_sc_bound; /* the listener bound the image's name (or could not) */
 static bool gm_sc_files; /* GUESTMEM_SECCOMP=files: route file/socket calls */
 /* Our end of the helper's socket: it hangs up when this image is gone. */
 static int gm_sc_alive = -1;
@@ -421,6 +422,24 @@ static bool gm_is_our_fd(int fd)
 		return true;
 	f = fd < 0 ? NULL : gm_file_lookup_any(fd);
 
+	if (f)
+		gm_file_put(f);
+	return f != NULL;
+}
+
+/*
+ * A KVM ioctl or a fallocate on a guestmem object from another process
+ * that no libc call of this image has seen arrive (a raw recvmsg): a KVM
+ * ioctl on a socket can only be meant for one, so the socket is looked up
+ * by its name; once one is found, gm_file_lookup_any() finds them all.
+ */
+static bool gm_sc_kvm_object(const struct seccomp_data *d)
+{
+	struct gm_file *f;
+
+	if (d->nr != SYS_ioctl && d->nr != SYS_fallocate)
+		return false;
+	f = gm_file_lookup_foreign((int)d->args[0]);
 	if (f)
 		gm_file_put(f);
 	return f != NULL;
@@ -1162,7 +1181,8 @@ static void gm_sc_dispatch(const struct seccomp_notif *n)
 		return;
 	}
 	/* Most fds are not ours: answer those here, without a thread. */
-	if (!gm_is_our_fd((int)n->data.args[n->data.nr == SYS_sendfile ? 1 : 0]) &&
+	if (!gm_sc_kvm_object(&n->data) &&
+	    !gm_is_our_fd((int)n->data.args[n->data.nr == SYS_sendfile ? 1 : 0]) &&
 	    !gm_sc_other_fd_ours(&n->data)) {
 		gm_sc_send(n->id, 0, 0, true);
 		return;
@@ -1189,8 +1209,10 @@ static void *gm_sc_listener(void *arg)
 	if (gm_sc_fd < 0)
 		return NULL;
 	/* Only now: a joined image's call forwarded here before this thread
-	 * ran would wait for it (the constructor's own, for one). */
+	 * ran would wait for it (the constructor's own, for one).  The
+	 * constructor waits for the name: main's first raw call must find it. */
 	gm_sc_bind_image();
+	sem_post(&gm_sc_bound);
 	for (;;) {
 		/*
 		 * While raw KVM_RUNs are in flight, look at their callers every
@@ -1491,6 +1513,7 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 		return;
 	}
 	sem_init(&gm_sc_ready, 0, 0);
+	sem_init(&gm_sc_bound, 0, 0);
 	/* Under an earlier image's filter: share its listener (see the top). */
 	join = gm_sc_session_inherited();
 	if (!join) {
@@ -1532,4 +1555,7 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 	}
 	/* EBUSY: a filter with a listener is inherited, whose session did not answer. */
 	sem_post(&gm_sc_ready);
+	if (fd >= 0)
+		while (sem_wait(&gm_sc_bound) && errno == EINTR)
+			;
 }

@@ -374,7 +374,8 @@ static int send_fd(int sock, int fd)
 	return (int)sendmsg(sock, &m, 0);
 }
 
-static int recv_fd(int sock)
+/* By libc's recvmsg, or (@raw) by syscall(2), which the preload does not see. */
+static int recv_fd_how(int sock, bool raw)
 {
 	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
 	char byte;
@@ -384,13 +385,18 @@ static int recv_fd(int sock)
 	struct cmsghdr *c;
 	int fd;
 
-	if (recvmsg(sock, &m, 0) != 1)
+	if ((raw ? syscall(SYS_recvmsg, sock, &m, 0) : recvmsg(sock, &m, 0)) != 1)
 		return -1;
 	c = CMSG_FIRSTHDR(&m);
 	if (!c || c->cmsg_type != SCM_RIGHTS)
 		return -1;
 	memcpy(&fd, CMSG_DATA(c), sizeof(int));
 	return fd;
+}
+
+static int recv_fd(int sock)
+{
+	return recv_fd_how(sock, false);
 }
 
 /* A protected VM whose guest_memfd backs a memslot: a punch invalidates it. */
@@ -473,7 +479,21 @@ static const char *self_exe = "/proc/self/exe";
 
 static int receiver_main(int sock)
 {
-	int kvm = recv_fd(sock), vm = recv_fd(sock), g = recv_fd(sock), bad = 0;
+#ifndef GM_DIRECT
+	/*
+	 * The first object arrives by raw recvmsg, which the preload does not
+	 * see: a raw KVM ioctl on it, the first guestmem call of this image,
+	 * is still the object's (the listener looks the socket up), not the
+	 * socket's ENOTTY.
+	 */
+	int kvm = recv_fd_how(sock, true), bad = 0;
+
+	errno = 0;
+	CHECK(syscall(SYS_ioctl, kvm, KVM_GET_API_VERSION, 0) == KVM_API_VERSION);
+#else
+	int kvm = recv_fd(sock), bad = 0;
+#endif
+	int vm = recv_fd(sock), g = recv_fd(sock);
 
 	if (kvm < 0 || vm < 0 || g < 0) {
 		fprintf(stderr, "receiver: no fds\n");
