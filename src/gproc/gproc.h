@@ -71,6 +71,12 @@ int gp_vm_create_flags(struct gp_vm **out, unsigned flags);
  */
 void gp_vm_destroy(struct gp_vm *vm);
 
+/*
+ * The stub's executable segment, at a fixed address in every guest process
+ * (the VMM's seccomp filter lets the calls made from it through).
+ */
+extern const unsigned long gp_stub_text_lo, gp_stub_text_hi;
+
 /** gp_vm_pid() - the guest process's pid (diagnostics, tests). */
 int gp_vm_pid(const struct gp_vm *vm);
 

@@ -105,6 +105,7 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "gproc/gproc.h"
 #include "lib/ownfd.h"
 #include "lib/sys_raw.h"
 #include "lib/thread.h"
@@ -204,7 +205,7 @@ static const int gm_sc_file_nrs[] = {
 struct gm_text_range {
 	uintptr_t lo, hi;
 };
-#define GM_TEXT_MAX 4
+#define GM_TEXT_MAX 6
 
 static int gm_sc_build(struct gm_bpf *b, const struct gm_text_range *text, int nr_text)
 {
@@ -605,7 +606,8 @@ struct gm_sc_run {
 	bool lost_exit;	   /* finished with an exit whose answer was lost */
 };
 
-/* gm_sc_run_lock: gm_sc_runs[]; taken by the listener and the workers only. */
+/* gm_sc_run_lock: gm_sc_runs[]; taken by the listener and the workers, and
+ * across fork (before gm_sc_pool_lock: gm_sc_atfork_prepare()). */
 static pthread_mutex_t gm_sc_run_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct gm_sc_run gm_sc_runs[GM_SC_RUNS];
 static int gm_sc_nr_busy; /* busy entries (atomic): the listener polls while > 0 */
@@ -723,7 +725,8 @@ struct gm_sc_work {
  * then kept.  Each queued item has an idle worker reserved for it, so an
  * item never waits behind a long KVM_RUN.
  */
-/* gm_sc_pool_lock: the queue and gm_sc_nr_idle; innermost, no call under it. */
+/* gm_sc_pool_lock: the queue and gm_sc_nr_idle; innermost, no call under it
+ * (held across fork after gm_sc_run_lock). */
 static pthread_mutex_t gm_sc_pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t gm_sc_pool_cv = PTHREAD_COND_INITIALIZER;
 static struct gm_sc_work *gm_sc_queue, **gm_sc_queue_tail = &gm_sc_queue;
@@ -1101,29 +1104,18 @@ static void gm_sc_route(int sock, const struct seccomp_notif *n,
 
 /*
  * One datagram on the listener's socket: a notification forwarded by
- * another image's listener (same user only: SO_PASSCRED), or a wake-up.
- * Returns true and *@n for a notification.
+ * another image's listener, or a wake-up.  Returns true and *@n for a
+ * notification that is still pending.  The name is reachable by any
+ * local process, and the sender may run as another user (a VMM that
+ * dropped privileges after the first image): what proves a forward is the
+ * id, which only the listener's holders ever see (the kernel draws the
+ * first at random), and which must still be valid.
  */
 static bool gm_sc_recv_forwarded(struct seccomp_notif *n)
 {
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(struct ucred))];
-	} cbuf;
-	struct iovec iov = { n, sizeof(*n) };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.buf,
-			    .msg_controllen = sizeof(cbuf.buf) };
-	struct cmsghdr *c;
-	struct ucred cr;
-	long r = GM_RAW_SYSCALL(SYS_recvmsg, gm_sc_fwd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	long r = GM_RAW_SYSCALL(SYS_recvfrom, gm_sc_fwd, n, sizeof(*n), MSG_DONTWAIT, NULL, NULL);
 
-	if (r != (long)sizeof(*n))
-		return false;
-	c = CMSG_FIRSTHDR(&m);
-	if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_CREDENTIALS)
-		return false;
-	memcpy(&cr, CMSG_DATA(c), sizeof(cr));
-	return cr.uid == getuid();
+	return r == (long)sizeof(*n) && gm_sc_id_valid(n->id);
 }
 
 /* This image's socket, bound to its name: forwards and wake-ups arrive there. */
@@ -1131,13 +1123,11 @@ static void gm_sc_bind_image(void)
 {
 	struct sockaddr_un a;
 	socklen_t len = gm_sc_addr(&a, GM_RAW_SYSCALL(SYS_getpid));
-	int one = 1;
 	int s = (int)GM_RAW_SYSCALL(SYS_socket, AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 
 	if (s < 0)
 		return;
-	if (GM_RAW_SYSCALL(SYS_setsockopt, s, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) ||
-	    GM_RAW_SYSCALL(SYS_bind, s, &a, len)) {
+	if (GM_RAW_SYSCALL(SYS_bind, s, &a, len)) {
 		gm_raw_close(s);
 		return;
 	}
@@ -1224,13 +1214,15 @@ static void *gm_sc_listener(void *arg)
 		int busy = __atomic_load_n(&gm_sc_nr_busy, __ATOMIC_ACQUIRE);
 		long pr = GM_RAW_SYSCALL(SYS_poll, p, gm_sc_fwd >= 0 ? 2 : 1, busy ? 10 : -1);
 
+		if (pr < 0) /* EINTR (a tracer attached, say): never a blocking receive */
+			continue;
 		if (pr > 0 && (p[1].revents & POLLIN)) {
 			memset(&n, 0, sizeof(n));
 			/* Another image's listener received one of ours. */
 			if (gm_sc_recv_forwarded(&n)) {
 				if (gm_sc_ours(n.pid))
 					gm_sc_dispatch(&n);
-				else /* gone meanwhile (or a tid reused): not ours to serve */
+				else /* not ours (a tid reused meanwhile): the kernel's */
 					gm_sc_send(n.id, 0, 0, true);
 			}
 			continue; /* the listener fd is looked at on the next poll */
@@ -1463,6 +1455,26 @@ static int gm_sc_join(void)
 /* ---- installation ------------------------------------------------------ */
 
 
+/*
+ * fork: the child shares the filter and has a copy of the listener fd, but
+ * none of this image's threads.  It starts a listener of its own, joined
+ * as an exec'd image is, so that a VM it creates (a VMM that daemonizes
+ * first) has its raw calls and its munmap routed like the parent's.  The
+ * pool's and the runs' locks are held across fork so that the child's
+ * copies are consistent; what they describe is the parent's and is reset.
+ */
+static void gm_sc_atfork_prepare(void)
+{
+	pthread_mutex_lock(&gm_sc_run_lock);
+	pthread_mutex_lock(&gm_sc_pool_lock);
+}
+
+static void gm_sc_atfork_parent(void)
+{
+	pthread_mutex_unlock(&gm_sc_pool_lock);
+	pthread_mutex_unlock(&gm_sc_run_lock);
+}
+
 static void gm_sc_atfork_child(void)
 {
 	/* A child is not this image: its end must not keep the helper waiting,
@@ -1471,6 +1483,29 @@ static void gm_sc_atfork_child(void)
 	gm_sc_alive = -1;
 	gm_fd_close(gm_sc_fwd);
 	gm_sc_fwd = -1;
+	/* No worker, run or service thread of the parent's is here (the
+	 * parent's references are left: dropping them could release objects
+	 * the child never owned). */
+	memset(gm_sc_runs, 0, sizeof(gm_sc_runs));
+	gm_sc_nr_busy = 0;
+	gm_sc_queue = NULL;
+	gm_sc_queue_tail = &gm_sc_queue;
+	gm_sc_nr_idle = 0;
+	memset(gm_sc_service_tids, 0, sizeof(gm_sc_service_tids));
+	/* The copy still counts the parent's idle workers as waiters, and
+	 * would spend signals on them. */
+	pthread_cond_init(&gm_sc_pool_cv, NULL);
+	pthread_mutex_unlock(&gm_sc_pool_lock);
+	pthread_mutex_unlock(&gm_sc_run_lock);
+	if (gm_sc_fd < 0)
+		return;
+	gm_sc_joined = true;
+	sem_init(&gm_sc_ready, 0, 1);
+	sem_init(&gm_sc_bound, 0, 0);
+	if (gm_thread_start(gm_sc_listener, NULL, 0))
+		return; /* served as a stranger: gm_sc_foreign() */
+	while (sem_wait(&gm_sc_bound) && errno == EINTR)
+		;
 }
 
 /* Install the filter with a new listener; its fd, or -1. */
@@ -1504,6 +1539,10 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 	dl_iterate_phdr(gm_text_cb, &text);
 	if (!text.n || text.probe < text.r[0].lo || text.probe >= text.r[0].hi)
 		return; /* our own text not found (or across a 4 GiB line): no filter */
+	/* The guest process's stub inherits the filter: its own munmap (a zap)
+	 * and mprotect need no notifier, nor a notification round trip. */
+	if (text.n < GM_TEXT_MAX && gp_stub_text_lo >> 32 == (gp_stub_text_hi - 1) >> 32)
+		text.r[text.n++] = (struct gm_text_range){ gp_stub_text_lo, gp_stub_text_hi };
 	gm_sc_text = text;
 	b = malloc(sizeof(*b));
 	if (!b)
@@ -1549,7 +1588,7 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 			gm_sc_send_fd(gm_sc_alive, fd);
 			gm_sc_alive = gm_fd_own(gm_sc_alive);
 		}
-		pthread_atfork(NULL, NULL, gm_sc_atfork_child);
+		pthread_atfork(gm_sc_atfork_prepare, gm_sc_atfork_parent, gm_sc_atfork_child);
 		gm_sc_fd = fd;
 		__atomic_store_n(&gm_seccomp_active, 1, __ATOMIC_RELEASE);
 	}

@@ -17,6 +17,10 @@
  *    the kernel's errno with GUESTMEM_SECCOMP=files, and never a hang;
  *  - what is not ours still works: fallocate and ioctl on a regular file, a
  *    fork child's and an exec'd program's memory calls.
+ *  - `test_rawsys-exec fork` / `fork-parent-gone`: all of the above in a
+ *    fork child that makes its own VM, its parent waiting, or exec'd at
+ *    once (the image that installed the filter gone, as when a VMM
+ *    daemonizes).
  *  - `test_rawsys-exec madvise` (no C guest: machine code, so memslot RAM
  *    is converted to a shared mapping): a raw madvise DONTNEED or FREE of
  *    that RAM reads back zeros, as through the madvise wrapper.
@@ -575,6 +579,22 @@ static void madvise_converted_cases(void)
 	munmap(ram, MSZ);
 }
 
+/* Whether the parent runs "wait" now (its first image is gone). */
+static bool parent_waits(void)
+{
+	char path[64], buf[256] = "";
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)getppid());
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	return n > strlen(buf) + 1 && !strcmp(buf + strlen(buf) + 1, "wait");
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = getenv("GUESTMEM_SECCOMP");
@@ -587,6 +607,40 @@ int main(int argc, char **argv)
 	}
 
 	files_mode = mode && !strcmp(mode, "files");
+	/*
+	 * "fork": everything runs in a fork child, which creates its own VM (a
+	 * VMM that forks before it makes its VM).  "fork-parent-gone": the
+	 * same, and the parent's image is gone at once, as when a VMM
+	 * daemonizes: it execs "wait PID", which reports the child's status.
+	 */
+	if (argc > 2 && !strcmp(argv[1], "wait")) {
+		int st;
+
+		if (waitpid((pid_t)atoi(argv[2]), &st, 0) < 0)
+			die("waitpid");
+		return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+	}
+	if (argc > 1 && (!strcmp(argv[1], "fork") || !strcmp(argv[1], "fork-parent-gone"))) {
+		bool gone = !strcmp(argv[1], "fork-parent-gone");
+		pid_t pid = fork();
+		char arg[16];
+		int st;
+
+		if (pid < 0)
+			die("fork");
+		if (pid > 0 && gone) {
+			snprintf(arg, sizeof(arg), "%d", (int)pid);
+			execl("/proc/self/exe", argv[0], "wait", arg, (char *)NULL);
+			die("exec");
+		}
+		if (pid > 0) {
+			if (waitpid(pid, &st, 0) != pid)
+				die("waitpid");
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+		}
+		while (gone && !parent_waits())
+			usleep(1000);
+	}
 	run_while("raw munmap of memslot memory while the vCPU runs", CH_MUNMAP);
 #ifdef __SANITIZE_ADDRESS__
 	/* ASan's free() keeps the memory (quarantine): no munmap to route. */
