@@ -673,9 +673,11 @@ static bool gm_sc_kvm_run(int fd, uint64_t id)
 		return true;
 	}
 	if (e && e->lost_exit) {
-		gm_file_put(e->f);
+		struct gm_file *old = e->f;
+
 		e->f = NULL;
 		pthread_mutex_unlock(&gm_sc_run_lock);
+		gm_file_put(old); /* outside the lock: see below */
 		gm_file_put(f);
 		gm_sc_send(id, 0, 0, false);
 		return true;
@@ -699,8 +701,15 @@ static bool gm_sc_kvm_run(int fd, uint64_t id)
 		err = errno;
 	bool sent = gm_sc_send(id, r, err, false);
 
-	/* After the answer (see gm_sc_serve): the put below is not the last
-	 * reference unless the vCPU fd was closed during its own KVM_RUN. */
+	/*
+	 * After the answer (see gm_sc_serve).  The put is the last reference
+	 * if the vCPU fd was closed during its own KVM_RUN: the VM may then be
+	 * destroyed, and its C guest threads joined, whose exit (glibc's
+	 * madvise of the stack) is a routed call the listener must be free to
+	 * answer, so never under gm_sc_run_lock, which the listener takes.
+	 */
+	struct gm_file *put = NULL;
+
 	if (!e)
 		return true;
 	pthread_mutex_lock(&gm_sc_run_lock);
@@ -708,10 +717,12 @@ static bool gm_sc_kvm_run(int fd, uint64_t id)
 	__atomic_sub_fetch(&gm_sc_nr_busy, 1, __ATOMIC_RELAXED);
 	e->lost_exit = !sent && r == 0;
 	if (!e->lost_exit) {
-		gm_file_put(e->f);
+		put = e->f;
 		e->f = NULL;
 	}
 	pthread_mutex_unlock(&gm_sc_run_lock);
+	if (put)
+		gm_file_put(put);
 	return true;
 }
 
@@ -1065,15 +1076,40 @@ static bool gm_sc_task_info(uint32_t tid, long *tgid, bool *service)
 	return *tgid > 0;
 }
 
-/* Hand @n to @tgid's listener; false if it has none (or its queue is full). */
+/*
+ * Hand @n to @tgid's listener; false if it has none.  @sock blocks for up
+ * to GM_SC_FORWARD_WAIT_S while that listener's queue is full (the host
+ * queues few datagrams: net.unix.max_dgram_qlen, 10 by default): answering
+ * its caller as a stranger's would be wrong.
+ */
+#define GM_SC_FORWARD_WAIT_S 2
 static bool gm_sc_forward(int sock, const struct seccomp_notif *n, long tgid)
 {
 	struct sockaddr_un a;
 	socklen_t len = gm_sc_addr(&a, tgid);
+	long r;
 
-	return sock >= 0 && GM_RAW_SYSCALL(SYS_sendto, sock, n, sizeof(*n), MSG_DONTWAIT, &a,
-					   len) == (long)sizeof(*n);
+	if (sock < 0)
+		return false;
+	do
+		r = GM_RAW_SYSCALL(SYS_sendto, sock, n, sizeof(*n), 0, &a, len);
+	while (r < 0 && errno == EINTR);
+	return r == (long)sizeof(*n);
 }
+
+/* A datagram socket whose sends wait for a full queue, at most a while. */
+static int gm_sc_dgram_socket(void)
+{
+	struct timeval tv = { .tv_sec = GM_SC_FORWARD_WAIT_S };
+	int s = (int)GM_RAW_SYSCALL(SYS_socket, AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (s >= 0)
+		GM_RAW_SYSCALL(SYS_setsockopt, s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	return s;
+}
+
+/* Set by a waker, cleared by the listener: one wake-up datagram queued at most. */
+static int gm_sc_wake_pending;
 
 static void gm_sc_wake_listener(void)
 {
@@ -1081,7 +1117,7 @@ static void gm_sc_wake_listener(void)
 	socklen_t len = gm_sc_addr(&a, GM_RAW_SYSCALL(SYS_getpid));
 	char byte = 0;
 
-	if (gm_sc_fwd >= 0)
+	if (gm_sc_fwd >= 0 && !__atomic_exchange_n(&gm_sc_wake_pending, 1, __ATOMIC_ACQ_REL))
 		GM_RAW_SYSCALL(SYS_sendto, gm_sc_fwd, &byte, 1, MSG_DONTWAIT, &a, len);
 }
 
@@ -1104,18 +1140,25 @@ static void gm_sc_route(int sock, const struct seccomp_notif *n,
 
 /*
  * One datagram on the listener's socket: a notification forwarded by
- * another image's listener, or a wake-up.  Returns true and *@n for a
- * notification that is still pending.  The name is reachable by any
- * local process, and the sender may run as another user (a VMM that
- * dropped privileges after the first image): what proves a forward is the
- * id, which only the listener's holders ever see (the kernel draws the
- * first at random), and which must still be valid.
+ * another image's listener, or a wake-up.  Returns 1 and *@n for a
+ * notification that is still pending, 0 for anything else, -1 when none
+ * is queued.  The name is reachable by any local process, and the sender
+ * may run as another user (a VMM that dropped privileges after the first
+ * image): what proves a forward is the id, which only the listener's
+ * holders ever see (the kernel draws the first at random), and which must
+ * still be valid.
  */
-static bool gm_sc_recv_forwarded(struct seccomp_notif *n)
+static int gm_sc_recv_forwarded(struct seccomp_notif *n)
 {
 	long r = GM_RAW_SYSCALL(SYS_recvfrom, gm_sc_fwd, n, sizeof(*n), MSG_DONTWAIT, NULL, NULL);
 
-	return r == (long)sizeof(*n) && gm_sc_id_valid(n->id);
+	if (r < 0)
+		return errno == EINTR ? 0 : -1;
+	if (r != (long)sizeof(*n)) {
+		__atomic_store_n(&gm_sc_wake_pending, 0, __ATOMIC_RELEASE);
+		return 0;
+	}
+	return gm_sc_id_valid(n->id);
 }
 
 /* This image's socket, bound to its name: forwards and wake-ups arrive there. */
@@ -1123,7 +1166,7 @@ static void gm_sc_bind_image(void)
 {
 	struct sockaddr_un a;
 	socklen_t len = gm_sc_addr(&a, GM_RAW_SYSCALL(SYS_getpid));
-	int s = (int)GM_RAW_SYSCALL(SYS_socket, AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	int s = gm_sc_dgram_socket();
 
 	if (s < 0)
 		return;
@@ -1217,13 +1260,18 @@ static void *gm_sc_listener(void *arg)
 		if (pr < 0) /* EINTR (a tracer attached, say): never a blocking receive */
 			continue;
 		if (pr > 0 && (p[1].revents & POLLIN)) {
-			memset(&n, 0, sizeof(n));
-			/* Another image's listener received one of ours. */
-			if (gm_sc_recv_forwarded(&n)) {
+			int got;
+
+			/* Everything queued: the queue is short (max_dgram_qlen). */
+			while ((got = gm_sc_recv_forwarded(&n)) >= 0) {
+				if (!got)
+					continue;
+				/* Another image's listener received one of ours. */
 				if (gm_sc_ours(n.pid))
 					gm_sc_dispatch(&n);
 				else /* not ours (a tid reused meanwhile): the kernel's */
 					gm_sc_send(n.id, 0, 0, true);
+				memset(&n, 0, sizeof(n));
 			}
 			continue; /* the listener fd is looked at on the next poll */
 		}
@@ -1335,10 +1383,12 @@ static void gm_sc_helper(int sock)
 	if (nfd < 0)
 		_exit(0); /* no filter: nothing to do */
 	gm_sc_fd = nfd;
-	out = (int)GM_RAW_SYSCALL(SYS_socket, AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	out = gm_sc_dgram_socket();
 	p[0] = (struct pollfd){ .fd = sock, .events = POLLIN };
 	p[1] = (struct pollfd){ .fd = nfd, .events = 0 };
 	p[2] = (struct pollfd){ .fd = gm_sc_helper_listen(), .events = POLLIN };
+	/* Ready: the first image may now exec a program that asks. */
+	GM_RAW_SYSCALL(SYS_write, sock, "r", 1);
 	for (;;) {
 		if (GM_RAW_SYSCALL(SYS_poll, p, 3, -1) < 0) {
 			if (errno == EINTR)
@@ -1585,7 +1635,13 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 	if (fd >= 0) {
 		fd = gm_fd_own(fd);
 		if (gm_sc_alive >= 0) {
+			char ready;
+
 			gm_sc_send_fd(gm_sc_alive, fd);
+			/* Wait until it listens: a program this image execs at
+			 * once must find it (EOF: it died, nobody will). */
+			while (GM_RAW_SYSCALL(SYS_read, gm_sc_alive, &ready, 1) < 0 && errno == EINTR)
+				;
 			gm_sc_alive = gm_fd_own(gm_sc_alive);
 		}
 		pthread_atfork(gm_sc_atfork_prepare, gm_sc_atfork_parent, gm_sc_atfork_child);
