@@ -58,7 +58,8 @@
  * session (GUESTMEM_SECCOMP_SESSION, set by the first image) names a
  * helper process (double-forked, its own session, unfiltered) that keeps
  * a reference and hands a copy to each later image that asks (same user
- * only).  Each image runs a listener thread and binds a datagram socket to
+ * only); a fork child has a copy already (gm_sc_atfork_child()).  Each
+ * image and fork child runs a listener thread and binds a datagram socket to
  * "guestmem-sc:<session>:<tgid>".  One task receives notifications: the
  * first image's listener, and once that image is gone, the helper (the
  * kernel's receive blocks until a notification comes, so two receivers
@@ -1117,8 +1118,9 @@ static void gm_sc_wake_listener(void)
 	socklen_t len = gm_sc_addr(&a, GM_RAW_SYSCALL(SYS_getpid));
 	char byte = 0;
 
-	if (gm_sc_fwd >= 0 && !__atomic_exchange_n(&gm_sc_wake_pending, 1, __ATOMIC_ACQ_REL))
-		GM_RAW_SYSCALL(SYS_sendto, gm_sc_fwd, &byte, 1, MSG_DONTWAIT, &a, len);
+	if (gm_sc_fwd >= 0 && !__atomic_exchange_n(&gm_sc_wake_pending, 1, __ATOMIC_ACQ_REL) &&
+	    GM_RAW_SYSCALL(SYS_sendto, gm_sc_fwd, &byte, 1, MSG_DONTWAIT, &a, len) != 1)
+		__atomic_store_n(&gm_sc_wake_pending, 0, __ATOMIC_RELEASE); /* the next one tries */
 }
 
 /*
