@@ -12,6 +12,10 @@
 #   KSELFTEST_TIMEOUT=S  per-test timeout in seconds (default 300)
 #   GUESTMEM=PATH        the guestmem binary (default build/src/cli/guestmem)
 #   KSELFTEST_PROFILE=P  the guestmem profile (default linux-6.12)
+#   KSELFTEST_VIA_SHELL=1  start each test from a shell that runs under
+#                        guestmem too (`guestmem exec -- sh -c 'test; ...'`),
+#                        as a runner script would: the test is a fork child's
+#                        exec and shares the shell's seccomp listener
 #
 # Output: one line per test (PASS / FAIL / SKIP and the test's last line),
 # then "N passed, M failed[, K skipped]".  Tests that need what guestmem
@@ -130,6 +134,12 @@ elif GUESTMEM_PROFILE=$profile "$guestmem" info 2>/dev/null |
 	runner=(env "GUESTMEM_PROFILE=$profile" "$guestmem" exec --)
 else
 	die "guestmem has no $profile profile"
+fi
+
+if [ "${KSELFTEST_VIA_SHELL:-0}" = 1 ]; then
+	# The shell forks and execs the test and lives on (no "exec"): the
+	# test's raw calls are forwarded by the shell's listener.
+	runner+=(/bin/sh -c '"$@"; exit $?' sh)
 fi
 
 # Our runs must never reach a real /dev/kvm: under guestmem exec the fd
