@@ -13,6 +13,7 @@
  *     which the filter routes to the listener thread;
  *   - mmap+munmap of one anonymous page through libc (the preload's
  *     wrapper, whose call the filter exempts) and by syscall(2) (routed).
+ *   - fork + _exit + waitpid (a fork child starts a listener of its own).
  * Two more runs of the default filter measure the same in the processes
  * that share the first image's listener: a program a shell execs (the
  * helper receives and forwards its notifications) and a fork child (the
@@ -38,8 +39,9 @@
 #define SC_RUNS 5
 #define SC_N 50000 /* getpid / pipe per run */
 #define SC_IOC_N 5000 /* ioctls, map/unmap per run */
+#define SC_FORK_N 200 /* fork + _exit + waitpid per run */
 
-enum { M_GETPID, M_PIPE, M_IOCTL_LIBC, M_IOCTL_RAW, M_MAP_LIBC, M_MAP_RAW, M_NR };
+enum { M_GETPID, M_PIPE, M_IOCTL_LIBC, M_IOCTL_RAW, M_MAP_LIBC, M_MAP_RAW, M_FORK, M_NR };
 enum { F_NONE, F_DEFAULT, F_FILES, F_EXECD, F_FORKED, F_NR };
 
 static const char *const sc_mode_env[F_NR] = { "0", "1", "files", "1", "1" };
@@ -123,6 +125,18 @@ static void sc_child(int out)
 			_exit(8);
 	}
 	v[M_MAP_RAW] = sc_per_op(t0, SC_IOC_N);
+	/* A fork child starts a listener of its own before fork() returns. */
+	t0 = bench_now_ns();
+	for (int i = 0; i < SC_FORK_N; i++) {
+		pid_t pid = fork();
+		int st;
+
+		if (pid == 0)
+			_exit(0);
+		if (pid < 0 || waitpid(pid, &st, 0) != pid)
+			_exit(10);
+	}
+	v[M_FORK] = sc_per_op(t0, SC_FORK_N);
 	if (write(out, v, sizeof(v)) != (ssize_t)sizeof(v))
 		_exit(9);
 	_exit(0);
@@ -224,6 +238,8 @@ static int bench_seccomp_cost(void)
 		  med[F_EXECD][M_IOCTL_LIBC], med[F_DEFAULT][M_IOCTL_LIBC], "ns", "~1x");
 	bench_row("getpid: a program exec'd by sh vs no filter", med[F_EXECD][M_GETPID],
 		  med[F_NONE][M_GETPID], "ns", "<= 1.5x");
+	bench_row("fork+_exit+waitpid, default filter vs none", med[F_DEFAULT][M_FORK],
+		  med[F_NONE][M_FORK], "ns", "the child's listener starts in fork()");
 	bench_note("medians of %d exec'd runs per mode, alternating; \"none\" is GUESTMEM_SECCOMP=0",
 		   SC_RUNS);
 	return 0;

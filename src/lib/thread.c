@@ -22,8 +22,9 @@ static void *gm_thread_trampoline(void *p)
 	return fn(arg);
 }
 
-/* @tid NULL: detached. */
-static int thread_start(pthread_t *tid, void *(*fn)(void *), void *arg, size_t stack_size)
+/* @tid NULL: detached.  @stack: the caller's (@stack_size bytes), or NULL. */
+static int thread_start(pthread_t *tid, void *(*fn)(void *), void *arg, void *stack,
+			size_t stack_size)
 {
 	struct gm_thread_start s = { .fn = fn, .arg = arg };
 	pthread_attr_t attr;
@@ -37,7 +38,9 @@ static int thread_start(pthread_t *tid, void *(*fn)(void *), void *arg, size_t s
 	pthread_attr_init(&attr);
 	if (!tid)
 		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (stack_size)
+	if (stack)
+		pthread_attr_setstack(&attr, stack, stack_size);
+	else if (stack_size)
 		pthread_attr_setstacksize(&attr, stack_size);
 	err = pthread_create(tid ? tid : &t, &attr, gm_thread_trampoline, &s);
 	pthread_attr_destroy(&attr);
@@ -51,10 +54,15 @@ static int thread_start(pthread_t *tid, void *(*fn)(void *), void *arg, size_t s
 
 int gm_thread_start(void *(*fn)(void *), void *arg, size_t stack_size)
 {
-	return thread_start(NULL, fn, arg, stack_size);
+	return thread_start(NULL, fn, arg, NULL, stack_size);
+}
+
+int gm_thread_start_on(void *(*fn)(void *), void *arg, void *stack, size_t stack_size)
+{
+	return thread_start(NULL, fn, arg, stack, stack_size);
 }
 
 int gm_thread_start_joinable(pthread_t *tid, void *(*fn)(void *), void *arg)
 {
-	return thread_start(tid, fn, arg, 0);
+	return thread_start(tid, fn, arg, NULL, 0);
 }

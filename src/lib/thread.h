@@ -14,6 +14,9 @@
  * default.  Returns 0 or the pthread_create error.
  */
 int gm_thread_start(void *(*fn)(void *), void *arg, size_t stack_size);
+/* The same on the caller's stack (@stack, @stack_size bytes, never freed):
+ * no allocation and no guard page, so no munmap or mprotect. */
+int gm_thread_start_on(void *(*fn)(void *), void *arg, void *stack, size_t stack_size);
 /* The same, joinable: *@tid for pthread_join(). */
 int gm_thread_start_joinable(pthread_t *tid, void *(*fn)(void *), void *arg);
 

@@ -1515,6 +1515,10 @@ static int gm_sc_join(void)
  * pool's and the runs' locks are held across fork so that the child's
  * copies are consistent; what they describe is the parent's and is reset.
  */
+/* The fork child's listener stack: this image's memory, copied by fork. */
+#define GM_SC_CHILD_STACK (1UL << 20)
+static void *gm_sc_child_stack;
+
 static void gm_sc_atfork_prepare(void)
 {
 	pthread_mutex_lock(&gm_sc_run_lock);
@@ -1554,7 +1558,11 @@ static void gm_sc_atfork_child(void)
 	gm_sc_joined = true;
 	sem_init(&gm_sc_ready, 0, 1);
 	sem_init(&gm_sc_bound, 0, 0);
-	if (gm_thread_start(gm_sc_listener, NULL, 0))
+	/* On the stack set aside before the filter: pthread_create would
+	 * mprotect a guard page, a routed call, answered only after a round
+	 * trip to the parent's listener, in every fork. */
+	if (!gm_sc_child_stack ||
+	    gm_thread_start_on(gm_sc_listener, NULL, gm_sc_child_stack, GM_SC_CHILD_STACK))
 		return; /* served as a stranger: gm_sc_foreign() */
 	while (sem_wait(&gm_sc_bound) && errno == EINTR)
 		;
@@ -1646,6 +1654,10 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 				;
 			gm_sc_alive = gm_fd_own(gm_sc_alive);
 		}
+		gm_sc_child_stack = gm_raw_mmap(NULL, GM_SC_CHILD_STACK, PROT_READ | PROT_WRITE,
+						MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (gm_sc_child_stack == MAP_FAILED)
+			gm_sc_child_stack = NULL;
 		pthread_atfork(gm_sc_atfork_prepare, gm_sc_atfork_parent, gm_sc_atfork_child);
 		gm_sc_fd = fd;
 		__atomic_store_n(&gm_seccomp_active, 1, __ATOMIC_RELEASE);
