@@ -44,3 +44,23 @@ fail:
 	free(buf);
 	return NULL;
 }
+
+long gm_read_proc_buf(const char *path, char *buf, size_t len)
+{
+	int fd = gm_raw_open(path, O_RDONLY | O_CLOEXEC, 0);
+	ssize_t n;
+
+	if (fd < 0 || len < 2) {
+		if (fd >= 0)
+			gm_raw_close(fd);
+		return -1;
+	}
+	do
+		n = gm_raw_read(fd, buf, len - 1);
+	while (n < 0 && errno == EINTR);
+	gm_raw_close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return (long)n;
+}

@@ -14,4 +14,11 @@
  */
 char *gm_read_proc_file(const char *path, size_t max);
 
+/*
+ * The first @len - 1 bytes of @path into @buf, NUL-terminated, with one
+ * read and no allocation (for threads that must not call malloc); the
+ * byte count, or -1 if it cannot be opened or read or is empty.
+ */
+long gm_read_proc_buf(const char *path, char *buf, size_t len);
+
 #endif

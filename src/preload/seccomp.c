@@ -108,6 +108,7 @@
 #include "core/config.h"
 #include "gproc/gproc.h"
 #include "lib/ownfd.h"
+#include "lib/procfile.h"
 #include "lib/sys_raw.h"
 #include "lib/thread.h"
 #include "preload.h"
@@ -1057,18 +1058,10 @@ static bool gm_sc_task_info(uint32_t tid, long *tgid, bool *service)
 {
 	char path[48], buf[512];
 	const char *t;
-	long n;
-	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%u/status", tid);
-	fd = (int)GM_RAW_SYSCALL(SYS_open, path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (gm_read_proc_buf(path, buf, sizeof(buf)) < 0)
 		return false;
-	n = gm_raw_read(fd, buf, sizeof(buf) - 1);
-	gm_raw_close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
 	*service = !strncmp(buf, "Name:\t" GM_SC_THREAD_PREFIX, 6 + strlen(GM_SC_THREAD_PREFIX));
 	t = strstr(buf, "\nTgid:\t");
 	if (!t)
@@ -1466,20 +1459,12 @@ static void gm_sc_session_new(void)
 static bool gm_sc_session_inherited(void)
 {
 	const char *env = getenv(GM_SC_SESSION_ENV);
-	char buf[2048];
-	long n;
-	int fd;
+	char buf[4096];
 
 	if (!env || strlen(env) != 16 || strspn(env, "0123456789abcdef") != 16)
 		return false;
-	fd = (int)GM_RAW_SYSCALL(SYS_open, "/proc/self/status", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (gm_read_proc_buf("/proc/self/status", buf, sizeof(buf)) < 0)
 		return false;
-	n = gm_raw_read(fd, buf, sizeof(buf) - 1);
-	gm_raw_close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
 	if (!strstr(buf, "\nSeccomp:\t2\n"))
 		return false;
 	memcpy(gm_sc_session, env, 17);

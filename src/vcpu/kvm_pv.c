@@ -34,6 +34,7 @@
 #include "core/kvm_arch.h"
 #include "lib/lockdep.h"
 #include "lib/rcu.h"
+#include "lib/procfile.h"
 #include "lib/sys_raw.h"
 #include "vcpu/vcpu.h"
 #include "vcpu/x86.h"
@@ -124,18 +125,11 @@ int kvm_vcpu_enable_cap(struct kvm_vcpu *v, const struct kvm_enable_cap *cap)
  */
 static bool thread_run_delay(uint64_t *ns)
 {
-	int fd = gm_raw_open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC, 0);
 	unsigned long long run, delay;
 	char buf[128];
-	ssize_t n;
 
-	if (fd < 0)
+	if (gm_read_proc_buf("/proc/thread-self/schedstat", buf, sizeof(buf)) < 0)
 		return false;
-	n = gm_raw_read(fd, buf, sizeof(buf) - 1);
-	gm_raw_close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
 	if (sscanf(buf, "%llu %llu", &run, &delay) != 2)
 		return false;
 	*ns = delay;
