@@ -415,34 +415,17 @@ static bool gm_sc_creates_fd(unsigned int cmd)
 /*
  * A guestmem object fd (this image's, or one it inherited or received:
  * the libc wrappers answer for those too), or one of guestmem's own
- * (answered EBADF).
+ * (answered EBADF).  @by_name: a socket is looked up by its name even if
+ * no libc call of this image saw it arrive (a raw recvmsg); once one is
+ * found, gm_file_lookup_any() finds them all.
  */
-static bool gm_is_our_fd(int fd)
+static bool gm_is_our_fd(int fd, bool by_name)
 {
 	struct gm_file *f;
 
 	if (gm_fd_is_own(fd))
 		return true;
-	f = fd < 0 ? NULL : gm_file_lookup_any(fd);
-
-	if (f)
-		gm_file_put(f);
-	return f != NULL;
-}
-
-/*
- * A KVM ioctl or a fallocate on a guestmem object from another process
- * that no libc call of this image has seen arrive (a raw recvmsg): a KVM
- * ioctl on a socket can only be meant for one, so the socket is looked up
- * by its name; once one is found, gm_file_lookup_any() finds them all.
- */
-static bool gm_sc_kvm_object(const struct seccomp_data *d)
-{
-	struct gm_file *f;
-
-	if (d->nr != SYS_ioctl && d->nr != SYS_fallocate)
-		return false;
-	f = gm_file_lookup_foreign((int)d->args[0]);
+	f = fd < 0 ? NULL : by_name ? gm_file_lookup_foreign(fd) : gm_file_lookup_any(fd);
 	if (f)
 		gm_file_put(f);
 	return f != NULL;
@@ -498,7 +481,7 @@ static long gm_sc_file_call(const struct seccomp_data *d, bool *handled)
 	case SYS_preadv:
 	case SYS_pwritev:
 		if (gm_sc_iov0(a[1], a[2], &iov)) {
-			*handled = gm_is_our_fd(fd);
+			*handled = gm_is_our_fd(fd, false);
 			errno = EFAULT;
 			return -1;
 		}
@@ -552,11 +535,11 @@ static bool gm_sc_other_fd_ours(const struct seccomp_data *d)
 	switch (d->nr) {
 	case SYS_splice:
 	case SYS_copy_file_range:
-		return gm_is_our_fd((int)d->args[2]);
+		return gm_is_our_fd((int)d->args[2], false);
 	case SYS_tee:
-		return gm_is_our_fd((int)d->args[1]);
+		return gm_is_our_fd((int)d->args[1], false);
 	case SYS_sendfile:
-		return gm_is_our_fd((int)d->args[0]);
+		return gm_is_our_fd((int)d->args[0], false);
 	}
 	return false;
 }
@@ -1209,8 +1192,9 @@ static void gm_sc_dispatch(const struct seccomp_notif *n)
 		return;
 	}
 	/* Most fds are not ours: answer those here, without a thread. */
-	if (!gm_sc_kvm_object(&n->data) &&
-	    !gm_is_our_fd((int)n->data.args[n->data.nr == SYS_sendfile ? 1 : 0]) &&
+	/* A KVM ioctl or a fallocate on a socket can only be meant for an object. */
+	if (!gm_is_our_fd((int)n->data.args[n->data.nr == SYS_sendfile ? 1 : 0],
+			  n->data.nr == SYS_ioctl || n->data.nr == SYS_fallocate) &&
 	    !gm_sc_other_fd_ours(&n->data)) {
 		gm_sc_send(n->id, 0, 0, true);
 		return;
