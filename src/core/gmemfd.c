@@ -210,7 +210,7 @@ static struct gm_shfile *shfile_add_locked(int fd, dev_t dev, uint64_t ino, bool
 static int shfile_use(const struct gm_shfile *f, bool *fetched)
 {
 	*fetched = f->fd < 0;
-	return f->fd >= 0 ? f->fd : gm_fd_fetch(f->kfd, f->writable ? O_RDWR : O_RDONLY);
+	return f->fd >= 0 ? f->fd : gm_fd_fetch(f->kfd);
 }
 
 static void shfile_unuse(int fd, bool fetched)
@@ -693,7 +693,7 @@ static void shram_atfork_prepare(void)
 	pthread_mutex_lock(&gm_shram_lock);
 	for (struct gm_shfile *f = gm_shfiles; f; f = f->next)
 		if (f->fd < 0)
-			f->fork_fd = gm_fd_fetch(f->kfd, f->writable ? O_RDWR : O_RDONLY);
+			f->fork_fd = gm_fd_fetch(f->kfd);
 }
 
 static void shram_atfork_parent(void)

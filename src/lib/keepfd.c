@@ -40,18 +40,25 @@ static long gm_drop_here(void *arg)
 	return 0;
 }
 
+/* A kfd: the number in the keeper's table, and the access mode below it. */
+#define GM_KFD(n, accmode) ((n) << 2 | (accmode))
+#define GM_KFD_NUM(kfd) ((kfd) >> 2)
+#define GM_KFD_ACCMODE(kfd) ((kfd) & O_ACCMODE)
+
 int gm_fd_keep(int fd)
 {
 	struct gm_keep_req q = { .tid = (pid_t)GM_RAW_SYSCALL(SYS_gettid), .fd = fd };
 	int fl = (int)GM_RAW_SYSCALL(SYS_fcntl, fd, F_GETFL);
+	long r;
 
 	if (fl < 0)
 		return -errno;
 	q.flags = fl & O_ACCMODE;
-	return (int)gm_worker_call(&gm_own_table, gm_keep_here, &q);
+	r = gm_worker_call(&gm_own_table, gm_keep_here, &q);
+	return r < 0 ? (int)r : GM_KFD((int)r, q.flags);
 }
 
-int gm_fd_fetch(int kfd, int accmode)
+int gm_fd_fetch(int kfd)
 {
 	pid_t tid = gm_worker_tid(&gm_own_table);
 	int fd;
@@ -60,12 +67,12 @@ int gm_fd_fetch(int kfd, int accmode)
 		errno = ESRCH; /* no keeper (a fork child's are gone) */
 		return -1;
 	}
-	fd = gm_keep_open(tid, kfd, accmode & O_ACCMODE);
+	fd = gm_keep_open(tid, GM_KFD_NUM(kfd), GM_KFD_ACCMODE(kfd));
 	return fd < 0 ? -1 : gm_fd_own(fd);
 }
 
 void gm_fd_drop(int kfd)
 {
 	if (kfd >= 0)
-		gm_worker_call(&gm_own_table, gm_drop_here, (void *)(long)kfd);
+		gm_worker_call(&gm_own_table, gm_drop_here, (void *)(long)GM_KFD_NUM(kfd));
 }

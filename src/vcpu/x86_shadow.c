@@ -10,7 +10,6 @@
  * again what is still valid.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -694,12 +693,10 @@ static int backing_id(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *self,
 	} else {
 		/*
 		 * Kept out of the VMM's table (lib/keepfd.h): opened for the
-		 * hand-over, writable if the file is (another slot may map it so).
+		 * hand-over with the file's own access mode (writable if it is:
+		 * another slot may map it so, whatever this slot's flags).
 		 */
-		int fd = gm_fd_fetch(b->kfd, O_RDWR);
-
-		if (fd < 0 && errno == EACCES)
-			fd = gm_fd_fetch(b->kfd, O_RDONLY);
+		int fd = gm_fd_fetch(b->kfd);
 
 		r = fd < 0 ? -errno : gp_vm_add_backing(sh->gp, fd, id);
 		if (fd >= 0)

@@ -79,10 +79,8 @@ static int lookup(struct kvm *kvm, gfn_t gfn, bool priv, struct kvm_gfn_backing 
 	r = kvm_gfn_to_backing_info(kvm, 0, gfn, priv, 0, b);
 	/* Keep the file past the section, as the backend would. */
 	if (!r && b->fd < 0 && b->kfd >= 0) { /* kept out of this table: open it */
-		int kept = gm_fd_fetch(b->kfd, O_RDWR);
+		int kept = gm_fd_fetch(b->kfd);
 
-		if (kept < 0 && errno == EACCES)
-			kept = gm_fd_fetch(b->kfd, O_RDONLY);
 		ASSERT_GE(kept, 0);
 		b->fd = fcntl(kept, F_DUPFD_CLOEXEC, 0);
 		gm_fd_close(kept);
@@ -795,7 +793,7 @@ static void *race_lookups(void *arg)
 		ret = kvm_gfn_to_backing_info(r->kvm, 0, 2, false, 0, &b);
 		if (!ret) {
 			/* The file (here, or kept) must be the one it was when answered. */
-			int fd = b.fd >= 0 ? b.fd : gm_fd_fetch(b.kfd, O_RDWR);
+			int fd = b.fd >= 0 ? b.fd : gm_fd_fetch(b.kfd);
 
 			ASSERT_EQ(fstat(fd, &st), 0);
 			ASSERT_EQ(st.st_size, 8 * PS);
