@@ -248,13 +248,9 @@ static int kvm_gmem_punch_hole(struct kvm_gmem *gmem, uint64_t offset, uint64_t 
 	return 0;
 }
 
-/*
- * Every check of a guest_memfd fallocate, in the kernel's order: the VFS
- * layer (steps 1-7), then guest_memfd's own (8-10), then an allocation's
- * bound against the size.  0 or -errno.
- */
-static int kvm_gmem_fallocate_checks(enum gm_profile profile, uint64_t size, int mode,
-				     int64_t offset, int64_t len)
+/* Every check of a guest_memfd fallocate, in the kernel's order (gmem.h). */
+int kvm_gmem_fallocate_checks(enum gm_profile profile, uint64_t size, int mode, int64_t offset,
+			      int64_t len)
 {
 	int ret = vfs_fallocate_args(profile, mode, offset, len);
 
@@ -288,12 +284,6 @@ int kvm_gmem_fallocate(struct kvm_gmem *gmem, int mode, int64_t offset, int64_t 
 	if (!ret)
 		kvm_gmem_touch(gmem);
 	return ret;
-}
-
-int kvm_gmem_fallocate_orphan(enum gm_profile profile, uint64_t size, int mode, int64_t offset,
-			      int64_t len)
-{
-	return kvm_gmem_fallocate_checks(profile, size, mode, offset, len);
 }
 
 /* ---- bindings (§3.5 rules 20-23, §4.2) --------------------------------- */

@@ -80,11 +80,13 @@ bool kvm_gmem_tryget(struct kvm_gmem *gmem);
 int kvm_gmem_fallocate(struct kvm_gmem *gmem, int mode, int64_t offset, int64_t len);
 
 /*
- * The same for a guest_memfd of @size whose VM is gone from reach (its
- * creator exec'd or exited; src/uapi/remote.c): the same checks, and no
- * storage, since no VM can ever map its pages again.  0 or -errno.
+ * Every check of a guest_memfd fallocate, in the kernel's order: the VFS
+ * layer (steps 1-7), guest_memfd's own (8-10), then an allocation's bound
+ * against @size.  0 or -errno.  All a guest_memfd whose VM is gone from
+ * reach (its creator exec'd or exited; src/uapi/remote.c) does: no VM can
+ * ever map its pages again, so nothing is allocated.
  */
-int kvm_gmem_fallocate_orphan(enum gm_profile profile, uint64_t size, int mode, int64_t offset,
+int kvm_gmem_fallocate_checks(enum gm_profile profile, uint64_t size, int mode, int64_t offset,
 			      int64_t len);
 
 /*

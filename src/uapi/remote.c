@@ -216,7 +216,7 @@ static int gm_remote_fallocate(struct gm_file *f, int mode, off_t off, off_t len
 
 	/* The creator is gone: the file's checks, and nothing to allocate. */
 	if (r == -EIO)
-		return kvm_gmem_fallocate_orphan(gm_config_get()->profile, rf->size, mode, off, len);
+		return kvm_gmem_fallocate_checks(gm_config_get()->profile, rf->size, mode, off, len);
 	return r ? r : (int)resp.ret;
 }
 
