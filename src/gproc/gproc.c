@@ -27,6 +27,7 @@
 #include "lib/compiler.h"
 #include "lib/lockdep.h"
 #include "lib/ownfd.h"
+#include "lib/scm.h"
 #include "lib/sys_raw.h"
 #include "lib/worker.h"
 
@@ -72,25 +73,14 @@ struct gp_vcpu {
 static int ctl_request_locked(struct gp_vm *vm, const struct gp_req *q, const int *fds,
 			      int nfds)
 {
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(2 * sizeof(int))];
-	} cbuf;
 	struct iovec iov = { (void *)q, sizeof(*q) };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	union gm_scm_buf cbuf;
 	struct gp_resp a;
 	ssize_t r;
 
 	lockdep_assert_held(&vm->ctl_lock);
-	if (nfds) {
-		memset(&cbuf, 0, sizeof(cbuf));
-		mh.msg_control = cbuf.buf;
-		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-		cbuf.h.cmsg_level = SOL_SOCKET;
-		cbuf.h.cmsg_type = SCM_RIGHTS;
-		cbuf.h.cmsg_len = CMSG_LEN(nfds * sizeof(int));
-		memcpy(CMSG_DATA(&cbuf.h), fds, nfds * sizeof(int));
-	}
+	gm_scm_attach(&mh, &cbuf, fds, (unsigned)nfds);
 	do
 		r = GM_RAW_SYSCALL(SYS_sendmsg, vm->ctl, &mh, MSG_NOSIGNAL);
 	while (r < 0 && errno == EINTR);

@@ -109,6 +109,7 @@
 #include "gproc/gproc.h"
 #include "lib/ownfd.h"
 #include "lib/procfile.h"
+#include "lib/scm.h"
 #include "lib/sys_raw.h"
 #include "lib/thread.h"
 #include "preload.h"
@@ -1282,16 +1283,12 @@ static void gm_sc_continue(const struct seccomp_notif *n)
 /* Send @nfd over @sock with one byte. */
 static void gm_sc_send_fd(int sock, int nfd)
 {
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 }, byte = 0;
+	char byte = 0;
 	struct iovec iov = { &byte, 1 };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-			    .msg_controllen = sizeof(cbuf) };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	union gm_scm_buf cbuf;
 
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &nfd, sizeof(nfd));
+	gm_scm_attach(&m, &cbuf, &nfd, 1);
 	while (GM_RAW_SYSCALL(SYS_sendmsg, sock, &m, MSG_NOSIGNAL) < 0 && errno == EINTR)
 		;
 }
@@ -1299,21 +1296,16 @@ static void gm_sc_send_fd(int sock, int nfd)
 /* The fd that came with one byte on @sock, or -1 (EOF, none). */
 static int gm_sc_recv_fd(int sock)
 {
-	char cbuf[CMSG_SPACE(sizeof(int))], byte;
+	char byte;
 	struct iovec iov = { &byte, 1 };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-			    .msg_controllen = sizeof(cbuf) };
-	struct cmsghdr *c;
-	int fd = -1;
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	union gm_scm_buf cbuf;
 
+	gm_scm_expect(&m, &cbuf);
 	while (GM_RAW_SYSCALL(SYS_recvmsg, sock, &m, MSG_CMSG_CLOEXEC) < 0)
 		if (errno != EINTR)
 			return -1;
-	c = CMSG_FIRSTHDR(&m);
-	if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-		return -1;
-	memcpy(&fd, CMSG_DATA(c), sizeof(fd));
-	return fd;
+	return gm_scm_fd(&m);
 }
 
 /* A later image asks for the listener: same user only (it answers our calls). */

@@ -44,6 +44,7 @@
 
 #include "lib/compiler.h"
 #include "lib/lockdep.h"
+#include "lib/scm.h"
 #include "lib/sys_raw.h"
 #include "lib/worker.h"
 #include "uapi.h"
@@ -360,26 +361,19 @@ struct gm_keeper_msg {
 static long gm_keeper_recv(void *arg)
 {
 	struct gm_keeper_msg *m = arg;
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} cbuf;
 	struct iovec iov = { m->buf, m->len };
-	struct msghdr h = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.buf,
-			    .msg_controllen = sizeof(cbuf.buf) };
+	struct msghdr h = { .msg_iov = &iov, .msg_iovlen = 1 };
+	union gm_scm_buf cbuf;
 	long n;
 
 	m->passed = -1;
+	gm_scm_expect(&h, &cbuf); /* one descriptor: the kernel closes any others */
 	do
 		n = GM_RAW_SYSCALL(SYS_recvmsg, m->fd, &h, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
-	/* Only one descriptor fits; the kernel closes any others (MSG_CTRUNC). */
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c))
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-		    c->cmsg_len == CMSG_LEN(sizeof(int)))
-			memcpy(&m->passed, CMSG_DATA(c), sizeof(int));
+	m->passed = gm_scm_fd(&h);
 	return n;
 }
 

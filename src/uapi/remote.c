@@ -36,6 +36,7 @@
 #include "core/gmem.h"
 #include "lib/compiler.h"
 #include "lib/ownfd.h"
+#include "lib/scm.h"
 #include "lib/sys_raw.h"
 #include "uapi.h"
 
@@ -144,20 +145,15 @@ bool gm_remote_is_object(int fd)
 static int gm_remote_call_data(int fd, const struct gm_remote_req *req,
 			       struct gm_remote_resp *resp, void *data, size_t len, size_t *got)
 {
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
 	struct iovec iov = { (void *)req, sizeof(*req) };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-			    .msg_controllen = sizeof(cbuf) };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	union gm_scm_buf cbuf;
 	int sv[2];
 	long n;
 
 	if (gm_raw_socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
 		return errno == EMFILE || errno == ENFILE ? -errno : -EIO;
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &sv[1], sizeof(int));
+	gm_scm_attach(&m, &cbuf, &sv[1], 1);
 	for (;;) {
 		n = GM_RAW_SYSCALL(SYS_sendmsg, fd, &m, MSG_NOSIGNAL);
 		if (n >= 0 || (errno != EINTR && errno != EAGAIN))
