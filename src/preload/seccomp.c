@@ -1494,12 +1494,18 @@ static void gm_sc_atfork_parent(void)
 
 static void gm_sc_atfork_child(void)
 {
-	/* A child is not this image: its end must not keep the helper waiting,
-	 * and forwards to this image's name are not for it. */
-	gm_fd_close(gm_sc_alive);
-	gm_sc_alive = -1;
+	/*
+	 * A child is not this image: forwards to this image's name are not for
+	 * it, and its end must not keep the helper waiting.  The name first:
+	 * if this image has exec'd meanwhile, the helper starts receiving once
+	 * the child lets go of its end, and a forward to the new image must then
+	 * find nobody bound (the new image has no listener yet: the kernel makes
+	 * the call), not this copy, which would drop it when closed.
+	 */
 	gm_fd_close(gm_sc_fwd);
 	gm_sc_fwd = -1;
+	gm_fd_close(gm_sc_alive);
+	gm_sc_alive = -1;
 	/* No worker, run or service thread of the parent's is here (the
 	 * parent's references are left: dropping them could release objects
 	 * the child never owned). */
