@@ -68,7 +68,10 @@
  * on every copy of the listener, so that image answers it itself), or,
  * with nobody there (a fork child, an image without the preload, ld.so
  * before the constructor), answered as from a fork child (below), by the
- * helper with CONTINUE.  The helper exits when no task uses the filter.
+ * helper with CONTINUE.  A forward can be lost in a fork child's copy of
+ * a name, so the receiver sends it again while it is pending, and each
+ * listener takes an id once (seccomp_forwards.h).  The helper exits when
+ * no task uses the filter.
  *
  * An image that joins is filtered itself: its library's raw calls and its
  * listener's and workers' own calls reach listeners too.  They are
@@ -113,6 +116,7 @@
 #include "lib/sys_raw.h"
 #include "lib/thread.h"
 #include "preload.h"
+#include "seccomp_forwards.h"
 #include "uapi/uapi.h"
 #include "vcpu/irqchip.h"
 #include "vcpu/vcpu.h"
@@ -1058,7 +1062,8 @@ static bool gm_sc_task_info(uint32_t tid, long *tgid, bool *service)
  * Hand @n to @tgid's listener; false if it has none.  @sock blocks for up
  * to GM_SC_FORWARD_WAIT_S while that listener's queue is full (the host
  * queues few datagrams: net.unix.max_dgram_qlen, 10 by default): answering
- * its caller as a stranger's would be wrong.
+ * its caller as a stranger's would be wrong.  Sent again while pending
+ * (seccomp_forwards.h: a forward can be lost).
  */
 #define GM_SC_FORWARD_WAIT_S 2
 static bool gm_sc_forward(int sock, const struct seccomp_notif *n, long tgid)
@@ -1072,7 +1077,10 @@ static bool gm_sc_forward(int sock, const struct seccomp_notif *n, long tgid)
 	do
 		r = GM_RAW_SYSCALL(SYS_sendto, sock, n, sizeof(*n), 0, &a, len);
 	while (r < 0 && errno == EINTR);
-	return r == (long)sizeof(*n);
+	if (r != (long)sizeof(*n))
+		return false;
+	gm_sc_sent_note(n, &a, len);
+	return true;
 }
 
 /* A datagram socket whose sends wait for a full queue, at most a while. */
@@ -1235,7 +1243,12 @@ static void *gm_sc_listener(void *arg)
 		struct pollfd p[2] = { { .fd = gm_sc_joined ? -1 : gm_sc_fd, .events = POLLIN },
 				       { .fd = gm_sc_fwd, .events = POLLIN } };
 		int busy = __atomic_load_n(&gm_sc_nr_busy, __ATOMIC_ACQUIRE);
-		long pr = GM_RAW_SYSCALL(SYS_poll, p, gm_sc_fwd >= 0 ? 2 : 1, busy ? 10 : -1);
+		int again = gm_sc_sent_wait_ms();
+		long pr = GM_RAW_SYSCALL(SYS_poll, p, gm_sc_fwd >= 0 ? 2 : 1,
+					 busy && (again < 0 || again > 10) ? 10 : again);
+
+		if (again >= 0)
+			gm_sc_sent_again(gm_sc_fd, gm_sc_fwd, gm_sc_foreign);
 
 		if (pr < 0) /* EINTR (a tracer attached, say): never a blocking receive */
 			continue;
@@ -1246,11 +1259,13 @@ static void *gm_sc_listener(void *arg)
 			while ((got = gm_sc_recv_forwarded(&n)) >= 0) {
 				if (!got)
 					continue;
-				/* Another image's listener received one of ours. */
-				if (gm_sc_ours(n.pid))
-					gm_sc_dispatch(&n);
-				else /* not ours (a tid reused meanwhile): the kernel's */
-					gm_sc_send(n.id, 0, 0, true);
+				/* The receiver sent one of ours, perhaps again. */
+				if (gm_sc_take_once(gm_sc_fd, n.id)) {
+					if (gm_sc_ours(n.pid))
+						gm_sc_dispatch(&n);
+					else /* a tid reused meanwhile: the kernel's */
+						gm_sc_send(n.id, 0, 0, true);
+				}
 				memset(&n, 0, sizeof(n));
 			}
 			continue; /* the listener fd is looked at on the next poll */
@@ -1361,11 +1376,15 @@ static void gm_sc_helper(int sock)
 	/* Ready: the first image may now exec a program that asks. */
 	GM_RAW_SYSCALL(SYS_write, sock, "r", 1);
 	for (;;) {
-		if (GM_RAW_SYSCALL(SYS_poll, p, 3, -1) < 0) {
+		int again = gm_sc_sent_wait_ms();
+
+		if (GM_RAW_SYSCALL(SYS_poll, p, 3, again) < 0) {
 			if (errno == EINTR)
 				continue;
 			_exit(0);
 		}
+		if (again >= 0)
+			gm_sc_sent_again(nfd, out, gm_sc_continue);
 		if (p[1].revents & (POLLHUP | POLLERR | POLLNVAL))
 			_exit(0);
 		if (p[0].revents) {
@@ -1506,6 +1525,7 @@ static void gm_sc_atfork_child(void)
 	gm_sc_fwd = -1;
 	gm_fd_close(gm_sc_alive);
 	gm_sc_alive = -1;
+	gm_sc_forwards_forget();
 	/* No worker, run or service thread of the parent's is here (the
 	 * parent's references are left: dropping them could release objects
 	 * the child never owned). */
