@@ -71,7 +71,10 @@
  * helper with CONTINUE.  A forward can be lost in a fork child's copy of
  * a name, so the receiver sends it again while it is pending, and each
  * listener takes an id once (seccomp_forwards.h).  The helper exits when
- * no task uses the filter.
+ * no task uses the filter.  If it is killed once the first image is gone,
+ * nobody receives: every other holder then lets go of the listener
+ * (gm_sc_let_go()), so that the kernel fails routed calls instead of
+ * leaving them waiting.
  *
  * An image that joins is filtered itself: its library's raw calls and its
  * listener's and workers' own calls reach listeners too.  They are
@@ -153,6 +156,14 @@ static char gm_sc_session[17];
 static int gm_sc_fwd = -1;
 /* This image got its listener from the helper (it is filtered itself). */
 static bool gm_sc_joined;
+/*
+ * The receivers' socket pair: the first image and the helper hold its
+ * receiving end, every other holder of the listener its watching end,
+ * which hangs up once both receivers are gone (gm_sc_let_go()).  The first
+ * image keeps both (its fork children inherit the watching end); -1 where
+ * not held.
+ */
+static int gm_sc_recv_end = -1, gm_sc_watch = -1;
 /* Thread names of the listener and its workers: their own calls are continued. */
 #define GM_SC_THREAD_PREFIX "gm-sc-"
 
@@ -1220,6 +1231,86 @@ static void gm_sc_dispatch(const struct seccomp_notif *n)
 	}
 }
 
+/*
+ * A joined image's exempt system call: the filter lets through every call
+ * from the guest-process stub's text, at the same fixed address in every
+ * image (gp_stub_text_lo); each image maps one page of it (where nothing
+ * is) holding `syscall; ret`, which its fork children inherit.  Used only where a routed call could never be
+ * answered (gm_sc_let_go()).  The VMM could do the same: the filter routes
+ * the VMM's calls for exactness, it was never a wall against the VMM.
+ */
+static uintptr_t gm_sc_gate;
+
+static void gm_sc_gate_map(void)
+{
+	static const unsigned char code[] = { 0x0f, 0x05, 0xc3 }; /* syscall; ret */
+	uintptr_t page = (gp_stub_text_lo + 4095) & ~4095UL;
+	void *p;
+
+	if (page + sizeof(code) > gp_stub_text_hi)
+		return;
+	p = gm_raw_mmap((void *)page, 4096, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (p == MAP_FAILED)
+		return;
+	if (p != (void *)page) { /* before 4.17: a hint only */
+		gm_raw_munmap(p, 4096);
+		return;
+	}
+	memcpy(p, code, sizeof(code));
+	/* Routed in a joined image (its text is not exempt): answered, since
+	 * a receiver is there when an image joins. */
+	if (GM_RAW_SYSCALL(SYS_mprotect, p, 4096, PROT_READ | PROT_EXEC)) {
+		gm_raw_munmap(p, 4096);
+		return;
+	}
+	gm_sc_gate = page;
+}
+
+/* A system call through the gate; -1 and ENOSYS without one. */
+static long gm_sc_gate_call(long nr, long a1, long a2, long a3)
+{
+	long ret;
+
+	if (!gm_sc_gate) {
+		errno = ENOSYS;
+		return -1;
+	}
+	/* The call pushes a return address: step over the red zone first. */
+	__asm__ volatile("sub $128, %%rsp\n\tcall *%[gate]\n\tadd $128, %%rsp"
+			 : "=a"(ret)
+			 : "a"(nr), "D"(a1), "S"(a2), "d"(a3), [gate] "r"(gm_sc_gate)
+			 : "rcx", "r11", "memory");
+	if ((unsigned long)ret > -4096UL) {
+		errno = (int)-ret;
+		return -1;
+	}
+	return ret;
+}
+
+/*
+ * Nobody receives any more: the first image is gone and the helper was
+ * killed (a signal by pid, kill(-1)).  The routed calls of every image left
+ * would wait for ever; once every holder has let go of the listener, the
+ * kernel fails them with ENOSYS instead (the calls through the preload's
+ * wrappers go on working).  The number stays taken, by /dev/null: a worker
+ * may still answer on it.
+ */
+static bool gm_sc_watch_done; /* the listener's */
+
+static void gm_sc_let_go(void)
+{
+	int null = gm_raw_open("/dev/null", O_RDONLY | O_CLOEXEC, 0);
+
+	/* dup3 and close are routed calls: through the gate. */
+	if (null >= 0) {
+		gm_sc_gate_call(SYS_dup3, null, gm_sc_fd, O_CLOEXEC);
+		gm_sc_gate_call(SYS_close, null, 0, 0);
+	}
+	/* Not watched again; left open (its close would be routed too). */
+	gm_sc_watch_done = true;
+}
+
 static void *gm_sc_listener(void *arg)
 {
 	struct seccomp_notif n;
@@ -1240,12 +1331,17 @@ static void *gm_sc_listener(void *arg)
 		 * 10 ms; a worker starting one wakes this poll
 		 * (gm_sc_wake_listener(), a datagram on the image's socket).
 		 */
-		struct pollfd p[2] = { { .fd = gm_sc_joined ? -1 : gm_sc_fd, .events = POLLIN },
-				       { .fd = gm_sc_fwd, .events = POLLIN } };
+		struct pollfd p[3] = { { .fd = gm_sc_joined ? -1 : gm_sc_fd, .events = POLLIN },
+				       { .fd = gm_sc_fwd, .events = POLLIN },
+				       { .fd = gm_sc_joined && !gm_sc_watch_done ? gm_sc_watch : -1,
+				         .events = 0 } };
 		int busy = __atomic_load_n(&gm_sc_nr_busy, __ATOMIC_ACQUIRE);
 		int again = gm_sc_sent_wait_ms();
-		long pr = GM_RAW_SYSCALL(SYS_poll, p, gm_sc_fwd >= 0 ? 2 : 1,
+		long pr = GM_RAW_SYSCALL(SYS_poll, p, 3,
 					 busy && (again < 0 || again > 10) ? 10 : again);
+
+		if (pr > 0 && (p[2].revents & (POLLHUP | POLLERR)))
+			gm_sc_let_go();
 
 		if (again >= 0)
 			gm_sc_sent_again(gm_sc_fd, gm_sc_fwd, gm_sc_foreign);
@@ -1295,7 +1391,7 @@ static void gm_sc_continue(const struct seccomp_notif *n)
 	gm_sc_send(n->id, 0, 0, true);
 }
 
-/* Send @nfd over @sock with one byte. */
+/* Send @nfd (none if < 0) over @sock with one byte. */
 static void gm_sc_send_fd(int sock, int nfd)
 {
 	char byte = 0;
@@ -1303,7 +1399,7 @@ static void gm_sc_send_fd(int sock, int nfd)
 	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
 	union gm_scm_buf cbuf;
 
-	gm_scm_attach(&m, &cbuf, &nfd, 1);
+	gm_scm_attach(&m, &cbuf, &nfd, nfd >= 0);
 	while (GM_RAW_SYSCALL(SYS_sendmsg, sock, &m, MSG_NOSIGNAL) < 0 && errno == EINTR)
 		;
 }
@@ -1333,8 +1429,11 @@ static void gm_sc_helper_accept(int reg, int nfd)
 	if (c < 0)
 		return;
 	if (!GM_RAW_SYSCALL(SYS_getsockopt, c, SOL_SOCKET, SO_PEERCRED, &cr, &len) &&
-	    cr.uid == getuid())
+	    cr.uid == getuid()) {
 		gm_sc_send_fd(c, nfd);
+		if (gm_sc_watch >= 0)
+			gm_sc_send_fd(c, gm_sc_watch);
+	}
 	gm_raw_close(c);
 }
 
@@ -1369,6 +1468,9 @@ static void gm_sc_helper(int sock)
 	if (nfd < 0)
 		_exit(0); /* no filter: nothing to do */
 	gm_sc_fd = nfd;
+	/* Held, never read: see gm_sc_recv_end. */
+	gm_sc_recv_end = gm_sc_recv_fd(sock);
+	gm_sc_watch = gm_sc_recv_fd(sock);
 	out = gm_sc_dgram_socket();
 	p[0] = (struct pollfd){ .fd = sock, .events = POLLIN };
 	p[1] = (struct pollfd){ .fd = nfd, .events = 0 };
@@ -1480,6 +1582,8 @@ static int gm_sc_join(void)
 		return -1;
 	}
 	fd = gm_sc_recv_fd(s);
+	if (fd >= 0)
+		gm_sc_watch = gm_fd_own(gm_sc_recv_fd(s));
 	gm_raw_close(s);
 	return fd;
 }
@@ -1525,6 +1629,9 @@ static void gm_sc_atfork_child(void)
 	gm_sc_fwd = -1;
 	gm_fd_close(gm_sc_alive);
 	gm_sc_alive = -1;
+	/* Not a receiver: a child's copy must not hide that both are gone. */
+	gm_fd_close(gm_sc_recv_end);
+	gm_sc_recv_end = -1;
 	gm_sc_forwards_forget();
 	/* No worker, run or service thread of the parent's is here (the
 	 * parent's references are left: dropping them could release objects
@@ -1650,13 +1757,24 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 		if (gm_sc_alive >= 0) {
 			char ready;
 
+			int rs[2] = { -1, -1 };
+
 			gm_sc_send_fd(gm_sc_alive, fd);
+			/* The receivers' pair (gm_sc_recv_end); the helper expects
+			 * both messages, with or without the ends. */
+			gm_raw_socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, rs);
+			gm_sc_send_fd(gm_sc_alive, rs[0]);
+			gm_sc_send_fd(gm_sc_alive, rs[1]);
+			gm_sc_recv_end = gm_fd_own(rs[0]);
+			gm_sc_watch = gm_fd_own(rs[1]);
 			/* Wait until it listens: a program this image execs at
 			 * once must find it (EOF: it died, nobody will). */
 			while (GM_RAW_SYSCALL(SYS_read, gm_sc_alive, &ready, 1) < 0 && errno == EINTR)
 				;
 			gm_sc_alive = gm_fd_own(gm_sc_alive);
 		}
+		/* Here too: a fork child joins with a copy. */
+		gm_sc_gate_map();
 		gm_sc_child_stack = gm_raw_mmap(NULL, GM_SC_CHILD_STACK, PROT_READ | PROT_WRITE,
 						MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		if (gm_sc_child_stack == MAP_FAILED)

@@ -50,6 +50,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -595,6 +596,69 @@ static bool parent_waits(void)
 	return n > strlen(buf) + 1 && !strcmp(buf + strlen(buf) + 1, "wait");
 }
 
+/* The pid of this session's helper (guestmem's, not ours): who answers its name. */
+static pid_t session_helper(void)
+{
+	const char *session = getenv("GUESTMEM_SECCOMP_SESSION");
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	struct ucred cr = { 0 };
+	socklen_t len = sizeof(cr);
+	int s, n;
+
+	if (!session)
+		return -1;
+	n = snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1, "guestmem-sc:%s", session);
+	s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (s < 0 || connect(s, (struct sockaddr *)&a,
+			     (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)) ||
+	    getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cr, &len))
+		cr.pid = -1;
+	if (s >= 0)
+		close(s); /* what it sent is closed with it */
+	return cr.pid;
+}
+
+/*
+ * "helper-gone", exec'd by the first image (a shell's `exec`): once that
+ * image is gone the session's helper receives this image's routed calls.
+ * Killed too (the VMM can: same user), nobody receives: the routed calls
+ * must fail (ENOSYS, the kernel's answer once nobody holds the listener),
+ * not wait for ever; the libc calls go on working.
+ */
+static void helper_gone_cases(void)
+{
+	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	pid_t helper = session_helper();
+	long r;
+	int e, i;
+	void *p;
+
+	if (kvm < 0)
+		die("open /dev/kvm");
+	r = syscall(SYS_ioctl, kvm, KVM_GET_API_VERSION, 0);
+	check(r == KVM_API_VERSION, "the helper answers a raw ioctl", "%s", res(r, errno));
+	check(helper > 0 && helper != getpid(), "the session's helper is found", "pid %d", helper);
+	if (helper <= 0)
+		return;
+	kill(helper, SIGKILL);
+	for (i = 0; i < 5000 && kill(helper, 0) == 0; i++)
+		usleep(1000);
+	/* A hang is the failure: SIGALRM ends the test. */
+	alarm(30);
+	r = syscall(SYS_ioctl, kvm, KVM_GET_API_VERSION, 0);
+	e = errno;
+	check(r == -1 && e == ENOSYS, "with nobody to receive, a raw ioctl fails with ENOSYS",
+	      "%s", res(r, e));
+	p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	r = syscall(SYS_munmap, p, 4096);
+	e = errno;
+	check(r == -1 && e == ENOSYS, "and so does a raw munmap", "%s", res(r, e));
+	r = ioctl(kvm, KVM_GET_API_VERSION, 0);
+	check(r == KVM_API_VERSION, "the libc ioctl still answers", "%s", res(r, errno));
+	alarm(0);
+	close(kvm);
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = getenv("GUESTMEM_SECCOMP");
@@ -641,6 +705,26 @@ int main(int argc, char **argv)
 
 		check(waitpid((pid_t)atoi(argv[2]), &st, 0) > 0 && WIFEXITED(st) && !WEXITSTATUS(st),
 		      "an image exec'd while a raw fork child held its name runs", NULL);
+		printf("1..%d\n", nr_test);
+		return nr_failed ? 1 : 0;
+	}
+	/* The same in a fork child, the first image gone at once ("wait"). */
+	if (argc > 1 && !strcmp(argv[1], "helper-gone-fork")) {
+		pid_t pid = fork();
+		char arg[16];
+
+		if (pid < 0)
+			die("fork");
+		if (pid > 0) {
+			snprintf(arg, sizeof(arg), "%d", (int)pid);
+			execl("/proc/self/exe", argv[0], "wait", arg, (char *)NULL);
+			die("exec");
+		}
+		while (!parent_waits())
+			usleep(1000);
+	}
+	if (argc > 1 && (!strcmp(argv[1], "helper-gone") || !strcmp(argv[1], "helper-gone-fork"))) {
+		helper_gone_cases();
 		printf("1..%d\n", nr_test);
 		return nr_failed ? 1 : 0;
 	}
