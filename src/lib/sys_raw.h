@@ -42,11 +42,22 @@
 struct statx;
 
 #if defined(__x86_64__)
+/*
+ * 0, or where this object's system calls go instead of its own text: a
+ * `syscall; ret` page the seccomp filter exempts, in an image whose text
+ * the filter does not (src/preload/seccomp.c, "gate").  Set once, before
+ * the image's other threads make library calls; read relaxed.
+ */
+extern unsigned long gm_raw_gate;
+
 /* One system call from this object's text; -1 and errno like syscall(2). */
 static inline long gm_raw_syscall6(long nr, long a1, long a2, long a3, long a4, long a5,
 				   long a6)
 {
-	long ret = gm_syscall_insn6(nr, a1, a2, a3, a4, a5, a6);
+	unsigned long gate = __atomic_load_n(&gm_raw_gate, __ATOMIC_RELAXED);
+	long ret = __builtin_expect(gate != 0, 0)
+			   ? gm_syscall_gate6(gate, nr, a1, a2, a3, a4, a5, a6)
+			   : gm_syscall_insn6(nr, a1, a2, a3, a4, a5, a6);
 
 	if ((unsigned long)ret > -4096UL) {
 		errno = (int)-ret;

@@ -1043,6 +1043,11 @@ static bool gm_sc_service_tid(int tid)
 
 static bool gm_sc_in_text(uint64_t ip)
 {
+	unsigned long gate = __atomic_load_n(&gm_raw_gate, __ATOMIC_RELAXED);
+
+	/* The gate, where the first image's filter does not exempt it. */
+	if (gate && ip - gate < 4096)
+		return true;
 	for (int i = 0; i < gm_sc_text.n; i++)
 		if (ip >= gm_sc_text.r[i].lo && ip < gm_sc_text.r[i].hi)
 			return true;
@@ -1232,15 +1237,17 @@ static void gm_sc_dispatch(const struct seccomp_notif *n)
 }
 
 /*
- * A joined image's exempt system call: the filter lets through every call
- * from the guest-process stub's text, at the same fixed address in every
- * image (gp_stub_text_lo); each image maps one page of it (where nothing
- * is) holding `syscall; ret`, which its fork children inherit.  Used only where a routed call could never be
- * answered (gm_sc_let_go()).  The VMM could do the same: the filter routes
- * the VMM's calls for exactness, it was never a wall against the VMM.
+ * The gate: a joined image's text is not exempt from the filter (the first
+ * image's is, by address), so its library's raw calls would each cost a
+ * notification round trip, and those made while nobody receives could
+ * never be answered (gm_sc_let_go()'s own).  The filter does exempt the
+ * guest-process stub's text, at the same fixed address in every image
+ * (gp_stub_text_lo): a joined image maps one page of it (where nothing is)
+ * holding `syscall; ret`, and the library's raw calls go through it
+ * (gm_raw_gate, sys_raw.h).  Fork children inherit both.  The VMM could
+ * jump there too: the filter routes its calls for exactness, it was never
+ * a wall against it.
  */
-static uintptr_t gm_sc_gate;
-
 static void gm_sc_gate_map(void)
 {
 	static const unsigned char code[] = { 0x0f, 0x05, 0xc3 }; /* syscall; ret */
@@ -1258,34 +1265,13 @@ static void gm_sc_gate_map(void)
 		return;
 	}
 	memcpy(p, code, sizeof(code));
-	/* Routed in a joined image (its text is not exempt): answered, since
-	 * a receiver is there when an image joins. */
+	/* Routed: this image holds no copy of the listener yet, so a receiver
+	 * answers it, or nobody holds one and the kernel fails it. */
 	if (GM_RAW_SYSCALL(SYS_mprotect, p, 4096, PROT_READ | PROT_EXEC)) {
 		gm_raw_munmap(p, 4096);
 		return;
 	}
-	gm_sc_gate = page;
-}
-
-/* A system call through the gate; -1 and ENOSYS without one. */
-static long gm_sc_gate_call(long nr, long a1, long a2, long a3)
-{
-	long ret;
-
-	if (!gm_sc_gate) {
-		errno = ENOSYS;
-		return -1;
-	}
-	/* The call pushes a return address: step over the red zone first. */
-	__asm__ volatile("sub $128, %%rsp\n\tcall *%[gate]\n\tadd $128, %%rsp"
-			 : "=a"(ret)
-			 : "a"(nr), "D"(a1), "S"(a2), "d"(a3), [gate] "r"(gm_sc_gate)
-			 : "rcx", "r11", "memory");
-	if ((unsigned long)ret > -4096UL) {
-		errno = (int)-ret;
-		return -1;
-	}
-	return ret;
+	__atomic_store_n(&gm_raw_gate, page, __ATOMIC_RELAXED);
 }
 
 /*
@@ -1302,10 +1288,10 @@ static void gm_sc_let_go(void)
 {
 	int null = gm_raw_open("/dev/null", O_RDONLY | O_CLOEXEC, 0);
 
-	/* dup3 and close are routed calls: through the gate. */
+	/* Routed calls, exempt here: this image's text, or the gate. */
 	if (null >= 0) {
-		gm_sc_gate_call(SYS_dup3, null, gm_sc_fd, O_CLOEXEC);
-		gm_sc_gate_call(SYS_close, null, 0, 0);
+		GM_RAW_SYSCALL(SYS_dup3, null, gm_sc_fd, O_CLOEXEC);
+		gm_raw_close(null);
 	}
 	/* Not watched again; left open (its close would be routed too). */
 	gm_sc_watch_done = true;
@@ -1737,6 +1723,8 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 		free(b);
 		return;
 	}
+	if (join)
+		gm_sc_gate_map();
 	fd = join ? gm_sc_join() : -1;
 	gm_sc_joined = fd >= 0;
 	if (join && fd < 0) {
@@ -1773,8 +1761,6 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 				;
 			gm_sc_alive = gm_fd_own(gm_sc_alive);
 		}
-		/* Here too: a fork child joins with a copy. */
-		gm_sc_gate_map();
 		gm_sc_child_stack = gm_raw_mmap(NULL, GM_SC_CHILD_STACK, PROT_READ | PROT_WRITE,
 						MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		if (gm_sc_child_stack == MAP_FAILED)

@@ -596,6 +596,27 @@ static bool parent_waits(void)
 	return n > strlen(buf) + 1 && !strcmp(buf + strlen(buf) + 1, "wait");
 }
 
+/* Whether the parent's image has joined the session (its name is bound). */
+static bool parent_joined(void)
+{
+	const char *session = getenv("GUESTMEM_SECCOMP_SESSION");
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int s, n;
+	bool ok;
+
+	if (!session)
+		return false;
+	n = snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1, "guestmem-sc:%s:%d", session,
+		     (int)getppid());
+	s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	/* One byte: its listener takes it for a wake-up. */
+	ok = s >= 0 && sendto(s, "", 1, MSG_DONTWAIT, (struct sockaddr *)&a,
+			      (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)) == 1;
+	if (s >= 0)
+		close(s);
+	return ok;
+}
+
 /* The pid of this session's helper (guestmem's, not ours): who answers its name. */
 static pid_t session_helper(void)
 {
@@ -720,7 +741,9 @@ int main(int argc, char **argv)
 			execl("/proc/self/exe", argv[0], "wait", arg, (char *)NULL);
 			die("exec");
 		}
-		while (!parent_waits())
+		/* Exec'd and joined: killed before, the helper could leave the
+		 * new image's own start-up calls to nobody (ENOSYS in ld.so). */
+		while (!parent_waits() || !parent_joined())
 			usleep(1000);
 	}
 	if (argc > 1 && (!strcmp(argv[1], "helper-gone") || !strcmp(argv[1], "helper-gone-fork"))) {
