@@ -234,6 +234,9 @@ static int bench_seccomp_cost(void)
 		  "+ a forward by the parent");
 	bench_row("raw mmap+munmap 4K: a program exec'd by sh vs the first image",
 		  med[F_EXECD][M_MAP_RAW], med[F_DEFAULT][M_MAP_RAW], "ns", "");
+	bench_row("libc mmap+munmap 4K: a program exec'd by sh vs the first image",
+		  med[F_EXECD][M_MAP_LIBC], med[F_DEFAULT][M_MAP_LIBC], "ns",
+		  "the library's own munmap: exempt?");
 	bench_row("libc SET_MEMORY_ATTRIBUTES 4K: a program exec'd by sh vs the first image",
 		  med[F_EXECD][M_IOCTL_LIBC], med[F_DEFAULT][M_IOCTL_LIBC], "ns", "~1x");
 	bench_row("getpid: a program exec'd by sh vs no filter", med[F_EXECD][M_GETPID],
