@@ -1250,7 +1250,8 @@ static void gm_sc_dispatch(const struct seccomp_notif *n)
  */
 static void gm_sc_gate_map(void)
 {
-	static const unsigned char code[] = { 0x0f, 0x05, 0xc3 }; /* syscall; ret */
+	/* endbr64 (a no-op without CET's branch tracking); syscall; ret */
+	static const unsigned char code[] = { 0xf3, 0x0f, 0x1e, 0xfa, 0x0f, 0x05, 0xc3 };
 	uintptr_t page = (gp_stub_text_lo + 4095) & ~4095UL;
 	void *p;
 
