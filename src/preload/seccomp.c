@@ -1253,18 +1253,20 @@ static void gm_sc_gate_map(void)
 	/* endbr64 (a no-op without CET's branch tracking); syscall; ret */
 	static const unsigned char code[] = { 0xf3, 0x0f, 0x1e, 0xfa, 0x0f, 0x05, 0xc3 };
 	uintptr_t page = (gp_stub_text_lo + 4095) & ~4095UL;
-	void *p;
+	void *p = MAP_FAILED;
 
-	if (page + sizeof(code) > gp_stub_text_hi)
-		return;
-	p = gm_raw_mmap((void *)page, 4096, PROT_READ | PROT_WRITE,
-			MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	/* Any page of the range will do: the VMM may have one of them. */
+	for (; p == MAP_FAILED && page + sizeof(code) <= gp_stub_text_hi; page += 4096) {
+		p = gm_raw_mmap((void *)page, 4096, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+		if (p != MAP_FAILED && p != (void *)page) { /* before 4.17: a hint only */
+			gm_raw_munmap(p, 4096);
+			return;
+		}
+	}
 	if (p == MAP_FAILED)
 		return;
-	if (p != (void *)page) { /* before 4.17: a hint only */
-		gm_raw_munmap(p, 4096);
-		return;
-	}
+	page = (uintptr_t)p;
 	memcpy(p, code, sizeof(code));
 	/* Routed: this image holds no copy of the listener yet, so a receiver
 	 * answers it, or nobody holds one and the kernel fails it. */

@@ -37,6 +37,7 @@
 #include <sys/sendfile.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <dirent.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -596,7 +597,39 @@ static bool parent_waits(void)
 	return n > strlen(buf) + 1 && !strcmp(buf + strlen(buf) + 1, "wait");
 }
 
-/* Whether the parent's image has joined the session (its name is bound). */
+/* Whether a thread of the parent is named @comm. */
+static bool parent_has_thread(const char *comm)
+{
+	char path[300], buf[32];
+	struct dirent *e;
+	bool found = false;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)getppid());
+	d = opendir(path);
+	while (d && !found && (e = readdir(d))) {
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/comm", (int)getppid(), e->d_name);
+		f = fopen(path, "r");
+		if (f && fgets(buf, sizeof(buf), f))
+			found = !strncmp(buf, comm, strlen(comm)) && buf[strlen(comm)] == '\n';
+		if (f)
+			fclose(f);
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
+/*
+ * Whether the parent's new image has joined the session: its listener
+ * thread runs (so the old image, and its name, are gone: they are until
+ * exec returns, after /proc shows the new command line) and its name is
+ * bound.
+ */
 static bool parent_joined(void)
 {
 	const char *session = getenv("GUESTMEM_SECCOMP_SESSION");
@@ -604,7 +637,7 @@ static bool parent_joined(void)
 	int s, n;
 	bool ok;
 
-	if (!session)
+	if (!session || !parent_has_thread("gm-sc-listener"))
 		return false;
 	n = snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1, "guestmem-sc:%s:%d", session,
 		     (int)getppid());
