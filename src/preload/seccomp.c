@@ -1678,13 +1678,25 @@ static int gm_sc_install(struct gm_bpf *b)
 			    SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_SPEC_ALLOW, &prog);
 }
 
+/*
+ * Say so when a program that runs under a session's filter will not have
+ * its raw calls routed: they get a stranger's answers (README), and a
+ * test that expects otherwise should say why.
+ */
+static void gm_sc_unrouted(bool join, int err)
+{
+	if (join)
+		fprintf(stderr, "guestmem: raw system calls of this program are not routed (%s)\n",
+			strerror(err));
+}
+
 __attribute__((constructor)) static void gm_seccomp_install(void)
 {
 	const char *env = getenv("GUESTMEM_SECCOMP");
 	struct gm_text text = { .probe = (uintptr_t)&gm_seccomp_install };
 	struct gm_bpf *b;
 	bool join;
-	int fd;
+	int fd, err;
 
 	int mode = gm_config_seccomp_mode(env);
 
@@ -1720,7 +1732,8 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 		gm_sc_alive = gm_sc_start_helper();
 	}
 	/* Before the filter: the listener must never be filtered itself. */
-	if (gm_thread_start(gm_sc_listener, NULL, 0)) {
+	if ((err = gm_thread_start(gm_sc_listener, NULL, 0))) {
+		gm_sc_unrouted(join, err);
 		gm_fd_close(gm_sc_alive);
 		gm_sc_alive = -1;
 		free(b);
@@ -1773,6 +1786,8 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 		__atomic_store_n(&gm_seccomp_active, 1, __ATOMIC_RELEASE);
 	}
 	/* EBUSY: a filter with a listener is inherited, whose session did not answer. */
+	if (fd < 0)
+		gm_sc_unrouted(join, errno);
 	sem_post(&gm_sc_ready);
 	if (fd >= 0)
 		while (sem_wait(&gm_sc_bound) && errno == EINTR)
