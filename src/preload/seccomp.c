@@ -1075,13 +1075,13 @@ static bool gm_sc_task_info(uint32_t tid, long *tgid, bool *service)
 }
 
 /*
- * Hand @n to @tgid's listener; false if it has none.  @sock blocks for up
- * to GM_SC_FORWARD_WAIT_S while that listener's queue is full (the host
- * queues few datagrams: net.unix.max_dgram_qlen, 10 by default): answering
- * its caller as a stranger's would be wrong.  Sent again while pending
- * (seccomp_forwards.h: a forward can be lost).
+ * Hand @n to @tgid's listener; false if it has none.  Never waits: a
+ * listener whose queue is full (the host queues few datagrams:
+ * net.unix.max_dgram_qlen, 10 by default) gets it a moment later, like a
+ * forward that was lost (seccomp_forwards.h), while every other process's
+ * calls go on being routed; answering its caller as a stranger's would be
+ * wrong.
  */
-#define GM_SC_FORWARD_WAIT_S 2
 static bool gm_sc_forward(int sock, const struct seccomp_notif *n, long tgid)
 {
 	struct sockaddr_un a;
@@ -1091,23 +1091,18 @@ static bool gm_sc_forward(int sock, const struct seccomp_notif *n, long tgid)
 	if (sock < 0)
 		return false;
 	do
-		r = GM_RAW_SYSCALL(SYS_sendto, sock, n, sizeof(*n), 0, &a, len);
+		r = GM_RAW_SYSCALL(SYS_sendto, sock, n, sizeof(*n), MSG_DONTWAIT, &a, len);
 	while (r < 0 && errno == EINTR);
-	if (r != (long)sizeof(*n))
-		return false;
-	gm_sc_sent_note(n, &a, len);
-	return true;
+	if (r == (long)sizeof(*n)) {
+		gm_sc_sent_note(n, &a, len, false); /* sent once at least */
+		return true;
+	}
+	return r < 0 && errno == EAGAIN && gm_sc_sent_note(n, &a, len, true);
 }
 
-/* A datagram socket whose sends wait for a full queue, at most a while. */
 static int gm_sc_dgram_socket(void)
 {
-	struct timeval tv = { .tv_sec = GM_SC_FORWARD_WAIT_S };
-	int s = (int)GM_RAW_SYSCALL(SYS_socket, AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-
-	if (s >= 0)
-		GM_RAW_SYSCALL(SYS_setsockopt, s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	return s;
+	return (int)GM_RAW_SYSCALL(SYS_socket, AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 }
 
 /* Set by a waker, cleared by the listener: one wake-up datagram queued at most. */

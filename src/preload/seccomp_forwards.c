@@ -14,8 +14,10 @@
 
 /* Sent again after 50 ms, then twice as long each time, at most 1 s apart:
  * a lost forward costs its caller 50 ms; one that a worker holds for long
- * (a raw KVM_RUN) costs its listener a datagram a second. */
+ * (a raw KVM_RUN) costs its listener a datagram a second.  Not sent yet
+ * (a full queue): tried after 1 ms, then doubling the same way. */
 #define GM_SC_AGAIN_FIRST_MS 50
+#define GM_SC_FULL_FIRST_MS 1
 #define GM_SC_AGAIN_MAX_MS 1000
 
 struct gm_sc_sent {
@@ -63,20 +65,21 @@ static bool gm_grow(void **arr, int *cap, int nr, size_t size)
 	return true;
 }
 
-void gm_sc_sent_note(const struct seccomp_notif *n, const struct sockaddr_un *addr,
-		     socklen_t len)
+bool gm_sc_sent_note(const struct seccomp_notif *n, const struct sockaddr_un *addr,
+		     socklen_t len, bool queue_full)
 {
 	struct gm_sc_sent *s;
 
-	/* Out of memory: this one is not sent again (it was sent once). */
+	/* Out of memory: this one is not sent again. */
 	if (!gm_grow((void **)&gm_sc_sent, &gm_sc_cap_sent, gm_sc_nr_sent, sizeof(*s)))
-		return;
+		return false;
 	s = &gm_sc_sent[gm_sc_nr_sent++];
 	s->n = *n;
 	s->addr = *addr;
 	s->len = len;
-	s->step_ms = GM_SC_AGAIN_FIRST_MS;
+	s->step_ms = queue_full ? GM_SC_FULL_FIRST_MS : GM_SC_AGAIN_FIRST_MS;
 	s->due_ms = gm_now_ms() + s->step_ms;
+	return true;
 }
 
 int gm_sc_sent_wait_ms(void)

@@ -11,7 +11,8 @@
  * drops them with the queue.  So the receiver sends again what is still
  * pending, later and later; the listener takes each id once; and once
  * nobody holds the name any more, the caller gets the receiver's answer
- * for a process without a listener.
+ * for a process without a listener.  A forward that met a full queue is
+ * kept the same way, tried again sooner.
  */
 #ifndef GUESTMEM_PRELOAD_SECCOMP_FORWARDS_H
 #define GUESTMEM_PRELOAD_SECCOMP_FORWARDS_H
@@ -22,9 +23,11 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-/* The receiver (one thread per process): @n went to @addr. */
-void gm_sc_sent_note(const struct seccomp_notif *n, const struct sockaddr_un *addr,
-		     socklen_t len);
+/* The receiver (one thread per process): @n went to @addr, or is to go
+ * there as soon as its queue has room (@queue_full).  False if it could
+ * not be kept (no memory). */
+bool gm_sc_sent_note(const struct seccomp_notif *n, const struct sockaddr_un *addr,
+		     socklen_t len, bool queue_full);
 
 /* Milliseconds until the next forward is due again; -1 if none is. */
 int gm_sc_sent_wait_ms(void);

@@ -597,6 +597,48 @@ static bool parent_waits(void)
 	return n > strlen(buf) + 1 && !strcmp(buf + strlen(buf) + 1, "wait");
 }
 
+/*
+ * "fork-burst": a fork child's threads make raw ioctls all at once, more
+ * than the host queues for its listener (net.unix.max_dgram_qlen, 10):
+ * every one must get the object's answer, none a stranger's.
+ */
+#define BURST_THREADS 32
+#define BURST_CALLS 50
+static int burst_kvm;
+static int burst_wrong;
+
+static void *burst_main(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < BURST_CALLS; i++)
+		if (syscall(SYS_ioctl, burst_kvm, KVM_GET_API_VERSION, 0) != KVM_API_VERSION)
+			__atomic_fetch_add(&burst_wrong, 1, __ATOMIC_RELAXED);
+	return NULL;
+}
+
+static void burst_cases(void)
+{
+	pthread_t t[BURST_THREADS];
+	struct timespec t0, t1;
+	int n = 0;
+
+	burst_kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (burst_kvm < 0)
+		die("open /dev/kvm");
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < BURST_THREADS; i++)
+		n += !pthread_create(&t[i], NULL, burst_main, NULL);
+	for (int i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	check(n == BURST_THREADS && !burst_wrong,
+	      "a fork child's burst of raw ioctls, all answered by the object", "%d threads, %d wrong",
+	      n, burst_wrong);
+	printf("# %d raw ioctls in %.0f ms\n", n * BURST_CALLS,
+	       (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+	close(burst_kvm);
+}
+
 /* Whether a thread of the parent is named @comm. */
 static bool parent_has_thread(const char *comm)
 {
@@ -765,6 +807,21 @@ int main(int argc, char **argv)
 		      "an image exec'd while a raw fork child held its name runs", NULL);
 		printf("1..%d\n", nr_test);
 		return nr_failed ? 1 : 0;
+	}
+	if (argc > 1 && !strcmp(argv[1], "fork-burst")) {
+		pid_t pid = fork();
+		int st;
+
+		if (pid < 0)
+			die("fork");
+		if (pid == 0) {
+			burst_cases();
+			printf("1..%d\n", nr_test);
+			exit(nr_failed ? 1 : 0);
+		}
+		if (waitpid(pid, &st, 0) != pid)
+			die("waitpid");
+		return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
 	}
 	/* The same in a fork child, the first image gone at once ("wait"). */
 	if (argc > 1 && !strcmp(argv[1], "helper-gone-fork")) {
