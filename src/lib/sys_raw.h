@@ -44,9 +44,10 @@ struct statx;
 #if defined(__x86_64__)
 /*
  * 0, or where this object's system calls go instead of its own text: a
- * `syscall; ret` page the seccomp filter exempts, in an image whose text
- * the filter does not (src/preload/seccomp.c, "gate").  Set once, before
- * the image's other threads make library calls; read relaxed.
+ * page the seccomp filter exempts, holding `endbr64; syscall; ret`, in an
+ * image whose text the filter does not (src/preload/seccomp.c, "gate").
+ * Set once, before the image's other threads make library calls; read
+ * relaxed.
  */
 extern unsigned long gm_raw_gate;
 

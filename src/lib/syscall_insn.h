@@ -25,7 +25,7 @@ static inline long gm_syscall_insn6(long nr, long a1, long a2, long a3, long a4,
 }
 
 /*
- * The same through @gate, a `syscall; ret` instruction pair elsewhere (its
+ * The same through @gate, code elsewhere that makes the call and returns (its
  * address is what a seccomp filter sees).  The call pushes a return
  * address: the red zone below the stack pointer is stepped over first.
  */

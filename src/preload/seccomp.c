@@ -1238,7 +1238,7 @@ static void gm_sc_dispatch(const struct seccomp_notif *n)
  * never be answered (gm_sc_let_go()'s own).  The filter does exempt the
  * guest-process stub's text, at the same fixed address in every image
  * (gp_stub_text_lo): a joined image maps one page of it (where nothing is)
- * holding `syscall; ret`, and the library's raw calls go through it
+ * holding `endbr64; syscall; ret`, and the library's raw calls go through it
  * (gm_raw_gate, sys_raw.h).  Fork children inherit both.  The VMM could
  * jump there too: the filter routes its calls for exactness, it was never
  * a wall against it.
@@ -1754,9 +1754,8 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 	if (fd >= 0) {
 		fd = gm_fd_own(fd);
 		if (gm_sc_alive >= 0) {
-			char ready;
-
 			int rs[2] = { -1, -1 };
+			char ready;
 
 			gm_sc_send_fd(gm_sc_alive, fd);
 			/* The receivers' pair (gm_sc_recv_end); the helper expects
