@@ -196,7 +196,11 @@ list_tests() {
 # that shows as a failure rather than a long wait.  dirty_log_test runs 32
 # iterations of three log modes, write-protect faults all: 229 s twice on an
 # idle 2-core VM, so 300 s killed it at iteration 31 of 32 with a build
-# running beside it.
+# running beside it.  hardware_disable_test forks 512 children that each
+# make a 4-vCPU VM (a guest process) and 64 threads before they are killed:
+# 0.55 s a child on an idle 2-core VM (77-78 children in 43 s, session 11,
+# with the trees before and after that session's changes alike), so about
+# 280 s in all, and 300 s killed it once.
 test_timeout() {
 	if [ -n "${KSELFTEST_TIMEOUT:-}" ]; then
 		echo "$timeout_s"
@@ -205,6 +209,7 @@ test_timeout() {
 	case "$1" in
 	max_guest_memory_test) echo 900 ;;
 	dirty_log_test) echo 600 ;;
+	hardware_disable_test) echo 600 ;;
 	memslot_perf_test) echo 120 ;;
 	*) echo "$timeout_s" ;;
 	esac
