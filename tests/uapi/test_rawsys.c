@@ -667,6 +667,26 @@ static bool parent_has_thread(const char *comm)
 }
 
 /*
+ * The abstract name "guestmem-sc:<session>[:<pid>]" of this session's
+ * helper (@pid < 0) or of process @pid's listener, in *@a; its length, or
+ * 0 outside a session.
+ */
+static socklen_t session_addr(struct sockaddr_un *a, int pid)
+{
+	const char *session = getenv("GUESTMEM_SECCOMP_SESSION");
+	int n;
+
+	if (!session)
+		return 0;
+	memset(a, 0, sizeof(*a));
+	a->sun_family = AF_UNIX;
+	n = pid < 0 ? snprintf(a->sun_path + 1, sizeof(a->sun_path) - 1, "guestmem-sc:%s", session)
+		    : snprintf(a->sun_path + 1, sizeof(a->sun_path) - 1, "guestmem-sc:%s:%d",
+			       session, pid);
+	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+}
+
+/*
  * Whether the parent's new image has joined the session: its listener
  * thread runs (so the old image, and its name, are gone: they are until
  * exec returns, after /proc shows the new command line) and its name is
@@ -674,19 +694,16 @@ static bool parent_has_thread(const char *comm)
  */
 static bool parent_joined(void)
 {
-	const char *session = getenv("GUESTMEM_SECCOMP_SESSION");
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	int s, n;
+	struct sockaddr_un a;
+	socklen_t len = session_addr(&a, (int)getppid());
+	int s;
 	bool ok;
 
-	if (!session || !parent_has_thread("gm-sc-listener"))
+	if (!len || !parent_has_thread("gm-sc-listener"))
 		return false;
-	n = snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1, "guestmem-sc:%s:%d", session,
-		     (int)getppid());
 	s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	/* One byte: its listener takes it for a wake-up. */
-	ok = s >= 0 && sendto(s, "", 1, MSG_DONTWAIT, (struct sockaddr *)&a,
-			      (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)) == 1;
+	ok = s >= 0 && sendto(s, "", 1, MSG_DONTWAIT, (struct sockaddr *)&a, len) == 1;
 	if (s >= 0)
 		close(s);
 	return ok;
@@ -695,18 +712,16 @@ static bool parent_joined(void)
 /* The pid of this session's helper (guestmem's, not ours): who answers its name. */
 static pid_t session_helper(void)
 {
-	const char *session = getenv("GUESTMEM_SECCOMP_SESSION");
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	struct sockaddr_un a;
+	socklen_t alen = session_addr(&a, -1);
 	struct ucred cr = { 0 };
 	socklen_t len = sizeof(cr);
-	int s, n;
+	int s;
 
-	if (!session)
+	if (!alen)
 		return -1;
-	n = snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1, "guestmem-sc:%s", session);
 	s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (s < 0 || connect(s, (struct sockaddr *)&a,
-			     (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)) ||
+	if (s < 0 || connect(s, (struct sockaddr *)&a, alen) ||
 	    getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cr, &len))
 		cr.pid = -1;
 	if (s >= 0)
