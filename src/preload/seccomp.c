@@ -30,8 +30,9 @@
  * answered without taking a lock a caller could hold (hva.c).
  *
  * The listener thread is created before the filter is installed, and the
- * filter is installed on the main thread only (no TSYNC): so the listener
- * and the workers it starts run unfiltered and never wait for themselves.
+ * filter is installed on the main thread only (no TSYNC): so the listener,
+ * and the spawner and workers it leads to, run unfiltered and never wait
+ * for themselves.
  *
  * Answers:
  *   - a KVM ioctl or fallocate on a guestmem fd runs the library's entry
@@ -729,20 +730,39 @@ static bool gm_sc_kvm_run(int fd, uint64_t id)
 
 struct gm_sc_work {
 	struct seccomp_notif n;
+	bool foreign; /* another process's call: gm_sc_foreign() */
 	struct gm_sc_work *next;
 };
 
 /*
- * The workers: started by the listener (so unfiltered) when none is idle,
- * then kept.  Each queued item has an idle worker reserved for it, so an
- * item never waits behind a long KVM_RUN.
+ * The workers.  The listener never starts one, nor calls malloc: either
+ * takes a lock of libc's that another thread of the process may hold while
+ * it makes a call the filter routes (glibc frees cached thread stacks with
+ * munmap under the lock pthread_create takes; malloc grows a heap with
+ * mprotect under its arena's lock), and that call waits for the listener.
+ * So the listener queues each item, in a slot of a fixed pool, for an idle
+ * worker reserved for it, or asks the spawner thread for a new one; a
+ * spawner that waits for libc's lock leaves the listener free to answer
+ * the holder's call.  Each queued item has a worker reserved or wanted for
+ * it, so an item never waits behind a long KVM_RUN.
  */
-/* gm_sc_pool_lock: the queue and gm_sc_nr_idle; innermost, no call under it
- * (held across fork after gm_sc_run_lock). */
+/* gm_sc_pool_lock: the queue, the free slots and the counts below;
+ * innermost, no call under it (held across fork after gm_sc_run_lock). */
 static pthread_mutex_t gm_sc_pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t gm_sc_pool_cv = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t gm_sc_pool_cv = PTHREAD_COND_INITIALIZER;	 /* an item queued */
+static pthread_cond_t gm_sc_spawn_cv = PTHREAD_COND_INITIALIZER; /* a worker wanted */
 static struct gm_sc_work *gm_sc_queue, **gm_sc_queue_tail = &gm_sc_queue;
-static int gm_sc_nr_idle; /* idle workers not yet reserved for an item */
+static int gm_sc_nr_queued;   /* items in the queue */
+static int gm_sc_nr_idle;     /* workers waiting for an item */
+static int gm_sc_nr_starting; /* workers wanted or starting, not yet waiting */
+static int gm_sc_nr_wanted;   /* of those, the ones the spawner has not begun */
+static bool gm_sc_spawner_up; /* the listener's: whether the spawner runs */
+/* Items queued and not yet taken: one per caller waiting for a worker to
+ * start; past that, malloc's (the listener's only use of it). */
+#define GM_SC_SLOTS 256
+static struct gm_sc_work gm_sc_slots[GM_SC_SLOTS];
+static struct gm_sc_work *gm_sc_free_slots;
+static bool gm_sc_slots_ready;
 
 static bool gm_sc_is_mm(int nr)
 {
@@ -750,6 +770,8 @@ static bool gm_sc_is_mm(int nr)
 }
 
 static void gm_sc_mm(const struct seccomp_notif *n);
+static void gm_sc_foreign(const struct seccomp_notif *n);
+static void gm_sc_spawn_one(void);
 
 /*
  * One routed fd or address-space call: it may block (KVM_RUN).  The answer
@@ -758,14 +780,19 @@ static void gm_sc_mm(const struct seccomp_notif *n);
  * and a child must not inherit an allocator lock held by this thread
  * (ASan's allocator, unlike glibc's, is not locked across fork).
  */
-static void gm_sc_serve(const struct seccomp_notif *n)
+static void gm_sc_serve(const struct gm_sc_work *w)
 {
+	const struct seccomp_notif *n = &w->n;
 	const struct seccomp_data *d = &n->data;
 	bool handled;
 	long ret;
 	int err = 0;
 
 	gm_uapi_in_library = 0;
+	if (w->foreign) {
+		gm_sc_foreign(n);
+		return;
+	}
 	if (gm_sc_is_mm(d->nr)) {
 		gm_sc_mm(n);
 		return;
@@ -790,45 +817,149 @@ static void gm_sc_serve(const struct seccomp_notif *n)
 		gm_raw_close((int)ret); /* nobody will ever see this fd */
 }
 
+/* A slot for @n, or NULL; the listener's. */
+static struct gm_sc_work *gm_sc_work_new(const struct seccomp_notif *n, bool foreign)
+{
+	struct gm_sc_work *w;
+
+	pthread_mutex_lock(&gm_sc_pool_lock);
+	if (!gm_sc_slots_ready) {
+		for (int i = 0; i < GM_SC_SLOTS; i++) {
+			gm_sc_slots[i].next = gm_sc_free_slots;
+			gm_sc_free_slots = &gm_sc_slots[i];
+		}
+		gm_sc_slots_ready = true;
+	}
+	w = gm_sc_free_slots;
+	if (w)
+		gm_sc_free_slots = w->next;
+	pthread_mutex_unlock(&gm_sc_pool_lock);
+	if (!w)
+		w = malloc(sizeof(*w));
+	if (w) {
+		w->n = *n;
+		w->foreign = foreign;
+	}
+	return w;
+}
+
+/* The next queued item, copied to *@n, its slot freed; under gm_sc_pool_lock. */
+static bool gm_sc_take_locked(struct gm_sc_work *n, struct gm_sc_work **spill)
+{
+	struct gm_sc_work *w = gm_sc_queue;
+
+	*spill = NULL;
+	if (!w)
+		return false;
+	gm_sc_queue = w->next;
+	if (!gm_sc_queue)
+		gm_sc_queue_tail = &gm_sc_queue;
+	gm_sc_nr_queued--;
+	*n = *w;
+	if (w >= gm_sc_slots && w < gm_sc_slots + GM_SC_SLOTS) {
+		w->next = gm_sc_free_slots;
+		gm_sc_free_slots = w;
+	} else {
+		*spill = w; /* freed by the caller, outside the lock */
+	}
+	return true;
+}
+
+/* Queued items no waiting or starting worker will take; under gm_sc_pool_lock. */
+static bool gm_sc_uncovered_locked(void)
+{
+	return gm_sc_nr_queued > gm_sc_nr_idle + gm_sc_nr_starting;
+}
+
+/* Started by the spawner, for an item already queued. */
 static void *gm_sc_worker(void *arg)
 {
-	struct gm_sc_work *w = arg;
+	struct gm_sc_work n;
+	struct gm_sc_work *spill;
 
+	(void)arg;
 	gm_sc_service_enter(GM_SC_THREAD_PREFIX "worker");
-
+	pthread_mutex_lock(&gm_sc_pool_lock);
+	gm_sc_nr_starting--;
 	for (;;) {
-		struct seccomp_notif n = w->n;
-
-		free(w); /* before the answer: see gm_sc_serve */
+		gm_sc_nr_idle++;
+		while (!gm_sc_take_locked(&n, &spill))
+			pthread_cond_wait(&gm_sc_pool_cv, &gm_sc_pool_lock);
+		gm_sc_nr_idle--;
+		pthread_mutex_unlock(&gm_sc_pool_lock);
+		free(spill); /* before the answer: see gm_sc_serve */
 		gm_sc_serve(&n);
 		pthread_mutex_lock(&gm_sc_pool_lock);
-		gm_sc_nr_idle++;
-		while (!gm_sc_queue)
-			pthread_cond_wait(&gm_sc_pool_cv, &gm_sc_pool_lock);
-		w = gm_sc_queue;
-		gm_sc_queue = w->next;
-		if (!gm_sc_queue)
-			gm_sc_queue_tail = &gm_sc_queue;
-		pthread_mutex_unlock(&gm_sc_pool_lock);
 	}
 	return NULL;
 }
 
-/* Hand @w to an idle worker, or start one; false if neither was possible. */
-static bool gm_sc_queue_work(struct gm_sc_work *w)
+/* Queue @w for a waiting worker, or for one the spawner starts. */
+static void gm_sc_queue_work(struct gm_sc_work *w)
 {
+	bool want;
+
 	pthread_mutex_lock(&gm_sc_pool_lock);
-	if (gm_sc_nr_idle > 0) {
-		gm_sc_nr_idle--;
-		w->next = NULL;
-		*gm_sc_queue_tail = w;
-		gm_sc_queue_tail = &w->next;
+	w->next = NULL;
+	*gm_sc_queue_tail = w;
+	gm_sc_queue_tail = &w->next;
+	gm_sc_nr_queued++;
+	if (gm_sc_nr_idle)
 		pthread_cond_signal(&gm_sc_pool_cv);
-		pthread_mutex_unlock(&gm_sc_pool_lock);
-		return true;
+	want = gm_sc_uncovered_locked();
+	if (want) {
+		gm_sc_nr_starting++;
+		gm_sc_nr_wanted += gm_sc_spawner_up;
+		pthread_cond_signal(&gm_sc_spawn_cv);
 	}
 	pthread_mutex_unlock(&gm_sc_pool_lock);
-	return gm_thread_start(gm_sc_worker, w, 0) == 0;
+	/* No spawner (no thread for it at the start): what the listener can
+	 * do, with the risk the spawner is there to avoid. */
+	if (want && !gm_sc_spawner_up)
+		gm_sc_spawn_one();
+}
+
+/*
+ * Start one worker that was wanted.  Without a thread (out of memory,
+ * RLIMIT_NPROC), answer here an item that no worker will take: an
+ * address-space call is made here, anything else gets EAGAIN, the
+ * kernel's answer when it cannot clone.
+ */
+static void gm_sc_spawn_one(void)
+{
+	struct gm_sc_work n;
+	struct gm_sc_work *spill = NULL;
+	bool took = false;
+
+	if (!gm_thread_start(gm_sc_worker, NULL, 0))
+		return;
+	pthread_mutex_lock(&gm_sc_pool_lock);
+	gm_sc_nr_starting--;
+	if (gm_sc_uncovered_locked())
+		took = gm_sc_take_locked(&n, &spill);
+	pthread_mutex_unlock(&gm_sc_pool_lock);
+	free(spill);
+	if (took && (n.foreign || gm_sc_is_mm(n.n.data.nr)))
+		gm_sc_serve(&n);
+	else if (took)
+		gm_sc_send(n.n.id, 0, EAGAIN, false);
+}
+
+/* The spawner: starts the workers the listener asks for. */
+static void *gm_sc_spawner(void *arg)
+{
+	(void)arg;
+	gm_sc_service_enter(GM_SC_THREAD_PREFIX "spawner");
+	pthread_mutex_lock(&gm_sc_pool_lock);
+	for (;;) {
+		while (!gm_sc_nr_wanted)
+			pthread_cond_wait(&gm_sc_spawn_cv, &gm_sc_pool_lock);
+		gm_sc_nr_wanted--;
+		pthread_mutex_unlock(&gm_sc_pool_lock);
+		gm_sc_spawn_one();
+		pthread_mutex_lock(&gm_sc_pool_lock);
+	}
+	return NULL;
 }
 
 /* An address-space call of this process: notifier, the call, notifier. */
@@ -934,6 +1065,23 @@ cont:
 		gm_sc_send(n->id, r, r == -1 ? errno : 0, false);
 	else
 		gm_sc_send(n->id, 0, 0, true);
+}
+
+/* gm_sc_foreign() from the listener: in a worker if it needs one. */
+static void gm_sc_foreign_queue(const struct seccomp_notif *n)
+{
+	struct gm_sc_work *w;
+
+	if (n->data.nr != SYS_ioctl && n->data.nr != SYS_fallocate) {
+		gm_sc_send(n->id, 0, 0, true);
+		return;
+	}
+	/* Its lookups, calls and puts may allocate or free: never here. */
+	w = gm_sc_work_new(n, true);
+	if (w)
+		gm_sc_queue_work(w);
+	else
+		gm_sc_foreign(n);
 }
 
 /*
@@ -1094,10 +1242,10 @@ static bool gm_sc_forward(int sock, const struct seccomp_notif *n, long tgid)
 		r = GM_RAW_SYSCALL(SYS_sendto, sock, n, sizeof(*n), MSG_DONTWAIT, &a, len);
 	while (r < 0 && errno == EINTR);
 	if (r == (long)sizeof(*n)) {
-		gm_sc_sent_note(n, &a, len, false); /* sent once at least */
+		gm_sc_sent_note(gm_sc_fd, n, &a, len, false); /* sent once at least */
 		return true;
 	}
-	return r < 0 && errno == EAGAIN && gm_sc_sent_note(n, &a, len, true);
+	return r < 0 && errno == EAGAIN && gm_sc_sent_note(gm_sc_fd, n, &a, len, true);
 }
 
 static int gm_sc_dgram_socket(void)
@@ -1180,7 +1328,7 @@ static void gm_sc_dispatch(const struct seccomp_notif *n)
 	struct gm_sc_work *w;
 
 	if (!gm_sc_ours(n->pid)) {
-		gm_sc_route(gm_sc_fwd, n, gm_sc_foreign);
+		gm_sc_route(gm_sc_fwd, n, gm_sc_foreign_queue);
 		return;
 	}
 	/* A joined image's library and service threads: see the top. */
@@ -1202,13 +1350,11 @@ static void gm_sc_dispatch(const struct seccomp_notif *n)
 			gm_sc_send(n->id, 0, 0, true);
 			return;
 		}
-		w = malloc(sizeof(*w));
+		w = gm_sc_work_new(n, false);
 		if (w)
-			w->n = *n;
-		if (!w || !gm_sc_queue_work(w)) {
-			free(w);
+			gm_sc_queue_work(w);
+		else
 			gm_sc_mm(n);
-		}
 		return;
 	}
 	/* Most fds are not ours: answer those here, without a thread. */
@@ -1219,16 +1365,11 @@ static void gm_sc_dispatch(const struct seccomp_notif *n)
 		gm_sc_send(n->id, 0, 0, true);
 		return;
 	}
-	w = malloc(sizeof(*w));
-	if (!w) {
+	w = gm_sc_work_new(n, false);
+	if (w)
+		gm_sc_queue_work(w);
+	else
 		gm_sc_send(n->id, 0, ENOMEM, false);
-		return;
-	}
-	w->n = *n;
-	if (!gm_sc_queue_work(w)) {
-		free(w);
-		gm_sc_send(n->id, 0, EAGAIN, false);
-	}
 }
 
 /*
@@ -1295,6 +1436,34 @@ static void gm_sc_let_go(void)
 	gm_sc_watch_done = true;
 }
 
+/*
+ * The fork child's listener and spawner stacks, one after the other: this
+ * image's memory, copied by fork (NULL: none).  Started on them, neither
+ * thread needs a guard page's mprotect, a routed call that would cost a
+ * round trip to the parent's listener in every fork.
+ */
+#define GM_SC_CHILD_STACK (1UL << 20)
+static void *gm_sc_child_stack;
+static bool gm_sc_forked; /* this process is a fork child of an image */
+
+/*
+ * Start the spawner while nothing else of the process can hold libc's
+ * locks: its image's constructor, or the fork child's handler, waits for
+ * this listener to bind its name.
+ */
+static void gm_sc_start_spawner(void)
+{
+	int err;
+
+	if (gm_sc_forked)
+		err = gm_thread_start_on(gm_sc_spawner, NULL,
+					 (char *)gm_sc_child_stack + GM_SC_CHILD_STACK,
+					 GM_SC_CHILD_STACK);
+	else
+		err = gm_thread_start(gm_sc_spawner, NULL, 0);
+	gm_sc_spawner_up = !err;
+}
+
 static void *gm_sc_listener(void *arg)
 {
 	struct seccomp_notif n;
@@ -1304,6 +1473,7 @@ static void *gm_sc_listener(void *arg)
 	sem_wait(&gm_sc_ready);
 	if (gm_sc_fd < 0)
 		return NULL;
+	gm_sc_start_spawner();
 	/* Only now: a joined image's call forwarded here before this thread
 	 * ran would wait for it (the constructor's own, for one).  The
 	 * constructor waits for the name: main's first raw call must find it. */
@@ -1328,7 +1498,7 @@ static void *gm_sc_listener(void *arg)
 			gm_sc_let_go();
 
 		if (again >= 0)
-			gm_sc_sent_again(gm_sc_fd, gm_sc_fwd, gm_sc_foreign);
+			gm_sc_sent_again(gm_sc_fd, gm_sc_fwd, gm_sc_foreign_queue);
 
 		if (pr < 0) /* EINTR (a tracer attached, say): never a blocking receive */
 			continue;
@@ -1583,9 +1753,6 @@ static int gm_sc_join(void)
  * pool's and the runs' locks are held across fork so that the child's
  * copies are consistent; what they describe is the parent's and is reset.
  */
-/* The fork child's listener stack: this image's memory, copied by fork. */
-#define GM_SC_CHILD_STACK (1UL << 20)
-static void *gm_sc_child_stack;
 
 static void gm_sc_atfork_prepare(void)
 {
@@ -1624,11 +1791,16 @@ static void gm_sc_atfork_child(void)
 	gm_sc_nr_busy = 0;
 	gm_sc_queue = NULL;
 	gm_sc_queue_tail = &gm_sc_queue;
-	gm_sc_nr_idle = 0;
+	gm_sc_nr_queued = gm_sc_nr_idle = gm_sc_nr_starting = gm_sc_nr_wanted = 0;
+	gm_sc_slots_ready = false; /* every slot free again */
+	gm_sc_free_slots = NULL;
+	gm_sc_spawner_up = false;
+	gm_sc_forked = true;
 	memset(gm_sc_service_tids, 0, sizeof(gm_sc_service_tids));
-	/* The copy still counts the parent's idle workers as waiters, and
-	 * would spend signals on them. */
+	/* The copies still count the parent's idle workers and spawner as
+	 * waiters, and would spend signals on them. */
 	pthread_cond_init(&gm_sc_pool_cv, NULL);
+	pthread_cond_init(&gm_sc_spawn_cv, NULL);
 	pthread_mutex_unlock(&gm_sc_pool_lock);
 	pthread_mutex_unlock(&gm_sc_run_lock);
 	if (gm_sc_fd < 0)
@@ -1771,7 +1943,7 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 				;
 			gm_sc_alive = gm_fd_own(gm_sc_alive);
 		}
-		gm_sc_child_stack = gm_raw_mmap(NULL, GM_SC_CHILD_STACK, PROT_READ | PROT_WRITE,
+		gm_sc_child_stack = gm_raw_mmap(NULL, 2 * GM_SC_CHILD_STACK, PROT_READ | PROT_WRITE,
 						MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		if (gm_sc_child_stack == MAP_FAILED)
 			gm_sc_child_stack = NULL;

@@ -4,7 +4,6 @@
 #include "seccomp_forwards.h"
 
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
@@ -28,12 +27,21 @@ struct gm_sc_sent {
 	int step_ms;
 };
 
-/* Both records are touched by one thread only: the process's receiver
- * (sent), its listener (taken).  In the first image these are one thread. */
-static struct gm_sc_sent *gm_sc_sent;
-static int gm_sc_nr_sent, gm_sc_cap_sent;
-static uint64_t *gm_sc_taken;
-static int gm_sc_nr_taken, gm_sc_cap_taken;
+/*
+ * Both records are touched by one thread only: the process's receiver
+ * (sent), its listener (taken).  In the first image these are one thread,
+ * which must never take a lock of libc's (seccomp.c, "the workers"), so
+ * the records are fixed: each entry stands for a caller blocked in a
+ * routed call, and a process with more of those at once than the records
+ * hold loses only the resend of the excess (sent) or, for an id that
+ * arrives twice, the check (taken).
+ */
+#define GM_SC_SENT_MAX 256
+#define GM_SC_TAKEN_MAX 1024
+static struct gm_sc_sent gm_sc_sent[GM_SC_SENT_MAX];
+static int gm_sc_nr_sent;
+static uint64_t gm_sc_taken[GM_SC_TAKEN_MAX];
+static int gm_sc_nr_taken;
 
 static int64_t gm_now_ms(void)
 {
@@ -48,30 +56,26 @@ static bool gm_pending(int listener, uint64_t id)
 	return GM_RAW_SYSCALL(SYS_ioctl, listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0;
 }
 
-/* Room for one more of @size bytes in *@arr; false if memory ran out. */
-static bool gm_grow(void **arr, int *cap, int nr, size_t size)
+static void gm_sc_sent_prune(int listener)
 {
-	void *p;
-	int ncap;
+	int kept = 0;
 
-	if (nr < *cap)
-		return true;
-	ncap = *cap ? *cap * 2 : 16;
-	p = realloc(*arr, (size_t)ncap * size);
-	if (!p)
-		return false;
-	*arr = p;
-	*cap = ncap;
-	return true;
+	for (int i = 0; i < gm_sc_nr_sent; i++)
+		if (gm_pending(listener, gm_sc_sent[i].n.id))
+			gm_sc_sent[kept++] = gm_sc_sent[i];
+	gm_sc_nr_sent = kept;
 }
 
-bool gm_sc_sent_note(const struct seccomp_notif *n, const struct sockaddr_un *addr,
+bool gm_sc_sent_note(int listener, const struct seccomp_notif *n, const struct sockaddr_un *addr,
 		     socklen_t len, bool queue_full)
 {
 	struct gm_sc_sent *s;
 
-	/* Out of memory: this one is not sent again. */
-	if (!gm_grow((void **)&gm_sc_sent, &gm_sc_cap_sent, gm_sc_nr_sent, sizeof(*s)))
+	/* Full: keep only the callers still waiting (an answered forward
+	 * stays until it is due); still full, this one is not sent again. */
+	if (gm_sc_nr_sent == GM_SC_SENT_MAX)
+		gm_sc_sent_prune(listener);
+	if (gm_sc_nr_sent == GM_SC_SENT_MAX)
 		return false;
 	s = &gm_sc_sent[gm_sc_nr_sent++];
 	s->n = *n;
@@ -137,13 +141,13 @@ bool gm_sc_take_once(int listener, uint64_t id)
 			return false;
 	/* Full: ids answered since are never sent again (the receiver sends
 	 * only pending ones), so only the pending need keeping. */
-	if (gm_sc_nr_taken == gm_sc_cap_taken) {
+	if (gm_sc_nr_taken == GM_SC_TAKEN_MAX) {
 		for (i = 0; i < gm_sc_nr_taken; i++)
 			if (gm_pending(listener, gm_sc_taken[i]))
 				gm_sc_taken[kept++] = gm_sc_taken[i];
 		gm_sc_nr_taken = kept;
 	}
-	if (gm_grow((void **)&gm_sc_taken, &gm_sc_cap_taken, gm_sc_nr_taken, sizeof(*gm_sc_taken)))
+	if (gm_sc_nr_taken < GM_SC_TAKEN_MAX)
 		gm_sc_taken[gm_sc_nr_taken++] = id;
 	return true;
 }

@@ -23,10 +23,11 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-/* The receiver (one thread per process): @n went to @addr, or is to go
- * there as soon as its queue has room (@queue_full).  False if it could
- * not be kept (no memory). */
-bool gm_sc_sent_note(const struct seccomp_notif *n, const struct sockaddr_un *addr,
+/* The receiver (one thread per process): @n, a notification of
+ * @listener, went to @addr, or is to go there as soon as its queue has
+ * room (@queue_full).  False if it could not be kept (the record is full
+ * of callers still waiting). */
+bool gm_sc_sent_note(int listener, const struct seccomp_notif *n, const struct sockaddr_un *addr,
 		     socklen_t len, bool queue_full);
 
 /* Milliseconds until the next forward is due again; -1 if none is. */
