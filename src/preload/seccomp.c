@@ -894,10 +894,17 @@ static void *gm_sc_worker(void *arg)
 	return NULL;
 }
 
-/* Queue @w for a waiting worker, or for one the spawner starts. */
-static void gm_sc_queue_work(struct gm_sc_work *w)
+/*
+ * Queue @n for a waiting worker, or for one the spawner starts; false if
+ * there is no room (no slot, no memory): the caller answers it itself.
+ */
+static bool gm_sc_queue_work(const struct seccomp_notif *n, bool foreign)
 {
+	struct gm_sc_work *w = gm_sc_work_new(n, foreign);
 	bool want;
+
+	if (!w)
+		return false;
 
 	pthread_mutex_lock(&gm_sc_pool_lock);
 	w->next = NULL;
@@ -917,6 +924,7 @@ static void gm_sc_queue_work(struct gm_sc_work *w)
 	 * do, with the risk the spawner is there to avoid. */
 	if (want && !gm_sc_spawner_up)
 		gm_sc_spawn_one();
+	return true;
 }
 
 /*
@@ -1070,17 +1078,10 @@ cont:
 /* gm_sc_foreign() from the listener: in a worker if it needs one. */
 static void gm_sc_foreign_queue(const struct seccomp_notif *n)
 {
-	struct gm_sc_work *w;
-
-	if (n->data.nr != SYS_ioctl && n->data.nr != SYS_fallocate) {
+	if (n->data.nr != SYS_ioctl && n->data.nr != SYS_fallocate)
 		gm_sc_send(n->id, 0, 0, true);
-		return;
-	}
 	/* Its lookups, calls and puts may allocate or free: never here. */
-	w = gm_sc_work_new(n, true);
-	if (w)
-		gm_sc_queue_work(w);
-	else
+	else if (!gm_sc_queue_work(n, true))
 		gm_sc_foreign(n);
 }
 
@@ -1325,8 +1326,6 @@ static void gm_sc_bind_image(void)
 
 static void gm_sc_dispatch(const struct seccomp_notif *n)
 {
-	struct gm_sc_work *w;
-
 	if (!gm_sc_ours(n->pid)) {
 		gm_sc_route(gm_sc_fwd, n, gm_sc_foreign_queue);
 		return;
@@ -1350,10 +1349,7 @@ static void gm_sc_dispatch(const struct seccomp_notif *n)
 			gm_sc_send(n->id, 0, 0, true);
 			return;
 		}
-		w = gm_sc_work_new(n, false);
-		if (w)
-			gm_sc_queue_work(w);
-		else
+		if (!gm_sc_queue_work(n, false))
 			gm_sc_mm(n);
 		return;
 	}
@@ -1365,10 +1361,7 @@ static void gm_sc_dispatch(const struct seccomp_notif *n)
 		gm_sc_send(n->id, 0, 0, true);
 		return;
 	}
-	w = gm_sc_work_new(n, false);
-	if (w)
-		gm_sc_queue_work(w);
-	else
+	if (!gm_sc_queue_work(n, false))
 		gm_sc_send(n->id, 0, ENOMEM, false);
 }
 
