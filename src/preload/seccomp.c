@@ -740,11 +740,11 @@ struct gm_sc_work {
  * it makes a call the filter routes (glibc frees cached thread stacks with
  * munmap under the lock pthread_create takes; malloc grows a heap with
  * mprotect under its arena's lock), and that call waits for the listener.
- * So the listener queues each item, in a slot of a fixed pool, for an idle
- * worker reserved for it, or asks the spawner thread for a new one; a
- * spawner that waits for libc's lock leaves the listener free to answer
- * the holder's call.  Each queued item has a worker reserved or wanted for
- * it, so an item never waits behind a long KVM_RUN.
+ * So the listener queues each item, in a slot of a fixed pool, and asks
+ * the spawner thread for a new worker when the waiting and starting ones
+ * are fewer than the items; a spawner that waits for libc's lock leaves
+ * the listener free to answer the holder's call.  An item never waits
+ * behind a long KVM_RUN.
  */
 /* gm_sc_pool_lock: the queue, the free slots and the counts below;
  * innermost, no call under it (held across fork after gm_sc_run_lock). */
