@@ -438,14 +438,7 @@ static bool gm_sc_creates_fd(unsigned int cmd)
  */
 static bool gm_is_our_fd(int fd, bool by_name)
 {
-	struct gm_file *f;
-
-	if (gm_fd_is_own(fd))
-		return true;
-	f = fd < 0 ? NULL : by_name ? gm_file_lookup_foreign(fd) : gm_file_lookup_any(fd);
-	if (f)
-		gm_file_put(f);
-	return f != NULL;
+	return gm_fd_is_own(fd) || gm_file_is_object_fd(fd, by_name);
 }
 
 /* ---- file and socket calls on a guestmem fd (GUESTMEM_SECCOMP=files) ---- */
@@ -1126,19 +1119,24 @@ static bool gm_sc_fdtab(const struct seccomp_notif *n)
  * memslot (src/uapi/hva.c).  If not, no notifier is due and the kernel
  * makes the call (CONTINUE) without a worker: ld.so's mprotect of a
  * library's RELRO during dlopen, for one, comes with the loader's lock
- * held, which starting a worker thread would need (pthread_create takes
- * it for the stack cache): the listener must never wait for it.
+ * held, which the spawner needs to start a worker (pthread_create takes
+ * it for the stack cache): that call must never wait for a worker.  A
+ * call made for library code on its thread (malloc's, with a lock of the
+ * library held) needs no notifier either (gm_sc_mm()).  Never waits for
+ * a lock: "maybe" sends it to a worker, which asks again.
  */
-static bool gm_sc_mm_noted(const struct seccomp_data *d)
+static bool gm_sc_mm_noted(const struct seccomp_notif *n)
 {
-	const __u64 *a = d->args;
+	const __u64 *a = n->data.args;
 
+	if (gm_uapi_tid_in_library((int)n->pid))
+		return false;
 	if (a[0] + a[1] < a[0])
 		return true; /* wraps: the kernel answers it, let the wrapper path decide */
-	if (gm_uapi_hva_noted(a[0], a[0] + a[1]))
+	if (gm_uapi_hva_maybe_noted(a[0], a[0] + a[1]))
 		return true;
-	return d->nr == SYS_mremap && (a[3] & MREMAP_FIXED) && a[4] + a[2] >= a[4] &&
-	       gm_uapi_hva_noted(a[4], a[4] + a[2]);
+	return n->data.nr == SYS_mremap && (a[3] & MREMAP_FIXED) && a[4] + a[2] >= a[4] &&
+	       gm_uapi_hva_maybe_noted(a[4], a[4] + a[2]);
 }
 
 
@@ -1345,7 +1343,7 @@ static void gm_sc_dispatch(const struct seccomp_notif *n)
 	 * listener free.  Without a worker, here: the call must be made.
 	 */
 	if (gm_sc_is_mm(n->data.nr)) {
-		if (!gm_sc_mm_noted(&n->data)) {
+		if (!gm_sc_mm_noted(n)) {
 			gm_sc_send(n->id, 0, 0, true);
 			return;
 		}

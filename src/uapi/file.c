@@ -288,6 +288,24 @@ __attribute__((constructor)) static void gm_file_note_inherited(void)
 	gm_raw_close(dir);
 }
 
+bool gm_file_is_object_fd(int fd, bool by_name)
+{
+	bool foreign = by_name || READ_ONCE(gm_foreign_seen);
+	struct stat st;
+
+	if (fd < 0 || (!foreign && likely(READ_ONCE(gm_nr_files) == 0)))
+		return false;
+	if (gm_raw_fstat(fd, &st) || !S_ISSOCK(st.st_mode))
+		return false;
+	if (st.st_dev == READ_ONCE(gm_sock_dev) && gm_file_registered(st.st_ino))
+		return true;
+	if (!foreign || !gm_remote_is_object(fd))
+		return false;
+	if (!READ_ONCE(gm_foreign_seen)) /* as gm_file_lookup_foreign() finding it */
+		WRITE_ONCE(gm_foreign_seen, 1);
+	return true;
+}
+
 struct gm_file *gm_file_lookup_any(int fd)
 {
 	return gm_file_lookup_in(fd, GM_LOOKUP_ANY);

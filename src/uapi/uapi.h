@@ -137,6 +137,13 @@ struct gm_file *gm_file_lookup_any(int fd);
  */
 struct gm_file *gm_file_lookup_foreign(int fd);
 /*
+ * Whether @fd is an object's end, as gm_file_lookup_any() (@by_name:
+ * gm_file_lookup_foreign()) would find it, but with no reference and no
+ * allocation: the seccomp listener's question (a put could release the
+ * object, an allocation take a lock of libc's, on the listener's thread).
+ */
+bool gm_file_is_object_fd(int fd, bool by_name);
+/*
  * (A constructor of file.c: if the image starts with another process's
  * object among its fds, inherited across exec, gm_file_lookup_any() looks
  * for such objects from the first call on.)
@@ -355,6 +362,9 @@ void gm_uapi_hva_note(uint64_t start, uint64_t end);
  * below start with (a leaf lock, nothing else).  Context: any.
  */
 bool gm_uapi_hva_noted(uint64_t start, uint64_t end);
+/* The same without waiting for its lock: true when it is taken (the
+ * seccomp listener's question; hva.c). */
+bool gm_uapi_hva_maybe_noted(uint64_t start, uint64_t end);
 /*
  * The VMM is about to change [start, end) of its address space: the mmu
  * notifier's range_start for every VM; pass the token to gm_uapi_hva_end()
