@@ -242,7 +242,7 @@ static int bench_seccomp_cost(void)
 	bench_row("getpid: a program exec'd by sh vs no filter", med[F_EXECD][M_GETPID],
 		  med[F_NONE][M_GETPID], "ns", "<= 1.5x");
 	bench_row("fork+_exit+waitpid, default filter vs none", med[F_DEFAULT][M_FORK],
-		  med[F_NONE][M_FORK], "ns", "the child's listener starts in fork()");
+		  med[F_NONE][M_FORK], "ns", "the child's listener and spawner start in fork()");
 	bench_note("medians of %d exec'd runs per mode, alternating; \"none\" is GUESTMEM_SECCOMP=0",
 		   SC_RUNS);
 	return 0;
