@@ -32,9 +32,10 @@ struct gm_sc_sent {
  * (sent), its listener (taken).  In the first image these are one thread,
  * which must never take a lock of libc's (seccomp.c, "the workers"), so
  * the records are fixed: each entry stands for a caller blocked in a
- * routed call, and a process with more of those at once than the records
- * hold loses only the resend of the excess (sent) or, for an id that
- * arrives twice, the check (taken).
+ * routed call.  Past 256 callers waiting at once on forwards, the excess
+ * is not sent again, and one that met a full queue gets a stranger's
+ * answer; past 1024 of this image's at once, an id arriving twice could
+ * be served twice.
  */
 #define GM_SC_SENT_MAX 256
 #define GM_SC_TAKEN_MAX 1024
