@@ -224,7 +224,7 @@ static const int gm_sc_file_nrs[] = {
 struct gm_text_range {
 	uintptr_t lo, hi;
 };
-#define GM_TEXT_MAX 6
+#define GM_TEXT_MAX 8 /* this object, 2 sanitizers, 2 pieces each; the stub */
 
 static int gm_sc_build(struct gm_bpf *b, const struct gm_text_range *text, int nr_text)
 {
@@ -366,21 +366,28 @@ static int gm_text_cb(struct dl_phdr_info *info, size_t size, void *data)
 	bool san = gm_is_sanitizer(info->dlpi_name);
 
 	(void)size;
-	for (int i = 0; i < info->dlpi_phnum && t->n < GM_TEXT_MAX; i++) {
+	for (int i = 0; i < info->dlpi_phnum; i++) {
 		const ElfW(Phdr) *p = &info->dlpi_phdr[i];
 		uintptr_t lo = info->dlpi_addr + p->p_vaddr, hi = lo + p->p_memsz;
 
-		if (p->p_type != PT_LOAD || !(p->p_flags & PF_X) || lo >> 32 != (hi - 1) >> 32)
+		if (p->p_type != PT_LOAD || !(p->p_flags & PF_X) || hi <= lo ||
+		    !(san || (t->probe >= lo && t->probe < hi)))
 			continue;
-		if (san || (t->probe >= lo && t->probe < hi)) {
-			/* This object's range goes first: it must be there. */
-			if (!san && t->n) {
+		/* A segment across a 4 GiB line (ASLR puts one there now and
+		 * then) is two ranges: the filter compares each word apart. */
+		while (lo < hi && t->n < GM_TEXT_MAX) {
+			uintptr_t line = (lo | 0xffffffffUL) + 1, end = hi < line ? hi : line;
+			struct gm_text_range piece = { lo, end };
+
+			/* The piece with this object's probe goes first: it must be there. */
+			if (!san && t->n && t->probe >= lo && t->probe < end) {
 				t->r[t->n] = t->r[0];
-				t->r[0] = (struct gm_text_range){ lo, hi };
+				t->r[0] = piece;
 			} else {
-				t->r[t->n] = (struct gm_text_range){ lo, hi };
+				t->r[t->n] = piece;
 			}
 			t->n++;
+			lo = end;
 		}
 	}
 	return 0;
@@ -1841,11 +1848,17 @@ static int gm_sc_install(struct gm_bpf *b)
  * its raw calls routed: they get a stranger's answers (README), and a
  * test that expects otherwise should say why.
  */
-static void gm_sc_unrouted(bool join, int err)
+static void gm_sc_unrouted(bool join, const char *why)
 {
 	if (join)
 		fprintf(stderr, "guestmem: raw system calls of this program are not routed (%s)\n",
-			strerror(err));
+			why);
+}
+
+/* Whether this image was started under a session (it should join it). */
+static bool gm_sc_session_named(void)
+{
+	return getenv(GM_SC_SESSION_ENV) != NULL;
 }
 
 __attribute__((constructor)) static void gm_seccomp_install(void)
@@ -1866,17 +1879,19 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 	return;
 #endif
 	dl_iterate_phdr(gm_text_cb, &text);
-	if (!text.n || text.probe < text.r[0].lo || text.probe >= text.r[0].hi)
-		return; /* our own text not found (or across a 4 GiB line): no filter */
+	if (!text.n || text.probe < text.r[0].lo || text.probe >= text.r[0].hi) {
+		/* Our own text not found (or across a 4 GiB line): no filter. */
+		gm_sc_unrouted(gm_sc_session_named(), "its text is not exempt");
+		return;
+	}
 	/* The guest process's stub inherits the filter: its own munmap (a zap)
 	 * and mprotect need no notifier, nor a notification round trip. */
 	if (text.n < GM_TEXT_MAX && gp_stub_text_lo >> 32 == (gp_stub_text_hi - 1) >> 32)
 		text.r[text.n++] = (struct gm_text_range){ gp_stub_text_lo, gp_stub_text_hi };
 	gm_sc_text = text;
 	b = malloc(sizeof(*b));
-	if (!b)
-		return;
-	if (gm_sc_build(b, text.r, text.n)) {
+	if (!b || gm_sc_build(b, text.r, text.n)) {
+		gm_sc_unrouted(gm_sc_session_named(), "no filter program");
 		free(b);
 		return;
 	}
@@ -1884,6 +1899,9 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 	sem_init(&gm_sc_bound, 0, 0);
 	/* Under an earlier image's filter: share its listener (see the top). */
 	join = gm_sc_session_inherited();
+	if (!join)
+		gm_sc_unrouted(gm_sc_session_named(),
+			       "a session is named, but its filter is not this process's");
 	if (!join) {
 		gm_sc_session_new();
 		/* Before the filter: the helper must not be filtered either. */
@@ -1891,7 +1909,7 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 	}
 	/* Before the filter: the listener must never be filtered itself. */
 	if ((err = gm_thread_start(gm_sc_listener, NULL, 0))) {
-		gm_sc_unrouted(join, err);
+		gm_sc_unrouted(join, strerror(err));
 		gm_fd_close(gm_sc_alive);
 		gm_sc_alive = -1;
 		free(b);
@@ -1944,7 +1962,7 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 	}
 	/* EBUSY: a filter with a listener is inherited, whose session did not answer. */
 	if (fd < 0)
-		gm_sc_unrouted(join, errno);
+		gm_sc_unrouted(join, strerror(errno));
 	sem_post(&gm_sc_ready);
 	if (fd >= 0)
 		while (sem_wait(&gm_sc_bound) && errno == EINTR)
