@@ -927,8 +927,19 @@ int main(int argc, char **argv)
 		}
 		/* Exec'd and joined: killed before, the helper could leave the
 		 * new image's own start-up calls to nobody (ENOSYS in ld.so). */
-		while (!parent_waits() || !parent_joined())
+		/* 20 s: a parent image left without a listener is named here
+		 * (and its stderr line, if any, says why), not a timeout. */
+		struct timespec t0, now;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		while (!parent_waits() || !parent_joined()) {
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (now.tv_sec - t0.tv_sec >= 20) {
+				printf("Bail out! the parent's exec'd image has no listener after 20 s\n");
+				return 1;
+			}
 			usleep(1000);
+		}
 	}
 	if (argc > 1 && (!strcmp(argv[1], "helper-gone") || !strcmp(argv[1], "helper-gone-fork"))) {
 		helper_gone_cases();
