@@ -101,43 +101,37 @@ void gm_uapi_hva_note(uint64_t start, uint64_t end)
 	WRITE_ONCE(gm_hva_any, 1);
 }
 
-/* Context: gm_hva_lock held (read). */
-static bool gm_hva_intersects_locked(uint64_t start, uint64_t end)
+/*
+ * @wait false: the seccomp listener's question, which must never wait for
+ * the lock, whose writer may be waiting for the listener (realloc's
+ * mprotect or madvise under it, gm_hva_insert_locked(), is a routed
+ * call).  Taken then means maybe: a worker asks again, and may wait.
+ */
+static bool gm_hva_noted(uint64_t start, uint64_t end, bool wait)
 {
-	size_t i = gm_hva_first(start + 1);
+	bool hit;
+	size_t i;
 
-	return gm_hva_all || (i < gm_hva_nr && gm_hva[i].start < end);
+	if (!READ_ONCE(gm_hva_any) || end <= start)
+		return false;
+	if (!wait && gm_rwlock_tryrdlock(&gm_hva_lock, GM_LOCK_HVA))
+		return true;
+	if (wait)
+		gm_rwlock_rdlock(&gm_hva_lock, GM_LOCK_HVA);
+	i = gm_hva_first(start + 1);
+	hit = gm_hva_all || (i < gm_hva_nr && gm_hva[i].start < end);
+	gm_rwlock_unlock(&gm_hva_lock);
+	return hit;
 }
 
 bool gm_uapi_hva_noted(uint64_t start, uint64_t end)
 {
-	bool hit;
-
-	if (!READ_ONCE(gm_hva_any) || end <= start)
-		return false;
-	gm_rwlock_rdlock(&gm_hva_lock, GM_LOCK_HVA);
-	hit = gm_hva_intersects_locked(start, end);
-	gm_rwlock_unlock(&gm_hva_lock);
-	return hit;
+	return gm_hva_noted(start, end, true);
 }
 
-/*
- * The seccomp listener's question: it must never wait for the lock, whose
- * writer may be waiting for the listener (realloc's mprotect or madvise
- * under it, gm_hva_insert_locked(), is a routed call).  Taken means maybe:
- * a worker asks again, and may wait.
- */
 bool gm_uapi_hva_maybe_noted(uint64_t start, uint64_t end)
 {
-	bool hit;
-
-	if (!READ_ONCE(gm_hva_any) || end <= start)
-		return false;
-	if (gm_rwlock_tryrdlock(&gm_hva_lock, GM_LOCK_HVA))
-		return true;
-	hit = gm_hva_intersects_locked(start, end);
-	gm_rwlock_unlock(&gm_hva_lock);
-	return hit;
+	return gm_hva_noted(start, end, false);
 }
 
 static struct kvm_mn_token *hva_start(uint64_t start, uint64_t end, bool unmap)
