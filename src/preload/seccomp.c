@@ -761,8 +761,8 @@ static bool gm_sc_spawner_up; /* the listener's: whether the spawner runs */
  * start; past that, malloc's (the listener's only use of it). */
 #define GM_SC_SLOTS 256
 static struct gm_sc_work gm_sc_slots[GM_SC_SLOTS];
-static struct gm_sc_work *gm_sc_free_slots;
-static bool gm_sc_slots_ready;
+static struct gm_sc_work *gm_sc_free_slots; /* given back by workers */
+static int gm_sc_slots_used;		     /* never handed out past this */
 
 static bool gm_sc_is_mm(int nr)
 {
@@ -823,16 +823,11 @@ static struct gm_sc_work *gm_sc_work_new(const struct seccomp_notif *n, bool for
 	struct gm_sc_work *w;
 
 	pthread_mutex_lock(&gm_sc_pool_lock);
-	if (!gm_sc_slots_ready) {
-		for (int i = 0; i < GM_SC_SLOTS; i++) {
-			gm_sc_slots[i].next = gm_sc_free_slots;
-			gm_sc_free_slots = &gm_sc_slots[i];
-		}
-		gm_sc_slots_ready = true;
-	}
 	w = gm_sc_free_slots;
 	if (w)
 		gm_sc_free_slots = w->next;
+	else if (gm_sc_slots_used < GM_SC_SLOTS)
+		w = &gm_sc_slots[gm_sc_slots_used++];
 	pthread_mutex_unlock(&gm_sc_pool_lock);
 	if (!w)
 		w = malloc(sizeof(*w));
@@ -1790,7 +1785,7 @@ static void gm_sc_atfork_child(void)
 	gm_sc_queue = NULL;
 	gm_sc_queue_tail = &gm_sc_queue;
 	gm_sc_nr_queued = gm_sc_nr_idle = gm_sc_nr_starting = gm_sc_nr_wanted = 0;
-	gm_sc_slots_ready = false; /* every slot free again */
+	gm_sc_slots_used = 0; /* every slot free again */
 	gm_sc_free_slots = NULL;
 	gm_sc_spawner_up = false;
 	gm_sc_forked = true;
