@@ -16,7 +16,6 @@
  * is harmless; a missed one is not).
  */
 #include <pthread.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "lib/compiler.h"
@@ -29,12 +28,17 @@ struct gm_hva_range {
 	uint64_t start, end;
 };
 
-/* gm_hva_lock: the sorted, disjoint, non-adjacent array below. */
+/*
+ * gm_hva_lock: the sorted, disjoint, non-adjacent array below.  A fixed
+ * array (16 KiB), never grown: the seccomp listener's question about a
+ * range is answered without waiting for this lock only when it is free,
+ * and a realloc under it makes routed calls (a heap's mprotect) that a
+ * worker would then wait on while the writer waits for the worker.
+ */
 static pthread_rwlock_t gm_hva_lock = PTHREAD_RWLOCK_INITIALIZER;
-static struct gm_hva_range *gm_hva;
-static size_t gm_hva_nr, gm_hva_cap;
+static struct gm_hva_range gm_hva[GM_HVA_MAX_RANGES];
+static size_t gm_hva_nr;
 static int gm_hva_any; /* lockless "nothing noted yet" fast path */
-static bool gm_hva_all; /* no memory for the array: every range counts */
 
 /* Index of the first range whose end is >= @start.  Context: lock held. */
 static size_t gm_hva_first(uint64_t start)
@@ -64,26 +68,13 @@ static void gm_hva_insert_locked(uint64_t start, uint64_t end)
 		end = GM_MAX(end, gm_hva[j].end);
 		j++;
 	}
-	if (i == j && gm_hva_nr == gm_hva_cap) {
-		size_t cap = gm_hva_cap ? 2 * gm_hva_cap : 16;
-		struct gm_hva_range *n = NULL;
-
-		if (cap <= GM_HVA_MAX_RANGES)
-			n = realloc(gm_hva, cap * sizeof(*n));
-		if (!n && gm_hva_nr == 0) {
-			gm_hva_all = true;
-			return;
-		}
-		if (!n) {
-			/* Out of room: one hull over everything stays correct. */
-			start = GM_MIN(start, gm_hva[0].start);
-			end = GM_MAX(end, gm_hva[gm_hva_nr - 1].end);
-			gm_hva[0] = (struct gm_hva_range){ start, end };
-			gm_hva_nr = 1;
-			return;
-		}
-		gm_hva = n;
-		gm_hva_cap = cap;
+	if (i == j && gm_hva_nr == GM_HVA_MAX_RANGES) {
+		/* Out of room: one hull over everything stays correct. */
+		start = GM_MIN(start, gm_hva[0].start);
+		end = GM_MAX(end, gm_hva[gm_hva_nr - 1].end);
+		gm_hva[0] = (struct gm_hva_range){ start, end };
+		gm_hva_nr = 1;
+		return;
 	}
 	/* Replace ranges [i, j) by one. */
 	memmove(&gm_hva[i + 1], &gm_hva[j], (gm_hva_nr - j) * sizeof(*gm_hva));
@@ -103,9 +94,9 @@ void gm_uapi_hva_note(uint64_t start, uint64_t end)
 
 /*
  * @wait false: the seccomp listener's question, which must never wait for
- * the lock, whose writer may be waiting for the listener (realloc's
- * mprotect or madvise under it, gm_hva_insert_locked(), is a routed
- * call).  Taken then means maybe: a worker asks again, and may wait.
+ * the lock: its writer may be a thread whose call the listener must
+ * answer first.  Taken then means maybe: a worker asks again, and may
+ * wait (nothing under the write lock makes a system call).
  */
 static bool gm_hva_noted(uint64_t start, uint64_t end, bool wait)
 {
@@ -119,7 +110,7 @@ static bool gm_hva_noted(uint64_t start, uint64_t end, bool wait)
 	if (wait)
 		gm_rwlock_rdlock(&gm_hva_lock, GM_LOCK_HVA);
 	i = gm_hva_first(start + 1);
-	hit = gm_hva_all || (i < gm_hva_nr && gm_hva[i].start < end);
+	hit = i < gm_hva_nr && gm_hva[i].start < end;
 	gm_rwlock_unlock(&gm_hva_lock);
 	return hit;
 }

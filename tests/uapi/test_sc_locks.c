@@ -9,15 +9,18 @@
  * while the library holds a lock of its own.  This program defines
  * realloc (the library's calls bind to it, as to any allocator the VMM
  * links in) and, while armed, makes a raw mprotect of a page of its own
- * from inside it, as glibc's heap growth would.  The library reallocs its
- * record of memslot ranges (src/uapi/hva.c) under the lock the listener
- * used to take for every routed address-space call: each new memslot
- * range past 16 grew it.  Run under `guestmem exec`; a hang is the
- * failure (the harness's timeout).  TAP output.
+ * from inside it, as glibc's heap growth would.  Until session 12 the
+ * library realloc'ed its record of memslot ranges (src/uapi/hva.c) under
+ * the lock the listener took for every routed address-space call; that
+ * record is now a fixed array, so this program makes the library realloc
+ * under a lock of its own another way: a vCPU's MSRs, each new index
+ * grown with realloc under the vCPU's mutex.  Run under `guestmem exec`;
+ * a hang is the failure (the harness's timeout).  TAP output.
  */
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
@@ -50,7 +53,7 @@ __attribute__((visibility("default"))) void *realloc(void *p, size_t size)
 int main(void)
 {
 	char *ram;
-	int kvm, vm, made = 0, failed = 0;
+	int kvm, vm, vcpu, msrs = -1, made = 0, failed = 0;
 
 	next_realloc = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
 	page = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -77,14 +80,38 @@ int main(void)
 		else
 			made++;
 	}
+	/*
+	 * A vCPU's MSRs: each index set for the first time grows the vCPU's
+	 * array with realloc under the vCPU's mutex.
+	 */
+	vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+	if (vcpu < 0) {
+		failed++;
+	} else {
+		static const uint32_t idx[] = { 0xc0000102, 0xc0000082, 0xc0000083,
+						0x175, 0x176, 0xc0000103 };
+		struct {
+			struct kvm_msrs hdr;
+			struct kvm_msr_entry e[6];
+		} m = { .hdr.nmsrs = 6 };
+
+		for (int i = 0; i < 6; i++)
+			m.e[i] = (struct kvm_msr_entry){ .index = idx[i], .data = 0x1000u * (i + 1) };
+		msrs = ioctl(vcpu, KVM_SET_MSRS, &m);
+		if (msrs != 6)
+			failed++;
+	}
 	__atomic_store_n(&armed, 0, __ATOMIC_RELAXED);
-	printf("%s 1 - %d memslots made while the library's reallocs made routed calls%s\n",
-	       made == SLOTS && !failed ? "ok" : "not ok", made,
+	printf("%s 1 - %d memslots made and %d MSRs set while the library's reallocs made "
+	       "routed calls%s\n",
+	       made == SLOTS && !failed ? "ok" : "not ok", made, msrs,
 	       made == SLOTS && !failed ? "" : " # some failed");
 	/* Proof that the hook ran where it matters, not only that nothing hung. */
 	printf("%s 2 - the library reallocated while armed # %d routed calls\n",
 	       routed_calls >= 2 ? "ok" : "not ok", routed_calls);
 	printf("1..2\n");
+	if (vcpu >= 0)
+		close(vcpu);
 	close(vm);
 	close(kvm);
 	return made == SLOTS && !failed && routed_calls >= 2 ? 0 : 1;
