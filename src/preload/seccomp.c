@@ -226,6 +226,39 @@ struct gm_text_range {
 };
 #define GM_TEXT_MAX 8 /* this object, 2 sanitizers, 2 pieces each; the stub */
 
+/*
+ * Exempt text ranges (each within one 4 GiB window): the library's own,
+ * and a sanitizer runtime's (see gm_text_cb).  Per range: the high word
+ * must match, then lo <= low word < hi allows; any miss goes on to the
+ * next range, and after the last one to the instruction the caller emits
+ * next (its verdict).  Returns the index of the first instruction.
+ */
+static int gm_bpf_exempt_text(struct gm_bpf *b, const struct gm_text_range *text, int nr_text)
+{
+	int first = b->n, j_miss[3 * GM_TEXT_MAX], nmiss = 0;
+
+	for (int r = 0; r < nr_text; r++) {
+		int next;
+
+		gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS,
+			    offsetof(struct seccomp_data, instruction_pointer) + 4, -1, -1);
+		j_miss[nmiss++] = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K,
+					      (uint32_t)(text[r].lo >> 32), -1, 0);
+		gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS,
+			    offsetof(struct seccomp_data, instruction_pointer), -1, -1);
+		j_miss[nmiss++] = gm_bpf_emit(b, BPF_JMP | BPF_JGE | BPF_K, (uint32_t)text[r].lo,
+					      -1, 0);
+		j_miss[nmiss++] = gm_bpf_emit(b, BPF_JMP | BPF_JGE | BPF_K, (uint32_t)text[r].hi, 0,
+					      -1);
+		gm_bpf_emit(b, BPF_RET | BPF_K, SECCOMP_RET_ALLOW, -1, -1);
+		next = b->n; /* the next range's first instruction, or the verdict */
+		b->jf[j_miss[nmiss - 3]] = next;
+		b->jf[j_miss[nmiss - 2]] = next;
+		b->jt[j_miss[nmiss - 1]] = next;
+	}
+	return first;
+}
+
 static int gm_sc_build(struct gm_bpf *b, const struct gm_text_range *text, int nr_text)
 {
 	int allow, notify, ip, ioctl_blk, madv_blk, j_arch, first_nr, fd0_blk, fd1_blk, fd01_blk;
@@ -290,33 +323,7 @@ static int gm_sc_build(struct gm_bpf *b, const struct gm_text_range *text, int n
 	gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS, GM_ARG_LO(1), -1, -1);
 	int j_fd01b = gm_bpf_emit(b, BPF_JMP | BPF_JGE | BPF_K, floor, 0 /* ip */, -1);
 	gm_bpf_emit(b, BPF_RET | BPF_K, SECCOMP_RET_ALLOW, -1, -1);
-	/*
-	 * Exempt text ranges (each within one 4 GiB window): the library's
-	 * own, and a sanitizer runtime's (see gm_text_cb).  Per range: the
-	 * high word must match, then lo <= low word < hi allows; any miss
-	 * goes on to the next range, and after the last one to the listener.
-	 */
-	ip = b->n;
-	int j_miss[3 * GM_TEXT_MAX], nmiss = 0;
-	for (int r = 0; r < nr_text; r++) {
-		int next;
-
-		gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS,
-			    offsetof(struct seccomp_data, instruction_pointer) + 4, -1, -1);
-		j_miss[nmiss++] = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K,
-					      (uint32_t)(text[r].lo >> 32), -1, 0);
-		gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS,
-			    offsetof(struct seccomp_data, instruction_pointer), -1, -1);
-		j_miss[nmiss++] = gm_bpf_emit(b, BPF_JMP | BPF_JGE | BPF_K, (uint32_t)text[r].lo,
-					      -1, 0);
-		j_miss[nmiss++] = gm_bpf_emit(b, BPF_JMP | BPF_JGE | BPF_K, (uint32_t)text[r].hi, 0,
-					      -1);
-		gm_bpf_emit(b, BPF_RET | BPF_K, SECCOMP_RET_ALLOW, -1, -1);
-		next = b->n; /* the next range's first instruction, or notify */
-		b->jf[j_miss[nmiss - 3]] = next;
-		b->jf[j_miss[nmiss - 2]] = next;
-		b->jt[j_miss[nmiss - 1]] = next;
-	}
+	ip = gm_bpf_exempt_text(b, text, nr_text);
 	notify = gm_bpf_emit(b, BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF, -1, -1);
 
 	b->jf[j_arch] = allow;
@@ -330,6 +337,34 @@ static int gm_sc_build(struct gm_bpf *b, const struct gm_text_range *text, int n
 	for (size_t i = 0; i < ARRAY_SIZE(advices); i++)
 		b->jt[j_madv[i]] = ip;
 	(void)notify;
+	return gm_bpf_link(b) ? 0 : -EINVAL;
+}
+
+/*
+ * Once nobody receives: raw KVM ioctls fail with EIO, as the guestmem side
+ * being gone should look (issue 10), rather than the kernel's ENOSYS for a
+ * notification nobody listens to.  ERRNO takes precedence over USER_NOTIF,
+ * so this small filter on top decides for them; the address-space calls
+ * and the fd-table calls the routing filter also notifies get ENOSYS (no
+ * filter can let them through: ALLOW ranks below USER_NOTIF).
+ */
+static int gm_sc_build_dead(struct gm_bpf *b, const struct gm_text_range *text, int nr_text)
+{
+	int j_arch, j_nr, j_ioc, allow, ip;
+
+	memset(b, 0, sizeof(*b));
+	gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch), -1, -1);
+	j_arch = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, -1, 0 /* allow */);
+	gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr), -1, -1);
+	j_nr = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K, SYS_ioctl, -1, 0 /* allow */);
+	gm_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS, GM_ARG_LO(1), -1, -1);
+	gm_bpf_emit(b, BPF_ALU | BPF_AND | BPF_K, 0xff00, -1, -1);
+	j_ioc = gm_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K, GM_KVMIO << 8, 0 /* ip */, -1);
+	allow = gm_bpf_emit(b, BPF_RET | BPF_K, SECCOMP_RET_ALLOW, -1, -1);
+	ip = gm_bpf_exempt_text(b, text, nr_text);
+	gm_bpf_emit(b, BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EIO, -1, -1);
+	b->jf[j_arch] = b->jf[j_nr] = allow;
+	b->jt[j_ioc] = ip;
 	return gm_bpf_link(b) ? 0 : -EINVAL;
 }
 
@@ -1410,15 +1445,31 @@ static void gm_sc_gate_map(void)
  * Nobody receives any more: the first image is gone and the helper was
  * killed (a signal by pid, kill(-1)).  The routed calls of every image left
  * would wait for ever; once every holder has let go of the listener, the
- * kernel fails them with ENOSYS instead (the calls through the preload's
- * wrappers go on working).  The number stays taken, by /dev/null: a worker
+ * kernel fails them with ENOSYS instead, and raw KVM ioctls fail with EIO
+ * (gm_sc_build_dead()); the calls through the preload's wrappers go on
+ * working.  The number stays taken, by /dev/null: a worker
  * may still answer on it.
  */
 static bool gm_sc_watch_done; /* the listener's */
 
 static void gm_sc_let_go(void)
 {
+	/* Static: the listener allocates nothing (see gm_sc_work_new()). */
+	static struct gm_bpf dead;
 	int null = gm_raw_open("/dev/null", O_RDONLY | O_CLOEXEC, 0);
+
+	/*
+	 * First the EIO filter, on every thread of this process (TSYNC; it
+	 * fails if a thread of the VMM added a filter of its own, and the
+	 * raw KVM ioctls then get ENOSYS).  A fork child or an image made
+	 * from here on inherits it.
+	 */
+	if (!gm_sc_build_dead(&dead, gm_sc_text.r, gm_sc_text.n)) {
+		struct sock_fprog prog = { .len = (unsigned short)dead.n, .filter = dead.insn };
+
+		GM_RAW_SYSCALL(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+			       SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_SPEC_ALLOW, &prog);
+	}
 
 	/* Routed calls, exempt here: this image's text, or the gate. */
 	if (null >= 0) {

@@ -803,8 +803,9 @@ static pid_t session_helper(void)
  * "helper-gone", exec'd by the first image (a shell's `exec`): once that
  * image is gone the session's helper receives this image's routed calls.
  * Killed too (the VMM can: same user), nobody receives: the routed calls
- * must fail (ENOSYS, the kernel's answer once nobody holds the listener),
- * not wait for ever; the libc calls go on working.
+ * must fail, not wait for ever: raw KVM ioctls with EIO (the guestmem side
+ * is gone), the others with ENOSYS (the kernel's answer once nobody holds
+ * the listener); the libc calls go on working.
  */
 static void helper_gone_cases(void)
 {
@@ -828,12 +829,24 @@ static void helper_gone_cases(void)
 	alarm(30);
 	r = syscall(SYS_ioctl, kvm, KVM_GET_API_VERSION, 0);
 	e = errno;
-	check(r == -1 && e == ENOSYS, "with nobody to receive, a raw ioctl fails with ENOSYS",
+	check(r == -1 && e == EIO, "with nobody to receive, a raw KVM ioctl fails with EIO",
 	      "%s", res(r, e));
+	/* Only KVM's: another type's raw ioctl still reaches the kernel. */
+	{
+		int pfd[2], avail = -1;
+
+		if (pipe(pfd))
+			die("pipe");
+		r = syscall(SYS_ioctl, pfd[0], FIONREAD, &avail);
+		check(r == 0 && avail == 0, "a raw FIONREAD on a pipe still answers", "%s",
+		      res(r, errno));
+		close(pfd[0]);
+		close(pfd[1]);
+	}
 	p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	r = syscall(SYS_munmap, p, 4096);
 	e = errno;
-	check(r == -1 && e == ENOSYS, "and so does a raw munmap", "%s", res(r, e));
+	check(r == -1 && e == ENOSYS, "a raw munmap fails with ENOSYS", "%s", res(r, e));
 	r = ioctl(kvm, KVM_GET_API_VERSION, 0);
 	check(r == KVM_API_VERSION, "the libc ioctl still answers", "%s", res(r, errno));
 	/* The preload's wrappers make their calls through the gate: exempt. */
