@@ -1,22 +1,32 @@
 // SPDX-License-Identifier: MIT
 /*
- * guestmem exec [--profile P] [--config "K=V ..."] [--backing B] -- PROG ARGS...
+ * guestmem exec [--profile P] [--config "K=V ..."] [--backing B] [--user U]
+ *               -- PROG ARGS...
  *
  * Runs PROG with libguestmem-preload.so in front of libc, so that its
  * open("/dev/kvm") and everything after it reach guestmem.  The options
  * become GUESTMEM_PROFILE / GUESTMEM_CONFIG / GUESTMEM_BACKING.  These, the
  * other GUESTMEM_* settings and GUESTMEM_GUEST are checked here first, so
  * a typo fails before PROG starts (exit status 2, one line naming it).
+ *
+ * Before PROG, it starts the guest-process spawner (src/gproc/spawner.h):
+ * guest processes are its children, not PROG's, and with --user (a user
+ * name or UID[:GID]; needs CAP_SETUID and CAP_SETGID) they run as that
+ * user, so PROG cannot signal, trace or limit them.
  */
 #include <errno.h>
 #include <libgen.h>
+#include <linux/capability.h>
+#include <pwd.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "gproc/spawner.h"
 
 #define GM_PRELOAD_NAME "libguestmem-preload.so"
 
@@ -110,22 +120,109 @@ static int gm_exec_env(const struct gm_cli_config *c, const char *preload)
 	return r ? -1 : 0;
 }
 
+/* --user's value: a user name, or UID[:GID] (GID: the user's, else UID). */
+static int gm_exec_parse_user(const char *v, struct gp_creds *cr)
+{
+	const struct passwd *pw;
+	unsigned long uid, gid;
+	char *end;
+
+	if (!*v)
+		return -1;
+	uid = strtoul(v, &end, 10);
+	if (end != v && (!*end || *end == ':') && uid < (1UL << 31)) {
+		gid = uid;
+		if (*end == ':') {
+			const char *g = end + 1;
+
+			gid = strtoul(g, &end, 10);
+			if (end == g || *end || gid >= (1UL << 31))
+				return -1;
+		} else if ((pw = getpwuid((uid_t)uid))) {
+			gid = pw->pw_gid;
+		}
+		*cr = (struct gp_creds){ true, (uid_t)uid, (gid_t)gid };
+		return 0;
+	}
+	pw = getpwnam(v);
+	if (!pw)
+		return -1;
+	*cr = (struct gp_creds){ true, pw->pw_uid, pw->pw_gid };
+	return 0;
+}
+
+/* Whether this process may become another user (CAP_SETUID, CAP_SETGID). */
+static bool gm_exec_can_setid(void)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2];
+
+	if (syscall(SYS_capget, &h, d))
+		return false;
+	return (d[0].effective & (1u << CAP_SETUID)) && (d[0].effective & (1u << CAP_SETGID));
+}
+
+#define GM_EXEC_USAGE                                                                      \
+	"usage: guestmem exec [--profile P] [--config \"K=V ...\"] [--backing B] "          \
+	"[--user U] -- PROG ARGS...\n"
+
 int gm_cli_exec(int argc, char **argv)
 {
 	struct gm_cli_config c = { 0 };
-	char preload[PATH_MAX], why[256];
-	int i = 1, r;
+	struct gp_creds cr = { 0 };
+	char preload[PATH_MAX], why[256], door_env[64];
+	const char *user = NULL;
+	int i = 1, r, door;
 
-	r = gm_cli_parse_config(argc, argv, &i, &c);
-	if (r)
-		return r;
+	/* The shared options, and --user (exec's own). */
+	while (i < argc) {
+		int j = i;
+
+		if (!strcmp(argv[i], "--user") || !strncmp(argv[i], "--user=", 7)) {
+			if (argv[i][6] == '=') {
+				user = argv[i] + 7;
+			} else if (i + 1 < argc) {
+				user = argv[++i];
+			} else {
+				fprintf(stderr, "guestmem: --user needs a value\n");
+				return 2;
+			}
+			i++;
+			continue;
+		}
+		r = gm_cli_parse_config_one(argc, argv, &j, &c);
+		if (r == 2)
+			return 2;
+		if (r == 1) {
+			i = j + 1;
+			continue;
+		}
+		if (!strcmp(argv[i], "--")) {
+			i++;
+			break;
+		}
+		if (argv[i][0] == '-') {
+			fprintf(stderr, "guestmem: unknown option '%s'\n", argv[i]);
+			return 2;
+		}
+		break;
+	}
 	if (c.help) {
 		gm_cli_help("exec", stdout);
 		return 0;
 	}
 	if (i >= argc) {
-		fprintf(stderr, "usage: guestmem exec [--profile P] [--config \"K=V ...\"] "
-				"[--backing B] -- PROG ARGS...\n");
+		fprintf(stderr, GM_EXEC_USAGE);
+		return 2;
+	}
+	if (user && gm_exec_parse_user(user, &cr)) {
+		fprintf(stderr, "guestmem: exec: --user \"%s\": no such user (a name or UID[:GID])\n",
+			user);
+		return 2;
+	}
+	if (user && !gm_exec_can_setid()) {
+		fprintf(stderr, "guestmem: exec: --user needs CAP_SETUID and CAP_SETGID "
+				"(run as root)\n");
 		return 2;
 	}
 	/* Everything the drop-in would only meet at run time, checked now. */
@@ -146,6 +243,24 @@ int gm_cli_exec(int argc, char **argv)
 		perror("guestmem: exec: setenv");
 		return 1;
 	}
+	/*
+	 * The spawner, last: nothing may fail between its start and the exec
+	 * (it would outlive us until its door's last holder, PROG, is gone).
+	 * Without --user a spawner that cannot start leaves guest processes
+	 * to the library, as the C API has them; with --user it is an error.
+	 */
+	door = gp_spawner_start(user ? &cr : NULL, user != NULL, door_env, sizeof(door_env));
+	if (door < 0 && user) {
+		fprintf(stderr, "guestmem: exec: cannot start the guest-process spawner: %s\n",
+			strerror(-door));
+		return 1;
+	}
+	if (door >= 0 && setenv(GP_SPAWNER_ENV, door_env, 1)) {
+		perror("guestmem: exec: setenv");
+		return 1;
+	}
+	if (door < 0)
+		unsetenv(GP_SPAWNER_ENV);
 	execvp(argv[i], argv + i);
 	fprintf(stderr, "guestmem: exec: %s: %s\n", argv[i], strerror(errno));
 	return errno == ENOENT ? 127 : 126;

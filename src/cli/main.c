@@ -24,9 +24,10 @@ struct gm_cli_cmd {
 
 static const struct gm_cli_cmd gm_cli_cmds[] = {
 	{ "exec", gm_cli_exec,
-	  "exec " GM_CLI_CONFIG_OPTS " -- PROG ARGS...\n"
+	  "exec " GM_CLI_CONFIG_OPTS " [--user U] -- PROG ARGS...\n"
 	  "      run PROG with guestmem's drop-in /dev/kvm (LD_PRELOAD); the settings\n"
-	  "      and GUESTMEM_GUEST are checked before PROG starts" },
+	  "      and GUESTMEM_GUEST are checked before PROG starts; guest processes are\n"
+	  "      started by a spawner of their own, as user U with --user (needs root)" },
 	{ "info", gm_cli_info,
 	  "info " GM_CLI_CONFIG_OPTS "\n"
 	  "      show the profile, Kconfig switches, backings and capabilities" },

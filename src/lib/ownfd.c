@@ -80,6 +80,12 @@ int gm_fd_own(int fd)
 	return fd;
 }
 
+void gm_fd_mark_own(int fd)
+{
+	if (fd >= 0)
+		mark(fd, true);
+}
+
 int gm_fd_own_dup(int fd)
 {
 	int nfd = gm_raw_fcntl(fd, F_DUPFD_CLOEXEC, (unsigned long)gm_fd_floor());

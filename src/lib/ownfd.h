@@ -48,6 +48,12 @@ int gm_fd_own(int fd);
  */
 int gm_fd_own_dup(int fd);
 
+/*
+ * Mark @fd, a descriptor of guestmem's inherited at a number chosen before
+ * this image ran (named in the environment), where it is.
+ */
+void gm_fd_mark_own(int fd);
+
 /* Close @fd and unmark it. */
 int gm_fd_close(int fd);
 

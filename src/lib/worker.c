@@ -3,8 +3,12 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/close_range.h>
 #include <stdint.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <time.h>
 #include <semaphore.h>
 
@@ -244,6 +248,31 @@ int gm_worker_spawn(struct gm_worker *w, void *(*fn)(void *), void *arg)
 	r = gm_worker_call(w, gm_worker_spawn_here, &s);
 	sem_destroy(&s.copied);
 	return (int)r;
+}
+
+#ifndef PIDFD_THREAD
+#define PIDFD_THREAD O_EXCL /* Linux 6.9 */
+#endif
+
+int gm_fd_adopt(int tid, int fd, unsigned long ino)
+{
+	int pidfd = (int)GM_RAW_SYSCALL(SYS_pidfd_open, tid, PIDFD_THREAD);
+	struct stat st;
+	int copy;
+
+	if (pidfd < 0 && errno == EINVAL)
+		pidfd = (int)GM_RAW_SYSCALL(SYS_pidfd_open, getpid(), 0);
+	if (pidfd < 0)
+		return -errno;
+	copy = (int)GM_RAW_SYSCALL(SYS_pidfd_getfd, pidfd, fd, 0);
+	gm_raw_close(pidfd);
+	if (copy < 0)
+		return -errno;
+	if (gm_raw_fstat(copy, &st) || st.st_ino != ino) {
+		gm_raw_close(copy);
+		return -EBADF;
+	}
+	return copy;
 }
 
 void gm_worker_forget(struct gm_worker *w)

@@ -76,6 +76,16 @@ bool gm_worker_current(const struct gm_worker *w);
 int gm_worker_spawn(struct gm_worker *w, void *(*fn)(void *), void *arg);
 
 /*
+ * On a worker with its own table: a copy of descriptor @fd of thread
+ * @tid's table (the caller's thread, which waits in gm_worker_call()).
+ * That thread's table if the kernel names threads by pidfd (6.9), else
+ * the process's (the leader's); the copy must be of the file with inode
+ * @ino, or a thread with a table of its own would hand over another file.
+ * The new descriptor (close-on-exec) or -errno.
+ */
+int gm_fd_adopt(int tid, int fd, unsigned long ino);
+
+/*
  * In a fork child: @w's threads are gone (and with them an own table):
  * forget them; the next call starts a new one.
  */

@@ -227,36 +227,13 @@ static long gm_keeper_drain(void *arg)
 	}
 }
 
-#ifndef PIDFD_THREAD
-#define PIDFD_THREAD O_EXCL /* Linux 6.9 */
-#endif
-
-/*
- * On the keeper: take a copy of the caller's descriptor a->fd into this
- * table.  The caller's thread's table if the kernel names threads by
- * pidfd (6.9), else the process's (the leader's); the inode must match,
- * or a thread with a table of its own would hand us another file.
- */
+/* On the keeper: take a copy of the caller's a->fd into this table, watched. */
 static long gm_keeper_adopt_here(void *arg)
 {
 	const struct gm_keeper_accept *a = arg;
-	int pidfd = (int)GM_RAW_SYSCALL(SYS_pidfd_open, a->tid, PIDFD_THREAD);
-	struct stat st;
-	int peer;
+	int peer = gm_fd_adopt(a->tid, a->fd, (unsigned long)a->peer_ino);
 
-	if (pidfd < 0 && errno == EINVAL)
-		pidfd = (int)GM_RAW_SYSCALL(SYS_pidfd_open, getpid(), 0);
-	if (pidfd < 0)
-		return -errno;
-	peer = (int)GM_RAW_SYSCALL(SYS_pidfd_getfd, pidfd, a->fd, 0);
-	gm_raw_close(pidfd);
-	if (peer < 0)
-		return -errno;
-	if (gm_raw_fstat(peer, &st) || st.st_ino != a->peer_ino) {
-		gm_raw_close(peer);
-		return -EBADF;
-	}
-	return gm_keeper_watch_peer(peer, a->ino);
+	return peer < 0 ? peer : gm_keeper_watch_peer(peer, a->ino);
 }
 
 /* Set the servant and the keeper up, once.  Context: the connect lock. */

@@ -298,10 +298,12 @@ TEST(vmm_table_holds_objects)
 		n_ram += !!strstr(link, "memfd:guestmem-ram");
 	}
 	closedir(d);
-	ASSERT_EQ(n_peers, 4 + 1); /* a peer per object, the listener */
+	/* A peer per object, the listener, and the link to the spawner whose
+	 * child the VM's guest process is (src/gproc/spawner.h). */
+	ASSERT_EQ(n_peers, 4 + 1 + 1);
 	ASSERT_EQ(n_pidfds, 1);	    /* the VM's guest process */
 	ASSERT_TRUE(n_ram >= 1);    /* the converted memslot RAM */
-	ASSERT_EQ(n_keeper, 4 + 3 + n_ram); /* and the epoll set */
+	ASSERT_EQ(n_keeper, 4 + 4 + n_ram); /* and the epoll set */
 }
 
 /* guestmem's descriptors: the numbers at or above the floor we did not open. */

@@ -263,25 +263,30 @@ static pid_t guest_process(void)
 {
 	DIR *d = opendir("/proc");
 	struct dirent *e;
+	char want[32];
 	pid_t found = -1;
 
+	/* The stub names itself after the process it serves: "gproc:PID". */
+	snprintf(want, sizeof(want), "gproc:%d\n", (int)getpid());
 	ASSERT_TRUE(d != NULL);
 	while ((e = readdir(d)) && found < 0) {
-		char path[300], buf[512], *p;
-		int ppid = 0;
-		FILE *f;
+		char path[300], buf[32];
+		ssize_t n;
+		int fd;
 
 		if (e->d_name[0] < '0' || e->d_name[0] > '9')
 			continue;
-		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-		f = fopen(path, "r");
-		if (!f)
+		snprintf(path, sizeof(path), "/proc/%s/comm", e->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
 			continue;
-		if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) &&
-		    sscanf(p + 1, " %*c %d", &ppid) == 1 && ppid == getpid() &&
-		    strstr(buf, "guestmem"))
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		if (!strcmp(buf, want))
 			found = atoi(e->d_name);
-		fclose(f);
 	}
 	closedir(d);
 	return found;

@@ -1010,6 +1010,23 @@ __attribute__((noreturn, used)) void gp_stub_main(uint64_t *sp)
 	if (argc > 1)
 		for (const char *a = (const char *)sp[2]; *a >= '0' && *a <= '9'; a++)
 			flags = flags * 10 + (unsigned)(*a - '0');
+	/*
+	 * argv[2]: "vmm=PID", the process this one serves.  Named after it
+	 * ("gproc:PID"), since /proc/PID/cmdline reads the stack we unmap
+	 * below and its parent may be the spawner: the name is what ps and
+	 * tests have.
+	 */
+	if (argc > 2) {
+		const char *a = (const char *)sp[3];
+		char name[16] = "gproc:";
+		unsigned i = 6;
+
+		if (a[0] == 'v' && a[1] == 'm' && a[2] == 'm' && a[3] == '=')
+			for (a += 4; *a >= '0' && *a <= '9' && i < sizeof(name) - 1; a++)
+				name[i++] = *a;
+		if (i > 6)
+			SYS(__NR_prctl, PR_SET_NAME, (long)name, 0);
+	}
 
 	/*
 	 * First of all: no process without CAP_SYS_PTRACE (the VMM, our

@@ -1,0 +1,297 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The guest-process spawner (spawner.h): the daemon, its door, and the
+ * VMM's request.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "gproc/gproc_abi.h"
+#include "gproc/spawner.h"
+#include "lib/ownfd.h"
+#include "lib/scm.h"
+#include "lib/sys_raw.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+#define GP_SPAWN_MAGIC 0x67707364u /* "gpsd" */
+/* More children than this at once: EAGAIN (a VM is one child). */
+#define GP_SPAWNER_MAX_CHILDREN 4096
+
+struct gp_spawn_req {
+	uint32_t magic;
+	uint32_t flags;  /* GP_VM_* */
+	int32_t vmm_pid; /* the asking process: a label only, never trusted */
+};
+
+struct gp_spawn_resp {
+	uint32_t magic;
+	int32_t err; /* 0 or -errno */
+	int32_t pid;
+	uint32_t uid; /* the user the process runs as */
+};
+
+/* ---- the daemon ---------------------------------------------------------- */
+
+struct gp_child {
+	int link;  /* closed by the VMM's side: kill and reap */
+	int pidfd; /* readable once the process exited (it stays a zombie) */
+	bool exited;
+};
+
+static void child_end(struct gp_child *c)
+{
+	siginfo_t si;
+
+	/* SIGKILL to a zombie does nothing; to a live one, ends it. */
+	syscall(SYS_pidfd_send_signal, c->pidfd, SIGKILL, NULL, 0);
+	while (syscall(SYS_waitid, P_PIDFD, c->pidfd, &si, WEXITED | __WALL, NULL) < 0 &&
+	       errno == EINTR)
+		;
+	gm_raw_close(c->pidfd);
+	gm_raw_close(c->link);
+}
+
+/*
+ * One request on the door.  Returns false when the door reached EOF: no
+ * process holds its other end any more.
+ */
+static bool serve_request(int door, const struct gp_creds *cr, struct gp_child *ch, size_t *n)
+{
+	struct gp_spawn_req q;
+	struct gp_spawn_resp a = { .magic = GP_SPAWN_MAGIC, .uid = cr->set ? cr->uid : getuid() };
+	struct iovec iov = { &q, sizeof(q) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	union gm_scm_buf cbuf;
+	int fds[GM_SCM_MAX_FDS], pidfd = -1;
+	unsigned nfds;
+	ssize_t r;
+	long pid;
+
+	gm_scm_expect_max(&mh, &cbuf);
+	r = GM_RAW_SYSCALL(SYS_recvmsg, door, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	if (r < 0)
+		return errno == EINTR || errno == EAGAIN;
+	nfds = gm_scm_fds(&mh, fds);
+	if (r == 0 && nfds == 0)
+		return false;
+	if (nfds != 2 || r != (ssize_t)sizeof(q) || q.magic != GP_SPAWN_MAGIC) {
+		/* Not a request of ours: nobody to answer. */
+		for (unsigned i = 0; i < nfds; i++)
+			gm_raw_close(fds[i]);
+		return true;
+	}
+	/* A dumpable guest process is for the library's own tests only. */
+	q.flags &= GP_VM_NO_CPUID_FAULT | GP_VM_NO_TSC_FAULT;
+	if (*n >= GP_SPAWNER_MAX_CHILDREN)
+		pid = -EAGAIN;
+	else
+		pid = gp_spawn_stub(fds[1], q.flags, cr, q.vmm_pid, &pidfd);
+	gm_raw_close(fds[1]);
+	a.err = pid < 0 ? (int32_t)pid : 0;
+	a.pid = pid < 0 ? 0 : (int32_t)pid;
+	/* An answer that cannot be sent is a VMM already gone: the link's
+	 * hang-up ends the child on the next poll. */
+	(void)!GM_RAW_SYSCALL(SYS_sendto, fds[0], &a, sizeof(a), MSG_NOSIGNAL, NULL, 0);
+	if (pid < 0) {
+		gm_raw_close(fds[0]);
+		return true;
+	}
+	ch[(*n)++] = (struct gp_child){ .link = fds[0], .pidfd = pidfd };
+	return true;
+}
+
+static __attribute__((noreturn)) void serve(int door, const struct gp_creds *cr)
+{
+	struct gp_child *ch = calloc(GP_SPAWNER_MAX_CHILDREN, sizeof(*ch));
+	struct pollfd *p = calloc(1 + 2 * GP_SPAWNER_MAX_CHILDREN, sizeof(*p));
+	bool door_open = true;
+	size_t n = 0;
+
+	if (!ch || !p)
+		_exit(1);
+	for (;;) {
+		if (!door_open && n == 0)
+			_exit(0);
+		p[0] = (struct pollfd){ .fd = door_open ? door : -1, .events = POLLIN };
+		for (size_t i = 0; i < n; i++) {
+			p[1 + 2 * i] = (struct pollfd){ .fd = ch[i].link, .events = POLLIN };
+			p[2 + 2 * i] = (struct pollfd){ .fd = ch[i].exited ? -1 : ch[i].pidfd,
+							.events = POLLIN };
+		}
+		if (poll(p, 1 + 2 * n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			_exit(1);
+		}
+		/* The children polled (all of them: requests are served after). */
+		for (size_t i = 0; i < n;) {
+			short lr = p[1 + 2 * i].revents, pr = p[2 + 2 * i].revents;
+			char junk[16];
+
+			if (pr & POLLIN)
+				ch[i].exited = true;
+			if (lr & POLLIN) {
+				ssize_t r = GM_RAW_SYSCALL(SYS_recvfrom, ch[i].link, junk, sizeof(junk),
+							   MSG_DONTWAIT, NULL, NULL);
+
+				if (r > 0 || (r < 0 && (errno == EAGAIN || errno == EINTR)))
+					lr = 0; /* nothing is said on a link: dropped */
+			}
+			if (!lr) {
+				i++;
+				continue;
+			}
+			child_end(&ch[i]);
+			/* The last one moves here, with what its poll returned. */
+			ch[i] = ch[--n];
+			p[1 + 2 * i] = p[1 + 2 * n];
+			p[2 + 2 * i] = p[2 + 2 * n];
+		}
+		if (p[0].revents & POLLIN)
+			door_open = serve_request(door, cr, ch, &n);
+		else if (p[0].revents & (POLLHUP | POLLERR | POLLNVAL))
+			door_open = false;
+	}
+}
+
+int gp_spawner_start(const struct gp_creds *cr, bool strict, char *env, size_t env_len)
+{
+	struct gp_creds c = cr ? *cr : (struct gp_creds){ 0 };
+	struct stat st;
+	int sv[2], door, st_w;
+	long pid;
+
+	if (gm_raw_socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
+		return -errno;
+	pid = GM_RAW_SYSCALL(SYS_fork);
+	if (pid < 0) {
+		int e = -errno;
+
+		gm_raw_close(sv[0]);
+		gm_raw_close(sv[1]);
+		return e;
+	}
+	if (pid == 0) {
+		/* Not the VMM's child (waitpid(-1) and SIGCHLD stay its own),
+		 * not in its session or process group. */
+		if (GM_RAW_SYSCALL(SYS_fork) != 0)
+			GM_RAW_SYSCALL(SYS_exit, 0);
+		setsid();
+		prctl(PR_SET_NAME, "guestmemd", 0, 0, 0);
+		/* Neither the VMM nor a guest process may trace it or take
+		 * its descriptors (pidfd_getfd, /proc/PID/fd). */
+		prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+		if (chdir("/"))
+			_exit(1);
+		/* No file of the VMM stays open here (a pipe's reader waits for EOF). */
+		if (sv[1] != 3 && GM_RAW_SYSCALL(SYS_dup3, sv[1], 3, O_CLOEXEC) < 0)
+			_exit(1);
+		GM_RAW_SYSCALL(SYS_close_range, 0U, 2U, 0U);
+		GM_RAW_SYSCALL(SYS_close_range, 4U, ~0U, 0U);
+		/* No SIGPIPE to fear: every send says MSG_NOSIGNAL. */
+		serve(3, &c);
+	}
+	gm_raw_close(sv[1]);
+	while (waitpid((pid_t)pid, &st_w, __WALL) < 0 && errno == EINTR)
+		;
+	/* Out of the VMM's low numbers, and kept across its exec. */
+	door = gm_raw_fcntl(sv[0], F_DUPFD, (unsigned long)gm_fd_floor());
+	gm_raw_close(sv[0]);
+	if (door < 0 || gm_raw_fstat(door, &st)) {
+		int e = -errno;
+
+		if (door >= 0)
+			gm_raw_close(door);
+		return e;
+	}
+	snprintf(env, env_len, "%d:%" PRIu64 ":%d", door, (uint64_t)st.st_ino, strict ? 1 : 0);
+	return door;
+}
+
+/* ---- the VMM's side -------------------------------------------------------- */
+
+static pthread_once_t gp_door_once = PTHREAD_ONCE_INIT;
+static int gp_door = -1;
+static bool gp_door_strict;
+
+static void door_find(void)
+{
+	const char *env = getenv(GP_SPAWNER_ENV);
+	unsigned long long ino;
+	struct stat st;
+	int fd, strict, end = 0;
+
+	if (!env || !*env)
+		return;
+	gp_door = -EIO;
+	if (sscanf(env, "%d:%llu:%d%n", &fd, &ino, &strict, &end) != 3 || env[end] || fd < 0)
+		return;
+	gp_door_strict = strict != 0;
+	/* Exactly that socket: a number reused for another file is not it. */
+	if (gm_raw_fstat(fd, &st) || !S_ISSOCK(st.st_mode) || st.st_ino != ino)
+		return;
+	/* Inherited at a number chosen before this image ran: marked where it is. */
+	gm_fd_mark_own(fd);
+	gp_door = fd;
+}
+
+int gp_spawner_door(bool *strict)
+{
+	pthread_once(&gp_door_once, door_find);
+	*strict = gp_door_strict;
+	return gp_door;
+}
+
+long gp_spawner_request(int door, int ctl, unsigned flags, int *link)
+{
+	struct gp_spawn_req q = { .magic = GP_SPAWN_MAGIC, .flags = flags, .vmm_pid = getpid() };
+	struct gp_spawn_resp a;
+	struct iovec iov = { &q, sizeof(q) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	union gm_scm_buf cbuf;
+	int lk[2];
+	ssize_t r;
+
+	if (gm_raw_socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, lk))
+		return -errno;
+	gm_scm_attach(&mh, &cbuf, (int[]){ lk[1], ctl }, 2);
+	do
+		r = GM_RAW_SYSCALL(SYS_sendmsg, door, &mh, MSG_NOSIGNAL);
+	while (r < 0 && errno == EINTR);
+	gm_raw_close(lk[1]);
+	if (r != (ssize_t)sizeof(q)) {
+		gm_raw_close(lk[0]);
+		return -EIO; /* the spawner is gone */
+	}
+	do
+		r = gm_raw_read(lk[0], &a, sizeof(a));
+	while (r < 0 && errno == EINTR);
+	if (r != (ssize_t)sizeof(a) || a.magic != GP_SPAWN_MAGIC || a.err > 0 ||
+	    (!a.err && a.pid <= 0)) {
+		gm_raw_close(lk[0]);
+		return -EIO;
+	}
+	if (a.err) {
+		gm_raw_close(lk[0]);
+		return a.err;
+	}
+	*link = lk[0];
+	return a.pid;
+}
