@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -36,8 +37,7 @@
 
 struct gp_spawn_req {
 	uint32_t magic;
-	uint32_t flags;  /* GP_VM_* */
-	int32_t vmm_pid; /* the asking process: a label only, never trusted */
+	uint32_t flags; /* GP_VM_* */
 };
 
 struct gp_spawn_resp {
@@ -75,34 +75,67 @@ static void child_end(struct gp_child *c)
 static bool serve_request(int door, const struct gp_creds *cr, struct gp_child *ch, size_t *n)
 {
 	struct gp_spawn_req q;
-	struct gp_spawn_resp a = { .magic = GP_SPAWN_MAGIC, .uid = cr->set ? cr->uid : getuid() };
+	struct gp_spawn_resp a = { .magic = GP_SPAWN_MAGIC };
 	struct iovec iov = { &q, sizeof(q) };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	union gm_scm_buf cbuf;
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(GM_SCM_MAX_FDS * sizeof(int)) +
+			 CMSG_SPACE(sizeof(struct ucred))];
+	} cbuf;
+	struct ucred who = { 0, 0, 0 };
+	bool have_who = false;
 	int fds[GM_SCM_MAX_FDS], pidfd = -1;
-	unsigned nfds;
+	struct gp_creds as;
+	unsigned nfds = 0;
 	ssize_t r;
 	long pid;
 
-	gm_scm_expect_max(&mh, &cbuf);
+	memset(&cbuf, 0, sizeof(cbuf));
+	mh.msg_control = cbuf.buf;
+	mh.msg_controllen = sizeof(cbuf.buf);
 	r = GM_RAW_SYSCALL(SYS_recvmsg, door, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 	if (r < 0)
 		return errno == EINTR || errno == EAGAIN;
-	nfds = gm_scm_fds(&mh, fds);
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET)
+			continue;
+		if (c->cmsg_type == SCM_RIGHTS && c->cmsg_len >= CMSG_LEN(0)) {
+			size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+			if (k > GM_SCM_MAX_FDS - nfds)
+				k = GM_SCM_MAX_FDS - nfds;
+			memcpy(fds + nfds, CMSG_DATA(c), k * sizeof(int));
+			nfds += (unsigned)k;
+		} else if (c->cmsg_type == SCM_CREDENTIALS &&
+			   c->cmsg_len == CMSG_LEN(sizeof(struct ucred))) {
+			memcpy(&who, CMSG_DATA(c), sizeof(who));
+			have_who = true;
+		}
+	}
 	if (r == 0 && nfds == 0)
 		return false;
-	if (nfds != 2 || r != (ssize_t)sizeof(q) || q.magic != GP_SPAWN_MAGIC) {
+	if (nfds != 2 || !have_who || r != (ssize_t)sizeof(q) || q.magic != GP_SPAWN_MAGIC) {
 		/* Not a request of ours: nobody to answer. */
 		for (unsigned i = 0; i < nfds; i++)
 			gm_raw_close(fds[i]);
 		return true;
 	}
+	/*
+	 * Who the child runs as: --user's user, else the asking process's
+	 * (the kernel's word, SO_PASSCRED), as it would be its own child: a
+	 * VMM that dropped root after `guestmem exec` gets no root guest
+	 * process.
+	 */
+	as = cr->set ? *cr : (struct gp_creds){ who.uid != getuid() || who.gid != getgid(),
+						who.uid, who.gid };
+	a.uid = as.set ? as.uid : getuid();
 	/* A dumpable guest process is for the library's own tests only. */
 	q.flags &= GP_VM_NO_CPUID_FAULT | GP_VM_NO_TSC_FAULT;
 	if (*n >= GP_SPAWNER_MAX_CHILDREN)
 		pid = -EAGAIN;
 	else
-		pid = gp_spawn_stub(fds[1], q.flags, cr, q.vmm_pid, &pidfd);
+		pid = gp_spawn_stub(fds[1], q.flags, &as, (int)who.pid, &pidfd);
 	gm_raw_close(fds[1]);
 	a.err = pid < 0 ? (int32_t)pid : 0;
 	a.pid = pid < 0 ? 0 : (int32_t)pid;
@@ -119,12 +152,16 @@ static bool serve_request(int door, const struct gp_creds *cr, struct gp_child *
 
 static __attribute__((noreturn)) void serve(int door, const struct gp_creds *cr)
 {
-	struct gp_child *ch = calloc(GP_SPAWNER_MAX_CHILDREN, sizeof(*ch));
-	struct pollfd *p = calloc(1 + 2 * GP_SPAWNER_MAX_CHILDREN, sizeof(*p));
+	/* Raw mappings, not malloc: a fork of a process whose other threads
+	 * may have held the allocator's locks. */
+	struct gp_child *ch = gm_raw_mmap(NULL, GP_SPAWNER_MAX_CHILDREN * sizeof(*ch),
+					  PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct pollfd *p = gm_raw_mmap(NULL, (1 + 2 * GP_SPAWNER_MAX_CHILDREN) * sizeof(*p),
+				       PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	bool door_open = true;
 	size_t n = 0;
 
-	if (!ch || !p)
+	if (ch == MAP_FAILED || p == MAP_FAILED)
 		_exit(1);
 	for (;;) {
 		if (!door_open && n == 0)
@@ -180,6 +217,16 @@ int gp_spawner_start(const struct gp_creds *cr, bool strict, char *env, size_t e
 
 	if (gm_raw_socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
 		return -errno;
+	/* Each request comes with its sender's pid, uid and gid; set before
+	 * any can be sent (the kernel attaches them at send time). */
+	if (GM_RAW_SYSCALL(SYS_setsockopt, sv[1], SOL_SOCKET, SO_PASSCRED, &(int){ 1 },
+			   sizeof(int))) {
+		int e = -errno;
+
+		gm_raw_close(sv[0]);
+		gm_raw_close(sv[1]);
+		return e;
+	}
 	pid = GM_RAW_SYSCALL(SYS_fork);
 	if (pid < 0) {
 		int e = -errno;
@@ -261,7 +308,7 @@ int gp_spawner_door(bool *strict)
 
 long gp_spawner_request(int door, int ctl, unsigned flags, int *link)
 {
-	struct gp_spawn_req q = { .magic = GP_SPAWN_MAGIC, .flags = flags, .vmm_pid = getpid() };
+	struct gp_spawn_req q = { .magic = GP_SPAWN_MAGIC, .flags = flags };
 	struct gp_spawn_resp a;
 	struct iovec iov = { &q, sizeof(q) };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };

@@ -35,7 +35,8 @@
  * the VMM's door (not close-on-exec, at or above the descriptor floor)
  * and its environment value in @env, or -errno.  For `guestmem exec`,
  * before it execs the VMM; @strict goes into the value (see
- * gp_spawner_door()).
+ * gp_spawner_door()).  It forks: call it while this process has one
+ * thread.
  */
 int gp_spawner_start(const struct gp_creds *cr, bool strict, char *env, size_t env_len);
 

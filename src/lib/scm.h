@@ -52,37 +52,6 @@ static inline void gm_scm_expect(struct msghdr *m, union gm_scm_buf *b)
 	m->msg_controllen = CMSG_SPACE(sizeof(int));
 }
 
-/* The same with room for GM_SCM_MAX_FDS descriptors (gm_scm_fds()). */
-static inline void gm_scm_expect_max(struct msghdr *m, union gm_scm_buf *b)
-{
-	memset(b, 0, sizeof(*b));
-	m->msg_control = b->buf;
-	m->msg_controllen = sizeof(b->buf);
-}
-
-/*
- * The descriptors a message received with gm_scm_expect_max() carried,
- * into @fds (GM_SCM_MAX_FDS of room), in the order sent; their number.
- */
-static inline unsigned gm_scm_fds(struct msghdr *m, int *fds)
-{
-	unsigned n = 0;
-
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
-		size_t k;
-
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
-		    c->cmsg_len < CMSG_LEN(0))
-			continue;
-		k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		if (k > GM_SCM_MAX_FDS - n)
-			k = GM_SCM_MAX_FDS - n;
-		memcpy(fds + n, CMSG_DATA(c), k * sizeof(int));
-		n += (unsigned)k;
-	}
-	return n;
-}
-
 /* The descriptor a message received with gm_scm_expect() carried, or -1. */
 static inline int gm_scm_fd(struct msghdr *m)
 {

@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -396,6 +397,96 @@ TEST(private_memory_unreachable)
 			_exit(99);
 		scenario();
 		_exit(test_failed() ? 1 : 0);
+	}
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(WEXITSTATUS(status), 0);
+}
+
+/* A number on the line "@key:" of /proc/@pid/status, or -1. */
+static long status_field(pid_t pid, const char *key)
+{
+	char path[64], line[256];
+	size_t n = strlen(key);
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, n) && line[n] == ':') {
+			v = strtol(line + n + 1, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+/*
+ * The guest process is not the VMM's: the spawner `guestmem exec` started
+ * (guestmemd) is its parent, in a session of its own.  Run with --user
+ * (GM_TEST_GUEST_UID names that user), it is another user's, and the VMM
+ * can neither signal it, nor renice it, nor read or set its limits; the
+ * guest still reads back what it wrote.
+ */
+static int not_ours(void)
+{
+	const char *want_uid = getenv("GM_TEST_GUEST_UID");
+	char path[64], name[32] = "";
+	struct rlimit rl;
+	struct vm m;
+	pid_t gp, parent;
+	int bad = 0, fd;
+	ssize_t n;
+
+	private_vm_written(&m);
+	gp = guest_process();
+	if (gp <= 0)
+		return 1;
+	parent = (pid_t)status_field(gp, "PPid");
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)parent);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	n = fd < 0 ? -1 : read(fd, name, sizeof(name) - 1);
+	if (fd >= 0)
+		close(fd);
+	if (n > 0)
+		name[n] = '\0';
+	bad |= (parent == getpid() || strcmp(name, "guestmemd\n")) << 1;
+	bad |= (getsid(gp) == getsid(0)) << 2;
+	if (want_uid) {
+		bad |= (status_field(gp, "Uid") != atol(want_uid)) << 3;
+		bad |= !(kill(gp, SIGKILL) == -1 && errno == EPERM) << 4;
+		bad |= !(setpriority(PRIO_PROCESS, (id_t)gp, 19) == -1 && errno == EPERM) << 5;
+		bad |= !(prlimit(gp, RLIMIT_AS, NULL, &rl) == -1 && errno == EPERM) << 6;
+	} else {
+		/* Without --user: the VMM's own user, as its child would be. */
+		bad |= (status_field(gp, "Uid") != (long)getuid()) << 3;
+	}
+	/* The guest reads back exactly what it wrote. */
+	run_until(&m, PORT_CHECKED);
+	bad |= (((uint8_t *)m.run)[m.run->io.data_offset] != 0) << 7;
+	vm_close(&m);
+	return bad;
+}
+
+TEST(guest_process_not_ours)
+{
+	int status;
+	pid_t pid;
+
+	if (geteuid() != 0) {
+		EXPECT_EQ(not_ours(), 0);
+		return;
+	}
+	pid = fork();
+	ASSERT_TRUE(pid >= 0);
+	if (pid == 0) {
+		/* A user's VMM (root passes every check); bits: see not_ours(). */
+		if (setgroups(0, NULL) || setgid(65534) || setuid(65534))
+			_exit(99);
+		_exit(not_ours());
 	}
 	ASSERT_EQ(waitpid(pid, &status, 0), pid);
 	ASSERT_TRUE(WIFEXITED(status));

@@ -1,0 +1,264 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_spawner - the guest-process spawner (src/gproc/spawner.h), through
+ * the gp_* API as the library uses it under `guestmem exec`: a guest
+ * process is the spawner's child, not ours; it lives until we let go of
+ * it (destroy, or exit); with a user it runs as that user and we can no
+ * longer signal, renice or limit it; the spawner ends when its door has no
+ * holder left; a named door that is not there fails closed when --user
+ * asked for it and falls back to our own child otherwise.
+ *
+ * Each case runs in a process of its own (the harness forks), so each
+ * reads GUESTMEM_GPROCD afresh.
+ */
+#include "harness.h"
+#include "gproc/gproc.h"
+#include "gproc/spawner.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* A line "Key:\tvalue..." of /proc/@pid/status: its first number, or -1. */
+static long status_field(pid_t pid, const char *key)
+{
+	char path[64], line[256];
+	size_t n = strlen(key);
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, n) && line[n] == ':') {
+			v = strtol(line + n + 1, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+/* /proc/@pid/comm without its newline, into @out. */
+static void comm(pid_t pid, char *out, size_t len)
+{
+	char path[64];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	out[0] = '\0';
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = read(fd, out, len - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	out[n] = '\0';
+	if (out[n - 1] == '\n')
+		out[n - 1] = '\0';
+}
+
+static bool proc_gone(pid_t pid)
+{
+	char path[64], state;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	state = test_stat_state(path);
+	return !state || state == 'Z' || state == 'X';
+}
+
+/* Start a spawner for this process (as `guestmem exec` does); its door. */
+static int start(const struct gp_creds *cr, bool strict)
+{
+	char env[64];
+	int door = gp_spawner_start(cr, strict, env, sizeof(env));
+
+	ASSERT_TRUE(door >= 0);
+	ASSERT_EQ(setenv(GP_SPAWNER_ENV, env, 1), 0);
+	return door;
+}
+
+TEST(child_of_the_spawner)
+{
+	char name[32], want[32];
+	struct gp_vm *vm;
+	uint32_t id;
+	pid_t pid, spawner;
+	int door = start(NULL, false);
+
+	ASSERT_EQ(gp_vm_create(&vm), 0);
+	pid = gp_vm_pid(vm);
+	ASSERT_TRUE(pid > 0);
+	spawner = (pid_t)status_field(pid, "PPid");
+	EXPECT_TRUE(spawner > 0 && spawner != getpid());
+	comm(spawner, name, sizeof(name));
+	EXPECT_STR_EQ(name, "guestmemd");
+	/* Named after us: how people and tests find it. */
+	comm(pid, name, sizeof(name));
+	snprintf(want, sizeof(want), "gproc:%d", (int)getpid());
+	EXPECT_STR_EQ(name, want);
+	/* Neither ours to reap nor in our session. */
+	EXPECT_ERRNO(waitpid(-1, NULL, WNOHANG | __WALL), ECHILD);
+	EXPECT_NE(getsid(pid), getsid(0));
+	/* It serves: a backing made there. */
+	EXPECT_EQ(gp_vm_create_backing(vm, 0, 1 << 20, &id), 0);
+	gp_vm_destroy(vm);
+	/* Reaped by the spawner once we let go. */
+	ASSERT_WAIT(kill(pid, 0) && errno == ESRCH, 5000);
+	/* Nobody holds the door and no child is left: it ends. */
+	close(door);
+	ASSERT_WAIT(proc_gone(spawner), 5000);
+}
+
+/* A VMM that exits without destroying its VM: its guest process goes too. */
+TEST(vmm_exit_ends_guest_process)
+{
+	int p[2];
+	pid_t child, gpid = 0;
+	int door = start(NULL, false);
+
+	ASSERT_EQ(pipe(p), 0);
+	child = fork();
+	ASSERT_TRUE(child >= 0);
+	if (child == 0) {
+		struct gp_vm *vm;
+		pid_t pid = 0;
+
+		if (!gp_vm_create(&vm))
+			pid = gp_vm_pid(vm);
+		(void)!write(p[1], &pid, sizeof(pid));
+		_exit(0);
+	}
+	close(p[1]);
+	ASSERT_EQ(read(p[0], &gpid, sizeof(gpid)), (ssize_t)sizeof(gpid));
+	ASSERT_TRUE(gpid > 0);
+	ASSERT_EQ(waitpid(child, NULL, 0), child);
+	ASSERT_WAIT(proc_gone(gpid), 10000);
+	close(door);
+}
+
+/*
+ * With a user, the guest process is that user's: a VMM of another user
+ * cannot signal it, renice it, read its limits or change them, and the VM
+ * still works.  Root only (CAP_SETUID), as `guestmem exec --user`.
+ */
+TEST(another_user_out_of_reach)
+{
+	const struct gp_creds cr = { true, 65533, 65533 };
+	int status;
+	pid_t child;
+
+	if (geteuid() != 0)
+		SKIP("needs root (CAP_SETUID, CAP_SETGID), as guestmem exec --user");
+	start(&cr, true);
+	child = fork();
+	ASSERT_TRUE(child >= 0);
+	if (child == 0) {
+		struct rlimit rl;
+		struct gp_vm *vm;
+		uint32_t id;
+		pid_t pid;
+		int bad = 0;
+
+		/* The VMM: an ordinary user, another one. */
+		if (setgroups(0, NULL) || setgid(65534) || setuid(65534))
+			_exit(100);
+		if (gp_vm_create(&vm))
+			_exit(101);
+		pid = gp_vm_pid(vm);
+		bad |= (status_field(pid, "Uid") != 65533) << 0;
+		bad |= (status_field(pid, "Gid") != 65533) << 1;
+		bad |= !(kill(pid, SIGKILL) == -1 && errno == EPERM) << 2;
+		bad |= !(setpriority(PRIO_PROCESS, (id_t)pid, 19) == -1 && errno == EPERM) << 3;
+		bad |= !(prlimit(pid, RLIMIT_NOFILE, NULL, &rl) == -1 && errno == EPERM) << 4;
+		bad |= (gp_vm_create_backing(vm, 0, 1 << 20, &id) != 0) << 5;
+		gp_vm_destroy(vm);
+		_exit(bad);
+	}
+	ASSERT_EQ(waitpid(child, &status, 0), child);
+	ASSERT_TRUE(WIFEXITED(status));
+	/* Bits: uid, gid, kill, setpriority, prlimit, a request. */
+	ASSERT_EQ(WEXITSTATUS(status), 0);
+}
+
+/*
+ * Without a user, the guest process runs as whoever asked (the kernel's
+ * word, not the request's): a VMM that dropped root after `guestmem exec`
+ * does not get a root guest process from the spawner, which is root.
+ */
+TEST(asking_user_by_default)
+{
+	int status;
+	pid_t child;
+
+	if (geteuid() != 0)
+		SKIP("needs root, to be a VMM that drops it");
+	start(NULL, false);
+	child = fork();
+	ASSERT_TRUE(child >= 0);
+	if (child == 0) {
+		struct gp_vm *vm;
+		pid_t pid;
+		int bad = 0;
+
+		if (setgroups(0, NULL) || setgid(65534) || setuid(65534))
+			_exit(100);
+		if (gp_vm_create(&vm))
+			_exit(101);
+		pid = gp_vm_pid(vm);
+		bad |= (status_field(pid, "Uid") != 65534) << 0;
+		bad |= (status_field(pid, "Gid") != 65534) << 1;
+		bad |= (status_field(pid, "PPid") == getpid()) << 2;
+		/* Ours to signal, as a child of ours would be. */
+		bad |= (kill(pid, 0) != 0) << 3;
+		gp_vm_destroy(vm);
+		_exit(bad);
+	}
+	ASSERT_EQ(waitpid(child, &status, 0), child);
+	ASSERT_TRUE(WIFEXITED(status));
+	/* Bits: uid, gid, parent, signal. */
+	ASSERT_EQ(WEXITSTATUS(status), 0);
+}
+
+/* A named door that is not there: fail closed when a user was asked for. */
+TEST(missing_door_strict_fails)
+{
+	struct gp_vm *vm;
+
+	ASSERT_EQ(setenv(GP_SPAWNER_ENV, "1000:12345:1", 1), 0);
+	ASSERT_EQ(gp_vm_create(&vm), -EIO);
+}
+
+/* ... and falls back to our own child otherwise (a reused number is not it). */
+TEST(missing_door_lenient_spawns_here)
+{
+	struct gp_vm *vm;
+	char env[64];
+	int fd = open("/dev/null", O_RDONLY);
+
+	ASSERT_TRUE(fd >= 0);
+	/* A real descriptor, but not a socket with that inode. */
+	snprintf(env, sizeof(env), "%d:1:0", fd);
+	ASSERT_EQ(setenv(GP_SPAWNER_ENV, env, 1), 0);
+	ASSERT_EQ(gp_vm_create(&vm), 0);
+	EXPECT_EQ(status_field(gp_vm_pid(vm), "PPid"), getpid());
+	gp_vm_destroy(vm);
+	close(fd);
+}
+
+int main(int argc, char **argv)
+{
+	return test_main(argc, argv);
+}
