@@ -15,6 +15,8 @@
 
 #include <asm/prctl.h>
 #include <dirent.h>
+#include <elf.h>
+#include <sys/prctl.h>
 #include <linux/audit.h>
 #include <poll.h>
 #include <pthread.h>
@@ -688,6 +690,53 @@ TEST(syscall_refused)
 	EXPECT_EQ(t.err, AUDIT_ARCH_I386);
 	EXPECT_EQ(c.rip, CODE + 2);
 	EXPECT_FALSE(proc_gone(gp_vm_pid(e.vm)));
+	env_fini(&e);
+}
+
+/* The address of a SYSCALL instruction's bytes in the stub's text (0: none). */
+extern const unsigned char gp_stub_image[];
+
+static uint64_t stub_syscall_gadget(void)
+{
+	const Elf64_Ehdr *eh = (const Elf64_Ehdr *)gp_stub_image;
+	const Elf64_Phdr *ph = (const Elf64_Phdr *)(gp_stub_image + eh->e_phoff);
+
+	for (int i = 0; i < eh->e_phnum; i++) {
+		if (ph[i].p_type != PT_LOAD || !(ph[i].p_flags & PF_X))
+			continue;
+		for (uint64_t o = 0; o + 1 < ph[i].p_filesz; o++)
+			if (gp_stub_image[ph[i].p_offset + o] == 0x0f &&
+			    gp_stub_image[ph[i].p_offset + o + 1] == 0x05)
+				return ph[i].p_vaddr + o;
+	}
+	return 0;
+}
+
+/*
+ * Guest code that jumps to a SYSCALL in the stub's text passes the
+ * instruction-pointer test of the stub's filter, but prctl there is
+ * PR_SET_TSC only: PR_SET_DUMPABLE would open the process (its private
+ * memory) to the VMM's user again.  The process dies instead.
+ */
+TEST(stub_syscall_gadget_cannot_make_dumpable)
+{
+	/* movabs $gadget, %rcx; jmp *%rcx */
+	uint8_t code[] = { 0x48, 0xb9, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xe1 };
+	uint64_t gadget = stub_syscall_gadget();
+	struct gp_cpu c = { .rflags = 2 };
+	struct gp_trap t;
+	struct env e;
+
+	ASSERT_TRUE(gadget >= GP_STUB_TEXT && gadget < GP_RESV_END);
+	memcpy(code + 2, &gadget, 8);
+	env_init(&e);
+	c.gpr[RAX] = SYS_prctl;
+	c.gpr[RDI] = PR_SET_DUMPABLE;
+	c.gpr[RSI] = 1;
+	put_code(&e, code, sizeof(code));
+	c.rip = CODE;
+	EXPECT_EQ(gp_vcpu_run(e.vcpu, &c, e.maps, 2, &t), -EIO);
+	ASSERT_WAIT(proc_gone(gp_vm_pid(e.vm)), 5000);
 	env_fini(&e);
 }
 
