@@ -14,7 +14,9 @@
  *    KVM_SET_MEMORY_ATTRIBUTES, re-entry) vs a port-I/O round trip;
  *  - first touch (pages allocated ahead in runs, backing_memfd.c) and a
  *    4 KiB punch of private memory held by the guest
- *    process (as under `guestmem exec`) vs kept in this process.
+ *    process (as under `guestmem exec`) vs kept in this process;
+ *  - a guest process's start and end through the spawner (as under
+ *    `guestmem exec`) vs by this process's library.
  * The VMM side uses the uAPI (<guestmem/sys.h>) as a VMM would.
  *
  * Guest physical layout: memslot 0 (shared, anonymous) 0-4 MiB: PML4 at
@@ -38,6 +40,8 @@
 #include <guestmem/sys.h>
 
 #include "bench.h"
+#include "gproc/gproc.h"
+#include "gproc/spawner.h"
 #include "lib/host_cpuid.h"
 #include "uapi/uapi.h"
 
@@ -692,8 +696,54 @@ static int bench_exits(void)
 	return 0;
 }
 
+/* Start and end of a guest process, @n times: the mean in ns.  @door -1: here. */
+static double gproc_life_ns(int n, int door, int *err)
+{
+	uint64_t t0 = bench_now_ns();
+
+	for (int i = 0; i < n; i++) {
+		struct gp_vm *vm;
+		int r = gp_vm_create_door(&vm, 0, door);
+
+		if (r) {
+			*err = r;
+			return -1;
+		}
+		gp_vm_destroy(vm);
+	}
+	return (double)(bench_now_ns() - t0) / n;
+}
+
+/*
+ * A guest process (one per VM) started by the spawner `guestmem exec`
+ * runs (src/gproc/spawner.h) vs by the VMM's own library, as the C API
+ * does: the spawner adds a round trip and a process hop to each.
+ */
+static int bench_spawn(void)
+{
+	double here[3], via[3];
+	char env[64];
+	int r = 0, door = gp_spawner_start(NULL, false, env, sizeof(env));
+
+	if (door < 0)
+		return door;
+	for (int k = 0; k < 3 && !r; k++) {
+		bench_progress("run %d of 3", k + 1);
+		here[k] = gproc_life_ns(30, -1, &r);
+		if (!r)
+			via[k] = gproc_life_ns(30, door, &r);
+	}
+	close(door); /* the spawner exits */
+	if (r)
+		return r;
+	row_us("guest process start + end: through the spawner vs by the VMM (us)", via, here,
+	       "about 1x: a round trip more, a smaller process to copy");
+	return 0;
+}
+
 const struct bench_item bench_x86_items[] = {
 	{ "compute", bench_compute },
 	{ "exits", bench_exits },
+	{ "spawn", bench_spawn },
 	{ NULL, NULL },
 };

@@ -224,16 +224,9 @@ static int spawn_remote(struct gp_vm *vm, int door, unsigned flags)
 	return e;
 }
 
-static int spawn(struct gp_vm *vm, unsigned flags)
+static int spawn(struct gp_vm *vm, unsigned flags, int door)
 {
-	bool strict;
-	int door = gp_spawner_door(&strict);
-
-	if (door >= 0)
-		return spawn_remote(vm, door, flags);
-	if (door != -1 && strict)
-		return -EIO; /* --user asked; the spawner's door is gone */
-	return spawn_here(vm, flags);
+	return door >= 0 ? spawn_remote(vm, door, flags) : spawn_here(vm, flags);
 }
 
 /*
@@ -312,6 +305,16 @@ int gp_vm_create(struct gp_vm **out)
 
 int gp_vm_create_flags(struct gp_vm **out, unsigned flags)
 {
+	bool strict;
+	int door = gp_spawner_door(&strict);
+
+	if (door < -1 && strict)
+		return -EIO; /* --user asked; the spawner's door is gone */
+	return gp_vm_create_door(out, flags, door < 0 ? -1 : door);
+}
+
+int gp_vm_create_door(struct gp_vm **out, unsigned flags, int door)
+{
 	struct gp_vm *vm = calloc(1, sizeof(*vm));
 	struct gp_hello hello;
 	ssize_t r;
@@ -324,7 +327,7 @@ int gp_vm_create_flags(struct gp_vm **out, unsigned flags)
 		e = -EINVAL;
 		goto fail_free;
 	}
-	e = spawn(vm, flags);
+	e = spawn(vm, flags, door);
 	if (e)
 		goto fail_free;
 	do

@@ -63,6 +63,12 @@ struct gp_vcpu; /* one thread in it */
 int gp_vm_create(struct gp_vm **out);
 /* The same with GP_VM_* flags (gproc_abi.h); gp_vm_create() passes 0. */
 int gp_vm_create_flags(struct gp_vm **out, unsigned flags);
+/*
+ * The same through the spawner behind @door (spawner.h), or started here
+ * if @door is -1; gp_vm_create_flags() takes the door from the
+ * environment (GUESTMEM_GPROCD).
+ */
+int gp_vm_create_door(struct gp_vm **out, unsigned flags, int door);
 
 /**
  * gp_vm_destroy() - end the guest process and reap it.
