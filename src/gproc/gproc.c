@@ -255,8 +255,11 @@ static long reap_here(void *arg)
 	siginfo_t si;
 
 	if (r->link >= 0) {
-		if (r->kill)
+		/* Ours too if it is our user's: the spawner may be gone. */
+		if (r->kill) {
+			syscall(SYS_pidfd_send_signal, r->pidfd, SIGKILL, NULL, 0);
 			link_close(r);
+		}
 		while (poll(&p, 1, -1) < 0 && errno == EINTR)
 			;
 		if (!r->kill)
@@ -306,11 +309,16 @@ int gp_vm_create(struct gp_vm **out)
 int gp_vm_create_flags(struct gp_vm **out, unsigned flags)
 {
 	bool strict;
-	int door = gp_spawner_door(&strict);
+	int door = gp_spawner_door(&strict), r;
 
 	if (door < -1 && strict)
 		return -EIO; /* --user asked; the spawner's door is gone */
-	return gp_vm_create_door(out, flags, door < 0 ? -1 : door);
+	r = gp_vm_create_door(out, flags, door < 0 ? -1 : door);
+	/* The spawner is gone (killed: it is the VMM's user's without
+	 * --user): start it here, unless --user asked for its user. */
+	if (r == -EIO && door >= 0 && !strict)
+		r = gp_vm_create_door(out, flags, -1);
+	return r;
 }
 
 int gp_vm_create_door(struct gp_vm **out, unsigned flags, int door)

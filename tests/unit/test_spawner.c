@@ -232,6 +232,50 @@ TEST(asking_user_by_default)
 	ASSERT_EQ(WEXITSTATUS(status), 0);
 }
 
+/* The spawner's pid: the parent of a guest process it started. */
+static pid_t spawner_pid(void)
+{
+	struct gp_vm *vm;
+	pid_t p;
+
+	ASSERT_EQ(gp_vm_create(&vm), 0);
+	p = (pid_t)status_field(gp_vm_pid(vm), "PPid");
+	gp_vm_destroy(vm);
+	ASSERT_TRUE(p > 0 && p != getpid());
+	return p;
+}
+
+/*
+ * The spawner killed (without --user it is the VMM's user's, who can):
+ * an error, never a hang; the next guest process is started here, unless
+ * --user asked for the spawner's user.
+ */
+TEST(spawner_killed_lenient_spawns_here)
+{
+	struct gp_vm *vm;
+	pid_t sp;
+
+	start(NULL, false);
+	sp = spawner_pid();
+	ASSERT_EQ(kill(sp, SIGKILL), 0);
+	ASSERT_WAIT(proc_gone(sp), 5000);
+	ASSERT_EQ(gp_vm_create(&vm), 0);
+	EXPECT_EQ(status_field(gp_vm_pid(vm), "PPid"), getpid());
+	gp_vm_destroy(vm);
+}
+
+TEST(spawner_killed_strict_fails)
+{
+	struct gp_vm *vm;
+	pid_t sp;
+
+	start(NULL, true);
+	sp = spawner_pid();
+	ASSERT_EQ(kill(sp, SIGKILL), 0);
+	ASSERT_WAIT(proc_gone(sp), 5000);
+	ASSERT_EQ(gp_vm_create(&vm), -EIO);
+}
+
 /* A named door that is not there: fail closed when a user was asked for. */
 TEST(missing_door_strict_fails)
 {
