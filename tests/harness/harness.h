@@ -110,6 +110,8 @@ bool test_thread_blocked(pid_t tid);
 char test_stat_state(const char *stat_path);
 /* The number a /proc (or /sys) file holds, or @dflt if it cannot be read. */
 long test_read_long(const char *path, long dflt);
+/* The first number on the line "@key:" of /proc/@pid/status (Uid, PPid, ...), or -1. */
+long test_proc_status(pid_t pid, const char *key);
 
 #define GM_TEST_REG_(fname, sym, secs)                                                   \
 	static struct test_case gm_case_##sym = { .name = fname, .fn = gm_run_##sym,     \

@@ -403,27 +403,6 @@ TEST(private_memory_unreachable)
 	ASSERT_EQ(WEXITSTATUS(status), 0);
 }
 
-/* A number on the line "@key:" of /proc/@pid/status, or -1. */
-static long status_field(pid_t pid, const char *key)
-{
-	char path[64], line[256];
-	size_t n = strlen(key);
-	long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, n) && line[n] == ':') {
-			v = strtol(line + n + 1, NULL, 10);
-			break;
-		}
-	fclose(f);
-	return v;
-}
-
 /*
  * The guest process is not the VMM's: the spawner `guestmem exec` started
  * (guestmemd) is its parent, in a session of its own.  Run with --user
@@ -445,7 +424,7 @@ static int not_ours(void)
 	gp = guest_process();
 	if (gp <= 0)
 		return 1;
-	parent = (pid_t)status_field(gp, "PPid");
+	parent = (pid_t)test_proc_status(gp, "PPid");
 	snprintf(path, sizeof(path), "/proc/%d/comm", (int)parent);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	n = fd < 0 ? -1 : read(fd, name, sizeof(name) - 1);
@@ -456,13 +435,13 @@ static int not_ours(void)
 	bad |= (parent == getpid() || strcmp(name, "guestmemd\n")) << 1;
 	bad |= (getsid(gp) == getsid(0)) << 2;
 	if (want_uid) {
-		bad |= (status_field(gp, "Uid") != atol(want_uid)) << 3;
+		bad |= (test_proc_status(gp, "Uid") != atol(want_uid)) << 3;
 		bad |= !(kill(gp, SIGKILL) == -1 && errno == EPERM) << 4;
 		bad |= !(setpriority(PRIO_PROCESS, (id_t)gp, 19) == -1 && errno == EPERM) << 5;
 		bad |= !(prlimit(gp, RLIMIT_AS, NULL, &rl) == -1 && errno == EPERM) << 6;
 	} else {
 		/* Without --user: the VMM's own user, as its child would be. */
-		bad |= (status_field(gp, "Uid") != (long)getuid()) << 3;
+		bad |= (test_proc_status(gp, "Uid") != (long)getuid()) << 3;
 	}
 	/* The guest reads back exactly what it wrote. */
 	run_until(&m, PORT_CHECKED);

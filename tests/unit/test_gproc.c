@@ -11,6 +11,7 @@
  */
 #include "harness.h"
 #include "gproc/gproc.h"
+#include "gproc/spawner.h"
 #include "proc_routes.h"
 
 #include <asm/prctl.h>
@@ -142,7 +143,8 @@ TEST(create_destroy_reaps)
 	ASSERT_ERRNO(waitpid(-1, NULL, WNOHANG), ECHILD);
 }
 
-TEST(eof_ends_process)
+/* A VMM that exits without destroying its VM: the guest process goes too. */
+static void left_behind_process_ends(void)
 {
 	int p[2];
 	pid_t child, gpid = 0;
@@ -166,6 +168,23 @@ TEST(eof_ends_process)
 	ASSERT_TRUE(gpid > 0);
 	ASSERT_EQ(waitpid(child, NULL, 0), child);
 	ASSERT_WAIT(proc_gone(gpid), 10000);
+}
+
+TEST(eof_ends_process)
+{
+	left_behind_process_ends();
+}
+
+/* Started by the spawner (as under guestmem exec): it ends it too. */
+TEST(eof_ends_process_spawned)
+{
+	char env[64];
+	int door = gp_spawner_start(NULL, false, env, sizeof(env));
+
+	ASSERT_TRUE(door >= 0);
+	ASSERT_EQ(setenv(GP_SPAWNER_ENV, env, 1), 0);
+	left_behind_process_ends();
+	close(door);
 }
 
 TEST(killed_process_gives_eio)

@@ -28,27 +28,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* A line "Key:\tvalue..." of /proc/@pid/status: its first number, or -1. */
-static long status_field(pid_t pid, const char *key)
-{
-	char path[64], line[256];
-	size_t n = strlen(key);
-	long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, n) && line[n] == ':') {
-			v = strtol(line + n + 1, NULL, 10);
-			break;
-		}
-	fclose(f);
-	return v;
-}
-
 /* /proc/@pid/comm without its newline, into @out. */
 static void comm(pid_t pid, char *out, size_t len)
 {
@@ -101,7 +80,7 @@ TEST(child_of_the_spawner)
 	ASSERT_EQ(gp_vm_create(&vm), 0);
 	pid = gp_vm_pid(vm);
 	ASSERT_TRUE(pid > 0);
-	spawner = (pid_t)status_field(pid, "PPid");
+	spawner = (pid_t)test_proc_status(pid, "PPid");
 	EXPECT_TRUE(spawner > 0 && spawner != getpid());
 	comm(spawner, name, sizeof(name));
 	EXPECT_STR_EQ(name, "guestmemd");
@@ -122,31 +101,51 @@ TEST(child_of_the_spawner)
 	ASSERT_WAIT(proc_gone(spawner), 5000);
 }
 
-/* A VMM that exits without destroying its VM: its guest process goes too. */
-TEST(vmm_exit_ends_guest_process)
+/*
+ * With a user, the guest process is that user's: a VMM of another user
+ * cannot signal it, renice it, read its limits or change them, and the VM
+ * still works.  Root only (CAP_SETUID), as `guestmem exec --user`.
+ */
+/*
+ * @body run by a VMM of an ordinary user (uid 65534) in a child of ours:
+ * its exit status, a bit per check that failed (100, 101: set-up).
+ */
+static int as_user_vmm(int (*body)(struct gp_vm *vm, pid_t pid))
 {
-	int p[2];
-	pid_t child, gpid = 0;
-	int door = start(NULL, false);
+	int status, bad;
+	pid_t child = fork();
 
-	ASSERT_EQ(pipe(p), 0);
-	child = fork();
 	ASSERT_TRUE(child >= 0);
 	if (child == 0) {
 		struct gp_vm *vm;
-		pid_t pid = 0;
 
-		if (!gp_vm_create(&vm))
-			pid = gp_vm_pid(vm);
-		(void)!write(p[1], &pid, sizeof(pid));
-		_exit(0);
+		if (setgroups(0, NULL) || setgid(65534) || setuid(65534))
+			_exit(100);
+		if (gp_vm_create(&vm))
+			_exit(101);
+		bad = body(vm, gp_vm_pid(vm));
+		gp_vm_destroy(vm);
+		_exit(bad);
 	}
-	close(p[1]);
-	ASSERT_EQ(read(p[0], &gpid, sizeof(gpid)), (ssize_t)sizeof(gpid));
-	ASSERT_TRUE(gpid > 0);
-	ASSERT_EQ(waitpid(child, NULL, 0), child);
-	ASSERT_WAIT(proc_gone(gpid), 10000);
-	close(door);
+	ASSERT_EQ(waitpid(child, &status, 0), child);
+	ASSERT_TRUE(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+/* Bits: uid, gid, kill, setpriority, prlimit, a request. */
+static int out_of_reach(struct gp_vm *vm, pid_t pid)
+{
+	struct rlimit rl;
+	uint32_t id;
+	int bad = 0;
+
+	bad |= (test_proc_status(pid, "Uid") != 65533) << 0;
+	bad |= (test_proc_status(pid, "Gid") != 65533) << 1;
+	bad |= !(kill(pid, SIGKILL) == -1 && errno == EPERM) << 2;
+	bad |= !(setpriority(PRIO_PROCESS, (id_t)pid, 19) == -1 && errno == EPERM) << 3;
+	bad |= !(prlimit(pid, RLIMIT_NOFILE, NULL, &rl) == -1 && errno == EPERM) << 4;
+	bad |= (gp_vm_create_backing(vm, 0, 1 << 20, &id) != 0) << 5;
+	return bad;
 }
 
 /*
@@ -157,40 +156,25 @@ TEST(vmm_exit_ends_guest_process)
 TEST(another_user_out_of_reach)
 {
 	const struct gp_creds cr = { true, 65533, 65533 };
-	int status;
-	pid_t child;
 
 	if (geteuid() != 0)
 		SKIP("needs root (CAP_SETUID, CAP_SETGID), as guestmem exec --user");
 	start(&cr, true);
-	child = fork();
-	ASSERT_TRUE(child >= 0);
-	if (child == 0) {
-		struct rlimit rl;
-		struct gp_vm *vm;
-		uint32_t id;
-		pid_t pid;
-		int bad = 0;
+	ASSERT_EQ(as_user_vmm(out_of_reach), 0);
+}
 
-		/* The VMM: an ordinary user, another one. */
-		if (setgroups(0, NULL) || setgid(65534) || setuid(65534))
-			_exit(100);
-		if (gp_vm_create(&vm))
-			_exit(101);
-		pid = gp_vm_pid(vm);
-		bad |= (status_field(pid, "Uid") != 65533) << 0;
-		bad |= (status_field(pid, "Gid") != 65533) << 1;
-		bad |= !(kill(pid, SIGKILL) == -1 && errno == EPERM) << 2;
-		bad |= !(setpriority(PRIO_PROCESS, (id_t)pid, 19) == -1 && errno == EPERM) << 3;
-		bad |= !(prlimit(pid, RLIMIT_NOFILE, NULL, &rl) == -1 && errno == EPERM) << 4;
-		bad |= (gp_vm_create_backing(vm, 0, 1 << 20, &id) != 0) << 5;
-		gp_vm_destroy(vm);
-		_exit(bad);
-	}
-	ASSERT_EQ(waitpid(child, &status, 0), child);
-	ASSERT_TRUE(WIFEXITED(status));
-	/* Bits: uid, gid, kill, setpriority, prlimit, a request. */
-	ASSERT_EQ(WEXITSTATUS(status), 0);
+/* Bits: uid, gid, parent, signal. */
+static int as_asked(struct gp_vm *vm, pid_t pid)
+{
+	int bad = 0;
+
+	(void)vm;
+	bad |= (test_proc_status(pid, "Uid") != 65534) << 0;
+	bad |= (test_proc_status(pid, "Gid") != 65534) << 1;
+	bad |= (test_proc_status(pid, "PPid") == getpid()) << 2;
+	/* Ours to signal, as a child of ours would be. */
+	bad |= (kill(pid, 0) != 0) << 3;
+	return bad;
 }
 
 /*
@@ -200,36 +184,10 @@ TEST(another_user_out_of_reach)
  */
 TEST(asking_user_by_default)
 {
-	int status;
-	pid_t child;
-
 	if (geteuid() != 0)
 		SKIP("needs root, to be a VMM that drops it");
 	start(NULL, false);
-	child = fork();
-	ASSERT_TRUE(child >= 0);
-	if (child == 0) {
-		struct gp_vm *vm;
-		pid_t pid;
-		int bad = 0;
-
-		if (setgroups(0, NULL) || setgid(65534) || setuid(65534))
-			_exit(100);
-		if (gp_vm_create(&vm))
-			_exit(101);
-		pid = gp_vm_pid(vm);
-		bad |= (status_field(pid, "Uid") != 65534) << 0;
-		bad |= (status_field(pid, "Gid") != 65534) << 1;
-		bad |= (status_field(pid, "PPid") == getpid()) << 2;
-		/* Ours to signal, as a child of ours would be. */
-		bad |= (kill(pid, 0) != 0) << 3;
-		gp_vm_destroy(vm);
-		_exit(bad);
-	}
-	ASSERT_EQ(waitpid(child, &status, 0), child);
-	ASSERT_TRUE(WIFEXITED(status));
-	/* Bits: uid, gid, parent, signal. */
-	ASSERT_EQ(WEXITSTATUS(status), 0);
+	ASSERT_EQ(as_user_vmm(as_asked), 0);
 }
 
 /* The spawner's pid: the parent of a guest process it started. */
@@ -239,7 +197,7 @@ static pid_t spawner_pid(void)
 	pid_t p;
 
 	ASSERT_EQ(gp_vm_create(&vm), 0);
-	p = (pid_t)status_field(gp_vm_pid(vm), "PPid");
+	p = (pid_t)test_proc_status(gp_vm_pid(vm), "PPid");
 	gp_vm_destroy(vm);
 	ASSERT_TRUE(p > 0 && p != getpid());
 	return p;
@@ -250,29 +208,32 @@ static pid_t spawner_pid(void)
  * an error, never a hang; the next guest process is started here, unless
  * --user asked for the spawner's user.
  */
-TEST(spawner_killed_lenient_spawns_here)
+/* Start a spawner (@strict: as with --user) and kill it, as its user can. */
+static void start_and_kill(bool strict)
 {
-	struct gp_vm *vm;
 	pid_t sp;
 
-	start(NULL, false);
+	start(NULL, strict);
 	sp = spawner_pid();
 	ASSERT_EQ(kill(sp, SIGKILL), 0);
 	ASSERT_WAIT(proc_gone(sp), 5000);
+}
+
+TEST(spawner_killed_lenient_spawns_here)
+{
+	struct gp_vm *vm;
+
+	start_and_kill(false);
 	ASSERT_EQ(gp_vm_create(&vm), 0);
-	EXPECT_EQ(status_field(gp_vm_pid(vm), "PPid"), getpid());
+	EXPECT_EQ(test_proc_status(gp_vm_pid(vm), "PPid"), getpid());
 	gp_vm_destroy(vm);
 }
 
 TEST(spawner_killed_strict_fails)
 {
 	struct gp_vm *vm;
-	pid_t sp;
 
-	start(NULL, true);
-	sp = spawner_pid();
-	ASSERT_EQ(kill(sp, SIGKILL), 0);
-	ASSERT_WAIT(proc_gone(sp), 5000);
+	start_and_kill(true);
 	ASSERT_EQ(gp_vm_create(&vm), -EIO);
 }
 
@@ -297,7 +258,7 @@ TEST(missing_door_lenient_spawns_here)
 	snprintf(env, sizeof(env), "%d:1:0", fd);
 	ASSERT_EQ(setenv(GP_SPAWNER_ENV, env, 1), 0);
 	ASSERT_EQ(gp_vm_create(&vm), 0);
-	EXPECT_EQ(status_field(gp_vm_pid(vm), "PPid"), getpid());
+	EXPECT_EQ(test_proc_status(gp_vm_pid(vm), "PPid"), getpid());
 	gp_vm_destroy(vm);
 	close(fd);
 }
