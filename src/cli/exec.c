@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -162,6 +163,31 @@ static bool gm_exec_can_setid(void)
 	return (d[0].effective & (1u << CAP_SETUID)) && (d[0].effective & (1u << CAP_SETGID));
 }
 
+/*
+ * Whether a process can become @cr's user here (a user namespace may map
+ * only some ids): tried in a child, so that a bad --user fails now, with
+ * its reason, rather than every guest process later.  0 or an errno.
+ */
+static int gm_exec_try_user(const struct gp_creds *cr)
+{
+	int st;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return errno;
+	if (pid == 0) {
+		if (syscall(SYS_setgroups, 0, NULL) ||
+		    syscall(SYS_setresgid, cr->gid, cr->gid, cr->gid) ||
+		    syscall(SYS_setresuid, cr->uid, cr->uid, cr->uid))
+			_exit(errno & 0xff);
+		_exit(0);
+	}
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return errno;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : EIO;
+}
+
 #define GM_EXEC_USAGE                                                                      \
 	"usage: guestmem exec [--profile P] [--config \"K=V ...\"] [--backing B] "          \
 	"[--user U] -- PROG ARGS...\n"
@@ -223,6 +249,11 @@ int gm_cli_exec(int argc, char **argv)
 	if (user && !gm_exec_can_setid()) {
 		fprintf(stderr, "guestmem: exec: --user needs CAP_SETUID and CAP_SETGID "
 				"(run as root)\n");
+		return 2;
+	}
+	if (user && (r = gm_exec_try_user(&cr))) {
+		fprintf(stderr, "guestmem: exec: --user \"%s\": cannot become uid %u gid %u: %s\n",
+			user, (unsigned)cr.uid, (unsigned)cr.gid, strerror(r));
 		return 2;
 	}
 	/* Everything the drop-in would only meet at run time, checked now. */

@@ -126,6 +126,20 @@ run env GUESTMEM_PROFILE=linux-6.18 GUESTMEM_GUEST="" "$cli" exec -- "${marker[@
 if [ "$rc" -eq 0 ] && [ -e "$tmp/ran" ]; then ok "exec: good settings run the program"
 else not_ok "exec: good settings run the program" "$tmp/err"; fi
 
+# ---- exec --user: checked before the program runs -------------------------------
+expect_stop "exec: --user names no user" "--user" "a name or UID[:GID]" \
+	"$cli" exec --user no-such-user-here -- "${marker[@]}"
+expect_stop "exec: --user without a value" "--user" "needs a value" "$cli" exec --user
+if [ "$(id -u)" != 0 ]; then
+	expect_stop "exec: --user without the right to change user" "--user" "CAP_SETUID" \
+		"$cli" exec --user 65533 -- "${marker[@]}"
+else
+	# The spawner starts the program's guest processes as that user.
+	run "$cli" exec --user 65533 -- "${marker[@]}"
+	if [ "$rc" -eq 0 ] && [ -e "$tmp/ran" ]; then ok "exec: --user runs the program"
+	else not_ok "exec: --user runs the program" "$tmp/err"; fi
+fi
+
 # The library on its own: the good variables apply, the bad one is reported
 # once and ignored; guestmem_config_set() refuses bad values, unchanged.
 run env GUESTMEM_PROFILE=linux-6.18 GUESTMEM_CONFIG="KVM_SMM=x" GUESTMEM_BACKING=secretmem \
