@@ -231,7 +231,8 @@ static void *gm_worker_spawned(void *p)
 static long gm_worker_spawn_here(void *p)
 {
 	struct gm_worker_spawn *s = p;
-	int err = gm_thread_start(gm_worker_spawned, s, 64 * 1024);
+	/* Room for what a spawned thread runs (the irqfd watcher injects). */
+	int err = gm_thread_start(gm_worker_spawned, s, 256 * 1024);
 
 	if (!err)
 		while (sem_wait(&s->copied) && errno == EINTR)

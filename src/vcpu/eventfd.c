@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 #include "lib/lockdep.h"
 #include "lib/ownfd.h"
 #include "lib/thread.h"
+#include "lib/worker.h"
 #include "lib/rcu.h"
 #include "lib/sys_raw.h"
 #include "vcpu/eventfd.h"
@@ -77,6 +79,7 @@ int gm_eventfd_get(int ufd, struct gm_eventfd *out)
 
 	out->fd = -1;
 	out->id = -1;
+	out->tid = 0;
 	if (ufd < 0 || gm_fd_is_own(ufd)) /* ours are not open to the VMM */
 		return -EBADF;
 	/* Dup first, then inspect the dup: the VMM may reuse ufd meanwhile. */
@@ -97,11 +100,21 @@ int gm_eventfd_get(int ufd, struct gm_eventfd *out)
 	return 0;
 }
 
+static long close_here(void *arg)
+{
+	return gm_raw_close(*(int *)arg);
+}
+
 void gm_eventfd_put(struct gm_eventfd *e)
 {
-	gm_fd_close(e->fd);
+	if (!e->tid)
+		gm_fd_close(e->fd);
+	else if (e->fd >= 0 && e->tid == gm_worker_tid(&gm_own_table))
+		gm_worker_call(&gm_own_table, close_here, &e->fd);
+	/* else a fork child's copy of our record: that table is not its own */
 	e->fd = -1;
 	e->id = -1;
+	e->tid = 0;
 }
 
 bool gm_eventfd_same(const struct gm_eventfd *a, const struct gm_eventfd *b)
@@ -110,7 +123,9 @@ bool gm_eventfd_same(const struct gm_eventfd *a, const struct gm_eventfd *b)
 
 	if (a->id >= 0 && b->id >= 0)
 		return a->id == b->id;
-	return syscall(SYS_kcmp, pid, pid, KCMP_FILE, a->fd, b->fd) == 0;
+	/* kcmp looks the numbers up in the named tasks' tables. */
+	return syscall(SYS_kcmp, a->tid ? a->tid : pid, b->tid ? b->tid : pid, KCMP_FILE, a->fd,
+		       b->fd) == 0;
 }
 
 void gm_eventfd_signal(const struct gm_eventfd *e)
@@ -534,11 +549,18 @@ static void irqfd_wakeup(struct kvm_eventfds *ev, uint64_t id)
 	/* Deassigned after epoll_wait() returned: nothing to do. */
 }
 
+/* Run @fn(@arg) where the watcher's descriptors are (see eventfd.h). */
+static long irqfd_call(struct kvm_eventfds *ev, long (*fn)(void *), void *arg)
+{
+	return ev->own_table ? gm_worker_call(&gm_own_table, fn, arg) : fn(arg);
+}
+
 static void *irqfd_watcher(void *arg)
 {
 	struct kvm_eventfds *ev = arg;
 	struct epoll_event events[32];
 
+	pthread_setname_np(pthread_self(), "kvm-irqfd");
 	for (;;) {
 		int n = epoll_wait(ev->epfd, events, ARRAY_SIZE(events), -1);
 
@@ -549,6 +571,8 @@ static void *irqfd_watcher(void *arg)
 		for (int i = 0; i < n; i++) {
 			if (events[i].data.u64 == IRQFD_STOP_COOKIE) {
 				gm_mutex_unlock(&ev->irqfds_lock);
+				/* The last touch of ev: the stopper frees it next. */
+				sem_post(&ev->watcher_done);
 				return NULL;
 			}
 			irqfd_wakeup(ev, events[i].data.u64);
@@ -557,46 +581,103 @@ static void *irqfd_watcher(void *arg)
 	}
 }
 
-/* Start the VM's watcher thread, once.  Context: irqfds_lock held. */
+/* The epoll set and the stop eventfd, in the calling thread's table. */
+static long watcher_fds_here(void *arg)
+{
+	struct kvm_eventfds *ev = arg;
+	struct epoll_event e = { .events = EPOLLIN, .data.u64 = IRQFD_STOP_COOKIE };
+	int epfd = epoll_create1(EPOLL_CLOEXEC), stop;
+
+	if (epfd < 0)
+		return -errno;
+	stop = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (stop < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, stop, &e)) {
+		int err = -errno;
+
+		if (stop >= 0)
+			gm_raw_close(stop);
+		gm_raw_close(epfd);
+		return err;
+	}
+	/* Marked as guestmem's only where they are in the VMM's table. */
+	ev->epfd = ev->own_table ? epfd : gm_fd_own(epfd);
+	ev->stop_fd = ev->own_table ? stop : gm_fd_own(stop);
+	return 0;
+}
+
+static long watcher_stop_here(void *arg)
+{
+	struct kvm_eventfds *ev = arg;
+	uint64_t one = 1;
+
+	if (gm_raw_write(ev->stop_fd, &one, sizeof(one)) != sizeof(one))
+		gm_assert(!"write of the irqfd stop eventfd failed");
+	return 0;
+}
+
+static long watcher_close_here(void *arg)
+{
+	struct kvm_eventfds *ev = arg;
+
+	if (ev->own_table) {
+		gm_raw_close(ev->epfd);
+		gm_raw_close(ev->stop_fd);
+	} else {
+		gm_fd_close(ev->epfd);
+		gm_fd_close(ev->stop_fd);
+	}
+	return 0;
+}
+
+/*
+ * Start the VM's watcher thread, once, with its descriptors in the
+ * library's own table if its keeper runs (else in the VMM's).
+ * Context: irqfds_lock held.
+ */
 static int irqfd_watcher_start(struct kvm_eventfds *ev)
 {
-	struct epoll_event e = { .events = EPOLLIN, .data.u64 = IRQFD_STOP_COOKIE };
 	int r;
 
 	lockdep_assert_held(&ev->irqfds_lock);
 	if (ev->watcher_started)
 		return 0;
-	if (ev->epfd < 0 && (ev->epfd = gm_fd_own(epoll_create1(EPOLL_CLOEXEC))) < 0)
-		return -errno;
-	if (ev->stop_fd < 0) {
-		ev->stop_fd = gm_fd_own(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-		if (ev->stop_fd < 0)
-			return -errno;
-		if (epoll_ctl(ev->epfd, EPOLL_CTL_ADD, ev->stop_fd, &e))
-			return -errno;
+	if (ev->epfd < 0) {
+		ev->own_table = true;
+		r = (int)gm_worker_call(&gm_own_table, watcher_fds_here, ev);
+		if (r) {
+			ev->own_table = false;
+			r = (int)watcher_fds_here(ev);
+		}
+		if (r)
+			return r;
+		sem_init(&ev->watcher_done, 0, 0);
 	}
 	/* Signals stay the VMM's; running before the VMM can fork (thread.h). */
-	r = gm_thread_start_joinable(&ev->watcher, irqfd_watcher, ev);
+	r = ev->own_table ? gm_worker_spawn(&gm_own_table, irqfd_watcher, ev)
+			  : -gm_thread_start(irqfd_watcher, ev, 0);
 	if (r)
-		return -r;
-	pthread_setname_np(ev->watcher, "kvm-irqfd");
+		return r;
 	ev->watcher_started = true;
 	return 0;
 }
 
 static void irqfd_watcher_stop(struct kvm_eventfds *ev)
 {
-	uint64_t one = 1;
+	bool creator = ev->kvm->creator_pid == getpid();
 
-	/* A forked child shares the object but has no such thread. */
-	if (ev->watcher_started && ev->kvm->creator_pid == getpid()) {
-		if (gm_raw_write(ev->stop_fd, &one, sizeof(one)) != sizeof(one))
-			gm_assert(!"write of the irqfd stop eventfd failed");
-		gm_check_pthread(pthread_join(ev->watcher, NULL));
+	/* A forked child shares the object but has no such thread, and
+	 * the library's own table it used is not the child's. */
+	if (ev->watcher_started && creator) {
+		irqfd_call(ev, watcher_stop_here, ev);
+		while (sem_wait(&ev->watcher_done) && errno == EINTR)
+			;
 	}
 	ev->watcher_started = false;
-	gm_fd_close(ev->epfd);
-	gm_fd_close(ev->stop_fd);
+	if (ev->epfd >= 0) {
+		if (creator || !ev->own_table)
+			irqfd_call(ev, watcher_close_here, ev);
+		sem_destroy(&ev->watcher_done);
+	}
 	ev->epfd = ev->stop_fd = -1;
 }
 
@@ -630,6 +711,56 @@ static bool irqfd_gsi_has_resampler(struct kvm_eventfds *ev, uint32_t gsi,
 	return false;
 }
 
+/* An epoll_ctl() of the watcher's set, where its descriptors are. */
+struct irqfd_epoll_op {
+	struct kvm_eventfds *ev;
+	int op, fd;
+	struct epoll_event *e;
+	bool consume; /* EPOLL_CTL_DEL: read the counter first */
+	uint64_t consumed;
+};
+
+static long irqfd_epoll_here(void *arg)
+{
+	struct irqfd_epoll_op *o = arg;
+	struct gm_eventfd efd = { .fd = o->fd, .id = -1 };
+
+	if (o->consume)
+		o->consumed = gm_eventfd_consume(&efd);
+	return epoll_ctl(o->ev->epfd, o->op, o->fd, o->e) ? -errno : 0;
+}
+
+/* Move @efd (a dup in the VMM's table) into the library's own table. */
+struct irqfd_adopt {
+	int tid, fd;
+	unsigned long ino;
+};
+
+static long irqfd_adopt_here(void *arg)
+{
+	const struct irqfd_adopt *a = arg;
+
+	return gm_fd_adopt(a->tid, a->fd, a->ino);
+}
+
+static int irqfd_efd_adopt(struct gm_eventfd *efd)
+{
+	struct irqfd_adopt a = { .tid = (int)syscall(SYS_gettid), .fd = efd->fd };
+	struct stat st;
+	long fd;
+
+	if (gm_raw_fstat(efd->fd, &st))
+		return -errno;
+	a.ino = (unsigned long)st.st_ino;
+	fd = gm_worker_call(&gm_own_table, irqfd_adopt_here, &a);
+	if (fd < 0)
+		return (int)fd;
+	gm_fd_close(efd->fd);
+	efd->fd = (int)fd;
+	efd->tid = gm_worker_tid(&gm_own_table);
+	return 0;
+}
+
 /* Bind an irqfd that passed every check.  -EBUSY, or a watcher error. */
 static int irqfd_install(struct kvm_eventfds *ev, struct kvm_kernel_irqfd *irqfd)
 {
@@ -652,16 +783,23 @@ static int irqfd_install(struct kvm_eventfds *ev, struct kvm_kernel_irqfd *irqfd
 	if (r)
 		goto out;
 	irqfd->id = ++ev->irqfd_next_id;
+	/* Our copy of the eventfd goes where the watcher's epoll set is. */
+	if (ev->own_table) {
+		r = irqfd_efd_adopt(&irqfd->efd);
+		if (r)
+			goto out;
+	}
 	e.data.u64 = irqfd->id;
 	/*
 	 * Edge-triggered: one event per signal, like the wait-queue callback.
 	 * A counter already non-zero gives an event at once: the "pending
 	 * before assign" injection.
 	 */
-	if (epoll_ctl(ev->epfd, EPOLL_CTL_ADD, irqfd->efd.fd, &e)) {
-		r = -errno;
+	struct irqfd_epoll_op op = { ev, EPOLL_CTL_ADD, irqfd->efd.fd, &e };
+
+	r = (int)irqfd_call(ev, irqfd_epoll_here, &op);
+	if (r)
 		goto out;
-	}
 	*tail = irqfd;
 	if (irqfd->resample) {
 		gm_mutex_lock(&ev->irq_lock, GM_LOCK_IRQ);
@@ -736,9 +874,11 @@ static int irqfd_deassign(struct kvm *kvm, const struct kvm_irqfd *args)
 			pp = &i->next;
 			continue;
 		}
-		if (gm_eventfd_consume(&i->efd))
+		struct irqfd_epoll_op op = { ev, EPOLL_CTL_DEL, i->efd.fd, NULL, true, 0 };
+
+		irqfd_call(ev, irqfd_epoll_here, &op);
+		if (op.consumed)
 			irqfd_inject(kvm, i);
-		epoll_ctl(ev->epfd, EPOLL_CTL_DEL, i->efd.fd, NULL);
 		*pp = i->next;
 		if (i->resample)
 			irqfd_resampler_del(ev, i);

@@ -27,6 +27,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <semaphore.h>
 #include <stdint.h>
 
 #include <guestmem/kvm.h>
@@ -39,6 +40,8 @@
 struct gm_eventfd {
 	int fd;	 /* our dup; -1 when unset */
 	long id; /* "eventfd-id" of fdinfo, -1 if the kernel has none */
+	int tid; /* 0: fd is in the VMM's table; else in this thread's (the
+		  * library's own table, lib/worker.h: the irqfd watcher's) */
 };
 
 /*
@@ -110,10 +113,17 @@ struct kvm_eventfds {
 	 */
 	struct kvm_kernel_irqfd *resamplers;
 	uint64_t irqfd_next_id;		 /* epoll cookie: stale events miss */
+	/*
+	 * The watcher's descriptors (epoll set, stop eventfd, the irqfds'
+	 * eventfd copies) live in the library's own table when own_table
+	 * (decided at its start: its keeper runs), out of the VMM's; every
+	 * use of them is then a call run there (irqfd_call()).
+	 */
 	int epfd;			 /* -1 until the first irqfd */
 	int stop_fd;			 /* eventfd: the watcher must end */
+	bool own_table;
 	bool watcher_started;
-	pthread_t watcher;
+	sem_t watcher_done;		 /* posted as the watcher returns */
 };
 
 /*

@@ -30,9 +30,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -322,6 +324,77 @@ static int own_fds(int *out, int max)
 	}
 	closedir(d);
 	return n;
+}
+
+/* How many of @dir's entries (a /proc fd directory) link to @what. */
+static int count_links(const char *dir, const char *what)
+{
+	char link[256];
+	struct dirent *e;
+	DIR *d = opendir(dir);
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.' && fd_link(dir, e->d_name, link, sizeof(link)) &&
+		    !strcmp(link, what))
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* Whether @efd's counter is zero (the watcher consumed what was written). */
+static bool efd_consumed(int efd)
+{
+	struct pollfd p = { .fd = efd, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 0;
+}
+
+/*
+ * An irqfd's watcher (its epoll set, stop eventfd and the copy of the
+ * VMM's eventfd) lives in the keeper's table, not the VMM's: the VMM
+ * sees only the eventfd it made.  Signalling it still injects.
+ */
+TEST(irqfd_watcher_out_of_vmm_table)
+{
+	char kdir[300];
+	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), vm, efd, k_ep, k_efd;
+	struct kvm_irqfd irqfd = { .gsi = 5 };
+	uint64_t one = 1;
+
+	ASSERT_TRUE(kvm >= 0);
+	vm = ioctl(kvm, KVM_CREATE_VM, 0);
+	ASSERT_TRUE(vm >= 0);
+	ASSERT_EQ(ioctl(vm, KVM_CREATE_IRQCHIP, 0), 0);
+	efd = eventfd(0, EFD_CLOEXEC);
+	ASSERT_TRUE(efd >= 0);
+	/* The keeper's own (its epoll set of object ends) before the irqfd. */
+	ASSERT_MSG(keeper_fd_dir(kdir, sizeof(kdir)), "no gm-keeper thread");
+	k_ep = count_links(kdir, "anon_inode:[eventpoll]");
+	k_efd = count_links(kdir, "anon_inode:[eventfd]");
+	irqfd.fd = (uint32_t)efd;
+	ASSERT_EQ(ioctl(vm, KVM_IRQFD, &irqfd), 0);
+
+	EXPECT_EQ(count_links("/proc/self/fd", "anon_inode:[eventpoll]"), 0);
+	EXPECT_EQ(count_links("/proc/self/fd", "anon_inode:[eventfd]"), 1); /* ours */
+	EXPECT_EQ(count_links(kdir, "anon_inode:[eventpoll]"), k_ep + 1);
+	EXPECT_EQ(count_links(kdir, "anon_inode:[eventfd]"), k_efd + 2); /* copy, stop */
+
+	/* The watcher, there, still sees a signal: it consumes the counter. */
+	ASSERT_EQ(write(efd, &one, sizeof(one)), (ssize_t)sizeof(one));
+	ASSERT_WAIT(efd_consumed(efd), 5000);
+
+	irqfd.flags = KVM_IRQFD_FLAG_DEASSIGN;
+	ASSERT_EQ(ioctl(vm, KVM_IRQFD, &irqfd), 0);
+	EXPECT_EQ(count_links(kdir, "anon_inode:[eventfd]"), k_efd + 1); /* the stop */
+	EXPECT_EQ(close(vm), 0);
+	/* Released (the keeper sees the last close): the watcher's go too. */
+	ASSERT_WAIT(count_links(kdir, "anon_inode:[eventpoll]") == k_ep, 5000);
+	EXPECT_EQ(count_links(kdir, "anon_inode:[eventfd]"), k_efd);
+	close(efd);
+	close(kvm);
 }
 
 TEST(own_fds_answer_ebadf)
