@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,6 +107,54 @@ TEST(child_of_the_spawner)
  * cannot signal it, renice it, read its limits or change them, and the VM
  * still works.  Root only (CAP_SETUID), as `guestmem exec --user`.
  */
+/* Many threads asking at once: each gets its own process, and all go. */
+#define ASKERS 6
+#define ROUNDS 4
+
+static void *ask_rounds(void *arg)
+{
+	pid_t *pids = arg;
+
+	for (int i = 0; i < ROUNDS; i++) {
+		struct gp_vm *vm;
+		uint32_t id;
+
+		if (gp_vm_create(&vm))
+			return (void *)1;
+		pids[i] = gp_vm_pid(vm);
+		if (gp_vm_create_backing(vm, 0, 1 << 20, &id)) {
+			gp_vm_destroy(vm);
+			return (void *)2;
+		}
+		gp_vm_destroy(vm);
+	}
+	return NULL;
+}
+
+TEST(concurrent_requests)
+{
+	pthread_t t[ASKERS];
+	pid_t pids[ASKERS][ROUNDS];
+	int door = start(NULL, false);
+
+	memset(pids, 0, sizeof(pids));
+	for (int i = 0; i < ASKERS; i++)
+		ASSERT_EQ(pthread_create(&t[i], NULL, ask_rounds, pids[i]), 0);
+	for (int i = 0; i < ASKERS; i++) {
+		void *r;
+
+		ASSERT_EQ(pthread_join(t[i], &r), 0);
+		EXPECT_EQ((long)r, 0);
+	}
+	/* Every one was started and is reaped. */
+	for (int i = 0; i < ASKERS; i++)
+		for (int j = 0; j < ROUNDS; j++) {
+			EXPECT_TRUE(pids[i][j] > 0);
+			ASSERT_WAIT(kill(pids[i][j], 0) && errno == ESRCH, 5000);
+		}
+	close(door);
+}
+
 /*
  * @body run by a VMM of an ordinary user (uid 65534) in a child of ours:
  * its exit status, a bit per check that failed (100, 101: set-up).
