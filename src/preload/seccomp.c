@@ -1010,11 +1010,7 @@ static void gm_sc_mm(const struct seccomp_notif *n)
 
 	if (!gm_sc_id_valid(n->id))
 		return;
-	/* A libc call made for library code on its thread (malloc's mprotect)
-	 * is the library's own: no notifier, as the wrapper would skip it
-	 * there, and that thread may hold the locks the notifier takes. */
-	if (gm_uapi_tid_in_library((int)n->pid))
-		goto call;
+	/* Calls made for library code never get here: gm_sc_mm_noted(). */
 	switch (n->data.nr) {
 	case SYS_munmap:
 		tok = gm_uapi_munmap_pre((void *)a[0], a[1]);
@@ -1034,7 +1030,6 @@ static void gm_sc_mm(const struct seccomp_notif *n)
 		tok = gm_uapi_mprotect_pre((void *)a[0], a[1]);
 		break;
 	}
-call:
 	/* The same mm: the call has the same effect made from this thread. */
 	ret = GM_RAW_SYSCALL(n->data.nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 	if (ret == -1)
@@ -1166,6 +1161,11 @@ static bool gm_sc_mm_noted(const struct seccomp_notif *n)
 {
 	const __u64 *a = n->data.args;
 
+	/* A libc call made for library code on its thread (malloc's mprotect)
+	 * is the library's own: no notifier, as the wrapper would skip it
+	 * there, and that thread may hold the locks the notifier takes.  It
+	 * is blocked in the call, so the answer cannot change before a
+	 * worker would run gm_sc_mm(). */
 	if (gm_uapi_tid_in_library((int)n->pid))
 		return false;
 	if (a[0] + a[1] < a[0])
@@ -1945,10 +1945,9 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 	sem_init(&gm_sc_bound, 0, 0);
 	/* Under an earlier image's filter: share its listener (see the top). */
 	join = gm_sc_session_inherited();
-	if (!join)
+	if (!join) {
 		gm_sc_unrouted(gm_sc_session_named(),
 			       "a session is named, but its filter is not this process's");
-	if (!join) {
 		gm_sc_session_new();
 		/* Before the filter: the helper must not be filtered either. */
 		gm_sc_alive = gm_sc_start_helper();
