@@ -202,28 +202,44 @@ static struct gm_file *gm_file_find_ino(ino_t ino)
 
 enum gm_lookup_scope { GM_LOOKUP_OWN, GM_LOOKUP_ANY, GM_LOOKUP_FOREIGN };
 
-static struct gm_file *gm_file_lookup_in(int fd, enum gm_lookup_scope scope)
+/*
+ * What every lookup does first: widen @scope if foreign objects were seen,
+ * then fstat @fd unless it cannot be an object's end.  False: it is not.
+ */
+static bool gm_file_candidate(int fd, enum gm_lookup_scope *scope, struct stat *st)
 {
-	struct gm_file *f = NULL;
-	struct stat st;
-
-	if (scope == GM_LOOKUP_ANY && READ_ONCE(gm_foreign_seen))
-		scope = GM_LOOKUP_FOREIGN;
+	if (*scope == GM_LOOKUP_ANY && READ_ONCE(gm_foreign_seen))
+		*scope = GM_LOOKUP_FOREIGN;
 	/*
 	 * Fast path for processes with no guestmem object: no system call.
 	 * Relaxed is enough: an fd only becomes a guestmem fd by an install
 	 * that happened-before the caller learned the fd number.
 	 */
-	if (fd < 0 || (likely(READ_ONCE(gm_nr_files) == 0) && scope != GM_LOOKUP_FOREIGN))
-		return NULL;
-	if (gm_raw_fstat(fd, &st) || !S_ISSOCK(st.st_mode))
+	if (fd < 0 || (likely(READ_ONCE(gm_nr_files) == 0) && *scope != GM_LOOKUP_FOREIGN))
+		return false;
+	return !gm_raw_fstat(fd, st) && S_ISSOCK(st->st_mode);
+}
+
+/* Another process's object was found here: from now on lookups look for them. */
+static void gm_file_foreign_found(void)
+{
+	if (!READ_ONCE(gm_foreign_seen))
+		WRITE_ONCE(gm_foreign_seen, 1);
+}
+
+static struct gm_file *gm_file_lookup_in(int fd, enum gm_lookup_scope scope)
+{
+	struct gm_file *f = NULL;
+	struct stat st;
+
+	if (!gm_file_candidate(fd, &scope, &st))
 		return NULL;
 	if (st.st_dev == READ_ONCE(gm_sock_dev))
 		f = gm_file_find_ino(st.st_ino);
 	if (!f && scope == GM_LOOKUP_FOREIGN) {
 		f = gm_remote_lookup(fd);
-		if (f && !READ_ONCE(gm_foreign_seen))
-			WRITE_ONCE(gm_foreign_seen, 1);
+		if (f)
+			gm_file_foreign_found();
 	}
 	return f;
 }
@@ -290,19 +306,16 @@ __attribute__((constructor)) static void gm_file_note_inherited(void)
 
 bool gm_file_is_object_fd(int fd, bool by_name)
 {
-	bool foreign = by_name || READ_ONCE(gm_foreign_seen);
+	enum gm_lookup_scope scope = by_name ? GM_LOOKUP_FOREIGN : GM_LOOKUP_ANY;
 	struct stat st;
 
-	if (fd < 0 || (!foreign && likely(READ_ONCE(gm_nr_files) == 0)))
-		return false;
-	if (gm_raw_fstat(fd, &st) || !S_ISSOCK(st.st_mode))
+	if (!gm_file_candidate(fd, &scope, &st))
 		return false;
 	if (st.st_dev == READ_ONCE(gm_sock_dev) && gm_file_registered(st.st_ino))
 		return true;
-	if (!foreign || !gm_remote_is_object(fd))
+	if (scope != GM_LOOKUP_FOREIGN || !gm_remote_is_object(fd))
 		return false;
-	if (!READ_ONCE(gm_foreign_seen)) /* as gm_file_lookup_foreign() finding it */
-		WRITE_ONCE(gm_foreign_seen, 1);
+	gm_file_foreign_found();
 	return true;
 }
 
