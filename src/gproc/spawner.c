@@ -23,6 +23,7 @@
 
 #include "gproc/gproc_abi.h"
 #include "gproc/spawner.h"
+#include "lib/daemon.h"
 #include "lib/ownfd.h"
 #include "lib/scm.h"
 #include "lib/sys_raw.h"
@@ -212,8 +213,7 @@ int gp_spawner_start(const struct gp_creds *cr, bool strict, char *env, size_t e
 {
 	struct gp_creds c = cr ? *cr : (struct gp_creds){ 0 };
 	struct stat st;
-	int sv[2], door, st_w;
-	long pid;
+	int sv[2], door, r;
 
 	if (gm_raw_socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
 		return -errno;
@@ -227,37 +227,22 @@ int gp_spawner_start(const struct gp_creds *cr, bool strict, char *env, size_t e
 		gm_raw_close(sv[1]);
 		return e;
 	}
-	pid = GM_RAW_SYSCALL(SYS_fork);
-	if (pid < 0) {
-		int e = -errno;
-
-		gm_raw_close(sv[0]);
-		gm_raw_close(sv[1]);
-		return e;
-	}
-	if (pid == 0) {
-		/* Not the VMM's child (waitpid(-1) and SIGCHLD stay its own),
-		 * not in its session or process group. */
-		if (GM_RAW_SYSCALL(SYS_fork) != 0)
-			GM_RAW_SYSCALL(SYS_exit, 0);
-		setsid();
+	r = gm_daemon_fork(sv[1]);
+	if (r == 0) {
 		prctl(PR_SET_NAME, "guestmemd", 0, 0, 0);
 		/* Neither the VMM nor a guest process may trace it or take
 		 * its descriptors (pidfd_getfd, /proc/PID/fd). */
 		prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 		if (chdir("/"))
 			_exit(1);
-		/* No file of the VMM stays open here (a pipe's reader waits for EOF). */
-		if (sv[1] != 3 && GM_RAW_SYSCALL(SYS_dup3, sv[1], 3, O_CLOEXEC) < 0)
-			_exit(1);
-		GM_RAW_SYSCALL(SYS_close_range, 0U, 2U, 0U);
-		GM_RAW_SYSCALL(SYS_close_range, 4U, ~0U, 0U);
 		/* No SIGPIPE to fear: every send says MSG_NOSIGNAL. */
 		serve(3, &c);
 	}
 	gm_raw_close(sv[1]);
-	while (waitpid((pid_t)pid, &st_w, __WALL) < 0 && errno == EINTR)
-		;
+	if (r < 0) {
+		gm_raw_close(sv[0]);
+		return r;
+	}
 	/* Out of the VMM's low numbers, and kept across its exec. */
 	door = gm_raw_fcntl(sv[0], F_DUPFD, (unsigned long)gm_fd_floor());
 	gm_raw_close(sv[0]);

@@ -114,6 +114,7 @@
 
 #include "core/config.h"
 #include "gproc/gproc.h"
+#include "lib/daemon.h"
 #include "lib/ownfd.h"
 #include "lib/procfile.h"
 #include "lib/scm.h"
@@ -1703,39 +1704,23 @@ static void gm_sc_helper(int sock)
 	}
 }
 
-/*
- * Fork the helper: a double fork (it is not our child, so waitpid(-1) and
- * SIGCHLD stay the VMM's) into its own session; raw forks, so no atfork
- * handler runs.  Returns our end of its socket, or -1.
- */
+/* Fork the helper (lib/daemon.h).  Returns our end of its socket, or -1. */
 static int gm_sc_start_helper(void)
 {
-	int sv[2], st;
-	long pid;
+	int sv[2], r;
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
 		return -1;
-	pid = GM_RAW_SYSCALL(SYS_fork);
-	if (pid < 0) {
-		gm_raw_close(sv[0]);
-		gm_raw_close(sv[1]);
-		return -1;
-	}
-	if (pid == 0) {
-		if (GM_RAW_SYSCALL(SYS_fork) != 0)
-			GM_RAW_SYSCALL(SYS_exit, 0);
-		setsid();
-		/* No file of the VMM stays open here (a pipe's reader waits for EOF). */
-		if (sv[1] != 3 && dup2(sv[1], 3) < 0)
-			_exit(1);
-		syscall(SYS_close_range, 0U, 2U, 0U);
-		syscall(SYS_close_range, 4U, ~0U, 0U);
+	r = gm_daemon_fork(sv[1]);
+	if (r == 0) {
 		gm_sc_helper(3);
 		_exit(0);
 	}
 	gm_raw_close(sv[1]);
-	while (waitpid((pid_t)pid, &st, __WALL) < 0 && errno == EINTR)
-		;
+	if (r < 0) {
+		gm_raw_close(sv[0]);
+		return -1;
+	}
 	return sv[0];
 }
 
