@@ -16,7 +16,6 @@
  */
 #include <errno.h>
 #include <libgen.h>
-#include <linux/capability.h>
 #include <pwd.h>
 #include <limits.h>
 #include <stdio.h>
@@ -27,6 +26,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "gproc/spawn.h"
 #include "gproc/spawner.h"
 
 #define GM_PRELOAD_NAME "libguestmem-preload.so"
@@ -152,17 +152,6 @@ static int gm_exec_parse_user(const char *v, struct gp_creds *cr)
 	return 0;
 }
 
-/* Whether this process may become another user (CAP_SETUID, CAP_SETGID). */
-static bool gm_exec_can_setid(void)
-{
-	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
-	struct __user_cap_data_struct d[2];
-
-	if (syscall(SYS_capget, &h, d))
-		return false;
-	return (d[0].effective & (1u << CAP_SETUID)) && (d[0].effective & (1u << CAP_SETGID));
-}
-
 /*
  * Whether a process can become @cr's user here (a user namespace may map
  * only some ids): tried in a child, so that a bad --user fails now, with
@@ -175,13 +164,8 @@ static int gm_exec_try_user(const struct gp_creds *cr)
 
 	if (pid < 0)
 		return errno;
-	if (pid == 0) {
-		if (syscall(SYS_setgroups, 0, NULL) ||
-		    syscall(SYS_setresgid, cr->gid, cr->gid, cr->gid) ||
-		    syscall(SYS_setresuid, cr->uid, cr->uid, cr->uid))
-			_exit(errno & 0xff);
-		_exit(0);
-	}
+	if (pid == 0)
+		_exit(-gp_become(cr) & 0xff);
 	while (waitpid(pid, &st, 0) < 0)
 		if (errno != EINTR)
 			return errno;
@@ -246,12 +230,13 @@ int gm_cli_exec(int argc, char **argv)
 			user);
 		return 2;
 	}
-	if (user && !gm_exec_can_setid()) {
+	/* Without CAP_SETUID and CAP_SETGID the try is refused: say what is missing. */
+	if (user && (r = gm_exec_try_user(&cr)) == EPERM) {
 		fprintf(stderr, "guestmem: exec: --user needs CAP_SETUID and CAP_SETGID "
 				"(run as root)\n");
 		return 2;
 	}
-	if (user && (r = gm_exec_try_user(&cr))) {
+	if (user && r) {
 		fprintf(stderr, "guestmem: exec: --user \"%s\": cannot become uid %u gid %u: %s\n",
 			user, (unsigned)cr.uid, (unsigned)cr.gid, strerror(r));
 		return 2;

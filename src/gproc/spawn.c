@@ -68,6 +68,14 @@ struct child_args {
 	struct gp_creds cr;
 };
 
+int gp_become(const struct gp_creds *cr)
+{
+	if (syscall(SYS_setgroups, 0, NULL) || syscall(SYS_setresgid, cr->gid, cr->gid, cr->gid) ||
+	    syscall(SYS_setresuid, cr->uid, cr->uid, cr->uid))
+		return -errno;
+	return 0;
+}
+
 static __attribute__((noreturn)) void child_exec(struct child_args *c)
 {
 	int sock = c->sock, exe = c->exe;
@@ -77,9 +85,7 @@ static __attribute__((noreturn)) void child_exec(struct child_args *c)
 	long a = syscall(SYS_fcntl, sock, F_DUPFD, 10);
 	long b = syscall(SYS_fcntl, exe, F_DUPFD_CLOEXEC, 10);
 
-	if (c->cr.set && (syscall(SYS_setgroups, 0, NULL) ||
-			  syscall(SYS_setresgid, c->cr.gid, c->cr.gid, c->cr.gid) ||
-			  syscall(SYS_setresuid, c->cr.uid, c->cr.uid, c->cr.uid)))
+	if (c->cr.set && gp_become(&c->cr))
 		for (;;)
 			syscall(SYS_exit_group, 126);
 	if (a >= 0 && b >= 0 && syscall(SYS_dup3, a, 3, 0) == 3 &&

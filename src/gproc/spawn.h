@@ -19,6 +19,13 @@ struct gp_creds {
 };
 
 /*
+ * Become @cr's user (no supplementary groups): raw system calls, which
+ * change the calling thread only, so for a process with one thread (a
+ * child between fork and exec).  0 or -errno.
+ */
+int gp_become(const struct gp_creds *cr);
+
+/*
  * Start the stub with @ctl (the stub's end of its control socket) as its
  * fd 3 and GP_VM_* @flags as its argument, as @cr's user if set (no
  * supplementary groups).  Its command line names @vmm_pid ("vmm=PID"), the

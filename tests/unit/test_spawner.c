@@ -210,7 +210,7 @@ static bool can_become(uid_t uid)
 	pid_t pid = fork();
 
 	if (pid == 0)
-		_exit(setgroups(0, NULL) || setresgid(uid, uid, uid) || setresuid(uid, uid, uid));
+		_exit(gp_become(&(struct gp_creds){ true, uid, uid }) != 0);
 	return pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
 	       WEXITSTATUS(status) == 0;
 }
