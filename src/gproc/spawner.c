@@ -284,6 +284,17 @@ static void door_find(void)
 	gp_door = fd;
 }
 
+/*
+ * Claimed before main: until it is marked, the program's close_range or
+ * closefrom (through the preload) would close it like any of its own, and
+ * its first VM would find no spawner.
+ */
+__attribute__((constructor)) static void gp_door_claim(void)
+{
+	if (getenv(GP_SPAWNER_ENV))
+		pthread_once(&gp_door_once, door_find);
+}
+
 int gp_spawner_door(bool *strict)
 {
 	pthread_once(&gp_door_once, door_find);

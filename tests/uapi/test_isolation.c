@@ -450,7 +450,7 @@ static int not_ours(void)
 	return bad;
 }
 
-TEST(guest_process_not_ours)
+static void expect_not_ours(void)
 {
 	int status;
 	pid_t pid;
@@ -470,6 +470,22 @@ TEST(guest_process_not_ours)
 	ASSERT_EQ(waitpid(pid, &status, 0), pid);
 	ASSERT_TRUE(WIFEXITED(status));
 	ASSERT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST(guest_process_not_ours)
+{
+	expect_not_ours();
+}
+
+/*
+ * The same for a VMM that closes every descriptor it did not open before
+ * it makes its first VM (a daemon's start): the spawner's door is
+ * guestmem's from the image's start, so the close skips it.
+ */
+TEST(guest_process_not_ours_after_close_range)
+{
+	ASSERT_EQ(close_range(3, ~0U, 0), 0);
+	expect_not_ours();
 }
 
 /* Exited (a zombie: gproc reaps it when the VM goes) or gone. */
