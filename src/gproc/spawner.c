@@ -262,6 +262,7 @@ int gp_spawner_start(const struct gp_creds *cr, bool strict, char *env, size_t e
 static pthread_once_t gp_door_once = PTHREAD_ONCE_INIT;
 static int gp_door = -1;
 static bool gp_door_strict;
+static ino_t gp_door_ino;
 
 static void door_find(void)
 {
@@ -281,6 +282,7 @@ static void door_find(void)
 		return;
 	/* Inherited at a number chosen before this image ran: marked where it is. */
 	gm_fd_mark_own(fd);
+	gp_door_ino = st.st_ino;
 	gp_door = fd;
 }
 
@@ -300,6 +302,31 @@ int gp_spawner_door(bool *strict)
 	pthread_once(&gp_door_once, door_find);
 	*strict = gp_door_strict;
 	return gp_door;
+}
+
+void gp_spawner_door_recheck(void)
+{
+	struct stat st;
+
+	pthread_once(&gp_door_once, door_find);
+	if (gp_door < 0 || (!gm_raw_fstat(gp_door, &st) && S_ISSOCK(st.st_mode) &&
+			    st.st_ino == gp_door_ino))
+		return;
+	gm_fd_forget(gp_door);
+	gp_door = -EIO;
+}
+
+void gp_spawner_door_offer(int fd)
+{
+	struct stat st;
+
+	pthread_once(&gp_door_once, door_find);
+	if (gp_door != -EIO || gm_raw_fstat(fd, &st) || !S_ISSOCK(st.st_mode)) {
+		gm_raw_close(fd);
+		return;
+	}
+	gp_door = gm_fd_own(fd);
+	gp_door_ino = st.st_ino;
 }
 
 long gp_spawner_request(int door, int ctl, unsigned flags, int *link)

@@ -51,6 +51,21 @@ int gp_spawner_start(const struct gp_creds *cr, bool strict, char *env, size_t e
 int gp_spawner_door(bool *strict);
 
 /*
+ * In a fork child whose raw calls nobody answered for guestmem until now:
+ * if a raw close or dup2 took the door's number, the door is gone (-EIO
+ * above, as if its spawner had died) and the number is the program's.
+ */
+void gp_spawner_door_recheck(void);
+
+/*
+ * @fd: a copy of the session's door from elsewhere (the seccomp helper
+ * keeps one).  Taken if this process's own, named in its environment, is
+ * gone (-EIO above); closed otherwise.  For an image's constructor and a
+ * fork child's late start (serialised before its first object).
+ */
+void gp_spawner_door_offer(int fd);
+
+/*
  * Ask the spawner behind @door for a guest process with GP_VM_* @flags
  * whose control socket is @ctl (the stub's end; still the caller's to
  * close).  Returns the pid and *@link, the end whose close kills and

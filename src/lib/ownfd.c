@@ -116,6 +116,12 @@ int gm_fd_close(int fd)
 	return r;
 }
 
+void gm_fd_forget(int fd)
+{
+	if (fd >= 0)
+		mark(fd, false);
+}
+
 int gm_fd_next_own(unsigned from)
 {
 	for (unsigned w = from / 64; w < GM_FD_TRACKED / 64; w++) {

@@ -58,6 +58,14 @@ void gm_fd_mark_own(int fd);
 int gm_fd_close(int fd);
 
 /*
+ * Unmark @fd without closing it: the descriptor guestmem had there was
+ * closed or replaced by a call nobody answered for guestmem (a raw close
+ * or dup2 in a fork child whose listener had not started), so whatever is
+ * there now is the program's.
+ */
+void gm_fd_forget(int fd);
+
+/*
  * Whether @fd is one of guestmem's own.  Relaxed: only guestmem uses the
  * numbers it marks, so no other data is published with a mark.
  */

@@ -104,6 +104,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/un.h>
@@ -114,6 +115,7 @@
 
 #include "core/config.h"
 #include "gproc/gproc.h"
+#include "gproc/spawner.h"
 #include "lib/daemon.h"
 #include "lib/ownfd.h"
 #include "lib/procfile.h"
@@ -141,7 +143,8 @@
 /* Routed system calls with no fd of ours: CONTINUE. */
 #define GM_SC_CONTINUE 1
 
-/* The listener's notification fd; -1 until installed.  Written once. */
+/* The listener's notification fd; -1 until installed.  Written before the
+ * listener runs: at installation, or by a fork child's start. */
 static int gm_sc_fd = -1;
 /* 1 once the filter is installed (the preload's wrappers read it). */
 int gm_seccomp_active;
@@ -166,6 +169,7 @@ static bool gm_sc_joined;
  * not held.
  */
 static int gm_sc_recv_end = -1, gm_sc_watch = -1;
+static ino_t gm_sc_watch_ino; /* a fork child checks its copy by it */
 /* Thread names of the listener and its workers: their own calls are continued. */
 #define GM_SC_THREAD_PREFIX "gm-sc-"
 
@@ -1490,6 +1494,13 @@ static void gm_sc_let_go(void)
 #define GM_SC_CHILD_STACK (1UL << 20)
 static void *gm_sc_child_stack;
 static bool gm_sc_forked; /* this process is a fork child of an image */
+/* A fork child whose listener has not started yet (atomic). */
+static int gm_sc_child_pending;
+/* gm_sc_child_lock: one start of a fork child's listener; a leaf but for
+ * the thread starts under it (re-initialised in each child, never held
+ * across fork). */
+static pthread_mutex_t gm_sc_child_lock = PTHREAD_MUTEX_INITIALIZER;
+static void gm_sc_child_listen(void);
 
 /*
  * Start the spawner while nothing else of the process can hold libc's
@@ -1618,6 +1629,13 @@ static int gm_sc_recv_fd(int sock)
 	return gm_scm_fd(&m);
 }
 
+/*
+ * The helper's copy of the spawner's door (gproc/spawner.h), or -1: a fork
+ * child whose own copy was closed by a raw call before its listener
+ * started gets it back with the listener.
+ */
+static int gm_sc_helper_door = -1;
+
 /* A later image asks for the listener: same user only (it answers our calls). */
 static void gm_sc_helper_accept(int reg, int nfd)
 {
@@ -1629,9 +1647,10 @@ static void gm_sc_helper_accept(int reg, int nfd)
 		return;
 	if (!GM_RAW_SYSCALL(SYS_getsockopt, c, SOL_SOCKET, SO_PEERCRED, &cr, &len) &&
 	    cr.uid == getuid()) {
+		/* Three messages, each with its descriptor or none. */
 		gm_sc_send_fd(c, nfd);
-		if (gm_sc_watch >= 0)
-			gm_sc_send_fd(c, gm_sc_watch);
+		gm_sc_send_fd(c, gm_sc_watch);
+		gm_sc_send_fd(c, gm_sc_helper_door);
 	}
 	gm_raw_close(c);
 }
@@ -1670,6 +1689,7 @@ static void gm_sc_helper(int sock)
 	/* Held, never read: see gm_sc_recv_end. */
 	gm_sc_recv_end = gm_sc_recv_fd(sock);
 	gm_sc_watch = gm_sc_recv_fd(sock);
+	gm_sc_helper_door = gm_sc_recv_fd(sock);
 	out = gm_sc_dgram_socket();
 	p[0] = (struct pollfd){ .fd = sock, .events = POLLIN };
 	p[1] = (struct pollfd){ .fd = nfd, .events = 0 };
@@ -1751,7 +1771,19 @@ static bool gm_sc_session_inherited(void)
 	return true;
 }
 
-/* The listener of the session's filter, from its helper; -1 if none answers. */
+/* Keep @fd as this image's watching end (gm_sc_recv_end). */
+static void gm_sc_own_watch(int fd)
+{
+	struct stat st;
+
+	gm_sc_watch = gm_fd_own(fd);
+	gm_sc_watch_ino = gm_sc_watch >= 0 && !gm_raw_fstat(gm_sc_watch, &st) ? st.st_ino : 0;
+}
+
+/*
+ * The listener of the session's filter, from its helper; -1 if none
+ * answers.  The helper's copy of the spawner's door comes with it.
+ */
 static int gm_sc_join(void)
 {
 	struct sockaddr_un a;
@@ -1765,8 +1797,14 @@ static int gm_sc_join(void)
 		return -1;
 	}
 	fd = gm_sc_recv_fd(s);
-	if (fd >= 0)
-		gm_sc_watch = gm_fd_own(gm_sc_recv_fd(s));
+	if (fd >= 0) {
+		int door;
+
+		gm_sc_own_watch(gm_sc_recv_fd(s));
+		door = gm_sc_recv_fd(s);
+		if (door >= 0)
+			gp_spawner_door_offer(door);
+	}
 	gm_raw_close(s);
 	return fd;
 }
@@ -1778,8 +1816,26 @@ static int gm_sc_join(void)
  * fork: the child shares the filter and has a copy of the listener fd, but
  * none of this image's threads.  It starts a listener of its own, joined
  * as an exec'd image is, so that a VM it creates (a VMM that daemonizes
- * first) has its raw calls and its munmap routed like the parent's.  The
- * pool's and the runs' locks are held across fork so that the child's
+ * first) has its raw calls and its munmap routed like the parent's.
+ *
+ * When: a child that holds objects (its parent's, inherited) starts it in
+ * fork(), since a raw call on one (KVM_CREATE_VM on /dev/kvm) must find it
+ * there.  A child that holds none starts it before its first object
+ * (gm_sc_child_start(), the library's objects hook): until then it has no
+ * fd a routed call could concern, its memory backs no VM, and nobody bound
+ * to its name means the kernel makes its routed calls, which is exact.
+ * Two thread starts in fork() cost about as much as the fork itself here;
+ * a shell or a test runner under `exec`, or a VMM that forks before it
+ * opens /dev/kvm, no longer pays them.  Meanwhile the kernel answers a raw
+ * close or dup2 of the child's on guestmem's numbers (its copies of the
+ * listener, the watching end and the spawner's door), so the late start
+ * checks them first (gm_sc_child_check_copies()).  The copies stay rather
+ * than being closed in fork(): the helper gives new ones to its own user
+ * only, and a child may change user before its first object.  With
+ * GUESTMEM_SECCOMP=files the child starts at once: its file calls are
+ * routed too.
+ *
+ * The pool's and the runs' locks are held across fork so that the child's
  * copies are consistent; what they describe is the parent's and is reset.
  */
 
@@ -1797,6 +1853,8 @@ static void gm_sc_atfork_parent(void)
 
 static void gm_sc_atfork_child(void)
 {
+	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+
 	/*
 	 * A child is not this image: forwards to this image's name are not for
 	 * it, and its end must not keep the helper waiting.  The name first:
@@ -1832,19 +1890,98 @@ static void gm_sc_atfork_child(void)
 	pthread_cond_init(&gm_sc_spawn_cv, NULL);
 	pthread_mutex_unlock(&gm_sc_pool_lock);
 	pthread_mutex_unlock(&gm_sc_run_lock);
+	/* A start under way in the parent (another thread's) is not this
+	 * process's: the copy of its lock may be held by nobody here. */
+	gm_sc_child_lock = fresh;
 	if (gm_sc_fd < 0)
 		return;
+	/* Objects it holds may get raw calls before any object of its own. */
+	if (gm_sc_files || gm_uapi_holds_objects())
+		gm_sc_child_listen();
+	else
+		__atomic_store_n(&gm_sc_child_pending, 1, __ATOMIC_RELAXED);
+}
+
+/*
+ * Whether @fd is still a seccomp listener: a raw close or dup2 of a fork
+ * child's, made before its listener started, was the kernel's, and may
+ * have put a file of the program's own at that number.
+ */
+static bool gm_sc_fd_is_listener(int fd)
+{
+	static const char name[] = "anon_inode:seccomp notify";
+	char path[32], link[sizeof(name) + 1];
+	long n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = GM_RAW_SYSCALL(SYS_readlink, path, link, sizeof(link));
+	return n == (long)sizeof(name) - 1 && !memcmp(link, name, sizeof(name) - 1);
+}
+
+/*
+ * A fork child that starts late checks the copies it inherited (the
+ * listener, the watching end, the spawner's door): one that is gone is
+ * forgotten (its number is the program's now) and the listener and the
+ * door are asked of the helper, as an exec'd image asks.  The helper
+ * answers its own user only: a child that changed user keeps working on
+ * its copies, unless it also closed them.
+ */
+static void gm_sc_child_check_copies(void)
+{
+	bool fd_ok = gm_sc_fd_is_listener(gm_sc_fd), watch_ok = gm_sc_watch < 0;
+	struct stat st;
+	int fd;
+
+	gp_spawner_door_recheck();
+	if (gm_sc_watch >= 0)
+		watch_ok = !gm_raw_fstat(gm_sc_watch, &st) && S_ISSOCK(st.st_mode) &&
+			   st.st_ino == gm_sc_watch_ino;
+	if (fd_ok && watch_ok)
+		return;
+	if (fd_ok)
+		gm_fd_close(gm_sc_fd);
+	else
+		gm_fd_forget(gm_sc_fd);
+	if (watch_ok)
+		gm_fd_close(gm_sc_watch);
+	else
+		gm_fd_forget(gm_sc_watch);
+	gm_sc_watch = -1;
+	fd = gm_sc_join();
+	gm_sc_fd = fd >= 0 ? gm_fd_own(fd) : -1;
+}
+
+/* Start a fork child's listener on the stacks set aside for it. */
+static void gm_sc_child_listen(void)
+{
+	if (gm_sc_fd < 0 || !gm_sc_child_stack)
+		return; /* served as a stranger: gm_sc_foreign() */
 	gm_sc_joined = true;
 	sem_init(&gm_sc_ready, 0, 1);
 	sem_init(&gm_sc_bound, 0, 0);
-	/* On the stack set aside before the filter: pthread_create would
-	 * mprotect a guard page, a routed call, answered only after a round
-	 * trip to the parent's listener, in every fork. */
-	if (!gm_sc_child_stack ||
-	    gm_thread_start_on(gm_sc_listener, NULL, gm_sc_child_stack, GM_SC_CHILD_STACK))
-		return; /* served as a stranger: gm_sc_foreign() */
-	while (sem_wait(&gm_sc_bound) && errno == EINTR)
-		;
+	/* On the stacks set aside before the filter: pthread_create would
+	 * mprotect a guard page, a routed call.  In a late start, other
+	 * threads may hold the libc locks these starts take while they wait
+	 * in a routed call: until the name is bound, the kernel makes those
+	 * calls (no VM of the child's yet), so nothing here waits for this
+	 * listener. */
+	if (!gm_thread_start_on(gm_sc_listener, NULL, gm_sc_child_stack, GM_SC_CHILD_STACK))
+		while (sem_wait(&gm_sc_bound) && errno == EINTR)
+			;
+}
+
+/* gm_uapi_objects_hook: a fork child's first object is coming. */
+static void gm_sc_child_start(void)
+{
+	if (!__atomic_load_n(&gm_sc_child_pending, __ATOMIC_ACQUIRE))
+		return;
+	pthread_mutex_lock(&gm_sc_child_lock);
+	if (gm_sc_child_pending) {
+		gm_sc_child_check_copies();
+		gm_sc_child_listen();
+		__atomic_store_n(&gm_sc_child_pending, 0, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&gm_sc_child_lock);
 }
 
 /*
@@ -1966,6 +2103,7 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 		fd = gm_fd_own(fd);
 		if (gm_sc_alive >= 0) {
 			int rs[2] = { -1, -1 };
+			bool strict;
 			char ready;
 
 			gm_sc_send_fd(gm_sc_alive, fd);
@@ -1974,8 +2112,10 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 			gm_raw_socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, rs);
 			gm_sc_send_fd(gm_sc_alive, rs[0]);
 			gm_sc_send_fd(gm_sc_alive, rs[1]);
+			/* And the spawner's door, for images that lose theirs. */
+			gm_sc_send_fd(gm_sc_alive, gp_spawner_door(&strict));
 			gm_sc_recv_end = gm_fd_own(rs[0]);
-			gm_sc_watch = gm_fd_own(rs[1]);
+			gm_sc_own_watch(rs[1]);
 			/* Wait until it listens: a program this image execs at
 			 * once must find it (EOF: it died, nobody will). */
 			while (GM_RAW_SYSCALL(SYS_read, gm_sc_alive, &ready, 1) < 0 && errno == EINTR)
@@ -1987,6 +2127,7 @@ __attribute__((constructor)) static void gm_seccomp_install(void)
 		if (gm_sc_child_stack == MAP_FAILED)
 			gm_sc_child_stack = NULL;
 		pthread_atfork(gm_sc_atfork_prepare, gm_sc_atfork_parent, gm_sc_atfork_child);
+		gm_uapi_objects_hook = gm_sc_child_start;
 		gm_sc_fd = fd;
 		__atomic_store_n(&gm_seccomp_active, 1, __ATOMIC_RELEASE);
 	}

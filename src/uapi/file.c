@@ -76,6 +76,7 @@ static int gm_foreign_seen;
 static struct gm_file *gm_inherited;
 static pthread_once_t gm_atfork_once = PTHREAD_ONCE_INIT;
 
+void (*gm_uapi_objects_hook)(void);
 __thread int gm_uapi_in_library __attribute__((tls_model("initial-exec")));
 int gm_uapi_drop_in;
 
@@ -249,6 +250,11 @@ struct gm_file *gm_file_lookup(int fd)
 	return gm_file_lookup_in(fd, GM_LOOKUP_OWN);
 }
 
+bool gm_uapi_holds_objects(void)
+{
+	return READ_ONCE(gm_nr_files) || READ_ONCE(gm_inherited) || READ_ONCE(gm_foreign_seen);
+}
+
 void gm_uapi_note_received(const struct msghdr *msg)
 {
 	/* No control data (the common case) or already known: no system call. */
@@ -264,6 +270,8 @@ void gm_uapi_note_received(const struct msghdr *msg)
 
 			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
 			if (gm_remote_is_object(fd)) {
+				if (gm_uapi_objects_hook)
+					gm_uapi_objects_hook();
 				WRITE_ONCE(gm_foreign_seen, 1);
 				return;
 			}
@@ -467,6 +475,8 @@ int gm_file_create(enum gm_file_type type, const struct gm_file_ops *ops, const 
 	struct stat st;
 	int fd, r;
 
+	if (gm_uapi_objects_hook)
+		gm_uapi_objects_hook();
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;

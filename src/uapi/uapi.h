@@ -173,6 +173,25 @@ void gm_anon_inode_stat(struct stat *st);
  */
 extern int gm_uapi_drop_in;
 
+/*
+ * Called before this process first holds an object through the library:
+ * by gm_file_create() before every new object, and when a received
+ * message carries another process's object (gm_uapi_note_received()).
+ * The preload's seccomp layer starts a fork child's listener there (set
+ * once, before any thread).  The first object a process creates is
+ * /dev/kvm's or a VM's, under no lock of the library; a vCPU, guest_memfd
+ * or stats file needs a VM of its own, so the hook has nothing left to
+ * do by then.
+ */
+extern void (*gm_uapi_objects_hook)(void);
+
+/*
+ * Whether this process holds or held objects: its own, inherited across
+ * fork, or received.  Lock-free, for a fork handler (the registry's lock
+ * may be held by the fork).
+ */
+bool gm_uapi_holds_objects(void);
+
 /* Per-thread guard: set while the library itself runs (hva hooks skip). */
 extern __thread int gm_uapi_in_library __attribute__((tls_model("initial-exec")));
 /*

@@ -710,21 +710,21 @@ static void churn_cases(void)
 }
 
 /* Whether a thread of the parent is named @comm. */
-static bool parent_has_thread(const char *comm)
+static bool has_thread(pid_t pid, const char *comm)
 {
 	char path[300], buf[32];
 	struct dirent *e;
 	bool found = false;
 	DIR *d;
 
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)getppid());
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
 	d = opendir(path);
 	while (d && !found && (e = readdir(d))) {
 		FILE *f;
 
 		if (e->d_name[0] == '.')
 			continue;
-		snprintf(path, sizeof(path), "/proc/%d/task/%s/comm", (int)getppid(), e->d_name);
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/comm", (int)pid, e->d_name);
 		f = fopen(path, "r");
 		if (f && fgets(buf, sizeof(buf), f))
 			found = !strncmp(buf, comm, strlen(comm)) && buf[strlen(comm)] == '\n';
@@ -734,6 +734,11 @@ static bool parent_has_thread(const char *comm)
 	if (d)
 		closedir(d);
 	return found;
+}
+
+static bool parent_has_thread(const char *comm)
+{
+	return has_thread(getppid(), comm);
 }
 
 /*
@@ -860,6 +865,7 @@ static void helper_gone_cases(void)
 int main(int argc, char **argv)
 {
 	const char *mode = getenv("GUESTMEM_SECCOMP");
+	bool closed;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc > 1 && !strcmp(argv[1], "madvise")) {
@@ -874,6 +880,12 @@ int main(int argc, char **argv)
 	 * VMM that forks before it makes its VM).  "fork-parent-gone": the
 	 * same, and the parent's image is gone at once, as when a VMM
 	 * daemonizes: it execs "wait PID", which reports the child's status.
+	 * "fork-closed": the same, the child first closing every descriptor
+	 * from 3 up with a raw close_range (glibc's closefrom() makes that
+	 * call itself), guestmem's copies included: a child that holds no
+	 * object starts its listener only before its first object, so the
+	 * kernel makes the call, and that first object gets the listener back
+	 * from the session's helper.
 	 */
 	/*
 	 * "raw-fork-exec": a raw fork child (no fork handler runs in it) holds
@@ -966,7 +978,9 @@ int main(int argc, char **argv)
 			die("waitpid");
 		return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
 	}
-	if (argc > 1 && (!strcmp(argv[1], "fork") || !strcmp(argv[1], "fork-parent-gone"))) {
+	closed = argc > 1 && !strcmp(argv[1], "fork-closed");
+	if (argc > 1 && (!strcmp(argv[1], "fork") || !strcmp(argv[1], "fork-parent-gone") ||
+			 closed)) {
 		bool gone = !strcmp(argv[1], "fork-parent-gone");
 		pid_t pid = fork();
 		char arg[16];
@@ -987,6 +1001,16 @@ int main(int argc, char **argv)
 		while (gone && !parent_waits())
 			usleep(1000);
 	}
+	if (closed) {
+		long r;
+
+		check(!has_thread(getpid(), "gm-sc-listener") &&
+			      !has_thread(getpid(), "gm-sc-spawner"),
+		      "a fork child that holds no object starts no thread in fork()", NULL);
+		r = syscall(SYS_close_range, 3, ~0U, 0);
+		check(r == 0, "a raw close_range(3, ~0) before its first object", "%s",
+		      res(r, errno));
+	}
 	run_while("raw munmap of memslot memory while the vCPU runs", CH_MUNMAP);
 #ifdef __SANITIZE_ADDRESS__
 	/* ASan's free() keeps the memory (quarantine): no munmap to route. */
@@ -999,6 +1023,9 @@ int main(int argc, char **argv)
 	raw_run_signal(true);
 	gmem_cases();
 	other_process_cases();
+	if (closed)
+		check(has_thread(getpid(), "gm-sc-listener"),
+		      "its listener started before its first object, on the helper's copy", NULL);
 	printf("1..%d\n", nr_test); /* the plan at the end: valid TAP */
 	return nr_failed ? 1 : 0;
 }
