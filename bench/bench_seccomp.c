@@ -13,7 +13,9 @@
  *     which the filter routes to the listener thread;
  *   - mmap+munmap of one anonymous page through libc (the preload's
  *     wrapper, whose call the filter exempts) and by syscall(2) (routed).
- *   - fork + _exit + waitpid (a fork child starts a listener of its own).
+ *   - fork + _exit + waitpid, before the process holds any object (its
+ *     child starts no listener until its own first object) and after (the
+ *     child starts its listener and spawner in fork()).
  * Two more runs of the default filter measure the same in the processes
  * that share the first image's listener: a program a shell execs (the
  * helper receives and forwards its notifications) and a fork child (the
@@ -41,7 +43,8 @@
 #define SC_IOC_N 5000 /* ioctls, map/unmap per run */
 #define SC_FORK_N 200 /* fork + _exit + waitpid per run */
 
-enum { M_GETPID, M_PIPE, M_IOCTL_LIBC, M_IOCTL_RAW, M_MAP_LIBC, M_MAP_RAW, M_FORK, M_NR };
+enum { M_GETPID, M_PIPE, M_IOCTL_LIBC, M_IOCTL_RAW, M_MAP_LIBC, M_MAP_RAW, M_FORK, M_FORK_BARE,
+       M_NR };
 enum { F_NONE, F_DEFAULT, F_FILES, F_EXECD, F_FORKED, F_NR };
 
 static const char *const sc_mode_env[F_NR] = { "0", "1", "files", "1", "1" };
@@ -51,6 +54,23 @@ static const char *const sc_mode_name[F_NR] = { "0", "1", "files", "1, exec'd by
 static double sc_per_op(uint64_t t0, long n)
 {
 	return (double)(bench_now_ns() - t0) / (double)n;
+}
+
+/* fork + _exit + waitpid, SC_FORK_N times: ns per round. */
+static double sc_forks(void)
+{
+	uint64_t t0 = bench_now_ns();
+
+	for (int i = 0; i < SC_FORK_N; i++) {
+		pid_t pid = fork();
+		int st;
+
+		if (pid == 0)
+			_exit(0);
+		if (pid < 0 || waitpid(pid, &st, 0) != pid)
+			_exit(10);
+	}
+	return sc_per_op(t0, SC_FORK_N);
 }
 
 /* In the exec'd copy: measure, write M_NR doubles to @out. */
@@ -74,6 +94,8 @@ static void sc_child(int out)
 		if (pid > 0)
 			_exit(waitpid(pid, &st, 0) == pid && WIFEXITED(st) ? WEXITSTATUS(st) : 2);
 	}
+	/* Before any object: a fork child starts nothing in fork(). */
+	v[M_FORK_BARE] = sc_forks();
 	if (pipe(p))
 		_exit(2);
 	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -125,18 +147,8 @@ static void sc_child(int out)
 			_exit(8);
 	}
 	v[M_MAP_RAW] = sc_per_op(t0, SC_IOC_N);
-	/* A fork child starts a listener of its own before fork() returns. */
-	t0 = bench_now_ns();
-	for (int i = 0; i < SC_FORK_N; i++) {
-		pid_t pid = fork();
-		int st;
-
-		if (pid == 0)
-			_exit(0);
-		if (pid < 0 || waitpid(pid, &st, 0) != pid)
-			_exit(10);
-	}
-	v[M_FORK] = sc_per_op(t0, SC_FORK_N);
+	/* Holding objects: the child starts its listener before fork() returns. */
+	v[M_FORK] = sc_forks();
 	if (write(out, v, sizeof(v)) != (ssize_t)sizeof(v))
 		_exit(9);
 	_exit(0);
@@ -241,8 +253,12 @@ static int bench_seccomp_cost(void)
 		  med[F_EXECD][M_IOCTL_LIBC], med[F_DEFAULT][M_IOCTL_LIBC], "ns", "~1x");
 	bench_row("getpid: a program exec'd by sh vs no filter", med[F_EXECD][M_GETPID],
 		  med[F_NONE][M_GETPID], "ns", "<= 1.5x");
-	bench_row("fork+_exit+waitpid, default filter vs none", med[F_DEFAULT][M_FORK],
-		  med[F_NONE][M_FORK], "ns", "the child's listener and spawner start in fork()");
+	bench_row("fork+_exit+waitpid holding objects, default filter vs none",
+		  med[F_DEFAULT][M_FORK], med[F_NONE][M_FORK], "ns",
+		  "the child's listener and spawner start in fork()");
+	bench_row("fork+_exit+waitpid before any object, default filter vs none",
+		  med[F_DEFAULT][M_FORK_BARE], med[F_NONE][M_FORK_BARE], "ns",
+		  "<= 1.5x; listener at the child's first object");
 	bench_note("medians of %d exec'd runs per mode, alternating; \"none\" is GUESTMEM_SECCOMP=0",
 		   SC_RUNS);
 	return 0;
