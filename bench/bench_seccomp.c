@@ -15,7 +15,7 @@
  *     wrapper, whose call the filter exempts) and by syscall(2) (routed).
  *   - fork + _exit + waitpid, before the process holds any object (its
  *     child starts no listener until its own first object) and after (the
- *     child starts its listener and spawner in fork()).
+ *     child starts its listener in fork(), its spawner when it wants one).
  * Two more runs of the default filter measure the same in the processes
  * that share the first image's listener: a program a shell execs (the
  * helper receives and forwards its notifications) and a fork child (the
@@ -255,7 +255,7 @@ static int bench_seccomp_cost(void)
 		  med[F_NONE][M_GETPID], "ns", "<= 1.5x");
 	bench_row("fork+_exit+waitpid holding objects, default filter vs none",
 		  med[F_DEFAULT][M_FORK], med[F_NONE][M_FORK], "ns",
-		  "the child's listener and spawner start in fork()");
+		  "the child's listener starts in fork()");
 	bench_row("fork+_exit+waitpid before any object, default filter vs none",
 		  med[F_DEFAULT][M_FORK_BARE], med[F_NONE][M_FORK_BARE], "ns",
 		  "<= 1.5x; listener at the child's first object");

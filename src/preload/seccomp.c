@@ -796,7 +796,13 @@ static int gm_sc_nr_queued;   /* items in the queue */
 static int gm_sc_nr_idle;     /* workers waiting for an item */
 static int gm_sc_nr_starting; /* workers wanted or starting, not yet waiting */
 static int gm_sc_nr_wanted;   /* of those, the ones the spawner has not begun */
-static bool gm_sc_spawner_up; /* the listener's: whether the spawner runs */
+/* The spawner thread (atomic): none yet, being started, running, or it
+ * could not start (the listener then starts workers itself). */
+enum { GM_SC_SPAWNER_NONE, GM_SC_SPAWNER_STARTING, GM_SC_SPAWNER_UP, GM_SC_SPAWNER_FAILED };
+static int gm_sc_spawner_state;
+/* A fork child that holds objects starts its listener in fork() and the
+ * spawner only when it needs one (gm_sc_want_spawner()). */
+static bool gm_sc_spawner_deferred;
 /* Items queued and not yet taken: one per caller waiting for a worker to
  * start; past that, malloc's (the listener's only use of it). */
 #define GM_SC_SLOTS 256
@@ -812,6 +818,7 @@ static bool gm_sc_is_mm(int nr)
 static void gm_sc_mm(const struct seccomp_notif *n);
 static void gm_sc_foreign(const struct seccomp_notif *n);
 static void gm_sc_spawn_one(void);
+static void gm_sc_want_spawner(void);
 
 /*
  * One routed fd or address-space call: it may block (KVM_RUN).  The answer
@@ -951,15 +958,29 @@ static bool gm_sc_queue_work(const struct seccomp_notif *n, bool foreign)
 	want = gm_sc_uncovered_locked();
 	if (want) {
 		gm_sc_nr_starting++;
-		gm_sc_nr_wanted += gm_sc_spawner_up;
+		gm_sc_nr_wanted++;
 		pthread_cond_signal(&gm_sc_spawn_cv);
 	}
 	pthread_mutex_unlock(&gm_sc_pool_lock);
-	/* No spawner (no thread for it at the start): what the listener can
-	 * do, with the risk the spawner is there to avoid. */
-	if (want && !gm_sc_spawner_up)
-		gm_sc_spawn_one();
+	if (want)
+		gm_sc_want_spawner();
 	return true;
+}
+
+/*
+ * Start the workers wanted here, on this thread: when the spawner could
+ * not start (no thread for it), with the risk it is there to avoid.
+ */
+static void gm_sc_spawn_wanted_here(void)
+{
+	pthread_mutex_lock(&gm_sc_pool_lock);
+	while (gm_sc_nr_wanted) {
+		gm_sc_nr_wanted--;
+		pthread_mutex_unlock(&gm_sc_pool_lock);
+		gm_sc_spawn_one();
+		pthread_mutex_lock(&gm_sc_pool_lock);
+	}
+	pthread_mutex_unlock(&gm_sc_pool_lock);
 }
 
 /*
@@ -1494,8 +1515,11 @@ static void gm_sc_let_go(void)
 #define GM_SC_CHILD_STACK (1UL << 20)
 static void *gm_sc_child_stack;
 static bool gm_sc_forked; /* this process is a fork child of an image */
-/* A fork child whose listener has not started yet (atomic). */
-static int gm_sc_child_pending;
+/* A fork child whose listener has not started yet. */
+static bool gm_sc_child_pending;
+/* Work for a fork child's first object (atomic): its listener to start
+ * (gm_sc_child_pending), or the spawner it deferred. */
+static int gm_sc_child_todo;
 /* gm_sc_child_lock: one start of a fork child's listener; a leaf but for
  * the thread starts under it (re-initialised in each child, never held
  * across fork). */
@@ -1503,9 +1527,10 @@ static pthread_mutex_t gm_sc_child_lock = PTHREAD_MUTEX_INITIALIZER;
 static void gm_sc_child_listen(void);
 
 /*
- * Start the spawner while nothing else of the process can hold libc's
- * locks: its image's constructor, or the fork child's handler, waits for
- * this listener to bind its name.
+ * Start the spawner while no thread of the process can hold a libc lock
+ * in a call routed to this listener: before its name is bound (the
+ * constructor, the fork child's handler or its first object waits for
+ * the name), or with the name unbound (gm_sc_want_spawner()).
  */
 static void gm_sc_start_spawner(void)
 {
@@ -1517,7 +1542,44 @@ static void gm_sc_start_spawner(void)
 					 GM_SC_CHILD_STACK);
 	else
 		err = gm_thread_start(gm_sc_spawner, NULL, 0);
-	gm_sc_spawner_up = !err;
+	__atomic_store_n(&gm_sc_spawner_state, err ? GM_SC_SPAWNER_FAILED : GM_SC_SPAWNER_UP,
+			 __ATOMIC_RELEASE);
+	if (err)
+		gm_sc_spawn_wanted_here();
+}
+
+/*
+ * A worker is wanted (the listener's).  A fork child that deferred its
+ * spawner starts it now, from the listener: with its name unbound
+ * meanwhile, so that a thread waiting in a routed call while it holds the
+ * libc lock pthread_create takes gets the kernel's answer (or a
+ * stranger's) instead of waiting for this listener.  That is exact: the
+ * child has no VM of its own yet, since its first object would have
+ * started the spawner (gm_sc_child_start()).  Calls on its inherited
+ * objects made in that moment get a stranger's answers.
+ */
+static void gm_sc_want_spawner(void)
+{
+	int none = GM_SC_SPAWNER_NONE, st = __atomic_load_n(&gm_sc_spawner_state, __ATOMIC_ACQUIRE);
+
+	if (st == GM_SC_SPAWNER_UP || st == GM_SC_SPAWNER_STARTING)
+		return; /* it takes the wanted count */
+	if (st == GM_SC_SPAWNER_NONE && gm_sc_spawner_deferred) {
+		if (__atomic_compare_exchange_n(&gm_sc_spawner_state, &none,
+						GM_SC_SPAWNER_STARTING, false, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE)) {
+			int fwd = gm_sc_fwd;
+
+			__atomic_store_n(&gm_sc_fwd, -1, __ATOMIC_RELEASE);
+			gm_fd_close(fwd); /* forwards queued there are sent again */
+			gm_sc_start_spawner();
+			gm_sc_bind_image();
+			return;
+		}
+		st = none; /* the first object's start is under way, or done */
+	}
+	if (st == GM_SC_SPAWNER_FAILED || st == GM_SC_SPAWNER_NONE)
+		gm_sc_spawn_wanted_here();
 }
 
 static void *gm_sc_listener(void *arg)
@@ -1529,7 +1591,8 @@ static void *gm_sc_listener(void *arg)
 	sem_wait(&gm_sc_ready);
 	if (gm_sc_fd < 0)
 		return NULL;
-	gm_sc_start_spawner();
+	if (!gm_sc_spawner_deferred)
+		gm_sc_start_spawner();
 	/* Only now: a joined image's call forwarded here before this thread
 	 * ran would wait for it (the constructor's own, for one).  The
 	 * constructor waits for the name: main's first raw call must find it. */
@@ -1820,10 +1883,12 @@ static int gm_sc_join(void)
  *
  * When: a child that holds objects (its parent's, inherited) starts it in
  * fork(), since a raw call on one (KVM_CREATE_VM on /dev/kvm) must find it
- * there.  A child that holds none starts it before its first object
- * (gm_sc_child_start(), the library's objects hook): until then it has no
- * fd a routed call could concern, its memory backs no VM, and nobody bound
- * to its name means the kernel makes its routed calls, which is exact.
+ * there, and its spawner only when it wants a worker (gm_sc_want_spawner(),
+ * gm_sc_child_start()).  A child that holds none starts it before its
+ * first object (gm_sc_child_start(), the library's objects hook): until
+ * then it has no fd a routed call could concern, its memory backs no VM,
+ * and nobody bound to its name means the kernel makes its routed calls,
+ * which is exact.
  * Two thread starts in fork() cost about as much as the fork itself here;
  * a shell or a test runner under `exec`, or a VMM that forks before it
  * opens /dev/kvm, no longer pays them.  Meanwhile the kernel answers a raw
@@ -1881,7 +1946,8 @@ static void gm_sc_atfork_child(void)
 	gm_sc_nr_queued = gm_sc_nr_idle = gm_sc_nr_starting = gm_sc_nr_wanted = 0;
 	gm_sc_slots_used = 0; /* every slot free again */
 	gm_sc_free_slots = NULL;
-	gm_sc_spawner_up = false;
+	gm_sc_spawner_state = GM_SC_SPAWNER_NONE;
+	gm_sc_spawner_deferred = false;
 	gm_sc_forked = true;
 	memset(gm_sc_service_tids, 0, sizeof(gm_sc_service_tids));
 	/* The copies still count the parent's idle workers and spawner as
@@ -1893,13 +1959,19 @@ static void gm_sc_atfork_child(void)
 	/* A start under way in the parent (another thread's) is not this
 	 * process's: the copy of its lock may be held by nobody here. */
 	gm_sc_child_lock = fresh;
+	gm_sc_child_pending = false;
+	gm_sc_child_todo = 0;
 	if (gm_sc_fd < 0)
 		return;
-	/* Objects it holds may get raw calls before any object of its own. */
-	if (gm_sc_files || gm_uapi_holds_objects())
+	/* Objects it holds may get raw calls before any object of its own:
+	 * its listener now, the spawner when needed. */
+	if (gm_sc_files || gm_uapi_holds_objects()) {
+		gm_sc_spawner_deferred = true;
 		gm_sc_child_listen();
-	else
-		__atomic_store_n(&gm_sc_child_pending, 1, __ATOMIC_RELAXED);
+	} else {
+		gm_sc_child_pending = true;
+	}
+	__atomic_store_n(&gm_sc_child_todo, 1, __ATOMIC_RELAXED);
 }
 
 /*
@@ -1951,7 +2023,14 @@ static void gm_sc_child_check_copies(void)
 	gm_sc_fd = fd >= 0 ? gm_fd_own(fd) : -1;
 }
 
-/* Start a fork child's listener on the stacks set aside for it. */
+/*
+ * Start a fork child's listener on the stack set aside for it (before the
+ * filter: pthread_create would mprotect a guard page, a routed call), and
+ * wait for its name.  In a late start, other threads may hold the libc
+ * locks the spawner's start takes while they wait in a routed call: until
+ * the name is bound the kernel makes those calls (no VM of the child's
+ * yet), so nothing waits for this listener.
+ */
 static void gm_sc_child_listen(void)
 {
 	if (gm_sc_fd < 0 || !gm_sc_child_stack)
@@ -1959,27 +2038,35 @@ static void gm_sc_child_listen(void)
 	gm_sc_joined = true;
 	sem_init(&gm_sc_ready, 0, 1);
 	sem_init(&gm_sc_bound, 0, 0);
-	/* On the stacks set aside before the filter: pthread_create would
-	 * mprotect a guard page, a routed call.  In a late start, other
-	 * threads may hold the libc locks these starts take while they wait
-	 * in a routed call: until the name is bound, the kernel makes those
-	 * calls (no VM of the child's yet), so nothing here waits for this
-	 * listener. */
 	if (!gm_thread_start_on(gm_sc_listener, NULL, gm_sc_child_stack, GM_SC_CHILD_STACK))
 		while (sem_wait(&gm_sc_bound) && errno == EINTR)
 			;
 }
 
-/* gm_uapi_objects_hook: a fork child's first object is coming. */
+/*
+ * gm_uapi_objects_hook: a fork child's first object is coming.  Its
+ * listener starts now, or the spawner it deferred: from this thread, which
+ * may wait for a libc lock while the listener answers the holder.
+ */
 static void gm_sc_child_start(void)
 {
-	if (!__atomic_load_n(&gm_sc_child_pending, __ATOMIC_ACQUIRE))
+	int none = GM_SC_SPAWNER_NONE;
+
+	if (!__atomic_load_n(&gm_sc_child_todo, __ATOMIC_ACQUIRE))
 		return;
 	pthread_mutex_lock(&gm_sc_child_lock);
-	if (gm_sc_child_pending) {
-		gm_sc_child_check_copies();
-		gm_sc_child_listen();
-		__atomic_store_n(&gm_sc_child_pending, 0, __ATOMIC_RELEASE);
+	if (gm_sc_child_todo) {
+		if (gm_sc_child_pending) {
+			gm_sc_child_check_copies();
+			gm_sc_child_listen();
+			gm_sc_child_pending = false;
+		} else if (gm_sc_spawner_deferred &&
+			   __atomic_compare_exchange_n(&gm_sc_spawner_state, &none,
+						       GM_SC_SPAWNER_STARTING, false,
+						       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+			gm_sc_start_spawner();
+		}
+		__atomic_store_n(&gm_sc_child_todo, 0, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&gm_sc_child_lock);
 }
