@@ -3,7 +3,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "compiler.h"
 #include "sys_raw.h"
@@ -63,4 +65,15 @@ long gm_read_proc_buf(const char *path, char *buf, size_t len)
 		return -1;
 	buf[n] = '\0';
 	return (long)n;
+}
+
+bool gm_fd_link_is(int fd, const char *what)
+{
+	char path[32], link[64];
+	size_t want = strlen(what);
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = gm_raw_readlinkat(AT_FDCWD, path, link, sizeof(link));
+	return want < sizeof(link) && n == (ssize_t)want && !memcmp(link, what, want);
 }

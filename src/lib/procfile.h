@@ -6,6 +6,7 @@
 #ifndef GM_LIB_PROCFILE_H
 #define GM_LIB_PROCFILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /*
@@ -20,5 +21,12 @@ char *gm_read_proc_file(const char *path, size_t max);
  * byte count, or -1 if it cannot be opened or read or is empty.
  */
 long gm_read_proc_buf(const char *path, char *buf, size_t len);
+
+/*
+ * Whether this process's @fd is a file whose /proc/self/fd link reads
+ * exactly @what ("anon_inode:[eventfd]", ...): what kind of anonymous
+ * file a number holds, with no allocation.  @what is at most 62 bytes.
+ */
+bool gm_fd_link_is(int fd, const char *what);
 
 #endif

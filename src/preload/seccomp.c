@@ -1975,22 +1975,6 @@ static void gm_sc_atfork_child(void)
 }
 
 /*
- * Whether @fd is still a seccomp listener: a raw close or dup2 of a fork
- * child's, made before its listener started, was the kernel's, and may
- * have put a file of the program's own at that number.
- */
-static bool gm_sc_fd_is_listener(int fd)
-{
-	static const char name[] = "anon_inode:seccomp notify";
-	char path[32], link[sizeof(name) + 1];
-	long n;
-
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = GM_RAW_SYSCALL(SYS_readlink, path, link, sizeof(link));
-	return n == (long)sizeof(name) - 1 && !memcmp(link, name, sizeof(name) - 1);
-}
-
-/*
  * A fork child that starts late checks the copies it inherited (the
  * listener, the watching end, the spawner's door): one that is gone is
  * forgotten (its number is the program's now) and the listener and the
@@ -2000,7 +1984,9 @@ static bool gm_sc_fd_is_listener(int fd)
  */
 static void gm_sc_child_check_copies(void)
 {
-	bool fd_ok = gm_sc_fd_is_listener(gm_sc_fd), watch_ok = gm_sc_watch < 0;
+	/* Still a listener: its link is all that tells (anonymous files share an inode). */
+	bool fd_ok = gm_fd_link_is(gm_sc_fd, "anon_inode:seccomp notify");
+	bool watch_ok = gm_sc_watch < 0;
 	struct stat st;
 	int fd;
 

@@ -25,6 +25,7 @@
 #include "core/kvm_arch.h"
 #include "lib/lockdep.h"
 #include "lib/ownfd.h"
+#include "lib/procfile.h"
 #include "lib/thread.h"
 #include "lib/worker.h"
 #include "lib/rcu.h"
@@ -61,16 +62,6 @@ static long eventfd_fdinfo_id(int fd)
 	return id;
 }
 
-static bool fd_is_eventfd(int fd)
-{
-	static const char want[] = "anon_inode:[eventfd]";
-	char path[64], link[sizeof(want) + 1];
-	long n;
-
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = gm_raw_readlinkat(AT_FDCWD, path, link, sizeof(link));
-	return n == (long)strlen(want) && !memcmp(link, want, (size_t)n);
-}
 
 int gm_eventfd_get(int ufd, struct gm_eventfd *out)
 {
@@ -91,7 +82,7 @@ int gm_eventfd_get(int ufd, struct gm_eventfd *out)
 		gm_fd_close(fd);
 		return -EBADF; /* fdget() ignores O_PATH files */
 	}
-	if (!fd_is_eventfd(fd)) {
+	if (!gm_fd_link_is(fd, "anon_inode:[eventfd]")) {
 		gm_fd_close(fd);
 		return -EINVAL;
 	}
