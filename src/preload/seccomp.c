@@ -1986,27 +1986,38 @@ static void gm_sc_child_check_copies(void)
 {
 	/* Still a listener: its link is all that tells (anonymous files share an inode). */
 	bool fd_ok = gm_fd_link_is(gm_sc_fd, "anon_inode:seccomp notify");
-	bool watch_ok = gm_sc_watch < 0;
+	int old_watch = gm_sc_watch, fd;
+	bool watch_ok = old_watch < 0;
 	struct stat st;
-	int fd;
 
 	gp_spawner_door_recheck();
-	if (gm_sc_watch >= 0)
-		watch_ok = !gm_raw_fstat(gm_sc_watch, &st) && S_ISSOCK(st.st_mode) &&
+	if (old_watch >= 0)
+		watch_ok = !gm_raw_fstat(old_watch, &st) && S_ISSOCK(st.st_mode) &&
 			   st.st_ino == gm_sc_watch_ino;
 	if (fd_ok && watch_ok)
 		return;
-	if (fd_ok)
-		gm_fd_close(gm_sc_fd);
-	else
-		gm_fd_forget(gm_sc_fd);
-	if (watch_ok)
-		gm_fd_close(gm_sc_watch);
-	else
-		gm_fd_forget(gm_sc_watch);
+	if (!watch_ok)
+		gm_fd_forget(old_watch);
 	gm_sc_watch = -1;
-	fd = gm_sc_join();
-	gm_sc_fd = fd >= 0 ? gm_fd_own(fd) : -1;
+	fd = gm_sc_join(); /* a new watching end comes with it */
+	if (fd < 0) {
+		/* Nobody gives new ones (the helper is gone, or another user's):
+		 * go on with what is intact. */
+		if (fd_ok) {
+			gm_sc_watch = watch_ok ? old_watch : -1;
+			return;
+		}
+		gm_fd_forget(gm_sc_fd);
+		gm_sc_fd = -1;
+	} else if (fd_ok) {
+		gm_fd_close(gm_sc_fd);
+		gm_sc_fd = gm_fd_own(fd);
+	} else {
+		gm_fd_forget(gm_sc_fd);
+		gm_sc_fd = gm_fd_own(fd);
+	}
+	if (watch_ok && old_watch >= 0)
+		gm_fd_close(old_watch);
 }
 
 /*
