@@ -1520,9 +1520,10 @@ static bool gm_sc_child_pending;
 /* Work for a fork child's first object (atomic): its listener to start
  * (gm_sc_child_pending), or the spawner it deferred. */
 static int gm_sc_child_todo;
-/* gm_sc_child_lock: one start of a fork child's listener; a leaf but for
- * the thread starts under it (re-initialised in each child, never held
- * across fork). */
+/* gm_sc_child_lock: a fork child's late start, one at a time (its
+ * listener, or the spawner it deferred); only libc's locks are taken
+ * under it, by the thread starts (re-initialised in each child, never
+ * held across fork). */
 static pthread_mutex_t gm_sc_child_lock = PTHREAD_MUTEX_INITIALIZER;
 static void gm_sc_child_listen(void);
 
