@@ -719,7 +719,7 @@ static void churn_cases(bool inherited)
 	      "%d of %d children answered right", ok, CHURN_FORKS);
 }
 
-/* Whether a thread of the parent is named @comm. */
+/* Whether a thread of process @pid is named @comm. */
 static bool has_thread(pid_t pid, const char *comm)
 {
 	char path[300], buf[32];
