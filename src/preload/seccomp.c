@@ -1997,10 +1997,13 @@ static void gm_sc_child_check_copies(void)
 			   st.st_ino == gm_sc_watch_ino;
 	if (fd_ok && watch_ok)
 		return;
+	/* Unmarked before the join: what it brings may take those numbers. */
 	if (!watch_ok)
 		gm_fd_forget(old_watch);
+	if (!fd_ok)
+		gm_fd_forget(gm_sc_fd);
 	gm_sc_watch = -1;
-	fd = gm_sc_join(); /* a new watching end comes with it */
+	fd = gm_sc_join(); /* a new watching end (and the door) come with it */
 	if (fd < 0) {
 		/* Nobody gives new ones (the helper is gone, or another user's):
 		 * go on with what is intact. */
@@ -2008,14 +2011,14 @@ static void gm_sc_child_check_copies(void)
 			gm_sc_watch = watch_ok ? old_watch : -1;
 			return;
 		}
-		gm_fd_forget(gm_sc_fd);
 		gm_sc_fd = -1;
-	} else if (fd_ok) {
-		gm_fd_close(gm_sc_fd);
-		gm_sc_fd = gm_fd_own(fd);
 	} else {
-		gm_fd_forget(gm_sc_fd);
+		/* The new one first: a fork meanwhile copies a listener either way. */
+		int old = gm_sc_fd;
+
 		gm_sc_fd = gm_fd_own(fd);
+		if (fd_ok)
+			gm_fd_close(old);
 	}
 	if (watch_ok && old_watch >= 0)
 		gm_fd_close(old_watch);

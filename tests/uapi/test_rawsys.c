@@ -746,6 +746,28 @@ static bool has_thread(pid_t pid, const char *comm)
 	return found;
 }
 
+/*
+ * How many descriptors at or above 512 (where guestmem keeps its own, in a
+ * process that never opens that many) libc's fcntl finds open: each of
+ * guestmem's must answer EBADF, as one the program never had.
+ */
+static int own_fds_open(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	while (d && (e = readdir(d))) {
+		int fd = atoi(e->d_name);
+
+		n += e->d_name[0] != '.' && fd >= 512 && fd != dirfd(d) &&
+		     fcntl(fd, F_GETFD) != -1;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
 static bool parent_has_thread(const char *comm)
 {
 	return has_thread(getppid(), comm);
@@ -1034,9 +1056,12 @@ int main(int argc, char **argv)
 	raw_run_signal(true);
 	gmem_cases();
 	other_process_cases();
-	if (closed)
+	if (closed) {
 		check(has_thread(getpid(), "gm-sc-listener"),
 		      "its listener started before its first object, on the helper's copy", NULL);
+		check(own_fds_open() == 0, "... and every descriptor of guestmem's it took is hidden",
+		      "%d answer fcntl", own_fds_open());
+	}
 	printf("1..%d\n", nr_test); /* the plan at the end: valid TAP */
 	return nr_failed ? 1 : 0;
 }
