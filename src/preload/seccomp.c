@@ -1515,11 +1515,8 @@ static void gm_sc_let_go(void)
 #define GM_SC_CHILD_STACK (1UL << 20)
 static void *gm_sc_child_stack;
 static bool gm_sc_forked; /* this process is a fork child of an image */
-/* A fork child whose listener has not started yet. */
-static bool gm_sc_child_pending;
-/* Work for a fork child's first object (atomic): its listener to start
- * (gm_sc_child_pending), or the spawner it deferred. */
-static int gm_sc_child_todo;
+/* A fork child whose listener has not started yet (atomic). */
+static int gm_sc_child_pending;
 /* gm_sc_child_lock: a fork child's late start, one at a time (its
  * listener, or the spawner it deferred); only libc's locks are taken
  * under it, by the thread starts (re-initialised in each child, never
@@ -1960,8 +1957,7 @@ static void gm_sc_atfork_child(void)
 	/* A start under way in the parent (another thread's) is not this
 	 * process's: the copy of its lock may be held by nobody here. */
 	gm_sc_child_lock = fresh;
-	gm_sc_child_pending = false;
-	gm_sc_child_todo = 0;
+	gm_sc_child_pending = 0;
 	if (gm_sc_fd < 0)
 		return;
 	/* Objects it holds may get raw calls before any object of its own:
@@ -1970,9 +1966,8 @@ static void gm_sc_atfork_child(void)
 		gm_sc_spawner_deferred = true;
 		gm_sc_child_listen();
 	} else {
-		gm_sc_child_pending = true;
+		gm_sc_child_pending = 1;
 	}
-	__atomic_store_n(&gm_sc_child_todo, 1, __ATOMIC_RELAXED);
 }
 
 /*
@@ -2053,21 +2048,20 @@ static void gm_sc_child_start(void)
 {
 	int none = GM_SC_SPAWNER_NONE;
 
-	if (!__atomic_load_n(&gm_sc_child_todo, __ATOMIC_ACQUIRE))
+	/* Nothing to do once either has started (the first image: never). */
+	if (!__atomic_load_n(&gm_sc_child_pending, __ATOMIC_ACQUIRE) &&
+	    !(gm_sc_spawner_deferred &&
+	      __atomic_load_n(&gm_sc_spawner_state, __ATOMIC_ACQUIRE) == GM_SC_SPAWNER_NONE))
 		return;
 	pthread_mutex_lock(&gm_sc_child_lock);
-	if (gm_sc_child_todo) {
-		if (gm_sc_child_pending) {
-			gm_sc_child_check_copies();
-			gm_sc_child_listen();
-			gm_sc_child_pending = false;
-		} else if (gm_sc_spawner_deferred &&
-			   __atomic_compare_exchange_n(&gm_sc_spawner_state, &none,
-						       GM_SC_SPAWNER_STARTING, false,
-						       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-			gm_sc_start_spawner();
-		}
-		__atomic_store_n(&gm_sc_child_todo, 0, __ATOMIC_RELEASE);
+	if (__atomic_load_n(&gm_sc_child_pending, __ATOMIC_RELAXED)) {
+		gm_sc_child_check_copies();
+		gm_sc_child_listen();
+		__atomic_store_n(&gm_sc_child_pending, 0, __ATOMIC_RELEASE);
+	} else if (gm_sc_spawner_deferred &&
+		   __atomic_compare_exchange_n(&gm_sc_spawner_state, &none, GM_SC_SPAWNER_STARTING,
+					       false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		gm_sc_start_spawner();
 	}
 	pthread_mutex_unlock(&gm_sc_child_lock);
 }
