@@ -25,6 +25,7 @@
 #include "gproc/spawner.h"
 #include "lib/daemon.h"
 #include "lib/ownfd.h"
+#include "lib/procfile.h"
 #include "lib/scm.h"
 #include "lib/sys_raw.h"
 
@@ -268,7 +269,6 @@ static void door_find(void)
 {
 	const char *env = getenv(GP_SPAWNER_ENV);
 	unsigned long long ino;
-	struct stat st;
 	int fd, strict, end = 0;
 
 	if (!env || !*env)
@@ -278,11 +278,11 @@ static void door_find(void)
 		return;
 	gp_door_strict = strict != 0;
 	/* Exactly that socket: a number reused for another file is not it. */
-	if (gm_raw_fstat(fd, &st) || !S_ISSOCK(st.st_mode) || st.st_ino != ino)
+	if (!gm_fd_is_socket(fd, (unsigned long)ino))
 		return;
 	/* Inherited at a number chosen before this image ran: marked where it is. */
 	gm_fd_mark_own(fd);
-	gp_door_ino = st.st_ino;
+	gp_door_ino = (ino_t)ino;
 	gp_door = fd;
 }
 
@@ -306,11 +306,8 @@ int gp_spawner_door(bool *strict)
 
 void gp_spawner_door_recheck(void)
 {
-	struct stat st;
-
 	pthread_once(&gp_door_once, door_find);
-	if (gp_door < 0 || (!gm_raw_fstat(gp_door, &st) && S_ISSOCK(st.st_mode) &&
-			    st.st_ino == gp_door_ino))
+	if (gp_door < 0 || gm_fd_is_socket(gp_door, gp_door_ino))
 		return;
 	gm_fd_forget(gp_door);
 	gp_door = -EIO;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "compiler.h"
 #include "sys_raw.h"
@@ -76,4 +77,11 @@ bool gm_fd_link_is(int fd, const char *what)
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	n = gm_raw_readlinkat(AT_FDCWD, path, link, sizeof(link));
 	return want < sizeof(link) && n == (ssize_t)want && !memcmp(link, what, want);
+}
+
+bool gm_fd_is_socket(int fd, unsigned long ino)
+{
+	struct stat st;
+
+	return fd >= 0 && !gm_raw_fstat(fd, &st) && S_ISSOCK(st.st_mode) && st.st_ino == ino;
 }

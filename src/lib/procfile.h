@@ -29,4 +29,10 @@ long gm_read_proc_buf(const char *path, char *buf, size_t len);
  */
 bool gm_fd_link_is(int fd, const char *what);
 
+/*
+ * Whether @fd is the socket with inode @ino: a descriptor guestmem was
+ * handed at a number the program could have closed or reused meanwhile.
+ */
+bool gm_fd_is_socket(int fd, unsigned long ino);
+
 #endif

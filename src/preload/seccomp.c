@@ -1983,13 +1983,9 @@ static void gm_sc_child_check_copies(void)
 	/* Still a listener: its link is all that tells (anonymous files share an inode). */
 	bool fd_ok = gm_fd_link_is(gm_sc_fd, "anon_inode:seccomp notify");
 	int old_watch = gm_sc_watch, fd;
-	bool watch_ok = old_watch < 0;
-	struct stat st;
+	bool watch_ok = old_watch < 0 || gm_fd_is_socket(old_watch, gm_sc_watch_ino);
 
 	gp_spawner_door_recheck();
-	if (old_watch >= 0)
-		watch_ok = !gm_raw_fstat(old_watch, &st) && S_ISSOCK(st.st_mode) &&
-			   st.st_ino == gm_sc_watch_ino;
 	if (fd_ok && watch_ok)
 		return;
 	/* Unmarked before the join: what it brings may take those numbers. */
