@@ -68,8 +68,8 @@ struct gp_vcpu {
 
 /* ---- control requests -------------------------------------------------------- */
 
-static int ctl_request_locked(struct gp_vm *vm, const struct gp_req *q, const int *fds,
-			      int nfds)
+static int ctl_call_locked(struct gp_vm *vm, const struct gp_req *q, const int *fds, int nfds,
+			   struct gp_resp *out)
 {
 	struct iovec iov = { (void *)q, sizeof(*q) };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
@@ -89,17 +89,31 @@ static int ctl_request_locked(struct gp_vm *vm, const struct gp_req *q, const in
 	while (r < 0 && errno == EINTR);
 	if (r != (ssize_t)sizeof(a))
 		return -EIO;
+	if (out)
+		*out = a;
 	return a.ret;
 }
 
-static int ctl_request(struct gp_vm *vm, const struct gp_req *q, const int *fds, int nfds)
+static int ctl_request_locked(struct gp_vm *vm, const struct gp_req *q, const int *fds,
+			      int nfds)
+{
+	return ctl_call_locked(vm, q, fds, nfds, NULL);
+}
+
+static int ctl_call(struct gp_vm *vm, const struct gp_req *q, const int *fds, int nfds,
+		    struct gp_resp *out)
 {
 	int r;
 
 	gm_mutex_lock(&vm->ctl_lock, GM_LOCK_GPROC_CTL);
-	r = ctl_request_locked(vm, q, fds, nfds);
+	r = ctl_call_locked(vm, q, fds, nfds, out);
 	gm_mutex_unlock(&vm->ctl_lock);
 	return r;
+}
+
+static int ctl_request(struct gp_vm *vm, const struct gp_req *q, const int *fds, int nfds)
+{
+	return ctl_call(vm, q, fds, nfds, NULL);
 }
 
 static bool range_ok(uint64_t gva, uint64_t len)
@@ -408,6 +422,44 @@ int gp_vm_zero(struct gp_vm *vm, uint32_t id, uint64_t off, uint64_t len)
 	struct gp_req q = { .op = GP_OP_ZERO, .arg = id, .gva = off, .len = len };
 
 	return ctl_request(vm, &q, NULL, 0);
+}
+
+static bool access_ok(uint64_t off, unsigned len)
+{
+	return len && len <= GP_ACCESS_MAX && (off & 4095) + len <= 4096;
+}
+
+int gp_vm_access(struct gp_vm *vm, uint32_t id, uint64_t off, void *buf, unsigned len, bool write)
+{
+	struct gp_req q = { .op = GP_OP_ACCESS, .arg = id, .gva = off, .len = len,
+			    .prot = write ? GP_ACC_WRITE : GP_ACC_READ };
+	struct gp_resp a;
+	int r;
+
+	if (!access_ok(off, len))
+		return -EINVAL;
+	if (write)
+		memcpy(q.data, buf, len);
+	r = ctl_call(vm, &q, NULL, 0, &a);
+	if (!r && !write)
+		memcpy(buf, a.data, len);
+	return r;
+}
+
+int gp_vm_cmpxchg(struct gp_vm *vm, uint32_t id, uint64_t off, unsigned size, uint64_t *old,
+		  uint64_t new_val)
+{
+	struct gp_req q = { .op = GP_OP_ACCESS, .arg = id, .gva = off, .len = size,
+			    .prot = GP_ACC_CMPXCHG, .data = { *old, new_val } };
+	struct gp_resp a;
+	int r;
+
+	if (!access_ok(off, size) || (size != 4 && size != 8) || off % size)
+		return -EINVAL;
+	r = ctl_call(vm, &q, NULL, 0, &a);
+	if (r >= 0)
+		*old = a.data[0];
+	return r;
 }
 
 int gp_vm_create_backing(struct gp_vm *vm, uint32_t kind, uint64_t size, uint32_t *id)

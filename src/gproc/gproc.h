@@ -109,6 +109,25 @@ int gp_vm_create_backing(struct gp_vm *vm, uint32_t kind, uint64_t size, uint32_
 int gp_vm_zero(struct gp_vm *vm, uint32_t id, uint64_t off, uint64_t len);
 
 /**
+ * gp_vm_access() - read or write @len bytes (at most GP_ACCESS_MAX, within
+ * one page) at offset @off of backing @id, in the guest process: the
+ * accesses the CPU itself makes to memory only that process holds (page
+ * walks, event delivery; the caller keeps the page from being freed
+ * meanwhile).  An aligned 4- or 8-byte access is a single access.
+ * Returns 0 or -errno (-EBADF for an unknown id, -EINVAL, -EIO).
+ */
+int gp_vm_access(struct gp_vm *vm, uint32_t id, uint64_t off, void *buf, unsigned len,
+		 bool write);
+/**
+ * gp_vm_cmpxchg() - replace *@old by @new_val in the @size-byte (4 or 8,
+ * aligned) word at @off of backing @id, atomically with the guest's own
+ * accesses.  Returns 0 if swapped, 1 if not (*@old is then what was
+ * there), or -errno as gp_vm_access().
+ */
+int gp_vm_cmpxchg(struct gp_vm *vm, uint32_t id, uint64_t off, unsigned size, uint64_t *old,
+		  uint64_t new_val);
+
+/**
  * gp_vm_fallocate() - fallocate(2) on backing @id in the guest process,
  * for a file only the guest process holds (private memory the VMM must
  * not reach).  Returns 0 or -errno (-EBADF for an unknown id, -EIO).

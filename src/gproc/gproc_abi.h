@@ -210,7 +210,18 @@ enum {
 	GP_OP_CREATE_BACKING,  /* len = size, arg = GP_BACKING_*: a new file only the process
 				  holds; ret = id */
 	GP_OP_ZERO,            /* arg = backing id, gva = offset, len: write zeroes there */
+	GP_OP_ACCESS,          /* arg = backing id, gva = offset, len, prot = GP_ACC_*: the
+				  CPU's own access to a page it holds (gp_vm_access()) */
 };
+
+/*
+ * GP_OP_ACCESS: at most GP_ACCESS_MAX bytes within one page.  READ: the
+ * answer's data; WRITE: the request's data; CMPXCHG: len 4 or 8, aligned,
+ * data[0] the expected value, data[1] the new one; ret 0 if it was
+ * swapped, 1 if not, and the answer's data[0] is what was there.
+ */
+enum { GP_ACC_READ = 0, GP_ACC_WRITE = 1, GP_ACC_CMPXCHG = 2 };
+#define GP_ACCESS_MAX 64u
 
 /* GP_OP_CREATE_BACKING's kinds of file. */
 #define GP_BACKING_MEMFD 0u
@@ -221,11 +232,13 @@ struct gp_req {
 	uint64_t gva, len;
 	int32_t prot;
 	uint32_t pad;
+	uint64_t data[GP_ACCESS_MAX / 8]; /* GP_OP_ACCESS */
 };
 
 struct gp_resp {
 	int32_t ret; /* >= 0 or -errno */
 	uint32_t pad;
+	uint64_t data[GP_ACCESS_MAX / 8]; /* GP_OP_ACCESS */
 };
 
 #endif

@@ -255,6 +255,32 @@ struct kvm_page_fault;
 int kvm_vcpu_gpa_host(struct kvm_vcpu *v, uint64_t gpa, bool write, uint8_t **host,
 		      struct kvm_page_fault *f);
 /*
+ * kvm_vcpu_gpa_host()'s answer for private memory the guest process holds
+ * alone (kvm->private_held): no host address; *@f is filled as for a
+ * KVM_PF_EXIT with -EFAULT, which is what an access KVM's own software
+ * makes there gets.  The CPU's own accesses use kvm_x86_held_rw().
+ */
+#define X86_GPA_HELD 64
+/*
+ * The CPU's own accesses to held private memory, which KVM leaves to the
+ * hardware and the hardware makes through stage-2: page-table walks
+ * (entries read, A/D bits set) and event delivery (descriptor tables,
+ * the frame on the stack).  Made by the guest process, the only one that
+ * maps that memory, while mmu_lock is held for read over a present
+ * private leaf, so no invalidation can free the page meanwhile.  @len
+ * bytes within one page.  Returns KVM_PF_FIXED (done), KVM_PF_EMULATE
+ * (no memslot), KVM_PF_EXIT with *@f (the fault's error, -EIO if the
+ * guest process is gone), or KVM_PF_RETRY: the page is not held private
+ * any more, the caller's usual path applies.
+ * Context: vcpu->mutex, no RCU section.
+ */
+int kvm_x86_held_rw(struct kvm_vcpu *v, uint64_t gpa, void *buf, unsigned len, bool write,
+		    struct kvm_page_fault *f);
+/* The same for a compare-exchange of the @size-byte (4 or 8) entry at
+ * @gpa; *@swapped: whether it held @old. */
+int kvm_x86_held_cmpxchg(struct kvm_vcpu *v, uint64_t gpa, unsigned size, uint64_t old,
+			 uint64_t new_val, bool *swapped, struct kvm_page_fault *f);
+/*
  * x86_walk() of @gva for @access in the vCPU's paging state, its page
  * tables reached through kvm_vcpu_gpa_host() (an entry it cannot reach
  * faults as not present).  Context: vcpu->mutex, no RCU section.

@@ -328,17 +328,22 @@ static void cpu_out(struct kvm_vcpu *v, const struct gp_cpu *c)
 /*
  * The host address of @gpa for a @write access (kvm_vcpu_gpa_host()):
  * X86_MEM_OK with *@host, X86_MEM_MMIO, or X86_MEM_FAULT with x->mem_exit
- * set and x->mf filled (a memory-fault exit, or a fault error).
+ * set and x->mf filled (a memory-fault exit, or a fault error); *@held
+ * set if that is because the page is private memory the guest process
+ * holds (kvm_x86_held_rw() reaches it).
  * Context: called and returns inside gm_rcu_read_lock(); drops it around
  * a fault.
  */
-static int gpa_host(struct kvm_x86_vcpu *x, uint64_t gpa, bool write, uint8_t **host)
+static int gpa_host(struct kvm_x86_vcpu *x, uint64_t gpa, bool write, uint8_t **host, bool *held)
 {
 	switch (kvm_vcpu_gpa_host(x->v, gpa, write, host, &x->mf)) {
 	case KVM_PF_FIXED:
 		return X86_MEM_OK;
 	case KVM_PF_EMULATE:
 		return X86_MEM_MMIO;
+	case X86_GPA_HELD:
+		*held = true; /* -EFAULT unless the caller reaches it */
+		/* fallthrough */
 	default:
 		x->mem_exit = true;
 		return X86_MEM_FAULT;
@@ -359,13 +364,37 @@ static int host_copy(struct kvm_x86_vcpu *x, uint8_t *host, uint8_t *buf, unsign
 	return 0;
 }
 
+/*
+ * guest_access()'s @access bit for the CPU's own accesses (event delivery),
+ * which reach private memory the guest process holds; the emulator's
+ * operands do not (KVM's emulator never reads private memory).
+ */
+#define ACC_CPU (1U << 30)
+
+/* The CPU's own access to held private memory (kvm_x86_held_rw()). */
+static int held_copy(struct kvm_x86_vcpu *x, uint64_t gpa, uint8_t *buf, unsigned len,
+		     bool write)
+{
+	switch (kvm_x86_held_rw(x->v, gpa, buf, len, write, &x->mf)) {
+	case KVM_PF_FIXED:
+		return X86_MEM_OK;
+	case KVM_PF_RETRY:
+		return -EAGAIN; /* shared now */
+	case KVM_PF_EMULATE:
+		return X86_MEM_MMIO;
+	default:
+		x->mem_exit = true;
+		return X86_MEM_FAULT;
+	}
+}
+
 /* One guest-virtual access within a page. */
 static int access_page(struct kvm_x86_vcpu *x, uint64_t gva, uint8_t *buf, unsigned len,
 		       bool write, uint32_t access, uint64_t *gpa, struct x86_exception *ex)
 {
 	struct x86_walk_result wr;
 	uint8_t *host;
-	int r = kvm_vcpu_walk(x->v, gva, access, &wr);
+	int r = kvm_vcpu_walk(x->v, gva, access & ~ACC_CPU, &wr);
 
 	if (r < 0)
 		return X86_MEM_FAULT; /* not reached: the walk's ops fail as faults */
@@ -375,11 +404,19 @@ static int access_page(struct kvm_x86_vcpu *x, uint64_t gva, uint8_t *buf, unsig
 		return X86_MEM_FAULT;
 	}
 	*gpa = wr.gpa;
-	gm_rcu_read_lock();
-	r = gpa_host(x, wr.gpa, write, &host);
-	if (r == X86_MEM_OK && host_copy(x, host, buf, len, write))
-		r = X86_MEM_MMIO;
-	gm_rcu_read_unlock();
+	do {
+		bool held = false;
+
+		gm_rcu_read_lock();
+		r = gpa_host(x, wr.gpa, write, &host, &held);
+		if (r == X86_MEM_OK && host_copy(x, host, buf, len, write))
+			r = X86_MEM_MMIO;
+		gm_rcu_read_unlock();
+		if (held && (access & ACC_CPU)) {
+			x->mem_exit = false;
+			r = held_copy(x, wr.gpa, buf, len, write);
+		}
+	} while (r == -EAGAIN);
 	return r;
 }
 
@@ -423,7 +460,10 @@ static int phys_access(struct kvm_x86_vcpu *x, uint64_t gpa, uint8_t *buf, unsig
 		unsigned n = (unsigned)GM_MIN((uint64_t)len, GM_PAGE_SIZE - (gpa & (GM_PAGE_SIZE - 1)));
 		uint8_t *host;
 
-		if (gpa_host(x, gpa, write, &host) != X86_MEM_OK || host_copy(x, host, buf, n, write)) {
+		bool held = false;
+
+		if (gpa_host(x, gpa, write, &host, &held) != X86_MEM_OK ||
+		    host_copy(x, host, buf, n, write)) {
 			r = -1;
 			break;
 		}
@@ -625,6 +665,122 @@ int kvm_arch_private_holder(struct kvm *kvm, struct gm_backing_holder *out)
 	return r;
 }
 
+/* ---- the CPU's own accesses to private memory the guest process holds ------------- */
+
+/* One request to the guest process for a page of its file @id at @off. */
+struct held_req {
+	int (*fn)(struct gp_vm *gp, uint32_t id, uint64_t off, struct held_req *q);
+	void *buf;
+	unsigned len;
+	bool write;
+	uint64_t old, new_val; /* cmpxchg */
+	bool swapped;
+};
+
+/* Which held files are the VM's is the shadow's; the page stays while mmu_lock is held. */
+static int held_request(struct kvm_vcpu *v, uint64_t gpa, bool write, struct held_req *q,
+			struct kvm_page_fault *f)
+{
+	struct kvm *kvm = v->kvm;
+	struct kvm_x86_vm *vm = __atomic_load_n(&kvm->arch.x86vm, __ATOMIC_ACQUIRE);
+	struct kvm_x86_vcpu *x = __atomic_load_n(&v->x86, __ATOMIC_ACQUIRE);
+	gfn_t gfn = gpa >> GM_PAGE_SHIFT;
+
+	lockdep_assert_held(&v->mutex);
+	if (!vm) { /* nothing is held without it */
+		f->error = -EFAULT;
+		f->memory_fault = false;
+		return KVM_PF_EXIT;
+	}
+	/* Never wait for mmu_lock with maps in flight: a zap holding it may
+	 * wait for them (x86_shadow.h).  The guest faults them back. */
+	if (x && x->sv.nr_maps)
+		x86_shadow_forget(vm->sh, &x->sv);
+	for (unsigned n = 0; n < MAX_FAULT_RETRIES; n++) {
+		struct kvm_gfn_backing b;
+		uint64_t e;
+		uint32_t id;
+		int level, r;
+
+		gm_rwlock_rdlock(&kvm->mmu_lock, GM_LOCK_MMU);
+		gm_rcu_read_lock();
+		if (kvm_mmu_leaf_usable(kvm, gpa, write, &e, &level)) {
+			if (!(e & S2_PRIVATE)) {
+				gm_rcu_read_unlock();
+				gm_rwlock_unlock(&kvm->mmu_lock);
+				return KVM_PF_RETRY;
+			}
+			r = kvm_gfn_to_backing_info(kvm, 0, gfn, true, 1, &b);
+			gm_rcu_read_unlock();
+			if (!r)
+				r = x86_shadow_held_id(vm->sh, b.file_id, &id);
+			if (!r)
+				r = q->fn(vm->gp, id, b.offset + (gpa & (GM_PAGE_SIZE - 1)), q);
+			gm_rwlock_unlock(&kvm->mmu_lock);
+			if (r == -ENOENT) /* the slot or the file is going away: its zap is coming */
+				continue;
+			if (r < 0) {
+				f->error = r == -EIO ? -EIO : -EFAULT;
+				f->memory_fault = false;
+				return KVM_PF_EXIT;
+			}
+			return KVM_PF_FIXED;
+		}
+		gm_rwlock_unlock(&kvm->mmu_lock);
+		r = kvm_mmu_fault_in(kvm, gpa, write, &v->stat.fault, &v->last_used_slot, &e, &level,
+				     f);
+		gm_rcu_read_unlock();
+		if (r != KVM_PF_FIXED)
+			return r;
+	}
+	f->error = -EFAULT;
+	f->memory_fault = false;
+	return KVM_PF_EXIT;
+}
+
+static int held_rw_fn(struct gp_vm *gp, uint32_t id, uint64_t off, struct held_req *q)
+{
+	return gp_vm_access(gp, id, off, q->buf, q->len, q->write);
+}
+
+int kvm_x86_held_rw(struct kvm_vcpu *v, uint64_t gpa, void *buf, unsigned len, bool write,
+		    struct kvm_page_fault *f)
+{
+	int r = KVM_PF_FIXED;
+
+	/* In pieces the guest process takes at once; the CPU's pushes are
+	 * not atomic either. */
+	while (len && r == KVM_PF_FIXED) {
+		unsigned n = GM_MIN(len, GP_ACCESS_MAX - (unsigned)(gpa % GP_ACCESS_MAX));
+		struct held_req q = { .fn = held_rw_fn, .buf = buf, .len = n, .write = write };
+
+		r = held_request(v, gpa, write, &q, f);
+		gpa += n;
+		buf = (uint8_t *)buf + n;
+		len -= n;
+	}
+	return r;
+}
+
+static int held_cmpxchg_fn(struct gp_vm *gp, uint32_t id, uint64_t off, struct held_req *q)
+{
+	int r = gp_vm_cmpxchg(gp, id, off, q->len, &q->old, q->new_val);
+
+	q->swapped = r == 0;
+	return r < 0 ? r : 0;
+}
+
+int kvm_x86_held_cmpxchg(struct kvm_vcpu *v, uint64_t gpa, unsigned size, uint64_t old,
+			 uint64_t new_val, bool *swapped, struct kvm_page_fault *f)
+{
+	struct held_req q = { .fn = held_cmpxchg_fn, .len = size, .write = true, .old = old,
+			       .new_val = new_val };
+	int r = held_request(v, gpa, true, &q, f);
+
+	*swapped = q.swapped;
+	return r;
+}
+
 static int x86_vcpu_init(struct kvm_vcpu *v)
 {
 	struct kvm_x86_vcpu *x;
@@ -771,7 +927,7 @@ static int ev_access(void *ctx, uint64_t gva, void *buf, unsigned len, unsigned 
 		     bool write, struct x86_exception *ex)
 {
 	struct kvm_x86_vcpu *x = ctx;
-	uint32_t access = write ? X86_PF_WRITE : 0;
+	uint32_t access = ACC_CPU | (write ? X86_PF_WRITE : 0);
 	uint64_t gpa;
 	int r;
 

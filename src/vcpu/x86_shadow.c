@@ -660,6 +660,22 @@ static void holder_drop(void *ctx, uint32_t id)
 	gm_mutex_unlock(&sh->lock);
 }
 
+int x86_shadow_held_id(struct kvm_x86_shadow *sh, uint64_t file_id, uint32_t *id)
+{
+	int r = -ENOENT;
+
+	gm_mutex_lock(&sh->lock, GM_LOCK_SHADOW);
+	for (unsigned i = 0; i < sh->nr_backings; i++) {
+		if (sh->backings[i].held && sh->backings[i].file_id == file_id) {
+			*id = sh->backings[i].id;
+			r = 0;
+			break;
+		}
+	}
+	gm_mutex_unlock(&sh->lock);
+	return r;
+}
+
 void x86_shadow_holder(struct kvm_x86_shadow *sh, struct gm_backing_holder *out)
 {
 	*out = (struct gm_backing_holder){ holder_create, holder_fallocate, holder_zero,

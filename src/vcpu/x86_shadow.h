@@ -79,6 +79,14 @@ struct gm_backing_holder;
 /* The guest process as the holder of guest_memfd storage (core/backing.h). */
 void x86_shadow_holder(struct kvm_x86_shadow *sh, struct gm_backing_holder *out);
 
+/*
+ * The guest process's id of the storage file @file_id that it holds
+ * (kvm_gfn_backing.file_id of a held guest_memfd): 0 with *@id, or
+ * -ENOENT when it holds no such file (dropped meanwhile).
+ * Context: sh->lock not held.
+ */
+int x86_shadow_held_id(struct kvm_x86_shadow *sh, uint64_t file_id, uint32_t *id);
+
 void x86_shadow_add_vcpu(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv);
 void x86_shadow_remove_vcpu(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *sv);
 

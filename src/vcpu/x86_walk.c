@@ -283,55 +283,77 @@ int kvm_vcpu_gpa_host(struct kvm_vcpu *v, uint64_t gpa, bool write, uint8_t **ho
 
 	/*
 	 * Private memory the guest process holds alone has no address here
-	 * (a leaf names a page of a PROT_NONE reservation): KVM_RUN fails
-	 * with EFAULT, where KVM with TDP would let the CPU walk page tables,
-	 * the IDT or a stack in private memory.  A present leaf says so
-	 * itself; before a fault the attributes do, since the fault would
-	 * allocate the page for nothing.
+	 * (a leaf names a page of a PROT_NONE reservation).  A present leaf
+	 * says so itself; before a fault the attributes do, and the caller
+	 * that may reach it (kvm_x86_held_rw()) faults it in there.  For
+	 * the others it is an access KVM_RUN fails with EFAULT: *@f says so.
 	 */
 	if (!kvm_mmu_leaf_usable(v->kvm, gpa, write, &e, &level)) {
 		if (held && kvm_mem_is_private(v->kvm, gpa >> GM_PAGE_SHIFT))
-			goto efault;
+			goto held;
 		r = kvm_mmu_fault_in(v->kvm, gpa, write, &v->stat.fault, &v->last_used_slot, &e,
 				     &level, f);
 		if (r != KVM_PF_FIXED)
 			return r;
 	}
 	if (held && (e & S2_PRIVATE))
-		goto efault;
+		goto held;
 	*host = s2_leaf_hva(e, level, gpa);
 	return KVM_PF_FIXED;
-efault:
+held:
 	f->error = -EFAULT;
 	f->memory_fault = false;
-	return KVM_PF_EXIT;
+	return X86_GPA_HELD;
 }
 
-/* Page-table entries: one in MMIO or behind a memory fault is unreachable. */
+/*
+ * Page-table entries: one in MMIO or behind a memory fault is unreachable.
+ * One in private memory the guest process holds is read there, as the
+ * CPU walks page tables in private memory through stage-2.
+ */
 static int vcpu_pte_read(void *ctx, uint64_t gpa, unsigned size, uint64_t *val)
 {
 	struct kvm_page_fault f;
 	uint8_t *p;
-	int r = -EFAULT;
+	int r = -EFAULT, pf;
 
-	gm_rcu_read_lock();
-	if (kvm_vcpu_gpa_host(ctx, gpa, false, &p, &f) == KVM_PF_FIXED) {
-		*val = size == 8 ? __atomic_load_n((uint64_t *)p, __ATOMIC_RELAXED)
-				 : __atomic_load_n((uint32_t *)p, __ATOMIC_RELAXED);
-		r = 0;
+	for (;;) {
+		gm_rcu_read_lock();
+		pf = kvm_vcpu_gpa_host(ctx, gpa, false, &p, &f);
+		if (pf == KVM_PF_FIXED) {
+			*val = size == 8 ? __atomic_load_n((uint64_t *)p, __ATOMIC_RELAXED)
+					 : __atomic_load_n((uint32_t *)p, __ATOMIC_RELAXED);
+			r = 0;
+		}
+		gm_rcu_read_unlock();
+		if (pf != X86_GPA_HELD)
+			return r;
+		*val = 0;
+		pf = kvm_x86_held_rw(ctx, gpa, val, size, false, &f);
+		if (pf != KVM_PF_RETRY) /* else: shared now, look again */
+			return pf == KVM_PF_FIXED ? 0 : -EFAULT;
 	}
-	gm_rcu_read_unlock();
-	return r;
 }
 
 static int vcpu_pte_cmpxchg(void *ctx, uint64_t gpa, unsigned size, uint64_t old, uint64_t new_val)
 {
 	struct kvm_page_fault f;
 	uint8_t *p;
-	int r = -EFAULT;
+	int r = -EFAULT, pf;
 
 	gm_rcu_read_lock();
-	if (kvm_vcpu_gpa_host(ctx, gpa, true, &p, &f) == KVM_PF_FIXED) {
+	pf = kvm_vcpu_gpa_host(ctx, gpa, true, &p, &f);
+	if (pf == X86_GPA_HELD) {
+		bool swapped;
+
+		gm_rcu_read_unlock();
+		pf = kvm_x86_held_cmpxchg(ctx, gpa, size, old, new_val, &swapped, &f);
+		if (pf == KVM_PF_FIXED)
+			return swapped ? 0 : 1;
+		/* Shared now (KVM_PF_RETRY): the walk starts over, as after a change. */
+		return pf == KVM_PF_RETRY ? 1 : -EFAULT;
+	}
+	if (pf == KVM_PF_FIXED) {
 		bool ok;
 
 		if (size == 8) {

@@ -580,6 +580,100 @@ TEST(emulated_access_to_private_memory)
 	vm_close(&m);
 }
 
+/*
+ * The CPU's own accesses reach private memory, as KVM lets the hardware
+ * walk page tables and deliver events through stage-2: a guest whose
+ * page tables, IDT and stack are all private (as a confidential guest's
+ * are) runs.  At CODE + 0x3000 the guest builds, in its private memory,
+ * 4-level page tables mapping 0-2 MiB with 4 KiB pages (PML4 at
+ * PRIV + 0x1000 .. PT at PRIV + 0x4000, no A or D bits) and the private
+ * 2 MiB with a large page, copies the IDT there, moves its stack there,
+ * loads CR3, says so on PORT_WRITTEN, then executes UD2.  Its #UD handler
+ * reports the frame's RIP, the PT entry of its code page (the walk set A)
+ * and the PDE of the private 2 MiB (the frame's push set A and D).
+ */
+extern const uint8_t tables_begin[], tables_ud2[], tables_handler[], tables_end[];
+__asm__(".pushsection .rodata\n"
+	"tables_begin:\n"
+	"	mov $0x204000, %edi\n"
+	"	xor %eax, %eax\n"
+	"	mov $512, %ecx\n"
+	"1:	lea 3(%rax), %rdx\n"
+	"	mov %rdx, (%rdi)\n"
+	"	add $8, %rdi\n"
+	"	add $0x1000, %rax\n"
+	"	dec %ecx\n"
+	"	jnz 1b\n"
+	"	movq $0x204003, 0x203000\n"
+	"	movq $0x200083, 0x203008\n"
+	"	movq $0x203003, 0x202000\n"
+	"	movq $0x202003, 0x201000\n"
+	"	mov $0x5000, %esi\n"
+	"	mov $0x205000, %edi\n"
+	"	mov $512, %ecx\n"
+	"	rep movsq\n"
+	"	sub $16, %rsp\n"
+	"	movw $0xfff, (%rsp)\n"
+	"	movq $0x205000, 2(%rsp)\n"
+	"	lidt (%rsp)\n"
+	"	mov $0x208000, %rsp\n"
+	"	mov $0x201000, %eax\n"
+	"	mov %rax, %cr3\n"
+	"	mov $1, %eax\n"
+	"	out %eax, $0x10\n"
+	"tables_ud2:\n"
+	"	ud2\n"
+	"tables_handler:\n"
+	"	mov (%rsp), %rax\n"
+	"	out %eax, $0x11\n"
+	"	mov 0x204098, %rax\n" /* the PTE of CODE + 0x3000 */
+	"	out %eax, $0x11\n"
+	"	mov 0x203008, %rax\n"
+	"	out %eax, $0x11\n"
+	"	hlt\n"
+	"tables_end:\n"
+	".popsection");
+
+#define TABLES_CODE (CODE + 0x3000)
+
+static uint32_t out32(struct vm *m, uint16_t port)
+{
+	uint32_t v;
+
+	run_until(m, port);
+	EXPECT_EQ(m->run->io.size, 4);
+	memcpy(&v, (uint8_t *)m->run + m->run->io.data_offset, 4);
+	return v;
+}
+
+TEST(cpu_reaches_private_tables)
+{
+	uint64_t handler = TABLES_CODE + (uint64_t)(tables_handler - tables_begin);
+	uint8_t gate[16] = { 0 };
+	struct vm m;
+	int gfd = private_vm_written(&m);
+
+	/* #UD: a 64-bit interrupt gate to the handler, in the shared IDT the guest copies. */
+	gate[0] = (uint8_t)handler, gate[1] = (uint8_t)(handler >> 8);
+	gate[2] = 8; /* CS */
+	gate[5] = 0x8e;
+	gate[6] = (uint8_t)(handler >> 16), gate[7] = (uint8_t)(handler >> 24);
+	memcpy(m.mem + 0x5000 + 6 * 16, gate, sizeof(gate));
+	memcpy(m.mem + TABLES_CODE, tables_begin, (size_t)(tables_end - tables_begin));
+	vm_start(&m, TABLES_CODE);
+	/* Before: KVM_RUN failed with EFAULT at the first walk of the private tables. */
+	EXPECT_EQ(out32(&m, PORT_WRITTEN), 1);
+	EXPECT_EQ(out32(&m, PORT_CHECKED), (uint32_t)(TABLES_CODE + (uint64_t)(tables_ud2 - tables_begin)));
+	EXPECT_EQ(out32(&m, PORT_CHECKED) & 0x23, 0x23);       /* P, RW, A */
+	EXPECT_EQ(out32(&m, PORT_CHECKED) & 0xe3, 0xe3);       /* and D, PS */
+	ASSERT_EQ(ioctl(m.vcpu, KVM_RUN, 0), 0);
+	EXPECT_EQ(m.run->exit_reason, KVM_EXIT_HLT);
+	/* Nothing of it is in the VMM's view of that memory. */
+	EXPECT_EQ(private_mappings(), 0);
+	EXPECT_EQ(close(gfd), 0);
+	vm_close(&m);
+}
+
 int main(int argc, char **argv)
 {
 	const char *backing = getenv("GUESTMEM_BACKING");

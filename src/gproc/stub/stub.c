@@ -830,6 +830,60 @@ static int op_zero(uint32_t id, uint64_t off, uint64_t len)
 	return 0;
 }
 
+/*
+ * The CPU's own access to a page of backing @id (GP_OP_ACCESS): the VMM
+ * side walks page tables and delivers events into memory only this
+ * process holds.  Through the scratch window, one page; an aligned
+ * 4- or 8-byte access is one access, as the CPU's to an entry is.
+ */
+static int op_access(const struct gp_req *q, struct gp_resp *a)
+{
+	uint64_t page = q->gva & ~4095ull, in = q->gva & 4095;
+	int write = q->prot != GP_ACC_READ, word = (q->len == 4 || q->len == 8) && !(in % q->len);
+	uint8_t *p = (uint8_t *)GP_SCRATCH + in;
+	int r = 0;
+	long m;
+
+	if (q->arg >= GP_MAX_BACKINGS || backing_fd[q->arg] < 0)
+		return -9;
+	if (!q->len || q->len > GP_ACCESS_MAX || in + q->len > 4096 || q->prot < GP_ACC_READ ||
+	    q->prot > GP_ACC_CMPXCHG || (q->prot == GP_ACC_CMPXCHG && !word))
+		return -22;
+	m = sys6(__NR_mmap, (long)GP_SCRATCH, 4096, write ? 3 : 1, MAP_SHARED | MAP_FIXED,
+		 backing_fd[q->arg], (long)page);
+	if (m < 0 && m > -4096)
+		return (int)m;
+	if (q->prot == GP_ACC_CMPXCHG && q->len == 8) {
+		uint64_t old = q->data[0];
+
+		r = !__atomic_compare_exchange_n((uint64_t *)p, &old, q->data[1], 0,
+						 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+		a->data[0] = old;
+	} else if (q->prot == GP_ACC_CMPXCHG) {
+		uint32_t old = (uint32_t)q->data[0];
+
+		r = !__atomic_compare_exchange_n((uint32_t *)p, &old, (uint32_t)q->data[1], 0,
+						 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+		a->data[0] = old;
+	} else if (word && q->len == 8) {
+		if (write)
+			__atomic_store_n((uint64_t *)p, q->data[0], __ATOMIC_RELAXED);
+		else
+			a->data[0] = __atomic_load_n((uint64_t *)p, __ATOMIC_RELAXED);
+	} else if (word) {
+		if (write)
+			__atomic_store_n((uint32_t *)p, (uint32_t)q->data[0], __ATOMIC_RELAXED);
+		else
+			a->data[0] = __atomic_load_n((uint32_t *)p, __ATOMIC_RELAXED);
+	} else if (write) {
+		memcpy(p, q->data, q->len);
+	} else {
+		memcpy(a->data, p, q->len);
+	}
+	SYS(__NR_munmap, GP_SCRATCH, 4096, 0);
+	return r;
+}
+
 static int op_remove_backing(uint32_t id)
 {
 	int fd;
@@ -907,7 +961,7 @@ static int op_vcpu_reap(uint32_t s)
 	return 0;
 }
 
-static int dispatch(const struct gp_req *q, const int *fds, int nfds)
+static int dispatch(const struct gp_req *q, struct gp_resp *a, const int *fds, int nfds)
 {
 	switch (q->op) {
 	case GP_OP_ADD_BACKING:
@@ -933,6 +987,8 @@ static int dispatch(const struct gp_req *q, const int *fds, int nfds)
 		return op_create_backing(q->len, q->arg);
 	case GP_OP_ZERO:
 		return op_zero(q->arg, q->gva, q->len);
+	case GP_OP_ACCESS:
+		return op_access(q, a);
 	case GP_OP_FALLOCATE:
 		/* The only way to a backing's storage it holds alone (gp_vm_fallocate). */
 		if (q->arg >= GP_MAX_BACKINGS || backing_fd[q->arg] < 0)
@@ -946,7 +1002,7 @@ static __attribute__((noreturn)) void serve(int ctl)
 {
 	for (;;) {
 		struct gp_req q;
-		struct gp_resp a = { 0, 0 };
+		struct gp_resp a = { 0 };
 		struct k_iovec iov = { &q, sizeof(q) };
 		union {
 			struct k_cmsg c;
@@ -968,7 +1024,7 @@ static __attribute__((noreturn)) void serve(int ctl)
 			for (int i = 0; i < nfds; i++)
 				fds[i] = cbuf.c.fds[i];
 		}
-		a.ret = r == sizeof(q) ? dispatch(&q, fds, nfds) : (close_fds(fds, nfds), -22);
+		a.ret = r == sizeof(q) ? dispatch(&q, &a, fds, nfds) : (close_fds(fds, nfds), -22);
 		if (SYS(__NR_write, ctl, &a, sizeof(a)) != sizeof(a))
 			die(0);
 	}
