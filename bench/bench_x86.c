@@ -562,6 +562,79 @@ static double x86_touch_ns(uint64_t size, int *err, double *punch_ns)
 	return ns;
 }
 
+/* ---- shadow faults through page tables in private memory ------------------------ */
+
+/*
+ * The guest (rdi = where its tables go) builds 4-level tables there
+ * mapping 0-2 MiB with a 2 MiB page and 2-4 MiB with 4 KiB pages (PT at
+ * rdi + 0x4000, no A or D bits), loads CR3, then writes a byte to each
+ * of the 512 pages of 2-4 MiB (shared memory): one shadow fault each,
+ * whose walk reads four entries and sets A and D in the guest's tables.
+ */
+extern const uint8_t tables_code[], tables_code_end[];
+__asm__(".pushsection .rodata\n"
+	"tables_code:\n"
+	"	lea 0x4000(%rdi), %r8\n"
+	"	mov $0x200000, %eax\n"
+	"	mov $512, %ecx\n"
+	"	mov %r8, %rdx\n"
+	"1:	lea 3(%rax), %r9\n"
+	"	mov %r9, (%rdx)\n"
+	"	add $8, %rdx\n"
+	"	add $0x1000, %rax\n"
+	"	dec %ecx\n"
+	"	jnz 1b\n"
+	"	lea 0x3000(%rdi), %rdx\n"
+	"	movq $0x83, (%rdx)\n"
+	"	lea 3(%r8), %rax\n"
+	"	mov %rax, 8(%rdx)\n"
+	"	lea 0x2000(%rdi), %rax\n"
+	"	lea 3(%rdx), %r9\n"
+	"	mov %r9, (%rax)\n"
+	"	lea 0x1000(%rdi), %rdx\n"
+	"	lea 3(%rax), %r9\n"
+	"	mov %r9, (%rdx)\n"
+	"	mov %rdx, %cr3\n"
+	"	out %al, $0x11\n" /* PORT_MARK */
+	"	mov $0x200000, %edx\n"
+	"	mov $512, %ecx\n"
+	"2:	movb $1, (%rdx)\n"
+	"	add $0x1000, %rdx\n"
+	"	dec %ecx\n"
+	"	jnz 2b\n"
+	"	out %al, $0x10\n" /* PORT_DONE */
+	"	hlt\n"
+	"tables_code_end:\n"
+	".popsection");
+
+/* Per shadow fault, in ns, with the guest's tables in private memory held
+ * by the guest process (@private) or in shared memory at 1.5 MiB. */
+static double x86_tables_fault_ns(bool private, int *err)
+{
+	struct xvm m;
+	uint64_t t0;
+	double ns = -1;
+	int r;
+
+	xvm_held = private;
+	r = xvm_create(&m, 1, private ? 2 * MIB : 0);
+	xvm_held = false;
+	if (!r) {
+		memcpy(m.low + CODE, tables_code, (size_t)(tables_code_end - tables_code));
+		r = xvm_vcpu_start(&m, 0, CODE, private ? PRIV_GPA : 0x180000);
+	}
+	if (!r)
+		r = run_to_port(&m, 0, PORT_MARK);
+	if (!r) {
+		t0 = bench_now_ns();
+		r = run_to_port(&m, 0, PORT_DONE);
+		ns = (double)(bench_now_ns() - t0) / 512;
+	}
+	xvm_destroy(&m);
+	*err = r;
+	return ns;
+}
+
 /* ---- KVM_HC_MAP_GPA_RANGE round trips ----------------------------------------- */
 
 /* The hypercall instruction that traps at CPL3 on this host: the other
@@ -655,6 +728,7 @@ static int bench_exits(void)
 {
 	const uint64_t iters = 20000, size = 16 * MIB;
 	double xp[3], cp[3], xt[3], ct[3], xh[3], ht[3], xpu[3], hpu[3], efd[3], xr[3];
+	double tp[3], ts[3];
 	int r = 0;
 
 	for (int k = 0; k < 3 && !r; k++) {
@@ -676,6 +750,10 @@ static int bench_exits(void)
 			ct[k] = c_guest_touch_ns(size, &r);
 		if (!r)
 			xh[k] = x86_map_gpa_ns(iters / 4, &r);
+		if (!r)
+			ts[k] = x86_tables_fault_ns(false, &r);
+		if (!r)
+			tp[k] = x86_tables_fault_ns(true, &r);
 	}
 	if (r)
 		return r;
@@ -693,6 +771,8 @@ static int bench_exits(void)
 	       "+ a punch round trip to the guest process");
 	row_us("MAP_GPA_RANGE round trip vs PIO exit, machine code (us)", xh, xp,
 	       "exit + attributes + re-entry");
+	row_us("shadow fault, page tables in held private memory vs shared (us)", tp, ts,
+	       "+ a round trip to the guest process per entry read or A/D set");
 	return 0;
 }
 

@@ -32,6 +32,10 @@
  * backing's pages to zero them (GP_OP_ZERO), GP_SCRATCH_SIZE at a time. */
 #define GP_SCRATCH (GP_SLOT_BASE - 0x400000ull)
 #define GP_SCRATCH_SIZE 0x200000ull
+/* Above it: the pages GP_OP_ACCESS reached last, kept mapped (a walk
+ * reads the same few page-table pages fault after fault). */
+#define GP_ACCESS_WIN (GP_SCRATCH + GP_SCRATCH_SIZE)
+#define GP_ACCESS_WIN_PAGES 64u
 #define GP_SLOT_SHIFT 20
 #define GP_MAX_VCPUS 4096
 #define GP_SLOT_MBOX_OFF 0x0ull       /* GP_MBOX_SIZE bytes, shared with the VMM */
@@ -45,6 +49,8 @@
  * GP_USER_TOP and clear of the reserved window. */
 _Static_assert(!(GP_RESV_BASE & ((1ull << 30) - 1)) && !(GP_RESV_END & ((1ull << 21) - 1)),
 	       "no guest large page straddles the reserved window");
+_Static_assert(GP_ACCESS_WIN + GP_ACCESS_WIN_PAGES * 4096ull <= GP_SLOT_BASE,
+	       "the access window ends below the vCPU slots");
 
 static inline int gp_guest_range_ok(uint64_t gva, uint64_t len)
 {

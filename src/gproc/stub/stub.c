@@ -831,41 +831,106 @@ static int op_zero(uint32_t id, uint64_t off, uint64_t len)
 }
 
 /*
+ * GP_OP_ACCESS's window: which page of which backing each of its slots
+ * maps (MAP_SHARED, so it stays the file's page whatever a punch does;
+ * the VMM side asks only while the page is allocated).  Replaced in turn;
+ * a removed backing's slots are unmapped with it.
+ */
+static struct {
+	uint32_t id, used, writable;
+	uint64_t page;
+} acc_win[GP_ACCESS_WIN_PAGES];
+static unsigned acc_hand;
+
+static uint8_t *acc_page(uint32_t id, uint64_t page, int write, int *err)
+{
+	unsigned i;
+	long m;
+
+	for (i = 0; i < GP_ACCESS_WIN_PAGES; i++)
+		if (acc_win[i].used && acc_win[i].id == id && acc_win[i].page == page)
+			break;
+	if (i < GP_ACCESS_WIN_PAGES && (acc_win[i].writable || !write))
+		return (uint8_t *)(GP_ACCESS_WIN + i * 4096ull);
+	if (i == GP_ACCESS_WIN_PAGES)
+		i = acc_hand++ % GP_ACCESS_WIN_PAGES;
+	acc_win[i].used = 0;
+	m = sys6(__NR_mmap, (long)(GP_ACCESS_WIN + i * 4096ull), 4096, 3 /* RW */,
+		 MAP_SHARED | MAP_FIXED, backing_fd[id], (long)page);
+	if (m == -11 || m == -12) {
+		/* Over RLIMIT_MEMLOCK (secretmem counts each mapping): the
+		 * window is a cache, give its pages back first. */
+		SYS(__NR_munmap, GP_ACCESS_WIN, GP_ACCESS_WIN_PAGES * 4096ull, 0);
+		for (unsigned k = 0; k < GP_ACCESS_WIN_PAGES; k++)
+			acc_win[k].used = 0;
+		m = sys6(__NR_mmap, (long)(GP_ACCESS_WIN + i * 4096ull), 4096, 3 /* RW */,
+			 MAP_SHARED | MAP_FIXED, backing_fd[id], (long)page);
+	}
+	acc_win[i].writable = 1;
+	if (m == -13 && !write) { /* EACCES: a file this process may only read */
+		m = sys6(__NR_mmap, (long)(GP_ACCESS_WIN + i * 4096ull), 4096, 1 /* R */,
+			 MAP_SHARED | MAP_FIXED, backing_fd[id], (long)page);
+		acc_win[i].writable = 0;
+	}
+	if (m < 0 && m > -4096) {
+		*err = (int)m;
+		return 0;
+	}
+	acc_win[i].id = id;
+	acc_win[i].page = page;
+	acc_win[i].used = 1;
+	return (uint8_t *)m;
+}
+
+static void acc_forget(uint32_t id)
+{
+	for (unsigned i = 0; i < GP_ACCESS_WIN_PAGES; i++) {
+		if (acc_win[i].used && acc_win[i].id == id) {
+			SYS(__NR_munmap, GP_ACCESS_WIN + i * 4096ull, 4096, 0);
+			acc_win[i].used = 0;
+		}
+	}
+}
+
+/*
  * The CPU's own access to a page of backing @id (GP_OP_ACCESS): the VMM
  * side walks page tables and delivers events into memory only this
- * process holds.  Through the scratch window, one page; an aligned
- * 4- or 8-byte access is one access, as the CPU's to an entry is.
+ * process holds.  An aligned 4- or 8-byte access is one access, as the
+ * CPU's to an entry is.
  */
 static int op_access(const struct gp_req *q, struct gp_resp *a)
 {
-	uint64_t page = q->gva & ~4095ull, in = q->gva & 4095;
+	uint64_t in = q->gva & 4095;
 	int write = q->prot != GP_ACC_READ, word = (q->len == 4 || q->len == 8) && !(in % q->len);
-	uint8_t *p = (uint8_t *)GP_SCRATCH + in;
-	int r = 0;
-	long m;
+	int err = 0;
+	uint8_t *p;
 
 	if (q->arg >= GP_MAX_BACKINGS || backing_fd[q->arg] < 0)
 		return -9;
 	if (!q->len || q->len > GP_ACCESS_MAX || in + q->len > 4096 || q->prot < GP_ACC_READ ||
 	    q->prot > GP_ACC_CMPXCHG || (q->prot == GP_ACC_CMPXCHG && !word))
 		return -22;
-	m = sys6(__NR_mmap, (long)GP_SCRATCH, 4096, write ? 3 : 1, MAP_SHARED | MAP_FIXED,
-		 backing_fd[q->arg], (long)page);
-	if (m < 0 && m > -4096)
-		return (int)m;
+	p = acc_page(q->arg, q->gva - in, write, &err);
+	if (!p)
+		return err;
+	p += in;
 	if (q->prot == GP_ACC_CMPXCHG && q->len == 8) {
 		uint64_t old = q->data[0];
+		int r = !__atomic_compare_exchange_n((uint64_t *)p, &old, q->data[1], 0,
+						     __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
 
-		r = !__atomic_compare_exchange_n((uint64_t *)p, &old, q->data[1], 0,
-						 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
 		a->data[0] = old;
-	} else if (q->prot == GP_ACC_CMPXCHG) {
+		return r;
+	}
+	if (q->prot == GP_ACC_CMPXCHG) {
 		uint32_t old = (uint32_t)q->data[0];
+		int r = !__atomic_compare_exchange_n((uint32_t *)p, &old, (uint32_t)q->data[1], 0,
+						     __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
 
-		r = !__atomic_compare_exchange_n((uint32_t *)p, &old, (uint32_t)q->data[1], 0,
-						 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
 		a->data[0] = old;
-	} else if (word && q->len == 8) {
+		return r;
+	}
+	if (word && q->len == 8) {
 		if (write)
 			__atomic_store_n((uint64_t *)p, q->data[0], __ATOMIC_RELAXED);
 		else
@@ -880,8 +945,7 @@ static int op_access(const struct gp_req *q, struct gp_resp *a)
 	} else {
 		memcpy(a->data, p, q->len);
 	}
-	SYS(__NR_munmap, GP_SCRATCH, 4096, 0);
-	return r;
+	return 0;
 }
 
 static int op_remove_backing(uint32_t id)
@@ -891,6 +955,7 @@ static int op_remove_backing(uint32_t id)
 	if (id >= GP_MAX_BACKINGS || backing_fd[id] < 0)
 		return -9;
 	fd = backing_fd[id];
+	acc_forget(id); /* its pages mapped there would keep the file */
 	__atomic_store_n(&backing_fd[id], -1, __ATOMIC_RELAXED);
 	SYS(__NR_close, fd, 0, 0);
 	return 0;
