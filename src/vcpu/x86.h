@@ -283,7 +283,10 @@ int kvm_x86_held_cmpxchg(struct kvm_vcpu *v, uint64_t gpa, unsigned size, uint64
 /*
  * x86_walk() of @gva for @access in the vCPU's paging state, its page
  * tables reached through kvm_vcpu_gpa_host() (an entry it cannot reach
- * faults as not present).  Context: vcpu->mutex, no RCU section.
+ * faults as not present), as the CPU walks them: entries in private
+ * memory the guest process holds are read and updated there
+ * (kvm_x86_held_rw()).  KVM_TRANSLATE's software walk does not reach
+ * those (kvm_vcpu_translate()).  Context: vcpu->mutex, no RCU section.
  */
 int kvm_vcpu_walk(struct kvm_vcpu *v, uint64_t gva, uint32_t access, struct x86_walk_result *res);
 /* Fills tr's outputs; 0 (an untranslatable address is valid = 0). */

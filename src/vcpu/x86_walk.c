@@ -308,28 +308,38 @@ held:
 
 /*
  * Page-table entries: one in MMIO or behind a memory fault is unreachable.
- * One in private memory the guest process holds is read there, as the
- * CPU walks page tables in private memory through stage-2.
+ * One in private memory the guest process holds is read there for the
+ * CPU's walks (@cpu), which the hardware makes through stage-2.  KVM's
+ * software walker (KVM_TRANSLATE) reads the memslot's host mapping, the
+ * shared view, and so never a private entry: for it such an entry is
+ * unreachable, which is the answer KVM gives while the VMM has written
+ * nothing there.
  */
+struct pte_ctx {
+	struct kvm_vcpu *v;
+	bool cpu;
+};
+
 static int vcpu_pte_read(void *ctx, uint64_t gpa, unsigned size, uint64_t *val)
 {
+	const struct pte_ctx *c = ctx;
 	struct kvm_page_fault f;
 	uint8_t *p;
 	int r = -EFAULT, pf;
 
 	for (;;) {
 		gm_rcu_read_lock();
-		pf = kvm_vcpu_gpa_host(ctx, gpa, false, &p, &f);
+		pf = kvm_vcpu_gpa_host(c->v, gpa, false, &p, &f);
 		if (pf == KVM_PF_FIXED) {
 			*val = size == 8 ? __atomic_load_n((uint64_t *)p, __ATOMIC_RELAXED)
 					 : __atomic_load_n((uint32_t *)p, __ATOMIC_RELAXED);
 			r = 0;
 		}
 		gm_rcu_read_unlock();
-		if (pf != X86_GPA_HELD)
+		if (pf != X86_GPA_HELD || !c->cpu)
 			return r;
 		*val = 0;
-		pf = kvm_x86_held_rw(ctx, gpa, val, size, false, &f);
+		pf = kvm_x86_held_rw(c->v, gpa, val, size, false, &f);
 		if (pf != KVM_PF_RETRY) /* else: shared now, look again */
 			return pf == KVM_PF_FIXED ? 0 : -EFAULT;
 	}
@@ -337,17 +347,18 @@ static int vcpu_pte_read(void *ctx, uint64_t gpa, unsigned size, uint64_t *val)
 
 static int vcpu_pte_cmpxchg(void *ctx, uint64_t gpa, unsigned size, uint64_t old, uint64_t new_val)
 {
+	const struct pte_ctx *c = ctx;
 	struct kvm_page_fault f;
 	uint8_t *p;
 	int r = -EFAULT, pf;
 
 	gm_rcu_read_lock();
-	pf = kvm_vcpu_gpa_host(ctx, gpa, true, &p, &f);
-	if (pf == X86_GPA_HELD) {
+	pf = kvm_vcpu_gpa_host(c->v, gpa, true, &p, &f);
+	if (pf == X86_GPA_HELD && c->cpu) {
 		bool swapped;
 
 		gm_rcu_read_unlock();
-		pf = kvm_x86_held_cmpxchg(ctx, gpa, size, old, new_val, &swapped, &f);
+		pf = kvm_x86_held_cmpxchg(c->v, gpa, size, old, new_val, &swapped, &f);
 		if (pf == KVM_PF_FIXED)
 			return swapped ? 0 : 1;
 		/* Shared now (KVM_PF_RETRY): the walk starts over, as after a change. */
@@ -382,19 +393,26 @@ static void vcpu_walk_mode(struct kvm_vcpu *v, struct x86_walk_mode *m)
 	m->gbpages = kvm_guest_cpuid_has(v, 0x80000001, 0, 3, 26);
 }
 
-int kvm_vcpu_walk(struct kvm_vcpu *v, uint64_t gva, uint32_t access, struct x86_walk_result *res)
+static int vcpu_walk(struct kvm_vcpu *v, bool cpu, uint64_t gva, uint32_t access,
+		     struct x86_walk_result *res)
 {
-	const struct x86_walk_ops ops = { vcpu_pte_read, vcpu_pte_cmpxchg, v };
+	struct pte_ctx c = { v, cpu };
+	const struct x86_walk_ops ops = { vcpu_pte_read, vcpu_pte_cmpxchg, &c };
 	struct x86_walk_mode m;
 
 	vcpu_walk_mode(v, &m);
 	return x86_walk(&m, gva, access, &ops, res);
 }
 
+int kvm_vcpu_walk(struct kvm_vcpu *v, uint64_t gva, uint32_t access, struct x86_walk_result *res)
+{
+	return vcpu_walk(v, true, gva, access, res);
+}
+
 int kvm_vcpu_translate(struct kvm_vcpu *v, struct kvm_translation *tr)
 {
 	struct x86_walk_result res;
-	int r = kvm_vcpu_walk(v, tr->linear_address, 0, &res);
+	int r = vcpu_walk(v, false, tr->linear_address, 0, &res);
 
 	if (r < 0)
 		return r;

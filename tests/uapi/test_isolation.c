@@ -649,6 +649,7 @@ static uint32_t out32(struct vm *m, uint16_t port)
 TEST(cpu_reaches_private_tables)
 {
 	uint64_t handler = TABLES_CODE + (uint64_t)(tables_handler - tables_begin);
+	struct kvm_translation tr = { 0 };
 	uint8_t gate[16] = { 0 };
 	struct vm m;
 	int gfd = private_vm_written(&m);
@@ -661,8 +662,13 @@ TEST(cpu_reaches_private_tables)
 	memcpy(m.mem + 0x5000 + 6 * 16, gate, sizeof(gate));
 	memcpy(m.mem + TABLES_CODE, tables_begin, (size_t)(tables_end - tables_begin));
 	vm_start(&m, TABLES_CODE);
-	/* Before: KVM_RUN failed with EFAULT at the first walk of the private tables. */
+	/* Before: a walk of the private tables faulted, and the vCPU shut down. */
 	EXPECT_EQ(out32(&m, PORT_WRITTEN), 1);
+	/* KVM's software walker reads the shared view, where the VMM wrote no
+	 * tables: KVM_TRANSLATE finds nothing (and reads nothing private). */
+	tr.linear_address = TABLES_CODE;
+	ASSERT_EQ(ioctl(m.vcpu, KVM_TRANSLATE, &tr), 0);
+	EXPECT_EQ(tr.valid, 0);
 	EXPECT_EQ(out32(&m, PORT_CHECKED), (uint32_t)(TABLES_CODE + (uint64_t)(tables_ud2 - tables_begin)));
 	EXPECT_EQ(out32(&m, PORT_CHECKED) & 0x23, 0x23);       /* P, RW, A */
 	EXPECT_EQ(out32(&m, PORT_CHECKED) & 0xe3, 0xe3);       /* and D, PS */
