@@ -366,8 +366,8 @@ static int host_copy(struct kvm_x86_vcpu *x, uint8_t *host, uint8_t *buf, unsign
 
 /*
  * guest_access()'s @access bit for the CPU's own accesses (event delivery),
- * which reach private memory the guest process holds; the emulator's
- * operands do not (KVM's emulator never reads private memory).
+ * which reach private memory (the guest process holds it under exec); the
+ * emulator's operands reach its shared view instead (shared_view_copy()).
  */
 #define ACC_CPU (1U << 30)
 
@@ -388,6 +388,34 @@ static int held_copy(struct kvm_x86_vcpu *x, uint64_t gpa, uint8_t *buf, unsigne
 	}
 }
 
+/*
+ * KVM's emulator reaches guest memory through the memslot's host mapping
+ * (kvm_vcpu_read_guest() and its writer), whatever the page's attribute:
+ * an operand in private memory is the shared view's bytes there, never
+ * the private page's.  A host address that is not mapped: MMIO, as there
+ * (a private gfn's slot is a guest_memfd one: no dirty log to mark).
+ */
+static int shared_view_copy(struct kvm_x86_vcpu *x, uint64_t gpa, uint8_t *buf, unsigned len,
+			    bool write)
+{
+	gfn_t gfn = gpa >> GM_PAGE_SHIFT;
+	struct kvm_memory_slot *slot;
+	int r = X86_MEM_MMIO;
+
+	gm_rcu_read_lock();
+	slot = gfn_to_memslot(x->v->kvm, 0, gfn);
+	if (slot && !(write && (slot->flags & KVM_MEM_READONLY))) {
+		void *hva = (void *)(uintptr_t)(slot->userspace_addr +
+						((gfn - slot->base_gfn) << GM_PAGE_SHIFT) +
+						(gpa & (GM_PAGE_SIZE - 1)));
+
+		if (!(write ? gm_copy_to_user(hva, buf, len) : gm_copy_from_user(buf, hva, len)))
+			r = X86_MEM_OK;
+	}
+	gm_rcu_read_unlock();
+	return r;
+}
+
 /* One guest-virtual access within a page. */
 static int access_page(struct kvm_x86_vcpu *x, uint64_t gva, uint8_t *buf, unsigned len,
 		       bool write, uint32_t access, uint64_t *gpa, struct x86_exception *ex)
@@ -404,6 +432,15 @@ static int access_page(struct kvm_x86_vcpu *x, uint64_t gva, uint8_t *buf, unsig
 		return X86_MEM_FAULT;
 	}
 	*gpa = wr.gpa;
+	if (!(access & ACC_CPU) && !x->v->arch.ev.smi.smm) {
+		bool priv;
+
+		gm_rcu_read_lock();
+		priv = kvm_mem_is_private(x->v->kvm, wr.gpa >> GM_PAGE_SHIFT);
+		gm_rcu_read_unlock();
+		if (priv)
+			return shared_view_copy(x, wr.gpa, buf, len, write);
+	}
 	do {
 		bool held = false;
 
@@ -1167,7 +1204,8 @@ static int handle_int3(struct kvm_x86_vcpu *x)
 	uint8_t len = 1, b = 0xcc;
 	uint64_t gpa;
 
-	if (guest_access(x, v->regs.rip - 1, &b, 1, false, X86_PF_FETCH, &gpa, &ex) ==
+	/* What the CPU executed (it knows; we look): ACC_CPU. */
+	if (guest_access(x, v->regs.rip - 1, &b, 1, false, ACC_CPU | X86_PF_FETCH, &gpa, &ex) ==
 		    X86_MEM_OK &&
 	    b != 0xcc)
 		len = 2; /* CD 03 */
@@ -1706,7 +1744,7 @@ static bool at_syscall_insn(struct kvm_x86_vcpu *x)
 	int r;
 
 	regs_in(x->v, &x->xr);
-	r = guest_access(x, x->xr.rip, b, 2, false, X86_PF_FETCH, &gpa, &ex);
+	r = guest_access(x, x->xr.rip, b, 2, false, ACC_CPU | X86_PF_FETCH, &gpa, &ex);
 	x->mem_exit = false;
 	return r == X86_MEM_OK && ((b[0] == 0x0f && (b[1] == 0x05 || b[1] == 0x34)) ||
 				   (b[0] == 0xcd && b[1] == 0x80));

@@ -611,6 +611,55 @@ TEST(reserved_window_is_an_internal_error)
 }
 
 /*
+ * KVM's emulator reaches memory through the memslot's host mapping, so an
+ * emulated instruction's operand in private memory is the shared view's
+ * byte (here OUTSB's source), also where the private page is this
+ * process's (the C API, no guest process holding it).
+ */
+TEST(emulated_operand_in_private_memory_is_the_shared_view)
+{
+	static const uint8_t c[] = {
+		0xc7, 0x04, 0x25, 0x00, 0x00, 0x20, 0x00, 0x5a, 0x00, 0x00, 0x00, /* movl $0x5a, 0x200000 */
+		0xbe, 0x00, 0x00, 0x20, 0x00, /* mov $0x200000, %esi */
+		0xba, PORT2, 0x00, 0x00, 0x00, /* mov $PORT2, %edx */
+		0xb9, 0x01, 0x00, 0x00, 0x00, /* mov $1, %ecx */
+		0xf3, 0x6e,		      /* rep outsb */
+		0x8b, 0x04, 0x25, 0x00, 0x00, 0x20, 0x00, /* mov 0x200000, %eax */
+		0xef,			      /* out %eax, (%dx) */
+		0xf4,
+	};
+	struct kvm_create_guest_memfd cg = { .size = 0x200000 };
+	struct kvm_memory_attributes attr = { .address = 0x200000, .size = 0x1000,
+					      .attributes = KVM_MEMORY_ATTRIBUTE_PRIVATE };
+	struct kvm_userspace_memory_region2 r2 = { .slot = 1, .flags = KVM_MEM_GUEST_MEMFD,
+						   .guest_phys_addr = 0x200000,
+						   .memory_size = 0x200000 };
+	uint8_t *shared;
+	uint32_t v;
+	struct vm m;
+
+	vm_create(&m, KVM_X86_SW_PROTECTED_VM, false);
+	r2.guest_memfd = (uint32_t)guestmem_sys_ioctl(m.fd, KVM_CREATE_GUEST_MEMFD, &cg);
+	ASSERT_TRUE((int)r2.guest_memfd >= 0);
+	shared = mmap(NULL, 0x200000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(shared != MAP_FAILED);
+	shared[0] = 0xa7;
+	r2.userspace_addr = (uintptr_t)shared;
+	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_SET_USER_MEMORY_REGION2, &r2), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_SET_MEMORY_ATTRIBUTES, &attr), 0);
+	code(&m, CODE, c, sizeof(c));
+	vm_start(&m, CODE);
+	expect_io(&m, KVM_EXIT_IO_OUT, PORT2, 1);
+	ASSERT_EQ(*pio_data(&m), 0xa7);	/* not the private 0x5a */
+	expect_io(&m, KVM_EXIT_IO_OUT, PORT2, 4);
+	memcpy(&v, pio_data(&m), 4);
+	ASSERT_EQ(v, 0x5a); /* the guest's own load: the private page */
+	vm_close(&m);
+	guestmem_sys_close((int)r2.guest_memfd);
+	munmap(shared, 0x200000);
+}
+
+/*
  * memfd_secret files live on a noexec mount, so private memory of the
  * secretmem backing is mapped without PROT_EXEC: the guest's data accesses
  * to it work, and code fetched from it is an internal error (documented).
