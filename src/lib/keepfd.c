@@ -58,6 +58,11 @@ int gm_fd_keep(int fd)
 	return r < 0 ? (int)r : GM_KFD((int)r, q.flags);
 }
 
+int gm_fd_kept_number(int kfd)
+{
+	return GM_KFD_NUM(kfd);
+}
+
 int gm_fd_fetch(int kfd)
 {
 	pid_t tid = gm_worker_tid(&gm_own_table);

@@ -32,6 +32,10 @@ int gm_fd_keep(int fd);
  */
 int gm_fd_fetch(int kfd);
 
+/* The kept file's number in the own table, for code that runs there
+ * (the keeper sending it on). */
+int gm_fd_kept_number(int kfd);
+
 /* Close the kept file @kfd (a hand-off to the keeper). */
 void gm_fd_drop(int kfd);
 

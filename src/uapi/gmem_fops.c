@@ -19,6 +19,7 @@
 #include <guestmem/kvm.h>
 
 #include "core/gmem.h"
+#include "lib/keepfd.h"
 #include "lib/sys_raw.h"
 #include "uapi.h"
 
@@ -27,9 +28,7 @@ static int gm_gmem_fallocate(struct gm_file *f, int mode, off_t off, off_t len)
 	return kvm_gmem_fallocate(f->obj, mode, off, len);
 }
 
-/* A MAP_SHARED mapping of @fd, or of an empty memfd when @fd < 0. */
-static int gm_gmem_map_fd(int fd, void *addr, size_t len, int prot, int flags, off_t off,
-			  void **out)
+int gm_gmem_map_fd(int fd, void *addr, size_t len, int prot, int flags, off_t off, void **out)
 {
 	int own = -1;
 	void *p;
@@ -68,6 +67,23 @@ static int gm_gmem_mmap(struct gm_file *f, void *addr, size_t len, int prot, int
 	/* The backing's own flags (e.g. MAP_SHARED_VALIDATE bits) stay ours. */
 	flags = (flags & ~MAP_TYPE) | MAP_SHARED;
 	return gm_gmem_map_fd(fd, addr, len, prot, flags, off, out);
+}
+
+int gm_gmem_map_source(struct gm_file *f, int *kept)
+{
+	struct kvm_gmem *gmem = f->obj;
+	int fd;
+
+	*kept = -1;
+	if (f->type != GM_FILE_GMEM || !(gmem->flags & GUEST_MEMFD_FLAG_MMAP))
+		return -ENODEV;
+	if (!(gmem->flags & GUEST_MEMFD_FLAG_INIT_SHARED))
+		return 0;
+	fd = gm_backing_memfd(&gmem->backing);
+	if (fd < 0)
+		return 0; /* secretmem: nothing to map, as here */
+	*kept = gm_fd_keep(fd);
+	return *kept < 0 ? *kept : 0;
 }
 
 static void gm_gmem_fill_stat(struct gm_file *f, struct stat *st)

@@ -363,20 +363,32 @@ long gm_keeper_recv_request(int peer, void *buf, size_t len, int *reply)
 	return n;
 }
 
-/* On the keeper: send the answer (if any) and close the reply socket. */
+/* On the keeper: send the answer (if any, with m->passed if >= 0) and
+ * close the reply socket. */
 static long gm_keeper_send(void *arg)
 {
 	struct gm_keeper_msg *m = arg;
+	struct iovec iov = { m->buf, m->len };
+	struct msghdr h = { .msg_iov = &iov, .msg_iovlen = 1 };
+	union gm_scm_buf cbuf;
 
-	if (m->buf)
-		GM_RAW_SYSCALL(SYS_sendto, m->fd, m->buf, m->len, MSG_NOSIGNAL | MSG_DONTWAIT,
-			       NULL, 0);
+	if (m->buf) {
+		gm_scm_attach(&h, &cbuf, &m->passed, m->passed >= 0 ? 1 : 0);
+		GM_RAW_SYSCALL(SYS_sendmsg, m->fd, &h, MSG_NOSIGNAL | MSG_DONTWAIT);
+	}
 	return gm_raw_close(m->fd);
 }
 
 void gm_keeper_reply(int reply, const void *buf, size_t len)
 {
-	struct gm_keeper_msg m = { .fd = reply, .buf = (void *)buf, .len = len };
+	struct gm_keeper_msg m = { .fd = reply, .buf = (void *)buf, .len = len, .passed = -1 };
+
+	gm_worker_call(&gm_own_table, gm_keeper_send, &m);
+}
+
+void gm_keeper_reply_fd(int reply, const void *buf, size_t len, int fd)
+{
+	struct gm_keeper_msg m = { .fd = reply, .buf = (void *)buf, .len = len, .passed = fd };
 
 	gm_worker_call(&gm_own_table, gm_keeper_send, &m);
 }

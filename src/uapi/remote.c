@@ -30,11 +30,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
 #include "core/gmem.h"
 #include "lib/compiler.h"
+#include "lib/keepfd.h"
 #include "lib/ownfd.h"
 #include "lib/scm.h"
 #include "lib/sys_raw.h"
@@ -47,6 +49,7 @@ enum gm_remote_op {
 	GM_REMOTE_DESCRIBE = 1, /* type, flags, name, stat, position */
 	GM_REMOTE_FALLOCATE,	/* arg: mode, offset, len */
 	GM_REMOTE_READ,		/* arg: len, offset (-1: at the file position) */
+	GM_REMOTE_MAP,		/* a 6.18 MMAP guest_memfd's file, attached (none: private) */
 };
 
 /* A read's bytes travel in its answer's record, after the answer. */
@@ -142,8 +145,9 @@ bool gm_remote_is_object(int fd)
  * answer.  @data (if not NULL) receives up to @len bytes that follow the
  * answer in its record (*@got: how many).
  */
-static int gm_remote_call_data(int fd, const struct gm_remote_req *req,
-			       struct gm_remote_resp *resp, void *data, size_t len, size_t *got)
+static int gm_remote_call_fd(int fd, const struct gm_remote_req *req,
+			     struct gm_remote_resp *resp, void *data, size_t len, size_t *got,
+			     int *passed)
 {
 	struct iovec iov = { (void *)req, sizeof(*req) };
 	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
@@ -174,16 +178,29 @@ static int gm_remote_call_data(int fd, const struct gm_remote_req *req,
 		struct iovec in[2] = { { resp, sizeof(*resp) }, { data, data ? len : 0 } };
 		struct msghdr r = { .msg_iov = in, .msg_iovlen = data ? 2 : 1 };
 
+		if (passed)
+			gm_scm_expect(&r, &cbuf);
 		do
-			n = GM_RAW_SYSCALL(SYS_recvmsg, sv[0], &r, 0);
+			n = GM_RAW_SYSCALL(SYS_recvmsg, sv[0], &r, passed ? MSG_CMSG_CLOEXEC : 0);
 		while (n < 0 && errno == EINTR);
+		if (passed)
+			*passed = n > 0 ? gm_scm_fd(&r) : -1;
 	}
 	gm_raw_close(sv[0]);
-	if (n < (long)sizeof(*resp))
+	if (n < (long)sizeof(*resp)) {
+		if (passed && *passed >= 0)
+			gm_raw_close(*passed);
 		return -EIO;
+	}
 	if (got)
 		*got = (size_t)n - sizeof(*resp);
 	return 0;
+}
+
+static int gm_remote_call_data(int fd, const struct gm_remote_req *req,
+			       struct gm_remote_resp *resp, void *data, size_t len, size_t *got)
+{
+	return gm_remote_call_fd(fd, req, resp, data, len, got, NULL);
 }
 
 static int gm_remote_call(int fd, const struct gm_remote_req *req, struct gm_remote_resp *resp)
@@ -264,6 +281,36 @@ static ssize_t gm_remote_read(struct gm_file *f, void *buf, size_t n, off_t *pos
 		*posp += (off_t)done;
 	/* Bytes read are read: a later failure only ends the read short. */
 	return done ? (ssize_t)done : r;
+}
+
+/*
+ * mmap(2) of another process's 6.18 MMAP guest_memfd (a vhost-user
+ * backend mapping the VMM's guest memory): the owner sends the file its
+ * pages live in, which is mapped here as the owner maps it (the same
+ * pages), or nothing for private memory, every touch of which SIGBUS.
+ * A guest_memfd without the flag has no mmap method (ENODEV); neither,
+ * here, has one whose creator is gone (the kernel's would still map).
+ */
+static int gm_remote_mmap(struct gm_file *f, void *addr, size_t len, int prot, int flags,
+			  off_t off, void **out)
+{
+	struct gm_remote_req req = { .magic = GM_REMOTE_MAGIC, .op = GM_REMOTE_MAP };
+	struct gm_remote_file *rf = gm_remote_of(f);
+	struct gm_remote_resp resp;
+	int type = flags & MAP_TYPE, fd = -1, r;
+
+	r = gm_remote_call_fd(rf->fd, &req, &resp, NULL, 0, NULL, &fd);
+	if (r)
+		return r == -EIO ? -ENODEV : r;
+	if (resp.ret < 0)
+		r = (int)resp.ret;
+	else if (type != MAP_SHARED && type != MAP_SHARED_VALIDATE)
+		r = -EINVAL; /* only shared mappings */
+	else
+		r = gm_gmem_map_fd(fd, addr, len, prot, (flags & ~MAP_TYPE) | MAP_SHARED, off, out);
+	if (fd >= 0)
+		gm_raw_close(fd);
+	return r;
 }
 
 static void gm_remote_fill_stat(struct gm_file *f, struct stat *st)
@@ -347,8 +394,10 @@ struct gm_file *gm_remote_lookup(int fd)
 	} else {
 		if (type == GM_FILE_VM || type == GM_FILE_VCPU)
 			rf->ops.ioctl = gm_remote_eio;
-		if (type == GM_FILE_GMEM)
+		if (type == GM_FILE_GMEM) {
 			rf->ops.fallocate = gm_remote_fallocate;
+			rf->ops.mmap = gm_remote_mmap;
+		}
 		if (type == GM_FILE_STATS)
 			rf->ops.read = gm_remote_read;
 		rf->ops.fill_stat = gm_remote_fill_stat;
@@ -369,7 +418,8 @@ void gm_remote_free(struct gm_file *f)
  * The answer to @req, in @out (malloc'd: the answer, then a read's bytes);
  * its length, or 0 if there is no memory for it.
  */
-static size_t gm_remote_answer(struct gm_file *f, const struct gm_remote_req *req, char **out)
+static size_t gm_remote_answer(struct gm_file *f, const struct gm_remote_req *req, char **out,
+			       int *passed)
 {
 	size_t n = req->op == GM_REMOTE_READ && req->arg[0] > 0
 			   ? (size_t)GM_MIN(req->arg[0], (int64_t)GM_REMOTE_READ_MAX)
@@ -400,6 +450,9 @@ static size_t gm_remote_answer(struct gm_file *f, const struct gm_remote_req *re
 		resp->ret = gm_fop_fallocate(f, (int)req->arg[0], (off_t)req->arg[1],
 					     (off_t)req->arg[2]);
 		break;
+	case GM_REMOTE_MAP:
+		resp->ret = gm_gmem_map_source(f, passed);
+		break;
 	default:
 		resp->ret = -EINVAL;
 	}
@@ -419,10 +472,14 @@ void gm_remote_serve(struct gm_file *f)
 		if (reply < 0)
 			continue; /* not a request: dropped */
 		if (n == (long)sizeof(req) && req.magic == GM_REMOTE_MAGIC) {
+			int kept = -1; /* a file to send, kept for the keeper (lib/keepfd.h) */
 			char *out;
-			size_t len = gm_remote_answer(f, &req, &out);
+			size_t len = gm_remote_answer(f, &req, &out, &kept);
 
-			gm_keeper_reply(reply, len ? out : NULL, len);
+			gm_keeper_reply_fd(reply, len ? out : NULL, len,
+					   kept >= 0 ? gm_fd_kept_number(kept) : -1);
+			if (kept >= 0)
+				gm_fd_drop(kept);
 			free(out);
 		} else {
 			gm_keeper_reply(reply, NULL, 0);

@@ -737,7 +737,8 @@ bool gm_uapi_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
 	*token = (flags & MAP_FIXED) ? gm_hva_start(addr, len) : NULL;
 	if (flags & MAP_ANONYMOUS)
 		return false;
-	f = gm_file_lookup(fd);
+	/* Another process's too: a 6.18 MMAP guest_memfd maps anywhere. */
+	f = gm_file_lookup_any(fd);
 	if (!f)
 		return false;
 	GM_ENTER();

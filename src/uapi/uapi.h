@@ -256,6 +256,9 @@ void gm_keeper_drop_peer(int peer);
 long gm_keeper_recv_request(int peer, void *buf, size_t len, int *reply);
 /* Send @buf (NULL: nothing) on the keeper's @reply and close it. */
 void gm_keeper_reply(int reply, const void *buf, size_t len);
+/* The same with the descriptor @fd attached, a number of the keeper's
+ * table (-1: none); the caller closes it after. */
+void gm_keeper_reply_fd(int reply, const void *buf, size_t len, int fd);
 /* In a fork child: the keeper and its descriptors stayed in the parent. */
 void gm_keeper_forget(void);
 /* An event on the peer of @ino (keeper.c -> file.c, on the servant thread). */
@@ -268,6 +271,16 @@ bool gm_file_registered(ino_t ino);
 extern const struct gm_file_ops gm_dev_fops;
 extern const struct gm_file_ops gm_vm_fops;
 extern const struct gm_file_ops gm_gmem_fops;
+/* A MAP_SHARED mapping of @fd, or of an empty memfd when @fd < 0 (private
+ * memory: every touch SIGBUS); 0 and *@out, or -errno (gmem_fops.c). */
+int gm_gmem_map_fd(int fd, void *addr, size_t len, int prot, int flags, off_t off, void **out);
+/*
+ * What another process maps for guest_memfd @f (remote.c's GM_REMOTE_MAP):
+ * -ENODEV without GUEST_MEMFD_FLAG_MMAP, else 0 with *@kept the file
+ * (a kept copy, lib/keepfd.h, for the keeper to send; the caller drops
+ * it) or -1 for private memory.
+ */
+int gm_gmem_map_source(struct gm_file *f, int *kept);
 
 /*
  * KVM_GET_STATS_FD of a VM (@vcpu NULL) or a vCPU: a new read-only fd

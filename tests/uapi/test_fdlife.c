@@ -650,6 +650,83 @@ static void t_scm_rights_exec(void)
 	assert_not_creator_ok(pid, vm, g, n0);
 }
 
+/* Whether touching @p kills a process with SIGBUS (tried in a child). */
+static bool touch_sigbus(volatile char *p)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		(void)*p;
+		_exit(0);
+	}
+	return pid > 0 && waitpid(pid, &status, 0) == pid && WIFSIGNALED(status) &&
+	       WTERMSIG(status) == SIGBUS;
+}
+
+/*
+ * mmap(2) of a 6.18 GUEST_MEMFD_FLAG_MMAP guest_memfd by a process that
+ * did not create it (a vhost-user backend mapping the VMM's guest
+ * memory): the same pages as the creator's mapping, both ways.  Without
+ * INIT_SHARED every touch is a SIGBUS; without MMAP, ENODEV; MAP_PRIVATE,
+ * EINVAL, as in the creator.  Before session 15: ENODEV for all.
+ */
+static void t_mmap_not_ours(void)
+{
+	struct kvm_create_guest_memfd a = { .size = GMEM_SIZE, .flags = 3 /* MMAP | INIT_SHARED */ };
+	int kvm = open_kvm(), vm = create_vm(kvm), g, g_priv, g_plain, status;
+	volatile char *p;
+	pid_t pid;
+
+	g = ioctl(vm, KVM_CREATE_GUEST_MEMFD, &a);
+	if (g < 0 && errno == EINVAL)
+		SKIP("no GUEST_MEMFD_FLAG_MMAP in this profile (6.18 has it)");
+	ASSERT_TRUE(g >= 0);
+	a.flags = 1; /* MMAP: private, nothing to map */
+	g_priv = ioctl(vm, KVM_CREATE_GUEST_MEMFD, &a);
+	ASSERT_TRUE(g_priv >= 0);
+	a.flags = 0;
+	g_plain = ioctl(vm, KVM_CREATE_GUEST_MEMFD, &a);
+	ASSERT_TRUE(g_plain >= 0);
+	p = mmap(NULL, GMEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, g, 0);
+	ASSERT_TRUE(p != MAP_FAILED);
+	p[0] = 0x11;
+	p[3 * PG] = 0x33;
+	pid = fork();
+	ASSERT_TRUE(pid >= 0);
+	if (pid == 0) {
+		volatile char *q;
+		void *r;
+		int bad = 0;
+
+		q = mmap(NULL, GMEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, g, 0);
+		CHECK(q != MAP_FAILED);
+		if (q != MAP_FAILED) {
+			CHECK(q[0] == 0x11 && q[3 * PG] == 0x33);
+			q[PG] = 0x22;
+			munmap((void *)q, GMEM_SIZE);
+		}
+		errno = 0;
+		r = mmap(NULL, PG, PROT_READ, MAP_PRIVATE, g, 0);
+		CHECK(r == MAP_FAILED && errno == EINVAL);
+		errno = 0;
+		r = mmap(NULL, PG, PROT_READ, MAP_SHARED, g_plain, 0);
+		CHECK(r == MAP_FAILED && errno == ENODEV);
+		r = mmap(NULL, PG, PROT_READ, MAP_SHARED, g_priv, 0);
+		CHECK(r != MAP_FAILED && touch_sigbus(r));
+		_exit(bad ? 1 : 0);
+	}
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_EQ(status, 0);
+	ASSERT_EQ(p[PG], 0x22); /* the child's write, in the creator's mapping */
+	ASSERT_EQ(munmap((void *)p, GMEM_SIZE), 0);
+	ASSERT_EQ(close(g_plain), 0);
+	ASSERT_EQ(close(g_priv), 0);
+	ASSERT_EQ(close(g), 0);
+	ASSERT_EQ(close(vm), 0);
+	ASSERT_EQ(close(kvm), 0);
+}
+
 /*
  * The creator gone (exited, or exec'd: its library ends closed): the VM
  * answers EIO at once, never a hang, as the kernel answers any process
@@ -1315,6 +1392,8 @@ int main(int argc, char **argv)
 		    CASE_TIMEOUT);
 	test_add_fn("SCM_RIGHTS to an exec'd program", t_scm_rights_exec, CASE_TIMEOUT);
 	test_add_fn("the creator gone: the VM EIO at once, the guest_memfd a file", t_owner_gone,
+		    CASE_TIMEOUT);
+	test_add_fn("mmap of a 6.18 MMAP guest_memfd in another process", t_mmap_not_ours,
 		    CASE_TIMEOUT);
 	test_add_fn("a guest_memfd above the soft RLIMIT_FSIZE", t_fsize_soft_limit, CASE_TIMEOUT);
 	test_add_fn("objects made in another network namespace", t_other_netns, CASE_TIMEOUT);
