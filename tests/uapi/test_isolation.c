@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <grp.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
@@ -686,6 +687,108 @@ TEST(cpu_reaches_private_tables)
 	EXPECT_EQ(m.run->exit_reason, KVM_EXIT_HLT);
 	/* Nothing of it is in the VMM's view of that memory. */
 	EXPECT_EQ(private_mappings(), 0);
+	EXPECT_EQ(close(gfd), 0);
+	vm_close(&m);
+}
+
+/*
+ * The CPU's accesses to held private tables race with invalidations: two
+ * vCPUs on the private tables above increment 16 private data pages and
+ * OUT to PORT_LOOP, for ever, while this thread punches those pages (each
+ * punch zaps their shadow, so the next touch walks the private tables
+ * again, under mmu_lock for read, while the next punch wants it for
+ * write).  No KVM_RUN may fail, hang or see another exit.
+ */
+#define PORT_LOOP 0x12
+#define DATA_GPA 0x210000ULL
+#define DATA_PAGES 16
+#define TOUCHER (CODE + 0x4000)
+
+extern const uint8_t toucher_begin[], toucher_end[];
+__asm__(".pushsection .rodata\n"
+	"toucher_begin:\n" /* rdi: the first data page */
+	"1:	mov $16, %ecx\n"
+	"	mov %rdi, %rdx\n"
+	"2:	incq (%rdx)\n"
+	"	add $0x1000, %rdx\n"
+	"	dec %ecx\n"
+	"	jnz 2b\n"
+	"	mov $0x12, %edx\n"
+	"	out %eax, (%dx)\n"
+	"	jmp 1b\n"
+	"toucher_end:\n"
+	".popsection");
+
+struct toucher {
+	int vcpu;
+	struct kvm_run *run;
+	long runs;
+	int bad; /* errno of a failed KVM_RUN, or 1000 + an unexpected exit */
+	pthread_t thread;
+};
+
+static volatile int touchers_stop;
+
+static void *toucher_thread(void *arg)
+{
+	struct toucher *t = arg;
+
+	while (!touchers_stop && !t->bad) {
+		if (ioctl(t->vcpu, KVM_RUN, 0))
+			t->bad = errno;
+		else if (t->run->exit_reason != KVM_EXIT_IO || t->run->io.port != PORT_LOOP)
+			t->bad = 1000 + (int)t->run->exit_reason;
+		else
+			t->runs++;
+	}
+	return NULL;
+}
+
+TEST(private_tables_under_punch)
+{
+	struct toucher t[2] = { { 0 }, { 0 } };
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+	struct vm m;
+	int gfd = private_vm_written(&m);
+
+	memcpy(m.mem + TABLES_CODE, tables_begin, (size_t)(tables_end - tables_begin));
+	memcpy(m.mem + TOUCHER, toucher_begin, (size_t)(toucher_end - toucher_begin));
+	vm_start(&m, TABLES_CODE);
+	ASSERT_EQ(out32(&m, PORT_WRITTEN), 1); /* on its private tables now */
+	ASSERT_EQ(ioctl(m.vcpu, KVM_GET_SREGS, &sregs), 0);
+	ASSERT_EQ(ioctl(m.vcpu, KVM_GET_REGS, &regs), 0);
+	regs.rip = TOUCHER;
+	regs.rdi = DATA_GPA;
+	ASSERT_EQ(ioctl(m.vcpu, KVM_SET_REGS, &regs), 0);
+	t[0] = (struct toucher){ .vcpu = m.vcpu, .run = m.run };
+	/* A second vCPU on the same tables from its first instruction. */
+	t[1].vcpu = ioctl(m.fd, KVM_CREATE_VCPU, 1);
+	ASSERT_TRUE(t[1].vcpu >= 0);
+	t[1].run = mmap(NULL, 3 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, t[1].vcpu, 0);
+	ASSERT_TRUE(t[1].run != MAP_FAILED);
+	ASSERT_EQ(ioctl(t[1].vcpu, KVM_SET_SREGS, &sregs), 0);
+	ASSERT_EQ(ioctl(t[1].vcpu, KVM_SET_REGS, &regs), 0);
+	touchers_stop = 0;
+	for (int i = 0; i < 2; i++)
+		ASSERT_EQ(pthread_create(&t[i].thread, NULL, toucher_thread, &t[i]), 0);
+	for (int n = 0; n < 400; n++) {
+		uint64_t page = (uint64_t)(n % (DATA_PAGES + 1));
+		off_t off = (off_t)(DATA_GPA - PRIV_GPA + (page < DATA_PAGES ? page * 4096 : 0));
+		off_t len = page < DATA_PAGES ? 4096 : DATA_PAGES * 4096;
+
+		EXPECT_EQ(fallocate(gfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len), 0);
+		usleep(500);
+	}
+	touchers_stop = 1;
+	for (int i = 0; i < 2; i++) {
+		ASSERT_EQ(pthread_join(t[i].thread, NULL), 0);
+		DIAG("vCPU %d: %ld runs", i, t[i].runs);
+		EXPECT_EQ(t[i].bad, 0);
+		EXPECT_TRUE(t[i].runs > 0);
+	}
+	munmap(t[1].run, 3 * 4096);
+	EXPECT_EQ(close(t[1].vcpu), 0);
 	EXPECT_EQ(close(gfd), 0);
 	vm_close(&m);
 }
