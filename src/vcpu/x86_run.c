@@ -365,9 +365,10 @@ static int host_copy(struct kvm_x86_vcpu *x, uint8_t *host, uint8_t *buf, unsign
 }
 
 /*
- * guest_access()'s @access bit for the CPU's own accesses (event delivery),
- * which reach private memory (the guest process holds it under exec); the
- * emulator's operands reach its shared view instead (shared_view_copy()).
+ * guest_access()'s @access bit for the CPU's own accesses (event delivery,
+ * the bytes of the instruction it executes), which reach private memory
+ * (the guest process holds it under exec); the emulator's operands reach
+ * its shared view instead (shared_view_copy()).
  */
 #define ACC_CPU (1U << 30)
 
@@ -1403,13 +1404,17 @@ static int fetch_decode(struct kvm_x86_vcpu *x, const struct gp_trap *t, struct 
 		if (r != X86_DECODE_SHORT)
 			return r;
 	}
-	/* Byte by byte up to the first unreachable one. */
+	/*
+	 * Byte by byte up to the first unreachable one: the bytes the CPU
+	 * executes (ACC_CPU), as the trap's are, also in private code (where
+	 * KVM's emulator without decode assists would read the shared view).
+	 */
 	for (; n < X86_MAX_INSN_LEN; n++) {
 		struct x86_exception ex;
 		uint64_t gpa;
 
-		if (guest_access(x, fetch_linear(&x->xr, n), &buf[n], 1, false, X86_PF_FETCH, &gpa, &ex) !=
-		    X86_MEM_OK)
+		if (guest_access(x, fetch_linear(&x->xr, n), &buf[n], 1, false,
+				 ACC_CPU | X86_PF_FETCH, &gpa, &ex) != X86_MEM_OK)
 			break;
 	}
 	x->mem_exit = false;
@@ -1443,8 +1448,8 @@ static int emulation_failure(struct kvm_x86_vcpu *x, const struct gp_trap *t)
 			struct x86_exception ex;
 			uint64_t gpa;
 
-			if (guest_access(x, fetch_linear(&x->xr, n), &buf[n], 1, false, X86_PF_FETCH, &gpa,
-					 &ex) != X86_MEM_OK)
+			if (guest_access(x, fetch_linear(&x->xr, n), &buf[n], 1, false,
+					 ACC_CPU | X86_PF_FETCH, &gpa, &ex) != X86_MEM_OK)
 				break;
 		}
 		x->mem_exit = false;
