@@ -57,7 +57,7 @@ static int gm_gmem_mmap(struct gm_file *f, void *addr, size_t len, int prot, int
 	int type = flags & MAP_TYPE;
 	int fd = -1;
 
-	if (!(gmem->flags & GUEST_MEMFD_FLAG_MMAP))
+	if (!gm_gmem_has_mmap(f))
 		return -ENODEV; /* 6.8, and 6.18 without the flag: no mmap method */
 	if (type != MAP_SHARED && type != MAP_SHARED_VALIDATE)
 		return -EINVAL; /* only shared mappings */
@@ -69,13 +69,18 @@ static int gm_gmem_mmap(struct gm_file *f, void *addr, size_t len, int prot, int
 	return gm_gmem_map_fd(fd, addr, len, prot, flags, off, out);
 }
 
+bool gm_gmem_has_mmap(struct gm_file *f)
+{
+	return ((struct kvm_gmem *)f->obj)->flags & GUEST_MEMFD_FLAG_MMAP;
+}
+
 int gm_gmem_map_source(struct gm_file *f, int *kept)
 {
 	struct kvm_gmem *gmem = f->obj;
 	int fd;
 
 	*kept = -1;
-	if (f->type != GM_FILE_GMEM || !(gmem->flags & GUEST_MEMFD_FLAG_MMAP))
+	if (f->type != GM_FILE_GMEM || !gm_gmem_has_mmap(f))
 		return -ENODEV;
 	if (!(gmem->flags & GUEST_MEMFD_FLAG_INIT_SHARED))
 		return 0;

@@ -66,6 +66,7 @@ struct gm_remote_resp {
 	int32_t type;
 	int32_t f_flags;
 	uint32_t fops;
+	uint32_t has_mmap; /* DESCRIBE: the file has an mmap method (a 6.18 MMAP guest_memfd) */
 	char name[40];
 	struct stat st;
 	int64_t pos; /* the file position (a stats file's) */
@@ -78,6 +79,7 @@ struct gm_remote_file {
 	int fd; /* the caller's descriptor: the way to the owner */
 	uint64_t size; /* a guest_memfd's, from its name */
 	struct stat st;
+	bool has_mmap; /* the owner's file has an mmap method */
 };
 
 /* ---- naming ----------------------------------------------------------- */
@@ -288,8 +290,9 @@ static ssize_t gm_remote_read(struct gm_file *f, void *buf, size_t n, off_t *pos
  * backend mapping the VMM's guest memory): the owner sends the file its
  * pages live in, which is mapped here as the owner maps it (the same
  * pages), or nothing for private memory, every touch of which SIGBUS.
- * A guest_memfd without the flag has no mmap method (ENODEV); neither,
- * here, has one whose creator is gone (the kernel's would still map).
+ * A guest_memfd without the flag has no mmap method (ENODEV, as the
+ * creator described it); neither, here, has one whose creator is gone
+ * (the kernel's would still map).
  */
 static int gm_remote_mmap(struct gm_file *f, void *addr, size_t len, int prot, int flags,
 			  off_t off, void **out)
@@ -384,6 +387,7 @@ struct gm_file *gm_remote_lookup(int fd)
 		rf->f.pos = (off_t)resp.pos;
 		rf->st = resp.st;
 		rf->ops.fops = resp.fops;
+		rf->has_mmap = resp.has_mmap;
 	} else {
 		gm_remote_defaults(rf, (enum gm_file_type)type);
 	}
@@ -396,7 +400,9 @@ struct gm_file *gm_remote_lookup(int fd)
 			rf->ops.ioctl = gm_remote_eio;
 		if (type == GM_FILE_GMEM) {
 			rf->ops.fallocate = gm_remote_fallocate;
-			rf->ops.mmap = gm_remote_mmap;
+			/* The creator's file's method, so do_mmap()'s order holds. */
+			if (rf->has_mmap)
+				rf->ops.mmap = gm_remote_mmap;
 		}
 		if (type == GM_FILE_STATS)
 			rf->ops.read = gm_remote_read;
@@ -438,6 +444,7 @@ static size_t gm_remote_answer(struct gm_file *f, const struct gm_remote_req *re
 		resp->pos = READ_ONCE(f->pos);
 		snprintf(resp->name, sizeof(resp->name), "%s", f->name);
 		gm_fop_stat(f, &resp->st);
+		resp->has_mmap = f->type == GM_FILE_GMEM && gm_gmem_has_mmap(f);
 		break;
 	case GM_REMOTE_READ:
 		/* Into the answer's tail: the owner's own memory, never a bad address. */

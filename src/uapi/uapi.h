@@ -281,6 +281,8 @@ int gm_gmem_map_fd(int fd, void *addr, size_t len, int prot, int flags, off_t of
  * it) or -1 for private memory.
  */
 int gm_gmem_map_source(struct gm_file *f, int *kept);
+/* Whether guest_memfd @f was made with GUEST_MEMFD_FLAG_MMAP (has an mmap method). */
+bool gm_gmem_has_mmap(struct gm_file *f);
 
 /*
  * KVM_GET_STATS_FD of a VM (@vcpu NULL) or a vCPU: a new read-only fd
