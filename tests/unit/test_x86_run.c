@@ -611,6 +611,30 @@ TEST(reserved_window_is_an_internal_error)
 }
 
 /*
+ * A software-protected VM whose 2 MiB at 0x200000 is a guest_memfd slot
+ * (*@gmem) with shared view *@shared, the first @priv bytes private.
+ */
+static void vm_private_slot(struct vm *m, uint64_t priv, int *gmem, uint8_t **shared)
+{
+	struct kvm_create_guest_memfd cg = { .size = 0x200000 };
+	struct kvm_memory_attributes attr = { .address = 0x200000, .size = priv,
+					      .attributes = KVM_MEMORY_ATTRIBUTE_PRIVATE };
+	struct kvm_userspace_memory_region2 r2 = { .slot = 1, .flags = KVM_MEM_GUEST_MEMFD,
+						   .guest_phys_addr = 0x200000,
+						   .memory_size = 0x200000 };
+
+	vm_create(m, KVM_X86_SW_PROTECTED_VM, false);
+	*gmem = guestmem_sys_ioctl(m->fd, KVM_CREATE_GUEST_MEMFD, &cg);
+	ASSERT_TRUE(*gmem >= 0);
+	*shared = mmap(NULL, 0x200000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(*shared != MAP_FAILED);
+	r2.guest_memfd = (uint32_t)*gmem;
+	r2.userspace_addr = (uintptr_t)*shared;
+	ASSERT_EQ(guestmem_sys_ioctl(m->fd, KVM_SET_USER_MEMORY_REGION2, &r2), 0);
+	ASSERT_EQ(guestmem_sys_ioctl(m->fd, KVM_SET_MEMORY_ATTRIBUTES, &attr), 0);
+}
+
+/*
  * KVM's emulator reaches memory through the memslot's host mapping, so an
  * emulated instruction's operand in private memory is the shared view's
  * byte (here OUTSB's source), also where the private page is this
@@ -628,25 +652,13 @@ TEST(emulated_operand_in_private_memory_is_the_shared_view)
 		0xef,			      /* out %eax, (%dx) */
 		0xf4,
 	};
-	struct kvm_create_guest_memfd cg = { .size = 0x200000 };
-	struct kvm_memory_attributes attr = { .address = 0x200000, .size = 0x1000,
-					      .attributes = KVM_MEMORY_ATTRIBUTE_PRIVATE };
-	struct kvm_userspace_memory_region2 r2 = { .slot = 1, .flags = KVM_MEM_GUEST_MEMFD,
-						   .guest_phys_addr = 0x200000,
-						   .memory_size = 0x200000 };
 	uint8_t *shared;
 	uint32_t v;
 	struct vm m;
+	int gmem;
 
-	vm_create(&m, KVM_X86_SW_PROTECTED_VM, false);
-	r2.guest_memfd = (uint32_t)guestmem_sys_ioctl(m.fd, KVM_CREATE_GUEST_MEMFD, &cg);
-	ASSERT_TRUE((int)r2.guest_memfd >= 0);
-	shared = mmap(NULL, 0x200000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_TRUE(shared != MAP_FAILED);
+	vm_private_slot(&m, 0x1000, &gmem, &shared);
 	shared[0] = 0xa7;
-	r2.userspace_addr = (uintptr_t)shared;
-	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_SET_USER_MEMORY_REGION2, &r2), 0);
-	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_SET_MEMORY_ATTRIBUTES, &attr), 0);
 	code(&m, CODE, c, sizeof(c));
 	vm_start(&m, CODE);
 	expect_io(&m, KVM_EXIT_IO_OUT, PORT2, 1);
@@ -655,7 +667,7 @@ TEST(emulated_operand_in_private_memory_is_the_shared_view)
 	memcpy(&v, pio_data(&m), 4);
 	ASSERT_EQ(v, 0x5a); /* the guest's own load: the private page */
 	vm_close(&m);
-	guestmem_sys_close((int)r2.guest_memfd);
+	guestmem_sys_close(gmem);
 	munmap(shared, 0x200000);
 }
 
@@ -674,15 +686,9 @@ TEST(secretmem_private_data_works_code_does_not)
 		0xb8, 0x00, 0x10, 0x20, 0x00, /* mov $0x201000, %eax */
 		0xff, 0xe0,		 /* jmp *%rax: code in private memory */
 	};
-	struct kvm_create_guest_memfd cg = { .size = 0x200000 };
-	struct kvm_memory_attributes attr = { .address = 0x200000, .size = 0x2000,
-					      .attributes = KVM_MEMORY_ATTRIBUTE_PRIVATE };
-	struct kvm_userspace_memory_region2 r2 = { .slot = 1, .flags = KVM_MEM_GUEST_MEMFD,
-						   .guest_phys_addr = 0x200000,
-						   .memory_size = 0x200000 };
 	struct kvm_regs regs;
-	void *shared;
-	int fd = (int)syscall(447 /* memfd_secret */, 0);
+	uint8_t *shared;
+	int fd = (int)syscall(447 /* memfd_secret */, 0), gmem;
 	uint32_t v;
 	struct vm m;
 
@@ -690,14 +696,7 @@ TEST(secretmem_private_data_works_code_does_not)
 		SKIP("the host refuses memfd_secret(2)");
 	close(fd);
 	ASSERT_EQ(guestmem_config_set(NULL, NULL, "secretmem"), 0);
-	vm_create(&m, KVM_X86_SW_PROTECTED_VM, false);
-	r2.guest_memfd = (uint32_t)guestmem_sys_ioctl(m.fd, KVM_CREATE_GUEST_MEMFD, &cg);
-	ASSERT_TRUE((int)r2.guest_memfd >= 0);
-	shared = mmap(NULL, 0x200000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_TRUE(shared != MAP_FAILED);
-	r2.userspace_addr = (uintptr_t)shared;
-	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_SET_USER_MEMORY_REGION2, &r2), 0);
-	ASSERT_EQ(guestmem_sys_ioctl(m.fd, KVM_SET_MEMORY_ATTRIBUTES, &attr), 0);
+	vm_private_slot(&m, 0x2000, &gmem, &shared);
 	code(&m, CODE, c, sizeof(c));
 	vm_start(&m, CODE);
 	expect_io(&m, KVM_EXIT_IO_OUT, PORT2, 4);
@@ -708,7 +707,7 @@ TEST(secretmem_private_data_works_code_does_not)
 	ASSERT_EQ(guestmem_sys_ioctl(m.vcpu, KVM_GET_REGS, &regs), 0);
 	ASSERT_EQ(regs.rip, 0x201000);
 	vm_close(&m);
-	guestmem_sys_close((int)r2.guest_memfd);
+	guestmem_sys_close(gmem);
 	munmap(shared, 0x200000);
 	ASSERT_EQ(guestmem_config_set(NULL, NULL, "memfd"), 0);
 }
