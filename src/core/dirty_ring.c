@@ -31,7 +31,6 @@
 #include "kvm_arch.h"
 #include "kvm_host.h"
 #include "lib/lockdep.h"
-#include "lib/keepfd.h"
 #include "lib/shmap.h"
 #include "lib/ownfd.h"
 #include "lib/sys_raw.h"
@@ -89,11 +88,10 @@ int kvm_dirty_ring_alloc(struct kvm *kvm, struct kvm_dirty_ring *ring)
 
 	memset(ring, 0, sizeof(*ring));
 	ring->kvm = kvm;
-	ring->kfd = -1;
 	if (!bytes)
 		return 0;
-	/* The VMM maps an alias of it (lib/shmap.h): none in its table. */
-	p = gm_shmap_create_kept("kvm-dirty-ring", bytes, bytes, &ring->kfd);
+	/* The VMM maps an alias of it (lib/shmap.h): no descriptor kept. */
+	p = gm_shmap_create("kvm-dirty-ring", bytes, bytes);
 	if (!p)
 		return -ENOMEM;
 	ring->gfns = p;
@@ -104,14 +102,9 @@ int kvm_dirty_ring_alloc(struct kvm *kvm, struct kvm_dirty_ring *ring)
 
 void kvm_dirty_ring_free(struct kvm_dirty_ring *ring)
 {
-	/* kfd is set only where gfns is (a ring never allocated is zeroes). */
-	if (ring->gfns) {
+	if (ring->gfns)
 		gm_raw_munmap(ring->gfns, ring->size * sizeof(struct kvm_dirty_gfn));
-		if (ring->kfd >= 0)
-			gm_fd_drop(ring->kfd);
-	}
 	ring->gfns = NULL;
-	ring->kfd = -1;
 }
 
 static uint32_t kvm_dirty_ring_used(struct kvm_dirty_ring *ring)

@@ -169,7 +169,6 @@ struct kvm_dirty_gfn;
 struct kvm_dirty_ring {
 	struct kvm *kvm;
 	struct kvm_dirty_gfn *gfns; /* a memfd the VMM maps an alias of */
-	int kfd;		    /* its file, kept for another process's mmap (-1: none) */
 	uint32_t size;		    /* entries, a power of two */
 	uint32_t soft_limit;	    /* size less the reserved entries */
 	uint32_t dirty_index;	    /* entries pushed, by the vCPU (atomic) */

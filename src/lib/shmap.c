@@ -5,10 +5,9 @@
 #include <errno.h>
 #include <sys/mman.h>
 
-#include "keepfd.h"
 #include "sys_raw.h"
 
-static void *shmap_create(const char *name, size_t bytes, size_t map_len, int *kfd)
+void *gm_shmap_create(const char *name, size_t bytes, size_t map_len)
 {
 	int fd = gm_raw_memfd_create(name, MFD_CLOEXEC), e;
 	void *p = MAP_FAILED;
@@ -18,24 +17,9 @@ static void *shmap_create(const char *name, size_t bytes, size_t map_len, int *k
 	if (gm_raw_ftruncate(fd, (off_t)bytes) == 0)
 		p = gm_raw_mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	e = errno;
-	if (kfd) {
-		*kfd = p == MAP_FAILED ? -1 : gm_fd_keep(fd);
-		if (*kfd < 0)
-			*kfd = -1;
-	}
 	gm_raw_close(fd); /* the mapping keeps the file */
 	errno = e;
 	return p == MAP_FAILED ? NULL : p;
-}
-
-void *gm_shmap_create(const char *name, size_t bytes, size_t map_len)
-{
-	return shmap_create(name, bytes, map_len, NULL);
-}
-
-void *gm_shmap_create_kept(const char *name, size_t bytes, size_t map_len, int *kfd)
-{
-	return shmap_create(name, bytes, map_len, kfd);
 }
 
 int gm_shmap_alias(void *dst, const void *src, size_t len)

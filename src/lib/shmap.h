@@ -19,13 +19,6 @@
  * stays open.
  */
 void *gm_shmap_create(const char *name, size_t bytes, size_t map_len);
-/*
- * The same, keeping a descriptor of the file in the library's own table
- * (lib/keepfd.h: *@kfd, or -1 if it could not be kept, as in a fork
- * child), for another process to map the pages (a vCPU fd mapped where
- * it was passed to): still none in the VMM's.
- */
-void *gm_shmap_create_kept(const char *name, size_t bytes, size_t map_len, int *kfd);
 
 /*
  * Map at @dst, replacing what is there, @len bytes of the same file pages

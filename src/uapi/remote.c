@@ -41,7 +41,6 @@
 #include "lib/scm.h"
 #include "lib/sys_raw.h"
 #include "uapi.h"
-#include "vcpu/vcpu.h"
 
 #define GM_REMOTE_PREFIX "guestmem-file:"
 #define GM_REMOTE_MAGIC 0x676d7266U /* "gmrf" */
@@ -50,8 +49,7 @@ enum gm_remote_op {
 	GM_REMOTE_DESCRIBE = 1, /* type, flags, name, stat, position */
 	GM_REMOTE_FALLOCATE,	/* arg: mode, offset, len */
 	GM_REMOTE_READ,		/* arg: len, offset (-1: at the file position) */
-	GM_REMOTE_MAP,		/* the file to map, attached: a 6.18 MMAP guest_memfd's (none:
-				 * private), or a vCPU's part arg[0] (KVM_VCPU_PART_*) */
+	GM_REMOTE_MAP,		/* a 6.18 MMAP guest_memfd's file, attached (none: private) */
 };
 
 /* A read's bytes travel in its answer's record, after the answer. */
@@ -72,7 +70,6 @@ struct gm_remote_resp {
 	char name[40];
 	struct stat st;
 	int64_t pos; /* the file position (a stats file's) */
-	uint64_t ring_check; /* MAP of a vCPU: the VM's dirty ring size */
 };
 
 /* A file of another process, for the duration of one call. */
@@ -297,9 +294,6 @@ static ssize_t gm_remote_read(struct gm_file *f, void *buf, size_t n, off_t *pos
  * creator described it); neither, here, has one whose creator is gone
  * (the kernel's would still map).
  */
-static int gm_remote_vcpu_mmap(struct gm_file *f, void *addr, size_t len, int prot, int flags,
-			       off_t off, void **out);
-
 static int gm_remote_mmap(struct gm_file *f, void *addr, size_t len, int prot, int flags,
 			  off_t off, void **out)
 {
@@ -307,9 +301,6 @@ static int gm_remote_mmap(struct gm_file *f, void *addr, size_t len, int prot, i
 	struct gm_remote_file *rf = gm_remote_of(f);
 	struct gm_remote_resp resp;
 	int type = flags & MAP_TYPE, fd = -1, r;
-
-	if (f->type == GM_FILE_VCPU)
-		return gm_remote_vcpu_mmap(f, addr, len, prot, flags, off, out);
 
 	r = gm_remote_call_fd(rf->fd, &req, &resp, NULL, 0, NULL, &fd);
 	if (r)
@@ -322,67 +313,6 @@ static int gm_remote_mmap(struct gm_file *f, void *addr, size_t len, int prot, i
 		r = gm_gmem_map_fd(fd, addr, len, prot, (flags & ~MAP_TYPE) | MAP_SHARED, off, out);
 	if (fd >= 0)
 		gm_raw_close(fd);
-	return r;
-}
-
-/* Another process's vCPU: its files, mapped where ours are aliased (vcpu.c). */
-static int gm_remote_map_part(void *ctx, int part, void *dst, uint64_t part_off, size_t len)
-{
-	const int *fds = ctx;
-
-	if (fds[part] < 0) {
-		errno = ENODEV;
-		return -1;
-	}
-	return gm_raw_mmap(dst, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fds[part],
-			   (off_t)part_off) == MAP_FAILED
-		       ? -1
-		       : 0;
-}
-
-/*
- * mmap(2) of another process's vCPU fd (§4.2: not tied to the creator):
- * the creator sends the files of its run area, its VM's coalesced-MMIO
- * page and its dirty ring, which are mapped as it maps them, so both see
- * the same kvm_run.  A creator that is gone: ENODEV (the kernel's would
- * still map).
- */
-static int gm_remote_vcpu_mmap(struct gm_file *f, void *addr, size_t len, int prot, int flags,
-			       off_t off, void **out)
-{
-	struct gm_remote_file *rf = gm_remote_of(f);
-	struct kvm_vcpu_map_src src = { .map = gm_remote_map_part };
-	int fds[KVM_VCPU_NR_PARTS], r = 0;
-	void *p;
-
-	for (int i = 0; i < KVM_VCPU_NR_PARTS; i++)
-		fds[i] = -1;
-	for (int i = 0; i < KVM_VCPU_NR_PARTS && !r; i++) {
-		struct gm_remote_req req = { .magic = GM_REMOTE_MAGIC, .op = GM_REMOTE_MAP,
-					     .arg = { i } };
-		struct gm_remote_resp resp;
-
-		r = gm_remote_call_fd(rf->fd, &req, &resp, NULL, 0, NULL, &fds[i]);
-		if (r)
-			r = r == -EIO ? -ENODEV : r;
-		else if (resp.ret < 0)
-			r = (int)resp.ret;
-		else if (i == KVM_VCPU_PART_DIRTY && fds[i] >= 0)
-			src.ring_bytes = (uint64_t)resp.ret;
-		if (!r)
-			src.ring_check_bytes = resp.ring_check;
-	}
-	if (!r) {
-		src.ctx = fds;
-		p = kvm_vcpu_mmap_from(&src, addr, len, prot, flags, off);
-		if (p == MAP_FAILED)
-			r = -errno;
-		else
-			*out = p;
-	}
-	for (int i = 0; i < KVM_VCPU_NR_PARTS; i++)
-		if (fds[i] >= 0)
-			gm_raw_close(fds[i]);
 	return r;
 }
 
@@ -468,8 +398,6 @@ struct gm_file *gm_remote_lookup(int fd)
 	} else {
 		if (type == GM_FILE_VM || type == GM_FILE_VCPU)
 			rf->ops.ioctl = gm_remote_eio;
-		if (type == GM_FILE_VCPU && rf->has_mmap)
-			rf->ops.mmap = gm_remote_mmap;
 		if (type == GM_FILE_GMEM) {
 			rf->ops.fallocate = gm_remote_fallocate;
 			/* The creator's file's method, so do_mmap()'s order holds. */
@@ -497,7 +425,7 @@ void gm_remote_free(struct gm_file *f)
  * its length, or 0 if there is no memory for it.
  */
 static size_t gm_remote_answer(struct gm_file *f, const struct gm_remote_req *req, char **out,
-			       int *send, bool *drop)
+			       int *passed)
 {
 	size_t n = req->op == GM_REMOTE_READ && req->arg[0] > 0
 			   ? (size_t)GM_MIN(req->arg[0], (int64_t)GM_REMOTE_READ_MAX)
@@ -516,8 +444,7 @@ static size_t gm_remote_answer(struct gm_file *f, const struct gm_remote_req *re
 		resp->pos = READ_ONCE(f->pos);
 		snprintf(resp->name, sizeof(resp->name), "%s", f->name);
 		gm_fop_stat(f, &resp->st);
-		resp->has_mmap = f->type == GM_FILE_GMEM ? gm_gmem_has_mmap(f)
-						      : f->type == GM_FILE_VCPU;
+		resp->has_mmap = f->type == GM_FILE_GMEM && gm_gmem_has_mmap(f);
 		break;
 	case GM_REMOTE_READ:
 		/* Into the answer's tail: the owner's own memory, never a bad address. */
@@ -531,14 +458,7 @@ static size_t gm_remote_answer(struct gm_file *f, const struct gm_remote_req *re
 					     (off_t)req->arg[2]);
 		break;
 	case GM_REMOTE_MAP:
-		if (f->type == GM_FILE_VCPU) {
-			resp->ret = gm_vcpu_map_source(f, (int)req->arg[0], send, &resp->ring_check);
-		} else if (f->type == GM_FILE_GMEM) {
-			resp->ret = gm_gmem_map_source(f, send);
-			*drop = *send >= 0; /* a copy kept for this answer */
-		} else {
-			resp->ret = -ENODEV;
-		}
+		resp->ret = gm_gmem_map_source(f, passed);
 		break;
 	default:
 		resp->ret = -EINVAL;
@@ -560,13 +480,12 @@ void gm_remote_serve(struct gm_file *f)
 			continue; /* not a request: dropped */
 		if (n == (long)sizeof(req) && req.magic == GM_REMOTE_MAGIC) {
 			int kept = -1; /* a file to send, kept for the keeper (lib/keepfd.h) */
-			bool drop = false; /* kept for this answer only */
 			char *out;
-			size_t len = gm_remote_answer(f, &req, &out, &kept, &drop);
+			size_t len = gm_remote_answer(f, &req, &out, &kept);
 
 			gm_keeper_reply_fd(reply, len ? out : NULL, len,
 					   kept >= 0 ? gm_fd_kept_number(kept) : -1);
-			if (drop)
+			if (kept >= 0)
 				gm_fd_drop(kept);
 			free(out);
 		} else {

@@ -283,13 +283,6 @@ int gm_gmem_map_fd(int fd, void *addr, size_t len, int prot, int flags, off_t of
 int gm_gmem_map_source(struct gm_file *f, int *kept);
 /* Whether guest_memfd @f was made with GUEST_MEMFD_FLAG_MMAP (has an mmap method). */
 bool gm_gmem_has_mmap(struct gm_file *f);
-/*
- * What another process maps for part @part (KVM_VCPU_PART_*) of vCPU @f:
- * its size in bytes (0: none, a dirty ring not set up), *@kfd the kept
- * file (the vCPU's: not to be dropped) or -1, *@ring_check the VM's dirty
- * ring size; -ENODEV if the file was not kept (vcpu_ioctl.c).
- */
-int gm_vcpu_map_source(struct gm_file *f, int part, int *kfd, uint64_t *ring_check);
 
 /*
  * KVM_GET_STATS_FD of a VM (@vcpu NULL) or a vCPU: a new read-only fd

@@ -279,19 +279,6 @@ static int gm_vcpu_mmap(struct gm_file *f, void *addr, size_t len, int prot, int
 	return 0;
 }
 
-int gm_vcpu_map_source(struct gm_file *f, int part, int *kfd, uint64_t *ring_check)
-{
-	struct kvm_vcpu *v = file_vcpu(f);
-	uint64_t bytes;
-
-	*kfd = kvm_vcpu_part_kfd(v, part, &bytes);
-	*ring_check = READ_ONCE(v->kvm->dirty_ring_size);
-	/* The ring is optional; the run area and the coalesced page are not. */
-	if (*kfd < 0 && part != KVM_VCPU_PART_DIRTY)
-		return -ENODEV;
-	return *kfd < 0 ? 0 : (int)GM_MIN(bytes, (uint64_t)INT32_MAX);
-}
-
 static void gm_vcpu_release(struct gm_file *f)
 {
 	kvm_vcpu_release(file_vcpu(f));

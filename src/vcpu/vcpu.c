@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #include "core/kvm_arch.h"
-#include "lib/keepfd.h"
 #include "lib/lockdep.h"
 #include "lib/ownfd.h"
 #include "lib/shmap.h"
@@ -38,7 +37,7 @@ static struct kvm_vcpu_shared *vcpu_shared_create(void)
 		return NULL;
 	s->refs = 1;
 	/* Coalesced writes land here (coalesced_mmio.c); the VMM maps it too. */
-	s->ring = gm_shmap_create_kept("kvm-coalesced-mmio", 4096, 4096, &s->ring_kfd);
+	s->ring = gm_shmap_create("kvm-coalesced-mmio", 4096, 4096);
 	if (!s->ring) {
 		free(s);
 		return NULL;
@@ -51,8 +50,6 @@ static void vcpu_shared_put(struct kvm_vcpu_shared *s)
 {
 	if (s && --s->refs == 0) {
 		gm_raw_munmap(s->ring, 4096);
-		if (s->ring_kfd >= 0)
-			gm_fd_drop(s->ring_kfd);
 		free(s);
 	}
 }
@@ -93,8 +90,7 @@ static int vcpu_init_run_area(struct kvm_vcpu *v)
 	 * One page past the file: the source of the VMM's pages that the
 	 * kernel has nothing for (they SIGBUS on touch, as its fault handler).
 	 */
-	v->run = gm_shmap_create_kept("kvm-vcpu", KVM_VCPU_MMAP_SIZE, VCPU_RUN_MAP_LEN,
-				      &v->run_kfd);
+	v->run = gm_shmap_create("kvm-vcpu", KVM_VCPU_MMAP_SIZE, VCPU_RUN_MAP_LEN);
 	return v->run ? 0 : -ENOMEM; /* wake_fd comes with the guest thread: fds are scarce */
 }
 
@@ -102,11 +98,8 @@ static void vcpu_free(struct kvm_vcpu *v)
 {
 	kvm_guest_thread_stop(v);
 	kvm_x86_vcpu_destroy(v);
-	if (v->run) {
+	if (v->run)
 		gm_raw_munmap(v->run, VCPU_RUN_MAP_LEN);
-		if (v->run_kfd >= 0)
-			gm_fd_drop(v->run_kfd);
-	}
 	gm_fd_close(v->wake_fd);
 	kvm_vcpu_sigfd_put(v->sigfd);
 	vcpu_shared_put(v->shared);
@@ -324,46 +317,48 @@ int kvm_vm_ioctl_reset_dirty_rings(struct kvm *kvm)
 
 /* ---- mmap of the vCPU fd (§4.2) ----------------------------------------- */
 
-/* A page of the dirty ring the VM was set up with (kvm_page_in_dirty_ring()). */
-static bool page_in_dirty_ring(const struct kvm_vcpu_map_src *src, uint64_t pgoff)
+/* A page of the vCPU's dirty ring (kvm_page_in_dirty_ring()). */
+static bool page_in_dirty_ring(struct kvm_vcpu *vcpu, uint64_t pgoff)
 {
-	uint64_t n = src->ring_check_bytes / 4096;
+	uint64_t n = READ_ONCE(vcpu->kvm->dirty_ring_size) / 4096;
 
 	return pgoff >= KVM_DIRTY_LOG_PAGE_OFFSET && pgoff < KVM_DIRTY_LOG_PAGE_OFFSET + n;
 }
 
-/* The ring's pages of [pgoff, pgoff + npages) at @p's matching pages. */
-static int map_dirty_ring(const struct kvm_vcpu_map_src *src, char *p, uint64_t pgoff,
-			  uint64_t npages)
+/* Alias the ring's pages of [pgoff, pgoff + npages) at @p's matching pages. */
+static int map_dirty_ring(struct kvm_vcpu *vcpu, char *p, uint64_t pgoff, uint64_t npages)
 {
 	uint64_t first = GM_MAX(pgoff, (uint64_t)KVM_DIRTY_LOG_PAGE_OFFSET);
-	uint64_t end = GM_MIN(pgoff + npages, KVM_DIRTY_LOG_PAGE_OFFSET + src->ring_bytes / 4096);
+	uint64_t end = GM_MIN(pgoff + npages, KVM_DIRTY_LOG_PAGE_OFFSET +
+						     vcpu->dirty_ring.size * 16ULL / 4096);
 
-	if (!src->ring_bytes || first >= end)
+	if (!vcpu->dirty_ring.size || first >= end)
 		return 0;
-	return src->map(src->ctx, KVM_VCPU_PART_DIRTY, p + (first - pgoff) * 4096,
-			 (first - KVM_DIRTY_LOG_PAGE_OFFSET) * 4096, (end - first) * 4096);
+	return gm_shmap_alias(p + (first - pgoff) * 4096,
+			      (char *)vcpu->dirty_ring.gfns + (first - KVM_DIRTY_LOG_PAGE_OFFSET) * 4096,
+			      (end - first) * 4096);
 }
 
 /*
- * The VMM's mapping holds the same pages as ours: a placeholder takes the
- * address the VMM asked for (MAP_FIXED, MAP_FIXED_NOREPLACE and ENOMEM as
- * mmap gives them), the run pages (and, past the file's end, pages that
- * SIGBUS) go over it, then the VM's coalesced-MMIO page and the dirty
- * ring.  Unlike the kernel's, a MAP_PRIVATE mapping is shared (no copy on
- * write).  MAP_LOCKED and MAP_POPULATE are applied to the result.
+ * The VMM's mapping is an alias of ours (lib/shmap.h), so no descriptor of
+ * the pages sits in its table: a placeholder takes the address the VMM
+ * asked for (MAP_FIXED, MAP_FIXED_NOREPLACE and ENOMEM as mmap gives
+ * them), the run pages (and, past the file's end, pages that SIGBUS) go
+ * over it, then the VM's coalesced-MMIO page and the dirty ring.  Unlike
+ * the kernel's, a MAP_PRIVATE mapping is shared (no copy on write).
+ * MAP_LOCKED and MAP_POPULATE are applied to the result.
  */
-void *kvm_vcpu_mmap_from(const struct kvm_vcpu_map_src *src, void *addr, size_t len, int prot,
-			 int flags, off_t offset)
+void *kvm_vcpu_mmap(struct kvm_vcpu *vcpu, void *addr, size_t len, int prot, int flags,
+		    off_t offset)
 {
 	uint64_t pgoff = (uint64_t)offset >> 12, npages = (len + 4095) >> 12;
 	int keep = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE | MAP_32BIT);
-	char *p;
+	char *p, *src;
 	int e;
 
 	/* The ring only shared and not executable, judged by its ends as KVM. */
 	if (offset >= 0 && npages &&
-	    (page_in_dirty_ring(src, pgoff) || page_in_dirty_ring(src, pgoff + npages - 1)) &&
+	    (page_in_dirty_ring(vcpu, pgoff) || page_in_dirty_ring(vcpu, pgoff + npages - 1)) &&
 	    ((prot & PROT_EXEC) ||
 	     ((flags & MAP_TYPE) != MAP_SHARED && (flags & MAP_TYPE) != MAP_SHARED_VALIDATE))) {
 		errno = EINVAL;
@@ -378,14 +373,12 @@ void *kvm_vcpu_mmap_from(const struct kvm_vcpu_map_src *src, void *addr, size_t 
 	if (p == MAP_FAILED)
 		return p;
 	/* Pages from the file's end on all SIGBUS: start past it if @pgoff is. */
-	if (src->map(src->ctx, KVM_VCPU_PART_RUN, p,
-		     GM_MIN(pgoff, (uint64_t)KVM_VCPU_MMAP_PAGES) * 4096, npages * 4096) ||
-	    map_dirty_ring(src, p, pgoff, npages))
+	src = (char *)vcpu->run + GM_MIN(pgoff, (uint64_t)KVM_VCPU_MMAP_PAGES) * 4096;
+	if (gm_shmap_alias(p, src, npages * 4096) || map_dirty_ring(vcpu, p, pgoff, npages))
 		goto fail;
 	/* Page 2 is the VM's coalesced-MMIO ring: one page for all vCPUs. */
 	if (pgoff <= KVM_VCPU_COALESCED_PGOFF && KVM_VCPU_COALESCED_PGOFF < pgoff + npages &&
-	    src->map(src->ctx, KVM_VCPU_PART_COALESCED,
-		     p + (KVM_VCPU_COALESCED_PGOFF - pgoff) * 4096, 0, 4096))
+	    gm_shmap_alias(p + (KVM_VCPU_COALESCED_PGOFF - pgoff) * 4096, vcpu->shared->ring, 4096))
 		goto fail;
 	if (prot != (PROT_READ | PROT_WRITE) && gm_raw_mprotect(p, len, prot))
 		goto fail;
@@ -408,47 +401,6 @@ fail:
 	gm_raw_munmap(p, len);
 	errno = e;
 	return MAP_FAILED;
-}
-
-/* This process's own vCPU: aliases of our mappings (lib/shmap.h), no descriptor. */
-static int vcpu_alias_part(void *ctx, int part, void *dst, uint64_t part_off, size_t len)
-{
-	struct kvm_vcpu *vcpu = ctx;
-	char *base = part == KVM_VCPU_PART_RUN	     ? (char *)vcpu->run
-		     : part == KVM_VCPU_PART_COALESCED ? (char *)vcpu->shared->ring
-						       : (char *)vcpu->dirty_ring.gfns;
-
-	return gm_shmap_alias(dst, base + part_off, len);
-}
-
-void *kvm_vcpu_mmap(struct kvm_vcpu *vcpu, void *addr, size_t len, int prot, int flags,
-		    off_t offset)
-{
-	const struct kvm_vcpu_map_src src = {
-		.map = vcpu_alias_part,
-		.ctx = vcpu,
-		.ring_bytes = vcpu->dirty_ring.size * (uint64_t)sizeof(struct kvm_dirty_gfn),
-		.ring_check_bytes = READ_ONCE(vcpu->kvm->dirty_ring_size),
-	};
-
-	return kvm_vcpu_mmap_from(&src, addr, len, prot, flags, offset);
-}
-
-int kvm_vcpu_part_kfd(struct kvm_vcpu *vcpu, int part, uint64_t *bytes)
-{
-	switch (part) {
-	case KVM_VCPU_PART_RUN:
-		*bytes = KVM_VCPU_MMAP_SIZE;
-		return vcpu->run_kfd;
-	case KVM_VCPU_PART_COALESCED:
-		*bytes = 4096;
-		return vcpu->shared->ring_kfd;
-	case KVM_VCPU_PART_DIRTY:
-		*bytes = vcpu->dirty_ring.size * (uint64_t)sizeof(struct kvm_dirty_gfn);
-		return *bytes ? vcpu->dirty_ring.kfd : -1;
-	}
-	*bytes = 0;
-	return -1;
 }
 
 /* ---- handoff spinning ----------------------------------------------------------- */

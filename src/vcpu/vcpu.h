@@ -79,7 +79,6 @@ struct kvm_x86_vcpu;
 struct kvm_vcpu_shared {
 	long refs; /* one per vCPU; vCPUs are destroyed together, under no lock */
 	struct kvm_coalesced_mmio_ring *ring; /* a one-page memfd (lib/shmap.h) */
-	int ring_kfd; /* its file, kept for another process's mmap (-1: none) */
 };
 
 struct kvm_sigfd;
@@ -92,7 +91,6 @@ struct kvm_vcpu {
 
 	/* The mmap()able area is @run: a memfd of 3 pages (lib/shmap.h). */
 	struct kvm_run *run; /* our mapping of pages 0 and 1 */
-	int run_kfd;	     /* its file, kept for another process's mmap (-1: none) */
 	struct kvm_vcpu_shared *shared;
 
 	/* Architectural state (owned as described at the top). */
@@ -177,26 +175,6 @@ struct kvm_vcpu *kvm_get_vcpu_by_id(struct kvm *kvm, uint32_t id);
 /* mmap() of the vCPU fd (§4.2).  Returns the mapping or MAP_FAILED/errno. */
 void *kvm_vcpu_mmap(struct kvm_vcpu *vcpu, void *addr, size_t len, int prot, int flags,
 		    off_t offset);
-
-/*
- * Where the pages of a vCPU fd's mapping come from, for kvm_vcpu_mmap_from():
- * the run area (pages from 0, past its 3 pages the file's end: SIGBUS),
- * the VM's coalesced-MMIO page (page 2), the dirty ring (from
- * KVM_DIRTY_LOG_PAGE_OFFSET).  @map puts @len bytes of @part from byte
- * @part_off at @dst (MAP_FIXED, read-write, shared): 0, or -1 with errno.
- */
-enum { KVM_VCPU_PART_RUN, KVM_VCPU_PART_COALESCED, KVM_VCPU_PART_DIRTY, KVM_VCPU_NR_PARTS };
-struct kvm_vcpu_map_src {
-	int (*map)(void *ctx, int part, void *dst, uint64_t part_off, size_t len);
-	void *ctx;
-	uint64_t ring_bytes;	   /* the vCPU's dirty ring (0: none) */
-	uint64_t ring_check_bytes; /* the VM's dirty_ring_size, which KVM's checks use */
-};
-/* kvm_vcpu_mmap() from @src: this process's own vCPUs, or another's (uapi/remote.c). */
-void *kvm_vcpu_mmap_from(const struct kvm_vcpu_map_src *src, void *addr, size_t len, int prot,
-			 int flags, off_t offset);
-/* The kept files of @vcpu's parts (-1: none), for another process's mmap. */
-int kvm_vcpu_part_kfd(struct kvm_vcpu *vcpu, int part, uint64_t *bytes);
 
 /* Register state.  Context: vcpu->mutex held. */
 void kvm_vcpu_get_regs(struct kvm_vcpu *vcpu, struct kvm_regs *regs);

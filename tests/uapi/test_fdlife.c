@@ -738,54 +738,6 @@ static void t_mmap_not_ours(void)
 }
 
 /*
- * mmap(2) of a vCPU fd by a process that did not create it (§4.2: not
- * tied to the creator): the same kvm_run, pio data and coalesced-MMIO
- * pages as the creator's mapping, both ways; past the run area's end,
- * pages that SIGBUS.  Before session 15: ENODEV.
- */
-static void t_vcpu_mmap_not_ours(void)
-{
-	int kvm = open_kvm(), vm = create_vm(kvm), vcpu = ioctl(vm, KVM_CREATE_VCPU, 0), status;
-	volatile char *run;
-	pid_t pid;
-
-	ASSERT_TRUE(vcpu >= 0);
-	run = mmap(NULL, 3 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
-	ASSERT_TRUE(run != MAP_FAILED);
-	((volatile struct kvm_run *)run)->immediate_exit = 1;
-	run[PG] = 0x41;
-	run[2 * PG + 100] = 0x42; /* an entry of the coalesced ring, not its indices */
-	pid = fork();
-	ASSERT_TRUE(pid >= 0);
-	if (pid == 0) {
-		volatile char *q = mmap(NULL, 3 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
-		void *past;
-		int bad = 0;
-
-		CHECK(q != MAP_FAILED);
-		if (q != MAP_FAILED) {
-			CHECK(((volatile struct kvm_run *)q)->immediate_exit == 1);
-			CHECK(q[PG] == 0x41 && q[2 * PG + 100] == 0x42);
-			((volatile struct kvm_run *)q)->immediate_exit = 0;
-			q[PG] = 0x51;
-			munmap((void *)q, 3 * PG);
-		}
-		past = mmap(NULL, PG, PROT_READ, MAP_SHARED, vcpu, 3 * PG);
-		CHECK(past != MAP_FAILED && touch_sigbus(past));
-		_exit(bad ? 1 : 0);
-	}
-	ASSERT_EQ(waitpid(pid, &status, 0), pid);
-	ASSERT_EQ(status, 0);
-	ASSERT_EQ(((volatile struct kvm_run *)run)->immediate_exit, 0);
-	ASSERT_EQ(run[PG], 0x51);
-	run[2 * PG + 100] = 0;
-	ASSERT_EQ(munmap((void *)run, 3 * PG), 0);
-	ASSERT_EQ(close(vcpu), 0);
-	ASSERT_EQ(close(vm), 0);
-	ASSERT_EQ(close(kvm), 0);
-}
-
-/*
  * The creator gone (exited, or exec'd: its library ends closed): the VM
  * answers EIO at once, never a hang, as the kernel answers any process
  * but the creator; the guest_memfd is still a file of its size, whose
@@ -1281,9 +1233,7 @@ static void t_other_netns(void)
 	vm = create_vm(kvm);
 	vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
 	ASSERT_TRUE(vcpu >= 0);
-	/* Two fds and their two library ends, and, kept for another process's
-	 * mmap of the vCPU, its run area and the VM's coalesced-MMIO page. */
-	ASSERT_EQ(nfds(), base + 6);
+	ASSERT_EQ(nfds(), base + 4); /* two fds and their two library ends */
 	ASSERT_EQ(fstat(vm, &st), 0);
 	ASSERT_EQ(st.st_mode, 0600);
 	ASSERT_EQ(ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY), 1);
@@ -1382,9 +1332,7 @@ static void keeper_backlog_case(bool forever)
 
 		ASSERT_TRUE(vcpu >= 0);
 		ASSERT_EQ(ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY), 1);
-		/* Two fds and their two library ends, and, kept for another process's
-	 * mmap of the vCPU, its run area and the VM's coalesced-MMIO page. */
-	ASSERT_EQ(nfds(), base + 6);
+		ASSERT_EQ(nfds(), base + 4); /* two fds and their two library ends */
 		ASSERT_EQ(close(vcpu), 0);
 		ASSERT_EQ(close(vm), 0);
 		ASSERT_EQ(nfds(), base);
@@ -1457,7 +1405,6 @@ int main(int argc, char **argv)
 		    CASE_TIMEOUT);
 	test_add_fn("mmap of a 6.18 MMAP guest_memfd in another process", t_mmap_not_ours,
 		    CASE_TIMEOUT);
-	test_add_fn("mmap of a vCPU fd in another process", t_vcpu_mmap_not_ours, CASE_TIMEOUT);
 	test_add_fn("a guest_memfd above the soft RLIMIT_FSIZE", t_fsize_soft_limit, CASE_TIMEOUT);
 	test_add_fn("objects made in another network namespace", t_other_netns, CASE_TIMEOUT);
 	test_add_fn("another process fills the keeper's backlog", t_keeper_backlog_full,
