@@ -177,7 +177,7 @@ static int gm_mmap_checks(struct gm_file *f, size_t len, int prot, int flags, of
 	case MAP_PRIVATE:
 		if (!gm_can_read(f))
 			return -EACCES;
-		if (!f->ops->mmap)
+		if (!f->ops->mmap || (f->ops->has_mmap && !f->ops->has_mmap(f)))
 			return -ENODEV;
 		if (flags & MAP_GROWSDOWN)
 			return -EINVAL;

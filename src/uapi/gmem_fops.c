@@ -125,6 +125,7 @@ static void gm_gmem_release(struct gm_file *f)
 const struct gm_file_ops gm_gmem_fops = {
 	.fops = GM_FOPS_REG,
 	.mmap = gm_gmem_mmap,
+	.has_mmap = gm_gmem_has_mmap,
 	.fallocate = gm_gmem_fallocate,
 	.fill_stat = gm_gmem_fill_stat,
 	.release = gm_gmem_release,

@@ -70,6 +70,9 @@ struct gm_file_ops {
 	/* After the generic mmap checks; returns 0 and the mapping in *out. */
 	int (*mmap)(struct gm_file *f, void *addr, size_t len, int prot, int flags,
 		    off_t off, void **out);
+	/* Whether this file has the method after all (a guest_memfd's depends
+	 * on its flags); NULL: it has if @mmap is set. */
+	bool (*has_mmap)(struct gm_file *f);
 	/* Called with no checks done: the method runs the VFS's checks for
 	 * the VM's profile too (guest_memfd: kvm_gmem_fallocate). */
 	int (*fallocate)(struct gm_file *f, int mode, off_t off, off_t len);

@@ -537,6 +537,9 @@ static void sec_file_ops(struct ctx *c)
 	     map(g, PG, PROT_READ | PROT_WRITE, MAP_SHARED, &p));
 	CASE("3.4", "mmap MAP_PRIVATE (flags=0 guest_memfd)",
 	     map(g, PG, PROT_READ, MAP_PRIVATE, &p));
+	/* do_mmap(): no mmap method (ENODEV) before MAP_GROWSDOWN (EINVAL) */
+	CASE("3.4", "mmap MAP_SHARED|MAP_GROWSDOWN (flags=0 guest_memfd)",
+	     map(g, PG, PROT_READ, MAP_SHARED | MAP_GROWSDOWN, &p));
 	CASE("3.4", "ftruncate same size", ftruncate(g, TSZ));
 	CASE("3.4", "ftruncate bigger", ftruncate(g, 2 * TSZ));
 	CASE("3.4", "ftruncate 0", ftruncate(g, 0));
