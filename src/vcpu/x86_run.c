@@ -108,6 +108,13 @@ struct kvm_x86_vcpu {
 	struct kvm_page_fault mf;
 	uint32_t msr_reason;	  /* KVM_MSR_EXIT_REASON_* of an MSR exit */
 	bool emu_tf;		  /* the guest's own TF before the emulated instruction */
+	/* The instruction being emulated is one KVM's emulator would run
+	 * (port I/O, or an access that met MMIO): its memory operands are the
+	 * shared view's.  Else it is one the CPU runs under KVM and only the
+	 * guest process's CPL 3 made us emulate (IRET, LIDT, ...): they are
+	 * the CPU's accesses, private memory included. */
+	bool emu_soft;
+	bool emu_mmio;		  /* emulate_insn() was called for an MMIO access */
 	/* The last exit was USE_SW_BP's on an INT3 of this length at this RIP. */
 	uint8_t sw_bp_len;
 	uint64_t sw_bp_rip;
@@ -366,9 +373,10 @@ static int host_copy(struct kvm_x86_vcpu *x, uint8_t *host, uint8_t *buf, unsign
 
 /*
  * guest_access()'s @access bit for the CPU's own accesses (event delivery,
- * the bytes of the instruction it executes), which reach private memory
- * (the guest process holds it under exec); the emulator's operands reach
- * its shared view instead (shared_view_copy()).
+ * the bytes of the instruction it executes, the operands of instructions
+ * the CPU runs under KVM: x->emu_soft clear), which reach private memory
+ * (the guest process holds it under exec); the operands of what KVM's
+ * emulator runs reach its shared view instead (shared_view_copy()).
  */
 #define ACC_CPU (1U << 30)
 
@@ -477,13 +485,18 @@ static int guest_access(struct kvm_x86_vcpu *x, uint64_t gva, uint8_t *buf, unsi
 static int emu_read(void *ctx, uint64_t gva, void *buf, unsigned len, uint64_t *gpa,
 		    struct x86_exception *ex)
 {
-	return guest_access(ctx, gva, buf, len, false, 0, gpa, ex);
+	struct kvm_x86_vcpu *x = ctx;
+
+	return guest_access(x, gva, buf, len, false, x->emu_soft ? 0 : ACC_CPU, gpa, ex);
 }
 
 static int emu_write(void *ctx, uint64_t gva, const void *buf, unsigned len, uint64_t *gpa,
 		     struct x86_exception *ex)
 {
-	return guest_access(ctx, gva, (uint8_t *)buf, len, true, X86_PF_WRITE, gpa, ex);
+	struct kvm_x86_vcpu *x = ctx;
+
+	return guest_access(x, gva, (uint8_t *)buf, len, true,
+			    X86_PF_WRITE | (x->emu_soft ? 0 : ACC_CPU), gpa, ex);
 }
 
 /* Guest-physical RAM in the vCPU's address space (SMM's save area): 0, or
@@ -1498,8 +1511,23 @@ static int emulate_insn(struct kvm_x86_vcpu *x, const struct gp_trap *t,
 	x->mem_exit = false;
 	if (dr_general_detect(x, &in, &r))
 		return r;
+	/* Kept until the next instruction: its completions (the rest of a
+	 * REP, an INS's store after the VMM's data) are the same kind. */
+	x->emu_soft = x->emu_mmio || in.op == X86_OP_IN || in.op == X86_OP_OUT ||
+		      in.op == X86_OP_INS || in.op == X86_OP_OUTS;
 	st = x86_emulate(&x->emu, &x->xr, &in, &x->res);
 	return emu_outcome(x, st, ret);
+}
+
+/* emulate_insn() for an access that met MMIO: KVM's emulator's own work. */
+static int emulate_mmio_insn(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
+{
+	int r;
+
+	x->emu_mmio = true;
+	r = emulate_insn(x, t, NULL, ret);
+	x->emu_mmio = false;
+	return r;
 }
 
 /*
@@ -1654,7 +1682,7 @@ static int handle_pf(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 		if (r == KVM_PF_EMULATE) {
 			if (access & X86_PF_FETCH)
 				return exit_internal(v, KVM_INTERNAL_ERROR_EMULATION); /* code in MMIO */
-			return emulate_insn(x, t, NULL, ret);
+			return emulate_mmio_insn(x, t, ret);
 		}
 		if (r == KVM_PF_EXIT)
 			return exit_memory_fault(x, ret);

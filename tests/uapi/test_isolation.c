@@ -601,9 +601,16 @@ TEST(emulated_access_to_private_memory)
  * 2 MiB with a large page, copies the IDT there, moves its stack there,
  * loads CR3, says so on PORT_WRITTEN, then executes UD2.  Its #UD handler
  * reports the frame's RIP, the PT entry of its code page (the walk set A)
- * and the PDE of the private 2 MiB (the frame's push set A and D).
+ * and the PDE of the private 2 MiB (the frame's push set A and D), and
+ * returns with IRETQ past the UD2; the guest then loads the IDT again
+ * from a pointer on its private stack and executes INT3, whose handler
+ * reports its frame's RIP.  IRET and LIDT are instructions the CPU runs
+ * under KVM (guestmem emulates them only because the guest process runs
+ * at CPL 3): their operands are the private stack's, not the shared
+ * view's, where the frame would read as zeroes.
  */
-extern const uint8_t tables_begin[], tables_ud2[], tables_handler[], tables_end[];
+extern const uint8_t tables_begin[], tables_ud2[], tables_int3[], tables_handler[],
+	tables_bp[], tables_end[];
 __asm__(".pushsection .rodata\n"
 	"tables_begin:\n"
 	"	mov $0x204000, %edi\n"
@@ -634,13 +641,27 @@ __asm__(".pushsection .rodata\n"
 	"	out %eax, $0x10\n"
 	"tables_ud2:\n"
 	"	ud2\n"
-	"tables_handler:\n"
+	/* Back from the handler's IRETQ (its frame on the private stack): an
+	 * IDT pointer on the private stack for LIDT, then INT3 through it. */
+	"	sub $16, %rsp\n"
+	"	movw $0xfff, (%rsp)\n"
+	"	movq $0x205000, 2(%rsp)\n"
+	"	lidt (%rsp)\n"
+	"	add $16, %rsp\n"
+	"tables_int3:\n"
+	"	int3\n"
+	"tables_handler:\n" /* #UD */
 	"	mov (%rsp), %rax\n"
 	"	out %eax, $0x11\n"
 	"	mov 0x204098, %rax\n" /* the PTE of CODE + 0x3000 */
 	"	out %eax, $0x11\n"
 	"	mov 0x203008, %rax\n"
 	"	out %eax, $0x11\n"
+	"	addq $2, (%rsp)\n" /* past the UD2 */
+	"	iretq\n"
+	"tables_bp:\n" /* #BP */
+	"	mov (%rsp), %rax\n"
+	"	out %eax, $0x13\n"
 	"	hlt\n"
 	"tables_end:\n"
 	".popsection");
@@ -660,6 +681,7 @@ static uint32_t out32(struct vm *m, uint16_t port)
 TEST(cpu_reaches_private_tables)
 {
 	uint64_t handler = TABLES_CODE + (uint64_t)(tables_handler - tables_begin);
+	uint64_t bp = TABLES_CODE + (uint64_t)(tables_bp - tables_begin);
 	struct kvm_translation tr = { 0 };
 	uint8_t gate[16] = { 0 };
 	struct vm m;
@@ -671,6 +693,9 @@ TEST(cpu_reaches_private_tables)
 	gate[5] = 0x8e;
 	gate[6] = (uint8_t)(handler >> 16), gate[7] = (uint8_t)(handler >> 24);
 	memcpy(m.mem + 0x5000 + 6 * 16, gate, sizeof(gate));
+	gate[0] = (uint8_t)bp, gate[1] = (uint8_t)(bp >> 8); /* #BP */
+	gate[6] = (uint8_t)(bp >> 16), gate[7] = (uint8_t)(bp >> 24);
+	memcpy(m.mem + 0x5000 + 3 * 16, gate, sizeof(gate));
 	memcpy(m.mem + TABLES_CODE, tables_begin, (size_t)(tables_end - tables_begin));
 	vm_start(&m, TABLES_CODE);
 	/* Before: a walk of the private tables faulted, and the vCPU shut down. */
@@ -683,6 +708,8 @@ TEST(cpu_reaches_private_tables)
 	EXPECT_EQ(out32(&m, PORT_CHECKED), (uint32_t)(TABLES_CODE + (uint64_t)(tables_ud2 - tables_begin)));
 	EXPECT_EQ(out32(&m, PORT_CHECKED) & 0x23, 0x23);       /* P, RW, A */
 	EXPECT_EQ(out32(&m, PORT_CHECKED) & 0xe3, 0xe3);       /* and D, PS */
+	/* Before its IRET read the private stack: the frame read as zeroes. */
+	EXPECT_EQ(out32(&m, 0x13), (uint32_t)(TABLES_CODE + (uint64_t)(tables_int3 - tables_begin) + 1));
 	ASSERT_EQ(ioctl(m.vcpu, KVM_RUN, 0), 0);
 	EXPECT_EQ(m.run->exit_reason, KVM_EXIT_HLT);
 	/* Nothing of it is in the VMM's view of that memory. */
