@@ -218,6 +218,30 @@ long test_read_long(const char *path, long dflt)
 	return v;
 }
 
+int test_access_signal(volatile uint8_t *p, bool write)
+{
+	int st;
+	pid_t pid;
+
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		/* Sanitizer runtimes catch these; the caller wants the plain signal. */
+		signal(SIGBUS, SIG_DFL);
+		signal(SIGSEGV, SIG_DFL);
+		if (write)
+			*p = 0xa5;
+		else
+			(void)*p;
+		_exit(0);
+	}
+	if (waitpid(pid, &st, 0) != pid)
+		return -1;
+	return WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+}
+
 long test_proc_status(pid_t pid, const char *key)
 {
 	char path[64], line[256];

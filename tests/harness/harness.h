@@ -61,6 +61,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
@@ -112,6 +113,13 @@ char test_stat_state(const char *stat_path);
 long test_read_long(const char *path, long dflt);
 /* The first number on the line "@key:" of /proc/@pid/status (Uid, PPid, ...), or -1. */
 long test_proc_status(pid_t pid, const char *key);
+/*
+ * Read or write the byte at @p in a child, so that an expected SIGBUS or
+ * SIGSEGV kills only that process (with the default action, not a
+ * sanitizer's handler).  The terminating signal, 0 if the access completed,
+ * -1 if no child could run.
+ */
+int test_access_signal(volatile uint8_t *p, bool write);
 
 #define GM_TEST_REG_(fname, sym, secs)                                                   \
 	static struct test_case gm_case_##sym = { .name = fname, .fn = gm_run_##sym,     \

@@ -651,30 +651,6 @@ static void t_scm_rights_exec(void)
 	assert_not_creator_ok(pid, vm, g, n0);
 }
 
-/* Whether touching @p kills a process with SIGBUS (tried in a child). */
-static bool touch_sigbus(volatile char *p)
-{
-	int status;
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		/* The default action, by raw call: a sanitizer's runtime keeps its
-		 * own SIGBUS handler against sigaction(). */
-		struct {
-			void (*handler)(int);
-			unsigned long flags;
-			void (*restorer)(void);
-			uint64_t mask;
-		} dfl = { SIG_DFL, 0, NULL, 0 };
-
-		syscall(SYS_rt_sigaction, SIGBUS, &dfl, NULL, sizeof(dfl.mask));
-		(void)*p;
-		_exit(0);
-	}
-	return pid > 0 && waitpid(pid, &status, 0) == pid && WIFSIGNALED(status) &&
-	       WTERMSIG(status) == SIGBUS;
-}
-
 /*
  * mmap(2) of a 6.18 GUEST_MEMFD_FLAG_MMAP guest_memfd by a process that
  * did not create it (a vhost-user backend mapping the VMM's guest
@@ -724,7 +700,7 @@ static void t_mmap_not_ours(void)
 		r = mmap(NULL, PG, PROT_READ, MAP_SHARED, g_plain, 0);
 		CHECK(r == MAP_FAILED && errno == ENODEV);
 		r = mmap(NULL, PG, PROT_READ, MAP_SHARED, g_priv, 0);
-		CHECK(r != MAP_FAILED && touch_sigbus(r));
+		CHECK(r != MAP_FAILED && test_access_signal(r, false) == SIGBUS);
 		_exit(bad ? 1 : 0);
 	}
 	ASSERT_EQ(waitpid(pid, &status, 0), pid);
