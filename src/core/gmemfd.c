@@ -1220,11 +1220,6 @@ fail:
 	return NULL;
 }
 
-static uint64_t slot_hva_end(const struct kvm_memory_slot *slot)
-{
-	return slot->userspace_addr + (slot->npages << GM_PAGE_SHIFT);
-}
-
 /*
  * The slot's current record: probed now if it has none or the notifier
  * marked it stale, through @snap (NULL: a snapshot of its own).  NULL
@@ -1251,7 +1246,7 @@ static struct kvm_shram_rec *shram_get_snap(struct kvm_memory_slot *slot, struct
 	old = h->cur; /* stable: only replaced under this lock */
 	r = old;
 	if (!r || __atomic_load_n(&r->stale, __ATOMIC_ACQUIRE)) {
-		r = shram_probe_locked(slot->userspace_addr, slot_hva_end(slot), snap ? snap : &own);
+		r = shram_probe_locked(slot->userspace_addr, kvm_memslot_hva_end(slot), snap ? snap : &own);
 		if (r) {
 			smp_store_release(&h->cur, r);
 			shram_put(old);
@@ -1471,7 +1466,7 @@ static void shram_enable_run(struct enable_batch *b, size_t first, size_t last, 
 
 		if (!h || (old && !__atomic_load_n(&old->stale, __ATOMIC_ACQUIRE)))
 			continue; /* no holder, or already current */
-		r = shram_slice_locked(u, slot->userspace_addr, slot_hva_end(slot));
+		r = shram_slice_locked(u, slot->userspace_addr, kvm_memslot_hva_end(slot));
 		if (r) {
 			smp_store_release(&h->cur, r);
 			shram_put(old);
@@ -1547,10 +1542,10 @@ static void shram_probe_slots_locked(struct kvm *kvm)
 	if (b.nr)
 		qsort(b.slot, b.nr, sizeof(*b.slot), slot_hva_cmp);
 	for (size_t i = 0, j; i < b.nr; i = j) {
-		uint64_t end = slot_hva_end(b.slot[i]);
+		uint64_t end = kvm_memslot_hva_end(b.slot[i]);
 
 		for (j = i + 1; j < b.nr && b.slot[j]->userspace_addr <= end; j++)
-			end = GM_MAX(end, slot_hva_end(b.slot[j]));
+			end = GM_MAX(end, kvm_memslot_hva_end(b.slot[j]));
 		shram_enable_run(&b, i, j, end, &snap);
 	}
 	snap_drop(&snap);
@@ -1673,7 +1668,7 @@ static int gfn_to_gmem_shared(struct kvm *kvm, struct kvm_memory_slot *slot, gfn
 static int gfn_to_shared(struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t gfn, gfn_t limit,
 			 struct kvm_gfn_backing *out)
 {
-	uint64_t hva = slot->userspace_addr + ((gfn - slot->base_gfn) << GM_PAGE_SHIFT);
+	uint64_t hva = kvm_gfn_to_hva_memslot(slot, gfn);
 	struct kvm_shram_rec *r = shram_get(slot);
 	const struct kvm_shram_seg *s;
 	uint32_t lo = 0, hi;

@@ -375,6 +375,12 @@ static inline uint64_t kvm_memslot_hva_end(const struct kvm_memory_slot *slot)
 	return slot->userspace_addr + (slot->npages << GM_PAGE_SHIFT);
 }
 
+/* The host address of @gfn's page in @slot (the kernel's __gfn_to_hva_memslot). */
+static inline uint64_t kvm_gfn_to_hva_memslot(const struct kvm_memory_slot *slot, gfn_t gfn)
+{
+	return slot->userspace_addr + ((gfn - slot->base_gfn) << GM_PAGE_SHIFT);
+}
+
 /*
  * Each slot of @slots whose host range meets [start, end), once, with that
  * intersection, without a walk over every slot (src/core/memslot_hva.c);

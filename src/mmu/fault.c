@@ -240,7 +240,7 @@ static int faultin_pfn(struct fault_ctx *c)
 		return faultin_pfn_gmem(c);
 	if (!slot || (f->write && (slot->flags & KVM_MEM_READONLY)))
 		return KVM_PF_EMULATE;
-	c->hva = slot->userspace_addr + ((f->gfn - slot->base_gfn) << GM_PAGE_SHIFT);
+	c->hva = kvm_gfn_to_hva_memslot(slot, f->gfn);
 	c->meta_level = kvm_mmu_max_mapping_level(c->kvm, slot, f->gfn, S2_PG_LEVEL_1G);
 	c->slots_gen = READ_ONCE(kvm_memslots(c->kvm, 0)->generation);
 	return KVM_PF_HOST;

@@ -414,8 +414,7 @@ static int shared_view_copy(struct kvm_x86_vcpu *x, uint64_t gpa, uint8_t *buf, 
 	gm_rcu_read_lock();
 	slot = gfn_to_memslot(x->v->kvm, 0, gfn);
 	if (slot && !(write && (slot->flags & KVM_MEM_READONLY))) {
-		void *hva = (void *)(uintptr_t)(slot->userspace_addr +
-						((gfn - slot->base_gfn) << GM_PAGE_SHIFT) +
+		void *hva = (void *)(uintptr_t)(kvm_gfn_to_hva_memslot(slot, gfn) +
 						(gpa & (GM_PAGE_SIZE - 1)));
 
 		if (!(write ? gm_copy_to_user(hva, buf, len) : gm_copy_from_user(buf, hva, len)))

@@ -262,7 +262,7 @@ static int smm_gpa_host(struct kvm_vcpu *v, uint64_t gpa, bool write, uint8_t **
 
 	if (!slot || (write && (slot->flags & KVM_MEM_READONLY)))
 		return KVM_PF_EMULATE;
-	hva = slot->userspace_addr + ((gfn - slot->base_gfn) << GM_PAGE_SHIFT);
+	hva = kvm_gfn_to_hva_memslot(slot, gfn);
 	if (kvm_hva_fault_in(hva, write) < (write ? 1 : 0))
 		return KVM_PF_EMULATE;
 	if (write)
