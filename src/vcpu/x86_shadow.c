@@ -660,17 +660,26 @@ static void holder_drop(void *ctx, uint32_t id)
 	gm_mutex_unlock(&sh->lock);
 }
 
+/* The guest process's copy of file @file_id, or NULL.  Context: sh->lock held. */
+static const struct shadow_backing *find_backing(const struct kvm_x86_shadow *sh,
+						 uint64_t file_id)
+{
+	for (unsigned i = 0; i < sh->nr_backings; i++)
+		if (sh->backings[i].file_id == file_id)
+			return &sh->backings[i];
+	return NULL;
+}
+
 int x86_shadow_held_id(struct kvm_x86_shadow *sh, uint64_t file_id, uint32_t *id)
 {
+	const struct shadow_backing *b;
 	int r = -ENOENT;
 
 	gm_mutex_lock(&sh->lock, GM_LOCK_SHADOW);
-	for (unsigned i = 0; i < sh->nr_backings; i++) {
-		if (sh->backings[i].held && sh->backings[i].file_id == file_id) {
-			*id = sh->backings[i].id;
-			r = 0;
-			break;
-		}
+	b = find_backing(sh, file_id);
+	if (b && b->held) {
+		*id = b->id;
+		r = 0;
 	}
 	gm_mutex_unlock(&sh->lock);
 	return r;
@@ -691,13 +700,12 @@ void x86_shadow_holder(struct kvm_x86_shadow *sh, struct gm_backing_holder *out)
 static int backing_id(struct kvm_x86_shadow *sh, struct x86_shadow_vcpu *self,
 		      const struct kvm_gfn_backing *b, uint32_t *id)
 {
+	const struct shadow_backing *have = find_backing(sh, b->file_id);
 	int r;
 
-	for (unsigned i = 0; i < sh->nr_backings; i++) {
-		if (sh->backings[i].file_id == b->file_id) {
-			*id = sh->backings[i].id;
-			return 0;
-		}
+	if (have) {
+		*id = have->id;
+		return 0;
 	}
 	if (b->fd < 0 && b->kfd < 0) /* a held file, dropped since the lookup: its zap is coming */
 		return -EAGAIN;
