@@ -833,44 +833,40 @@ static int op_zero(uint32_t id, uint64_t off, uint64_t len)
 /*
  * GP_OP_ACCESS's window: which page of which backing each of its slots
  * maps (MAP_SHARED, so it stays the file's page whatever a punch does;
- * the VMM side asks only while the page is allocated).  Replaced in turn;
- * a removed backing's slots are unmapped with it.
+ * the VMM side asks only while the page is allocated), read-write: the
+ * backings it reaches are the ones this process created (held storage).
+ * Replaced in turn; a removed backing's slots are unmapped with it.
  */
 static struct {
-	uint32_t id, used, writable;
+	uint32_t id, used;
 	uint64_t page;
 } acc_win[GP_ACCESS_WIN_PAGES];
 static unsigned acc_hand;
 
-static uint8_t *acc_page(uint32_t id, uint64_t page, int write, int *err)
+static long acc_map(unsigned i, uint32_t id, uint64_t page)
+{
+	return sys6(__NR_mmap, (long)(GP_ACCESS_WIN + i * 4096ull), 4096, 3 /* RW */,
+		    MAP_SHARED | MAP_FIXED, backing_fd[id], (long)page);
+}
+
+static uint8_t *acc_page(uint32_t id, uint64_t page, int *err)
 {
 	unsigned i;
 	long m;
 
 	for (i = 0; i < GP_ACCESS_WIN_PAGES; i++)
 		if (acc_win[i].used && acc_win[i].id == id && acc_win[i].page == page)
-			break;
-	if (i < GP_ACCESS_WIN_PAGES && (acc_win[i].writable || !write))
-		return (uint8_t *)(GP_ACCESS_WIN + i * 4096ull);
-	if (i == GP_ACCESS_WIN_PAGES)
-		i = acc_hand++ % GP_ACCESS_WIN_PAGES;
+			return (uint8_t *)(GP_ACCESS_WIN + i * 4096ull);
+	i = acc_hand++ % GP_ACCESS_WIN_PAGES;
 	acc_win[i].used = 0;
-	m = sys6(__NR_mmap, (long)(GP_ACCESS_WIN + i * 4096ull), 4096, 3 /* RW */,
-		 MAP_SHARED | MAP_FIXED, backing_fd[id], (long)page);
+	m = acc_map(i, id, page);
 	if (m == -11 || m == -12) {
 		/* Over RLIMIT_MEMLOCK (secretmem counts each mapping): the
 		 * window is a cache, give its pages back first. */
 		SYS(__NR_munmap, GP_ACCESS_WIN, GP_ACCESS_WIN_PAGES * 4096ull, 0);
 		for (unsigned k = 0; k < GP_ACCESS_WIN_PAGES; k++)
 			acc_win[k].used = 0;
-		m = sys6(__NR_mmap, (long)(GP_ACCESS_WIN + i * 4096ull), 4096, 3 /* RW */,
-			 MAP_SHARED | MAP_FIXED, backing_fd[id], (long)page);
-	}
-	acc_win[i].writable = 1;
-	if (m == -13 && !write) { /* EACCES: a file this process may only read */
-		m = sys6(__NR_mmap, (long)(GP_ACCESS_WIN + i * 4096ull), 4096, 1 /* R */,
-			 MAP_SHARED | MAP_FIXED, backing_fd[id], (long)page);
-		acc_win[i].writable = 0;
+		m = acc_map(i, id, page);
 	}
 	if (m < 0 && m > -4096) {
 		*err = (int)m;
@@ -910,7 +906,7 @@ static int op_access(const struct gp_req *q, struct gp_resp *a)
 	if (!q->len || q->len > GP_ACCESS_MAX || in + q->len > 4096 || q->prot < GP_ACC_READ ||
 	    q->prot > GP_ACC_CMPXCHG || (q->prot == GP_ACC_CMPXCHG && !word))
 		return -22;
-	p = acc_page(q->arg, q->gva - in, write, &err);
+	p = acc_page(q->arg, q->gva - in, &err);
 	if (!p)
 		return err;
 	p += in;
