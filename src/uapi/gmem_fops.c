@@ -28,11 +28,15 @@ static int gm_gmem_fallocate(struct gm_file *f, int mode, off_t off, off_t len)
 	return kvm_gmem_fallocate(f->obj, mode, off, len);
 }
 
-int gm_gmem_map_fd(int fd, void *addr, size_t len, int prot, int flags, off_t off, void **out)
+int gm_gmem_map(int fd, void *addr, size_t len, int prot, int flags, off_t off, void **out)
 {
-	int own = -1;
+	int type = flags & MAP_TYPE, own = -1;
 	void *p;
 
+	if (type != MAP_SHARED && type != MAP_SHARED_VALIDATE)
+		return -EINVAL; /* only shared mappings */
+	/* The backing's own flags (e.g. MAP_SHARED_VALIDATE bits) stay ours. */
+	flags = (flags & ~MAP_TYPE) | MAP_SHARED;
 	if (fd < 0) {
 		/* Private memory: every touch of the mapping must SIGBUS. */
 		own = gm_raw_memfd_create("kvm-gmem-private", MFD_CLOEXEC);
@@ -50,23 +54,18 @@ int gm_gmem_map_fd(int fd, void *addr, size_t len, int prot, int flags, off_t of
 	return 0;
 }
 
+/* The file a mapping's pages are in: the backing's for INIT_SHARED; none
+ * (-1) for private memory, and for secretmem, which has no shared pages. */
+static int gmem_pages_fd(struct kvm_gmem *gmem)
+{
+	return gmem->flags & GUEST_MEMFD_FLAG_INIT_SHARED ? gm_backing_memfd(&gmem->backing) : -1;
+}
+
+/* After gm_mmap_checks(), which answers ENODEV without GUEST_MEMFD_FLAG_MMAP. */
 static int gm_gmem_mmap(struct gm_file *f, void *addr, size_t len, int prot, int flags,
 			off_t off, void **out)
 {
-	struct kvm_gmem *gmem = f->obj;
-	int type = flags & MAP_TYPE;
-	int fd = -1;
-
-	if (!gm_gmem_has_mmap(f))
-		return -ENODEV; /* 6.8, and 6.18 without the flag: no mmap method */
-	if (type != MAP_SHARED && type != MAP_SHARED_VALIDATE)
-		return -EINVAL; /* only shared mappings */
-	/* Shared pages are the backing's own; secretmem has none (-1): SIGBUS. */
-	if (gmem->flags & GUEST_MEMFD_FLAG_INIT_SHARED)
-		fd = gm_backing_memfd(&gmem->backing);
-	/* The backing's own flags (e.g. MAP_SHARED_VALIDATE bits) stay ours. */
-	flags = (flags & ~MAP_TYPE) | MAP_SHARED;
-	return gm_gmem_map_fd(fd, addr, len, prot, flags, off, out);
+	return gm_gmem_map(gmem_pages_fd(f->obj), addr, len, prot, flags, off, out);
 }
 
 bool gm_gmem_has_mmap(struct gm_file *f)
@@ -76,17 +75,14 @@ bool gm_gmem_has_mmap(struct gm_file *f)
 
 int gm_gmem_map_source(struct gm_file *f, int *kept)
 {
-	struct kvm_gmem *gmem = f->obj;
 	int fd;
 
 	*kept = -1;
-	if (f->type != GM_FILE_GMEM || !gm_gmem_has_mmap(f))
+	if (!gm_gmem_has_mmap(f))
 		return -ENODEV;
-	if (!(gmem->flags & GUEST_MEMFD_FLAG_INIT_SHARED))
-		return 0;
-	fd = gm_backing_memfd(&gmem->backing);
+	fd = gmem_pages_fd(f->obj);
 	if (fd < 0)
-		return 0; /* secretmem: nothing to map, as here */
+		return 0;
 	*kept = gm_fd_keep(fd);
 	return *kept < 0 ? *kept : 0;
 }

@@ -300,17 +300,12 @@ static int gm_remote_mmap(struct gm_file *f, void *addr, size_t len, int prot, i
 	struct gm_remote_req req = { .magic = GM_REMOTE_MAGIC, .op = GM_REMOTE_MAP };
 	struct gm_remote_file *rf = gm_remote_of(f);
 	struct gm_remote_resp resp;
-	int type = flags & MAP_TYPE, fd = -1, r;
+	int fd = -1, r;
 
 	r = gm_remote_call_fd(rf->fd, &req, &resp, NULL, 0, NULL, &fd);
 	if (r)
 		return r == -EIO ? -ENODEV : r;
-	if (resp.ret < 0)
-		r = (int)resp.ret;
-	else if (type != MAP_SHARED && type != MAP_SHARED_VALIDATE)
-		r = -EINVAL; /* only shared mappings */
-	else
-		r = gm_gmem_map_fd(fd, addr, len, prot, (flags & ~MAP_TYPE) | MAP_SHARED, off, out);
+	r = resp.ret < 0 ? (int)resp.ret : gm_gmem_map(fd, addr, len, prot, flags, off, out);
 	if (fd >= 0)
 		gm_raw_close(fd);
 	return r;
@@ -458,7 +453,7 @@ static size_t gm_remote_answer(struct gm_file *f, const struct gm_remote_req *re
 					     (off_t)req->arg[2]);
 		break;
 	case GM_REMOTE_MAP:
-		resp->ret = gm_gmem_map_source(f, passed);
+		resp->ret = f->type == GM_FILE_GMEM ? gm_gmem_map_source(f, passed) : -ENODEV;
 		break;
 	default:
 		resp->ret = -EINVAL;

@@ -274,11 +274,13 @@ bool gm_file_registered(ino_t ino);
 extern const struct gm_file_ops gm_dev_fops;
 extern const struct gm_file_ops gm_vm_fops;
 extern const struct gm_file_ops gm_gmem_fops;
-/* A MAP_SHARED mapping of @fd, or of an empty memfd when @fd < 0 (private
- * memory: every touch SIGBUS); 0 and *@out, or -errno (gmem_fops.c). */
-int gm_gmem_map_fd(int fd, void *addr, size_t len, int prot, int flags, off_t off, void **out);
+/* A guest_memfd's mapping once the method is known to be there: EINVAL but
+ * MAP_SHARED, else a shared mapping of @fd, or of an empty memfd when @fd < 0
+ * (private memory: every touch SIGBUS); 0 and *@out, or -errno (gmem_fops.c). */
+int gm_gmem_map(int fd, void *addr, size_t len, int prot, int flags, off_t off, void **out);
 /*
- * What another process maps for guest_memfd @f (remote.c's GM_REMOTE_MAP):
+ * What another process maps for guest_memfd @f (remote.c's GM_REMOTE_MAP,
+ * for guest_memfds only):
  * -ENODEV without GUEST_MEMFD_FLAG_MMAP, else 0 with *@kept the file
  * (a kept copy, lib/keepfd.h, for the keeper to send; the caller drops
  * it) or -1 for private memory.
