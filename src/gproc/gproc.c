@@ -94,12 +94,6 @@ static int ctl_call_locked(struct gp_vm *vm, const struct gp_req *q, const int *
 	return a.ret;
 }
 
-static int ctl_request_locked(struct gp_vm *vm, const struct gp_req *q, const int *fds,
-			      int nfds)
-{
-	return ctl_call_locked(vm, q, fds, nfds, NULL);
-}
-
 static int ctl_call(struct gp_vm *vm, const struct gp_req *q, const int *fds, int nfds,
 		    struct gp_resp *out)
 {
@@ -629,7 +623,7 @@ int gp_vcpu_create(struct gp_vm *vm, struct gp_vcpu **out)
 	slot = vcpu_slot_get(vm);
 	if (slot >= 0) {
 		q.arg = (uint32_t)slot;
-		r = ctl_request_locked(vm, &q, fds, 2);
+		r = ctl_call_locked(vm, &q, fds, 2, NULL);
 		if (r < 0) {
 			vm->slot_used[slot] = 0;
 			vm->nr_vcpus--;

@@ -379,18 +379,16 @@ static long gm_keeper_send(void *arg)
 	return gm_raw_close(m->fd);
 }
 
-void gm_keeper_reply(int reply, const void *buf, size_t len)
-{
-	struct gm_keeper_msg m = { .fd = reply, .buf = (void *)buf, .len = len, .passed = -1 };
-
-	gm_worker_call(&gm_own_table, gm_keeper_send, &m);
-}
-
 void gm_keeper_reply_fd(int reply, const void *buf, size_t len, int fd)
 {
 	struct gm_keeper_msg m = { .fd = reply, .buf = (void *)buf, .len = len, .passed = fd };
 
 	gm_worker_call(&gm_own_table, gm_keeper_send, &m);
+}
+
+void gm_keeper_reply(int reply, const void *buf, size_t len)
+{
+	gm_keeper_reply_fd(reply, buf, len, -1);
 }
 
 void gm_keeper_forget(void)
