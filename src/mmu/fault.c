@@ -259,11 +259,8 @@ static int faultin_pfn_host(struct fault_ctx *c)
 {
 	int r = hva_fault_in(c->hva, c->f->write);
 
-	if (r < 0) {
-		c->f->error = r;
-		c->f->memory_fault = false;
-		return KVM_PF_EXIT;
-	}
+	if (r < 0)
+		return kvm_pf_error(c->f, r);
 	c->host_ro = r == 0;
 	c->host_level = hva_host_level(c);
 	return KVM_PF_CONTINUE;
@@ -340,11 +337,8 @@ static int fault_install(struct fault_ctx *c)
 	gm_rwlock_unlock(&c->kvm->mmu_lock);
 	if (r == -EAGAIN)
 		return KVM_PF_RETRY;
-	if (r) {
-		f->error = r;
-		f->memory_fault = false;
-		return KVM_PF_EXIT;
-	}
+	if (r)
+		return kvm_pf_error(f, r);
 	if (f->level > S2_PG_LEVEL_4K)
 		kvm_stat_inc(&c->st->huge_maps);
 	return KVM_PF_FIXED;

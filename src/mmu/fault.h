@@ -39,6 +39,14 @@ struct kvm_page_fault {
 	int level;
 };
 
+/* KVM_PF_EXIT with @err for KVM_RUN and no memory-fault exit. */
+static inline int kvm_pf_error(struct kvm_page_fault *f, int err)
+{
+	f->error = err;
+	f->memory_fault = false;
+	return KVM_PF_EXIT;
+}
+
 /*
  * Counters of one vCPU's faults.  Each is written by one thread at a time
  * (the vCPU's guest thread, or a unit test) with a relaxed load and store,

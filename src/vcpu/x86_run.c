@@ -114,7 +114,6 @@ struct kvm_x86_vcpu {
 	 * guest process's CPL 3 made us emulate (IRET, LIDT, ...): they are
 	 * the CPU's accesses, private memory included. */
 	bool emu_soft;
-	bool emu_mmio;		  /* emulate_insn() was called for an MMIO access */
 	/* The last exit was USE_SW_BP's on an INT3 of this length at this RIP. */
 	uint8_t sw_bp_len;
 	uint64_t sw_bp_rip;
@@ -737,11 +736,8 @@ static int held_request(struct kvm_vcpu *v, uint64_t gpa, bool write, struct hel
 	gfn_t gfn = gpa >> GM_PAGE_SHIFT;
 
 	lockdep_assert_held(&v->mutex);
-	if (!vm) { /* nothing is held without it */
-		f->error = -EFAULT;
-		f->memory_fault = false;
-		return KVM_PF_EXIT;
-	}
+	if (!vm) /* nothing is held without it */
+		return kvm_pf_error(f, -EFAULT);
 	/* Never wait for mmu_lock with maps in flight: a zap holding it may
 	 * wait for them (x86_shadow.h).  The guest faults them back. */
 	if (x && x->sv.nr_maps)
@@ -769,11 +765,8 @@ static int held_request(struct kvm_vcpu *v, uint64_t gpa, bool write, struct hel
 			gm_rwlock_unlock(&kvm->mmu_lock);
 			if (r == -ENOENT) /* the slot or the file is going away: its zap is coming */
 				continue;
-			if (r < 0) {
-				f->error = r == -EIO ? -EIO : -EFAULT;
-				f->memory_fault = false;
-				return KVM_PF_EXIT;
-			}
+			if (r < 0)
+				return kvm_pf_error(f, r == -EIO ? -EIO : -EFAULT);
 			return KVM_PF_FIXED;
 		}
 		gm_rwlock_unlock(&kvm->mmu_lock);
@@ -783,9 +776,7 @@ static int held_request(struct kvm_vcpu *v, uint64_t gpa, bool write, struct hel
 		if (r != KVM_PF_FIXED)
 			return r;
 	}
-	f->error = -EFAULT;
-	f->memory_fault = false;
-	return KVM_PF_EXIT;
+	return kvm_pf_error(f, -EFAULT);
 }
 
 static int held_rw_fn(struct gp_vm *gp, uint32_t id, uint64_t off, struct held_req *q)
@@ -1483,8 +1474,9 @@ static int emulation_failure(struct kvm_x86_vcpu *x, const struct gp_trap *t)
 
 /* Emulate the instruction at RIP.  @reflect: the host exception to give
  * the guest if it is not an instruction the emulator knows. */
-static int emulate_insn(struct kvm_x86_vcpu *x, const struct gp_trap *t,
-			const struct x86_exception *reflect, int *ret)
+/* @mmio: the instruction met MMIO (its operands are then KVM's emulator's). */
+static int emulate(struct kvm_x86_vcpu *x, const struct gp_trap *t,
+		   const struct x86_exception *reflect, bool mmio, int *ret)
 {
 	struct x86_insn in;
 	int r, st;
@@ -1512,21 +1504,22 @@ static int emulate_insn(struct kvm_x86_vcpu *x, const struct gp_trap *t,
 		return r;
 	/* Kept until the next instruction: its completions (the rest of a
 	 * REP, an INS's store after the VMM's data) are the same kind. */
-	x->emu_soft = x->emu_mmio || in.op == X86_OP_IN || in.op == X86_OP_OUT ||
-		      in.op == X86_OP_INS || in.op == X86_OP_OUTS;
+	x->emu_soft = mmio || in.op == X86_OP_IN || in.op == X86_OP_OUT || in.op == X86_OP_INS ||
+		      in.op == X86_OP_OUTS;
 	st = x86_emulate(&x->emu, &x->xr, &in, &x->res);
 	return emu_outcome(x, st, ret);
 }
 
-/* emulate_insn() for an access that met MMIO: KVM's emulator's own work. */
+static int emulate_insn(struct kvm_x86_vcpu *x, const struct gp_trap *t,
+			const struct x86_exception *reflect, int *ret)
+{
+	return emulate(x, t, reflect, false, ret);
+}
+
+/* For an access that met MMIO: KVM's emulator's own work. */
 static int emulate_mmio_insn(struct kvm_x86_vcpu *x, const struct gp_trap *t, int *ret)
 {
-	int r;
-
-	x->emu_mmio = true;
-	r = emulate_insn(x, t, NULL, ret);
-	x->emu_mmio = false;
-	return r;
+	return emulate(x, t, NULL, true, ret);
 }
 
 /*

@@ -301,8 +301,7 @@ int kvm_vcpu_gpa_host(struct kvm_vcpu *v, uint64_t gpa, bool write, uint8_t **ho
 	*host = s2_leaf_hva(e, level, gpa);
 	return KVM_PF_FIXED;
 held:
-	f->error = -EFAULT;
-	f->memory_fault = false;
+	kvm_pf_error(f, -EFAULT);
 	return X86_GPA_HELD;
 }
 
